@@ -1,0 +1,12 @@
+//! Wire codecs shared by the connector and the fakes: one implementation of each format, so a
+//! fake and the product can never disagree on what the bytes mean (independent clients —
+//! slixmpp, jwcrypto, curl — check the formats themselves in the interop tests).
+//!
+//! - [`xml`]: owned element tree and serializer.
+//! - [`stream`]: sans-IO XMPP stream parser on rxml, with named size limits.
+//! - [`xmpp`]: namespaces, JIDs and stanza constructors.
+
+pub mod jwe;
+pub mod stream;
+pub mod xml;
+pub mod xmpp;

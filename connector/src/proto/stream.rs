@@ -1,0 +1,322 @@
+//! Sans-IO XMPP stream parser: bytes in, stream events out.
+//!
+//! An XMPP stream is one XML document whose root (`<stream:stream>`) never closes until the
+//! session ends; the interesting units are the root's children, the stanzas. [`StreamParser`]
+//! feeds bytes to [`rxml`]'s incremental, namespace-aware parser (which enforces
+//! well-formedness: no DTDs, no entities, no processing instructions, as RFC 6120 section 11
+//! requires) and assembles each depth-1 subtree into an [`Element`].
+//!
+//! Limits are named and enforced here so that every driver gets them: a stanza larger than
+//! [`STANZA_BYTES_MAX`] or nested deeper than [`DEPTH_MAX`] is a stream error, never an
+//! unbounded allocation.
+
+use super::xml::{Element, NS_XML, Node};
+use rxml::Parse as _;
+use rxml::error::EndOrError;
+
+/// The largest stanza accepted, in wire bytes. Jabber's largest legitimate stanzas here are
+/// chat messages with a body of a few KiB; 64 KiB is RFC 6120's suggested minimum a server must
+/// accept ("at least 10,000 bytes") with generous headroom, and bounds memory per connection.
+pub const STANZA_BYTES_MAX: usize = 64 * 1024;
+
+/// The deepest element nesting accepted inside a stanza. Real stanzas nest 4 or 5 deep; a bound
+/// stops a peer from growing the builder stack without limit.
+pub const DEPTH_MAX: usize = 32;
+
+/// What the parser found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamEvent {
+    /// The stream header; its attributes (`to`, `from`, `id`, `version`) are on the element.
+    Open(Element),
+    /// A complete depth-1 element: a stanza or a stream-level element such as `<auth>`.
+    Stanza(Element),
+    /// The peer closed the stream (`</stream:stream>`).
+    Close,
+}
+
+/// Why the stream cannot continue. Each maps to an RFC 6120 stream error condition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    /// The bytes are not well-formed (namespace-)XML.
+    #[error("not well-formed XML: {0}")]
+    NotWellFormed(String),
+    /// A stanza exceeded [`STANZA_BYTES_MAX`].
+    #[error("stanza larger than {STANZA_BYTES_MAX} bytes")]
+    StanzaTooLarge,
+    /// Elements nested deeper than [`DEPTH_MAX`].
+    #[error("elements nested deeper than {DEPTH_MAX}")]
+    TooDeep,
+    /// Text or a second root where the stream header was expected.
+    #[error("expected a stream header, got {0}")]
+    BadHeader(String),
+}
+
+impl StreamError {
+    /// The RFC 6120 section 4.9.3 condition to send before closing.
+    pub fn condition(&self) -> &'static str {
+        match self {
+            StreamError::NotWellFormed(_) => "not-well-formed",
+            StreamError::StanzaTooLarge => "policy-violation",
+            StreamError::TooDeep => "policy-violation",
+            StreamError::BadHeader(_) => "invalid-namespace",
+        }
+    }
+}
+
+/// Incremental parser for one direction of an XMPP stream.
+#[derive(Debug)]
+pub struct StreamParser {
+    parser: rxml::Parser,
+    /// Bytes received but not yet given to rxml.
+    pending: Vec<u8>,
+    /// Elements of the stanza being built; empty between stanzas.
+    stack: Vec<Element>,
+    /// True once the stream header was seen.
+    opened: bool,
+    /// Wire bytes of the stanza being built.
+    stanza_bytes: usize,
+    /// Set after a fatal error: nothing more is parsed.
+    failed: bool,
+}
+
+impl Default for StreamParser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamParser {
+    /// A parser waiting for a stream header.
+    pub fn new() -> Self {
+        Self {
+            parser: rxml::Parser::new(),
+            pending: Vec::new(),
+            stack: Vec::new(),
+            opened: false,
+            stanza_bytes: 0,
+            failed: false,
+        }
+    }
+
+    /// Appends received bytes; call [`Self::next_event`] until it returns `Ok(None)`.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// Restarts the stream (RFC 6120 4.3.3, after SASL success): a new XML document begins.
+    /// Bytes already received but not consumed are kept.
+    pub fn restart(&mut self) {
+        self.parser = rxml::Parser::new();
+        self.stack.clear();
+        self.opened = false;
+        self.stanza_bytes = 0;
+    }
+
+    /// Bytes buffered and not yet parsed.
+    pub fn buffered(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The next complete event, `Ok(None)` when more bytes are needed.
+    pub fn next_event(&mut self) -> Result<Option<StreamEvent>, StreamError> {
+        if self.failed {
+            return Ok(None);
+        }
+        loop {
+            let mut input: &[u8] = &self.pending;
+            let before = input.len();
+            let res = self.parser.parse(&mut input, false);
+            let consumed = before - input.len();
+            self.pending.drain(..consumed);
+            let ev = match res {
+                Ok(Some(ev)) => ev,
+                Ok(None) => return Ok(Some(StreamEvent::Close)),
+                Err(EndOrError::NeedMoreData) => {
+                    if !self.stack.is_empty() {
+                        self.stanza_bytes += consumed;
+                        if self.stanza_bytes > STANZA_BYTES_MAX {
+                            return self.fail(StreamError::StanzaTooLarge);
+                        }
+                    }
+                    return Ok(None);
+                }
+                Err(EndOrError::Error(e)) => {
+                    return self.fail(StreamError::NotWellFormed(e.to_string()));
+                }
+            };
+            match self.handle(ev) {
+                Ok(Some(out)) => return Ok(Some(out)),
+                Ok(None) => continue,
+                Err(e) => return self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: StreamError) -> Result<Option<StreamEvent>, StreamError> {
+        self.failed = true;
+        self.pending.clear();
+        self.stack.clear();
+        Err(e)
+    }
+
+    fn handle(&mut self, ev: rxml::Event) -> Result<Option<StreamEvent>, StreamError> {
+        if !self.stack.is_empty() || matches!(ev, rxml::Event::StartElement(..)) && self.opened {
+            self.stanza_bytes += ev.metrics().len();
+            if self.stanza_bytes > STANZA_BYTES_MAX {
+                return Err(StreamError::StanzaTooLarge);
+            }
+        }
+        match ev {
+            rxml::Event::XmlDeclaration(..) => Ok(None),
+            rxml::Event::StartElement(_, (ns, name), attrs) => {
+                let mut el = Element::new(name.as_str(), ns.as_str());
+                for ((ans, aname), value) in attrs {
+                    if ans.is_empty() {
+                        el.attrs.push((aname.to_string(), value));
+                    } else if ans.as_str() == NS_XML {
+                        el.attrs.push((format!("xml:{aname}"), value));
+                    }
+                    // Other namespaced attributes carry nothing XMPP needs here; dropping them
+                    // keeps the stanza model simple.
+                }
+                if !self.opened {
+                    self.opened = true;
+                    return Ok(Some(StreamEvent::Open(el)));
+                }
+                if self.stack.len() >= DEPTH_MAX {
+                    return Err(StreamError::TooDeep);
+                }
+                self.stack.push(el);
+                Ok(None)
+            }
+            rxml::Event::EndElement(_) => {
+                let Some(el) = self.stack.pop() else {
+                    return Ok(Some(StreamEvent::Close));
+                };
+                match self.stack.last_mut() {
+                    Some(parent) => {
+                        parent.children.push(Node::Element(el));
+                        Ok(None)
+                    }
+                    None => {
+                        self.stanza_bytes = 0;
+                        Ok(Some(StreamEvent::Stanza(el)))
+                    }
+                }
+            }
+            rxml::Event::Text(_, text) => {
+                match self.stack.last_mut() {
+                    Some(top) => match top.children.last_mut() {
+                        Some(Node::Text(t)) => t.push_str(&text),
+                        _ => top.children.push(Node::Text(text)),
+                    },
+                    // Whitespace between stanzas is legal keepalive; other text at depth 1 is
+                    // not meaningful and RFC 6120 lets us ignore it.
+                    None if !self.opened => {
+                        if !text.trim().is_empty() {
+                            return Err(StreamError::BadHeader("text".into()));
+                        }
+                    }
+                    None => {}
+                }
+                Ok(None)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+        xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+
+    fn events(p: &mut StreamParser) -> Vec<StreamEvent> {
+        let mut out = Vec::new();
+        while let Some(ev) = p.next_event().unwrap() {
+            out.push(ev);
+        }
+        out
+    }
+
+    #[test]
+    fn parses_header_and_stanzas_split_at_every_byte() {
+        let doc = format!(
+            "{HEADER}<message to='b@x' type='chat' id='1'><body>hi &amp; bye</body>\
+             <active xmlns='http://jabber.org/protocol/chatstates'/></message> \
+             <presence/></stream:stream>"
+        );
+        let mut p = StreamParser::new();
+        let mut got = Vec::new();
+        for b in doc.as_bytes() {
+            p.feed(std::slice::from_ref(b));
+            got.extend(events(&mut p));
+        }
+        assert_eq!(got.len(), 4, "{got:?}");
+        let StreamEvent::Open(h) = &got[0] else {
+            panic!("{got:?}")
+        };
+        assert_eq!(h.attr("to"), Some("example.com"));
+        let StreamEvent::Stanza(m) = &got[1] else {
+            panic!()
+        };
+        assert!(m.is("message", "jabber:client"));
+        assert_eq!(m.child("body", "jabber:client").unwrap().text(), "hi & bye");
+        assert!(
+            m.child("active", "http://jabber.org/protocol/chatstates")
+                .is_some()
+        );
+        assert_eq!(got[3], StreamEvent::Close);
+    }
+
+    #[test]
+    fn roundtrips_through_the_serializer() {
+        let mut p = StreamParser::new();
+        let stanza = "<message to='b@x' type='chat'><body>a&lt;b</body>\
+                      <request xmlns='urn:xmpp:receipts'/></message>";
+        p.feed(format!("{HEADER}{stanza}").as_bytes());
+        let evs = events(&mut p);
+        let StreamEvent::Stanza(m) = &evs[1] else {
+            panic!()
+        };
+        assert_eq!(m.to_xml_in("jabber:client"), stanza);
+    }
+
+    #[test]
+    fn rejects_malformed_xml_and_oversized_stanzas() {
+        let mut p = StreamParser::new();
+        p.feed(format!("{HEADER}<message><body></message>").as_bytes());
+        assert!(matches!(
+            (0..3).find_map(|_| p.next_event().err()),
+            Some(StreamError::NotWellFormed(_))
+        ));
+
+        let mut p = StreamParser::new();
+        p.feed(HEADER.as_bytes());
+        p.feed(b"<message><body>");
+        let big = "x".repeat(STANZA_BYTES_MAX + 10);
+        p.feed(big.as_bytes());
+        let err = loop {
+            match p.next_event() {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("oversized stanza accepted"),
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err, StreamError::StanzaTooLarge);
+    }
+
+    #[test]
+    fn restart_begins_a_new_document() {
+        let mut p = StreamParser::new();
+        p.feed(format!("{HEADER}<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>").as_bytes());
+        assert_eq!(events(&mut p).len(), 2);
+        p.restart();
+        p.feed(HEADER.as_bytes());
+        p.feed(b"<iq type='get' id='a'/>");
+        let evs = events(&mut p);
+        assert!(matches!(evs[0], StreamEvent::Open(_)));
+        assert!(matches!(&evs[1], StreamEvent::Stanza(e) if e.name == "iq"));
+    }
+}

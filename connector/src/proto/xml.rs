@@ -1,0 +1,254 @@
+//! A small, owned XML element tree with a namespace-correct serializer.
+//!
+//! Parsing is done by [`rxml`] (see [`super::stream`]); this module only holds the result and
+//! writes it back. Namespaces are stored resolved (every element knows its namespace URI), and
+//! the serializer emits an `xmlns` declaration only where an element's namespace differs from its
+//! parent's, which is exactly how XMPP stanzas look on the wire.
+
+use std::fmt::Write as _;
+
+/// The namespace of XMPP stream-level elements (`<stream:features>`, `<stream:error>`).
+pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
+/// The namespace of the `xml:` prefix.
+pub const NS_XML: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// One child of an element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    /// A nested element.
+    Element(Element),
+    /// Character data, unescaped.
+    Text(String),
+}
+
+/// An XML element with a resolved namespace, attributes in document order and children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Element {
+    /// Local name, such as `message`.
+    pub name: String,
+    /// Namespace URI, such as `jabber:client`; empty for no namespace.
+    pub ns: String,
+    /// Unprefixed attributes, plus `xml:lang` stored as `xml:lang`.
+    pub attrs: Vec<(String, String)>,
+    /// Child elements and text.
+    pub children: Vec<Node>,
+}
+
+impl Element {
+    /// An empty element.
+    pub fn new(name: impl Into<String>, ns: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ns: ns.into(),
+            attrs: Vec::new(),
+            children: Vec::new(),
+        }
+    }
+
+    /// Builder: sets an attribute (replacing an existing one of the same name).
+    #[must_use]
+    pub fn with_attr(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.set_attr(name, value);
+        self
+    }
+
+    /// Builder: appends a child element.
+    #[must_use]
+    pub fn with_child(mut self, child: Element) -> Self {
+        self.children.push(Node::Element(child));
+        self
+    }
+
+    /// Builder: appends text.
+    #[must_use]
+    pub fn with_text(mut self, text: impl Into<String>) -> Self {
+        self.children.push(Node::Text(text.into()));
+        self
+    }
+
+    /// Sets an attribute (replacing an existing one of the same name).
+    pub fn set_attr(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.attrs.iter_mut().find(|(k, _)| k == name) {
+            Some(slot) => slot.1 = value,
+            None => self.attrs.push((name.to_string(), value)),
+        }
+    }
+
+    /// Removes an attribute, returning its value.
+    pub fn remove_attr(&mut self, name: &str) -> Option<String> {
+        let pos = self.attrs.iter().position(|(k, _)| k == name)?;
+        Some(self.attrs.remove(pos).1)
+    }
+
+    /// The value of an attribute.
+    pub fn attr(&self, name: &str) -> Option<&str> {
+        self.attrs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Whether this element has the given local name and namespace.
+    pub fn is(&self, name: &str, ns: &str) -> bool {
+        self.name == name && self.ns == ns
+    }
+
+    /// Child elements in order.
+    pub fn elements(&self) -> impl Iterator<Item = &Element> {
+        self.children.iter().filter_map(|n| match n {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => None,
+        })
+    }
+
+    /// The first child element with this name and namespace.
+    pub fn child(&self, name: &str, ns: &str) -> Option<&Element> {
+        self.elements().find(|e| e.is(name, ns))
+    }
+
+    /// The first child element in this namespace, whatever its name.
+    pub fn child_ns(&self, ns: &str) -> Option<&Element> {
+        self.elements().find(|e| e.ns == ns)
+    }
+
+    /// Mutable access to the first child element with this name and namespace.
+    pub fn child_mut(&mut self, name: &str, ns: &str) -> Option<&mut Element> {
+        self.children.iter_mut().find_map(|n| match n {
+            Node::Element(e) if e.is(name, ns) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Removes every child element with this name and namespace.
+    pub fn remove_children(&mut self, name: &str, ns: &str) {
+        self.children
+            .retain(|n| !matches!(n, Node::Element(e) if e.is(name, ns)));
+    }
+
+    /// The concatenated text children of this element (not of its descendants).
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for n in &self.children {
+            if let Node::Text(t) = n {
+                out.push_str(t);
+            }
+        }
+        out
+    }
+
+    /// Serializes this element as a stanza inside a stream whose default namespace is
+    /// `stream_ns` (so `jabber:client` stanzas carry no `xmlns`).
+    pub fn to_xml_in(&self, stream_ns: &str) -> String {
+        let mut out = String::with_capacity(256);
+        self.write_into(&mut out, stream_ns);
+        out
+    }
+
+    /// Serializes this element as a standalone document fragment (its namespace declared).
+    pub fn to_xml(&self) -> String {
+        self.to_xml_in("")
+    }
+
+    /// Appends the serialization to `out`; `parent_ns` is the namespace in scope.
+    pub fn write_into(&self, out: &mut String, parent_ns: &str) {
+        // Stream-level elements use the `stream:` prefix declared on the stream header, as every
+        // XMPP implementation writes them; some clients look for the prefixed form.
+        let prefixed = self.ns == NS_STREAM;
+        out.push('<');
+        if prefixed {
+            out.push_str("stream:");
+        }
+        out.push_str(&self.name);
+        let scope = if prefixed { parent_ns } else { &self.ns };
+        if !prefixed && self.ns != parent_ns {
+            out.push_str(" xmlns='");
+            escape_into(out, &self.ns);
+            out.push('\'');
+        }
+        for (k, v) in &self.attrs {
+            let _ = write!(out, " {k}='");
+            escape_into(out, v);
+            out.push('\'');
+        }
+        if self.children.is_empty() {
+            out.push_str("/>");
+            return;
+        }
+        out.push('>');
+        for child in &self.children {
+            match child {
+                Node::Element(e) => e.write_into(out, scope),
+                Node::Text(t) => escape_into(out, t),
+            }
+        }
+        out.push_str("</");
+        if prefixed {
+            out.push_str("stream:");
+        }
+        out.push_str(&self.name);
+        out.push('>');
+    }
+}
+
+/// Escapes text for both attribute values (single-quoted) and character data.
+pub fn escape_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            // Characters XML 1.0 cannot carry at all are dropped rather than producing a
+            // document every peer would reject.
+            c if is_forbidden_xml_char(c) => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// Escapes a string into a new `String`.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    escape_into(&mut out, s);
+    out
+}
+
+fn is_forbidden_xml_char(c: char) -> bool {
+    let u = c as u32;
+    (u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0xFFFE || u == 0xFFFF
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serializes_namespaces_only_where_they_change() {
+        let msg = Element::new("message", "jabber:client")
+            .with_attr("to", "bob@example.com")
+            .with_child(Element::new("body", "jabber:client").with_text("a<b & 'c'"))
+            .with_child(Element::new(
+                "composing",
+                "http://jabber.org/protocol/chatstates",
+            ));
+        assert_eq!(
+            msg.to_xml_in("jabber:client"),
+            "<message to='bob@example.com'><body>a&lt;b &amp; &apos;c&apos;</body>\
+             <composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
+        );
+    }
+
+    #[test]
+    fn stream_elements_use_the_stream_prefix() {
+        let f = Element::new("features", NS_STREAM).with_child(Element::new(
+            "bind",
+            "urn:ietf:params:xml:ns:xmpp-bind",
+        ));
+        assert_eq!(
+            f.to_xml_in("jabber:client"),
+            "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
+        );
+    }
+}

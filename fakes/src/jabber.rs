@@ -1,0 +1,465 @@
+//! The Jabber client model: one task and one real XMPP c2s connection per device.
+//!
+//! [`JabberCore`] is the sans-IO protocol half (login sequence, receipts, pings); [`run_device`]
+//! is the driver that connects, logs in, generates the user's chat workload from its seeded
+//! RNG, keeps the stream alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead
+//! stream must be noticed by the application, as in real life) and reconnects with seeded
+//! backoff.
+
+use crate::observe::{ClientKind, Delivered, Recorder, Sent};
+use connector::io::net::Net;
+use connector::proto::stream::{StreamEvent, StreamParser};
+use connector::proto::xml::{Element, NS_STREAM};
+use connector::proto::xmpp::{self, Jid};
+use rand::RngExt as _;
+use rand_chacha::ChaCha8Rng;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole login sequence must finish within this.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keepalive ping interval (Jabber's default is in this range).
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A stream silent for this long is dead: three missed pings.
+pub const SILENCE_MAX: Duration = Duration::from_secs(90);
+/// Reconnect backoff bounds.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Upper bound of the reconnect backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Read buffer per device; small because a farm hosts thousands of devices.
+pub const READ_BUF_BYTES: usize = 4 * 1024;
+
+/// Where the login sequence is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    PreAuthFeatures,
+    Authing,
+    PostAuthFeatures,
+    Binding,
+    Ready,
+    Closed,
+}
+
+/// What the core tells its driver.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientEvent {
+    /// Logged in and available; the bound full JID.
+    Ready(String),
+    /// A stanza arrived after login.
+    Stanza(Element),
+    /// The session ended; why.
+    Failed(String),
+}
+
+/// Sans-IO XMPP client: the login sequence and automatic replies.
+pub struct JabberCore {
+    user: String,
+    domain: String,
+    password: String,
+    resource: String,
+    parser: StreamParser,
+    phase: Phase,
+    out: String,
+    next_id: u64,
+}
+
+impl JabberCore {
+    /// A client for `user@domain/resource`.
+    pub fn new(bare: &Jid, password: &str, resource: &str) -> Self {
+        Self {
+            user: bare.local.clone().unwrap_or_default(),
+            domain: bare.domain.clone(),
+            password: password.into(),
+            resource: resource.into(),
+            parser: StreamParser::new(),
+            phase: Phase::PreAuthFeatures,
+            out: xmpp::stream_header(xmpp::NS_CLIENT, None, Some(&bare.domain), None),
+            next_id: 0,
+        }
+    }
+
+    /// True once logged in.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// Bytes to write, if any.
+    pub fn take_output(&mut self) -> Option<String> {
+        (!self.out.is_empty()).then(|| std::mem::take(&mut self.out))
+    }
+
+    /// Queues a stanza.
+    pub fn send(&mut self, el: &Element) {
+        el.write_into(&mut self.out, xmpp::NS_CLIENT);
+    }
+
+    /// A fresh stanza id (deterministic).
+    pub fn next_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}-{}-{}", self.user, self.resource, self.next_id)
+    }
+
+    /// Bytes from the server; returns what happened.
+    pub fn input(&mut self, bytes: &[u8]) -> Vec<ClientEvent> {
+        self.parser.feed(bytes);
+        let mut events = Vec::new();
+        while self.phase != Phase::Closed {
+            match self.parser.next_event() {
+                Ok(None) => break,
+                Ok(Some(StreamEvent::Open(_))) => {}
+                Ok(Some(StreamEvent::Close)) => self.fail(&mut events, "server closed the stream"),
+                Ok(Some(StreamEvent::Stanza(el))) => self.on_element(el, &mut events),
+                Err(e) => self.fail(&mut events, &format!("bad XML from server: {e}")),
+            }
+        }
+        events
+    }
+
+    fn fail(&mut self, events: &mut Vec<ClientEvent>, why: &str) {
+        self.phase = Phase::Closed;
+        events.push(ClientEvent::Failed(why.to_string()));
+    }
+
+    fn on_element(&mut self, el: Element, events: &mut Vec<ClientEvent>) {
+        if el.is("error", NS_STREAM) {
+            let cond = el
+                .elements()
+                .find(|e| e.ns == xmpp::NS_STREAMS_ERR && e.name != "text")
+                .map(|e| e.name.clone())
+                .unwrap_or_default();
+            return self.fail(events, &format!("stream error: {cond}"));
+        }
+        match self.phase {
+            Phase::PreAuthFeatures if el.is("features", NS_STREAM) => {
+                let auth = Element::new("auth", xmpp::NS_SASL)
+                    .with_attr("mechanism", "PLAIN")
+                    .with_text(xmpp::sasl_plain_response(&self.user, &self.password));
+                self.send(&auth);
+                self.phase = Phase::Authing;
+            }
+            Phase::Authing if el.is("success", xmpp::NS_SASL) => {
+                self.parser.restart();
+                self.out
+                    .push_str(&xmpp::stream_header(xmpp::NS_CLIENT, None, Some(&self.domain), None));
+                self.phase = Phase::PostAuthFeatures;
+            }
+            Phase::Authing if el.is("failure", xmpp::NS_SASL) => {
+                let cond = el.elements().next().map(|e| e.name.clone()).unwrap_or_default();
+                self.fail(events, &format!("authentication failed: {cond}"));
+            }
+            Phase::PostAuthFeatures if el.is("features", NS_STREAM) => {
+                let id = self.next_id();
+                let bind = Element::new("iq", xmpp::NS_CLIENT)
+                    .with_attr("type", "set")
+                    .with_attr("id", id)
+                    .with_child(Element::new("bind", xmpp::NS_BIND).with_child(
+                        Element::new("resource", xmpp::NS_BIND).with_text(self.resource.clone()),
+                    ));
+                self.send(&bind);
+                self.phase = Phase::Binding;
+            }
+            Phase::Binding if el.name == "iq" => self.on_bound(&el, events),
+            Phase::Ready => self.on_ready_stanza(el, events),
+            _ => self.fail(events, &format!("unexpected <{}> during login", el.name)),
+        }
+    }
+
+    fn on_bound(&mut self, el: &Element, events: &mut Vec<ClientEvent>) {
+        let jid = el
+            .child("bind", xmpp::NS_BIND)
+            .and_then(|b| b.child("jid", xmpp::NS_BIND))
+            .map(Element::text);
+        let Some(jid) = jid.filter(|_| el.attr("type") == Some("result")) else {
+            return self.fail(events, "resource binding refused");
+        };
+        let id = self.next_id();
+        let carbons = Element::new("iq", xmpp::NS_CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", id)
+            .with_child(Element::new("enable", xmpp::NS_CARBONS));
+        self.send(&carbons);
+        self.send(&Element::new("presence", xmpp::NS_CLIENT));
+        self.phase = Phase::Ready;
+        events.push(ClientEvent::Ready(jid));
+    }
+
+    fn on_ready_stanza(&mut self, el: Element, events: &mut Vec<ClientEvent>) {
+        if el.name == "iq" && el.attr("type") == Some("get") {
+            // Answer pings (and refuse anything else politely, RFC 6120 8.4).
+            let reply = if el.child("ping", xmpp::NS_PING).is_some() {
+                xmpp::iq_result(&el, None)
+            } else {
+                xmpp::error_reply(&el, "cancel", "service-unavailable", None)
+            };
+            self.send(&reply);
+            return;
+        }
+        if el.name == "message"
+            && el.child("request", xmpp::NS_RECEIPTS).is_some()
+            && let (Some(id), Some(from)) = (el.attr("id"), el.attr("from"))
+        {
+            let ack = Element::new("message", xmpp::NS_CLIENT)
+                .with_attr("to", from)
+                .with_attr("id", format!("rcpt-{id}"))
+                .with_child(Element::new("received", xmpp::NS_RECEIPTS).with_attr("id", id));
+            self.send(&ack);
+        }
+        events.push(ClientEvent::Stanza(el));
+    }
+}
+
+/// The chat traffic one user generates.
+#[derive(Debug, Clone)]
+pub struct ChatPlan {
+    /// Bare JIDs the user writes to.
+    pub contacts: Vec<String>,
+    /// Mean time between messages (exponentially distributed).
+    pub mean_interval: Duration,
+    /// Simulated time at which sending starts.
+    pub start: Duration,
+    /// Simulated time at which sending stops.
+    pub stop: Duration,
+}
+
+/// One device of one user.
+pub struct DeviceSpec<N: Net> {
+    /// Network backend.
+    pub net: N,
+    /// Farm host name (for records).
+    pub host: String,
+    /// User's bare JID.
+    pub jid: Jid,
+    /// Password.
+    pub password: String,
+    /// Resource of this device.
+    pub resource: String,
+    /// Home IM&P node host.
+    pub server: String,
+    /// Chat plan; only the device that sends has one.
+    pub plan: Option<ChatPlan>,
+    /// This device's RNG (workload and backoff), derived from the seed by name.
+    pub rng: ChaCha8Rng,
+    /// Where to report.
+    pub recorder: Rc<dyn Recorder>,
+}
+
+/// Runs a device forever: connect, log in, chat, and reconnect after any failure.
+pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut next_send = d.plan.as_ref().map(|p| p.start);
+    let mut seq: u64 = 0;
+    loop {
+        let reason = match connect(&d).await {
+            Ok(stream) => session(&mut d, stream, &mut next_send, &mut seq, &mut backoff).await,
+            Err(e) => format!("connect failed: {e}"),
+        };
+        d.recorder
+            .session(&d.host, &d.jid.bare(), &d.resource, false, &reason);
+        let jitter = d.rng.random_range(0.5..1.5);
+        tokio::time::sleep(backoff.mul_f64(jitter)).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn connect<N: Net>(d: &DeviceSpec<N>) -> std::io::Result<N::Stream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.server, 5222)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+    }
+}
+
+/// One connected session; returns why it ended.
+async fn session<N: Net>(
+    d: &mut DeviceSpec<N>,
+    stream: N::Stream,
+    next_send: &mut Option<Duration>,
+    seq: &mut u64,
+    backoff: &mut Duration,
+) -> String {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut core = JabberCore::new(&d.jid, &d.password, &d.resource);
+    let mut buf = vec![0u8; READ_BUF_BYTES];
+    let login_deadline = d.net.now() + LOGIN_TIMEOUT;
+    let mut last_rx = d.net.now();
+    let mut ping = tokio::time::interval(PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        if let Some(out) = core.take_output()
+            && wr.write_all(out.as_bytes()).await.is_err()
+        {
+            return "write failed".into();
+        }
+        let now = d.net.now();
+        if !core.is_ready() && now >= login_deadline {
+            return "login timed out".into();
+        }
+        let send_in = match (core.is_ready(), *next_send) {
+            (true, Some(t)) => t.saturating_sub(now),
+            _ => Duration::from_secs(3600),
+        };
+        tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) => return "server closed the connection".into(),
+                    Err(e) => return format!("read failed: {e}"),
+                    Ok(n) => n,
+                };
+                last_rx = d.net.now();
+                for ev in core.input(&buf[..n]) {
+                    match ev {
+                        ClientEvent::Ready(_) => {
+                            *backoff = BACKOFF_MIN;
+                            d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, "logged in");
+                        }
+                        ClientEvent::Stanza(el) => record_stanza(d, &el),
+                        ClientEvent::Failed(why) => return why,
+                    }
+                }
+            }
+            _ = tokio::time::sleep(send_in) => {
+                send_next(d, &mut core, next_send, seq);
+            }
+            _ = ping.tick() => {
+                if d.net.now().saturating_sub(last_rx) > SILENCE_MAX {
+                    return "stream silent: keepalive timed out".into();
+                }
+                if core.is_ready() {
+                    let id = core.next_id();
+                    let p = Element::new("iq", xmpp::NS_CLIENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", id)
+                        .with_child(Element::new("ping", xmpp::NS_PING));
+                    core.send(&p);
+                }
+            }
+            _ = tokio::time::sleep(login_deadline.saturating_sub(d.net.now())), if !core.is_ready() => {
+                return "login timed out".into();
+            }
+        }
+    }
+}
+
+/// Sends the next planned message (if still within the plan) and schedules the one after.
+fn send_next<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    next_send: &mut Option<Duration>,
+    seq: &mut u64,
+) {
+    let Some(plan) = d.plan.clone() else { return };
+    let now = d.net.now();
+    if now >= plan.stop || plan.contacts.is_empty() {
+        *next_send = None;
+        return;
+    }
+    let to = plan.contacts[d.rng.random_range(0..plan.contacts.len())].clone();
+    *seq += 1;
+    let user = d.jid.local.clone().unwrap_or_default();
+    let id = format!("{user}.{seq}");
+    let words = d.rng.random_range(1..12);
+    let body = (0..words)
+        .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let msg = xmpp::chat_message(xmpp::NS_CLIENT, &id, None, &to, &body);
+    core.send(&msg);
+    d.recorder.sent(
+        &d.host,
+        Sent {
+            id,
+            from: d.jid.bare(),
+            to,
+            client: ClientKind::Jabber,
+            device: d.resource.clone(),
+        },
+    );
+    // Exponential inter-arrival: -ln(U) × mean.
+    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
+    *next_send = Some(now + plan.mean_interval.mul_f64(-u.ln()));
+}
+
+fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
+    if el.name != "message" || el.attr("type") == Some("error") {
+        return;
+    }
+    let (inner, carbon) = match el.child_ns(xmpp::NS_CARBONS) {
+        Some(c) => match c
+            .child("forwarded", xmpp::NS_FORWARD)
+            .and_then(|f| f.elements().find(|e| e.name == "message"))
+        {
+            Some(m) => (m, true),
+            None => return,
+        },
+        None => (el, false),
+    };
+    if xmpp::body(inner).is_none() {
+        return;
+    }
+    let (Some(id), Some(from)) = (inner.attr("id"), inner.attr("from")) else {
+        d.recorder.note("jabber: message without id or from");
+        return;
+    };
+    let from = Jid::parse(from).map(|j| j.bare()).unwrap_or_else(|_| from.to_string());
+    let to = inner
+        .attr("to")
+        .and_then(|t| Jid::parse(t).ok())
+        .map(|j| j.bare())
+        .unwrap_or_else(|| d.jid.bare());
+    let delayed = inner.child("delay", xmpp::NS_DELAY).is_some();
+    d.recorder.delivered(
+        &d.host,
+        Delivered {
+            id: id.to_string(),
+            from,
+            to,
+            device: d.resource.clone(),
+            client: ClientKind::Jabber,
+            delayed,
+            carbon,
+        },
+    );
+}
+
+/// Vocabulary for generated message bodies.
+const WORDS: [&str; 16] = [
+    "hello", "meeting", "at", "three", "can", "you", "review", "the", "draft", "thanks", "see",
+    "later", "lunch", "call", "me", "ok",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_sequence_emits_auth_bind_and_presence() {
+        let jid = Jid::parse("alice@example.com").unwrap();
+        let mut c = JabberCore::new(&jid, "pw", "desk");
+        assert!(c.take_output().unwrap().contains("<stream:stream"));
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, Some("example.com"), None, Some("1"));
+        let ev = c.input(format!("{h}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>").as_bytes());
+        assert!(ev.is_empty());
+        assert!(c.take_output().unwrap().contains("mechanism='PLAIN'"));
+        c.input(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        assert!(c.take_output().unwrap().starts_with("<?xml"));
+        c.input(format!("{h}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes());
+        assert!(c.take_output().unwrap().contains("<resource>desk</resource>"));
+        let ev = c.input(b"<iq type='result' id='alice-desk-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.com/desk</jid></bind></iq>");
+        assert_eq!(ev, vec![ClientEvent::Ready("alice@example.com/desk".into())]);
+        let out = c.take_output().unwrap();
+        assert!(out.contains("urn:xmpp:carbons:2") && out.ends_with("<presence/>"));
+    }
+
+    #[test]
+    fn failed_auth_is_reported() {
+        let jid = Jid::parse("alice@example.com").unwrap();
+        let mut c = JabberCore::new(&jid, "bad", "desk");
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, Some("example.com"), None, Some("1"));
+        c.input(format!("{h}<stream:features/>").as_bytes());
+        let ev = c.input(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
+        assert_eq!(ev, vec![ClientEvent::Failed("authentication failed: not-authorized".into())]);
+    }
+}

@@ -1,0 +1,59 @@
+//! The recording interface between client models and the simulation's observer.
+//!
+//! Client models report what their users sent and received; the observer (in `sim`) keeps the
+//! history and the trace digest. Recording never influences behaviour (DESIGN.md section 1).
+
+/// Which client a user acted from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ClientKind {
+    /// Cisco Jabber (XMPP c2s).
+    Jabber,
+    /// Webex App.
+    Webex,
+}
+
+/// A message a user sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    /// Globally unique message id (the stanza or activity id).
+    pub id: String,
+    /// Sender, bare JID / email.
+    pub from: String,
+    /// Recipient, bare JID / email.
+    pub to: String,
+    /// The client it was sent from.
+    pub client: ClientKind,
+    /// The device (resource) it was sent from.
+    pub device: String,
+}
+
+/// A message a device received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Message id as carried on the wire.
+    pub id: String,
+    /// Sender.
+    pub from: String,
+    /// The user whose device received it.
+    pub to: String,
+    /// That device.
+    pub device: String,
+    /// The client of that device.
+    pub client: ClientKind,
+    /// Delivered late from offline storage (has a delay stamp).
+    pub delayed: bool,
+    /// A carbon copy of the user's own or another device's conversation.
+    pub carbon: bool,
+}
+
+/// Where client models report. Implemented by the simulation's observer.
+pub trait Recorder {
+    /// A user sent a message.
+    fn sent(&self, host: &str, ev: Sent);
+    /// A device received a message.
+    fn delivered(&self, host: &str, ev: Delivered);
+    /// A device's session came up or went down.
+    fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str);
+    /// A rare condition was reached ("sometimes" coverage).
+    fn note(&self, what: &str);
+}

@@ -1,0 +1,249 @@
+//! `report.html`: one self-contained file (inline CSS, inline SVG plots, no scripts, no
+//! external resources) that can be attached to a CI run and opened anywhere.
+
+use crate::document::{Block, Document, Section, TableBlock, document};
+use crate::error::ReportError;
+use crate::plot::{latency_chart, series_chart};
+use crate::record::RunRecord;
+use std::fmt::Write as _;
+
+/// Styles for the whole page; kept inline so the file has no dependencies.
+const CSS: &str = "\
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
+main{max-width:1100px;margin:0 auto;padding:1rem 2rem 3rem}
+h1{margin:.5rem 0 1rem;padding:.6rem 1rem;border-radius:6px;color:#fff}
+h1.pass{background:#1f7a3a}h1.fail{background:#b42318}
+h2{border-bottom:1px solid #d0d5dd;padding-bottom:.2rem;margin-top:2rem}
+h3{font-size:1rem;margin:1.2rem 0 .4rem}
+table{border-collapse:collapse;margin:.4rem 0 1rem;background:#fff}
+th,td{border:1px solid #d0d5dd;padding:.25rem .6rem;text-align:left;vertical-align:top}
+th{background:#eef0f3}
+td.pass{color:#1f7a3a;font-weight:600}td.fail,td.never{color:#b42318;font-weight:600}
+dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}
+dt{font-weight:600}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
+pre{background:#1d2430;color:#f6f7f9;padding:.8rem 1rem;border-radius:6px;overflow-x:auto}
+figure{margin:1rem 0;background:#fff;border:1px solid #d0d5dd;display:inline-block}
+figure svg{display:block;max-width:100%;height:auto}
+details{margin:.2rem 0 .6rem}summary{cursor:pointer}
+";
+
+/// Renders the run report as one self-contained HTML page: the same content as
+/// [`markdown`](crate::markdown), plus a latency bar chart and one line chart per series group
+/// (series named `<group>/<member>` share a chart). All record text is HTML-escaped.
+pub fn html(r: &RunRecord) -> Result<String, ReportError> {
+    let doc = document(r);
+    let mut out = head(&doc);
+    for section in &doc.sections {
+        push_section(&mut out, section)?;
+    }
+    out.push_str("</main>\n</body>\n</html>\n");
+    Ok(out)
+}
+
+fn head(doc: &Document<'_>) -> String {
+    let title = escape(&doc.title);
+    let verdict = if doc.passed { "pass" } else { "fail" };
+    // The policy forbids scripts and any fetch: the page must work offline and record text
+    // (check details, table cells) can never become active content.
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" \
+         content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>hmsim: {title}</title>\n<style>\n{CSS}</style>\n</head>\n<body>\n<main>\n\
+         <h1 class=\"{verdict}\">{title}</h1>\n"
+    )
+}
+
+fn push_section(out: &mut String, section: &Section<'_>) -> Result<(), ReportError> {
+    let _ = writeln!(out, "<section>\n<h2>{}</h2>", escape(section.heading));
+    for block in &section.blocks {
+        push_block(out, block)?;
+    }
+    out.push_str("</section>\n");
+    Ok(())
+}
+
+fn push_block(out: &mut String, block: &Block<'_>) -> Result<(), ReportError> {
+    match block {
+        Block::Text(text) => {
+            let _ = writeln!(out, "<p>{}</p>", escape(text));
+        }
+        Block::Code(code) => {
+            let _ = writeln!(out, "<pre><code>{}</code></pre>", escape(code));
+        }
+        Block::Fields(fields) => push_fields(out, fields),
+        Block::Table(table) => push_table(out, table),
+        Block::LatencyChart(latency_ms) => push_figure(out, &latency_chart(latency_ms)?),
+        Block::SeriesChart { group, series } => {
+            let _ = writeln!(out, "<h3>{}</h3>", escape(group));
+            push_figure(out, &series_chart(group, series)?);
+        }
+    }
+    Ok(())
+}
+
+fn push_fields(out: &mut String, fields: &[(&'static str, String)]) {
+    out.push_str("<dl>\n");
+    for (label, value) in fields {
+        let _ = writeln!(out, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
+    }
+    out.push_str("</dl>\n");
+}
+
+fn push_figure(out: &mut String, svg: &str) {
+    let _ = writeln!(out, "<figure>\n{svg}\n</figure>");
+}
+
+/// Tables with a caption are series summaries or record tables: the long point lists fold
+/// away under their caption so the charts stay in view.
+fn push_table(out: &mut String, table: &TableBlock) {
+    let folded = table.caption.as_ref().filter(|_| table.rows.len() > 10);
+    match (&table.caption, folded) {
+        (_, Some(caption)) => {
+            let _ = writeln!(out, "<details><summary>{}</summary>", escape(caption));
+        }
+        (Some(caption), None) => {
+            let _ = writeln!(out, "<h3>{}</h3>", escape(caption));
+        }
+        (None, None) => {}
+    }
+    push_table_element(out, table);
+    if folded.is_some() {
+        out.push_str("</details>\n");
+    }
+}
+
+fn push_table_element(out: &mut String, table: &TableBlock) {
+    let width = table.width();
+    out.push_str("<table>\n<thead><tr>");
+    for i in 0..width {
+        let header = table.columns.get(i).map_or("", String::as_str);
+        let _ = write!(out, "<th>{}</th>", escape(header));
+    }
+    out.push_str("</tr></thead>\n<tbody>\n");
+    for row in &table.rows {
+        out.push_str("<tr>");
+        for i in 0..width {
+            push_cell(out, row.get(i).map_or("", String::as_str));
+        }
+        out.push_str("</tr>\n");
+    }
+    out.push_str("</tbody>\n</table>\n");
+}
+
+/// A cell, coloured when it states a verdict so failures stand out.
+fn push_cell(out: &mut String, text: &str) {
+    let class = match text {
+        "PASS" => " class=\"pass\"",
+        "FAIL" => " class=\"fail\"",
+        "never reached" => " class=\"never\"",
+        _ => "",
+    };
+    let _ = write!(out, "<td{class}>{}</td>", escape(text));
+}
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CheckResult, Status};
+
+    fn page() -> String {
+        html(&RunRecord::example()).unwrap()
+    }
+
+    #[test]
+    fn page_is_self_contained() {
+        let page = page();
+        // The only URLs allowed are the SVG namespace declarations, which are never fetched.
+        let svg_namespace = "xmlns=\"http://www.w3.org/2000/svg\"";
+        assert_eq!(
+            page.matches("://").count(),
+            page.matches(svg_namespace).count(),
+            "{page}"
+        );
+        for forbidden in ["<script", "<link", "<img", "<iframe", "src=", "href="] {
+            assert!(!page.contains(forbidden), "found {forbidden}");
+        }
+        assert!(page.starts_with("<!DOCTYPE html>"));
+        assert!(page.ends_with("</html>\n"));
+    }
+
+    #[test]
+    fn page_embeds_one_chart_per_series_group_plus_latency() {
+        let page = page();
+        // sessions, queue_depth, latency.
+        assert_eq!(page.matches("<svg").count(), 3, "charts");
+        assert!(page.contains("<h3>sessions</h3>"));
+        assert!(page.contains("<h3>queue_depth</h3>"));
+        assert!(
+            page.contains("\nsessions/imp-a-2\n</text>"),
+            "legend entry in the sessions chart"
+        );
+    }
+
+    #[test]
+    fn page_has_the_same_facts_as_the_markdown() {
+        let page = page();
+        assert!(page.contains("<h1 class=\"fail\">failover-node-crash: FAIL</h1>"));
+        assert!(page.contains(
+            "<pre><code>hmsim run scenarios/failover-node-crash.yaml --seed 42</code></pre>"
+        ));
+        assert!(page.contains(
+            "<tr><td>session_liveness</td><td class=\"fail\">FAIL</td><td>3 users without"
+        ));
+        assert!(page.contains("<tr><td>latency p99 (ms)</td><td>120</td></tr>"));
+        assert!(page.contains("<td>180.000</td><td>crash</td><td>imp-a-1</td>"));
+        assert!(page.contains("<h3>Interop matrix (sender → recipient)</h3>"));
+        assert!(page.contains("<td>kms.key_rotated</td><td class=\"never\">never reached</td>"));
+        assert!(page.contains("<summary>sessions/imp-a-1 (sessions, 121 samples)</summary>"));
+    }
+
+    #[test]
+    fn record_text_is_escaped() {
+        let mut r = RunRecord::example();
+        r.scenario = "a<b".into();
+        r.checks.push(CheckResult {
+            name: "xss".into(),
+            status: Status::Fail,
+            detail: "<script>alert('x')</script> & \"q\"".into(),
+        });
+        let page = html(&r).unwrap();
+        assert!(!page.contains("<script"), "script tag must be escaped");
+        assert!(
+            page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
+        );
+        assert!(page.contains("<title>hmsim: a&lt;b: FAIL</title>"));
+    }
+
+    #[test]
+    fn rendering_is_deterministic() {
+        assert_eq!(page(), page());
+    }
+
+    #[test]
+    fn a_record_without_samples_or_series_renders() {
+        let mut r = RunRecord::example();
+        r.series.clear();
+        r.metrics.latency_ms = Default::default();
+        let page = html(&r).unwrap();
+        assert_eq!(page.matches("<svg").count(), 0);
+        assert!(!page.contains("Time series"));
+    }
+}

@@ -1,0 +1,230 @@
+//! `report.md`: the run report as GitHub-flavoured Markdown (also fit for a CI job summary).
+
+use crate::document::{Block, Document, TableBlock, document};
+use crate::record::RunRecord;
+use std::fmt::Write as _;
+
+/// Renders the run report as Markdown: verdict, seed, trace digest, reproduce command, checks,
+/// metrics, faults, the record's tables, a downsampled summary of every series and the
+/// "sometimes" coverage. Cannot fail: every field has a textual form.
+pub fn markdown(r: &RunRecord) -> String {
+    render(&document(r))
+}
+
+fn render(doc: &Document<'_>) -> String {
+    let mut out = format!("# {}\n", escape_inline(&doc.title));
+    for section in &doc.sections {
+        let _ = write!(out, "\n## {}\n", section.heading);
+        for block in &section.blocks {
+            push_block(&mut out, block);
+        }
+    }
+    out
+}
+
+fn push_block(out: &mut String, block: &Block<'_>) {
+    match block {
+        Block::Text(text) => {
+            let _ = write!(out, "\n{}\n", escape_inline(text));
+        }
+        Block::Code(code) => push_code(out, code),
+        Block::Fields(fields) => {
+            out.push('\n');
+            for (label, value) in fields {
+                let _ = writeln!(out, "- **{label}:** {}", escape_inline(value));
+            }
+        }
+        Block::Table(table) => push_table_block(out, table),
+        // Markdown has no charts: the numbers are in the metrics and series tables.
+        Block::LatencyChart(_) | Block::SeriesChart { .. } => {}
+    }
+}
+
+fn push_table_block(out: &mut String, table: &TableBlock) {
+    if let Some(caption) = &table.caption {
+        let _ = write!(out, "\n### {}\n", escape_inline(caption));
+    }
+    push_table(out, &table.columns, &table.rows);
+}
+
+/// Appends a Markdown table, escaping every cell and padding short rows so that the table
+/// stays well formed whatever the record holds.
+pub(crate) fn push_table(out: &mut String, columns: &[String], rows: &[Vec<String>]) {
+    let escape_all = |cells: &[String]| cells.iter().map(|c| escape_inline(c)).collect();
+    let rows: Vec<Vec<String>> = rows.iter().map(|row| escape_all(row)).collect();
+    push_escaped_table(out, &escape_all(columns), &rows);
+}
+
+/// Appends a Markdown table of cells that are already Markdown (escaped text, code spans).
+pub(crate) fn push_escaped_table(out: &mut String, columns: &[String], rows: &[Vec<String>]) {
+    let width = rows
+        .iter()
+        .map(Vec::len)
+        .chain([columns.len(), 1])
+        .max()
+        .unwrap_or(1);
+    out.push('\n');
+    push_row(out, columns, width);
+    let _ = writeln!(out, "|{}", "---|".repeat(width));
+    for row in rows {
+        push_row(out, row, width);
+    }
+}
+
+fn push_row(out: &mut String, cells: &[String], width: usize) {
+    out.push('|');
+    for i in 0..width {
+        let _ = write!(out, " {} |", cells.get(i).map_or("", String::as_str));
+    }
+    out.push('\n');
+}
+
+/// Appends a fenced code block whose fence is longer than any backtick run inside, so a
+/// command containing backticks cannot close it early.
+pub(crate) fn push_code(out: &mut String, code: &str) {
+    let longest_run = code.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest_run.max(2) + 1);
+    let _ = write!(out, "\n{fence}sh\n{code}\n{fence}\n");
+}
+
+/// Inline code for a table cell (a command to copy): the delimiter is longer than any backtick
+/// run inside, and only `|` and newlines are escaped, since entities are not decoded in code.
+pub(crate) fn code_span(text: &str) -> String {
+    let longest_run = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let ticks = "`".repeat(longest_run + 1);
+    let pad = if text.starts_with('`') || text.ends_with('`') {
+        " "
+    } else {
+        ""
+    };
+    let body = text.replace('|', "\\|").replace(['\r', '\n'], " ");
+    format!("{ticks}{pad}{body}{pad}{ticks}")
+}
+
+/// Makes text safe inside a table cell or list item: `|` would split a cell, `<` could start
+/// an HTML tag that renderers hide, and a newline would end the row. `&` is left alone so that
+/// the raw file stays readable.
+pub(crate) fn escape_inline(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '|' => out.push_str("\\|"),
+            '<' => out.push_str("&lt;"),
+            '\n' => out.push_str("<br>"),
+            '\r' => {}
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{CheckResult, Status};
+
+    #[test]
+    fn title_names_scenario_and_verdict() {
+        let md = markdown(&RunRecord::example());
+        assert!(md.starts_with("# failover-node-crash: FAIL\n"), "{md}");
+    }
+
+    #[test]
+    fn checks_table_has_one_row_per_check() {
+        let md = markdown(&RunRecord::example());
+        assert!(
+            md.contains("| check | status | detail |\n|---|---|---|\n"),
+            "{md}"
+        );
+        assert!(md.contains("| no_message_loss | PASS | 12840 deliverable messages, 0 lost |"));
+        assert!(md.contains("| session_liveness | FAIL | 3 users without a session 120 s"));
+        assert!(md.contains("3 of 4 checks passed."));
+    }
+
+    #[test]
+    fn reproduce_command_seed_and_digest_are_shown() {
+        let r = RunRecord::example();
+        let md = markdown(&r);
+        let code = "```sh\nhmsim run scenarios/failover-node-crash.yaml --seed 42\n```";
+        assert!(md.contains(code), "{md}");
+        assert!(md.contains("- **Seed:** 42\n"));
+        assert!(md.contains(&format!("- **Trace digest:** {}\n", r.trace_digest)));
+        assert!(md.contains("- **Git commit:** 3b1f0c9e2d7a\n"));
+    }
+
+    #[test]
+    fn metrics_include_latency_performance_and_extra_entries() {
+        let md = markdown(&RunRecord::example());
+        for row in [
+            "| messages sent | 12840 |",
+            "| messages lost | 0 |",
+            "| latency p99 (ms) | 120 |",
+            "| latency p99.9 (ms) | 480 |",
+            "| latency max (ms) | 2150 |",
+            "| simulated s per wall s | 240.0 |",
+            "| peak RSS (MiB) | 96.0 |",
+            "| steps | 60000 |",
+            "| migration.users_moved | 2500 |",
+        ] {
+            assert!(md.contains(row), "missing {row:?} in\n{md}");
+        }
+    }
+
+    #[test]
+    fn faults_tables_series_and_coverage_are_rendered() {
+        let md = markdown(&RunRecord::example());
+        assert!(md.contains("| 180.000 | crash | imp-a-1 |"), "{md}");
+        assert!(md.contains("| 120.000 | partition | imp-a-1 \\| connector-1 |"));
+        assert!(md.contains("### Interop matrix (sender → recipient)"));
+        assert!(md.contains("| Webex App | delivered | delivered \\| carbon |"));
+        assert!(md.contains("### sessions/imp-a-1 (sessions, 121 samples)"));
+        assert!(md.contains("| 600 | 2500 |"), "last point kept");
+        assert!(md.contains("| kms.key_rotated | never reached |"));
+        assert!(md.contains("2 of 3 \"sometimes\" assertions were reached"));
+    }
+
+    #[test]
+    fn series_summary_has_at_most_twenty_rows() {
+        let md = markdown(&RunRecord::example());
+        let section = md.split("### sessions/imp-a-2").nth(1).unwrap();
+        let table = section.split("\n\n").nth(1).unwrap();
+        // Header and separator, then the points.
+        assert_eq!(table.lines().count(), 2 + 20, "{table}");
+    }
+
+    #[test]
+    fn cells_cannot_break_the_table_or_inject_html() {
+        let mut r = RunRecord::example();
+        r.checks.push(CheckResult {
+            name: "odd".into(),
+            status: Status::Fail,
+            detail: "a|b\n<script>x</script>".into(),
+        });
+        let md = markdown(&r);
+        assert!(
+            md.contains("| odd | FAIL | a\\|b<br>&lt;script>x&lt;/script> |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn code_spans_survive_backticks_and_pipes() {
+        assert_eq!(code_span("hmsim run a.yaml"), "`hmsim run a.yaml`");
+        assert_eq!(code_span("a | b"), "`a \\| b`");
+        assert_eq!(code_span("`x`"), "`` `x` ``");
+    }
+
+    #[test]
+    fn backticks_in_the_command_get_a_longer_fence() {
+        let mut out = String::new();
+        push_code(&mut out, "echo ```");
+        assert_eq!(out, "\n````sh\necho ```\n````\n");
+    }
+
+    #[test]
+    fn a_run_that_did_not_finish_says_why() {
+        let mut r = RunRecord::example();
+        r.outcome.failure = Some("waiting for 3 sessions".into());
+        assert!(markdown(&r).contains("The run did not finish: waiting for 3 sessions"));
+    }
+}

@@ -1,0 +1,164 @@
+//! The fault timeline: scenario faults turned into timed actions on the turmoil world.
+//!
+//! A fault with `for` becomes two actions, the fault and its undoing (crash → restart,
+//! partition → repair, hold → release, latency/loss → restore). Actions are sorted by time,
+//! then by scenario order, so the timeline is the same on every run.
+
+use crate::scenario::{Fault, Hosts};
+use std::time::Duration;
+
+/// Base one-way latency of every link; faults restore it. Equal to the tick, so delivery is
+/// deterministic and one tick late, as on turmoil's default zero-latency link (PITFALLS).
+#[derive(Debug, Clone, Copy)]
+pub struct BaseLatency(pub Duration);
+
+/// One thing to do to the world.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Stop hosts.
+    Crash(Vec<String>),
+    /// (Re)start hosts' software.
+    Bounce(Vec<String>),
+    /// Cut both directions between two groups.
+    Partition(Vec<String>, Vec<String>),
+    /// Restore both directions.
+    Repair(Vec<String>, Vec<String>),
+    /// Cut one direction.
+    PartitionOneway(Vec<String>, Vec<String>),
+    /// Restore one direction.
+    RepairOneway(Vec<String>, Vec<String>),
+    /// Hold messages between two groups.
+    Hold(Vec<String>, Vec<String>),
+    /// Release held messages.
+    Release(Vec<String>, Vec<String>),
+    /// Set link latency (restored to the base at the end).
+    Latency(Vec<String>, Vec<String>, Duration),
+    /// Set link loss rate (0 at the end).
+    Loss(Vec<String>, Vec<String>, f64),
+}
+
+/// A timed action with a description for the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timed {
+    /// When.
+    pub at: Duration,
+    /// Kind for the record (`crash`, `crash/end`, ...).
+    pub kind: String,
+    /// What.
+    pub action: Action,
+}
+
+impl Timed {
+    /// Human-readable targets.
+    pub fn detail(&self) -> String {
+        let j = |v: &Vec<String>| v.join(",");
+        match &self.action {
+            Action::Crash(h) | Action::Bounce(h) => j(h),
+            Action::Partition(a, b)
+            | Action::Repair(a, b)
+            | Action::Hold(a, b)
+            | Action::Release(a, b) => format!("{} <-> {}", j(a), j(b)),
+            Action::PartitionOneway(a, b) | Action::RepairOneway(a, b) => {
+                format!("{} -> {}", j(a), j(b))
+            }
+            Action::Latency(a, b, d) => format!("{} <-> {} {}ms", j(a), j(b), d.as_millis()),
+            Action::Loss(a, b, r) => format!("{} <-> {} {:.1}%", j(a), j(b), r * 100.0),
+        }
+    }
+}
+
+/// A fault's active window `[start, end)`; instantaneous faults have `end == start`.
+pub fn window(f: &Fault) -> (Duration, Duration) {
+    let start = f.at.0;
+    (start, start + f.for_.map(|d| d.0).unwrap_or_default())
+}
+
+/// Builds the sorted action timeline. Only kinds validation lets through appear here.
+pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
+    let mut out: Vec<(Duration, usize, Timed)> = Vec::new();
+    for (i, f) in faults.iter().enumerate() {
+        let (start, end) = window(f);
+        let mut push = |at: Duration, kind: &str, action: Action| {
+            // Sort key: time, then scenario order, a fault's start before its end.
+            out.push((at, i * 2 + usize::from(at > start), Timed {
+                at,
+                kind: kind.into(),
+                action,
+            }));
+        };
+        let h = |x: &Hosts| x.0.clone();
+        let timed = f.for_.is_some();
+        if let Some(x) = &f.crash {
+            push(start, "crash", Action::Crash(h(x)));
+            if timed {
+                push(end, "crash/end", Action::Bounce(h(x)));
+            }
+        }
+        if let Some(x) = &f.bounce {
+            push(start, "bounce", Action::Bounce(h(x)));
+        }
+        if let Some(p) = &f.partition {
+            push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
+            if timed {
+                push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
+            }
+        }
+        if let Some(p) = &f.partition_oneway {
+            push(start, "partition_oneway", Action::PartitionOneway(h(&p.from), h(&p.to)));
+            if timed {
+                push(end, "partition_oneway/end", Action::RepairOneway(h(&p.from), h(&p.to)));
+            }
+        }
+        if let Some(p) = &f.hold {
+            push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
+            if timed {
+                push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
+            }
+        }
+        if let Some(l) = &f.link_latency {
+            push(start, "link_latency", Action::Latency(h(&l.a), h(&l.b), l.latency.0));
+            if timed {
+                push(end, "link_latency/end", Action::Latency(h(&l.a), h(&l.b), base.0));
+            }
+        }
+        if let Some(l) = &f.packet_loss {
+            push(start, "packet_loss", Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()));
+            if timed {
+                push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
+            }
+        }
+    }
+    out.sort_by_key(|(at, order, _)| (*at, *order));
+    out.into_iter().map(|(_, _, t)| t).collect()
+}
+
+/// Applies one action to the simulation.
+pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
+    let pairs = |a: &Vec<String>, b: &Vec<String>| -> Vec<(String, String)> {
+        a.iter()
+            .flat_map(|x| b.iter().map(move |y| (x.clone(), y.clone())))
+            .collect()
+    };
+    match action {
+        Action::Crash(hs) => hs.iter().for_each(|h| sim.crash(h.as_str())),
+        Action::Bounce(hs) => hs.iter().for_each(|h| sim.bounce(h.as_str())),
+        Action::Partition(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.partition(x.as_str(), y.as_str())),
+        Action::Repair(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.repair(x.as_str(), y.as_str())),
+        Action::PartitionOneway(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.partition_oneway(x.as_str(), y.as_str())),
+        Action::RepairOneway(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.repair_oneway(x.as_str(), y.as_str())),
+        Action::Hold(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.hold(x.as_str(), y.as_str())),
+        Action::Release(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.release(x.as_str(), y.as_str())),
+        Action::Latency(a, b, d) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.set_link_latency(x.as_str(), y.as_str(), *d)),
+        Action::Loss(a, b, r) => {
+            for (x, y) in pairs(a, b) {
+                sim.set_link_fail_rate(x.as_str(), y.as_str(), *r);
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+//! # sim — hmsim, the deterministic simulation and load-test harness
+//!
+//! One `u64` seed drives a run: the scenario (YAML) becomes a turmoil world of fake IM&P
+//! nodes, client farms and (later) the real connector and the fake cloud; workloads and the
+//! fault timeline run at simulated times; the observer records history; checks judge it; the
+//! run record and reports are written. The same seed gives the same trace digest.
+//!
+//! ## Module map
+//! - [`scenario`]: schema, value types, located errors, validation.
+//! - [`topology`]: host naming and the user population.
+//! - [`rng`]: per-component ChaCha RNGs derived from the seed by name.
+//! - [`observer`]: the history and the trace digest.
+//! - [`faults`]: the fault timeline and how it is applied to turmoil.
+//! - [`runner`]: building the world and stepping it, bounded by `duration + drain`.
+//! - [`checks`]: the oracle.
+//! - [`record`]: run record assembly and output files.
+//! - [`cli`]: the `hmsim` command line.
+
+pub mod checks;
+pub mod cli;
+pub mod faults;
+pub mod observer;
+pub mod record;
+pub mod rng;
+pub mod runner;
+pub mod scenario;
+pub mod topology;
+
+/// Errors at this crate's boundary.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The scenario is invalid (exit code 2).
+    #[error("{0}")]
+    Scenario(#[from] scenario::ScenarioError),
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(String, std::io::Error),
+    /// A report could not be rendered.
+    #[error("rendering a report failed: {0}")]
+    Render(String),
+}

@@ -1,0 +1,239 @@
+//! The observer: the history of what clients sent and received (like Jepsen's history), and
+//! the run's trace digest.
+//!
+//! It is the only memory shared between simulated hosts, and it only records: nothing in it
+//! is ever read by a host. Events are appended in simulated-time order because the simulation
+//! is single-threaded and hosts run in a fixed order within each tick.
+
+use fakes::observe::{ClientKind, Delivered, Recorder, Sent};
+use sha2::{Digest as _, Sha256};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One message in the history.
+#[derive(Debug, Clone)]
+pub struct MessageRecord {
+    /// Sender.
+    pub from: String,
+    /// Recipient.
+    pub to: String,
+    /// Sending client.
+    pub client: ClientKind,
+    /// Simulated send time.
+    pub sent_at: Duration,
+    /// Each delivery to a recipient device: (device, time, delayed).
+    pub deliveries: Vec<(String, Duration, bool)>,
+    /// Carbon copies seen by devices (sender's or recipient's other devices).
+    pub carbons: u32,
+}
+
+/// A session transition of a device.
+#[derive(Debug, Clone)]
+pub struct SessionEvent {
+    /// Time.
+    pub at: Duration,
+    /// User.
+    pub user: String,
+    /// Device.
+    pub device: String,
+    /// Up or down.
+    pub up: bool,
+    /// Why.
+    pub reason: String,
+}
+
+#[derive(Default)]
+struct State {
+    messages: BTreeMap<String, MessageRecord>,
+    /// Message ids in send order.
+    order: Vec<String>,
+    /// Deliveries of ids nobody sent (a fake invented or corrupted a message).
+    phantom: Vec<String>,
+    sessions: Vec<SessionEvent>,
+    /// Devices currently up, by (user, device).
+    up: BTreeMap<(String, String), bool>,
+    coverage: BTreeMap<String, u64>,
+    digest: Sha256,
+    digest_events: u64,
+}
+
+/// The history of a run.
+#[derive(Default)]
+pub struct Observer {
+    state: RefCell<State>,
+}
+
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+impl Observer {
+    /// An empty history.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn digest(&self, st: &mut State, at: Duration, host: &str, event: &str) {
+        st.digest.update(at.as_millis().to_le_bytes());
+        st.digest.update(host.as_bytes());
+        st.digest.update([0]);
+        st.digest.update(event.as_bytes());
+        st.digest.update([0xff]);
+        st.digest_events += 1;
+    }
+
+    /// Records a fault into the digest (the runner calls this; hosts do not).
+    pub fn fault(&self, at: Duration, description: &str) {
+        let mut st = self.state.borrow_mut();
+        self.digest(&mut st, at, "runner", &format!("fault {description}"));
+    }
+
+    /// Hex SHA-256 of everything digested so far.
+    pub fn trace_digest(&self) -> String {
+        let st = self.state.borrow();
+        let d = st.digest.clone().finalize();
+        d.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Events folded into the digest.
+    pub fn digest_events(&self) -> u64 {
+        self.state.borrow().digest_events
+    }
+
+    /// Runs `f` over the messages in send order.
+    pub fn with_messages<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = (&str, &MessageRecord)>) -> R) -> R {
+        let st = self.state.borrow();
+        let mut it = st
+            .order
+            .iter()
+            .filter_map(|id| st.messages.get(id).map(|m| (id.as_str(), m)));
+        f(&mut it)
+    }
+
+    /// Deliveries of messages nobody sent.
+    pub fn phantom(&self) -> Vec<String> {
+        self.state.borrow().phantom.clone()
+    }
+
+    /// Every session transition.
+    pub fn sessions(&self) -> Vec<SessionEvent> {
+        self.state.borrow().sessions.clone()
+    }
+
+    /// Devices currently logged in.
+    pub fn devices_up(&self) -> usize {
+        self.state.borrow().up.values().filter(|u| **u).count()
+    }
+
+    /// Devices that are known and currently down, by (user, device).
+    pub fn devices_down(&self) -> Vec<(String, String)> {
+        self.state
+            .borrow()
+            .up
+            .iter()
+            .filter(|(_, up)| !**up)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Messages sent so far.
+    pub fn sent_count(&self) -> usize {
+        self.state.borrow().order.len()
+    }
+
+    /// Sent messages not yet delivered to any device of their recipient.
+    pub fn undelivered(&self) -> Vec<String> {
+        let st = self.state.borrow();
+        st.order
+            .iter()
+            .filter(|id| st.messages.get(*id).is_some_and(|m| m.deliveries.is_empty()))
+            .cloned()
+            .collect()
+    }
+
+    /// Coverage counters.
+    pub fn coverage(&self) -> BTreeMap<String, u64> {
+        self.state.borrow().coverage.clone()
+    }
+
+    /// Bumps a coverage counter.
+    pub fn hit(&self, what: &str) {
+        *self
+            .state
+            .borrow_mut()
+            .coverage
+            .entry(what.to_string())
+            .or_default() += 1;
+    }
+}
+
+impl Recorder for Observer {
+    fn sent(&self, _host: &str, ev: Sent) {
+        let mut st = self.state.borrow_mut();
+        st.order.push(ev.id.clone());
+        st.messages.insert(
+            ev.id,
+            MessageRecord {
+                from: ev.from,
+                to: ev.to,
+                client: ev.client,
+                sent_at: now(),
+                deliveries: Vec::new(),
+                carbons: 0,
+            },
+        );
+    }
+
+    fn delivered(&self, host: &str, ev: Delivered) {
+        let at = now();
+        let mut st = self.state.borrow_mut();
+        let line = format!(
+            "deliver {} {}->{} {}{}{}",
+            ev.id,
+            ev.from,
+            ev.to,
+            ev.device,
+            if ev.delayed { " delayed" } else { "" },
+            if ev.carbon { " carbon" } else { "" }
+        );
+        self.digest(&mut st, at, host, &line);
+        let Some(m) = st.messages.get_mut(&ev.id) else {
+            st.phantom.push(ev.id);
+            return;
+        };
+        if ev.carbon || ev.to != m.to {
+            m.carbons += 1;
+            return;
+        }
+        m.deliveries.push((ev.device, at, ev.delayed));
+        if ev.delayed {
+            *st.coverage.entry("offline message delivered with delay".into()).or_default() += 1;
+        }
+    }
+
+    fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str) {
+        let at = now();
+        let mut st = self.state.borrow_mut();
+        let line = format!("session {user}/{device} {} {reason}", if up { "up" } else { "down" });
+        self.digest(&mut st, at, host, &line);
+        let was_up = st.up.insert((user.into(), device.into()), up);
+        if !up && was_up == Some(true) {
+            *st.coverage.entry("device lost its session".into()).or_default() += 1;
+        }
+        if up && was_up == Some(false) {
+            *st.coverage.entry("device re-logged in".into()).or_default() += 1;
+        }
+        st.sessions.push(SessionEvent {
+            at,
+            user: user.into(),
+            device: device.into(),
+            up,
+            reason: reason.into(),
+        });
+    }
+
+    fn note(&self, what: &str) {
+        self.hit(what);
+    }
+}

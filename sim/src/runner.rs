@@ -1,0 +1,349 @@
+//! The runner: scenario → turmoil world → stepped simulation → outcome.
+//!
+//! Hosts are built from the topology (DESIGN.md section 1); every host factory is restartable
+//! so `bounce` and `crash`+restart work. The runner steps the world itself (rather than
+//! `Sim::run`) so it can fire the fault timeline at its simulated times, sample time series,
+//! and stop as soon as the run is quiescent after `duration`; if it is not quiescent by
+//! `duration + drain`, the run fails with what it was still waiting for.
+
+use crate::faults::{self, BaseLatency, Timed};
+use crate::observer::Observer;
+use crate::rng::RngFactory;
+use crate::scenario::{ClientSel, Scenario, Workload, validate::imp_version};
+use crate::topology::{self, UserSpec};
+use connector::io::net::TurmoilNet;
+use connector::proto::xmpp::Jid;
+use fakes::imp::{Directory, ImpNode, NodeConfig, NodeDb, UserRecord, driver};
+use fakes::jabber::{ChatPlan, DeviceSpec, run_device};
+use fakes::observe::Recorder;
+use rand::RngExt as _;
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Simulated wall-clock start of every run: 2026-01-01T00:00:00Z, fixed so timestamps (delay
+/// stamps, logs) are identical run to run (turmoil defaults to the real clock).
+pub const EPOCH_SECS: u64 = 1_767_225_600;
+/// Logins are spread uniformly over this window at start-up: thousands of clients connecting
+/// in one tick overflow turmoil's listen backlog and cost quadratically (PITFALLS).
+pub const LOGIN_SPREAD: Duration = Duration::from_secs(20);
+/// Chat starts this long after the start by default, once everyone has logged in.
+pub const CHAT_START_DEFAULT: Duration = Duration::from_secs(30);
+/// turmoil's per-stream segment limit and listen backlog.
+pub const TCP_CAPACITY: usize = 65_536;
+/// Time-series samples per run (bounded so records stay small).
+pub const SAMPLES_MAX: u64 = 240;
+
+/// Progress callback payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Simulated time so far.
+    pub elapsed: Duration,
+    /// Planned simulated duration (without drain).
+    pub duration: Duration,
+    /// Messages sent so far.
+    pub sent: usize,
+    /// Devices logged in now.
+    pub devices_up: usize,
+}
+
+/// Read-only handles on node cores, for sampling. Hosts never read them.
+type NodeSlots = BTreeMap<String, Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>>>;
+
+/// What a run produced, before checks.
+pub struct RunOutput {
+    /// The seed used.
+    pub seed: u64,
+    /// The history.
+    pub observer: Rc<Observer>,
+    /// Set when the run could not finish: what it was waiting for, or a host error.
+    pub failure: Option<String>,
+    /// Simulated time at the end.
+    pub elapsed: Duration,
+    /// Steps executed.
+    pub steps: u64,
+    /// Faults as applied.
+    pub applied: Vec<Timed>,
+    /// Sampled series: name → points.
+    pub series: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Final node statistics by host.
+    pub node_stats: BTreeMap<String, fakes::imp::NodeStats>,
+    /// The population.
+    pub users: Vec<UserSpec>,
+}
+
+/// Runs `s` with `seed`, calling `progress` every few simulated seconds.
+pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOutput {
+    let rngs = RngFactory::new(seed);
+    let users = topology::population(s, &rngs);
+    let observer = Rc::new(Observer::new());
+    let base = BaseLatency(s.tick.0);
+    let mut sim = build_world(s, &rngs, base);
+    let slots = add_imp_hosts(&mut sim, s, &users);
+    add_jabber_farms(&mut sim, s, &rngs, &users, &observer);
+    let timeline = faults::timeline(&s.faults, base);
+    let mut out = RunOutput {
+        seed,
+        observer,
+        failure: None,
+        elapsed: Duration::ZERO,
+        steps: 0,
+        applied: Vec::new(),
+        series: BTreeMap::new(),
+        node_stats: BTreeMap::new(),
+        users,
+    };
+    step_loop(&mut sim, s, &timeline, &slots, &mut out, progress);
+    for (host, slot) in &slots {
+        if let Some(node) = slot.borrow().as_ref() {
+            out.node_stats.insert(host.clone(), node.borrow().stats().clone());
+        }
+    }
+    out
+}
+
+fn build_world<'a>(s: &Scenario, rngs: &RngFactory, base: BaseLatency) -> turmoil::Sim<'a> {
+    turmoil::Builder::new()
+        .rng_seed(rngs.sub_seed("turmoil"))
+        .epoch(UNIX_EPOCH + Duration::from_secs(EPOCH_SECS))
+        .tick_duration(s.tick.0)
+        // The runner enforces its own bound (duration + drain) and reports what it waited for;
+        // turmoil's must never fire first.
+        .simulation_duration(s.duration.0 + s.drain.0 + Duration::from_secs(3600))
+        .min_message_latency(base.0)
+        .max_message_latency(base.0)
+        .tcp_capacity(TCP_CAPACITY)
+        .ephemeral_ports(1024..=65535)
+        .build()
+}
+
+fn add_imp_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, users: &[UserSpec]) -> NodeSlots {
+    let mut slots = NodeSlots::new();
+    for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
+        let dir = Rc::new(Directory::new(users.iter().filter(|u| u.cluster == ci).map(|u| {
+            UserRecord {
+                userid: u.userid.clone(),
+                jid: u.jid.clone(),
+                email: u.email.clone(),
+                password: u.password.clone(),
+                home: u.home_host(s),
+            }
+        })));
+        for n in 1..=c.nodes {
+            let host = topology::imp_host(&c.name, n);
+            let cfg = NodeConfig {
+                host: host.clone(),
+                domain: s.topology.domain.clone(),
+                version: imp_version(&c.version).unwrap_or((14, 0)),
+                offline_storage: c.offline_storage,
+                mdm: c.mdm,
+            };
+            // The node's database survives restarts; the node itself does not.
+            let db = Rc::new(RefCell::new(NodeDb::default()));
+            let slot: Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>> = Rc::default();
+            slots.insert(host.clone(), slot.clone());
+            let dir = dir.clone();
+            sim.host(host.as_str(), move || {
+                let node = Rc::new(RefCell::new(ImpNode::new(cfg.clone(), dir.clone(), db.clone())));
+                *slot.borrow_mut() = Some(node.clone());
+                async move {
+                    driver::serve_c2s(TurmoilNet, node, driver::C2S_PORT).await?;
+                    Ok(())
+                }
+            });
+        }
+    }
+    slots
+}
+
+/// The chat workload's plan for each user, by user index.
+fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u32, ChatPlan> {
+    let mut plans = BTreeMap::new();
+    let jabber: Vec<&UserSpec> = users.iter().filter(|u| u.jabber).collect();
+    for (wi, w) in s.workloads.iter().enumerate() {
+        let Workload::Chat(c) = w;
+        let mut rng = rngs.named(&format!("workload/{wi}/contacts"));
+        let Some(mean) = c.rate_per_user.mean_interval() else { continue };
+        let start = c
+            .start
+            .map(|d| d.0)
+            .unwrap_or(CHAT_START_DEFAULT.min(s.duration.0 / 2));
+        let stop = c.stop.unwrap_or(s.duration).0;
+        let senders = jabber.iter().filter(|_| c.from != ClientSel::Webex);
+        for u in senders {
+            let mut contacts = Vec::new();
+            let want = (c.contacts_per_user as usize).min(jabber.len().saturating_sub(1));
+            // Bounded: each draw succeeds with probability ≥ 1/2 until `want` ≤ half the pool.
+            for _ in 0..want * 8 {
+                if contacts.len() == want {
+                    break;
+                }
+                let peer = jabber[rng.random_range(0..jabber.len())];
+                if peer.index != u.index && !contacts.contains(&peer.jid) {
+                    contacts.push(peer.jid.clone());
+                }
+            }
+            plans.insert(u.index, ChatPlan { contacts, mean_interval: mean, start, stop });
+        }
+    }
+    plans
+}
+
+fn add_jabber_farms(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    observer: &Rc<Observer>,
+) {
+    let plans = Rc::new(chat_plans(s, rngs, users));
+    for k in 1..=s.topology.client_farms.jabber {
+        let host = topology::jabber_farm(k);
+        let mine: Rc<Vec<(UserSpec, String)>> = Rc::new(
+            users
+                .iter()
+                .filter(|u| u.jabber && u.farm == k)
+                .map(|u| (u.clone(), u.home_host(s)))
+                .collect(),
+        );
+        let incarnation = Rc::new(Cell::new(0u32));
+        let (rngs, plans, recorder) = (*rngs, plans.clone(), observer.clone() as Rc<dyn Recorder>);
+        let host_name = host.clone();
+        sim.host(host.as_str(), move || {
+            // Each start of the farm is a new incarnation: fresh RNG streams and message ids,
+            // so a restarted farm never reuses an id.
+            let inc = incarnation.get();
+            incarnation.set(inc + 1);
+            let (mine, plans, recorder, host) = (mine.clone(), plans.clone(), recorder.clone(), host_name.clone());
+            async move {
+                for (u, server) in mine.iter() {
+                    spawn_devices(u, server, inc, &host, &rngs, &plans, &recorder);
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+}
+
+fn spawn_devices(
+    u: &UserSpec,
+    server: &str,
+    inc: u32,
+    host: &str,
+    rngs: &RngFactory,
+    plans: &BTreeMap<u32, ChatPlan>,
+    recorder: &Rc<dyn Recorder>,
+) {
+    let jid = Jid::parse(&u.jid).expect("population JIDs are valid");
+    for d in 1..=u.devices {
+        let resource = format!("jabber-{d}");
+        let mut rng = rngs.named(&format!("jabber/{}/{resource}/{inc}", u.userid));
+        let delay = LOGIN_SPREAD.mul_f64(rng.random_range(0.0..1.0));
+        let spec = DeviceSpec {
+            net: TurmoilNet,
+            host: host.to_string(),
+            jid: jid.clone(),
+            password: u.password.clone(),
+            resource: format!("{resource}.{inc}"),
+            server: server.to_string(),
+            plan: if d == 1 { plans.get(&u.index).cloned() } else { None },
+            rng,
+            recorder: recorder.clone(),
+        };
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            run_device(spec).await;
+        });
+    }
+}
+
+fn step_loop(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    timeline: &[Timed],
+    slots: &NodeSlots,
+    out: &mut RunOutput,
+    progress: &mut dyn FnMut(Progress),
+) {
+    let duration = s.duration.0;
+    let deadline = duration + s.drain.0;
+    let sample_every = (duration / SAMPLES_MAX as u32).max(s.tick.0);
+    let progress_every = (duration / 50).max(Duration::from_secs(1));
+    let (mut next_fault, mut next_sample, mut next_progress) = (0usize, Duration::ZERO, Duration::ZERO);
+    // Bounded: the loop ends by `deadline`, which is finite, one tick per iteration.
+    loop {
+        let now = sim.elapsed();
+        while next_fault < timeline.len() && timeline[next_fault].at <= now {
+            let t = &timeline[next_fault];
+            faults::apply(sim, &t.action);
+            out.observer.fault(now, &format!("{} {}", t.kind, t.detail()));
+            out.applied.push(Timed { at: now, ..t.clone() });
+            next_fault += 1;
+        }
+        if now >= next_sample {
+            sample(out, slots, now);
+            next_sample += sample_every;
+        }
+        if now >= next_progress {
+            progress(Progress {
+                elapsed: now,
+                duration,
+                sent: out.observer.sent_count(),
+                devices_up: out.observer.devices_up(),
+            });
+            next_progress += progress_every;
+        }
+        if now >= duration && next_fault >= timeline.len() && quiescent(out) {
+            break;
+        }
+        if now >= deadline {
+            out.failure = Some(waiting_for(out, deadline));
+            break;
+        }
+        if let Err(e) = sim.step() {
+            out.failure = Some(format!("a host failed at {}: {e}", crate::scenario::units::format_duration(now)));
+            break;
+        }
+        out.steps += 1;
+    }
+    out.elapsed = sim.elapsed();
+    sample(out, slots, out.elapsed);
+}
+
+/// Nothing sent is still on its way.
+fn quiescent(out: &RunOutput) -> bool {
+    out.observer.undelivered().is_empty()
+}
+
+/// A liveness failure message: what the run was still waiting for.
+fn waiting_for(out: &RunOutput, deadline: Duration) -> String {
+    let pending = out.observer.undelivered();
+    let down = out.observer.devices_down();
+    let mut msg = format!(
+        "not quiescent by duration + drain ({}): waiting for {} of {} messages to be delivered",
+        crate::scenario::units::format_duration(deadline),
+        pending.len(),
+        out.observer.sent_count()
+    );
+    if !pending.is_empty() {
+        msg.push_str(&format!(" (first: {})", pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+    }
+    if !down.is_empty() {
+        let names: Vec<String> = down.iter().take(5).map(|(u, d)| format!("{u}/{d}")).collect();
+        msg.push_str(&format!("; {} devices not logged in (first: {})", down.len(), names.join(", ")));
+    }
+    msg
+}
+
+fn sample(out: &mut RunOutput, slots: &NodeSlots, now: Duration) {
+    let t = now.as_secs_f64();
+    let mut push = |name: String, v: f64| out.series.entry(name).or_default().push((t, v));
+    push("clients/devices_up".into(), out.observer.devices_up() as f64);
+    push("messages/sent".into(), out.observer.sent_count() as f64);
+    for (host, slot) in slots {
+        let sessions = slot.borrow().as_ref().map(|n| n.borrow().session_count()).unwrap_or(0);
+        push(format!("sessions/{host}"), sessions as f64);
+    }
+}

@@ -1,0 +1,193 @@
+//! Scenarios: schema, value types, loading with located errors, and validation.
+//!
+//! - [`schema`]: the YAML shape (serde types, defaults).
+//! - [`units`]: durations, percentages, rates.
+//! - [`locate`]: path → line/column index of a YAML source.
+//! - [`validate`]: cross-field rules and "not yet supported" gates.
+//!
+//! [`load`] is the only entry point the rest of the crate needs.
+
+pub mod locate;
+pub mod schema;
+pub mod units;
+pub mod validate;
+
+pub use schema::*;
+pub use units::{Dur, Pct, Rate};
+
+use locate::PathIndex;
+use std::fmt;
+use std::path::Path;
+
+/// One problem in a scenario file, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// File as given.
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub col: usize,
+    /// Field path such as `topology.imp_clusters[0].nodes` (empty for the document).
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// What would be right: the valid keys or values, or a suggestion.
+    pub help: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        };
+        write!(
+            f,
+            "{}:{}:{}: error at `{}`: {}",
+            self.file, self.line, self.col, path, self.message
+        )?;
+        if let Some(h) = &self.help {
+            write!(f, "\n  help: {h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A scenario that could not be loaded: every problem found, in file order.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ScenarioError {
+    /// The problems.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in self.diagnostics.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        diagnostics: vec![Diagnostic {
+            file: file.clone(),
+            line: 1,
+            col: 1,
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+            help: None,
+        }],
+    })?;
+    parse(&file, &source)
+}
+
+/// Parses and validates scenario text; `file` is used in diagnostics.
+pub fn parse(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
+    let scenario = deserialize(file, source)?;
+    let index = PathIndex::build(source);
+    let problems = validate::validate(&scenario);
+    if problems.is_empty() {
+        return Ok(scenario);
+    }
+    let mut diagnostics: Vec<Diagnostic> = problems
+        .into_iter()
+        .map(|p| {
+            let pos = index.find(&p.path);
+            Diagnostic {
+                file: file.to_string(),
+                line: pos.line,
+                col: pos.col,
+                path: p.path,
+                message: p.message,
+                help: p.help,
+            }
+        })
+        .collect();
+    diagnostics.sort_by_key(|d| (d.line, d.col));
+    Err(ScenarioError { diagnostics })
+}
+
+fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
+    let de = serde_yaml::Deserializer::from_str(source);
+    serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        let inner = e.into_inner();
+        let (line, col) = inner
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        let (message, help) = explain_serde_message(&inner.to_string());
+        ScenarioError {
+            diagnostics: vec![Diagnostic {
+                file: file.to_string(),
+                line,
+                col,
+                path,
+                message,
+                help,
+            }],
+        }
+    })
+}
+
+/// Splits serde's message into the problem and a help line, adds "did you mean", and drops
+/// the YAML crate's own position suffix (we print the position in front).
+fn explain_serde_message(raw: &str) -> (String, Option<String>) {
+    let msg = match raw.find(" at line ") {
+        Some(i) => &raw[..i],
+        None => raw,
+    };
+    for marker in [", expected one of ", ", expected "] {
+        if let Some(i) = msg.find(marker) {
+            let (problem, expected) = (&msg[..i], &msg[i + marker.len()..]);
+            let valid = if marker.contains("one of") {
+                format!("valid values: {expected}")
+            } else {
+                format!("expected {expected}")
+            };
+            let help = match (unknown_name(problem), marker.contains("one of")) {
+                (Some(bad), true) => match did_you_mean(&bad, &backticked(expected)) {
+                    Some(s) => format!("did you mean `{s}`? {valid}"),
+                    None => valid,
+                },
+                _ => valid,
+            };
+            return (problem.to_string(), Some(help));
+        }
+    }
+    (msg.to_string(), None)
+}
+
+fn unknown_name(problem: &str) -> Option<String> {
+    let start = problem.find('`')? + 1;
+    let end = start + problem[start..].find('`')?;
+    Some(problem[start..end].to_string())
+}
+
+fn backticked(list: &str) -> Vec<String> {
+    list.split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}
+
+/// The closest candidate to `bad`, if it is close enough to be a likely typo.
+pub fn did_you_mean(bad: &str, candidates: &[String]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (strsim::jaro_winkler(bad, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c.clone())
+}

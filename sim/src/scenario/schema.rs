@@ -1,0 +1,826 @@
+//! Scenario schema v1: the YAML shape of DESIGN.md section 5.
+//!
+//! A scenario is **topology + users + workloads + faults + checks**. Every struct denies unknown
+//! fields so a typo is an error that lists the valid keys, never a silently ignored setting.
+//! Defaults live here, in code, so scenario files stay short (FoundationDB style).
+//! The whole shape is declared even where no code executes it yet; [`super::validate`] rejects
+//! such parts with "not yet supported" instead of ignoring them.
+
+use super::units::{Dur, Pct, Rate};
+use serde::{Deserialize, Serialize};
+
+/// A whole scenario file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short identifier, used in output paths: lowercase letters, digits and `-`.
+    pub name: String,
+    /// What the scenario demonstrates, one paragraph.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The seed that drives every random choice (overridable with `--seed`).
+    pub seed: u64,
+    /// Simulated time during which workloads run and faults fire.
+    pub duration: Dur,
+    /// Simulation step. Network delivery is quantised to it; coarser ticks run faster.
+    #[serde(default = "default_tick")]
+    pub tick: Dur,
+    /// Grace period after `duration` for in-flight work to settle before liveness is judged.
+    #[serde(default = "default_drain")]
+    pub drain: Dur,
+    /// Machines and their configuration.
+    pub topology: Topology,
+    /// The user population.
+    pub users: Users,
+    /// Traffic generators.
+    #[serde(default)]
+    pub workloads: Vec<Workload>,
+    /// The fault timeline.
+    #[serde(default)]
+    pub faults: Vec<Fault>,
+    /// The oracle: properties the run must satisfy.
+    #[serde(default)]
+    pub checks: Vec<Check>,
+}
+
+fn default_tick() -> Dur {
+    Dur::from_ms(10)
+}
+fn default_drain() -> Dur {
+    Dur::from_secs(60)
+}
+
+/// Everything that runs: IM&P clusters, Expressway clusters, KMS, client farms.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// The organization's domain: user JIDs and emails live under it.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// On-premises IM and Presence clusters.
+    pub imp_clusters: Vec<ImpCluster>,
+    /// Expressway-C clusters running the message connector.
+    #[serde(default)]
+    pub expressway_clusters: Vec<ExpresswayCluster>,
+    /// Where space keys live: the cloud KMS or an on-premises Hybrid Data Security KMS.
+    #[serde(default)]
+    pub kms: KmsKind,
+    /// How many client-farm hosts run the simulated clients (users are spread over them).
+    #[serde(default)]
+    pub client_farms: ClientFarms,
+}
+
+fn default_domain() -> String {
+    "example.com".into()
+}
+
+/// One IM&P cluster: a publisher (node 1) and subscriber nodes, paired into PRGs.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpCluster {
+    /// Cluster name; hosts are `imp-<name>-<n>` style names built from it (see `hosts`).
+    pub name: String,
+    /// Nodes including the publisher, 1 to 6 (spec 5).
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// Software version such as `14.0` or `12.0`; behaviour differs below 12.5 (spec 46).
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// Presence Redundancy Group settings, applied to each pair of nodes (1+2, 3+4, 5+6).
+    #[serde(default)]
+    pub prg: Prg,
+    /// Offline storage ("Suppress offline instant messaging" cleared), spec 46-48.
+    #[serde(default = "yes")]
+    pub offline_storage: bool,
+    /// Multiple Device Messaging (carbons), on by default (spec 20).
+    #[serde(default = "yes")]
+    pub mdm: bool,
+    /// The AXL application user the connector is configured with.
+    #[serde(default)]
+    pub axl: Axl,
+    /// Limits on connector sessions per node (spec 10).
+    #[serde(default)]
+    pub sessions: SessionLimits,
+}
+
+fn one() -> u32 {
+    1
+}
+fn yes() -> bool {
+    true
+}
+fn default_version() -> String {
+    "14.0".into()
+}
+
+/// Presence Redundancy Group settings (spec 61-65).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Prg {
+    /// High availability: automatic failover when a node fails.
+    #[serde(default = "yes")]
+    pub high_availability: bool,
+    /// Automatic fallback 30 minutes after the primary is healthy (default off, spec 65).
+    #[serde(default)]
+    pub automatic_fallback: bool,
+    /// Heartbeat timeout before a peer is declared failed (spec 65: 60 s).
+    #[serde(default = "default_heartbeat_timeout")]
+    pub heartbeat_timeout: Dur,
+    /// How users are spread over the pair.
+    #[serde(default)]
+    pub assignment: PrgAssignment,
+}
+
+impl Default for Prg {
+    fn default() -> Self {
+        Self {
+            high_availability: true,
+            automatic_fallback: false,
+            heartbeat_timeout: default_heartbeat_timeout(),
+            assignment: PrgAssignment::Balanced,
+        }
+    }
+}
+
+fn default_heartbeat_timeout() -> Dur {
+    Dur::from_secs(60)
+}
+
+/// PRG user assignment mode (spec 65).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PrgAssignment {
+    /// Users split evenly over both nodes.
+    #[default]
+    Balanced,
+    /// All users on the first node of the pair.
+    ActiveStandby,
+    /// No automatic assignment.
+    None,
+}
+
+/// The AXL account given to the connector (spec 16-17).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Axl {
+    /// Application user name.
+    #[serde(default = "default_axl_user")]
+    pub username: String,
+    /// Its password (a secret: it must never appear in logs or traces).
+    #[serde(default = "default_axl_password")]
+    pub password: String,
+    /// Whether the account holds "Standard AXL API Access".
+    #[serde(default = "yes")]
+    pub axl_role: bool,
+}
+
+impl Default for Axl {
+    fn default() -> Self {
+        Self {
+            username: default_axl_user(),
+            password: default_axl_password(),
+            axl_role: true,
+        }
+    }
+}
+
+fn default_axl_user() -> String {
+    "hmsim-axl".into()
+}
+fn default_axl_password() -> String {
+    "axl-Secret-0".into()
+}
+
+/// Connector session limits on an IM&P node.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLimits {
+    /// Most sessions a node holds (default: 1.5 × the users it homes, spec 10).
+    #[serde(default)]
+    pub max: Option<u32>,
+    /// Session creations a node accepts per unit of time before `resource-constraint`.
+    #[serde(default)]
+    pub create_rate: Option<Rate>,
+}
+
+/// An Expressway-C cluster running the message connector.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpresswayCluster {
+    /// Cluster name; hosts are `exp-<name>-<n>`.
+    pub name: String,
+    /// VM size, which fixes user capacity (spec 2).
+    pub size: ExpresswaySize,
+    /// Nodes including the primary, 1 to 6 (spec 1).
+    #[serde(default = "one")]
+    pub nodes: u32,
+    /// The IM&P clusters it serves (at most 5, none served by another cluster: spec 19).
+    pub imp_clusters: Vec<String>,
+    /// Other hybrid connectors on the same nodes, which reduce capacity (spec 6).
+    #[serde(default)]
+    pub coresident: Vec<Coresident>,
+    /// Mobile and Remote Access on the same nodes (spec 7).
+    #[serde(default)]
+    pub mra: bool,
+    /// The primary's hostname as registered (must be lowercase, spec 11).
+    #[serde(default)]
+    pub hostname: Option<String>,
+    /// Whether the registration uses the Control Hub token (spec 12).
+    #[serde(default = "yes")]
+    pub registration_token: bool,
+    /// Certificate validation towards IM&P (spec 16, 18).
+    #[serde(default = "yes")]
+    pub certificate_validation: bool,
+    /// Message connector set Active=Enabled (spec 21).
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Session migration tuning (DESIGN.md section 9).
+    #[serde(default)]
+    pub migration: Migration,
+}
+
+/// Expressway VM sizes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpresswaySize {
+    /// 5,000 Message users per node.
+    Small,
+    /// 6,500 Message users per node.
+    Medium,
+    /// 15,000 Message users per node.
+    Large,
+}
+
+/// Connectors that may share an Expressway node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coresident {
+    /// Hybrid Calendar.
+    Calendar,
+    /// Hybrid Call.
+    Call,
+}
+
+/// How the connector moves sessions after an IM&P node outage (spec 62).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// Upper bound of the detection delay, drawn uniformly from the seed.
+    #[serde(default = "default_detection_delay_max")]
+    pub detection_delay_max: Dur,
+    /// Token-bucket rate of session moves.
+    #[serde(default = "default_migration_rate")]
+    pub rate: Rate,
+}
+
+impl Default for Migration {
+    fn default() -> Self {
+        Self {
+            detection_delay_max: default_detection_delay_max(),
+            rate: default_migration_rate(),
+        }
+    }
+}
+
+fn default_detection_delay_max() -> Dur {
+    Dur::from_secs(15 * 60)
+}
+fn default_migration_rate() -> Rate {
+    Rate {
+        count: 5000.0,
+        per: std::time::Duration::from_secs(30 * 60),
+    }
+}
+
+/// KMS placement (spec 58).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KmsKind {
+    /// Webex cloud KMS, host `kms`.
+    #[default]
+    Cloud,
+    /// On-premises Hybrid Data Security, host `hds`.
+    Hds,
+}
+
+/// Client-farm hosts: simulated users are tasks inside a few hosts, never one host each,
+/// because turmoil's per-tick cost grows faster than the host count.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFarms {
+    /// Hosts `jabber-1..=n`.
+    #[serde(default = "one")]
+    pub jabber: u32,
+    /// Hosts `webex-1..=n`.
+    #[serde(default = "one")]
+    pub webex: u32,
+}
+
+impl Default for ClientFarms {
+    fn default() -> Self {
+        Self {
+            jabber: 1,
+            webex: 1,
+        }
+    }
+}
+
+/// The user population. Percentages are of `count` and drawn per user from the seed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Users {
+    /// Number of users in the organization.
+    pub count: u32,
+    /// Share enabled for Hybrid Message.
+    #[serde(default = "all")]
+    pub hybrid_message: Pct,
+    /// Share that use Jabber.
+    #[serde(default = "all")]
+    pub jabber: Pct,
+    /// Share that use the Webex App.
+    #[serde(default)]
+    pub webex: Pct,
+    /// Share with hidden Webex status ("Show statuses" off).
+    #[serde(default)]
+    pub hidden_status: Pct,
+    /// Share without a mail ID in IM&P (cannot use the service, spec 24).
+    #[serde(default)]
+    pub without_email: Pct,
+    /// Devices (Jabber resources) per Jabber user.
+    #[serde(default = "one")]
+    pub jabber_devices: u32,
+}
+
+fn all() -> Pct {
+    Pct::ALL
+}
+
+/// A traffic generator, written `- chat: { ... }`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// One-to-one chat between users.
+    Chat(ChatWorkload),
+}
+
+/// One-to-one chat traffic.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatWorkload {
+    /// Mean actions per user; inter-arrival times are exponential, drawn from the seed.
+    pub rate_per_user: Rate,
+    /// What each action is.
+    #[serde(default)]
+    pub mix: ChatMix,
+    /// Which clients send.
+    #[serde(default)]
+    pub from: ClientSel,
+    /// Which clients receive (the recipient's class).
+    #[serde(default)]
+    pub to: ClientSel,
+    /// When sending starts (default: once clients are logged in).
+    #[serde(default)]
+    pub start: Option<Dur>,
+    /// When sending stops (default: `duration`).
+    #[serde(default)]
+    pub stop: Option<Dur>,
+    /// How many distinct contacts each user chats with.
+    #[serde(default = "default_contacts")]
+    pub contacts_per_user: u32,
+}
+
+fn default_contacts() -> u32 {
+    5
+}
+
+/// Which users take part in a workload.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientSel {
+    /// Any user, on whichever client they use.
+    #[default]
+    Any,
+    /// Jabber users.
+    Jabber,
+    /// Webex App users.
+    Webex,
+}
+
+/// Shares of chat actions; they must add up to 100%.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMix {
+    /// A plain-text message.
+    #[serde(default = "all")]
+    pub text: Pct,
+    /// An edit of the user's last message.
+    #[serde(default)]
+    pub edit: Pct,
+    /// A delete of the user's last message.
+    #[serde(default)]
+    pub delete: Pct,
+    /// A file share.
+    #[serde(default)]
+    pub file: Pct,
+    /// A typing indication without a message.
+    #[serde(default)]
+    pub typing: Pct,
+    /// A read marker for the last message received.
+    #[serde(default)]
+    pub read: Pct,
+}
+
+impl Default for ChatMix {
+    fn default() -> Self {
+        Self {
+            text: Pct::ALL,
+            edit: Pct::NONE,
+            delete: Pct::NONE,
+            file: Pct::NONE,
+            typing: Pct::NONE,
+            read: Pct::NONE,
+        }
+    }
+}
+
+/// One or more hosts, written as a name or a list of names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Hosts(pub Vec<String>);
+
+impl<'de> Deserialize<'de> for Hosts {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged, expecting = "a host name or a list of host names")]
+        enum OneOrMany {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(match OneOrMany::deserialize(d)? {
+            OneOrMany::One(h) => Hosts(vec![h]),
+            OneOrMany::Many(v) => Hosts(v),
+        })
+    }
+}
+
+/// Two groups of hosts (both directions).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Between {
+    /// One side.
+    pub a: Hosts,
+    /// The other side.
+    pub b: Hosts,
+}
+
+/// A direction from one group of hosts to another.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OneWay {
+    /// Sending side.
+    pub from: Hosts,
+    /// Receiving side.
+    pub to: Hosts,
+}
+
+/// Latency on the links between two groups.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkLatency {
+    /// One side.
+    pub a: Hosts,
+    /// The other side.
+    pub b: Hosts,
+    /// One-way latency (a multiple of the tick).
+    pub latency: Dur,
+}
+
+/// Loss on the links between two groups.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PacketLoss {
+    /// One side.
+    pub a: Hosts,
+    /// The other side.
+    pub b: Hosts,
+    /// Share of messages dropped.
+    pub rate: Pct,
+}
+
+/// An IM&P node targeted by a fault.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeRef {
+    /// Host name, e.g. `imp-a-1` or `exp-a-2`.
+    pub node: String,
+}
+
+/// An IM&P PRG failover.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpFailover {
+    /// The node that fails over (its users move to its PRG peer).
+    pub node: String,
+    /// Manual (administrator) or automatic (node failure detected by heartbeat).
+    #[serde(default)]
+    pub mode: FailoverMode,
+}
+
+/// How a failover is triggered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailoverMode {
+    /// Administrator-initiated.
+    #[default]
+    Manual,
+    /// After a node failure and the heartbeat timeout.
+    Automatic,
+}
+
+/// A cluster-wide outage with no parameters.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Outage {}
+
+/// HTTP error injection at the cloud.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpErrors {
+    /// Share of requests answered with the status.
+    pub rate: Pct,
+    /// Status code: 429 or 5xx.
+    pub status: u16,
+}
+
+/// One entry of the fault timeline: when, for how long, and exactly one kind.
+///
+/// Kinds are optional fields rather than an enum so that `at` and `for` sit beside the kind in
+/// one YAML mapping (`{ at: 10m, for: 30s, crash: imp-a-1 }`) while unknown keys are still
+/// rejected with the list of valid ones.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// Simulated time at which the fault starts.
+    pub at: Dur,
+    /// How long it lasts; at the end it is undone (restart, repair, release, restore).
+    #[serde(default, rename = "for")]
+    pub for_: Option<Dur>,
+    /// Stop hosts (with `for`: start them again after).
+    #[serde(default)]
+    pub crash: Option<Hosts>,
+    /// Restart hosts' software at once.
+    #[serde(default)]
+    pub bounce: Option<Hosts>,
+    /// Drop everything between two groups, both ways.
+    #[serde(default)]
+    pub partition: Option<Between>,
+    /// Drop everything in one direction.
+    #[serde(default)]
+    pub partition_oneway: Option<OneWay>,
+    /// Hold messages between two groups (delivered, late, on release).
+    #[serde(default)]
+    pub hold: Option<Between>,
+    /// Add latency between two groups.
+    #[serde(default)]
+    pub link_latency: Option<LinkLatency>,
+    /// Drop a share of messages between two groups.
+    #[serde(default)]
+    pub packet_loss: Option<PacketLoss>,
+    /// IM&P PRG failover of a node.
+    #[serde(default)]
+    pub imp_failover: Option<ImpFailover>,
+    /// IM&P PRG fallback to a node.
+    #[serde(default)]
+    pub imp_fallback: Option<NodeRef>,
+    /// Stop the AXL service of an IM&P node.
+    #[serde(default)]
+    pub axl_stop: Option<NodeRef>,
+    /// The Webex cloud is unreachable.
+    #[serde(default)]
+    pub cloud_outage: Option<Outage>,
+    /// The KMS fails every request.
+    #[serde(default)]
+    pub kms_outage: Option<Outage>,
+    /// The cloud answers a share of HTTP requests with an error status.
+    #[serde(default)]
+    pub http_errors: Option<HttpErrors>,
+    /// Disable the message connector on an Expressway node.
+    #[serde(default)]
+    pub connector_disable: Option<NodeRef>,
+    /// Enable it again.
+    #[serde(default)]
+    pub connector_enable: Option<NodeRef>,
+    /// Restart it (rediscovers nodes, spec 22).
+    #[serde(default)]
+    pub connector_restart: Option<NodeRef>,
+    /// Control Hub maintenance mode on an Expressway node (its users move away, spec 29).
+    #[serde(default)]
+    pub maintenance_mode: Option<NodeRef>,
+    /// The Expressway's own maintenance mode (looks like an outage to the cloud, spec 29).
+    #[serde(default)]
+    pub expressway_maintenance: Option<NodeRef>,
+}
+
+/// A property the run must satisfy. Written as a bare name or `{ name: { params } }`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// Every deliverable message arrives exactly once.
+    NoMessageLoss,
+    /// Messages of each conversation arrive in the order sent (offline replay excepted).
+    PerConversationOrder,
+    /// Delivery latency bounds.
+    DeliveryLatency(LatencyBound),
+    /// Every client that should be logged in is, within a bound after faults end.
+    Liveness(LivenessBound),
+    /// The 16-way interop matrix (spec 32-33).
+    InteropMatrix(InteropExpect),
+    /// The Webex → Jabber presence table (spec 52-55).
+    Presence(Empty),
+    /// Session migration after an IM&P failover (spec 62).
+    Migration(MigrationExpect),
+    /// The status page's consistency (spec 66-71).
+    StatusPage(Empty),
+    /// The cloud never received a plaintext body.
+    NoPlaintextAtCloud,
+    /// No secret appears in logs or traces.
+    NoSecretsInLogs,
+    /// No node exceeded its session or assignment limits.
+    WithinCapacity,
+}
+
+/// A check with no parameters written in map form.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+/// Latency bounds.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyBound {
+    /// Largest allowed 99th percentile.
+    #[serde(default)]
+    pub p99_max: Option<Dur>,
+    /// Largest allowed single latency.
+    #[serde(default)]
+    pub max: Option<Dur>,
+}
+
+/// Liveness bound.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivenessBound {
+    /// How long after the last fault ends every client must be connected again.
+    pub within: Dur,
+}
+
+/// Expected interop outcomes, overriding the table of spec 33 (for negative tests).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InteropExpect {
+    /// `"W+->J-": deliver|fail` overrides.
+    #[serde(default)]
+    pub expect: std::collections::BTreeMap<String, String>,
+}
+
+/// Expected migration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrationExpect {
+    /// Source node.
+    pub from: String,
+    /// Destination node.
+    pub to: String,
+    /// Sessions expected to move.
+    pub sessions: u32,
+    /// The first move happens within this long of the fault.
+    pub start_within: Dur,
+    /// All moves complete within this long of the fault.
+    pub complete_within: Dur,
+    /// And not sooner than this (the rate limit is honoured).
+    #[serde(default)]
+    pub complete_after: Option<Dur>,
+}
+
+/// Names of the workload kinds.
+pub const WORKLOAD_NAMES: &[&str] = &["chat"];
+
+/// Names of the check kinds.
+pub const CHECK_NAMES: &[&str] = &[
+    "no_message_loss",
+    "per_conversation_order",
+    "delivery_latency",
+    "liveness",
+    "interop_matrix",
+    "presence",
+    "migration",
+    "status_page",
+    "no_plaintext_at_cloud",
+    "no_secrets_in_logs",
+    "within_capacity",
+];
+
+// The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
+// single-key mappings scenarios use, so these two enums are read by hand. Streaming through a
+// MapAccess keeps serde_path_to_error's field paths and the parser's positions intact.
+
+impl<'de> Deserialize<'de> for Workload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TaggedVisitor::<Workload>::new("a workload such as `chat: { rate_per_user: 1/10m }`"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TaggedVisitor::<Check>::new("a check name, or a mapping `name: { parameters }`"))
+    }
+}
+
+/// An enum read from a bare name (no parameters) or a single-key mapping.
+trait Tagged: Sized {
+    const NAMES: &'static [&'static str];
+    /// The variant for a bare name, or `None` when it needs parameters.
+    fn bare(name: &str) -> Option<Self>;
+    /// The variant for `name: value`.
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error>;
+}
+
+impl Tagged for Workload {
+    const NAMES: &'static [&'static str] = WORKLOAD_NAMES;
+    fn bare(_: &str) -> Option<Self> {
+        None
+    }
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(_name: &str, map: &mut A) -> Result<Self, A::Error> {
+        Ok(Workload::Chat(map.next_value()?))
+    }
+}
+
+impl Tagged for Check {
+    const NAMES: &'static [&'static str] = CHECK_NAMES;
+    fn bare(name: &str) -> Option<Self> {
+        Some(match name {
+            "no_message_loss" => Check::NoMessageLoss,
+            "per_conversation_order" => Check::PerConversationOrder,
+            "interop_matrix" => Check::InteropMatrix(InteropExpect::default()),
+            "presence" => Check::Presence(Empty {}),
+            "status_page" => Check::StatusPage(Empty {}),
+            "no_plaintext_at_cloud" => Check::NoPlaintextAtCloud,
+            "no_secrets_in_logs" => Check::NoSecretsInLogs,
+            "within_capacity" => Check::WithinCapacity,
+            _ => return None,
+        })
+    }
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error> {
+        Ok(match name {
+            "delivery_latency" => Check::DeliveryLatency(map.next_value()?),
+            "liveness" => Check::Liveness(map.next_value()?),
+            "interop_matrix" => Check::InteropMatrix(map.next_value()?),
+            "migration" => Check::Migration(map.next_value()?),
+            "presence" => Check::Presence(map.next_value()?),
+            "status_page" => Check::StatusPage(map.next_value()?),
+            bare => {
+                map.next_value::<Empty>()?;
+                Self::bare(bare).expect("every other name is a bare variant")
+            }
+        })
+    }
+}
+
+struct TaggedVisitor<T> {
+    expecting: &'static str,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<T> TaggedVisitor<T> {
+    fn new(expecting: &'static str) -> Self {
+        Self { expecting, _t: std::marker::PhantomData }
+    }
+}
+
+impl<'de, T: Tagged> serde::de::Visitor<'de> for TaggedVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(self.expecting)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<T, E> {
+        if !T::NAMES.contains(&v) {
+            return Err(E::unknown_variant(v, T::NAMES));
+        }
+        T::bare(v).ok_or_else(|| E::custom(format!("`{v}` needs parameters: write `{v}: {{ ... }}`")))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+        use serde::de::Error as _;
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(format!("empty mapping: expected {}", self.expecting)));
+        };
+        if !T::NAMES.contains(&name.as_str()) {
+            return Err(A::Error::unknown_variant(&name, T::NAMES));
+        }
+        let value = T::with_value(&name, &mut map)?;
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(A::Error::custom(format!(
+                "`{extra}` beside `{name}`: each list item holds exactly one kind; start a new item with `- {extra}: ...`"
+            )));
+        }
+        Ok(value)
+    }
+}

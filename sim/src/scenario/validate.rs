@@ -1,0 +1,528 @@
+//! Cross-field rules of a scenario, and gates for parts no code executes yet.
+//!
+//! Each rule yields a [`Problem`] with the field path it concerns and, where possible, the valid
+//! values; [`super::parse`] turns paths into line and column. Rules cite the spec item they
+//! come from. All problems are collected, not just the first, so one edit fixes a file.
+
+use super::schema::*;
+use super::units::Pct;
+use crate::topology;
+use std::collections::BTreeSet;
+
+/// Most nodes in an IM&P or Expressway cluster (spec 1, 5).
+pub const CLUSTER_NODES_MAX: u32 = 6;
+/// Most IM&P clusters one Expressway cluster may serve (spec 5, 19).
+pub const IMP_CLUSTERS_PER_EXPRESSWAY_MAX: usize = 5;
+/// Most client-farm hosts of one kind: turmoil's per-tick cost grows faster than the host
+/// count (PITFALLS), and 16 farms already carry 195,000 users.
+pub const CLIENT_FARMS_MAX: u32 = 16;
+/// Most users in a scenario: the largest supported organization is 195,000 Hybrid Message
+/// users (spec 4); a little headroom for non-HM users.
+pub const USERS_MAX: u32 = 250_000;
+/// Most Jabber devices per user; Jabber users run desktop, mobile, and perhaps a tablet.
+pub const JABBER_DEVICES_MAX: u32 = 4;
+/// Coarsest tick accepted: beyond this, XMPP keepalives (30 s) would be distorted.
+pub const TICK_MAX_MS: u64 = 1_000;
+
+/// A rule violation, not yet located in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// Valid values or a suggestion.
+    pub help: Option<String>,
+}
+
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>, help: Option<String>) {
+        self.0.push(Problem {
+            path: path.into(),
+            message: message.into(),
+            help,
+        });
+    }
+    fn unsupported(&mut self, path: impl Into<String>, what: &str) {
+        self.add(
+            path,
+            format!("{what} is not yet supported by this hmsim build"),
+            Some("remove it, or see README.md for what runs today".into()),
+        );
+    }
+}
+
+/// Every rule violation in `s`.
+pub fn validate(s: &Scenario) -> Vec<Problem> {
+    let mut p = Problems(Vec::new());
+    header(s, &mut p);
+    imp_clusters(s, &mut p);
+    expressway_clusters(s, &mut p);
+    others(s, &mut p);
+    users(s, &mut p);
+    for (i, w) in s.workloads.iter().enumerate() {
+        workload(s, i, w, &mut p);
+    }
+    let hosts = topology::all_hosts(s);
+    for (i, f) in s.faults.iter().enumerate() {
+        fault(s, i, f, &hosts, &mut p);
+    }
+    checks(s, &mut p);
+    p.0
+}
+
+fn header(s: &Scenario, p: &mut Problems) {
+    if s.name.is_empty()
+        || !s
+            .name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        p.add(
+            "name",
+            format!("invalid name `{}`", s.name),
+            Some("use lowercase letters, digits and `-` (it becomes a directory name)".into()),
+        );
+    }
+    if s.duration.ms() == 0 {
+        p.add("duration", "duration must be more than 0", None);
+    }
+    if s.tick.ms() == 0 || s.tick.ms() > TICK_MAX_MS {
+        p.add(
+            "tick",
+            format!("tick {} is out of range", s.tick),
+            Some(format!("use 1ms to {TICK_MAX_MS}ms; 10ms is the default")),
+        );
+    }
+}
+
+fn imp_clusters(s: &Scenario, p: &mut Problems) {
+    let t = &s.topology;
+    if t.imp_clusters.is_empty() {
+        p.add(
+            "topology.imp_clusters",
+            "at least one IM&P cluster is needed",
+            Some("add `- { name: a, nodes: 1 }`".into()),
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, c) in t.imp_clusters.iter().enumerate() {
+        let at = format!("topology.imp_clusters[{i}]");
+        if !seen.insert(topology::imp_host(&c.name, 0)) {
+            p.add(
+                format!("{at}.name"),
+                format!("IM&P cluster `{}` is defined twice", c.name),
+                None,
+            );
+        }
+        if !valid_label(&c.name) {
+            p.add(
+                format!("{at}.name"),
+                format!("invalid cluster name `{}`", c.name),
+                Some("use lowercase letters, digits and `-`".into()),
+            );
+        }
+        if c.nodes == 0 || c.nodes > CLUSTER_NODES_MAX {
+            p.add(
+                format!("{at}.nodes"),
+                format!("an IM&P cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 5)", c.nodes),
+                Some(format!("valid values: 1..={CLUSTER_NODES_MAX}")),
+            );
+        }
+        if imp_version(&c.version).is_none() {
+            p.add(
+                format!("{at}.version"),
+                format!("invalid IM&P version `{}`", c.version),
+                Some("write major.minor, optionally with a build suffix: `14.0`, `12.5`, `11.5(1)SU3`".into()),
+            );
+        }
+        if c.sessions.max.is_some() || c.sessions.create_rate.is_some() {
+            p.unsupported(format!("{at}.sessions"), "connector session limits");
+        }
+    }
+}
+
+/// Parses an IM&P version's major and minor numbers (`11.5(1)SU3` → (11, 5)).
+pub fn imp_version(v: &str) -> Option<(u32, u32)> {
+    let core: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut it = core.split('.');
+    let major: u32 = it.next()?.parse().ok()?;
+    let minor: u32 = it.next().unwrap_or("0").parse().ok()?;
+    (major >= 8 && major < 100).then_some((major, minor))
+}
+
+fn expressway_clusters(s: &Scenario, p: &mut Problems) {
+    let imp_names: Vec<String> = s
+        .topology
+        .imp_clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let mut served_by: std::collections::BTreeMap<String, String> = Default::default();
+    for (i, e) in s.topology.expressway_clusters.iter().enumerate() {
+        let at = format!("topology.expressway_clusters[{i}]");
+        if e.nodes == 0 || e.nodes > CLUSTER_NODES_MAX {
+            p.add(
+                format!("{at}.nodes"),
+                format!("an Expressway cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 1)", e.nodes),
+                Some(format!("valid values: 1..={CLUSTER_NODES_MAX}")),
+            );
+        }
+        if e.imp_clusters.len() > IMP_CLUSTERS_PER_EXPRESSWAY_MAX {
+            p.add(
+                format!("{at}.imp_clusters"),
+                format!(
+                    "an Expressway cluster serves at most {IMP_CLUSTERS_PER_EXPRESSWAY_MAX} IM&P clusters, not {} (spec 5, 19)",
+                    e.imp_clusters.len()
+                ),
+                None,
+            );
+        }
+        for (j, name) in e.imp_clusters.iter().enumerate() {
+            let path = format!("{at}.imp_clusters[{j}]");
+            if !imp_names.contains(name) {
+                p.add(
+                    path,
+                    format!("no IM&P cluster is named `{name}`"),
+                    Some(one_of(name, &imp_names)),
+                );
+            } else if let Some(other) = served_by.insert(name.clone(), e.name.clone()) {
+                p.add(
+                    path,
+                    format!(
+                        "IM&P cluster `{name}` is already served by Expressway cluster `{other}`: meshing is not supported (spec 19)"
+                    ),
+                    Some("an IM&P cluster may be configured on one Expressway cluster only".into()),
+                );
+            }
+        }
+    }
+    if !s.topology.expressway_clusters.is_empty() {
+        p.unsupported(
+            "topology.expressway_clusters",
+            "the message connector (Expressway clusters)",
+        );
+    }
+}
+
+fn others(s: &Scenario, p: &mut Problems) {
+    let t = &s.topology;
+    if !valid_domain(&t.domain) {
+        p.add(
+            "topology.domain",
+            format!("invalid domain `{}`", t.domain),
+            Some("a lowercase DNS name such as `example.com`".into()),
+        );
+    }
+    if t.kms != KmsKind::Cloud {
+        p.unsupported("topology.kms", "an on-premises KMS");
+    }
+    for (field, n) in [("jabber", t.client_farms.jabber), ("webex", t.client_farms.webex)] {
+        if n == 0 || n > CLIENT_FARMS_MAX {
+            p.add(
+                format!("topology.client_farms.{field}"),
+                format!("{n} client farms is out of range"),
+                Some(format!("valid values: 1..={CLIENT_FARMS_MAX}")),
+            );
+        }
+    }
+}
+
+fn users(s: &Scenario, p: &mut Problems) {
+    let u = &s.users;
+    if u.count == 0 || u.count > USERS_MAX {
+        p.add(
+            "users.count",
+            format!("{} users is out of range", u.count),
+            Some(format!("valid values: 1..={USERS_MAX}")),
+        );
+    }
+    if u.jabber_devices == 0 || u.jabber_devices > JABBER_DEVICES_MAX {
+        p.add(
+            "users.jabber_devices",
+            format!("{} devices per user is out of range", u.jabber_devices),
+            Some(format!("valid values: 1..={JABBER_DEVICES_MAX}")),
+        );
+    }
+    if u.webex != Pct::NONE {
+        p.unsupported("users.webex", "Webex App users");
+    }
+}
+
+fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
+    let Workload::Chat(c) = w;
+    let at = format!("workloads[{i}].chat");
+    if c.rate_per_user.count <= 0.0 {
+        p.add(format!("{at}.rate_per_user"), "the rate must be more than 0", None);
+    }
+    let m = &c.mix;
+    let total: u32 = [m.text, m.edit, m.delete, m.file, m.typing, m.read]
+        .iter()
+        .map(|x| x.0)
+        .sum();
+    if total != Pct::ALL.0 {
+        p.add(
+            format!("{at}.mix"),
+            format!("the mix adds up to {}, not 100%", Pct(total)),
+            Some("shares of text, edit, delete, file, typing and read must total 100%".into()),
+        );
+    }
+    for (name, share) in [
+        ("edit", m.edit),
+        ("delete", m.delete),
+        ("file", m.file),
+        ("typing", m.typing),
+        ("read", m.read),
+    ] {
+        if share != Pct::NONE {
+            p.unsupported(format!("{at}.mix.{name}"), &format!("the `{name}` chat action"));
+        }
+    }
+    for (name, sel) in [("from", c.from), ("to", c.to)] {
+        if sel == ClientSel::Webex {
+            p.unsupported(format!("{at}.{name}"), "Webex App clients");
+        }
+    }
+    let start = c.start.unwrap_or_default();
+    let stop = c.stop.unwrap_or(s.duration);
+    if start >= stop || stop > s.duration {
+        p.add(
+            format!("{at}.stop"),
+            format!("the workload window {start}..{stop} is empty or ends after `duration` ({})", s.duration),
+            Some("start < stop <= duration".into()),
+        );
+    }
+    if c.contacts_per_user == 0 {
+        p.add(format!("{at}.contacts_per_user"), "must be at least 1", None);
+    }
+}
+
+/// The kinds a fault entry may have; the first group runs today.
+const FAULT_KINDS_SUPPORTED: [&str; 7] = [
+    "crash",
+    "bounce",
+    "partition",
+    "partition_oneway",
+    "hold",
+    "link_latency",
+    "packet_loss",
+];
+
+fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) {
+    let at = format!("faults[{i}]");
+    let kinds = fault_kinds(f);
+    match kinds.as_slice() {
+        [] => p.add(
+            at.clone(),
+            "a fault needs a kind",
+            Some(format!("one of: {}", all_fault_kinds().join(", "))),
+        ),
+        [_] => {}
+        many => p.add(
+            at.clone(),
+            format!("a fault has exactly one kind, this one has {}: {}", many.len(), many.join(", ")),
+            Some("split it into one entry per kind".into()),
+        ),
+    }
+    if f.at > s.duration {
+        p.add(
+            format!("{at}.at"),
+            format!("fault at {} is after the end of the scenario ({})", f.at, s.duration),
+            None,
+        );
+    }
+    if f.for_.is_some_and(|d| d.ms() == 0) {
+        p.add(format!("{at}.for"), "`for` must be more than 0", None);
+    }
+    for kind in &kinds {
+        if !FAULT_KINDS_SUPPORTED.contains(kind) {
+            p.unsupported(format!("{at}.{kind}"), &format!("the `{kind}` fault"));
+        }
+    }
+    if f.bounce.is_some() && f.for_.is_some() {
+        p.add(
+            format!("{at}.for"),
+            "`bounce` restarts at once and takes no `for`",
+            Some("use `crash` with `for` to keep a host down for a while".into()),
+        );
+    }
+    if let Some(l) = &f.link_latency
+        && l.latency.ms() % s.tick.ms().max(1) != 0
+    {
+        p.add(
+            format!("{at}.link_latency.latency"),
+            format!("latency {} is not a multiple of the tick ({})", l.latency, s.tick),
+            Some("network delivery is quantised to the tick".into()),
+        );
+    }
+    for (path, names) in fault_hosts(f) {
+        for (j, h) in names.iter().enumerate() {
+            if !hosts.contains(h) {
+                p.add(
+                    format!("{at}.{path}{}", if names.len() > 1 { format!("[{j}]") } else { String::new() }),
+                    format!("no host is named `{h}`"),
+                    Some(one_of(h, hosts)),
+                );
+            }
+        }
+    }
+}
+
+/// The kinds set on a fault entry, by field name.
+pub fn fault_kinds(f: &Fault) -> Vec<&'static str> {
+    let flags = [
+        ("crash", f.crash.is_some()),
+        ("bounce", f.bounce.is_some()),
+        ("partition", f.partition.is_some()),
+        ("partition_oneway", f.partition_oneway.is_some()),
+        ("hold", f.hold.is_some()),
+        ("link_latency", f.link_latency.is_some()),
+        ("packet_loss", f.packet_loss.is_some()),
+        ("imp_failover", f.imp_failover.is_some()),
+        ("imp_fallback", f.imp_fallback.is_some()),
+        ("axl_stop", f.axl_stop.is_some()),
+        ("cloud_outage", f.cloud_outage.is_some()),
+        ("kms_outage", f.kms_outage.is_some()),
+        ("http_errors", f.http_errors.is_some()),
+        ("connector_disable", f.connector_disable.is_some()),
+        ("connector_enable", f.connector_enable.is_some()),
+        ("connector_restart", f.connector_restart.is_some()),
+        ("maintenance_mode", f.maintenance_mode.is_some()),
+        ("expressway_maintenance", f.expressway_maintenance.is_some()),
+    ];
+    flags.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+}
+
+fn all_fault_kinds() -> Vec<&'static str> {
+    let every = Fault {
+        crash: Some(Hosts(vec![])),
+        bounce: Some(Hosts(vec![])),
+        partition: Some(Between { a: Hosts(vec![]), b: Hosts(vec![]) }),
+        partition_oneway: Some(OneWay { from: Hosts(vec![]), to: Hosts(vec![]) }),
+        hold: Some(Between { a: Hosts(vec![]), b: Hosts(vec![]) }),
+        link_latency: Some(LinkLatency { a: Hosts(vec![]), b: Hosts(vec![]), latency: Default::default() }),
+        packet_loss: Some(PacketLoss { a: Hosts(vec![]), b: Hosts(vec![]), rate: Pct::NONE }),
+        imp_failover: Some(ImpFailover { node: String::new(), mode: FailoverMode::Manual }),
+        imp_fallback: Some(NodeRef { node: String::new() }),
+        axl_stop: Some(NodeRef { node: String::new() }),
+        cloud_outage: Some(Outage {}),
+        kms_outage: Some(Outage {}),
+        http_errors: Some(HttpErrors { rate: Pct::NONE, status: 503 }),
+        connector_disable: Some(NodeRef { node: String::new() }),
+        connector_enable: Some(NodeRef { node: String::new() }),
+        connector_restart: Some(NodeRef { node: String::new() }),
+        maintenance_mode: Some(NodeRef { node: String::new() }),
+        expressway_maintenance: Some(NodeRef { node: String::new() }),
+        ..Fault::default()
+    };
+    fault_kinds(&every)
+}
+
+/// Host names a fault refers to, with the field path (relative to the fault) of each group.
+pub fn fault_hosts(f: &Fault) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let mut add = |path: &str, h: &Hosts| out.push((path.to_string(), h.0.clone()));
+    if let Some(h) = &f.crash {
+        add("crash", h);
+    }
+    if let Some(h) = &f.bounce {
+        add("bounce", h);
+    }
+    for (name, b) in [("partition", &f.partition), ("hold", &f.hold)] {
+        if let Some(b) = b {
+            add(&format!("{name}.a"), &b.a);
+            add(&format!("{name}.b"), &b.b);
+        }
+    }
+    if let Some(o) = &f.partition_oneway {
+        add("partition_oneway.from", &o.from);
+        add("partition_oneway.to", &o.to);
+    }
+    if let Some(l) = &f.link_latency {
+        add("link_latency.a", &l.a);
+        add("link_latency.b", &l.b);
+    }
+    if let Some(l) = &f.packet_loss {
+        add("packet_loss.a", &l.a);
+        add("packet_loss.b", &l.b);
+    }
+    for (name, n) in [
+        ("imp_fallback", &f.imp_fallback),
+        ("axl_stop", &f.axl_stop),
+        ("connector_disable", &f.connector_disable),
+        ("connector_enable", &f.connector_enable),
+        ("connector_restart", &f.connector_restart),
+        ("maintenance_mode", &f.maintenance_mode),
+        ("expressway_maintenance", &f.expressway_maintenance),
+    ] {
+        if let Some(n) = n {
+            add(&format!("{name}.node"), &Hosts(vec![n.node.clone()]));
+        }
+    }
+    if let Some(fo) = &f.imp_failover {
+        add("imp_failover.node", &Hosts(vec![fo.node.clone()]));
+    }
+    out
+}
+
+fn checks(s: &Scenario, p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, c) in s.checks.iter().enumerate() {
+        let name = check_name(c);
+        let at = format!("checks[{i}]");
+        if !seen.insert(name) {
+            p.add(at.clone(), format!("check `{name}` is listed twice"), None);
+        }
+        match c {
+            Check::NoMessageLoss
+            | Check::PerConversationOrder
+            | Check::DeliveryLatency(_)
+            | Check::Liveness(_) => {}
+            _ => p.unsupported(at, &format!("the `{name}` check")),
+        }
+    }
+}
+
+/// The scenario name of a check.
+pub fn check_name(c: &Check) -> &'static str {
+    match c {
+        Check::NoMessageLoss => "no_message_loss",
+        Check::PerConversationOrder => "per_conversation_order",
+        Check::DeliveryLatency(_) => "delivery_latency",
+        Check::Liveness(_) => "liveness",
+        Check::InteropMatrix(_) => "interop_matrix",
+        Check::Presence(_) => "presence",
+        Check::Migration(_) => "migration",
+        Check::StatusPage(_) => "status_page",
+        Check::NoPlaintextAtCloud => "no_plaintext_at_cloud",
+        Check::NoSecretsInLogs => "no_secrets_in_logs",
+        Check::WithinCapacity => "within_capacity",
+    }
+}
+
+fn one_of(bad: &str, valid: &[String]) -> String {
+    let list = valid
+        .iter()
+        .map(|v| format!("`{v}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match super::did_you_mean(bad, valid) {
+        Some(s) => format!("did you mean `{s}`? valid values: {list}"),
+        None => format!("valid values: {list}"),
+    }
+}
+
+fn valid_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+fn valid_domain(s: &str) -> bool {
+    s.contains('.') && s.split('.').all(valid_label)
+}
