@@ -142,12 +142,20 @@ impl JabberCore {
             }
             Phase::Authing if el.is("success", xmpp::NS_SASL) => {
                 self.parser.restart();
-                self.out
-                    .push_str(&xmpp::stream_header(xmpp::NS_CLIENT, None, Some(&self.domain), None));
+                self.out.push_str(&xmpp::stream_header(
+                    xmpp::NS_CLIENT,
+                    None,
+                    Some(&self.domain),
+                    None,
+                ));
                 self.phase = Phase::PostAuthFeatures;
             }
             Phase::Authing if el.is("failure", xmpp::NS_SASL) => {
-                let cond = el.elements().next().map(|e| e.name.clone()).unwrap_or_default();
+                let cond = el
+                    .elements()
+                    .next()
+                    .map(|e| e.name.clone())
+                    .unwrap_or_default();
                 self.fail(events, &format!("authentication failed: {cond}"));
             }
             Phase::PostAuthFeatures if el.is("features", NS_STREAM) => {
@@ -267,7 +275,10 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
 async fn connect<N: Net>(d: &DeviceSpec<N>) -> std::io::Result<N::Stream> {
     match tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.server, 5222)).await {
         Ok(r) => r,
-        Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")),
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "connect timed out",
+        )),
     }
 }
 
@@ -403,7 +414,9 @@ fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
         d.recorder.note("jabber: message without id or from");
         return;
     };
-    let from = Jid::parse(from).map(|j| j.bare()).unwrap_or_else(|_| from.to_string());
+    let from = Jid::parse(from)
+        .map(|j| j.bare())
+        .unwrap_or_else(|_| from.to_string());
     let to = inner
         .attr("to")
         .and_then(|t| Jid::parse(t).ok())
@@ -446,9 +459,16 @@ mod tests {
         c.input(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
         assert!(c.take_output().unwrap().starts_with("<?xml"));
         c.input(format!("{h}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes());
-        assert!(c.take_output().unwrap().contains("<resource>desk</resource>"));
+        assert!(
+            c.take_output()
+                .unwrap()
+                .contains("<resource>desk</resource>")
+        );
         let ev = c.input(b"<iq type='result' id='alice-desk-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.com/desk</jid></bind></iq>");
-        assert_eq!(ev, vec![ClientEvent::Ready("alice@example.com/desk".into())]);
+        assert_eq!(
+            ev,
+            vec![ClientEvent::Ready("alice@example.com/desk".into())]
+        );
         let out = c.take_output().unwrap();
         assert!(out.contains("urn:xmpp:carbons:2") && out.ends_with("<presence/>"));
     }
@@ -459,7 +479,14 @@ mod tests {
         let mut c = JabberCore::new(&jid, "bad", "desk");
         let h = xmpp::stream_header(xmpp::NS_CLIENT, Some("example.com"), None, Some("1"));
         c.input(format!("{h}<stream:features/>").as_bytes());
-        let ev = c.input(b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>");
-        assert_eq!(ev, vec![ClientEvent::Failed("authentication failed: not-authorized".into())]);
+        let ev = c.input(
+            b"<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><not-authorized/></failure>",
+        );
+        assert_eq!(
+            ev,
+            vec![ClientEvent::Failed(
+                "authentication failed: not-authorized".into()
+            )]
+        );
     }
 }

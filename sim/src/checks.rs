@@ -33,7 +33,11 @@ pub fn expectation(s: &Scenario, m: &MessageRecord) -> Expect {
         let (start, end) = crate::faults::window(f);
         m.sent_at + Duration::from_secs(1) >= start && m.sent_at <= end + RISK_MARGIN
     });
-    if at_risk { Expect::AtRisk } else { Expect::Must }
+    if at_risk {
+        Expect::AtRisk
+    } else {
+        Expect::Must
+    }
 }
 
 /// Delivery accounting over the whole history.
@@ -59,7 +63,8 @@ pub struct Tally {
 pub fn tally(s: &Scenario, out: &RunOutput) -> Tally {
     let mut t = Tally::default();
     // Last (send time) delivered per (conversation, device), to detect reordering.
-    let mut last_seen: std::collections::BTreeMap<(String, String, String), Duration> = Default::default();
+    let mut last_seen: std::collections::BTreeMap<(String, String, String), Duration> =
+        Default::default();
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
@@ -91,7 +96,13 @@ pub fn tally(s: &Scenario, out: &RunOutput) -> Tally {
 }
 
 /// Evaluates every check of the scenario.
-pub fn evaluate(s: &Scenario, out: &RunOutput, t: &Tally, p99_ms: f64, max_ms: f64) -> Vec<CheckResult> {
+pub fn evaluate(
+    s: &Scenario,
+    out: &RunOutput,
+    t: &Tally,
+    p99_ms: f64,
+    max_ms: f64,
+) -> Vec<CheckResult> {
     s.checks
         .iter()
         .map(|c| {
@@ -100,21 +111,35 @@ pub fn evaluate(s: &Scenario, out: &RunOutput, t: &Tally, p99_ms: f64, max_ms: f
                 Check::PerConversationOrder => order(t),
                 Check::DeliveryLatency(b) => latency(b, p99_ms, max_ms),
                 Check::Liveness(b) => liveness(s, out, b.within.0),
-                other => (Status::Fail, format!("`{}` is not executable in this build", check_name(other))),
+                other => (
+                    Status::Fail,
+                    format!("`{}` is not executable in this build", check_name(other)),
+                ),
             };
-            CheckResult { name: check_name(c).to_string(), status, detail }
+            CheckResult {
+                name: check_name(c).to_string(),
+                status,
+                detail,
+            }
         })
         .collect()
 }
 
 fn examples(v: &[String]) -> String {
-    v.iter().take(EXAMPLES_MAX).cloned().collect::<Vec<_>>().join(", ")
+    v.iter()
+        .take(EXAMPLES_MAX)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn no_message_loss(t: &Tally, out: &RunOutput) -> (Status, String) {
     let phantom = out.observer.phantom();
     if t.sent == 0 {
-        return (Status::Fail, "no message was sent: the check exercised nothing".into());
+        return (
+            Status::Fail,
+            "no message was sent: the check exercised nothing".into(),
+        );
     }
     if t.lost.is_empty() && t.duplicated.is_empty() && phantom.is_empty() {
         return (
@@ -127,22 +152,50 @@ fn no_message_loss(t: &Tally, out: &RunOutput) -> (Status, String) {
     }
     let mut parts = Vec::new();
     if !t.lost.is_empty() {
-        parts.push(format!("{} lost (e.g. {})", t.lost.len(), examples(&t.lost)));
+        parts.push(format!(
+            "{} lost (e.g. {})",
+            t.lost.len(),
+            examples(&t.lost)
+        ));
     }
     if !t.duplicated.is_empty() {
-        parts.push(format!("{} duplicated (e.g. {})", t.duplicated.len(), examples(&t.duplicated)));
+        parts.push(format!(
+            "{} duplicated (e.g. {})",
+            t.duplicated.len(),
+            examples(&t.duplicated)
+        ));
     }
     if !phantom.is_empty() {
-        parts.push(format!("{} delivered but never sent (e.g. {})", phantom.len(), examples(&phantom)));
+        parts.push(format!(
+            "{} delivered but never sent (e.g. {})",
+            phantom.len(),
+            examples(&phantom)
+        ));
     }
-    (Status::Fail, format!("{} of {} sent: {}", parts.len(), t.sent, parts.join("; ")))
+    (
+        Status::Fail,
+        format!("{} of {} sent: {}", parts.len(), t.sent, parts.join("; ")),
+    )
 }
 
 fn order(t: &Tally) -> (Status, String) {
     if t.reordered.is_empty() {
-        (Status::Pass, format!("{} messages, all in send order per conversation and device", t.delivered))
+        (
+            Status::Pass,
+            format!(
+                "{} messages, all in send order per conversation and device",
+                t.delivered
+            ),
+        )
     } else {
-        (Status::Fail, format!("{} out of order (e.g. {})", t.reordered.len(), examples(&t.reordered)))
+        (
+            Status::Fail,
+            format!(
+                "{} out of order (e.g. {})",
+                t.reordered.len(),
+                examples(&t.reordered)
+            ),
+        )
     }
 }
 
@@ -168,12 +221,24 @@ fn latency(b: &crate::scenario::LatencyBound, p99_ms: f64, max_ms: f64) -> (Stat
 /// Every device that was ever up is up at the end, and came back within `within` of the last
 /// fault ending.
 fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String) {
-    let last_fault_end = s.faults.iter().map(|f| crate::faults::window(f).1).max().unwrap_or_default();
+    let last_fault_end = s
+        .faults
+        .iter()
+        .map(|f| crate::faults::window(f).1)
+        .max()
+        .unwrap_or_default();
     let bound = last_fault_end + within;
     let down = out.observer.devices_down();
     if !down.is_empty() {
         let names: Vec<String> = down.iter().map(|(u, d)| format!("{u}/{d}")).collect();
-        return (Status::Fail, format!("{} devices not logged in at the end (e.g. {})", down.len(), examples(&names)));
+        return (
+            Status::Fail,
+            format!(
+                "{} devices not logged in at the end (e.g. {})",
+                down.len(),
+                examples(&names)
+            ),
+        );
     }
     let late: Vec<String> = out
         .observer
@@ -183,8 +248,23 @@ fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String)
         .map(|e| format!("{}/{} at {:.0}s", e.user, e.device, e.at.as_secs_f64()))
         .collect();
     if late.is_empty() {
-        (Status::Pass, format!("all {} devices logged in; recovered within {} of the last fault", out.observer.devices_up(), crate::scenario::units::format_duration(within)))
+        (
+            Status::Pass,
+            format!(
+                "all {} devices logged in; recovered within {} of the last fault",
+                out.observer.devices_up(),
+                crate::scenario::units::format_duration(within)
+            ),
+        )
     } else {
-        (Status::Fail, format!("{} logins after the bound {:.0}s (e.g. {})", late.len(), bound.as_secs_f64(), examples(&late)))
+        (
+            Status::Fail,
+            format!(
+                "{} logins after the bound {:.0}s (e.g. {})",
+                late.len(),
+                bound.as_secs_f64(),
+                examples(&late)
+            ),
+        )
     }
 }

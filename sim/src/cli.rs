@@ -22,7 +22,11 @@ pub const EXIT_REGRESSION: i32 = 3;
 pub const EXIT_IO: i32 = 4;
 
 #[derive(Parser, Debug)]
-#[command(name = "hmsim", version, about = "Deterministic simulation and load tests for Webex Hybrid Message")]
+#[command(
+    name = "hmsim",
+    version,
+    about = "Deterministic simulation and load tests for Webex Hybrid Message"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,11 +63,20 @@ pub fn main() -> i32 {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { EXIT_BAD_INPUT } else { EXIT_OK };
+            return if e.use_stderr() {
+                EXIT_BAD_INPUT
+            } else {
+                EXIT_OK
+            };
         }
     };
     match cli.command {
-        Command::Run { scenario, seed, out, quiet } => cmd_run(&scenario, seed, out, quiet),
+        Command::Run {
+            scenario,
+            seed,
+            out,
+            quiet,
+        } => cmd_run(&scenario, seed, out, quiet),
         Command::Check { files } => cmd_check(&files),
     }
 }
@@ -94,7 +107,10 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
 
 /// The command line that reproduces a run.
 pub fn reproduce_command(file: &Path, seed: u64) -> String {
-    format!("cargo run -p sim --release -- run {} --seed {seed}", file.display())
+    format!(
+        "cargo run -p sim --release -- run {} --seed {seed}",
+        file.display()
+    )
 }
 
 fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> i32 {
@@ -119,13 +135,29 @@ fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) ->
             return EXIT_IO;
         }
     };
-    println!("wrote: {}", written.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    println!(
+        "wrote: {}",
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     println!("reproduce: {}", record.reproduce);
-    if record.outcome.passed { EXIT_OK } else { EXIT_CHECK_FAILED }
+    if record.outcome.passed {
+        EXIT_OK
+    } else {
+        EXIT_CHECK_FAILED
+    }
 }
 
 /// Runs a loaded scenario and builds its record (used by the CLI and the test harness).
-pub fn run_scenario(s: &Scenario, file: &Path, seed: u64, quiet: bool) -> (reports::RunRecord, runner::RunOutput) {
+pub fn run_scenario(
+    s: &Scenario,
+    file: &Path,
+    seed: u64,
+    quiet: bool,
+) -> (reports::RunRecord, runner::RunOutput) {
     let mut reporter = ProgressReporter::new(quiet, s.duration.0);
     // allow-nondeterminism: wall time is measured around the simulation, never inside it.
     let started = std::time::Instant::now();
@@ -135,7 +167,13 @@ pub fn run_scenario(s: &Scenario, file: &Path, seed: u64, quiet: bool) -> (repor
         peak_rss_bytes: record::peak_rss_bytes(),
     };
     reporter.finish();
-    let r = record::build(s, &file.display().to_string(), &out, reproduce_command(file, seed), wall);
+    let r = record::build(
+        s,
+        &file.display().to_string(),
+        &out,
+        reproduce_command(file, seed),
+        wall,
+    );
     (r, out)
 }
 
@@ -143,15 +181,25 @@ fn print_summary(r: &reports::RunRecord) {
     let m = &r.metrics;
     println!(
         "simulated {} in {:.2}s wall ({:.0} sim-s/wall-s), {} steps, peak RSS {}",
-        format_duration(std::time::Duration::from_secs_f64(m.extra.get("simulated_s").copied().unwrap_or(0.0))),
+        format_duration(std::time::Duration::from_secs_f64(
+            m.extra.get("simulated_s").copied().unwrap_or(0.0)
+        )),
         m.wall_time_s,
         m.sim_seconds_per_wall_second,
         m.steps,
-        m.peak_rss_bytes.map(|b| format!("{:.1} MiB", b as f64 / 1048576.0)).unwrap_or_else(|| "n/a".into())
+        m.peak_rss_bytes
+            .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
+            .unwrap_or_else(|| "n/a".into())
     );
     println!(
         "messages: {} sent, {} delivered, {} lost, {} duplicated; latency p50 {} ms, p99 {} ms, max {} ms",
-        m.sent, m.delivered, m.lost, m.duplicated, m.latency_ms.p50, m.latency_ms.p99, m.latency_ms.max
+        m.sent,
+        m.delivered,
+        m.lost,
+        m.duplicated,
+        m.latency_ms.p50,
+        m.latency_ms.p99,
+        m.latency_ms.max
     );
     if let Some(f) = &r.outcome.failure {
         println!("RUN FAILED: {f}");
@@ -183,7 +231,11 @@ impl ProgressReporter {
             );
             b
         });
-        Self { bar, quiet, next_line_pct: 0 }
+        Self {
+            bar,
+            quiet,
+            next_line_pct: 0,
+        }
     }
 
     fn update(&mut self, p: Progress) {
@@ -198,7 +250,11 @@ impl ProgressReporter {
         }
         let pct = (p.elapsed.as_secs_f64() / p.duration.as_secs_f64().max(1e-9) * 100.0) as u64;
         if pct >= self.next_line_pct {
-            eprintln!("[hmsim] {:>3}% sim {} · {msg}", pct.min(999), format_duration(p.elapsed));
+            eprintln!(
+                "[hmsim] {:>3}% sim {} · {msg}",
+                pct.min(999),
+                format_duration(p.elapsed)
+            );
             self.next_line_pct = pct - pct % 10 + 10;
         }
     }

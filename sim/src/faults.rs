@@ -80,11 +80,15 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
         let (start, end) = window(f);
         let mut push = |at: Duration, kind: &str, action: Action| {
             // Sort key: time, then scenario order, a fault's start before its end.
-            out.push((at, i * 2 + usize::from(at > start), Timed {
+            out.push((
                 at,
-                kind: kind.into(),
-                action,
-            }));
+                i * 2 + usize::from(at > start),
+                Timed {
+                    at,
+                    kind: kind.into(),
+                    action,
+                },
+            ));
         };
         let h = |x: &Hosts| x.0.clone();
         let timed = f.for_.is_some();
@@ -104,9 +108,17 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
             }
         }
         if let Some(p) = &f.partition_oneway {
-            push(start, "partition_oneway", Action::PartitionOneway(h(&p.from), h(&p.to)));
+            push(
+                start,
+                "partition_oneway",
+                Action::PartitionOneway(h(&p.from), h(&p.to)),
+            );
             if timed {
-                push(end, "partition_oneway/end", Action::RepairOneway(h(&p.from), h(&p.to)));
+                push(
+                    end,
+                    "partition_oneway/end",
+                    Action::RepairOneway(h(&p.from), h(&p.to)),
+                );
             }
         }
         if let Some(p) = &f.hold {
@@ -116,13 +128,25 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
             }
         }
         if let Some(l) = &f.link_latency {
-            push(start, "link_latency", Action::Latency(h(&l.a), h(&l.b), l.latency.0));
+            push(
+                start,
+                "link_latency",
+                Action::Latency(h(&l.a), h(&l.b), l.latency.0),
+            );
             if timed {
-                push(end, "link_latency/end", Action::Latency(h(&l.a), h(&l.b), base.0));
+                push(
+                    end,
+                    "link_latency/end",
+                    Action::Latency(h(&l.a), h(&l.b), base.0),
+                );
             }
         }
         if let Some(l) = &f.packet_loss {
-            push(start, "packet_loss", Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()));
+            push(
+                start,
+                "packet_loss",
+                Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()),
+            );
             if timed {
                 push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
             }
@@ -142,16 +166,24 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
     match action {
         Action::Crash(hs) => hs.iter().for_each(|h| sim.crash(h.as_str())),
         Action::Bounce(hs) => hs.iter().for_each(|h| sim.bounce(h.as_str())),
-        Action::Partition(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.partition(x.as_str(), y.as_str())),
-        Action::Repair(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.repair(x.as_str(), y.as_str())),
+        Action::Partition(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.partition(x.as_str(), y.as_str())),
+        Action::Repair(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.repair(x.as_str(), y.as_str())),
         Action::PartitionOneway(a, b) => pairs(a, b)
             .iter()
             .for_each(|(x, y)| sim.partition_oneway(x.as_str(), y.as_str())),
         Action::RepairOneway(a, b) => pairs(a, b)
             .iter()
             .for_each(|(x, y)| sim.repair_oneway(x.as_str(), y.as_str())),
-        Action::Hold(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.hold(x.as_str(), y.as_str())),
-        Action::Release(a, b) => pairs(a, b).iter().for_each(|(x, y)| sim.release(x.as_str(), y.as_str())),
+        Action::Hold(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.hold(x.as_str(), y.as_str())),
+        Action::Release(a, b) => pairs(a, b)
+            .iter()
+            .for_each(|(x, y)| sim.release(x.as_str(), y.as_str())),
         Action::Latency(a, b, d) => pairs(a, b)
             .iter()
             .for_each(|(x, y)| sim.set_link_latency(x.as_str(), y.as_str(), *d)),

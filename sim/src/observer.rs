@@ -102,7 +102,10 @@ impl Observer {
     }
 
     /// Runs `f` over the messages in send order.
-    pub fn with_messages<R>(&self, f: impl FnOnce(&mut dyn Iterator<Item = (&str, &MessageRecord)>) -> R) -> R {
+    pub fn with_messages<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = (&str, &MessageRecord)>) -> R,
+    ) -> R {
         let st = self.state.borrow();
         let mut it = st
             .order
@@ -147,7 +150,11 @@ impl Observer {
         let st = self.state.borrow();
         st.order
             .iter()
-            .filter(|id| st.messages.get(*id).is_some_and(|m| m.deliveries.is_empty()))
+            .filter(|id| {
+                st.messages
+                    .get(*id)
+                    .is_some_and(|m| m.deliveries.is_empty())
+            })
             .cloned()
             .collect()
     }
@@ -208,18 +215,25 @@ impl Recorder for Observer {
         }
         m.deliveries.push((ev.device, at, ev.delayed));
         if ev.delayed {
-            *st.coverage.entry("offline message delivered with delay".into()).or_default() += 1;
+            *st.coverage
+                .entry("offline message delivered with delay".into())
+                .or_default() += 1;
         }
     }
 
     fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str) {
         let at = now();
         let mut st = self.state.borrow_mut();
-        let line = format!("session {user}/{device} {} {reason}", if up { "up" } else { "down" });
+        let line = format!(
+            "session {user}/{device} {} {reason}",
+            if up { "up" } else { "down" }
+        );
         self.digest(&mut st, at, host, &line);
         let was_up = st.up.insert((user.into(), device.into()), up);
         if !up && was_up == Some(true) {
-            *st.coverage.entry("device lost its session".into()).or_default() += 1;
+            *st.coverage
+                .entry("device lost its session".into())
+                .or_default() += 1;
         }
         if up && was_up == Some(false) {
             *st.coverage.entry("device re-logged in".into()).or_default() += 1;

@@ -37,14 +37,23 @@ pub fn percentiles(latencies_ms: &[u64]) -> Percentiles {
 }
 
 /// Builds the record of a finished run.
-pub fn build(s: &Scenario, file: &str, out: &RunOutput, reproduce: String, wall: WallFacts) -> RunRecord {
+pub fn build(
+    s: &Scenario,
+    file: &str,
+    out: &RunOutput,
+    reproduce: String,
+    wall: WallFacts,
+) -> RunRecord {
     let tally = checks::tally(s, out);
     let latency_ms = percentiles(&tally.latencies_ms);
     let results = checks::evaluate(s, out, &tally, latency_ms.p99, latency_ms.max);
     let sim_s = out.elapsed.as_secs_f64();
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("lost_at_risk".to_string(), tally.lost_at_risk as f64);
-    extra.insert("digest_events".to_string(), out.observer.digest_events() as f64);
+    extra.insert(
+        "digest_events".to_string(),
+        out.observer.digest_events() as f64,
+    );
     extra.insert("simulated_s".to_string(), sim_s);
     for (host, st) in &out.node_stats {
         for (k, v) in [
@@ -68,7 +77,11 @@ pub fn build(s: &Scenario, file: &str, out: &RunOutput, reproduce: String, wall:
         duplicated: tally.duplicated.len() as u64,
         latency_ms,
         wall_time_s: wall.wall_time_s,
-        sim_seconds_per_wall_second: if wall.wall_time_s > 0.0 { sim_s / wall.wall_time_s } else { 0.0 },
+        sim_seconds_per_wall_second: if wall.wall_time_s > 0.0 {
+            sim_s / wall.wall_time_s
+        } else {
+            0.0
+        },
         peak_rss_bytes: wall.peak_rss_bytes,
         steps: out.steps,
         extra,
@@ -84,13 +97,20 @@ pub fn build(s: &Scenario, file: &str, out: &RunOutput, reproduce: String, wall:
         git_commit: git_commit(),
         hmsim_version: env!("CARGO_PKG_VERSION").to_string(),
         duration_s: s.duration.0.as_secs_f64(),
-        outcome: Outcome { passed, failure: out.failure.clone() },
+        outcome: Outcome {
+            passed,
+            failure: out.failure.clone(),
+        },
         checks: results,
         metrics,
         faults: out
             .applied
             .iter()
-            .map(|t| FaultRecord { at_ms: t.at.as_millis() as u64, kind: t.kind.clone(), detail: t.detail() })
+            .map(|t| FaultRecord {
+                at_ms: t.at.as_millis() as u64,
+                kind: t.kind.clone(),
+                detail: t.detail(),
+            })
             .collect(),
         series: out
             .series
@@ -108,7 +128,10 @@ pub fn build(s: &Scenario, file: &str, out: &RunOutput, reproduce: String, wall:
 
 /// The commit of the working tree, when run from a git checkout.
 fn git_commit() -> Option<String> {
-    let out = std::process::Command::new("git").args(["rev-parse", "HEAD"]).output().ok()?;
+    let out = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
@@ -125,7 +148,10 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 /// Default output directory: `target/hmsim/<scenario>/<seed>/`.
 pub fn default_out_dir(s: &Scenario, seed: u64) -> PathBuf {
-    PathBuf::from("target").join("hmsim").join(&s.name).join(seed.to_string())
+    PathBuf::from("target")
+        .join("hmsim")
+        .join(&s.name)
+        .join(seed.to_string())
 }
 
 /// Writes `run.json`, `report.md`, `report.html` and `junit.xml` into `dir`.
@@ -135,8 +161,14 @@ pub fn write_outputs(dir: &Path, r: &RunRecord) -> Result<Vec<PathBuf>, crate::E
     let files = [
         ("run.json", json),
         ("report.md", reports::markdown(r)),
-        ("report.html", reports::html(r).map_err(|e| crate::Error::Render(e.to_string()))?),
-        ("junit.xml", reports::junit(r).map_err(|e| crate::Error::Render(e.to_string()))?),
+        (
+            "report.html",
+            reports::html(r).map_err(|e| crate::Error::Render(e.to_string()))?,
+        ),
+        (
+            "junit.xml",
+            reports::junit(r).map_err(|e| crate::Error::Render(e.to_string()))?,
+        ),
     ];
     let mut written = Vec::new();
     for (name, body) in files {

@@ -97,7 +97,8 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
     step_loop(&mut sim, s, &timeline, &slots, &mut out, progress);
     for (host, slot) in &slots {
         if let Some(node) = slot.borrow().as_ref() {
-            out.node_stats.insert(host.clone(), node.borrow().stats().clone());
+            out.node_stats
+                .insert(host.clone(), node.borrow().stats().clone());
         }
     }
     out
@@ -121,15 +122,18 @@ fn build_world<'a>(s: &Scenario, rngs: &RngFactory, base: BaseLatency) -> turmoi
 fn add_imp_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, users: &[UserSpec]) -> NodeSlots {
     let mut slots = NodeSlots::new();
     for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
-        let dir = Rc::new(Directory::new(users.iter().filter(|u| u.cluster == ci).map(|u| {
-            UserRecord {
-                userid: u.userid.clone(),
-                jid: u.jid.clone(),
-                email: u.email.clone(),
-                password: u.password.clone(),
-                home: u.home_host(s),
-            }
-        })));
+        let dir = Rc::new(Directory::new(
+            users
+                .iter()
+                .filter(|u| u.cluster == ci)
+                .map(|u| UserRecord {
+                    userid: u.userid.clone(),
+                    jid: u.jid.clone(),
+                    email: u.email.clone(),
+                    password: u.password.clone(),
+                    home: u.home_host(s),
+                }),
+        ));
         for n in 1..=c.nodes {
             let host = topology::imp_host(&c.name, n);
             let cfg = NodeConfig {
@@ -145,7 +149,11 @@ fn add_imp_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, users: &[UserSpec]) -
             slots.insert(host.clone(), slot.clone());
             let dir = dir.clone();
             sim.host(host.as_str(), move || {
-                let node = Rc::new(RefCell::new(ImpNode::new(cfg.clone(), dir.clone(), db.clone())));
+                let node = Rc::new(RefCell::new(ImpNode::new(
+                    cfg.clone(),
+                    dir.clone(),
+                    db.clone(),
+                )));
                 *slot.borrow_mut() = Some(node.clone());
                 async move {
                     driver::serve_c2s(TurmoilNet, node, driver::C2S_PORT).await?;
@@ -164,7 +172,9 @@ fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u
     for (wi, w) in s.workloads.iter().enumerate() {
         let Workload::Chat(c) = w;
         let mut rng = rngs.named(&format!("workload/{wi}/contacts"));
-        let Some(mean) = c.rate_per_user.mean_interval() else { continue };
+        let Some(mean) = c.rate_per_user.mean_interval() else {
+            continue;
+        };
         let start = c
             .start
             .map(|d| d.0)
@@ -184,7 +194,15 @@ fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u
                     contacts.push(peer.jid.clone());
                 }
             }
-            plans.insert(u.index, ChatPlan { contacts, mean_interval: mean, start, stop });
+            plans.insert(
+                u.index,
+                ChatPlan {
+                    contacts,
+                    mean_interval: mean,
+                    start,
+                    stop,
+                },
+            );
         }
     }
     plans
@@ -215,7 +233,12 @@ fn add_jabber_farms(
             // so a restarted farm never reuses an id.
             let inc = incarnation.get();
             incarnation.set(inc + 1);
-            let (mine, plans, recorder, host) = (mine.clone(), plans.clone(), recorder.clone(), host_name.clone());
+            let (mine, plans, recorder, host) = (
+                mine.clone(),
+                plans.clone(),
+                recorder.clone(),
+                host_name.clone(),
+            );
             async move {
                 for (u, server) in mine.iter() {
                     spawn_devices(u, server, inc, &host, &rngs, &plans, &recorder);
@@ -248,7 +271,11 @@ fn spawn_devices(
             password: u.password.clone(),
             resource: format!("{resource}.{inc}"),
             server: server.to_string(),
-            plan: if d == 1 { plans.get(&u.index).cloned() } else { None },
+            plan: if d == 1 {
+                plans.get(&u.index).cloned()
+            } else {
+                None
+            },
             rng,
             recorder: recorder.clone(),
         };
@@ -271,15 +298,20 @@ fn step_loop(
     let deadline = duration + s.drain.0;
     let sample_every = (duration / SAMPLES_MAX as u32).max(s.tick.0);
     let progress_every = (duration / 50).max(Duration::from_secs(1));
-    let (mut next_fault, mut next_sample, mut next_progress) = (0usize, Duration::ZERO, Duration::ZERO);
+    let (mut next_fault, mut next_sample, mut next_progress) =
+        (0usize, Duration::ZERO, Duration::ZERO);
     // Bounded: the loop ends by `deadline`, which is finite, one tick per iteration.
     loop {
         let now = sim.elapsed();
         while next_fault < timeline.len() && timeline[next_fault].at <= now {
             let t = &timeline[next_fault];
             faults::apply(sim, &t.action);
-            out.observer.fault(now, &format!("{} {}", t.kind, t.detail()));
-            out.applied.push(Timed { at: now, ..t.clone() });
+            out.observer
+                .fault(now, &format!("{} {}", t.kind, t.detail()));
+            out.applied.push(Timed {
+                at: now,
+                ..t.clone()
+            });
             next_fault += 1;
         }
         if now >= next_sample {
@@ -303,7 +335,10 @@ fn step_loop(
             break;
         }
         if let Err(e) = sim.step() {
-            out.failure = Some(format!("a host failed at {}: {e}", crate::scenario::units::format_duration(now)));
+            out.failure = Some(format!(
+                "a host failed at {}: {e}",
+                crate::scenario::units::format_duration(now)
+            ));
             break;
         }
         out.steps += 1;
@@ -328,11 +363,27 @@ fn waiting_for(out: &RunOutput, deadline: Duration) -> String {
         out.observer.sent_count()
     );
     if !pending.is_empty() {
-        msg.push_str(&format!(" (first: {})", pending.iter().take(5).cloned().collect::<Vec<_>>().join(", ")));
+        msg.push_str(&format!(
+            " (first: {})",
+            pending
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     if !down.is_empty() {
-        let names: Vec<String> = down.iter().take(5).map(|(u, d)| format!("{u}/{d}")).collect();
-        msg.push_str(&format!("; {} devices not logged in (first: {})", down.len(), names.join(", ")));
+        let names: Vec<String> = down
+            .iter()
+            .take(5)
+            .map(|(u, d)| format!("{u}/{d}"))
+            .collect();
+        msg.push_str(&format!(
+            "; {} devices not logged in (first: {})",
+            down.len(),
+            names.join(", ")
+        ));
     }
     msg
 }
@@ -340,10 +391,17 @@ fn waiting_for(out: &RunOutput, deadline: Duration) -> String {
 fn sample(out: &mut RunOutput, slots: &NodeSlots, now: Duration) {
     let t = now.as_secs_f64();
     let mut push = |name: String, v: f64| out.series.entry(name).or_default().push((t, v));
-    push("clients/devices_up".into(), out.observer.devices_up() as f64);
+    push(
+        "clients/devices_up".into(),
+        out.observer.devices_up() as f64,
+    );
     push("messages/sent".into(), out.observer.sent_count() as f64);
     for (host, slot) in slots {
-        let sessions = slot.borrow().as_ref().map(|n| n.borrow().session_count()).unwrap_or(0);
+        let sessions = slot
+            .borrow()
+            .as_ref()
+            .map(|n| n.borrow().session_count())
+            .unwrap_or(0);
         push(format!("sessions/{host}"), sessions as f64);
     }
 }

@@ -15,12 +15,18 @@ pub fn jabber_farm(k: u32) -> String {
 
 /// The host name of node `n` (1-based) of IM&P cluster `cluster`.
 pub fn imp_host(cluster: &str, n: u32) -> String {
-    format!("imp-{}-{n}", cluster.strip_prefix("imp-").unwrap_or(cluster))
+    format!(
+        "imp-{}-{n}",
+        cluster.strip_prefix("imp-").unwrap_or(cluster)
+    )
 }
 
 /// The host name of node `n` (1-based) of Expressway cluster `cluster`.
 pub fn exp_host(cluster: &str, n: u32) -> String {
-    format!("exp-{}-{n}", cluster.strip_prefix("exp-").unwrap_or(cluster))
+    format!(
+        "exp-{}-{n}",
+        cluster.strip_prefix("exp-").unwrap_or(cluster)
+    )
 }
 
 /// Every host the scenario's topology creates, in a stable order.

@@ -212,10 +212,8 @@ impl StreamParser {
                     },
                     // Whitespace between stanzas is legal keepalive; other text at depth 1 is
                     // not meaningful and RFC 6120 lets us ignore it.
-                    None if !self.opened => {
-                        if !text.trim().is_empty() {
-                            return Err(StreamError::BadHeader("text".into()));
-                        }
+                    None if !self.opened && !text.trim().is_empty() => {
+                        return Err(StreamError::BadHeader("text".into()));
                     }
                     None => {}
                 }

@@ -242,10 +242,8 @@ mod tests {
 
     #[test]
     fn stream_elements_use_the_stream_prefix() {
-        let f = Element::new("features", NS_STREAM).with_child(Element::new(
-            "bind",
-            "urn:ietf:params:xml:ns:xmpp-bind",
-        ));
+        let f = Element::new("features", NS_STREAM)
+            .with_child(Element::new("bind", "urn:ietf:params:xml:ns:xmpp-bind"));
         assert_eq!(
             f.to_xml_in("jabber:client"),
             "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"

@@ -38,7 +38,8 @@ impl Directory {
     }
     /// Looks up a user by SASL authentication id (the userid or the JID local part).
     pub fn by_authcid(&self, authcid: &str, domain: &str) -> Option<&UserRecord> {
-        self.users.get(&format!("{}@{domain}", authcid.to_ascii_lowercase()))
+        self.users
+            .get(&format!("{}@{domain}", authcid.to_ascii_lowercase()))
     }
     /// Number of users.
     pub fn len(&self) -> usize {

@@ -25,7 +25,11 @@ type Writers = Rc<RefCell<BTreeMap<ConnId, mpsc::Sender<Transmit>>>>;
 
 /// Serves c2s on `port` until the listener fails. Restartable: state that must survive a
 /// restart lives in the node's `NodeDb`, not here.
-pub async fn serve_c2s<N: Net>(net: N, node: Rc<RefCell<ImpNode>>, port: u16) -> std::io::Result<()> {
+pub async fn serve_c2s<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    port: u16,
+) -> std::io::Result<()> {
     let listener = net.bind(port).await?;
     let writers: Writers = Rc::default();
     loop {
@@ -33,7 +37,14 @@ pub async fn serve_c2s<N: Net>(net: N, node: Rc<RefCell<ImpNode>>, port: u16) ->
         let id = node.borrow_mut().open();
         let (tx, rx) = mpsc::channel(OUT_QUEUE_MAX);
         writers.borrow_mut().insert(id, tx);
-        tokio::task::spawn_local(connection(net.clone(), node.clone(), writers.clone(), id, stream, rx));
+        tokio::task::spawn_local(connection(
+            net.clone(),
+            node.clone(),
+            writers.clone(),
+            id,
+            stream,
+            rx,
+        ));
     }
 }
 

@@ -228,7 +228,10 @@ impl ImpNode {
         self.stats.stream_errors += 1;
         tracing::debug!(node = %self.cfg.host, conn, condition, text, "stream error");
         // A header is owed if the peer never got ours (RFC 6120 4.9.1.2).
-        if matches!(self.conns.get(&conn).map(|c| &c.state), Some(State::Header { .. })) {
+        if matches!(
+            self.conns.get(&conn).map(|c| &c.state),
+            Some(State::Header { .. })
+        ) {
             let h = xmpp::stream_header(xmpp::NS_CLIENT, Some(&self.cfg.domain), None, Some("err"));
             self.send_raw(conn, h);
         }
@@ -238,7 +241,14 @@ impl ImpNode {
         self.close(conn);
     }
 
-    fn stanza_error(&mut self, conn: ConnId, stanza: &Element, kind: &str, cond: &str, text: Option<&str>) {
+    fn stanza_error(
+        &mut self,
+        conn: ConnId,
+        stanza: &Element,
+        kind: &str,
+        cond: &str,
+        text: Option<&str>,
+    ) {
         self.stats.stanza_errors += 1;
         let e = xmpp::error_reply(stanza, kind, cond, text);
         self.send(conn, &e);
@@ -356,7 +366,9 @@ impl ImpNode {
             self.stream_error(old, "conflict", "replaced by a new session");
             self.closed(Duration::ZERO, old);
         }
-        let jid = Jid::parse(&bare).expect("directory JIDs are valid").with_resource(&resource);
+        let jid = Jid::parse(&bare)
+            .expect("directory JIDs are valid")
+            .with_resource(&resource);
         let reply = xmpp::iq_result(
             el,
             Some(
@@ -389,7 +401,11 @@ impl ImpNode {
             "message" => self.on_message(now, conn, &me, el),
             "presence" => self.on_presence(now, conn, &me, el),
             "iq" => self.on_iq(conn, &me, el),
-            _ => self.stream_error(conn, "unsupported-stanza-type", "expected message, presence or iq"),
+            _ => self.stream_error(
+                conn,
+                "unsupported-stanza-type",
+                "expected message, presence or iq",
+            ),
         }
     }
 
@@ -477,7 +493,9 @@ impl ImpNode {
         }
         let unavailable = el.attr("type") == Some("unavailable");
         let first = {
-            let Some(c) = self.conns.get_mut(&conn) else { return };
+            let Some(c) = self.conns.get_mut(&conn) else {
+                return;
+            };
             let first = !c.available && !unavailable;
             c.available = !unavailable;
             c.last_presence = Some(el);
@@ -518,7 +536,13 @@ impl ImpNode {
         let kind = el.attr("type").unwrap_or("normal");
         if kind == "groupchat" {
             // 1:1 only here; group chat lives in persistent chat rooms (spec 42).
-            self.stanza_error(conn, &el, "cancel", "not-allowed", Some("group chat is not served by this node"));
+            self.stanza_error(
+                conn,
+                &el,
+                "cancel",
+                "not-allowed",
+                Some("group chat is not served by this node"),
+            );
             return;
         }
         if kind == "error" {
@@ -530,7 +554,13 @@ impl ImpNode {
         };
         if user.home != self.cfg.host {
             // Inter-node routing arrives with the cluster work (issue "fake IM&P cluster").
-            self.stanza_error(conn, &el, "wait", "recipient-unavailable", Some("user homed on another node"));
+            self.stanza_error(
+                conn,
+                &el,
+                "wait",
+                "recipient-unavailable",
+                Some("user homed on another node"),
+            );
             return;
         }
         if kind == "chat" || kind == "normal" {
@@ -551,7 +581,13 @@ impl ImpNode {
             return; // chat states and markers alone are never stored
         }
         if self.cfg.offline_storage {
-            let stored = self.db.borrow_mut().store(&to.bare(), StoredMessage { stanza: el, at: now });
+            let stored = self.db.borrow_mut().store(
+                &to.bare(),
+                StoredMessage {
+                    stanza: el,
+                    at: now,
+                },
+            );
             if stored {
                 self.stats.offline_stored += 1;
             } else {
@@ -560,7 +596,13 @@ impl ImpNode {
         } else {
             self.stats.discarded += 1;
             if self.cfg.version < (12, 5) {
-                self.stanza_error(conn, &el, "cancel", "service-unavailable", Some(super::node::UNDELIVERABLE_TEXT));
+                self.stanza_error(
+                    conn,
+                    &el,
+                    "cancel",
+                    "service-unavailable",
+                    Some(super::node::UNDELIVERABLE_TEXT),
+                );
             }
         }
     }
@@ -642,7 +684,12 @@ impl ImpNode {
             if !self.conns.get(&t).is_some_and(|c| c.carbons) {
                 continue;
             }
-            let wrapper = carbon(&to.bare(), &to.with_resource(&res).to_string(), "received", el);
+            let wrapper = carbon(
+                &to.bare(),
+                &to.with_resource(&res).to_string(),
+                "received",
+                el,
+            );
             self.stats.carbons += 1;
             self.send(t, &wrapper);
         }
@@ -656,9 +703,8 @@ fn carbon(bare: &str, to: &str, kind: &str, inner: &Element) -> Element {
         .with_attr("to", to)
         .with_attr("type", inner.attr("type").unwrap_or("chat"))
         .with_child(
-            Element::new(kind, xmpp::NS_CARBONS).with_child(
-                Element::new("forwarded", xmpp::NS_FORWARD).with_child(inner.clone()),
-            ),
+            Element::new(kind, xmpp::NS_CARBONS)
+                .with_child(Element::new("forwarded", xmpp::NS_FORWARD).with_child(inner.clone())),
         )
 }
 

@@ -53,7 +53,11 @@ impl PathIndex {
                     index.value_done(&mut stack);
                 }
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Map { path, key: key @ None }) = stack.last_mut() {
+                    if let Some(Frame::Map {
+                        path,
+                        key: key @ None,
+                    }) = stack.last_mut()
+                    {
                         let full = join(path, &value);
                         index.positions.entry(full).or_insert(pos);
                         *key = Some(value.into_owned());
@@ -92,6 +96,11 @@ impl PathIndex {
             Some(Frame::Seq { next, .. }) => *next += 1,
             None => {}
         }
+    }
+
+    /// The position of exactly `path`, if it is written in the source.
+    pub fn exact(&self, path: &str) -> Option<Pos> {
+        self.positions.get(path).copied()
     }
 
     /// The position of `path`, or of its nearest ancestor that exists in the source (a field

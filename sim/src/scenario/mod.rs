@@ -126,7 +126,19 @@ fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
-        let (message, help) = explain_serde_message(&inner.to_string());
+        let raw = inner.to_string();
+        // The YAML crate prefixes its own (parent's) path; ours is printed in front already.
+        let raw = match raw.split_once(": ") {
+            Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest,
+            _ => &raw,
+        };
+        let (message, help) = explain_serde_message(raw);
+        // Custom errors are located at the enclosing mapping; the field's own key is later in
+        // the text and more useful. Syntax errors are located past the last good key.
+        let (line, col) = match PathIndex::build(source).exact(&path) {
+            Some(p) if (p.line, p.col) > (line, col) => (p.line, p.col),
+            _ => (line, col),
+        };
         ScenarioError {
             diagnostics: vec![Diagnostic {
                 file: file.to_string(),

@@ -725,13 +725,17 @@ pub const CHECK_NAMES: &[&str] = &[
 
 impl<'de> Deserialize<'de> for Workload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TaggedVisitor::<Workload>::new("a workload such as `chat: { rate_per_user: 1/10m }`"))
+        d.deserialize_any(TaggedVisitor::<Workload>::new(
+            "a workload such as `chat: { rate_per_user: 1/10m }`",
+        ))
     }
 }
 
 impl<'de> Deserialize<'de> for Check {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TaggedVisitor::<Check>::new("a check name, or a mapping `name: { parameters }`"))
+        d.deserialize_any(TaggedVisitor::<Check>::new(
+            "a check name, or a mapping `name: { parameters }`",
+        ))
     }
 }
 
@@ -741,7 +745,10 @@ trait Tagged: Sized {
     /// The variant for a bare name, or `None` when it needs parameters.
     fn bare(name: &str) -> Option<Self>;
     /// The variant for `name: value`.
-    fn with_value<'de, A: serde::de::MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error>;
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(
+        name: &str,
+        map: &mut A,
+    ) -> Result<Self, A::Error>;
 }
 
 impl Tagged for Workload {
@@ -749,7 +756,10 @@ impl Tagged for Workload {
     fn bare(_: &str) -> Option<Self> {
         None
     }
-    fn with_value<'de, A: serde::de::MapAccess<'de>>(_name: &str, map: &mut A) -> Result<Self, A::Error> {
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(
+        _name: &str,
+        map: &mut A,
+    ) -> Result<Self, A::Error> {
         Ok(Workload::Chat(map.next_value()?))
     }
 }
@@ -769,7 +779,10 @@ impl Tagged for Check {
             _ => return None,
         })
     }
-    fn with_value<'de, A: serde::de::MapAccess<'de>>(name: &str, map: &mut A) -> Result<Self, A::Error> {
+    fn with_value<'de, A: serde::de::MapAccess<'de>>(
+        name: &str,
+        map: &mut A,
+    ) -> Result<Self, A::Error> {
         Ok(match name {
             "delivery_latency" => Check::DeliveryLatency(map.next_value()?),
             "liveness" => Check::Liveness(map.next_value()?),
@@ -792,7 +805,10 @@ struct TaggedVisitor<T> {
 
 impl<T> TaggedVisitor<T> {
     fn new(expecting: &'static str) -> Self {
-        Self { expecting, _t: std::marker::PhantomData }
+        Self {
+            expecting,
+            _t: std::marker::PhantomData,
+        }
     }
 }
 
@@ -805,12 +821,16 @@ impl<'de, T: Tagged> serde::de::Visitor<'de> for TaggedVisitor<T> {
         if !T::NAMES.contains(&v) {
             return Err(E::unknown_variant(v, T::NAMES));
         }
-        T::bare(v).ok_or_else(|| E::custom(format!("`{v}` needs parameters: write `{v}: {{ ... }}`")))
+        T::bare(v)
+            .ok_or_else(|| E::custom(format!("`{v}` needs parameters: write `{v}: {{ ... }}`")))
     }
     fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
         use serde::de::Error as _;
         let Some(name) = map.next_key::<String>()? else {
-            return Err(A::Error::custom(format!("empty mapping: expected {}", self.expecting)));
+            return Err(A::Error::custom(format!(
+                "empty mapping: expected {}",
+                self.expecting
+            )));
         };
         if !T::NAMES.contains(&name.as_str()) {
             return Err(A::Error::unknown_variant(&name, T::NAMES));

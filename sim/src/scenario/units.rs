@@ -25,8 +25,7 @@ impl Dur {
     }
 }
 
-const DURATION_FORMS: &str =
-    "a number followed by a unit (ms, s, m, h, d), possibly repeated: `500ms`, `90s`, `15m`, `1h30m`, `72h`";
+const DURATION_FORMS: &str = "a number followed by a unit (ms, s, m, h, d), possibly repeated: `500ms`, `90s`, `15m`, `1h30m`, `72h`";
 
 /// Parses `1h30m`, `90s`, `250ms`, `2d`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -68,7 +67,12 @@ pub fn format_duration(d: Duration) -> String {
         return "0s".into();
     }
     let mut out = String::new();
-    for (unit, size) in [("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1_000)] {
+    for (unit, size) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+    ] {
         if ms >= size {
             out.push_str(&format!("{}{unit}", ms / size));
             ms %= size;
@@ -137,7 +141,7 @@ impl Pct {
 
 impl fmt::Display for Pct {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.0 % 100 == 0 {
+        if self.0.is_multiple_of(100) {
             write!(f, "{}%", self.0 / 100)
         } else {
             write!(f, "{}%", f64::from(self.0) / 100.0)
@@ -147,7 +151,11 @@ impl fmt::Display for Pct {
 
 /// Parses `60%` or `12.5%` into basis points.
 pub fn parse_percent(s: &str) -> Result<Pct, String> {
-    let err = || format!("invalid percentage `{s}`: expected a number from 0 to 100 followed by `%`, like `60%` or `12.5%`");
+    let err = || {
+        format!(
+            "invalid percentage `{s}`: expected a number from 0 to 100 followed by `%`, like `60%` or `12.5%`"
+        )
+    };
     let num = s.trim().strip_suffix('%').ok_or_else(err)?;
     let v: f64 = num.trim().parse().map_err(|_| err())?;
     if !(0.0..=100.0).contains(&v) {
@@ -192,7 +200,9 @@ impl Rate {
 /// Parses `1/10m` (1 per 10 minutes) or `6/h` (6 per hour).
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
     let err = || {
-        format!("invalid rate `{s}`: expected `<count>/<duration>`, like `1/10m`, `6/h` or `5000/30m`")
+        format!(
+            "invalid rate `{s}`: expected `<count>/<duration>`, like `1/10m`, `6/h` or `5000/30m`"
+        )
     };
     let (count, per) = s.trim().split_once('/').ok_or_else(err)?;
     let count: f64 = count.trim().parse().map_err(|_| err())?;
@@ -202,7 +212,7 @@ pub fn parse_rate(s: &str) -> Result<Rate, String> {
     } else {
         parse_duration(&format!("1{per}")).map_err(|_| err())?
     };
-    if !(count >= 0.0) || per.is_zero() {
+    if count.is_nan() || count < 0.0 || per.is_zero() {
         return Err(err());
     }
     Ok(Rate { count, per })
@@ -236,7 +246,10 @@ mod tests {
         assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("72h").unwrap(), Duration::from_secs(72 * 3600));
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("15 minutes").is_err());
         assert!(parse_duration("10").is_err());

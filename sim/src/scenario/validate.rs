@@ -127,7 +127,10 @@ fn imp_clusters(s: &Scenario, p: &mut Problems) {
         if c.nodes == 0 || c.nodes > CLUSTER_NODES_MAX {
             p.add(
                 format!("{at}.nodes"),
-                format!("an IM&P cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 5)", c.nodes),
+                format!(
+                    "an IM&P cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 5)",
+                    c.nodes
+                ),
                 Some(format!("valid values: 1..={CLUSTER_NODES_MAX}")),
             );
         }
@@ -153,7 +156,7 @@ pub fn imp_version(v: &str) -> Option<(u32, u32)> {
     let mut it = core.split('.');
     let major: u32 = it.next()?.parse().ok()?;
     let minor: u32 = it.next().unwrap_or("0").parse().ok()?;
-    (major >= 8 && major < 100).then_some((major, minor))
+    (8..100).contains(&major).then_some((major, minor))
 }
 
 fn expressway_clusters(s: &Scenario, p: &mut Problems) {
@@ -169,7 +172,10 @@ fn expressway_clusters(s: &Scenario, p: &mut Problems) {
         if e.nodes == 0 || e.nodes > CLUSTER_NODES_MAX {
             p.add(
                 format!("{at}.nodes"),
-                format!("an Expressway cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 1)", e.nodes),
+                format!(
+                    "an Expressway cluster has 1 to {CLUSTER_NODES_MAX} nodes, not {} (spec 1)",
+                    e.nodes
+                ),
                 Some(format!("valid values: 1..={CLUSTER_NODES_MAX}")),
             );
         }
@@ -222,7 +228,10 @@ fn others(s: &Scenario, p: &mut Problems) {
     if t.kms != KmsKind::Cloud {
         p.unsupported("topology.kms", "an on-premises KMS");
     }
-    for (field, n) in [("jabber", t.client_farms.jabber), ("webex", t.client_farms.webex)] {
+    for (field, n) in [
+        ("jabber", t.client_farms.jabber),
+        ("webex", t.client_farms.webex),
+    ] {
         if n == 0 || n > CLIENT_FARMS_MAX {
             p.add(
                 format!("topology.client_farms.{field}"),
@@ -258,7 +267,11 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
     let Workload::Chat(c) = w;
     let at = format!("workloads[{i}].chat");
     if c.rate_per_user.count <= 0.0 {
-        p.add(format!("{at}.rate_per_user"), "the rate must be more than 0", None);
+        p.add(
+            format!("{at}.rate_per_user"),
+            "the rate must be more than 0",
+            None,
+        );
     }
     let m = &c.mix;
     let total: u32 = [m.text, m.edit, m.delete, m.file, m.typing, m.read]
@@ -280,7 +293,10 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
         ("read", m.read),
     ] {
         if share != Pct::NONE {
-            p.unsupported(format!("{at}.mix.{name}"), &format!("the `{name}` chat action"));
+            p.unsupported(
+                format!("{at}.mix.{name}"),
+                &format!("the `{name}` chat action"),
+            );
         }
     }
     for (name, sel) in [("from", c.from), ("to", c.to)] {
@@ -293,12 +309,19 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
     if start >= stop || stop > s.duration {
         p.add(
             format!("{at}.stop"),
-            format!("the workload window {start}..{stop} is empty or ends after `duration` ({})", s.duration),
+            format!(
+                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
+                s.duration
+            ),
             Some("start < stop <= duration".into()),
         );
     }
     if c.contacts_per_user == 0 {
-        p.add(format!("{at}.contacts_per_user"), "must be at least 1", None);
+        p.add(
+            format!("{at}.contacts_per_user"),
+            "must be at least 1",
+            None,
+        );
     }
 }
 
@@ -325,14 +348,21 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
         [_] => {}
         many => p.add(
             at.clone(),
-            format!("a fault has exactly one kind, this one has {}: {}", many.len(), many.join(", ")),
+            format!(
+                "a fault has exactly one kind, this one has {}: {}",
+                many.len(),
+                many.join(", ")
+            ),
             Some("split it into one entry per kind".into()),
         ),
     }
     if f.at > s.duration {
         p.add(
             format!("{at}.at"),
-            format!("fault at {} is after the end of the scenario ({})", f.at, s.duration),
+            format!(
+                "fault at {} is after the end of the scenario ({})",
+                f.at, s.duration
+            ),
             None,
         );
     }
@@ -356,7 +386,10 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
     {
         p.add(
             format!("{at}.link_latency.latency"),
-            format!("latency {} is not a multiple of the tick ({})", l.latency, s.tick),
+            format!(
+                "latency {} is not a multiple of the tick ({})",
+                l.latency, s.tick
+            ),
             Some("network delivery is quantised to the tick".into()),
         );
     }
@@ -364,7 +397,14 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
         for (j, h) in names.iter().enumerate() {
             if !hosts.contains(h) {
                 p.add(
-                    format!("{at}.{path}{}", if names.len() > 1 { format!("[{j}]") } else { String::new() }),
+                    format!(
+                        "{at}.{path}{}",
+                        if names.len() > 1 {
+                            format!("[{j}]")
+                        } else {
+                            String::new()
+                        }
+                    ),
                     format!("no host is named `{h}`"),
                     Some(one_of(h, hosts)),
                 );
@@ -395,29 +435,70 @@ pub fn fault_kinds(f: &Fault) -> Vec<&'static str> {
         ("maintenance_mode", f.maintenance_mode.is_some()),
         ("expressway_maintenance", f.expressway_maintenance.is_some()),
     ];
-    flags.iter().filter(|(_, on)| *on).map(|(k, _)| *k).collect()
+    flags
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(k, _)| *k)
+        .collect()
 }
 
 fn all_fault_kinds() -> Vec<&'static str> {
     let every = Fault {
         crash: Some(Hosts(vec![])),
         bounce: Some(Hosts(vec![])),
-        partition: Some(Between { a: Hosts(vec![]), b: Hosts(vec![]) }),
-        partition_oneway: Some(OneWay { from: Hosts(vec![]), to: Hosts(vec![]) }),
-        hold: Some(Between { a: Hosts(vec![]), b: Hosts(vec![]) }),
-        link_latency: Some(LinkLatency { a: Hosts(vec![]), b: Hosts(vec![]), latency: Default::default() }),
-        packet_loss: Some(PacketLoss { a: Hosts(vec![]), b: Hosts(vec![]), rate: Pct::NONE }),
-        imp_failover: Some(ImpFailover { node: String::new(), mode: FailoverMode::Manual }),
-        imp_fallback: Some(NodeRef { node: String::new() }),
-        axl_stop: Some(NodeRef { node: String::new() }),
+        partition: Some(Between {
+            a: Hosts(vec![]),
+            b: Hosts(vec![]),
+        }),
+        partition_oneway: Some(OneWay {
+            from: Hosts(vec![]),
+            to: Hosts(vec![]),
+        }),
+        hold: Some(Between {
+            a: Hosts(vec![]),
+            b: Hosts(vec![]),
+        }),
+        link_latency: Some(LinkLatency {
+            a: Hosts(vec![]),
+            b: Hosts(vec![]),
+            latency: Default::default(),
+        }),
+        packet_loss: Some(PacketLoss {
+            a: Hosts(vec![]),
+            b: Hosts(vec![]),
+            rate: Pct::NONE,
+        }),
+        imp_failover: Some(ImpFailover {
+            node: String::new(),
+            mode: FailoverMode::Manual,
+        }),
+        imp_fallback: Some(NodeRef {
+            node: String::new(),
+        }),
+        axl_stop: Some(NodeRef {
+            node: String::new(),
+        }),
         cloud_outage: Some(Outage {}),
         kms_outage: Some(Outage {}),
-        http_errors: Some(HttpErrors { rate: Pct::NONE, status: 503 }),
-        connector_disable: Some(NodeRef { node: String::new() }),
-        connector_enable: Some(NodeRef { node: String::new() }),
-        connector_restart: Some(NodeRef { node: String::new() }),
-        maintenance_mode: Some(NodeRef { node: String::new() }),
-        expressway_maintenance: Some(NodeRef { node: String::new() }),
+        http_errors: Some(HttpErrors {
+            rate: Pct::NONE,
+            status: 503,
+        }),
+        connector_disable: Some(NodeRef {
+            node: String::new(),
+        }),
+        connector_enable: Some(NodeRef {
+            node: String::new(),
+        }),
+        connector_restart: Some(NodeRef {
+            node: String::new(),
+        }),
+        maintenance_mode: Some(NodeRef {
+            node: String::new(),
+        }),
+        expressway_maintenance: Some(NodeRef {
+            node: String::new(),
+        }),
         ..Fault::default()
     };
     fault_kinds(&every)

@@ -1,1 +1,150 @@
-fn main(){}
+//! Scenario tests: one test per file in `scenarios/` (each must pass its checks), the
+//! determinism test (same seed, same digest; another seed, another digest), and the bad-input
+//! corpus in `sim/tests/bad-input/` (each file states the diagnostics it must produce).
+//!
+//! Large scenarios that do not fit the test budget carry `# hmsim-test: ignore` in their first
+//! lines and run with `cargo test -p sim --test scenarios -- --ignored`.
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::{Path, PathBuf};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Directives in a file's comment lines: `# <key>: <value>`.
+fn directives(path: &Path, key: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let prefix = format!("# {key}:");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&prefix).map(|v| v.trim().to_string()))
+        .collect()
+}
+
+fn run_scenario_file(path: &Path) -> Result<(), Failed> {
+    let s = sim::scenario::load(path).map_err(|e| Failed::from(e.to_string()))?;
+    let (record, _) = sim::cli::run_scenario(&s, path, s.seed, true);
+    if record.outcome.passed {
+        return Ok(());
+    }
+    let mut msg = format!("scenario `{}` failed with seed {}\n", s.name, record.seed);
+    if let Some(f) = &record.outcome.failure {
+        msg.push_str(&format!("run failure: {f}\n"));
+    }
+    for c in record.failed_checks() {
+        msg.push_str(&format!("check {} failed: {}\n", c.name, c.detail));
+    }
+    msg.push_str(&format!("reproduce: {}", record.reproduce));
+    Err(msg.into())
+}
+
+fn determinism() -> Result<(), Failed> {
+    let path = workspace().join("scenarios/smoke.yaml");
+    let s = sim::scenario::load(&path).map_err(|e| Failed::from(e.to_string()))?;
+    let a = sim::cli::run_scenario(&s, &path, s.seed, true).0;
+    let b = sim::cli::run_scenario(&s, &path, s.seed, true).0;
+    let c = sim::cli::run_scenario(&s, &path, s.seed + 1, true).0;
+    if a.trace_digest != b.trace_digest {
+        return Err(format!(
+            "same seed, different digests: {} vs {}",
+            a.trace_digest, b.trace_digest
+        )
+        .into());
+    }
+    if a.metrics.sent == 0 || a.metrics.extra.get("digest_events").copied().unwrap_or(0.0) < 100.0 {
+        return Err("the digest covers too little to mean anything".into());
+    }
+    if a.trace_digest == c.trace_digest {
+        return Err("another seed gave the same digest: the seed does not drive the run".into());
+    }
+    Ok(())
+}
+
+fn bad_input(path: &Path) -> Result<(), Failed> {
+    let expected = directives(path, "expect");
+    if expected.is_empty() {
+        return Err("bad-input file has no `# expect:` lines".into());
+    }
+    let rel = path.strip_prefix(workspace()).unwrap_or(path);
+    let err = match sim::scenario::load(rel) {
+        Ok(_) => return Err("loaded without error".into()),
+        Err(e) => e.to_string(),
+    };
+    let err = err.replace(&format!("{}/", rel.parent().unwrap().display()), "");
+    for want in &expected {
+        if !err.contains(want.as_str()) {
+            return Err(format!("diagnostic lacks {want:?}; got:\n{err}").into());
+        }
+    }
+    Ok(())
+}
+
+/// `hmsim check` on a bad file: exit code 2, location printed, no panic.
+fn cli_check_exit_code() -> Result<(), Failed> {
+    let bad = workspace().join("sim/tests/bad-input/too-many-nodes.yaml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hmsim"))
+        .args(["check", bad.to_str().unwrap()])
+        .output()
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.code() != Some(2) {
+        return Err(format!(
+            "exit code {:?}, want 2; stderr: {stderr}",
+            out.status.code()
+        )
+        .into());
+    }
+    if !stderr.contains("too-many-nodes.yaml:10:7: error at `topology.imp_clusters[0].nodes`") {
+        return Err(format!("no located diagnostic on stderr: {stderr}").into());
+    }
+    let good = workspace().join("scenarios/smoke.yaml");
+    let ok = std::process::Command::new(env!("CARGO_BIN_EXE_hmsim"))
+        .args(["check", good.to_str().unwrap()])
+        .status()
+        .map_err(|e| Failed::from(e.to_string()))?;
+    if ok.code() != Some(0) {
+        return Err(format!("valid scenario: exit code {:?}", ok.code()).into());
+    }
+    Ok(())
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = workspace();
+    std::env::set_current_dir(&root).unwrap();
+    let mut trials = Vec::new();
+    for path in yaml_files(&root.join("scenarios")) {
+        let name = format!("scenario::{}", path.file_stem().unwrap().to_string_lossy());
+        let ignored = !directives(&path, "hmsim-test")
+            .iter()
+            .all(|d| d != "ignore");
+        let p = path.clone();
+        trials.push(Trial::test(name, move || run_scenario_file(&p)).with_ignored_flag(ignored));
+    }
+    trials.push(Trial::test(
+        "determinism::smoke_same_seed_same_digest",
+        determinism,
+    ));
+    trials.push(Trial::test(
+        "cli::check_exit_code_and_location",
+        cli_check_exit_code,
+    ));
+    for path in yaml_files(&root.join("sim/tests/bad-input")) {
+        let name = format!("bad_input::{}", path.file_stem().unwrap().to_string_lossy());
+        trials.push(Trial::test(name, move || bad_input(&path)));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
