@@ -39,7 +39,9 @@ fn codec(c: &mut Criterion) {
         let _ = p.next_event();
         b.iter(|| {
             p.feed(black_box(wire.as_bytes()));
-            let Ok(Some(StreamEvent::Stanza(e))) = p.next_event() else { panic!() };
+            let Ok(Some(StreamEvent::Stanza(e))) = p.next_event() else {
+                panic!()
+            };
             e.to_xml_in(xmpp::NS_CLIENT)
         })
     });

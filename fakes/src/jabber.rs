@@ -6,7 +6,7 @@
 //! stream must be noticed by the application, as in real life) and reconnects with seeded
 //! backoff.
 
-use crate::observe::{ClientKind, Delivered, Recorder, Sent};
+use crate::observe::{ClientKind, Delivered, Recorder, Refused, Sent};
 use connector::io::net::Net;
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
@@ -25,6 +25,10 @@ pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
 pub const PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A stream silent for this long is dead: three missed pings.
 pub const SILENCE_MAX: Duration = Duration::from_secs(90);
+/// A ping unanswered for this long means the stream is dead even if bytes still arrive: a
+/// half-open stream (one direction wedged) keeps delivering inbound messages while every send
+/// is lost, and only an answered ping proves the server hears us (XEP-0199).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// Reconnect backoff bounds.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Upper bound of the reconnect backoff.
@@ -295,6 +299,8 @@ async fn session<N: Net>(
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let login_deadline = d.net.now() + LOGIN_TIMEOUT;
     let mut last_rx = d.net.now();
+    // The outstanding keepalive ping: (stanza id, sent at).
+    let mut pending_ping: Option<(String, Duration)> = None;
     let mut ping = tokio::time::interval(PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -326,7 +332,12 @@ async fn session<N: Net>(
                             *backoff = BACKOFF_MIN;
                             d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, "logged in");
                         }
-                        ClientEvent::Stanza(el) => record_stanza(d, &el),
+                        ClientEvent::Stanza(el) => {
+                            if pending_ping.as_ref().is_some_and(|(id, _)| el.name == "iq" && el.attr("id") == Some(id.as_str())) {
+                                pending_ping = None;
+                            }
+                            record_stanza(d, &el);
+                        }
                         ClientEvent::Failed(why) => return why,
                     }
                 }
@@ -335,11 +346,16 @@ async fn session<N: Net>(
                 send_next(d, &mut core, next_send, seq);
             }
             _ = ping.tick() => {
-                if d.net.now().saturating_sub(last_rx) > SILENCE_MAX {
+                let now = d.net.now();
+                if now.saturating_sub(last_rx) > SILENCE_MAX {
                     return "stream silent: keepalive timed out".into();
                 }
-                if core.is_ready() {
+                if pending_ping.as_ref().is_some_and(|(_, at)| now.saturating_sub(*at) > PING_TIMEOUT) {
+                    return "keepalive ping unanswered: stream is half-open".into();
+                }
+                if core.is_ready() && pending_ping.is_none() {
                     let id = core.next_id();
+                    pending_ping = Some((id.clone(), now));
                     let p = Element::new("iq", xmpp::NS_CLIENT)
                         .with_attr("type", "get")
                         .with_attr("id", id)
@@ -370,7 +386,8 @@ fn send_next<N: Net>(
     let to = plan.contacts[d.rng.random_range(0..plan.contacts.len())].clone();
     *seq += 1;
     let user = d.jid.local.clone().unwrap_or_default();
-    let id = format!("{user}.{seq}");
+    // The resource names the device and its incarnation, so ids stay unique across restarts.
+    let id = format!("{user}.{}.{seq}", d.resource);
     let words = d.rng.random_range(1..12);
     let body = (0..words)
         .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
@@ -394,7 +411,23 @@ fn send_next<N: Net>(
 }
 
 fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
-    if el.name != "message" || el.attr("type") == Some("error") {
+    if el.name != "message" {
+        return;
+    }
+    if el.attr("type") == Some("error") {
+        // One of our messages bounced (spec 46: "Message could not be delivered").
+        if let Some(id) = el.attr("id") {
+            d.recorder.refused(
+                &d.host,
+                Refused {
+                    id: id.to_string(),
+                    user: d.jid.bare(),
+                    device: d.resource.clone(),
+                    condition: xmpp::error_condition(el).unwrap_or_default().to_string(),
+                    text: xmpp::error_text(el).unwrap_or_default(),
+                },
+            );
+        }
         return;
     }
     let (inner, carbon) = match el.child_ns(xmpp::NS_CARBONS) {
@@ -417,11 +450,17 @@ fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
     let from = Jid::parse(from)
         .map(|j| j.bare())
         .unwrap_or_else(|_| from.to_string());
-    let to = inner
-        .attr("to")
-        .and_then(|t| Jid::parse(t).ok())
-        .map(|j| j.bare())
-        .unwrap_or_else(|| d.jid.bare());
+    // The user whose device saw it: for a `sent` carbon that is the sender itself, not the
+    // inner message's recipient.
+    let to = if carbon {
+        d.jid.bare()
+    } else {
+        inner
+            .attr("to")
+            .and_then(|t| Jid::parse(t).ok())
+            .map(|j| j.bare())
+            .unwrap_or_else(|| d.jid.bare())
+    };
     let delayed = inner.child("delay", xmpp::NS_DELAY).is_some();
     d.recorder.delivered(
         &d.host,

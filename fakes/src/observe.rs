@@ -46,6 +46,21 @@ pub struct Delivered {
     pub carbon: bool,
 }
 
+/// A sent message that came back to its sender's device as an error stanza.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// The id of the message that was refused.
+    pub id: String,
+    /// The user whose device got the error (the sender).
+    pub user: String,
+    /// That device.
+    pub device: String,
+    /// The RFC 6120 stanza error condition (`service-unavailable`, ...).
+    pub condition: String,
+    /// The error's text, such as "Message could not be delivered" (spec 46).
+    pub text: String,
+}
+
 /// Where client models report. Implemented by the simulation's observer.
 pub trait Recorder {
     /// A user sent a message.
@@ -56,4 +71,10 @@ pub trait Recorder {
     fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str);
     /// A rare condition was reached ("sometimes" coverage).
     fn note(&self, what: &str);
+    /// A message the user sent came back as an error. The default only notes it, for
+    /// recorders that do not keep refusals.
+    fn refused(&self, host: &str, ev: Refused) {
+        let _ = host;
+        self.note(&format!("message refused: {}", ev.condition));
+    }
 }

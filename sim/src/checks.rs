@@ -10,6 +10,7 @@ use crate::observer::MessageRecord;
 use crate::runner::RunOutput;
 use crate::scenario::{Check, Scenario, validate::check_name};
 use reports::{CheckResult, Status};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// After a fault ends, messages stay at risk until clients have noticed dead streams
@@ -25,6 +26,9 @@ pub enum Expect {
     Must,
     /// May be lost (sent inside a fault's risk window).
     AtRisk,
+    /// Legitimately discarded: the recipient's cluster has offline storage off and the
+    /// recipient had no session, or IM&P said so with an error (spec 46).
+    Discarded,
 }
 
 /// Whether `m` must be delivered, given the scenario's faults.
@@ -51,6 +55,8 @@ pub struct Tally {
     pub lost: Vec<String>,
     /// At-risk messages never delivered (reported, allowed).
     pub lost_at_risk: u64,
+    /// Messages discarded because offline storage is off (allowed, spec 46).
+    pub discarded: u64,
     /// (message, device) pairs delivered more than once.
     pub duplicated: Vec<String>,
     /// Send-to-first-delivery latencies, ms.
@@ -62,16 +68,18 @@ pub struct Tally {
 /// Counts deliveries, losses, duplicates and reorderings.
 pub fn tally(s: &Scenario, out: &RunOutput) -> Tally {
     let mut t = Tally::default();
-    // Last (send time) delivered per (conversation, device), to detect reordering.
-    let mut last_seen: std::collections::BTreeMap<(String, String, String), Duration> =
-        Default::default();
+    let oracle = Oracle::new(s, out);
+    // Per (conversation, device): arrivals, to detect reordering once all are known.
+    let mut arrivals = Arrivals::new();
+    let mut position = 0usize;
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
             if m.deliveries.is_empty() {
-                match expectation(s, m) {
+                match oracle.expect(m) {
                     Expect::Must => t.lost.push(format!("{id} ({}→{})", m.from, m.to)),
                     Expect::AtRisk => t.lost_at_risk += 1,
+                    Expect::Discarded => t.discarded += 1,
                 }
                 continue;
             }
@@ -83,16 +91,40 @@ pub fn tally(s: &Scenario, out: &RunOutput) -> Tally {
             if devices.windows(2).any(|w| w[0] == w[1]) {
                 t.duplicated.push(id.to_string());
             }
-            for (device, _, delayed) in &m.deliveries {
+            position += 1;
+            for (device, _, delayed, number) in &m.deliveries {
                 let key = (m.from.clone(), m.to.clone(), device.clone());
-                let prev = last_seen.insert(key, m.sent_at);
-                if !delayed && prev.is_some_and(|p| p > m.sent_at) {
-                    t.reordered.push(id.to_string());
-                }
+                let arrival = (*number, position, *delayed, id.to_string());
+                arrivals.entry(key).or_default().push(arrival);
             }
         }
     });
+    t.reordered = reordered(arrivals);
     t
+}
+
+/// (delivery number, send position, delayed, id) per (from, to, device).
+type Arrivals =
+    std::collections::BTreeMap<(String, String, String), Vec<(u64, usize, bool, String)>>;
+
+/// Messages that arrived on a device after a message sent later in the same conversation.
+/// Offline replays (delayed) are exempt: IM&P replays stored messages at login (spec 48).
+fn reordered(arrivals: Arrivals) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, mut list) in arrivals {
+        list.sort_unstable();
+        let mut latest_sent = 0usize;
+        for (_, sent_pos, delayed, id) in list {
+            if delayed {
+                continue;
+            }
+            if sent_pos < latest_sent {
+                out.push(id);
+            }
+            latest_sent = latest_sent.max(sent_pos);
+        }
+    }
+    out
 }
 
 /// Evaluates every check of the scenario.
@@ -111,6 +143,8 @@ pub fn evaluate(
                 Check::PerConversationOrder => order(t),
                 Check::DeliveryLatency(b) => latency(b, p99_ms, max_ms),
                 Check::Liveness(b) => liveness(s, out, b.within.0),
+                Check::MdmCopies => mdm_copies(s, out),
+                Check::OfflineStorage => offline_storage(s, out),
                 other => (
                     Status::Fail,
                     format!("`{}` is not executable in this build", check_name(other)),
@@ -134,7 +168,13 @@ fn examples(v: &[String]) -> String {
 }
 
 fn no_message_loss(t: &Tally, out: &RunOutput) -> (Status, String) {
-    let phantom = out.observer.phantom();
+    let mut phantom = out.observer.phantom();
+    phantom.extend(
+        out.observer
+            .reused_ids()
+            .into_iter()
+            .map(|id| format!("{id} (id sent twice)")),
+    );
     if t.sent == 0 {
         return (
             Status::Fail,
@@ -145,8 +185,8 @@ fn no_message_loss(t: &Tally, out: &RunOutput) -> (Status, String) {
         return (
             Status::Pass,
             format!(
-                "{} sent, {} delivered, 0 lost, 0 duplicated ({} at risk during faults not delivered)",
-                t.sent, t.delivered, t.lost_at_risk
+                "{} sent, {} delivered, 0 lost, 0 duplicated ({} at risk during faults not delivered, {} discarded with offline storage off)",
+                t.sent, t.delivered, t.lost_at_risk, t.discarded
             ),
         );
     }
@@ -265,6 +305,310 @@ fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String)
                 bound.as_secs_f64(),
                 examples(&late)
             ),
+        )
+    }
+}
+
+/// Messages in flight when a client farm crashes may be lost: those its users sent just before,
+/// and those the node was writing to its users' streams until it saw them close (one tick, a
+/// few at most). After that the node knows the users are gone and stores (or refuses).
+pub const FARM_CRASH_RISK: Duration = Duration::from_secs(2);
+/// A device counts as logged in around a send when its session covers this much on both sides
+/// of the send: login completes in a few ticks, carbons are enabled right after binding.
+pub const SESSION_SETTLE: Duration = Duration::from_secs(2);
+
+/// What the oracle knows about users and sessions, built once per evaluation.
+pub struct Oracle<'a> {
+    s: &'a Scenario,
+    /// Bare JID → (client-farm host, IM&P cluster index).
+    users: BTreeMap<String, (String, usize)>,
+    /// (user, device) → session transitions in time order.
+    sessions: BTreeMap<(String, String), Vec<(Duration, bool)>>,
+}
+
+impl<'a> Oracle<'a> {
+    /// Indexes the population and the session history of `out`.
+    pub fn new(s: &'a Scenario, out: &RunOutput) -> Self {
+        let users = out
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    u.jid.clone(),
+                    (crate::topology::jabber_farm(u.farm), u.cluster),
+                )
+            })
+            .collect();
+        let mut sessions: BTreeMap<(String, String), Vec<(Duration, bool)>> = BTreeMap::new();
+        for e in out.observer.sessions() {
+            sessions
+                .entry((e.user, e.device))
+                .or_default()
+                .push((e.at, e.up));
+        }
+        Self { s, users, sessions }
+    }
+
+    /// The IM&P cluster settings of a user's home cluster.
+    fn cluster(&self, user: &str) -> Option<&'a crate::scenario::ImpCluster> {
+        let (_, c) = self.users.get(user)?;
+        self.s.topology.imp_clusters.get(*c)
+    }
+
+    /// Whether `user/device` was logged in over the whole of `[from, to]`.
+    pub fn device_up_over(&self, user: &str, device: &str, from: Duration, to: Duration) -> bool {
+        let Some(events) = self.sessions.get(&(user.to_string(), device.to_string())) else {
+            return false;
+        };
+        let mut up = false;
+        for (at, u) in events {
+            if *at > to {
+                break;
+            }
+            if *at >= from && !*u {
+                return false; // went down inside the window
+            }
+            up = *u;
+        }
+        // `up` is now the state at `to`; with no down inside the window, it held since `from`
+        // only if the last transition at or before `from` was up (or an up inside the window
+        // came too late).
+        up && events
+            .iter()
+            .filter(|(at, _)| *at <= from)
+            .next_back()
+            .is_some_and(|(_, u)| *u)
+    }
+
+    /// Devices of `user` that ever had a session.
+    pub fn devices_of(&self, user: &str) -> Vec<&str> {
+        self.sessions
+            .keys()
+            .filter(|(u, _)| u == user)
+            .map(|(_, d)| d.as_str())
+            .collect()
+    }
+
+    /// Whether some device of `user` was logged in over the whole of `[from, to]`.
+    pub fn user_up_over(&self, user: &str, from: Duration, to: Duration) -> bool {
+        self.devices_of(user)
+            .iter()
+            .any(|d| self.device_up_over(user, d, from, to))
+    }
+
+    /// Whether `m` must be delivered.
+    ///
+    /// A message to a user of a cluster with offline storage off is legitimately discarded
+    /// when the recipient had no session around the send, or when IM&P refused it. A crash or
+    /// bounce of client farms puts at risk only the messages of that farm's users in flight at
+    /// that moment ([`FARM_CRASH_RISK`]): the node sees the streams close and stores what comes
+    /// after. Every other fault puts at risk everything sent during it and [`RISK_MARGIN`]
+    /// after (as [`expectation`]).
+    pub fn expect(&self, m: &MessageRecord) -> Expect {
+        let storage_off = self.cluster(&m.to).is_some_and(|c| !c.offline_storage);
+        let around = (
+            m.sent_at.saturating_sub(Duration::from_secs(1)),
+            m.sent_at + Duration::from_secs(1),
+        );
+        if storage_off && (!m.refused.is_empty() || !self.user_up_over(&m.to, around.0, around.1)) {
+            return Expect::Discarded;
+        }
+        if self.at_risk(m) {
+            Expect::AtRisk
+        } else {
+            Expect::Must
+        }
+    }
+
+    /// Whether a fault could have swallowed `m` (see [`Oracle::expect`]).
+    pub fn at_risk(&self, m: &MessageRecord) -> bool {
+        let farm = |u: &str| self.users.get(u).map(|(f, _)| f.as_str());
+        self.s.faults.iter().any(|f| {
+            let (start, end) = crate::faults::window(f);
+            let farms_only = f.partition.is_none()
+                && match (&f.crash, &f.bounce) {
+                    (Some(h), None) | (None, Some(h)) => {
+                        h.0.iter().all(|h| h.starts_with("jabber-"))
+                    }
+                    _ => false,
+                };
+            if farms_only {
+                let hosts = f.crash.as_ref().or(f.bounce.as_ref()).map(|h| &h.0);
+                let involved = hosts.is_some_and(|hs| {
+                    hs.iter()
+                        .any(|h| farm(&m.from) == Some(h.as_str()) || farm(&m.to) == Some(h))
+                });
+                involved
+                    && m.sent_at + Duration::from_secs(1) >= start
+                    && m.sent_at <= start + FARM_CRASH_RISK
+            } else {
+                m.sent_at + Duration::from_secs(1) >= start && m.sent_at <= end + RISK_MARGIN
+            }
+        })
+    }
+}
+
+/// MDM (XEP-0280): for every message that must arrive, each of the sender's other devices and
+/// each of the recipient's devices that was logged in around the send saw it, directly or as
+/// a carbon. Clusters with MDM off are not judged.
+fn mdm_copies(s: &Scenario, out: &RunOutput) -> (Status, String) {
+    let oracle = Oracle::new(s, out);
+    let mdm = |u: &str| oracle.cluster(u).is_some_and(|c| c.mdm);
+    let (mut checked, mut carbons_checked) = (0u64, 0u64);
+    let mut missing = Vec::new();
+    out.observer.with_messages(|msgs| {
+        for (id, m) in msgs {
+            if oracle.expect(m) != Expect::Must || !mdm(&m.from) || !mdm(&m.to) {
+                continue;
+            }
+            let (from, to) = (
+                m.sent_at.saturating_sub(SESSION_SETTLE),
+                m.sent_at + SESSION_SETTLE,
+            );
+            for d in oracle.devices_of(&m.from) {
+                if d == m.sender_device || !oracle.device_up_over(&m.from, d, from, to) {
+                    continue;
+                }
+                checked += 1;
+                carbons_checked += 1;
+                if !m.carbon_seen.iter().any(|(u, dd)| *u == m.from && dd == d) {
+                    missing.push(format!("{id}: sender's {}/{d} got no sent carbon", m.from));
+                }
+            }
+            for d in oracle.devices_of(&m.to) {
+                if !oracle.device_up_over(&m.to, d, from, to) {
+                    continue;
+                }
+                checked += 1;
+                let direct = m.deliveries.iter().any(|x| x.0 == d);
+                let carbon = m.carbon_seen.iter().any(|(u, dd)| *u == m.to && dd == d);
+                if !direct && !carbon {
+                    missing.push(format!("{id}: recipient's {}/{d} never saw it", m.to));
+                }
+            }
+        }
+    });
+    if checked == 0 {
+        return (
+            Status::Fail,
+            "no (message, device) pair to judge: the check exercised nothing".into(),
+        );
+    }
+    if missing.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "{checked} (message, logged-in device) pairs all saw the message, {carbons_checked} of them through the sender's carbons"
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "{} of {checked} (message, device) pairs missing (e.g. {})",
+                missing.len(),
+                examples(&missing)
+            ),
+        )
+    }
+}
+
+/// Offline storage as configured on the recipient's cluster (spec 46-48).
+///
+/// Storage on: something was stored and replayed with a delay stamp; replays reach each device
+/// in send order (spec 48, Jabber side); nothing was refused. Storage off: nothing is replayed;
+/// every message discarded (recipient without a session) and outside a fault's risk window was
+/// refused with "Message could not be delivered" below 12.5 and silently above; a refused
+/// message was never delivered.
+fn offline_storage(s: &Scenario, out: &RunOutput) -> (Status, String) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
+    let oracle = Oracle::new(s, out);
+    let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
+    let mut bad = Vec::new();
+    // Per (from, to, device): (delivery number, send position) of replayed messages.
+    let mut replays: BTreeMap<(String, String, String), Vec<(u64, usize, String)>> =
+        BTreeMap::new();
+    out.observer.with_messages(|msgs| {
+        for (pos, (id, m)) in msgs.enumerate() {
+            let Some(c) = oracle.cluster(&m.to) else {
+                continue;
+            };
+            let pre_12_5 =
+                crate::scenario::validate::imp_version(&c.version).is_some_and(|v| v < (12, 5));
+            for (device, _, delayed, number) in &m.deliveries {
+                if *delayed {
+                    replayed += 1;
+                    replays
+                        .entry((m.from.clone(), m.to.clone(), device.clone()))
+                        .or_default()
+                        .push((*number, pos, id.to_string()));
+                }
+            }
+            if c.offline_storage {
+                if let Some((_, _, text)) = m.refused.first() {
+                    bad.push(format!("{id} refused ({text}) with offline storage on"));
+                }
+                continue;
+            }
+            if m.deliveries.iter().any(|d| d.2) {
+                bad.push(format!(
+                    "{id} replayed from storage with offline storage off"
+                ));
+            }
+            if !m.refused.is_empty() && !m.deliveries.is_empty() {
+                bad.push(format!("{id} refused and delivered"));
+            }
+            if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
+                continue;
+            }
+            discarded += 1;
+            let told = m.refused.iter().any(|r| r.2 == UNDELIVERABLE_TEXT);
+            // Judge the error only when no fault could have cut the sender off.
+            let sender_safe = !oracle.at_risk(m);
+            if pre_12_5 && !told && sender_safe {
+                bad.push(format!(
+                    "{id} discarded without \"{UNDELIVERABLE_TEXT}\" to the sender (IM&P {})",
+                    c.version
+                ));
+            } else if !pre_12_5 && !m.refused.is_empty() {
+                bad.push(format!(
+                    "{id} refused by IM&P {} (>= 12.5 discards silently)",
+                    c.version
+                ));
+            } else if told {
+                refused_ok += 1;
+            }
+        }
+    });
+    for ((from, to, device), mut list) in replays {
+        list.sort_unstable();
+        if list.windows(2).any(|w| w[0].1 > w[1].1) {
+            bad.push(format!(
+                "replay to {to}/{device} of {from}'s messages out of send order"
+            ));
+        }
+    }
+    let any_on = s.topology.imp_clusters.iter().any(|c| c.offline_storage);
+    let any_off = s.topology.imp_clusters.iter().any(|c| !c.offline_storage);
+    if any_on && replayed == 0 {
+        bad.push(
+            "offline storage on, but no message was stored and replayed: nothing exercised".into(),
+        );
+    }
+    if any_off && !any_on && discarded == 0 {
+        bad.push("offline storage off, but no message was discarded: nothing exercised".into());
+    }
+    if bad.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "{replayed} replayed with delay stamps in send order; {discarded} discarded with storage off, {refused_ok} of them refused with \"{UNDELIVERABLE_TEXT}\""
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!("{} problems (e.g. {})", bad.len(), examples(&bad)),
         )
     }
 }

@@ -47,12 +47,35 @@ enum Command {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+        /// Also write trace.jsonl (sessions, sends, deliveries) for debugging.
+        #[arg(long)]
+        trace: bool,
     },
     /// Validate scenario files without running them.
     Check {
         /// Scenario files.
         #[arg(required = true)]
         files: Vec<PathBuf>,
+    },
+    /// Compare a run record against a baseline (CI regression gate; exit 3 on regression).
+    Compare {
+        /// Baseline run.json.
+        baseline: PathBuf,
+        /// Current run.json.
+        current: PathBuf,
+        /// Thresholds as JSON (fields of `reports::Thresholds`; missing ones keep defaults).
+        #[arg(long)]
+        thresholds: Option<PathBuf>,
+    },
+    /// Operations on run records.
+    Report {
+        #[command(subcommand)]
+        op: ReportOp,
+    },
+    /// Serve a fake on real loopback sockets so that real clients can talk to it.
+    Serve {
+        #[command(subcommand)]
+        target: ServeTarget,
     },
 }
 
@@ -76,8 +99,84 @@ pub fn main() -> i32 {
             seed,
             out,
             quiet,
-        } => cmd_run(&scenario, seed, out, quiet),
+            trace,
+        } => cmd_run(&scenario, seed, out, quiet, trace),
         Command::Check { files } => cmd_check(&files),
+        Command::Compare {
+            baseline,
+            current,
+            thresholds,
+        } => cmd_compare(&baseline, &current, thresholds.as_deref()),
+        Command::Report {
+            op: ReportOp::Merge { records },
+        } => cmd_merge(&records),
+        Command::Serve { target } => cmd_serve(target),
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum ReportOp {
+    /// Summarize a seed sweep: run records from several seeds or shards.
+    Merge {
+        /// run.json files.
+        #[arg(required = true)]
+        records: Vec<PathBuf>,
+    },
+}
+
+fn read_record(path: &Path) -> Result<reports::RunRecord, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    reports::RunRecord::from_json(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn cmd_compare(baseline: &Path, current: &Path, thresholds: Option<&Path>) -> i32 {
+    let (b, c) = match (read_record(baseline), read_record(current)) {
+        (Ok(b), Ok(c)) => (b, c),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!("{e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let t = match thresholds {
+        None => reports::Thresholds::default(),
+        Some(p) => match std::fs::read_to_string(p)
+            .map_err(|e| e.to_string())
+            .and_then(|s| {
+                serde_json::from_str::<reports::Thresholds>(&s).map_err(|e| e.to_string())
+            }) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("{}: {e}", p.display());
+                return EXIT_BAD_INPUT;
+            }
+        },
+    };
+    let cmp = reports::compare(&b, &c, &t);
+    println!("{}", cmp.markdown());
+    if cmp.regressed() {
+        EXIT_REGRESSION
+    } else {
+        EXIT_OK
+    }
+}
+
+fn cmd_merge(paths: &[PathBuf]) -> i32 {
+    let mut records = Vec::new();
+    for p in paths {
+        match read_record(p) {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_BAD_INPUT;
+            }
+        }
+    }
+    let merged = reports::merge(&records);
+    println!("{}", merged.markdown());
+    if merged.passed() {
+        EXIT_OK
+    } else {
+        EXIT_CHECK_FAILED
     }
 }
 
@@ -113,7 +212,7 @@ pub fn reproduce_command(file: &Path, seed: u64) -> String {
     )
 }
 
-fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) -> i32 {
+fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool, trace: bool) -> i32 {
     let s = match scenario::load(file) {
         Ok(s) => s,
         Err(e) => {
@@ -124,8 +223,12 @@ fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool) ->
     let seed = seed.unwrap_or(s.seed);
     println!("scenario: {} ({})", s.name, file.display());
     println!("seed: {seed}");
-    let (record, _) = run_scenario(&s, file, seed, quiet);
+    let (record, output) = run_scenario(&s, file, seed, quiet);
     let dir = out.unwrap_or_else(|| record::default_out_dir(&s, seed));
+    if trace && let Err(e) = record::write_trace(&dir, &output) {
+        eprintln!("{e}");
+        return EXIT_IO;
+    }
     println!("trace digest: {}", record.trace_digest);
     print_summary(&record);
     let written = match record::write_outputs(&dir, &record) {
@@ -262,6 +365,263 @@ impl ProgressReporter {
     fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
+        }
+    }
+}
+
+/// What `hmsim serve` serves.
+#[derive(Subcommand, Debug)]
+enum ServeTarget {
+    /// One fake IM&P node: c2s XMPP, the XEP-0114 component port and AXL (see
+    /// [`ServeImpConfig`] for the config file).
+    Imp {
+        /// Config file (YAML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+/// The config file of `hmsim serve imp`: one IM&P node (the publisher of a one-node cluster)
+/// on real sockets. Example:
+///
+/// ```yaml
+/// domain: example.com            # XMPP domain (default example.com)
+/// host: imp-1                    # node host name, as AXL reports it (default imp-1)
+/// version: "14.0"                # IM&P version (default 14.0)
+/// offline_storage: true          # spec 46 (default true)
+/// mdm: true                      # carbons (default true)
+/// listen: { ip: 127.0.0.1, c2s: 5222, component: 7400, axl: 8443 }   # these are the defaults
+/// component: { secret: s3cret, sessions_max: 100, create_rate: 10/1s }  # limits optional
+/// axl: { username: hmsim-axl, password: axl-Secret-0, axl_role: true }
+/// users:
+///   - { userid: alice, password: alice-pw, email: alice@example.com }
+///   - { userid: nomail, password: pw }   # no email: no mailid in AXL
+/// ```
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeImpConfig {
+    #[serde(default = "serve_default_domain")]
+    domain: String,
+    #[serde(default = "serve_default_host")]
+    host: String,
+    #[serde(default = "serve_default_version")]
+    version: String,
+    #[serde(default = "serve_yes")]
+    offline_storage: bool,
+    #[serde(default = "serve_yes")]
+    mdm: bool,
+    #[serde(default)]
+    listen: ServeListen,
+    component: ServeComponent,
+    axl: ServeAxl,
+    users: Vec<ServeUser>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeListen {
+    #[serde(default = "serve_default_ip")]
+    ip: std::net::IpAddr,
+    #[serde(default = "serve_default_c2s")]
+    c2s: u16,
+    #[serde(default = "serve_default_component")]
+    component: u16,
+    #[serde(default = "serve_default_axl")]
+    axl: u16,
+}
+
+impl Default for ServeListen {
+    fn default() -> Self {
+        Self {
+            ip: serve_default_ip(),
+            c2s: serve_default_c2s(),
+            component: serve_default_component(),
+            axl: serve_default_axl(),
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeComponent {
+    secret: String,
+    #[serde(default)]
+    sessions_max: Option<usize>,
+    #[serde(default)]
+    create_rate: Option<scenario::units::Rate>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeAxl {
+    username: String,
+    password: String,
+    #[serde(default = "serve_yes")]
+    axl_role: bool,
+}
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServeUser {
+    userid: String,
+    password: String,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+fn serve_default_domain() -> String {
+    "example.com".into()
+}
+fn serve_default_host() -> String {
+    "imp-1".into()
+}
+fn serve_default_version() -> String {
+    "14.0".into()
+}
+fn serve_yes() -> bool {
+    true
+}
+fn serve_default_ip() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+}
+fn serve_default_c2s() -> u16 {
+    fakes::imp::driver::C2S_PORT
+}
+fn serve_default_component() -> u16 {
+    fakes::imp::component::COMPONENT_PORT
+}
+fn serve_default_axl() -> u16 {
+    fakes::imp::axl::AXL_PORT
+}
+
+fn cmd_serve(target: ServeTarget) -> i32 {
+    match target {
+        ServeTarget::Imp { config } => serve_imp(&config),
+    }
+}
+
+fn load_serve_imp_config(path: &Path) -> Result<ServeImpConfig, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
+    let de = serde_yaml::Deserializer::from_str(&text);
+    let cfg: ServeImpConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+        let at = e.path().to_string();
+        format!("{}: {at}: {}", path.display(), e.into_inner())
+    })?;
+    if crate::scenario::validate::imp_version(&cfg.version).is_none() {
+        return Err(format!(
+            "{}: version: `{}` is not a version such as `14.0`",
+            path.display(),
+            cfg.version
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Serves one IM&P node until killed; exit code 2 for a bad config, 4 when a port cannot be
+/// bound.
+fn serve_imp(path: &Path) -> i32 {
+    use fakes::imp::{axl, component, driver};
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    let cfg = match load_serve_imp_config(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return EXIT_BAD_INPUT;
+        }
+    };
+    let version = crate::scenario::validate::imp_version(&cfg.version).unwrap_or((14, 0));
+    let dir = Rc::new(fakes::imp::Directory::new(cfg.users.iter().map(|u| {
+        fakes::imp::UserRecord {
+            userid: u.userid.clone(),
+            jid: format!("{}@{}", u.userid.to_ascii_lowercase(), cfg.domain),
+            email: u.email.clone(),
+            password: u.password.clone(),
+            home: cfg.host.clone(),
+        }
+    })));
+    let node_cfg = fakes::imp::NodeConfig {
+        host: cfg.host.clone(),
+        domain: cfg.domain.clone(),
+        version,
+        offline_storage: cfg.offline_storage,
+        mdm: cfg.mdm,
+    };
+    let create_rate = cfg.component.create_rate.map(|r| component::CreateRate {
+        sessions: r.count.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+        per: r.per,
+    });
+    let comp = component::ComponentService::new(
+        component::ComponentConfig {
+            secret: cfg.component.secret.clone(),
+            sessions_max: cfg.component.sessions_max,
+            create_rate,
+        },
+        &node_cfg,
+        dir.clone(),
+    );
+    let axl_svc = axl::AxlService::new(
+        vec![axl::AxlAccount {
+            username: cfg.axl.username.clone(),
+            password: cfg.axl.password.clone(),
+            axl_role: cfg.axl.axl_role,
+        }],
+        vec![axl::AxlNode {
+            name: cfg.host.clone(),
+            description: "hmsim IM and Presence publisher".into(),
+            version: format!("{}.{}", version.0, version.1),
+            prg_peer: None,
+            prg_high_availability: false,
+        }],
+        dir.clone(),
+        Vec::new(),
+    );
+    let node = Rc::new(RefCell::new(fakes::imp::ImpNode::new(
+        node_cfg,
+        dir,
+        Rc::default(),
+    )));
+    let ports = driver::NodePorts {
+        c2s: cfg.listen.c2s,
+        component: cfg.listen.component,
+        axl: cfg.listen.axl,
+        router: None,
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return EXIT_IO;
+        }
+    };
+    let ip = cfg.listen.ip;
+    let net = connector::io::net::TokioNet::new(ip);
+    let local = tokio::task::LocalSet::new();
+    let served = local.block_on(
+        &rt,
+        driver::serve_node(
+            net,
+            node,
+            Rc::new(RefCell::new(comp)),
+            Rc::new(RefCell::new(axl_svc)),
+            ports,
+            || {
+                println!("hmsim serve imp: node {} domain {}", cfg.host, cfg.domain);
+                println!("listening c2s {ip}:{}", ports.c2s);
+                println!("listening component {ip}:{}", ports.component);
+                println!("listening axl {ip}:{}", ports.axl);
+            },
+        ),
+    );
+    match served {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("hmsim serve imp: {e}");
+            EXIT_IO
         }
     }
 }

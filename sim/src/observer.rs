@@ -5,7 +5,7 @@
 //! is ever read by a host. Events are appended in simulated-time order because the simulation
 //! is single-threaded and hosts run in a fixed order within each tick.
 
-use fakes::observe::{ClientKind, Delivered, Recorder, Sent};
+use fakes::observe::{ClientKind, Delivered, Recorder, Refused, Sent};
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,10 +22,16 @@ pub struct MessageRecord {
     pub client: ClientKind,
     /// Simulated send time.
     pub sent_at: Duration,
-    /// Each delivery to a recipient device: (device, time, delayed).
-    pub deliveries: Vec<(String, Duration, bool)>,
+    /// Each delivery to a recipient device: (device, time, delayed, global delivery number).
+    pub deliveries: Vec<(String, Duration, bool, u64)>,
     /// Carbon copies seen by devices (sender's or recipient's other devices).
     pub carbons: u32,
+    /// The device (resource) it was sent from.
+    pub sender_device: String,
+    /// Each carbon copy as (user, device) that saw it, for the MDM check.
+    pub carbon_seen: Vec<(String, String)>,
+    /// Error stanzas the sender got back for it: (device, condition, text).
+    pub refused: Vec<(String, String, String)>,
 }
 
 /// A session transition of a device.
@@ -50,9 +56,15 @@ struct State {
     order: Vec<String>,
     /// Deliveries of ids nobody sent (a fake invented or corrupted a message).
     phantom: Vec<String>,
+    /// Ids sent twice: a client bug that would make the history ambiguous.
+    reused_ids: Vec<String>,
+    /// Deliveries so far; numbers deliveries in the order they happened.
+    delivery_count: u64,
     sessions: Vec<SessionEvent>,
     /// Devices currently up, by (user, device).
     up: BTreeMap<(String, String), bool>,
+    /// The farm host each known device runs on, by (user, device).
+    device_host: BTreeMap<(String, String), String>,
     coverage: BTreeMap<String, u64>,
     digest: Sha256,
     digest_events: u64,
@@ -119,6 +131,34 @@ impl Observer {
         self.state.borrow().phantom.clone()
     }
 
+    /// Message ids that were sent more than once.
+    pub fn reused_ids(&self) -> Vec<String> {
+        self.state.borrow().reused_ids.clone()
+    }
+
+    /// A client-farm host crashed or was bounced at `at`: its devices are gone for good (a
+    /// restarted farm logs in with new resources), so they are recorded down and forgotten by
+    /// the liveness bookkeeping. The runner calls this; hosts do not.
+    pub fn host_down(&self, at: Duration, host: &str) {
+        let mut st = self.state.borrow_mut();
+        let gone: Vec<(String, String)> = st
+            .device_host
+            .iter()
+            .filter(|(k, h)| h.as_str() == host && st.up.get(*k) == Some(&true))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (user, device) in gone {
+            st.up.remove(&(user.clone(), device.clone()));
+            st.sessions.push(SessionEvent {
+                at,
+                user,
+                device,
+                up: false,
+                reason: format!("host {host} went down"),
+            });
+        }
+    }
+
     /// Every session transition.
     pub fn sessions(&self) -> Vec<SessionEvent> {
         self.state.borrow().sessions.clone()
@@ -178,6 +218,10 @@ impl Observer {
 impl Recorder for Observer {
     fn sent(&self, _host: &str, ev: Sent) {
         let mut st = self.state.borrow_mut();
+        if st.messages.contains_key(&ev.id) {
+            st.reused_ids.push(ev.id);
+            return;
+        }
         st.order.push(ev.id.clone());
         st.messages.insert(
             ev.id,
@@ -188,6 +232,9 @@ impl Recorder for Observer {
                 sent_at: now(),
                 deliveries: Vec::new(),
                 carbons: 0,
+                sender_device: ev.device,
+                carbon_seen: Vec::new(),
+                refused: Vec::new(),
             },
         );
     }
@@ -205,15 +252,18 @@ impl Recorder for Observer {
             if ev.carbon { " carbon" } else { "" }
         );
         self.digest(&mut st, at, host, &line);
+        let number = st.delivery_count;
+        st.delivery_count += 1;
         let Some(m) = st.messages.get_mut(&ev.id) else {
             st.phantom.push(ev.id);
             return;
         };
         if ev.carbon || ev.to != m.to {
             m.carbons += 1;
+            m.carbon_seen.push((ev.to, ev.device));
             return;
         }
-        m.deliveries.push((ev.device, at, ev.delayed));
+        m.deliveries.push((ev.device, at, ev.delayed, number));
         if ev.delayed {
             *st.coverage
                 .entry("offline message delivered with delay".into())
@@ -229,6 +279,8 @@ impl Recorder for Observer {
             if up { "up" } else { "down" }
         );
         self.digest(&mut st, at, host, &line);
+        st.device_host
+            .insert((user.into(), device.into()), host.into());
         let was_up = st.up.insert((user.into(), device.into()), up);
         if !up && was_up == Some(true) {
             *st.coverage
@@ -249,5 +301,22 @@ impl Recorder for Observer {
 
     fn note(&self, what: &str) {
         self.hit(what);
+    }
+
+    fn refused(&self, host: &str, ev: Refused) {
+        let at = now();
+        let mut st = self.state.borrow_mut();
+        let line = format!(
+            "refused {} {}/{} {} {}",
+            ev.id, ev.user, ev.device, ev.condition, ev.text
+        );
+        self.digest(&mut st, at, host, &line);
+        *st.coverage
+            .entry(format!("message refused: {}", ev.text))
+            .or_default() += 1;
+        match st.messages.get_mut(&ev.id) {
+            Some(m) if m.from == ev.user => m.refused.push((ev.device, ev.condition, ev.text)),
+            _ => st.phantom.push(format!("{} (refused, never sent)", ev.id)),
+        }
     }
 }

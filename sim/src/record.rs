@@ -178,3 +178,31 @@ pub fn write_outputs(dir: &Path, r: &RunRecord) -> Result<Vec<PathBuf>, crate::E
     }
     Ok(written)
 }
+
+/// Writes `trace.jsonl`: every session transition, send and delivery, one JSON object a line,
+/// in time order per kind. For debugging a failing seed; large runs produce large files.
+pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error> {
+    use std::fmt::Write as _;
+    let mut text = String::new();
+    for e in out.observer.sessions() {
+        let v = serde_json::json!({"t": e.at.as_secs_f64(), "kind": "session", "user": e.user,
+            "device": e.device, "up": e.up, "reason": e.reason});
+        let _ = writeln!(text, "{v}");
+    }
+    out.observer.with_messages(|msgs| {
+        for (id, m) in msgs {
+            let v = serde_json::json!({"t": m.sent_at.as_secs_f64(), "kind": "sent", "id": id,
+                "from": m.from, "to": m.to});
+            let _ = writeln!(text, "{v}");
+            for (device, at, delayed, _) in &m.deliveries {
+                let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "delivered", "id": id,
+                    "device": device, "delayed": delayed});
+                let _ = writeln!(text, "{v}");
+            }
+        }
+    });
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io(dir.display().to_string(), e))?;
+    let path = dir.join("trace.jsonl");
+    std::fs::write(&path, text).map_err(|e| crate::Error::Io(path.display().to_string(), e))?;
+    Ok(path)
+}

@@ -80,8 +80,9 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
     let observer = Rc::new(Observer::new());
     let base = BaseLatency(s.tick.0);
     let mut sim = build_world(s, &rngs, base);
-    let slots = add_imp_hosts(&mut sim, s, &users);
-    add_jabber_farms(&mut sim, s, &rngs, &users, &observer);
+    let plans = chat_plans(s, &rngs, &users);
+    let slots = add_imp_hosts(&mut sim, s, &users, &plans);
+    add_jabber_farms(&mut sim, s, plans, &rngs, &users, &observer);
     let timeline = faults::timeline(&s.faults, base);
     let mut out = RunOutput {
         seed,
@@ -119,21 +120,40 @@ fn build_world<'a>(s: &Scenario, rngs: &RngFactory, base: BaseLatency) -> turmoi
         .build()
 }
 
-fn add_imp_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, users: &[UserSpec]) -> NodeSlots {
+/// Roster pairs for presence: a user and each contact of its chat plan (the directory makes
+/// them mutual). Jabber rosters are not otherwise modelled (spec 44).
+fn roster_pairs(users: &[UserSpec], plans: &BTreeMap<u32, ChatPlan>) -> Vec<(String, String)> {
+    users
+        .iter()
+        .filter_map(|u| plans.get(&u.index).map(|p| (u, p)))
+        .flat_map(|(u, p)| p.contacts.iter().map(|c| (u.jid.clone(), c.clone())))
+        .collect()
+}
+
+fn add_imp_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    users: &[UserSpec],
+    plans: &BTreeMap<u32, ChatPlan>,
+) -> NodeSlots {
     let mut slots = NodeSlots::new();
+    let pairs = roster_pairs(users, plans);
     for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
-        let dir = Rc::new(Directory::new(
-            users
-                .iter()
-                .filter(|u| u.cluster == ci)
-                .map(|u| UserRecord {
-                    userid: u.userid.clone(),
-                    jid: u.jid.clone(),
-                    email: u.email.clone(),
-                    password: u.password.clone(),
-                    home: u.home_host(s),
-                }),
-        ));
+        let dir = Rc::new(
+            Directory::new(
+                users
+                    .iter()
+                    .filter(|u| u.cluster == ci)
+                    .map(|u| UserRecord {
+                        userid: u.userid.clone(),
+                        jid: u.jid.clone(),
+                        email: u.email.clone(),
+                        password: u.password.clone(),
+                        home: u.home_host(s),
+                    }),
+            )
+            .with_contacts(pairs.iter().cloned()),
+        );
         for n in 1..=c.nodes {
             let host = topology::imp_host(&c.name, n);
             let cfg = NodeConfig {
@@ -156,7 +176,8 @@ fn add_imp_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, users: &[UserSpec]) -
                 )));
                 *slot.borrow_mut() = Some(node.clone());
                 async move {
-                    driver::serve_c2s(TurmoilNet, node, driver::C2S_PORT).await?;
+                    // c2s for Jabber, and the router port for the other nodes of the cluster.
+                    driver::serve(TurmoilNet, node).await?;
                     Ok(())
                 }
             });
@@ -211,11 +232,12 @@ fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u
 fn add_jabber_farms(
     sim: &mut turmoil::Sim<'_>,
     s: &Scenario,
+    plans: BTreeMap<u32, ChatPlan>,
     rngs: &RngFactory,
     users: &[UserSpec],
     observer: &Rc<Observer>,
 ) {
-    let plans = Rc::new(chat_plans(s, rngs, users));
+    let plans = Rc::new(plans);
     for k in 1..=s.topology.client_farms.jabber {
         let host = topology::jabber_farm(k);
         let mine: Rc<Vec<(UserSpec, String)>> = Rc::new(
@@ -306,6 +328,11 @@ fn step_loop(
         while next_fault < timeline.len() && timeline[next_fault].at <= now {
             let t = &timeline[next_fault];
             faults::apply(sim, &t.action);
+            if let faults::Action::Crash(hosts) | faults::Action::Bounce(hosts) = &t.action {
+                for h in hosts.iter().filter(|h| is_client_farm(h)) {
+                    out.observer.host_down(now, h);
+                }
+            }
             out.observer
                 .fault(now, &format!("{} {}", t.kind, t.detail()));
             out.applied.push(Timed {
@@ -327,7 +354,7 @@ fn step_loop(
             });
             next_progress += progress_every;
         }
-        if now >= duration && next_fault >= timeline.len() && quiescent(out) {
+        if now >= duration && next_fault >= timeline.len() && quiescent(s, out) {
             break;
         }
         if now >= deadline {
@@ -347,9 +374,27 @@ fn step_loop(
     sample(out, slots, out.elapsed);
 }
 
-/// Nothing sent is still on its way.
-fn quiescent(out: &RunOutput) -> bool {
-    out.observer.undelivered().is_empty()
+/// Client-farm hosts (their devices do not survive a restart: new resources log in).
+fn is_client_farm(host: &str) -> bool {
+    host.starts_with("jabber-") || host.starts_with("webex-")
+}
+
+/// Nothing that must arrive is still on its way.
+fn quiescent(s: &Scenario, out: &RunOutput) -> bool {
+    use crate::checks::{Expect, Oracle};
+    if out.observer.undelivered().is_empty() {
+        return true;
+    }
+    // Only undelivered messages need the oracle (it indexes the session history).
+    let oracle = Oracle::new(s, out);
+    out.observer.with_messages(|msgs| {
+        for (_, m) in msgs {
+            if m.deliveries.is_empty() && oracle.expect(m) == Expect::Must {
+                return false;
+            }
+        }
+        true
+    })
 }
 
 /// A liveness failure message: what the run was still waiting for.

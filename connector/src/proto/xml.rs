@@ -220,6 +220,31 @@ fn is_forbidden_xml_char(c: char) -> bool {
     (u < 0x20 && c != '\t' && c != '\n' && c != '\r') || u == 0xFFFE || u == 0xFFFF
 }
 
+/// Parses one complete XML document (such as a SOAP envelope) into its root element, with the
+/// same rxml-based parser and limits as XMPP streams ([`super::stream::StreamParser`]): no
+/// DTDs or entities, each child of the root at most
+/// [`STANZA_BYTES_MAX`](super::stream::STANZA_BYTES_MAX) bytes. Text directly inside the root
+/// is dropped (in SOAP and XMPP it is only whitespace); a truncated document is an error.
+pub fn parse_document(bytes: &[u8]) -> Result<Element, super::stream::StreamError> {
+    use super::stream::{StreamError, StreamEvent, StreamParser};
+    let mut p = StreamParser::new();
+    p.feed(bytes);
+    let mut root: Option<Element> = None;
+    loop {
+        match p.next_event()? {
+            Some(StreamEvent::Open(el)) => root = Some(el),
+            Some(StreamEvent::Stanza(el)) => match root.as_mut() {
+                Some(r) => r.children.push(Node::Element(el)),
+                None => return Err(StreamError::BadHeader("element before root".into())),
+            },
+            Some(StreamEvent::Close) => {
+                return root.ok_or_else(|| StreamError::NotWellFormed("no root element".into()));
+            }
+            None => return Err(StreamError::NotWellFormed("truncated document".into())),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,5 +273,20 @@ mod tests {
             f.to_xml_in("jabber:client"),
             "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>"
         );
+    }
+
+    #[test]
+    fn parse_document_reads_a_whole_document() {
+        let doc = "<?xml version='1.0'?><e:Envelope xmlns:e='urn:env'><e:Body>\
+                   <op xmlns='urn:x'><sql>SELECT 1 &lt; 2</sql></op></e:Body></e:Envelope>";
+        let root = parse_document(doc.as_bytes()).unwrap();
+        assert!(root.is("Envelope", "urn:env"));
+        let body = root.child("Body", "urn:env").unwrap();
+        let op = body.child("op", "urn:x").unwrap();
+        assert_eq!(op.child("sql", "urn:x").unwrap().text(), "SELECT 1 < 2");
+        assert!(parse_document(b"<a><b></a>").is_err());
+        assert!(parse_document(b"<a><b/>").is_err());
+        assert!(parse_document(b"").is_err());
+        assert!(parse_document(b"<a/>").is_ok());
     }
 }

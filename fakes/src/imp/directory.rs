@@ -19,18 +19,49 @@ pub struct UserRecord {
     pub home: String,
 }
 
-/// Every user of a cluster, by bare JID.
+/// Every user of a cluster, by bare JID, and who sees whose presence.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     users: BTreeMap<String, UserRecord>,
+    /// Roster: bare JID → contacts (bare JIDs), symmetric, sorted, without duplicates.
+    contacts: BTreeMap<String, Vec<String>>,
 }
+
+/// Most contacts per user kept in the roster: bounds the presence fan-out of one update.
+/// Jabber deployments cap rosters in the hundreds; the chat workload uses a handful.
+pub const CONTACTS_PER_USER_MAX: usize = 500;
 
 impl Directory {
     /// Builds the directory from records.
     pub fn new(users: impl IntoIterator<Item = UserRecord>) -> Self {
         Self {
             users: users.into_iter().map(|u| (u.jid.clone(), u)).collect(),
+            contacts: BTreeMap::new(),
         }
+    }
+    /// Adds roster entries: each pair makes both users contacts of each other (presence is
+    /// shared both ways, like a mutual subscription). Pairs naming unknown users are ignored;
+    /// rosters stop growing at [`CONTACTS_PER_USER_MAX`].
+    #[must_use]
+    pub fn with_contacts(mut self, pairs: impl IntoIterator<Item = (String, String)>) -> Self {
+        for (a, b) in pairs {
+            if a == b || !self.users.contains_key(&a) || !self.users.contains_key(&b) {
+                continue;
+            }
+            for (x, y) in [(&a, &b), (&b, &a)] {
+                let list = self.contacts.entry(x.clone()).or_default();
+                if let Err(pos) = list.binary_search(y)
+                    && list.len() < CONTACTS_PER_USER_MAX
+                {
+                    list.insert(pos, y.clone());
+                }
+            }
+        }
+        self
+    }
+    /// The contacts of a user (who see its presence, and whose presence it sees).
+    pub fn contacts(&self, bare: &str) -> &[String] {
+        self.contacts.get(bare).map(Vec::as_slice).unwrap_or(&[])
     }
     /// Looks up a user by bare JID.
     pub fn get(&self, bare: &str) -> Option<&UserRecord> {

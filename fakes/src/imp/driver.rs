@@ -4,17 +4,42 @@
 //! One task per connection; every task shares the node (single-threaded, `Rc<RefCell<_>>`) and
 //! a table of per-connection outbound queues. Queues are bounded: a client that does not read
 //! is disconnected rather than allowed to grow the node's memory.
+//!
+//! Node-to-node links ([`ROUTER_PORT`]): inbound links are accepted like client connections and
+//! fed to the core ([`ImpNode::open_router`]); outbound links are owned here, one task per peer,
+//! opened lazily when the core first emits a [`PeerTransmit`] for that peer. A link keeps itself
+//! alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead stream is noticed only
+//! by silence) and reconnects with exponential backoff. Stanzas wait in a bounded per-peer queue
+//! while the link is down; what was written to a stream that then died is lost, as with XMPP
+//! without stream management.
 
-use super::node::{ConnId, ImpNode, Transmit};
+use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
 use connector::io::net::Net;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
 /// The XMPP client port.
 pub const C2S_PORT: u16 = 5222;
+/// Node-to-node stanza routing: stands in for the peering of IM&P's Cisco XCP routers inside
+/// a cluster (the real port is internal to IM&P; this one is the project's choice).
+pub const ROUTER_PORT: u16 = 7005;
+/// Stanzas queued per peer link. A peer restarting for a minute at a few hundred stanzas per
+/// second fits; beyond it stanzas are dropped (counted, logged) rather than grow memory.
+pub const PEER_QUEUE_MAX: usize = 16_384;
+/// Keepalive ping interval on outbound links.
+pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(10);
+/// An outbound link silent this long is dead: three missed pings.
+pub const LINK_SILENCE_MAX: Duration = Duration::from_secs(30);
+/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+pub const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// First reconnect delay of a link.
+pub const LINK_BACKOFF_MIN: Duration = Duration::from_millis(500);
+/// Longest reconnect delay of a link: a restarted peer is reached within this.
+pub const LINK_BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// Outbound stanzas queued per connection before the node gives up on a slow reader. A
 /// Jabber client drains its socket continuously; 1,024 covers a burst of offline messages.
 pub const OUT_QUEUE_MAX: usize = 1_024;
@@ -22,25 +47,63 @@ pub const OUT_QUEUE_MAX: usize = 1_024;
 pub const READ_BUF_BYTES: usize = 4 * 1024;
 
 type Writers = Rc<RefCell<BTreeMap<ConnId, mpsc::Sender<Transmit>>>>;
+/// Outbound peer links by peer host: the queue feeding each link task.
+type Links = Rc<RefCell<BTreeMap<String, mpsc::Sender<String>>>>;
 
 /// Serves c2s on `port` until the listener fails. Restartable: state that must survive a
-/// restart lives in the node's `NodeDb`, not here.
+/// restart lives in the node's `NodeDb`, not here. Stanzas for other nodes leave over
+/// outbound links; to receive from peers, also run [`serve`] (or use it instead).
 pub async fn serve_c2s<N: Net>(
     net: N,
     node: Rc<RefCell<ImpNode>>,
     port: u16,
 ) -> std::io::Result<()> {
-    let listener = net.bind(port).await?;
+    let links: Links = Rc::default();
+    accept_loop(net, node, Rc::default(), links, port, false).await
+}
+
+/// Serves a whole node: c2s on [`C2S_PORT`] and the node-to-node router on [`ROUTER_PORT`],
+/// sharing one set of connection queues and peer links. Returns when a listener fails.
+pub async fn serve<N: Net>(net: N, node: Rc<RefCell<ImpNode>>) -> std::io::Result<()> {
     let writers: Writers = Rc::default();
+    let links: Links = Rc::default();
+    tokio::try_join!(
+        accept_loop(
+            net.clone(),
+            node.clone(),
+            writers.clone(),
+            links.clone(),
+            C2S_PORT,
+            false
+        ),
+        accept_loop(net, node, writers, links, ROUTER_PORT, true),
+    )?;
+    Ok(())
+}
+
+async fn accept_loop<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    writers: Writers,
+    links: Links,
+    port: u16,
+    router: bool,
+) -> std::io::Result<()> {
+    let listener = net.bind(port).await?;
     loop {
         let (stream, _) = net.accept(&listener).await?;
-        let id = node.borrow_mut().open();
+        let id = if router {
+            node.borrow_mut().open_router()
+        } else {
+            node.borrow_mut().open()
+        };
         let (tx, rx) = mpsc::channel(OUT_QUEUE_MAX);
         writers.borrow_mut().insert(id, tx);
         tokio::task::spawn_local(connection(
             net.clone(),
             node.clone(),
             writers.clone(),
+            links.clone(),
             id,
             stream,
             rx,
@@ -52,6 +115,7 @@ async fn connection<N: Net>(
     net: N,
     node: Rc<RefCell<ImpNode>>,
     writers: Writers,
+    links: Links,
     id: ConnId,
     stream: N::Stream,
     mut rx: mpsc::Receiver<Transmit>,
@@ -71,14 +135,14 @@ async fn connection<N: Net>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     node.borrow_mut().input(net.now(), id, &buf[..n]);
-                    dispatch(&node, &writers);
+                    dispatch(&net, &node, &writers, &links);
                 }
             },
         }
     }
     writers.borrow_mut().remove(&id);
     node.borrow_mut().closed(net.now(), id);
-    dispatch(&node, &writers);
+    dispatch(&net, &node, &writers, &links);
 }
 
 /// Writes `first` and everything else already queued in one write; false once closed.
@@ -110,9 +174,10 @@ async fn write_batch<W: tokio::io::AsyncWrite + Unpin>(
     true
 }
 
-/// Moves the node's outputs to the connections' queues.
-fn dispatch(node: &Rc<RefCell<ImpNode>>, writers: &Writers) {
+/// Moves the node's outputs to the connections' queues and the peer links' queues.
+fn dispatch<N: Net>(net: &N, node: &Rc<RefCell<ImpNode>>, writers: &Writers, links: &Links) {
     loop {
+        dispatch_peers(net, node, links);
         let next = node.borrow_mut().poll_transmit();
         let Some((conn, t)) = next else { return };
         let full = match writers.borrow().get(&conn) {
@@ -125,4 +190,263 @@ fn dispatch(node: &Rc<RefCell<ImpNode>>, writers: &Writers) {
             node.borrow_mut().closed(Default::default(), conn);
         }
     }
+}
+
+/// Moves stanzas for peer nodes to their links, starting a link on first use.
+fn dispatch_peers<N: Net>(net: &N, node: &Rc<RefCell<ImpNode>>, links: &Links) {
+    loop {
+        let next = node.borrow_mut().poll_peer();
+        let Some(PeerTransmit { node: peer, bytes }) = next else {
+            return;
+        };
+        let tx = links.borrow().get(&peer).cloned();
+        let tx = match tx {
+            Some(tx) => tx,
+            None => {
+                let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+                links.borrow_mut().insert(peer.clone(), tx.clone());
+                tokio::task::spawn_local(link(net.clone(), node.clone(), peer.clone(), rx));
+                tx
+            }
+        };
+        if tx.try_send(bytes).is_err() {
+            tracing::warn!(%peer, "peer link queue full: stanza dropped");
+        }
+    }
+}
+
+/// The outbound link to `peer`: connects, sends queued stanzas, pings, and reconnects after
+/// any failure. Runs as long as the host.
+async fn link<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    peer: String,
+    mut rx: mpsc::Receiver<String>,
+) {
+    let mut backoff = LINK_BACKOFF_MIN;
+    // A stanza taken from the queue whose write failed: it goes first on the next stream (it
+    // may have been partly written; the peer's parser discards a torn stanza with the stream).
+    let mut carry: Option<String> = None;
+    loop {
+        let connected =
+            tokio::time::timeout(LINK_CONNECT_TIMEOUT, net.connect(&peer, ROUTER_PORT)).await;
+        if let Ok(Ok(stream)) = connected {
+            let why = link_session(&net, &node, &peer, stream, &mut rx, &mut carry).await;
+            tracing::debug!(%peer, why, "router link down");
+            if why == "queue closed" {
+                return;
+            }
+            backoff = LINK_BACKOFF_MIN;
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(LINK_BACKOFF_MAX);
+    }
+}
+
+/// One connected stream of a link; returns why it ended.
+async fn link_session<N: Net>(
+    net: &N,
+    node: &Rc<RefCell<ImpNode>>,
+    peer: &str,
+    stream: N::Stream,
+    rx: &mut mpsc::Receiver<String>,
+    carry: &mut Option<String>,
+) -> &'static str {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let header = node.borrow().router_header(peer);
+    if wr.write_all(header.as_bytes()).await.is_err() {
+        return "write failed";
+    }
+    if let Some(b) = carry.take()
+        && wr.write_all(b.as_bytes()).await.is_err()
+    {
+        *carry = Some(b);
+        return "write failed";
+    }
+    let mut buf = vec![0u8; READ_BUF_BYTES];
+    let mut last_rx = net.now();
+    let mut ping = tokio::time::interval(LINK_PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => match r {
+                // The peer answers pings and sends nothing else on this stream: any bytes are
+                // a sign of life, their content is not needed.
+                Ok(0) | Err(_) => return "peer closed",
+                Ok(_) => last_rx = net.now(),
+            },
+            out = rx.recv() => {
+                let Some(first) = out else { return "queue closed" };
+                let mut batch = first;
+                while let Ok(more) = rx.try_recv() {
+                    batch.push_str(&more);
+                }
+                if wr.write_all(batch.as_bytes()).await.is_err() {
+                    *carry = Some(batch);
+                    return "write failed";
+                }
+            }
+            _ = ping.tick() => {
+                if net.now().saturating_sub(last_rx) > LINK_SILENCE_MAX {
+                    return "silent: keepalive timed out";
+                }
+                let p = node.borrow_mut().router_ping(peer);
+                if wr.write_all(p.as_bytes()).await.is_err() {
+                    return "write failed";
+                }
+            }
+        }
+    }
+}
+
+/// The ports [`serve_node`] listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodePorts {
+    /// XMPP c2s ([`C2S_PORT`]).
+    pub c2s: u16,
+    /// XEP-0114 component port ([`super::component::COMPONENT_PORT`]).
+    pub component: u16,
+    /// AXL ([`super::axl::AXL_PORT`]).
+    pub axl: u16,
+    /// The node-to-node router ([`ROUTER_PORT`]); `None` for a node alone (real mode).
+    pub router: Option<u16>,
+}
+
+impl Default for NodePorts {
+    fn default() -> Self {
+        Self {
+            c2s: C2S_PORT,
+            component: super::component::COMPONENT_PORT,
+            axl: super::axl::AXL_PORT,
+            router: Some(ROUTER_PORT),
+        }
+    }
+}
+
+/// Serves every port of one node: c2s, the component port, AXL and (optionally) the router,
+/// sharing one set of connection queues so that a stanza from a Jabber client reaches a
+/// connector session and back. `on_ready` runs once the listeners are bound. Returns when a
+/// listener fails.
+pub async fn serve_node<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    component: Rc<RefCell<super::component::ComponentService>>,
+    axl: Rc<RefCell<super::axl::AxlService>>,
+    ports: NodePorts,
+    on_ready: impl FnOnce(),
+) -> std::io::Result<()> {
+    let writers: Writers = Rc::default();
+    let links: Links = Rc::default();
+    let component_listener = net.bind(ports.component).await?;
+    let router = async {
+        match ports.router {
+            Some(port) => {
+                accept_loop(
+                    net.clone(),
+                    node.clone(),
+                    writers.clone(),
+                    links.clone(),
+                    port,
+                    true,
+                )
+                .await
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let ready = async {
+        // The accept loops before this one in the join have been polled once, so their
+        // listeners are bound (binding an IP address completes on its first poll).
+        tokio::task::yield_now().await;
+        on_ready();
+        std::future::pending::<std::io::Result<()>>().await
+    };
+    tokio::try_join!(
+        accept_loop(
+            net.clone(),
+            node.clone(),
+            writers.clone(),
+            links.clone(),
+            ports.c2s,
+            false
+        ),
+        router,
+        accept_component(
+            net.clone(),
+            node.clone(),
+            component,
+            writers.clone(),
+            links.clone(),
+            component_listener
+        ),
+        super::axl::serve_axl(net.clone(), axl, ports.axl),
+        ready,
+    )?;
+    Ok(())
+}
+
+async fn accept_component<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    svc: Rc<RefCell<super::component::ComponentService>>,
+    writers: Writers,
+    links: Links,
+    listener: N::Listener,
+) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = net.accept(&listener).await?;
+        let id = svc.borrow_mut().open(&mut node.borrow_mut());
+        let (tx, rx) = mpsc::channel(OUT_QUEUE_MAX);
+        writers.borrow_mut().insert(id, tx);
+        // A link refused at open (too many links) has its error and close queued already.
+        dispatch(&net, &node, &writers, &links);
+        tokio::task::spawn_local(component_connection(
+            net.clone(),
+            node.clone(),
+            svc.clone(),
+            writers.clone(),
+            links.clone(),
+            id,
+            stream,
+            rx,
+        ));
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn component_connection<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    svc: Rc<RefCell<super::component::ComponentService>>,
+    writers: Writers,
+    links: Links,
+    id: ConnId,
+    stream: N::Stream,
+    mut rx: mpsc::Receiver<Transmit>,
+) {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf = vec![0u8; READ_BUF_BYTES];
+    loop {
+        tokio::select! {
+            biased;
+            out = rx.recv() => {
+                let Some(first) = out else { break };
+                if !write_batch(&mut wr, first, &mut rx).await {
+                    break;
+                }
+            }
+            r = rd.read(&mut buf) => match r {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    svc.borrow_mut().input(net.now(), &mut node.borrow_mut(), id, &buf[..n]);
+                    dispatch(&net, &node, &writers, &links);
+                }
+            },
+        }
+    }
+    writers.borrow_mut().remove(&id);
+    svc.borrow_mut()
+        .closed(net.now(), &mut node.borrow_mut(), id);
+    dispatch(&net, &node, &writers, &links);
 }

@@ -1,9 +1,13 @@
 //! The fake Unified CM IM and Presence node.
 //!
+//! - [`axl`]: the AXL Web Service (SOAP on 8443): node and user discovery.
+//! - [`component`]: the XEP-0114 component port (7400) and the connector's per-user sessions.
 //! - [`directory`]: the user table and the database that survives restarts.
 //! - [`node`]: the sans-IO core (c2s streams, routing, offline storage, carbons).
 //! - [`driver`]: sockets ↔ core, on any [`connector::io::net::Net`] backend.
 
+pub mod axl;
+pub mod component;
 pub mod directory;
 pub mod driver;
 pub mod node;

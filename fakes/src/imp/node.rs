@@ -8,6 +8,43 @@
 //! delivery on initial presence), XEP-0280 (carbons), XEP-0203 (delay stamps) and XEP-0199
 //! (ping), and the IM&P specifics of the spec (offline storage setting and the pre-12.5 error
 //! text, spec 46).
+//!
+//! ## The cluster: routing between nodes
+//!
+//! A user is served by their *home* node only (the [`Directory`] says which). A stanza for a
+//! user homed elsewhere is forwarded over the network, never through shared memory: the node
+//! emits a [`PeerTransmit`] addressed to the peer node ([`ImpNode::poll_peer`]) and the driver
+//! carries it over a node-to-node link (`driver::ROUTER_PORT`, standing in for IM&P's XCP
+//! router peering). A link is an RFC 6120 *server-to-server style* stream: default namespace
+//! [`NS_SERVER`] (`jabber:server`), the header's `from` names the sending node, and it is
+//! one-way for stanzas (as s2s streams are): node A writes to B over A's outbound link, B
+//! answers over its own. Only keepalive pings are answered on the same stream. The cluster's
+//! internal network is trusted (no dialback, as IM&P's intra-cluster routing); a peer may still
+//! only speak for users homed on it, anything else is dropped and counted.
+//!
+//! The receiving node delivers as if the sender were local: to every available resource, with
+//! received carbons, or into offline storage on *the recipient's home node* (spec 46-48). Node
+//! generated replies (the "Message could not be delivered" error of spec 46) are routed back to
+//! the sender's home node the same way.
+//!
+//! ## Presence composition (spec 53-55)
+//!
+//! Each user's home node keeps a presence table: one *device* presence per resource and at most
+//! one *manual* (user-set) presence. The composed presence is the manual one if any, otherwise
+//! the most recently updated device presence, otherwise unavailable. A presence is manual when
+//! it carries `<hm-presence xmlns='urn:hmsim:presence:0' kind='manual'/>` ([`NS_HM_PRESENCE`]);
+//! anything else (`kind='device'` or no marker) is device presence. This marker is the
+//! project's: in IM&P the distinction is internal (Jabber's user-set status versus presence
+//! published for a device by the Webex connector). A manual presence is dropped when the
+//! resource that set it goes unavailable, or replaced by `kind='manual'` with `type='unavailable'`.
+//!
+//! Contacts are the users in the [`Directory`] roster (the simulation derives it from the chat
+//! workload's contact lists, symmetric). Whenever a user's composed presence changes, each
+//! contact's available resources receive `<presence from='user@domain/resource'>` with the
+//! composed `<show>`/`<status>` (or `type='unavailable'` from the bare JID); contacts homed on
+//! another node get it through their home node. At a contact's initial presence it is told the
+//! current composed presence of each of its contacts: directly for local users, through a
+//! `type='probe'` to the home node of remote ones (RFC 6121 4.3).
 
 use super::directory::{Directory, NodeDb, StoredMessage};
 use connector::proto::stream::{StreamEvent, StreamParser};
@@ -23,6 +60,26 @@ pub type ConnId = u64;
 
 /// The text IM&P before 12.5 returns when offline storage is off (spec 46).
 pub const UNDELIVERABLE_TEXT: &str = "Message could not be delivered";
+
+/// Default namespace of node-to-node (router) streams, as on RFC 6120 server-to-server streams.
+pub const NS_SERVER: &str = "jabber:server";
+
+/// The project's namespace that marks a presence as manual (user-set) or device presence
+/// (spec 53): `<hm-presence xmlns='urn:hmsim:presence:0' kind='manual'/>`.
+pub const NS_HM_PRESENCE: &str = "urn:hmsim:presence:0";
+
+/// Most device presences kept per user: a user runs a few Jabber devices plus the connector's
+/// session; a peer cannot grow the table past this (further resources are not composed).
+pub const DEVICE_PRESENCES_MAX: usize = 16;
+
+/// A stanza for a peer node of the same cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTransmit {
+    /// Host name of the peer node (`imp-a-2`).
+    pub node: String,
+    /// The serialized stanza, in the [`NS_SERVER`] stream namespace.
+    pub bytes: String,
+}
 
 /// Static configuration of a node.
 #[derive(Debug, Clone)]
@@ -71,6 +128,14 @@ pub struct NodeStats {
     pub stream_errors: u64,
     /// Stanza errors sent.
     pub stanza_errors: u64,
+    /// Stanzas forwarded to a peer node (recipient homed there).
+    pub forwarded: u64,
+    /// Stanzas received from peer nodes.
+    pub peer_received: u64,
+    /// Stanzas from peers dropped: spoofed sender, or a recipient not homed here.
+    pub peer_rejected: u64,
+    /// Composed presence stanzas sent to contacts.
+    pub presence_sent: u64,
 }
 
 #[derive(Debug)]
@@ -83,6 +148,10 @@ enum State {
     Bind { bare: String },
     /// Bound: stanzas flow.
     Ready { jid: Jid },
+    /// Inbound node-to-node link, waiting for the peer's stream header.
+    RouterHeader,
+    /// Inbound node-to-node link from `peer`: stanzas flow.
+    Router { peer: String },
     /// Closed after an error or `</stream:stream>`.
     Closed,
 }
@@ -108,6 +177,47 @@ pub struct ImpNode {
     out: VecDeque<(ConnId, Transmit)>,
     next_conn: ConnId,
     stats: NodeStats,
+    /// Stanzas for peer nodes, drained by the driver after every call.
+    peer_out: VecDeque<PeerTransmit>,
+    /// Presence table of the users homed here, by bare JID.
+    presence: BTreeMap<String, UserPresence>,
+    /// Orders presence updates: "most recent" is by this counter, not by `now`, so two updates
+    /// in one tick still have an order.
+    presence_seq: u64,
+    /// Ids of keepalive pings on outbound router links.
+    next_ping: u64,
+    /// Connector sessions opened over XEP-0114 component links (`component.rs`): session
+    /// connection → the component link carrying it.
+    component_sessions: BTreeMap<ConnId, ConnId>,
+}
+
+/// One presence as published by a resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PresenceEntry {
+    resource: String,
+    show: Option<String>,
+    status: Option<String>,
+    seq: u64,
+}
+
+/// A user's presence table on the home node (spec 53).
+#[derive(Debug, Clone, Default)]
+struct UserPresence {
+    /// Manual (user-set) presence, if any.
+    manual: Option<PresenceEntry>,
+    /// Device presence by resource.
+    devices: BTreeMap<String, PresenceEntry>,
+    /// The composed presence last broadcast, to send only changes.
+    last: Option<Element>,
+}
+
+impl UserPresence {
+    /// Manual beats device; among devices the most recent update wins.
+    fn composed(&self) -> Option<&PresenceEntry> {
+        self.manual
+            .as_ref()
+            .or_else(|| self.devices.values().max_by_key(|e| e.seq))
+    }
 }
 
 impl ImpNode {
@@ -122,6 +232,11 @@ impl ImpNode {
             out: VecDeque::new(),
             next_conn: 1,
             stats: NodeStats::default(),
+            peer_out: VecDeque::new(),
+            presence: BTreeMap::new(),
+            presence_seq: 0,
+            next_ping: 0,
+            component_sessions: BTreeMap::new(),
         }
     }
 
@@ -164,6 +279,42 @@ impl ImpNode {
         self.out.pop_front()
     }
 
+    /// Registers an inbound node-to-node connection (on the router port). It is fed with
+    /// [`ImpNode::input`] and closed with [`ImpNode::closed`] like a client connection.
+    pub fn open_router(&mut self) -> ConnId {
+        let id = self.open();
+        self.stats.connections -= 1; // counts client connections only
+        if let Some(c) = self.conns.get_mut(&id) {
+            c.state = State::RouterHeader;
+        }
+        id
+    }
+
+    /// The next stanza for a peer node, in the order produced. Drain after every call, like
+    /// [`ImpNode::poll_transmit`].
+    #[must_use]
+    pub fn poll_peer(&mut self) -> Option<PeerTransmit> {
+        self.peer_out.pop_front()
+    }
+
+    /// The stream header this node opens an outbound link to `peer` with.
+    pub fn router_header(&self, peer: &str) -> String {
+        xmpp::stream_header(NS_SERVER, Some(&self.cfg.host), Some(peer), None)
+    }
+
+    /// A keepalive ping for the outbound link to `peer` (XEP-0199); the peer answers on the
+    /// same stream, so any bytes back show the link is alive.
+    pub fn router_ping(&mut self, peer: &str) -> String {
+        self.next_ping += 1;
+        Element::new("iq", NS_SERVER)
+            .with_attr("type", "get")
+            .with_attr("id", format!("{}-ping-{}", self.cfg.host, self.next_ping))
+            .with_attr("from", self.cfg.host.clone())
+            .with_attr("to", peer)
+            .with_child(Element::new("ping", xmpp::NS_PING))
+            .to_xml_in(NS_SERVER)
+    }
+
     /// The transport of `conn` is gone (peer closed, reset, or the driver gave up on it).
     pub fn closed(&mut self, _now: Duration, conn: ConnId) {
         if let Some(c) = self.conns.remove(&conn)
@@ -175,6 +326,9 @@ impl ImpNode {
                 if res.is_empty() {
                     self.resources.remove(&bare);
                 }
+            }
+            if c.available {
+                self.presence_gone(&bare, jid.resource.as_deref().unwrap_or_default());
             }
         }
     }
@@ -209,6 +363,9 @@ impl ImpNode {
     }
 
     fn send(&mut self, conn: ConnId, el: &Element) {
+        if let Some(&link) = self.component_sessions.get(&conn) {
+            return self.send_to_component(conn, link, el);
+        }
         self.out
             .push_back((conn, Transmit::Bytes(el.to_xml_in(xmpp::NS_CLIENT))));
     }
@@ -255,6 +412,13 @@ impl ImpNode {
     }
 
     fn on_header(&mut self, conn: ConnId, header: &Element) {
+        if matches!(
+            self.conns.get(&conn).map(|c| &c.state),
+            Some(State::RouterHeader)
+        ) {
+            self.on_router_header(conn, header);
+            return;
+        }
         let authed = match self.conns.get(&conn).map(|c| &c.state) {
             Some(State::Header { authed }) => authed.clone(),
             _ => {
@@ -297,6 +461,7 @@ impl ImpNode {
                 State::Auth => 0,
                 State::Bind { .. } => 1,
                 State::Ready { .. } => 2,
+                State::Router { .. } => 4,
                 _ => 3,
             },
             None => return,
@@ -305,6 +470,7 @@ impl ImpNode {
             0 => self.on_auth(conn, &el),
             1 => self.on_bind(conn, &el),
             2 => self.on_stanza(now, conn, el),
+            4 => self.on_peer_stanza(now, conn, el),
             _ => {}
         }
     }
@@ -485,9 +651,11 @@ impl ImpNode {
 
     fn on_presence(&mut self, now: Duration, conn: ConnId, me: &Jid, el: Element) {
         if let Some(to) = el.attr("to") {
-            // Directed presence: route to the contact's resources.
-            if let Ok(to) = Jid::parse(to) {
-                self.deliver_to_bare(&to.bare(), &el, None);
+            // Directed presence: route to the contact's resources, on whichever node.
+            if let Ok(to) = Jid::parse(to)
+                && self.dir.get(&to.bare()).is_some()
+            {
+                self.route_out(el);
             }
             return;
         }
@@ -498,11 +666,122 @@ impl ImpNode {
             };
             let first = !c.available && !unavailable;
             c.available = !unavailable;
-            c.last_presence = Some(el);
+            c.last_presence = Some(el.clone());
             first
         };
+        self.presence_update(me, &el);
         if first {
             self.flush_offline(now, conn, me);
+            self.send_contacts_presence(me);
+        }
+    }
+
+    /// Records a broadcast presence of `me` in the table and tells contacts if the composed
+    /// presence changed (spec 53).
+    fn presence_update(&mut self, me: &Jid, el: &Element) {
+        let bare = me.bare();
+        let resource = me.resource.clone().unwrap_or_default();
+        let marker = el.child("hm-presence", NS_HM_PRESENCE);
+        let manual = marker.and_then(|m| m.attr("kind")) == Some("manual");
+        let unavailable = el.attr("type") == Some("unavailable");
+        self.presence_seq += 1;
+        let entry = PresenceEntry {
+            resource: resource.clone(),
+            show: el.elements().find(|e| e.name == "show").map(Element::text),
+            status: el
+                .elements()
+                .find(|e| e.name == "status")
+                .map(Element::text),
+            seq: self.presence_seq,
+        };
+        let p = self.presence.entry(bare.clone()).or_default();
+        match (manual, unavailable) {
+            (true, true) => p.manual = None,
+            (true, false) => p.manual = Some(entry),
+            (false, true) => {
+                p.devices.remove(&resource);
+                if p.manual.as_ref().is_some_and(|m| m.resource == resource) {
+                    p.manual = None;
+                }
+            }
+            (false, false) => {
+                if p.devices.len() < DEVICE_PRESENCES_MAX || p.devices.contains_key(&resource) {
+                    p.devices.insert(resource, entry);
+                }
+            }
+        }
+        self.presence_changed(&bare);
+    }
+
+    /// `resource` of `bare` went away without saying so (connection closed).
+    fn presence_gone(&mut self, bare: &str, resource: &str) {
+        let Some(p) = self.presence.get_mut(bare) else {
+            return;
+        };
+        p.devices.remove(resource);
+        if p.manual.as_ref().is_some_and(|m| m.resource == resource) {
+            p.manual = None;
+        }
+        self.presence_changed(bare);
+    }
+
+    /// The composed presence of `bare` as a stanza to `to` (unavailable when nothing is
+    /// published).
+    fn composed_presence(&self, bare: &str, to: &str) -> Element {
+        let entry = self.presence.get(bare).and_then(UserPresence::composed);
+        let mut el = Element::new("presence", xmpp::NS_CLIENT).with_attr("to", to);
+        match entry {
+            None => {
+                el.set_attr("from", bare);
+                el.set_attr("type", "unavailable");
+            }
+            Some(e) => {
+                el.set_attr("from", format!("{bare}/{}", e.resource));
+                if let Some(show) = &e.show {
+                    el = el.with_child(Element::new("show", xmpp::NS_CLIENT).with_text(show));
+                }
+                if let Some(status) = &e.status {
+                    el = el.with_child(Element::new("status", xmpp::NS_CLIENT).with_text(status));
+                }
+            }
+        }
+        el
+    }
+
+    /// Sends the composed presence of `bare` to every contact if it changed.
+    fn presence_changed(&mut self, bare: &str) {
+        let now = self.composed_presence(bare, "");
+        let p = self.presence.entry(bare.to_string()).or_default();
+        if p.last.as_ref() == Some(&now) {
+            return;
+        }
+        p.last = Some(now);
+        let contacts: Vec<String> = self.dir.contacts(bare).to_vec();
+        for c in contacts {
+            let el = self.composed_presence(bare, &c);
+            self.stats.presence_sent += 1;
+            self.route_out(el);
+        }
+    }
+
+    /// At initial presence: the current presence of each of `me`'s contacts (RFC 6121 4.3).
+    fn send_contacts_presence(&mut self, me: &Jid) {
+        let contacts: Vec<String> = self.dir.contacts(&me.bare()).to_vec();
+        for c in contacts {
+            let Some(home) = self.dir.get(&c).map(|u| u.home.clone()) else {
+                continue;
+            };
+            if home == self.cfg.host {
+                let el = self.composed_presence(&c, &me.to_string());
+                self.stats.presence_sent += 1;
+                self.route_out(el);
+            } else {
+                let probe = Element::new("presence", xmpp::NS_CLIENT)
+                    .with_attr("type", "probe")
+                    .with_attr("from", me.to_string())
+                    .with_attr("to", c);
+                self.forward(&home, &probe);
+            }
         }
     }
 
@@ -548,26 +827,27 @@ impl ImpNode {
         if kind == "error" {
             return;
         }
-        let Some(user) = self.dir.get(&to.bare()) else {
+        let Some(home) = self.dir.get(&to.bare()).map(|u| u.home.clone()) else {
             self.stanza_error(conn, &el, "cancel", "service-unavailable", None);
             return;
         };
-        if user.home != self.cfg.host {
-            // Inter-node routing arrives with the cluster work (issue "fake IM&P cluster").
-            self.stanza_error(
-                conn,
-                &el,
-                "wait",
-                "recipient-unavailable",
-                Some("user homed on another node"),
-            );
-            return;
-        }
         if kind == "chat" || kind == "normal" {
             self.send_carbons(conn, me, &el, "sent");
         }
-        let delivered = if to.resource.is_some() && self.route_to_full(&to, &el) {
-            self.received_carbons(&to, &el);
+        if home != self.cfg.host {
+            // The recipient's home node delivers, stores or refuses (module docs).
+            self.forward(&home, &el);
+            return;
+        }
+        self.deliver_local(now, &to, el);
+    }
+
+    /// Delivers a message for a user homed here, from a local or a remote sender: to the
+    /// addressed resource (plus received carbons) or every available resource; failing that,
+    /// into offline storage, or discarded with the pre-12.5 error routed back (spec 46).
+    fn deliver_local(&mut self, now: Duration, to: &Jid, el: Element) {
+        let delivered = if to.resource.is_some() && self.route_to_full(to, &el) {
+            self.received_carbons(to, &el);
             1
         } else {
             self.deliver_to_bare(&to.bare(), &el, None)
@@ -596,14 +876,115 @@ impl ImpNode {
         } else {
             self.stats.discarded += 1;
             if self.cfg.version < (12, 5) {
-                self.stanza_error(
-                    conn,
+                self.stats.stanza_errors += 1;
+                let mut err = xmpp::error_reply(
                     &el,
                     "cancel",
                     "service-unavailable",
-                    Some(super::node::UNDELIVERABLE_TEXT),
+                    Some(UNDELIVERABLE_TEXT),
                 );
+                // From the recipient's bare JID, whichever resource was addressed.
+                err.set_attr("from", to.bare());
+                self.route_out(err);
             }
+        }
+    }
+
+    /// Routes a stanza this node produced or relays (`to` set) to a user of the cluster: a
+    /// full JID reaches that resource, a bare JID every available resource, on this node or
+    /// through the user's home node. Returns false when it reached nobody here.
+    fn route_out(&mut self, el: Element) -> bool {
+        let Some(to) = el.attr("to").and_then(|t| Jid::parse(t).ok()) else {
+            return false;
+        };
+        let Some(home) = self.dir.get(&to.bare()).map(|u| u.home.clone()) else {
+            return false;
+        };
+        if home != self.cfg.host {
+            self.forward(&home, &el);
+            return true;
+        }
+        if to.resource.is_some() {
+            self.route_to_full(&to, &el)
+        } else {
+            self.deliver_to_bare(&to.bare(), &el, None) > 0
+        }
+    }
+
+    /// Queues `el` for the peer node `node`, re-namespaced for the server-to-server stream.
+    fn forward(&mut self, node: &str, el: &Element) {
+        self.stats.forwarded += 1;
+        let el = renamespace(el.clone(), xmpp::NS_CLIENT, NS_SERVER);
+        self.peer_out.push_back(PeerTransmit {
+            node: node.to_string(),
+            bytes: el.to_xml_in(NS_SERVER),
+        });
+    }
+
+    fn on_router_header(&mut self, conn: ConnId, header: &Element) {
+        if header.name != "stream" || header.ns != NS_STREAM {
+            self.stream_error(conn, "invalid-namespace", "expected stream:stream");
+            return;
+        }
+        let peer = header.attr("from").unwrap_or_default().to_string();
+        if peer.is_empty() || peer == self.cfg.host {
+            self.stream_error(conn, "invalid-from", "a router link names its node");
+            return;
+        }
+        let id = format!("{}-r{conn}", self.cfg.host);
+        let h = xmpp::stream_header(NS_SERVER, Some(&self.cfg.host), Some(&peer), Some(&id));
+        self.send_raw(conn, h);
+        self.send_raw(conn, "<stream:features/>".into());
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = State::Router { peer };
+        }
+    }
+
+    /// A stanza from a peer node: answer keepalives, then deliver to users homed here.
+    fn on_peer_stanza(&mut self, now: Duration, conn: ConnId, el: Element) {
+        let Some(State::Router { peer }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let peer = peer.clone();
+        let el = renamespace(el, NS_SERVER, xmpp::NS_CLIENT);
+        self.stats.peer_received += 1;
+        if el.name == "iq" && el.attr("to") == Some(self.cfg.host.as_str()) {
+            if el.attr("type") == Some("get") && el.child("ping", xmpp::NS_PING).is_some() {
+                let pong = xmpp::iq_result(&el, None);
+                self.out
+                    .push_back((conn, Transmit::Bytes(pong.to_xml_in(NS_SERVER))));
+            }
+            return;
+        }
+        let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
+        let to = el.attr("to").and_then(|t| Jid::parse(t).ok());
+        let (Some(from), Some(to)) = (from, to) else {
+            self.stats.peer_rejected += 1;
+            return;
+        };
+        let from_home = self.dir.get(&from.bare()).map(|u| u.home.as_str());
+        let to_home = self.dir.get(&to.bare()).map(|u| u.home.as_str());
+        // A peer speaks only for its own users, and only to users homed here.
+        if from_home != Some(peer.as_str()) || to_home != Some(self.cfg.host.as_str()) {
+            tracing::debug!(node = %self.cfg.host, %peer, "misrouted or spoofed stanza dropped");
+            self.stats.peer_rejected += 1;
+            return;
+        }
+        match (el.name.as_str(), el.attr("type")) {
+            ("message", Some("error")) => {
+                self.route_out(el);
+            }
+            ("message", Some("groupchat")) => {}
+            ("message", _) => self.deliver_local(now, &to, el),
+            ("presence", Some("probe")) => {
+                let reply = self.composed_presence(&to.bare(), &from.to_string());
+                self.stats.presence_sent += 1;
+                self.route_out(reply);
+            }
+            ("presence", _) | ("iq", _) => {
+                self.route_out(el);
+            }
+            _ => self.stats.peer_rejected += 1,
         }
     }
 
@@ -696,6 +1077,21 @@ impl ImpNode {
     }
 }
 
+/// `el` with every element in namespace `from` moved to `to` (stanzas change their default
+/// namespace between client and server streams, RFC 6120 4.8.3).
+fn renamespace(mut el: Element, from: &str, to: &str) -> Element {
+    if el.ns == from {
+        el.ns = to.to_string();
+    }
+    for child in &mut el.children {
+        if let connector::proto::xml::Node::Element(e) = child {
+            let inner = std::mem::replace(e, Element::new("", ""));
+            *e = renamespace(inner, from, to);
+        }
+    }
+    el
+}
+
 /// Wraps `inner` as a XEP-0280 carbon of `kind` (`sent` or `received`) for `to`.
 fn carbon(bare: &str, to: &str, kind: &str, inner: &Element) -> Element {
     Element::new("message", xmpp::NS_CLIENT)
@@ -738,6 +1134,145 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Connector sessions over XEP-0114 component links, driven by
+/// [`super::component::ComponentService`].
+///
+/// A session is one more device of its user, like a Jabber client: a bound resource that is
+/// available and carbon-enabled from the start, so inbound 1:1 messages fan out to it and the
+/// user's own sends reach it as carbons (when MDM is on). It has no transport of its own:
+/// whatever the node sends it goes to its component link with `to` set to the session's full
+/// JID. Offline messages are not flushed to it (only a Jabber client's initial presence does).
+impl ImpNode {
+    /// Allocates a connection id for a component link. The link has no c2s state here; its
+    /// output is queued with [`ImpNode::component_transmit`] and leaves through
+    /// [`ImpNode::poll_transmit`] like any connection's.
+    pub fn component_link_open(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Queues output for a component link, in order with everything else the node sends.
+    pub fn component_transmit(&mut self, link: ConnId, t: Transmit) {
+        self.out.push_back((link, t));
+    }
+
+    /// The (session, link) serving the full JID `full`, if it is a component session.
+    pub fn component_session(&self, full: &Jid) -> Option<(ConnId, ConnId)> {
+        let conn = *self
+            .resources
+            .get(&full.bare())?
+            .get(full.resource.as_deref().unwrap_or_default())?;
+        self.component_sessions.get(&conn).map(|&link| (conn, link))
+    }
+
+    /// Open component sessions on this node (IM&P's JsmHybridSessionsActive, spec 10).
+    pub fn component_session_count(&self) -> usize {
+        self.component_sessions.len()
+    }
+
+    /// Opens a session for the full JID `full` on `link`. An existing session with the same
+    /// JID is taken over (the connector reconnected); a Jabber client bound to that resource
+    /// is a conflict (`None`). The caller checks the user, home node and limits first.
+    pub fn component_session_start(
+        &mut self,
+        now: Duration,
+        link: ConnId,
+        full: &Jid,
+    ) -> Option<ConnId> {
+        let bare = full.bare();
+        let resource = full.resource.clone().unwrap_or_default();
+        if let Some(old) = self
+            .resources
+            .get(&bare)
+            .and_then(|r| r.get(&resource))
+            .copied()
+        {
+            if !self.component_sessions.contains_key(&old) {
+                return None;
+            }
+            self.component_session_stop(now, old);
+        }
+        let id = self.component_link_open();
+        self.conns.insert(
+            id,
+            Conn {
+                parser: StreamParser::new(),
+                state: State::Ready { jid: full.clone() },
+                available: true,
+                carbons: true,
+                last_presence: None,
+            },
+        );
+        self.resources.entry(bare).or_default().insert(resource, id);
+        self.component_sessions.insert(id, link);
+        Some(id)
+    }
+
+    /// Ends a session, like a device going away (its presence is dropped).
+    pub fn component_session_stop(&mut self, now: Duration, session: ConnId) {
+        if self.component_sessions.remove(&session).is_some() {
+            self.closed(now, session);
+        }
+    }
+
+    /// A stanza (`message`, `presence` or `iq`, already in the `jabber:client` namespace) the
+    /// connector sent as `session`: handled exactly as if that device had sent it.
+    pub fn component_input(&mut self, now: Duration, session: ConnId, stanza: Element) {
+        if self.component_sessions.contains_key(&session) {
+            self.on_stanza(now, session, stanza);
+        }
+    }
+
+    /// The component link is gone: every session it carried ends. Returns how many.
+    pub fn component_link_closed(&mut self, now: Duration, link: ConnId) -> usize {
+        let sessions: Vec<ConnId> = self
+            .component_sessions
+            .iter()
+            .filter(|(_, l)| **l == link)
+            .map(|(s, _)| *s)
+            .collect();
+        for s in &sessions {
+            self.component_session_stop(now, *s);
+        }
+        sessions.len()
+    }
+
+    /// Output for a session goes to its link, addressed to the session's full JID. A stream
+    /// error meant for the session (a Jabber client took its resource) becomes a session
+    /// `stop` notice to the connector instead, and the session ends.
+    fn send_to_component(&mut self, session: ConnId, link: ConnId, el: &Element) {
+        let Some(full) = self.jid_of(session) else {
+            return;
+        };
+        let stanza = if el.ns == NS_STREAM {
+            self.component_sessions.remove(&session);
+            let reason = el
+                .elements()
+                .find(|e| e.name != "text")
+                .map(|e| e.name.clone())
+                .unwrap_or_default();
+            Element::new("iq", xmpp::NS_CLIENT)
+                .with_attr("type", "set")
+                .with_attr("id", format!("{}-end-{session}", self.cfg.host))
+                .with_attr("from", self.cfg.domain.clone())
+                .with_attr("to", full.to_string())
+                .with_child(
+                    Element::new("session", xmpp::NS_HM_SESSION)
+                        .with_attr("action", "stop")
+                        .with_attr("jid", full.to_string())
+                        .with_attr("reason", reason),
+                )
+        } else {
+            let mut e = el.clone();
+            e.set_attr("to", full.to_string());
+            e
+        };
+        self.out
+            .push_back((link, Transmit::Bytes(stanza.to_xml_in(xmpp::NS_CLIENT))));
+    }
 }
 
 #[cfg(test)]

@@ -646,6 +646,13 @@ pub enum Check {
     NoSecretsInLogs,
     /// No node exceeded its session or assignment limits.
     WithinCapacity,
+    /// Multiple Device Messaging: every device of the sender (other than the sending one) and
+    /// of the recipient that was logged in around the send saw the message (XEP-0280, spec 34).
+    MdmCopies,
+    /// Offline storage as configured (spec 46-48): with storage on, messages to users without a
+    /// session arrive later with a delay stamp, in order; with it off they are discarded, and
+    /// below 12.5 the sender is told "Message could not be delivered".
+    OfflineStorage,
 }
 
 /// A check with no parameters written in map form.
@@ -717,6 +724,8 @@ pub const CHECK_NAMES: &[&str] = &[
     "no_plaintext_at_cloud",
     "no_secrets_in_logs",
     "within_capacity",
+    "mdm_copies",
+    "offline_storage",
 ];
 
 // The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
@@ -776,6 +785,8 @@ impl Tagged for Check {
             "no_plaintext_at_cloud" => Check::NoPlaintextAtCloud,
             "no_secrets_in_logs" => Check::NoSecretsInLogs,
             "within_capacity" => Check::WithinCapacity,
+            "mdm_copies" => Check::MdmCopies,
+            "offline_storage" => Check::OfflineStorage,
             _ => return None,
         })
     }

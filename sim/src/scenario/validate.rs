@@ -563,7 +563,9 @@ fn checks(s: &Scenario, p: &mut Problems) {
             Check::NoMessageLoss
             | Check::PerConversationOrder
             | Check::DeliveryLatency(_)
-            | Check::Liveness(_) => {}
+            | Check::Liveness(_)
+            | Check::MdmCopies
+            | Check::OfflineStorage => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }
@@ -583,6 +585,8 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::NoPlaintextAtCloud => "no_plaintext_at_cloud",
         Check::NoSecretsInLogs => "no_secrets_in_logs",
         Check::WithinCapacity => "within_capacity",
+        Check::MdmCopies => "mdm_copies",
+        Check::OfflineStorage => "offline_storage",
     }
 }
 

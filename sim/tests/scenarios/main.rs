@@ -121,6 +121,36 @@ fn cli_check_exit_code() -> Result<(), Failed> {
     Ok(())
 }
 
+/// `hmsim compare`: an unchanged record passes (0), a record that lost a message regresses (3).
+fn cli_compare_exit_codes() -> Result<(), Failed> {
+    let path = workspace().join("scenarios/smoke.yaml");
+    let s = sim::scenario::load(&path).map_err(|e| Failed::from(e.to_string()))?;
+    let base = sim::cli::run_scenario(&s, &path, s.seed, true).0;
+    let mut worse = base.clone();
+    worse.metrics.lost = 1;
+    let dir = std::env::temp_dir().join(format!("hmsim-compare-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| Failed::from(e.to_string()))?;
+    let (b, w) = (dir.join("base.json"), dir.join("worse.json"));
+    std::fs::write(&b, base.to_json().unwrap()).unwrap();
+    std::fs::write(&w, worse.to_json().unwrap()).unwrap();
+    let code = |cur: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_hmsim"))
+            .args(["compare", b.to_str().unwrap(), cur.to_str().unwrap()])
+            .output()
+            .map(|o| o.status.code())
+    };
+    let same = code(&b).map_err(|e| Failed::from(e.to_string()))?;
+    let regressed = code(&w).map_err(|e| Failed::from(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if same != Some(0) || regressed != Some(3) {
+        return Err(format!(
+            "exit codes: unchanged {same:?} (want 0), regressed {regressed:?} (want 3)"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = workspace();
@@ -141,6 +171,10 @@ fn main() {
     trials.push(Trial::test(
         "cli::check_exit_code_and_location",
         cli_check_exit_code,
+    ));
+    trials.push(Trial::test(
+        "cli::compare_exit_codes",
+        cli_compare_exit_codes,
     ));
     for path in yaml_files(&root.join("sim/tests/bad-input")) {
         let name = format!("bad_input::{}", path.file_stem().unwrap().to_string_lossy());

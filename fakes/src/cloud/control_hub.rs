@@ -1,0 +1,539 @@
+//! Control Hub's connector management: Expressway cluster registration (spec 11-16, 29),
+//! connector heartbeats and status uploads, and maintenance mode.
+//!
+//! ## Registration
+//!
+//! - The administrator creates an Expressway cluster in Control Hub and gets one registration
+//!   token for it ([`ControlHub::create_cluster`]). Registration without that token fails
+//!   ("registration initiated from the Expressway UI is rejected", spec 12).
+//! - A hostname with a capital letter fails registration (spec 11).
+//! - The primary registers first; peers follow (spec 12): a peer registering before its primary
+//!   is refused, and a peer completes no earlier than its primary.
+//! - Registration completes after a delay drawn from the RNG passed in, at most
+//!   [`REGISTRATION_DELAY_MAX`] (timers table: ≤ 5 min). Registering again with the same
+//!   hostname (a restarted connector) returns the same connector token.
+//!
+//! ## Liveness
+//!
+//! A registered connector heartbeats (recommended every [`HEARTBEAT_INTERVAL`]); one silent for
+//! longer than [`HEARTBEAT_TIMEOUT`] is down (its users are moved, spec 28), and its next
+//! heartbeat brings it back up. Expressway's own maintenance mode is not seen by the cloud (it
+//! looks like an outage, spec 29); Control Hub maintenance mode is [`ControlHub::set_maintenance`].
+
+use super::assignment::{Coresidency, NODES_PER_CLUSTER_MAX, NodeSize};
+use super::error::CloudError;
+use rand::{Rng, RngExt as _};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Longest registration delay (timers table: ≤ 5 min).
+pub const REGISTRATION_DELAY_MAX: Duration = Duration::from_secs(5 * 60);
+/// How often a connector should heartbeat.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// Silence after which a connector is down: three missed heartbeats, so one lost or late
+/// heartbeat does not move thousands of users.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
+/// Longest status upload kept, in bytes of JSON: the status page model is a few KiB; a bound
+/// keeps a misbehaving connector from filling the cloud's memory.
+pub const STATUS_BYTES_MAX: usize = 64 * 1024;
+/// Longest hostname (RFC 1035).
+pub const HOSTNAME_BYTES_MAX: usize = 253;
+
+/// Random bytes in a registration or connector token.
+const TOKEN_BYTES: usize = 16;
+
+/// Registration progress of a connector node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RegState {
+    /// Accepted; completes at `ready_at`.
+    Registering,
+    /// Registered: the connector may serve users.
+    Registered,
+}
+
+/// One Expressway-C node known to Control Hub.
+#[derive(Debug, Clone)]
+pub struct ConnectorNode {
+    /// The node id: its (lowercase) hostname.
+    pub id: String,
+    /// Its Expressway cluster.
+    pub cluster: String,
+    /// Whether it is the cluster's primary.
+    pub primary: bool,
+    /// Registration progress.
+    pub state: RegState,
+    /// When registration completes.
+    pub ready_at: Duration,
+    /// The bearer token it uses after registration.
+    pub token: String,
+    /// Last heartbeat.
+    pub last_heartbeat: Option<Duration>,
+    /// Heartbeating within [`HEARTBEAT_TIMEOUT`].
+    pub up: bool,
+    /// In Control Hub maintenance mode.
+    pub maintenance: bool,
+    /// The last status upload (the connector's status page model), as JSON text.
+    pub status: Option<String>,
+}
+
+/// What [`ControlHub::register`] answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// The node id (hostname).
+    pub connector_id: String,
+    /// The bearer token for all later connector requests.
+    pub connector_token: String,
+    /// Registration progress.
+    pub state: RegState,
+    /// When registration completes, ms since the start of the run.
+    pub ready_at_ms: u64,
+}
+
+/// A change the rest of the cloud reacts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubEvent {
+    /// Registration completed.
+    Registered {
+        /// The node.
+        node: String,
+        /// Its cluster.
+        cluster: String,
+    },
+    /// Heartbeats stopped.
+    Down(String),
+    /// Heartbeats resumed.
+    Up(String),
+}
+
+#[derive(Debug, Clone)]
+struct ClusterReg {
+    size: NodeSize,
+    coresidency: Coresidency,
+    registration_token: String,
+    primary: Option<String>,
+}
+
+/// Control Hub's view of the Expressway clusters.
+#[derive(Debug, Clone, Default)]
+pub struct ControlHub {
+    clusters: BTreeMap<String, ClusterReg>,
+    connectors: BTreeMap<String, ConnectorNode>,
+    /// connector token → node id.
+    tokens: BTreeMap<String, String>,
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A random token: `prefix` and 32 hex digits from `rng`.
+pub fn draw_token<R: Rng + ?Sized>(rng: &mut R, prefix: &str) -> String {
+    let mut b = [0u8; TOKEN_BYTES];
+    rng.fill_bytes(&mut b);
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{prefix}{hex}")
+}
+
+/// Checks a hostname: non-empty, short, letters, digits, `-` and `.`, no capitals (spec 11).
+pub fn validate_hostname(host: &str) -> Result<(), CloudError> {
+    if host.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(CloudError::Invalid(format!(
+            "hostname {host:?} has capital letters: registration fails (spec 11)"
+        )));
+    }
+    let ok = !host.is_empty()
+        && host.len() <= HOSTNAME_BYTES_MAX
+        && host
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.');
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::Invalid(format!("not a hostname: {host:?}")))
+    }
+}
+
+impl ControlHub {
+    /// No clusters.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates an Expressway cluster and returns its registration token (the same token if it
+    /// exists with the same shape).
+    ///
+    /// # Errors
+    /// [`CloudError::Invalid`] for a bad name, [`CloudError::Conflict`] if it exists with
+    /// another size or coresidency.
+    pub fn create_cluster<R: Rng + ?Sized>(
+        &mut self,
+        name: &str,
+        size: NodeSize,
+        coresidency: Coresidency,
+        rng: &mut R,
+    ) -> Result<String, CloudError> {
+        validate_hostname(name)?;
+        if let Some(c) = self.clusters.get(name) {
+            if c.size == size && c.coresidency == coresidency {
+                return Ok(c.registration_token.clone());
+            }
+            return Err(CloudError::Conflict(format!("cluster {name} exists")));
+        }
+        let token = draw_token(rng, "reg-");
+        self.clusters.insert(
+            name.to_owned(),
+            ClusterReg {
+                size,
+                coresidency,
+                registration_token: token.clone(),
+                primary: None,
+            },
+        );
+        Ok(token)
+    }
+
+    /// The size and coresidency of a cluster.
+    pub fn cluster_shape(&self, name: &str) -> Option<(NodeSize, Coresidency)> {
+        self.clusters.get(name).map(|c| (c.size, c.coresidency))
+    }
+
+    /// Registers a node with the cluster whose registration token is `token`.
+    ///
+    /// # Errors
+    /// [`CloudError::Unauthorized`] without a valid registration token; [`CloudError::Invalid`]
+    /// for a hostname with capitals (spec 11); [`CloudError::Conflict`] for a peer before its
+    /// primary, a second primary, a full cluster, or a hostname of another cluster.
+    pub fn register<R: Rng + ?Sized>(
+        &mut self,
+        now: Duration,
+        token: Option<&str>,
+        hostname: &str,
+        primary: bool,
+        rng: &mut R,
+    ) -> Result<Registration, CloudError> {
+        let cluster = self.cluster_of_token(token)?;
+        validate_hostname(hostname)?;
+        if let Some(existing) = self.connectors.get(hostname) {
+            if existing.cluster != cluster {
+                return Err(CloudError::Conflict(format!(
+                    "{hostname} is registered with cluster {}",
+                    existing.cluster
+                )));
+            }
+            return Ok(registration(existing));
+        }
+        let ready_at = self.ready_at(now, &cluster, primary, rng)?;
+        let node = ConnectorNode {
+            id: hostname.to_owned(),
+            cluster: cluster.clone(),
+            primary,
+            state: RegState::Registering,
+            ready_at,
+            token: draw_token(rng, "con-"),
+            last_heartbeat: None,
+            up: false,
+            maintenance: false,
+            status: None,
+        };
+        if primary && let Some(c) = self.clusters.get_mut(&cluster) {
+            c.primary = Some(hostname.to_owned());
+        }
+        self.tokens.insert(node.token.clone(), hostname.to_owned());
+        let answer = registration(&node);
+        self.connectors.insert(hostname.to_owned(), node);
+        Ok(answer)
+    }
+
+    fn cluster_of_token(&self, token: Option<&str>) -> Result<String, CloudError> {
+        let token = token.ok_or(CloudError::Unauthorized)?;
+        self.clusters
+            .iter()
+            .find(|(_, c)| c.registration_token == token)
+            .map(|(name, _)| name.clone())
+            .ok_or(CloudError::Unauthorized)
+    }
+
+    /// When a new node of `cluster` completes registration, or why it may not register.
+    fn ready_at<R: Rng + ?Sized>(
+        &self,
+        now: Duration,
+        cluster: &str,
+        primary: bool,
+        rng: &mut R,
+    ) -> Result<Duration, CloudError> {
+        let members = self.connectors.values().filter(|n| n.cluster == cluster);
+        if members.count() >= NODES_PER_CLUSTER_MAX {
+            return Err(CloudError::Conflict(format!(
+                "cluster {cluster} has {NODES_PER_CLUSTER_MAX} nodes (spec 1)"
+            )));
+        }
+        let current_primary = self
+            .clusters
+            .get(cluster)
+            .and_then(|c| c.primary.as_ref())
+            .and_then(|p| self.connectors.get(p));
+        match (primary, current_primary) {
+            (true, None) => {
+                let delay_ms = rng.random_range(0..=ms(REGISTRATION_DELAY_MAX));
+                Ok(now + Duration::from_millis(delay_ms))
+            }
+            (true, Some(p)) => Err(CloudError::Conflict(format!(
+                "cluster {cluster} already has primary {}",
+                p.id
+            ))),
+            (false, None) => Err(CloudError::Conflict(format!(
+                "register the primary of {cluster} first; peers follow (spec 12)"
+            ))),
+            (false, Some(p)) => Ok(now.max(p.ready_at)),
+        }
+    }
+
+    /// The node holding connector token `token`.
+    pub fn connector_by_token(&self, token: &str) -> Option<&ConnectorNode> {
+        self.tokens.get(token).and_then(|id| self.connectors.get(id))
+    }
+
+    /// A connector node by id.
+    pub fn connector(&self, id: &str) -> Option<&ConnectorNode> {
+        self.connectors.get(id)
+    }
+
+    /// All connector nodes, by id.
+    pub fn connectors(&self) -> impl Iterator<Item = &ConnectorNode> {
+        self.connectors.values()
+    }
+
+    /// When the next registration completes, if any is under way.
+    pub fn next_due(&self) -> Option<Duration> {
+        self.connectors
+            .values()
+            .filter(|n| n.state == RegState::Registering)
+            .map(|n| n.ready_at)
+            .min()
+    }
+
+    /// Completes due registrations and notices silent connectors.
+    pub fn tick(&mut self, now: Duration) -> Vec<HubEvent> {
+        let mut events = Vec::new();
+        for node in self.connectors.values_mut() {
+            match node.state {
+                RegState::Registering if node.ready_at <= now => {
+                    node.state = RegState::Registered;
+                    node.up = true;
+                    node.last_heartbeat = Some(node.last_heartbeat.unwrap_or(now).max(now));
+                    events.push(HubEvent::Registered {
+                        node: node.id.clone(),
+                        cluster: node.cluster.clone(),
+                    });
+                }
+                RegState::Registered if node.up => {
+                    let last = node.last_heartbeat.unwrap_or_default();
+                    if now.saturating_sub(last) > HEARTBEAT_TIMEOUT {
+                        node.up = false;
+                        events.push(HubEvent::Down(node.id.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        events
+    }
+
+    /// A heartbeat, optionally with a status upload (JSON text, at most [`STATUS_BYTES_MAX`]).
+    ///
+    /// # Errors
+    /// [`CloudError::NotFound`] for an unknown node, [`CloudError::TooLarge`] for a large status.
+    pub fn heartbeat(
+        &mut self,
+        now: Duration,
+        id: &str,
+        status: Option<String>,
+    ) -> Result<Vec<HubEvent>, CloudError> {
+        if let Some(s) = &status
+            && s.len() > STATUS_BYTES_MAX
+        {
+            return Err(CloudError::TooLarge {
+                bytes: s.len(),
+                limit: STATUS_BYTES_MAX,
+            });
+        }
+        let node = self
+            .connectors
+            .get_mut(id)
+            .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?;
+        node.last_heartbeat = Some(now);
+        if status.is_some() {
+            node.status = status;
+        }
+        if node.state == RegState::Registered && !node.up {
+            node.up = true;
+            return Ok(vec![HubEvent::Up(id.to_owned())]);
+        }
+        Ok(Vec::new())
+    }
+
+    /// Control Hub maintenance mode for one node (spec 29). Returns whether it changed.
+    ///
+    /// # Errors
+    /// [`CloudError::NotFound`] for an unknown node.
+    pub fn set_maintenance(&mut self, id: &str, on: bool) -> Result<bool, CloudError> {
+        let node = self
+            .connectors
+            .get_mut(id)
+            .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?;
+        let changed = node.maintenance != on;
+        node.maintenance = on;
+        Ok(changed)
+    }
+}
+
+fn registration(node: &ConnectorNode) -> Registration {
+    Registration {
+        connector_id: node.id.clone(),
+        connector_token: node.token.clone(),
+        state: node.state,
+        ready_at_ms: ms(node.ready_at),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng as _;
+    use rand_chacha::ChaCha8Rng;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn hub() -> (ControlHub, String, ChaCha8Rng) {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut hub = ControlHub::new();
+        let token = hub
+            .create_cluster("exp-a", NodeSize::Large, Coresidency::None, &mut rng)
+            .unwrap();
+        (hub, token, rng)
+    }
+
+    #[test]
+    fn register_with_token_completes_within_five_minutes() {
+        let (mut hub, token, mut rng) = hub();
+        let reg = hub
+            .register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        assert_eq!(reg.state, RegState::Registering);
+        assert!(reg.ready_at_ms <= 300_000);
+        let ready = Duration::from_millis(reg.ready_at_ms);
+        if let Some(before) = ready.checked_sub(Duration::from_millis(1)) {
+            assert!(hub.tick(before).is_empty(), "not before the drawn delay");
+        }
+        let registered = vec![HubEvent::Registered {
+            node: "exp-a-1".into(),
+            cluster: "exp-a".into(),
+        }];
+        assert_eq!(hub.tick(ready), registered);
+        assert!(hub.tick(REGISTRATION_DELAY_MAX).is_empty(), "once");
+        assert_eq!(hub.connector("exp-a-1").unwrap().state, RegState::Registered);
+        assert_eq!(
+            hub.connector_by_token(&reg.connector_token).unwrap().id,
+            "exp-a-1"
+        );
+        let again = hub
+            .register(secs(400), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        assert_eq!(again.connector_token, reg.connector_token, "restart: same token");
+    }
+
+    #[test]
+    fn registration_needs_the_token() {
+        let (mut hub, _, mut rng) = hub();
+        let none = hub.register(secs(0), None, "exp-a-1", true, &mut rng);
+        assert_eq!(none.unwrap_err().status(), 401, "from the Expressway UI (spec 12)");
+        let wrong = hub.register(secs(0), Some("reg-nope"), "exp-a-1", true, &mut rng);
+        assert_eq!(wrong.unwrap_err(), CloudError::Unauthorized);
+    }
+
+    #[test]
+    fn capital_letters_fail_registration() {
+        let (mut hub, token, mut rng) = hub();
+        let err = hub
+            .register(secs(0), Some(&token), "Exp-A-1", true, &mut rng)
+            .unwrap_err();
+        assert_eq!(err.status(), 400);
+        assert!(err.to_string().contains("spec 11"), "{err}");
+    }
+
+    #[test]
+    fn primary_first_then_peers_follow() {
+        let (mut hub, token, mut rng) = hub();
+        let early = hub.register(secs(0), Some(&token), "exp-a-2", false, &mut rng);
+        assert_eq!(early.unwrap_err().status(), 409);
+        let p = hub
+            .register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        let peer = hub
+            .register(secs(1), Some(&token), "exp-a-2", false, &mut rng)
+            .unwrap();
+        assert!(peer.ready_at_ms >= p.ready_at_ms.min(1_000));
+        assert_eq!(peer.ready_at_ms, p.ready_at_ms.max(1_000));
+        let second = hub.register(secs(1), Some(&token), "exp-a-3", true, &mut rng);
+        assert_eq!(second.unwrap_err().status(), 409);
+        for i in 3..=6 {
+            hub.register(secs(1), Some(&token), &format!("exp-a-{i}"), false, &mut rng)
+                .unwrap();
+        }
+        let full = hub.register(secs(1), Some(&token), "exp-a-7", false, &mut rng);
+        assert_eq!(full.unwrap_err().status(), 409);
+        let events = hub.tick(REGISTRATION_DELAY_MAX + secs(1));
+        assert_eq!(events.len(), 6);
+    }
+
+    #[test]
+    fn heartbeats_keep_a_node_up() {
+        let (mut hub, token, mut rng) = hub();
+        hub.register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        let t0 = REGISTRATION_DELAY_MAX;
+        hub.tick(t0);
+        hub.heartbeat(t0 + secs(30), "exp-a-1", Some("{\"ok\":true}".into()))
+            .unwrap();
+        assert!(hub.tick(t0 + secs(120)).is_empty(), "90 s since the last one");
+        assert_eq!(hub.tick(t0 + secs(121)), vec![HubEvent::Down("exp-a-1".into())]);
+        assert_eq!(
+            hub.heartbeat(t0 + secs(200), "exp-a-1", None).unwrap(),
+            vec![HubEvent::Up("exp-a-1".into())]
+        );
+        assert_eq!(
+            hub.connector("exp-a-1").unwrap().status.as_deref(),
+            Some("{\"ok\":true}"),
+            "the last upload is kept"
+        );
+        let big = "x".repeat(STATUS_BYTES_MAX + 1);
+        let err = hub.heartbeat(t0, "exp-a-1", Some(big)).unwrap_err();
+        assert_eq!(err.status(), 413);
+        assert_eq!(hub.heartbeat(t0, "nope", None).unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn maintenance_mode_per_node() {
+        let (mut hub, token, mut rng) = hub();
+        hub.register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        assert_eq!(hub.set_maintenance("exp-a-1", true), Ok(true));
+        assert_eq!(hub.set_maintenance("exp-a-1", true), Ok(false));
+        assert!(hub.connector("exp-a-1").unwrap().maintenance);
+        assert_eq!(hub.set_maintenance("x", true).unwrap_err().status(), 404);
+    }
+
+    #[test]
+    fn same_seed_same_tokens_and_delays() {
+        let run = || {
+            let (mut hub, token, mut rng) = hub();
+            hub.register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+                .unwrap()
+        };
+        assert_eq!(run(), run());
+    }
+}

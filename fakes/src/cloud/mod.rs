@@ -1,0 +1,637 @@
+//! The fake Webex cloud: identity, Control Hub, connector management, user assignment,
+//! messaging, presence, and the relay to the KMS. [`Cloud`] is a sans-IO core
+//! (`handle_request(now, request) -> response`, `tick(now)`, `poll_event()`); [`http`] serves it
+//! over HTTP/1.1 and WebSocket on any [`connector::io::net::Net`].
+//!
+//! ## Modules
+//! - [`org`]: users by email, entitlements, Hybrid Message activation states.
+//! - [`control_hub`]: registration tokens, connector registration, heartbeats, maintenance.
+//! - [`assignment`]: capacity (spec 2-3, 6-7, 9) and balanced user assignment (spec 28).
+//! - [`messaging`]: spaces and encrypted activities.
+//! - [`presence`]: last active, DND, out-of-office, hidden; the batch query.
+//! - [`api`]: wire types (request bodies, subscribers, events).
+//! - [`error`]: [`CloudError`], the one error of the boundary.
+//! - [`http`]: the HTTP/1.1 + WebSocket driver and the client helpers.
+//!
+//! ## Authentication
+//!
+//! Every route but login and registration takes `Authorization: Bearer <token>`:
+//! - the **admin token** (from [`CloudConfig`]) for `/v1/admin/...` (Control Hub);
+//! - a **registration token** (one per Expressway cluster, from `POST /v1/admin/clusters`) for
+//!   `POST /v1/connectors/register` only;
+//! - a **connector token** (from registration) for `/v1/connectors/...` and the shared routes;
+//! - a **user token** (from `POST /v1/login`) for `/v1/me`, `/v1/presence/me` and the shared
+//!   routes. Any user request marks the user active on Webex now (presence).
+//!
+//! ## REST routes (JSON bodies; types in [`api`])
+//!
+//! | Route | Who | Body → answer |
+//! |---|---|---|
+//! | `POST /v1/login` | anyone | `{email, password}` → `{token, email}` |
+//! | `GET /v1/me` | user | → `{email, state, spaces: [{space_id, unread}]}` |
+//! | `POST /v1/admin/users` | admin | `{email, password, entitlements?}` → 201 user view |
+//! | `GET /v1/admin/users/{email}` | admin | → `{email, entitlements, state, reason, history, assigned_to}` |
+//! | `PUT /v1/admin/users/{email}/entitlements` | admin | `{entitlements: ["paid_licence", "message_free", "hybrid_message"]}` → user view |
+//! | `POST /v1/admin/users/{email}/reactivate` | admin | → user view |
+//! | `POST /v1/admin/users/{email}/email` | admin | `{new_email}` → `{pickup_at_ms}` |
+//! | `POST /v1/admin/clusters` | admin | `{name, size, coresidency?}` → `{cluster, registration_token}` |
+//! | `GET /v1/admin/clusters/{name}` | admin | → capacity, percent, colour, nodes |
+//! | `GET /v1/admin/connectors/{id}` | admin | → `{connector_id, cluster, primary, state, up, maintenance, status}` |
+//! | `PUT /v1/admin/connectors/{id}/maintenance` | admin | `{on}` → `{connector_id, maintenance}` |
+//! | `POST /v1/connectors/register` | registration token | `{hostname, primary}` → 202 `{connector_id, connector_token, state, ready_at_ms}` |
+//! | `POST /v1/connectors/heartbeat` | connector | `{status?}` → `{connector_id, state, up, maintenance}` |
+//! | `POST /v1/connectors/users` | connector (registered) | `{add: [{email, imp_cluster}], remove: [...]}` → `{moves}` |
+//! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |
+//! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, dnd_until_ms, out_of_office, hidden}]}` |
+//! | `PUT /v1/presence/me` | user | `{dnd_minutes?, out_of_office?, hidden?}` → own state |
+//! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
+//! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` |
+//! | `POST /v1/spaces/{id}/activities` | member, serving connector | `{verb: post\|edit\|delete\|share\|read, actor?, encrypted_text?, target?, client_id?}` → 201 `{activities, duplicate}` (200 if duplicate) |
+//! | `GET /v1/spaces/{id}/activities?after=N` | member, serving connector | → `{activities}` (≤ 500, seq > N) |
+//! | `POST /v1/spaces/{id}/typing` | member, serving connector | `{typing, actor?}` → `{changed}` |
+//! | `POST /v1/kms/keys` | member, serving connector | `{uri}` → `{uri, key}` (key: base64url of the 32 bytes) |
+//! | `GET /v1/events` | user, connector | WebSocket upgrade ([`http`]) |
+//!
+//! A connector acts for users it serves: `actor` names the member on whose behalf it posts;
+//! the space must have a member assigned to that connector ("serving connector"). A connector
+//! must have completed registration (409 otherwise) for everything but heartbeats.
+//!
+//! Errors: 4xx (503 for a KMS outage) with `{"error": kind, "detail": text}`; kinds in
+//! [`CloudError::kind`]: malformed JSON or unknown fields 400 `bad_json`, bad values 400
+//! `invalid`, missing/unknown token 401, not allowed 403, unknown route or thing 404, wrong
+//! method 405, state conflict 409, body over [`BODY_BYTES_MAX`] 413.
+//!
+//! ## WebSocket events ([`api::Event`], one JSON text frame each, tagged by `type`)
+//!
+//! - `activity {activity, for_user?}`: to every member's devices; to a connector when the actor
+//!   is an Active Hybrid Message user assigned to it, the space is direct (group spaces are
+//!   never bridged, spec 42) and the connector did not post it itself; `for_user` = the actor.
+//!   So W+ → J works through the sender's connector, W− → J+ does not reach Jabber (spec 33).
+//! - `typing {space_id, actor, typing, for_user?}`: same routing; expiry after 5 min (spec 37)
+//!   sends `typing: false`.
+//! - `space_created {space_id, kind, members, key_uri}`: to members.
+//! - `assignment {connector_id, added, removed}`: to a connector when users move (spec 28),
+//!   at most [`ASSIGNMENT_EVENT_EMAILS_MAX`] emails per event.
+//! - `registration {connector_id, state}`: to a connector whose registration completed.
+//! - `maintenance {connector_id, on}`: to a connector put in or out of maintenance mode.
+//!
+//! Events for a subscriber with no open socket are dropped by the driver (counted); clients
+//! catch up with `GET /v1/spaces/{id}/activities?after=N` and `GET /v1/connectors/assignments`.
+//!
+//! ## KMS
+//!
+//! The cloud holds the cloud KMS core ([`crate::kms::Kms`]) and relays key requests (spec
+//! 56-57). A space's key is created with the space, authorized to its members and to the
+//! connectors serving them (principal `connector:<id>`); when a user moves between connectors
+//! the new one is authorized and the old one revoked (unless it still serves another member).
+//!
+//! ## Plaintext check
+//!
+//! The cloud keeps the last [`BODY_LOG_ENTRIES_MAX`] request bodies ([`Cloud::received_bodies`])
+//! and can hand every body to a tap ([`Cloud::set_body_tap`]) so a check can scan all of them
+//! for plaintext. It also refuses activity text that is not a JWE of the space's key.
+
+pub mod api;
+pub mod assignment;
+pub mod control_hub;
+pub mod error;
+pub mod http;
+pub mod messaging;
+pub mod org;
+pub mod presence;
+mod routes;
+
+pub use error::CloudError;
+
+use crate::kms::Kms;
+use api::{Event, Subscriber};
+use assignment::{Assignment, Move};
+use control_hub::{ControlHub, HubEvent};
+use messaging::{Activity, Messaging, SpaceKind};
+use org::{Org, OrgEvent};
+use presence::Presence;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+/// Largest request body, in bytes. The biggest legitimate body is a chunk of a known-users
+/// report ([`KNOWN_USERS_PER_REQUEST_MAX`] entries of about 80 bytes); 2 MiB leaves room while
+/// bounding what one request can make the cloud buffer.
+pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// Known users per report request: a 75,000-user cluster reports in 8 requests.
+pub const KNOWN_USERS_PER_REQUEST_MAX: usize = 10_000;
+/// Request bodies kept for the plaintext check: the recent past of a run; the tap sees all.
+pub const BODY_LOG_ENTRIES_MAX: usize = 4_096;
+/// Emails per assignment event, so one WebSocket frame stays small (about 40 KiB).
+pub const ASSIGNMENT_EVENT_EMAILS_MAX: usize = 1_000;
+/// Events waiting for the driver. The driver drains after every request and tick; the bound
+/// only guards against a driver that stopped draining.
+pub const EVENT_QUEUE_MAX: usize = 1_000_000;
+
+/// Static configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudConfig {
+    /// The organization's domain.
+    pub domain: String,
+    /// The Control Hub administrator's bearer token.
+    pub admin_token: String,
+    /// The KMS host name in key URIs ([`crate::kms::CLOUD_HOST`]).
+    pub kms_host: String,
+}
+
+/// Counters for the run record and the checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloudStats {
+    /// Requests handled.
+    pub requests: u64,
+    /// Answers 2xx.
+    pub responses_ok: u64,
+    /// Answers 4xx.
+    pub responses_client_error: u64,
+    /// Answers 5xx (KMS outage).
+    pub responses_server_error: u64,
+    /// Malformed JSON bodies.
+    pub bad_json: u64,
+    /// Requests to unknown routes (or with a wrong method).
+    pub unknown_routes: u64,
+    /// Bodies over [`BODY_BYTES_MAX`].
+    pub too_large: u64,
+    /// Missing or unknown tokens.
+    pub unauthorized: u64,
+    /// Successful logins.
+    pub logins: u64,
+    /// Registrations accepted.
+    pub registrations: u64,
+    /// Registrations completed.
+    pub registrations_completed: u64,
+    /// Heartbeats received.
+    pub heartbeats: u64,
+    /// Connectors marked down (heartbeats lost).
+    pub connectors_down: u64,
+    /// Spaces created.
+    pub spaces_created: u64,
+    /// Activities stored.
+    pub activities_stored: u64,
+    /// Posts recognized as duplicates by client id.
+    pub duplicate_posts: u64,
+    /// Activities posted by connectors.
+    pub activities_from_connectors: u64,
+    /// Activity and typing events addressed to connectors.
+    pub events_to_connectors: u64,
+    /// Events addressed to users' devices.
+    pub events_to_users: u64,
+    /// Typing changes (including expiries).
+    pub typing_changes: u64,
+    /// Presence batch queries.
+    pub presence_queries: u64,
+    /// Emails looked up by presence queries.
+    pub presence_emails: u64,
+    /// Assignment moves.
+    pub assignment_moves: u64,
+    /// Key fetches relayed to the KMS (granted or not).
+    pub key_fetches: u64,
+    /// KMS authorization changes that failed (KMS down during a move).
+    pub kms_authorization_failures: u64,
+    /// Bodies dropped from the bounded log (the tap still saw them).
+    pub bodies_dropped_from_log: u64,
+    /// Events dropped because the queue was full.
+    pub events_dropped: u64,
+}
+
+/// One request body the cloud received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedBody {
+    /// When, ms since the start of the run.
+    pub at_ms: u64,
+    /// Method and path.
+    pub route: String,
+    /// The body (UTF-8, lossy).
+    pub body: String,
+}
+
+/// Called with every request body the cloud receives.
+pub type BodyTap = Box<dyn FnMut(&ReceivedBody)>;
+
+/// The cloud core.
+pub struct Cloud {
+    cfg: CloudConfig,
+    rng: ChaCha8Rng,
+    org: Org,
+    hub: ControlHub,
+    assign: Assignment,
+    msg: Messaging,
+    presence: Presence,
+    kms: Kms,
+    /// user token → email, and email → its token (one token per user).
+    user_tokens: BTreeMap<String, String>,
+    token_of_user: BTreeMap<String, String>,
+    events: VecDeque<(Subscriber, Event)>,
+    stats: CloudStats,
+    bodies: VecDeque<ReceivedBody>,
+    tap: Option<BodyTap>,
+}
+
+impl std::fmt::Debug for Cloud {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cloud")
+            .field("domain", &self.cfg.domain)
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who made a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Principal {
+    Admin,
+    User(String),
+    Connector(String),
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The KMS principal of a connector node.
+pub fn connector_principal(id: &str) -> String {
+    format!("connector:{id}")
+}
+
+impl Cloud {
+    /// A cloud with an empty organization. `rng` (seeded by the caller from the run's seed)
+    /// draws every token, registration delay and KMS key.
+    pub fn new(cfg: CloudConfig, rng: ChaCha8Rng) -> Self {
+        Cloud {
+            org: Org::new(cfg.domain.clone()),
+            kms: Kms::new(cfg.kms_host.clone()),
+            cfg,
+            rng,
+            hub: ControlHub::new(),
+            assign: Assignment::new(),
+            msg: Messaging::new(),
+            presence: Presence::new(),
+            user_tokens: BTreeMap::new(),
+            token_of_user: BTreeMap::new(),
+            events: VecDeque::new(),
+            stats: CloudStats::default(),
+            bodies: VecDeque::new(),
+            tap: None,
+        }
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> CloudStats {
+        self.stats
+    }
+
+    /// The organization.
+    pub fn org(&self) -> &Org {
+        &self.org
+    }
+
+    /// Control Hub's connector registry.
+    pub fn control_hub(&self) -> &ControlHub {
+        &self.hub
+    }
+
+    /// User assignment and capacity.
+    pub fn assignment(&self) -> &Assignment {
+        &self.assign
+    }
+
+    /// Spaces and activities.
+    pub fn messaging(&self) -> &Messaging {
+        &self.msg
+    }
+
+    /// Presence.
+    pub fn presence(&self) -> &Presence {
+        &self.presence
+    }
+
+    /// The KMS (read-only view).
+    pub fn kms(&self) -> &Kms {
+        &self.kms
+    }
+
+    /// The KMS, for faults ([`Kms::set_outage`]).
+    pub fn kms_mut(&mut self) -> &mut Kms {
+        &mut self.kms
+    }
+
+    /// The most recent request bodies, oldest first (at most [`BODY_LOG_ENTRIES_MAX`]).
+    pub fn received_bodies(&self) -> impl Iterator<Item = &ReceivedBody> {
+        self.bodies.iter()
+    }
+
+    /// Hands every later request body to `tap` (for the plaintext check).
+    pub fn set_body_tap(&mut self, tap: BodyTap) {
+        self.tap = Some(tap);
+    }
+
+    /// The next pending WebSocket event.
+    pub fn poll_event(&mut self) -> Option<(Subscriber, Event)> {
+        self.events.pop_front()
+    }
+
+    /// The subscriber a WebSocket bearer token stands for (users and connectors only).
+    pub fn subscriber_for_token(&self, token: &str) -> Option<Subscriber> {
+        if let Some(email) = self.user_tokens.get(token) {
+            return Some(Subscriber::User(email.clone()));
+        }
+        self.hub
+            .connector_by_token(token)
+            .map(|c| Subscriber::Connector(c.id.clone()))
+    }
+
+    /// When [`Cloud::tick`] next has something to do (besides heartbeat timeouts, which the
+    /// driver's periodic tick covers).
+    pub fn next_due(&self) -> Option<Duration> {
+        [self.org.next_due(), self.hub.next_due(), self.msg.next_due()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Handles one REST request. Never panics on any input.
+    pub fn handle_request(&mut self, now: Duration, req: api::Request) -> api::Response {
+        self.stats.requests += 1;
+        self.log_body(now, &req);
+        let result = if req.body.len() > BODY_BYTES_MAX {
+            Err(CloudError::TooLarge {
+                bytes: req.body.len(),
+                limit: BODY_BYTES_MAX,
+            })
+        } else {
+            self.route(now, &req)
+        };
+        let response = match result {
+            Ok((status, body)) => api::Response { status, body },
+            Err(e) => {
+                self.count_error(&e);
+                api::Response {
+                    status: e.status(),
+                    body: e.body(),
+                }
+            }
+        };
+        match response.status {
+            200..=299 => self.stats.responses_ok += 1,
+            400..=499 => self.stats.responses_client_error += 1,
+            _ => self.stats.responses_server_error += 1,
+        }
+        self.tick(now);
+        response
+    }
+
+    fn count_error(&mut self, e: &CloudError) {
+        match e {
+            CloudError::BadJson(_) => self.stats.bad_json += 1,
+            CloudError::NoRoute { .. } | CloudError::MethodNotAllowed { .. } => {
+                self.stats.unknown_routes += 1;
+            }
+            CloudError::TooLarge { .. } => self.stats.too_large += 1,
+            CloudError::Unauthorized => self.stats.unauthorized += 1,
+            _ => {}
+        }
+    }
+
+    fn log_body(&mut self, now: Duration, req: &api::Request) {
+        if req.body.is_empty() {
+            return;
+        }
+        let entry = ReceivedBody {
+            at_ms: ms(now),
+            route: format!("{} {}", req.method.as_str(), req.path),
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+        };
+        if let Some(tap) = self.tap.as_mut() {
+            tap(&entry);
+        }
+        if self.bodies.len() == BODY_LOG_ENTRIES_MAX {
+            self.bodies.pop_front();
+            self.stats.bodies_dropped_from_log += 1;
+        }
+        self.bodies.push_back(entry);
+    }
+
+    /// Runs the timers due at `now`: registrations, activations, email pickups, heartbeat
+    /// timeouts, typing expiry. Drivers call it periodically; requests call it too.
+    pub fn tick(&mut self, now: Duration) {
+        for e in self.hub.tick(now) {
+            self.on_hub_event(e);
+        }
+        let assign = &self.assign;
+        let events = self.org.tick(now, |email| assign.lookup(email));
+        for e in events {
+            self.on_org_event(e);
+        }
+        for (space_id, actor) in self.msg.tick(now) {
+            self.stats.typing_changes += 1;
+            self.route_typing(&space_id, &actor, false, None);
+        }
+    }
+
+    fn on_hub_event(&mut self, e: HubEvent) {
+        let moves = match e {
+            HubEvent::Registered { node, cluster } => {
+                self.stats.registrations_completed += 1;
+                self.push(
+                    Subscriber::Connector(node.clone()),
+                    Event::Registration {
+                        connector_id: node.clone(),
+                        state: control_hub::RegState::Registered,
+                    },
+                );
+                let moves = self.assign.add_node(&cluster, &node).unwrap_or_default();
+                let maintenance = self.hub.connector(&node).is_some_and(|c| c.maintenance);
+                let mut more = self.assign.set_maintenance(&node, maintenance);
+                let mut all = moves;
+                all.append(&mut more);
+                all
+            }
+            HubEvent::Down(node) => {
+                self.stats.connectors_down += 1;
+                self.assign.set_up(&node, false)
+            }
+            HubEvent::Up(node) => self.assign.set_up(&node, true),
+        };
+        self.apply_moves(moves);
+    }
+
+    fn on_org_event(&mut self, e: OrgEvent) {
+        match e {
+            OrgEvent::Activated(email) => {
+                let moves = self.assign.enable(&email);
+                self.apply_moves(moves);
+            }
+            OrgEvent::Deactivated(email) => {
+                let moves = self.assign.disable(&email);
+                self.apply_moves(moves);
+            }
+            OrgEvent::EmailChanged { old, new } => self.rename_user(&old, &new),
+        }
+    }
+
+    fn rename_user(&mut self, old: &str, new: &str) {
+        self.msg.rename_member(old, new);
+        self.presence.rename(old, new);
+        if let Some(token) = self.token_of_user.remove(old) {
+            self.user_tokens.insert(token.clone(), new.to_owned());
+            self.token_of_user.insert(new.to_owned(), token);
+        }
+        for space_id in self.msg.spaces_of(new) {
+            let Some(uri) = self.msg.space(&space_id).map(|s| s.key_uri.clone()) else {
+                continue;
+            };
+            if self.kms.authorize(&uri, new).is_err() {
+                self.stats.kms_authorization_failures += 1;
+            }
+        }
+    }
+
+    /// Tells connectors about moves and moves KMS authorizations with the users.
+    pub(crate) fn apply_moves(&mut self, moves: Vec<Move>) {
+        self.stats.assignment_moves += moves.len() as u64;
+        let mut per_node: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
+        for m in &moves {
+            if let Some(to) = &m.to {
+                per_node.entry(to.clone()).or_default().0.push(m.email.clone());
+            }
+            if let Some(from) = &m.from {
+                per_node.entry(from.clone()).or_default().1.push(m.email.clone());
+            }
+            self.move_key_access(m);
+        }
+        for (node, (added, removed)) in per_node {
+            self.push_assignment(&node, &added, &removed);
+        }
+    }
+
+    fn push_assignment(&mut self, node: &str, added: &[String], removed: &[String]) {
+        for chunk in removed.chunks(ASSIGNMENT_EVENT_EMAILS_MAX) {
+            self.push(
+                Subscriber::Connector(node.to_owned()),
+                Event::Assignment {
+                    connector_id: node.to_owned(),
+                    added: Vec::new(),
+                    removed: chunk.to_vec(),
+                },
+            );
+        }
+        for chunk in added.chunks(ASSIGNMENT_EVENT_EMAILS_MAX) {
+            self.push(
+                Subscriber::Connector(node.to_owned()),
+                Event::Assignment {
+                    connector_id: node.to_owned(),
+                    added: chunk.to_vec(),
+                    removed: Vec::new(),
+                },
+            );
+        }
+    }
+
+    /// Authorizes the user's new connector for the keys of the user's spaces; revokes the old
+    /// one where it serves no other member.
+    fn move_key_access(&mut self, m: &Move) {
+        for space_id in self.msg.spaces_of(&m.email) {
+            let Some(space) = self.msg.space(&space_id) else {
+                continue;
+            };
+            let uri = space.key_uri.clone();
+            let old_still_serves = m.from.as_ref().is_some_and(|from| {
+                space
+                    .members
+                    .iter()
+                    .any(|o| o != &m.email && self.assign.node_of(o) == Some(from.as_str()))
+            });
+            if let Some(to) = &m.to
+                && self.kms.authorize(&uri, &connector_principal(to)).is_err()
+            {
+                self.stats.kms_authorization_failures += 1;
+            }
+            if let Some(from) = &m.from
+                && !old_still_serves
+                && m.to.as_ref() != Some(from)
+                && self.kms.revoke(&uri, &connector_principal(from)).is_err()
+            {
+                self.stats.kms_authorization_failures += 1;
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, to: Subscriber, event: Event) {
+        if self.events.len() >= EVENT_QUEUE_MAX {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        match to {
+            Subscriber::User(_) => self.stats.events_to_users += 1,
+            Subscriber::Connector(_) => self.stats.events_to_connectors += 1,
+        }
+        self.events.push_back((to, event));
+    }
+
+    /// The connector that should act for `actor` in `space_id`, unless it is `origin`: the
+    /// actor's node if the actor is an Active Hybrid Message user and the space is direct.
+    fn bridge_for(&self, space_id: &str, actor: &str, origin: Option<&str>) -> Option<String> {
+        let space = self.msg.space(space_id)?;
+        if space.kind != SpaceKind::Direct || !self.org.is_hm_active(actor) {
+            return None;
+        }
+        let node = self.assign.node_of(actor)?;
+        (Some(node) != origin).then(|| node.to_owned())
+    }
+
+    /// Sends a stored activity to the members' devices and, if bridged, to a connector.
+    pub(crate) fn route_activity(&mut self, activity: &Activity) {
+        let members = self
+            .msg
+            .space(&activity.space_id)
+            .map(|s| s.members.clone())
+            .unwrap_or_default();
+        for m in members {
+            self.push(
+                Subscriber::User(m),
+                Event::Activity {
+                    activity: activity.clone(),
+                    for_user: None,
+                },
+            );
+        }
+        let origin = activity.via_connector.as_deref();
+        if let Some(node) = self.bridge_for(&activity.space_id, &activity.actor, origin) {
+            self.push(
+                Subscriber::Connector(node),
+                Event::Activity {
+                    activity: activity.clone(),
+                    for_user: Some(activity.actor.clone()),
+                },
+            );
+        }
+    }
+
+    /// Sends a typing change like an activity.
+    pub(crate) fn route_typing(&mut self, space_id: &str, actor: &str, typing: bool, origin: Option<&str>) {
+        let members = self
+            .msg
+            .space(space_id)
+            .map(|s| s.members.clone())
+            .unwrap_or_default();
+        let event = |for_user: Option<String>| Event::Typing {
+            space_id: space_id.to_owned(),
+            actor: actor.to_owned(),
+            typing,
+            for_user,
+        };
+        for m in members.into_iter().filter(|m| m != actor) {
+            self.push(Subscriber::User(m), event(None));
+        }
+        if let Some(node) = self.bridge_for(space_id, actor, origin) {
+            self.push(Subscriber::Connector(node), event(Some(actor.to_owned())));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

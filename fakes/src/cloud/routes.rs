@@ -1,0 +1,636 @@
+//! The REST handlers of [`Cloud`]: path matching, authentication, JSON in and out. The route
+//! table is in the module doc of [`super`].
+
+use super::api::{self, Event, Method, Subscriber};
+use super::control_hub::{self, RegState};
+use super::messaging::{self, NewActivity, SpaceKind};
+use super::org::{self, Entitlement};
+use super::{Cloud, CloudError, KNOWN_USERS_PER_REQUEST_MAX, Principal, connector_principal, ms};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+type Answer = Result<(u16, Value), CloudError>;
+
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CloudError> {
+    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    serde_json::from_slice(body).map_err(|e| CloudError::BadJson(e.to_string()))
+}
+
+fn ok(v: Value) -> Answer {
+    Ok((200, v))
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// Splits `/a/b?x=1&y=2` into segments and query pairs.
+fn split_path(path: &str) -> (Vec<&str>, Vec<(&str, &str)>) {
+    let (p, q) = path.split_once('?').unwrap_or((path, ""));
+    let segs = p.trim_start_matches('/').split('/').collect();
+    let query = q
+        .split('&')
+        .filter(|kv| !kv.is_empty())
+        .map(|kv| kv.split_once('=').unwrap_or((kv, "")))
+        .collect();
+    (segs, query)
+}
+
+/// Whether a path (ignoring the method) is one of the cloud's routes: for 405 versus 404.
+fn known_path(segs: &[&str]) -> bool {
+    matches!(
+        segs,
+        ["v1", "login" | "me" | "events"]
+            | ["v1", "admin", "users" | "clusters"]
+            | ["v1", "admin", "users", _]
+            | ["v1", "admin", "users", _, "entitlements" | "reactivate" | "email"]
+            | ["v1", "admin", "clusters", _]
+            | ["v1", "admin", "connectors", _]
+            | ["v1", "admin", "connectors", _, "maintenance"]
+            | ["v1", "connectors", "register" | "heartbeat" | "users" | "assignments"]
+            | ["v1", "presence", "query" | "me"]
+            | ["v1", "spaces"]
+            | ["v1", "spaces", _]
+            | ["v1", "spaces", _, "activities" | "typing"]
+            | ["v1", "kms", "keys"]
+    )
+}
+
+impl Cloud {
+    /// Dispatches one request.
+    pub(super) fn route(&mut self, now: Duration, req: &api::Request) -> Answer {
+        let (segs, query) = split_path(&req.path);
+        let body = req.body.as_slice();
+        let token = req.token.as_deref();
+        use Method::{Get, Post, Put};
+        match (req.method, segs.as_slice()) {
+            (Post, ["v1", "login"]) => self.login(body),
+            (Post, ["v1", "connectors", "register"]) => self.register(now, token, body),
+            (_, ["v1", "admin", rest @ ..]) => {
+                self.admin_principal(token)?;
+                self.admin(now, req.method, rest, body)
+            }
+            (Post, ["v1", "connectors", "heartbeat"]) => {
+                let id = self.connector_principal(token)?;
+                self.heartbeat(now, &id, body)
+            }
+            (Post, ["v1", "connectors", "users"]) => {
+                let id = self.registered_connector(token)?;
+                self.report_users(&id, body)
+            }
+            (Get, ["v1", "connectors", "assignments"]) => {
+                let id = self.registered_connector(token)?;
+                ok(json!({ "connector_id": id, "users": self.assign.users_of(&id) }))
+            }
+            (Get, ["v1", "me"]) => {
+                let email = self.user_principal(now, token)?;
+                self.me(&email)
+            }
+            (Put, ["v1", "presence", "me"]) => {
+                let email = self.user_principal(now, token)?;
+                self.set_presence(now, &email, body)
+            }
+            (Post, ["v1", "presence", "query"]) => {
+                self.client_principal(now, token)?;
+                self.presence_query(now, body)
+            }
+            (Post, ["v1", "spaces"]) => {
+                let who = self.client_principal(now, token)?;
+                self.create_space(&who, body)
+            }
+            (Get, ["v1", "spaces", id]) => {
+                let who = self.client_principal(now, token)?;
+                self.get_space(&who, id)
+            }
+            (Post, ["v1", "spaces", id, "activities"]) => {
+                let who = self.client_principal(now, token)?;
+                self.post_activity(now, &who, id, body)
+            }
+            (Get, ["v1", "spaces", id, "activities"]) => {
+                let who = self.client_principal(now, token)?;
+                self.list_activities(&who, id, &query)
+            }
+            (Post, ["v1", "spaces", id, "typing"]) => {
+                let who = self.client_principal(now, token)?;
+                self.typing(now, &who, id, body)
+            }
+            (Post, ["v1", "kms", "keys"]) => {
+                let who = self.client_principal(now, token)?;
+                self.fetch_key(&who, body)
+            }
+            (m, s) if known_path(s) => Err(CloudError::MethodNotAllowed {
+                method: m.as_str().to_owned(),
+                path: req.path.clone(),
+            }),
+            (m, _) => Err(CloudError::NoRoute {
+                method: m.as_str().to_owned(),
+                path: req.path.clone(),
+            }),
+        }
+    }
+
+    // ---- authentication ----
+
+    fn admin_principal(&self, token: Option<&str>) -> Result<(), CloudError> {
+        match token {
+            Some(t) if t == self.cfg.admin_token => Ok(()),
+            _ => Err(CloudError::Unauthorized),
+        }
+    }
+
+    fn connector_principal(&self, token: Option<&str>) -> Result<String, CloudError> {
+        token
+            .and_then(|t| self.hub.connector_by_token(t))
+            .map(|c| c.id.clone())
+            .ok_or(CloudError::Unauthorized)
+    }
+
+    fn registered_connector(&self, token: Option<&str>) -> Result<String, CloudError> {
+        let id = self.connector_principal(token)?;
+        match self.hub.connector(&id).map(|c| c.state) {
+            Some(RegState::Registered) => Ok(id),
+            _ => Err(CloudError::Conflict(format!("{id}: registration in progress"))),
+        }
+    }
+
+    /// A user token: the user is active on Webex now.
+    fn user_principal(&mut self, now: Duration, token: Option<&str>) -> Result<String, CloudError> {
+        let email = token
+            .and_then(|t| self.user_tokens.get(t))
+            .cloned()
+            .ok_or(CloudError::Unauthorized)?;
+        self.presence.touch(now, &email);
+        Ok(email)
+    }
+
+    /// A user or a registered connector.
+    fn client_principal(&mut self, now: Duration, token: Option<&str>) -> Result<Principal, CloudError> {
+        if let Ok(email) = self.user_principal(now, token) {
+            return Ok(Principal::User(email));
+        }
+        self.registered_connector(token).map(Principal::Connector)
+    }
+
+    /// The member on whose behalf `who` acts in `space_id`: the user itself, or for a connector
+    /// the named `actor`, who must be a member, in a space where the connector serves a member.
+    fn actor_in_space(&self, who: &Principal, space_id: &str, actor: Option<&str>) -> Result<String, CloudError> {
+        let space = self
+            .msg
+            .space(space_id)
+            .ok_or_else(|| CloudError::NotFound(format!("space {space_id}")))?;
+        let actor = match (who, actor) {
+            (Principal::User(me), None) => me.clone(),
+            (Principal::User(me), Some(a)) if a == me => me.clone(),
+            (Principal::User(_), Some(a)) => {
+                return Err(CloudError::Forbidden(format!("a user cannot act as {a}")));
+            }
+            (Principal::Connector(_), None) => {
+                return Err(CloudError::Invalid("a connector must name the actor".into()));
+            }
+            (Principal::Connector(_), Some(a)) => a.to_owned(),
+            (Principal::Admin, _) => return Err(CloudError::Forbidden("admin".into())),
+        };
+        if !space.members.contains(&actor) {
+            return Err(CloudError::Forbidden(format!("{actor} is not a member of {space_id}")));
+        }
+        if let Principal::Connector(id) = who
+            && !self.serves_a_member(id, &space.members)
+        {
+            return Err(CloudError::Forbidden(format!("{id} serves no member of {space_id}")));
+        }
+        Ok(actor)
+    }
+
+    fn serves_a_member(&self, connector: &str, members: &[String]) -> bool {
+        members
+            .iter()
+            .any(|m| self.assign.node_of(m) == Some(connector))
+    }
+
+    // ---- login ----
+
+    fn login(&mut self, body: &[u8]) -> Answer {
+        let b: api::LoginBody = parse(body)?;
+        if !self.org.check_password(&b.email, &b.password) {
+            return Err(CloudError::Unauthorized);
+        }
+        self.stats.logins += 1;
+        let token = match self.token_of_user.get(&b.email) {
+            Some(t) => t.clone(),
+            None => {
+                let t = control_hub::draw_token(&mut self.rng, "usr-");
+                self.user_tokens.insert(t.clone(), b.email.clone());
+                self.token_of_user.insert(b.email.clone(), t.clone());
+                t
+            }
+        };
+        ok(json!({ "token": token, "email": b.email }))
+    }
+
+    fn me(&self, email: &str) -> Answer {
+        let spaces: Vec<Value> = self
+            .msg
+            .spaces_of(email)
+            .iter()
+            .filter_map(|id| self.msg.space(id))
+            .map(|s| json!({ "space_id": s.id, "unread": s.unread(email) }))
+            .collect();
+        let state = self.org.user(email).map(|u| u.state);
+        ok(json!({ "email": email, "state": to_json(&state), "spaces": spaces }))
+    }
+
+    // ---- Control Hub (admin) ----
+
+    fn admin(&mut self, now: Duration, method: Method, rest: &[&str], body: &[u8]) -> Answer {
+        use Method::{Get, Post, Put};
+        match (method, rest) {
+            (Post, ["users"]) => {
+                let b: api::AddUserBody = parse(body)?;
+                self.org.add_user(&b.email, &b.password)?;
+                if !b.entitlements.is_empty() {
+                    self.set_entitlements(now, &b.email, b.entitlements)?;
+                }
+                Ok((201, self.user_view(&b.email)?))
+            }
+            (Get, ["users", email]) => ok(self.user_view(email)?),
+            (Put, ["users", email, "entitlements"]) => {
+                let b: api::EntitlementsBody = parse(body)?;
+                self.set_entitlements(now, email, b.entitlements)?;
+                ok(self.user_view(email)?)
+            }
+            (Post, ["users", email, "reactivate"]) => {
+                let events = self.org.reactivate(now, email, &mut self.rng)?;
+                events.into_iter().for_each(|e| self.on_org_event(e));
+                ok(self.user_view(email)?)
+            }
+            (Post, ["users", email, "email"]) => {
+                let b: api::ChangeEmailBody = parse(body)?;
+                let due = self.org.change_email(now, email, &b.new_email, &mut self.rng)?;
+                ok(json!({ "pickup_at_ms": ms(due) }))
+            }
+            (Post, ["clusters"]) => self.create_cluster(body),
+            (Get, ["clusters", name]) => self.cluster_view(name),
+            (Get, ["connectors", id]) => self.connector_view(id),
+            (Put, ["connectors", id, "maintenance"]) => {
+                let b: api::MaintenanceBody = parse(body)?;
+                self.set_maintenance(id, b.on)
+            }
+            (m, s) => {
+                let path = format!("/v1/admin/{}", s.join("/"));
+                let mut full = vec!["v1", "admin"];
+                full.extend_from_slice(s);
+                if known_path(&full) {
+                    Err(CloudError::MethodNotAllowed {
+                        method: m.as_str().to_owned(),
+                        path,
+                    })
+                } else {
+                    Err(CloudError::NoRoute {
+                        method: m.as_str().to_owned(),
+                        path,
+                    })
+                }
+            }
+        }
+    }
+
+    fn set_entitlements(&mut self, now: Duration, email: &str, list: Vec<Entitlement>) -> Result<(), CloudError> {
+        let set: BTreeSet<Entitlement> = list.into_iter().collect();
+        let events = self.org.set_entitlements(now, email, set)?;
+        events.into_iter().for_each(|e| self.on_org_event(e));
+        Ok(())
+    }
+
+    fn user_view(&self, email: &str) -> Result<Value, CloudError> {
+        let u = self
+            .org
+            .user(email)
+            .ok_or_else(|| CloudError::NotFound(format!("user {email}")))?;
+        Ok(json!({
+            "email": u.email,
+            "entitlements": to_json(&u.entitlements),
+            "state": to_json(&u.state),
+            "reason": u.reason,
+            "history": to_json(&u.history),
+            "assigned_to": self.assign.node_of(email),
+        }))
+    }
+
+    fn create_cluster(&mut self, body: &[u8]) -> Answer {
+        let b: api::CreateClusterBody = parse(body)?;
+        if super::assignment::node_capacity(b.size, b.coresidency, 1).is_none() {
+            return Err(CloudError::Invalid(format!(
+                "no documented capacity for {:?} with {:?}",
+                b.size, b.coresidency
+            )));
+        }
+        let token = self
+            .hub
+            .create_cluster(&b.name, b.size, b.coresidency, &mut self.rng)?;
+        if self.assign.cluster_status(&b.name).is_none() {
+            self.assign.add_cluster(&b.name, b.size, b.coresidency)?;
+        }
+        Ok((201, json!({ "cluster": b.name, "registration_token": token })))
+    }
+
+    fn cluster_view(&self, name: &str) -> Answer {
+        let status = self
+            .assign
+            .cluster_status(name)
+            .ok_or_else(|| CloudError::NotFound(format!("cluster {name}")))?;
+        let mut v = to_json(&status);
+        v["unassigned_users"] = json!(self.assign.unassigned_count());
+        ok(v)
+    }
+
+    fn connector_view(&self, id: &str) -> Answer {
+        let c = self
+            .hub
+            .connector(id)
+            .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?;
+        let status: Value = c
+            .status
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        ok(json!({
+            "connector_id": c.id,
+            "cluster": c.cluster,
+            "primary": c.primary,
+            "state": to_json(&c.state),
+            "up": c.up,
+            "maintenance": c.maintenance,
+            "assigned": self.assign.users_of(id).len(),
+            "status": status,
+        }))
+    }
+
+    fn set_maintenance(&mut self, id: &str, on: bool) -> Answer {
+        let changed = self.hub.set_maintenance(id, on)?;
+        if changed {
+            let moves = self.assign.set_maintenance(id, on);
+            self.apply_moves(moves);
+            self.push(
+                Subscriber::Connector(id.to_owned()),
+                Event::Maintenance {
+                    connector_id: id.to_owned(),
+                    on,
+                },
+            );
+        }
+        ok(json!({ "connector_id": id, "maintenance": on }))
+    }
+
+    // ---- connectors ----
+
+    fn register(&mut self, now: Duration, token: Option<&str>, body: &[u8]) -> Answer {
+        let b: api::RegisterBody = parse(body)?;
+        let reg = self
+            .hub
+            .register(now, token, &b.hostname, b.primary, &mut self.rng)?;
+        self.stats.registrations += 1;
+        Ok((202, to_json(&reg)))
+    }
+
+    fn heartbeat(&mut self, now: Duration, id: &str, body: &[u8]) -> Answer {
+        let b: api::HeartbeatBody = parse(body)?;
+        let status = b.status.map(|s| s.to_string());
+        let events = self.hub.heartbeat(now, id, status)?;
+        self.stats.heartbeats += 1;
+        events.into_iter().for_each(|e| self.on_hub_event(e));
+        let c = self
+            .hub
+            .connector(id)
+            .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?;
+        ok(json!({
+            "connector_id": id,
+            "state": to_json(&c.state),
+            "up": c.up,
+            "maintenance": c.maintenance,
+        }))
+    }
+
+    fn report_users(&mut self, id: &str, body: &[u8]) -> Answer {
+        let b: api::KnownUsersBody = parse(body)?;
+        if b.add.len() + b.remove.len() > KNOWN_USERS_PER_REQUEST_MAX {
+            return Err(CloudError::Invalid(format!(
+                "at most {KNOWN_USERS_PER_REQUEST_MAX} users per report; send chunks"
+            )));
+        }
+        for u in b.add.iter().chain(&b.remove) {
+            org::validate_email(&u.email)?;
+        }
+        let cluster = self
+            .assign
+            .cluster_of(id)
+            .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?
+            .to_owned();
+        let moves = self.assign.report_users(&cluster, &b.add, &b.remove)?;
+        let n = moves.len();
+        self.apply_moves(moves);
+        ok(json!({ "moves": n }))
+    }
+
+    // ---- presence ----
+
+    fn set_presence(&mut self, now: Duration, email: &str, body: &[u8]) -> Answer {
+        let b: api::SetPresenceBody = parse(body)?;
+        match b.dnd_minutes {
+            Some(0) => self.presence.clear_dnd(email),
+            Some(m) => {
+                let d = Duration::from_secs(m.saturating_mul(60));
+                self.presence.set_dnd(now, email, d)?;
+            }
+            None => {}
+        }
+        if let Some(on) = b.out_of_office {
+            self.presence.set_out_of_office(email, on);
+        }
+        if let Some(on) = b.hidden {
+            self.presence.set_hidden(email, on);
+        }
+        ok(to_json(&self.presence.state(now, email)))
+    }
+
+    fn presence_query(&mut self, now: Duration, body: &[u8]) -> Answer {
+        let b: api::PresenceQueryBody = parse(body)?;
+        let states = self.presence.query(now, &b.emails)?;
+        self.stats.presence_queries += 1;
+        self.stats.presence_emails += states.len() as u64;
+        ok(json!({ "states": to_json(&states) }))
+    }
+
+    // ---- messaging ----
+
+    fn create_space(&mut self, who: &Principal, body: &[u8]) -> Answer {
+        let b: api::CreateSpaceBody = parse(body)?;
+        let members = messaging::Messaging::check_members(b.kind, &b.members)?;
+        for m in &members {
+            if self.org.user(m).is_none() {
+                // Spec 31: only users of the same organization interoperate.
+                return Err(CloudError::NotFound(format!("user {m} in this organization")));
+            }
+        }
+        match who {
+            Principal::User(me) if !members.contains(me) => {
+                return Err(CloudError::Forbidden("the creator must be a member".into()));
+            }
+            Principal::Connector(id) if !self.serves_a_member(id, &members) => {
+                return Err(CloudError::Forbidden(format!("{id} serves no member")));
+            }
+            _ => {}
+        }
+        if b.kind == SpaceKind::Direct
+            && let Some(s) = self.msg.direct_space(&members[0], &members[1])
+        {
+            return ok(space_json(s, false));
+        }
+        let space_id = self.msg.next_space_id();
+        let mut principals = members.clone();
+        principals.extend(
+            members
+                .iter()
+                .filter_map(|m| self.assign.node_of(m))
+                .map(connector_principal),
+        );
+        principals.sort();
+        principals.dedup();
+        let key = self.kms.create_key(&space_id, &principals, &mut self.rng)?;
+        let space = self.msg.create_space(b.kind, members, key.uri);
+        let answer = space_json(space, true);
+        let event = Event::SpaceCreated {
+            space_id: space.id.clone(),
+            kind: space.kind,
+            members: space.members.clone(),
+            key_uri: space.key_uri.clone(),
+        };
+        let members = space.members.clone();
+        self.stats.spaces_created += 1;
+        for m in members {
+            self.push(Subscriber::User(m), event.clone());
+        }
+        Ok((201, answer))
+    }
+
+    fn get_space(&self, who: &Principal, id: &str) -> Answer {
+        let space = self
+            .msg
+            .space(id)
+            .ok_or_else(|| CloudError::NotFound(format!("space {id}")))?;
+        self.may_read(who, &space.members, id)?;
+        let mut v = space_json(space, false);
+        v["last_seq"] = json!(space.last_seq());
+        if let Principal::User(me) = who {
+            v["unread"] = json!(space.unread(me));
+        } else {
+            let unread: serde_json::Map<String, Value> = space
+                .members
+                .iter()
+                .map(|m| (m.clone(), json!(space.unread(m))))
+                .collect();
+            v["unread"] = Value::Object(unread);
+        }
+        ok(v)
+    }
+
+    fn may_read(&self, who: &Principal, members: &[String], id: &str) -> Result<(), CloudError> {
+        let allowed = match who {
+            Principal::User(me) => members.contains(me),
+            Principal::Connector(c) => self.serves_a_member(c, members),
+            Principal::Admin => false,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(CloudError::Forbidden(format!("not a member of {id}")))
+        }
+    }
+
+    fn post_activity(&mut self, now: Duration, who: &Principal, id: &str, body: &[u8]) -> Answer {
+        let b: api::PostActivityBody = parse(body)?;
+        let actor = self.actor_in_space(who, id, b.actor.as_deref())?;
+        let via_connector = match who {
+            Principal::Connector(c) => Some(c.clone()),
+            _ => None,
+        };
+        let new = NewActivity {
+            verb: b.verb,
+            actor,
+            encrypted_text: b.encrypted_text,
+            target: b.target,
+            client_id: b.client_id,
+            via_connector: via_connector.clone(),
+        };
+        let posted = self.msg.post(now, id, new)?;
+        if posted.duplicate {
+            self.stats.duplicate_posts += 1;
+            return ok(json!({ "activities": to_json(&posted.activities), "duplicate": true }));
+        }
+        self.stats.activities_stored += posted.activities.len() as u64;
+        if via_connector.is_some() {
+            self.stats.activities_from_connectors += posted.activities.len() as u64;
+        }
+        for a in &posted.activities {
+            self.route_activity(a);
+        }
+        Ok((201, json!({ "activities": to_json(&posted.activities), "duplicate": false })))
+    }
+
+    fn list_activities(&self, who: &Principal, id: &str, query: &[(&str, &str)]) -> Answer {
+        let after = match query.iter().find(|(k, _)| *k == "after") {
+            Some((_, v)) => v
+                .parse::<u64>()
+                .map_err(|_| CloudError::Invalid(format!("after={v} is not a number")))?,
+            None => 0,
+        };
+        let members = self
+            .msg
+            .space(id)
+            .map(|s| s.members.clone())
+            .ok_or_else(|| CloudError::NotFound(format!("space {id}")))?;
+        self.may_read(who, &members, id)?;
+        let activities = self.msg.activities_after(id, after)?;
+        ok(json!({ "activities": to_json(&activities) }))
+    }
+
+    fn typing(&mut self, now: Duration, who: &Principal, id: &str, body: &[u8]) -> Answer {
+        let b: api::TypingBody = parse(body)?;
+        let actor = self.actor_in_space(who, id, b.actor.as_deref())?;
+        let changed = self.msg.typing(now, id, &actor, b.typing)?;
+        if changed {
+            self.stats.typing_changes += 1;
+            let origin = match who {
+                Principal::Connector(c) => Some(c.clone()),
+                _ => None,
+            };
+            self.route_typing(id, &actor, b.typing, origin.as_deref());
+        }
+        ok(json!({ "changed": changed }))
+    }
+
+    fn fetch_key(&mut self, who: &Principal, body: &[u8]) -> Answer {
+        let b: api::KeyFetchBody = parse(body)?;
+        let principal = match who {
+            Principal::User(me) => me.clone(),
+            Principal::Connector(c) => connector_principal(c),
+            Principal::Admin => return Err(CloudError::Forbidden("admin".into())),
+        };
+        self.stats.key_fetches += 1;
+        let key = self.kms.fetch_key(&b.uri, &principal)?;
+        ok(json!({ "uri": key.uri, "key": URL_SAFE_NO_PAD.encode(key.bytes) }))
+    }
+}
+
+fn space_json(s: &messaging::Space, created: bool) -> Value {
+    json!({
+        "space_id": s.id,
+        "kind": to_json(&s.kind),
+        "members": s.members,
+        "key_uri": s.key_uri,
+        "created": created,
+    })
+}

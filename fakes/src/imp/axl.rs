@@ -1,0 +1,1133 @@
+//! The fake Cisco AXL Web Service of an IM&P publisher (TCP 8443, spec 16-17, 22-25).
+//!
+//! SOAP 1.1 over HTTP/1.1 with HTTP basic auth, as the connector uses it for discovery:
+//!
+//! - `POST /axl/` with `<soapenv:Envelope><soapenv:Body><ns:listProcessNode>` returns the
+//!   cluster's nodes (`<return><processNode uuid=…><name/><description/><processNodeRole/>
+//!   <version/><prgPeer/><prgHighAvailability/></processNode>…`). `processNodeRole` is
+//!   `CUCM IM and Presence` for every node of the fake; `version`, `prgPeer` and
+//!   `prgHighAvailability` are this project's extensions (real AXL reports them through other
+//!   requests). `searchCriteria/name` (with `%` wildcards) and `searchCriteria/processNodeRole`
+//!   filter; `returnedTags`, when present and not empty, selects the child tags returned.
+//! - `executeSQLQuery` with `<sql>SELECT … FROM enduser …</sql>` returns
+//!   `<return><row><userid/><mailid/>…</row>…</return>`. The `enduser` columns are `userid`,
+//!   `mailid`, `jid`, `homenode` (host name of the user's home node), `intercluster` (`t` for
+//!   users homed on another cluster and learned through ICSA, spec 23, else `f`), and
+//!   `firstname`/`lastname` (always empty: names are not modelled). A user without a mail id
+//!   has an empty `<mailid/>` (spec 24: the connector must skip them). The supported grammar is
+//!   the small subset discovery needs: `SELECT [SKIP n] [FIRST m] (* | col, …) FROM enduser
+//!   [alias] [WHERE cond [AND cond]…] [ORDER BY col]` where `cond` is `col = 'text'`,
+//!   `col IS NULL` or `col IS NOT NULL`; keywords are case-insensitive, columns may carry an
+//!   `alias.` prefix. Anything else is a SOAP fault carrying the Informix-style message real
+//!   AXL returns.
+//! - `GET /axl/` answers the "AXL Web Service is working" page (a health check).
+//!
+//! Failures: no or wrong credentials → 401 with `WWW-Authenticate: Basic`; an account without
+//! "Standard AXL API Access" → SOAP fault (HTTP 500, spec 17); a malformed body, an unknown
+//! operation or a bad query → SOAP fault; a body over [`AXL_BODY_BYTES_MAX`] → 413; the service
+//! stopped on this node (spec 22) → 503. Nothing a peer sends can panic the service.
+//!
+//! [`AxlService`] is sans-IO (request in, response out); [`serve_axl`] runs it with hyper's
+//! HTTP/1 server on any [`Net`] backend.
+
+use super::directory::{Directory, UserRecord};
+use base64::Engine as _;
+use connector::io::net::Net;
+use connector::proto::xml::{Element, escape, parse_document};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
+
+/// The AXL port (Tomcat HTTPS on real nodes; plain HTTP here, as every link in the simulation).
+pub const AXL_PORT: u16 = 8443;
+
+/// The largest request body accepted, in bytes. Discovery requests are under 1 KiB; 64 KiB
+/// leaves room for long SQL while bounding what a peer makes the node buffer.
+pub const AXL_BODY_BYTES_MAX: usize = 64 * 1024;
+
+/// The most rows one `executeSQLQuery` returns before it is refused (real AXL refuses large
+/// results with "Query request too large" and expects `SKIP`/`FIRST` paging). Above the largest
+/// organization (195,000 users, spec 4) so that discovery never has to page, yet bounded.
+pub const AXL_SQL_ROWS_MAX: usize = 200_000;
+
+/// How long hyper waits for a request's headers before closing the connection: a peer that
+/// opens a connection and sends nothing does not hold it for ever.
+pub const AXL_HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The SOAP 1.1 envelope namespace.
+pub const NS_SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+
+/// The AXL schema namespace answered when the request's cannot be determined.
+pub const NS_AXL_DEFAULT: &str = "http://www.cisco.com/AXL/API/14.0";
+
+/// The `processNodeRole` of IM and Presence nodes.
+pub const ROLE_IMP: &str = "CUCM IM and Presence";
+
+/// The realm sent with 401 responses.
+const REALM: &str = "Basic realm=\"Cisco AXL\"";
+
+/// An application user allowed to log in to AXL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxlAccount {
+    /// User name.
+    pub username: String,
+    /// Password (a secret: never logged).
+    pub password: String,
+    /// Holds "Standard AXL API Access" (spec 17).
+    pub axl_role: bool,
+}
+
+/// One node of the cluster as `listProcessNode` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxlNode {
+    /// Host name (`imp-a-1`).
+    pub name: String,
+    /// Free-text description.
+    pub description: String,
+    /// Software version, `major.minor` (`14.0`).
+    pub version: String,
+    /// The other node of its Presence Redundancy Group, if paired.
+    pub prg_peer: Option<String>,
+    /// Whether the PRG has high availability enabled (spec 61).
+    pub prg_high_availability: bool,
+}
+
+/// Counters of the AXL service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AxlStats {
+    /// Requests answered 200.
+    pub ok: u64,
+    /// Requests refused with 401.
+    pub unauthorized: u64,
+    /// SOAP faults returned.
+    pub faults: u64,
+    /// Requests refused because the service is stopped.
+    pub stopped: u64,
+    /// Other refusals (404, 405, 413).
+    pub other: u64,
+}
+
+/// An HTTP request as the sans-IO core sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct AxlRequest<'a> {
+    /// Method (`POST`).
+    pub method: &'a str,
+    /// Path (`/axl/`); a query string is ignored.
+    pub path: &'a str,
+    /// Headers (names compared case-insensitively).
+    pub headers: &'a [(String, String)],
+    /// The body.
+    pub body: &'a [u8],
+}
+
+/// An HTTP response from the sans-IO core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AxlResponse {
+    /// Status code.
+    pub status: u16,
+    /// Headers to send.
+    pub headers: Vec<(String, String)>,
+    /// The body (XML, HTML or empty).
+    pub body: String,
+}
+
+impl AxlResponse {
+    fn new(status: u16, content_type: &str, body: String) -> Self {
+        Self {
+            status,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body,
+        }
+    }
+}
+
+/// The AXL service of one IM&P publisher.
+#[derive(Debug)]
+pub struct AxlService {
+    accounts: Vec<AxlAccount>,
+    nodes: Vec<AxlNode>,
+    /// Users of this cluster (local or not: intercluster is decided by the home node).
+    dir: Rc<Directory>,
+    /// Users of other clusters learned through ICSA (spec 23).
+    icsa: Vec<UserRecord>,
+    stopped: bool,
+    stats: AxlStats,
+}
+
+impl AxlService {
+    /// A running service for the cluster of `nodes`, serving `dir` (this cluster's users) and
+    /// `icsa` (users of other clusters, reported with `intercluster = t`).
+    pub fn new(
+        accounts: Vec<AxlAccount>,
+        nodes: Vec<AxlNode>,
+        dir: Rc<Directory>,
+        icsa: Vec<UserRecord>,
+    ) -> Self {
+        Self {
+            accounts,
+            nodes,
+            dir,
+            icsa,
+            stopped: false,
+            stats: AxlStats::default(),
+        }
+    }
+
+    /// Stops or starts the service (spec 22): a stopped service answers 503.
+    pub fn set_stopped(&mut self, stopped: bool) {
+        self.stopped = stopped;
+    }
+
+    /// Whether the service is stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &AxlStats {
+        &self.stats
+    }
+
+    /// Answers one request.
+    pub fn handle(&mut self, req: AxlRequest<'_>) -> AxlResponse {
+        if self.stopped {
+            self.stats.stopped += 1;
+            return AxlResponse::new(
+                503,
+                "text/plain",
+                "Cisco AXL Web Service is not running\n".into(),
+            );
+        }
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path != "/axl/" && path != "/axl" {
+            self.stats.other += 1;
+            return AxlResponse::new(404, "text/plain", "not found\n".into());
+        }
+        let account = match self.authenticate(req.headers) {
+            Some(a) => a.clone(),
+            None => {
+                self.stats.unauthorized += 1;
+                let mut r = AxlResponse::new(401, "text/plain", "authentication required\n".into());
+                r.headers.push(("WWW-Authenticate".into(), REALM.into()));
+                return r;
+            }
+        };
+        match req.method {
+            "GET" => {
+                self.stats.ok += 1;
+                return AxlResponse::new(
+                    200,
+                    "text/html",
+                    "<html><body><h2>Cisco CallManager: AXL Web Service</h2>\
+                     <p>The AXL Web Service is working and accepting requests.</p>\
+                     </body></html>"
+                        .into(),
+                );
+            }
+            "POST" => {}
+            _ => {
+                self.stats.other += 1;
+                let mut r = AxlResponse::new(405, "text/plain", "method not allowed\n".into());
+                r.headers.push(("Allow".into(), "GET, POST".into()));
+                return r;
+            }
+        }
+        if req.body.len() > AXL_BODY_BYTES_MAX {
+            self.stats.other += 1;
+            return AxlResponse::new(413, "text/plain", "request body too large\n".into());
+        }
+        let (op, ns, request) = match parse_request(req.body) {
+            Ok(parsed) => parsed,
+            Err(msg) => return self.fault("soapenv:Client", &msg, "", NS_AXL_DEFAULT),
+        };
+        if !account.axl_role {
+            // Spec 17: the account lacks "Standard AXL API Access".
+            return self.fault(
+                "soapenv:Server",
+                "User not authorized for the AXL API (missing role Standard AXL API Access)",
+                &op,
+                &ns,
+            );
+        }
+        let result = match op.as_str() {
+            "listProcessNode" => Ok(self.list_process_node(&request)),
+            "executeSQLQuery" => self.execute_sql(&request),
+            other => Err(format!("Unknown or unsupported AXL operation: {other}")),
+        };
+        match result {
+            Ok(ret) => {
+                self.stats.ok += 1;
+                let body = envelope(&format!(
+                    "<ns:{op}Response xmlns:ns=\"{}\"><return>{ret}</return></ns:{op}Response>",
+                    escape(&ns)
+                ));
+                AxlResponse::new(200, "text/xml; charset=utf-8", body)
+            }
+            Err(msg) => self.fault("soapenv:Client", &msg, &op, &ns),
+        }
+    }
+
+    fn authenticate(&self, headers: &[(String, String)]) -> Option<&AxlAccount> {
+        let value = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v.trim())?;
+        let (scheme, b64) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return None;
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?;
+        let text = String::from_utf8(raw).ok()?;
+        let (user, pass) = text.split_once(':')?;
+        self.accounts
+            .iter()
+            .find(|a| a.username == user && a.password == pass)
+    }
+
+    fn fault(&mut self, code: &str, msg: &str, op: &str, _ns: &str) -> AxlResponse {
+        self.stats.faults += 1;
+        let body = envelope(&format!(
+            "<soapenv:Fault><faultcode>{code}</faultcode><faultstring>{}</faultstring>\
+             <detail><axlError><axlcode>-1</axlcode><axlmessage>{}</axlmessage>\
+             <request>{}</request></axlError></detail></soapenv:Fault>",
+            escape(msg),
+            escape(msg),
+            escape(op)
+        ));
+        AxlResponse::new(500, "text/xml; charset=utf-8", body)
+    }
+
+    fn list_process_node(&self, req: &Element) -> String {
+        let criteria = child_local(req, "searchCriteria");
+        let name_pat = criteria
+            .and_then(|c| child_local(c, "name"))
+            .map(Element::text)
+            .unwrap_or_else(|| "%".into());
+        let role_pat = criteria
+            .and_then(|c| child_local(c, "processNodeRole"))
+            .map(Element::text);
+        let tags: Vec<String> = child_local(req, "returnedTags")
+            .map(|t| t.elements().map(|e| e.name.clone()).collect())
+            .unwrap_or_default();
+        let want = |t: &str| tags.is_empty() || tags.iter().any(|x| x == t);
+        let mut out = String::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !like(&n.name, &name_pat) {
+                continue;
+            }
+            if let Some(r) = &role_pat
+                && !r.is_empty()
+                && !like(ROLE_IMP, r)
+            {
+                continue;
+            }
+            let _ = write!(
+                out,
+                "<processNode uuid=\"{{00000000-0000-0000-0000-{:012}}}\">",
+                i + 1
+            );
+            let fields = [
+                ("name", n.name.clone()),
+                ("description", n.description.clone()),
+                ("processNodeRole", ROLE_IMP.to_string()),
+                ("version", n.version.clone()),
+                ("prgPeer", n.prg_peer.clone().unwrap_or_default()),
+                ("prgHighAvailability", n.prg_high_availability.to_string()),
+            ];
+            for (tag, value) in fields {
+                if want(tag) {
+                    push_field(&mut out, tag, &value);
+                }
+            }
+            out.push_str("</processNode>");
+        }
+        out
+    }
+
+    fn execute_sql(&self, req: &Element) -> Result<String, String> {
+        let sql = child_local(req, "sql")
+            .map(Element::text)
+            .ok_or_else(|| "executeSQLQuery requires <sql>".to_string())?;
+        let q = parse_select(&sql)?;
+        let local_nodes: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut rows: Vec<Vec<(&'static str, String)>> = Vec::new();
+        for u in self.dir.iter().chain(self.icsa.iter()) {
+            let intercluster = !local_nodes.contains(&u.home.as_str());
+            let full: Vec<(&'static str, String)> = COLUMNS
+                .iter()
+                .map(|c| (*c, column_value(u, c, intercluster)))
+                .collect();
+            if q.conds.iter().all(|cond| cond.matches(&full)) {
+                rows.push(full);
+            }
+        }
+        if let Some(col) = q.order_by {
+            rows.sort_by(|a, b| value_of(a, col).cmp(value_of(b, col)));
+        }
+        let rows: Vec<_> = rows
+            .into_iter()
+            .skip(q.skip)
+            .take(q.first.unwrap_or(usize::MAX))
+            .collect();
+        if rows.len() > AXL_SQL_ROWS_MAX {
+            return Err(format!(
+                "Query request too large. Total rows matched: {} rows. \
+                 Suggestive Row Fetch: less than {AXL_SQL_ROWS_MAX} rows",
+                rows.len()
+            ));
+        }
+        let mut out = String::new();
+        for row in rows {
+            out.push_str("<row>");
+            for col in &q.columns {
+                push_field(&mut out, col, value_of(&row, col));
+            }
+            out.push_str("</row>");
+        }
+        Ok(out)
+    }
+}
+
+/// The columns of the fake `enduser` table, in `SELECT *` order.
+pub const COLUMNS: [&str; 7] = [
+    "userid",
+    "firstname",
+    "lastname",
+    "mailid",
+    "jid",
+    "homenode",
+    "intercluster",
+];
+
+fn column_value(u: &UserRecord, col: &str, intercluster: bool) -> String {
+    match col {
+        "userid" => u.userid.clone(),
+        "mailid" => u.email.clone().unwrap_or_default(),
+        "jid" => u.jid.clone(),
+        "homenode" => u.home.clone(),
+        "intercluster" => if intercluster { "t" } else { "f" }.into(),
+        _ => String::new(),
+    }
+}
+
+fn value_of<'a>(row: &'a [(&'static str, String)], col: &str) -> &'a str {
+    row.iter()
+        .find(|(c, _)| *c == col)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+fn push_field(out: &mut String, tag: &str, value: &str) {
+    if value.is_empty() {
+        let _ = write!(out, "<{tag}/>");
+    } else {
+        let _ = write!(out, "<{tag}>{}</{tag}>", escape(value));
+    }
+}
+
+fn envelope(body: &str) -> String {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8'?><soapenv:Envelope xmlns:soapenv=\"{NS_SOAP_ENV}\">\
+         <soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+/// The first child element with this local name, whatever its namespace (AXL clients differ
+/// in whether request children are qualified).
+fn child_local<'a>(el: &'a Element, name: &str) -> Option<&'a Element> {
+    el.elements().find(|e| e.name == name)
+}
+
+/// Parses a SOAP request: (operation, its namespace, the operation element).
+fn parse_request(body: &[u8]) -> Result<(String, String, Element), String> {
+    let root = parse_document(body).map_err(|e| format!("Malformed SOAP request: {e}"))?;
+    if !root.is("Envelope", NS_SOAP_ENV) {
+        return Err("Malformed SOAP request: the root is not a SOAP 1.1 Envelope".into());
+    }
+    let body = root
+        .child("Body", NS_SOAP_ENV)
+        .ok_or("Malformed SOAP request: no soapenv:Body")?;
+    let op = body
+        .elements()
+        .next()
+        .ok_or("Malformed SOAP request: empty soapenv:Body")?;
+    let ns = if op.ns.is_empty() {
+        NS_AXL_DEFAULT.to_string()
+    } else {
+        op.ns.clone()
+    };
+    Ok((op.name.clone(), ns, op.clone()))
+}
+
+/// SQL `LIKE`-style match where `%` matches any run of characters (case-insensitive, as AXL
+/// search criteria are).
+fn like(value: &str, pattern: &str) -> bool {
+    let v = value.to_ascii_lowercase();
+    let p = pattern.to_ascii_lowercase();
+    let parts: Vec<&str> = p.split('%').collect();
+    if parts.len() == 1 {
+        return v == p;
+    }
+    let mut rest = v.as_str();
+    for (i, part) in parts.iter().enumerate() {
+        if i == 0 {
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
+            rest = r;
+        } else if i == parts.len() - 1 {
+            return rest.ends_with(part);
+        } else {
+            match rest.find(part) {
+                Some(pos) => rest = &rest[pos + part.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
+/// A parsed `SELECT … FROM enduser`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Select {
+    skip: usize,
+    first: Option<usize>,
+    columns: Vec<&'static str>,
+    conds: Vec<Cond>,
+    order_by: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Cond {
+    Eq(&'static str, String),
+    IsNull(&'static str, bool),
+}
+
+impl Cond {
+    fn matches(&self, row: &[(&'static str, String)]) -> bool {
+        match self {
+            Cond::Eq(c, v) => value_of(row, c).eq_ignore_ascii_case(v),
+            Cond::IsNull(c, want_null) => value_of(row, c).is_empty() == *want_null,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Tok {
+    Word(String),
+    Str(String),
+    Punct(char),
+}
+
+const SYNTAX: &str = "A syntax error has occurred.";
+
+fn tokenize(sql: &str) -> Result<Vec<Tok>, String> {
+    let mut out = Vec::new();
+    let mut chars = sql.chars().peekable();
+    while let Some(&c) = chars.peek() {
+        if c.is_whitespace() {
+            chars.next();
+        } else if c == '\'' {
+            chars.next();
+            let mut s = String::new();
+            loop {
+                match chars.next() {
+                    Some('\'') if chars.peek() == Some(&'\'') => {
+                        chars.next();
+                        s.push('\'');
+                    }
+                    Some('\'') => break,
+                    Some(ch) => s.push(ch),
+                    None => return Err(SYNTAX.into()),
+                }
+            }
+            out.push(Tok::Str(s));
+        } else if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
+            let mut w = String::new();
+            while let Some(&ch) = chars.peek() {
+                if ch.is_ascii_alphanumeric() || ch == '_' || ch == '.' {
+                    w.push(ch);
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            out.push(Tok::Word(w));
+        } else if matches!(c, ',' | '*' | '=' | ';') {
+            chars.next();
+            out.push(Tok::Punct(c));
+        } else {
+            return Err(SYNTAX.into());
+        }
+    }
+    Ok(out)
+}
+
+fn column(word: &str) -> Result<&'static str, String> {
+    let name = word.rsplit('.').next().unwrap_or(word).to_ascii_lowercase();
+    COLUMNS
+        .iter()
+        .find(|c| **c == name)
+        .copied()
+        .ok_or_else(|| {
+            format!("Column ({name}) not found in any table in the query (or SLV is undefined).")
+        })
+}
+
+fn parse_select(sql: &str) -> Result<Select, String> {
+    let toks = tokenize(sql)?;
+    let mut i = 0;
+    let kw =
+        |i: usize, k: &str| matches!(toks.get(i), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k));
+    let num = |i: usize| match toks.get(i) {
+        Some(Tok::Word(w)) => w.parse::<usize>().map_err(|_| SYNTAX.to_string()),
+        _ => Err(SYNTAX.to_string()),
+    };
+    if !kw(i, "select") {
+        return Err("Only SELECT statements are allowed in executeSQLQuery".into());
+    }
+    i += 1;
+    let mut q = Select {
+        skip: 0,
+        first: None,
+        columns: Vec::new(),
+        conds: Vec::new(),
+        order_by: None,
+    };
+    if kw(i, "skip") {
+        q.skip = num(i + 1)?;
+        i += 2;
+    }
+    if kw(i, "first") || kw(i, "limit") {
+        q.first = Some(num(i + 1)?);
+        i += 2;
+    }
+    if toks.get(i) == Some(&Tok::Punct('*')) {
+        q.columns = COLUMNS.to_vec();
+        i += 1;
+    } else {
+        loop {
+            match toks.get(i) {
+                Some(Tok::Word(w)) if !w.eq_ignore_ascii_case("from") => {
+                    q.columns.push(column(w)?);
+                    i += 1;
+                }
+                _ => return Err(SYNTAX.into()),
+            }
+            if toks.get(i) == Some(&Tok::Punct(',')) {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    if !kw(i, "from") {
+        return Err(SYNTAX.into());
+    }
+    i += 1;
+    match toks.get(i) {
+        Some(Tok::Word(t)) if t.eq_ignore_ascii_case("enduser") => i += 1,
+        Some(Tok::Word(t)) => {
+            return Err(format!("The specified table ({t}) is not in the database."));
+        }
+        _ => return Err(SYNTAX.into()),
+    }
+    // Optional table alias.
+    if let Some(Tok::Word(w)) = toks.get(i)
+        && !["where", "order"].iter().any(|k| w.eq_ignore_ascii_case(k))
+    {
+        i += 1;
+    }
+    if kw(i, "where") {
+        i += 1;
+        loop {
+            let Some(Tok::Word(c)) = toks.get(i) else {
+                return Err(SYNTAX.into());
+            };
+            let col = column(c)?;
+            i += 1;
+            if toks.get(i) == Some(&Tok::Punct('=')) {
+                let Some(Tok::Str(v)) = toks.get(i + 1) else {
+                    return Err(SYNTAX.into());
+                };
+                q.conds.push(Cond::Eq(col, v.clone()));
+                i += 2;
+            } else if kw(i, "is") && kw(i + 1, "null") {
+                q.conds.push(Cond::IsNull(col, true));
+                i += 2;
+            } else if kw(i, "is") && kw(i + 1, "not") && kw(i + 2, "null") {
+                q.conds.push(Cond::IsNull(col, false));
+                i += 3;
+            } else {
+                return Err(SYNTAX.into());
+            }
+            if kw(i, "and") {
+                i += 1;
+            } else {
+                break;
+            }
+        }
+    }
+    if kw(i, "order") && kw(i + 1, "by") {
+        let Some(Tok::Word(c)) = toks.get(i + 2) else {
+            return Err(SYNTAX.into());
+        };
+        q.order_by = Some(column(c)?);
+        i += 3;
+    }
+    if toks.get(i) == Some(&Tok::Punct(';')) {
+        i += 1;
+    }
+    if i != toks.len() {
+        return Err(SYNTAX.into());
+    }
+    Ok(q)
+}
+
+/// Serves AXL on `port` until the listener fails: one hyper HTTP/1.1 connection task per
+/// accepted stream. The service is shared so that a fault (spec 22) can stop it while it runs.
+pub async fn serve_axl<N: Net>(
+    net: N,
+    axl: Rc<RefCell<AxlService>>,
+    port: u16,
+) -> std::io::Result<()> {
+    let listener = net.bind(port).await?;
+    loop {
+        let (stream, _) = net.accept(&listener).await?;
+        tokio::task::spawn_local(axl_connection(stream, axl.clone()));
+    }
+}
+
+async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCell<AxlService>>) {
+    use http_body_util::BodyExt as _;
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let axl = axl.clone();
+        async move {
+            let (parts, body) = req.into_parts();
+            let limited = http_body_util::Limited::new(body, AXL_BODY_BYTES_MAX);
+            let resp = match limited.collect().await {
+                Ok(collected) => {
+                    let bytes = collected.to_bytes();
+                    let headers: Vec<(String, String)> = parts
+                        .headers
+                        .iter()
+                        .filter_map(|(k, v)| {
+                            Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
+                        })
+                        .collect();
+                    axl.borrow_mut().handle(AxlRequest {
+                        method: parts.method.as_str(),
+                        path: parts.uri.path(),
+                        headers: &headers,
+                        body: &bytes,
+                    })
+                }
+                Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
+            };
+            let mut builder = hyper::Response::builder().status(resp.status);
+            for (k, v) in &resp.headers {
+                builder = builder.header(k.as_str(), v.as_str());
+            }
+            let out = builder
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                    resp.body,
+                )))
+                .unwrap_or_else(|_| {
+                    hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::new()))
+                });
+            Ok::<_, std::convert::Infallible>(out)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(AXL_HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "AXL connection ended with an error");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(userid: &str, email: Option<&str>, home: &str) -> UserRecord {
+        UserRecord {
+            userid: userid.into(),
+            jid: format!("{userid}@example.com"),
+            email: email.map(Into::into),
+            password: "pw".into(),
+            home: home.into(),
+        }
+    }
+
+    fn service() -> AxlService {
+        let dir = Rc::new(Directory::new([
+            user("alice", Some("alice@example.com"), "imp-a-1"),
+            user("bob", Some("bob@example.com"), "imp-a-2"),
+            user("nomail", None, "imp-a-1"),
+        ]));
+        AxlService::new(
+            vec![
+                AxlAccount {
+                    username: "axl".into(),
+                    password: "secret".into(),
+                    axl_role: true,
+                },
+                AxlAccount {
+                    username: "norole".into(),
+                    password: "secret".into(),
+                    axl_role: false,
+                },
+            ],
+            vec![
+                AxlNode {
+                    name: "imp-a-1".into(),
+                    description: "publisher".into(),
+                    version: "14.0".into(),
+                    prg_peer: Some("imp-a-2".into()),
+                    prg_high_availability: true,
+                },
+                AxlNode {
+                    name: "imp-a-2".into(),
+                    description: String::new(),
+                    version: "14.0".into(),
+                    prg_peer: Some("imp-a-1".into()),
+                    prg_high_availability: true,
+                },
+            ],
+            dir,
+            vec![user("carol", Some("carol@example.com"), "imp-b-1")],
+        )
+    }
+
+    fn auth(user: &str, pass: &str) -> Vec<(String, String)> {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        vec![
+            ("Authorization".into(), format!("Basic {b64}")),
+            ("Content-Type".into(), "text/xml".into()),
+            (
+                "SOAPAction".into(),
+                "\"CUCM:DB ver=14.0 executeSQLQuery\"".into(),
+            ),
+        ]
+    }
+
+    /// A request as the public AXL clients (zeep, suds, curl examples) write it.
+    fn soap(op: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
+             <soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" \
+             xmlns:ns=\"http://www.cisco.com/AXL/API/12.5\">\n  <soapenv:Header/>\n  \
+             <soapenv:Body>\n    {op}\n  </soapenv:Body>\n</soapenv:Envelope>\n"
+        )
+    }
+
+    fn post(svc: &mut AxlService, headers: &[(String, String)], body: &str) -> AxlResponse {
+        svc.handle(AxlRequest {
+            method: "POST",
+            path: "/axl/",
+            headers,
+            body: body.as_bytes(),
+        })
+    }
+
+    fn sql(q: &str) -> String {
+        soap(&format!(
+            "<ns:executeSQLQuery sequence=\"1\"><sql>{}</sql></ns:executeSQLQuery>",
+            escape(q)
+        ))
+    }
+
+    fn rows(resp: &AxlResponse) -> Vec<Element> {
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        let root = parse_document(resp.body.as_bytes()).unwrap();
+        let body = root.child("Body", NS_SOAP_ENV).unwrap();
+        let op = body.elements().next().unwrap();
+        assert_eq!(op.name, "executeSQLQueryResponse");
+        let ret = op.child("return", "").unwrap();
+        ret.elements().cloned().collect()
+    }
+
+    fn field(row: &Element, name: &str) -> String {
+        row.child(name, "").map(Element::text).unwrap()
+    }
+
+    fn fault_string(resp: &AxlResponse) -> String {
+        assert_eq!(resp.status, 500, "{}", resp.body);
+        let root = parse_document(resp.body.as_bytes()).unwrap();
+        let fault = root
+            .child("Body", NS_SOAP_ENV)
+            .and_then(|b| b.child("Fault", NS_SOAP_ENV))
+            .expect("a soapenv:Fault");
+        fault.child("faultstring", "").unwrap().text()
+    }
+
+    #[test]
+    fn list_process_node_matches_the_real_shape() {
+        let mut svc = service();
+        let body = soap(
+            "<ns:listProcessNode sequence=\"1\"><searchCriteria><name>%</name>\
+             <processNodeRole>CUCM IM and Presence</processNodeRole></searchCriteria>\
+             <returnedTags><name/><processNodeRole/><version/><prgPeer/></returnedTags>\
+             </ns:listProcessNode>",
+        );
+        let resp = post(&mut svc, &auth("axl", "secret"), &body);
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        assert!(
+            resp.body.contains("<soapenv:Envelope")
+                && resp
+                    .body
+                    .contains("<soapenv:Body><ns:listProcessNodeResponse")
+                && resp.body.contains("<return><processNode uuid=")
+        );
+        let root = parse_document(resp.body.as_bytes()).unwrap();
+        let op = root
+            .child("Body", NS_SOAP_ENV)
+            .unwrap()
+            .elements()
+            .next()
+            .unwrap();
+        assert_eq!(
+            op.ns, "http://www.cisco.com/AXL/API/12.5",
+            "echoes the version"
+        );
+        let nodes: Vec<_> = op
+            .child("return", "")
+            .unwrap()
+            .elements()
+            .cloned()
+            .collect();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(field(&nodes[0], "name"), "imp-a-1");
+        assert_eq!(field(&nodes[0], "processNodeRole"), ROLE_IMP);
+        assert_eq!(field(&nodes[0], "version"), "14.0");
+        assert_eq!(field(&nodes[0], "prgPeer"), "imp-a-2");
+        assert!(nodes[0].child("description", "").is_none(), "not requested");
+
+        let only2 = soap(
+            "<ns:listProcessNode><searchCriteria><name>%-2</name></searchCriteria>\
+             </ns:listProcessNode>",
+        );
+        let resp = post(&mut svc, &auth("axl", "secret"), &only2);
+        assert!(resp.body.contains("<name>imp-a-2</name>"));
+        assert!(!resp.body.contains("<name>imp-a-1</name>"));
+        assert!(
+            resp.body
+                .contains("<prgHighAvailability>true</prgHighAvailability>")
+        );
+    }
+
+    #[test]
+    fn sql_returns_users_without_mailid_empty_and_marks_intercluster() {
+        let mut svc = service();
+        let resp = post(
+            &mut svc,
+            &auth("axl", "secret"),
+            &sql("SELECT userid, mailid, jid, homenode, intercluster FROM enduser"),
+        );
+        let rows = rows(&resp);
+        assert_eq!(rows.len(), 4);
+        let by = |u: &str| {
+            rows.iter()
+                .find(|r| field(r, "userid") == u)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(field(&by("alice"), "mailid"), "alice@example.com");
+        assert_eq!(field(&by("alice"), "homenode"), "imp-a-1");
+        assert_eq!(field(&by("alice"), "intercluster"), "f");
+        assert_eq!(field(&by("bob"), "homenode"), "imp-a-2");
+        assert_eq!(field(&by("bob"), "intercluster"), "f");
+        assert_eq!(field(&by("carol"), "intercluster"), "t");
+        assert_eq!(field(&by("carol"), "jid"), "carol@example.com");
+        assert_eq!(field(&by("nomail"), "mailid"), "", "present but empty");
+        assert!(resp.body.contains("<mailid/>"));
+    }
+
+    #[test]
+    fn sql_where_order_skip_first_and_star() {
+        let mut svc = service();
+        let a = auth("axl", "secret");
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("select e.userid from enduser e where e.mailid is not null order by userid"),
+        ));
+        let ids: Vec<_> = r.iter().map(|r| field(r, "userid")).collect();
+        assert_eq!(ids, ["alice", "bob", "carol"]);
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT SKIP 1 FIRST 1 userid FROM enduser ORDER BY userid;"),
+        ));
+        assert_eq!(field(&r[0], "userid"), "bob");
+        assert_eq!(r.len(), 1);
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT * FROM enduser WHERE userid = 'alice' AND intercluster = 'f'"),
+        ));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].elements().count(), COLUMNS.len());
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE mailid IS NULL"),
+        ));
+        assert_eq!(field(&r[0], "userid"), "nomail");
+    }
+
+    #[test]
+    fn bad_sql_is_a_fault_with_the_informix_message() {
+        let mut svc = service();
+        let a = auth("axl", "secret");
+        let f = fault_string(&post(&mut svc, &a, &sql("SELECT foo FROM enduser")));
+        assert!(f.contains("Column (foo) not found"), "{f}");
+        let f = fault_string(&post(&mut svc, &a, &sql("SELECT userid FROM device")));
+        assert!(f.contains("table (device)"), "{f}");
+        let f = fault_string(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE"),
+        ));
+        assert_eq!(f, SYNTAX);
+        let f = fault_string(&post(&mut svc, &a, &sql("DELETE FROM enduser")));
+        assert!(f.contains("Only SELECT"), "{f}");
+        let f = fault_string(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT 'unterminated FROM enduser"),
+        ));
+        assert_eq!(f, SYNTAX);
+        let f = fault_string(&post(
+            &mut svc,
+            &a,
+            &soap("<ns:executeSQLQuery></ns:executeSQLQuery>"),
+        ));
+        assert!(f.contains("<sql>"), "{f}");
+    }
+
+    #[test]
+    fn bad_credentials_get_401_with_basic_challenge() {
+        let mut svc = service();
+        let body = sql("SELECT userid FROM enduser");
+        for headers in [
+            auth("axl", "wrong"),
+            auth("nobody", "secret"),
+            vec![],
+            vec![("Authorization".into(), "Basic !!!".into())],
+            vec![("Authorization".into(), "Bearer abc".into())],
+        ] {
+            let r = post(&mut svc, &headers, &body);
+            assert_eq!(r.status, 401);
+            assert!(
+                r.headers
+                    .iter()
+                    .any(|(k, v)| k == "WWW-Authenticate" && v.starts_with("Basic"))
+            );
+            assert!(!r.body.contains("secret"));
+        }
+        assert_eq!(svc.stats().unauthorized, 5);
+    }
+
+    #[test]
+    fn account_without_axl_role_gets_a_soap_fault() {
+        let mut svc = service();
+        let r = post(
+            &mut svc,
+            &auth("norole", "secret"),
+            &sql("SELECT userid FROM enduser"),
+        );
+        let f = fault_string(&r);
+        assert!(f.contains("Standard AXL API Access"), "{f}");
+        assert!(!r.body.contains("<row>"));
+    }
+
+    #[test]
+    fn malformed_bodies_and_unknown_operations_are_faults() {
+        let mut svc = service();
+        let a = auth("axl", "secret");
+        for body in [
+            "",
+            "not xml",
+            "<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>",
+            "<Envelope/>",
+            "<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'/>",
+            "<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>\
+             <soapenv:Body/></soapenv:Envelope>",
+            "<!DOCTYPE x [<!ENTITY a 'b'>]><x>&a;</x>",
+        ] {
+            let f = fault_string(&post(&mut svc, &a, body));
+            assert!(f.starts_with("Malformed SOAP request"), "{body}: {f}");
+        }
+        let f = fault_string(&post(
+            &mut svc,
+            &a,
+            &soap("<ns:getPhone><name>x</name></ns:getPhone>"),
+        ));
+        assert!(f.contains("getPhone"), "{f}");
+    }
+
+    #[test]
+    fn limits_methods_paths_and_stopped_service() {
+        let mut svc = service();
+        let a = auth("axl", "secret");
+        let big = "x".repeat(AXL_BODY_BYTES_MAX + 1);
+        assert_eq!(post(&mut svc, &a, &big).status, 413);
+        let get = |svc: &mut AxlService, method: &str, path: &str| {
+            svc.handle(AxlRequest {
+                method,
+                path,
+                headers: &a,
+                body: b"",
+            })
+            .status
+        };
+        assert_eq!(get(&mut svc, "GET", "/axl/"), 200);
+        assert_eq!(get(&mut svc, "PUT", "/axl/"), 405);
+        assert_eq!(get(&mut svc, "POST", "/other"), 404);
+        svc.set_stopped(true);
+        assert!(svc.is_stopped());
+        assert_eq!(
+            post(&mut svc, &a, &sql("SELECT userid FROM enduser")).status,
+            503
+        );
+        svc.set_stopped(false);
+        assert_eq!(
+            post(&mut svc, &a, &sql("SELECT userid FROM enduser")).status,
+            200
+        );
+        assert_eq!(svc.stats().stopped, 1);
+    }
+
+    #[test]
+    fn like_patterns() {
+        assert!(like("imp-a-1", "%"));
+        assert!(like("imp-a-1", "IMP-%"));
+        assert!(like("imp-a-1", "%a%1"));
+        assert!(!like("imp-a-1", "%b%"));
+        assert!(like("imp-a-1", "imp-a-1"));
+        assert!(!like("imp-a-1", "imp-a"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bodies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let mut svc = service();
+            let a = auth("axl", "secret");
+            let r = svc.handle(AxlRequest { method: "POST", path: "/axl/", headers: &a, body: &body });
+            proptest::prop_assert!(r.status == 500 || r.status == 200);
+        }
+
+        #[test]
+        fn random_sql_never_panics(q in "[a-zA-Z0-9 ,*=';.%_]{0,80}") {
+            let mut svc = service();
+            let a = auth("axl", "secret");
+            let r = post(&mut svc, &a, &sql(&q));
+            proptest::prop_assert!(r.status == 500 || r.status == 200);
+        }
+    }
+}

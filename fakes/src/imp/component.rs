@@ -1,0 +1,1115 @@
+//! The XEP-0114 component port of an IM&P node (TCP 7400): where the message connector
+//! connects and opens one session per Hybrid Message user (DESIGN.md section 3).
+//!
+//! ## The link
+//!
+//! A component stream in `jabber:component:accept` (the header may omit `version`, as Prosody
+//! and slixmpp send it). The node answers with its own header carrying a deterministic stream
+//! id (`<host>-c<link>`), the component proves the shared secret with `<handshake>` = lowercase
+//! hex SHA-1 of stream id + secret, and the node confirms with an empty `<handshake/>`. A wrong
+//! digest, or any other element first, ends the link with `<stream:error><not-authorized/>`.
+//!
+//! ## Sessions: `urn:hmsim:hybrid-session:0`
+//!
+//! ```xml
+//! <iq type='set' id='s1' to='example.com'>
+//!   <session xmlns='urn:hmsim:hybrid-session:0' action='start' jid='alice@example.com/hm-webex'/>
+//! </iq>
+//! ```
+//!
+//! `action='start'` opens a session for the full JID (the resource is the connector's choice),
+//! `action='stop'` closes it (stopping an unknown session succeeds: stop is idempotent). The
+//! answer is an IQ `result`, or an IQ error:
+//!
+//! | condition | type | when |
+//! |---|---|---|
+//! | `bad-request` | modify | not `type='set'`, or `action` missing or unknown |
+//! | `jid-malformed` | modify | `jid` missing, unparsable, or not a full JID |
+//! | `item-not-found` | cancel | no such user in the directory (or another domain) |
+//! | `redirect` | modify | the user is homed on another node; the character data of `<redirect/>` is that node's host name |
+//! | `resource-constraint` | wait | the node's session limit (default 1.5 × its homed users, spec 10) or session creation rate is exceeded |
+//! | `conflict` | cancel | a Jabber client has bound that very resource |
+//!
+//! Starting a session that already exists (on this link or another) takes it over and is not
+//! counted against the limits. While open, the session is a device of its user (see
+//! [`ImpNode::component_session_start`]): the node sends the connector inbound 1:1 messages and
+//! carbons with `to` = the session's full JID, and the connector sends messages, presence and
+//! IQs with `from` = that full JID. Stanzas from a JID with no session here get a
+//! `not-allowed` error. When a session ends on the node's side (a Jabber client bound the same
+//! resource), the node sends `<iq type='set'><session action='stop' jid=… reason=…/></iq>`.
+//! Closing the link ends all of its sessions. XEP-0199 pings addressed to the node are
+//! answered.
+//!
+//! [`ComponentService`] is sans-IO: link bytes in, output queued on the node (so that it stays
+//! ordered with everything else the node sends), drained with [`ImpNode::poll_transmit`].
+
+use super::directory::Directory;
+use super::node::{ConnId, ImpNode, NodeConfig, Transmit};
+use connector::proto::stream::{StreamEvent, StreamParser};
+use connector::proto::xml::{Element, NS_STREAM, Node, escape};
+use connector::proto::xmpp::{self, Jid};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The component port (IM&P's XCP router listener, spec K).
+pub const COMPONENT_PORT: u16 = 7400;
+
+/// Component links open at once on one node. A connector cluster has at most 6 nodes with
+/// "one or a few" links each to every IM&P node; 64 leaves room for reconnect overlap while
+/// a peer cannot make the node hold unbounded parsers.
+pub const COMPONENT_LINKS_MAX: usize = 64;
+
+/// Session limit as a multiple of the users homed on the node, in tenths: 15 = 1.5 × (IM&P
+/// sizes JSM sessions at about 1.5 × the OVA's user capacity, spec 10).
+pub const SESSIONS_PER_HOMED_USER_TENTHS: usize = 15;
+
+/// How fast a node accepts new sessions: `sessions` per `per`, with bursts of up to
+/// `sessions` at once (a token bucket, implemented as GCRA on simulated time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateRate {
+    /// Sessions per period (0 refuses every new session).
+    pub sessions: u32,
+    /// The period.
+    pub per: Duration,
+}
+
+/// Configuration of the component port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentConfig {
+    /// The shared secret of the handshake.
+    pub secret: String,
+    /// Most open sessions; `None` = 1.5 × the users homed on the node (spec 10).
+    pub sessions_max: Option<usize>,
+    /// Session creation rate; `None` = unlimited.
+    pub create_rate: Option<CreateRate>,
+}
+
+/// Counters of the component port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ComponentStats {
+    /// Links accepted.
+    pub links: u64,
+    /// Handshakes accepted.
+    pub handshakes_ok: u64,
+    /// Handshakes refused (wrong secret, or no handshake first).
+    pub handshakes_failed: u64,
+    /// Sessions started (takeovers included).
+    pub sessions_started: u64,
+    /// Sessions stopped by the connector.
+    pub sessions_stopped: u64,
+    /// Starts refused with `resource-constraint` because of the rate.
+    pub refused_rate: u64,
+    /// Starts refused with `resource-constraint` because of the session limit.
+    pub refused_capacity: u64,
+    /// Session requests refused for any other reason.
+    pub refused_other: u64,
+    /// Stream errors sent.
+    pub stream_errors: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkState {
+    Header,
+    Handshake,
+    Ready,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Link {
+    parser: StreamParser,
+    state: LinkState,
+    stream_id: String,
+}
+
+/// The component port of one node: its links, the session gate and counters.
+#[derive(Debug)]
+pub struct ComponentService {
+    cfg: ComponentConfig,
+    host: String,
+    domain: String,
+    dir: Rc<Directory>,
+    sessions_max: usize,
+    links: BTreeMap<ConnId, Link>,
+    /// GCRA theoretical arrival time of the next session creation.
+    tat: Duration,
+    stats: ComponentStats,
+}
+
+impl ComponentService {
+    /// The component port of the node configured by `node`, whose users are in `dir`.
+    pub fn new(cfg: ComponentConfig, node: &NodeConfig, dir: Rc<Directory>) -> Self {
+        let homed = dir.iter().filter(|u| u.home == node.host).count();
+        let sessions_max = cfg
+            .sessions_max
+            .unwrap_or(homed * SESSIONS_PER_HOMED_USER_TENTHS / 10);
+        Self {
+            cfg,
+            host: node.host.clone(),
+            domain: node.domain.clone(),
+            dir,
+            sessions_max,
+            links: BTreeMap::new(),
+            tat: Duration::ZERO,
+            stats: ComponentStats::default(),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> &ComponentStats {
+        &self.stats
+    }
+
+    /// The session limit in force.
+    pub fn sessions_max(&self) -> usize {
+        self.sessions_max
+    }
+
+    /// Open links.
+    pub fn link_count(&self) -> usize {
+        self.links.len()
+    }
+
+    /// Registers a new component connection. Beyond [`COMPONENT_LINKS_MAX`] the link is
+    /// refused at once (stream error `policy-violation`).
+    pub fn open(&mut self, node: &mut ImpNode) -> ConnId {
+        let id = node.component_link_open();
+        self.stats.links += 1;
+        self.links.insert(
+            id,
+            Link {
+                parser: StreamParser::new(),
+                state: LinkState::Header,
+                stream_id: format!("{}-c{id}", self.host),
+            },
+        );
+        if self.links.len() > COMPONENT_LINKS_MAX {
+            self.stream_error(node, id, "policy-violation", "too many component links");
+        }
+        id
+    }
+
+    /// The transport of `link` is gone: its sessions end.
+    pub fn closed(&mut self, now: Duration, node: &mut ImpNode, link: ConnId) {
+        self.links.remove(&link);
+        node.component_link_closed(now, link);
+    }
+
+    /// Bytes received on `link`; output is queued on `node`.
+    pub fn input(&mut self, now: Duration, node: &mut ImpNode, link: ConnId, bytes: &[u8]) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        l.parser.feed(bytes);
+        loop {
+            let Some(l) = self.links.get_mut(&link) else {
+                return;
+            };
+            if l.state == LinkState::Closed {
+                return;
+            }
+            match l.parser.next_event() {
+                Ok(None) => return,
+                Ok(Some(StreamEvent::Open(header))) => self.on_header(node, link, &header),
+                Ok(Some(StreamEvent::Stanza(el))) => self.on_element(now, node, link, el),
+                Ok(Some(StreamEvent::Close)) => {
+                    send_raw(node, link, xmpp::STREAM_CLOSE.to_string());
+                    self.close(now, node, link);
+                }
+                Err(e) => {
+                    let text = e.to_string();
+                    self.stream_error(node, link, e.condition(), &text);
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, now: Duration, node: &mut ImpNode, link: ConnId) {
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Closed;
+        }
+        node.component_link_closed(now, link);
+        node.component_transmit(link, Transmit::Close);
+    }
+
+    fn stream_error(&mut self, node: &mut ImpNode, link: ConnId, condition: &str, text: &str) {
+        self.stats.stream_errors += 1;
+        tracing::debug!(node = %self.host, link, condition, text, "component stream error");
+        let Some(l) = self.links.get_mut(&link) else {
+            return;
+        };
+        if l.state == LinkState::Header {
+            // A header is owed before the error (RFC 6120 4.9.1.2).
+            let h = self.header(link);
+            send_raw(node, link, h);
+        }
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Closed;
+        }
+        let err = xmpp::stream_error(condition, Some(text));
+        send_raw(node, link, err.to_xml_in(xmpp::NS_COMPONENT));
+        send_raw(node, link, xmpp::STREAM_CLOSE.to_string());
+        node.component_link_closed(Duration::ZERO, link);
+        node.component_transmit(link, Transmit::Close);
+    }
+
+    /// The node's stream header for `link` (XEP-0114: no `version`).
+    fn header(&self, link: ConnId) -> String {
+        let id = self
+            .links
+            .get(&link)
+            .map(|l| l.stream_id.clone())
+            .unwrap_or_default();
+        format!(
+            "<?xml version='1.0'?><stream:stream xmlns='{}' xmlns:stream='{NS_STREAM}' \
+             from='{}' id='{}'>",
+            xmpp::NS_COMPONENT,
+            escape(&self.domain),
+            escape(&id)
+        )
+    }
+
+    fn on_header(&mut self, node: &mut ImpNode, link: ConnId, header: &Element) {
+        if self.links.get(&link).map(|l| l.state) != Some(LinkState::Header) {
+            self.stream_error(node, link, "invalid-xml", "unexpected stream header");
+            return;
+        }
+        if header.name != "stream" || header.ns != NS_STREAM {
+            self.stream_error(node, link, "invalid-namespace", "expected stream:stream");
+            return;
+        }
+        let h = self.header(link);
+        send_raw(node, link, h);
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Handshake;
+        }
+    }
+
+    fn on_element(&mut self, now: Duration, node: &mut ImpNode, link: ConnId, el: Element) {
+        let Some(state) = self.links.get(&link).map(|l| l.state) else {
+            return;
+        };
+        match state {
+            LinkState::Handshake => self.on_handshake(node, link, &el),
+            LinkState::Ready => self.on_stanza(now, node, link, el),
+            LinkState::Header | LinkState::Closed => {}
+        }
+    }
+
+    fn on_handshake(&mut self, node: &mut ImpNode, link: ConnId, el: &Element) {
+        if !el.is("handshake", xmpp::NS_COMPONENT) {
+            self.stats.handshakes_failed += 1;
+            let (cond, text) = if el.name == "handshake" {
+                ("invalid-namespace", "expected jabber:component:accept")
+            } else {
+                ("not-authorized", "handshake first")
+            };
+            self.stream_error(node, link, cond, text);
+            return;
+        }
+        let id = self
+            .links
+            .get(&link)
+            .map(|l| l.stream_id.clone())
+            .unwrap_or_default();
+        let expected = xmpp::component_handshake(&id, &self.cfg.secret);
+        if !el.text().trim().eq_ignore_ascii_case(&expected) {
+            self.stats.handshakes_failed += 1;
+            self.stream_error(node, link, "not-authorized", "wrong handshake");
+            return;
+        }
+        self.stats.handshakes_ok += 1;
+        send_raw(node, link, "<handshake/>".into());
+        if let Some(l) = self.links.get_mut(&link) {
+            l.state = LinkState::Ready;
+        }
+    }
+
+    fn on_stanza(&mut self, now: Duration, node: &mut ImpNode, link: ConnId, el: Element) {
+        if !matches!(el.name.as_str(), "message" | "presence" | "iq") {
+            if el.name == "handshake" {
+                return; // a repeated handshake is harmless
+            }
+            self.stream_error(
+                node,
+                link,
+                "unsupported-stanza-type",
+                "expected message, presence or iq",
+            );
+            return;
+        }
+        let kind = el.attr("type").unwrap_or_default().to_string();
+        if el.name == "iq"
+            && let Some(s) = el.child("session", xmpp::NS_HM_SESSION)
+        {
+            let s = s.clone();
+            let reply = match self.on_session(now, node, link, &el, &s) {
+                Ok(()) => xmpp::iq_result(&el, None),
+                Err(e) => e,
+            };
+            send(node, link, &reply);
+            return;
+        }
+        let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
+        let session = from.as_ref().and_then(|f| node.component_session(f));
+        if let Some((session, _)) = session {
+            let stanza = renamespace(el, xmpp::NS_COMPONENT, xmpp::NS_CLIENT);
+            node.component_input(now, session, stanza);
+            return;
+        }
+        // Addressed to the node itself (or to nobody): pings, and answers to its own IQs.
+        if el.name == "iq" {
+            match kind.as_str() {
+                "result" | "error" => return,
+                "get" if el.child("ping", xmpp::NS_PING).is_some() => {
+                    send(node, link, &xmpp::iq_result(&el, None));
+                    return;
+                }
+                _ => {}
+            }
+        }
+        if kind == "error" || (el.name == "presence" && kind == "unavailable") {
+            return; // never answer an error; a late unavailable presence needs no answer
+        }
+        let reply = xmpp::error_reply(
+            &el,
+            "cancel",
+            "not-allowed",
+            Some("no session for this JID on this node"),
+        );
+        send(node, link, &reply);
+    }
+
+    /// Handles a session IQ; `Err` is the error reply.
+    fn on_session(
+        &mut self,
+        now: Duration,
+        node: &mut ImpNode,
+        link: ConnId,
+        iq: &Element,
+        s: &Element,
+    ) -> Result<(), Element> {
+        let refuse = |stats: &mut ComponentStats, kind: &str, cond: &str, text: &str| {
+            stats.refused_other += 1;
+            xmpp::error_reply(iq, kind, cond, Some(text))
+        };
+        if iq.attr("type") != Some("set") {
+            return Err(refuse(
+                &mut self.stats,
+                "modify",
+                "bad-request",
+                "session requests are type='set'",
+            ));
+        }
+        let action = s.attr("action").unwrap_or_default();
+        if action != "start" && action != "stop" {
+            return Err(refuse(
+                &mut self.stats,
+                "modify",
+                "bad-request",
+                "action is 'start' or 'stop'",
+            ));
+        }
+        let jid = match s.attr("jid").map(Jid::parse) {
+            Some(Ok(j)) if j.local.is_some() && j.resource.is_some() => j,
+            _ => {
+                return Err(refuse(
+                    &mut self.stats,
+                    "modify",
+                    "jid-malformed",
+                    "jid must be a full JID (user@domain/resource)",
+                ));
+            }
+        };
+        if action == "stop" {
+            if let Some((session, _)) = node.component_session(&jid) {
+                node.component_session_stop(now, session);
+                self.stats.sessions_stopped += 1;
+            }
+            return Ok(());
+        }
+        let home = match self.dir.get(&jid.bare()) {
+            Some(u) if jid.domain == self.domain => u.home.clone(),
+            _ => {
+                return Err(refuse(
+                    &mut self.stats,
+                    "cancel",
+                    "item-not-found",
+                    "no such user",
+                ));
+            }
+        };
+        if home != self.host {
+            let mut e = refuse(
+                &mut self.stats,
+                "modify",
+                "redirect",
+                &format!("user is homed on {home}"),
+            );
+            set_condition_text(&mut e, &home);
+            return Err(e);
+        }
+        if node.component_session(&jid).is_none() {
+            if node.component_session_count() >= self.sessions_max {
+                self.stats.refused_capacity += 1;
+                return Err(xmpp::error_reply(
+                    iq,
+                    "wait",
+                    "resource-constraint",
+                    Some(&format!("session limit {} reached", self.sessions_max)),
+                ));
+            }
+            if !self.admit(now) {
+                self.stats.refused_rate += 1;
+                return Err(xmpp::error_reply(
+                    iq,
+                    "wait",
+                    "resource-constraint",
+                    Some("session creation rate exceeded"),
+                ));
+            }
+        }
+        match node.component_session_start(now, link, &jid) {
+            Some(_) => {
+                self.stats.sessions_started += 1;
+                Ok(())
+            }
+            None => Err(refuse(
+                &mut self.stats,
+                "cancel",
+                "conflict",
+                "a Jabber client holds this resource",
+            )),
+        }
+    }
+
+    /// GCRA: admits one creation at `now` if the rate allows it, and records it.
+    fn admit(&mut self, now: Duration) -> bool {
+        let Some(rate) = self.cfg.create_rate else {
+            return true;
+        };
+        if rate.sessions == 0 {
+            return false;
+        }
+        let interval = rate.per / rate.sessions;
+        let tolerance = rate.per.saturating_sub(interval);
+        let tat = self.tat.max(now);
+        if tat.saturating_sub(now) > tolerance {
+            return false;
+        }
+        self.tat = tat + interval;
+        true
+    }
+}
+
+fn send(node: &mut ImpNode, link: ConnId, el: &Element) {
+    node.component_transmit(link, Transmit::Bytes(el.to_xml_in(xmpp::NS_COMPONENT)));
+}
+
+fn send_raw(node: &mut ImpNode, link: ConnId, s: String) {
+    node.component_transmit(link, Transmit::Bytes(s));
+}
+
+/// Sets the character data of the condition element of an error stanza.
+fn set_condition_text(reply: &mut Element, text: &str) {
+    for n in &mut reply.children {
+        if let Node::Element(err) = n
+            && err.name == "error"
+        {
+            for c in &mut err.children {
+                if let Node::Element(cond) = c
+                    && cond.ns == xmpp::NS_STANZAS
+                    && cond.name != "text"
+                {
+                    cond.children = vec![Node::Text(text.to_string())];
+                }
+            }
+        }
+    }
+}
+
+/// `el` with every element in namespace `from` moved to `to`: component stanzas become
+/// `jabber:client` stanzas inside the node (RFC 6120 4.8.3).
+fn renamespace(mut el: Element, from: &str, to: &str) -> Element {
+    if el.ns == from {
+        el.ns = to.to_string();
+    }
+    for child in &mut el.children {
+        if let Node::Element(e) = child {
+            let inner = std::mem::replace(e, Element::new("", ""));
+            *e = renamespace(inner, from, to);
+        }
+    }
+    el
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::imp::directory::{NodeDb, UserRecord};
+    use connector::proto::stream::StreamParser;
+    use std::cell::RefCell;
+
+    const SECRET: &str = "s3cret";
+    const DOMAIN: &str = "example.com";
+
+    fn user(u: &str, home: &str) -> UserRecord {
+        UserRecord {
+            userid: u.into(),
+            jid: format!("{u}@{DOMAIN}"),
+            email: Some(format!("{u}@{DOMAIN}")),
+            password: "pw".into(),
+            home: home.into(),
+        }
+    }
+
+    struct World {
+        node: ImpNode,
+        svc: ComponentService,
+        /// Parsers of what each connection received.
+        rx: BTreeMap<ConnId, StreamParser>,
+        /// Connections closed by the node.
+        closed: Vec<ConnId>,
+    }
+
+    impl World {
+        fn new(cfg: ComponentConfig) -> Self {
+            let dir = Rc::new(Directory::new([
+                user("alice", "imp-a-1"),
+                user("bob", "imp-a-1"),
+                user("carol", "imp-a-2"),
+            ]));
+            let ncfg = NodeConfig {
+                host: "imp-a-1".into(),
+                domain: DOMAIN.into(),
+                version: (14, 0),
+                offline_storage: true,
+                mdm: true,
+            };
+            let node = ImpNode::new(
+                ncfg.clone(),
+                dir.clone(),
+                Rc::new(RefCell::new(NodeDb::default())),
+            );
+            let svc = ComponentService::new(cfg, &ncfg, dir);
+            Self {
+                node,
+                svc,
+                rx: BTreeMap::new(),
+                closed: Vec::new(),
+            }
+        }
+
+        fn cfg() -> ComponentConfig {
+            ComponentConfig {
+                secret: SECRET.into(),
+                sessions_max: None,
+                create_rate: None,
+            }
+        }
+
+        /// Drains the node's output and returns the stanzas each connection received.
+        fn drain(&mut self) -> BTreeMap<ConnId, Vec<Element>> {
+            let mut got: BTreeMap<ConnId, Vec<Element>> = BTreeMap::new();
+            while let Some((conn, t)) = self.node.poll_transmit() {
+                match t {
+                    Transmit::Close => self.closed.push(conn),
+                    Transmit::Bytes(b) => {
+                        let p = self.rx.entry(conn).or_default();
+                        p.feed(b.as_bytes());
+                        while let Ok(Some(ev)) = p.next_event() {
+                            if let StreamEvent::Stanza(el) = ev {
+                                got.entry(conn).or_default().push(el);
+                            }
+                        }
+                    }
+                }
+            }
+            got
+        }
+
+        fn link_input(&mut self, link: ConnId, s: &str) -> Vec<Element> {
+            self.svc
+                .input(Duration::ZERO, &mut self.node, link, s.as_bytes());
+            self.drain().remove(&link).unwrap_or_default()
+        }
+
+        fn link_at(&mut self, now: Duration, link: ConnId, s: &str) -> Vec<Element> {
+            self.svc.input(now, &mut self.node, link, s.as_bytes());
+            self.drain().remove(&link).unwrap_or_default()
+        }
+
+        /// Opens a link and completes the handshake with `secret`.
+        fn link(&mut self, secret: &str) -> (ConnId, Vec<Element>) {
+            let link = self.svc.open(&mut self.node);
+            self.svc.input(
+                Duration::ZERO,
+                &mut self.node,
+                link,
+                b"<stream:stream xmlns='jabber:component:accept' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='hm.example.com'>",
+            );
+            let _ = self.drain();
+            let id = format!("imp-a-1-c{link}");
+            let hs = format!(
+                "<handshake>{}</handshake>",
+                xmpp::component_handshake(&id, secret)
+            );
+            let got = self.link_input(link, &hs);
+            (link, got)
+        }
+
+        fn c2s(&mut self, user: &str, resource: &str) -> ConnId {
+            let c = self.node.open();
+            let header = "<stream:stream xmlns='jabber:client' \
+                xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+            self.node.input(Duration::ZERO, c, header.as_bytes());
+            let auth = format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+                xmpp::sasl_plain_response(user, "pw")
+            );
+            self.node.input(Duration::ZERO, c, auth.as_bytes());
+            self.node.input(Duration::ZERO, c, header.as_bytes());
+            let bind = format!(
+                "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+                 <resource>{resource}</resource></bind></iq>\
+                 <iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq><presence/>"
+            );
+            self.node.input(Duration::ZERO, c, bind.as_bytes());
+            let _ = self.drain();
+            // The client restarted its stream after SASL: read what follows as a new stream.
+            let mut p = StreamParser::new();
+            p.feed(header.as_bytes());
+            let _ = p.next_event();
+            self.rx.insert(c, p);
+            c
+        }
+    }
+
+    fn session_iq(id: &str, action: &str, jid: &str) -> String {
+        format!(
+            "<iq type='set' id='{id}' from='hm.example.com' to='example.com'>\
+             <session xmlns='urn:hmsim:hybrid-session:0' action='{action}' jid='{jid}'/></iq>"
+        )
+    }
+
+    fn cond(el: &Element) -> Option<&str> {
+        xmpp::error_condition(el)
+    }
+
+    #[test]
+    fn handshake_with_the_right_secret_is_confirmed() {
+        let mut w = World::new(World::cfg());
+        let (link, got) = w.link(SECRET);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].is("handshake", xmpp::NS_COMPONENT));
+        assert!(got[0].children.is_empty());
+        assert!(!w.closed.contains(&link));
+        assert_eq!(w.svc.stats().handshakes_ok, 1);
+        // The header is XEP-0114 style: no version, deterministic id.
+        let mut w = World::new(World::cfg());
+        let link = w.svc.open(&mut w.node);
+        w.svc.input(
+            Duration::ZERO,
+            &mut w.node,
+            link,
+            b"<stream:stream xmlns='jabber:component:accept' \
+              xmlns:stream='http://etherx.jabber.org/streams' to='hm'>",
+        );
+        let Some((_, Transmit::Bytes(h))) = w.node.poll_transmit() else {
+            panic!("no header")
+        };
+        assert!(h.contains(&format!("id='imp-a-1-c{link}'")), "{h}");
+        let header = h.split("<stream:stream").nth(1).unwrap();
+        assert!(!header.contains("version"), "{h}");
+    }
+
+    #[test]
+    fn wrong_secret_is_not_authorized_and_closes() {
+        let mut w = World::new(World::cfg());
+        let (link, got) = w.link("wrong");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].is("error", NS_STREAM));
+        assert!(
+            got[0]
+                .child("not-authorized", xmpp::NS_STREAMS_ERR)
+                .is_some()
+        );
+        assert!(w.closed.contains(&link));
+        assert_eq!(w.svc.stats().handshakes_failed, 1);
+        // Anything but a handshake first is refused the same way.
+        let mut w = World::new(World::cfg());
+        let link = w.svc.open(&mut w.node);
+        let got = w.link_input(
+            link,
+            &format!(
+                "<stream:stream xmlns='jabber:component:accept' \
+                 xmlns:stream='http://etherx.jabber.org/streams'>{}",
+                session_iq("1", "start", "alice@example.com/hm")
+            ),
+        );
+        assert!(
+            got[0]
+                .child("not-authorized", xmpp::NS_STREAMS_ERR)
+                .is_some()
+        );
+        assert!(w.closed.contains(&link));
+        assert_eq!(w.node.component_session_count(), 0);
+    }
+
+    #[test]
+    fn session_start_stop_and_errors() {
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(
+            link,
+            &session_iq("1", "start", "alice@example.com/hm-webex"),
+        );
+        assert_eq!(r[0].attr("type"), Some("result"), "{r:?}");
+        assert_eq!(r[0].attr("id"), Some("1"));
+        assert_eq!(r[0].attr("to"), Some("hm.example.com"));
+        assert_eq!(w.node.component_session_count(), 1);
+        // Starting it again is a takeover, still one session.
+        let r = w.link_input(
+            link,
+            &session_iq("2", "start", "alice@example.com/hm-webex"),
+        );
+        assert_eq!(r[0].attr("type"), Some("result"));
+        assert_eq!(w.node.component_session_count(), 1);
+
+        let cases = [
+            (
+                session_iq("3", "start", "nobody@example.com/hm"),
+                "item-not-found",
+            ),
+            (
+                session_iq("4", "start", "alice@other.org/hm"),
+                "item-not-found",
+            ),
+            (
+                session_iq("5", "start", "alice@example.com"),
+                "jid-malformed",
+            ),
+            (session_iq("6", "start", "@@"), "jid-malformed"),
+            (
+                session_iq("7", "jump", "alice@example.com/hm"),
+                "bad-request",
+            ),
+            (session_iq("8", "start", "carol@example.com/hm"), "redirect"),
+        ];
+        for (iq, want) in cases {
+            let r = w.link_input(link, &iq);
+            assert_eq!(r[0].attr("type"), Some("error"), "{iq}");
+            assert_eq!(cond(&r[0]), Some(want), "{iq}");
+        }
+        let r = w.link_input(link, &session_iq("8", "start", "carol@example.com/hm"));
+        let redirect = r[0]
+            .child("error", xmpp::NS_COMPONENT)
+            .and_then(|e| e.child("redirect", xmpp::NS_STANZAS))
+            .unwrap();
+        assert_eq!(redirect.text(), "imp-a-2", "the home node");
+        let get = "<iq type='get' id='g'><session xmlns='urn:hmsim:hybrid-session:0' \
+                   action='start' jid='alice@example.com/x'/></iq>";
+        assert_eq!(cond(&w.link_input(link, get)[0]), Some("bad-request"));
+
+        let r = w.link_input(link, &session_iq("9", "stop", "alice@example.com/hm-webex"));
+        assert_eq!(r[0].attr("type"), Some("result"));
+        assert_eq!(w.node.component_session_count(), 0);
+        // Stop is idempotent.
+        let r = w.link_input(
+            link,
+            &session_iq("10", "stop", "alice@example.com/hm-webex"),
+        );
+        assert_eq!(r[0].attr("type"), Some("result"));
+        assert_eq!(w.svc.stats().sessions_stopped, 1);
+    }
+
+    #[test]
+    fn session_limit_defaults_to_one_and_a_half_homed_users() {
+        let w = World::new(World::cfg());
+        assert_eq!(w.svc.sessions_max(), 3, "2 homed users × 1.5");
+        let mut w = World::new(ComponentConfig {
+            sessions_max: Some(1),
+            ..World::cfg()
+        });
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(link, &session_iq("1", "start", "alice@example.com/hm"));
+        assert_eq!(r[0].attr("type"), Some("result"));
+        let r = w.link_input(link, &session_iq("2", "start", "bob@example.com/hm"));
+        assert_eq!(cond(&r[0]), Some("resource-constraint"));
+        assert_eq!(
+            r[0].child("error", xmpp::NS_COMPONENT)
+                .unwrap()
+                .attr("type"),
+            Some("wait")
+        );
+        // A takeover of an existing session is not a new session.
+        let r = w.link_input(link, &session_iq("3", "start", "alice@example.com/hm"));
+        assert_eq!(r[0].attr("type"), Some("result"));
+        assert_eq!(w.svc.stats().refused_capacity, 1);
+    }
+
+    #[test]
+    fn rate_limit_gives_resource_constraint_then_recovers() {
+        let mut w = World::new(ComponentConfig {
+            sessions_max: Some(100),
+            create_rate: Some(CreateRate {
+                sessions: 2,
+                per: Duration::from_secs(10),
+            }),
+            ..World::cfg()
+        });
+        let (link, _) = w.link(SECRET);
+        let t0 = Duration::from_secs(100);
+        let start = |w: &mut World, t, id: &str, res: &str| {
+            let r = w.link_at(
+                t,
+                link,
+                &session_iq(id, "start", &format!("alice@example.com/{res}")),
+            );
+            r[0].clone()
+        };
+        assert_eq!(start(&mut w, t0, "1", "a").attr("type"), Some("result"));
+        assert_eq!(start(&mut w, t0, "2", "b").attr("type"), Some("result"));
+        let refused = start(&mut w, t0, "3", "c");
+        assert_eq!(cond(&refused), Some("resource-constraint"));
+        assert_eq!(
+            xmpp::error_text(&refused).as_deref(),
+            Some("session creation rate exceeded")
+        );
+        // One interval later, one more token.
+        let t1 = t0 + Duration::from_secs(5);
+        assert_eq!(start(&mut w, t1, "4", "c").attr("type"), Some("result"));
+        assert_eq!(
+            cond(&start(&mut w, t1, "5", "d")),
+            Some("resource-constraint")
+        );
+        assert_eq!(w.svc.stats().refused_rate, 2);
+    }
+
+    #[test]
+    fn a_session_is_a_device_of_its_user() {
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        w.link_input(
+            link,
+            &session_iq("1", "start", "alice@example.com/hm-webex"),
+        );
+        let alice_jabber = w.c2s("alice", "jabber");
+        let bob = w.c2s("bob", "jabber");
+
+        // Bob → alice (bare): alice's Jabber and the session both get it, the session with
+        // `to` = its full JID.
+        w.node.input(
+            Duration::ZERO,
+            bob,
+            b"<message to='alice@example.com' type='chat' id='m1'><body>hi</body></message>",
+        );
+        let got = w.drain();
+        let to_link = &got[&link];
+        assert_eq!(to_link.len(), 1, "{got:?}");
+        assert_eq!(to_link[0].attr("to"), Some("alice@example.com/hm-webex"));
+        assert_eq!(to_link[0].attr("from"), Some("bob@example.com/jabber"));
+        assert!(to_link[0].is("message", xmpp::NS_COMPONENT));
+        assert_eq!(xmpp::body(&to_link[0]).as_deref(), Some("hi"));
+        assert_eq!(
+            got.get(&alice_jabber).map(Vec::len),
+            Some(1),
+            "{got:?} {:?}",
+            w.node.stats()
+        );
+
+        // Alice's own send from Jabber reaches the session as a sent carbon.
+        w.node.input(
+            Duration::ZERO,
+            alice_jabber,
+            b"<message to='bob@example.com' type='chat' id='m2'><body>yo</body></message>",
+        );
+        let got = w.drain();
+        let carbon = &got[&link][0];
+        assert_eq!(carbon.attr("to"), Some("alice@example.com/hm-webex"));
+        assert!(
+            carbon.child("sent", xmpp::NS_CARBONS).is_some(),
+            "{carbon:?}"
+        );
+
+        // The connector sends as the session: bob gets it from alice's session JID, and
+        // alice's Jabber gets a carbon.
+        let r = w.link_input(
+            link,
+            "<message from='alice@example.com/hm-webex' to='bob@example.com' type='chat' \
+             id='w1'><body>from webex</body></message>",
+        );
+        assert!(r.is_empty(), "{r:?}");
+        let got = w.drain();
+        assert!(got.is_empty());
+        // (outputs were already drained by link_input; replay to look at them)
+        w.svc.input(
+            Duration::ZERO,
+            &mut w.node,
+            link,
+            b"<message from='alice@example.com/hm-webex' to='bob@example.com' type='chat' \
+              id='w2'><body>again</body></message>",
+        );
+        let got = w.drain();
+        let m = &got[&bob][0];
+        assert_eq!(m.attr("from"), Some("alice@example.com/hm-webex"));
+        assert!(m.is("message", xmpp::NS_CLIENT));
+        assert_eq!(xmpp::body(m).as_deref(), Some("again"));
+        assert!(
+            got[&alice_jabber][0]
+                .child("sent", xmpp::NS_CARBONS)
+                .is_some()
+        );
+
+        // A stanza from a JID without a session is refused.
+        let r = w.link_input(
+            link,
+            "<message from='bob@example.com/hm' to='alice@example.com' type='chat' id='x'>\
+             <body>spoof</body></message>",
+        );
+        assert_eq!(cond(&r[0]), Some("not-allowed"));
+
+        // Closing the link ends the session: alice's bare JID reaches only Jabber now.
+        w.svc.closed(Duration::ZERO, &mut w.node, link);
+        assert_eq!(w.node.component_session_count(), 0);
+        w.node.input(
+            Duration::ZERO,
+            bob,
+            b"<message to='alice@example.com' type='chat' id='m3'><body>2</body></message>",
+        );
+        let got = w.drain();
+        assert!(!got.contains_key(&link));
+        assert_eq!(got[&alice_jabber].len(), 1);
+    }
+
+    #[test]
+    fn jabber_client_taking_the_resource_ends_the_session_with_a_notice() {
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        w.link_input(
+            link,
+            &session_iq("1", "start", "alice@example.com/hm-webex"),
+        );
+        let c = w.node.open();
+        let header = "<stream:stream xmlns='jabber:client' \
+            xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+        w.node.input(Duration::ZERO, c, header.as_bytes());
+        let auth = format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            xmpp::sasl_plain_response("alice", "pw")
+        );
+        w.node.input(Duration::ZERO, c, auth.as_bytes());
+        w.node.input(Duration::ZERO, c, header.as_bytes());
+        w.node.input(
+            Duration::ZERO,
+            c,
+            b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+              <resource>hm-webex</resource></bind></iq>",
+        );
+        let got = w.drain();
+        let notice = &got[&link][0];
+        let s = notice.child("session", xmpp::NS_HM_SESSION).unwrap();
+        assert_eq!(s.attr("action"), Some("stop"));
+        assert_eq!(s.attr("jid"), Some("alice@example.com/hm-webex"));
+        assert_eq!(w.node.component_session_count(), 0);
+        assert!(!w.closed.contains(&link), "the link itself stays up");
+        // And a session cannot take a resource a Jabber client holds.
+        let r = w.link_input(
+            link,
+            &session_iq("2", "start", "alice@example.com/hm-webex"),
+        );
+        assert_eq!(cond(&r[0]), Some("conflict"));
+    }
+
+    #[test]
+    fn ping_close_and_stream_errors() {
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(
+            link,
+            "<iq type='get' id='p' from='hm.example.com' to='example.com'>\
+             <ping xmlns='urn:xmpp:ping'/></iq>",
+        );
+        assert_eq!(r[0].attr("type"), Some("result"));
+        let r = w.link_input(link, "<bogus/>");
+        assert!(
+            r[0].child("unsupported-stanza-type", xmpp::NS_STREAMS_ERR)
+                .is_some()
+        );
+        assert!(w.closed.contains(&link));
+
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        w.link_input(link, &session_iq("1", "start", "alice@example.com/hm"));
+        w.link_input(link, "</stream:stream>");
+        assert!(w.closed.contains(&link));
+        assert_eq!(w.node.component_session_count(), 0);
+
+        let mut w = World::new(World::cfg());
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(link, "<message><body></message>");
+        assert!(
+            r[0].child("not-well-formed", xmpp::NS_STREAMS_ERR)
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn too_many_links_are_refused() {
+        let mut w = World::new(World::cfg());
+        for _ in 0..COMPONENT_LINKS_MAX {
+            let (l, _) = w.link(SECRET);
+            assert!(!w.closed.contains(&l));
+        }
+        let l = w.svc.open(&mut w.node);
+        let _ = w.drain();
+        assert!(w.closed.contains(&l));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn random_bytes_never_panic(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::num::u8::ANY, 0..64), 0..8),
+            handshake_first in proptest::bool::ANY,
+        ) {
+            let mut w = World::new(World::cfg());
+            let link = if handshake_first { w.link(SECRET).0 } else { w.svc.open(&mut w.node) };
+            for c in &chunks {
+                w.svc.input(Duration::ZERO, &mut w.node, link, c);
+                let _ = w.drain();
+            }
+            w.svc.closed(Duration::ZERO, &mut w.node, link);
+            proptest::prop_assert_eq!(w.node.component_session_count(), 0);
+        }
+
+        #[test]
+        fn random_stanzas_never_panic(
+            stanzas in proptest::collection::vec(
+                proptest::sample::select(vec![
+                    "<iq type='set' id='1'><session xmlns='urn:hmsim:hybrid-session:0' action='start' jid='alice@example.com/hm'/></iq>",
+                    "<iq type='set' id='2'><session xmlns='urn:hmsim:hybrid-session:0' action='stop' jid='alice@example.com/hm'/></iq>",
+                    "<iq type='set'><session xmlns='urn:hmsim:hybrid-session:0'/></iq>",
+                    "<message from='alice@example.com/hm' to='bob@example.com' type='chat'><body>x</body></message>",
+                    "<message from='alice@example.com/hm' to='nobody@x' type='chat'><body>x</body></message>",
+                    "<message from='alice@example.com/hm' to='@@'/>",
+                    "<presence from='alice@example.com/hm'/>",
+                    "<presence from='alice@example.com/hm' type='unavailable'/>",
+                    "<iq from='alice@example.com/hm' type='get' id='3'><ping xmlns='urn:xmpp:ping'/></iq>",
+                    "<iq type='result' id='4'/>",
+                    "<handshake>00</handshake>",
+                    "<x/>",
+                ]),
+                0..12,
+            ),
+        ) {
+            let mut w = World::new(World::cfg());
+            let (link, _) = w.link(SECRET);
+            for s in &stanzas {
+                w.svc.input(Duration::ZERO, &mut w.node, link, s.as_bytes());
+                let _ = w.drain();
+            }
+        }
+    }
+}
