@@ -1,0 +1,12 @@
+//! The sans-IO connector core: no tokio, no clock, no RNG of its own. Inputs carry `now`;
+//! randomness is passed in by the driver (derived from the run seed).
+//!
+//! - [`config`]: the Message Service configuration and its rules (spec 11-21).
+//! - [`limiter`]: token bucket (session creation, migration) and seeded backoff.
+//! - [`presence`]: Webex → Jabber presence mapping and the session-lifetime rule.
+//! - [`translate`]: XMPP stanzas ↔ neutral Webex activities (spec 32-45).
+
+pub mod config;
+pub mod limiter;
+pub mod presence;
+pub mod translate;

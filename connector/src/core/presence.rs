@@ -1,0 +1,149 @@
+//! Webex → Jabber presence translation (spec 50-55) and the session-lifetime rule (DESIGN.md
+//! section 9). Never Jabber → Webex (spec 50).
+//!
+//! | Webex state (spec 52) | Jabber device presence | session |
+//! |---|---|---|
+//! | hidden ("Show statuses" off) | away, "@ Webex" | kept, never destroyed |
+//! | DND (30 min – 24 h, not expired) | dnd, "@ Webex" | kept |
+//! | active within 10 min | available, "@ Webex" | kept |
+//! | last active 10 min – 72 h, or out of office | away, "@ Webex" | kept |
+//! | not active for more than 72 h | offline | destroyed |
+//!
+//! Hidden is checked first because a hidden user's activity must not leak through presence;
+//! DND next, because it is an explicit user choice that persists until it expires (spec 54).
+
+use std::time::Duration;
+
+/// The Available/Away boundary (spec 52, timers table).
+pub const AVAILABLE_WITHIN: Duration = Duration::from_secs(10 * 60);
+/// The activity window after which the connector destroys a user's session (spec 52).
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+/// The presence poll interval (spec 51).
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
+/// The status text that marks Webex-derived presence in Jabber.
+pub const STATUS_TEXT: &str = "@ Webex";
+
+/// What the cloud's presence service reports for one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WebexPresence {
+    /// Last activity in Webex, if ever.
+    pub last_active: Option<Duration>,
+    /// DND until this time, if set.
+    pub dnd_until: Option<Duration>,
+    /// Out of office (calendar).
+    pub out_of_office: bool,
+    /// "Show statuses" off.
+    pub hidden: bool,
+}
+
+/// The XMPP presence the connector publishes as the user's Webex device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JabberPresence {
+    /// `<presence>` with no `<show>`.
+    Available,
+    /// `<show>away</show>`.
+    Away,
+    /// `<show>dnd</show>`.
+    Dnd,
+    /// No session: the device is gone (unavailable).
+    Offline,
+}
+
+impl JabberPresence {
+    /// The `<show>` value, if any.
+    pub fn show(self) -> Option<&'static str> {
+        match self {
+            JabberPresence::Available | JabberPresence::Offline => None,
+            JabberPresence::Away => Some("away"),
+            JabberPresence::Dnd => Some("dnd"),
+        }
+    }
+}
+
+/// Maps a Webex presence to the Jabber device presence at time `now` (spec 52-55).
+pub fn translate(p: &WebexPresence, now: Duration) -> JabberPresence {
+    if p.hidden {
+        return JabberPresence::Away;
+    }
+    if p.dnd_until.is_some_and(|until| until > now) {
+        return JabberPresence::Dnd;
+    }
+    let idle = p.last_active.map(|t| now.saturating_sub(t));
+    match idle {
+        Some(i) if i > ACTIVE_WINDOW => JabberPresence::Offline,
+        None => JabberPresence::Offline,
+        Some(_) if p.out_of_office => JabberPresence::Away,
+        Some(i) if i <= AVAILABLE_WITHIN => JabberPresence::Available,
+        Some(_) => JabberPresence::Away,
+    }
+}
+
+/// Whether the user should have a connector session at `now` (DESIGN.md section 9): active in
+/// Webex within 72 h, or hidden (whose session is never destroyed, spec 52).
+pub fn wants_session(p: &WebexPresence, now: Duration) -> bool {
+    p.hidden
+        || p.last_active
+            .is_some_and(|t| now.saturating_sub(t) <= ACTIVE_WINDOW)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: u64 = 3600;
+
+    fn at(now_s: u64, last_active_s: Option<u64>) -> WebexPresence {
+        WebexPresence {
+            last_active: last_active_s.map(|s| Duration::from_secs(now_s - s)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_row_of_spec_52() {
+        let now = Duration::from_secs(100 * H);
+        let n = 100 * H;
+        assert_eq!(translate(&at(n, Some(60)), now), JabberPresence::Available);
+        assert_eq!(translate(&at(n, Some(600)), now), JabberPresence::Available);
+        assert_eq!(translate(&at(n, Some(601)), now), JabberPresence::Away);
+        assert_eq!(translate(&at(n, Some(72 * H)), now), JabberPresence::Away);
+        assert_eq!(
+            translate(&at(n, Some(72 * H + 1)), now),
+            JabberPresence::Offline
+        );
+        assert_eq!(translate(&at(n, None), now), JabberPresence::Offline);
+        let ooo = WebexPresence {
+            out_of_office: true,
+            ..at(n, Some(60))
+        };
+        assert_eq!(translate(&ooo, now), JabberPresence::Away);
+        let dnd = WebexPresence {
+            dnd_until: Some(now + Duration::from_secs(1800)),
+            ..at(n, Some(60))
+        };
+        assert_eq!(translate(&dnd, now), JabberPresence::Dnd);
+        let expired = WebexPresence {
+            dnd_until: Some(now - Duration::from_secs(1)),
+            ..dnd
+        };
+        assert_eq!(translate(&expired, now), JabberPresence::Available);
+        let hidden = WebexPresence {
+            hidden: true,
+            ..at(n, None)
+        };
+        assert_eq!(translate(&hidden, now), JabberPresence::Away);
+    }
+
+    #[test]
+    fn sessions_follow_the_72_hour_window_except_hidden() {
+        let now = Duration::from_secs(100 * H);
+        assert!(wants_session(&at(100 * H, Some(72 * H)), now));
+        assert!(!wants_session(&at(100 * H, Some(72 * H + 1)), now));
+        assert!(!wants_session(&at(100 * H, None), now));
+        let hidden = WebexPresence {
+            hidden: true,
+            ..at(100 * H, None)
+        };
+        assert!(wants_session(&hidden, now));
+    }
+}
