@@ -4,9 +4,11 @@
 //! - [`config`]: the Message Service configuration and its rules (spec 11-21).
 //! - [`limiter`]: token bucket (session creation, migration) and seeded backoff.
 //! - [`presence`]: Webex → Jabber presence mapping and the session-lifetime rule.
+//! - [`sessions`]: per-user IM&P sessions over the component link, rate-limited, with backoff.
 //! - [`translate`]: XMPP stanzas ↔ neutral Webex activities (spec 32-45).
 
 pub mod config;
 pub mod limiter;
 pub mod presence;
+pub mod sessions;
 pub mod translate;

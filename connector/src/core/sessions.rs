@@ -1,0 +1,536 @@
+//! Per-user IM&P sessions of one connector node (DESIGN.md sections 3 and 9).
+//!
+//! A user the cloud assigned to this node, and who wants a session (active on Webex within
+//! 72 h, or hidden: [`super::presence::wants_session`]), gets one session on their home IM&P
+//! node, opened with an IQ on the component link:
+//!
+//! ```xml
+//! <iq type='set' id='s-17' from='connector' to='imp-a-1'>
+//!   <session xmlns='urn:hmsim:hybrid-session:0' action='start' jid='alice@example.com/hm-webex'/>
+//! </iq>
+//! ```
+//!
+//! Opens go through a [`TokenBucket`] (the node's session-creation budget, and after a
+//! failover the migration rate of spec 62). A `resource-constraint` answer puts the user in
+//! seeded backoff; any other error marks the session failed, with the condition kept for the
+//! status page. Losing a node's component link closes every session on it: they are queued
+//! again, and open as soon as the link (or, after a failover, the user's new node) is back.
+//!
+//! Grammar: `want`/`unwant`/`retarget`/`node_up`/`node_down` and `handle_iq` are inputs,
+//! [`SessionManager::poll_command`] yields IQs to send, [`SessionManager::poll_timeout`] /
+//! [`SessionManager::handle_timeout`] drive timers. Time is always an argument.
+
+use super::limiter::{Backoff, TokenBucket};
+use crate::proto::xml::Element;
+use crate::proto::xmpp::{self, NS_COMPONENT, NS_HM_SESSION};
+use rand_core::Rng;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// The resource of every connector session: the user's "Webex device" in IM&P.
+pub const SESSION_RESOURCE: &str = "hm-webex";
+/// An open request unanswered for this long is abandoned and retried (the node may have lost
+/// it with a dead stream).
+pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Backoff bounds after `resource-constraint`.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(5);
+/// Upper bound of the backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Session IQs in flight at once per manager: bounds the node's pending table and keeps a
+/// burst of opens from flooding one component stream.
+pub const IN_FLIGHT_MAX: usize = 256;
+
+/// Where a user's session is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// Wanted, waiting for a token or for the node's link.
+    Queued,
+    /// Start IQ sent.
+    Opening {
+        /// IQ id.
+        iq: String,
+        /// When it was sent.
+        since: Duration,
+    },
+    /// Open on the node.
+    Open,
+    /// Refused with `resource-constraint`: retry at `until`.
+    Backoff {
+        /// Retry time.
+        until: Duration,
+    },
+    /// Refused for good (unknown user, wrong node); `condition` is the stanza error.
+    Failed {
+        /// The XMPP error condition.
+        condition: String,
+    },
+}
+
+#[derive(Debug)]
+struct UserSession {
+    jid: String,
+    node: String,
+    state: SessionState,
+    backoff: Backoff,
+}
+
+/// An IQ to send on the component link to `node`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// Target IM&P node host.
+    pub node: String,
+    /// The IQ.
+    pub iq: Element,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Start IQs sent.
+    pub opens_sent: u64,
+    /// Sessions opened.
+    pub opened: u64,
+    /// Sessions closed by the connector.
+    pub closed: u64,
+    /// `resource-constraint` refusals.
+    pub refused_rate: u64,
+    /// Other refusals.
+    pub failed: u64,
+    /// Opens that timed out.
+    pub timeouts: u64,
+    /// Sessions lost with a node's link.
+    pub lost_with_node: u64,
+}
+
+/// The session table of one connector node.
+pub struct SessionManager {
+    component: String,
+    users: BTreeMap<String, UserSession>,
+    /// Users waiting for a token, in the order they became ready.
+    queue: VecDeque<String>,
+    pending: BTreeMap<String, String>,
+    nodes_up: BTreeSet<String>,
+    bucket: TokenBucket,
+    out: VecDeque<Command>,
+    next_iq: u64,
+    stats: SessionStats,
+}
+
+impl SessionManager {
+    /// A manager whose component JID is `component`, opening at most `bucket`'s rate.
+    pub fn new(component: &str, bucket: TokenBucket) -> Self {
+        Self {
+            component: component.to_string(),
+            users: BTreeMap::new(),
+            queue: VecDeque::new(),
+            pending: BTreeMap::new(),
+            nodes_up: BTreeSet::new(),
+            bucket,
+            out: VecDeque::new(),
+            next_iq: 0,
+            stats: SessionStats::default(),
+        }
+    }
+
+    /// Replaces the rate limit (e.g. the migration rate after a failover).
+    pub fn set_bucket(&mut self, bucket: TokenBucket) {
+        self.bucket = bucket;
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    /// The state of a user's session, if the user is wanted.
+    pub fn state(&self, user: &str) -> Option<&SessionState> {
+        self.users.get(user).map(|u| &u.state)
+    }
+
+    /// Open sessions per IM&P node.
+    pub fn open_per_node(&self) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for u in self.users.values() {
+            if u.state == SessionState::Open {
+                *m.entry(u.node.clone()).or_insert(0) += 1;
+            }
+        }
+        m
+    }
+
+    /// The full JID of a user's session.
+    pub fn session_jid(bare: &str) -> String {
+        format!("{bare}/{SESSION_RESOURCE}")
+    }
+
+    /// The user (key, usually the email) whose bare JID is `bare`, if wanted.
+    pub fn user_by_jid(&self, bare: &str) -> Option<&str> {
+        self.users
+            .iter()
+            .find(|(_, u)| u.jid == bare)
+            .map(|(k, _)| k.as_str())
+    }
+
+    /// The user should have a session on `node`. Idempotent.
+    pub fn want(&mut self, user: &str, bare_jid: &str, node: &str, now: Duration) {
+        if let Some(u) = self.users.get(user) {
+            if u.node == node {
+                return;
+            }
+            self.retarget(user, node, now);
+            return;
+        }
+        self.users.insert(
+            user.to_string(),
+            UserSession {
+                jid: bare_jid.to_string(),
+                node: node.to_string(),
+                state: SessionState::Queued,
+                backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            },
+        );
+        self.queue.push_back(user.to_string());
+        self.pump(now);
+    }
+
+    /// The user should no longer have a session (inactive for 72 h, unassigned).
+    pub fn unwant(&mut self, user: &str, now: Duration) {
+        let Some(u) = self.users.remove(user) else {
+            return;
+        };
+        self.queue.retain(|q| q != user);
+        if matches!(u.state, SessionState::Open | SessionState::Opening { .. })
+            && self.nodes_up.contains(&u.node)
+        {
+            self.stats.closed += 1;
+            let iq = self.session_iq("stop", &u.jid, &u.node);
+            self.out.push_back(Command { node: u.node, iq });
+        }
+        self.pump(now);
+    }
+
+    /// Moves a user's session to another node (failover, fallback): closes the old one if
+    /// its node is reachable, queues an open on the new one.
+    pub fn retarget(&mut self, user: &str, node: &str, now: Duration) {
+        let Some(u) = self.users.get_mut(user) else {
+            return;
+        };
+        if u.node == node {
+            return;
+        }
+        let old = std::mem::replace(&mut u.node, node.to_string());
+        let was_live = matches!(u.state, SessionState::Open | SessionState::Opening { .. });
+        u.state = SessionState::Queued;
+        let jid = u.jid.clone();
+        if was_live && self.nodes_up.contains(&old) {
+            let iq = self.session_iq("stop", &jid, &old);
+            self.out.push_back(Command { node: old, iq });
+        }
+        if !self.queue.iter().any(|q| q == user) {
+            self.queue.push_back(user.to_string());
+        }
+        self.pump(now);
+    }
+
+    /// The component link to `node` is up (again).
+    pub fn node_up(&mut self, node: &str, now: Duration) {
+        self.nodes_up.insert(node.to_string());
+        self.pump(now);
+    }
+
+    /// The component link to `node` is gone: its sessions are lost and queued again.
+    pub fn node_down(&mut self, node: &str, now: Duration) {
+        self.nodes_up.remove(node);
+        let lost: Vec<String> = self
+            .users
+            .iter()
+            .filter(|(_, u)| {
+                u.node == node
+                    && !matches!(u.state, SessionState::Queued | SessionState::Failed { .. })
+            })
+            .map(|(k, _)| k.clone())
+            .collect();
+        // Answers from a dead link never come: free their in-flight slots.
+        self.pending.retain(|_, u| !lost.contains(u));
+        for k in lost {
+            if let Some(u) = self.users.get_mut(&k) {
+                if u.state == SessionState::Open {
+                    self.stats.lost_with_node += 1;
+                }
+                u.state = SessionState::Queued;
+            }
+            if !self.queue.contains(&k) {
+                self.queue.push_back(k);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// An IQ result or error from a node. Returns false if it was not one of ours.
+    pub fn handle_iq(&mut self, iq: &Element, now: Duration, rng: &mut impl Rng) -> bool {
+        let Some(id) = iq.attr("id") else {
+            return false;
+        };
+        let Some(user) = self.pending.remove(id) else {
+            return false;
+        };
+        let Some(u) = self.users.get_mut(&user) else {
+            return true;
+        };
+        if !matches!(&u.state, SessionState::Opening { iq, .. } if iq == id) {
+            return true; // a stale answer for a superseded attempt
+        }
+        match iq.attr("type") {
+            Some("result") => {
+                u.state = SessionState::Open;
+                u.backoff.reset();
+                self.stats.opened += 1;
+            }
+            _ => {
+                let condition = xmpp::error_condition(iq)
+                    .unwrap_or("undefined-condition")
+                    .to_string();
+                if condition == "resource-constraint" {
+                    self.stats.refused_rate += 1;
+                    u.state = SessionState::Backoff {
+                        until: now + u.backoff.next_delay(rng),
+                    };
+                } else {
+                    self.stats.failed += 1;
+                    u.state = SessionState::Failed { condition };
+                }
+            }
+        }
+        self.pump(now);
+        true
+    }
+
+    /// The next timer deadline, if any.
+    pub fn poll_timeout(&mut self, now: Duration) -> Option<Duration> {
+        let mut next: Option<Duration> = None;
+        let mut consider = |t: Duration| next = Some(next.map_or(t, |n| n.min(t)));
+        for u in self.users.values() {
+            match u.state {
+                SessionState::Opening { since, .. } => consider(since + OPEN_TIMEOUT),
+                SessionState::Backoff { until } => consider(until),
+                _ => {}
+            }
+        }
+        if !self.queue.is_empty() && self.pending.len() < IN_FLIGHT_MAX {
+            consider(self.bucket.next_available(now).max(now));
+        }
+        next
+    }
+
+    /// Timers due at `now`: backoffs end, opens time out, queued users get tokens.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        let mut requeue = Vec::new();
+        for (k, u) in self.users.iter_mut() {
+            match u.state {
+                SessionState::Backoff { until } if until <= now => {
+                    u.state = SessionState::Queued;
+                    requeue.push(k.clone());
+                }
+                SessionState::Opening { since, .. } if since + OPEN_TIMEOUT <= now => {
+                    self.stats.timeouts += 1;
+                    u.state = SessionState::Queued;
+                    requeue.push(k.clone());
+                }
+                _ => {}
+            }
+        }
+        for k in requeue {
+            self.pending.retain(|_, v| *v != k);
+            if !self.queue.contains(&k) {
+                self.queue.push_back(k);
+            }
+        }
+        self.pump(now);
+    }
+
+    /// The next IQ to send.
+    #[must_use]
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.out.pop_front()
+    }
+
+    /// Sends opens for queued users while tokens, links and in-flight room allow. Users whose
+    /// node is down stay queued without consuming tokens.
+    fn pump(&mut self, now: Duration) {
+        let mut waiting = VecDeque::new();
+        // Bounded by the queue length: each user is looked at once per pump.
+        while let Some(k) = self.queue.pop_front() {
+            let Some(u) = self.users.get(&k) else {
+                continue;
+            };
+            if u.state != SessionState::Queued {
+                continue;
+            }
+            if !self.nodes_up.contains(&u.node) || self.pending.len() >= IN_FLIGHT_MAX {
+                waiting.push_back(k);
+                continue;
+            }
+            if !self.bucket.try_take(now) {
+                waiting.push_back(k);
+                waiting.extend(self.queue.drain(..));
+                break;
+            }
+            self.open(&k, now);
+        }
+        self.queue = waiting;
+    }
+
+    fn open(&mut self, user: &str, now: Duration) {
+        let (jid, node) = {
+            let u = &self.users[user];
+            (u.jid.clone(), u.node.clone())
+        };
+        let iq = self.session_iq("start", &jid, &node);
+        let id = iq.attr("id").unwrap_or_default().to_string();
+        self.pending.insert(id.clone(), user.to_string());
+        if let Some(u) = self.users.get_mut(user) {
+            u.state = SessionState::Opening { iq: id, since: now };
+        }
+        self.stats.opens_sent += 1;
+        self.out.push_back(Command { node, iq });
+    }
+
+    fn session_iq(&mut self, action: &str, bare: &str, node: &str) -> Element {
+        self.next_iq += 1;
+        Element::new("iq", NS_COMPONENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("s-{}", self.next_iq))
+            .with_attr("from", self.component.clone())
+            .with_attr("to", node)
+            .with_child(
+                Element::new("session", NS_HM_SESSION)
+                    .with_attr("action", action)
+                    .with_attr("jid", Self::session_jid(bare)),
+            )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng as _;
+
+    fn manager(rate_per_s: f64) -> SessionManager {
+        SessionManager::new(
+            "hm.exp-a-1",
+            TokenBucket::new(rate_per_s, rate_per_s.max(1.0), Duration::ZERO),
+        )
+    }
+
+    fn answer(cmd: &Command, ok: bool, condition: &str) -> Element {
+        if ok {
+            xmpp::iq_result(&cmd.iq, None)
+        } else {
+            xmpp::error_reply(&cmd.iq, "wait", condition, None)
+        }
+    }
+
+    fn drain(m: &mut SessionManager) -> Vec<Command> {
+        std::iter::from_fn(|| m.poll_command()).collect()
+    }
+
+    #[test]
+    fn opens_when_the_node_is_up_and_paces_by_the_bucket() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut m = manager(1.0);
+        let t0 = Duration::ZERO;
+        m.want("a@x", "a@x", "imp-1", t0);
+        m.want("b@x", "b@x", "imp-1", t0);
+        assert!(drain(&mut m).is_empty(), "node not up yet");
+        m.node_up("imp-1", t0);
+        let first = drain(&mut m);
+        assert_eq!(first.len(), 1);
+        let jid = first[0]
+            .iq
+            .child("session", NS_HM_SESSION)
+            .unwrap()
+            .attr("jid")
+            .unwrap();
+        assert_eq!(jid, "a@x/hm-webex");
+        assert!(m.handle_iq(&answer(&first[0], true, ""), t0, &mut rng));
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        let t1 = m.poll_timeout(t0).unwrap();
+        assert_eq!(t1, Duration::from_secs(1));
+        m.handle_timeout(t1);
+        assert_eq!(drain(&mut m).len(), 1);
+    }
+
+    #[test]
+    fn resource_constraint_backs_off_then_retries() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut m = manager(100.0);
+        m.node_up("imp-1", Duration::ZERO);
+        m.want("a@x", "a@x", "imp-1", Duration::ZERO);
+        let c = drain(&mut m);
+        m.handle_iq(
+            &answer(&c[0], false, "resource-constraint"),
+            Duration::ZERO,
+            &mut rng,
+        );
+        let SessionState::Backoff { until } = m.state("a@x").unwrap().clone() else {
+            panic!()
+        };
+        assert!(until >= BACKOFF_MIN / 2);
+        m.handle_timeout(until);
+        assert_eq!(drain(&mut m).len(), 1);
+        assert_eq!(m.stats().refused_rate, 1);
+    }
+
+    #[test]
+    fn node_loss_requeues_and_retarget_moves() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut m = manager(100.0);
+        m.node_up("imp-1", Duration::ZERO);
+        m.node_up("imp-2", Duration::ZERO);
+        m.want("a@x", "a@x", "imp-1", Duration::ZERO);
+        let c = drain(&mut m);
+        m.handle_iq(&answer(&c[0], true, ""), Duration::ZERO, &mut rng);
+        m.node_down("imp-1", Duration::ZERO);
+        assert_eq!(m.state("a@x"), Some(&SessionState::Queued));
+        assert!(drain(&mut m).is_empty(), "imp-1 is down");
+        m.retarget("a@x", "imp-2", Duration::ZERO);
+        let c = drain(&mut m);
+        assert_eq!(c.len(), 1, "no stop to a dead node, one start on the peer");
+        assert_eq!(c[0].node, "imp-2");
+        m.handle_iq(&answer(&c[0], true, ""), Duration::ZERO, &mut rng);
+        assert_eq!(m.open_per_node().get("imp-2"), Some(&1));
+    }
+
+    #[test]
+    fn unknown_user_fails_for_good_and_unwant_stops() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut m = manager(100.0);
+        m.node_up("imp-1", Duration::ZERO);
+        m.want("a@x", "a@x", "imp-1", Duration::ZERO);
+        m.want("b@x", "b@x", "imp-1", Duration::ZERO);
+        let c = drain(&mut m);
+        m.handle_iq(
+            &answer(&c[0], false, "item-not-found"),
+            Duration::ZERO,
+            &mut rng,
+        );
+        m.handle_iq(&answer(&c[1], true, ""), Duration::ZERO, &mut rng);
+        assert_eq!(
+            m.state("a@x"),
+            Some(&SessionState::Failed {
+                condition: "item-not-found".into()
+            })
+        );
+        m.unwant("b@x", Duration::ZERO);
+        let stop = drain(&mut m);
+        assert_eq!(
+            stop[0]
+                .iq
+                .child("session", NS_HM_SESSION)
+                .unwrap()
+                .attr("action"),
+            Some("stop")
+        );
+    }
+}
