@@ -2,12 +2,14 @@
 //! randomness is passed in by the driver (derived from the run seed).
 //!
 //! - [`config`]: the Message Service configuration and its rules (spec 11-21).
+//! - [`directory`]: AXL discovery requests and responses, and the user directory (spec 22-26).
 //! - [`limiter`]: token bucket (session creation, migration) and seeded backoff.
 //! - [`presence`]: Webex → Jabber presence mapping and the session-lifetime rule.
 //! - [`sessions`]: per-user IM&P sessions over the component link, rate-limited, with backoff.
 //! - [`translate`]: XMPP stanzas ↔ neutral Webex activities (spec 32-45).
 
 pub mod config;
+pub mod directory;
 pub mod limiter;
 pub mod presence;
 pub mod sessions;
