@@ -1,0 +1,224 @@
+//! IM&P node health and session migration after a failover (spec 61-65, DESIGN.md section 9).
+//!
+//! The connector notices a node outage (its component stream is lost). It then waits a
+//! detection delay drawn uniformly from `[0, detection_delay_max]` (spec 62: "may take up to
+//! 15 min to start moving sessions") and moves the node's sessions to its PRG peer through the
+//! migration token bucket (default 5,000 sessions in about 30 minutes). Fallback moves them
+//! back the same way once the node is healthy again. While sessions are moving, the status
+//! page shows the source node as "Outage" with its users still assigned to it (spec 63).
+//!
+//! High availability is read at discovery and kept until the connector restarts (spec 61): a
+//! PRG whose HA setting changes later is still treated as before, as the seeds say.
+//! What the seeds call not robust (spec 64: an XCP or AXL failure of a node without HA) stays
+//! not robust: without HA or without a peer, the node's users simply lose their sessions.
+
+use rand_core::Rng;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Node status as the status page shows it (spec 71).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeStatus {
+    /// Reachable.
+    Operational,
+    /// Stream lost.
+    Outage,
+}
+
+#[derive(Debug, Clone)]
+struct NodeHealth {
+    status: NodeStatus,
+    peer: Option<String>,
+    high_availability: bool,
+    since: Duration,
+}
+
+/// A decided move: sessions homed on `from` go to `to`, starting at `at`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    /// Source node.
+    pub from: String,
+    /// Destination node.
+    pub to: String,
+    /// When moving starts.
+    pub at: Duration,
+    /// Failover (away from a failed node) or fallback (back to a recovered one).
+    pub fallback: bool,
+}
+
+/// Health of every discovered IM&P node, and the moves it implies.
+#[derive(Debug, Clone, Default)]
+pub struct Failover {
+    nodes: BTreeMap<String, NodeHealth>,
+    detection_delay_max: Duration,
+    scheduled: Vec<Move>,
+    /// Where each failed-over node's users currently go.
+    redirect: BTreeMap<String, String>,
+}
+
+impl Failover {
+    /// Tracks nodes `(name, prg peer, high availability)` as discovered at start.
+    pub fn new(nodes: &[(String, Option<String>, bool)], detection_delay_max: Duration) -> Self {
+        Self {
+            nodes: nodes
+                .iter()
+                .map(|(n, peer, ha)| {
+                    let health = NodeHealth {
+                        status: NodeStatus::Operational,
+                        peer: peer.clone(),
+                        high_availability: *ha,
+                        since: Duration::ZERO,
+                    };
+                    (n.clone(), health)
+                })
+                .collect(),
+            detection_delay_max,
+            scheduled: Vec::new(),
+            redirect: BTreeMap::new(),
+        }
+    }
+
+    /// A node's status.
+    pub fn status(&self, node: &str) -> Option<NodeStatus> {
+        self.nodes.get(node).map(|h| h.status)
+    }
+
+    /// Where a user homed on `home` should have its session now: the home node, or its PRG
+    /// peer once a failover move has started.
+    pub fn target(&self, home: &str) -> String {
+        self.redirect
+            .get(home)
+            .cloned()
+            .unwrap_or_else(|| home.to_string())
+    }
+
+    /// The component stream to `node` was lost at `now`.
+    pub fn node_lost(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        let Some(h) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if h.status == NodeStatus::Outage {
+            return;
+        }
+        h.status = NodeStatus::Outage;
+        h.since = now;
+        let (peer, ha) = (h.peer.clone(), h.high_availability);
+        self.scheduled.retain(|m| !(m.to == node && m.fallback));
+        let Some(peer) = peer.filter(|_| ha) else {
+            return;
+        };
+        if self.status(&peer) != Some(NodeStatus::Operational) {
+            return;
+        }
+        let delay = self
+            .detection_delay_max
+            .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+        self.scheduled.push(Move {
+            from: node.to_string(),
+            to: peer,
+            at: now + delay,
+            fallback: false,
+        });
+    }
+
+    /// The stream to `node` is back at `now`: schedule the fallback of its users.
+    pub fn node_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        let Some(h) = self.nodes.get_mut(node) else {
+            return;
+        };
+        if h.status == NodeStatus::Operational {
+            return;
+        }
+        h.status = NodeStatus::Operational;
+        h.since = now;
+        self.scheduled.retain(|m| m.from != node || m.fallback);
+        let Some(peer) = self.redirect.get(node).cloned() else {
+            return;
+        };
+        let delay = self
+            .detection_delay_max
+            .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+        self.scheduled.push(Move {
+            from: peer,
+            to: node.to_string(),
+            at: now + delay,
+            fallback: true,
+        });
+    }
+
+    /// The next scheduled move time.
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        self.scheduled.iter().map(|m| m.at).min()
+    }
+
+    /// Moves due at `now`, in schedule order. Each updates [`Self::target`].
+    pub fn due(&mut self, now: Duration) -> Vec<Move> {
+        let (due, later): (Vec<Move>, Vec<Move>) =
+            self.scheduled.drain(..).partition(|m| m.at <= now);
+        self.scheduled = later;
+        for m in &due {
+            if m.fallback {
+                self.redirect.remove(&m.to);
+            } else {
+                self.redirect.insert(m.from.clone(), m.to.clone());
+            }
+        }
+        due
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng as _;
+
+    fn pair(ha: bool) -> Failover {
+        Failover::new(
+            &[
+                ("imp-a-1".into(), Some("imp-a-2".into()), ha),
+                ("imp-a-2".into(), Some("imp-a-1".into()), ha),
+            ],
+            Duration::from_secs(900),
+        )
+    }
+
+    #[test]
+    fn failover_waits_the_detection_delay_then_redirects() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        f.node_lost("imp-a-1", Duration::from_secs(100), &mut rng);
+        assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Outage));
+        let at = f.poll_timeout().unwrap();
+        assert!(at >= Duration::from_secs(100) && at <= Duration::from_secs(1000));
+        assert_eq!(f.target("imp-a-1"), "imp-a-1", "not before the delay");
+        let moves = f.due(at);
+        assert_eq!(moves.len(), 1);
+        assert_eq!(f.target("imp-a-1"), "imp-a-2");
+        f.node_back("imp-a-1", at + Duration::from_secs(60), &mut rng);
+        let back = f.due(f.poll_timeout().unwrap());
+        assert!(back[0].fallback);
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    #[test]
+    fn without_high_availability_nothing_moves() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(false);
+        f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
+        assert_eq!(f.poll_timeout(), None);
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    #[test]
+    fn same_seed_same_delay() {
+        let delay = |seed| {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let mut f = pair(true);
+            f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
+            f.poll_timeout().unwrap()
+        };
+        assert_eq!(delay(5), delay(5));
+        assert_ne!(delay(5), delay(6));
+    }
+}

@@ -1,0 +1,220 @@
+//! The Message Service status page (spec 66-71), computed from the connector's state.
+//!
+//! Totals: connectivity to Webex; users from connected IM&P clusters (local); users from all
+//! clusters (local + ICSA); users enabled for the service (assigned to this Expressway
+//! cluster); active (used Webex within 72 h) and not active, as counts and percentages of
+//! enabled. Per IM&P node: version, status, certificate validation, users, active, not active.
+//! During a failover, users stay counted on their home node while it shows "Outage"
+//! (spec 63). Per-node values sum to the totals; [`StatusPage::consistent`] checks it.
+
+use super::directory::Directory;
+use super::failover::NodeStatus;
+use super::presence::ACTIVE_WINDOW;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One IM&P node's row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRow {
+    /// Host name.
+    pub node: String,
+    /// Version as discovered (may be stale until a restart, spec 22).
+    pub version: String,
+    /// Operational or Outage.
+    pub status: NodeStatus,
+    /// Certificate validation on or off.
+    pub certificate_validation: bool,
+    /// Enabled users homed on this node.
+    pub users: usize,
+    /// Of those, active within 72 h.
+    pub active: usize,
+    /// Of those, not active for 72 h.
+    pub inactive: usize,
+}
+
+/// The whole page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusPage {
+    /// "Operational" when the cloud link is up, otherwise the fault.
+    pub connectivity: String,
+    /// Users from connected IM&P clusters (spec 67).
+    pub users_local: usize,
+    /// Users from all IM&P clusters, ICSA included (spec 68).
+    pub users_all: usize,
+    /// Users enabled for Hybrid Message on this Expressway cluster (spec 69).
+    pub enabled: usize,
+    /// Enabled users active within 72 h (spec 70).
+    pub active: usize,
+    /// Enabled users not active for 72 h.
+    pub inactive: usize,
+    /// One row per discovered node.
+    pub nodes: Vec<NodeRow>,
+}
+
+/// Inputs of the page.
+pub struct StatusInputs<'a> {
+    /// Cloud link state: `None` when operational, else the fault text.
+    pub cloud_fault: Option<&'a str>,
+    /// The directory.
+    pub directory: &'a Directory,
+    /// Assigned users (emails).
+    pub enabled: &'a [String],
+    /// Last Webex activity per email.
+    pub last_active: &'a BTreeMap<String, Duration>,
+    /// Discovered nodes: (name, version, status, certificate validation).
+    pub nodes: &'a [(String, String, NodeStatus, bool)],
+    /// Now.
+    pub now: Duration,
+}
+
+impl StatusPage {
+    /// Computes the page.
+    pub fn compute(i: &StatusInputs<'_>) -> Self {
+        let mut rows: BTreeMap<&str, NodeRow> = i
+            .nodes
+            .iter()
+            .map(|(n, v, s, c)| {
+                let row = NodeRow {
+                    node: n.clone(),
+                    version: v.clone(),
+                    status: *s,
+                    certificate_validation: *c,
+                    users: 0,
+                    active: 0,
+                    inactive: 0,
+                };
+                (n.as_str(), row)
+            })
+            .collect();
+        let (mut active, mut enabled) = (0, 0);
+        for email in i.enabled {
+            let Some(entry) = i.directory.get(email) else {
+                continue;
+            };
+            enabled += 1;
+            let is_active = i
+                .last_active
+                .get(email)
+                .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
+            active += usize::from(is_active);
+            if let Some(row) = rows.get_mut(entry.home.as_str()) {
+                row.users += 1;
+                row.active += usize::from(is_active);
+                row.inactive += usize::from(!is_active);
+            }
+        }
+        StatusPage {
+            connectivity: i.cloud_fault.unwrap_or("Operational").to_string(),
+            users_local: i.directory.local_users,
+            users_all: i.directory.all_users,
+            enabled,
+            active,
+            inactive: enabled - active,
+            nodes: rows.into_values().collect(),
+        }
+    }
+
+    /// Active users as a percentage of enabled ones.
+    pub fn active_pct(&self) -> f64 {
+        pct(self.active, self.enabled)
+    }
+
+    /// Inactive users as a percentage of enabled ones.
+    pub fn inactive_pct(&self) -> f64 {
+        pct(self.inactive, self.enabled)
+    }
+
+    /// Per-node values sum to the totals, and the totals to each other (spec 70-71). Returns
+    /// the first inconsistency.
+    pub fn consistent(&self) -> Result<(), String> {
+        let users: usize = self.nodes.iter().map(|n| n.users).sum();
+        let active: usize = self.nodes.iter().map(|n| n.active).sum();
+        let inactive: usize = self.nodes.iter().map(|n| n.inactive).sum();
+        if self.active + self.inactive != self.enabled {
+            return Err(format!(
+                "active {} + inactive {} != enabled {}",
+                self.active, self.inactive, self.enabled
+            ));
+        }
+        if users != self.enabled || active != self.active || inactive != self.inactive {
+            return Err(format!(
+                "node sums users {users}/active {active}/inactive {inactive} != totals {}/{}/{}",
+                self.enabled, self.active, self.inactive
+            ));
+        }
+        if self.users_all < self.users_local {
+            return Err(format!(
+                "users from all clusters {} < local {}",
+                self.users_all, self.users_local
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn pct(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (part as f64 * 1000.0 / whole as f64).round() / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::directory::AxlUser;
+
+    #[test]
+    fn sums_hold_and_outage_keeps_users_on_the_source_node() {
+        let users: Vec<AxlUser> = (0..4)
+            .map(|i| AxlUser {
+                userid: format!("u{i}"),
+                email: Some(format!("u{i}@x")),
+                jid: format!("u{i}@x"),
+                home: format!("imp-a-{}", i % 2 + 1),
+                intercluster: false,
+            })
+            .collect();
+        let dir = Directory::build(&[("a".into(), users)]);
+        let enabled: Vec<String> = (0..3).map(|i| format!("u{i}@x")).collect();
+        let now = Duration::from_secs(100 * 3600);
+        let last_active: BTreeMap<String, Duration> =
+            [("u0@x".to_string(), now - Duration::from_secs(60))]
+                .into_iter()
+                .collect();
+        let nodes = vec![
+            (
+                "imp-a-1".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Outage,
+                true,
+            ),
+            (
+                "imp-a-2".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Operational,
+                true,
+            ),
+        ];
+        let page = StatusPage::compute(&StatusInputs {
+            cloud_fault: None,
+            directory: &dir,
+            enabled: &enabled,
+            last_active: &last_active,
+            nodes: &nodes,
+            now,
+        });
+        assert_eq!((page.enabled, page.active, page.inactive), (3, 1, 2));
+        assert_eq!(
+            page.nodes[0].users, 2,
+            "users still counted on the node in outage"
+        );
+        assert_eq!(page.nodes[0].status, NodeStatus::Outage);
+        assert_eq!(page.active_pct(), 33.3);
+        assert!(page.consistent().is_ok());
+        let mut broken = page.clone();
+        broken.nodes[1].users += 1;
+        assert!(broken.consistent().is_err());
+    }
+}
