@@ -4,9 +4,11 @@
 //!
 //! - [`xml`]: owned element tree and serializer.
 //! - [`stream`]: sans-IO XMPP stream parser on rxml, with named size limits.
+//! - [`webex`]: the Webex cloud's JSON wire types (REST bodies, activities, events).
 //! - [`xmpp`]: namespaces, JIDs and stanza constructors.
 
 pub mod jwe;
 pub mod stream;
+pub mod webex;
 pub mod xml;
 pub mod xmpp;

@@ -30,6 +30,7 @@
 
 use super::error::CloudError;
 use super::org::Lookup;
+pub use connector::proto::webex::{Coresidency, KnownUser, NodeSize};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -42,33 +43,6 @@ pub const MRA_USERS_PER_CLUSTER_MAX: u32 = 500;
 /// Nodes per cluster for which Calendar/Call coresidency is documented (spec 6).
 pub const CORESIDENT_NODES_MAX: usize = 2;
 
-/// Expressway VM size (spec 2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NodeSize {
-    /// Small OVA.
-    Small,
-    /// Medium OVA.
-    Medium,
-    /// Large OVA.
-    Large,
-}
-
-/// Other services sharing the connector nodes (spec 6-7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Coresidency {
-    /// Dedicated to Message.
-    #[default]
-    None,
-    /// Hybrid Calendar and Message.
-    CalendarMessage,
-    /// Hybrid Calendar, Call and Message.
-    CalendarCallMessage,
-    /// Mobile and Remote Access on the same Expressway.
-    Mra,
-}
-
 /// Control Hub's capacity colour (spec 9).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -79,15 +53,6 @@ pub enum Colour {
     Amber,
     /// 91 % and above.
     Red,
-}
-
-/// A user a connector knows: its email and the IM&P cluster homing it.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct KnownUser {
-    /// The user's mailid (= Webex email, spec 24).
-    pub email: String,
-    /// The IM&P cluster that homes the user (two different ones: spec 25).
-    pub imp_cluster: String,
 }
 
 /// One assignment change: `from` → `to` (`None`: unassigned).
@@ -312,7 +277,8 @@ impl Assignment {
             ..NodeState::default()
         };
         c.nodes.insert(node.to_owned(), state);
-        self.node_cluster.insert(node.to_owned(), cluster.to_owned());
+        self.node_cluster
+            .insert(node.to_owned(), cluster.to_owned());
         Ok(self.refill_and_rebalance(cluster))
     }
 
@@ -401,7 +367,11 @@ impl Assignment {
             touched.insert(u.email.clone());
         }
         let mut moves = Vec::new();
-        for email in touched.into_iter().filter(|e| self.enabled.contains(e)) {
+        let enabled: Vec<String> = touched
+            .into_iter()
+            .filter(|e| self.enabled.contains(e))
+            .collect();
+        for email in enabled {
             let still_known = self.knows(self.assigned.get(&email), &email);
             if !still_known {
                 moves.extend(self.unplace(&email));
@@ -428,7 +398,7 @@ impl Assignment {
         if !self.enabled.insert(email.to_owned()) {
             return Vec::new();
         }
-        self.place(email)
+        self.place(email).into_iter().collect()
     }
 
     /// A user left Active: unassign it.
@@ -628,12 +598,19 @@ mod tests {
         assert_eq!(dedicated_node_capacity(Large), 15_000);
         let u = |size, n| cluster_capacity(size, Coresidency::None, n).unwrap();
         assert_eq!(u(Large, 6), 75_000, "6 Large (spec 3)");
-        assert_eq!([u(Medium, 1), u(Medium, 2), u(Medium, 3)], [6_500, 6_500, 13_000]);
+        assert_eq!(
+            [u(Medium, 1), u(Medium, 2), u(Medium, 3)],
+            [6_500, 6_500, 13_000]
+        );
         assert_eq!(u(Small, 6), 25_000);
         assert_eq!(u(Medium, 6), 32_500);
         assert_eq!(u(Large, 1), u(Large, 2), "N = 2 equals N = 1");
         assert_eq!(cluster_capacity(Large, Coresidency::None, 0), None);
-        assert_eq!(cluster_capacity(Large, Coresidency::None, 7), None, "spec 1: ≤ 6");
+        assert_eq!(
+            cluster_capacity(Large, Coresidency::None, 7),
+            None,
+            "spec 1: ≤ 6"
+        );
     }
 
     #[test]
@@ -644,7 +621,11 @@ mod tests {
         assert_eq!(cluster_capacity(Small, Ccm, 2), Some(1_300));
         assert_eq!(cluster_capacity(Medium, Ccm, 2), Some(2_300));
         assert_eq!(cluster_capacity(Large, Ccm, 2), Some(3_000));
-        assert_eq!(cluster_capacity(Large, Ccm, 3), None, "only up to two nodes");
+        assert_eq!(
+            cluster_capacity(Large, Ccm, 3),
+            None,
+            "only up to two nodes"
+        );
         assert_eq!(cluster_capacity(Small, Cm, 1), None, "not documented");
         assert_eq!(node_capacity(Large, Mra, 1), Some(100));
         assert_eq!(cluster_capacity(Large, Mra, 3), Some(200));
@@ -702,7 +683,10 @@ mod tests {
         assert_eq!(a.assigned_count(), 13_000, "U(3) Medium");
         assert_eq!(a.unassigned_count(), 1_000);
         let s = a.cluster_status("exp").unwrap();
-        assert_eq!((s.capacity, s.percent, s.colour), (13_000, 100, Colour::Red));
+        assert_eq!(
+            (s.capacity, s.percent, s.colour),
+            (13_000, 100, Colour::Red)
+        );
     }
 
     #[test]
@@ -740,7 +724,12 @@ mod tests {
         a.set_up("exp-2", true);
         a.set_up("exp-3", true);
         assert_eq!(a.unassigned_count(), 0);
-        assert_eq!(loads(&a), [4_334, 4_333, 4_333]);
+        let l = loads(&a);
+        assert_eq!(l.iter().sum::<u32>(), 13_000);
+        assert!(
+            l.iter().max().unwrap() - l.iter().min().unwrap() <= 1,
+            "{l:?}"
+        );
     }
 
     #[test]
@@ -764,7 +753,9 @@ mod tests {
         a.enable(&alice.email);
         assert_eq!(a.node_of(&alice.email), None, "unknown: unassigned");
         assert_eq!(a.unassigned_count(), 1);
-        let moves = a.report_users("other", std::slice::from_ref(&alice), &[]).unwrap();
+        let moves = a
+            .report_users("other", std::slice::from_ref(&alice), &[])
+            .unwrap();
         assert_eq!(moves, vec![mv("alice@example.com", None, Some("other-1"))]);
         assert_eq!(a.lookup(&alice.email), Lookup::Unique);
         // Also homed on another IM&P cluster: duplicate Mail ID (spec 25).
@@ -785,7 +776,12 @@ mod tests {
         let mut a = Assignment::new();
         assert_eq!(a.lookup("x@example.com"), Lookup::NotYetReported);
         a.add_cluster("exp", Large, Coresidency::None).unwrap();
-        assert_eq!(a.add_cluster("exp", Large, Coresidency::None).unwrap_err().status(), 409);
+        assert_eq!(
+            a.add_cluster("exp", Large, Coresidency::None)
+                .unwrap_err()
+                .status(),
+            409
+        );
         a.add_node("exp", "exp-1").unwrap();
         a.report_users("exp", &known(1), &[]).unwrap();
         let email = known(1)[0].email.clone();

@@ -22,6 +22,7 @@
 
 use super::assignment::{Coresidency, NODES_PER_CLUSTER_MAX, NodeSize};
 use super::error::CloudError;
+pub use connector::proto::webex::RegState;
 use rand::{Rng, RngExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -42,16 +43,6 @@ pub const HOSTNAME_BYTES_MAX: usize = 253;
 
 /// Random bytes in a registration or connector token.
 const TOKEN_BYTES: usize = 16;
-
-/// Registration progress of a connector node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RegState {
-    /// Accepted; completes at `ready_at`.
-    Registering,
-    /// Registered: the connector may serve users.
-    Registered,
-}
 
 /// One Expressway-C node known to Control Hub.
 #[derive(Debug, Clone)]
@@ -292,7 +283,9 @@ impl ControlHub {
 
     /// The node holding connector token `token`.
     pub fn connector_by_token(&self, token: &str) -> Option<&ConnectorNode> {
-        self.tokens.get(token).and_then(|id| self.connectors.get(id))
+        self.tokens
+            .get(token)
+            .and_then(|id| self.connectors.get(id))
     }
 
     /// A connector node by id.
@@ -434,8 +427,11 @@ mod tests {
             cluster: "exp-a".into(),
         }];
         assert_eq!(hub.tick(ready), registered);
-        assert!(hub.tick(REGISTRATION_DELAY_MAX).is_empty(), "once");
-        assert_eq!(hub.connector("exp-a-1").unwrap().state, RegState::Registered);
+        assert!(hub.tick(ready + Duration::from_secs(1)).is_empty(), "once");
+        assert_eq!(
+            hub.connector("exp-a-1").unwrap().state,
+            RegState::Registered
+        );
         assert_eq!(
             hub.connector_by_token(&reg.connector_token).unwrap().id,
             "exp-a-1"
@@ -443,14 +439,21 @@ mod tests {
         let again = hub
             .register(secs(400), Some(&token), "exp-a-1", true, &mut rng)
             .unwrap();
-        assert_eq!(again.connector_token, reg.connector_token, "restart: same token");
+        assert_eq!(
+            again.connector_token, reg.connector_token,
+            "restart: same token"
+        );
     }
 
     #[test]
     fn registration_needs_the_token() {
         let (mut hub, _, mut rng) = hub();
         let none = hub.register(secs(0), None, "exp-a-1", true, &mut rng);
-        assert_eq!(none.unwrap_err().status(), 401, "from the Expressway UI (spec 12)");
+        assert_eq!(
+            none.unwrap_err().status(),
+            401,
+            "from the Expressway UI (spec 12)"
+        );
         let wrong = hub.register(secs(0), Some("reg-nope"), "exp-a-1", true, &mut rng);
         assert_eq!(wrong.unwrap_err(), CloudError::Unauthorized);
     }
@@ -481,8 +484,14 @@ mod tests {
         let second = hub.register(secs(1), Some(&token), "exp-a-3", true, &mut rng);
         assert_eq!(second.unwrap_err().status(), 409);
         for i in 3..=6 {
-            hub.register(secs(1), Some(&token), &format!("exp-a-{i}"), false, &mut rng)
-                .unwrap();
+            hub.register(
+                secs(1),
+                Some(&token),
+                &format!("exp-a-{i}"),
+                false,
+                &mut rng,
+            )
+            .unwrap();
         }
         let full = hub.register(secs(1), Some(&token), "exp-a-7", false, &mut rng);
         assert_eq!(full.unwrap_err().status(), 409);
@@ -499,8 +508,14 @@ mod tests {
         hub.tick(t0);
         hub.heartbeat(t0 + secs(30), "exp-a-1", Some("{\"ok\":true}".into()))
             .unwrap();
-        assert!(hub.tick(t0 + secs(120)).is_empty(), "90 s since the last one");
-        assert_eq!(hub.tick(t0 + secs(121)), vec![HubEvent::Down("exp-a-1".into())]);
+        assert!(
+            hub.tick(t0 + secs(120)).is_empty(),
+            "90 s since the last one"
+        );
+        assert_eq!(
+            hub.tick(t0 + secs(121)),
+            vec![HubEvent::Down("exp-a-1".into())]
+        );
         assert_eq!(
             hub.heartbeat(t0 + secs(200), "exp-a-1", None).unwrap(),
             vec![HubEvent::Up("exp-a-1".into())]

@@ -114,7 +114,11 @@ mod tests {
                 413,
                 "too_large",
             ),
-            (CloudError::Kms(KmsError::Unavailable), 503, "kms_unavailable"),
+            (
+                CloudError::Kms(KmsError::Unavailable),
+                503,
+                "kms_unavailable",
+            ),
         ];
         for (e, status, kind) in cases {
             assert_eq!(e.status(), status);

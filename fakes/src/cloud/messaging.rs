@@ -17,7 +17,9 @@
 //!   the same `client_id` again returns the original activities marked duplicate and stores
 //!   nothing (idempotent retry after a lost response).
 //! - The cloud never sees plaintext: text and file links arrive as JWE compact tokens whose `kid`
-//!   must be the space's key; anything else is refused ([`check_ciphertext`]).
+//!   must be the space's key; anything else is refused ([`check_ciphertext`]). The cloud does
+//!   not look inside; by convention a `share` encrypts the JSON `{"url": …, "name": …}`. A
+//!   delete carries the deleted activity's ciphertext (`target_encrypted_text`).
 //! - Read state: each member's last read sequence number; unread = posts and shares by others
 //!   after it, not deleted.
 //!
@@ -25,7 +27,7 @@
 
 use super::error::CloudError;
 use connector::proto::jwe;
-use serde::{Deserialize, Serialize};
+pub use connector::proto::webex::{Activity, RequestVerb, SpaceKind, Verb};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
@@ -44,77 +46,6 @@ pub const CLIENT_ID_BYTES_MAX: usize = 128;
 pub const ACTIVITIES_PER_READ_MAX: usize = 500;
 /// How long a typing indicator lasts without a stop (spec 37).
 pub const TYPING_EXPIRY: Duration = Duration::from_secs(5 * 60);
-
-/// Kind of space.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SpaceKind {
-    /// 1:1, the only kind bridged to Jabber.
-    Direct,
-    /// Group space (never bridged, spec 42).
-    Group,
-}
-
-/// What a stored activity is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verb {
-    /// A text message (`edit_of` set when it replaces an edited one).
-    Post,
-    /// A file link.
-    Share,
-    /// Deletion of `target`.
-    Delete,
-    /// The actor read up to `target`.
-    Read,
-}
-
-/// What a client asks for (an edit becomes a post and a delete).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequestVerb {
-    /// Post text.
-    Post,
-    /// Edit `target` to new text.
-    Edit,
-    /// Delete `target`.
-    Delete,
-    /// Share a file link.
-    Share,
-    /// Mark read up to `target` (or everything).
-    Read,
-}
-
-/// One stored activity, as clients and connectors receive it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Activity {
-    /// Unique id, `act-<n>`.
-    pub id: String,
-    /// The space.
-    pub space_id: String,
-    /// Position in the space (from 1).
-    pub seq: u64,
-    /// What it is.
-    pub verb: Verb,
-    /// Who did it (email).
-    pub actor: String,
-    /// JWE compact token (text or file link), for post and share.
-    pub encrypted_text: Option<String>,
-    /// The key URI of `encrypted_text` (the space's key).
-    pub kid: Option<String>,
-    /// The activity deleted or read up to.
-    pub target: Option<String>,
-    /// For a delete: the verb of what was deleted (`share`: a file was deleted, spec 43).
-    pub target_verb: Option<Verb>,
-    /// For a post made by an edit: the activity it replaces (spec 40).
-    pub edit_of: Option<String>,
-    /// The client's own id for the request that made it.
-    pub client_id: Option<String>,
-    /// The connector that posted it on the actor's behalf, if any.
-    pub via_connector: Option<String>,
-    /// When the cloud accepted it, ms since the start of the run.
-    pub published_ms: u64,
-}
 
 /// A request to add activities to a space.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -245,7 +176,9 @@ impl Messaging {
 
     /// The direct space of two users, if it exists.
     pub fn direct_space(&self, a: &str, b: &str) -> Option<&Space> {
-        self.direct.get(&pair(a, b)).and_then(|id| self.spaces.get(id))
+        self.direct
+            .get(&pair(a, b))
+            .and_then(|id| self.spaces.get(id))
     }
 
     /// Ids of the spaces `email` is a member of.
@@ -275,7 +208,11 @@ impl Messaging {
         if !ok {
             return Err(CloudError::Invalid(format!(
                 "a {kind:?} space needs {} distinct members, got {}",
-                if kind == SpaceKind::Direct { "2" } else { "2 to 100" },
+                if kind == SpaceKind::Direct {
+                    "2"
+                } else {
+                    "2 to 100"
+                },
                 set.len()
             )));
         }
@@ -290,11 +227,17 @@ impl Messaging {
 
     /// Creates a space with the id from [`Messaging::next_space_id`], members checked by
     /// [`Messaging::check_members`].
-    pub fn create_space(&mut self, kind: SpaceKind, members: Vec<String>, key_uri: String) -> &Space {
+    pub fn create_space(
+        &mut self,
+        kind: SpaceKind,
+        members: Vec<String>,
+        key_uri: String,
+    ) -> &Space {
         let id = self.next_space_id();
         self.next_space += 1;
         if kind == SpaceKind::Direct && members.len() == 2 {
-            self.direct.insert(pair(&members[0], &members[1]), id.clone());
+            self.direct
+                .insert(pair(&members[0], &members[1]), id.clone());
         }
         for m in &members {
             self.member_spaces
@@ -351,7 +294,12 @@ impl Messaging {
     /// non-member actor or an edit/delete of someone else's activity; [`CloudError::Invalid`]
     /// for missing or non-JWE text, a bad target or client id; [`CloudError::Conflict`] for an
     /// edit/delete of a deleted activity.
-    pub fn post(&mut self, now: Duration, space_id: &str, new: NewActivity) -> Result<Posted, CloudError> {
+    pub fn post(
+        &mut self,
+        now: Duration,
+        space_id: &str,
+        new: NewActivity,
+    ) -> Result<Posted, CloudError> {
         let space = self
             .spaces
             .get(space_id)
@@ -364,10 +312,16 @@ impl Messaging {
         }
         if let Some(cid) = &new.client_id {
             if cid.is_empty() || cid.len() > CLIENT_ID_BYTES_MAX {
-                return Err(CloudError::Invalid("client_id must be 1 to 128 bytes".into()));
+                return Err(CloudError::Invalid(
+                    "client_id must be 1 to 128 bytes".into(),
+                ));
             }
             if let Some(ids) = space.client_ids.get(&(new.actor.clone(), cid.clone())) {
-                let activities = ids.iter().filter_map(|id| space.find(id)).cloned().collect();
+                let activities = ids
+                    .iter()
+                    .filter_map(|id| space.find(id))
+                    .cloned()
+                    .collect();
                 return Ok(Posted {
                     activities,
                     duplicate: true,
@@ -406,6 +360,7 @@ impl Messaging {
                 encrypted_text: p.text,
                 target: p.target,
                 target_verb: p.target_verb,
+                target_encrypted_text: p.target_text,
                 edit_of: p.edit_of,
                 client_id: new.client_id.clone(),
                 via_connector: new.via_connector.clone(),
@@ -421,7 +376,9 @@ impl Messaging {
         }
         if let (Some(cid), Some(space)) = (&new.client_id, self.spaces.get_mut(space_id)) {
             let ids = stored.iter().map(|a| a.id.clone()).collect();
-            space.client_ids.insert((new.actor.clone(), cid.clone()), ids);
+            space
+                .client_ids
+                .insert((new.actor.clone(), cid.clone()), ids);
             if space.client_ids.len() > ACTIVITIES_PER_SPACE_MAX {
                 space.client_ids.pop_first();
             }
@@ -434,7 +391,11 @@ impl Messaging {
     ///
     /// # Errors
     /// [`CloudError::NotFound`] for an unknown space.
-    pub fn activities_after(&self, space_id: &str, after: u64) -> Result<Vec<Activity>, CloudError> {
+    pub fn activities_after(
+        &self,
+        space_id: &str,
+        after: u64,
+    ) -> Result<Vec<Activity>, CloudError> {
         let space = self
             .spaces
             .get(space_id)
@@ -453,13 +414,21 @@ impl Messaging {
     ///
     /// # Errors
     /// [`CloudError::NotFound`] for an unknown space, [`CloudError::Forbidden`] for a non-member.
-    pub fn typing(&mut self, now: Duration, space_id: &str, actor: &str, on: bool) -> Result<bool, CloudError> {
+    pub fn typing(
+        &mut self,
+        now: Duration,
+        space_id: &str,
+        actor: &str,
+        on: bool,
+    ) -> Result<bool, CloudError> {
         let space = self
             .spaces
             .get(space_id)
             .ok_or_else(|| CloudError::NotFound(format!("space {space_id}")))?;
         if !space.members.iter().any(|m| m == actor) {
-            return Err(CloudError::Forbidden(format!("{actor} is not a member of {space_id}")));
+            return Err(CloudError::Forbidden(format!(
+                "{actor} is not a member of {space_id}"
+            )));
         }
         let key = (space_id.to_owned(), actor.to_owned());
         if on {
@@ -510,6 +479,7 @@ struct Planned {
     text: Option<String>,
     target: Option<String>,
     target_verb: Option<Verb>,
+    target_text: Option<String>,
     edit_of: Option<String>,
 }
 
@@ -520,6 +490,7 @@ impl Planned {
             text: None,
             target: None,
             target_verb: None,
+            target_text: None,
             edit_of: None,
         }
     }
@@ -537,7 +508,11 @@ fn plan(space: &Space, new: &NewActivity) -> Result<Vec<Planned>, CloudError> {
     };
     match new.verb {
         RequestVerb::Post | RequestVerb::Share => {
-            let verb = if new.verb == RequestVerb::Post { Verb::Post } else { Verb::Share };
+            let verb = if new.verb == RequestVerb::Post {
+                Verb::Post
+            } else {
+                Verb::Share
+            };
             Ok(vec![Planned {
                 text: Some(text()?),
                 ..Planned::new(verb)
@@ -590,7 +565,9 @@ fn own_target<'a>(space: &'a Space, new: &NewActivity) -> Result<&'a Activity, C
         return Err(CloudError::Invalid(format!("{id} is not a post or share")));
     }
     if target.actor != new.actor {
-        return Err(CloudError::Forbidden(format!("{id} was posted by someone else")));
+        return Err(CloudError::Forbidden(format!(
+            "{id} was posted by someone else"
+        )));
     }
     if space.deleted.contains(id) {
         return Err(CloudError::Conflict(format!("{id} is deleted")));
@@ -602,6 +579,7 @@ fn delete_of(target: &Activity) -> Planned {
     Planned {
         target: Some(target.id.clone()),
         target_verb: Some(target.verb),
+        target_text: target.encrypted_text.clone(),
         ..Planned::new(Verb::Delete)
     }
 }
@@ -652,12 +630,21 @@ mod tests {
 
     fn world() -> (Messaging, String) {
         let mut m = Messaging::new();
-        let members = Messaging::check_members(SpaceKind::Direct, &[BOB.into(), ALICE.into()]).unwrap();
-        let id = m.create_space(SpaceKind::Direct, members, KEY.into()).id.clone();
+        let members =
+            Messaging::check_members(SpaceKind::Direct, &[BOB.into(), ALICE.into()]).unwrap();
+        let id = m
+            .create_space(SpaceKind::Direct, members, KEY.into())
+            .id
+            .clone();
         (m, id)
     }
 
-    fn req(verb: RequestVerb, actor: &str, text: Option<&str>, target: Option<&str>) -> NewActivity {
+    fn req(
+        verb: RequestVerb,
+        actor: &str,
+        text: Option<&str>,
+        target: Option<&str>,
+    ) -> NewActivity {
         NewActivity {
             verb,
             actor: actor.into(),
@@ -669,7 +656,13 @@ mod tests {
     }
 
     fn post(m: &mut Messaging, space: &str, actor: &str, text: &str) -> Activity {
-        let p = m.post(Duration::ZERO, space, req(RequestVerb::Post, actor, Some(text), None)).unwrap();
+        let p = m
+            .post(
+                Duration::ZERO,
+                space,
+                req(RequestVerb::Post, actor, Some(text), None),
+            )
+            .unwrap();
         p.activities[0].clone()
     }
 
@@ -692,13 +685,21 @@ mod tests {
         let (mut m, s) = world();
         let mut r = req(RequestVerb::Post, ALICE, None, None);
         r.encrypted_text = Some("hello in the clear".into());
-        assert_eq!(m.post(Duration::ZERO, &s, r.clone()).unwrap_err().status(), 400);
+        assert_eq!(
+            m.post(Duration::ZERO, &s, r.clone()).unwrap_err().status(),
+            400
+        );
         let other = SpaceKey {
             uri: "kms://kms/keys/other".into(),
             bytes: [7; jwe::KEY_BYTES],
         };
         r.encrypted_text = Some(jwe::encrypt(&other, [1; jwe::IV_BYTES], b"x"));
-        assert!(m.post(Duration::ZERO, &s, r.clone()).unwrap_err().to_string().contains("kid"));
+        assert!(
+            m.post(Duration::ZERO, &s, r.clone())
+                .unwrap_err()
+                .to_string()
+                .contains("kid")
+        );
         r.encrypted_text = None;
         assert_eq!(m.post(Duration::ZERO, &s, r).unwrap_err().status(), 400);
     }
@@ -708,7 +709,11 @@ mod tests {
         let (mut m, s) = world();
         let orig = post(&mut m, &s, ALICE, "helo");
         let p = m
-            .post(Duration::ZERO, &s, req(RequestVerb::Edit, ALICE, Some("hello"), Some(&orig.id)))
+            .post(
+                Duration::ZERO,
+                &s,
+                req(RequestVerb::Edit, ALICE, Some("hello"), Some(&orig.id)),
+            )
             .unwrap();
         let verbs: Vec<Verb> = p.activities.iter().map(|a| a.verb).collect();
         assert_eq!(verbs, [Verb::Post, Verb::Delete]);
@@ -717,7 +722,11 @@ mod tests {
         assert_eq!(p.activities[1].target_verb, Some(Verb::Post));
         assert_eq!((p.activities[0].seq, p.activities[1].seq), (2, 3));
         // The original is gone: a second edit or delete conflicts.
-        let again = m.post(Duration::ZERO, &s, req(RequestVerb::Delete, ALICE, None, Some(&orig.id)));
+        let again = m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Delete, ALICE, None, Some(&orig.id)),
+        );
         assert_eq!(again.unwrap_err().status(), 409);
     }
 
@@ -725,28 +734,56 @@ mod tests {
     fn file_share_delete_says_it_was_a_file() {
         let (mut m, s) = world();
         let share = m
-            .post(Duration::ZERO, &s, req(RequestVerb::Share, BOB, Some("https://files/x.pdf"), None))
+            .post(
+                Duration::ZERO,
+                &s,
+                req(RequestVerb::Share, BOB, Some("https://files/x.pdf"), None),
+            )
             .unwrap()
             .activities[0]
             .clone();
         assert_eq!(share.verb, Verb::Share);
         let del = m
-            .post(Duration::ZERO, &s, req(RequestVerb::Delete, BOB, None, Some(&share.id)))
+            .post(
+                Duration::ZERO,
+                &s,
+                req(RequestVerb::Delete, BOB, None, Some(&share.id)),
+            )
             .unwrap();
         assert_eq!(del.activities[0].target_verb, Some(Verb::Share));
+        assert_eq!(
+            del.activities[0].target_encrypted_text,
+            share.encrypted_text
+        );
     }
 
     #[test]
     fn only_the_author_edits_or_deletes_and_only_members_post() {
         let (mut m, s) = world();
         let a = post(&mut m, &s, ALICE, "mine");
-        let del = m.post(Duration::ZERO, &s, req(RequestVerb::Delete, BOB, None, Some(&a.id)));
+        let del = m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Delete, BOB, None, Some(&a.id)),
+        );
         assert_eq!(del.unwrap_err().status(), 403);
-        let stranger = m.post(Duration::ZERO, &s, req(RequestVerb::Post, "eve@example.com", Some("x"), None));
+        let stranger = m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Post, "eve@example.com", Some("x"), None),
+        );
         assert_eq!(stranger.unwrap_err().status(), 403);
-        let missing = m.post(Duration::ZERO, &s, req(RequestVerb::Delete, ALICE, None, Some("act-99")));
+        let missing = m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Delete, ALICE, None, Some("act-99")),
+        );
         assert_eq!(missing.unwrap_err().status(), 404);
-        let nospace = m.post(Duration::ZERO, "space-9", req(RequestVerb::Post, ALICE, Some("x"), None));
+        let nospace = m.post(
+            Duration::ZERO,
+            "space-9",
+            req(RequestVerb::Post, ALICE, Some("x"), None),
+        );
         assert_eq!(nospace.unwrap_err().status(), 404);
     }
 
@@ -757,15 +794,28 @@ mod tests {
         post(&mut m, &s, ALICE, "two");
         let space = m.space(&s).unwrap();
         assert_eq!((space.unread(BOB), space.unread(ALICE)), (2, 0));
-        m.post(Duration::ZERO, &s, req(RequestVerb::Read, BOB, None, Some(&a1.id)))
-            .unwrap();
+        m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Read, BOB, None, Some(&a1.id)),
+        )
+        .unwrap();
         assert_eq!(m.space(&s).unwrap().unread(BOB), 1);
-        m.post(Duration::ZERO, &s, req(RequestVerb::Read, BOB, None, None)).unwrap();
+        m.post(Duration::ZERO, &s, req(RequestVerb::Read, BOB, None, None))
+            .unwrap();
         assert_eq!(m.space(&s).unwrap().unread(BOB), 0);
         let a3 = post(&mut m, &s, ALICE, "three");
-        m.post(Duration::ZERO, &s, req(RequestVerb::Delete, ALICE, None, Some(&a3.id)))
-            .unwrap();
-        assert_eq!(m.space(&s).unwrap().unread(BOB), 0, "deleted posts are not unread");
+        m.post(
+            Duration::ZERO,
+            &s,
+            req(RequestVerb::Delete, ALICE, None, Some(&a3.id)),
+        )
+        .unwrap();
+        assert_eq!(
+            m.space(&s).unwrap().unread(BOB),
+            0,
+            "deleted posts are not unread"
+        );
     }
 
     #[test]
@@ -789,19 +839,32 @@ mod tests {
         assert_eq!(m.typing(t0, &s, ALICE, true), Ok(true));
         assert!(m.is_typing(t0 + Duration::from_secs(299), &s, ALICE));
         assert!(m.tick(t0 + Duration::from_secs(299)).is_empty());
-        assert_eq!(m.tick(t0 + TYPING_EXPIRY), vec![(s.clone(), ALICE.to_owned())]);
+        assert_eq!(
+            m.tick(t0 + TYPING_EXPIRY),
+            vec![(s.clone(), ALICE.to_owned())]
+        );
         assert!(!m.is_typing(t0 + TYPING_EXPIRY, &s, ALICE));
         // A repeated start extends; a stop ends it early.
         m.typing(t0, &s, BOB, true).unwrap();
-        assert_eq!(m.typing(t0 + Duration::from_secs(60), &s, BOB, true), Ok(false));
+        assert_eq!(
+            m.typing(t0 + Duration::from_secs(60), &s, BOB, true),
+            Ok(false)
+        );
         assert!(m.tick(t0 + TYPING_EXPIRY).is_empty(), "extended");
         assert_eq!(m.typing(t0, &s, BOB, false), Ok(true));
-        assert_eq!(m.typing(t0, &s, "eve@example.com", true).unwrap_err().status(), 403);
+        assert_eq!(
+            m.typing(t0, &s, "eve@example.com", true)
+                .unwrap_err()
+                .status(),
+            403
+        );
     }
 
     #[test]
     fn members_checked_and_renamed() {
-        assert!(Messaging::check_members(SpaceKind::Direct, &[ALICE.into(), ALICE.into()]).is_err());
+        assert!(
+            Messaging::check_members(SpaceKind::Direct, &[ALICE.into(), ALICE.into()]).is_err()
+        );
         assert!(Messaging::check_members(SpaceKind::Group, &[ALICE.into()]).is_err());
         let (mut m, s) = world();
         m.rename_member(ALICE, "alice2@example.com");

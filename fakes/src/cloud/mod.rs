@@ -40,17 +40,20 @@
 //! | `PUT /v1/admin/connectors/{id}/maintenance` | admin | `{on}` → `{connector_id, maintenance}` |
 //! | `POST /v1/connectors/register` | registration token | `{hostname, primary}` → 202 `{connector_id, connector_token, state, ready_at_ms}` |
 //! | `POST /v1/connectors/heartbeat` | connector | `{status?}` → `{connector_id, state, up, maintenance}` |
-//! | `POST /v1/connectors/users` | connector (registered) | `{add: [{email, imp_cluster}], remove: [...]}` → `{moves}` |
+//! | `POST /v1/connectors/users` | connector (registered) | `{add: [{email, imp_cluster}], remove: [...]}` (≤ 10,000) → `{moves: <count>}` |
 //! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |
 //! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, dnd_until_ms, out_of_office, hidden}]}` |
 //! | `PUT /v1/presence/me` | user | `{dnd_minutes?, out_of_office?, hidden?}` → own state |
 //! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
-//! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` |
+//! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` (unread: a number for a user, per member for a connector) |
 //! | `POST /v1/spaces/{id}/activities` | member, serving connector | `{verb: post\|edit\|delete\|share\|read, actor?, encrypted_text?, target?, client_id?}` → 201 `{activities, duplicate}` (200 if duplicate) |
 //! | `GET /v1/spaces/{id}/activities?after=N` | member, serving connector | → `{activities}` (≤ 500, seq > N) |
 //! | `POST /v1/spaces/{id}/typing` | member, serving connector | `{typing, actor?}` → `{changed}` |
 //! | `POST /v1/kms/keys` | member, serving connector | `{uri}` → `{uri, key}` (key: base64url of the 32 bytes) |
 //! | `GET /v1/events` | user, connector | WebSocket upgrade ([`http`]) |
+//!
+//! Emails are case-insensitive: the cloud lowercases them in bodies and paths (path segments
+//! are percent-decoded, so `alice%40example.com` works).
 //!
 //! A connector acts for users it serves: `actor` names the member on whose behalf it posts;
 //! the space must have a member assigned to that connector ("serving connector"). A connector
@@ -196,6 +199,12 @@ pub struct CloudStats {
     pub bodies_dropped_from_log: u64,
     /// Events dropped because the queue was full.
     pub events_dropped: u64,
+    /// Event frames queued on open WebSockets by the driver.
+    pub events_delivered: u64,
+    /// Events for a subscriber with no open WebSocket (dropped by the driver).
+    pub events_without_socket: u64,
+    /// WebSockets dropped because their queue was full (slow subscribers).
+    pub slow_sockets_dropped: u64,
 }
 
 /// One request body the cloud received.
@@ -243,7 +252,6 @@ impl std::fmt::Debug for Cloud {
 /// Who made a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Principal {
-    Admin,
     User(String),
     Connector(String),
 }
@@ -347,10 +355,14 @@ impl Cloud {
     /// When [`Cloud::tick`] next has something to do (besides heartbeat timeouts, which the
     /// driver's periodic tick covers).
     pub fn next_due(&self) -> Option<Duration> {
-        [self.org.next_due(), self.hub.next_due(), self.msg.next_due()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.org.next_due(),
+            self.hub.next_due(),
+            self.msg.next_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Handles one REST request. Never panics on any input.
@@ -382,6 +394,26 @@ impl Cloud {
         }
         self.tick(now);
         response
+    }
+
+    /// Answers a request the driver refused before it reached the core (oversized body,
+    /// unsupported method, bad WebSocket upgrade), counted like any other.
+    pub fn refuse(&mut self, error: CloudError) -> api::Response {
+        self.stats.requests += 1;
+        self.stats.responses_client_error += 1;
+        self.count_error(&error);
+        api::Response {
+            status: error.status(),
+            body: error.body(),
+        }
+    }
+
+    /// The driver reports what became of one event: (frames queued on sockets, 1 if the
+    /// subscriber had no socket, sockets dropped for a full queue).
+    pub fn count_delivery(&mut self, (delivered, without_socket, dropped): (u64, u64, u64)) {
+        self.stats.events_delivered += delivered;
+        self.stats.events_without_socket += without_socket;
+        self.stats.slow_sockets_dropped += dropped;
     }
 
     fn count_error(&mut self, e: &CloudError) {
@@ -496,10 +528,18 @@ impl Cloud {
         let mut per_node: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
         for m in &moves {
             if let Some(to) = &m.to {
-                per_node.entry(to.clone()).or_default().0.push(m.email.clone());
+                per_node
+                    .entry(to.clone())
+                    .or_default()
+                    .0
+                    .push(m.email.clone());
             }
             if let Some(from) = &m.from {
-                per_node.entry(from.clone()).or_default().1.push(m.email.clone());
+                per_node
+                    .entry(from.clone())
+                    .or_default()
+                    .1
+                    .push(m.email.clone());
             }
             self.move_key_access(m);
         }
@@ -594,7 +634,7 @@ impl Cloud {
             self.push(
                 Subscriber::User(m),
                 Event::Activity {
-                    activity: activity.clone(),
+                    activity: Box::new(activity.clone()),
                     for_user: None,
                 },
             );
@@ -604,7 +644,7 @@ impl Cloud {
             self.push(
                 Subscriber::Connector(node),
                 Event::Activity {
-                    activity: activity.clone(),
+                    activity: Box::new(activity.clone()),
                     for_user: Some(activity.actor.clone()),
                 },
             );
@@ -612,7 +652,13 @@ impl Cloud {
     }
 
     /// Sends a typing change like an activity.
-    pub(crate) fn route_typing(&mut self, space_id: &str, actor: &str, typing: bool, origin: Option<&str>) {
+    pub(crate) fn route_typing(
+        &mut self,
+        space_id: &str,
+        actor: &str,
+        typing: bool,
+        origin: Option<&str>,
+    ) {
         let members = self
             .msg
             .space(space_id)

@@ -20,6 +20,7 @@
 //! Sans-IO: time is an argument, randomness comes from the RNG passed in.
 
 use super::error::CloudError;
+pub use connector::proto::webex::Entitlement;
 use rand::{Rng, RngExt as _};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -43,18 +44,6 @@ pub const EMAIL_BYTES_MAX: usize = 254;
 pub const REASON_DUPLICATE: &str = "duplicate Mail ID";
 /// Reason shown for a user no connector knows (spec 24: mailid must equal the Webex email).
 pub const REASON_NO_IMP_USER: &str = "no matching IM&P user";
-
-/// A licence or service a user is entitled to (spec 27).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Entitlement {
-    /// Some paid licensed service (required before Hybrid Message).
-    PaidLicence,
-    /// The free messaging tier (not a paid licence).
-    MessageFree,
-    /// The Hybrid Message service toggle.
-    HybridMessage,
-}
 
 /// Control Hub's Hybrid Message state of a user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -145,6 +134,9 @@ pub struct Org {
     users: BTreeMap<String, User>,
     /// (due, email, kind): timers; stale entries are skipped when they fire.
     timers: BTreeSet<(Duration, String, TimerKind)>,
+    /// Users in any state but NotEnabled (kept, not counted, so that the spec 4 check on every
+    /// enable stays O(1) with 195,000 users).
+    hm_enabled: usize,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -165,7 +157,9 @@ pub fn validate_email(email: &str) -> Result<(), CloudError> {
     if ok {
         Ok(())
     } else {
-        Err(CloudError::Invalid(format!("not a lowercase email: {email:?}")))
+        Err(CloudError::Invalid(format!(
+            "not a lowercase email: {email:?}"
+        )))
     }
 }
 
@@ -176,6 +170,7 @@ impl Org {
             domain: domain.into(),
             users: BTreeMap::new(),
             timers: BTreeSet::new(),
+            hm_enabled: 0,
         }
     }
 
@@ -196,7 +191,9 @@ impl Org {
 
     /// Whether `password` is the user's password.
     pub fn check_password(&self, email: &str, password: &str) -> bool {
-        self.users.get(email).is_some_and(|u| u.password == password)
+        self.users
+            .get(email)
+            .is_some_and(|u| u.password == password)
     }
 
     /// Whether the user is an Active Hybrid Message user.
@@ -208,10 +205,7 @@ impl Org {
 
     /// How many users have Hybrid Message enabled (any state but NotEnabled).
     pub fn hm_enabled_count(&self) -> usize {
-        self.users
-            .values()
-            .filter(|u| u.state != HmState::NotEnabled)
-            .count()
+        self.hm_enabled
     }
 
     /// When the next timer is due, if any.
@@ -422,7 +416,8 @@ impl Org {
     fn schedule_lookup(&mut self, email: &str, due: Duration) {
         if let Some(user) = self.users.get_mut(email) {
             user.lookup_at = Some(due);
-            self.timers.insert((due, email.to_owned(), TimerKind::Lookup));
+            self.timers
+                .insert((due, email.to_owned(), TimerKind::Lookup));
         }
     }
 
@@ -439,6 +434,11 @@ impl Org {
         };
         let was = user.state;
         user.state = state;
+        match (was == HmState::NotEnabled, state == HmState::NotEnabled) {
+            (true, false) => self.hm_enabled += 1,
+            (false, true) => self.hm_enabled -= 1,
+            _ => {}
+        }
         user.reason = reason.map(str::to_owned);
         if state != HmState::Pending {
             user.lookup_at = None;
@@ -503,13 +503,23 @@ mod tests {
     #[test]
     fn pending_then_active_after_seconds() {
         let mut org = org_with_alice();
-        assert!(org.set_entitlements(secs(0), ALICE, hm()).unwrap().is_empty());
+        assert!(
+            org.set_entitlements(secs(0), ALICE, hm())
+                .unwrap()
+                .is_empty()
+        );
         assert_eq!(org.user(ALICE).unwrap().state, HmState::Pending);
         assert!(org.tick(secs(4), |_| Lookup::Unique).is_empty(), "not yet");
         let events = org.tick(secs(5), |_| Lookup::Unique);
         assert_eq!(events, vec![OrgEvent::Activated(ALICE.into())]);
         assert!(org.is_hm_active(ALICE));
-        let states: Vec<HmState> = org.user(ALICE).unwrap().history.iter().map(|h| h.state).collect();
+        let states: Vec<HmState> = org
+            .user(ALICE)
+            .unwrap()
+            .history
+            .iter()
+            .map(|h| h.state)
+            .collect();
         assert_eq!(states, [HmState::Pending, HmState::Active]);
     }
 
@@ -518,7 +528,8 @@ mod tests {
         let mut org = org_with_alice();
         org.add_user("bob@example.com", "pw").unwrap();
         org.set_entitlements(secs(0), ALICE, hm()).unwrap();
-        org.set_entitlements(secs(0), "bob@example.com", hm()).unwrap();
+        org.set_entitlements(secs(0), "bob@example.com", hm())
+            .unwrap();
         let events = org.tick(secs(5), |e| {
             if e == ALICE {
                 Lookup::Duplicate
@@ -530,7 +541,10 @@ mod tests {
         let alice = org.user(ALICE).unwrap();
         assert_eq!(alice.state, HmState::Error);
         assert_eq!(alice.reason.as_deref(), Some(REASON_DUPLICATE));
-        assert_eq!(alice.history.back().unwrap().reason.as_deref(), Some(REASON_DUPLICATE));
+        assert_eq!(
+            alice.history.back().unwrap().reason.as_deref(),
+            Some(REASON_DUPLICATE)
+        );
         let bob = org.user("bob@example.com").unwrap();
         assert_eq!(bob.reason.as_deref(), Some(REASON_NO_IMP_USER));
     }
@@ -554,14 +568,19 @@ mod tests {
         org.reactivate(secs(100), ALICE, &mut rng).unwrap();
         assert_eq!(org.user(ALICE).unwrap().state, HmState::Pending);
         let due = org.next_due().unwrap();
-        assert!(due >= secs(105) && due <= secs(100) + REACTIVATION_DELAY_MAX, "{due:?}");
+        assert!(
+            due >= secs(105) && due <= secs(100) + REACTIVATION_DELAY_MAX,
+            "{due:?}"
+        );
         assert_eq!(
             org.tick(due, |_| Lookup::Unique),
             vec![OrgEvent::Activated(ALICE.into())]
         );
         // Not enabled: nothing to reactivate.
         org.add_user("carol@example.com", "pw").unwrap();
-        let err = org.reactivate(secs(0), "carol@example.com", &mut rng).unwrap_err();
+        let err = org
+            .reactivate(secs(0), "carol@example.com", &mut rng)
+            .unwrap_err();
         assert_eq!(err.status(), 409);
     }
 
@@ -570,9 +589,11 @@ mod tests {
         let mut org = org_with_alice();
         org.set_entitlements(secs(0), ALICE, hm()).unwrap();
         org.tick(secs(5), |_| Lookup::Unique);
+        assert_eq!(org.hm_enabled_count(), 1);
         let events = org
             .set_entitlements(secs(6), ALICE, ents(&[Entitlement::PaidLicence]))
             .unwrap();
+        assert_eq!(org.hm_enabled_count(), 0);
         assert_eq!(events, vec![OrgEvent::Deactivated(ALICE.into())]);
         assert_eq!(org.user(ALICE).unwrap().state, HmState::NotEnabled);
     }
@@ -608,7 +629,15 @@ mod tests {
     #[test]
     fn bad_emails_and_duplicates_are_refused() {
         let mut org = org_with_alice();
-        for bad in ["", "no-at", "@x", "x@", "Alice@example.com", "a b@x", "a@b@c"] {
+        for bad in [
+            "",
+            "no-at",
+            "@x",
+            "x@",
+            "Alice@example.com",
+            "a b@x",
+            "a@b@c",
+        ] {
             assert_eq!(org.add_user(bad, "pw").unwrap_err().status(), 400, "{bad}");
         }
         assert_eq!(org.add_user(ALICE, "pw").unwrap_err().status(), 409);

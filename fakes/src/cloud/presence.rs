@@ -70,7 +70,12 @@ impl Presence {
     ///
     /// # Errors
     /// [`CloudError::Invalid`] for a duration outside 30 min–24 h.
-    pub fn set_dnd(&mut self, now: Duration, email: &str, duration: Duration) -> Result<(), CloudError> {
+    pub fn set_dnd(
+        &mut self,
+        now: Duration,
+        email: &str,
+        duration: Duration,
+    ) -> Result<(), CloudError> {
         if !(DND_MIN..=DND_MAX).contains(&duration) {
             return Err(CloudError::Invalid(format!(
                 "DND lasts 30 min to 24 h (spec 52), not {} s",
@@ -121,7 +126,11 @@ impl Presence {
     ///
     /// # Errors
     /// [`CloudError::Invalid`] for more than [`QUERY_EMAILS_MAX`] emails.
-    pub fn query(&self, now: Duration, emails: &[String]) -> Result<Vec<PresenceState>, CloudError> {
+    pub fn query(
+        &self,
+        now: Duration,
+        emails: &[String],
+    ) -> Result<Vec<PresenceState>, CloudError> {
         if emails.len() > QUERY_EMAILS_MAX {
             return Err(CloudError::Invalid(format!(
                 "{} emails in one presence query; at most {QUERY_EMAILS_MAX}",
@@ -154,8 +163,16 @@ mod tests {
     #[test]
     fn dnd_between_30_minutes_and_24_hours_and_expires() {
         let mut p = Presence::new();
-        assert_eq!(p.set_dnd(mins(0), ALICE, mins(29)).unwrap_err().status(), 400);
-        assert_eq!(p.set_dnd(mins(0), ALICE, mins(24 * 60 + 1)).unwrap_err().status(), 400);
+        assert_eq!(
+            p.set_dnd(mins(0), ALICE, mins(29)).unwrap_err().status(),
+            400
+        );
+        assert_eq!(
+            p.set_dnd(mins(0), ALICE, mins(24 * 60 + 1))
+                .unwrap_err()
+                .status(),
+            400
+        );
         p.set_dnd(mins(0), ALICE, mins(30)).unwrap();
         assert_eq!(p.state(mins(29), ALICE).dnd_until_ms, Some(1_800_000));
         assert_eq!(p.state(mins(30), ALICE).dnd_until_ms, None, "expired");

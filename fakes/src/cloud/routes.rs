@@ -16,7 +16,11 @@ use std::time::Duration;
 type Answer = Result<(u16, Value), CloudError>;
 
 fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, CloudError> {
-    let body = if body.is_empty() { b"{}".as_slice() } else { body };
+    let body = if body.is_empty() {
+        b"{}".as_slice()
+    } else {
+        body
+    };
     serde_json::from_slice(body).map_err(|e| CloudError::BadJson(e.to_string()))
 }
 
@@ -28,10 +32,40 @@ fn to_json<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
-/// Splits `/a/b?x=1&y=2` into segments and query pairs.
-fn split_path(path: &str) -> (Vec<&str>, Vec<(&str, &str)>) {
+/// Decodes `%XX` escapes (clients may write `alice%40example.com`); a malformed escape is
+/// kept as is.
+fn percent_decode(seg: &str) -> String {
+    let bytes = seg.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Splits `/a/b?x=1&y=2` into decoded segments and query pairs.
+fn split_path(path: &str) -> (Vec<String>, Vec<(&str, &str)>) {
     let (p, q) = path.split_once('?').unwrap_or((path, ""));
-    let segs = p.trim_start_matches('/').split('/').collect();
+    // Lowercase: emails are case-insensitive, and every id the cloud issues is lowercase.
+    let segs = p
+        .trim_start_matches('/')
+        .split('/')
+        .map(|seg| percent_decode(seg).to_lowercase())
+        .collect();
     let query = q
         .split('&')
         .filter(|kv| !kv.is_empty())
@@ -47,11 +81,21 @@ fn known_path(segs: &[&str]) -> bool {
         ["v1", "login" | "me" | "events"]
             | ["v1", "admin", "users" | "clusters"]
             | ["v1", "admin", "users", _]
-            | ["v1", "admin", "users", _, "entitlements" | "reactivate" | "email"]
+            | [
+                "v1",
+                "admin",
+                "users",
+                _,
+                "entitlements" | "reactivate" | "email"
+            ]
             | ["v1", "admin", "clusters", _]
             | ["v1", "admin", "connectors", _]
             | ["v1", "admin", "connectors", _, "maintenance"]
-            | ["v1", "connectors", "register" | "heartbeat" | "users" | "assignments"]
+            | [
+                "v1",
+                "connectors",
+                "register" | "heartbeat" | "users" | "assignments"
+            ]
             | ["v1", "presence", "query" | "me"]
             | ["v1", "spaces"]
             | ["v1", "spaces", _]
@@ -63,7 +107,8 @@ fn known_path(segs: &[&str]) -> bool {
 impl Cloud {
     /// Dispatches one request.
     pub(super) fn route(&mut self, now: Duration, req: &api::Request) -> Answer {
-        let (segs, query) = split_path(&req.path);
+        let (decoded, query) = split_path(&req.path);
+        let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let body = req.body.as_slice();
         let token = req.token.as_deref();
         use Method::{Get, Post, Put};
@@ -153,7 +198,9 @@ impl Cloud {
         let id = self.connector_principal(token)?;
         match self.hub.connector(&id).map(|c| c.state) {
             Some(RegState::Registered) => Ok(id),
-            _ => Err(CloudError::Conflict(format!("{id}: registration in progress"))),
+            _ => Err(CloudError::Conflict(format!(
+                "{id}: registration in progress"
+            ))),
         }
     }
 
@@ -168,7 +215,11 @@ impl Cloud {
     }
 
     /// A user or a registered connector.
-    fn client_principal(&mut self, now: Duration, token: Option<&str>) -> Result<Principal, CloudError> {
+    fn client_principal(
+        &mut self,
+        now: Duration,
+        token: Option<&str>,
+    ) -> Result<Principal, CloudError> {
         if let Ok(email) = self.user_principal(now, token) {
             return Ok(Principal::User(email));
         }
@@ -177,7 +228,12 @@ impl Cloud {
 
     /// The member on whose behalf `who` acts in `space_id`: the user itself, or for a connector
     /// the named `actor`, who must be a member, in a space where the connector serves a member.
-    fn actor_in_space(&self, who: &Principal, space_id: &str, actor: Option<&str>) -> Result<String, CloudError> {
+    fn actor_in_space(
+        &self,
+        who: &Principal,
+        space_id: &str,
+        actor: Option<&str>,
+    ) -> Result<String, CloudError> {
         let space = self
             .msg
             .space(space_id)
@@ -189,18 +245,23 @@ impl Cloud {
                 return Err(CloudError::Forbidden(format!("a user cannot act as {a}")));
             }
             (Principal::Connector(_), None) => {
-                return Err(CloudError::Invalid("a connector must name the actor".into()));
+                return Err(CloudError::Invalid(
+                    "a connector must name the actor".into(),
+                ));
             }
             (Principal::Connector(_), Some(a)) => a.to_owned(),
-            (Principal::Admin, _) => return Err(CloudError::Forbidden("admin".into())),
         };
         if !space.members.contains(&actor) {
-            return Err(CloudError::Forbidden(format!("{actor} is not a member of {space_id}")));
+            return Err(CloudError::Forbidden(format!(
+                "{actor} is not a member of {space_id}"
+            )));
         }
         if let Principal::Connector(id) = who
             && !self.serves_a_member(id, &space.members)
         {
-            return Err(CloudError::Forbidden(format!("{id} serves no member of {space_id}")));
+            return Err(CloudError::Forbidden(format!(
+                "{id} serves no member of {space_id}"
+            )));
         }
         Ok(actor)
     }
@@ -214,7 +275,8 @@ impl Cloud {
     // ---- login ----
 
     fn login(&mut self, body: &[u8]) -> Answer {
-        let b: api::LoginBody = parse(body)?;
+        let mut b: api::LoginBody = parse(body)?;
+        b.email = b.email.to_lowercase();
         if !self.org.check_password(&b.email, &b.password) {
             return Err(CloudError::Unauthorized);
         }
@@ -249,7 +311,8 @@ impl Cloud {
         use Method::{Get, Post, Put};
         match (method, rest) {
             (Post, ["users"]) => {
-                let b: api::AddUserBody = parse(body)?;
+                let mut b: api::AddUserBody = parse(body)?;
+                b.email = b.email.to_lowercase();
                 self.org.add_user(&b.email, &b.password)?;
                 if !b.entitlements.is_empty() {
                     self.set_entitlements(now, &b.email, b.entitlements)?;
@@ -269,7 +332,12 @@ impl Cloud {
             }
             (Post, ["users", email, "email"]) => {
                 let b: api::ChangeEmailBody = parse(body)?;
-                let due = self.org.change_email(now, email, &b.new_email, &mut self.rng)?;
+                let due = self.org.change_email(
+                    now,
+                    email,
+                    &b.new_email.to_lowercase(),
+                    &mut self.rng,
+                )?;
                 ok(json!({ "pickup_at_ms": ms(due) }))
             }
             (Post, ["clusters"]) => self.create_cluster(body),
@@ -298,7 +366,12 @@ impl Cloud {
         }
     }
 
-    fn set_entitlements(&mut self, now: Duration, email: &str, list: Vec<Entitlement>) -> Result<(), CloudError> {
+    fn set_entitlements(
+        &mut self,
+        now: Duration,
+        email: &str,
+        list: Vec<Entitlement>,
+    ) -> Result<(), CloudError> {
         let set: BTreeSet<Entitlement> = list.into_iter().collect();
         let events = self.org.set_entitlements(now, email, set)?;
         events.into_iter().for_each(|e| self.on_org_event(e));
@@ -334,7 +407,10 @@ impl Cloud {
         if self.assign.cluster_status(&b.name).is_none() {
             self.assign.add_cluster(&b.name, b.size, b.coresidency)?;
         }
-        Ok((201, json!({ "cluster": b.name, "registration_token": token })))
+        Ok((
+            201,
+            json!({ "cluster": b.name, "registration_token": token }),
+        ))
     }
 
     fn cluster_view(&self, name: &str) -> Answer {
@@ -415,7 +491,11 @@ impl Cloud {
     }
 
     fn report_users(&mut self, id: &str, body: &[u8]) -> Answer {
-        let b: api::KnownUsersBody = parse(body)?;
+        let mut b: api::KnownUsersBody = parse(body)?;
+        // IM&P mailids may carry capitals; Webex emails match case-insensitively (spec 24).
+        for u in b.add.iter_mut().chain(b.remove.iter_mut()) {
+            u.email = u.email.to_lowercase();
+        }
         if b.add.len() + b.remove.len() > KNOWN_USERS_PER_REQUEST_MAX {
             return Err(CloudError::Invalid(format!(
                 "at most {KNOWN_USERS_PER_REQUEST_MAX} users per report; send chunks"
@@ -458,7 +538,8 @@ impl Cloud {
 
     fn presence_query(&mut self, now: Duration, body: &[u8]) -> Answer {
         let b: api::PresenceQueryBody = parse(body)?;
-        let states = self.presence.query(now, &b.emails)?;
+        let emails: Vec<String> = b.emails.iter().map(|e| e.to_lowercase()).collect();
+        let states = self.presence.query(now, &emails)?;
         self.stats.presence_queries += 1;
         self.stats.presence_emails += states.len() as u64;
         ok(json!({ "states": to_json(&states) }))
@@ -468,11 +549,14 @@ impl Cloud {
 
     fn create_space(&mut self, who: &Principal, body: &[u8]) -> Answer {
         let b: api::CreateSpaceBody = parse(body)?;
-        let members = messaging::Messaging::check_members(b.kind, &b.members)?;
+        let members: Vec<String> = b.members.iter().map(|m| m.to_lowercase()).collect();
+        let members = messaging::Messaging::check_members(b.kind, &members)?;
         for m in &members {
             if self.org.user(m).is_none() {
                 // Spec 31: only users of the same organization interoperate.
-                return Err(CloudError::NotFound(format!("user {m} in this organization")));
+                return Err(CloudError::NotFound(format!(
+                    "user {m} in this organization"
+                )));
             }
         }
         match who {
@@ -541,7 +625,6 @@ impl Cloud {
         let allowed = match who {
             Principal::User(me) => members.contains(me),
             Principal::Connector(c) => self.serves_a_member(c, members),
-            Principal::Admin => false,
         };
         if allowed {
             Ok(())
@@ -552,7 +635,7 @@ impl Cloud {
 
     fn post_activity(&mut self, now: Duration, who: &Principal, id: &str, body: &[u8]) -> Answer {
         let b: api::PostActivityBody = parse(body)?;
-        let actor = self.actor_in_space(who, id, b.actor.as_deref())?;
+        let actor = self.actor_in_space(who, id, b.actor.map(|a| a.to_lowercase()).as_deref())?;
         let via_connector = match who {
             Principal::Connector(c) => Some(c.clone()),
             _ => None,
@@ -577,7 +660,10 @@ impl Cloud {
         for a in &posted.activities {
             self.route_activity(a);
         }
-        Ok((201, json!({ "activities": to_json(&posted.activities), "duplicate": false })))
+        Ok((
+            201,
+            json!({ "activities": to_json(&posted.activities), "duplicate": false }),
+        ))
     }
 
     fn list_activities(&self, who: &Principal, id: &str, query: &[(&str, &str)]) -> Answer {
@@ -599,7 +685,7 @@ impl Cloud {
 
     fn typing(&mut self, now: Duration, who: &Principal, id: &str, body: &[u8]) -> Answer {
         let b: api::TypingBody = parse(body)?;
-        let actor = self.actor_in_space(who, id, b.actor.as_deref())?;
+        let actor = self.actor_in_space(who, id, b.actor.map(|a| a.to_lowercase()).as_deref())?;
         let changed = self.msg.typing(now, id, &actor, b.typing)?;
         if changed {
             self.stats.typing_changes += 1;
@@ -617,7 +703,6 @@ impl Cloud {
         let principal = match who {
             Principal::User(me) => me.clone(),
             Principal::Connector(c) => connector_principal(c),
-            Principal::Admin => return Err(CloudError::Forbidden("admin".into())),
         };
         self.stats.key_fetches += 1;
         let key = self.kms.fetch_key(&b.uri, &principal)?;

@@ -1,0 +1,1100 @@
+//! Unit tests of the cloud core through its REST interface and event queue.
+
+use super::api::{Event, Method, Request, Response, Subscriber};
+use super::*;
+use connector::proto::jwe::{self, SpaceKey};
+use rand::SeedableRng as _;
+use serde_json::{Value, json};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+const ADMIN: &str = "admin-token";
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+const CAROL: &str = "carol@example.com";
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn cloud() -> Cloud {
+    let cfg = CloudConfig {
+        domain: "example.com".into(),
+        admin_token: ADMIN.into(),
+        kms_host: crate::kms::CLOUD_HOST.into(),
+    };
+    Cloud::new(cfg, ChaCha8Rng::seed_from_u64(7))
+}
+
+fn call(
+    c: &mut Cloud,
+    now: Duration,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Response {
+    let body = if body.is_null() {
+        Vec::new()
+    } else {
+        body.to_string().into_bytes()
+    };
+    c.handle_request(
+        now,
+        Request {
+            method,
+            path: path.into(),
+            token: token.map(str::to_owned),
+            body,
+        },
+    )
+}
+
+fn ok(r: Response, status: u16) -> Value {
+    assert_eq!(r.status, status, "{}", r.body);
+    r.body
+}
+
+fn events(c: &mut Cloud) -> Vec<(Subscriber, Event)> {
+    std::iter::from_fn(|| c.poll_event()).collect()
+}
+
+fn assert_error(r: &Response, status: u16, kind: &str) {
+    assert_eq!(r.status, status, "{}", r.body);
+    assert_eq!(r.body["error"], kind, "{}", r.body);
+    assert!(
+        r.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{}",
+        r.body
+    );
+}
+
+/// A world: cluster `exp-a` (Large) with registered primary `exp-a-1` and peer `exp-a-2`, both
+/// knowing Alice and Bob; Alice and Bob are Active Hybrid Message users, Carol is a plain Webex
+/// user. Returns the cloud, the connector tokens and the time.
+struct World {
+    c: Cloud,
+    con1: String,
+    con2: String,
+    now: Duration,
+}
+
+fn world() -> World {
+    let mut c = cloud();
+    let now = secs(0);
+    let body = json!({"name": "exp-a", "size": "large"});
+    let reg = ok(
+        call(
+            &mut c,
+            now,
+            Method::Post,
+            "/v1/admin/clusters",
+            Some(ADMIN),
+            body,
+        ),
+        201,
+    );
+    let token = reg["registration_token"].as_str().unwrap().to_owned();
+    let mut register = |host: &str, primary: bool| {
+        let body = json!({"hostname": host, "primary": primary});
+        let r = ok(
+            call(
+                &mut c,
+                now,
+                Method::Post,
+                "/v1/connectors/register",
+                Some(&token),
+                body,
+            ),
+            202,
+        );
+        r["connector_token"].as_str().unwrap().to_owned()
+    };
+    let con1 = register("exp-a-1", true);
+    let con2 = register("exp-a-2", false);
+    let now = control_hub::REGISTRATION_DELAY_MAX;
+    c.tick(now);
+    let add: Vec<Value> = [ALICE, BOB]
+        .iter()
+        .map(|e| json!({"email": e, "imp_cluster": "imp-a"}))
+        .collect();
+    ok(
+        call(
+            &mut c,
+            now,
+            Method::Post,
+            "/v1/connectors/users",
+            Some(&con1),
+            json!({"add": add}),
+        ),
+        200,
+    );
+    for (email, ents) in [
+        (ALICE, json!(["paid_licence", "hybrid_message"])),
+        (BOB, json!(["paid_licence", "hybrid_message"])),
+        (CAROL, json!(["message_free"])),
+    ] {
+        let body = json!({"email": email, "password": "pw", "entitlements": ents});
+        ok(
+            call(
+                &mut c,
+                now,
+                Method::Post,
+                "/v1/admin/users",
+                Some(ADMIN),
+                body,
+            ),
+            201,
+        );
+    }
+    let now = now + org::PENDING_DELAY;
+    c.tick(now);
+    events(&mut c);
+    World { c, con1, con2, now }
+}
+
+/// Both connectors heartbeat at `now` (so that long ticks do not mark them down).
+fn heartbeat_all(w: &mut World, now: Duration) {
+    for token in [w.con1.clone(), w.con2.clone()] {
+        ok(
+            call(
+                &mut w.c,
+                now,
+                Method::Post,
+                "/v1/connectors/heartbeat",
+                Some(&token),
+                json!({}),
+            ),
+            200,
+        );
+    }
+}
+
+fn login(c: &mut Cloud, now: Duration, email: &str) -> String {
+    let body = json!({"email": email, "password": "pw"});
+    let r = ok(call(c, now, Method::Post, "/v1/login", None, body), 200);
+    r["token"].as_str().unwrap().to_owned()
+}
+
+fn space(c: &mut Cloud, now: Duration, token: &str, members: &[&str]) -> (String, String) {
+    let body = json!({"kind": "direct", "members": members});
+    let r = call(c, now, Method::Post, "/v1/spaces", Some(token), body);
+    assert!(r.status == 201 || r.status == 200, "{}", r.body);
+    (
+        r.body["space_id"].as_str().unwrap().to_owned(),
+        r.body["key_uri"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn fetch_key(c: &mut Cloud, now: Duration, token: &str, uri: &str) -> Response {
+    call(
+        c,
+        now,
+        Method::Post,
+        "/v1/kms/keys",
+        Some(token),
+        json!({"uri": uri}),
+    )
+}
+
+fn encrypt(c: &mut Cloud, now: Duration, token: &str, uri: &str, text: &str) -> String {
+    let r = ok(fetch_key(c, now, token, uri), 200);
+    let bytes = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        r["key"].as_str().unwrap(),
+    )
+    .unwrap();
+    let key = SpaceKey {
+        uri: uri.to_owned(),
+        bytes: bytes.try_into().unwrap(),
+    };
+    jwe::encrypt(&key, [9; jwe::IV_BYTES], text.as_bytes())
+}
+
+#[test]
+fn users_activate_and_are_assigned_balanced() {
+    let mut w = world();
+    let alice = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            "/v1/admin/users/alice@example.com",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(alice["state"], "active");
+    let nodes = [
+        alice["assigned_to"].clone(),
+        w.c.assignment().node_of(BOB).into(),
+    ];
+    assert_eq!(nodes, [json!("exp-a-1"), json!("exp-a-2")], "balanced");
+    let carol = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            "/v1/admin/users/carol%40example.com",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(
+        (carol["state"].as_str(), &carol["assigned_to"]),
+        (Some("not_enabled"), &Value::Null)
+    );
+    let status = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            "/v1/admin/clusters/exp-a",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(status["capacity"], 15_000);
+    assert_eq!(status["assigned"], 2);
+    assert_eq!(
+        (status["percent"].as_u64(), status["colour"].as_str()),
+        (Some(1), Some("green"))
+    );
+    let assigned = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            "/v1/connectors/assignments",
+            Some(&w.con1),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(assigned["users"], json!([ALICE]));
+}
+
+#[test]
+fn registration_and_assignment_events_reach_connectors() {
+    let mut c = cloud();
+    let body = json!({"name": "exp-a", "size": "small"});
+    let reg = ok(
+        call(
+            &mut c,
+            secs(0),
+            Method::Post,
+            "/v1/admin/clusters",
+            Some(ADMIN),
+            body,
+        ),
+        201,
+    );
+    let token = reg["registration_token"].as_str().unwrap();
+    let body = json!({"hostname": "exp-a-1", "primary": true});
+    let r = ok(
+        call(
+            &mut c,
+            secs(0),
+            Method::Post,
+            "/v1/connectors/register",
+            Some(token),
+            body,
+        ),
+        202,
+    );
+    let con = r["connector_token"].as_str().unwrap();
+    assert_eq!(r["state"], "registering");
+    // Before registration completes a connector may only heartbeat.
+    let early = call(
+        &mut c,
+        secs(0),
+        Method::Get,
+        "/v1/connectors/assignments",
+        Some(con),
+        Value::Null,
+    );
+    assert_error(&early, 409, "conflict");
+    ok(
+        call(
+            &mut c,
+            secs(1),
+            Method::Post,
+            "/v1/connectors/heartbeat",
+            Some(con),
+            json!({}),
+        ),
+        200,
+    );
+    c.tick(control_hub::REGISTRATION_DELAY_MAX);
+    let ev = events(&mut c);
+    assert!(ev.contains(&(
+        Subscriber::Connector("exp-a-1".into()),
+        Event::Registration {
+            connector_id: "exp-a-1".into(),
+            state: control_hub::RegState::Registered
+        }
+    )));
+    let now = control_hub::REGISTRATION_DELAY_MAX;
+    let body = json!({"add": [{"email": ALICE, "imp_cluster": "imp-a"}]});
+    ok(
+        call(
+            &mut c,
+            now,
+            Method::Post,
+            "/v1/connectors/users",
+            Some(con),
+            body,
+        ),
+        200,
+    );
+    let body = json!({"email": ALICE, "password": "pw", "entitlements": ["paid_licence", "hybrid_message"]});
+    let u = ok(
+        call(
+            &mut c,
+            now,
+            Method::Post,
+            "/v1/admin/users",
+            Some(ADMIN),
+            body,
+        ),
+        201,
+    );
+    assert_eq!(u["state"], "pending");
+    c.tick(now + org::PENDING_DELAY);
+    assert_eq!(
+        events(&mut c),
+        vec![(
+            Subscriber::Connector("exp-a-1".into()),
+            Event::Assignment {
+                connector_id: "exp-a-1".into(),
+                added: vec![ALICE.into()],
+                removed: vec![],
+            }
+        )]
+    );
+}
+
+#[test]
+fn registration_needs_token_and_lowercase_hostname() {
+    let mut c = cloud();
+    let body = json!({"name": "exp-a", "size": "medium"});
+    let reg = ok(
+        call(
+            &mut c,
+            secs(0),
+            Method::Post,
+            "/v1/admin/clusters",
+            Some(ADMIN),
+            body,
+        ),
+        201,
+    );
+    let token = reg["registration_token"].as_str().unwrap();
+    let body = json!({"hostname": "exp-a-1", "primary": true});
+    let r = call(
+        &mut c,
+        secs(0),
+        Method::Post,
+        "/v1/connectors/register",
+        None,
+        body.clone(),
+    );
+    assert_error(&r, 401, "unauthorized");
+    let r = call(
+        &mut c,
+        secs(0),
+        Method::Post,
+        "/v1/connectors/register",
+        Some(ADMIN),
+        body,
+    );
+    assert_error(&r, 401, "unauthorized");
+    let body = json!({"hostname": "EXP-A-1", "primary": true});
+    let r = call(
+        &mut c,
+        secs(0),
+        Method::Post,
+        "/v1/connectors/register",
+        Some(token),
+        body,
+    );
+    assert_error(&r, 400, "invalid");
+    let body = json!({"name": "exp-b", "size": "small", "coresidency": "calendar_message"});
+    let r = call(
+        &mut c,
+        secs(0),
+        Method::Post,
+        "/v1/admin/clusters",
+        Some(ADMIN),
+        body,
+    );
+    assert_error(&r, 400, "invalid");
+}
+
+#[test]
+fn webex_post_reaches_the_peer_and_the_senders_connector() {
+    let mut w = world();
+    let (alice, bob) = (login(&mut w.c, w.now, ALICE), login(&mut w.c, w.now, BOB));
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+    events(&mut w.c);
+    let text = encrypt(&mut w.c, w.now, &alice, &uri, "hi bob");
+    let body = json!({"verb": "post", "encrypted_text": text, "client_id": "c1"});
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&alice),
+            body.clone(),
+        ),
+        201,
+    );
+    let activity: messaging::Activity = serde_json::from_value(r["activities"][0].clone()).unwrap();
+    assert_eq!((activity.seq, activity.actor.as_str()), (1, ALICE));
+    let ev = events(&mut w.c);
+    let subs: Vec<&Subscriber> = ev.iter().map(|(s, _)| s).collect();
+    assert_eq!(
+        subs,
+        [
+            &Subscriber::User(ALICE.into()),
+            &Subscriber::User(BOB.into()),
+            &Subscriber::Connector("exp-a-1".into()),
+        ],
+        "W+ → J: through the sender's connector only"
+    );
+    let Event::Activity { for_user, .. } = &ev[2].1 else {
+        panic!("{:?}", ev[2]);
+    };
+    assert_eq!(for_user.as_deref(), Some(ALICE));
+    // A retry with the same client id is a duplicate: nothing new, no events.
+    let r = ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&alice), body),
+        200,
+    );
+    assert_eq!(r["duplicate"], true);
+    assert!(events(&mut w.c).is_empty());
+    assert_eq!(w.c.stats().duplicate_posts, 1);
+    // Bob reads: unread goes to zero.
+    let space_path = format!("/v1/spaces/{space_id}");
+    let s = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            &space_path,
+            Some(&bob),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(s["unread"], 1);
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&bob),
+            json!({"verb": "read"}),
+        ),
+        201,
+    );
+    let s = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            &space_path,
+            Some(&bob),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(s["unread"], 0);
+    let _ = bob;
+}
+
+#[test]
+fn non_hybrid_sender_is_not_bridged_and_groups_never_are() {
+    let mut w = world();
+    let carol = login(&mut w.c, w.now, CAROL);
+    let (space_id, uri) = space(&mut w.c, w.now, &carol, &[CAROL, BOB]);
+    let text = encrypt(&mut w.c, w.now, &carol, &uri, "hi");
+    let path = format!("/v1/spaces/{space_id}/activities");
+    events(&mut w.c);
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&carol),
+            json!({"verb": "post", "encrypted_text": text}),
+        ),
+        201,
+    );
+    assert!(
+        events(&mut w.c)
+            .iter()
+            .all(|(s, _)| matches!(s, Subscriber::User(_))),
+        "W− → J+ fails by design (spec 33)"
+    );
+    let alice = login(&mut w.c, w.now, ALICE);
+    let body = json!({"kind": "group", "members": [ALICE, BOB, CAROL]});
+    let g = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/spaces",
+            Some(&alice),
+            body,
+        ),
+        201,
+    );
+    let gid = g["space_id"].as_str().unwrap();
+    let text = encrypt(
+        &mut w.c,
+        w.now,
+        &alice,
+        g["key_uri"].as_str().unwrap(),
+        "all",
+    );
+    events(&mut w.c);
+    let path = format!("/v1/spaces/{gid}/activities");
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&alice),
+            json!({"verb": "post", "encrypted_text": text}),
+        ),
+        201,
+    );
+    let ev = events(&mut w.c);
+    assert_eq!(ev.len(), 3);
+    assert!(
+        ev.iter().all(|(s, _)| matches!(s, Subscriber::User(_))),
+        "spec 42"
+    );
+}
+
+#[test]
+fn connector_posts_for_a_served_user_without_echo() {
+    let mut w = world();
+    let carol = login(&mut w.c, w.now, CAROL);
+    // J+ Alice → W− Carol: Alice's connector (exp-a-1) creates the space and posts.
+    let con1 = w.con1.clone();
+    let (space_id, uri) = space(&mut w.c, w.now, &con1, &[ALICE, CAROL]);
+    let text = encrypt(&mut w.c, w.now, &con1, &uri, "from jabber");
+    events(&mut w.c);
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "actor": ALICE, "encrypted_text": text});
+    let r = ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&con1), body),
+        201,
+    );
+    assert_eq!(r["activities"][0]["via_connector"], "exp-a-1");
+    let ev = events(&mut w.c);
+    assert!(
+        ev.iter().all(|(s, _)| matches!(s, Subscriber::User(_))),
+        "no echo: {ev:?}"
+    );
+    // Carol decrypts with her own key fetch.
+    ok(fetch_key(&mut w.c, w.now, &carol, &uri), 200);
+    // A connector must name the actor and may only act where it serves a member.
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Post,
+        &path,
+        Some(&con1),
+        json!({"verb": "post", "encrypted_text": "x"}),
+    );
+    assert_error(&r, 400, "invalid");
+    let con2 = w.con2.clone();
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Post,
+        &path,
+        Some(&con2),
+        json!({"verb": "read", "actor": CAROL}),
+    );
+    assert_error(&r, 403, "forbidden");
+    let r = fetch_key(&mut w.c, w.now, &con2, &uri);
+    assert_error(&r, 403, "kms_forbidden");
+}
+
+#[test]
+fn plaintext_is_refused_but_logged_for_the_check() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (space_id, _) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let seen = Rc::new(RefCell::new(Vec::new()));
+    let tap = seen.clone();
+    w.c.set_body_tap(Box::new(move |b| tap.borrow_mut().push(b.body.clone())));
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Post,
+        &path,
+        Some(&alice),
+        json!({"verb": "post", "encrypted_text": "secret words"}),
+    );
+    assert_error(&r, 400, "invalid");
+    assert!(seen.borrow().iter().any(|b| b.contains("secret words")));
+    assert!(
+        w.c.received_bodies()
+            .any(|b| b.body.contains("secret words") && b.route.starts_with("POST /v1/spaces/"))
+    );
+}
+
+#[test]
+fn edit_delete_file_and_typing_events() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let t1 = encrypt(&mut w.c, w.now, &alice, &uri, "helo");
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&alice),
+            json!({"verb": "post", "encrypted_text": t1}),
+        ),
+        201,
+    );
+    let first = r["activities"][0]["id"].as_str().unwrap().to_owned();
+    let t2 = encrypt(&mut w.c, w.now, &alice, &uri, "hello");
+    let body = json!({"verb": "edit", "encrypted_text": t2, "target": first});
+    let r = ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&alice), body),
+        201,
+    );
+    assert_eq!(r["activities"][0]["verb"], "post");
+    assert_eq!(r["activities"][0]["edit_of"], first.as_str());
+    assert_eq!(r["activities"][1]["verb"], "delete");
+    let link = encrypt(
+        &mut w.c,
+        w.now,
+        &alice,
+        &uri,
+        "https://files.example.com/x.pdf",
+    );
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&alice),
+            json!({"verb": "share", "encrypted_text": link}),
+        ),
+        201,
+    );
+    let share = r["activities"][0]["id"].as_str().unwrap().to_owned();
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &path,
+            Some(&alice),
+            json!({"verb": "delete", "target": share}),
+        ),
+        201,
+    );
+    assert_eq!(r["activities"][0]["target_verb"], "share", "spec 43");
+    events(&mut w.c);
+    let typing = format!("/v1/spaces/{space_id}/typing");
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            &typing,
+            Some(&alice),
+            json!({"typing": true}),
+        ),
+        200,
+    );
+    let ev = events(&mut w.c);
+    assert_eq!(ev.len(), 2, "Bob's devices and Alice's connector: {ev:?}");
+    let before_expiry = w.now + messaging::TYPING_EXPIRY - secs(1);
+    heartbeat_all(&mut w, before_expiry);
+    events(&mut w.c);
+    w.c.tick(w.now + messaging::TYPING_EXPIRY);
+    let ev = events(&mut w.c);
+    assert!(
+        ev.iter()
+            .all(|(_, e)| matches!(e, Event::Typing { typing: false, .. }))
+    );
+    assert_eq!(ev.len(), 2, "expiry after 5 minutes (spec 37)");
+    let list = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            &format!("{path}?after=2"),
+            Some(&alice),
+            Value::Null,
+        ),
+        200,
+    );
+    let seqs: Vec<u64> = list["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [3, 4, 5]);
+}
+
+#[test]
+fn node_loss_moves_users_and_key_access() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (_, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
+    assert!(w.c.kms().is_authorized(&uri, "connector:exp-a-1"));
+    // Only exp-a-2 heartbeats from now on.
+    let con2 = w.con2.clone();
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/connectors/heartbeat",
+            Some(&con2),
+            json!({"status": {"ok": true}}),
+        ),
+        200,
+    );
+    events(&mut w.c);
+    // exp-a-1 last heard of at registration (5 min); exp-a-2 at 5 min 5 s.
+    let later = control_hub::REGISTRATION_DELAY_MAX + control_hub::HEARTBEAT_TIMEOUT + secs(1);
+    w.c.tick(later);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
+    let ev = events(&mut w.c);
+    assert!(ev.contains(&(
+        Subscriber::Connector("exp-a-2".into()),
+        Event::Assignment {
+            connector_id: "exp-a-2".into(),
+            added: vec![ALICE.into()],
+            removed: vec![]
+        }
+    )));
+    assert!(w.c.kms().is_authorized(&uri, "connector:exp-a-2"));
+    assert!(!w.c.kms().is_authorized(&uri, "connector:exp-a-1"));
+    // It comes back: rebalanced.
+    let con1 = w.con1.clone();
+    ok(
+        call(
+            &mut w.c,
+            later + secs(2),
+            Method::Post,
+            "/v1/connectors/heartbeat",
+            Some(&con1),
+            json!({}),
+        ),
+        200,
+    );
+    let nodes = [
+        w.c.assignment().node_of(ALICE),
+        w.c.assignment().node_of(BOB),
+    ];
+    assert!(nodes.contains(&Some("exp-a-1")) && nodes.contains(&Some("exp-a-2")));
+    let view = ok(
+        call(
+            &mut w.c,
+            later,
+            Method::Get,
+            "/v1/admin/connectors/exp-a-2",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(view["status"], json!({"ok": true}));
+    assert_eq!(w.c.stats().connectors_down, 1);
+}
+
+#[test]
+fn maintenance_mode_drains_and_notifies() {
+    let mut w = world();
+    let body = json!({"on": true});
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Put,
+            "/v1/admin/connectors/exp-a-1/maintenance",
+            Some(ADMIN),
+            body,
+        ),
+        200,
+    );
+    assert_eq!(w.c.assignment().users_of("exp-a-1"), Vec::<String>::new());
+    assert_eq!(w.c.assignment().users_of("exp-a-2").len(), 2);
+    let ev = events(&mut w.c);
+    assert!(
+        ev.iter()
+            .any(|(_, e)| matches!(e, Event::Maintenance { on: true, .. }))
+    );
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Put,
+            "/v1/admin/connectors/exp-a-1/maintenance",
+            Some(ADMIN),
+            json!({"on": false}),
+        ),
+        200,
+    );
+    assert_eq!(w.c.assignment().users_of("exp-a-1").len(), 1);
+}
+
+#[test]
+fn presence_set_and_batch_query() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let body = json!({"dnd_minutes": 30, "hidden": true});
+    let me = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Put,
+            "/v1/presence/me",
+            Some(&alice),
+            body,
+        ),
+        200,
+    );
+    assert_eq!(me["hidden"], true);
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Put,
+        "/v1/presence/me",
+        Some(&alice),
+        json!({"dnd_minutes": 10}),
+    );
+    assert_error(&r, 400, "invalid");
+    let con1 = w.con1.clone();
+    let body = json!({"emails": [ALICE, BOB]});
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/presence/query",
+            Some(&con1),
+            body,
+        ),
+        200,
+    );
+    let states = r["states"].as_array().unwrap();
+    assert_eq!(states[0]["last_active_ms"], w.now.as_millis() as u64);
+    assert!(states[0]["dnd_until_ms"].is_u64());
+    assert_eq!(states[1]["last_active_ms"], Value::Null);
+    assert_eq!(w.c.stats().presence_emails, 2);
+}
+
+#[test]
+fn email_change_and_reactivate_through_admin_routes() {
+    let mut w = world();
+    let body = json!({"new_email": "alice.new@example.com"});
+    let r = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/admin/users/alice@example.com/email",
+            Some(ADMIN),
+            body,
+        ),
+        200,
+    );
+    let due = Duration::from_millis(r["pickup_at_ms"].as_u64().unwrap());
+    assert!(due <= w.now + org::EMAIL_PICKUP_DELAY_MAX);
+    heartbeat_all(&mut w, due);
+    w.c.tick(due);
+    assert!(w.c.org().user("alice.new@example.com").is_some());
+    assert_eq!(w.c.assignment().node_of(ALICE), None);
+    // The connector does not know the new email yet: Error, then reactivate after a report.
+    w.c.tick(due + org::PENDING_DELAY);
+    let u = ok(
+        call(
+            &mut w.c,
+            due,
+            Method::Get,
+            "/v1/admin/users/alice.new@example.com",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(
+        (u["state"].as_str(), u["reason"].as_str()),
+        (Some("error"), Some(org::REASON_NO_IMP_USER))
+    );
+    let con1 = w.con1.clone();
+    let body = json!({"add": [{"email": "alice.new@example.com", "imp_cluster": "imp-a"}]});
+    ok(
+        call(
+            &mut w.c,
+            due,
+            Method::Post,
+            "/v1/connectors/users",
+            Some(&con1),
+            body,
+        ),
+        200,
+    );
+    ok(
+        call(
+            &mut w.c,
+            due,
+            Method::Post,
+            "/v1/admin/users/alice.new@example.com/reactivate",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    heartbeat_all(&mut w, due + org::REACTIVATION_DELAY_MAX);
+    assert!(w.c.org().is_hm_active("alice.new@example.com"));
+    assert!(w.c.assignment().node_of("alice.new@example.com").is_some());
+}
+
+#[test]
+fn bad_input_gets_json_errors() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let raw = |c: &mut Cloud, method, path: &str, token: Option<&str>, body: &[u8]| {
+        c.handle_request(
+            secs(400),
+            Request {
+                method,
+                path: path.into(),
+                token: token.map(str::to_owned),
+                body: body.to_vec(),
+            },
+        )
+    };
+    let r = raw(
+        &mut w.c,
+        Method::Post,
+        "/v1/spaces",
+        Some(&alice),
+        b"{not json",
+    );
+    assert_error(&r, 400, "bad_json");
+    let r = raw(
+        &mut w.c,
+        Method::Post,
+        "/v1/spaces",
+        Some(&alice),
+        br#"{"kind":"direct","members":[],"x":1}"#,
+    );
+    assert_error(&r, 400, "bad_json");
+    let r = raw(&mut w.c, Method::Get, "/v2/nothing", Some(&alice), b"");
+    assert_error(&r, 404, "no_route");
+    let r = raw(&mut w.c, Method::Delete, "/v1/spaces", Some(&alice), b"");
+    assert_error(&r, 405, "method_not_allowed");
+    let r = raw(
+        &mut w.c,
+        Method::Delete,
+        "/v1/admin/users",
+        Some(ADMIN),
+        b"",
+    );
+    assert_error(&r, 405, "method_not_allowed");
+    let big = vec![b' '; BODY_BYTES_MAX + 1];
+    let r = raw(&mut w.c, Method::Post, "/v1/spaces", Some(&alice), &big);
+    assert_error(&r, 413, "too_large");
+    let r = raw(&mut w.c, Method::Get, "/v1/me", Some("usr-forged"), b"");
+    assert_error(&r, 401, "unauthorized");
+    let r = raw(
+        &mut w.c,
+        Method::Get,
+        "/v1/admin/users/alice@example.com",
+        Some(&alice),
+        b"",
+    );
+    assert_error(&r, 401, "unauthorized");
+    let r = raw(
+        &mut w.c,
+        Method::Post,
+        "/v1/login",
+        None,
+        br#"{"email":"alice@example.com","password":"nope"}"#,
+    );
+    assert_error(&r, 401, "unauthorized");
+    let r = raw(
+        &mut w.c,
+        Method::Get,
+        "/v1/spaces/space-1/activities?after=x",
+        Some(&alice),
+        b"",
+    );
+    assert_error(&r, 400, "invalid");
+    let s = w.c.stats();
+    assert_eq!(
+        (s.bad_json, s.unknown_routes, s.too_large, s.unauthorized),
+        (2, 3, 1, 3)
+    );
+}
+
+#[test]
+fn same_seed_same_answers() {
+    let run = || {
+        let mut w = world();
+        let alice = login(&mut w.c, w.now, ALICE);
+        let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+        (alice, space_id, uri, w.con1, w.con2)
+    };
+    assert_eq!(run(), run());
+}
+
+#[test]
+fn emails_are_case_insensitive() {
+    let mut w = world();
+    let token = login(&mut w.c, w.now, "Alice@Example.com");
+    assert_eq!(token, login(&mut w.c, w.now, ALICE));
+    let con1 = w.con1.clone();
+    let body = json!({"add": [{"email": "Dave@Example.com", "imp_cluster": "imp-a"}]});
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/connectors/users",
+            Some(&con1),
+            body,
+        ),
+        200,
+    );
+    assert_eq!(
+        w.c.assignment().lookup("dave@example.com"),
+        org::Lookup::Unique
+    );
+    let path = "/v1/admin/users/ALICE%40example.com";
+    let u = ok(
+        call(&mut w.c, w.now, Method::Get, path, Some(ADMIN), Value::Null),
+        200,
+    );
+    assert_eq!(u["email"], ALICE);
+}
