@@ -372,8 +372,11 @@ impl ProgressReporter {
 /// What `hmsim serve` serves.
 #[derive(Subcommand, Debug)]
 enum ServeTarget {
-    /// One fake IM&P node: c2s XMPP, the XEP-0114 component port and AXL (see
-    /// [`ServeImpConfig`] for the config file).
+    /// One fake IM&P node on loopback: c2s XMPP, the XEP-0114 component port and AXL. The
+    /// config (YAML) has `users` [{userid, password, email}], `component` {secret,
+    /// sessions_max, create_rate}, `axl` {username, password, axl_role}, and optionally
+    /// `domain`, `host`, `version`, `offline_storage`, `mdm`, `listen` {ip, c2s, component,
+    /// axl}. Prints `listening <port kind> <ip>:<port>` lines once serving.
     Imp {
         /// Config file (YAML).
         #[arg(long)]

@@ -619,8 +619,12 @@ impl Cloud {
         if space.kind != SpaceKind::Direct || !self.org.is_hm_active(actor) {
             return None;
         }
-        let node = self.assign.node_of(actor)?;
-        (Some(node) != origin).then(|| node.to_owned())
+        // Anything that entered through a connector came from Jabber, which already has it:
+        // bridging it back, even through another connector, would echo it into IM&P.
+        if origin.is_some() {
+            return None;
+        }
+        self.assign.node_of(actor).map(str::to_owned)
     }
 
     /// Sends a stored activity to the members' devices and, if bridged, to a connector.

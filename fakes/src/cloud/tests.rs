@@ -634,6 +634,49 @@ fn connector_posts_for_a_served_user_without_echo() {
 }
 
 #[test]
+fn activity_from_jabber_is_never_bridged_back_by_another_connector() {
+    let mut w = world();
+    // J+ Alice → W+ Bob seen by the connector serving Bob: it posts as Alice. Alice is also a
+    // Hybrid Message user, possibly served by the other connector; that one must not send it
+    // back into IM&P, where Jabber already has it.
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    let serves_bob = |c: &mut Cloud, token: &str| {
+        let r = ok(
+            call(
+                c,
+                w.now,
+                Method::Get,
+                "/v1/connectors/assignments",
+                Some(token),
+                Value::Null,
+            ),
+            200,
+        );
+        r["users"].as_array().unwrap().iter().any(|u| u == BOB)
+    };
+    let bobs = if serves_bob(&mut w.c, &con1) {
+        con1
+    } else {
+        con2
+    };
+    let (space_id, uri) = space(&mut w.c, w.now, &bobs, &[ALICE, BOB]);
+    let text = encrypt(&mut w.c, w.now, &bobs, &uri, "from jabber");
+    events(&mut w.c);
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "actor": ALICE, "encrypted_text": text, "client_id": "x:1"});
+    ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&bobs), body),
+        201,
+    );
+    let ev = events(&mut w.c);
+    assert!(!ev.is_empty());
+    assert!(
+        ev.iter().all(|(s, _)| matches!(s, Subscriber::User(_))),
+        "bridged back to a connector: {ev:?}"
+    );
+}
+
+#[test]
 fn plaintext_is_refused_but_logged_for_the_check() {
     let mut w = world();
     let alice = login(&mut w.c, w.now, ALICE);

@@ -1113,6 +1113,65 @@ mod tests {
         assert!(!like("imp-a-1", "imp-a"));
     }
 
+    /// The connector's own request builders and parsers (`connector::core::directory`)
+    /// against this service: discovery pages through every user and reads every field.
+    #[test]
+    fn connector_discovery_contract() {
+        use connector::core::directory as d;
+        let mut users: Vec<UserRecord> = (0..600)
+            .map(|i| {
+                let home = if i % 2 == 0 { "imp-a-1" } else { "imp-a-2" };
+                let email = (i % 100 != 7).then(|| format!("u{i:03}@example.com"));
+                user(&format!("u{i:03}"), email.as_deref(), home)
+            })
+            .collect();
+        users.push(user("alice", Some("Alice@Example.com"), "imp-a-1"));
+        let mut svc = service();
+        svc.dir = Rc::new(Directory::new(users));
+        let headers = vec![("Authorization".to_string(), d::basic_auth("axl", "secret"))];
+        let nodes = d::parse_nodes(
+            post(&mut svc, &headers, &d::list_process_node_request())
+                .body
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes[0].name, "imp-a-1");
+        assert_eq!(nodes[0].version, "14.0");
+        assert_eq!(nodes[0].prg_peer.as_deref(), Some("imp-a-2"));
+        assert!(nodes[0].high_availability);
+        let mut all = Vec::new();
+        let mut page = 0;
+        loop {
+            let resp = post(&mut svc, &headers, &d::users_page_request(page));
+            assert_eq!(resp.status, 200, "{}", resp.body);
+            let rows = d::parse_users(resp.body.as_bytes()).unwrap();
+            let n = rows.len();
+            all.extend(rows);
+            if !d::more_pages(n, page) {
+                break;
+            }
+            page += 1;
+        }
+        assert_eq!(all.len(), 602, "600 + alice + carol (ICSA)");
+        assert_eq!(all.iter().filter(|u| u.email.is_none()).count(), 6);
+        assert_eq!(all.iter().filter(|u| u.intercluster).count(), 1);
+        let alice = all.iter().find(|u| u.userid == "alice").unwrap();
+        assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
+        assert_eq!(alice.home, "imp-a-1");
+        let no_role = vec![(
+            "Authorization".to_string(),
+            d::basic_auth("norole", "secret"),
+        )];
+        let err = d::parse_users(
+            post(&mut svc, &no_role, &d::users_page_request(0))
+                .body
+                .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, d::AxlError::Fault(_)), "{err:?}");
+    }
+
     proptest::proptest! {
         #[test]
         fn random_bodies_never_panic(body in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {

@@ -498,7 +498,7 @@ impl ComponentService {
         if tat.saturating_sub(now) > tolerance {
             return false;
         }
-        self.tat = tat + interval;
+        self.tat = tat.saturating_add(interval);
         true
     }
 }
@@ -544,6 +544,20 @@ fn renamespace(mut el: Element, from: &str, to: &str) -> Element {
     el
 }
 
+/// Test helpers shared by the unit tests and the connector contract tests.
+#[cfg(test)]
+mod tests_support {
+    pub(super) use super::tests::{SECRET, World};
+
+    /// A world whose session limit is `max` (`None`: the default).
+    pub(super) fn world(max: Option<usize>) -> World {
+        World::new(super::ComponentConfig {
+            sessions_max: max,
+            ..World::cfg()
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -551,7 +565,7 @@ mod tests {
     use connector::proto::stream::StreamParser;
     use std::cell::RefCell;
 
-    const SECRET: &str = "s3cret";
+    pub(super) const SECRET: &str = "s3cret";
     const DOMAIN: &str = "example.com";
 
     fn user(u: &str, home: &str) -> UserRecord {
@@ -564,8 +578,8 @@ mod tests {
         }
     }
 
-    struct World {
-        node: ImpNode,
+    pub(super) struct World {
+        pub(super) node: ImpNode,
         svc: ComponentService,
         /// Parsers of what each connection received.
         rx: BTreeMap<ConnId, StreamParser>,
@@ -574,7 +588,7 @@ mod tests {
     }
 
     impl World {
-        fn new(cfg: ComponentConfig) -> Self {
+        pub(super) fn new(cfg: ComponentConfig) -> Self {
             let dir = Rc::new(Directory::new([
                 user("alice", "imp-a-1"),
                 user("bob", "imp-a-1"),
@@ -601,7 +615,7 @@ mod tests {
             }
         }
 
-        fn cfg() -> ComponentConfig {
+        pub(super) fn cfg() -> ComponentConfig {
             ComponentConfig {
                 secret: SECRET.into(),
                 sessions_max: None,
@@ -629,7 +643,7 @@ mod tests {
             got
         }
 
-        fn link_input(&mut self, link: ConnId, s: &str) -> Vec<Element> {
+        pub(super) fn link_input(&mut self, link: ConnId, s: &str) -> Vec<Element> {
             self.svc
                 .input(Duration::ZERO, &mut self.node, link, s.as_bytes());
             self.drain().remove(&link).unwrap_or_default()
@@ -641,7 +655,7 @@ mod tests {
         }
 
         /// Opens a link and completes the handshake with `secret`.
-        fn link(&mut self, secret: &str) -> (ConnId, Vec<Element>) {
+        pub(super) fn link(&mut self, secret: &str) -> (ConnId, Vec<Element>) {
             let link = self.svc.open(&mut self.node);
             self.svc.input(
                 Duration::ZERO,
@@ -1111,5 +1125,203 @@ mod tests {
                 let _ = w.drain();
             }
         }
+    }
+}
+
+/// The whole node served over turmoil's network: the component port and AXL reached by
+/// clients on another host, through [`super::driver::serve_node`].
+#[cfg(test)]
+mod turmoil_tests {
+    use super::*;
+    use crate::imp::axl::{AxlAccount, AxlNode, AxlService};
+    use crate::imp::directory::{NodeDb, UserRecord};
+    use crate::imp::driver::{NodePorts, serve_node};
+    use connector::io::net::TurmoilNet;
+    use std::cell::RefCell;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    fn node_host()
+    -> impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = turmoil::Result>>> {
+        || {
+            let dir = Rc::new(Directory::new([UserRecord {
+                userid: "alice".into(),
+                jid: "alice@example.com".into(),
+                email: Some("alice@example.com".into()),
+                password: "pw".into(),
+                home: "imp-1".into(),
+            }]));
+            let cfg = NodeConfig {
+                host: "imp-1".into(),
+                domain: "example.com".into(),
+                version: (14, 0),
+                offline_storage: true,
+                mdm: true,
+            };
+            let comp = ComponentService::new(
+                ComponentConfig {
+                    secret: "s".into(),
+                    sessions_max: None,
+                    create_rate: None,
+                },
+                &cfg,
+                dir.clone(),
+            );
+            let axl = AxlService::new(
+                vec![AxlAccount {
+                    username: "axl".into(),
+                    password: "pw".into(),
+                    axl_role: true,
+                }],
+                vec![AxlNode {
+                    name: "imp-1".into(),
+                    description: String::new(),
+                    version: "14.0".into(),
+                    prg_peer: None,
+                    prg_high_availability: false,
+                }],
+                dir.clone(),
+                Vec::new(),
+            );
+            let node = Rc::new(RefCell::new(ImpNode::new(
+                cfg,
+                dir,
+                Rc::new(RefCell::new(NodeDb::default())),
+            )));
+            Box::pin(async move {
+                serve_node(
+                    TurmoilNet,
+                    node,
+                    Rc::new(RefCell::new(comp)),
+                    Rc::new(RefCell::new(axl)),
+                    NodePorts::default(),
+                    || {},
+                )
+                .await?;
+                Ok(())
+            })
+        }
+    }
+
+    async fn read_until(s: &mut turmoil::net::TcpStream, needle: &str) -> String {
+        let mut got = String::new();
+        let mut buf = [0u8; 1024];
+        while !got.contains(needle) {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "closed before {needle:?}: {got}");
+            got.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+        got
+    }
+
+    #[test]
+    fn component_and_axl_over_turmoil() {
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(7)
+            .simulation_duration(Duration::from_secs(60))
+            .build();
+        sim.host("imp-1", node_host());
+        sim.client("connector", async {
+            // AXL through hyper's client over a turmoil stream.
+            let s = turmoil::net::TcpStream::connect(("imp-1", crate::imp::axl::AXL_PORT)).await?;
+            let (mut send, conn) =
+                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(s)).await?;
+            tokio::task::spawn_local(conn);
+            let body = "<soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>\
+                        <soapenv:Body><ns:listProcessNode xmlns:ns='http://www.cisco.com/AXL/API/14.0'/>\
+                        </soapenv:Body></soapenv:Envelope>";
+            let req = hyper::Request::post("/axl/")
+                .header("host", "imp-1")
+                .header("authorization", "Basic YXhsOnB3") // axl:pw
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(body)))?;
+            let resp = send.send_request(req).await?;
+            assert_eq!(resp.status(), 200);
+            use http_body_util::BodyExt as _;
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            assert!(String::from_utf8_lossy(&bytes).contains("<name>imp-1</name>"));
+
+            // The component port: handshake, then a session.
+            let mut c =
+                turmoil::net::TcpStream::connect(("imp-1", COMPONENT_PORT)).await?;
+            c.write_all(
+                b"<stream:stream xmlns='jabber:component:accept' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='hm.example.com'>",
+            )
+            .await?;
+            let header = read_until(&mut c, ">").await;
+            let id = header
+                .split("id='")
+                .nth(1)
+                .and_then(|r| r.split('\'').next())
+                .unwrap()
+                .to_string();
+            let hs = format!("<handshake>{}</handshake>", xmpp::component_handshake(&id, "s"));
+            c.write_all(hs.as_bytes()).await?;
+            read_until(&mut c, "<handshake/>").await;
+            c.write_all(
+                b"<iq type='set' id='s1'><session xmlns='urn:hmsim:hybrid-session:0' \
+                  action='start' jid='alice@example.com/hm-webex'/></iq>",
+            )
+            .await?;
+            let r = read_until(&mut c, "id='s1'").await;
+            assert!(r.contains("type='result'"), "{r}");
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+}
+
+/// The fake against the connector's own session manager (`connector::core::sessions`): the
+/// IQs it sends are understood here and the answers are understood there.
+#[cfg(test)]
+mod connector_contract {
+    use super::tests_support::*;
+    use connector::core::limiter::TokenBucket;
+    use connector::core::sessions::{SessionManager, SessionState};
+    use connector::proto::xmpp;
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng as _;
+    use std::time::Duration;
+
+    #[test]
+    fn session_manager_opens_and_is_refused_as_it_expects() {
+        let mut w = world(Some(1));
+        let (link, _) = w.link(SECRET);
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let t0 = Duration::ZERO;
+        let mut m = SessionManager::new("hm.exp-a-1", TokenBucket::new(100.0, 100.0, t0));
+        m.node_up("imp-a-1", t0);
+        m.want("alice@example.com", "alice@example.com", "imp-a-1", t0);
+        m.want("bob@example.com", "bob@example.com", "imp-a-1", t0);
+        m.want("carol@example.com", "carol@example.com", "imp-a-1", t0);
+        m.want("zed@example.com", "zed@example.com", "imp-a-1", t0);
+        let cmds: Vec<_> = std::iter::from_fn(|| m.poll_command()).collect();
+        assert_eq!(cmds.len(), 4);
+        for c in &cmds {
+            assert_eq!(c.node, "imp-a-1");
+            let replies = w.link_input(link, &c.iq.to_xml_in(xmpp::NS_COMPONENT));
+            assert_eq!(replies.len(), 1, "{replies:?}");
+            assert!(m.handle_iq(&replies[0], t0, &mut rng), "{:?}", replies[0]);
+        }
+        assert_eq!(m.state("alice@example.com"), Some(&SessionState::Open));
+        assert!(matches!(
+            m.state("bob@example.com"),
+            Some(SessionState::Backoff { .. })
+        ));
+        assert!(matches!(
+            m.state("carol@example.com"),
+            Some(SessionState::Failed { condition }) if condition == "redirect"
+        ));
+        assert!(matches!(
+            m.state("zed@example.com"),
+            Some(SessionState::Failed { condition }) if condition == "item-not-found"
+        ));
+        assert_eq!(w.node.component_session_count(), 1);
+        let (session, _) = w
+            .node
+            .component_session(
+                &xmpp::Jid::parse(&SessionManager::session_jid("alice@example.com")).unwrap(),
+            )
+            .unwrap();
+        assert!(session > 0);
     }
 }

@@ -1,0 +1,242 @@
+//! Goal: a real XMPP library talks to the fake IM&P served on loopback.
+//!
+//! Starts `hmsim serve imp --config <tmp>` on free ports, then runs
+//! `tests/interop/slixmpp_check.py` (slixmpp 1.x): plaintext c2s logins, messages with
+//! receipts and chat states, carbons, ping, the XEP-0114 component port with the hybrid
+//! session IQs, and AXL (SOAP over HTTP, Python's urllib). When slixmpp is missing the test is skipped with a notice, except under CI
+//! (env `CI` set) where it fails: CI must `pip install slixmpp`.
+//!
+//! Run alone: `cargo test -p sim --test interop_slixmpp -- --nocapture`.
+
+use std::io::{BufRead as _, BufReader, Read as _};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long the server may take to print its listening lines.
+const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// Upper bound on the Python check (it caps itself at 60 s; this is the backstop).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
+const SECRET: &str = "interop-Secret-1";
+
+/// Kills the child when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn python() -> String {
+    std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn slixmpp_available() -> bool {
+    Command::new(python())
+        .args(["-c", "import slixmpp"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+/// Three distinct free loopback ports (held open together while chosen, so they differ).
+fn free_ports() -> [u16; 3] {
+    let ls: Vec<std::net::TcpListener> = (0..3)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    let p: Vec<u16> = ls
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect();
+    [p[0], p[1], p[2]]
+}
+
+fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        if start.elapsed() > limit {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn slixmpp_client_and_component_against_hmsim_serve_imp() {
+    if !slixmpp_available() {
+        if std::env::var_os("CI").is_some() {
+            panic!(
+                "slixmpp is not installed for `{}`: pip install slixmpp",
+                python()
+            );
+        }
+        eprintln!(
+            "SKIPPED interop_slixmpp: `{} -c 'import slixmpp'` failed (pip install slixmpp)",
+            python()
+        );
+        return;
+    }
+    let [c2s, component, axl] = free_ports();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interop-slixmpp");
+    std::fs::create_dir_all(&dir).expect("create tmp dir");
+    let config = dir.join(format!("imp-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        format!(
+            "domain: example.com\n\
+             host: imp-1\n\
+             listen: {{ ip: 127.0.0.1, c2s: {c2s}, component: {component}, axl: {axl} }}\n\
+             component: {{ secret: {SECRET} }}\n\
+             axl: {{ username: hmsim-axl, password: axl-Secret-0 }}\n\
+             users:\n\
+             \x20 - {{ userid: alice, password: alice-pw, email: alice@example.com }}\n\
+             \x20 - {{ userid: bob, password: bob-pw, email: bob@example.com }}\n\
+             \x20 - {{ userid: nomail, password: pw }}\n"
+        ),
+    )
+    .expect("write config");
+
+    let mut server = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_hmsim"))
+            .args(["serve", "imp", "--config"])
+            .arg(&config)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start hmsim serve imp"),
+    );
+    let stdout = server.0.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + SERVER_READY_TIMEOUT;
+    let mut listening = Vec::new();
+    while listening.len() < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                eprintln!("[hmsim] {line}");
+                if line.starts_with("listening ") {
+                    listening.push(line);
+                }
+            }
+            Err(_) => panic!(
+                "hmsim serve imp did not print its 3 listening lines within {SERVER_READY_TIMEOUT:?} \
+                 (got {listening:?}; exit status {:?})",
+                server.0.try_wait()
+            ),
+        }
+    }
+    assert!(listening.iter().any(|l| l.ends_with(&format!(":{c2s}"))));
+    // Belt and braces: each port accepts before the client starts.
+    for port in [c2s, component, axl] {
+        let ok = (0..100).any(|_| {
+            let c = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !c {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            c
+        });
+        assert!(ok, "port {port} does not accept connections");
+    }
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop/slixmpp_check.py");
+    let mut check = KillOnDrop(
+        Command::new(python())
+            .arg(&script)
+            .args(["--c2s-port", &c2s.to_string()])
+            .args(["--component-port", &component.to_string()])
+            .args(["--axl-port", &axl.to_string()])
+            .args(["--secret", SECRET])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the slixmpp check"),
+    );
+    // Read both pipes on threads so a chatty child never blocks on a full pipe.
+    let mut out_pipe = check.0.stdout.take().expect("stdout");
+    let mut err_pipe = check.0.stderr.take().expect("stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    let status = wait_with_timeout(&mut check.0, SCRIPT_TIMEOUT);
+    if status.is_none() {
+        let _ = check.0.kill();
+    }
+    let out = out_t.join().unwrap_or_default();
+    let err = err_t.join().unwrap_or_default();
+    eprintln!("--- slixmpp_check.py stdout ---\n{out}--- stderr ---\n{err}");
+    let status = status.unwrap_or_else(|| panic!("slixmpp check hung past {SCRIPT_TIMEOUT:?}"));
+    assert!(
+        server.0.try_wait().expect("poll server").is_none(),
+        "hmsim serve imp exited during the check"
+    );
+    assert!(
+        status.success(),
+        "slixmpp check failed ({status}):\n{out}\n{err}"
+    );
+    assert!(out.contains("INTEROP OK"), "{out}");
+    for step in [
+        "AXL listProcessNode",
+        "AXL executeSQLQuery",
+        "AXL bad credentials refused with 401",
+        "wrong password refused",
+        "reached both of alice's resources",
+        "XEP-0184 receipt",
+        "XEP-0085 composing",
+        "sent carbon",
+        "received carbon",
+        "component with a wrong secret refused",
+        "component handshake accepted",
+        "hybrid session started",
+        "item-not-found",
+        "reached the hybrid session",
+        "hybrid session stopped",
+    ] {
+        assert!(out.contains(step), "step `{step}` missing:\n{out}");
+    }
+    let _ = std::fs::remove_file(&config);
+}
+
+#[test]
+fn serve_imp_rejects_a_bad_config_with_the_field_path() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interop-slixmpp");
+    std::fs::create_dir_all(&dir).expect("create tmp dir");
+    let config = dir.join(format!("bad-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config,
+        "component: { secret: s, colour: blue }\n\
+         axl: { username: a, password: b }\n\
+         users: []\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_hmsim"))
+        .args(["serve", "imp", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run hmsim");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("component") && err.contains("colour"), "{err}");
+    let _ = std::fs::remove_file(&config);
+}
