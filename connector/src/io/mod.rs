@@ -1,5 +1,7 @@
 //! Drivers: the only code that touches sockets, clocks and tasks.
 //!
+//! - [`http`]: HTTP/1.1 and WebSocket clients over any stream (the cloud's REST and events).
 //! - [`net`]: the [`net::Net`] backend trait with turmoil and tokio implementations.
 
+pub mod http;
 pub mod net;
