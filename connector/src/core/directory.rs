@@ -191,6 +191,10 @@ pub struct DirEntry {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
     by_email: BTreeMap<String, DirEntry>,
+    /// Every user with a mail ID, local or intercluster: email → bare JID, and back. Chat
+    /// partners may be homed on clusters this connector does not serve.
+    jid_of: BTreeMap<String, String>,
+    email_of: BTreeMap<String, String>,
     /// Users homed on the configured clusters ("Users from connected IM&P clusters", spec 67).
     pub local_users: usize,
     /// Local plus intercluster users ("Users from all IM&P clusters (ICSA)", spec 68).
@@ -209,6 +213,10 @@ impl Directory {
         for (cluster, users) in clusters {
             for u in users {
                 all.insert(u.userid.clone());
+                if let Some(email) = &u.email {
+                    d.jid_of.insert(email.clone(), u.jid.clone());
+                    d.email_of.insert(u.jid.clone(), email.clone());
+                }
                 if u.intercluster {
                     continue;
                 }
@@ -239,6 +247,20 @@ impl Directory {
     /// The entry for an email (never a JID, spec 24).
     pub fn get(&self, email: &str) -> Option<&DirEntry> {
         self.by_email.get(&email.to_ascii_lowercase())
+    }
+
+    /// The bare JID of any user with this mail ID (local or intercluster).
+    pub fn jid_of(&self, email: &str) -> Option<&str> {
+        self.jid_of
+            .get(&email.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+
+    /// The mail ID of the user with this bare JID (local or intercluster).
+    pub fn email_of(&self, bare_jid: &str) -> Option<&str> {
+        self.email_of
+            .get(&bare_jid.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// Every servable user's email, sorted.

@@ -5,6 +5,7 @@
 //! - [`directory`]: AXL discovery requests and responses, and the user directory (spec 22-26).
 //! - [`failover`]: IM&P node health, detection delay and failover/fallback moves (spec 61-65).
 //! - [`limiter`]: token bucket (session creation, migration) and seeded backoff.
+//! - [`node`]: one connector node, the state machine tying all of the above together.
 //! - [`presence`]: Webex → Jabber presence mapping and the session-lifetime rule.
 //! - [`sessions`]: per-user IM&P sessions over the component link, rate-limited, with backoff.
 //! - [`status`]: the Message Service status page model (spec 66-71).
@@ -14,6 +15,7 @@ pub mod config;
 pub mod directory;
 pub mod failover;
 pub mod limiter;
+pub mod node;
 pub mod presence;
 pub mod sessions;
 pub mod status;

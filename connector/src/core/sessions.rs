@@ -112,6 +112,8 @@ pub struct SessionManager {
     nodes_up: BTreeSet<String>,
     bucket: TokenBucket,
     out: VecDeque<Command>,
+    /// Users whose session just opened, for [`SessionManager::poll_opened`].
+    opened: VecDeque<String>,
     next_iq: u64,
     stats: SessionStats,
 }
@@ -127,6 +129,7 @@ impl SessionManager {
             nodes_up: BTreeSet::new(),
             bucket,
             out: VecDeque::new(),
+            opened: VecDeque::new(),
             next_iq: 0,
             stats: SessionStats::default(),
         }
@@ -285,6 +288,7 @@ impl SessionManager {
                 u.state = SessionState::Open;
                 u.backoff.reset();
                 self.stats.opened += 1;
+                self.opened.push_back(user.clone());
             }
             _ => {
                 let condition = xmpp::error_condition(iq)
@@ -346,6 +350,39 @@ impl SessionManager {
             }
         }
         self.pump(now);
+    }
+
+    /// A user whose session opened since the last call.
+    pub fn poll_opened(&mut self) -> Option<String> {
+        self.opened.pop_front()
+    }
+
+    /// Users waiting to open (queued, in backoff or opening).
+    pub fn pending_opens(&self) -> usize {
+        self.users
+            .values()
+            .filter(|u| !matches!(u.state, SessionState::Open | SessionState::Failed { .. }))
+            .count()
+    }
+
+    /// The node a user's session is (or will be) on.
+    pub fn node_of(&self, user: &str) -> Option<&str> {
+        self.users.get(user).map(|u| u.node.as_str())
+    }
+
+    /// Wanted users, sorted.
+    pub fn users(&self) -> impl Iterator<Item = &String> {
+        self.users.keys()
+    }
+
+    /// The node ended a session on its side (a Jabber client took the resource): it is
+    /// failed with `condition` until wanted again.
+    pub fn ended_by_node(&mut self, user: &str, condition: &str) {
+        if let Some(u) = self.users.get_mut(user) {
+            u.state = SessionState::Failed {
+                condition: condition.to_string(),
+            };
+        }
     }
 
     /// The next IQ to send.

@@ -187,16 +187,63 @@ impl HttpClient {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(u16, serde_json::Value), ClientError> {
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let content_type = (!body.is_empty()).then_some("application/json");
+        let (status, bytes) = self
+            .exchange_bytes(
+                method,
+                path,
+                CLOUD_HOST,
+                auth.as_deref(),
+                content_type,
+                body,
+            )
+            .await?;
+        if bytes.is_empty() {
+            return Ok((status, serde_json::Value::Null));
+        }
+        let json =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::BadJson(e.to_string()))?;
+        Ok((status, json))
+    }
+
+    /// Any request, any body: `authorization` is the whole header value (`Bearer …`,
+    /// `Basic …`). Answers the status and the raw body. Used for AXL (SOAP) and by the
+    /// connector's driver, which parses bodies in its sans-IO core.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        host: &str,
+        authorization: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let call = self.exchange_bytes(method, path, host, authorization, content_type, body);
+        tokio::time::timeout(HTTP_TIMEOUT, call)
+            .await
+            .map_err(|_| ClientError::Timeout)?
+    }
+
+    async fn exchange_bytes(
+        &mut self,
+        method: Method,
+        path: &str,
+        host: &str,
+        authorization: Option<&str>,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Result<(u16, Vec<u8>), ClientError> {
         let http = |e: hyper::http::Error| ClientError::Http(e.to_string());
         let mut builder = hyper::Request::builder()
             .method(method.as_str())
             .uri(path)
-            .header(header::HOST, CLOUD_HOST);
-        if !body.is_empty() {
-            builder = builder.header(header::CONTENT_TYPE, "application/json");
+            .header(header::HOST, host);
+        if let Some(ct) = content_type {
+            builder = builder.header(header::CONTENT_TYPE, ct);
         }
-        if let Some(t) = token {
-            builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        if let Some(a) = authorization {
+            builder = builder.header(header::AUTHORIZATION, a);
         }
         let req = builder.body(Full::new(Bytes::from(body))).map_err(http)?;
         self.sender
@@ -214,12 +261,7 @@ impl HttpClient {
             .await
             .map_err(|e| ClientError::Http(e.to_string()))?
             .to_bytes();
-        if bytes.is_empty() {
-            return Ok((status, serde_json::Value::Null));
-        }
-        let json =
-            serde_json::from_slice(&bytes).map_err(|e| ClientError::BadJson(e.to_string()))?;
-        Ok((status, json))
+        Ok((status, bytes.to_vec()))
     }
 }
 

@@ -1,7 +1,9 @@
 //! Drivers: the only code that touches sockets, clocks and tasks.
 //!
+//! - [`driver`]: runs a `ConnectorNode` over any backend (HTTP workers, component links, events).
 //! - [`http`]: HTTP/1.1 and WebSocket clients over any stream (the cloud's REST and events).
 //! - [`net`]: the [`net::Net`] backend trait with turmoil and tokio implementations.
 
+pub mod driver;
 pub mod http;
 pub mod net;

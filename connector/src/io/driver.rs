@@ -1,0 +1,468 @@
+//! The connector's driver: runs a [`ConnectorNode`] over any [`Net`] backend.
+//!
+//! One main task owns the core and is the only one that touches it. Helper tasks do I/O and
+//! report back over one bounded channel:
+//! - HTTP workers, one connection each: cloud requests are spread over
+//!   [`CLOUD_WORKERS`] connections by lane (one conversation's posts stay on one connection,
+//!   so they stay in order); AXL requests go to a worker per publisher;
+//! - one component link per IM&P node: XEP-0114 handshake, XEP-0199 keepalive, reconnect with
+//!   seeded backoff (turmoil's TCP never retransmits: keepalives are how a dead link is seen);
+//! - the cloud event WebSocket, reconnecting with backoff; after a reconnect the core resyncs
+//!   its assignments.
+
+use super::http::{EventClient, HttpClient, ws_connect};
+use super::net::Net;
+use crate::core::limiter::Backoff;
+use crate::core::node::{ConnectorNode, HttpRequest, Output, Target};
+use crate::proto::stream::{StreamEvent, StreamParser};
+use crate::proto::webex::Event;
+use crate::proto::xml::Element;
+use crate::proto::xmpp::{self, NS_COMPONENT, NS_PING};
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng as _;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::sync::mpsc;
+
+/// Cloud HTTP connections per connector node.
+pub const CLOUD_WORKERS: u64 = 4;
+/// Events queued from I/O tasks to the main task; I/O tasks wait when it is full.
+pub const INBOX_MAX: usize = 4_096;
+/// Requests or stanzas queued per worker or link.
+pub const WORKER_QUEUE_MAX: usize = 4_096;
+/// Component link keepalive ping interval and answer timeout.
+pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A link whose ping is unanswered for this long is dead.
+pub const LINK_PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The component port.
+pub const COMPONENT_PORT: u16 = 7400;
+/// The AXL port.
+pub const AXL_PORT: u16 = 8443;
+/// Read buffer per link.
+pub const READ_BUF_BYTES: usize = 16 * 1024;
+
+/// Where the connector's peers are and how to authenticate on the component links.
+#[derive(Debug, Clone)]
+pub struct Peers {
+    /// Cloud host and port.
+    pub cloud: (String, u16),
+    /// The XEP-0114 shared secret.
+    pub component_secret: String,
+    /// Component port of IM&P nodes.
+    pub component_port: u16,
+    /// AXL port of IM&P publishers.
+    pub axl_port: u16,
+}
+
+impl Peers {
+    /// Standard ports towards `cloud`.
+    pub fn standard(cloud: &str, secret: &str) -> Self {
+        Self {
+            cloud: (cloud.to_string(), super::http::CLOUD_PORT),
+            component_secret: secret.to_string(),
+            component_port: COMPONENT_PORT,
+            axl_port: AXL_PORT,
+        }
+    }
+}
+
+enum Inbox {
+    Http {
+        id: u64,
+        result: Result<(u16, Vec<u8>), String>,
+    },
+    Stanza {
+        node: String,
+        el: Element,
+    },
+    LinkUp(String),
+    LinkDown(String),
+    Cloud(Event),
+    EventsReconnected,
+}
+
+type Shared = Rc<RefCell<ConnectorNode>>;
+
+/// Runs the connector until the task is dropped. `core` is shared read-only with observers
+/// (the simulation's status-page sampling); only this driver mutates it.
+pub async fn run<N: Net>(net: N, core: Shared, peers: Peers, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (tx, mut rx) = mpsc::channel::<Inbox>(INBOX_MAX);
+    let mut d = Dispatch {
+        net: net.clone(),
+        peers,
+        tx: tx.clone(),
+        workers: BTreeMap::new(),
+        links: BTreeMap::new(),
+        seed,
+        events_started: false,
+    };
+    core.borrow_mut().start(net.now());
+    // Bounded by the task's lifetime; each iteration handles one input or one timer.
+    loop {
+        d.flush(&core);
+        let now = net.now();
+        let sleep_for = core
+            .borrow_mut()
+            .poll_timeout(now)
+            .map_or(Duration::from_secs(3600), |t| t.saturating_sub(now));
+        tokio::select! {
+            biased;
+            msg = rx.recv() => {
+                let Some(msg) = msg else { return };
+                handle(&core, &net, msg, &mut rng);
+            }
+            _ = tokio::time::sleep(sleep_for) => {
+                core.borrow_mut().handle_timeout(net.now(), &mut rng);
+            }
+        }
+    }
+}
+
+fn handle<N: Net>(core: &Shared, net: &N, msg: Inbox, rng: &mut ChaCha8Rng) {
+    let now = net.now();
+    let mut c = core.borrow_mut();
+    match msg {
+        Inbox::Http {
+            id,
+            result: Ok((status, body)),
+        } => c.handle_http(now, id, status, &body, rng),
+        Inbox::Http { id, result: Err(e) } => c.handle_http_failure(now, id, &e, rng),
+        Inbox::Stanza { node, el } => c.handle_stanza(now, &node, &el, rng),
+        Inbox::LinkUp(node) => c.node_up(now, &node, rng),
+        Inbox::LinkDown(node) => c.node_down(now, &node, rng),
+        Inbox::Cloud(ev) => c.handle_event(now, ev, rng),
+        Inbox::EventsReconnected => c.resync(now),
+    }
+}
+
+struct Dispatch<N: Net> {
+    net: N,
+    peers: Peers,
+    tx: mpsc::Sender<Inbox>,
+    workers: BTreeMap<String, mpsc::Sender<HttpRequest>>,
+    links: BTreeMap<String, mpsc::Sender<Element>>,
+    seed: u64,
+    events_started: bool,
+}
+
+impl<N: Net> Dispatch<N> {
+    /// Executes every output the core produced.
+    fn flush(&mut self, core: &Shared) {
+        loop {
+            let next = core.borrow_mut().poll_output();
+            let Some(out) = next else { return };
+            match out {
+                Output::Http(req) => self.http(req),
+                Output::Links(nodes) => {
+                    for n in nodes {
+                        self.link(&n);
+                    }
+                }
+                Output::Events(token) => self.events(token),
+                Output::Xmpp { node, stanza } => {
+                    if let Some(tx) = self.links.get(&node) {
+                        let _ = tx.try_send(stanza);
+                    }
+                }
+            }
+        }
+    }
+
+    fn http(&mut self, req: HttpRequest) {
+        let (key, host, port) = match &req.target {
+            Target::Cloud => (
+                format!("cloud#{}", req.lane % CLOUD_WORKERS),
+                self.peers.cloud.0.clone(),
+                self.peers.cloud.1,
+            ),
+            Target::Axl { host } => (format!("axl#{host}"), host.clone(), self.peers.axl_port),
+        };
+        let tx = self.workers.entry(key).or_insert_with(|| {
+            let (wtx, wrx) = mpsc::channel(WORKER_QUEUE_MAX);
+            tokio::task::spawn_local(http_worker(
+                self.net.clone(),
+                host,
+                port,
+                wrx,
+                self.tx.clone(),
+            ));
+            wtx
+        });
+        if let Err(e) = tx.try_send(req) {
+            let req = match e {
+                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
+            };
+            let _ = self.tx.try_send(Inbox::Http {
+                id: req.id,
+                result: Err("worker queue full".into()),
+            });
+        }
+    }
+
+    fn link(&mut self, node: &str) {
+        if self.links.contains_key(node) {
+            return;
+        }
+        let (ltx, lrx) = mpsc::channel(WORKER_QUEUE_MAX);
+        self.links.insert(node.to_string(), ltx);
+        let seed = self.seed ^ fnv(node);
+        tokio::task::spawn_local(component_link(
+            self.net.clone(),
+            node.to_string(),
+            self.peers.clone(),
+            lrx,
+            self.tx.clone(),
+            seed,
+        ));
+    }
+
+    fn events(&mut self, token: String) {
+        if self.events_started {
+            return;
+        }
+        self.events_started = true;
+        let seed = self.seed ^ 0x5eed_e7e7;
+        tokio::task::spawn_local(event_stream(
+            self.net.clone(),
+            self.peers.cloud.clone(),
+            token,
+            self.tx.clone(),
+            seed,
+        ));
+    }
+}
+
+fn fnv(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+async fn connect<N: Net>(net: &N, host: &str, port: u16) -> Result<N::Stream, String> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, net.connect(host, port)).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(format!("connect {host}:{port}: {e}")),
+        Err(_) => Err(format!("connect {host}:{port}: timed out")),
+    }
+}
+
+/// Performs requests in order on one keep-alive connection, reconnecting as needed. A failed
+/// request is reported, not retried here: the core decides.
+async fn http_worker<N: Net>(
+    net: N,
+    host: String,
+    port: u16,
+    mut rx: mpsc::Receiver<HttpRequest>,
+    tx: mpsc::Sender<Inbox>,
+) {
+    let mut client: Option<HttpClient> = None;
+    while let Some(req) = rx.recv().await {
+        if !client.as_ref().is_some_and(HttpClient::is_open) {
+            client = match connect(&net, &host, port).await {
+                Ok(s) => HttpClient::handshake(s).await.ok(),
+                Err(e) => {
+                    let _ = tx
+                        .send(Inbox::Http {
+                            id: req.id,
+                            result: Err(e),
+                        })
+                        .await;
+                    continue;
+                }
+            };
+        }
+        let Some(c) = client.as_mut() else {
+            let _ = tx
+                .send(Inbox::Http {
+                    id: req.id,
+                    result: Err("HTTP handshake failed".into()),
+                })
+                .await;
+            continue;
+        };
+        let ct = match req.target {
+            Target::Cloud => "application/json",
+            Target::Axl { .. } => "text/xml; charset=utf-8",
+        };
+        let ct = (!req.body.is_empty()).then_some(ct);
+        let result = c
+            .send(
+                req.method,
+                &req.path,
+                &host,
+                req.authorization.as_deref(),
+                ct,
+                req.body,
+            )
+            .await
+            .map_err(|e| e.to_string());
+        if result.is_err() {
+            client = None;
+        }
+        if tx.send(Inbox::Http { id: req.id, result }).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// One XEP-0114 link to an IM&P node, forever: connect, handshake, relay, reconnect.
+async fn component_link<N: Net>(
+    net: N,
+    node: String,
+    peers: Peers,
+    mut rx: mpsc::Receiver<Element>,
+    tx: mpsc::Sender<Inbox>,
+    seed: u64,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    loop {
+        let reason = match connect(&net, &node, peers.component_port).await {
+            Ok(stream) => {
+                link_session(&net, &node, &peers, stream, &mut rx, &tx, &mut backoff).await
+            }
+            Err(e) => e,
+        };
+        tracing::debug!(node = %node, reason = %reason, "component link down");
+        if tx.send(Inbox::LinkDown(node.clone())).await.is_err() {
+            return;
+        }
+        tokio::time::sleep(backoff.next_delay(&mut rng)).await;
+    }
+}
+
+async fn link_session<N: Net>(
+    net: &N,
+    node: &str,
+    peers: &Peers,
+    stream: N::Stream,
+    rx: &mut mpsc::Receiver<Element>,
+    tx: &mpsc::Sender<Inbox>,
+    backoff: &mut Backoff,
+) -> String {
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let header = xmpp::stream_header(NS_COMPONENT, None, Some(node), None);
+    if wr.write_all(header.as_bytes()).await.is_err() {
+        return "write failed".into();
+    }
+    let mut parser = StreamParser::new();
+    let mut buf = vec![0u8; READ_BUF_BYTES];
+    let mut up = false;
+    let mut ping = tokio::time::interval(LINK_PING_INTERVAL);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pending_ping: Option<(String, Duration)> = None;
+    let mut ping_seq = 0u64;
+    loop {
+        tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => {
+                let n = match r {
+                    Ok(0) => return "node closed the link".into(),
+                    Err(e) => return format!("read failed: {e}"),
+                    Ok(n) => n,
+                };
+                parser.feed(&buf[..n]);
+                loop {
+                    match parser.next_event() {
+                        Ok(None) => break,
+                        Ok(Some(StreamEvent::Open(h))) => {
+                            let id = h.attr("id").unwrap_or_default();
+                            let hs = Element::new("handshake", NS_COMPONENT)
+                                .with_text(xmpp::component_handshake(id, &peers.component_secret));
+                            if wr.write_all(hs.to_xml_in(NS_COMPONENT).as_bytes()).await.is_err() {
+                                return "write failed".into();
+                            }
+                        }
+                        Ok(Some(StreamEvent::Close)) => return "node closed the stream".into(),
+                        Ok(Some(StreamEvent::Stanza(el))) => {
+                            if el.name == "handshake" && !up {
+                                up = true;
+                                backoff.reset();
+                                if tx.send(Inbox::LinkUp(node.to_string())).await.is_err() {
+                                    return "driver gone".into();
+                                }
+                            } else if el.name == "error" {
+                                return format!("stream error: {}", el.to_xml());
+                            } else if pending_ping.as_ref().is_some_and(|(id, _)| el.attr("id") == Some(id)) {
+                                pending_ping = None;
+                            } else if tx.send(Inbox::Stanza { node: node.to_string(), el }).await.is_err() {
+                                return "driver gone".into();
+                            }
+                        }
+                        Err(e) => return format!("bad XML from node: {e}"),
+                    }
+                }
+            }
+            out = rx.recv(), if up => {
+                let Some(el) = out else { return "driver gone".into() };
+                let mut bytes = el.to_xml_in(NS_COMPONENT);
+                while let Ok(more) = rx.try_recv() {
+                    more.write_into(&mut bytes, NS_COMPONENT);
+                }
+                if wr.write_all(bytes.as_bytes()).await.is_err() {
+                    return "write failed".into();
+                }
+            }
+            _ = ping.tick() => {
+                let now = net.now();
+                if pending_ping.as_ref().is_some_and(|(_, at)| now.saturating_sub(*at) > LINK_PING_TIMEOUT) {
+                    return "ping unanswered".into();
+                }
+                if up && pending_ping.is_none() {
+                    ping_seq += 1;
+                    let id = format!("lp-{ping_seq}");
+                    let p = Element::new("iq", NS_COMPONENT)
+                        .with_attr("type", "get")
+                        .with_attr("id", id.clone())
+                        .with_attr("to", node)
+                        .with_child(Element::new("ping", NS_PING));
+                    pending_ping = Some((id, now));
+                    if wr.write_all(p.to_xml_in(NS_COMPONENT).as_bytes()).await.is_err() {
+                        return "write failed".into();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The cloud event WebSocket, forever.
+async fn event_stream<N: Net>(
+    net: N,
+    cloud: (String, u16),
+    token: String,
+    tx: mpsc::Sender<Inbox>,
+    seed: u64,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    let mut first = true;
+    loop {
+        let client: Result<EventClient<N::Stream>, String> =
+            match connect(&net, &cloud.0, cloud.1).await {
+                Ok(s) => ws_connect(s, &token, &mut rng)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+        if let Ok(mut c) = client {
+            backoff.reset();
+            if !first && tx.send(Inbox::EventsReconnected).await.is_err() {
+                return;
+            }
+            first = false;
+            while let Ok(ev) = c.next_event().await {
+                if tx.send(Inbox::Cloud(ev)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        tokio::time::sleep(backoff.next_delay(&mut rng)).await;
+    }
+}
