@@ -4,9 +4,11 @@
 //! is the driver that connects, logs in, generates the user's chat workload from its seeded
 //! RNG, keeps the stream alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead
 //! stream must be noticed by the application, as in real life) and reconnects with seeded
-//! backoff.
+//! backoff. A device may also follow a [`PresencePlan`] (manual and device presence changes,
+//! spec 53) and reports the presences it publishes and receives, and the error stanzas its
+//! messages come back as (spec 46), to the [`Recorder`].
 
-use crate::observe::{ClientKind, Delivered, Recorder, Refused, Sent};
+use crate::observe::{ClientKind, Delivered, PresenceEvent, Recorder, Refused, Sent};
 use connector::io::net::Net;
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
@@ -236,6 +238,24 @@ pub struct ChatPlan {
     pub stop: Duration,
 }
 
+/// The presence changes one device publishes (spec 53): manual (user-set) or device presence,
+/// marked with the project's `urn:hmsim:presence:0` payload (see `imp::node`).
+#[derive(Debug, Clone)]
+pub struct PresencePlan {
+    /// Mean time between changes (exponentially distributed).
+    pub mean_interval: Duration,
+    /// Probability that a change is manual.
+    pub manual_share: f64,
+    /// Simulated time at which changes stop.
+    pub stop: Duration,
+    /// Its own RNG, so that presence never shifts the chat workload's draws.
+    pub rng: ChaCha8Rng,
+    /// When the next change is due.
+    pub next: Duration,
+    /// Changes published so far (makes every status text distinct).
+    pub count: u64,
+}
+
 /// One device of one user.
 pub struct DeviceSpec<N: Net> {
     /// Network backend.
@@ -256,6 +276,8 @@ pub struct DeviceSpec<N: Net> {
     pub rng: ChaCha8Rng,
     /// Where to report.
     pub recorder: Rc<dyn Recorder>,
+    /// Presence changes this device publishes, if any.
+    pub presence: Option<PresencePlan>,
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
@@ -317,6 +339,10 @@ async fn session<N: Net>(
             (true, Some(t)) => t.saturating_sub(now),
             _ => Duration::from_secs(3600),
         };
+        let presence_in = match (&d.presence, core.is_ready()) {
+            (Some(p), true) if now < p.stop => Some(p.next.saturating_sub(now)),
+            _ => None,
+        };
         tokio::select! {
             biased;
             r = rd.read(&mut buf) => {
@@ -331,6 +357,16 @@ async fn session<N: Net>(
                         ClientEvent::Ready(_) => {
                             *backoff = BACKOFF_MIN;
                             d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, "logged in");
+                            // The initial `<presence/>` is this device's first device presence.
+                            d.recorder.presence_published(&d.host, PresenceEvent {
+                                user: d.jid.bare(),
+                                device: d.resource.clone(),
+                                from: String::new(),
+                                manual: false,
+                                show: None,
+                                status: None,
+                                available: true,
+                            });
                         }
                         ClientEvent::Stanza(el) => {
                             if pending_ping.as_ref().is_some_and(|(id, _)| el.name == "iq" && el.attr("id") == Some(id.as_str())) {
@@ -344,6 +380,9 @@ async fn session<N: Net>(
             }
             _ = tokio::time::sleep(send_in) => {
                 send_next(d, &mut core, next_send, seq);
+            }
+            _ = tokio::time::sleep(presence_in.unwrap_or_default()), if presence_in.is_some() => {
+                publish_presence(d, &mut core);
             }
             _ = ping.tick() => {
                 let now = d.net.now();
@@ -410,7 +449,87 @@ fn send_next<N: Net>(
     *next_send = Some(now + plan.mean_interval.mul_f64(-u.ln()));
 }
 
+/// Shows a device presence may carry; `None` is plain available.
+const DEVICE_SHOWS: [Option<&str>; 3] = [None, Some("away"), Some("xa")];
+/// Shows a user may set by hand.
+const MANUAL_SHOWS: [&str; 3] = ["dnd", "away", "chat"];
+
+/// Publishes the next presence change of the device's plan and schedules the one after.
+fn publish_presence<N: Net>(d: &mut DeviceSpec<N>, core: &mut JabberCore) {
+    let now = d.net.now();
+    let Some(p) = d.presence.as_mut() else { return };
+    p.count += 1;
+    let manual = p.rng.random_range(0.0..1.0) < p.manual_share;
+    // One manual change in four clears the manual presence (back to automatic).
+    let clear = manual && p.rng.random_range(0..4) == 0;
+    let show = if manual {
+        Some(MANUAL_SHOWS[p.rng.random_range(0..MANUAL_SHOWS.len())])
+    } else {
+        DEVICE_SHOWS[p.rng.random_range(0..DEVICE_SHOWS.len())]
+    };
+    let label = match show {
+        None | Some("chat") => "Available",
+        Some("dnd") => "Do not disturb",
+        Some(_) => "Away",
+    };
+    let status = format!(
+        "{label} @ Jabber {} #{}{}",
+        d.resource,
+        p.count,
+        if manual { " (manual)" } else { "" }
+    );
+    let mut el = Element::new("presence", xmpp::NS_CLIENT);
+    if clear {
+        el.set_attr("type", "unavailable");
+    } else {
+        if let Some(s) = show {
+            el = el.with_child(Element::new("show", xmpp::NS_CLIENT).with_text(s));
+        }
+        el = el.with_child(Element::new("status", xmpp::NS_CLIENT).with_text(status.clone()));
+    }
+    let kind = if manual { "manual" } else { "device" };
+    el = el.with_child(
+        Element::new("hm-presence", crate::imp::node::NS_HM_PRESENCE).with_attr("kind", kind),
+    );
+    core.send(&el);
+    let u: f64 = p.rng.random_range(f64::EPSILON..1.0);
+    p.next = now + p.mean_interval.mul_f64(-u.ln());
+    d.recorder.presence_published(
+        &d.host,
+        PresenceEvent {
+            user: d.jid.bare(),
+            device: d.resource.clone(),
+            from: String::new(),
+            manual,
+            show: (!clear).then(|| show.map(str::to_string)).flatten(),
+            status: (!clear).then_some(status),
+            available: !clear,
+        },
+    );
+}
+
 fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
+    if el.name == "presence" {
+        let kind = el.attr("type");
+        if matches!(kind, None | Some("unavailable"))
+            && let Some(from) = el.attr("from")
+        {
+            let text = |name: &str| el.elements().find(|e| e.name == name).map(Element::text);
+            d.recorder.presence_seen(
+                &d.host,
+                PresenceEvent {
+                    user: d.jid.bare(),
+                    device: d.resource.clone(),
+                    from: from.to_string(),
+                    manual: false,
+                    show: text("show"),
+                    status: text("status"),
+                    available: kind.is_none(),
+                },
+            );
+        }
+        return;
+    }
     if el.name != "message" {
         return;
     }

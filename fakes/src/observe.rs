@@ -61,6 +61,26 @@ pub struct Refused {
     pub text: String,
 }
 
+/// A presence as a device published it, or as a device saw a contact's presence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceEvent {
+    /// Publisher (bare JID) when published; the viewing user when seen.
+    pub user: String,
+    /// The publishing device, or the viewing device.
+    pub device: String,
+    /// When seen: the full JID it came from (the composed presence's resource); when
+    /// published: empty.
+    pub from: String,
+    /// A manual (user-set) presence rather than device presence (spec 53).
+    pub manual: bool,
+    /// `<show>`, absent for plain available.
+    pub show: Option<String>,
+    /// `<status>` text.
+    pub status: Option<String>,
+    /// False for `type='unavailable'` (when published manual: the manual presence is cleared).
+    pub available: bool,
+}
+
 /// Where client models report. Implemented by the simulation's observer.
 pub trait Recorder {
     /// A user sent a message.
@@ -76,5 +96,13 @@ pub trait Recorder {
     fn refused(&self, host: &str, ev: Refused) {
         let _ = host;
         self.note(&format!("message refused: {}", ev.condition));
+    }
+    /// A device published a presence. Ignored by default.
+    fn presence_published(&self, host: &str, ev: PresenceEvent) {
+        let _ = (host, ev);
+    }
+    /// A device received a contact's presence. Ignored by default.
+    fn presence_seen(&self, host: &str, ev: PresenceEvent) {
+        let _ = (host, ev);
     }
 }

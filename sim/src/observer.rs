@@ -5,7 +5,7 @@
 //! is ever read by a host. Events are appended in simulated-time order because the simulation
 //! is single-threaded and hosts run in a fixed order within each tick.
 
-use fakes::observe::{ClientKind, Delivered, Recorder, Refused, Sent};
+use fakes::observe::{ClientKind, Delivered, PresenceEvent, Recorder, Refused, Sent};
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -65,6 +65,10 @@ struct State {
     up: BTreeMap<(String, String), bool>,
     /// The farm host each known device runs on, by (user, device).
     device_host: BTreeMap<(String, String), String>,
+    /// Presences as published, in publication order, with their time.
+    presence_published: Vec<(Duration, PresenceEvent)>,
+    /// The last presence each device saw from each contact: (viewer, device, contact bare).
+    presence_seen: BTreeMap<(String, String, String), PresenceEvent>,
     coverage: BTreeMap<String, u64>,
     digest: Sha256,
     digest_events: u64,
@@ -157,6 +161,16 @@ impl Observer {
                 reason: format!("host {host} went down"),
             });
         }
+    }
+
+    /// Every presence published, in order, with its time.
+    pub fn published_presences(&self) -> Vec<(Duration, PresenceEvent)> {
+        self.state.borrow().presence_published.clone()
+    }
+
+    /// The last presence each device saw from each contact, by (viewer, device, contact).
+    pub fn seen_presences(&self) -> BTreeMap<(String, String, String), PresenceEvent> {
+        self.state.borrow().presence_seen.clone()
     }
 
     /// Every session transition.
@@ -301,6 +315,19 @@ impl Recorder for Observer {
 
     fn note(&self, what: &str) {
         self.hit(what);
+    }
+
+    fn presence_published(&self, _host: &str, ev: PresenceEvent) {
+        let at = now();
+        self.state.borrow_mut().presence_published.push((at, ev));
+    }
+
+    fn presence_seen(&self, _host: &str, ev: PresenceEvent) {
+        let contact = ev.from.split('/').next().unwrap_or_default().to_string();
+        self.state
+            .borrow_mut()
+            .presence_seen
+            .insert((ev.user.clone(), ev.device.clone(), contact), ev);
     }
 
     fn refused(&self, host: &str, ev: Refused) {

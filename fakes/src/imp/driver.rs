@@ -107,10 +107,17 @@ async fn accept_loop<N: Net>(
             id,
             stream,
             rx,
+            // A peer pings its outbound link; silence means the peer or the path is gone (a
+            // FIN lost in a partition never arrives), so the inbound side is closed too.
+            router.then_some(LINK_SILENCE_MAX),
         ));
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one task's whole context; a struct would only be unpacked again here"
+)]
 async fn connection<N: Net>(
     net: N,
     node: Rc<RefCell<ImpNode>>,
@@ -119,10 +126,13 @@ async fn connection<N: Net>(
     id: ConnId,
     stream: N::Stream,
     mut rx: mpsc::Receiver<Transmit>,
+    idle_max: Option<Duration>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
+    let mut last_rx = net.now();
     loop {
+        let idle_left = idle_max.map(|max| max.saturating_sub(net.now().saturating_sub(last_rx)));
         tokio::select! {
             biased;
             out = rx.recv() => {
@@ -134,10 +144,15 @@ async fn connection<N: Net>(
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    last_rx = net.now();
                     node.borrow_mut().input(net.now(), id, &buf[..n]);
                     dispatch(&net, &node, &writers, &links);
                 }
             },
+            _ = tokio::time::sleep(idle_left.unwrap_or_default()), if idle_left.is_some() => {
+                tracing::debug!(id, "inbound router link silent: closing");
+                break;
+            }
         }
     }
     writers.borrow_mut().remove(&id);

@@ -3,7 +3,8 @@
 //! - [`axl`]: the AXL Web Service (SOAP on 8443): node and user discovery.
 //! - [`component`]: the XEP-0114 component port (7400) and the connector's per-user sessions.
 //! - [`directory`]: the user table and the database that survives restarts.
-//! - [`node`]: the sans-IO core (c2s streams, routing, offline storage, carbons).
+//! - [`node`]: the sans-IO core (c2s streams, routing within the cluster over node-to-node
+//!   links, offline storage, carbons, presence composition).
 //! - [`driver`]: sockets ↔ core, on any [`connector::io::net::Net`] backend.
 
 pub mod axl;

@@ -578,11 +578,14 @@ impl ImpNode {
     fn on_iq(&mut self, conn: ConnId, me: &Jid, el: Element) {
         let kind = el.attr("type").unwrap_or("");
         if !matches!(kind, "get" | "set") {
-            // Results and errors addressed to other entities are routed; to us they end here.
-            if let Some(to) = el.attr("to").and_then(|t| Jid::parse(t).ok())
-                && to.resource.is_some()
+            // Results and errors addressed to other entities are routed (to their home node if
+            // need be); to us they end here.
+            if el
+                .attr("to")
+                .and_then(|t| Jid::parse(t).ok())
+                .is_some_and(|to| to.resource.is_some())
             {
-                self.route_to_full(&to, &el);
+                self.route_out(el);
             }
             return;
         }
@@ -597,6 +600,13 @@ impl ImpNode {
         };
         if !to_server {
             let to = to.and_then(Result::ok).expect("checked above");
+            let home = self.dir.get(&to.bare()).map(|u| u.home.clone());
+            if to.resource.is_some()
+                && let Some(home) = home.filter(|h| *h != self.cfg.host)
+            {
+                self.forward(&home, &el);
+                return;
+            }
             if to.resource.is_some() && self.route_to_full(&to, &el) {
                 return;
             }
@@ -659,7 +669,12 @@ impl ImpNode {
             }
             return;
         }
-        let unavailable = el.attr("type") == Some("unavailable");
+        // Setting or clearing a manual presence says nothing about this device's availability.
+        let manual = el
+            .child("hm-presence", NS_HM_PRESENCE)
+            .and_then(|m| m.attr("kind"))
+            == Some("manual");
+        let unavailable = el.attr("type") == Some("unavailable") && !manual;
         let first = {
             let Some(c) = self.conns.get_mut(&conn) else {
                 return;
@@ -1278,6 +1293,378 @@ impl ImpNode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use crate::imp::directory::UserRecord;
+
+    const T: Duration = Duration::from_secs(1);
+
+    fn user(name: &str, home: &str) -> UserRecord {
+        UserRecord {
+            userid: name.into(),
+            jid: format!("{name}@example.com"),
+            email: Some(format!("{name}@example.com")),
+            password: format!("pw-{name}"),
+            home: home.into(),
+        }
+    }
+
+    /// alice and carol on n1, bob on n2; alice's contacts are bob and carol.
+    fn cluster(storage: bool, version: (u32, u32)) -> (ImpNode, ImpNode) {
+        let dir = Rc::new(
+            Directory::new([user("alice", "n1"), user("bob", "n2"), user("carol", "n1")])
+                .with_contacts([
+                    ("alice@example.com".into(), "bob@example.com".into()),
+                    ("alice@example.com".into(), "carol@example.com".into()),
+                ]),
+        );
+        let node = |host: &str| {
+            let cfg = NodeConfig {
+                host: host.into(),
+                domain: "example.com".into(),
+                version,
+                offline_storage: storage,
+                mdm: true,
+            };
+            ImpNode::new(cfg, dir.clone(), Rc::default())
+        };
+        (node("n1"), node("n2"))
+    }
+
+    /// Everything written to `conn` since the last call.
+    fn output(n: &mut ImpNode, conn: ConnId) -> String {
+        let mut all = String::new();
+        let mut keep = VecDeque::new();
+        while let Some((c, t)) = n.poll_transmit() {
+            match (c == conn, t) {
+                (true, Transmit::Bytes(b)) => all.push_str(&b),
+                (true, Transmit::Close) => {}
+                (false, t) => keep.push_back((c, t)),
+            }
+        }
+        n.out = keep;
+        all
+    }
+
+    /// Logs `name/res` in on `n` with initial presence; returns the connection.
+    fn login(n: &mut ImpNode, name: &str, res: &str) -> ConnId {
+        let c = n.open();
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n.input(T, c, h.as_bytes());
+        let auth = xmpp::sasl_plain_response(name, &format!("pw-{name}"));
+        n.input(
+            T,
+            c,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+            )
+            .as_bytes(),
+        );
+        n.input(T, c, h.as_bytes());
+        n.input(T, c, format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind></iq>").as_bytes());
+        n.input(
+            T,
+            c,
+            b"<iq type='set' id='c'><enable xmlns='urn:xmpp:carbons:2'/></iq><presence/>",
+        );
+        let out = output(n, c);
+        assert!(out.contains("<success"), "login of {name} failed: {out}");
+        c
+    }
+
+    /// Carries `from`'s peer stanzas to `to` over a router connection; returns how many.
+    fn pump(from: &mut ImpNode, to: &mut ImpNode) -> usize {
+        let rc = to.open_router();
+        to.input(T, rc, from.router_header(&to.cfg.host).as_bytes());
+        let mut n = 0;
+        while let Some(p) = from.poll_peer() {
+            assert_eq!(p.node, to.cfg.host);
+            assert!(p.bytes.starts_with('<'), "{}", p.bytes);
+            to.input(T, rc, p.bytes.as_bytes());
+            n += 1;
+        }
+        let _ = output(to, rc);
+        n
+    }
+
+    fn say(n: &mut ImpNode, c: ConnId, to: &str, id: &str, body: &str) {
+        let m = xmpp::chat_message(xmpp::NS_CLIENT, id, None, to, body);
+        n.input(T, c, m.to_xml_in(xmpp::NS_CLIENT).as_bytes());
+    }
+
+    #[test]
+    fn message_to_a_user_homed_on_another_node_crosses_the_router_link() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        let b = login(&mut n2, "bob", "desk");
+        pump(&mut n2, &mut n1); // presence probes
+        pump(&mut n1, &mut n2);
+        let _ = (output(&mut n1, a), output(&mut n2, b));
+        say(&mut n1, a, "bob@example.com", "m1", "hello");
+        assert!(output(&mut n1, a).is_empty(), "no error for the sender");
+        let forwarded = n1.stats().forwarded;
+        let fwd: Vec<PeerTransmit> = std::iter::from_fn(|| n1.poll_peer()).collect();
+        assert_eq!(fwd.len(), 1, "{fwd:?}");
+        assert!(
+            fwd[0].bytes.starts_with("<message") && !fwd[0].bytes.contains("xmlns='jabber:client'")
+        );
+        n1.peer_out.extend(fwd);
+        assert_eq!(pump(&mut n1, &mut n2), 1);
+        let got = output(&mut n2, b);
+        assert!(got.contains("<body>hello</body>"), "{got}");
+        assert!(got.contains("from='alice@example.com/desk'"), "{got}");
+        assert!(
+            !got.contains("jabber:server"),
+            "re-namespaced for c2s: {got}"
+        );
+        assert_eq!(n1.stats().forwarded, forwarded);
+        assert_eq!(n2.stats().messages_routed, 1);
+    }
+
+    #[test]
+    fn offline_message_is_stored_on_the_recipients_home_node_and_replayed_with_delay() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "first");
+        say(&mut n1, a, "bob@example.com", "m2", "second");
+        pump(&mut n1, &mut n2);
+        assert_eq!(n1.stats().offline_stored, 0, "not on the sender's node");
+        assert_eq!(n2.stats().offline_stored, 2);
+        // Replay happens at bob's initial presence (its content is checked in
+        // `replay_carries_delay_stamps_in_send_order`).
+        login(&mut n2, "bob", "desk");
+        assert_eq!(n2.stats().offline_delivered, 2);
+    }
+
+    #[test]
+    fn replay_carries_delay_stamps_in_send_order() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "carol@example.com", "m1", "first");
+        say(&mut n1, a, "carol@example.com", "m2", "second");
+        let c = n1.open();
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n1.input(T, c, h.as_bytes());
+        let auth = xmpp::sasl_plain_response("carol", "pw-carol");
+        n1.input(
+            T,
+            c,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+            )
+            .as_bytes(),
+        );
+        n1.input(T, c, h.as_bytes());
+        n1.input(T, c, b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq><presence/>");
+        let out = output(&mut n1, c);
+        let (first, second) = (out.find("first").unwrap(), out.find("second").unwrap());
+        assert!(first < second, "{out}");
+        assert_eq!(out.matches("urn:xmpp:delay").count(), 2, "{out}");
+        assert!(out.contains("stamp='2026-01-01T00:00:01.000Z'"), "{out}");
+    }
+
+    #[test]
+    fn storage_off_before_12_5_refuses_across_nodes_with_the_spec_text() {
+        let (mut n1, mut n2) = cluster(false, (12, 0));
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "anyone?");
+        pump(&mut n1, &mut n2);
+        assert_eq!(n2.stats().discarded, 1);
+        assert!(
+            pump(&mut n2, &mut n1) >= 1,
+            "the error goes back to alice's node"
+        );
+        let got = output(&mut n1, a);
+        assert!(
+            got.contains("type='error'") && got.contains("id='m1'"),
+            "{got}"
+        );
+        assert!(got.contains(UNDELIVERABLE_TEXT), "{got}");
+    }
+
+    #[test]
+    fn storage_off_from_12_5_discards_silently() {
+        let (mut n1, mut n2) = cluster(false, (12, 5));
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "anyone?");
+        pump(&mut n1, &mut n2);
+        assert_eq!(n2.stats().discarded, 1);
+        pump(&mut n2, &mut n1); // only bob's presence, answering alice's probe
+        let got = output(&mut n1, a);
+        assert!(!got.contains("type='error'"), "{got}");
+    }
+
+    #[test]
+    fn iq_between_full_jids_on_different_nodes_goes_both_ways() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        let b = login(&mut n2, "bob", "desk");
+        let ping =
+            "<iq type='get' id='p1' to='bob@example.com/desk'><ping xmlns='urn:xmpp:ping'/></iq>";
+        n1.input(T, a, ping.as_bytes());
+        assert!(!output(&mut n1, a).contains("error"));
+        pump(&mut n1, &mut n2);
+        let got = output(&mut n2, b);
+        assert!(
+            got.contains("id='p1'") && got.contains("from='alice@example.com/desk'"),
+            "{got}"
+        );
+        n2.input(
+            T,
+            b,
+            b"<iq type='result' id='p1' to='alice@example.com/desk'/>",
+        );
+        pump(&mut n2, &mut n1);
+        let got = output(&mut n1, a);
+        assert!(
+            got.contains("type='result'") && got.contains("id='p1'"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn groupchat_is_refused_with_a_stanza_error() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        n1.input(
+            T,
+            a,
+            b"<message type='groupchat' id='g1' to='carol@example.com'><body>all</body></message>",
+        );
+        let got = output(&mut n1, a);
+        assert!(
+            got.contains("type='error'") && got.contains("id='g1'"),
+            "{got}"
+        );
+        assert!(got.contains("<not-allowed"), "{got}");
+        assert_eq!(n1.stats().messages_routed, 0);
+    }
+
+    #[test]
+    fn a_peer_cannot_speak_for_users_it_does_not_home() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let b = login(&mut n2, "bob", "desk");
+        let rc = n2.open_router();
+        n2.input(T, rc, n1.router_header("n2").as_bytes());
+        // carol is homed on n1, so n1 may speak for her; bob's own node may not be spoofed.
+        n2.input(T, rc, b"<message xmlns='jabber:server' type='chat' id='x' from='bob@example.com/evil' to='bob@example.com'><body>spoof</body></message>");
+        assert_eq!(n2.stats().peer_rejected, 1);
+        assert!(!output(&mut n2, b).contains("spoof"));
+        n2.input(T, rc, b"<message type='chat' id='y' from='carol@example.com/r' to='bob@example.com'><body>legit</body></message>");
+        assert!(output(&mut n2, b).contains("legit"));
+        // Pings on the link are answered on the same stream.
+        n2.input(T, rc, n1.router_ping("n2").as_bytes());
+        assert!(output(&mut n2, rc).contains("type='result'"));
+    }
+
+    #[test]
+    fn carbons_reach_the_senders_other_device_and_every_recipient_device_across_nodes() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let a1 = login(&mut n1, "alice", "desk");
+        let a2 = login(&mut n1, "alice", "phone");
+        let b1 = login(&mut n2, "bob", "desk");
+        let b2 = login(&mut n2, "bob", "phone");
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        for c in [a1, a2] {
+            let _ = output(&mut n1, c);
+        }
+        for c in [b1, b2] {
+            let _ = output(&mut n2, c);
+        }
+        say(&mut n1, a1, "bob@example.com", "m1", "both");
+        let sent = output(&mut n1, a2);
+        assert!(
+            sent.contains("<sent xmlns='urn:xmpp:carbons:2'") && sent.contains("both"),
+            "{sent}"
+        );
+        pump(&mut n1, &mut n2);
+        assert!(output(&mut n2, b1).contains("both"));
+        assert!(output(&mut n2, b2).contains("both"));
+        // A message to one full JID: the other device gets a received carbon.
+        say(&mut n1, a1, "bob@example.com/desk", "m2", "only-desk");
+        pump(&mut n1, &mut n2);
+        assert!(output(&mut n2, b1).contains("only-desk"));
+        let carbon = output(&mut n2, b2);
+        assert!(
+            carbon.contains("<received xmlns='urn:xmpp:carbons:2'") && carbon.contains("only-desk"),
+            "{carbon}"
+        );
+    }
+
+    /// A presence stanza marked manual or device.
+    fn presence(n: &mut ImpNode, c: ConnId, show: &str, status: &str, kind: &str) {
+        let p = format!(
+            "<presence><show>{show}</show><status>{status}</status><hm-presence xmlns='urn:hmsim:presence:0' kind='{kind}'/></presence>"
+        );
+        n.input(T, c, p.as_bytes());
+    }
+
+    #[test]
+    fn presence_manual_beats_device_and_latest_device_wins() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        let c = login(&mut n1, "carol", "desk");
+        let a1 = login(&mut n1, "alice", "desk");
+        let a2 = login(&mut n1, "alice", "hm-webex");
+        let _ = output(&mut n1, c);
+        presence(&mut n1, a2, "away", "Away @ Webex", "device");
+        let got = output(&mut n1, c);
+        assert!(
+            got.contains("from='alice@example.com/hm-webex'") && got.contains("Away @ Webex"),
+            "{got}"
+        );
+        // Manual DND beats the device presence (spec 53) ...
+        presence(&mut n1, a1, "dnd", "In a meeting", "manual");
+        let got = output(&mut n1, c);
+        assert!(
+            got.contains("<show>dnd</show>") && got.contains("In a meeting"),
+            "{got}"
+        );
+        // ... and a newer device presence does not change what contacts see.
+        presence(&mut n1, a2, "chat", "Available @ Webex", "device");
+        assert!(output(&mut n1, c).is_empty(), "composed presence unchanged");
+        // Manual cleared: the most recent device presence shows.
+        n1.input(T, a1, b"<presence type='unavailable'><hm-presence xmlns='urn:hmsim:presence:0' kind='manual'/></presence>");
+        let got = output(&mut n1, c);
+        assert!(
+            got.contains("Available @ Webex") && got.contains("from='alice@example.com/hm-webex'"),
+            "{got}"
+        );
+        // Every device gone: unavailable from the bare JID.
+        n1.closed(T, a2);
+        n1.closed(T, a1);
+        let got = output(&mut n1, c);
+        assert!(
+            got.contains("type='unavailable'") && got.contains("from='alice@example.com'"),
+            "{got}"
+        );
+    }
+
+    #[test]
+    fn presence_reaches_contacts_on_other_nodes_and_probes_answer_at_login() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        presence(&mut n1, a, "away", "Away @ Webex", "device");
+        let _ = std::iter::from_fn(|| n1.poll_peer()).count(); // bob not online yet
+        // bob logs in on n2: his node probes alice's home node, which answers.
+        let b = login(&mut n2, "bob", "desk");
+        assert_eq!(
+            pump(&mut n2, &mut n1),
+            2,
+            "bob's presence to alice, and a probe"
+        );
+        assert!(pump(&mut n1, &mut n2) >= 1);
+        let got = output(&mut n2, b);
+        assert!(
+            got.contains("Away @ Webex") && got.contains("from='alice@example.com/desk'"),
+            "{got}"
+        );
+        // A later change on n1 is pushed to bob on n2.
+        presence(&mut n1, a, "dnd", "Busy", "manual");
+        pump(&mut n1, &mut n2);
+        assert!(output(&mut n2, b).contains("<status>Busy</status>"));
+        // carol is not bob's contact: she never sees his presence.
+        assert!(n1.stats().presence_sent > 0);
+    }
 
     #[test]
     fn iso8601_of_epoch_and_later() {

@@ -361,6 +361,30 @@ fn all() -> Pct {
 pub enum Workload {
     /// One-to-one chat between users.
     Chat(ChatWorkload),
+    /// Jabber devices changing their presence, manual or device (spec 53).
+    Presence(PresenceWorkload),
+}
+
+/// Presence changes published by every Jabber device (spec 53-55). Contacts are the users of
+/// the chat workloads' contact lists, both ways.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceWorkload {
+    /// Mean changes per device; inter-arrival times are exponential, drawn from the seed.
+    pub rate_per_device: Rate,
+    /// Share of changes that are manual (user-set) rather than device presence.
+    #[serde(default = "half")]
+    pub manual: Pct,
+    /// When changes start (default: once clients are logged in).
+    #[serde(default)]
+    pub start: Option<Dur>,
+    /// When changes stop (default: `duration`).
+    #[serde(default)]
+    pub stop: Option<Dur>,
+}
+
+fn half() -> Pct {
+    Pct(Pct::ALL.0 / 2)
 }
 
 /// One-to-one chat traffic.
@@ -649,6 +673,9 @@ pub enum Check {
     /// Multiple Device Messaging: every device of the sender (other than the sending one) and
     /// of the recipient that was logged in around the send saw the message (XEP-0280, spec 34).
     MdmCopies,
+    /// Presence composition (spec 53): at the end, every logged-in device sees each contact's
+    /// composed presence (manual beats device; latest device wins), with its status text.
+    PresenceComposition,
     /// Offline storage as configured (spec 46-48): with storage on, messages to users without a
     /// session arrive later with a delay stamp, in order; with it off they are discarded, and
     /// below 12.5 the sender is told "Message could not be delivered".
@@ -709,7 +736,7 @@ pub struct MigrationExpect {
 }
 
 /// Names of the workload kinds.
-pub const WORKLOAD_NAMES: &[&str] = &["chat"];
+pub const WORKLOAD_NAMES: &[&str] = &["chat", "presence"];
 
 /// Names of the check kinds.
 pub const CHECK_NAMES: &[&str] = &[
@@ -726,6 +753,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "within_capacity",
     "mdm_copies",
     "offline_storage",
+    "presence_composition",
 ];
 
 // The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
@@ -766,10 +794,13 @@ impl Tagged for Workload {
         None
     }
     fn with_value<'de, A: serde::de::MapAccess<'de>>(
-        _name: &str,
+        name: &str,
         map: &mut A,
     ) -> Result<Self, A::Error> {
-        Ok(Workload::Chat(map.next_value()?))
+        Ok(match name {
+            "presence" => Workload::Presence(map.next_value()?),
+            _ => Workload::Chat(map.next_value()?),
+        })
     }
 }
 
@@ -787,6 +818,7 @@ impl Tagged for Check {
             "within_capacity" => Check::WithinCapacity,
             "mdm_copies" => Check::MdmCopies,
             "offline_storage" => Check::OfflineStorage,
+            "presence_composition" => Check::PresenceComposition,
             _ => return None,
         })
     }

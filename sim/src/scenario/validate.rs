@@ -264,7 +264,10 @@ fn users(s: &Scenario, p: &mut Problems) {
 }
 
 fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
-    let Workload::Chat(c) = w;
+    let c = match w {
+        Workload::Chat(c) => c,
+        Workload::Presence(pw) => return presence_workload(s, i, pw, p),
+    };
     let at = format!("workloads[{i}].chat");
     if c.rate_per_user.count <= 0.0 {
         p.add(
@@ -321,6 +324,39 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
             format!("{at}.contacts_per_user"),
             "must be at least 1",
             None,
+        );
+    }
+}
+
+fn presence_workload(s: &Scenario, i: usize, w: &PresenceWorkload, p: &mut Problems) {
+    let at = format!("workloads[{i}].presence");
+    let earlier = s.workloads[..i]
+        .iter()
+        .any(|w| matches!(w, Workload::Presence(_)));
+    if earlier {
+        p.add(
+            at.clone(),
+            "only one presence workload per scenario",
+            Some("merge them into one".into()),
+        );
+    }
+    if w.rate_per_device.count <= 0.0 {
+        p.add(
+            format!("{at}.rate_per_device"),
+            "the rate must be more than 0",
+            None,
+        );
+    }
+    let start = w.start.unwrap_or_default();
+    let stop = w.stop.unwrap_or(s.duration);
+    if start >= stop || stop > s.duration {
+        p.add(
+            format!("{at}.stop"),
+            format!(
+                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
+                s.duration
+            ),
+            Some("start < stop <= duration".into()),
         );
     }
 }
@@ -565,7 +601,8 @@ fn checks(s: &Scenario, p: &mut Problems) {
             | Check::DeliveryLatency(_)
             | Check::Liveness(_)
             | Check::MdmCopies
-            | Check::OfflineStorage => {}
+            | Check::OfflineStorage
+            | Check::PresenceComposition => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }
@@ -587,6 +624,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::WithinCapacity => "within_capacity",
         Check::MdmCopies => "mdm_copies",
         Check::OfflineStorage => "offline_storage",
+        Check::PresenceComposition => "presence_composition",
     }
 }
 

@@ -1,0 +1,606 @@
+//! The Webex App client model: one task per user, speaking the cloud's REST API and event
+//! WebSocket (the same client helpers as the connector, [`connector::io::http`]).
+//!
+//! A user logs in, keeps the event socket open, and acts on a seeded schedule: text posts,
+//! edits and deletes of their last post, file shares, typing indications and read markers,
+//! drawn from the workload's mix. Every text it sends carries a unique tag `[[id]]` (Jepsen
+//! style): ids differ across the bridge (activity ids in Webex, stanza ids in Jabber), the tag
+//! is how the observer follows one message from sender to every receiver. Everything is
+//! encrypted with the space key before it leaves the client; the cloud never sees plaintext.
+//!
+//! Failures (cloud outage, KMS outage, HTTP errors, a dropped socket) are survived the way a
+//! real client does: reconnect with seeded backoff, and re-fetch what was missed over REST.
+
+use crate::observe::{ClientKind, Delivered, Recorder, Sent};
+use connector::core::limiter::Backoff;
+use connector::io::http::{EventClient, HttpClient, Method, ws_connect};
+use connector::io::net::Net;
+use connector::proto::jwe::{self, SpaceKey};
+use connector::proto::webex::{Activity, Event, Verb};
+use rand::RngExt as _;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Reconnect backoff bounds.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Upper bound of the reconnect backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// How long a typing indication lasts before the client stops it.
+pub const TYPING_FOR: Duration = Duration::from_secs(5);
+/// Connect attempts give up after this long.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Shares of each action, as fractions summing to 1.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Mix {
+    /// Text posts.
+    pub text: f64,
+    /// Edits of the last own post.
+    pub edit: f64,
+    /// Deletes of the last own post.
+    pub delete: f64,
+    /// File shares.
+    pub file: f64,
+    /// Typing indications.
+    pub typing: f64,
+    /// Read markers.
+    pub read: f64,
+}
+
+/// What one Webex user does.
+#[derive(Debug, Clone)]
+pub struct WebexPlan {
+    /// Emails the user writes to.
+    pub contacts: Vec<String>,
+    /// Mean time between actions (exponential).
+    pub mean_interval: Duration,
+    /// When acting starts.
+    pub start: Duration,
+    /// When acting stops.
+    pub stop: Duration,
+    /// Action shares.
+    pub mix: Mix,
+}
+
+/// Presence settings applied once logged in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PresenceSettings {
+    /// "Show statuses" off.
+    pub hidden: bool,
+    /// Do not disturb for this many minutes (30..=1440), set at login.
+    pub dnd_minutes: Option<u64>,
+    /// Out of office.
+    pub out_of_office: bool,
+}
+
+/// One Webex App user.
+pub struct WebexSpec<N: Net> {
+    /// Network backend.
+    pub net: N,
+    /// Farm host name (for records).
+    pub host: String,
+    /// Cloud host and port.
+    pub cloud: (String, u16),
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// What to send; `None` for a user who only reads.
+    pub plan: Option<WebexPlan>,
+    /// Presence settings.
+    pub presence: PresenceSettings,
+    /// Whether the user uses Webex at all before `plan.start` (idle users log in late).
+    pub login_at: Duration,
+    /// The device name for records (`webex.<incarnation>`).
+    pub device: String,
+    /// This user's RNG.
+    pub rng: ChaCha8Rng,
+    /// Where to report.
+    pub recorder: Rc<dyn Recorder>,
+}
+
+/// The `[[id]]` tag of a text, if any.
+pub fn tag_of(text: &str) -> Option<&str> {
+    let start = text.find("[[")? + 2;
+    let end = start + text[start..].find("]]")?;
+    Some(&text[start..end])
+}
+
+#[derive(Default)]
+struct State {
+    token: Option<String>,
+    /// Contact email → (space id, key).
+    spaces: BTreeMap<String, (String, SpaceKey)>,
+    /// Space id → key, for every space seen.
+    keys: BTreeMap<String, SpaceKey>,
+    /// Space id → last activity sequence seen (for catch-up).
+    seen: BTreeMap<String, u64>,
+    /// Last own post per contact: (activity id, tag).
+    last_post: BTreeMap<String, String>,
+    /// Last activity received per contact, for read markers.
+    last_received: BTreeMap<String, (String, String)>,
+    seq: u64,
+}
+
+/// Runs a Webex user forever.
+pub async fn run_webex<N: Net>(mut d: WebexSpec<N>) {
+    tokio::time::sleep(d.login_at.saturating_sub(d.net.now())).await;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut st = State::default();
+    let mut next_action = d.plan.as_ref().map(|p| p.start);
+    loop {
+        let reason = session(&mut d, &mut st, &mut next_action, &mut backoff).await;
+        d.recorder
+            .session(&d.host, &d.email, &d.device, false, &reason);
+        st.token = None;
+        tokio::time::sleep(backoff.next_delay(&mut d.rng)).await;
+    }
+}
+
+async fn client<N: Net>(d: &WebexSpec<N>) -> Result<HttpClient, String> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.cloud.0, d.cloud.1))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    HttpClient::handshake(s).await.map_err(|e| e.to_string())
+}
+
+async fn call(
+    c: &mut HttpClient,
+    m: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+) -> Result<Value, String> {
+    let body = (!body.is_null()).then_some(body);
+    let (status, v) = c
+        .request(m, path, token, body.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    if status >= 300 {
+        return Err(format!("{path}: HTTP {status} {v}"));
+    }
+    Ok(v)
+}
+
+async fn session<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    next_action: &mut Option<Duration>,
+    backoff: &mut Backoff,
+) -> String {
+    let mut c = match client(d).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let login = json!({"email": d.email, "password": d.password});
+    let token = match call(&mut c, Method::Post, "/v1/login", None, login).await {
+        Ok(v) => v["token"].as_str().unwrap_or_default().to_string(),
+        Err(e) => return format!("login failed: {e}"),
+    };
+    st.token = Some(token.clone());
+    if let Err(e) = apply_presence(&mut c, &token, d.presence).await {
+        return e;
+    }
+    let stream =
+        match tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.cloud.0, d.cloud.1)).await {
+            Ok(Ok(s)) => s,
+            _ => return "event socket connect failed".into(),
+        };
+    let mut ws: EventClient<N::Stream> = match ws_connect(stream, &token, &mut d.rng).await {
+        Ok(ws) => ws,
+        Err(e) => return format!("event socket refused: {e}"),
+    };
+    backoff.reset();
+    d.recorder
+        .session(&d.host, &d.email, &d.device, true, "logged in");
+    if let Err(e) = catch_up(d, st, &mut c, &token).await {
+        return e;
+    }
+    loop {
+        let wait = next_action.map_or(Duration::from_secs(3600), |t| t.saturating_sub(d.net.now()));
+        tokio::select! {
+            biased;
+            ev = ws.next_event() => match ev {
+                Ok(ev) => {
+                    if let Err(e) = on_event(d, st, &mut c, &token, ev).await {
+                        return e;
+                    }
+                }
+                Err(e) => return format!("event socket: {e}"),
+            },
+            _ = tokio::time::sleep(wait) => {
+                if let Err(e) = act(d, st, &mut c, &token, next_action).await {
+                    return e;
+                }
+            }
+        }
+    }
+}
+
+async fn apply_presence(
+    c: &mut HttpClient,
+    token: &str,
+    p: PresenceSettings,
+) -> Result<(), String> {
+    if p == PresenceSettings::default() {
+        return Ok(());
+    }
+    let mut body = json!({"hidden": p.hidden, "out_of_office": p.out_of_office});
+    if let Some(m) = p.dnd_minutes {
+        body["dnd_minutes"] = json!(m);
+    }
+    call(c, Method::Put, "/v1/presence/me", Some(token), body)
+        .await
+        .map(|_| ())
+}
+
+/// Fetches activities missed while disconnected, for every known space.
+async fn catch_up<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+) -> Result<(), String> {
+    let spaces: Vec<(String, u64)> = st.seen.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    for (space, after) in spaces {
+        let v = call(
+            c,
+            Method::Get,
+            &format!("/v1/spaces/{space}/activities?after={after}"),
+            Some(token),
+            Value::Null,
+        )
+        .await?;
+        let list: Vec<Activity> =
+            serde_json::from_value(v["activities"].clone()).unwrap_or_default();
+        for a in list {
+            receive(d, st, c, token, a).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn on_event<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    ev: Event,
+) -> Result<(), String> {
+    match ev {
+        Event::Activity { activity, .. } => receive(d, st, c, token, *activity).await,
+        Event::Typing {
+            actor,
+            typing: true,
+            ..
+        } if actor != d.email => {
+            d.recorder.note("webex: typing indication received");
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn key_for(
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    space: &str,
+) -> Result<SpaceKey, String> {
+    if let Some(k) = st.keys.get(space) {
+        return Ok(k.clone());
+    }
+    let info = call(
+        c,
+        Method::Get,
+        &format!("/v1/spaces/{space}"),
+        Some(token),
+        Value::Null,
+    )
+    .await?;
+    let uri = info["key_uri"].as_str().unwrap_or_default().to_string();
+    let k = call(
+        c,
+        Method::Post,
+        "/v1/kms/keys",
+        Some(token),
+        json!({"uri": uri}),
+    )
+    .await?;
+    let bytes = k["key"]
+        .as_str()
+        .and_then(|s| {
+            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, s).ok()
+        })
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+        .ok_or("bad key from KMS")?;
+    let key = SpaceKey { uri, bytes };
+    st.keys.insert(space.to_string(), key.clone());
+    Ok(key)
+}
+
+/// Records an activity from someone else; our own echoes only advance the catch-up mark.
+async fn receive<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    a: Activity,
+) -> Result<(), String> {
+    let seen = st.seen.entry(a.space_id.clone()).or_insert(0);
+    if a.seq <= *seen && a.seq != 0 {
+        return Ok(()); // already seen (catch-up overlap)
+    }
+    *seen = a.seq.max(*seen);
+    if a.actor == d.email {
+        return Ok(());
+    }
+    match a.verb {
+        Verb::Post | Verb::Share => {
+            let key = key_for(st, c, token, &a.space_id).await?;
+            let Some(ct) = a.encrypted_text.as_deref() else {
+                return Ok(());
+            };
+            let plain = match jwe::decrypt(&key, ct) {
+                Ok(p) => String::from_utf8_lossy(&p).into_owned(),
+                Err(_) => {
+                    d.recorder.note("webex: undecryptable activity");
+                    return Ok(());
+                }
+            };
+            let id = tag_of(&plain)
+                .map(str::to_string)
+                .unwrap_or_else(|| a.id.clone());
+            if a.verb == Verb::Share {
+                d.recorder.note("webex: file received");
+            }
+            st.last_received
+                .insert(a.actor.clone(), (a.space_id.clone(), a.id.clone()));
+            d.recorder.delivered(
+                &d.host,
+                Delivered {
+                    id,
+                    from: a.actor.clone(),
+                    to: d.email.clone(),
+                    device: d.device.clone(),
+                    client: ClientKind::Webex,
+                    delayed: false,
+                    carbon: false,
+                },
+            );
+        }
+        Verb::Read => d.recorder.note("webex: read marker received"),
+        Verb::Delete => d.recorder.note("webex: delete received"),
+    }
+    Ok(())
+}
+
+/// The direct space with `contact`, created on first use, with its key.
+async fn space_with(
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    me: &str,
+    contact: &str,
+) -> Result<(String, SpaceKey), String> {
+    if let Some(s) = st.spaces.get(contact) {
+        return Ok(s.clone());
+    }
+    let v = call(
+        c,
+        Method::Post,
+        "/v1/spaces",
+        Some(token),
+        json!({"kind": "direct", "members": [me, contact]}),
+    )
+    .await?;
+    let space = v["space_id"].as_str().unwrap_or_default().to_string();
+    let key = key_for(st, c, token, &space).await?;
+    st.seen.entry(space.clone()).or_insert(0);
+    st.spaces
+        .insert(contact.to_string(), (space.clone(), key.clone()));
+    Ok((space, key))
+}
+
+/// One scheduled action, then the next one is drawn.
+async fn act<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    next: &mut Option<Duration>,
+) -> Result<(), String> {
+    let Some(plan) = d.plan.clone() else {
+        *next = None;
+        return Ok(());
+    };
+    let now = d.net.now();
+    if now >= plan.stop || plan.contacts.is_empty() {
+        *next = None;
+        return Ok(());
+    }
+    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
+    *next = Some(now + plan.mean_interval.mul_f64(-u.ln()));
+    let contact = plan.contacts[d.rng.random_range(0..plan.contacts.len())].clone();
+    let (space, key) = space_with(st, c, token, &d.email.clone(), &contact).await?;
+    let m = plan.mix;
+    let x: f64 = d.rng.random_range(0.0..1.0);
+    let edge = |k: usize| {
+        [m.text, m.edit, m.delete, m.file, m.typing]
+            .iter()
+            .take(k)
+            .sum::<f64>()
+    };
+    let last = st.last_post.get(&contact).cloned();
+    let path = format!("/v1/spaces/{space}/activities");
+    if x < edge(1) || (x < edge(3) && last.is_none()) {
+        post_text(d, st, c, token, &contact, &space, &key, None).await
+    } else if x < edge(2) {
+        post_text(d, st, c, token, &contact, &space, &key, last).await
+    } else if x < edge(3) {
+        let target = last.expect("checked above");
+        st.last_post.remove(&contact);
+        d.recorder.note("webex: delete sent");
+        call(
+            c,
+            Method::Post,
+            &path,
+            Some(token),
+            json!({"verb": "delete", "target": target}),
+        )
+        .await
+        .map(|_| ())
+    } else if x < edge(4) {
+        share_file(d, st, c, token, &contact, &space, &key).await
+    } else if x < edge(5) {
+        d.recorder.note("webex: typing sent");
+        let p = format!("/v1/spaces/{space}/typing");
+        call(c, Method::Post, &p, Some(token), json!({"typing": true})).await?;
+        tokio::time::sleep(TYPING_FOR).await;
+        call(c, Method::Post, &p, Some(token), json!({"typing": false}))
+            .await
+            .map(|_| ())
+    } else {
+        let Some((sp, target)) = st.last_received.get(&contact).cloned() else {
+            return Ok(());
+        };
+        d.recorder.note("webex: read sent");
+        call(
+            c,
+            Method::Post,
+            &format!("/v1/spaces/{sp}/activities"),
+            Some(token),
+            json!({"verb": "read", "target": target}),
+        )
+        .await
+        .map(|_| ())
+    }
+}
+
+#[allow(clippy::too_many_arguments)] // the eight facts of one post; a struct would only rename them
+async fn post_text<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    contact: &str,
+    space: &str,
+    key: &SpaceKey,
+    edit_of: Option<String>,
+) -> Result<(), String> {
+    st.seq += 1;
+    let id = format!(
+        "{}.{}.{}",
+        d.email.split('@').next().unwrap_or("w"),
+        d.device,
+        st.seq
+    );
+    let words = d.rng.random_range(1..10);
+    let text = (0..words)
+        .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = format!("{text} [[{id}]]");
+    let mut iv = [0u8; 12];
+    d.rng.fill(&mut iv);
+    let ct = jwe::encrypt(key, iv, text.as_bytes());
+    let verb = if edit_of.is_some() { "edit" } else { "post" };
+    let mut body = json!({"verb": verb, "encrypted_text": ct, "client_id": id});
+    if let Some(t) = &edit_of {
+        body["target"] = json!(t);
+        d.recorder.note("webex: edit sent");
+    }
+    d.recorder.sent(
+        &d.host,
+        Sent {
+            id: id.clone(),
+            from: d.email.clone(),
+            to: contact.to_string(),
+            client: ClientKind::Webex,
+            device: d.device.clone(),
+        },
+    );
+    let v = call(
+        c,
+        Method::Post,
+        &format!("/v1/spaces/{space}/activities"),
+        Some(token),
+        body,
+    )
+    .await?;
+    // An edit answers the new post and the delete; the post is the one to edit next time.
+    let new_id = v["activities"]
+        .as_array()
+        .and_then(|a| a.iter().find(|x| x["verb"] == "post"))
+        .and_then(|x| x["id"].as_str())
+        .map(str::to_string);
+    if let Some(new_id) = new_id {
+        st.last_post.insert(contact.to_string(), new_id);
+    }
+    Ok(())
+}
+
+async fn share_file<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    contact: &str,
+    space: &str,
+    key: &SpaceKey,
+) -> Result<(), String> {
+    st.seq += 1;
+    let id = format!(
+        "{}.{}.{}",
+        d.email.split('@').next().unwrap_or("w"),
+        d.device,
+        st.seq
+    );
+    let file = json!({"url": format!("https://files.webex.example/f/{}", st.seq), "name": format!("notes [[{id}]].pdf")});
+    let mut iv = [0u8; 12];
+    d.rng.fill(&mut iv);
+    let ct = jwe::encrypt(key, iv, file.to_string().as_bytes());
+    d.recorder.note("webex: file sent");
+    d.recorder.sent(
+        &d.host,
+        Sent {
+            id: id.clone(),
+            from: d.email.clone(),
+            to: contact.to_string(),
+            client: ClientKind::Webex,
+            device: d.device.clone(),
+        },
+    );
+    let body = json!({"verb": "share", "encrypted_text": ct, "client_id": id});
+    call(
+        c,
+        Method::Post,
+        &format!("/v1/spaces/{space}/activities"),
+        Some(token),
+        body,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Vocabulary for generated texts.
+const WORDS: [&str; 12] = [
+    "sure", "sounds", "good", "see", "the", "deck", "before", "noon", "thanks", "on", "my", "way",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_are_found_anywhere() {
+        assert_eq!(tag_of("hello [[alice.w.3]] there"), Some("alice.w.3"));
+        assert_eq!(tag_of("notes [[a.1]].pdf: https://x/f/1"), Some("a.1"));
+        assert_eq!(tag_of("no tag"), None);
+        assert_eq!(tag_of("[[unclosed"), None);
+    }
+}
