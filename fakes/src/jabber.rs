@@ -270,6 +270,9 @@ pub struct DeviceSpec<N: Net> {
     pub resource: String,
     /// Home IM&P node host.
     pub server: String,
+    /// Further servers tried in order after `server`, like Jabber's high-availability login
+    /// (the home node, then its PRG peer, spec 65). See [`run_device`].
+    pub servers: Vec<String>,
     /// Chat plan; only the device that sends has one.
     pub plan: Option<ChatPlan>,
     /// This device's RNG (workload and backoff), derived from the seed by name.
@@ -281,15 +284,37 @@ pub struct DeviceSpec<N: Net> {
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
+///
+/// Server choice (Jabber's high-availability login): the device starts with `server`. An
+/// attempt that never logged in (connect failed, or the node refused the login, as a node
+/// does for users it does not serve) moves on to the next server of the list, wrapping
+/// around; so does a session the server ended with `see-other-host` (the node's users moved
+/// to its PRG peer, or back). A logged-in session lost otherwise is retried on the same
+/// server first. Every retry waits the seeded backoff.
 pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
     let mut backoff = BACKOFF_MIN;
     let mut next_send = d.plan.as_ref().map(|p| p.start);
     let mut seq: u64 = 0;
+    let list: Vec<String> = std::iter::once(d.server.clone())
+        .chain(d.servers.iter().cloned())
+        .collect();
+    let mut at = 0usize;
     loop {
-        let reason = match connect(&d).await {
-            Ok(stream) => session(&mut d, stream, &mut next_send, &mut seq, &mut backoff).await,
+        let server = list[at % list.len()].clone();
+        let mut logged_in = false;
+        let reason = match connect(&d, &server).await {
+            Ok(stream) => {
+                let ctx = Ctx {
+                    server: &server,
+                    logged_in: &mut logged_in,
+                };
+                session(&mut d, stream, &mut next_send, &mut seq, &mut backoff, ctx).await
+            }
             Err(e) => format!("connect failed: {e}"),
         };
+        if !logged_in || reason.contains("see-other-host") {
+            at = (at + 1) % list.len();
+        }
         d.recorder
             .session(&d.host, &d.jid.bare(), &d.resource, false, &reason);
         let jitter = d.rng.random_range(0.5..1.5);
@@ -298,8 +323,14 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
     }
 }
 
-async fn connect<N: Net>(d: &DeviceSpec<N>) -> std::io::Result<N::Stream> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.server, 5222)).await {
+/// Where one session attempt goes, and whether it logged in.
+struct Ctx<'a> {
+    server: &'a str,
+    logged_in: &'a mut bool,
+}
+
+async fn connect<N: Net>(d: &DeviceSpec<N>, server: &str) -> std::io::Result<N::Stream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(server, 5222)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -315,6 +346,7 @@ async fn session<N: Net>(
     next_send: &mut Option<Duration>,
     seq: &mut u64,
     backoff: &mut Duration,
+    ctx: Ctx<'_>,
 ) -> String {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut core = JabberCore::new(&d.jid, &d.password, &d.resource);
@@ -356,7 +388,9 @@ async fn session<N: Net>(
                     match ev {
                         ClientEvent::Ready(_) => {
                             *backoff = BACKOFF_MIN;
-                            d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, "logged in");
+                            *ctx.logged_in = true;
+                            let why = format!("logged in to {}", ctx.server);
+                            d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, &why);
                             // The initial `<presence/>` is this device's first device presence.
                             d.recorder.presence_published(&d.host, PresenceEvent {
                                 user: d.jid.bare(),
@@ -432,6 +466,8 @@ fn send_next<N: Net>(
         .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
         .collect::<Vec<_>>()
         .join(" ");
+    // The tag lets the observer follow the message across the bridge, where ids change.
+    let body = format!("{body} [[{id}]]");
     let msg = xmpp::chat_message(xmpp::NS_CLIENT, &id, None, &to, &body);
     core.send(&msg);
     d.recorder.sent(
@@ -559,10 +595,14 @@ fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
         },
         None => (el, false),
     };
-    if xmpp::body(inner).is_none() {
+    let Some(body) = xmpp::body(inner) else {
         return;
-    }
-    let (Some(id), Some(from)) = (inner.attr("id"), inner.attr("from")) else {
+    };
+    // Bridged messages carry their original id as a `[[tag]]` (the stanza id is the
+    // connector's); untagged texts (notices) are followed by the stanza id.
+    let tagged = crate::webex::tag_of(&body).map(str::to_string);
+    let (Some(id), Some(from)) = (tagged.as_deref().or(inner.attr("id")), inner.attr("from"))
+    else {
         d.recorder.note("jabber: message without id or from");
         return;
     };

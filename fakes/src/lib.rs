@@ -9,6 +9,7 @@
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
 //! - [`jabber`]: the Jabber client model used by workloads.
 //! - [`kms`]: fake Key Management Service core.
+//! - [`kms_http`]: the KMS as its own host (`kms`, or `hds`): HTTP routes, driver, client.
 //! - [`webex`]: the Webex App client model (REST + event WebSocket, seeded actions).
 //! - [`observe`]: how client models report to the simulation's observer.
 
@@ -16,5 +17,6 @@ pub mod cloud;
 pub mod imp;
 pub mod jabber;
 pub mod kms;
+pub mod kms_http;
 pub mod observe;
 pub mod webex;

@@ -206,6 +206,12 @@ async fn session<N: Net>(
             biased;
             ev = ws.next_event() => match ev {
                 Ok(ev) => {
+                    if !c.is_open() {
+                        c = match client(d).await {
+                            Ok(c) => c,
+                            Err(e) => return e,
+                        };
+                    }
                     if let Err(e) = on_event(d, st, &mut c, &token, ev).await {
                         return e;
                     }
@@ -213,6 +219,13 @@ async fn session<N: Net>(
                 Err(e) => return format!("event socket: {e}"),
             },
             _ = tokio::time::sleep(wait) => {
+                // The cloud closes idle keep-alive connections (75 s): reopen before acting.
+                if !c.is_open() {
+                    c = match client(d).await {
+                        Ok(c) => c,
+                        Err(e) => return e,
+                    };
+                }
                 if let Err(e) = act(d, st, &mut c, &token, next_action).await {
                     return e;
                 }
@@ -238,13 +251,22 @@ async fn apply_presence(
         .map(|_| ())
 }
 
-/// Fetches activities missed while disconnected, for every known space.
+/// Fetches activities missed while disconnected: every space the user is in (`GET /v1/me`,
+/// so spaces created while offline are found too), after the last sequence seen.
 async fn catch_up<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
     c: &mut HttpClient,
     token: &str,
 ) -> Result<(), String> {
+    let me = call(c, Method::Get, "/v1/me", Some(token), Value::Null).await?;
+    if let Some(spaces) = me["spaces"].as_array() {
+        for sp in spaces {
+            if let Some(id) = sp["space_id"].as_str() {
+                st.seen.entry(id.to_string()).or_insert(0);
+            }
+        }
+    }
     let spaces: Vec<(String, u64)> = st.seen.iter().map(|(k, v)| (k.clone(), *v)).collect();
     for (space, after) in spaces {
         let v = call(

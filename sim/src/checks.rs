@@ -57,6 +57,9 @@ pub struct Tally {
     pub lost_at_risk: u64,
     /// Messages discarded because offline storage is off (allowed, spec 46).
     pub discarded: u64,
+    /// Messages that crossed the bridge where spec 33 says nothing carries them (or before
+    /// the bridge was up) and arrived nowhere: expected, counted.
+    pub not_bridged: u64,
     /// (message, device) pairs delivered more than once.
     pub duplicated: Vec<String>,
     /// Send-to-first-delivery latencies, ms.
@@ -72,10 +75,35 @@ pub fn tally(s: &Scenario, out: &RunOutput) -> Tally {
     // Per (conversation, device): arrivals, to detect reordering once all are known.
     let mut arrivals = Arrivals::new();
     let mut position = 0usize;
+    let hybrid = crate::topology::uses_cloud(s);
+    let by_jid: BTreeMap<&str, &crate::topology::UserSpec> =
+        out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
-            if m.deliveries.is_empty() {
+            if hybrid {
+                // Across the bridge, each recipient client is judged (interop oracle).
+                let missing = crate::interop::missing(&by_jid, m, &out.bridge);
+                if !missing.is_empty() {
+                    if oracle.at_risk(m) {
+                        t.lost_at_risk += 1;
+                    } else {
+                        let on: Vec<&str> = missing
+                            .iter()
+                            .map(|c| match c {
+                                fakes::observe::ClientKind::Jabber => "Jabber",
+                                fakes::observe::ClientKind::Webex => "Webex",
+                            })
+                            .collect();
+                        t.lost
+                            .push(format!("{id} ({}→{} on {})", m.from, m.to, on.join("+")));
+                    }
+                }
+                if m.deliveries.is_empty() {
+                    t.not_bridged += u64::from(missing.is_empty());
+                    continue;
+                }
+            } else if m.deliveries.is_empty() {
                 match oracle.expect(m) {
                     Expect::Must => t.lost.push(format!("{id} ({}→{})", m.from, m.to)),
                     Expect::AtRisk => t.lost_at_risk += 1,
@@ -146,6 +174,11 @@ pub fn evaluate(
                 Check::MdmCopies => mdm_copies(s, out),
                 Check::OfflineStorage => offline_storage(s, out),
                 Check::PresenceComposition => presence_composition(s, out),
+                Check::PrgFailover(e) => crate::prg::check(s, out, e),
+                Check::InteropMatrix(e) => {
+                    let m = crate::interop::matrix(out, &out.bridge);
+                    crate::interop::check(&m, &e.expect)
+                }
                 other => (
                     Status::Fail,
                     format!("`{}` is not executable in this build", check_name(other)),

@@ -11,6 +11,11 @@
 //! - [`rng`]: per-component ChaCha RNGs derived from the seed by name.
 //! - [`observer`]: the history and the trace digest.
 //! - [`faults`]: the fault timeline and how it is applied to turmoil.
+//! - [`hybrid`]: the cloud, the Expressway nodes running the real connector, Webex farms.
+//! - [`imp`]: the IM&P nodes' component and AXL services built from a scenario.
+//! - [`interop`]: the interop oracle (spec 32-34) and the 16-way matrix check.
+//! - [`prg`]: IM&P Presence Redundancy Groups: settings, client server lists, failover
+//!   faults, `prg_state` series and the `prg_failover` check.
 //! - [`runner`]: building the world and stepping it, bounded by `duration + drain`.
 //! - [`checks`]: the oracle.
 //! - [`record`]: run record assembly and output files.
@@ -19,7 +24,11 @@
 pub mod checks;
 pub mod cli;
 pub mod faults;
+pub mod hybrid;
+pub mod imp;
+pub mod interop;
 pub mod observer;
+pub mod prg;
 pub mod record;
 pub mod rng;
 pub mod runner;

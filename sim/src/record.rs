@@ -55,6 +55,12 @@ pub fn build(
         out.observer.digest_events() as f64,
     );
     extra.insert("simulated_s".to_string(), sim_s);
+    extra.insert("not_bridged".to_string(), tally.not_bridged as f64);
+    for (host, m) in &out.connector_stats {
+        for (k, v) in m {
+            extra.insert(format!("{host}/{k}"), *v);
+        }
+    }
     for (host, st) in &out.node_stats {
         for (k, v) in [
             ("logins", st.logins),
@@ -121,7 +127,7 @@ pub fn build(
                 points: points.clone(),
             })
             .collect(),
-        tables: Vec::new(),
+        tables: tables(s, out),
         coverage: out.observer.coverage(),
     }
 }
@@ -205,4 +211,15 @@ pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error>
     let path = dir.join("trace.jsonl");
     std::fs::write(&path, text).map_err(|e| crate::Error::Io(path.display().to_string(), e))?;
     Ok(path)
+}
+
+/// Result tables of the run: the interop matrix whenever the bridge runs.
+fn tables(s: &Scenario, out: &RunOutput) -> Vec<reports::Table> {
+    if s.topology.expressway_clusters.is_empty() {
+        return Vec::new();
+    }
+    vec![crate::interop::table(&crate::interop::matrix(
+        out,
+        &out.bridge,
+    ))]
 }

@@ -49,7 +49,9 @@ pub struct Progress {
 }
 
 /// Read-only handles on node cores, for sampling. Hosts never read them.
-type NodeSlots = BTreeMap<String, Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>>>;
+/// The one exception: PRG faults call the administrator's failover and fallback on a core
+/// (`crate::prg::apply`), the one deliberate write into a host from outside, like a crash.
+pub(crate) type NodeSlots = BTreeMap<String, Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>>>;
 
 /// What a run produced, before checks.
 pub struct RunOutput {
@@ -73,6 +75,10 @@ pub struct RunOutput {
     pub users: Vec<UserSpec>,
     /// Each user's contacts (bare JIDs, both ways), as the IM&P directories hold them.
     pub contacts: BTreeMap<String, Vec<String>>,
+    /// Connector session history per user, sampled each second (the interop oracle's input).
+    pub bridge: crate::interop::Bridge,
+    /// Final connector counters by Expressway host.
+    pub connector_stats: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 impl RunOutput {
@@ -90,6 +96,8 @@ impl RunOutput {
             node_stats: BTreeMap::new(),
             users,
             contacts: BTreeMap::new(),
+            bridge: BTreeMap::new(),
+            connector_stats: BTreeMap::new(),
         }
     }
 }
@@ -97,11 +105,13 @@ impl RunOutput {
 /// Runs `s` with `seed`, calling `progress` every few simulated seconds.
 pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOutput {
     let rngs = RngFactory::new(seed);
+    crate::imp::reset();
     let users = topology::population(s, &rngs);
     let observer = Rc::new(Observer::new());
     let base = BaseLatency(s.tick.0);
     let mut sim = build_world(s, &rngs, base);
-    let plans = chat_plans(s, &rngs, &users);
+    let senders = crate::hybrid::sending_client(&rngs, &users);
+    let plans = chat_plans(s, &rngs, &users, &senders);
     // The rosters as the IM&P directories hold them: within one cluster only (presence does
     // not cross clusters here), both ways.
     let cluster_of: BTreeMap<&str, usize> =
@@ -120,6 +130,7 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
     }
     let slots = add_imp_hosts(&mut sim, s, &users, &plans);
     add_jabber_farms(&mut sim, s, plans, &rngs, &users, &observer);
+    let hybrid = crate::hybrid::add_hosts(&mut sim, s, &rngs, &users, &senders, observer.clone());
     let timeline = faults::timeline(&s.faults, base);
     let mut out = RunOutput {
         seed,
@@ -132,8 +143,11 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
         node_stats: BTreeMap::new(),
         users,
         contacts,
+        bridge: BTreeMap::new(),
+        connector_stats: BTreeMap::new(),
     };
-    step_loop(&mut sim, s, &timeline, &slots, &mut out, progress);
+    step_loop(&mut sim, s, &timeline, &slots, &hybrid, &mut out, progress);
+    crate::hybrid::final_stats(&hybrid, &mut out);
     for (host, slot) in &slots {
         if let Some(node) = slot.borrow().as_ref() {
             out.node_stats
@@ -204,18 +218,35 @@ fn add_imp_hosts(
             // The node's database survives restarts; the node itself does not.
             let db = Rc::new(RefCell::new(NodeDb::default()));
             let slot: Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>> = Rc::default();
+            let prg = crate::prg::node_config(c);
             slots.insert(host.clone(), slot.clone());
             let dir = dir.clone();
+            // The AXL service (and whether it is stopped, spec 22) outlives restarts.
+            let axl = Rc::new(RefCell::new(crate::imp::axl_service(
+                s,
+                ci,
+                users,
+                dir.clone(),
+            )));
+            let comp_cfg = crate::imp::component_config(c);
+            crate::imp::register_axl(&host, axl.clone());
             sim.host(host.as_str(), move || {
-                let node = Rc::new(RefCell::new(ImpNode::new(
-                    cfg.clone(),
-                    dir.clone(),
-                    db.clone(),
-                )));
+                let node = Rc::new(RefCell::new(
+                    ImpNode::new(cfg.clone(), dir.clone(), db.clone()).with_prg(prg.clone()),
+                ));
                 *slot.borrow_mut() = Some(node.clone());
+                let comp = fakes::imp::component::ComponentService::new(
+                    comp_cfg.clone(),
+                    &cfg,
+                    dir.clone(),
+                );
+                let axl = axl.clone();
                 async move {
-                    // c2s for Jabber, and the router port for the other nodes of the cluster.
-                    driver::serve(TurmoilNet, node).await?;
+                    // c2s for Jabber, the router port for the other nodes of the cluster, the
+                    // component port for connectors, AXL for discovery.
+                    let ports = driver::NodePorts::default();
+                    let comp = Rc::new(RefCell::new(comp));
+                    driver::serve_node(TurmoilNet, node, comp, axl, ports, || {}).await?;
                     Ok(())
                 }
             });
@@ -225,9 +256,17 @@ fn add_imp_hosts(
 }
 
 /// The chat workload's plan for each user, by user index.
-fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u32, ChatPlan> {
+fn chat_plans(
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    webex_senders: &BTreeMap<u32, bool>,
+) -> BTreeMap<u32, ChatPlan> {
     let mut plans = BTreeMap::new();
-    let jabber: Vec<&UserSpec> = users.iter().filter(|u| u.jabber).collect();
+    let jabber: Vec<&UserSpec> = users
+        .iter()
+        .filter(|u| u.jabber && webex_senders.get(&u.index) != Some(&true))
+        .collect();
     for (wi, w) in s.workloads.iter().enumerate() {
         let Workload::Chat(c) = w else { continue };
         let mut rng = rngs.named(&format!("workload/{wi}/contacts"));
@@ -239,20 +278,15 @@ fn chat_plans(s: &Scenario, rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u
             .map(|d| d.0)
             .unwrap_or(CHAT_START_DEFAULT.min(s.duration.0 / 2));
         let stop = c.stop.unwrap_or(s.duration).0;
+        let pool: Vec<&UserSpec> = users
+            .iter()
+            .filter(|u| crate::hybrid::receives(c.to, u))
+            .collect();
         let senders = jabber.iter().filter(|_| c.from != ClientSel::Webex);
         for u in senders {
-            let mut contacts = Vec::new();
-            let want = (c.contacts_per_user as usize).min(jabber.len().saturating_sub(1));
-            // Bounded: each draw succeeds with probability ≥ 1/2 until `want` ≤ half the pool.
-            for _ in 0..want * 8 {
-                if contacts.len() == want {
-                    break;
-                }
-                let peer = jabber[rng.random_range(0..jabber.len())];
-                if peer.index != u.index && !contacts.contains(&peer.jid) {
-                    contacts.push(peer.jid.clone());
-                }
-            }
+            let want = c.contacts_per_user as usize;
+            let contacts =
+                crate::hybrid::pick_contacts(&mut rng, &pool, u, want, |p| p.jid.clone());
             plans.insert(
                 u.index,
                 ChatPlan {
@@ -279,11 +313,12 @@ fn add_jabber_farms(
     let presence = presence_config(s);
     for k in 1..=s.topology.client_farms.jabber {
         let host = topology::jabber_farm(k);
-        let mine: Rc<Vec<(UserSpec, String)>> = Rc::new(
+        // Each user with its login servers: home node, then its PRG peer (spec 65).
+        let mine: Rc<Vec<(UserSpec, Vec<String>)>> = Rc::new(
             users
                 .iter()
                 .filter(|u| u.jabber && u.farm == k)
-                .map(|u| (u.clone(), u.home_host(s)))
+                .map(|u| (u.clone(), crate::prg::login_servers(s, u)))
                 .collect(),
         );
         let incarnation = Rc::new(Cell::new(0u32));
@@ -347,7 +382,7 @@ struct Devices<'a> {
     recorder: &'a Rc<dyn Recorder>,
 }
 
-fn spawn_devices(u: &UserSpec, server: &str, dev: &Devices<'_>) {
+fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
     let Devices {
         inc,
         host,
@@ -367,7 +402,8 @@ fn spawn_devices(u: &UserSpec, server: &str, dev: &Devices<'_>) {
             jid: jid.clone(),
             password: u.password.clone(),
             resource: format!("{resource}.{inc}"),
-            server: server.to_string(),
+            server: servers[0].clone(),
+            servers: servers[1..].to_vec(),
             plan: if d == 1 {
                 plans.get(&u.index).cloned()
             } else {
@@ -396,9 +432,12 @@ fn step_loop(
     s: &Scenario,
     timeline: &[Timed],
     slots: &NodeSlots,
+    hybrid: &crate::hybrid::HybridHandles,
     out: &mut RunOutput,
     progress: &mut dyn FnMut(Progress),
 ) {
+    let mut next_bridge = Duration::ZERO;
+    let mut prg_watch = crate::prg::Watch::default();
     let duration = s.duration.0;
     let deadline = duration + s.drain.0;
     let sample_every = (duration / SAMPLES_MAX as u32).max(s.tick.0);
@@ -408,9 +447,11 @@ fn step_loop(
     // Bounded: the loop ends by `deadline`, which is finite, one tick per iteration.
     loop {
         let now = sim.elapsed();
+        prg_watch.step(sim, slots, now, &out.observer);
         while next_fault < timeline.len() && timeline[next_fault].at <= now {
             let t = &timeline[next_fault];
             faults::apply(sim, &t.action);
+            crate::prg::apply(sim, &t.action, slots, now, &out.observer);
             if let faults::Action::Crash(hosts) | faults::Action::Bounce(hosts) = &t.action {
                 for h in hosts.iter().filter(|h| is_client_farm(h)) {
                     out.observer.host_down(now, h);
@@ -424,8 +465,14 @@ fn step_loop(
             });
             next_fault += 1;
         }
+        if now >= next_bridge {
+            crate::hybrid::sample_bridge(hybrid, out, now);
+            next_bridge += crate::hybrid::BRIDGE_SAMPLE;
+        }
         if now >= next_sample {
             sample(out, slots, now);
+            prg_watch.sample(out, now);
+            crate::hybrid::sample_series(hybrid, out, now);
             next_sample += sample_every;
         }
         if now >= next_progress {
@@ -470,6 +517,21 @@ fn quiescent(s: &Scenario, out: &RunOutput) -> bool {
     }
     // Only undelivered messages need the oracle (it indexes the session history).
     let oracle = Oracle::new(s, out);
+    if crate::topology::uses_cloud(s) {
+        // Across the bridge each recipient client is judged: wait only for what must arrive.
+        let by_jid: BTreeMap<&str, &UserSpec> =
+            out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+        return out.observer.with_messages(|msgs| {
+            for (_, m) in msgs {
+                if !crate::interop::missing(&by_jid, m, &out.bridge).is_empty()
+                    && !oracle.at_risk(m)
+                {
+                    return false;
+                }
+            }
+            true
+        });
+    }
     out.observer.with_messages(|msgs| {
         for (_, m) in msgs {
             if m.deliveries.is_empty() && oracle.expect(m) == Expect::Must {

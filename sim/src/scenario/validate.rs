@@ -134,15 +134,20 @@ fn imp_clusters(s: &Scenario, p: &mut Problems) {
                 Some(format!("valid values: 1..={CLUSTER_NODES_MAX}")),
             );
         }
+        // PRG user assignment other than Balanced (users spread over both nodes, spec 65) is
+        // not modelled: the population is always spread round-robin over the nodes.
+        if c.prg.assignment != PrgAssignment::Balanced {
+            p.unsupported(
+                format!("{at}.prg.assignment"),
+                "a PRG assignment mode other than `balanced`",
+            );
+        }
         if imp_version(&c.version).is_none() {
             p.add(
                 format!("{at}.version"),
                 format!("invalid IM&P version `{}`", c.version),
                 Some("write major.minor, optionally with a build suffix: `14.0`, `12.5`, `11.5(1)SU3`".into()),
             );
-        }
-        if c.sessions.max.is_some() || c.sessions.create_rate.is_some() {
-            p.unsupported(format!("{at}.sessions"), "connector session limits");
         }
     }
 }
@@ -208,12 +213,6 @@ fn expressway_clusters(s: &Scenario, p: &mut Problems) {
             }
         }
     }
-    if !s.topology.expressway_clusters.is_empty() {
-        p.unsupported(
-            "topology.expressway_clusters",
-            "the message connector (Expressway clusters)",
-        );
-    }
 }
 
 fn others(s: &Scenario, p: &mut Problems) {
@@ -258,9 +257,6 @@ fn users(s: &Scenario, p: &mut Problems) {
             Some(format!("valid values: 1..={JABBER_DEVICES_MAX}")),
         );
     }
-    if u.webex != Pct::NONE {
-        p.unsupported("users.webex", "Webex App users");
-    }
 }
 
 fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
@@ -288,6 +284,8 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
             Some("shares of text, edit, delete, file, typing and read must total 100%".into()),
         );
     }
+    // Edits, deletes, files, typing and read markers are Webex App actions here (Jabber's
+    // would not cross the bridge: spec 39-43): a mix with them must send from Webex.
     for (name, share) in [
         ("edit", m.edit),
         ("delete", m.delete),
@@ -295,17 +293,20 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
         ("typing", m.typing),
         ("read", m.read),
     ] {
-        if share != Pct::NONE {
-            p.unsupported(
+        if share != Pct::NONE && c.from != ClientSel::Webex {
+            p.add(
                 format!("{at}.mix.{name}"),
-                &format!("the `{name}` chat action"),
+                format!("`{name}` is a Webex App action; this workload may send from Jabber"),
+                Some("set `from: webex` on this workload, or move the share to `text`".into()),
             );
         }
     }
-    for (name, sel) in [("from", c.from), ("to", c.to)] {
-        if sel == ClientSel::Webex {
-            p.unsupported(format!("{at}.{name}"), "Webex App clients");
-        }
+    if c.from == ClientSel::Webex && s.users.webex == Pct::NONE {
+        p.add(
+            format!("{at}.from"),
+            "the workload sends from Webex but no user uses the Webex App",
+            Some("set `users.webex` above 0%".into()),
+        );
     }
     let start = c.start.unwrap_or_default();
     let stop = c.stop.unwrap_or(s.duration);
@@ -362,7 +363,9 @@ fn presence_workload(s: &Scenario, i: usize, w: &PresenceWorkload, p: &mut Probl
 }
 
 /// The kinds a fault entry may have; the first group runs today.
-const FAULT_KINDS_SUPPORTED: [&str; 7] = [
+const FAULT_KINDS_SUPPORTED: [&str; 9] = [
+    "imp_failover",
+    "imp_fallback",
     "crash",
     "bounce",
     "partition",
@@ -410,6 +413,7 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
             p.unsupported(format!("{at}.{kind}"), &format!("the `{kind}` fault"));
         }
     }
+    prg_fault(s, &at, f, p);
     if f.bounce.is_some() && f.for_.is_some() {
         p.add(
             format!("{at}.for"),
@@ -446,6 +450,42 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
                 );
             }
         }
+    }
+}
+
+/// PRG faults (spec 65) name an IM&P node that has a PRG peer; `for` on a manual failover
+/// means a fallback at its end.
+fn prg_fault(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
+    let named = [
+        (
+            "imp_failover.node",
+            f.imp_failover.as_ref().map(|x| &x.node),
+        ),
+        (
+            "imp_fallback.node",
+            f.imp_fallback.as_ref().map(|x| &x.node),
+        ),
+    ];
+    for (path, node) in named {
+        let Some(node) = node else { continue };
+        let paired = s.topology.imp_clusters.iter().any(|c| {
+            let cfg = crate::prg::node_config(c);
+            cfg.cluster.contains(node) && cfg.peer_of(node).is_some()
+        });
+        if !paired {
+            p.add(
+                format!("{at}.{path}"),
+                format!("`{node}` is not an IM&P node with a PRG peer"),
+                Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
+            );
+        }
+    }
+    if f.imp_fallback.is_some() && f.for_.is_some() {
+        p.add(
+            format!("{at}.for"),
+            "`imp_fallback` is instantaneous and takes no `for`",
+            None,
+        );
     }
 }
 
@@ -602,7 +642,9 @@ fn checks(s: &Scenario, p: &mut Problems) {
             | Check::Liveness(_)
             | Check::MdmCopies
             | Check::OfflineStorage
-            | Check::PresenceComposition => {}
+            | Check::PresenceComposition
+            | Check::PrgFailover(_) => {}
+            Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }
@@ -625,6 +667,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::MdmCopies => "mdm_copies",
         Check::OfflineStorage => "offline_storage",
         Check::PresenceComposition => "presence_composition",
+        Check::PrgFailover(_) => "prg_failover",
     }
 }
 

@@ -151,6 +151,30 @@ fn cli_compare_exit_codes() -> Result<(), Failed> {
     Ok(())
 }
 
+/// The interop matrix check can fail: plant a wrong expectation (W- -> J- delivers) into the
+/// headline scenario and the same run must fail that check, naming the cell.
+fn interop_matrix_planted_expectation_fails() -> Result<(), Failed> {
+    let path = workspace().join("scenarios/interop-matrix.yaml");
+    let mut s = sim::scenario::load(&path).map_err(|e| Failed::from(e.to_string()))?;
+    let planted: std::collections::BTreeMap<String, String> =
+        [("W- -> J-".to_string(), "deliver".to_string())]
+            .into_iter()
+            .collect();
+    s.checks = vec![sim::scenario::Check::InteropMatrix(
+        sim::scenario::InteropExpect { expect: planted },
+    )];
+    let (r, _) = sim::cli::run_scenario(&s, &path, s.seed, true);
+    let c = &r.checks[0];
+    if c.status != reports::Status::Fail || !c.detail.contains("W- -> J- failed (want deliver)") {
+        return Err(format!(
+            "planted expectation not caught: {:?} {}",
+            c.status, c.detail
+        )
+        .into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = workspace();
@@ -175,6 +199,10 @@ fn main() {
     trials.push(Trial::test(
         "cli::compare_exit_codes",
         cli_compare_exit_codes,
+    ));
+    trials.push(Trial::test(
+        "interop::planted_expectation_fails",
+        interop_matrix_planted_expectation_fails,
     ));
     for path in yaml_files(&root.join("sim/tests/bad-input")) {
         let name = format!("bad_input::{}", path.file_stem().unwrap().to_string_lossy());

@@ -1,0 +1,498 @@
+//! The hybrid half of the world: the Webex cloud (with its KMS), the Expressway-C nodes that
+//! run the real connector, and the Webex App client farms.
+//!
+//! Setup that a real deployment does by hand happens here, before the simulation starts, as
+//! Control Hub configuration: Expressway clusters are created in the cloud (registration
+//! tokens issued) and users provisioned with their entitlements. After that, hosts only talk
+//! over turmoil's network. The cloud's and the connectors' state is reachable from the runner
+//! read-only, for sampling (status page, sessions); only faults write into it.
+
+use crate::rng::RngFactory;
+use crate::scenario::{ClientSel, Coresident, ExpresswaySize, Scenario, Workload};
+use crate::topology::{self, UserSpec};
+use connector::core::config::{ConnectorConfig, ImpPublisher, Proxy};
+use connector::core::node::{ConnectorNode, NodeSettings};
+use connector::io::driver::{self, Peers};
+use connector::io::http::Method;
+use connector::io::net::{Net as _, TurmoilNet};
+use fakes::cloud::api::Request;
+use fakes::cloud::http::{CLOUD_HOST, CLOUD_PORT};
+use fakes::cloud::{Cloud, CloudConfig};
+use fakes::observe::Recorder;
+use fakes::webex::{Mix, PresenceSettings, WebexPlan, WebexSpec, run_webex};
+use rand::RngExt as _;
+use serde_json::{Value, json};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// The Control Hub administrator's token (setup only).
+const ADMIN_TOKEN: &str = "hmsim-admin";
+/// The XEP-0114 secret shared by every IM&P node and connector of a run.
+pub const COMPONENT_SECRET: &str = "hmsim-component-secret";
+/// The IM&P platform administrator account (spec 17: the AXL user must differ).
+pub const PLATFORM_ADMIN: &str = "admin";
+/// Session opens per second a connector allows itself towards IM&P in normal operation.
+pub const SESSION_RATE_PER_S: f64 = 50.0;
+/// Webex users log in spread over this window after the start.
+pub const WEBEX_LOGIN_SPREAD: Duration = Duration::from_secs(30);
+
+/// Read-only handle on a connector core, for sampling.
+pub type ConnectorSlot = Rc<RefCell<Option<Rc<RefCell<ConnectorNode>>>>>;
+
+/// Handles the runner keeps on the hybrid hosts.
+#[derive(Default)]
+pub struct HybridHandles {
+    /// The cloud core.
+    pub cloud: Option<Rc<RefCell<Cloud>>>,
+    /// Connector cores by Expressway host.
+    pub connectors: BTreeMap<String, ConnectorSlot>,
+}
+
+/// The email a user has in Webex (every user has one there, spec 24; IM&P may lack it).
+pub fn webex_email(u: &UserSpec, s: &Scenario) -> String {
+    format!("{}@{}", u.userid, s.topology.domain)
+}
+
+fn admin(cloud: &mut Cloud, method: Method, path: &str, body: Value) -> Value {
+    let req = Request {
+        method,
+        path: path.into(),
+        token: Some(ADMIN_TOKEN.into()),
+        body: body.to_string().into_bytes(),
+    };
+    cloud.handle_request(Duration::ZERO, req).body
+}
+
+fn size_name(s: ExpresswaySize) -> &'static str {
+    match s {
+        ExpresswaySize::Small => "small",
+        ExpresswaySize::Medium => "medium",
+        ExpresswaySize::Large => "large",
+    }
+}
+
+/// Creates the cloud, provisions users and Expressway clusters, adds the `cloud` host.
+/// Returns the registration token of each Expressway cluster.
+fn add_cloud(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    h: &mut HybridHandles,
+) -> BTreeMap<String, String> {
+    let cfg = CloudConfig {
+        domain: s.topology.domain.clone(),
+        admin_token: ADMIN_TOKEN.into(),
+        kms_host: match s.topology.kms {
+            crate::scenario::KmsKind::Cloud => fakes::kms::CLOUD_HOST.into(),
+            crate::scenario::KmsKind::Hds => fakes::kms::HDS_HOST.into(),
+        },
+    };
+    let mut cloud = Cloud::new(cfg, rngs.named("cloud"));
+    let mut tokens = BTreeMap::new();
+    for e in &s.topology.expressway_clusters {
+        let coresidency = coresidency(e);
+        let body = json!({"name": e.name, "size": size_name(e.size), "coresidency": coresidency});
+        let v = admin(&mut cloud, Method::Post, "/v1/admin/clusters", body);
+        if let Some(t) = v["registration_token"].as_str() {
+            tokens.insert(e.name.clone(), t.to_string());
+        }
+    }
+    for u in users {
+        let ents = if u.hybrid {
+            json!(["paid_licence", "hybrid_message"])
+        } else {
+            json!(["paid_licence"])
+        };
+        let body =
+            json!({"email": webex_email(u, s), "password": u.password, "entitlements": ents});
+        admin(&mut cloud, Method::Post, "/v1/admin/users", body);
+    }
+    let cloud = Rc::new(RefCell::new(cloud));
+    h.cloud = Some(cloud.clone());
+    sim.host(CLOUD_HOST, move || {
+        let cloud = cloud.clone();
+        async move {
+            fakes::cloud::http::serve(TurmoilNet, cloud, CLOUD_PORT).await?;
+            Ok(())
+        }
+    });
+    tokens
+}
+
+/// The cloud's coresidency description for an Expressway cluster (spec 6-7).
+fn coresidency(e: &crate::scenario::ExpresswayCluster) -> Value {
+    let (cal, call) = (
+        e.coresident.contains(&Coresident::Calendar),
+        e.coresident.contains(&Coresident::Call),
+    );
+    json!(match (cal, call, e.mra) {
+        (_, _, true) => "mra",
+        (true, true, _) => "calendar_call_message",
+        (true, false, _) | (false, true, _) => "calendar_message",
+        _ => "none",
+    })
+}
+
+/// The connector settings of node `n` of Expressway cluster `e`.
+fn settings(
+    s: &Scenario,
+    e: &crate::scenario::ExpresswayCluster,
+    n: u32,
+    token: Option<String>,
+) -> NodeSettings {
+    let config_of = |e: &crate::scenario::ExpresswayCluster| ConnectorConfig {
+        cluster: e.name.clone(),
+        nodes: (1..=e.nodes)
+            .map(|k| match (&e.hostname, k) {
+                (Some(h), 1) => h.clone(),
+                _ => topology::exp_host(&e.name, k),
+            })
+            .collect(),
+        publishers: e
+            .imp_clusters
+            .iter()
+            .filter_map(|name| s.topology.imp_clusters.iter().find(|c| &c.name == name))
+            .map(|c| ImpPublisher {
+                cluster: c.name.clone(),
+                host: topology::imp_host(&c.name, 1),
+                axl_username: c.axl.username.clone(),
+                axl_password: c.axl.password.clone(),
+                certificate_validation: e.certificate_validation,
+                platform_admin: PLATFORM_ADMIN.into(),
+            })
+            .collect(),
+        proxy: Proxy::None,
+        enabled: e.enabled,
+    };
+    let cluster = config_of(e);
+    let others = s
+        .topology
+        .expressway_clusters
+        .iter()
+        .filter(|o| o.name != e.name)
+        .map(config_of)
+        .collect();
+    NodeSettings {
+        hostname: cluster.nodes[(n - 1) as usize].clone(),
+        primary: n == 1,
+        cluster,
+        others,
+        registration_token: token.filter(|_| e.registration_token),
+        session_rate_per_s: SESSION_RATE_PER_S,
+        migration_rate: (e.migration.rate.count, e.migration.rate.per),
+        detection_delay_max: e.migration.detection_delay_max.0,
+    }
+}
+
+/// Adds one host per Expressway node, each running the real connector.
+fn add_expressways(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    rngs: &RngFactory,
+    tokens: &BTreeMap<String, String>,
+    h: &mut HybridHandles,
+) {
+    for e in &s.topology.expressway_clusters {
+        for n in 1..=e.nodes {
+            let host = topology::exp_host(&e.name, n);
+            let settings = settings(s, e, n, tokens.get(&e.name).cloned());
+            let slot: ConnectorSlot = Rc::default();
+            h.connectors.insert(host.clone(), slot.clone());
+            let incarnation = Rc::new(Cell::new(0u64));
+            let seed = rngs.sub_seed(&format!("connector/{host}"));
+            sim.host(host.as_str(), move || {
+                // A restart rediscovers (spec 22): a fresh core each start.
+                let inc = incarnation.get();
+                incarnation.set(inc + 1);
+                let core = Rc::new(RefCell::new(ConnectorNode::new(
+                    settings.clone(),
+                    TurmoilNet.now(),
+                )));
+                *slot.borrow_mut() = Some(core.clone());
+                async move {
+                    driver::run(
+                        TurmoilNet,
+                        core,
+                        Peers::standard(CLOUD_HOST, COMPONENT_SECRET),
+                        seed ^ inc,
+                    )
+                    .await;
+                    Ok(())
+                }
+            });
+        }
+    }
+}
+
+/// The Webex plans of users who send from Webex, by user index.
+pub fn webex_plans(
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    senders: &BTreeMap<u32, bool>,
+) -> BTreeMap<u32, WebexPlan> {
+    let mut plans = BTreeMap::new();
+    for (wi, w) in s.workloads.iter().enumerate() {
+        let Workload::Chat(c) = w else { continue };
+        let Some(mean) = c.rate_per_user.mean_interval() else {
+            continue;
+        };
+        let mut rng = rngs.named(&format!("workload/{wi}/webex-contacts"));
+        let pool: Vec<&UserSpec> = users.iter().filter(|u| receives(c.to, u)).collect();
+        let m = &c.mix;
+        let mix = Mix {
+            text: m.text.fraction(),
+            edit: m.edit.fraction(),
+            delete: m.delete.fraction(),
+            file: m.file.fraction(),
+            typing: m.typing.fraction(),
+            read: m.read.fraction(),
+        };
+        let start = c
+            .start
+            .map(|d| d.0)
+            .unwrap_or(crate::runner::CHAT_START_DEFAULT.min(s.duration.0 / 2));
+        let stop = c.stop.unwrap_or(s.duration).0;
+        for u in users.iter().filter(|u| {
+            u.webex && senders.get(&u.index) == Some(&true) && c.from != ClientSel::Jabber
+        }) {
+            let contacts = pick_contacts(&mut rng, &pool, u, c.contacts_per_user as usize, |p| {
+                webex_email(p, s)
+            });
+            plans.insert(
+                u.index,
+                WebexPlan {
+                    contacts,
+                    mean_interval: mean,
+                    start,
+                    stop,
+                    mix,
+                },
+            );
+        }
+    }
+    plans
+}
+
+/// Whether `u` is in the recipient pool of a workload addressed to `sel`.
+pub fn receives(sel: ClientSel, u: &UserSpec) -> bool {
+    match sel {
+        ClientSel::Any => u.jabber || u.webex,
+        ClientSel::Jabber => u.jabber,
+        ClientSel::Webex => u.webex,
+    }
+}
+
+/// Up to `want` distinct contacts other than `u`, drawn from `pool` (bounded draws).
+pub fn pick_contacts(
+    rng: &mut impl rand::Rng,
+    pool: &[&UserSpec],
+    u: &UserSpec,
+    want: usize,
+    name: impl Fn(&UserSpec) -> String,
+) -> Vec<String> {
+    let want = want.min(pool.len().saturating_sub(1));
+    let mut out = Vec::new();
+    // Bounded: at most 8 draws per wanted contact.
+    for _ in 0..want * 8 {
+        if out.len() == want {
+            break;
+        }
+        let peer = pool[rng.random_range(0..pool.len())];
+        let n = name(peer);
+        if peer.index != u.index && !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    out
+}
+
+/// Adds the Webex client farms: one task per user of the Webex App.
+fn add_webex_farms(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    plans: BTreeMap<u32, WebexPlan>,
+    recorder: Rc<dyn Recorder>,
+) {
+    let farms = s.topology.client_farms.webex;
+    let plans = Rc::new(plans);
+    for k in 1..=farms {
+        let host = format!("webex-{k}");
+        let mine: Rc<Vec<UserSpec>> = Rc::new(
+            users
+                .iter()
+                .filter(|u| u.webex && u.index % farms + 1 == k)
+                .cloned()
+                .collect(),
+        );
+        let incarnation = Rc::new(Cell::new(0u32));
+        let (rngs, plans, recorder, s) = (*rngs, plans.clone(), recorder.clone(), s.clone());
+        let host_name = host.clone();
+        sim.host(host.as_str(), move || {
+            let inc = incarnation.get();
+            incarnation.set(inc + 1);
+            for u in mine.iter() {
+                let mut rng = rngs.named(&format!("webex/{}/{inc}", u.userid));
+                let login_at = WEBEX_LOGIN_SPREAD.mul_f64(rng.random_range(0.0..1.0));
+                let spec = WebexSpec {
+                    net: TurmoilNet,
+                    host: host_name.clone(),
+                    cloud: (CLOUD_HOST.into(), CLOUD_PORT),
+                    email: webex_email(u, &s),
+                    password: u.password.clone(),
+                    plan: plans.get(&u.index).cloned(),
+                    presence: PresenceSettings {
+                        hidden: u.hidden,
+                        ..Default::default()
+                    },
+                    login_at,
+                    device: format!("webex.{inc}"),
+                    rng,
+                    recorder: recorder.clone(),
+                };
+                tokio::task::spawn_local(run_webex(spec));
+            }
+            async move {
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+}
+
+/// Adds every hybrid host the scenario needs; nothing when it has no Webex side.
+pub fn add_hosts(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    rngs: &RngFactory,
+    users: &[UserSpec],
+    senders: &BTreeMap<u32, bool>,
+    recorder: Rc<dyn Recorder>,
+) -> HybridHandles {
+    let mut h = HybridHandles::default();
+    if !topology::uses_cloud(s) {
+        return h;
+    }
+    let tokens = add_cloud(sim, s, rngs, users, &mut h);
+    add_expressways(sim, s, rngs, &tokens, &mut h);
+    let plans = webex_plans(s, rngs, users, senders);
+    add_webex_farms(sim, s, rngs, users, plans, recorder);
+    h
+}
+
+/// Which client each user sends from when both are possible (`from: any`): Jabber-only and
+/// Webex-only users use theirs; users of both pick one per the seed. `true` = Webex.
+pub fn sending_client(rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u32, bool> {
+    let mut rng = rngs.named("sending-client");
+    users
+        .iter()
+        .map(|u| {
+            let webex = match (u.jabber, u.webex) {
+                (true, true) => rng.random_range(0..2) == 1,
+                (false, true) => true,
+                _ => false,
+            };
+            (u.index, webex)
+        })
+        .collect()
+}
+
+/// Connector sessions are sampled this often for the interop oracle.
+pub const BRIDGE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// Records which users' connector sessions are open now (changes only).
+pub fn sample_bridge(h: &HybridHandles, out: &mut crate::runner::RunOutput, now: Duration) {
+    if h.connectors.is_empty() {
+        return;
+    }
+    let mut open = std::collections::BTreeSet::new();
+    for slot in h.connectors.values() {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let core = core.borrow();
+        let sessions = core.sessions();
+        for user in sessions.users() {
+            if matches!(
+                sessions.state(user),
+                Some(connector::core::sessions::SessionState::Open)
+            ) {
+                open.insert(user.clone());
+            }
+        }
+    }
+    for user in &open {
+        let ev = out.bridge.entry(user.clone()).or_default();
+        if ev.last().is_none_or(|(_, up)| !*up) {
+            ev.push((now, true));
+        }
+    }
+    for (user, ev) in out.bridge.iter_mut() {
+        if !open.contains(user) && ev.last().is_some_and(|(_, up)| *up) {
+            ev.push((now, false));
+        }
+    }
+}
+
+/// Time series of the connectors: open sessions per IM&P node, and the status page totals.
+pub fn sample_series(h: &HybridHandles, out: &mut crate::runner::RunOutput, now: Duration) {
+    let t = now.as_secs_f64();
+    for (host, slot) in &h.connectors {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let core = core.borrow();
+        for (node, n) in core.sessions().open_per_node() {
+            out.series
+                .entry(format!("connector_sessions/{host}/{node}"))
+                .or_default()
+                .push((t, n as f64));
+        }
+        let page = core.status_page(now);
+        for (k, v) in [
+            ("enabled", page.enabled),
+            ("active", page.active),
+            ("inactive", page.inactive),
+        ] {
+            out.series
+                .entry(format!("status/{host}/{k}"))
+                .or_default()
+                .push((t, v as f64));
+        }
+    }
+}
+
+/// Final connector counters into the run output.
+pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
+    for (host, slot) in &h.connectors {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let core = core.borrow();
+        let st = core.stats();
+        let ss = core.sessions().stats();
+        let m: BTreeMap<String, f64> = [
+            ("to_webex", st.to_webex),
+            ("to_jabber", st.to_jabber),
+            ("not_bridged", st.not_bridged),
+            ("rejected", st.rejected),
+            ("http_errors", st.http_errors),
+            ("keys_fetched", st.keys_fetched),
+            ("spaces_created", st.spaces_created),
+            ("dropped_full", st.dropped_full),
+            ("sessions_opened", ss.opened),
+            ("sessions_refused_rate", ss.refused_rate),
+            ("sessions_failed", ss.failed),
+            ("assigned", core.assigned().len() as u64),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v as f64))
+        .collect();
+        out.connector_stats.insert(host.clone(), m);
+    }
+}

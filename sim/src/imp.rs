@@ -1,0 +1,91 @@
+//! Building the connector-facing services of the fake IM&P nodes from a scenario: the
+//! component port's settings (spec 10) and the AXL service (spec 16-17, 22-23), and the
+//! handles faults use to stop an AXL service.
+
+use crate::scenario::{ImpCluster, Scenario};
+use crate::topology::{self, UserSpec};
+use fakes::imp::axl::{AxlAccount, AxlNode, AxlService};
+use fakes::imp::component::{ComponentConfig, CreateRate};
+use fakes::imp::{Directory, UserRecord};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+thread_local! {
+    /// AXL services by host, for the `axl_stop` fault. Thread-local because each simulation
+    /// runs on one thread (tests run several simulations on several threads); cleared at the
+    /// start of every run.
+    static AXL: RefCell<BTreeMap<String, Rc<RefCell<AxlService>>>> = RefCell::default();
+}
+
+/// Forgets the AXL services of a previous run on this thread.
+pub fn reset() {
+    AXL.with(|a| a.borrow_mut().clear());
+}
+
+/// Remembers the AXL service of `host` for faults.
+pub fn register_axl(host: &str, svc: Rc<RefCell<AxlService>>) {
+    AXL.with(|a| a.borrow_mut().insert(host.to_string(), svc));
+}
+
+/// Stops or starts the AXL service of `host` (spec 22). Returns false for an unknown host.
+pub fn set_axl_stopped(host: &str, stopped: bool) -> bool {
+    AXL.with(|a| match a.borrow().get(host) {
+        Some(svc) => {
+            svc.borrow_mut().set_stopped(stopped);
+            true
+        }
+        None => false,
+    })
+}
+
+/// The component port settings of a cluster's nodes.
+pub fn component_config(c: &ImpCluster) -> ComponentConfig {
+    ComponentConfig {
+        secret: crate::hybrid::COMPONENT_SECRET.into(),
+        sessions_max: c.sessions.max.map(|m| m as usize),
+        create_rate: c.sessions.create_rate.map(|r| CreateRate {
+            sessions: r.count.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+            per: r.per,
+        }),
+    }
+}
+
+/// The AXL service of cluster `ci`: its nodes (paired into PRGs 1+2, 3+4, 5+6), its users,
+/// and the users of every other cluster as intercluster (ICSA, spec 23).
+pub fn axl_service(s: &Scenario, ci: usize, users: &[UserSpec], dir: Rc<Directory>) -> AxlService {
+    let c = &s.topology.imp_clusters[ci];
+    let nodes = (1..=c.nodes)
+        .map(|n| {
+            let peer = if n % 2 == 1 { n + 1 } else { n - 1 };
+            AxlNode {
+                name: topology::imp_host(&c.name, n),
+                description: if n == 1 {
+                    "publisher".into()
+                } else {
+                    "subscriber".into()
+                },
+                version: c.version.clone(),
+                prg_peer: (peer <= c.nodes).then(|| topology::imp_host(&c.name, peer)),
+                prg_high_availability: c.prg.high_availability,
+            }
+        })
+        .collect();
+    let icsa = users
+        .iter()
+        .filter(|u| u.cluster != ci)
+        .map(|u| UserRecord {
+            userid: u.userid.clone(),
+            jid: u.jid.clone(),
+            email: u.email.clone(),
+            password: u.password.clone(),
+            home: u.home_host(s),
+        })
+        .collect();
+    let account = AxlAccount {
+        username: c.axl.username.clone(),
+        password: c.axl.password.clone(),
+        axl_role: c.axl.axl_role,
+    };
+    AxlService::new(vec![account], nodes, dir, icsa)
+}

@@ -1,0 +1,390 @@
+//! The interop oracle (spec 32-34): who must, may, or must not receive a message across the
+//! Jabber/Webex bridge, and the 16-way interop matrix check.
+//!
+//! Each message is judged per recipient *client*: a recipient who uses both clients yields a
+//! Jabber cell and a Webex cell. Classes are W− / W+ / J− / J+ (client × Hybrid Message).
+//!
+//! | sender → receiver | result (spec 33) | what makes it work |
+//! |---|---|---|
+//! | same client | delivers | the client's own service |
+//! | W− → J−, W− → J+, J− → W− | fails | nothing bridges them |
+//! | W+ → J− / J+ | delivers | the sender's connector session |
+//! | J− → W+ | delivers | the receiver's connector session (active in 72 h) |
+//! | J+ → W− | delivers | the sender's connector session (carbon) |
+//! | J+ → W+ | delivers | either party's connector session |
+//!
+//! A bridged delivery is *must* only while the connector session it depends on was open
+//! around the send (the runner samples sessions each second, [`SESSION_MARGIN`] either side);
+//! before the bridge is up (registration ≤ 5 min, activation, presence poll) it is *may*.
+
+use crate::runner::RunOutput;
+use crate::topology::UserSpec;
+use fakes::observe::ClientKind;
+use reports::{Status, Table};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Session samples are a second apart: a session must be seen open this long before and
+/// after the send for the bridge to be required.
+pub const SESSION_MARGIN: Duration = Duration::from_secs(2);
+
+/// A party of a message: the client it uses there, and whether it is a Hybrid Message user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Class {
+    /// Webex, not Hybrid Message.
+    WebexMinus,
+    /// Webex, Hybrid Message.
+    WebexPlus,
+    /// Jabber, not Hybrid Message.
+    JabberMinus,
+    /// Jabber, Hybrid Message.
+    JabberPlus,
+}
+
+impl Class {
+    /// The class of a party.
+    pub fn of(client: ClientKind, hybrid: bool) -> Self {
+        match (client, hybrid) {
+            (ClientKind::Webex, false) => Class::WebexMinus,
+            (ClientKind::Webex, true) => Class::WebexPlus,
+            (ClientKind::Jabber, false) => Class::JabberMinus,
+            (ClientKind::Jabber, true) => Class::JabberPlus,
+        }
+    }
+
+    /// The spec's notation: `W-`, `W+`, `J-`, `J+`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Class::WebexMinus => "W-",
+            Class::WebexPlus => "W+",
+            Class::JabberMinus => "J-",
+            Class::JabberPlus => "J+",
+        }
+    }
+
+    /// All four, in table order.
+    pub const ALL: [Class; 4] = [
+        Class::WebexMinus,
+        Class::WebexPlus,
+        Class::JabberMinus,
+        Class::JabberPlus,
+    ];
+
+    fn webex(self) -> bool {
+        matches!(self, Class::WebexMinus | Class::WebexPlus)
+    }
+    fn hybrid(self) -> bool {
+        matches!(self, Class::WebexPlus | Class::JabberPlus)
+    }
+}
+
+/// Spec 32-33: whether `sender → receiver` works at all.
+pub fn works(sender: Class, receiver: Class) -> bool {
+    if sender.webex() == receiver.webex() {
+        return true;
+    }
+    sender.hybrid() || (receiver.hybrid() && receiver.webex())
+}
+
+/// What the oracle expects of one (message, recipient client).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Must arrive.
+    Must,
+    /// May arrive (the bridge it needs was not up around the send).
+    May,
+    /// Must not arrive (spec 33 says it fails).
+    MustNot,
+}
+
+/// Connector session history per user (email), from the runner's sampling.
+pub type Bridge = BTreeMap<String, Vec<(Duration, bool)>>;
+
+fn open_over(bridge: &Bridge, user: &str, from: Duration, to: Duration) -> bool {
+    let Some(ev) = bridge.get(user) else {
+        return false;
+    };
+    let up_at_start = ev
+        .iter()
+        .rfind(|(at, _)| *at <= from)
+        .is_some_and(|(_, up)| *up);
+    up_at_start && !ev.iter().any(|(at, up)| !*up && *at > from && *at <= to)
+}
+
+/// The expectation for a message from `sender` (using `sender_client`) to `receiver`'s
+/// `receiver_client`, sent at `at`.
+pub fn expect(
+    sender: &UserSpec,
+    sender_client: ClientKind,
+    receiver: &UserSpec,
+    receiver_client: ClientKind,
+    at: Duration,
+    bridge: &Bridge,
+) -> Expect {
+    let (sc, rc) = (
+        Class::of(sender_client, sender.hybrid),
+        Class::of(receiver_client, receiver.hybrid),
+    );
+    if sender_client == receiver_client {
+        return Expect::Must;
+    }
+    if !works(sc, rc) {
+        return Expect::MustNot;
+    }
+    let window = (at.saturating_sub(SESSION_MARGIN), at + SESSION_MARGIN);
+    let open = |u: &UserSpec| open_over(bridge, &u.jid, window.0, window.1);
+    let needed = match (sc, rc) {
+        (Class::WebexPlus, _) => open(sender),
+        (Class::JabberMinus, Class::WebexPlus) => open(receiver),
+        (Class::JabberPlus, Class::WebexMinus) => open(sender),
+        (Class::JabberPlus, Class::WebexPlus) => open(sender) || open(receiver),
+        _ => false,
+    };
+    if needed { Expect::Must } else { Expect::May }
+}
+
+/// The client of a device, by its name (`webex.<n>` for Webex App, Jabber resources else).
+pub fn client_of_device(device: &str) -> ClientKind {
+    if device.starts_with("webex") {
+        ClientKind::Webex
+    } else {
+        ClientKind::Jabber
+    }
+}
+
+/// The recipient clients that had to receive `rec` and did not.
+pub fn missing(
+    users: &BTreeMap<&str, &UserSpec>,
+    rec: &crate::observer::MessageRecord,
+    bridge: &Bridge,
+) -> Vec<ClientKind> {
+    let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str())) else {
+        return Vec::new();
+    };
+    [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)]
+        .into_iter()
+        .filter(|(client, uses)| {
+            *uses
+                && expect(s, rec.client, r, *client, rec.sent_at, bridge) == Expect::Must
+                && !rec
+                    .deliveries
+                    .iter()
+                    .any(|d| client_of_device(&d.0) == *client)
+        })
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// Per-cell results of a run.
+#[derive(Debug, Clone, Default)]
+pub struct Matrix {
+    /// (sender, receiver) → (messages judged, delivered, expected must, must but missing).
+    pub cells: BTreeMap<(Class, Class), Cell>,
+}
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cell {
+    /// (message, recipient client) pairs judged.
+    pub judged: u64,
+    /// Of those, delivered to at least one device of that client.
+    pub delivered: u64,
+    /// Of those, the oracle required.
+    pub must: u64,
+    /// Required but not delivered.
+    pub missing: u64,
+    /// Delivered although the spec says it fails.
+    pub forbidden: u64,
+}
+
+/// Judges every (message, recipient client) pair of the run.
+pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
+    let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+    let mut m = Matrix::default();
+    out.observer.with_messages(|msgs| {
+        for (_, rec) in msgs {
+            let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str()))
+            else {
+                continue;
+            };
+            for (client, uses) in [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)] {
+                if !uses {
+                    continue;
+                }
+                let got = rec
+                    .deliveries
+                    .iter()
+                    .any(|d| client_of_device(&d.0) == client);
+                let e = expect(s, rec.client, r, client, rec.sent_at, bridge);
+                let cell = m
+                    .cells
+                    .entry((Class::of(rec.client, s.hybrid), Class::of(client, r.hybrid)))
+                    .or_default();
+                cell.judged += 1;
+                cell.delivered += u64::from(got);
+                cell.must += u64::from(e == Expect::Must);
+                cell.missing += u64::from(e == Expect::Must && !got);
+                cell.forbidden += u64::from(e == Expect::MustNot && got);
+            }
+        }
+    });
+    m
+}
+
+/// The `interop_matrix` check: every one of the 16 cells exercised, each behaving as the spec
+/// (or the scenario's `expect` overrides, used to prove the check can fail) says.
+pub fn check(m: &Matrix, overrides: &BTreeMap<String, String>) -> (Status, String) {
+    let mut wrong = Vec::new();
+    let mut unexercised = Vec::new();
+    for s in Class::ALL {
+        for r in Class::ALL {
+            let key = format!("{} -> {}", s.label(), r.label());
+            let want = match overrides.get(&key).map(String::as_str) {
+                Some("deliver") => true,
+                Some("fail") => false,
+                _ => works(s, r),
+            };
+            let Some(c) = m.cells.get(&(s, r)) else {
+                unexercised.push(key);
+                continue;
+            };
+            let delivers = c.delivered > 0;
+            let verdict = |d: bool| if d { "delivered" } else { "failed" };
+            if want != works(s, r) || !want {
+                // A planted or a failing expectation is judged on what was delivered.
+                if delivers != want || (!want && c.forbidden > 0) {
+                    wrong.push(format!(
+                        "{key} {} (want {})",
+                        verdict(delivers),
+                        if want { "deliver" } else { "fail" }
+                    ));
+                }
+            } else if c.must == 0 {
+                unexercised.push(format!("{key} (bridge never up)"));
+            } else if !delivers {
+                wrong.push(format!("{key} failed (want deliver)"));
+            }
+        }
+    }
+    if wrong.is_empty() && unexercised.is_empty() {
+        let works_n = Class::ALL
+            .iter()
+            .flat_map(|s| Class::ALL.iter().map(move |r| works(*s, *r)))
+            .filter(|w| *w)
+            .count();
+        return (
+            Status::Pass,
+            format!(
+                "all 16 combinations as spec 32-33: {works_n} deliver, {} fail",
+                16 - works_n
+            ),
+        );
+    }
+    let mut parts = Vec::new();
+    if !wrong.is_empty() {
+        parts.push(format!("wrong: {}", wrong.join("; ")));
+    }
+    if !unexercised.is_empty() {
+        parts.push(format!("not exercised: {}", unexercised.join(", ")));
+    }
+    (Status::Fail, parts.join(" | "))
+}
+
+/// The matrix as a report table.
+pub fn table(m: &Matrix) -> Table {
+    let mut rows = Vec::new();
+    for s in Class::ALL {
+        for r in Class::ALL {
+            let c = m.cells.get(&(s, r)).copied().unwrap_or_default();
+            rows.push(vec![
+                format!("{} -> {}", s.label(), r.label()),
+                if works(s, r) { "deliver" } else { "fail" }.into(),
+                if c.judged == 0 {
+                    "—".into()
+                } else if c.delivered > 0 {
+                    "delivered".into()
+                } else {
+                    "failed".into()
+                },
+                c.judged.to_string(),
+                c.delivered.to_string(),
+                c.must.to_string(),
+                c.missing.to_string(),
+            ]);
+        }
+    }
+    Table {
+        title: "Interop matrix (spec 32-33)".into(),
+        columns: [
+            "sender -> receiver",
+            "spec",
+            "observed",
+            "judged",
+            "delivered",
+            "required",
+            "missing",
+        ]
+        .iter()
+        .map(|c| c.to_string())
+        .collect(),
+        rows,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Class::*;
+
+    #[test]
+    fn the_table_of_spec_33() {
+        let fails = [
+            (WebexMinus, JabberMinus),
+            (WebexMinus, JabberPlus),
+            (JabberMinus, WebexMinus),
+        ];
+        let mut n = 0;
+        for s in Class::ALL {
+            for r in Class::ALL {
+                let w = works(s, r);
+                assert_eq!(w, !fails.contains(&(s, r)), "{s:?} -> {r:?}");
+                n += usize::from(w);
+            }
+        }
+        assert_eq!(n, 13, "8 same-client + 5 interop combinations deliver");
+    }
+
+    #[test]
+    fn a_planted_wrong_expectation_fails_the_check() {
+        let mut m = Matrix::default();
+        for s in Class::ALL {
+            for r in Class::ALL {
+                let w = works(s, r);
+                let c = Cell {
+                    judged: 4,
+                    delivered: if w { 4 } else { 0 },
+                    must: if w { 4 } else { 0 },
+                    missing: 0,
+                    forbidden: 0,
+                };
+                m.cells.insert((s, r), c);
+            }
+        }
+        assert_eq!(check(&m, &BTreeMap::new()).0, Status::Pass);
+        let planted: BTreeMap<String, String> = [("W- -> J-".to_string(), "deliver".to_string())]
+            .into_iter()
+            .collect();
+        let (status, detail) = check(&m, &planted);
+        assert_eq!(status, Status::Fail);
+        assert!(
+            detail.contains("W- -> J- failed (want deliver)"),
+            "{detail}"
+        );
+        m.cells.remove(&(JabberPlus, WebexMinus));
+        assert!(
+            check(&m, &BTreeMap::new())
+                .1
+                .contains("not exercised: J+ -> W-")
+        );
+    }
+}
