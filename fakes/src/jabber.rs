@@ -598,8 +598,21 @@ fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
     let Some(body) = xmpp::body(inner) else {
         return;
     };
+    // The connector's notices for Webex deletes and edits (spec 39-40) and deleted files
+    // (spec 43) are not messages anyone sent: count them, do not deliver them.
+    if body.contains(" used Webex App to delete") {
+        d.recorder.note(if body.contains("the file") {
+            "jabber: file delete notice received"
+        } else {
+            "jabber: delete notice received"
+        });
+        return;
+    }
+    if inner.child("x", xmpp::NS_OOB).is_some() {
+        d.recorder.note("jabber: file link received");
+    }
     // Bridged messages carry their original id as a `[[tag]]` (the stanza id is the
-    // connector's); untagged texts (notices) are followed by the stanza id.
+    // connector's); untagged texts are followed by the stanza id.
     let tagged = crate::webex::tag_of(&body).map(str::to_string);
     let (Some(id), Some(from)) = (tagged.as_deref().or(inner.attr("id")), inner.attr("from"))
     else {

@@ -175,6 +175,7 @@ pub fn evaluate(
                 Check::OfflineStorage => offline_storage(s, out),
                 Check::PresenceComposition => presence_composition(s, out),
                 Check::PrgFailover(e) => crate::prg::check(s, out, e),
+                Check::Reached(points) => reached(out, points),
                 Check::InteropMatrix(e) => {
                     let m = crate::interop::matrix(out, &out.bridge);
                     crate::interop::check(&m, &e.expect)
@@ -994,5 +995,32 @@ mod tests {
         send(&o, "m1", "d1");
         seen(&o, "m1", BOB, "d1", false, false);
         assert_eq!(offline_storage(&s, &output(&s, o)).0, Status::Fail);
+    }
+}
+
+/// "Sometimes" assertions: every listed coverage point was hit at least once.
+fn reached(out: &RunOutput, points: &[String]) -> (Status, String) {
+    let cov = out.observer.coverage();
+    let count = |p: &String| cov.get(p).copied().unwrap_or(0);
+    let counts: Vec<String> = points
+        .iter()
+        .map(|p| format!("{p}: {}", count(p)))
+        .collect();
+    let never: Vec<&str> = points
+        .iter()
+        .filter(|p| count(p) == 0)
+        .map(String::as_str)
+        .collect();
+    if never.is_empty() {
+        (Status::Pass, counts.join(", "))
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "never reached: {} ({})",
+                never.join(", "),
+                counts.join(", ")
+            ),
+        )
     }
 }

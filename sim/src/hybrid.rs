@@ -137,13 +137,9 @@ fn coresidency(e: &crate::scenario::ExpresswayCluster) -> Value {
 }
 
 /// The connector settings of node `n` of Expressway cluster `e`.
-fn settings(
-    s: &Scenario,
-    e: &crate::scenario::ExpresswayCluster,
-    n: u32,
-    token: Option<String>,
-) -> NodeSettings {
-    let config_of = |e: &crate::scenario::ExpresswayCluster| ConnectorConfig {
+/// The Message Service configuration an Expressway cluster of the scenario carries.
+pub fn connector_config(s: &Scenario, e: &crate::scenario::ExpresswayCluster) -> ConnectorConfig {
+    ConnectorConfig {
         cluster: e.name.clone(),
         nodes: (1..=e.nodes)
             .map(|k| match (&e.hostname, k) {
@@ -166,14 +162,22 @@ fn settings(
             .collect(),
         proxy: Proxy::None,
         enabled: e.enabled,
-    };
-    let cluster = config_of(e);
+    }
+}
+
+fn settings(
+    s: &Scenario,
+    e: &crate::scenario::ExpresswayCluster,
+    n: u32,
+    token: Option<String>,
+) -> NodeSettings {
+    let cluster = connector_config(s, e);
     let others = s
         .topology
         .expressway_clusters
         .iter()
         .filter(|o| o.name != e.name)
-        .map(config_of)
+        .map(|o| connector_config(s, o))
         .collect();
     NodeSettings {
         hostname: cluster.nodes[(n - 1) as usize].clone(),

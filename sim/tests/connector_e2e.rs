@@ -49,15 +49,20 @@ fn admin(cloud: &mut Cloud, method: Method, path: &str, body: Value) -> Value {
 fn imp_host(sim: &mut turmoil::Sim<'_>) {
     sim.host("imp-a-1", || async {
         let users = [("alice", ALICE), ("bob", BOB)];
-        let dir = Rc::new(fakes::imp::Directory::new(users.iter().map(|(u, e)| {
-            fakes::imp::UserRecord {
+        let dir = Rc::new(
+            fakes::imp::Directory::new(users.iter().map(|(u, e)| fakes::imp::UserRecord {
                 userid: u.to_string(),
                 jid: format!("{u}@example.com"),
                 email: Some(e.to_string()),
                 password: format!("pw-{u}"),
                 home: "imp-a-1".into(),
-            }
-        })));
+            }))
+            // Alice and Bob are each other's contacts (rosters), so presence flows between them.
+            .with_contacts([(
+                "alice@example.com".to_string(),
+                "bob@example.com".to_string(),
+            )]),
+        );
         let cfg = fakes::imp::NodeConfig {
             host: "imp-a-1".into(),
             domain: "example.com".into(),
@@ -157,11 +162,28 @@ async fn bob_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
             let ClientEvent::Stanza(el) = ev else {
                 continue;
             };
+            if el.name == "presence" && el.attr("from") == Some("alice@example.com/hm-webex") {
+                // Spec 35: Alice shows "Available" in Bob's Jabber, marked as Webex presence.
+                let show = el.elements().find(|e| e.name == "show").map(|e| e.text());
+                let status = el.elements().find(|e| e.name == "status").map(|e| e.text());
+                got.borrow_mut()
+                    .push(format!("presence {show:?} {status:?}"));
+                continue;
+            }
             let Some(body) = xmpp::body(&el) else {
                 continue;
             };
             got.borrow_mut()
                 .push(format!("{} {body}", el.attr("from").unwrap_or("?")));
+            // Bob types first (spec 35: Alice's Webex shows Bob typing), then answers.
+            let typing = connector::proto::xml::Element::new("message", xmpp::NS_CLIENT)
+                .with_attr("type", "chat")
+                .with_attr("to", "alice@example.com")
+                .with_child(connector::proto::xml::Element::new(
+                    "composing",
+                    xmpp::NS_CHATSTATES,
+                ));
+            core.send(&typing);
             let reply = xmpp::chat_message(
                 xmpp::NS_CLIENT,
                 "bob-1",
@@ -234,7 +256,16 @@ async fn alice_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
         .await?;
     assert_eq!(status, 201);
     loop {
-        if let Event::Activity { activity, .. } = ws.next_event().await? {
+        let ev = ws.next_event().await?;
+        if let Event::Typing {
+            actor,
+            typing: true,
+            ..
+        } = &ev
+        {
+            got.borrow_mut().push(format!("{actor} typing"));
+        }
+        if let Event::Activity { activity, .. } = ev {
             if activity.actor == ALICE {
                 continue;
             }
@@ -313,13 +344,25 @@ fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
     });
     sim.client("webex-1", alice_webex(w));
     sim.run()?;
-    assert_eq!(
-        jabber_got.borrow().as_slice(),
-        ["alice@example.com/hm-webex ping from webex"]
+    let jabber = jabber_got.borrow();
+    assert!(
+        jabber
+            .iter()
+            .any(|l| l == "presence None Some(\"@ Webex\")"),
+        "Bob never saw Alice Available @ Webex: {jabber:?}"
     );
+    let texts: Vec<&String> = jabber
+        .iter()
+        .filter(|l| !l.starts_with("presence"))
+        .collect();
+    assert_eq!(texts, ["alice@example.com/hm-webex ping from webex"]);
     assert_eq!(
         webex_got.borrow().as_slice(),
-        ["bob@example.com Read", "bob@example.com pong from jabber"]
+        [
+            "bob@example.com Read",
+            "bob@example.com typing",
+            "bob@example.com pong from jabber"
+        ]
     );
     Ok(())
 }

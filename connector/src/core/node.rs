@@ -800,9 +800,9 @@ impl ConnectorNode {
         else {
             return;
         };
+        // Undirected: IM&P composes it with the user's other devices and tells contacts.
         let mut pres = Element::new("presence", NS_COMPONENT)
-            .with_attr("from", SessionManager::session_jid(jid))
-            .with_attr("to", jid.to_string());
+            .with_attr("from", SessionManager::session_jid(jid));
         if let Some(show) = shown.show() {
             pres = pres.with_child(Element::new("show", NS_COMPONENT).with_text(show));
         }

@@ -670,6 +670,8 @@ pub enum Check {
     NoSecretsInLogs,
     /// No node exceeded its session or assignment limits.
     WithinCapacity,
+    /// "Sometimes" assertions: each named coverage point was reached at least once.
+    Reached(Vec<String>),
     /// Multiple Device Messaging: every device of the sender (other than the sending one) and
     /// of the recipient that was logged in around the send saw the message (XEP-0280, spec 34).
     MdmCopies,
@@ -680,6 +682,23 @@ pub enum Check {
     /// session arrive later with a delay stamp, in order; with it off they are discarded, and
     /// below 12.5 the sender is told "Message could not be delivered".
     OfflineStorage,
+    /// IM&P PRG failover (spec 65): the failed node's users' clients re-log in to its peer
+    /// within a bound, and back after a fallback.
+    PrgFailover(PrgFailoverExpect),
+}
+
+/// Expected PRG failover (spec 65).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrgFailoverExpect {
+    /// The node that fails over (`imp-a-1`).
+    pub node: String,
+    /// Its PRG peer, which takes its users over (`imp-a-2`).
+    pub peer: String,
+    /// Jabber devices of the node's users expected to re-log in to the peer (and back).
+    pub sessions: u32,
+    /// Each of them within this long of the failover (and of the fallback).
+    pub within: Dur,
 }
 
 /// A check with no parameters written in map form.
@@ -754,6 +773,8 @@ pub const CHECK_NAMES: &[&str] = &[
     "mdm_copies",
     "offline_storage",
     "presence_composition",
+    "prg_failover",
+    "reached",
 ];
 
 // The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
@@ -831,8 +852,10 @@ impl Tagged for Check {
             "liveness" => Check::Liveness(map.next_value()?),
             "interop_matrix" => Check::InteropMatrix(map.next_value()?),
             "migration" => Check::Migration(map.next_value()?),
+            "prg_failover" => Check::PrgFailover(map.next_value()?),
             "presence" => Check::Presence(map.next_value()?),
             "status_page" => Check::StatusPage(map.next_value()?),
+            "reached" => Check::Reached(map.next_value()?),
             bare => {
                 map.next_value::<Empty>()?;
                 Self::bare(bare).expect("every other name is a bare variant")

@@ -60,6 +60,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     header(s, &mut p);
     imp_clusters(s, &mut p);
     expressway_clusters(s, &mut p);
+    connector_rules(s, &mut p);
     others(s, &mut p);
     users(s, &mut p);
     for (i, w) in s.workloads.iter().enumerate() {
@@ -211,6 +212,52 @@ fn expressway_clusters(s: &Scenario, p: &mut Problems) {
                     Some("an IM&P cluster may be configured on one Expressway cluster only".into()),
                 );
             }
+        }
+    }
+}
+
+/// The connector's own configuration rules (spec 11-21), run on each Expressway cluster as
+/// the connector would at start: a scenario that breaks one is refused before any run.
+/// Meshing and the 5-cluster limit are reported above with their own paths.
+fn connector_rules(s: &Scenario, p: &mut Problems) {
+    use connector::core::config::{self, ConfigError};
+    if s.topology.expressway_clusters.iter().any(|e| {
+        e.imp_clusters
+            .iter()
+            .any(|c| !s.topology.imp_clusters.iter().any(|i| &i.name == c))
+    }) {
+        return; // dangling references are reported already
+    }
+    for (i, e) in s.topology.expressway_clusters.iter().enumerate() {
+        let at = format!("topology.expressway_clusters[{i}]");
+        let cfg = crate::hybrid::connector_config(s, e);
+        for err in config::validate(&cfg, &[]) {
+            let path = match &err {
+                ConfigError::UppercaseHostname(_) => format!("{at}.hostname"),
+                ConfigError::AxlIsAdmin { cluster, .. }
+                | ConfigError::AxlCredentialsMissing(cluster) => {
+                    let ci = s
+                        .topology
+                        .imp_clusters
+                        .iter()
+                        .position(|c| &c.name == cluster)
+                        .unwrap_or(0);
+                    format!("topology.imp_clusters[{ci}].axl.username")
+                }
+                ConfigError::NotEnabled => format!("{at}.enabled"),
+                ConfigError::NoPublisher => format!("{at}.imp_clusters"),
+                // Reported with scenario paths by the topology rules.
+                ConfigError::ClusterSize(_)
+                | ConfigError::TooManyImpClusters(_)
+                | ConfigError::DuplicatePublisher(_)
+                | ConfigError::Meshing { .. } => continue,
+                ConfigError::ProxyScheme(_) => at.clone(),
+            };
+            p.add(
+                path,
+                err.to_string(),
+                Some("the connector refuses to run with this configuration".into()),
+            );
         }
     }
 }
@@ -645,6 +692,7 @@ fn checks(s: &Scenario, p: &mut Problems) {
             | Check::PresenceComposition
             | Check::PrgFailover(_) => {}
             Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
+            Check::Reached(points) if !points.is_empty() => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }
@@ -668,6 +716,7 @@ pub fn check_name(c: &Check) -> &'static str {
         Check::OfflineStorage => "offline_storage",
         Check::PresenceComposition => "presence_composition",
         Check::PrgFailover(_) => "prg_failover",
+        Check::Reached(_) => "reached",
     }
 }
 
