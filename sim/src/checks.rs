@@ -774,6 +774,33 @@ fn describe(s: Shown) -> String {
     }
 }
 
+/// "Sometimes" assertions: every listed coverage point was hit at least once.
+fn reached(out: &RunOutput, points: &[String]) -> (Status, String) {
+    let cov = out.observer.coverage();
+    let count = |p: &String| cov.get(p).copied().unwrap_or(0);
+    let counts: Vec<String> = points
+        .iter()
+        .map(|p| format!("{p}: {}", count(p)))
+        .collect();
+    let never: Vec<&str> = points
+        .iter()
+        .filter(|p| count(p) == 0)
+        .map(String::as_str)
+        .collect();
+    if never.is_empty() {
+        (Status::Pass, counts.join(", "))
+    } else {
+        (
+            Status::Fail,
+            format!(
+                "never reached: {} ({})",
+                never.join(", "),
+                counts.join(", ")
+            ),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each check judged on hand-written histories: it passes on the right behaviour and fails
@@ -995,32 +1022,5 @@ mod tests {
         send(&o, "m1", "d1");
         seen(&o, "m1", BOB, "d1", false, false);
         assert_eq!(offline_storage(&s, &output(&s, o)).0, Status::Fail);
-    }
-}
-
-/// "Sometimes" assertions: every listed coverage point was hit at least once.
-fn reached(out: &RunOutput, points: &[String]) -> (Status, String) {
-    let cov = out.observer.coverage();
-    let count = |p: &String| cov.get(p).copied().unwrap_or(0);
-    let counts: Vec<String> = points
-        .iter()
-        .map(|p| format!("{p}: {}", count(p)))
-        .collect();
-    let never: Vec<&str> = points
-        .iter()
-        .filter(|p| count(p) == 0)
-        .map(String::as_str)
-        .collect();
-    if never.is_empty() {
-        (Status::Pass, counts.join(", "))
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "never reached: {} ({})",
-                never.join(", "),
-                counts.join(", ")
-            ),
-        )
     }
 }
