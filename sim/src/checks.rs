@@ -176,6 +176,10 @@ pub fn evaluate(
                 Check::PresenceComposition => presence_composition(s, out),
                 Check::PrgFailover(e) => crate::prg::check(s, out, e),
                 Check::Reached(points) => reached(out, points),
+                Check::NoPlaintextAtCloud => match &out.plaintext {
+                    Some(log) => crate::hybrid::plaintext_check(log),
+                    None => (Status::Fail, "the run has no cloud".into()),
+                },
                 Check::InteropMatrix(e) => {
                     let m = crate::interop::matrix(out, &out.bridge);
                     crate::interop::check(&m, &e.expect)

@@ -41,11 +41,72 @@ pub const WEBEX_LOGIN_SPREAD: Duration = Duration::from_secs(30);
 /// Read-only handle on a connector core, for sampling.
 pub type ConnectorSlot = Rc<RefCell<Option<Rc<RefCell<ConnectorNode>>>>>;
 
+/// What the cloud's body tap found: every request body is scanned for a message tag
+/// (`[[id]]`), which only plaintext can contain (JWE compact is base64url and dots).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeakLog {
+    /// Bodies scanned.
+    pub scanned: u64,
+    /// Leaks: "route at time: excerpt", bounded by [`LEAKS_KEPT_MAX`].
+    pub leaks: Vec<String>,
+    /// Leaks in all (including those not kept).
+    pub leaks_total: u64,
+}
+
+/// Leaks quoted in full; beyond this only counted.
+pub const LEAKS_KEPT_MAX: usize = 20;
+
+/// A body tap recording plaintext leaks into `log`.
+pub fn plaintext_tap(log: Rc<RefCell<LeakLog>>) -> fakes::cloud::BodyTap {
+    Box::new(move |b: &fakes::cloud::ReceivedBody| {
+        let mut l = log.borrow_mut();
+        l.scanned += 1;
+        if let Some(at) = b.body.find("[[") {
+            l.leaks_total += 1;
+            if l.leaks.len() < LEAKS_KEPT_MAX {
+                let excerpt: String = b.body[at..].chars().take(60).collect();
+                l.leaks
+                    .push(format!("{} at {} ms: {excerpt}", b.route, b.at_ms));
+            }
+        }
+    })
+}
+
+/// The `no_plaintext_at_cloud` verdict on a leak log.
+pub fn plaintext_check(log: &LeakLog) -> (reports::Status, String) {
+    if log.scanned == 0 {
+        return (
+            reports::Status::Fail,
+            "the cloud received no body: the check exercised nothing".into(),
+        );
+    }
+    if log.leaks_total == 0 {
+        return (
+            reports::Status::Pass,
+            format!(
+                "{} bodies received by the cloud, none with plaintext",
+                log.scanned
+            ),
+        );
+    }
+    (
+        reports::Status::Fail,
+        format!(
+            "{} of {} bodies carried plaintext (e.g. {})",
+            log.leaks_total,
+            log.scanned,
+            log.leaks.join("; ")
+        ),
+    )
+}
+
 /// Handles the runner keeps on the hybrid hosts.
 #[derive(Default)]
 pub struct HybridHandles {
     /// The cloud core.
     pub cloud: Option<Rc<RefCell<Cloud>>>,
+    /// What the cloud's body tap found.
+    pub leaks: Rc<RefCell<LeakLog>>,
     /// Connector cores by Expressway host.
     pub connectors: BTreeMap<String, ConnectorSlot>,
 }
@@ -110,6 +171,8 @@ fn add_cloud(
             json!({"email": webex_email(u, s), "password": u.password, "entitlements": ents});
         admin(&mut cloud, Method::Post, "/v1/admin/users", body);
     }
+    // Provisioning bodies above are the administrator's, not message traffic: scan from here.
+    cloud.set_body_tap(plaintext_tap(h.leaks.clone()));
     let cloud = Rc::new(RefCell::new(cloud));
     h.cloud = Some(cloud.clone());
     sim.host(CLOUD_HOST, move || {
@@ -473,6 +536,9 @@ pub fn sample_series(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
 
 /// Final connector counters into the run output.
 pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
+    if h.cloud.is_some() {
+        out.plaintext = Some(h.leaks.borrow().clone());
+    }
     for (host, slot) in &h.connectors {
         let Some(core) = slot.borrow().as_ref().cloned() else {
             continue;
@@ -498,5 +564,46 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
         .map(|(k, v)| (k.to_string(), v as f64))
         .collect();
         out.connector_stats.insert(host.clone(), m);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_planted_plaintext_body_fails_the_check() {
+        let cfg = CloudConfig {
+            domain: "example.com".into(),
+            admin_token: ADMIN_TOKEN.into(),
+            kms_host: "kms".into(),
+        };
+        let mut cloud = Cloud::new(cfg, rand_chacha::rand_core::SeedableRng::seed_from_u64(1));
+        let log: Rc<RefCell<LeakLog>> = Rc::default();
+        cloud.set_body_tap(plaintext_tap(log.clone()));
+        let encrypted =
+            json!({"verb": "post", "encrypted_text": "eyJhbGciOiJkaXIifQ..aXY.Y3Q.dGFn"});
+        let planted = json!({"verb": "post", "encrypted_text": "hello [[alice.webex.0.1]]"});
+        for body in [encrypted, planted] {
+            let req = Request {
+                method: Method::Post,
+                path: "/v1/spaces/s/activities".into(),
+                token: None,
+                body: body.to_string().into_bytes(),
+            };
+            cloud.handle_request(Duration::ZERO, req);
+        }
+        let (status, detail) = plaintext_check(&log.borrow());
+        assert_eq!(status, reports::Status::Fail);
+        assert!(
+            detail.contains("1 of 2 bodies carried plaintext"),
+            "{detail}"
+        );
+        assert!(detail.contains("[[alice.webex.0.1]]"), "{detail}");
+        let clean = LeakLog {
+            scanned: 5,
+            ..Default::default()
+        };
+        assert_eq!(plaintext_check(&clean).0, reports::Status::Pass);
     }
 }

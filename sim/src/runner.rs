@@ -79,6 +79,8 @@ pub struct RunOutput {
     pub bridge: crate::interop::Bridge,
     /// Final connector counters by Expressway host.
     pub connector_stats: BTreeMap<String, BTreeMap<String, f64>>,
+    /// What the cloud's plaintext tap found (`None` when the run has no cloud).
+    pub plaintext: Option<crate::hybrid::LeakLog>,
 }
 
 impl RunOutput {
@@ -98,6 +100,7 @@ impl RunOutput {
             contacts: BTreeMap::new(),
             bridge: BTreeMap::new(),
             connector_stats: BTreeMap::new(),
+            plaintext: None,
         }
     }
 }
@@ -145,6 +148,7 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
         contacts,
         bridge: BTreeMap::new(),
         connector_stats: BTreeMap::new(),
+        plaintext: None,
     };
     step_loop(&mut sim, s, &timeline, &slots, &hybrid, &mut out, progress);
     crate::hybrid::final_stats(&hybrid, &mut out);

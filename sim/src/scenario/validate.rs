@@ -693,6 +693,7 @@ fn checks(s: &Scenario, p: &mut Problems) {
             | Check::PrgFailover(_) => {}
             Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
             Check::Reached(points) if !points.is_empty() => {}
+            Check::NoPlaintextAtCloud if crate::topology::uses_cloud(s) => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }
