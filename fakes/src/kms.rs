@@ -289,7 +289,7 @@ impl Kms {
     }
 
     /// Refuses (and counts) a request while the outage fault is on.
-    fn check_up(&mut self) -> Result<(), KmsError> {
+    pub(crate) fn check_up(&mut self) -> Result<(), KmsError> {
         if self.outage {
             self.stats.failed_during_outage += 1;
             return Err(KmsError::Unavailable);

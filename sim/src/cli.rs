@@ -382,6 +382,23 @@ enum ServeTarget {
         #[arg(long)]
         config: PathBuf,
     },
+    /// The fake Webex cloud on loopback (REST + event WebSocket), relaying to a KMS served by
+    /// `hmsim serve kms`. The config (YAML) has `admin_token`, `listen` {ip, port}, `kms`
+    /// {name, address, port}, and optionally `domain`, `seed`, `users` [{email, password,
+    /// entitlements}], `clusters` [{name, size}] (format: `fakes::cloud::serve`). Prints
+    /// `registration_token <cluster> <token>` lines, then `listening http <ip>:<port>`.
+    Cloud {
+        /// Config file (YAML).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The fake KMS (or HDS) host on loopback. The config (YAML) has `listen` {ip, port} and
+    /// optionally `name` (kms or hds) and `seed`. Prints `listening http <ip>:<port>`.
+    Kms {
+        /// Config file (YAML).
+        #[arg(long)]
+        config: PathBuf,
+    },
 }
 
 /// The config file of `hmsim serve imp`: one IM&P node (the publisher of a one-node cluster)
@@ -500,6 +517,8 @@ fn serve_default_axl() -> u16 {
 fn cmd_serve(target: ServeTarget) -> i32 {
     match target {
         ServeTarget::Imp { config } => serve_imp(&config),
+        ServeTarget::Cloud { config } => serve_cloud_or_kms(&config, true),
+        ServeTarget::Kms { config } => serve_cloud_or_kms(&config, false),
     }
 }
 
@@ -624,6 +643,68 @@ fn serve_imp(path: &Path) -> i32 {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("hmsim serve imp: {e}");
+            EXIT_IO
+        }
+    }
+}
+
+/// Serves the fake cloud (`cloud`) or the fake KMS on loopback until killed; exit code 2 for
+/// a bad config, 4 when the port cannot be bound.
+fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
+    use fakes::cloud::serve::{CloudServeConfig, KmsServeConfig};
+    fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
+        let de = serde_yaml::Deserializer::from_str(&text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let at = e.path().to_string();
+            format!("{}: {at}: {}", path.display(), e.into_inner())
+        })
+    }
+    let what = if cloud { "cloud" } else { "kms" };
+    let print = |lines: Vec<String>| {
+        for l in lines {
+            println!("{l}");
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return EXIT_IO;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    let served = if cloud {
+        let cfg: CloudServeConfig = match load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_BAD_INPUT;
+            }
+        };
+        if let Err(e) = fakes::cloud::serve::build_cloud(&cfg) {
+            eprintln!("{}: {e}", path.display());
+            return EXIT_BAD_INPUT;
+        }
+        local.block_on(&rt, fakes::cloud::serve::serve_cloud(&cfg, print))
+    } else {
+        let cfg: KmsServeConfig = match load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_BAD_INPUT;
+            }
+        };
+        local.block_on(&rt, fakes::cloud::serve::serve_kms(&cfg, print))
+    };
+    match served {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("hmsim serve {what}: {e}");
             EXIT_IO
         }
     }

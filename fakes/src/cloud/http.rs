@@ -17,6 +17,15 @@
 //!   and must catch up over REST.
 //! - A ticker calls [`Cloud::tick`] every [`TICK_INTERVAL`] and after each request the events
 //!   are moved to the sockets.
+//! - With a remote KMS ([`Cloud::with_remote_kms`]) one relay task owns a keep-alive
+//!   connection to the KMS host ([`KmsClient`]) and sends, strictly in order, the KMS calls of
+//!   waiting requests ([`Outcome::Kms`], answered through [`Cloud::complete`]) and the queued
+//!   authorization changes ([`Cloud::poll_kms_change`]). Order matters: a connector that hears
+//!   of its new user then fetches a key must find itself authorized. While the KMS is down a
+//!   change is retried with backoff ([`KMS_RETRY_MIN`] doubling to [`KMS_RETRY_MAX`]) and
+//!   requests waiting for the KMS are answered 503 meanwhile; their clients retry.
+//! - Faults: [`Cloud::drop_event_sockets`] is applied at the next dispatch (every socket
+//!   closes); [`Cloud::set_http_errors`] acts in the core.
 //!
 //! ## Client
 //!
@@ -27,7 +36,9 @@
 //! their lengths or timing, so runs stay reproducible.
 
 use super::api::{self, Subscriber};
-use super::{BODY_BYTES_MAX, Cloud, CloudError};
+use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
+use crate::kms::KmsError;
+use crate::kms_http::{KmsCall, KmsClient, KmsReply};
 use connector::io::net::Net;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -35,11 +46,11 @@ use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::Role;
 use tokio_tungstenite::tungstenite::{self, Message};
@@ -53,6 +64,12 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// First wait before resending an authorization change the KMS refused with 503.
+pub const KMS_RETRY_MIN: Duration = Duration::from_secs(1);
+/// Longest wait between resends: requests waiting for the KMS are answered 503 during the
+/// wait, so a short cap keeps the recovery after an outage quick.
+pub const KMS_RETRY_MAX: Duration = Duration::from_secs(8);
+
 type Shared = Rc<RefCell<Cloud>>;
 type HttpResponse = hyper::Response<Full<Bytes>>;
 
@@ -65,44 +82,158 @@ struct Sockets {
 
 type SharedSockets = Rc<RefCell<Sockets>>;
 
+/// A job for the KMS relay task.
+enum Job {
+    /// A waiting request's call; the answer goes back on the channel.
+    Call(KmsCall, oneshot::Sender<Result<KmsReply, KmsError>>),
+    /// A queued authorization change.
+    Change(KmsCall),
+}
+
+type KmsJobs = Option<mpsc::UnboundedSender<Job>>;
+
 /// Serves the cloud on `port` until the listener fails.
+///
+/// # Errors
+/// The listener's error.
 pub async fn serve<N: Net>(net: N, cloud: Shared, port: u16) -> std::io::Result<()>
 where
     N::Stream: Send,
 {
     let listener = net.bind(port).await?;
+    serve_listener(net, cloud, listener).await
+}
+
+/// Serves the cloud on a listener the caller bound (to print "listening" once bound).
+///
+/// # Errors
+/// The listener's error.
+pub async fn serve_listener<N: Net>(
+    net: N,
+    cloud: Shared,
+    listener: N::Listener,
+) -> std::io::Result<()>
+where
+    N::Stream: Send,
+{
     let sockets: SharedSockets = Rc::default();
-    let ticker = tokio::task::spawn_local(ticker(net.clone(), cloud.clone(), sockets.clone()));
+    let addr = cloud.borrow().kms_addr().map(|(h, p)| (h.to_owned(), p));
+    let (jobs, relay) = match addr {
+        Some((host, port)) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let client = KmsClient::new(net.clone(), host, port);
+            let relay = tokio::task::spawn_local(kms_relay(client, cloud.clone(), rx));
+            (Some(tx), Some(relay))
+        }
+        None => (None, None),
+    };
+    let ticker = tokio::task::spawn_local(ticker(
+        net.clone(),
+        cloud.clone(),
+        sockets.clone(),
+        jobs.clone(),
+    ));
     let result = loop {
         match net.accept(&listener).await {
             Ok((stream, _)) => {
-                let task = connection(net.clone(), cloud.clone(), sockets.clone(), stream);
+                let task = connection(
+                    net.clone(),
+                    cloud.clone(),
+                    sockets.clone(),
+                    jobs.clone(),
+                    stream,
+                );
                 tokio::task::spawn_local(task);
             }
             Err(e) => break Err(e),
         }
     };
     ticker.abort();
+    if let Some(relay) = relay {
+        relay.abort();
+    }
     result
 }
 
-async fn ticker<N: Net>(net: N, cloud: Shared, sockets: SharedSockets) {
+/// The KMS relay: sends calls and changes in order (module doc).
+async fn kms_relay<N: Net>(
+    mut kms: KmsClient<N>,
+    cloud: Shared,
+    mut rx: mpsc::UnboundedReceiver<Job>,
+) {
+    let mut backlog: VecDeque<Job> = VecDeque::new();
+    let mut backoff = KMS_RETRY_MIN;
+    loop {
+        while let Ok(job) = rx.try_recv() {
+            backlog.push_back(job);
+        }
+        let Some(job) = backlog.pop_front() else {
+            match rx.recv().await {
+                Some(job) => backlog.push_back(job),
+                None => return,
+            }
+            continue;
+        };
+        match job {
+            Job::Call(call, reply) => {
+                let _ = reply.send(kms.call(&call).await);
+            }
+            Job::Change(call) => {
+                let result = kms.call(&call).await;
+                cloud.borrow_mut().count_kms_change(&result);
+                if result != Err(KmsError::Unavailable) {
+                    backoff = KMS_RETRY_MIN;
+                    continue;
+                }
+                backlog.push_front(Job::Change(call));
+                // The KMS is down: waiting requests get 503 now, not after the change.
+                backlog.retain_mut(|job| match job {
+                    Job::Call(..) => false,
+                    Job::Change(_) => true,
+                });
+                let pause = tokio::time::sleep(backoff);
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        _ = &mut pause => break,
+                        job = rx.recv() => match job {
+                            Some(Job::Call(_, reply)) => {
+                                let _ = reply.send(Err(KmsError::Unavailable));
+                            }
+                            Some(change) => backlog.push_back(change),
+                            None => return,
+                        },
+                    }
+                }
+                backoff = (backoff * 2).min(KMS_RETRY_MAX);
+            }
+        }
+    }
+}
+
+async fn ticker<N: Net>(net: N, cloud: Shared, sockets: SharedSockets, jobs: KmsJobs) {
     let mut interval = tokio::time::interval(TICK_INTERVAL);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         interval.tick().await;
         cloud.borrow_mut().tick(net.now());
-        dispatch(&cloud, &sockets);
+        dispatch(&cloud, &sockets, &jobs);
     }
 }
 
-async fn connection<N: Net>(net: N, cloud: Shared, sockets: SharedSockets, stream: N::Stream)
-where
+async fn connection<N: Net>(
+    net: N,
+    cloud: Shared,
+    sockets: SharedSockets,
+    jobs: KmsJobs,
+    stream: N::Stream,
+) where
     N::Stream: Send,
 {
     let service = hyper::service::service_fn(move |req| {
-        let (net, cloud, sockets) = (net.clone(), cloud.clone(), sockets.clone());
-        async move { Ok::<_, Infallible>(handle(net, cloud, sockets, req).await) }
+        let (net, cloud, sockets, jobs) =
+            (net.clone(), cloud.clone(), sockets.clone(), jobs.clone());
+        async move { Ok::<_, Infallible>(handle(net, cloud, sockets, jobs, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -139,6 +270,7 @@ async fn handle<N: Net>(
     net: N,
     cloud: Shared,
     sockets: SharedSockets,
+    jobs: KmsJobs,
     req: hyper::Request<Incoming>,
 ) -> HttpResponse {
     let token = bearer(req.headers());
@@ -173,8 +305,26 @@ async fn handle<N: Net>(
         token,
         body,
     };
-    let response = cloud.borrow_mut().handle_request(net.now(), request);
-    dispatch(&cloud, &sockets);
+    let outcome = cloud.borrow_mut().handle(net.now(), request);
+    let response = match outcome {
+        Outcome::Now(r) => r,
+        Outcome::Kms(call, cont) => {
+            dispatch(&cloud, &sockets, &jobs);
+            let result = match &jobs {
+                Some(tx) => {
+                    let (reply, answer) = oneshot::channel();
+                    match tx.send(Job::Call(call, reply)) {
+                        Ok(()) => answer.await.unwrap_or(Err(KmsError::Unavailable)),
+                        Err(_) => Err(KmsError::Unavailable),
+                    }
+                }
+                // An in-process KMS: the core runs the call itself.
+                None => cloud.borrow_mut().local_kms_call(&call),
+            };
+            cloud.borrow_mut().complete(net.now(), cont, result)
+        }
+    };
+    dispatch(&cloud, &sockets, &jobs);
     json_response(response.status, &response.body)
 }
 
@@ -304,8 +454,26 @@ impl Sockets {
     }
 }
 
-/// Moves the core's pending events to the sockets.
-fn dispatch(cloud: &Shared, sockets: &SharedSockets) {
+/// Moves the core's pending events to the sockets and its authorization changes to the KMS
+/// relay; applies a socket drop.
+fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
+    if cloud.borrow_mut().take_socket_drop() {
+        let mut s = sockets.borrow_mut();
+        let n: usize = s.subs.values().map(BTreeMap::len).sum();
+        // Dropping the senders ends every session, which then closes its socket.
+        s.subs.clear();
+        drop(s);
+        cloud.borrow_mut().count_socket_drops(n as u64);
+    }
+    if let Some(tx) = jobs {
+        loop {
+            let next = cloud.borrow_mut().poll_kms_change();
+            let Some(call) = next else { break };
+            if tx.send(Job::Change(call)).is_err() {
+                break;
+            }
+        }
+    }
     loop {
         let next = cloud.borrow_mut().poll_event();
         let Some((subscriber, event)) = next else {

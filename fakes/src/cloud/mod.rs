@@ -12,6 +12,7 @@
 //! - [`api`]: wire types (request bodies, subscribers, events).
 //! - [`error`]: [`CloudError`], the one error of the boundary.
 //! - [`http`]: the HTTP/1.1 + WebSocket driver and the client helpers.
+//! - [`serve`]: real-mode configs and setup (`hmsim serve cloud`, `hmsim serve kms`).
 //!
 //! ## Authentication
 //!
@@ -83,16 +84,33 @@
 //!
 //! ## KMS
 //!
-//! The cloud holds the cloud KMS core ([`crate::kms::Kms`]) and relays key requests (spec
-//! 56-57). A space's key is created with the space, authorized to its members and to the
-//! connectors serving them (principal `connector:<id>`); when a user moves between connectors
-//! the new one is authorized and the old one revoked (unless it still serves another member).
+//! The cloud relays key requests to the KMS (spec 56-57). A space's key is created with the
+//! space, authorized to its members and to the connectors serving them (principal
+//! `connector:<id>`); when a user moves between connectors the new one is authorized and the
+//! old one revoked (unless it still serves another member).
+//!
+//! Two modes: [`Cloud::new`] holds a KMS in-process ([`crate::kms::Kms`]; unit tests, simple
+//! runs); [`Cloud::with_remote_kms`] reaches a KMS host ([`crate::kms_http`]) over the network.
+//! The core stays sans-IO either way: [`Cloud::handle`] answers a request that needs the KMS
+//! with [`Outcome::Kms`] (a [`KmsCall`] and a [`Continuation`]); the driver sends the call to
+//! the KMS and feeds its answer to [`Cloud::complete`]. Authorization changes that follow
+//! assignment moves are queued ([`Cloud::poll_kms_change`]); the driver sends them in order,
+//! retrying while the KMS is down. In-process, [`Cloud::handle_request`] does both at once.
+//!
+//! ## Faults
+//!
+//! - [`Cloud::set_http_errors`]: a seeded share of requests is answered 429 or 5xx with
+//!   `{"error": "injected", "detail"}` before reaching the routes (counted in
+//!   [`CloudStats::injected_errors`]).
+//! - [`Cloud::drop_event_sockets`]: the driver closes every open WebSocket at its next
+//!   dispatch (within [`http::TICK_INTERVAL`]); clients reconnect and catch up over REST.
 //!
 //! ## Plaintext check
 //!
 //! The cloud keeps the last [`BODY_LOG_ENTRIES_MAX`] request bodies ([`Cloud::received_bodies`])
 //! and can hand every body to a tap ([`Cloud::set_body_tap`]) so a check can scan all of them
-//! for plaintext. It also refuses activity text that is not a JWE of the space's key.
+//! for plaintext ([`plaintext_leaks`]). It also refuses activity text that is not a JWE of the
+//! space's key.
 
 pub mod api;
 pub mod assignment;
@@ -101,18 +119,23 @@ pub mod error;
 pub mod http;
 pub mod messaging;
 pub mod org;
+mod plaintext;
 pub mod presence;
 mod routes;
+pub mod serve;
 
 pub use error::CloudError;
+pub use plaintext::{Leak, plaintext_leaks};
 
-use crate::kms::Kms;
+use crate::kms::{Kms, KmsError};
+use crate::kms_http::{KmsCall, KmsReply};
 use api::{Event, Subscriber};
 use assignment::{Assignment, Move};
 use control_hub::{ControlHub, HubEvent};
 use messaging::{Activity, Messaging, SpaceKind};
 use org::{Org, OrgEvent};
 use presence::Presence;
+use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -130,6 +153,12 @@ pub const ASSIGNMENT_EVENT_EMAILS_MAX: usize = 1_000;
 /// Events waiting for the driver. The driver drains after every request and tick; the bound
 /// only guards against a driver that stopped draining.
 pub const EVENT_QUEUE_MAX: usize = 1_000_000;
+
+/// Authorization changes waiting for the driver to send them to a remote KMS. A move of
+/// 15,000 users with a few spaces each queues tens of thousands; the bound only guards against
+/// a driver that stopped draining (overflow is counted in
+/// [`CloudStats::kms_changes_dropped`]).
+pub const KMS_CHANGES_QUEUE_MAX: usize = 1_000_000;
 
 /// Static configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +180,7 @@ pub struct CloudStats {
     pub responses_ok: u64,
     /// Answers 4xx.
     pub responses_client_error: u64,
-    /// Answers 5xx (KMS outage).
+    /// Answers 5xx (KMS outage, injected errors).
     pub responses_server_error: u64,
     /// Malformed JSON bodies.
     pub bad_json: u64,
@@ -195,6 +224,14 @@ pub struct CloudStats {
     pub key_fetches: u64,
     /// KMS authorization changes that failed (KMS down during a move).
     pub kms_authorization_failures: u64,
+    /// Authorization changes dropped because [`KMS_CHANGES_QUEUE_MAX`] was reached.
+    pub kms_changes_dropped: u64,
+    /// Sends of queued authorization changes the KMS refused with 503 (retried).
+    pub kms_change_retries: u64,
+    /// Requests answered with an injected error ([`Cloud::set_http_errors`]).
+    pub injected_errors: u64,
+    /// WebSockets closed by [`Cloud::drop_event_sockets`].
+    pub sockets_dropped_by_fault: u64,
     /// Bodies dropped from the bounded log (the tap still saw them).
     pub bodies_dropped_from_log: u64,
     /// Events dropped because the queue was full.
@@ -221,6 +258,52 @@ pub struct ReceivedBody {
 /// Called with every request body the cloud receives.
 pub type BodyTap = Box<dyn FnMut(&ReceivedBody)>;
 
+/// Where the KMS is.
+#[derive(Debug)]
+enum KmsLink {
+    /// In this process.
+    Local(Kms),
+    /// A KMS host, reached by the driver.
+    Remote { host: String, port: u16 },
+}
+
+/// The answer of [`Cloud::handle`].
+#[derive(Debug)]
+pub enum Outcome {
+    /// The response, now.
+    Now(api::Response),
+    /// The request needs the KMS: send the call to the KMS, then hand its answer and the
+    /// continuation to [`Cloud::complete`], which gives the response.
+    Kms(KmsCall, Continuation),
+}
+
+/// What a request waiting for the KMS will do with its answer (opaque to drivers).
+#[derive(Debug)]
+pub struct Continuation(Pending);
+
+#[derive(Debug)]
+pub(crate) enum Pending {
+    CreateSpace {
+        kind: SpaceKind,
+        members: Vec<String>,
+    },
+    FetchKey,
+}
+
+/// What a route gives: an answer, or a KMS call to make first.
+pub(crate) enum Step {
+    Done(u16, serde_json::Value),
+    Kms(KmsCall, Pending),
+}
+
+/// The HTTP error fault: the share of requests answered with `status`.
+#[derive(Debug)]
+struct HttpErrors {
+    rate: f64,
+    status: u16,
+    rng: ChaCha8Rng,
+}
+
 /// The cloud core.
 pub struct Cloud {
     cfg: CloudConfig,
@@ -230,7 +313,10 @@ pub struct Cloud {
     assign: Assignment,
     msg: Messaging,
     presence: Presence,
-    kms: Kms,
+    kms: KmsLink,
+    kms_changes: VecDeque<KmsCall>,
+    http_errors: Option<HttpErrors>,
+    drop_sockets: bool,
     /// user token → email, and email → its token (one token per user).
     user_tokens: BTreeMap<String, String>,
     token_of_user: BTreeMap<String, String>,
@@ -266,12 +352,37 @@ pub fn connector_principal(id: &str) -> String {
 }
 
 impl Cloud {
-    /// A cloud with an empty organization. `rng` (seeded by the caller from the run's seed)
-    /// draws every token, registration delay and KMS key.
+    /// A cloud with an empty organization and an in-process KMS named `cfg.kms_host`. `rng`
+    /// (seeded by the caller from the run's seed) draws every token, registration delay and
+    /// KMS key.
     pub fn new(cfg: CloudConfig, rng: ChaCha8Rng) -> Self {
+        let kms = KmsLink::Local(Kms::new(cfg.kms_host.clone()));
+        Self::with_link(cfg, rng, kms)
+    }
+
+    /// A cloud that relays to the KMS host at `kms_host:kms_port` ([`crate::kms_http`]);
+    /// `cfg.kms_host` should name the same host. `rng` draws tokens and registration delays
+    /// (the KMS host draws the keys).
+    pub fn with_remote_kms(
+        cfg: CloudConfig,
+        rng: ChaCha8Rng,
+        kms_host: impl Into<String>,
+        kms_port: u16,
+    ) -> Self {
+        let kms = KmsLink::Remote {
+            host: kms_host.into(),
+            port: kms_port,
+        };
+        Self::with_link(cfg, rng, kms)
+    }
+
+    fn with_link(cfg: CloudConfig, rng: ChaCha8Rng, kms: KmsLink) -> Self {
         Cloud {
             org: Org::new(cfg.domain.clone()),
-            kms: Kms::new(cfg.kms_host.clone()),
+            kms,
+            kms_changes: VecDeque::new(),
+            http_errors: None,
+            drop_sockets: false,
             cfg,
             rng,
             hub: ControlHub::new(),
@@ -317,14 +428,77 @@ impl Cloud {
         &self.presence
     }
 
-    /// The KMS (read-only view).
-    pub fn kms(&self) -> &Kms {
-        &self.kms
+    /// The in-process KMS (read-only view); `None` with a remote KMS.
+    pub fn kms(&self) -> Option<&Kms> {
+        match &self.kms {
+            KmsLink::Local(k) => Some(k),
+            KmsLink::Remote { .. } => None,
+        }
     }
 
-    /// The KMS, for faults ([`Kms::set_outage`]).
-    pub fn kms_mut(&mut self) -> &mut Kms {
-        &mut self.kms
+    /// The in-process KMS, for faults ([`Kms::set_outage`]); `None` with a remote KMS (use
+    /// [`crate::kms_http::KmsService::set_outage`] on the KMS host).
+    pub fn kms_mut(&mut self) -> Option<&mut Kms> {
+        match &mut self.kms {
+            KmsLink::Local(k) => Some(k),
+            KmsLink::Remote { .. } => None,
+        }
+    }
+
+    /// The remote KMS's host and port; `None` with an in-process KMS.
+    pub fn kms_addr(&self) -> Option<(&str, u16)> {
+        match &self.kms {
+            KmsLink::Local(_) => None,
+            KmsLink::Remote { host, port } => Some((host, *port)),
+        }
+    }
+
+    /// The next authorization change to send to the remote KMS, oldest first. The driver sends
+    /// them in order and retries one the KMS refuses with 503 ([`Cloud::count_kms_change`]).
+    pub fn poll_kms_change(&mut self) -> Option<KmsCall> {
+        self.kms_changes.pop_front()
+    }
+
+    /// The driver reports the KMS's answer to a queued authorization change: a 503 (to be
+    /// retried) or a final failure (an unknown key) are counted.
+    pub fn count_kms_change(&mut self, result: &Result<KmsReply, KmsError>) {
+        match result {
+            Ok(_) => {}
+            Err(KmsError::Unavailable) => self.stats.kms_change_retries += 1,
+            Err(_) => self.stats.kms_authorization_failures += 1,
+        }
+    }
+
+    /// Answers a seeded share `rate` (0..=1) of later requests with `status` (429 or 5xx;
+    /// anything else becomes 503) and `{"error": "injected", "detail"}`. `rng` (seeded from the
+    /// run's seed) decides which: the same seed and requests fail the same requests. A rate of
+    /// 0 turns the fault off.
+    pub fn set_http_errors(&mut self, rate: f64, status: u16, rng: ChaCha8Rng) {
+        let status = match status {
+            429 | 500..=599 => status,
+            _ => 503,
+        };
+        self.http_errors = (rate > 0.0).then_some(HttpErrors {
+            rate: rate.min(1.0),
+            status,
+            rng,
+        });
+    }
+
+    /// Asks the driver to close every open event WebSocket (fault); it does so at its next
+    /// dispatch, within [`http::TICK_INTERVAL`].
+    pub fn drop_event_sockets(&mut self) {
+        self.drop_sockets = true;
+    }
+
+    /// For the driver: whether [`Cloud::drop_event_sockets`] was called since the last call.
+    pub fn take_socket_drop(&mut self) -> bool {
+        std::mem::take(&mut self.drop_sockets)
+    }
+
+    /// The driver reports how many WebSockets it closed for [`Cloud::drop_event_sockets`].
+    pub fn count_socket_drops(&mut self, n: u64) {
+        self.stats.sockets_dropped_by_fault += n;
     }
 
     /// The most recent request bodies, oldest first (at most [`BODY_LOG_ENTRIES_MAX`]).
@@ -365,10 +539,52 @@ impl Cloud {
         .min()
     }
 
-    /// Handles one REST request. Never panics on any input.
+    /// Handles one REST request, with the in-process KMS if it needs one (with a remote KMS,
+    /// such a request is answered 503: drivers of a remote-KMS cloud use [`Cloud::handle`]).
+    /// Never panics on any input.
     pub fn handle_request(&mut self, now: Duration, req: api::Request) -> api::Response {
+        match self.handle(now, req) {
+            Outcome::Now(r) => r,
+            Outcome::Kms(call, cont) => {
+                let result = self.local_kms_call(&call);
+                self.complete(now, cont, result)
+            }
+        }
+    }
+
+    /// Runs a KMS call on the in-process KMS ([`KmsError::Unavailable`] with a remote one).
+    pub fn local_kms_call(&mut self, call: &KmsCall) -> Result<KmsReply, KmsError> {
+        match &mut self.kms {
+            KmsLink::Local(kms) => call.run_local(kms, &mut self.rng),
+            KmsLink::Remote { .. } => Err(KmsError::Unavailable),
+        }
+    }
+
+    /// Handles one REST request: the response, or a KMS call to make first ([`Outcome`]).
+    /// Never panics on any input.
+    pub fn handle(&mut self, now: Duration, req: api::Request) -> Outcome {
         self.stats.requests += 1;
         self.log_body(now, &req);
+        if let Some(f) = self.http_errors.as_mut()
+            && f.rng.random::<f64>() < f.rate
+        {
+            self.stats.injected_errors += 1;
+            if f.status < 500 {
+                self.stats.responses_client_error += 1;
+            } else {
+                self.stats.responses_server_error += 1;
+            }
+            let detail = format!(
+                "injected {} for {} {}",
+                f.status,
+                req.method.as_str(),
+                req.path
+            );
+            return Outcome::Now(api::Response {
+                status: f.status,
+                body: serde_json::json!({ "error": "injected", "detail": detail }),
+            });
+        }
         let result = if req.body.len() > BODY_BYTES_MAX {
             Err(CloudError::TooLarge {
                 bytes: req.body.len(),
@@ -377,6 +593,31 @@ impl Cloud {
         } else {
             self.route(now, &req)
         };
+        match result {
+            Ok(Step::Done(status, body)) => Outcome::Now(self.finish(now, Ok((status, body)))),
+            Ok(Step::Kms(call, pending)) => Outcome::Kms(call, Continuation(pending)),
+            Err(e) => Outcome::Now(self.finish(now, Err(e))),
+        }
+    }
+
+    /// Completes a request that waited for the KMS with the KMS's answer (a transport failure
+    /// is [`KmsError::Unavailable`]).
+    pub fn complete(
+        &mut self,
+        now: Duration,
+        cont: Continuation,
+        result: Result<KmsReply, KmsError>,
+    ) -> api::Response {
+        let answer = self.resume(cont.0, result);
+        self.finish(now, answer)
+    }
+
+    /// Counts the answer, runs due timers, and makes the response.
+    fn finish(
+        &mut self,
+        now: Duration,
+        result: Result<(u16, serde_json::Value), CloudError>,
+    ) -> api::Response {
         let response = match result {
             Ok((status, body)) => api::Response { status, body },
             Err(e) => {
@@ -516,9 +757,10 @@ impl Cloud {
             let Some(uri) = self.msg.space(&space_id).map(|s| s.key_uri.clone()) else {
                 continue;
             };
-            if self.kms.authorize(&uri, new).is_err() {
-                self.stats.kms_authorization_failures += 1;
-            }
+            self.kms_change(KmsCall::Authorize {
+                uri,
+                principal: new.to_owned(),
+            });
         }
     }
 
@@ -585,17 +827,38 @@ impl Cloud {
                     .iter()
                     .any(|o| o != &m.email && self.assign.node_of(o) == Some(from.as_str()))
             });
-            if let Some(to) = &m.to
-                && self.kms.authorize(&uri, &connector_principal(to)).is_err()
-            {
-                self.stats.kms_authorization_failures += 1;
+            if let Some(to) = &m.to {
+                self.kms_change(KmsCall::Authorize {
+                    uri: uri.clone(),
+                    principal: connector_principal(to),
+                });
             }
             if let Some(from) = &m.from
                 && !old_still_serves
                 && m.to.as_ref() != Some(from)
-                && self.kms.revoke(&uri, &connector_principal(from)).is_err()
             {
-                self.stats.kms_authorization_failures += 1;
+                self.kms_change(KmsCall::Revoke {
+                    uri,
+                    principal: connector_principal(from),
+                });
+            }
+        }
+    }
+
+    /// Applies an authorization change in-process, or queues it for the driver.
+    fn kms_change(&mut self, call: KmsCall) {
+        match &mut self.kms {
+            KmsLink::Local(kms) => {
+                if call.run_local(kms, &mut self.rng).is_err() {
+                    self.stats.kms_authorization_failures += 1;
+                }
+            }
+            KmsLink::Remote { .. } => {
+                if self.kms_changes.len() >= KMS_CHANGES_QUEUE_MAX {
+                    self.stats.kms_changes_dropped += 1;
+                } else {
+                    self.kms_changes.push_back(call);
+                }
             }
         }
     }

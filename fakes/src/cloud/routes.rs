@@ -5,7 +5,11 @@ use super::api::{self, Event, Method, Subscriber};
 use super::control_hub::{self, RegState};
 use super::messaging::{self, NewActivity, SpaceKind};
 use super::org::{self, Entitlement};
-use super::{Cloud, CloudError, KNOWN_USERS_PER_REQUEST_MAX, Principal, connector_principal, ms};
+use super::{
+    Cloud, CloudError, KNOWN_USERS_PER_REQUEST_MAX, Pending, Principal, Step, connector_principal,
+    ms,
+};
+use crate::kms_http::{KmsCall, KmsReply};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;
@@ -105,8 +109,29 @@ fn known_path(segs: &[&str]) -> bool {
 }
 
 impl Cloud {
-    /// Dispatches one request.
-    pub(super) fn route(&mut self, now: Duration, req: &api::Request) -> Answer {
+    /// Dispatches one request: the routes that need the KMS answer a [`Step::Kms`].
+    pub(super) fn route(&mut self, now: Duration, req: &api::Request) -> Result<Step, CloudError> {
+        let (decoded, _) = split_path(&req.path);
+        let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
+        let body = req.body.as_slice();
+        let token = req.token.as_deref();
+        match (req.method, segs.as_slice()) {
+            (Method::Post, ["v1", "spaces"]) => {
+                let who = self.client_principal(now, token)?;
+                self.create_space(&who, body)
+            }
+            (Method::Post, ["v1", "kms", "keys"]) => {
+                let who = self.client_principal(now, token)?;
+                self.fetch_key(&who, body)
+            }
+            _ => self
+                .route_now(now, req)
+                .map(|(status, body)| Step::Done(status, body)),
+        }
+    }
+
+    /// Dispatches a request answered without the KMS.
+    fn route_now(&mut self, now: Duration, req: &api::Request) -> Answer {
         let (decoded, query) = split_path(&req.path);
         let segs: Vec<&str> = decoded.iter().map(String::as_str).collect();
         let body = req.body.as_slice();
@@ -143,10 +168,6 @@ impl Cloud {
                 self.client_principal(now, token)?;
                 self.presence_query(now, body)
             }
-            (Post, ["v1", "spaces"]) => {
-                let who = self.client_principal(now, token)?;
-                self.create_space(&who, body)
-            }
             (Get, ["v1", "spaces", id]) => {
                 let who = self.client_principal(now, token)?;
                 self.get_space(&who, id)
@@ -162,10 +183,6 @@ impl Cloud {
             (Post, ["v1", "spaces", id, "typing"]) => {
                 let who = self.client_principal(now, token)?;
                 self.typing(now, &who, id, body)
-            }
-            (Post, ["v1", "kms", "keys"]) => {
-                let who = self.client_principal(now, token)?;
-                self.fetch_key(&who, body)
             }
             (m, s) if known_path(s) => Err(CloudError::MethodNotAllowed {
                 method: m.as_str().to_owned(),
@@ -547,7 +564,7 @@ impl Cloud {
 
     // ---- messaging ----
 
-    fn create_space(&mut self, who: &Principal, body: &[u8]) -> Answer {
+    fn create_space(&mut self, who: &Principal, body: &[u8]) -> Result<Step, CloudError> {
         let b: api::CreateSpaceBody = parse(body)?;
         let members: Vec<String> = b.members.iter().map(|m| m.to_lowercase()).collect();
         let members = messaging::Messaging::check_members(b.kind, &members)?;
@@ -571,7 +588,7 @@ impl Cloud {
         if b.kind == SpaceKind::Direct
             && let Some(s) = self.msg.direct_space(&members[0], &members[1])
         {
-            return ok(space_json(s, false));
+            return Ok(Step::Done(200, space_json(s, false)));
         }
         let space_id = self.msg.next_space_id();
         let mut principals = members.clone();
@@ -583,8 +600,32 @@ impl Cloud {
         );
         principals.sort();
         principals.dedup();
-        let key = self.kms.create_key(&space_id, &principals, &mut self.rng)?;
-        let space = self.msg.create_space(b.kind, members, key.uri);
+        Ok(Step::Kms(
+            KmsCall::CreateKey {
+                space_id,
+                principals,
+            },
+            Pending::CreateSpace {
+                kind: b.kind,
+                members,
+            },
+        ))
+    }
+
+    /// Creates the space once the KMS made its key (or finds the direct space another request
+    /// created meanwhile).
+    pub(super) fn finish_space(
+        &mut self,
+        kind: SpaceKind,
+        members: Vec<String>,
+        key: connector::proto::jwe::SpaceKey,
+    ) -> Answer {
+        if kind == SpaceKind::Direct
+            && let Some(s) = self.msg.direct_space(&members[0], &members[1])
+        {
+            return ok(space_json(s, false));
+        }
+        let space = self.msg.create_space(kind, members, key.uri);
         let answer = space_json(space, true);
         let event = Event::SpaceCreated {
             space_id: space.id.clone(),
@@ -698,15 +739,37 @@ impl Cloud {
         ok(json!({ "changed": changed }))
     }
 
-    fn fetch_key(&mut self, who: &Principal, body: &[u8]) -> Answer {
+    fn fetch_key(&mut self, who: &Principal, body: &[u8]) -> Result<Step, CloudError> {
         let b: api::KeyFetchBody = parse(body)?;
         let principal = match who {
             Principal::User(me) => me.clone(),
             Principal::Connector(c) => connector_principal(c),
         };
         self.stats.key_fetches += 1;
-        let key = self.kms.fetch_key(&b.uri, &principal)?;
-        ok(json!({ "uri": key.uri, "key": URL_SAFE_NO_PAD.encode(key.bytes) }))
+        Ok(Step::Kms(
+            KmsCall::FetchKey {
+                uri: b.uri,
+                principal,
+            },
+            Pending::FetchKey,
+        ))
+    }
+
+    /// Turns the KMS's answer into the answer of the request that waited for it.
+    pub(super) fn resume(
+        &mut self,
+        pending: Pending,
+        result: Result<KmsReply, crate::kms::KmsError>,
+    ) -> Answer {
+        match (pending, result?) {
+            (Pending::CreateSpace { kind, members }, KmsReply::Key(key)) => {
+                self.finish_space(kind, members, key)
+            }
+            (Pending::FetchKey, KmsReply::Key(key)) => {
+                ok(json!({ "uri": key.uri, "key": URL_SAFE_NO_PAD.encode(key.bytes) }))
+            }
+            (_, KmsReply::Changed(_)) => Err(CloudError::Kms(crate::kms::KmsError::Unavailable)),
+        }
     }
 }
 

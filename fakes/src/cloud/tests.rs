@@ -80,7 +80,10 @@ struct World {
 }
 
 fn world() -> World {
-    let mut c = cloud();
+    world_on(cloud())
+}
+
+fn world_on(mut c: Cloud) -> World {
     let now = secs(0);
     let body = json!({"name": "exp-a", "size": "large"});
     let reg = ok(
@@ -810,7 +813,7 @@ fn node_loss_moves_users_and_key_access() {
     let mut w = world();
     let alice = login(&mut w.c, w.now, ALICE);
     let (_, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
-    assert!(w.c.kms().is_authorized(&uri, "connector:exp-a-1"));
+    assert!(w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1"));
     // Only exp-a-2 heartbeats from now on.
     let con2 = w.con2.clone();
     ok(
@@ -838,8 +841,8 @@ fn node_loss_moves_users_and_key_access() {
             removed: vec![]
         }
     )));
-    assert!(w.c.kms().is_authorized(&uri, "connector:exp-a-2"));
-    assert!(!w.c.kms().is_authorized(&uri, "connector:exp-a-1"));
+    assert!(w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-2"));
+    assert!(!w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1"));
     // It comes back: rebalanced.
     let con1 = w.con1.clone();
     ok(
@@ -1140,4 +1143,221 @@ fn emails_are_case_insensitive() {
         200,
     );
     assert_eq!(u["email"], ALICE);
+}
+
+// ---- remote KMS (deferred answers) and faults ----
+
+fn remote_cloud() -> Cloud {
+    let cfg = CloudConfig {
+        domain: "example.com".into(),
+        admin_token: ADMIN.into(),
+        kms_host: crate::kms::CLOUD_HOST.into(),
+    };
+    Cloud::with_remote_kms(
+        cfg,
+        ChaCha8Rng::seed_from_u64(7),
+        crate::kms::CLOUD_HOST,
+        crate::kms_http::KMS_PORT,
+    )
+}
+
+fn request(method: Method, path: &str, token: Option<&str>, body: Value) -> Request {
+    Request {
+        method,
+        path: path.into(),
+        token: token.map(str::to_owned),
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// Sends the call of an [`Outcome::Kms`] to a KMS host core, as the driver does over HTTP.
+fn relay(
+    kms: &mut crate::kms_http::KmsService,
+    call: &crate::kms_http::KmsCall,
+) -> Result<crate::kms_http::KmsReply, crate::kms::KmsError> {
+    let (method, path, body) = call.request();
+    let r = kms.handle(method, path, body.to_string().as_bytes());
+    call.parse_answer(r.status, &r.body)
+}
+
+#[test]
+fn remote_kms_requests_are_deferred_and_completed() {
+    use crate::kms_http::{KmsCall as K, KmsService};
+    let mut w = world_on(remote_cloud());
+    let mut kms = KmsService::new(crate::kms::CLOUD_HOST, ChaCha8Rng::seed_from_u64(3));
+    let now = w.now;
+    let alice = login(&mut w.c, now, ALICE);
+    let bob = login(&mut w.c, now, BOB);
+    let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+    let req = request(Method::Post, "/v1/spaces", Some(&alice), body.clone());
+    let Outcome::Kms(create, cont) = w.c.handle(now, req) else {
+        panic!("space creation needs the KMS");
+    };
+    let K::CreateKey { principals, .. } = &create else {
+        panic!("{create:?}");
+    };
+    assert_eq!(
+        principals,
+        &[ALICE, BOB, "connector:exp-a-1", "connector:exp-a-2"]
+    );
+    let r = w.c.complete(now, cont, relay(&mut kms, &create));
+    let space = ok(r, 201);
+    let uri = space["key_uri"].as_str().unwrap().to_owned();
+    assert!(uri.starts_with("kms://kms/keys/"), "{uri}");
+    assert_eq!(w.c.stats().spaces_created, 1);
+
+    // Key fetch: granted through the KMS; during an outage 503, then granted again.
+    let fetch = |c: &mut Cloud, kms: &mut KmsService, token: &str| {
+        let req = request(
+            Method::Post,
+            "/v1/kms/keys",
+            Some(token),
+            json!({"uri": uri}),
+        );
+        let Outcome::Kms(fetch, cont) = c.handle(now, req) else {
+            panic!("a key fetch needs the KMS");
+        };
+        let result = relay(kms, &fetch);
+        c.complete(now, cont, result)
+    };
+    let key = ok(fetch(&mut w.c, &mut kms, &bob), 200);
+    assert_eq!(key["uri"], uri.as_str());
+    kms.set_outage(true);
+    assert_error(&fetch(&mut w.c, &mut kms, &bob), 503, "kms_unavailable");
+    kms.set_outage(false);
+    ok(fetch(&mut w.c, &mut kms, &bob), 200);
+    let carol = login(&mut w.c, now, CAROL);
+    assert_error(&fetch(&mut w.c, &mut kms, &carol), 403, "kms_forbidden");
+
+    // The synchronous entry point cannot reach a remote KMS: 503, and the client retries.
+    let req = request(
+        Method::Post,
+        "/v1/spaces",
+        Some(&alice),
+        json!({"kind": "group", "members": [ALICE, BOB]}),
+    );
+    assert_error(&w.c.handle_request(now, req), 503, "kms_unavailable");
+
+    // A move queues authorization changes for the driver, in order.
+    assert_eq!(w.c.poll_kms_change(), None);
+    let body = json!({"on": true});
+    ok(
+        call(
+            &mut w.c,
+            now,
+            Method::Put,
+            "/v1/admin/connectors/exp-a-1/maintenance",
+            Some(ADMIN),
+            body,
+        ),
+        200,
+    );
+    let changes: Vec<K> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
+    assert_eq!(
+        changes,
+        [
+            K::Authorize {
+                uri: uri.clone(),
+                principal: "connector:exp-a-2".into()
+            },
+            K::Revoke {
+                uri: uri.clone(),
+                principal: "connector:exp-a-1".into()
+            },
+        ]
+    );
+    for change in &changes {
+        let result = relay(&mut kms, change);
+        w.c.count_kms_change(&result);
+    }
+    assert!(kms.kms().is_authorized(&uri, "connector:exp-a-2"));
+    assert!(!kms.kms().is_authorized(&uri, "connector:exp-a-1"));
+    kms.set_outage(true);
+    w.c.count_kms_change(&relay(&mut kms, &changes[0]));
+    assert_eq!(w.c.stats().kms_change_retries, 1);
+}
+
+fn injected_run(seed: u64) -> (Vec<u16>, CloudStats) {
+    let mut c = cloud();
+    c.set_http_errors(0.3, 429, ChaCha8Rng::seed_from_u64(seed));
+    let statuses = (0..200)
+        .map(|i| {
+            let r = call(
+                &mut c,
+                secs(i),
+                Method::Get,
+                "/v1/me",
+                Some("usr-x"),
+                Value::Null,
+            );
+            if r.status == 429 {
+                assert_error(&r, 429, "injected");
+            } else {
+                assert_error(&r, 401, "unauthorized");
+            }
+            r.status
+        })
+        .collect();
+    (statuses, c.stats())
+}
+
+#[test]
+fn injected_errors_are_seeded_and_counted() {
+    let (first, stats) = injected_run(5);
+    let injected = first.iter().filter(|s| **s == 429).count() as u64;
+    assert_eq!(stats.injected_errors, injected);
+    assert!(
+        (30..=90).contains(&injected),
+        "about 30% of 200: {injected}"
+    );
+    assert_eq!(stats.requests, 200);
+    assert_eq!(injected_run(5).0, first, "same seed, same requests fail");
+    assert_ne!(injected_run(6).0, first, "another seed, other requests");
+
+    // Status other than 429/5xx becomes 503; rate 0 turns the fault off.
+    let mut c = cloud();
+    c.set_http_errors(1.0, 200, ChaCha8Rng::seed_from_u64(1));
+    let r = call(&mut c, secs(0), Method::Get, "/v1/me", None, Value::Null);
+    assert_error(&r, 503, "injected");
+    c.set_http_errors(0.0, 500, ChaCha8Rng::seed_from_u64(1));
+    let r = call(&mut c, secs(0), Method::Get, "/v1/me", None, Value::Null);
+    assert_error(&r, 401, "unauthorized");
+    assert_eq!(c.stats().injected_errors, 1);
+}
+
+#[test]
+fn socket_drop_is_taken_once() {
+    let mut c = cloud();
+    assert!(!c.take_socket_drop());
+    c.drop_event_sockets();
+    assert!(c.take_socket_drop());
+    assert!(!c.take_socket_drop());
+    c.count_socket_drops(3);
+    assert_eq!(c.stats().sockets_dropped_by_fault, 3);
+}
+
+#[test]
+fn plaintext_scan_over_received_bodies() {
+    let mut w = world();
+    let now = w.now;
+    let alice = login(&mut w.c, now, ALICE);
+    let (space_id, uri) = space(&mut w.c, now, &alice, &[ALICE, BOB]);
+    let text = encrypt(&mut w.c, now, &alice, &uri, "the secret plan");
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "encrypted_text": text});
+    ok(
+        call(&mut w.c, now, Method::Post, &path, Some(&alice), body),
+        201,
+    );
+    let bodies: Vec<ReceivedBody> = w.c.received_bodies().cloned().collect();
+    let plain = ["the secret plan".to_owned()];
+    assert!(plaintext_leaks(&bodies, &plain).is_empty());
+    // A client that forgets to encrypt is refused, but the body was seen: a leak.
+    let body = json!({"verb": "post", "encrypted_text": "the secret plan"});
+    let r = call(&mut w.c, now, Method::Post, &path, Some(&alice), body);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let bodies: Vec<ReceivedBody> = w.c.received_bodies().cloned().collect();
+    let leaks = plaintext_leaks(&bodies, &plain);
+    assert_eq!(leaks.len(), 1);
+    assert_eq!(leaks[0].route, format!("POST {path}"));
 }

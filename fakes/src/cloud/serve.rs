@@ -1,0 +1,238 @@
+//! Real-mode serving (`hmsim serve cloud`, `hmsim serve kms`): the config files and the setup
+//! of a cloud or a KMS host on loopback sockets ([`TokioNet`]). The CLI parses the YAML into
+//! these types and prints the lines [`serve_cloud`] and [`serve_kms`] hand to `on_ready`.
+//!
+//! ```yaml
+//! # hmsim serve cloud --config cloud.yaml
+//! domain: example.com                 # org domain (default example.com)
+//! admin_token: admin-Secret-1         # Control Hub admin bearer token
+//! seed: 1                             # seeds tokens and delays (default 1)
+//! listen: { ip: 127.0.0.1, port: 8443 }
+//! kms: { name: kms, address: 127.0.0.1, port: 8444 }   # name (kms|hds) goes into key URIs
+//! users:
+//!   - { email: alice@example.com, password: alice-pw, entitlements: [paid_licence] }
+//! clusters:
+//!   - { name: exp-a, size: large }     # size: small|medium|large; optional coresidency
+//! ```
+//!
+//! ```yaml
+//! # hmsim serve kms --config kms.yaml
+//! name: kms                           # kms (cloud) or hds (Hybrid Data Security)
+//! seed: 2                             # seeds key URIs and bytes (default 1)
+//! listen: { ip: 127.0.0.1, port: 8444 }
+//! ```
+
+use super::api::{Method, Request};
+use super::{Cloud, CloudConfig};
+use crate::kms_http::KmsService;
+use connector::io::net::{Net as _, TokioNet};
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use serde_json::json;
+use std::cell::RefCell;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Where a real-mode server listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    /// Address to bind (default 127.0.0.1).
+    #[serde(default = "loopback")]
+    pub ip: IpAddr,
+    /// Port.
+    pub port: u16,
+}
+
+/// Where the cloud finds its KMS.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsAddress {
+    /// The KMS's name in key URIs: `kms` or `hds` (default kms).
+    #[serde(default = "kms_name")]
+    pub name: String,
+    /// Host or IP to connect to (default 127.0.0.1).
+    #[serde(default = "loopback_name")]
+    pub address: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// A user created at start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeUser {
+    /// Email.
+    pub email: String,
+    /// Password.
+    pub password: String,
+    /// Entitlements (`paid_licence`, `message_free`, `hybrid_message`).
+    #[serde(default)]
+    pub entitlements: Vec<String>,
+}
+
+/// An Expressway cluster created at start (its registration token is printed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeCluster {
+    /// Cluster name.
+    pub name: String,
+    /// VM size: `small`, `medium` or `large`.
+    pub size: String,
+    /// Coresident services, as `POST /v1/admin/clusters` takes them (optional).
+    #[serde(default)]
+    pub coresidency: Option<serde_json::Value>,
+}
+
+/// The config of `hmsim serve cloud` (module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudServeConfig {
+    /// Org domain.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// Admin bearer token.
+    pub admin_token: String,
+    /// RNG seed.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// Where to listen.
+    pub listen: Listen,
+    /// The KMS host.
+    pub kms: KmsAddress,
+    /// Users.
+    #[serde(default)]
+    pub users: Vec<ServeUser>,
+    /// Expressway clusters.
+    #[serde(default)]
+    pub clusters: Vec<ServeCluster>,
+}
+
+/// The config of `hmsim serve kms` (module doc).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KmsServeConfig {
+    /// Name in key URIs: `kms` or `hds`.
+    #[serde(default = "kms_name")]
+    pub name: String,
+    /// RNG seed.
+    #[serde(default = "one")]
+    pub seed: u64,
+    /// Where to listen.
+    pub listen: Listen,
+}
+
+fn loopback() -> IpAddr {
+    IpAddr::V4(Ipv4Addr::LOCALHOST)
+}
+fn loopback_name() -> String {
+    "127.0.0.1".into()
+}
+fn kms_name() -> String {
+    crate::kms::CLOUD_HOST.into()
+}
+fn default_domain() -> String {
+    "example.com".into()
+}
+fn one() -> u64 {
+    1
+}
+
+/// Builds the cloud of `cfg` and runs its setup (users, clusters) through the admin routes.
+/// Returns the cloud and one line per cluster: `registration_token <cluster> <token>`.
+///
+/// # Errors
+/// The first setup request the cloud refused, as text.
+pub fn build_cloud(cfg: &CloudServeConfig) -> Result<(Cloud, Vec<String>), String> {
+    let core = CloudConfig {
+        domain: cfg.domain.clone(),
+        admin_token: cfg.admin_token.clone(),
+        kms_host: cfg.kms.name.clone(),
+    };
+    let rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut cloud = Cloud::with_remote_kms(core, rng, cfg.kms.address.clone(), cfg.kms.port);
+    let mut admin = |path: &str, body: serde_json::Value| {
+        let r = cloud.handle_request(
+            Duration::ZERO,
+            Request {
+                method: Method::Post,
+                path: path.into(),
+                token: Some(cfg.admin_token.clone()),
+                body: body.to_string().into_bytes(),
+            },
+        );
+        if r.status == 201 {
+            Ok(r.body)
+        } else {
+            Err(format!("{path}: {} {}", r.status, r.body))
+        }
+    };
+    for u in &cfg.users {
+        let body =
+            json!({"email": u.email, "password": u.password, "entitlements": u.entitlements});
+        admin("/v1/admin/users", body)?;
+    }
+    let mut lines = Vec::new();
+    for c in &cfg.clusters {
+        let mut body = json!({"name": c.name, "size": c.size});
+        if let Some(co) = &c.coresidency {
+            body["coresidency"] = co.clone();
+        }
+        let r = admin("/v1/admin/clusters", body)?;
+        let token = r["registration_token"].as_str().unwrap_or_default();
+        lines.push(format!("registration_token {} {token}", c.name));
+    }
+    Ok((cloud, lines))
+}
+
+/// Serves the cloud of `cfg` on real sockets until the listener fails. Call inside a
+/// `LocalSet`. `on_ready` gets the lines to print once listening: the registration tokens,
+/// then `listening http <ip>:<port>`.
+///
+/// # Errors
+/// A setup refusal ([`build_cloud`]) or a socket error, as text.
+pub async fn serve_cloud(
+    cfg: &CloudServeConfig,
+    on_ready: impl FnOnce(Vec<String>),
+) -> Result<(), String> {
+    let (cloud, mut lines) = build_cloud(cfg)?;
+    let net = TokioNet::new(cfg.listen.ip);
+    let listener = net
+        .bind(cfg.listen.port)
+        .await
+        .map_err(|e| format!("bind {}:{}: {e}", cfg.listen.ip, cfg.listen.port))?;
+    let addr = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::new(cfg.listen.ip, cfg.listen.port));
+    lines.push(format!("listening http {addr}"));
+    on_ready(lines);
+    super::http::serve_listener(net, Rc::new(RefCell::new(cloud)), listener)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Serves the KMS of `cfg` on real sockets until the listener fails. Call inside a `LocalSet`.
+/// `on_ready` gets `listening http <ip>:<port>`.
+///
+/// # Errors
+/// A socket error, as text.
+pub async fn serve_kms(
+    cfg: &KmsServeConfig,
+    on_ready: impl FnOnce(Vec<String>),
+) -> Result<(), String> {
+    let kms = KmsService::new(cfg.name.clone(), ChaCha8Rng::seed_from_u64(cfg.seed));
+    let net = TokioNet::new(cfg.listen.ip);
+    let listener = net
+        .bind(cfg.listen.port)
+        .await
+        .map_err(|e| format!("bind {}:{}: {e}", cfg.listen.ip, cfg.listen.port))?;
+    let addr = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::new(cfg.listen.ip, cfg.listen.port));
+    on_ready(vec![format!("listening http {addr}")]);
+    crate::kms_http::serve_listener(net, Rc::new(RefCell::new(kms)), listener)
+        .await
+        .map_err(|e| e.to_string())
+}
