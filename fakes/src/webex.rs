@@ -353,11 +353,25 @@ async fn receive<N: Net>(
     token: &str,
     a: Activity,
 ) -> Result<(), String> {
-    let seen = st.seen.entry(a.space_id.clone()).or_insert(0);
-    if a.seq <= *seen && a.seq != 0 {
+    let seen = st.seen.get(&a.space_id).copied().unwrap_or(0);
+    if a.seq <= seen && a.seq != 0 {
         return Ok(()); // already seen (catch-up overlap)
     }
-    *seen = a.seq.max(*seen);
+    // The catch-up mark advances only once the activity is handled: if a key fetch fails
+    // here, the session ends and the catch-up after re-login fetches it again.
+    handle(d, st, c, token, &a).await?;
+    let mark = st.seen.entry(a.space_id.clone()).or_insert(0);
+    *mark = a.seq.max(*mark);
+    Ok(())
+}
+
+async fn handle<N: Net>(
+    d: &mut WebexSpec<N>,
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    a: &Activity,
+) -> Result<(), String> {
     if a.actor == d.email {
         return Ok(());
     }

@@ -176,6 +176,7 @@ pub fn evaluate(
                 Check::PresenceComposition => presence_composition(s, out),
                 Check::PrgFailover(e) => crate::prg::check(s, out, e),
                 Check::Reached(points) => reached(out, points),
+                Check::Presence(_) => crate::presence_check::check(out).0,
                 Check::NoPlaintextAtCloud => match &out.plaintext {
                     Some(log) => crate::hybrid::plaintext_check(log),
                     None => (Status::Fail, "the run has no cloud".into()),

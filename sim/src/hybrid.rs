@@ -415,7 +415,9 @@ fn add_webex_farms(
                     plan: plans.get(&u.index).cloned(),
                     presence: PresenceSettings {
                         hidden: u.hidden,
-                        ..Default::default()
+                        // 24 h, the longest Webex allows (spec 52).
+                        dnd_minutes: u.dnd.then_some(24 * 60),
+                        out_of_office: u.ooo,
                     },
                     login_at,
                     device: format!("webex.{inc}"),
@@ -536,8 +538,19 @@ pub fn sample_series(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
 
 /// Final connector counters into the run output.
 pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
-    if h.cloud.is_some() {
+    if let Some(cloud) = &h.cloud {
         out.plaintext = Some(h.leaks.borrow().clone());
+        let cloud = cloud.borrow();
+        for u in &out.users {
+            let st = cloud.presence().state(out.elapsed, &u.jid);
+            let p = crate::presence_check::from_cloud(
+                st.last_active_ms,
+                st.dnd_until_ms,
+                st.out_of_office,
+                st.hidden,
+            );
+            out.webex_presence.insert(u.jid.clone(), p);
+        }
     }
     for (host, slot) in &h.connectors {
         let Some(core) = slot.borrow().as_ref().cloned() else {

@@ -16,6 +16,7 @@
 //! - [`interop`]: the interop oracle (spec 32-34) and the 16-way matrix check.
 //! - [`prg`]: IM&P Presence Redundancy Groups: settings, client server lists, failover
 //!   faults, `prg_state` series and the `prg_failover` check.
+//! - [`presence_check`]: Webex presence as Jabber contacts see it (spec 50-55).
 //! - [`runner`]: building the world and stepping it, bounded by `duration + drain`.
 //! - [`checks`]: the oracle.
 //! - [`record`]: run record assembly and output files.
@@ -28,6 +29,7 @@ pub mod hybrid;
 pub mod imp;
 pub mod interop;
 pub mod observer;
+pub mod presence_check;
 pub mod prg;
 pub mod record;
 pub mod rng;

@@ -69,6 +69,9 @@ struct State {
     presence_published: Vec<(Duration, PresenceEvent)>,
     /// The last presence each device saw from each contact: (viewer, device, contact bare).
     presence_seen: BTreeMap<(String, String, String), PresenceEvent>,
+    /// Presences Jabber devices saw from connector sessions (`…/hm-webex`), in order: the
+    /// presence-translation check's history.
+    webex_presence_log: Vec<(Duration, PresenceEvent)>,
     coverage: BTreeMap<String, u64>,
     digest: Sha256,
     digest_events: u64,
@@ -171,6 +174,11 @@ impl Observer {
     /// The last presence each device saw from each contact, by (viewer, device, contact).
     pub fn seen_presences(&self) -> BTreeMap<(String, String, String), PresenceEvent> {
         self.state.borrow().presence_seen.clone()
+    }
+
+    /// Presences seen from connector sessions, in order.
+    pub fn webex_presence_log(&self) -> Vec<(Duration, PresenceEvent)> {
+        self.state.borrow().webex_presence_log.clone()
     }
 
     /// Every session transition.
@@ -324,9 +332,11 @@ impl Recorder for Observer {
 
     fn presence_seen(&self, _host: &str, ev: PresenceEvent) {
         let contact = ev.from.split('/').next().unwrap_or_default().to_string();
-        self.state
-            .borrow_mut()
-            .presence_seen
+        let mut st = self.state.borrow_mut();
+        if ev.from.ends_with("/hm-webex") {
+            st.webex_presence_log.push((now(), ev.clone()));
+        }
+        st.presence_seen
             .insert((ev.user.clone(), ev.device.clone(), contact), ev);
     }
 

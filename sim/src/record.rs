@@ -195,6 +195,12 @@ pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error>
             "device": e.device, "up": e.up, "reason": e.reason});
         let _ = writeln!(text, "{v}");
     }
+    for (user, ev) in &out.bridge {
+        for (at, up) in ev {
+            let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "connector_session", "user": user, "up": up});
+            let _ = writeln!(text, "{v}");
+        }
+    }
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             let v = serde_json::json!({"t": m.sent_at.as_secs_f64(), "kind": "sent", "id": id,
@@ -218,8 +224,15 @@ fn tables(s: &Scenario, out: &RunOutput) -> Vec<reports::Table> {
     if s.topology.expressway_clusters.is_empty() {
         return Vec::new();
     }
-    vec![crate::interop::table(&crate::interop::matrix(
+    let mut t = vec![crate::interop::table(&crate::interop::matrix(
         out,
         &out.bridge,
-    ))]
+    ))];
+    if s.checks
+        .iter()
+        .any(|c| matches!(c, crate::scenario::Check::Presence(_)))
+    {
+        t.push(crate::presence_check::check(out).1);
+    }
+    t
 }

@@ -81,6 +81,8 @@ pub struct RunOutput {
     pub connector_stats: BTreeMap<String, BTreeMap<String, f64>>,
     /// What the cloud's plaintext tap found (`None` when the run has no cloud).
     pub plaintext: Option<crate::hybrid::LeakLog>,
+    /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
+    pub webex_presence: BTreeMap<String, connector::core::presence::WebexPresence>,
 }
 
 impl RunOutput {
@@ -101,6 +103,7 @@ impl RunOutput {
             bridge: BTreeMap::new(),
             connector_stats: BTreeMap::new(),
             plaintext: None,
+            webex_presence: BTreeMap::new(),
         }
     }
 }
@@ -149,6 +152,7 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
         bridge: BTreeMap::new(),
         connector_stats: BTreeMap::new(),
         plaintext: None,
+        webex_presence: BTreeMap::new(),
     };
     step_loop(&mut sim, s, &timeline, &slots, &hybrid, &mut out, progress);
     crate::hybrid::final_stats(&hybrid, &mut out);

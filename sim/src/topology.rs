@@ -85,6 +85,10 @@ pub struct UserSpec {
     pub hybrid: bool,
     /// Hidden Webex status.
     pub hidden: bool,
+    /// Sets Do Not Disturb at Webex login.
+    pub dnd: bool,
+    /// Out of office.
+    pub ooo: bool,
     /// Jabber devices (resources).
     pub devices: u32,
     /// Jabber client-farm number, 1-based.
@@ -126,6 +130,8 @@ pub fn population(s: &Scenario, rngs: &RngFactory) -> Vec<UserSpec> {
                 webex: draw(u.webex),
                 hybrid: draw(u.hybrid_message),
                 hidden: draw(u.hidden_status),
+                dnd: draw(u.dnd),
+                ooo: draw(u.out_of_office),
                 devices: u.jabber_devices,
                 farm: i % s.topology.client_farms.jabber + 1,
                 userid,

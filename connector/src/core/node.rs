@@ -51,6 +51,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
+/// The lane of heartbeats: its own connection, so a backlog of other requests can never
+/// starve them (the cloud declares a node down after 90 s without one and moves its users).
+pub const CONTROL_LANE: u64 = u64::MAX;
 /// Heartbeat (and status upload) interval.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
 /// Emails per presence query (the cloud's limit).
@@ -180,14 +183,28 @@ pub struct NodeStats {
 enum Pending {
     Register,
     Heartbeat,
-    Nodes { cluster: String },
-    Users { cluster: String, page: usize },
+    Nodes {
+        cluster: String,
+    },
+    Users {
+        cluster: String,
+        page: usize,
+    },
     Report,
-    Assignments,
+    /// `resync`: after the event stream reconnected (events may have been missed).
+    Assignments {
+        resync: bool,
+    },
     Presence,
-    Space { pair: (String, String) },
-    SpaceInfo { space_id: String },
-    Key { uri: String },
+    Space {
+        pair: (String, String),
+    },
+    SpaceInfo {
+        space_id: String,
+    },
+    Key {
+        uri: String,
+    },
     Post,
 }
 
@@ -490,9 +507,9 @@ impl ConnectorNode {
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
-                Pending::Assignments,
+                Pending::Assignments { resync: false },
             ),
-            Pending::Assignments => self.on_assignments(now, &json()),
+            Pending::Assignments { resync } => self.on_assignments(now, &json(), resync),
             Pending::Presence => self.on_presence(now, &json()),
             Pending::Space { pair } => self.on_space(now, pair, &json(), rng),
             Pending::SpaceInfo { space_id } => self.on_space_info(now, &space_id, &json(), rng),
@@ -518,7 +535,7 @@ impl ConnectorNode {
             | Pending::Nodes { .. }
             | Pending::Users { .. }
             | Pending::Report
-            | Pending::Assignments => {
+            | Pending::Assignments { .. } => {
                 self.cloud_fault = Some(why.to_string());
                 let at = now + self.retry.next_delay(rng);
                 self.retry_at = Some((at, what));
@@ -698,13 +715,16 @@ impl ConnectorNode {
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
-                Pending::Assignments,
+                Pending::Assignments { resync: false },
             );
         }
         self.next_poll = now;
     }
 
-    fn on_assignments(&mut self, now: Duration, v: &Value) {
+    /// A snapshot of this node's assignments. It may be older than assignment events that
+    /// arrived meanwhile on the event stream, so it only adds users, except on a resync after
+    /// the stream reconnected, when missed removals must be applied too.
+    fn on_assignments(&mut self, now: Duration, v: &Value, resync: bool) {
         let users: BTreeSet<String> = v["users"]
             .as_array()
             .map(|a| {
@@ -713,9 +733,11 @@ impl ConnectorNode {
                     .collect()
             })
             .unwrap_or_default();
-        let removed: Vec<String> = self.assigned.difference(&users).cloned().collect();
-        for u in removed {
-            self.unassign(&u, now);
+        if resync {
+            let removed: Vec<String> = self.assigned.difference(&users).cloned().collect();
+            for u in removed {
+                self.unassign(&u, now);
+            }
         }
         let added: Vec<String> = users.difference(&self.assigned).cloned().collect();
         self.assigned.extend(added.iter().cloned());
@@ -1176,7 +1198,7 @@ impl ConnectorNode {
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
-                Pending::Assignments,
+                Pending::Assignments { resync: true },
             );
         }
     }
@@ -1429,7 +1451,7 @@ impl ConnectorNode {
                 Method::Post,
                 "/v1/connectors/heartbeat",
                 json!({"status": status}),
-                0,
+                CONTROL_LANE,
                 Pending::Heartbeat,
             );
         }
@@ -1463,12 +1485,12 @@ impl ConnectorNode {
                 self.discovering.clear();
                 self.discover();
             }
-            Pending::Report | Pending::Assignments => self.cloud(
+            Pending::Report | Pending::Assignments { .. } => self.cloud(
                 Method::Get,
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
-                Pending::Assignments,
+                Pending::Assignments { resync: false },
             ),
             _ => {}
         }

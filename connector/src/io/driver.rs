@@ -13,7 +13,7 @@
 use super::http::{EventClient, HttpClient, ws_connect};
 use super::net::Net;
 use crate::core::limiter::Backoff;
-use crate::core::node::{ConnectorNode, HttpRequest, Output, Target};
+use crate::core::node::{CONTROL_LANE, ConnectorNode, HttpRequest, Output, Target};
 use crate::proto::stream::{StreamEvent, StreamParser};
 use crate::proto::webex::Event;
 use crate::proto::xml::Element;
@@ -176,6 +176,11 @@ impl<N: Net> Dispatch<N> {
 
     fn http(&mut self, req: HttpRequest) {
         let (key, host, port) = match &req.target {
+            Target::Cloud if req.lane == CONTROL_LANE => (
+                "cloud#control".to_string(),
+                self.peers.cloud.0.clone(),
+                self.peers.cloud.1,
+            ),
             Target::Cloud => (
                 format!("cloud#{}", req.lane % CLOUD_WORKERS),
                 self.peers.cloud.0.clone(),

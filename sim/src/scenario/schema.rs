@@ -346,6 +346,12 @@ pub struct Users {
     /// Share without a mail ID in IM&P (cannot use the service, spec 24).
     #[serde(default)]
     pub without_email: Pct,
+    /// Share of Webex App users who set Do Not Disturb for 24 h at login (spec 52, 54).
+    #[serde(default)]
+    pub dnd: Pct,
+    /// Share of Webex App users out of office (calendar, spec 52, 55).
+    #[serde(default)]
+    pub out_of_office: Pct,
     /// Devices (Jabber resources) per Jabber user.
     #[serde(default = "one")]
     pub jabber_devices: u32,

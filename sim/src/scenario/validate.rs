@@ -682,6 +682,19 @@ fn checks(s: &Scenario, p: &mut Problems) {
         if !seen.insert(name) {
             p.add(at.clone(), format!("check `{name}` is listed twice"), None);
         }
+        if let Check::PrgFailover(e) = c {
+            let pair =
+                s.topology.imp_clusters.iter().any(|cl| {
+                    crate::prg::node_config(cl).peer_of(&e.node) == Some(e.peer.as_str())
+                });
+            if !pair {
+                p.add(
+                    format!("{at}.prg_failover"),
+                    format!("`{}` and `{}` are not a PRG pair", e.node, e.peer),
+                    Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
+                );
+            }
+        }
         match c {
             Check::NoMessageLoss
             | Check::PerConversationOrder
@@ -694,6 +707,7 @@ fn checks(s: &Scenario, p: &mut Problems) {
             Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
             Check::Reached(points) if !points.is_empty() => {}
             Check::NoPlaintextAtCloud if crate::topology::uses_cloud(s) => {}
+            Check::Presence(_) if !s.topology.expressway_clusters.is_empty() => {}
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
     }

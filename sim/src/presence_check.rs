@@ -1,0 +1,187 @@
+//! The `presence` check: Webex presence as Jabber contacts see it (spec 50-55).
+//!
+//! Subjects are Hybrid Message users who use only the Webex App: their composed IM&P presence
+//! is exactly the device presence their connector session publishes. Two judgements:
+//! - **final**: after the run, every Jabber contact's last view of each subject equals
+//!   `translate(subject's Webex state at the end)` (the scenario leaves the last poll time to
+//!   settle: states must be stable for the last 20 minutes);
+//! - **rows**: each row of spec 52 was produced and observed by some contact during the run:
+//!   Available (active ≤ 10 min), Away (10 min–72 h), out of office → Away, DND, hidden →
+//!   Away with the session kept, and, in runs longer than 72 h, Offline (session destroyed).
+
+use crate::runner::RunOutput;
+use connector::core::presence::{self, JabberPresence, WebexPresence};
+use reports::{Status, Table};
+use std::collections::BTreeMap;
+
+/// A row of spec 52.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Row {
+    Available,
+    Away,
+    OutOfOffice,
+    Dnd,
+    Hidden,
+    Offline,
+}
+
+impl Row {
+    fn label(self) -> &'static str {
+        match self {
+            Row::Available => "active ≤ 10 min → Available @ Webex",
+            Row::Away => "active 10 min–72 h → Away @ Webex",
+            Row::OutOfOffice => "out of office → Away @ Webex",
+            Row::Dnd => "DND → Do Not Disturb",
+            Row::Hidden => "hidden → Away, session kept",
+            Row::Offline => "inactive > 72 h → Offline, session destroyed",
+        }
+    }
+}
+
+fn shown(p: JabberPresence) -> (bool, Option<&'static str>) {
+    (p != JabberPresence::Offline, p.show())
+}
+
+/// Evaluates the check and builds its table.
+pub fn check(out: &RunOutput) -> ((Status, String), Table) {
+    let end = out.elapsed;
+    let subjects: BTreeMap<&str, &crate::topology::UserSpec> = out
+        .users
+        .iter()
+        .filter(|u| u.hybrid && u.webex && !u.jabber)
+        .map(|u| (u.jid.as_str(), u))
+        .collect();
+    let mut problems = Vec::new();
+    let mut rows: BTreeMap<Row, u64> = BTreeMap::new();
+    // Final views.
+    let seen = out.observer.seen_presences();
+    let mut observed_subjects = 0;
+    for (jid, u) in &subjects {
+        let state = out.webex_presence.get(*jid).copied().unwrap_or_default();
+        let want = presence::translate(&state, end);
+        let views: Vec<_> = seen
+            .iter()
+            .filter(|((_, _, c), _)| c == jid)
+            .map(|(_, e)| e)
+            .collect();
+        if views.is_empty() {
+            continue;
+        }
+        observed_subjects += 1;
+        for v in views {
+            let got = (v.available, v.show.as_deref());
+            if got != shown(want) {
+                problems.push(format!("{} sees {jid} as {got:?}, want {want:?}", v.user));
+            }
+        }
+        if want == JabberPresence::Offline {
+            *rows.entry(Row::Offline).or_default() += 1;
+        }
+        if u.hidden
+            && out
+                .bridge
+                .get(*jid)
+                .is_some_and(|ev| ev.iter().skip(1).any(|(_, up)| !*up))
+        {
+            problems.push(format!("{jid} is hidden but its session was destroyed"));
+        }
+    }
+    // Rows seen during the run.
+    for (_, ev) in out.observer.webex_presence_log() {
+        let subject = ev.from.split('/').next().unwrap_or_default();
+        let Some(u) = subjects.get(subject) else {
+            continue;
+        };
+        let row = match (ev.available, ev.show.as_deref()) {
+            (true, None) => Row::Available,
+            (true, Some("dnd")) if u.dnd => Row::Dnd,
+            (true, Some("away")) if u.hidden => Row::Hidden,
+            (true, Some("away")) if u.ooo => Row::OutOfOffice,
+            (true, Some("away")) => Row::Away,
+            _ => continue,
+        };
+        *rows.entry(row).or_default() += 1;
+    }
+    let long_run = end > presence::ACTIVE_WINDOW;
+    let wanted = [
+        Row::Available,
+        Row::Away,
+        Row::OutOfOffice,
+        Row::Dnd,
+        Row::Hidden,
+    ]
+    .into_iter()
+    .chain(long_run.then_some(Row::Offline));
+    let missing: Vec<&str> = wanted
+        .filter(|r| !rows.contains_key(r))
+        .map(Row::label)
+        .collect();
+    let table = Table {
+        title: "Presence translation (spec 52)".into(),
+        columns: vec!["row".into(), "observations".into()],
+        rows: [
+            Row::Available,
+            Row::Away,
+            Row::OutOfOffice,
+            Row::Dnd,
+            Row::Hidden,
+            Row::Offline,
+        ]
+        .iter()
+        .map(|r| {
+            vec![
+                r.label().to_string(),
+                rows.get(r).copied().unwrap_or(0).to_string(),
+            ]
+        })
+        .collect(),
+    };
+    let verdict = if observed_subjects == 0 {
+        (
+            Status::Fail,
+            "no Jabber contact saw any Webex-only Hybrid Message user".into(),
+        )
+    } else if !problems.is_empty() {
+        (
+            Status::Fail,
+            format!(
+                "{} wrong views (e.g. {})",
+                problems.len(),
+                problems
+                    .iter()
+                    .take(3)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        )
+    } else if !missing.is_empty() {
+        (
+            Status::Fail,
+            format!("rows never observed: {}", missing.join(", ")),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "{observed_subjects} users' final presence as spec 52 for every contact; all rows observed"
+            ),
+        )
+    };
+    (verdict, table)
+}
+
+/// The Webex facts of a user, as the cloud's presence service reports them.
+pub fn from_cloud(
+    last_active_ms: Option<u64>,
+    dnd_until_ms: Option<u64>,
+    ooo: bool,
+    hidden: bool,
+) -> WebexPresence {
+    WebexPresence {
+        last_active: last_active_ms.map(std::time::Duration::from_millis),
+        dnd_until: dnd_until_ms.map(std::time::Duration::from_millis),
+        out_of_office: ooo,
+        hidden,
+    }
+}
