@@ -107,6 +107,8 @@ pub struct HybridHandles {
     pub cloud: Option<Rc<RefCell<Cloud>>>,
     /// What the cloud's body tap found.
     pub leaks: Rc<RefCell<LeakLog>>,
+    /// The KMS host's service (for the outage fault).
+    pub kms: Option<Rc<RefCell<fakes::kms_http::KmsService>>>,
     /// Connector cores by Expressway host.
     pub connectors: BTreeMap<String, ConnectorSlot>,
 }
@@ -151,7 +153,27 @@ fn add_cloud(
             crate::scenario::KmsKind::Hds => fakes::kms::HDS_HOST.into(),
         },
     };
-    let mut cloud = Cloud::new(cfg, rngs.named("cloud"));
+    // The KMS is its own host (cloud `kms`, or on-premises `hds`); the cloud relays key
+    // requests to it over the network (spec 56-57). Its keys survive restarts.
+    let kms_name = cfg.kms_host.clone();
+    let kms = Rc::new(RefCell::new(fakes::kms_http::KmsService::new(
+        kms_name.clone(),
+        rngs.named("kms"),
+    )));
+    h.kms = Some(kms.clone());
+    sim.host(kms_name.as_str(), move || {
+        let kms = kms.clone();
+        async move {
+            fakes::kms_http::serve(TurmoilNet, kms, fakes::kms_http::KMS_PORT).await?;
+            Ok(())
+        }
+    });
+    let mut cloud = Cloud::with_remote_kms(
+        cfg,
+        rngs.named("cloud"),
+        kms_name,
+        fakes::kms_http::KMS_PORT,
+    );
     let mut tokens = BTreeMap::new();
     for e in &s.topology.expressway_clusters {
         let coresidency = coresidency(e);

@@ -271,9 +271,6 @@ fn others(s: &Scenario, p: &mut Problems) {
             Some("a lowercase DNS name such as `example.com`".into()),
         );
     }
-    if t.kms != KmsKind::Cloud {
-        p.unsupported("topology.kms", "an on-premises KMS");
-    }
     for (field, n) in [
         ("jabber", t.client_farms.jabber),
         ("webex", t.client_farms.webex),
