@@ -4,9 +4,10 @@
 //! is the driver that connects, logs in, generates the user's chat workload from its seeded
 //! RNG, keeps the stream alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead
 //! stream must be noticed by the application, as in real life) and reconnects with seeded
-//! backoff. A device may also follow a [`PresencePlan`] (manual and device presence changes,
-//! spec 53) and reports the presences it publishes and receives, and the error stanzas its
-//! messages come back as (spec 46), to the [`Recorder`].
+//! backoff, moving along its server list (home node, then its PRG peer) when a node refuses it
+//! or sends it elsewhere. A device may also follow a [`PresencePlan`] (manual and device
+//! presence changes, spec 53) and reports the presences it publishes and receives, and the
+//! error stanzas its messages come back as (spec 46), to the [`Recorder`].
 
 use crate::observe::{ClientKind, Delivered, PresenceEvent, Recorder, Refused, Sent};
 use connector::io::net::Net;

@@ -35,6 +35,11 @@ pub enum Action {
     Latency(Vec<String>, Vec<String>, Duration),
     /// Set link loss rate (0 at the end).
     Loss(Vec<String>, Vec<String>, f64),
+    /// Manual PRG failover of an IM&P node: applied by the runner through the node core
+    /// (`crate::prg::apply`), not by turmoil.
+    ImpFailover(String),
+    /// PRG fallback to an IM&P node, applied like [`Action::ImpFailover`].
+    ImpFallback(String),
 }
 
 /// A timed action with a description for the record.
@@ -63,6 +68,7 @@ impl Timed {
             }
             Action::Latency(a, b, d) => format!("{} <-> {} {}ms", j(a), j(b), d.as_millis()),
             Action::Loss(a, b, r) => format!("{} <-> {} {:.1}%", j(a), j(b), r * 100.0),
+            Action::ImpFailover(h) | Action::ImpFallback(h) => h.clone(),
         }
     }
 }
@@ -141,6 +147,33 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
                 );
             }
         }
+        // A manual failover is the administrator's action on the node (with `for`: fallback at
+        // the end); an automatic one is a crash of the node's host that its PRG peer detects
+        // by heartbeat timeout (with `for`: the host restarts at the end).
+        if let Some(fo) = &f.imp_failover {
+            let node = vec![fo.node.clone()];
+            match fo.mode {
+                crate::scenario::FailoverMode::Manual => {
+                    push(start, "imp_failover", Action::ImpFailover(fo.node.clone()));
+                    if timed {
+                        push(
+                            end,
+                            "imp_failover/end",
+                            Action::ImpFallback(fo.node.clone()),
+                        );
+                    }
+                }
+                crate::scenario::FailoverMode::Automatic => {
+                    push(start, "imp_failover", Action::Crash(node.clone()));
+                    if timed {
+                        push(end, "imp_failover/end", Action::Bounce(node));
+                    }
+                }
+            }
+        }
+        if let Some(n) = &f.imp_fallback {
+            push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
+        }
         if let Some(l) = &f.packet_loss {
             push(
                 start,
@@ -192,5 +225,7 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
                 sim.set_link_fail_rate(x.as_str(), y.as_str(), *r);
             }
         }
+        // Applied by the runner through the node core (`crate::prg::apply`).
+        Action::ImpFailover(_) | Action::ImpFallback(_) => {}
     }
 }

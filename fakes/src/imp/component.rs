@@ -26,7 +26,7 @@
 //! | `bad-request` | modify | not `type='set'`, or `action` missing or unknown |
 //! | `jid-malformed` | modify | `jid` missing, unparsable, or not a full JID |
 //! | `item-not-found` | cancel | no such user in the directory (or another domain) |
-//! | `redirect` | modify | the user is homed on another node; the character data of `<redirect/>` is that node's host name |
+//! | `redirect` | modify | another node serves the user (its home node, or the home node's PRG peer after a failover); the character data of `<redirect/>` is that node's host name |
 //! | `resource-constraint` | wait | the node's session limit (default 1.5 × its homed users, spec 10) or session creation rate is exceeded |
 //! | `conflict` | cancel | a Jabber client has bound that very resource |
 //!
@@ -440,6 +440,8 @@ impl ComponentService {
                 ));
             }
         };
+        // After a PRG failover the home node's peer serves the user (`prg.rs`).
+        let home = node.serving_node(&jid.bare()).unwrap_or(home);
         if home != self.host {
             let mut e = refuse(
                 &mut self.stats,

@@ -106,6 +106,9 @@ pub struct NodeDb {
     pub offline: BTreeMap<String, VecDeque<StoredMessage>>,
     /// Offline messages refused because a queue was full.
     pub offline_dropped: u64,
+    /// A node with PRG settings ran on this database before: after a restart it waits for its
+    /// peer to say who serves its users (`prg.rs`).
+    pub prg_started: bool,
 }
 
 impl NodeDb {

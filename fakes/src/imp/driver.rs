@@ -45,6 +45,10 @@ pub const LINK_BACKOFF_MAX: Duration = Duration::from_secs(8);
 pub const OUT_QUEUE_MAX: usize = 1_024;
 /// Read buffer per connection. Small on purpose: 15,000 connections per node (PITFALLS).
 pub const READ_BUF_BYTES: usize = 4 * 1024;
+/// Period of the PRG timer ([`ImpNode::prg_handle_timeout`]): heartbeats are every 15 s and
+/// timeouts are tens of seconds, so one second is precise enough and cheap. The timer also
+/// flushes what a fault injected from outside the host (manual failover, fallback) queued.
+pub const PRG_TICK: Duration = Duration::from_secs(1);
 
 type Writers = Rc<RefCell<BTreeMap<ConnId, mpsc::Sender<Transmit>>>>;
 /// Outbound peer links by peer host: the queue feeding each link task.
@@ -76,9 +80,37 @@ pub async fn serve<N: Net>(net: N, node: Rc<RefCell<ImpNode>>) -> std::io::Resul
             C2S_PORT,
             false
         ),
-        accept_loop(net, node, writers, links, ROUTER_PORT, true),
+        accept_loop(
+            net.clone(),
+            node.clone(),
+            writers.clone(),
+            links.clone(),
+            ROUTER_PORT,
+            true
+        ),
+        prg_timer(net, node, writers, links),
     )?;
     Ok(())
+}
+
+/// Runs the node's PRG timer every [`PRG_TICK`] and sends what it produced. A node without
+/// PRG settings never needs it: the task then just waits.
+async fn prg_timer<N: Net>(
+    net: N,
+    node: Rc<RefCell<ImpNode>>,
+    writers: Writers,
+    links: Links,
+) -> std::io::Result<()> {
+    if node.borrow().prg().is_none() {
+        return std::future::pending().await;
+    }
+    let mut tick = tokio::time::interval(PRG_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        node.borrow_mut().prg_handle_timeout(net.now());
+        dispatch(&net, &node, &writers, &links);
+    }
 }
 
 async fn accept_loop<N: Net>(
@@ -396,6 +428,7 @@ pub async fn serve_node<N: Net>(
             component_listener
         ),
         super::axl::serve_axl(net.clone(), axl, ports.axl),
+        prg_timer(net.clone(), node.clone(), writers.clone(), links.clone()),
         ready,
     )?;
     Ok(())

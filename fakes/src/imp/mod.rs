@@ -5,6 +5,7 @@
 //! - [`directory`]: the user table and the database that survives restarts.
 //! - [`node`]: the sans-IO core (c2s streams, routing within the cluster over node-to-node
 //!   links, offline storage, carbons, presence composition).
+//! - [`prg`]: Presence Redundancy Groups: heartbeats, failover and fallback (spec 61-65).
 //! - [`driver`]: sockets ↔ core, on any [`connector::io::net::Net`] backend.
 
 pub mod axl;
@@ -12,6 +13,8 @@ pub mod component;
 pub mod directory;
 pub mod driver;
 pub mod node;
+pub mod prg;
 
 pub use directory::{Directory, NodeDb, UserRecord};
 pub use node::{ImpNode, NodeConfig, NodeStats};
+pub use prg::{PrgConfig, PrgState};

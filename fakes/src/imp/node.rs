@@ -47,6 +47,7 @@
 //! `type='probe'` to the home node of remote ones (RFC 6121 4.3).
 
 use super::directory::{Directory, NodeDb, StoredMessage};
+use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState};
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
 use connector::proto::xmpp::{self, Jid};
@@ -189,6 +190,9 @@ pub struct ImpNode {
     /// Connector sessions opened over XEP-0114 component links (`component.rs`): session
     /// connection → the component link carrying it.
     component_sessions: BTreeMap<ConnId, ConnId>,
+    /// Presence Redundancy Group state (`prg.rs`); `None` for a node without PRG settings,
+    /// which serves exactly the users homed on it.
+    prg: Option<Prg>,
 }
 
 /// One presence as published by a resource.
@@ -237,6 +241,7 @@ impl ImpNode {
             presence_seq: 0,
             next_ping: 0,
             component_sessions: BTreeMap::new(),
+            prg: None,
         }
     }
 
@@ -488,8 +493,22 @@ impl ImpNode {
         }
         let user = xmpp::sasl_plain_decode(&el.text()).and_then(|(authcid, pw)| {
             let u = self.dir.by_authcid(&authcid, &self.cfg.domain)?;
-            (u.password == pw && u.home == self.cfg.host).then(|| u.jid.clone())
+            (u.password == pw).then(|| (u.jid.clone(), u.home.clone()))
         });
+        // A user this node does not serve now (homed elsewhere, or moved by a PRG failover)
+        // gets `temporary-auth-failure` (RFC 6120 6.5.11: try again later, elsewhere): the
+        // Jabber client then tries the next server of its list.
+        let user = match user {
+            Some((bare, home)) if self.accepts_home(&home) => Some(bare),
+            Some(_) => {
+                self.stats.auth_failures += 1;
+                let f = Element::new("failure", xmpp::NS_SASL)
+                    .with_child(Element::new("temporary-auth-failure", xmpp::NS_SASL));
+                self.send(conn, &f);
+                return;
+            }
+            None => None,
+        };
         match user {
             Some(bare) => {
                 self.stats.logins += 1;
@@ -600,7 +619,7 @@ impl ImpNode {
         };
         if !to_server {
             let to = to.and_then(Result::ok).expect("checked above");
-            let home = self.dir.get(&to.bare()).map(|u| u.home.clone());
+            let home = self.server_of(&to.bare());
             if to.resource.is_some()
                 && let Some(home) = home.filter(|h| *h != self.cfg.host)
             {
@@ -783,7 +802,7 @@ impl ImpNode {
     fn send_contacts_presence(&mut self, me: &Jid) {
         let contacts: Vec<String> = self.dir.contacts(&me.bare()).to_vec();
         for c in contacts {
-            let Some(home) = self.dir.get(&c).map(|u| u.home.clone()) else {
+            let Some(home) = self.server_of(&c) else {
                 continue;
             };
             if home == self.cfg.host {
@@ -806,13 +825,7 @@ impl ImpNode {
         for m in queued {
             let mut stanza = m.stanza;
             stanza.set_attr("to", me.to_string());
-            let stamp = iso8601(m.at);
-            stanza = stanza.with_child(
-                Element::new("delay", xmpp::NS_DELAY)
-                    .with_attr("from", self.cfg.domain.clone())
-                    .with_attr("stamp", stamp)
-                    .with_text("Offline Storage"),
-            );
+            stanza = self.delay_stamped(stanza, m.at);
             self.stats.offline_delivered += 1;
             self.send(conn, &stanza);
         }
@@ -842,7 +855,7 @@ impl ImpNode {
         if kind == "error" {
             return;
         }
-        let Some(home) = self.dir.get(&to.bare()).map(|u| u.home.clone()) else {
+        let Some(home) = self.server_of(&to.bare()) else {
             self.stanza_error(conn, &el, "cancel", "service-unavailable", None);
             return;
         };
@@ -912,7 +925,7 @@ impl ImpNode {
         let Some(to) = el.attr("to").and_then(|t| Jid::parse(t).ok()) else {
             return false;
         };
-        let Some(home) = self.dir.get(&to.bare()).map(|u| u.home.clone()) else {
+        let Some(home) = self.server_of(&to.bare()) else {
             return false;
         };
         if home != self.cfg.host {
@@ -963,6 +976,17 @@ impl ImpNode {
         let peer = peer.clone();
         let el = renamespace(el, NS_SERVER, xmpp::NS_CLIENT);
         self.stats.peer_received += 1;
+        if el.name == "message"
+            && el.attr("to") == Some(self.cfg.host.as_str())
+            && let Some(prg) = el.child("prg", NS_PRG)
+        {
+            let actions = match self.prg.as_mut() {
+                Some(p) => p.on_message(now, &peer, prg),
+                None => Vec::new(),
+            };
+            self.apply_prg(now, actions);
+            return;
+        }
         if el.name == "iq" && el.attr("to") == Some(self.cfg.host.as_str()) {
             if el.attr("type") == Some("get") && el.child("ping", xmpp::NS_PING).is_some() {
                 let pong = xmpp::iq_result(&el, None);
@@ -977,12 +1001,34 @@ impl ImpNode {
             self.stats.peer_rejected += 1;
             return;
         };
-        let from_home = self.dir.get(&from.bare()).map(|u| u.home.as_str());
-        let to_home = self.dir.get(&to.bare()).map(|u| u.home.as_str());
-        // A peer speaks only for its own users, and only to users homed here.
-        if from_home != Some(peer.as_str()) || to_home != Some(self.cfg.host.as_str()) {
+        let from_home = self.dir.get(&from.bare()).map(|u| u.home.clone());
+        let to_home = self.dir.get(&to.bare()).map(|u| u.home.clone());
+        // A peer speaks only for the users it may serve (its own, or its PRG peer's), and only
+        // to users this node may serve. Offline messages handed over at a PRG failover or
+        // fallback (delay-stamped by this domain) come from the recipient's PRG pair instead.
+        let handover = el
+            .child("delay", xmpp::NS_DELAY)
+            .is_some_and(|d| d.attr("from") == Some(self.cfg.domain.as_str()))
+            && to_home.as_deref().is_some_and(|h| self.may_serve(&peer, h));
+        let from_ok = from_home
+            .as_deref()
+            .is_some_and(|h| self.may_serve(&peer, h));
+        let to_ok = to_home
+            .as_deref()
+            .is_some_and(|h| self.may_serve(&self.cfg.host, h));
+        if !(from_ok || handover) || !to_ok {
             tracing::debug!(node = %self.cfg.host, %peer, "misrouted or spoofed stanza dropped");
             self.stats.peer_rejected += 1;
+            return;
+        }
+        // Not served here (any more): pass it on to the serving node, unless that node is the
+        // one that sent it (views differ for a moment during a failover): then this node keeps
+        // it, which also bounds the hops at two.
+        if let Some(server) = self.server_of(&to.bare())
+            && server != self.cfg.host
+            && server != peer
+        {
+            self.forward(&server, &el);
             return;
         }
         match (el.name.as_str(), el.attr("type")) {
@@ -1088,6 +1134,174 @@ impl ImpNode {
             );
             self.stats.carbons += 1;
             self.send(t, &wrapper);
+        }
+    }
+}
+
+/// Presence Redundancy Groups (spec 61-65, state machine in [`super::prg`]): which users this
+/// node serves, the PRG timer, and the administrator's failover and fallback.
+impl ImpNode {
+    /// Gives the node its PRG settings (ignored for a cluster of one node). The node's
+    /// database remembers that it ran, so a restarted node starts `Unknown` until its peer
+    /// says who serves whom.
+    #[must_use]
+    pub fn with_prg(mut self, cfg: PrgConfig) -> Self {
+        // A node alone in its cluster has no group: nothing to heartbeat, nobody to fail to.
+        if cfg.cluster.len() < 2 {
+            return self;
+        }
+        let restarted = std::mem::replace(&mut self.db.borrow_mut().prg_started, true);
+        self.prg = Some(Prg::new(&self.cfg.host, cfg, restarted));
+        self
+    }
+
+    /// The PRG state (spec 65); `None` without PRG settings.
+    pub fn prg_state(&self) -> Option<PrgState> {
+        self.prg.as_ref().map(Prg::state)
+    }
+
+    /// The PRG half, for inspection.
+    pub fn prg(&self) -> Option<&Prg> {
+        self.prg.as_ref()
+    }
+
+    /// The PRG timer (heartbeats, failure detection, automatic fallback). The driver calls it
+    /// about every second; drain [`ImpNode::poll_peer`] and [`ImpNode::poll_transmit`] after.
+    pub fn prg_handle_timeout(&mut self, now: Duration) {
+        let actions = match self.prg.as_mut() {
+            Some(p) => p.handle_timeout(now),
+            None => return,
+        };
+        self.apply_prg(now, actions);
+    }
+
+    /// Manual failover of this node (the administrator's "Failover" button): its users move
+    /// to the PRG peer; this node closes their sessions once the peer has taken them over.
+    /// Returns false when refused (no high availability, no peer, or not `Normal`).
+    pub fn prg_failover(&mut self, now: Duration) -> bool {
+        let actions = match self.prg.as_mut() {
+            Some(p) => p.failover(now),
+            None => return false,
+        };
+        let asked = !actions.is_empty();
+        self.apply_prg(now, actions);
+        asked
+    }
+
+    /// Fallback to this node: the peer gives its users back and closes their sessions there.
+    /// Returns false when there is nothing to fall back.
+    pub fn prg_fallback(&mut self, now: Duration) -> bool {
+        let actions = match self.prg.as_mut() {
+            Some(p) => p.fallback(now),
+            None => return false,
+        };
+        let asked = !actions.is_empty();
+        self.apply_prg(now, actions);
+        asked
+    }
+
+    /// The node serving the user `bare` now, as this node sees it (its home node, or the home
+    /// node's PRG peer after a failover); `None` for users not in the directory.
+    pub fn serving_node(&self, bare: &str) -> Option<String> {
+        self.server_of(bare)
+    }
+
+    /// Whether this node accepts logins of users homed on `home` now.
+    fn accepts_home(&self, home: &str) -> bool {
+        match &self.prg {
+            Some(p) => p.accepts(home),
+            None => home == self.cfg.host,
+        }
+    }
+
+    /// Whether `node` may ever serve users homed on `home` (the home or its PRG peer).
+    fn may_serve(&self, node: &str, home: &str) -> bool {
+        match &self.prg {
+            Some(p) => p.may_speak_for(node, home),
+            None => node == home,
+        }
+    }
+
+    /// The node serving the user `bare` now, in this node's view; `None` for unknown users.
+    fn server_of(&self, bare: &str) -> Option<String> {
+        let home = &self.dir.get(bare)?.home;
+        Some(match &self.prg {
+            Some(p) => p.server_of(home).to_string(),
+            None => home.clone(),
+        })
+    }
+
+    /// `stanza` with a XEP-0203 delay stamp from this domain, unless it has one already (a
+    /// message handed over at a failover keeps the time it was first stored).
+    fn delay_stamped(&self, stanza: Element, at: Duration) -> Element {
+        if stanza.child("delay", xmpp::NS_DELAY).is_some() {
+            return stanza;
+        }
+        stanza.with_child(
+            Element::new("delay", xmpp::NS_DELAY)
+                .with_attr("from", self.cfg.domain.clone())
+                .with_attr("stamp", iso8601(at))
+                .with_text("Offline Storage"),
+        )
+    }
+
+    fn apply_prg(&mut self, now: Duration, actions: Vec<PrgAction>) {
+        for a in actions {
+            match a {
+                PrgAction::Send { to, stanza } => {
+                    let el = renamespace(stanza, xmpp::NS_CLIENT, NS_SERVER);
+                    self.peer_out.push_back(PeerTransmit {
+                        node: to,
+                        bytes: el.to_xml_in(NS_SERVER),
+                    });
+                }
+                PrgAction::Release { home, server } => self.release(now, &home, &server),
+            }
+        }
+    }
+
+    /// This node stopped serving the users homed on `home`: their sessions end with a
+    /// `see-other-host` stream error naming `server` (a connector session gets a `stop`
+    /// notice), and their offline messages are handed to `server`, delay-stamped.
+    fn release(&mut self, now: Duration, home: &str, server: &str) {
+        let users: Vec<String> = self
+            .resources
+            .keys()
+            .filter(|b| self.dir.get(b).is_some_and(|u| u.home == home))
+            .cloned()
+            .collect();
+        for bare in users {
+            let conns: Vec<ConnId> = self
+                .resources
+                .get(&bare)
+                .map(|r| r.values().copied().collect())
+                .unwrap_or_default();
+            for c in conns {
+                if self.component_sessions.contains_key(&c) {
+                    let e = xmpp::stream_error("see-other-host", Some(server));
+                    self.send(c, &e);
+                    self.closed(now, c);
+                } else {
+                    // Forget the session first (resources, presence), then tell the client.
+                    self.closed(now, c);
+                    self.stream_error(c, "see-other-host", server);
+                }
+            }
+        }
+        let stored: Vec<String> = self
+            .db
+            .borrow()
+            .offline
+            .keys()
+            .filter(|b| self.dir.get(b).is_some_and(|u| u.home == home))
+            .cloned()
+            .collect();
+        for bare in stored {
+            let queued = self.db.borrow_mut().take(&bare);
+            for m in queued {
+                let el = self.delay_stamped(m.stanza, m.at);
+                self.forward(server, &el);
+            }
         }
     }
 }
@@ -1664,6 +1878,84 @@ mod tests {
         assert!(output(&mut n2, b).contains("<status>Busy</status>"));
         // carol is not bob's contact: she never sees his presence.
         assert!(n1.stats().presence_sent > 0);
+    }
+
+    /// The test cluster as a PRG pair.
+    fn prg_pair(ha: bool) -> (ImpNode, ImpNode) {
+        let (n1, n2) = cluster(true, (14, 0));
+        let cfg = PrgConfig {
+            cluster: vec!["n1".into(), "n2".into()],
+            high_availability: ha,
+            automatic_fallback: false,
+            heartbeat_timeout: Duration::from_secs(60),
+        };
+        (n1.with_prg(cfg.clone()), n2.with_prg(cfg))
+    }
+
+    /// Sends `name`'s SASL PLAIN on a new connection to `n`; returns the server's answer.
+    fn try_auth(n: &mut ImpNode, name: &str) -> String {
+        let c = n.open();
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n.input(T, c, h.as_bytes());
+        let auth = xmpp::sasl_plain_response(name, &format!("pw-{name}"));
+        n.input(
+            T,
+            c,
+            format!(
+                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
+            )
+            .as_bytes(),
+        );
+        output(n, c)
+    }
+
+    #[test]
+    fn a_silent_peers_users_move_only_with_high_availability() {
+        for ha in [true, false] {
+            let (_n1, mut n2) = prg_pair(ha);
+            n2.prg_handle_timeout(Duration::ZERO);
+            let refused = try_auth(&mut n2, "alice");
+            assert!(refused.contains("<temporary-auth-failure"), "{refused}");
+            // n1 never heartbeats: after the 60 s timeout n2 takes over only with HA.
+            n2.prg_handle_timeout(Duration::from_secs(61));
+            let got = try_auth(&mut n2, "alice");
+            if ha {
+                assert_eq!(n2.prg_state(), Some(PrgState::TakingOver));
+                assert!(got.contains("<success"), "{got}");
+            } else {
+                assert_eq!(n2.prg_state(), Some(PrgState::Normal));
+                assert!(got.contains("<temporary-auth-failure"), "spec 64: {got}");
+            }
+        }
+    }
+
+    #[test]
+    fn manual_failover_closes_the_users_sessions_and_the_peer_delivers_to_them() {
+        let (mut n1, mut n2) = prg_pair(true);
+        let a = login(&mut n1, "alice", "desk");
+        let b = login(&mut n2, "bob", "desk");
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        let _ = (output(&mut n1, a), output(&mut n2, b));
+        assert!(n1.prg_failover(T));
+        assert_eq!(n1.prg_state(), Some(PrgState::FailingOver));
+        pump(&mut n1, &mut n2);
+        assert_eq!(n2.prg_state(), Some(PrgState::TakingOver));
+        pump(&mut n2, &mut n1);
+        assert_eq!(n1.prg_state(), Some(PrgState::Idle));
+        let closed = output(&mut n1, a);
+        assert!(
+            closed.contains("<see-other-host") && closed.contains("n2"),
+            "{closed}"
+        );
+        assert_eq!(n1.session_count(), 0);
+        // bob writes to alice while she is between nodes: n2 keeps it for her.
+        say(&mut n2, b, "alice@example.com", "m1", "where are you");
+        assert_eq!(n2.stats().offline_stored, 1);
+        let a2 = login(&mut n2, "alice", "desk");
+        let _ = a2;
+        assert_eq!(n2.stats().offline_delivered, 1);
+        assert!(try_auth(&mut n1, "alice").contains("<temporary-auth-failure"));
     }
 
     #[test]

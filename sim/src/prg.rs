@@ -1,0 +1,421 @@
+//! Presence Redundancy Groups in the simulation (spec 61-65): the nodes' PRG settings from the
+//! scenario, the Jabber clients' server lists, the `imp_failover` / `imp_fallback` faults, the
+//! `prg_state/<host>` time series, and the `prg_failover` check.
+//!
+//! The PRG logic itself lives in the node core (`fakes::imp::prg`); heartbeats and takeovers
+//! travel over the router links between IM&P hosts like any other stanza.
+//!
+//! ## Fault injection writes into a host
+//!
+//! The runner keeps read-only handles on node cores (`runner::NodeSlots`) for sampling. A manual
+//! failover or a fallback is an administrator's action on one node: [`apply`] calls
+//! [`ImpNode::prg_failover`] / [`ImpNode::prg_fallback`] on the running core. This is the one
+//! deliberate write into a host from outside, like turmoil's `crash`: it models the
+//! administration page, not a network input. What the call queues leaves at the node's next
+//! PRG timer tick (`driver::PRG_TICK`). An automatic failover (`mode: automatic`) is a crash
+//! of the node's host, detected by its peer's heartbeat timeout (see `faults::timeline`).
+//!
+//! ## `prg_state/<host>` series
+//!
+//! One point per sample: [`fakes::imp::PrgState::code`] (0 Unknown, 1 Normal, 2 Failing Over,
+//! 3 Taking Over, 4 Idle, 5 Running in Backup Mode, 6 Failed Over, 7 Failed Over with Critical
+//! Services Not Running, 8 Falling Back, 9 Taking Back, 10 Running in Failed Mode); a node
+//! whose host is down reads 0 (Unknown). Every state change is also folded into the trace
+//! digest as `fault prg <host>: <from> -> <to>` and counted in coverage.
+
+use crate::faults::Action;
+use crate::observer::Observer;
+use crate::runner::{NodeSlots, RunOutput};
+use crate::scenario::{Check, FailoverMode, ImpCluster, PrgFailoverExpect, Scenario};
+use crate::topology::{self, UserSpec};
+use fakes::imp::{ImpNode, PrgConfig, PrgState};
+use reports::Status;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// The PRG settings of every node of cluster `c`.
+pub fn node_config(c: &ImpCluster) -> PrgConfig {
+    PrgConfig {
+        cluster: (1..=c.nodes)
+            .map(|n| topology::imp_host(&c.name, n))
+            .collect(),
+        high_availability: c.prg.high_availability,
+        automatic_fallback: c.prg.automatic_fallback,
+        heartbeat_timeout: c.prg.heartbeat_timeout.0,
+    }
+}
+
+/// The servers a user's Jabber devices log in to, in order: the home node, then its PRG
+/// peer (Jabber's high-availability login profile, spec 65).
+pub fn login_servers(s: &Scenario, u: &UserSpec) -> Vec<String> {
+    let home = u.home_host(s);
+    let cluster = &s.topology.imp_clusters[u.cluster];
+    let peer = node_config(cluster).peer_of(&home).map(str::to_string);
+    std::iter::once(home).chain(peer).collect()
+}
+
+/// Applies a PRG fault action through the node core (module docs). Returns false for other
+/// actions. A fault on a node whose host is down, or that the node refuses (no high
+/// availability, nothing to fall back), is counted in coverage and otherwise ignored, as the
+/// administration page would refuse it.
+pub fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    action: &Action,
+    slots: &NodeSlots,
+    now: Duration,
+    observer: &Observer,
+) -> bool {
+    let (host, failover) = match action {
+        Action::ImpFailover(h) => (h, true),
+        Action::ImpFallback(h) => (h, false),
+        _ => return false,
+    };
+    let node = slots.get(host).and_then(|s| s.borrow().clone());
+    let done = match node {
+        Some(n) if sim.is_host_running(host.as_str()) => {
+            let mut n = n.borrow_mut();
+            if failover {
+                n.prg_failover(now)
+            } else {
+                n.prg_fallback(now)
+            }
+        }
+        _ => false,
+    };
+    if !done {
+        let what = if failover { "failover" } else { "fallback" };
+        observer.hit(&format!("prg: {what} refused by the node"));
+    }
+    true
+}
+
+/// Follows every node's PRG state, step by step.
+#[derive(Debug, Default)]
+pub struct Watch {
+    last: BTreeMap<String, PrgState>,
+}
+
+impl Watch {
+    /// Reads each node's state (Unknown when its host is down) and records changes in the
+    /// trace digest and coverage. Called once per step: states like Taking Over last about a
+    /// second, far less than a sample interval.
+    pub fn step(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        slots: &NodeSlots,
+        now: Duration,
+        observer: &Observer,
+    ) {
+        for (host, slot) in slots {
+            let state = current(sim, host, slot.borrow().as_ref());
+            let Some(state) = state else { continue };
+            let before = self.last.insert(host.clone(), state);
+            if let Some(b) = before
+                && b != state
+            {
+                observer.fault(
+                    now,
+                    &format!("prg {host}: {} -> {}", b.name(), state.name()),
+                );
+                observer.hit(&format!("prg state {}", state.name()));
+            }
+        }
+    }
+
+    /// Appends one `prg_state/<host>` point per node (module docs for the encoding).
+    pub fn sample(&self, out: &mut RunOutput, now: Duration) {
+        let t = now.as_secs_f64();
+        for (host, state) in &self.last {
+            out.series
+                .entry(format!("prg_state/{host}"))
+                .or_default()
+                .push((t, f64::from(state.code())));
+        }
+    }
+}
+
+fn current(
+    sim: &mut turmoil::Sim<'_>,
+    host: &str,
+    node: Option<&std::rc::Rc<std::cell::RefCell<ImpNode>>>,
+) -> Option<PrgState> {
+    let node = node?;
+    if !sim.is_host_running(host) {
+        return Some(PrgState::Unknown);
+    }
+    node.borrow().prg_state()
+}
+
+/// When the scenario fails `node` over: a manual or automatic `imp_failover`, or a crash of
+/// the host (an automatic failover by heartbeat timeout).
+fn failover_at(s: &Scenario, node: &str) -> Option<Duration> {
+    s.faults
+        .iter()
+        .filter(|f| {
+            f.imp_failover.as_ref().is_some_and(|x| x.node == node)
+                || f.crash
+                    .as_ref()
+                    .is_some_and(|h| h.0.iter().any(|x| x == node))
+        })
+        .map(|f| f.at.0)
+        .min()
+}
+
+/// When the scenario falls back to `node`: an `imp_fallback`, or the end of a manual
+/// `imp_failover` with `for`.
+fn fallback_at(s: &Scenario, node: &str) -> Option<Duration> {
+    s.faults
+        .iter()
+        .filter_map(|f| {
+            if f.imp_fallback.as_ref().is_some_and(|x| x.node == node) {
+                return Some(f.at.0);
+            }
+            let manual = f
+                .imp_failover
+                .as_ref()
+                .is_some_and(|x| x.node == node && x.mode == FailoverMode::Manual);
+            if manual {
+                return f.for_.map(|d| f.at.0 + d.0);
+            }
+            None
+        })
+        .min()
+}
+
+/// When automatic fallback (spec 65) should have given `node` its users back: 30 minutes after
+/// it was Failed Over and healthy, read from its `prg_state` series. The sample before the
+/// state was first seen is taken, so the time is never later than the real one.
+fn auto_fallback_at(
+    s: &Scenario,
+    out: &RunOutput,
+    node: &str,
+    t_fail: Duration,
+) -> Option<Duration> {
+    let on = s
+        .topology
+        .imp_clusters
+        .iter()
+        .any(|c| c.prg.automatic_fallback && node_config(c).cluster.iter().any(|h| h == node));
+    if !on {
+        return None;
+    }
+    let pts = out.series.get(&format!("prg_state/{node}"))?;
+    let failed_over = f64::from(PrgState::FailedOver.code());
+    let i = pts
+        .iter()
+        .position(|(t, v)| *v == failed_over && *t >= t_fail.as_secs_f64())?;
+    let before = pts[i.saturating_sub(1)].0;
+    Some(Duration::from_secs_f64(before) + fakes::imp::prg::AUTO_FALLBACK_DELAY)
+}
+
+/// Re-logins of `users`' devices to `server` after `from`: device → first login time.
+fn relogins(
+    out: &RunOutput,
+    users: &[&str],
+    server: &str,
+    from: Duration,
+    until: Duration,
+) -> BTreeMap<(String, String), Duration> {
+    let reason = format!("logged in to {server}");
+    let mut first = BTreeMap::new();
+    for e in out.observer.sessions() {
+        if e.up
+            && e.at >= from
+            && e.at < until
+            && e.reason == reason
+            && users.contains(&e.user.as_str())
+        {
+            first.entry((e.user, e.device)).or_insert(e.at);
+        }
+    }
+    first
+}
+
+/// The `prg_failover` check: after the failover of `node`, at least `sessions` devices of its
+/// users logged in to `peer` within `within`; after a fallback (an `imp_fallback` fault, the
+/// end of a manual failover with `for`, or the cluster's automatic fallback), as many logged
+/// in to `node` again within the same bound; no device of its users logged in to
+/// `node` while the peer served them; and the peer ran in backup mode.
+pub fn check(s: &Scenario, out: &RunOutput, e: &PrgFailoverExpect) -> (Status, String) {
+    let Some(t_fail) = failover_at(s, &e.node) else {
+        return (
+            Status::Fail,
+            format!(
+                "no failover of {} in the scenario: nothing to judge",
+                e.node
+            ),
+        );
+    };
+    let t_back = fallback_at(s, &e.node).or_else(|| auto_fallback_at(s, out, &e.node, t_fail));
+    let end = out.elapsed.max(s.duration.0) + s.drain.0;
+    let users: Vec<&str> = out
+        .users
+        .iter()
+        .filter(|u| u.jabber && u.home_host(s) == e.node)
+        .map(|u| u.jid.as_str())
+        .collect();
+    let mut bad = Vec::new();
+    let moved = relogins(out, &users, &e.peer, t_fail, t_back.unwrap_or(end));
+    let in_time: Vec<Duration> = moved
+        .values()
+        .map(|t| *t - t_fail)
+        .filter(|d| *d <= e.within.0)
+        .collect();
+    let slowest = moved
+        .values()
+        .map(|t| *t - t_fail)
+        .max()
+        .unwrap_or_default();
+    if (in_time.len() as u64) < u64::from(e.sessions) {
+        bad.push(format!(
+            "{} of {} expected devices re-logged in to {} within {} of the failover (slowest {:.0}s)",
+            in_time.len(),
+            e.sessions,
+            e.peer,
+            e.within,
+            slowest.as_secs_f64()
+        ));
+    }
+    // While the peer served them, the node must have refused them.
+    let stayed = relogins(
+        out,
+        &users,
+        &e.node,
+        t_fail + e.within.0,
+        t_back.unwrap_or(end),
+    );
+    if !stayed.is_empty() {
+        let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
+        bad.push(format!(
+            "{} devices logged in to {} while its users were failed over (e.g. {u}/{d})",
+            stayed.len(),
+            e.node
+        ));
+    }
+    let mut back_detail = String::new();
+    if let Some(t_back) = t_back {
+        let back = relogins(out, &users, &e.node, t_back, end);
+        let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
+        let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
+        if (ok as u64) < u64::from(e.sessions) {
+            bad.push(format!(
+                "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
+                e.sessions, e.node, e.within
+            ));
+        }
+        back_detail = format!(
+            "; fallback: {ok} back on {} (slowest {:.0}s)",
+            e.node,
+            slowest_back.as_secs_f64()
+        );
+    }
+    let backup = PrgState::RunningInBackupMode.code();
+    let peer_backed_up = out
+        .series
+        .get(&format!("prg_state/{}", e.peer))
+        .is_some_and(|pts| pts.iter().any(|(_, v)| *v == f64::from(backup)));
+    if !peer_backed_up {
+        bad.push(format!("{} never ran in backup mode", e.peer));
+    }
+    if bad.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "{} devices of {}'s users re-logged in to {} (slowest {:.0}s after the failover){back_detail}",
+                moved.len(),
+                e.node,
+                e.peer,
+                slowest.as_secs_f64()
+            ),
+        )
+    } else {
+        (Status::Fail, bad.join("; "))
+    }
+}
+
+/// The check's parameters if `c` is a `prg_failover` check.
+pub fn expect_of(c: &Check) -> Option<&PrgFailoverExpect> {
+    match c {
+        Check::PrgFailover(e) => Some(e),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The check judged on hand-written histories: it passes when the devices moved to the peer
+    //! in time and back, and fails otherwise.
+    use super::*;
+    use crate::rng::RngFactory;
+    use fakes::observe::Recorder as _;
+    use std::rc::Rc;
+
+    fn scenario(fallback: bool) -> Scenario {
+        let fb = if fallback {
+            "\n  - { at: 30s, imp_fallback: { node: imp-a-1 } }"
+        } else {
+            ""
+        };
+        let yaml = format!(
+            "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2 }}]\nusers: {{ count: 2, jabber: 100% }}\nfaults:\n  - {{ at: 0s, imp_failover: {{ node: imp-a-1 }} }}{fb}\nchecks:\n  - prg_failover: {{ node: imp-a-1, peer: imp-a-2, sessions: 1, within: 5m }}\n"
+        );
+        crate::scenario::parse("t.yaml", &yaml).expect("valid test scenario")
+    }
+
+    fn expect(s: &Scenario) -> PrgFailoverExpect {
+        s.checks.iter().find_map(expect_of).cloned().expect("check")
+    }
+
+    /// user00000 is homed on imp-a-1 (round-robin over the nodes).
+    fn output(s: &Scenario, logins: &[&str], backup: bool) -> RunOutput {
+        let o = Rc::new(Observer::new());
+        for server in logins {
+            o.session(
+                "jabber-1",
+                "user00000@example.com",
+                "jabber-1.0",
+                true,
+                &format!("logged in to {server}"),
+            );
+        }
+        let users = topology::population(s, &RngFactory::new(1));
+        let mut out = RunOutput::from_history(1, o, users);
+        out.series.insert(
+            "prg_state/imp-a-2".into(),
+            vec![(0.0, 1.0), (1.0, if backup { 5.0 } else { 1.0 })],
+        );
+        out
+    }
+
+    #[test]
+    fn passes_when_devices_move_to_the_peer_and_fails_otherwise() {
+        let s = scenario(false);
+        let e = expect(&s);
+        let (st, detail) = check(&s, &output(&s, &["imp-a-2"], true), &e);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let (st, detail) = check(&s, &output(&s, &["imp-a-1"], true), &e);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("0 of 1"), "{detail}");
+        let (st, detail) = check(&s, &output(&s, &["imp-a-2"], false), &e);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("backup mode"), "{detail}");
+    }
+
+    #[test]
+    fn a_fallback_must_bring_the_devices_back() {
+        let s = scenario(true);
+        let e = expect(&s);
+        // Outside turmoil every event is at time 0, before the fallback at 30 s.
+        let (st, detail) = check(&s, &output(&s, &["imp-a-2"], true), &e);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("of the fallback"), "{detail}");
+    }
+
+    #[test]
+    fn login_servers_are_the_home_then_its_peer() {
+        let s = scenario(false);
+        let users = topology::population(&s, &RngFactory::new(1));
+        assert_eq!(login_servers(&s, &users[0]), vec!["imp-a-1", "imp-a-2"]);
+        assert_eq!(login_servers(&s, &users[1]), vec!["imp-a-2", "imp-a-1"]);
+    }
+}
