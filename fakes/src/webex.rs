@@ -501,7 +501,12 @@ async fn act<N: Net>(
             .await
             .map(|_| ())
     } else {
-        let Some((sp, target)) = st.last_received.get(&contact).cloned() else {
+        // Mark the conversation with this contact read, or else the latest one that has news.
+        let last = st
+            .last_received
+            .get(&contact)
+            .or_else(|| st.last_received.values().next_back());
+        let Some((sp, target)) = last.cloned() else {
             return Ok(());
         };
         d.recorder.note("webex: read sent");

@@ -86,10 +86,17 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
             problems.push(format!("{jid} is hidden but its session was destroyed"));
         }
     }
-    // Rows seen during the run.
+    // Rows seen during the run: any Hybrid Message Webex user counts, since an event from the
+    // `hm-webex` resource is the connector's device presence whatever other devices exist.
+    let webex_users: BTreeMap<&str, &crate::topology::UserSpec> = out
+        .users
+        .iter()
+        .filter(|u| u.hybrid && u.webex)
+        .map(|u| (u.jid.as_str(), u))
+        .collect();
     for (_, ev) in out.observer.webex_presence_log() {
         let subject = ev.from.split('/').next().unwrap_or_default();
-        let Some(u) = subjects.get(subject) else {
+        let Some(u) = webex_users.get(subject) else {
             continue;
         };
         let row = match (ev.available, ev.show.as_deref()) {

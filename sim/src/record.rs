@@ -195,6 +195,11 @@ pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error>
             "device": e.device, "up": e.up, "reason": e.reason});
         let _ = writeln!(text, "{v}");
     }
+    for (at, ev) in out.observer.webex_presence_log() {
+        let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "webex_presence_seen", "viewer": ev.user,
+            "from": ev.from, "available": ev.available, "show": ev.show, "status": ev.status});
+        let _ = writeln!(text, "{v}");
+    }
     for (user, ev) in &out.bridge {
         for (at, up) in ev {
             let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "connector_session", "user": user, "up": up});

@@ -43,6 +43,10 @@ pub const LINK_BACKOFF_MAX: Duration = Duration::from_secs(8);
 /// Outbound stanzas queued per connection before the node gives up on a slow reader. A
 /// Jabber client drains its socket continuously; 1,024 covers a burst of offline messages.
 pub const OUT_QUEUE_MAX: usize = 1_024;
+/// Outbound stanzas queued per component link. One link multiplexes every session of a
+/// connector node (15,000 on a Large node, spec 2): a burst of presence and carbons for all of
+/// them must fit, or the node would drop the link as a slow reader and every session with it.
+pub const COMPONENT_QUEUE_MAX: usize = 131_072;
 /// Read buffer per connection. Small on purpose: 15,000 connections per node (PITFALLS).
 pub const READ_BUF_BYTES: usize = 4 * 1024;
 /// Period of the PRG timer ([`ImpNode::prg_handle_timeout`]): heartbeats are every 15 s and
@@ -445,7 +449,7 @@ async fn accept_component<N: Net>(
     loop {
         let (stream, _) = net.accept(&listener).await?;
         let id = svc.borrow_mut().open(&mut node.borrow_mut());
-        let (tx, rx) = mpsc::channel(OUT_QUEUE_MAX);
+        let (tx, rx) = mpsc::channel(COMPONENT_QUEUE_MAX);
         writers.borrow_mut().insert(id, tx);
         // A link refused at open (too many links) has its error and close queued already.
         dispatch(&net, &node, &writers, &links);
