@@ -40,6 +40,26 @@ pub enum Action {
     ImpFailover(String),
     /// PRG fallback to an IM&P node, applied like [`Action::ImpFailover`].
     ImpFallback(String),
+    /// A change to a service's own state (cloud, KMS, connector, AXL), applied by the runner
+    /// through the service (`crate::hybrid::apply`), like the administrator or a failure would.
+    Service(Service),
+}
+
+/// Service-level faults.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Service {
+    /// The cloud is unreachable from every other host (on) or reachable again (off).
+    CloudOutage(bool),
+    /// The KMS fails every request (spec 56-60).
+    KmsOutage(bool),
+    /// The cloud answers this share of requests with `status` (0: off).
+    HttpErrors(f64, u16),
+    /// The message connector of an Expressway node is disabled (false) or enabled (spec 21).
+    ConnectorEnabled(String, bool),
+    /// Control Hub maintenance mode of a connector node (spec 29).
+    Maintenance(String, bool),
+    /// The AXL service of an IM&P node stops (true) or starts (spec 22).
+    AxlStopped(String, bool),
 }
 
 /// A timed action with a description for the record.
@@ -69,6 +89,7 @@ impl Timed {
             Action::Latency(a, b, d) => format!("{} <-> {} {}ms", j(a), j(b), d.as_millis()),
             Action::Loss(a, b, r) => format!("{} <-> {} {:.1}%", j(a), j(b), r * 100.0),
             Action::ImpFailover(h) | Action::ImpFallback(h) => h.clone(),
+            Action::Service(s) => format!("{s:?}"),
         }
     }
 }
@@ -174,6 +195,7 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
         if let Some(n) = &f.imp_fallback {
             push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
         }
+        service_faults(f, start, end, timed, &mut push);
         if let Some(l) = &f.packet_loss {
             push(
                 start,
@@ -187,6 +209,97 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
     }
     out.sort_by_key(|(at, order, _)| (*at, *order));
     out.into_iter().map(|(_, _, t)| t).collect()
+}
+
+/// The service faults of one entry: each with its undoing at the end of `for`.
+fn service_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let mut pair = |kind: &str, on: Service, off: Option<Service>| {
+        push(start, kind, Action::Service(on));
+        if let (true, Some(off)) = (timed, off) {
+            push(end, &format!("{kind}/end"), Action::Service(off));
+        }
+    };
+    if f.cloud_outage.is_some() {
+        pair(
+            "cloud_outage",
+            Service::CloudOutage(true),
+            Some(Service::CloudOutage(false)),
+        );
+    }
+    if f.kms_outage.is_some() {
+        pair(
+            "kms_outage",
+            Service::KmsOutage(true),
+            Some(Service::KmsOutage(false)),
+        );
+    }
+    if let Some(e) = &f.http_errors {
+        pair(
+            "http_errors",
+            Service::HttpErrors(e.rate.fraction(), e.status),
+            Some(Service::HttpErrors(0.0, e.status)),
+        );
+    }
+    if let Some(n) = &f.connector_disable {
+        let on = Service::ConnectorEnabled(n.node.clone(), true);
+        pair(
+            "connector_disable",
+            Service::ConnectorEnabled(n.node.clone(), false),
+            Some(on),
+        );
+    }
+    if let Some(n) = &f.connector_enable {
+        pair(
+            "connector_enable",
+            Service::ConnectorEnabled(n.node.clone(), true),
+            None,
+        );
+    }
+    if let Some(n) = &f.maintenance_mode {
+        let off = Service::Maintenance(n.node.clone(), false);
+        pair(
+            "maintenance_mode",
+            Service::Maintenance(n.node.clone(), true),
+            Some(off),
+        );
+    }
+    if let Some(n) = &f.axl_stop {
+        let off = Service::AxlStopped(n.node.clone(), false);
+        pair(
+            "axl_stop",
+            Service::AxlStopped(n.node.clone(), true),
+            Some(off),
+        );
+    }
+    // A restart rediscovers (spec 22); the Expressway's own maintenance mode looks like an
+    // outage to the cloud (spec 29): both are host-level.
+    if let Some(n) = &f.connector_restart {
+        push(
+            start,
+            "connector_restart",
+            Action::Bounce(vec![n.node.clone()]),
+        );
+    }
+    if let Some(n) = &f.expressway_maintenance {
+        push(
+            start,
+            "expressway_maintenance",
+            Action::Crash(vec![n.node.clone()]),
+        );
+        if timed {
+            push(
+                end,
+                "expressway_maintenance/end",
+                Action::Bounce(vec![n.node.clone()]),
+            );
+        }
+    }
 }
 
 /// Applies one action to the simulation.
@@ -226,6 +339,6 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
             }
         }
         // Applied by the runner through the node core (`crate::prg::apply`).
-        Action::ImpFailover(_) | Action::ImpFallback(_) => {}
+        Action::ImpFailover(_) | Action::ImpFallback(_) | Action::Service(_) => {}
     }
 }

@@ -109,6 +109,10 @@ pub struct HybridHandles {
     pub leaks: Rc<RefCell<LeakLog>>,
     /// The KMS host's service (for the outage fault).
     pub kms: Option<Rc<RefCell<fakes::kms_http::KmsService>>>,
+    /// The run's RNGs (seeded error injection).
+    pub rngs: Option<RngFactory>,
+    /// Every host of the run (a cloud outage cuts the cloud from all of them).
+    pub hosts: Vec<String>,
     /// Connector cores by Expressway host.
     pub connectors: BTreeMap<String, ConnectorSlot>,
 }
@@ -118,14 +122,14 @@ pub fn webex_email(u: &UserSpec, s: &Scenario) -> String {
     format!("{}@{}", u.userid, s.topology.domain)
 }
 
-fn admin(cloud: &mut Cloud, method: Method, path: &str, body: Value) -> Value {
+fn admin(cloud: &mut Cloud, now: Duration, method: Method, path: &str, body: Value) -> Value {
     let req = Request {
         method,
         path: path.into(),
         token: Some(ADMIN_TOKEN.into()),
         body: body.to_string().into_bytes(),
     };
-    cloud.handle_request(Duration::ZERO, req).body
+    cloud.handle_request(now, req).body
 }
 
 fn size_name(s: ExpresswaySize) -> &'static str {
@@ -178,7 +182,13 @@ fn add_cloud(
     for e in &s.topology.expressway_clusters {
         let coresidency = coresidency(e);
         let body = json!({"name": e.name, "size": size_name(e.size), "coresidency": coresidency});
-        let v = admin(&mut cloud, Method::Post, "/v1/admin/clusters", body);
+        let v = admin(
+            &mut cloud,
+            Duration::ZERO,
+            Method::Post,
+            "/v1/admin/clusters",
+            body,
+        );
         if let Some(t) = v["registration_token"].as_str() {
             tokens.insert(e.name.clone(), t.to_string());
         }
@@ -191,7 +201,13 @@ fn add_cloud(
         };
         let body =
             json!({"email": webex_email(u, s), "password": u.password, "entitlements": ents});
-        admin(&mut cloud, Method::Post, "/v1/admin/users", body);
+        admin(
+            &mut cloud,
+            Duration::ZERO,
+            Method::Post,
+            "/v1/admin/users",
+            body,
+        );
     }
     // Provisioning bodies above are the administrator's, not message traffic: scan from here.
     cloud.set_body_tap(plaintext_tap(h.leaks.clone()));
@@ -465,7 +481,11 @@ pub fn add_hosts(
     senders: &BTreeMap<u32, bool>,
     recorder: Rc<dyn Recorder>,
 ) -> HybridHandles {
-    let mut h = HybridHandles::default();
+    let mut h = HybridHandles {
+        rngs: Some(*rngs),
+        hosts: topology::all_hosts(s),
+        ..Default::default()
+    };
     if !topology::uses_cloud(s) {
         return h;
     }
@@ -491,6 +511,59 @@ pub fn sending_client(rngs: &RngFactory, users: &[UserSpec]) -> BTreeMap<u32, bo
             (u.index, webex)
         })
         .collect()
+}
+
+/// Applies a service fault (cloud, KMS, connector, AXL) through the service itself.
+pub fn apply(
+    sim: &mut turmoil::Sim<'_>,
+    h: &HybridHandles,
+    action: &crate::faults::Action,
+    now: Duration,
+) {
+    use crate::faults::{Action, Service};
+    let Action::Service(svc) = action else { return };
+    match svc {
+        Service::CloudOutage(on) => {
+            for other in h.hosts.iter().filter(|x| x.as_str() != CLOUD_HOST) {
+                if *on {
+                    sim.partition(CLOUD_HOST, other.as_str());
+                } else {
+                    sim.repair(CLOUD_HOST, other.as_str());
+                }
+            }
+        }
+        Service::KmsOutage(on) => {
+            if let Some(k) = &h.kms {
+                k.borrow_mut().set_outage(*on);
+            }
+        }
+        Service::HttpErrors(rate, status) => {
+            if let (Some(c), Some(r)) = (&h.cloud, &h.rngs) {
+                c.borrow_mut()
+                    .set_http_errors(*rate, *status, r.named("http-errors"));
+            }
+        }
+        Service::ConnectorEnabled(node, on) => {
+            if let Some(core) = h.connectors.get(node).and_then(|s| s.borrow().clone()) {
+                core.borrow_mut().set_enabled(*on, now);
+            }
+        }
+        Service::Maintenance(node, on) => {
+            if let Some(c) = &h.cloud {
+                let path = format!("/v1/admin/connectors/{node}/maintenance");
+                admin(
+                    &mut c.borrow_mut(),
+                    now,
+                    Method::Put,
+                    &path,
+                    json!({"on": on}),
+                );
+            }
+        }
+        Service::AxlStopped(node, stopped) => {
+            crate::imp::set_axl_stopped(node, *stopped);
+        }
+    }
 }
 
 /// Connector sessions are sampled this often for the interop oracle.

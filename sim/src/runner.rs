@@ -460,6 +460,7 @@ fn step_loop(
             let t = &timeline[next_fault];
             faults::apply(sim, &t.action);
             crate::prg::apply(sim, &t.action, slots, now, &out.observer);
+            crate::hybrid::apply(sim, hybrid, &t.action, now);
             if let faults::Action::Crash(hosts) | faults::Action::Bounce(hosts) = &t.action {
                 for h in hosts.iter().filter(|h| is_client_farm(h)) {
                     out.observer.host_down(now, h);

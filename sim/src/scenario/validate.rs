@@ -407,9 +407,18 @@ fn presence_workload(s: &Scenario, i: usize, w: &PresenceWorkload, p: &mut Probl
 }
 
 /// The kinds a fault entry may have; the first group runs today.
-const FAULT_KINDS_SUPPORTED: [&str; 9] = [
+const FAULT_KINDS_SUPPORTED: [&str; 18] = [
     "imp_failover",
     "imp_fallback",
+    "cloud_outage",
+    "kms_outage",
+    "http_errors",
+    "connector_disable",
+    "connector_enable",
+    "connector_restart",
+    "maintenance_mode",
+    "expressway_maintenance",
+    "axl_stop",
     "crash",
     "bounce",
     "partition",
