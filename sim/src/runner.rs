@@ -198,6 +198,23 @@ fn add_imp_hosts(
 ) -> NodeSlots {
     let mut slots = NodeSlots::new();
     let pairs = roster_pairs(users, plans);
+    let record = |u: &UserSpec| UserRecord {
+        userid: u.userid.clone(),
+        jid: u.jid.clone(),
+        email: u.email.clone(),
+        password: u.password.clone(),
+        home: u.home_host(s),
+    };
+    // Every node routes with the users of every cluster (ICSA syncs them, spec 23), so a 1:1
+    // chat to another cluster is forwarded to the recipient's home node over the network.
+    // Rosters, and so presence, stay within a cluster.
+    let cluster_of: BTreeMap<&str, usize> =
+        users.iter().map(|u| (u.jid.as_str(), u.cluster)).collect();
+    let same_cluster = pairs
+        .iter()
+        .filter(|(a, b)| cluster_of.get(a.as_str()) == cluster_of.get(b.as_str()))
+        .cloned();
+    let routing = Rc::new(Directory::new(users.iter().map(record)).with_contacts(same_cluster));
     for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
         let dir = Rc::new(
             Directory::new(
@@ -229,6 +246,7 @@ fn add_imp_hosts(
             let prg = crate::prg::node_config(c);
             slots.insert(host.clone(), slot.clone());
             let dir = dir.clone();
+            let routing = routing.clone();
             // The AXL service (and whether it is stopped, spec 22) outlives restarts.
             let axl = Rc::new(RefCell::new(crate::imp::axl_service(
                 s,
@@ -240,7 +258,7 @@ fn add_imp_hosts(
             crate::imp::register_axl(&host, axl.clone());
             sim.host(host.as_str(), move || {
                 let node = Rc::new(RefCell::new(
-                    ImpNode::new(cfg.clone(), dir.clone(), db.clone()).with_prg(prg.clone()),
+                    ImpNode::new(cfg.clone(), routing.clone(), db.clone()).with_prg(prg.clone()),
                 ));
                 *slot.borrow_mut() = Some(node.clone());
                 let comp = fakes::imp::component::ComponentService::new(
