@@ -39,6 +39,19 @@ pub fn set_axl_stopped(host: &str, stopped: bool) -> bool {
     })
 }
 
+/// Adds the AXL services' counters to the run's coverage: what discovery met (spec 22).
+pub fn report(observer: &crate::observer::Observer) {
+    AXL.with(|a| {
+        for svc in a.borrow().values() {
+            let st = svc.borrow().stats().clone();
+            observer.hit_n("axl: requests answered", st.ok);
+            observer.hit_n("axl: requests refused while stopped", st.stopped);
+            observer.hit_n("axl: bad credentials", st.unauthorized);
+            observer.hit_n("axl: SOAP faults", st.faults);
+        }
+    });
+}
+
 /// The component port settings of a cluster's nodes.
 pub fn component_config(c: &ImpCluster) -> ComponentConfig {
     ComponentConfig {

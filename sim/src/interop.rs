@@ -78,6 +78,13 @@ impl Class {
     }
 }
 
+/// Whether the bridge can serve a user: enabled for Hybrid Message *and* with a mail ID in
+/// IM&P, the only key the connector matches on (spec 24). Users without one are never
+/// discovered and behave as non-Hybrid Message users.
+pub fn served(u: &UserSpec) -> bool {
+    u.hybrid && u.email.is_some()
+}
+
 /// Spec 32-33: whether `sender → receiver` works at all.
 pub fn works(sender: Class, receiver: Class) -> bool {
     if sender.webex() == receiver.webex() {
@@ -122,11 +129,16 @@ pub fn expect(
     bridge: &Bridge,
 ) -> Expect {
     let (sc, rc) = (
-        Class::of(sender_client, sender.hybrid),
-        Class::of(receiver_client, receiver.hybrid),
+        Class::of(sender_client, served(sender)),
+        Class::of(receiver_client, served(receiver)),
     );
     if sender_client == receiver_client {
         return Expect::Must;
+    }
+    // Without a mail ID the connector cannot tell who a Jabber user is in Webex (spec 24):
+    // nothing to or from them crosses the bridge.
+    if sender.email.is_none() || receiver.email.is_none() {
+        return Expect::MustNot;
     }
     if !works(sc, rc) {
         return Expect::MustNot;
@@ -207,6 +219,10 @@ pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
             else {
                 continue;
             };
+            // Users without a mail ID are outside the spec's classes (spec 24).
+            if s.email.is_none() || r.email.is_none() {
+                continue;
+            }
             for (client, uses) in [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)] {
                 if !uses {
                     continue;
@@ -218,7 +234,10 @@ pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
                 let e = expect(s, rec.client, r, client, rec.sent_at, bridge);
                 let cell = m
                     .cells
-                    .entry((Class::of(rec.client, s.hybrid), Class::of(client, r.hybrid)))
+                    .entry((
+                        Class::of(rec.client, served(s)),
+                        Class::of(client, served(r)),
+                    ))
                     .or_default();
                 cell.judged += 1;
                 cell.delivered += u64::from(got);

@@ -228,12 +228,17 @@ impl Observer {
 
     /// Bumps a coverage counter.
     pub fn hit(&self, what: &str) {
+        self.hit_n(what, 1);
+    }
+
+    /// Adds `n` to a coverage counter (`n = 0` still lists it, as "never reached").
+    pub fn hit_n(&self, what: &str, n: u64) {
         *self
             .state
             .borrow_mut()
             .coverage
             .entry(what.to_string())
-            .or_default() += 1;
+            .or_default() += n;
     }
 }
 

@@ -156,6 +156,7 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
     };
     step_loop(&mut sim, s, &timeline, &slots, &hybrid, &mut out, progress);
     crate::hybrid::final_stats(&hybrid, &mut out);
+    crate::imp::report(&out.observer);
     for (host, slot) in &slots {
         if let Some(node) = slot.borrow().as_ref() {
             out.node_stats

@@ -276,6 +276,8 @@ pub struct ConnectorNode {
     next_stanza: u64,
     /// Whether the session bucket is the migration rate (restored when migration ends).
     sessions_bucket_is_migration: bool,
+    /// Space, key and space-info requests to ask again at a time (after a failure).
+    deferred: Vec<(Duration, Pending)>,
     stats: NodeStats,
 }
 
@@ -338,6 +340,7 @@ impl ConnectorNode {
             id_order: VecDeque::new(),
             next_stanza: 0,
             sessions_bucket_is_migration: false,
+            deferred: Vec::new(),
             stats: NodeStats::default(),
         }
     }
@@ -541,15 +544,19 @@ impl ConnectorNode {
                 self.retry_at = Some((at, what));
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
+            // What waits for a space or a key stays queued and is asked for again after a
+            // seeded backoff (a KMS outage or a 503 must not lose messages).
             Pending::Space { pair } => {
-                // Posts stay queued; the next stanza for the pair (or the next poll) retries.
-                self.outbox.entry(pair).or_default();
+                let at = now + self.retry.next_delay(rng);
+                self.deferred.push((at, Pending::Space { pair }));
             }
             Pending::Key { uri } => {
-                self.inbox_key.remove(&uri);
+                let at = now + self.retry.next_delay(rng);
+                self.deferred.push((at, Pending::Key { uri }));
             }
             Pending::SpaceInfo { space_id } => {
-                self.inbox_space.remove(&space_id);
+                let at = now + self.retry.next_delay(rng);
+                self.deferred.push((at, Pending::SpaceInfo { space_id }));
             }
             Pending::Presence | Pending::Post => {}
         }
@@ -1425,6 +1432,7 @@ impl ConnectorNode {
             (self.phase == Phase::Running).then_some(self.next_poll),
             self.retry_at.as_ref().map(|(at, _)| *at),
             self.sessions.poll_timeout(now),
+            self.deferred.iter().map(|(at, _)| *at).min(),
             self.failover.poll_timeout(),
         ]
         .into_iter()
@@ -1460,6 +1468,13 @@ impl ConnectorNode {
             let users: Vec<String> = self.assigned.iter().cloned().collect();
             self.poll_presence(&users);
         }
+        let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
+        self.deferred = later;
+        for (_, what) in due {
+            self.retry_fetch(what, now, rng);
+        }
         for m in self.failover.due(now) {
             self.migrate(&m.from, &m.to, now);
         }
@@ -1474,6 +1489,25 @@ impl ConnectorNode {
         self.sessions.handle_timeout(now);
         self.after_sessions(now);
         let _ = rng;
+    }
+
+    /// Asks again for a space, a key or a space's members after a failure.
+    fn retry_fetch(&mut self, what: Pending, now: Duration, rng: &mut impl Rng) {
+        match what {
+            Pending::Space { pair } => self.flush_outbox(&pair, now, rng),
+            Pending::Key { uri } => self.fetch_key(&uri),
+            Pending::SpaceInfo { space_id } => {
+                let path = format!("/v1/spaces/{space_id}");
+                self.cloud(
+                    Method::Get,
+                    &path,
+                    Value::Null,
+                    0,
+                    Pending::SpaceInfo { space_id },
+                );
+            }
+            _ => {}
+        }
     }
 
     fn retry_request(&mut self, what: Pending) {
