@@ -32,6 +32,8 @@ pub const LOGIN_SPREAD: Duration = Duration::from_secs(20);
 pub const CHAT_START_DEFAULT: Duration = Duration::from_secs(30);
 /// turmoil's per-stream segment limit and listen backlog.
 pub const TCP_CAPACITY: usize = 65_536;
+/// How often, after `duration`, the runner checks whether the run is quiescent.
+pub const QUIESCENCE_EVERY: Duration = Duration::from_secs(1);
 /// Time-series samples per run (bounded so records stay small).
 pub const SAMPLES_MAX: u64 = 240;
 
@@ -464,6 +466,7 @@ fn step_loop(
     progress: &mut dyn FnMut(Progress),
 ) {
     let mut next_bridge = Duration::ZERO;
+    let mut next_quiescence = Duration::ZERO;
     let mut prg_watch = crate::prg::Watch::default();
     let duration = s.duration.0;
     let deadline = duration + s.drain.0;
@@ -512,8 +515,12 @@ fn step_loop(
             });
             next_progress += progress_every;
         }
-        if now >= duration && next_fault >= timeline.len() && quiescent(s, out) {
-            break;
+        // Quiescence scans the whole history: judge it once per simulated second, not per tick.
+        if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
+            next_quiescence = now + QUIESCENCE_EVERY;
+            if quiescent(s, out) {
+                break;
+            }
         }
         if now >= deadline {
             out.failure = Some(waiting_for(out, deadline));
