@@ -636,6 +636,16 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
     if let Some(cloud) = &h.cloud {
         out.plaintext = Some(h.leaks.borrow().clone());
         let cloud = cloud.borrow();
+        // Control Hub's view of every Hybrid Message user (spec 25-27), as coverage.
+        for u in cloud.org().users() {
+            let what = match (&u.state, u.reason.as_deref()) {
+                (fakes::cloud::org::HmState::Error, Some(r)) => {
+                    format!("cloud: users in Error ({r})")
+                }
+                (state, _) => format!("cloud: users {state:?}"),
+            };
+            out.observer.hit(&what);
+        }
         for u in &out.users {
             let st = cloud.presence().state(out.elapsed, &u.jid);
             let p = crate::presence_check::from_cloud(

@@ -82,7 +82,13 @@ impl Class {
 /// IM&P, the only key the connector matches on (spec 24). Users without one are never
 /// discovered and behave as non-Hybrid Message users.
 pub fn served(u: &UserSpec) -> bool {
-    u.hybrid && u.email.is_some()
+    u.hybrid && matchable(u)
+}
+
+/// Whether the connector can tell who the user is in Webex: a mail ID, and only one home
+/// cluster for it (spec 24-25).
+pub fn matchable(u: &UserSpec) -> bool {
+    u.email.is_some() && u.duplicate_in.is_none()
 }
 
 /// Spec 32-33: whether `sender → receiver` works at all.
@@ -137,7 +143,7 @@ pub fn expect(
     }
     // Without a mail ID the connector cannot tell who a Jabber user is in Webex (spec 24):
     // nothing to or from them crosses the bridge.
-    if sender.email.is_none() || receiver.email.is_none() {
+    if !matchable(sender) || !matchable(receiver) {
         return Expect::MustNot;
     }
     if !works(sc, rc) {
@@ -220,7 +226,7 @@ pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
                 continue;
             };
             // Users without a mail ID are outside the spec's classes (spec 24).
-            if s.email.is_none() || r.email.is_none() {
+            if !matchable(s) || !matchable(r) {
                 continue;
             }
             for (client, uses) in [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)] {

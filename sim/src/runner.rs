@@ -217,20 +217,36 @@ fn add_imp_hosts(
         .iter()
         .filter(|(a, b)| cluster_of.get(a.as_str()) == cluster_of.get(b.as_str()))
         .cloned();
-    let routing = Rc::new(Directory::new(users.iter().map(record)).with_contacts(same_cluster));
+    // Second accounts of users with a duplicate mail ID (spec 25), on another cluster.
+    let duplicates: Vec<(usize, UserRecord)> = users
+        .iter()
+        .filter_map(|u| {
+            let (c, userid, jid) = u.duplicate_record(s)?;
+            let home = topology::imp_host(&s.topology.imp_clusters[c].name, 1);
+            let rec = UserRecord {
+                userid,
+                jid,
+                email: u.email.clone(),
+                password: u.password.clone(),
+                home,
+            };
+            Some((c, rec))
+        })
+        .collect();
+    let all = users
+        .iter()
+        .map(record)
+        .chain(duplicates.iter().map(|(_, r)| r.clone()));
+    let routing = Rc::new(Directory::new(all).with_contacts(same_cluster));
     for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
         let dir = Rc::new(
             Directory::new(
-                users
-                    .iter()
-                    .filter(|u| u.cluster == ci)
-                    .map(|u| UserRecord {
-                        userid: u.userid.clone(),
-                        jid: u.jid.clone(),
-                        email: u.email.clone(),
-                        password: u.password.clone(),
-                        home: u.home_host(s),
-                    }),
+                users.iter().filter(|u| u.cluster == ci).map(record).chain(
+                    duplicates
+                        .iter()
+                        .filter(|(c, _)| *c == ci)
+                        .map(|(_, r)| r.clone()),
+                ),
             )
             .with_contacts(pairs.iter().cloned()),
         );

@@ -89,6 +89,8 @@ pub struct UserSpec {
     pub dnd: bool,
     /// Out of office.
     pub ooo: bool,
+    /// Another IM&P cluster also holding an account with this user's mail ID (spec 25).
+    pub duplicate_in: Option<usize>,
     /// Jabber devices (resources).
     pub devices: u32,
     /// Jabber client-farm number, 1-based.
@@ -96,6 +98,15 @@ pub struct UserSpec {
 }
 
 impl UserSpec {
+    /// The second account of a user with a duplicate mail ID, on cluster `duplicate_in`:
+    /// another user id and JID, the same mail ID, homed on that cluster's publisher.
+    pub fn duplicate_record(&self, s: &Scenario) -> Option<(usize, String, String)> {
+        let c = self.duplicate_in?;
+        let userid = format!("{}.dup", self.userid);
+        let jid = format!("{userid}@{}", s.topology.domain);
+        Some((c, userid, jid))
+    }
+
     /// The host name of the user's home IM&P node.
     pub fn home_host(&self, s: &Scenario) -> String {
         imp_host(&s.topology.imp_clusters[self.cluster].name, self.node)
@@ -132,6 +143,8 @@ pub fn population(s: &Scenario, rngs: &RngFactory) -> Vec<UserSpec> {
                 hidden: draw(u.hidden_status),
                 dnd: draw(u.dnd),
                 ooo: draw(u.out_of_office),
+                duplicate_in: (clusters.len() > 1 && draw(u.duplicate_mail_id))
+                    .then_some((cluster + 1) % clusters.len()),
                 devices: u.jabber_devices,
                 farm: i % s.topology.client_farms.jabber + 1,
                 userid,

@@ -203,6 +203,9 @@ pub struct Directory {
     pub without_email: usize,
     /// Mail IDs homed on more than one cluster (spec 25): not served.
     pub duplicates: BTreeSet<String>,
+    /// Every cluster each mail ID is homed on, to report them all: the cloud shows a user
+    /// homed on two clusters as "duplicate Mail ID" (spec 25).
+    pub homes: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl Directory {
@@ -225,6 +228,10 @@ impl Directory {
                     d.without_email += 1;
                     continue;
                 };
+                d.homes
+                    .entry(email.clone())
+                    .or_default()
+                    .insert(cluster.clone());
                 let entry = DirEntry {
                     cluster: cluster.clone(),
                     jid: u.jid.clone(),

@@ -690,18 +690,12 @@ impl ConnectorNode {
         self.out
             .push_back(Output::Links(self.node_versions.keys().cloned().collect()));
         self.phase = Phase::Running;
+        // Every (mail ID, home cluster) pair, duplicates included: the cloud decides.
         let emails: Vec<(String, String)> = self
             .directory
-            .emails()
-            .map(|e| {
-                (
-                    e.clone(),
-                    self.directory
-                        .get(e)
-                        .map(|d| d.cluster.clone())
-                        .unwrap_or_default(),
-                )
-            })
+            .homes
+            .iter()
+            .flat_map(|(e, cs)| cs.iter().map(move |c| (e.clone(), c.clone())))
             .collect();
         for chunk in emails.chunks(KNOWN_USERS_BATCH_MAX) {
             let add: Vec<Value> = chunk

@@ -346,6 +346,10 @@ pub struct Users {
     /// Share without a mail ID in IM&P (cannot use the service, spec 24).
     #[serde(default)]
     pub without_email: Pct,
+    /// Share of users who also have an account on another IM&P cluster with the same mail
+    /// ID (spec 25: Control Hub shows them in Error, "duplicate Mail ID").
+    #[serde(default)]
+    pub duplicate_mail_id: Pct,
     /// Share of Webex App users who set Do Not Disturb for 24 h at login (spec 52, 54).
     #[serde(default)]
     pub dnd: Pct,
