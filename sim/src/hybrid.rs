@@ -593,11 +593,15 @@ pub fn sample_bridge(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
     for user in &open {
         let ev = out.bridge.entry(user.clone()).or_default();
         if ev.last().is_none_or(|(_, up)| !*up) {
+            if !ev.is_empty() {
+                out.observer.hit("connector: session reopened");
+            }
             ev.push((now, true));
         }
     }
     for (user, ev) in out.bridge.iter_mut() {
         if !open.contains(user) && ev.last().is_some_and(|(_, up)| *up) {
+            out.observer.hit("connector: session closed");
             ev.push((now, false));
         }
     }

@@ -338,7 +338,9 @@ impl Recorder for Observer {
     fn presence_seen(&self, _host: &str, ev: PresenceEvent) {
         let contact = ev.from.split('/').next().unwrap_or_default().to_string();
         let mut st = self.state.borrow_mut();
-        if ev.from.ends_with("/hm-webex") {
+        // Presences from connector sessions, and every unavailable one (the composed presence
+        // of a user whose only device was the connector session goes unavailable).
+        if ev.from.ends_with("/hm-webex") || !ev.available {
             st.webex_presence_log.push((now(), ev.clone()));
         }
         st.presence_seen

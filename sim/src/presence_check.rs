@@ -94,7 +94,7 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
         .filter(|u| u.hybrid && u.webex)
         .map(|u| (u.jid.as_str(), u))
         .collect();
-    for (_, ev) in out.observer.webex_presence_log() {
+    for (at, ev) in out.observer.webex_presence_log() {
         let subject = ev.from.split('/').next().unwrap_or_default();
         let Some(u) = webex_users.get(subject) else {
             continue;
@@ -105,6 +105,12 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
             (true, Some("away")) if u.hidden => Row::Hidden,
             (true, Some("away")) if u.ooo => Row::OutOfOffice,
             (true, Some("away")) => Row::Away,
+            // The session went away: a Webex-only user's presence goes unavailable.
+            (false, _)
+                if !u.hidden && subjects.contains_key(subject) && at > presence::ACTIVE_WINDOW =>
+            {
+                Row::Offline
+            }
             _ => continue,
         };
         *rows.entry(row).or_default() += 1;
