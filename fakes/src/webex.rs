@@ -123,7 +123,14 @@ struct State {
     /// Last activity received per contact, for read markers.
     last_received: BTreeMap<String, (String, String)>,
     seq: u64,
+    /// Posts the cloud did not take (outage, 5xx, dropped connection): re-sent in order after
+    /// the next login. The `client_id` makes a re-send of a post that did land harmless.
+    outbox: std::collections::VecDeque<(String, Value)>,
 }
+
+/// Posts kept for re-sending at most; a user offline for longer than this loses the oldest,
+/// as a real client's bounded outbox would.
+pub const OUTBOX_MAX: usize = 256;
 
 /// Runs a Webex user forever.
 pub async fn run_webex<N: Net>(mut d: WebexSpec<N>) {
@@ -198,6 +205,9 @@ async fn session<N: Net>(
     d.recorder
         .session(&d.host, &d.email, &d.device, true, "logged in");
     if let Err(e) = catch_up(d, st, &mut c, &token).await {
+        return e;
+    }
+    if let Err(e) = flush_outbox(st, &mut c, &token).await {
         return e;
     }
     loop {
@@ -565,14 +575,7 @@ async fn post_text<N: Net>(
             device: d.device.clone(),
         },
     );
-    let v = call(
-        c,
-        Method::Post,
-        &format!("/v1/spaces/{space}/activities"),
-        Some(token),
-        body,
-    )
-    .await?;
+    let v = post_activity(st, c, token, space, body).await?;
     // An edit answers the new post and the delete; the post is the one to edit next time.
     let new_id = v["activities"]
         .as_array()
@@ -617,15 +620,38 @@ async fn share_file<N: Net>(
         },
     );
     let body = json!({"verb": "share", "encrypted_text": ct, "client_id": id});
-    call(
-        c,
-        Method::Post,
-        &format!("/v1/spaces/{space}/activities"),
-        Some(token),
-        body,
-    )
-    .await
-    .map(|_| ())
+    post_activity(st, c, token, space, body).await.map(|_| ())
+}
+
+/// Posts an activity; if the cloud does not take it, keeps it for re-sending after the next
+/// login and ends the session (the caller reconnects with backoff).
+async fn post_activity(
+    st: &mut State,
+    c: &mut HttpClient,
+    token: &str,
+    space: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let path = format!("/v1/spaces/{space}/activities");
+    match call(c, Method::Post, &path, Some(token), body.clone()).await {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            if st.outbox.len() >= OUTBOX_MAX {
+                st.outbox.pop_front();
+            }
+            st.outbox.push_back((path, body));
+            Err(e)
+        }
+    }
+}
+
+/// Re-sends the posts a previous session could not deliver, oldest first.
+async fn flush_outbox(st: &mut State, c: &mut HttpClient, token: &str) -> Result<(), String> {
+    while let Some((path, body)) = st.outbox.front().cloned() {
+        call(c, Method::Post, &path, Some(token), body).await?;
+        st.outbox.pop_front();
+    }
+    Ok(())
 }
 
 /// Vocabulary for generated texts.
