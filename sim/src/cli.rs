@@ -262,8 +262,8 @@ pub fn run_scenario(
     quiet: bool,
 ) -> (reports::RunRecord, runner::RunOutput) {
     let mut reporter = ProgressReporter::new(quiet, s.duration.0);
-    // allow-nondeterminism: wall time is measured around the simulation, never inside it.
-    let started = std::time::Instant::now();
+    let started = std::time::Instant::now(); // allow-nondeterminism: wall time around the run
+
     let out = runner::run(s, seed, &mut |p| reporter.update(p));
     let wall = WallFacts {
         wall_time_s: started.elapsed().as_secs_f64(),

@@ -78,8 +78,7 @@ impl TokioNet {
         Self {
             bind_ip,
             hosts: Default::default(),
-            // allow-nondeterminism: real-mode driver, never runs inside the simulation.
-            start: tokio::time::Instant::now(),
+            start: tokio::time::Instant::now(), // allow-nondeterminism: real mode, never simulated
         }
     }
 }
