@@ -543,13 +543,7 @@ async fn post_text<N: Net>(
     key: &SpaceKey,
     edit_of: Option<String>,
 ) -> Result<(), String> {
-    st.seq += 1;
-    let id = format!(
-        "{}.{}.{}",
-        d.email.split('@').next().unwrap_or("w"),
-        d.device,
-        st.seq
-    );
+    let id = new_message(d, st, contact);
     let words = d.rng.random_range(1..10);
     let text = (0..words)
         .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
@@ -565,16 +559,6 @@ async fn post_text<N: Net>(
         body["target"] = json!(t);
         d.recorder.note("webex: edit sent");
     }
-    d.recorder.sent(
-        &d.host,
-        Sent {
-            id: id.clone(),
-            from: d.email.clone(),
-            to: contact.to_string(),
-            client: ClientKind::Webex,
-            device: d.device.clone(),
-        },
-    );
     let v = post_activity(st, c, token, space, body).await?;
     // An edit answers the new post and the delete; the post is the one to edit next time.
     let new_id = v["activities"]
@@ -588,6 +572,23 @@ async fn post_text<N: Net>(
     Ok(())
 }
 
+/// A fresh message id (unique per user, device and incarnation), recorded as sent to
+/// `contact`: the observer follows it by its `[[id]]` tag.
+fn new_message<N: Net>(d: &mut WebexSpec<N>, st: &mut State, contact: &str) -> String {
+    st.seq += 1;
+    let user = d.email.split('@').next().unwrap_or("w");
+    let id = format!("{user}.{}.{}", d.device, st.seq);
+    let sent = Sent {
+        id: id.clone(),
+        from: d.email.clone(),
+        to: contact.to_string(),
+        client: ClientKind::Webex,
+        device: d.device.clone(),
+    };
+    d.recorder.sent(&d.host, sent);
+    id
+}
+
 async fn share_file<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
@@ -597,28 +598,12 @@ async fn share_file<N: Net>(
     space: &str,
     key: &SpaceKey,
 ) -> Result<(), String> {
-    st.seq += 1;
-    let id = format!(
-        "{}.{}.{}",
-        d.email.split('@').next().unwrap_or("w"),
-        d.device,
-        st.seq
-    );
+    let id = new_message(d, st, contact);
     let file = json!({"url": format!("https://files.webex.example/f/{}", st.seq), "name": format!("notes [[{id}]].pdf")});
     let mut iv = [0u8; 12];
     d.rng.fill(&mut iv);
     let ct = jwe::encrypt(key, iv, file.to_string().as_bytes());
     d.recorder.note("webex: file sent");
-    d.recorder.sent(
-        &d.host,
-        Sent {
-            id: id.clone(),
-            from: d.email.clone(),
-            to: contact.to_string(),
-            client: ClientKind::Webex,
-            device: d.device.clone(),
-        },
-    );
     let body = json!({"verb": "share", "encrypted_text": ct, "client_id": id});
     post_activity(st, c, token, space, body).await.map(|_| ())
 }

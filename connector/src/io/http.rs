@@ -174,23 +174,10 @@ impl HttpClient {
         token: Option<&str>,
         body: Vec<u8>,
     ) -> Result<(u16, serde_json::Value), ClientError> {
-        let call = self.exchange(method, path, token, body);
-        tokio::time::timeout(HTTP_TIMEOUT, call)
-            .await
-            .map_err(|_| ClientError::Timeout)?
-    }
-
-    async fn exchange(
-        &mut self,
-        method: Method,
-        path: &str,
-        token: Option<&str>,
-        body: Vec<u8>,
-    ) -> Result<(u16, serde_json::Value), ClientError> {
         let auth = token.map(|t| format!("Bearer {t}"));
         let content_type = (!body.is_empty()).then_some("application/json");
         let (status, bytes) = self
-            .exchange_bytes(
+            .send(
                 method,
                 path,
                 CLOUD_HOST,

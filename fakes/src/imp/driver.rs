@@ -138,6 +138,7 @@ async fn accept_loop<N: Net>(
         tokio::task::spawn_local(connection(
             net.clone(),
             node.clone(),
+            Endpoint::Node,
             writers.clone(),
             links.clone(),
             id,
@@ -157,6 +158,7 @@ async fn accept_loop<N: Net>(
 async fn connection<N: Net>(
     net: N,
     node: Rc<RefCell<ImpNode>>,
+    endpoint: Endpoint,
     writers: Writers,
     links: Links,
     id: ConnId,
@@ -181,7 +183,7 @@ async fn connection<N: Net>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     last_rx = net.now();
-                    node.borrow_mut().input(net.now(), id, &buf[..n]);
+                    endpoint.input(net.now(), &node, id, &buf[..n]);
                     dispatch(&net, &node, &writers, &links);
                 }
             },
@@ -192,8 +194,34 @@ async fn connection<N: Net>(
         }
     }
     writers.borrow_mut().remove(&id);
-    node.borrow_mut().closed(net.now(), id);
+    endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// Who takes a connection's bytes: the node itself (c2s, router links) or the component
+/// service in front of it (port 7400). Everything else about a connection is the same.
+enum Endpoint {
+    Node,
+    Component(Rc<RefCell<super::component::ComponentService>>),
+}
+
+impl Endpoint {
+    fn input(&self, now: Duration, node: &Rc<RefCell<ImpNode>>, id: ConnId, bytes: &[u8]) {
+        match self {
+            Endpoint::Node => node.borrow_mut().input(now, id, bytes),
+            Endpoint::Component(svc) => {
+                svc.borrow_mut()
+                    .input(now, &mut node.borrow_mut(), id, bytes)
+            }
+        }
+    }
+
+    fn closed(&self, now: Duration, node: &Rc<RefCell<ImpNode>>, id: ConnId) {
+        match self {
+            Endpoint::Node => node.borrow_mut().closed(now, id),
+            Endpoint::Component(svc) => svc.borrow_mut().closed(now, &mut node.borrow_mut(), id),
+        }
+    }
 }
 
 /// Writes `first` and everything else already queued in one write; false once closed.
@@ -453,52 +481,16 @@ async fn accept_component<N: Net>(
         writers.borrow_mut().insert(id, tx);
         // A link refused at open (too many links) has its error and close queued already.
         dispatch(&net, &node, &writers, &links);
-        tokio::task::spawn_local(component_connection(
+        tokio::task::spawn_local(connection(
             net.clone(),
             node.clone(),
-            svc.clone(),
+            Endpoint::Component(svc.clone()),
             writers.clone(),
             links.clone(),
             id,
             stream,
             rx,
+            None,
         ));
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn component_connection<N: Net>(
-    net: N,
-    node: Rc<RefCell<ImpNode>>,
-    svc: Rc<RefCell<super::component::ComponentService>>,
-    writers: Writers,
-    links: Links,
-    id: ConnId,
-    stream: N::Stream,
-    mut rx: mpsc::Receiver<Transmit>,
-) {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = vec![0u8; READ_BUF_BYTES];
-    loop {
-        tokio::select! {
-            biased;
-            out = rx.recv() => {
-                let Some(first) = out else { break };
-                if !write_batch(&mut wr, first, &mut rx).await {
-                    break;
-                }
-            }
-            r = rd.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    svc.borrow_mut().input(net.now(), &mut node.borrow_mut(), id, &buf[..n]);
-                    dispatch(&net, &node, &writers, &links);
-                }
-            },
-        }
-    }
-    writers.borrow_mut().remove(&id);
-    svc.borrow_mut()
-        .closed(net.now(), &mut node.borrow_mut(), id);
-    dispatch(&net, &node, &writers, &links);
 }
