@@ -2,9 +2,14 @@
 //!
 //! - `codec`: XMPP stanza parse + serialize (the per-hop cost of every chat message).
 //! - `crypto`: JWE A256GCM encrypt + decrypt of a 200-byte message.
+//! - `translate`: the connector's per-message work in each direction: `translate+encrypt`
+//!   (a parsed Jabber message with a 200-byte body → `translate::from_xmpp` → JWE encrypt
+//!   with the space key) and `decrypt+translate` (JWE decrypt → `translate::to_xmpp` → the
+//!   stanza serialized for the component link). Quote them against `crypto` from the same run.
 //! - `scenario`: a whole small scenario, simulated seconds per wall second.
 
 use benches::{body_200, chat_stanza, stream_header};
+use connector::core::translate::{self, Activity};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xmpp;
@@ -48,11 +53,16 @@ fn codec(c: &mut Criterion) {
     g.finish();
 }
 
-fn crypto(c: &mut Criterion) {
-    let key = SpaceKey {
+/// A fixed space key (the `crypto` and `translate` groups).
+fn space_key() -> SpaceKey {
+    SpaceKey {
         uri: "kms://kms/keys/00000000-0000-4000-8000-000000000001".into(),
         bytes: [7u8; 32],
-    };
+    }
+}
+
+fn crypto(c: &mut Criterion) {
+    let key = space_key();
     let body = body_200();
     let mut g = c.benchmark_group("crypto");
     g.throughput(Throughput::Bytes(body.len() as u64));
@@ -64,6 +74,57 @@ fn crypto(c: &mut Criterion) {
             iv[..8].copy_from_slice(&n.to_le_bytes());
             let token = jwe::encrypt(&key, iv, black_box(&body));
             jwe::decrypt(&key, &token).unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn translate(c: &mut Criterion) {
+    let key = space_key();
+    let body = String::from_utf8(body_200()).expect("ASCII body");
+    let mut g = c.benchmark_group("translate");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    // Jabber → Webex: what the connector does with a message from a component link.
+    let stanza = xmpp::chat_message(
+        xmpp::NS_COMPONENT,
+        "alice-desk-17",
+        Some("alice@example.com/desk"),
+        "bob@example.com",
+        &body,
+    );
+    g.bench_function("translate+encrypt", |b| {
+        let mut iv = [0u8; jwe::IV_BYTES];
+        let mut n: u64 = 0;
+        b.iter(|| {
+            n += 1;
+            iv[..8].copy_from_slice(&n.to_le_bytes());
+            let activities = translate::from_xmpp(black_box(&stanza)).expect("a chat message");
+            let Some(Activity::Post { text }) = activities.last() else {
+                panic!("{activities:?}")
+            };
+            jwe::encrypt(&key, iv, text.as_bytes())
+        })
+    });
+    // Webex → Jabber: what the connector does with an activity from the event socket.
+    let token = jwe::encrypt(&key, [3; jwe::IV_BYTES], body.as_bytes());
+    g.bench_function("decrypt+translate", |b| {
+        let mut n: u64 = 0;
+        b.iter(|| {
+            let plain = jwe::decrypt(&key, black_box(&token)).expect("the space key");
+            let text = String::from_utf8(plain).expect("UTF-8");
+            let post = Activity::Post { text };
+            let mut ids = || {
+                n += 1;
+                format!("hm-{n}")
+            };
+            let stanzas = translate::to_xmpp(
+                &post,
+                "alice@example.com/hm-webex",
+                "bob@example.com",
+                "Alice",
+                &mut ids,
+            );
+            stanzas[0].to_xml_in(xmpp::NS_COMPONENT)
         })
     });
     g.finish();
@@ -85,5 +146,5 @@ fn scenario(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, codec, crypto, scenario);
+criterion_group!(benches, codec, crypto, translate, scenario);
 criterion_main!(benches);

@@ -8,14 +8,24 @@
 //! or sends it elsewhere. A device may also follow a [`PresencePlan`] (manual and device
 //! presence changes, spec 53) and reports the presences it publishes and receives, and the
 //! error stanzas its messages come back as (spec 46), to the [`Recorder`].
+//!
+//! With a [`GroupPlan`] the device also takes part in XEP-0045 group chat (spec 42): it creates
+//! its rooms (persistent ones through the room configuration form), invites their members,
+//! joins rooms it is invited to, sends `groupchat` messages tagged `[[id]]` like 1:1 ones, and
+//! reports what it did and saw as [`GroupEvent`]s. Rooms are not rejoined after a reconnect
+//! (the server took the device out when its connection closed).
 
-use crate::observe::{ClientKind, Delivered, PresenceEvent, Recorder, Refused, Sent};
+use crate::imp::muc::{self, NS_DATA, NS_MUC, NS_MUC_OWNER, NS_MUC_USER};
+use crate::observe::{
+    ClientKind, Delivered, GroupEvent, GroupEventKind, PresenceEvent, Recorder, Refused, Sent,
+};
 use connector::io::net::Net;
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
 use connector::proto::xmpp::{self, Jid};
 use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -239,6 +249,48 @@ pub struct ChatPlan {
     pub stop: Duration,
 }
 
+/// One room a user creates (spec 42).
+#[derive(Debug, Clone)]
+pub struct RoomPlan {
+    /// The room's local part (`g-…`); the room is `name@<service>`.
+    pub name: String,
+    /// Made persistent with the room configuration form after creation.
+    pub persistent: bool,
+    /// Bare JIDs invited once the room exists.
+    pub invitees: Vec<String>,
+    /// When the room is created.
+    pub at: Duration,
+}
+
+/// The group chat one Jabber user takes part in (spec 42); only the user's first device has
+/// one.
+#[derive(Debug, Clone)]
+pub struct GroupPlan {
+    /// The conference service (`conference.<domain>`).
+    pub service: String,
+    /// Rooms this user creates.
+    pub rooms: Vec<RoomPlan>,
+    /// Mean time between this user's groupchat messages, over all rooms it is in
+    /// (exponential).
+    pub mean_interval: Duration,
+    /// No messages are sent, and no invitations accepted, from this time on.
+    pub stop: Duration,
+}
+
+/// What a device's group chat has done so far; rooms created survive reconnects, rooms joined
+/// do not.
+#[derive(Debug, Default)]
+struct GroupState {
+    /// Rooms whose creation was sent (by local part).
+    created: BTreeSet<String>,
+    /// Rooms (bare JIDs) this device is an occupant of now.
+    joined: BTreeSet<String>,
+    /// When the next groupchat message is due.
+    next_send: Option<Duration>,
+    /// Groupchat messages sent.
+    seq: u64,
+}
+
 /// The presence changes one device publishes (spec 53): manual (user-set) or device presence,
 /// marked with the project's `urn:hmsim:presence:0` payload (see `imp::node`).
 #[derive(Debug, Clone)]
@@ -282,6 +334,8 @@ pub struct DeviceSpec<N: Net> {
     pub recorder: Rc<dyn Recorder>,
     /// Presence changes this device publishes, if any.
     pub presence: Option<PresencePlan>,
+    /// Group chat this device takes part in, if any (spec 42).
+    pub group: Option<GroupPlan>,
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
@@ -294,20 +348,26 @@ pub struct DeviceSpec<N: Net> {
 /// server first. Every retry waits the seeded backoff.
 pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
     let mut backoff = BACKOFF_MIN;
-    let mut next_send = d.plan.as_ref().map(|p| p.start);
+    let mut next_send = d
+        .plan
+        .as_ref()
+        .map(|p| crate::first_action_at(p.start, p.mean_interval, &mut d.rng));
     let mut seq: u64 = 0;
     let list: Vec<String> = std::iter::once(d.server.clone())
         .chain(d.servers.iter().cloned())
         .collect();
     let mut at = 0usize;
+    let mut group = GroupState::default();
     loop {
         let server = list[at % list.len()].clone();
         let mut logged_in = false;
+        group.joined.clear();
         let reason = match connect(&d, &server).await {
             Ok(stream) => {
                 let ctx = Ctx {
                     server: &server,
                     logged_in: &mut logged_in,
+                    group: &mut group,
                 };
                 session(&mut d, stream, &mut next_send, &mut seq, &mut backoff, ctx).await
             }
@@ -328,6 +388,7 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
 struct Ctx<'a> {
     server: &'a str,
     logged_in: &'a mut bool,
+    group: &'a mut GroupState,
 }
 
 async fn connect<N: Net>(d: &DeviceSpec<N>, server: &str) -> std::io::Result<N::Stream> {
@@ -376,6 +437,10 @@ async fn session<N: Net>(
             (Some(p), true) if now < p.stop => Some(p.next.saturating_sub(now)),
             _ => None,
         };
+        let group_in = match (&d.group, core.is_ready()) {
+            (Some(g), true) => group_due(g, ctx.group).map(|t| t.saturating_sub(now)),
+            _ => None,
+        };
         tokio::select! {
             biased;
             r = rd.read(&mut buf) => {
@@ -407,7 +472,9 @@ async fn session<N: Net>(
                             if pending_ping.as_ref().is_some_and(|(id, _)| el.name == "iq" && el.attr("id") == Some(id.as_str())) {
                                 pending_ping = None;
                             }
-                            record_stanza(d, &el);
+                            if !group_stanza(d, &mut core, ctx.group, &el) {
+                                record_stanza(d, &el);
+                            }
                         }
                         ClientEvent::Failed(why) => return why,
                     }
@@ -418,6 +485,9 @@ async fn session<N: Net>(
             }
             _ = tokio::time::sleep(presence_in.unwrap_or_default()), if presence_in.is_some() => {
                 publish_presence(d, &mut core);
+            }
+            _ = tokio::time::sleep(group_in.unwrap_or_default()), if group_in.is_some() => {
+                group_tick(d, &mut core, ctx.group);
             }
             _ = ping.tick() => {
                 let now = d.net.now();
@@ -647,6 +717,236 @@ fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
             carbon,
         },
     );
+}
+
+/// When the device's next group chat action is due: a room to create, or a message to send
+/// while it is in a room.
+fn group_due(g: &GroupPlan, st: &GroupState) -> Option<Duration> {
+    let create = g
+        .rooms
+        .iter()
+        .filter(|r| !st.created.contains(&r.name))
+        .map(|r| r.at)
+        .min();
+    let send = st
+        .next_send
+        .filter(|t| !st.joined.is_empty() && *t < g.stop);
+    create.into_iter().chain(send).min()
+}
+
+fn group_event<N: Net>(d: &DeviceSpec<N>, room: &str, kind: GroupEventKind) {
+    d.recorder.group(
+        &d.host,
+        GroupEvent {
+            room: room.to_string(),
+            user: d.jid.bare(),
+            device: d.resource.clone(),
+            kind,
+        },
+    );
+}
+
+/// The device's nickname in every room: the user's local part.
+fn nick<N: Net>(d: &DeviceSpec<N>) -> String {
+    d.jid.local.clone().unwrap_or_default()
+}
+
+/// Joins `room` (bare JID) as an occupant (XEP-0045 7.2.2).
+fn join_room<N: Net>(d: &DeviceSpec<N>, core: &mut JabberCore, room: &str) {
+    let p = Element::new("presence", xmpp::NS_CLIENT)
+        .with_attr("to", format!("{room}/{}", nick(d)))
+        .with_child(Element::new("x", NS_MUC));
+    core.send(&p);
+}
+
+/// Creates due rooms, and sends the next groupchat message if it is due.
+fn group_tick<N: Net>(d: &mut DeviceSpec<N>, core: &mut JabberCore, st: &mut GroupState) {
+    let Some(g) = d.group.clone() else { return };
+    let now = d.net.now();
+    for r in g.rooms.iter().filter(|r| r.at <= now) {
+        if st.created.insert(r.name.clone()) {
+            join_room(d, core, &format!("{}@{}", r.name, g.service));
+        }
+    }
+    if st.next_send.is_some_and(|t| t <= now) && now < g.stop && !st.joined.is_empty() {
+        send_groupchat(d, core, st, &g);
+    }
+}
+
+fn send_groupchat<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    st: &mut GroupState,
+    g: &GroupPlan,
+) {
+    let rooms: Vec<String> = st.joined.iter().cloned().collect();
+    let room = rooms[d.rng.random_range(0..rooms.len())].clone();
+    st.seq += 1;
+    let id = format!("{}.{}.g{}", nick(d), d.resource, st.seq);
+    let words = d.rng.random_range(1..8);
+    let body = (0..words)
+        .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
+        .collect::<Vec<_>>()
+        .join(" ");
+    let msg = Element::new("message", xmpp::NS_CLIENT)
+        .with_attr("type", "groupchat")
+        .with_attr("id", id.clone())
+        .with_attr("to", room.clone())
+        .with_child(Element::new("body", xmpp::NS_CLIENT).with_text(format!("{body} [[{id}]]")));
+    core.send(&msg);
+    group_event(d, &room, GroupEventKind::Sent { id });
+    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
+    st.next_send = Some(d.net.now() + g.mean_interval.mul_f64(-u.ln()));
+}
+
+/// Handles a stanza from the conference service; false when it is not one (or the device
+/// has no group plan), for the 1:1 recording to take.
+fn group_stanza<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    st: &mut GroupState,
+    el: &Element,
+) -> bool {
+    let Some(g) = d.group.clone() else {
+        return false;
+    };
+    let Some(from) = el.attr("from").and_then(|f| Jid::parse(f).ok()) else {
+        return false;
+    };
+    if from.domain != g.service {
+        return false;
+    }
+    let room = from.bare();
+    if el.attr("type") == Some("error") {
+        let condition = xmpp::error_condition(el).unwrap_or_default().to_string();
+        let id = el.attr("id").map(str::to_string);
+        let stanza = el.name.clone();
+        group_event(
+            d,
+            &room,
+            GroupEventKind::Error {
+                stanza,
+                id,
+                condition,
+            },
+        );
+        return true;
+    }
+    match el.name.as_str() {
+        "presence" => room_presence(d, core, st, &g, &room, el),
+        "message" => room_message(d, core, st, &g, &room, el),
+        _ => {} // configuration results
+    }
+    true
+}
+
+fn room_presence<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    st: &mut GroupState,
+    g: &GroupPlan,
+    room: &str,
+    el: &Element,
+) {
+    let codes = muc::status_codes(el);
+    let available = el.attr("type").is_none();
+    if !codes.contains(&muc::STATUS_SELF) {
+        let text = |name: &str| el.elements().find(|e| e.name == name).map(Element::text);
+        let occupant = muc::item_jid(el)
+            .and_then(|j| Jid::parse(j).ok())
+            .map(|j| j.bare())
+            .unwrap_or_default();
+        let kind = GroupEventKind::Presence {
+            occupant,
+            available,
+            show: text("show"),
+            status: text("status"),
+            codes,
+        };
+        return group_event(d, room, kind);
+    }
+    if !available {
+        st.joined.remove(room);
+        return group_event(d, room, GroupEventKind::Left { codes });
+    }
+    if !st.joined.insert(room.to_string()) {
+        return; // our own presence update reflected
+    }
+    group_event(d, room, GroupEventKind::Joined);
+    if st.next_send.is_none_or(|t| t < d.net.now()) {
+        let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
+        st.next_send = Some(d.net.now() + g.mean_interval.mul_f64(-u.ln()));
+    }
+    let local = room.split('@').next().unwrap_or_default();
+    let Some(plan) = g.rooms.iter().find(|r| r.name == local) else {
+        return;
+    };
+    if !codes.contains(&muc::STATUS_CREATED) {
+        return;
+    }
+    if plan.persistent {
+        let form = Element::new("x", NS_DATA)
+            .with_attr("type", "submit")
+            .with_child(
+                Element::new("field", NS_DATA)
+                    .with_attr("var", muc::FIELD_PERSISTENT)
+                    .with_child(Element::new("value", NS_DATA).with_text("1")),
+            );
+        let iq = Element::new("iq", xmpp::NS_CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", core.next_id())
+            .with_attr("to", room)
+            .with_child(Element::new("query", NS_MUC_OWNER).with_child(form));
+        core.send(&iq);
+    }
+    let persistent = plan.persistent;
+    group_event(d, room, GroupEventKind::Created { persistent });
+    for invitee in &plan.invitees {
+        let m =
+            Element::new("message", xmpp::NS_CLIENT)
+                .with_attr("id", core.next_id())
+                .with_attr("to", room)
+                .with_child(Element::new("x", NS_MUC_USER).with_child(
+                    Element::new("invite", NS_MUC_USER).with_attr("to", invitee.clone()),
+                ));
+        core.send(&m);
+        let invitee = invitee.clone();
+        group_event(d, room, GroupEventKind::Invited { invitee });
+    }
+}
+
+fn room_message<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    st: &mut GroupState,
+    g: &GroupPlan,
+    room: &str,
+    el: &Element,
+) {
+    if let Some(inv) = el
+        .child("x", NS_MUC_USER)
+        .and_then(|x| x.child("invite", NS_MUC_USER))
+    {
+        let from = inv.attr("from").unwrap_or_default().to_string();
+        group_event(d, room, GroupEventKind::InviteReceived { from });
+        if d.net.now() < g.stop && !st.joined.contains(room) {
+            join_room(d, core, room);
+        }
+        return;
+    }
+    if el.attr("type") != Some("groupchat") {
+        return;
+    }
+    let Some(body) = xmpp::body(el) else { return };
+    let from = Jid::parse(el.attr("from").unwrap_or_default())
+        .ok()
+        .and_then(|j| j.resource)
+        .unwrap_or_default();
+    let id = crate::webex::tag_of(&body)
+        .map(str::to_string)
+        .or_else(|| el.attr("id").map(str::to_string))
+        .unwrap_or_default();
+    group_event(d, room, GroupEventKind::Received { id, from });
 }
 
 /// Vocabulary for generated message bodies.

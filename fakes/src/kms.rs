@@ -175,6 +175,15 @@ impl Kms {
         self.keys.get(uri).map(|entry| entry.space_id.as_str())
     }
 
+    /// Every key issued so far, with its bytes. An observer's view for checks (the secrets
+    /// check scans logs for key material): works during an outage, not counted.
+    pub fn issued_keys(&self) -> impl Iterator<Item = SpaceKey> + '_ {
+        self.keys.iter().map(|(uri, entry)| SpaceKey {
+            uri: uri.clone(),
+            bytes: entry.bytes,
+        })
+    }
+
     /// Whether `principal` may fetch key `uri` (false for an unknown URI). An observer's view for
     /// checks: works during an outage, not counted.
     pub fn is_authorized(&self, uri: &str, principal: &str) -> bool {

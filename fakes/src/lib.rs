@@ -20,3 +20,20 @@ pub mod kms;
 pub mod kms_http;
 pub mod observe;
 pub mod webex;
+
+use rand::RngExt as _;
+use std::time::Duration;
+
+/// When a client's first workload action happens: an exponential wait (the workload's mean
+/// interval) after its `start`, so that every client's actions form a Poisson process from
+/// `start` on and the population's rate is steady from the first second. Starting every
+/// client at `start` itself would fire one action per user in the same instant (15,000 at
+/// once on a Large node), a burst no real population produces.
+pub fn first_action_at(
+    start: Duration,
+    mean_interval: Duration,
+    rng: &mut rand_chacha::ChaCha8Rng,
+) -> Duration {
+    let u: f64 = rng.random_range(f64::EPSILON..1.0);
+    start + mean_interval.mul_f64(-u.ln())
+}

@@ -81,6 +81,95 @@ pub struct PresenceEvent {
     pub available: bool,
 }
 
+/// Tags of Webex group-space posts start with this (`[[group-space.<user>…]]`): group spaces
+/// are never bridged (spec 42), so these posts are not part of the 1:1 message history; the
+/// observer keeps their deliveries apart, by client, for the `group_chat` check.
+pub const GROUP_SPACE_TAG_PREFIX: &str = "group-space.";
+
+/// What a client saw or did in a group chat (XEP-0045 room) or a Webex group space (spec 42).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupEvent {
+    /// The room's bare JID, or the Webex space id.
+    pub room: String,
+    /// The user (bare JID / email) whose client reports.
+    pub user: String,
+    /// That client's device.
+    pub device: String,
+    /// What happened.
+    pub kind: GroupEventKind,
+}
+
+/// The kinds of [`GroupEvent`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupEventKind {
+    /// The user created the room (`persistent` once configured so).
+    Created {
+        /// Made persistent by its owner.
+        persistent: bool,
+    },
+    /// The user sent an invitation to `invitee` (bare JID).
+    Invited {
+        /// Who was invited.
+        invitee: String,
+    },
+    /// An invitation from `from` reached the user's device.
+    InviteReceived {
+        /// The inviter's JID.
+        from: String,
+    },
+    /// The device's own presence came back from the room (status 110): it is an occupant.
+    Joined,
+    /// The device's own unavailable presence came back: it is out, with these status codes.
+    Left {
+        /// MUC status codes (333: removed by the service).
+        codes: Vec<u16>,
+    },
+    /// The user sent a groupchat message with this id (`[[id]]` tag in the body).
+    Sent {
+        /// Message id.
+        id: String,
+    },
+    /// A groupchat message reached the device.
+    Received {
+        /// Message id (its tag).
+        id: String,
+        /// The sender's nickname.
+        from: String,
+    },
+    /// The device saw an occupant's presence in the room.
+    Presence {
+        /// The occupant's real bare JID.
+        occupant: String,
+        /// False for `type='unavailable'`.
+        available: bool,
+        /// `<show>`, absent for plain available.
+        show: Option<String>,
+        /// `<status>`.
+        status: Option<String>,
+        /// MUC status codes.
+        codes: Vec<u16>,
+    },
+    /// The room answered with an error stanza.
+    Error {
+        /// The stanza (`message`, `presence`, `iq`).
+        stanza: String,
+        /// Its id, if any.
+        id: Option<String>,
+        /// The RFC 6120 condition.
+        condition: String,
+    },
+    /// A Webex user created a group space with these members (emails).
+    SpaceCreated {
+        /// Members, the creator included.
+        members: Vec<String>,
+    },
+    /// A Webex user posted to a group space (the post's tag id).
+    SpacePosted {
+        /// Message id.
+        id: String,
+    },
+}
+
 /// Where client models report. Implemented by the simulation's observer.
 pub trait Recorder {
     /// A user sent a message.
@@ -103,6 +192,10 @@ pub trait Recorder {
     }
     /// A device received a contact's presence. Ignored by default.
     fn presence_seen(&self, host: &str, ev: PresenceEvent) {
+        let _ = (host, ev);
+    }
+    /// A group chat or group space event (spec 42). Ignored by default.
+    fn group(&self, host: &str, ev: GroupEvent) {
         let _ = (host, ev);
     }
 }

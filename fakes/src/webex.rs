@@ -11,7 +11,9 @@
 //! Failures (cloud outage, KMS outage, HTTP errors, a dropped socket) are survived the way a
 //! real client does: reconnect with seeded backoff, and re-fetch what was missed over REST.
 
-use crate::observe::{ClientKind, Delivered, Recorder, Sent};
+use crate::observe::{
+    ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder, Sent,
+};
 use connector::core::limiter::Backoff;
 use connector::io::http::{EventClient, HttpClient, Method, ws_connect};
 use connector::io::net::Net;
@@ -128,6 +130,40 @@ struct State {
     outbox: std::collections::VecDeque<(String, Value)>,
 }
 
+/// Events read ahead of the session loop; the reader waits when it is full.
+const EVENTS_QUEUED_MAX: usize = 64;
+
+/// Reads the event socket in its own task. Its silence timeout (no frame, not even a ping, for
+/// the WebSocket idle timeout) only works if the read is never cancelled: a read raced in the
+/// session loop's `select!` restarts it at every action, so an active user would never notice
+/// a socket wedged by a partition and would miss every event after it.
+struct EventReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Event, String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl EventReader {
+    fn spawn<S: connector::io::net::Stream + 'static>(mut ws: EventClient<S>) -> Self {
+        let (tx, rx) = tokio::sync::mpsc::channel(EVENTS_QUEUED_MAX);
+        let task = tokio::task::spawn_local(async move {
+            loop {
+                let ev = ws.next_event().await.map_err(|e| e.to_string());
+                let failed = ev.is_err();
+                if tx.send(ev).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        EventReader { rx, task }
+    }
+}
+
+impl Drop for EventReader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Posts kept for re-sending at most; a user offline for longer than this loses the oldest,
 /// as a real client's bounded outbox would.
 pub const OUTBOX_MAX: usize = 256;
@@ -137,7 +173,10 @@ pub async fn run_webex<N: Net>(mut d: WebexSpec<N>) {
     tokio::time::sleep(d.login_at.saturating_sub(d.net.now())).await;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
     let mut st = State::default();
-    let mut next_action = d.plan.as_ref().map(|p| p.start);
+    let mut next_action = d
+        .plan
+        .as_ref()
+        .map(|p| crate::first_action_at(p.start, p.mean_interval, &mut d.rng));
     loop {
         let reason = session(&mut d, &mut st, &mut next_action, &mut backoff).await;
         d.recorder
@@ -197,10 +236,11 @@ async fn session<N: Net>(
             Ok(Ok(s)) => s,
             _ => return "event socket connect failed".into(),
         };
-    let mut ws: EventClient<N::Stream> = match ws_connect(stream, &token, &mut d.rng).await {
+    let ws: EventClient<N::Stream> = match ws_connect(stream, &token, &mut d.rng).await {
         Ok(ws) => ws,
         Err(e) => return format!("event socket refused: {e}"),
     };
+    let mut events = EventReader::spawn(ws);
     backoff.reset();
     d.recorder
         .session(&d.host, &d.email, &d.device, true, "logged in");
@@ -214,7 +254,7 @@ async fn session<N: Net>(
         let wait = next_action.map_or(Duration::from_secs(3600), |t| t.saturating_sub(d.net.now()));
         tokio::select! {
             biased;
-            ev = ws.next_event() => match ev {
+            ev = events.rx.recv() => match ev.unwrap_or_else(|| Err("reader ended".into())) {
                 Ok(ev) => {
                     if !c.is_open() {
                         c = match client(d).await {
@@ -403,6 +443,9 @@ async fn handle<N: Net>(
                 .unwrap_or_else(|| a.id.clone());
             if a.verb == Verb::Share {
                 d.recorder.note("webex: file received");
+            }
+            if a.edit_of.is_some() {
+                d.recorder.note("webex: edit received");
             }
             st.last_received
                 .insert(a.actor.clone(), (a.space_id.clone(), a.id.clone()));
@@ -637,6 +680,139 @@ async fn flush_outbox(st: &mut State, c: &mut HttpClient, token: &str) -> Result
         st.outbox.pop_front();
     }
     Ok(())
+}
+
+/// A Webex group space one user creates and posts to (spec 42): 3+ members, possibly Hybrid
+/// Message users on Jabber. The cloud never routes group spaces to a connector, so nothing of
+/// it reaches Jabber, and no read receipts come from those users.
+pub struct GroupSpaceSpec<N: Net> {
+    /// Network backend.
+    pub net: N,
+    /// Farm host name (for records).
+    pub host: String,
+    /// Cloud host and port.
+    pub cloud: (String, u16),
+    /// The creator's email.
+    pub email: String,
+    /// The creator's password.
+    pub password: String,
+    /// The other members' emails.
+    pub members: Vec<String>,
+    /// When the space is created.
+    pub at: Duration,
+    /// Mean time between posts (exponential).
+    pub mean_interval: Duration,
+    /// Posting stops at this time.
+    pub stop: Duration,
+    /// The device name for records (a second Webex device of the creator).
+    pub device: String,
+    /// This space's RNG.
+    pub rng: ChaCha8Rng,
+    /// Where to report.
+    pub recorder: Rc<dyn Recorder>,
+}
+
+/// Runs one group space: create it at `at`, post tagged texts until `stop`. Failures are
+/// retried with backoff (a lost post's `client_id` makes the retry idempotent).
+pub async fn run_group_space<N: Net>(mut d: GroupSpaceSpec<N>) {
+    tokio::time::sleep(d.at.saturating_sub(d.net.now())).await;
+    let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
+    let mut st = GroupSpaceState::default();
+    while d.net.now() < d.stop || st.pending.is_some() {
+        match group_space_session(&mut d, &mut st, &mut backoff).await {
+            Ok(()) => return,
+            Err(e) => {
+                d.recorder.note("webex: group space session failed");
+                tracing::debug!(email = %d.email, error = %e, "group space session failed");
+                tokio::time::sleep(backoff.next_delay(&mut d.rng)).await;
+            }
+        }
+    }
+}
+
+/// What a group space's poster keeps across sessions.
+#[derive(Default)]
+struct GroupSpaceState {
+    /// The space and its key, once created.
+    space: Option<(String, SpaceKey)>,
+    /// Posts made.
+    seq: u64,
+    /// The post not yet acknowledged by the cloud: (tag, body), re-sent after a reconnect.
+    pending: Option<(String, Value)>,
+}
+
+/// Logs in, creates the space if need be, then posts until `stop`.
+async fn group_space_session<N: Net>(
+    d: &mut GroupSpaceSpec<N>,
+    st: &mut GroupSpaceState,
+    backoff: &mut Backoff,
+) -> Result<(), String> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.cloud.0, d.cloud.1))
+        .await
+        .map_err(|_| "connect timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    let mut c = HttpClient::handshake(s).await.map_err(|e| e.to_string())?;
+    let login = json!({"email": d.email, "password": d.password});
+    let v = call(&mut c, Method::Post, "/v1/login", None, login).await?;
+    let token = v["token"].as_str().unwrap_or_default().to_string();
+    backoff.reset();
+    let (id, key) = match st.space.clone() {
+        Some(s) => s,
+        None => {
+            let mut members = vec![d.email.clone()];
+            members.extend(d.members.iter().cloned());
+            let body = json!({"kind": "group", "members": members});
+            let v = call(&mut c, Method::Post, "/v1/spaces", Some(&token), body).await?;
+            let id = v["space_id"].as_str().unwrap_or_default().to_string();
+            let key = key_for(&mut State::default(), &mut c, &token, &id).await?;
+            d.recorder.group(
+                &d.host,
+                GroupEvent {
+                    room: id.clone(),
+                    user: d.email.clone(),
+                    device: d.device.clone(),
+                    kind: GroupEventKind::SpaceCreated { members },
+                },
+            );
+            st.space = Some((id.clone(), key.clone()));
+            (id, key)
+        }
+    };
+    let path = format!("/v1/spaces/{id}/activities");
+    loop {
+        if let Some((_, body)) = st.pending.clone() {
+            call(&mut c, Method::Post, &path, Some(&token), body).await?;
+            st.pending = None;
+        }
+        let now = d.net.now();
+        if now >= d.stop {
+            return Ok(());
+        }
+        let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
+        tokio::time::sleep(d.mean_interval.mul_f64(-u.ln())).await;
+        if d.net.now() >= d.stop {
+            return Ok(());
+        }
+        st.seq += 1;
+        let user = d.email.split('@').next().unwrap_or("w");
+        let tag = format!("{GROUP_SPACE_TAG_PREFIX}{user}.{}.{}", d.device, st.seq);
+        let mut iv = [0u8; 12];
+        d.rng.fill(&mut iv);
+        let ct = jwe::encrypt(&key, iv, format!("hello all [[{tag}]]").as_bytes());
+        let body = json!({"verb": "post", "encrypted_text": ct, "client_id": tag});
+        st.pending = Some((tag.clone(), body));
+        let kind = GroupEventKind::SpacePosted { id: tag };
+        let ev = GroupEvent {
+            room: id.clone(),
+            user: d.email.clone(),
+            device: d.device.clone(),
+            kind,
+        };
+        d.recorder.group(&d.host, ev);
+        if !c.is_open() {
+            return Err("connection closed".into());
+        }
+    }
 }
 
 /// Vocabulary for generated texts.

@@ -33,10 +33,14 @@ pub enum Expect {
 
 /// Whether `m` must be delivered, given the scenario's faults.
 pub fn expectation(s: &Scenario, m: &MessageRecord) -> Expect {
-    let at_risk = s.faults.iter().any(|f| {
-        let (start, end) = crate::faults::window(f);
-        m.sent_at + Duration::from_secs(1) >= start && m.sent_at <= end + RISK_MARGIN
-    });
+    let at_risk = s
+        .faults
+        .iter()
+        .filter(|f| crate::faults::breaks_streams(f))
+        .any(|f| {
+            let (start, end) = crate::faults::window(f);
+            m.sent_at + Duration::from_secs(1) >= start && m.sent_at <= end + RISK_MARGIN
+        });
     if at_risk {
         Expect::AtRisk
     } else {
@@ -177,6 +181,11 @@ pub fn evaluate(
                 Check::PrgFailover(e) => crate::prg::check(s, out, e),
                 Check::Reached(points) => reached(out, points),
                 Check::Presence(_) => crate::presence_check::check(out).0,
+                Check::NoSecretsInLogs => crate::secrets_check::check(out),
+                Check::WithinCapacity => crate::capacity_check::check(s, out),
+                Check::GroupChat => crate::group_chat_check::check(out),
+                Check::Migration(e) => crate::migration_check::migration(s, out, e),
+                Check::StatusPage(_) => crate::migration_check::status_page(s, out),
                 Check::NoPlaintextAtCloud => match &out.plaintext {
                     Some(log) => crate::hybrid::plaintext_check(log),
                     None => (Status::Fail, "the run has no cloud".into()),
@@ -185,10 +194,6 @@ pub fn evaluate(
                     let m = crate::interop::matrix(out, &out.bridge);
                     crate::interop::check(&m, &e.expect)
                 }
-                other => (
-                    Status::Fail,
-                    format!("`{}` is not executable in this build", check_name(other)),
-                ),
             };
             CheckResult {
                 name: check_name(c).to_string(),
@@ -299,7 +304,7 @@ fn latency(b: &crate::scenario::LatencyBound, p99_ms: f64, max_ms: f64) -> (Stat
 }
 
 /// Every device that was ever up is up at the end, and came back within `within` of the last
-/// fault ending.
+/// fault ending; so is every connector session that was ever open (connector liveness).
 fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String) {
     let last_fault_end = s
         .faults
@@ -308,6 +313,17 @@ fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String)
         .max()
         .unwrap_or_default();
     let bound = last_fault_end + within;
+    let (status, detail) = devices_liveness(out, within, bound);
+    match crate::migration_check::connector_liveness(out, bound) {
+        None => (status, detail),
+        Some(Ok(c)) => (status, format!("{detail}; {c}")),
+        Some(Err(c)) if status == Status::Pass => (Status::Fail, c),
+        Some(Err(c)) => (status, format!("{detail}; {c}")),
+    }
+}
+
+/// The Jabber half of [`liveness`]: devices up at the end, none logging in after `bound`.
+fn devices_liveness(out: &RunOutput, within: Duration, bound: Duration) -> (Status, String) {
     let down = out.observer.devices_down();
     if !down.is_empty() {
         let names: Vec<String> = down.iter().map(|(u, d)| format!("{u}/{d}")).collect();
@@ -364,6 +380,8 @@ pub struct Oracle<'a> {
     users: BTreeMap<String, (String, usize)>,
     /// (user, device) → session transitions in time order.
     sessions: BTreeMap<(String, String), Vec<(Duration, bool)>>,
+    /// When a PRG changed state on its own (an automatic fallback long after its fault).
+    prg_changes: Vec<Duration>,
 }
 
 impl<'a> Oracle<'a> {
@@ -386,7 +404,12 @@ impl<'a> Oracle<'a> {
                 .or_default()
                 .push((e.at, e.up));
         }
-        Self { s, users, sessions }
+        Self {
+            s,
+            users,
+            sessions,
+            prg_changes: prg_changes(out),
+        }
     }
 
     /// The IM&P cluster settings of a user's home cluster.
@@ -431,8 +454,9 @@ impl<'a> Oracle<'a> {
     /// when the recipient had no session around the send (within a second). A crash or
     /// bounce of client farms puts at risk only the messages of that farm's users in flight at
     /// that moment ([`FARM_CRASH_RISK`]): the node sees the streams close and stores what comes
-    /// after. Every other fault puts at risk everything sent during it and [`RISK_MARGIN`]
-    /// after (as [`expectation`]).
+    /// after. Service faults that keep streams up put nothing at risk
+    /// ([`crate::faults::breaks_streams`]). Every other fault puts at risk everything sent
+    /// during it and [`RISK_MARGIN`] after (as [`expectation`]).
     pub fn expect(&self, m: &MessageRecord) -> Expect {
         let storage_off = self.cluster(&m.to).is_some_and(|c| !c.offline_storage);
         let around = (
@@ -453,8 +477,22 @@ impl<'a> Oracle<'a> {
 
     /// Whether a fault could have swallowed `m` (see [`Oracle::expect`]).
     pub fn at_risk(&self, m: &MessageRecord) -> bool {
+        // A PRG moving users (failover or fallback, manual or automatic) ends their streams
+        // with `see-other-host`: what is in flight then is lost, as with any broken stream.
+        let moved = self
+            .prg_changes
+            .iter()
+            .any(|&t| m.sent_at + PRG_SAMPLE_SLACK >= t && m.sent_at <= t + RISK_MARGIN);
+        if moved {
+            return true;
+        }
         let farm = |u: &str| self.users.get(u).map(|(f, _)| f.as_str());
-        self.s.faults.iter().any(|f| {
+        let mut risky = self
+            .s
+            .faults
+            .iter()
+            .filter(|f| crate::faults::breaks_streams(f));
+        risky.any(|f| {
             let (start, end) = crate::faults::window(f);
             let farms_only = f.partition.is_none()
                 && match (&f.crash, &f.bounce) {
@@ -477,6 +515,27 @@ impl<'a> Oracle<'a> {
             }
         })
     }
+}
+
+/// PRG states are sampled, so a change is seen up to this long after it happened.
+const PRG_SAMPLE_SLACK: Duration = Duration::from_secs(5);
+
+/// The times at which a `prg_state/<host>` series changes value.
+fn prg_changes(out: &RunOutput) -> Vec<Duration> {
+    let mut at: Vec<Duration> = out
+        .series
+        .iter()
+        .filter(|(name, _)| name.starts_with("prg_state/"))
+        .flat_map(|(_, points)| {
+            points
+                .windows(2)
+                .filter(|w| w[0].1 != w[1].1)
+                .map(|w| Duration::from_secs_f64(w[1].0))
+        })
+        .collect();
+    at.sort();
+    at.dedup();
+    at
 }
 
 /// (delivery number, send position, id) of the replayed messages of one conversation on one

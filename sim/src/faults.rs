@@ -60,6 +60,8 @@ pub enum Service {
     Maintenance(String, bool),
     /// The AXL service of an IM&P node stops (true) or starts (spec 22).
     AxlStopped(String, bool),
+    /// Control Hub "Reactivate User" for every user in Error (spec 25).
+    Reactivate,
 }
 
 /// A timed action with a description for the record.
@@ -98,6 +100,20 @@ impl Timed {
 pub fn window(f: &Fault) -> (Duration, Duration) {
     let start = f.at.0;
     (start, start + f.for_.map(|d| d.0).unwrap_or_default())
+}
+
+/// Whether a fault can swallow messages in flight: it breaks TCP streams (crash, partition,
+/// cloud outage, ...) or delays them past what clients wait for. Service faults that keep every
+/// stream up (`kms_outage`, `http_errors`, `maintenance_mode`, `axl_stop`) do not: requests
+/// fail with a status the connector and clients retry with backoff, and maintenance moves
+/// users gracefully, so a loss during them is a bug, not a risk.
+pub fn breaks_streams(f: &Fault) -> bool {
+    let keeps_streams = f.kms_outage.is_some()
+        || f.http_errors.is_some()
+        || f.maintenance_mode.is_some()
+        || f.axl_stop.is_some()
+        || f.reactivate.is_some();
+    !keeps_streams
 }
 
 /// Builds the sorted action timeline. Only kinds validation lets through appear here.
@@ -276,6 +292,9 @@ fn service_faults(
             Service::AxlStopped(n.node.clone(), true),
             Some(off),
         );
+    }
+    if f.reactivate.is_some() {
+        pair("reactivate", Service::Reactivate, None);
     }
     // A restart rediscovers (spec 22); the Expressway's own maintenance mode looks like an
     // outage to the cloud (spec 29): both are host-level.

@@ -16,6 +16,7 @@ use connector::io::driver::{self, Peers};
 use connector::io::http::Method;
 use connector::io::net::{Net as _, TurmoilNet};
 use fakes::cloud::api::Request;
+use fakes::cloud::assignment::{Coresidency, NodeSize};
 use fakes::cloud::http::{CLOUD_HOST, CLOUD_PORT};
 use fakes::cloud::{Cloud, CloudConfig};
 use fakes::observe::Recorder;
@@ -40,6 +41,8 @@ pub const WEBEX_LOGIN_SPREAD: Duration = Duration::from_secs(30);
 
 /// Read-only handle on a connector core, for sampling.
 pub type ConnectorSlot = Rc<RefCell<Option<Rc<RefCell<ConnectorNode>>>>>;
+/// A connector core and how many of its session moves were read.
+pub type MovesSeen = (Rc<RefCell<ConnectorNode>>, u64);
 
 /// What the cloud's body tap found: every request body is scanned for a message tag
 /// (`[[id]]`), which only plaintext can contain (JWE compact is base64url and dots).
@@ -115,6 +118,9 @@ pub struct HybridHandles {
     pub hosts: Vec<String>,
     /// Connector cores by Expressway host.
     pub connectors: BTreeMap<String, ConnectorSlot>,
+    /// Per Expressway host, the core whose session moves were read and how many
+    /// ([`collect_moves`]); a restarted connector is a new core and starts again at 0.
+    pub moves_seen: RefCell<BTreeMap<String, MovesSeen>>,
 }
 
 /// The email a user has in Webex (every user has one there, spec 24; IM&P may lack it).
@@ -138,6 +144,26 @@ fn size_name(s: ExpresswaySize) -> &'static str {
         ExpresswaySize::Medium => "medium",
         ExpresswaySize::Large => "large",
     }
+}
+
+/// The cloud's capacity inputs for an Expressway cluster: VM size and coresidency (spec 2-7).
+pub fn capacity_shape(e: &crate::scenario::ExpresswayCluster) -> (NodeSize, Coresidency) {
+    let size = match e.size {
+        ExpresswaySize::Small => NodeSize::Small,
+        ExpresswaySize::Medium => NodeSize::Medium,
+        ExpresswaySize::Large => NodeSize::Large,
+    };
+    let (cal, call) = (
+        e.coresident.contains(&Coresident::Calendar),
+        e.coresident.contains(&Coresident::Call),
+    );
+    let coresidency = match (cal, call, e.mra) {
+        (_, _, true) => Coresidency::Mra,
+        (true, true, _) => Coresidency::CalendarCallMessage,
+        (true, false, _) | (false, true, _) => Coresidency::CalendarMessage,
+        _ => Coresidency::None,
+    };
+    (size, coresidency)
 }
 
 /// Creates the cloud, provisions users and Expressway clusters, adds the `cloud` host.
@@ -225,16 +251,7 @@ fn add_cloud(
 
 /// The cloud's coresidency description for an Expressway cluster (spec 6-7).
 fn coresidency(e: &crate::scenario::ExpresswayCluster) -> Value {
-    let (cal, call) = (
-        e.coresident.contains(&Coresident::Calendar),
-        e.coresident.contains(&Coresident::Call),
-    );
-    json!(match (cal, call, e.mra) {
-        (_, _, true) => "mra",
-        (true, true, _) => "calendar_call_message",
-        (true, false, _) | (false, true, _) => "calendar_message",
-        _ => "none",
-    })
+    json!(capacity_shape(e).1)
 }
 
 /// The connector settings of node `n` of Expressway cluster `e`.
@@ -272,7 +289,13 @@ fn settings(
     n: u32,
     token: Option<String>,
 ) -> NodeSettings {
-    let cluster = connector_config(s, e);
+    let mut cluster = connector_config(s, e);
+    let hostname = cluster.nodes[(n - 1) as usize].clone();
+    if e.hostname_check == crate::scenario::HostnameCheck::Skip {
+        // The local `lowercase-hostname` rule is bypassed: it sees lowercase names, while the
+        // node registers with its real hostname, which only Control Hub then refuses.
+        cluster.nodes = cluster.nodes.iter().map(|h| h.to_lowercase()).collect();
+    }
     let others = s
         .topology
         .expressway_clusters
@@ -281,7 +304,7 @@ fn settings(
         .map(|o| connector_config(s, o))
         .collect();
     NodeSettings {
-        hostname: cluster.nodes[(n - 1) as usize].clone(),
+        hostname,
         primary: n == 1,
         cluster,
         others,
@@ -426,6 +449,7 @@ fn add_webex_farms(
 ) {
     let farms = s.topology.client_farms.webex;
     let plans = Rc::new(plans);
+    let spaces = Rc::new(crate::group_chat_check::space_plans(s, rngs, users));
     for k in 1..=farms {
         let host = format!("webex-{k}");
         let mine: Rc<Vec<UserSpec>> = Rc::new(
@@ -437,6 +461,7 @@ fn add_webex_farms(
         );
         let incarnation = Rc::new(Cell::new(0u32));
         let (rngs, plans, recorder, s) = (*rngs, plans.clone(), recorder.clone(), s.clone());
+        let spaces = spaces.clone();
         let host_name = host.clone();
         sim.host(host.as_str(), move || {
             let inc = incarnation.get();
@@ -463,6 +488,14 @@ fn add_webex_farms(
                     recorder: recorder.clone(),
                 };
                 tokio::task::spawn_local(run_webex(spec));
+                let ctx = (&s, &rngs, &recorder);
+                crate::group_chat_check::spawn_spaces(
+                    spaces.get(&u.index),
+                    u,
+                    inc,
+                    &host_name,
+                    ctx,
+                );
             }
             async move {
                 std::future::pending::<()>().await;
@@ -563,6 +596,21 @@ pub fn apply(
         Service::AxlStopped(node, stopped) => {
             crate::imp::set_axl_stopped(node, *stopped);
         }
+        Service::Reactivate => {
+            if let Some(c) = &h.cloud {
+                let mut c = c.borrow_mut();
+                let errors: Vec<String> = c
+                    .org()
+                    .users()
+                    .filter(|u| u.state == fakes::cloud::org::HmState::Error)
+                    .map(|u| u.email.clone())
+                    .collect();
+                for email in errors {
+                    let path = format!("/v1/admin/users/{email}/reactivate");
+                    admin(&mut c, now, Method::Post, &path, Value::Null);
+                }
+            }
+        }
     }
 }
 
@@ -574,6 +622,7 @@ pub fn sample_bridge(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
     if h.connectors.is_empty() {
         return;
     }
+    collect_moves(h, out);
     let mut open = std::collections::BTreeSet::new();
     for slot in h.connectors.values() {
         let Some(core) = slot.borrow().as_ref().cloned() else {
@@ -607,9 +656,46 @@ pub fn sample_bridge(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
     }
 }
 
-/// Time series of the connectors: open sessions per IM&P node, and the status page totals.
+/// Appends the session moves (failover, fallback) the connectors made since the last call to
+/// the series `connector_moves/<host>/<from>/<to>`: one point per move, at its exact time,
+/// valued with the number of such moves so far (the migration check's input).
+pub fn collect_moves(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
+    let mut seen = h.moves_seen.borrow_mut();
+    for (host, slot) in &h.connectors {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let read = match seen.get(host) {
+            Some((c, n)) if Rc::ptr_eq(c, &core) => *n,
+            _ => 0,
+        };
+        let node = core.borrow();
+        let (moves, total) = node.sessions().moves();
+        let fresh = (total.saturating_sub(read) as usize).min(moves.len());
+        for m in moves.iter().skip(moves.len() - fresh) {
+            let series = out
+                .series
+                .entry(format!("connector_moves/{host}/{}/{}", m.from, m.to))
+                .or_default();
+            let so_far = series.last().map_or(0.0, |p| p.1);
+            series.push((m.at.as_secs_f64(), so_far + 1.0));
+        }
+        drop(node);
+        seen.insert(host.clone(), (core, total));
+    }
+}
+
+/// Time series of the connectors: open sessions per IM&P node, and every field of the status
+/// page (spec 66-71) as `status/<host>/<field>` and `status/<host>/<imp node>/<field>`;
+/// text fields as numbers: connectivity 1 = Operational, node status 1 = Operational,
+/// certificate validation 1 = on, the version as a number (`14.0`).
+///
+/// Also what `within_capacity` reads: per connector node the users the cloud assigned to it
+/// (`connector_assigned/<host>`) and its open sessions (`connector_open_sessions/<host>`), and
+/// the cloud's own view ([`sample_cloud`]).
 pub fn sample_series(h: &HybridHandles, out: &mut crate::runner::RunOutput, now: Duration) {
     let t = now.as_secs_f64();
+    sample_cloud(h, out, t);
     for (host, slot) in &h.connectors {
         let Some(core) = slot.borrow().as_ref().cloned() else {
             continue;
@@ -621,22 +707,72 @@ pub fn sample_series(h: &HybridHandles, out: &mut crate::runner::RunOutput, now:
                 .or_default()
                 .push((t, n as f64));
         }
-        let page = core.status_page(now);
-        for (k, v) in [
-            ("enabled", page.enabled),
-            ("active", page.active),
-            ("inactive", page.inactive),
-        ] {
+        let mut push = |name: String, n: usize| {
+            out.series.entry(name).or_default().push((t, n as f64));
+        };
+        push(format!("connector_assigned/{host}"), core.assigned().len());
+        let open: usize = core.sessions().open_per_node().values().sum();
+        push(format!("connector_open_sessions/{host}"), open);
+        for (k, v) in crate::migration_check::page_fields(&core.status_page(now)) {
             out.series
                 .entry(format!("status/{host}/{k}"))
                 .or_default()
-                .push((t, v as f64));
+                .push((t, v));
         }
+    }
+}
+
+/// The cloud's view at `t`: users assigned per connector node and whether the node takes users
+/// (`cloud_assigned/<node>`, `cloud_eligible/<node>`), and how many users are in each Hybrid
+/// Message state (`cloud_users/<state>`, spec 25-27).
+fn sample_cloud(h: &HybridHandles, out: &mut crate::runner::RunOutput, t: f64) {
+    let Some(cloud) = &h.cloud else { return };
+    let cloud = cloud.borrow();
+    let mut push = |name: String, v: f64| out.series.entry(name).or_default().push((t, v));
+    let a = cloud.assignment();
+    for cluster in a.clusters() {
+        let Some(st) = a.cluster_status(cluster) else {
+            continue;
+        };
+        for n in st.nodes {
+            push(format!("cloud_assigned/{}", n.node), f64::from(n.assigned));
+            let eligible = n.up && !n.maintenance;
+            push(
+                format!("cloud_eligible/{}", n.node),
+                f64::from(u8::from(eligible)),
+            );
+        }
+    }
+    let mut states: BTreeMap<String, f64> = BTreeMap::new();
+    for u in cloud.org().users() {
+        *states
+            .entry(format!("cloud_users/{:?}", u.state))
+            .or_default() += 1.0;
+    }
+    for (name, n) in states {
+        push(name, n);
+    }
+}
+
+/// Every Hybrid Message state change of a user, as the cloud recorded it when it happened
+/// (spec 25-27): `cloud: user Pending -> Active`, `cloud: user Pending -> Error (<reason>)`.
+fn hit_transitions(out: &crate::runner::RunOutput, u: &fakes::cloud::org::User) {
+    use fakes::cloud::org::HmState;
+    let mut from = HmState::NotEnabled;
+    for e in &u.history {
+        let why = match (e.state, e.reason.as_deref()) {
+            (HmState::Error, Some(r)) => format!(" ({r})"),
+            _ => String::new(),
+        };
+        out.observer
+            .hit(&format!("cloud: user {from:?} -> {:?}{why}", e.state));
+        from = e.state;
     }
 }
 
 /// Final connector counters into the run output.
 pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
+    collect_moves(h, out);
     if let Some(cloud) = &h.cloud {
         out.plaintext = Some(h.leaks.borrow().clone());
         let cloud = cloud.borrow();
@@ -649,7 +785,19 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
                 (state, _) => format!("cloud: users {state:?}"),
             };
             out.observer.hit(&what);
+            hit_transitions(out, u);
         }
+        // Rare events counted where they happened in the cloud (reassignment, rebalancing,
+        // maintenance drains, refused registrations, reactivations).
+        for (what, n) in cloud.coverage() {
+            out.observer.hit_n(what, *n);
+        }
+        let enabled = cloud.org().hm_enabled_count();
+        let assigned = cloud.assignment().assigned_count();
+        out.observer.hit_n(
+            "cloud: enabled users unassigned at the end",
+            enabled.saturating_sub(assigned) as u64,
+        );
         for u in &out.users {
             let st = cloud.presence().state(out.elapsed, &u.jid);
             let p = crate::presence_check::from_cloud(
@@ -677,9 +825,15 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
             ("keys_fetched", st.keys_fetched),
             ("spaces_created", st.spaces_created),
             ("dropped_full", st.dropped_full),
+            ("deduplicated", st.deduplicated),
             ("sessions_opened", ss.opened),
             ("sessions_refused_rate", ss.refused_rate),
             ("sessions_failed", ss.failed),
+            ("sessions_moved", core.sessions().moves().1),
+            (
+                "sessions_redirected_while_moving",
+                ss.redirected_while_moving,
+            ),
             ("assigned", core.assigned().len() as u64),
         ]
         .into_iter()

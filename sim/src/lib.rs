@@ -17,17 +17,26 @@
 //! - [`prg`]: IM&P Presence Redundancy Groups: settings, client server lists, failover
 //!   faults, `prg_state` series and the `prg_failover` check.
 //! - [`presence_check`]: Webex presence as Jabber contacts see it (spec 50-55).
+//! - [`group_chat_check`]: group chat is never bridged (spec 42): the `group_chat` workload's
+//!   plans and check.
+//! - [`migration_check`]: IM&P failover as the connector sees it: the `migration` and
+//!   `status_page` checks, connector liveness, the migration curve (spec 61-71).
+//! - [`secrets_check`]: the `no_secrets_in_logs` check: the run's log captured in memory,
+//!   the trace and the run record scanned for every secret the run knows.
 //! - [`runner`]: building the world and stepping it, bounded by `duration + drain`.
 //! - [`checks`]: the oracle.
 //! - [`record`]: run record assembly and output files.
 //! - [`cli`]: the `hmsim` command line.
 
+pub mod capacity_check;
 pub mod checks;
 pub mod cli;
 pub mod faults;
+pub mod group_chat_check;
 pub mod hybrid;
 pub mod imp;
 pub mod interop;
+pub mod migration_check;
 pub mod observer;
 pub mod presence_check;
 pub mod prg;
@@ -35,6 +44,7 @@ pub mod record;
 pub mod rng;
 pub mod runner;
 pub mod scenario;
+pub mod secrets_check;
 pub mod topology;
 
 /// Errors at this crate's boundary.

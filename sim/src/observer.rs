@@ -5,7 +5,10 @@
 //! is ever read by a host. Events are appended in simulated-time order because the simulation
 //! is single-threaded and hosts run in a fixed order within each tick.
 
-use fakes::observe::{ClientKind, Delivered, PresenceEvent, Recorder, Refused, Sent};
+use fakes::observe::{
+    ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, PresenceEvent, Recorder, Refused,
+    Sent,
+};
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -73,6 +76,11 @@ struct State {
     /// presence-translation check's history.
     webex_presence_log: Vec<(Duration, PresenceEvent)>,
     coverage: BTreeMap<String, u64>,
+    /// Group chat and group space events (spec 42), in order, with their time.
+    group: Vec<(Duration, GroupEvent)>,
+    /// Deliveries of Webex group-space posts (tags [`GROUP_SPACE_TAG_PREFIX`]), by any client:
+    /// not 1:1 messages, so kept apart from the message history.
+    group_space_deliveries: Vec<(Duration, Delivered)>,
     digest: Sha256,
     digest_events: u64,
 }
@@ -221,6 +229,16 @@ impl Observer {
             .collect()
     }
 
+    /// Group chat and group space events (spec 42), in order, with their time.
+    pub fn group_events(&self) -> Vec<(Duration, GroupEvent)> {
+        self.state.borrow().group.clone()
+    }
+
+    /// Deliveries of Webex group-space posts, by any client, with their time.
+    pub fn group_space_deliveries(&self) -> Vec<(Duration, Delivered)> {
+        self.state.borrow().group_space_deliveries.clone()
+    }
+
     /// Coverage counters.
     pub fn coverage(&self) -> BTreeMap<String, u64> {
         self.state.borrow().coverage.clone()
@@ -279,6 +297,10 @@ impl Recorder for Observer {
             if ev.carbon { " carbon" } else { "" }
         );
         self.digest(&mut st, at, host, &line);
+        if ev.id.starts_with(GROUP_SPACE_TAG_PREFIX) {
+            st.group_space_deliveries.push((at, ev));
+            return;
+        }
         let number = st.delivery_count;
         st.delivery_count += 1;
         let Some(m) = st.messages.get_mut(&ev.id) else {
@@ -345,6 +367,14 @@ impl Recorder for Observer {
         }
         st.presence_seen
             .insert((ev.user.clone(), ev.device.clone(), contact), ev);
+    }
+
+    fn group(&self, host: &str, ev: GroupEvent) {
+        let at = now();
+        let mut st = self.state.borrow_mut();
+        let line = format!("group {} {}/{} {:?}", ev.room, ev.user, ev.device, ev.kind);
+        self.digest(&mut st, at, host, &line);
+        st.group.push((at, ev));
     }
 
     fn refused(&self, host: &str, ev: Refused) {

@@ -93,7 +93,7 @@ pub fn build(
         extra,
     };
     let passed = out.failure.is_none() && results.iter().all(|c| c.status == reports::Status::Pass);
-    RunRecord {
+    let mut record = RunRecord {
         schema_version: reports::SCHEMA_VERSION,
         scenario: s.name.clone(),
         scenario_file: file.to_string(),
@@ -124,12 +124,20 @@ pub fn build(
             .map(|(name, points)| Series {
                 unit: name.split('/').next().unwrap_or("").to_string(),
                 name: name.clone(),
-                points: points.clone(),
+                // Move series hold a point per move (thousands): the record keeps the shape.
+                points: if name.starts_with(crate::migration_check::MOVES_SERIES) {
+                    crate::migration_check::thin(points, crate::runner::SAMPLES_MAX as usize)
+                } else {
+                    points.clone()
+                },
             })
             .collect(),
         tables: tables(s, out),
         coverage: out.observer.coverage(),
-    }
+    };
+    // `no_secrets_in_logs` also covers the record itself (and so the reports made from it).
+    crate::secrets_check::check_record(out, &mut record);
+    record
 }
 
 /// The commit of the working tree, when run from a git checkout.
@@ -185,9 +193,19 @@ pub fn write_outputs(dir: &Path, r: &RunRecord) -> Result<Vec<PathBuf>, crate::E
     Ok(written)
 }
 
-/// Writes `trace.jsonl`: every session transition, send and delivery, one JSON object a line,
-/// in time order per kind. For debugging a failing seed; large runs produce large files.
+/// Writes `trace.jsonl` ([`trace_text`]). For debugging a failing seed; large runs produce
+/// large files.
 pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error> {
+    let text = trace_text(out);
+    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io(dir.display().to_string(), e))?;
+    let path = dir.join("trace.jsonl");
+    std::fs::write(&path, text).map_err(|e| crate::Error::Io(path.display().to_string(), e))?;
+    Ok(path)
+}
+
+/// The lines of `trace.jsonl`: every session transition, send and delivery, one JSON object a
+/// line, in time order per kind.
+pub fn trace_text(out: &RunOutput) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
     for e in out.observer.sessions() {
@@ -218,10 +236,7 @@ pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error>
             }
         }
     });
-    std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io(dir.display().to_string(), e))?;
-    let path = dir.join("trace.jsonl");
-    std::fs::write(&path, text).map_err(|e| crate::Error::Io(path.display().to_string(), e))?;
-    Ok(path)
+    text
 }
 
 /// Result tables of the run: the interop matrix whenever the bridge runs.
@@ -238,6 +253,13 @@ fn tables(s: &Scenario, out: &RunOutput) -> Vec<reports::Table> {
         .any(|c| matches!(c, crate::scenario::Check::Presence(_)))
     {
         t.push(crate::presence_check::check(out).1);
+    }
+    if s.checks
+        .iter()
+        .any(|c| matches!(c, crate::scenario::Check::Migration(_)))
+        && let Some(curve) = crate::migration_check::curve_table(out)
+    {
+        t.push(curve);
     }
     t
 }

@@ -14,7 +14,7 @@ use crate::topology::{self, UserSpec};
 use connector::io::net::TurmoilNet;
 use connector::proto::xmpp::Jid;
 use fakes::imp::{Directory, ImpNode, NodeConfig, NodeDb, UserRecord, driver};
-use fakes::jabber::{ChatPlan, DeviceSpec, PresencePlan, run_device};
+use fakes::jabber::{ChatPlan, DeviceSpec, GroupPlan, PresencePlan, run_device};
 use fakes::observe::Recorder;
 use rand::RngExt as _;
 use std::cell::{Cell, RefCell};
@@ -85,6 +85,10 @@ pub struct RunOutput {
     pub plaintext: Option<crate::hybrid::LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
     pub webex_presence: BTreeMap<String, connector::core::presence::WebexPresence>,
+    /// Group chat counters of the IM&P nodes and the cloud's group spaces (spec 42).
+    pub group: crate::group_chat_check::GroupFacts,
+    /// The run's secrets and captured log, when the scenario lists `no_secrets_in_logs`.
+    pub secrets: Option<crate::secrets_check::Evidence>,
 }
 
 impl RunOutput {
@@ -106,12 +110,23 @@ impl RunOutput {
             connector_stats: BTreeMap::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
+            group: Default::default(),
+            secrets: None,
         }
     }
 }
 
 /// Runs `s` with `seed`, calling `progress` every few simulated seconds.
 pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOutput {
+    // `no_secrets_in_logs` judges everything the run logs: capture it (only then).
+    let (mut out, log) = crate::secrets_check::capture(s, || run_world(s, seed, progress));
+    if let (Some(ev), Some((log, cut))) = (out.secrets.as_mut(), log) {
+        (ev.log, ev.log_cut) = (log, cut);
+    }
+    out
+}
+
+fn run_world(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOutput {
     let rngs = RngFactory::new(seed);
     crate::imp::reset();
     let users = topology::population(s, &rngs);
@@ -137,7 +152,8 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
         }
     }
     let slots = add_imp_hosts(&mut sim, s, &users, &plans);
-    add_jabber_farms(&mut sim, s, plans, &rngs, &users, &observer);
+    let groups = crate::group_chat_check::jabber_plans(s, &rngs, &users);
+    add_jabber_farms(&mut sim, s, (plans, groups), &rngs, &users, &observer);
     let hybrid = crate::hybrid::add_hosts(&mut sim, s, &rngs, &users, &senders, observer.clone());
     let timeline = faults::timeline(&s.faults, base);
     let mut out = RunOutput {
@@ -155,9 +171,18 @@ pub fn run(s: &Scenario, seed: u64, progress: &mut dyn FnMut(Progress)) -> RunOu
         connector_stats: BTreeMap::new(),
         plaintext: None,
         webex_presence: BTreeMap::new(),
+        group: Default::default(),
+        secrets: None,
     };
     step_loop(&mut sim, s, &timeline, &slots, &hybrid, &mut out, progress);
     crate::hybrid::final_stats(&hybrid, &mut out);
+    crate::group_chat_check::collect(&slots, &hybrid, &mut out);
+    if crate::secrets_check::listed(s) {
+        out.secrets = Some(crate::secrets_check::Evidence {
+            secrets: crate::secrets_check::collect(s, &hybrid, &out.users),
+            ..Default::default()
+        });
+    }
     crate::imp::report(&out.observer);
     for (host, slot) in &slots {
         if let Some(node) = slot.borrow().as_ref() {
@@ -349,12 +374,13 @@ fn chat_plans(
 fn add_jabber_farms(
     sim: &mut turmoil::Sim<'_>,
     s: &Scenario,
-    plans: BTreeMap<u32, ChatPlan>,
+    (plans, groups): (BTreeMap<u32, ChatPlan>, BTreeMap<u32, GroupPlan>),
     rngs: &RngFactory,
     users: &[UserSpec],
     observer: &Rc<Observer>,
 ) {
     let plans = Rc::new(plans);
+    let groups = Rc::new(groups);
     let presence = presence_config(s);
     for k in 1..=s.topology.client_farms.jabber {
         let host = topology::jabber_farm(k);
@@ -368,6 +394,7 @@ fn add_jabber_farms(
         );
         let incarnation = Rc::new(Cell::new(0u32));
         let (rngs, plans, recorder) = (*rngs, plans.clone(), observer.clone() as Rc<dyn Recorder>);
+        let groups = groups.clone();
         let host_name = host.clone();
         sim.host(host.as_str(), move || {
             // Each start of the farm is a new incarnation: fresh RNG streams and message ids,
@@ -380,6 +407,7 @@ fn add_jabber_farms(
                 recorder.clone(),
                 host_name.clone(),
             );
+            let groups = groups.clone();
             async move {
                 for (u, server) in mine.iter() {
                     let dev = Devices {
@@ -387,6 +415,7 @@ fn add_jabber_farms(
                         host: &host,
                         rngs: &rngs,
                         plans: &plans,
+                        groups: &groups,
                         presence,
                         recorder: &recorder,
                     };
@@ -413,7 +442,7 @@ fn presence_config(s: &Scenario) -> PresenceConfig {
                 .unwrap_or(CHAT_START_DEFAULT.min(s.duration.0 / 2)),
             p.stop.unwrap_or(s.duration).0,
         )),
-        Workload::Chat(_) => None,
+        Workload::Chat(_) | Workload::GroupChat(_) => None,
     })
 }
 
@@ -423,6 +452,7 @@ struct Devices<'a> {
     host: &'a str,
     rngs: &'a RngFactory,
     plans: &'a BTreeMap<u32, ChatPlan>,
+    groups: &'a BTreeMap<u32, GroupPlan>,
     presence: PresenceConfig,
     recorder: &'a Rc<dyn Recorder>,
 }
@@ -433,6 +463,7 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
         host,
         rngs,
         plans,
+        groups,
         presence,
         recorder,
     } = *dev;
@@ -454,6 +485,7 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
             } else {
                 None
             },
+            group: groups.get(&u.index).filter(|_| d == 1).cloned(),
             rng,
             recorder: recorder.clone(),
             presence: presence.map(|(mean, manual, start, stop)| PresencePlan {
@@ -563,12 +595,15 @@ fn is_client_farm(host: &str) -> bool {
 /// Nothing that must arrive is still on its way.
 fn quiescent(s: &Scenario, out: &RunOutput) -> bool {
     use crate::checks::{Expect, Oracle};
-    if out.observer.undelivered().is_empty() {
+    let bridged = crate::topology::uses_cloud(s);
+    // Without a bridge a message with one delivery is done. Across the bridge it may still be
+    // on its way to the recipient's other client (Webex after Jabber): look at every one.
+    if !bridged && out.observer.undelivered().is_empty() {
         return true;
     }
     // Only undelivered messages need the oracle (it indexes the session history).
     let oracle = Oracle::new(s, out);
-    if crate::topology::uses_cloud(s) {
+    if bridged {
         // Across the bridge each recipient client is judged: wait only for what must arrive.
         let by_jid: BTreeMap<&str, &UserSpec> =
             out.users.iter().map(|u| (u.jid.as_str(), u)).collect();

@@ -1,15 +1,29 @@
 //! The real connector end to end in turmoil, before any scenario machinery: one fake IM&P node
-//! (c2s, component port, AXL), the fake cloud, the connector on `exp-a-1`, a Webex user
-//! (Alice, Hybrid Message) and a Jabber user (Bob, not Hybrid Message).
+//! (c2s, component port, AXL), the fake cloud, the connector on `exp-a-1`, and the two users of
+//! the acceptance test of spec 35 ("Test Hybrid Message" in the deployment guide), Alice and
+//! Bob, who are each other's contacts.
 //!
-//! W+ → J−: Alice posts in Webex; her connector decrypts and sends it from her session, so
-//! Bob's Jabber shows it. J− → W+: Bob answers from Jabber; IM&P copies it to Alice's session;
-//! the connector encrypts it with the space key and posts it; Alice's Webex shows it.
+//! First half (`webex_to_jabber_and_back_through_the_real_connector`): Alice (Hybrid Message)
+//! on Webex, Bob (not Hybrid Message) on Jabber. W+ → J−: Alice posts in Webex; her connector
+//! decrypts it and sends it from her session, so Bob's Jabber shows it, and Alice shows
+//! "Available @ Webex" there. J− → W+: Bob types and answers from Jabber; IM&P copies it to
+//! Alice's session; the connector encrypts it with the space key and posts it; Alice's Webex
+//! shows Bob typing, then his answer.
+//!
+//! Second half (`jabber_to_webex_and_back_with_the_clients_swapped`), the guide's step 7:
+//! "Repeat the test, starting from Alice's Jabber client and Bob's Webex App client". The guide
+//! wants two Hybrid Message users, and Bob must be one for his Webex answer to reach Jabber
+//! (W− → J fails, spec 33); Alice has used Webex a moment ago (the first round). Mirrored
+//! assertions: Bob shows "Available @ Webex" in Alice's Jabber, and Alice is Available in
+//! Bob's Webex (her Webex presence: Jabber presence never reaches Webex, spec 50); Alice's
+//! message reaches Bob's Webex once; Bob types and answers, and Alice's Jabber shows Bob
+//! typing, then his answer.
 
 use connector::core::config::{ConnectorConfig, ImpPublisher, Proxy};
 use connector::core::node::{ConnectorNode, NodeSettings};
+use connector::core::presence;
 use connector::io::driver::{self, Peers};
-use connector::io::http::{HttpClient, Method, ws_connect};
+use connector::io::http::{EventClient, HttpClient, Method, ws_connect};
 use connector::io::net::{Net as _, TurmoilNet};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::Event;
@@ -196,45 +210,51 @@ async fn bob_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
     }
 }
 
-/// Alice's Webex: logs in, posts to Bob after the connector has had time to register and
-/// assign her, and collects what arrives on her event socket.
-async fn alice_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
-    let mut c = HttpClient::handshake(TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await?).await?;
-    let (_, login) = c
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+/// A fresh HTTP connection to the cloud (an idle one is closed after 75 s).
+async fn cloud_http() -> Res<HttpClient> {
+    Ok(HttpClient::handshake(TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await?).await?)
+}
+
+/// Logs `email` in to Webex; the user's bearer token.
+async fn webex_login(email: &str, password: &str) -> Res<String> {
+    let (_, login) = cloud_http()
+        .await?
         .request(
             Method::Post,
             "/v1/login",
             None,
-            Some(&json!({"email": ALICE, "password": "pw-alice"})),
+            Some(&json!({"email": email, "password": password})),
         )
         .await?;
-    let token = login["token"].as_str().ok_or("no token")?.to_string();
-    // Registration takes up to 5 minutes (spec 12); then discovery, assignment, presence.
-    tokio::time::sleep(Duration::from_secs(400)).await;
-    let mut ws = ws_connect(
-        TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await?,
-        &token,
-        &mut ChaCha8Rng::seed_from_u64(3),
-    )
-    .await?;
-    let mut c = HttpClient::handshake(TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await?).await?;
-    let (_, space) = c
-        .request(
-            Method::Post,
-            "/v1/spaces",
-            Some(&token),
-            Some(&json!({"kind": "direct", "members": [ALICE, BOB]})),
-        )
+    Ok(login["token"].as_str().ok_or("no token")?.to_string())
+}
+
+/// Opens the Webex App after login: it loads the user's spaces (`GET /v1/me`), which makes
+/// the user active on Webex (a login alone does not).
+async fn webex_open(token: &str) -> Res<()> {
+    let (status, _) = cloud_http()
+        .await?
+        .request(Method::Get, "/v1/me", Some(token), None)
         .await?;
-    let (space_id, uri) = (
-        space["space_id"].as_str().ok_or("space")?.to_string(),
-        space["key_uri"].as_str().ok_or("uri")?.to_string(),
-    );
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+/// The user's event WebSocket.
+async fn webex_events(token: &str, seed: u64) -> Res<EventClient<turmoil::net::TcpStream>> {
+    let stream = TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await?;
+    Ok(ws_connect(stream, token, &mut ChaCha8Rng::seed_from_u64(seed)).await?)
+}
+
+/// Space key `uri`, fetched as a member (the cloud relays to the KMS).
+async fn fetch_key(c: &mut HttpClient, token: &str, uri: &str) -> Res<SpaceKey> {
     let (_, k) = c
         .request(
             Method::Post,
             "/v1/kms/keys",
-            Some(&token),
+            Some(token),
             Some(&json!({"uri": uri})),
         )
         .await?;
@@ -244,16 +264,46 @@ async fn alice_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
     )?
     .try_into()
     .map_err(|_| "key length")?;
-    let key = SpaceKey { uri, bytes };
-    let text = jwe::encrypt(&key, [9u8; 12], b"ping from webex");
-    let (status, _) = c
+    Ok(SpaceKey {
+        uri: uri.to_string(),
+        bytes,
+    })
+}
+
+/// Posts `activity` (JSON) to `space_id`; the status.
+async fn post(c: &mut HttpClient, token: &str, space_id: &str, activity: Value) -> Res<u16> {
+    let path = format!("/v1/spaces/{space_id}/activities");
+    Ok(c.request(Method::Post, &path, Some(token), Some(&activity))
+        .await?
+        .0)
+}
+
+/// Alice's Webex: logs in, posts to Bob after the connector has had time to register and
+/// assign her, and collects what arrives on her event socket.
+async fn alice_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let token = webex_login(ALICE, "pw-alice").await?;
+    // Registration takes up to 5 minutes (spec 12); then discovery, assignment, presence.
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let mut ws = webex_events(&token, 3).await?;
+    let mut c = cloud_http().await?;
+    let (_, space) = c
         .request(
             Method::Post,
-            &format!("/v1/spaces/{space_id}/activities"),
+            "/v1/spaces",
             Some(&token),
-            Some(&json!({"verb": "post", "encrypted_text": text})),
+            Some(&json!({"kind": "direct", "members": [ALICE, BOB]})),
         )
         .await?;
+    let space_id = space["space_id"].as_str().ok_or("space")?.to_string();
+    let key = fetch_key(&mut c, &token, space["key_uri"].as_str().ok_or("uri")?).await?;
+    let text = jwe::encrypt(&key, [9u8; 12], b"ping from webex");
+    let status = post(
+        &mut c,
+        &token,
+        &space_id,
+        json!({"verb": "post", "encrypted_text": text}),
+    )
+    .await?;
     assert_eq!(status, 201);
     loop {
         let ev = ws.next_event().await?;
@@ -283,8 +333,142 @@ async fn alice_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
     }
 }
 
-#[test]
-fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
+/// Swapped half: how long Bob's Webex keeps listening after his answer (a second copy of
+/// Alice's message would show up here).
+const LISTEN_AFTER_ANSWER: Duration = Duration::from_secs(60);
+
+/// Swapped half, Alice's Jabber: logs in; once Bob shows Available @ Webex (his connector
+/// session is open), messages him; records Bob's presence, typing and answer.
+async fn alice_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let stream = TurmoilNet.connect("imp-a-1", 5222).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut core = JabberCore::new(&Jid::parse(ALICE)?, "pw-alice", "desk");
+    let mut buf = vec![0u8; 8192];
+    let mut sent = false;
+    loop {
+        if let Some(out) = core.take_output() {
+            wr.write_all(out.as_bytes()).await?;
+        }
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Err("IM&P closed alice's stream".into());
+        }
+        for ev in core.input(&buf[..n]) {
+            let ClientEvent::Stanza(el) = ev else {
+                continue;
+            };
+            let from = el.attr("from").unwrap_or("?").to_string();
+            if !from.starts_with("bob@example.com/") {
+                continue;
+            }
+            if el.name == "presence" {
+                let show = el.elements().find(|e| e.name == "show").map(|e| e.text());
+                let status = el.elements().find(|e| e.name == "status").map(|e| e.text());
+                got.borrow_mut()
+                    .push(format!("{from} presence {show:?} {status:?}"));
+                if !sent {
+                    sent = true;
+                    core.send(&xmpp::chat_message(
+                        xmpp::NS_CLIENT,
+                        "alice-1",
+                        None,
+                        BOB,
+                        "ping from jabber",
+                    ));
+                }
+                continue;
+            }
+            if el.child("composing", xmpp::NS_CHATSTATES).is_some() {
+                got.borrow_mut().push(format!("{from} typing"));
+            }
+            if let Some(body) = xmpp::body(&el) {
+                got.borrow_mut().push(format!("{from} {body}"));
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Swapped half, Bob's Webex: logs in and waits for Alice's message; then records how Alice
+/// shows in his Webex, types, answers, and keeps listening.
+async fn bob_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let token = webex_login(BOB, "pw-bob").await?;
+    webex_open(&token).await?;
+    let mut ws = webex_events(&token, 4).await?;
+    let mut key: Option<SpaceKey> = None;
+    let mut answered: Option<Duration> = None;
+    loop {
+        let left = match answered {
+            Some(at) => (at + LISTEN_AFTER_ANSWER).saturating_sub(TurmoilNet.now()),
+            None => Duration::from_secs(3600),
+        };
+        let Ok(ev) = tokio::time::timeout(left, ws.next_event()).await else {
+            return Ok(());
+        };
+        let Event::Activity { activity, .. } = ev? else {
+            continue;
+        };
+        let (Some(ct), Some(kid)) = (&activity.encrypted_text, &activity.kid) else {
+            continue;
+        };
+        if activity.actor != ALICE {
+            continue;
+        }
+        let mut c = cloud_http().await?;
+        if key.is_none() {
+            key = Some(fetch_key(&mut c, &token, kid).await?);
+        }
+        let plain = String::from_utf8(jwe::decrypt(key.as_ref().ok_or("key")?, ct)?)?;
+        got.borrow_mut().push(format!("{} {plain}", activity.actor));
+        if answered.is_some() {
+            continue;
+        }
+        // Spec 35, step 4 mirrored: Alice's status as Bob's Webex shows it.
+        let (_, p) = c
+            .request(
+                Method::Post,
+                "/v1/presence/query",
+                Some(&token),
+                Some(&json!({"emails": [ALICE]})),
+            )
+            .await?;
+        let st = &p["states"][0];
+        let seen = sim::presence_check::from_cloud(
+            st["last_active_ms"].as_u64(),
+            st["dnd_until_ms"].as_u64(),
+            st["out_of_office"].as_bool().unwrap_or(false),
+            st["hidden"].as_bool().unwrap_or(false),
+        );
+        let shown = presence::translate(&seen, TurmoilNet.now());
+        got.borrow_mut().push(format!("{ALICE} shows {shown:?}"));
+        // Bob types, then answers (steps 5 and 6 mirrored).
+        let space = activity.space_id.clone();
+        let path = format!("/v1/spaces/{space}/typing");
+        c.request(
+            Method::Post,
+            &path,
+            Some(&token),
+            Some(&json!({"typing": true})),
+        )
+        .await?;
+        let text = jwe::encrypt(key.as_ref().ok_or("key")?, [5u8; 12], b"pong from webex");
+        let answer = json!({"verb": "post", "encrypted_text": text});
+        assert_eq!(post(&mut c, &token, &space, answer).await?, 201);
+        answered = Some(TurmoilNet.now());
+    }
+}
+
+/// Swapped half, Alice's Webex: she used it a moment ago (the first round of the test), so
+/// Webex shows her Available; she does nothing else there.
+async fn alice_webex_idle() -> turmoil::Result {
+    let token = webex_login(ALICE, "pw-alice").await?;
+    webex_open(&token).await?;
+    Ok(())
+}
+
+/// The world of both halves: the cloud (Alice with Hybrid Message; Bob too when `bob_hm`),
+/// the IM&P node and the connector. Clients are added by each test.
+fn world<'a>(bob_hm: bool) -> turmoil::Sim<'a> {
     let mut sim = turmoil::Builder::new()
         .rng_seed(7)
         .epoch(UNIX_EPOCH + Duration::from_secs(1_767_225_600))
@@ -312,11 +496,16 @@ fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
         "/v1/admin/users",
         json!({"email": ALICE, "password": "pw-alice", "entitlements": ["paid_licence", "hybrid_message"]}),
     );
+    let bob_entitlements = if bob_hm {
+        json!(["paid_licence", "hybrid_message"])
+    } else {
+        json!(["paid_licence"])
+    };
     admin(
         &mut cloud,
         Method::Post,
         "/v1/admin/users",
-        json!({"email": BOB, "password": "pw-bob", "entitlements": ["paid_licence"]}),
+        json!({"email": BOB, "password": "pw-bob", "entitlements": bob_entitlements}),
     );
     let cloud = Rc::new(RefCell::new(cloud));
     sim.host(CLOUD_HOST, move || {
@@ -335,6 +524,12 @@ fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
             Ok(())
         }
     });
+    sim
+}
+
+#[test]
+fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
+    let mut sim = world(false);
     let jabber_got: Rc<RefCell<Vec<String>>> = Rc::default();
     let webex_got: Rc<RefCell<Vec<String>>> = Rc::default();
     let (j, w) = (jabber_got.clone(), webex_got.clone());
@@ -362,6 +557,55 @@ fn webex_to_jabber_and_back_through_the_real_connector() -> turmoil::Result {
             "bob@example.com Read",
             "bob@example.com typing",
             "bob@example.com pong from jabber"
+        ]
+    );
+    Ok(())
+}
+
+#[test]
+fn jabber_to_webex_and_back_with_the_clients_swapped() -> turmoil::Result {
+    let mut sim = world(true);
+    let jabber_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let webex_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (j, w) = (jabber_got.clone(), webex_got.clone());
+    sim.host("jabber-1", move || {
+        let j = j.clone();
+        async move { alice_jabber(j).await }
+    });
+    sim.client("webex-1", bob_webex(w));
+    sim.client("webex-2", alice_webex_idle());
+    let ran = sim.run();
+    let jabber = jabber_got.borrow();
+    ran.map_err(|e| {
+        format!(
+            "{e}; Alice's Jabber saw {jabber:?}, Bob's Webex {:?}",
+            webex_got.borrow()
+        )
+    })?;
+    // Bob shows Available @ Webex in Alice's Jabber (his connector session's presence).
+    assert_eq!(
+        jabber.first().map(String::as_str),
+        Some("bob@example.com/hm-webex presence None Some(\"@ Webex\")"),
+        "{jabber:?}"
+    );
+    let rest: Vec<&String> = jabber
+        .iter()
+        .filter(|l| !l.contains(" presence "))
+        .collect();
+    assert_eq!(
+        rest,
+        [
+            "bob@example.com/hm-webex typing",
+            "bob@example.com/hm-webex pong from webex"
+        ]
+    );
+    // Alice's message reached Bob's Webex once (both sessions saw it: hers as a carbon, his
+    // as a recipient; the cloud keeps one), and Alice shows Available there.
+    assert_eq!(
+        webex_got.borrow().as_slice(),
+        [
+            "alice@example.com ping from jabber",
+            "alice@example.com shows Available"
         ]
     );
     Ok(())

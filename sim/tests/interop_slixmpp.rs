@@ -206,10 +206,13 @@ fn slixmpp_client_and_component_against_hmsim_serve_imp() {
         "XEP-0085 composing",
         "sent carbon",
         "received carbon",
+        "XEP-0045 room created",
         "component with a wrong secret refused",
         "component handshake accepted",
         "hybrid session started",
         "item-not-found",
+        "left the group chat when her hybrid session opened (status 333)",
+        "invitation to alice on Webex dropped silently",
         "reached the hybrid session",
         "hybrid session stopped",
     ] {

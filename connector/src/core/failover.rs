@@ -1,10 +1,15 @@
 //! IM&P node health and session migration after a failover (spec 61-65, DESIGN.md section 9).
 //!
-//! The connector notices a node outage (its component stream is lost). It then waits a
+//! The connector notices a node outage: its component stream is lost (a crash, an automatic
+//! PRG failover), or the node itself ends its users' sessions with `see-other-host` (a manual
+//! PRG failover: the node is up but no longer serves its users). It then waits a
 //! detection delay drawn uniformly from `[0, detection_delay_max]` (spec 62: "may take up to
 //! 15 min to start moving sessions") and moves the node's sessions to its PRG peer through the
 //! migration token bucket (default 5,000 sessions in about 30 minutes). Fallback moves them
-//! back the same way once the node is healthy again. While sessions are moving, the status
+//! back the same way once the node is healthy again: when its stream returns before the users
+//! were moved, or, once they were, when the PRG gives them back (the peer ends their sessions
+//! with `see-other-host`; a node that restarts after a failover stays failed over until the
+//! administrator's fallback or the automatic one, spec 65). While sessions are moving, the status
 //! page shows the source node as "Outage" with its users still assigned to it (spec 63).
 //!
 //! High availability is read at discovery and kept until the connector restarts (spec 61): a
@@ -121,7 +126,17 @@ impl Failover {
         });
     }
 
-    /// The stream to `node` is back at `now`: schedule the fallback of its users.
+    /// The component stream to `node` is back at `now`. If its users were already moved to
+    /// the peer, the PRG keeps them there until a fallback ([`Self::node_back`] when the peer
+    /// releases them), so the node stays in Outage; otherwise the outage is over.
+    pub fn link_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        if !self.redirect.contains_key(node) {
+            self.node_back(node, now, rng);
+        }
+    }
+
+    /// `node` serves its users again at `now` (its stream is back, or its PRG peer released
+    /// them): schedule the fallback of its users.
     pub fn node_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
         let Some(h) = self.nodes.get_mut(node) else {
             return;
@@ -199,6 +214,36 @@ mod tests {
         let back = f.due(f.poll_timeout().unwrap());
         assert!(back[0].fallback);
         assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    #[test]
+    fn a_link_back_after_the_move_waits_for_the_prg_fallback() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
+        let at = f.poll_timeout().unwrap();
+        f.due(at);
+        f.link_back("imp-a-1", at + Duration::from_secs(1), &mut rng);
+        assert_eq!(
+            f.status("imp-a-1"),
+            Some(NodeStatus::Outage),
+            "still failed over"
+        );
+        assert_eq!(f.poll_timeout(), None, "no fallback before the PRG's");
+        f.node_back("imp-a-1", at + Duration::from_secs(2), &mut rng);
+        assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Operational));
+        let back = f.due(f.poll_timeout().unwrap());
+        assert_eq!((back[0].from.as_str(), back[0].fallback), ("imp-a-2", true));
+    }
+
+    #[test]
+    fn a_link_back_before_the_move_cancels_it() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
+        f.link_back("imp-a-1", Duration::from_millis(1), &mut rng);
+        assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Operational));
+        assert_eq!(f.poll_timeout(), None);
     }
 
     #[test]

@@ -60,7 +60,10 @@ impl TokenBucket {
         if self.tokens >= 1.0 {
             return now;
         }
-        now + Duration::from_secs_f64((1.0 - self.tokens) / self.rate_per_s)
+        // Rounded up, and at least 1 ns: a wait rounded down to zero (tokens a rounding error
+        // short of one) would find the bucket still empty at the same instant, forever.
+        let wait_ns = ((1.0 - self.tokens) / self.rate_per_s * 1e9).ceil();
+        now + Duration::from_nanos((wait_ns as u64).max(1))
     }
 
     /// Tokens per second.
@@ -101,11 +104,36 @@ impl Backoff {
     }
 }
 
+/// The wait after an item's `failures`-th failure (1 = the first): `min` doubling per failure
+/// up to `max`, jittered to 50-150 %. Kept per item: with one shared backoff, any other
+/// request's success would reset it, and a saturated KMS would be asked again at once.
+pub fn backoff_delay(min: Duration, max: Duration, failures: u32, rng: &mut impl Rng) -> Duration {
+    let doublings = failures.saturating_sub(1).min(30);
+    let step = min.saturating_mul(1 << doublings).min(max.max(min));
+    let jitter = 0.5 + (rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+    step.mul_f64(jitter)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use rand_chacha::ChaCha8Rng;
     use rand_chacha::rand_core::SeedableRng as _;
+
+    #[test]
+    fn a_token_a_rounding_error_short_is_still_in_the_future() {
+        let now = Duration::from_secs(317);
+        let mut b = TokenBucket::per(200.0, Duration::from_secs(300), now);
+        // What float refills leave behind: a wait of 1.5e-11 s, zero once in nanoseconds.
+        b.tokens = 1.0 - 1e-11;
+        assert!(!b.try_take(now));
+        let next = b.next_available(now);
+        assert!(
+            next > now,
+            "a bucket without a token must not say `now` (a timer loop)"
+        );
+        assert!(b.try_take(next));
+    }
 
     #[test]
     fn migration_rate_moves_5000_in_30_minutes() {

@@ -34,8 +34,8 @@
 
 use super::config::{self, ConfigError, ConnectorConfig};
 use super::directory::{self, AxlUser, Directory, ImpNodeInfo};
-use super::failover::{Failover, NodeStatus};
-use super::limiter::{Backoff, TokenBucket};
+use super::failover::{Failover, Move, NodeStatus};
+use super::limiter::{Backoff, TokenBucket, backoff_delay};
 use super::presence::{self, JabberPresence, STATUS_TEXT, WebexPresence};
 use super::sessions::{SESSION_RESOURCE, SessionManager};
 use super::status::{StatusInputs, StatusPage};
@@ -70,6 +70,10 @@ pub const ID_MAP_MAX: usize = 200_000;
 pub const RETRY_MIN: Duration = Duration::from_secs(1);
 /// Upper bound of the retry delay.
 pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Sends of one Jabber → Webex post before it is given up: with the backoff from
+/// [`RETRY_MIN`] to [`RETRY_MAX`] this outlasts a few minutes of 503s or a KMS outage, and a
+/// post the cloud refuses for good (a 4xx) does not cycle forever.
+pub const POST_ATTEMPTS_MAX: u32 = 10;
 
 /// Static settings of one connector node.
 #[derive(Debug, Clone)]
@@ -177,6 +181,8 @@ pub struct NodeStats {
     pub spaces_created: u64,
     /// Stanzas dropped because a per-user or per-space queue was full.
     pub dropped_full: u64,
+    /// Jabber messages seen twice (carbon and recipient copy) and posted once.
+    pub deduplicated: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -205,7 +211,17 @@ enum Pending {
     Key {
         uri: String,
     },
-    Post,
+    /// A post to a space; `None` for typing (stale once repeated, never re-sent).
+    Post(Option<Box<PostRetry>>),
+}
+
+/// What a failed post needs to be sent again (the cloud dedupes by `client_id`).
+#[derive(Debug, Clone)]
+struct PostRetry {
+    path: String,
+    body: Value,
+    lane: u64,
+    attempts: u32,
 }
 
 /// A Jabber → Webex activity waiting for its space and key.
@@ -278,6 +294,17 @@ pub struct ConnectorNode {
     sessions_bucket_is_migration: bool,
     /// Space, key and space-info requests to ask again at a time (after a failure).
     deferred: Vec<(Duration, Pending)>,
+    /// Keys asked for and not answered yet (one fetch per key at a time).
+    keys_in_flight: BTreeSet<String>,
+    /// Conversations with posts waiting for a key, by key URI.
+    key_waiters: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Conversations whose space is asked for and not answered yet.
+    spaces_in_flight: BTreeSet<(String, String)>,
+    /// `client_id`s of posts already queued ([`POSTED_IDS_MAX`]).
+    posted: BTreeMap<String, String>,
+    posted_order: VecDeque<String>,
+    /// Consecutive failures of each deferred fetch ([`fetch_id`]), for its backoff.
+    fetch_failures: BTreeMap<String, u32>,
     stats: NodeStats,
 }
 
@@ -289,14 +316,34 @@ fn pair(a: &str, b: &str) -> (String, String) {
     }
 }
 
-fn lane_of(p: &(String, String)) -> u64 {
-    // FNV-1a: a stable small hash (std's hasher is randomly seeded).
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in p.0.bytes().chain([0]).chain(p.1.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x100_0000_01b3);
+/// Stanza ids of Jabber messages already posted (carbon and fan-out copies), oldest forgotten
+/// first: a copy arrives within a round trip of the first, so the window is ample.
+pub const POSTED_IDS_MAX: usize = 100_000;
+
+/// Identifies a space, key or space-info fetch across its retries (for its own backoff).
+fn fetch_id(what: &Pending) -> Option<String> {
+    match what {
+        Pending::Space { pair } => Some(format!("space {} {}", pair.0, pair.1)),
+        Pending::Key { uri } => Some(format!("key {uri}")),
+        Pending::SpaceInfo { space_id } => Some(format!("info {space_id}")),
+        _ => None,
     }
-    h
+}
+
+fn lane_of(p: &(String, String)) -> u64 {
+    fnv_bytes(p.0.bytes().chain([0]).chain(p.1.bytes()))
+}
+
+/// A stable hash of `s` (lanes, per-link seeds).
+pub fn fnv(s: &str) -> u64 {
+    fnv_bytes(s.bytes())
+}
+
+/// FNV-1a: a stable small hash (std's hasher is randomly seeded).
+fn fnv_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 impl ConnectorNode {
@@ -341,6 +388,12 @@ impl ConnectorNode {
             next_stanza: 0,
             sessions_bucket_is_migration: false,
             deferred: Vec::new(),
+            fetch_failures: BTreeMap::new(),
+            keys_in_flight: BTreeSet::new(),
+            spaces_in_flight: BTreeSet::new(),
+            key_waiters: BTreeMap::new(),
+            posted: BTreeMap::new(),
+            posted_order: VecDeque::new(),
             stats: NodeStats::default(),
         }
     }
@@ -410,16 +463,22 @@ impl ConnectorNode {
     }
 
     fn register(&mut self, _now: Duration) {
-        let Some(token) = self.s.registration_token.clone() else {
+        // Without a token this is registration initiated from the Expressway UI: Control Hub
+        // refuses it (spec 12), and the refusal is retried with backoff like any other.
+        if self.s.registration_token.is_none() {
             self.cloud_fault = Some("no registration token from Control Hub".into());
-            return;
-        };
+        }
+        let auth = self
+            .s
+            .registration_token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
         let body = json!({"hostname": self.s.hostname, "primary": self.s.primary});
         let req = request(
             Target::Cloud,
             Method::Post,
             "/v1/connectors/register",
-            Some(format!("Bearer {token}")),
+            auth,
             body,
         );
         self.http(req, Pending::Register);
@@ -486,6 +545,7 @@ impl ConnectorNode {
         let Some(what) = self.pending.remove(&id) else {
             return;
         };
+        self.answered(&what);
         if !(200..300).contains(&status) {
             self.stats.http_errors += 1;
             self.failed(
@@ -500,6 +560,15 @@ impl ConnectorNode {
             return;
         }
         let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+        let fetch = fetch_id(&what);
+        let control = matches!(
+            what,
+            Pending::Register
+                | Pending::Nodes { .. }
+                | Pending::Users { .. }
+                | Pending::Report
+                | Pending::Assignments { .. }
+        );
         match what {
             Pending::Register => self.on_registered(&json()),
             Pending::Heartbeat => self.on_heartbeat(now, &json()),
@@ -517,9 +586,48 @@ impl ConnectorNode {
             Pending::Space { pair } => self.on_space(now, pair, &json(), rng),
             Pending::SpaceInfo { space_id } => self.on_space_info(now, &space_id, &json(), rng),
             Pending::Key { uri } => self.on_key(now, &uri, &json(), rng),
-            Pending::Post => self.stats.to_webex += 1,
+            Pending::Post(p) => {
+                self.stats.to_webex += 1;
+                if let Some(p) = p {
+                    self.on_posted(&p, &json());
+                }
+            }
         }
-        self.retry.reset();
+        if let Some(id) = fetch {
+            self.fetch_failures.remove(&id);
+        } else if control {
+            self.retry.reset();
+        }
+    }
+
+    /// A Jabber message became a Webex activity: remember which, so that a Webex read marker
+    /// on it reaches Jabber as a displayed marker with the Jabber stanza id (XEP-0333).
+    fn on_posted(&mut self, p: &PostRetry, answer: &Value) {
+        let Some(stanza_id) = p.body["client_id"].as_str().and_then(stanza_id_of) else {
+            return;
+        };
+        let first = answer["activities"].as_array().and_then(|a| a.first());
+        if let Some(aid) = first.and_then(|a| a["id"].as_str()) {
+            remember(
+                &mut self.id_map,
+                &mut self.id_order,
+                format!("act:{aid}"),
+                stanza_id.to_string(),
+            );
+        }
+    }
+
+    /// Forgets that `what` is in flight.
+    fn answered(&mut self, what: &Pending) {
+        match what {
+            Pending::Key { uri } => {
+                self.keys_in_flight.remove(uri);
+            }
+            Pending::Space { pair } => {
+                self.spaces_in_flight.remove(pair);
+            }
+            _ => {}
+        }
     }
 
     /// A request failed at the transport level (timeout, reset, refused).
@@ -527,6 +635,7 @@ impl ConnectorNode {
         let Some(what) = self.pending.remove(&id) else {
             return;
         };
+        self.answered(&what);
         self.stats.http_errors += 1;
         self.failed(now, what, why, rng);
     }
@@ -545,20 +654,21 @@ impl ConnectorNode {
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
             // What waits for a space or a key stays queued and is asked for again after a
-            // seeded backoff (a KMS outage or a 503 must not lose messages).
-            Pending::Space { pair } => {
-                let at = now + self.retry.next_delay(rng);
-                self.deferred.push((at, Pending::Space { pair }));
+            // seeded backoff of its own (a KMS outage or a 503 must not lose messages).
+            fetch @ (Pending::Space { .. } | Pending::Key { .. } | Pending::SpaceInfo { .. }) => {
+                let id = fetch_id(&fetch).expect("a fetch");
+                let failures = self.fetch_failures.entry(id).or_default();
+                *failures += 1;
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, *failures, rng);
+                self.deferred.push((at, fetch));
             }
-            Pending::Key { uri } => {
-                let at = now + self.retry.next_delay(rng);
-                self.deferred.push((at, Pending::Key { uri }));
+            // A post the cloud did not take (503, 429) is sent again: dropping it loses the
+            // message although no stream broke.
+            Pending::Post(Some(p)) if p.attempts < POST_ATTEMPTS_MAX => {
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, p.attempts, rng);
+                self.deferred.push((at, Pending::Post(Some(p))));
             }
-            Pending::SpaceInfo { space_id } => {
-                let at = now + self.retry.next_delay(rng);
-                self.deferred.push((at, Pending::SpaceInfo { space_id }));
-            }
-            Pending::Presence | Pending::Post => {}
+            Pending::Presence | Pending::Post(_) => {}
         }
     }
 
@@ -916,13 +1026,7 @@ impl ConnectorNode {
                 bytes,
             },
         );
-        let pairs: Vec<(String, String)> = self
-            .pair_space
-            .iter()
-            .filter(|(_, id)| self.spaces.get(*id).is_some_and(|s| s.key_uri == uri))
-            .map(|(p, _)| p.clone())
-            .collect();
-        for p in pairs {
+        for p in self.key_waiters.remove(uri).unwrap_or_default() {
             self.flush_outbox(&p, now, rng);
         }
         for item in self.inbox_key.remove(uri).unwrap_or_default() {
@@ -931,16 +1035,13 @@ impl ConnectorNode {
     }
 
     fn fetch_key(&mut self, uri: &str) {
-        let already = self
-            .pending
-            .values()
-            .any(|p| matches!(p, Pending::Key { uri: u } if u == uri));
-        if !already {
+        if self.keys_in_flight.insert(uri.to_string()) {
+            // Fetches need no order among themselves: spread them over the connections.
             self.cloud(
                 Method::Post,
                 "/v1/kms/keys",
                 json!({"uri": uri}),
-                0,
+                fnv(uri),
                 Pending::Key {
                     uri: uri.to_string(),
                 },
@@ -978,8 +1079,12 @@ impl ConnectorNode {
                 .and_then(|b| self.directory.email_of(b))
                 .map(str::to_string)
             {
-                self.sessions.ended_by_node(&email, "conflict");
+                let reason = s.attr("reason").unwrap_or("conflict");
+                self.sessions.ended_by_node(&email, reason);
                 self.published.remove(&email);
+                if reason == "see-other-host" {
+                    self.prg_moved(now, node, &email, rng);
+                }
             }
             let reply = xmpp::iq_result(el, None);
             self.out.push_back(Output::Xmpp {
@@ -1060,6 +1165,19 @@ impl ConnectorNode {
                 );
             }
             let client_id = format!("xmpp:{}:{id}:{n}", from.bare());
+            // Both users on this node: the sender's carbon and the recipient's copy are the
+            // same message; post it once (the cloud would drop the second by `client_id`).
+            if self.posted.contains_key(&client_id) {
+                self.stats.deduplicated += 1;
+                continue;
+            }
+            remember_at_most(
+                &mut self.posted,
+                &mut self.posted_order,
+                client_id.clone(),
+                String::new(),
+                POSTED_IDS_MAX,
+            );
             queue.push_back(OutPost {
                 actor: actor.clone(),
                 activity,
@@ -1073,11 +1191,9 @@ impl ConnectorNode {
     /// whichever is missing.
     fn flush_outbox(&mut self, p: &(String, String), _now: Duration, rng: &mut impl Rng) {
         let Some(space_id) = self.pair_space.get(p).cloned() else {
-            let asked = self
-                .pending
-                .values()
-                .any(|x| matches!(x, Pending::Space { pair } if pair == p));
+            let asked = self.spaces_in_flight.contains(p);
             if !asked && self.outbox.get(p).is_some_and(|q| !q.is_empty()) {
+                self.spaces_in_flight.insert(p.clone());
                 let body = json!({"kind": "direct", "members": [p.0, p.1]});
                 self.cloud(
                     Method::Post,
@@ -1095,6 +1211,10 @@ impl ConnectorNode {
             .map(|s| s.key_uri.clone())
             .unwrap_or_default();
         let Some(key) = self.keys.get(&uri).cloned() else {
+            self.key_waiters
+                .entry(uri.clone())
+                .or_default()
+                .insert(p.clone());
             self.fetch_key(&uri);
             return;
         };
@@ -1129,7 +1249,7 @@ impl ConnectorNode {
                     &format!("/v1/spaces/{space_id}/typing"),
                     body,
                     lane,
-                    Pending::Post,
+                    Pending::Post(None),
                 );
             }
             Activity::Read { up_to } => {
@@ -1140,7 +1260,19 @@ impl ConnectorNode {
             }
             _ => return, // edits, deletes and files do not originate in Jabber
         };
-        self.cloud(Method::Post, &path, body, lane, Pending::Post);
+        let retry = PostRetry {
+            path: path.clone(),
+            body: body.clone(),
+            lane,
+            attempts: 1,
+        };
+        self.cloud(
+            Method::Post,
+            &path,
+            body,
+            lane,
+            Pending::Post(Some(Box::new(retry))),
+        );
     }
 
     // ----- Webex → Jabber -------------------------------------------------------------------
@@ -1228,7 +1360,7 @@ impl ConnectorNode {
                     Method::Get,
                     &format!("/v1/spaces/{space_id}"),
                     Value::Null,
-                    0,
+                    fnv(&space_id),
                     Pending::SpaceInfo { space_id },
                 );
             }
@@ -1326,6 +1458,12 @@ impl ConnectorNode {
         activity: Activity,
         activity_id: Option<&str>,
     ) {
+        // Group spaces are never bridged (spec 42); the cloud does not route them here, and a
+        // stray one is dropped rather than sent to one member picked out of many.
+        if space.members.len() != 2 {
+            self.stats.not_bridged += 1;
+            return;
+        }
         let Some(other) = space.members.iter().find(|m| *m != actor).cloned() else {
             return;
         };
@@ -1402,7 +1540,7 @@ impl ConnectorNode {
 
     /// The component link to `node` is established.
     pub fn node_up(&mut self, now: Duration, node: &str, rng: &mut impl Rng) {
-        self.failover.node_back(node, now, rng);
+        self.failover.link_back(node, now, rng);
         self.sessions.node_up(node, now);
         self.drain_sessions();
     }
@@ -1470,7 +1608,7 @@ impl ConnectorNode {
             self.retry_fetch(what, now, rng);
         }
         for m in self.failover.due(now) {
-            self.migrate(&m.from, &m.to, now);
+            self.migrate(&m, now);
         }
         if self.sessions.pending_opens() == 0 {
             let normal =
@@ -1496,9 +1634,14 @@ impl ConnectorNode {
                     Method::Get,
                     &path,
                     Value::Null,
-                    0,
+                    fnv(&space_id),
                     Pending::SpaceInfo { space_id },
                 );
+            }
+            Pending::Post(Some(mut p)) => {
+                p.attempts += 1;
+                let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
+                self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
             }
             _ => {}
         }
@@ -1524,20 +1667,38 @@ impl ConnectorNode {
         }
     }
 
-    /// Moves the sessions of users homed on `from` (or already moved there) to `to`, paced by
-    /// the migration rate.
-    fn migrate(&mut self, from: &str, to: &str, now: Duration) {
+    /// A node ended `email`'s session with `see-other-host`: its PRG moved the user's home
+    /// away. The home node itself doing so is a (manual) failover of that node; its peer doing
+    /// so gives the users back (fallback). Either is noticed like a lost stream, with the
+    /// detection delay (spec 62).
+    fn prg_moved(&mut self, now: Duration, node: &str, email: &str, rng: &mut impl Rng) {
+        let Some(home) = self.directory.get(email).map(|e| e.home.clone()) else {
+            return;
+        };
+        if home == node {
+            self.failover.node_lost(&home, now, rng);
+        } else {
+            self.failover.node_back(&home, now, rng);
+        }
+    }
+
+    /// Moves the sessions of the users homed on the failed node (failover: from it to its
+    /// peer; fallback: from the peer back to it), paced by the migration rate. The peer's own
+    /// users stay where they are.
+    fn migrate(&mut self, m: &Move, now: Duration) {
         let (count, per) = self.s.migration_rate;
         self.sessions.set_bucket(TokenBucket::per(count, per, now));
         self.sessions_bucket_is_migration = true;
+        let home = if m.fallback { &m.to } else { &m.from };
         let movers: Vec<String> = self
             .sessions
             .users()
-            .filter(|u| self.sessions.node_of(u) == Some(from))
+            .filter(|u| self.sessions.node_of(u) == Some(m.from.as_str()))
+            .filter(|u| self.directory.get(u).is_some_and(|e| &e.home == home))
             .cloned()
             .collect();
         for u in movers {
-            self.sessions.retarget(&u, to, now);
+            self.sessions.retarget(&u, &m.to, now);
         }
         self.drain_sessions();
     }
@@ -1623,18 +1784,51 @@ fn request(
 }
 
 /// Remembers `key → value` in a bounded map, forgetting the oldest entries first.
+/// The Jabber stanza id in a post's `client_id` (`xmpp:<sender>:<stanza id>:<n>`), for its
+/// first activity only (`n` = 0: a message's text, not a notice that came with it).
+fn stanza_id_of(client_id: &str) -> Option<&str> {
+    let (_sender, rest) = client_id.strip_prefix("xmpp:")?.split_once(':')?;
+    let (id, n) = rest.rsplit_once(':')?;
+    (n == "0").then_some(id)
+}
+
 fn remember(
     map: &mut BTreeMap<String, String>,
     order: &mut VecDeque<String>,
     key: String,
     value: String,
 ) {
+    remember_at_most(map, order, key, value, ID_MAP_MAX);
+}
+
+fn remember_at_most(
+    map: &mut BTreeMap<String, String>,
+    order: &mut VecDeque<String>,
+    key: String,
+    value: String,
+    max: usize,
+) {
     if map.insert(key.clone(), value).is_none() {
         order.push_back(key);
     }
-    while order.len() > ID_MAP_MAX {
+    while order.len() > max {
         if let Some(old) = order.pop_front() {
             map.remove(&old);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stanza_id_of_a_post_is_read_back_from_its_client_id() {
+        assert_eq!(stanza_id_of("xmpp:alice@example.com:a-1:0"), Some("a-1"));
+        // Ids may hold colons; the sender never does.
+        assert_eq!(stanza_id_of("xmpp:bob@example.com:x:y:0"), Some("x:y"));
+        // A notice that came with the message is not what a read marker points at.
+        assert_eq!(stanza_id_of("xmpp:alice@example.com:a-1:1"), None);
+        assert_eq!(stanza_id_of("webex:whatever"), None);
     }
 }

@@ -29,6 +29,8 @@ use std::time::Duration;
 
 /// The resource of every connector session: the user's "Webex device" in IM&P.
 pub const SESSION_RESOURCE: &str = "hm-webex";
+/// The reason IM&P gives when another connector node started this user's session.
+pub const TAKEN_OVER: &str = "taken-over";
 /// An open request unanswered for this long is abandoned and retried (the node may have lost
 /// it with a dead stream).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -39,6 +41,9 @@ pub const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// Session IQs in flight at once per manager: bounds the node's pending table and keeps a
 /// burst of opens from flooding one component stream.
 pub const IN_FLIGHT_MAX: usize = 256;
+/// Session moves kept for observers (oldest forgotten first): a Large node's 15,000 sessions
+/// failing over and back several times fit.
+pub const MOVES_KEPT_MAX: usize = 100_000;
 
 /// Where a user's session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +77,25 @@ struct UserSession {
     node: String,
     state: SessionState,
     backoff: Backoff,
+    /// The node the session was last open on: reopening elsewhere is a move.
+    last_open: Option<String>,
+    /// Retargeted and not yet open: the target may not have taken the user over yet (a PRG
+    /// peer waits its heartbeat timeout), so a `redirect` then is retried, not final.
+    moving: bool,
+}
+
+/// A session that opened on another node than the one it was last open on (failover,
+/// fallback): what the migration check measures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMove {
+    /// The user (email).
+    pub user: String,
+    /// The node it was open on before.
+    pub from: String,
+    /// The node it is open on now.
+    pub to: String,
+    /// When it opened there.
+    pub at: Duration,
 }
 
 /// An IQ to send on the component link to `node`.
@@ -100,6 +124,8 @@ pub struct SessionStats {
     pub timeouts: u64,
     /// Sessions lost with a node's link.
     pub lost_with_node: u64,
+    /// `redirect` answers to a moving session, retried with backoff.
+    pub redirected_while_moving: u64,
 }
 
 /// The session table of one connector node.
@@ -116,6 +142,14 @@ pub struct SessionManager {
     opened: VecDeque<String>,
     next_iq: u64,
     stats: SessionStats,
+    /// The latest moves, at most [`MOVES_KEPT_MAX`].
+    moves: VecDeque<SessionMove>,
+    /// Moves since the manager was created (kept or not).
+    moves_total: u64,
+    /// The last pump stopped for want of a token while a queued user could open: only then
+    /// is the bucket a timer (users queued for a node that is down wait for its link, and a
+    /// timer for them would fire at once, forever).
+    bucket_wait: bool,
 }
 
 impl SessionManager {
@@ -132,6 +166,9 @@ impl SessionManager {
             opened: VecDeque::new(),
             next_iq: 0,
             stats: SessionStats::default(),
+            moves: VecDeque::new(),
+            moves_total: 0,
+            bucket_wait: false,
         }
     }
 
@@ -176,8 +213,19 @@ impl SessionManager {
 
     /// The user should have a session on `node`. Idempotent.
     pub fn want(&mut self, user: &str, bare_jid: &str, node: &str, now: Duration) {
-        if let Some(u) = self.users.get(user) {
+        if let Some(u) = self.users.get_mut(user) {
             if u.node == node {
+                // Another connector node took the session over while the cloud still gives
+                // the user to this one (assignments settling after a node came back): open
+                // it again, or nobody would hold it once the other node lets go.
+                if matches!(&u.state, SessionState::Failed { condition } if condition == TAKEN_OVER)
+                {
+                    u.state = SessionState::Queued;
+                    if !self.queue.iter().any(|q| q == user) {
+                        self.queue.push_back(user.to_string());
+                    }
+                    self.pump(now);
+                }
                 return;
             }
             self.retarget(user, node, now);
@@ -190,6 +238,8 @@ impl SessionManager {
                 node: node.to_string(),
                 state: SessionState::Queued,
                 backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+                last_open: None,
+                moving: false,
             },
         );
         self.queue.push_back(user.to_string());
@@ -224,6 +274,8 @@ impl SessionManager {
         let old = std::mem::replace(&mut u.node, node.to_string());
         let was_live = matches!(u.state, SessionState::Open | SessionState::Opening { .. });
         u.state = SessionState::Queued;
+        u.moving = true;
+        u.backoff.reset();
         let jid = u.jid.clone();
         if was_live && self.nodes_up.contains(&old) {
             let iq = self.session_iq("stop", &jid, &old);
@@ -287,14 +339,30 @@ impl SessionManager {
             Some("result") => {
                 u.state = SessionState::Open;
                 u.backoff.reset();
+                u.moving = false;
+                let from = u.last_open.replace(u.node.clone());
+                let to = u.node.clone();
                 self.stats.opened += 1;
                 self.opened.push_back(user.clone());
+                if let Some(from) = from.filter(|f| *f != to) {
+                    self.record_move(SessionMove {
+                        user,
+                        from,
+                        to,
+                        at: now,
+                    });
+                }
             }
             _ => {
                 let condition = xmpp::error_condition(iq)
                     .unwrap_or("undefined-condition")
                     .to_string();
-                if condition == "resource-constraint" {
+                if condition == "redirect" && u.moving {
+                    self.stats.redirected_while_moving += 1;
+                    u.state = SessionState::Backoff {
+                        until: now + u.backoff.next_delay(rng),
+                    };
+                } else if condition == "resource-constraint" {
                     self.stats.refused_rate += 1;
                     u.state = SessionState::Backoff {
                         until: now + u.backoff.next_delay(rng),
@@ -320,7 +388,7 @@ impl SessionManager {
                 _ => {}
             }
         }
-        if !self.queue.is_empty() && self.pending.len() < IN_FLIGHT_MAX {
+        if self.bucket_wait && self.pending.len() < IN_FLIGHT_MAX {
             consider(self.bucket.next_available(now).max(now));
         }
         next
@@ -385,6 +453,21 @@ impl SessionManager {
         }
     }
 
+    /// The latest session moves in order (at most [`MOVES_KEPT_MAX`]) and the number of
+    /// moves since the manager was created: an observer that saw `n` moves before reads the
+    /// last `total - n` of the list.
+    pub fn moves(&self) -> (&VecDeque<SessionMove>, u64) {
+        (&self.moves, self.moves_total)
+    }
+
+    fn record_move(&mut self, m: SessionMove) {
+        self.moves_total += 1;
+        self.moves.push_back(m);
+        while self.moves.len() > MOVES_KEPT_MAX {
+            self.moves.pop_front();
+        }
+    }
+
     /// The next IQ to send.
     #[must_use]
     pub fn poll_command(&mut self) -> Option<Command> {
@@ -395,6 +478,7 @@ impl SessionManager {
     /// node is down stay queued without consuming tokens.
     fn pump(&mut self, now: Duration) {
         let mut waiting = VecDeque::new();
+        self.bucket_wait = false;
         // Bounded by the queue length: each user is looked at once per pump.
         while let Some(k) = self.queue.pop_front() {
             let Some(u) = self.users.get(&k) else {
@@ -408,6 +492,7 @@ impl SessionManager {
                 continue;
             }
             if !self.bucket.try_take(now) {
+                self.bucket_wait = true;
                 waiting.push_back(k);
                 waiting.extend(self.queue.drain(..));
                 break;
@@ -531,12 +616,63 @@ mod tests {
         m.node_down("imp-1", Duration::ZERO);
         assert_eq!(m.state("a@x"), Some(&SessionState::Queued));
         assert!(drain(&mut m).is_empty(), "imp-1 is down");
+        assert_eq!(
+            m.poll_timeout(Duration::ZERO),
+            None,
+            "no timer while the only queued user waits for a link (it would fire forever)"
+        );
         m.retarget("a@x", "imp-2", Duration::ZERO);
         let c = drain(&mut m);
         assert_eq!(c.len(), 1, "no stop to a dead node, one start on the peer");
         assert_eq!(c[0].node, "imp-2");
-        m.handle_iq(&answer(&c[0], true, ""), Duration::ZERO, &mut rng);
+        let t1 = Duration::from_secs(7);
+        m.handle_iq(&answer(&c[0], true, ""), t1, &mut rng);
         assert_eq!(m.open_per_node().get("imp-2"), Some(&1));
+        let (moves, total) = m.moves();
+        assert_eq!(total, 1);
+        assert_eq!(
+            moves[0],
+            SessionMove {
+                user: "a@x".into(),
+                from: "imp-1".into(),
+                to: "imp-2".into(),
+                at: t1
+            }
+        );
+    }
+
+    #[test]
+    fn a_redirect_while_moving_is_retried_but_final_otherwise() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let mut m = manager(100.0);
+        let t0 = Duration::ZERO;
+        m.node_up("imp-1", t0);
+        m.node_up("imp-2", t0);
+        m.want("a@x", "a@x", "imp-1", t0);
+        m.want("b@x", "b@x", "imp-2", t0);
+        for c in drain(&mut m) {
+            let ok = c.node == "imp-1";
+            m.handle_iq(&answer(&c, ok, "redirect"), t0, &mut rng);
+        }
+        assert!(
+            matches!(m.state("b@x"), Some(SessionState::Failed { condition }) if condition == "redirect"),
+            "a plain open redirected is final"
+        );
+        // The peer has not taken the user over yet: the move waits and tries again.
+        m.retarget("a@x", "imp-2", t0);
+        let c = drain(&mut m);
+        let start = c.iter().find(|c| c.node == "imp-2").unwrap();
+        m.handle_iq(&answer(start, false, "redirect"), t0, &mut rng);
+        let Some(SessionState::Backoff { until }) = m.state("a@x").cloned() else {
+            panic!("{:?}", m.state("a@x"))
+        };
+        assert_eq!(m.stats().redirected_while_moving, 1);
+        m.handle_timeout(until);
+        let retry = drain(&mut m);
+        assert_eq!(retry.len(), 1);
+        m.handle_iq(&answer(&retry[0], true, ""), until, &mut rng);
+        assert_eq!(m.moves().1, 1, "one move, recorded when it opened");
+        assert_eq!(m.moves().0[0].at, until);
     }
 
     #[test]

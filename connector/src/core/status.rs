@@ -142,6 +142,12 @@ impl StatusPage {
                 self.enabled, self.active, self.inactive
             ));
         }
+        if let Some(n) = self.nodes.iter().find(|n| n.active + n.inactive != n.users) {
+            return Err(format!(
+                "node {}: active {} + inactive {} != users {}",
+                n.node, n.active, n.inactive, n.users
+            ));
+        }
         if self.users_all < self.users_local {
             return Err(format!(
                 "users from all clusters {} < local {}",
@@ -216,5 +222,13 @@ mod tests {
         let mut broken = page.clone();
         broken.nodes[1].users += 1;
         assert!(broken.consistent().is_err());
+        let mut broken = page.clone();
+        broken.nodes[0].users += 1;
+        broken.nodes[1].users -= 1;
+        let err = broken.consistent().unwrap_err();
+        assert!(
+            err.contains("node imp-a-1: active 1 + inactive 1 != users 3"),
+            "{err}"
+        );
     }
 }

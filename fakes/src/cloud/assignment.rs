@@ -282,6 +282,11 @@ impl Assignment {
         Ok(self.refill_and_rebalance(cluster))
     }
 
+    /// The clusters, by name.
+    pub fn clusters(&self) -> impl Iterator<Item = &String> {
+        self.clusters.keys()
+    }
+
     /// The cluster of a node.
     pub fn cluster_of(&self, node: &str) -> Option<&str> {
         self.node_cluster.get(node).map(String::as_str)

@@ -17,10 +17,11 @@
 //!   and must catch up over REST.
 //! - A ticker calls [`Cloud::tick`] every [`TICK_INTERVAL`] and after each request the events
 //!   are moved to the sockets.
-//! - With a remote KMS ([`Cloud::with_remote_kms`]) one relay task owns a keep-alive
-//!   connection to the KMS host ([`KmsClient`]) and sends, strictly in order, the KMS calls of
-//!   waiting requests ([`Outcome::Kms`], answered through [`Cloud::complete`]) and the queued
-//!   authorization changes ([`Cloud::poll_kms_change`]). Order matters: a connector that hears
+//! - With a remote KMS ([`Cloud::with_remote_kms`]) one relay task owns up to
+//!   [`KMS_CALLS_IN_FLIGHT_MAX`] keep-alive connections to the KMS host ([`KmsClient`]) and
+//!   runs, in queue order, the KMS calls of waiting requests ([`Outcome::Kms`], answered
+//!   through [`Cloud::complete`]) and the queued authorization changes
+//!   ([`Cloud::poll_kms_change`]); calls overlap, a change runs alone. Order matters: a connector that hears
 //!   of its new user then fetches a key must find itself authorized. While the KMS is down a
 //!   change is retried with backoff ([`KMS_RETRY_MIN`] doubling to [`KMS_RETRY_MAX`]) and
 //!   requests waiting for the KMS are answered 503 meanwhile; their clients retry.
@@ -64,6 +65,10 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
+/// KMS calls (key fetches) relayed at once, one keep-alive connection each: a Large node's
+/// connector fetches a key for every new conversation, about 50 a second at 15,000 users,
+/// and one call per round trip on a single connection caps that at ten.
+pub const KMS_CALLS_IN_FLIGHT_MAX: usize = 16;
 /// First wait before resending an authorization change the KMS refused with 503.
 pub const KMS_RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest wait between resends: requests waiting for the KMS are answered 503 during the
@@ -121,8 +126,8 @@ where
     let (jobs, relay) = match addr {
         Some((host, port)) => {
             let (tx, rx) = mpsc::unbounded_channel();
-            let client = KmsClient::new(net.clone(), host, port);
-            let relay = tokio::task::spawn_local(kms_relay(client, cloud.clone(), rx));
+            let relay =
+                tokio::task::spawn_local(kms_relay(net.clone(), (host, port), cloud.clone(), rx));
             (Some(tx), Some(relay))
         }
         None => (None, None),
@@ -155,30 +160,45 @@ where
     result
 }
 
-/// The KMS relay: sends calls and changes in order (module doc).
+/// The KMS relay: runs calls and changes in queue order (module doc).
+///
+/// Calls run up to [`KMS_CALLS_IN_FLIGHT_MAX`] at once, each on its own keep-alive
+/// connection. A change waits until every earlier call is answered and runs alone, and no
+/// later call starts before it is done, so the KMS sees the same order as a single queue.
 async fn kms_relay<N: Net>(
-    mut kms: KmsClient<N>,
+    net: N,
+    (host, port): (String, u16),
     cloud: Shared,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
+    let mut idle: Vec<KmsClient<N>> = (0..KMS_CALLS_IN_FLIGHT_MAX)
+        .map(|_| KmsClient::new(net.clone(), host.clone(), port))
+        .collect();
+    let mut running: tokio::task::JoinSet<KmsClient<N>> = tokio::task::JoinSet::new();
     let mut backlog: VecDeque<Job> = VecDeque::new();
     let mut backoff = KMS_RETRY_MIN;
+    let mut closed = false;
     loop {
         while let Ok(job) = rx.try_recv() {
             backlog.push_back(job);
         }
-        let Some(job) = backlog.pop_front() else {
-            match rx.recv().await {
-                Some(job) => backlog.push_back(job),
-                None => return,
+        match backlog.front() {
+            Some(Job::Call(..)) if !idle.is_empty() => {
+                let Some(Job::Call(call, reply)) = backlog.pop_front() else {
+                    unreachable!("front is a call")
+                };
+                let mut kms = idle.pop().expect("checked non-empty");
+                running.spawn_local(async move {
+                    let _ = reply.send(kms.call(&call).await);
+                    kms
+                });
+                continue;
             }
-            continue;
-        };
-        match job {
-            Job::Call(call, reply) => {
-                let _ = reply.send(kms.call(&call).await);
-            }
-            Job::Change(call) => {
+            Some(Job::Change(_)) if running.is_empty() => {
+                let Some(Job::Change(call)) = backlog.pop_front() else {
+                    unreachable!("front is a change")
+                };
+                let kms = idle.last_mut().expect("nothing runs: every client is idle");
                 let result = kms.call(&call).await;
                 cloud.borrow_mut().count_kms_change(&result);
                 if result != Err(KmsError::Unavailable) {
@@ -186,27 +206,51 @@ async fn kms_relay<N: Net>(
                     continue;
                 }
                 backlog.push_front(Job::Change(call));
-                // The KMS is down: waiting requests get 503 now, not after the change.
-                backlog.retain_mut(|job| match job {
-                    Job::Call(..) => false,
-                    Job::Change(_) => true,
-                });
-                let pause = tokio::time::sleep(backoff);
-                tokio::pin!(pause);
-                loop {
-                    tokio::select! {
-                        _ = &mut pause => break,
-                        job = rx.recv() => match job {
-                            Some(Job::Call(_, reply)) => {
-                                let _ = reply.send(Err(KmsError::Unavailable));
-                            }
-                            Some(change) => backlog.push_back(change),
-                            None => return,
-                        },
-                    }
+                if !kms_pause(&mut backlog, &mut rx, backoff).await {
+                    return;
                 }
                 backoff = (backoff * 2).min(KMS_RETRY_MAX);
+                continue;
             }
+            None if closed && running.is_empty() => return,
+            _ => {}
+        }
+        tokio::select! {
+            Some(done) = running.join_next(), if !running.is_empty() => {
+                // A call task that panicked loses its client: replace it.
+                idle.push(done.unwrap_or_else(|_| KmsClient::new(net.clone(), host.clone(), port)));
+            }
+            job = rx.recv(), if !closed => match job {
+                Some(job) => backlog.push_back(job),
+                None => closed = true,
+            },
+        }
+    }
+}
+
+/// The KMS is down: waiting calls get 503 now rather than after the change, and new ones for
+/// `pause`; changes keep their order. False when the channel closed.
+async fn kms_pause(
+    backlog: &mut VecDeque<Job>,
+    rx: &mut mpsc::UnboundedReceiver<Job>,
+    pause: Duration,
+) -> bool {
+    backlog.retain_mut(|job| match job {
+        Job::Call(..) => false,
+        Job::Change(_) => true,
+    });
+    let pause = tokio::time::sleep(pause);
+    tokio::pin!(pause);
+    loop {
+        tokio::select! {
+            _ = &mut pause => return true,
+            job = rx.recv() => match job {
+                Some(Job::Call(_, reply)) => {
+                    let _ = reply.send(Err(KmsError::Unavailable));
+                }
+                Some(change) => backlog.push_back(change),
+                None => return false,
+            },
         }
     }
 }

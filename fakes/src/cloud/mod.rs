@@ -144,6 +144,10 @@ use std::time::Duration;
 /// report ([`KNOWN_USERS_PER_REQUEST_MAX`] entries of about 80 bytes); 2 MiB leaves room while
 /// bounding what one request can make the cloud buffer.
 pub const BODY_BYTES_MAX: usize = 2 * 1024 * 1024;
+/// How long a connector node may still post for a user the cloud just moved away from it: a
+/// Jabber message that reached its session before the move is in flight there (the new node
+/// never sees it), and a graceful drain must not lose it (spec 29).
+pub const RELEASE_GRACE: Duration = Duration::from_secs(120);
 /// Known users per report request: a 75,000-user cluster reports in 8 requests.
 pub const KNOWN_USERS_PER_REQUEST_MAX: usize = 10_000;
 /// Request bodies kept for the plaintext check: the recent past of a run; the tap sees all.
@@ -304,8 +308,19 @@ struct HttpErrors {
     rng: ChaCha8Rng,
 }
 
+/// How many of `moves` place their user on a node, and how many leave it unassigned.
+pub(crate) fn split_moves(moves: &[Move]) -> (usize, usize) {
+    let placed = moves.iter().filter(|m| m.to.is_some()).count();
+    (placed, moves.len() - placed)
+}
+
 /// The cloud core.
 pub struct Cloud {
+    /// The latest `now` the cloud was called with.
+    clock: Duration,
+    /// Users just moved off a connector node: (that node, when). It may still post what it
+    /// had in flight for them for [`RELEASE_GRACE`].
+    released: BTreeMap<String, (String, Duration)>,
     cfg: CloudConfig,
     rng: ChaCha8Rng,
     org: Org,
@@ -324,6 +339,8 @@ pub struct Cloud {
     stats: CloudStats,
     bodies: VecDeque<ReceivedBody>,
     tap: Option<BodyTap>,
+    /// Rare events, counted where they happen ("sometimes" coverage for the simulation).
+    coverage: BTreeMap<&'static str, u64>,
 }
 
 impl std::fmt::Debug for Cloud {
@@ -378,6 +395,8 @@ impl Cloud {
 
     fn with_link(cfg: CloudConfig, rng: ChaCha8Rng, kms: KmsLink) -> Self {
         Cloud {
+            clock: Duration::ZERO,
+            released: BTreeMap::new(),
             org: Org::new(cfg.domain.clone()),
             kms,
             kms_changes: VecDeque::new(),
@@ -395,6 +414,20 @@ impl Cloud {
             stats: CloudStats::default(),
             bodies: VecDeque::new(),
             tap: None,
+            coverage: BTreeMap::new(),
+        }
+    }
+
+    /// Rare events reached so far and how often: reassignment after a node loss, rebalancing,
+    /// maintenance drains, refused registrations, reactivations.
+    pub fn coverage(&self) -> &BTreeMap<&'static str, u64> {
+        &self.coverage
+    }
+
+    /// Counts `n` occurrences of a coverage point (nothing for 0).
+    pub(crate) fn note(&mut self, what: &'static str, n: usize) {
+        if n > 0 {
+            *self.coverage.entry(what).or_default() += n as u64;
         }
     }
 
@@ -563,6 +596,7 @@ impl Cloud {
     /// Handles one REST request: the response, or a KMS call to make first ([`Outcome`]).
     /// Never panics on any input.
     pub fn handle(&mut self, now: Duration, req: api::Request) -> Outcome {
+        self.clock = self.clock.max(now);
         self.stats.requests += 1;
         self.log_body(now, &req);
         if let Some(f) = self.http_errors.as_mut()
@@ -691,6 +725,10 @@ impl Cloud {
     /// Runs the timers due at `now`: registrations, activations, email pickups, heartbeat
     /// timeouts, typing expiry. Drivers call it periodically; requests call it too.
     pub fn tick(&mut self, now: Duration) {
+        self.clock = self.clock.max(now);
+        let clock = self.clock;
+        self.released
+            .retain(|_, (_, at)| clock < *at + RELEASE_GRACE);
         for e in self.hub.tick(now) {
             self.on_hub_event(e);
         }
@@ -725,9 +763,20 @@ impl Cloud {
             }
             HubEvent::Down(node) => {
                 self.stats.connectors_down += 1;
-                self.assign.set_up(&node, false)
+                let moves = self.assign.set_up(&node, false);
+                let (placed, stranded) = split_moves(&moves);
+                self.note("cloud: users reassigned after node loss", placed);
+                self.note(
+                    "cloud: users unassigned after node loss (no room)",
+                    stranded,
+                );
+                moves
             }
-            HubEvent::Up(node) => self.assign.set_up(&node, true),
+            HubEvent::Up(node) => {
+                let moves = self.assign.set_up(&node, true);
+                self.note("cloud: rebalanced after recovery", moves.len());
+                moves
+            }
         };
         self.apply_moves(moves);
     }
@@ -769,6 +818,10 @@ impl Cloud {
         self.stats.assignment_moves += moves.len() as u64;
         let mut per_node: BTreeMap<String, (Vec<String>, Vec<String>)> = BTreeMap::new();
         for m in &moves {
+            if let Some(from) = &m.from {
+                self.released
+                    .insert(m.email.clone(), (from.clone(), self.clock));
+            }
             if let Some(to) = &m.to {
                 per_node
                     .entry(to.clone())

@@ -284,9 +284,12 @@ impl Cloud {
     }
 
     fn serves_a_member(&self, connector: &str, members: &[String]) -> bool {
-        members
-            .iter()
-            .any(|m| self.assign.node_of(m) == Some(connector))
+        members.iter().any(|m| {
+            self.assign.node_of(m) == Some(connector)
+                || self.released.get(m).is_some_and(|(node, at)| {
+                    node == connector && self.clock < *at + super::RELEASE_GRACE
+                })
+        })
     }
 
     // ---- login ----
@@ -344,6 +347,7 @@ impl Cloud {
             }
             (Post, ["users", email, "reactivate"]) => {
                 let events = self.org.reactivate(now, email, &mut self.rng)?;
+                self.note("cloud: user reactivated", 1);
                 events.into_iter().for_each(|e| self.on_org_event(e));
                 ok(self.user_view(email)?)
             }
@@ -466,6 +470,13 @@ impl Cloud {
         let changed = self.hub.set_maintenance(id, on)?;
         if changed {
             let moves = self.assign.set_maintenance(id, on);
+            let (placed, stranded) = super::split_moves(&moves);
+            if on {
+                self.note("cloud: users drained for maintenance", placed);
+                self.note("cloud: users unassigned by maintenance (no room)", stranded);
+            } else {
+                self.note("cloud: users back after maintenance", moves.len());
+            }
             self.apply_moves(moves);
             self.push(
                 Subscriber::Connector(id.to_owned()),
@@ -484,9 +495,25 @@ impl Cloud {
         let b: api::RegisterBody = parse(body)?;
         let reg = self
             .hub
-            .register(now, token, &b.hostname, b.primary, &mut self.rng)?;
+            .register(now, token, &b.hostname, b.primary, &mut self.rng)
+            .inspect_err(|e| self.note_refusal(e, token, &b.hostname))?;
         self.stats.registrations += 1;
         Ok((202, to_json(&reg)))
+    }
+
+    /// Counts why Control Hub refused a registration (spec 11-12).
+    fn note_refusal(&mut self, e: &CloudError, token: Option<&str>, hostname: &str) {
+        let what = match e {
+            CloudError::Unauthorized if token.is_none_or(str::is_empty) => {
+                "cloud: registration refused (no token)"
+            }
+            CloudError::Unauthorized => "cloud: registration refused (unknown token)",
+            CloudError::Invalid(_) if hostname.chars().any(|c| c.is_ascii_uppercase()) => {
+                "cloud: registration refused (hostname has capitals)"
+            }
+            _ => "cloud: registration refused (other)",
+        };
+        self.note(what, 1);
     }
 
     fn heartbeat(&mut self, now: Duration, id: &str, body: &[u8]) -> Answer {

@@ -31,7 +31,9 @@
 //! | `conflict` | cancel | a Jabber client has bound that very resource |
 //!
 //! Starting a session that already exists (on this link or another) takes it over and is not
-//! counted against the limits. While open, the session is a device of its user (see
+//! counted against the limits; a link that loses its session to another link is told with a
+//! `stop` notice (reason `taken-over`), and a `stop` from a link that no longer holds the
+//! session changes nothing. While open, the session is a device of its user (see
 //! [`ImpNode::component_session_start`]): the node sends the connector inbound 1:1 messages and
 //! carbons with `to` = the session's full JID, and the connector sends messages, presence and
 //! IQs with `from` = that full JID. Stanzas from a JID with no session here get a
@@ -423,7 +425,11 @@ impl ComponentService {
             }
         };
         if action == "stop" {
-            if let Some((session, _)) = node.component_session(&jid) {
+            // Only the link holding the session can stop it: a late stop from a connector
+            // whose session another connector already took over must not end the new one.
+            if let Some((session, owner)) = node.component_session(&jid)
+                && owner == link
+            {
                 node.component_session_stop(now, session);
                 self.stats.sessions_stopped += 1;
             }

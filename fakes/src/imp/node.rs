@@ -27,6 +27,12 @@
 //! generated replies (the "Message could not be delivered" error of spec 46) are routed back to
 //! the sender's home node the same way.
 //!
+//! ## Group chat (spec 42)
+//!
+//! Stanzas addressed to `conference.<domain>` go to the node's XEP-0045 service
+//! ([`super::muc`]); rooms live on the node that hosts them. Opening a connector session takes
+//! the user out of ad-hoc rooms; composed presence changes reach persistent rooms.
+//!
 //! ## Presence composition (spec 53-55)
 //!
 //! Each user's home node keeps a presence table: one *device* presence per resource and at most
@@ -47,6 +53,7 @@
 //! `type='probe'` to the home node of remote ones (RFC 6121 4.3).
 
 use super::directory::{Directory, NodeDb, StoredMessage};
+use super::muc::{Muc, MucHost};
 use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState};
 use connector::proto::stream::{StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
@@ -61,6 +68,9 @@ pub type ConnId = u64;
 
 /// The text IM&P before 12.5 returns when offline storage is off (spec 46).
 pub const UNDELIVERABLE_TEXT: &str = "Message could not be delivered";
+/// The `reason` of a session `stop` notice sent to a connector node whose session another
+/// connector node started (the cloud moved the user between connector nodes).
+pub const TAKEN_OVER: &str = "taken-over";
 
 /// Default namespace of node-to-node (router) streams, as on RFC 6120 server-to-server streams.
 pub const NS_SERVER: &str = "jabber:server";
@@ -193,6 +203,8 @@ pub struct ImpNode {
     /// Presence Redundancy Group state (`prg.rs`); `None` for a node without PRG settings,
     /// which serves exactly the users homed on it.
     prg: Option<Prg>,
+    /// The XEP-0045 group chat service `conference.<domain>` (`muc.rs`, spec 42).
+    muc: Muc,
 }
 
 /// One presence as published by a resource.
@@ -227,6 +239,7 @@ impl UserPresence {
 impl ImpNode {
     /// A node serving the users of `dir` that are homed on `cfg.host`.
     pub fn new(cfg: NodeConfig, dir: Rc<Directory>, db: Rc<RefCell<NodeDb>>) -> Self {
+        let muc = Muc::new(&cfg.domain);
         Self {
             cfg,
             dir,
@@ -242,6 +255,7 @@ impl ImpNode {
             next_ping: 0,
             component_sessions: BTreeMap::new(),
             prg: None,
+            muc,
         }
     }
 
@@ -335,6 +349,8 @@ impl ImpNode {
             if c.available {
                 self.presence_gone(&bare, jid.resource.as_deref().unwrap_or_default());
             }
+            let left = self.muc.resource_gone(&jid);
+            self.route_all(left);
         }
     }
 
@@ -582,6 +598,9 @@ impl ImpNode {
         let Some(me) = self.jid_of(conn) else { return };
         // The server stamps `from` with the sender's full JID (RFC 6120 8.1.2.1).
         el.set_attr("from", me.to_string());
+        if el.attr("to").is_some_and(|t| self.muc.serves(t)) {
+            return self.on_muc(&me, &el);
+        }
         match el.name.as_str() {
             "message" => self.on_message(now, conn, &me, el),
             "presence" => self.on_presence(now, conn, &me, el),
@@ -789,7 +808,10 @@ impl ImpNode {
         if p.last.as_ref() == Some(&now) {
             return;
         }
-        p.last = Some(now);
+        p.last = Some(now.clone());
+        // Persistent group chat rooms show followed users' composed presence (spec 42 (d)).
+        let shown = self.muc.user_presence(bare, &now);
+        self.route_all(shown);
         let contacts: Vec<String> = self.dir.contacts(bare).to_vec();
         for c in contacts {
             let el = self.composed_presence(bare, &c);
@@ -842,7 +864,7 @@ impl ImpNode {
         };
         let kind = el.attr("type").unwrap_or("normal");
         if kind == "groupchat" {
-            // 1:1 only here; group chat lives in persistent chat rooms (spec 42).
+            // Group chat is for rooms of `conference.<domain>` (`muc.rs`, spec 42), not users.
             self.stanza_error(
                 conn,
                 &el,
@@ -1419,8 +1441,14 @@ impl ImpNode {
             .and_then(|r| r.get(&resource))
             .copied()
         {
-            if !self.component_sessions.contains_key(&old) {
-                return None;
+            // A Jabber client holds that very resource: no session can take it.
+            let &old_link = self.component_sessions.get(&old)?;
+            if old_link != link {
+                // Another connector node takes the user over (the cloud moved the user):
+                // the old one must stop treating its session as open.
+                let notice = self.session_end_notice(old, full, TAKEN_OVER);
+                self.out
+                    .push_back((old_link, Transmit::Bytes(notice.to_xml_in(xmpp::NS_CLIENT))));
             }
             self.component_session_stop(now, old);
         }
@@ -1435,8 +1463,16 @@ impl ImpNode {
                 last_presence: None,
             },
         );
-        self.resources.entry(bare).or_default().insert(resource, id);
+        self.resources
+            .entry(bare.clone())
+            .or_default()
+            .insert(resource, id);
         self.component_sessions.insert(id, link);
+        // The user switched to Webex: out of ad-hoc group chats, followed in persistent rooms
+        // (spec 42 (b), (d)).
+        let composed = self.composed_presence(&bare, "");
+        let out = self.muc.hm_session_opened(&bare, &composed);
+        self.route_all(out);
         Some(id)
     }
 
@@ -1469,6 +1505,22 @@ impl ImpNode {
         sessions.len()
     }
 
+    /// The `stop` notice telling a connector that the node ended its session `session`
+    /// (`reason`: a stream error condition, or [`TAKEN_OVER`]).
+    fn session_end_notice(&self, session: ConnId, full: &Jid, reason: &str) -> Element {
+        Element::new("iq", xmpp::NS_CLIENT)
+            .with_attr("type", "set")
+            .with_attr("id", format!("{}-end-{session}", self.cfg.host))
+            .with_attr("from", self.cfg.domain.clone())
+            .with_attr("to", full.to_string())
+            .with_child(
+                Element::new("session", xmpp::NS_HM_SESSION)
+                    .with_attr("action", "stop")
+                    .with_attr("jid", full.to_string())
+                    .with_attr("reason", reason),
+            )
+    }
+
     /// Output for a session goes to its link, addressed to the session's full JID. A stream
     /// error meant for the session (a Jabber client took its resource) becomes a session
     /// `stop` notice to the connector instead, and the session ends.
@@ -1483,17 +1535,7 @@ impl ImpNode {
                 .find(|e| e.name != "text")
                 .map(|e| e.name.clone())
                 .unwrap_or_default();
-            Element::new("iq", xmpp::NS_CLIENT)
-                .with_attr("type", "set")
-                .with_attr("id", format!("{}-end-{session}", self.cfg.host))
-                .with_attr("from", self.cfg.domain.clone())
-                .with_attr("to", full.to_string())
-                .with_child(
-                    Element::new("session", xmpp::NS_HM_SESSION)
-                        .with_attr("action", "stop")
-                        .with_attr("jid", full.to_string())
-                        .with_attr("reason", reason),
-                )
+            self.session_end_notice(session, &full, &reason)
         } else {
             let mut e = el.clone();
             e.set_attr("to", full.to_string());
@@ -1501,6 +1543,41 @@ impl ImpNode {
         };
         self.out
             .push_back((link, Transmit::Bytes(stanza.to_xml_in(xmpp::NS_CLIENT))));
+    }
+}
+
+/// Group chat (spec 42): stanzas for `conference.<domain>` go to the XEP-0045 service in
+/// [`super::muc`]; whatever it returns is routed like any stanza this node produces.
+impl ImpNode {
+    /// The group chat service (rooms and counters).
+    pub fn muc(&self) -> &Muc {
+        &self.muc
+    }
+
+    fn on_muc(&mut self, me: &Jid, el: &Element) {
+        // The service asks the node about users while it runs: take it out for the call.
+        let mut muc = std::mem::replace(&mut self.muc, Muc::new(""));
+        let out = muc.handle(me, el, &*self);
+        self.muc = muc;
+        self.route_all(out);
+    }
+
+    fn route_all(&mut self, stanzas: Vec<Element>) {
+        for s in stanzas {
+            self.route_out(s);
+        }
+    }
+}
+
+impl MucHost for ImpNode {
+    fn on_webex(&self, bare: &str) -> bool {
+        self.resources
+            .get(bare)
+            .is_some_and(|r| r.values().any(|c| self.component_sessions.contains_key(c)))
+    }
+
+    fn is_user(&self, bare: &str) -> bool {
+        self.server_of(bare).is_some_and(|h| h == self.cfg.host)
     }
 }
 
@@ -1603,6 +1680,64 @@ mod tests {
     fn say(n: &mut ImpNode, c: ConnId, to: &str, id: &str, body: &str) {
         let m = xmpp::chat_message(xmpp::NS_CLIENT, id, None, to, body);
         n.input(T, c, m.to_xml_in(xmpp::NS_CLIENT).as_bytes());
+    }
+
+    #[test]
+    fn group_chat_rooms_follow_spec_42_when_a_connector_session_opens() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        let a = login(&mut n1, "alice", "desk");
+        let c = login(&mut n1, "carol", "desk");
+        let muc = super::super::muc::NS_MUC_USER;
+        let join = |room: &str, nick: &str| {
+            format!(
+                "<presence to='{room}@conference.example.com/{nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>"
+            )
+        };
+        let invite = |room: &str| {
+            format!(
+                "<message id='i-{room}' to='{room}@conference.example.com'><x xmlns='{muc}'><invite to='carol@example.com'/></x></message>"
+            )
+        };
+        for room in ["adhoc", "pers"] {
+            n1.input(T, a, join(room, "alice").as_bytes());
+            n1.input(T, a, invite(room).as_bytes());
+            assert!(output(&mut n1, c).contains("<invite from='alice@example.com/desk'"));
+            n1.input(T, c, join(room, "carol").as_bytes());
+        }
+        n1.input(T, a, b"<iq type='set' id='cfg' to='pers@conference.example.com'><query xmlns='http://jabber.org/protocol/muc#owner'><x xmlns='jabber:x:data' type='submit'><field var='muc#roomconfig_persistentroom'><value>1</value></field></x></query></iq>");
+        n1.input(T, a, b"<message type='groupchat' id='g1' to='adhoc@conference.example.com'><body>hi all</body></message>");
+        assert!(output(&mut n1, c).contains("hi all"));
+        let _ = output(&mut n1, a);
+        // Carol switches to Webex: the connector opens her session.
+        let link = n1.component_link_open();
+        let full = Jid::parse("carol@example.com/hm-webex").unwrap();
+        assert!(n1.component_session_start(T, link, &full).is_some());
+        let seen = output(&mut n1, a);
+        assert!(
+            seen.contains("from='adhoc@conference.example.com/carol' to='alice@example.com/desk' type='unavailable'")
+                && seen.contains("code='333'"),
+            "{seen}"
+        );
+        assert!(output(&mut n1, c).contains("code='110'"));
+        assert!(
+            !n1.muc()
+                .room("adhoc")
+                .unwrap()
+                .occupants
+                .contains_key("carol")
+        );
+        assert!(
+            n1.muc()
+                .room("pers")
+                .unwrap()
+                .occupants
+                .contains_key("carol")
+        );
+        // A new invitation to her is dropped silently: nothing to her, no error to alice.
+        n1.input(T, a, invite("adhoc").as_bytes());
+        assert!(!output(&mut n1, c).contains("<invite"));
+        assert!(output(&mut n1, a).is_empty());
+        assert_eq!(n1.muc().stats().invites_dropped_hm, 1);
     }
 
     #[test]

@@ -228,6 +228,11 @@ pub struct ExpresswayCluster {
     /// Whether the registration uses the Control Hub token (spec 12).
     #[serde(default = "yes")]
     pub registration_token: bool,
+    /// The Expressway's own `lowercase-hostname` check (spec 11): `enforce`, or `skip` for an
+    /// Expressway whose local check is bypassed, to show that Control Hub refuses the
+    /// hostname too.
+    #[serde(default)]
+    pub hostname_check: HostnameCheck,
     /// Certificate validation towards IM&P (spec 16, 18).
     #[serde(default = "yes")]
     pub certificate_validation: bool,
@@ -237,6 +242,17 @@ pub struct ExpresswayCluster {
     /// Session migration tuning (DESIGN.md section 9).
     #[serde(default)]
     pub migration: Migration,
+}
+
+/// Whether the Expressway checks its own hostname before registering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostnameCheck {
+    /// The Expressway refuses a hostname with capitals (the real UI does).
+    #[default]
+    Enforce,
+    /// The local check is bypassed: only Control Hub's refusal stops the registration.
+    Skip,
 }
 
 /// Expressway VM sizes.
@@ -373,6 +389,39 @@ pub enum Workload {
     Chat(ChatWorkload),
     /// Jabber devices changing their presence, manual or device (spec 53).
     Presence(PresenceWorkload),
+    /// Jabber group chat rooms and Webex group spaces, never bridged (spec 42).
+    GroupChat(GroupChatWorkload),
+}
+
+/// Group chat (spec 42). At `start`, every Jabber user creates one XEP-0045 room on its IM&P
+/// node (a share `persistent` of them made persistent) and invites `room_size - 1` users homed
+/// on the same node, drawn from everyone: Jabber users join, Hybrid Message users who are on
+/// Webex are silently not added. Every Jabber user then sends groupchat messages to the rooms
+/// it is in at `rate_per_user`. Every Webex App user likewise creates one Webex group space of
+/// `room_size` members (at least 3) and posts to it at `rate_per_user`; group spaces are never
+/// bridged to Jabber. Several `group_chat` workloads make several waves of rooms (for
+/// example before and after the connector opens its sessions).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChatWorkload {
+    /// Mean messages per user (over its rooms); inter-arrival times are exponential.
+    pub rate_per_user: Rate,
+    /// Members per room or space, the creator included (3..=50).
+    #[serde(default = "default_room_size")]
+    pub room_size: u32,
+    /// Share of rooms made persistent (persistent chat).
+    #[serde(default)]
+    pub persistent: Pct,
+    /// When rooms are created (default: once clients are logged in).
+    #[serde(default)]
+    pub start: Option<Dur>,
+    /// When sending stops (default: `duration`).
+    #[serde(default)]
+    pub stop: Option<Dur>,
+}
+
+fn default_room_size() -> u32 {
+    4
 }
 
 /// Presence changes published by every Jabber device (spec 53-55). Contacts are the users of
@@ -652,7 +701,16 @@ pub struct Fault {
     /// The Expressway's own maintenance mode (looks like an outage to the cloud, spec 29).
     #[serde(default)]
     pub expressway_maintenance: Option<NodeRef>,
+    /// The administrator's "Reactivate User" in Control Hub for every user in Error (spec 25):
+    /// the activation is retried.
+    #[serde(default)]
+    pub reactivate: Option<Reactivate>,
 }
+
+/// `reactivate: {}` (no parameters: it applies to every user in Error).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reactivate {}
 
 /// A property the run must satisfy. Written as a bare name or `{ name: { params } }`.
 #[derive(Debug, Clone, Serialize)]
@@ -695,6 +753,11 @@ pub enum Check {
     /// IM&P PRG failover (spec 65): the failed node's users' clients re-log in to its peer
     /// within a bound, and back after a fallback.
     PrgFailover(PrgFailoverExpect),
+    /// Group chat is never bridged (spec 42): Jabber invitees join and get every message of
+    /// their rooms; Hybrid Message users on Webex are silently not added; users switching to
+    /// Webex leave every ad-hoc room; Webex group spaces reach nothing on Jabber and get no
+    /// read receipts from Jabber users; persistent rooms show Webex-Active users Available.
+    GroupChat,
 }
 
 /// Expected PRG failover (spec 65).
@@ -765,7 +828,7 @@ pub struct MigrationExpect {
 }
 
 /// Names of the workload kinds.
-pub const WORKLOAD_NAMES: &[&str] = &["chat", "presence"];
+pub const WORKLOAD_NAMES: &[&str] = &["chat", "presence", "group_chat"];
 
 /// Names of the check kinds.
 pub const CHECK_NAMES: &[&str] = &[
@@ -785,6 +848,7 @@ pub const CHECK_NAMES: &[&str] = &[
     "presence_composition",
     "prg_failover",
     "reached",
+    "group_chat",
 ];
 
 // The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
@@ -830,6 +894,7 @@ impl Tagged for Workload {
     ) -> Result<Self, A::Error> {
         Ok(match name {
             "presence" => Workload::Presence(map.next_value()?),
+            "group_chat" => Workload::GroupChat(map.next_value()?),
             _ => Workload::Chat(map.next_value()?),
         })
     }
@@ -850,6 +915,7 @@ impl Tagged for Check {
             "mdm_copies" => Check::MdmCopies,
             "offline_storage" => Check::OfflineStorage,
             "presence_composition" => Check::PresenceComposition,
+            "group_chat" => Check::GroupChat,
             _ => return None,
         })
     }

@@ -233,6 +233,11 @@ fn connector_rules(s: &Scenario, p: &mut Problems) {
         let cfg = crate::hybrid::connector_config(s, e);
         for err in config::validate(&cfg, &[]) {
             let path = match &err {
+                ConfigError::UppercaseHostname(_)
+                    if e.hostname_check == crate::scenario::HostnameCheck::Skip =>
+                {
+                    continue; // the scenario shows Control Hub's own refusal
+                }
                 ConfigError::UppercaseHostname(_) => format!("{at}.hostname"),
                 ConfigError::AxlIsAdmin { cluster, .. }
                 | ConfigError::AxlCredentialsMissing(cluster) => {
@@ -307,6 +312,7 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
     let c = match w {
         Workload::Chat(c) => c,
         Workload::Presence(pw) => return presence_workload(s, i, pw, p),
+        Workload::GroupChat(g) => return group_chat_workload(s, i, g, p),
     };
     let at = format!("workloads[{i}].chat");
     if c.rate_per_user.count <= 0.0 {
@@ -406,8 +412,54 @@ fn presence_workload(s: &Scenario, i: usize, w: &PresenceWorkload, p: &mut Probl
     }
 }
 
+/// Members of a group chat room or space: 3 at least (two would be a 1:1 chat), and a
+/// handful more than a simulated population needs, bounded so invitations stay cheap.
+pub const ROOM_SIZE_MAX: u32 = 50;
+
+/// A `group_chat` workload: a rate, a room size of 3..=50, a window, and Jabber users to
+/// create the rooms (spec 42).
+fn group_chat_workload(s: &Scenario, i: usize, w: &GroupChatWorkload, p: &mut Problems) {
+    let at = format!("workloads[{i}].group_chat");
+    if w.rate_per_user.count <= 0.0 {
+        p.add(
+            format!("{at}.rate_per_user"),
+            "the rate must be more than 0",
+            None,
+        );
+    }
+    if !(3..=ROOM_SIZE_MAX).contains(&w.room_size) {
+        p.add(
+            format!("{at}.room_size"),
+            format!("{} members is out of range", w.room_size),
+            Some(format!(
+                "valid values: 3..={ROOM_SIZE_MAX} (two members are a 1:1 chat)"
+            )),
+        );
+    }
+    if s.users.jabber == Pct::NONE {
+        p.add(
+            at.clone(),
+            "group chat rooms are created by Jabber users but no user uses Jabber",
+            Some("set `users.jabber` above 0%".into()),
+        );
+    }
+    let start = w.start.unwrap_or_default();
+    let stop = w.stop.unwrap_or(s.duration);
+    if start >= stop || stop > s.duration {
+        p.add(
+            format!("{at}.stop"),
+            format!(
+                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
+                s.duration
+            ),
+            Some("start < stop <= duration".into()),
+        );
+    }
+}
+
 /// The kinds a fault entry may have; the first group runs today.
-const FAULT_KINDS_SUPPORTED: [&str; 18] = [
+const FAULT_KINDS_SUPPORTED: [&str; 19] = [
+    "reactivate",
     "imp_failover",
     "imp_fallback",
     "cloud_outage",
@@ -533,6 +585,13 @@ fn prg_fault(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
             );
         }
     }
+    if f.reactivate.is_some() && f.for_.is_some() {
+        p.add(
+            format!("{at}.for"),
+            "`reactivate` is instantaneous and takes no `for`",
+            None,
+        );
+    }
     if f.imp_fallback.is_some() && f.for_.is_some() {
         p.add(
             format!("{at}.for"),
@@ -563,6 +622,7 @@ pub fn fault_kinds(f: &Fault) -> Vec<&'static str> {
         ("connector_restart", f.connector_restart.is_some()),
         ("maintenance_mode", f.maintenance_mode.is_some()),
         ("expressway_maintenance", f.expressway_maintenance.is_some()),
+        ("reactivate", f.reactivate.is_some()),
     ];
     flags
         .iter()
@@ -628,6 +688,7 @@ fn all_fault_kinds() -> Vec<&'static str> {
         expressway_maintenance: Some(NodeRef {
             node: String::new(),
         }),
+        reactivate: Some(Reactivate {}),
         ..Fault::default()
     };
     fault_kinds(&every)
@@ -710,18 +771,79 @@ fn checks(s: &Scenario, p: &mut Problems) {
             | Check::OfflineStorage
             | Check::PresenceComposition
             | Check::PrgFailover(_) => {}
+            Check::GroupChat => {
+                let has = s
+                    .workloads
+                    .iter()
+                    .any(|w| matches!(w, Workload::GroupChat(_)));
+                if !has {
+                    p.add(
+                        at.clone(),
+                        "the `group_chat` check needs a `group_chat` workload",
+                        Some("add `- group_chat: { rate_per_user: 1/1m }` to `workloads`".into()),
+                    );
+                }
+                if s.topology.expressway_clusters.is_empty() {
+                    p.add(
+                        at.clone(),
+                        "the `group_chat` check needs the connector (users switching to Webex)",
+                        Some("add an `expressway_clusters` entry to `topology`".into()),
+                    );
+                }
+            }
             Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
             Check::Reached(points) if !points.is_empty() => {}
             Check::NoPlaintextAtCloud if crate::topology::uses_cloud(s) => {}
             Check::Presence(_) if !s.topology.expressway_clusters.is_empty() => {}
+            Check::NoSecretsInLogs if !s.topology.expressway_clusters.is_empty() => {}
+            Check::WithinCapacity if !s.topology.expressway_clusters.is_empty() => {}
+            Check::StatusPage(_) if !s.topology.expressway_clusters.is_empty() => {}
+            Check::Migration(e) if !s.topology.expressway_clusters.is_empty() => {
+                migration(s, e, &at, p)
+            }
             _ => p.unsupported(at, &format!("the `{name}` check")),
         }
+    }
+}
+
+/// A `migration` check names a PRG pair, a fault that moves sessions between them, and
+/// bounds in order.
+fn migration(s: &Scenario, e: &crate::scenario::MigrationExpect, at: &str, p: &mut Problems) {
+    let at = format!("{at}.migration");
+    let pair = s
+        .topology
+        .imp_clusters
+        .iter()
+        .any(|cl| crate::prg::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
+    if !pair {
+        p.add(
+            at.clone(),
+            format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
+            Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
+        );
+    } else if crate::migration_check::triggers(s, &e.from, &e.to).is_empty() {
+        p.add(
+            at.clone(),
+            format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
+            Some(format!(
+                "add a crash or imp_failover of `{}`, or an imp_fallback to `{}`",
+                e.from, e.to
+            )),
+        );
+    }
+    if e.complete_after.is_some_and(|a| a.0 > e.complete_within.0) {
+        p.add(
+            format!("{at}.complete_after"),
+            "complete_after is longer than complete_within",
+            None,
+        );
     }
 }
 
 /// The scenario name of a check.
 pub fn check_name(c: &Check) -> &'static str {
     match c {
+        Check::GroupChat => "group_chat",
         Check::NoMessageLoss => "no_message_loss",
         Check::PerConversationOrder => "per_conversation_order",
         Check::DeliveryLatency(_) => "delivery_latency",

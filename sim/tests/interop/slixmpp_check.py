@@ -3,9 +3,11 @@
 
 Run by sim/tests/interop_slixmpp.rs. Logs in alice (two resources) and bob over plaintext
 c2s, exchanges messages with XEP-0184 receipts and XEP-0085 chat states, checks XEP-0280
-carbons on alice's second resource and an XEP-0199 ping, then connects as an XEP-0114
-component with the right secret (accepted) and a wrong one (refused), and opens, uses and
-closes a hybrid session (urn:hmsim:hybrid-session:0). AXL is checked first with urllib:
+carbons on alice's second resource, an XEP-0199 ping and an XEP-0045 room (bob invites
+alice, both get a groupchat message), then connects as an XEP-0114 component with the right
+secret (accepted) and a wrong one (refused), and opens, uses and closes a hybrid session
+(urn:hmsim:hybrid-session:0): opening it takes alice out of the room with status 333, and a
+later invitation to her is dropped silently (spec 42). AXL is checked first with urllib:
 listProcessNode, executeSQLQuery, and a 401 for bad credentials.
 
 Prints one "ok: ..." line per passed step and "INTEROP OK" at the end; exits 1 with
@@ -51,7 +53,7 @@ class Client(slixmpp.ClientXMPP):
     def __init__(self, jid, password):
         super().__init__(jid, password)
         plaintext(self)
-        for p in ("xep_0030", "xep_0085", "xep_0184", "xep_0199", "xep_0280"):
+        for p in ("xep_0030", "xep_0045", "xep_0085", "xep_0184", "xep_0199", "xep_0280"):
             self.register_plugin(p)
         self.plugin["feature_mechanisms"].unencrypted_plain = True
         self.started = asyncio.Event()
@@ -61,6 +63,12 @@ class Client(slixmpp.ClientXMPP):
         self.states = asyncio.Queue()
         self.carbons_sent = asyncio.Queue()
         self.carbons_received = asyncio.Queue()
+        self.invites = asyncio.Queue()
+        self.room_messages = asyncio.Queue()
+        self.room_presences = asyncio.Queue()
+        self.add_event_handler("groupchat_invite", lambda m: self.invites.put_nowait(m))
+        self.add_event_handler("groupchat_message", lambda m: self.room_messages.put_nowait(m))
+        self.add_event_handler("groupchat_presence", lambda p: self.room_presences.put_nowait(p))
         self.add_event_handler("session_start", self.on_start)
         self.add_event_handler("failed_auth", lambda _: self.failed_auth.set())
         self.add_event_handler("message", self.on_message)
@@ -284,6 +292,25 @@ async def check(args):
         )
         ok("alice's second resource got a XEP-0280 received carbon")
 
+        # XEP-0045 group chat (spec 42): bob creates an ad-hoc room and invites alice; her desk
+        # joins on the invitation and a groupchat message reaches both occupants.
+        room = f"team@conference.{domain}"
+        await wait(bob.plugin["xep_0045"].join_muc_wait(room, "bob", timeout=STEP_TIMEOUT),
+                   "bob's own presence in the new room")
+        bob.plugin["xep_0045"].invite(room, alice_bare, reason="spec 42")
+        inv = await next_where(alice1.invites, lambda m: True, "bob's invitation at alice/desk")
+        if inv["from"].bare != room:
+            raise Failure(f"invitation from {inv['from']}, not from the room")
+        await wait(alice1.plugin["xep_0045"].join_muc_wait(room, "alice", timeout=STEP_TIMEOUT),
+                   "alice's own presence in the room")
+        bob.send_message(mto=room, mbody="hello room", mtype="groupchat")
+        for c in (alice1, bob):
+            got = await next_where(c.room_messages, lambda m: m["body"] == "hello room",
+                                   f"the groupchat message at {c.boundjid.full}")
+            if got["from"].full != f"{room}/bob":
+                raise Failure(f"groupchat message from {got['from']}, not {room}/bob")
+        ok("XEP-0045 room created, invitation delivered, groupchat reached both occupants")
+
         # XEP-0114 component with a wrong secret: refused with not-authorized.
         wrong = Component(args.component_jid, "wrong-" + args.secret)
         comps.append(wrong)
@@ -308,6 +335,25 @@ async def check(args):
         if res["type"] != "result":
             raise Failure(f"session start answered {res}")
         ok(f"hybrid session started for {session_jid}")
+
+        # Spec 42 (b): alice switched to Webex, so she is out of the ad-hoc room at once, with
+        # XEP-0045 status 333 (removed by the service).
+        gone = await next_where(
+            bob.room_presences,
+            lambda p: p["from"].full == f"{room}/alice" and p["type"] == "unavailable",
+            "alice's removal from the room at bob")
+        codes = {int(c) for c in gone["muc"]["status_codes"]}
+        if 333 not in codes:
+            raise Failure(f"alice removed with status codes {sorted(codes)}, not 333")
+        ok("alice left the group chat when her hybrid session opened (status 333)")
+
+        # Spec 42 (a): an invitation to a user on Webex is dropped silently: no invitation,
+        # and no error to the inviter.
+        bob.plugin["xep_0045"].invite(room, alice_bare)
+        await asyncio.sleep(1.0)
+        if not alice1.invites.empty():
+            raise Failure("alice, on Webex, got an invitation")
+        ok("invitation to alice on Webex dropped silently")
 
         try:
             await wait(session_iq(comp, domain, "start", f"nobody@{domain}/hm", "s2").send(

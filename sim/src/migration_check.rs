@@ -1,0 +1,883 @@
+//! IM&P failover as the connector sees it (spec 61-71, DESIGN.md section 9): the `migration`
+//! and `status_page` checks, connector liveness after faults, and the report's migration
+//! curve.
+//!
+//! Inputs are the run's series, written by `hybrid`:
+//! - `connector_moves/<exp host>/<from>/<to>`: one point per session move (a session that
+//!   opened on another IM&P node than the one it was last open on), at the exact time it
+//!   opened there, valued with the number of such moves so far;
+//! - `connector_sessions/<exp host>/<imp node>`: open sessions per node, sampled;
+//! - `status/<exp host>/<field>` and `status/<exp host>/<imp node>/<field>`: every field of
+//!   the status page, sampled ([`page_fields`]).
+//!
+//! Migration timing: the first move must come within `start_within` of the fault that
+//! triggered it (the detection delay, spec 62: up to 15 minutes), and the moves must take
+//! between `complete_after` and `complete_within` from the first to the last (the token
+//! bucket: 5,000 sessions in about 30 minutes). Measuring completion from the first move
+//! keeps the two properties apart: a seed that draws a long detection delay does not make a
+//! correctly paced migration fail, and the delay is judged on its own.
+
+use crate::runner::RunOutput;
+use crate::scenario::{Fault, MigrationExpect, Scenario, units::format_duration};
+use connector::core::failover::NodeStatus;
+use connector::core::status::{NodeRow, StatusPage};
+use reports::{Status, Table};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Series of session moves (see the module docs).
+pub const MOVES_SERIES: &str = "connector_moves/";
+/// Series of open sessions per IM&P node.
+pub const SESSIONS_SERIES: &str = "connector_sessions/";
+/// Series of status page fields.
+pub const STATUS_SERIES: &str = "status/";
+/// Rows of the migration curve table: enough to see the delay, the ramp and the plateau.
+pub const CURVE_ROWS_MAX: usize = 40;
+/// Violations quoted in a detail.
+const EXAMPLES_MAX: usize = 5;
+/// Percentages on the page have one decimal: a recorded one may differ by half a step.
+const PCT_TOLERANCE: f64 = 0.05 + 1e-9;
+
+/// Every field of a status page as `(name, number)`: totals by field name, IM&P nodes as
+/// `<node>/<field>`. Text becomes numbers: connectivity and node status 1 = Operational,
+/// certificate validation 1 = on; the version is written as a number (`14.0`) and left out
+/// if it is not one.
+pub fn page_fields(p: &StatusPage) -> Vec<(String, f64)> {
+    let mut v: Vec<(String, f64)> = [
+        ("connectivity", f64::from(p.connectivity == "Operational")),
+        ("users_local", p.users_local as f64),
+        ("users_all", p.users_all as f64),
+        ("enabled", p.enabled as f64),
+        ("active", p.active as f64),
+        ("inactive", p.inactive as f64),
+        ("active_pct", p.active_pct()),
+        ("inactive_pct", p.inactive_pct()),
+    ]
+    .into_iter()
+    .map(|(k, x)| (k.to_string(), x))
+    .collect();
+    for n in &p.nodes {
+        if let Ok(version) = n.version.parse::<f64>() {
+            v.push((format!("{}/version", n.node), version));
+        }
+        for (k, x) in [
+            ("status", f64::from(n.status == NodeStatus::Operational)),
+            (
+                "certificate_validation",
+                f64::from(n.certificate_validation),
+            ),
+            ("users", n.users as f64),
+            ("active", n.active as f64),
+            ("inactive", n.inactive as f64),
+        ] {
+            v.push((format!("{}/{k}", n.node), x));
+        }
+    }
+    v
+}
+
+/// One sampled page of one connector: field → value, nodes' fields by node.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Sample {
+    totals: BTreeMap<String, f64>,
+    nodes: BTreeMap<String, BTreeMap<String, f64>>,
+}
+
+/// The sampled pages per Expressway host, by sample time (ms).
+fn pages(out: &RunOutput) -> BTreeMap<String, BTreeMap<u64, Sample>> {
+    let mut pages: BTreeMap<String, BTreeMap<u64, Sample>> = BTreeMap::new();
+    for (name, points) in &out.series {
+        let Some(rest) = name.strip_prefix(STATUS_SERIES) else {
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        for &(t, x) in points {
+            let at = (t * 1000.0).round() as u64;
+            let sample = pages
+                .entry(parts[0].to_string())
+                .or_default()
+                .entry(at)
+                .or_default();
+            match parts[..] {
+                [_, field] => {
+                    sample.totals.insert(field.to_string(), x);
+                }
+                [_, node, field] => {
+                    let n = sample.nodes.entry(node.to_string()).or_default();
+                    n.insert(field.to_string(), x);
+                }
+                _ => {}
+            }
+        }
+    }
+    pages
+}
+
+fn field(m: &BTreeMap<String, f64>, name: &str) -> Result<f64, String> {
+    m.get(name)
+        .copied()
+        .ok_or_else(|| format!("field `{name}` missing"))
+}
+
+fn count(m: &BTreeMap<String, f64>, name: &str) -> Result<usize, String> {
+    let x = field(m, name)?;
+    if x < 0.0 || x.fract() != 0.0 {
+        return Err(format!("`{name}` is {x}, not a count"));
+    }
+    Ok(x as usize)
+}
+
+/// The page a sample records, as the connector's own type (so its consistency rules apply).
+fn page_of(s: &Sample) -> Result<StatusPage, String> {
+    let t = &s.totals;
+    let mut nodes = Vec::new();
+    for (node, f) in &s.nodes {
+        nodes.push(NodeRow {
+            node: node.clone(),
+            version: f
+                .get("version")
+                .map(|v| format!("{v:.1}"))
+                .unwrap_or_default(),
+            status: if field(f, "status")? == 1.0 {
+                NodeStatus::Operational
+            } else {
+                NodeStatus::Outage
+            },
+            certificate_validation: field(f, "certificate_validation")? == 1.0,
+            users: count(f, "users").map_err(|e| format!("{node}: {e}"))?,
+            active: count(f, "active").map_err(|e| format!("{node}: {e}"))?,
+            inactive: count(f, "inactive").map_err(|e| format!("{node}: {e}"))?,
+        });
+    }
+    Ok(StatusPage {
+        connectivity: if field(t, "connectivity")? == 1.0 {
+            "Operational".into()
+        } else {
+            "fault".into()
+        },
+        users_local: count(t, "users_local")?,
+        users_all: count(t, "users_all")?,
+        enabled: count(t, "enabled")?,
+        active: count(t, "active")?,
+        inactive: count(t, "inactive")?,
+        nodes,
+    })
+}
+
+/// A recorded page is consistent: node sums equal the totals, active + inactive = enabled
+/// (spec 70-71), and the recorded percentages are those of the counts.
+fn consistent(s: &Sample) -> Result<(), String> {
+    let page = page_of(s)?;
+    page.consistent()?;
+    for (name, want) in [
+        ("active_pct", page.active_pct()),
+        ("inactive_pct", page.inactive_pct()),
+    ] {
+        let got = field(&s.totals, name)?;
+        if (got - want).abs() > PCT_TOLERANCE {
+            return Err(format!(
+                "{name} {got} but the counts give {want} ({} active, {} inactive of {} enabled)",
+                page.active, page.inactive, page.enabled
+            ));
+        }
+    }
+    let sum = page.active_pct() + page.inactive_pct();
+    if page.enabled > 0 && (sum - 100.0).abs() > 2.0 * PCT_TOLERANCE {
+        return Err(format!("percentages add up to {sum}, not 100"));
+    }
+    Ok(())
+}
+
+/// IM&P nodes taken out of service by the scenario's faults (crash, PRG failover) that are
+/// in a PRG with high availability, so the connector moves their sessions: (node, fault
+/// time).
+fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
+    let mut v = Vec::new();
+    for f in &s.faults {
+        let mut nodes: Vec<String> = f.crash.iter().flat_map(|h| h.0.clone()).collect();
+        nodes.extend(f.imp_failover.iter().map(|x| x.node.clone()));
+        for n in nodes {
+            let ha_pair = s.topology.imp_clusters.iter().any(|c| {
+                c.prg.high_availability && crate::prg::node_config(c).peer_of(&n).is_some()
+            });
+            if ha_pair {
+                v.push((n, f.at.0));
+            }
+        }
+    }
+    v
+}
+
+/// Spec 63 evidence for a node failed over at `at`: the samples after it where the node
+/// shows Outage with users still assigned, as "host: users from t1 to t2".
+fn outage_evidence(
+    pages: &BTreeMap<String, BTreeMap<u64, Sample>>,
+    node: &str,
+    at: Duration,
+) -> Option<String> {
+    let from_ms = at.as_millis() as u64;
+    for (host, samples) in pages {
+        let shown: Vec<(u64, f64)> = samples
+            .range(from_ms..)
+            .filter_map(|(t, s)| {
+                let n = s.nodes.get(node)?;
+                (n.get("status") == Some(&0.0) && n.get("users").is_some_and(|u| *u > 0.0))
+                    .then(|| (*t, n["users"]))
+            })
+            .collect();
+        if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
+            let peak = shown.iter().map(|p| p.1).fold(0.0, f64::max);
+            return Some(format!(
+                "{host} showed {node} as Outage with {peak} users still assigned in {} samples from {:.0}s to {:.0}s",
+                shown.len(),
+                first.0 as f64 / 1000.0,
+                last.0 as f64 / 1000.0
+            ));
+        }
+    }
+    None
+}
+
+/// The `status_page` check: every sampled page of every connector is consistent, and each
+/// failed-over node is shown as Outage while its users are still assigned to it (spec 63).
+pub fn status_page(s: &Scenario, out: &RunOutput) -> (Status, String) {
+    let pages = pages(out);
+    let samples: usize = pages.values().map(BTreeMap::len).sum();
+    if samples == 0 {
+        return (
+            Status::Fail,
+            "no status page was sampled: the check exercised nothing".into(),
+        );
+    }
+    let mut bad = Vec::new();
+    for (host, by_t) in &pages {
+        for (t, sample) in by_t {
+            if let Err(e) = consistent(sample) {
+                bad.push(format!("{host} at {:.0}s: {e}", *t as f64 / 1000.0));
+            }
+        }
+    }
+    let mut evidence = Vec::new();
+    for (node, at) in failed_over_nodes(s) {
+        match outage_evidence(&pages, &node, at) {
+            Some(e) => evidence.push(e),
+            None => bad.push(format!(
+                "spec 63: no page showed {node} as Outage with its users still assigned after the fault at {:.0}s",
+                at.as_secs_f64()
+            )),
+        }
+    }
+    if !bad.is_empty() {
+        let shown: Vec<String> = bad.iter().take(EXAMPLES_MAX).cloned().collect();
+        return (
+            Status::Fail,
+            format!(
+                "{} of {samples} samples or expectations wrong: {}",
+                bad.len(),
+                shown.join("; ")
+            ),
+        );
+    }
+    let mut detail = format!(
+        "{samples} pages from {} connector(s) consistent (node sums = totals, active + inactive = enabled, percentages match the counts)",
+        pages.len()
+    );
+    if !evidence.is_empty() {
+        detail.push_str(&format!("; spec 63: {}", evidence.join("; ")));
+    }
+    (Status::Pass, detail)
+}
+
+/// Times (s) of the moves `from → to` made by every connector, sorted.
+fn move_times(out: &RunOutput, from: &str, to: &str) -> Vec<f64> {
+    let suffix = format!("/{from}/{to}");
+    let mut t: Vec<f64> = out
+        .series
+        .iter()
+        .filter(|(name, _)| name.starts_with(MOVES_SERIES) && name.ends_with(&suffix))
+        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t
+}
+
+/// Faults that make sessions move `from → to`, in time order: `from` failing (crash, PRG
+/// failover) or the PRG giving `to` its users back (`imp_fallback` of `to`, or the end of a
+/// crash of `to` for an automatic fallback). As (time, description).
+pub fn triggers(s: &Scenario, from: &str, to: &str) -> Vec<(Duration, String)> {
+    let mut v = Vec::new();
+    let crashed = |f: &Fault, n: &str| f.crash.as_ref().is_some_and(|h| h.0.iter().any(|x| x == n));
+    for f in &s.faults {
+        if crashed(f, from) {
+            v.push((f.at.0, format!("crash of {from}")));
+        }
+        if f.imp_failover.as_ref().is_some_and(|x| x.node == from) {
+            v.push((f.at.0, format!("imp_failover of {from}")));
+        }
+        if f.imp_fallback.as_ref().is_some_and(|x| x.node == to) {
+            v.push((f.at.0, format!("imp_fallback to {to}")));
+        }
+        if crashed(f, to)
+            && let Some(d) = f.for_
+        {
+            v.push((f.at.0 + d.0, format!("restart of {to}")));
+        }
+    }
+    v.sort();
+    v
+}
+
+/// The `migration` check (see the module docs for the timing rules).
+pub fn migration(s: &Scenario, out: &RunOutput, e: &MigrationExpect) -> (Status, String) {
+    let all = move_times(out, &e.from, &e.to);
+    let triggers = triggers(s, &e.from, &e.to);
+    let Some(first_trigger) = triggers.first() else {
+        return (
+            Status::Fail,
+            format!(
+                "no fault moves sessions {}→{} (a crash or imp_failover of {}, or an imp_fallback to {})",
+                e.from, e.to, e.from, e.to
+            ),
+        );
+    };
+    // The trigger is the last fault before the first move after the first trigger.
+    let first_move = all
+        .iter()
+        .copied()
+        .find(|t| *t >= first_trigger.0.as_secs_f64());
+    let (at, what) = match first_move {
+        Some(m) => triggers
+            .iter()
+            .rfind(|(at, _)| at.as_secs_f64() <= m)
+            .cloned()
+            .unwrap_or_else(|| first_trigger.clone()),
+        None => first_trigger.clone(),
+    };
+    let fault_s = at.as_secs_f64();
+    let moves: Vec<f64> = all.into_iter().filter(|t| *t >= fault_s).collect();
+    if e.sessions == 0 {
+        return nothing_moved(e, &what, fault_s, &moves);
+    }
+    let (Some(&first), Some(&last)) = (moves.first(), moves.last()) else {
+        return (
+            Status::Fail,
+            format!(
+                "no session moved {}→{} after the {what} at {fault_s:.0}s; expected {} ({})",
+                e.from,
+                e.to,
+                e.sessions,
+                waiting_for(out)
+            ),
+        );
+    };
+    judge(e, &what, fault_s, moves.len(), first, last)
+}
+
+/// `sessions: 0`: what is not robust stays not robust (spec 64: without high availability a
+/// failed node's sessions are lost, not moved).
+fn nothing_moved(e: &MigrationExpect, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
+    match moves.first() {
+        None => (
+            Status::Pass,
+            format!(
+                "no session moved {}→{} after the {what} at {fault_s:.0}s, as expected",
+                e.from, e.to
+            ),
+        ),
+        Some(first) => (
+            Status::Fail,
+            format!(
+                "{} sessions moved {}→{} after the {what} at {fault_s:.0}s (the first at {first:.0}s), expected none",
+                moves.len(),
+                e.from,
+                e.to
+            ),
+        ),
+    }
+}
+
+/// Compares the observed migration (`n` moves, first and last at these times) with `e`.
+fn judge(
+    e: &MigrationExpect,
+    what: &str,
+    fault_s: f64,
+    n: usize,
+    first: f64,
+    last: f64,
+) -> (Status, String) {
+    let start = Duration::from_secs_f64(first - fault_s);
+    let span = Duration::from_secs_f64(last - first);
+    let fmt = |d: Duration| format_duration(Duration::from_secs(d.as_secs()));
+    let mut bad = Vec::new();
+    if n != e.sessions as usize {
+        bad.push(format!("{n} sessions moved, expected {}", e.sessions));
+    }
+    if start > e.start_within.0 {
+        bad.push(format!(
+            "the first move came {} after the fault, expected within {}",
+            fmt(start),
+            fmt(e.start_within.0)
+        ));
+    }
+    if span > e.complete_within.0 {
+        bad.push(format!(
+            "moving took {}, expected at most {}",
+            fmt(span),
+            fmt(e.complete_within.0)
+        ));
+    }
+    if let Some(after) = e.complete_after
+        && span < after.0
+    {
+        bad.push(format!(
+            "moving took {}, expected at least {} (the migration rate was not honoured)",
+            fmt(span),
+            fmt(after.0)
+        ));
+    }
+    let observed = format!(
+        "{n} sessions moved {}→{} after the {what} at {fault_s:.0}s: first move {} after the fault, last {} after the first ({} after the fault)",
+        e.from,
+        e.to,
+        fmt(start),
+        fmt(span),
+        fmt(Duration::from_secs_f64(last - fault_s))
+    );
+    if bad.is_empty() {
+        (Status::Pass, observed)
+    } else {
+        (
+            Status::Fail,
+            format!("{}; observed: {observed}", bad.join("; ")),
+        )
+    }
+}
+
+/// What the connectors were still waiting for at the end, from their final counters.
+fn waiting_for(out: &RunOutput) -> String {
+    let parts: Vec<String> = out
+        .connector_stats
+        .iter()
+        .map(|(host, m)| {
+            let g = |k: &str| m.get(k).copied().unwrap_or(0.0);
+            format!(
+                "{host}: {} assigned, {} sessions opened, {} moved, {} redirected while moving, {} failed",
+                g("assigned"),
+                g("sessions_opened"),
+                g("sessions_moved"),
+                g("sessions_redirected_while_moving"),
+                g("sessions_failed")
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "no connector ran".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// Connector liveness after faults: every user whose connector session was ever open has one
+/// open again at the end, reopened by `bound` (the last fault's end plus `within`). `None`
+/// when no connector session ever opened (nothing to judge). `Err` says what it waited for.
+pub fn connector_liveness(out: &RunOutput, bound: Duration) -> Option<Result<String, String>> {
+    if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
+        return None;
+    }
+    let (mut open, mut missing, mut late) = (0usize, Vec::new(), Vec::new());
+    for (user, ev) in &out.bridge {
+        match ev.last() {
+            Some((_, true)) => {
+                open += 1;
+                if let Some((at, _)) = ev.iter().rfind(|(at, up)| *up && *at > bound) {
+                    late.push(format!("{user} reopened at {:.0}s", at.as_secs_f64()));
+                }
+            }
+            Some((at, false)) => {
+                missing.push(format!("{user} closed at {:.0}s", at.as_secs_f64()));
+            }
+            None => {}
+        }
+    }
+    if missing.is_empty() && late.is_empty() {
+        return Some(Ok(format!(
+            "all {open} connector sessions open again by {:.0}s",
+            bound.as_secs_f64()
+        )));
+    }
+    let mut parts = Vec::new();
+    if !missing.is_empty() {
+        parts.push(format!(
+            "waiting for {} connector sessions never reopened (e.g. {})",
+            missing.len(),
+            missing[..missing.len().min(EXAMPLES_MAX)].join(", ")
+        ));
+    }
+    if !late.is_empty() {
+        parts.push(format!(
+            "{} connector sessions reopened after the bound {:.0}s (e.g. {})",
+            late.len(),
+            bound.as_secs_f64(),
+            late[..late.len().min(EXAMPLES_MAX)].join(", ")
+        ));
+    }
+    Some(Err(format!("{} [{}]", parts.join("; "), waiting_for(out))))
+}
+
+/// The migration curve: open sessions per IM&P node over time (and moves so far), at most
+/// [`CURVE_ROWS_MAX`] rows spread evenly over the samples. `None` without connector series.
+pub fn curve_table(out: &RunOutput) -> Option<Table> {
+    let curves: Vec<(&str, &Vec<(f64, f64)>)> = out
+        .series
+        .iter()
+        .filter_map(|(name, p)| name.strip_prefix(SESSIONS_SERIES).map(|n| (n, p)))
+        .collect();
+    let mut times: Vec<f64> = curves
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|x| x.0))
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times.dedup();
+    if times.is_empty() {
+        return None;
+    }
+    let moves: Vec<(f64, f64)> = out
+        .series
+        .iter()
+        .filter(|(name, _)| name.starts_with(MOVES_SERIES))
+        .flat_map(|(_, p)| p.iter().map(|x| (x.0, 1.0)))
+        .collect();
+    let mut columns = vec!["t (s)".to_string()];
+    columns.extend(curves.iter().map(|(n, _)| n.to_string()));
+    columns.push("moved so far".into());
+    let rows = spread(times.len(), CURVE_ROWS_MAX)
+        .into_iter()
+        .map(|i| {
+            let t = times[i];
+            let mut row = vec![format!("{t:.0}")];
+            for (_, p) in &curves {
+                // A node without open sessions is not sampled: 0 there.
+                let v = p.iter().find(|x| x.0 == t).map_or(0.0, |x| x.1);
+                row.push(format!("{v:.0}"));
+            }
+            let moved = moves.iter().filter(|m| m.0 <= t).count();
+            row.push(moved.to_string());
+            row
+        })
+        .collect();
+    Some(Table {
+        title: "Migration curve: open connector sessions per IM&P node (exp host/imp node)".into(),
+        columns,
+        rows,
+    })
+}
+
+/// At most `max` indices of `0..len`, evenly spread, first and last included.
+fn spread(len: usize, max: usize) -> Vec<usize> {
+    if len <= max || max < 2 {
+        return (0..len.min(max)).collect();
+    }
+    let mut v: Vec<usize> = (0..max).map(|k| k * (len - 1) / (max - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// A move series thinned to at most `max` points for the run record (the last kept): the
+/// check reads the full series, the record only needs the shape.
+pub fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
+    spread(points.len(), max)
+        .into_iter()
+        .map(|i| points[i])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each check judged on hand-made series: it passes on the right behaviour and fails on
+    //! the wrong one, saying what it expected and what it saw.
+    use super::*;
+    use crate::observer::Observer;
+    use connector::core::status::NodeRow;
+    use std::rc::Rc;
+
+    const YAML: &str = "name: t\nseed: 1\nduration: 90m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: true } }]\n  expressway_clusters: [{ name: a, size: large, imp_clusters: [a] }]\nusers: { count: 10, webex: 100% }\nfaults:\n  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n  - { at: 60m, imp_fallback: { node: imp-a-1 } }\nchecks:\n  - migration: { from: imp-a-1, to: imp-a-2, sessions: 100, start_within: 15m, complete_within: 35m, complete_after: 25m }\n  - status_page\n";
+
+    fn scenario() -> Scenario {
+        crate::scenario::parse("t.yaml", YAML).expect("valid test scenario")
+    }
+
+    fn output() -> RunOutput {
+        RunOutput::from_history(1, Rc::new(Observer::new()), Vec::new())
+    }
+
+    fn expect(s: &Scenario) -> MigrationExpect {
+        match &s.checks[0] {
+            crate::scenario::Check::Migration(e) => e.clone(),
+            _ => unreachable!("the first check is the migration"),
+        }
+    }
+
+    /// `n` moves `from → to` on `exp-a-1`, evenly from `first_s` to `last_s`.
+    fn moves(out: &mut RunOutput, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
+        let step = (last_s - first_s) / (n.max(2) - 1) as f64;
+        let points = (0..n)
+            .map(|i| (first_s + step * i as f64, (i + 1) as f64))
+            .collect();
+        out.series
+            .insert(format!("{MOVES_SERIES}exp-a-1/{from}/{to}"), points);
+    }
+
+    #[test]
+    fn a_paced_migration_after_the_delay_passes() {
+        let s = scenario();
+        let mut out = output();
+        // Failover at 300 s: first move 10 min later, the last 30 min after the first.
+        moves(&mut out, "imp-a-1", "imp-a-2", 100, 900.0, 2700.0);
+        // The fallback's moves go the other way and are not counted.
+        moves(&mut out, "imp-a-2", "imp-a-1", 100, 3700.0, 5500.0);
+        let (st, detail) = migration(&s, &out, &expect(&s));
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("100 sessions moved imp-a-1→imp-a-2 after the imp_failover of imp-a-1 at 300s: first move 10m after the fault, last 30m after the first"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn too_few_too_late_or_too_fast_fails_with_the_numbers() {
+        let s = scenario();
+        let e = expect(&s);
+        let mut out = output();
+        moves(&mut out, "imp-a-1", "imp-a-2", 90, 1500.0, 1800.0);
+        let (st, detail) = migration(&s, &out, &e);
+        assert_eq!(st, Status::Fail);
+        for part in [
+            "90 sessions moved, expected 100",
+            "the first move came 20m after the fault, expected within 15m",
+            "moving took 5m, expected at least 25m (the migration rate was not honoured)",
+        ] {
+            assert!(detail.contains(part), "missing {part:?} in {detail}");
+        }
+        let mut slow = output();
+        moves(
+            &mut slow,
+            "imp-a-1",
+            "imp-a-2",
+            100,
+            400.0,
+            400.0 + 40.0 * 60.0,
+        );
+        let (st, detail) = migration(&s, &slow, &e);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("moving took 40m, expected at most 35m"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn no_move_at_all_says_what_the_connector_did() {
+        let s = scenario();
+        let mut out = output();
+        out.connector_stats.insert(
+            "exp-a-1".into(),
+            [("assigned".to_string(), 100.0)].into_iter().collect(),
+        );
+        let (st, detail) = migration(&s, &out, &expect(&s));
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("no session moved imp-a-1→imp-a-2 after the imp_failover of imp-a-1 at 300s; expected 100 (exp-a-1: 100 assigned"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn sessions_zero_expects_no_move() {
+        let s = scenario();
+        let e = MigrationExpect {
+            sessions: 0,
+            ..expect(&s)
+        };
+        let (st, detail) = migration(&s, &output(), &e);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let mut out = output();
+        moves(&mut out, "imp-a-1", "imp-a-2", 3, 400.0, 500.0);
+        let (st, detail) = migration(&s, &out, &e);
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("3 sessions moved imp-a-1→imp-a-2 after the imp_failover of imp-a-1 at 300s (the first at 400s), expected none"), "{detail}");
+    }
+
+    #[test]
+    fn the_fallback_is_timed_from_the_fallback_fault() {
+        let s = scenario();
+        let mut out = output();
+        moves(&mut out, "imp-a-2", "imp-a-1", 100, 3700.0, 5500.0);
+        let e = MigrationExpect {
+            from: "imp-a-2".into(),
+            to: "imp-a-1".into(),
+            ..expect(&s)
+        };
+        let (st, detail) = migration(&s, &out, &e);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("after the imp_fallback to imp-a-1 at 3600s"),
+            "{detail}"
+        );
+    }
+
+    fn page(status: NodeStatus, users: (usize, usize)) -> StatusPage {
+        let row = |node: &str, status, users: usize| NodeRow {
+            node: node.into(),
+            version: "14.0".into(),
+            status,
+            certificate_validation: true,
+            users,
+            active: users,
+            inactive: 0,
+        };
+        StatusPage {
+            connectivity: "Operational".into(),
+            users_local: 10,
+            users_all: 10,
+            enabled: users.0 + users.1,
+            active: users.0 + users.1,
+            inactive: 0,
+            nodes: vec![
+                row("imp-a-1", status, users.0),
+                row("imp-a-2", NodeStatus::Operational, users.1),
+            ],
+        }
+    }
+
+    fn record(out: &mut RunOutput, t: f64, p: &StatusPage) {
+        for (k, v) in page_fields(p) {
+            let name = format!("{STATUS_SERIES}exp-a-1/{k}");
+            out.series.entry(name).or_default().push((t, v));
+        }
+    }
+
+    #[test]
+    fn consistent_pages_with_an_outage_while_assigned_pass() {
+        let s = scenario();
+        let mut out = output();
+        record(&mut out, 60.0, &page(NodeStatus::Operational, (5, 5)));
+        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
+        record(&mut out, 700.0, &page(NodeStatus::Outage, (5, 5)));
+        let (st, detail) = status_page(&s, &out);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("spec 63: exp-a-1 showed imp-a-1 as Outage with 5 users still assigned in 2 samples from 600s to 700s"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn an_inconsistent_page_or_no_outage_fails() {
+        let s = scenario();
+        let mut out = output();
+        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
+        let mut bad = page(NodeStatus::Outage, (5, 5));
+        bad.nodes[1].users = 4;
+        bad.nodes[1].inactive = 0;
+        bad.nodes[1].active = 4;
+        record(&mut out, 900.0, &bad);
+        let (st, detail) = status_page(&s, &out);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains(
+                "exp-a-1 at 900s: node sums users 9/active 9/inactive 0 != totals 10/10/0"
+            ),
+            "{detail}"
+        );
+        // Percentages that do not match the counts.
+        let mut out = output();
+        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
+        out.series
+            .get_mut(&format!("{STATUS_SERIES}exp-a-1/active_pct"))
+            .unwrap()[0]
+            .1 = 90.0;
+        let (st, detail) = status_page(&s, &out);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("active_pct 90 but the counts give 100"),
+            "{detail}"
+        );
+        // The node never shown as Outage: spec 63 not observed.
+        let mut out = output();
+        record(&mut out, 600.0, &page(NodeStatus::Operational, (5, 5)));
+        let (st, detail) = status_page(&s, &out);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("spec 63: no page showed imp-a-1 as Outage with its users still assigned after the fault at 300s"),
+            "{detail}"
+        );
+        assert_eq!(
+            status_page(&s, &output()).0,
+            Status::Fail,
+            "nothing sampled"
+        );
+    }
+
+    #[test]
+    fn connector_liveness_names_the_sessions_it_waited_for() {
+        let mut out = output();
+        let s = |v: &[(u64, bool)]| {
+            v.iter()
+                .map(|(t, up)| (Duration::from_secs(*t), *up))
+                .collect()
+        };
+        out.bridge
+            .insert("a@x".into(), s(&[(10, true), (300, false), (900, true)]));
+        out.bridge.insert("b@x".into(), s(&[(10, true)]));
+        let bound = Duration::from_secs(1000);
+        assert_eq!(
+            connector_liveness(&out, bound),
+            Some(Ok("all 2 connector sessions open again by 1000s".into()))
+        );
+        out.bridge
+            .insert("c@x".into(), s(&[(10, true), (300, false)]));
+        out.bridge
+            .insert("d@x".into(), s(&[(10, true), (300, false), (1200, true)]));
+        let Some(Err(detail)) = connector_liveness(&out, bound) else {
+            panic!("must fail")
+        };
+        assert!(
+            detail.contains(
+                "waiting for 1 connector sessions never reopened (e.g. c@x closed at 300s)"
+            ),
+            "{detail}"
+        );
+        assert!(detail.contains("d@x reopened at 1200s"), "{detail}");
+        assert_eq!(connector_liveness(&output(), bound), None);
+    }
+
+    #[test]
+    fn the_curve_table_spreads_rows_and_counts_moves() {
+        let mut out = output();
+        let n = 100;
+        let a: Vec<(f64, f64)> = (0..n).map(|i| (i as f64 * 10.0, (n - i) as f64)).collect();
+        let b: Vec<(f64, f64)> = (0..n).map(|i| (i as f64 * 10.0, i as f64)).collect();
+        out.series
+            .insert(format!("{SESSIONS_SERIES}exp-a-1/imp-a-1"), a);
+        out.series
+            .insert(format!("{SESSIONS_SERIES}exp-a-1/imp-a-2"), b);
+        moves(&mut out, "imp-a-1", "imp-a-2", 10, 5.0, 95.0);
+        let t = curve_table(&out).unwrap();
+        assert_eq!(
+            t.columns,
+            [
+                "t (s)",
+                "exp-a-1/imp-a-1",
+                "exp-a-1/imp-a-2",
+                "moved so far"
+            ]
+        );
+        assert_eq!(t.rows.len(), CURVE_ROWS_MAX);
+        assert_eq!(t.rows[0], ["0", "100", "0", "0"]);
+        assert_eq!(t.rows.last().unwrap(), &["990", "1", "99", "10"]);
+        assert_eq!(
+            thin(&[(1.0, 1.0), (2.0, 2.0), (3.0, 3.0)], 2),
+            [(1.0, 1.0), (3.0, 3.0)]
+        );
+    }
+}
