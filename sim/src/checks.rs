@@ -314,7 +314,7 @@ fn liveness(s: &Scenario, out: &RunOutput, within: Duration) -> (Status, String)
         .unwrap_or_default();
     let bound = last_fault_end + within;
     let (status, detail) = devices_liveness(out, within, bound);
-    match crate::migration_check::connector_liveness(out, bound) {
+    match crate::migration_check::connector_liveness(out, last_fault_end, bound) {
         None => (status, detail),
         Some(Ok(c)) => (status, format!("{detail}; {c}")),
         Some(Err(c)) if status == Status::Pass => (Status::Fail, c),

@@ -478,9 +478,16 @@ fn waiting_for(out: &RunOutput) -> String {
 }
 
 /// Connector liveness after faults: every user whose connector session was ever open has one
-/// open again at the end, reopened by `bound` (the last fault's end plus `within`). `None`
-/// when no connector session ever opened (nothing to judge). `Err` says what it waited for.
-pub fn connector_liveness(out: &RunOutput, bound: Duration) -> Option<Result<String, String>> {
+/// open again at the end, and a session that closed by `fault_end` (the last fault's end) is
+/// open again by `bound` (`fault_end` plus `within`). Sessions that open for the first time,
+/// or close and reopen later for reasons of their own (72 h inactive, then active), are not
+/// late. `None` when no connector session ever opened (nothing to judge). `Err` says what it
+/// waited for.
+pub fn connector_liveness(
+    out: &RunOutput,
+    fault_end: Duration,
+    bound: Duration,
+) -> Option<Result<String, String>> {
     if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
         return None;
     }
@@ -489,7 +496,7 @@ pub fn connector_liveness(out: &RunOutput, bound: Duration) -> Option<Result<Str
         match ev.last() {
             Some((_, true)) => {
                 open += 1;
-                if let Some((at, _)) = ev.iter().rfind(|(at, up)| *up && *at > bound) {
+                if let Some(at) = reopened_late(ev, fault_end, bound) {
                     late.push(format!("{user} reopened at {:.0}s", at.as_secs_f64()));
                 }
             }
@@ -522,6 +529,24 @@ pub fn connector_liveness(out: &RunOutput, bound: Duration) -> Option<Result<Str
         ));
     }
     Some(Err(format!("{} [{}]", parts.join("; "), waiting_for(out))))
+}
+
+/// When a session that was down at `fault_end` (after having been open) came back, if that
+/// was after `bound`.
+fn reopened_late(
+    ev: &[(Duration, bool)],
+    fault_end: Duration,
+    bound: Duration,
+) -> Option<Duration> {
+    let closed_at = ev
+        .iter()
+        .take_while(|(at, _)| *at <= fault_end)
+        .last()
+        .filter(|(_, up)| !*up)?;
+    let (at, _) = ev
+        .iter()
+        .find(|(at, up)| *up && *at > closed_at.0 && *at > fault_end)?;
+    (*at > bound).then_some(*at)
 }
 
 /// The migration curve: open sessions per IM&P node over time (and moves so far), at most
@@ -829,16 +854,18 @@ mod tests {
         out.bridge
             .insert("a@x".into(), s(&[(10, true), (300, false), (900, true)]));
         out.bridge.insert("b@x".into(), s(&[(10, true)]));
-        let bound = Duration::from_secs(1000);
+        let (end, bound) = (Duration::from_secs(400), Duration::from_secs(1000));
         assert_eq!(
-            connector_liveness(&out, bound),
+            connector_liveness(&out, end, bound),
             Some(Ok("all 2 connector sessions open again by 1000s".into()))
         );
         out.bridge
             .insert("c@x".into(), s(&[(10, true), (300, false)]));
         out.bridge
             .insert("d@x".into(), s(&[(10, true), (300, false), (1200, true)]));
-        let Some(Err(detail)) = connector_liveness(&out, bound) else {
+        // A session opening for the first time after the bound is not late.
+        out.bridge.insert("e@x".into(), s(&[(1500, true)]));
+        let Some(Err(detail)) = connector_liveness(&out, end, bound) else {
             panic!("must fail")
         };
         assert!(
@@ -848,7 +875,8 @@ mod tests {
             "{detail}"
         );
         assert!(detail.contains("d@x reopened at 1200s"), "{detail}");
-        assert_eq!(connector_liveness(&output(), bound), None);
+        assert!(!detail.contains("e@x"), "{detail}");
+        assert_eq!(connector_liveness(&output(), end, bound), None);
     }
 
     #[test]

@@ -816,13 +816,14 @@ pub struct MigrationExpect {
     pub from: String,
     /// Destination node.
     pub to: String,
-    /// Sessions expected to move.
+    /// Sessions expected to move; 0 means none may move (no high availability, spec 64).
     pub sessions: u32,
     /// The first move happens within this long of the fault.
     pub start_within: Dur,
-    /// All moves complete within this long of the fault.
+    /// All moves complete within this long of the first move (a long detection delay does not
+    /// fail a correctly paced migration; `start_within` bounds the delay).
     pub complete_within: Dur,
-    /// And not sooner than this (the rate limit is honoured).
+    /// And not sooner than this after the first move (the rate limit is honoured).
     #[serde(default)]
     pub complete_after: Option<Dur>,
 }
