@@ -5,7 +5,7 @@
 //! come from. All problems are collected, not just the first, so one edit fixes a file.
 
 use super::schema::*;
-use super::units::Pct;
+use super::units::{Dur, Pct};
 use crate::topology;
 use std::collections::BTreeSet;
 
@@ -72,6 +72,22 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     }
     checks(s, &mut p);
     p.0
+}
+
+/// A workload's `start..stop` must be a non-empty window within `duration`.
+fn window(s: &Scenario, at: &str, start: Option<Dur>, stop: Option<Dur>, p: &mut Problems) {
+    let start = start.unwrap_or_default();
+    let stop = stop.unwrap_or(s.duration);
+    if start >= stop || stop > s.duration {
+        p.add(
+            format!("{at}.stop"),
+            format!(
+                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
+                s.duration
+            ),
+            Some("start < stop <= duration".into()),
+        );
+    }
 }
 
 fn header(s: &Scenario, p: &mut Problems) {
@@ -358,18 +374,7 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
             Some("set `users.webex` above 0%".into()),
         );
     }
-    let start = c.start.unwrap_or_default();
-    let stop = c.stop.unwrap_or(s.duration);
-    if start >= stop || stop > s.duration {
-        p.add(
-            format!("{at}.stop"),
-            format!(
-                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
-                s.duration
-            ),
-            Some("start < stop <= duration".into()),
-        );
-    }
+    window(s, &at, c.start, c.stop, p);
     if c.contacts_per_user == 0 {
         p.add(
             format!("{at}.contacts_per_user"),
@@ -398,18 +403,7 @@ fn presence_workload(s: &Scenario, i: usize, w: &PresenceWorkload, p: &mut Probl
             None,
         );
     }
-    let start = w.start.unwrap_or_default();
-    let stop = w.stop.unwrap_or(s.duration);
-    if start >= stop || stop > s.duration {
-        p.add(
-            format!("{at}.stop"),
-            format!(
-                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
-                s.duration
-            ),
-            Some("start < stop <= duration".into()),
-        );
-    }
+    window(s, &at, w.start, w.stop, p);
 }
 
 /// Members of a group chat room or space: 3 at least (two would be a 1:1 chat), and a
@@ -443,18 +437,7 @@ fn group_chat_workload(s: &Scenario, i: usize, w: &GroupChatWorkload, p: &mut Pr
             Some("set `users.jabber` above 0%".into()),
         );
     }
-    let start = w.start.unwrap_or_default();
-    let stop = w.stop.unwrap_or(s.duration);
-    if start >= stop || stop > s.duration {
-        p.add(
-            format!("{at}.stop"),
-            format!(
-                "the workload window {start}..{stop} is empty or ends after `duration` ({})",
-                s.duration
-            ),
-            Some("start < stop <= duration".into()),
-        );
-    }
+    window(s, &at, w.start, w.stop, p);
 }
 
 /// The kinds a fault entry may have; the first group runs today.
