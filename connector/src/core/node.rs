@@ -1610,13 +1610,12 @@ impl ConnectorNode {
         for m in self.failover.due(now) {
             self.migrate(&m, now);
         }
-        if self.sessions.pending_opens() == 0 {
+        // (The flag first: counting pending opens walks every user.)
+        if self.sessions_bucket_is_migration && self.sessions.pending_opens() == 0 {
             let normal =
                 TokenBucket::new(self.s.session_rate_per_s, self.s.session_rate_per_s, now);
-            if self.sessions_bucket_is_migration {
-                self.sessions.set_bucket(normal);
-                self.sessions_bucket_is_migration = false;
-            }
+            self.sessions.set_bucket(normal);
+            self.sessions_bucket_is_migration = false;
         }
         self.sessions.handle_timeout(now);
         self.after_sessions(now);

@@ -144,6 +144,10 @@ pub struct SessionManager {
     stats: SessionStats,
     /// The latest moves, at most [`MOVES_KEPT_MAX`].
     moves: VecDeque<SessionMove>,
+    /// (deadline, user) of opens and backoffs, so that timers cost O(log n), not a scan of
+    /// every user. Entries are not removed when a state changes: an entry counts only while
+    /// the user's state still has that deadline ([`SessionManager::deadline_of`]).
+    timers: BTreeSet<(Duration, String)>,
     /// Moves since the manager was created (kept or not).
     moves_total: u64,
     /// The last pump stopped for want of a token while a queued user could open: only then
@@ -167,6 +171,7 @@ impl SessionManager {
             next_iq: 0,
             stats: SessionStats::default(),
             moves: VecDeque::new(),
+            timers: BTreeSet::new(),
             moves_total: 0,
             bucket_wait: false,
         }
@@ -359,14 +364,14 @@ impl SessionManager {
                     .to_string();
                 if condition == "redirect" && u.moving {
                     self.stats.redirected_while_moving += 1;
-                    u.state = SessionState::Backoff {
-                        until: now + u.backoff.next_delay(rng),
-                    };
+                    let until = now + u.backoff.next_delay(rng);
+                    u.state = SessionState::Backoff { until };
+                    self.timers.insert((until, user));
                 } else if condition == "resource-constraint" {
                     self.stats.refused_rate += 1;
-                    u.state = SessionState::Backoff {
-                        until: now + u.backoff.next_delay(rng),
-                    };
+                    let until = now + u.backoff.next_delay(rng);
+                    u.state = SessionState::Backoff { until };
+                    self.timers.insert((until, user));
                 } else {
                     self.stats.failed += 1;
                     u.state = SessionState::Failed { condition };
@@ -381,12 +386,13 @@ impl SessionManager {
     pub fn poll_timeout(&mut self, now: Duration) -> Option<Duration> {
         let mut next: Option<Duration> = None;
         let mut consider = |t: Duration| next = Some(next.map_or(t, |n| n.min(t)));
-        for u in self.users.values() {
-            match u.state {
-                SessionState::Opening { since, .. } => consider(since + OPEN_TIMEOUT),
-                SessionState::Backoff { until } => consider(until),
-                _ => {}
+        // Entries whose user has since moved on are dropped as they surface.
+        while let Some((t, user)) = self.timers.first() {
+            if self.deadline_of(user) == Some(*t) {
+                consider(*t);
+                break;
             }
+            self.timers.pop_first();
         }
         if self.bucket_wait && self.pending.len() < IN_FLIGHT_MAX {
             consider(self.bucket.next_available(now).max(now));
@@ -397,19 +403,22 @@ impl SessionManager {
     /// Timers due at `now`: backoffs end, opens time out, queued users get tokens.
     pub fn handle_timeout(&mut self, now: Duration) {
         let mut requeue = Vec::new();
-        for (k, u) in self.users.iter_mut() {
-            match u.state {
-                SessionState::Backoff { until } if until <= now => {
-                    u.state = SessionState::Queued;
-                    requeue.push(k.clone());
-                }
-                SessionState::Opening { since, .. } if since + OPEN_TIMEOUT <= now => {
-                    self.stats.timeouts += 1;
-                    u.state = SessionState::Queued;
-                    requeue.push(k.clone());
-                }
-                _ => {}
+        while let Some((t, k)) = self.timers.first().cloned() {
+            if t > now {
+                break;
             }
+            self.timers.pop_first();
+            if self.deadline_of(&k) != Some(t) {
+                continue; // superseded: the user's state changed since
+            }
+            let Some(u) = self.users.get_mut(&k) else {
+                continue;
+            };
+            if matches!(u.state, SessionState::Opening { .. }) {
+                self.stats.timeouts += 1;
+            }
+            u.state = SessionState::Queued;
+            requeue.push(k);
         }
         for k in requeue {
             self.pending.retain(|_, v| *v != k);
@@ -418,6 +427,15 @@ impl SessionManager {
             }
         }
         self.pump(now);
+    }
+
+    /// When `user`'s current state times out: an open unanswered, or a backoff ending.
+    fn deadline_of(&self, user: &str) -> Option<Duration> {
+        match self.users.get(user)?.state {
+            SessionState::Opening { since, .. } => Some(since + OPEN_TIMEOUT),
+            SessionState::Backoff { until } => Some(until),
+            _ => None,
+        }
     }
 
     /// A user whose session opened since the last call.
@@ -512,6 +530,7 @@ impl SessionManager {
         self.pending.insert(id.clone(), user.to_string());
         if let Some(u) = self.users.get_mut(user) {
             u.state = SessionState::Opening { iq: id, since: now };
+            self.timers.insert((now + OPEN_TIMEOUT, user.to_string()));
         }
         self.stats.opens_sent += 1;
         self.out.push_back(Command { node, iq });
