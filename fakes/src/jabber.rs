@@ -551,9 +551,7 @@ fn send_next<N: Net>(
             device: d.resource.clone(),
         },
     );
-    // Exponential inter-arrival: -ln(U) × mean.
-    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
-    *next_send = Some(now + plan.mean_interval.mul_f64(-u.ln()));
+    *next_send = Some(now + crate::exp_wait(plan.mean_interval, &mut d.rng));
 }
 
 /// Shows a device presence may carry; `None` is plain available.
@@ -599,8 +597,7 @@ fn publish_presence<N: Net>(d: &mut DeviceSpec<N>, core: &mut JabberCore) {
         Element::new("hm-presence", crate::imp::node::NS_HM_PRESENCE).with_attr("kind", kind),
     );
     core.send(&el);
-    let u: f64 = p.rng.random_range(f64::EPSILON..1.0);
-    p.next = now + p.mean_interval.mul_f64(-u.ln());
+    p.next = now + crate::exp_wait(p.mean_interval, &mut p.rng);
     d.recorder.presence_published(
         &d.host,
         PresenceEvent {
@@ -795,8 +792,7 @@ fn send_groupchat<N: Net>(
         .with_child(Element::new("body", xmpp::NS_CLIENT).with_text(format!("{body} [[{id}]]")));
     core.send(&msg);
     group_event(d, &room, GroupEventKind::Sent { id });
-    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
-    st.next_send = Some(d.net.now() + g.mean_interval.mul_f64(-u.ln()));
+    st.next_send = Some(d.net.now() + crate::exp_wait(g.mean_interval, &mut d.rng));
 }
 
 /// Handles a stanza from the conference service; false when it is not one (or the device
@@ -874,8 +870,7 @@ fn room_presence<N: Net>(
     }
     group_event(d, room, GroupEventKind::Joined);
     if st.next_send.is_none_or(|t| t < d.net.now()) {
-        let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
-        st.next_send = Some(d.net.now() + g.mean_interval.mul_f64(-u.ln()));
+        st.next_send = Some(d.net.now() + crate::exp_wait(g.mean_interval, &mut d.rng));
     }
     let local = room.split('@').next().unwrap_or_default();
     let Some(plan) = g.rooms.iter().find(|r| r.name == local) else {

@@ -34,6 +34,12 @@ pub fn first_action_at(
     mean_interval: Duration,
     rng: &mut rand_chacha::ChaCha8Rng,
 ) -> Duration {
+    start + exp_wait(mean_interval, rng)
+}
+
+/// An exponential wait with mean `mean` (`-ln(U) × mean`): the gap between a Poisson
+/// process's events, which is how every client model spaces its actions.
+pub fn exp_wait(mean: Duration, rng: &mut rand_chacha::ChaCha8Rng) -> Duration {
     let u: f64 = rng.random_range(f64::EPSILON..1.0);
-    start + mean_interval.mul_f64(-u.ln())
+    mean.mul_f64(-u.ln())
 }

@@ -512,8 +512,7 @@ async fn act<N: Net>(
         *next = None;
         return Ok(());
     }
-    let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
-    *next = Some(now + plan.mean_interval.mul_f64(-u.ln()));
+    *next = Some(now + crate::exp_wait(plan.mean_interval, &mut d.rng));
     let contact = plan.contacts[d.rng.random_range(0..plan.contacts.len())].clone();
     let (space, key) = space_with(st, c, token, &d.email.clone(), &contact).await?;
     let m = plan.mix;
@@ -788,8 +787,7 @@ async fn group_space_session<N: Net>(
         if now >= d.stop {
             return Ok(());
         }
-        let u: f64 = d.rng.random_range(f64::EPSILON..1.0);
-        tokio::time::sleep(d.mean_interval.mul_f64(-u.ln())).await;
+        tokio::time::sleep(crate::exp_wait(d.mean_interval, &mut d.rng)).await;
         if d.net.now() >= d.stop {
             return Ok(());
         }

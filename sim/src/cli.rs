@@ -369,6 +369,17 @@ impl ProgressReporter {
     }
 }
 
+/// Runs a server future on a local runtime; a runtime that cannot start is reported like the
+/// server's own failure.
+fn run_local<E: std::fmt::Display>(
+    fut: impl std::future::Future<Output = Result<(), E>>,
+) -> Result<(), String> {
+    match connector::io::net::run_local(fut) {
+        Ok(served) => served.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("cannot start the runtime: {e}")),
+    }
+}
+
 /// What `hmsim serve` serves.
 #[derive(Subcommand, Debug)]
 enum ServeTarget {
@@ -610,35 +621,21 @@ fn serve_imp(path: &Path) -> i32 {
         axl: cfg.listen.axl,
         router: None,
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return EXIT_IO;
-        }
-    };
     let ip = cfg.listen.ip;
     let net = connector::io::net::TokioNet::new(ip);
-    let local = tokio::task::LocalSet::new();
-    let served = local.block_on(
-        &rt,
-        driver::serve_node(
-            net,
-            node,
-            Rc::new(RefCell::new(comp)),
-            Rc::new(RefCell::new(axl_svc)),
-            ports,
-            || {
-                println!("hmsim serve imp: node {} domain {}", cfg.host, cfg.domain);
-                println!("listening c2s {ip}:{}", ports.c2s);
-                println!("listening component {ip}:{}", ports.component);
-                println!("listening axl {ip}:{}", ports.axl);
-            },
-        ),
-    );
+    let served = run_local(driver::serve_node(
+        net,
+        node,
+        Rc::new(RefCell::new(comp)),
+        Rc::new(RefCell::new(axl_svc)),
+        ports,
+        || {
+            println!("hmsim serve imp: node {} domain {}", cfg.host, cfg.domain);
+            println!("listening c2s {ip}:{}", ports.c2s);
+            println!("listening component {ip}:{}", ports.component);
+            println!("listening axl {ip}:{}", ports.axl);
+        },
+    ));
     match served {
         Ok(()) => EXIT_OK,
         Err(e) => {
@@ -667,17 +664,6 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
             println!("{l}");
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("cannot start the runtime: {e}");
-            return EXIT_IO;
-        }
-    };
-    let local = tokio::task::LocalSet::new();
     let served = if cloud {
         let cfg: CloudServeConfig = match load(path) {
             Ok(c) => c,
@@ -690,7 +676,7 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
             eprintln!("{}: {e}", path.display());
             return EXIT_BAD_INPUT;
         }
-        local.block_on(&rt, fakes::cloud::serve::serve_cloud(&cfg, print))
+        run_local(fakes::cloud::serve::serve_cloud(&cfg, print))
     } else {
         let cfg: KmsServeConfig = match load(path) {
             Ok(c) => c,
@@ -699,7 +685,7 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
                 return EXIT_BAD_INPUT;
             }
         };
-        local.block_on(&rt, fakes::cloud::serve::serve_kms(&cfg, print))
+        run_local(fakes::cloud::serve::serve_kms(&cfg, print))
     };
     match served {
         Ok(()) => EXIT_OK,

@@ -11,14 +11,14 @@
 //!
 //! Run alone: `cargo test -p sim --test interop_curl -- --nocapture`.
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use connector::proto::jwe::{self, SpaceKey};
 use serde_json::{Value, json};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long a server may take to print its listening line.
@@ -62,15 +62,7 @@ fn serve(what: &str, config: &Path) -> (KillOnDrop, Vec<String>) {
             .spawn()
             .unwrap_or_else(|e| panic!("start hmsim serve {what}: {e}")),
     );
-    let stdout = server.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = common::stdout_lines(&mut server.0);
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     let mut lines = Vec::new();
     loop {

@@ -8,10 +8,11 @@
 //!
 //! Run alone: `cargo test -p sim --test interop_slixmpp -- --nocapture`.
 
-use std::io::{BufRead as _, BufReader, Read as _};
+mod common;
+
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// How long the server may take to print its listening lines.
@@ -113,15 +114,7 @@ fn slixmpp_client_and_component_against_hmsim_serve_imp() {
             .spawn()
             .expect("start hmsim serve imp"),
     );
-    let stdout = server.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = common::stdout_lines(&mut server.0);
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     let mut listening = Vec::new();
     while listening.len() < 3 {

@@ -27,6 +27,8 @@
 //!
 //! Run alone: `cargo test -p sim --test real_mode -- --nocapture`.
 
+mod common;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use connector::io::http::{HttpClient, Method, ws_connect};
@@ -43,7 +45,6 @@ use sim::secrets_check::{self, Secret};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -188,15 +189,7 @@ fn serve(what: &'static str, config: &Path, last_kind: &str) -> (KillOnDrop, Vec
             .unwrap_or_else(|e| panic!("start hmsim serve {what}: {e}")),
         what,
     );
-    let stdout = server.0.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
+    let rx = common::stdout_lines(&mut server.0);
     let deadline = Instant::now() + SERVER_READY_TIMEOUT;
     let mut lines = Vec::new();
     let done = format!("listening {last_kind} ");

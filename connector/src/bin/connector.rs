@@ -61,19 +61,13 @@ fn run() -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match connector::io::net::run_local(real::run(&cfg)) {
+        Ok(()) => 0,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
-            return EXIT_IO;
+            EXIT_IO
         }
-    };
-    let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, real::run(&cfg));
-    0
+    }
 }
 
 fn init_tracing() {

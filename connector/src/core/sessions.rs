@@ -29,8 +29,6 @@ use std::time::Duration;
 
 /// The resource of every connector session: the user's "Webex device" in IM&P.
 pub const SESSION_RESOURCE: &str = "hm-webex";
-/// The reason IM&P gives when another connector node started this user's session.
-pub const TAKEN_OVER: &str = "taken-over";
 /// An open request unanswered for this long is abandoned and retried (the node may have lost
 /// it with a dead stream).
 pub const OPEN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -223,7 +221,7 @@ impl SessionManager {
                 // Another connector node took the session over while the cloud still gives
                 // the user to this one (assignments settling after a node came back): open
                 // it again, or nobody would hold it once the other node lets go.
-                if matches!(&u.state, SessionState::Failed { condition } if condition == TAKEN_OVER)
+                if matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
                 {
                     u.state = SessionState::Queued;
                     if !self.queue.iter().any(|q| q == user) {

@@ -103,3 +103,16 @@ impl Net for TokioNet {
         self.start.elapsed()
     }
 }
+
+/// Runs `fut` to completion on a current-thread tokio runtime inside a `LocalSet`: how every
+/// real-mode program here (the `connector` binary, `hmsim serve`) runs the same `Rc`-based
+/// tasks the simulation runs in turmoil hosts.
+///
+/// # Errors
+/// The runtime could not be built.
+pub fn run_local<F: std::future::Future>(fut: F) -> std::io::Result<F::Output> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(tokio::task::LocalSet::new().block_on(&rt, fut))
+}

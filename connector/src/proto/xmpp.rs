@@ -42,6 +42,9 @@ pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// The project's per-user session protocol on the component link (see `docs/protocols.md`).
 pub const NS_HM_SESSION: &str = "urn:hmsim:hybrid-session:0";
+/// The `reason` of a session `stop` the node sends to a connector node whose session another
+/// connector node started (the cloud moved the user between connector nodes).
+pub const SESSION_TAKEN_OVER: &str = "taken-over";
 
 /// A JID split into its parts. Comparison is on the normalized (lowercase) form of the local
 /// and domain parts, which is what every server does for the ASCII JIDs used here.

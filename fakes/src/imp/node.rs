@@ -68,9 +68,6 @@ pub type ConnId = u64;
 
 /// The text IM&P before 12.5 returns when offline storage is off (spec 46).
 pub const UNDELIVERABLE_TEXT: &str = "Message could not be delivered";
-/// The `reason` of a session `stop` notice sent to a connector node whose session another
-/// connector node started (the cloud moved the user between connector nodes).
-pub const TAKEN_OVER: &str = "taken-over";
 
 /// Default namespace of node-to-node (router) streams, as on RFC 6120 server-to-server streams.
 pub const NS_SERVER: &str = "jabber:server";
@@ -1446,7 +1443,7 @@ impl ImpNode {
             if old_link != link {
                 // Another connector node takes the user over (the cloud moved the user):
                 // the old one must stop treating its session as open.
-                let notice = self.session_end_notice(old, full, TAKEN_OVER);
+                let notice = self.session_end_notice(old, full, xmpp::SESSION_TAKEN_OVER);
                 self.out
                     .push_back((old_link, Transmit::Bytes(notice.to_xml_in(xmpp::NS_CLIENT))));
             }
@@ -1506,7 +1503,7 @@ impl ImpNode {
     }
 
     /// The `stop` notice telling a connector that the node ended its session `session`
-    /// (`reason`: a stream error condition, or [`TAKEN_OVER`]).
+    /// (`reason`: a stream error condition, or [`xmpp::SESSION_TAKEN_OVER`]).
     fn session_end_notice(&self, session: ConnId, full: &Jid, reason: &str) -> Element {
         Element::new("iq", xmpp::NS_CLIENT)
             .with_attr("type", "set")
@@ -1636,8 +1633,8 @@ mod tests {
         all
     }
 
-    /// Logs `name/res` in on `n` with initial presence; returns the connection.
-    fn login(n: &mut ImpNode, name: &str, res: &str) -> ConnId {
+    /// Opens a stream on `n` and sends `name`'s SASL PLAIN; returns the connection.
+    fn start_auth(n: &mut ImpNode, name: &str) -> ConnId {
         let c = n.open();
         let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
         n.input(T, c, h.as_bytes());
@@ -1650,6 +1647,13 @@ mod tests {
             )
             .as_bytes(),
         );
+        c
+    }
+
+    /// Logs `name/res` in on `n` with initial presence; returns the connection.
+    fn login(n: &mut ImpNode, name: &str, res: &str) -> ConnId {
+        let c = start_auth(n, name);
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
         n.input(T, c, h.as_bytes());
         n.input(T, c, format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind></iq>").as_bytes());
         n.input(
@@ -2029,18 +2033,7 @@ mod tests {
 
     /// Sends `name`'s SASL PLAIN on a new connection to `n`; returns the server's answer.
     fn try_auth(n: &mut ImpNode, name: &str) -> String {
-        let c = n.open();
-        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
-        n.input(T, c, h.as_bytes());
-        let auth = xmpp::sasl_plain_response(name, &format!("pw-{name}"));
-        n.input(
-            T,
-            c,
-            format!(
-                "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>"
-            )
-            .as_bytes(),
-        );
+        let c = start_auth(n, name);
         output(n, c)
     }
 
