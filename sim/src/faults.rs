@@ -62,6 +62,10 @@ pub enum Service {
     AxlStopped(String, bool),
     /// Control Hub "Reactivate User" for every user in Error (spec 25).
     Reactivate,
+    /// The PRG high availability of every node of an IM&P cluster is switched on or off
+    /// (spec 61): on the nodes and in AXL's `listProcessNode` at once; connectors see it only
+    /// when they rediscover (restart).
+    PrgHighAvailability(String, bool),
 }
 
 /// A timed action with a description for the record.
@@ -106,13 +110,16 @@ pub fn window(f: &Fault) -> (Duration, Duration) {
 /// cloud outage, ...) or delays them past what clients wait for. Service faults that keep every
 /// stream up (`kms_outage`, `http_errors`, `maintenance_mode`, `axl_stop`) do not: requests
 /// fail with a status the connector and clients retry with backoff, and maintenance moves
-/// users gracefully, so a loss during them is a bug, not a risk.
+/// users gracefully, so a loss during them is a bug, not a risk. Administrative changes
+/// (`reactivate`, `prg_high_availability`) touch no stream: a PRG setting only decides what a
+/// later failure does, and that failure opens its own window.
 pub fn breaks_streams(f: &Fault) -> bool {
     let keeps_streams = f.kms_outage.is_some()
         || f.http_errors.is_some()
         || f.maintenance_mode.is_some()
         || f.axl_stop.is_some()
-        || f.reactivate.is_some();
+        || f.reactivate.is_some()
+        || f.prg_high_availability.is_some();
     !keeps_streams
 }
 
@@ -296,6 +303,10 @@ fn service_faults(
     if f.reactivate.is_some() {
         pair("reactivate", Service::Reactivate, None);
     }
+    if let Some(ha) = &f.prg_high_availability {
+        let on = Service::PrgHighAvailability(ha.cluster.clone(), ha.enabled);
+        pair("prg_high_availability", on, None);
+    }
     // A restart rediscovers (spec 22); the Expressway's own maintenance mode looks like an
     // outage to the cloud (spec 29): both are host-level.
     if let Some(n) = &f.connector_restart {
@@ -359,5 +370,28 @@ pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
         }
         // Applied by the runner through the node core (`crate::prg::apply`).
         Action::ImpFailover(_) | Action::ImpFallback(_) | Action::Service(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `prg_high_availability` is one service action at its time, with no undoing, and opens
+    /// no at-risk window (spec 61: the setting moves nobody by itself).
+    #[test]
+    fn prg_high_availability_is_one_service_action_that_keeps_streams() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2 }]\nusers: { count: 2 }\nfaults:\n  - { at: 5m, prg_high_availability: { cluster: a, enabled: true } }\n  - { at: 6m, crash: imp-a-1 }\n";
+        let s = crate::scenario::parse("t.yaml", yaml).expect("valid");
+        let t = timeline(&s.faults, BaseLatency(Duration::from_millis(10)));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].at, Duration::from_secs(300));
+        assert_eq!(t[0].kind, "prg_high_availability");
+        assert_eq!(
+            t[0].action,
+            Action::Service(Service::PrgHighAvailability("a".into(), true))
+        );
+        assert!(!breaks_streams(&s.faults[0]));
+        assert!(breaks_streams(&s.faults[1]));
     }
 }

@@ -596,6 +596,9 @@ pub fn apply(
         Service::AxlStopped(node, stopped) => {
             crate::imp::set_axl_stopped(node, *stopped);
         }
+        Service::PrgHighAvailability(cluster, on) => {
+            crate::imp::set_prg_high_availability(cluster, *on);
+        }
         Service::Reactivate => {
             if let Some(c) = &h.cloud {
                 let mut c = c.borrow_mut();

@@ -1,12 +1,12 @@
 //! Building the connector-facing services of the fake IM&P nodes from a scenario: the
 //! component port's settings (spec 10) and the AXL service (spec 16-17, 22-23), and the
-//! handles faults use to stop an AXL service.
+//! handles faults use to stop an AXL service or change a PRG's high availability (spec 61).
 
 use crate::scenario::{ImpCluster, Scenario};
 use crate::topology::{self, UserSpec};
 use fakes::imp::axl::{AxlAccount, AxlNode, AxlService};
 use fakes::imp::component::{ComponentConfig, CreateRate};
-use fakes::imp::{Directory, UserRecord};
+use fakes::imp::{Directory, ImpNode, NodeDb, UserRecord};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -16,11 +16,62 @@ thread_local! {
     /// runs on one thread (tests run several simulations on several threads); cleared at the
     /// start of every run.
     static AXL: RefCell<BTreeMap<String, Rc<RefCell<AxlService>>>> = RefCell::default();
+    /// IM&P nodes by host, for the `prg_high_availability` fault; thread-local and cleared
+    /// like [`AXL`].
+    static NODES: RefCell<BTreeMap<String, NodeHandle>> = RefCell::default();
 }
 
-/// Forgets the AXL services of a previous run on this thread.
+/// What the `prg_high_availability` fault reaches on one IM&P host: its cluster, the running
+/// core (empty before the host first starts), and the database that outlives restarts.
+pub struct NodeHandle {
+    /// The scenario's cluster name.
+    pub cluster: String,
+    /// The current core, set by the host each time it starts.
+    pub slot: Rc<RefCell<Option<Rc<RefCell<ImpNode>>>>>,
+    /// The node's database.
+    pub db: Rc<RefCell<NodeDb>>,
+}
+
+/// Forgets the AXL services and nodes of a previous run on this thread.
 pub fn reset() {
     AXL.with(|a| a.borrow_mut().clear());
+    NODES.with(|n| n.borrow_mut().clear());
+}
+
+/// Remembers the IM&P node of `host` for faults.
+pub fn register_node(host: &str, node: NodeHandle) {
+    NODES.with(|n| n.borrow_mut().insert(host.to_string(), node));
+}
+
+/// The administrator switches the PRG high availability of every node of `cluster` (spec 61):
+/// live on the running cores, kept in their databases for restarts, and reported by every AXL
+/// service's `listProcessNode` from now on. Connectors read it at discovery only, so they
+/// see it after a restart. Returns the hosts changed, in order.
+pub fn set_prg_high_availability(cluster: &str, on: bool) -> Vec<String> {
+    let hosts: Vec<String> = NODES.with(|n| {
+        n.borrow()
+            .iter()
+            // `a` and `imp-a` name the same cluster, as in host names.
+            .filter(|(_, h)| topology::imp_host(&h.cluster, 1) == topology::imp_host(cluster, 1))
+            .map(|(host, h)| {
+                // Written to the database first, so a host that is down now starts with it.
+                h.db.borrow_mut().prg_high_availability = Some(on);
+                if let Some(core) = h.slot.borrow().as_ref() {
+                    core.borrow_mut().set_prg_high_availability(on);
+                }
+                host.clone()
+            })
+            .collect()
+    });
+    AXL.with(|a| {
+        for svc in a.borrow().values() {
+            let mut svc = svc.borrow_mut();
+            for host in &hosts {
+                svc.set_prg_high_availability(host, on);
+            }
+        }
+    });
+    hosts
 }
 
 /// Remembers the AXL service of `host` for faults.

@@ -189,7 +189,8 @@ fn consistent(s: &Sample) -> Result<(), String> {
 }
 
 /// IM&P nodes taken out of service by the scenario's faults (crash, PRG failover) that are
-/// in a PRG with high availability, so the connector moves their sessions: (node, fault
+/// in a PRG with high availability at that time (a `prg_high_availability` change counts at
+/// once, as on IM&P, spec 61), so the status page must show them as Outage: (node, fault
 /// time).
 fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
     let mut v = Vec::new();
@@ -198,7 +199,8 @@ fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
         nodes.extend(f.imp_failover.iter().map(|x| x.node.clone()));
         for n in nodes {
             let ha_pair = s.topology.imp_clusters.iter().any(|c| {
-                c.prg.high_availability && crate::prg::node_config(c).peer_of(&n).is_some()
+                crate::prg::high_availability_at(s, c, f.at.0)
+                    && crate::prg::node_config(c).peer_of(&n).is_some()
             });
             if ha_pair {
                 v.push((n, f.at.0));

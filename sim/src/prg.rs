@@ -45,6 +45,18 @@ pub fn node_config(c: &ImpCluster) -> PrgConfig {
     }
 }
 
+/// The high availability of cluster `c` in effect at `at`: the scenario's setting, changed by
+/// every `prg_high_availability` fault on `c` up to `at` (spec 61: live on IM&P at once).
+pub fn high_availability_at(s: &Scenario, c: &ImpCluster, at: Duration) -> bool {
+    let host = topology::imp_host(&c.name, 1);
+    s.faults
+        .iter()
+        .filter(|f| f.at.0 <= at)
+        .filter_map(|f| f.prg_high_availability.as_ref())
+        .filter(|ha| topology::imp_host(&ha.cluster, 1) == host)
+        .fold(c.prg.high_availability, |_, ha| ha.enabled)
+}
+
 /// The servers a user's Jabber devices log in to, in order: the home node, then its PRG
 /// peer (Jabber's high-availability login profile, spec 65).
 pub fn login_servers(s: &Scenario, u: &UserSpec) -> Vec<String> {
@@ -409,6 +421,18 @@ mod tests {
         let (st, detail) = check(&s, &output(&s, &["imp-a-2"], true), &e);
         assert_eq!(st, Status::Fail, "{detail}");
         assert!(detail.contains("of the fallback"), "{detail}");
+    }
+
+    #[test]
+    fn high_availability_follows_the_changes_made_so_far() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: false } }]\nusers: { count: 2 }\nfaults:\n  - { at: 2m, prg_high_availability: { cluster: imp-a, enabled: true } }\n  - { at: 4m, prg_high_availability: { cluster: a, enabled: false } }\n";
+        let s = crate::scenario::parse("t.yaml", yaml).expect("valid");
+        let c = &s.topology.imp_clusters[0];
+        let at = |m: u64| high_availability_at(&s, c, Duration::from_secs(m * 60));
+        assert_eq!(
+            (at(1), at(2), at(3), at(4), at(9)),
+            (false, true, true, false, false)
+        );
     }
 
     #[test]

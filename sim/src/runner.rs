@@ -300,6 +300,14 @@ fn add_imp_hosts(
             )));
             let comp_cfg = crate::imp::component_config(c);
             crate::imp::register_axl(&host, axl.clone());
+            crate::imp::register_node(
+                &host,
+                crate::imp::NodeHandle {
+                    cluster: c.name.clone(),
+                    slot: slot.clone(),
+                    db: db.clone(),
+                },
+            );
             sim.host(host.as_str(), move || {
                 let node = Rc::new(RefCell::new(
                     ImpNode::new(cfg.clone(), routing.clone(), db.clone()).with_prg(prg.clone()),

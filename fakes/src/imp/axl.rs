@@ -178,6 +178,19 @@ impl AxlService {
         self.stopped = stopped;
     }
 
+    /// Changes the PRG high availability `listProcessNode` reports for `node` (spec 61: the
+    /// administrator changed it; a connector sees it at its next discovery, i.e. restart).
+    /// Returns false when the service does not list `node`.
+    pub fn set_prg_high_availability(&mut self, node: &str, on: bool) -> bool {
+        match self.nodes.iter_mut().find(|n| n.name == node) {
+            Some(n) => {
+                n.prg_high_availability = on;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether the service is stopped.
     pub fn is_stopped(&self) -> bool {
         self.stopped
@@ -1140,6 +1153,20 @@ mod tests {
         assert_eq!(nodes[0].version, "14.0");
         assert_eq!(nodes[0].prg_peer.as_deref(), Some("imp-a-2"));
         assert!(nodes[0].high_availability);
+        // The administrator switches HA off on imp-a-1's PRG: the next discovery reads it.
+        assert!(svc.set_prg_high_availability("imp-a-1", false));
+        assert!(
+            !svc.set_prg_high_availability("imp-b-1", false),
+            "not listed"
+        );
+        let again = d::parse_nodes(
+            post(&mut svc, &headers, &d::list_process_node_request())
+                .body
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(!again[0].high_availability);
+        assert!(again[1].high_availability, "only the node named changes");
         let mut all = Vec::new();
         let mut page = 0;
         loop {

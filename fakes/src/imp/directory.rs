@@ -109,6 +109,9 @@ pub struct NodeDb {
     /// A node with PRG settings ran on this database before: after a restart it waits for its
     /// peer to say who serves its users (`prg.rs`).
     pub prg_started: bool,
+    /// The PRG's high availability as last changed by the administrator (spec 61), which a
+    /// restarted node keeps; `None`: as configured at start.
+    pub prg_high_availability: Option<bool>,
 }
 
 impl NodeDb {

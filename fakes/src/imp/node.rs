@@ -1164,14 +1164,30 @@ impl ImpNode {
     /// database remembers that it ran, so a restarted node starts `Unknown` until its peer
     /// says who serves whom.
     #[must_use]
-    pub fn with_prg(mut self, cfg: PrgConfig) -> Self {
+    pub fn with_prg(mut self, mut cfg: PrgConfig) -> Self {
         // A node alone in its cluster has no group: nothing to heartbeat, nobody to fail to.
         if cfg.cluster.len() < 2 {
             return self;
         }
         let restarted = std::mem::replace(&mut self.db.borrow_mut().prg_started, true);
+        // A high-availability change made while the node ran outlives its restart (spec 61).
+        if let Some(ha) = self.db.borrow().prg_high_availability {
+            cfg.high_availability = ha;
+        }
         self.prg = Some(Prg::new(&self.cfg.host, cfg, restarted));
         self
+    }
+
+    /// The administrator changes the PRG's high availability (spec 61): live on this node at
+    /// once, and kept in the node's database across restarts. Returns false (and changes
+    /// nothing) for a node without a PRG.
+    pub fn set_prg_high_availability(&mut self, on: bool) -> bool {
+        let Some(prg) = self.prg.as_mut() else {
+            return false;
+        };
+        prg.set_high_availability(on);
+        self.db.borrow_mut().prg_high_availability = Some(on);
+        true
     }
 
     /// The PRG state (spec 65); `None` without PRG settings.
@@ -2055,6 +2071,28 @@ mod tests {
                 assert!(got.contains("<temporary-auth-failure"), "spec 64: {got}");
             }
         }
+    }
+
+    /// Spec 61 on the IM&P side: the setting is live at once and survives a restart.
+    #[test]
+    fn a_high_availability_change_is_live_and_kept_across_a_restart() {
+        let (_n1, mut n2) = prg_pair(false);
+        let start_cfg = n2.prg().unwrap().config().clone();
+        assert!(!start_cfg.high_availability);
+        assert!(n2.set_prg_high_availability(true));
+        n2.prg_handle_timeout(Duration::ZERO);
+        n2.prg_handle_timeout(Duration::from_secs(61));
+        assert_eq!(n2.prg_state(), Some(PrgState::TakingOver), "live at once");
+        // Restarted on the same database with the start-up setting (off): the change holds.
+        let (cfg, dir, db) = (n2.cfg.clone(), n2.dir.clone(), n2.db.clone());
+        let restarted = ImpNode::new(cfg.clone(), dir.clone(), db).with_prg(start_cfg.clone());
+        assert!(restarted.prg().unwrap().config().high_availability);
+        // A new database starts from the configuration.
+        let fresh = ImpNode::new(cfg, dir, Rc::default()).with_prg(start_cfg);
+        assert!(!fresh.prg().unwrap().config().high_availability);
+        // A node without a PRG has nothing to change.
+        let (mut alone, _) = cluster(true, (14, 0));
+        assert!(!alone.set_prg_high_availability(true));
     }
 
     #[test]

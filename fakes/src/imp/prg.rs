@@ -247,6 +247,14 @@ impl Prg {
         &self.cfg
     }
 
+    /// Changes the high-availability setting (the administrator's PRG page, spec 61). IM&P
+    /// applies it at once: from the next timer tick a silent peer is (or is no longer) taken
+    /// over, and manual failovers are allowed (or refused). Users already moved stay where
+    /// they are; only a fallback brings them back.
+    pub fn set_high_availability(&mut self, on: bool) {
+        self.cfg.high_availability = on;
+    }
+
     /// This node's PRG peer.
     pub fn peer(&self) -> Option<&str> {
         self.cfg.peer_of(&self.me)
@@ -676,6 +684,33 @@ mod tests {
                 assert!(!b.accepts("n1"), "spec 64: nothing moves without HA");
             }
         }
+    }
+
+    #[test]
+    fn a_high_availability_change_takes_effect_at_once() {
+        let (mut a, mut b) = (
+            Prg::new("n1", cfg(false), false),
+            Prg::new("n2", cfg(false), false),
+        );
+        a.handle_timeout(s(0));
+        b.handle_timeout(s(0));
+        assert!(a.failover(s(1)).is_empty(), "refused without HA");
+        assert_eq!(a.state(), PrgState::Normal);
+        a.set_high_availability(true);
+        b.set_high_availability(true);
+        assert!(a.config().high_availability);
+        let req = a.failover(s(2));
+        assert_eq!(a.state(), PrgState::FailingOver);
+        deliver(s(2), "n1", &req, &mut b);
+        assert_eq!(b.state(), PrgState::TakingOver);
+        assert!(b.accepts("n1"));
+        // Switched off again: a silent peer is no longer taken over.
+        let mut c = Prg::new("n2", cfg(true), false);
+        c.handle_timeout(s(0));
+        c.set_high_availability(false);
+        c.handle_timeout(s(61));
+        assert_eq!(c.state(), PrgState::Normal);
+        assert!(!c.accepts("n1"));
     }
 
     #[test]

@@ -705,6 +705,21 @@ pub struct Fault {
     /// the activation is retried.
     #[serde(default)]
     pub reactivate: Option<Reactivate>,
+    /// The administrator switches a PRG's high availability on or off (spec 61): live on the
+    /// IM&P cluster at once, seen by a connector only after it restarts (rediscovers).
+    #[serde(default)]
+    pub prg_high_availability: Option<PrgHighAvailability>,
+}
+
+/// `prg_high_availability: { cluster: a, enabled: true }`: a one-shot change of the PRG
+/// setting of every node of an IM&P cluster (the scenario's `prg.high_availability`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrgHighAvailability {
+    /// The IM&P cluster's name as in `topology.imp_clusters[].name`; it needs 2 or more nodes.
+    pub cluster: String,
+    /// The new setting.
+    pub enabled: bool,
 }
 
 /// `reactivate: {}` (no parameters: it applies to every user in Error).

@@ -441,8 +441,9 @@ fn group_chat_workload(s: &Scenario, i: usize, w: &GroupChatWorkload, p: &mut Pr
 }
 
 /// The kinds a fault entry may have; the first group runs today.
-const FAULT_KINDS_SUPPORTED: [&str; 19] = [
+const FAULT_KINDS_SUPPORTED: [&str; 20] = [
     "reactivate",
+    "prg_high_availability",
     "imp_failover",
     "imp_fallback",
     "cloud_outage",
@@ -582,6 +583,53 @@ fn prg_fault(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
             None,
         );
     }
+    if let Some(ha) = &f.prg_high_availability {
+        prg_high_availability(s, at, f, ha, p);
+    }
+}
+
+/// `prg_high_availability` (spec 61) names an IM&P cluster with a PRG (2 or more nodes) and is
+/// a one-shot change: changing it back is another entry.
+fn prg_high_availability(
+    s: &Scenario,
+    at: &str,
+    f: &Fault,
+    ha: &PrgHighAvailability,
+    p: &mut Problems,
+) {
+    let names: Vec<String> = s
+        .topology
+        .imp_clusters
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let path = format!("{at}.prg_high_availability.cluster");
+    // `a` and `imp-a` name the same cluster, as in host names.
+    let same =
+        |c: &&ImpCluster| topology::imp_host(&c.name, 1) == topology::imp_host(&ha.cluster, 1);
+    match s.topology.imp_clusters.iter().find(same) {
+        None => p.add(
+            path,
+            format!("no IM&P cluster is named `{}`", ha.cluster),
+            Some(one_of(&ha.cluster, &names)),
+        ),
+        Some(c) if c.nodes < 2 => p.add(
+            path,
+            format!(
+                "IM&P cluster `{}` has {} node and so no PRG whose high availability could change",
+                c.name, c.nodes
+            ),
+            Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
+        ),
+        Some(_) => {}
+    }
+    if f.for_.is_some() {
+        p.add(
+            format!("{at}.for"),
+            "`prg_high_availability` is a one-shot change and takes no `for`",
+            Some("add another entry at a later time to change it back".into()),
+        );
+    }
 }
 
 /// The kinds set on a fault entry, by field name.
@@ -606,6 +654,7 @@ pub fn fault_kinds(f: &Fault) -> Vec<&'static str> {
         ("maintenance_mode", f.maintenance_mode.is_some()),
         ("expressway_maintenance", f.expressway_maintenance.is_some()),
         ("reactivate", f.reactivate.is_some()),
+        ("prg_high_availability", f.prg_high_availability.is_some()),
     ];
     flags
         .iter()
@@ -672,6 +721,10 @@ fn all_fault_kinds() -> Vec<&'static str> {
             node: String::new(),
         }),
         reactivate: Some(Reactivate {}),
+        prg_high_availability: Some(PrgHighAvailability {
+            cluster: String::new(),
+            enabled: true,
+        }),
         ..Fault::default()
     };
     fault_kinds(&every)
@@ -866,4 +919,78 @@ fn valid_label(s: &str) -> bool {
 
 fn valid_domain(s: &str) -> bool {
     s.contains('.') && s.split('.').all(valid_label)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The `prg_high_availability` fault (spec 61): accepted on a cluster with a PRG, refused
+    //! with the field path otherwise.
+    use super::*;
+
+    /// A scenario with IM&P cluster `a` of `nodes` nodes and one fault entry.
+    fn with_fault(nodes: u32, fault: &str) -> Result<Scenario, String> {
+        let yaml = format!(
+            "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: {nodes} }}]\nusers: {{ count: 2 }}\nfaults:\n  - {fault}\n"
+        );
+        crate::scenario::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn prg_high_availability_on_a_prg_cluster_is_valid() {
+        let s = with_fault(
+            2,
+            "{ at: 5m, prg_high_availability: { cluster: a, enabled: true } }",
+        )
+        .expect("valid");
+        let ha = s.faults[0].prg_high_availability.as_ref().expect("parsed");
+        assert_eq!((ha.cluster.as_str(), ha.enabled), ("a", true));
+        assert_eq!(fault_kinds(&s.faults[0]), vec!["prg_high_availability"]);
+        assert!(all_fault_kinds().contains(&"prg_high_availability"));
+        // `imp-a` names cluster `a`, as in host names.
+        with_fault(
+            2,
+            "{ at: 5m, prg_high_availability: { cluster: imp-a, enabled: false } }",
+        )
+        .expect("`imp-a` is cluster `a`");
+    }
+
+    #[test]
+    fn prg_high_availability_names_the_path_of_what_is_wrong() {
+        let cases = [
+            (
+                2,
+                "{ at: 5m, prg_high_availability: { cluster: b, enabled: true } }",
+                "error at `faults[0].prg_high_availability.cluster`: no IM&P cluster is named `b`",
+            ),
+            (
+                1,
+                "{ at: 5m, prg_high_availability: { cluster: a, enabled: true } }",
+                "error at `faults[0].prg_high_availability.cluster`: IM&P cluster `a` has 1 node",
+            ),
+            (
+                2,
+                "{ at: 5m, for: 1m, prg_high_availability: { cluster: a, enabled: true } }",
+                "error at `faults[0].for`: `prg_high_availability` is a one-shot change",
+            ),
+            (
+                2,
+                "{ at: 5m, prg_high_availability: { cluster: a, enabled: yes } }",
+                "faults[0].prg_high_availability.enabled",
+            ),
+            (
+                2,
+                "{ at: 5m, prg_high_availability: { cluster: a, enable: true } }",
+                "unknown field `enable`",
+            ),
+            (
+                2,
+                "{ at: 5m, reactivate: {}, prg_high_availability: { cluster: a, enabled: true } }",
+                "a fault has exactly one kind, this one has 2: reactivate, prg_high_availability",
+            ),
+        ];
+        for (nodes, fault, want) in cases {
+            let err = with_fault(nodes, fault).expect_err(fault);
+            assert!(err.contains(want), "{fault}: want {want:?} in:\n{err}");
+        }
+    }
 }
