@@ -1,6 +1,7 @@
 //! criterion benches, one group per area, fixed seeds. Run: `cargo bench -p benches`.
 //!
-//! - `codec`: XMPP stanza parse + serialize (the per-hop cost of every chat message).
+//! - `codec`: XMPP stanza parse + serialize (the per-hop cost of every chat message), and
+//!   parsing 200 stanzas that arrive in one read (per stanza, as cheap as one alone).
 //! - `crypto`: JWE A256GCM encrypt + decrypt of a 200-byte message.
 //! - `translate`: the connector's per-message work in each direction: `translate+encrypt`
 //!   (a parsed Jabber message with a 200-byte body → `translate::from_xmpp` → JWE encrypt
@@ -48,6 +49,33 @@ fn codec(c: &mut Criterion) {
                 panic!()
             };
             e.to_xml_in(xmpp::NS_CLIENT)
+        })
+    });
+    g.finish();
+    codec_batch(c, &header, &wire);
+}
+
+/// Stanzas per read in `parse_batch`: a busy component link delivers hundreds per segment.
+const BATCH_STANZAS: usize = 200;
+
+/// One read carrying [`BATCH_STANZAS`] chat messages, parsed to the end: per stanza it costs
+/// what `parse_chat_message` does (rxml takes the whole read at once and queues its events,
+/// so the parser's buffer is not moved per event).
+fn codec_batch(c: &mut Criterion, header: &str, wire: &str) {
+    let batch = wire.repeat(BATCH_STANZAS);
+    let mut g = c.benchmark_group("codec");
+    g.throughput(Throughput::Elements(BATCH_STANZAS as u64));
+    g.bench_function("parse_batch_200", |b| {
+        let mut p = StreamParser::new();
+        p.feed(header.as_bytes());
+        assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open(_)))));
+        b.iter(|| {
+            p.feed(black_box(batch.as_bytes()));
+            let mut n = 0;
+            while let Ok(Some(StreamEvent::Stanza(_))) = p.next_event() {
+                n += 1;
+            }
+            assert_eq!(n, BATCH_STANZAS);
         })
     });
     g.finish();

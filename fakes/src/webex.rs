@@ -15,7 +15,7 @@ use crate::observe::{
     ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder, Sent,
 };
 use connector::core::limiter::Backoff;
-use connector::io::http::{EventClient, HttpClient, Method, ws_connect};
+use connector::io::http::{ClientError, EventClient, HttpClient, Method, ws_connect};
 use connector::io::net::Net;
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::{Activity, Event, Verb};
@@ -186,26 +186,89 @@ pub async fn run_webex<N: Net>(mut d: WebexSpec<N>) {
     }
 }
 
-async fn client<N: Net>(d: &WebexSpec<N>) -> Result<HttpClient, String> {
-    let s = tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.cloud.0, d.cloud.1))
+/// The Webex App's keep-alive HTTP/1.1 connection to the cloud, replaced when it closes, as
+/// a real client's connection pool does. The cloud closes a connection idle for
+/// [`connector::io::http::HTTP_IDLE_TIMEOUT`]; a request sent just as it does gets no response
+/// ("connection closed before message completed"). That is a race of HTTP/1.1 itself, which
+/// real clients absorb by sending the request again on a new connection when a reused one
+/// closed before any response (RFC 9112 section 9.3.1; browsers do so for any method). The
+/// cloud closes connections only between requests, so such a request was never read, and
+/// posts carry a `client_id` besides.
+pub struct CloudConn<N: Net> {
+    net: N,
+    cloud: (String, u16),
+    http: HttpClient,
+    /// `http` has answered a request: only a reused connection can meet the idle close.
+    reused: bool,
+}
+
+impl<N: Net> CloudConn<N> {
+    /// Connects to the cloud at `cloud` (within [`CONNECT_TIMEOUT`]).
+    ///
+    /// # Errors
+    /// Why the connection could not be made.
+    pub async fn connect(net: N, cloud: (String, u16)) -> Result<Self, String> {
+        let http = connect_http(&net, &cloud).await?;
+        Ok(CloudConn {
+            net,
+            cloud,
+            http,
+            reused: false,
+        })
+    }
+
+    async fn reconnect(&mut self) -> Result<(), String> {
+        self.http = connect_http(&self.net, &self.cloud).await?;
+        self.reused = false;
+        Ok(())
+    }
+
+    /// One request: the status and the JSON body. A connection found closed is replaced
+    /// first; a request that a reused connection closed on without answering is sent once
+    /// more on a new one.
+    ///
+    /// # Errors
+    /// The transport failure, as text.
+    pub async fn request(
+        &mut self,
+        m: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        if !self.http.is_open() {
+            self.reconnect().await?;
+        }
+        let answer = match self.http.request(m, path, token, body).await {
+            Err(ClientError::NoResponse(_)) if self.reused => {
+                self.reconnect().await?;
+                self.http.request(m, path, token, body).await
+            }
+            other => other,
+        };
+        let answer = answer.map_err(|e| e.to_string())?;
+        self.reused = true;
+        Ok(answer)
+    }
+}
+
+async fn connect_http<N: Net>(net: &N, cloud: &(String, u16)) -> Result<HttpClient, String> {
+    let s = tokio::time::timeout(CONNECT_TIMEOUT, net.connect(&cloud.0, cloud.1))
         .await
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
     HttpClient::handshake(s).await.map_err(|e| e.to_string())
 }
 
-async fn call(
-    c: &mut HttpClient,
+async fn call<N: Net>(
+    c: &mut CloudConn<N>,
     m: Method,
     path: &str,
     token: Option<&str>,
     body: Value,
 ) -> Result<Value, String> {
     let body = (!body.is_null()).then_some(body);
-    let (status, v) = c
-        .request(m, path, token, body.as_ref())
-        .await
-        .map_err(|e| e.to_string())?;
+    let (status, v) = c.request(m, path, token, body.as_ref()).await?;
     if status >= 300 {
         return Err(format!("{path}: HTTP {status} {v}"));
     }
@@ -218,7 +281,7 @@ async fn session<N: Net>(
     next_action: &mut Option<Duration>,
     backoff: &mut Backoff,
 ) -> String {
-    let mut c = match client(d).await {
+    let mut c = match CloudConn::connect(d.net.clone(), d.cloud.clone()).await {
         Ok(c) => c,
         Err(e) => return e,
     };
@@ -256,12 +319,6 @@ async fn session<N: Net>(
             biased;
             ev = events.rx.recv() => match ev.unwrap_or_else(|| Err("reader ended".into())) {
                 Ok(ev) => {
-                    if !c.is_open() {
-                        c = match client(d).await {
-                            Ok(c) => c,
-                            Err(e) => return e,
-                        };
-                    }
                     if let Err(e) = on_event(d, st, &mut c, &token, ev).await {
                         return e;
                     }
@@ -269,13 +326,7 @@ async fn session<N: Net>(
                 Err(e) => return format!("event socket: {e}"),
             },
             _ = tokio::time::sleep(wait) => {
-                // The cloud closes idle keep-alive connections (75 s): reopen before acting.
-                if !c.is_open() {
-                    c = match client(d).await {
-                        Ok(c) => c,
-                        Err(e) => return e,
-                    };
-                }
+                // (The cloud closes idle keep-alive connections: `CloudConn` reopens them.)
                 if let Err(e) = act(d, st, &mut c, &token, next_action).await {
                     return e;
                 }
@@ -284,8 +335,8 @@ async fn session<N: Net>(
     }
 }
 
-async fn apply_presence(
-    c: &mut HttpClient,
+async fn apply_presence<N: Net>(
+    c: &mut CloudConn<N>,
     token: &str,
     p: PresenceSettings,
 ) -> Result<(), String> {
@@ -306,7 +357,7 @@ async fn apply_presence(
 async fn catch_up<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
 ) -> Result<(), String> {
     let me = call(c, Method::Get, "/v1/me", Some(token), Value::Null).await?;
@@ -339,7 +390,7 @@ async fn catch_up<N: Net>(
 async fn on_event<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     ev: Event,
 ) -> Result<(), String> {
@@ -357,9 +408,9 @@ async fn on_event<N: Net>(
     }
 }
 
-async fn key_for(
+async fn key_for<N: Net>(
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     space: &str,
 ) -> Result<SpaceKey, String> {
@@ -399,7 +450,7 @@ async fn key_for(
 async fn receive<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     a: Activity,
 ) -> Result<(), String> {
@@ -418,7 +469,7 @@ async fn receive<N: Net>(
 async fn handle<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     a: &Activity,
 ) -> Result<(), String> {
@@ -469,9 +520,9 @@ async fn handle<N: Net>(
 }
 
 /// The direct space with `contact`, created on first use, with its key.
-async fn space_with(
+async fn space_with<N: Net>(
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     me: &str,
     contact: &str,
@@ -499,7 +550,7 @@ async fn space_with(
 async fn act<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     next: &mut Option<Duration>,
 ) -> Result<(), String> {
@@ -578,7 +629,7 @@ async fn act<N: Net>(
 async fn post_text<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     contact: &str,
     space: &str,
@@ -634,7 +685,7 @@ fn new_message<N: Net>(d: &mut WebexSpec<N>, st: &mut State, contact: &str) -> S
 async fn share_file<N: Net>(
     d: &mut WebexSpec<N>,
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     contact: &str,
     space: &str,
@@ -652,9 +703,9 @@ async fn share_file<N: Net>(
 
 /// Posts an activity; if the cloud does not take it, keeps it for re-sending after the next
 /// login and ends the session (the caller reconnects with backoff).
-async fn post_activity(
+async fn post_activity<N: Net>(
     st: &mut State,
-    c: &mut HttpClient,
+    c: &mut CloudConn<N>,
     token: &str,
     space: &str,
     body: Value,
@@ -673,7 +724,11 @@ async fn post_activity(
 }
 
 /// Re-sends the posts a previous session could not deliver, oldest first.
-async fn flush_outbox(st: &mut State, c: &mut HttpClient, token: &str) -> Result<(), String> {
+async fn flush_outbox<N: Net>(
+    st: &mut State,
+    c: &mut CloudConn<N>,
+    token: &str,
+) -> Result<(), String> {
     while let Some((path, body)) = st.outbox.front().cloned() {
         call(c, Method::Post, &path, Some(token), body).await?;
         st.outbox.pop_front();
@@ -746,11 +801,7 @@ async fn group_space_session<N: Net>(
     st: &mut GroupSpaceState,
     backoff: &mut Backoff,
 ) -> Result<(), String> {
-    let s = tokio::time::timeout(CONNECT_TIMEOUT, d.net.connect(&d.cloud.0, d.cloud.1))
-        .await
-        .map_err(|_| "connect timed out".to_string())?
-        .map_err(|e| e.to_string())?;
-    let mut c = HttpClient::handshake(s).await.map_err(|e| e.to_string())?;
+    let mut c = CloudConn::connect(d.net.clone(), d.cloud.clone()).await?;
     let login = json!({"email": d.email, "password": d.password});
     let v = call(&mut c, Method::Post, "/v1/login", None, login).await?;
     let token = v["token"].as_str().unwrap_or_default().to_string();
@@ -807,9 +858,6 @@ async fn group_space_session<N: Net>(
             kind,
         };
         d.recorder.group(&d.host, ev);
-        if !c.is_open() {
-            return Err("connection closed".into());
-        }
     }
 }
 

@@ -11,6 +11,9 @@
 //!   heartbeats, reports its users, receives its registration and assignment events on its
 //!   WebSocket, then the activity a Hybrid Message user posts in Webex, and decrypts it with the
 //!   key it fetches through the cloud.
+//! - `a_request_racing_the_idle_close_is_sent_again_on_a_new_connection`: the cloud closes an
+//!   idle keep-alive connection as a request goes out; a bare connection loses that request,
+//!   the Webex App's `CloudConn` sends it again and gets its answer.
 
 use connector::io::net::{Net as _, TurmoilNet};
 use connector::proto::jwe::{self, SpaceKey};
@@ -380,4 +383,61 @@ fn connector_gets_assignment_and_bridged_activity() {
     sim.run().unwrap();
     let got = bridged.borrow().clone();
     assert_eq!(got, Some((ALICE.to_owned(), "to jabber".to_owned())));
+}
+
+/// A request sent on a keep-alive connection just as the cloud closes it for idleness (a race
+/// of HTTP/1.1 itself) gets no response. Sent at several instants around the idle timeout,
+/// on a bare connection some are lost that way (so the test does meet the race), while the
+/// Webex App's [`fakes::webex::CloudConn`] gets every one answered.
+#[test]
+fn a_request_racing_the_idle_close_is_sent_again_on_a_new_connection() {
+    use fakes::webex::CloudConn;
+    let mut sim = sim();
+    sim.client("webex-1", async {
+        let mut tasks = Vec::new();
+        // Around the timeout, one tick (10 ms) apart.
+        for offset_ms in -30i64..=30 {
+            let offset_ms = offset_ms * 10;
+            tasks.push(tokio::task::spawn_local(async move {
+                let idle = http::HTTP_IDLE_TIMEOUT;
+                let wait = if offset_ms < 0 {
+                    idle - Duration::from_millis(offset_ms.unsigned_abs())
+                } else {
+                    idle + Duration::from_millis(offset_ms.unsigned_abs())
+                };
+                let mut bare = client().await;
+                let cloud = (CLOUD_HOST.to_string(), CLOUD_PORT);
+                let mut conn = CloudConn::connect(TurmoilNet, cloud).await.unwrap();
+                let first = bare.request(Method::Get, "/v1/me", None, None).await;
+                assert_eq!(first.unwrap().0, 401);
+                assert_eq!(
+                    conn.request(Method::Get, "/v1/me", None, None)
+                        .await
+                        .unwrap()
+                        .0,
+                    401
+                );
+                tokio::time::sleep(wait).await;
+                // A closed connection seen as closed is not the race: a client opens another.
+                let lost = bare.is_open()
+                    && matches!(
+                        bare.request(Method::Get, "/v1/me", None, None).await,
+                        Err(ClientError::NoResponse(_))
+                    );
+                let answered = conn.request(Method::Get, "/v1/me", None, None).await;
+                assert_eq!(answered.map(|r| r.0), Ok(401), "offset {offset_ms} ms");
+                lost
+            }));
+        }
+        let mut lost = 0;
+        for t in tasks {
+            lost += usize::from(t.await.unwrap());
+        }
+        assert!(
+            lost > 0,
+            "no send time met the idle close: the test misses the race"
+        );
+        Ok(())
+    });
+    sim.run().unwrap();
 }

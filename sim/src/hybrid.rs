@@ -121,6 +121,9 @@ pub struct HybridHandles {
     /// Per Expressway host, the core whose session moves were read and how many
     /// ([`collect_moves`]); a restarted connector is a new core and starts again at 0.
     pub moves_seen: RefCell<BTreeMap<String, MovesSeen>>,
+    /// The cores [`sample_bridge`] read last time, by Expressway host: while they stay the
+    /// same it reads only their changed sessions; a restart (a new core) means a full scan.
+    pub bridge_cores: RefCell<BTreeMap<String, Rc<RefCell<ConnectorNode>>>>,
 }
 
 /// The email a user has in Webex (every user has one there, spec 24; IM&P may lack it).
@@ -620,43 +623,69 @@ pub fn apply(
 /// Connector sessions are sampled this often for the interop oracle.
 pub const BRIDGE_SAMPLE: Duration = Duration::from_secs(1);
 
-/// Records which users' connector sessions are open now (changes only).
+/// Records which users' connector sessions are open now (changes only). Reads the users whose
+/// session opened or closed since the last sample ([`ConnectorNode::take_open_changes`]), not
+/// every session: a Large node has 15,000, sampled every second. A connector that restarted
+/// or went away since the last sample makes it look at every user once.
 pub fn sample_bridge(h: &HybridHandles, out: &mut crate::runner::RunOutput, now: Duration) {
     if h.connectors.is_empty() {
         return;
     }
     collect_moves(h, out);
-    let mut open = std::collections::BTreeSet::new();
-    for slot in h.connectors.values() {
-        let Some(core) = slot.borrow().as_ref().cloned() else {
-            continue;
-        };
-        let core = core.borrow();
-        let sessions = core.sessions();
-        for user in sessions.users() {
-            if matches!(
-                sessions.state(user),
+    let cores: BTreeMap<String, Rc<RefCell<ConnectorNode>>> = h
+        .connectors
+        .iter()
+        .filter_map(|(host, slot)| Some((host.clone(), slot.borrow().as_ref().cloned()?)))
+        .collect();
+    let mut changed = std::collections::BTreeSet::new();
+    for core in cores.values() {
+        changed.append(&mut core.borrow_mut().take_open_changes());
+    }
+    let same_cores = {
+        let last = h.bridge_cores.borrow();
+        last.len() == cores.len()
+            && last
+                .iter()
+                .zip(&cores)
+                .all(|((h1, c1), (h2, c2))| h1 == h2 && Rc::ptr_eq(c1, c2))
+    };
+    if !same_cores {
+        // Everyone who was or may be open: the old cores' sessions are gone.
+        changed.extend(out.bridge.keys().cloned());
+        for core in cores.values() {
+            changed.extend(core.borrow().sessions().users().cloned());
+        }
+        *h.bridge_cores.borrow_mut() = cores.clone();
+    }
+    for user in changed {
+        let open = cores.values().any(|c| {
+            matches!(
+                c.borrow().sessions().state(&user),
                 Some(connector::core::sessions::SessionState::Open)
-            ) {
-                open.insert(user.clone());
-            }
-        }
+            )
+        });
+        record_bridge(out, user, open, now);
     }
-    for user in &open {
-        let ev = out.bridge.entry(user.clone()).or_default();
-        if ev.last().is_none_or(|(_, up)| !*up) {
-            if !ev.is_empty() {
-                out.observer.hit("connector: session reopened");
-            }
-            ev.push((now, true));
-        }
+}
+
+/// Appends `user`'s session going up or down at `now` to the bridge record, if it changed.
+fn record_bridge(out: &mut crate::runner::RunOutput, user: String, open: bool, now: Duration) {
+    let was_open = out
+        .bridge
+        .get(&user)
+        .and_then(|ev| ev.last())
+        .is_some_and(|(_, up)| *up);
+    if open == was_open {
+        return;
     }
-    for (user, ev) in out.bridge.iter_mut() {
-        if !open.contains(user) && ev.last().is_some_and(|(_, up)| *up) {
-            out.observer.hit("connector: session closed");
-            ev.push((now, false));
-        }
+    let ev = out.bridge.entry(user).or_default();
+    if open && !ev.is_empty() {
+        out.observer.hit("connector: session reopened");
     }
+    if !open {
+        out.observer.hit("connector: session closed");
+    }
+    ev.push((now, open));
 }
 
 /// Appends the session moves (failover, fallback) the connectors made since the last call to
@@ -837,6 +866,7 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
                 "sessions_redirected_while_moving",
                 ss.redirected_while_moving,
             ),
+            ("sessions_redirects_followed", ss.redirects_followed),
             ("assigned", core.assigned().len() as u64),
         ]
         .into_iter()

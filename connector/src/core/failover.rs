@@ -12,6 +12,12 @@
 //! administrator's fallback or the automatic one, spec 65). While sessions are moving, the status
 //! page shows the source node as "Outage" with its users still assigned to it (spec 63).
 //!
+//! A connector that starts (or restarts) while a node is failed over has seen neither signal:
+//! it opens the users on their home node from AXL, and the node refuses with a `redirect`
+//! naming its peer. That teaches it the failover ([`Failover::learned_failed_over`]): the node
+//! is Outage at once and its users go to the peer, with no detection delay since none of
+//! them has a session to move; the PRG's fallback then brings them back as after any failover.
+//!
 //! High availability is read at discovery and kept until the connector restarts (spec 61): a
 //! PRG whose HA setting changes later is still treated as before, as the seeds say.
 //! What the seeds call not robust (spec 64: an XCP or AXL failure of a node without HA) stays
@@ -161,6 +167,33 @@ impl Failover {
         });
     }
 
+    /// A node answered that `server` serves the users homed on `home` (a `redirect` naming
+    /// it): the PRG failed `home` over while the connector was not looking (it started, or
+    /// restarted, after the failover, so no lost stream or `see-other-host` told it). If
+    /// `server` is `home`'s peer under high availability and nothing was known or decided
+    /// about `home` yet, `home` is failed over from now on: Outage, its users go to `server`
+    /// at once (they have no session to move, so there is nothing to wait for), and the
+    /// PRG's fallback brings them back as after any failover ([`Self::node_back`]). Returns
+    /// whether this changed what [`Self::target`] answers.
+    pub fn learned_failed_over(&mut self, home: &str, server: &str, now: Duration) -> bool {
+        let Some(h) = self.nodes.get_mut(home) else {
+            return false;
+        };
+        let known = h.status != NodeStatus::Operational
+            || self.redirect.contains_key(home)
+            || self
+                .scheduled
+                .iter()
+                .any(|m| m.from == home || m.to == home);
+        if known || !h.high_availability || h.peer.as_deref() != Some(server) {
+            return false;
+        }
+        h.status = NodeStatus::Outage;
+        h.since = now;
+        self.redirect.insert(home.to_string(), server.to_string());
+        true
+    }
+
     /// The next scheduled move time.
     pub fn poll_timeout(&self) -> Option<Duration> {
         self.scheduled.iter().map(|m| m.at).min()
@@ -252,6 +285,53 @@ mod tests {
         let mut f = pair(false);
         f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
         assert_eq!(f.poll_timeout(), None);
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    #[test]
+    fn a_redirect_to_the_peer_teaches_a_failover_and_the_prg_fallback_undoes_it() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        let t = Duration::from_secs(420);
+        assert!(
+            !f.learned_failed_over("imp-a-1", "imp-a-3", t),
+            "not its peer"
+        );
+        assert!(f.learned_failed_over("imp-a-1", "imp-a-2", t));
+        assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Outage));
+        assert_eq!(
+            f.target("imp-a-1"),
+            "imp-a-2",
+            "at once: no session to move"
+        );
+        assert_eq!(f.poll_timeout(), None, "no move to schedule");
+        assert!(
+            !f.learned_failed_over("imp-a-1", "imp-a-2", t),
+            "already known"
+        );
+        // The peer gives the users back (see-other-host): the usual fallback.
+        f.node_back("imp-a-1", t + Duration::from_secs(300), &mut rng);
+        let back = f.due(f.poll_timeout().unwrap());
+        assert_eq!((back[0].from.as_str(), back[0].fallback), ("imp-a-2", true));
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    #[test]
+    fn a_redirect_teaches_nothing_without_ha_or_while_a_move_is_pending() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut off = pair(false);
+        assert!(!off.learned_failed_over("imp-a-1", "imp-a-2", Duration::ZERO));
+        assert_eq!(
+            off.target("imp-a-1"),
+            "imp-a-1",
+            "HA as discovered (spec 61)"
+        );
+        let mut f = pair(true);
+        f.node_lost("imp-a-1", Duration::ZERO, &mut rng);
+        assert!(
+            !f.learned_failed_over("imp-a-1", "imp-a-2", Duration::from_secs(1)),
+            "the detection delay of a seen failover still applies (spec 62)"
+        );
         assert_eq!(f.target("imp-a-1"), "imp-a-1");
     }
 

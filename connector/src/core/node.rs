@@ -37,7 +37,7 @@ use super::directory::{self, AxlUser, Directory, ImpNodeInfo};
 use super::failover::{Failover, Move, NodeStatus};
 use super::limiter::{Backoff, TokenBucket, backoff_delay};
 use super::presence::{self, JabberPresence, STATUS_TEXT, WebexPresence};
-use super::sessions::{SESSION_RESOURCE, SessionManager};
+use super::sessions::{SESSION_RESOURCE, SessionManager, SessionState};
 use super::status::{StatusInputs, StatusPage};
 use super::translate::{self, Activity};
 use crate::io::http::Method;
@@ -411,6 +411,12 @@ impl ConnectorNode {
     /// The session table (read-only).
     pub fn sessions(&self) -> &SessionManager {
         &self.sessions
+    }
+
+    /// Users whose session opened or stopped being open since the last call
+    /// ([`SessionManager::take_open_changes`]): how observers follow sessions cheaply.
+    pub fn take_open_changes(&mut self) -> std::collections::BTreeSet<String> {
+        self.sessions.take_open_changes()
     }
 
     /// The directory built by discovery.
@@ -1062,6 +1068,7 @@ impl ConnectorNode {
 
     fn on_iq(&mut self, now: Duration, node: &str, el: &Element, rng: &mut impl Rng) {
         if self.sessions.handle_iq(el, now, rng) {
+            self.learn_from_redirects(now, rng);
             self.after_sessions(now);
             return;
         }
@@ -1679,6 +1686,47 @@ impl ConnectorNode {
         } else {
             self.failover.node_back(&home, now, rng);
         }
+    }
+
+    /// Opens a node refused with a `redirect` naming the node that serves the user now (the
+    /// sessions followed them): what they tell about the PRG. The home node's peer serving
+    /// its users is a failover the connector did not see (it started while the node was
+    /// failed over): the node's other users not open anywhere go to the peer as well. The
+    /// home node serving them again is a fallback it did not see.
+    fn learn_from_redirects(&mut self, now: Duration, rng: &mut impl Rng) {
+        while let Some(r) = self.sessions.poll_redirected() {
+            let Some(home) = self.directory.get(&r.user).map(|e| e.home.clone()) else {
+                continue;
+            };
+            if r.to != home {
+                if self.failover.learned_failed_over(&home, &r.to, now) {
+                    self.open_elsewhere(&home, &r.to, now);
+                }
+            } else if self.failover.target(&home) != home {
+                self.failover.node_back(&home, now, rng);
+            }
+        }
+    }
+
+    /// Sends the sessions of `home`'s users that are not open (queued, opening, backing off,
+    /// or failed by a redirect) to `server`, which serves them now.
+    fn open_elsewhere(&mut self, home: &str, server: &str, now: Duration) {
+        let waiting: Vec<String> = self
+            .sessions
+            .users()
+            .filter(|u| self.sessions.node_of(u) == Some(home))
+            .filter(|u| self.directory.get(u).is_some_and(|e| e.home == home))
+            .filter(|u| match self.sessions.state(u) {
+                Some(SessionState::Open) | None => false,
+                Some(SessionState::Failed { condition }) => condition == "redirect",
+                Some(_) => true,
+            })
+            .cloned()
+            .collect();
+        for u in waiting {
+            self.sessions.retarget(&u, server, now);
+        }
+        self.drain_sessions();
     }
 
     /// Moves the sessions of the users homed on the failed node (failover: from it to its

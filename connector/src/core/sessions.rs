@@ -12,8 +12,11 @@
 //!
 //! Opens go through a [`TokenBucket`] (the node's session-creation budget, and after a
 //! failover the migration rate of spec 62). A `resource-constraint` answer puts the user in
-//! seeded backoff; any other error marks the session failed, with the condition kept for the
-//! status page. Losing a node's component link closes every session on it: they are queued
+//! seeded backoff. A `redirect` naming another known node (the one serving the user after a
+//! PRG failover the connector did not see) is followed there, at most
+//! [`REDIRECTS_FOLLOWED_MAX`] times in a row and with backoff after the first, and reported
+//! ([`SessionManager::poll_redirected`]); any other error marks the session failed, with the
+//! condition kept for the status page. Losing a node's component link closes every session on it: they are queued
 //! again, and open as soon as the link (or, after a failover, the user's new node) is back.
 //!
 //! Grammar: `want`/`unwant`/`retarget`/`node_up`/`node_down` and `handle_iq` are inputs,
@@ -42,6 +45,12 @@ pub const IN_FLIGHT_MAX: usize = 256;
 /// Session moves kept for observers (oldest forgotten first): a Large node's 15,000 sessions
 /// failing over and back several times fit.
 pub const MOVES_KEPT_MAX: usize = 100_000;
+/// `redirect` answers naming another node that one user's open follows in a row before the
+/// session is failed for good: bounds a ping-pong between two nodes whose PRG views disagree.
+/// Every follow after the first waits the seeded backoff (5 s doubling to 300 s), so the
+/// follows span about ten minutes: longer than a PRG takes to converge (15 s heartbeats,
+/// 60 s timeout, 120 s initialisation).
+pub const REDIRECTS_FOLLOWED_MAX: u32 = 8;
 
 /// Where a user's session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +89,21 @@ struct UserSession {
     /// Retargeted and not yet open: the target may not have taken the user over yet (a PRG
     /// peer waits its heartbeat timeout), so a `redirect` then is retried, not final.
     moving: bool,
+    /// `redirect`s followed since the session was last open ([`REDIRECTS_FOLLOWED_MAX`]).
+    redirects: u32,
+}
+
+/// An open that a node refused with `redirect` naming the node serving the user now (a PRG
+/// failover the connector did not see, e.g. it started while the home node was failed over),
+/// followed there: how the owner learns the PRG's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redirected {
+    /// The user (email).
+    pub user: String,
+    /// The node that refused.
+    pub from: String,
+    /// The node it named, where the open goes now.
+    pub to: String,
 }
 
 /// A session that opened on another node than the one it was last open on (failover,
@@ -124,6 +148,8 @@ pub struct SessionStats {
     pub lost_with_node: u64,
     /// `redirect` answers to a moving session, retried with backoff.
     pub redirected_while_moving: u64,
+    /// `redirect` answers naming another node, followed there.
+    pub redirects_followed: u64,
 }
 
 /// The session table of one connector node.
@@ -134,6 +160,10 @@ pub struct SessionManager {
     queue: VecDeque<String>,
     pending: BTreeMap<String, String>,
     nodes_up: BTreeSet<String>,
+    /// Every node whose link was ever up: a redirect is followed only to one of them.
+    nodes_known: BTreeSet<String>,
+    /// Redirects followed, for [`SessionManager::poll_redirected`].
+    redirected: VecDeque<Redirected>,
     bucket: TokenBucket,
     out: VecDeque<Command>,
     /// Users whose session just opened, for [`SessionManager::poll_opened`].
@@ -148,6 +178,10 @@ pub struct SessionManager {
     timers: BTreeSet<(Duration, String)>,
     /// Moves since the manager was created (kept or not).
     moves_total: u64,
+    /// Users whose session opened or stopped being open since the last
+    /// [`SessionManager::take_open_changes`]: observers follow sessions without scanning
+    /// every user. At most one entry per user, so bounded by the session table.
+    open_changed: BTreeSet<String>,
     /// The last pump stopped for want of a token while a queued user could open: only then
     /// is the bucket a timer (users queued for a node that is down wait for its link, and a
     /// timer for them would fire at once, forever).
@@ -163,6 +197,8 @@ impl SessionManager {
             queue: VecDeque::new(),
             pending: BTreeMap::new(),
             nodes_up: BTreeSet::new(),
+            nodes_known: BTreeSet::new(),
+            redirected: VecDeque::new(),
             bucket,
             out: VecDeque::new(),
             opened: VecDeque::new(),
@@ -171,6 +207,7 @@ impl SessionManager {
             moves: VecDeque::new(),
             timers: BTreeSet::new(),
             moves_total: 0,
+            open_changed: BTreeSet::new(),
             bucket_wait: false,
         }
     }
@@ -223,7 +260,7 @@ impl SessionManager {
                 // it again, or nobody would hold it once the other node lets go.
                 if matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
                 {
-                    u.state = SessionState::Queued;
+                    set_state(&mut self.open_changed, user, u, SessionState::Queued);
                     if !self.queue.iter().any(|q| q == user) {
                         self.queue.push_back(user.to_string());
                     }
@@ -243,6 +280,7 @@ impl SessionManager {
                 backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
                 last_open: None,
                 moving: false,
+                redirects: 0,
             },
         );
         self.queue.push_back(user.to_string());
@@ -254,6 +292,9 @@ impl SessionManager {
         let Some(u) = self.users.remove(user) else {
             return;
         };
+        if u.state == SessionState::Open {
+            self.open_changed.insert(user.to_string());
+        }
         self.queue.retain(|q| q != user);
         if matches!(u.state, SessionState::Open | SessionState::Opening { .. })
             && self.nodes_up.contains(&u.node)
@@ -276,7 +317,7 @@ impl SessionManager {
         }
         let old = std::mem::replace(&mut u.node, node.to_string());
         let was_live = matches!(u.state, SessionState::Open | SessionState::Opening { .. });
-        u.state = SessionState::Queued;
+        set_state(&mut self.open_changed, user, u, SessionState::Queued);
         u.moving = true;
         u.backoff.reset();
         let jid = u.jid.clone();
@@ -293,6 +334,7 @@ impl SessionManager {
     /// The component link to `node` is up (again).
     pub fn node_up(&mut self, node: &str, now: Duration) {
         self.nodes_up.insert(node.to_string());
+        self.nodes_known.insert(node.to_string());
         self.pump(now);
     }
 
@@ -315,7 +357,7 @@ impl SessionManager {
                 if u.state == SessionState::Open {
                     self.stats.lost_with_node += 1;
                 }
-                u.state = SessionState::Queued;
+                set_state(&mut self.open_changed, &k, u, SessionState::Queued);
             }
             if !self.queue.contains(&k) {
                 self.queue.push_back(k);
@@ -340,9 +382,10 @@ impl SessionManager {
         }
         match iq.attr("type") {
             Some("result") => {
-                u.state = SessionState::Open;
+                set_state(&mut self.open_changed, &user, u, SessionState::Open);
                 u.backoff.reset();
                 u.moving = false;
+                u.redirects = 0;
                 let from = u.last_open.replace(u.node.clone());
                 let to = u.node.clone();
                 self.stats.opened += 1;
@@ -356,28 +399,61 @@ impl SessionManager {
                     });
                 }
             }
-            _ => {
-                let condition = xmpp::error_condition(iq)
-                    .unwrap_or("undefined-condition")
-                    .to_string();
-                if condition == "redirect" && u.moving {
-                    self.stats.redirected_while_moving += 1;
-                    let until = now + u.backoff.next_delay(rng);
-                    u.state = SessionState::Backoff { until };
-                    self.timers.insert((until, user));
-                } else if condition == "resource-constraint" {
-                    self.stats.refused_rate += 1;
-                    let until = now + u.backoff.next_delay(rng);
-                    u.state = SessionState::Backoff { until };
-                    self.timers.insert((until, user));
-                } else {
-                    self.stats.failed += 1;
-                    u.state = SessionState::Failed { condition };
-                }
-            }
+            _ => self.refused(user, iq, now, rng),
         }
         self.pump(now);
         true
+    }
+
+    /// An open refused with a stanza error: retry after a backoff (`resource-constraint`, or a
+    /// `redirect` while moving: the target has not taken the user over yet), follow a
+    /// `redirect` that names another known node, or fail for good.
+    fn refused(&mut self, user: String, iq: &Element, now: Duration, rng: &mut impl Rng) {
+        let condition = xmpp::error_condition(iq).unwrap_or("undefined-condition");
+        let Some(u) = self.users.get_mut(&user) else {
+            return;
+        };
+        let follow = (condition == "redirect" && !u.moving && u.redirects < REDIRECTS_FOLLOWED_MAX)
+            .then(|| redirect_target(iq))
+            .flatten()
+            .filter(|to| *to != u.node && self.nodes_known.contains(to));
+        if let Some(to) = follow {
+            self.stats.redirects_followed += 1;
+            u.redirects += 1;
+            let from = std::mem::replace(&mut u.node, to.clone());
+            // The first follow goes at once; a node naming yet another one waits its turn.
+            if u.redirects == 1 {
+                u.state = SessionState::Queued;
+                if !self.queue.iter().any(|q| *q == user) {
+                    self.queue.push_back(user.clone());
+                }
+            } else {
+                let until = now + u.backoff.next_delay(rng);
+                u.state = SessionState::Backoff { until };
+                self.timers.insert((until, user.clone()));
+            }
+            self.redirected.push_back(Redirected { user, from, to });
+        } else if condition == "resource-constraint" || (condition == "redirect" && u.moving) {
+            if condition == "redirect" {
+                self.stats.redirected_while_moving += 1;
+            } else {
+                self.stats.refused_rate += 1;
+            }
+            let until = now + u.backoff.next_delay(rng);
+            u.state = SessionState::Backoff { until };
+            self.timers.insert((until, user));
+        } else {
+            self.stats.failed += 1;
+            u.state = SessionState::Failed {
+                condition: condition.to_string(),
+            };
+        }
+    }
+
+    /// A followed redirect since the last call (drained by the owner after each answer; at
+    /// most [`REDIRECTS_FOLLOWED_MAX`] per wanted user between two opens).
+    pub fn poll_redirected(&mut self) -> Option<Redirected> {
+        self.redirected.pop_front()
     }
 
     /// The next timer deadline, if any.
@@ -415,7 +491,7 @@ impl SessionManager {
             if matches!(u.state, SessionState::Opening { .. }) {
                 self.stats.timeouts += 1;
             }
-            u.state = SessionState::Queued;
+            set_state(&mut self.open_changed, &k, u, SessionState::Queued);
             requeue.push(k);
         }
         for k in requeue {
@@ -463,10 +539,17 @@ impl SessionManager {
     /// failed with `condition` until wanted again.
     pub fn ended_by_node(&mut self, user: &str, condition: &str) {
         if let Some(u) = self.users.get_mut(user) {
-            u.state = SessionState::Failed {
+            let failed = SessionState::Failed {
                 condition: condition.to_string(),
             };
+            set_state(&mut self.open_changed, user, u, failed);
         }
+    }
+
+    /// Users whose session opened or stopped being open (closed, lost, unwanted) since the
+    /// last call, sorted; a user who did both in between is included too.
+    pub fn take_open_changes(&mut self) -> BTreeSet<String> {
+        std::mem::take(&mut self.open_changed)
     }
 
     /// The latest session moves in order (at most [`MOVES_KEPT_MAX`]) and the number of
@@ -495,7 +578,10 @@ impl SessionManager {
     fn pump(&mut self, now: Duration) {
         let mut waiting = VecDeque::new();
         self.bucket_wait = false;
-        // Bounded by the queue length: each user is looked at once per pump.
+        // Bounded by the queue length: each user is looked at once per pump. It stops at the
+        // first user who lacks a token or an in-flight slot, since nobody after them has one
+        // either: moving the rest of a long queue on every answer made opening n sessions
+        // cost O(n^2).
         while let Some(k) = self.queue.pop_front() {
             let Some(u) = self.users.get(&k) else {
                 continue;
@@ -503,19 +589,25 @@ impl SessionManager {
             if u.state != SessionState::Queued {
                 continue;
             }
-            if !self.nodes_up.contains(&u.node) || self.pending.len() >= IN_FLIGHT_MAX {
+            if !self.nodes_up.contains(&u.node) {
                 waiting.push_back(k);
                 continue;
             }
+            if self.pending.len() >= IN_FLIGHT_MAX {
+                self.queue.push_front(k);
+                break;
+            }
             if !self.bucket.try_take(now) {
                 self.bucket_wait = true;
-                waiting.push_back(k);
-                waiting.extend(self.queue.drain(..));
+                self.queue.push_front(k);
                 break;
             }
             self.open(&k, now);
         }
-        self.queue = waiting;
+        // Users of nodes that are down keep their places, ahead of the rest.
+        while let Some(k) = waiting.pop_back() {
+            self.queue.push_front(k);
+        }
     }
 
     fn open(&mut self, user: &str, now: Duration) {
@@ -547,6 +639,26 @@ impl SessionManager {
                     .with_attr("jid", Self::session_jid(bare)),
             )
     }
+}
+
+/// The node a `redirect` error names (RFC 6120 8.3.3.14: its character data is the
+/// alternate address, an `xmpp:` URI or a bare domain), if any.
+fn redirect_target(iq: &Element) -> Option<String> {
+    let err = iq.elements().find(|e| e.name == "error")?;
+    let text = err.child("redirect", xmpp::NS_STANZAS)?.text();
+    let host = text.trim();
+    let host = host.strip_prefix("xmpp:").unwrap_or(host);
+    (!host.is_empty()).then(|| host.to_string())
+}
+
+/// Sets a user's session state, noting the user in `changed` when the session opens or stops
+/// being open (what [`SessionManager::take_open_changes`] reports). Transitions between two
+/// states that are not `Open` need not go through here.
+fn set_state(changed: &mut BTreeSet<String>, user: &str, u: &mut UserSession, to: SessionState) {
+    if (u.state == SessionState::Open) != (to == SessionState::Open) && !changed.contains(user) {
+        changed.insert(user.to_string());
+    }
+    u.state = to;
 }
 
 #[cfg(test)]
@@ -690,6 +802,106 @@ mod tests {
         m.handle_iq(&answer(&retry[0], true, ""), until, &mut rng);
         assert_eq!(m.moves().1, 1, "one move, recorded when it opened");
         assert_eq!(m.moves().0[0].at, until);
+    }
+
+    /// A `redirect` answer whose character data names `to`.
+    fn redirect_to(cmd: &Command, to: &str) -> Element {
+        let mut e = xmpp::error_reply(&cmd.iq, "modify", "redirect", None);
+        for n in &mut e.children {
+            if let crate::proto::xml::Node::Element(err) = n {
+                for c in &mut err.children {
+                    if let crate::proto::xml::Node::Element(cond) = c {
+                        cond.children = vec![crate::proto::xml::Node::Text(to.into())];
+                    }
+                }
+            }
+        }
+        e
+    }
+
+    #[test]
+    fn a_redirect_naming_the_serving_node_is_followed_and_reported() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut m = manager(100.0);
+        let t0 = Duration::from_secs(420);
+        m.node_up("imp-1", t0);
+        m.node_up("imp-2", t0);
+        m.want("a@x", "a@x", "imp-1", t0);
+        let c = drain(&mut m);
+        assert_eq!(c[0].node, "imp-1", "AXL's home node first");
+        m.handle_iq(&redirect_to(&c[0], "xmpp:imp-2"), t0, &mut rng);
+        assert_eq!(m.node_of("a@x"), Some("imp-2"));
+        assert_eq!(
+            m.poll_redirected(),
+            Some(Redirected {
+                user: "a@x".into(),
+                from: "imp-1".into(),
+                to: "imp-2".into()
+            })
+        );
+        assert_eq!(m.poll_redirected(), None);
+        let c = drain(&mut m);
+        assert_eq!(c.len(), 1, "the first follow goes at once");
+        assert_eq!(c[0].node, "imp-2");
+        m.handle_iq(&answer(&c[0], true, ""), t0, &mut rng);
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        assert_eq!(m.stats().redirects_followed, 1);
+        assert_eq!(m.moves().1, 0, "a first open is not a move");
+    }
+
+    #[test]
+    fn redirects_are_followed_with_backoff_at_most_redirects_followed_max_times() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut m = manager(100.0);
+        let mut now = Duration::ZERO;
+        m.node_up("imp-1", now);
+        m.node_up("imp-2", now);
+        m.want("a@x", "a@x", "imp-1", now);
+        let mut c = drain(&mut m);
+        // Two nodes whose PRG views disagree send the user back and forth.
+        for i in 1..=REDIRECTS_FOLLOWED_MAX {
+            assert_eq!(c.len(), 1, "attempt {i}");
+            let other = if c[0].node == "imp-1" {
+                "imp-2"
+            } else {
+                "imp-1"
+            };
+            m.handle_iq(&redirect_to(&c[0], other), now, &mut rng);
+            if i > 1 {
+                let Some(SessionState::Backoff { until }) = m.state("a@x").cloned() else {
+                    panic!("follow {i} waits: {:?}", m.state("a@x"))
+                };
+                assert!(until > now);
+                now = until;
+                m.handle_timeout(now);
+            }
+            c = drain(&mut m);
+        }
+        m.handle_iq(&redirect_to(&c[0], "imp-1"), now, &mut rng);
+        assert!(
+            matches!(m.state("a@x"), Some(SessionState::Failed { condition }) if condition == "redirect"),
+            "{:?}",
+            m.state("a@x")
+        );
+        assert_eq!(
+            m.stats().redirects_followed,
+            u64::from(REDIRECTS_FOLLOWED_MAX)
+        );
+        assert!(drain(&mut m).is_empty());
+    }
+
+    #[test]
+    fn a_redirect_to_an_unknown_node_is_final() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut m = manager(100.0);
+        m.node_up("imp-1", Duration::ZERO);
+        m.want("a@x", "a@x", "imp-1", Duration::ZERO);
+        let c = drain(&mut m);
+        m.handle_iq(&redirect_to(&c[0], "imp-9"), Duration::ZERO, &mut rng);
+        assert!(
+            matches!(m.state("a@x"), Some(SessionState::Failed { condition }) if condition == "redirect")
+        );
+        assert_eq!(m.poll_redirected(), None);
     }
 
     #[test]

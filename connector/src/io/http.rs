@@ -89,6 +89,12 @@ pub enum ClientError {
     /// The HTTP exchange failed (connection reset, protocol error).
     #[error("HTTP: {0}")]
     Http(String),
+    /// The connection closed before any response arrived: typically the server closed an idle
+    /// keep-alive connection as the request went out, so the request was never read. RFC 9112
+    /// section 9.3.1 lets a client retry it on a new connection, as real clients do for a
+    /// reused connection.
+    #[error("HTTP: {0}")]
+    NoResponse(String),
     /// No answer within [`HTTP_TIMEOUT`] (or [`WS_IDLE_TIMEOUT`] on a WebSocket).
     #[error("timed out")]
     Timeout,
@@ -236,12 +242,14 @@ impl HttpClient {
         self.sender
             .ready()
             .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
-        let resp = self
-            .sender
-            .send_request(req)
-            .await
-            .map_err(|e| ClientError::Http(e.to_string()))?;
+            .map_err(|e| ClientError::NoResponse(e.to_string()))?;
+        let resp = self.sender.send_request(req).await.map_err(|e| {
+            if closed_before_response(&e) {
+                ClientError::NoResponse(e.to_string())
+            } else {
+                ClientError::Http(e.to_string())
+            }
+        })?;
         let status = resp.status().as_u16();
         let bytes = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
             .collect()
@@ -250,6 +258,26 @@ impl HttpClient {
             .to_bytes();
         Ok((status, bytes.to_vec()))
     }
+}
+
+/// Whether a request failed because the connection closed under it before any response byte
+/// came (closed, reset, or a broken pipe while writing), not because the server answered
+/// something unreadable.
+fn closed_before_response(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind as K;
+    let io_closed = std::error::Error::source(e)
+        .and_then(|s| s.downcast_ref::<std::io::Error>())
+        .is_some_and(|io| {
+            matches!(
+                io.kind(),
+                K::ConnectionReset
+                    | K::ConnectionAborted
+                    | K::BrokenPipe
+                    | K::NotConnected
+                    | K::UnexpectedEof
+            )
+        });
+    e.is_incomplete_message() || e.is_canceled() || e.is_closed() || io_closed
 }
 
 /// One request on a fresh HTTP/1.1 connection over `stream`.
