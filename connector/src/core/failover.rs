@@ -15,8 +15,9 @@
 //! A connector that starts (or restarts) while a node is failed over has seen neither signal:
 //! it opens the users on their home node from AXL, and the node refuses with a `redirect`
 //! naming its peer. That teaches it the failover ([`Failover::learned_failed_over`]): the node
-//! is Outage at once and its users go to the peer, with no detection delay since none of
-//! them has a session to move; the PRG's fallback then brings them back as after any failover.
+//! is Outage at once and its users go to the peer, with no detection delay (the answer is the
+//! detection) but at the migration rate, since re-creating thousands of sessions loads the peer
+//! as any failover does; the PRG's fallback then brings them back as after any failover.
 //!
 //! High availability is read at discovery and kept until the connector restarts (spec 61): a
 //! PRG whose HA setting changes later is still treated as before, as the seeds say.
@@ -172,7 +173,7 @@ impl Failover {
     /// restarted, after the failover, so no lost stream or `see-other-host` told it). If
     /// `server` is `home`'s peer under high availability and nothing was known or decided
     /// about `home` yet, `home` is failed over from now on: Outage, its users go to `server`
-    /// at once (they have no session to move, so there is nothing to wait for), and the
+    /// without a detection delay (the caller moves them at the migration rate), and the
     /// PRG's fallback brings them back as after any failover ([`Self::node_back`]). Returns
     /// whether this changed what [`Self::target`] answers.
     pub fn learned_failed_over(&mut self, home: &str, server: &str, now: Duration) -> bool {
@@ -302,7 +303,7 @@ mod tests {
         assert_eq!(
             f.target("imp-a-1"),
             "imp-a-2",
-            "at once: no session to move"
+            "no detection delay: the answer is the detection"
         );
         assert_eq!(f.poll_timeout(), None, "no move to schedule");
         assert!(

@@ -37,7 +37,7 @@ use super::directory::{self, AxlUser, Directory, ImpNodeInfo};
 use super::failover::{Failover, Move, NodeStatus};
 use super::limiter::{Backoff, TokenBucket, backoff_delay};
 use super::presence::{self, JabberPresence, STATUS_TEXT, WebexPresence};
-use super::sessions::{SESSION_RESOURCE, SessionManager, SessionState};
+use super::sessions::{SESSION_RESOURCE, SessionManager};
 use super::status::{StatusInputs, StatusPage};
 use super::translate::{self, Activity};
 use crate::io::http::Method;
@@ -456,16 +456,28 @@ impl ConnectorNode {
     pub fn set_enabled(&mut self, on: bool, now: Duration) {
         self.enabled = on;
         if !on {
-            let users: Vec<String> = self.sessions.users().cloned().collect();
-            for u in users {
-                self.sessions.unwant(&u, now);
-            }
+            self.sessions.unwant_all(now);
             self.drain_sessions();
             self.phase = Phase::Disabled;
         } else if self.phase == Phase::Disabled {
             self.phase = Phase::Idle;
             self.start(now);
         }
+    }
+
+    /// Control Hub maintenance mode (spec 29): a graceful drain. The cloud moves the users to
+    /// the other nodes, so each session stays open until its new node takes it over
+    /// ([`SessionManager::release`]) instead of closing at once as [`Self::set_enabled`]
+    /// does; anything IM&P routes to it meanwhile is still bridged.
+    fn set_maintenance(&mut self, on: bool, now: Duration) {
+        if !on {
+            self.set_enabled(true, now);
+            return;
+        }
+        self.enabled = false;
+        self.sessions.release_all(now);
+        self.drain_sessions();
+        self.phase = Phase::Disabled;
     }
 
     fn register(&mut self, _now: Duration) {
@@ -648,6 +660,7 @@ impl ConnectorNode {
 
     /// Retries what must be retried; drops what a later step will redo.
     fn failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
+        eprintln!("H7DBG {} {:?} failed {:?} {}", self.s.hostname, now, what, &why[..why.len().min(150)]);
         match what {
             Pending::Register
             | Pending::Nodes { .. }
@@ -862,8 +875,11 @@ impl ConnectorNode {
     }
 
     fn unassign(&mut self, user: &str, now: Duration) {
+        eprintln!("H7DBG {} {:?} unassign {user} state {:?} held {:?}", self.s.hostname, now, self.sessions.state(user), self.held.get(user).map(|h| h.len()));
         self.assigned.remove(user);
-        self.sessions.unwant(user, now);
+        // Moved to another node (or unassigned): make-before-break, so a message IM&P routes
+        // to the session before the new node opens one is still bridged (spec 29).
+        self.sessions.release(user, now);
         self.published.remove(user);
         self.held.remove(user);
         self.drain_sessions();
@@ -1286,6 +1302,7 @@ impl ConnectorNode {
 
     /// A cloud event from the WebSocket.
     pub fn handle_event(&mut self, now: Duration, ev: Event, rng: &mut impl Rng) {
+        if now.as_secs() >= 595 && now.as_secs() < 605 { eprintln!("H7DBG {} {:?} event {}", self.s.hostname, now, format!("{ev:?}").chars().take(300).collect::<String>()); }
         match ev {
             Event::Activity {
                 activity,
@@ -1324,7 +1341,7 @@ impl ConnectorNode {
                 state: RegState::Registered,
                 ..
             } => self.on_ready(),
-            Event::Maintenance { on, .. } => self.set_enabled(!on, now),
+            Event::Maintenance { on, .. } => self.set_maintenance(on, now),
             _ => {}
         }
     }
@@ -1533,6 +1550,7 @@ impl ConnectorNode {
                 self.out.push_back(Output::Xmpp { node, stanza });
             }
             _ => {
+                eprintln!("H7DBG {} {:?} held for {email}: {:?}", self.s.hostname, _now, stanza.attr("id"));
                 let q = self.held.entry(email.to_string()).or_default();
                 if q.len() >= HELD_PER_USER_MAX {
                     self.stats.dropped_full += 1;
@@ -1700,33 +1718,20 @@ impl ConnectorNode {
             };
             if r.to != home {
                 if self.failover.learned_failed_over(&home, &r.to, now) {
-                    self.open_elsewhere(&home, &r.to, now);
+                    // Re-creating the node's sessions on the peer loads it like any failover
+                    // does: at the migration rate (spec 62), not the normal open rate.
+                    let m = Move {
+                        from: home,
+                        to: r.to,
+                        at: now,
+                        fallback: false,
+                    };
+                    self.migrate(&m, now);
                 }
             } else if self.failover.target(&home) != home {
                 self.failover.node_back(&home, now, rng);
             }
         }
-    }
-
-    /// Sends the sessions of `home`'s users that are not open (queued, opening, backing off,
-    /// or failed by a redirect) to `server`, which serves them now.
-    fn open_elsewhere(&mut self, home: &str, server: &str, now: Duration) {
-        let waiting: Vec<String> = self
-            .sessions
-            .users()
-            .filter(|u| self.sessions.node_of(u) == Some(home))
-            .filter(|u| self.directory.get(u).is_some_and(|e| e.home == home))
-            .filter(|u| match self.sessions.state(u) {
-                Some(SessionState::Open) | None => false,
-                Some(SessionState::Failed { condition }) => condition == "redirect",
-                Some(_) => true,
-            })
-            .cloned()
-            .collect();
-        for u in waiting {
-            self.sessions.retarget(&u, server, now);
-        }
-        self.drain_sessions();
     }
 
     /// Moves the sessions of the users homed on the failed node (failover: from it to its

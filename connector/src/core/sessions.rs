@@ -51,6 +51,13 @@ pub const MOVES_KEPT_MAX: usize = 100_000;
 /// follows span about ten minutes: longer than a PRG takes to converge (15 s heartbeats,
 /// 60 s timeout, 120 s initialisation).
 pub const REDIRECTS_FOLLOWED_MAX: u32 = 8;
+/// How long a session the cloud moved to another connector node stays open here for the new
+/// node to take it over (make-before-break, spec 29): the new node first asks the user's
+/// presence and opens at its session rate, and whatever IM&P routes to the session meanwhile
+/// must still be bridged from here. Half the cloud's grace for posts from the old node
+/// (`fakes::cloud::RELEASE_GRACE`, 120 s), so that what arrives at the end of the window still
+/// has a minute to be posted.
+pub const HANDOVER_MAX: Duration = Duration::from_secs(60);
 
 /// Where a user's session is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +127,15 @@ pub struct SessionMove {
     pub at: Duration,
 }
 
+/// An open session of a user the cloud moved away, kept until another connector node takes
+/// it over or [`HANDOVER_MAX`] passes ([`SessionManager::release`]).
+#[derive(Debug)]
+struct Handover {
+    jid: String,
+    node: String,
+    until: Duration,
+}
+
 /// An IQ to send on the component link to `node`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Command {
@@ -150,12 +166,19 @@ pub struct SessionStats {
     pub redirected_while_moving: u64,
     /// `redirect` answers naming another node, followed there.
     pub redirects_followed: u64,
+    /// Released sessions another connector node took over.
+    pub handovers_taken_over: u64,
+    /// Released sessions closed here because nobody took them over within [`HANDOVER_MAX`].
+    pub handovers_expired: u64,
 }
 
 /// The session table of one connector node.
 pub struct SessionManager {
     component: String,
     users: BTreeMap<String, UserSession>,
+    /// Released sessions waiting to be taken over, by user; a user is never in both this and
+    /// `users`, so it is bounded by the session table.
+    handovers: BTreeMap<String, Handover>,
     /// Users waiting for a token, in the order they became ready.
     queue: VecDeque<String>,
     pending: BTreeMap<String, String>,
@@ -194,6 +217,7 @@ impl SessionManager {
         Self {
             component: component.to_string(),
             users: BTreeMap::new(),
+            handovers: BTreeMap::new(),
             queue: VecDeque::new(),
             pending: BTreeMap::new(),
             nodes_up: BTreeSet::new(),
@@ -253,6 +277,9 @@ impl SessionManager {
 
     /// The user should have a session on `node`. Idempotent.
     pub fn want(&mut self, user: &str, bare_jid: &str, node: &str, now: Duration) {
+        if self.resume_handover(user, node) {
+            return;
+        }
         if let Some(u) = self.users.get_mut(user) {
             if u.node == node {
                 // Another connector node took the session over while the cloud still gives
@@ -287,8 +314,10 @@ impl SessionManager {
         self.pump(now);
     }
 
-    /// The user should no longer have a session (inactive for 72 h, unassigned).
+    /// The user should no longer have a session (inactive for 72 h, the connector disabled):
+    /// it is closed at once.
     pub fn unwant(&mut self, user: &str, now: Duration) {
+        self.end_handover(user);
         let Some(u) = self.users.remove(user) else {
             return;
         };
@@ -304,6 +333,92 @@ impl SessionManager {
             self.out.push_back(Command { node: u.node, iq });
         }
         self.pump(now);
+    }
+
+    /// Every session, open, handing over or wanted, is closed (the connector is disabled).
+    pub fn unwant_all(&mut self, now: Duration) {
+        let users: Vec<String> = self
+            .users
+            .keys()
+            .chain(self.handovers.keys())
+            .cloned()
+            .collect();
+        for u in users {
+            self.unwant(&u, now);
+        }
+    }
+
+    /// The cloud moved the user to another connector node (spec 28, 29): an open session
+    /// stays open for that node to take over (make-before-break), so a message IM&P routes to
+    /// it meanwhile is still bridged from here; it is closed after [`HANDOVER_MAX`] if nobody
+    /// took it over. A session that is not open is closed at once, as by [`Self::unwant`].
+    pub fn release(&mut self, user: &str, now: Duration) {
+        let open = self
+            .users
+            .get(user)
+            .is_some_and(|u| u.state == SessionState::Open && self.nodes_up.contains(&u.node));
+        if !open {
+            self.unwant(user, now);
+            return;
+        }
+        let u = self.users.remove(user).expect("checked above");
+        // No longer this node's session to report, though it stays open on IM&P a while.
+        self.open_changed.insert(user.to_string());
+        let until = now + HANDOVER_MAX;
+        self.timers.insert((until, user.to_string()));
+        let (jid, node) = (u.jid, u.node);
+        self.handovers
+            .insert(user.to_string(), Handover { jid, node, until });
+    }
+
+    /// Every session is released ([`Self::release`]): Control Hub maintenance mode.
+    pub fn release_all(&mut self, now: Duration) {
+        let users: Vec<String> = self.users.keys().cloned().collect();
+        for u in users {
+            self.release(&u, now);
+        }
+    }
+
+    /// Users whose released session is still open here, waiting to be taken over.
+    pub fn handovers(&self) -> usize {
+        self.handovers.len()
+    }
+
+    /// The user is wanted again while their released session is still open: on the same node
+    /// it simply stays (returns true); on another node it is closed first.
+    fn resume_handover(&mut self, user: &str, node: &str) -> bool {
+        let Some(h) = self.handovers.get(user) else {
+            return false;
+        };
+        if h.node != node || !self.nodes_up.contains(node) {
+            self.end_handover(user);
+            return false;
+        }
+        let h = self.handovers.remove(user).expect("checked above");
+        self.open_changed.insert(user.to_string());
+        let session = UserSession {
+            jid: h.jid,
+            node: h.node.clone(),
+            state: SessionState::Open,
+            backoff: Backoff::new(BACKOFF_MIN, BACKOFF_MAX),
+            last_open: Some(h.node),
+            moving: false,
+            redirects: 0,
+        };
+        self.users.insert(user.to_string(), session);
+        true
+    }
+
+    /// Closes the user's released session now, if there is one.
+    fn end_handover(&mut self, user: &str) {
+        let Some(h) = self.handovers.remove(user) else {
+            return;
+        };
+        if self.nodes_up.contains(&h.node) {
+            self.stats.closed += 1;
+            let iq = self.session_iq("stop", &h.jid, &h.node);
+            self.out.push_back(Command { node: h.node, iq });
+        }
     }
 
     /// Moves a user's session to another node (failover, fallback): closes the old one if
@@ -341,6 +456,8 @@ impl SessionManager {
     /// The component link to `node` is gone: its sessions are lost and queued again.
     pub fn node_down(&mut self, node: &str, now: Duration) {
         self.nodes_up.remove(node);
+        // Released sessions there ended with the link: nothing is left to hand over.
+        self.handovers.retain(|_, h| h.node != node);
         let lost: Vec<String> = self
             .users
             .iter()
@@ -485,6 +602,11 @@ impl SessionManager {
             if self.deadline_of(&k) != Some(t) {
                 continue; // superseded: the user's state changed since
             }
+            if self.handovers.contains_key(&k) {
+                self.stats.handovers_expired += 1;
+                self.end_handover(&k);
+                continue;
+            }
             let Some(u) = self.users.get_mut(&k) else {
                 continue;
             };
@@ -505,7 +627,10 @@ impl SessionManager {
 
     /// When `user`'s current state times out: an open unanswered, or a backoff ending.
     fn deadline_of(&self, user: &str) -> Option<Duration> {
-        match self.users.get(user)?.state {
+        let Some(u) = self.users.get(user) else {
+            return self.handovers.get(user).map(|h| h.until);
+        };
+        match u.state {
             SessionState::Opening { since, .. } => Some(since + OPEN_TIMEOUT),
             SessionState::Backoff { until } => Some(until),
             _ => None,
@@ -536,8 +661,15 @@ impl SessionManager {
     }
 
     /// The node ended a session on its side (a Jabber client took the resource): it is
-    /// failed with `condition` until wanted again.
+    /// failed with `condition` until wanted again. A released session that ends was taken
+    /// over (or lost): nothing is left to close.
     pub fn ended_by_node(&mut self, user: &str, condition: &str) {
+        if self.handovers.remove(user).is_some() {
+            if condition == xmpp::SESSION_TAKEN_OVER {
+                self.stats.handovers_taken_over += 1;
+            }
+            return;
+        }
         if let Some(u) = self.users.get_mut(user) {
             let failed = SessionState::Failed {
                 condition: condition.to_string(),
@@ -934,5 +1066,132 @@ mod tests {
                 .attr("action"),
             Some("stop")
         );
+    }
+
+    /// Opens `users` on `node` and answers every open with success.
+    fn open_all(m: &mut SessionManager, users: &[&str], node: &str, rng: &mut ChaCha8Rng) {
+        let t0 = Duration::ZERO;
+        m.node_up(node, t0);
+        for u in users {
+            m.want(u, u, node, t0);
+        }
+        for c in drain(m) {
+            assert!(m.handle_iq(&answer(&c, true, ""), t0, rng));
+        }
+        let _ = m.take_open_changes();
+    }
+
+    fn actions(cmds: &[Command]) -> Vec<(String, String)> {
+        cmds.iter()
+            .map(|c| {
+                let s = c.iq.child("session", NS_HM_SESSION).unwrap();
+                (
+                    s.attr("action").unwrap().to_string(),
+                    s.attr("jid").unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_released_session_stays_open_until_taken_over_or_handover_max() {
+        let mut rng = ChaCha8Rng::seed_from_u64(6);
+        let mut m = manager(100.0);
+        open_all(&mut m, &["a@x", "b@x"], "imp-1", &mut rng);
+        let t1 = Duration::from_secs(960);
+        m.release("a@x", t1);
+        m.release("b@x", t1);
+        assert!(
+            drain(&mut m).is_empty(),
+            "make-before-break: no stop while the new node opens"
+        );
+        assert_eq!(m.handovers(), 2);
+        assert_eq!(m.state("a@x"), None, "no longer this node's user");
+        assert_eq!(
+            m.take_open_changes(),
+            BTreeSet::from(["a@x".to_string(), "b@x".to_string()])
+        );
+        // The new node takes a@x over: IM&P ended the session, nothing is left to close.
+        m.ended_by_node("a@x", xmpp::SESSION_TAKEN_OVER);
+        assert_eq!(m.stats().handovers_taken_over, 1);
+        // Nobody takes b@x over: it is closed after HANDOVER_MAX, and only then.
+        let due = m.poll_timeout(t1).unwrap();
+        assert_eq!(due, t1 + HANDOVER_MAX);
+        m.handle_timeout(due - Duration::from_millis(1));
+        assert!(drain(&mut m).is_empty());
+        m.handle_timeout(due);
+        assert_eq!(
+            actions(&drain(&mut m)),
+            vec![("stop".to_string(), "b@x/hm-webex".to_string())]
+        );
+        assert_eq!(m.stats().handovers_expired, 1);
+        assert_eq!(m.handovers(), 0);
+        assert_eq!(m.poll_timeout(due), None);
+    }
+
+    #[test]
+    fn a_released_session_wanted_again_stays_open_or_is_closed_before_moving() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut m = manager(100.0);
+        open_all(&mut m, &["a@x", "b@x"], "imp-1", &mut rng);
+        m.node_up("imp-2", Duration::ZERO);
+        let t1 = Duration::from_secs(10);
+        m.release("a@x", t1);
+        m.release("b@x", t1);
+        // Assigned back before anyone took it over: the session simply stays.
+        m.want("a@x", "a@x", "imp-1", t1);
+        assert!(drain(&mut m).is_empty(), "no stop, no second start");
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        // Wanted on another node (a failover meanwhile): closed here, opened there.
+        m.want("b@x", "b@x", "imp-2", t1);
+        let cmds = drain(&mut m);
+        assert_eq!(
+            actions(&cmds),
+            vec![
+                ("stop".to_string(), "b@x/hm-webex".to_string()),
+                ("start".to_string(), "b@x/hm-webex".to_string())
+            ]
+        );
+        assert_eq!(
+            (cmds[0].node.as_str(), cmds[1].node.as_str()),
+            ("imp-1", "imp-2")
+        );
+        assert_eq!(m.handovers(), 0);
+        assert!(m.handle_iq(&answer(&cmds[1], true, ""), t1, &mut rng));
+        m.handle_timeout(t1 + HANDOVER_MAX);
+        assert!(drain(&mut m).is_empty(), "the handover timers are void");
+        assert_eq!(
+            m.open_per_node(),
+            BTreeMap::from([("imp-1".to_string(), 1), ("imp-2".to_string(), 1)])
+        );
+    }
+
+    #[test]
+    fn disabling_closes_released_sessions_and_a_lost_link_ends_them() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut m = manager(100.0);
+        open_all(&mut m, &["a@x", "b@x"], "imp-1", &mut rng);
+        open_all(&mut m, &["c@x"], "imp-2", &mut rng);
+        let t1 = Duration::from_secs(10);
+        m.release_all(t1);
+        assert_eq!(m.handovers(), 3);
+        m.node_down("imp-2", t1);
+        assert_eq!(m.handovers(), 2, "c@x's session ended with its link");
+        m.unwant_all(t1);
+        assert_eq!(
+            actions(&drain(&mut m)),
+            vec![
+                ("stop".to_string(), "a@x/hm-webex".to_string()),
+                ("stop".to_string(), "b@x/hm-webex".to_string())
+            ]
+        );
+        assert_eq!(m.handovers(), 0);
+        // A session that was not open yet is not handed over: it is closed at once.
+        m.want("d@x", "d@x", "imp-1", t1);
+        let start = drain(&mut m);
+        assert_eq!(actions(&start)[0].0, "start");
+        m.release("d@x", t1);
+        assert_eq!(actions(&drain(&mut m))[0].0, "stop");
+        assert_eq!(m.handovers(), 0);
     }
 }

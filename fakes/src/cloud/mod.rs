@@ -86,8 +86,9 @@
 //!
 //! The cloud relays key requests to the KMS (spec 56-57). A space's key is created with the
 //! space, authorized to its members and to the connectors serving them (principal
-//! `connector:<id>`); when a user moves between connectors the new one is authorized and the
-//! old one revoked (unless it still serves another member).
+//! `connector:<id>`); when a user moves between connectors the new one is authorized at once and
+//! the old one revoked after [`RELEASE_GRACE`] (unless it serves a member again by then), so
+//! that what it still had in flight for the user can be encrypted or decrypted.
 //!
 //! Two modes: [`Cloud::new`] holds a KMS in-process ([`crate::kms::Kms`]; unit tests, simple
 //! runs); [`Cloud::with_remote_kms`] reaches a KMS host ([`crate::kms_http`]) over the network.
@@ -163,6 +164,11 @@ pub const EVENT_QUEUE_MAX: usize = 1_000_000;
 /// a driver that stopped draining (overflow is counted in
 /// [`CloudStats::kms_changes_dropped`]).
 pub const KMS_CHANGES_QUEUE_MAX: usize = 1_000_000;
+/// Key-access revocations waiting out [`RELEASE_GRACE`]. One per (space, node) a move leaves
+/// without a served member, so about as many as the KMS changes of the moves of the last two
+/// minutes; past the bound a revocation runs at once (counted in
+/// [`CloudStats::revocations_not_deferred`]), as before there was a grace.
+pub const REVOCATIONS_PENDING_MAX: usize = 1_000_000;
 
 /// Static configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -228,6 +234,8 @@ pub struct CloudStats {
     pub key_fetches: u64,
     /// KMS authorization changes that failed (KMS down during a move).
     pub kms_authorization_failures: u64,
+    /// Key-access revocations run at once because [`REVOCATIONS_PENDING_MAX`] was reached.
+    pub revocations_not_deferred: u64,
     /// Authorization changes dropped because [`KMS_CHANGES_QUEUE_MAX`] was reached.
     pub kms_changes_dropped: u64,
     /// Sends of queued authorization changes the KMS refused with 503 (retried).
@@ -321,6 +329,10 @@ pub struct Cloud {
     /// Users just moved off a connector node: (that node, when). It may still post what it
     /// had in flight for them for [`RELEASE_GRACE`].
     released: BTreeMap<String, (String, Duration)>,
+    /// (due, space id, node): key access of a node that a move left serving no member of the
+    /// space, revoked at `due` ([`RELEASE_GRACE`] after the move) unless it serves one again.
+    /// Due times only grow, so the front is the next one.
+    revocations: VecDeque<(Duration, String, String)>,
     cfg: CloudConfig,
     rng: ChaCha8Rng,
     org: Org,
@@ -397,6 +409,7 @@ impl Cloud {
         Cloud {
             clock: Duration::ZERO,
             released: BTreeMap::new(),
+            revocations: VecDeque::new(),
             org: Org::new(cfg.domain.clone()),
             kms,
             kms_changes: VecDeque::new(),
@@ -729,6 +742,7 @@ impl Cloud {
         let clock = self.clock;
         self.released
             .retain(|_, (_, at)| clock < *at + RELEASE_GRACE);
+        self.revoke_due();
         for e in self.hub.tick(now) {
             self.on_hub_event(e);
         }
@@ -867,7 +881,7 @@ impl Cloud {
     }
 
     /// Authorizes the user's new connector for the keys of the user's spaces; revokes the old
-    /// one where it serves no other member.
+    /// one where it serves no other member, once [`RELEASE_GRACE`] has passed.
     fn move_key_access(&mut self, m: &Move) {
         for space_id in self.msg.spaces_of(&m.email) {
             let Some(space) = self.msg.space(&space_id) else {
@@ -890,12 +904,50 @@ impl Cloud {
                 && !old_still_serves
                 && m.to.as_ref() != Some(from)
             {
-                self.kms_change(KmsCall::Revoke {
-                    uri,
-                    principal: connector_principal(from),
-                });
+                self.defer_revocation(space_id, from.clone());
             }
         }
+    }
+
+    /// The old node keeps the space's key for [`RELEASE_GRACE`]: what it had in flight for
+    /// the moved user (a post to encrypt, an activity to decrypt) must not die on a 403 from
+    /// the KMS while the cloud still accepts its posts (spec 29: a drain is graceful).
+    fn defer_revocation(&mut self, space_id: String, node: String) {
+        if self.revocations.len() >= REVOCATIONS_PENDING_MAX {
+            self.stats.revocations_not_deferred += 1;
+            self.revoke_unless_served(&space_id, &node);
+            return;
+        }
+        let due = self.clock + RELEASE_GRACE;
+        self.revocations.push_back((due, space_id, node));
+    }
+
+    /// Runs the revocations whose grace is over.
+    fn revoke_due(&mut self) {
+        while self
+            .revocations
+            .front()
+            .is_some_and(|(due, _, _)| *due <= self.clock)
+        {
+            let (_, space_id, node) = self.revocations.pop_front().expect("checked");
+            self.revoke_unless_served(&space_id, &node);
+        }
+    }
+
+    /// Revokes `node`'s access to the space's key unless it serves a member again (the user
+    /// moved back, or another member moved there) or still may post for one.
+    fn revoke_unless_served(&mut self, space_id: &str, node: &str) {
+        let Some(space) = self.msg.space(space_id) else {
+            return;
+        };
+        if self.serves_a_member(node, &space.members) {
+            return;
+        }
+        let uri = space.key_uri.clone();
+        self.kms_change(KmsCall::Revoke {
+            uri,
+            principal: connector_principal(node),
+        });
     }
 
     /// Applies an authorization change in-process, or queues it for the driver.

@@ -283,7 +283,7 @@ impl Cloud {
         Ok(actor)
     }
 
-    fn serves_a_member(&self, connector: &str, members: &[String]) -> bool {
+    pub(super) fn serves_a_member(&self, connector: &str, members: &[String]) -> bool {
         members.iter().any(|m| {
             self.assign.node_of(m) == Some(connector)
                 || self.released.get(m).is_some_and(|(node, at)| {

@@ -842,7 +842,10 @@ fn node_loss_moves_users_and_key_access() {
         }
     )));
     assert!(w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-2"));
-    assert!(!w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1"));
+    assert!(
+        w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1"),
+        "revoked only after RELEASE_GRACE (a_drained_node_keeps_the_key_for_the_grace…)"
+    );
     // It comes back: rebalanced.
     let con1 = w.con1.clone();
     ok(
@@ -910,6 +913,52 @@ fn maintenance_mode_drains_and_notifies() {
         200,
     );
     assert_eq!(w.c.assignment().users_of("exp-a-1").len(), 1);
+}
+
+/// Maintenance moves Alice off exp-a-1: it may still post for her for [`RELEASE_GRACE`], so it
+/// keeps the key of her spaces that long; a node she is back on by then keeps it for good.
+#[test]
+fn a_drained_node_keeps_the_key_for_the_grace_unless_it_serves_again() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (_, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
+    let maintenance = |w: &mut World, at: Duration, on: bool| {
+        let path = "/v1/admin/connectors/exp-a-1/maintenance";
+        let r = call(&mut w.c, at, Method::Put, path, Some(ADMIN), json!({"on": on}));
+        ok(r, 200);
+    };
+    let authorized = |w: &World| w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1");
+    let t0 = w.now;
+    maintenance(&mut w, t0, true);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
+    let con1 = w.con1.clone();
+    let t1 = t0 + RELEASE_GRACE - secs(1);
+    heartbeat_all(&mut w, t1);
+    w.c.tick(t1);
+    assert!(authorized(&w), "within the grace");
+    ok(fetch_key(&mut w.c, t1, &con1, &uri), 200);
+    let t2 = t0 + RELEASE_GRACE;
+    heartbeat_all(&mut w, t2);
+    w.c.tick(t2);
+    assert!(!authorized(&w), "the grace is over");
+    assert_error(&fetch_key(&mut w.c, t2, &con1, &uri), 403, "kms_forbidden");
+
+    // Drained and back within the grace: the pending revocation must not cut exp-a-1 off.
+    maintenance(&mut w, t2, false);
+    let home = w.c.assignment().node_of(ALICE).map(str::to_owned);
+    let t3 = t2 + secs(10);
+    maintenance(&mut w, t3, true);
+    maintenance(&mut w, t3 + secs(1), false);
+    assert_eq!(w.c.assignment().node_of(ALICE).map(str::to_owned), home);
+    let t4 = t3 + RELEASE_GRACE + secs(1);
+    heartbeat_all(&mut w, t4);
+    w.c.tick(t4);
+    if home.as_deref() == Some("exp-a-1") {
+        assert!(authorized(&w), "serves Alice again");
+        ok(fetch_key(&mut w.c, t4, &con1, &uri), 200);
+    }
+    assert_eq!(w.c.stats().revocations_not_deferred, 0);
 }
 
 #[test]
@@ -1238,7 +1287,8 @@ fn remote_kms_requests_are_deferred_and_completed() {
     );
     assert_error(&w.c.handle_request(now, req), 503, "kms_unavailable");
 
-    // A move queues authorization changes for the driver, in order.
+    // A move queues authorization changes for the driver, in order: the new node at once, the
+    // old one's revocation after the grace (it may still post what it had in flight).
     assert_eq!(w.c.poll_kms_change(), None);
     let body = json!({"on": true});
     ok(
@@ -1252,19 +1302,24 @@ fn remote_kms_requests_are_deferred_and_completed() {
         ),
         200,
     );
-    let changes: Vec<K> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
+    let mut changes: Vec<K> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
     assert_eq!(
         changes,
-        [
-            K::Authorize {
-                uri: uri.clone(),
-                principal: "connector:exp-a-2".into()
-            },
-            K::Revoke {
-                uri: uri.clone(),
-                principal: "connector:exp-a-1".into()
-            },
-        ]
+        [K::Authorize {
+            uri: uri.clone(),
+            principal: "connector:exp-a-2".into()
+        }]
+    );
+    w.c.tick(now + RELEASE_GRACE - Duration::from_millis(1));
+    assert_eq!(w.c.poll_kms_change(), None, "still in the grace");
+    w.c.tick(now + RELEASE_GRACE);
+    changes.extend(std::iter::from_fn(|| w.c.poll_kms_change()));
+    assert_eq!(
+        changes[1..],
+        [K::Revoke {
+            uri: uri.clone(),
+            principal: "connector:exp-a-1".into()
+        }]
     );
     for change in &changes {
         let result = relay(&mut kms, change);

@@ -632,7 +632,7 @@ mod tests {
         }
 
         /// Drains the node's output and returns the stanzas each connection received.
-        fn drain(&mut self) -> BTreeMap<ConnId, Vec<Element>> {
+        pub(super) fn drain(&mut self) -> BTreeMap<ConnId, Vec<Element>> {
             let mut got: BTreeMap<ConnId, Vec<Element>> = BTreeMap::new();
             while let Some((conn, t)) = self.node.poll_transmit() {
                 match t {
@@ -662,6 +662,17 @@ mod tests {
             self.drain().remove(&link).unwrap_or_default()
         }
 
+        /// Sends `s` on `link`; returns what every connection received.
+        pub(super) fn link_send(
+            &mut self,
+            now: Duration,
+            link: ConnId,
+            s: &str,
+        ) -> BTreeMap<ConnId, Vec<Element>> {
+            self.svc.input(now, &mut self.node, link, s.as_bytes());
+            self.drain()
+        }
+
         /// Opens a link and completes the handshake with `secret`.
         pub(super) fn link(&mut self, secret: &str) -> (ConnId, Vec<Element>) {
             let link = self.svc.open(&mut self.node);
@@ -682,7 +693,7 @@ mod tests {
             (link, got)
         }
 
-        fn c2s(&mut self, user: &str, resource: &str) -> ConnId {
+        pub(super) fn c2s(&mut self, user: &str, resource: &str) -> ConnId {
             let c = self.node.open();
             let header = "<stream:stream xmlns='jabber:client' \
                 xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
@@ -1331,5 +1342,73 @@ mod connector_contract {
             )
             .unwrap();
         assert!(session > 0);
+    }
+
+    /// Maintenance mode (spec 29) moves a user between connector nodes: the old node releases
+    /// the session instead of stopping it, so a message sent before the new node's session
+    /// opens still reaches a connector, and the new node's start takes it over.
+    #[test]
+    fn a_released_session_carries_messages_until_the_new_node_takes_it_over() {
+        const ALICE: &str = "alice@example.com";
+        let mut w = world(None);
+        let (old_link, _) = w.link(SECRET);
+        let (new_link, _) = w.link(SECRET);
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let t0 = Duration::ZERO;
+        let manager = |name: &str| {
+            let mut m = SessionManager::new(name, TokenBucket::new(100.0, 100.0, t0));
+            m.node_up("imp-a-1", t0);
+            m
+        };
+        let (mut old, mut new) = (manager("hm.exp-a-2"), manager("hm.exp-a-1"));
+        old.want(ALICE, ALICE, "imp-a-1", t0);
+        let start = old.poll_command().unwrap();
+        let r = w.link_input(old_link, &start.iq.to_xml_in(xmpp::NS_COMPONENT));
+        assert!(old.handle_iq(&r[0], t0, &mut rng));
+        let alice = w.c2s("alice", "jabber");
+
+        let t1 = Duration::from_secs(960);
+        old.release(ALICE, t1);
+        assert!(old.poll_command().is_none(), "no stop before the takeover");
+        // Alice writes from Jabber before the new node has a session: her session on the old
+        // node still gets the sent carbon, which the old node bridges.
+        w.node.input(
+            t1,
+            alice,
+            b"<message to='bob@example.com' type='chat' id='m1'><body>hi</body></message>",
+        );
+        let got = w.drain();
+        let carbon = &got[&old_link][0];
+        assert!(carbon.child("sent", xmpp::NS_CARBONS).is_some(), "{got:?}");
+
+        // The new node opens: it takes the session over and the old node is told.
+        new.want(ALICE, ALICE, "imp-a-1", t1);
+        let start = new.poll_command().unwrap();
+        let got = w.link_send(t1, new_link, &start.iq.to_xml_in(xmpp::NS_COMPONENT));
+        assert!(new.handle_iq(&got[&new_link][0], t1, &mut rng));
+        assert_eq!(new.state(ALICE), Some(&SessionState::Open));
+        let notice = got[&old_link][0]
+            .child("session", xmpp::NS_HM_SESSION)
+            .unwrap();
+        assert_eq!(notice.attr("reason"), Some(xmpp::SESSION_TAKEN_OVER));
+        old.ended_by_node(ALICE, xmpp::SESSION_TAKEN_OVER);
+        assert_eq!(old.handovers(), 0);
+        assert_eq!(old.stats().handovers_taken_over, 1);
+        old.handle_timeout(t1 + connector::core::sessions::HANDOVER_MAX);
+        assert!(
+            old.poll_command().is_none(),
+            "the old node never stops the new session"
+        );
+        assert_eq!(w.node.component_session_count(), 1);
+
+        // From now on the new node's session gets alice's messages.
+        w.node.input(
+            t1,
+            alice,
+            b"<message to='bob@example.com' type='chat' id='m2'><body>yo</body></message>",
+        );
+        let got = w.drain();
+        assert!(!got.contains_key(&old_link), "{got:?}");
+        assert!(got[&new_link][0].child("sent", xmpp::NS_CARBONS).is_some());
     }
 }
