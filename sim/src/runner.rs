@@ -579,7 +579,7 @@ fn step_loop(
             }
         }
         if now >= deadline {
-            out.failure = Some(waiting_for(out, deadline));
+            out.failure = Some(waiting_for(s, out, deadline));
             break;
         }
         if let Err(e) = sim.step() {
@@ -602,43 +602,46 @@ fn is_client_farm(host: &str) -> bool {
 
 /// Nothing that must arrive is still on its way.
 fn quiescent(s: &Scenario, out: &RunOutput) -> bool {
-    use crate::checks::{Expect, Oracle};
     let bridged = crate::topology::uses_cloud(s);
-    // Without a bridge a message with one delivery is done. Across the bridge it may still be
-    // on its way to the recipient's other client (Webex after Jabber): look at every one.
+    // Without a bridge a message with one delivery is done (cheap: no oracle needed).
     if !bridged && out.observer.undelivered().is_empty() {
         return true;
     }
-    // Only undelivered messages need the oracle (it indexes the session history).
+    awaited(s, out, 1).is_empty()
+}
+
+/// Up to `limit` messages, in send order, that must still arrive: what the run waits for.
+/// Messages a fault may have swallowed (at risk) are not awaited.
+fn awaited(s: &Scenario, out: &RunOutput, limit: usize) -> Vec<String> {
+    use crate::checks::{Expect, Oracle};
+    // The oracle indexes the session history: built only when something is undelivered.
     let oracle = Oracle::new(s, out);
-    if bridged {
-        // Across the bridge each recipient client is judged: wait only for what must arrive.
+    if crate::topology::uses_cloud(s) {
+        // Across the bridge each recipient client is judged: a message may still be on its
+        // way to the recipient's other client (Webex after Jabber).
         let by_jid: BTreeMap<&str, &UserSpec> =
             out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
         return out.observer.with_messages(|msgs| {
-            for (_, m) in msgs {
-                if !crate::interop::missing(&by_jid, m, &out.bridge).is_empty()
-                    && !oracle.at_risk(m)
-                {
-                    return false;
-                }
-            }
-            true
+            msgs.filter(|(_, m)| {
+                !crate::interop::missing(&by_jid, m, &out.bridge).is_empty() && !oracle.at_risk(m)
+            })
+            .map(|(id, _)| id.to_string())
+            .take(limit)
+            .collect()
         });
     }
     out.observer.with_messages(|msgs| {
-        for (_, m) in msgs {
-            if m.deliveries.is_empty() && oracle.expect(m) == Expect::Must {
-                return false;
-            }
-        }
-        true
+        msgs.filter(|(_, m)| m.deliveries.is_empty() && oracle.expect(m) == Expect::Must)
+            .map(|(id, _)| id.to_string())
+            .take(limit)
+            .collect()
     })
 }
 
-/// A liveness failure message: what the run was still waiting for.
-fn waiting_for(out: &RunOutput, deadline: Duration) -> String {
-    let pending = out.observer.undelivered();
+/// A liveness failure message: what the run was still waiting for (messages that must
+/// arrive, not those at risk from faults) and devices not logged in.
+fn waiting_for(s: &Scenario, out: &RunOutput, deadline: Duration) -> String {
+    let pending = awaited(s, out, usize::MAX);
     let down = out.observer.devices_down();
     let mut msg = format!(
         "not quiescent by duration + drain ({}): waiting for {} of {} messages to be delivered",
