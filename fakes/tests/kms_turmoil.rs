@@ -361,10 +361,16 @@ fn move_during_outage_reaches_the_kms() {
         set_outage(fakes::kms::CLOUD_HOST, true).await;
         let path = format!("/v1/admin/connectors/{first}/maintenance");
         retry(&mut admin, Method::Put, &path, Some(ADMIN), json!({"on": true}), 200).await;
+        let moved = tokio::time::Instant::now();
         tokio::time::sleep(Duration::from_secs(20)).await;
         set_outage(fakes::kms::CLOUD_HOST, false).await;
-        // The relay retries within KMS_RETRY_MAX; the new connector then gets the key.
+        // The relay retries within KMS_RETRY_MAX; the new connector then gets the key, and the
+        // old one keeps it for RELEASE_GRACE (what it had in flight for Alice).
         let (_, _) = key(&mut admin, &cons[new], &uri).await;
+        let (_, _) = key(&mut admin, &cons[old], &uri).await;
+        let grace_over = moved + fakes::cloud::RELEASE_GRACE + Duration::from_secs(5);
+        tokio::time::sleep_until(grace_over).await;
+        let mut admin = client().await; // the idle one was closed meanwhile
         let (status, body) = admin
             .request(Method::Post, "/v1/kms/keys", Some(&cons[old]), Some(&json!({"uri": uri})))
             .await?;

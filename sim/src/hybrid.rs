@@ -867,6 +867,8 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
                 ss.redirected_while_moving,
             ),
             ("sessions_redirects_followed", ss.redirects_followed),
+            ("sessions_handovers_taken_over", ss.handovers_taken_over),
+            ("sessions_handovers_expired", ss.handovers_expired),
             ("assigned", core.assigned().len() as u64),
         ]
         .into_iter()

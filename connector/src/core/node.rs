@@ -660,7 +660,6 @@ impl ConnectorNode {
 
     /// Retries what must be retried; drops what a later step will redo.
     fn failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
-        eprintln!("H7DBG {} {:?} failed {:?} {}", self.s.hostname, now, what, &why[..why.len().min(150)]);
         match what {
             Pending::Register
             | Pending::Nodes { .. }
@@ -875,7 +874,6 @@ impl ConnectorNode {
     }
 
     fn unassign(&mut self, user: &str, now: Duration) {
-        eprintln!("H7DBG {} {:?} unassign {user} state {:?} held {:?}", self.s.hostname, now, self.sessions.state(user), self.held.get(user).map(|h| h.len()));
         self.assigned.remove(user);
         // Moved to another node (or unassigned): make-before-break, so a message IM&P routes
         // to the session before the new node opens one is still bridged (spec 29).
@@ -1302,7 +1300,6 @@ impl ConnectorNode {
 
     /// A cloud event from the WebSocket.
     pub fn handle_event(&mut self, now: Duration, ev: Event, rng: &mut impl Rng) {
-        if now.as_secs() >= 595 && now.as_secs() < 605 { eprintln!("H7DBG {} {:?} event {}", self.s.hostname, now, format!("{ev:?}").chars().take(300).collect::<String>()); }
         match ev {
             Event::Activity {
                 activity,
@@ -1543,14 +1540,19 @@ impl ConnectorNode {
             self.sessions.state(email),
             Some(super::sessions::SessionState::Open)
         );
-        match (open, self.sessions.node_of(email)) {
-            (true, Some(node)) => {
+        // A user moved to another node whose session is still handed over from here: what was
+        // in flight for them goes out on it rather than waiting for a session that never opens.
+        let node = match open {
+            true => self.sessions.node_of(email),
+            false => self.sessions.handover_node(email),
+        };
+        match node {
+            Some(node) => {
                 self.stats.to_jabber += 1;
                 let node = node.to_string();
                 self.out.push_back(Output::Xmpp { node, stanza });
             }
-            _ => {
-                eprintln!("H7DBG {} {:?} held for {email}: {:?}", self.s.hostname, _now, stanza.attr("id"));
+            None => {
                 let q = self.held.entry(email.to_string()).or_default();
                 if q.len() >= HELD_PER_USER_MAX {
                     self.stats.dropped_full += 1;

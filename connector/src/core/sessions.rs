@@ -384,6 +384,12 @@ impl SessionManager {
         self.handovers.len()
     }
 
+    /// The node of the user's released session, while it is still open here: what the owner
+    /// had in flight for the user (a Webex message decrypted late) can still be sent on it.
+    pub fn handover_node(&self, user: &str) -> Option<&str> {
+        self.handovers.get(user).map(|h| h.node.as_str())
+    }
+
     /// The user is wanted again while their released session is still open: on the same node
     /// it simply stays (returns true); on another node it is closed first.
     fn resume_handover(&mut self, user: &str, node: &str) -> bool {

@@ -21,8 +21,9 @@
 //!   [`KMS_CALLS_IN_FLIGHT_MAX`] keep-alive connections to the KMS host ([`KmsClient`]) and
 //!   runs, in queue order, the KMS calls of waiting requests ([`Outcome::Kms`], answered
 //!   through [`Cloud::complete`]) and the queued authorization changes
-//!   ([`Cloud::poll_kms_change`]); calls overlap, a change runs alone. Order matters: a connector that hears
-//!   of its new user then fetches a key must find itself authorized. While the KMS is down a
+//!   ([`Cloud::poll_kms_change`]); jobs on different keys overlap, and on one key a change
+//!   runs alone, in queue order. Order matters: a connector that hears of its new user then
+//!   fetches a key must find itself authorized. While the KMS is down a
 //!   change is retried with backoff ([`KMS_RETRY_MIN`] doubling to [`KMS_RETRY_MAX`]) and
 //!   requests waiting for the KMS are answered 503 meanwhile; their clients retry.
 //! - Faults: [`Cloud::drop_event_sockets`] is applied at the next dispatch (every socket
@@ -65,9 +66,9 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// KMS calls (key fetches) relayed at once, one keep-alive connection each: a Large node's
-/// connector fetches a key for every new conversation, about 50 a second at 15,000 users,
-/// and one call per round trip on a single connection caps that at ten.
+/// KMS jobs (key fetches, authorization changes) relayed at once, one keep-alive connection
+/// each: a Large node's connector fetches a key for every new conversation, about 50 a second
+/// at 15,000 users, and one call per round trip on a single connection caps that at ten.
 pub const KMS_CALLS_IN_FLIGHT_MAX: usize = 16;
 /// First wait before resending an authorization change the KMS refused with 503.
 pub const KMS_RETRY_MIN: Duration = Duration::from_secs(1);
@@ -160,21 +161,24 @@ where
     result
 }
 
-/// The KMS relay: runs calls and changes in queue order (module doc).
+/// The KMS relay: runs calls and changes in queue order per key (module doc).
 ///
-/// Calls run up to [`KMS_CALLS_IN_FLIGHT_MAX`] at once, each on its own keep-alive
-/// connection. A change waits until every earlier call is answered and runs alone, and no
-/// later call starts before it is done, so the KMS sees the same order as a single queue.
+/// Up to [`KMS_CALLS_IN_FLIGHT_MAX`] jobs run at once, each on its own keep-alive connection.
+/// Jobs on different keys overlap; on one key, a change waits until every earlier job on that
+/// key is done and no later job starts before it is, so the KMS sees each key's jobs in the
+/// order of a single queue. (One global queue made every key fetch wait behind the hundreds of
+/// changes of a maintenance drain, past the connectors' 30 s timeout.)
 async fn kms_relay<N: Net>(
     net: N,
     (host, port): (String, u16),
     cloud: Shared,
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
-    let mut idle: Vec<KmsClient<N>> = (0..KMS_CALLS_IN_FLIGHT_MAX)
-        .map(|_| KmsClient::new(net.clone(), host.clone(), port))
-        .collect();
-    let mut running: tokio::task::JoinSet<KmsClient<N>> = tokio::task::JoinSet::new();
+    let client = || KmsClient::new(net.clone(), host.clone(), port);
+    let mut idle: Vec<KmsClient<N>> = (0..KMS_CALLS_IN_FLIGHT_MAX).map(|_| client()).collect();
+    let mut running: tokio::task::JoinSet<Done<N>> = tokio::task::JoinSet::new();
+    let mut footprints: BTreeMap<tokio::task::Id, (Option<String>, bool)> = BTreeMap::new();
+    let mut busy = KeyUse::new();
     let mut backlog: VecDeque<Job> = VecDeque::new();
     let mut backoff = KMS_RETRY_MIN;
     let mut closed = false;
@@ -182,43 +186,55 @@ async fn kms_relay<N: Net>(
         while let Ok(job) = rx.try_recv() {
             backlog.push_back(job);
         }
-        match backlog.front() {
-            Some(Job::Call(..)) if !idle.is_empty() => {
-                let Some(Job::Call(call, reply)) = backlog.pop_front() else {
-                    unreachable!("front is a call")
-                };
-                let mut kms = idle.pop().expect("checked non-empty");
-                running.spawn_local(async move {
+        for job in ready_jobs(&mut backlog, &busy, idle.len()) {
+            let (uri, change) = footprint(&job);
+            let uri = uri.map(str::to_string);
+            use_key(&mut busy, uri.as_deref(), change, true);
+            let mut kms = idle.pop().expect("at most one job per idle client");
+            let handle = match job {
+                Job::Call(call, reply) => running.spawn_local(async move {
                     let _ = reply.send(kms.call(&call).await);
-                    kms
-                });
-                continue;
-            }
-            Some(Job::Change(_)) if running.is_empty() => {
-                let Some(Job::Change(call)) = backlog.pop_front() else {
-                    unreachable!("front is a change")
+                    (kms, None)
+                }),
+                Job::Change(call) => running.spawn_local(async move {
+                    let result = kms.call(&call).await;
+                    (kms, Some((call, result)))
+                }),
+            };
+            footprints.insert(handle.id(), (uri, change));
+        }
+        if closed && backlog.is_empty() && running.is_empty() {
+            return;
+        }
+        tokio::select! {
+            Some(done) = running.join_next_with_id(), if !running.is_empty() => {
+                let id = match &done {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
                 };
-                let kms = idle.last_mut().expect("nothing runs: every client is idle");
-                let result = kms.call(&call).await;
+                if let Some((uri, change)) = footprints.remove(&id) {
+                    use_key(&mut busy, uri.as_deref(), change, false);
+                }
+                // A job that panicked loses its client: replace it.
+                let Ok((_, (kms, change))) = done else {
+                    idle.push(client());
+                    continue;
+                };
+                idle.push(kms);
+                let Some((call, result)) = change else {
+                    continue;
+                };
                 cloud.borrow_mut().count_kms_change(&result);
                 if result != Err(KmsError::Unavailable) {
                     backoff = KMS_RETRY_MIN;
                     continue;
                 }
+                // Ahead of every later job on its key, which waited for it.
                 backlog.push_front(Job::Change(call));
                 if !kms_pause(&mut backlog, &mut rx, backoff).await {
                     return;
                 }
                 backoff = (backoff * 2).min(KMS_RETRY_MAX);
-                continue;
-            }
-            None if closed && running.is_empty() => return,
-            _ => {}
-        }
-        tokio::select! {
-            Some(done) = running.join_next(), if !running.is_empty() => {
-                // A call task that panicked loses its client: replace it.
-                idle.push(done.unwrap_or_else(|_| KmsClient::new(net.clone(), host.clone(), port)));
             }
             job = rx.recv(), if !closed => match job {
                 Some(job) => backlog.push_back(job),
@@ -226,6 +242,72 @@ async fn kms_relay<N: Net>(
             },
         }
     }
+}
+
+/// What a relay task gives back: its client, and for a change the change and its result.
+type Done<N> = (KmsClient<N>, Option<(KmsCall, Result<KmsReply, KmsError>)>);
+
+/// Jobs per key, running or queued ahead: (calls, changes).
+type KeyUse = BTreeMap<String, (usize, usize)>;
+
+/// The key a job reads or changes (`None` for a new key, which no other job can name yet) and
+/// whether it changes the key's authorizations.
+fn footprint(job: &Job) -> (Option<&str>, bool) {
+    let (call, change) = match job {
+        Job::Call(call, _) => (call, false),
+        Job::Change(call) => (call, true),
+    };
+    let uri = match call {
+        KmsCall::CreateKey { .. } => None,
+        KmsCall::FetchKey { uri, .. }
+        | KmsCall::Authorize { uri, .. }
+        | KmsCall::Revoke { uri, .. } => Some(uri.as_str()),
+    };
+    (uri, change)
+}
+
+/// Counts a job on its key in (`on`) or out.
+fn use_key(keys: &mut KeyUse, uri: Option<&str>, change: bool, on: bool) {
+    let Some(uri) = uri else {
+        return;
+    };
+    let entry = keys.entry(uri.to_string()).or_default();
+    let n = if change { &mut entry.1 } else { &mut entry.0 };
+    *n = if on { *n + 1 } else { n.saturating_sub(1) };
+    if *entry == (0, 0) {
+        keys.remove(uri);
+    }
+}
+
+/// Takes out of `backlog`, in queue order, at most `slots` jobs that may start now: those that
+/// no job on their key, running (`busy`) or queued ahead of them, conflicts with. A change
+/// conflicts with every job on its key; two calls never conflict. Costs the jobs it looks at:
+/// those it starts and those blocked ahead of the last one.
+fn ready_jobs(backlog: &mut VecDeque<Job>, busy: &KeyUse, slots: usize) -> Vec<Job> {
+    let mut ready = Vec::new();
+    if slots == 0 {
+        return ready;
+    }
+    let mut ahead = KeyUse::new();
+    let free = |keys: &KeyUse, uri: Option<&str>, change: bool| {
+        uri.is_none_or(|u| {
+            keys.get(u)
+                .is_none_or(|&(calls, changes)| changes == 0 && (!change || calls == 0))
+        })
+    };
+    // Only as far as needed: a long backlog is not rescanned on every answer.
+    let mut i = 0;
+    while i < backlog.len() && ready.len() < slots {
+        let (uri, change) = footprint(&backlog[i]);
+        let uri = uri.map(str::to_string);
+        let start = free(busy, uri.as_deref(), change) && free(&ahead, uri.as_deref(), change);
+        use_key(&mut ahead, uri.as_deref(), change, true);
+        match start.then(|| backlog.remove(i)).flatten() {
+            Some(job) => ready.push(job),
+            None => i += 1,
+        }
+    }
+    ready
 }
 
 /// The KMS is down: waiting calls get 503 now rather than after the change, and new ones for
@@ -534,3 +616,108 @@ pub use connector::io::http::{
     HttpClient, RESPONSE_BYTES_MAX, WS_BUFFER_BYTES, WS_IDLE_TIMEOUT, WS_MESSAGE_BYTES_MAX,
     http_request, ws_config, ws_connect,
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(uri: &str) -> Job {
+        let (tx, _) = oneshot::channel();
+        let principal = "connector:exp-a-1".to_string();
+        Job::Call(
+            KmsCall::FetchKey {
+                uri: uri.into(),
+                principal,
+            },
+            tx,
+        )
+    }
+
+    fn revoke(uri: &str) -> Job {
+        let principal = "connector:exp-a-2".to_string();
+        Job::Change(KmsCall::Revoke {
+            uri: uri.into(),
+            principal,
+        })
+    }
+
+    fn create() -> Job {
+        let (tx, _) = oneshot::channel();
+        let principals = vec!["a@example.com".to_string()];
+        Job::Call(
+            KmsCall::CreateKey {
+                space_id: "s".into(),
+                principals,
+            },
+            tx,
+        )
+    }
+
+    /// (key, change) of each job, to compare.
+    fn shape(jobs: &[Job]) -> Vec<(Option<String>, bool)> {
+        jobs.iter()
+            .map(|j| {
+                let (uri, change) = footprint(j);
+                (uri.map(str::to_string), change)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn jobs_on_other_keys_pass_a_change_and_one_key_keeps_its_order() {
+        let mut backlog: VecDeque<Job> = [
+            revoke("k1"),
+            fetch("k1"),
+            fetch("k2"),
+            revoke("k2"),
+            fetch("k2"),
+            create(),
+        ]
+        .into();
+        let ready = ready_jobs(&mut backlog, &KeyUse::new(), 16);
+        // k1's fetch waits for its revocation; k2's change waits for the fetch ahead of it and
+        // the fetch behind waits for the change; a new key waits for nothing.
+        assert_eq!(
+            shape(&ready),
+            [
+                (Some("k1".into()), true),
+                (Some("k2".into()), false),
+                (None, false)
+            ]
+        );
+        assert_eq!(
+            shape(backlog.make_contiguous()),
+            [
+                (Some("k1".into()), false),
+                (Some("k2".into()), true),
+                (Some("k2".into()), false)
+            ]
+        );
+        // While those run, nothing on k1 or k2 may start; once they are done, the next of each.
+        let mut busy = KeyUse::new();
+        for j in &ready {
+            let (uri, change) = footprint(j);
+            use_key(&mut busy, uri, change, true);
+        }
+        assert!(ready_jobs(&mut backlog, &busy, 16).is_empty());
+        for j in &ready {
+            let (uri, change) = footprint(j);
+            use_key(&mut busy, uri, change, false);
+        }
+        assert!(busy.is_empty());
+        let next = ready_jobs(&mut backlog, &busy, 16);
+        assert_eq!(
+            shape(&next),
+            [(Some("k1".into()), false), (Some("k2".into()), true)]
+        );
+        assert_eq!(backlog.len(), 1);
+    }
+
+    #[test]
+    fn calls_on_one_key_overlap_up_to_the_free_clients() {
+        let mut backlog: VecDeque<Job> = [fetch("k"), fetch("k"), fetch("k")].into();
+        assert!(ready_jobs(&mut backlog, &KeyUse::new(), 0).is_empty());
+        assert_eq!(ready_jobs(&mut backlog, &KeyUse::new(), 2).len(), 2);
+        assert_eq!(backlog.len(), 1);
+    }
+}

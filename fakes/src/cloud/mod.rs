@@ -298,6 +298,9 @@ pub(crate) enum Pending {
     CreateSpace {
         kind: SpaceKind,
         members: Vec<String>,
+        /// The creating connector, if it serves no member any more but is within its
+        /// [`RELEASE_GRACE`]: its access to the new key is revoked when that grace ends.
+        released_creator: Option<String>,
     },
     FetchKey,
 }

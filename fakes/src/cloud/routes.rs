@@ -625,6 +625,17 @@ impl Cloud {
                 .filter_map(|m| self.assign.node_of(m))
                 .map(connector_principal),
         );
+        // A node that a member was just moved away from may still create the space for what
+        // it had in flight (RELEASE_GRACE): it needs the key too, until its grace is over.
+        let released_creator = match who {
+            Principal::Connector(id)
+                if !members.iter().any(|m| self.assign.node_of(m) == Some(id)) =>
+            {
+                principals.push(connector_principal(id));
+                Some(id.clone())
+            }
+            _ => None,
+        };
         principals.sort();
         principals.dedup();
         Ok(Step::Kms(
@@ -635,6 +646,7 @@ impl Cloud {
             Pending::CreateSpace {
                 kind: b.kind,
                 members,
+                released_creator,
             },
         ))
     }
@@ -646,6 +658,7 @@ impl Cloud {
         kind: SpaceKind,
         members: Vec<String>,
         key: connector::proto::jwe::SpaceKey,
+        released_creator: Option<String>,
     ) -> Answer {
         if kind == SpaceKind::Direct
             && let Some(s) = self.msg.direct_space(&members[0], &members[1])
@@ -661,6 +674,10 @@ impl Cloud {
             key_uri: space.key_uri.clone(),
         };
         let members = space.members.clone();
+        let space_id = space.id.clone();
+        if let Some(node) = released_creator {
+            self.defer_revocation(space_id, node);
+        }
         self.stats.spaces_created += 1;
         for m in members {
             self.push(Subscriber::User(m), event.clone());
@@ -789,9 +806,14 @@ impl Cloud {
         result: Result<KmsReply, crate::kms::KmsError>,
     ) -> Answer {
         match (pending, result?) {
-            (Pending::CreateSpace { kind, members }, KmsReply::Key(key)) => {
-                self.finish_space(kind, members, key)
-            }
+            (
+                Pending::CreateSpace {
+                    kind,
+                    members,
+                    released_creator,
+                },
+                KmsReply::Key(key),
+            ) => self.finish_space(kind, members, key, released_creator),
             (Pending::FetchKey, KmsReply::Key(key)) => {
                 ok(json!({ "uri": key.uri, "key": URL_SAFE_NO_PAD.encode(key.bytes) }))
             }

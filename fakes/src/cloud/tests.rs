@@ -916,49 +916,107 @@ fn maintenance_mode_drains_and_notifies() {
 }
 
 /// Maintenance moves Alice off exp-a-1: it may still post for her for [`RELEASE_GRACE`], so it
-/// keeps the key of her spaces that long; a node she is back on by then keeps it for good.
+/// keeps the key of her spaces that long; a node a user is back on by then keeps it for good.
 #[test]
 fn a_drained_node_keeps_the_key_for_the_grace_unless_it_serves_again() {
     let mut w = world();
-    let alice = login(&mut w.c, w.now, ALICE);
-    let (_, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
+    let mut uri_of = BTreeMap::new();
+    for user in [ALICE, BOB] {
+        let token = login(&mut w.c, w.now, user);
+        uri_of.insert(user, space(&mut w.c, w.now, &token, &[user, CAROL]).1);
+    }
     assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
     let maintenance = |w: &mut World, at: Duration, on: bool| {
         let path = "/v1/admin/connectors/exp-a-1/maintenance";
-        let r = call(&mut w.c, at, Method::Put, path, Some(ADMIN), json!({"on": on}));
+        let r = call(
+            &mut w.c,
+            at,
+            Method::Put,
+            path,
+            Some(ADMIN),
+            json!({"on": on}),
+        );
         ok(r, 200);
     };
-    let authorized = |w: &World| w.c.kms().unwrap().is_authorized(&uri, "connector:exp-a-1");
+    let authorized =
+        |w: &World, uri: &str| w.c.kms().unwrap().is_authorized(uri, "connector:exp-a-1");
+    let uri = uri_of[ALICE].clone();
+    let con1 = w.con1.clone();
     let t0 = w.now;
     maintenance(&mut w, t0, true);
     assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
-    let con1 = w.con1.clone();
     let t1 = t0 + RELEASE_GRACE - secs(1);
     heartbeat_all(&mut w, t1);
     w.c.tick(t1);
-    assert!(authorized(&w), "within the grace");
+    assert!(authorized(&w, &uri), "within the grace");
     ok(fetch_key(&mut w.c, t1, &con1, &uri), 200);
     let t2 = t0 + RELEASE_GRACE;
     heartbeat_all(&mut w, t2);
     w.c.tick(t2);
-    assert!(!authorized(&w), "the grace is over");
+    assert!(!authorized(&w, &uri), "the grace is over");
     assert_error(&fetch_key(&mut w.c, t2, &con1, &uri), 403, "kms_forbidden");
 
     // Drained and back within the grace: the pending revocation must not cut exp-a-1 off.
     maintenance(&mut w, t2, false);
-    let home = w.c.assignment().node_of(ALICE).map(str::to_owned);
+    let back = w.c.assignment().users_of("exp-a-1");
+    assert_eq!(back.len(), 1, "rebalanced: {back:?}");
+    let uri = uri_of[back[0].as_str()].clone();
+    assert!(authorized(&w, &uri));
     let t3 = t2 + secs(10);
     maintenance(&mut w, t3, true);
     maintenance(&mut w, t3 + secs(1), false);
-    assert_eq!(w.c.assignment().node_of(ALICE).map(str::to_owned), home);
+    assert_eq!(w.c.assignment().users_of("exp-a-1"), back);
     let t4 = t3 + RELEASE_GRACE + secs(1);
     heartbeat_all(&mut w, t4);
     w.c.tick(t4);
-    if home.as_deref() == Some("exp-a-1") {
-        assert!(authorized(&w), "serves Alice again");
-        ok(fetch_key(&mut w.c, t4, &con1, &uri), 200);
-    }
+    assert!(authorized(&w, &uri), "serves {} again", back[0]);
+    ok(fetch_key(&mut w.c, t4, &con1, &uri), 200);
     assert_eq!(w.c.stats().revocations_not_deferred, 0);
+}
+
+/// A drained node may still create a space for what it had in flight (a Jabber message to a
+/// new contact): it is authorized for the new key until its grace is over.
+#[test]
+fn a_drained_node_creates_a_space_and_holds_its_key_for_the_grace() {
+    let mut w = world();
+    let t0 = w.now;
+    let path = "/v1/admin/connectors/exp-a-1/maintenance";
+    ok(
+        call(
+            &mut w.c,
+            t0,
+            Method::Put,
+            path,
+            Some(ADMIN),
+            json!({"on": true}),
+        ),
+        200,
+    );
+    assert!(w.c.assignment().users_of("exp-a-1").is_empty());
+    let con1 = w.con1.clone();
+    let (_, uri) = space(&mut w.c, t0, &con1, &[ALICE, BOB]);
+    ok(fetch_key(&mut w.c, t0, &con1, &uri), 200);
+    let after = t0 + RELEASE_GRACE;
+    heartbeat_all(&mut w, after);
+    w.c.tick(after);
+    assert_error(
+        &fetch_key(&mut w.c, after, &con1, &uri),
+        403,
+        "kms_forbidden",
+    );
+    let con2 = w.con2.clone();
+    ok(fetch_key(&mut w.c, after, &con2, &uri), 200);
+    // Past the grace it serves nobody: it may not create spaces any more.
+    let body = json!({"kind": "direct", "members": [ALICE, CAROL]});
+    let r = call(
+        &mut w.c,
+        after,
+        Method::Post,
+        "/v1/spaces",
+        Some(&con1),
+        body,
+    );
+    assert_error(&r, 403, "forbidden");
 }
 
 #[test]
