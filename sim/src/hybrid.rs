@@ -869,6 +869,7 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
             ("sessions_redirects_followed", ss.redirects_followed),
             ("sessions_handovers_taken_over", ss.handovers_taken_over),
             ("sessions_handovers_expired", ss.handovers_expired),
+            ("dropped_unserved", st.dropped_unserved),
             ("assigned", core.assigned().len() as u64),
         ]
         .into_iter()

@@ -181,6 +181,9 @@ pub struct NodeStats {
     pub spaces_created: u64,
     /// Stanzas dropped because a per-user or per-space queue was full.
     pub dropped_full: u64,
+    /// Stanzas for Jabber that this node can no longer send: their user moved to another
+    /// node (handover over) or was unassigned before they went out.
+    pub dropped_unserved: u64,
     /// Jabber messages seen twice (carbon and recipient copy) and posted once.
     pub deduplicated: u64,
 }
@@ -879,7 +882,8 @@ impl ConnectorNode {
         // to the session before the new node opens one is still bridged (spec 29).
         self.sessions.release(user, now);
         self.published.remove(user);
-        self.held.remove(user);
+        let held = self.held.remove(user).map_or(0, |q| q.len());
+        self.stats.dropped_unserved += held as u64;
         self.drain_sessions();
     }
 
@@ -1551,6 +1555,10 @@ impl ConnectorNode {
                 self.stats.to_jabber += 1;
                 let node = node.to_string();
                 self.out.push_back(Output::Xmpp { node, stanza });
+            }
+            // Not assigned here any more: no session will open to carry it.
+            None if !self.assigned.contains(email) => {
+                self.stats.dropped_unserved += 1;
             }
             None => {
                 let q = self.held.entry(email.to_string()).or_default();
