@@ -870,6 +870,8 @@ pub fn final_stats(h: &HybridHandles, out: &mut crate::runner::RunOutput) {
             ("sessions_handovers_taken_over", ss.handovers_taken_over),
             ("sessions_handovers_expired", ss.handovers_expired),
             ("dropped_unserved", st.dropped_unserved),
+            ("handed_back", st.handed_back),
+            ("duplicate_events", st.duplicate_events),
             ("assigned", core.assigned().len() as u64),
         ]
         .into_iter()

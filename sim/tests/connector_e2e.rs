@@ -19,7 +19,6 @@
 //! message reaches Bob's Webex once; Bob types and answers, and Alice's Jabber shows Bob
 //! typing, then his answer.
 
-use connector::core::config::{ConnectorConfig, ImpPublisher, Proxy};
 use connector::core::node::{ConnectorNode, NodeSettings};
 use connector::core::presence;
 use connector::io::driver::{self, Peers};
@@ -129,33 +128,6 @@ fn imp_host(sim: &mut turmoil::Sim<'_>) {
         .await?;
         Ok(())
     });
-}
-
-fn settings(token: String) -> NodeSettings {
-    let cluster = ConnectorConfig {
-        cluster: "exp-a".into(),
-        nodes: vec!["exp-a-1".into()],
-        publishers: vec![ImpPublisher {
-            cluster: "imp-a".into(),
-            host: "imp-a-1".into(),
-            axl_username: "axl".into(),
-            axl_password: "axl-pw".into(),
-            certificate_validation: true,
-            platform_admin: "admin".into(),
-        }],
-        proxy: Proxy::None,
-        enabled: true,
-    };
-    NodeSettings {
-        hostname: "exp-a-1".into(),
-        primary: true,
-        cluster,
-        others: Vec::new(),
-        registration_token: Some(token),
-        session_rate_per_s: 50.0,
-        migration_rate: (5000.0, Duration::from_secs(1800)),
-        detection_delay_max: Duration::from_secs(60),
-    }
 }
 
 /// Bob's Jabber: logs in, waits for Alice's message, answers "pong from jabber".
@@ -517,7 +489,7 @@ fn world<'a>(bob_hm: bool) -> turmoil::Sim<'a> {
     });
     imp_host(&mut sim);
     sim.host("exp-a-1", move || {
-        let s = settings(token.clone());
+        let s = NodeSettings::single_node(Some(token.clone()));
         async move {
             let core = Rc::new(RefCell::new(ConnectorNode::new(s, TurmoilNet.now())));
             driver::run(TurmoilNet, core, Peers::standard(CLOUD_HOST, SECRET), 42).await;

@@ -31,6 +31,9 @@
 //!   sender's and the recipient's connector see the same message (carbon and fan-out), the
 //!   cloud stores it once.
 //! - The cloud never routes an activity that entered through a connector back to a connector.
+//! - An activity event a node can no longer deliver (its user moved to another node while it
+//!   was being decrypted) is handed back to the cloud ([`HANDBACK_PATH`]), which sends it to
+//!   the user's node now, a bounded number of times; a node drops an activity it already sent.
 
 use super::config::{self, ConfigError, ConnectorConfig};
 use super::directory::{self, AxlUser, Directory, ImpNodeInfo};
@@ -74,6 +77,14 @@ pub const RETRY_MAX: Duration = Duration::from_secs(60);
 /// [`RETRY_MIN`] to [`RETRY_MAX`] this outlasts a few minutes of 503s or a KMS outage, and a
 /// post the cloud refuses for good (a 4xx) does not cycle forever.
 pub const POST_ATTEMPTS_MAX: u32 = 10;
+/// Sends of one hand-back ([`HANDBACK_PATH`]) before the activity is given up as
+/// `dropped_unserved`: as [`POST_ATTEMPTS_MAX`], it outlasts minutes of 503s. How often one
+/// activity may be handed back at all is the cloud's bound (it sees every node).
+pub const HANDBACK_ATTEMPTS_MAX: u32 = 10;
+/// Where a node gives back an activity event it cannot deliver any more: its user moved to
+/// another node before the Jabber stanzas went out (a drain, spec 29). The cloud sends the
+/// event again to the user's node now (at-least-once delivery).
+pub const HANDBACK_PATH: &str = "/v1/events/redeliver";
 
 /// Static settings of one connector node.
 #[derive(Debug, Clone)]
@@ -94,6 +105,38 @@ pub struct NodeSettings {
     pub migration_rate: (f64, Duration),
     /// Upper bound of the failover detection delay.
     pub detection_delay_max: Duration,
+}
+
+impl NodeSettings {
+    /// The smallest valid deployment, for tests and examples: node `exp-a-1`, primary, alone
+    /// in cluster `exp-a`, serving IM&P cluster `imp-a` through its publisher `imp-a-1` (AXL
+    /// user `axl`, password `axl-pw`), with the default rates and a 60 s detection delay.
+    pub fn single_node(registration_token: Option<String>) -> Self {
+        let cluster = ConnectorConfig {
+            cluster: "exp-a".into(),
+            nodes: vec!["exp-a-1".into()],
+            publishers: vec![super::config::ImpPublisher {
+                cluster: "imp-a".into(),
+                host: "imp-a-1".into(),
+                axl_username: "axl".into(),
+                axl_password: "axl-pw".into(),
+                certificate_validation: true,
+                platform_admin: "admin".into(),
+            }],
+            proxy: super::config::Proxy::None,
+            enabled: true,
+        };
+        Self {
+            hostname: "exp-a-1".into(),
+            primary: true,
+            cluster,
+            others: Vec::new(),
+            registration_token,
+            session_rate_per_s: 50.0,
+            migration_rate: (5000.0, Duration::from_secs(1800)),
+            detection_delay_max: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Where an HTTP request goes.
@@ -186,6 +229,11 @@ pub struct NodeStats {
     pub dropped_unserved: u64,
     /// Jabber messages seen twice (carbon and recipient copy) and posted once.
     pub deduplicated: u64,
+    /// Webex → Jabber activities given back to the cloud (accepted) because their user moved
+    /// to another node before they went out; the cloud redelivers them there.
+    pub handed_back: u64,
+    /// Activity events received again (after a hand-back) that this node already delivered.
+    pub duplicate_events: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -216,6 +264,16 @@ enum Pending {
     },
     /// A post to a space; `None` for typing (stale once repeated, never re-sent).
     Post(Option<Box<PostRetry>>),
+    /// An activity event given back to the cloud ([`HANDBACK_PATH`]).
+    HandBack(Box<HandBack>),
+}
+
+/// An activity event given back to the cloud, and how often it was sent so far.
+#[derive(Debug, Clone)]
+struct HandBack {
+    body: Value,
+    lane: u64,
+    attempts: u32,
 }
 
 /// What a failed post needs to be sent again (the cloud dedupes by `client_id`).
@@ -569,6 +627,13 @@ impl ConnectorNode {
         self.answered(&what);
         if !(200..300).contains(&status) {
             self.stats.http_errors += 1;
+            // Refused for good (limit reached, nobody serves the user): nothing else can
+            // deliver it. A 429 or 5xx is retried like any failure.
+            if matches!(what, Pending::HandBack(_)) && (400..500).contains(&status) && status != 429
+            {
+                self.stats.dropped_unserved += 1;
+                return;
+            }
             self.failed(
                 now,
                 what,
@@ -613,6 +678,7 @@ impl ConnectorNode {
                     self.on_posted(&p, &json());
                 }
             }
+            Pending::HandBack(h) => self.on_handed_back(&h, &json()),
         }
         if let Some(id) = fetch {
             self.fetch_failures.remove(&id);
@@ -689,6 +755,12 @@ impl ConnectorNode {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, p.attempts, rng);
                 self.deferred.push((at, Pending::Post(Some(p))));
             }
+            // Giving an activity back is its last way to Jabber: retried like a post.
+            Pending::HandBack(h) if h.attempts < HANDBACK_ATTEMPTS_MAX => {
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, h.attempts, rng);
+                self.deferred.push((at, Pending::HandBack(h)));
+            }
+            Pending::HandBack(_) => self.stats.dropped_unserved += 1,
             Pending::Presence | Pending::Post(_) => {}
         }
     }
@@ -1370,6 +1442,16 @@ impl ConnectorNode {
     }
 
     fn inbound(&mut self, now: Duration, item: InItem, rng: &mut impl Rng) {
+        if let InItem::Activity { a, actor } = &item {
+            if self.id_map.contains_key(&format!("act:{}", a.id)) {
+                // Redelivered after a hand-back, but this node sent it already.
+                self.stats.duplicate_events += 1;
+                return;
+            }
+            if !self.can_send_as(actor) {
+                return self.hand_back(a, actor);
+            }
+        }
         let space_id = match &item {
             InItem::Activity { a, .. } => a.space_id.clone(),
             InItem::Typing { space_id, .. } => space_id.clone(),
@@ -1538,22 +1620,68 @@ impl ConnectorNode {
         }
     }
 
-    /// Sends a stanza as the user's session, holding it until the session is open.
-    fn send_as(&mut self, _now: Duration, email: &str, stanza: Element) {
+    /// The IM&P node of the session that carries stanzas sent as `email` now: their open
+    /// session, or for a user moved to another node whose session is still handed over from
+    /// here, that one (what was in flight for them goes out on it rather than waiting for a
+    /// session that never opens).
+    fn sending_node(&self, email: &str) -> Option<&str> {
         let open = matches!(
             self.sessions.state(email),
             Some(super::sessions::SessionState::Open)
         );
-        // A user moved to another node whose session is still handed over from here: what was
-        // in flight for them goes out on it rather than waiting for a session that never opens.
-        let node = match open {
+        match open {
             true => self.sessions.node_of(email),
             false => self.sessions.handover_node(email),
+        }
+    }
+
+    /// Whether a stanza sent as `email` can still go out from this node (now, or once their
+    /// session opens).
+    fn can_send_as(&self, email: &str) -> bool {
+        self.sending_node(email).is_some() || self.assigned.contains(email)
+    }
+
+    /// Gives an activity event this node can no longer deliver back to the cloud, which sends
+    /// it to the user's node now: without it a message that arrived just before its user moved
+    /// (a drain, spec 29) would be lost here.
+    fn hand_back(&mut self, a: &crate::proto::webex::Activity, actor: &str) {
+        let body = json!({"space_id": a.space_id, "activity_id": a.id, "for_user": actor});
+        let lane = fnv(&a.space_id);
+        let h = HandBack {
+            body: body.clone(),
+            lane,
+            attempts: 1,
         };
-        match node {
+        self.cloud(
+            Method::Post,
+            HANDBACK_PATH,
+            body,
+            lane,
+            Pending::HandBack(Box::new(h)),
+        );
+    }
+
+    /// The cloud took an activity back and sent it to the user's node now (`to`). That being
+    /// this node means it serves the user although no assignment event said so (one was lost
+    /// with a dropped event socket and the resync has not answered yet): the user is taken on
+    /// now, so that the redelivered event goes out instead of bouncing until the cloud's bound.
+    fn on_handed_back(&mut self, h: &HandBack, answer: &Value) {
+        self.stats.handed_back += 1;
+        let Some(user) = h.body["for_user"].as_str() else {
+            return;
+        };
+        if answer["to"].as_str() == Some(self.s.hostname.as_str())
+            && self.assigned.insert(user.to_string())
+        {
+            self.poll_presence(&[user.to_string()]);
+        }
+    }
+
+    /// Sends a stanza as the user's session, holding it until the session is open.
+    fn send_as(&mut self, _now: Duration, email: &str, stanza: Element) {
+        match self.sending_node(email).map(str::to_string) {
             Some(node) => {
                 self.stats.to_jabber += 1;
-                let node = node.to_string();
                 self.out.push_back(Output::Xmpp { node, stanza });
             }
             // Not assigned here any more: no session will open to carry it.
@@ -1676,6 +1804,17 @@ impl ConnectorNode {
                 p.attempts += 1;
                 let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
                 self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
+            }
+            Pending::HandBack(mut h) => {
+                h.attempts += 1;
+                let (body, lane) = (h.body.clone(), h.lane);
+                self.cloud(
+                    Method::Post,
+                    HANDBACK_PATH,
+                    body,
+                    lane,
+                    Pending::HandBack(h),
+                );
             }
             _ => {}
         }
@@ -1892,5 +2031,160 @@ mod tests {
         // A notice that came with the message is not what a read marker points at.
         assert_eq!(stanza_id_of("xmpp:alice@example.com:a-1:1"), None);
         assert_eq!(stanza_id_of("webex:whatever"), None);
+    }
+
+    use rand_chacha::ChaCha8Rng;
+    use rand_chacha::rand_core::SeedableRng as _;
+
+    const ALICE: &str = "alice@example.com";
+    const BOB: &str = "bob@example.com";
+
+    fn node() -> ConnectorNode {
+        let s = NodeSettings::single_node(Some("reg".into()));
+        ConnectorNode::new(s, Duration::ZERO)
+    }
+
+    /// Alice's post, as the cloud sends it to her connector.
+    fn alice_posted(id: &str) -> Event {
+        let a = crate::proto::webex::Activity {
+            id: id.into(),
+            space_id: "space-1".into(),
+            seq: 1,
+            verb: Verb::Post,
+            actor: ALICE.into(),
+            encrypted_text: Some("ciphertext".into()),
+            kid: Some("kms://kms/keys/1".into()),
+            target: None,
+            target_verb: None,
+            target_encrypted_text: None,
+            edit_of: None,
+            client_id: None,
+            via_connector: None,
+            published_ms: 0,
+        };
+        Event::Activity {
+            activity: Box::new(a),
+            for_user: Some(ALICE.into()),
+        }
+    }
+
+    fn assignment(added: &[&str], removed: &[&str]) -> Event {
+        let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+        Event::Assignment {
+            connector_id: "exp-a-1".into(),
+            added: v(added),
+            removed: v(removed),
+        }
+    }
+
+    /// Every output so far; panics on a stanza (nothing may reach Jabber in these tests).
+    fn requests(n: &mut ConnectorNode) -> Vec<HttpRequest> {
+        std::iter::from_fn(|| n.poll_output())
+            .map(|o| match o {
+                Output::Http(r) => r,
+                other => panic!("unexpected output {other:?}"),
+            })
+            .collect()
+    }
+
+    fn only(reqs: Vec<HttpRequest>, path: &str) -> HttpRequest {
+        assert_eq!(reqs.len(), 1, "{reqs:?}");
+        assert_eq!(reqs[0].path, path, "{reqs:?}");
+        reqs.into_iter().next().expect("one")
+    }
+
+    /// Alice's activity arrives while she is assigned here; the drain moves her away while
+    /// her space and key are fetched: the activity is handed back (retried after a 503).
+    fn moved_while_decrypting(n: &mut ConnectorNode, rng: &mut ChaCha8Rng) -> HttpRequest {
+        let t = Duration::from_secs(600);
+        n.handle_event(t, assignment(&[ALICE], &[]), rng);
+        requests(n);
+        n.handle_event(t, alice_posted("act-1"), rng);
+        let info = only(requests(n), "/v1/spaces/space-1");
+        let members = json!({"key_uri": "kms://kms/keys/1", "members": [ALICE, BOB]});
+        n.handle_http(t, info.id, 200, members.to_string().as_bytes(), rng);
+        let key = only(requests(n), "/v1/kms/keys");
+        n.handle_event(t, assignment(&[], &[ALICE]), rng);
+        requests(n);
+        let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+        let answer = json!({"uri": "kms://kms/keys/1", "key": k});
+        n.handle_http(t, key.id, 200, answer.to_string().as_bytes(), rng);
+        let back = only(requests(n), HANDBACK_PATH);
+        assert_eq!(back.method, Method::Post);
+        let body: Value = serde_json::from_slice(&back.body).expect("JSON");
+        let want = json!({"space_id": "space-1", "activity_id": "act-1", "for_user": ALICE});
+        assert_eq!(body, want);
+        // A 503 is retried after a backoff, with the same body.
+        n.handle_http(t, back.id, 503, b"{}", rng);
+        assert!(requests(n).is_empty());
+        let at = n.poll_timeout(t).expect("a retry is due");
+        n.handle_timeout(at, rng);
+        let again = only(requests(n), HANDBACK_PATH);
+        assert_eq!(again.body, back.body);
+        again
+    }
+
+    #[test]
+    fn an_activity_whose_user_moved_away_is_handed_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut n = node();
+        let back = moved_while_decrypting(&mut n, &mut rng);
+        let accepted = json!({"activity_id": "act-1", "redeliveries": 1, "to": "exp-a-2"});
+        let t = Duration::from_secs(700);
+        n.handle_http(t, back.id, 202, accepted.to_string().as_bytes(), &mut rng);
+        assert!(requests(&mut n).is_empty());
+        assert!(!n.assigned().contains(ALICE));
+        let st = n.stats();
+        assert_eq!(
+            (st.handed_back, st.dropped_unserved, st.to_jabber),
+            (1, 0, 0)
+        );
+    }
+
+    /// The cloud sent the handed-back activity to this very node: it serves the user although
+    /// no assignment event said so, and takes them on (the redelivery then goes out).
+    #[test]
+    fn a_hand_back_sent_back_here_means_the_user_is_served_here() {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut n = node();
+        let back = moved_while_decrypting(&mut n, &mut rng);
+        let here = json!({"activity_id": "act-1", "redeliveries": 1, "to": "exp-a-1"});
+        let t = Duration::from_secs(700);
+        n.handle_http(t, back.id, 202, here.to_string().as_bytes(), &mut rng);
+        assert!(n.assigned().contains(ALICE));
+        only(requests(&mut n), "/v1/presence/query");
+        assert_eq!(n.stats().handed_back, 1);
+    }
+
+    #[test]
+    fn a_hand_back_the_cloud_refuses_is_counted_as_unserved() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let mut n = node();
+        let back = moved_while_decrypting(&mut n, &mut rng);
+        let refused = json!({"error": "conflict", "detail": "handed back 3 times already"});
+        let t = Duration::from_secs(700);
+        n.handle_http(t, back.id, 409, refused.to_string().as_bytes(), &mut rng);
+        assert!(requests(&mut n).is_empty());
+        let st = n.stats();
+        assert_eq!((st.handed_back, st.dropped_unserved), (0, 1));
+    }
+
+    #[test]
+    fn a_redelivered_activity_already_sent_here_is_dropped() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let mut n = node();
+        let t = Duration::from_secs(600);
+        n.handle_event(t, assignment(&[ALICE], &[]), &mut rng);
+        requests(&mut n);
+        // What `deliver` remembers once the activity went out as a stanza.
+        remember(
+            &mut n.id_map,
+            &mut n.id_order,
+            "act:act-1".into(),
+            "hm-exp-a-1-1".into(),
+        );
+        n.handle_event(t, alice_posted("act-1"), &mut rng);
+        assert!(requests(&mut n).is_empty());
+        assert_eq!(n.stats().duplicate_events, 1);
     }
 }

@@ -354,6 +354,20 @@ pub struct TypingBody {
     pub actor: Option<String>,
 }
 
+/// `POST /v1/events/redeliver`: a connector node gives back an activity event it can no
+/// longer deliver (the user moved to another node before it went out); the cloud sends the
+/// event again to the node serving the user now (at-least-once delivery).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedeliverBody {
+    /// The activity's space.
+    pub space_id: String,
+    /// The activity handed back.
+    pub activity_id: String,
+    /// The served user the event was for (`for_user` of the event: the actor).
+    pub for_user: String,
+}
+
 /// `POST /v1/kms/keys`: fetch a space key through the cloud (spec 56-57).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,7 +5,7 @@
 pub use connector::proto::webex::{
     AddUserBody, ChangeEmailBody, CreateClusterBody, CreateSpaceBody, EntitlementsBody, Event,
     HeartbeatBody, KeyFetchBody, KnownUsersBody, LoginBody, MaintenanceBody, PostActivityBody,
-    PresenceQueryBody, RegisterBody, SetPresenceBody, TypingBody,
+    PresenceQueryBody, RedeliverBody, RegisterBody, SetPresenceBody, TypingBody,
 };
 use serde::{Deserialize, Serialize};
 

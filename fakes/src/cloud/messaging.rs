@@ -111,7 +111,8 @@ impl Space {
         self.next_seq - 1
     }
 
-    fn find(&self, id: &str) -> Option<&Activity> {
+    /// The activity with this id, if the space still holds it.
+    pub fn find(&self, id: &str) -> Option<&Activity> {
         self.activities.iter().find(|a| a.id == id)
     }
 }

@@ -52,6 +52,7 @@
 //! | `POST /v1/spaces/{id}/typing` | member, serving connector | `{typing, actor?}` → `{changed}` |
 //! | `POST /v1/kms/keys` | member, serving connector | `{uri}` → `{uri, key}` (key: base64url of the 32 bytes) |
 //! | `GET /v1/events` | user, connector | WebSocket upgrade ([`http`]) |
+//! | `POST /v1/events/redeliver` | connector (registered, serving or just released the user) | `{space_id, activity_id, for_user}` → 202 `{activity_id, redeliveries, to}` (`to`: the node it went to; 409 once [`REDELIVERIES_PER_ACTIVITY_MAX`] is reached or no node serves the user) |
 //!
 //! Emails are case-insensitive: the cloud lowercases them in bodies and paths (path segments
 //! are percent-decoded, so `alice%40example.com` works).
@@ -78,6 +79,13 @@
 //!   at most [`ASSIGNMENT_EVENT_EMAILS_MAX`] emails per event.
 //! - `registration {connector_id, state}`: to a connector whose registration completed.
 //! - `maintenance {connector_id, on}`: to a connector put in or out of maintenance mode.
+//!
+//! A connector node that received an `activity` event but can no longer deliver it (the user
+//! moved to another node before it went out, spec 29) hands it back with
+//! `POST /v1/events/redeliver`; the cloud sends the same `activity` event to the node serving
+//! the user now, at most [`REDELIVERIES_PER_ACTIVITY_MAX`] times per activity, so two nodes
+//! cannot pass one back and forth forever. Delivery to connectors is at least once: a node
+//! drops an activity id it has already delivered.
 //!
 //! Events for a subscriber with no open socket are dropped by the driver (counted); clients
 //! catch up with `GET /v1/spaces/{id}/activities?after=N` and `GET /v1/connectors/assignments`.
@@ -155,6 +163,14 @@ pub const KNOWN_USERS_PER_REQUEST_MAX: usize = 10_000;
 pub const BODY_LOG_ENTRIES_MAX: usize = 4_096;
 /// Emails per assignment event, so one WebSocket frame stays small (about 40 KiB).
 pub const ASSIGNMENT_EVENT_EMAILS_MAX: usize = 1_000;
+/// Hand-backs of one activity the cloud redelivers (`POST /v1/events/redeliver`). A drain
+/// moves a user once; a few more moves while an event is in flight are possible (a node lost
+/// during the drain), but an activity handed back more often is ping-ponging between nodes
+/// that cannot deliver it, and is refused (409) so the loop ends.
+pub const REDELIVERIES_PER_ACTIVITY_MAX: u32 = 3;
+/// Activities whose hand-back count is remembered, oldest forgotten first: hand-backs follow
+/// within seconds of the delivery, so a window of this many is ample.
+pub const REDELIVERIES_TRACKED_MAX: usize = 100_000;
 /// Events waiting for the driver. The driver drains after every request and tick; the bound
 /// only guards against a driver that stopped draining.
 pub const EVENT_QUEUE_MAX: usize = 1_000_000;
@@ -246,6 +262,10 @@ pub struct CloudStats {
     pub sockets_dropped_by_fault: u64,
     /// Bodies dropped from the bounded log (the tap still saw them).
     pub bodies_dropped_from_log: u64,
+    /// Activity events sent again to the user's current node after a hand-back.
+    pub redelivered: u64,
+    /// Hand-backs refused (limit reached, or no node serves the user).
+    pub redeliveries_refused: u64,
     /// Events dropped because the queue was full.
     pub events_dropped: u64,
     /// Event frames queued on open WebSockets by the driver.
@@ -351,6 +371,9 @@ pub struct Cloud {
     user_tokens: BTreeMap<String, String>,
     token_of_user: BTreeMap<String, String>,
     events: VecDeque<(Subscriber, Event)>,
+    /// Hand-backs per activity id ([`REDELIVERIES_TRACKED_MAX`], oldest first in the order).
+    redeliveries: BTreeMap<String, u32>,
+    redelivery_order: VecDeque<String>,
     stats: CloudStats,
     bodies: VecDeque<ReceivedBody>,
     tap: Option<BodyTap>,
@@ -427,6 +450,8 @@ impl Cloud {
             user_tokens: BTreeMap::new(),
             token_of_user: BTreeMap::new(),
             events: VecDeque::new(),
+            redeliveries: BTreeMap::new(),
+            redelivery_order: VecDeque::new(),
             stats: CloudStats::default(),
             bodies: VecDeque::new(),
             tap: None,
@@ -1023,6 +1048,83 @@ impl Cloud {
                     for_user: Some(activity.actor.clone()),
                 },
             );
+        }
+    }
+
+    /// `POST /v1/events/redeliver` from connector node `node`: sends the activity event again
+    /// to the node serving `b.for_user` now. Only a node that serves the user, or did until
+    /// the last move ([`RELEASE_GRACE`]), may hand an event back; an activity is redelivered at
+    /// most [`REDELIVERIES_PER_ACTIVITY_MAX`] times.
+    pub(crate) fn redeliver(
+        &mut self,
+        node: &str,
+        b: &api::RedeliverBody,
+    ) -> Result<(u16, serde_json::Value), CloudError> {
+        let user = b.for_user.to_lowercase();
+        let space = self
+            .msg
+            .space(&b.space_id)
+            .ok_or_else(|| CloudError::NotFound(format!("space {}", b.space_id)))?;
+        let activity = space.find(&b.activity_id).cloned().ok_or_else(|| {
+            CloudError::NotFound(format!("activity {} in {}", b.activity_id, b.space_id))
+        })?;
+        // A connector gets an activity's event for its actor only.
+        if activity.actor != user {
+            return Err(CloudError::Invalid(format!(
+                "activity {} is not an event for {user}",
+                activity.id
+            )));
+        }
+        if !self.serves_a_member(node, std::slice::from_ref(&user)) {
+            return Err(CloudError::Forbidden(format!(
+                "{node} does not serve {user}"
+            )));
+        }
+        let done = self.redeliveries.get(&activity.id).copied().unwrap_or(0);
+        if done >= REDELIVERIES_PER_ACTIVITY_MAX {
+            self.stats.redeliveries_refused += 1;
+            return Err(CloudError::Conflict(format!(
+                "activity {} was handed back {done} times already",
+                activity.id
+            )));
+        }
+        let origin = activity.via_connector.as_deref();
+        let Some(to) = self.bridge_for(&activity.space_id, &activity.actor, origin) else {
+            self.stats.redeliveries_refused += 1;
+            return Err(CloudError::Conflict(format!(
+                "no connector node serves {user}"
+            )));
+        };
+        self.count_redelivery(&activity.id);
+        self.stats.redelivered += 1;
+        self.note("cloud: activity events redelivered after a hand-back", 1);
+        let answer = serde_json::json!({
+            "activity_id": activity.id,
+            "redeliveries": done + 1,
+            "to": to,
+        });
+        self.push(
+            Subscriber::Connector(to),
+            Event::Activity {
+                activity: Box::new(activity),
+                for_user: Some(user),
+            },
+        );
+        Ok((202, answer))
+    }
+
+    /// Counts one hand-back of `activity_id`, forgetting the oldest counts past
+    /// [`REDELIVERIES_TRACKED_MAX`].
+    fn count_redelivery(&mut self, activity_id: &str) {
+        let n = self.redeliveries.entry(activity_id.to_owned()).or_default();
+        *n += 1;
+        if *n == 1 {
+            self.redelivery_order.push_back(activity_id.to_owned());
+        }
+        while self.redelivery_order.len() > REDELIVERIES_TRACKED_MAX {
+            if let Some(old) = self.redelivery_order.pop_front() {
+                self.redeliveries.remove(&old);
+            }
         }
     }
 

@@ -83,6 +83,7 @@ fn known_path(segs: &[&str]) -> bool {
     matches!(
         segs,
         ["v1", "login" | "me" | "events"]
+            | ["v1", "events", "redeliver"]
             | ["v1", "admin", "users" | "clusters"]
             | ["v1", "admin", "users", _]
             | [
@@ -155,6 +156,11 @@ impl Cloud {
             (Get, ["v1", "connectors", "assignments"]) => {
                 let id = self.registered_connector(token)?;
                 ok(json!({ "connector_id": id, "users": self.assign.users_of(&id) }))
+            }
+            (Post, ["v1", "events", "redeliver"]) => {
+                let id = self.registered_connector(token)?;
+                let b: api::RedeliverBody = parse(body)?;
+                self.redeliver(&id, &b)
             }
             (Get, ["v1", "me"]) => {
                 let email = self.user_principal(now, token)?;

@@ -1474,3 +1474,88 @@ fn plaintext_scan_over_received_bodies() {
     assert_eq!(leaks.len(), 1);
     assert_eq!(leaks[0].route, format!("POST {path}"));
 }
+
+/// A drain moved Alice from exp-a-1 to exp-a-2 while exp-a-1 still had her activity event in
+/// flight: exp-a-1 hands it back and the cloud sends the same event to exp-a-2, at most
+/// [`REDELIVERIES_PER_ACTIVITY_MAX`] times, and only for a node that serves her (or did until
+/// the move, within [`RELEASE_GRACE`]).
+#[test]
+fn a_handed_back_activity_goes_to_the_current_node_a_bounded_number_of_times() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+    let text = encrypt(&mut w.c, w.now, &alice, &uri, "hi bob");
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "encrypted_text": text});
+    let r = ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&alice), body),
+        201,
+    );
+    let activity_id = r["activities"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
+    let path = "/v1/admin/connectors/exp-a-1/maintenance";
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Put,
+        path,
+        Some(ADMIN),
+        json!({"on": true}),
+    );
+    ok(r, 200);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
+    events(&mut w.c);
+
+    let hand_back = |w: &mut World, token: &str, for_user: &str| {
+        let body = json!({"space_id": space_id, "activity_id": activity_id, "for_user": for_user});
+        call(&mut w.c, w.now, Method::Post, HANDBACK, Some(token), body)
+    };
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    // Only the actor's event can be handed back, and only by a connector.
+    assert_error(&hand_back(&mut w, &con1, BOB), 400, "invalid");
+    assert_error(&hand_back(&mut w, &alice, ALICE), 401, "unauthorized");
+    assert!(events(&mut w.c).is_empty());
+
+    let r = ok(hand_back(&mut w, &con1, ALICE), 202);
+    assert_eq!(
+        (&r["redeliveries"], &r["to"]),
+        (&json!(1), &json!("exp-a-2"))
+    );
+    let ev = events(&mut w.c);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    let (to, Event::Activity { activity, for_user }) = &ev[0] else {
+        panic!("{ev:?}");
+    };
+    assert_eq!(to, &Subscriber::Connector("exp-a-2".into()));
+    assert_eq!(
+        (activity.id.as_str(), for_user.as_deref()),
+        (activity_id.as_str(), Some(ALICE))
+    );
+    // Nodes passing it back and forth stop at the bound.
+    for n in 2..=REDELIVERIES_PER_ACTIVITY_MAX {
+        let r = ok(hand_back(&mut w, &con2, ALICE), 202);
+        assert_eq!(r["redeliveries"], n);
+    }
+    assert_eq!(
+        events(&mut w.c).len() as u32,
+        REDELIVERIES_PER_ACTIVITY_MAX - 1
+    );
+    assert_error(&hand_back(&mut w, &con2, ALICE), 409, "conflict");
+    assert!(events(&mut w.c).is_empty());
+    let st = w.c.stats();
+    assert_eq!(
+        (st.redelivered, st.redeliveries_refused),
+        (u64::from(REDELIVERIES_PER_ACTIVITY_MAX), 1)
+    );
+    // Once the grace is over exp-a-1 has nothing of Alice's to give back.
+    w.now += RELEASE_GRACE;
+    let later = w.now;
+    heartbeat_all(&mut w, later);
+    w.c.tick(later);
+    assert_error(&hand_back(&mut w, &con1, ALICE), 403, "forbidden");
+    let body = json!({"space_id": space_id, "activity_id": "act-999", "for_user": ALICE});
+    let r = call(&mut w.c, w.now, Method::Post, HANDBACK, Some(&con2), body);
+    assert_error(&r, 404, "not_found");
+}
+
+const HANDBACK: &str = "/v1/events/redeliver";
