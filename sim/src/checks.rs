@@ -38,23 +38,6 @@ pub enum Expect {
     Discarded,
 }
 
-/// Whether `m` must be delivered, given the scenario's faults.
-pub fn expectation(s: &Scenario, m: &MessageRecord) -> Expect {
-    let at_risk = s
-        .faults
-        .iter()
-        .filter(|f| crate::faults::breaks_streams(f))
-        .any(|f| {
-            let (start, end) = crate::faults::window(f);
-            m.sent_at + IN_FLIGHT_SLACK >= start && m.sent_at <= end + RISK_MARGIN
-        });
-    if at_risk {
-        Expect::AtRisk
-    } else {
-        Expect::Must
-    }
-}
-
 /// Delivery accounting over the whole history.
 #[derive(Debug, Clone, Default)]
 pub struct Tally {
@@ -463,7 +446,7 @@ impl<'a> Oracle<'a> {
     /// that moment ([`FARM_CRASH_RISK`]): the node sees the streams close and stores what comes
     /// after. Service faults that keep streams up put nothing at risk
     /// ([`crate::faults::breaks_streams`]). Every other fault puts at risk everything sent
-    /// during it and [`RISK_MARGIN`] after (as [`expectation`]).
+    /// during it, [`RISK_MARGIN`] after and [`IN_FLIGHT_SLACK`] before.
     pub fn expect(&self, m: &MessageRecord) -> Expect {
         let storage_off = self.cluster(&m.to).is_some_and(|c| !c.offline_storage);
         let around = (
@@ -1093,5 +1076,40 @@ mod tests {
         send(&o, "m1", "d1");
         seen(&o, "m1", BOB, "d1", false, false);
         assert_eq!(offline_storage(&s, &output(&s, o)).0, Status::Fail);
+    }
+
+    /// A message still on its way when a stream-breaking fault hits is at risk: sent up to
+    /// `IN_FLIGHT_SLACK` before it, during it, or up to `RISK_MARGIN` after it; not earlier
+    /// or later.
+    #[test]
+    fn at_risk_from_just_before_a_fault_to_its_margin_after() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 1 }]\nusers: { count: 2, jabber: 100% }\nfaults:\n  - { at: 100s, for: 10s, crash: imp-a-1 }\n";
+        let s = crate::scenario::parse("t.yaml", yaml).expect("valid test scenario");
+        let out = output(&s, Rc::new(Observer::new()));
+        let oracle = Oracle::new(&s, &out);
+        let sent_at = |secs: u64| MessageRecord {
+            from: ALICE.into(),
+            to: BOB.into(),
+            client: ClientKind::Jabber,
+            sent_at: Duration::from_secs(secs),
+            deliveries: Vec::new(),
+            carbons: 0,
+            sender_device: "d1".into(),
+            carbon_seen: Vec::new(),
+            refused: Vec::new(),
+        };
+        let slack = IN_FLIGHT_SLACK.as_secs();
+        let margin = RISK_MARGIN.as_secs();
+        assert!(!oracle.at_risk(&sent_at(100 - slack - 1)), "long before");
+        assert!(
+            oracle.at_risk(&sent_at(100 - slack)),
+            "in flight at the crash"
+        );
+        assert!(oracle.at_risk(&sent_at(105)), "during");
+        assert!(
+            oracle.at_risk(&sent_at(110 + margin)),
+            "before clients are back"
+        );
+        assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
     }
 }
