@@ -13,76 +13,27 @@
 
 mod common;
 
+use common::{KillOnDrop, free_ports};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use connector::proto::jwe::{self, SpaceKey};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-/// How long a server may take to print its listening line.
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Bound on one curl call.
 const CURL_TIMEOUT_SECS: &str = "20";
 const ADMIN: &str = "admin-Secret-1";
 /// The cloud's body limit (`fakes::cloud::BODY_BYTES_MAX`).
 const BODY_BYTES_MAX: usize = fakes::cloud::BODY_BYTES_MAX;
 
-/// Kills the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_ports() -> [u16; 2] {
-    let ls: Vec<std::net::TcpListener> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    let p: Vec<u16> = ls
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect();
-    [p[0], p[1]]
-}
-
 /// Starts `hmsim serve <what> --config <config>` and waits for its `listening` line; returns
 /// the process and every line it printed up to then.
-fn serve(what: &str, config: &Path) -> (KillOnDrop, Vec<String>) {
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hmsim"))
-            .args(["serve", what, "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start hmsim serve {what}: {e}")),
-    );
-    let rx = common::stdout_lines(&mut server.0);
-    let deadline = Instant::now() + SERVER_READY_TIMEOUT;
-    let mut lines = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                eprintln!("[hmsim serve {what}] {line}");
-                let done = line.starts_with("listening ");
-                lines.push(line);
-                if done {
-                    return (server, lines);
-                }
-            }
-            Err(_) => panic!(
-                "hmsim serve {what} did not print its listening line within \
-                 {SERVER_READY_TIMEOUT:?} (got {lines:?}; exit status {:?})",
-                server.0.try_wait()
-            ),
-        }
-    }
+fn serve(what: &'static str, config: &Path) -> (KillOnDrop, Vec<String>) {
+    common::serve(what, config, "its listening line", |l| {
+        l.starts_with("listening ")
+    })
 }
 
 /// One curl call: returns the status and the JSON body. `body` is sent from a file (so that a

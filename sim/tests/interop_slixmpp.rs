@@ -10,26 +10,16 @@
 
 mod common;
 
+use common::{KillOnDrop, free_ports, serve, wait_with_timeout};
+
 use std::io::Read as _;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-/// How long the server may take to print its listening lines.
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// Upper bound on the Python check (it caps itself at 60 s; this is the backstop).
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(90);
 const SECRET: &str = "interop-Secret-1";
-
-/// Kills the child when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
@@ -43,31 +33,6 @@ fn slixmpp_available() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
-}
-
-/// Three distinct free loopback ports (held open together while chosen, so they differ).
-fn free_ports() -> [u16; 3] {
-    let ls: Vec<std::net::TcpListener> = (0..3)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    let p: Vec<u16> = ls
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect();
-    [p[0], p[1], p[2]]
-}
-
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let start = Instant::now();
-    loop {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        if start.elapsed() > limit {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -105,34 +70,15 @@ fn slixmpp_client_and_component_against_hmsim_serve_imp() {
     )
     .expect("write config");
 
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hmsim"))
-            .args(["serve", "imp", "--config"])
-            .arg(&config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start hmsim serve imp"),
-    );
-    let rx = common::stdout_lines(&mut server.0);
-    let deadline = Instant::now() + SERVER_READY_TIMEOUT;
-    let mut listening = Vec::new();
-    while listening.len() < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                eprintln!("[hmsim] {line}");
-                if line.starts_with("listening ") {
-                    listening.push(line);
-                }
-            }
-            Err(_) => panic!(
-                "hmsim serve imp did not print its 3 listening lines within {SERVER_READY_TIMEOUT:?} \
-                 (got {listening:?}; exit status {:?})",
-                server.0.try_wait()
-            ),
-        }
-    }
+    let mut seen = 0;
+    let (mut server, lines) = serve("imp", &config, "its 3 listening lines", |l| {
+        seen += usize::from(l.starts_with("listening "));
+        seen == 3
+    });
+    let listening: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("listening "))
+        .collect();
     assert!(listening.iter().any(|l| l.ends_with(&format!(":{c2s}"))));
     // Belt and braces: each port accepts before the client starts.
     for port in [c2s, component, axl] {
@@ -158,6 +104,7 @@ fn slixmpp_client_and_component_against_hmsim_serve_imp() {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start the slixmpp check"),
+        "slixmpp check",
     );
     // Read both pipes on threads so a chatty child never blocks on a full pipe.
     let mut out_pipe = check.0.stdout.take().expect("stdout");

@@ -29,6 +29,8 @@
 
 mod common;
 
+use common::{KillOnDrop, free_ports, wait_with_timeout};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use connector::io::http::{HttpClient, Method, ws_connect};
@@ -44,13 +46,11 @@ use serde_json::{Value, json};
 use sim::secrets_check::{self, Secret};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// How long a server may take to print its listening line.
-const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long building the connector binary may take (a no-op when it is up to date).
 const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Registration delays the chosen cloud seed may draw.
@@ -71,32 +71,6 @@ const BOB_PW: &str = "bob-Secret-4";
 const COMPONENT_SECRET: &str = "component-Secret-5";
 const AXL_PASSWORD: &str = "axl-Secret-6";
 const IMP_HOST: &str = "imp-1";
-
-/// Kills the child when the test ends, however it ends.
-struct KillOnDrop(Child, &'static str);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl KillOnDrop {
-    /// Panics if the process has exited (a server must outlive the test).
-    fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.0.try_wait() {
-            panic!("{} exited early with {status}", self.1);
-        }
-    }
-}
-
-fn free_ports<const N: usize>() -> [u16; N] {
-    let ls: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| ls[i].local_addr().expect("local addr").port())
-}
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -163,54 +137,13 @@ fn connector_binary() -> PathBuf {
         .expect("cargo build named no `connector` executable")
 }
 
-fn wait_with_timeout(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Ok(Some(s)) = child.try_wait() {
-            return Some(s);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Starts `hmsim serve <what> --config <config>` and waits for its last `listening` line
 /// (`last_kind`); returns the process and every line it printed up to then.
 fn serve(what: &'static str, config: &Path, last_kind: &str) -> (KillOnDrop, Vec<String>) {
-    let mut server = KillOnDrop(
-        Command::new(env!("CARGO_BIN_EXE_hmsim"))
-            .args(["serve", what, "--config"])
-            .arg(config)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("start hmsim serve {what}: {e}")),
-        what,
-    );
-    let rx = common::stdout_lines(&mut server.0);
-    let deadline = Instant::now() + SERVER_READY_TIMEOUT;
-    let mut lines = Vec::new();
     let done = format!("listening {last_kind} ");
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                eprintln!("[hmsim serve {what}] {line}");
-                let last = line.starts_with(&done);
-                lines.push(line);
-                if last {
-                    return (server, lines);
-                }
-            }
-            Err(_) => panic!(
-                "hmsim serve {what} did not print `{done}…` within {SERVER_READY_TIMEOUT:?} \
-                 (got {lines:?}; exit status {:?})",
-                server.0.try_wait()
-            ),
-        }
-    }
+    common::serve(what, config, &format!("`{done}…`"), |l| {
+        l.starts_with(&done)
+    })
 }
 
 fn cloud_config(seed: u64, cloud_port: u16, kms_port: u16) -> String {
