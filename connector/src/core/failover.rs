@@ -1,4 +1,4 @@
-//! IM&P node health and session migration after a failover (spec 61-65, DESIGN.md section 9).
+//! IM&P node health and session migration after a failover (spec 61-65).
 //!
 //! The connector notices a node outage: its component stream is lost (a crash, an automatic
 //! PRG failover), or the node itself ends its users' sessions with `see-other-host` (a manual

@@ -1,5 +1,5 @@
-//! Webex → Jabber presence translation (spec 50-55) and the session-lifetime rule (DESIGN.md
-//! section 9). Never Jabber → Webex (spec 50).
+//! Webex → Jabber presence translation (spec 50-55) and the session-lifetime rule
+//! ([`wants_session`]). Never Jabber → Webex (spec 50).
 //!
 //! | Webex state (spec 52) | Jabber device presence | session |
 //! |---|---|---|
@@ -78,7 +78,7 @@ pub fn translate(p: &WebexPresence, now: Duration) -> JabberPresence {
     }
 }
 
-/// Whether the user should have a connector session at `now` (DESIGN.md section 9): active in
+/// Whether the user should have a connector session at `now` : active in
 /// Webex within 72 h, or hidden (whose session is never destroyed, spec 52).
 pub fn wants_session(p: &WebexPresence, now: Duration) -> bool {
     p.hidden

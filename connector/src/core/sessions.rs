@@ -1,4 +1,5 @@
-//! Per-user IM&P sessions of one connector node (DESIGN.md sections 3 and 9).
+//! Per-user IM&P sessions of one connector node, opened over the component link (the session
+//! protocol is in docs/protocols.md, "Connector ↔ IM&P: XEP-0114 component").
 //!
 //! A user the cloud assigned to this node, and who wants a session (active on Webex within
 //! 72 h, or hidden: [`super::presence::wants_session`]), gets one session on their home IM&P

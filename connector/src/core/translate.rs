@@ -10,7 +10,7 @@
 //! - read: XEP-0333 `displayed` (or a XEP-0184 receipt) ↔ Webex read (spec 38);
 //! - Webex delete → the notice "<Name> used Webex App to delete a previously posted message";
 //!   the Jabber copy stays (spec 39), never a XEP-0424 retraction;
-//! - Webex edit → the new text as a new message, then the delete notice (spec 40, DESIGN 9),
+//! - Webex edit → the new text as a new message, then the delete notice (spec 40),
 //!   never a XEP-0308 correction;
 //! - Webex file → a link, as body text and a XEP-0066 URL; a deleted file → a notice (spec 43);
 //! - a Jabber file transfer to a Webex user is refused; the Webex user is told "file sent in

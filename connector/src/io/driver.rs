@@ -39,7 +39,7 @@ pub const WORKER_QUEUE_MAX: usize = 4_096;
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A link whose ping is unanswered for this long is dead.
 pub const LINK_PING_TIMEOUT: Duration = Duration::from_secs(30);
-/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+/// Connect attempts give up after this long (a connect to a crashed host is never refused in turmoil: it hangs).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The component port.
 pub const COMPONENT_PORT: u16 = 7400;
@@ -253,6 +253,14 @@ async fn connect<N: Net>(net: &N, host: &str, port: u16) -> Result<N::Stream, St
     }
 }
 
+/// The answer to request `id` that failed before it was sent.
+fn http_failed(id: u64, why: String) -> Inbox {
+    Inbox::Http {
+        id,
+        result: Err(why),
+    }
+}
+
 /// Performs requests in order on one keep-alive connection, reconnecting as needed. A failed
 /// request is reported, not retried here: the core decides.
 async fn http_worker<N: Net>(
@@ -268,12 +276,7 @@ async fn http_worker<N: Net>(
             client = match connect(&net, &host, port).await {
                 Ok(s) => HttpClient::handshake(s).await.ok(),
                 Err(e) => {
-                    let _ = tx
-                        .send(Inbox::Http {
-                            id: req.id,
-                            result: Err(e),
-                        })
-                        .await;
+                    let _ = tx.send(http_failed(req.id, e)).await;
                     continue;
                 }
             };
@@ -338,6 +341,110 @@ async fn component_link<N: Net>(
     }
 }
 
+/// One established component link: the stream state its select loop shares between reading,
+/// writing and keepalives.
+struct Link<'a, W> {
+    node: &'a str,
+    peers: &'a Peers,
+    tx: &'a mpsc::Sender<Inbox>,
+    backoff: &'a mut Backoff,
+    wr: W,
+    parser: StreamParser,
+    /// The handshake was accepted: stanzas may flow.
+    up: bool,
+    /// The keepalive ping in flight: its id and when it was sent.
+    pending_ping: Option<(String, Duration)>,
+    ping_seq: u64,
+}
+
+/// Why a link ended (for the log), as the `Err` of each step.
+type LinkEnd = String;
+
+impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
+    async fn write(&mut self, bytes: &str) -> Result<(), LinkEnd> {
+        self.wr
+            .write_all(bytes.as_bytes())
+            .await
+            .map_err(|_| "write failed".to_string())
+    }
+
+    /// Bytes from the node: every complete event they finish.
+    async fn on_bytes(&mut self, bytes: &[u8]) -> Result<(), LinkEnd> {
+        self.parser.feed(bytes);
+        loop {
+            match self.parser.next_event() {
+                Ok(None) => return Ok(()),
+                Ok(Some(StreamEvent::Open(h))) => {
+                    let id = h.attr("id").unwrap_or_default();
+                    let secret = &self.peers.component_secret;
+                    let hs = Element::new("handshake", NS_COMPONENT)
+                        .with_text(xmpp::component_handshake(id, secret));
+                    self.write(&hs.to_xml_in(NS_COMPONENT)).await?;
+                }
+                Ok(Some(StreamEvent::Close)) => return Err("node closed the stream".into()),
+                Ok(Some(StreamEvent::Stanza(el))) => self.on_stanza(el).await?,
+                Err(e) => return Err(format!("bad XML from node: {e}")),
+            }
+        }
+    }
+
+    async fn on_stanza(&mut self, el: Element) -> Result<(), LinkEnd> {
+        let gone = |_| "driver gone".to_string();
+        if el.name == "handshake" && !self.up {
+            self.up = true;
+            self.backoff.reset();
+            let up = Inbox::LinkUp(self.node.to_string());
+            return self.tx.send(up).await.map_err(gone);
+        }
+        if el.name == "error" {
+            return Err(format!("stream error: {}", el.to_xml()));
+        }
+        let pong = self.pending_ping.as_ref();
+        if pong.is_some_and(|(id, _)| el.attr("id") == Some(id)) {
+            self.pending_ping = None;
+            return Ok(());
+        }
+        let node = self.node.to_string();
+        self.tx.send(Inbox::Stanza { node, el }).await.map_err(gone)
+    }
+
+    /// Stanzas from the core: this one and every other already queued, in one write.
+    async fn on_out(
+        &mut self,
+        out: Option<Element>,
+        rx: &mut mpsc::Receiver<Element>,
+    ) -> Result<(), LinkEnd> {
+        let Some(el) = out else {
+            return Err("driver gone".into());
+        };
+        let mut bytes = el.to_xml_in(NS_COMPONENT);
+        while let Ok(more) = rx.try_recv() {
+            more.write_into(&mut bytes, NS_COMPONENT);
+        }
+        self.write(&bytes).await
+    }
+
+    /// Keepalive (XEP-0199): a ping unanswered for [`LINK_PING_TIMEOUT`] ends the link.
+    async fn on_tick(&mut self, now: Duration) -> Result<(), LinkEnd> {
+        let late = |(_, at): &(String, Duration)| now.saturating_sub(*at) > LINK_PING_TIMEOUT;
+        if self.pending_ping.as_ref().is_some_and(late) {
+            return Err("ping unanswered".into());
+        }
+        if !self.up || self.pending_ping.is_some() {
+            return Ok(());
+        }
+        self.ping_seq += 1;
+        let id = format!("lp-{}", self.ping_seq);
+        let p = Element::new("iq", NS_COMPONENT)
+            .with_attr("type", "get")
+            .with_attr("id", id.clone())
+            .with_attr("to", self.node)
+            .with_child(Element::new("ping", NS_PING));
+        self.pending_ping = Some((id, now));
+        self.write(&p.to_xml_in(NS_COMPONENT)).await
+    }
+}
+
 async fn link_session<N: Net>(
     net: &N,
     node: &str,
@@ -347,88 +454,38 @@ async fn link_session<N: Net>(
     tx: &mpsc::Sender<Inbox>,
     backoff: &mut Backoff,
 ) -> String {
-    let (mut rd, mut wr) = tokio::io::split(stream);
+    let (mut rd, wr) = tokio::io::split(stream);
+    let mut link = Link {
+        node,
+        peers,
+        tx,
+        backoff,
+        wr,
+        parser: StreamParser::new(),
+        up: false,
+        pending_ping: None,
+        ping_seq: 0,
+    };
     let header = xmpp::stream_header(NS_COMPONENT, None, Some(node), None);
-    if wr.write_all(header.as_bytes()).await.is_err() {
-        return "write failed".into();
+    if let Err(end) = link.write(&header).await {
+        return end;
     }
-    let mut parser = StreamParser::new();
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut up = false;
     let mut ping = tokio::time::interval(LINK_PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut pending_ping: Option<(String, Duration)> = None;
-    let mut ping_seq = 0u64;
     loop {
-        tokio::select! {
+        let step = tokio::select! {
             biased;
-            r = rd.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) => return "node closed the link".into(),
-                    Err(e) => return format!("read failed: {e}"),
-                    Ok(n) => n,
-                };
-                parser.feed(&buf[..n]);
-                loop {
-                    match parser.next_event() {
-                        Ok(None) => break,
-                        Ok(Some(StreamEvent::Open(h))) => {
-                            let id = h.attr("id").unwrap_or_default();
-                            let hs = Element::new("handshake", NS_COMPONENT)
-                                .with_text(xmpp::component_handshake(id, &peers.component_secret));
-                            if wr.write_all(hs.to_xml_in(NS_COMPONENT).as_bytes()).await.is_err() {
-                                return "write failed".into();
-                            }
-                        }
-                        Ok(Some(StreamEvent::Close)) => return "node closed the stream".into(),
-                        Ok(Some(StreamEvent::Stanza(el))) => {
-                            if el.name == "handshake" && !up {
-                                up = true;
-                                backoff.reset();
-                                if tx.send(Inbox::LinkUp(node.to_string())).await.is_err() {
-                                    return "driver gone".into();
-                                }
-                            } else if el.name == "error" {
-                                return format!("stream error: {}", el.to_xml());
-                            } else if pending_ping.as_ref().is_some_and(|(id, _)| el.attr("id") == Some(id)) {
-                                pending_ping = None;
-                            } else if tx.send(Inbox::Stanza { node: node.to_string(), el }).await.is_err() {
-                                return "driver gone".into();
-                            }
-                        }
-                        Err(e) => return format!("bad XML from node: {e}"),
-                    }
-                }
-            }
-            out = rx.recv(), if up => {
-                let Some(el) = out else { return "driver gone".into() };
-                let mut bytes = el.to_xml_in(NS_COMPONENT);
-                while let Ok(more) = rx.try_recv() {
-                    more.write_into(&mut bytes, NS_COMPONENT);
-                }
-                if wr.write_all(bytes.as_bytes()).await.is_err() {
-                    return "write failed".into();
-                }
-            }
-            _ = ping.tick() => {
-                let now = net.now();
-                if pending_ping.as_ref().is_some_and(|(_, at)| now.saturating_sub(*at) > LINK_PING_TIMEOUT) {
-                    return "ping unanswered".into();
-                }
-                if up && pending_ping.is_none() {
-                    ping_seq += 1;
-                    let id = format!("lp-{ping_seq}");
-                    let p = Element::new("iq", NS_COMPONENT)
-                        .with_attr("type", "get")
-                        .with_attr("id", id.clone())
-                        .with_attr("to", node)
-                        .with_child(Element::new("ping", NS_PING));
-                    pending_ping = Some((id, now));
-                    if wr.write_all(p.to_xml_in(NS_COMPONENT).as_bytes()).await.is_err() {
-                        return "write failed".into();
-                    }
-                }
-            }
+            r = rd.read(&mut buf) => match r {
+                Ok(0) => Err("node closed the link".into()),
+                Err(e) => Err(format!("read failed: {e}")),
+                Ok(n) => link.on_bytes(&buf[..n]).await,
+            },
+            out = rx.recv(), if link.up => link.on_out(out, rx).await,
+            _ = ping.tick() => link.on_tick(net.now()).await,
+        };
+        if let Err(end) = step {
+            return end;
         }
     }
 }

@@ -1,7 +1,7 @@
 //! HTTP/1.1 and WebSocket clients over any [`Net`](super::net::Net) stream: how the connector
 //! (and the Webex App model) talk to the cloud. Always over a stream the caller opened
-//! (`Net::connect`), never a pooled client that opens its own sockets (it would escape the
-//! simulation, PITFALLS). Every call has a timeout ([`HTTP_TIMEOUT`]). The WebSocket key is
+//! (`Net::connect`), never a pooled client that opens its own sockets (its sockets would bypass
+//! the simulated network). Every call has a timeout ([`HTTP_TIMEOUT`]). The WebSocket key is
 //! drawn from the caller's RNG. tungstenite masks client frames with its own OS-seeded
 //! randomness (allow-nondeterminism: the mask changes bytes on the wire, never their lengths or
 //! timing, so runs stay reproducible).
@@ -41,44 +41,11 @@ pub const WS_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// Largest WebSocket message accepted, in bytes: events are at most tens of KiB.
 pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 /// WebSocket read and write buffers, in bytes: small, since a farm host holds thousands of
-/// sockets (PITFALLS: keep per-connection buffers small).
+/// sockets, and per-connection buffers multiply by that count.
 pub const WS_BUFFER_BYTES: usize = 4 * 1024;
 
-/// An HTTP method the cloud serves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Method {
-    /// GET.
-    Get,
-    /// POST.
-    Post,
-    /// PUT.
-    Put,
-    /// DELETE.
-    Delete,
-}
-
-impl Method {
-    /// The method of an HTTP request line, if the cloud serves it.
-    pub fn parse(s: &str) -> Option<Method> {
-        match s {
-            "GET" => Some(Method::Get),
-            "POST" => Some(Method::Post),
-            "PUT" => Some(Method::Put),
-            "DELETE" => Some(Method::Delete),
-            _ => None,
-        }
-    }
-
-    /// The method's name as on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Delete => "DELETE",
-        }
-    }
-}
+// old path, kept until sim/fakes follow
+pub use crate::proto::http::Method;
 
 // ---------------------------------------------------------------------------------------------
 

@@ -131,15 +131,7 @@ impl StreamParser {
             let ev = match res {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(Some(StreamEvent::Close)),
-                Err(EndOrError::NeedMoreData) => {
-                    if !self.stack.is_empty() {
-                        self.stanza_bytes += consumed;
-                        if self.stanza_bytes > STANZA_BYTES_MAX {
-                            return self.fail(StreamError::StanzaTooLarge);
-                        }
-                    }
-                    return Ok(None);
-                }
+                Err(EndOrError::NeedMoreData) => return self.need_more(consumed),
                 Err(EndOrError::Error(e)) => {
                     return self.fail(StreamError::NotWellFormed(e.to_string()));
                 }
@@ -150,6 +142,17 @@ impl StreamParser {
                 Err(e) => return self.fail(e),
             }
         }
+    }
+
+    /// The parser consumed `consumed` bytes and needs more: counted towards the stanza open.
+    fn need_more(&mut self, consumed: usize) -> Result<Option<StreamEvent>, StreamError> {
+        if !self.stack.is_empty() {
+            self.stanza_bytes += consumed;
+            if self.stanza_bytes > STANZA_BYTES_MAX {
+                return self.fail(StreamError::StanzaTooLarge);
+            }
+        }
+        Ok(None)
     }
 
     fn fail(&mut self, e: StreamError) -> Result<Option<StreamEvent>, StreamError> {

@@ -1,0 +1,175 @@
+//! HTTP answers and failures: what each answered request leads to, and what is retried.
+
+use super::*;
+
+impl ConnectorNode {
+    /// An HTTP answer for request `id`.
+    pub fn handle_http(
+        &mut self,
+        now: Duration,
+        id: u64,
+        status: u16,
+        body: &[u8],
+        rng: &mut impl Rng,
+    ) {
+        let Some(what) = self.pending.remove(&id) else {
+            return;
+        };
+        self.answered(&what);
+        if !(200..300).contains(&status) {
+            return self.on_error_status(now, what, status, body, rng);
+        }
+        let fetch = fetch_id(&what);
+        let control = matches!(
+            what,
+            Pending::Register
+                | Pending::Nodes { .. }
+                | Pending::Users { .. }
+                | Pending::Report
+                | Pending::Assignments { .. }
+        );
+        self.dispatch(now, what, body, rng);
+        if let Some(id) = fetch {
+            self.fetch_failures.remove(&id);
+        } else if control {
+            self.retry.reset();
+        }
+    }
+
+    /// An error status: a hand-back refused for good is given up; anything else fails.
+    pub(super) fn on_error_status(
+        &mut self,
+        now: Duration,
+        what: Pending,
+        status: u16,
+        body: &[u8],
+        rng: &mut impl Rng,
+    ) {
+        self.stats.http_errors += 1;
+        // Refused for good (limit reached, nobody serves the user): nothing else can
+        // deliver it. A 429 or 5xx is retried like any failure.
+        if matches!(what, Pending::HandBack(_)) && (400..500).contains(&status) && status != 429 {
+            self.stats.dropped_unserved += 1;
+            return;
+        }
+        let why = format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+        self.failed(now, what, &why, rng);
+    }
+
+    /// A successful answer, to the step that asked for it.
+    pub(super) fn dispatch(
+        &mut self,
+        now: Duration,
+        what: Pending,
+        body: &[u8],
+        rng: &mut impl Rng,
+    ) {
+        let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+        match what {
+            Pending::Register => self.on_registered(&json()),
+            Pending::Heartbeat => self.on_heartbeat(now, &json()),
+            Pending::Nodes { cluster } => self.on_nodes(&cluster, body, now, rng),
+            Pending::Users { cluster, page } => self.on_users(&cluster, page, body, now, rng),
+            Pending::Report => self.cloud(
+                Method::Get,
+                "/v1/connectors/assignments",
+                Value::Null,
+                0,
+                Pending::Assignments { resync: false },
+            ),
+            Pending::Assignments { resync } => self.on_assignments(now, &json(), resync),
+            Pending::Presence => self.on_presence(now, &json()),
+            Pending::Space { pair } => self.on_space(now, pair, &json(), rng),
+            Pending::SpaceInfo { space_id } => self.on_space_info(now, &space_id, &json(), rng),
+            Pending::Key { uri } => self.on_key(now, &uri, &json(), rng),
+            Pending::Post(p) => {
+                self.stats.to_webex += 1;
+                if let Some(p) = p {
+                    self.on_posted(&p, &json());
+                }
+            }
+            Pending::HandBack(h) => self.on_handed_back(&h, &json()),
+        }
+    }
+
+    /// A Jabber message became a Webex activity: remember which, so that a Webex read marker
+    /// on it reaches Jabber as a displayed marker with the Jabber stanza id (XEP-0333).
+    pub(super) fn on_posted(&mut self, p: &PostRetry, answer: &Value) {
+        let Some(stanza_id) = p.body["client_id"].as_str().and_then(stanza_id_of) else {
+            return;
+        };
+        let first = answer["activities"].as_array().and_then(|a| a.first());
+        if let Some(aid) = first.and_then(|a| a["id"].as_str()) {
+            remember(
+                &mut self.id_map,
+                &mut self.id_order,
+                format!("act:{aid}"),
+                stanza_id.to_string(),
+            );
+        }
+    }
+
+    /// Forgets that `what` is in flight.
+    pub(super) fn answered(&mut self, what: &Pending) {
+        match what {
+            Pending::Key { uri } => {
+                self.keys_in_flight.remove(uri);
+            }
+            Pending::Space { pair } => {
+                self.spaces_in_flight.remove(pair);
+            }
+            _ => {}
+        }
+    }
+
+    /// A request failed at the transport level (timeout, reset, refused).
+    pub fn handle_http_failure(&mut self, now: Duration, id: u64, why: &str, rng: &mut impl Rng) {
+        let Some(what) = self.pending.remove(&id) else {
+            return;
+        };
+        self.answered(&what);
+        self.stats.http_errors += 1;
+        self.failed(now, what, why, rng);
+    }
+
+    /// Retries what must be retried; drops what a later step will redo.
+    pub(super) fn failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
+        match what {
+            Pending::Register
+            | Pending::Nodes { .. }
+            | Pending::Users { .. }
+            | Pending::Report
+            | Pending::Assignments { .. } => {
+                self.cloud_fault = Some(why.to_string());
+                let at = now + self.retry.next_delay(rng);
+                self.retry_at = Some((at, what));
+            }
+            Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
+            // What waits for a space or a key stays queued and is asked for again after a
+            // seeded backoff of its own (a KMS outage or a 503 must not lose messages).
+            fetch @ (Pending::Space { .. } | Pending::Key { .. } | Pending::SpaceInfo { .. }) => {
+                let id = fetch_id(&fetch).expect("a fetch");
+                let failures = self.fetch_failures.entry(id).or_default();
+                *failures += 1;
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, *failures, rng);
+                self.deferred.push((at, fetch));
+            }
+            // A post the cloud did not take (503, 429) is sent again: dropping it loses the
+            // message although no stream broke.
+            Pending::Post(Some(p)) if p.attempts < POST_ATTEMPTS_MAX => {
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, p.attempts, rng);
+                self.deferred.push((at, Pending::Post(Some(p))));
+            }
+            // Giving an activity back is its last way to Jabber: retried like a post.
+            Pending::HandBack(h) if h.attempts < HANDBACK_ATTEMPTS_MAX => {
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, h.attempts, rng);
+                self.deferred.push((at, Pending::HandBack(h)));
+            }
+            Pending::HandBack(_) => self.stats.dropped_unserved += 1,
+            Pending::Presence | Pending::Post(_) => {}
+        }
+    }
+}

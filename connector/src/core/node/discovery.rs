@@ -1,0 +1,171 @@
+//! Registration answers and AXL discovery: nodes, then users page by page (spec 22).
+
+use super::*;
+
+impl ConnectorNode {
+    pub(super) fn on_registered(&mut self, v: &Value) {
+        let Some(token) = v["connector_token"].as_str() else {
+            self.stats.rejected += 1;
+            return;
+        };
+        self.token = Some(token.to_string());
+        self.out.push_back(Output::Events(token.to_string()));
+        if v["state"].as_str() == Some("registered") {
+            self.on_ready();
+        }
+    }
+
+    pub(super) fn on_heartbeat(&mut self, _now: Duration, v: &Value) {
+        self.cloud_fault = None;
+        if !self.registered && v["state"].as_str() == Some("registered") {
+            self.on_ready();
+        }
+    }
+
+    pub(super) fn on_ready(&mut self) {
+        if self.registered {
+            return;
+        }
+        self.registered = true;
+        self.cloud_fault = None;
+        self.discover();
+    }
+
+    pub(super) fn on_nodes(
+        &mut self,
+        cluster: &str,
+        body: &[u8],
+        now: Duration,
+        rng: &mut impl Rng,
+    ) {
+        let nodes = match directory::parse_nodes(body) {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.rejected += 1;
+                return self.failed(
+                    now,
+                    Pending::Nodes {
+                        cluster: cluster.into(),
+                    },
+                    &e.to_string(),
+                    rng,
+                );
+            }
+        };
+        self.nodes.insert(cluster.to_string(), nodes);
+        self.fetch_users(cluster, 0);
+    }
+
+    pub(super) fn fetch_users(&mut self, cluster: &str, page: usize) {
+        let Some(p) = self
+            .s
+            .cluster
+            .publishers
+            .iter()
+            .find(|p| p.cluster == cluster)
+            .cloned()
+        else {
+            return;
+        };
+        let auth = Some(directory::basic_auth(&p.axl_username, &p.axl_password));
+        self.axl(
+            &p.host,
+            auth,
+            directory::users_page_request(page),
+            Pending::Users {
+                cluster: cluster.into(),
+                page,
+            },
+        );
+    }
+
+    pub(super) fn on_users(
+        &mut self,
+        cluster: &str,
+        page: usize,
+        body: &[u8],
+        now: Duration,
+        rng: &mut impl Rng,
+    ) {
+        let rows = match directory::parse_users(body) {
+            Ok(r) => r,
+            Err(e) => {
+                self.stats.rejected += 1;
+                return self.failed(
+                    now,
+                    Pending::Users {
+                        cluster: cluster.into(),
+                        page,
+                    },
+                    &e.to_string(),
+                    rng,
+                );
+            }
+        };
+        let n = rows.len();
+        self.users
+            .entry(cluster.to_string())
+            .or_default()
+            .extend(rows);
+        if directory::more_pages(n, page) {
+            return self.fetch_users(cluster, page + 1);
+        }
+        self.discovering.remove(cluster);
+        if self.discovering.is_empty() {
+            self.discovered(now);
+        }
+    }
+
+    /// Discovery complete: build the directory, connect to nodes, report users.
+    pub(super) fn discovered(&mut self, now: Duration) {
+        let clusters: Vec<(String, Vec<AxlUser>)> = self
+            .users
+            .iter()
+            .map(|(c, u)| (c.clone(), u.clone()))
+            .collect();
+        self.directory = Directory::build(&clusters);
+        let all: Vec<&ImpNodeInfo> = self.nodes.values().flatten().collect();
+        let triples: Vec<(String, Option<String>, bool)> = all
+            .iter()
+            .map(|n| (n.name.clone(), n.prg_peer.clone(), n.high_availability))
+            .collect();
+        self.failover = Failover::new(&triples, self.s.detection_delay_max);
+        self.node_versions = all
+            .iter()
+            .map(|n| (n.name.clone(), n.version.clone()))
+            .collect();
+        self.out
+            .push_back(Output::Links(self.node_versions.keys().cloned().collect()));
+        self.phase = Phase::Running;
+        // Every (mail ID, home cluster) pair, duplicates included: the cloud decides.
+        let emails: Vec<(String, String)> = self
+            .directory
+            .homes
+            .iter()
+            .flat_map(|(e, cs)| cs.iter().map(move |c| (e.clone(), c.clone())))
+            .collect();
+        for chunk in emails.chunks(KNOWN_USERS_BATCH_MAX) {
+            let add: Vec<Value> = chunk
+                .iter()
+                .map(|(e, c)| json!({"email": e, "imp_cluster": c}))
+                .collect();
+            self.cloud(
+                Method::Post,
+                "/v1/connectors/users",
+                json!({"add": add}),
+                0,
+                Pending::Report,
+            );
+        }
+        if emails.is_empty() {
+            self.cloud(
+                Method::Get,
+                "/v1/connectors/assignments",
+                Value::Null,
+                0,
+                Pending::Assignments { resync: false },
+            );
+        }
+        self.next_poll = now;
+    }
+}

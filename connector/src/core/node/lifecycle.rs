@@ -1,0 +1,125 @@
+//! Lifecycle: start, enable and disable, maintenance, registration and the requests that
+//! discovery sends over AXL.
+
+use super::*;
+
+impl ConnectorNode {
+    /// Starts: checks the configuration, then registers.
+    pub fn start(&mut self, now: Duration) {
+        let errors = config::validate(&self.s.cluster, &self.s.others);
+        if !errors.is_empty() {
+            self.phase = Phase::Invalid(errors);
+            return;
+        }
+        if !self.enabled {
+            self.phase = Phase::Disabled;
+            return;
+        }
+        self.phase = Phase::Registering;
+        self.register(now);
+    }
+
+    /// Enables or disables the connector (spec 21). Disabling closes every session.
+    pub fn set_enabled(&mut self, on: bool, now: Duration) {
+        self.enabled = on;
+        if !on {
+            self.sessions.unwant_all(now);
+            self.drain_sessions();
+            self.phase = Phase::Disabled;
+        } else if self.phase == Phase::Disabled {
+            self.phase = Phase::Idle;
+            self.start(now);
+        }
+    }
+
+    /// Control Hub maintenance mode (spec 29): a graceful drain. The cloud moves the users to
+    /// the other nodes, so each session stays open until its new node takes it over
+    /// ([`SessionManager::release`]) instead of closing at once as [`Self::set_enabled`]
+    /// does; anything IM&P routes to it meanwhile is still bridged.
+    pub(super) fn set_maintenance(&mut self, on: bool, now: Duration) {
+        if !on {
+            self.set_enabled(true, now);
+            return;
+        }
+        self.enabled = false;
+        self.sessions.release_all(now);
+        self.drain_sessions();
+        self.phase = Phase::Disabled;
+    }
+
+    pub(super) fn register(&mut self, _now: Duration) {
+        // Without a token this is registration initiated from the Expressway UI: Control Hub
+        // refuses it (spec 12), and the refusal is retried with backoff like any other.
+        if self.s.registration_token.is_none() {
+            self.cloud_fault = Some("no registration token from Control Hub".into());
+        }
+        let auth = self
+            .s
+            .registration_token
+            .as_ref()
+            .map(|t| format!("Bearer {t}"));
+        let body = json!({"hostname": self.s.hostname, "primary": self.s.primary});
+        let req = request(
+            Target::Cloud,
+            Method::Post,
+            "/v1/connectors/register",
+            auth,
+            body,
+        );
+        self.http(req, Pending::Register);
+    }
+
+    /// Queues `req` (its id assigned here) and remembers what it was for.
+    pub(super) fn http(&mut self, mut req: HttpRequest, what: Pending) {
+        self.next_http += 1;
+        req.id = self.next_http;
+        self.pending.insert(req.id, what);
+        self.out.push_back(Output::Http(req));
+    }
+
+    pub(super) fn cloud(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Value,
+        lane: u64,
+        what: Pending,
+    ) {
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let mut req = request(Target::Cloud, method, path, auth, body);
+        req.lane = lane;
+        self.http(req, what);
+    }
+
+    pub(super) fn discover(&mut self) {
+        self.phase = Phase::Discovering;
+        let publishers = self.s.cluster.publishers.clone();
+        for p in publishers {
+            self.discovering.insert(p.cluster.clone());
+            let auth = Some(directory::basic_auth(&p.axl_username, &p.axl_password));
+            let body = directory::list_process_node_request();
+            self.axl(
+                &p.host,
+                auth,
+                body,
+                Pending::Nodes {
+                    cluster: p.cluster.clone(),
+                },
+            );
+        }
+    }
+
+    pub(super) fn axl(&mut self, host: &str, auth: Option<String>, body: String, what: Pending) {
+        let mut req = request(
+            Target::Axl {
+                host: host.to_string(),
+            },
+            Method::Post,
+            "/axl/",
+            auth,
+            Value::Null,
+        );
+        req.body = body.into_bytes();
+        self.http(req, what);
+    }
+}

@@ -1,0 +1,569 @@
+//! One connector node: the sans-IO state machine that ties configuration, registration, AXL
+//! discovery, user assignment, presence polling, sessions, failover, spaces, keys and both
+//! translation directions together.
+//!
+//! ## Grammar (as quinn-proto's `Connection`)
+//! - inputs: [`ConnectorNode::start`], [`ConnectorNode::handle_http`],
+//!   [`ConnectorNode::handle_http_failure`], [`ConnectorNode::handle_event`],
+//!   [`ConnectorNode::handle_stanza`], [`ConnectorNode::node_up`], [`ConnectorNode::node_down`],
+//!   [`ConnectorNode::handle_timeout`], [`ConnectorNode::set_enabled`];
+//! - outputs: [`ConnectorNode::poll_output`] until `None` after every input;
+//! - timers: [`ConnectorNode::poll_timeout`].
+//!
+//! Time is always an argument; randomness (IVs, backoff jitter, detection delays) comes from
+//! the RNG the driver passes in, derived from the run seed.
+//!
+//! ## Lifecycle
+//! 1. The configuration is checked (spec 11-21); a violation stops here, naming the rule.
+//! 2. Registration with the Control Hub token; heartbeats every [`HEARTBEAT_INTERVAL`] carry
+//!    the status page.
+//! 3. Discovery over AXL: nodes, then users page by page (static until restart, spec 22).
+//! 4. Known users are reported to the cloud, which assigns some to this node (spec 28).
+//! 5. Presence of assigned users is polled every 10 minutes (spec 51); users active within
+//!    72 h or hidden get a session on their home node (or its PRG peer after a failover).
+//! 6. Messages flow: Jabber → Webex through sessions (encrypted with the space key before
+//!    they leave, spec 56), Webex → Jabber from the cloud's events (decrypted, spec 57).
+//!
+//! ## Routing rules that prevent loops and duplicates
+//! - A stanza whose sender resource is [`SESSION_RESOURCE`] came from a connector: never
+//!   bridged again.
+//! - Jabber → Webex posts carry `client_id = xmpp:<sender>:<stanza id>:<n>`: when both the
+//!   sender's and the recipient's connector see the same message (carbon and fan-out), the
+//!   cloud stores it once.
+//! - The cloud never routes an activity that entered through a connector back to a connector.
+//! - An activity event a node can no longer deliver (its user moved to another node while it
+//!   was being decrypted) is handed back to the cloud ([`HANDBACK_PATH`]), which sends it to
+//!   the user's node now, a bounded number of times; a node drops an activity it already sent.
+
+use crate::core::config::{self, ConfigError, ConnectorConfig};
+use crate::core::directory::{self, AxlUser, Directory, ImpNodeInfo};
+use crate::core::failover::{Failover, Move, NodeStatus};
+use crate::core::limiter::{Backoff, TokenBucket, backoff_delay};
+use crate::core::presence::{self, JabberPresence, STATUS_TEXT, WebexPresence};
+use crate::core::sessions::{SESSION_RESOURCE, SessionManager, SessionState};
+use crate::core::status::{StatusInputs, StatusPage};
+use crate::core::translate::{self, Activity};
+use crate::proto::http::Method;
+use crate::proto::jwe::{self, SpaceKey};
+use crate::proto::webex::{Event, RegState, Verb};
+use crate::proto::xml::Element;
+use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
+use base64::Engine as _;
+use rand_core::Rng;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+/// The lane of heartbeats: its own connection, so a backlog of other requests can never
+/// starve them (the cloud declares a node down after 90 s without one and moves its users).
+pub const CONTROL_LANE: u64 = u64::MAX;
+/// Heartbeat (and status upload) interval.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// Emails per presence query (the cloud's limit).
+pub const PRESENCE_BATCH_MAX: usize = 1_000;
+/// Emails per known-users report.
+pub const KNOWN_USERS_BATCH_MAX: usize = 5_000;
+/// Stanzas held per user while their session opens: an active Webex user's burst, bounded.
+pub const HELD_PER_USER_MAX: usize = 256;
+/// Posts queued per conversation while its space or key is fetched.
+pub const QUEUED_PER_SPACE_MAX: usize = 1_000;
+/// Remembered stanza-id ↔ activity-id pairs (for read markers); oldest forgotten first.
+pub const ID_MAP_MAX: usize = 200_000;
+/// Retry delay bounds for failed cloud or AXL requests.
+pub const RETRY_MIN: Duration = Duration::from_secs(1);
+/// Upper bound of the retry delay.
+pub const RETRY_MAX: Duration = Duration::from_secs(60);
+/// Sends of one Jabber → Webex post before it is given up: with the backoff from
+/// [`RETRY_MIN`] to [`RETRY_MAX`] this outlasts a few minutes of 503s or a KMS outage, and a
+/// post the cloud refuses for good (a 4xx) does not cycle forever.
+pub const POST_ATTEMPTS_MAX: u32 = 10;
+/// Sends of one hand-back ([`HANDBACK_PATH`]) before the activity is given up as
+/// `dropped_unserved`: as [`POST_ATTEMPTS_MAX`], it outlasts minutes of 503s. How often one
+/// activity may be handed back at all is the cloud's bound (it sees every node).
+pub const HANDBACK_ATTEMPTS_MAX: u32 = 10;
+/// Where a node gives back an activity event it cannot deliver any more: its user moved to
+/// another node before the Jabber stanzas went out (a drain, spec 29). The cloud sends the
+/// event again to the user's node now (at-least-once delivery).
+pub const HANDBACK_PATH: &str = "/v1/events/redeliver";
+
+/// Static settings of one connector node.
+#[derive(Debug, Clone)]
+pub struct NodeSettings {
+    /// This Expressway node's host name.
+    pub hostname: String,
+    /// Whether it is the cluster's primary.
+    pub primary: bool,
+    /// The cluster's Message Service configuration.
+    pub cluster: ConnectorConfig,
+    /// The other Expressway clusters of the organization (meshing rule).
+    pub others: Vec<ConnectorConfig>,
+    /// Control Hub registration token, if one was issued.
+    pub registration_token: Option<String>,
+    /// Session opens per second towards IM&P in normal operation.
+    pub session_rate_per_s: f64,
+    /// Migration rate after a failover: (sessions, per).
+    pub migration_rate: (f64, Duration),
+    /// Upper bound of the failover detection delay.
+    pub detection_delay_max: Duration,
+}
+
+impl NodeSettings {
+    /// The smallest valid deployment, for tests and examples: node `exp-a-1`, primary, alone
+    /// in cluster `exp-a`, serving IM&P cluster `imp-a` through its publisher `imp-a-1` (AXL
+    /// user `axl`, password `axl-pw`), with the default rates and a 60 s detection delay.
+    pub fn single_node(registration_token: Option<String>) -> Self {
+        let cluster = ConnectorConfig {
+            cluster: "exp-a".into(),
+            nodes: vec!["exp-a-1".into()],
+            publishers: vec![config::ImpPublisher {
+                cluster: "imp-a".into(),
+                host: "imp-a-1".into(),
+                axl_username: "axl".into(),
+                axl_password: "axl-pw".into(),
+                certificate_validation: true,
+                platform_admin: "admin".into(),
+            }],
+            proxy: config::Proxy::None,
+            enabled: true,
+        };
+        Self {
+            hostname: "exp-a-1".into(),
+            primary: true,
+            cluster,
+            others: Vec::new(),
+            registration_token,
+            session_rate_per_s: 50.0,
+            migration_rate: (5000.0, Duration::from_secs(1800)),
+            detection_delay_max: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where an HTTP request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The Webex cloud.
+    Cloud,
+    /// An IM&P publisher's AXL service.
+    Axl {
+        /// Publisher host.
+        host: String,
+    },
+}
+
+/// An HTTP request for the driver to perform; answer with [`ConnectorNode::handle_http`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// Correlation id.
+    pub id: u64,
+    /// Destination.
+    pub target: Target,
+    /// Method.
+    pub method: Method,
+    /// Path.
+    pub path: String,
+    /// `Authorization` header value (`Bearer …` or `Basic …`).
+    pub authorization: Option<String>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// Requests with the same lane must be performed in order (one conversation's posts).
+    pub lane: u64,
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Perform an HTTP request.
+    Http(HttpRequest),
+    /// Keep component links open to these IM&P nodes (replaces the previous set).
+    Links(Vec<String>),
+    /// Open the cloud event WebSocket with this bearer token.
+    Events(String),
+    /// Send a stanza on the component link to `node`.
+    Xmpp {
+        /// IM&P node host.
+        node: String,
+        /// The stanza (component namespace).
+        stanza: Element,
+    },
+}
+
+/// Where the node is in its lifecycle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Phase {
+    /// Not started.
+    Idle,
+    /// The configuration breaks rules; nothing runs.
+    Invalid(Vec<ConfigError>),
+    /// Disabled by the administrator (spec 21).
+    Disabled,
+    /// Registering with the cloud.
+    Registering,
+    /// Discovering IM&P nodes and users over AXL.
+    Discovering,
+    /// Serving users.
+    Running,
+}
+
+/// Counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Jabber → Webex activities posted.
+    pub to_webex: u64,
+    /// Webex → Jabber stanzas sent.
+    pub to_jabber: u64,
+    /// Stanzas not bridged (group chat, connector echoes, unknown users).
+    pub not_bridged: u64,
+    /// Malformed input rejected (bad JSON, bad JWE, unparsable stanzas).
+    pub rejected: u64,
+    /// HTTP requests that failed or answered an error status.
+    pub http_errors: u64,
+    /// Keys fetched from the KMS.
+    pub keys_fetched: u64,
+    /// Spaces created.
+    pub spaces_created: u64,
+    /// Stanzas dropped because a per-user or per-space queue was full.
+    pub dropped_full: u64,
+    /// Stanzas for Jabber that this node can no longer send: their user moved to another
+    /// node (handover over) or was unassigned before they went out.
+    pub dropped_unserved: u64,
+    /// Jabber messages seen twice (carbon and recipient copy) and posted once.
+    pub deduplicated: u64,
+    /// Webex → Jabber activities given back to the cloud (accepted) because their user moved
+    /// to another node before they went out; the cloud redelivers them there.
+    pub handed_back: u64,
+    /// Activity events received again (after a hand-back) that this node already delivered.
+    pub duplicate_events: u64,
+}
+
+#[derive(Debug, Clone)]
+enum Pending {
+    Register,
+    Heartbeat,
+    Nodes {
+        cluster: String,
+    },
+    Users {
+        cluster: String,
+        page: usize,
+    },
+    Report,
+    /// `resync`: after the event stream reconnected (events may have been missed).
+    Assignments {
+        resync: bool,
+    },
+    Presence,
+    Space {
+        pair: (String, String),
+    },
+    SpaceInfo {
+        space_id: String,
+    },
+    Key {
+        uri: String,
+    },
+    /// A post to a space; `None` for typing (stale once repeated, never re-sent).
+    Post(Option<Box<PostRetry>>),
+    /// An activity event given back to the cloud ([`HANDBACK_PATH`]).
+    HandBack(Box<HandBack>),
+}
+
+/// An activity event given back to the cloud, and how often it was sent so far.
+#[derive(Debug, Clone)]
+struct HandBack {
+    body: Value,
+    lane: u64,
+    attempts: u32,
+}
+
+/// What a failed post needs to be sent again (the cloud dedupes by `client_id`).
+#[derive(Debug, Clone)]
+struct PostRetry {
+    path: String,
+    body: Value,
+    lane: u64,
+    attempts: u32,
+}
+
+/// A Jabber → Webex activity waiting for its space and key.
+#[derive(Debug, Clone)]
+struct OutPost {
+    actor: String,
+    activity: Activity,
+    client_id: String,
+}
+
+/// A Webex → Jabber event waiting for its space members or key.
+#[derive(Debug, Clone)]
+enum InItem {
+    Activity {
+        a: Box<crate::proto::webex::Activity>,
+        actor: String,
+    },
+    Typing {
+        space_id: String,
+        actor: String,
+        on: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct SpaceInfo {
+    members: Vec<String>,
+    key_uri: String,
+}
+
+/// One connector node.
+pub struct ConnectorNode {
+    s: NodeSettings,
+    phase: Phase,
+    enabled: bool,
+    out: VecDeque<Output>,
+    next_http: u64,
+    pending: BTreeMap<u64, Pending>,
+    token: Option<String>,
+    registered: bool,
+    cloud_fault: Option<String>,
+    retry: Backoff,
+    retry_at: Option<(Duration, Pending)>,
+    next_heartbeat: Duration,
+    next_poll: Duration,
+    // discovery
+    nodes: BTreeMap<String, Vec<ImpNodeInfo>>,
+    users: BTreeMap<String, Vec<AxlUser>>,
+    discovering: BTreeSet<String>,
+    directory: Directory,
+    // users
+    assigned: BTreeSet<String>,
+    presence: BTreeMap<String, WebexPresence>,
+    published: BTreeMap<String, JabberPresence>,
+    sessions: SessionManager,
+    failover: Failover,
+    node_versions: BTreeMap<String, String>,
+    held: BTreeMap<String, VecDeque<Element>>,
+    // messaging
+    spaces: BTreeMap<String, SpaceInfo>,
+    pair_space: BTreeMap<(String, String), String>,
+    keys: BTreeMap<String, SpaceKey>,
+    outbox: BTreeMap<(String, String), VecDeque<OutPost>>,
+    inbox_space: BTreeMap<String, Vec<InItem>>,
+    inbox_key: BTreeMap<String, Vec<InItem>>,
+    id_map: BTreeMap<String, String>,
+    id_order: VecDeque<String>,
+    next_stanza: u64,
+    /// Whether the session bucket is the migration rate (restored when migration ends).
+    sessions_bucket_is_migration: bool,
+    /// Space, key and space-info requests to ask again at a time (after a failure).
+    deferred: Vec<(Duration, Pending)>,
+    /// Keys asked for and not answered yet (one fetch per key at a time).
+    keys_in_flight: BTreeSet<String>,
+    /// Conversations with posts waiting for a key, by key URI.
+    key_waiters: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Conversations whose space is asked for and not answered yet.
+    spaces_in_flight: BTreeSet<(String, String)>,
+    /// `client_id`s of posts already queued ([`POSTED_IDS_MAX`]).
+    posted: BTreeMap<String, String>,
+    posted_order: VecDeque<String>,
+    /// Consecutive failures of each deferred fetch ([`fetch_id`]), for its backoff.
+    fetch_failures: BTreeMap<String, u32>,
+    stats: NodeStats,
+}
+
+fn pair(a: &str, b: &str) -> (String, String) {
+    if a <= b {
+        (a.to_string(), b.to_string())
+    } else {
+        (b.to_string(), a.to_string())
+    }
+}
+
+/// Stanza ids of Jabber messages already posted (carbon and fan-out copies), oldest forgotten
+/// first: a copy arrives within a round trip of the first, so the window is ample.
+pub const POSTED_IDS_MAX: usize = 100_000;
+
+/// Identifies a space, key or space-info fetch across its retries (for its own backoff).
+fn fetch_id(what: &Pending) -> Option<String> {
+    match what {
+        Pending::Space { pair } => Some(format!("space {} {}", pair.0, pair.1)),
+        Pending::Key { uri } => Some(format!("key {uri}")),
+        Pending::SpaceInfo { space_id } => Some(format!("info {space_id}")),
+        _ => None,
+    }
+}
+
+fn lane_of(p: &(String, String)) -> u64 {
+    fnv_bytes(p.0.bytes().chain([0]).chain(p.1.bytes()))
+}
+
+/// A stable hash of `s` (lanes, per-link seeds).
+pub fn fnv(s: &str) -> u64 {
+    fnv_bytes(s.bytes())
+}
+
+/// FNV-1a: a stable small hash (std's hasher is randomly seeded).
+fn fnv_bytes(bytes: impl Iterator<Item = u8>) -> u64 {
+    bytes.fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+impl ConnectorNode {
+    /// A node that has not started.
+    pub fn new(s: NodeSettings, now: Duration) -> Self {
+        let bucket = TokenBucket::new(s.session_rate_per_s, s.session_rate_per_s, now);
+        let component = format!("hm.{}", s.hostname);
+        let failover = Failover::new(&[], s.detection_delay_max);
+        Self {
+            sessions: SessionManager::new(&component, bucket),
+            failover,
+            s,
+            phase: Phase::Idle,
+            enabled: true,
+            out: VecDeque::new(),
+            next_http: 0,
+            pending: BTreeMap::new(),
+            token: None,
+            registered: false,
+            cloud_fault: Some("not registered".into()),
+            retry: Backoff::new(RETRY_MIN, RETRY_MAX),
+            retry_at: None,
+            next_heartbeat: now,
+            next_poll: now,
+            nodes: BTreeMap::new(),
+            users: BTreeMap::new(),
+            discovering: BTreeSet::new(),
+            directory: Directory::default(),
+            assigned: BTreeSet::new(),
+            presence: BTreeMap::new(),
+            published: BTreeMap::new(),
+            node_versions: BTreeMap::new(),
+            held: BTreeMap::new(),
+            spaces: BTreeMap::new(),
+            pair_space: BTreeMap::new(),
+            keys: BTreeMap::new(),
+            outbox: BTreeMap::new(),
+            inbox_space: BTreeMap::new(),
+            inbox_key: BTreeMap::new(),
+            id_map: BTreeMap::new(),
+            id_order: VecDeque::new(),
+            next_stanza: 0,
+            sessions_bucket_is_migration: false,
+            deferred: Vec::new(),
+            fetch_failures: BTreeMap::new(),
+            keys_in_flight: BTreeSet::new(),
+            spaces_in_flight: BTreeSet::new(),
+            key_waiters: BTreeMap::new(),
+            posted: BTreeMap::new(),
+            posted_order: VecDeque::new(),
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> &NodeStats {
+        &self.stats
+    }
+
+    /// The session table (read-only).
+    pub fn sessions(&self) -> &SessionManager {
+        &self.sessions
+    }
+
+    /// Users whose session opened or stopped being open since the last call
+    /// ([`SessionManager::take_open_changes`]): how observers follow sessions cheaply.
+    pub fn take_open_changes(&mut self) -> std::collections::BTreeSet<String> {
+        self.sessions.take_open_changes()
+    }
+
+    /// The directory built by discovery.
+    pub fn directory(&self) -> &Directory {
+        &self.directory
+    }
+
+    /// Users assigned to this node.
+    pub fn assigned(&self) -> &BTreeSet<String> {
+        &self.assigned
+    }
+
+    /// The next output.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+}
+
+/// A request with no id yet (assigned by [`ConnectorNode::http`]) on lane 0.
+fn request(
+    target: Target,
+    method: Method,
+    path: &str,
+    authorization: Option<String>,
+    body: Value,
+) -> HttpRequest {
+    HttpRequest {
+        id: 0,
+        target,
+        method,
+        path: path.to_string(),
+        authorization,
+        body: if body.is_null() {
+            Vec::new()
+        } else {
+            body.to_string().into_bytes()
+        },
+        lane: 0,
+    }
+}
+
+/// Remembers `key → value` in a bounded map, forgetting the oldest entries first.
+/// The Jabber stanza id in a post's `client_id` (`xmpp:<sender>:<stanza id>:<n>`), for its
+/// first activity only (`n` = 0: a message's text, not a notice that came with it).
+fn stanza_id_of(client_id: &str) -> Option<&str> {
+    let (_sender, rest) = client_id.strip_prefix("xmpp:")?.split_once(':')?;
+    let (id, n) = rest.rsplit_once(':')?;
+    (n == "0").then_some(id)
+}
+
+fn remember(
+    map: &mut BTreeMap<String, String>,
+    order: &mut VecDeque<String>,
+    key: String,
+    value: String,
+) {
+    remember_at_most(map, order, key, value, ID_MAP_MAX);
+}
+
+fn remember_at_most(
+    map: &mut BTreeMap<String, String>,
+    order: &mut VecDeque<String>,
+    key: String,
+    value: String,
+    max: usize,
+) {
+    if map.insert(key.clone(), value).is_none() {
+        order.push_back(key);
+    }
+    while order.len() > max {
+        if let Some(old) = order.pop_front() {
+            map.remove(&old);
+        }
+    }
+}
+
+mod answers;
+mod discovery;
+mod lifecycle;
+mod spaces;
+mod status_page;
+mod timers;
+mod to_jabber;
+mod to_webex;
+mod users;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,168 @@
+//! Unit tests of the node's private helpers and of hand-backs.
+
+use super::*;
+
+#[test]
+fn the_stanza_id_of_a_post_is_read_back_from_its_client_id() {
+    assert_eq!(stanza_id_of("xmpp:alice@example.com:a-1:0"), Some("a-1"));
+    // Ids may hold colons; the sender never does.
+    assert_eq!(stanza_id_of("xmpp:bob@example.com:x:y:0"), Some("x:y"));
+    // A notice that came with the message is not what a read marker points at.
+    assert_eq!(stanza_id_of("xmpp:alice@example.com:a-1:1"), None);
+    assert_eq!(stanza_id_of("webex:whatever"), None);
+}
+
+use rand_chacha::ChaCha8Rng;
+use rand_chacha::rand_core::SeedableRng as _;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+
+fn node() -> ConnectorNode {
+    let s = NodeSettings::single_node(Some("reg".into()));
+    ConnectorNode::new(s, Duration::ZERO)
+}
+
+/// Alice's post, as the cloud sends it to her connector.
+fn alice_posted(id: &str) -> Event {
+    let a = crate::proto::webex::Activity {
+        id: id.into(),
+        space_id: "space-1".into(),
+        seq: 1,
+        verb: Verb::Post,
+        actor: ALICE.into(),
+        encrypted_text: Some("ciphertext".into()),
+        kid: Some("kms://kms/keys/1".into()),
+        target: None,
+        target_verb: None,
+        target_encrypted_text: None,
+        edit_of: None,
+        client_id: None,
+        via_connector: None,
+        published_ms: 0,
+    };
+    Event::Activity {
+        activity: Box::new(a),
+        for_user: Some(ALICE.into()),
+    }
+}
+
+fn assignment(added: &[&str], removed: &[&str]) -> Event {
+    let v = |l: &[&str]| l.iter().map(|s| s.to_string()).collect();
+    Event::Assignment {
+        connector_id: "exp-a-1".into(),
+        added: v(added),
+        removed: v(removed),
+    }
+}
+
+/// Every output so far; panics on a stanza (nothing may reach Jabber in these tests).
+fn requests(n: &mut ConnectorNode) -> Vec<HttpRequest> {
+    std::iter::from_fn(|| n.poll_output())
+        .map(|o| match o {
+            Output::Http(r) => r,
+            other => panic!("unexpected output {other:?}"),
+        })
+        .collect()
+}
+
+fn only(reqs: Vec<HttpRequest>, path: &str) -> HttpRequest {
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    assert_eq!(reqs[0].path, path, "{reqs:?}");
+    reqs.into_iter().next().expect("one")
+}
+
+/// Alice's activity arrives while she is assigned here; the drain moves her away while
+/// her space and key are fetched: the activity is handed back (retried after a 503).
+fn moved_while_decrypting(n: &mut ConnectorNode, rng: &mut ChaCha8Rng) -> HttpRequest {
+    let t = Duration::from_secs(600);
+    n.handle_event(t, assignment(&[ALICE], &[]), rng);
+    requests(n);
+    n.handle_event(t, alice_posted("act-1"), rng);
+    let info = only(requests(n), "/v1/spaces/space-1");
+    let members = json!({"key_uri": "kms://kms/keys/1", "members": [ALICE, BOB]});
+    n.handle_http(t, info.id, 200, members.to_string().as_bytes(), rng);
+    let key = only(requests(n), "/v1/kms/keys");
+    n.handle_event(t, assignment(&[], &[ALICE]), rng);
+    requests(n);
+    let k = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([7u8; 32]);
+    let answer = json!({"uri": "kms://kms/keys/1", "key": k});
+    n.handle_http(t, key.id, 200, answer.to_string().as_bytes(), rng);
+    let back = only(requests(n), HANDBACK_PATH);
+    assert_eq!(back.method, Method::Post);
+    let body: Value = serde_json::from_slice(&back.body).expect("JSON");
+    let want = json!({"space_id": "space-1", "activity_id": "act-1", "for_user": ALICE});
+    assert_eq!(body, want);
+    // A 503 is retried after a backoff, with the same body.
+    n.handle_http(t, back.id, 503, b"{}", rng);
+    assert!(requests(n).is_empty());
+    let at = n.poll_timeout(t).expect("a retry is due");
+    n.handle_timeout(at, rng);
+    let again = only(requests(n), HANDBACK_PATH);
+    assert_eq!(again.body, back.body);
+    again
+}
+
+#[test]
+fn an_activity_whose_user_moved_away_is_handed_back() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut n = node();
+    let back = moved_while_decrypting(&mut n, &mut rng);
+    let accepted = json!({"activity_id": "act-1", "redeliveries": 1, "to": "exp-a-2"});
+    let t = Duration::from_secs(700);
+    n.handle_http(t, back.id, 202, accepted.to_string().as_bytes(), &mut rng);
+    assert!(requests(&mut n).is_empty());
+    assert!(!n.assigned().contains(ALICE));
+    let st = n.stats();
+    assert_eq!(
+        (st.handed_back, st.dropped_unserved, st.to_jabber),
+        (1, 0, 0)
+    );
+}
+
+/// The cloud sent the handed-back activity to this very node: it serves the user although
+/// no assignment event said so, and takes them on (the redelivery then goes out).
+#[test]
+fn a_hand_back_sent_back_here_means_the_user_is_served_here() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let mut n = node();
+    let back = moved_while_decrypting(&mut n, &mut rng);
+    let here = json!({"activity_id": "act-1", "redeliveries": 1, "to": "exp-a-1"});
+    let t = Duration::from_secs(700);
+    n.handle_http(t, back.id, 202, here.to_string().as_bytes(), &mut rng);
+    assert!(n.assigned().contains(ALICE));
+    only(requests(&mut n), "/v1/presence/query");
+    assert_eq!(n.stats().handed_back, 1);
+}
+
+#[test]
+fn a_hand_back_the_cloud_refuses_is_counted_as_unserved() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut n = node();
+    let back = moved_while_decrypting(&mut n, &mut rng);
+    let refused = json!({"error": "conflict", "detail": "handed back 3 times already"});
+    let t = Duration::from_secs(700);
+    n.handle_http(t, back.id, 409, refused.to_string().as_bytes(), &mut rng);
+    assert!(requests(&mut n).is_empty());
+    let st = n.stats();
+    assert_eq!((st.handed_back, st.dropped_unserved), (0, 1));
+}
+
+#[test]
+fn a_redelivered_activity_already_sent_here_is_dropped() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.handle_event(t, assignment(&[ALICE], &[]), &mut rng);
+    requests(&mut n);
+    // What `deliver` remembers once the activity went out as a stanza.
+    remember(
+        &mut n.id_map,
+        &mut n.id_order,
+        "act:act-1".into(),
+        "hm-exp-a-1-1".into(),
+    );
+    n.handle_event(t, alice_posted("act-1"), &mut rng);
+    assert!(requests(&mut n).is_empty());
+    assert_eq!(n.stats().duplicate_events, 1);
+}

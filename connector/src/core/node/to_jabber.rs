@@ -1,0 +1,327 @@
+//! Webex → Jabber: cloud events become stanzas sent as the user's session; hand-backs.
+
+use super::*;
+
+impl ConnectorNode {
+    /// A cloud event from the WebSocket.
+    pub fn handle_event(&mut self, now: Duration, ev: Event, rng: &mut impl Rng) {
+        match ev {
+            Event::Activity {
+                activity,
+                for_user: Some(actor),
+            } => {
+                self.touch(&actor, now);
+                self.inbound(now, InItem::Activity { a: activity, actor }, rng);
+            }
+            Event::Typing {
+                space_id,
+                actor,
+                typing,
+                for_user: Some(_),
+            } => {
+                self.inbound(
+                    now,
+                    InItem::Typing {
+                        space_id,
+                        actor,
+                        on: typing,
+                    },
+                    rng,
+                );
+            }
+            Event::Assignment { added, removed, .. } => {
+                for u in removed {
+                    self.unassign(&u, now);
+                }
+                let new: Vec<String> = added
+                    .into_iter()
+                    .filter(|u| self.assigned.insert(u.clone()))
+                    .collect();
+                self.poll_presence(&new);
+            }
+            Event::Registration {
+                state: RegState::Registered,
+                ..
+            } => self.on_ready(),
+            Event::Maintenance { on, .. } => self.set_maintenance(on, now),
+            _ => {}
+        }
+    }
+
+    /// The event stream reconnected: events may have been missed, so fetch assignments again
+    /// (activities missed meanwhile are the cloud's to replay, as for any client).
+    pub fn resync(&mut self, _now: Duration) {
+        if self.registered {
+            self.cloud(
+                Method::Get,
+                "/v1/connectors/assignments",
+                Value::Null,
+                0,
+                Pending::Assignments { resync: true },
+            );
+        }
+    }
+
+    /// The actor just used Webex: they are active now; make sure their session is wanted.
+    pub(super) fn touch(&mut self, email: &str, now: Duration) {
+        let p = self.presence.entry(email.to_string()).or_default();
+        p.last_active = Some(now);
+        self.apply_presence(email, now);
+        self.drain_sessions();
+    }
+
+    pub(super) fn inbound(&mut self, now: Duration, item: InItem, rng: &mut impl Rng) {
+        if let InItem::Activity { a, actor } = &item {
+            if self.id_map.contains_key(&format!("act:{}", a.id)) {
+                // Redelivered after a hand-back, but this node sent it already.
+                self.stats.duplicate_events += 1;
+                return;
+            }
+            if !self.can_send_as(actor) {
+                return self.hand_back(a, actor);
+            }
+        }
+        let space_id = match &item {
+            InItem::Activity { a, .. } => a.space_id.clone(),
+            InItem::Typing { space_id, .. } => space_id.clone(),
+        };
+        let Some(space) = self.spaces.get(&space_id).cloned() else {
+            let first = !self.inbox_space.contains_key(&space_id);
+            self.inbox_space
+                .entry(space_id.clone())
+                .or_default()
+                .push(item);
+            if first {
+                self.cloud(
+                    Method::Get,
+                    &format!("/v1/spaces/{space_id}"),
+                    Value::Null,
+                    fnv(&space_id),
+                    Pending::SpaceInfo { space_id },
+                );
+            }
+            return;
+        };
+        let needs_key = matches!(&item, InItem::Activity { a, .. } if a.encrypted_text.is_some() || a.target_encrypted_text.is_some());
+        if needs_key && !self.keys.contains_key(&space.key_uri) {
+            self.inbox_key
+                .entry(space.key_uri.clone())
+                .or_default()
+                .push(item);
+            self.fetch_key(&space.key_uri);
+            return;
+        }
+        let key = self.keys.get(&space.key_uri).cloned();
+        match item {
+            InItem::Typing { actor, on, .. } => {
+                self.deliver(now, &space, &actor, Activity::Typing(on), None)
+            }
+            InItem::Activity { a, actor } => {
+                let Some(activity) = self.decode(&a, key.as_ref()) else {
+                    self.stats.rejected += 1;
+                    return;
+                };
+                self.deliver(now, &space, &actor, activity, Some(&a.id));
+            }
+        }
+        let _ = rng;
+    }
+
+    /// Turns a stored activity into the neutral model, decrypting what it carries.
+    pub(super) fn decode(
+        &self,
+        a: &crate::proto::webex::Activity,
+        key: Option<&SpaceKey>,
+    ) -> Option<Activity> {
+        let open = |ct: &Option<String>| -> Option<String> {
+            let ct = ct.as_ref()?;
+            let plain = jwe::decrypt(key?, ct).ok()?;
+            String::from_utf8(plain).ok()
+        };
+        Some(match a.verb {
+            Verb::Post => match &a.edit_of {
+                Some(orig) => Activity::Edit {
+                    replaces: orig.clone(),
+                    text: open(&a.encrypted_text)?,
+                },
+                None => Activity::Post {
+                    text: open(&a.encrypted_text)?,
+                },
+            },
+            Verb::Share => {
+                let file: Value = serde_json::from_str(&open(&a.encrypted_text)?).ok()?;
+                Activity::File {
+                    url: file["url"].as_str()?.to_string(),
+                    name: file["name"].as_str().unwrap_or("file").to_string(),
+                }
+            }
+            Verb::Delete => match a.target_verb {
+                Some(Verb::Share) => {
+                    let name = open(&a.target_encrypted_text)
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|f| f["name"].as_str().map(str::to_string))
+                        .unwrap_or_else(|| "file".into());
+                    Activity::FileDeleted {
+                        target: a.target.clone().unwrap_or_default(),
+                        name,
+                    }
+                }
+                // An edit arrives as the new post (with `edit_of`) and this delete: the notice
+                // is sent once, with the edit.
+                _ if a.edit_of.is_some() => return None,
+                _ => Activity::Delete {
+                    target: a.target.clone().unwrap_or_default(),
+                },
+            },
+            Verb::Read => {
+                let target = a.target.clone()?;
+                let up_to = self
+                    .id_map
+                    .get(&format!("act:{target}"))
+                    .cloned()
+                    .unwrap_or(target);
+                Activity::Read { up_to }
+            }
+        })
+    }
+
+    /// Sends `activity` from `actor`'s session to the other member of the space.
+    pub(super) fn deliver(
+        &mut self,
+        now: Duration,
+        space: &SpaceInfo,
+        actor: &str,
+        activity: Activity,
+        activity_id: Option<&str>,
+    ) {
+        // Group spaces are never bridged (spec 42); the cloud does not route them here, and a
+        // stray one is dropped rather than sent to one member picked out of many.
+        if space.members.len() != 2 {
+            self.stats.not_bridged += 1;
+            return;
+        }
+        let Some(other) = space.members.iter().find(|m| *m != actor).cloned() else {
+            return;
+        };
+        let (Some(from), Some(to)) = (
+            self.directory.jid_of(actor).map(str::to_string),
+            self.directory.jid_of(&other).map(str::to_string),
+        ) else {
+            self.stats.not_bridged += 1;
+            return;
+        };
+        let name = actor.split('@').next().unwrap_or(actor).to_string();
+        let from_full = SessionManager::session_jid(&from);
+        let mut next = self.next_stanza;
+        let host = self.s.hostname.clone();
+        let stanzas = translate::to_xmpp(&activity, &from_full, &to, &name, &mut || {
+            next += 1;
+            format!("hm-{host}-{next}")
+        });
+        self.next_stanza = next;
+        for mut st in stanzas {
+            st.ns = NS_COMPONENT.to_string();
+            for c in st.children.iter_mut() {
+                if let crate::proto::xml::Node::Element(e) = c
+                    && e.ns == xmpp::NS_CLIENT
+                {
+                    e.ns = NS_COMPONENT.to_string();
+                }
+            }
+            if let (Some(aid), Some(sid), true) =
+                (activity_id, st.attr("id"), xmpp::body(&st).is_some())
+            {
+                let (aid, sid) = (aid.to_string(), sid.to_string());
+                remember(
+                    &mut self.id_map,
+                    &mut self.id_order,
+                    format!("hm:{sid}"),
+                    aid.clone(),
+                );
+                remember(
+                    &mut self.id_map,
+                    &mut self.id_order,
+                    format!("act:{aid}"),
+                    sid,
+                );
+            }
+            self.send_as(now, actor, st);
+        }
+    }
+
+    /// The IM&P node of the session that carries stanzas sent as `email` now: their open
+    /// session, or for a user moved to another node whose session is still handed over from
+    /// here, that one (what was in flight for them goes out on it rather than waiting for a
+    /// session that never opens).
+    pub(super) fn sending_node(&self, email: &str) -> Option<&str> {
+        let open = matches!(self.sessions.state(email), Some(SessionState::Open));
+        match open {
+            true => self.sessions.node_of(email),
+            false => self.sessions.handover_node(email),
+        }
+    }
+
+    /// Whether a stanza sent as `email` can still go out from this node (now, or once their
+    /// session opens).
+    pub(super) fn can_send_as(&self, email: &str) -> bool {
+        self.sending_node(email).is_some() || self.assigned.contains(email)
+    }
+
+    /// Gives an activity event this node can no longer deliver back to the cloud, which sends
+    /// it to the user's node now: without it a message that arrived just before its user moved
+    /// (a drain, spec 29) would be lost here.
+    pub(super) fn hand_back(&mut self, a: &crate::proto::webex::Activity, actor: &str) {
+        let body = json!({"space_id": a.space_id, "activity_id": a.id, "for_user": actor});
+        let lane = fnv(&a.space_id);
+        let h = HandBack {
+            body: body.clone(),
+            lane,
+            attempts: 1,
+        };
+        self.cloud(
+            Method::Post,
+            HANDBACK_PATH,
+            body,
+            lane,
+            Pending::HandBack(Box::new(h)),
+        );
+    }
+
+    /// The cloud took an activity back and sent it to the user's node now (`to`). That being
+    /// this node means it serves the user although no assignment event said so (one was lost
+    /// with a dropped event socket and the resync has not answered yet): the user is taken on
+    /// now, so that the redelivered event goes out instead of bouncing until the cloud's bound.
+    pub(super) fn on_handed_back(&mut self, h: &HandBack, answer: &Value) {
+        self.stats.handed_back += 1;
+        let Some(user) = h.body["for_user"].as_str() else {
+            return;
+        };
+        if answer["to"].as_str() == Some(self.s.hostname.as_str())
+            && self.assigned.insert(user.to_string())
+        {
+            self.poll_presence(&[user.to_string()]);
+        }
+    }
+
+    /// Sends a stanza as the user's session, holding it until the session is open.
+    pub(super) fn send_as(&mut self, _now: Duration, email: &str, stanza: Element) {
+        match self.sending_node(email).map(str::to_string) {
+            Some(node) => {
+                self.stats.to_jabber += 1;
+                self.out.push_back(Output::Xmpp { node, stanza });
+            }
+            // Not assigned here any more: no session will open to carry it.
+            None if !self.assigned.contains(email) => {
+                self.stats.dropped_unserved += 1;
+            }
+            None => {
+                let q = self.held.entry(email.to_string()).or_default();
+                if q.len() >= HELD_PER_USER_MAX {
+                    self.stats.dropped_full += 1;
+                    return;
+                }
+                q.push_back(stanza);
+            }
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! Jabber → Webex: stanzas from IM&P on the component link become encrypted Webex posts.
+
+use super::*;
+
+impl ConnectorNode {
+    /// A stanza from IM&P node `node` on the component link.
+    pub fn handle_stanza(&mut self, now: Duration, node: &str, el: &Element, rng: &mut impl Rng) {
+        match el.name.as_str() {
+            "iq" => self.on_iq(now, node, el, rng),
+            "message" => self.on_message(now, el, rng),
+            _ => {}
+        }
+    }
+
+    pub(super) fn on_iq(&mut self, now: Duration, node: &str, el: &Element, rng: &mut impl Rng) {
+        if self.sessions.handle_iq(el, now, rng) {
+            self.learn_from_redirects(now, rng);
+            self.after_sessions(now);
+            return;
+        }
+        let Some(s) = el.child("session", NS_HM_SESSION) else {
+            return;
+        };
+        if el.attr("type") == Some("set") && s.attr("action") == Some("stop") {
+            // The node ended a session (a Jabber client took its resource).
+            let bare = s
+                .attr("jid")
+                .and_then(|j| Jid::parse(j).ok())
+                .map(|j| j.bare());
+            if let Some(email) = bare
+                .as_deref()
+                .and_then(|b| self.directory.email_of(b))
+                .map(str::to_string)
+            {
+                let reason = s.attr("reason").unwrap_or("conflict");
+                self.sessions.ended_by_node(&email, reason);
+                self.published.remove(&email);
+                if reason == "see-other-host" {
+                    self.prg_moved(now, node, &email, rng);
+                }
+            }
+            let reply = xmpp::iq_result(el, None);
+            self.out.push_back(Output::Xmpp {
+                node: node.to_string(),
+                stanza: reply,
+            });
+        }
+    }
+
+    /// Sessions opened: flush held stanzas, publish presence.
+    pub(super) fn after_sessions(&mut self, now: Duration) {
+        self.drain_sessions();
+        while let Some(email) = self.sessions.poll_opened() {
+            self.publish_presence(&email, now);
+            let node = self.sessions.node_of(&email).map(str::to_string);
+            for stanza in self.held.remove(&email).unwrap_or_default() {
+                if let Some(node) = &node {
+                    self.stats.to_jabber += 1;
+                    self.out.push_back(Output::Xmpp {
+                        node: node.clone(),
+                        stanza,
+                    });
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_message(&mut self, now: Duration, el: &Element, rng: &mut impl Rng) {
+        if el.attr("type") == Some("error") {
+            return;
+        }
+        // Carbons: `sent` = our user wrote from Jabber; `received` = a copy of a message to
+        // another of our user's resources.
+        let inner = el
+            .child_ns(NS_CARBONS)
+            .and_then(|c| c.child("forwarded", NS_FORWARD))
+            .and_then(|f| f.elements().find(|e| e.name == "message"))
+            .unwrap_or(el);
+        let (Some(from), Some(to)) = (
+            inner.attr("from").and_then(|f| Jid::parse(f).ok()),
+            inner.attr("to").and_then(|t| Jid::parse(t).ok()),
+        ) else {
+            self.stats.rejected += 1;
+            return;
+        };
+        if from.resource.as_deref() == Some(SESSION_RESOURCE) {
+            self.stats.not_bridged += 1;
+            return; // written by a connector: Webex already has it
+        }
+        let activities = match translate::from_xmpp(inner) {
+            Ok(a) => a,
+            Err(_) => {
+                self.stats.not_bridged += 1;
+                return;
+            }
+        };
+        let (Some(actor), Some(other)) = (
+            self.directory.email_of(&from.bare()).map(str::to_string),
+            self.directory.email_of(&to.bare()).map(str::to_string),
+        ) else {
+            self.stats.not_bridged += 1;
+            return;
+        };
+        let id = inner.attr("id").unwrap_or("noid").to_string();
+        let p = pair(&actor, &other);
+        self.queue_posts(&p, &actor, &from.bare(), &id, activities);
+        self.flush_outbox(&p, now, rng);
+    }
+
+    /// Queues a Jabber message's activities on its conversation, once per `client_id` (the
+    /// sender's carbon and the recipient's copy are the same message), at most
+    /// [`QUEUED_PER_SPACE_MAX`] per conversation.
+    pub(super) fn queue_posts(
+        &mut self,
+        p: &(String, String),
+        actor: &str,
+        sender: &str,
+        id: &str,
+        activities: Vec<Activity>,
+    ) {
+        let queue = self.outbox.entry(p.clone()).or_default();
+        for (n, activity) in activities.into_iter().enumerate() {
+            if queue.len() >= QUEUED_PER_SPACE_MAX {
+                self.stats.dropped_full += 1;
+                break;
+            }
+            if let Activity::Post { .. } = activity {
+                remember(
+                    &mut self.id_map,
+                    &mut self.id_order,
+                    format!("xmpp:{sender}:{id}"),
+                    String::new(),
+                );
+            }
+            let client_id = format!("xmpp:{sender}:{id}:{n}");
+            // Both users on this node: the sender's carbon and the recipient's copy are the
+            // same message; post it once (the cloud would drop the second by `client_id`).
+            if self.posted.contains_key(&client_id) {
+                self.stats.deduplicated += 1;
+                continue;
+            }
+            remember_at_most(
+                &mut self.posted,
+                &mut self.posted_order,
+                client_id.clone(),
+                String::new(),
+                POSTED_IDS_MAX,
+            );
+            queue.push_back(OutPost {
+                actor: actor.to_string(),
+                activity,
+                client_id,
+            });
+        }
+    }
+
+    /// Sends queued posts of a conversation once its space and key are known; asks for
+    /// whichever is missing.
+    pub(super) fn flush_outbox(
+        &mut self,
+        p: &(String, String),
+        _now: Duration,
+        rng: &mut impl Rng,
+    ) {
+        let Some(space_id) = self.pair_space.get(p).cloned() else {
+            let asked = self.spaces_in_flight.contains(p);
+            if !asked && self.outbox.get(p).is_some_and(|q| !q.is_empty()) {
+                self.spaces_in_flight.insert(p.clone());
+                let body = json!({"kind": "direct", "members": [p.0, p.1]});
+                self.cloud(
+                    Method::Post,
+                    "/v1/spaces",
+                    body,
+                    lane_of(p),
+                    Pending::Space { pair: p.clone() },
+                );
+            }
+            return;
+        };
+        let uri = self
+            .spaces
+            .get(&space_id)
+            .map(|s| s.key_uri.clone())
+            .unwrap_or_default();
+        let Some(key) = self.keys.get(&uri).cloned() else {
+            self.key_waiters
+                .entry(uri.clone())
+                .or_default()
+                .insert(p.clone());
+            self.fetch_key(&uri);
+            return;
+        };
+        let posts: Vec<OutPost> = self.outbox.remove(p).unwrap_or_default().into();
+        for post in posts {
+            self.post(&space_id, &key, post, lane_of(p), rng);
+        }
+    }
+
+    pub(super) fn post(
+        &mut self,
+        space_id: &str,
+        key: &SpaceKey,
+        post: OutPost,
+        lane: u64,
+        rng: &mut impl Rng,
+    ) {
+        let path = format!("/v1/spaces/{space_id}/activities");
+        let mut enc = |text: &str| jwe::encrypt(key, jwe::draw_iv(rng), text.as_bytes());
+        let body = match &post.activity {
+            Activity::Post { text } => {
+                json!({"verb": "post", "actor": post.actor, "encrypted_text": enc(text), "client_id": post.client_id})
+            }
+            Activity::FileRefused => {
+                let text = enc(translate::FILE_FROM_JABBER_NOTICE);
+                json!({"verb": "post", "actor": post.actor, "encrypted_text": text, "client_id": post.client_id})
+            }
+            Activity::Typing(on) => {
+                let body = json!({"typing": on, "actor": post.actor});
+                return self.cloud(
+                    Method::Post,
+                    &format!("/v1/spaces/{space_id}/typing"),
+                    body,
+                    lane,
+                    Pending::Post(None),
+                );
+            }
+            Activity::Read { up_to } => {
+                let Some(target) = self.id_map.get(&format!("hm:{up_to}")).cloned() else {
+                    return;
+                };
+                json!({"verb": "read", "actor": post.actor, "target": target, "client_id": post.client_id})
+            }
+            _ => return, // edits, deletes and files do not originate in Jabber
+        };
+        let retry = PostRetry {
+            path: path.clone(),
+            body: body.clone(),
+            lane,
+            attempts: 1,
+        };
+        self.cloud(
+            Method::Post,
+            &path,
+            body,
+            lane,
+            Pending::Post(Some(Box::new(retry))),
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! Assignments from the cloud, presence polling and publishing, and wanted sessions.
+
+use super::*;
+
+impl ConnectorNode {
+    /// A snapshot of this node's assignments. It may be older than assignment events that
+    /// arrived meanwhile on the event stream, so it only adds users, except on a resync after
+    /// the stream reconnected, when missed removals must be applied too.
+    pub(super) fn on_assignments(&mut self, now: Duration, v: &Value, resync: bool) {
+        let users: BTreeSet<String> = v["users"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|u| u.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if resync {
+            let removed: Vec<String> = self.assigned.difference(&users).cloned().collect();
+            for u in removed {
+                self.unassign(&u, now);
+            }
+        }
+        let added: Vec<String> = users.difference(&self.assigned).cloned().collect();
+        self.assigned.extend(added.iter().cloned());
+        self.poll_presence(&added);
+    }
+
+    pub(super) fn unassign(&mut self, user: &str, now: Duration) {
+        self.assigned.remove(user);
+        // Moved to another node (or unassigned): make-before-break, so a message IM&P routes
+        // to the session before the new node opens one is still bridged (spec 29).
+        self.sessions.release(user, now);
+        self.published.remove(user);
+        let held = self.held.remove(user).map_or(0, |q| q.len());
+        self.stats.dropped_unserved += held as u64;
+        self.drain_sessions();
+    }
+
+    pub(super) fn poll_presence(&mut self, emails: &[String]) {
+        for chunk in emails.chunks(PRESENCE_BATCH_MAX) {
+            self.cloud(
+                Method::Post,
+                "/v1/presence/query",
+                json!({"emails": chunk}),
+                0,
+                Pending::Presence,
+            );
+        }
+    }
+
+    pub(super) fn on_presence(&mut self, now: Duration, v: &Value) {
+        let Some(states) = v["states"].as_array() else {
+            self.stats.rejected += 1;
+            return;
+        };
+        for st in states {
+            let Some(email) = st["email"].as_str() else {
+                continue;
+            };
+            let ms = |k: &str| st[k].as_u64().map(Duration::from_millis);
+            let p = WebexPresence {
+                last_active: ms("last_active_ms"),
+                dnd_until: ms("dnd_until_ms"),
+                out_of_office: st["out_of_office"].as_bool().unwrap_or(false),
+                hidden: st["hidden"].as_bool().unwrap_or(false),
+            };
+            self.presence.insert(email.to_string(), p);
+            self.apply_presence(email, now);
+        }
+        self.drain_sessions();
+    }
+
+    /// Wants or drops the user's session, and republishes presence if it changed.
+    pub(super) fn apply_presence(&mut self, email: &str, now: Duration) {
+        if !self.assigned.contains(email) {
+            return;
+        }
+        let p = self.presence.get(email).copied().unwrap_or_default();
+        let Some(entry) = self.directory.get(email).cloned() else {
+            return;
+        };
+        if presence::wants_session(&p, now) {
+            let target = self.failover.target(&entry.home);
+            self.sessions.want(email, &entry.jid, &target, now);
+            self.publish_presence(email, now);
+        } else {
+            self.sessions.unwant(email, now);
+            self.published.remove(email);
+        }
+    }
+
+    pub(super) fn publish_presence(&mut self, email: &str, now: Duration) {
+        if !matches!(self.sessions.state(email), Some(SessionState::Open)) {
+            return;
+        }
+        let p = self.presence.get(email).copied().unwrap_or_default();
+        let shown = presence::translate(&p, now);
+        if self.published.get(email) == Some(&shown) || shown == JabberPresence::Offline {
+            return;
+        }
+        self.published.insert(email.to_string(), shown);
+        let (Some(jid), Some(node)) = (self.directory.jid_of(email), self.sessions.node_of(email))
+        else {
+            return;
+        };
+        // Undirected: IM&P composes it with the user's other devices and tells contacts.
+        let mut pres = Element::new("presence", NS_COMPONENT)
+            .with_attr("from", SessionManager::session_jid(jid));
+        if let Some(show) = shown.show() {
+            pres = pres.with_child(Element::new("show", NS_COMPONENT).with_text(show));
+        }
+        pres = pres.with_child(Element::new("status", NS_COMPONENT).with_text(STATUS_TEXT));
+        let node = node.to_string();
+        self.out.push_back(Output::Xmpp { node, stanza: pres });
+    }
+
+    pub(super) fn drain_sessions(&mut self) {
+        while let Some(cmd) = self.sessions.poll_command() {
+            self.out.push_back(Output::Xmpp {
+                node: cmd.node,
+                stanza: cmd.iq,
+            });
+        }
+    }
+}

@@ -1,0 +1,542 @@
+//! The connector node driven with no I/O through [`harness::Harness`]: registration, discovery
+//! paging, assignment, session open and close, both translation directions with encryption, a
+//! failover move and a hand-back. Expected requests, stanzas and bodies are written out here
+//! as docs/protocols.md and the deployment guide describe them.
+
+mod harness;
+
+use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use connector::core::node::{NodeSettings, Phase, Target};
+use connector::proto::http::Method;
+use harness::{Harness, json_body, text_body};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+const ALICE: &str = "alice@example.com";
+const BOB: &str = "bob@example.com";
+const CAROL: &str = "carol@example.com";
+const SESSION_NS: &str = "urn:hmsim:hybrid-session:0";
+const KEY_URI: &str = "kms://kms/keys/k-1";
+const KEY: [u8; 32] = [0x42; 32];
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// A SOAP response of operation `op` whose `<return>` holds `inner`.
+fn soap(op: &str, inner: &str) -> String {
+    format!(
+        "<?xml version='1.0' encoding='UTF-8'?>\
+         <soapenv:Envelope xmlns:soapenv='http://schemas.xmlsoap.org/soap/envelope/'>\
+         <soapenv:Body><ns:{op}Response xmlns:ns='http://www.cisco.com/AXL/API/14.0'>\
+         <return>{inner}</return></ns:{op}Response></soapenv:Body></soapenv:Envelope>"
+    )
+}
+
+/// Two IM&P nodes of cluster `imp-a`, each the other's PRG peer, with high availability.
+fn two_nodes() -> String {
+    let node = |name: &str, peer: &str| {
+        format!(
+            "<processNode><name>{name}</name><processNodeRole>CUCM IM and Presence\
+             </processNodeRole><version>15.0.1</version><prgPeer>{peer}</prgPeer>\
+             <prgHighAvailability>true</prgHighAvailability></processNode>"
+        )
+    };
+    soap(
+        "listProcessNode",
+        &(node("imp-a-1", "imp-a-2") + &node("imp-a-2", "imp-a-1")),
+    )
+}
+
+fn user_row(userid: &str, home: &str) -> String {
+    format!(
+        "<row><userid>{userid}</userid><mailid>{userid}@example.com</mailid>\
+         <jid>{userid}@example.com</jid><homenode>{home}</homenode>\
+         <intercluster>f</intercluster></row>"
+    )
+}
+
+fn users_page(rows: &[String]) -> String {
+    soap("executeSQLQuery", &rows.concat())
+}
+
+/// Registration answered: the event socket opens, discovery starts with `listProcessNode`.
+fn registered(h: &mut Harness) {
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    assert_eq!(reg.method, Method::Post);
+    assert_eq!(reg.target, Target::Cloud);
+    assert_eq!(reg.authorization.as_deref(), Some("Bearer reg-token"));
+    assert_eq!(
+        json_body(&reg),
+        json!({"hostname": "exp-a-1", "primary": true})
+    );
+    h.answer(
+        &reg,
+        200,
+        r#"{"connector_token":"conn-token","state":"registered"}"#,
+    );
+    assert_eq!(h.events.as_deref(), Some("conn-token"));
+    assert_eq!(h.node.phase(), &Phase::Discovering);
+}
+
+/// Registered and discovered: alice and bob homed on imp-a-1, carol on imp-a-2; the users
+/// reported; returns with the assignments request answered by `assigned`.
+fn running(h: &mut Harness, assigned: &[&str]) {
+    registered(h);
+    let nodes = h.axl_request();
+    h.answer(&nodes, 200, &two_nodes());
+    let page = h.axl_request();
+    let rows = [
+        user_row("alice", "imp-a-1"),
+        user_row("bob", "imp-a-1"),
+        user_row("carol", "imp-a-2"),
+    ];
+    h.answer(&page, 200, &users_page(&rows));
+    let report = h.request("/v1/connectors/users");
+    h.answer(&report, 200, "{}");
+    let a = h.request("/v1/connectors/assignments");
+    h.answer(&a, 200, &json!({ "users": assigned }).to_string());
+    h.node_up("imp-a-1");
+    h.node_up("imp-a-2");
+}
+
+/// Answers the presence query of `users` with "active `ago` before now".
+fn presence_answered(h: &mut Harness, users: &[&str], ago: Duration) {
+    let q = h.request("/v1/presence/query");
+    assert_eq!(json_body(&q), json!({ "emails": users }));
+    let active_ms = (h.now.saturating_sub(ago)).as_millis() as u64;
+    let states: Vec<Value> = users
+        .iter()
+        .map(|u| json!({"email": u, "last_active_ms": active_ms}))
+        .collect();
+    h.answer(&q, 200, &json!({ "states": states }).to_string());
+}
+
+/// Checks that `iq` asks `node` to `action` the session of `user`, and returns its id.
+fn session_iq(iq: &connector::proto::xml::Element, node: &str, action: &str, user: &str) -> String {
+    assert_eq!(iq.name, "iq");
+    assert_eq!(iq.attr("type"), Some("set"));
+    assert_eq!(iq.attr("from"), Some("hm.exp-a-1"));
+    assert_eq!(iq.attr("to"), Some(node));
+    let s = iq.child("session", SESSION_NS).expect("a session payload");
+    assert_eq!(s.attr("action"), Some(action));
+    assert_eq!(s.attr("jid"), Some(format!("{user}/hm-webex").as_str()));
+    iq.attr("id").expect("an id").to_string()
+}
+
+/// Alice, assigned and active a minute ago, gets her session on imp-a-1 (answered).
+fn alice_open(h: &mut Harness) {
+    running(h, &[ALICE]);
+    presence_answered(h, &[ALICE], secs(60));
+    let iq = h.stanza_to("imp-a-1");
+    let id = session_iq(&iq, "imp-a-1", "start", ALICE);
+    h.stanza(
+        "imp-a-1",
+        &format!("<iq type='result' id='{id}' from='imp-a-1' to='hm.exp-a-1'/>"),
+    );
+}
+
+fn settings() -> NodeSettings {
+    NodeSettings::single_node(Some("reg-token".into()))
+}
+
+#[test]
+fn registration_sends_the_token_and_opens_the_event_socket() {
+    let mut h = Harness::new(settings());
+    registered(&mut h);
+    let nodes = h.axl_request();
+    assert_eq!(nodes.path, "/axl/");
+    assert_eq!(nodes.method, Method::Post);
+    assert_eq!(
+        nodes.target,
+        Target::Axl {
+            host: "imp-a-1".into()
+        }
+    );
+    // axl:axl-pw in base64 (RFC 7617).
+    assert_eq!(
+        nodes.authorization.as_deref(),
+        Some("Basic YXhsOmF4bC1wdw==")
+    );
+    assert!(text_body(&nodes).contains("<ns:listProcessNode>"));
+    // Heartbeats start with the token, every 30 s, on the control lane.
+    assert!(h.step(h.now));
+    let hb = h.request("/v1/connectors/heartbeat");
+    assert_eq!(hb.authorization.as_deref(), Some("Bearer conn-token"));
+    assert_eq!(hb.lane, u64::MAX);
+    h.answer(&hb, 200, r#"{"state":"registered"}"#);
+    h.run_until(secs(29));
+    assert!(h.http.iter().all(|r| r.path != "/v1/connectors/heartbeat"));
+    h.run_until(secs(30));
+    h.request("/v1/connectors/heartbeat");
+}
+
+#[test]
+fn a_refused_registration_is_retried_after_a_backoff() {
+    let mut h = Harness::new(settings());
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    h.answer(&reg, 401, r#"{"error":"unauthorized"}"#);
+    assert!(h.http.is_empty());
+    assert_eq!(h.node.phase(), &Phase::Registering);
+    // RETRY_MIN is 1 s, jittered to 50-150 %.
+    h.run_until(secs(2));
+    let again = h.request("/v1/connectors/register");
+    assert!(h.now >= Duration::from_millis(500));
+    assert_eq!(again.authorization.as_deref(), Some("Bearer reg-token"));
+}
+
+#[test]
+fn discovery_pages_users_250_at_a_time() {
+    let mut h = Harness::new(settings());
+    registered(&mut h);
+    let nodes = h.axl_request();
+    h.answer(&nodes, 200, &two_nodes());
+    let first = h.axl_request();
+    assert!(
+        text_body(&first).contains("SELECT SKIP 0 FIRST 250 "),
+        "{}",
+        text_body(&first)
+    );
+    let full: Vec<String> = (0..250)
+        .map(|i| user_row(&format!("user{i:03}"), "imp-a-1"))
+        .collect();
+    h.answer(&first, 200, &users_page(&full));
+    let second = h.axl_request();
+    assert!(text_body(&second).contains("SELECT SKIP 250 FIRST 250 "));
+    let rest: Vec<String> = (250..253)
+        .map(|i| user_row(&format!("user{i:03}"), "imp-a-2"))
+        .collect();
+    h.answer(&second, 200, &users_page(&rest));
+    // A short page ends discovery: links to both nodes, and the 253 users reported.
+    assert_eq!(h.node.phase(), &Phase::Running);
+    assert_eq!(
+        h.links,
+        Some(vec!["imp-a-1".to_string(), "imp-a-2".to_string()])
+    );
+    let report = h.request("/v1/connectors/users");
+    let add = json_body(&report)["add"].as_array().expect("add").clone();
+    assert_eq!(add.len(), 253);
+    assert_eq!(
+        add[0],
+        json!({"email": "user000@example.com", "imp_cluster": "imp-a"})
+    );
+    assert_eq!(
+        add[252],
+        json!({"email": "user252@example.com", "imp_cluster": "imp-a"})
+    );
+    assert!(
+        h.http
+            .iter()
+            .all(|r| !matches!(r.target, Target::Axl { .. }))
+    );
+}
+
+#[test]
+fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
+    let mut h = Harness::new(settings());
+    running(&mut h, &[ALICE, CAROL]);
+    // Carol never used Webex and is not hidden: no session (spec 52).
+    let q = h.request("/v1/presence/query");
+    assert_eq!(json_body(&q), json!({ "emails": [ALICE, CAROL] }));
+    let now_ms = h.now.as_millis() as u64;
+    let body = json!({"states": [
+        {"email": ALICE, "last_active_ms": now_ms},
+        {"email": CAROL},
+    ]});
+    h.answer(&q, 200, &body.to_string());
+    let iq = h.stanza_to("imp-a-1");
+    let id = session_iq(&iq, "imp-a-1", "start", ALICE);
+    assert!(h.stanzas.is_empty(), "only alice: {:?}", h.stanzas);
+    h.stanza(
+        "imp-a-1",
+        &format!("<iq type='result' id='{id}' from='imp-a-1'/>"),
+    );
+    // Once open, her presence is published from the session: Available, status text set.
+    let pres = h.stanza_to("imp-a-1");
+    assert_eq!(pres.name, "presence");
+    assert_eq!(pres.attr("from"), Some("alice@example.com/hm-webex"));
+    assert_eq!(pres.attr("type"), None);
+    // An assignment event adds bob; removing alice releases her session (handover).
+    h.event(r#"{"type":"assignment","connector_id":"exp-a-1","added":["bob@example.com"],"removed":[]}"#);
+    let q = h.request("/v1/presence/query");
+    assert_eq!(json_body(&q), json!({ "emails": [BOB] }));
+    assert!(h.node.assigned().contains(BOB));
+}
+
+#[test]
+fn a_session_closes_once_the_user_is_inactive_for_72_hours() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    // Presence is polled every 10 minutes; at the first poll after 72 h of inactivity the
+    // session is stopped.
+    let last_active = h.now.saturating_sub(secs(60)).as_millis() as u64;
+    let mut stopped = None;
+    while stopped.is_none() && h.now < secs(73 * 3600) {
+        let next = h.node.poll_timeout(h.now).expect("a timer");
+        h.run_until(next);
+        h.answer_routine();
+        while let Some(q) = h.http.iter().position(|r| r.path == "/v1/presence/query") {
+            let q = h.http.remove(q).expect("present");
+            let st = json!({"states": [{"email": ALICE, "last_active_ms": last_active}]});
+            h.answer(&q, 200, &st.to_string());
+        }
+        stopped = h.stanzas.iter().position(|(_, s)| s.name == "iq");
+    }
+    let (node, iq) = h.stanzas.remove(stopped.expect("a stop")).expect("present");
+    assert_eq!(node, "imp-a-1");
+    session_iq(&iq, "imp-a-1", "stop", ALICE);
+    let inactive_for = h.now - Duration::from_millis(last_active);
+    assert!(inactive_for > secs(72 * 3600), "{inactive_for:?}");
+    assert!(inactive_for <= secs(72 * 3600 + 600), "{inactive_for:?}");
+}
+
+/// An independent AES-256-GCM JWE (`dir`, `A256GCM`, AAD = the encoded header), written from
+/// RFC 7516 and docs/protocols.md, not with the connector's codec.
+fn jwe_encrypt(text: &str, iv: [u8; 12]) -> String {
+    let header = B64URL.encode(format!(
+        r#"{{"alg":"dir","enc":"A256GCM","kid":"{KEY_URI}"}}"#
+    ));
+    let cipher = Aes256Gcm::new_from_slice(&KEY).expect("32 bytes");
+    let payload = Payload {
+        msg: text.as_bytes(),
+        aad: header.as_bytes(),
+    };
+    let sealed = cipher.encrypt(&Nonce::from(iv), payload).expect("encrypts");
+    let (ct, tag) = sealed.split_at(sealed.len() - 16);
+    format!(
+        "{header}..{}.{}.{}",
+        B64URL.encode(iv),
+        B64URL.encode(ct),
+        B64URL.encode(tag)
+    )
+}
+
+fn jwe_decrypt(token: &str) -> String {
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 5, "{token}");
+    let header: Value =
+        serde_json::from_slice(&B64URL.decode(parts[0]).expect("b64")).expect("json");
+    assert_eq!(
+        header,
+        json!({"alg": "dir", "enc": "A256GCM", "kid": KEY_URI})
+    );
+    assert_eq!(parts[1], "", "dir: no encrypted key");
+    let iv: [u8; 12] = B64URL
+        .decode(parts[2])
+        .expect("iv")
+        .try_into()
+        .expect("96-bit IV");
+    let mut sealed = B64URL.decode(parts[3]).expect("ct");
+    sealed.extend(B64URL.decode(parts[4]).expect("tag"));
+    let cipher = Aes256Gcm::new_from_slice(&KEY).expect("32 bytes");
+    let payload = Payload {
+        msg: &sealed,
+        aad: parts[0].as_bytes(),
+    };
+    let plain = cipher
+        .decrypt(&Nonce::from(iv), payload)
+        .expect("authentic");
+    String::from_utf8(plain).expect("UTF-8")
+}
+
+fn key_answer() -> String {
+    json!({"uri": KEY_URI, "key": B64URL.encode(KEY)}).to_string()
+}
+
+#[test]
+fn a_jabber_message_becomes_an_encrypted_webex_post() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    // Bob writes from Jabber to alice; IM&P routes it to alice's connector session.
+    h.stanza(
+        "imp-a-1",
+        "<message type='chat' id='m-1' from='bob@example.com/jabber' \
+         to='alice@example.com/hm-webex'><body>hi &lt;alice&gt;</body></message>",
+    );
+    let space = h.request("/v1/spaces");
+    assert_eq!(
+        json_body(&space),
+        json!({"kind": "direct", "members": [ALICE, BOB]})
+    );
+    let sp =
+        json!({"space_id": "sp-1", "key_uri": KEY_URI, "members": [ALICE, BOB], "created": true});
+    h.answer(&space, 200, &sp.to_string());
+    let key = h.request("/v1/kms/keys");
+    assert_eq!(json_body(&key), json!({ "uri": KEY_URI }));
+    h.answer(&key, 200, &key_answer());
+    let post = h.request("/v1/spaces/sp-1/activities");
+    assert_eq!(post.authorization.as_deref(), Some("Bearer conn-token"));
+    let body = json_body(&post);
+    assert_eq!(body["verb"], "post");
+    assert_eq!(body["actor"], BOB);
+    assert_eq!(body["client_id"], "xmpp:bob@example.com:m-1:0");
+    assert_eq!(
+        jwe_decrypt(body["encrypted_text"].as_str().expect("JWE")),
+        "hi <alice>"
+    );
+    h.answer(&post, 200, r#"{"activities":[{"id":"act-9"}]}"#);
+    assert_eq!(h.node.stats().to_webex, 1);
+    // A stanza written by a connector session is never bridged again.
+    h.stanza(
+        "imp-a-1",
+        "<message type='chat' id='m-2' from='alice@example.com/hm-webex' \
+         to='bob@example.com'><body>echo</body></message>",
+    );
+    assert!(
+        h.http
+            .iter()
+            .all(|r| r.path != "/v1/spaces/sp-1/activities")
+    );
+    assert_eq!(h.node.stats().not_bridged, 1);
+}
+
+/// An activity event as the cloud sends it to alice's connector.
+fn alice_posted(id: &str, ciphertext: &str) -> String {
+    json!({"type": "activity", "for_user": ALICE, "activity": {
+        "id": id, "space_id": "sp-1", "seq": 1, "verb": "post", "actor": ALICE,
+        "encrypted_text": ciphertext, "kid": KEY_URI, "target": null, "target_verb": null,
+        "target_encrypted_text": null, "edit_of": null, "client_id": null,
+        "via_connector": null, "published_ms": 0,
+    }})
+    .to_string()
+}
+
+/// Alice's Webex post reaches the connector; its space members are fetched.
+fn alice_posts(h: &mut Harness) {
+    let ct = jwe_encrypt("hello from Webex", [9; 12]);
+    h.event(&alice_posted("act-1", &ct));
+    let info = h.request("/v1/spaces/sp-1");
+    assert_eq!(info.method, Method::Get);
+    let members = json!({"key_uri": KEY_URI, "members": [ALICE, BOB]});
+    h.answer(&info, 200, &members.to_string());
+}
+
+#[test]
+fn a_webex_post_is_decrypted_and_sent_to_jabber_from_the_users_session() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    alice_posts(&mut h);
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    let msg = h.stanza_to("imp-a-1");
+    assert_eq!(msg.name, "message");
+    assert_eq!(msg.attr("type"), Some("chat"));
+    assert_eq!(msg.attr("from"), Some("alice@example.com/hm-webex"));
+    assert_eq!(msg.attr("to"), Some(BOB));
+    let body = msg.elements().find(|e| e.name == "body").expect("a body");
+    assert_eq!(body.text(), "hello from Webex");
+    assert_eq!(h.node.stats().to_jabber, 1);
+    // The same activity again (a redelivery) is not sent twice.
+    let ct = jwe_encrypt("hello from Webex", [9; 12]);
+    h.event(&alice_posted("act-1", &ct));
+    assert!(h.stanzas.is_empty());
+    assert_eq!(h.node.stats().duplicate_events, 1);
+}
+
+#[test]
+fn a_lost_node_moves_its_sessions_to_the_prg_peer_within_the_detection_delay() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    let lost_at = h.now;
+    h.node_down("imp-a-1");
+    // The detection delay is at most 60 s here (spec 62 allows up to 15 min by default).
+    let mut moved = None;
+    while moved.is_none() && h.now <= lost_at + secs(61) {
+        let next = h.node.poll_timeout(h.now).expect("a timer");
+        h.run_until(next);
+        h.answer_routine();
+        moved = h.stanzas.iter().position(|(n, _)| n == "imp-a-2");
+    }
+    let (_, iq) = h.stanzas.remove(moved.expect("a move")).expect("present");
+    session_iq(&iq, "imp-a-2", "start", ALICE);
+    assert!(h.now - lost_at <= secs(60), "{:?}", h.now - lost_at);
+    let page = h.node.status_page(h.now);
+    let a1 = page
+        .nodes
+        .iter()
+        .find(|n| n.node == "imp-a-1")
+        .expect("listed");
+    assert_eq!(format!("{:?}", a1.status), "Outage");
+}
+
+#[test]
+fn an_activity_whose_user_moved_away_is_handed_back_to_the_cloud() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    alice_posts(&mut h);
+    let key = h.request("/v1/kms/keys");
+    // A drain moves alice to another node while her key is fetched.
+    h.event(r#"{"type":"assignment","connector_id":"exp-a-1","added":[],"removed":["alice@example.com"]}"#);
+    h.run_until(h.now + secs(61)); // the handover of her session ends
+    h.answer_routine();
+    h.stanzas.clear();
+    h.answer(&key, 200, &key_answer());
+    let back = h.request("/v1/events/redeliver");
+    assert_eq!(
+        json_body(&back),
+        json!({"space_id": "sp-1", "activity_id": "act-1", "for_user": ALICE})
+    );
+    assert!(h.stanzas.iter().all(|(_, s)| s.name != "message"));
+    h.answer(
+        &back,
+        202,
+        r#"{"activity_id":"act-1","redeliveries":1,"to":"exp-a-2"}"#,
+    );
+    let st = h.node.stats();
+    assert_eq!((st.handed_back, st.to_jabber), (1, 0));
+}
+
+#[test]
+fn after_a_failover_the_peer_giving_users_back_moves_them_home() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    h.node_down("imp-a-1");
+    h.run_until(h.now + secs(61));
+    h.answer_routine();
+    let (_, iq) = h.stanzas.pop_front().expect("moved to the peer");
+    let id = session_iq(&iq, "imp-a-2", "start", ALICE);
+    h.stanza(
+        "imp-a-2",
+        &format!("<iq type='result' id='{id}' from='imp-a-2'/>"),
+    );
+    h.stanzas.clear();
+    // imp-a-1 is back, but the PRG keeps its users on the peer until it gives them back.
+    h.node_up("imp-a-1");
+    h.run_until(h.now + secs(61));
+    h.answer_routine();
+    assert!(
+        h.stanzas.iter().all(|(n, _)| n != "imp-a-1"),
+        "{:?}",
+        h.stanzas
+    );
+    // The peer ends her session with see-other-host (the PRG's fallback): acknowledged, and
+    // within the detection delay she is opened on imp-a-1 again.
+    h.stanza(
+        "imp-a-2",
+        "<iq type='set' id='f-1' from='imp-a-2' to='hm.exp-a-1'><session \
+         xmlns='urn:hmsim:hybrid-session:0' action='stop' jid='alice@example.com/hm-webex' \
+         reason='see-other-host'/></iq>",
+    );
+    let ack = h.stanza_to("imp-a-2");
+    assert_eq!(
+        (ack.attr("type"), ack.attr("id")),
+        (Some("result"), Some("f-1"))
+    );
+    let back_at = h.now;
+    h.run_until(h.now + secs(61));
+    h.answer_routine();
+    let home = h.stanza_to("imp-a-1");
+    session_iq(&home, "imp-a-1", "start", ALICE);
+    assert!(h.now - back_at <= secs(61));
+}
