@@ -8,8 +8,9 @@
 //!   relay) and its HTTP/1.1 + WebSocket driver.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
 //! - [`jabber`]: the Jabber client model used by workloads.
-//! - [`kms`]: fake Key Management Service core.
-//! - [`kms_http`]: the KMS as its own host (`kms`, or `hds`): HTTP routes, driver, client.
+//! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
+//!   HTTP driver and client.
+//! - [`rest`]: the REST request/response types the cloud and the KMS host share.
 //! - [`webex`]: the Webex App client model (REST + event WebSocket, seeded actions).
 //! - [`observe`]: how client models report to the simulation's observer.
 
@@ -17,7 +18,14 @@ pub mod cloud;
 pub mod imp;
 pub mod jabber;
 pub mod kms;
-pub mod kms_http;
+pub mod rest;
+
+/// Old path of the KMS host (now [`kms::service`] and [`kms::http`]).
+pub mod kms_http {
+    // old path, kept until sim follows
+    pub use crate::kms::http::*;
+    pub use crate::kms::service::*;
+}
 pub mod observe;
 pub mod webex;
 

@@ -40,7 +40,8 @@
 use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
 use crate::kms::KmsError;
-use crate::kms_http::{KmsCall, KmsClient, KmsReply};
+use crate::kms::http::KmsClient;
+use crate::kms::{KmsCall, KmsReply};
 use connector::io::net::Net;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Full, Limited};
