@@ -180,4 +180,3 @@ pub async fn kms_request<N: Net>(
 ) -> Result<KmsReply, KmsError> {
     KmsClient::new(net.clone(), host, port).call(call).await
 }
-
