@@ -121,7 +121,7 @@ impl Space {
 }
 
 /// Checks that `token` is a JWE compact token made with the space key `key_uri`: the cloud
-/// stores ciphertext only (design section 3).
+/// stores ciphertext only (docs/protocols.md, KMS).
 ///
 /// # Errors
 /// [`CloudError::Invalid`] for anything else (plaintext, another key, too long).

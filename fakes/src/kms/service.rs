@@ -289,18 +289,7 @@ impl KmsService {
         }
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let call = match (method, path) {
-            (Method::Put, "/v1/outage") => {
-                return match serde_json::from_slice::<OutageBody>(body) {
-                    Ok(b) => {
-                        self.kms.set_outage(b.on);
-                        Response {
-                            status: 200,
-                            body: json!({"outage": b.on}),
-                        }
-                    }
-                    Err(e) => bad_json(e),
-                };
-            }
+            (Method::Put, "/v1/outage") => return self.outage_switch(body),
             _ if self.kms.outage() => {
                 // Counted in the KMS's stats like any refused request.
                 let e = self.kms.check_up().err().unwrap_or(KmsError::Unavailable);
@@ -312,39 +301,11 @@ impl KmsService {
                     body: json!({"host": self.kms.host(), "keys": self.kms.key_count()}),
                 };
             }
-            (Method::Post, "/v1/keys") => match serde_json::from_slice::<CreateKeyBody>(body) {
-                Ok(b) if b.principals.len() > KMS_PRINCIPALS_MAX => {
-                    return Response {
-                        status: 400,
-                        body: error_body(
-                            "invalid",
-                            format!("at most {KMS_PRINCIPALS_MAX} principals"),
-                        ),
-                    };
-                }
-                Ok(b) => KmsCall::CreateKey {
-                    space_id: b.space_id,
-                    principals: b.principals,
-                },
-                Err(e) => return bad_json(e),
+            (Method::Post, _) if KEY_ROUTES.contains(&path) => match key_call(path, body) {
+                Ok(call) => call,
+                Err(refusal) => return refusal,
             },
-            (Method::Post, "/v1/keys/fetch" | "/v1/keys/authorize" | "/v1/keys/revoke") => {
-                let b = match serde_json::from_slice::<KeyPrincipalBody>(body) {
-                    Ok(b) => b,
-                    Err(e) => return bad_json(e),
-                };
-                let (uri, principal) = (b.uri, b.principal);
-                match path {
-                    "/v1/keys/fetch" => KmsCall::FetchKey { uri, principal },
-                    "/v1/keys/authorize" => KmsCall::Authorize { uri, principal },
-                    _ => KmsCall::Revoke { uri, principal },
-                }
-            }
-            (
-                _,
-                "/v1/keys" | "/v1/keys/fetch" | "/v1/keys/authorize" | "/v1/keys/revoke"
-                | "/v1/outage" | "/v1/health",
-            ) => {
+            _ if KEY_ROUTES.contains(&path) || ["/v1/outage", "/v1/health"].contains(&path) => {
                 return Response {
                     status: 405,
                     body: error_body(
@@ -360,6 +321,25 @@ impl KmsService {
                 };
             }
         };
+        self.run(&call)
+    }
+
+    /// `PUT /v1/outage`: answers even during an outage.
+    fn outage_switch(&mut self, body: &[u8]) -> Response {
+        match serde_json::from_slice::<OutageBody>(body) {
+            Ok(b) => {
+                self.kms.set_outage(b.on);
+                Response {
+                    status: 200,
+                    body: json!({"outage": b.on}),
+                }
+            }
+            Err(e) => bad_json(e),
+        }
+    }
+
+    /// Runs a key call on the store and answers it.
+    fn run(&mut self, call: &KmsCall) -> Response {
         match call.run_local(&mut self.kms, &mut self.rng) {
             Ok(KmsReply::Key(key)) => Response {
                 status: if matches!(call, KmsCall::CreateKey { .. }) {
@@ -393,6 +373,41 @@ impl KmsService {
             ),
         }
     }
+}
+
+/// The routes that act on keys (all `POST`).
+const KEY_ROUTES: [&str; 4] = [
+    "/v1/keys",
+    "/v1/keys/fetch",
+    "/v1/keys/authorize",
+    "/v1/keys/revoke",
+];
+
+/// The call a `POST` to one of [`KEY_ROUTES`] makes, or the refusal of its body.
+fn key_call(path: &str, body: &[u8]) -> Result<KmsCall, Response> {
+    if path == "/v1/keys" {
+        let b = serde_json::from_slice::<CreateKeyBody>(body).map_err(bad_json)?;
+        if b.principals.len() > KMS_PRINCIPALS_MAX {
+            return Err(Response {
+                status: 400,
+                body: error_body(
+                    "invalid",
+                    format!("at most {KMS_PRINCIPALS_MAX} principals"),
+                ),
+            });
+        }
+        return Ok(KmsCall::CreateKey {
+            space_id: b.space_id,
+            principals: b.principals,
+        });
+    }
+    let b = serde_json::from_slice::<KeyPrincipalBody>(body).map_err(bad_json)?;
+    let (uri, principal) = (b.uri, b.principal);
+    Ok(match path {
+        "/v1/keys/fetch" => KmsCall::FetchKey { uri, principal },
+        "/v1/keys/authorize" => KmsCall::Authorize { uri, principal },
+        _ => KmsCall::Revoke { uri, principal },
+    })
 }
 
 fn bad_json(e: serde_json::Error) -> Response {

@@ -112,46 +112,53 @@ pub(super) fn publish_presence<N: Net>(
 }
 
 pub(super) fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
-    if el.name == "presence" {
-        let kind = el.attr("type");
-        if matches!(kind, None | Some("unavailable"))
-            && let Some(from) = el.attr("from")
-        {
-            let text = |name: &str| el.elements().find(|e| e.name == name).map(Element::text);
-            d.recorder.presence_seen(
-                &d.host,
-                PresenceEvent {
-                    user: d.jid.bare(),
-                    device: d.resource.clone(),
-                    from: from.to_string(),
-                    manual: false,
-                    show: text("show"),
-                    status: text("status"),
-                    available: kind.is_none(),
-                },
-            );
-        }
+    match el.name.as_str() {
+        "presence" => record_presence(d, el),
+        "message" if el.attr("type") == Some("error") => record_refused(d, el),
+        "message" => record_message(d, el),
+        _ => {}
+    }
+}
+
+/// A contact's available or unavailable presence.
+fn record_presence<N: Net>(d: &DeviceSpec<N>, el: &Element) {
+    let kind = el.attr("type");
+    let Some(from) = el.attr("from") else { return };
+    if !matches!(kind, None | Some("unavailable")) {
         return;
     }
-    if el.name != "message" {
-        return;
-    }
-    if el.attr("type") == Some("error") {
-        // One of our messages bounced (spec 46: "Message could not be delivered").
-        if let Some(id) = el.attr("id") {
-            d.recorder.refused(
-                &d.host,
-                Refused {
-                    id: id.to_string(),
-                    user: d.jid.bare(),
-                    device: d.resource.clone(),
-                    condition: xmpp::error_condition(el).unwrap_or_default().to_string(),
-                    text: xmpp::error_text(el).unwrap_or_default(),
-                },
-            );
-        }
-        return;
-    }
+    let text = |name: &str| el.elements().find(|e| e.name == name).map(Element::text);
+    d.recorder.presence_seen(
+        &d.host,
+        PresenceEvent {
+            user: d.jid.bare(),
+            device: d.resource.clone(),
+            from: from.to_string(),
+            manual: false,
+            show: text("show"),
+            status: text("status"),
+            available: kind.is_none(),
+        },
+    );
+}
+
+/// One of our messages bounced (spec 46: "Message could not be delivered").
+fn record_refused<N: Net>(d: &DeviceSpec<N>, el: &Element) {
+    let Some(id) = el.attr("id") else { return };
+    d.recorder.refused(
+        &d.host,
+        Refused {
+            id: id.to_string(),
+            user: d.jid.bare(),
+            device: d.resource.clone(),
+            condition: xmpp::error_condition(el).unwrap_or_default().to_string(),
+            text: xmpp::error_text(el).unwrap_or_default(),
+        },
+    );
+}
+
+/// A chat message (or a carbon of one): delivered, or a notice counted.
+fn record_message<N: Net>(d: &DeviceSpec<N>, el: &Element) {
     let (inner, carbon) = match el.child_ns(xmpp::NS_CARBONS) {
         Some(c) => match c
             .child("forwarded", xmpp::NS_FORWARD)
@@ -165,18 +172,8 @@ pub(super) fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
     let Some(body) = xmpp::body(inner) else {
         return;
     };
-    // The connector's notices for Webex deletes and edits (spec 39-40) and deleted files
-    // (spec 43) are not messages anyone sent: count them, do not deliver them.
-    if body.contains(" used Webex App to delete") {
-        d.recorder.note(if body.contains("the file") {
-            "jabber: file delete notice received"
-        } else {
-            "jabber: delete notice received"
-        });
+    if is_notice(d, inner, &body) {
         return;
-    }
-    if inner.child("x", xmpp::NS_OOB).is_some() {
-        d.recorder.note("jabber: file link received");
     }
     // Bridged messages carry their original id as a `[[tag]]` (the stanza id is the
     // connector's); untagged texts are followed by the stanza id.
@@ -213,6 +210,24 @@ pub(super) fn record_stanza<N: Net>(d: &DeviceSpec<N>, el: &Element) {
             carbon,
         },
     );
+}
+
+/// Counts the connector's notices for Webex deletes and edits (spec 39-40) and deleted files
+/// (spec 43), which are not messages anyone sent, and file links; true for a notice (not to
+/// be delivered).
+fn is_notice<N: Net>(d: &DeviceSpec<N>, inner: &Element, body: &str) -> bool {
+    if body.contains(" used Webex App to delete") {
+        d.recorder.note(if body.contains("the file") {
+            "jabber: file delete notice received"
+        } else {
+            "jabber: delete notice received"
+        });
+        return true;
+    }
+    if inner.child("x", xmpp::NS_OOB).is_some() {
+        d.recorder.note("jabber: file link received");
+    }
+    false
 }
 
 /// Vocabulary for generated message bodies.

@@ -118,7 +118,7 @@ async fn session<N: Net>(
     next_send: &mut Option<Duration>,
     seq: &mut u64,
     backoff: &mut Duration,
-    ctx: Ctx<'_>,
+    mut ctx: Ctx<'_>,
 ) -> String {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut core = JabberCore::new(&d.jid, &d.password, &d.resource);
@@ -139,18 +139,7 @@ async fn session<N: Net>(
         if !core.is_ready() && now >= login_deadline {
             return "login timed out".into();
         }
-        let send_in = match (core.is_ready(), *next_send) {
-            (true, Some(t)) => t.saturating_sub(now),
-            _ => Duration::from_secs(3600),
-        };
-        let presence_in = match (&d.presence, core.is_ready()) {
-            (Some(p), true) if now < p.stop => Some(p.next.saturating_sub(now)),
-            _ => None,
-        };
-        let group_in = match (&d.group, core.is_ready()) {
-            (Some(g), true) => group_due(g, ctx.group).map(|t| t.saturating_sub(now)),
-            _ => None,
-        };
+        let (send_in, presence_in, group_in) = timers(d, &core, *next_send, ctx.group, now);
         tokio::select! {
             biased;
             r = rd.read(&mut buf) => {
@@ -160,34 +149,9 @@ async fn session<N: Net>(
                     Ok(n) => n,
                 };
                 last_rx = d.net.now();
-                for ev in core.input(&buf[..n]) {
-                    match ev {
-                        ClientEvent::Ready(_) => {
-                            *backoff = BACKOFF_MIN;
-                            *ctx.logged_in = true;
-                            let why = format!("logged in to {}", ctx.server);
-                            d.recorder.session(&d.host, &d.jid.bare(), &d.resource, true, &why);
-                            // The initial `<presence/>` is this device's first device presence.
-                            d.recorder.presence_published(&d.host, PresenceEvent {
-                                user: d.jid.bare(),
-                                device: d.resource.clone(),
-                                from: String::new(),
-                                manual: false,
-                                show: None,
-                                status: None,
-                                available: true,
-                            });
-                        }
-                        ClientEvent::Stanza(el) => {
-                            if pending_ping.as_ref().is_some_and(|(id, _)| el.name == "iq" && el.attr("id") == Some(id.as_str())) {
-                                pending_ping = None;
-                            }
-                            if !group_stanza(d.net.now(), d, &mut core, ctx.group, &el) {
-                                record_stanza(d, &el);
-                            }
-                        }
-                        ClientEvent::Failed(why) => return why,
-                    }
+                let events = core.input(&buf[..n]);
+                if let Some(why) = on_events(d, &mut core, events, &mut pending_ping, backoff, &mut ctx) {
+                    return why;
                 }
             }
             _ = tokio::time::sleep(send_in) => {
@@ -200,21 +164,8 @@ async fn session<N: Net>(
                 group_tick(d.net.now(), d, &mut core, ctx.group);
             }
             _ = ping.tick() => {
-                let now = d.net.now();
-                if now.saturating_sub(last_rx) > SILENCE_MAX {
-                    return "stream silent: keepalive timed out".into();
-                }
-                if pending_ping.as_ref().is_some_and(|(_, at)| now.saturating_sub(*at) > PING_TIMEOUT) {
-                    return "keepalive ping unanswered: stream is half-open".into();
-                }
-                if core.is_ready() && pending_ping.is_none() {
-                    let id = core.next_id();
-                    pending_ping = Some((id.clone(), now));
-                    let p = Element::new("iq", xmpp::NS_CLIENT)
-                        .with_attr("type", "get")
-                        .with_attr("id", id)
-                        .with_child(Element::new("ping", xmpp::NS_PING));
-                    core.send(&p);
+                if let Err(why) = keepalive(d.net.now(), &mut core, last_rx, &mut pending_ping) {
+                    return why;
                 }
             }
             _ = tokio::time::sleep(login_deadline.saturating_sub(d.net.now())), if !core.is_ready() => {
@@ -222,4 +173,110 @@ async fn session<N: Net>(
             }
         }
     }
+}
+
+/// How long until the next chat message (an hour when none is planned), presence change and
+/// group chat action; nothing is due before login.
+fn timers<N: Net>(
+    d: &DeviceSpec<N>,
+    core: &JabberCore,
+    next_send: Option<Duration>,
+    group: &GroupState,
+    now: Duration,
+) -> (Duration, Option<Duration>, Option<Duration>) {
+    let send_in = match (core.is_ready(), next_send) {
+        (true, Some(t)) => t.saturating_sub(now),
+        _ => Duration::from_secs(3600),
+    };
+    let presence_in = match (&d.presence, core.is_ready()) {
+        (Some(p), true) if now < p.stop => Some(p.next.saturating_sub(now)),
+        _ => None,
+    };
+    let group_in = match (&d.group, core.is_ready()) {
+        (Some(g), true) => group_due(g, group).map(|t| t.saturating_sub(now)),
+        _ => None,
+    };
+    (send_in, presence_in, group_in)
+}
+
+/// Handles what the core made of received bytes; `Some` is why the session ends.
+fn on_events<N: Net>(
+    d: &mut DeviceSpec<N>,
+    core: &mut JabberCore,
+    events: Vec<ClientEvent>,
+    pending_ping: &mut Option<(String, Duration)>,
+    backoff: &mut Duration,
+    ctx: &mut Ctx<'_>,
+) -> Option<String> {
+    for ev in events {
+        match ev {
+            ClientEvent::Ready(_) => {
+                *backoff = BACKOFF_MIN;
+                *ctx.logged_in = true;
+                logged_in(d, ctx.server);
+            }
+            ClientEvent::Stanza(el) => {
+                let answers_ping = pending_ping
+                    .as_ref()
+                    .is_some_and(|(id, _)| el.name == "iq" && el.attr("id") == Some(id.as_str()));
+                if answers_ping {
+                    *pending_ping = None;
+                }
+                if !group_stanza(d.net.now(), d, core, ctx.group, &el) {
+                    record_stanza(d, &el);
+                }
+            }
+            ClientEvent::Failed(why) => return Some(why),
+        }
+    }
+    None
+}
+
+/// Reports a login: the session, and the initial `<presence/>`, this device's first device
+/// presence.
+fn logged_in<N: Net>(d: &DeviceSpec<N>, server: &str) {
+    let why = format!("logged in to {server}");
+    d.recorder
+        .session(&d.host, &d.jid.bare(), &d.resource, true, &why);
+    d.recorder.presence_published(
+        &d.host,
+        PresenceEvent {
+            user: d.jid.bare(),
+            device: d.resource.clone(),
+            from: String::new(),
+            manual: false,
+            show: None,
+            status: None,
+            available: true,
+        },
+    );
+}
+
+/// The keepalive tick: ends a silent or half-open stream, else sends a ping if none is
+/// outstanding.
+fn keepalive(
+    now: Duration,
+    core: &mut JabberCore,
+    last_rx: Duration,
+    pending_ping: &mut Option<(String, Duration)>,
+) -> Result<(), String> {
+    if now.saturating_sub(last_rx) > SILENCE_MAX {
+        return Err("stream silent: keepalive timed out".into());
+    }
+    if pending_ping
+        .as_ref()
+        .is_some_and(|(_, at)| now.saturating_sub(*at) > PING_TIMEOUT)
+    {
+        return Err("keepalive ping unanswered: stream is half-open".into());
+    }
+    if core.is_ready() && pending_ping.is_none() {
+        let id = core.next_id();
+        *pending_ping = Some((id.clone(), now));
+        let p = Element::new("iq", xmpp::NS_CLIENT)
+            .with_attr("type", "get")
+            .with_attr("id", id)
+            .with_child(Element::new("ping", xmpp::NS_PING));
+        core.send(&p);
+    }
+    Ok(())
 }

@@ -198,6 +198,16 @@ fn room_presence<N: Net>(
     if !codes.contains(&muc::STATUS_CREATED) {
         return;
     }
+    configure_created(d, core, room, plan);
+}
+
+/// A room this device created: made persistent if planned, and its invitations sent.
+fn configure_created<N: Net>(
+    d: &DeviceSpec<N>,
+    core: &mut JabberCore,
+    room: &str,
+    plan: &super::plan::RoomPlan,
+) {
     if plan.persistent {
         let form = Element::new("x", NS_DATA)
             .with_attr("type", "submit")

@@ -34,7 +34,8 @@ pub use plan::{ChatPlan, GroupPlan, PresencePlan, RoomPlan};
 
 use std::time::Duration;
 
-/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+/// Connect attempts give up after this long: a connect to a crashed host is never refused,
+/// it hangs (the simulated network drops its packets, as a real one does).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The whole login sequence must finish within this.
 pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);

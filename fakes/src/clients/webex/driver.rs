@@ -224,14 +224,15 @@ async fn session<N: Net>(
         let wait = next_action.map_or(Duration::from_secs(3600), |t| t.saturating_sub(d.net.now()));
         tokio::select! {
             biased;
-            ev = events.rx.recv() => match ev.unwrap_or_else(|| Err("reader ended".into())) {
-                Ok(ev) => {
-                    if let Err(e) = on_event(d, st, &mut c, &token, ev).await {
-                        return e;
-                    }
+            ev = events.rx.recv() => {
+                let handled = match ev.unwrap_or_else(|| Err("reader ended".into())) {
+                    Ok(ev) => on_event(d, st, &mut c, &token, ev).await,
+                    Err(e) => Err(format!("event socket: {e}")),
+                };
+                if let Err(e) = handled {
+                    return e;
                 }
-                Err(e) => return format!("event socket: {e}"),
-            },
+            }
             _ = tokio::time::sleep(wait) => {
                 // (The cloud closes idle keep-alive connections: `CloudConn` reopens them.)
                 if let Err(e) = act(d, st, &mut c, &token, next_action).await {

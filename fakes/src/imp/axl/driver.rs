@@ -2,6 +2,8 @@
 
 use super::service::{AXL_BODY_BYTES_MAX, AXL_HEADER_TIMEOUT, AxlRequest, AxlResponse, AxlService};
 use connector::io::net::Net;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Bytes;
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -20,44 +22,9 @@ pub async fn serve_axl<N: Net>(
 }
 
 async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCell<AxlService>>) {
-    use http_body_util::BodyExt as _;
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let axl = axl.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let limited = http_body_util::Limited::new(body, AXL_BODY_BYTES_MAX);
-            let resp = match limited.collect().await {
-                Ok(collected) => {
-                    let bytes = collected.to_bytes();
-                    let headers: Vec<(String, String)> = parts
-                        .headers
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
-                        })
-                        .collect();
-                    axl.borrow_mut().handle(AxlRequest {
-                        method: parts.method.as_str(),
-                        path: parts.uri.path(),
-                        headers: &headers,
-                        body: &bytes,
-                    })
-                }
-                Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
-            };
-            let mut builder = hyper::Response::builder().status(resp.status);
-            for (k, v) in &resp.headers {
-                builder = builder.header(k.as_str(), v.as_str());
-            }
-            let out = builder
-                .body(http_body_util::Full::new(hyper::body::Bytes::from(
-                    resp.body,
-                )))
-                .unwrap_or_else(|_| {
-                    hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::new()))
-                });
-            Ok::<_, std::convert::Infallible>(out)
-        }
+        async move { Ok::<_, std::convert::Infallible>(answer(&axl, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -66,4 +33,36 @@ async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCel
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "AXL connection ended with an error");
     }
+}
+
+/// Reads one request's body (at most [`AXL_BODY_BYTES_MAX`]) and answers it.
+async fn answer(
+    axl: &Rc<RefCell<AxlService>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let resp = match Limited::new(body, AXL_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            axl.borrow_mut().handle(AxlRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                headers: &headers,
+                body: &bytes,
+            })
+        }
+        Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
+    };
+    let mut builder = hyper::Response::builder().status(resp.status);
+    for (k, v) in &resp.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }

@@ -196,17 +196,7 @@ impl AxlService {
             }
         };
         match req.method {
-            "GET" => {
-                self.stats.ok += 1;
-                return AxlResponse::new(
-                    200,
-                    "text/html",
-                    "<html><body><h2>Cisco CallManager: AXL Web Service</h2>\
-                     <p>The AXL Web Service is working and accepting requests.</p>\
-                     </body></html>"
-                        .into(),
-                );
-            }
+            "GET" => return self.working_page(),
             "POST" => {}
             _ => {
                 self.stats.other += 1;
@@ -215,11 +205,29 @@ impl AxlService {
                 return r;
             }
         }
-        if req.body.len() > AXL_BODY_BYTES_MAX {
+        self.soap(&account, req.body)
+    }
+
+    /// `GET /axl/`: the health check page.
+    fn working_page(&mut self) -> AxlResponse {
+        self.stats.ok += 1;
+        AxlResponse::new(
+            200,
+            "text/html",
+            "<html><body><h2>Cisco CallManager: AXL Web Service</h2>\
+             <p>The AXL Web Service is working and accepting requests.</p>\
+             </body></html>"
+                .into(),
+        )
+    }
+
+    /// A SOAP request (`POST /axl/`) of an authenticated account.
+    fn soap(&mut self, account: &AxlAccount, body: &[u8]) -> AxlResponse {
+        if body.len() > AXL_BODY_BYTES_MAX {
             self.stats.other += 1;
             return AxlResponse::new(413, "text/plain", "request body too large\n".into());
         }
-        let (op, ns, request) = match parse_request(req.body) {
+        let (op, ns, request) = match parse_request(body) {
             Ok(parsed) => parsed,
             Err(msg) => return self.fault("soapenv:Client", &msg, "", NS_AXL_DEFAULT),
         };

@@ -65,6 +65,39 @@ enum Tok {
 
 pub(super) const SYNTAX: &str = "A syntax error has occurred.";
 
+fn is_word_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '.'
+}
+
+/// The rest of a quoted string after its opening quote (`''` is a quote).
+fn quoted(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<String, String> {
+    let mut s = String::new();
+    loop {
+        match chars.next() {
+            Some('\'') if chars.peek() == Some(&'\'') => {
+                chars.next();
+                s.push('\'');
+            }
+            Some('\'') => return Ok(s),
+            Some(ch) => s.push(ch),
+            None => return Err(SYNTAX.into()),
+        }
+    }
+}
+
+/// A word: a keyword, a column (maybe `alias.`-prefixed) or a number.
+fn word(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) -> String {
+    let mut w = String::new();
+    while let Some(&ch) = chars.peek() {
+        if !is_word_char(ch) {
+            break;
+        }
+        w.push(ch);
+        chars.next();
+    }
+    w
+}
+
 fn tokenize(sql: &str) -> Result<Vec<Tok>, String> {
     let mut out = Vec::new();
     let mut chars = sql.chars().peekable();
@@ -73,30 +106,9 @@ fn tokenize(sql: &str) -> Result<Vec<Tok>, String> {
             chars.next();
         } else if c == '\'' {
             chars.next();
-            let mut s = String::new();
-            loop {
-                match chars.next() {
-                    Some('\'') if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                        s.push('\'');
-                    }
-                    Some('\'') => break,
-                    Some(ch) => s.push(ch),
-                    None => return Err(SYNTAX.into()),
-                }
-            }
-            out.push(Tok::Str(s));
-        } else if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-            let mut w = String::new();
-            while let Some(&ch) = chars.peek() {
-                if ch.is_ascii_alphanumeric() || ch == '_' || ch == '.' {
-                    w.push(ch);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            out.push(Tok::Word(w));
+            out.push(Tok::Str(quoted(&mut chars)?));
+        } else if is_word_char(c) {
+            out.push(Tok::Word(word(&mut chars)));
         } else if matches!(c, ',' | '*' | '=' | ';') {
             chars.next();
             out.push(Tok::Punct(c));
@@ -119,18 +131,14 @@ fn column(word: &str) -> Result<&'static str, String> {
 }
 
 pub(super) fn parse_select(sql: &str) -> Result<Select, String> {
-    let toks = tokenize(sql)?;
-    let mut i = 0;
-    let kw =
-        |i: usize, k: &str| matches!(toks.get(i), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k));
-    let num = |i: usize| match toks.get(i) {
-        Some(Tok::Word(w)) => w.parse::<usize>().map_err(|_| SYNTAX.to_string()),
-        _ => Err(SYNTAX.to_string()),
+    let mut c = Cursor {
+        toks: tokenize(sql)?,
+        i: 0,
     };
-    if !kw(i, "select") {
+    if !c.kw(0, "select") {
         return Err("Only SELECT statements are allowed in executeSQLQuery".into());
     }
-    i += 1;
+    c.i += 1;
     let mut q = Select {
         skip: 0,
         first: None,
@@ -138,92 +146,132 @@ pub(super) fn parse_select(sql: &str) -> Result<Select, String> {
         conds: Vec::new(),
         order_by: None,
     };
-    if kw(i, "skip") {
-        q.skip = num(i + 1)?;
-        i += 2;
+    if c.kw(0, "skip") {
+        q.skip = c.num(1)?;
+        c.i += 2;
     }
-    if kw(i, "first") || kw(i, "limit") {
-        q.first = Some(num(i + 1)?);
-        i += 2;
+    if c.kw(0, "first") || c.kw(0, "limit") {
+        q.first = Some(c.num(1)?);
+        c.i += 2;
     }
-    if toks.get(i) == Some(&Tok::Punct('*')) {
-        q.columns = COLUMNS.to_vec();
-        i += 1;
-    } else {
-        loop {
-            match toks.get(i) {
-                Some(Tok::Word(w)) if !w.eq_ignore_ascii_case("from") => {
-                    q.columns.push(column(w)?);
-                    i += 1;
-                }
-                _ => return Err(SYNTAX.into()),
-            }
-            if toks.get(i) == Some(&Tok::Punct(',')) {
-                i += 1;
-            } else {
-                break;
-            }
-        }
+    q.columns = c.select_list()?;
+    c.from_enduser()?;
+    if c.kw(0, "where") {
+        c.i += 1;
+        q.conds = c.conditions()?;
     }
-    if !kw(i, "from") {
-        return Err(SYNTAX.into());
-    }
-    i += 1;
-    match toks.get(i) {
-        Some(Tok::Word(t)) if t.eq_ignore_ascii_case("enduser") => i += 1,
-        Some(Tok::Word(t)) => {
-            return Err(format!("The specified table ({t}) is not in the database."));
-        }
-        _ => return Err(SYNTAX.into()),
-    }
-    // Optional table alias.
-    if let Some(Tok::Word(w)) = toks.get(i)
-        && !["where", "order"].iter().any(|k| w.eq_ignore_ascii_case(k))
-    {
-        i += 1;
-    }
-    if kw(i, "where") {
-        i += 1;
-        loop {
-            let Some(Tok::Word(c)) = toks.get(i) else {
-                return Err(SYNTAX.into());
-            };
-            let col = column(c)?;
-            i += 1;
-            if toks.get(i) == Some(&Tok::Punct('=')) {
-                let Some(Tok::Str(v)) = toks.get(i + 1) else {
-                    return Err(SYNTAX.into());
-                };
-                q.conds.push(Cond::Eq(col, v.clone()));
-                i += 2;
-            } else if kw(i, "is") && kw(i + 1, "null") {
-                q.conds.push(Cond::IsNull(col, true));
-                i += 2;
-            } else if kw(i, "is") && kw(i + 1, "not") && kw(i + 2, "null") {
-                q.conds.push(Cond::IsNull(col, false));
-                i += 3;
-            } else {
-                return Err(SYNTAX.into());
-            }
-            if kw(i, "and") {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-    }
-    if kw(i, "order") && kw(i + 1, "by") {
-        let Some(Tok::Word(c)) = toks.get(i + 2) else {
+    if c.kw(0, "order") && c.kw(1, "by") {
+        let Some(Tok::Word(col)) = c.at(2) else {
             return Err(SYNTAX.into());
         };
-        q.order_by = Some(column(c)?);
-        i += 3;
+        q.order_by = Some(column(col)?);
+        c.i += 3;
     }
-    if toks.get(i) == Some(&Tok::Punct(';')) {
-        i += 1;
+    if c.at(0) == Some(&Tok::Punct(';')) {
+        c.i += 1;
     }
-    if i != toks.len() {
+    if c.i != c.toks.len() {
         return Err(SYNTAX.into());
     }
     Ok(q)
+}
+
+/// The tokens of a statement and the parse position. Every loop over it consumes at least one
+/// token per round, so parsing is bounded by the statement's length.
+struct Cursor {
+    toks: Vec<Tok>,
+    i: usize,
+}
+
+impl Cursor {
+    fn at(&self, ahead: usize) -> Option<&Tok> {
+        self.toks.get(self.i + ahead)
+    }
+
+    /// Whether the token `ahead` is the keyword `k` (case-insensitive).
+    fn kw(&self, ahead: usize, k: &str) -> bool {
+        matches!(self.at(ahead), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k))
+    }
+
+    fn num(&self, ahead: usize) -> Result<usize, String> {
+        match self.at(ahead) {
+            Some(Tok::Word(w)) => w.parse::<usize>().map_err(|_| SYNTAX.to_string()),
+            _ => Err(SYNTAX.to_string()),
+        }
+    }
+
+    /// `*` or `col, col, …`.
+    fn select_list(&mut self) -> Result<Vec<&'static str>, String> {
+        if self.at(0) == Some(&Tok::Punct('*')) {
+            self.i += 1;
+            return Ok(COLUMNS.to_vec());
+        }
+        let mut columns = Vec::new();
+        loop {
+            match self.at(0) {
+                Some(Tok::Word(w)) if !w.eq_ignore_ascii_case("from") => {
+                    columns.push(column(w)?);
+                    self.i += 1;
+                }
+                _ => return Err(SYNTAX.into()),
+            }
+            if self.at(0) != Some(&Tok::Punct(',')) {
+                return Ok(columns);
+            }
+            self.i += 1;
+        }
+    }
+
+    /// `FROM enduser [alias]`.
+    fn from_enduser(&mut self) -> Result<(), String> {
+        if !self.kw(0, "from") {
+            return Err(SYNTAX.into());
+        }
+        self.i += 1;
+        match self.at(0) {
+            Some(Tok::Word(t)) if t.eq_ignore_ascii_case("enduser") => self.i += 1,
+            Some(Tok::Word(t)) => {
+                return Err(format!("The specified table ({t}) is not in the database."));
+            }
+            _ => return Err(SYNTAX.into()),
+        }
+        // Optional table alias.
+        if let Some(Tok::Word(w)) = self.at(0)
+            && !["where", "order"].iter().any(|k| w.eq_ignore_ascii_case(k))
+        {
+            self.i += 1;
+        }
+        Ok(())
+    }
+
+    /// `cond [AND cond]…` after `WHERE`.
+    fn conditions(&mut self) -> Result<Vec<Cond>, String> {
+        let mut conds = Vec::new();
+        loop {
+            let Some(Tok::Word(c)) = self.at(0) else {
+                return Err(SYNTAX.into());
+            };
+            let col = column(c)?;
+            self.i += 1;
+            if self.at(0) == Some(&Tok::Punct('=')) {
+                let Some(Tok::Str(v)) = self.at(1) else {
+                    return Err(SYNTAX.into());
+                };
+                conds.push(Cond::Eq(col, v.clone()));
+                self.i += 2;
+            } else if self.kw(0, "is") && self.kw(1, "null") {
+                conds.push(Cond::IsNull(col, true));
+                self.i += 2;
+            } else if self.kw(0, "is") && self.kw(1, "not") && self.kw(2, "null") {
+                conds.push(Cond::IsNull(col, false));
+                self.i += 3;
+            } else {
+                return Err(SYNTAX.into());
+            }
+            if !self.kw(0, "and") {
+                return Ok(conds);
+            }
+            self.i += 1;
+        }
+    }
 }
