@@ -7,19 +7,29 @@
 //! - [`cloud`]: fake Webex cloud (identity, Control Hub, assignment, messaging, presence, KMS
 //!   relay) and its HTTP/1.1 + WebSocket driver.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
-//! - [`jabber`]: the Jabber client model used by workloads.
-//! - [`kms`]: fake Key Management Service core.
-//! - [`kms_http`]: the KMS as its own host (`kms`, or `hds`): HTTP routes, driver, client.
-//! - [`webex`]: the Webex App client model (REST + event WebSocket, seeded actions).
+//! - [`clients`]: the client models the workloads run: [`clients::jabber`] (a Jabber device)
+//!   and [`clients::webex`] (a Webex App user), each a sans-IO core and a driver task.
+//! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
+//!   HTTP driver and client.
+//! - [`rest`]: the REST request/response types the cloud and the KMS host share.
 //! - [`observe`]: how client models report to the simulation's observer.
 
+pub mod clients;
 pub mod cloud;
 pub mod imp;
-pub mod jabber;
 pub mod kms;
-pub mod kms_http;
+pub mod rest;
+
+// old path, kept until sim follows
+pub use clients::{jabber, webex};
+
+/// Old path of the KMS host (now [`kms::service`] and [`kms::http`]).
+pub mod kms_http {
+    // old path, kept until sim follows
+    pub use crate::kms::http::*;
+    pub use crate::kms::service::*;
+}
 pub mod observe;
-pub mod webex;
 
 use rand::RngExt as _;
 use std::time::Duration;

@@ -1,7 +1,8 @@
 //! The recording interface between client models and the simulation's observer.
 //!
 //! Client models report what their users sent and received; the observer (in `sim`) keeps the
-//! history and the trace digest. Recording never influences behaviour (DESIGN.md section 1).
+//! history and the trace digest. Recording never influences behaviour: a run must give the same
+//! digest whether or not anyone reads the record.
 
 /// Which client a user acted from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

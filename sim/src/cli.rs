@@ -412,119 +412,6 @@ enum ServeTarget {
     },
 }
 
-/// The config file of `hmsim serve imp`: one IM&P node (the publisher of a one-node cluster)
-/// on real sockets. Example:
-///
-/// ```yaml
-/// domain: example.com            # XMPP domain (default example.com)
-/// host: imp-1                    # node host name, as AXL reports it (default imp-1)
-/// version: "14.0"                # IM&P version (default 14.0)
-/// offline_storage: true          # spec 46 (default true)
-/// mdm: true                      # carbons (default true)
-/// listen: { ip: 127.0.0.1, c2s: 5222, component: 7400, axl: 8443 }   # these are the defaults
-/// component: { secret: s3cret, sessions_max: 100, create_rate: 10/1s }  # limits optional
-/// axl: { username: hmsim-axl, password: axl-Secret-0, axl_role: true }
-/// users:
-///   - { userid: alice, password: alice-pw, email: alice@example.com }
-///   - { userid: nomail, password: pw }   # no email: no mailid in AXL
-/// ```
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeImpConfig {
-    #[serde(default = "serve_default_domain")]
-    domain: String,
-    #[serde(default = "serve_default_host")]
-    host: String,
-    #[serde(default = "serve_default_version")]
-    version: String,
-    #[serde(default = "serve_yes")]
-    offline_storage: bool,
-    #[serde(default = "serve_yes")]
-    mdm: bool,
-    #[serde(default)]
-    listen: ServeListen,
-    component: ServeComponent,
-    axl: ServeAxl,
-    users: Vec<ServeUser>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeListen {
-    #[serde(default = "serve_default_ip")]
-    ip: std::net::IpAddr,
-    #[serde(default = "serve_default_c2s")]
-    c2s: u16,
-    #[serde(default = "serve_default_component")]
-    component: u16,
-    #[serde(default = "serve_default_axl")]
-    axl: u16,
-}
-
-impl Default for ServeListen {
-    fn default() -> Self {
-        Self {
-            ip: serve_default_ip(),
-            c2s: serve_default_c2s(),
-            component: serve_default_component(),
-            axl: serve_default_axl(),
-        }
-    }
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeComponent {
-    secret: String,
-    #[serde(default)]
-    sessions_max: Option<usize>,
-    #[serde(default)]
-    create_rate: Option<scenario::units::Rate>,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeAxl {
-    username: String,
-    password: String,
-    #[serde(default = "serve_yes")]
-    axl_role: bool,
-}
-
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ServeUser {
-    userid: String,
-    password: String,
-    #[serde(default)]
-    email: Option<String>,
-}
-
-fn serve_default_domain() -> String {
-    "example.com".into()
-}
-fn serve_default_host() -> String {
-    "imp-1".into()
-}
-fn serve_default_version() -> String {
-    "14.0".into()
-}
-fn serve_yes() -> bool {
-    true
-}
-fn serve_default_ip() -> std::net::IpAddr {
-    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-}
-fn serve_default_c2s() -> u16 {
-    fakes::imp::driver::C2S_PORT
-}
-fn serve_default_component() -> u16 {
-    fakes::imp::component::COMPONENT_PORT
-}
-fn serve_default_axl() -> u16 {
-    fakes::imp::axl::AXL_PORT
-}
-
 fn cmd_serve(target: ServeTarget) -> i32 {
     match target {
         ServeTarget::Imp { config } => serve_imp(&config),
@@ -533,30 +420,23 @@ fn cmd_serve(target: ServeTarget) -> i32 {
     }
 }
 
-fn load_serve_imp_config(path: &Path) -> Result<ServeImpConfig, String> {
+fn load_serve_imp_config(path: &Path) -> Result<fakes::imp::serve::ServeImpConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
     let de = serde_yaml::Deserializer::from_str(&text);
-    let cfg: ServeImpConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let at = e.path().to_string();
-        format!("{}: {at}: {}", path.display(), e.into_inner())
-    })?;
-    if crate::scenario::validate::imp_version(&cfg.version).is_none() {
-        return Err(format!(
-            "{}: version: `{}` is not a version such as `14.0`",
-            path.display(),
-            cfg.version
-        ));
-    }
+    let cfg: fakes::imp::serve::ServeImpConfig =
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let at = e.path().to_string();
+            format!("{}: {at}: {}", path.display(), e.into_inner())
+        })?;
+    cfg.validate()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(cfg)
 }
 
-/// Serves one IM&P node until killed; exit code 2 for a bad config, 4 when a port cannot be
-/// bound.
+/// Serves one IM&P node until killed (`fakes::imp::serve`); exit code 2 for a bad config, 4
+/// when a port cannot be bound.
 fn serve_imp(path: &Path) -> i32 {
-    use fakes::imp::{axl, component, driver};
-    use std::cell::RefCell;
-    use std::rc::Rc;
     let cfg = match load_serve_imp_config(path) {
         Ok(c) => c,
         Err(e) => {
@@ -564,79 +444,8 @@ fn serve_imp(path: &Path) -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
-    let version = crate::scenario::validate::imp_version(&cfg.version).unwrap_or((14, 0));
-    let dir = Rc::new(fakes::imp::Directory::new(cfg.users.iter().map(|u| {
-        fakes::imp::UserRecord {
-            userid: u.userid.clone(),
-            jid: format!("{}@{}", u.userid.to_ascii_lowercase(), cfg.domain),
-            email: u.email.clone(),
-            password: u.password.clone(),
-            home: cfg.host.clone(),
-        }
-    })));
-    let node_cfg = fakes::imp::NodeConfig {
-        host: cfg.host.clone(),
-        domain: cfg.domain.clone(),
-        version,
-        offline_storage: cfg.offline_storage,
-        mdm: cfg.mdm,
-    };
-    let create_rate = cfg.component.create_rate.map(|r| component::CreateRate {
-        sessions: r.count.round().clamp(0.0, f64::from(u32::MAX)) as u32,
-        per: r.per,
-    });
-    let comp = component::ComponentService::new(
-        component::ComponentConfig {
-            secret: cfg.component.secret.clone(),
-            sessions_max: cfg.component.sessions_max,
-            create_rate,
-        },
-        &node_cfg,
-        dir.clone(),
-    );
-    let axl_svc = axl::AxlService::new(
-        vec![axl::AxlAccount {
-            username: cfg.axl.username.clone(),
-            password: cfg.axl.password.clone(),
-            axl_role: cfg.axl.axl_role,
-        }],
-        vec![axl::AxlNode {
-            name: cfg.host.clone(),
-            description: "hmsim IM and Presence publisher".into(),
-            version: format!("{}.{}", version.0, version.1),
-            prg_peer: None,
-            prg_high_availability: false,
-        }],
-        dir.clone(),
-        Vec::new(),
-    );
-    let node = Rc::new(RefCell::new(fakes::imp::ImpNode::new(
-        node_cfg,
-        dir,
-        Rc::default(),
-    )));
-    let ports = driver::NodePorts {
-        c2s: cfg.listen.c2s,
-        component: cfg.listen.component,
-        axl: cfg.listen.axl,
-        router: None,
-    };
-    let ip = cfg.listen.ip;
-    let net = connector::io::net::TokioNet::new(ip);
-    let served = run_local(driver::serve_node(
-        net,
-        node,
-        Rc::new(RefCell::new(comp)),
-        Rc::new(RefCell::new(axl_svc)),
-        ports,
-        || {
-            println!("hmsim serve imp: node {} domain {}", cfg.host, cfg.domain);
-            println!("listening c2s {ip}:{}", ports.c2s);
-            println!("listening component {ip}:{}", ports.component);
-            println!("listening axl {ip}:{}", ports.axl);
-        },
-    ));
-    match served {
+    let print = |lines: Vec<String>| lines.iter().for_each(|l| println!("{l}"));
+    match run_local(fakes::imp::serve::serve(&cfg, print)) {
         Ok(()) => EXIT_OK,
         Err(e) => {
             eprintln!("hmsim serve imp: {e}");

@@ -9,7 +9,7 @@ pub use connector::proto::webex::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use connector::io::http::Method;
+pub use crate::rest::{Method, Response};
 
 /// One REST request, as the driver hands it to the core.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,15 +22,6 @@ pub struct Request {
     pub token: Option<String>,
     /// The body (JSON or empty).
     pub body: Vec<u8>,
-}
-
-/// The core's answer: a status and a JSON body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Response {
-    /// HTTP status code.
-    pub status: u16,
-    /// JSON body (`{"error", "detail"}` for errors).
-    pub body: serde_json::Value,
 }
 
 /// Who receives a WebSocket event: every open socket of that principal.

@@ -5,7 +5,7 @@
 //! ## Server
 //!
 //! - One task per TCP connection: `hyper::server::conn::http1` with a [`TokioTimer`] (without
-//!   it hyper's header timeout never fires, PITFALLS) and keep-alive. Bodies are read through
+//!   it hyper's header timeout silently never fires) and keep-alive. Bodies are read through
 //!   `http_body_util::Limited` at [`BODY_BYTES_MAX`]: a longer one is answered 413 without
 //!   buffering it.
 //! - `GET /v1/events` with `Upgrade: websocket` and a user or connector bearer token becomes a
@@ -40,7 +40,8 @@
 use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
 use crate::kms::KmsError;
-use crate::kms_http::{KmsCall, KmsClient, KmsReply};
+use crate::kms::http::KmsClient;
+use crate::kms::{KmsCall, KmsReply};
 use connector::io::net::Net;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http_body_util::{BodyExt as _, Full, Limited};
@@ -190,18 +191,9 @@ async fn kms_relay<N: Net>(
             let (uri, change) = footprint(&job);
             let uri = uri.map(str::to_string);
             use_key(&mut busy, uri.as_deref(), change, true);
-            let mut kms = idle.pop().expect("at most one job per idle client");
-            let handle = match job {
-                Job::Call(call, reply) => running.spawn_local(async move {
-                    let _ = reply.send(kms.call(&call).await);
-                    (kms, None)
-                }),
-                Job::Change(call) => running.spawn_local(async move {
-                    let result = kms.call(&call).await;
-                    (kms, Some((call, result)))
-                }),
-            };
-            footprints.insert(handle.id(), (uri, change));
+            let kms = idle.pop().expect("at most one job per idle client");
+            let id = spawn_job(&mut running, kms, job);
+            footprints.insert(id, (uri, change));
         }
         if closed && backlog.is_empty() && running.is_empty() {
             return;
@@ -242,6 +234,35 @@ async fn kms_relay<N: Net>(
             },
         }
     }
+}
+
+/// Queues a call on the KMS relay and waits for its answer; a relay gone is an unavailable
+/// KMS.
+async fn relay_call(tx: &mpsc::UnboundedSender<Job>, call: KmsCall) -> Result<KmsReply, KmsError> {
+    let (reply, answer) = oneshot::channel();
+    match tx.send(Job::Call(call, reply)) {
+        Ok(()) => answer.await.unwrap_or(Err(KmsError::Unavailable)),
+        Err(_) => Err(KmsError::Unavailable),
+    }
+}
+
+/// Runs one job on its own client in `running`; returns the task's id.
+fn spawn_job<N: Net>(
+    running: &mut tokio::task::JoinSet<Done<N>>,
+    mut kms: KmsClient<N>,
+    job: Job,
+) -> tokio::task::Id {
+    let handle = match job {
+        Job::Call(call, reply) => running.spawn_local(async move {
+            let _ = reply.send(kms.call(&call).await);
+            (kms, None)
+        }),
+        Job::Change(call) => running.spawn_local(async move {
+            let result = kms.call(&call).await;
+            (kms, Some((call, result)))
+        }),
+    };
+    handle.id()
 }
 
 /// What a relay task gives back: its client, and for a change the change and its result.
@@ -437,13 +458,7 @@ async fn handle<N: Net>(
         Outcome::Kms(call, cont) => {
             dispatch(&cloud, &sockets, &jobs);
             let result = match &jobs {
-                Some(tx) => {
-                    let (reply, answer) = oneshot::channel();
-                    match tx.send(Job::Call(call, reply)) {
-                        Ok(()) => answer.await.unwrap_or(Err(KmsError::Unavailable)),
-                        Err(_) => Err(KmsError::Unavailable),
-                    }
-                }
+                Some(tx) => relay_call(tx, call).await,
                 // An in-process KMS: the core runs the call itself.
                 None => cloud.borrow_mut().local_kms_call(&call),
             };

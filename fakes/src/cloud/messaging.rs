@@ -40,6 +40,9 @@ pub const ACTIVITIES_PER_SPACE_MAX: usize = 10_000;
 pub const ENCRYPTED_TEXT_BYTES_MAX: usize = 64 * 1024;
 /// Members of a group space. The simulation's workloads use small groups.
 pub const MEMBERS_PER_SPACE_MAX: usize = 100;
+// A key for the largest space names every member and a connector per member: the KMS host
+// must accept that many principals.
+const _: () = assert!(2 * MEMBERS_PER_SPACE_MAX <= crate::kms::service::KMS_PRINCIPALS_MAX);
 /// Longest client-chosen activity id, in bytes.
 pub const CLIENT_ID_BYTES_MAX: usize = 128;
 /// Activities returned by one catch-up read.
@@ -118,7 +121,7 @@ impl Space {
 }
 
 /// Checks that `token` is a JWE compact token made with the space key `key_uri`: the cloud
-/// stores ciphertext only (design section 3).
+/// stores ciphertext only (docs/protocols.md, KMS).
 ///
 /// # Errors
 /// [`CloudError::Invalid`] for anything else (plaintext, another key, too long).

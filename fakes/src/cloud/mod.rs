@@ -99,7 +99,7 @@
 //! that what it still had in flight for the user can be encrypted or decrypted.
 //!
 //! Two modes: [`Cloud::new`] holds a KMS in-process ([`crate::kms::Kms`]; unit tests, simple
-//! runs); [`Cloud::with_remote_kms`] reaches a KMS host ([`crate::kms_http`]) over the network.
+//! runs); [`Cloud::with_remote_kms`] reaches a KMS host ([`crate::kms::http`]) over the network.
 //! The core stays sans-IO either way: [`Cloud::handle`] answers a request that needs the KMS
 //! with [`Outcome::Kms`] (a [`KmsCall`] and a [`Continuation`]); the driver sends the call to
 //! the KMS and feeds its answer to [`Cloud::complete`]. Authorization changes that follow
@@ -137,7 +137,7 @@ pub use error::CloudError;
 pub use plaintext::{Leak, plaintext_leaks};
 
 use crate::kms::{Kms, KmsError};
-use crate::kms_http::{KmsCall, KmsReply};
+use crate::kms::{KmsCall, KmsReply};
 use api::{Event, Subscriber};
 use assignment::{Assignment, Move};
 use control_hub::{ControlHub, HubEvent};
@@ -415,7 +415,7 @@ impl Cloud {
         Self::with_link(cfg, rng, kms)
     }
 
-    /// A cloud that relays to the KMS host at `kms_host:kms_port` ([`crate::kms_http`]);
+    /// A cloud that relays to the KMS host at `kms_host:kms_port` ([`crate::kms::http`]);
     /// `cfg.kms_host` should name the same host. `rng` draws tokens and registration delays
     /// (the KMS host draws the keys).
     pub fn with_remote_kms(
@@ -511,7 +511,7 @@ impl Cloud {
     }
 
     /// The in-process KMS, for faults ([`Kms::set_outage`]); `None` with a remote KMS (use
-    /// [`crate::kms_http::KmsService::set_outage`] on the KMS host).
+    /// [`crate::kms::KmsService::set_outage`] on the KMS host).
     pub fn kms_mut(&mut self) -> Option<&mut Kms> {
         match &mut self.kms {
             KmsLink::Local(k) => Some(k),

@@ -9,7 +9,7 @@ use super::{
     Cloud, CloudError, KNOWN_USERS_PER_REQUEST_MAX, Pending, Principal, Step, connector_principal,
     ms,
 };
-use crate::kms_http::{KmsCall, KmsReply};
+use crate::kms::{KmsCall, KmsReply};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::de::DeserializeOwned;

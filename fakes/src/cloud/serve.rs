@@ -24,7 +24,7 @@
 
 use super::api::{Method, Request};
 use super::{Cloud, CloudConfig};
-use crate::kms_http::KmsService;
+use crate::kms::KmsService;
 use connector::io::net::{Net as _, TokioNet};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
@@ -232,7 +232,7 @@ pub async fn serve_kms(
         .local_addr()
         .unwrap_or(SocketAddr::new(cfg.listen.ip, cfg.listen.port));
     on_ready(vec![format!("listening http {addr}")]);
-    crate::kms_http::serve_listener(net, Rc::new(RefCell::new(kms)), listener)
+    crate::kms::http::serve_listener(net, Rc::new(RefCell::new(kms)), listener)
         .await
         .map_err(|e| e.to_string())
 }

@@ -1264,7 +1264,7 @@ fn remote_cloud() -> Cloud {
         cfg,
         ChaCha8Rng::seed_from_u64(7),
         crate::kms::CLOUD_HOST,
-        crate::kms_http::KMS_PORT,
+        crate::kms::KMS_PORT,
     )
 }
 
@@ -1279,9 +1279,9 @@ fn request(method: Method, path: &str, token: Option<&str>, body: Value) -> Requ
 
 /// Sends the call of an [`Outcome::Kms`] to a KMS host core, as the driver does over HTTP.
 fn relay(
-    kms: &mut crate::kms_http::KmsService,
-    call: &crate::kms_http::KmsCall,
-) -> Result<crate::kms_http::KmsReply, crate::kms::KmsError> {
+    kms: &mut crate::kms::KmsService,
+    call: &crate::kms::KmsCall,
+) -> Result<crate::kms::KmsReply, crate::kms::KmsError> {
     let (method, path, body) = call.request();
     let r = kms.handle(method, path, body.to_string().as_bytes());
     call.parse_answer(r.status, &r.body)
@@ -1289,7 +1289,7 @@ fn relay(
 
 #[test]
 fn remote_kms_requests_are_deferred_and_completed() {
-    use crate::kms_http::{KmsCall as K, KmsService};
+    use crate::kms::{KmsCall as K, KmsService};
     let mut w = world_on(remote_cloud());
     let mut kms = KmsService::new(crate::kms::CLOUD_HOST, ChaCha8Rng::seed_from_u64(3));
     let now = w.now;

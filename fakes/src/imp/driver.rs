@@ -34,7 +34,8 @@ pub const PEER_QUEUE_MAX: usize = 16_384;
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(10);
 /// An outbound link silent this long is dead: three missed pings.
 pub const LINK_SILENCE_MAX: Duration = Duration::from_secs(30);
-/// Connect attempts give up after this long (a connect to a crashed host hangs, PITFALLS).
+/// Connect attempts give up after this long: a connect to a crashed host is never refused,
+/// it hangs (the simulated network drops its packets, as a real one does).
 pub const LINK_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// First reconnect delay of a link.
 pub const LINK_BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -47,7 +48,8 @@ pub const OUT_QUEUE_MAX: usize = 1_024;
 /// connector node (15,000 on a Large node, spec 2): a burst of presence and carbons for all of
 /// them must fit, or the node would drop the link as a slow reader and every session with it.
 pub const COMPONENT_QUEUE_MAX: usize = 131_072;
-/// Read buffer per connection. Small on purpose: 15,000 connections per node (PITFALLS).
+/// Read buffer per connection. Small on purpose: a Large node holds 15,000 connections, and
+/// 64 KiB each would be a gigabyte of buffers.
 pub const READ_BUF_BYTES: usize = 4 * 1024;
 /// Period of the PRG timer ([`ImpNode::prg_handle_timeout`]): heartbeats are every 15 s and
 /// timeouts are tens of seconds, so one second is precise enough and cheap. The timer also

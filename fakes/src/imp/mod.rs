@@ -8,6 +8,7 @@
 //!   links, offline storage, carbons, presence composition).
 //! - [`prg`]: Presence Redundancy Groups: heartbeats, failover and fallback (spec 61-65).
 //! - [`driver`]: sockets ↔ core, on any [`connector::io::net::Net`] backend.
+//! - [`serve`]: `hmsim serve imp`: one node on loopback sockets, from its config file.
 
 pub mod axl;
 pub mod component;
@@ -16,6 +17,7 @@ pub mod driver;
 pub mod muc;
 pub mod node;
 pub mod prg;
+pub mod serve;
 
 pub use directory::{Directory, NodeDb, UserRecord};
 pub use node::{ImpNode, NodeConfig, NodeStats};

@@ -383,25 +383,8 @@ impl Muc {
                 r.occupants.insert(nick.to_string(), occupant);
                 return self.broadcast(room, nick, &[], &[]);
             }
-            if r.nick_of(from).is_some() {
-                return self.error(
-                    el,
-                    "cancel",
-                    "not-acceptable",
-                    Some("nick changes are not served"),
-                );
-            }
-            // The same user may take their nickname over from a stale device (for example
-            // after a reconnect, or when a followed persistent-room occupant rejoins).
-            let taken = r
-                .occupants
-                .get(nick)
-                .is_some_and(|o| o.jid.bare() != from.bare());
-            if taken {
-                return self.error(el, "cancel", "conflict", None);
-            }
-            if !r.occupants.contains_key(nick) && r.occupants.len() >= OCCUPANTS_PER_ROOM_MAX {
-                return self.error(el, "wait", "service-unavailable", Some("room is full"));
+            if let Some(refusal) = self.join_refusal(room, from, nick, el) {
+                return refusal;
             }
         }
         let owner = from.bare();
@@ -415,8 +398,51 @@ impl Muc {
             self.stats.rooms_created += 1;
         }
         self.stats.joins += 1;
-        // The joiner first learns who is there (7.2.3), then everyone sees the joiner.
-        let others: Vec<String> = r.occupants.keys().filter(|n| *n != nick).cloned().collect();
+        self.join_presences(room, nick, from, created)
+    }
+
+    /// Why `from` may not join `room` (which exists) as `nick`, as the error to send.
+    fn join_refusal(
+        &mut self,
+        room: &str,
+        from: &Jid,
+        nick: &str,
+        el: &Element,
+    ) -> Option<Vec<Element>> {
+        let r = self.rooms.get(room)?;
+        if r.nick_of(from).is_some() {
+            let text = Some("nick changes are not served");
+            return Some(self.error(el, "cancel", "not-acceptable", text));
+        }
+        // The same user may take their nickname over from a stale device (for example
+        // after a reconnect, or when a followed persistent-room occupant rejoins).
+        let taken = r
+            .occupants
+            .get(nick)
+            .is_some_and(|o| o.jid.bare() != from.bare());
+        if taken {
+            return Some(self.error(el, "cancel", "conflict", None));
+        }
+        if !r.occupants.contains_key(nick) && r.occupants.len() >= OCCUPANTS_PER_ROOM_MAX {
+            return Some(self.error(el, "wait", "service-unavailable", Some("room is full")));
+        }
+        None
+    }
+
+    /// What a join sends: the joiner first learns who is there (7.2.3), then everyone sees the
+    /// joiner, then the joiner gets the (empty) subject.
+    fn join_presences(
+        &mut self,
+        room: &str,
+        nick: &str,
+        from: &Jid,
+        created: bool,
+    ) -> Vec<Element> {
+        let others: Vec<String> = self
+            .rooms
+            .get(room)
+            .map(|r| r.occupants.keys().filter(|n| *n != nick).cloned().collect())
+            .unwrap_or_default();
         let mut out: Vec<Element> = others
             .iter()
             .map(|n| self.occupant_presence(room, n, from, &[]))

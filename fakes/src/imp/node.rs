@@ -987,6 +987,25 @@ impl ImpNode {
         }
     }
 
+    /// A peer speaks only for the users it may serve (its own, or its PRG peer's), and only
+    /// to users this node may serve. Offline messages handed over at a PRG failover or
+    /// fallback (delay-stamped by this domain) come from the recipient's PRG pair instead.
+    fn peer_may_send(&self, peer: &str, el: &Element, from: &Jid, to: &Jid) -> bool {
+        let from_home = self.dir.get(&from.bare()).map(|u| u.home.clone());
+        let to_home = self.dir.get(&to.bare()).map(|u| u.home.clone());
+        let handover = el
+            .child("delay", xmpp::NS_DELAY)
+            .is_some_and(|d| d.attr("from") == Some(self.cfg.domain.as_str()))
+            && to_home.as_deref().is_some_and(|h| self.may_serve(peer, h));
+        let from_ok = from_home
+            .as_deref()
+            .is_some_and(|h| self.may_serve(peer, h));
+        let to_ok = to_home
+            .as_deref()
+            .is_some_and(|h| self.may_serve(&self.cfg.host, h));
+        (from_ok || handover) && to_ok
+    }
+
     /// A stanza from a peer node: answer keepalives, then deliver to users homed here.
     fn on_peer_stanza(&mut self, now: Duration, conn: ConnId, el: Element) {
         let Some(State::Router { peer }) = self.conns.get(&conn).map(|c| &c.state) else {
@@ -1020,22 +1039,7 @@ impl ImpNode {
             self.stats.peer_rejected += 1;
             return;
         };
-        let from_home = self.dir.get(&from.bare()).map(|u| u.home.clone());
-        let to_home = self.dir.get(&to.bare()).map(|u| u.home.clone());
-        // A peer speaks only for the users it may serve (its own, or its PRG peer's), and only
-        // to users this node may serve. Offline messages handed over at a PRG failover or
-        // fallback (delay-stamped by this domain) come from the recipient's PRG pair instead.
-        let handover = el
-            .child("delay", xmpp::NS_DELAY)
-            .is_some_and(|d| d.attr("from") == Some(self.cfg.domain.as_str()))
-            && to_home.as_deref().is_some_and(|h| self.may_serve(&peer, h));
-        let from_ok = from_home
-            .as_deref()
-            .is_some_and(|h| self.may_serve(&peer, h));
-        let to_ok = to_home
-            .as_deref()
-            .is_some_and(|h| self.may_serve(&self.cfg.host, h));
-        if !(from_ok || handover) || !to_ok {
+        if !self.peer_may_send(&peer, &el, &from, &to) {
             tracing::debug!(node = %self.cfg.host, %peer, "misrouted or spoofed stanza dropped");
             self.stats.peer_rejected += 1;
             return;

@@ -357,11 +357,20 @@ impl Prg {
             }
             _ => {}
         }
-        // Failure detection (spec 65): only with high availability, and never while this
-        // node itself does not know the state of the pair.
+        self.detect_failure(now, &peer, &mut out);
+        if now >= self.next_heartbeat {
+            self.broadcast(&mut out);
+            self.next_heartbeat = now + HEARTBEAT_INTERVAL;
+        }
+        out
+    }
+
+    /// Failure detection (spec 65): only with high availability, and never while this node
+    /// itself does not know the state of the pair. A silent peer's homes are taken over.
+    fn detect_failure(&mut self, now: Duration, peer: &str, out: &mut Vec<PrgAction>) {
         let silent = now.saturating_sub(self.peer_heard) > self.cfg.heartbeat_timeout;
         if silent && self.cfg.high_availability && self.state != PrgState::Unknown {
-            let served_by_peer: Vec<String> = [self.me.clone(), peer.clone()]
+            let served_by_peer: Vec<String> = [self.me.clone(), peer.to_string()]
                 .into_iter()
                 .filter(|h| self.server_of(h) == peer)
                 .collect();
@@ -370,7 +379,7 @@ impl Prg {
                     self.claim(h);
                 }
                 self.pending = None;
-                let took_peer = served_by_peer.contains(&peer);
+                let took_peer = served_by_peer.iter().any(|h| h == peer);
                 self.set(
                     now,
                     if took_peer {
@@ -379,18 +388,13 @@ impl Prg {
                         PrgState::TakingBack
                     },
                 );
-                self.broadcast(&mut out);
+                self.broadcast(out);
                 self.next_heartbeat = now + HEARTBEAT_INTERVAL;
                 if !took_peer {
                     self.settle(now);
                 }
             }
         }
-        if now >= self.next_heartbeat {
-            self.broadcast(&mut out);
-            self.next_heartbeat = now + HEARTBEAT_INTERVAL;
-        }
-        out
     }
 
     /// The state that follows from the view once nothing is pending.
@@ -459,18 +463,41 @@ impl Prg {
         if from_peer {
             self.peer_heard = now;
         }
-        // Merge the view by epoch; remember what this node gained or lost.
+        let (stale_sender, mut lost) = self.merge_view(prg);
+        if let Some(p) = peer.as_deref()
+            && self.heal_split_brain(now, p, &mut lost, &mut out)
+        {
+            return out;
+        }
+        for (home, server) in &lost {
+            out.push(PrgAction::Release {
+                home: home.clone(),
+                server: server.clone(),
+            });
+        }
+        if self.on_request(now, from, from_peer, prg.attr("action"), &mut out) {
+            return out;
+        }
+        self.follow_view(now, from_peer, !lost.is_empty());
+        // A restarted peer (`Unknown`) waits for this node's view: answer at once rather than
+        // at the next heartbeat, so its users are served again within a tick.
+        let peer_unknown = from_peer && prg.attr("state") == Some("0");
+        if stale_sender || peer_unknown {
+            out.push(self.heartbeat_to(from, "heartbeat"));
+        }
+        out
+    }
+
+    /// Merges a received view by epoch. Returns whether the sender's view was stale, and the
+    /// homes this node lost (home, new server).
+    fn merge_view(&mut self, prg: &Element) -> (bool, Vec<(String, String)>) {
         let mut stale_sender = false;
         let mut lost: Vec<(String, String)> = Vec::new();
-        let mut seen = 0usize;
-        for e in prg
+        let entries = prg
             .elements()
             .filter(|e| e.name == "serve" && e.ns == NS_PRG)
-        {
-            seen += 1;
-            if seen > VIEW_ENTRIES_MAX {
-                break;
-            }
+            .take(VIEW_ENTRIES_MAX);
+        for e in entries {
             let (Some(home), Some(server), Some(epoch)) = (
                 e.attr("home"),
                 e.attr("server"),
@@ -495,37 +522,49 @@ impl Prg {
                 stale_sender = true;
             }
         }
-        // Split brain healed: a partition longer than the timeout made each node of the pair
-        // take over the other's users, and merging the views would swap them. Both nodes see
-        // the same swapped view and resolve it the same way: every home back to itself, at a
-        // new epoch; each gives the other's users back.
-        if let Some(p) = peer.as_deref()
-            && self.server_of(&self.me) == p
-            && self.server_of(p) == self.me
-        {
-            let epoch = self.view.values().map(|v| v.1).max().unwrap_or(0) + 1;
-            self.view.insert(self.me.clone(), (self.me.clone(), epoch));
-            self.view.insert(p.to_string(), (p.to_string(), epoch));
-            lost.retain(|(h, _)| *h != self.me);
-            lost.push((p.to_string(), p.to_string()));
-            self.pending = None;
-            self.set(now, PrgState::Normal);
-            self.broadcast(&mut out);
-            for (home, server) in &lost {
-                out.push(PrgAction::Release {
-                    home: home.clone(),
-                    server: server.clone(),
-                });
-            }
-            return out;
+        (stale_sender, lost)
+    }
+
+    /// Split brain healed: a partition longer than the timeout made each node of the pair
+    /// take over the other's users, and merging the views would swap them. Both nodes see the
+    /// same swapped view and resolve it the same way: every home back to itself, at a new
+    /// epoch; each gives the other's users back. True when it was a split brain.
+    fn heal_split_brain(
+        &mut self,
+        now: Duration,
+        p: &str,
+        lost: &mut Vec<(String, String)>,
+        out: &mut Vec<PrgAction>,
+    ) -> bool {
+        if self.server_of(&self.me) != p || self.server_of(p) != self.me {
+            return false;
         }
-        for (home, server) in &lost {
+        let epoch = self.view.values().map(|v| v.1).max().unwrap_or(0) + 1;
+        self.view.insert(self.me.clone(), (self.me.clone(), epoch));
+        self.view.insert(p.to_string(), (p.to_string(), epoch));
+        lost.retain(|(h, _)| *h != self.me);
+        lost.push((p.to_string(), p.to_string()));
+        self.pending = None;
+        self.set(now, PrgState::Normal);
+        self.broadcast(out);
+        for (home, server) in lost.iter() {
             out.push(PrgAction::Release {
                 home: home.clone(),
                 server: server.clone(),
             });
         }
-        let action = prg.attr("action");
+        true
+    }
+
+    /// The peer's failover or fallback request; true when it was taken.
+    fn on_request(
+        &mut self,
+        now: Duration,
+        from: &str,
+        from_peer: bool,
+        action: Option<&str>,
+        out: &mut Vec<PrgAction>,
+    ) -> bool {
         let take_over = action == Some("failover")
             && from_peer
             && self.cfg.high_availability
@@ -534,8 +573,8 @@ impl Prg {
         if take_over {
             self.claim(from);
             self.set(now, PrgState::TakingOver);
-            self.broadcast(&mut out);
-            return out;
+            self.broadcast(out);
+            return true;
         }
         if action == Some("fallback") && from_peer && self.server_of(from) == self.me {
             self.claim(from);
@@ -548,10 +587,15 @@ impl Prg {
                 server: from.to_string(),
             });
             self.set(now, PrgState::FallingBack);
-            self.broadcast(&mut out);
-            return out;
+            self.broadcast(out);
+            return true;
         }
-        let follow = !lost.is_empty() || (from_peer && self.state != PrgState::RunningInFailedMode);
+        false
+    }
+
+    /// Moves the state along the merged view.
+    fn follow_view(&mut self, now: Duration, from_peer: bool, lost_any: bool) {
+        let follow = lost_any || (from_peer && self.state != PrgState::RunningInFailedMode);
         match self.state {
             PrgState::Unknown if from_peer => self.resolve(now),
             PrgState::FailingOver | PrgState::TakingBack => {
@@ -571,13 +615,6 @@ impl Prg {
             _ if follow => self.settle(now),
             _ => {}
         }
-        // A restarted peer (`Unknown`) waits for this node's view: answer at once rather than
-        // at the next heartbeat, so its users are served again within a tick.
-        let peer_unknown = from_peer && prg.attr("state") == Some("0");
-        if stale_sender || peer_unknown {
-            out.push(self.heartbeat_to(from, "heartbeat"));
-        }
-        out
     }
 
     /// Whether this node started from a database that had run before.

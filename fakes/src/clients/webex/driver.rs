@@ -1,82 +1,19 @@
-//! The Webex App client model: one task per user, speaking the cloud's REST API and event
-//! WebSocket (the same client helpers as the connector, [`connector::io::http`]).
-//!
-//! A user logs in, keeps the event socket open, and acts on a seeded schedule: text posts,
-//! edits and deletes of their last post, file shares, typing indications and read markers,
-//! drawn from the workload's mix. Every text it sends carries a unique tag `[[id]]` (Jepsen
-//! style): ids differ across the bridge (activity ids in Webex, stanza ids in Jabber), the tag
-//! is how the observer follows one message from sender to every receiver. Everything is
-//! encrypted with the space key before it leaves the client; the cloud never sees plaintext.
-//!
-//! Failures (cloud outage, KMS outage, HTTP errors, a dropped socket) are survived the way a
-//! real client does: reconnect with seeded backoff, and re-fetch what was missed over REST.
+//! The Webex App user's task: logs in, keeps the event socket open, catches up over REST, and
+//! carries out the actions its [`WebexCore`] draws; reconnects with seeded backoff.
 
-use crate::observe::{
-    ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder, Sent,
-};
+use super::core::{Action, Observation, WebexCore};
+use super::{BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, PresenceSettings, TYPING_FOR, WebexPlan};
+use crate::observe::{GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder};
 use connector::core::limiter::Backoff;
 use connector::io::http::{ClientError, EventClient, HttpClient, Method, ws_connect};
 use connector::io::net::Net;
 use connector::proto::jwe::{self, SpaceKey};
-use connector::proto::webex::{Activity, Event, Verb};
+use connector::proto::webex::{Activity, Event};
 use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
-
-/// Reconnect backoff bounds.
-pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// Upper bound of the reconnect backoff.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(60);
-/// How long a typing indication lasts before the client stops it.
-pub const TYPING_FOR: Duration = Duration::from_secs(5);
-/// Connect attempts give up after this long.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Shares of each action, as fractions summing to 1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Mix {
-    /// Text posts.
-    pub text: f64,
-    /// Edits of the last own post.
-    pub edit: f64,
-    /// Deletes of the last own post.
-    pub delete: f64,
-    /// File shares.
-    pub file: f64,
-    /// Typing indications.
-    pub typing: f64,
-    /// Read markers.
-    pub read: f64,
-}
-
-/// What one Webex user does.
-#[derive(Debug, Clone)]
-pub struct WebexPlan {
-    /// Emails the user writes to.
-    pub contacts: Vec<String>,
-    /// Mean time between actions (exponential).
-    pub mean_interval: Duration,
-    /// When acting starts.
-    pub start: Duration,
-    /// When acting stops.
-    pub stop: Duration,
-    /// Action shares.
-    pub mix: Mix,
-}
-
-/// Presence settings applied once logged in.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PresenceSettings {
-    /// "Show statuses" off.
-    pub hidden: bool,
-    /// Do not disturb for this many minutes (30..=1440), set at login.
-    pub dnd_minutes: Option<u64>,
-    /// Out of office.
-    pub out_of_office: bool,
-}
 
 /// One Webex App user.
 pub struct WebexSpec<N: Net> {
@@ -102,32 +39,6 @@ pub struct WebexSpec<N: Net> {
     pub rng: ChaCha8Rng,
     /// Where to report.
     pub recorder: Rc<dyn Recorder>,
-}
-
-/// The `[[id]]` tag of a text, if any.
-pub fn tag_of(text: &str) -> Option<&str> {
-    let start = text.find("[[")? + 2;
-    let end = start + text[start..].find("]]")?;
-    Some(&text[start..end])
-}
-
-#[derive(Default)]
-struct State {
-    token: Option<String>,
-    /// Contact email → (space id, key).
-    spaces: BTreeMap<String, (String, SpaceKey)>,
-    /// Space id → key, for every space seen.
-    keys: BTreeMap<String, SpaceKey>,
-    /// Space id → last activity sequence seen (for catch-up).
-    seen: BTreeMap<String, u64>,
-    /// Last own post per contact: (activity id, tag).
-    last_post: BTreeMap<String, String>,
-    /// Last activity received per contact, for read markers.
-    last_received: BTreeMap<String, (String, String)>,
-    seq: u64,
-    /// Posts the cloud did not take (outage, 5xx, dropped connection): re-sent in order after
-    /// the next login. The `client_id` makes a re-send of a post that did land harmless.
-    outbox: std::collections::VecDeque<(String, Value)>,
 }
 
 /// Events read ahead of the session loop; the reader waits when it is full.
@@ -164,15 +75,11 @@ impl Drop for EventReader {
     }
 }
 
-/// Posts kept for re-sending at most; a user offline for longer than this loses the oldest,
-/// as a real client's bounded outbox would.
-pub const OUTBOX_MAX: usize = 256;
-
 /// Runs a Webex user forever.
 pub async fn run_webex<N: Net>(mut d: WebexSpec<N>) {
     tokio::time::sleep(d.login_at.saturating_sub(d.net.now())).await;
     let mut backoff = Backoff::new(BACKOFF_MIN, BACKOFF_MAX);
-    let mut st = State::default();
+    let mut st = WebexCore::default();
     let mut next_action = d
         .plan
         .as_ref()
@@ -277,7 +184,7 @@ async fn call<N: Net>(
 
 async fn session<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
+    st: &mut WebexCore,
     next_action: &mut Option<Duration>,
     backoff: &mut Backoff,
 ) -> String {
@@ -317,14 +224,15 @@ async fn session<N: Net>(
         let wait = next_action.map_or(Duration::from_secs(3600), |t| t.saturating_sub(d.net.now()));
         tokio::select! {
             biased;
-            ev = events.rx.recv() => match ev.unwrap_or_else(|| Err("reader ended".into())) {
-                Ok(ev) => {
-                    if let Err(e) = on_event(d, st, &mut c, &token, ev).await {
-                        return e;
-                    }
+            ev = events.rx.recv() => {
+                let handled = match ev.unwrap_or_else(|| Err("reader ended".into())) {
+                    Ok(ev) => on_event(d, st, &mut c, &token, ev).await,
+                    Err(e) => Err(format!("event socket: {e}")),
+                };
+                if let Err(e) = handled {
+                    return e;
                 }
-                Err(e) => return format!("event socket: {e}"),
-            },
+            }
             _ = tokio::time::sleep(wait) => {
                 // (The cloud closes idle keep-alive connections: `CloudConn` reopens them.)
                 if let Err(e) = act(d, st, &mut c, &token, next_action).await {
@@ -356,7 +264,7 @@ async fn apply_presence<N: Net>(
 /// so spaces created while offline are found too), after the last sequence seen.
 async fn catch_up<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
 ) -> Result<(), String> {
@@ -364,12 +272,11 @@ async fn catch_up<N: Net>(
     if let Some(spaces) = me["spaces"].as_array() {
         for sp in spaces {
             if let Some(id) = sp["space_id"].as_str() {
-                st.seen.entry(id.to_string()).or_insert(0);
+                st.know_space(id);
             }
         }
     }
-    let spaces: Vec<(String, u64)> = st.seen.iter().map(|(k, v)| (k.clone(), *v)).collect();
-    for (space, after) in spaces {
+    for (space, after) in st.catch_up_marks() {
         let v = call(
             c,
             Method::Get,
@@ -389,7 +296,7 @@ async fn catch_up<N: Net>(
 
 async fn on_event<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     ev: Event,
@@ -409,12 +316,12 @@ async fn on_event<N: Net>(
 }
 
 async fn key_for<N: Net>(
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     space: &str,
 ) -> Result<SpaceKey, String> {
-    if let Some(k) = st.keys.get(space) {
+    if let Some(k) = st.key(space) {
         return Ok(k.clone());
     }
     let info = call(
@@ -442,92 +349,46 @@ async fn key_for<N: Net>(
         .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
         .ok_or("bad key from KMS")?;
     let key = SpaceKey { uri, bytes };
-    st.keys.insert(space.to_string(), key.clone());
+    st.add_key(space, key.clone());
     Ok(key)
 }
 
-/// Records an activity from someone else; our own echoes only advance the catch-up mark.
+/// Reports an activity from someone else (fetching its key first if need be); our own
+/// echoes only advance the catch-up mark.
 async fn receive<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     a: Activity,
 ) -> Result<(), String> {
-    let seen = st.seen.get(&a.space_id).copied().unwrap_or(0);
-    if a.seq <= seen && a.seq != 0 {
+    if !st.is_new(&a) {
         return Ok(()); // already seen (catch-up overlap)
     }
-    // The catch-up mark advances only once the activity is handled: if a key fetch fails
-    // here, the session ends and the catch-up after re-login fetches it again.
-    handle(d, st, c, token, &a).await?;
-    let mark = st.seen.entry(a.space_id.clone()).or_insert(0);
-    *mark = a.seq.max(*mark);
-    Ok(())
-}
-
-async fn handle<N: Net>(
-    d: &mut WebexSpec<N>,
-    st: &mut State,
-    c: &mut CloudConn<N>,
-    token: &str,
-    a: &Activity,
-) -> Result<(), String> {
-    if a.actor == d.email {
-        return Ok(());
-    }
-    match a.verb {
-        Verb::Post | Verb::Share => {
-            let key = key_for(st, c, token, &a.space_id).await?;
-            let Some(ct) = a.encrypted_text.as_deref() else {
-                return Ok(());
-            };
-            let plain = match jwe::decrypt(&key, ct) {
-                Ok(p) => String::from_utf8_lossy(&p).into_owned(),
-                Err(_) => {
-                    d.recorder.note("webex: undecryptable activity");
-                    return Ok(());
-                }
-            };
-            let id = tag_of(&plain)
-                .map(str::to_string)
-                .unwrap_or_else(|| a.id.clone());
-            if a.verb == Verb::Share {
-                d.recorder.note("webex: file received");
-            }
-            if a.edit_of.is_some() {
-                d.recorder.note("webex: edit received");
-            }
-            st.last_received
-                .insert(a.actor.clone(), (a.space_id.clone(), a.id.clone()));
-            d.recorder.delivered(
-                &d.host,
-                Delivered {
-                    id,
-                    from: a.actor.clone(),
-                    to: d.email.clone(),
-                    device: d.device.clone(),
-                    client: ClientKind::Webex,
-                    delayed: false,
-                    carbon: false,
-                },
-            );
+    let key = if WebexCore::needs_key(&d.email, &a) {
+        Some(key_for(st, c, token, &a.space_id).await?)
+    } else {
+        None
+    };
+    for o in st.read(&d.email, &d.device, &a, key.as_ref()) {
+        match o {
+            Observation::Note(n) => d.recorder.note(n),
+            Observation::Delivered(m) => d.recorder.delivered(&d.host, m),
         }
-        Verb::Read => d.recorder.note("webex: read marker received"),
-        Verb::Delete => d.recorder.note("webex: delete received"),
     }
+    st.mark_seen(&a);
     Ok(())
 }
 
 /// The direct space with `contact`, created on first use, with its key.
 async fn space_with<N: Net>(
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     me: &str,
     contact: &str,
 ) -> Result<(String, SpaceKey), String> {
-    if let Some(s) = st.spaces.get(contact) {
+    if let Some(s) = st.space_with(contact) {
         return Ok(s.clone());
     }
     let v = call(
@@ -540,16 +401,14 @@ async fn space_with<N: Net>(
     .await?;
     let space = v["space_id"].as_str().unwrap_or_default().to_string();
     let key = key_for(st, c, token, &space).await?;
-    st.seen.entry(space.clone()).or_insert(0);
-    st.spaces
-        .insert(contact.to_string(), (space.clone(), key.clone()));
+    st.add_space(contact, &space, key.clone());
     Ok((space, key))
 }
 
 /// One scheduled action, then the next one is drawn.
 async fn act<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     next: &mut Option<Duration>,
@@ -558,153 +417,74 @@ async fn act<N: Net>(
         *next = None;
         return Ok(());
     };
-    let now = d.net.now();
-    if now >= plan.stop || plan.contacts.is_empty() {
+    let Some((at, contact)) = WebexCore::schedule(d.net.now(), &plan, &mut d.rng) else {
         *next = None;
         return Ok(());
-    }
-    *next = Some(now + crate::exp_wait(plan.mean_interval, &mut d.rng));
-    let contact = plan.contacts[d.rng.random_range(0..plan.contacts.len())].clone();
+    };
+    *next = Some(at);
     let (space, key) = space_with(st, c, token, &d.email.clone(), &contact).await?;
-    let m = plan.mix;
-    let x: f64 = d.rng.random_range(0.0..1.0);
-    let edge = |k: usize| {
-        [m.text, m.edit, m.delete, m.file, m.typing]
-            .iter()
-            .take(k)
-            .sum::<f64>()
-    };
-    let last = st.last_post.get(&contact).cloned();
     let path = format!("/v1/spaces/{space}/activities");
-    if x < edge(1) || (x < edge(3) && last.is_none()) {
-        post_text(d, st, c, token, &contact, &space, &key, None).await
-    } else if x < edge(2) {
-        post_text(d, st, c, token, &contact, &space, &key, last).await
-    } else if x < edge(3) {
-        let target = last.expect("checked above");
-        st.last_post.remove(&contact);
-        d.recorder.note("webex: delete sent");
-        call(
-            c,
-            Method::Post,
-            &path,
-            Some(token),
-            json!({"verb": "delete", "target": target}),
-        )
-        .await
-        .map(|_| ())
-    } else if x < edge(4) {
-        share_file(d, st, c, token, &contact, &space, &key).await
-    } else if x < edge(5) {
-        d.recorder.note("webex: typing sent");
-        let p = format!("/v1/spaces/{space}/typing");
-        call(c, Method::Post, &p, Some(token), json!({"typing": true})).await?;
-        tokio::time::sleep(TYPING_FOR).await;
-        call(c, Method::Post, &p, Some(token), json!({"typing": false}))
-            .await
-            .map(|_| ())
-    } else {
-        // Mark the conversation with this contact read, or else the latest one that has news.
-        let last = st
-            .last_received
-            .get(&contact)
-            .or_else(|| st.last_received.values().next_back());
-        let Some((sp, target)) = last.cloned() else {
-            return Ok(());
-        };
-        d.recorder.note("webex: read sent");
-        call(
-            c,
-            Method::Post,
-            &format!("/v1/spaces/{sp}/activities"),
-            Some(token),
-            json!({"verb": "read", "target": target}),
-        )
-        .await
-        .map(|_| ())
+    match st.choose(&contact, plan.mix, &mut d.rng) {
+        Action::Text { edit_of } => {
+            let sent = st.new_message(&d.email, &d.device, &contact);
+            let id = sent.id.clone();
+            d.recorder.sent(&d.host, sent);
+            let body = WebexCore::text_body(&id, &key, edit_of.as_deref(), &mut d.rng);
+            if edit_of.is_some() {
+                d.recorder.note("webex: edit sent");
+            }
+            let v = post_activity(st, c, token, &space, body).await?;
+            st.posted(&contact, &v);
+            Ok(())
+        }
+        Action::Delete { target } => {
+            d.recorder.note("webex: delete sent");
+            let body = json!({"verb": "delete", "target": target});
+            call(c, Method::Post, &path, Some(token), body)
+                .await
+                .map(|_| ())
+        }
+        Action::Share => {
+            let sent = st.new_message(&d.email, &d.device, &contact);
+            let id = sent.id.clone();
+            d.recorder.sent(&d.host, sent);
+            let body = st.share_body(&id, &key, &mut d.rng);
+            d.recorder.note("webex: file sent");
+            post_activity(st, c, token, &space, body).await.map(|_| ())
+        }
+        Action::Typing => typing(d, c, token, &space).await,
+        Action::Read { space, target } => {
+            d.recorder.note("webex: read sent");
+            let body = json!({"verb": "read", "target": target});
+            let p = format!("/v1/spaces/{space}/activities");
+            call(c, Method::Post, &p, Some(token), body)
+                .await
+                .map(|_| ())
+        }
+        Action::Idle => Ok(()),
     }
 }
 
-#[allow(clippy::too_many_arguments)] // the eight facts of one post; a struct would only rename them
-async fn post_text<N: Net>(
+/// A typing indication: on, then off [`TYPING_FOR`] later.
+async fn typing<N: Net>(
     d: &mut WebexSpec<N>,
-    st: &mut State,
     c: &mut CloudConn<N>,
     token: &str,
-    contact: &str,
     space: &str,
-    key: &SpaceKey,
-    edit_of: Option<String>,
 ) -> Result<(), String> {
-    let id = new_message(d, st, contact);
-    let words = d.rng.random_range(1..10);
-    let text = (0..words)
-        .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
-        .collect::<Vec<_>>()
-        .join(" ");
-    let text = format!("{text} [[{id}]]");
-    let mut iv = [0u8; 12];
-    d.rng.fill(&mut iv);
-    let ct = jwe::encrypt(key, iv, text.as_bytes());
-    let verb = if edit_of.is_some() { "edit" } else { "post" };
-    let mut body = json!({"verb": verb, "encrypted_text": ct, "client_id": id});
-    if let Some(t) = &edit_of {
-        body["target"] = json!(t);
-        d.recorder.note("webex: edit sent");
-    }
-    let v = post_activity(st, c, token, space, body).await?;
-    // An edit answers the new post and the delete; the post is the one to edit next time.
-    let new_id = v["activities"]
-        .as_array()
-        .and_then(|a| a.iter().find(|x| x["verb"] == "post"))
-        .and_then(|x| x["id"].as_str())
-        .map(str::to_string);
-    if let Some(new_id) = new_id {
-        st.last_post.insert(contact.to_string(), new_id);
-    }
-    Ok(())
-}
-
-/// A fresh message id (unique per user, device and incarnation), recorded as sent to
-/// `contact`: the observer follows it by its `[[id]]` tag.
-fn new_message<N: Net>(d: &mut WebexSpec<N>, st: &mut State, contact: &str) -> String {
-    st.seq += 1;
-    let user = d.email.split('@').next().unwrap_or("w");
-    let id = format!("{user}.{}.{}", d.device, st.seq);
-    let sent = Sent {
-        id: id.clone(),
-        from: d.email.clone(),
-        to: contact.to_string(),
-        client: ClientKind::Webex,
-        device: d.device.clone(),
-    };
-    d.recorder.sent(&d.host, sent);
-    id
-}
-
-async fn share_file<N: Net>(
-    d: &mut WebexSpec<N>,
-    st: &mut State,
-    c: &mut CloudConn<N>,
-    token: &str,
-    contact: &str,
-    space: &str,
-    key: &SpaceKey,
-) -> Result<(), String> {
-    let id = new_message(d, st, contact);
-    let file = json!({"url": format!("https://files.webex.example/f/{}", st.seq), "name": format!("notes [[{id}]].pdf")});
-    let mut iv = [0u8; 12];
-    d.rng.fill(&mut iv);
-    let ct = jwe::encrypt(key, iv, file.to_string().as_bytes());
-    d.recorder.note("webex: file sent");
-    let body = json!({"verb": "share", "encrypted_text": ct, "client_id": id});
-    post_activity(st, c, token, space, body).await.map(|_| ())
+    d.recorder.note("webex: typing sent");
+    let p = format!("/v1/spaces/{space}/typing");
+    call(c, Method::Post, &p, Some(token), json!({"typing": true})).await?;
+    tokio::time::sleep(TYPING_FOR).await;
+    call(c, Method::Post, &p, Some(token), json!({"typing": false}))
+        .await
+        .map(|_| ())
 }
 
 /// Posts an activity; if the cloud does not take it, keeps it for re-sending after the next
 /// login and ends the session (the caller reconnects with backoff).
 async fn post_activity<N: Net>(
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
     space: &str,
@@ -714,10 +494,7 @@ async fn post_activity<N: Net>(
     match call(c, Method::Post, &path, Some(token), body.clone()).await {
         Ok(v) => Ok(v),
         Err(e) => {
-            if st.outbox.len() >= OUTBOX_MAX {
-                st.outbox.pop_front();
-            }
-            st.outbox.push_back((path, body));
+            st.keep_unsent(path, body);
             Err(e)
         }
     }
@@ -725,13 +502,13 @@ async fn post_activity<N: Net>(
 
 /// Re-sends the posts a previous session could not deliver, oldest first.
 async fn flush_outbox<N: Net>(
-    st: &mut State,
+    st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
 ) -> Result<(), String> {
-    while let Some((path, body)) = st.outbox.front().cloned() {
+    while let Some((path, body)) = st.next_unsent() {
         call(c, Method::Post, &path, Some(token), body).await?;
-        st.outbox.pop_front();
+        st.unsent_done();
     }
     Ok(())
 }
@@ -814,7 +591,7 @@ async fn group_space_session<N: Net>(
             let body = json!({"kind": "group", "members": members});
             let v = call(&mut c, Method::Post, "/v1/spaces", Some(&token), body).await?;
             let id = v["space_id"].as_str().unwrap_or_default().to_string();
-            let key = key_for(&mut State::default(), &mut c, &token, &id).await?;
+            let key = key_for(&mut WebexCore::default(), &mut c, &token, &id).await?;
             d.recorder.group(
                 &d.host,
                 GroupEvent {
@@ -858,23 +635,5 @@ async fn group_space_session<N: Net>(
             kind,
         };
         d.recorder.group(&d.host, ev);
-    }
-}
-
-/// Vocabulary for generated texts.
-const WORDS: [&str; 12] = [
-    "sure", "sounds", "good", "see", "the", "deck", "before", "noon", "thanks", "on", "my", "way",
-];
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tags_are_found_anywhere() {
-        assert_eq!(tag_of("hello [[alice.w.3]] there"), Some("alice.w.3"));
-        assert_eq!(tag_of("notes [[a.1]].pdf: https://x/f/1"), Some("a.1"));
-        assert_eq!(tag_of("no tag"), None);
-        assert_eq!(tag_of("[[unclosed"), None);
     }
 }

@@ -31,10 +31,10 @@ use connector::proto::jwe::{self, SpaceKey};
 use rand::Rng;
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The host name of the Webex cloud KMS (design section 1).
+/// The host name of the Webex cloud KMS (docs/protocols.md).
 pub const CLOUD_HOST: &str = "kms";
 
-/// The host name of an on-premises Hybrid Data Security KMS (design section 1, spec 58).
+/// The host name of an on-premises Hybrid Data Security KMS (spec 58).
 pub const HDS_HOST: &str = "hds";
 
 /// Why a KMS request failed. Each variant maps to the HTTP status the KMS answers with

@@ -1,40 +1,10 @@
-//! The fake Cisco AXL Web Service of an IM&P publisher (TCP 8443, spec 16-17, 22-25).
-//!
-//! SOAP 1.1 over HTTP/1.1 with HTTP basic auth, as the connector uses it for discovery:
-//!
-//! - `POST /axl/` with `<soapenv:Envelope><soapenv:Body><ns:listProcessNode>` returns the
-//!   cluster's nodes (`<return><processNode uuid=…><name/><description/><processNodeRole/>
-//!   <version/><prgPeer/><prgHighAvailability/></processNode>…`). `processNodeRole` is
-//!   `CUCM IM and Presence` for every node of the fake; `version`, `prgPeer` and
-//!   `prgHighAvailability` are this project's extensions (real AXL reports them through other
-//!   requests). `searchCriteria/name` (with `%` wildcards) and `searchCriteria/processNodeRole`
-//!   filter; `returnedTags`, when present and not empty, selects the child tags returned.
-//! - `executeSQLQuery` with `<sql>SELECT … FROM enduser …</sql>` returns
-//!   `<return><row><userid/><mailid/>…</row>…</return>`. The `enduser` columns are `userid`,
-//!   `mailid`, `jid`, `homenode` (host name of the user's home node), `intercluster` (`t` for
-//!   users homed on another cluster and learned through ICSA, spec 23, else `f`), and
-//!   `firstname`/`lastname` (always empty: names are not modelled). A user without a mail id
-//!   has an empty `<mailid/>` (spec 24: the connector must skip them). The supported grammar is
-//!   the small subset discovery needs: `SELECT [SKIP n] [FIRST m] (* | col, …) FROM enduser
-//!   [alias] [WHERE cond [AND cond]…] [ORDER BY col]` where `cond` is `col = 'text'`,
-//!   `col IS NULL` or `col IS NOT NULL`; keywords are case-insensitive, columns may carry an
-//!   `alias.` prefix. Anything else is a SOAP fault carrying the Informix-style message real
-//!   AXL returns.
-//! - `GET /axl/` answers the "AXL Web Service is working" page (a health check).
-//!
-//! Failures: no or wrong credentials → 401 with `WWW-Authenticate: Basic`; an account without
-//! "Standard AXL API Access" → SOAP fault (HTTP 500, spec 17); a malformed body, an unknown
-//! operation or a bad query → SOAP fault; a body over [`AXL_BODY_BYTES_MAX`] → 413; the service
-//! stopped on this node (spec 22) → 503. Nothing a peer sends can panic the service.
-//!
-//! [`AxlService`] is sans-IO (request in, response out); [`serve_axl`] runs it with hyper's
-//! HTTP/1 server on any [`Net`] backend.
+//! The sans-IO AXL service: one HTTP request in, one response out (SOAP operations, basic
+//! auth, faults). The module doc of [`super`] describes the protocol.
 
-use super::directory::{Directory, UserRecord};
+use super::sql::{like, parse_select};
+use crate::imp::directory::{Directory, UserRecord};
 use base64::Engine as _;
-use connector::io::net::Net;
 use connector::proto::xml::{Element, escape, parse_document};
-use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::rc::Rc;
 
@@ -132,7 +102,7 @@ pub struct AxlResponse {
 }
 
 impl AxlResponse {
-    fn new(status: u16, content_type: &str, body: String) -> Self {
+    pub(super) fn new(status: u16, content_type: &str, body: String) -> Self {
         Self {
             status,
             headers: vec![("Content-Type".into(), content_type.into())],
@@ -226,17 +196,7 @@ impl AxlService {
             }
         };
         match req.method {
-            "GET" => {
-                self.stats.ok += 1;
-                return AxlResponse::new(
-                    200,
-                    "text/html",
-                    "<html><body><h2>Cisco CallManager: AXL Web Service</h2>\
-                     <p>The AXL Web Service is working and accepting requests.</p>\
-                     </body></html>"
-                        .into(),
-                );
-            }
+            "GET" => return self.working_page(),
             "POST" => {}
             _ => {
                 self.stats.other += 1;
@@ -245,11 +205,29 @@ impl AxlService {
                 return r;
             }
         }
-        if req.body.len() > AXL_BODY_BYTES_MAX {
+        self.soap(&account, req.body)
+    }
+
+    /// `GET /axl/`: the health check page.
+    fn working_page(&mut self) -> AxlResponse {
+        self.stats.ok += 1;
+        AxlResponse::new(
+            200,
+            "text/html",
+            "<html><body><h2>Cisco CallManager: AXL Web Service</h2>\
+             <p>The AXL Web Service is working and accepting requests.</p>\
+             </body></html>"
+                .into(),
+        )
+    }
+
+    /// A SOAP request (`POST /axl/`) of an authenticated account.
+    fn soap(&mut self, account: &AxlAccount, body: &[u8]) -> AxlResponse {
+        if body.len() > AXL_BODY_BYTES_MAX {
             self.stats.other += 1;
             return AxlResponse::new(413, "text/plain", "request body too large\n".into());
         }
-        let (op, ns, request) = match parse_request(req.body) {
+        let (op, ns, request) = match parse_request(body) {
             Ok(parsed) => parsed,
             Err(msg) => return self.fault("soapenv:Client", &msg, "", NS_AXL_DEFAULT),
         };
@@ -425,7 +403,7 @@ fn column_value(u: &UserRecord, col: &str, intercluster: bool) -> String {
     }
 }
 
-fn value_of<'a>(row: &'a [(&'static str, String)], col: &str) -> &'a str {
+pub(super) fn value_of<'a>(row: &'a [(&'static str, String)], col: &str) -> &'a str {
     row.iter()
         .find(|(c, _)| *c == col)
         .map(|(_, v)| v.as_str())
@@ -474,296 +452,9 @@ fn parse_request(body: &[u8]) -> Result<(String, String, Element), String> {
     Ok((op.name.clone(), ns, op.clone()))
 }
 
-/// SQL `LIKE`-style match where `%` matches any run of characters (case-insensitive, as AXL
-/// search criteria are).
-fn like(value: &str, pattern: &str) -> bool {
-    let v = value.to_ascii_lowercase();
-    let p = pattern.to_ascii_lowercase();
-    let parts: Vec<&str> = p.split('%').collect();
-    if parts.len() == 1 {
-        return v == p;
-    }
-    let mut rest = v.as_str();
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            match rest.find(part) {
-                Some(pos) => rest = &rest[pos + part.len()..],
-                None => return false,
-            }
-        }
-    }
-    true
-}
-
-/// A parsed `SELECT … FROM enduser`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Select {
-    skip: usize,
-    first: Option<usize>,
-    columns: Vec<&'static str>,
-    conds: Vec<Cond>,
-    order_by: Option<&'static str>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Cond {
-    Eq(&'static str, String),
-    IsNull(&'static str, bool),
-}
-
-impl Cond {
-    fn matches(&self, row: &[(&'static str, String)]) -> bool {
-        match self {
-            Cond::Eq(c, v) => value_of(row, c).eq_ignore_ascii_case(v),
-            Cond::IsNull(c, want_null) => value_of(row, c).is_empty() == *want_null,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Tok {
-    Word(String),
-    Str(String),
-    Punct(char),
-}
-
-const SYNTAX: &str = "A syntax error has occurred.";
-
-fn tokenize(sql: &str) -> Result<Vec<Tok>, String> {
-    let mut out = Vec::new();
-    let mut chars = sql.chars().peekable();
-    while let Some(&c) = chars.peek() {
-        if c.is_whitespace() {
-            chars.next();
-        } else if c == '\'' {
-            chars.next();
-            let mut s = String::new();
-            loop {
-                match chars.next() {
-                    Some('\'') if chars.peek() == Some(&'\'') => {
-                        chars.next();
-                        s.push('\'');
-                    }
-                    Some('\'') => break,
-                    Some(ch) => s.push(ch),
-                    None => return Err(SYNTAX.into()),
-                }
-            }
-            out.push(Tok::Str(s));
-        } else if c.is_ascii_alphanumeric() || c == '_' || c == '.' {
-            let mut w = String::new();
-            while let Some(&ch) = chars.peek() {
-                if ch.is_ascii_alphanumeric() || ch == '_' || ch == '.' {
-                    w.push(ch);
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-            out.push(Tok::Word(w));
-        } else if matches!(c, ',' | '*' | '=' | ';') {
-            chars.next();
-            out.push(Tok::Punct(c));
-        } else {
-            return Err(SYNTAX.into());
-        }
-    }
-    Ok(out)
-}
-
-fn column(word: &str) -> Result<&'static str, String> {
-    let name = word.rsplit('.').next().unwrap_or(word).to_ascii_lowercase();
-    COLUMNS
-        .iter()
-        .find(|c| **c == name)
-        .copied()
-        .ok_or_else(|| {
-            format!("Column ({name}) not found in any table in the query (or SLV is undefined).")
-        })
-}
-
-fn parse_select(sql: &str) -> Result<Select, String> {
-    let toks = tokenize(sql)?;
-    let mut i = 0;
-    let kw =
-        |i: usize, k: &str| matches!(toks.get(i), Some(Tok::Word(w)) if w.eq_ignore_ascii_case(k));
-    let num = |i: usize| match toks.get(i) {
-        Some(Tok::Word(w)) => w.parse::<usize>().map_err(|_| SYNTAX.to_string()),
-        _ => Err(SYNTAX.to_string()),
-    };
-    if !kw(i, "select") {
-        return Err("Only SELECT statements are allowed in executeSQLQuery".into());
-    }
-    i += 1;
-    let mut q = Select {
-        skip: 0,
-        first: None,
-        columns: Vec::new(),
-        conds: Vec::new(),
-        order_by: None,
-    };
-    if kw(i, "skip") {
-        q.skip = num(i + 1)?;
-        i += 2;
-    }
-    if kw(i, "first") || kw(i, "limit") {
-        q.first = Some(num(i + 1)?);
-        i += 2;
-    }
-    if toks.get(i) == Some(&Tok::Punct('*')) {
-        q.columns = COLUMNS.to_vec();
-        i += 1;
-    } else {
-        loop {
-            match toks.get(i) {
-                Some(Tok::Word(w)) if !w.eq_ignore_ascii_case("from") => {
-                    q.columns.push(column(w)?);
-                    i += 1;
-                }
-                _ => return Err(SYNTAX.into()),
-            }
-            if toks.get(i) == Some(&Tok::Punct(',')) {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-    }
-    if !kw(i, "from") {
-        return Err(SYNTAX.into());
-    }
-    i += 1;
-    match toks.get(i) {
-        Some(Tok::Word(t)) if t.eq_ignore_ascii_case("enduser") => i += 1,
-        Some(Tok::Word(t)) => {
-            return Err(format!("The specified table ({t}) is not in the database."));
-        }
-        _ => return Err(SYNTAX.into()),
-    }
-    // Optional table alias.
-    if let Some(Tok::Word(w)) = toks.get(i)
-        && !["where", "order"].iter().any(|k| w.eq_ignore_ascii_case(k))
-    {
-        i += 1;
-    }
-    if kw(i, "where") {
-        i += 1;
-        loop {
-            let Some(Tok::Word(c)) = toks.get(i) else {
-                return Err(SYNTAX.into());
-            };
-            let col = column(c)?;
-            i += 1;
-            if toks.get(i) == Some(&Tok::Punct('=')) {
-                let Some(Tok::Str(v)) = toks.get(i + 1) else {
-                    return Err(SYNTAX.into());
-                };
-                q.conds.push(Cond::Eq(col, v.clone()));
-                i += 2;
-            } else if kw(i, "is") && kw(i + 1, "null") {
-                q.conds.push(Cond::IsNull(col, true));
-                i += 2;
-            } else if kw(i, "is") && kw(i + 1, "not") && kw(i + 2, "null") {
-                q.conds.push(Cond::IsNull(col, false));
-                i += 3;
-            } else {
-                return Err(SYNTAX.into());
-            }
-            if kw(i, "and") {
-                i += 1;
-            } else {
-                break;
-            }
-        }
-    }
-    if kw(i, "order") && kw(i + 1, "by") {
-        let Some(Tok::Word(c)) = toks.get(i + 2) else {
-            return Err(SYNTAX.into());
-        };
-        q.order_by = Some(column(c)?);
-        i += 3;
-    }
-    if toks.get(i) == Some(&Tok::Punct(';')) {
-        i += 1;
-    }
-    if i != toks.len() {
-        return Err(SYNTAX.into());
-    }
-    Ok(q)
-}
-
-/// Serves AXL on `port` until the listener fails: one hyper HTTP/1.1 connection task per
-/// accepted stream. The service is shared so that a fault (spec 22) can stop it while it runs.
-pub async fn serve_axl<N: Net>(
-    net: N,
-    axl: Rc<RefCell<AxlService>>,
-    port: u16,
-) -> std::io::Result<()> {
-    let listener = net.bind(port).await?;
-    loop {
-        let (stream, _) = net.accept(&listener).await?;
-        tokio::task::spawn_local(axl_connection(stream, axl.clone()));
-    }
-}
-
-async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCell<AxlService>>) {
-    use http_body_util::BodyExt as _;
-    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let axl = axl.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let limited = http_body_util::Limited::new(body, AXL_BODY_BYTES_MAX);
-            let resp = match limited.collect().await {
-                Ok(collected) => {
-                    let bytes = collected.to_bytes();
-                    let headers: Vec<(String, String)> = parts
-                        .headers
-                        .iter()
-                        .filter_map(|(k, v)| {
-                            Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))
-                        })
-                        .collect();
-                    axl.borrow_mut().handle(AxlRequest {
-                        method: parts.method.as_str(),
-                        path: parts.uri.path(),
-                        headers: &headers,
-                        body: &bytes,
-                    })
-                }
-                Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
-            };
-            let mut builder = hyper::Response::builder().status(resp.status);
-            for (k, v) in &resp.headers {
-                builder = builder.header(k.as_str(), v.as_str());
-            }
-            let out = builder
-                .body(http_body_util::Full::new(hyper::body::Bytes::from(
-                    resp.body,
-                )))
-                .unwrap_or_else(|_| {
-                    hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::new()))
-                });
-            Ok::<_, std::convert::Infallible>(out)
-        }
-    });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(AXL_HEADER_TIMEOUT)
-        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-    if let Err(e) = conn.await {
-        tracing::debug!(error = %e, "AXL connection ended with an error");
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::sql::SYNTAX;
     use super::*;
 
     fn user(userid: &str, email: Option<&str>, home: &str) -> UserRecord {

@@ -1,9 +1,8 @@
-//! The KMS as its own host (design section 1: host [`crate::kms::CLOUD_HOST`] `kms`, or
-//! [`crate::kms::HDS_HOST`] `hds` for on-premises Hybrid Data Security): a sans-IO
-//! request → response core ([`KmsService`]) around [`Kms`], an HTTP/1.1 driver ([`serve`]) on
-//! any [`Net`], and the client the cloud relays with ([`kms_request`]). Clients and the
-//! connector never talk to it directly: "the connector reaches the KMS through the cloud"
-//! (spec 56-57).
+//! The KMS host's sans-IO request → response core ([`KmsService`]) around [`Kms`]: the routes
+//! of host [`crate::kms::CLOUD_HOST`] `kms`, or [`crate::kms::HDS_HOST`] `hds` for
+//! on-premises Hybrid Data Security. Its HTTP/1.1 driver and the client the cloud relays with
+//! are in [`super::http`]. Clients and the connector never talk to it directly: "the connector
+//! reaches the KMS through the cloud" (spec 56-57).
 //!
 //! ## Routes (JSON bodies; errors `{"error", "detail"}`)
 //!
@@ -25,33 +24,26 @@
 //! authenticated TLS plus ECDH-negotiated JWE requests, spec 60); the KMS trusts the principal
 //! the cloud names.
 
-use crate::cloud::api::{Method, Response};
-use crate::kms::{Kms, KmsError};
+use super::keys::{Kms, KmsError};
+use crate::rest::{Method, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use connector::io::http::{HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
-use connector::io::net::Net;
 use connector::proto::jwe::{KEY_BYTES, SpaceKey};
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{self, HeaderValue};
-use hyper_util::rt::{TokioIo, TokioTimer};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::cell::RefCell;
-use std::convert::Infallible;
-use std::rc::Rc;
 
-/// The KMS port (HTTPS in reality; plain TCP in the simulation, design section 3).
+/// The KMS port (HTTPS in reality; plain TCP in the simulation, which models no TLS:
+/// docs/protocols.md).
 pub const KMS_PORT: u16 = 443;
 /// Largest request body, in bytes. The biggest body creates a key for a group space: at most
-/// [`crate::cloud::messaging::MEMBERS_PER_SPACE_MAX`] members and as many connectors, about
-/// 100 bytes each; 64 KiB leaves room while bounding what a request can make the KMS buffer.
+/// the cloud's `MEMBERS_PER_SPACE_MAX` (100) members and as many connectors, about 100 bytes
+/// each; 64 KiB leaves room while bounding what a request can make the KMS buffer.
 pub const KMS_BODY_BYTES_MAX: usize = 64 * 1024;
-/// Principals in one key creation: every member of the largest space plus a serving connector
-/// per member.
-pub const KMS_PRINCIPALS_MAX: usize = 2 * crate::cloud::messaging::MEMBERS_PER_SPACE_MAX;
+/// Principals in one key creation: every member of the largest space (the cloud's
+/// `MEMBERS_PER_SPACE_MAX`, 100) plus a serving connector per member. The cloud asserts at
+/// compile time that its space limit fits (the KMS does not import the cloud).
+pub const KMS_PRINCIPALS_MAX: usize = 200;
 
 /// Body of `POST /v1/keys`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,7 +212,7 @@ fn key_from_json(body: &Value) -> Result<SpaceKey, KmsError> {
     })
 }
 
-fn error_body(kind: &str, detail: impl std::fmt::Display) -> Value {
+pub(super) fn error_body(kind: &str, detail: impl std::fmt::Display) -> Value {
     json!({"error": kind, "detail": detail.to_string()})
 }
 
@@ -297,18 +289,7 @@ impl KmsService {
         }
         let path = path.split_once('?').map_or(path, |(p, _)| p);
         let call = match (method, path) {
-            (Method::Put, "/v1/outage") => {
-                return match serde_json::from_slice::<OutageBody>(body) {
-                    Ok(b) => {
-                        self.kms.set_outage(b.on);
-                        Response {
-                            status: 200,
-                            body: json!({"outage": b.on}),
-                        }
-                    }
-                    Err(e) => bad_json(e),
-                };
-            }
+            (Method::Put, "/v1/outage") => return self.outage_switch(body),
             _ if self.kms.outage() => {
                 // Counted in the KMS's stats like any refused request.
                 let e = self.kms.check_up().err().unwrap_or(KmsError::Unavailable);
@@ -320,39 +301,11 @@ impl KmsService {
                     body: json!({"host": self.kms.host(), "keys": self.kms.key_count()}),
                 };
             }
-            (Method::Post, "/v1/keys") => match serde_json::from_slice::<CreateKeyBody>(body) {
-                Ok(b) if b.principals.len() > KMS_PRINCIPALS_MAX => {
-                    return Response {
-                        status: 400,
-                        body: error_body(
-                            "invalid",
-                            format!("at most {KMS_PRINCIPALS_MAX} principals"),
-                        ),
-                    };
-                }
-                Ok(b) => KmsCall::CreateKey {
-                    space_id: b.space_id,
-                    principals: b.principals,
-                },
-                Err(e) => return bad_json(e),
+            (Method::Post, _) if KEY_ROUTES.contains(&path) => match key_call(path, body) {
+                Ok(call) => call,
+                Err(refusal) => return refusal,
             },
-            (Method::Post, "/v1/keys/fetch" | "/v1/keys/authorize" | "/v1/keys/revoke") => {
-                let b = match serde_json::from_slice::<KeyPrincipalBody>(body) {
-                    Ok(b) => b,
-                    Err(e) => return bad_json(e),
-                };
-                let (uri, principal) = (b.uri, b.principal);
-                match path {
-                    "/v1/keys/fetch" => KmsCall::FetchKey { uri, principal },
-                    "/v1/keys/authorize" => KmsCall::Authorize { uri, principal },
-                    _ => KmsCall::Revoke { uri, principal },
-                }
-            }
-            (
-                _,
-                "/v1/keys" | "/v1/keys/fetch" | "/v1/keys/authorize" | "/v1/keys/revoke"
-                | "/v1/outage" | "/v1/health",
-            ) => {
+            _ if KEY_ROUTES.contains(&path) || ["/v1/outage", "/v1/health"].contains(&path) => {
                 return Response {
                     status: 405,
                     body: error_body(
@@ -368,6 +321,25 @@ impl KmsService {
                 };
             }
         };
+        self.run(&call)
+    }
+
+    /// `PUT /v1/outage`: answers even during an outage.
+    fn outage_switch(&mut self, body: &[u8]) -> Response {
+        match serde_json::from_slice::<OutageBody>(body) {
+            Ok(b) => {
+                self.kms.set_outage(b.on);
+                Response {
+                    status: 200,
+                    body: json!({"outage": b.on}),
+                }
+            }
+            Err(e) => bad_json(e),
+        }
+    }
+
+    /// Runs a key call on the store and answers it.
+    fn run(&mut self, call: &KmsCall) -> Response {
         match call.run_local(&mut self.kms, &mut self.rng) {
             Ok(KmsReply::Key(key)) => Response {
                 status: if matches!(call, KmsCall::CreateKey { .. }) {
@@ -385,6 +357,13 @@ impl KmsService {
         }
     }
 
+    /// Counts and answers a body the driver stopped reading at [`KMS_BODY_BYTES_MAX`].
+    pub fn refuse_too_large(&mut self) -> Response {
+        self.stats.requests += 1;
+        self.stats.bad_requests += 1;
+        Self::too_large()
+    }
+
     fn too_large() -> Response {
         Response {
             status: 413,
@@ -396,181 +375,46 @@ impl KmsService {
     }
 }
 
+/// The routes that act on keys (all `POST`).
+const KEY_ROUTES: [&str; 4] = [
+    "/v1/keys",
+    "/v1/keys/fetch",
+    "/v1/keys/authorize",
+    "/v1/keys/revoke",
+];
+
+/// The call a `POST` to one of [`KEY_ROUTES`] makes, or the refusal of its body.
+fn key_call(path: &str, body: &[u8]) -> Result<KmsCall, Response> {
+    if path == "/v1/keys" {
+        let b = serde_json::from_slice::<CreateKeyBody>(body).map_err(bad_json)?;
+        if b.principals.len() > KMS_PRINCIPALS_MAX {
+            return Err(Response {
+                status: 400,
+                body: error_body(
+                    "invalid",
+                    format!("at most {KMS_PRINCIPALS_MAX} principals"),
+                ),
+            });
+        }
+        return Ok(KmsCall::CreateKey {
+            space_id: b.space_id,
+            principals: b.principals,
+        });
+    }
+    let b = serde_json::from_slice::<KeyPrincipalBody>(body).map_err(bad_json)?;
+    let (uri, principal) = (b.uri, b.principal);
+    Ok(match path {
+        "/v1/keys/fetch" => KmsCall::FetchKey { uri, principal },
+        "/v1/keys/authorize" => KmsCall::Authorize { uri, principal },
+        _ => KmsCall::Revoke { uri, principal },
+    })
+}
+
 fn bad_json(e: serde_json::Error) -> Response {
     Response {
         status: 400,
         body: error_body("bad_json", format!("malformed JSON body: {e}")),
     }
-}
-
-// ---- driver ----
-
-type HttpResponse = hyper::Response<Full<Bytes>>;
-
-fn json_response(r: &Response) -> HttpResponse {
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(r.body.to_string())));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(r.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-/// Serves the KMS on `port` until the listener fails.
-///
-/// # Errors
-/// The listener's error.
-pub async fn serve<N: Net>(net: N, kms: Rc<RefCell<KmsService>>, port: u16) -> std::io::Result<()> {
-    let listener = net.bind(port).await?;
-    serve_listener(net, kms, listener).await
-}
-
-/// Serves the KMS on a listener the caller bound (to print "listening" once bound).
-///
-/// # Errors
-/// The listener's error.
-pub async fn serve_listener<N: Net>(
-    net: N,
-    kms: Rc<RefCell<KmsService>>,
-    listener: N::Listener,
-) -> std::io::Result<()> {
-    loop {
-        let (stream, _) = net.accept(&listener).await?;
-        let kms = kms.clone();
-        tokio::task::spawn_local(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let kms = kms.clone();
-                async move { Ok::<_, Infallible>(handle(kms, req).await) }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HTTP_IDLE_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "KMS HTTP connection ended with an error");
-            }
-        });
-    }
-}
-
-async fn handle(kms: Rc<RefCell<KmsService>>, req: hyper::Request<Incoming>) -> HttpResponse {
-    let path = req.uri().path().to_owned();
-    let Some(method) = Method::parse(req.method().as_str()) else {
-        let r = Response {
-            status: 405,
-            body: error_body("method_not_allowed", req.method().as_str()),
-        };
-        return json_response(&r);
-    };
-    let body = match Limited::new(req.into_body(), KMS_BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            kms.borrow_mut().stats.requests += 1;
-            kms.borrow_mut().stats.bad_requests += 1;
-            return json_response(&KmsService::too_large());
-        }
-        Err(e) => {
-            let r = Response {
-                status: 400,
-                body: error_body("bad_json", format!("body: {e}")),
-            };
-            return json_response(&r);
-        }
-    };
-    let r = kms.borrow_mut().handle(method, &path, &body);
-    json_response(&r)
-}
-
-/// A keep-alive HTTP/1.1 connection to a KMS host, reopened after any failure: how the
-/// cloud's driver relays. A transport failure or timeout ([`HTTP_TIMEOUT`]) counts as
-/// [`KmsError::Unavailable`], like a 503.
-pub struct KmsClient<N: Net> {
-    net: N,
-    host: String,
-    port: u16,
-    client: Option<HttpClient>,
-}
-
-impl<N: Net> std::fmt::Debug for KmsClient<N> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KmsClient")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<N: Net> KmsClient<N> {
-    /// A client of the KMS at `host:port` (connects on first use).
-    pub fn new(net: N, host: impl Into<String>, port: u16) -> Self {
-        KmsClient {
-            net,
-            host: host.into(),
-            port,
-            client: None,
-        }
-    }
-
-    /// Sends one call and reads the answer.
-    ///
-    /// # Errors
-    /// The [`KmsError`] the KMS answered, or `Unavailable` on transport failure.
-    pub async fn call(&mut self, call: &KmsCall) -> Result<KmsReply, KmsError> {
-        match tokio::time::timeout(HTTP_TIMEOUT, self.exchange(call)).await {
-            Ok(Some((status, json))) => call.parse_answer(status, &json),
-            _ => {
-                self.client = None;
-                Err(KmsError::Unavailable)
-            }
-        }
-    }
-
-    async fn exchange(&mut self, call: &KmsCall) -> Option<(u16, Value)> {
-        if !self.client.as_ref().is_some_and(HttpClient::is_open) {
-            let stream = self.net.connect(&self.host, self.port).await.ok()?;
-            self.client = Some(HttpClient::handshake(stream).await.ok()?);
-        }
-        let client = self.client.as_mut()?;
-        let (method, path, body) = call.request();
-        let sent = client
-            .send(
-                method,
-                path,
-                &self.host,
-                None,
-                Some("application/json"),
-                body.to_string().into_bytes(),
-            )
-            .await;
-        match sent {
-            Ok((status, bytes)) => Some((
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            )),
-            Err(_) => {
-                self.client = None;
-                None
-            }
-        }
-    }
-}
-
-/// Sends one call to the KMS at `host:port` on a fresh connection.
-///
-/// # Errors
-/// The [`KmsError`] the KMS answered, or `Unavailable` on transport failure.
-pub async fn kms_request<N: Net>(
-    net: &N,
-    host: &str,
-    port: u16,
-    call: &KmsCall,
-) -> Result<KmsReply, KmsError> {
-    KmsClient::new(net.clone(), host, port).call(call).await
 }
 
 #[cfg(test)]

@@ -1,0 +1,55 @@
+//! The Jabber client model: one task and one real XMPP c2s connection per device.
+//!
+//! [`JabberCore`] is the sans-IO protocol half (login sequence, receipts, pings); [`run_device`]
+//! is the driver that connects, logs in, generates the user's chat workload from its seeded
+//! RNG, keeps the stream alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead
+//! stream must be noticed by the application, as in real life) and reconnects with seeded
+//! backoff, moving along its server list (home node, then its PRG peer) when a node refuses it
+//! or sends it elsewhere. A device may also follow a [`PresencePlan`] (manual and device
+//! presence changes, spec 53) and reports the presences it publishes and receives, and the
+//! error stanzas its messages come back as (spec 46), to the [`crate::observe::Recorder`].
+//!
+//! With a [`GroupPlan`] the device also takes part in XEP-0045 group chat (spec 42): it creates
+//! its rooms (persistent ones through the room configuration form), invites their members,
+//! joins rooms it is invited to, sends `groupchat` messages tagged `[[id]]` like 1:1 ones, and
+//! reports what it did and saw as [`crate::observe::GroupEvent`]s. Rooms are not rejoined after a reconnect
+//! (the server took the device out when its connection closed).
+//!
+//! ## Module map
+//! - [`core`]: the sans-IO XMPP client protocol ([`JabberCore`]).
+//! - [`plan`]: the workload plans a device follows.
+//! - [`chat`]: sans-IO 1:1 chat and presence: what to send next, what a received stanza means.
+//! - [`group`]: sans-IO XEP-0045 group chat.
+//! - [`driver`]: the device task: connection, timers, reconnects ([`run_device`]).
+
+pub mod chat;
+pub mod core;
+pub mod driver;
+pub mod group;
+pub mod plan;
+
+pub use self::core::{ClientEvent, JabberCore};
+pub use driver::{DeviceSpec, run_device};
+pub use plan::{ChatPlan, GroupPlan, PresencePlan, RoomPlan};
+
+use std::time::Duration;
+
+/// Connect attempts give up after this long: a connect to a crashed host is never refused,
+/// it hangs (the simulated network drops its packets, as a real one does).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The whole login sequence must finish within this.
+pub const LOGIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Keepalive ping interval (Jabber's default is in this range).
+pub const PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A stream silent for this long is dead: three missed pings.
+pub const SILENCE_MAX: Duration = Duration::from_secs(90);
+/// A ping unanswered for this long means the stream is dead even if bytes still arrive: a
+/// half-open stream (one direction wedged) keeps delivering inbound messages while every send
+/// is lost, and only an answered ping proves the server hears us (XEP-0199).
+pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// Reconnect backoff bounds.
+pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// Upper bound of the reconnect backoff.
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Read buffer per device; small because a farm hosts thousands of devices.
+pub const READ_BUF_BYTES: usize = 4 * 1024;

@@ -1,0 +1,8 @@
+//! The client models the workloads run: each a sans-IO core (what the user knows and decides,
+//! given `now`) and a driver task (sockets, timers, reconnects).
+//!
+//! - [`jabber`]: a Jabber device on XMPP c2s (1:1 chat, presence, XEP-0045 group chat).
+//! - [`webex`]: a Webex App user on the cloud's REST API and event WebSocket.
+
+pub mod jabber;
+pub mod webex;

@@ -1,0 +1,68 @@
+//! The AXL driver: hyper's HTTP/1.1 server on any [`Net`] around the sans-IO [`AxlService`].
+
+use super::service::{AXL_BODY_BYTES_MAX, AXL_HEADER_TIMEOUT, AxlRequest, AxlResponse, AxlService};
+use connector::io::net::Net;
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Bytes;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+/// Serves AXL on `port` until the listener fails: one hyper HTTP/1.1 connection task per
+/// accepted stream. The service is shared so that a fault (spec 22) can stop it while it runs.
+pub async fn serve_axl<N: Net>(
+    net: N,
+    axl: Rc<RefCell<AxlService>>,
+    port: u16,
+) -> std::io::Result<()> {
+    let listener = net.bind(port).await?;
+    loop {
+        let (stream, _) = net.accept(&listener).await?;
+        tokio::task::spawn_local(axl_connection(stream, axl.clone()));
+    }
+}
+
+async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCell<AxlService>>) {
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let axl = axl.clone();
+        async move { Ok::<_, std::convert::Infallible>(answer(&axl, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(AXL_HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(error = %e, "AXL connection ended with an error");
+    }
+}
+
+/// Reads one request's body (at most [`AXL_BODY_BYTES_MAX`]) and answers it.
+async fn answer(
+    axl: &Rc<RefCell<AxlService>>,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let resp = match Limited::new(body, AXL_BODY_BYTES_MAX).collect().await {
+        Ok(collected) => {
+            let bytes = collected.to_bytes();
+            let headers: Vec<(String, String)> = parts
+                .headers
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            axl.borrow_mut().handle(AxlRequest {
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                headers: &headers,
+                body: &bytes,
+            })
+        }
+        Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
+    };
+    let mut builder = hyper::Response::builder().status(resp.status);
+    for (k, v) in &resp.headers {
+        builder = builder.header(k.as_str(), v.as_str());
+    }
+    builder
+        .body(Full::new(Bytes::from(resp.body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+}
