@@ -20,6 +20,7 @@
 
 use super::driver::{self, Peers};
 use super::net::{Net as _, TokioNet};
+use super::ranges;
 use crate::core::config::{self, ConnectorConfig, ImpPublisher, Proxy};
 use crate::core::node::{ConnectorNode, NodeSettings, Phase};
 use serde::Deserialize;
@@ -90,7 +91,7 @@ pub struct CloudAddress {
     /// Host name or IP.
     pub host: String,
     /// Port.
-    #[serde(default = "cloud_port")]
+    #[serde(default = "cloud_port", deserialize_with = "ranges::port")]
     pub port: u16,
 }
 
@@ -99,10 +100,10 @@ pub struct CloudAddress {
 #[serde(deny_unknown_fields)]
 pub struct ImpPorts {
     /// XEP-0114 component port.
-    #[serde(default = "component_port")]
+    #[serde(default = "component_port", deserialize_with = "ranges::port")]
     pub component: u16,
     /// AXL port.
-    #[serde(default = "axl_port")]
+    #[serde(default = "axl_port", deserialize_with = "ranges::port")]
     pub axl: u16,
 }
 
@@ -122,10 +123,10 @@ pub struct HostAddress {
     /// Its IP address.
     pub address: IpAddr,
     /// Its component port, if not `ports.component`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ranges::opt_port")]
     pub component: Option<u16>,
     /// Its AXL port, if not `ports.axl`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ranges::opt_port")]
     pub axl: Option<u16>,
 }
 
@@ -194,6 +195,7 @@ pub struct ProxyConfig {
     /// Proxy host.
     pub host: String,
     /// Proxy port.
+    #[serde(deserialize_with = "ranges::port")]
     pub port: u16,
     /// Authentication scheme: `none` or `basic` (default); any other is rejected (spec 14).
     #[serde(default = "basic")]
@@ -246,16 +248,28 @@ impl MessageService {
 #[serde(deny_unknown_fields)]
 pub struct Tuning {
     /// Session opens per second.
-    #[serde(default = "session_rate")]
+    #[serde(
+        default = "session_rate",
+        deserialize_with = "ranges::session_rate_per_s"
+    )]
     pub session_rate_per_s: f64,
     /// Migration rate: sessions …
-    #[serde(default = "migration_sessions")]
+    #[serde(
+        default = "migration_sessions",
+        deserialize_with = "ranges::migration_sessions"
+    )]
     pub migration_sessions: f64,
     /// … per this many seconds.
-    #[serde(default = "migration_per_s")]
+    #[serde(
+        default = "migration_per_s",
+        deserialize_with = "ranges::migration_per_s"
+    )]
     pub migration_per_s: u64,
     /// Upper bound of the failover detection delay, seconds.
-    #[serde(default = "detection_delay_max_s")]
+    #[serde(
+        default = "detection_delay_max_s",
+        deserialize_with = "ranges::detection_delay_max_s"
+    )]
     pub detection_delay_max_s: u64,
 }
 
@@ -332,7 +346,15 @@ pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
             path.display()
         )])
     })?;
-    let cfg = parse(&text).map_err(|e| ConfigProblems(vec![format!("{}: {e}", path.display())]))?;
+    // A located error starts with `line:column:`, which joins the path as `file:line:column:`.
+    let cfg = parse(&text).map_err(|e| {
+        let sep = if e.starts_with(|c: char| c.is_ascii_digit()) {
+            ":"
+        } else {
+            ": "
+        };
+        ConfigProblems(vec![format!("{}{sep}{e}", path.display())])
+    })?;
     let problems = cfg.problems();
     if problems.is_empty() {
         Ok(cfg)
@@ -349,12 +371,23 @@ pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
 /// Parses a config file's text (no rule checks: see [`RealConfig::problems`]).
 ///
 /// # Errors
-/// The YAML error with its line, column and field path.
+/// The YAML error as `line:column: at `field.path`: what is wrong` (a number out of range
+/// names its valid range, [`ranges`]); without the location if the parser has none.
 pub fn parse(text: &str) -> Result<RealConfig, String> {
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
-        format!("at `{at}`: {}", e.into_inner())
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        match inner.location() {
+            Some(l) => {
+                let suffix = format!(" at line {} column {}", l.line(), l.column());
+                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
+                let msg = msg.strip_prefix(&format!("{at}: ")).unwrap_or(msg);
+                format!("{}:{}: at `{at}`: {msg}", l.line(), l.column())
+            }
+            None => format!("at `{at}`: {msg}"),
+        }
     })
 }
 
@@ -600,6 +633,84 @@ message_service:
             .err()
             .unwrap();
         assert!(e.contains("cloud.port"), "{e}");
-        assert!(e.contains("line"), "{e}");
+        assert!(e.starts_with("4:33: at `cloud.port`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_located_with_their_valid_range() {
+        let cases = [
+            (
+                "tuning: { session_rate_per_s: 0 }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: -5 }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: .nan }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: 20000 }",
+                "tuning.session_rate_per_s",
+                "at most 10000",
+            ),
+            (
+                "tuning: { migration_sessions: 0 }",
+                "tuning.migration_sessions",
+                "from 1 to",
+            ),
+            (
+                "tuning: { migration_per_s: 0 }",
+                "tuning.migration_per_s",
+                "from 1 to 86400",
+            ),
+            (
+                "tuning: { detection_delay_max_s: 100000 }",
+                "tuning.detection_delay_max_s",
+                "from 0 to 86400",
+            ),
+        ];
+        for (line, field, range) in cases {
+            let e = parse(&format!("{GOOD}{line}\n"))
+                .err()
+                .unwrap_or_else(|| panic!("{line} accepted"));
+            assert!(e.contains(field), "{e}");
+            assert!(e.contains(range), "{e}");
+            // Located: the last line of the file, at the value.
+            let at = GOOD.lines().count() + 1;
+            assert!(e.starts_with(&format!("{at}:")), "{e}");
+        }
+        let e = parse(&GOOD.replace("port: 18443", "port: 0"))
+            .err()
+            .expect("port 0");
+        assert!(
+            e.contains("cloud.port") && e.contains("from 1 to 65535"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("component: 17400", "component: 0"))
+            .err()
+            .expect("port 0");
+        assert!(e.contains("from 1 to 65535"), "{e}");
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("connector-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bad.yaml");
+        std::fs::write(
+            &path,
+            format!("{GOOD}tuning: {{ session_rate_per_s: 0 }}\n"),
+        )
+        .expect("write");
+        let e = load(&path).err().expect("refused").0.join("\n");
+        let at = format!("{}:{}:", path.display(), GOOD.lines().count() + 1);
+        assert!(e.starts_with(&at), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
