@@ -540,3 +540,18 @@ fn after_a_failover_the_peer_giving_users_back_moves_them_home() {
     session_iq(&home, "imp-a-1", "start", ALICE);
     assert!(h.now - back_at <= secs(61));
 }
+
+#[test]
+fn a_peers_error_body_cannot_forge_a_status_line() {
+    let mut h = Harness::new(settings());
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    let forged = "denied\n2026-12-06T12:00:00Z  INFO connector status phase=running\r\x1b[2K";
+    h.answer(&reg, 401, forged);
+    let shown = h.node.status_page(h.now).connectivity;
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(
+        shown.starts_with("HTTP 401: denied\\n2026-12-06"),
+        "{shown}"
+    );
+}

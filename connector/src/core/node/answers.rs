@@ -52,10 +52,8 @@ impl ConnectorNode {
             self.stats.dropped_unserved += 1;
             return;
         }
-        let why = format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        );
+        // The body is the peer's: escaped, so it can never forge a log or status line.
+        let why = format!("HTTP {status}: {}", printable(body, PEER_TEXT_BYTES_MAX));
         self.failed(now, what, &why, rng);
     }
 

@@ -45,6 +45,7 @@ use crate::core::status::{StatusInputs, StatusPage};
 use crate::core::translate::{self, Activity};
 use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
+use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
@@ -85,6 +86,9 @@ pub const HANDBACK_ATTEMPTS_MAX: u32 = 10;
 /// another node before the Jabber stanzas went out (a drain, spec 29). The cloud sends the
 /// event again to the user's node now (at-least-once delivery).
 pub const HANDBACK_PATH: &str = "/v1/events/redeliver";
+
+/// Bytes of a transport error kept as a fault (our own messages, which may quote a peer).
+pub const FAULT_TEXT_BYTES_MAX: usize = 400;
 
 /// Static settings of one connector node.
 #[derive(Debug, Clone)]
