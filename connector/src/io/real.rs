@@ -488,12 +488,50 @@ struct Progress {
     to_jabber: u64,
 }
 
+/// The faults last logged, so that each is logged once per change, not once per retry.
+#[derive(Debug, Default)]
+struct Faults {
+    cloud: Option<String>,
+    axl: Option<String>,
+}
+
+impl Faults {
+    /// Logs each fault that appeared or changed at WARN, naming the component at fault, and
+    /// its clearing at INFO.
+    fn log_changes(&mut self, core: &ConnectorNode) {
+        // Before registration the cloud "fault" is only that: not registered yet.
+        let cloud = core.cloud_fault().filter(|f| *f != "not registered");
+        if cloud != self.cloud.as_deref() {
+            match cloud {
+                Some(f) => {
+                    tracing::warn!(fault = %f, "the Webex cloud refuses or cannot be reached")
+                }
+                None => tracing::info!("the Webex cloud answers again"),
+            }
+            self.cloud = cloud.map(str::to_string);
+        }
+        let axl = core.axl_fault();
+        if axl != self.axl.as_deref() {
+            match axl {
+                Some(f) => tracing::warn!(
+                    fault = %f,
+                    "AXL discovery failed: check the publisher's AXL user and password"
+                ),
+                None => tracing::info!("AXL discovery answers again"),
+            }
+            self.axl = axl.map(str::to_string);
+        }
+    }
+}
+
 /// Logs the core's phase, users, sessions and traffic when they change. Reads the core only.
 async fn log_progress(net: TokioNet, core: Rc<RefCell<ConnectorNode>>) {
     let mut last: Option<Progress> = None;
+    let mut faults = Faults::default();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tick.tick().await;
+        faults.log_changes(&core.borrow());
         let p = {
             let c = core.borrow();
             let page = c.status_page(net.now());

@@ -555,3 +555,22 @@ fn a_peers_error_body_cannot_forge_a_status_line() {
         "{shown}"
     );
 }
+
+#[test]
+fn a_refused_axl_login_is_not_shown_as_a_cloud_fault() {
+    let mut h = Harness::new(settings());
+    registered(&mut h);
+    let nodes = h.axl_request();
+    h.answer(&nodes, 401, "<html>401 Unauthorized</html>");
+    assert_eq!(h.node.status_page(h.now).connectivity, "Operational");
+    let fault = h.node.axl_fault().expect("the AXL fault is kept");
+    assert!(
+        fault.contains("imp-a-1") && fault.contains("HTTP 401"),
+        "{fault}"
+    );
+    // Discovery answered again: the fault is cleared.
+    h.run_until(h.now + secs(2));
+    let again = h.axl_request();
+    h.answer(&again, 200, &two_nodes());
+    assert_eq!(h.node.axl_fault(), None);
+}

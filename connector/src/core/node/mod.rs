@@ -328,6 +328,8 @@ pub struct ConnectorNode {
     token: Option<String>,
     registered: bool,
     cloud_fault: Option<String>,
+    /// The last AXL discovery failure, naming the publisher; cleared by its next answer.
+    axl_fault: Option<String>,
     retry: Backoff,
     retry_at: Option<(Duration, Pending)>,
     next_heartbeat: Duration,
@@ -429,6 +431,7 @@ impl ConnectorNode {
             token: None,
             registered: false,
             cloud_fault: Some("not registered".into()),
+            axl_fault: None,
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             retry_at: None,
             next_heartbeat: now,
@@ -492,6 +495,16 @@ impl ConnectorNode {
     /// Users assigned to this node.
     pub fn assigned(&self) -> &BTreeSet<String> {
         &self.assigned
+    }
+
+    /// Why the cloud is not reachable or refuses this node (`None`: operational).
+    pub fn cloud_fault(&self) -> Option<&str> {
+        self.cloud_fault.as_deref()
+    }
+
+    /// Why AXL discovery failed last, naming the publisher (`None`: it answered since).
+    pub fn axl_fault(&self) -> Option<&str> {
+        self.axl_fault.as_deref()
     }
 
     /// The next output.
