@@ -459,6 +459,24 @@ impl RealConfig {
     }
 }
 
+/// Log targets held below TRACE whatever the filter asks: tungstenite's client handshake
+/// logs the whole upgrade request at TRACE, `Authorization: Bearer <connector token>`
+/// included, and a log is no place for a credential.
+pub const CREDENTIAL_LOGGING_TARGETS: [&str; 1] = ["tungstenite::handshake::client=debug"];
+
+/// The log filter of `directives` (`CONNECTOR_LOG`; `None` or unparsable: `info`), with
+/// [`CREDENTIAL_LOGGING_TARGETS`] capped.
+pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = directives
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    for cap in CREDENTIAL_LOGGING_TARGETS {
+        filter = filter.add_directive(cap.parse().expect("a valid directive"));
+    }
+    filter
+}
+
 /// Runs the connector of `cfg` until the process is killed. Call inside a `LocalSet` on a
 /// current-thread runtime (the driver shares its core through `Rc`).
 pub async fn run(cfg: &RealConfig) {

@@ -574,3 +574,23 @@ fn a_refused_axl_login_is_not_shown_as_a_cloud_fault() {
     h.answer(&again, 200, &two_nodes());
     assert_eq!(h.node.axl_fault(), None);
 }
+
+#[test]
+fn a_jwe_with_a_bad_tag_is_counted_and_not_delivered() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    let good = jwe_encrypt("hello", [3; 12]);
+    let (rest, tag) = good.rsplit_once('.').expect("five segments");
+    let mut tag = B64URL.decode(tag).expect("b64");
+    tag[0] ^= 1;
+    let bad = format!("{rest}.{}", B64URL.encode(tag));
+    h.event(&alice_posted("act-7", &bad));
+    let info = h.request("/v1/spaces/sp-1");
+    let members = json!({"key_uri": KEY_URI, "members": [ALICE, BOB]});
+    h.answer(&info, 200, &members.to_string());
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
+    assert_eq!(h.node.stats().undecryptable, 1);
+}

@@ -238,6 +238,9 @@ pub struct NodeStats {
     pub handed_back: u64,
     /// Activity events received again (after a hand-back) that this node already delivered.
     pub duplicate_events: u64,
+    /// Activities whose ciphertext did not decrypt with the space key (a bad tag, a wrong
+    /// key, a malformed JWE): dropped, counted here and logged.
+    pub undecryptable: u64,
 }
 
 #[derive(Debug, Clone)]
