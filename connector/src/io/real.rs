@@ -741,16 +741,12 @@ message_service:
             let at = GOOD.lines().count() + 1;
             assert!(e.starts_with(&format!("{at}:")), "{e}");
         }
-        let e = parse(&GOOD.replace("port: 18443", "port: 0"))
-            .err()
-            .expect("port 0");
+        let e = parse(&GOOD.replace("port: 18443", "port: 0")).expect_err("port 0");
         assert!(
             e.contains("cloud.port") && e.contains("from 1 to 65535"),
             "{e}"
         );
-        let e = parse(&GOOD.replace("component: 17400", "component: 0"))
-            .err()
-            .expect("port 0");
+        let e = parse(&GOOD.replace("component: 17400", "component: 0")).expect_err("port 0");
         assert!(e.contains("from 1 to 65535"), "{e}");
     }
 
@@ -764,7 +760,7 @@ message_service:
             format!("{GOOD}tuning: {{ session_rate_per_s: 0 }}\n"),
         )
         .expect("write");
-        let e = load(&path).err().expect("refused").0.join("\n");
+        let e = load(&path).expect_err("refused").0.join("\n");
         let at = format!("{}:{}:", path.display(), GOOD.lines().count() + 1);
         assert!(e.starts_with(&at), "{e}");
         let _ = std::fs::remove_dir_all(&dir);
