@@ -3,6 +3,7 @@
 //! failover move and a hand-back. Expected requests, stanzas and bodies are written out here
 //! as docs/protocols.md and the deployment guide describe them.
 
+mod fuzz;
 mod harness;
 
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
@@ -593,4 +594,18 @@ fn a_jwe_with_a_bad_tag_is_counted_and_not_delivered() {
     h.answer(&key, 200, &key_answer());
     assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
     assert_eq!(h.node.stats().undecryptable, 1);
+}
+
+/// Found by `fuzz::no_cloud_or_axl_answer_panics_the_node`: a 200 whose body held no
+/// connector token left the node registering forever, with no request out and no timer.
+#[test]
+fn a_registration_answer_without_a_token_is_retried() {
+    let mut h = Harness::new(settings());
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    h.answer(&reg, 200, "<html>captive portal</html>");
+    assert_eq!(h.node.phase(), &Phase::Registering);
+    assert!(h.node.cloud_fault().is_some_and(|f| f.contains("token")));
+    h.run_until(secs(2));
+    h.request("/v1/connectors/register");
 }

@@ -85,7 +85,7 @@ impl ConnectorNode {
     ) {
         let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
         match what {
-            Pending::Register => self.on_registered(&json()),
+            Pending::Register => self.on_registered(now, &json(), rng),
             Pending::Heartbeat => self.on_heartbeat(now, &json()),
             Pending::Nodes { cluster } => self.on_nodes(&cluster, body, now, rng),
             Pending::Users { cluster, page } => self.on_users(&cluster, page, body, now, rng),
