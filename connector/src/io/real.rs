@@ -9,7 +9,8 @@
 //!
 #![doc = concat!("```yaml\n", include_str!("real-config.yaml"), "```")]
 //!
-//! [`load`] parses the file (unknown keys are errors, each with its location) and checks it:
+//! [`load`] parses the file (unknown keys and numbers out of their range, [`super::ranges`], are
+//! errors, each reported as file:line:column, field path and what is wrong) and checks it:
 //! every rule of [`crate::core::config::validate`] (spec 11-21), plus that `hostname` is one of
 //! the cluster's nodes. [`run`] then runs until the process is killed.
 //!
