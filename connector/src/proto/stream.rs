@@ -19,6 +19,13 @@ use rxml::error::EndOrError;
 /// accept ("at least 10,000 bytes") with generous headroom, and bounds memory per connection.
 pub const STANZA_BYTES_MAX: usize = 64 * 1024;
 
+/// Namespace bytes one stanza may hold, summed over its elements. Every element keeps its
+/// namespace as a string, and a prefix declared once (`xmlns:p='…8 KiB…'`) makes each 6-byte
+/// `<p:a/>` hold all of it: 50 KB on the wire became 57 MB in memory (and as much re-serialized,
+/// where each element declares its namespace). Four times the wire limit leaves room for the
+/// largest legitimate stanza (3,000 roster items at about 15 namespace bytes each is 45 KB).
+pub const NAMESPACE_BYTES_MAX: usize = 4 * STANZA_BYTES_MAX;
+
 /// The deepest element nesting accepted inside a stanza. Real stanzas nest 4 or 5 deep; a bound
 /// stops a peer from growing the builder stack without limit.
 pub const DEPTH_MAX: usize = 32;
@@ -79,6 +86,8 @@ pub struct StreamParser {
     /// Bytes rxml consumed that no event has accounted for yet: an unfinished token (a start
     /// tag still receiving attributes, a stream header) lives here until its event comes out.
     unaccounted: usize,
+    /// Namespace bytes held by the elements of the stanza being built ([`NAMESPACE_BYTES_MAX`]).
+    namespace_bytes: usize,
     /// Set after a fatal error: nothing more is parsed.
     failed: bool,
 }
@@ -99,6 +108,7 @@ impl StreamParser {
             opened: false,
             stanza_bytes: 0,
             unaccounted: 0,
+            namespace_bytes: 0,
             failed: false,
         }
     }
@@ -116,6 +126,7 @@ impl StreamParser {
         self.opened = false;
         self.stanza_bytes = 0;
         self.unaccounted = 0;
+        self.namespace_bytes = 0;
     }
 
     /// Bytes buffered and not yet parsed.
@@ -182,6 +193,12 @@ impl StreamParser {
         match ev {
             rxml::Event::XmlDeclaration(..) => Ok(None),
             rxml::Event::StartElement(_, (ns, name), attrs) => {
+                if self.opened {
+                    self.namespace_bytes += ns.len();
+                    if self.namespace_bytes > NAMESPACE_BYTES_MAX {
+                        return Err(StreamError::StanzaTooLarge);
+                    }
+                }
                 let mut el = Element::new(name.as_str(), ns.as_str());
                 for ((ans, aname), value) in attrs {
                     if ans.is_empty() {
@@ -213,6 +230,7 @@ impl StreamParser {
                     }
                     None => {
                         self.stanza_bytes = 0;
+                        self.namespace_bytes = 0;
                         Ok(Some(StreamEvent::Stanza(el)))
                     }
                 }
@@ -390,5 +408,26 @@ mod tests {
         }
         p.feed(b"<presence/>");
         assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
+    }
+
+    #[test]
+    fn a_namespace_declared_once_cannot_be_held_by_every_element() {
+        let long_ns = format!("urn:{}", "n".repeat(8_000));
+        let children = "<p:a/>".repeat(7_000);
+        let st = format!("<message><x xmlns:p='{long_ns}'>{children}</x></message>");
+        assert!(st.len() < STANZA_BYTES_MAX);
+        // (Not printed when accepted: the tree holds 57 MB of namespace strings.)
+        let res = feed_in_chunks(format!("{HEADER}{st}").as_bytes(), 4096);
+        assert!(
+            matches!(res, Err(StreamError::StanzaTooLarge)),
+            "not refused"
+        );
+        // Many elements in an ordinary namespace are fine: 3,000 roster items.
+        let items = "<item jid='a@b'/>".repeat(3_000);
+        let roster =
+            format!("<iq type='result'><query xmlns='jabber:iq:roster'>{items}</query></iq>");
+        assert!(roster.len() < STANZA_BYTES_MAX);
+        let evs = feed_in_chunks(format!("{HEADER}{roster}").as_bytes(), 4096).expect("accepted");
+        assert_eq!(evs.len(), 2);
     }
 }
