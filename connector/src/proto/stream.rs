@@ -179,6 +179,40 @@ impl StreamParser {
         Err(e)
     }
 
+    /// A start tag: the stream header, or an element of the stanza being built.
+    fn start_element(
+        &mut self,
+        ns: &str,
+        name: &str,
+        attrs: rxml::AttrMap,
+    ) -> Result<Option<StreamEvent>, StreamError> {
+        if self.opened {
+            self.namespace_bytes += ns.len();
+            if self.namespace_bytes > NAMESPACE_BYTES_MAX {
+                return Err(StreamError::StanzaTooLarge);
+            }
+        }
+        let mut el = Element::new(name, ns);
+        for ((ans, aname), value) in attrs {
+            if ans.is_empty() {
+                el.attrs.push((aname.to_string(), value));
+            } else if ans.as_str() == NS_XML {
+                el.attrs.push((format!("xml:{aname}"), value));
+            }
+            // Other namespaced attributes carry nothing XMPP needs here; dropping them
+            // keeps the stanza model simple.
+        }
+        if !self.opened {
+            self.opened = true;
+            return Ok(Some(StreamEvent::Open(el)));
+        }
+        if self.stack.len() >= DEPTH_MAX {
+            return Err(StreamError::TooDeep);
+        }
+        self.stack.push(el);
+        Ok(None)
+    }
+
     fn handle(&mut self, ev: rxml::Event) -> Result<Option<StreamEvent>, StreamError> {
         // Each wire byte is counted once: when its event comes out it moves from `unaccounted`
         // to the stanza (if it belongs to one).
@@ -193,31 +227,7 @@ impl StreamParser {
         match ev {
             rxml::Event::XmlDeclaration(..) => Ok(None),
             rxml::Event::StartElement(_, (ns, name), attrs) => {
-                if self.opened {
-                    self.namespace_bytes += ns.len();
-                    if self.namespace_bytes > NAMESPACE_BYTES_MAX {
-                        return Err(StreamError::StanzaTooLarge);
-                    }
-                }
-                let mut el = Element::new(name.as_str(), ns.as_str());
-                for ((ans, aname), value) in attrs {
-                    if ans.is_empty() {
-                        el.attrs.push((aname.to_string(), value));
-                    } else if ans.as_str() == NS_XML {
-                        el.attrs.push((format!("xml:{aname}"), value));
-                    }
-                    // Other namespaced attributes carry nothing XMPP needs here; dropping them
-                    // keeps the stanza model simple.
-                }
-                if !self.opened {
-                    self.opened = true;
-                    return Ok(Some(StreamEvent::Open(el)));
-                }
-                if self.stack.len() >= DEPTH_MAX {
-                    return Err(StreamError::TooDeep);
-                }
-                self.stack.push(el);
-                Ok(None)
+                self.start_element(&ns, &name, attrs)
             }
             rxml::Event::EndElement(_) => {
                 let Some(el) = self.stack.pop() else {
