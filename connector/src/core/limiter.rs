@@ -8,6 +8,10 @@
 use rand_core::Rng;
 use std::time::Duration;
 
+/// How far ahead a closed bucket says its next token is: never, but a timer far in the future
+/// is what a caller that asks must get, not an overflow.
+pub const CLOSED_RETRY: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// A token bucket: `rate_per_s` tokens per second, holding at most `burst`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TokenBucket {
@@ -17,24 +21,56 @@ pub struct TokenBucket {
     last: Duration,
 }
 
+/// Why a rate cannot drive a [`TokenBucket`].
+#[derive(Debug, Clone, Copy, PartialEq, thiserror::Error)]
+pub enum RateError {
+    /// Zero, negative, NaN or infinite.
+    #[error("a rate must be a finite number above zero, not {0}")]
+    NotPositive(f64),
+}
+
 impl TokenBucket {
-    /// A bucket that starts full at time `now`. `rate_per_s` must be positive.
-    pub fn new(rate_per_s: f64, burst: f64, now: Duration) -> Self {
-        assert!(rate_per_s > 0.0, "a token bucket needs a positive rate");
-        let burst = burst.max(1.0);
-        Self {
+    /// A bucket that starts full at time `now`, or why `rate_per_s` cannot drive one (zero,
+    /// negative, NaN or infinite: a config error to report, not a panic).
+    pub fn try_new(rate_per_s: f64, burst: f64, now: Duration) -> Result<Self, RateError> {
+        if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
+            return Err(RateError::NotPositive(rate_per_s));
+        }
+        let burst = if burst.is_finite() {
+            burst.max(1.0)
+        } else {
+            1.0
+        };
+        Ok(Self {
             rate_per_s,
             burst,
             tokens: burst,
             last: now,
-        }
+        })
+    }
+
+    /// [`Self::try_new`], with a refused rate giving a closed bucket: it never grants a token,
+    /// so whatever it paces waits (and the configuration check names the rate) instead of the
+    /// process stopping.
+    pub fn new(rate_per_s: f64, burst: f64, now: Duration) -> Self {
+        Self::try_new(rate_per_s, burst, now).unwrap_or(Self {
+            rate_per_s: 0.0,
+            burst: 0.0,
+            tokens: 0.0,
+            last: now,
+        })
     }
 
     /// A bucket moving `count` items per `per` (e.g. 5,000 per 30 minutes), burst of one
-    /// second's worth (at least 1).
+    /// second's worth (at least 1); closed if that rate is refused ([`Self::new`]).
     pub fn per(count: f64, per: Duration, now: Duration) -> Self {
         let rate = count / per.as_secs_f64().max(1e-9);
         Self::new(rate, rate.max(1.0), now)
+    }
+
+    /// Whether the bucket never grants a token (its rate was refused).
+    pub fn is_closed(&self) -> bool {
+        self.rate_per_s == 0.0
     }
 
     fn refill(&mut self, now: Duration) {
@@ -59,6 +95,9 @@ impl TokenBucket {
         self.refill(now);
         if self.tokens >= 1.0 {
             return now;
+        }
+        if self.is_closed() {
+            return now + CLOSED_RETRY;
         }
         // Rounded up, and at least 1 ns: a wait rounded down to zero (tokens a rounding error
         // short of one) would find the bucket still empty at the same instant, forever.
@@ -174,5 +213,19 @@ mod tests {
         }
         b.reset();
         assert!(b.next_delay(&mut rng) < Duration::from_millis(1500));
+    }
+
+    #[test]
+    fn a_zero_negative_or_nan_rate_is_refused_without_a_panic() {
+        let now = Duration::from_secs(5);
+        for rate in [0.0, -5.0, f64::NAN, f64::INFINITY] {
+            let mut b = TokenBucket::new(rate, rate, now);
+            assert!(!b.try_take(now), "{rate}");
+            assert!(b.next_available(now) > now, "{rate}");
+            let mut m = TokenBucket::per(rate, Duration::from_secs(1800), now);
+            assert!(!m.try_take(now + Duration::from_secs(3600)), "{rate}");
+        }
+        let mut zero_period = TokenBucket::per(5000.0, Duration::ZERO, now);
+        assert!(zero_period.try_take(now));
     }
 }

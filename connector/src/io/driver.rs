@@ -15,6 +15,7 @@ use super::net::Net;
 use crate::core::limiter::Backoff;
 use crate::core::node::{CONTROL_LANE, ConnectorNode, HttpRequest, Output, Target, fnv};
 use crate::proto::stream::{StreamEvent, StreamParser};
+use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::Event;
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, NS_COMPONENT, NS_PING};
@@ -326,14 +327,19 @@ async fn component_link<N: Net>(
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+    // The last failure logged at WARN: a retry failing the same way is logged at DEBUG only.
+    let mut warned: Option<String> = None;
     loop {
-        let reason = match connect(&net, &node, peers.component_port).await {
+        let (reason, was_up) = match connect(&net, &node, peers.component_port).await {
             Ok(stream) => {
                 link_session(&net, &node, &peers, stream, &mut rx, &tx, &mut backoff).await
             }
-            Err(e) => e,
+            Err(e) => (e, false),
         };
-        tracing::debug!(node = %node, reason = %reason, "component link down");
+        if was_up {
+            warned = None;
+        }
+        log_link_down(&node, &reason, was_up, &mut warned);
         if tx.send(Inbox::LinkDown(node.clone())).await.is_err() {
             return;
         }
@@ -383,7 +389,10 @@ impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
                 }
                 Ok(Some(StreamEvent::Close)) => return Err("node closed the stream".into()),
                 Ok(Some(StreamEvent::Stanza(el))) => self.on_stanza(el).await?,
-                Err(e) => return Err(format!("bad XML from node: {e}")),
+                Err(e) => {
+                    let e = printable(e.to_string().as_bytes(), PEER_TEXT_BYTES_MAX);
+                    return Err(format!("bad XML from node: {e}"));
+                }
             }
         }
     }
@@ -393,11 +402,14 @@ impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
         if el.name == "handshake" && !self.up {
             self.up = true;
             self.backoff.reset();
+            tracing::info!(node = %self.node, "component link up");
             let up = Inbox::LinkUp(self.node.to_string());
             return self.tx.send(up).await.map_err(gone);
         }
         if el.name == "error" {
-            return Err(format!("stream error: {}", el.to_xml()));
+            // The node's words: escaped, bounded (they go into a log line).
+            let text = printable(el.to_xml().as_bytes(), PEER_TEXT_BYTES_MAX);
+            return Err(format!("stream error: {text}"));
         }
         let pong = self.pending_ping.as_ref();
         if pong.is_some_and(|(id, _)| el.attr("id") == Some(id)) {
@@ -445,6 +457,26 @@ impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
     }
 }
 
+/// Logs why the link to `node` went down (or never came up): WARN once per change of reason,
+/// naming the node and, for a refused handshake, the setting to check; DEBUG for retries.
+fn log_link_down(node: &str, reason: &str, was_up: bool, warned: &mut Option<String>) {
+    if warned.as_deref() == Some(reason) {
+        tracing::debug!(node = %node, reason = %reason, "component link still down");
+        return;
+    }
+    let refused = !was_up && reason.starts_with("stream error");
+    if refused {
+        tracing::warn!(
+            node = %node,
+            reason = %reason,
+            "IM&P node refused the component handshake: check the component secret"
+        );
+    } else {
+        tracing::warn!(node = %node, reason = %reason, "component link to IM&P node down");
+    }
+    *warned = Some(reason.to_string());
+}
+
 async fn link_session<N: Net>(
     net: &N,
     node: &str,
@@ -453,7 +485,7 @@ async fn link_session<N: Net>(
     rx: &mut mpsc::Receiver<Element>,
     tx: &mpsc::Sender<Inbox>,
     backoff: &mut Backoff,
-) -> String {
+) -> (LinkEnd, bool) {
     let (mut rd, wr) = tokio::io::split(stream);
     let mut link = Link {
         node,
@@ -468,7 +500,7 @@ async fn link_session<N: Net>(
     };
     let header = xmpp::stream_header(NS_COMPONENT, None, Some(node), None);
     if let Err(end) = link.write(&header).await {
-        return end;
+        return (end, false);
     }
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut ping = tokio::time::interval(LINK_PING_INTERVAL);
@@ -485,7 +517,7 @@ async fn link_session<N: Net>(
             _ = ping.tick() => link.on_tick(net.now()).await,
         };
         if let Err(end) = step {
-            return end;
+            return (end, link.up);
         }
     }
 }

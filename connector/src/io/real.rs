@@ -9,7 +9,8 @@
 //!
 #![doc = concat!("```yaml\n", include_str!("real-config.yaml"), "```")]
 //!
-//! [`load`] parses the file (unknown keys are errors, each with its location) and checks it:
+//! [`load`] parses the file (unknown keys and numbers out of their range, [`super::ranges`], are
+//! errors, each reported as file:line:column, field path and what is wrong) and checks it:
 //! every rule of [`crate::core::config::validate`] (spec 11-21), plus that `hostname` is one of
 //! the cluster's nodes. [`run`] then runs until the process is killed.
 //!
@@ -20,6 +21,7 @@
 
 use super::driver::{self, Peers};
 use super::net::{Net as _, TokioNet};
+use super::ranges;
 use crate::core::config::{self, ConnectorConfig, ImpPublisher, Proxy};
 use crate::core::node::{ConnectorNode, NodeSettings, Phase};
 use serde::Deserialize;
@@ -90,7 +92,7 @@ pub struct CloudAddress {
     /// Host name or IP.
     pub host: String,
     /// Port.
-    #[serde(default = "cloud_port")]
+    #[serde(default = "cloud_port", deserialize_with = "ranges::port")]
     pub port: u16,
 }
 
@@ -99,10 +101,10 @@ pub struct CloudAddress {
 #[serde(deny_unknown_fields)]
 pub struct ImpPorts {
     /// XEP-0114 component port.
-    #[serde(default = "component_port")]
+    #[serde(default = "component_port", deserialize_with = "ranges::port")]
     pub component: u16,
     /// AXL port.
-    #[serde(default = "axl_port")]
+    #[serde(default = "axl_port", deserialize_with = "ranges::port")]
     pub axl: u16,
 }
 
@@ -122,10 +124,10 @@ pub struct HostAddress {
     /// Its IP address.
     pub address: IpAddr,
     /// Its component port, if not `ports.component`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ranges::opt_port")]
     pub component: Option<u16>,
     /// Its AXL port, if not `ports.axl`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "ranges::opt_port")]
     pub axl: Option<u16>,
 }
 
@@ -194,6 +196,7 @@ pub struct ProxyConfig {
     /// Proxy host.
     pub host: String,
     /// Proxy port.
+    #[serde(deserialize_with = "ranges::port")]
     pub port: u16,
     /// Authentication scheme: `none` or `basic` (default); any other is rejected (spec 14).
     #[serde(default = "basic")]
@@ -246,16 +249,28 @@ impl MessageService {
 #[serde(deny_unknown_fields)]
 pub struct Tuning {
     /// Session opens per second.
-    #[serde(default = "session_rate")]
+    #[serde(
+        default = "session_rate",
+        deserialize_with = "ranges::session_rate_per_s"
+    )]
     pub session_rate_per_s: f64,
     /// Migration rate: sessions …
-    #[serde(default = "migration_sessions")]
+    #[serde(
+        default = "migration_sessions",
+        deserialize_with = "ranges::migration_sessions"
+    )]
     pub migration_sessions: f64,
     /// … per this many seconds.
-    #[serde(default = "migration_per_s")]
+    #[serde(
+        default = "migration_per_s",
+        deserialize_with = "ranges::migration_per_s"
+    )]
     pub migration_per_s: u64,
     /// Upper bound of the failover detection delay, seconds.
-    #[serde(default = "detection_delay_max_s")]
+    #[serde(
+        default = "detection_delay_max_s",
+        deserialize_with = "ranges::detection_delay_max_s"
+    )]
     pub detection_delay_max_s: u64,
 }
 
@@ -332,7 +347,15 @@ pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
             path.display()
         )])
     })?;
-    let cfg = parse(&text).map_err(|e| ConfigProblems(vec![format!("{}: {e}", path.display())]))?;
+    // A located error starts with `line:column:`, which joins the path as `file:line:column:`.
+    let cfg = parse(&text).map_err(|e| {
+        let sep = if e.starts_with(|c: char| c.is_ascii_digit()) {
+            ":"
+        } else {
+            ": "
+        };
+        ConfigProblems(vec![format!("{}{sep}{e}", path.display())])
+    })?;
     let problems = cfg.problems();
     if problems.is_empty() {
         Ok(cfg)
@@ -349,12 +372,23 @@ pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
 /// Parses a config file's text (no rule checks: see [`RealConfig::problems`]).
 ///
 /// # Errors
-/// The YAML error with its line, column and field path.
+/// The YAML error as `line:column: at `field.path`: what is wrong` (a number out of range
+/// names its valid range, [`ranges`]); without the location if the parser has none.
 pub fn parse(text: &str) -> Result<RealConfig, String> {
     let de = serde_yaml::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let at = e.path().to_string();
-        format!("at `{at}`: {}", e.into_inner())
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        match inner.location() {
+            Some(l) => {
+                let suffix = format!(" at line {} column {}", l.line(), l.column());
+                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
+                let msg = msg.strip_prefix(&format!("{at}: ")).unwrap_or(msg);
+                format!("{}:{}: at `{at}`: {msg}", l.line(), l.column())
+            }
+            None => format!("at `{at}`: {msg}"),
+        }
     })
 }
 
@@ -426,6 +460,24 @@ impl RealConfig {
     }
 }
 
+/// Log targets held below TRACE whatever the filter asks: tungstenite's client handshake
+/// logs the whole upgrade request at TRACE, `Authorization: Bearer <connector token>`
+/// included, and a log is no place for a credential.
+pub const CREDENTIAL_LOGGING_TARGETS: [&str; 1] = ["tungstenite::handshake::client=debug"];
+
+/// The log filter of `directives` (`CONNECTOR_LOG`; `None` or unparsable: `info`), with
+/// [`CREDENTIAL_LOGGING_TARGETS`] capped.
+pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
+    use tracing_subscriber::EnvFilter;
+    let mut filter = directives
+        .and_then(|d| EnvFilter::try_new(d).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    for cap in CREDENTIAL_LOGGING_TARGETS {
+        filter = filter.add_directive(cap.parse().expect("a valid directive"));
+    }
+    filter
+}
+
 /// Runs the connector of `cfg` until the process is killed. Call inside a `LocalSet` on a
 /// current-thread runtime (the driver shares its core through `Rc`).
 pub async fn run(cfg: &RealConfig) {
@@ -455,12 +507,50 @@ struct Progress {
     to_jabber: u64,
 }
 
+/// The faults last logged, so that each is logged once per change, not once per retry.
+#[derive(Debug, Default)]
+struct Faults {
+    cloud: Option<String>,
+    axl: Option<String>,
+}
+
+impl Faults {
+    /// Logs each fault that appeared or changed at WARN, naming the component at fault, and
+    /// its clearing at INFO.
+    fn log_changes(&mut self, core: &ConnectorNode) {
+        // Before registration the cloud "fault" is only that: not registered yet.
+        let cloud = core.cloud_fault().filter(|f| *f != "not registered");
+        if cloud != self.cloud.as_deref() {
+            match cloud {
+                Some(f) => {
+                    tracing::warn!(fault = %f, "the Webex cloud refuses or cannot be reached")
+                }
+                None => tracing::info!("the Webex cloud answers again"),
+            }
+            self.cloud = cloud.map(str::to_string);
+        }
+        let axl = core.axl_fault();
+        if axl != self.axl.as_deref() {
+            match axl {
+                Some(f) => tracing::warn!(
+                    fault = %f,
+                    "AXL discovery failed: check the publisher's AXL user and password"
+                ),
+                None => tracing::info!("AXL discovery answers again"),
+            }
+            self.axl = axl.map(str::to_string);
+        }
+    }
+}
+
 /// Logs the core's phase, users, sessions and traffic when they change. Reads the core only.
 async fn log_progress(net: TokioNet, core: Rc<RefCell<ConnectorNode>>) {
     let mut last: Option<Progress> = None;
+    let mut faults = Faults::default();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tick.tick().await;
+        faults.log_changes(&core.borrow());
         let p = {
             let c = core.borrow();
             let page = c.status_page(net.now());
@@ -600,6 +690,80 @@ message_service:
             .err()
             .unwrap();
         assert!(e.contains("cloud.port"), "{e}");
-        assert!(e.contains("line"), "{e}");
+        assert!(e.starts_with("4:33: at `cloud.port`: invalid type"), "{e}");
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_located_with_their_valid_range() {
+        let cases = [
+            (
+                "tuning: { session_rate_per_s: 0 }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: -5 }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: .nan }",
+                "tuning.session_rate_per_s",
+                "above 0",
+            ),
+            (
+                "tuning: { session_rate_per_s: 20000 }",
+                "tuning.session_rate_per_s",
+                "at most 10000",
+            ),
+            (
+                "tuning: { migration_sessions: 0 }",
+                "tuning.migration_sessions",
+                "from 1 to",
+            ),
+            (
+                "tuning: { migration_per_s: 0 }",
+                "tuning.migration_per_s",
+                "from 1 to 86400",
+            ),
+            (
+                "tuning: { detection_delay_max_s: 100000 }",
+                "tuning.detection_delay_max_s",
+                "from 0 to 86400",
+            ),
+        ];
+        for (line, field, range) in cases {
+            let e = parse(&format!("{GOOD}{line}\n"))
+                .err()
+                .unwrap_or_else(|| panic!("{line} accepted"));
+            assert!(e.contains(field), "{e}");
+            assert!(e.contains(range), "{e}");
+            // Located: the last line of the file, at the value.
+            let at = GOOD.lines().count() + 1;
+            assert!(e.starts_with(&format!("{at}:")), "{e}");
+        }
+        let e = parse(&GOOD.replace("port: 18443", "port: 0")).expect_err("port 0");
+        assert!(
+            e.contains("cloud.port") && e.contains("from 1 to 65535"),
+            "{e}"
+        );
+        let e = parse(&GOOD.replace("component: 17400", "component: 0")).expect_err("port 0");
+        assert!(e.contains("from 1 to 65535"), "{e}");
+    }
+
+    #[test]
+    fn a_file_error_names_the_file_line_and_column() {
+        let dir = std::env::temp_dir().join(format!("connector-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("bad.yaml");
+        std::fs::write(
+            &path,
+            format!("{GOOD}tuning: {{ session_rate_per_s: 0 }}\n"),
+        )
+        .expect("write");
+        let e = load(&path).expect_err("refused").0.join("\n");
+        let at = format!("{}:{}:", path.display(), GOOD.lines().count() + 1);
+        assert!(e.starts_with(&at), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

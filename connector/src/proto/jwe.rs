@@ -109,6 +109,9 @@ impl fmt::Debug for SpaceKey {
 /// these, never a panic.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JweError {
+    /// The encoded protected header is longer than [`HEADER_SEGMENT_BYTES_MAX`].
+    #[error("JWE protected header longer than {HEADER_SEGMENT_BYTES_MAX} bytes")]
+    HeaderTooLarge,
     /// The token is longer than [`COMPACT_BYTES_MAX`].
     #[error("JWE longer than {COMPACT_BYTES_MAX} bytes")]
     TooLarge,
@@ -284,7 +287,7 @@ fn parse(compact: &str) -> Result<Parsed<'_>, JweError> {
     };
 
     if header_segment.len() > HEADER_SEGMENT_BYTES_MAX {
-        return Err(JweError::TooLarge);
+        return Err(JweError::HeaderTooLarge);
     }
     let header_json = decode(header_segment, "protected header")?;
     // serde would also accept a JSON array for a struct; the header must be an object.
@@ -740,5 +743,21 @@ mod tests {
             prop_assert_eq!(key_id(&token).unwrap(), key.uri.clone());
             prop_assert_eq!(decrypt(&key, &token).unwrap(), plaintext);
         }
+    }
+
+    #[test]
+    fn an_oversized_header_is_named_as_such() {
+        let header = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"alg":"dir","enc":"A256GCM","kid":"{}"}}"#,
+            "k".repeat(HEADER_SEGMENT_BYTES_MAX)
+        ));
+        let parts = segments(KAT_TOKEN);
+        let token = format!("{header}..{}.{}.{}", parts[2], parts[3], parts[4]);
+        assert!(token.len() < COMPACT_BYTES_MAX);
+        let e = decrypt(&kat_key(), &token).expect_err("refused");
+        assert_eq!(
+            e.to_string(),
+            format!("JWE protected header longer than {HEADER_SEGMENT_BYTES_MAX} bytes")
+        );
     }
 }

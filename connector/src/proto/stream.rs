@@ -19,6 +19,13 @@ use rxml::error::EndOrError;
 /// accept ("at least 10,000 bytes") with generous headroom, and bounds memory per connection.
 pub const STANZA_BYTES_MAX: usize = 64 * 1024;
 
+/// Namespace bytes one stanza may hold, summed over its elements. Every element keeps its
+/// namespace as a string, and a prefix declared once (`xmlns:p='…8 KiB…'`) makes each 6-byte
+/// `<p:a/>` hold all of it: 50 KB on the wire became 57 MB in memory (and as much re-serialized,
+/// where each element declares its namespace). Four times the wire limit leaves room for the
+/// largest legitimate stanza (3,000 roster items at about 15 namespace bytes each is 45 KB).
+pub const NAMESPACE_BYTES_MAX: usize = 4 * STANZA_BYTES_MAX;
+
 /// The deepest element nesting accepted inside a stanza. Real stanzas nest 4 or 5 deep; a bound
 /// stops a peer from growing the builder stack without limit.
 pub const DEPTH_MAX: usize = 32;
@@ -73,8 +80,14 @@ pub struct StreamParser {
     stack: Vec<Element>,
     /// True once the stream header was seen.
     opened: bool,
-    /// Wire bytes of the stanza being built.
+    /// Wire bytes of the events of the stanza being built (from the first byte of its start
+    /// tag); zero between stanzas.
     stanza_bytes: usize,
+    /// Bytes rxml consumed that no event has accounted for yet: an unfinished token (a start
+    /// tag still receiving attributes, a stream header) lives here until its event comes out.
+    unaccounted: usize,
+    /// Namespace bytes held by the elements of the stanza being built ([`NAMESPACE_BYTES_MAX`]).
+    namespace_bytes: usize,
     /// Set after a fatal error: nothing more is parsed.
     failed: bool,
 }
@@ -94,6 +107,8 @@ impl StreamParser {
             stack: Vec::new(),
             opened: false,
             stanza_bytes: 0,
+            unaccounted: 0,
+            namespace_bytes: 0,
             failed: false,
         }
     }
@@ -110,6 +125,8 @@ impl StreamParser {
         self.stack.clear();
         self.opened = false;
         self.stanza_bytes = 0;
+        self.unaccounted = 0;
+        self.namespace_bytes = 0;
     }
 
     /// Bytes buffered and not yet parsed.
@@ -128,10 +145,11 @@ impl StreamParser {
             let res = self.parser.parse(&mut input, false);
             let consumed = before - input.len();
             self.pending.drain(..consumed);
+            self.unaccounted += consumed;
             let ev = match res {
                 Ok(Some(ev)) => ev,
                 Ok(None) => return Ok(Some(StreamEvent::Close)),
-                Err(EndOrError::NeedMoreData) => return self.need_more(consumed),
+                Err(EndOrError::NeedMoreData) => return self.need_more(),
                 Err(EndOrError::Error(e)) => {
                     return self.fail(StreamError::NotWellFormed(e.to_string()));
                 }
@@ -144,13 +162,12 @@ impl StreamParser {
         }
     }
 
-    /// The parser consumed `consumed` bytes and needs more: counted towards the stanza open.
-    fn need_more(&mut self, consumed: usize) -> Result<Option<StreamEvent>, StreamError> {
-        if !self.stack.is_empty() {
-            self.stanza_bytes += consumed;
-            if self.stanza_bytes > STANZA_BYTES_MAX {
-                return self.fail(StreamError::StanzaTooLarge);
-            }
+    /// The parser needs more bytes: what it holds of an unfinished token counts towards the
+    /// stanza it belongs to (or, between stanzas, towards the next one or the stream header),
+    /// so that no token grows without limit before its event comes out.
+    fn need_more(&mut self) -> Result<Option<StreamEvent>, StreamError> {
+        if self.stanza_bytes + self.unaccounted > STANZA_BYTES_MAX {
+            return self.fail(StreamError::StanzaTooLarge);
         }
         Ok(None)
     }
@@ -162,35 +179,55 @@ impl StreamParser {
         Err(e)
     }
 
+    /// A start tag: the stream header, or an element of the stanza being built.
+    fn start_element(
+        &mut self,
+        ns: &str,
+        name: &str,
+        attrs: rxml::AttrMap,
+    ) -> Result<Option<StreamEvent>, StreamError> {
+        if self.opened {
+            self.namespace_bytes += ns.len();
+            if self.namespace_bytes > NAMESPACE_BYTES_MAX {
+                return Err(StreamError::StanzaTooLarge);
+            }
+        }
+        let mut el = Element::new(name, ns);
+        for ((ans, aname), value) in attrs {
+            if ans.is_empty() {
+                el.attrs.push((aname.to_string(), value));
+            } else if ans.as_str() == NS_XML {
+                el.attrs.push((format!("xml:{aname}"), value));
+            }
+            // Other namespaced attributes carry nothing XMPP needs here; dropping them
+            // keeps the stanza model simple.
+        }
+        if !self.opened {
+            self.opened = true;
+            return Ok(Some(StreamEvent::Open(el)));
+        }
+        if self.stack.len() >= DEPTH_MAX {
+            return Err(StreamError::TooDeep);
+        }
+        self.stack.push(el);
+        Ok(None)
+    }
+
     fn handle(&mut self, ev: rxml::Event) -> Result<Option<StreamEvent>, StreamError> {
+        // Each wire byte is counted once: when its event comes out it moves from `unaccounted`
+        // to the stanza (if it belongs to one).
+        let len = ev.metrics().len();
+        self.unaccounted = self.unaccounted.saturating_sub(len);
         if !self.stack.is_empty() || matches!(ev, rxml::Event::StartElement(..)) && self.opened {
-            self.stanza_bytes += ev.metrics().len();
-            if self.stanza_bytes > STANZA_BYTES_MAX {
+            self.stanza_bytes += len;
+            if self.stanza_bytes + self.unaccounted > STANZA_BYTES_MAX {
                 return Err(StreamError::StanzaTooLarge);
             }
         }
         match ev {
             rxml::Event::XmlDeclaration(..) => Ok(None),
             rxml::Event::StartElement(_, (ns, name), attrs) => {
-                let mut el = Element::new(name.as_str(), ns.as_str());
-                for ((ans, aname), value) in attrs {
-                    if ans.is_empty() {
-                        el.attrs.push((aname.to_string(), value));
-                    } else if ans.as_str() == NS_XML {
-                        el.attrs.push((format!("xml:{aname}"), value));
-                    }
-                    // Other namespaced attributes carry nothing XMPP needs here; dropping them
-                    // keeps the stanza model simple.
-                }
-                if !self.opened {
-                    self.opened = true;
-                    return Ok(Some(StreamEvent::Open(el)));
-                }
-                if self.stack.len() >= DEPTH_MAX {
-                    return Err(StreamError::TooDeep);
-                }
-                self.stack.push(el);
-                Ok(None)
+                self.start_element(&ns, &name, attrs)
             }
             rxml::Event::EndElement(_) => {
                 let Some(el) = self.stack.pop() else {
@@ -203,6 +240,7 @@ impl StreamParser {
                     }
                     None => {
                         self.stanza_bytes = 0;
+                        self.namespace_bytes = 0;
                         Ok(Some(StreamEvent::Stanza(el)))
                     }
                 }
@@ -319,5 +357,87 @@ mod tests {
         let evs = events(&mut p);
         assert!(matches!(evs[0], StreamEvent::Open(_)));
         assert!(matches!(&evs[1], StreamEvent::Stanza(e) if e.name == "iq"));
+    }
+
+    /// Feeds `bytes` in `chunk`-byte pieces and reads events after each: the events, or the
+    /// first error.
+    fn feed_in_chunks(bytes: &[u8], chunk: usize) -> Result<Vec<StreamEvent>, StreamError> {
+        let mut p = StreamParser::new();
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            p.feed(piece);
+            while let Some(ev) = p.next_event()? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A `<message>` stanza of exactly `len` wire bytes (a body of letters).
+    fn stanza_of(len: usize) -> String {
+        let frame = "<message to='b@x'><body></body></message>";
+        format!(
+            "<message to='b@x'><body>{}</body></message>",
+            "q".repeat(len - frame.len())
+        )
+    }
+
+    #[test]
+    fn a_stanza_in_pieces_is_counted_once_up_to_the_limit() {
+        for chunk in [1000, 4096, 16 * 1024] {
+            let doc = format!("{HEADER}{}<presence/>", stanza_of(STANZA_BYTES_MAX));
+            let evs = feed_in_chunks(doc.as_bytes(), chunk).expect("64 KiB is accepted");
+            assert_eq!(evs.len(), 3, "chunk {chunk}");
+            let doc = format!("{HEADER}{}", stanza_of(STANZA_BYTES_MAX + 1));
+            let err = feed_in_chunks(doc.as_bytes(), chunk).expect_err("one byte over");
+            assert_eq!(err, StreamError::StanzaTooLarge, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn attributes_of_an_unfinished_start_tag_are_bounded() {
+        let attrs: String = (0..20_000).map(|i| format!(" a{i}='x'")).collect();
+        assert!(attrs.len() > 2 * STANZA_BYTES_MAX);
+        let doc = format!("{HEADER}<message{attrs}");
+        let err = feed_in_chunks(doc.as_bytes(), 4096).expect_err("refused before the end");
+        assert_eq!(err, StreamError::StanzaTooLarge);
+        // A stream header is bounded the same way.
+        let doc = format!("<stream:stream xmlns='jabber:client'{attrs}");
+        let err = feed_in_chunks(doc.as_bytes(), 4096).expect_err("refused before the end");
+        assert_eq!(err, StreamError::StanzaTooLarge);
+    }
+
+    #[test]
+    fn whitespace_keepalives_between_stanzas_never_add_up() {
+        let mut p = StreamParser::new();
+        p.feed(HEADER.as_bytes());
+        assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open(_)))));
+        for _ in 0..(2 * STANZA_BYTES_MAX / 64) {
+            p.feed(&[b' '; 64]);
+            while p.next_event().expect("whitespace is fine").is_some() {}
+        }
+        p.feed(b"<presence/>");
+        assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Stanza(_)))));
+    }
+
+    #[test]
+    fn a_namespace_declared_once_cannot_be_held_by_every_element() {
+        let long_ns = format!("urn:{}", "n".repeat(8_000));
+        let children = "<p:a/>".repeat(7_000);
+        let st = format!("<message><x xmlns:p='{long_ns}'>{children}</x></message>");
+        assert!(st.len() < STANZA_BYTES_MAX);
+        // (Not printed when accepted: the tree holds 57 MB of namespace strings.)
+        let res = feed_in_chunks(format!("{HEADER}{st}").as_bytes(), 4096);
+        assert!(
+            matches!(res, Err(StreamError::StanzaTooLarge)),
+            "not refused"
+        );
+        // Many elements in an ordinary namespace are fine: 3,000 roster items.
+        let items = "<item jid='a@b'/>".repeat(3_000);
+        let roster =
+            format!("<iq type='result'><query xmlns='jabber:iq:roster'>{items}</query></iq>");
+        assert!(roster.len() < STANZA_BYTES_MAX);
+        let evs = feed_in_chunks(format!("{HEADER}{roster}").as_bytes(), 4096).expect("accepted");
+        assert_eq!(evs.len(), 2);
     }
 }

@@ -162,14 +162,12 @@ impl Element {
         out.push_str(&self.name);
         let scope = if prefixed { parent_ns } else { &self.ns };
         if !prefixed && self.ns != parent_ns {
-            out.push_str(" xmlns='");
-            escape_into(out, &self.ns);
-            out.push('\'');
+            out.push_str(" xmlns=");
+            escape_attr_into(out, &self.ns);
         }
         for (k, v) in &self.attrs {
-            let _ = write!(out, " {k}='");
-            escape_into(out, v);
-            out.push('\'');
+            let _ = write!(out, " {k}=");
+            escape_attr_into(out, v);
         }
         if self.children.is_empty() {
             out.push_str("/>");
@@ -179,7 +177,7 @@ impl Element {
         for child in &self.children {
             match child {
                 Node::Element(e) => e.write_into(out, scope),
-                Node::Text(t) => escape_into(out, t),
+                Node::Text(t) => escape_text_into(out, t),
             }
         }
         out.push_str("</");
@@ -191,7 +189,9 @@ impl Element {
     }
 }
 
-/// Escapes text for both attribute values (single-quoted) and character data.
+/// Escapes text for both attribute values (in either quote) and character data: for text
+/// written into templates by hand. The serializer escapes only what each context needs
+/// ([`escape_text_into`], [`escape_attr_into`]).
 pub fn escape_into(out: &mut String, s: &str) {
     for c in s.chars() {
         match c {
@@ -206,6 +206,50 @@ pub fn escape_into(out: &mut String, s: &str) {
             c => out.push(c),
         }
     }
+}
+
+/// Character data as XML requires it and no more (XML 1.0 section 2.4): `&` and `<` always,
+/// `>` only where it would close `]]>`, and a carriage return as `&#13;` (a raw one would be
+/// read back as a line feed). Quotes stay as they are: escaping them made a stanza of quotes
+/// several times its size on the way out, past the peer's stanza limit.
+pub fn escape_text_into(out: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' if out.ends_with("]]") => out.push_str("&gt;"),
+            '\r' => out.push_str("&#13;"),
+            c if is_forbidden_xml_char(c) => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// An attribute value with its quotes, escaped as XML requires (section 2.3, 3.3.3): quoted
+/// with whichever quote it holds fewer of, that quote, `&` and `<` escaped, and tab, line feed
+/// and carriage return as character references (raw ones would be read back as spaces).
+pub fn escape_attr_into(out: &mut String, s: &str) {
+    let singles = s.matches('\'').count();
+    let doubles = s.matches('"').count();
+    let (quote, escaped) = if singles <= doubles {
+        ('\'', "&apos;")
+    } else {
+        ('"', "&quot;")
+    };
+    out.push(quote);
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '\t' => out.push_str("&#9;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            c if c == quote => out.push_str(escaped),
+            c if is_forbidden_xml_char(c) => {}
+            c => out.push(c),
+        }
+    }
+    out.push(quote);
 }
 
 /// Escapes a string into a new `String`.
@@ -260,7 +304,7 @@ mod tests {
             ));
         assert_eq!(
             msg.to_xml_in("jabber:client"),
-            "<message to='bob@example.com'><body>a&lt;b &amp; &apos;c&apos;</body>\
+            "<message to='bob@example.com'><body>a&lt;b &amp; 'c'</body>\
              <composing xmlns='http://jabber.org/protocol/chatstates'/></message>"
         );
     }
@@ -288,5 +332,31 @@ mod tests {
         assert!(parse_document(b"<a><b/>").is_err());
         assert!(parse_document(b"").is_err());
         assert!(parse_document(b"<a/>").is_ok());
+    }
+
+    #[test]
+    fn only_what_xml_requires_is_escaped_in_each_context() {
+        let msg = Element::new("message", "jabber:client")
+            .with_attr("id", "it's")
+            .with_attr("note", "a \"b\" & <c>")
+            .with_child(
+                Element::new("body", "jabber:client").with_text("\"quotes\" 'and' >, <, &"),
+            );
+        assert_eq!(
+            msg.to_xml_in("jabber:client"),
+            "<message id=\"it's\" note='a \"b\" &amp; &lt;c>'><body>\"quotes\" 'and' >, &lt;, \
+             &amp;</body></message>"
+        );
+    }
+
+    #[test]
+    fn a_stanza_of_quotes_re_serializes_to_its_own_size() {
+        let text = "\"'>".repeat(3_000);
+        let wire = format!("<message xmlns='jabber:client'><body>{text}</body></message>");
+        let el = parse_document(wire.as_bytes()).expect("well-formed");
+        assert_eq!(
+            el.to_xml_in("jabber:client").len(),
+            wire.len() - " xmlns='jabber:client'".len()
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! failover move and a hand-back. Expected requests, stanzas and bodies are written out here
 //! as docs/protocols.md and the deployment guide describe them.
 
+mod fuzz;
 mod harness;
 
 use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
@@ -539,4 +540,72 @@ fn after_a_failover_the_peer_giving_users_back_moves_them_home() {
     let home = h.stanza_to("imp-a-1");
     session_iq(&home, "imp-a-1", "start", ALICE);
     assert!(h.now - back_at <= secs(61));
+}
+
+#[test]
+fn a_peers_error_body_cannot_forge_a_status_line() {
+    let mut h = Harness::new(settings());
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    let forged = "denied\n2026-12-06T12:00:00Z  INFO connector status phase=running\r\x1b[2K";
+    h.answer(&reg, 401, forged);
+    let shown = h.node.status_page(h.now).connectivity;
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(
+        shown.starts_with("HTTP 401: denied\\n2026-12-06"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn a_refused_axl_login_is_not_shown_as_a_cloud_fault() {
+    let mut h = Harness::new(settings());
+    registered(&mut h);
+    let nodes = h.axl_request();
+    h.answer(&nodes, 401, "<html>401 Unauthorized</html>");
+    assert_eq!(h.node.status_page(h.now).connectivity, "Operational");
+    let fault = h.node.axl_fault().expect("the AXL fault is kept");
+    assert!(
+        fault.contains("imp-a-1") && fault.contains("HTTP 401"),
+        "{fault}"
+    );
+    // Discovery answered again: the fault is cleared.
+    h.run_until(h.now + secs(2));
+    let again = h.axl_request();
+    h.answer(&again, 200, &two_nodes());
+    assert_eq!(h.node.axl_fault(), None);
+}
+
+#[test]
+fn a_jwe_with_a_bad_tag_is_counted_and_not_delivered() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    let good = jwe_encrypt("hello", [3; 12]);
+    let (rest, tag) = good.rsplit_once('.').expect("five segments");
+    let mut tag = B64URL.decode(tag).expect("b64");
+    tag[0] ^= 1;
+    let bad = format!("{rest}.{}", B64URL.encode(tag));
+    h.event(&alice_posted("act-7", &bad));
+    let info = h.request("/v1/spaces/sp-1");
+    let members = json!({"key_uri": KEY_URI, "members": [ALICE, BOB]});
+    h.answer(&info, 200, &members.to_string());
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
+    assert_eq!(h.node.stats().undecryptable, 1);
+}
+
+/// Found by `fuzz::no_cloud_or_axl_answer_panics_the_node`: a 200 whose body held no
+/// connector token left the node registering forever, with no request out and no timer.
+#[test]
+fn a_registration_answer_without_a_token_is_retried() {
+    let mut h = Harness::new(settings());
+    h.start();
+    let reg = h.request("/v1/connectors/register");
+    h.answer(&reg, 200, "<html>captive portal</html>");
+    assert_eq!(h.node.phase(), &Phase::Registering);
+    assert!(h.node.cloud_fault().is_some_and(|f| f.contains("token")));
+    h.run_until(secs(2));
+    h.request("/v1/connectors/register");
 }

@@ -20,6 +20,7 @@ impl ConnectorNode {
             return self.on_error_status(now, what, status, body, rng);
         }
         let fetch = fetch_id(&what);
+        let axl = matches!(what, Pending::Nodes { .. } | Pending::Users { .. });
         let control = matches!(
             what,
             Pending::Register
@@ -33,6 +34,23 @@ impl ConnectorNode {
             self.fetch_failures.remove(&id);
         } else if control {
             self.retry.reset();
+        }
+        if axl {
+            self.axl_fault = None;
+        }
+    }
+
+    /// What the status log shows for a failed AXL request to `cluster`'s publisher.
+    fn axl_fault_text(&self, cluster: &str, why: &str) -> String {
+        let publisher = self
+            .s
+            .cluster
+            .publishers
+            .iter()
+            .find(|p| p.cluster == cluster);
+        match publisher {
+            Some(p) => format!("AXL publisher {} (IM&P cluster {cluster}): {why}", p.host),
+            None => format!("AXL (IM&P cluster {cluster}): {why}"),
         }
     }
 
@@ -52,10 +70,8 @@ impl ConnectorNode {
             self.stats.dropped_unserved += 1;
             return;
         }
-        let why = format!(
-            "HTTP {status}: {}",
-            String::from_utf8_lossy(&body[..body.len().min(200)])
-        );
+        // The body is the peer's: escaped, so it can never forge a log or status line.
+        let why = format!("HTTP {status}: {}", printable(body, PEER_TEXT_BYTES_MAX));
         self.failed(now, what, &why, rng);
     }
 
@@ -69,7 +85,7 @@ impl ConnectorNode {
     ) {
         let json = || serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
         match what {
-            Pending::Register => self.on_registered(&json()),
+            Pending::Register => self.on_registered(now, &json(), rng),
             Pending::Heartbeat => self.on_heartbeat(now, &json()),
             Pending::Nodes { cluster } => self.on_nodes(&cluster, body, now, rng),
             Pending::Users { cluster, page } => self.on_users(&cluster, page, body, now, rng),
@@ -132,17 +148,21 @@ impl ConnectorNode {
         };
         self.answered(&what);
         self.stats.http_errors += 1;
-        self.failed(now, what, why, rng);
+        // Transport errors may quote what the peer sent (a bad status line): escaped too.
+        let why = printable(why.as_bytes(), FAULT_TEXT_BYTES_MAX);
+        self.failed(now, what, &why, rng);
     }
 
     /// Retries what must be retried; drops what a later step will redo.
     pub(super) fn failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
         match what {
-            Pending::Register
-            | Pending::Nodes { .. }
-            | Pending::Users { .. }
-            | Pending::Report
-            | Pending::Assignments { .. } => {
+            // Discovery failed at an AXL publisher: its fault, not the cloud's.
+            Pending::Nodes { ref cluster } | Pending::Users { ref cluster, .. } => {
+                self.axl_fault = Some(self.axl_fault_text(cluster, why));
+                let at = now + self.retry.next_delay(rng);
+                self.retry_at = Some((at, what));
+            }
+            Pending::Register | Pending::Report | Pending::Assignments { .. } => {
                 self.cloud_fault = Some(why.to_string());
                 let at = now + self.retry.next_delay(rng);
                 self.retry_at = Some((at, what));

@@ -3,10 +3,13 @@
 use super::*;
 
 impl ConnectorNode {
-    pub(super) fn on_registered(&mut self, v: &Value) {
+    pub(super) fn on_registered(&mut self, now: Duration, v: &Value, rng: &mut impl Rng) {
         let Some(token) = v["connector_token"].as_str() else {
+            // Retried like a refusal: dropping it left the node registering forever, with no
+            // request out and no timer (a proxy's page answered 200, a truncated body).
             self.stats.rejected += 1;
-            return;
+            let why = "registration answered without a connector token";
+            return self.failed(now, Pending::Register, why, rng);
         };
         self.token = Some(token.to_string());
         self.out.push_back(Output::Events(token.to_string()));

@@ -45,6 +45,7 @@ use crate::core::status::{StatusInputs, StatusPage};
 use crate::core::translate::{self, Activity};
 use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
+use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
@@ -85,6 +86,9 @@ pub const HANDBACK_ATTEMPTS_MAX: u32 = 10;
 /// another node before the Jabber stanzas went out (a drain, spec 29). The cloud sends the
 /// event again to the user's node now (at-least-once delivery).
 pub const HANDBACK_PATH: &str = "/v1/events/redeliver";
+
+/// Bytes of a transport error kept as a fault (our own messages, which may quote a peer).
+pub const FAULT_TEXT_BYTES_MAX: usize = 400;
 
 /// Static settings of one connector node.
 #[derive(Debug, Clone)]
@@ -234,6 +238,9 @@ pub struct NodeStats {
     pub handed_back: u64,
     /// Activity events received again (after a hand-back) that this node already delivered.
     pub duplicate_events: u64,
+    /// Activities whose ciphertext did not decrypt with the space key (a bad tag, a wrong
+    /// key, a malformed JWE): dropped, counted here and logged.
+    pub undecryptable: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -324,6 +331,8 @@ pub struct ConnectorNode {
     token: Option<String>,
     registered: bool,
     cloud_fault: Option<String>,
+    /// The last AXL discovery failure, naming the publisher; cleared by its next answer.
+    axl_fault: Option<String>,
     retry: Backoff,
     retry_at: Option<(Duration, Pending)>,
     next_heartbeat: Duration,
@@ -425,6 +434,7 @@ impl ConnectorNode {
             token: None,
             registered: false,
             cloud_fault: Some("not registered".into()),
+            axl_fault: None,
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             retry_at: None,
             next_heartbeat: now,
@@ -488,6 +498,16 @@ impl ConnectorNode {
     /// Users assigned to this node.
     pub fn assigned(&self) -> &BTreeSet<String> {
         &self.assigned
+    }
+
+    /// Why the cloud is not reachable or refuses this node (`None`: operational).
+    pub fn cloud_fault(&self) -> Option<&str> {
+        self.cloud_fault.as_deref()
+    }
+
+    /// Why AXL discovery failed last, naming the publisher (`None`: it answered since).
+    pub fn axl_fault(&self) -> Option<&str> {
+        self.axl_fault.as_deref()
     }
 
     /// The next output.

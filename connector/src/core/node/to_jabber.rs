@@ -119,12 +119,40 @@ impl ConnectorNode {
             InItem::Activity { a, actor } => {
                 let Some(activity) = self.decode(&a, key.as_ref()) else {
                     self.stats.rejected += 1;
+                    self.check_decryptable(&a, key.as_ref());
                     return;
                 };
                 self.deliver(now, &space, &actor, activity, Some(&a.id));
             }
         }
         let _ = rng;
+    }
+
+    /// Counts and logs an activity whose ciphertext does not open with its space key (a bad
+    /// tag: tampered, or encrypted with another key). Logged at WARN when the count reaches
+    /// 1, 2, 4, 8, …: visible at once, never a flood.
+    pub(super) fn check_decryptable(
+        &mut self,
+        a: &crate::proto::webex::Activity,
+        key: Option<&SpaceKey>,
+    ) {
+        let (Some(key), Some(ct)) = (key, a.encrypted_text.as_ref()) else {
+            return;
+        };
+        let Err(e) = jwe::decrypt(key, ct) else {
+            return;
+        };
+        self.stats.undecryptable += 1;
+        let count = self.stats.undecryptable;
+        if count.is_power_of_two() {
+            tracing::warn!(
+                activity = %printable(a.id.as_bytes(), PEER_TEXT_BYTES_MAX),
+                space = %printable(a.space_id.as_bytes(), PEER_TEXT_BYTES_MAX),
+                error = %e,
+                count,
+                "a Webex activity was dropped: its ciphertext does not decrypt with the space key"
+            );
+        }
     }
 
     /// Turns a stored activity into the neutral model, decrypting what it carries.
