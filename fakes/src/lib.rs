@@ -4,6 +4,8 @@
 //! turmoil and on real loopback sockets (`hmsim serve`).
 //!
 //! ## Module map
+//! - [`accept`]: the accept loop every fake server uses: survives accept errors (out of file
+//!   descriptors), logs them, backs off.
 //! - [`cloud`]: fake Webex cloud (identity, Control Hub, assignment, messaging, presence, KMS
 //!   relay) and its HTTP/1.1 + WebSocket driver.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
@@ -14,6 +16,7 @@
 //! - [`rest`]: the REST request/response types the cloud and the KMS host share.
 //! - [`observe`]: how client models report to the simulation's observer.
 
+pub mod accept;
 pub mod clients;
 pub mod cloud;
 pub mod imp;

@@ -39,6 +39,7 @@
 
 use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
+use crate::accept::{AcceptErrors, accept};
 use crate::kms::KmsError;
 use crate::kms::http::KmsClient;
 use crate::kms::{KmsCall, KmsReply};
@@ -140,26 +141,35 @@ where
         sockets.clone(),
         jobs.clone(),
     ));
-    let result = loop {
-        match net.accept(&listener).await {
-            Ok((stream, _)) => {
-                let task = connection(
-                    net.clone(),
-                    cloud.clone(),
-                    sockets.clone(),
-                    jobs.clone(),
-                    stream,
-                );
-                tokio::task::spawn_local(task);
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    ticker.abort();
-    if let Some(relay) = relay {
-        relay.abort();
+    // Aborts the ticker and the relay when the server is dropped.
+    let _tasks = AbortOnDrop(ticker, relay);
+    let mut errors = AcceptErrors::default();
+    loop {
+        let (stream, _) = accept(&net, &listener, "cloud", &mut errors).await;
+        let task = connection(
+            net.clone(),
+            cloud.clone(),
+            sockets.clone(),
+            jobs.clone(),
+            stream,
+        );
+        tokio::task::spawn_local(task);
     }
-    result
+}
+
+/// The cloud server's background tasks (ticker, KMS relay), ended with it.
+struct AbortOnDrop(
+    tokio::task::JoinHandle<()>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+        if let Some(relay) = &self.1 {
+            relay.abort();
+        }
+    }
 }
 
 /// The KMS relay: runs calls and changes in queue order per key (module doc).

@@ -14,6 +14,7 @@
 //! without stream management.
 
 use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
+use crate::accept::{AcceptErrors, accept};
 use connector::io::net::Net;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -128,8 +129,10 @@ async fn accept_loop<N: Net>(
     router: bool,
 ) -> std::io::Result<()> {
     let listener = net.bind(port).await?;
+    let what = if router { "router" } else { "c2s" };
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, what, &mut errors).await;
         let id = if router {
             node.borrow_mut().open_router()
         } else {
@@ -476,8 +479,9 @@ async fn accept_component<N: Net>(
     links: Links,
     listener: N::Listener,
 ) -> std::io::Result<()> {
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, "component", &mut errors).await;
         let id = svc.borrow_mut().open(&mut node.borrow_mut());
         let (tx, rx) = mpsc::channel(COMPONENT_QUEUE_MAX);
         writers.borrow_mut().insert(id, tx);

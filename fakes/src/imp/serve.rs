@@ -247,8 +247,8 @@ impl ServeImpConfig {
     }
 }
 
-/// The node, its component service and its AXL service, built from `cfg`.
-fn build(cfg: &ServeImpConfig) -> (ImpNode, ComponentService, AxlService) {
+/// The node, its component service and its AXL service, built from `cfg` (validated).
+pub fn build(cfg: &ServeImpConfig) -> (ImpNode, ComponentService, AxlService) {
     let version = imp_version(&cfg.version).unwrap_or((14, 0));
     let dir = Rc::new(Directory::new(cfg.users.iter().map(|u| UserRecord {
         userid: u.userid.clone(),

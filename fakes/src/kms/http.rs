@@ -3,6 +3,7 @@
 
 use super::keys::KmsError;
 use super::service::{KMS_BODY_BYTES_MAX, KmsCall, KmsReply, KmsService, error_body};
+use crate::accept::{AcceptErrors, accept};
 use crate::rest::{Method, Response};
 use connector::io::http::{HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
 use connector::io::net::Net;
@@ -46,8 +47,9 @@ pub async fn serve_listener<N: Net>(
     kms: Rc<RefCell<KmsService>>,
     listener: N::Listener,
 ) -> std::io::Result<()> {
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, "kms", &mut errors).await;
         let kms = kms.clone();
         tokio::task::spawn_local(async move {
             let service = hyper::service::service_fn(move |req| {

@@ -1,6 +1,7 @@
 //! The AXL driver: hyper's HTTP/1.1 server on any [`Net`] around the sans-IO [`AxlService`].
 
 use super::service::{AXL_BODY_BYTES_MAX, AXL_HEADER_TIMEOUT, AxlRequest, AxlResponse, AxlService};
+use crate::accept::{AcceptErrors, accept};
 use connector::io::net::Net;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Bytes;
@@ -15,8 +16,9 @@ pub async fn serve_axl<N: Net>(
     port: u16,
 ) -> std::io::Result<()> {
     let listener = net.bind(port).await?;
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, "axl", &mut errors).await;
         tokio::task::spawn_local(axl_connection(stream, axl.clone()));
     }
 }
