@@ -41,6 +41,9 @@ pub enum CloudError {
     /// No bearer token, or one the cloud did not issue (401).
     #[error("missing or unknown bearer token")]
     Unauthorized,
+    /// A login with an unknown email or a wrong password (401).
+    #[error("wrong email or password")]
+    WrongPassword,
     /// A valid token, but this principal may not do this (403).
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -60,7 +63,7 @@ impl CloudError {
     pub fn status(&self) -> u16 {
         match self {
             CloudError::BadJson(_) | CloudError::Invalid(_) => 400,
-            CloudError::Unauthorized => 401,
+            CloudError::Unauthorized | CloudError::WrongPassword => 401,
             CloudError::Forbidden(_) => 403,
             CloudError::NoRoute { .. } | CloudError::NotFound(_) => 404,
             CloudError::MethodNotAllowed { .. } => 405,
@@ -78,7 +81,7 @@ impl CloudError {
             CloudError::NoRoute { .. } => "no_route",
             CloudError::MethodNotAllowed { .. } => "method_not_allowed",
             CloudError::TooLarge { .. } => "too_large",
-            CloudError::Unauthorized => "unauthorized",
+            CloudError::Unauthorized | CloudError::WrongPassword => "unauthorized",
             CloudError::Forbidden(_) => "forbidden",
             CloudError::NotFound(_) => "not_found",
             CloudError::Conflict(_) => "conflict",
