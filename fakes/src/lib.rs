@@ -8,6 +8,7 @@
 //!   descriptors), logs them, backs off.
 //! - [`cloud`]: fake Webex cloud (identity, Control Hub, assignment, messaging, presence, KMS
 //!   relay) and its HTTP/1.1 + WebSocket driver.
+//! - [`config`]: range-checked numbers of the serve configs.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
 //! - [`clients`]: the client models the workloads run: [`clients::jabber`] (a Jabber device)
 //!   and [`clients::webex`] (a Webex App user), each a sans-IO core and a driver task.
@@ -19,6 +20,7 @@
 pub mod accept;
 pub mod clients;
 pub mod cloud;
+pub mod config;
 pub mod imp;
 pub mod kms;
 pub mod rest;
