@@ -10,6 +10,7 @@
 //!   relay) and its HTTP/1.1 + WebSocket driver.
 //! - [`config`]: range-checked numbers of the serve configs.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
+//! - [`body`]: reading an HTTP request body, bounded in bytes and time.
 //! - [`clients`]: the client models the workloads run: [`clients::jabber`] (a Jabber device)
 //!   and [`clients::webex`] (a Webex App user), each a sans-IO core and a driver task.
 //! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
@@ -18,6 +19,7 @@
 //! - [`observe`]: how client models report to the simulation's observer.
 
 pub mod accept;
+pub mod body;
 pub mod clients;
 pub mod cloud;
 pub mod config;

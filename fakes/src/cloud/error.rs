@@ -38,6 +38,9 @@ pub enum CloudError {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive in full within [`crate::body::BODY_READ_TIMEOUT`] (408).
+    #[error("request body not complete in time")]
+    BodyTimeout,
     /// No bearer token, or one the cloud did not issue (401).
     #[error("missing or unknown bearer token")]
     Unauthorized,
@@ -65,6 +68,7 @@ impl CloudError {
             CloudError::BadJson(_) | CloudError::Invalid(_) => 400,
             CloudError::Unauthorized | CloudError::WrongPassword => 401,
             CloudError::Forbidden(_) => 403,
+            CloudError::BodyTimeout => 408,
             CloudError::NoRoute { .. } | CloudError::NotFound(_) => 404,
             CloudError::MethodNotAllowed { .. } => 405,
             CloudError::Conflict(_) => 409,
@@ -83,6 +87,7 @@ impl CloudError {
             CloudError::TooLarge { .. } => "too_large",
             CloudError::Unauthorized | CloudError::WrongPassword => "unauthorized",
             CloudError::Forbidden(_) => "forbidden",
+            CloudError::BodyTimeout => "body_timeout",
             CloudError::NotFound(_) => "not_found",
             CloudError::Conflict(_) => "conflict",
             CloudError::Kms(KmsError::NotFound { .. }) => "kms_not_found",

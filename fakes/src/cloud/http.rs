@@ -40,12 +40,13 @@
 use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
 use crate::accept::{AcceptErrors, accept};
+use crate::body::{BodyError, read_body};
 use crate::kms::KmsError;
 use crate::kms::http::KmsClient;
 use crate::kms::{KmsCall, KmsReply};
 use connector::io::net::Net;
 use futures_util::{SinkExt as _, StreamExt as _};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -442,19 +443,19 @@ async fn handle<N: Net>(
         let method = req.method().as_str().to_owned();
         return refuse(&cloud, CloudError::MethodNotAllowed { method, path });
     };
-    let body = match Limited::new(req.into_body(), BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let body = match read_body(req.into_body(), BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             let error = CloudError::TooLarge {
                 bytes: BODY_BYTES_MAX + 1,
                 limit: BODY_BYTES_MAX,
             };
             return refuse(&cloud, error);
         }
-        Err(e) => return refuse(&cloud, CloudError::BadJson(format!("body: {e}"))),
+        Err(BodyError::TimedOut) => return refuse(&cloud, CloudError::BodyTimeout),
+        Err(BodyError::Broken(e)) => {
+            return refuse(&cloud, CloudError::BadJson(format!("body: {e}")));
+        }
     };
     let request = api::Request {
         method,

@@ -49,6 +49,10 @@ pub const OUT_QUEUE_MAX: usize = 1_024;
 /// connector node (15,000 on a Large node, spec 2): a burst of presence and carbons for all of
 /// them must fit, or the node would drop the link as a slow reader and every session with it.
 pub const COMPONENT_QUEUE_MAX: usize = 131_072;
+/// How long a c2s client may take from connect to a successful SASL login. Jabber gives up
+/// on a login after 30 s itself; past a minute the stream is a peer holding a socket.
+pub const C2S_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Read buffer per connection. Small on purpose: a Large node holds 15,000 connections, and
 /// 64 KiB each would be a gigabyte of buffers.
 pub const READ_BUF_BYTES: usize = 4 * 1024;
@@ -174,8 +178,11 @@ async fn connection<N: Net>(
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_rx = net.now();
+    let auth_deadline = net.now() + endpoint.auth_timeout();
     loop {
         let idle_left = idle_max.map(|max| max.saturating_sub(net.now().saturating_sub(last_rx)));
+        let auth_left =
+            (!endpoint.authenticated(&node, id)).then(|| auth_deadline.saturating_sub(net.now()));
         tokio::select! {
             biased;
             out = rx.recv() => {
@@ -195,6 +202,10 @@ async fn connection<N: Net>(
             _ = tokio::time::sleep(idle_left.unwrap_or_default()), if idle_left.is_some() => {
                 tracing::debug!(id, "inbound router link silent: closing");
                 break;
+            }
+            _ = tokio::time::sleep(auth_left.unwrap_or_default()), if auth_left.is_some() => {
+                endpoint.auth_timed_out(&node, id);
+                dispatch(&net, &node, &writers, &links);
             }
         }
     }
@@ -217,6 +228,31 @@ impl Endpoint {
             Endpoint::Component(svc) => {
                 svc.borrow_mut()
                     .input(now, &mut node.borrow_mut(), id, bytes)
+            }
+        }
+    }
+
+    /// How long the connection may stay unauthenticated.
+    fn auth_timeout(&self) -> Duration {
+        match self {
+            Endpoint::Node => C2S_AUTH_TIMEOUT,
+            Endpoint::Component(_) => super::component::COMPONENT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    fn authenticated(&self, node: &Rc<RefCell<ImpNode>>, id: ConnId) -> bool {
+        match self {
+            Endpoint::Node => node.borrow().is_authenticated(id),
+            Endpoint::Component(svc) => svc.borrow().is_authenticated(id),
+        }
+    }
+
+    fn auth_timed_out(&self, node: &Rc<RefCell<ImpNode>>, id: ConnId) {
+        match self {
+            Endpoint::Node => node.borrow_mut().auth_timed_out(id),
+            Endpoint::Component(svc) => {
+                svc.borrow_mut()
+                    .handshake_timed_out(&mut node.borrow_mut(), id);
             }
         }
     }

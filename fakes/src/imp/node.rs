@@ -122,6 +122,8 @@ pub struct NodeStats {
     pub logins: u64,
     /// Failed SASL authentications.
     pub auth_failures: u64,
+    /// c2s streams closed for not authenticating in time.
+    pub auth_timeouts: u64,
     /// Bind requests refused for a malformed resource (RFC 7622).
     pub bad_resources: u64,
     /// Chat messages routed to at least one device.
@@ -589,6 +591,25 @@ impl ImpNode {
             .insert(resource, conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = State::Ready { jid };
+        }
+    }
+
+    /// Whether c2s connection `conn` has authenticated (SASL done), for the driver's
+    /// authentication timeout. Node-to-node links count as authenticated (they have their own
+    /// silence timeout).
+    pub fn is_authenticated(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| match &c.state {
+            State::Header { authed } => authed.is_some(),
+            State::Auth => false,
+            _ => true,
+        })
+    }
+
+    /// The authentication timeout of `conn` expired: ends the stream unless it logged in.
+    pub fn auth_timed_out(&mut self, conn: ConnId) {
+        if !self.is_authenticated(conn) {
+            self.stats.auth_timeouts += 1;
+            self.stream_error(conn, "connection-timeout", "no authentication in time");
         }
     }
 

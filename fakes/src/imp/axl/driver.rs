@@ -2,8 +2,9 @@
 
 use super::service::{AXL_BODY_BYTES_MAX, AXL_HEADER_TIMEOUT, AxlRequest, AxlResponse, AxlService};
 use crate::accept::{AcceptErrors, accept};
+use crate::body::{BodyError, read_body};
 use connector::io::net::Net;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -43,9 +44,8 @@ async fn answer(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let resp = match Limited::new(body, AXL_BODY_BYTES_MAX).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
+    let resp = match read_body(body, AXL_BODY_BYTES_MAX).await {
+        Ok(bytes) => {
             let headers: Vec<(String, String)> = parts
                 .headers
                 .iter()
@@ -58,7 +58,17 @@ async fn answer(
                 body: &bytes,
             })
         }
-        Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
+        Err(BodyError::TooLarge) => {
+            AxlResponse::new(413, "text/plain", "request body too large\n".into())
+        }
+        Err(BodyError::TimedOut) => AxlResponse::new(
+            408,
+            "text/plain",
+            "request body not complete in time\n".into(),
+        ),
+        Err(BodyError::Broken(_)) => {
+            AxlResponse::new(400, "text/plain", "malformed request body\n".into())
+        }
     };
     let mut builder = hyper::Response::builder().status(resp.status);
     for (k, v) in &resp.headers {
