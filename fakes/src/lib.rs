@@ -11,6 +11,7 @@
 //! - [`config`]: range-checked numbers of the serve configs.
 //! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
 //! - [`body`]: reading an HTTP request body, bounded in bytes and time.
+//! - [`brake`]: per-source delays on failed authentications (password guessing).
 //! - [`clients`]: the client models the workloads run: [`clients::jabber`] (a Jabber device)
 //!   and [`clients::webex`] (a Webex App user), each a sans-IO core and a driver task.
 //! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
@@ -20,6 +21,7 @@
 
 pub mod accept;
 pub mod body;
+pub mod brake;
 pub mod clients;
 pub mod cloud;
 pub mod config;

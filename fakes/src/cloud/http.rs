@@ -41,6 +41,7 @@ use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
 use crate::accept::{AcceptErrors, accept};
 use crate::body::{BodyError, read_body};
+use crate::brake::Brake;
 use crate::kms::KmsError;
 use crate::kms::http::KmsClient;
 use crate::kms::{KmsCall, KmsReply};
@@ -145,14 +146,16 @@ where
     // Aborts the ticker and the relay when the server is dropped.
     let _tasks = AbortOnDrop(ticker, relay);
     let mut errors = AcceptErrors::default();
+    let brake = Rc::new(RefCell::new(Brake::default()));
     loop {
-        let (stream, _) = accept(&net, &listener, "cloud", &mut errors).await;
+        let (stream, peer) = accept(&net, &listener, "cloud", &mut errors).await;
         let task = connection(
             net.clone(),
             cloud.clone(),
             sockets.clone(),
             jobs.clone(),
             stream,
+            (brake.clone(), peer.ip()),
         );
         tokio::task::spawn_local(task);
     }
@@ -385,13 +388,31 @@ async fn connection<N: Net>(
     sockets: SharedSockets,
     jobs: KmsJobs,
     stream: N::Stream,
+    (brake, source): (Rc<RefCell<Brake>>, std::net::IpAddr),
 ) where
     N::Stream: Send,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let (net, cloud, sockets, jobs) =
             (net.clone(), cloud.clone(), sockets.clone(), jobs.clone());
-        async move { Ok::<_, Infallible>(handle(net, cloud, sockets, jobs, req).await) }
+        let brake = brake.clone();
+        async move {
+            let guarded = guarded_route(req.uri().path());
+            let now = net.now();
+            let resp = handle(net, cloud, sockets, jobs, req).await;
+            if let Some(what) = guarded {
+                let status = resp.status().as_u16();
+                if status == 401 {
+                    let wait = brake.borrow_mut().failed(now, source, what);
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                } else if status < 300 {
+                    brake.borrow_mut().succeeded(source);
+                }
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -400,6 +421,17 @@ async fn connection<N: Net>(
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "cloud HTTP connection ended with an error");
+    }
+}
+
+/// The routes where a 401 means a wrong password or admin token: guessing them is braked.
+fn guarded_route(path: &str) -> Option<&'static str> {
+    if path == "/v1/login" {
+        Some("cloud login")
+    } else if path.starts_with("/v1/admin") {
+        Some("cloud admin")
+    } else {
+        None
     }
 }
 

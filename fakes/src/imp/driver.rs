@@ -15,6 +15,7 @@
 
 use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
 use crate::accept::{AcceptErrors, accept};
+use crate::brake::Brake;
 use connector::io::net::Net;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -135,8 +136,9 @@ async fn accept_loop<N: Net>(
     let listener = net.bind(port).await?;
     let what = if router { "router" } else { "c2s" };
     let mut errors = AcceptErrors::default();
+    let brake = Rc::new(RefCell::new(Brake::default()));
     loop {
-        let (stream, _) = accept(&net, &listener, what, &mut errors).await;
+        let (stream, peer) = accept(&net, &listener, what, &mut errors).await;
         let id = if router {
             node.borrow_mut().open_router()
         } else {
@@ -156,6 +158,7 @@ async fn accept_loop<N: Net>(
             // A peer pings its outbound link; silence means the peer or the path is gone (a
             // FIN lost in a partition never arrives), so the inbound side is closed too.
             router.then_some(LINK_SILENCE_MAX),
+            (!router).then(|| (brake.clone(), peer.ip())),
         ));
     }
 }
@@ -174,6 +177,7 @@ async fn connection<N: Net>(
     stream: N::Stream,
     mut rx: mpsc::Receiver<Transmit>,
     idle_max: Option<Duration>,
+    guard: Option<(Rc<RefCell<Brake>>, std::net::IpAddr)>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
@@ -195,7 +199,14 @@ async fn connection<N: Net>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     last_rx = net.now();
+                    let wrong_before = node.borrow().stats().wrong_passwords;
                     endpoint.input(net.now(), &node, id, &buf[..n]);
+                    if let Some((brake, source)) = &guard {
+                        // Both read before the await: the node is not borrowed across it.
+                        let wrong = node.borrow().stats().wrong_passwords > wrong_before;
+                        let authed = node.borrow().is_authenticated(id);
+                        brake_c2s(&net, brake, *source, wrong, authed).await;
+                    }
                     dispatch(&net, &node, &writers, &links);
                 }
             },
@@ -212,6 +223,25 @@ async fn connection<N: Net>(
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// The brake on c2s password guessing: a wrong password waits its source's delay before the
+/// failure is sent; a login forgives the source.
+async fn brake_c2s<N: Net>(
+    net: &N,
+    brake: &Rc<RefCell<Brake>>,
+    source: std::net::IpAddr,
+    wrong: bool,
+    authenticated: bool,
+) {
+    if wrong {
+        let wait = brake.borrow_mut().failed(net.now(), source, "c2s");
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    } else if authenticated {
+        brake.borrow_mut().succeeded(source);
+    }
 }
 
 /// Who takes a connection's bytes: the node itself (c2s, router links) or the component
@@ -532,6 +562,7 @@ async fn accept_component<N: Net>(
             id,
             stream,
             rx,
+            None,
             None,
         ));
     }

@@ -122,6 +122,8 @@ pub struct NodeStats {
     pub logins: u64,
     /// Failed SASL authentications.
     pub auth_failures: u64,
+    /// SASL authentications refused for a wrong user or password (`not-authorized`).
+    pub wrong_passwords: u64,
     /// c2s streams closed for not authenticating in time.
     pub auth_timeouts: u64,
     /// Bind requests refused for a malformed resource (RFC 7622).
@@ -537,6 +539,7 @@ impl ImpNode {
             }
             None => {
                 self.stats.auth_failures += 1;
+                self.stats.wrong_passwords += 1;
                 let f = Element::new("failure", xmpp::NS_SASL)
                     .with_child(Element::new("not-authorized", xmpp::NS_SASL));
                 self.send(conn, &f);
