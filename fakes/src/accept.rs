@@ -38,31 +38,34 @@ pub async fn accept<N: Net>(
     loop {
         match net.accept(listener).await {
             Ok(accepted) => {
-                if errors.streak > 0 {
-                    tracing::warn!(
-                        listener = what,
-                        failed = errors.streak,
-                        "accepting connections again"
-                    );
-                }
-                errors.streak = 0;
+                errors.recovered(what);
                 return accepted;
             }
-            Err(e) => {
-                errors.total += 1;
-                errors.streak = errors.streak.saturating_add(1);
-                if errors.streak.is_power_of_two() {
-                    tracing::warn!(
-                        listener = what,
-                        error = %e,
-                        failed = errors.streak,
-                        total = errors.total,
-                        "accept failed; pausing and retrying"
-                    );
-                }
-                tokio::time::sleep(pause(errors.streak)).await;
-            }
+            Err(e) => tokio::time::sleep(errors.failed(what, &e)).await,
         }
+    }
+}
+
+impl AcceptErrors {
+    /// Counts an accept error, logs the first of a run and then each power of two; returns
+    /// the pause before the next attempt.
+    fn failed(&mut self, what: &str, e: &std::io::Error) -> Duration {
+        self.total += 1;
+        self.streak = self.streak.saturating_add(1);
+        if self.streak.is_power_of_two() {
+            let (failed, total) = (self.streak, self.total);
+            tracing::warn!(listener = what, error = %e, failed, total, "accept failed; pausing and retrying");
+        }
+        pause(self.streak)
+    }
+
+    /// A connection was accepted: the run of errors, if any, is over.
+    fn recovered(&mut self, what: &str) {
+        if self.streak > 0 {
+            let failed = self.streak;
+            tracing::warn!(listener = what, failed, "accepting connections again");
+        }
+        self.streak = 0;
     }
 }
 

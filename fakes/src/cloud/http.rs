@@ -401,15 +401,7 @@ async fn connection<N: Net>(
             let now = net.now();
             let resp = handle(net, cloud, sockets, jobs, req).await;
             if let Some(what) = guarded {
-                let status = resp.status().as_u16();
-                if status == 401 {
-                    let wait = brake.borrow_mut().failed(now, source, what);
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
-                } else if status < 300 {
-                    brake.borrow_mut().succeeded(source);
-                }
+                brake_answer(now, &brake, source, what, resp.status().as_u16()).await;
             }
             Ok::<_, Infallible>(resp)
         }
@@ -421,6 +413,24 @@ async fn connection<N: Net>(
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "cloud HTTP connection ended with an error");
+    }
+}
+
+/// A 401 on a guarded route waits the source's delay; a success forgives the source.
+async fn brake_answer(
+    now: std::time::Duration,
+    brake: &Rc<RefCell<Brake>>,
+    source: std::net::IpAddr,
+    what: &str,
+    status: u16,
+) {
+    if status == 401 {
+        let wait = brake.borrow_mut().failed(now, source, what);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    } else if status < 300 {
+        brake.borrow_mut().succeeded(source);
     }
 }
 

@@ -199,14 +199,7 @@ async fn connection<N: Net>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     last_rx = net.now();
-                    let wrong_before = node.borrow().stats().wrong_passwords;
-                    endpoint.input(net.now(), &node, id, &buf[..n]);
-                    if let Some((brake, source)) = &guard {
-                        // Both read before the await: the node is not borrowed across it.
-                        let wrong = node.borrow().stats().wrong_passwords > wrong_before;
-                        let authed = node.borrow().is_authenticated(id);
-                        brake_c2s(&net, brake, *source, wrong, authed).await;
-                    }
+                    take_input(&net, &node, &endpoint, id, &buf[..n], guard.as_ref()).await;
                     dispatch(&net, &node, &writers, &links);
                 }
             },
@@ -223,6 +216,26 @@ async fn connection<N: Net>(
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// Hands received bytes to the endpoint; a wrong c2s password then waits the brake's delay
+/// (before the failure is dispatched).
+async fn take_input<N: Net>(
+    net: &N,
+    node: &Rc<RefCell<ImpNode>>,
+    endpoint: &Endpoint,
+    id: ConnId,
+    bytes: &[u8],
+    guard: Option<&(Rc<RefCell<Brake>>, std::net::IpAddr)>,
+) {
+    let wrong_before = node.borrow().stats().wrong_passwords;
+    endpoint.input(net.now(), node, id, bytes);
+    if let Some((brake, source)) = guard {
+        // Both read before the await: the node is not borrowed across it.
+        let wrong = node.borrow().stats().wrong_passwords > wrong_before;
+        let authed = node.borrow().is_authenticated(id);
+        brake_c2s(net, brake, *source, wrong, authed).await;
+    }
 }
 
 /// The brake on c2s password guessing: a wrong password waits its source's delay before the

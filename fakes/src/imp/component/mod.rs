@@ -475,7 +475,5 @@ fn renamespace(mut el: Element, from: &str, to: &str) -> Element {
     el
 }
 
-/// Test helpers shared by the unit tests and the connector contract tests.
-
 #[cfg(test)]
 mod tests;

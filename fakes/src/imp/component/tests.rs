@@ -1,7 +1,7 @@
 //! The component port's tests: the sans-IO core, over turmoil, and the connector's contract.
 
 pub(super) mod tests_support {
-    pub(super) use super::tests::{SECRET, World};
+    pub(super) use super::sans_io::{SECRET, World};
 
     /// A world whose session limit is `max` (`None`: the default).
     pub(super) fn world(max: Option<usize>) -> World {
@@ -12,7 +12,7 @@ pub(super) mod tests_support {
     }
 }
 
-mod tests {
+mod sans_io {
     use super::super::*;
     use crate::imp::directory::{NodeDb, UserRecord};
     use connector::proto::stream::StreamParser;
