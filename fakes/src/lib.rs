@@ -4,18 +4,31 @@
 //! turmoil and on real loopback sockets (`hmsim serve`).
 //!
 //! ## Module map
-//! - [`cloud`]: fake Webex cloud (identity, Control Hub, assignment, messaging, presence, KMS
-//!   relay) and its HTTP/1.1 + WebSocket driver.
-//! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons).
+//! - [`accept`]: the accept loop every fake server uses: survives accept errors (out of file
+//!   descriptors), logs them, backs off.
+//! - [`body`]: reading an HTTP request body, bounded in bytes and time.
+//! - [`brake`]: per-source delays on failed authentications (password guessing).
 //! - [`clients`]: the client models the workloads run: [`clients::jabber`] (a Jabber device)
 //!   and [`clients::webex`] (a Webex App user), each a sans-IO core and a driver task.
+//! - [`cloud`]: fake Webex cloud (identity, Control Hub, assignment, messaging, presence, KMS
+//!   relay) and its HTTP/1.1 + WebSocket driver.
+//! - [`config`]: range-checked numbers of the serve configs.
+//! - [`imp`]: fake IM&P node (XMPP c2s, routing, offline storage, carbons, component port,
+//!   AXL, `hmsim serve imp`).
 //! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
 //!   HTTP driver and client.
-//! - [`rest`]: the REST request/response types the cloud and the KMS host share.
 //! - [`observe`]: how client models report to the simulation's observer.
+//! - [`rest`]: the REST request/response types the cloud and the KMS host share.
+//!
+//! Old paths kept while the simulation moves to the new ones: [`jabber`] and [`webex`] (now
+//! under [`clients`]), [`kms_http`] (now [`kms::service`] and [`kms::http`]).
 
+pub mod accept;
+pub mod body;
+pub mod brake;
 pub mod clients;
 pub mod cloud;
+pub mod config;
 pub mod imp;
 pub mod kms;
 pub mod rest;

@@ -186,3 +186,31 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn bind_refuses_resources_rfc_7622_does_not_allow() {
+    let mut n = node();
+    let long = "x".repeat(3000);
+    for resource in [long.as_str(), "   ", "evil\u{202e}txt.exe", "tab\there"] {
+        let conn = n.open();
+        let mut c = JabberCore::new(&Jid::parse("bob@example.com").unwrap(), "pw-bob", resource);
+        let (ev, _) = pump(&mut n, conn, &mut c);
+        assert!(
+            !ev.iter().any(|e| matches!(e, ClientEvent::Ready(_))),
+            "{resource:?} was bound: {ev:?}"
+        );
+        n.closed(Duration::ZERO, conn);
+    }
+    assert_eq!(n.stats().bad_resources, 4);
+    let conn = n.open();
+    let mut c = JabberCore::new(
+        &Jid::parse("bob@example.com").unwrap(),
+        "pw-bob",
+        "laptop-2",
+    );
+    let (ev, _) = pump(&mut n, conn, &mut c);
+    assert!(
+        ev.iter().any(|e| matches!(e, ClientEvent::Ready(_))),
+        "{ev:?}"
+    );
+}

@@ -38,9 +38,15 @@ pub enum CloudError {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive in full within [`crate::body::BODY_READ_TIMEOUT`] (408).
+    #[error("request body not complete in time")]
+    BodyTimeout,
     /// No bearer token, or one the cloud did not issue (401).
     #[error("missing or unknown bearer token")]
     Unauthorized,
+    /// A login with an unknown email or a wrong password (401).
+    #[error("wrong email or password")]
+    WrongPassword,
     /// A valid token, but this principal may not do this (403).
     #[error("forbidden: {0}")]
     Forbidden(String),
@@ -60,8 +66,9 @@ impl CloudError {
     pub fn status(&self) -> u16 {
         match self {
             CloudError::BadJson(_) | CloudError::Invalid(_) => 400,
-            CloudError::Unauthorized => 401,
+            CloudError::Unauthorized | CloudError::WrongPassword => 401,
             CloudError::Forbidden(_) => 403,
+            CloudError::BodyTimeout => 408,
             CloudError::NoRoute { .. } | CloudError::NotFound(_) => 404,
             CloudError::MethodNotAllowed { .. } => 405,
             CloudError::Conflict(_) => 409,
@@ -78,8 +85,9 @@ impl CloudError {
             CloudError::NoRoute { .. } => "no_route",
             CloudError::MethodNotAllowed { .. } => "method_not_allowed",
             CloudError::TooLarge { .. } => "too_large",
-            CloudError::Unauthorized => "unauthorized",
+            CloudError::Unauthorized | CloudError::WrongPassword => "unauthorized",
             CloudError::Forbidden(_) => "forbidden",
+            CloudError::BodyTimeout => "body_timeout",
             CloudError::NotFound(_) => "not_found",
             CloudError::Conflict(_) => "conflict",
             CloudError::Kms(KmsError::NotFound { .. }) => "kms_not_found",

@@ -39,12 +39,15 @@
 
 use super::api::{self, Subscriber};
 use super::{BODY_BYTES_MAX, Cloud, CloudError, Outcome};
+use crate::accept::{AcceptErrors, accept};
+use crate::body::{BodyError, read_body};
+use crate::brake::Brake;
 use crate::kms::KmsError;
 use crate::kms::http::KmsClient;
 use crate::kms::{KmsCall, KmsReply};
 use connector::io::net::Net;
 use futures_util::{SinkExt as _, StreamExt as _};
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -140,26 +143,37 @@ where
         sockets.clone(),
         jobs.clone(),
     ));
-    let result = loop {
-        match net.accept(&listener).await {
-            Ok((stream, _)) => {
-                let task = connection(
-                    net.clone(),
-                    cloud.clone(),
-                    sockets.clone(),
-                    jobs.clone(),
-                    stream,
-                );
-                tokio::task::spawn_local(task);
-            }
-            Err(e) => break Err(e),
-        }
-    };
-    ticker.abort();
-    if let Some(relay) = relay {
-        relay.abort();
+    // Aborts the ticker and the relay when the server is dropped.
+    let _tasks = AbortOnDrop(ticker, relay);
+    let mut errors = AcceptErrors::default();
+    let brake = Rc::new(RefCell::new(Brake::default()));
+    loop {
+        let (stream, peer) = accept(&net, &listener, "cloud", &mut errors).await;
+        let task = connection(
+            net.clone(),
+            cloud.clone(),
+            sockets.clone(),
+            jobs.clone(),
+            stream,
+            (brake.clone(), peer.ip()),
+        );
+        tokio::task::spawn_local(task);
     }
-    result
+}
+
+/// The cloud server's background tasks (ticker, KMS relay), ended with it.
+struct AbortOnDrop(
+    tokio::task::JoinHandle<()>,
+    Option<tokio::task::JoinHandle<()>>,
+);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+        if let Some(relay) = &self.1 {
+            relay.abort();
+        }
+    }
 }
 
 /// The KMS relay: runs calls and changes in queue order per key (module doc).
@@ -374,13 +388,23 @@ async fn connection<N: Net>(
     sockets: SharedSockets,
     jobs: KmsJobs,
     stream: N::Stream,
+    (brake, source): (Rc<RefCell<Brake>>, std::net::IpAddr),
 ) where
     N::Stream: Send,
 {
-    let service = hyper::service::service_fn(move |req| {
+    let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let (net, cloud, sockets, jobs) =
             (net.clone(), cloud.clone(), sockets.clone(), jobs.clone());
-        async move { Ok::<_, Infallible>(handle(net, cloud, sockets, jobs, req).await) }
+        let brake = brake.clone();
+        async move {
+            let guarded = guarded_route(req.uri().path());
+            let now = net.now();
+            let resp = handle(net, cloud, sockets, jobs, req).await;
+            if let Some(what) = guarded {
+                brake_answer(now, &brake, source, what, resp.status().as_u16()).await;
+            }
+            Ok::<_, Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -389,6 +413,35 @@ async fn connection<N: Net>(
         .with_upgrades();
     if let Err(e) = conn.await {
         tracing::debug!(error = %e, "cloud HTTP connection ended with an error");
+    }
+}
+
+/// A 401 on a guarded route waits the source's delay; a success forgives the source.
+async fn brake_answer(
+    now: std::time::Duration,
+    brake: &Rc<RefCell<Brake>>,
+    source: std::net::IpAddr,
+    what: &str,
+    status: u16,
+) {
+    if status == 401 {
+        let wait = brake.borrow_mut().failed(now, source, what);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    } else if status < 300 {
+        brake.borrow_mut().succeeded(source);
+    }
+}
+
+/// The routes where a 401 means a wrong password or admin token: guessing them is braked.
+fn guarded_route(path: &str) -> Option<&'static str> {
+    if path == "/v1/login" {
+        Some("cloud login")
+    } else if path.starts_with("/v1/admin") {
+        Some("cloud admin")
+    } else {
+        None
     }
 }
 
@@ -432,19 +485,19 @@ async fn handle<N: Net>(
         let method = req.method().as_str().to_owned();
         return refuse(&cloud, CloudError::MethodNotAllowed { method, path });
     };
-    let body = match Limited::new(req.into_body(), BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+    let body = match read_body(req.into_body(), BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             let error = CloudError::TooLarge {
                 bytes: BODY_BYTES_MAX + 1,
                 limit: BODY_BYTES_MAX,
             };
             return refuse(&cloud, error);
         }
-        Err(e) => return refuse(&cloud, CloudError::BadJson(format!("body: {e}"))),
+        Err(BodyError::TimedOut) => return refuse(&cloud, CloudError::BodyTimeout),
+        Err(BodyError::Broken(e)) => {
+            return refuse(&cloud, CloudError::BadJson(format!("body: {e}")));
+        }
     };
     let request = api::Request {
         method,

@@ -161,6 +161,9 @@ pub const RELEASE_GRACE: Duration = Duration::from_secs(120);
 pub const KNOWN_USERS_PER_REQUEST_MAX: usize = 10_000;
 /// Request bodies kept for the plaintext check: the recent past of a run; the tap sees all.
 pub const BODY_LOG_ENTRIES_MAX: usize = 4_096;
+/// Bytes of request bodies kept in all: 4,096 bodies of up to [`BODY_BYTES_MAX`] (tripled by
+/// the UTF-8 conversion of invalid bytes) would be 24 GiB; the oldest go first beyond this.
+pub const BODY_LOG_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Emails per assignment event, so one WebSocket frame stays small (about 40 KiB).
 pub const ASSIGNMENT_EVENT_EMAILS_MAX: usize = 1_000;
 /// Hand-backs of one activity the cloud redelivers (`POST /v1/events/redeliver`). A drain
@@ -376,6 +379,8 @@ pub struct Cloud {
     redelivery_order: VecDeque<String>,
     stats: CloudStats,
     bodies: VecDeque<ReceivedBody>,
+    /// Bytes of the bodies in `bodies` (at most [`BODY_LOG_BYTES_MAX`]).
+    body_bytes: usize,
     tap: Option<BodyTap>,
     /// Rare events, counted where they happen ("sometimes" coverage for the simulation).
     coverage: BTreeMap<&'static str, u64>,
@@ -454,6 +459,7 @@ impl Cloud {
             redelivery_order: VecDeque::new(),
             stats: CloudStats::default(),
             bodies: VecDeque::new(),
+            body_bytes: 0,
             tap: None,
             coverage: BTreeMap::new(),
         }
@@ -739,13 +745,17 @@ impl Cloud {
                 self.stats.unknown_routes += 1;
             }
             CloudError::TooLarge { .. } => self.stats.too_large += 1,
-            CloudError::Unauthorized => self.stats.unauthorized += 1,
+            CloudError::Unauthorized | CloudError::WrongPassword => self.stats.unauthorized += 1,
             _ => {}
         }
     }
 
+    /// Shows the body to the tap (the simulation's observer), and keeps it only for a request
+    /// with a token the cloud issued: anyone can send bodies without one, and a store of
+    /// those would be memory any peer could fill. The store is bounded in entries and bytes.
     fn log_body(&mut self, now: Duration, req: &api::Request) {
-        if req.body.is_empty() {
+        let authenticated = self.issued_token(req.token.as_deref());
+        if req.body.is_empty() || (self.tap.is_none() && !authenticated) {
             return;
         }
         let entry = ReceivedBody {
@@ -756,11 +766,30 @@ impl Cloud {
         if let Some(tap) = self.tap.as_mut() {
             tap(&entry);
         }
-        if self.bodies.len() == BODY_LOG_ENTRIES_MAX {
-            self.bodies.pop_front();
+        if !authenticated {
+            return;
+        }
+        let bytes = entry.body.len() + entry.route.len();
+        while !self.bodies.is_empty()
+            && (self.bodies.len() >= BODY_LOG_ENTRIES_MAX
+                || self.body_bytes + bytes > BODY_LOG_BYTES_MAX)
+        {
+            if let Some(old) = self.bodies.pop_front() {
+                self.body_bytes -= old.body.len() + old.route.len();
+            }
             self.stats.bodies_dropped_from_log += 1;
         }
+        self.body_bytes += bytes;
         self.bodies.push_back(entry);
+    }
+
+    /// Whether `token` is one the cloud issued: the admin token, a user's or a connector's.
+    fn issued_token(&self, token: Option<&str>) -> bool {
+        token.is_some_and(|t| {
+            t == self.cfg.admin_token
+                || self.user_tokens.contains_key(t)
+                || self.hub.connector_by_token(t).is_some()
+        })
     }
 
     /// Runs the timers due at `now`: registrations, activations, email pickups, heartbeat

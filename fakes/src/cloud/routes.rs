@@ -304,7 +304,7 @@ impl Cloud {
         let mut b: api::LoginBody = parse(body)?;
         b.email = b.email.to_lowercase();
         if !self.org.check_password(&b.email, &b.password) {
-            return Err(CloudError::Unauthorized);
+            return Err(CloudError::WrongPassword);
         }
         self.stats.logins += 1;
         let token = match self.token_of_user.get(&b.email) {

@@ -42,7 +42,8 @@ pub struct Listen {
     /// Address to bind (default 127.0.0.1).
     #[serde(default = "loopback")]
     pub ip: IpAddr,
-    /// Port.
+    /// Port (1-65535).
+    #[serde(deserialize_with = "crate::config::port")]
     pub port: u16,
 }
 
@@ -56,7 +57,8 @@ pub struct KmsAddress {
     /// Host or IP to connect to (default 127.0.0.1).
     #[serde(default = "loopback_name")]
     pub address: String,
-    /// Port.
+    /// Port (1-65535).
+    #[serde(deserialize_with = "crate::config::port")]
     pub port: u16,
 }
 
@@ -235,4 +237,32 @@ pub async fn serve_kms(
     crate::kms::http::serve_listener(net, Rc::new(RefCell::new(kms)), listener)
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_out_of_range_are_refused_while_reading() {
+        let cloud = serde_json::json!({
+            "admin_token": "a",
+            "listen": {"port": 0},
+            "kms": {"port": 8444},
+        });
+        let e = serde_json::from_value::<CloudServeConfig>(cloud).expect_err("refused");
+        assert!(e.to_string().contains("port 0 is out of range"), "{e}");
+        let cloud = serde_json::json!({
+            "admin_token": "a",
+            "listen": {"port": 8443},
+            "kms": {"port": 65536},
+        });
+        let e = serde_json::from_value::<CloudServeConfig>(cloud).expect_err("refused");
+        assert!(e.to_string().contains("port 65536"), "{e}");
+        let kms = serde_json::json!({"listen": {"port": -1}});
+        let e = serde_json::from_value::<KmsServeConfig>(kms).expect_err("refused");
+        assert!(e.to_string().contains("port -1"), "{e}");
+        let kms = serde_json::json!({"listen": {"port": 8444}});
+        assert!(serde_json::from_value::<KmsServeConfig>(kms).is_ok());
+    }
 }

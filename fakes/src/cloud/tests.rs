@@ -1559,3 +1559,75 @@ fn a_handed_back_activity_goes_to_the_current_node_a_bounded_number_of_times() {
 }
 
 const HANDBACK: &str = "/v1/events/redeliver";
+
+#[test]
+fn bodies_without_an_issued_token_are_not_kept() {
+    let mut c = cloud();
+    for i in 0..100 {
+        let body = json!({"email": format!("x{i}@example.com"), "password": "guess"});
+        call(
+            &mut c,
+            secs(0),
+            Method::Post,
+            "/v1/login",
+            None,
+            body.clone(),
+        );
+        call(
+            &mut c,
+            secs(0),
+            Method::Post,
+            "/v1/spaces",
+            Some("forged"),
+            body,
+        );
+    }
+    assert_eq!(c.received_bodies().count(), 0);
+    call(
+        &mut c,
+        secs(0),
+        Method::Post,
+        "/v1/admin/users",
+        Some(ADMIN),
+        json!({"x": 1}),
+    );
+    assert_eq!(c.received_bodies().count(), 1, "an admin's body is kept");
+}
+
+#[test]
+fn the_body_log_is_bounded_in_bytes() {
+    let mut c = cloud();
+    // Invalid UTF-8 triples in the lossy conversion: 20 × 3 MiB kept would be 60 MiB.
+    let junk = vec![0xffu8; 1024 * 1024];
+    for _ in 0..20 {
+        c.handle_request(
+            secs(0),
+            Request {
+                method: Method::Post,
+                path: "/v1/admin/users".into(),
+                token: Some(ADMIN.into()),
+                body: junk.clone(),
+            },
+        );
+    }
+    let kept: usize = c
+        .received_bodies()
+        .map(|b| b.body.len() + b.route.len())
+        .sum();
+    assert!(kept <= BODY_LOG_BYTES_MAX, "{kept} bytes kept");
+    assert!(
+        c.received_bodies().count() >= 5,
+        "the newest bodies are kept"
+    );
+}
+
+#[test]
+fn a_wrong_password_is_not_called_a_bearer_token_problem() {
+    let mut c = cloud();
+    let body = json!({"email": ALICE, "password": "wrong"});
+    let r = call(&mut c, secs(0), Method::Post, "/v1/login", None, body);
+    assert_error(&r, 401, "unauthorized");
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("email or password"), "{detail}");
+    assert!(!detail.contains("bearer"), "{detail}");
+}

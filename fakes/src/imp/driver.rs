@@ -14,6 +14,8 @@
 //! without stream management.
 
 use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
+use crate::accept::{AcceptErrors, accept};
+use crate::brake::Brake;
 use connector::io::net::Net;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -48,6 +50,10 @@ pub const OUT_QUEUE_MAX: usize = 1_024;
 /// connector node (15,000 on a Large node, spec 2): a burst of presence and carbons for all of
 /// them must fit, or the node would drop the link as a slow reader and every session with it.
 pub const COMPONENT_QUEUE_MAX: usize = 131_072;
+/// How long a c2s client may take from connect to a successful SASL login. Jabber gives up
+/// on a login after 30 s itself; past a minute the stream is a peer holding a socket.
+pub const C2S_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// Read buffer per connection. Small on purpose: a Large node holds 15,000 connections, and
 /// 64 KiB each would be a gigabyte of buffers.
 pub const READ_BUF_BYTES: usize = 4 * 1024;
@@ -128,8 +134,11 @@ async fn accept_loop<N: Net>(
     router: bool,
 ) -> std::io::Result<()> {
     let listener = net.bind(port).await?;
+    let what = if router { "router" } else { "c2s" };
+    let mut errors = AcceptErrors::default();
+    let brake = Rc::new(RefCell::new(Brake::default()));
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, peer) = accept(&net, &listener, what, &mut errors).await;
         let id = if router {
             node.borrow_mut().open_router()
         } else {
@@ -149,6 +158,7 @@ async fn accept_loop<N: Net>(
             // A peer pings its outbound link; silence means the peer or the path is gone (a
             // FIN lost in a partition never arrives), so the inbound side is closed too.
             router.then_some(LINK_SILENCE_MAX),
+            (!router).then(|| (brake.clone(), peer.ip())),
         ));
     }
 }
@@ -167,12 +177,16 @@ async fn connection<N: Net>(
     stream: N::Stream,
     mut rx: mpsc::Receiver<Transmit>,
     idle_max: Option<Duration>,
+    guard: Option<(Rc<RefCell<Brake>>, std::net::IpAddr)>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_rx = net.now();
+    let auth_deadline = net.now() + endpoint.auth_timeout();
     loop {
         let idle_left = idle_max.map(|max| max.saturating_sub(net.now().saturating_sub(last_rx)));
+        let auth_left =
+            (!endpoint.authenticated(&node, id)).then(|| auth_deadline.saturating_sub(net.now()));
         tokio::select! {
             biased;
             out = rx.recv() => {
@@ -185,7 +199,7 @@ async fn connection<N: Net>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     last_rx = net.now();
-                    endpoint.input(net.now(), &node, id, &buf[..n]);
+                    take_input(&net, &node, &endpoint, id, &buf[..n], guard.as_ref()).await;
                     dispatch(&net, &node, &writers, &links);
                 }
             },
@@ -193,11 +207,54 @@ async fn connection<N: Net>(
                 tracing::debug!(id, "inbound router link silent: closing");
                 break;
             }
+            _ = tokio::time::sleep(auth_left.unwrap_or_default()), if auth_left.is_some() => {
+                endpoint.auth_timed_out(&node, id);
+                dispatch(&net, &node, &writers, &links);
+            }
         }
     }
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// Hands received bytes to the endpoint; a wrong c2s password then waits the brake's delay
+/// (before the failure is dispatched).
+async fn take_input<N: Net>(
+    net: &N,
+    node: &Rc<RefCell<ImpNode>>,
+    endpoint: &Endpoint,
+    id: ConnId,
+    bytes: &[u8],
+    guard: Option<&(Rc<RefCell<Brake>>, std::net::IpAddr)>,
+) {
+    let wrong_before = node.borrow().stats().wrong_passwords;
+    endpoint.input(net.now(), node, id, bytes);
+    if let Some((brake, source)) = guard {
+        // Both read before the await: the node is not borrowed across it.
+        let wrong = node.borrow().stats().wrong_passwords > wrong_before;
+        let authed = node.borrow().is_authenticated(id);
+        brake_c2s(net, brake, *source, wrong, authed).await;
+    }
+}
+
+/// The brake on c2s password guessing: a wrong password waits its source's delay before the
+/// failure is sent; a login forgives the source.
+async fn brake_c2s<N: Net>(
+    net: &N,
+    brake: &Rc<RefCell<Brake>>,
+    source: std::net::IpAddr,
+    wrong: bool,
+    authenticated: bool,
+) {
+    if wrong {
+        let wait = brake.borrow_mut().failed(net.now(), source, "c2s");
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    } else if authenticated {
+        brake.borrow_mut().succeeded(source);
+    }
 }
 
 /// Who takes a connection's bytes: the node itself (c2s, router links) or the component
@@ -214,6 +271,31 @@ impl Endpoint {
             Endpoint::Component(svc) => {
                 svc.borrow_mut()
                     .input(now, &mut node.borrow_mut(), id, bytes)
+            }
+        }
+    }
+
+    /// How long the connection may stay unauthenticated.
+    fn auth_timeout(&self) -> Duration {
+        match self {
+            Endpoint::Node => C2S_AUTH_TIMEOUT,
+            Endpoint::Component(_) => super::component::COMPONENT_HANDSHAKE_TIMEOUT,
+        }
+    }
+
+    fn authenticated(&self, node: &Rc<RefCell<ImpNode>>, id: ConnId) -> bool {
+        match self {
+            Endpoint::Node => node.borrow().is_authenticated(id),
+            Endpoint::Component(svc) => svc.borrow().is_authenticated(id),
+        }
+    }
+
+    fn auth_timed_out(&self, node: &Rc<RefCell<ImpNode>>, id: ConnId) {
+        match self {
+            Endpoint::Node => node.borrow_mut().auth_timed_out(id),
+            Endpoint::Component(svc) => {
+                svc.borrow_mut()
+                    .handshake_timed_out(&mut node.borrow_mut(), id);
             }
         }
     }
@@ -476,8 +558,9 @@ async fn accept_component<N: Net>(
     links: Links,
     listener: N::Listener,
 ) -> std::io::Result<()> {
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, "component", &mut errors).await;
         let id = svc.borrow_mut().open(&mut node.borrow_mut());
         let (tx, rx) = mpsc::channel(COMPONENT_QUEUE_MAX);
         writers.borrow_mut().insert(id, tx);
@@ -492,6 +575,7 @@ async fn accept_component<N: Net>(
             id,
             stream,
             rx,
+            None,
             None,
         ));
     }

@@ -70,6 +70,9 @@ pub const FIELD_PERSISTENT: &str = "muc#roomconfig_persistentroom";
 /// Rooms per service: a node's worth of ad-hoc group chats and persistent rooms; past this a
 /// new room is refused (`resource-constraint`) so a client cannot grow the table without end.
 pub const ROOMS_MAX: usize = 10_000;
+/// Rooms one user may own (create) at once: a busy user has a few dozen chats open; without a
+/// per-user bound one user could take all [`ROOMS_MAX`] rooms from everyone else.
+pub const ROOMS_PER_USER_MAX: usize = 100;
 /// Occupants per room: Cisco's default maximum room occupancy is in the hundreds; past this a
 /// join is refused (`service-unavailable`, XEP-0045 7.2.10).
 pub const OCCUPANTS_PER_ROOM_MAX: usize = 500;
@@ -375,6 +378,10 @@ impl Muc {
         if created && self.rooms.len() >= ROOMS_MAX {
             return self.error(el, "wait", "resource-constraint", Some("too many rooms"));
         }
+        if created && self.rooms_owned_by(&from.bare()) >= ROOMS_PER_USER_MAX {
+            let text = Some("too many rooms of this user");
+            return self.error(el, "wait", "resource-constraint", text);
+        }
         let r = self.rooms.get(room);
         if let Some(r) = r {
             // An occupant's presence update (same device, same nick) is broadcast as is.
@@ -399,6 +406,11 @@ impl Muc {
         }
         self.stats.joins += 1;
         self.join_presences(room, nick, from, created)
+    }
+
+    /// Rooms `owner` (a bare JID) created that still exist.
+    fn rooms_owned_by(&self, owner: &str) -> usize {
+        self.rooms.values().filter(|r| r.owner == owner).count()
     }
 
     /// Why `from` may not join `room` (which exists) as `nick`, as the error to send.
@@ -1033,5 +1045,22 @@ mod tests {
         }
         let out = join(&mut m, "x@example.com/d", "one-more", "x");
         assert_eq!(xmpp::error_condition(&out[0]), Some("resource-constraint"));
+    }
+
+    #[test]
+    fn one_user_cannot_take_every_room() {
+        let mut m = Muc::new("example.com");
+        for i in 0..ROOMS_PER_USER_MAX {
+            let out = join(&mut m, "greedy@example.com/d", &format!("g{i}"), "greedy");
+            assert_eq!(xmpp::error_condition(&out[0]), None, "room {i}");
+        }
+        let out = join(&mut m, "greedy@example.com/d", "one-more", "greedy");
+        assert_eq!(xmpp::error_condition(&out[0]), Some("resource-constraint"));
+        let out = join(&mut m, "other@example.com/d", "mine", "other");
+        assert_eq!(
+            xmpp::error_condition(&out[0]),
+            None,
+            "another user still creates rooms"
+        );
     }
 }

@@ -122,6 +122,12 @@ pub struct NodeStats {
     pub logins: u64,
     /// Failed SASL authentications.
     pub auth_failures: u64,
+    /// SASL authentications refused for a wrong user or password (`not-authorized`).
+    pub wrong_passwords: u64,
+    /// c2s streams closed for not authenticating in time.
+    pub auth_timeouts: u64,
+    /// Bind requests refused for a malformed resource (RFC 7622).
+    pub bad_resources: u64,
     /// Chat messages routed to at least one device.
     pub messages_routed: u64,
     /// Messages stored for offline users.
@@ -533,6 +539,7 @@ impl ImpNode {
             }
             None => {
                 self.stats.auth_failures += 1;
+                self.stats.wrong_passwords += 1;
                 let f = Element::new("failure", xmpp::NS_SASL)
                     .with_child(Element::new("not-authorized", xmpp::NS_SASL));
                 self.send(conn, &f);
@@ -553,6 +560,12 @@ impl ImpNode {
             .child("resource", xmpp::NS_BIND)
             .map(Element::text)
             .filter(|r| !r.is_empty());
+        if let Some(why) = requested.as_deref().and_then(resource_problem) {
+            self.stats.bad_resources += 1;
+            let reply = xmpp::error_reply(el, "modify", "bad-request", Some(why));
+            self.send(conn, &reply);
+            return;
+        }
         let resource = requested.unwrap_or_else(|| format!("r{conn}"));
         // A second login with the same resource replaces the first (RFC 6120 7.7.2.2).
         if let Some(old) = self
@@ -581,6 +594,25 @@ impl ImpNode {
             .insert(resource, conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = State::Ready { jid };
+        }
+    }
+
+    /// Whether c2s connection `conn` has authenticated (SASL done), for the driver's
+    /// authentication timeout. Node-to-node links count as authenticated (they have their own
+    /// silence timeout).
+    pub fn is_authenticated(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| match &c.state {
+            State::Header { authed } => authed.is_some(),
+            State::Auth => false,
+            _ => true,
+        })
+    }
+
+    /// The authentication timeout of `conn` expired: ends the stream unless it logged in.
+    pub fn auth_timed_out(&mut self, conn: ConnId) {
+        if !self.is_authenticated(conn) {
+            self.stats.auth_timeouts += 1;
+            self.stream_error(conn, "connection-timeout", "no authentication in time");
         }
     }
 
@@ -1596,6 +1628,30 @@ impl MucHost for ImpNode {
     fn is_user(&self, bare: &str) -> bool {
         self.server_of(bare).is_some_and(|h| h == self.cfg.host)
     }
+}
+
+/// Longest resourcepart in bytes (RFC 7622 3.4: 1 to 1023 octets).
+pub const RESOURCE_BYTES_MAX: usize = 1023;
+
+/// Why `resource` is not a resourcepart a client may bind (RFC 7622 3.4, the PRECIS
+/// OpaqueString profile): too long, only spaces, or holding control characters or the
+/// invisible formatting characters (bidirectional overrides, zero-width marks) that make one
+/// JID look like another.
+pub fn resource_problem(resource: &str) -> Option<&'static str> {
+    if resource.len() > RESOURCE_BYTES_MAX {
+        return Some("resource longer than 1023 bytes (RFC 7622)");
+    }
+    if resource.chars().all(char::is_whitespace) {
+        return Some("resource of whitespace only (RFC 7622)");
+    }
+    let invisible = |c: char| {
+        matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{206f}' | '\u{feff}')
+    };
+    if resource.chars().any(|c| c.is_control() || invisible(c)) {
+        return Some("resource with control or invisible formatting characters (RFC 7622)");
+    }
+    None
 }
 
 #[cfg(test)]

@@ -67,13 +67,16 @@ pub struct ServeListen {
     #[serde(default = "loopback")]
     pub ip: IpAddr,
     /// c2s port (default 5222).
-    #[serde(default = "default_c2s")]
+    #[serde(default = "default_c2s", deserialize_with = "crate::config::port")]
     pub c2s: u16,
     /// Component port (default 7400).
-    #[serde(default = "default_component")]
+    #[serde(
+        default = "default_component",
+        deserialize_with = "crate::config::port"
+    )]
     pub component: u16,
     /// AXL port (default 8443).
-    #[serde(default = "default_axl")]
+    #[serde(default = "default_axl", deserialize_with = "crate::config::port")]
     pub axl: u16,
 }
 
@@ -95,7 +98,7 @@ pub struct ServeComponent {
     /// The shared secret of the XEP-0114 handshake.
     pub secret: String,
     /// Session limit (default 1.5 × the homed users, spec 10).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::config::sessions_max")]
     pub sessions_max: Option<usize>,
     /// Session creation rate, `<count>/<duration>` (`10/1s`, `600/m`).
     #[serde(default, deserialize_with = "rate")]
@@ -182,8 +185,15 @@ pub fn parse_rate(s: &str) -> Result<CreateRate, String> {
     if count.is_nan() || count < 0.0 || per.is_zero() {
         return Err(err());
     }
+    let max = crate::config::CREATE_RATE_CONFIG_MAX;
+    if !(1.0..=f64::from(max)).contains(&count.round()) {
+        return Err(format!(
+            "rate `{s}`: the count rounds to {}, out of range 1..={max}",
+            count.round()
+        ));
+    }
     Ok(CreateRate {
-        sessions: count.round().clamp(0.0, f64::from(u32::MAX)) as u32,
+        sessions: count.round() as u32,
         per,
     })
 }
@@ -247,8 +257,8 @@ impl ServeImpConfig {
     }
 }
 
-/// The node, its component service and its AXL service, built from `cfg`.
-fn build(cfg: &ServeImpConfig) -> (ImpNode, ComponentService, AxlService) {
+/// The node, its component service and its AXL service, built from `cfg` (validated).
+pub fn build(cfg: &ServeImpConfig) -> (ImpNode, ComponentService, AxlService) {
     let version = imp_version(&cfg.version).unwrap_or((14, 0));
     let dir = Rc::new(Directory::new(cfg.users.iter().map(|u| UserRecord {
         userid: u.userid.clone(),
@@ -338,11 +348,57 @@ mod tests {
         assert_eq!((r.sessions, r.per), (6, Duration::from_secs(3600)));
         let r = parse_rate("5000/1m30s").expect("rate");
         assert_eq!((r.sessions, r.per), (5000, Duration::from_secs(90)));
-        for bad in ["", "10", "x/s", "10/0s", "-1/s", "NaN/s", "1/parsec"] {
+        for bad in [
+            "",
+            "10",
+            "x/s",
+            "10/0s",
+            "-1/s",
+            "NaN/s",
+            "1/parsec",
+            "0/s",
+            "0.2/s",
+            "2000000/s",
+        ] {
             assert!(parse_rate(bad).is_err(), "{bad}");
         }
         assert_eq!(imp_version("14.0"), Some((14, 0)));
         assert_eq!(imp_version("12.5.1 SU3"), Some((12, 5)));
         assert_eq!(imp_version("7.0"), None);
+    }
+
+    fn parse(yaml_like: serde_json::Value) -> Result<ServeImpConfig, String> {
+        serde_json::from_value(yaml_like).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn numbers_out_of_range_are_refused_while_reading() {
+        let base = serde_json::json!({
+            "component": {"secret": "s"},
+            "axl": {"username": "a", "password": "b"},
+            "users": [],
+        });
+        assert!(parse(base.clone()).is_ok());
+        let cases = [
+            (serde_json::json!({"c2s": 0}), "port 0"),
+            (serde_json::json!({"axl": 70000}), "port 70000"),
+            (serde_json::json!({"component": -1}), "port -1"),
+        ];
+        for (listen, want) in cases {
+            let mut cfg = base.clone();
+            cfg["listen"] = listen;
+            let e = parse(cfg).expect_err("refused");
+            assert!(e.contains(want), "{e}");
+        }
+        for (sessions_max, want) in [(0, "sessions_max 0"), (-5, "sessions_max -5")] {
+            let mut cfg = base.clone();
+            cfg["component"]["sessions_max"] = sessions_max.into();
+            let e = parse(cfg).expect_err("refused");
+            assert!(e.contains(want), "{e}");
+        }
+        let mut cfg = base;
+        cfg["component"]["create_rate"] = "0/s".into();
+        let e = parse(cfg).expect_err("refused");
+        assert!(e.contains("out of range"), "{e}");
     }
 }

@@ -3,10 +3,12 @@
 
 use super::keys::KmsError;
 use super::service::{KMS_BODY_BYTES_MAX, KmsCall, KmsReply, KmsService, error_body};
+use crate::accept::{AcceptErrors, accept};
+use crate::body::{BodyError, read_body};
 use crate::rest::{Method, Response};
 use connector::io::http::{HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
 use connector::io::net::Net;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -46,8 +48,9 @@ pub async fn serve_listener<N: Net>(
     kms: Rc<RefCell<KmsService>>,
     listener: N::Listener,
 ) -> std::io::Result<()> {
+    let mut errors = AcceptErrors::default();
     loop {
-        let (stream, _) = net.accept(&listener).await?;
+        let (stream, _) = accept(&net, &listener, "kms", &mut errors).await;
         let kms = kms.clone();
         tokio::task::spawn_local(async move {
             let service = hyper::service::service_fn(move |req| {
@@ -74,15 +77,17 @@ async fn handle(kms: Rc<RefCell<KmsService>>, req: hyper::Request<Incoming>) -> 
         };
         return json_response(&r);
     };
-    let body = match Limited::new(req.into_body(), KMS_BODY_BYTES_MAX)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes().to_vec(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            return json_response(&kms.borrow_mut().refuse_too_large());
+    let body = match read_body(req.into_body(), KMS_BODY_BYTES_MAX).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return json_response(&kms.borrow_mut().refuse_too_large()),
+        Err(BodyError::TimedOut) => {
+            let r = Response {
+                status: 408,
+                body: error_body("body_timeout", "request body not complete in time"),
+            };
+            return json_response(&r);
         }
-        Err(e) => {
+        Err(BodyError::Broken(e)) => {
             let r = Response {
                 status: 400,
                 body: error_body("bad_json", format!("body: {e}")),

@@ -1,8 +1,11 @@
 //! The AXL driver: hyper's HTTP/1.1 server on any [`Net`] around the sans-IO [`AxlService`].
 
 use super::service::{AXL_BODY_BYTES_MAX, AXL_HEADER_TIMEOUT, AxlRequest, AxlResponse, AxlService};
+use crate::accept::{AcceptErrors, accept};
+use crate::body::{BodyError, read_body};
+use crate::brake::Brake;
 use connector::io::net::Net;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Bytes;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -15,16 +18,54 @@ pub async fn serve_axl<N: Net>(
     port: u16,
 ) -> std::io::Result<()> {
     let listener = net.bind(port).await?;
+    let mut errors = AcceptErrors::default();
+    let brake = Rc::new(RefCell::new(Brake::default()));
     loop {
-        let (stream, _) = net.accept(&listener).await?;
-        tokio::task::spawn_local(axl_connection(stream, axl.clone()));
+        let (stream, peer) = accept(&net, &listener, "axl", &mut errors).await;
+        let guard = Guard {
+            net: net.clone(),
+            brake: brake.clone(),
+            source: peer.ip(),
+        };
+        tokio::task::spawn_local(axl_connection(stream, axl.clone(), guard));
     }
 }
 
-async fn axl_connection<S: connector::io::net::Stream>(stream: S, axl: Rc<RefCell<AxlService>>) {
+/// The brake on password guessing of one AXL server, and the source of one connection.
+struct Guard<N: Net> {
+    net: N,
+    brake: Rc<RefCell<Brake>>,
+    source: std::net::IpAddr,
+}
+
+impl<N: Net> Guard<N> {
+    /// A 401 waits the source's delay; a success forgives the source.
+    async fn answered(&self, status: u16) {
+        if status == 401 {
+            let now = self.net.now();
+            let wait = self.brake.borrow_mut().failed(now, self.source, "axl");
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        } else if status < 300 {
+            self.brake.borrow_mut().succeeded(self.source);
+        }
+    }
+}
+
+async fn axl_connection<S: connector::io::net::Stream, N: Net>(
+    stream: S,
+    axl: Rc<RefCell<AxlService>>,
+    guard: Guard<N>,
+) {
+    let guard = Rc::new(guard);
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let axl = axl.clone();
-        async move { Ok::<_, std::convert::Infallible>(answer(&axl, req).await) }
+        let (axl, guard) = (axl.clone(), guard.clone());
+        async move {
+            let resp = answer(&axl, req).await;
+            guard.answered(resp.status().as_u16()).await;
+            Ok::<_, std::convert::Infallible>(resp)
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
@@ -41,9 +82,8 @@ async fn answer(
     req: hyper::Request<hyper::body::Incoming>,
 ) -> hyper::Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let resp = match Limited::new(body, AXL_BODY_BYTES_MAX).collect().await {
-        Ok(collected) => {
-            let bytes = collected.to_bytes();
+    let resp = match read_body(body, AXL_BODY_BYTES_MAX).await {
+        Ok(bytes) => {
             let headers: Vec<(String, String)> = parts
                 .headers
                 .iter()
@@ -56,7 +96,17 @@ async fn answer(
                 body: &bytes,
             })
         }
-        Err(_) => AxlResponse::new(413, "text/plain", "request body too large\n".into()),
+        Err(BodyError::TooLarge) => {
+            AxlResponse::new(413, "text/plain", "request body too large\n".into())
+        }
+        Err(BodyError::TimedOut) => AxlResponse::new(
+            408,
+            "text/plain",
+            "request body not complete in time\n".into(),
+        ),
+        Err(BodyError::Broken(_)) => {
+            AxlResponse::new(400, "text/plain", "malformed request body\n".into())
+        }
     };
     let mut builder = hyper::Response::builder().status(resp.status);
     for (k, v) in &resp.headers {

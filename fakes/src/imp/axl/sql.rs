@@ -155,7 +155,7 @@ pub(super) fn parse_select(sql: &str) -> Result<Select, String> {
         c.i += 2;
     }
     q.columns = c.select_list()?;
-    c.from_enduser()?;
+    c.enduser_table()?;
     if c.kw(0, "where") {
         c.i += 1;
         q.conds = c.conditions()?;
@@ -223,7 +223,7 @@ impl Cursor {
     }
 
     /// `FROM enduser [alias]`.
-    fn from_enduser(&mut self) -> Result<(), String> {
+    fn enduser_table(&mut self) -> Result<(), String> {
         if !self.kw(0, "from") {
             return Err(SYNTAX.into());
         }

@@ -63,6 +63,13 @@ pub const COMPONENT_PORT: u16 = 7400;
 /// "one or a few" links each to every IM&P node; 64 leaves room for reconnect overlap while
 /// a peer cannot make the node hold unbounded parsers.
 pub const COMPONENT_LINKS_MAX: usize = 64;
+/// Links that have not completed the handshake, counted apart from [`COMPONENT_LINKS_MAX`]: a
+/// peer without the secret can hold at most this many, and never a slot of the connector's.
+/// A connector cluster opens a handful of links at once when it starts.
+pub const COMPONENT_PENDING_LINKS_MAX: usize = 16;
+/// How long a link may take from connect to a confirmed handshake: a connector sends its
+/// header and handshake at once; a link silent this long is closed by the driver.
+pub const COMPONENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Session limit as a multiple of the users homed on the node, in tenths: 15 = 1.5 × (IM&P
 /// sizes JSM sessions at about 1.5 × the OVA's user capacity, spec 10).
@@ -110,6 +117,8 @@ pub struct ComponentStats {
     pub refused_other: u64,
     /// Stream errors sent.
     pub stream_errors: u64,
+    /// Links closed for not completing the handshake in [`COMPONENT_HANDSHAKE_TIMEOUT`].
+    pub handshake_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,8 +184,37 @@ impl ComponentService {
         self.links.len()
     }
 
-    /// Registers a new component connection. Beyond [`COMPONENT_LINKS_MAX`] the link is
-    /// refused at once (stream error `policy-violation`).
+    /// Links that completed the handshake and are open.
+    fn ready_links(&self) -> usize {
+        self.links
+            .values()
+            .filter(|l| l.state == LinkState::Ready)
+            .count()
+    }
+
+    /// Whether `link` completed the handshake (the driver's handshake timeout spares it).
+    pub fn is_authenticated(&self, link: ConnId) -> bool {
+        self.links
+            .get(&link)
+            .is_some_and(|l| l.state == LinkState::Ready)
+    }
+
+    /// The handshake timeout of `link` expired: closes it unless it completed the handshake.
+    pub fn handshake_timed_out(&mut self, node: &mut ImpNode, link: ConnId) {
+        let pending = self
+            .links
+            .get(&link)
+            .is_some_and(|l| matches!(l.state, LinkState::Header | LinkState::Handshake));
+        if pending {
+            self.stats.handshake_timeouts += 1;
+            tracing::warn!(node = %self.host, link, "component link without a handshake: closing");
+            self.stream_error(node, link, "connection-timeout", "no handshake in time");
+        }
+    }
+
+    /// Registers a new component connection. Beyond [`COMPONENT_PENDING_LINKS_MAX`] links
+    /// still without a handshake, the link is refused at once (stream error
+    /// `policy-violation`); [`COMPONENT_LINKS_MAX`] bounds the authenticated ones.
     pub fn open(&mut self, node: &mut ImpNode) -> ConnId {
         let id = node.component_link_open();
         self.stats.links += 1;
@@ -188,8 +226,14 @@ impl ComponentService {
                 stream_id: format!("{}-c{id}", self.host),
             },
         );
-        if self.links.len() > COMPONENT_LINKS_MAX {
-            self.stream_error(node, id, "policy-violation", "too many component links");
+        let pending = self
+            .links
+            .values()
+            .filter(|l| matches!(l.state, LinkState::Header | LinkState::Handshake))
+            .count();
+        if pending > COMPONENT_PENDING_LINKS_MAX {
+            let text = "too many component links without a handshake";
+            self.stream_error(node, id, "policy-violation", text);
         }
         id
     }
@@ -323,6 +367,10 @@ impl ComponentService {
             self.stream_error(node, link, "not-authorized", "wrong handshake");
             return;
         }
+        if self.ready_links() >= COMPONENT_LINKS_MAX {
+            self.stream_error(node, link, "policy-violation", "too many component links");
+            return;
+        }
         self.stats.handshakes_ok += 1;
         send_raw(node, link, "<handshake/>".into());
         if let Some(l) = self.links.get_mut(&link) {
@@ -426,8 +474,6 @@ fn renamespace(mut el: Element, from: &str, to: &str) -> Element {
     }
     el
 }
-
-/// Test helpers shared by the unit tests and the connector contract tests.
 
 #[cfg(test)]
 mod tests;

@@ -1,7 +1,7 @@
 //! The component port's tests: the sans-IO core, over turmoil, and the connector's contract.
 
 pub(super) mod tests_support {
-    pub(super) use super::tests::{SECRET, World};
+    pub(super) use super::sans_io::{SECRET, World};
 
     /// A world whose session limit is `max` (`None`: the default).
     pub(super) fn world(max: Option<usize>) -> World {
@@ -12,7 +12,7 @@ pub(super) mod tests_support {
     }
 }
 
-mod tests {
+mod sans_io {
     use super::super::*;
     use crate::imp::directory::{NodeDb, UserRecord};
     use connector::proto::stream::StreamParser;
@@ -541,9 +541,38 @@ mod tests {
             let (l, _) = w.link(SECRET);
             assert!(!w.closed.contains(&l));
         }
-        let l = w.svc.open(&mut w.node);
+        let (l, _) = w.link(SECRET);
         let _ = w.drain();
         assert!(w.closed.contains(&l));
+    }
+
+    #[test]
+    fn idle_unauthenticated_links_do_not_lock_the_connector_out() {
+        let mut w = World::new(World::cfg());
+        let idle: Vec<ConnId> = (0..COMPONENT_LINKS_MAX)
+            .map(|_| w.svc.open(&mut w.node))
+            .collect();
+        let _ = w.drain();
+        let refused = idle.iter().filter(|i| w.closed.contains(i)).count();
+        assert_eq!(refused, COMPONENT_LINKS_MAX - COMPONENT_PENDING_LINKS_MAX);
+        // The handshake timeout closes the idle ones that were let in.
+        for i in &idle {
+            w.svc.handshake_timed_out(&mut w.node, *i);
+        }
+        let _ = w.drain();
+        assert_eq!(
+            w.svc.stats().handshake_timeouts,
+            COMPONENT_PENDING_LINKS_MAX as u64
+        );
+        let (l, _) = w.link(SECRET);
+        let _ = w.drain();
+        assert!(!w.closed.contains(&l), "the connector's link is refused");
+        assert!(w.svc.is_authenticated(l));
+        w.svc.handshake_timed_out(&mut w.node, l);
+        assert!(
+            !w.closed.contains(&l),
+            "an authenticated link has no handshake timeout"
+        );
     }
 
     proptest::proptest! {
@@ -674,6 +703,51 @@ mod turmoil_tests {
             got.push_str(&String::from_utf8_lossy(&buf[..n]));
         }
         got
+    }
+
+    /// Reads until the peer closes (or 1 MiB); what it sent.
+    async fn read_to_close(s: &mut turmoil::net::TcpStream) -> String {
+        let mut got = String::new();
+        let mut buf = [0u8; 1024];
+        while got.len() < 1 << 20 {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.push_str(&String::from_utf8_lossy(&buf[..n])),
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn silent_c2s_and_component_links_are_closed_in_time() {
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(7)
+            .simulation_duration(Duration::from_secs(300))
+            .build();
+        sim.host("imp-1", node_host());
+        sim.client("idler", async {
+            let start = tokio::time::Instant::now();
+            let mut c = turmoil::net::TcpStream::connect(("imp-1", COMPONENT_PORT)).await?;
+            let got = read_to_close(&mut c).await;
+            assert!(got.contains("connection-timeout"), "{got}");
+            let waited = start.elapsed();
+            assert!(waited >= COMPONENT_HANDSHAKE_TIMEOUT, "{waited:?}");
+            assert!(waited < COMPONENT_HANDSHAKE_TIMEOUT * 2, "{waited:?}");
+            let start = tokio::time::Instant::now();
+            let mut c = turmoil::net::TcpStream::connect(("imp-1", 5222)).await?;
+            c.write_all(
+                b"<stream:stream xmlns='jabber:client' \
+                  xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>",
+            )
+            .await?;
+            let got = read_to_close(&mut c).await;
+            assert!(got.contains("connection-timeout"), "{got}");
+            let waited = start.elapsed();
+            let limit = crate::imp::driver::C2S_AUTH_TIMEOUT;
+            assert!(waited >= limit && waited < limit * 2, "{waited:?}");
+            Ok(())
+        });
+        sim.run().unwrap();
     }
 
     #[test]
