@@ -96,7 +96,9 @@
 //! space, authorized to its members and to the connectors serving them (principal
 //! `connector:<id>`); when a user moves between connectors the new one is authorized at once and
 //! the old one revoked after [`RELEASE_GRACE`] (unless it serves a member again by then), so
-//! that what it still had in flight for the user can be encrypted or decrypted.
+//! that what it still had in flight for the user can be encrypted or decrypted. A user moved
+//! while the KMS makes a new space's key is moved without that space (it does not exist yet):
+//! once the key exists, its access is brought up to date with the assignments the same way.
 //!
 //! Two modes: [`Cloud::new`] holds a KMS in-process ([`crate::kms::Kms`]; unit tests, simple
 //! runs); [`Cloud::with_remote_kms`] reaches a KMS host ([`crate::kms::http`]) over the network.
@@ -321,9 +323,11 @@ pub(crate) enum Pending {
     CreateSpace {
         kind: SpaceKind,
         members: Vec<String>,
-        /// The creating connector, if it serves no member any more but is within its
-        /// [`RELEASE_GRACE`]: its access to the new key is revoked when that grace ends.
-        released_creator: Option<String>,
+        /// The connector nodes the key is made for: those serving a member when the space was
+        /// asked for, and the creating connector if it serves none any more but is within its
+        /// [`RELEASE_GRACE`]. Checked against the assignments once the key exists
+        /// (`settle_key_access`).
+        granted: Vec<String>,
     },
     FetchKey,
 }

@@ -624,24 +624,16 @@ impl Cloud {
             return Ok(Step::Done(200, space_json(s, false)));
         }
         let space_id = self.msg.next_space_id();
-        let mut principals = members.clone();
-        principals.extend(
-            members
-                .iter()
-                .filter_map(|m| self.assign.node_of(m))
-                .map(connector_principal),
-        );
+        let mut granted = self.serving_nodes(&members);
         // A node that a member was just moved away from may still create the space for what
         // it had in flight (RELEASE_GRACE): it needs the key too, until its grace is over.
-        let released_creator = match who {
-            Principal::Connector(id)
-                if !members.iter().any(|m| self.assign.node_of(m) == Some(id)) =>
-            {
-                principals.push(connector_principal(id));
-                Some(id.clone())
-            }
-            _ => None,
-        };
+        if let Principal::Connector(id) = who
+            && !granted.contains(id)
+        {
+            granted.push(id.clone());
+        }
+        let mut principals = members.clone();
+        principals.extend(granted.iter().map(|n| connector_principal(n)));
         principals.sort();
         principals.dedup();
         Ok(Step::Kms(
@@ -652,9 +644,45 @@ impl Cloud {
             Pending::CreateSpace {
                 kind: b.kind,
                 members,
-                released_creator,
+                granted,
             },
         ))
+    }
+
+    /// The connector nodes serving a member of `members` now, sorted.
+    fn serving_nodes(&self, members: &[String]) -> Vec<String> {
+        let mut nodes: Vec<String> = members
+            .iter()
+            .filter_map(|m| self.assign.node_of(m))
+            .map(str::to_owned)
+            .collect();
+        nodes.sort();
+        nodes.dedup();
+        nodes
+    }
+
+    /// Brings the key access of a space just created up to date with the assignments. Its key
+    /// was made for `granted` (the nodes serving a member when the space was asked for, and a
+    /// released creator), but a member assigned or moved while the KMS made the key was moved
+    /// without this space, which did not exist yet ([`Cloud::apply_moves`] authorizes the
+    /// spaces a user has): without this, the member's new node is refused the key for good and
+    /// everything bridged in the space waits for it forever. So every node serving a member
+    /// now is authorized, and every granted node that serves none now keeps the key for the
+    /// release grace only, as after a move.
+    fn settle_key_access(&mut self, space_id: &str, uri: &str, granted: &[String]) {
+        let Some(members) = self.msg.space(space_id).map(|s| s.members.clone()) else {
+            return;
+        };
+        let serving = self.serving_nodes(&members);
+        for node in serving.iter().filter(|n| !granted.contains(n)) {
+            self.kms_change(KmsCall::Authorize {
+                uri: uri.to_owned(),
+                principal: connector_principal(node),
+            });
+        }
+        for node in granted.iter().filter(|n| !serving.contains(n)) {
+            self.defer_revocation(space_id.to_owned(), node.clone());
+        }
     }
 
     /// Creates the space once the KMS made its key (or finds the direct space another request
@@ -664,7 +692,7 @@ impl Cloud {
         kind: SpaceKind,
         members: Vec<String>,
         key: connector::proto::jwe::SpaceKey,
-        released_creator: Option<String>,
+        granted: Vec<String>,
     ) -> Answer {
         if kind == SpaceKind::Direct
             && let Some(s) = self.msg.direct_space(&members[0], &members[1])
@@ -680,10 +708,8 @@ impl Cloud {
             key_uri: space.key_uri.clone(),
         };
         let members = space.members.clone();
-        let space_id = space.id.clone();
-        if let Some(node) = released_creator {
-            self.defer_revocation(space_id, node);
-        }
+        let (space_id, uri) = (space.id.clone(), space.key_uri.clone());
+        self.settle_key_access(&space_id, &uri, &granted);
         self.stats.spaces_created += 1;
         for m in members {
             self.push(Subscriber::User(m), event.clone());
@@ -816,10 +842,10 @@ impl Cloud {
                 Pending::CreateSpace {
                     kind,
                     members,
-                    released_creator,
+                    granted,
                 },
                 KmsReply::Key(key),
-            ) => self.finish_space(kind, members, key, released_creator),
+            ) => self.finish_space(kind, members, key, granted),
             (Pending::FetchKey, KmsReply::Key(key)) => {
                 ok(json!({ "uri": key.uri, "key": URL_SAFE_NO_PAD.encode(key.bytes) }))
             }

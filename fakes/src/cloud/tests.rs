@@ -1390,6 +1390,61 @@ fn remote_kms_requests_are_deferred_and_completed() {
     assert_eq!(w.c.stats().kms_change_retries, 1);
 }
 
+/// A member moved while the KMS makes a new space's key (here a drain; in a run, users being
+/// assigned as the first message of a conversation creates its space) was moved without that
+/// space, which did not exist yet. Once the key exists, the member's new node is authorized
+/// for it and the node the key was made for gives it up after the grace: before, the new node
+/// was refused the key for good and every message bridged in the space waited for it forever
+/// (`imp-failover-uncontrolled-small` seeds 5, 33 and 36 each lost one Webex → Jabber message).
+#[test]
+fn a_member_moved_while_the_space_key_is_made_gets_it_on_the_new_node() {
+    use crate::kms_http::{KmsCall as K, KmsService};
+    let mut w = world_on(remote_cloud());
+    let mut kms = KmsService::new(crate::kms::CLOUD_HOST, ChaCha8Rng::seed_from_u64(3));
+    let now = w.now;
+    let alice = login(&mut w.c, now, ALICE);
+    let body = json!({"kind": "direct", "members": [ALICE, CAROL]});
+    let req = request(Method::Post, "/v1/spaces", Some(&alice), body);
+    let Outcome::Kms(create, cont) = w.c.handle(now, req) else {
+        panic!("space creation needs the KMS");
+    };
+    let old = w.c.assignment().node_of(ALICE).unwrap().to_owned();
+    let K::CreateKey { principals, .. } = &create else {
+        panic!("{create:?}");
+    };
+    assert_eq!(principals, &[ALICE, CAROL, &format!("connector:{old}")]);
+    // The KMS is making the key: Alice's node is drained meanwhile.
+    let path = format!("/v1/admin/connectors/{old}/maintenance");
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Put,
+        &path,
+        Some(ADMIN),
+        json!({"on": true}),
+    );
+    ok(r, 200);
+    let new = w.c.assignment().node_of(ALICE).unwrap().to_owned();
+    assert_ne!(new, old);
+    let r = w.c.complete(now, cont, relay(&mut kms, &create));
+    let uri = ok(r, 201)["key_uri"].as_str().unwrap().to_owned();
+    let mut changes: Vec<K> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
+    w.c.tick(now + RELEASE_GRACE);
+    changes.extend(std::iter::from_fn(|| w.c.poll_kms_change()));
+    for change in &changes {
+        w.c.count_kms_change(&relay(&mut kms, change));
+    }
+    assert!(
+        kms.kms().is_authorized(&uri, &format!("connector:{new}")),
+        "the node serving Alice now: {changes:?}"
+    );
+    assert!(
+        !kms.kms().is_authorized(&uri, &format!("connector:{old}")),
+        "the drained node, after the grace: {changes:?}"
+    );
+    assert_eq!(w.c.stats().kms_authorization_failures, 0);
+}
+
 fn injected_run(seed: u64) -> (Vec<u16>, CloudStats) {
     let mut c = cloud();
     c.set_http_errors(0.3, 429, ChaCha8Rng::seed_from_u64(seed));
