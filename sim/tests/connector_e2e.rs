@@ -405,7 +405,7 @@ async fn bob_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
             )
             .await?;
         let st = &p["states"][0];
-        let seen = sim::presence_check::from_cloud(
+        let seen = sim::run::collect::from_cloud(
             st["last_active_ms"].as_u64(),
             st["dnd_until_ms"].as_u64(),
             st["out_of_office"].as_bool().unwrap_or(false),

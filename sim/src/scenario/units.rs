@@ -237,6 +237,18 @@ impl Serialize for Rate {
     }
 }
 
+/// Parses an IM&P version's major and minor numbers (`11.5(1)SU3` → (11, 5)).
+pub fn imp_version(v: &str) -> Option<(u32, u32)> {
+    let core: String = v
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let mut it = core.split('.');
+    let major: u32 = it.next()?.parse().ok()?;
+    let minor: u32 = it.next().unwrap_or("0").parse().ok()?;
+    (8..100).contains(&major).then_some((major, minor))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,8 +9,8 @@
 //!   Available (active ≤ 10 min), Away (10 min–72 h), out of office → Away, DND, hidden →
 //!   Away with the session kept, and, in runs longer than 72 h, Offline (session destroyed).
 
-use crate::runner::RunOutput;
-use connector::core::presence::{self, JabberPresence, WebexPresence};
+use crate::history::History;
+use connector::core::presence::{self, JabberPresence};
 use reports::{Status, Table};
 use std::collections::BTreeMap;
 
@@ -43,9 +43,9 @@ fn shown(p: JabberPresence) -> (bool, Option<&'static str>) {
 }
 
 /// Evaluates the check and builds its table.
-pub fn check(out: &RunOutput) -> ((Status, String), Table) {
+pub fn check(out: &History) -> ((Status, String), Table) {
     let end = out.elapsed;
-    let subjects: BTreeMap<&str, &crate::topology::UserSpec> = out
+    let subjects: BTreeMap<&str, &crate::plan::topology::UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex && !u.jabber)
@@ -88,7 +88,7 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
     }
     // Rows seen during the run: any Hybrid Message Webex user counts, since an event from the
     // `hm-webex` resource is the connector's device presence whatever other devices exist.
-    let webex_users: BTreeMap<&str, &crate::topology::UserSpec> = out
+    let webex_users: BTreeMap<&str, &crate::plan::topology::UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex)
@@ -182,19 +182,4 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
         )
     };
     (verdict, table)
-}
-
-/// The Webex facts of a user, as the cloud's presence service reports them.
-pub fn from_cloud(
-    last_active_ms: Option<u64>,
-    dnd_until_ms: Option<u64>,
-    ooo: bool,
-    hidden: bool,
-) -> WebexPresence {
-    WebexPresence {
-        last_active: last_active_ms.map(std::time::Duration::from_millis),
-        dnd_until: dnd_until_ms.map(std::time::Duration::from_millis),
-        out_of_office: ooo,
-        hidden,
-    }
 }

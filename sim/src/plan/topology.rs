@@ -4,7 +4,7 @@
 //! `kms` or `hds`, and client farms `jabber-<k>` / `webex-<k>`. A cluster named `imp-a` or `a`
 //! both give hosts `imp-a-1`, ... so scenario files may write either.
 
-use crate::rng::RngFactory;
+use crate::plan::rng::RngFactory;
 use crate::scenario::{KmsKind, Scenario};
 use rand::RngExt as _;
 

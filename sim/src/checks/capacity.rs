@@ -1,7 +1,7 @@
 //! The `within_capacity` check (spec 2-9, 28): no connector node ever held more users than its
 //! capacity, and the cloud kept its nodes balanced.
 //!
-//! Inputs are the time series the runner samples (`crate::hybrid::sample_series`):
+//! Inputs are the time series the runner samples (`crate::run::sample::series`):
 //! - `cloud_assigned/<node>` and `cloud_eligible/<node>`: the cloud's assignment view;
 //! - `connector_assigned/<host>` and `connector_open_sessions/<host>`: what each connector was
 //!   told to serve and how many IM&P sessions it holds.
@@ -50,15 +50,15 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
         .expressway_clusters
         .iter()
         .map(|e| {
-            let (size, coresidency) = crate::hybrid::capacity_shape(e);
+            let (size, coresidency) = crate::plan::connector::capacity_shape(e);
             let n = e.nodes as usize;
-            let ids = crate::hybrid::connector_config(s, e).nodes;
+            let ids = crate::plan::connector::connector_config(s, e).nodes;
             ClusterLimits {
                 name: e.name.clone(),
                 nodes: ids
                     .into_iter()
                     .enumerate()
-                    .map(|(k, id)| (id, crate::topology::exp_host(&e.name, k as u32 + 1)))
+                    .map(|(k, id)| (id, crate::plan::topology::exp_host(&e.name, k as u32 + 1)))
                     .collect(),
                 node_capacity: node_capacity(size, coresidency, n).unwrap_or(0),
                 capacity: cluster_capacity(size, coresidency, n).unwrap_or(0),
@@ -68,7 +68,7 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
 }
 
 /// The check on a run.
-pub fn check(s: &Scenario, out: &crate::runner::RunOutput) -> (Status, String) {
+pub fn check(s: &Scenario, out: &crate::history::History) -> (Status, String) {
     judge(&limits(s), &out.series)
 }
 

@@ -8,7 +8,7 @@ use crate::scenario::{Fault, Hosts};
 use std::time::Duration;
 
 /// Base one-way latency of every link; faults restore it. Equal to the tick, so delivery is
-/// deterministic and one tick late, as on turmoil's default zero-latency link (PITFALLS).
+/// deterministic and one tick late, as on turmoil's default zero-latency link.
 #[derive(Debug, Clone, Copy)]
 pub struct BaseLatency(pub Duration);
 
@@ -36,12 +36,12 @@ pub enum Action {
     /// Set link loss rate (0 at the end).
     Loss(Vec<String>, Vec<String>, f64),
     /// Manual PRG failover of an IM&P node: applied by the runner through the node core
-    /// (`crate::prg::apply`), not by turmoil.
+    /// ([`crate::inject`]), not by turmoil.
     ImpFailover(String),
     /// PRG fallback to an IM&P node, applied like [`Action::ImpFailover`].
     ImpFallback(String),
     /// A change to a service's own state (cloud, KMS, connector, AXL), applied by the runner
-    /// through the service (`crate::hybrid::apply`), like the administrator or a failure would.
+    /// through the service ([`crate::inject`]), like the administrator or a failure would.
     Service(Service),
 }
 
@@ -332,47 +332,6 @@ fn service_faults(
     }
 }
 
-/// Applies one action to the simulation.
-pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
-    let pairs = |a: &Vec<String>, b: &Vec<String>| -> Vec<(String, String)> {
-        a.iter()
-            .flat_map(|x| b.iter().map(move |y| (x.clone(), y.clone())))
-            .collect()
-    };
-    match action {
-        Action::Crash(hs) => hs.iter().for_each(|h| sim.crash(h.as_str())),
-        Action::Bounce(hs) => hs.iter().for_each(|h| sim.bounce(h.as_str())),
-        Action::Partition(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.partition(x.as_str(), y.as_str())),
-        Action::Repair(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.repair(x.as_str(), y.as_str())),
-        Action::PartitionOneway(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.partition_oneway(x.as_str(), y.as_str())),
-        Action::RepairOneway(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.repair_oneway(x.as_str(), y.as_str())),
-        Action::Hold(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.hold(x.as_str(), y.as_str())),
-        Action::Release(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.release(x.as_str(), y.as_str())),
-        Action::Latency(a, b, d) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.set_link_latency(x.as_str(), y.as_str(), *d)),
-        Action::Loss(a, b, r) => {
-            for (x, y) in pairs(a, b) {
-                sim.set_link_fail_rate(x.as_str(), y.as_str(), *r);
-            }
-        }
-        // Applied by the runner through the node core (`crate::prg::apply`).
-        Action::ImpFailover(_) | Action::ImpFallback(_) | Action::Service(_) => {}
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,7 +341,7 @@ mod tests {
     #[test]
     fn prg_high_availability_is_one_service_action_that_keeps_streams() {
         let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2 }]\nusers: { count: 2 }\nfaults:\n  - { at: 5m, prg_high_availability: { cluster: a, enabled: true } }\n  - { at: 6m, crash: imp-a-1 }\n";
-        let s = crate::scenario::parse("t.yaml", yaml).expect("valid");
+        let s = crate::parse("t.yaml", yaml).expect("valid");
         let t = timeline(&s.faults, BaseLatency(Duration::from_millis(10)));
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].at, Duration::from_secs(300));

@@ -1,9 +1,9 @@
 //! Turning a run's output into the run record and writing the output directory.
 
 use crate::checks;
-use crate::runner::RunOutput;
+use crate::history::History;
 use crate::scenario::Scenario;
-use reports::{FaultRecord, Metrics, Outcome, Percentiles, RunRecord, Series};
+use reports::{FaultRecord, Metrics, Outcome, RunRecord, Series};
 use std::path::{Path, PathBuf};
 
 /// Wall-clock facts measured outside the simulation.
@@ -15,37 +15,16 @@ pub struct WallFacts {
     pub peak_rss_bytes: Option<u64>,
 }
 
-/// Latency percentiles from an HDR histogram (3 significant digits, 1 ms to 1 day).
-pub fn percentiles(latencies_ms: &[u64]) -> Percentiles {
-    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 86_400_000, 3)
-        .expect("static bounds are valid");
-    for &l in latencies_ms {
-        h.saturating_record(l.max(1));
-    }
-    if h.is_empty() {
-        return Percentiles::default();
-    }
-    Percentiles {
-        count: h.len(),
-        p50: h.value_at_quantile(0.50) as f64,
-        p90: h.value_at_quantile(0.90) as f64,
-        p99: h.value_at_quantile(0.99) as f64,
-        p999: h.value_at_quantile(0.999) as f64,
-        max: h.max() as f64,
-        mean: (h.mean() * 10.0).round() / 10.0,
-    }
-}
-
 /// Builds the record of a finished run.
 pub fn build(
     s: &Scenario,
     file: &str,
-    out: &RunOutput,
+    out: &History,
     reproduce: String,
     wall: WallFacts,
 ) -> RunRecord {
-    let tally = checks::tally(s, out);
-    let latency_ms = percentiles(&tally.latencies_ms);
+    let tally = crate::oracle::tally::tally(s, out);
+    let latency_ms = crate::oracle::tally::percentiles(&tally.latencies_ms);
     let results = checks::evaluate(s, out, &tally, latency_ms.p99, latency_ms.max);
     let sim_s = out.elapsed.as_secs_f64();
     let mut extra = std::collections::BTreeMap::new();
@@ -125,8 +104,8 @@ pub fn build(
                 unit: name.split('/').next().unwrap_or("").to_string(),
                 name: name.clone(),
                 // Move series hold a point per move (thousands): the record keeps the shape.
-                points: if name.starts_with(crate::migration_check::MOVES_SERIES) {
-                    crate::migration_check::thin(points, crate::runner::SAMPLES_MAX as usize)
+                points: if name.starts_with(crate::checks::migration::MOVES_SERIES) {
+                    crate::checks::migration::thin(points, crate::history::SAMPLES_MAX as usize)
                 } else {
                     points.clone()
                 },
@@ -136,7 +115,7 @@ pub fn build(
         coverage: out.observer.coverage(),
     };
     // `no_secrets_in_logs` also covers the record itself (and so the reports made from it).
-    crate::secrets_check::check_record(out, &mut record);
+    crate::checks::secrets::check_record(out, &mut record);
     record
 }
 
@@ -193,71 +172,34 @@ pub fn write_outputs(dir: &Path, r: &RunRecord) -> Result<Vec<PathBuf>, crate::E
     Ok(written)
 }
 
-/// Writes `trace.jsonl` ([`trace_text`]). For debugging a failing seed; large runs produce
+/// Writes `trace.jsonl` ([`crate::history::trace::trace_text`]). For debugging a failing seed; large runs produce
 /// large files.
-pub fn write_trace(dir: &Path, out: &RunOutput) -> Result<PathBuf, crate::Error> {
-    let text = trace_text(out);
+pub fn write_trace(dir: &Path, out: &History) -> Result<PathBuf, crate::Error> {
+    let text = crate::history::trace::trace_text(out);
     std::fs::create_dir_all(dir).map_err(|e| crate::Error::Io(dir.display().to_string(), e))?;
     let path = dir.join("trace.jsonl");
     std::fs::write(&path, text).map_err(|e| crate::Error::Io(path.display().to_string(), e))?;
     Ok(path)
 }
 
-/// The lines of `trace.jsonl`: every session transition, send and delivery, one JSON object a
-/// line, in time order per kind.
-pub fn trace_text(out: &RunOutput) -> String {
-    use std::fmt::Write as _;
-    let mut text = String::new();
-    for e in out.observer.sessions() {
-        let v = serde_json::json!({"t": e.at.as_secs_f64(), "kind": "session", "user": e.user,
-            "device": e.device, "up": e.up, "reason": e.reason});
-        let _ = writeln!(text, "{v}");
-    }
-    for (at, ev) in out.observer.webex_presence_log() {
-        let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "webex_presence_seen", "viewer": ev.user,
-            "from": ev.from, "available": ev.available, "show": ev.show, "status": ev.status});
-        let _ = writeln!(text, "{v}");
-    }
-    for (user, ev) in &out.bridge {
-        for (at, up) in ev {
-            let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "connector_session", "user": user, "up": up});
-            let _ = writeln!(text, "{v}");
-        }
-    }
-    out.observer.with_messages(|msgs| {
-        for (id, m) in msgs {
-            let v = serde_json::json!({"t": m.sent_at.as_secs_f64(), "kind": "sent", "id": id,
-                "from": m.from, "to": m.to});
-            let _ = writeln!(text, "{v}");
-            for (device, at, delayed, _) in &m.deliveries {
-                let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "delivered", "id": id,
-                    "device": device, "delayed": delayed});
-                let _ = writeln!(text, "{v}");
-            }
-        }
-    });
-    text
-}
-
 /// Result tables of the run: the interop matrix whenever the bridge runs.
-fn tables(s: &Scenario, out: &RunOutput) -> Vec<reports::Table> {
+fn tables(s: &Scenario, out: &History) -> Vec<reports::Table> {
     if s.topology.expressway_clusters.is_empty() {
         return Vec::new();
     }
-    let mut t = vec![crate::interop::table(&crate::interop::matrix(
-        out,
-        &out.bridge,
-    ))];
+    let mut t = vec![crate::oracle::interop::table(
+        &crate::oracle::interop::matrix(out, &out.bridge),
+    )];
     if s.checks
         .iter()
         .any(|c| matches!(c, crate::scenario::Check::Presence(_)))
     {
-        t.push(crate::presence_check::check(out).1);
+        t.push(crate::checks::presence::check(out).1);
     }
     if s.checks
         .iter()
         .any(|c| matches!(c, crate::scenario::Check::Migration(_)))
-        && let Some(curve) = crate::migration_check::curve_table(out)
+        && let Some(curve) = crate::checks::migration::curve_table(out)
     {
         t.push(curve);
     }

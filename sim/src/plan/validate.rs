@@ -1,12 +1,12 @@
 //! Cross-field rules of a scenario, and gates for parts no code executes yet.
 //!
 //! Each rule yields a [`Problem`] with the field path it concerns and, where possible, the valid
-//! values; [`super::parse`] turns paths into line and column. Rules cite the spec item they
+//! values; [`crate::scenario::parse`] turns paths into line and column. Rules cite the spec item they
 //! come from. All problems are collected, not just the first, so one edit fixes a file.
 
-use super::schema::*;
-use super::units::{Dur, Pct};
-use crate::topology;
+use crate::plan::topology;
+use crate::scenario::schema::*;
+use crate::scenario::units::{Dur, Pct, imp_version};
 use std::collections::BTreeSet;
 
 /// Most nodes in an IM&P or Expressway cluster (spec 1, 5).
@@ -24,16 +24,7 @@ pub const JABBER_DEVICES_MAX: u32 = 4;
 /// Coarsest tick accepted: beyond this, XMPP keepalives (30 s) would be distorted.
 pub const TICK_MAX_MS: u64 = 1_000;
 
-/// A rule violation, not yet located in the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Field path.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// Valid values or a suggestion.
-    pub help: Option<String>,
-}
+pub use crate::scenario::Problem;
 
 struct Problems(Vec<Problem>);
 
@@ -169,18 +160,6 @@ fn imp_clusters(s: &Scenario, p: &mut Problems) {
     }
 }
 
-/// Parses an IM&P version's major and minor numbers (`11.5(1)SU3` → (11, 5)).
-pub fn imp_version(v: &str) -> Option<(u32, u32)> {
-    let core: String = v
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let mut it = core.split('.');
-    let major: u32 = it.next()?.parse().ok()?;
-    let minor: u32 = it.next().unwrap_or("0").parse().ok()?;
-    (8..100).contains(&major).then_some((major, minor))
-}
-
 fn expressway_clusters(s: &Scenario, p: &mut Problems) {
     let imp_names: Vec<String> = s
         .topology
@@ -246,7 +225,7 @@ fn connector_rules(s: &Scenario, p: &mut Problems) {
     }
     for (i, e) in s.topology.expressway_clusters.iter().enumerate() {
         let at = format!("topology.expressway_clusters[{i}]");
-        let cfg = crate::hybrid::connector_config(s, e);
+        let cfg = crate::plan::connector::connector_config(s, e);
         for err in config::validate(&cfg, &[]) {
             let path = match &err {
                 ConfigError::UppercaseHostname(_)
@@ -558,7 +537,7 @@ fn prg_fault(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
     for (path, node) in named {
         let Some(node) = node else { continue };
         let paired = s.topology.imp_clusters.iter().any(|c| {
-            let cfg = crate::prg::node_config(c);
+            let cfg = crate::plan::imp::node_config(c);
             cfg.cluster.contains(node) && cfg.peer_of(node).is_some()
         });
         if !paired {
@@ -786,10 +765,9 @@ fn checks(s: &Scenario, p: &mut Problems) {
             p.add(at.clone(), format!("check `{name}` is listed twice"), None);
         }
         if let Check::PrgFailover(e) = c {
-            let pair =
-                s.topology.imp_clusters.iter().any(|cl| {
-                    crate::prg::node_config(cl).peer_of(&e.node) == Some(e.peer.as_str())
-                });
+            let pair = s.topology.imp_clusters.iter().any(|cl| {
+                crate::plan::imp::node_config(cl).peer_of(&e.node) == Some(e.peer.as_str())
+            });
             if !pair {
                 p.add(
                     format!("{at}.prg_failover"),
@@ -829,7 +807,7 @@ fn checks(s: &Scenario, p: &mut Problems) {
             }
             Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
             Check::Reached(points) if !points.is_empty() => {}
-            Check::NoPlaintextAtCloud if crate::topology::uses_cloud(s) => {}
+            Check::NoPlaintextAtCloud if crate::plan::topology::uses_cloud(s) => {}
             Check::Presence(_) if !s.topology.expressway_clusters.is_empty() => {}
             Check::NoSecretsInLogs if !s.topology.expressway_clusters.is_empty() => {}
             Check::WithinCapacity if !s.topology.expressway_clusters.is_empty() => {}
@@ -850,14 +828,14 @@ fn migration(s: &Scenario, e: &crate::scenario::MigrationExpect, at: &str, p: &m
         .topology
         .imp_clusters
         .iter()
-        .any(|cl| crate::prg::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
+        .any(|cl| crate::plan::imp::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
     if !pair {
         p.add(
             at.clone(),
             format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
             Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
         );
-    } else if crate::migration_check::triggers(s, &e.from, &e.to).is_empty() {
+    } else if crate::plan::migration::triggers(s, &e.from, &e.to).is_empty() {
         p.add(
             at.clone(),
             format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
@@ -905,7 +883,7 @@ fn one_of(bad: &str, valid: &[String]) -> String {
         .map(|v| format!("`{v}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    match super::did_you_mean(bad, valid) {
+    match crate::scenario::did_you_mean(bad, valid) {
         Some(s) => format!("did you mean `{s}`? valid values: {list}"),
         None => format!("valid values: {list}"),
     }
@@ -932,7 +910,7 @@ mod tests {
         let yaml = format!(
             "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: {nodes} }}]\nusers: {{ count: 2 }}\nfaults:\n  - {fault}\n"
         );
-        crate::scenario::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+        crate::parse("t.yaml", &yaml).map_err(|e| e.to_string())
     }
 
     #[test]

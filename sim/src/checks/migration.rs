@@ -17,8 +17,8 @@
 //! keeps the two properties apart: a seed that draws a long detection delay does not make a
 //! correctly paced migration fail, and the delay is judged on its own.
 
-use crate::runner::RunOutput;
-use crate::scenario::{Fault, MigrationExpect, Scenario, units::format_duration};
+use crate::history::History;
+use crate::scenario::{MigrationExpect, Scenario, units::format_duration};
 use connector::core::failover::NodeStatus;
 use connector::core::status::{NodeRow, StatusPage};
 use reports::{Status, Table};
@@ -38,44 +38,6 @@ const EXAMPLES_MAX: usize = 5;
 /// Percentages on the page have one decimal: a recorded one may differ by half a step.
 const PCT_TOLERANCE: f64 = 0.05 + 1e-9;
 
-/// Every field of a status page as `(name, number)`: totals by field name, IM&P nodes as
-/// `<node>/<field>`. Text becomes numbers: connectivity and node status 1 = Operational,
-/// certificate validation 1 = on; the version is written as a number (`14.0`) and left out
-/// if it is not one.
-pub fn page_fields(p: &StatusPage) -> Vec<(String, f64)> {
-    let mut v: Vec<(String, f64)> = [
-        ("connectivity", f64::from(p.connectivity == "Operational")),
-        ("users_local", p.users_local as f64),
-        ("users_all", p.users_all as f64),
-        ("enabled", p.enabled as f64),
-        ("active", p.active as f64),
-        ("inactive", p.inactive as f64),
-        ("active_pct", p.active_pct()),
-        ("inactive_pct", p.inactive_pct()),
-    ]
-    .into_iter()
-    .map(|(k, x)| (k.to_string(), x))
-    .collect();
-    for n in &p.nodes {
-        if let Ok(version) = n.version.parse::<f64>() {
-            v.push((format!("{}/version", n.node), version));
-        }
-        for (k, x) in [
-            ("status", f64::from(n.status == NodeStatus::Operational)),
-            (
-                "certificate_validation",
-                f64::from(n.certificate_validation),
-            ),
-            ("users", n.users as f64),
-            ("active", n.active as f64),
-            ("inactive", n.inactive as f64),
-        ] {
-            v.push((format!("{}/{k}", n.node), x));
-        }
-    }
-    v
-}
-
 /// One sampled page of one connector: field → value, nodes' fields by node.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Sample {
@@ -84,7 +46,7 @@ struct Sample {
 }
 
 /// The sampled pages per Expressway host, by sample time (ms).
-fn pages(out: &RunOutput) -> BTreeMap<String, BTreeMap<u64, Sample>> {
+fn pages(out: &History) -> BTreeMap<String, BTreeMap<u64, Sample>> {
     let mut pages: BTreeMap<String, BTreeMap<u64, Sample>> = BTreeMap::new();
     for (name, points) in &out.series {
         let Some(rest) = name.strip_prefix(STATUS_SERIES) else {
@@ -199,8 +161,8 @@ fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
         nodes.extend(f.imp_failover.iter().map(|x| x.node.clone()));
         for n in nodes {
             let ha_pair = s.topology.imp_clusters.iter().any(|c| {
-                crate::prg::high_availability_at(s, c, f.at.0)
-                    && crate::prg::node_config(c).peer_of(&n).is_some()
+                crate::plan::imp::high_availability_at(s, c, f.at.0)
+                    && crate::plan::imp::node_config(c).peer_of(&n).is_some()
             });
             if ha_pair {
                 v.push((n, f.at.0));
@@ -242,7 +204,7 @@ fn outage_evidence(
 
 /// The `status_page` check: every sampled page of every connector is consistent, and each
 /// failed-over node is shown as Outage while its users are still assigned to it (spec 63).
-pub fn status_page(s: &Scenario, out: &RunOutput) -> (Status, String) {
+pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     let pages = pages(out);
     let samples: usize = pages.values().map(BTreeMap::len).sum();
     if samples == 0 {
@@ -291,7 +253,7 @@ pub fn status_page(s: &Scenario, out: &RunOutput) -> (Status, String) {
 }
 
 /// Times (s) of the moves `from → to` made by every connector, sorted.
-fn move_times(out: &RunOutput, from: &str, to: &str) -> Vec<f64> {
+fn move_times(out: &History, from: &str, to: &str) -> Vec<f64> {
     let suffix = format!("/{from}/{to}");
     let mut t: Vec<f64> = out
         .series
@@ -303,36 +265,10 @@ fn move_times(out: &RunOutput, from: &str, to: &str) -> Vec<f64> {
     t
 }
 
-/// Faults that make sessions move `from → to`, in time order: `from` failing (crash, PRG
-/// failover) or the PRG giving `to` its users back (`imp_fallback` of `to`, or the end of a
-/// crash of `to` for an automatic fallback). As (time, description).
-pub fn triggers(s: &Scenario, from: &str, to: &str) -> Vec<(Duration, String)> {
-    let mut v = Vec::new();
-    let crashed = |f: &Fault, n: &str| f.crash.as_ref().is_some_and(|h| h.0.iter().any(|x| x == n));
-    for f in &s.faults {
-        if crashed(f, from) {
-            v.push((f.at.0, format!("crash of {from}")));
-        }
-        if f.imp_failover.as_ref().is_some_and(|x| x.node == from) {
-            v.push((f.at.0, format!("imp_failover of {from}")));
-        }
-        if f.imp_fallback.as_ref().is_some_and(|x| x.node == to) {
-            v.push((f.at.0, format!("imp_fallback to {to}")));
-        }
-        if crashed(f, to)
-            && let Some(d) = f.for_
-        {
-            v.push((f.at.0 + d.0, format!("restart of {to}")));
-        }
-    }
-    v.sort();
-    v
-}
-
 /// The `migration` check (see the module docs for the timing rules).
-pub fn migration(s: &Scenario, out: &RunOutput, e: &MigrationExpect) -> (Status, String) {
+pub fn migration(s: &Scenario, out: &History, e: &MigrationExpect) -> (Status, String) {
     let all = move_times(out, &e.from, &e.to);
-    let triggers = triggers(s, &e.from, &e.to);
+    let triggers = crate::plan::migration::triggers(s, &e.from, &e.to);
     let Some(first_trigger) = triggers.first() else {
         return (
             Status::Fail,
@@ -456,7 +392,7 @@ fn judge(
 }
 
 /// What the connectors were still waiting for at the end, from their final counters.
-fn waiting_for(out: &RunOutput) -> String {
+fn waiting_for(out: &History) -> String {
     let parts: Vec<String> = out
         .connector_stats
         .iter()
@@ -486,7 +422,7 @@ fn waiting_for(out: &RunOutput) -> String {
 /// late. `None` when no connector session ever opened (nothing to judge). `Err` says what it
 /// waited for.
 pub fn connector_liveness(
-    out: &RunOutput,
+    out: &History,
     fault_end: Duration,
     bound: Duration,
 ) -> Option<Result<String, String>> {
@@ -553,7 +489,7 @@ fn reopened_late(
 
 /// The migration curve: open sessions per IM&P node over time (and moves so far), at most
 /// [`CURVE_ROWS_MAX`] rows spread evenly over the samples. `None` without connector series.
-pub fn curve_table(out: &RunOutput) -> Option<Table> {
+pub fn curve_table(out: &History) -> Option<Table> {
     let curves: Vec<(&str, &Vec<(f64, f64)>)> = out
         .series
         .iter()
@@ -623,18 +559,19 @@ mod tests {
     //! Each check judged on hand-made series: it passes on the right behaviour and fails on
     //! the wrong one, saying what it expected and what it saw.
     use super::*;
-    use crate::observer::Observer;
+    use crate::history::observer::Observer;
+    use crate::history::page_fields;
     use connector::core::status::NodeRow;
     use std::rc::Rc;
 
     const YAML: &str = "name: t\nseed: 1\nduration: 90m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: true } }]\n  expressway_clusters: [{ name: a, size: large, imp_clusters: [a] }]\nusers: { count: 10, webex: 100% }\nfaults:\n  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n  - { at: 60m, imp_fallback: { node: imp-a-1 } }\nchecks:\n  - migration: { from: imp-a-1, to: imp-a-2, sessions: 100, start_within: 15m, complete_within: 35m, complete_after: 25m }\n  - status_page\n";
 
     fn scenario() -> Scenario {
-        crate::scenario::parse("t.yaml", YAML).expect("valid test scenario")
+        crate::parse("t.yaml", YAML).expect("valid test scenario")
     }
 
-    fn output() -> RunOutput {
-        RunOutput::from_history(1, Rc::new(Observer::new()), Vec::new())
+    fn output() -> History {
+        History::from_history(1, Rc::new(Observer::new()), Vec::new())
     }
 
     fn expect(s: &Scenario) -> MigrationExpect {
@@ -645,7 +582,7 @@ mod tests {
     }
 
     /// `n` moves `from → to` on `exp-a-1`, evenly from `first_s` to `last_s`.
-    fn moves(out: &mut RunOutput, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
+    fn moves(out: &mut History, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
         let step = (last_s - first_s) / (n.max(2) - 1) as f64;
         let points = (0..n)
             .map(|i| (first_s + step * i as f64, (i + 1) as f64))
@@ -776,7 +713,7 @@ mod tests {
         }
     }
 
-    fn record(out: &mut RunOutput, t: f64, p: &StatusPage) {
+    fn record(out: &mut History, t: f64, p: &StatusPage) {
         for (k, v) in page_fields(p) {
             let name = format!("{STATUS_SERIES}exp-a-1/{k}");
             out.series.entry(name).or_default().push((t, v));
