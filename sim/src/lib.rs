@@ -42,12 +42,14 @@ pub mod world;
 
 /// Parses and validates scenario text; `file` is used in diagnostics.
 pub fn parse(file: &str, source: &str) -> Result<scenario::Scenario, scenario::ScenarioError> {
-    scenario::parse(file, source, &plan::validate::validate)
+    scenario::parse(file, source, &|s| {
+        plan::validate::validate(s, &checks::Registry)
+    })
 }
 
 /// Reads and validates a scenario file.
 pub fn load(path: &std::path::Path) -> Result<scenario::Scenario, scenario::ScenarioError> {
-    scenario::load(path, &plan::validate::validate)
+    scenario::load(path, &|s| plan::validate::validate(s, &checks::Registry))
 }
 
 /// Errors at this crate's boundary.

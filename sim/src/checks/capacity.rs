@@ -16,6 +16,8 @@
 //!   ⌈total ÷ eligible nodes⌉ + [`BALANCE_TOLERANCE`]. The cloud's state changes atomically,
 //!   so every sample of it is settled.
 
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::History;
 use crate::scenario::Scenario;
 use fakes::cloud::assignment::{cluster_capacity, node_capacity};
 use reports::Status;
@@ -196,6 +198,33 @@ fn balance(nodes: &BTreeMap<String, NodeSample>) -> String {
             format!("max/min {max}/{min} over {count} eligible nodes ({total} users)")
         }
         None => "no eligible node".into(),
+    }
+}
+
+/// The `within_capacity` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithinCapacity {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "within_capacity",
+    bare: true,
+    read: boxed::<WithinCapacity>,
+};
+
+impl Check for WithinCapacity {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        check(s, h)
     }
 }
 

@@ -28,8 +28,11 @@
 //! Each behaviour must have been exercised at least once, or the check fails: a check that saw
 //! nothing proves nothing.
 
-use crate::history::{Bridge, GroupFacts};
+use crate::checks::{Check, Entry, boxed};
+use crate::history::{Bridge, GroupFacts, History};
 use crate::plan::topology::UserSpec;
+use crate::plan::validate::Problem;
+use crate::scenario::{Scenario, Workload};
 use fakes::imp::muc::STATUS_REMOVED_BY_SERVICE;
 use fakes::observe::{ClientKind, Delivered, GroupEvent, GroupEventKind};
 use reports::Status;
@@ -474,6 +477,54 @@ fn spaces(i: &Inputs<'_>, v: &mut Verdict) {
                 ));
             }
         }
+    }
+}
+
+/// The `group_chat` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChat {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "group_chat",
+    bare: true,
+    read: boxed::<GroupChat>,
+};
+
+impl Check for GroupChat {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut add = |message: &str, help: &str| {
+            p.push(Problem {
+                path: at.to_string(),
+                message: message.into(),
+                help: Some(help.into()),
+            })
+        };
+        if !s
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::GroupChat(_)))
+        {
+            add(
+                "the `group_chat` check needs a `group_chat` workload",
+                "add `- group_chat: { rate_per_user: 1/1m }` to `workloads`",
+            );
+        }
+        if s.topology.expressway_clusters.is_empty() {
+            add(
+                "the `group_chat` check needs the connector (users switching to Webex)",
+                "add an `expressway_clusters` entry to `topology`",
+            );
+        }
+        p
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> crate::checks::Verdict {
+        check(h)
     }
 }
 

@@ -17,11 +17,14 @@
 //! keeps the two properties apart: a seed that draws a long detection delay does not make a
 //! correctly paced migration fail, and the delay is judged on its own.
 
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
-use crate::scenario::{MigrationExpect, Scenario, units::format_duration};
+use crate::plan::validate::Problem;
+use crate::scenario::{Dur, Scenario, units::format_duration};
 use connector::core::failover::NodeStatus;
 use connector::core::status::{NodeRow, StatusPage};
 use reports::{Status, Table};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -266,7 +269,7 @@ fn move_times(out: &History, from: &str, to: &str) -> Vec<f64> {
 }
 
 /// The `migration` check (see the module docs for the timing rules).
-pub fn migration(s: &Scenario, out: &History, e: &MigrationExpect) -> (Status, String) {
+pub fn migration(s: &Scenario, out: &History, e: &Migration) -> (Status, String) {
     let all = move_times(out, &e.from, &e.to);
     let triggers = crate::plan::migration::triggers(s, &e.from, &e.to);
     let Some(first_trigger) = triggers.first() else {
@@ -313,7 +316,7 @@ pub fn migration(s: &Scenario, out: &History, e: &MigrationExpect) -> (Status, S
 
 /// `sessions: 0`: what is not robust stays not robust (spec 64: without high availability a
 /// failed node's sessions are lost, not moved).
-fn nothing_moved(e: &MigrationExpect, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
+fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
     match moves.first() {
         None => (
             Status::Pass,
@@ -336,7 +339,7 @@ fn nothing_moved(e: &MigrationExpect, what: &str, fault_s: f64, moves: &[f64]) -
 
 /// Compares the observed migration (`n` moves, first and last at these times) with `e`.
 fn judge(
-    e: &MigrationExpect,
+    e: &Migration,
     what: &str,
     fault_s: f64,
     n: usize,
@@ -554,6 +557,124 @@ pub fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The `migration` check: the expected migration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// Source node.
+    pub from: String,
+    /// Destination node.
+    pub to: String,
+    /// Sessions expected to move; 0 means none may move (no high availability, spec 64).
+    pub sessions: u32,
+    /// The first move happens within this long of the fault.
+    pub start_within: Dur,
+    /// All moves complete within this long of the first move (a long detection delay does not
+    /// fail a correctly paced migration; `start_within` bounds the delay).
+    pub complete_within: Dur,
+    /// And not sooner than this after the first move (the rate limit is honoured).
+    #[serde(default)]
+    pub complete_after: Option<Dur>,
+}
+
+/// How the registry reads the `migration` check.
+pub const ENTRY: Entry = Entry {
+    name: "migration",
+    bare: false,
+    read: boxed::<Migration>,
+};
+
+impl Check for Migration {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        rules(s, self, at)
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        migration(s, h, self)
+    }
+    fn tables(&self, _s: &Scenario, h: &History) -> Vec<Table> {
+        curve_table(h).into_iter().collect()
+    }
+}
+
+/// A `migration` check names a PRG pair, a fault that moves sessions between them, and
+/// bounds in order.
+fn rules(s: &Scenario, e: &Migration, at: &str) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let mut add = |path: String, message: String, help: Option<String>| {
+        p.push(Problem {
+            path,
+            message,
+            help,
+        })
+    };
+    let at = format!("{at}.migration");
+    let pair = s
+        .topology
+        .imp_clusters
+        .iter()
+        .any(|cl| crate::plan::imp::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
+    if !pair {
+        add(
+            at.clone(),
+            format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
+            Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
+        );
+    } else if crate::plan::migration::triggers(s, &e.from, &e.to).is_empty() {
+        add(
+            at.clone(),
+            format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
+            Some(format!(
+                "add a crash or imp_failover of `{}`, or an imp_fallback to `{}`",
+                e.from, e.to
+            )),
+        );
+    }
+    if e.complete_after.is_some_and(|a| a.0 > e.complete_within.0) {
+        add(
+            format!("{at}.complete_after"),
+            "complete_after is longer than complete_within".into(),
+            None,
+        );
+    }
+    p
+}
+
+/// The `status_page` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageCheck {}
+
+/// How the registry reads the `status_page` check.
+pub const STATUS_PAGE: Entry = Entry {
+    name: "status_page",
+    bare: true,
+    read: boxed::<StatusPageCheck>,
+};
+
+impl Check for StatusPageCheck {
+    fn name(&self) -> &'static str {
+        STATUS_PAGE.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        status_page(s, h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each check judged on hand-made series: it passes on the right behaviour and fails on
@@ -574,11 +695,8 @@ mod tests {
         History::from_history(1, Rc::new(Observer::new()), Vec::new())
     }
 
-    fn expect(s: &Scenario) -> MigrationExpect {
-        match &s.checks[0] {
-            crate::scenario::Check::Migration(e) => e.clone(),
-            _ => unreachable!("the first check is the migration"),
-        }
+    fn expect(s: &Scenario) -> Migration {
+        crate::checks::params(&s.checks[0].params).expect("check")
     }
 
     /// `n` moves `from → to` on `exp-a-1`, evenly from `first_s` to `last_s`.
@@ -658,7 +776,7 @@ mod tests {
     #[test]
     fn sessions_zero_expects_no_move() {
         let s = scenario();
-        let e = MigrationExpect {
+        let e = Migration {
             sessions: 0,
             ..expect(&s)
         };
@@ -676,7 +794,7 @@ mod tests {
         let s = scenario();
         let mut out = output();
         moves(&mut out, "imp-a-2", "imp-a-1", 100, 3700.0, 5500.0);
-        let e = MigrationExpect {
+        let e = Migration {
             from: "imp-a-2".into(),
             to: "imp-a-1".into(),
             ..expect(&s)

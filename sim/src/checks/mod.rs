@@ -1,64 +1,157 @@
 //! Stage 8, the checks: each scenario check judged over the run's history, with the oracle.
 //! A check never names the world or the runner.
+//!
+//! Every check is one type implementing [`Check`] in its own file, and one line in
+//! [`REGISTRY`]: the registry is where scenario names, parameter schemas (each check reads its
+//! own parameters with serde, `deny_unknown_fields`), needs and validation rules come from.
+//!
+//! - Delivery: [`no_message_loss`], [`per_conversation_order`], [`delivery_latency`],
+//!   [`liveness`], [`mdm_copies`], [`offline_storage`], [`reached`].
+//! - Presence: [`presence_composition`], [`presence`] (spec 50-55).
+//! - IM&P failover: [`prg_failover`], [`migration`] (`migration` and `status_page`).
+//! - Hybrid: [`interop_matrix`], [`group_chat`], [`capacity`] (`within_capacity`),
+//!   [`plaintext`] (`no_plaintext_at_cloud`), [`secrets`] (`no_secrets_in_logs`).
 
 pub mod capacity;
+pub mod delivery_latency;
 pub mod group_chat;
+pub mod interop_matrix;
+pub mod liveness;
+pub mod mdm_copies;
 pub mod migration;
+pub mod no_message_loss;
+pub mod offline_storage;
+pub mod per_conversation_order;
 pub mod plaintext;
 pub mod presence;
+pub mod presence_composition;
 pub mod prg_failover;
+pub mod reached;
 pub mod secrets;
 
 use crate::history::History;
-use crate::oracle::tally::Tally;
-use crate::oracle::{Expect, Oracle, SESSION_SETTLE};
-use crate::plan::validate::check_name;
-use crate::scenario::{Check, Scenario};
-use reports::{CheckResult, Status};
-use std::collections::BTreeMap;
-use std::time::Duration;
+use crate::plan::validate::{Catalog, Problem, unsupported};
+use crate::scenario::{CheckSpec, Scenario};
+use reports::{CheckResult, RunRecord, Status, Table};
+use serde::de::DeserializeOwned;
 
-/// Violations quoted in a check's detail.
-const EXAMPLES_MAX: usize = 5;
+/// A check's verdict: pass or fail, and what it saw.
+pub type Verdict = (Status, String);
 
-/// Evaluates every check of the scenario.
-pub fn evaluate(
-    s: &Scenario,
-    out: &History,
-    t: &Tally,
-    p99_ms: f64,
-    max_ms: f64,
-) -> Vec<CheckResult> {
+/// What a check needs from the scenario and the run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// The connector (an Expressway cluster); without it the check is refused as unsupported.
+    pub connector: bool,
+    /// The Webex cloud (Webex users or a connector); refused without it.
+    pub cloud: bool,
+    /// The run's captured log and the secrets it knows (`run::Options::capture_log`).
+    pub log: bool,
+}
+
+/// One scenario check.
+pub trait Check {
+    /// Its scenario name.
+    fn name(&self) -> &'static str;
+    /// What it needs (validation refuses a scenario without it).
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
+    /// Its own rules on the scenario, beyond its parameters' shape: problems at `at.<field>`.
+    fn validate(&self, _s: &Scenario, _at: &str) -> Vec<Problem> {
+        Vec::new()
+    }
+    /// Judges a finished run.
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict;
+    /// Tables it adds to the report.
+    fn tables(&self, _s: &Scenario, _h: &History) -> Vec<Table> {
+        Vec::new()
+    }
+    /// Looks at the finished record (the secrets check scans it too).
+    fn amend(&self, _h: &History, _r: &mut RunRecord) {}
+}
+
+/// How a check is read from its scenario entry.
+pub struct Entry {
+    /// The scenario name.
+    pub name: &'static str,
+    /// Whether it may be written as a bare name (its parameters all have defaults).
+    pub bare: bool,
+    /// Reads its parameters.
+    pub read: fn(&serde_yaml::Value) -> Result<Box<dyn Check>, ParamError>,
+}
+
+/// A parameter that does not fit the check's schema, with its path inside the parameters.
+pub type ParamError = serde_path_to_error::Error<serde_yaml::Error>;
+
+/// Every check, in the order `unknown check` lists them. A new check: its file, and a line here.
+pub const REGISTRY: &[Entry] = &[
+    no_message_loss::ENTRY,
+    per_conversation_order::ENTRY,
+    delivery_latency::ENTRY,
+    liveness::ENTRY,
+    interop_matrix::ENTRY,
+    presence::ENTRY,
+    migration::ENTRY,
+    migration::STATUS_PAGE,
+    plaintext::ENTRY,
+    secrets::ENTRY,
+    capacity::ENTRY,
+    mdm_copies::ENTRY,
+    offline_storage::ENTRY,
+    presence_composition::ENTRY,
+    prg_failover::ENTRY,
+    reached::ENTRY,
+    group_chat::ENTRY,
+];
+
+/// Reads a check's parameters (`Null`, a bare name, reads as an empty mapping).
+pub fn params<T: DeserializeOwned>(v: &serde_yaml::Value) -> Result<T, ParamError> {
+    let empty = serde_yaml::Value::Mapping(Default::default());
+    let v = if v.is_null() { &empty } else { v };
+    serde_path_to_error::deserialize(v.clone())
+}
+
+/// Boxes a check read by [`params`]: the `read` of an [`Entry`].
+pub fn boxed<T: Check + DeserializeOwned + 'static>(
+    v: &serde_yaml::Value,
+) -> Result<Box<dyn Check>, ParamError> {
+    Ok(Box::new(params::<T>(v)?))
+}
+
+fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name == name)
+}
+
+/// The scenario's checks, read. Validation has accepted them: a check that does not read is
+/// left out (it cannot happen after [`crate::load`]).
+pub fn build(s: &Scenario) -> Vec<Box<dyn Check>> {
     s.checks
         .iter()
+        .filter_map(|c| (entry(&c.name)?.read)(&c.params).ok())
+        .collect()
+}
+
+/// What the run must gather for the scenario's checks.
+pub fn needs(s: &Scenario) -> Needs {
+    build(s).iter().fold(Needs::default(), |a, c| {
+        let n = c.needs();
+        Needs {
+            connector: a.connector || n.connector,
+            cloud: a.cloud || n.cloud,
+            log: a.log || n.log,
+        }
+    })
+}
+
+/// Judges every check of the scenario, in scenario order.
+pub fn evaluate(s: &Scenario, h: &History) -> Vec<CheckResult> {
+    build(s)
+        .iter()
         .map(|c| {
-            let (status, detail) = match c {
-                Check::NoMessageLoss => no_message_loss(t, out),
-                Check::PerConversationOrder => order(t),
-                Check::DeliveryLatency(b) => latency(b, p99_ms, max_ms),
-                Check::Liveness(b) => liveness(s, out, b.within.0),
-                Check::MdmCopies => mdm_copies(s, out),
-                Check::OfflineStorage => offline_storage(s, out),
-                Check::PresenceComposition => presence_composition(s, out),
-                Check::PrgFailover(e) => crate::checks::prg_failover::check(s, out, e),
-                Check::Reached(points) => reached(out, points),
-                Check::Presence(_) => crate::checks::presence::check(out).0,
-                Check::NoSecretsInLogs => crate::checks::secrets::check(out),
-                Check::WithinCapacity => crate::checks::capacity::check(s, out),
-                Check::GroupChat => crate::checks::group_chat::check(out),
-                Check::Migration(e) => crate::checks::migration::migration(s, out, e),
-                Check::StatusPage(_) => crate::checks::migration::status_page(s, out),
-                Check::NoPlaintextAtCloud => match &out.plaintext {
-                    Some(log) => crate::checks::plaintext::check(log),
-                    None => (Status::Fail, "the run has no cloud".into()),
-                },
-                Check::InteropMatrix(e) => {
-                    let m = crate::oracle::interop::matrix(out, &out.bridge);
-                    crate::oracle::interop::check(&m, &e.expect)
-                }
-            };
+            let (status, detail) = c.judge(s, h);
             CheckResult {
-                name: check_name(c).to_string(),
+                name: c.name().to_string(),
                 status,
                 detail,
             }
@@ -66,7 +159,58 @@ pub fn evaluate(
         .collect()
 }
 
-fn examples(v: &[String]) -> String {
+/// The registry as validation sees it.
+pub struct Registry;
+
+impl Catalog for Registry {
+    fn names(&self) -> Vec<&'static str> {
+        REGISTRY.iter().map(|e| e.name).collect()
+    }
+
+    fn problems(&self, s: &Scenario, at: &str, spec: &CheckSpec) -> Vec<Problem> {
+        let Some(e) = entry(&spec.name) else {
+            return Vec::new();
+        };
+        if spec.params.is_null() && !e.bare {
+            let n = e.name;
+            let message = format!("`{n}` needs parameters: write `{n}: {{ ... }}`");
+            return vec![Problem {
+                path: at.to_string(),
+                message,
+                help: None,
+            }];
+        }
+        let check = match (e.read)(&spec.params) {
+            Ok(c) => c,
+            Err(err) => return vec![param_problem(at, e.name, &err)],
+        };
+        let n = check.needs();
+        let no_connector = n.connector && s.topology.expressway_clusters.is_empty();
+        if no_connector || (n.cloud && !crate::plan::topology::uses_cloud(s)) {
+            return vec![unsupported(at, &format!("the `{}` check", e.name))];
+        }
+        check.validate(s, at)
+    }
+}
+
+/// A parameter error located at `at.<name>.<path>`.
+fn param_problem(at: &str, name: &str, err: &ParamError) -> Problem {
+    let inner = err.path().to_string();
+    let path = if inner == "." {
+        format!("{at}.{name}")
+    } else {
+        format!("{at}.{name}.{inner}")
+    };
+    let (message, help) = crate::scenario::explain_serde_message(&err.inner().to_string());
+    Problem {
+        path,
+        message,
+        help,
+    }
+}
+
+/// Quotes up to [`EXAMPLES_MAX`] violations.
+pub fn examples(v: &[String]) -> String {
     v.iter()
         .take(EXAMPLES_MAX)
         .cloned()
@@ -74,493 +218,22 @@ fn examples(v: &[String]) -> String {
         .join(", ")
 }
 
-fn no_message_loss(t: &Tally, out: &History) -> (Status, String) {
-    let mut phantom = out.observer.phantom();
-    phantom.extend(
-        out.observer
-            .reused_ids()
-            .into_iter()
-            .map(|id| format!("{id} (id sent twice)")),
-    );
-    if t.sent == 0 {
-        return (
-            Status::Fail,
-            "no message was sent: the check exercised nothing".into(),
-        );
-    }
-    if t.lost.is_empty() && t.duplicated.is_empty() && phantom.is_empty() {
-        return (
-            Status::Pass,
-            format!(
-                "{} sent, {} delivered, 0 lost, 0 duplicated ({} at risk during faults not delivered, {} discarded with offline storage off)",
-                t.sent, t.delivered, t.lost_at_risk, t.discarded
-            ),
-        );
-    }
-    let mut parts = Vec::new();
-    if !t.lost.is_empty() {
-        parts.push(format!(
-            "{} lost (e.g. {})",
-            t.lost.len(),
-            examples(&t.lost)
-        ));
-    }
-    if !t.duplicated.is_empty() {
-        parts.push(format!(
-            "{} duplicated (e.g. {})",
-            t.duplicated.len(),
-            examples(&t.duplicated)
-        ));
-    }
-    if !phantom.is_empty() {
-        parts.push(format!(
-            "{} delivered but never sent (e.g. {})",
-            phantom.len(),
-            examples(&phantom)
-        ));
-    }
-    (
-        Status::Fail,
-        format!("{} of {} sent: {}", parts.len(), t.sent, parts.join("; ")),
-    )
-}
-
-fn order(t: &Tally) -> (Status, String) {
-    if t.reordered.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{} messages, all in send order per conversation and device",
-                t.delivered
-            ),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "{} out of order (e.g. {})",
-                t.reordered.len(),
-                examples(&t.reordered)
-            ),
-        )
-    }
-}
-
-fn latency(b: &crate::scenario::LatencyBound, p99_ms: f64, max_ms: f64) -> (Status, String) {
-    let mut bad = Vec::new();
-    if let Some(lim) = b.p99_max
-        && p99_ms > lim.ms() as f64
-    {
-        bad.push(format!("p99 {p99_ms} ms > {} ms", lim.ms()));
-    }
-    if let Some(lim) = b.max
-        && max_ms > lim.ms() as f64
-    {
-        bad.push(format!("max {max_ms} ms > {} ms", lim.ms()));
-    }
-    if bad.is_empty() {
-        (Status::Pass, format!("p99 {p99_ms} ms, max {max_ms} ms"))
-    } else {
-        (Status::Fail, bad.join("; "))
-    }
-}
-
-/// Every device that was ever up is up at the end, and came back within `within` of the last
-/// fault ending; so is every connector session that was ever open (connector liveness).
-fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
-    let last_fault_end = s
-        .faults
-        .iter()
-        .map(|f| crate::plan::faults::window(f).1)
-        .max()
-        .unwrap_or_default();
-    let bound = last_fault_end + within;
-    let (status, detail) = devices_liveness(out, within, bound);
-    match crate::checks::migration::connector_liveness(out, last_fault_end, bound) {
-        None => (status, detail),
-        Some(Ok(c)) => (status, format!("{detail}; {c}")),
-        Some(Err(c)) if status == Status::Pass => (Status::Fail, c),
-        Some(Err(c)) => (status, format!("{detail}; {c}")),
-    }
-}
-
-/// The Jabber half of [`liveness`]: devices up at the end, none logging in after `bound`.
-fn devices_liveness(out: &History, within: Duration, bound: Duration) -> (Status, String) {
-    let down = out.observer.devices_down();
-    if !down.is_empty() {
-        let names: Vec<String> = down.iter().map(|(u, d)| format!("{u}/{d}")).collect();
-        return (
-            Status::Fail,
-            format!(
-                "{} devices not logged in at the end (e.g. {})",
-                down.len(),
-                examples(&names)
-            ),
-        );
-    }
-    let late: Vec<String> = out
-        .observer
-        .sessions()
-        .iter()
-        .filter(|e| e.up && e.at > bound)
-        .map(|e| format!("{}/{} at {:.0}s", e.user, e.device, e.at.as_secs_f64()))
-        .collect();
-    if late.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "all {} devices logged in; recovered within {} of the last fault",
-                out.observer.devices_up(),
-                crate::scenario::units::format_duration(within)
-            ),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "{} logins after the bound {:.0}s (e.g. {})",
-                late.len(),
-                bound.as_secs_f64(),
-                examples(&late)
-            ),
-        )
-    }
-}
-
-/// (delivery number, send position, id) of the replayed messages of one conversation on one
-/// device.
-type Replays = Vec<(u64, usize, String)>;
-
-/// MDM (XEP-0280): for every message that must arrive, each of the sender's other devices and
-/// each of the recipient's devices that was logged in around the send saw it, directly or as
-/// a carbon. Clusters with MDM off are not judged.
-fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
-    let oracle = Oracle::new(s, out);
-    let mdm = |u: &str| oracle.cluster(u).is_some_and(|c| c.mdm);
-    let (mut checked, mut carbons_checked) = (0u64, 0u64);
-    let mut missing = Vec::new();
-    out.observer.with_messages(|msgs| {
-        for (id, m) in msgs {
-            if oracle.expect(m) != Expect::Must || !mdm(&m.from) || !mdm(&m.to) {
-                continue;
-            }
-            let (from, to) = (
-                m.sent_at.saturating_sub(SESSION_SETTLE),
-                m.sent_at + SESSION_SETTLE,
-            );
-            for d in oracle.devices_of(&m.from) {
-                if d == m.sender_device || !oracle.device_up_over(&m.from, d, from, to) {
-                    continue;
-                }
-                checked += 1;
-                carbons_checked += 1;
-                if !m.carbon_seen.iter().any(|(u, dd)| *u == m.from && dd == d) {
-                    missing.push(format!("{id}: sender's {}/{d} got no sent carbon", m.from));
-                }
-            }
-            for d in oracle.devices_of(&m.to) {
-                if !oracle.device_up_over(&m.to, d, from, to) {
-                    continue;
-                }
-                checked += 1;
-                let direct = m.deliveries.iter().any(|x| x.0 == d);
-                let carbon = m.carbon_seen.iter().any(|(u, dd)| *u == m.to && dd == d);
-                if !direct && !carbon {
-                    missing.push(format!("{id}: recipient's {}/{d} never saw it", m.to));
-                }
-            }
-        }
-    });
-    if checked == 0 {
-        return (
-            Status::Fail,
-            "no (message, device) pair to judge: the check exercised nothing".into(),
-        );
-    }
-    if missing.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{checked} (message, logged-in device) pairs all saw the message, {carbons_checked} of them through the sender's carbons"
-            ),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "{} of {checked} (message, device) pairs missing (e.g. {})",
-                missing.len(),
-                examples(&missing)
-            ),
-        )
-    }
-}
-
-/// Offline storage as configured on the recipient's cluster (spec 46-48).
-///
-/// Storage on: something was stored and replayed with a delay stamp; replays reach each device
-/// in send order (spec 48, Jabber side); nothing was refused. Storage off: nothing is replayed;
-/// every message discarded (recipient without a session) and outside a fault's risk window was
-/// refused with "Message could not be delivered" below 12.5 and silently above; a refused
-/// message was never delivered.
-fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
-    use fakes::imp::node::UNDELIVERABLE_TEXT;
-    let oracle = Oracle::new(s, out);
-    let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
-    let mut bad = Vec::new();
-    // Per (from, to, device): (delivery number, send position, id) of replayed messages.
-    let mut replays: BTreeMap<(String, String, String), Replays> = BTreeMap::new();
-    out.observer.with_messages(|msgs| {
-        for (pos, (id, m)) in msgs.enumerate() {
-            let Some(c) = oracle.cluster(&m.to) else {
-                continue;
-            };
-            let pre_12_5 = crate::scenario::imp_version(&c.version).is_some_and(|v| v < (12, 5));
-            for (device, _, delayed, number) in &m.deliveries {
-                if *delayed {
-                    replayed += 1;
-                    replays
-                        .entry((m.from.clone(), m.to.clone(), device.clone()))
-                        .or_default()
-                        .push((*number, pos, id.to_string()));
-                }
-            }
-            if c.offline_storage {
-                if let Some((_, _, text)) = m.refused.first() {
-                    bad.push(format!("{id} refused ({text}) with offline storage on"));
-                }
-                continue;
-            }
-            if m.deliveries.iter().any(|d| d.2) {
-                bad.push(format!(
-                    "{id} replayed from storage with offline storage off"
-                ));
-            }
-            if !m.refused.is_empty() && !m.deliveries.is_empty() {
-                bad.push(format!("{id} refused and delivered"));
-            }
-            if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
-                continue;
-            }
-            discarded += 1;
-            let told = m.refused.iter().any(|r| r.2 == UNDELIVERABLE_TEXT);
-            // Judge the error only when no fault could have cut the sender off.
-            let sender_safe = !oracle.at_risk(m);
-            if pre_12_5 && !told && sender_safe {
-                bad.push(format!(
-                    "{id} discarded without \"{UNDELIVERABLE_TEXT}\" to the sender (IM&P {})",
-                    c.version
-                ));
-            } else if !pre_12_5 && !m.refused.is_empty() {
-                bad.push(format!(
-                    "{id} refused by IM&P {} (>= 12.5 discards silently)",
-                    c.version
-                ));
-            } else if told {
-                refused_ok += 1;
-            }
-        }
-    });
-    for ((from, to, device), mut list) in replays {
-        list.sort_unstable();
-        if list.windows(2).any(|w| w[0].1 > w[1].1) {
-            bad.push(format!(
-                "replay to {to}/{device} of {from}'s messages out of send order"
-            ));
-        }
-    }
-    let any_on = s.topology.imp_clusters.iter().any(|c| c.offline_storage);
-    let any_off = s.topology.imp_clusters.iter().any(|c| !c.offline_storage);
-    if any_on && replayed == 0 {
-        bad.push(
-            "offline storage on, but no message was stored and replayed: nothing exercised".into(),
-        );
-    }
-    if any_off && !any_on && discarded == 0 {
-        bad.push("offline storage off, but no message was discarded: nothing exercised".into());
-    }
-    if bad.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{replayed} replayed with delay stamps in send order; {discarded} discarded with storage off, {refused_ok} of them refused with \"{UNDELIVERABLE_TEXT}\""
-            ),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!("{} problems (e.g. {})", bad.len(), examples(&bad)),
-        )
-    }
-}
-
-/// Two device presences of one user published this close together may reach the node in
-/// either order (separate connections): either may legitimately be "the most recent".
-pub const PRESENCE_RACE: Duration = Duration::from_millis(100);
-
-/// What a contact should see of a user: (resource, show, status), or unavailable.
-type Shown = Option<(String, Option<String>, Option<String>)>;
-
-/// Presence composition (spec 53), judged on the final state: for every device logged in at
-/// the end and every contact of its user, the last presence it received from that contact is
-/// the contact's composed presence: the manual presence if one is set (by a device still
-/// logged in), otherwise the latest device presence among the contact's logged-in devices
-/// (either of two published within [`PRESENCE_RACE`]), otherwise unavailable.
-fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
-    let oracle = Oracle::new(s, out);
-    let up_at_end = |user: &str, device: &str| {
-        oracle
-            .sessions
-            .get(&(user.to_string(), device.to_string()))
-            .and_then(|e| e.last())
-            .is_some_and(|(_, up)| *up)
-    };
-    // Per user: the manual presence (device, show, status) and, per device, its latest device
-    // presence with its time.
-    type Latest = (Duration, Option<String>, Option<String>);
-    let mut manual: BTreeMap<String, Shown> = BTreeMap::new();
-    let mut device: BTreeMap<String, BTreeMap<String, Latest>> = BTreeMap::new();
-    let mut manual_changes = 0u64;
-    for (at, p) in out.observer.published_presences() {
-        if p.manual {
-            manual_changes += 1;
-            let v = p.available.then(|| (p.device.clone(), p.show, p.status));
-            manual.insert(p.user, v);
-        } else {
-            device
-                .entry(p.user)
-                .or_default()
-                .insert(p.device, (at, p.show, p.status));
-        }
-    }
-    // Every presence a contact may show for `user` now.
-    let candidates = |user: &str| -> (Vec<Shown>, bool) {
-        let devs: Vec<(&String, &Latest)> = device
-            .get(user)
-            .map(|m| m.iter().filter(|(d, _)| up_at_end(user, d)).collect())
-            .unwrap_or_default();
-        let latest = devs.iter().map(|(_, l)| l.0).max();
-        let device_shown: Vec<Shown> = devs
-            .iter()
-            .filter(|(_, l)| latest.is_some_and(|t| t.saturating_sub(l.0) <= PRESENCE_RACE))
-            .map(|(d, l)| Some(((*d).clone(), l.1.clone(), l.2.clone())))
-            .collect();
-        match manual.get(user).cloned().flatten() {
-            Some(m) if up_at_end(user, &m.0) => (vec![Some(m)], !device_shown.is_empty()),
-            _ if device_shown.is_empty() => (vec![None], false),
-            _ => (device_shown, false),
-        }
-    };
-    let seen = out.observer.seen_presences();
-    let (mut judged, mut manual_won, mut with_text) = (0u64, 0u64, 0u64);
-    let mut bad = Vec::new();
-    for ((viewer, vdev), up) in oracle
-        .sessions
-        .iter()
-        .map(|(k, e)| (k, e.last().is_some_and(|(_, u)| *u)))
-    {
-        if !up {
-            continue;
-        }
-        for contact in out.contacts.get(viewer).map(Vec::as_slice).unwrap_or(&[]) {
-            let (want, manual_over_device) = candidates(contact);
-            judged += 1;
-            let got = seen.get(&(viewer.clone(), vdev.clone(), contact.clone()));
-            let got_shown: Option<Shown> = got.map(|g| {
-                g.available.then(|| {
-                    let res = g.from.split_once('/').map(|x| x.1).unwrap_or_default();
-                    (res.to_string(), g.show.clone(), g.status.clone())
-                })
-            });
-            match got_shown {
-                Some(g) if want.contains(&g) => {
-                    if manual_over_device {
-                        manual_won += 1;
-                    }
-                    if g.as_ref().is_some_and(|x| x.2.is_some()) {
-                        with_text += 1;
-                    }
-                }
-                other => bad.push(format!(
-                    "{viewer}/{vdev} shows {contact} as {} instead of {}",
-                    describe(other.flatten()),
-                    describe(want.first().cloned().flatten())
-                )),
-            }
-        }
-    }
-    if judged == 0 || manual_changes == 0 {
-        return (
-            Status::Fail,
-            "no contact presence or no manual presence to judge: the check exercised nothing"
-                .into(),
-        );
-    }
-    if bad.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{judged} (device, contact) pairs show the composed presence; {with_text} with status text, {manual_won} where a manual presence beats logged-in devices"
-            ),
-        )
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "{} of {judged} (device, contact) pairs wrong (e.g. {})",
-                bad.len(),
-                examples(&bad)
-            ),
-        )
-    }
-}
-
-fn describe(s: Shown) -> String {
-    match s {
-        None => "unavailable".into(),
-        Some((res, show, status)) => format!(
-            "{}/{res} {:?}",
-            show.as_deref().unwrap_or("available"),
-            status.unwrap_or_default()
-        ),
-    }
-}
-
-/// "Sometimes" assertions: every listed coverage point was hit at least once.
-fn reached(out: &History, points: &[String]) -> (Status, String) {
-    let cov = out.observer.coverage();
-    let count = |p: &String| cov.get(p).copied().unwrap_or(0);
-    let counts: Vec<String> = points
-        .iter()
-        .map(|p| format!("{p}: {}", count(p)))
-        .collect();
-    let never: Vec<&str> = points
-        .iter()
-        .filter(|p| count(p) == 0)
-        .map(String::as_str)
-        .collect();
-    if never.is_empty() {
-        (Status::Pass, counts.join(", "))
-    } else {
-        (
-            Status::Fail,
-            format!(
-                "never reached: {} ({})",
-                never.join(", "),
-                counts.join(", ")
-            ),
-        )
-    }
-}
+/// Violations quoted in a check's detail.
+const EXAMPLES_MAX: usize = 5;
 
 #[cfg(test)]
 mod tests {
     //! Each check judged on hand-written histories: it passes on the right behaviour and fails
     //! on the wrong one. Outside turmoil every event happens at time 0.
     use super::*;
+    use crate::checks::mdm_copies::mdm_copies;
+    use crate::checks::no_message_loss::no_message_loss;
+    use crate::checks::offline_storage::offline_storage;
+    use crate::checks::presence_composition::presence_composition;
     use crate::history::observer::Observer;
     use crate::oracle::tally::tally;
     use crate::plan::rng::RngFactory;
+    use crate::scenario::Scenario;
     use fakes::observe::{ClientKind, Delivered, PresenceEvent, Recorder as _, Refused, Sent};
     use std::rc::Rc;
 

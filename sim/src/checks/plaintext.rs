@@ -1,7 +1,9 @@
 //! The `no_plaintext_at_cloud` check: the cloud's body tap scanned every request body for a
 //! message tag (`[[id]]`), which only plaintext can contain (JWE compact is base64url and dots).
 
-use crate::history::LeakLog;
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::{History, LeakLog};
+use crate::scenario::Scenario;
 
 /// The `no_plaintext_at_cloud` verdict on a leak log.
 pub fn check(log: &LeakLog) -> (reports::Status, String) {
@@ -29,6 +31,36 @@ pub fn check(log: &LeakLog) -> (reports::Status, String) {
             log.leaks.join("; ")
         ),
     )
+}
+
+/// The `no_plaintext_at_cloud` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoPlaintextAtCloud {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "no_plaintext_at_cloud",
+    bare: true,
+    read: boxed::<NoPlaintextAtCloud>,
+};
+
+impl Check for NoPlaintextAtCloud {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            cloud: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
+        match &h.plaintext {
+            Some(log) => check(log),
+            None => (reports::Status::Fail, "the run has no cloud".into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -9,7 +9,9 @@
 //!   Available (active ≤ 10 min), Away (10 min–72 h), out of office → Away, DND, hidden →
 //!   Away with the session kept, and, in runs longer than 72 h, Offline (session destroyed).
 
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
+use crate::scenario::Scenario;
 use connector::core::presence::{self, JabberPresence};
 use reports::{Status, Table};
 use std::collections::BTreeMap;
@@ -182,4 +184,34 @@ pub fn check(out: &History) -> ((Status, String), Table) {
         )
     };
     (verdict, table)
+}
+
+/// The `presence` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "presence",
+    bare: true,
+    read: boxed::<Presence>,
+};
+
+impl Check for Presence {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
+        check(h).0
+    }
+    fn tables(&self, _s: &Scenario, h: &History) -> Vec<Table> {
+        vec![check(h).1]
+    }
 }

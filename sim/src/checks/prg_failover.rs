@@ -23,11 +23,14 @@
 //! whose host is down reads 0 (Unknown). Every state change is also folded into the trace
 //! digest as `fault prg <host>: <from> -> <to>` and counted in coverage.
 
+use crate::checks::{Check, Entry, Verdict, boxed};
 use crate::history::History;
 use crate::plan::imp::node_config;
-use crate::scenario::{Check, FailoverMode, PrgFailoverExpect, Scenario};
+use crate::plan::validate::Problem;
+use crate::scenario::{Dur, FailoverMode, Scenario};
 use fakes::imp::PrgState;
 use reports::Status;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -116,7 +119,7 @@ fn relogins(
 /// end of a manual failover with `for`, or the cluster's automatic fallback), as many logged
 /// in to `node` again within the same bound; no device of its users logged in to
 /// `node` while the peer served them; and the peer ran in backup mode.
-pub fn check(s: &Scenario, out: &History, e: &PrgFailoverExpect) -> (Status, String) {
+pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
     let Some(t_fail) = failover_at(s, &e.node) else {
         return (
             Status::Fail,
@@ -213,11 +216,48 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailoverExpect) -> (Status, Str
     }
 }
 
-/// The check's parameters if `c` is a `prg_failover` check.
-pub fn expect_of(c: &Check) -> Option<&PrgFailoverExpect> {
-    match c {
-        Check::PrgFailover(e) => Some(e),
-        _ => None,
+/// The `prg_failover` check: the expected PRG failover (spec 65).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrgFailover {
+    /// The node that fails over (`imp-a-1`).
+    pub node: String,
+    /// Its PRG peer, which takes its users over (`imp-a-2`).
+    pub peer: String,
+    /// Jabber devices of the node's users expected to re-log in to the peer (and back).
+    pub sessions: u32,
+    /// Each of them within this long of the failover (and of the fallback).
+    pub within: Dur,
+}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "prg_failover",
+    bare: false,
+    read: boxed::<PrgFailover>,
+};
+
+impl Check for PrgFailover {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        let pair = s
+            .topology
+            .imp_clusters
+            .iter()
+            .any(|cl| node_config(cl).peer_of(&self.node) == Some(self.peer.as_str()));
+        if pair {
+            return Vec::new();
+        }
+        vec![Problem {
+            path: format!("{at}.prg_failover"),
+            message: format!("`{}` and `{}` are not a PRG pair", self.node, self.peer),
+            help: Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
+        }]
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        check(s, h, self)
     }
 }
 
@@ -244,8 +284,8 @@ mod tests {
         crate::parse("t.yaml", &yaml).expect("valid test scenario")
     }
 
-    fn expect(s: &Scenario) -> PrgFailoverExpect {
-        s.checks.iter().find_map(expect_of).cloned().expect("check")
+    fn expect(s: &Scenario) -> PrgFailover {
+        crate::checks::params(&s.checks[0].params).expect("check")
     }
 
     /// user00000 is homed on imp-a-1 (round-robin over the nodes).

@@ -25,8 +25,9 @@
 
 use crate::history::{LOG_BYTES_MAX, Secret, key_encodings};
 
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
-use crate::scenario::{Check, Scenario};
+use crate::scenario::Scenario;
 use reports::Status;
 use std::fmt;
 
@@ -72,7 +73,7 @@ impl fmt::Display for Finding {
 
 /// Whether scenario `s` lists the check (the run then captures its log and secrets).
 pub fn listed(s: &Scenario) -> bool {
-    s.checks.iter().any(|c| matches!(c, Check::NoSecretsInLogs))
+    s.checks.iter().any(|c| c.name == ENTRY.name)
 }
 
 /// Byte offsets where each line of `text` starts.
@@ -206,7 +207,7 @@ pub fn check_record(out: &History, r: &mut reports::RunRecord) {
     if findings.is_empty() {
         return;
     }
-    let name = crate::plan::validate::check_name(&Check::NoSecretsInLogs);
+    let name = ENTRY.name;
     if let Some(c) = r.checks.iter_mut().find(|c| c.name == name) {
         c.status = Status::Fail;
         c.detail = failure(&findings);
@@ -254,6 +255,37 @@ fn failure(findings: &[Finding]) -> String {
         findings.len(),
         quoted.join("; ")
     )
+}
+
+/// The `no_secrets_in_logs` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSecretsInLogs {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "no_secrets_in_logs",
+    bare: true,
+    read: boxed::<NoSecretsInLogs>,
+};
+
+impl Check for NoSecretsInLogs {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            log: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
+        check(h)
+    }
+    fn amend(&self, h: &History, r: &mut reports::RunRecord) {
+        check_record(h, r);
+    }
 }
 
 #[cfg(test)]

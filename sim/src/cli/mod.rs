@@ -265,7 +265,7 @@ pub fn run_scenario(
     let started = std::time::Instant::now(); // allow-nondeterminism: wall time around the run
 
     let opts = run::Options {
-        capture_log: crate::checks::secrets::listed(s),
+        capture_log: crate::checks::needs(s).log,
     };
     let out = run::run(s, seed, opts, &mut |p| reporter.update(p));
     let wall = WallFacts {

@@ -37,16 +37,12 @@ impl Problems {
         });
     }
     fn unsupported(&mut self, path: impl Into<String>, what: &str) {
-        self.add(
-            path,
-            format!("{what} is not yet supported by this hmsim build"),
-            Some("remove it, or see README.md for what runs today".into()),
-        );
+        self.0.push(unsupported(&path.into(), what));
     }
 }
 
 /// Every rule violation in `s`.
-pub fn validate(s: &Scenario) -> Vec<Problem> {
+pub fn validate(s: &Scenario, catalog: &dyn Catalog) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
     header(s, &mut p);
     imp_clusters(s, &mut p);
@@ -61,7 +57,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     for (i, f) in s.faults.iter().enumerate() {
         fault(s, i, f, &hosts, &mut p);
     }
-    checks(s, &mut p);
+    checks(s, catalog, &mut p);
     p.0
 }
 
@@ -756,124 +752,49 @@ pub fn fault_hosts(f: &Fault) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn checks(s: &Scenario, p: &mut Problems) {
+/// The checks a scenario may list and the rules of each: the checks stage's registry
+/// (`checks::Registry`), passed in so that the plan names no later stage.
+pub trait Catalog {
+    /// Every check name, in registry order.
+    fn names(&self) -> Vec<&'static str>;
+    /// The problems of check `spec` (a known name) at `at` (`checks[i]`) in `s`.
+    fn problems(&self, s: &Scenario, at: &str, spec: &CheckSpec) -> Vec<Problem>;
+}
+
+/// `what` is not run by this build.
+pub fn unsupported(path: &str, what: &str) -> Problem {
+    Problem {
+        path: path.to_string(),
+        message: format!("{what} is not yet supported by this hmsim build"),
+        help: Some("remove it, or see README.md for what runs today".into()),
+    }
+}
+
+fn checks(s: &Scenario, catalog: &dyn Catalog, p: &mut Problems) {
+    let names = catalog.names();
     let mut seen = BTreeSet::new();
     for (i, c) in s.checks.iter().enumerate() {
-        let name = check_name(c);
         let at = format!("checks[{i}]");
-        if !seen.insert(name) {
-            p.add(at.clone(), format!("check `{name}` is listed twice"), None);
+        if !names.contains(&c.name.as_str()) {
+            // Worded as serde words an unknown variant, with "did you mean".
+            let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let raw = format!(
+                "unknown variant `{}`, expected one of {}",
+                c.name,
+                list.join(", ")
+            );
+            let (message, help) = crate::scenario::explain_serde_message(&raw);
+            p.add(at, message, help);
+            continue;
         }
-        if let Check::PrgFailover(e) = c {
-            let pair = s.topology.imp_clusters.iter().any(|cl| {
-                crate::plan::imp::node_config(cl).peer_of(&e.node) == Some(e.peer.as_str())
-            });
-            if !pair {
-                p.add(
-                    format!("{at}.prg_failover"),
-                    format!("`{}` and `{}` are not a PRG pair", e.node, e.peer),
-                    Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
-                );
-            }
+        if !seen.insert(c.name.as_str()) {
+            p.add(
+                at.clone(),
+                format!("check `{}` is listed twice", c.name),
+                None,
+            );
         }
-        match c {
-            Check::NoMessageLoss
-            | Check::PerConversationOrder
-            | Check::DeliveryLatency(_)
-            | Check::Liveness(_)
-            | Check::MdmCopies
-            | Check::OfflineStorage
-            | Check::PresenceComposition
-            | Check::PrgFailover(_) => {}
-            Check::GroupChat => {
-                let has = s
-                    .workloads
-                    .iter()
-                    .any(|w| matches!(w, Workload::GroupChat(_)));
-                if !has {
-                    p.add(
-                        at.clone(),
-                        "the `group_chat` check needs a `group_chat` workload",
-                        Some("add `- group_chat: { rate_per_user: 1/1m }` to `workloads`".into()),
-                    );
-                }
-                if s.topology.expressway_clusters.is_empty() {
-                    p.add(
-                        at.clone(),
-                        "the `group_chat` check needs the connector (users switching to Webex)",
-                        Some("add an `expressway_clusters` entry to `topology`".into()),
-                    );
-                }
-            }
-            Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::Reached(points) if !points.is_empty() => {}
-            Check::NoPlaintextAtCloud if crate::plan::topology::uses_cloud(s) => {}
-            Check::Presence(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::NoSecretsInLogs if !s.topology.expressway_clusters.is_empty() => {}
-            Check::WithinCapacity if !s.topology.expressway_clusters.is_empty() => {}
-            Check::StatusPage(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::Migration(e) if !s.topology.expressway_clusters.is_empty() => {
-                migration(s, e, &at, p)
-            }
-            _ => p.unsupported(at, &format!("the `{name}` check")),
-        }
-    }
-}
-
-/// A `migration` check names a PRG pair, a fault that moves sessions between them, and
-/// bounds in order.
-fn migration(s: &Scenario, e: &crate::scenario::MigrationExpect, at: &str, p: &mut Problems) {
-    let at = format!("{at}.migration");
-    let pair = s
-        .topology
-        .imp_clusters
-        .iter()
-        .any(|cl| crate::plan::imp::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
-    if !pair {
-        p.add(
-            at.clone(),
-            format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
-            Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
-        );
-    } else if crate::plan::migration::triggers(s, &e.from, &e.to).is_empty() {
-        p.add(
-            at.clone(),
-            format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
-            Some(format!(
-                "add a crash or imp_failover of `{}`, or an imp_fallback to `{}`",
-                e.from, e.to
-            )),
-        );
-    }
-    if e.complete_after.is_some_and(|a| a.0 > e.complete_within.0) {
-        p.add(
-            format!("{at}.complete_after"),
-            "complete_after is longer than complete_within",
-            None,
-        );
-    }
-}
-
-/// The scenario name of a check.
-pub fn check_name(c: &Check) -> &'static str {
-    match c {
-        Check::GroupChat => "group_chat",
-        Check::NoMessageLoss => "no_message_loss",
-        Check::PerConversationOrder => "per_conversation_order",
-        Check::DeliveryLatency(_) => "delivery_latency",
-        Check::Liveness(_) => "liveness",
-        Check::InteropMatrix(_) => "interop_matrix",
-        Check::Presence(_) => "presence",
-        Check::Migration(_) => "migration",
-        Check::StatusPage(_) => "status_page",
-        Check::NoPlaintextAtCloud => "no_plaintext_at_cloud",
-        Check::NoSecretsInLogs => "no_secrets_in_logs",
-        Check::WithinCapacity => "within_capacity",
-        Check::MdmCopies => "mdm_copies",
-        Check::OfflineStorage => "offline_storage",
-        Check::PresenceComposition => "presence_composition",
-        Check::PrgFailover(_) => "prg_failover",
-        Check::Reached(_) => "reached",
+        p.0.extend(catalog.problems(s, &at, c));
     }
 }
 

@@ -1,6 +1,6 @@
 //! Turning a run's output into the run record and writing the output directory.
 
-use crate::checks;
+use crate::checks::{self, Check};
 use crate::history::History;
 use crate::scenario::Scenario;
 use reports::{FaultRecord, Metrics, Outcome, RunRecord, Series};
@@ -25,7 +25,8 @@ pub fn build(
 ) -> RunRecord {
     let tally = crate::oracle::tally::tally(s, out);
     let latency_ms = crate::oracle::tally::percentiles(&tally.latencies_ms);
-    let results = checks::evaluate(s, out, &tally, latency_ms.p99, latency_ms.max);
+    let checks = checks::build(s);
+    let results = checks::evaluate(s, out);
     let sim_s = out.elapsed.as_secs_f64();
     let mut extra = std::collections::BTreeMap::new();
     extra.insert("lost_at_risk".to_string(), tally.lost_at_risk as f64);
@@ -111,11 +112,13 @@ pub fn build(
                 },
             })
             .collect(),
-        tables: tables(s, out),
+        tables: tables(s, out, &checks),
         coverage: out.observer.coverage(),
     };
     // `no_secrets_in_logs` also covers the record itself (and so the reports made from it).
-    crate::checks::secrets::check_record(out, &mut record);
+    for c in &checks {
+        c.amend(out, &mut record);
+    }
     record
 }
 
@@ -182,26 +185,14 @@ pub fn write_trace(dir: &Path, out: &History) -> Result<PathBuf, crate::Error> {
     Ok(path)
 }
 
-/// Result tables of the run: the interop matrix whenever the bridge runs.
-fn tables(s: &Scenario, out: &History) -> Vec<reports::Table> {
+/// Result tables of the run: the interop matrix whenever the bridge runs, then each check's.
+fn tables(s: &Scenario, out: &History, checks: &[Box<dyn Check>]) -> Vec<reports::Table> {
     if s.topology.expressway_clusters.is_empty() {
         return Vec::new();
     }
     let mut t = vec![crate::oracle::interop::table(
         &crate::oracle::interop::matrix(out, &out.bridge),
     )];
-    if s.checks
-        .iter()
-        .any(|c| matches!(c, crate::scenario::Check::Presence(_)))
-    {
-        t.push(crate::checks::presence::check(out).1);
-    }
-    if s.checks
-        .iter()
-        .any(|c| matches!(c, crate::scenario::Check::Migration(_)))
-        && let Some(curve) = crate::checks::migration::curve_table(out)
-    {
-        t.push(curve);
-    }
+    t.extend(checks.iter().flat_map(|c| c.tables(s, out)));
     t
 }

@@ -168,7 +168,7 @@ fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
 
 /// Splits serde's message into the problem and a help line, adds "did you mean", and drops
 /// the YAML crate's own position suffix (we print the position in front).
-fn explain_serde_message(raw: &str) -> (String, Option<String>) {
+pub fn explain_serde_message(raw: &str) -> (String, Option<String>) {
     let msg = match raw.find(" at line ") {
         Some(i) => &raw[..i],
         None => raw,

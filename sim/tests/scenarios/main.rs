@@ -156,13 +156,9 @@ fn cli_compare_exit_codes() -> Result<(), Failed> {
 fn interop_matrix_planted_expectation_fails() -> Result<(), Failed> {
     let path = workspace().join("scenarios/interop-matrix.yaml");
     let mut s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
-    let planted: std::collections::BTreeMap<String, String> =
-        [("W- -> J-".to_string(), "deliver".to_string())]
-            .into_iter()
-            .collect();
-    s.checks = vec![sim::scenario::Check::InteropMatrix(
-        sim::scenario::InteropExpect { expect: planted },
-    )];
+    let planted: serde_yaml::Value =
+        serde_yaml::from_str("expect: { \"W- -> J-\": deliver }").map_err(|e| e.to_string())?;
+    s.checks = vec![sim::scenario::CheckSpec::new("interop_matrix", planted)];
     let (r, _) = sim::cli::run_scenario(&s, &path, s.seed, true);
     let c = &r.checks[0];
     if c.status != reports::Status::Fail || !c.detail.contains("W- -> J- failed (want deliver)") {
