@@ -1,14 +1,12 @@
-//! IM&P failover as the connector sees it (spec 61-71, DESIGN.md section 9): the `migration`
-//! and `status_page` checks, connector liveness after faults, and the report's migration
-//! curve.
+//! IM&P failover as the connector sees it (spec 61-71, see `docs/protocols.md`): the
+//! `migration` and `status_page` checks, connector liveness after faults, and the report's
+//! migration curve.
 //!
-//! Inputs are the run's series, written by `hybrid`:
-//! - `connector_moves/<exp host>/<from>/<to>`: one point per session move (a session that
-//!   opened on another IM&P node than the one it was last open on), at the exact time it
-//!   opened there, valued with the number of such moves so far;
+//! Inputs are the run's history, sampled by the runner:
+//! - `History::moves`: every session move (a session that opened on another IM&P node than the
+//!   one it was last open on), at the exact time it opened there;
 //! - `connector_sessions/<exp host>/<imp node>`: open sessions per node, sampled;
-//! - `status/<exp host>/<field>` and `status/<exp host>/<imp node>/<field>`: every field of
-//!   the status page, sampled ([`page_fields`]).
+//! - `History::status_pages`: every sampled status page, typed.
 //!
 //! Migration timing: the first move must come within `start_within` of the fault that
 //! triggered it (the detection delay, spec 62: up to 15 minutes), and the moves must take
@@ -22,18 +20,14 @@ use crate::history::History;
 use crate::plan::validate::Problem;
 use crate::scenario::{Dur, Scenario, units::format_duration};
 use connector::core::failover::NodeStatus;
-use connector::core::status::{NodeRow, StatusPage};
+use connector::core::status::StatusPage;
 use reports::{Status, Table};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Series of session moves (see the module docs).
-pub const MOVES_SERIES: &str = "connector_moves/";
 /// Series of open sessions per IM&P node.
 pub const SESSIONS_SERIES: &str = "connector_sessions/";
-/// Series of status page fields.
-pub const STATUS_SERIES: &str = "status/";
 /// Rows of the migration curve table: enough to see the delay, the ramp and the plateau.
 pub const CURVE_ROWS_MAX: usize = 40;
 /// Violations quoted in a detail.
@@ -41,111 +35,24 @@ const EXAMPLES_MAX: usize = 5;
 /// Percentages on the page have one decimal: a recorded one may differ by half a step.
 const PCT_TOLERANCE: f64 = 0.05 + 1e-9;
 
-/// One sampled page of one connector: field → value, nodes' fields by node.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Sample {
-    totals: BTreeMap<String, f64>,
-    nodes: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
 /// The sampled pages per Expressway host, by sample time (ms).
-fn pages(out: &History) -> BTreeMap<String, BTreeMap<u64, Sample>> {
-    let mut pages: BTreeMap<String, BTreeMap<u64, Sample>> = BTreeMap::new();
-    for (name, points) in &out.series {
-        let Some(rest) = name.strip_prefix(STATUS_SERIES) else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        for &(t, x) in points {
-            let at = (t * 1000.0).round() as u64;
-            let sample = pages
-                .entry(parts[0].to_string())
-                .or_default()
-                .entry(at)
-                .or_default();
-            match parts[..] {
-                [_, field] => {
-                    sample.totals.insert(field.to_string(), x);
-                }
-                [_, node, field] => {
-                    let n = sample.nodes.entry(node.to_string()).or_default();
-                    n.insert(field.to_string(), x);
-                }
-                _ => {}
-            }
-        }
-    }
-    pages
+fn pages(out: &History) -> BTreeMap<String, BTreeMap<u64, &StatusPage>> {
+    out.status_pages
+        .iter()
+        .map(|(host, pages)| {
+            let by_t = pages
+                .iter()
+                .map(|(at, p)| ((at.as_secs_f64() * 1000.0).round() as u64, p))
+                .collect();
+            (host.clone(), by_t)
+        })
+        .collect()
 }
 
-fn field(m: &BTreeMap<String, f64>, name: &str) -> Result<f64, String> {
-    m.get(name)
-        .copied()
-        .ok_or_else(|| format!("field `{name}` missing"))
-}
-
-fn count(m: &BTreeMap<String, f64>, name: &str) -> Result<usize, String> {
-    let x = field(m, name)?;
-    if x < 0.0 || x.fract() != 0.0 {
-        return Err(format!("`{name}` is {x}, not a count"));
-    }
-    Ok(x as usize)
-}
-
-/// The page a sample records, as the connector's own type (so its consistency rules apply).
-fn page_of(s: &Sample) -> Result<StatusPage, String> {
-    let t = &s.totals;
-    let mut nodes = Vec::new();
-    for (node, f) in &s.nodes {
-        nodes.push(NodeRow {
-            node: node.clone(),
-            version: f
-                .get("version")
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_default(),
-            status: if field(f, "status")? == 1.0 {
-                NodeStatus::Operational
-            } else {
-                NodeStatus::Outage
-            },
-            certificate_validation: field(f, "certificate_validation")? == 1.0,
-            users: count(f, "users").map_err(|e| format!("{node}: {e}"))?,
-            active: count(f, "active").map_err(|e| format!("{node}: {e}"))?,
-            inactive: count(f, "inactive").map_err(|e| format!("{node}: {e}"))?,
-        });
-    }
-    Ok(StatusPage {
-        connectivity: if field(t, "connectivity")? == 1.0 {
-            "Operational".into()
-        } else {
-            "fault".into()
-        },
-        users_local: count(t, "users_local")?,
-        users_all: count(t, "users_all")?,
-        enabled: count(t, "enabled")?,
-        active: count(t, "active")?,
-        inactive: count(t, "inactive")?,
-        nodes,
-    })
-}
-
-/// A recorded page is consistent: node sums equal the totals, active + inactive = enabled
-/// (spec 70-71), and the recorded percentages are those of the counts.
-fn consistent(s: &Sample) -> Result<(), String> {
-    let page = page_of(s)?;
+/// A sampled page is consistent: node sums equal the totals, active + inactive = enabled
+/// (spec 70-71), and its percentages add up to 100.
+fn consistent(page: &StatusPage) -> Result<(), String> {
     page.consistent()?;
-    for (name, want) in [
-        ("active_pct", page.active_pct()),
-        ("inactive_pct", page.inactive_pct()),
-    ] {
-        let got = field(&s.totals, name)?;
-        if (got - want).abs() > PCT_TOLERANCE {
-            return Err(format!(
-                "{name} {got} but the counts give {want} ({} active, {} inactive of {} enabled)",
-                page.active, page.inactive, page.enabled
-            ));
-        }
-    }
     let sum = page.active_pct() + page.inactive_pct();
     if page.enabled > 0 && (sum - 100.0).abs() > 2.0 * PCT_TOLERANCE {
         return Err(format!("percentages add up to {sum}, not 100"));
@@ -178,7 +85,7 @@ fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
 /// Spec 63 evidence for a node failed over at `at`: the samples after it where the node
 /// shows Outage with users still assigned, as "host: users from t1 to t2".
 fn outage_evidence(
-    pages: &BTreeMap<String, BTreeMap<u64, Sample>>,
+    pages: &BTreeMap<String, BTreeMap<u64, &StatusPage>>,
     node: &str,
     at: Duration,
 ) -> Option<String> {
@@ -186,10 +93,9 @@ fn outage_evidence(
     for (host, samples) in pages {
         let shown: Vec<(u64, f64)> = samples
             .range(from_ms..)
-            .filter_map(|(t, s)| {
-                let n = s.nodes.get(node)?;
-                (n.get("status") == Some(&0.0) && n.get("users").is_some_and(|u| *u > 0.0))
-                    .then(|| (*t, n["users"]))
+            .filter_map(|(t, p)| {
+                let n = p.nodes.iter().find(|n| n.node == node)?;
+                (n.status != NodeStatus::Operational && n.users > 0).then(|| (*t, n.users as f64))
             })
             .collect();
         if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
@@ -257,12 +163,12 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
 
 /// Times (s) of the moves `from → to` made by every connector, sorted.
 fn move_times(out: &History, from: &str, to: &str) -> Vec<f64> {
-    let suffix = format!("/{from}/{to}");
     let mut t: Vec<f64> = out
-        .series
-        .iter()
-        .filter(|(name, _)| name.starts_with(MOVES_SERIES) && name.ends_with(&suffix))
-        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .moves
+        .values()
+        .flatten()
+        .filter(|m| m.from == from && m.to == to)
+        .map(|m| m.at.as_secs_f64())
         .collect();
     t.sort_by(f64::total_cmp);
     t
@@ -508,10 +414,10 @@ pub fn curve_table(out: &History) -> Option<Table> {
         return None;
     }
     let moves: Vec<(f64, f64)> = out
-        .series
-        .iter()
-        .filter(|(name, _)| name.starts_with(MOVES_SERIES))
-        .flat_map(|(_, p)| p.iter().map(|x| (x.0, 1.0)))
+        .moves
+        .values()
+        .flatten()
+        .map(|m| (m.at.as_secs_f64(), 1.0))
         .collect();
     let mut columns = vec!["t (s)".to_string()];
     columns.extend(curves.iter().map(|(n, _)| n.to_string()));
@@ -681,7 +587,6 @@ mod tests {
     //! the wrong one, saying what it expected and what it saw.
     use super::*;
     use crate::history::observer::Observer;
-    use crate::history::page_fields;
     use connector::core::status::NodeRow;
     use std::rc::Rc;
 
@@ -702,11 +607,12 @@ mod tests {
     /// `n` moves `from → to` on `exp-a-1`, evenly from `first_s` to `last_s`.
     fn moves(out: &mut History, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
         let step = (last_s - first_s) / (n.max(2) - 1) as f64;
-        let points = (0..n)
-            .map(|i| (first_s + step * i as f64, (i + 1) as f64))
-            .collect();
-        out.series
-            .insert(format!("{MOVES_SERIES}exp-a-1/{from}/{to}"), points);
+        let moves = (0..n).map(|i| crate::history::SessionMove {
+            at: Duration::from_secs_f64(first_s + step * i as f64),
+            from: from.into(),
+            to: to.into(),
+        });
+        out.moves.entry("exp-a-1".into()).or_default().extend(moves);
     }
 
     #[test]
@@ -832,10 +738,8 @@ mod tests {
     }
 
     fn record(out: &mut History, t: f64, p: &StatusPage) {
-        for (k, v) in page_fields(p) {
-            let name = format!("{STATUS_SERIES}exp-a-1/{k}");
-            out.series.entry(name).or_default().push((t, v));
-        }
+        let pages = out.status_pages.entry("exp-a-1".into()).or_default();
+        pages.push((Duration::from_secs_f64(t), p.clone()));
     }
 
     #[test]
@@ -869,19 +773,6 @@ mod tests {
             detail.contains(
                 "exp-a-1 at 900s: node sums users 9/active 9/inactive 0 != totals 10/10/0"
             ),
-            "{detail}"
-        );
-        // Percentages that do not match the counts.
-        let mut out = output();
-        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
-        out.series
-            .get_mut(&format!("{STATUS_SERIES}exp-a-1/active_pct"))
-            .unwrap()[0]
-            .1 = 90.0;
-        let (st, detail) = status_page(&s, &out);
-        assert_eq!(st, Status::Fail);
-        assert!(
-            detail.contains("active_pct 90 but the counts give 100"),
             "{detail}"
         );
         // The node never shown as Outage: spec 63 not observed.

@@ -82,12 +82,11 @@ fn auto_fallback_at(s: &Scenario, out: &History, node: &str, t_fail: Duration) -
     if !on {
         return None;
     }
-    let pts = out.series.get(&format!("prg_state/{node}"))?;
-    let failed_over = f64::from(PrgState::FailedOver.code());
-    let i = pts
-        .iter()
-        .position(|(t, v)| *v == failed_over && *t >= t_fail.as_secs_f64())?;
-    let before = pts[i.saturating_sub(1)].0;
+    let pts = out.prg_states.get(node)?;
+    let i = pts.iter().position(|(t, st)| {
+        *st == PrgState::FailedOver && t.as_secs_f64() >= t_fail.as_secs_f64()
+    })?;
+    let before = pts[i.saturating_sub(1)].0.as_secs_f64();
     Some(Duration::from_secs_f64(before) + fakes::imp::prg::AUTO_FALLBACK_DELAY)
 }
 
@@ -192,11 +191,10 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
             slowest_back.as_secs_f64()
         );
     }
-    let backup = PrgState::RunningInBackupMode.code();
-    let peer_backed_up = out
-        .series
-        .get(&format!("prg_state/{}", e.peer))
-        .is_some_and(|pts| pts.iter().any(|(_, v)| *v == f64::from(backup)));
+    let peer_backed_up = out.prg_states.get(&e.peer).is_some_and(|pts| {
+        pts.iter()
+            .any(|(_, st)| *st == PrgState::RunningInBackupMode)
+    });
     if !peer_backed_up {
         bad.push(format!("{} never ran in backup mode", e.peer));
     }
@@ -302,9 +300,17 @@ mod tests {
         }
         let users = topology::population(s, &RngFactory::new(1));
         let mut out = History::from_history(1, o, users);
-        out.series.insert(
-            "prg_state/imp-a-2".into(),
-            vec![(0.0, 1.0), (1.0, if backup { 5.0 } else { 1.0 })],
+        let backup = if backup {
+            PrgState::RunningInBackupMode
+        } else {
+            PrgState::Normal
+        };
+        out.prg_states.insert(
+            "imp-a-2".into(),
+            vec![
+                (Duration::ZERO, PrgState::Normal),
+                (Duration::from_secs(1), backup),
+            ],
         );
         out
     }

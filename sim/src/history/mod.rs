@@ -12,6 +12,7 @@ use crate::plan::faults::Timed;
 use crate::plan::topology::UserSpec;
 use connector::core::failover::NodeStatus;
 use connector::core::status::StatusPage;
+use fakes::imp::PrgState;
 use fakes::imp::muc::MucStats;
 use observer::Observer;
 use std::collections::BTreeMap;
@@ -33,8 +34,15 @@ pub struct History {
     pub steps: u64,
     /// Faults as applied.
     pub applied: Vec<Timed>,
-    /// Sampled series: name → points.
+    /// Sampled series of counts: name → points (plots; status pages, moves and PRG states
+    /// are kept typed below and joined in by [`History::all_series`]).
     pub series: BTreeMap<String, Vec<(f64, f64)>>,
+    /// Every sampled status page (spec 66-71), by Expressway host, in time order.
+    pub status_pages: BTreeMap<String, Vec<(Duration, StatusPage)>>,
+    /// Every session move the connectors made, by Expressway host, in order.
+    pub moves: BTreeMap<String, Vec<SessionMove>>,
+    /// Every IM&P node's PRG state, sampled, by host.
+    pub prg_states: BTreeMap<String, Vec<(Duration, PrgState)>>,
     /// Final node statistics by host.
     pub node_stats: BTreeMap<String, fakes::imp::NodeStats>,
     /// The population.
@@ -67,6 +75,9 @@ impl History {
             steps: 0,
             applied: Vec::new(),
             series: BTreeMap::new(),
+            status_pages: BTreeMap::new(),
+            moves: BTreeMap::new(),
+            prg_states: BTreeMap::new(),
             node_stats: BTreeMap::new(),
             users,
             contacts: BTreeMap::new(),
@@ -84,6 +95,62 @@ impl History {
 pub const SAMPLES_MAX: u64 = 240;
 /// The captured log is kept up to this size; the check says when it was cut.
 pub const LOG_BYTES_MAX: usize = 256 * 1024 * 1024;
+
+/// A connector session that opened on another IM&P node than the one it was last open on
+/// (a failover or a fallback, spec 62), at the exact time it opened there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionMove {
+    /// When it opened on `to`.
+    pub at: Duration,
+    /// The IM&P node it was last open on.
+    pub from: String,
+    /// The IM&P node it opened on.
+    pub to: String,
+}
+
+/// Series of session moves: `connector_moves/<exp host>/<from>/<to>`, one point per move
+/// valued with the number of such moves so far.
+pub const MOVES_SERIES: &str = "connector_moves/";
+/// Series of status page fields: `status/<exp host>/<field>` and
+/// `status/<exp host>/<imp node>/<field>` ([`page_fields`]).
+pub const STATUS_SERIES: &str = "status/";
+/// Series of PRG states: `prg_state/<imp host>`, valued with [`PrgState::code`] (0 Unknown,
+/// 1 Normal, 2 Failing Over, 3 Taking Over, 4 Idle, 5 Running in Backup Mode, 6 Failed Over,
+/// 7 Failed Over with Critical Services Not Running, 8 Falling Back, 9 Taking Back, 10 Running
+/// in Failed Mode); a node whose host is down reads 0.
+pub const PRG_STATE_SERIES: &str = "prg_state/";
+
+impl History {
+    /// Every series for plots: the sampled counts, and the typed samples as numbers (status
+    /// page fields, moves so far, PRG state codes).
+    pub fn all_series(&self) -> BTreeMap<String, Vec<(f64, f64)>> {
+        let mut all = self.series.clone();
+        for (host, pages) in &self.status_pages {
+            for (at, page) in pages {
+                for (k, v) in page_fields(page) {
+                    let name = format!("{STATUS_SERIES}{host}/{k}");
+                    all.entry(name).or_default().push((at.as_secs_f64(), v));
+                }
+            }
+        }
+        for (host, moves) in &self.moves {
+            for m in moves {
+                let name = format!("{MOVES_SERIES}{host}/{}/{}", m.from, m.to);
+                let series = all.entry(name).or_default();
+                let so_far = series.last().map_or(0.0, |p| p.1);
+                series.push((m.at.as_secs_f64(), so_far + 1.0));
+            }
+        }
+        for (host, states) in &self.prg_states {
+            let points = states
+                .iter()
+                .map(|(at, st)| (at.as_secs_f64(), f64::from(st.code())))
+                .collect();
+            all.insert(format!("{PRG_STATE_SERIES}{host}"), points);
+        }
+        all
+    }
+}
 
 /// Connector session history per user (email), from the runner's sampling: (time, open).
 pub type Bridge = BTreeMap<String, Vec<(Duration, bool)>>;

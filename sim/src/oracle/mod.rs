@@ -198,17 +198,17 @@ impl<'a> Oracle<'a> {
 /// PRG states are sampled, so a change is seen up to this long after it happened.
 const PRG_SAMPLE_SLACK: Duration = Duration::from_secs(5);
 
-/// The times at which a `prg_state/<host>` series changes value.
+/// The times at which a node's sampled PRG state changes.
 fn prg_changes(out: &History) -> Vec<Duration> {
     let mut at: Vec<Duration> = out
-        .series
-        .iter()
-        .filter(|(name, _)| name.starts_with("prg_state/"))
-        .flat_map(|(_, points)| {
-            points
+        .prg_states
+        .values()
+        .flat_map(|states| {
+            states
                 .windows(2)
                 .filter(|w| w[0].1 != w[1].1)
-                .map(|w| Duration::from_secs_f64(w[1].0))
+                // Through seconds as f64, as the plotted series holds them.
+                .map(|w| Duration::from_secs_f64(w[1].0.as_secs_f64()))
         })
         .collect();
     at.sort();

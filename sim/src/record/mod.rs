@@ -99,13 +99,13 @@ pub fn build(
             })
             .collect(),
         series: out
-            .series
+            .all_series()
             .iter()
             .map(|(name, points)| Series {
                 unit: name.split('/').next().unwrap_or("").to_string(),
                 name: name.clone(),
                 // Move series hold a point per move (thousands): the record keeps the shape.
-                points: if name.starts_with(crate::checks::migration::MOVES_SERIES) {
+                points: if name.starts_with(crate::history::MOVES_SERIES) {
                     crate::checks::migration::thin(points, crate::history::SAMPLES_MAX as usize)
                 } else {
                     points.clone()

@@ -1,15 +1,10 @@
 //! What the runner reads from the world while it runs: connector sessions (the interop
 //! oracle's input), session moves, status pages, the cloud's view, PRG states, devices up.
 //!
-//! ## `prg_state/<host>` series
-//!
-//! One point per sample: [`fakes::imp::PrgState::code`] (0 Unknown, 1 Normal, 2 Failing Over,
-//! 3 Taking Over, 4 Idle, 5 Running in Backup Mode, 6 Failed Over, 7 Failed Over with Critical
-//! Services Not Running, 8 Falling Back, 9 Taking Back, 10 Running in Failed Mode); a node
-//! whose host is down reads 0 (Unknown). Every state change is also folded into the trace
-//! digest as `fault prg <host>: <from> -> <to>` and counted in coverage.
+//! Status pages, moves and PRG states are kept typed in the history
+//! ([`crate::history::History::all_series`] makes plot series of them).
 
-use crate::history::History;
+use crate::history::{History, SessionMove};
 use crate::world::World;
 use crate::world::hybrid::HybridHandles;
 use crate::world::imp::{ImpHandles, NodeSlot};
@@ -124,13 +119,13 @@ pub fn collect_moves(h: &HybridHandles, out: &mut History) {
         let node = core.borrow();
         let (moves, total) = node.sessions().moves();
         let fresh = (total.saturating_sub(read) as usize).min(moves.len());
+        let list = out.moves.entry(host.clone()).or_default();
         for m in moves.iter().skip(moves.len() - fresh) {
-            let series = out
-                .series
-                .entry(format!("connector_moves/{host}/{}/{}", m.from, m.to))
-                .or_default();
-            let so_far = series.last().map_or(0.0, |p| p.1);
-            series.push((m.at.as_secs_f64(), so_far + 1.0));
+            list.push(SessionMove {
+                at: m.at,
+                from: m.from.clone(),
+                to: m.to.clone(),
+            });
         }
         drop(node);
         seen.insert(host.clone(), (core, total));
@@ -165,12 +160,10 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
         push(format!("connector_assigned/{host}"), core.assigned().len());
         let open: usize = core.sessions().open_per_node().values().sum();
         push(format!("connector_open_sessions/{host}"), open);
-        for (k, v) in crate::history::page_fields(&core.status_page(now)) {
-            out.series
-                .entry(format!("status/{host}/{k}"))
-                .or_default()
-                .push((t, v));
-        }
+        out.status_pages
+            .entry(host.clone())
+            .or_default()
+            .push((now, core.status_page(now)));
     }
 }
 
@@ -235,12 +228,11 @@ impl Watch {
 
     /// Appends one `prg_state/<host>` point per node (module docs for the encoding).
     pub fn sample(&self, out: &mut History, now: Duration) {
-        let t = now.as_secs_f64();
         for (host, state) in &self.last {
-            out.series
-                .entry(format!("prg_state/{host}"))
+            out.prg_states
+                .entry(host.clone())
                 .or_default()
-                .push((t, f64::from(state.code())));
+                .push((now, *state));
         }
     }
 }
