@@ -108,33 +108,7 @@ pub fn judge(limits: &[ClusterLimits], series: &Series) -> (Status, String) {
         let mut last = String::new();
         for (at_ms, nodes) in samples(c, series) {
             judged += 1;
-            let t = at_ms as f64 / 1000.0;
-            let total: u32 = nodes.values().map(|n| n.0).sum();
-            if total > c.capacity {
-                bad.push(format!(
-                    "{} at {t:.0}s: {total} users > U(N) {}",
-                    c.name, c.capacity
-                ));
-            }
-            for (id, n) in &nodes {
-                let p = peak.entry(id.clone()).or_default();
-                *p = (*p).max(n.0).max(n.2).max(n.3);
-                for (what, v) in [
-                    ("assigned", n.0),
-                    ("connector-assigned", n.2),
-                    ("sessions", n.3),
-                ] {
-                    if v > c.node_capacity {
-                        bad.push(format!(
-                            "{id} at {t:.0}s: {v} {what} > U(1) {}",
-                            c.node_capacity
-                        ));
-                    }
-                }
-            }
-            if let Some(b) = imbalance(&nodes) {
-                bad.push(format!("{} at {t:.0}s: {b}", c.name));
-            }
+            sample_violations(c, at_ms, &nodes, &mut peak, &mut bad);
             last = balance(&nodes);
         }
         let peaks: Vec<String> = peak.iter().map(|(n, p)| format!("{n} {p}")).collect();
@@ -198,6 +172,43 @@ fn balance(nodes: &BTreeMap<String, NodeSample>) -> String {
             format!("max/min {max}/{min} over {count} eligible nodes ({total} users)")
         }
         None => "no eligible node".into(),
+    }
+}
+
+/// The violations of one sample of cluster `c` at `at_ms`; raises each node's peak load.
+fn sample_violations(
+    c: &ClusterLimits,
+    at_ms: u64,
+    nodes: &BTreeMap<String, NodeSample>,
+    peak: &mut BTreeMap<String, u32>,
+    bad: &mut Vec<String>,
+) {
+    let t = at_ms as f64 / 1000.0;
+    let total: u32 = nodes.values().map(|n| n.0).sum();
+    if total > c.capacity {
+        bad.push(format!(
+            "{} at {t:.0}s: {total} users > U(N) {}",
+            c.name, c.capacity
+        ));
+    }
+    for (id, n) in nodes {
+        let p = peak.entry(id.clone()).or_default();
+        *p = (*p).max(n.0).max(n.2).max(n.3);
+        for (what, v) in [
+            ("assigned", n.0),
+            ("connector-assigned", n.2),
+            ("sessions", n.3),
+        ] {
+            if v > c.node_capacity {
+                bad.push(format!(
+                    "{id} at {t:.0}s: {v} {what} > U(1) {}",
+                    c.node_capacity
+                ));
+            }
+        }
+    }
+    if let Some(b) = imbalance(nodes) {
+        bad.push(format!("{} at {t:.0}s: {b}", c.name));
     }
 }
 

@@ -3,7 +3,9 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
+use crate::history::observer::MessageRecord;
 use crate::oracle::{Expect, Oracle};
+use crate::scenario::ImpCluster;
 use crate::scenario::Scenario;
 use reports::Status;
 use std::collections::BTreeMap;
@@ -33,6 +35,48 @@ impl Check for OfflineStorage {
 /// device.
 type Replays = Vec<(u64, usize, String)>;
 
+/// A message to a cluster with offline storage off: never replayed, never refused and
+/// delivered; when discarded, refused with the spec's text below 12.5 and silently from 12.5.
+/// Returns (discarded, refused with the text as it should be).
+fn storage_off(
+    oracle: &Oracle<'_>,
+    id: &str,
+    m: &MessageRecord,
+    c: &ImpCluster,
+    bad: &mut Vec<String>,
+) -> (bool, bool) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
+    let pre_12_5 = crate::scenario::imp_version(&c.version).is_some_and(|v| v < (12, 5));
+    if m.deliveries.iter().any(|d| d.2) {
+        bad.push(format!(
+            "{id} replayed from storage with offline storage off"
+        ));
+    }
+    if !m.refused.is_empty() && !m.deliveries.is_empty() {
+        bad.push(format!("{id} refused and delivered"));
+    }
+    if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
+        return (false, false);
+    }
+    let told = m.refused.iter().any(|r| r.2 == UNDELIVERABLE_TEXT);
+    // Judge the error only when no fault could have cut the sender off.
+    let sender_safe = !oracle.at_risk(m);
+    if pre_12_5 && !told && sender_safe {
+        bad.push(format!(
+            "{id} discarded without \"{UNDELIVERABLE_TEXT}\" to the sender (IM&P {})",
+            c.version
+        ));
+    } else if !pre_12_5 && !m.refused.is_empty() {
+        bad.push(format!(
+            "{id} refused by IM&P {} (>= 12.5 discards silently)",
+            c.version
+        ));
+    } else if told {
+        return (true, true);
+    }
+    (true, false)
+}
+
 /// Offline storage as configured on the recipient's cluster (spec 46-48).
 ///
 /// Storage on: something was stored and replayed with a delay stamp; replays reach each device
@@ -52,7 +96,6 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             let Some(c) = oracle.cluster(&m.to) else {
                 continue;
             };
-            let pre_12_5 = crate::scenario::imp_version(&c.version).is_some_and(|v| v < (12, 5));
             for (device, _, delayed, number) in &m.deliveries {
                 if *delayed {
                     replayed += 1;
@@ -68,34 +111,9 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
                 }
                 continue;
             }
-            if m.deliveries.iter().any(|d| d.2) {
-                bad.push(format!(
-                    "{id} replayed from storage with offline storage off"
-                ));
-            }
-            if !m.refused.is_empty() && !m.deliveries.is_empty() {
-                bad.push(format!("{id} refused and delivered"));
-            }
-            if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
-                continue;
-            }
-            discarded += 1;
-            let told = m.refused.iter().any(|r| r.2 == UNDELIVERABLE_TEXT);
-            // Judge the error only when no fault could have cut the sender off.
-            let sender_safe = !oracle.at_risk(m);
-            if pre_12_5 && !told && sender_safe {
-                bad.push(format!(
-                    "{id} discarded without \"{UNDELIVERABLE_TEXT}\" to the sender (IM&P {})",
-                    c.version
-                ));
-            } else if !pre_12_5 && !m.refused.is_empty() {
-                bad.push(format!(
-                    "{id} refused by IM&P {} (>= 12.5 discards silently)",
-                    c.version
-                ));
-            } else if told {
-                refused_ok += 1;
-            }
+            let (was_discarded, told) = storage_off(&oracle, id, m, c, &mut bad);
+            discarded += u64::from(was_discarded);
+            refused_ok += u64::from(told);
         }
     });
     for ((from, to, device), mut list) in replays {

@@ -11,10 +11,12 @@
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
+use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
 use connector::core::presence::{self, JabberPresence};
 use reports::{Status, Table};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A row of spec 52.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -46,8 +48,7 @@ fn shown(p: JabberPresence) -> (bool, Option<&'static str>) {
 
 /// Evaluates the check and builds its table.
 pub fn check(out: &History) -> ((Status, String), Table) {
-    let end = out.elapsed;
-    let subjects: BTreeMap<&str, &crate::plan::topology::UserSpec> = out
+    let subjects: BTreeMap<&str, &UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex && !u.jabber)
@@ -55,10 +56,26 @@ pub fn check(out: &History) -> ((Status, String), Table) {
         .collect();
     let mut problems = Vec::new();
     let mut rows: BTreeMap<Row, u64> = BTreeMap::new();
-    // Final views.
+    let observed_subjects = final_views(out, &subjects, &mut rows, &mut problems);
+    rows_seen(out, &subjects, &mut rows);
+    (
+        verdict(out.elapsed, &rows, observed_subjects, &problems),
+        table(&rows),
+    )
+}
+
+/// Judges every contact's final view of each subject against the translation of the
+/// subject's final Webex state; counts the Offline rows. Returns the subjects observed.
+fn final_views(
+    out: &History,
+    subjects: &BTreeMap<&str, &UserSpec>,
+    rows: &mut BTreeMap<Row, u64>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let end = out.elapsed;
     let seen = out.observer.seen_presences();
     let mut observed_subjects = 0;
-    for (jid, u) in &subjects {
+    for (jid, u) in subjects {
         let state = out.webex_presence.get(*jid).copied().unwrap_or_default();
         let want = presence::translate(&state, end);
         let views: Vec<_> = seen
@@ -88,9 +105,14 @@ pub fn check(out: &History) -> ((Status, String), Table) {
             problems.push(format!("{jid} is hidden but its session was destroyed"));
         }
     }
+    observed_subjects
+}
+
+/// Counts the rows of spec 52 seen during the run.
+fn rows_seen(out: &History, subjects: &BTreeMap<&str, &UserSpec>, rows: &mut BTreeMap<Row, u64>) {
     // Rows seen during the run: any Hybrid Message Webex user counts, since an event from the
     // `hm-webex` resource is the connector's device presence whatever other devices exist.
-    let webex_users: BTreeMap<&str, &crate::plan::topology::UserSpec> = out
+    let webex_users: BTreeMap<&str, &UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex)
@@ -117,21 +139,11 @@ pub fn check(out: &History) -> ((Status, String), Table) {
         };
         *rows.entry(row).or_default() += 1;
     }
-    let long_run = end > presence::ACTIVE_WINDOW;
-    let wanted = [
-        Row::Available,
-        Row::Away,
-        Row::OutOfOffice,
-        Row::Dnd,
-        Row::Hidden,
-    ]
-    .into_iter()
-    .chain(long_run.then_some(Row::Offline));
-    let missing: Vec<&str> = wanted
-        .filter(|r| !rows.contains_key(r))
-        .map(Row::label)
-        .collect();
-    let table = Table {
+}
+
+/// The table of rows observed.
+fn table(rows: &BTreeMap<Row, u64>) -> Table {
+    Table {
         title: "Presence translation (spec 52)".into(),
         columns: vec!["row".into(), "observations".into()],
         rows: [
@@ -150,8 +162,31 @@ pub fn check(out: &History) -> ((Status, String), Table) {
             ]
         })
         .collect(),
-    };
-    let verdict = if observed_subjects == 0 {
+    }
+}
+
+/// The verdict: every view right, every row observed.
+fn verdict(
+    end: Duration,
+    rows: &BTreeMap<Row, u64>,
+    observed_subjects: usize,
+    problems: &[String],
+) -> (Status, String) {
+    let long_run = end > presence::ACTIVE_WINDOW;
+    let wanted = [
+        Row::Available,
+        Row::Away,
+        Row::OutOfOffice,
+        Row::Dnd,
+        Row::Hidden,
+    ]
+    .into_iter()
+    .chain(long_run.then_some(Row::Offline));
+    let missing: Vec<&str> = wanted
+        .filter(|r| !rows.contains_key(r))
+        .map(Row::label)
+        .collect();
+    if observed_subjects == 0 {
         (
             Status::Fail,
             "no Jabber contact saw any Webex-only Hybrid Message user".into(),
@@ -182,8 +217,7 @@ pub fn check(out: &History) -> ((Status, String), Table) {
                 "{observed_subjects} users' final presence as spec 52 for every contact; all rows observed"
             ),
         )
-    };
-    (verdict, table)
+    }
 }
 
 /// The `presence` check (no parameters).

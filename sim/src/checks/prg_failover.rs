@@ -174,23 +174,9 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
             e.node
         ));
     }
-    let mut back_detail = String::new();
-    if let Some(t_back) = t_back {
-        let back = relogins(out, &users, &e.node, t_back, end);
-        let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
-        let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
-        if (ok as u64) < u64::from(e.sessions) {
-            bad.push(format!(
-                "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
-                e.sessions, e.node, e.within
-            ));
-        }
-        back_detail = format!(
-            "; fallback: {ok} back on {} (slowest {:.0}s)",
-            e.node,
-            slowest_back.as_secs_f64()
-        );
-    }
+    let back_detail = t_back
+        .map(|t| fallback(out, e, &users, (t, end), &mut bad))
+        .unwrap_or_default();
     let peer_backed_up = out.prg_states.get(&e.peer).is_some_and(|pts| {
         pts.iter()
             .any(|(_, st)| *st == PrgState::RunningInBackupMode)
@@ -212,6 +198,30 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
     } else {
         (Status::Fail, bad.join("; "))
     }
+}
+
+/// After the fallback at `t_back`: as many devices back on the node within the bound.
+fn fallback(
+    out: &History,
+    e: &PrgFailover,
+    users: &[&str],
+    (t_back, end): (Duration, Duration),
+    bad: &mut Vec<String>,
+) -> String {
+    let back = relogins(out, users, &e.node, t_back, end);
+    let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
+    let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
+    if (ok as u64) < u64::from(e.sessions) {
+        bad.push(format!(
+            "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
+            e.sessions, e.node, e.within
+        ));
+    }
+    format!(
+        "; fallback: {ok} back on {} (slowest {:.0}s)",
+        e.node,
+        slowest_back.as_secs_f64()
+    )
 }
 
 /// The `prg_failover` check: the expected PRG failover (spec 65).

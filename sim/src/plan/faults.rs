@@ -140,102 +140,136 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
                 },
             ));
         };
-        let h = |x: &Hosts| x.0.clone();
         let timed = f.for_.is_some();
-        if let Some(x) = &f.crash {
-            push(start, "crash", Action::Crash(h(x)));
-            if timed {
-                push(end, "crash/end", Action::Bounce(h(x)));
-            }
-        }
-        if let Some(x) = &f.bounce {
-            push(start, "bounce", Action::Bounce(h(x)));
-        }
-        if let Some(p) = &f.partition {
-            push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
-            if timed {
-                push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
-            }
-        }
-        if let Some(p) = &f.partition_oneway {
-            push(
-                start,
-                "partition_oneway",
-                Action::PartitionOneway(h(&p.from), h(&p.to)),
-            );
-            if timed {
-                push(
-                    end,
-                    "partition_oneway/end",
-                    Action::RepairOneway(h(&p.from), h(&p.to)),
-                );
-            }
-        }
-        if let Some(p) = &f.hold {
-            push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
-            if timed {
-                push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
-            }
-        }
-        if let Some(l) = &f.link_latency {
-            push(
-                start,
-                "link_latency",
-                Action::Latency(h(&l.a), h(&l.b), l.latency.0),
-            );
-            if timed {
-                push(
-                    end,
-                    "link_latency/end",
-                    Action::Latency(h(&l.a), h(&l.b), base.0),
-                );
-            }
-        }
-        // A manual failover is the administrator's action on the node (with `for`: fallback at
-        // the end); an automatic one is a crash of the node's host that its PRG peer detects
-        // by heartbeat timeout (with `for`: the host restarts at the end).
-        if let Some(fo) = &f.imp_failover {
-            let node = vec![fo.node.clone()];
-            match fo.mode {
-                crate::scenario::FailoverMode::Manual => {
-                    push(start, "imp_failover", Action::ImpFailover(fo.node.clone()));
-                    if timed {
-                        push(
-                            end,
-                            "imp_failover/end",
-                            Action::ImpFallback(fo.node.clone()),
-                        );
-                    }
-                }
-                crate::scenario::FailoverMode::Automatic => {
-                    push(start, "imp_failover", Action::Crash(node.clone()));
-                    if timed {
-                        push(end, "imp_failover/end", Action::Bounce(node));
-                    }
-                }
-            }
-        }
-        if let Some(n) = &f.imp_fallback {
-            push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
-        }
+        host_faults(f, (start, end, base), timed, &mut push);
+        prg_faults(f, start, end, timed, &mut push);
         service_faults(f, start, end, timed, &mut push);
-        if let Some(l) = &f.packet_loss {
-            push(
-                start,
-                "packet_loss",
-                Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()),
-            );
-            if timed {
-                push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
-            }
-        }
+        link_loss(f, start, end, timed, &mut push);
     }
     out.sort_by_key(|(at, order, _)| (*at, *order));
     out.into_iter().map(|(_, _, t)| t).collect()
 }
 
-/// The service faults of one entry: each with its undoing at the end of `for`.
-fn service_faults(
+/// Host and link faults: crash, bounce, partitions, hold, latency.
+fn host_faults(
+    f: &Fault,
+    (start, end, base): (Duration, Duration, BaseLatency),
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let h = |x: &Hosts| x.0.clone();
+    if let Some(x) = &f.crash {
+        push(start, "crash", Action::Crash(h(x)));
+        if timed {
+            push(end, "crash/end", Action::Bounce(h(x)));
+        }
+    }
+    if let Some(x) = &f.bounce {
+        push(start, "bounce", Action::Bounce(h(x)));
+    }
+    if let Some(p) = &f.partition {
+        push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
+        if timed {
+            push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
+        }
+    }
+    if let Some(p) = &f.partition_oneway {
+        push(
+            start,
+            "partition_oneway",
+            Action::PartitionOneway(h(&p.from), h(&p.to)),
+        );
+        if timed {
+            push(
+                end,
+                "partition_oneway/end",
+                Action::RepairOneway(h(&p.from), h(&p.to)),
+            );
+        }
+    }
+    if let Some(p) = &f.hold {
+        push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
+        if timed {
+            push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
+        }
+    }
+    if let Some(l) = &f.link_latency {
+        push(
+            start,
+            "link_latency",
+            Action::Latency(h(&l.a), h(&l.b), l.latency.0),
+        );
+        if timed {
+            push(
+                end,
+                "link_latency/end",
+                Action::Latency(h(&l.a), h(&l.b), base.0),
+            );
+        }
+    }
+}
+
+/// PRG faults: a manual failover or fallback, or an automatic failover.
+fn prg_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    // A manual failover is the administrator's action on the node (with `for`: fallback at
+    // the end); an automatic one is a crash of the node's host that its PRG peer detects
+    // by heartbeat timeout (with `for`: the host restarts at the end).
+    if let Some(fo) = &f.imp_failover {
+        let node = vec![fo.node.clone()];
+        match fo.mode {
+            crate::scenario::FailoverMode::Manual => {
+                push(start, "imp_failover", Action::ImpFailover(fo.node.clone()));
+                if timed {
+                    push(
+                        end,
+                        "imp_failover/end",
+                        Action::ImpFallback(fo.node.clone()),
+                    );
+                }
+            }
+            crate::scenario::FailoverMode::Automatic => {
+                push(start, "imp_failover", Action::Crash(node.clone()));
+                if timed {
+                    push(end, "imp_failover/end", Action::Bounce(node));
+                }
+            }
+        }
+    }
+    if let Some(n) = &f.imp_fallback {
+        push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
+    }
+}
+
+/// Packet loss on links, 0 again at the end of `for`.
+fn link_loss(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let h = |x: &Hosts| x.0.clone();
+    if let Some(l) = &f.packet_loss {
+        push(
+            start,
+            "packet_loss",
+            Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()),
+        );
+        if timed {
+            push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
+        }
+    }
+}
+
+/// The faults on one node's or the organisation's settings: connector enable/disable and
+/// restart, maintenance modes, AXL, reactivation, PRG high availability.
+fn node_faults(
     f: &Fault,
     start: Duration,
     end: Duration,
@@ -248,27 +282,6 @@ fn service_faults(
             push(end, &format!("{kind}/end"), Action::Service(off));
         }
     };
-    if f.cloud_outage.is_some() {
-        pair(
-            "cloud_outage",
-            Service::CloudOutage(true),
-            Some(Service::CloudOutage(false)),
-        );
-    }
-    if f.kms_outage.is_some() {
-        pair(
-            "kms_outage",
-            Service::KmsOutage(true),
-            Some(Service::KmsOutage(false)),
-        );
-    }
-    if let Some(e) = &f.http_errors {
-        pair(
-            "http_errors",
-            Service::HttpErrors(e.rate.fraction(), e.status),
-            Some(Service::HttpErrors(0.0, e.status)),
-        );
-    }
     if let Some(n) = &f.connector_disable {
         let on = Service::ConnectorEnabled(n.node.clone(), true);
         pair(
@@ -307,6 +320,18 @@ fn service_faults(
         let on = Service::PrgHighAvailability(ha.cluster.clone(), ha.enabled);
         pair("prg_high_availability", on, None);
     }
+    expressway_faults(f, start, end, timed, push);
+}
+
+/// The Expressway's own host-level faults: a connector restart, the Expressway maintenance
+/// mode.
+fn expressway_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
     // A restart rediscovers (spec 22); the Expressway's own maintenance mode looks like an
     // outage to the cloud (spec 29): both are host-level.
     if let Some(n) = &f.connector_restart {
@@ -330,6 +355,44 @@ fn service_faults(
             );
         }
     }
+}
+
+/// The service faults of one entry: each with its undoing at the end of `for`.
+fn service_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let mut pair = |kind: &str, on: Service, off: Option<Service>| {
+        push(start, kind, Action::Service(on));
+        if let (true, Some(off)) = (timed, off) {
+            push(end, &format!("{kind}/end"), Action::Service(off));
+        }
+    };
+    if f.cloud_outage.is_some() {
+        pair(
+            "cloud_outage",
+            Service::CloudOutage(true),
+            Some(Service::CloudOutage(false)),
+        );
+    }
+    if f.kms_outage.is_some() {
+        pair(
+            "kms_outage",
+            Service::KmsOutage(true),
+            Some(Service::KmsOutage(false)),
+        );
+    }
+    if let Some(e) = &f.http_errors {
+        pair(
+            "http_errors",
+            Service::HttpErrors(e.rate.fraction(), e.status),
+            Some(Service::HttpErrors(0.0, e.status)),
+        );
+    }
+    node_faults(f, start, end, timed, push);
 }
 
 #[cfg(test)]

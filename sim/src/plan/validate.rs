@@ -497,6 +497,11 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
             Some("network delivery is quantised to the tick".into()),
         );
     }
+    unknown_hosts(&at, f, hosts, p);
+}
+
+/// Every host a fault names must exist.
+fn unknown_hosts(at: &str, f: &Fault, hosts: &[String], p: &mut Problems) {
     for (path, names) in fault_hosts(f) {
         for (j, h) in names.iter().enumerate() {
             if !hosts.contains(h) {

@@ -23,55 +23,9 @@ pub fn build(
     reproduce: String,
     wall: WallFacts,
 ) -> RunRecord {
-    let tally = crate::oracle::tally::tally(s, out);
-    let latency_ms = crate::oracle::tally::percentiles(&tally.latencies_ms);
     let checks = checks::build(s);
     let results = checks::evaluate(s, out);
-    let sim_s = out.elapsed.as_secs_f64();
-    let mut extra = std::collections::BTreeMap::new();
-    extra.insert("lost_at_risk".to_string(), tally.lost_at_risk as f64);
-    extra.insert(
-        "digest_events".to_string(),
-        out.observer.digest_events() as f64,
-    );
-    extra.insert("simulated_s".to_string(), sim_s);
-    extra.insert("not_bridged".to_string(), tally.not_bridged as f64);
-    for (host, m) in &out.connector_stats {
-        for (k, v) in m {
-            extra.insert(format!("{host}/{k}"), *v);
-        }
-    }
-    for (host, st) in &out.node_stats {
-        for (k, v) in [
-            ("logins", st.logins),
-            ("auth_failures", st.auth_failures),
-            ("messages_routed", st.messages_routed),
-            ("offline_stored", st.offline_stored),
-            ("offline_delivered", st.offline_delivered),
-            ("discarded", st.discarded),
-            ("carbons", st.carbons),
-            ("stream_errors", st.stream_errors),
-            ("stanza_errors", st.stanza_errors),
-        ] {
-            extra.insert(format!("{host}/{k}"), v as f64);
-        }
-    }
-    let metrics = Metrics {
-        sent: tally.sent,
-        delivered: tally.delivered,
-        lost: tally.lost.len() as u64,
-        duplicated: tally.duplicated.len() as u64,
-        latency_ms,
-        wall_time_s: wall.wall_time_s,
-        sim_seconds_per_wall_second: if wall.wall_time_s > 0.0 {
-            sim_s / wall.wall_time_s
-        } else {
-            0.0
-        },
-        peak_rss_bytes: wall.peak_rss_bytes,
-        steps: out.steps,
-        extra,
-    };
+    let metrics = metrics(s, out, wall);
     let passed = out.failure.is_none() && results.iter().all(|c| c.status == reports::Status::Pass);
     let mut record = RunRecord {
         schema_version: reports::SCHEMA_VERSION,
@@ -120,6 +74,62 @@ pub fn build(
         c.amend(out, &mut record);
     }
     record
+}
+
+/// The run's metrics: delivery accounting, latency, speed, and every counter of the hosts.
+fn metrics(s: &Scenario, out: &History, wall: WallFacts) -> Metrics {
+    let tally = crate::oracle::tally::tally(s, out);
+    let latency_ms = crate::oracle::tally::percentiles(&tally.latencies_ms);
+    let sim_s = out.elapsed.as_secs_f64();
+    let mut extra = std::collections::BTreeMap::new();
+    extra.insert("lost_at_risk".to_string(), tally.lost_at_risk as f64);
+    extra.insert(
+        "digest_events".to_string(),
+        out.observer.digest_events() as f64,
+    );
+    extra.insert("simulated_s".to_string(), sim_s);
+    extra.insert("not_bridged".to_string(), tally.not_bridged as f64);
+    host_counters(out, &mut extra);
+    Metrics {
+        sent: tally.sent,
+        delivered: tally.delivered,
+        lost: tally.lost.len() as u64,
+        duplicated: tally.duplicated.len() as u64,
+        latency_ms,
+        wall_time_s: wall.wall_time_s,
+        sim_seconds_per_wall_second: if wall.wall_time_s > 0.0 {
+            sim_s / wall.wall_time_s
+        } else {
+            0.0
+        },
+        peak_rss_bytes: wall.peak_rss_bytes,
+        steps: out.steps,
+        extra,
+    }
+}
+
+/// Every connector and IM&P node counter, as `<host>/<counter>`.
+fn host_counters(out: &History, extra: &mut std::collections::BTreeMap<String, f64>) {
+    for (host, m) in &out.connector_stats {
+        for (k, v) in m {
+            extra.insert(format!("{host}/{k}"), *v);
+        }
+    }
+    for (host, st) in &out.node_stats {
+        for (k, v) in [
+            ("logins", st.logins),
+            ("auth_failures", st.auth_failures),
+            ("messages_routed", st.messages_routed),
+            ("offline_stored", st.offline_stored),
+            ("offline_delivered", st.offline_delivered),
+            ("discarded", st.discarded),
+            ("carbons", st.carbons),
+            ("stream_errors", st.stream_errors),
+            ("stanza_errors", st.stanza_errors),
+        ] {
+            extra.insert(format!("{host}/{k}"), v as f64);
+        }
+    }
 }
 
 /// The commit of the working tree, when run from a git checkout.

@@ -9,6 +9,7 @@ use crate::scenario::Scenario;
 use crate::world::World;
 use crate::world::hybrid::HybridHandles;
 use crate::world::imp::ImpHandles;
+use connector::core::node::ConnectorNode;
 use connector::core::presence::WebexPresence;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -103,43 +104,46 @@ pub fn final_stats(h: &HybridHandles, out: &mut History) {
         }
     }
     for (host, slot) in &h.connectors {
-        let Some(core) = slot.borrow().as_ref().cloned() else {
-            continue;
-        };
-        let core = core.borrow();
-        let st = core.stats();
-        let ss = core.sessions().stats();
-        let m: BTreeMap<String, f64> = [
-            ("to_webex", st.to_webex),
-            ("to_jabber", st.to_jabber),
-            ("not_bridged", st.not_bridged),
-            ("rejected", st.rejected),
-            ("http_errors", st.http_errors),
-            ("keys_fetched", st.keys_fetched),
-            ("spaces_created", st.spaces_created),
-            ("dropped_full", st.dropped_full),
-            ("deduplicated", st.deduplicated),
-            ("sessions_opened", ss.opened),
-            ("sessions_refused_rate", ss.refused_rate),
-            ("sessions_failed", ss.failed),
-            ("sessions_moved", core.sessions().moves().1),
-            (
-                "sessions_redirected_while_moving",
-                ss.redirected_while_moving,
-            ),
-            ("sessions_redirects_followed", ss.redirects_followed),
-            ("sessions_handovers_taken_over", ss.handovers_taken_over),
-            ("sessions_handovers_expired", ss.handovers_expired),
-            ("dropped_unserved", st.dropped_unserved),
-            ("handed_back", st.handed_back),
-            ("duplicate_events", st.duplicate_events),
-            ("assigned", core.assigned().len() as u64),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v as f64))
-        .collect();
-        out.connector_stats.insert(host.clone(), m);
+        if let Some(core) = slot.borrow().as_ref() {
+            out.connector_stats
+                .insert(host.clone(), connector_counters(&core.borrow()));
+        }
     }
+}
+
+/// A connector core's final counters, by name.
+fn connector_counters(core: &ConnectorNode) -> BTreeMap<String, f64> {
+    let st = core.stats();
+    let ss = core.sessions().stats();
+    [
+        ("to_webex", st.to_webex),
+        ("to_jabber", st.to_jabber),
+        ("not_bridged", st.not_bridged),
+        ("rejected", st.rejected),
+        ("http_errors", st.http_errors),
+        ("keys_fetched", st.keys_fetched),
+        ("spaces_created", st.spaces_created),
+        ("dropped_full", st.dropped_full),
+        ("deduplicated", st.deduplicated),
+        ("sessions_opened", ss.opened),
+        ("sessions_refused_rate", ss.refused_rate),
+        ("sessions_failed", ss.failed),
+        ("sessions_moved", core.sessions().moves().1),
+        (
+            "sessions_redirected_while_moving",
+            ss.redirected_while_moving,
+        ),
+        ("sessions_redirects_followed", ss.redirects_followed),
+        ("sessions_handovers_taken_over", ss.handovers_taken_over),
+        ("sessions_handovers_expired", ss.handovers_expired),
+        ("dropped_unserved", st.dropped_unserved),
+        ("handed_back", st.handed_back),
+        ("duplicate_events", st.duplicate_events),
+        ("assigned", core.assigned().len() as u64),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as f64))
+    .collect()
 }
 
 /// The Webex facts of a user, as the cloud's presence service reports them.

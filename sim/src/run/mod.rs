@@ -96,17 +96,7 @@ fn step_loop(
     loop {
         let now = world.sim.elapsed();
         prg_watch.step(world, now);
-        while next_fault < timeline.len() && timeline[next_fault].at <= now {
-            let t = &timeline[next_fault];
-            crate::inject::apply(world, &t.action, now);
-            out.observer
-                .fault(now, &format!("{} {}", t.kind, t.detail()));
-            out.applied.push(Timed {
-                at: now,
-                ..t.clone()
-            });
-            next_fault += 1;
-        }
+        next_fault = fire_faults(world, &timeline[next_fault..], now, out) + next_fault;
         if now >= next_bridge {
             sample::bridge(&world.hybrid, out, now);
             next_bridge += sample::BRIDGE_SAMPLE;
@@ -148,6 +138,27 @@ fn step_loop(
     }
     out.elapsed = world.sim.elapsed();
     sample::clients(out, &world.imp, out.elapsed);
+}
+
+/// Applies the due actions at the head of `timeline` at `now`, recording each in the trace
+/// digest and the history. Returns how many were applied.
+fn fire_faults(
+    world: &mut World<'_>,
+    timeline: &[Timed],
+    now: Duration,
+    out: &mut History,
+) -> usize {
+    let due = timeline.iter().take_while(|t| t.at <= now).count();
+    for t in &timeline[..due] {
+        crate::inject::apply(world, &t.action, now);
+        out.observer
+            .fault(now, &format!("{} {}", t.kind, t.detail()));
+        out.applied.push(Timed {
+            at: now,
+            ..t.clone()
+        });
+    }
+    due
 }
 
 /// Nothing that must arrive is still on its way.

@@ -91,6 +91,23 @@ pub fn admin(cloud: &mut Cloud, now: Duration, method: Method, path: &str, body:
     cloud.handle_request(now, req).body
 }
 
+/// Adds the KMS host `name`: its own host (cloud `kms`, or on-premises `hds`); the cloud
+/// relays key requests to it over the network (spec 56-57). Its keys survive restarts.
+fn add_kms(sim: &mut turmoil::Sim<'_>, name: &str, rngs: &RngFactory, h: &mut HybridHandles) {
+    let kms = Rc::new(RefCell::new(fakes::kms_http::KmsService::new(
+        name.to_string(),
+        rngs.named("kms"),
+    )));
+    h.kms = Some(kms.clone());
+    sim.host(name, move || {
+        let kms = kms.clone();
+        async move {
+            fakes::kms_http::serve(TurmoilNet, kms, fakes::kms_http::KMS_PORT).await?;
+            Ok(())
+        }
+    });
+}
+
 /// Creates the cloud, provisions users and Expressway clusters, adds the `cloud` host.
 /// Returns the registration token of each Expressway cluster.
 fn add_cloud(
@@ -108,21 +125,8 @@ fn add_cloud(
             crate::scenario::KmsKind::Hds => fakes::kms::HDS_HOST.into(),
         },
     };
-    // The KMS is its own host (cloud `kms`, or on-premises `hds`); the cloud relays key
-    // requests to it over the network (spec 56-57). Its keys survive restarts.
     let kms_name = cfg.kms_host.clone();
-    let kms = Rc::new(RefCell::new(fakes::kms_http::KmsService::new(
-        kms_name.clone(),
-        rngs.named("kms"),
-    )));
-    h.kms = Some(kms.clone());
-    sim.host(kms_name.as_str(), move || {
-        let kms = kms.clone();
-        async move {
-            fakes::kms_http::serve(TurmoilNet, kms, fakes::kms_http::KMS_PORT).await?;
-            Ok(())
-        }
-    });
+    add_kms(sim, &kms_name, rngs, h);
     let mut cloud = Cloud::with_remote_kms(
         cfg,
         rngs.named("cloud"),

@@ -138,55 +138,64 @@ pub fn add_hosts(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan) -> ImpHa
             .with_contacts(pairs.iter().cloned()),
         );
         for n in 1..=c.nodes {
-            let host = topology::imp_host(&c.name, n);
-            let cfg = NodeConfig {
-                host: host.clone(),
-                domain: s.topology.domain.clone(),
-                version: imp_version(&c.version).unwrap_or((14, 0)),
-                offline_storage: c.offline_storage,
-                mdm: c.mdm,
-            };
-            // The node's database survives restarts; the node itself does not.
-            let db = Rc::new(RefCell::new(NodeDb::default()));
-            let slot: NodeSlot = Rc::default();
-            let prg = crate::plan::imp::node_config(c);
-            let dir = dir.clone();
-            let routing = routing.clone();
-            // The AXL service (and whether it is stopped, spec 22) outlives restarts.
-            let axl = Rc::new(RefCell::new(axl_service(s, ci, users, dir.clone())));
-            let comp_cfg = crate::plan::imp::component_config(c);
-            handles.axl.insert(host.clone(), axl.clone());
-            handles.nodes.insert(
-                host.clone(),
-                NodeHandle {
-                    cluster: c.name.clone(),
-                    slot: slot.clone(),
-                    db: db.clone(),
-                },
-            );
-            sim.host(host.as_str(), move || {
-                let node = Rc::new(RefCell::new(
-                    ImpNode::new(cfg.clone(), routing.clone(), db.clone()).with_prg(prg.clone()),
-                ));
-                *slot.borrow_mut() = Some(node.clone());
-                let comp = fakes::imp::component::ComponentService::new(
-                    comp_cfg.clone(),
-                    &cfg,
-                    dir.clone(),
-                );
-                let axl = axl.clone();
-                async move {
-                    // c2s for Jabber, the router port for the other nodes of the cluster, the
-                    // component port for connectors, AXL for discovery.
-                    let ports = driver::NodePorts::default();
-                    let comp = Rc::new(RefCell::new(comp));
-                    driver::serve_node(TurmoilNet, node, comp, axl, ports, || {}).await?;
-                    Ok(())
-                }
-            });
+            add_node(sim, s, plan, (ci, n), (&dir, &routing), &mut handles);
         }
     }
     handles
+}
+
+/// Adds the host of node `n` of IM&P cluster `ci`, with its handles.
+fn add_node(
+    sim: &mut turmoil::Sim<'_>,
+    s: &Scenario,
+    plan: &Plan,
+    (ci, n): (usize, u32),
+    (dir, routing): (&Rc<Directory>, &Rc<Directory>),
+    handles: &mut ImpHandles,
+) {
+    let c = &s.topology.imp_clusters[ci];
+    let host = topology::imp_host(&c.name, n);
+    let cfg = NodeConfig {
+        host: host.clone(),
+        domain: s.topology.domain.clone(),
+        version: imp_version(&c.version).unwrap_or((14, 0)),
+        offline_storage: c.offline_storage,
+        mdm: c.mdm,
+    };
+    // The node's database survives restarts; the node itself does not.
+    let db = Rc::new(RefCell::new(NodeDb::default()));
+    let slot: NodeSlot = Rc::default();
+    let prg = crate::plan::imp::node_config(c);
+    let (dir, routing) = (dir.clone(), routing.clone());
+    // The AXL service (and whether it is stopped, spec 22) outlives restarts.
+    let axl = Rc::new(RefCell::new(axl_service(s, ci, &plan.users, dir.clone())));
+    let comp_cfg = crate::plan::imp::component_config(c);
+    handles.axl.insert(host.clone(), axl.clone());
+    handles.nodes.insert(
+        host.clone(),
+        NodeHandle {
+            cluster: c.name.clone(),
+            slot: slot.clone(),
+            db: db.clone(),
+        },
+    );
+    sim.host(host.as_str(), move || {
+        let node = Rc::new(RefCell::new(
+            ImpNode::new(cfg.clone(), routing.clone(), db.clone()).with_prg(prg.clone()),
+        ));
+        *slot.borrow_mut() = Some(node.clone());
+        let comp =
+            fakes::imp::component::ComponentService::new(comp_cfg.clone(), &cfg, dir.clone());
+        let axl = axl.clone();
+        async move {
+            // c2s for Jabber, the router port for the other nodes of the cluster, the
+            // component port for connectors, AXL for discovery.
+            let ports = driver::NodePorts::default();
+            let comp = Rc::new(RefCell::new(comp));
+            driver::serve_node(TurmoilNet, node, comp, axl, ports, || {}).await?;
+            Ok(())
+        }
+    });
 }
 
 /// The AXL service of cluster `ci`: its nodes (paired into PRGs 1+2, 3+4, 5+6), its users,
