@@ -37,43 +37,50 @@ pub const PRESENCE_RACE: Duration = Duration::from_millis(100);
 /// What a contact should see of a user: (resource, show, status), or unavailable.
 type Shown = Option<(String, Option<String>, Option<String>)>;
 
-/// Presence composition (spec 53), judged on the final state: for every device logged in at
-/// the end and every contact of its user, the last presence it received from that contact is
-/// the contact's composed presence: the manual presence if one is set (by a device still
-/// logged in), otherwise the latest device presence among the contact's logged-in devices
-/// (either of two published within [`PRESENCE_RACE`]), otherwise unavailable.
-pub fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
-    let oracle = Oracle::new(s, out);
-    let up_at_end = |user: &str, device: &str| {
-        oracle
-            .sessions
-            .get(&(user.to_string(), device.to_string()))
-            .and_then(|e| e.last())
-            .is_some_and(|(_, up)| *up)
-    };
-    // Per user: the manual presence (device, show, status) and, per device, its latest device
-    // presence with its time.
-    type Latest = (Duration, Option<String>, Option<String>);
-    let mut manual: BTreeMap<String, Shown> = BTreeMap::new();
-    let mut device: BTreeMap<String, BTreeMap<String, Latest>> = BTreeMap::new();
-    let mut manual_changes = 0u64;
-    for (at, p) in out.observer.published_presences() {
-        if p.manual {
-            manual_changes += 1;
-            let v = p.available.then(|| (p.device.clone(), p.show, p.status));
-            manual.insert(p.user, v);
-        } else {
-            device
-                .entry(p.user)
-                .or_default()
-                .insert(p.device, (at, p.show, p.status));
+/// A device presence as last published: (time, show, status).
+type Latest = (Duration, Option<String>, Option<String>);
+
+/// What users published: per user the manual presence (device, show, status) and, per
+/// device, its latest device presence with its time.
+struct Published {
+    manual: BTreeMap<String, Shown>,
+    device: BTreeMap<String, BTreeMap<String, Latest>>,
+    manual_changes: u64,
+}
+
+impl Published {
+    fn of(out: &History) -> Self {
+        let mut p = Self {
+            manual: BTreeMap::new(),
+            device: BTreeMap::new(),
+            manual_changes: 0,
+        };
+        for (at, e) in out.observer.published_presences() {
+            if e.manual {
+                p.manual_changes += 1;
+                let v = e.available.then(|| (e.device.clone(), e.show, e.status));
+                p.manual.insert(e.user, v);
+            } else {
+                p.device
+                    .entry(e.user)
+                    .or_default()
+                    .insert(e.device, (at, e.show, e.status));
+            }
         }
+        p
     }
-    // Every presence a contact may show for `user` now.
-    let candidates = |user: &str| -> (Vec<Shown>, bool) {
-        let devs: Vec<(&String, &Latest)> = device
+
+    /// Every presence a contact may show for `user` now, and whether a manual presence beats
+    /// logged-in devices.
+    fn candidates(&self, oracle: &Oracle<'_>, user: &str) -> (Vec<Shown>, bool) {
+        let devs: Vec<(&String, &Latest)> = self
+            .device
             .get(user)
-            .map(|m| m.iter().filter(|(d, _)| up_at_end(user, d)).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(d, _)| up_at_end(oracle, user, d))
+                    .collect()
+            })
             .unwrap_or_default();
         let latest = devs.iter().map(|(_, l)| l.0).max();
         let device_shown: Vec<Shown> = devs
@@ -81,12 +88,33 @@ pub fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
             .filter(|(_, l)| latest.is_some_and(|t| t.saturating_sub(l.0) <= PRESENCE_RACE))
             .map(|(d, l)| Some(((*d).clone(), l.1.clone(), l.2.clone())))
             .collect();
-        match manual.get(user).cloned().flatten() {
-            Some(m) if up_at_end(user, &m.0) => (vec![Some(m)], !device_shown.is_empty()),
+        match self.manual.get(user).cloned().flatten() {
+            Some(m) if up_at_end(oracle, user, &m.0) => (vec![Some(m)], !device_shown.is_empty()),
             _ if device_shown.is_empty() => (vec![None], false),
             _ => (device_shown, false),
         }
-    };
+    }
+}
+
+/// Whether `user/device` is logged in at the end.
+fn up_at_end(oracle: &Oracle<'_>, user: &str, device: &str) -> bool {
+    oracle
+        .sessions
+        .get(&(user.to_string(), device.to_string()))
+        .and_then(|e| e.last())
+        .is_some_and(|(_, up)| *up)
+}
+
+/// Presence composition (spec 53), judged on the final state: for every device logged in at
+/// the end and every contact of its user, the last presence it received from that contact is
+/// the contact's composed presence: the manual presence if one is set (by a device still
+/// logged in), otherwise the latest device presence among the contact's logged-in devices
+/// (either of two published within [`PRESENCE_RACE`]), otherwise unavailable.
+pub fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
+    let oracle = Oracle::new(s, out);
+    let published = Published::of(out);
+    let manual_changes = published.manual_changes;
+    let candidates = |user: &str| published.candidates(&oracle, user);
     let seen = out.observer.seen_presences();
     let (mut judged, mut manual_won, mut with_text) = (0u64, 0u64, 0u64);
     let mut bad = Vec::new();

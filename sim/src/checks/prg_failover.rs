@@ -158,22 +158,7 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
             slowest.as_secs_f64()
         ));
     }
-    // While the peer served them, the node must have refused them.
-    let stayed = relogins(
-        out,
-        &users,
-        &e.node,
-        t_fail + e.within.0,
-        t_back.unwrap_or(end),
-    );
-    if !stayed.is_empty() {
-        let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
-        bad.push(format!(
-            "{} devices logged in to {} while its users were failed over (e.g. {u}/{d})",
-            stayed.len(),
-            e.node
-        ));
-    }
+    stayed_on_node(out, e, &users, (t_fail, t_back.unwrap_or(end)), &mut bad);
     let back_detail = t_back
         .map(|t| fallback(out, e, &users, (t, end), &mut bad))
         .unwrap_or_default();
@@ -197,6 +182,25 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
         )
     } else {
         (Status::Fail, bad.join("; "))
+    }
+}
+
+/// While the peer served them, the node must have refused its users' devices.
+fn stayed_on_node(
+    out: &History,
+    e: &PrgFailover,
+    users: &[&str],
+    (t_fail, until): (Duration, Duration),
+    bad: &mut Vec<String>,
+) {
+    let stayed = relogins(out, users, &e.node, t_fail + e.within.0, until);
+    if !stayed.is_empty() {
+        let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
+        bad.push(format!(
+            "{} devices logged in to {} while its users were failed over (e.g. {u}/{d})",
+            stayed.len(),
+            e.node
+        ));
     }
 }
 

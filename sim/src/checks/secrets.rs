@@ -1,4 +1,4 @@
-//! The `no_secrets_in_logs` check (DESIGN.md section 6, issue 5): no secret the run knows
+//! The `no_secrets_in_logs` check (issue 5): no secret the run knows
 //! appears in what it logs, in its trace (`trace.jsonl`) or in its run record (`run.json`, from
 //! which the reports are rendered).
 //!

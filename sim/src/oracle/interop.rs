@@ -277,12 +277,9 @@ pub fn check(m: &Matrix, overrides: &BTreeMap<String, String>) -> (Status, Strin
             let verdict = |d: bool| if d { "delivered" } else { "failed" };
             if want != works(s, r) || !want {
                 // A planted or a failing expectation is judged on what was delivered.
+                let wanted = if want { "deliver" } else { "fail" };
                 if delivers != want || (!want && c.forbidden > 0) {
-                    wrong.push(format!(
-                        "{key} {} (want {})",
-                        verdict(delivers),
-                        if want { "deliver" } else { "fail" }
-                    ));
+                    wrong.push(format!("{key} {} (want {wanted})", verdict(delivers)));
                 }
             } else if c.must == 0 {
                 unexercised.push(format!("{key} (bridge never up)"));

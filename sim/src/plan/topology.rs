@@ -1,4 +1,4 @@
-//! Host naming (DESIGN.md section 1) and the user population derived from a scenario.
+//! Host naming (see `docs/architecture.md`) and the user population derived from a scenario.
 //!
 //! Host names: `imp-<cluster>-<n>` (node 1 is the publisher), `exp-<cluster>-<n>`, `cloud`,
 //! `kms` or `hds`, and client farms `jabber-<k>` / `webex-<k>`. A cluster named `imp-a` or `a`

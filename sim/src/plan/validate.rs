@@ -14,7 +14,7 @@ pub const CLUSTER_NODES_MAX: u32 = 6;
 /// Most IM&P clusters one Expressway cluster may serve (spec 5, 19).
 pub const IMP_CLUSTERS_PER_EXPRESSWAY_MAX: usize = 5;
 /// Most client-farm hosts of one kind: turmoil's per-tick cost grows faster than the host
-/// count (PITFALLS), and 16 farms already carry 195,000 users.
+/// count (each tick visits every host), and 16 farms already carry 195,000 users.
 pub const CLIENT_FARMS_MAX: u32 = 16;
 /// Most users in a scenario: the largest supported organization is 195,000 Hybrid Message
 /// users (spec 4); a little headroom for non-HM users.
@@ -504,20 +504,19 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
 fn unknown_hosts(at: &str, f: &Fault, hosts: &[String], p: &mut Problems) {
     for (path, names) in fault_hosts(f) {
         for (j, h) in names.iter().enumerate() {
-            if !hosts.contains(h) {
-                p.add(
-                    format!(
-                        "{at}.{path}{}",
-                        if names.len() > 1 {
-                            format!("[{j}]")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    format!("no host is named `{h}`"),
-                    Some(one_of(h, hosts)),
-                );
+            if hosts.contains(h) {
+                continue;
             }
+            let index = if names.len() > 1 {
+                format!("[{j}]")
+            } else {
+                String::new()
+            };
+            p.add(
+                format!("{at}.{path}{index}"),
+                format!("no host is named `{h}`"),
+                Some(one_of(h, hosts)),
+            );
         }
     }
 }

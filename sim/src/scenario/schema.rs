@@ -1,4 +1,4 @@
-//! Scenario schema v1: the YAML shape of DESIGN.md section 5.
+//! Scenario schema v1: the YAML shape scenarios are written in (`scenarios/README.md`).
 //!
 //! A scenario is **topology + users + workloads + faults + checks**. Every struct denies unknown
 //! fields so a typo is an error that lists the valid keys, never a silently ignored setting.
@@ -239,7 +239,7 @@ pub struct ExpresswayCluster {
     /// Message connector set Active=Enabled (spec 21).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Session migration tuning (DESIGN.md section 9).
+    /// Session migration tuning (spec 62, see `docs/protocols.md`).
     #[serde(default)]
     pub migration: Migration,
 }
