@@ -95,7 +95,7 @@ fn outage_evidence(
             .range(from_ms..)
             .filter_map(|(t, p)| {
                 let n = p.nodes.iter().find(|n| n.node == node)?;
-                (n.status != NodeStatus::Operational && n.users > 0).then(|| (*t, n.users as f64))
+                (n.status != NodeStatus::Operational && n.users > 0).then_some((*t, n.users as f64))
             })
             .collect();
         if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
