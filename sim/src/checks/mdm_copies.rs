@@ -50,7 +50,11 @@ pub fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
                 }
                 checked += 1;
                 carbons_checked += 1;
-                if !m.carbon_seen.iter().any(|(u, dd)| *u == m.from && dd == d) {
+                if !m
+                    .carbon_seen
+                    .iter()
+                    .any(|c| c.user == m.from && c.device == d)
+                {
                     missing.push(format!("{id}: sender's {}/{d} got no sent carbon", m.from));
                 }
             }
@@ -59,8 +63,11 @@ pub fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
                     continue;
                 }
                 checked += 1;
-                let direct = m.deliveries.iter().any(|x| x.0 == d);
-                let carbon = m.carbon_seen.iter().any(|(u, dd)| *u == m.to && dd == d);
+                let direct = m.deliveries.iter().any(|x| x.device == d);
+                let carbon = m
+                    .carbon_seen
+                    .iter()
+                    .any(|c| c.user == m.to && c.device == d);
                 if !direct && !carbon {
                     missing.push(format!("{id}: recipient's {}/{d} never saw it", m.to));
                 }

@@ -3,7 +3,7 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
-use crate::history::observer::MessageRecord;
+use crate::history::observer::{MessageRecord, Refusal};
 use crate::oracle::{Expect, Oracle};
 use crate::scenario::ImpCluster;
 use crate::scenario::Scenario;
@@ -47,7 +47,7 @@ fn storage_off(
 ) -> (bool, bool) {
     use fakes::imp::node::UNDELIVERABLE_TEXT;
     let pre_12_5 = crate::scenario::imp_version(&c.version).is_some_and(|v| v < (12, 5));
-    if m.deliveries.iter().any(|d| d.2) {
+    if m.deliveries.iter().any(|d| d.delayed) {
         bad.push(format!(
             "{id} replayed from storage with offline storage off"
         ));
@@ -58,7 +58,7 @@ fn storage_off(
     if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
         return (false, false);
     }
-    let told = m.refused.iter().any(|r| r.2 == UNDELIVERABLE_TEXT);
+    let told = m.refused.iter().any(|r| r.text == UNDELIVERABLE_TEXT);
     // Judge the error only when no fault could have cut the sender off.
     let sender_safe = !oracle.at_risk(m);
     if pre_12_5 && !told && sender_safe {
@@ -96,17 +96,17 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             let Some(c) = oracle.cluster(&m.to) else {
                 continue;
             };
-            for (device, _, delayed, number) in &m.deliveries {
-                if *delayed {
+            for d in &m.deliveries {
+                if d.delayed {
                     replayed += 1;
                     replays
-                        .entry((m.from.clone(), m.to.clone(), device.clone()))
+                        .entry((m.from.clone(), m.to.clone(), d.device.clone()))
                         .or_default()
-                        .push((*number, pos, id.to_string()));
+                        .push((d.number, pos, id.to_string()));
                 }
             }
             if c.offline_storage {
-                if let Some((_, _, text)) = m.refused.first() {
+                if let Some(Refusal { text, .. }) = m.refused.first() {
                     bad.push(format!("{id} refused ({text}) with offline storage on"));
                 }
                 continue;

@@ -29,7 +29,8 @@ pub fn trace_text(out: &History) -> String {
             let v = serde_json::json!({"t": m.sent_at.as_secs_f64(), "kind": "sent", "id": id,
                 "from": m.from, "to": m.to});
             let _ = writeln!(text, "{v}");
-            for (device, at, delayed, _) in &m.deliveries {
+            for d in &m.deliveries {
+                let (device, at, delayed) = (&d.device, d.at, d.delayed);
                 let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "delivered", "id": id,
                     "device": device, "delayed": delayed});
                 let _ = writeln!(text, "{v}");

@@ -187,7 +187,7 @@ pub fn missing(
                 && !rec
                     .deliveries
                     .iter()
-                    .any(|d| client_of_device(&d.0) == *client)
+                    .any(|d| client_of_device(&d.device) == *client)
         })
         .map(|(c, _)| c)
         .collect()
@@ -236,7 +236,7 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
                 let got = rec
                     .deliveries
                     .iter()
-                    .any(|d| client_of_device(&d.0) == client);
+                    .any(|d| client_of_device(&d.device) == client);
                 let e = expect(s, rec.client, r, client, rec.sent_at, bridge);
                 let cell = m
                     .cells

@@ -75,17 +75,17 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
                 continue;
             }
             t.delivered += 1;
-            let first = m.deliveries.iter().map(|d| d.1).min().unwrap_or(m.sent_at);
+            let first = m.deliveries.iter().map(|d| d.at).min().unwrap_or(m.sent_at);
             t.latencies_ms.push((first - m.sent_at).as_millis() as u64);
-            let mut devices: Vec<&str> = m.deliveries.iter().map(|d| d.0.as_str()).collect();
+            let mut devices: Vec<&str> = m.deliveries.iter().map(|d| d.device.as_str()).collect();
             devices.sort_unstable();
             if devices.windows(2).any(|w| w[0] == w[1]) {
                 t.duplicated.push(id.to_string());
             }
             position += 1;
-            for (device, _, delayed, number) in &m.deliveries {
-                let key = (m.from.clone(), m.to.clone(), device.clone());
-                let arrival = (*number, position, *delayed, id.to_string());
+            for d in &m.deliveries {
+                let key = (m.from.clone(), m.to.clone(), d.device.clone());
+                let arrival = (d.number, position, d.delayed, id.to_string());
                 arrivals.entry(key).or_default().push(arrival);
             }
         }
