@@ -160,13 +160,13 @@ fn translate(c: &mut Criterion) {
 
 fn scenario(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/smoke.yaml");
-    let s = sim::scenario::load(&path).expect("smoke scenario is valid");
+    let s = sim::load(&path).expect("smoke scenario is valid");
     let mut g = c.benchmark_group("scenario");
     g.sample_size(10);
     g.throughput(Throughput::Elements(s.duration.0.as_secs()));
     g.bench_function("smoke_sim_seconds", |b| {
         b.iter(|| {
-            let out = sim::runner::run(&s, s.seed, &mut |_| {});
+            let out = sim::run::run(&s, s.seed, sim::run::Options::default(), &mut |_| {});
             assert!(out.failure.is_none());
             out.steps
         })

@@ -19,9 +19,6 @@
 //!   HTTP driver and client.
 //! - [`observe`]: how client models report to the simulation's observer.
 //! - [`rest`]: the REST request/response types the cloud and the KMS host share.
-//!
-//! Old paths kept while the simulation moves to the new ones: [`jabber`] and [`webex`] (now
-//! under [`clients`]), [`kms_http`] (now [`kms::service`] and [`kms::http`]).
 
 pub mod accept;
 pub mod body;
@@ -33,15 +30,6 @@ pub mod imp;
 pub mod kms;
 pub mod rest;
 
-// old path, kept until sim follows
-pub use clients::{jabber, webex};
-
-/// Old path of the KMS host (now [`kms::service`] and [`kms::http`]).
-pub mod kms_http {
-    // old path, kept until sim follows
-    pub use crate::kms::http::*;
-    pub use crate::kms::service::*;
-}
 pub mod observe;
 
 use rand::RngExt as _;

@@ -2,7 +2,7 @@
 //! to the KMS) and the KMS (which answers with the same [`Response`]) both import it and
 //! neither imports the other.
 
-pub use connector::io::http::Method;
+pub use connector::proto::http::Method;
 
 /// The core's answer: a status and a JSON body.
 #[derive(Debug, Clone, PartialEq)]

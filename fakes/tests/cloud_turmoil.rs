@@ -388,10 +388,10 @@ fn connector_gets_assignment_and_bridged_activity() {
 /// A request sent on a keep-alive connection just as the cloud closes it for idleness (a race
 /// of HTTP/1.1 itself) gets no response. Sent at several instants around the idle timeout,
 /// on a bare connection some are lost that way (so the test does meet the race), while the
-/// Webex App's [`fakes::webex::CloudConn`] gets every one answered.
+/// Webex App's [`fakes::clients::webex::CloudConn`] gets every one answered.
 #[test]
 fn a_request_racing_the_idle_close_is_sent_again_on_a_new_connection() {
-    use fakes::webex::CloudConn;
+    use fakes::clients::webex::CloudConn;
     let mut sim = sim();
     sim.client("webex-1", async {
         let mut tasks = Vec::new();

@@ -17,7 +17,7 @@ use connector::proto::jwe::{self, SpaceKey};
 use fakes::cloud::api::{Event, Method};
 use fakes::cloud::http::{self, CLOUD_HOST, CLOUD_PORT, HttpClient};
 use fakes::cloud::{Cloud, CloudConfig};
-use fakes::kms_http::{KMS_PORT, KmsService};
+use fakes::kms::{KMS_PORT, KmsService};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -60,7 +60,7 @@ fn sim<'a>(kms_host: &'static str) -> (turmoil::Sim<'a>, SharedKms, SharedCloud)
     sim.host(kms_host, move || {
         let k = k.clone();
         async move {
-            fakes::kms_http::serve(TurmoilNet, k, KMS_PORT).await?;
+            fakes::kms::http::serve(TurmoilNet, k, KMS_PORT).await?;
             Ok(())
         }
     });

@@ -5,47 +5,52 @@
 //! fault timeline run at simulated times; the observer records history; checks judge it; the
 //! run record and reports are written. The same seed gives the same trace digest.
 //!
-//! ## Module map
-//! - [`scenario`]: schema, value types, located errors, validation.
-//! - [`topology`]: host naming and the user population.
-//! - [`rng`]: per-component ChaCha RNGs derived from the seed by name.
-//! - [`observer`]: the history and the trace digest.
-//! - [`faults`]: the fault timeline and how it is applied to turmoil.
-//! - [`hybrid`]: the cloud, the Expressway nodes running the real connector, Webex farms.
-//! - [`imp`]: the IM&P nodes' component and AXL services built from a scenario.
-//! - [`interop`]: the interop oracle (spec 32-34) and the 16-way matrix check.
-//! - [`prg`]: IM&P Presence Redundancy Groups: settings, client server lists, failover
-//!   faults, `prg_state` series and the `prg_failover` check.
-//! - [`presence_check`]: Webex presence as Jabber contacts see it (spec 50-55).
-//! - [`group_chat_check`]: group chat is never bridged (spec 42): the `group_chat` workload's
-//!   plans and check.
-//! - [`migration_check`]: IM&P failover as the connector sees it: the `migration` and
-//!   `status_page` checks, connector liveness, the migration curve (spec 61-71).
-//! - [`secrets_check`]: the `no_secrets_in_logs` check: the run's log captured in memory,
-//!   the trace and the run record scanned for every secret the run knows.
-//! - [`runner`]: building the world and stepping it, bounded by `duration + drain`.
-//! - [`checks`]: the oracle.
-//! - [`record`]: run record assembly and output files.
+//! ## Module map: the pipeline
+//!
+//! Each stage imports only the stages before it (`tests/layers.rs` enforces it):
+//!
+//! ```text
+//! scenario → plan → world → inject → run ──writes──▶ history ◀── oracle ◀── checks ◀── record ◀── cli
+//!                                      └───asks the oracle whether the run is quiescent
+//! ```
+//!
+//! - [`scenario`]: the YAML schema, value types, parsing with located errors.
+//! - [`plan`]: pure decisions from the scenario and the seed: population, component settings,
+//!   workload plans, the fault timeline; the scenario's cross-field rules.
+//! - [`world`]: the plan turned into turmoil hosts and explicit handles (the only caller of
+//!   `sim.host`).
+//! - [`inject`]: one `apply` for every fault action.
+//! - [`run`]: the step loop, sampling, quiescence; produces the history.
+//! - [`history`]: what a run produced, as data; the trace digest.
+//! - [`oracle`]: what must, may and must not be delivered.
+//! - [`checks`]: each scenario check judged over the history.
+//! - [`record`]: the run record and output files.
 //! - [`cli`]: the `hmsim` command line.
+//!
+//! See `docs/architecture.md` for where each kind of change goes.
 
-pub mod capacity_check;
 pub mod checks;
 pub mod cli;
-pub mod faults;
-pub mod group_chat_check;
-pub mod hybrid;
-pub mod imp;
-pub mod interop;
-pub mod migration_check;
-pub mod observer;
-pub mod presence_check;
-pub mod prg;
+pub mod history;
+pub mod inject;
+pub mod oracle;
+pub mod plan;
 pub mod record;
-pub mod rng;
-pub mod runner;
+pub mod run;
 pub mod scenario;
-pub mod secrets_check;
-pub mod topology;
+pub mod world;
+
+/// Parses and validates scenario text; `file` is used in diagnostics.
+pub fn parse(file: &str, source: &str) -> Result<scenario::Scenario, scenario::ScenarioError> {
+    scenario::parse(file, source, &|s| {
+        plan::validate::validate(s, &checks::Registry)
+    })
+}
+
+/// Reads and validates a scenario file.
+pub fn load(path: &std::path::Path) -> Result<scenario::Scenario, scenario::ScenarioError> {
+    scenario::load(path, &|s| plan::validate::validate(s, &checks::Registry))
+}
 
 /// Errors at this crate's boundary.
 #[derive(Debug, thiserror::Error)]

@@ -22,7 +22,8 @@
 use connector::core::node::{ConnectorNode, NodeSettings};
 use connector::core::presence;
 use connector::io::driver::{self, Peers};
-use connector::io::http::{EventClient, HttpClient, Method, ws_connect};
+use connector::io::http::{EventClient, HttpClient, ws_connect};
+use connector::proto::http::Method;
 use connector::io::net::{Net as _, TurmoilNet};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::Event;
@@ -31,7 +32,7 @@ use fakes::cloud::api::Request;
 use fakes::cloud::http::{CLOUD_HOST, CLOUD_PORT};
 use fakes::cloud::{Cloud, CloudConfig};
 use fakes::imp::{axl, component, driver as imp_driver};
-use fakes::jabber::{ClientEvent, JabberCore};
+use fakes::clients::jabber::{ClientEvent, JabberCore};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng as _;
 use serde_json::{Value, json};
@@ -405,7 +406,7 @@ async fn bob_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
             )
             .await?;
         let st = &p["states"][0];
-        let seen = sim::presence_check::from_cloud(
+        let seen = sim::run::collect::from_cloud(
             st["last_active_ms"].as_u64(),
             st["dnd_until_ms"].as_u64(),
             st["out_of_office"].as_bool().unwrap_or(false),

@@ -5,7 +5,7 @@
 //! connector --message-format=json`, so it is never stale) with a config pointing at them.
 //! Then, over real sockets:
 //! - Bob (Jabber, not Hybrid Message) logs in to the fake IM&P over XMPP c2s
-//!   ([`fakes::jabber::JabberCore`] on a tokio socket);
+//!   ([`fakes::clients::jabber::JabberCore`] on a tokio socket);
 //! - Alice (Webex, Hybrid Message) logs in to the cloud's REST API and event WebSocket
 //!   ([`connector::io::http`]), waits until Control Hub shows her assigned to the connector,
 //!   creates the 1:1 space, fetches its key (relayed to the KMS process) and posts an encrypted
@@ -15,7 +15,7 @@
 //!   WebSocket delivers it and she decrypts it.
 //!
 //! Finally the connector's log (stderr, debug level for the `connector` crate) must hold none
-//! of the run's secrets ([`sim::secrets_check::scan`]).
+//! of the run's secrets ([`sim::checks::secrets::scan`]).
 //!
 //! The cloud's seed is chosen by replaying the cloud's setup in-process so that the
 //! registration delay it draws (up to 5 minutes, spec 12) is under [`REGISTRATION_DELAY_MAX`]:
@@ -33,17 +33,19 @@ use common::{KillOnDrop, free_ports, wait_with_timeout};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use connector::io::http::{HttpClient, Method, ws_connect};
+use connector::io::http::{HttpClient, ws_connect};
+use connector::proto::http::Method;
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::Event;
 use connector::proto::xmpp::{self, Jid};
 use fakes::cloud::api::Request;
 use fakes::cloud::serve::CloudServeConfig;
-use fakes::jabber::{ClientEvent, JabberCore};
+use fakes::clients::jabber::{ClientEvent, JabberCore};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng as _;
 use serde_json::{Value, json};
-use sim::secrets_check::{self, Secret};
+use sim::checks::secrets::scan;
+use sim::history::{Secret, key_encodings};
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -533,10 +535,10 @@ fn webex_and_jabber_talk_through_the_real_connector_binary() {
         Secret::new("password of alice", ALICE_PW),
         Secret::new("password of bob", BOB_PW),
     ];
-    for (encoding, text) in secrets_check::key_encodings(&key.bytes) {
+    for (encoding, text) in key_encodings(&key.bytes) {
         secrets.push(Secret::new(format!("space key ({encoding})"), text));
     }
-    let found = secrets_check::scan(&secrets, "the connector's log", &log);
+    let found = scan(&secrets, "the connector's log", &log);
     assert!(
         found.is_empty(),
         "secrets in the connector's log: {found:?}"

@@ -44,8 +44,7 @@ pub const WS_MESSAGE_BYTES_MAX: usize = 1024 * 1024;
 /// sockets, and per-connection buffers multiply by that count.
 pub const WS_BUFFER_BYTES: usize = 4 * 1024;
 
-// old path, kept until sim/fakes follow
-pub use crate::proto::http::Method;
+use crate::proto::http::Method;
 
 // ---------------------------------------------------------------------------------------------
 

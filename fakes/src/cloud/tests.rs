@@ -1398,7 +1398,7 @@ fn remote_kms_requests_are_deferred_and_completed() {
 /// (`imp-failover-uncontrolled-small` seeds 5, 33 and 36 each lost one Webex → Jabber message).
 #[test]
 fn a_member_moved_while_the_space_key_is_made_gets_it_on_the_new_node() {
-    use crate::kms_http::{KmsCall as K, KmsService};
+    use crate::kms::{KmsCall as K, KmsService};
     let mut w = world_on(remote_cloud());
     let mut kms = KmsService::new(crate::kms::CLOUD_HOST, ChaCha8Rng::seed_from_u64(3));
     let now = w.now;

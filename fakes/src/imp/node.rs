@@ -1407,7 +1407,7 @@ fn carbon(bare: &str, to: &str, kind: &str, inner: &Element) -> Element {
 /// XEP-0082 timestamp of a simulated time, with the simulation starting at the Unix epoch
 /// plus one day offset-free: deterministic and parseable by any XMPP client.
 pub fn iso8601(t: Duration) -> String {
-    // The simulation epoch is fixed at 2026-01-01T00:00:00Z (see sim::runner).
+    // The simulation epoch is fixed at 2026-01-01T00:00:00Z (see sim::world::EPOCH_SECS).
     const EPOCH_DAYS: u64 = 20_454; // days from 1970-01-01 to 2026-01-01
     let secs = t.as_secs();
     let ms = t.subsec_millis();

@@ -3,17 +3,17 @@
 //! - [`schema`]: the YAML shape (serde types, defaults).
 //! - [`units`]: durations, percentages, rates.
 //! - [`locate`]: path → line/column index of a YAML source.
-//! - [`validate`]: cross-field rules and "not yet supported" gates.
 //!
-//! [`load`] is the only entry point the rest of the crate needs.
+//! The rules a valid scenario follows beyond its shape are the plan's (`plan::validate`): they
+//! need the plan's pure functions (host names, PRG pairs, connector settings). [`load`] and
+//! [`parse`] take them as a function; the crate root passes them in (`sim::load`).
 
 pub mod locate;
 pub mod schema;
 pub mod units;
-pub mod validate;
 
 pub use schema::*;
-pub use units::{Dur, Pct, Rate};
+pub use units::{Dur, Pct, Rate, imp_version};
 
 use locate::PathIndex;
 use std::fmt;
@@ -74,8 +74,22 @@ impl fmt::Display for ScenarioError {
     }
 }
 
+/// The rules a scenario is validated with: every problem found, with its field path.
+pub type Rules<'a> = &'a dyn Fn(&Scenario) -> Vec<Problem>;
+
+/// A rule violation, not yet located in the source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Field path.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+    /// Valid values or a suggestion.
+    pub help: Option<String>,
+}
+
 /// Reads and validates a scenario file.
-pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+pub fn load(path: &Path, rules: Rules<'_>) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
     let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         diagnostics: vec![Diagnostic {
@@ -87,14 +101,14 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
             help: None,
         }],
     })?;
-    parse(&file, &source)
+    parse(&file, &source, rules)
 }
 
 /// Parses and validates scenario text; `file` is used in diagnostics.
-pub fn parse(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
+pub fn parse(file: &str, source: &str, rules: Rules<'_>) -> Result<Scenario, ScenarioError> {
     let scenario = deserialize(file, source)?;
     let index = PathIndex::build(source);
-    let problems = validate::validate(&scenario);
+    let problems = rules(&scenario);
     if problems.is_empty() {
         return Ok(scenario);
     }
@@ -154,7 +168,7 @@ fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
 
 /// Splits serde's message into the problem and a help line, adds "did you mean", and drops
 /// the YAML crate's own position suffix (we print the position in front).
-fn explain_serde_message(raw: &str) -> (String, Option<String>) {
+pub fn explain_serde_message(raw: &str) -> (String, Option<String>) {
     let msg = match raw.find(" at line ") {
         Some(i) => &raw[..i],
         None => raw,

@@ -1,4 +1,4 @@
-//! Scenario schema v1: the YAML shape of DESIGN.md section 5.
+//! Scenario schema v1: the YAML shape scenarios are written in (`scenarios/README.md`).
 //!
 //! A scenario is **topology + users + workloads + faults + checks**. Every struct denies unknown
 //! fields so a typo is an error that lists the valid keys, never a silently ignored setting.
@@ -40,7 +40,7 @@ pub struct Scenario {
     pub faults: Vec<Fault>,
     /// The oracle: properties the run must satisfy.
     #[serde(default)]
-    pub checks: Vec<Check>,
+    pub checks: Vec<CheckSpec>,
 }
 
 fn default_tick() -> Dur {
@@ -239,7 +239,7 @@ pub struct ExpresswayCluster {
     /// Message connector set Active=Enabled (spec 21).
     #[serde(default = "yes")]
     pub enabled: bool,
-    /// Session migration tuning (DESIGN.md section 9).
+    /// Session migration tuning (spec 62, see `docs/protocols.md`).
     #[serde(default)]
     pub migration: Migration,
 }
@@ -727,162 +727,78 @@ pub struct PrgHighAvailability {
 #[serde(deny_unknown_fields)]
 pub struct Reactivate {}
 
-/// A property the run must satisfy. Written as a bare name or `{ name: { params } }`.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Check {
-    /// Every deliverable message arrives exactly once.
-    NoMessageLoss,
-    /// Messages of each conversation arrive in the order sent (offline replay excepted).
-    PerConversationOrder,
-    /// Delivery latency bounds.
-    DeliveryLatency(LatencyBound),
-    /// Every client that should be logged in is, within a bound after faults end.
-    Liveness(LivenessBound),
-    /// The 16-way interop matrix (spec 32-33).
-    InteropMatrix(InteropExpect),
-    /// The Webex → Jabber presence table (spec 52-55).
-    Presence(Empty),
-    /// Session migration after an IM&P failover (spec 62).
-    Migration(MigrationExpect),
-    /// The status page's consistency (spec 66-71).
-    StatusPage(Empty),
-    /// The cloud never received a plaintext body.
-    NoPlaintextAtCloud,
-    /// No secret appears in logs or traces.
-    NoSecretsInLogs,
-    /// No node exceeded its session or assignment limits.
-    WithinCapacity,
-    /// "Sometimes" assertions: each named coverage point was reached at least once.
-    Reached(Vec<String>),
-    /// Multiple Device Messaging: every device of the sender (other than the sending one) and
-    /// of the recipient that was logged in around the send saw the message (XEP-0280, spec 34).
-    MdmCopies,
-    /// Presence composition (spec 53): at the end, every logged-in device sees each contact's
-    /// composed presence (manual beats device; latest device wins), with its status text.
-    PresenceComposition,
-    /// Offline storage as configured (spec 46-48): with storage on, messages to users without a
-    /// session arrive later with a delay stamp, in order; with it off they are discarded, and
-    /// below 12.5 the sender is told "Message could not be delivered".
-    OfflineStorage,
-    /// IM&P PRG failover (spec 65): the failed node's users' clients re-log in to its peer
-    /// within a bound, and back after a fallback.
-    PrgFailover(PrgFailoverExpect),
-    /// Group chat is never bridged (spec 42): Jabber invitees join and get every message of
-    /// their rooms; Hybrid Message users on Webex are silently not added; users switching to
-    /// Webex leave every ad-hoc room; Webex group spaces reach nothing on Jabber and get no
-    /// read receipts from Jabber users; persistent rooms show Webex-Active users Available.
-    GroupChat,
-}
-
-/// Expected PRG failover (spec 65).
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct PrgFailoverExpect {
-    /// The node that fails over (`imp-a-1`).
-    pub node: String,
-    /// Its PRG peer, which takes its users over (`imp-a-2`).
-    pub peer: String,
-    /// Jabber devices of the node's users expected to re-log in to the peer (and back).
-    pub sessions: u32,
-    /// Each of them within this long of the failover (and of the fallback).
-    pub within: Dur,
-}
-
-/// A check with no parameters written in map form.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Empty {}
-
-/// Latency bounds.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LatencyBound {
-    /// Largest allowed 99th percentile.
-    #[serde(default)]
-    pub p99_max: Option<Dur>,
-    /// Largest allowed single latency.
-    #[serde(default)]
-    pub max: Option<Dur>,
-}
-
-/// Liveness bound.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct LivenessBound {
-    /// How long after the last fault ends every client must be connected again.
-    pub within: Dur,
-}
-
-/// Expected interop outcomes, overriding the table of spec 33 (for negative tests).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct InteropExpect {
-    /// `"W+->J-": deliver|fail` overrides.
-    #[serde(default)]
-    pub expect: std::collections::BTreeMap<String, String>,
-}
-
-/// Expected migration.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct MigrationExpect {
-    /// Source node.
-    pub from: String,
-    /// Destination node.
-    pub to: String,
-    /// Sessions expected to move; 0 means none may move (no high availability, spec 64).
-    pub sessions: u32,
-    /// The first move happens within this long of the fault.
-    pub start_within: Dur,
-    /// All moves complete within this long of the first move (a long detection delay does not
-    /// fail a correctly paced migration; `start_within` bounds the delay).
-    pub complete_within: Dur,
-    /// And not sooner than this after the first move (the rate limit is honoured).
-    #[serde(default)]
-    pub complete_after: Option<Dur>,
-}
-
 /// Names of the workload kinds.
 pub const WORKLOAD_NAMES: &[&str] = &["chat", "presence", "group_chat"];
 
-/// Names of the check kinds.
-pub const CHECK_NAMES: &[&str] = &[
-    "no_message_loss",
-    "per_conversation_order",
-    "delivery_latency",
-    "liveness",
-    "interop_matrix",
-    "presence",
-    "migration",
-    "status_page",
-    "no_plaintext_at_cloud",
-    "no_secrets_in_logs",
-    "within_capacity",
-    "mdm_copies",
-    "offline_storage",
-    "presence_composition",
-    "prg_failover",
-    "reached",
-    "group_chat",
-];
+/// A check as the scenario lists it: a bare name (`no_message_loss`) or a single-key mapping
+/// (`liveness: { within: 5m }`). Its parameters are read by the check itself (`checks::REGISTRY`),
+/// which also says which names exist.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckSpec {
+    /// The check's name.
+    pub name: String,
+    /// Its parameters as written (`Null` for a bare name).
+    pub params: serde_yaml::Value,
+}
+
+impl CheckSpec {
+    /// A check written as `name: params`.
+    pub fn new(name: &str, params: serde_yaml::Value) -> Self {
+        Self {
+            name: name.into(),
+            params,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CheckSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(CheckVisitor)
+    }
+}
+
+struct CheckVisitor;
+
+impl<'de> serde::de::Visitor<'de> for CheckVisitor {
+    type Value = CheckSpec;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str(CHECK_EXPECTING)
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<CheckSpec, E> {
+        Ok(CheckSpec::new(v, serde_yaml::Value::Null))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CheckSpec, A::Error> {
+        use serde::de::Error as _;
+        let Some(name) = map.next_key::<String>()? else {
+            return Err(A::Error::custom(format!(
+                "empty mapping: expected {CHECK_EXPECTING}"
+            )));
+        };
+        let params = map.next_value::<serde_yaml::Value>()?;
+        if let Some(extra) = map.next_key::<String>()? {
+            return Err(beside::<A::Error>(&extra, &name));
+        }
+        Ok(CheckSpec::new(&name, params))
+    }
+}
+
+const CHECK_EXPECTING: &str = "a check name, or a mapping `name: { parameters }`";
+
+/// A second key in a single-kind list item.
+fn beside<E: serde::de::Error>(extra: &str, name: &str) -> E {
+    E::custom(format!(
+        "`{extra}` beside `{name}`: each list item holds exactly one kind; start a new item with `- {extra}: ...`"
+    ))
+}
 
 // The YAML crate reads externally tagged enums only from YAML tags (`!chat`), not from the
-// single-key mappings scenarios use, so these two enums are read by hand. Streaming through a
+// single-key mappings scenarios use, so workloads and checks are read by hand. Streaming through a
 // MapAccess keeps serde_path_to_error's field paths and the parser's positions intact.
 
 impl<'de> Deserialize<'de> for Workload {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         d.deserialize_any(TaggedVisitor::<Workload>::new(
             "a workload such as `chat: { rate_per_user: 1/10m }`",
-        ))
-    }
-}
-
-impl<'de> Deserialize<'de> for Check {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        d.deserialize_any(TaggedVisitor::<Check>::new(
-            "a check name, or a mapping `name: { parameters }`",
         ))
     }
 }
@@ -912,46 +828,6 @@ impl Tagged for Workload {
             "presence" => Workload::Presence(map.next_value()?),
             "group_chat" => Workload::GroupChat(map.next_value()?),
             _ => Workload::Chat(map.next_value()?),
-        })
-    }
-}
-
-impl Tagged for Check {
-    const NAMES: &'static [&'static str] = CHECK_NAMES;
-    fn bare(name: &str) -> Option<Self> {
-        Some(match name {
-            "no_message_loss" => Check::NoMessageLoss,
-            "per_conversation_order" => Check::PerConversationOrder,
-            "interop_matrix" => Check::InteropMatrix(InteropExpect::default()),
-            "presence" => Check::Presence(Empty {}),
-            "status_page" => Check::StatusPage(Empty {}),
-            "no_plaintext_at_cloud" => Check::NoPlaintextAtCloud,
-            "no_secrets_in_logs" => Check::NoSecretsInLogs,
-            "within_capacity" => Check::WithinCapacity,
-            "mdm_copies" => Check::MdmCopies,
-            "offline_storage" => Check::OfflineStorage,
-            "presence_composition" => Check::PresenceComposition,
-            "group_chat" => Check::GroupChat,
-            _ => return None,
-        })
-    }
-    fn with_value<'de, A: serde::de::MapAccess<'de>>(
-        name: &str,
-        map: &mut A,
-    ) -> Result<Self, A::Error> {
-        Ok(match name {
-            "delivery_latency" => Check::DeliveryLatency(map.next_value()?),
-            "liveness" => Check::Liveness(map.next_value()?),
-            "interop_matrix" => Check::InteropMatrix(map.next_value()?),
-            "migration" => Check::Migration(map.next_value()?),
-            "prg_failover" => Check::PrgFailover(map.next_value()?),
-            "presence" => Check::Presence(map.next_value()?),
-            "status_page" => Check::StatusPage(map.next_value()?),
-            "reached" => Check::Reached(map.next_value()?),
-            bare => {
-                map.next_value::<Empty>()?;
-                Self::bare(bare).expect("every other name is a bare variant")
-            }
         })
     }
 }
@@ -995,9 +871,7 @@ impl<'de, T: Tagged> serde::de::Visitor<'de> for TaggedVisitor<T> {
         }
         let value = T::with_value(&name, &mut map)?;
         if let Some(extra) = map.next_key::<String>()? {
-            return Err(A::Error::custom(format!(
-                "`{extra}` beside `{name}`: each list item holds exactly one kind; start a new item with `- {extra}: ...`"
-            )));
+            return Err(beside::<A::Error>(&extra, &name));
         }
         Ok(value)
     }

@@ -237,6 +237,10 @@ impl Serialize for Rate {
     }
 }
 
+/// Parses an IM&P version's major and minor numbers (`11.5(1)SU3` → (11, 5)): the one
+/// parser `hmsim serve imp` uses too.
+pub use fakes::imp::serve::imp_version;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,4 +1,4 @@
-//! The `no_secrets_in_logs` check (DESIGN.md section 6, issue 5): no secret the run knows
+//! The `no_secrets_in_logs` check (issue 5): no secret the run knows
 //! appears in what it logs, in its trace (`trace.jsonl`) or in its run record (`run.json`, from
 //! which the reports are rendered).
 //!
@@ -8,7 +8,7 @@
 //!   level in memory (scoped to the run's thread, so parallel runs do not mix), and still hands
 //!   events to whatever subscriber was active before (`HMSIM_LOG` keeps working). Runs without
 //!   the check pay nothing.
-//! - **The trace**: the lines `hmsim run --trace` writes ([`crate::record::trace_text`]).
+//! - **The trace**: the lines `hmsim run --trace` writes ([`crate::history::trace::trace_text`]).
 //! - **The run record**: [`check_record`] scans the finished record as `run.json` holds it.
 //!
 //! ## Which secrets ([`collect`])
@@ -23,16 +23,13 @@
 //! A failure names the secret's kind and where it appeared (source and line), with the line
 //! shown redacted: the secret itself is never printed.
 
-use crate::hybrid::HybridHandles;
-use crate::runner::RunOutput;
-use crate::scenario::{Check, Scenario};
-use crate::topology::UserSpec;
-use base64::Engine as _;
+use crate::history::{LOG_BYTES_MAX, Secret, key_encodings};
+
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::History;
+use crate::scenario::Scenario;
 use reports::Status;
 use std::fmt;
-use std::sync::{Arc, Mutex};
-use tracing_subscriber::layer::SubscriberExt as _;
-use tracing_subscriber::{Layer as _, filter};
 
 /// Bearer and registration tokens by shape: prefix, kind. The cloud draws each as the prefix
 /// and 32 lowercase hex digits (`fakes::cloud::control_hub::draw_token`).
@@ -46,61 +43,10 @@ pub const TOKEN_HEX_DIGITS: usize = 32;
 /// Secrets shorter than this are not scanned for (they would match ordinary text); the check
 /// says how many it skipped.
 pub const SECRET_CHARS_MIN: usize = 6;
-/// The captured log is kept up to this size; the check says when it was cut.
-pub const LOG_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// Findings quoted in a failure.
 const FINDINGS_QUOTED_MAX: usize = 5;
 /// Characters of a redacted line quoted in a finding.
 const EXCERPT_CHARS_MAX: usize = 160;
-
-/// One secret the run knows. Its value is never shown (`Debug` redacts it).
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret {
-    /// What it is, e.g. "AXL password (cluster a)".
-    pub kind: String,
-    value: String,
-}
-
-impl Secret {
-    /// A secret of `kind`.
-    pub fn new(kind: impl Into<String>, value: impl Into<String>) -> Self {
-        Self {
-            kind: kind.into(),
-            value: value.into(),
-        }
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Secret")
-            .field("kind", &self.kind)
-            .field("value", &"<redacted>")
-            .finish()
-    }
-}
-
-/// What a run gathered for the check: the secrets it knows and what it logged.
-#[derive(Clone, Default)]
-pub struct Evidence {
-    /// Every secret known at the end of the run.
-    pub secrets: Vec<Secret>,
-    /// Everything the run logged (DEBUG and up, crates `connector`, `fakes`, `sim`).
-    pub log: String,
-    /// Whether the log outgrew [`LOG_BYTES_MAX`] and was cut.
-    pub log_cut: bool,
-}
-
-impl fmt::Debug for Evidence {
-    /// The secrets redacted, the log by size only (it may hold secrets).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Evidence")
-            .field("secrets", &self.secrets)
-            .field("log_bytes", &self.log.len())
-            .field("log_cut", &self.log_cut)
-            .finish()
-    }
-}
 
 /// Where a secret appeared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,121 +71,9 @@ impl fmt::Display for Finding {
     }
 }
 
-/// Whether scenario `s` lists the check.
+/// Whether scenario `s` lists the check (the run then captures its log and secrets).
 pub fn listed(s: &Scenario) -> bool {
-    s.checks.iter().any(|c| matches!(c, Check::NoSecretsInLogs))
-}
-
-/// The in-memory log: a shared, bounded byte buffer.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<(Vec<u8>, bool)>>);
-
-impl std::io::Write for LogBuffer {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut g = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let room = LOG_BYTES_MAX.saturating_sub(g.0.len());
-        if buf.len() > room {
-            g.1 = true;
-        }
-        g.0.extend_from_slice(&buf[..buf.len().min(room)]);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Runs `f` (a whole run) capturing its log when `s` lists the check; returns `f`'s result and
-/// the captured log (and whether it was cut), or `None` without the check.
-pub fn capture<T>(s: &Scenario, f: impl FnOnce() -> T) -> (T, Option<(String, bool)>) {
-    if !listed(s) {
-        return (f(), None);
-    }
-    let buf = LogBuffer::default();
-    let writer = buf.clone();
-    let keep = filter::Targets::new()
-        .with_target("connector", tracing::Level::DEBUG)
-        .with_target("fakes", tracing::Level::DEBUG)
-        .with_target("sim", tracing::Level::DEBUG);
-    let captured = tracing_subscriber::fmt::layer()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .without_time()
-        .with_filter(keep);
-    // Whatever subscriber was in force (the CLI's stderr log) still gets its events.
-    let outer = tracing::dispatcher::get_default(Clone::clone);
-    let wanted = outer.clone();
-    let forward = Forward(outer).with_filter(filter::filter_fn(move |m| wanted.enabled(m)));
-    let subscriber = tracing_subscriber::registry().with(captured).with(forward);
-    let out = tracing::subscriber::with_default(subscriber, f);
-    let (bytes, cut) = std::mem::take(&mut *buf.0.lock().unwrap_or_else(|p| p.into_inner()));
-    (
-        out,
-        Some((String::from_utf8_lossy(&bytes).into_owned(), cut)),
-    )
-}
-
-/// Hands events to another dispatcher (the one in force before [`capture`]).
-struct Forward(tracing::Dispatch);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Forward {
-    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
-        self.0.event(event);
-    }
-}
-
-/// The encodings a space key's 32 bytes may take: base64url without padding (the KMS's and
-/// the cloud's wire form), standard base64, lowercase hex, and Rust's debug form of the array.
-pub fn key_encodings(bytes: &[u8]) -> [(&'static str, String); 4] {
-    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    [
-        ("base64url", URL_SAFE_NO_PAD.encode(bytes)),
-        ("base64", STANDARD.encode(bytes)),
-        ("hex", hex),
-        ("debug", format!("{bytes:?}")),
-    ]
-}
-
-/// Every secret the run knows at its end (module doc): from the scenario, the population,
-/// Control Hub and the KMS.
-pub fn collect(s: &Scenario, h: &HybridHandles, users: &[UserSpec]) -> Vec<Secret> {
-    let mut out = Vec::new();
-    for c in &s.topology.imp_clusters {
-        out.push(Secret::new(
-            format!("AXL password (cluster {})", c.name),
-            c.axl.password.clone(),
-        ));
-    }
-    out.push(Secret::new(
-        "component secret",
-        crate::hybrid::COMPONENT_SECRET,
-    ));
-    for u in users {
-        out.push(Secret::new(
-            format!("password of {}", u.userid),
-            u.password.clone(),
-        ));
-    }
-    if let Some(cloud) = &h.cloud {
-        for c in cloud.borrow().control_hub().connectors() {
-            out.push(Secret::new(
-                format!("connector bearer token of {}", c.id),
-                c.token.clone(),
-            ));
-        }
-    }
-    if let Some(kms) = &h.kms {
-        for key in kms.borrow().kms().issued_keys() {
-            for (encoding, text) in key_encodings(&key.bytes) {
-                out.push(Secret::new(
-                    format!("space key {} ({encoding})", key.uri),
-                    text,
-                ));
-            }
-        }
-    }
-    out
+    s.checks.iter().any(|c| c.name == ENTRY.name)
 }
 
 /// Byte offsets where each line of `text` starts.
@@ -277,9 +111,9 @@ pub fn scan(secrets: &[Secret], source: &str, text: &str) -> Vec<Finding> {
     let mut hits: Vec<(usize, String)> = Vec::new();
     for s in secrets
         .iter()
-        .filter(|s| s.value.chars().count() >= SECRET_CHARS_MIN)
+        .filter(|s| s.value().chars().count() >= SECRET_CHARS_MIN)
     {
-        for (at, _) in text.match_indices(s.value.as_str()) {
+        for (at, _) in text.match_indices(s.value()) {
             hits.push((line_of(at), s.kind.clone()));
         }
     }
@@ -306,10 +140,10 @@ pub fn scan(secrets: &[Secret], source: &str, text: &str) -> Vec<Finding> {
 fn redact(secrets: &[Secret], line: &str) -> String {
     let mut out = line.to_string();
     // Longest first: a padded base64 key contains its unpadded base64url form.
-    let mut by_length: Vec<&Secret> = secrets.iter().filter(|s| !s.value.is_empty()).collect();
-    by_length.sort_by_key(|s| std::cmp::Reverse(s.value.len()));
+    let mut by_length: Vec<&Secret> = secrets.iter().filter(|s| !s.value().is_empty()).collect();
+    by_length.sort_by_key(|s| std::cmp::Reverse(s.value().len()));
     for s in by_length {
-        out = out.replace(s.value.as_str(), &format!("<{}>", s.kind));
+        out = out.replace(s.value(), &format!("<{}>", s.kind));
     }
     for (start, end, kind) in token_spans(&out.clone()).into_iter().rev() {
         out.replace_range(start..end, &format!("<{kind}>"));
@@ -323,14 +157,14 @@ fn redact(secrets: &[Secret], line: &str) -> String {
 }
 
 /// The check over the run's log and trace (the record is scanned by [`check_record`]).
-pub fn check(out: &RunOutput) -> (Status, String) {
+pub fn check(out: &History) -> (Status, String) {
     let Some(ev) = &out.secrets else {
         return (
             Status::Fail,
             "the run gathered no evidence (no log was captured)".into(),
         );
     };
-    let trace = crate::record::trace_text(out);
+    let trace = crate::history::trace::trace_text(out);
     let mut findings = scan(&ev.secrets, "the run's log", &ev.log);
     findings.extend(scan(&ev.secrets, "trace.jsonl", &trace));
     if !findings.is_empty() {
@@ -339,7 +173,7 @@ pub fn check(out: &RunOutput) -> (Status, String) {
     let short = ev
         .secrets
         .iter()
-        .filter(|s| s.value.chars().count() < SECRET_CHARS_MIN)
+        .filter(|s| s.value().chars().count() < SECRET_CHARS_MIN)
         .count();
     let mut detail = format!(
         "{} secrets ({}) and token shapes ({}) absent from the log ({} lines) and the trace ({} lines)",
@@ -364,7 +198,7 @@ pub fn check(out: &RunOutput) -> (Status, String) {
 
 /// Scans the finished record as `run.json` holds it; a secret there fails the check (which
 /// must be listed) and the run.
-pub fn check_record(out: &RunOutput, r: &mut reports::RunRecord) {
+pub fn check_record(out: &History, r: &mut reports::RunRecord) {
     let Some(ev) = &out.secrets else { return };
     let Ok(json) = serde_json::to_string_pretty(&*r) else {
         return;
@@ -373,7 +207,7 @@ pub fn check_record(out: &RunOutput, r: &mut reports::RunRecord) {
     if findings.is_empty() {
         return;
     }
-    let name = crate::scenario::validate::check_name(&Check::NoSecretsInLogs);
+    let name = ENTRY.name;
     if let Some(c) = r.checks.iter_mut().find(|c| c.name == name) {
         c.status = Status::Fail;
         c.detail = failure(&findings);
@@ -423,9 +257,42 @@ fn failure(findings: &[Finding]) -> String {
     )
 }
 
+/// The `no_secrets_in_logs` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoSecretsInLogs {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "no_secrets_in_logs",
+    bare: true,
+    read: boxed::<NoSecretsInLogs>,
+};
+
+impl Check for NoSecretsInLogs {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            log: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
+        check(h)
+    }
+    fn amend(&self, h: &History, r: &mut reports::RunRecord) {
+        check_record(h, r);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::Evidence;
+    use crate::run::collect::capture;
 
     fn secrets() -> Vec<Secret> {
         let mut s = vec![
@@ -447,14 +314,14 @@ mod tests {
         let (_, captured) = tracing::subscriber::with_default(
             tracing_subscriber::registry(),
             || {
-                let s = crate::scenario::parse(
+                let s = crate::parse(
                     "t.yaml",
                     "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{ name: a }]\n  \
                      expressway_clusters: [{ name: a, size: small, imp_clusters: [a] }]\n\
                      users: { count: 2 }\nchecks: [no_secrets_in_logs]\n",
                 )
                 .expect("valid test scenario");
-                capture(&s, || {
+                capture(listed(&s), || {
                     tracing::debug!(target: "connector::io::driver", "link up");
                     tracing::debug!(target: "fakes::imp::axl", user = "hmsim-axl", password = "axl-Secret-0", "login");
                     tracing::debug!(target: "other_crate", "axl-Secret-0 outside the captured crates");
@@ -465,7 +332,7 @@ mod tests {
         assert!(!cut);
         assert!(log.contains("link up"), "{log}");
         assert!(!log.contains("outside the captured crates"), "{log}");
-        let mut out = RunOutput::from_history(1, Default::default(), Vec::new());
+        let mut out = History::from_history(1, Default::default(), Vec::new());
         out.secrets = Some(Evidence {
             secrets: secrets(),
             log,
@@ -521,7 +388,7 @@ mod tests {
     fn short_secrets_are_skipped_and_said() {
         let s = vec![Secret::new("password of x", "pw")];
         assert!(scan(&s, "log", "pw pw pw").is_empty());
-        let mut out = RunOutput::from_history(1, Default::default(), Vec::new());
+        let mut out = History::from_history(1, Default::default(), Vec::new());
         out.secrets = Some(Evidence {
             secrets: s,
             log: "pw".into(),

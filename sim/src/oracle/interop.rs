@@ -17,8 +17,8 @@
 //! around the send (the runner samples sessions each second, [`SESSION_MARGIN`] either side);
 //! before the bridge is up (registration ≤ 5 min, activation, presence poll) it is *may*.
 
-use crate::runner::RunOutput;
-use crate::topology::UserSpec;
+use crate::history::History;
+use crate::plan::topology::UserSpec;
 use fakes::observe::ClientKind;
 use reports::{Status, Table};
 use std::collections::BTreeMap;
@@ -173,7 +173,7 @@ pub fn client_of_device(device: &str) -> ClientKind {
 /// The recipient clients that had to receive `rec` and did not.
 pub fn missing(
     users: &BTreeMap<&str, &UserSpec>,
-    rec: &crate::observer::MessageRecord,
+    rec: &crate::history::observer::MessageRecord,
     bridge: &Bridge,
 ) -> Vec<ClientKind> {
     let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str())) else {
@@ -187,7 +187,7 @@ pub fn missing(
                 && !rec
                     .deliveries
                     .iter()
-                    .any(|d| client_of_device(&d.0) == *client)
+                    .any(|d| client_of_device(&d.device) == *client)
         })
         .map(|(c, _)| c)
         .collect()
@@ -216,7 +216,7 @@ pub struct Cell {
 }
 
 /// Judges every (message, recipient client) pair of the run.
-pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
+pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
     let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
     let mut m = Matrix::default();
     out.observer.with_messages(|msgs| {
@@ -236,7 +236,7 @@ pub fn matrix(out: &RunOutput, bridge: &Bridge) -> Matrix {
                 let got = rec
                     .deliveries
                     .iter()
-                    .any(|d| client_of_device(&d.0) == client);
+                    .any(|d| client_of_device(&d.device) == client);
                 let e = expect(s, rec.client, r, client, rec.sent_at, bridge);
                 let cell = m
                     .cells
@@ -277,12 +277,9 @@ pub fn check(m: &Matrix, overrides: &BTreeMap<String, String>) -> (Status, Strin
             let verdict = |d: bool| if d { "delivered" } else { "failed" };
             if want != works(s, r) || !want {
                 // A planted or a failing expectation is judged on what was delivered.
+                let wanted = if want { "deliver" } else { "fail" };
                 if delivers != want || (!want && c.forbidden > 0) {
-                    wrong.push(format!(
-                        "{key} {} (want {})",
-                        verdict(delivers),
-                        if want { "deliver" } else { "fail" }
-                    ));
+                    wrong.push(format!("{key} {} (want {wanted})", verdict(delivers)));
                 }
             } else if c.must == 0 {
                 unexercised.push(format!("{key} (bridge never up)"));

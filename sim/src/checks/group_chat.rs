@@ -28,14 +28,13 @@
 //! Each behaviour must have been exercised at least once, or the check fails: a check that saw
 //! nothing proves nothing.
 
-use crate::interop::Bridge;
-use crate::rng::RngFactory;
-use crate::scenario::{GroupChatWorkload, Pct, Scenario, Workload};
-use crate::topology::UserSpec;
-use fakes::imp::muc::{MucStats, STATUS_REMOVED_BY_SERVICE};
-use fakes::jabber::{GroupPlan, RoomPlan};
+use crate::checks::{Check, Entry, boxed};
+use crate::history::{Bridge, GroupFacts, History};
+use crate::plan::topology::UserSpec;
+use crate::plan::validate::Problem;
+use crate::scenario::{Scenario, Workload};
+use fakes::imp::muc::STATUS_REMOVED_BY_SERVICE;
 use fakes::observe::{ClientKind, Delivered, GroupEvent, GroupEventKind};
-use rand::RngExt as _;
 use reports::Status;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -48,239 +47,6 @@ pub const RACE_MARGIN: Duration = Duration::from_secs(1);
 pub const SWITCH_WINDOW: Duration = Duration::from_secs(3);
 /// Violations quoted in the check's detail; the rest are counted.
 pub const QUOTED_MAX: usize = 5;
-
-/// One Webex group space a user creates.
-#[derive(Debug, Clone)]
-pub struct SpacePlan {
-    /// Which workload (wave) it belongs to.
-    pub workload: usize,
-    /// The other members' emails.
-    pub members: Vec<String>,
-    /// When it is created.
-    pub at: Duration,
-    /// Mean time between posts.
-    pub mean_interval: Duration,
-    /// Posting stops.
-    pub stop: Duration,
-}
-
-/// What a Webex group space looks like at the end of the run (from the cloud).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SpaceFacts {
-    /// Space id.
-    pub id: String,
-    /// Member emails.
-    pub members: Vec<String>,
-    /// Posts stored.
-    pub posts: u64,
-    /// Read receipts by member.
-    pub reads_by: BTreeMap<String, u64>,
-    /// Activities a connector posted.
-    pub via_connector: u64,
-}
-
-/// What the run leaves behind for the check besides the observer's history.
-#[derive(Debug, Clone, Default)]
-pub struct GroupFacts {
-    /// The group chat service's counters by IM&P node.
-    pub muc: BTreeMap<String, MucStats>,
-    /// Every Webex group space.
-    pub spaces: Vec<SpaceFacts>,
-}
-
-fn window(s: &Scenario, w: &GroupChatWorkload) -> (Duration, Duration) {
-    let start = w
-        .start
-        .map(|d| d.0)
-        .unwrap_or(crate::runner::CHAT_START_DEFAULT.min(s.duration.0 / 2));
-    (start, w.stop.unwrap_or(s.duration).0)
-}
-
-fn waves(s: &Scenario) -> impl Iterator<Item = (usize, &GroupChatWorkload)> {
-    s.workloads.iter().enumerate().filter_map(|(i, w)| match w {
-        Workload::GroupChat(g) => Some((i, g)),
-        _ => None,
-    })
-}
-
-fn drawn(rng: &mut impl rand::Rng, p: Pct) -> bool {
-    rng.random_range(0..Pct::ALL.0) < p.0
-}
-
-/// The group plan of every Jabber user (by user index): rooms it creates, with invitees from
-/// its own IM&P node; every Jabber user has one so that it accepts invitations.
-pub fn jabber_plans(
-    s: &Scenario,
-    rngs: &RngFactory,
-    users: &[UserSpec],
-) -> BTreeMap<u32, GroupPlan> {
-    let mut plans: BTreeMap<u32, GroupPlan> = BTreeMap::new();
-    let service = format!("conference.{}", s.topology.domain);
-    for (wi, w) in waves(s) {
-        let Some(mean) = w.rate_per_user.mean_interval() else {
-            continue;
-        };
-        let (start, stop) = window(s, w);
-        let mut rng = rngs.named(&format!("workload/{wi}/group-chat"));
-        for u in users.iter().filter(|u| u.jabber) {
-            let home = u.home_host(s);
-            let pool: Vec<&UserSpec> = users.iter().filter(|p| p.home_host(s) == home).collect();
-            let want = w.room_size.saturating_sub(1) as usize;
-            let invitees =
-                crate::hybrid::pick_contacts(&mut rng, &pool, u, want, |p| p.jid.clone());
-            let room = RoomPlan {
-                name: format!("g{wi}-{}", u.userid),
-                persistent: drawn(&mut rng, w.persistent),
-                invitees,
-                at: start,
-            };
-            let plan = plans.entry(u.index).or_insert_with(|| GroupPlan {
-                service: service.clone(),
-                rooms: Vec::new(),
-                mean_interval: mean,
-                stop,
-            });
-            plan.rooms.push(room);
-            // Several waves: the fastest rate, the latest stop.
-            plan.mean_interval = plan.mean_interval.min(mean);
-            plan.stop = plan.stop.max(stop);
-        }
-    }
-    plans
-}
-
-/// The Webex group spaces each Webex App user creates (by user index).
-pub fn space_plans(
-    s: &Scenario,
-    rngs: &RngFactory,
-    users: &[UserSpec],
-) -> BTreeMap<u32, Vec<SpacePlan>> {
-    let mut plans: BTreeMap<u32, Vec<SpacePlan>> = BTreeMap::new();
-    let everyone: Vec<&UserSpec> = users.iter().collect();
-    let hm_jabber: Vec<&UserSpec> = users
-        .iter()
-        .filter(|u| u.hybrid && u.jabber && !u.webex)
-        .collect();
-    for (wi, w) in waves(s) {
-        let Some(mean) = w.rate_per_user.mean_interval() else {
-            continue;
-        };
-        let (start, stop) = window(s, w);
-        let mut rng = rngs.named(&format!("workload/{wi}/group-spaces"));
-        for u in users.iter().filter(|u| u.webex) {
-            let want = w.room_size.saturating_sub(1) as usize;
-            // One member is a Hybrid Message user on Jabber when there is one (the case spec
-            // 42 (c) is about), the others anyone.
-            // (`u` uses Webex, so it is never in `hm_jabber`.)
-            let mut members: Vec<String> = Vec::new();
-            if !hm_jabber.is_empty() {
-                let p = hm_jabber[rng.random_range(0..hm_jabber.len())];
-                members.push(crate::hybrid::webex_email(p, s));
-            }
-            let rest = crate::hybrid::pick_contacts(&mut rng, &everyone, u, want, |p| {
-                crate::hybrid::webex_email(p, s)
-            });
-            for m in rest {
-                if members.len() < want && !members.contains(&m) {
-                    members.push(m);
-                }
-            }
-            if members.len() < 2 {
-                continue; // a group space has three members at least
-            }
-            plans.entry(u.index).or_default().push(SpacePlan {
-                workload: wi,
-                members,
-                at: start,
-                mean_interval: mean,
-                stop,
-            });
-        }
-    }
-    plans
-}
-
-/// Starts the Webex group spaces `plans` of user `u` on its farm (incarnation `inc`): each a
-/// second Webex device of the user, `webex.group<workload>.<inc>`.
-pub fn spawn_spaces(
-    plans: Option<&Vec<SpacePlan>>,
-    u: &UserSpec,
-    inc: u32,
-    host: &str,
-    (s, rngs, recorder): (
-        &Scenario,
-        &RngFactory,
-        &std::rc::Rc<dyn fakes::observe::Recorder>,
-    ),
-) {
-    for p in plans.into_iter().flatten() {
-        let device = format!("webex.group{}.{inc}", p.workload);
-        let spec = fakes::webex::GroupSpaceSpec {
-            net: connector::io::net::TurmoilNet,
-            host: host.to_string(),
-            cloud: (
-                fakes::cloud::http::CLOUD_HOST.into(),
-                fakes::cloud::http::CLOUD_PORT,
-            ),
-            email: crate::hybrid::webex_email(u, s),
-            password: u.password.clone(),
-            members: p.members.clone(),
-            at: p.at,
-            mean_interval: p.mean_interval,
-            stop: p.stop,
-            rng: rngs.named(&format!("group-space/{}/{}/{inc}", u.userid, p.workload)),
-            recorder: recorder.clone(),
-            device,
-        };
-        tokio::task::spawn_local(fakes::webex::run_group_space(spec));
-    }
-}
-
-/// Gathers the group chat counters of every IM&P node and every Webex group space.
-pub(crate) fn collect(
-    slots: &crate::runner::NodeSlots,
-    hybrid: &crate::hybrid::HybridHandles,
-    out: &mut crate::runner::RunOutput,
-) {
-    for (host, slot) in slots {
-        if let Some(node) = slot.borrow().as_ref() {
-            out.group
-                .muc
-                .insert(host.clone(), node.borrow().muc().stats().clone());
-        }
-    }
-    let Some(cloud) = &hybrid.cloud else { return };
-    let cloud = cloud.borrow();
-    let m = cloud.messaging();
-    let mut ids = BTreeSet::new();
-    for u in &out.users {
-        ids.extend(m.spaces_of(&u.jid));
-    }
-    for id in ids {
-        let Some(space) = m
-            .space(&id)
-            .filter(|s| s.kind == fakes::cloud::messaging::SpaceKind::Group)
-        else {
-            continue;
-        };
-        let mut f = SpaceFacts {
-            id: id.clone(),
-            members: space.members.clone(),
-            ..SpaceFacts::default()
-        };
-        for a in m.activities_after(&id, 0).unwrap_or_default() {
-            match a.verb {
-                fakes::cloud::messaging::Verb::Post => f.posts += 1,
-                fakes::cloud::messaging::Verb::Read => {
-                    *f.reads_by.entry(a.actor.clone()).or_default() += 1
-                }
-                _ => {}
-            }
-            f.via_connector += u64::from(a.via_connector.is_some());
-        }
-        out.group.spaces.push(f);
-    }
-}
 
 /// Everything the check judges.
 pub struct Inputs<'a> {
@@ -297,7 +63,7 @@ pub struct Inputs<'a> {
 }
 
 /// The `group_chat` check on a finished run.
-pub fn check(out: &crate::runner::RunOutput) -> (Status, String) {
+pub fn check(out: &crate::history::History) -> (Status, String) {
     let events = out.observer.group_events();
     let space_deliveries = out.observer.group_space_deliveries();
     judge(&Inputs {
@@ -714,9 +480,59 @@ fn spaces(i: &Inputs<'_>, v: &mut Verdict) {
     }
 }
 
+/// The `group_chat` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupChat {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "group_chat",
+    bare: true,
+    read: boxed::<GroupChat>,
+};
+
+impl Check for GroupChat {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        let mut p = Vec::new();
+        let mut add = |message: &str, help: &str| {
+            p.push(Problem {
+                path: at.to_string(),
+                message: message.into(),
+                help: Some(help.into()),
+            })
+        };
+        if !s
+            .workloads
+            .iter()
+            .any(|w| matches!(w, Workload::GroupChat(_)))
+        {
+            add(
+                "the `group_chat` check needs a `group_chat` workload",
+                "add `- group_chat: { rate_per_user: 1/1m }` to `workloads`",
+            );
+        }
+        if s.topology.expressway_clusters.is_empty() {
+            add(
+                "the `group_chat` check needs the connector (users switching to Webex)",
+                "add an `expressway_clusters` entry to `topology`",
+            );
+        }
+        p
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> crate::checks::Verdict {
+        check(h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::SpaceFacts;
+    use fakes::imp::muc::MucStats;
 
     fn user(i: u32, jabber: bool, webex: bool, hybrid: bool) -> UserSpec {
         UserSpec {

@@ -1,12 +1,12 @@
 //! Cross-field rules of a scenario, and gates for parts no code executes yet.
 //!
 //! Each rule yields a [`Problem`] with the field path it concerns and, where possible, the valid
-//! values; [`super::parse`] turns paths into line and column. Rules cite the spec item they
+//! values; [`crate::scenario::parse`] turns paths into line and column. Rules cite the spec item they
 //! come from. All problems are collected, not just the first, so one edit fixes a file.
 
-use super::schema::*;
-use super::units::{Dur, Pct};
-use crate::topology;
+use crate::plan::topology;
+use crate::scenario::schema::*;
+use crate::scenario::units::{Dur, Pct, imp_version};
 use std::collections::BTreeSet;
 
 /// Most nodes in an IM&P or Expressway cluster (spec 1, 5).
@@ -14,7 +14,7 @@ pub const CLUSTER_NODES_MAX: u32 = 6;
 /// Most IM&P clusters one Expressway cluster may serve (spec 5, 19).
 pub const IMP_CLUSTERS_PER_EXPRESSWAY_MAX: usize = 5;
 /// Most client-farm hosts of one kind: turmoil's per-tick cost grows faster than the host
-/// count (PITFALLS), and 16 farms already carry 195,000 users.
+/// count (each tick visits every host), and 16 farms already carry 195,000 users.
 pub const CLIENT_FARMS_MAX: u32 = 16;
 /// Most users in a scenario: the largest supported organization is 195,000 Hybrid Message
 /// users (spec 4); a little headroom for non-HM users.
@@ -24,16 +24,7 @@ pub const JABBER_DEVICES_MAX: u32 = 4;
 /// Coarsest tick accepted: beyond this, XMPP keepalives (30 s) would be distorted.
 pub const TICK_MAX_MS: u64 = 1_000;
 
-/// A rule violation, not yet located in the source.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    /// Field path.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// Valid values or a suggestion.
-    pub help: Option<String>,
-}
+pub use crate::scenario::Problem;
 
 struct Problems(Vec<Problem>);
 
@@ -46,16 +37,12 @@ impl Problems {
         });
     }
     fn unsupported(&mut self, path: impl Into<String>, what: &str) {
-        self.add(
-            path,
-            format!("{what} is not yet supported by this hmsim build"),
-            Some("remove it, or see README.md for what runs today".into()),
-        );
+        self.0.push(unsupported(&path.into(), what));
     }
 }
 
 /// Every rule violation in `s`.
-pub fn validate(s: &Scenario) -> Vec<Problem> {
+pub fn validate(s: &Scenario, catalog: &dyn Catalog) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
     header(s, &mut p);
     imp_clusters(s, &mut p);
@@ -70,7 +57,7 @@ pub fn validate(s: &Scenario) -> Vec<Problem> {
     for (i, f) in s.faults.iter().enumerate() {
         fault(s, i, f, &hosts, &mut p);
     }
-    checks(s, &mut p);
+    checks(s, catalog, &mut p);
     p.0
 }
 
@@ -169,18 +156,6 @@ fn imp_clusters(s: &Scenario, p: &mut Problems) {
     }
 }
 
-/// Parses an IM&P version's major and minor numbers (`11.5(1)SU3` → (11, 5)).
-pub fn imp_version(v: &str) -> Option<(u32, u32)> {
-    let core: String = v
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let mut it = core.split('.');
-    let major: u32 = it.next()?.parse().ok()?;
-    let minor: u32 = it.next().unwrap_or("0").parse().ok()?;
-    (8..100).contains(&major).then_some((major, minor))
-}
-
 fn expressway_clusters(s: &Scenario, p: &mut Problems) {
     let imp_names: Vec<String> = s
         .topology
@@ -246,7 +221,7 @@ fn connector_rules(s: &Scenario, p: &mut Problems) {
     }
     for (i, e) in s.topology.expressway_clusters.iter().enumerate() {
         let at = format!("topology.expressway_clusters[{i}]");
-        let cfg = crate::hybrid::connector_config(s, e);
+        let cfg = crate::plan::connector::connector_config(s, e);
         for err in config::validate(&cfg, &[]) {
             let path = match &err {
                 ConfigError::UppercaseHostname(_)
@@ -522,22 +497,26 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
             Some("network delivery is quantised to the tick".into()),
         );
     }
+    unknown_hosts(&at, f, hosts, p);
+}
+
+/// Every host a fault names must exist.
+fn unknown_hosts(at: &str, f: &Fault, hosts: &[String], p: &mut Problems) {
     for (path, names) in fault_hosts(f) {
         for (j, h) in names.iter().enumerate() {
-            if !hosts.contains(h) {
-                p.add(
-                    format!(
-                        "{at}.{path}{}",
-                        if names.len() > 1 {
-                            format!("[{j}]")
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    format!("no host is named `{h}`"),
-                    Some(one_of(h, hosts)),
-                );
+            if hosts.contains(h) {
+                continue;
             }
+            let index = if names.len() > 1 {
+                format!("[{j}]")
+            } else {
+                String::new()
+            };
+            p.add(
+                format!("{at}.{path}{index}"),
+                format!("no host is named `{h}`"),
+                Some(one_of(h, hosts)),
+            );
         }
     }
 }
@@ -558,7 +537,7 @@ fn prg_fault(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
     for (path, node) in named {
         let Some(node) = node else { continue };
         let paired = s.topology.imp_clusters.iter().any(|c| {
-            let cfg = crate::prg::node_config(c);
+            let cfg = crate::plan::imp::node_config(c);
             cfg.cluster.contains(node) && cfg.peer_of(node).is_some()
         });
         if !paired {
@@ -777,125 +756,49 @@ pub fn fault_hosts(f: &Fault) -> Vec<(String, Vec<String>)> {
     out
 }
 
-fn checks(s: &Scenario, p: &mut Problems) {
+/// The checks a scenario may list and the rules of each: the checks stage's registry
+/// (`checks::Registry`), passed in so that the plan names no later stage.
+pub trait Catalog {
+    /// Every check name, in registry order.
+    fn names(&self) -> Vec<&'static str>;
+    /// The problems of check `spec` (a known name) at `at` (`checks[i]`) in `s`.
+    fn problems(&self, s: &Scenario, at: &str, spec: &CheckSpec) -> Vec<Problem>;
+}
+
+/// `what` is not run by this build.
+pub fn unsupported(path: &str, what: &str) -> Problem {
+    Problem {
+        path: path.to_string(),
+        message: format!("{what} is not yet supported by this hmsim build"),
+        help: Some("remove it, or see README.md for what runs today".into()),
+    }
+}
+
+fn checks(s: &Scenario, catalog: &dyn Catalog, p: &mut Problems) {
+    let names = catalog.names();
     let mut seen = BTreeSet::new();
     for (i, c) in s.checks.iter().enumerate() {
-        let name = check_name(c);
         let at = format!("checks[{i}]");
-        if !seen.insert(name) {
-            p.add(at.clone(), format!("check `{name}` is listed twice"), None);
+        if !names.contains(&c.name.as_str()) {
+            // Worded as serde words an unknown variant, with "did you mean".
+            let list: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+            let raw = format!(
+                "unknown variant `{}`, expected one of {}",
+                c.name,
+                list.join(", ")
+            );
+            let (message, help) = crate::scenario::explain_serde_message(&raw);
+            p.add(at, message, help);
+            continue;
         }
-        if let Check::PrgFailover(e) = c {
-            let pair =
-                s.topology.imp_clusters.iter().any(|cl| {
-                    crate::prg::node_config(cl).peer_of(&e.node) == Some(e.peer.as_str())
-                });
-            if !pair {
-                p.add(
-                    format!("{at}.prg_failover"),
-                    format!("`{}` and `{}` are not a PRG pair", e.node, e.peer),
-                    Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
-                );
-            }
+        if !seen.insert(c.name.as_str()) {
+            p.add(
+                at.clone(),
+                format!("check `{}` is listed twice", c.name),
+                None,
+            );
         }
-        match c {
-            Check::NoMessageLoss
-            | Check::PerConversationOrder
-            | Check::DeliveryLatency(_)
-            | Check::Liveness(_)
-            | Check::MdmCopies
-            | Check::OfflineStorage
-            | Check::PresenceComposition
-            | Check::PrgFailover(_) => {}
-            Check::GroupChat => {
-                let has = s
-                    .workloads
-                    .iter()
-                    .any(|w| matches!(w, Workload::GroupChat(_)));
-                if !has {
-                    p.add(
-                        at.clone(),
-                        "the `group_chat` check needs a `group_chat` workload",
-                        Some("add `- group_chat: { rate_per_user: 1/1m }` to `workloads`".into()),
-                    );
-                }
-                if s.topology.expressway_clusters.is_empty() {
-                    p.add(
-                        at.clone(),
-                        "the `group_chat` check needs the connector (users switching to Webex)",
-                        Some("add an `expressway_clusters` entry to `topology`".into()),
-                    );
-                }
-            }
-            Check::InteropMatrix(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::Reached(points) if !points.is_empty() => {}
-            Check::NoPlaintextAtCloud if crate::topology::uses_cloud(s) => {}
-            Check::Presence(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::NoSecretsInLogs if !s.topology.expressway_clusters.is_empty() => {}
-            Check::WithinCapacity if !s.topology.expressway_clusters.is_empty() => {}
-            Check::StatusPage(_) if !s.topology.expressway_clusters.is_empty() => {}
-            Check::Migration(e) if !s.topology.expressway_clusters.is_empty() => {
-                migration(s, e, &at, p)
-            }
-            _ => p.unsupported(at, &format!("the `{name}` check")),
-        }
-    }
-}
-
-/// A `migration` check names a PRG pair, a fault that moves sessions between them, and
-/// bounds in order.
-fn migration(s: &Scenario, e: &crate::scenario::MigrationExpect, at: &str, p: &mut Problems) {
-    let at = format!("{at}.migration");
-    let pair = s
-        .topology
-        .imp_clusters
-        .iter()
-        .any(|cl| crate::prg::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
-    if !pair {
-        p.add(
-            at.clone(),
-            format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
-            Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
-        );
-    } else if crate::migration_check::triggers(s, &e.from, &e.to).is_empty() {
-        p.add(
-            at.clone(),
-            format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
-            Some(format!(
-                "add a crash or imp_failover of `{}`, or an imp_fallback to `{}`",
-                e.from, e.to
-            )),
-        );
-    }
-    if e.complete_after.is_some_and(|a| a.0 > e.complete_within.0) {
-        p.add(
-            format!("{at}.complete_after"),
-            "complete_after is longer than complete_within",
-            None,
-        );
-    }
-}
-
-/// The scenario name of a check.
-pub fn check_name(c: &Check) -> &'static str {
-    match c {
-        Check::GroupChat => "group_chat",
-        Check::NoMessageLoss => "no_message_loss",
-        Check::PerConversationOrder => "per_conversation_order",
-        Check::DeliveryLatency(_) => "delivery_latency",
-        Check::Liveness(_) => "liveness",
-        Check::InteropMatrix(_) => "interop_matrix",
-        Check::Presence(_) => "presence",
-        Check::Migration(_) => "migration",
-        Check::StatusPage(_) => "status_page",
-        Check::NoPlaintextAtCloud => "no_plaintext_at_cloud",
-        Check::NoSecretsInLogs => "no_secrets_in_logs",
-        Check::WithinCapacity => "within_capacity",
-        Check::MdmCopies => "mdm_copies",
-        Check::OfflineStorage => "offline_storage",
-        Check::PresenceComposition => "presence_composition",
-        Check::PrgFailover(_) => "prg_failover",
-        Check::Reached(_) => "reached",
+        p.0.extend(catalog.problems(s, &at, c));
     }
 }
 
@@ -905,7 +808,7 @@ fn one_of(bad: &str, valid: &[String]) -> String {
         .map(|v| format!("`{v}`"))
         .collect::<Vec<_>>()
         .join(", ");
-    match super::did_you_mean(bad, valid) {
+    match crate::scenario::did_you_mean(bad, valid) {
         Some(s) => format!("did you mean `{s}`? valid values: {list}"),
         None => format!("valid values: {list}"),
     }
@@ -932,7 +835,7 @@ mod tests {
         let yaml = format!(
             "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: {nodes} }}]\nusers: {{ count: 2 }}\nfaults:\n  - {fault}\n"
         );
-        crate::scenario::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+        crate::parse("t.yaml", &yaml).map_err(|e| e.to_string())
     }
 
     #[test]

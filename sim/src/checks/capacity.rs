@@ -1,7 +1,7 @@
 //! The `within_capacity` check (spec 2-9, 28): no connector node ever held more users than its
 //! capacity, and the cloud kept its nodes balanced.
 //!
-//! Inputs are the time series the runner samples (`crate::hybrid::sample_series`):
+//! Inputs are the time series the runner samples (`crate::run::sample::series`):
 //! - `cloud_assigned/<node>` and `cloud_eligible/<node>`: the cloud's assignment view;
 //! - `connector_assigned/<host>` and `connector_open_sessions/<host>`: what each connector was
 //!   told to serve and how many IM&P sessions it holds.
@@ -16,6 +16,8 @@
 //!   ⌈total ÷ eligible nodes⌉ + [`BALANCE_TOLERANCE`]. The cloud's state changes atomically,
 //!   so every sample of it is settled.
 
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::History;
 use crate::scenario::Scenario;
 use fakes::cloud::assignment::{cluster_capacity, node_capacity};
 use reports::Status;
@@ -50,15 +52,15 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
         .expressway_clusters
         .iter()
         .map(|e| {
-            let (size, coresidency) = crate::hybrid::capacity_shape(e);
+            let (size, coresidency) = crate::plan::connector::capacity_shape(e);
             let n = e.nodes as usize;
-            let ids = crate::hybrid::connector_config(s, e).nodes;
+            let ids = crate::plan::connector::connector_config(s, e).nodes;
             ClusterLimits {
                 name: e.name.clone(),
                 nodes: ids
                     .into_iter()
                     .enumerate()
-                    .map(|(k, id)| (id, crate::topology::exp_host(&e.name, k as u32 + 1)))
+                    .map(|(k, id)| (id, crate::plan::topology::exp_host(&e.name, k as u32 + 1)))
                     .collect(),
                 node_capacity: node_capacity(size, coresidency, n).unwrap_or(0),
                 capacity: cluster_capacity(size, coresidency, n).unwrap_or(0),
@@ -68,7 +70,7 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
 }
 
 /// The check on a run.
-pub fn check(s: &Scenario, out: &crate::runner::RunOutput) -> (Status, String) {
+pub fn check(s: &Scenario, out: &crate::history::History) -> (Status, String) {
     judge(&limits(s), &out.series)
 }
 
@@ -106,33 +108,7 @@ pub fn judge(limits: &[ClusterLimits], series: &Series) -> (Status, String) {
         let mut last = String::new();
         for (at_ms, nodes) in samples(c, series) {
             judged += 1;
-            let t = at_ms as f64 / 1000.0;
-            let total: u32 = nodes.values().map(|n| n.0).sum();
-            if total > c.capacity {
-                bad.push(format!(
-                    "{} at {t:.0}s: {total} users > U(N) {}",
-                    c.name, c.capacity
-                ));
-            }
-            for (id, n) in &nodes {
-                let p = peak.entry(id.clone()).or_default();
-                *p = (*p).max(n.0).max(n.2).max(n.3);
-                for (what, v) in [
-                    ("assigned", n.0),
-                    ("connector-assigned", n.2),
-                    ("sessions", n.3),
-                ] {
-                    if v > c.node_capacity {
-                        bad.push(format!(
-                            "{id} at {t:.0}s: {v} {what} > U(1) {}",
-                            c.node_capacity
-                        ));
-                    }
-                }
-            }
-            if let Some(b) = imbalance(&nodes) {
-                bad.push(format!("{} at {t:.0}s: {b}", c.name));
-            }
+            sample_violations(c, at_ms, &nodes, &mut peak, &mut bad);
             last = balance(&nodes);
         }
         let peaks: Vec<String> = peak.iter().map(|(n, p)| format!("{n} {p}")).collect();
@@ -196,6 +172,70 @@ fn balance(nodes: &BTreeMap<String, NodeSample>) -> String {
             format!("max/min {max}/{min} over {count} eligible nodes ({total} users)")
         }
         None => "no eligible node".into(),
+    }
+}
+
+/// The violations of one sample of cluster `c` at `at_ms`; raises each node's peak load.
+fn sample_violations(
+    c: &ClusterLimits,
+    at_ms: u64,
+    nodes: &BTreeMap<String, NodeSample>,
+    peak: &mut BTreeMap<String, u32>,
+    bad: &mut Vec<String>,
+) {
+    let t = at_ms as f64 / 1000.0;
+    let total: u32 = nodes.values().map(|n| n.0).sum();
+    if total > c.capacity {
+        bad.push(format!(
+            "{} at {t:.0}s: {total} users > U(N) {}",
+            c.name, c.capacity
+        ));
+    }
+    for (id, n) in nodes {
+        let p = peak.entry(id.clone()).or_default();
+        *p = (*p).max(n.0).max(n.2).max(n.3);
+        for (what, v) in [
+            ("assigned", n.0),
+            ("connector-assigned", n.2),
+            ("sessions", n.3),
+        ] {
+            if v > c.node_capacity {
+                bad.push(format!(
+                    "{id} at {t:.0}s: {v} {what} > U(1) {}",
+                    c.node_capacity
+                ));
+            }
+        }
+    }
+    if let Some(b) = imbalance(nodes) {
+        bad.push(format!("{} at {t:.0}s: {b}", c.name));
+    }
+}
+
+/// The `within_capacity` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WithinCapacity {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "within_capacity",
+    bare: true,
+    read: boxed::<WithinCapacity>,
+};
+
+impl Check for WithinCapacity {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        check(s, h)
     }
 }
 

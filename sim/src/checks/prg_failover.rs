@@ -23,140 +23,16 @@
 //! whose host is down reads 0 (Unknown). Every state change is also folded into the trace
 //! digest as `fault prg <host>: <from> -> <to>` and counted in coverage.
 
-use crate::faults::Action;
-use crate::observer::Observer;
-use crate::runner::{NodeSlots, RunOutput};
-use crate::scenario::{Check, FailoverMode, ImpCluster, PrgFailoverExpect, Scenario};
-use crate::topology::{self, UserSpec};
-use fakes::imp::{ImpNode, PrgConfig, PrgState};
+use crate::checks::{Check, Entry, Verdict, boxed};
+use crate::history::History;
+use crate::plan::imp::node_config;
+use crate::plan::validate::Problem;
+use crate::scenario::{Dur, FailoverMode, Scenario};
+use fakes::imp::PrgState;
 use reports::Status;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// The PRG settings of every node of cluster `c`.
-pub fn node_config(c: &ImpCluster) -> PrgConfig {
-    PrgConfig {
-        cluster: (1..=c.nodes)
-            .map(|n| topology::imp_host(&c.name, n))
-            .collect(),
-        high_availability: c.prg.high_availability,
-        automatic_fallback: c.prg.automatic_fallback,
-        heartbeat_timeout: c.prg.heartbeat_timeout.0,
-    }
-}
-
-/// The high availability of cluster `c` in effect at `at`: the scenario's setting, changed by
-/// every `prg_high_availability` fault on `c` up to `at` (spec 61: live on IM&P at once).
-pub fn high_availability_at(s: &Scenario, c: &ImpCluster, at: Duration) -> bool {
-    let host = topology::imp_host(&c.name, 1);
-    s.faults
-        .iter()
-        .filter(|f| f.at.0 <= at)
-        .filter_map(|f| f.prg_high_availability.as_ref())
-        .filter(|ha| topology::imp_host(&ha.cluster, 1) == host)
-        .fold(c.prg.high_availability, |_, ha| ha.enabled)
-}
-
-/// The servers a user's Jabber devices log in to, in order: the home node, then its PRG
-/// peer (Jabber's high-availability login profile, spec 65).
-pub fn login_servers(s: &Scenario, u: &UserSpec) -> Vec<String> {
-    let home = u.home_host(s);
-    let cluster = &s.topology.imp_clusters[u.cluster];
-    let peer = node_config(cluster).peer_of(&home).map(str::to_string);
-    std::iter::once(home).chain(peer).collect()
-}
-
-/// Applies a PRG fault action through the node core (module docs). Returns false for other
-/// actions. A fault on a node whose host is down, or that the node refuses (no high
-/// availability, nothing to fall back), is counted in coverage and otherwise ignored, as the
-/// administration page would refuse it.
-pub fn apply(
-    sim: &mut turmoil::Sim<'_>,
-    action: &Action,
-    slots: &NodeSlots,
-    now: Duration,
-    observer: &Observer,
-) -> bool {
-    let (host, failover) = match action {
-        Action::ImpFailover(h) => (h, true),
-        Action::ImpFallback(h) => (h, false),
-        _ => return false,
-    };
-    let node = slots.get(host).and_then(|s| s.borrow().clone());
-    let done = match node {
-        Some(n) if sim.is_host_running(host.as_str()) => {
-            let mut n = n.borrow_mut();
-            if failover {
-                n.prg_failover(now)
-            } else {
-                n.prg_fallback(now)
-            }
-        }
-        _ => false,
-    };
-    if !done {
-        let what = if failover { "failover" } else { "fallback" };
-        observer.hit(&format!("prg: {what} refused by the node"));
-    }
-    true
-}
-
-/// Follows every node's PRG state, step by step.
-#[derive(Debug, Default)]
-pub struct Watch {
-    last: BTreeMap<String, PrgState>,
-}
-
-impl Watch {
-    /// Reads each node's state (Unknown when its host is down) and records changes in the
-    /// trace digest and coverage. Called once per step: states like Taking Over last about a
-    /// second, far less than a sample interval.
-    pub fn step(
-        &mut self,
-        sim: &mut turmoil::Sim<'_>,
-        slots: &NodeSlots,
-        now: Duration,
-        observer: &Observer,
-    ) {
-        for (host, slot) in slots {
-            let state = current(sim, host, slot.borrow().as_ref());
-            let Some(state) = state else { continue };
-            let before = self.last.insert(host.clone(), state);
-            if let Some(b) = before
-                && b != state
-            {
-                observer.fault(
-                    now,
-                    &format!("prg {host}: {} -> {}", b.name(), state.name()),
-                );
-                observer.hit(&format!("prg state {}", state.name()));
-            }
-        }
-    }
-
-    /// Appends one `prg_state/<host>` point per node (module docs for the encoding).
-    pub fn sample(&self, out: &mut RunOutput, now: Duration) {
-        let t = now.as_secs_f64();
-        for (host, state) in &self.last {
-            out.series
-                .entry(format!("prg_state/{host}"))
-                .or_default()
-                .push((t, f64::from(state.code())));
-        }
-    }
-}
-
-fn current(
-    sim: &mut turmoil::Sim<'_>,
-    host: &str,
-    node: Option<&std::rc::Rc<std::cell::RefCell<ImpNode>>>,
-) -> Option<PrgState> {
-    let node = node?;
-    if !sim.is_host_running(host) {
-        return Some(PrgState::Unknown);
-    }
-    node.borrow().prg_state()
-}
 
 /// When the scenario fails `node` over: a manual or automatic `imp_failover`, or a crash of
 /// the host (an automatic failover by heartbeat timeout).
@@ -197,12 +73,7 @@ fn fallback_at(s: &Scenario, node: &str) -> Option<Duration> {
 /// When automatic fallback (spec 65) should have given `node` its users back: 30 minutes after
 /// it was Failed Over and healthy, read from its `prg_state` series. The sample before the
 /// state was first seen is taken, so the time is never later than the real one.
-fn auto_fallback_at(
-    s: &Scenario,
-    out: &RunOutput,
-    node: &str,
-    t_fail: Duration,
-) -> Option<Duration> {
+fn auto_fallback_at(s: &Scenario, out: &History, node: &str, t_fail: Duration) -> Option<Duration> {
     let on = s
         .topology
         .imp_clusters
@@ -211,18 +82,17 @@ fn auto_fallback_at(
     if !on {
         return None;
     }
-    let pts = out.series.get(&format!("prg_state/{node}"))?;
-    let failed_over = f64::from(PrgState::FailedOver.code());
-    let i = pts
-        .iter()
-        .position(|(t, v)| *v == failed_over && *t >= t_fail.as_secs_f64())?;
-    let before = pts[i.saturating_sub(1)].0;
+    let pts = out.prg_states.get(node)?;
+    let i = pts.iter().position(|(t, st)| {
+        *st == PrgState::FailedOver && t.as_secs_f64() >= t_fail.as_secs_f64()
+    })?;
+    let before = pts[i.saturating_sub(1)].0.as_secs_f64();
     Some(Duration::from_secs_f64(before) + fakes::imp::prg::AUTO_FALLBACK_DELAY)
 }
 
 /// Re-logins of `users`' devices to `server` after `from`: device → first login time.
 fn relogins(
-    out: &RunOutput,
+    out: &History,
     users: &[&str],
     server: &str,
     from: Duration,
@@ -248,7 +118,7 @@ fn relogins(
 /// end of a manual failover with `for`, or the cluster's automatic fallback), as many logged
 /// in to `node` again within the same bound; no device of its users logged in to
 /// `node` while the peer served them; and the peer ran in backup mode.
-pub fn check(s: &Scenario, out: &RunOutput, e: &PrgFailoverExpect) -> (Status, String) {
+pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
     let Some(t_fail) = failover_at(s, &e.node) else {
         return (
             Status::Fail,
@@ -288,44 +158,14 @@ pub fn check(s: &Scenario, out: &RunOutput, e: &PrgFailoverExpect) -> (Status, S
             slowest.as_secs_f64()
         ));
     }
-    // While the peer served them, the node must have refused them.
-    let stayed = relogins(
-        out,
-        &users,
-        &e.node,
-        t_fail + e.within.0,
-        t_back.unwrap_or(end),
-    );
-    if !stayed.is_empty() {
-        let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
-        bad.push(format!(
-            "{} devices logged in to {} while its users were failed over (e.g. {u}/{d})",
-            stayed.len(),
-            e.node
-        ));
-    }
-    let mut back_detail = String::new();
-    if let Some(t_back) = t_back {
-        let back = relogins(out, &users, &e.node, t_back, end);
-        let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
-        let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
-        if (ok as u64) < u64::from(e.sessions) {
-            bad.push(format!(
-                "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
-                e.sessions, e.node, e.within
-            ));
-        }
-        back_detail = format!(
-            "; fallback: {ok} back on {} (slowest {:.0}s)",
-            e.node,
-            slowest_back.as_secs_f64()
-        );
-    }
-    let backup = PrgState::RunningInBackupMode.code();
-    let peer_backed_up = out
-        .series
-        .get(&format!("prg_state/{}", e.peer))
-        .is_some_and(|pts| pts.iter().any(|(_, v)| *v == f64::from(backup)));
+    stayed_on_node(out, e, &users, (t_fail, t_back.unwrap_or(end)), &mut bad);
+    let back_detail = t_back
+        .map(|t| fallback(out, e, &users, (t, end), &mut bad))
+        .unwrap_or_default();
+    let peer_backed_up = out.prg_states.get(&e.peer).is_some_and(|pts| {
+        pts.iter()
+            .any(|(_, st)| *st == PrgState::RunningInBackupMode)
+    });
     if !peer_backed_up {
         bad.push(format!("{} never ran in backup mode", e.peer));
     }
@@ -345,11 +185,91 @@ pub fn check(s: &Scenario, out: &RunOutput, e: &PrgFailoverExpect) -> (Status, S
     }
 }
 
-/// The check's parameters if `c` is a `prg_failover` check.
-pub fn expect_of(c: &Check) -> Option<&PrgFailoverExpect> {
-    match c {
-        Check::PrgFailover(e) => Some(e),
-        _ => None,
+/// While the peer served them, the node must have refused its users' devices.
+fn stayed_on_node(
+    out: &History,
+    e: &PrgFailover,
+    users: &[&str],
+    (t_fail, until): (Duration, Duration),
+    bad: &mut Vec<String>,
+) {
+    let stayed = relogins(out, users, &e.node, t_fail + e.within.0, until);
+    if !stayed.is_empty() {
+        let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
+        bad.push(format!(
+            "{} devices logged in to {} while its users were failed over (e.g. {u}/{d})",
+            stayed.len(),
+            e.node
+        ));
+    }
+}
+
+/// After the fallback at `t_back`: as many devices back on the node within the bound.
+fn fallback(
+    out: &History,
+    e: &PrgFailover,
+    users: &[&str],
+    (t_back, end): (Duration, Duration),
+    bad: &mut Vec<String>,
+) -> String {
+    let back = relogins(out, users, &e.node, t_back, end);
+    let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
+    let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
+    if (ok as u64) < u64::from(e.sessions) {
+        bad.push(format!(
+            "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
+            e.sessions, e.node, e.within
+        ));
+    }
+    format!(
+        "; fallback: {ok} back on {} (slowest {:.0}s)",
+        e.node,
+        slowest_back.as_secs_f64()
+    )
+}
+
+/// The `prg_failover` check: the expected PRG failover (spec 65).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrgFailover {
+    /// The node that fails over (`imp-a-1`).
+    pub node: String,
+    /// Its PRG peer, which takes its users over (`imp-a-2`).
+    pub peer: String,
+    /// Jabber devices of the node's users expected to re-log in to the peer (and back).
+    pub sessions: u32,
+    /// Each of them within this long of the failover (and of the fallback).
+    pub within: Dur,
+}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "prg_failover",
+    bare: false,
+    read: boxed::<PrgFailover>,
+};
+
+impl Check for PrgFailover {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        let pair = s
+            .topology
+            .imp_clusters
+            .iter()
+            .any(|cl| node_config(cl).peer_of(&self.node) == Some(self.peer.as_str()));
+        if pair {
+            return Vec::new();
+        }
+        vec![Problem {
+            path: format!("{at}.prg_failover"),
+            message: format!("`{}` and `{}` are not a PRG pair", self.node, self.peer),
+            help: Some("PRGs pair nodes 1+2, 3+4 and 5+6 of a cluster (spec 65)".into()),
+        }]
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        check(s, h, self)
     }
 }
 
@@ -358,7 +278,9 @@ mod tests {
     //! The check judged on hand-written histories: it passes when the devices moved to the peer
     //! in time and back, and fails otherwise.
     use super::*;
-    use crate::rng::RngFactory;
+    use crate::history::observer::Observer;
+    use crate::plan::rng::RngFactory;
+    use crate::plan::topology;
     use fakes::observe::Recorder as _;
     use std::rc::Rc;
 
@@ -371,15 +293,15 @@ mod tests {
         let yaml = format!(
             "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2 }}]\nusers: {{ count: 2, jabber: 100% }}\nfaults:\n  - {{ at: 0s, imp_failover: {{ node: imp-a-1 }} }}{fb}\nchecks:\n  - prg_failover: {{ node: imp-a-1, peer: imp-a-2, sessions: 1, within: 5m }}\n"
         );
-        crate::scenario::parse("t.yaml", &yaml).expect("valid test scenario")
+        crate::parse("t.yaml", &yaml).expect("valid test scenario")
     }
 
-    fn expect(s: &Scenario) -> PrgFailoverExpect {
-        s.checks.iter().find_map(expect_of).cloned().expect("check")
+    fn expect(s: &Scenario) -> PrgFailover {
+        crate::checks::params(&s.checks[0].params).expect("check")
     }
 
     /// user00000 is homed on imp-a-1 (round-robin over the nodes).
-    fn output(s: &Scenario, logins: &[&str], backup: bool) -> RunOutput {
+    fn output(s: &Scenario, logins: &[&str], backup: bool) -> History {
         let o = Rc::new(Observer::new());
         for server in logins {
             o.session(
@@ -391,10 +313,18 @@ mod tests {
             );
         }
         let users = topology::population(s, &RngFactory::new(1));
-        let mut out = RunOutput::from_history(1, o, users);
-        out.series.insert(
-            "prg_state/imp-a-2".into(),
-            vec![(0.0, 1.0), (1.0, if backup { 5.0 } else { 1.0 })],
+        let mut out = History::from_history(1, o, users);
+        let backup = if backup {
+            PrgState::RunningInBackupMode
+        } else {
+            PrgState::Normal
+        };
+        out.prg_states.insert(
+            "imp-a-2".into(),
+            vec![
+                (Duration::ZERO, PrgState::Normal),
+                (Duration::from_secs(1), backup),
+            ],
         );
         out
     }
@@ -421,25 +351,5 @@ mod tests {
         let (st, detail) = check(&s, &output(&s, &["imp-a-2"], true), &e);
         assert_eq!(st, Status::Fail, "{detail}");
         assert!(detail.contains("of the fallback"), "{detail}");
-    }
-
-    #[test]
-    fn high_availability_follows_the_changes_made_so_far() {
-        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: false } }]\nusers: { count: 2 }\nfaults:\n  - { at: 2m, prg_high_availability: { cluster: imp-a, enabled: true } }\n  - { at: 4m, prg_high_availability: { cluster: a, enabled: false } }\n";
-        let s = crate::scenario::parse("t.yaml", yaml).expect("valid");
-        let c = &s.topology.imp_clusters[0];
-        let at = |m: u64| high_availability_at(&s, c, Duration::from_secs(m * 60));
-        assert_eq!(
-            (at(1), at(2), at(3), at(4), at(9)),
-            (false, true, true, false, false)
-        );
-    }
-
-    #[test]
-    fn login_servers_are_the_home_then_its_peer() {
-        let s = scenario(false);
-        let users = topology::population(&s, &RngFactory::new(1));
-        assert_eq!(login_servers(&s, &users[0]), vec!["imp-a-1", "imp-a-2"]);
-        assert_eq!(login_servers(&s, &users[1]), vec!["imp-a-2", "imp-a-1"]);
     }
 }

@@ -8,7 +8,7 @@ use crate::scenario::{Fault, Hosts};
 use std::time::Duration;
 
 /// Base one-way latency of every link; faults restore it. Equal to the tick, so delivery is
-/// deterministic and one tick late, as on turmoil's default zero-latency link (PITFALLS).
+/// deterministic and one tick late, as on turmoil's default zero-latency link.
 #[derive(Debug, Clone, Copy)]
 pub struct BaseLatency(pub Duration);
 
@@ -36,12 +36,12 @@ pub enum Action {
     /// Set link loss rate (0 at the end).
     Loss(Vec<String>, Vec<String>, f64),
     /// Manual PRG failover of an IM&P node: applied by the runner through the node core
-    /// (`crate::prg::apply`), not by turmoil.
+    /// ([`crate::inject`]), not by turmoil.
     ImpFailover(String),
     /// PRG fallback to an IM&P node, applied like [`Action::ImpFailover`].
     ImpFallback(String),
     /// A change to a service's own state (cloud, KMS, connector, AXL), applied by the runner
-    /// through the service (`crate::hybrid::apply`), like the administrator or a failure would.
+    /// through the service ([`crate::inject`]), like the administrator or a failure would.
     Service(Service),
 }
 
@@ -140,102 +140,136 @@ pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
                 },
             ));
         };
-        let h = |x: &Hosts| x.0.clone();
         let timed = f.for_.is_some();
-        if let Some(x) = &f.crash {
-            push(start, "crash", Action::Crash(h(x)));
-            if timed {
-                push(end, "crash/end", Action::Bounce(h(x)));
-            }
-        }
-        if let Some(x) = &f.bounce {
-            push(start, "bounce", Action::Bounce(h(x)));
-        }
-        if let Some(p) = &f.partition {
-            push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
-            if timed {
-                push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
-            }
-        }
-        if let Some(p) = &f.partition_oneway {
-            push(
-                start,
-                "partition_oneway",
-                Action::PartitionOneway(h(&p.from), h(&p.to)),
-            );
-            if timed {
-                push(
-                    end,
-                    "partition_oneway/end",
-                    Action::RepairOneway(h(&p.from), h(&p.to)),
-                );
-            }
-        }
-        if let Some(p) = &f.hold {
-            push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
-            if timed {
-                push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
-            }
-        }
-        if let Some(l) = &f.link_latency {
-            push(
-                start,
-                "link_latency",
-                Action::Latency(h(&l.a), h(&l.b), l.latency.0),
-            );
-            if timed {
-                push(
-                    end,
-                    "link_latency/end",
-                    Action::Latency(h(&l.a), h(&l.b), base.0),
-                );
-            }
-        }
-        // A manual failover is the administrator's action on the node (with `for`: fallback at
-        // the end); an automatic one is a crash of the node's host that its PRG peer detects
-        // by heartbeat timeout (with `for`: the host restarts at the end).
-        if let Some(fo) = &f.imp_failover {
-            let node = vec![fo.node.clone()];
-            match fo.mode {
-                crate::scenario::FailoverMode::Manual => {
-                    push(start, "imp_failover", Action::ImpFailover(fo.node.clone()));
-                    if timed {
-                        push(
-                            end,
-                            "imp_failover/end",
-                            Action::ImpFallback(fo.node.clone()),
-                        );
-                    }
-                }
-                crate::scenario::FailoverMode::Automatic => {
-                    push(start, "imp_failover", Action::Crash(node.clone()));
-                    if timed {
-                        push(end, "imp_failover/end", Action::Bounce(node));
-                    }
-                }
-            }
-        }
-        if let Some(n) = &f.imp_fallback {
-            push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
-        }
+        host_faults(f, (start, end, base), timed, &mut push);
+        prg_faults(f, start, end, timed, &mut push);
         service_faults(f, start, end, timed, &mut push);
-        if let Some(l) = &f.packet_loss {
-            push(
-                start,
-                "packet_loss",
-                Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()),
-            );
-            if timed {
-                push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
-            }
-        }
+        link_loss(f, start, end, timed, &mut push);
     }
     out.sort_by_key(|(at, order, _)| (*at, *order));
     out.into_iter().map(|(_, _, t)| t).collect()
 }
 
-/// The service faults of one entry: each with its undoing at the end of `for`.
-fn service_faults(
+/// Host and link faults: crash, bounce, partitions, hold, latency.
+fn host_faults(
+    f: &Fault,
+    (start, end, base): (Duration, Duration, BaseLatency),
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let h = |x: &Hosts| x.0.clone();
+    if let Some(x) = &f.crash {
+        push(start, "crash", Action::Crash(h(x)));
+        if timed {
+            push(end, "crash/end", Action::Bounce(h(x)));
+        }
+    }
+    if let Some(x) = &f.bounce {
+        push(start, "bounce", Action::Bounce(h(x)));
+    }
+    if let Some(p) = &f.partition {
+        push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
+        if timed {
+            push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
+        }
+    }
+    if let Some(p) = &f.partition_oneway {
+        push(
+            start,
+            "partition_oneway",
+            Action::PartitionOneway(h(&p.from), h(&p.to)),
+        );
+        if timed {
+            push(
+                end,
+                "partition_oneway/end",
+                Action::RepairOneway(h(&p.from), h(&p.to)),
+            );
+        }
+    }
+    if let Some(p) = &f.hold {
+        push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
+        if timed {
+            push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
+        }
+    }
+    if let Some(l) = &f.link_latency {
+        push(
+            start,
+            "link_latency",
+            Action::Latency(h(&l.a), h(&l.b), l.latency.0),
+        );
+        if timed {
+            push(
+                end,
+                "link_latency/end",
+                Action::Latency(h(&l.a), h(&l.b), base.0),
+            );
+        }
+    }
+}
+
+/// PRG faults: a manual failover or fallback, or an automatic failover.
+fn prg_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    // A manual failover is the administrator's action on the node (with `for`: fallback at
+    // the end); an automatic one is a crash of the node's host that its PRG peer detects
+    // by heartbeat timeout (with `for`: the host restarts at the end).
+    if let Some(fo) = &f.imp_failover {
+        let node = vec![fo.node.clone()];
+        match fo.mode {
+            crate::scenario::FailoverMode::Manual => {
+                push(start, "imp_failover", Action::ImpFailover(fo.node.clone()));
+                if timed {
+                    push(
+                        end,
+                        "imp_failover/end",
+                        Action::ImpFallback(fo.node.clone()),
+                    );
+                }
+            }
+            crate::scenario::FailoverMode::Automatic => {
+                push(start, "imp_failover", Action::Crash(node.clone()));
+                if timed {
+                    push(end, "imp_failover/end", Action::Bounce(node));
+                }
+            }
+        }
+    }
+    if let Some(n) = &f.imp_fallback {
+        push(start, "imp_fallback", Action::ImpFallback(n.node.clone()));
+    }
+}
+
+/// Packet loss on links, 0 again at the end of `for`.
+fn link_loss(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let h = |x: &Hosts| x.0.clone();
+    if let Some(l) = &f.packet_loss {
+        push(
+            start,
+            "packet_loss",
+            Action::Loss(h(&l.a), h(&l.b), l.rate.fraction()),
+        );
+        if timed {
+            push(end, "packet_loss/end", Action::Loss(h(&l.a), h(&l.b), 0.0));
+        }
+    }
+}
+
+/// The faults on one node's or the organisation's settings: connector enable/disable and
+/// restart, maintenance modes, AXL, reactivation, PRG high availability.
+fn node_faults(
     f: &Fault,
     start: Duration,
     end: Duration,
@@ -248,27 +282,6 @@ fn service_faults(
             push(end, &format!("{kind}/end"), Action::Service(off));
         }
     };
-    if f.cloud_outage.is_some() {
-        pair(
-            "cloud_outage",
-            Service::CloudOutage(true),
-            Some(Service::CloudOutage(false)),
-        );
-    }
-    if f.kms_outage.is_some() {
-        pair(
-            "kms_outage",
-            Service::KmsOutage(true),
-            Some(Service::KmsOutage(false)),
-        );
-    }
-    if let Some(e) = &f.http_errors {
-        pair(
-            "http_errors",
-            Service::HttpErrors(e.rate.fraction(), e.status),
-            Some(Service::HttpErrors(0.0, e.status)),
-        );
-    }
     if let Some(n) = &f.connector_disable {
         let on = Service::ConnectorEnabled(n.node.clone(), true);
         pair(
@@ -307,6 +320,18 @@ fn service_faults(
         let on = Service::PrgHighAvailability(ha.cluster.clone(), ha.enabled);
         pair("prg_high_availability", on, None);
     }
+    expressway_faults(f, start, end, timed, push);
+}
+
+/// The Expressway's own host-level faults: a connector restart, the Expressway maintenance
+/// mode.
+fn expressway_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
     // A restart rediscovers (spec 22); the Expressway's own maintenance mode looks like an
     // outage to the cloud (spec 29): both are host-level.
     if let Some(n) = &f.connector_restart {
@@ -332,45 +357,42 @@ fn service_faults(
     }
 }
 
-/// Applies one action to the simulation.
-pub fn apply(sim: &mut turmoil::Sim<'_>, action: &Action) {
-    let pairs = |a: &Vec<String>, b: &Vec<String>| -> Vec<(String, String)> {
-        a.iter()
-            .flat_map(|x| b.iter().map(move |y| (x.clone(), y.clone())))
-            .collect()
-    };
-    match action {
-        Action::Crash(hs) => hs.iter().for_each(|h| sim.crash(h.as_str())),
-        Action::Bounce(hs) => hs.iter().for_each(|h| sim.bounce(h.as_str())),
-        Action::Partition(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.partition(x.as_str(), y.as_str())),
-        Action::Repair(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.repair(x.as_str(), y.as_str())),
-        Action::PartitionOneway(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.partition_oneway(x.as_str(), y.as_str())),
-        Action::RepairOneway(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.repair_oneway(x.as_str(), y.as_str())),
-        Action::Hold(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.hold(x.as_str(), y.as_str())),
-        Action::Release(a, b) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.release(x.as_str(), y.as_str())),
-        Action::Latency(a, b, d) => pairs(a, b)
-            .iter()
-            .for_each(|(x, y)| sim.set_link_latency(x.as_str(), y.as_str(), *d)),
-        Action::Loss(a, b, r) => {
-            for (x, y) in pairs(a, b) {
-                sim.set_link_fail_rate(x.as_str(), y.as_str(), *r);
-            }
+/// The service faults of one entry: each with its undoing at the end of `for`.
+fn service_faults(
+    f: &Fault,
+    start: Duration,
+    end: Duration,
+    timed: bool,
+    push: &mut impl FnMut(Duration, &str, Action),
+) {
+    let mut pair = |kind: &str, on: Service, off: Option<Service>| {
+        push(start, kind, Action::Service(on));
+        if let (true, Some(off)) = (timed, off) {
+            push(end, &format!("{kind}/end"), Action::Service(off));
         }
-        // Applied by the runner through the node core (`crate::prg::apply`).
-        Action::ImpFailover(_) | Action::ImpFallback(_) | Action::Service(_) => {}
+    };
+    if f.cloud_outage.is_some() {
+        pair(
+            "cloud_outage",
+            Service::CloudOutage(true),
+            Some(Service::CloudOutage(false)),
+        );
     }
+    if f.kms_outage.is_some() {
+        pair(
+            "kms_outage",
+            Service::KmsOutage(true),
+            Some(Service::KmsOutage(false)),
+        );
+    }
+    if let Some(e) = &f.http_errors {
+        pair(
+            "http_errors",
+            Service::HttpErrors(e.rate.fraction(), e.status),
+            Some(Service::HttpErrors(0.0, e.status)),
+        );
+    }
+    node_faults(f, start, end, timed, push);
 }
 
 #[cfg(test)]
@@ -382,7 +404,7 @@ mod tests {
     #[test]
     fn prg_high_availability_is_one_service_action_that_keeps_streams() {
         let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2 }]\nusers: { count: 2 }\nfaults:\n  - { at: 5m, prg_high_availability: { cluster: a, enabled: true } }\n  - { at: 6m, crash: imp-a-1 }\n";
-        let s = crate::scenario::parse("t.yaml", yaml).expect("valid");
+        let s = crate::parse("t.yaml", yaml).expect("valid");
         let t = timeline(&s.faults, BaseLatency(Duration::from_millis(10)));
         assert_eq!(t.len(), 2);
         assert_eq!(t[0].at, Duration::from_secs(300));

@@ -1,14 +1,12 @@
-//! IM&P failover as the connector sees it (spec 61-71, DESIGN.md section 9): the `migration`
-//! and `status_page` checks, connector liveness after faults, and the report's migration
-//! curve.
+//! IM&P failover as the connector sees it (spec 61-71, see `docs/protocols.md`): the
+//! `migration` and `status_page` checks, connector liveness after faults, and the report's
+//! migration curve.
 //!
-//! Inputs are the run's series, written by `hybrid`:
-//! - `connector_moves/<exp host>/<from>/<to>`: one point per session move (a session that
-//!   opened on another IM&P node than the one it was last open on), at the exact time it
-//!   opened there, valued with the number of such moves so far;
+//! Inputs are the run's history, sampled by the runner:
+//! - `History::moves`: every session move (a session that opened on another IM&P node than the
+//!   one it was last open on), at the exact time it opened there;
 //! - `connector_sessions/<exp host>/<imp node>`: open sessions per node, sampled;
-//! - `status/<exp host>/<field>` and `status/<exp host>/<imp node>/<field>`: every field of
-//!   the status page, sampled ([`page_fields`]).
+//! - `History::status_pages`: every sampled status page, typed.
 //!
 //! Migration timing: the first move must come within `start_within` of the fault that
 //! triggered it (the detection delay, spec 62: up to 15 minutes), and the moves must take
@@ -17,20 +15,19 @@
 //! keeps the two properties apart: a seed that draws a long detection delay does not make a
 //! correctly paced migration fail, and the delay is judged on its own.
 
-use crate::runner::RunOutput;
-use crate::scenario::{Fault, MigrationExpect, Scenario, units::format_duration};
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::History;
+use crate::plan::validate::Problem;
+use crate::scenario::{Dur, Scenario, units::format_duration};
 use connector::core::failover::NodeStatus;
-use connector::core::status::{NodeRow, StatusPage};
+use connector::core::status::StatusPage;
 use reports::{Status, Table};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Series of session moves (see the module docs).
-pub const MOVES_SERIES: &str = "connector_moves/";
 /// Series of open sessions per IM&P node.
 pub const SESSIONS_SERIES: &str = "connector_sessions/";
-/// Series of status page fields.
-pub const STATUS_SERIES: &str = "status/";
 /// Rows of the migration curve table: enough to see the delay, the ramp and the plateau.
 pub const CURVE_ROWS_MAX: usize = 40;
 /// Violations quoted in a detail.
@@ -38,149 +35,24 @@ const EXAMPLES_MAX: usize = 5;
 /// Percentages on the page have one decimal: a recorded one may differ by half a step.
 const PCT_TOLERANCE: f64 = 0.05 + 1e-9;
 
-/// Every field of a status page as `(name, number)`: totals by field name, IM&P nodes as
-/// `<node>/<field>`. Text becomes numbers: connectivity and node status 1 = Operational,
-/// certificate validation 1 = on; the version is written as a number (`14.0`) and left out
-/// if it is not one.
-pub fn page_fields(p: &StatusPage) -> Vec<(String, f64)> {
-    let mut v: Vec<(String, f64)> = [
-        ("connectivity", f64::from(p.connectivity == "Operational")),
-        ("users_local", p.users_local as f64),
-        ("users_all", p.users_all as f64),
-        ("enabled", p.enabled as f64),
-        ("active", p.active as f64),
-        ("inactive", p.inactive as f64),
-        ("active_pct", p.active_pct()),
-        ("inactive_pct", p.inactive_pct()),
-    ]
-    .into_iter()
-    .map(|(k, x)| (k.to_string(), x))
-    .collect();
-    for n in &p.nodes {
-        if let Ok(version) = n.version.parse::<f64>() {
-            v.push((format!("{}/version", n.node), version));
-        }
-        for (k, x) in [
-            ("status", f64::from(n.status == NodeStatus::Operational)),
-            (
-                "certificate_validation",
-                f64::from(n.certificate_validation),
-            ),
-            ("users", n.users as f64),
-            ("active", n.active as f64),
-            ("inactive", n.inactive as f64),
-        ] {
-            v.push((format!("{}/{k}", n.node), x));
-        }
-    }
-    v
-}
-
-/// One sampled page of one connector: field → value, nodes' fields by node.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Sample {
-    totals: BTreeMap<String, f64>,
-    nodes: BTreeMap<String, BTreeMap<String, f64>>,
-}
-
 /// The sampled pages per Expressway host, by sample time (ms).
-fn pages(out: &RunOutput) -> BTreeMap<String, BTreeMap<u64, Sample>> {
-    let mut pages: BTreeMap<String, BTreeMap<u64, Sample>> = BTreeMap::new();
-    for (name, points) in &out.series {
-        let Some(rest) = name.strip_prefix(STATUS_SERIES) else {
-            continue;
-        };
-        let parts: Vec<&str> = rest.split('/').collect();
-        for &(t, x) in points {
-            let at = (t * 1000.0).round() as u64;
-            let sample = pages
-                .entry(parts[0].to_string())
-                .or_default()
-                .entry(at)
-                .or_default();
-            match parts[..] {
-                [_, field] => {
-                    sample.totals.insert(field.to_string(), x);
-                }
-                [_, node, field] => {
-                    let n = sample.nodes.entry(node.to_string()).or_default();
-                    n.insert(field.to_string(), x);
-                }
-                _ => {}
-            }
-        }
-    }
-    pages
+fn pages(out: &History) -> BTreeMap<String, BTreeMap<u64, &StatusPage>> {
+    out.status_pages
+        .iter()
+        .map(|(host, pages)| {
+            let by_t = pages
+                .iter()
+                .map(|(at, p)| ((at.as_secs_f64() * 1000.0).round() as u64, p))
+                .collect();
+            (host.clone(), by_t)
+        })
+        .collect()
 }
 
-fn field(m: &BTreeMap<String, f64>, name: &str) -> Result<f64, String> {
-    m.get(name)
-        .copied()
-        .ok_or_else(|| format!("field `{name}` missing"))
-}
-
-fn count(m: &BTreeMap<String, f64>, name: &str) -> Result<usize, String> {
-    let x = field(m, name)?;
-    if x < 0.0 || x.fract() != 0.0 {
-        return Err(format!("`{name}` is {x}, not a count"));
-    }
-    Ok(x as usize)
-}
-
-/// The page a sample records, as the connector's own type (so its consistency rules apply).
-fn page_of(s: &Sample) -> Result<StatusPage, String> {
-    let t = &s.totals;
-    let mut nodes = Vec::new();
-    for (node, f) in &s.nodes {
-        nodes.push(NodeRow {
-            node: node.clone(),
-            version: f
-                .get("version")
-                .map(|v| format!("{v:.1}"))
-                .unwrap_or_default(),
-            status: if field(f, "status")? == 1.0 {
-                NodeStatus::Operational
-            } else {
-                NodeStatus::Outage
-            },
-            certificate_validation: field(f, "certificate_validation")? == 1.0,
-            users: count(f, "users").map_err(|e| format!("{node}: {e}"))?,
-            active: count(f, "active").map_err(|e| format!("{node}: {e}"))?,
-            inactive: count(f, "inactive").map_err(|e| format!("{node}: {e}"))?,
-        });
-    }
-    Ok(StatusPage {
-        connectivity: if field(t, "connectivity")? == 1.0 {
-            "Operational".into()
-        } else {
-            "fault".into()
-        },
-        users_local: count(t, "users_local")?,
-        users_all: count(t, "users_all")?,
-        enabled: count(t, "enabled")?,
-        active: count(t, "active")?,
-        inactive: count(t, "inactive")?,
-        nodes,
-    })
-}
-
-/// A recorded page is consistent: node sums equal the totals, active + inactive = enabled
-/// (spec 70-71), and the recorded percentages are those of the counts.
-fn consistent(s: &Sample) -> Result<(), String> {
-    let page = page_of(s)?;
+/// A sampled page is consistent: node sums equal the totals, active + inactive = enabled
+/// (spec 70-71), and its percentages add up to 100.
+fn consistent(page: &StatusPage) -> Result<(), String> {
     page.consistent()?;
-    for (name, want) in [
-        ("active_pct", page.active_pct()),
-        ("inactive_pct", page.inactive_pct()),
-    ] {
-        let got = field(&s.totals, name)?;
-        if (got - want).abs() > PCT_TOLERANCE {
-            return Err(format!(
-                "{name} {got} but the counts give {want} ({} active, {} inactive of {} enabled)",
-                page.active, page.inactive, page.enabled
-            ));
-        }
-    }
     let sum = page.active_pct() + page.inactive_pct();
     if page.enabled > 0 && (sum - 100.0).abs() > 2.0 * PCT_TOLERANCE {
         return Err(format!("percentages add up to {sum}, not 100"));
@@ -199,8 +71,8 @@ fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
         nodes.extend(f.imp_failover.iter().map(|x| x.node.clone()));
         for n in nodes {
             let ha_pair = s.topology.imp_clusters.iter().any(|c| {
-                crate::prg::high_availability_at(s, c, f.at.0)
-                    && crate::prg::node_config(c).peer_of(&n).is_some()
+                crate::plan::imp::high_availability_at(s, c, f.at.0)
+                    && crate::plan::imp::node_config(c).peer_of(&n).is_some()
             });
             if ha_pair {
                 v.push((n, f.at.0));
@@ -213,7 +85,7 @@ fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
 /// Spec 63 evidence for a node failed over at `at`: the samples after it where the node
 /// shows Outage with users still assigned, as "host: users from t1 to t2".
 fn outage_evidence(
-    pages: &BTreeMap<String, BTreeMap<u64, Sample>>,
+    pages: &BTreeMap<String, BTreeMap<u64, &StatusPage>>,
     node: &str,
     at: Duration,
 ) -> Option<String> {
@@ -221,10 +93,9 @@ fn outage_evidence(
     for (host, samples) in pages {
         let shown: Vec<(u64, f64)> = samples
             .range(from_ms..)
-            .filter_map(|(t, s)| {
-                let n = s.nodes.get(node)?;
-                (n.get("status") == Some(&0.0) && n.get("users").is_some_and(|u| *u > 0.0))
-                    .then(|| (*t, n["users"]))
+            .filter_map(|(t, p)| {
+                let n = p.nodes.iter().find(|n| n.node == node)?;
+                (n.status != NodeStatus::Operational && n.users > 0).then_some((*t, n.users as f64))
             })
             .collect();
         if let (Some(first), Some(last)) = (shown.first(), shown.last()) {
@@ -242,7 +113,7 @@ fn outage_evidence(
 
 /// The `status_page` check: every sampled page of every connector is consistent, and each
 /// failed-over node is shown as Outage while its users are still assigned to it (spec 63).
-pub fn status_page(s: &Scenario, out: &RunOutput) -> (Status, String) {
+pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     let pages = pages(out);
     let samples: usize = pages.values().map(BTreeMap::len).sum();
     if samples == 0 {
@@ -291,48 +162,22 @@ pub fn status_page(s: &Scenario, out: &RunOutput) -> (Status, String) {
 }
 
 /// Times (s) of the moves `from → to` made by every connector, sorted.
-fn move_times(out: &RunOutput, from: &str, to: &str) -> Vec<f64> {
-    let suffix = format!("/{from}/{to}");
+fn move_times(out: &History, from: &str, to: &str) -> Vec<f64> {
     let mut t: Vec<f64> = out
-        .series
-        .iter()
-        .filter(|(name, _)| name.starts_with(MOVES_SERIES) && name.ends_with(&suffix))
-        .flat_map(|(_, points)| points.iter().map(|p| p.0))
+        .moves
+        .values()
+        .flatten()
+        .filter(|m| m.from == from && m.to == to)
+        .map(|m| m.at.as_secs_f64())
         .collect();
     t.sort_by(f64::total_cmp);
     t
 }
 
-/// Faults that make sessions move `from → to`, in time order: `from` failing (crash, PRG
-/// failover) or the PRG giving `to` its users back (`imp_fallback` of `to`, or the end of a
-/// crash of `to` for an automatic fallback). As (time, description).
-pub fn triggers(s: &Scenario, from: &str, to: &str) -> Vec<(Duration, String)> {
-    let mut v = Vec::new();
-    let crashed = |f: &Fault, n: &str| f.crash.as_ref().is_some_and(|h| h.0.iter().any(|x| x == n));
-    for f in &s.faults {
-        if crashed(f, from) {
-            v.push((f.at.0, format!("crash of {from}")));
-        }
-        if f.imp_failover.as_ref().is_some_and(|x| x.node == from) {
-            v.push((f.at.0, format!("imp_failover of {from}")));
-        }
-        if f.imp_fallback.as_ref().is_some_and(|x| x.node == to) {
-            v.push((f.at.0, format!("imp_fallback to {to}")));
-        }
-        if crashed(f, to)
-            && let Some(d) = f.for_
-        {
-            v.push((f.at.0 + d.0, format!("restart of {to}")));
-        }
-    }
-    v.sort();
-    v
-}
-
 /// The `migration` check (see the module docs for the timing rules).
-pub fn migration(s: &Scenario, out: &RunOutput, e: &MigrationExpect) -> (Status, String) {
+pub fn migration(s: &Scenario, out: &History, e: &Migration) -> (Status, String) {
     let all = move_times(out, &e.from, &e.to);
-    let triggers = triggers(s, &e.from, &e.to);
+    let triggers = crate::plan::migration::triggers(s, &e.from, &e.to);
     let Some(first_trigger) = triggers.first() else {
         return (
             Status::Fail,
@@ -377,7 +222,7 @@ pub fn migration(s: &Scenario, out: &RunOutput, e: &MigrationExpect) -> (Status,
 
 /// `sessions: 0`: what is not robust stays not robust (spec 64: without high availability a
 /// failed node's sessions are lost, not moved).
-fn nothing_moved(e: &MigrationExpect, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
+fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
     match moves.first() {
         None => (
             Status::Pass,
@@ -400,7 +245,7 @@ fn nothing_moved(e: &MigrationExpect, what: &str, fault_s: f64, moves: &[f64]) -
 
 /// Compares the observed migration (`n` moves, first and last at these times) with `e`.
 fn judge(
-    e: &MigrationExpect,
+    e: &Migration,
     what: &str,
     fault_s: f64,
     n: usize,
@@ -456,7 +301,7 @@ fn judge(
 }
 
 /// What the connectors were still waiting for at the end, from their final counters.
-fn waiting_for(out: &RunOutput) -> String {
+fn waiting_for(out: &History) -> String {
     let parts: Vec<String> = out
         .connector_stats
         .iter()
@@ -486,7 +331,7 @@ fn waiting_for(out: &RunOutput) -> String {
 /// late. `None` when no connector session ever opened (nothing to judge). `Err` says what it
 /// waited for.
 pub fn connector_liveness(
-    out: &RunOutput,
+    out: &History,
     fault_end: Duration,
     bound: Duration,
 ) -> Option<Result<String, String>> {
@@ -553,7 +398,7 @@ fn reopened_late(
 
 /// The migration curve: open sessions per IM&P node over time (and moves so far), at most
 /// [`CURVE_ROWS_MAX`] rows spread evenly over the samples. `None` without connector series.
-pub fn curve_table(out: &RunOutput) -> Option<Table> {
+pub fn curve_table(out: &History) -> Option<Table> {
     let curves: Vec<(&str, &Vec<(f64, f64)>)> = out
         .series
         .iter()
@@ -569,10 +414,10 @@ pub fn curve_table(out: &RunOutput) -> Option<Table> {
         return None;
     }
     let moves: Vec<(f64, f64)> = out
-        .series
-        .iter()
-        .filter(|(name, _)| name.starts_with(MOVES_SERIES))
-        .flat_map(|(_, p)| p.iter().map(|x| (x.0, 1.0)))
+        .moves
+        .values()
+        .flatten()
+        .map(|m| (m.at.as_secs_f64(), 1.0))
         .collect();
     let mut columns = vec!["t (s)".to_string()];
     columns.extend(curves.iter().map(|(n, _)| n.to_string()));
@@ -618,40 +463,156 @@ pub fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
+/// The `migration` check: the expected migration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Migration {
+    /// Source node.
+    pub from: String,
+    /// Destination node.
+    pub to: String,
+    /// Sessions expected to move; 0 means none may move (no high availability, spec 64).
+    pub sessions: u32,
+    /// The first move happens within this long of the fault.
+    pub start_within: Dur,
+    /// All moves complete within this long of the first move (a long detection delay does not
+    /// fail a correctly paced migration; `start_within` bounds the delay).
+    pub complete_within: Dur,
+    /// And not sooner than this after the first move (the rate limit is honoured).
+    #[serde(default)]
+    pub complete_after: Option<Dur>,
+}
+
+/// How the registry reads the `migration` check.
+pub const ENTRY: Entry = Entry {
+    name: "migration",
+    bare: false,
+    read: boxed::<Migration>,
+};
+
+impl Check for Migration {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
+        rules(s, self, at)
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        migration(s, h, self)
+    }
+    fn tables(&self, _s: &Scenario, h: &History) -> Vec<Table> {
+        curve_table(h).into_iter().collect()
+    }
+}
+
+/// A `migration` check names a PRG pair, a fault that moves sessions between them, and
+/// bounds in order.
+fn rules(s: &Scenario, e: &Migration, at: &str) -> Vec<Problem> {
+    let mut p = Vec::new();
+    let mut add = |path: String, message: String, help: Option<String>| {
+        p.push(Problem {
+            path,
+            message,
+            help,
+        })
+    };
+    let at = format!("{at}.migration");
+    let pair = s
+        .topology
+        .imp_clusters
+        .iter()
+        .any(|cl| crate::plan::imp::node_config(cl).peer_of(&e.from) == Some(e.to.as_str()));
+    if !pair {
+        add(
+            at.clone(),
+            format!("`{}` and `{}` are not a PRG pair", e.from, e.to),
+            Some("sessions move between PRG peers: nodes 1+2, 3+4 and 5+6 of a cluster".into()),
+        );
+    } else if crate::plan::migration::triggers(s, &e.from, &e.to).is_empty() {
+        add(
+            at.clone(),
+            format!("no fault moves sessions from `{}` to `{}`", e.from, e.to),
+            Some(format!(
+                "add a crash or imp_failover of `{}`, or an imp_fallback to `{}`",
+                e.from, e.to
+            )),
+        );
+    }
+    if e.complete_after.is_some_and(|a| a.0 > e.complete_within.0) {
+        add(
+            format!("{at}.complete_after"),
+            "complete_after is longer than complete_within".into(),
+            None,
+        );
+    }
+    p
+}
+
+/// The `status_page` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusPageCheck {}
+
+/// How the registry reads the `status_page` check.
+pub const STATUS_PAGE: Entry = Entry {
+    name: "status_page",
+    bare: true,
+    read: boxed::<StatusPageCheck>,
+};
+
+impl Check for StatusPageCheck {
+    fn name(&self) -> &'static str {
+        STATUS_PAGE.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        status_page(s, h)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     //! Each check judged on hand-made series: it passes on the right behaviour and fails on
     //! the wrong one, saying what it expected and what it saw.
     use super::*;
-    use crate::observer::Observer;
+    use crate::history::observer::Observer;
     use connector::core::status::NodeRow;
     use std::rc::Rc;
 
     const YAML: &str = "name: t\nseed: 1\nduration: 90m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: true } }]\n  expressway_clusters: [{ name: a, size: large, imp_clusters: [a] }]\nusers: { count: 10, webex: 100% }\nfaults:\n  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n  - { at: 60m, imp_fallback: { node: imp-a-1 } }\nchecks:\n  - migration: { from: imp-a-1, to: imp-a-2, sessions: 100, start_within: 15m, complete_within: 35m, complete_after: 25m }\n  - status_page\n";
 
     fn scenario() -> Scenario {
-        crate::scenario::parse("t.yaml", YAML).expect("valid test scenario")
+        crate::parse("t.yaml", YAML).expect("valid test scenario")
     }
 
-    fn output() -> RunOutput {
-        RunOutput::from_history(1, Rc::new(Observer::new()), Vec::new())
+    fn output() -> History {
+        History::from_history(1, Rc::new(Observer::new()), Vec::new())
     }
 
-    fn expect(s: &Scenario) -> MigrationExpect {
-        match &s.checks[0] {
-            crate::scenario::Check::Migration(e) => e.clone(),
-            _ => unreachable!("the first check is the migration"),
-        }
+    fn expect(s: &Scenario) -> Migration {
+        crate::checks::params(&s.checks[0].params).expect("check")
     }
 
     /// `n` moves `from → to` on `exp-a-1`, evenly from `first_s` to `last_s`.
-    fn moves(out: &mut RunOutput, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
+    fn moves(out: &mut History, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
         let step = (last_s - first_s) / (n.max(2) - 1) as f64;
-        let points = (0..n)
-            .map(|i| (first_s + step * i as f64, (i + 1) as f64))
-            .collect();
-        out.series
-            .insert(format!("{MOVES_SERIES}exp-a-1/{from}/{to}"), points);
+        let moves = (0..n).map(|i| crate::history::SessionMove {
+            at: Duration::from_secs_f64(first_s + step * i as f64),
+            from: from.into(),
+            to: to.into(),
+        });
+        out.moves.entry("exp-a-1".into()).or_default().extend(moves);
     }
 
     #[test]
@@ -721,7 +682,7 @@ mod tests {
     #[test]
     fn sessions_zero_expects_no_move() {
         let s = scenario();
-        let e = MigrationExpect {
+        let e = Migration {
             sessions: 0,
             ..expect(&s)
         };
@@ -739,7 +700,7 @@ mod tests {
         let s = scenario();
         let mut out = output();
         moves(&mut out, "imp-a-2", "imp-a-1", 100, 3700.0, 5500.0);
-        let e = MigrationExpect {
+        let e = Migration {
             from: "imp-a-2".into(),
             to: "imp-a-1".into(),
             ..expect(&s)
@@ -776,11 +737,9 @@ mod tests {
         }
     }
 
-    fn record(out: &mut RunOutput, t: f64, p: &StatusPage) {
-        for (k, v) in page_fields(p) {
-            let name = format!("{STATUS_SERIES}exp-a-1/{k}");
-            out.series.entry(name).or_default().push((t, v));
-        }
+    fn record(out: &mut History, t: f64, p: &StatusPage) {
+        let pages = out.status_pages.entry("exp-a-1".into()).or_default();
+        pages.push((Duration::from_secs_f64(t), p.clone()));
     }
 
     #[test]
@@ -814,19 +773,6 @@ mod tests {
             detail.contains(
                 "exp-a-1 at 900s: node sums users 9/active 9/inactive 0 != totals 10/10/0"
             ),
-            "{detail}"
-        );
-        // Percentages that do not match the counts.
-        let mut out = output();
-        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
-        out.series
-            .get_mut(&format!("{STATUS_SERIES}exp-a-1/active_pct"))
-            .unwrap()[0]
-            .1 = 90.0;
-        let (st, detail) = status_page(&s, &out);
-        assert_eq!(st, Status::Fail);
-        assert!(
-            detail.contains("active_pct 90 but the counts give 100"),
             "{detail}"
         );
         // The node never shown as Outage: spec 63 not observed.

@@ -9,10 +9,14 @@
 //!   Available (active ≤ 10 min), Away (10 min–72 h), out of office → Away, DND, hidden →
 //!   Away with the session kept, and, in runs longer than 72 h, Offline (session destroyed).
 
-use crate::runner::RunOutput;
-use connector::core::presence::{self, JabberPresence, WebexPresence};
+use crate::checks::{Check, Entry, Needs, Verdict, boxed};
+use crate::history::History;
+use crate::plan::topology::UserSpec;
+use crate::scenario::Scenario;
+use connector::core::presence::{self, JabberPresence};
 use reports::{Status, Table};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// A row of spec 52.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -43,9 +47,8 @@ fn shown(p: JabberPresence) -> (bool, Option<&'static str>) {
 }
 
 /// Evaluates the check and builds its table.
-pub fn check(out: &RunOutput) -> ((Status, String), Table) {
-    let end = out.elapsed;
-    let subjects: BTreeMap<&str, &crate::topology::UserSpec> = out
+pub fn check(out: &History) -> ((Status, String), Table) {
+    let subjects: BTreeMap<&str, &UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex && !u.jabber)
@@ -53,10 +56,26 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
         .collect();
     let mut problems = Vec::new();
     let mut rows: BTreeMap<Row, u64> = BTreeMap::new();
-    // Final views.
+    let observed_subjects = final_views(out, &subjects, &mut rows, &mut problems);
+    rows_seen(out, &subjects, &mut rows);
+    (
+        verdict(out.elapsed, &rows, observed_subjects, &problems),
+        table(&rows),
+    )
+}
+
+/// Judges every contact's final view of each subject against the translation of the
+/// subject's final Webex state; counts the Offline rows. Returns the subjects observed.
+fn final_views(
+    out: &History,
+    subjects: &BTreeMap<&str, &UserSpec>,
+    rows: &mut BTreeMap<Row, u64>,
+    problems: &mut Vec<String>,
+) -> usize {
+    let end = out.elapsed;
     let seen = out.observer.seen_presences();
     let mut observed_subjects = 0;
-    for (jid, u) in &subjects {
+    for (jid, u) in subjects {
         let state = out.webex_presence.get(*jid).copied().unwrap_or_default();
         let want = presence::translate(&state, end);
         let views: Vec<_> = seen
@@ -86,9 +105,14 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
             problems.push(format!("{jid} is hidden but its session was destroyed"));
         }
     }
+    observed_subjects
+}
+
+/// Counts the rows of spec 52 seen during the run.
+fn rows_seen(out: &History, subjects: &BTreeMap<&str, &UserSpec>, rows: &mut BTreeMap<Row, u64>) {
     // Rows seen during the run: any Hybrid Message Webex user counts, since an event from the
     // `hm-webex` resource is the connector's device presence whatever other devices exist.
-    let webex_users: BTreeMap<&str, &crate::topology::UserSpec> = out
+    let webex_users: BTreeMap<&str, &UserSpec> = out
         .users
         .iter()
         .filter(|u| u.hybrid && u.webex)
@@ -115,21 +139,11 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
         };
         *rows.entry(row).or_default() += 1;
     }
-    let long_run = end > presence::ACTIVE_WINDOW;
-    let wanted = [
-        Row::Available,
-        Row::Away,
-        Row::OutOfOffice,
-        Row::Dnd,
-        Row::Hidden,
-    ]
-    .into_iter()
-    .chain(long_run.then_some(Row::Offline));
-    let missing: Vec<&str> = wanted
-        .filter(|r| !rows.contains_key(r))
-        .map(Row::label)
-        .collect();
-    let table = Table {
+}
+
+/// The table of rows observed.
+fn table(rows: &BTreeMap<Row, u64>) -> Table {
+    Table {
         title: "Presence translation (spec 52)".into(),
         columns: vec!["row".into(), "observations".into()],
         rows: [
@@ -148,8 +162,31 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
             ]
         })
         .collect(),
-    };
-    let verdict = if observed_subjects == 0 {
+    }
+}
+
+/// The verdict: every view right, every row observed.
+fn verdict(
+    end: Duration,
+    rows: &BTreeMap<Row, u64>,
+    observed_subjects: usize,
+    problems: &[String],
+) -> (Status, String) {
+    let long_run = end > presence::ACTIVE_WINDOW;
+    let wanted = [
+        Row::Available,
+        Row::Away,
+        Row::OutOfOffice,
+        Row::Dnd,
+        Row::Hidden,
+    ]
+    .into_iter()
+    .chain(long_run.then_some(Row::Offline));
+    let missing: Vec<&str> = wanted
+        .filter(|r| !rows.contains_key(r))
+        .map(Row::label)
+        .collect();
+    if observed_subjects == 0 {
         (
             Status::Fail,
             "no Jabber contact saw any Webex-only Hybrid Message user".into(),
@@ -180,21 +217,35 @@ pub fn check(out: &RunOutput) -> ((Status, String), Table) {
                 "{observed_subjects} users' final presence as spec 52 for every contact; all rows observed"
             ),
         )
-    };
-    (verdict, table)
+    }
 }
 
-/// The Webex facts of a user, as the cloud's presence service reports them.
-pub fn from_cloud(
-    last_active_ms: Option<u64>,
-    dnd_until_ms: Option<u64>,
-    ooo: bool,
-    hidden: bool,
-) -> WebexPresence {
-    WebexPresence {
-        last_active: last_active_ms.map(std::time::Duration::from_millis),
-        dnd_until: dnd_until_ms.map(std::time::Duration::from_millis),
-        out_of_office: ooo,
-        hidden,
+/// The `presence` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "presence",
+    bare: true,
+    read: boxed::<Presence>,
+};
+
+impl Check for Presence {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn needs(&self) -> Needs {
+        Needs {
+            connector: true,
+            ..Needs::default()
+        }
+    }
+    fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
+        check(h).0
+    }
+    fn tables(&self, _s: &Scenario, h: &History) -> Vec<Table> {
+        vec![check(h).1]
     }
 }

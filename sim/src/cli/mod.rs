@@ -4,8 +4,8 @@
 //! 2 bad input (scenario or arguments), 3 regression against a baseline, 4 an I/O error.
 
 use crate::record::{self, WallFacts};
-use crate::runner::{self, Progress};
-use crate::scenario::{self, Scenario, units::format_duration};
+use crate::run::{self, Progress};
+use crate::scenario::{Scenario, units::format_duration};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
@@ -193,7 +193,7 @@ fn init_tracing() {
 fn cmd_check(files: &[PathBuf]) -> i32 {
     let mut code = EXIT_OK;
     for f in files {
-        match scenario::load(f) {
+        match crate::load(f) {
             Ok(s) => println!("{}: ok ({})", f.display(), s.name),
             Err(e) => {
                 eprintln!("{e}");
@@ -213,7 +213,7 @@ pub fn reproduce_command(file: &Path, seed: u64) -> String {
 }
 
 fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool, trace: bool) -> i32 {
-    let s = match scenario::load(file) {
+    let s = match crate::load(file) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("{e}");
@@ -260,11 +260,14 @@ pub fn run_scenario(
     file: &Path,
     seed: u64,
     quiet: bool,
-) -> (reports::RunRecord, runner::RunOutput) {
+) -> (reports::RunRecord, crate::history::History) {
     let mut reporter = ProgressReporter::new(quiet, s.duration.0);
     let started = std::time::Instant::now(); // allow-nondeterminism: wall time around the run
 
-    let out = runner::run(s, seed, &mut |p| reporter.update(p));
+    let opts = run::Options {
+        capture_log: crate::checks::needs(s).log,
+    };
+    let out = run::run(s, seed, opts, &mut |p| reporter.update(p));
     let wall = WallFacts {
         wall_time_s: started.elapsed().as_secs_f64(),
         peak_rss_bytes: record::peak_rss_bytes(),

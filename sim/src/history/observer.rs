@@ -25,16 +25,49 @@ pub struct MessageRecord {
     pub client: ClientKind,
     /// Simulated send time.
     pub sent_at: Duration,
-    /// Each delivery to a recipient device: (device, time, delayed, global delivery number).
-    pub deliveries: Vec<(String, Duration, bool, u64)>,
+    /// Each delivery to a recipient device.
+    pub deliveries: Vec<Delivery>,
     /// Carbon copies seen by devices (sender's or recipient's other devices).
     pub carbons: u32,
     /// The device (resource) it was sent from.
     pub sender_device: String,
-    /// Each carbon copy as (user, device) that saw it, for the MDM check.
-    pub carbon_seen: Vec<(String, String)>,
-    /// Error stanzas the sender got back for it: (device, condition, text).
-    pub refused: Vec<(String, String, String)>,
+    /// Each carbon copy and the device that saw it, for the MDM check.
+    pub carbon_seen: Vec<CarbonCopy>,
+    /// Error stanzas the sender got back for it.
+    pub refused: Vec<Refusal>,
+}
+
+/// One delivery of a message to a device of its recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The device (resource).
+    pub device: String,
+    /// Simulated time.
+    pub at: Duration,
+    /// Replayed from offline storage with a delay stamp.
+    pub delayed: bool,
+    /// Deliveries of the whole run are numbered in the order they happened.
+    pub number: u64,
+}
+
+/// A carbon copy of a message (XEP-0280) seen by a device of its sender or recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarbonCopy {
+    /// The user whose device saw it.
+    pub user: String,
+    /// The device.
+    pub device: String,
+}
+
+/// An error stanza the sender got back for a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The sender's device that got it.
+    pub device: String,
+    /// The XMPP error condition.
+    pub condition: String,
+    /// The error text.
+    pub text: String,
 }
 
 /// A session transition of a device.
@@ -309,10 +342,18 @@ impl Recorder for Observer {
         };
         if ev.carbon || ev.to != m.to {
             m.carbons += 1;
-            m.carbon_seen.push((ev.to, ev.device));
+            m.carbon_seen.push(CarbonCopy {
+                user: ev.to,
+                device: ev.device,
+            });
             return;
         }
-        m.deliveries.push((ev.device, at, ev.delayed, number));
+        m.deliveries.push(Delivery {
+            device: ev.device,
+            at,
+            delayed: ev.delayed,
+            number,
+        });
         if ev.delayed {
             *st.coverage
                 .entry("offline message delivered with delay".into())
@@ -389,7 +430,11 @@ impl Recorder for Observer {
             .entry(format!("message refused: {}", ev.text))
             .or_default() += 1;
         match st.messages.get_mut(&ev.id) {
-            Some(m) if m.from == ev.user => m.refused.push((ev.device, ev.condition, ev.text)),
+            Some(m) if m.from == ev.user => m.refused.push(Refusal {
+                device: ev.device,
+                condition: ev.condition,
+                text: ev.text,
+            }),
             _ => st.phantom.push(format!("{} (refused, never sent)", ev.id)),
         }
     }

@@ -1,10 +1,10 @@
-//! Host naming (DESIGN.md section 1) and the user population derived from a scenario.
+//! Host naming (see `docs/architecture.md`) and the user population derived from a scenario.
 //!
 //! Host names: `imp-<cluster>-<n>` (node 1 is the publisher), `exp-<cluster>-<n>`, `cloud`,
 //! `kms` or `hds`, and client farms `jabber-<k>` / `webex-<k>`. A cluster named `imp-a` or `a`
 //! both give hosts `imp-a-1`, ... so scenario files may write either.
 
-use crate::rng::RngFactory;
+use crate::plan::rng::RngFactory;
 use crate::scenario::{KmsKind, Scenario};
 use rand::RngExt as _;
 

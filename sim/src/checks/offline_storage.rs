@@ -1,0 +1,150 @@
+//! The `offline_storage` check: offline storage as configured on the recipient's cluster
+//! (spec 46-48).
+
+use crate::checks::{Check, Entry, Verdict, boxed, examples};
+use crate::history::History;
+use crate::history::observer::{MessageRecord, Refusal};
+use crate::oracle::{Expect, Oracle};
+use crate::scenario::ImpCluster;
+use crate::scenario::Scenario;
+use reports::Status;
+use std::collections::BTreeMap;
+
+/// The `offline_storage` check (no parameters).
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OfflineStorage {}
+
+/// How the registry reads it.
+pub const ENTRY: Entry = Entry {
+    name: "offline_storage",
+    bare: true,
+    read: boxed::<OfflineStorage>,
+};
+
+impl Check for OfflineStorage {
+    fn name(&self) -> &'static str {
+        ENTRY.name
+    }
+    fn judge(&self, s: &Scenario, h: &History) -> Verdict {
+        offline_storage(s, h)
+    }
+}
+
+/// (delivery number, send position, id) of the replayed messages of one conversation on one
+/// device.
+type Replays = Vec<(u64, usize, String)>;
+
+/// A message to a cluster with offline storage off: never replayed, never refused and
+/// delivered; when discarded, refused with the spec's text below 12.5 and silently from 12.5.
+/// Returns (discarded, refused with the text as it should be).
+fn storage_off(
+    oracle: &Oracle<'_>,
+    id: &str,
+    m: &MessageRecord,
+    c: &ImpCluster,
+    bad: &mut Vec<String>,
+) -> (bool, bool) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
+    let pre_12_5 = crate::scenario::imp_version(&c.version).is_some_and(|v| v < (12, 5));
+    if m.deliveries.iter().any(|d| d.delayed) {
+        bad.push(format!(
+            "{id} replayed from storage with offline storage off"
+        ));
+    }
+    if !m.refused.is_empty() && !m.deliveries.is_empty() {
+        bad.push(format!("{id} refused and delivered"));
+    }
+    if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
+        return (false, false);
+    }
+    let told = m.refused.iter().any(|r| r.text == UNDELIVERABLE_TEXT);
+    // Judge the error only when no fault could have cut the sender off.
+    let sender_safe = !oracle.at_risk(m);
+    if pre_12_5 && !told && sender_safe {
+        bad.push(format!(
+            "{id} discarded without \"{UNDELIVERABLE_TEXT}\" to the sender (IM&P {})",
+            c.version
+        ));
+    } else if !pre_12_5 && !m.refused.is_empty() {
+        bad.push(format!(
+            "{id} refused by IM&P {} (>= 12.5 discards silently)",
+            c.version
+        ));
+    } else if told {
+        return (true, true);
+    }
+    (true, false)
+}
+
+/// Offline storage as configured on the recipient's cluster (spec 46-48).
+///
+/// Storage on: something was stored and replayed with a delay stamp; replays reach each device
+/// in send order (spec 48, Jabber side); nothing was refused. Storage off: nothing is replayed;
+/// every message discarded (recipient without a session) and outside a fault's risk window was
+/// refused with "Message could not be delivered" below 12.5 and silently above; a refused
+/// message was never delivered.
+pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
+    let oracle = Oracle::new(s, out);
+    let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
+    let mut bad = Vec::new();
+    // Per (from, to, device): (delivery number, send position, id) of replayed messages.
+    let mut replays: BTreeMap<(String, String, String), Replays> = BTreeMap::new();
+    out.observer.with_messages(|msgs| {
+        for (pos, (id, m)) in msgs.enumerate() {
+            let Some(c) = oracle.cluster(&m.to) else {
+                continue;
+            };
+            for d in &m.deliveries {
+                if d.delayed {
+                    replayed += 1;
+                    replays
+                        .entry((m.from.clone(), m.to.clone(), d.device.clone()))
+                        .or_default()
+                        .push((d.number, pos, id.to_string()));
+                }
+            }
+            if c.offline_storage {
+                if let Some(Refusal { text, .. }) = m.refused.first() {
+                    bad.push(format!("{id} refused ({text}) with offline storage on"));
+                }
+                continue;
+            }
+            let (was_discarded, told) = storage_off(&oracle, id, m, c, &mut bad);
+            discarded += u64::from(was_discarded);
+            refused_ok += u64::from(told);
+        }
+    });
+    for ((from, to, device), mut list) in replays {
+        list.sort_unstable();
+        if list.windows(2).any(|w| w[0].1 > w[1].1) {
+            bad.push(format!(
+                "replay to {to}/{device} of {from}'s messages out of send order"
+            ));
+        }
+    }
+    let any_on = s.topology.imp_clusters.iter().any(|c| c.offline_storage);
+    let any_off = s.topology.imp_clusters.iter().any(|c| !c.offline_storage);
+    if any_on && replayed == 0 {
+        bad.push(
+            "offline storage on, but no message was stored and replayed: nothing exercised".into(),
+        );
+    }
+    if any_off && !any_on && discarded == 0 {
+        bad.push("offline storage off, but no message was discarded: nothing exercised".into());
+    }
+    if bad.is_empty() {
+        (
+            Status::Pass,
+            format!(
+                "{replayed} replayed with delay stamps in send order; {discarded} discarded with storage off, {refused_ok} of them refused with \"{UNDELIVERABLE_TEXT}\""
+            ),
+        )
+    } else {
+        (
+            Status::Fail,
+            format!("{} problems (e.g. {})", bad.len(), examples(&bad)),
+        )
+    }
+}

@@ -1,0 +1,269 @@
+//! Stage 7, the oracle: what must, may, and must not be delivered, judged over a history. The
+//! runner asks it whether the run is quiescent; the checks judge with it.
+//!
+//! A message that the rules say must arrive and did not is a loss, a second copy on one device
+//! is a duplicate. A message sent while a fault could legitimately swallow it (XMPP without
+//! stream management loses what is in flight on a dead TCP stream) is *at risk*: its loss is
+//! reported, not failed. The window is the fault plus [`RISK_MARGIN`], the time a client needs
+//! to notice a dead stream and log in again.
+//!
+//! - [`interop`]: across the Jabber/Webex bridge, per recipient client (spec 32-34).
+//! - [`tally`]: deliveries, losses, duplicates and reorderings over the whole history.
+
+pub mod interop;
+pub mod tally;
+
+use crate::history::History;
+use crate::history::observer::MessageRecord;
+use crate::scenario::Scenario;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// After a fault ends, messages stay at risk until clients have noticed dead streams
+/// (keepalive silence, 90 s) and logged in again (backoff up to 30 s, login).
+pub const RISK_MARGIN: Duration = Duration::from_secs(150);
+
+/// A message sent this long before a fault may still be in flight when the fault hits, and be
+/// lost with the stream it is on. The longest path, Webex App → cloud → connector → IM&P →
+/// Jabber, crosses four hosts and two HTTP round trips: about a second at a 100 ms tick
+/// (`imp-failover-uncontrolled` lost one sent 1.3 s before the crash of the recipient's node),
+/// a few at coarser ticks.
+pub const IN_FLIGHT_SLACK: Duration = Duration::from_secs(5);
+
+/// Delivery expectation for one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Must reach at least one device of the recipient, and each device at most once.
+    Must,
+    /// May be lost (sent inside a fault's risk window).
+    AtRisk,
+    /// Legitimately discarded: the recipient's cluster has offline storage off and the
+    /// recipient had no session (spec 46).
+    Discarded,
+}
+
+/// Messages in flight when a client farm crashes may be lost: those its users sent just before,
+/// and those the node was writing to its users' streams until it saw them close (one tick, a
+/// few at most). After that the node knows the users are gone and stores (or refuses).
+pub const FARM_CRASH_RISK: Duration = Duration::from_secs(2);
+
+/// A device counts as logged in around a send when its session covers this much on both sides
+/// of the send: login completes in a few ticks, carbons are enabled right after binding.
+pub const SESSION_SETTLE: Duration = Duration::from_secs(2);
+
+/// What the oracle knows about users and sessions, built once per evaluation.
+pub struct Oracle<'a> {
+    s: &'a Scenario,
+    /// Bare JID → (client-farm host, IM&P cluster index).
+    users: BTreeMap<String, (String, usize)>,
+    /// (user, device) → session transitions in time order.
+    pub sessions: BTreeMap<(String, String), Vec<(Duration, bool)>>,
+    /// When a PRG changed state on its own (an automatic fallback long after its fault).
+    prg_changes: Vec<Duration>,
+}
+
+impl<'a> Oracle<'a> {
+    /// Indexes the population and the session history of `out`.
+    pub fn new(s: &'a Scenario, out: &History) -> Self {
+        let users = out
+            .users
+            .iter()
+            .map(|u| {
+                (
+                    u.jid.clone(),
+                    (crate::plan::topology::jabber_farm(u.farm), u.cluster),
+                )
+            })
+            .collect();
+        let mut sessions: BTreeMap<(String, String), Vec<(Duration, bool)>> = BTreeMap::new();
+        for e in out.observer.sessions() {
+            sessions
+                .entry((e.user, e.device))
+                .or_default()
+                .push((e.at, e.up));
+        }
+        Self {
+            s,
+            users,
+            sessions,
+            prg_changes: prg_changes(out),
+        }
+    }
+
+    /// The IM&P cluster settings of a user's home cluster.
+    pub fn cluster(&self, user: &str) -> Option<&'a crate::scenario::ImpCluster> {
+        let (_, c) = self.users.get(user)?;
+        self.s.topology.imp_clusters.get(*c)
+    }
+
+    /// Whether `user/device` was logged in over the whole of `[from, to]`.
+    pub fn device_up_over(&self, user: &str, device: &str, from: Duration, to: Duration) -> bool {
+        let Some(events) = self.sessions.get(&(user.to_string(), device.to_string())) else {
+            return false;
+        };
+        // Up at `from` (its last transition by then was a login) and no logout until `to`.
+        let up_at_start = events
+            .iter()
+            .rfind(|(at, _)| *at <= from)
+            .is_some_and(|(_, u)| *u);
+        let down_inside = events.iter().any(|(at, u)| !*u && *at >= from && *at <= to);
+        up_at_start && !down_inside
+    }
+
+    /// Devices of `user` that ever had a session.
+    pub fn devices_of(&self, user: &str) -> Vec<&str> {
+        self.sessions
+            .keys()
+            .filter(|(u, _)| u == user)
+            .map(|(_, d)| d.as_str())
+            .collect()
+    }
+
+    /// Whether some device of `user` was logged in over the whole of `[from, to]`.
+    pub fn user_up_over(&self, user: &str, from: Duration, to: Duration) -> bool {
+        self.devices_of(user)
+            .iter()
+            .any(|d| self.device_up_over(user, d, from, to))
+    }
+
+    /// Whether `m` must be delivered.
+    ///
+    /// A message to a user of a cluster with offline storage off is legitimately discarded
+    /// when the recipient had no session around the send (within a second). A crash or
+    /// bounce of client farms puts at risk only the messages of that farm's users in flight at
+    /// that moment ([`FARM_CRASH_RISK`]): the node sees the streams close and stores what comes
+    /// after. Service faults that keep streams up put nothing at risk
+    /// ([`crate::plan::faults::breaks_streams`]). Every other fault puts at risk everything sent
+    /// during it, [`RISK_MARGIN`] after and [`IN_FLIGHT_SLACK`] before.
+    pub fn expect(&self, m: &MessageRecord) -> Expect {
+        let storage_off = self.cluster(&m.to).is_some_and(|c| !c.offline_storage);
+        let around = (
+            m.sent_at.saturating_sub(Duration::from_secs(1)),
+            m.sent_at + Duration::from_secs(1),
+        );
+        // A refusal alone does not make a discard legitimate: IM&P refusing a message for a
+        // user with a session is exactly the bug to catch.
+        if storage_off && !self.user_up_over(&m.to, around.0, around.1) {
+            return Expect::Discarded;
+        }
+        if self.at_risk(m) {
+            Expect::AtRisk
+        } else {
+            Expect::Must
+        }
+    }
+
+    /// Whether a fault could have swallowed `m` (see [`Oracle::expect`]).
+    pub fn at_risk(&self, m: &MessageRecord) -> bool {
+        // A PRG moving users (failover or fallback, manual or automatic) ends their streams
+        // with `see-other-host`: what is in flight then is lost, as with any broken stream.
+        let moved = self
+            .prg_changes
+            .iter()
+            .any(|&t| m.sent_at + PRG_SAMPLE_SLACK >= t && m.sent_at <= t + RISK_MARGIN);
+        if moved {
+            return true;
+        }
+        let farm = |u: &str| self.users.get(u).map(|(f, _)| f.as_str());
+        let mut risky = self
+            .s
+            .faults
+            .iter()
+            .filter(|f| crate::plan::faults::breaks_streams(f));
+        risky.any(|f| {
+            let (start, end) = crate::plan::faults::window(f);
+            let farms_only = f.partition.is_none()
+                && match (&f.crash, &f.bounce) {
+                    (Some(h), None) | (None, Some(h)) => {
+                        h.0.iter().all(|h| h.starts_with("jabber-"))
+                    }
+                    _ => false,
+                };
+            if farms_only {
+                let hosts = f.crash.as_ref().or(f.bounce.as_ref()).map(|h| &h.0);
+                let involved = hosts.is_some_and(|hs| {
+                    hs.iter()
+                        .any(|h| farm(&m.from) == Some(h.as_str()) || farm(&m.to) == Some(h))
+                });
+                involved
+                    && m.sent_at + Duration::from_secs(1) >= start
+                    && m.sent_at <= start + FARM_CRASH_RISK
+            } else {
+                m.sent_at + IN_FLIGHT_SLACK >= start && m.sent_at <= end + RISK_MARGIN
+            }
+        })
+    }
+}
+
+/// PRG states are sampled, so a change is seen up to this long after it happened.
+const PRG_SAMPLE_SLACK: Duration = Duration::from_secs(5);
+
+/// The times at which a node's sampled PRG state changes.
+fn prg_changes(out: &History) -> Vec<Duration> {
+    let mut at: Vec<Duration> = out
+        .prg_states
+        .values()
+        .flat_map(|states| {
+            states
+                .windows(2)
+                .filter(|w| w[0].1 != w[1].1)
+                // Through seconds as f64, as the plotted series holds them.
+                .map(|w| Duration::from_secs_f64(w[1].0.as_secs_f64()))
+        })
+        .collect();
+    at.sort();
+    at.dedup();
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::observer::Observer;
+    use crate::plan::rng::RngFactory;
+    use fakes::observe::ClientKind;
+    use std::rc::Rc;
+
+    const ALICE: &str = "user00000@example.com";
+    const BOB: &str = "user00001@example.com";
+
+    fn output(s: &Scenario, obs: Rc<Observer>) -> History {
+        let users = crate::plan::topology::population(s, &RngFactory::new(1));
+        History::from_history(1, obs, users)
+    }
+
+    /// A message still on its way when a stream-breaking fault hits is at risk: sent up to
+    /// `IN_FLIGHT_SLACK` before it, during it, or up to `RISK_MARGIN` after it; not earlier
+    /// or later.
+    #[test]
+    fn at_risk_from_just_before_a_fault_to_its_margin_after() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 1 }]\nusers: { count: 2, jabber: 100% }\nfaults:\n  - { at: 100s, for: 10s, crash: imp-a-1 }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        let out = output(&s, Rc::new(Observer::new()));
+        let oracle = Oracle::new(&s, &out);
+        let sent_at = |secs: u64| MessageRecord {
+            from: ALICE.into(),
+            to: BOB.into(),
+            client: ClientKind::Jabber,
+            sent_at: Duration::from_secs(secs),
+            deliveries: Vec::new(),
+            carbons: 0,
+            sender_device: "d1".into(),
+            carbon_seen: Vec::new(),
+            refused: Vec::new(),
+        };
+        let slack = IN_FLIGHT_SLACK.as_secs();
+        let margin = RISK_MARGIN.as_secs();
+        assert!(!oracle.at_risk(&sent_at(100 - slack - 1)), "long before");
+        assert!(
+            oracle.at_risk(&sent_at(100 - slack)),
+            "in flight at the crash"
+        );
+        assert!(oracle.at_risk(&sent_at(105)), "during");
+        assert!(
+            oracle.at_risk(&sent_at(110 + margin)),
+            "before clients are back"
+        );
+        assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
+    }
+}

@@ -1,0 +1,140 @@
+//! Delivery accounting over the whole history: what was sent, delivered, lost (must-deliver
+//! only), at risk, discarded, duplicated and reordered, and the latency percentiles.
+
+use crate::history::History;
+use crate::oracle::{Expect, Oracle, interop};
+use crate::plan::topology::UserSpec;
+use crate::scenario::Scenario;
+use reports::Percentiles;
+use std::collections::BTreeMap;
+
+/// Delivery accounting over the whole history.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    /// Messages sent.
+    pub sent: u64,
+    /// Messages delivered to at least one recipient device.
+    pub delivered: u64,
+    /// Must-deliver messages never delivered.
+    pub lost: Vec<String>,
+    /// At-risk messages never delivered (reported, allowed).
+    pub lost_at_risk: u64,
+    /// Messages discarded because offline storage is off (allowed, spec 46).
+    pub discarded: u64,
+    /// Messages that crossed the bridge where spec 33 says nothing carries them (or before
+    /// the bridge was up) and arrived nowhere: expected, counted.
+    pub not_bridged: u64,
+    /// (message, device) pairs delivered more than once.
+    pub duplicated: Vec<String>,
+    /// Send-to-first-delivery latencies, ms.
+    pub latencies_ms: Vec<u64>,
+    /// Conversations whose messages arrived out of send order (excluding offline replay).
+    pub reordered: Vec<String>,
+}
+
+/// Counts deliveries, losses, duplicates and reorderings.
+pub fn tally(s: &Scenario, out: &History) -> Tally {
+    let mut t = Tally::default();
+    let oracle = Oracle::new(s, out);
+    // Per (conversation, device): arrivals, to detect reordering once all are known.
+    let mut arrivals = Arrivals::new();
+    let mut position = 0usize;
+    let hybrid = crate::plan::topology::uses_cloud(s);
+    let by_jid: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+    out.observer.with_messages(|msgs| {
+        for (id, m) in msgs {
+            t.sent += 1;
+            if hybrid {
+                // Across the bridge, each recipient client is judged (interop oracle).
+                let missing = interop::missing(&by_jid, m, &out.bridge);
+                if !missing.is_empty() {
+                    if oracle.at_risk(m) {
+                        t.lost_at_risk += 1;
+                    } else {
+                        let on: Vec<&str> = missing
+                            .iter()
+                            .map(|c| match c {
+                                fakes::observe::ClientKind::Jabber => "Jabber",
+                                fakes::observe::ClientKind::Webex => "Webex",
+                            })
+                            .collect();
+                        t.lost
+                            .push(format!("{id} ({}→{} on {})", m.from, m.to, on.join("+")));
+                    }
+                }
+                if m.deliveries.is_empty() {
+                    t.not_bridged += u64::from(missing.is_empty());
+                    continue;
+                }
+            } else if m.deliveries.is_empty() {
+                match oracle.expect(m) {
+                    Expect::Must => t.lost.push(format!("{id} ({}→{})", m.from, m.to)),
+                    Expect::AtRisk => t.lost_at_risk += 1,
+                    Expect::Discarded => t.discarded += 1,
+                }
+                continue;
+            }
+            t.delivered += 1;
+            let first = m.deliveries.iter().map(|d| d.at).min().unwrap_or(m.sent_at);
+            t.latencies_ms.push((first - m.sent_at).as_millis() as u64);
+            let mut devices: Vec<&str> = m.deliveries.iter().map(|d| d.device.as_str()).collect();
+            devices.sort_unstable();
+            if devices.windows(2).any(|w| w[0] == w[1]) {
+                t.duplicated.push(id.to_string());
+            }
+            position += 1;
+            for d in &m.deliveries {
+                let key = (m.from.clone(), m.to.clone(), d.device.clone());
+                let arrival = (d.number, position, d.delayed, id.to_string());
+                arrivals.entry(key).or_default().push(arrival);
+            }
+        }
+    });
+    t.reordered = reordered(arrivals);
+    t
+}
+
+/// (delivery number, send position, delayed, id) per (from, to, device).
+type Arrivals =
+    std::collections::BTreeMap<(String, String, String), Vec<(u64, usize, bool, String)>>;
+
+/// Messages that arrived on a device after a message sent later in the same conversation.
+/// Offline replays (delayed) are exempt: IM&P replays stored messages at login (spec 48).
+fn reordered(arrivals: Arrivals) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, mut list) in arrivals {
+        list.sort_unstable();
+        let mut latest_sent = 0usize;
+        for (_, sent_pos, delayed, id) in list {
+            if delayed {
+                continue;
+            }
+            if sent_pos < latest_sent {
+                out.push(id);
+            }
+            latest_sent = latest_sent.max(sent_pos);
+        }
+    }
+    out
+}
+
+/// Latency percentiles from an HDR histogram (3 significant digits, 1 ms to 1 day).
+pub fn percentiles(latencies_ms: &[u64]) -> Percentiles {
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 86_400_000, 3)
+        .expect("static bounds are valid");
+    for &l in latencies_ms {
+        h.saturating_record(l.max(1));
+    }
+    if h.is_empty() {
+        return Percentiles::default();
+    }
+    Percentiles {
+        count: h.len(),
+        p50: h.value_at_quantile(0.50) as f64,
+        p90: h.value_at_quantile(0.90) as f64,
+        p99: h.value_at_quantile(0.99) as f64,
+        p999: h.value_at_quantile(0.999) as f64,
+        max: h.max() as f64,
+        mean: (h.mean() * 10.0).round() / 10.0,
+    }
+}

@@ -1,0 +1,85 @@
+//! The IM&P side's configuration: the component port's settings (spec 10) and the PRG
+//! settings of every node (spec 61-65), from the scenario.
+
+use crate::plan::connector::COMPONENT_SECRET;
+use crate::plan::topology::{self, UserSpec};
+use crate::scenario::{ImpCluster, Scenario};
+use fakes::imp::PrgConfig;
+use fakes::imp::component::{ComponentConfig, CreateRate};
+use std::time::Duration;
+
+/// The component port settings of a cluster's nodes.
+pub fn component_config(c: &ImpCluster) -> ComponentConfig {
+    ComponentConfig {
+        secret: COMPONENT_SECRET.into(),
+        sessions_max: c.sessions.max.map(|m| m as usize),
+        create_rate: c.sessions.create_rate.map(|r| CreateRate {
+            sessions: r.count.round().clamp(1.0, f64::from(u32::MAX)) as u32,
+            per: r.per,
+        }),
+    }
+}
+
+/// The PRG settings of every node of cluster `c`.
+pub fn node_config(c: &ImpCluster) -> PrgConfig {
+    PrgConfig {
+        cluster: (1..=c.nodes)
+            .map(|n| topology::imp_host(&c.name, n))
+            .collect(),
+        high_availability: c.prg.high_availability,
+        automatic_fallback: c.prg.automatic_fallback,
+        heartbeat_timeout: c.prg.heartbeat_timeout.0,
+    }
+}
+
+/// The high availability of cluster `c` in effect at `at`: the scenario's setting, changed by
+/// every `prg_high_availability` fault on `c` up to `at` (spec 61: live on IM&P at once).
+pub fn high_availability_at(s: &Scenario, c: &ImpCluster, at: Duration) -> bool {
+    let host = topology::imp_host(&c.name, 1);
+    s.faults
+        .iter()
+        .filter(|f| f.at.0 <= at)
+        .filter_map(|f| f.prg_high_availability.as_ref())
+        .filter(|ha| topology::imp_host(&ha.cluster, 1) == host)
+        .fold(c.prg.high_availability, |_, ha| ha.enabled)
+}
+
+/// The servers a user's Jabber devices log in to, in order: the home node, then its PRG
+/// peer (Jabber's high-availability login profile, spec 65).
+pub fn login_servers(s: &Scenario, u: &UserSpec) -> Vec<String> {
+    let home = u.home_host(s);
+    let cluster = &s.topology.imp_clusters[u.cluster];
+    let peer = node_config(cluster).peer_of(&home).map(str::to_string);
+    std::iter::once(home).chain(peer).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::rng::RngFactory;
+
+    fn scenario() -> Scenario {
+        let yaml = "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2 }]\nusers: { count: 2, jabber: 100% }\n";
+        crate::parse("t.yaml", yaml).expect("valid test scenario")
+    }
+
+    #[test]
+    fn high_availability_follows_the_changes_made_so_far() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: false } }]\nusers: { count: 2 }\nfaults:\n  - { at: 2m, prg_high_availability: { cluster: imp-a, enabled: true } }\n  - { at: 4m, prg_high_availability: { cluster: a, enabled: false } }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid");
+        let c = &s.topology.imp_clusters[0];
+        let at = |m: u64| high_availability_at(&s, c, Duration::from_secs(m * 60));
+        assert_eq!(
+            (at(1), at(2), at(3), at(4), at(9)),
+            (false, true, true, false, false)
+        );
+    }
+
+    #[test]
+    fn login_servers_are_the_home_then_its_peer() {
+        let s = scenario();
+        let users = topology::population(&s, &RngFactory::new(1));
+        assert_eq!(login_servers(&s, &users[0]), vec!["imp-a-1", "imp-a-2"]);
+        assert_eq!(login_servers(&s, &users[1]), vec!["imp-a-2", "imp-a-1"]);
+    }
+}

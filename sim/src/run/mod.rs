@@ -1,0 +1,237 @@
+//! Stage 5, the run: plan → world → stepped simulation → history.
+//!
+//! The runner steps the world itself (rather than `Sim::run`) so it can fire the fault
+//! timeline at its simulated times ([`crate::inject::apply`]), sample the world, and stop as
+//! soon as the run is quiescent after `duration` (nothing that must arrive is still on its
+//! way, judged by [`crate::oracle`]); if it is not quiescent by `duration + drain`, the run
+//! fails with what it was still waiting for.
+//!
+//! - [`sample`]: what is read from the world while it runs (sessions, status pages, PRG
+//!   states, the cloud's view).
+//! - [`collect`]: what is read from the world at the end (counters, group facts, secrets),
+//!   and the log capture for `no_secrets_in_logs`.
+
+pub mod collect;
+pub mod sample;
+
+use crate::history::History;
+use crate::history::observer::Observer;
+use crate::oracle::interop;
+use crate::plan::Plan;
+use crate::plan::faults::Timed;
+use crate::plan::topology::UserSpec;
+use crate::scenario::Scenario;
+use crate::world::World;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How often, after `duration`, the runner checks whether the run is quiescent.
+pub const QUIESCENCE_EVERY: Duration = Duration::from_secs(1);
+pub use crate::history::SAMPLES_MAX;
+
+/// Progress callback payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Progress {
+    /// Simulated time so far.
+    pub elapsed: Duration,
+    /// Planned simulated duration (without drain).
+    pub duration: Duration,
+    /// Messages sent so far.
+    pub sent: usize,
+    /// Devices logged in now.
+    pub devices_up: usize,
+}
+
+/// What the run must gather besides the history every run keeps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Capture the run's log and the secrets it knows (for `no_secrets_in_logs`).
+    pub capture_log: bool,
+}
+
+/// Runs `s` with `seed`, calling `progress` every few simulated seconds.
+pub fn run(s: &Scenario, seed: u64, opts: Options, progress: &mut dyn FnMut(Progress)) -> History {
+    // `no_secrets_in_logs` judges everything the run logs: capture it (only then).
+    let (mut out, log) = collect::capture(opts.capture_log, || run_world(s, seed, opts, progress));
+    if let (Some(ev), Some((log, cut))) = (out.secrets.as_mut(), log) {
+        (ev.log, ev.log_cut) = (log, cut);
+    }
+    out
+}
+
+fn run_world(
+    s: &Scenario,
+    seed: u64,
+    opts: Options,
+    progress: &mut dyn FnMut(Progress),
+) -> History {
+    let plan = Plan::new(s, seed);
+    let observer = Rc::new(Observer::new());
+    let mut world = World::build(s, &plan, observer.clone());
+    let mut out = History::from_history(seed, observer, plan.users.clone());
+    out.contacts = plan.contacts.clone();
+    step_loop(&mut world, s, &plan.timeline, &mut out, progress);
+    collect::finish(&world, s, opts, &mut out);
+    out
+}
+
+fn step_loop(
+    world: &mut World<'_>,
+    s: &Scenario,
+    timeline: &[Timed],
+    out: &mut History,
+    progress: &mut dyn FnMut(Progress),
+) {
+    let mut next_bridge = Duration::ZERO;
+    let mut next_quiescence = Duration::ZERO;
+    let mut prg_watch = sample::Watch::default();
+    let duration = s.duration.0;
+    let deadline = duration + s.drain.0;
+    let sample_every = (duration / SAMPLES_MAX as u32).max(s.tick.0);
+    let progress_every = (duration / 50).max(Duration::from_secs(1));
+    let (mut next_fault, mut next_sample, mut next_progress) =
+        (0usize, Duration::ZERO, Duration::ZERO);
+    // Bounded: the loop ends by `deadline`, which is finite, one tick per iteration.
+    loop {
+        let now = world.sim.elapsed();
+        prg_watch.step(world, now);
+        next_fault = fire_faults(world, &timeline[next_fault..], now, out) + next_fault;
+        if now >= next_bridge {
+            sample::bridge(&world.hybrid, out, now);
+            next_bridge += sample::BRIDGE_SAMPLE;
+        }
+        if now >= next_sample {
+            sample::clients(out, &world.imp, now);
+            prg_watch.sample(out, now);
+            sample::series(&world.hybrid, out, now);
+            next_sample += sample_every;
+        }
+        if now >= next_progress {
+            progress(Progress {
+                elapsed: now,
+                duration,
+                sent: out.observer.sent_count(),
+                devices_up: out.observer.devices_up(),
+            });
+            next_progress += progress_every;
+        }
+        // Quiescence scans the whole history: judge it once per simulated second, not per tick.
+        if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
+            next_quiescence = now + QUIESCENCE_EVERY;
+            if quiescent(s, out) {
+                break;
+            }
+        }
+        if now >= deadline {
+            out.failure = Some(waiting_for(s, out, deadline));
+            break;
+        }
+        if let Err(e) = world.sim.step() {
+            out.failure = Some(format!(
+                "a host failed at {}: {e}",
+                crate::scenario::units::format_duration(now)
+            ));
+            break;
+        }
+        out.steps += 1;
+    }
+    out.elapsed = world.sim.elapsed();
+    sample::clients(out, &world.imp, out.elapsed);
+}
+
+/// Applies the due actions at the head of `timeline` at `now`, recording each in the trace
+/// digest and the history. Returns how many were applied.
+fn fire_faults(
+    world: &mut World<'_>,
+    timeline: &[Timed],
+    now: Duration,
+    out: &mut History,
+) -> usize {
+    let due = timeline.iter().take_while(|t| t.at <= now).count();
+    for t in &timeline[..due] {
+        crate::inject::apply(world, &t.action, now);
+        out.observer
+            .fault(now, &format!("{} {}", t.kind, t.detail()));
+        out.applied.push(Timed {
+            at: now,
+            ..t.clone()
+        });
+    }
+    due
+}
+
+/// Nothing that must arrive is still on its way.
+fn quiescent(s: &Scenario, out: &History) -> bool {
+    let bridged = crate::plan::topology::uses_cloud(s);
+    // Without a bridge a message with one delivery is done (cheap: no oracle needed).
+    if !bridged && out.observer.undelivered().is_empty() {
+        return true;
+    }
+    awaited(s, out, 1).is_empty()
+}
+
+/// Up to `limit` messages, in send order, that must still arrive: what the run waits for.
+/// Messages a fault may have swallowed (at risk) are not awaited.
+fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
+    use crate::oracle::{Expect, Oracle};
+    // The oracle indexes the session history: built only when something is undelivered.
+    let oracle = Oracle::new(s, out);
+    if crate::plan::topology::uses_cloud(s) {
+        // Across the bridge each recipient client is judged: a message may still be on its
+        // way to the recipient's other client (Webex after Jabber).
+        let by_jid: BTreeMap<&str, &UserSpec> =
+            out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+        return out.observer.with_messages(|msgs| {
+            msgs.filter(|(_, m)| {
+                !interop::missing(&by_jid, m, &out.bridge).is_empty() && !oracle.at_risk(m)
+            })
+            .map(|(id, _)| id.to_string())
+            .take(limit)
+            .collect()
+        });
+    }
+    out.observer.with_messages(|msgs| {
+        msgs.filter(|(_, m)| m.deliveries.is_empty() && oracle.expect(m) == Expect::Must)
+            .map(|(id, _)| id.to_string())
+            .take(limit)
+            .collect()
+    })
+}
+
+/// A liveness failure message: what the run was still waiting for (messages that must
+/// arrive, not those at risk from faults) and devices not logged in.
+fn waiting_for(s: &Scenario, out: &History, deadline: Duration) -> String {
+    let pending = awaited(s, out, usize::MAX);
+    let down = out.observer.devices_down();
+    let mut msg = format!(
+        "not quiescent by duration + drain ({}): waiting for {} of {} messages to be delivered",
+        crate::scenario::units::format_duration(deadline),
+        pending.len(),
+        out.observer.sent_count()
+    );
+    if !pending.is_empty() {
+        msg.push_str(&format!(
+            " (first: {})",
+            pending
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !down.is_empty() {
+        let names: Vec<String> = down
+            .iter()
+            .take(5)
+            .map(|(u, d)| format!("{u}/{d}"))
+            .collect();
+        msg.push_str(&format!(
+            "; {} devices not logged in (first: {})",
+            down.len(),
+            names.join(", ")
+        ));
+    }
+    msg
+}

@@ -1,0 +1,246 @@
+//! What the runner reads from the world while it runs: connector sessions (the interop
+//! oracle's input), session moves, status pages, the cloud's view, PRG states, devices up.
+//!
+//! Status pages, moves and PRG states are kept typed in the history
+//! ([`crate::history::History::all_series`] makes plot series of them).
+
+use crate::history::{History, SessionMove};
+use crate::world::World;
+use crate::world::hybrid::HybridHandles;
+use crate::world::imp::{ImpHandles, NodeSlot};
+use connector::core::node::ConnectorNode;
+use fakes::imp::PrgState;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Connector sessions are sampled this often for the interop oracle.
+pub const BRIDGE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// Devices up, messages sent, and sessions per IM&P node.
+pub fn clients(out: &mut History, imp: &ImpHandles, now: Duration) {
+    let t = now.as_secs_f64();
+    let mut push = |name: String, v: f64| out.series.entry(name).or_default().push((t, v));
+    push(
+        "clients/devices_up".into(),
+        out.observer.devices_up() as f64,
+    );
+    push("messages/sent".into(), out.observer.sent_count() as f64);
+    for (host, h) in &imp.nodes {
+        let sessions = h
+            .slot
+            .borrow()
+            .as_ref()
+            .map(|n| n.borrow().session_count())
+            .unwrap_or(0);
+        push(format!("sessions/{host}"), sessions as f64);
+    }
+}
+
+/// Records which users' connector sessions are open now (changes only). Reads the users whose
+/// session opened or closed since the last sample ([`ConnectorNode::take_open_changes`]), not
+/// every session: a Large node has 15,000, sampled every second. A connector that restarted
+/// or went away since the last sample makes it look at every user once.
+pub fn bridge(h: &HybridHandles, out: &mut History, now: Duration) {
+    if h.connectors.is_empty() {
+        return;
+    }
+    collect_moves(h, out);
+    let cores: BTreeMap<String, Rc<RefCell<ConnectorNode>>> = h
+        .connectors
+        .iter()
+        .filter_map(|(host, slot)| Some((host.clone(), slot.borrow().as_ref().cloned()?)))
+        .collect();
+    let mut changed = std::collections::BTreeSet::new();
+    for core in cores.values() {
+        changed.append(&mut core.borrow_mut().take_open_changes());
+    }
+    let same_cores = {
+        let last = h.bridge_cores.borrow();
+        last.len() == cores.len()
+            && last
+                .iter()
+                .zip(&cores)
+                .all(|((h1, c1), (h2, c2))| h1 == h2 && Rc::ptr_eq(c1, c2))
+    };
+    if !same_cores {
+        // Everyone who was or may be open: the old cores' sessions are gone.
+        changed.extend(out.bridge.keys().cloned());
+        for core in cores.values() {
+            changed.extend(core.borrow().sessions().users().cloned());
+        }
+        *h.bridge_cores.borrow_mut() = cores.clone();
+    }
+    for user in changed {
+        let open = cores.values().any(|c| {
+            matches!(
+                c.borrow().sessions().state(&user),
+                Some(connector::core::sessions::SessionState::Open)
+            )
+        });
+        record_bridge(out, user, open, now);
+    }
+}
+
+/// Appends `user`'s session going up or down at `now` to the bridge record, if it changed.
+fn record_bridge(out: &mut History, user: String, open: bool, now: Duration) {
+    let was_open = out
+        .bridge
+        .get(&user)
+        .and_then(|ev| ev.last())
+        .is_some_and(|(_, up)| *up);
+    if open == was_open {
+        return;
+    }
+    let ev = out.bridge.entry(user).or_default();
+    if open && !ev.is_empty() {
+        out.observer.hit("connector: session reopened");
+    }
+    if !open {
+        out.observer.hit("connector: session closed");
+    }
+    ev.push((now, open));
+}
+
+/// Appends the session moves (failover, fallback) the connectors made since the last call to
+/// the series `connector_moves/<host>/<from>/<to>`: one point per move, at its exact time,
+/// valued with the number of such moves so far (the migration check's input).
+pub fn collect_moves(h: &HybridHandles, out: &mut History) {
+    let mut seen = h.moves_seen.borrow_mut();
+    for (host, slot) in &h.connectors {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let read = match seen.get(host) {
+            Some((c, n)) if Rc::ptr_eq(c, &core) => *n,
+            _ => 0,
+        };
+        let node = core.borrow();
+        let (moves, total) = node.sessions().moves();
+        let fresh = (total.saturating_sub(read) as usize).min(moves.len());
+        let list = out.moves.entry(host.clone()).or_default();
+        for m in moves.iter().skip(moves.len() - fresh) {
+            list.push(SessionMove {
+                at: m.at,
+                from: m.from.clone(),
+                to: m.to.clone(),
+            });
+        }
+        drop(node);
+        seen.insert(host.clone(), (core, total));
+    }
+}
+
+/// Time series of the connectors: open sessions per IM&P node, and every field of the status
+/// page (spec 66-71) as `status/<host>/<field>` and `status/<host>/<imp node>/<field>`;
+/// text fields as numbers: connectivity 1 = Operational, node status 1 = Operational,
+/// certificate validation 1 = on, the version as a number (`14.0`).
+///
+/// Also what `within_capacity` reads: per connector node the users the cloud assigned to it
+/// (`connector_assigned/<host>`) and its open sessions (`connector_open_sessions/<host>`), and
+/// the cloud's own view ([`sample_cloud`]).
+pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
+    let t = now.as_secs_f64();
+    sample_cloud(h, out, t);
+    for (host, slot) in &h.connectors {
+        let Some(core) = slot.borrow().as_ref().cloned() else {
+            continue;
+        };
+        let core = core.borrow();
+        for (node, n) in core.sessions().open_per_node() {
+            out.series
+                .entry(format!("connector_sessions/{host}/{node}"))
+                .or_default()
+                .push((t, n as f64));
+        }
+        let mut push = |name: String, n: usize| {
+            out.series.entry(name).or_default().push((t, n as f64));
+        };
+        push(format!("connector_assigned/{host}"), core.assigned().len());
+        let open: usize = core.sessions().open_per_node().values().sum();
+        push(format!("connector_open_sessions/{host}"), open);
+        out.status_pages
+            .entry(host.clone())
+            .or_default()
+            .push((now, core.status_page(now)));
+    }
+}
+
+/// The cloud's view at `t`: users assigned per connector node and whether the node takes users
+/// (`cloud_assigned/<node>`, `cloud_eligible/<node>`), and how many users are in each Hybrid
+/// Message state (`cloud_users/<state>`, spec 25-27).
+fn sample_cloud(h: &HybridHandles, out: &mut History, t: f64) {
+    let Some(cloud) = &h.cloud else { return };
+    let cloud = cloud.borrow();
+    let mut push = |name: String, v: f64| out.series.entry(name).or_default().push((t, v));
+    let a = cloud.assignment();
+    for cluster in a.clusters() {
+        let Some(st) = a.cluster_status(cluster) else {
+            continue;
+        };
+        for n in st.nodes {
+            push(format!("cloud_assigned/{}", n.node), f64::from(n.assigned));
+            let eligible = n.up && !n.maintenance;
+            push(
+                format!("cloud_eligible/{}", n.node),
+                f64::from(u8::from(eligible)),
+            );
+        }
+    }
+    let mut states: BTreeMap<String, f64> = BTreeMap::new();
+    for u in cloud.org().users() {
+        *states
+            .entry(format!("cloud_users/{:?}", u.state))
+            .or_default() += 1.0;
+    }
+    for (name, n) in states {
+        push(name, n);
+    }
+}
+
+/// Follows every node's PRG state, step by step.
+#[derive(Debug, Default)]
+pub struct Watch {
+    last: BTreeMap<String, PrgState>,
+}
+
+impl Watch {
+    /// Reads each node's state (Unknown when its host is down) and records changes in the
+    /// trace digest and coverage. Called once per step: states like Taking Over last about a
+    /// second, far less than a sample interval.
+    pub fn step(&mut self, world: &mut World<'_>, now: Duration) {
+        for (host, h) in &world.imp.nodes {
+            let state = current(&mut world.sim, host, &h.slot);
+            let Some(state) = state else { continue };
+            let before = self.last.insert(host.clone(), state);
+            if let Some(b) = before
+                && b != state
+            {
+                world.observer.fault(
+                    now,
+                    &format!("prg {host}: {} -> {}", b.name(), state.name()),
+                );
+                world.observer.hit(&format!("prg state {}", state.name()));
+            }
+        }
+    }
+
+    /// Appends one `prg_state/<host>` point per node (module docs for the encoding).
+    pub fn sample(&self, out: &mut History, now: Duration) {
+        for (host, state) in &self.last {
+            out.prg_states
+                .entry(host.clone())
+                .or_default()
+                .push((now, *state));
+        }
+    }
+}
+
+fn current(sim: &mut turmoil::Sim<'_>, host: &str, slot: &NodeSlot) -> Option<PrgState> {
+    let node = slot.borrow().clone()?;
+    if !sim.is_host_running(host) {
+        return Some(PrgState::Unknown);
+    }
+    node.borrow().prg_state()
+}

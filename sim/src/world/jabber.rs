@@ -1,0 +1,132 @@
+//! The Jabber client farms: one host per farm, one task per device, each logging in to its
+//! home node (then its PRG peer) and running its chat, group chat and presence plans.
+
+use crate::history::observer::Observer;
+use crate::plan::Plan;
+use crate::plan::rng::RngFactory;
+use crate::plan::topology::{self, UserSpec};
+use crate::plan::workload::PresenceConfig;
+use crate::scenario::Scenario;
+use connector::io::net::TurmoilNet;
+use connector::proto::xmpp::Jid;
+use fakes::clients::jabber::{ChatPlan, DeviceSpec, GroupPlan, PresencePlan, run_device};
+use fakes::observe::Recorder;
+use rand::RngExt as _;
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Logins are spread uniformly over this window at start-up: thousands of clients connecting
+/// in one tick overflow turmoil's listen backlog and cost quadratically (turmoil keeps every pending connection).
+pub const LOGIN_SPREAD: Duration = Duration::from_secs(20);
+
+/// Adds the Jabber client farms.
+pub fn add_farms(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan, observer: &Rc<Observer>) {
+    let (rngs, users) = (&plan.rngs, &plan.users);
+    let plans = Rc::new(plan.chat.clone());
+    let groups = Rc::new(plan.groups.clone());
+    let presence = crate::plan::workload::presence_config(s);
+    for k in 1..=s.topology.client_farms.jabber {
+        let host = topology::jabber_farm(k);
+        // Each user with its login servers: home node, then its PRG peer (spec 65).
+        let mine: Rc<Vec<(UserSpec, Vec<String>)>> = Rc::new(
+            users
+                .iter()
+                .filter(|u| u.jabber && u.farm == k)
+                .map(|u| (u.clone(), crate::plan::imp::login_servers(s, u)))
+                .collect(),
+        );
+        let incarnation = Rc::new(Cell::new(0u32));
+        let (rngs, plans, recorder) = (*rngs, plans.clone(), observer.clone() as Rc<dyn Recorder>);
+        let groups = groups.clone();
+        let host_name = host.clone();
+        sim.host(host.as_str(), move || {
+            // Each start of the farm is a new incarnation: fresh RNG streams and message ids,
+            // so a restarted farm never reuses an id.
+            let inc = incarnation.get();
+            incarnation.set(inc + 1);
+            let (mine, plans, recorder, host) = (
+                mine.clone(),
+                plans.clone(),
+                recorder.clone(),
+                host_name.clone(),
+            );
+            let groups = groups.clone();
+            async move {
+                for (u, server) in mine.iter() {
+                    let dev = Devices {
+                        inc,
+                        host: &host,
+                        rngs: &rngs,
+                        plans: &plans,
+                        groups: &groups,
+                        presence,
+                        recorder: &recorder,
+                    };
+                    spawn_devices(u, server, &dev);
+                }
+                std::future::pending::<()>().await;
+                Ok(())
+            }
+        });
+    }
+}
+
+/// What every device of one farm incarnation shares.
+struct Devices<'a> {
+    inc: u32,
+    host: &'a str,
+    rngs: &'a RngFactory,
+    plans: &'a BTreeMap<u32, ChatPlan>,
+    groups: &'a BTreeMap<u32, GroupPlan>,
+    presence: PresenceConfig,
+    recorder: &'a Rc<dyn Recorder>,
+}
+
+fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
+    let Devices {
+        inc,
+        host,
+        rngs,
+        plans,
+        groups,
+        presence,
+        recorder,
+    } = *dev;
+    let jid = Jid::parse(&u.jid).expect("population JIDs are valid");
+    for d in 1..=u.devices {
+        let resource = format!("jabber-{d}");
+        let mut rng = rngs.named(&format!("jabber/{}/{resource}/{inc}", u.userid));
+        let delay = LOGIN_SPREAD.mul_f64(rng.random_range(0.0..1.0));
+        let spec = DeviceSpec {
+            net: TurmoilNet,
+            host: host.to_string(),
+            jid: jid.clone(),
+            password: u.password.clone(),
+            resource: format!("{resource}.{inc}"),
+            server: servers[0].clone(),
+            servers: servers[1..].to_vec(),
+            plan: if d == 1 {
+                plans.get(&u.index).cloned()
+            } else {
+                None
+            },
+            group: groups.get(&u.index).filter(|_| d == 1).cloned(),
+            rng,
+            recorder: recorder.clone(),
+            presence: presence.map(|(mean, manual, start, stop)| PresencePlan {
+                mean_interval: mean,
+                manual_share: manual,
+                stop,
+                rng: rngs.named(&format!("presence/{}/{resource}/{inc}", u.userid)),
+                next: start,
+                count: 0,
+            }),
+        };
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep(delay).await;
+            run_device(spec).await;
+        });
+    }
+}
