@@ -1,16 +1,16 @@
 //! `report.html`: one self-contained file (inline CSS, inline SVG plots, no scripts, no
 //! external resources) that can be attached to a CI run and opened anywhere.
 
-use crate::document::{Block, Document, Section, TableBlock, document};
+use crate::document::{Block, Document, NEVER_REACHED, NOT_APPLICABLE, Section, TableBlock, document};
 use crate::error::ReportError;
-use crate::plot::{latency_chart, series_chart};
+use crate::plot::{Chart, Frame, svg};
 use crate::record::RunRecord;
 use std::fmt::Write as _;
 
 /// Styles for the whole page; kept inline so the file has no dependencies.
 const CSS: &str = "\
 body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:0;color:#1d2430;background:#f6f7f9}
-main{max-width:1100px;margin:0 auto;padding:1rem 2rem 3rem}
+main{max-width:1320px;margin:0 auto;padding:1rem 2rem 3rem}
 h1{margin:.5rem 0 1rem;padding:.6rem 1rem;border-radius:6px;color:#fff}
 h1.pass{background:#1f7a3a}h1.fail{background:#b42318}
 h2{border-bottom:1px solid #d0d5dd;padding-bottom:.2rem;margin-top:2rem}
@@ -19,28 +19,34 @@ table{border-collapse:collapse;margin:.4rem 0 1rem;background:#fff}
 th,td{border:1px solid #d0d5dd;padding:.25rem .6rem;text-align:left;vertical-align:top}
 th{background:#eef0f3}
 td.pass{color:#1f7a3a;font-weight:600}td.fail,td.never{color:#b42318;font-weight:600}
+td.na{color:#8a919c}
+ul.failures{background:#fef3f2;border:1px solid #fda29b;border-radius:6px;padding:.6rem 1rem .6rem 2rem}
+ul.failures li{margin:.2rem 0;font-weight:600;color:#7a271a}
 dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}
 dt{font-weight:600}dd{margin:0;font-family:ui-monospace,monospace;word-break:break-all}
 pre{background:#1d2430;color:#f6f7f9;padding:.8rem 1rem;border-radius:6px;overflow-x:auto}
-figure{margin:1rem 0;background:#fff;border:1px solid #d0d5dd;display:inline-block}
-figure svg{display:block;max-width:100%;height:auto}
+.charts{display:grid;grid-template-columns:1fr 1fr;gap:.6rem;margin:.6rem 0}
+figure{margin:0;background:#fff;border:1px solid #d0d5dd}
+figure.wide{grid-column:1 / -1}
+figure svg{display:block;width:100%;height:auto}
 details{margin:.2rem 0 .6rem}summary{cursor:pointer}
 ";
 
 /// Renders the run report as one self-contained HTML page: the same content as
-/// [`markdown`](crate::markdown), plus a latency bar chart and one line chart per series group
-/// (series named `<group>/<member>` share a chart). All record text is HTML-escaped.
+/// [`markdown`](crate::markdown), plus the charts: latency, and per series group one panel per
+/// node and unit (series named `<group>/<node>/<member>`), all on the run's time axis with the
+/// fault windows shaded. All record text is HTML-escaped.
 pub fn html(r: &RunRecord) -> Result<String, ReportError> {
     let doc = document(r);
     let mut out = head(&doc);
     for section in &doc.sections {
-        push_section(&mut out, section)?;
+        push_section(&mut out, section, &doc.frame)?;
     }
     out.push_str("</main>\n</body>\n</html>\n");
     Ok(out)
 }
 
-fn head(doc: &Document<'_>) -> String {
+fn head(doc: &Document) -> String {
     let title = escape(&doc.title);
     let verdict = if doc.passed { "pass" } else { "fail" };
     // The policy forbids scripts and any fetch: the page must work offline and record text
@@ -55,16 +61,16 @@ fn head(doc: &Document<'_>) -> String {
     )
 }
 
-fn push_section(out: &mut String, section: &Section<'_>) -> Result<(), ReportError> {
+fn push_section(out: &mut String, section: &Section, frame: &Frame) -> Result<(), ReportError> {
     let _ = writeln!(out, "<section>\n<h2>{}</h2>", escape(section.heading));
     for block in &section.blocks {
-        push_block(out, block)?;
+        push_block(out, block, frame)?;
     }
     out.push_str("</section>\n");
     Ok(())
 }
 
-fn push_block(out: &mut String, block: &Block<'_>) -> Result<(), ReportError> {
+fn push_block(out: &mut String, block: &Block, frame: &Frame) -> Result<(), ReportError> {
     match block {
         Block::Text(text) => {
             let _ = writeln!(out, "<p>{}</p>", escape(text));
@@ -72,14 +78,37 @@ fn push_block(out: &mut String, block: &Block<'_>) -> Result<(), ReportError> {
         Block::Code(code) => {
             let _ = writeln!(out, "<pre><code>{}</code></pre>", escape(code));
         }
+        Block::Heading(text) => {
+            let _ = writeln!(out, "<h3>{}</h3>", escape(text));
+        }
+        Block::Failures(lines) => {
+            out.push_str("<ul class=\"failures\">\n");
+            for line in lines {
+                let _ = writeln!(out, "<li>{}</li>", escape(line));
+            }
+            out.push_str("</ul>\n");
+        }
         Block::Fields(fields) => push_fields(out, fields),
         Block::Table(table) => push_table(out, table),
-        Block::LatencyChart(latency_ms) => push_figure(out, &latency_chart(latency_ms)?),
-        Block::SeriesChart { group, series } => {
-            let _ = writeln!(out, "<h3>{}</h3>", escape(group));
-            push_figure(out, &series_chart(group, series)?);
+        Block::Charts(charts) => push_charts(out, charts, frame)?,
+        Block::Collapsed { summary, blocks } => {
+            let _ = writeln!(out, "<details><summary>{}</summary>", escape(summary));
+            for block in blocks {
+                push_block(out, block, frame)?;
+            }
+            out.push_str("</details>\n");
         }
     }
+    Ok(())
+}
+
+fn push_charts(out: &mut String, charts: &[Chart], frame: &Frame) -> Result<(), ReportError> {
+    out.push_str("<div class=\"charts\">\n");
+    for chart in charts {
+        let class = if chart.wide() { " class=\"wide\"" } else { "" };
+        let _ = writeln!(out, "<figure{class}>\n{}\n</figure>", svg(chart, frame)?);
+    }
+    out.push_str("</div>\n");
     Ok(())
 }
 
@@ -89,10 +118,6 @@ fn push_fields(out: &mut String, fields: &[(&'static str, String)]) {
         let _ = writeln!(out, "<dt>{}</dt><dd>{}</dd>", escape(label), escape(value));
     }
     out.push_str("</dl>\n");
-}
-
-fn push_figure(out: &mut String, svg: &str) {
-    let _ = writeln!(out, "<figure>\n{svg}\n</figure>");
 }
 
 /// Tables with a caption are series summaries or record tables: the long point lists fold
@@ -132,12 +157,14 @@ fn push_table_element(out: &mut String, table: &TableBlock) {
     out.push_str("</tbody>\n</table>\n");
 }
 
-/// A cell, coloured when it states a verdict so failures stand out.
+/// A cell, coloured when it states a verdict so failures stand out; coverage a scenario
+/// cannot reach is grey, not red.
 fn push_cell(out: &mut String, text: &str) {
     let class = match text {
         "PASS" => " class=\"pass\"",
         "FAIL" => " class=\"fail\"",
-        "never reached" => " class=\"never\"",
+        NEVER_REACHED => " class=\"never\"",
+        t if t.starts_with(NOT_APPLICABLE) => " class=\"na\"",
         _ => "",
     };
     let _ = write!(out, "<td{class}>{}</td>", escape(text));
@@ -188,12 +215,12 @@ mod tests {
     #[test]
     fn page_embeds_one_chart_per_series_group_plus_latency() {
         let page = page();
-        // sessions, queue_depth, latency.
-        assert_eq!(page.matches("<svg").count(), 3, "charts");
+        // latency bars, latency and messages per bucket, sessions, queue_depth.
+        assert_eq!(page.matches("<svg").count(), 5, "charts");
         assert!(page.contains("<h3>sessions</h3>"));
         assert!(page.contains("<h3>queue_depth</h3>"));
         assert!(
-            page.contains("\nsessions/imp-a-2\n</text>"),
+            page.contains("\nimp-a-2\n</text>"),
             "legend entry in the sessions chart"
         );
     }
@@ -242,6 +269,7 @@ mod tests {
         let mut r = RunRecord::example();
         r.series.clear();
         r.metrics.latency_ms = Default::default();
+        r.delivery_timeline = None;
         let page = html(&r).unwrap();
         assert_eq!(page.matches("<svg").count(), 0);
         assert!(!page.contains("Time series"));

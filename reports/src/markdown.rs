@@ -4,14 +4,15 @@ use crate::document::{Block, Document, TableBlock, document};
 use crate::record::RunRecord;
 use std::fmt::Write as _;
 
-/// Renders the run report as Markdown: verdict, seed, trace digest, reproduce command, checks,
-/// metrics, faults, the record's tables, a downsampled summary of every series and the
+/// Renders the run report as Markdown: verdict, on a failure why (one line per failed check),
+/// seed, trace digest, reproduce command, checks, delivery and latency, faults, a downsampled
+/// summary of every series, the record's tables, every metric grouped by host, and the
 /// "sometimes" coverage. Cannot fail: every field has a textual form.
 pub fn markdown(r: &RunRecord) -> String {
     render(&document(r))
 }
 
-fn render(doc: &Document<'_>) -> String {
+fn render(doc: &Document) -> String {
     let mut out = format!("# {}\n", escape_inline(&doc.title));
     for section in &doc.sections {
         let _ = write!(out, "\n## {}\n", section.heading);
@@ -22,7 +23,7 @@ fn render(doc: &Document<'_>) -> String {
     out
 }
 
-fn push_block(out: &mut String, block: &Block<'_>) {
+fn push_block(out: &mut String, block: &Block) {
     match block {
         Block::Text(text) => {
             let _ = write!(out, "\n{}\n", escape_inline(text));
@@ -34,9 +35,22 @@ fn push_block(out: &mut String, block: &Block<'_>) {
                 let _ = writeln!(out, "- **{label}:** {}", escape_inline(value));
             }
         }
+        Block::Failures(lines) => {
+            out.push('\n');
+            for line in lines {
+                let _ = writeln!(out, "- **{}**", escape_inline(line));
+            }
+        }
+        Block::Heading(text) => {
+            let _ = write!(out, "\n### {}\n", escape_inline(text));
+        }
         Block::Table(table) => push_table_block(out, table),
-        // Markdown has no charts: the numbers are in the metrics and series tables.
-        Block::LatencyChart(_) | Block::SeriesChart { .. } => {}
+        Block::Collapsed { summary, blocks } => {
+            let _ = write!(out, "\n### {}\n", escape_inline(summary));
+            blocks.iter().for_each(|b| push_block(out, b));
+        }
+        // Markdown has no charts: the numbers are in the tables next to them.
+        Block::Charts(_) => {}
     }
 }
 

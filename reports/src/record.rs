@@ -13,7 +13,10 @@ use std::fmt;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// One run of one scenario with one seed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Fields marked `#[serde(default)]` were added after schema version 1 was first written: a
+/// record without them still loads, and the reports fall back to what they can infer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     /// Format version, [`SCHEMA_VERSION`] when written by this build.
     pub schema_version: u32,
@@ -47,10 +50,21 @@ pub struct RunRecord {
     pub tables: Vec<Table>,
     /// "Sometimes" coverage: how often each interesting condition was reached.
     pub coverage: BTreeMap<String, u64>,
+    /// Coverage points this scenario cannot reach, with the reason (`no connector in this
+    /// scenario`): shown as "not applicable", not as a miss.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub coverage_not_applicable: BTreeMap<String, String>,
+    /// Sent, delivered, lost and at-risk messages and latency per time bucket, by send time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_timeline: Option<DeliveryTimeline>,
+    /// The scenario file's text as run: `report merge` groups runs by its hash, so two
+    /// different files with the same `name` stay apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_text: Option<String>,
 }
 
 /// Overall verdict of a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Outcome {
     /// True when every check passed and the run finished within its bound.
     pub passed: bool,
@@ -121,10 +135,18 @@ pub struct Percentiles {
     pub max: f64,
     /// Arithmetic mean.
     pub mean: f64,
+    /// Samples larger than the histogram can hold, recorded at its largest value: when not
+    /// zero, `max` (and any quantile equal to it) is a lower bound.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clamped: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// A fault as the runner applied it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FaultRecord {
     /// Simulated time, milliseconds since the start.
     pub at_ms: u64,
@@ -135,18 +157,92 @@ pub struct FaultRecord {
 }
 
 /// A sampled time series.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// `kind`, `sampling` and `value_labels` may be absent (records written before they existed):
+/// [`Series::kind_or_inferred`], [`Series::sampling_or_inferred`] and
+/// [`Series::value_labels_or_inferred`] then infer them from the name, as
+/// [`Series::unit_or_inferred`] does for a unit that only repeats the group name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Series {
-    /// Name, e.g. `sessions/imp-a-1`.
+    /// Name, e.g. `sessions/imp-a-1`: `<group>/<node...>/<member>`.
     pub name: String,
-    /// Unit of the values, e.g. `sessions`.
+    /// Unit of the values, e.g. `sessions`. Older records repeat the group name here; the
+    /// reports then infer the unit from the name ([`Series::unit_or_inferred`]).
     pub unit: String,
     /// `(simulated seconds, value)` points in time order.
     pub points: Vec<(f64, f64)>,
+    /// How values between two points are drawn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<SeriesKind>,
+    /// How the points were taken, which says what a long interval between points means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampling: Option<Sampling>,
+    /// Names for values of an enumeration (`prg_state`: 1 = `Normal`), shown on the y axis.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub value_labels: Vec<ValueLabel>,
+}
+
+/// How a series is drawn between its points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeriesKind {
+    /// A count or a state: the value holds until the next point (a staircase).
+    Step,
+    /// A sampled measure of something continuous (a rate, a latency): points are joined.
+    Line,
+}
+
+/// How a series' points were taken.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampling {
+    /// One point every `interval_s` while the source could be read; a longer interval means
+    /// the source was missing (host down, node absent) and is drawn as a gap.
+    Periodic {
+        /// Sampling period, simulated seconds.
+        interval_s: f64,
+    },
+    /// One point per change (a cumulative count): the value holds between points, never a gap.
+    OnChange,
+}
+
+/// A name for one value of an enumerated series.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ValueLabel {
+    /// The value as recorded in `points`.
+    pub value: f64,
+    /// What it means (`Running in Backup Mode`).
+    pub label: String,
+}
+
+/// Delivery over time: messages grouped by the bucket in which they were sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryTimeline {
+    /// Width of every bucket, simulated seconds.
+    pub bucket_s: f64,
+    /// Buckets in time order (empty buckets may be left out).
+    pub buckets: Vec<DeliveryBucket>,
+}
+
+/// The messages sent during one bucket and what became of them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryBucket {
+    /// Start of the bucket, simulated seconds.
+    pub start_s: f64,
+    /// Messages sent in the bucket.
+    pub sent: u64,
+    /// Of those, delivered to at least one device of the recipient.
+    pub delivered: u64,
+    /// Of those, deliverable but never delivered (the loss the checks fail on).
+    pub lost: u64,
+    /// Of those, undelivered but sent close enough to a fault that loss is allowed.
+    pub at_risk: u64,
+    /// Send-to-first-delivery latency of the delivered ones, simulated ms.
+    pub latency_ms: Percentiles,
 }
 
 /// A table for the report.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Table {
     /// Caption.
     pub title: String,
@@ -178,6 +274,53 @@ impl RunRecord {
     pub fn failed_checks(&self) -> impl Iterator<Item = &CheckResult> {
         self.checks.iter().filter(|c| c.status == Status::Fail)
     }
+
+    /// Why the run failed, one line each, for the top of a report or console summary: the run
+    /// itself when it did not finish, then every failed check as `name: detail`. Empty when
+    /// the run passed. Each line is at most [`FAILURE_LINE_CHARS_MAX`] characters.
+    pub fn failure_lines(&self) -> Vec<String> {
+        if self.outcome.passed {
+            return Vec::new();
+        }
+        let run = self.outcome.failure.iter().map(|f| format!("run did not finish: {f}"));
+        let checks = self.failed_checks().map(|c| format!("{}: {}", c.name, c.detail));
+        let mut lines: Vec<String> = run.chain(checks).map(|l| one_line(&l)).collect();
+        if lines.is_empty() {
+            lines.push("the run failed without a failed check".into());
+        }
+        lines
+    }
+
+    /// The end of the time axis of every plot: the scenario's duration, or later if samples,
+    /// faults or delivery buckets go on (the drain after the scenario).
+    pub fn time_span_s(&self) -> f64 {
+        let samples = self.series.iter().filter_map(|s| s.points.last()).map(|p| p.0);
+        // Milliseconds fit f64 exactly far beyond any simulated duration.
+        let faults = self.faults.iter().map(|f| f.at_ms as f64 / 1000.0);
+        let buckets = self.delivery_timeline.iter().flat_map(|t| {
+            t.buckets.last().map(|b| b.start_s + t.bucket_s)
+        });
+        samples
+            .chain(faults)
+            .chain(buckets)
+            .filter(|t| t.is_finite())
+            .fold(self.duration_s.max(1.0), f64::max)
+    }
+}
+
+/// A failure line longer than this is cut: the report's table has the whole detail.
+pub const FAILURE_LINE_CHARS_MAX: usize = 300;
+
+/// Whitespace runs (newlines included) become one space; long text is cut with `…`.
+fn one_line(text: &str) -> String {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let joined = words.join(" ");
+    if joined.chars().count() <= FAILURE_LINE_CHARS_MAX {
+        return joined;
+    }
+    let mut cut: String = joined.chars().take(FAILURE_LINE_CHARS_MAX - 1).collect();
+    cut.push('…');
+    cut
 }
 
 impl Outcome {
