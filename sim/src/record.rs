@@ -33,6 +33,7 @@ pub fn percentiles(latencies_ms: &[u64]) -> Percentiles {
         p999: h.value_at_quantile(0.999) as f64,
         max: h.max() as f64,
         mean: (h.mean() * 10.0).round() / 10.0,
+        ..Percentiles::default()
     }
 }
 
@@ -130,10 +131,12 @@ pub fn build(
                 } else {
                     points.clone()
                 },
+                ..Series::default()
             })
             .collect(),
         tables: tables(s, out),
         coverage: out.observer.coverage(),
+        ..RunRecord::default()
     };
     // `no_secrets_in_logs` also covers the record itself (and so the reports made from it).
     crate::secrets_check::check_record(out, &mut record);
