@@ -8,7 +8,7 @@
 
 use crate::faults::fault_windows;
 use crate::plot::{Chart, Frame, Panel};
-use crate::record::{DeliveryTimeline, RunRecord, Sampling, Series, SeriesKind};
+use crate::record::{DeliveryBucket, DeliveryTimeline, RunRecord, Sampling, Series, SeriesKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Points kept per series in the tabular summary (first and last always included).
@@ -202,7 +202,9 @@ fn delivery_section(r: &RunRecord) -> Section {
     table
         .rows
         .extend(quantiles.map(|(k, v)| vec![format!("latency {k} (ms)"), v]));
-    table.rows.push(vec!["latency mean (ms)".into(), fmt_num(m.latency_ms.mean)]);
+    table
+        .rows
+        .push(vec!["latency mean (ms)".into(), fmt_num(m.latency_ms.mean)]);
     let mut blocks = vec![Block::Table(table)];
     if m.latency_ms.clamped > 0 {
         blocks.push(Block::Text(format!(
@@ -220,7 +222,10 @@ fn delivery_section(r: &RunRecord) -> Section {
         charts.extend(timeline_charts(timeline));
         blocks.push(Block::Charts(charts));
         blocks.push(Block::Collapsed {
-            summary: format!("Delivery per {} s bucket (by send time)", fmt_num(timeline.bucket_s)),
+            summary: format!(
+                "Delivery per {} s bucket (by send time)",
+                fmt_num(timeline.bucket_s)
+            ),
             blocks: vec![Block::Table(timeline_table(timeline))],
         });
     } else if !charts.is_empty() {
@@ -232,71 +237,96 @@ fn delivery_section(r: &RunRecord) -> Section {
     }
 }
 
+/// One figure of a delivery bucket, `None` where the bucket has no value for it.
+type BucketFigure<'a> = &'a dyn Fn(&DeliveryBucket) -> Option<f64>;
+
 /// Latency percentiles and message fates per bucket, each a step over its bucket; a bucket
 /// missing from the record is a gap.
 fn timeline_charts(t: &DeliveryTimeline) -> Vec<Chart> {
-    let bucket_series = |name: &str, unit: &str, value: &dyn Fn(&crate::record::DeliveryBucket) -> Option<f64>| {
-        let mut points: Vec<(f64, f64)> = t
-            .buckets
-            .iter()
-            .filter_map(|b| Some((b.start_s, value(b)?)))
-            .collect();
-        // The last bucket holds its value to its end.
-        if let Some(&(start, v)) = points.last() {
-            points.push((start + t.bucket_s, v));
-        }
-        Series {
-            name: name.into(),
-            unit: unit.into(),
-            points,
-            kind: Some(SeriesKind::Step),
-            sampling: Some(Sampling::Periodic { interval_s: t.bucket_s }),
-            value_labels: Vec::new(),
-        }
-    };
-    let sampled = |b: &crate::record::DeliveryBucket| b.latency_ms.count > 0;
+    let sampled = |b: &DeliveryBucket| b.latency_ms.count > 0;
     let latency: Vec<Series> = [("p50", 0), ("p90", 1), ("p99", 2), ("max", 4)]
         .into_iter()
         .map(|(name, i)| {
-            bucket_series(&format!("latency_ms/{name}"), "ms", &|b| {
-                sampled(b).then(|| b.latency_ms.quantiles()[i].1)
-            })
+            let quantile = |b: &DeliveryBucket| sampled(b).then(|| b.latency_ms.quantiles()[i].1);
+            bucket_series(t, &format!("latency_ms/{name}"), "ms", &quantile)
         })
         .collect();
-    #[rustfmt::skip]
-    let fates: [(&str, fn(&crate::record::DeliveryBucket) -> u64); 4] = [
-        ("sent", |b| b.sent), ("delivered", |b| b.delivered),
-        ("lost", |b| b.lost), ("at_risk", |b| b.at_risk),
+    // Counts become f64 only for plotting; exact below 2^53.
+    let fates: [(&str, BucketFigure<'_>); 4] = [
+        ("sent", &|b| Some(b.sent as f64)),
+        ("delivered", &|b| Some(b.delivered as f64)),
+        ("lost", &|b| Some(b.lost as f64)),
+        ("at_risk", &|b| Some(b.at_risk as f64)),
     ];
     let messages: Vec<Series> = fates
         .into_iter()
-        .map(|(name, count)| {
-            // Counts become f64 only for plotting; exact below 2^53.
-            bucket_series(&format!("messages/{name}"), "messages", &|b| Some(count(b) as f64))
-        })
+        .map(|(name, count)| bucket_series(t, &format!("messages/{name}"), "messages", count))
         .collect();
     let bucket = fmt_num(t.bucket_s);
+    let panel = |title: String, unit: &str, series| {
+        Chart::Panel(Panel {
+            title,
+            unit: unit.into(),
+            series,
+            wide: true,
+        })
+    };
     vec![
-        Chart::Panel(Panel {
-            title: format!("Latency per {bucket} s bucket, by send time"),
-            unit: "ms".into(),
-            series: latency,
-            wide: true,
-        }),
-        Chart::Panel(Panel {
-            title: format!("Messages per {bucket} s bucket, by send time"),
-            unit: "messages".into(),
-            series: messages,
-            wide: true,
-        }),
+        panel(
+            format!("Latency per {bucket} s bucket, by send time"),
+            "ms",
+            latency,
+        ),
+        panel(
+            format!("Messages per {bucket} s bucket, by send time"),
+            "messages",
+            messages,
+        ),
     ]
 }
 
+/// A step series of one figure per bucket; the last bucket holds its value to its end.
+fn bucket_series(t: &DeliveryTimeline, name: &str, unit: &str, value: BucketFigure<'_>) -> Series {
+    let mut points: Vec<(f64, f64)> = t
+        .buckets
+        .iter()
+        .filter_map(|b| Some((b.start_s, value(b)?)))
+        .collect();
+    if let Some(&(start, v)) = points.last() {
+        points.push((start + t.bucket_s, v));
+    }
+    Series {
+        name: name.into(),
+        unit: unit.into(),
+        points,
+        kind: Some(SeriesKind::Step),
+        sampling: Some(Sampling::Periodic {
+            interval_s: t.bucket_s,
+        }),
+        value_labels: Vec::new(),
+    }
+}
+
 fn timeline_table(t: &DeliveryTimeline) -> TableBlock {
-    let columns = ["from (s)", "sent", "delivered", "lost", "at risk", "p50 (ms)", "p99 (ms)", "max (ms)"];
+    let columns = [
+        "from (s)",
+        "sent",
+        "delivered",
+        "lost",
+        "at risk",
+        "p50 (ms)",
+        "p99 (ms)",
+        "max (ms)",
+    ];
     let mut table = TableBlock::new(None, &columns);
     for b in &t.buckets {
-        let q = |v: f64| if b.latency_ms.count > 0 { fmt_num(v) } else { "-".into() };
+        let q = |v: f64| {
+            if b.latency_ms.count > 0 {
+                fmt_num(v)
+            } else {
+                "-".into()
+            }
+        };
         table.rows.push(vec![
             fmt_num(b.start_s),
             b.sent.to_string(),
@@ -316,16 +346,25 @@ fn timeline_table(t: &DeliveryTimeline) -> TableBlock {
 fn metrics_section(r: &RunRecord) -> Section {
     let mut table = TableBlock::new(Some("Run".into()), &["figure", "value"]);
     table.rows.extend(performance_rows(r));
-    let extra_rows: Vec<(&str, &str, f64)> = r.metrics.extra.iter().map(|(k, v)| {
-        let (host, figure) = k.split_once('/').unwrap_or(("run", k.as_str()));
-        (host, figure, *v)
-    }).collect();
+    let extra_rows: Vec<(&str, &str, f64)> = r
+        .metrics
+        .extra
+        .iter()
+        .map(|(k, v)| {
+            let (host, figure) = k.split_once('/').unwrap_or(("run", k.as_str()));
+            (host, figure, *v)
+        })
+        .collect();
     let mut by_host: BTreeMap<&str, BTreeMap<&str, f64>> = BTreeMap::new();
     for (host, figure, v) in extra_rows {
         by_host.entry(host).or_default().insert(figure, v);
     }
     let run_extra = by_host.remove("run").unwrap_or_default();
-    table.rows.extend(run_extra.iter().map(|(k, v)| vec![k.to_string(), fmt_num(*v)]));
+    table.rows.extend(
+        run_extra
+            .iter()
+            .map(|(k, v)| vec![k.to_string(), fmt_num(*v)]),
+    );
     let mut blocks = vec![Block::Table(table)];
     blocks.extend(host_tables(&by_host).into_iter().map(Block::Table));
     let count = r.metrics.extra.len() + 5;
@@ -485,7 +524,12 @@ pub(crate) fn panels(group: &str, series: &[&Series]) -> Vec<Chart> {
             if mixed_units {
                 title = format!("{title} ({unit})");
             }
-            Chart::Panel(Panel { title, unit, series, wide })
+            Chart::Panel(Panel {
+                title,
+                unit,
+                series,
+                wide,
+            })
         })
         .collect()
 }
@@ -494,10 +538,22 @@ pub(crate) fn panels(group: &str, series: &[&Series]) -> Vec<Chart> {
 fn constant_line(constant: &[&Series]) -> String {
     let items: Vec<String> = constant
         .iter()
-        .filter_map(|s| Some((s, s.constant_value()?, s.points.first()?.0, s.points.last()?.0)))
+        .filter_map(|s| {
+            Some((
+                s,
+                s.constant_value()?,
+                s.points.first()?.0,
+                s.points.last()?.0,
+            ))
+        })
         .map(|(s, v, from, to)| {
             let value = labelled(s, v);
-            format!("{} = {value} from {} to {} s", s.name, fmt_num(from), fmt_num(to))
+            format!(
+                "{} = {value} from {} to {} s",
+                s.name,
+                fmt_num(from),
+                fmt_num(to)
+            )
         })
         .collect();
     format!("Constant while sampled (not drawn): {}.", items.join(", "))
@@ -517,9 +573,11 @@ fn series_table(s: &Series) -> TableBlock {
     let value_header = format!("value ({unit})");
     let mut table = TableBlock::new(Some(caption), &["t (s)", &value_header]);
     let points = s.downsampled(SERIES_SUMMARY_POINTS_MAX);
-    table
-        .rows
-        .extend(points.into_iter().map(|(t, v)| vec![fmt_num(t), labelled(s, v)]));
+    table.rows.extend(
+        points
+            .into_iter()
+            .map(|(t, v)| vec![fmt_num(t), labelled(s, v)]),
+    );
     table
 }
 
@@ -558,7 +616,10 @@ fn coverage_blocks(
             (name, cell)
         })
         .collect();
-    let skipped = cells.iter().filter(|(_, c)| c.starts_with(NOT_APPLICABLE)).count();
+    let skipped = cells
+        .iter()
+        .filter(|(_, c)| c.starts_with(NOT_APPLICABLE))
+        .count();
     let reached = cells.iter().filter(|(n, _)| hits(n) > 0).count();
     let mut summary = format!(
         "{reached} of {} \"sometimes\" assertions were reached at least once.",
@@ -568,7 +629,9 @@ fn coverage_blocks(
         summary.push_str(&format!(" {skipped} do not apply to this scenario."));
     }
     let mut table = TableBlock::new(None, &["assertion", "hits"]);
-    table.rows.extend(cells.into_iter().map(|(n, c)| vec![n.clone(), c]));
+    table
+        .rows
+        .extend(cells.into_iter().map(|(n, c)| vec![n.clone(), c]));
     vec![Block::Text(summary), Block::Table(table)]
 }
 

@@ -84,7 +84,10 @@ mod tests {
         assert_eq!(svgs[0].name, "01-delivery-latency-simulated-ms.svg");
         let pngs = plot_files(&r, PlotFormat::Png).unwrap();
         assert_eq!(pngs.len(), svgs.len());
-        assert!(pngs.iter().all(|f| f.bytes.starts_with(b"\x89PNG\r\n\x1a\n")));
+        assert!(
+            pngs.iter()
+                .all(|f| f.bytes.starts_with(b"\x89PNG\r\n\x1a\n"))
+        );
         assert!(pngs.iter().all(|f| f.name.ends_with(".png")));
     }
 }

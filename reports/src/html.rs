@@ -1,7 +1,9 @@
 //! `report.html`: one self-contained file (inline CSS, inline SVG plots, no scripts, no
 //! external resources) that can be attached to a CI run and opened anywhere.
 
-use crate::document::{Block, Document, NEVER_REACHED, NOT_APPLICABLE, Section, TableBlock, document};
+use crate::document::{
+    Block, Document, NEVER_REACHED, NOT_APPLICABLE, Section, TableBlock, document,
+};
 use crate::error::ReportError;
 use crate::plot::{Chart, Frame, svg};
 use crate::record::RunRecord;
@@ -62,7 +64,22 @@ fn head(doc: &Document) -> String {
 }
 
 fn push_section(out: &mut String, section: &Section, frame: &Frame) -> Result<(), ReportError> {
-    let _ = writeln!(out, "<section>\n<h2>{}</h2>", escape(section.heading));
+    let id: String = section
+        .heading
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "<section id=\"{id}\">\n<h2>{}</h2>",
+        escape(section.heading)
+    );
     for block in &section.blocks {
         push_block(out, block, frame)?;
     }
@@ -257,6 +274,58 @@ mod tests {
             page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;q&quot;")
         );
         assert!(page.contains("<title>hmsim: a&lt;b: FAIL</title>"));
+    }
+
+    #[test]
+    fn failures_come_first_and_the_metrics_dump_is_collapsed_below_the_plots() {
+        let page = page();
+        let failures = page.find("<ul class=\"failures\">").unwrap();
+        assert!(failures < page.find("<h2>Run</h2>").unwrap());
+        assert!(page.contains("<li>session_liveness: 3 users without a session 120 s"));
+        let metrics = page.find("<h2>Metrics</h2>").unwrap();
+        assert!(page.find("<h2>Time series</h2>").unwrap() < metrics);
+        assert!(
+            page[metrics..].starts_with(
+                "<h2>Metrics</h2>\n<details><summary>All 7 figures, grouped by host</summary>"
+            ),
+            "{}",
+            &page[metrics..metrics + 200]
+        );
+    }
+
+    #[test]
+    fn unreachable_coverage_is_grey_and_missed_coverage_red() {
+        let page = page();
+        assert!(page.contains(
+            "<td>axl.soap_fault</td><td class=\"na\">not applicable: no connector in this scenario</td>"
+        ));
+        assert!(page.contains("<td>kms.key_rotated</td><td class=\"never\">never reached</td>"));
+    }
+
+    #[test]
+    fn charts_share_the_page_width_and_small_multiples_pair_up() {
+        let mut r = RunRecord::example();
+        for node in ["exp-a-1", "exp-a-2"] {
+            for member in ["imp-a-1", "imp-a-2"] {
+                r.series.push(crate::record::Series {
+                    name: format!("connector_sessions/{node}/{member}"),
+                    unit: "connector_sessions".into(),
+                    points: vec![(0.0, 1.0), (300.0, 2.0), (600.0, 1.0)],
+                    ..Default::default()
+                });
+            }
+        }
+        let page = html(&r).unwrap();
+        // One panel per node, each with its two IM&P nodes in the legend.
+        assert!(page.contains("\nconnector_sessions exp-a-1\n</text>"));
+        assert!(page.contains("\nconnector_sessions exp-a-2\n</text>"));
+        assert_eq!(
+            page.matches("<figure>\n<svg width=\"610\"").count(),
+            2 + 1,
+            "two panels and the latency bars"
+        );
+        assert!(page.contains("<figure class=\"wide\">\n<svg width=\"1240\""));
+        assert!(CSS.contains("figure svg{display:block;width:100%;height:auto}"));
     }
 
     #[test]

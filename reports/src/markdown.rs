@@ -236,6 +236,91 @@ mod tests {
     }
 
     #[test]
+    fn a_failure_says_why_first_one_line_per_failed_check() {
+        let md = markdown(&RunRecord::example());
+        let why = md.find("## Why it failed").unwrap();
+        assert!(why < md.find("## Run").unwrap(), "{md}");
+        assert!(md.contains(
+            "## Why it failed\n\n- **session_liveness: 3 users without a session 120 s after"
+        ));
+        let mut passed = RunRecord::example();
+        passed.outcome.passed = true;
+        assert!(!markdown(&passed).contains("Why it failed"));
+    }
+
+    #[test]
+    fn metrics_dump_comes_after_the_series_grouped_by_host() {
+        let mut r = RunRecord::example();
+        for host in ["exp-a-1", "exp-a-2"] {
+            r.metrics
+                .extra
+                .insert(format!("{host}/sessions_opened"), 40.0);
+            r.metrics.extra.insert(format!("{host}/keys_fetched"), 3.0);
+        }
+        r.metrics.extra.insert("imp-a-1/logins".into(), 7.0);
+        let md = markdown(&r);
+        let metrics = md.find("## Metrics").unwrap();
+        assert!(md.find("## Time series").unwrap() < metrics, "{md}");
+        let dump = &md[metrics..];
+        assert!(
+            dump.contains("### exp-a-1, exp-a-2\n\n| figure | exp-a-1 | exp-a-2 |"),
+            "{dump}"
+        );
+        assert!(dump.contains("| sessions_opened | 40 | 40 |"), "{dump}");
+        assert!(dump.contains("### imp-a-1\n\n| figure | imp-a-1 |\n|---|---|\n| logins | 7 |"));
+        assert!(dump.contains("| migration.users_moved | 2500 |"), "{dump}");
+    }
+
+    #[test]
+    fn delivery_per_bucket_and_clamped_latency_are_reported() {
+        let mut r = RunRecord::example();
+        r.metrics.latency_ms.clamped = 2;
+        let md = markdown(&r);
+        assert!(
+            md.contains("### Delivery per 60 s bucket (by send time)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 180 | 1284 | 1278 | 0 | 6 | 400 | 2000 | 2150 |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "2 latency samples exceeded the histogram's range and were clamped: the true maximum \
+             is at least 2150 ms."
+        ));
+        assert!(
+            md.contains("| latency p99 (ms) | 120 |"),
+            "the percentile table stays"
+        );
+    }
+
+    #[test]
+    fn unreachable_coverage_is_not_applicable_not_missed() {
+        let md = markdown(&RunRecord::example());
+        assert!(md.contains("| axl.soap_fault | not applicable: no connector in this scenario |"));
+        assert!(md.contains(
+            "2 of 3 \"sometimes\" assertions were reached at least once. 1 do not apply"
+        ));
+    }
+
+    #[test]
+    fn state_values_are_named_in_series_tables() {
+        let mut r = RunRecord::example();
+        r.series.push(crate::record::Series {
+            name: "prg_state/imp-a-1".into(),
+            unit: "prg_state".into(),
+            points: vec![(0.0, 1.0), (10.0, 5.0)],
+            ..Default::default()
+        });
+        let md = markdown(&r);
+        assert!(
+            md.contains("### prg_state/imp-a-1 (PRG state, 2 samples)"),
+            "{md}"
+        );
+        assert!(md.contains("| 10 | 5 (Running in Backup Mode) |"), "{md}");
+    }
+
+    #[test]
     fn a_run_that_did_not_finish_says_why() {
         let mut r = RunRecord::example();
         r.outcome.failure = Some("waiting for 3 sessions".into());

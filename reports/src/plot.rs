@@ -132,7 +132,11 @@ pub(crate) fn png(chart: &Chart, frame: &Frame) -> Result<Vec<u8>, ReportError> 
     Ok(out)
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, Shift>, chart: &Chart, frame: &Frame) -> DrawResult
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    chart: &Chart,
+    frame: &Frame,
+) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
@@ -186,8 +190,10 @@ where
     let label_of = |v: &f64| value_label(&labels, *v);
     let mut mesh = chart.configure_mesh();
     mesh.x_desc("simulated time (s)").y_desc(&panel.unit);
-    mesh.x_label_formatter(&|v| fmt_num(*v)).label_style((FONT, 11));
-    mesh.light_line_style(TRANSPARENT).bold_line_style(BLACK.mix(0.08));
+    mesh.x_label_formatter(&|v| fmt_num(*v))
+        .label_style((FONT, 11));
+    mesh.light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.08));
     if labels.is_empty() {
         mesh.y_label_formatter(&|v| fmt_num(*v));
     } else {
@@ -210,10 +216,11 @@ where
     draw_legend(&legend_area, &panel.series)
 }
 
-type Cartesian<'a, DB> = ChartContext<'a, DB, Cartesian2d<
-    plotters::coord::types::RangedCoordf64,
-    plotters::coord::types::RangedCoordf64,
->>;
+type Cartesian<'a, DB> = ChartContext<
+    'a,
+    DB,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
 
 /// Fault windows as light red bands (instants as thin lines), each labelled in the headroom
 /// above `data_top`; labels of nearby faults are staggered over three rows so they do not
@@ -242,7 +249,11 @@ where
         }
         let font = (FONT, 11).into_font().color(&FAULT_TEXT);
         let y = y_hi - row_h * (i % 3) as f64;
-        let text = Text::new(f.label.clone(), (f.start_s, y), font.pos(Pos::new(HPos::Left, VPos::Top)));
+        let text = Text::new(
+            f.label.clone(),
+            (f.start_s, y),
+            font.pos(Pos::new(HPos::Left, VPos::Top)),
+        );
         chart.draw_series([text])?;
     }
     Ok(())
@@ -258,12 +269,19 @@ where
     const TOP_PX: i32 = 34;
     let (_, height) = area.dim_in_pixel();
     let rows = ((height as i32 - TOP_PX) / ROW_PX).max(1) as usize;
-    let shown = if series.len() > rows { rows - 1 } else { series.len() };
+    let shown = if series.len() > rows {
+        rows - 1
+    } else {
+        series.len()
+    };
     let font = TextStyle::from((FONT, 12)).pos(Pos::new(HPos::Left, VPos::Center));
     for (i, s) in series.iter().take(shown).enumerate() {
         let y = TOP_PX + ROW_PX * i as i32;
         let sample = [(6, y), (26, y)];
-        area.draw(&PathElement::new(sample, Palette99::pick(i).stroke_width(3)))?;
+        area.draw(&PathElement::new(
+            sample,
+            Palette99::pick(i).stroke_width(3),
+        ))?;
         let name: String = s.member().chars().take(LEGEND_CHARS_MAX).collect();
         area.draw(&Text::new(name, (32, y), font.clone()))?;
     }
@@ -328,14 +346,21 @@ where
     mesh.disable_x_mesh().x_label_formatter(&label).y_desc("ms");
     mesh.y_label_formatter(&|v| fmt_num(*v)).draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        let corners = [(SegmentValue::Exact(i), 0.0), (SegmentValue::Exact(i + 1), *v)];
+        let corners = [
+            (SegmentValue::Exact(i), 0.0),
+            (SegmentValue::Exact(i + 1), *v),
+        ];
         let mut bar = Rectangle::new(corners, BLUE.mix(0.6).filled());
         bar.set_margin(0, 0, 18, 18);
         bar
     }))?;
     let value_style = TextStyle::from((FONT, 13)).pos(Pos::new(HPos::Center, VPos::Bottom));
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
-        Text::new(fmt_num(*v), (SegmentValue::CenterOf(i), *v), value_style.clone())
+        Text::new(
+            fmt_num(*v),
+            (SegmentValue::CenterOf(i), *v),
+            value_style.clone(),
+        )
     }))?;
     Ok(())
 }
@@ -362,7 +387,12 @@ mod tests {
     }
 
     fn sessions_panel(r: &RunRecord) -> Chart {
-        let series = r.series.iter().filter(|s| s.group() == "sessions").cloned().collect();
+        let series = r
+            .series
+            .iter()
+            .filter(|s| s.group() == "sessions")
+            .cloned()
+            .collect();
         Chart::Panel(Panel {
             title: "sessions".into(),
             unit: "sessions".into(),
@@ -374,13 +404,28 @@ mod tests {
     #[test]
     fn latency_chart_is_an_svg_with_quantile_labels_and_values() {
         let r = RunRecord::example();
-        let svg = svg(&Chart::LatencyBars(r.metrics.latency_ms.clone()), &frame(&r)).unwrap();
+        let svg = svg(
+            &Chart::LatencyBars(r.metrics.latency_ms.clone()),
+            &frame(&r),
+        )
+        .unwrap();
         assert!(svg.starts_with("<svg"), "{svg}");
         let texts = texts(&svg);
-        for text in ["Delivery latency (simulated ms)", "p50", "p99.9", "max", "2150", "500"] {
+        for text in [
+            "Delivery latency (simulated ms)",
+            "p50",
+            "p99.9",
+            "max",
+            "2150",
+            "500",
+        ] {
             assert!(texts.contains(&text), "missing {text} in {texts:?}");
         }
-        assert_eq!(svg.matches("<rect").count(), 1 + 5, "background and five bars");
+        assert_eq!(
+            svg.matches("<rect").count(),
+            1 + 5,
+            "background and five bars"
+        );
     }
 
     #[test]
@@ -400,11 +445,27 @@ mod tests {
             assert!(texts.contains(&text), "missing {text} in {texts:?}");
         }
         // Two data lines (width 2) and two legend samples (width 3).
-        assert_eq!(svg.matches("stroke-width=\"2\" points=").count(), 2, "{svg}");
-        assert_eq!(svg.matches("stroke-width=\"3\" points=").count(), 2, "{svg}");
+        assert_eq!(
+            svg.matches("stroke-width=\"2\" points=").count(),
+            2,
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("stroke-width=\"3\" points=").count(),
+            2,
+            "{svg}"
+        );
         // One shaded band (the partition window, 120 s to 150 s); two instant lines.
-        assert_eq!(svg.matches("opacity=\"0.13\" fill=\"#D62728\"").count(), 1, "{svg}");
-        assert_eq!(svg.matches("opacity=\"0.7\" stroke=\"#D62728\"").count(), 2, "{svg}");
+        assert_eq!(
+            svg.matches("opacity=\"0.13\" fill=\"#D62728\"").count(),
+            1,
+            "{svg}"
+        );
+        assert_eq!(
+            svg.matches("opacity=\"0.7\" stroke=\"#D62728\"").count(),
+            2,
+            "{svg}"
+        );
     }
 
     #[test]
@@ -422,7 +483,10 @@ mod tests {
         // Plot area: 1240 px minus the legend, minus margins and the y label area.
         let (left, right) = (8.0 + 60.0, (1240 - LEGEND_PX) as f64 - 8.0);
         let px_per_s = (right - left) / 600.0;
-        assert!((attr("x") - (left + 120.0 * px_per_s)).abs() <= 2.0, "{band}");
+        assert!(
+            (attr("x") - (left + 120.0 * px_per_s)).abs() <= 2.0,
+            "{band}"
+        );
         assert!((attr("width") - 30.0 * px_per_s).abs() <= 2.0, "{band}");
     }
 
@@ -434,7 +498,13 @@ mod tests {
             .split("<polyline")
             .find(|p| p.contains("stroke-width=\"2\""))
             .unwrap();
-        let points = line.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
+        let points = line
+            .split("points=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         let xy: Vec<(i32, i32)> = points
             .split_whitespace()
             .map(|p| {
@@ -443,8 +513,14 @@ mod tests {
             })
             .collect();
         // Every segment is horizontal or vertical: a staircase, never a slant.
-        assert!(xy.windows(2).all(|w| w[0].0 == w[1].0 || w[0].1 == w[1].1), "{xy:?}");
-        assert!(xy.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1), "a drop");
+        assert!(
+            xy.windows(2).all(|w| w[0].0 == w[1].0 || w[0].1 == w[1].1),
+            "{xy:?}"
+        );
+        assert!(
+            xy.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1),
+            "a drop"
+        );
     }
 
     #[test]

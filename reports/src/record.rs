@@ -282,8 +282,14 @@ impl RunRecord {
         if self.outcome.passed {
             return Vec::new();
         }
-        let run = self.outcome.failure.iter().map(|f| format!("run did not finish: {f}"));
-        let checks = self.failed_checks().map(|c| format!("{}: {}", c.name, c.detail));
+        let run = self
+            .outcome
+            .failure
+            .iter()
+            .map(|f| format!("run did not finish: {f}"));
+        let checks = self
+            .failed_checks()
+            .map(|c| format!("{}: {}", c.name, c.detail));
         let mut lines: Vec<String> = run.chain(checks).map(|l| one_line(&l)).collect();
         if lines.is_empty() {
             lines.push("the run failed without a failed check".into());
@@ -291,15 +297,33 @@ impl RunRecord {
         lines
     }
 
+    /// What identifies the scenario's content: `sha256:<first 16 hex digits>` of
+    /// `scenario_text` when the record has it, else `file:<scenario_file>` (older records).
+    /// Two different files with the same `name` have different identities.
+    pub fn scenario_identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let Some(text) = &self.scenario_text else {
+            return format!("file:{}", self.scenario_file);
+        };
+        let digest = Sha256::digest(text.as_bytes());
+        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        format!("sha256:{hex}")
+    }
+
     /// The end of the time axis of every plot: the scenario's duration, or later if samples,
     /// faults or delivery buckets go on (the drain after the scenario).
     pub fn time_span_s(&self) -> f64 {
-        let samples = self.series.iter().filter_map(|s| s.points.last()).map(|p| p.0);
+        let samples = self
+            .series
+            .iter()
+            .filter_map(|s| s.points.last())
+            .map(|p| p.0);
         // Milliseconds fit f64 exactly far beyond any simulated duration.
         let faults = self.faults.iter().map(|f| f.at_ms as f64 / 1000.0);
-        let buckets = self.delivery_timeline.iter().flat_map(|t| {
-            t.buckets.last().map(|b| b.start_s + t.bucket_s)
-        });
+        let buckets = self
+            .delivery_timeline
+            .iter()
+            .flat_map(|t| t.buckets.last().map(|b| b.start_s + t.bucket_s));
         samples
             .chain(faults)
             .chain(buckets)
@@ -388,5 +412,80 @@ impl Series {
             // Rounded index i*(n-1)/(m-1): 0 and n-1 at the ends, strictly increasing for n > m.
             .map(|i| self.points[(i * (n - 1) + (m - 1) / 2) / (m - 1)])
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record as hmsim wrote it before the fields of issue 15 existed still loads, and the
+    /// new fields take their defaults.
+    #[test]
+    fn a_record_without_the_new_fields_still_loads() {
+        let mut json: serde_json::Value =
+            serde_json::from_str(&RunRecord::example().to_json().unwrap()).unwrap();
+        let top = json.as_object_mut().unwrap();
+        for field in [
+            "coverage_not_applicable",
+            "delivery_timeline",
+            "scenario_text",
+        ] {
+            assert!(top.remove(field).is_some(), "{field}");
+        }
+        let r = RunRecord::from_json(&json.to_string()).unwrap();
+        assert!(r.coverage_not_applicable.is_empty());
+        assert_eq!((r.delivery_timeline, r.scenario_text), (None, None));
+        assert_eq!(r.series[0].kind, None);
+        assert_eq!(r.metrics.latency_ms.clamped, 0);
+        let text = json.to_string();
+        assert!(
+            !text.contains("\"sampling\"") && !text.contains("\"clamped\""),
+            "absent: not written"
+        );
+    }
+
+    #[test]
+    fn declared_series_fields_round_trip() {
+        let mut r = RunRecord::example();
+        r.series[0].kind = Some(SeriesKind::Step);
+        r.series[0].sampling = Some(Sampling::Periodic { interval_s: 5.0 });
+        r.series[1].sampling = Some(Sampling::OnChange);
+        r.series[0].value_labels = vec![ValueLabel {
+            value: 1.0,
+            label: "Normal".into(),
+        }];
+        let json = r.to_json().unwrap();
+        assert!(json.contains("\"kind\": \"step\""), "{json}");
+        assert!(json.contains("\"periodic\": {\n"), "{json}");
+        assert!(json.contains("\"sampling\": \"on_change\""), "{json}");
+        assert_eq!(RunRecord::from_json(&json).unwrap(), r);
+    }
+
+    #[test]
+    fn failure_lines_are_one_line_each_and_bounded() {
+        let mut r = RunRecord::example();
+        r.outcome.failure = Some("not quiescent:\n  waiting for 3 messages".into());
+        r.checks[0].status = Status::Fail;
+        r.checks[0].detail = "x ".repeat(400);
+        let lines = r.failure_lines();
+        assert_eq!(lines.len(), 3);
+        assert_eq!(
+            lines[0],
+            "run did not finish: not quiescent: waiting for 3 messages"
+        );
+        assert_eq!(lines[1].chars().count(), FAILURE_LINE_CHARS_MAX);
+        assert!(lines[1].ends_with('…'));
+        assert!(lines[2].starts_with("session_liveness: 3 users"));
+        r.outcome.passed = true;
+        assert!(r.failure_lines().is_empty());
+    }
+
+    #[test]
+    fn the_time_span_covers_the_drain_after_the_duration() {
+        let mut r = RunRecord::example();
+        assert_eq!(r.time_span_s(), 600.0);
+        r.series[0].points.push((640.0, 1.0));
+        assert_eq!(r.time_span_s(), 640.0);
     }
 }

@@ -60,7 +60,9 @@ impl Series {
     /// series is listed, not drawn (a flat line per configuration value buries the others).
     pub(crate) fn constant_value(&self) -> Option<f64> {
         let segments = segments(self);
-        let [segment] = &segments[..] else { return None };
+        let [segment] = &segments[..] else {
+            return None;
+        };
         let first = segment.first()?.1;
         segment.iter().all(|p| p.1 == first).then_some(first)
     }
@@ -250,7 +252,10 @@ mod tests {
         assert_eq!(&line[..3], &[(290.0, 50.0), (310.0, 50.0), (310.0, 0.0)]);
         assert_eq!(line.last(), Some(&(960.0, 0.0)), "held to the last sample");
         // From 310 s on the value is 0: no point between 300 and 960 s above 0 after 310 s.
-        assert!(line.iter().all(|&(t, v)| t <= 310.0 || v == 0.0), "{line:?}");
+        assert!(
+            line.iter().all(|&(t, v)| t <= 310.0 || v == 0.0),
+            "{line:?}"
+        );
     }
 
     #[test]
@@ -266,16 +271,42 @@ mod tests {
 
     #[test]
     fn one_missing_sample_is_a_gap_and_a_nan_too() {
-        let points = [(0.0, 1.0), (10.0, 1.0), (20.0, 1.0), (40.0, 2.0), (50.0, f64::NAN), (60.0, 2.0)];
+        let points = [
+            (0.0, 1.0),
+            (10.0, 1.0),
+            (20.0, 1.0),
+            (40.0, 2.0),
+            (50.0, f64::NAN),
+            (60.0, 2.0),
+        ];
         let segs = segments(&series("sessions/imp-a-1", &points));
-        assert_eq!(segs, vec![vec![(0.0, 1.0), (20.0, 1.0)], vec![(40.0, 2.0)], vec![(60.0, 2.0)]]);
+        assert_eq!(
+            segs,
+            vec![
+                vec![(0.0, 1.0), (20.0, 1.0)],
+                vec![(40.0, 2.0)],
+                vec![(60.0, 2.0)]
+            ]
+        );
     }
 
     #[test]
     fn on_change_series_hold_their_value_without_gaps() {
-        let s = series("connector_moves/exp-a-1/imp-a-1/imp-a-2", &[(10.0, 1.0), (11.0, 2.0), (500.0, 3.0)]);
+        let s = series(
+            "connector_moves/exp-a-1/imp-a-1/imp-a-2",
+            &[(10.0, 1.0), (11.0, 2.0), (500.0, 3.0)],
+        );
         assert_eq!(s.sampling_or_inferred(), Sampling::OnChange);
-        assert_eq!(segments(&s), vec![vec![(10.0, 1.0), (11.0, 1.0), (11.0, 2.0), (500.0, 2.0), (500.0, 3.0)]]);
+        assert_eq!(
+            segments(&s),
+            vec![vec![
+                (10.0, 1.0),
+                (11.0, 1.0),
+                (11.0, 2.0),
+                (500.0, 2.0),
+                (500.0, 3.0)
+            ]]
+        );
     }
 
     #[test]
@@ -284,7 +315,10 @@ mod tests {
         s.kind = Some(SeriesKind::Line);
         s.sampling = Some(Sampling::Periodic { interval_s: 100.0 });
         s.unit = "sessions open".into();
-        assert_eq!(segments(&s), vec![vec![(0.0, 1.0), (10.0, 2.0), (100.0, 3.0)]]);
+        assert_eq!(
+            segments(&s),
+            vec![vec![(0.0, 1.0), (10.0, 2.0), (100.0, 3.0)]]
+        );
         assert_eq!(s.unit_or_inferred(), "sessions open");
     }
 
@@ -301,14 +335,29 @@ mod tests {
             assert_eq!(series(name, &[]).unit_or_inferred(), unit, "{name}");
         }
         let prg = series("prg_state/imp-a-1", &[]).value_labels_or_inferred();
-        assert_eq!((prg[5].value, prg[5].label.as_str()), (5.0, "Running in Backup Mode"));
-        assert_eq!(series("latency_ms/p99", &[]).kind_or_inferred(), SeriesKind::Line);
+        assert_eq!(
+            (prg[5].value, prg[5].label.as_str()),
+            (5.0, "Running in Backup Mode")
+        );
+        assert_eq!(
+            series("latency_ms/p99", &[]).kind_or_inferred(),
+            SeriesKind::Line
+        );
         let s = series("status/exp-a-1/imp-a-1/users", &[]);
-        assert_eq!((s.group(), s.node(), s.member()), ("status", "exp-a-1", "imp-a-1/users"));
+        assert_eq!(
+            (s.group(), s.node(), s.member()),
+            ("status", "exp-a-1", "imp-a-1/users")
+        );
         let s = series("sessions/imp-a-1", &[]);
-        assert_eq!((s.group(), s.node(), s.member()), ("sessions", "", "imp-a-1"));
+        assert_eq!(
+            (s.group(), s.node(), s.member()),
+            ("sessions", "", "imp-a-1")
+        );
         let s = series("messages", &[]);
-        assert_eq!((s.group(), s.node(), s.member()), ("messages", "", "messages"));
+        assert_eq!(
+            (s.group(), s.node(), s.member()),
+            ("messages", "", "messages")
+        );
     }
 
     #[test]
