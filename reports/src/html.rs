@@ -329,6 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn every_time_series_chart_shades_and_labels_every_fault() {
+        let page = page();
+        let charts: Vec<&str> = page.split("<svg").skip(1).collect();
+        let series_charts: Vec<&&str> = charts
+            .iter()
+            .filter(|c| c.contains("simulated time (s)"))
+            .collect();
+        // Latency and messages per bucket, sessions, queue_depth.
+        assert_eq!(series_charts.len(), 4);
+        for chart in series_charts {
+            for label in [
+                "partition imp-a-1 | connector-1",
+                "crash imp-a-1",
+                "restart imp-a-1",
+            ] {
+                assert!(chart.contains(&format!("\n{label}\n</text>")), "{label}");
+            }
+            assert_eq!(
+                chart.matches("opacity=\"0.13\" fill=\"#D62728\"").count(),
+                1
+            );
+        }
+    }
+
+    #[test]
     fn rendering_is_deterministic() {
         assert_eq!(page(), page());
     }

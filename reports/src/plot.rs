@@ -319,6 +319,10 @@ fn value_range(values: impl Iterator<Item = f64>) -> Range<f64> {
     lo..hi + (hi - lo) * 0.05
 }
 
+/// Quantiles spanning more than this ratio (max / smallest non-zero) get a log axis, so that
+/// p50 to p99 stay readable next to an offline delivery hours long.
+const LOG_AXIS_SPAN_MIN: f64 = 1000.0;
+
 fn draw_latency<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     title: &str,
@@ -330,25 +334,56 @@ where
     let bars = latency_ms
         .quantiles()
         .map(|(name, v)| (name, if v.is_finite() { v } else { 0.0 }));
-    let y_max = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max) * 1.15;
+    let y_max = bars.iter().map(|(_, v)| *v).fold(1.0, f64::max);
+    let smallest = bars
+        .iter()
+        .map(|(_, v)| *v)
+        .filter(|v| *v > 0.0)
+        .fold(y_max, f64::min);
+    if y_max / smallest > LOG_AXIS_SPAN_MIN {
+        let base = smallest / 2.0;
+        let axis = (base..y_max * 3.0).log_scale();
+        draw_bars(root, title, &bars, axis, base, "ms (log scale)")
+    } else {
+        draw_bars(root, title, &bars, 0.0..y_max * 1.15, 0.0, "ms")
+    }
+}
+
+fn draw_bars<DB: DrawingBackend, Y>(
+    root: &DrawingArea<DB, Shift>,
+    title: &str,
+    bars: &[(&str, f64)],
+    y_axis: Y,
+    base: f64,
+    y_desc: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+    Y: plotters::coord::ranged1d::AsRangedCoord<Value = f64>,
+    Y::CoordDescType: plotters::coord::ranged1d::ValueFormatter<f64>,
+{
     let mut chart = ChartBuilder::on(root)
         .caption(title, (FONT, 16))
         .margin(12)
         .x_label_area_size(36)
         .y_label_area_size(64)
         // Integer ranges are inclusive as segments: 0..4 gives the five bars.
-        .build_cartesian_2d((0..bars.len() - 1).into_segmented(), 0.0..y_max)?;
+        .build_cartesian_2d((0..bars.len() - 1).into_segmented(), y_axis)?;
     let label = |v: &SegmentValue<usize>| match v {
         SegmentValue::CenterOf(i) => bars.get(*i).map_or("", |(name, _)| name).to_string(),
         _ => String::new(),
     };
     let mut mesh = chart.configure_mesh();
-    mesh.disable_x_mesh().x_label_formatter(&label).y_desc("ms");
+    mesh.disable_x_mesh()
+        .x_label_formatter(&label)
+        .y_desc(y_desc);
+    mesh.light_line_style(TRANSPARENT)
+        .bold_line_style(BLACK.mix(0.08));
     mesh.y_label_formatter(&|v| fmt_num(*v)).draw()?;
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         let corners = [
-            (SegmentValue::Exact(i), 0.0),
-            (SegmentValue::Exact(i + 1), *v),
+            (SegmentValue::Exact(i), base),
+            (SegmentValue::Exact(i + 1), v.max(base)),
         ];
         let mut bar = Rectangle::new(corners, BLUE.mix(0.6).filled());
         bar.set_margin(0, 0, 18, 18);
@@ -358,7 +393,7 @@ where
     chart.draw_series(bars.iter().enumerate().map(|(i, (_, v))| {
         Text::new(
             fmt_num(*v),
-            (SegmentValue::CenterOf(i), *v),
+            (SegmentValue::CenterOf(i), v.max(base)),
             value_style.clone(),
         )
     }))?;
@@ -544,6 +579,34 @@ mod tests {
             assert!(texts.contains(&text), "missing {text} in {texts:?}");
         }
         assert!(!texts.contains(&"5"), "{texts:?}");
+    }
+
+    #[test]
+    fn latency_spanning_hours_gets_a_log_axis() {
+        let r = RunRecord::example();
+        let wide = Percentiles {
+            max: 80.0 * 3600.0 * 1000.0,
+            ..r.metrics.latency_ms.clone()
+        };
+        let svg = svg(&Chart::LatencyBars(wide), &frame(&r)).unwrap();
+        let texts = texts(&svg);
+        assert!(texts.contains(&"ms (log scale)"), "{texts:?}");
+        assert!(texts.contains(&"288000000"), "{texts:?}");
+        let linear = svg_of_example_latency();
+        assert!(texts_of(&linear).contains(&"ms".to_string()));
+    }
+
+    fn svg_of_example_latency() -> String {
+        let r = RunRecord::example();
+        svg(
+            &Chart::LatencyBars(r.metrics.latency_ms.clone()),
+            &frame(&r),
+        )
+        .unwrap()
+    }
+
+    fn texts_of(svg: &str) -> Vec<String> {
+        texts(svg).into_iter().map(String::from).collect()
     }
 
     #[test]
