@@ -1,5 +1,6 @@
 //! Renders the reports of an existing `run.json` without running anything:
-//! `cargo run -p reports --example render -- <run.json> <out dir> [--png]`.
+//! `cargo run -p reports --example render -- <run.json> <out dir> [--png]`
+//! (`example` instead of a file renders [`reports::RunRecord::example`]).
 //! Writes `report.html`, `report.md` and, with `--png`, `plots/NN-<chart>.png`.
 
 use std::path::PathBuf;
@@ -9,7 +10,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (Some(input), Some(out)) = (args.first(), args.get(1)) else {
         return Err("usage: render <run.json> <out dir> [--png]".into());
     };
-    let record = reports::RunRecord::from_json(&std::fs::read_to_string(input)?)?;
+    let record = if input == "example" {
+        reports::RunRecord::example()
+    } else {
+        reports::RunRecord::from_json(&std::fs::read_to_string(input)?)?
+    };
     let out = PathBuf::from(out);
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("report.html"), reports::html(&record)?)?;

@@ -258,30 +258,33 @@ fn timeline_charts(t: &DeliveryTimeline) -> Vec<Chart> {
         ("lost", &|b| Some(b.lost as f64)),
         ("at_risk", &|b| Some(b.at_risk as f64)),
     ];
-    let messages: Vec<Series> = fates
-        .into_iter()
-        .map(|(name, count)| bucket_series(t, &format!("messages/{name}"), "messages", count))
-        .collect();
+    let [sent, delivered, lost, at_risk] =
+        fates.map(|(name, count)| bucket_series(t, &format!("messages/{name}"), "messages", count));
     let bucket = fmt_num(t.bucket_s);
-    let panel = |title: String, unit: &str, series| {
+    let panel = |title: String, series, wide| {
         Chart::Panel(Panel {
             title,
-            unit: unit.into(),
+            unit: "ms".into(),
             series,
-            wide: true,
+            wide,
         })
+    };
+    let messages = |title: &str, series| {
+        let mut chart = panel(format!("{title} per {bucket} s bucket"), series, false);
+        if let Chart::Panel(p) = &mut chart {
+            p.unit = "messages".into();
+        }
+        chart
     };
     vec![
         panel(
             format!("Latency per {bucket} s bucket, by send time"),
-            "ms",
             latency,
+            true,
         ),
-        panel(
-            format!("Messages per {bucket} s bucket, by send time"),
-            "messages",
-            messages,
-        ),
+        messages("Sent and delivered", vec![sent, delivered]),
+        // Apart, so that a handful of losses is not flattened by thousands sent.
+        messages("Lost and at risk", vec![lost, at_risk]),
     ]
 }
 

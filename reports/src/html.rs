@@ -232,8 +232,8 @@ mod tests {
     #[test]
     fn page_embeds_one_chart_per_series_group_plus_latency() {
         let page = page();
-        // latency bars, latency and messages per bucket, sessions, queue_depth.
-        assert_eq!(page.matches("<svg").count(), 5, "charts");
+        // latency bars, latency and messages (2) per bucket, sessions, queue_depth.
+        assert_eq!(page.matches("<svg").count(), 6, "charts");
         assert!(page.contains("<h3>sessions</h3>"));
         assert!(page.contains("<h3>queue_depth</h3>"));
         assert!(
@@ -321,8 +321,8 @@ mod tests {
         assert!(page.contains("\nconnector_sessions exp-a-2\n</text>"));
         assert_eq!(
             page.matches("<figure>\n<svg width=\"610\"").count(),
-            2 + 1,
-            "two panels and the latency bars"
+            2 + 1 + 2,
+            "two panels, the latency bars and the two message panels"
         );
         assert!(page.contains("<figure class=\"wide\">\n<svg width=\"1240\""));
         assert!(CSS.contains("figure svg{display:block;width:100%;height:auto}"));
@@ -336,8 +336,8 @@ mod tests {
             .iter()
             .filter(|c| c.contains("simulated time (s)"))
             .collect();
-        // Latency and messages per bucket, sessions, queue_depth.
-        assert_eq!(series_charts.len(), 4);
+        // Latency and the two message panels per bucket, sessions, queue_depth.
+        assert_eq!(series_charts.len(), 5);
         for chart in series_charts {
             for label in [
                 "partition imp-a-1 | connector-1",

@@ -15,6 +15,8 @@
 //! - `faults`: fault windows (a fault and its `/end`) shaded on every time-series chart.
 //! - `plot`: the plotters charts (time-series panels, latency bars) as SVG or PNG.
 //! - `files`: [`plot_files`], every chart of a report as a separate SVG or PNG file.
+//! - `timeline`: [`DeliveryTimeline::from_messages`], delivery and latency per time bucket
+//!   from each message's send time and [`Fate`].
 //! - `junit`: [`junit`], `junit.xml` for CI test views.
 //! - `baseline`: [`compare`], the CI regression gate against a baseline run record.
 //! - `merge`: [`merge`], the per-scenario summary of a seed sweep (`hmsim report merge`).
@@ -44,6 +46,7 @@ mod merge;
 mod plot;
 mod record;
 mod series;
+mod timeline;
 
 pub use baseline::{
     CheckComparison, Comparison, Limit, MetricComparison, Thresholds, Verdict, compare,
@@ -59,3 +62,4 @@ pub use record::{
     Outcome, Percentiles, RunRecord, SCHEMA_VERSION, Sampling, Series, SeriesKind, Status, Table,
     ValueLabel,
 };
+pub use timeline::{DELIVERY_BUCKETS_MAX, Fate};

@@ -36,7 +36,29 @@ const FONT: &str = "sans-serif";
 const FAULT_FILL: RGBColor = RGBColor(214, 39, 40);
 const FAULT_TEXT: RGBColor = RGBColor(150, 20, 20);
 
+/// Line colours in legend order: Tableau 10 without its red (red marks the faults), then
+/// plotters' 99-colour palette for larger panels.
+const PALETTE: [RGBColor; 9] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
 type DrawResult = Result<(), Box<dyn Error>>;
+
+/// The colour of the `i`th series of a panel.
+fn line_color(i: usize) -> RGBColor {
+    PALETTE.get(i).copied().unwrap_or_else(|| {
+        let c = Palette99::pick(i).to_rgba();
+        RGBColor(c.0, c.1, c.2)
+    })
+}
 
 /// What every time-series panel of one report shares.
 pub(crate) struct Frame {
@@ -204,7 +226,7 @@ where
     mesh.draw()?;
     shade_faults(&mut chart, &frame.faults, &y_range, data_range.end)?;
     for (i, segments) in lines.into_iter().enumerate() {
-        let style = Palette99::pick(i).stroke_width(2);
+        let style = line_color(i).stroke_width(2);
         for segment in segments {
             if let [only] = segment[..] {
                 chart.draw_series([Circle::new(only, 3, style.filled())])?;
@@ -278,10 +300,7 @@ where
     for (i, s) in series.iter().take(shown).enumerate() {
         let y = TOP_PX + ROW_PX * i as i32;
         let sample = [(6, y), (26, y)];
-        area.draw(&PathElement::new(
-            sample,
-            Palette99::pick(i).stroke_width(3),
-        ))?;
+        area.draw(&PathElement::new(sample, line_color(i).stroke_width(3)))?;
         let name: String = s.member().chars().take(LEGEND_CHARS_MAX).collect();
         area.draw(&Text::new(name, (32, y), font.clone()))?;
     }
