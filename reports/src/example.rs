@@ -40,6 +40,7 @@ impl RunRecord {
                 "name: failover-node-crash\nduration: 10m\nfaults:\n  - at: 3m\n    crash: imp-a-1\n"
                     .into(),
             ),
+            scenario_sha256: None,
         }
     }
 }

@@ -61,6 +61,10 @@ pub struct RunRecord {
     /// different files with the same `name` stay apart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario_text: Option<String>,
+    /// Hex SHA-256 of the scenario file's bytes, for runs whose record must not carry the text
+    /// (a scenario holding credentials); preferred over hashing `scenario_text`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario_sha256: Option<String>,
 }
 
 /// Overall verdict of a run.
@@ -297,17 +301,23 @@ impl RunRecord {
         lines
     }
 
-    /// What identifies the scenario's content: `sha256:<first 16 hex digits>` of
-    /// `scenario_text` when the record has it, else `file:<scenario_file>` (older records).
-    /// Two different files with the same `name` have different identities.
+    /// What identifies the scenario's content: `sha256:<first 16 hex digits>` of the scenario
+    /// (`scenario_sha256`, else the hash of `scenario_text`), else `file:<scenario_file>`
+    /// (older records). Two different files with the same `name` have different identities.
     pub fn scenario_identity(&self) -> String {
         use sha2::{Digest, Sha256};
-        let Some(text) = &self.scenario_text else {
-            return format!("file:{}", self.scenario_file);
+        /// Hex digits shown: 64 bits tell scenarios of one sweep apart.
+        const SHOWN_HEX_DIGITS: usize = 16;
+        let hex = match (&self.scenario_sha256, &self.scenario_text) {
+            (Some(declared), _) => declared.to_ascii_lowercase(),
+            (None, Some(text)) => Sha256::digest(text.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            (None, None) => return format!("file:{}", self.scenario_file),
         };
-        let digest = Sha256::digest(text.as_bytes());
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        let shown: String = hex.chars().take(SHOWN_HEX_DIGITS).collect();
+        format!("sha256:{shown}")
     }
 
     /// The end of the time axis of every plot: the scenario's duration, or later if samples,
@@ -479,6 +489,21 @@ mod tests {
         assert!(lines[2].starts_with("session_liveness: 3 users"));
         r.outcome.passed = true;
         assert!(r.failure_lines().is_empty());
+    }
+
+    #[test]
+    fn the_scenario_identity_is_its_content_hash() {
+        let mut r = RunRecord::example();
+        r.scenario_text = Some("abc".into());
+        // SHA-256("abc") = ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad.
+        assert_eq!(r.scenario_identity(), "sha256:ba7816bf8f01cfea");
+        r.scenario_sha256 = Some("BA7816BF8F01CFEA414140DE5DAE2223".into());
+        assert_eq!(r.scenario_identity(), "sha256:ba7816bf8f01cfea");
+        (r.scenario_text, r.scenario_sha256) = (None, None);
+        assert_eq!(
+            r.scenario_identity(),
+            "file:scenarios/failover-node-crash.yaml"
+        );
     }
 
     #[test]
