@@ -9,6 +9,7 @@
 use crate::faults::fault_windows;
 use crate::plot::{Chart, Frame, Panel};
 use crate::record::{DeliveryBucket, DeliveryTimeline, RunRecord, Sampling, Series, SeriesKind};
+use crate::series::runs;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Points kept per series in the tabular summary (first and last always included).
@@ -67,6 +68,9 @@ pub(crate) struct TableBlock {
     pub columns: Vec<String>,
     /// Rows; renderers pad short rows.
     pub rows: Vec<Vec<String>>,
+    /// Folded away under its caption in HTML whatever its length (the point lists next to a
+    /// chart); other captioned tables fold only when long.
+    pub folded: bool,
 }
 
 impl TableBlock {
@@ -77,6 +81,7 @@ impl TableBlock {
             caption,
             columns,
             rows: Vec::new(),
+            folded: false,
         }
     }
 
@@ -456,6 +461,7 @@ fn tables_section(r: &RunRecord) -> Option<Section> {
             caption: Some(t.title.clone()),
             columns,
             rows: t.rows.clone(),
+            folded: false,
         })
     });
     Some(Section {
@@ -570,18 +576,53 @@ fn labelled(s: &Series, v: f64) -> String {
     }
 }
 
+/// Rows of a step series listed by its changes before it is downsampled instead: changes
+/// are exact, evenly spaced samples of a staircase miss them.
+const SERIES_CHANGES_MAX: usize = 2 * SERIES_SUMMARY_POINTS_MAX;
+
+/// A series as a table: for a step series with few changes, every change and every gap
+/// (exact); otherwise at most [`SERIES_SUMMARY_POINTS_MAX`] evenly spaced samples.
 fn series_table(s: &Series) -> TableBlock {
     let unit = s.unit_or_inferred();
-    let caption = format!("{} ({unit}, {} samples)", s.name, s.points.len());
+    let changes = (s.kind_or_inferred() == SeriesKind::Step)
+        .then(|| change_rows(s))
+        .filter(|rows| rows.len() <= SERIES_CHANGES_MAX);
+    let shown = if changes.is_some() {
+        "changes"
+    } else {
+        "samples"
+    };
+    let caption = format!("{} ({unit}, {} samples; {shown})", s.name, s.points.len());
     let value_header = format!("value ({unit})");
     let mut table = TableBlock::new(Some(caption), &["t (s)", &value_header]);
-    let points = s.downsampled(SERIES_SUMMARY_POINTS_MAX);
-    table.rows.extend(
+    table.folded = true;
+    table.rows = changes.unwrap_or_else(|| {
+        let points = s.downsampled(SERIES_SUMMARY_POINTS_MAX);
         points
             .into_iter()
-            .map(|(t, v)| vec![fmt_num(t), labelled(s, v)]),
-    );
+            .map(|(t, v)| vec![fmt_num(t), labelled(s, v)])
+            .collect()
+    });
     table
+}
+
+/// The first point of each stretch of samples, every change of value, the last point, and a
+/// `no samples` row at each gap.
+fn change_rows(s: &Series) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for (i, run) in runs(s).iter().enumerate() {
+        if i > 0 {
+            rows.push(vec!["…".into(), "no samples".into()]);
+        }
+        let mut shown: Option<f64> = None;
+        for (j, &(t, v)) in run.iter().enumerate() {
+            if shown != Some(v) || j + 1 == run.len() {
+                rows.push(vec![fmt_num(t), labelled(s, v)]);
+                shown = Some(v);
+            }
+        }
+    }
+    rows
 }
 
 fn coverage_section(r: &RunRecord) -> Section {

@@ -137,10 +137,13 @@ fn push_fields(out: &mut String, fields: &[(&'static str, String)]) {
     out.push_str("</dl>\n");
 }
 
-/// Tables with a caption are series summaries or record tables: the long point lists fold
-/// away under their caption so the charts stay in view.
+/// Tables with a caption are series summaries or record tables: point lists and long tables
+/// fold away under their caption so the charts stay in view.
 fn push_table(out: &mut String, table: &TableBlock) {
-    let folded = table.caption.as_ref().filter(|_| table.rows.len() > 10);
+    let folded = table
+        .caption
+        .as_ref()
+        .filter(|_| table.folded || table.rows.len() > 10);
     match (&table.caption, folded) {
         (_, Some(caption)) => {
             let _ = writeln!(out, "<details><summary>{}</summary>", escape(caption));
@@ -256,7 +259,9 @@ mod tests {
         assert!(page.contains("<td>180.000</td><td>crash</td><td>imp-a-1</td>"));
         assert!(page.contains("<h3>Interop matrix (sender → recipient)</h3>"));
         assert!(page.contains("<td>kms.key_rotated</td><td class=\"never\">never reached</td>"));
-        assert!(page.contains("<summary>sessions/imp-a-1 (sessions, 121 samples)</summary>"));
+        assert!(
+            page.contains("<summary>sessions/imp-a-1 (sessions, 121 samples; changes)</summary>")
+        );
     }
 
     #[test]

@@ -191,16 +191,53 @@ mod tests {
         assert!(md.contains("| 120.000 | partition | imp-a-1 \\| connector-1 |"));
         assert!(md.contains("### Interop matrix (sender → recipient)"));
         assert!(md.contains("| Webex App | delivered | delivered \\| carbon |"));
-        assert!(md.contains("### sessions/imp-a-1 (sessions, 121 samples)"));
+        assert!(md.contains("### sessions/imp-a-1 (sessions, 121 samples; changes)"));
         assert!(md.contains("| 600 | 2500 |"), "last point kept");
         assert!(md.contains("| kms.key_rotated | never reached |"));
         assert!(md.contains("2 of 3 \"sometimes\" assertions were reached"));
     }
 
     #[test]
-    fn series_summary_has_at_most_twenty_rows() {
+    fn step_series_list_their_changes_and_gaps() {
         let md = markdown(&RunRecord::example());
         let section = md.split("### sessions/imp-a-2").nth(1).unwrap();
+        assert!(
+            section.starts_with(" (sessions, 121 samples; changes)\n"),
+            "{section}"
+        );
+        let table = section.split("\n\n").nth(1).unwrap();
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            [
+                "| 0 | 2500 |",
+                "| 180 | 5000 |",
+                "| 300 | 2500 |",
+                "| 600 | 2500 |"
+            ]
+        );
+        let mut r = RunRecord::example();
+        r.series[0]
+            .points
+            .retain(|p| !(200.0..260.0).contains(&p.0));
+        let md = markdown(&r);
+        let section = md.split("### sessions/imp-a-1").nth(1).unwrap();
+        assert!(
+            section.contains("| 195 | 0 |\n| … | no samples |\n| 260 | 0 |\n"),
+            "{section}"
+        );
+    }
+
+    #[test]
+    fn series_with_many_changes_are_downsampled_to_twenty_rows() {
+        let mut r = RunRecord::example();
+        r.series[2].kind = Some(crate::record::SeriesKind::Line);
+        let md = markdown(&r);
+        let section = md.split("### queue_depth/connector-1").nth(1).unwrap();
+        assert!(
+            section.starts_with(" (messages, 121 samples; samples)\n"),
+            "{section}"
+        );
         let table = section.split("\n\n").nth(1).unwrap();
         // Header and separator, then the points.
         assert_eq!(table.lines().count(), 2 + 20, "{table}");
@@ -314,7 +351,7 @@ mod tests {
         });
         let md = markdown(&r);
         assert!(
-            md.contains("### prg_state/imp-a-1 (PRG state, 2 samples)"),
+            md.contains("### prg_state/imp-a-1 (PRG state, 2 samples; changes)"),
             "{md}"
         );
         assert!(md.contains("| 10 | 5 (Running in Backup Mode) |"), "{md}");

@@ -159,6 +159,19 @@ fn median_interval_s(points: &[(f64, f64)]) -> Option<f64> {
 /// [`PLOT_BUCKETS_MAX`] buckets, and for a step series drawn as a staircase: the value holds
 /// until the next point, where it changes vertically.
 pub(crate) fn segments(s: &Series) -> Vec<Vec<(f64, f64)>> {
+    let step = s.kind_or_inferred() == SeriesKind::Step;
+    runs(s)
+        .into_iter()
+        .map(|run| {
+            let kept = decimate(&run);
+            if step { staircase(&kept) } else { kept }
+        })
+        .collect()
+}
+
+/// The finite points of `s`, split where data is missing: at a non-finite point, and at an
+/// interval longer than [`GAP_PERIODS`] sampling periods. Never an empty run.
+pub(crate) fn runs(s: &Series) -> Vec<Vec<(f64, f64)>> {
     let gap_after_s = match s.sampling_or_inferred() {
         Sampling::Periodic { interval_s } => interval_s * GAP_PERIODS,
         Sampling::OnChange => f64::INFINITY,
@@ -176,14 +189,8 @@ pub(crate) fn segments(s: &Series) -> Vec<Vec<(f64, f64)>> {
             run.push((t, v));
         }
     }
-    let step = s.kind_or_inferred() == SeriesKind::Step;
-    runs.into_iter()
-        .filter(|run| !run.is_empty())
-        .map(|run| {
-            let kept = decimate(&run);
-            if step { staircase(&kept) } else { kept }
-        })
-        .collect()
+    runs.retain(|run| !run.is_empty());
+    runs
 }
 
 /// `(t0, v0), (t1, v1)` becomes `(t0, v0), (t1, v0), (t1, v1)`. Points that repeat the
