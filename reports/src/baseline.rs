@@ -1,7 +1,7 @@
 //! The CI regression gate: compare a run record with a baseline record of the same scenario.
 //!
-//! Performance figures are judged as ratios against the baseline (DEVELOPERS rule: never
-//! absolute numbers from one machine); correctness counters (lost, duplicated) as absolute
+//! Performance figures are judged as ratios against the baseline, never as absolute numbers
+//! (they hold for one machine only); correctness counters (lost, duplicated) as absolute
 //! increases, because any new loss is a bug whatever the baseline.
 //!
 //! The gate must not cry wolf. Two runs of the same seed with the same trace digest behaved
@@ -584,7 +584,7 @@ fn header(columns: &[&str]) -> Vec<String> {
     columns.iter().map(|c| c.to_string()).collect()
 }
 
-/// `×1.50 (+50.0%)`: the ratio first, as the DEVELOPERS rules quote performance.
+/// `×1.50 (+50.0%)`: the ratio first, the way the project quotes performance.
 fn fmt_ratio(ratio: f64) -> String {
     format!("×{ratio:.2} ({:+.1}%)", (ratio - 1.0) * 100.0)
 }
