@@ -1,8 +1,14 @@
 //! The CI regression gate: compare a run record with a baseline record of the same scenario.
 //!
-//! Performance figures are judged as ratios against the baseline (DEVELOPERS rule: never
-//! absolute numbers from one machine); correctness counters (lost, duplicated) as absolute
+//! Performance figures are judged as ratios against the baseline, never as absolute numbers
+//! (they hold for one machine only); correctness counters (lost, duplicated) as absolute
 //! increases, because any new loss is a bug whatever the baseline.
+//!
+//! The gate must not cry wolf. Two runs of the same seed with the same trace digest behaved
+//! identically: the comparison says so first and compares only timing. Timing is noisy on a
+//! shared machine: it is informational for runs shorter than [`Thresholds::timing_run_min_s`],
+//! and a change smaller than an absolute floor is no change. A figure is "improved" only when
+//! better by more than [`Thresholds::improvement_min_fraction`].
 
 use crate::document::fmt_num;
 use crate::markdown::push_table;
@@ -13,7 +19,9 @@ use std::fmt::{self, Write as _};
 /// Slack for float rounding when a ratio lands exactly on its limit (120/100 vs 1.2).
 const RATIO_EPSILON: f64 = 1e-9;
 
-/// How much worse than the baseline each figure may get before the gate fails.
+/// How much worse than the baseline each figure may get before the gate fails, and the noise
+/// floors below which a change is not judged. `hmsim compare --thresholds <file.json>` reads
+/// these fields; a missing field keeps its default; [`Thresholds::help`] explains each.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Thresholds {
@@ -29,11 +37,23 @@ pub struct Thresholds {
     pub peak_rss_growth_max: f64,
     /// Largest allowed growth of wall time, as a fraction of the baseline.
     pub wall_time_growth_max: f64,
+    /// Timing figures (wall time, simulated speed, peak RSS) of a run shorter than this many
+    /// wall seconds (either side) are informational: never regressed, never improved.
+    pub timing_run_min_s: f64,
+    /// Wall time changes smaller than this many seconds are no change.
+    pub wall_time_change_min_s: f64,
+    /// Peak RSS changes smaller than this many MiB are no change.
+    pub peak_rss_change_min_mib: f64,
+    /// A figure is improved only when better by more than this fraction (0.05 = 5%); smaller
+    /// gains are unchanged. Counts (lost, duplicated) improve on any decrease.
+    pub improvement_min_fraction: f64,
 }
 
 impl Default for Thresholds {
     /// p99 +20%, no new loss or duplicate, speed -30%, RSS +25%, wall time +30%: loose enough
     /// for timing noise on shared 2-core CI runners, tight enough to catch a real slowdown.
+    /// Timing of runs under 5 s is informational; wall time within 1 s and RSS within 16 MiB
+    /// is no change; improvements count from 5%.
     fn default() -> Self {
         Thresholds {
             latency_p99_growth_max: 0.20,
@@ -42,7 +62,78 @@ impl Default for Thresholds {
             sim_speed_drop_max: 0.30,
             peak_rss_growth_max: 0.25,
             wall_time_growth_max: 0.30,
+            timing_run_min_s: 5.0,
+            wall_time_change_min_s: 1.0,
+            peak_rss_change_min_mib: 16.0,
+            improvement_min_fraction: 0.05,
         }
+    }
+}
+
+/// Every field of [`Thresholds`] with its meaning, in the order of the help text.
+const THRESHOLD_FIELDS: [(&str, &str); 10] = [
+    (
+        "latency_p99_growth_max",
+        "largest allowed growth of latency p99, fraction of the baseline (0.2 = +20%)",
+    ),
+    (
+        "lost_increase_max",
+        "largest allowed increase of lost messages, count",
+    ),
+    (
+        "duplicated_increase_max",
+        "largest allowed increase of duplicated messages, count",
+    ),
+    (
+        "sim_speed_drop_max",
+        "largest allowed drop of simulated s per wall s, fraction (0.3 = -30%)",
+    ),
+    (
+        "peak_rss_growth_max",
+        "largest allowed growth of peak RSS, fraction of the baseline",
+    ),
+    (
+        "wall_time_growth_max",
+        "largest allowed growth of wall time, fraction of the baseline",
+    ),
+    (
+        "timing_run_min_s",
+        "wall seconds below which (either run) timing figures are informational only",
+    ),
+    (
+        "wall_time_change_min_s",
+        "wall time changes smaller than this (s) are no change",
+    ),
+    (
+        "peak_rss_change_min_mib",
+        "peak RSS changes smaller than this (MiB) are no change",
+    ),
+    (
+        "improvement_min_fraction",
+        "a figure improves only when better by more than this fraction",
+    ),
+];
+
+impl Thresholds {
+    /// The `--thresholds` file format for `--help`: every field, its default and its meaning,
+    /// and what identical trace digests do.
+    pub fn help() -> String {
+        let defaults = serde_json::to_value(Thresholds::default()).unwrap_or_default();
+        let mut out = String::from(
+            "Thresholds file: a JSON object with any of these fields (a missing field keeps \
+             its default, an unknown field is an error):\n",
+        );
+        for (field, meaning) in THRESHOLD_FIELDS {
+            let default = defaults
+                .get(field)
+                .map_or_else(String::new, |v| v.to_string());
+            let _ = writeln!(out, "  {field} (default {default}): {meaning}");
+        }
+        out.push_str(
+            "Runs of the same seed with identical trace digests behaved identically: checks, \
+             latency, loss and duplicates are not compared, only timing.",
+        );
+        out
     }
 }
 
@@ -76,14 +167,16 @@ impl fmt::Display for Limit {
 /// The judgement on one figure or check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Verdict {
-    /// Strictly better than the baseline.
+    /// Better than the baseline by more than the improvement floor.
     Improved,
-    /// Equal, or worse but within the allowed limit.
+    /// Equal, within the noise floor, or worse but within the allowed limit.
     Unchanged,
     /// Worse than the limit allows (fails the gate).
     Regressed,
     /// Missing on one side, no samples, or no meaningful ratio (baseline zero).
     NotComparable,
+    /// Shown but never judged: timing of a run too short to measure reliably.
+    Informational,
 }
 
 impl fmt::Display for Verdict {
@@ -93,6 +186,7 @@ impl fmt::Display for Verdict {
             Verdict::Unchanged => "unchanged",
             Verdict::Regressed => "REGRESSED",
             Verdict::NotComparable => "not comparable",
+            Verdict::Informational => "informational",
         })
     }
 }
@@ -112,6 +206,8 @@ pub struct MetricComparison {
     pub allowed: Limit,
     /// The judgement.
     pub verdict: Verdict,
+    /// Why a change was not judged (noise floor, short run), when that decided the verdict.
+    pub note: Option<String>,
 }
 
 /// One compared check (and the pseudo-check `run`: did the run finish).
@@ -140,6 +236,9 @@ pub struct Comparison {
     pub baseline_commit: Option<String>,
     /// Commit of the current run, when known.
     pub current_commit: Option<String>,
+    /// Same scenario, same seed, same trace digest: the simulated behaviour is identical, so
+    /// only timing figures are compared and `checks` is empty.
+    pub identical_trace: bool,
     /// Compared figures, in a fixed order.
     pub metrics: Vec<MetricComparison>,
     /// Compared checks: baseline order, then checks new in the current run, then `run`.
@@ -149,42 +248,121 @@ pub struct Comparison {
 }
 
 /// Compares `current` with `baseline` under `t`: figures, check statuses, and notes when the
-/// scenarios differ or the same seed produced a different trace.
+/// scenarios differ or the same seed produced a different trace. With identical traces only
+/// the timing figures are compared.
 pub fn compare(baseline: &RunRecord, current: &RunRecord, t: &Thresholds) -> Comparison {
+    let identical_trace = baseline.scenario == current.scenario
+        && baseline.seed == current.seed
+        && !baseline.trace_digest.is_empty()
+        && baseline.trace_digest == current.trace_digest;
     Comparison {
         scenario: current.scenario.clone(),
         baseline_seed: baseline.seed,
         current_seed: current.seed,
         baseline_commit: baseline.git_commit.clone(),
         current_commit: current.git_commit.clone(),
-        metrics: compare_metrics(baseline, current, t),
-        checks: compare_checks(baseline, current),
-        notes: notes(baseline, current),
+        identical_trace,
+        metrics: compare_metrics(baseline, current, t, identical_trace),
+        checks: if identical_trace {
+            Vec::new()
+        } else {
+            compare_checks(baseline, current)
+        },
+        notes: notes(baseline, current, identical_trace),
     }
 }
 
 /// How a figure is read from a record; `None` when the record does not have it.
 type Figure = fn(&RunRecord) -> Option<f64>;
 
-fn compare_metrics(b: &RunRecord, c: &RunRecord, t: &Thresholds) -> Vec<MetricComparison> {
+/// One gated figure: how to read it, what is allowed, the absolute change below which it is
+/// noise, and whether it is timing (measured on the machine, not simulated).
+struct Gate {
+    name: &'static str,
+    figure: Figure,
+    allowed: Limit,
+    noise_abs: f64,
+    timing: bool,
+}
+
+fn gates(t: &Thresholds) -> [Gate; 6] {
     let growth = |fraction: f64| Limit::RatioAtMost(1.0 + fraction);
     // Counts become f64 only for display and ratios; exact below 2^53.
     let increase = |count: u64| Limit::IncreaseAtMost(count as f64);
-    let speed_min = Limit::RatioAtLeast(1.0 - t.sim_speed_drop_max);
-    // One row per figure, kept as a table so the set of gated figures reads at a glance.
+    let gate = |name, figure, allowed, noise_abs, timing| Gate {
+        name,
+        figure,
+        allowed,
+        noise_abs,
+        timing,
+    };
     #[rustfmt::skip]
-    let figures: [(&str, Figure, Limit); 6] = [
-        ("latency_p99_ms", latency_p99_ms, growth(t.latency_p99_growth_max)),
-        ("lost", |r| Some(r.metrics.lost as f64), increase(t.lost_increase_max)),
-        ("duplicated", |r| Some(r.metrics.duplicated as f64), increase(t.duplicated_increase_max)),
-        ("sim_seconds_per_wall_second", |r| Some(r.metrics.sim_seconds_per_wall_second), speed_min),
-        ("peak_rss_mib", |r| r.metrics.peak_rss_mib(), growth(t.peak_rss_growth_max)),
-        ("wall_time_s", |r| Some(r.metrics.wall_time_s), growth(t.wall_time_growth_max)),
+    let gates = [
+        gate("latency_p99_ms", latency_p99_ms as Figure, growth(t.latency_p99_growth_max), 0.0, false),
+        gate("lost", |r| Some(r.metrics.lost as f64), increase(t.lost_increase_max), 0.0, false),
+        gate("duplicated", |r| Some(r.metrics.duplicated as f64), increase(t.duplicated_increase_max), 0.0, false),
+        gate("sim_seconds_per_wall_second", |r| Some(r.metrics.sim_seconds_per_wall_second),
+            Limit::RatioAtLeast(1.0 - t.sim_speed_drop_max), 0.0, true),
+        gate("peak_rss_mib", |r| r.metrics.peak_rss_mib(), growth(t.peak_rss_growth_max),
+            t.peak_rss_change_min_mib, true),
+        gate("wall_time_s", |r| Some(r.metrics.wall_time_s), growth(t.wall_time_growth_max),
+            t.wall_time_change_min_s, true),
     ];
-    figures
+    gates
+}
+
+fn compare_metrics(
+    b: &RunRecord,
+    c: &RunRecord,
+    t: &Thresholds,
+    identical_trace: bool,
+) -> Vec<MetricComparison> {
+    let short_run = b.metrics.wall_time_s.min(c.metrics.wall_time_s) < t.timing_run_min_s;
+    gates(t)
         .into_iter()
-        .map(|(name, figure, allowed)| metric(name, figure(b), figure(c), allowed))
+        .filter(|g| g.timing || !identical_trace)
+        .map(|g| {
+            let mut m = metric(g.name, (g.figure)(b), (g.figure)(c), g.allowed);
+            let judged = matches!(m.verdict, Verdict::Improved | Verdict::Regressed);
+            if g.timing && short_run && m.verdict != Verdict::NotComparable {
+                m.verdict = Verdict::Informational;
+                m.note = Some(format!(
+                    "run shorter than {} s",
+                    fmt_num(t.timing_run_min_s)
+                ));
+            } else if judged {
+                apply_floors(&mut m, g.noise_abs, t.improvement_min_fraction);
+            }
+            m
+        })
         .collect()
+}
+
+/// A change smaller than the absolute noise floor, or a gain smaller than the improvement
+/// floor, is no change.
+fn apply_floors(m: &mut MetricComparison, noise_abs: f64, improvement_min_fraction: f64) {
+    let (Some(b), Some(c)) = (m.baseline, m.current) else {
+        return;
+    };
+    if (c - b).abs() < noise_abs {
+        m.verdict = Verdict::Unchanged;
+        m.note = Some(format!(
+            "change below the noise floor of {}",
+            fmt_num(noise_abs)
+        ));
+        return;
+    }
+    let small_gain = m
+        .change_ratio
+        .is_some_and(|q| (q - 1.0).abs() <= improvement_min_fraction + RATIO_EPSILON);
+    let is_count = matches!(m.allowed, Limit::IncreaseAtMost(_));
+    if m.verdict == Verdict::Improved && small_gain && !is_count {
+        m.verdict = Verdict::Unchanged;
+        m.note = Some(format!(
+            "gain below {}%",
+            fmt_num(improvement_min_fraction * 100.0)
+        ));
+    }
 }
 
 /// A p99 over zero samples is not a latency: never judge it.
@@ -216,6 +394,7 @@ fn metric(
         change_ratio,
         allowed,
         verdict,
+        note: None,
     }
 }
 
@@ -288,8 +467,15 @@ fn check(name: &str, baseline: Option<Status>, current: Option<Status>) -> Check
     }
 }
 
-fn notes(b: &RunRecord, c: &RunRecord) -> Vec<String> {
+fn notes(b: &RunRecord, c: &RunRecord, identical_trace: bool) -> Vec<String> {
     let mut notes = Vec::new();
+    if identical_trace {
+        notes.push(format!(
+            "identical trace digests (seed {}, {}): the simulated behaviour is the same; \
+             checks, latency, loss and duplicates are not compared, only timing",
+            c.seed, c.trace_digest
+        ));
+    }
     if b.scenario != c.scenario {
         notes.push(format!(
             "scenarios differ: baseline `{}`, current `{}`; figures may not be comparable",
@@ -333,25 +519,29 @@ impl Comparison {
             self.current_seed,
             commit(&self.current_commit)
         );
-        out.push_str("\n## Figures\n");
-        push_table(
-            &mut out,
-            &header(&[
-                "figure", "baseline", "current", "change", "allowed", "verdict",
-            ]),
-            &self.metric_rows(),
-        );
-        out.push_str("\n## Checks\n");
-        push_table(
-            &mut out,
-            &header(&["check", "baseline", "current", "verdict"]),
-            &self.check_rows(),
-        );
         if !self.notes.is_empty() {
             out.push_str("\n## Notes\n\n");
             self.notes.iter().for_each(|n| {
                 let _ = writeln!(out, "- {n}");
             });
+        }
+        out.push_str("\n## Figures\n");
+        push_table(
+            &mut out,
+            &header(&[
+                "figure", "baseline", "current", "change", "allowed", "verdict", "note",
+            ]),
+            &self.metric_rows(),
+        );
+        out.push_str("\n## Checks\n");
+        if self.identical_trace {
+            out.push_str("\nNot compared: identical trace digests.\n");
+        } else {
+            push_table(
+                &mut out,
+                &header(&["check", "baseline", "current", "verdict"]),
+                &self.check_rows(),
+            );
         }
         out
     }
@@ -368,6 +558,7 @@ impl Comparison {
                     m.change_ratio.map_or_else(|| "n/a".into(), fmt_ratio),
                     m.allowed.to_string(),
                     m.verdict.to_string(),
+                    m.note.clone().unwrap_or_default(),
                 ]
             })
             .collect()
@@ -393,7 +584,7 @@ fn header(columns: &[&str]) -> Vec<String> {
     columns.iter().map(|c| c.to_string()).collect()
 }
 
-/// `×1.50 (+50.0%)`: the ratio first, as the DEVELOPERS rules quote performance.
+/// `×1.50 (+50.0%)`: the ratio first, the way the project quotes performance.
 fn fmt_ratio(ratio: f64) -> String {
     format!("×{ratio:.2} ({:+.1}%)", (ratio - 1.0) * 100.0)
 }
@@ -408,23 +599,124 @@ mod tests {
         metric.or(check).unwrap()
     }
 
-    fn with_p99(p99: f64) -> RunRecord {
+    /// The example record as a run long enough (25 s) for timing to be judged.
+    fn long_run() -> RunRecord {
         let mut r = RunRecord::example();
+        r.metrics.wall_time_s = 25.0;
+        r.metrics.sim_seconds_per_wall_second = 24.0;
+        r
+    }
+
+    /// Same seed, different behaviour: a different trace digest.
+    fn changed(r: &RunRecord) -> RunRecord {
+        let mut c = r.clone();
+        c.trace_digest = "0badd16e57".into();
+        c
+    }
+
+    fn with_p99(p99: f64) -> RunRecord {
+        let mut r = long_run();
         r.metrics.latency_ms.p99 = p99;
+        r.trace_digest = format!("p99-{p99}");
         r
     }
 
     #[test]
-    fn identical_runs_do_not_regress_and_have_no_notes() {
-        let r = RunRecord::example();
-        let c = compare(&r, &r, &Thresholds::default());
+    fn identical_digests_say_so_first_and_compare_only_timing() {
+        // The issue's case: same binary, scenario and seed; wall time 0.10 s then 0.19 s.
+        let mut baseline = RunRecord::example();
+        baseline.metrics.wall_time_s = 0.10;
+        let mut current = baseline.clone();
+        current.metrics.wall_time_s = 0.19;
+        current.metrics.sim_seconds_per_wall_second = 126.0;
+        let c = compare(&baseline, &current, &Thresholds::default());
+        assert!(c.identical_trace);
+        assert!(!c.regressed(), "{:?}", c.metrics);
+        assert!(c.checks.is_empty());
+        let names: Vec<&str> = c.metrics.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["sim_seconds_per_wall_second", "peak_rss_mib", "wall_time_s"]
+        );
+        assert_eq!(verdict_of(&c, "wall_time_s"), Verdict::Informational);
+        let md = c.markdown();
+        assert!(
+            md.starts_with("# Baseline comparison: failover-node-crash: OK\n"),
+            "{md}"
+        );
+        let notes_at = md.find("## Notes").unwrap();
+        assert!(
+            notes_at < md.find("## Figures").unwrap(),
+            "notes come first\n{md}"
+        );
+        assert!(md.contains("- identical trace digests (seed 42,"), "{md}");
+        assert!(
+            md.contains("Not compared: identical trace digests."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| informational | run shorter than 5 s |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn timing_below_the_noise_floor_is_unchanged_and_small_gains_are_not_improvements() {
+        let baseline = long_run();
+        let mut current = changed(&baseline);
+        // +0.6 % speed and -0.8 s wall time: noise, not an improvement.
+        current.metrics.sim_seconds_per_wall_second = 24.144;
+        current.metrics.wall_time_s = 24.2;
+        let c = compare(&baseline, &current, &Thresholds::default());
+        assert_eq!(
+            verdict_of(&c, "sim_seconds_per_wall_second"),
+            Verdict::Unchanged
+        );
+        assert_eq!(verdict_of(&c, "wall_time_s"), Verdict::Unchanged);
+        let wall = c.metrics.iter().find(|m| m.name == "wall_time_s").unwrap();
+        assert_eq!(
+            wall.note.as_deref(),
+            Some("change below the noise floor of 1")
+        );
+        // A short run that doubles its wall time is informational, not a regression.
+        let mut short = RunRecord::example();
+        short.metrics.wall_time_s = 0.1;
+        let mut slower = changed(&short);
+        slower.metrics.wall_time_s = 0.2;
+        let c = compare(&short, &slower, &Thresholds::default());
+        assert_eq!(verdict_of(&c, "wall_time_s"), Verdict::Informational);
         assert!(!c.regressed());
-        assert!(c.notes.is_empty(), "{:?}", c.notes);
+    }
+
+    #[test]
+    fn help_documents_every_threshold_field_with_its_default() {
+        let help = Thresholds::help();
+        let defaults = serde_json::to_value(Thresholds::default()).unwrap();
+        let fields = defaults.as_object().unwrap();
+        assert_eq!(fields.len(), THRESHOLD_FIELDS.len());
+        for (field, value) in fields {
+            assert!(
+                help.contains(&format!("  {field} (default {value}): ")),
+                "{field}\n{help}"
+            );
+        }
+        assert!(help.contains("identical trace digests"));
+    }
+
+    #[test]
+    fn different_digests_compare_everything_without_notes_of_identity() {
+        let r = long_run();
+        let c = compare(&r, &changed(&r), &Thresholds::default());
+        assert!(!c.identical_trace);
+        assert!(!c.regressed());
+        assert_eq!(c.metrics.len(), 6);
         assert!(
             c.metrics.iter().all(|m| m.verdict == Verdict::Unchanged),
             "{:?}",
             c.metrics
         );
+        assert_eq!(c.notes.len(), 1, "{:?}", c.notes);
+        assert!(c.notes[0].contains("trace digest changed"));
     }
 
     #[test]
@@ -458,15 +750,17 @@ mod tests {
     }
 
     #[test]
-    fn p99_down_is_an_improvement() {
+    fn p99_down_is_an_improvement_but_not_by_a_few_percent() {
         let c = compare(&with_p99(100.0), &with_p99(60.0), &Thresholds::default());
         assert_eq!(verdict_of(&c, "latency_p99_ms"), Verdict::Improved);
+        let c = compare(&with_p99(100.0), &with_p99(99.4), &Thresholds::default());
+        assert_eq!(verdict_of(&c, "latency_p99_ms"), Verdict::Unchanged);
     }
 
     #[test]
     fn one_lost_message_from_zero_regresses() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.metrics.lost = 1;
         let c = compare(&baseline, &current, &Thresholds::default());
         let lost = c.metrics.iter().find(|m| m.name == "lost").unwrap();
@@ -479,16 +773,16 @@ mod tests {
 
     #[test]
     fn speed_drop_beyond_30_percent_regresses_and_gain_improves() {
-        let baseline = RunRecord::example();
-        let mut slower = baseline.clone();
-        slower.metrics.sim_seconds_per_wall_second = 120.0;
+        let baseline = long_run();
+        let mut slower = changed(&baseline);
+        slower.metrics.sim_seconds_per_wall_second = 12.0;
         let c = compare(&baseline, &slower, &Thresholds::default());
         assert_eq!(
             verdict_of(&c, "sim_seconds_per_wall_second"),
             Verdict::Regressed
         );
-        let mut faster = baseline.clone();
-        faster.metrics.sim_seconds_per_wall_second = 480.0;
+        let mut faster = changed(&baseline);
+        faster.metrics.sim_seconds_per_wall_second = 48.0;
         let c = compare(&baseline, &faster, &Thresholds::default());
         assert_eq!(
             verdict_of(&c, "sim_seconds_per_wall_second"),
@@ -498,10 +792,10 @@ mod tests {
 
     #[test]
     fn rss_and_wall_time_growth_are_gated() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.metrics.peak_rss_bytes = Some(200 * 1024 * 1024);
-        current.metrics.wall_time_s = 3.0;
+        current.metrics.wall_time_s = 30.0;
         let c = compare(&baseline, &current, &Thresholds::default());
         assert_eq!(verdict_of(&c, "peak_rss_mib"), Verdict::Regressed);
         assert_eq!(
@@ -509,6 +803,9 @@ mod tests {
             Verdict::Unchanged,
             "+20% < +30%"
         );
+        current.metrics.wall_time_s = 40.0;
+        let c = compare(&baseline, &current, &Thresholds::default());
+        assert_eq!(verdict_of(&c, "wall_time_s"), Verdict::Regressed, "+60%");
         current.metrics.peak_rss_bytes = None;
         let c = compare(&baseline, &current, &Thresholds::default());
         assert_eq!(verdict_of(&c, "peak_rss_mib"), Verdict::NotComparable);
@@ -516,8 +813,8 @@ mod tests {
 
     #[test]
     fn latency_without_samples_is_not_comparable() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.metrics.latency_ms = Default::default();
         let c = compare(&baseline, &current, &Thresholds::default());
         assert_eq!(verdict_of(&c, "latency_p99_ms"), Verdict::NotComparable);
@@ -525,8 +822,8 @@ mod tests {
 
     #[test]
     fn a_check_that_passed_and_now_fails_regresses() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.checks[0].status = Status::Fail;
         current.checks[3].status = Status::Pass;
         let c = compare(&baseline, &current, &Thresholds::default());
@@ -537,8 +834,8 @@ mod tests {
 
     #[test]
     fn a_run_that_no_longer_finishes_regresses() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.outcome.failure = Some("host panicked".into());
         let c = compare(&baseline, &current, &Thresholds::default());
         assert_eq!(verdict_of(&c, "run"), Verdict::Regressed);
@@ -546,9 +843,8 @@ mod tests {
 
     #[test]
     fn changed_digest_and_scenario_are_notes_not_regressions() {
-        let baseline = RunRecord::example();
-        let mut current = baseline.clone();
-        current.trace_digest = "00ff".into();
+        let baseline = long_run();
+        let mut current = changed(&baseline);
         current.scenario = "other".into();
         let c = compare(&baseline, &current, &Thresholds::default());
         assert!(!c.regressed());
@@ -566,11 +862,11 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| latency_p99_ms | 100 | 150 | ×1.50 (+50.0%) | ≤ ×1.20 | REGRESSED |"),
+            md.contains("| latency_p99_ms | 100 | 150 | ×1.50 (+50.0%) | ≤ ×1.20 | REGRESSED |  |"),
             "{md}"
         );
         assert!(
-            md.contains("| lost | 0 | 0 | n/a | ≤ +0 | unchanged |"),
+            md.contains("| lost | 0 | 0 | n/a | ≤ +0 | unchanged |  |"),
             "{md}"
         );
         assert!(

@@ -1,8 +1,8 @@
 //! A small but complete run record, for examples and for tests of code that consumes reports.
 
 use crate::record::{
-    CheckResult, FaultRecord, Metrics, Outcome, Percentiles, RunRecord, SCHEMA_VERSION, Series,
-    Status, Table,
+    CheckResult, DeliveryBucket, DeliveryTimeline, FaultRecord, Metrics, Outcome, Percentiles,
+    RunRecord, SCHEMA_VERSION, Series, Status, Table,
 };
 use std::collections::BTreeMap;
 
@@ -31,6 +31,16 @@ impl RunRecord {
             series: example_series(),
             tables: vec![example_interop_table()],
             coverage: example_coverage(),
+            coverage_not_applicable: BTreeMap::from([(
+                "axl.soap_fault".to_string(),
+                "no connector in this scenario".to_string(),
+            )]),
+            delivery_timeline: Some(example_timeline()),
+            scenario_text: Some(
+                "name: failover-node-crash\nduration: 10m\nfaults:\n  - at: 3m\n    crash: imp-a-1\n"
+                    .into(),
+            ),
+            scenario_sha256: None,
         }
     }
 }
@@ -79,6 +89,7 @@ fn example_metrics() -> Metrics {
             p999: 480.0,
             max: 2_150.0,
             mean: 27.5,
+            clamped: 0,
         },
         wall_time_s: 2.5,
         sim_seconds_per_wall_second: 240.0,
@@ -130,6 +141,7 @@ fn example_series() -> Vec<Series> {
         name: name.into(),
         unit: unit.into(),
         points: times_s.iter().map(|&t| (t, f(t))).collect(),
+        ..Series::default()
     };
     vec![
         series("sessions/imp-a-1", "sessions", &on_node1),
@@ -150,8 +162,39 @@ fn example_interop_table() -> Table {
     }
 }
 
+/// One bucket a minute: steady 1284 messages; the crash at 180 s leaves 6 at risk and slows
+/// delivery in that minute.
+fn example_timeline() -> DeliveryTimeline {
+    let bucket = |i: u32| {
+        let crashed = i == 3;
+        let at_risk = if crashed { 6 } else { 0 };
+        DeliveryBucket {
+            start_s: f64::from(i) * 60.0,
+            sent: 1_284,
+            delivered: 1_284 - at_risk,
+            lost: 0,
+            at_risk,
+            latency_ms: Percentiles {
+                count: 1_284 - at_risk,
+                p50: if crashed { 400.0 } else { 20.0 },
+                p90: if crashed { 1_200.0 } else { 38.0 },
+                p99: if crashed { 2_000.0 } else { 90.0 },
+                p999: if crashed { 2_150.0 } else { 110.0 },
+                max: if crashed { 2_150.0 } else { 120.0 },
+                mean: if crashed { 520.0 } else { 22.0 },
+                clamped: 0,
+            },
+        }
+    };
+    DeliveryTimeline {
+        bucket_s: 60.0,
+        buckets: (0..10).map(bucket).collect(),
+    }
+}
+
 fn example_coverage() -> BTreeMap<String, u64> {
     BTreeMap::from([
+        ("axl.soap_fault".to_string(), 0),
         ("failover.sessions_migrated".to_string(), 2_500),
         ("kms.key_rotated".to_string(), 0),
         ("offline_replay.used".to_string(), 37),

@@ -4,14 +4,15 @@ use crate::document::{Block, Document, TableBlock, document};
 use crate::record::RunRecord;
 use std::fmt::Write as _;
 
-/// Renders the run report as Markdown: verdict, seed, trace digest, reproduce command, checks,
-/// metrics, faults, the record's tables, a downsampled summary of every series and the
+/// Renders the run report as Markdown: verdict, on a failure why (one line per failed check),
+/// seed, trace digest, reproduce command, checks, delivery and latency, faults, a downsampled
+/// summary of every series, the record's tables, every metric grouped by host, and the
 /// "sometimes" coverage. Cannot fail: every field has a textual form.
 pub fn markdown(r: &RunRecord) -> String {
     render(&document(r))
 }
 
-fn render(doc: &Document<'_>) -> String {
+fn render(doc: &Document) -> String {
     let mut out = format!("# {}\n", escape_inline(&doc.title));
     for section in &doc.sections {
         let _ = write!(out, "\n## {}\n", section.heading);
@@ -22,7 +23,7 @@ fn render(doc: &Document<'_>) -> String {
     out
 }
 
-fn push_block(out: &mut String, block: &Block<'_>) {
+fn push_block(out: &mut String, block: &Block) {
     match block {
         Block::Text(text) => {
             let _ = write!(out, "\n{}\n", escape_inline(text));
@@ -34,9 +35,22 @@ fn push_block(out: &mut String, block: &Block<'_>) {
                 let _ = writeln!(out, "- **{label}:** {}", escape_inline(value));
             }
         }
+        Block::Failures(lines) => {
+            out.push('\n');
+            for line in lines {
+                let _ = writeln!(out, "- **{}**", escape_inline(line));
+            }
+        }
+        Block::Heading(text) => {
+            let _ = write!(out, "\n### {}\n", escape_inline(text));
+        }
         Block::Table(table) => push_table_block(out, table),
-        // Markdown has no charts: the numbers are in the metrics and series tables.
-        Block::LatencyChart(_) | Block::SeriesChart { .. } => {}
+        Block::Collapsed { summary, blocks } => {
+            let _ = write!(out, "\n### {}\n", escape_inline(summary));
+            blocks.iter().for_each(|b| push_block(out, b));
+        }
+        // Markdown has no charts: the numbers are in the tables next to them.
+        Block::Charts(_) => {}
     }
 }
 
@@ -177,16 +191,53 @@ mod tests {
         assert!(md.contains("| 120.000 | partition | imp-a-1 \\| connector-1 |"));
         assert!(md.contains("### Interop matrix (sender → recipient)"));
         assert!(md.contains("| Webex App | delivered | delivered \\| carbon |"));
-        assert!(md.contains("### sessions/imp-a-1 (sessions, 121 samples)"));
+        assert!(md.contains("### sessions/imp-a-1 (sessions, 121 samples; changes)"));
         assert!(md.contains("| 600 | 2500 |"), "last point kept");
         assert!(md.contains("| kms.key_rotated | never reached |"));
         assert!(md.contains("2 of 3 \"sometimes\" assertions were reached"));
     }
 
     #[test]
-    fn series_summary_has_at_most_twenty_rows() {
+    fn step_series_list_their_changes_and_gaps() {
         let md = markdown(&RunRecord::example());
         let section = md.split("### sessions/imp-a-2").nth(1).unwrap();
+        assert!(
+            section.starts_with(" (sessions, 121 samples; changes)\n"),
+            "{section}"
+        );
+        let table = section.split("\n\n").nth(1).unwrap();
+        let rows: Vec<&str> = table.lines().skip(2).collect();
+        assert_eq!(
+            rows,
+            [
+                "| 0 | 2500 |",
+                "| 180 | 5000 |",
+                "| 300 | 2500 |",
+                "| 600 | 2500 |"
+            ]
+        );
+        let mut r = RunRecord::example();
+        r.series[0]
+            .points
+            .retain(|p| !(200.0..260.0).contains(&p.0));
+        let md = markdown(&r);
+        let section = md.split("### sessions/imp-a-1").nth(1).unwrap();
+        assert!(
+            section.contains("| 195 | 0 |\n| … | no samples |\n| 260 | 0 |\n"),
+            "{section}"
+        );
+    }
+
+    #[test]
+    fn series_with_many_changes_are_downsampled_to_twenty_rows() {
+        let mut r = RunRecord::example();
+        r.series[2].kind = Some(crate::record::SeriesKind::Line);
+        let md = markdown(&r);
+        let section = md.split("### queue_depth/connector-1").nth(1).unwrap();
+        assert!(
+            section.starts_with(" (messages, 121 samples; samples)\n"),
+            "{section}"
+        );
         let table = section.split("\n\n").nth(1).unwrap();
         // Header and separator, then the points.
         assert_eq!(table.lines().count(), 2 + 20, "{table}");
@@ -219,6 +270,91 @@ mod tests {
         let mut out = String::new();
         push_code(&mut out, "echo ```");
         assert_eq!(out, "\n````sh\necho ```\n````\n");
+    }
+
+    #[test]
+    fn a_failure_says_why_first_one_line_per_failed_check() {
+        let md = markdown(&RunRecord::example());
+        let why = md.find("## Why it failed").unwrap();
+        assert!(why < md.find("## Run").unwrap(), "{md}");
+        assert!(md.contains(
+            "## Why it failed\n\n- **session_liveness: 3 users without a session 120 s after"
+        ));
+        let mut passed = RunRecord::example();
+        passed.outcome.passed = true;
+        assert!(!markdown(&passed).contains("Why it failed"));
+    }
+
+    #[test]
+    fn metrics_dump_comes_after_the_series_grouped_by_host() {
+        let mut r = RunRecord::example();
+        for host in ["exp-a-1", "exp-a-2"] {
+            r.metrics
+                .extra
+                .insert(format!("{host}/sessions_opened"), 40.0);
+            r.metrics.extra.insert(format!("{host}/keys_fetched"), 3.0);
+        }
+        r.metrics.extra.insert("imp-a-1/logins".into(), 7.0);
+        let md = markdown(&r);
+        let metrics = md.find("## Metrics").unwrap();
+        assert!(md.find("## Time series").unwrap() < metrics, "{md}");
+        let dump = &md[metrics..];
+        assert!(
+            dump.contains("### exp-a-1, exp-a-2\n\n| figure | exp-a-1 | exp-a-2 |"),
+            "{dump}"
+        );
+        assert!(dump.contains("| sessions_opened | 40 | 40 |"), "{dump}");
+        assert!(dump.contains("### imp-a-1\n\n| figure | imp-a-1 |\n|---|---|\n| logins | 7 |"));
+        assert!(dump.contains("| migration.users_moved | 2500 |"), "{dump}");
+    }
+
+    #[test]
+    fn delivery_per_bucket_and_clamped_latency_are_reported() {
+        let mut r = RunRecord::example();
+        r.metrics.latency_ms.clamped = 2;
+        let md = markdown(&r);
+        assert!(
+            md.contains("### Delivery per 60 s bucket (by send time)"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| 180 | 1284 | 1278 | 0 | 6 | 400 | 2000 | 2150 |"),
+            "{md}"
+        );
+        assert!(md.contains(
+            "2 latency samples exceeded the histogram's range and were clamped: the true maximum \
+             is at least 2150 ms."
+        ));
+        assert!(
+            md.contains("| latency p99 (ms) | 120 |"),
+            "the percentile table stays"
+        );
+    }
+
+    #[test]
+    fn unreachable_coverage_is_not_applicable_not_missed() {
+        let md = markdown(&RunRecord::example());
+        assert!(md.contains("| axl.soap_fault | not applicable: no connector in this scenario |"));
+        assert!(md.contains(
+            "2 of 3 \"sometimes\" assertions were reached at least once. 1 do not apply"
+        ));
+    }
+
+    #[test]
+    fn state_values_are_named_in_series_tables() {
+        let mut r = RunRecord::example();
+        r.series.push(crate::record::Series {
+            name: "prg_state/imp-a-1".into(),
+            unit: "prg_state".into(),
+            points: vec![(0.0, 1.0), (10.0, 5.0)],
+            ..Default::default()
+        });
+        let md = markdown(&r);
+        assert!(
+            md.contains("### prg_state/imp-a-1 (PRG state, 2 samples; changes)"),
+            "{md}"
+        );
+        assert!(md.contains("| 10 | 5 (Running in Backup Mode) |"), "{md}");
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Merging the run records of a seed sweep (`hmsim report merge`): per scenario, how many seeds
 //! ran and failed, how to rerun each failure, and how latency spread across seeds.
+//!
+//! A scenario is its content, not its name: records are grouped by
+//! [`RunRecord::scenario_identity`] (a hash of the scenario text in the record; the file path
+//! for older records without it), so two different files that share a `name` are two rows.
 
 use crate::document::fmt_num;
 use crate::markdown::{code_span, escape_inline, push_escaped_table, push_table};
@@ -51,6 +55,8 @@ pub struct FailedSeed {
 pub struct ScenarioSummary {
     /// Scenario name.
     pub scenario: String,
+    /// What the runs were grouped by: [`RunRecord::scenario_identity`].
+    pub identity: String,
     /// Records merged (one per seed, unless shards overlapped).
     pub runs: usize,
     /// Runs whose outcome passed.
@@ -65,28 +71,30 @@ pub struct ScenarioSummary {
     pub duplicate_seeds: Vec<u64>,
 }
 
-/// The merged view of a seed sweep, scenarios sorted by name.
+/// The merged view of a seed sweep, scenarios sorted by name, then identity.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MergedReport {
     /// One summary per scenario.
     pub scenarios: Vec<ScenarioSummary>,
 }
 
-/// Groups `records` by scenario and summarizes each group. Input order does not matter, so
-/// shards can be merged in any order with the same result.
+/// Groups `records` by scenario content ([`RunRecord::scenario_identity`]) and summarizes
+/// each group. Input order does not matter, so shards can be merged in any order with the
+/// same result.
 pub fn merge(records: &[RunRecord]) -> MergedReport {
-    let mut by_scenario: BTreeMap<&str, Vec<&RunRecord>> = BTreeMap::new();
+    let mut by_scenario: BTreeMap<(&str, String), Vec<&RunRecord>> = BTreeMap::new();
     for r in records {
-        by_scenario.entry(&r.scenario).or_default().push(r);
+        let key = (r.scenario.as_str(), r.scenario_identity());
+        by_scenario.entry(key).or_default().push(r);
     }
     let scenarios = by_scenario
         .into_iter()
-        .map(|(name, runs)| summarize(name, runs))
+        .map(|((name, identity), runs)| summarize(name, identity, runs))
         .collect();
     MergedReport { scenarios }
 }
 
-fn summarize(scenario: &str, mut runs: Vec<&RunRecord>) -> ScenarioSummary {
+fn summarize(scenario: &str, identity: String, mut runs: Vec<&RunRecord>) -> ScenarioSummary {
     runs.sort_by_key(|r| r.seed);
     let failures: Vec<FailedSeed> = runs
         .iter()
@@ -102,6 +110,7 @@ fn summarize(scenario: &str, mut runs: Vec<&RunRecord>) -> ScenarioSummary {
     duplicate_seeds.dedup();
     ScenarioSummary {
         scenario: scenario.into(),
+        identity,
         runs: runs.len(),
         passed: runs.len() - failures.len(),
         failed: failures.len(),
@@ -143,10 +152,14 @@ impl MergedReport {
             "scenarios"
         };
         let mut out = format!(
-            "# Seed sweep: {verdict}\n\n{runs} runs of {scenarios} {noun}, {failed} failed.\n"
+            "# Seed sweep: {verdict}\n\n{runs} runs of {scenarios} {noun}, {failed} failed. \
+             Runs are grouped by scenario content (a SHA-256 of the scenario text in run.json; \
+             the file path for records without it), not by name.\n"
         );
+        push_shared_names(&mut out, &self.scenarios);
         let columns = [
             "scenario",
+            "content",
             "runs",
             "passed",
             "failed",
@@ -187,11 +200,28 @@ fn summary_row(s: &ScenarioSummary) -> Vec<String> {
         },
     );
     let counts = [s.runs, s.passed, s.failed].map(|n| n.to_string());
-    [vec![s.scenario.clone()], counts.to_vec(), vec![spread]].concat()
+    let names = vec![s.scenario.clone(), s.identity.clone()];
+    [names, counts.to_vec(), vec![spread]].concat()
+}
+
+/// A note per name that several different scenarios share, so nobody reads two rows as one.
+fn push_shared_names(out: &mut String, scenarios: &[ScenarioSummary]) {
+    let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for s in scenarios {
+        by_name.entry(&s.scenario).or_default().push(&s.identity);
+    }
+    for (name, identities) in by_name.into_iter().filter(|(_, ids)| ids.len() > 1) {
+        let _ = write!(
+            out,
+            "\nNote: {} different scenarios are named `{name}` ({}): one row each.\n",
+            identities.len(),
+            identities.join(", ")
+        );
+    }
 }
 
 fn push_failures(out: &mut String, s: &ScenarioSummary) {
-    let _ = write!(out, "\n## Failures: {}\n", s.scenario);
+    let _ = write!(out, "\n## Failures: {} ({})\n", s.scenario, s.identity);
     let rows: Vec<Vec<String>> = s
         .failures
         .iter()
@@ -219,6 +249,7 @@ mod tests {
         r.reproduce = format!("hmsim run scenarios/{scenario}.yaml --seed {seed}");
         r.outcome.passed = passed;
         r.metrics.latency_ms.p99 = p99;
+        r.scenario_text = Some(format!("name: {scenario}\n"));
         if passed {
             r.checks.iter_mut().for_each(|c| c.status = Status::Pass);
         }
@@ -299,18 +330,69 @@ mod tests {
     fn markdown_lists_each_failing_seed_with_its_command() {
         let md = merge(&sweep()).markdown();
         assert!(
-            md.starts_with("# Seed sweep: FAIL\n\n6 runs of 2 scenarios, 2 failed.\n"),
+            md.starts_with(
+                "# Seed sweep: FAIL\n\n6 runs of 2 scenarios, 2 failed. Runs are grouped"
+            ),
             "{md}"
         );
+        let failover = merge(&sweep()).scenarios[0].identity.clone();
+        assert!(failover.starts_with("sha256:"), "{failover}");
         assert!(
-            md.contains("| failover | 4 | 2 | 2 | 90 / 110 / 200 |"),
+            md.contains(&format!(
+                "| failover | {failover} | 4 | 2 | 2 | 90 / 110 / 200 |"
+            )),
             "{md}"
         );
-        assert!(md.contains("| steady | 2 | 2 | 0 | 10 / 20 / 30 |"), "{md}");
-        assert!(md.contains("## Failures: failover"));
+        assert!(md.contains("| 2 | 2 | 0 | 10 / 20 / 30 |"), "{md}");
+        assert!(md.contains("## Failures: failover (sha256:"));
         let row = "| 7 | session_liveness | `hmsim run scenarios/failover.yaml --seed 7` |";
         assert!(md.contains(row), "{md}");
         assert!(!md.contains("## Failures: steady"));
+    }
+
+    #[test]
+    fn two_different_files_with_the_same_name_are_two_rows() {
+        let mut records = sweep();
+        let mut other = run("steady", 5, true, 500.0);
+        other.scenario_file = "elsewhere/steady.yaml".into();
+        other.scenario_text = Some("name: steady\nduration: 1h\n".into());
+        records.push(other);
+        let m = merge(&records);
+        let steady: Vec<&ScenarioSummary> = m
+            .scenarios
+            .iter()
+            .filter(|s| s.scenario == "steady")
+            .collect();
+        assert_eq!(steady.len(), 2);
+        assert_eq!(steady.iter().map(|s| s.runs).sum::<usize>(), 3);
+        assert!(steady.iter().all(|s| s.duplicate_seeds.is_empty()));
+        let md = m.markdown();
+        assert!(
+            md.contains("Note: 2 different scenarios are named `steady`"),
+            "{md}"
+        );
+        // The same text from another path is the same scenario.
+        let mut copy = run("steady", 8, true, 20.0);
+        copy.scenario_file = "copy/steady.yaml".into();
+        let m = merge(&[run("steady", 7, true, 10.0), copy]);
+        assert_eq!(m.scenarios.len(), 1);
+    }
+
+    #[test]
+    fn records_without_scenario_text_group_by_file() {
+        let mut a = run("x", 1, true, 1.0);
+        let mut b = run("x", 2, true, 1.0);
+        (a.scenario_text, b.scenario_text) = (None, None);
+        b.scenario_file = "other/x.yaml".into();
+        let m = merge(&[a, b]);
+        let ids: Vec<&str> = m.scenarios.iter().map(|s| s.identity.as_str()).collect();
+        assert_eq!(
+            ids,
+            [
+                "file:other/x.yaml",
+                "file:scenarios/failover-node-crash.yaml"
+            ]
+        );
     }
 
     #[test]

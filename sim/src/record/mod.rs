@@ -64,10 +64,12 @@ pub fn build(
                 } else {
                     points.clone()
                 },
+                ..Series::default()
             })
             .collect(),
         tables: tables(s, out, &checks),
         coverage: out.observer.coverage(),
+        ..RunRecord::default()
     };
     // `no_secrets_in_logs` also covers the record itself (and so the reports made from it).
     for c in &checks {
