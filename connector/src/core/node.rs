@@ -323,6 +323,9 @@ pub struct ConnectorNode {
     pending: BTreeMap<u64, Pending>,
     token: Option<String>,
     registered: bool,
+    /// When Control Hub accepted the registration (this node's clock) and the delay it
+    /// announced before it completes (spec 12, up to 5 min): see [`Self::registration_delay`].
+    registration_delay: Option<(Duration, Duration)>,
     cloud_fault: Option<String>,
     retry: Backoff,
     retry_at: Option<(Duration, Pending)>,
@@ -424,6 +427,7 @@ impl ConnectorNode {
             pending: BTreeMap::new(),
             token: None,
             registered: false,
+            registration_delay: None,
             cloud_fault: Some("not registered".into()),
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
             retry_at: None,
@@ -462,6 +466,13 @@ impl ConnectorNode {
     /// The lifecycle phase.
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// The last registration Control Hub accepted: when (this node's clock) and the delay it
+    /// announced before the registration completes (`ready_in_ms`; spec 12: up to 5 min), so
+    /// that a driver can say what the node is waiting for. `None` before any answer.
+    pub fn registration_delay(&self) -> Option<(Duration, Duration)> {
+        self.registration_delay
     }
 
     /// Counters.
@@ -656,7 +667,7 @@ impl ConnectorNode {
                 | Pending::Assignments { .. }
         );
         match what {
-            Pending::Register => self.on_registered(&json()),
+            Pending::Register => self.on_registered(now, &json()),
             Pending::Heartbeat => self.on_heartbeat(now, &json()),
             Pending::Nodes { cluster } => self.on_nodes(&cluster, body, now, rng),
             Pending::Users { cluster, page } => self.on_users(&cluster, page, body, now, rng),
@@ -765,12 +776,15 @@ impl ConnectorNode {
         }
     }
 
-    fn on_registered(&mut self, v: &Value) {
+    fn on_registered(&mut self, now: Duration, v: &Value) {
         let Some(token) = v["connector_token"].as_str() else {
             self.stats.rejected += 1;
             return;
         };
         self.token = Some(token.to_string());
+        if let Some(ms) = v["ready_in_ms"].as_u64() {
+            self.registration_delay = Some((now, Duration::from_millis(ms)));
+        }
         self.out.push_back(Output::Events(token.to_string()));
         if v["state"].as_str() == Some("registered") {
             self.on_ready();
@@ -2122,6 +2136,27 @@ mod tests {
         let again = only(requests(n), HANDBACK_PATH);
         assert_eq!(again.body, back.body);
         again
+    }
+
+    /// The delay Control Hub announces (spec 12) is kept with the time it was answered, so
+    /// that the real-mode driver can say until when the node waits.
+    #[test]
+    fn the_announced_registration_delay_is_kept() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut n = node();
+        n.start(Duration::from_secs(2));
+        assert_eq!(n.phase(), &Phase::Registering);
+        let reg = only(requests(&mut n), "/v1/connectors/register");
+        assert_eq!(n.registration_delay(), None);
+        let answer = json!({"connector_id": "exp-a-1", "connector_token": "con-1",
+            "state": "registering", "ready_at_ms": 190_000, "ready_in_ms": 177_000});
+        let t = Duration::from_secs(3);
+        n.handle_http(t, reg.id, 202, answer.to_string().as_bytes(), &mut rng);
+        assert_eq!(
+            n.registration_delay(),
+            Some((t, Duration::from_millis(177_000)))
+        );
+        assert_eq!(n.phase(), &Phase::Registering);
     }
 
     #[test]
