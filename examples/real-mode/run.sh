@@ -159,7 +159,9 @@ for pid in "$CLOUD_PID" "$CONNECTOR_PID"; do
 done
 ((TALK == 0)) || fail "talk.py failed (exit $TALK)"
 
-step "the connector's progress log"
+step "the connector's progress log (it logs its status when it changes, at most once a second)"
+wait_for "$WORK/connector.log" 'to_webex=[1-9][0-9]* to_jabber=[1-9]' "$READY_TIMEOUT" \
+    "the connector to count both messages" "$CONNECTOR_PID"
 grep -E 'connector status|registration accepted' "$WORK/connector.log" | sed 's/^/    [connector] /'
 grep -E 'registration' "$WORK/cloud.log" | sed 's/^/    [cloud] /'
 
