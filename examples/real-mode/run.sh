@@ -28,6 +28,7 @@ BUILD_TIMEOUT=1800      # a release build from scratch on a 2-core machine
 READY_TIMEOUT=20        # a server prints its `listening` lines
 REGISTER_TIMEOUT=30     # the connector registers (Control Hub answers with the delay)
 TALK_TIMEOUT=480        # the conversation, including the registration delay (up to 5 min)
+STOP_TIMEOUT=5          # a process exits after TERM
 
 # Loopback ports the configs use (kms, cloud, c2s, component, AXL).
 PORTS=(18444 18443 15222 17400 18445)
@@ -38,12 +39,17 @@ PIDS=()
 step() { printf '\n==> %s\n' "$*"; }
 note() { printf '    %s\n' "$*"; }
 
+# Stops every process started here: TERM, up to STOP_TIMEOUT seconds to exit, then KILL.
 stop_all() {
-    local pid
+    local pid deadline=$((SECONDS + STOP_TIMEOUT))
     for pid in "${PIDS[@]}"; do
         kill "$pid" 2>/dev/null || true
     done
     for pid in "${PIDS[@]}"; do
+        while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do
+            sleep 0.1
+        done
+        kill -9 "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
     PIDS=()

@@ -23,7 +23,7 @@
 //! every child process is killed however the test ends ([`KillOnDrop`]).
 //!
 //! A second test runs the binary on a config that breaks four rules (spec 11, 14, 17, 21): it
-//! exits 2 naming each.
+//! exits 2 naming each, located (`file:line:column: error at `hostname`: …`).
 //!
 //! Run alone: `cargo test -p sim --test real_mode -- --nocapture`.
 

@@ -30,7 +30,8 @@ const EXIT_IO: i32 = 4;
         "The config file (YAML), with every key:\n\n",
         include_str!("../io/real-config.yaml"),
         "\nLogs go to stderr; CONNECTOR_LOG sets the filter (default info).\n",
-        "Exit codes: 2 bad config (each rule broken is printed), 4 the runtime cannot start."
+        "Exit codes: 2 bad config (every problem is printed, located at file:line:column with its\n",
+        "field path and a help line), 4 the runtime cannot start."
     )
 )]
 struct Cli {
