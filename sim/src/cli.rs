@@ -546,11 +546,10 @@ fn cmd_serve(target: ServeTarget) -> i32 {
 fn load_serve_imp_config(path: &Path) -> Result<ServeImpConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
-    let de = serde_yaml::Deserializer::from_str(&text);
-    let cfg: ServeImpConfig = serde_path_to_error::deserialize(de).map_err(|e| {
-        let at = e.path().to_string();
-        format!("{}: {at}: {}", path.display(), e.into_inner())
-    })?;
+    // Located like scenario errors: file:line:column, field path, help, "did you mean".
+    let cfg: ServeImpConfig =
+        connector::io::located::deserialize(&path.display().to_string(), &text)
+            .map_err(|e| e.to_string())?;
     if crate::scenario::validate::imp_version(&cfg.version).is_none() {
         return Err(format!(
             "{}: version: `{}` is not a version such as `14.0`",
@@ -662,11 +661,8 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
     fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
-        let de = serde_yaml::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let at = e.path().to_string();
-            format!("{}: {at}: {}", path.display(), e.into_inner())
-        })
+        connector::io::located::deserialize(&path.display().to_string(), &text)
+            .map_err(|e| e.to_string())
     }
     let what = if cloud { "cloud" } else { "kms" };
     let print = |lines: Vec<String>| {

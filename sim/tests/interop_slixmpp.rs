@@ -167,5 +167,9 @@ fn serve_imp_rejects_a_bad_config_with_the_field_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("component") && err.contains("colour"), "{err}");
+    // Located like scenario errors, with the valid keys.
+    let at = format!("{}:1:", config.display());
+    assert!(err.starts_with(&at), "{err}");
+    assert!(err.contains("help: "), "{err}");
     let _ = std::fs::remove_file(&config);
 }
