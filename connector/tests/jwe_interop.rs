@@ -6,9 +6,10 @@
 //! tokens of its own; this test then decrypts those with our `decrypt`. Both sides also check
 //! that the other refuses tampered or out-of-profile tokens.
 //!
-//! Needs `python3` with `jwcrypto` (`pip install jwcrypto`). Without it the test prints a skip
-//! notice and passes, unless the `CI` environment variable is set: then it fails, so that CI
-//! cannot silently stop checking interop.
+//! Needs `python3` with `jwcrypto` (`pip install jwcrypto`). Without it the test is skipped
+//! visibly (a `SKIPPED` line in `cargo test` output and in `target/skipped.txt`), unless the
+//! `CI` environment variable is set: then it fails, so that CI cannot silently stop checking
+//! interop.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -25,6 +26,25 @@ fn jwcrypto_available() -> bool {
         .args(["-c", "import jwcrypto"])
         .output()
         .is_ok_and(|out| out.status.success())
+}
+
+/// Skips visibly, as `sim/tests/common`'s `skip` does for the sim crate's tests: the line goes
+/// to the process's stderr directly (the harness captures only `eprintln!`, so it shows in
+/// `cargo test` output) and is appended to `target/skipped.txt`, which `.ci/run` prints.
+fn skip(test: &str, reason: &str) {
+    let line = format!("SKIPPED {test}: {reason}");
+    let _ = writeln!(std::io::stderr(), "{line}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|target| target.join("skipped.txt"));
+    if let Some(list) = list
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&list)
+    {
+        let _ = writeln!(f, "{line}");
+    }
 }
 
 fn jwk(key: &SpaceKey) -> Value {
@@ -125,13 +145,7 @@ fn jwe_interoperates_with_jwcrypto() {
         if std::env::var_os("CI").is_some() {
             panic!("{hint} (required when CI is set)");
         }
-        // Written to the process's stderr directly, so the notice shows even though the test
-        // harness captures `eprintln!` of passing tests.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED jwe_interoperates_with_jwcrypto: {hint}"
-        );
-        return;
+        return skip("jwe_interop", hint);
     }
 
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("jwe_interop");

@@ -5,9 +5,9 @@
 
 use connector::proto::stream::STANZA_BYTES_MAX;
 use connector::proto::xmpp::{self, Jid};
+use fakes::clients::jabber::{ClientEvent, JabberCore};
 use fakes::imp::node::{ConnId, Transmit};
 use fakes::imp::{Directory, ImpNode, NodeConfig, UserRecord};
-use fakes::clients::jabber::{ClientEvent, JabberCore};
 use proptest::prelude::*;
 use std::rc::Rc;
 use std::time::Duration;

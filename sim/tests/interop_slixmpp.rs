@@ -3,8 +3,10 @@
 //! Starts `hmsim serve imp --config <tmp>` on free ports, then runs
 //! `tests/interop/slixmpp_check.py` (slixmpp 1.x): plaintext c2s logins, messages with
 //! receipts and chat states, carbons, ping, the XEP-0114 component port with the hybrid
-//! session IQs, and AXL (SOAP over HTTP, Python's urllib). When slixmpp is missing the test is skipped with a notice, except under CI
-//! (env `CI` set) where it fails: CI must `pip install slixmpp`.
+//! session IQs, and AXL (SOAP over HTTP, Python's urllib). When slixmpp is missing the test
+//! is skipped visibly ([`common::skip`]: a `SKIPPED` line in `cargo test` output and in
+//! `target/skipped.txt`), except under CI (env `CI` set) where it fails: CI must
+//! `pip install slixmpp`.
 //!
 //! Run alone: `cargo test -p sim --test interop_slixmpp -- --nocapture`.
 
@@ -25,30 +27,14 @@ fn python() -> String {
     std::env::var("PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn slixmpp_available() -> bool {
-    Command::new(python())
-        .args(["-c", "import slixmpp"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
 #[test]
 fn slixmpp_client_and_component_against_hmsim_serve_imp() {
-    if !slixmpp_available() {
-        if std::env::var_os("CI").is_some() {
-            panic!(
-                "slixmpp is not installed for `{}`: pip install slixmpp",
-                python()
-            );
-        }
-        eprintln!(
-            "SKIPPED interop_slixmpp: `{} -c 'import slixmpp'` failed (pip install slixmpp)",
+    if !common::python_has(&python(), "slixmpp") {
+        let reason = format!(
+            "`{} -c 'import slixmpp'` failed: pip install slixmpp",
             python()
         );
-        return;
+        return common::skip("interop_slixmpp", &reason);
     }
     let [c2s, component, axl] = free_ports();
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("interop-slixmpp");
@@ -181,5 +167,9 @@ fn serve_imp_rejects_a_bad_config_with_the_field_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("component") && err.contains("colour"), "{err}");
+    // Located like scenario errors, with the valid keys.
+    let at = format!("{}:1:", config.display());
+    assert!(err.starts_with(&at), "{err}");
+    assert!(err.contains("help: "), "{err}");
     let _ = std::fs::remove_file(&config);
 }

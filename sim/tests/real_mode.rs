@@ -23,13 +23,13 @@
 //! every child process is killed however the test ends ([`KillOnDrop`]).
 //!
 //! A second test runs the binary on a config that breaks four rules (spec 11, 14, 17, 21): it
-//! exits 2 naming each.
+//! exits 2 naming each, located (`file:line:column: error at `hostname`: …`).
 //!
 //! Run alone: `cargo test -p sim --test real_mode -- --nocapture`.
 
 mod common;
 
-use common::{KillOnDrop, free_ports, wait_with_timeout};
+use common::{KillOnDrop, connector_binary, free_ports};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -38,23 +38,20 @@ use connector::proto::http::Method;
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::Event;
 use connector::proto::xmpp::{self, Jid};
+use fakes::clients::jabber::{ClientEvent, JabberCore};
 use fakes::cloud::api::Request;
 use fakes::cloud::serve::CloudServeConfig;
-use fakes::clients::jabber::{ClientEvent, JabberCore};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng as _;
 use serde_json::{Value, json};
 use sim::checks::secrets::scan;
 use sim::history::{Secret, key_encodings};
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-/// How long building the connector binary may take (a no-op when it is up to date).
-const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Registration delays the chosen cloud seed may draw.
 const REGISTRATION_DELAY_MAX: Duration = Duration::from_millis(1_500);
 /// From the connector's start until Control Hub shows Alice assigned to it: registration,
@@ -73,71 +70,6 @@ const BOB_PW: &str = "bob-Secret-4";
 const COMPONENT_SECRET: &str = "component-Secret-5";
 const AXL_PASSWORD: &str = "axl-Secret-6";
 const IMP_HOST: &str = "imp-1";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// Builds the `connector` binary in the profile this test was built in and returns its path
-/// (from cargo's JSON messages, like escargot).
-fn connector_binary() -> PathBuf {
-    let hmsim = Path::new(env!("CARGO_BIN_EXE_hmsim"));
-    let profile_dir = hmsim
-        .parent()
-        .and_then(Path::file_name)
-        .and_then(|d| d.to_str())
-        .unwrap_or("debug");
-    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
-    cmd.current_dir(workspace())
-        .args(["build", "-p", "connector", "--bin", "connector"])
-        .args(["--message-format=json-render-diagnostics"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    match profile_dir {
-        "debug" => {}
-        "release" => {
-            cmd.arg("--release");
-        }
-        other => {
-            cmd.args(["--profile", other]);
-        }
-    }
-    // The same target directory as this test's binaries, wherever CARGO_TARGET_DIR put it.
-    if let Some(target) = hmsim.parent().and_then(Path::parent) {
-        cmd.env("CARGO_TARGET_DIR", target);
-    }
-    let mut child = KillOnDrop(cmd.spawn().expect("run cargo build"), "cargo build");
-    let stdout = child.0.stdout.take().expect("piped stdout");
-    let reader = std::thread::spawn(move || {
-        let mut exe = None;
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let Ok(v) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if v["reason"] == "compiler-artifact"
-                && v["target"]["name"] == "connector"
-                && let Some(p) = v["executable"].as_str()
-            {
-                exe = Some(PathBuf::from(p));
-            }
-        }
-        exe
-    });
-    let status = wait_with_timeout(&mut child.0, BUILD_TIMEOUT).unwrap_or_else(|| {
-        panic!("cargo build of the connector binary took over {BUILD_TIMEOUT:?}")
-    });
-    assert!(
-        status.success(),
-        "cargo build of the connector binary failed: {status}"
-    );
-    reader
-        .join()
-        .expect("reader thread")
-        .expect("cargo build named no `connector` executable")
-}
 
 /// Starts `hmsim serve <what> --config <config>` and waits for its last `listening` line
 /// (`last_kind`); returns the process and every line it printed up to then.
@@ -592,5 +524,16 @@ fn the_connector_binary_refuses_a_config_that_breaks_rules() {
         assert!(err.contains(rule), "rule {rule} not named:\n{err}");
     }
     assert!(!err.contains(AXL_PASSWORD), "{err}");
+    // Located like scenario errors: this node's own hostname (line 1) under the lowercase
+    // rule, with what to write instead.
+    let at = format!(
+        "{}:1:1: error at `hostname`: rule `lowercase-hostname` (spec 11)",
+        config.display()
+    );
+    assert!(err.contains(&at), "{at} missing:\n{err}");
+    assert!(
+        err.contains("help: write it in lowercase: `exp-a-1`"),
+        "{err}"
+    );
     let _ = std::fs::remove_file(&config);
 }

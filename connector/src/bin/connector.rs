@@ -9,8 +9,8 @@
 //! simulation over tokio sockets until killed. Logs go to stderr (`CONNECTOR_LOG`, default
 //! `info`; e.g. `CONNECTOR_LOG=connector=debug`).
 //!
-//! Exit codes: 2 for a config that cannot be read, parsed or run (each problem on its own
-//! line, naming the rule broken), 4 when the runtime cannot start.
+//! Exit codes: 2 for a config that cannot be read, parsed or run (every problem, located at
+//! `file:line:column` with its field path and a `help:` line, naming the rule broken), 4 when the runtime cannot start.
 
 use clap::Parser;
 use connector::io::real;
@@ -30,7 +30,8 @@ const EXIT_IO: i32 = 4;
         "The config file (YAML), with every key:\n\n",
         include_str!("../io/real-config.yaml"),
         "\nLogs go to stderr; CONNECTOR_LOG sets the filter (default info).\n",
-        "Exit codes: 2 bad config (each rule broken is printed), 4 the runtime cannot start."
+        "Exit codes: 2 bad config (every problem is printed, located at file:line:column with its\n",
+        "field path and a help line), 4 the runtime cannot start."
     )
 )]
 struct Cli {
@@ -55,9 +56,8 @@ fn run() -> i32 {
     let cfg = match real::load(&cli.config) {
         Ok(c) => c,
         Err(problems) => {
-            for p in &problems.0 {
-                eprintln!("error: {p}");
-            }
+            // Located like hmsim's scenario errors: `file:line:column: error at `path`: …`.
+            eprintln!("{problems}");
             return EXIT_BAD_INPUT;
         }
     };

@@ -10,9 +10,11 @@
 #![doc = concat!("```yaml\n", include_str!("real-config.yaml"), "```")]
 //!
 //! [`load`] parses the file (unknown keys and numbers out of their range, [`super::ranges`], are
-//! errors, each reported as file:line:column, field path and what is wrong) and checks it:
-//! every rule of [`crate::core::config::validate`] (spec 11-21), plus that `hostname` is one of
-//! the cluster's nodes. [`run`] then runs until the process is killed.
+//! errors, each with its location) and checks it:
+//! every rule of [`crate::core::config::validate`] (spec 11-21), plus that `hostname` is
+//! lowercase (spec 11) and one of the cluster's nodes. Every problem is reported in the style of
+//! hmsim's scenario errors ([`super::located`]): `file:line:column: error at `path`: …`, then
+//! a `help:` line with the valid values or a "did you mean". [`run`] then runs until the process is killed.
 //!
 //! The core's clock is the time since this process started ([`TokioNet`]): times the cloud
 //! reports (last activity, DND) are on the cloud's own clock, so the connector and the cloud
@@ -20,9 +22,10 @@
 //! recent than it was, never older).
 
 use super::driver::{self, Peers};
+use super::located::{self, Located, PathIndex, Pos};
 use super::net::{Net as _, TokioNet};
 use super::ranges;
-use crate::core::config::{self, ConnectorConfig, ImpPublisher, Proxy};
+use crate::core::config::{self, ConfigError, ConnectorConfig, ImpPublisher, Proxy};
 use crate::core::node::{ConnectorNode, NodeSettings, Phase};
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -319,9 +322,10 @@ fn detection_delay_max_s() -> u64 {
     900
 }
 
-/// Why a config file cannot be run. Each problem is one line.
+/// Why a config file cannot be run: every problem found, each located in the file
+/// ([`Located`]: `file:line:column: error at `path`: …` and a `help:` line), in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigProblems(pub Vec<String>);
+pub struct ConfigProblems(pub Vec<Located>);
 
 impl fmt::Display for ConfigProblems {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -335,84 +339,174 @@ impl fmt::Display for ConfigProblems {
     }
 }
 
-/// Reads and checks the config file at `path`.
-///
-/// # Errors
-/// The file cannot be read or parsed (one problem, with its location and field path), or it
-/// breaks rules (one problem per rule broken, each naming its rule and spec item).
-pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        ConfigProblems(vec![format!(
-            "{}: cannot read the file: {e}",
-            path.display()
-        )])
-    })?;
-    // A located error starts with `line:column:`, which joins the path as `file:line:column:`.
-    let cfg = parse(&text).map_err(|e| {
-        let sep = if e.starts_with(|c: char| c.is_ascii_digit()) {
-            ":"
-        } else {
-            ": "
-        };
-        ConfigProblems(vec![format!("{}{sep}{e}", path.display())])
-    })?;
-    let problems = cfg.problems();
-    if problems.is_empty() {
-        Ok(cfg)
-    } else {
-        Err(ConfigProblems(
-            problems
-                .into_iter()
-                .map(|p| format!("{}: {p}", path.display()))
-                .collect(),
-        ))
+/// A rule the configuration breaks, at the field to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleProblem {
+    /// Field path, such as `message_service.publishers[0].axl_username`.
+    pub path: String,
+    /// The rule broken (its name and spec item) and how.
+    pub message: String,
+    /// What would be right.
+    pub help: Option<String>,
+}
+
+impl fmt::Display for RuleProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at `{}`: {}", self.path, self.message)?;
+        if let Some(h) = &self.help {
+            write!(f, " (help: {h})")?;
+        }
+        Ok(())
     }
 }
 
-/// Parses a config file's text (no rule checks: see [`RealConfig::problems`]).
+/// Reads and checks the config file at `path`.
 ///
 /// # Errors
-/// The YAML error as `line:column: at `field.path`: what is wrong` (a number out of range
-/// names its valid range, [`ranges`]); without the location if the parser has none.
-pub fn parse(text: &str) -> Result<RealConfig, String> {
-    let de = serde_yaml::Deserializer::from_str(text);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let at = e.path().to_string();
-        let inner = e.into_inner();
-        let msg = inner.to_string();
-        match inner.location() {
-            Some(l) => {
-                let suffix = format!(" at line {} column {}", l.line(), l.column());
-                let msg = msg.strip_suffix(&suffix).unwrap_or(&msg);
-                let msg = msg.strip_prefix(&format!("{at}: ")).unwrap_or(msg);
-                format!("{}:{}: at `{at}`: {msg}", l.line(), l.column())
-            }
-            None => format!("at `{at}`: {msg}"),
-        }
-    })
+/// The file cannot be read or parsed (one problem, located, with the valid keys and a "did
+/// you mean"), or it breaks rules (one problem per rule broken, each naming its rule and spec
+/// item, located at the field to change).
+pub fn load(path: &Path) -> Result<RealConfig, ConfigProblems> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigProblems(vec![Located {
+            file: file.clone(),
+            pos: Pos { line: 1, col: 1 },
+            path: String::new(),
+            message: format!("cannot read the file: {e}"),
+            help: None,
+        }])
+    })?;
+    let cfg = parse(&file, &text).map_err(|e| ConfigProblems(vec![e]))?;
+    let problems = cfg.problems();
+    if problems.is_empty() {
+        return Ok(cfg);
+    }
+    let index = PathIndex::build(&text);
+    let mut located: Vec<Located> = problems
+        .into_iter()
+        .map(|p| Located {
+            file: file.clone(),
+            pos: index.find(&p.path),
+            path: p.path,
+            message: p.message,
+            help: p.help,
+        })
+        .collect();
+    located.sort_by_key(|l| l.pos);
+    Err(ConfigProblems(located))
+}
+
+/// Parses a config file's text (no rule checks: see [`RealConfig::problems`]); `file` names it
+/// in the error.
+///
+/// # Errors
+/// The YAML error, located, with the field path and the valid keys or values.
+pub fn parse(file: &str, text: &str) -> Result<RealConfig, Located> {
+    located::deserialize(file, text)
 }
 
 impl RealConfig {
-    /// Every rule the configuration breaks: the Message Service rules (spec 11-21) and that
+    /// Every rule the configuration breaks, at the field to change: the Message Service rules
+    /// (spec 11-21), the lowercase rule for this node's own `hostname` (spec 11), and that
     /// this node is one of its cluster's nodes.
-    pub fn problems(&self) -> Vec<String> {
+    pub fn problems(&self) -> Vec<RuleProblem> {
         let cluster = self.message_service.to_core();
         let others: Vec<ConnectorConfig> = self
             .other_clusters
             .iter()
             .map(MessageService::to_core)
             .collect();
-        let mut out: Vec<String> = config::validate(&cluster, &others)
+        let mut out: Vec<RuleProblem> = config::validate(&cluster, &others)
             .iter()
-            .map(ToString::to_string)
+            .map(|e| self.rule_problem(e))
             .collect();
-        if !cluster.nodes.contains(&self.hostname) {
-            out.push(format!(
-                "`hostname` `{}` is not one of `message_service.nodes` {:?}",
-                self.hostname, cluster.nodes
-            ));
-        }
+        out.extend(self.hostname_problem(&cluster.nodes));
         out
+    }
+
+    /// `hostname`: lowercase (spec 11), and one of the cluster's nodes.
+    fn hostname_problem(&self, nodes: &[String]) -> Option<RuleProblem> {
+        let lower = self.hostname.to_ascii_lowercase();
+        if lower != self.hostname {
+            return Some(RuleProblem {
+                path: "hostname".into(),
+                message: ConfigError::UppercaseHostname(self.hostname.clone()).to_string(),
+                help: Some(format!("write it in lowercase: `{lower}`")),
+            });
+        }
+        if nodes.contains(&self.hostname) {
+            return None;
+        }
+        let valid: Vec<String> = nodes.iter().map(|n| format!("`{n}`")).collect();
+        let valid = format!("valid values: {}", valid.join(", "));
+        Some(RuleProblem {
+            path: "hostname".into(),
+            message: format!("`{}` is not one of `message_service.nodes`", self.hostname),
+            help: Some(match located::did_you_mean(&self.hostname, nodes) {
+                Some(s) => format!("did you mean `{s}`? {valid}"),
+                None => valid,
+            }),
+        })
+    }
+
+    /// Where in the file rule `e` is broken, and what would be right.
+    fn rule_problem(&self, e: &ConfigError) -> RuleProblem {
+        let ms = &self.message_service;
+        let publisher = |cluster: &str, nth: usize| {
+            ms.publishers
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| p.cluster == cluster)
+                .nth(nth)
+                .map_or(0, |(i, _)| i)
+        };
+        let (path, help) = match e {
+            ConfigError::UppercaseHostname(n) => {
+                let i = ms.nodes.iter().position(|m| m == n).unwrap_or(0);
+                let lower = n.to_ascii_lowercase();
+                (
+                    format!("message_service.nodes[{i}]"),
+                    Some(format!("write it in lowercase: `{lower}`")),
+                )
+            }
+            ConfigError::ClusterSize(_) => ("message_service.nodes".into(), None),
+            ConfigError::NoPublisher | ConfigError::TooManyImpClusters(_) => {
+                ("message_service.publishers".into(), None)
+            }
+            ConfigError::DuplicatePublisher(c) => (
+                format!("message_service.publishers[{}].cluster", publisher(c, 1)),
+                None,
+            ),
+            ConfigError::Meshing { imp, .. } => (
+                format!("message_service.publishers[{}].cluster", publisher(imp, 0)),
+                None,
+            ),
+            ConfigError::AxlIsAdmin { cluster, .. } => (
+                format!(
+                    "message_service.publishers[{}].axl_username",
+                    publisher(cluster, 0)
+                ),
+                Some("an application user with the Standard AXL API Access role".into()),
+            ),
+            ConfigError::AxlCredentialsMissing(c) => (
+                format!("message_service.publishers[{}]", publisher(c, 0)),
+                Some("set `axl_username` and `axl_password`".into()),
+            ),
+            ConfigError::ProxyScheme(_) => (
+                "message_service.proxy.auth".into(),
+                Some("valid values: `none`, `basic`".into()),
+            ),
+            ConfigError::NotEnabled => (
+                "message_service.enabled".into(),
+                Some("`enabled: true` (the connector's Active setting)".into()),
+            ),
+        };
+        RuleProblem {
+            path,
+            message: e.to_string(),
+            help,
+        }
     }
 
     /// The core's settings for this node.
@@ -543,14 +637,21 @@ impl Faults {
     }
 }
 
-/// Logs the core's phase, users, sessions and traffic when they change. Reads the core only.
+/// Logs the core's phase, users, sessions and traffic when they change, and the registration
+/// delay Control Hub announced ([`log_registration_delay`]). Reads the core only.
 async fn log_progress(net: TokioNet, core: Rc<RefCell<ConnectorNode>>) {
     let mut last: Option<Progress> = None;
+    let mut delay_logged = None;
     let mut faults = Faults::default();
     let mut tick = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tick.tick().await;
         faults.log_changes(&core.borrow());
+        let delay = core.borrow().registration_delay();
+        if delay != delay_logged {
+            log_registration_delay(&net, delay);
+            delay_logged = delay;
+        }
         let p = {
             let c = core.borrow();
             let page = c.status_page(net.now());
@@ -584,6 +685,37 @@ async fn log_progress(net: TokioNet, core: Rc<RefCell<ConnectorNode>>) {
     }
 }
 
+/// Says how long Control Hub makes the connector wait before its registration completes (spec
+/// 12: up to [`REGISTRATION_DELAY_NOTE`]) and until when, in UTC: without it the connector is
+/// silent after `phase=registering` for as long as the delay lasts.
+fn log_registration_delay(net: &TokioNet, delay: Option<(Duration, Duration)>) {
+    let Some((answered, delay)) = delay else {
+        return;
+    };
+    let ready_at = answered + delay;
+    let left = ready_at.saturating_sub(net.now());
+    // Real mode only: the wall clock turns the core's "time since start" into a time of day.
+    let until = std::time::SystemTime::now() + left;
+    tracing::info!(
+        "registration accepted by Control Hub; it completes after a delay of {:.1} s (spec 12: \
+         {REGISTRATION_DELAY_NOTE}): waiting for Control Hub until {} UTC",
+        delay.as_secs_f64(),
+        utc_time_of_day(until)
+    );
+}
+
+/// How long Control Hub may take to complete a registration, as the log says it.
+const REGISTRATION_DELAY_NOTE: &str = "up to 5 min";
+
+/// `HH:MM:SS` of `t` in UTC.
+fn utc_time_of_day(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -606,8 +738,14 @@ message_service:
 ";
 
     #[test]
+    fn the_time_of_day_is_in_utc() {
+        let t = std::time::UNIX_EPOCH + Duration::from_secs(20_000 * 86_400 + 3_723);
+        assert_eq!(utc_time_of_day(t), "01:02:03");
+    }
+
+    #[test]
     fn a_good_file_gives_settings_peers_and_hosts() {
-        let cfg = parse(GOOD).unwrap();
+        let cfg = parse("c.yaml", GOOD).unwrap();
         assert!(cfg.problems().is_empty(), "{:?}", cfg.problems());
         let s = cfg.settings();
         assert!(s.primary);
@@ -641,15 +779,15 @@ message_service:
 
     #[test]
     fn the_documented_example_is_valid() {
-        let cfg = parse(EXAMPLE_CONFIG).unwrap();
-        assert_eq!(cfg.problems(), Vec::<String>::new());
+        let cfg = parse("example.yaml", EXAMPLE_CONFIG).unwrap();
+        assert_eq!(cfg.problems(), Vec::<RuleProblem>::new());
         assert_eq!(cfg.seed, 42);
         assert_eq!(cfg.tuning.migration_per_s, 1800);
     }
 
     #[test]
     fn debug_output_has_no_secrets() {
-        let cfg = parse(GOOD).unwrap();
+        let cfg = parse("c.yaml", GOOD).unwrap();
         let shown = format!("{cfg:?}");
         for secret in ["reg-0123", "comp-Secret-1", "axl-Secret-0", "password: p"] {
             assert!(!shown.contains(secret), "{secret} in {shown}");
@@ -664,8 +802,9 @@ message_service:
             .replace("axl_username: hmsim-axl", "axl_username: admin")
             .replace("username: u, password: p", "auth: NTLM")
             + "  enabled: false\n";
-        let cfg = parse(&text).unwrap();
-        let problems = cfg.problems().join("\n");
+        let cfg = parse("c.yaml", &text).unwrap();
+        let problems: Vec<String> = cfg.problems().iter().map(ToString::to_string).collect();
+        let problems = problems.join("\n");
         for rule in [
             "lowercase-hostname",
             "axl-not-admin",
@@ -674,23 +813,89 @@ message_service:
         ] {
             assert!(problems.contains(rule), "{rule} missing in {problems}");
         }
-        let cfg = parse(&GOOD.replace("hostname: exp-a-1", "hostname: exp-b-1")).unwrap();
+        let cfg = parse(
+            "c.yaml",
+            &GOOD.replace("hostname: exp-a-1", "hostname: exp-b-1"),
+        )
+        .unwrap();
+        let p = cfg.problems();
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert_eq!(p[0].path, "hostname");
+        assert!(p[0].message.contains("not one of `message_service.nodes`"));
         assert!(
-            cfg.problems()
-                .iter()
-                .any(|p| p.contains("not one of `message_service.nodes`"))
+            p[0].help
+                .as_deref()
+                .unwrap()
+                .starts_with("did you mean `exp-a-1`?"),
+            "{p:?}"
         );
+    }
+
+    /// Spec 11: a capital letter in this node's own hostname is the lowercase rule, located at
+    /// `hostname`, even when the node list is lowercase (it used to be "not one of the nodes").
+    #[test]
+    fn a_capital_in_the_hostname_is_the_lowercase_rule_at_its_line() {
+        let dir = std::env::temp_dir().join(format!("connector-real-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("upper.yaml");
+        std::fs::write(
+            &file,
+            GOOD.replace("hostname: exp-a-1", "hostname: Exp-a-1"),
+        )
+        .unwrap();
+        let err = load(&file).unwrap_err();
+        assert_eq!(err.0.len(), 1, "{err}");
+        let shown = err.to_string();
+        let want = format!(
+            "{}:2:1: error at `hostname`: rule `lowercase-hostname` (spec 11)",
+            file.display()
+        );
+        assert!(shown.starts_with(&want), "{shown}");
+        assert!(
+            shown.contains("help: write it in lowercase: `exp-a-1`"),
+            "{shown}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn every_problem_is_located_at_the_field_to_change() {
+        let text = GOOD
+            .replace("[exp-a-1, exp-a-2]", "[exp-a-1, Exp-A-2]")
+            .replace("axl_username: hmsim-axl", "axl_username: admin")
+            .replace("username: u, password: p", "auth: NTLM");
+        let dir = std::env::temp_dir().join(format!("connector-real-loc-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.yaml");
+        std::fs::write(&file, &text).unwrap();
+        let err = load(&file).unwrap_err();
+        let at: Vec<(&str, usize)> = err
+            .0
+            .iter()
+            .map(|l| (l.path.as_str(), l.pos.line))
+            .collect();
+        assert_eq!(
+            at,
+            [
+                ("message_service.nodes[1]", 12),
+                ("message_service.proxy.auth", 13),
+                ("message_service.publishers[0].axl_username", 15),
+            ],
+            "{err}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn unknown_keys_and_bad_values_are_located() {
-        let e = parse(&GOOD.replace("seed: 7", "sed: 7")).err().unwrap();
-        assert!(e.contains("unknown field `sed`"), "{e}");
-        let e = parse(&GOOD.replace("port: 18443", "port: many"))
-            .err()
-            .unwrap();
-        assert!(e.contains("cloud.port"), "{e}");
-        assert!(e.starts_with("4:33: at `cloud.port`: invalid type"), "{e}");
+        let e = parse("c.yaml", &GOOD.replace("seed: 7", "sed: 7")).unwrap_err();
+        let shown = e.to_string();
+        assert!(shown.starts_with("c.yaml:3:1: "), "{shown}");
+        assert!(shown.contains("unknown field `sed`"), "{shown}");
+        assert!(shown.contains("help: did you mean `seed`?"), "{shown}");
+        let e = parse("c.yaml", &GOOD.replace("port: 18443", "port: many")).unwrap_err();
+        assert_eq!(e.path, "cloud.port");
+        assert_eq!(e.pos.line, 4, "{e}");
     }
 
     #[test]
@@ -733,21 +938,27 @@ message_service:
             ),
         ];
         for (line, field, range) in cases {
-            let e = parse(&format!("{GOOD}{line}\n"))
+            let e = parse("c.yaml", &format!("{GOOD}{line}\n"))
                 .err()
                 .unwrap_or_else(|| panic!("{line} accepted"));
+            let line_no = e.pos.line;
+            let e = e.to_string();
             assert!(e.contains(field), "{e}");
             assert!(e.contains(range), "{e}");
             // Located: the last line of the file, at the value.
             let at = GOOD.lines().count() + 1;
-            assert!(e.starts_with(&format!("{at}:")), "{e}");
+            assert_eq!(line_no, at, "{e}");
         }
-        let e = parse(&GOOD.replace("port: 18443", "port: 0")).expect_err("port 0");
+        let e = parse("c.yaml", &GOOD.replace("port: 18443", "port: 0"))
+            .expect_err("port 0")
+            .to_string();
         assert!(
             e.contains("cloud.port") && e.contains("from 1 to 65535"),
             "{e}"
         );
-        let e = parse(&GOOD.replace("component: 17400", "component: 0")).expect_err("port 0");
+        let e = parse("c.yaml", &GOOD.replace("component: 17400", "component: 0"))
+            .expect_err("port 0")
+            .to_string();
         assert!(e.contains("from 1 to 65535"), "{e}");
     }
 
@@ -761,7 +972,9 @@ message_service:
             format!("{GOOD}tuning: {{ session_rate_per_s: 0 }}\n"),
         )
         .expect("write");
-        let e = load(&path).expect_err("refused").0.join("\n");
+        let e = load(&path).expect_err("refused").0;
+        let e: Vec<String> = e.iter().map(ToString::to_string).collect();
+        let e = e.join("\n");
         let at = format!("{}:{}:", path.display(), GOOD.lines().count() + 1);
         assert!(e.starts_with(&at), "{e}");
         let _ = std::fs::remove_dir_all(&dir);

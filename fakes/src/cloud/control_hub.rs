@@ -80,6 +80,9 @@ pub struct Registration {
     pub state: RegState,
     /// When registration completes, ms since the start of the run.
     pub ready_at_ms: u64,
+    /// How long until then, ms (0 once registered): the delay drawn, on the connector's side of
+    /// the wire, since the two clocks differ in real mode.
+    pub ready_in_ms: u64,
 }
 
 /// A change the rest of the cloud reacts to.
@@ -213,7 +216,7 @@ impl ControlHub {
                     existing.cluster
                 )));
             }
-            return Ok(registration(existing));
+            return Ok(registration(existing, now));
         }
         let ready_at = self.ready_at(now, &cluster, primary, rng)?;
         let node = ConnectorNode {
@@ -232,7 +235,7 @@ impl ControlHub {
             c.primary = Some(hostname.to_owned());
         }
         self.tokens.insert(node.token.clone(), hostname.to_owned());
-        let answer = registration(&node);
+        let answer = registration(&node, now);
         self.connectors.insert(hostname.to_owned(), node);
         Ok(answer)
     }
@@ -382,12 +385,13 @@ impl ControlHub {
     }
 }
 
-fn registration(node: &ConnectorNode) -> Registration {
+fn registration(node: &ConnectorNode, now: Duration) -> Registration {
     Registration {
         connector_id: node.id.clone(),
         connector_token: node.token.clone(),
         state: node.state,
         ready_at_ms: ms(node.ready_at),
+        ready_in_ms: ms(node.ready_at.saturating_sub(now)),
     }
 }
 
@@ -481,6 +485,9 @@ mod tests {
             .unwrap();
         assert!(peer.ready_at_ms >= p.ready_at_ms.min(1_000));
         assert_eq!(peer.ready_at_ms, p.ready_at_ms.max(1_000));
+        // The delay left to wait, for a connector whose clock is not the cloud's.
+        assert_eq!(p.ready_in_ms, p.ready_at_ms);
+        assert_eq!(peer.ready_in_ms, peer.ready_at_ms - 1_000);
         let second = hub.register(secs(1), Some(&token), "exp-a-3", true, &mut rng);
         assert_eq!(second.unwrap_err().status(), 409);
         for i in 3..=6 {

@@ -39,7 +39,7 @@
 //! | `GET /v1/admin/clusters/{name}` | admin | → capacity, percent, colour, nodes |
 //! | `GET /v1/admin/connectors/{id}` | admin | → `{connector_id, cluster, primary, state, up, maintenance, status}` |
 //! | `PUT /v1/admin/connectors/{id}/maintenance` | admin | `{on}` → `{connector_id, maintenance}` |
-//! | `POST /v1/connectors/register` | registration token | `{hostname, primary}` → 202 `{connector_id, connector_token, state, ready_at_ms}` |
+//! | `POST /v1/connectors/register` | registration token | `{hostname, primary}` → 202 `{connector_id, connector_token, state, ready_at_ms, ready_in_ms}` (`ready_in_ms`: the registration delay still to wait, spec 12) |
 //! | `POST /v1/connectors/heartbeat` | connector | `{status?}` → `{connector_id, state, up, maintenance}` |
 //! | `POST /v1/connectors/users` | connector (registered) | `{add: [{email, imp_cluster}], remove: [...]}` (≤ 10,000) → `{moves: <count>}` |
 //! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |

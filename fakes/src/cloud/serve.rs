@@ -1,6 +1,8 @@
 //! Real-mode serving (`hmsim serve cloud`, `hmsim serve kms`): the config files and the setup
 //! of a cloud or a KMS host on loopback sockets ([`TokioNet`]). The CLI parses the YAML into
-//! these types and prints the lines [`serve_cloud`] and [`serve_kms`] hand to `on_ready`.
+//! these types and prints the lines [`serve_cloud`] and [`serve_kms`] hand to `on_ready`. The
+//! served cloud logs each connector's registration at INFO: the delay Control Hub drew (spec
+//! 12, up to 5 min) and the time of day the connector waits until.
 //!
 //! ```yaml
 //! # hmsim serve cloud --config cloud.yaml
@@ -10,7 +12,8 @@
 //! listen: { ip: 127.0.0.1, port: 8443 }
 //! kms: { name: kms, address: 127.0.0.1, port: 8444 }   # name (kms|hds) goes into key URIs
 //! users:
-//!   - { email: alice@example.com, password: alice-pw, entitlements: [paid_licence] }
+//!   - { email: alice@example.com, password: alice-pw, entitlements: [paid_licence, hybrid_message] }
+//!   - { email: bob@example.com, password: bob-pw, entitlements: [paid_licence] }  # Webex only
 //! clusters:
 //!   - { name: exp-a, size: large }     # size: small|medium|large; optional coresidency
 //! ```
@@ -23,6 +26,7 @@
 //! ```
 
 use super::api::{Method, Request};
+use super::control_hub::{REGISTRATION_DELAY_MAX, RegState};
 use super::{Cloud, CloudConfig};
 use crate::kms::KmsService;
 use connector::io::net::{Net as _, TokioNet};
@@ -31,6 +35,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::json;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::rc::Rc;
 use std::time::Duration;
@@ -70,7 +75,9 @@ pub struct ServeUser {
     pub email: String,
     /// Password.
     pub password: String,
-    /// Entitlements (`paid_licence`, `message_free`, `hybrid_message`).
+    /// Entitlements: `paid_licence` (a paid Webex licence), `message_free` (the free Message
+    /// tier) and `hybrid_message` (Hybrid Message Service: the connector bridges the user; it
+    /// needs `paid_licence` too, spec 27).
     #[serde(default)]
     pub entitlements: Vec<String>,
 }
@@ -210,9 +217,58 @@ pub async fn serve_cloud(
         .unwrap_or(SocketAddr::new(cfg.listen.ip, cfg.listen.port));
     lines.push(format!("listening http {addr}"));
     on_ready(lines);
-    super::http::serve_listener(net, Rc::new(RefCell::new(cloud)), listener)
+    let cloud = Rc::new(RefCell::new(cloud));
+    tokio::task::spawn_local(log_registrations(net.clone(), cloud.clone()));
+    super::http::serve_listener(net, cloud, listener)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// How often the served cloud looks for registrations to log.
+const REGISTRATION_LOG_EVERY: Duration = Duration::from_millis(200);
+
+/// Logs (INFO) each connector node's registration: when Control Hub accepts it, the delay
+/// it drew (spec 12: up to [`REGISTRATION_DELAY_MAX`]) and until when, in UTC, the node waits;
+/// then when it completes. Without it nothing shows why a connector is silent for minutes.
+async fn log_registrations(net: TokioNet, cloud: Rc<RefCell<Cloud>>) {
+    let mut seen: BTreeMap<String, RegState> = BTreeMap::new();
+    let mut tick = tokio::time::interval(REGISTRATION_LOG_EVERY);
+    loop {
+        tick.tick().await;
+        let now = net.now();
+        let c = cloud.borrow();
+        for node in c.control_hub().connectors() {
+            if seen.get(&node.id) == Some(&node.state) {
+                continue;
+            }
+            seen.insert(node.id.clone(), node.state);
+            if node.state == RegState::Registered {
+                tracing::info!(connector = %node.id, cluster = %node.cluster, "registration complete");
+                continue;
+            }
+            let left = node.ready_at.saturating_sub(now);
+            // Real mode only: the wall clock gives the time of day the wait ends.
+            let until = std::time::SystemTime::now() + left;
+            tracing::info!(
+                connector = %node.id,
+                cluster = %node.cluster,
+                "registration accepted; Control Hub completes it in {:.1} s (the registration \
+                 delay, spec 12: up to {} min): waiting for Control Hub until {} UTC",
+                left.as_secs_f64(),
+                REGISTRATION_DELAY_MAX.as_secs() / 60,
+                utc_time_of_day(until)
+            );
+        }
+    }
+}
+
+/// `HH:MM:SS` of `t` in UTC.
+fn utc_time_of_day(t: std::time::SystemTime) -> String {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = secs % 86_400;
+    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
 
 /// Serves the KMS of `cfg` on real sockets until the listener fails. Call inside a `LocalSet`.

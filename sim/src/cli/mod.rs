@@ -81,7 +81,6 @@ enum Command {
 
 /// Parses arguments, runs the command, returns the exit code.
 pub fn main() -> i32 {
-    init_tracing();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -93,6 +92,13 @@ pub fn main() -> i32 {
             };
         }
     };
+    // A served fake is a long-running server: its INFO lines (such as the registration
+    // delay the cloud drew) are its output. A run logs warnings only unless asked.
+    init_tracing(if matches!(cli.command, Command::Serve { .. }) {
+        "info"
+    } else {
+        "warn"
+    });
     match cli.command {
         Command::Run {
             scenario,
@@ -180,9 +186,9 @@ fn cmd_merge(paths: &[PathBuf]) -> i32 {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HMSIM_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -399,8 +405,12 @@ enum ServeTarget {
     /// The fake Webex cloud on loopback (REST + event WebSocket), relaying to a KMS served by
     /// `hmsim serve kms`. The config (YAML) has `admin_token`, `listen` {ip, port}, `kms`
     /// {name, address, port}, and optionally `domain`, `seed`, `users` [{email, password,
-    /// entitlements}], `clusters` [{name, size}] (format: `fakes::cloud::serve`). Prints
-    /// `registration_token <cluster> <token>` lines, then `listening http <ip>:<port>`.
+    /// entitlements}], `clusters` [{name, size}] (format: `fakes::cloud::serve`; example:
+    /// `examples/real-mode/cloud.yaml`). Entitlements: `paid_licence`, `message_free`,
+    /// `hybrid_message` (Hybrid Message; needs `paid_licence` too). Cluster sizes: `small`,
+    /// `medium`, `large`. Prints `registration_token <cluster> <token>` lines, then `listening
+    /// http <ip>:<port>`; logs each connector registration (INFO, stderr) with the delay
+    /// Control Hub drew (up to 5 min) and the time it completes.
     Cloud {
         /// Config file (YAML).
         #[arg(long)]
@@ -426,12 +436,10 @@ fn cmd_serve(target: ServeTarget) -> i32 {
 fn load_serve_imp_config(path: &Path) -> Result<fakes::imp::serve::ServeImpConfig, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
-    let de = serde_yaml::Deserializer::from_str(&text);
+    // Located like scenario errors: file:line:column, field path, help, "did you mean".
     let cfg: fakes::imp::serve::ServeImpConfig =
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let at = e.path().to_string();
-            format!("{}: {at}: {}", path.display(), e.into_inner())
-        })?;
+        connector::io::located::deserialize(&path.display().to_string(), &text)
+            .map_err(|e| e.to_string())?;
     cfg.validate()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(cfg)
@@ -464,11 +472,8 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
     fn load<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
-        let de = serde_yaml::Deserializer::from_str(&text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let at = e.path().to_string();
-            format!("{}: {at}: {}", path.display(), e.into_inner())
-        })
+        connector::io::located::deserialize(&path.display().to_string(), &text)
+            .map_err(|e| e.to_string())
     }
     let what = if cloud { "cloud" } else { "kms" };
     let print = |lines: Vec<String>| {

@@ -156,7 +156,10 @@ mod tests {
     fn an_80_hour_latency_is_reported_as_80_hours_and_a_longer_one_than_the_bound_is_counted() {
         let h80_ms = 80 * 3_600_000;
         let p = percentiles(&[20, h80_ms]);
-        assert!((p.max - h80_ms as f64).abs() / (h80_ms as f64) < 0.001, "{p:?}");
+        assert!(
+            (p.max - h80_ms as f64).abs() / (h80_ms as f64) < 0.001,
+            "{p:?}"
+        );
         assert_eq!(p.clamped, 0);
         let p = percentiles(&[20, 40 * 86_400_000]);
         assert_eq!(p.clamped, 1);

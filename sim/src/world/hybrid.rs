@@ -19,13 +19,13 @@ use crate::plan::workload::SpacePlan;
 use crate::scenario::Scenario;
 use connector::core::node::ConnectorNode;
 use connector::io::driver::{self, Peers};
-use connector::proto::http::Method;
 use connector::io::net::{Net as _, TurmoilNet};
+use connector::proto::http::Method;
+use fakes::clients::webex::{PresenceSettings, WebexPlan, WebexSpec, run_webex};
 use fakes::cloud::api::Request;
 use fakes::cloud::http::{CLOUD_HOST, CLOUD_PORT};
 use fakes::cloud::{Cloud, CloudConfig};
 use fakes::observe::Recorder;
-use fakes::clients::webex::{PresenceSettings, WebexPlan, WebexSpec, run_webex};
 use rand::RngExt as _;
 use serde_json::{Value, json};
 use std::cell::{Cell, RefCell};
@@ -127,12 +127,8 @@ fn add_cloud(
     };
     let kms_name = cfg.kms_host.clone();
     add_kms(sim, &kms_name, rngs, h);
-    let mut cloud = Cloud::with_remote_kms(
-        cfg,
-        rngs.named("cloud"),
-        kms_name,
-        fakes::kms::KMS_PORT,
-    );
+    let mut cloud =
+        Cloud::with_remote_kms(cfg, rngs.named("cloud"), kms_name, fakes::kms::KMS_PORT);
     let mut tokens = BTreeMap::new();
     for e in &s.topology.expressway_clusters {
         let coresidency = coresidency(e);

@@ -2,11 +2,15 @@
 // Each test crate that includes this module uses a subset of it.
 #![allow(dead_code)]
 
-use std::io::{BufRead as _, BufReader};
-use std::path::Path;
+use serde_json::Value;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+/// How long building the connector binary may take (a no-op when it is up to date).
+const BUILD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How long a server may take to print its listening lines.
 pub const SERVER_READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -107,4 +111,104 @@ pub fn serve(
             ),
         }
     }
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Builds the `connector` binary in the profile this test was built in and returns its path
+/// (from cargo's JSON messages, like escargot).
+pub fn connector_binary() -> PathBuf {
+    let hmsim = Path::new(env!("CARGO_BIN_EXE_hmsim"));
+    let profile_dir = hmsim
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|d| d.to_str())
+        .unwrap_or("debug");
+    let mut cmd = Command::new(option_env!("CARGO").unwrap_or("cargo"));
+    cmd.current_dir(workspace())
+        .args(["build", "-p", "connector", "--bin", "connector"])
+        .args(["--message-format=json-render-diagnostics"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    match profile_dir {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
+        }
+        other => {
+            cmd.args(["--profile", other]);
+        }
+    }
+    // The same target directory as this test's binaries, wherever CARGO_TARGET_DIR put it.
+    if let Some(target) = hmsim.parent().and_then(Path::parent) {
+        cmd.env("CARGO_TARGET_DIR", target);
+    }
+    let mut child = KillOnDrop(cmd.spawn().expect("run cargo build"), "cargo build");
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut exe = None;
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let Ok(v) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if v["reason"] == "compiler-artifact"
+                && v["target"]["name"] == "connector"
+                && let Some(p) = v["executable"].as_str()
+            {
+                exe = Some(PathBuf::from(p));
+            }
+        }
+        exe
+    });
+    let status = wait_with_timeout(&mut child.0, BUILD_TIMEOUT).unwrap_or_else(|| {
+        panic!("cargo build of the connector binary took over {BUILD_TIMEOUT:?}")
+    });
+    assert!(
+        status.success(),
+        "cargo build of the connector binary failed: {status}"
+    );
+    reader
+        .join()
+        .expect("reader thread")
+        .expect("cargo build named no `connector` executable")
+}
+
+/// Skips the calling test for `reason` (a missing tool such as a Python package), visibly:
+/// `SKIPPED <test>: <reason>` goes to the process's stderr directly (the test harness captures
+/// only `eprintln!`, so it shows in `cargo test` output with or without `--nocapture`), and
+/// the same line is appended to `target/skipped.txt`, which `.ci/run` prints at the end of
+/// the run. Under CI (`CI` set) a skip is a failure instead: CI installs every tool.
+pub fn skip(test: &str, reason: &str) {
+    if std::env::var_os("CI").is_some() {
+        panic!("{test} cannot run: {reason} (CI is set: CI must install it)");
+    }
+    let line = format!("SKIPPED {test}: {reason}");
+    let _ = writeln!(std::io::stderr(), "{line}");
+    let list = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(|target| target.join("skipped.txt"));
+    if let Some(list) = list
+        && let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&list)
+    {
+        let _ = writeln!(f, "{line}");
+    }
+}
+
+/// Whether `python -c "import <modules>"` works.
+pub fn python_has(python: &str, modules: &str) -> bool {
+    Command::new(python)
+        .args(["-c", &format!("import {modules}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }

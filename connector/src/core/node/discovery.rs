@@ -12,6 +12,9 @@ impl ConnectorNode {
             return self.failed(now, Pending::Register, why, rng);
         };
         self.token = Some(token.to_string());
+        if let Some(ms) = v["ready_in_ms"].as_u64() {
+            self.registration_delay = Some((now, Duration::from_millis(ms)));
+        }
         self.out.push_back(Output::Events(token.to_string()));
         if v["state"].as_str() == Some("registered") {
             self.on_ready();

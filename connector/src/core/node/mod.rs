@@ -330,6 +330,9 @@ pub struct ConnectorNode {
     pending: BTreeMap<u64, Pending>,
     token: Option<String>,
     registered: bool,
+    /// When Control Hub accepted the registration (this node's clock) and the delay it
+    /// announced before it completes (spec 12, up to 5 min): see [`Self::registration_delay`].
+    registration_delay: Option<(Duration, Duration)>,
     cloud_fault: Option<String>,
     /// The last AXL discovery failure, naming the publisher; cleared by its next answer.
     axl_fault: Option<String>,
@@ -433,6 +436,7 @@ impl ConnectorNode {
             pending: BTreeMap::new(),
             token: None,
             registered: false,
+            registration_delay: None,
             cloud_fault: Some("not registered".into()),
             axl_fault: None,
             retry: Backoff::new(RETRY_MIN, RETRY_MAX),
@@ -472,6 +476,13 @@ impl ConnectorNode {
     /// The lifecycle phase.
     pub fn phase(&self) -> &Phase {
         &self.phase
+    }
+
+    /// The last registration Control Hub accepted: when (this node's clock) and the delay it
+    /// announced before the registration completes (`ready_in_ms`; spec 12: up to 5 min), so
+    /// that a driver can say what the node is waiting for. `None` before any answer.
+    pub fn registration_delay(&self) -> Option<(Duration, Duration)> {
+        self.registration_delay
     }
 
     /// Counters.

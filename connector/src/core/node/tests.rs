@@ -166,3 +166,24 @@ fn a_redelivered_activity_already_sent_here_is_dropped() {
     assert!(requests(&mut n).is_empty());
     assert_eq!(n.stats().duplicate_events, 1);
 }
+
+/// The delay Control Hub announces (spec 12) is kept with the time it was answered, so that
+/// the real-mode driver can say until when the node waits.
+#[test]
+fn the_announced_registration_delay_is_kept() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut n = node();
+    n.start(Duration::from_secs(2));
+    assert_eq!(n.phase(), &Phase::Registering);
+    let reg = only(requests(&mut n), "/v1/connectors/register");
+    assert_eq!(n.registration_delay(), None);
+    let answer = serde_json::json!({"connector_id": "exp-a-1", "connector_token": "con-1",
+        "state": "registering", "ready_at_ms": 190_000, "ready_in_ms": 177_000});
+    let t = Duration::from_secs(3);
+    n.handle_http(t, reg.id, 202, answer.to_string().as_bytes(), &mut rng);
+    assert_eq!(
+        n.registration_delay(),
+        Some((t, Duration::from_millis(177_000)))
+    );
+    assert_eq!(n.phase(), &Phase::Registering);
+}

@@ -6,8 +6,8 @@ use super::{BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, PresenceSettings, TYPING_
 use crate::observe::{GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder};
 use connector::core::limiter::Backoff;
 use connector::io::http::{ClientError, EventClient, HttpClient, ws_connect};
-use connector::proto::http::Method;
 use connector::io::net::Net;
+use connector::proto::http::Method;
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::{Activity, Event};
 use rand::RngExt as _;
