@@ -126,13 +126,23 @@ fn cli_compare_exit_codes() -> Result<(), Failed> {
     let path = workspace().join("scenarios/smoke.yaml");
     let s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
     let base = sim::cli::run_scenario(&s, &path, s.seed, true).0;
+    // A run that lost a message behaved differently, so its trace digest differs too.
     let mut worse = base.clone();
     worse.metrics.lost = 1;
+    worse.trace_digest = format!("{}-other", base.trace_digest);
+    // The same run again on a busier machine: identical digest, twice the wall time.
+    let mut slower = base.clone();
+    slower.metrics.wall_time_s = base.metrics.wall_time_s * 2.0 + 0.1;
     let dir = std::env::temp_dir().join(format!("hmsim-compare-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| Failed::from(e.to_string()))?;
-    let (b, w) = (dir.join("base.json"), dir.join("worse.json"));
+    let (b, w, sl) = (
+        dir.join("base.json"),
+        dir.join("worse.json"),
+        dir.join("slower.json"),
+    );
     std::fs::write(&b, base.to_json().unwrap()).unwrap();
     std::fs::write(&w, worse.to_json().unwrap()).unwrap();
+    std::fs::write(&sl, slower.to_json().unwrap()).unwrap();
     let code = |cur: &Path| {
         std::process::Command::new(env!("CARGO_BIN_EXE_hmsim"))
             .args(["compare", b.to_str().unwrap(), cur.to_str().unwrap()])
@@ -141,10 +151,12 @@ fn cli_compare_exit_codes() -> Result<(), Failed> {
     };
     let same = code(&b).map_err(|e| Failed::from(e.to_string()))?;
     let regressed = code(&w).map_err(|e| Failed::from(e.to_string()))?;
+    let noisy = code(&sl).map_err(|e| Failed::from(e.to_string()))?;
     let _ = std::fs::remove_dir_all(&dir);
-    if same != Some(0) || regressed != Some(3) {
+    if same != Some(0) || regressed != Some(3) || noisy != Some(0) {
         return Err(format!(
-            "exit codes: unchanged {same:?} (want 0), regressed {regressed:?} (want 3)"
+            "exit codes: unchanged {same:?} (want 0), regressed {regressed:?} (want 3), \
+             same digest on a slower machine {noisy:?} (want 0)"
         )
         .into());
     }
