@@ -166,54 +166,6 @@ fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
-/// Splits serde's message into the problem and a help line, adds "did you mean", and drops
-/// the YAML crate's own position suffix (we print the position in front).
-pub fn explain_serde_message(raw: &str) -> (String, Option<String>) {
-    let msg = match raw.find(" at line ") {
-        Some(i) => &raw[..i],
-        None => raw,
-    };
-    for marker in [", expected one of ", ", expected "] {
-        if let Some(i) = msg.find(marker) {
-            let (problem, expected) = (&msg[..i], &msg[i + marker.len()..]);
-            let valid = if marker.contains("one of") {
-                format!("valid values: {expected}")
-            } else {
-                format!("expected {expected}")
-            };
-            let help = match (unknown_name(problem), marker.contains("one of")) {
-                (Some(bad), true) => match did_you_mean(&bad, &backticked(expected)) {
-                    Some(s) => format!("did you mean `{s}`? {valid}"),
-                    None => valid,
-                },
-                _ => valid,
-            };
-            return (problem.to_string(), Some(help));
-        }
-    }
-    (msg.to_string(), None)
-}
-
-fn unknown_name(problem: &str) -> Option<String> {
-    let start = problem.find('`')? + 1;
-    let end = start + problem[start..].find('`')?;
-    Some(problem[start..end].to_string())
-}
-
-fn backticked(list: &str) -> Vec<String> {
-    list.split('`')
-        .enumerate()
-        .filter(|(i, _)| i % 2 == 1)
-        .map(|(_, s)| s.to_string())
-        .collect()
-}
-
-/// The closest candidate to `bad`, if it is close enough to be a likely typo.
-pub fn did_you_mean(bad: &str, candidates: &[String]) -> Option<String> {
-    candidates
-        .iter()
-        .map(|c| (strsim::jaro_winkler(bad, c), c))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c.clone())
-}
+/// Serde's message split into the problem and a help line with "did you mean", and the
+/// closest candidate to a typo: the same helpers locate the connector's config errors.
+pub use connector::io::located::{did_you_mean, explain_serde_message};
