@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 
 /// The cloud's host name.
 pub const CLOUD_HOST: &str = "cloud";
-/// The cloud's port (HTTPS in reality; plain TCP in the simulation, design section 3).
+/// The cloud's port (HTTPS in reality; plain TCP in the simulation, see docs/protocols.md).
 pub const CLOUD_PORT: u16 = 443;
 /// The WebSocket route.
 pub const EVENTS_PATH: &str = "/v1/events";

@@ -26,7 +26,7 @@
 //!
 //! ## Why hand-written
 //!
-//! The simulation must be reproducible from one seed (design section 4). General JOSE crates
+//! The simulation must be reproducible from one seed (docs/architecture.md, Determinism). General JOSE crates
 //! (josekit, biscuit) draw their IVs and keys from OpenSSL or ring, which cannot be seeded. Here
 //! the caller passes the key and the IV, drawn from its own seeded RNG ([`draw_key_bytes`],
 //! [`draw_iv`]); this module holds no RNG and is a pure function of its inputs. The AEAD itself

@@ -41,7 +41,7 @@ def ok(what):
 
 
 def plaintext(xmpp):
-    """The plaintext settings PITFALLS.md lists for slixmpp against the fake."""
+    """The settings slixmpp needs for a plaintext stream to the fake (no TLS, PLAIN over TCP)."""
     xmpp.enable_plaintext = True
     xmpp.enable_starttls = False
     xmpp.enable_direct_tls = False
