@@ -315,13 +315,7 @@ pub fn run_scenario(
         file: &file_name,
         text: text.as_deref(),
     };
-    let r = record::build(
-        s,
-        source,
-        &out,
-        reproduce_command(file, seed),
-        wall,
-    );
+    let r = record::build(s, source, &out, reproduce_command(file, seed), wall);
     (r, out)
 }
 

@@ -143,27 +143,24 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
                     continue;
                 }
                 if missing.is_empty() {
-                    t.verdicts.push((sent_s, Verdict::Delivered { latency_ms: first_ms(m) }));
+                    t.verdicts.push((
+                        sent_s,
+                        Verdict::Delivered {
+                            latency_ms: first_ms(m),
+                        },
+                    ));
                 }
             } else if m.deliveries.is_empty() {
-                let verdict = match oracle.expect(m) {
-                    Expect::Must => {
-                        t.lost.push(format!("{id} ({}→{})", m.from, m.to));
-                        Verdict::Lost
-                    }
-                    Expect::AtRisk => {
-                        t.lost_at_risk += 1;
-                        Verdict::AtRisk
-                    }
-                    Expect::Discarded => {
-                        t.discarded += 1;
-                        Verdict::Discarded
-                    }
-                };
+                let verdict = t.undelivered(id, m, oracle.expect(m));
                 t.verdicts.push((sent_s, verdict));
                 continue;
             } else {
-                t.verdicts.push((sent_s, Verdict::Delivered { latency_ms: first_ms(m) }));
+                t.verdicts.push((
+                    sent_s,
+                    Verdict::Delivered {
+                        latency_ms: first_ms(m),
+                    },
+                ));
             }
             t.delivered += 1;
             t.latencies_ms.push(first_ms(m));
@@ -182,6 +179,31 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     });
     t.reordered = reordered(arrivals);
     t
+}
+
+impl Tally {
+    /// Counts a message that arrived nowhere (without a bridge) by what the oracle expected.
+    fn undelivered(
+        &mut self,
+        id: &str,
+        m: &crate::history::observer::MessageRecord,
+        expect: Expect,
+    ) -> Verdict {
+        match expect {
+            Expect::Must => {
+                self.lost.push(format!("{id} ({}→{})", m.from, m.to));
+                Verdict::Lost
+            }
+            Expect::AtRisk => {
+                self.lost_at_risk += 1;
+                Verdict::AtRisk
+            }
+            Expect::Discarded => {
+                self.discarded += 1;
+                Verdict::Discarded
+            }
+        }
+    }
 }
 
 /// Send-to-first-delivery latency of a delivered message, ms.
@@ -252,7 +274,10 @@ mod tests {
     fn an_80_hour_latency_is_reported_as_80_hours_and_a_longer_one_than_the_bound_is_counted() {
         let h80_ms = 80 * 3_600_000;
         let p = percentiles(&[20, h80_ms]);
-        assert!((p.max - h80_ms as f64).abs() / (h80_ms as f64) < 0.001, "{p:?}");
+        assert!(
+            (p.max - h80_ms as f64).abs() / (h80_ms as f64) < 0.001,
+            "{p:?}"
+        );
         assert_eq!(p.clamped, 0);
         let p = percentiles(&[20, 40 * 86_400_000]);
         assert_eq!(p.clamped, 1);

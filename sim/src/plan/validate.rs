@@ -497,19 +497,7 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
     if f.for_.is_some_and(|d| d.ms() == 0) {
         p.add(format!("{at}.for"), "`for` must be more than 0", None);
     }
-    if let Some(d) = f.for_
-        && f.at <= s.duration
-        && f.at.ms().saturating_add(d.ms()) > s.duration.ms()
-    {
-        p.add(
-            format!("{at}.for"),
-            format!(
-                "the fault at {} for {d} ends after the end of the scenario ({}): the run would wait for it to end and then judge nothing",
-                f.at, s.duration
-            ),
-            Some("end faults by `duration`: shorten `for` or lengthen `duration`".into()),
-        );
-    }
+    ends_in_time(s, &at, f, p);
     for kind in &kinds {
         if !FAULT_KINDS_SUPPORTED.contains(kind) {
             p.unsupported(format!("{at}.{kind}"), &format!("the `{kind}` fault"));
@@ -560,7 +548,10 @@ fn duplicate_hosts(s: &Scenario, hosts: &[String], p: &mut Problems) {
             p.add(
                 at,
                 format!("host `{host}` would exist twice: two clusters give the same host names"),
-                Some("give each cluster a different name (`x` and `exp-x` name the same hosts)".into()),
+                Some(
+                    "give each cluster a different name (`x` and `exp-x` name the same hosts)"
+                        .into(),
+                ),
             );
         }
     }
@@ -582,6 +573,24 @@ fn chat_senders(s: &Scenario, p: &mut Problems) {
             );
         }
         earlier.push((i, c.from));
+    }
+}
+
+/// A fault that starts in time must also end by `duration`: its end is an action of the
+/// timeline, and quiescence is only judged once the timeline has run out.
+fn ends_in_time(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
+    if let Some(d) = f.for_
+        && f.at <= s.duration
+        && f.at.ms().saturating_add(d.ms()) > s.duration.ms()
+    {
+        p.add(
+            format!("{at}.for"),
+            format!(
+                "the fault at {} for {d} ends after the end of the scenario ({}): the run would wait for it to end and then judge nothing",
+                f.at, s.duration
+            ),
+            Some("end faults by `duration`: shorten `for` or lengthen `duration`".into()),
+        );
     }
 }
 

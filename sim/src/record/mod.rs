@@ -2,9 +2,11 @@
 
 use crate::checks::{self, Check};
 use crate::history::History;
-use crate::scenario::Scenario;
 use crate::oracle::tally::Tally;
-use reports::{DeliveryTimeline, FaultRecord, Metrics, Outcome, RunRecord, Sampling, Series, ValueLabel};
+use crate::scenario::Scenario;
+use reports::{
+    DeliveryTimeline, FaultRecord, Metrics, Outcome, RunRecord, Sampling, Series, ValueLabel,
+};
 use std::path::{Path, PathBuf};
 
 /// Wall-clock facts measured outside the simulation.

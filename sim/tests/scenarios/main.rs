@@ -85,7 +85,7 @@ fn record_invariants(r: &reports::RunRecord) -> Result<(), Failed> {
     }
     for series in &r.series {
         let group = series.name.split('/').next().unwrap_or_default();
-        if series.kind.is_none() || series.sampling.is_none() || series.unit == group {
+        if series.kind.is_none() || series.sampling.is_none() || series.unit.is_empty() {
             return Err(format!("series {} lacks its unit, kind or sampling", series.name).into());
         }
         if group == "prg_state" && series.value_labels.is_empty() {
