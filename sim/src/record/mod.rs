@@ -353,3 +353,46 @@ fn tables(s: &Scenario, out: &History, checks: &[Box<dyn Check>]) -> Vec<reports
     t.extend(checks.iter().flat_map(|c| c.tables(s, out)));
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEXT: &str = "name: t\nseed: 1\nduration: 1m\ntopology: { imp_clusters: [{ name: a }] }\nusers: { count: 2 }\n";
+
+    #[test]
+    fn the_record_keeps_the_scenario_text_and_its_hash() {
+        let s = crate::parse("t.yaml", TEXT).expect("valid scenario");
+        let mut r = RunRecord::default();
+        scenario_source(&s, Some(TEXT), &mut r);
+        assert_eq!(r.scenario_text.as_deref(), Some(TEXT));
+        assert_eq!(r.scenario_sha256.as_ref().map(String::len), Some(64));
+    }
+
+    #[test]
+    fn a_scenario_holding_its_axl_password_keeps_only_the_hash() {
+        let text = TEXT.replace(
+            "{ name: a }",
+            "{ name: a, axl: { password: hunter2-secret } }",
+        );
+        let s = crate::parse("t.yaml", &text).expect("valid scenario");
+        let mut r = RunRecord::default();
+        scenario_source(&s, Some(&text), &mut r);
+        assert_eq!(r.scenario_text, None);
+        assert!(r.scenario_sha256.is_some());
+    }
+
+    #[test]
+    fn axl_points_without_a_connector_are_not_applicable() {
+        let s = crate::parse("t.yaml", TEXT).expect("valid scenario");
+        let coverage = [
+            ("axl: bad credentials".to_string(), 0),
+            ("offline: stored".to_string(), 0),
+        ]
+        .into_iter()
+        .collect();
+        let na = not_applicable(&s, &coverage);
+        assert!(na["axl: bad credentials"].contains("no Expressway cluster"));
+        assert!(!na.contains_key("offline: stored"));
+    }
+}
