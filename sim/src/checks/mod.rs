@@ -30,7 +30,7 @@ pub mod reached;
 pub mod secrets;
 
 use crate::history::History;
-use crate::plan::validate::{Catalog, Problem, unsupported};
+use crate::plan::validate::{Catalog, Problem};
 use crate::scenario::{CheckSpec, Scenario};
 use reports::{CheckResult, RunRecord, Status, Table};
 use serde::de::DeserializeOwned;
@@ -186,8 +186,27 @@ impl Catalog for Registry {
         };
         let n = check.needs();
         let no_connector = n.connector && s.topology.expressway_clusters.is_empty();
-        if no_connector || (n.cloud && !crate::plan::topology::uses_cloud(s)) {
-            return vec![unsupported(at, &format!("the `{}` check", e.name))];
+        if no_connector {
+            return vec![Problem {
+                path: at.to_string(),
+                message: format!(
+                    "the `{}` check needs the connector: the scenario has no Expressway cluster",
+                    e.name
+                ),
+                help: Some(
+                    "add `topology.expressway_clusters: [{ name: e, imp_clusters: [<IM&P cluster>] }]`, or remove the check".into(),
+                ),
+            }];
+        }
+        if n.cloud && !crate::plan::topology::uses_cloud(s) {
+            return vec![Problem {
+                path: at.to_string(),
+                message: format!(
+                    "the `{}` check needs the Webex cloud: the scenario has no Webex users and no connector",
+                    e.name
+                ),
+                help: Some("give some users the Webex App (`users.webex: 50%`) or add an Expressway cluster, or remove the check".into()),
+            }];
         }
         check.validate(s, at)
     }

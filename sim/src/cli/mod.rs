@@ -50,6 +50,10 @@ enum Command {
         /// Also write trace.jsonl (sessions, sends, deliveries) for debugging.
         #[arg(long)]
         trace: bool,
+        /// Also write every chart of the report as a PNG into <out>/plots/ (for chat tools
+        /// and issue trackers that do not show SVG).
+        #[arg(long)]
+        plot_png: bool,
     },
     /// Validate scenario files without running them.
     Check {
@@ -64,7 +68,7 @@ enum Command {
         /// Current run.json.
         current: PathBuf,
         /// Thresholds as JSON (fields of `reports::Thresholds`; missing ones keep defaults).
-        #[arg(long)]
+        #[arg(long, long_help = reports::Thresholds::help())]
         thresholds: Option<PathBuf>,
     },
     /// Operations on run records.
@@ -106,7 +110,17 @@ pub fn main() -> i32 {
             out,
             quiet,
             trace,
-        } => cmd_run(&scenario, seed, out, quiet, trace),
+            plot_png,
+        } => cmd_run(
+            &scenario,
+            RunFlags {
+                seed,
+                out,
+                quiet,
+                trace,
+                plot_png,
+            },
+        ),
         Command::Check { files } => cmd_check(&files),
         Command::Compare {
             baseline,
@@ -218,7 +232,16 @@ pub fn reproduce_command(file: &Path, seed: u64) -> String {
     )
 }
 
-fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool, trace: bool) -> i32 {
+/// The options of `hmsim run`.
+struct RunFlags {
+    seed: Option<u64>,
+    out: Option<PathBuf>,
+    quiet: bool,
+    trace: bool,
+    plot_png: bool,
+}
+
+fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
     let s = match crate::load(file) {
         Ok(s) => s,
         Err(e) => {
@@ -226,24 +249,37 @@ fn cmd_run(file: &Path, seed: Option<u64>, out: Option<PathBuf>, quiet: bool, tr
             return EXIT_BAD_INPUT;
         }
     };
-    let seed = seed.unwrap_or(s.seed);
+    let seed = flags.seed.unwrap_or(s.seed);
     println!("scenario: {} ({})", s.name, file.display());
     println!("seed: {seed}");
-    let (record, output) = run_scenario(&s, file, seed, quiet);
-    let dir = out.unwrap_or_else(|| record::default_out_dir(&s, seed));
-    if trace && let Err(e) = record::write_trace(&dir, &output) {
+    let (record, output) = run_scenario(&s, file, seed, flags.quiet);
+    let dir = flags
+        .out
+        .unwrap_or_else(|| record::default_out_dir(&s, seed));
+    if flags.trace
+        && let Err(e) = record::write_trace(&dir, &output)
+    {
         eprintln!("{e}");
         return EXIT_IO;
     }
     println!("trace digest: {}", record.trace_digest);
     print_summary(&record);
-    let written = match record::write_outputs(&dir, &record) {
+    let mut written = match record::write_outputs(&dir, &record) {
         Ok(w) => w,
         Err(e) => {
             eprintln!("{e}");
             return EXIT_IO;
         }
     };
+    if flags.plot_png {
+        match record::write_plots(&dir.join("plots"), &record, reports::PlotFormat::Png) {
+            Ok(w) => written.extend(w),
+            Err(e) => {
+                eprintln!("{e}");
+                return EXIT_IO;
+            }
+        }
+    }
     println!(
         "wrote: {}",
         written
@@ -279,18 +315,23 @@ pub fn run_scenario(
         peak_rss_bytes: record::peak_rss_bytes(),
     };
     reporter.finish();
-    let r = record::build(
-        s,
-        &file.display().to_string(),
-        &out,
-        reproduce_command(file, seed),
-        wall,
-    );
+    let file_name = file.display().to_string();
+    let text = std::fs::read_to_string(file).ok();
+    let source = record::Source {
+        file: &file_name,
+        text: text.as_deref(),
+    };
+    let r = record::build(s, source, &out, reproduce_command(file, seed), wall);
     (r, out)
 }
 
 fn print_summary(r: &reports::RunRecord) {
     let m = &r.metrics;
+    if !r.outcome.passed {
+        for line in r.failure_lines() {
+            println!("FAIL {line}");
+        }
+    }
     println!(
         "simulated {} in {:.2}s wall ({:.0} sim-s/wall-s), {} steps, peak RSS {}",
         format_duration(std::time::Duration::from_secs_f64(
@@ -303,15 +344,10 @@ fn print_summary(r: &reports::RunRecord) {
             .map(|b| format!("{:.1} MiB", b as f64 / 1048576.0))
             .unwrap_or_else(|| "n/a".into())
     );
+    println!("{}", messages_line(r));
     println!(
-        "messages: {} sent, {} delivered, {} lost, {} duplicated; latency p50 {} ms, p99 {} ms, max {} ms",
-        m.sent,
-        m.delivered,
-        m.lost,
-        m.duplicated,
-        m.latency_ms.p50,
-        m.latency_ms.p99,
-        m.latency_ms.max
+        "latency p50 {} ms, p99 {} ms, max {} ms; {} duplicated",
+        m.latency_ms.p50, m.latency_ms.p99, m.latency_ms.max, m.duplicated
     );
     if let Some(f) = &r.outcome.failure {
         println!("RUN FAILED: {f}");
@@ -324,6 +360,39 @@ fn print_summary(r: &reports::RunRecord) {
         println!("check {status} {}: {}", c.name, c.detail);
     }
     println!("result: {}", if r.outcome.passed { "PASS" } else { "FAIL" });
+}
+
+/// Every message in one category, so the counts add up to `sent`:
+/// `messages: 1799 sent = 1684 delivered + 0 lost + 115 at risk undelivered + …`.
+pub fn messages_line(r: &reports::RunRecord) -> String {
+    let parts: Vec<String> = message_categories(r)
+        .iter()
+        .map(|(label, n)| format!("{n} {label}"))
+        .collect();
+    format!("messages: {} sent = {}", r.metrics.sent, parts.join(" + "))
+}
+
+/// The message categories of a record with their counts ([`record::CATEGORY_METRICS`]).
+pub fn message_categories(r: &reports::RunRecord) -> Vec<(&'static str, u64)> {
+    let labels = [
+        "delivered",
+        "lost",
+        "at risk undelivered",
+        "not bridged by design",
+        "discarded by offline policy",
+    ];
+    labels
+        .into_iter()
+        .zip(record::CATEGORY_METRICS)
+        .map(|(label, metric)| {
+            let n = if metric == "lost" {
+                r.metrics.lost
+            } else {
+                r.metrics.extra.get(metric).copied().unwrap_or(0.0) as u64
+            };
+            (label, n)
+        })
+        .collect()
 }
 
 /// A progress bar on a terminal; periodic log lines otherwise (CI logs).

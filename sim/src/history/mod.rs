@@ -93,6 +93,12 @@ impl History {
 
 /// Time-series samples per run (bounded so records stay small).
 pub const SAMPLES_MAX: u64 = 240;
+
+/// How often the runner samples the series: [`SAMPLES_MAX`] samples over the duration, never
+/// more often than a tick.
+pub fn sample_every(s: &crate::scenario::Scenario) -> Duration {
+    (s.duration.0 / SAMPLES_MAX as u32).max(s.tick.0)
+}
 /// The captured log is kept up to this size; the check says when it was cut.
 pub const LOG_BYTES_MAX: usize = 256 * 1024 * 1024;
 

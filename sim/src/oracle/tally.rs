@@ -30,6 +30,76 @@ pub struct Tally {
     pub latencies_ms: Vec<u64>,
     /// Conversations whose messages arrived out of send order (excluding offline replay).
     pub reordered: Vec<String>,
+    /// Every message in send order: when it was sent (simulated seconds) and its one verdict.
+    /// The verdicts partition the messages, so their counts add up to `sent`.
+    pub verdicts: Vec<(f64, Verdict)>,
+}
+
+/// What became of one message, one verdict per message (a message delivered to one client
+/// and missing on another is lost or at risk, not delivered).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Delivered everywhere it had to go; latency to its first delivery, ms.
+    Delivered {
+        /// Send-to-first-delivery latency, simulated ms.
+        latency_ms: u64,
+    },
+    /// Had to arrive and did not (everywhere): fails `no_message_loss`.
+    Lost,
+    /// Did not arrive (everywhere), sent close enough to a fault that loss is allowed.
+    AtRisk,
+    /// Nothing carries it by design (spec 33, or the bridge was not up yet): arrived nowhere.
+    NotBridged,
+    /// Discarded because offline storage is off (spec 46).
+    Discarded,
+}
+
+impl Verdict {
+    /// The category name the console and the record use.
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Delivered { .. } => "delivered",
+            Verdict::Lost => "lost",
+            Verdict::AtRisk => "at risk undelivered",
+            Verdict::NotBridged => "not bridged by design",
+            Verdict::Discarded => "discarded by offline policy",
+        }
+    }
+
+    /// The timeline's view of the verdict.
+    pub fn fate(self) -> reports::Fate {
+        match self {
+            Verdict::Delivered { latency_ms } => reports::Fate::Delivered { latency_ms },
+            Verdict::Lost => reports::Fate::Lost,
+            Verdict::AtRisk => reports::Fate::AtRisk,
+            Verdict::NotBridged | Verdict::Discarded => reports::Fate::NotExpected,
+        }
+    }
+}
+
+impl Tally {
+    /// How many messages got each verdict, in the order of [`Verdict::label`]'s list; the
+    /// counts add up to `sent`.
+    pub fn breakdown(&self) -> [(&'static str, u64); 5] {
+        let mut counts = [
+            (Verdict::Delivered { latency_ms: 0 }.label(), 0),
+            (Verdict::Lost.label(), 0),
+            (Verdict::AtRisk.label(), 0),
+            (Verdict::NotBridged.label(), 0),
+            (Verdict::Discarded.label(), 0),
+        ];
+        for (_, v) in &self.verdicts {
+            let i = match v {
+                Verdict::Delivered { .. } => 0,
+                Verdict::Lost => 1,
+                Verdict::AtRisk => 2,
+                Verdict::NotBridged => 3,
+                Verdict::Discarded => 4,
+            };
+            counts[i].1 += 1;
+        }
+        counts
+    }
 }
 
 /// Counts deliveries, losses, duplicates and reorderings.
@@ -44,13 +114,16 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
+            let sent_s = m.sent_at.as_secs_f64();
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
                 let missing = interop::missing(&by_jid, m, &out.bridge);
                 if !missing.is_empty() {
                     if oracle.at_risk(m) {
                         t.lost_at_risk += 1;
+                        t.verdicts.push((sent_s, Verdict::AtRisk));
                     } else {
+                        t.verdicts.push((sent_s, Verdict::Lost));
                         let on: Vec<&str> = missing
                             .iter()
                             .map(|c| match c {
@@ -63,20 +136,34 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
                     }
                 }
                 if m.deliveries.is_empty() {
-                    t.not_bridged += u64::from(missing.is_empty());
+                    if missing.is_empty() {
+                        t.not_bridged += 1;
+                        t.verdicts.push((sent_s, Verdict::NotBridged));
+                    }
                     continue;
                 }
-            } else if m.deliveries.is_empty() {
-                match oracle.expect(m) {
-                    Expect::Must => t.lost.push(format!("{id} ({}→{})", m.from, m.to)),
-                    Expect::AtRisk => t.lost_at_risk += 1,
-                    Expect::Discarded => t.discarded += 1,
+                if missing.is_empty() {
+                    t.verdicts.push((
+                        sent_s,
+                        Verdict::Delivered {
+                            latency_ms: first_ms(m),
+                        },
+                    ));
                 }
+            } else if m.deliveries.is_empty() {
+                let verdict = t.undelivered(id, m, oracle.expect(m));
+                t.verdicts.push((sent_s, verdict));
                 continue;
+            } else {
+                t.verdicts.push((
+                    sent_s,
+                    Verdict::Delivered {
+                        latency_ms: first_ms(m),
+                    },
+                ));
             }
             t.delivered += 1;
-            let first = m.deliveries.iter().map(|d| d.at).min().unwrap_or(m.sent_at);
-            t.latencies_ms.push((first - m.sent_at).as_millis() as u64);
+            t.latencies_ms.push(first_ms(m));
             let mut devices: Vec<&str> = m.deliveries.iter().map(|d| d.device.as_str()).collect();
             devices.sort_unstable();
             if devices.windows(2).any(|w| w[0] == w[1]) {
@@ -92,6 +179,37 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     });
     t.reordered = reordered(arrivals);
     t
+}
+
+impl Tally {
+    /// Counts a message that arrived nowhere (without a bridge) by what the oracle expected.
+    fn undelivered(
+        &mut self,
+        id: &str,
+        m: &crate::history::observer::MessageRecord,
+        expect: Expect,
+    ) -> Verdict {
+        match expect {
+            Expect::Must => {
+                self.lost.push(format!("{id} ({}→{})", m.from, m.to));
+                Verdict::Lost
+            }
+            Expect::AtRisk => {
+                self.lost_at_risk += 1;
+                Verdict::AtRisk
+            }
+            Expect::Discarded => {
+                self.discarded += 1;
+                Verdict::Discarded
+            }
+        }
+    }
+}
+
+/// Send-to-first-delivery latency of a delivered message, ms.
+fn first_ms(m: &crate::history::observer::MessageRecord) -> u64 {
+    let first = m.deliveries.iter().map(|d| d.at).min().unwrap_or(m.sent_at);
+    (first - m.sent_at).as_millis() as u64
 }
 
 /// (delivery number, send position, delayed, id) per (from, to, device).

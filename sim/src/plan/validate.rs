@@ -23,6 +23,10 @@ pub const USERS_MAX: u32 = 250_000;
 pub const JABBER_DEVICES_MAX: u32 = 4;
 /// Coarsest tick accepted: beyond this, XMPP keepalives (30 s) would be distorted.
 pub const TICK_MAX_MS: u64 = 1_000;
+/// Longest `duration` and longest `drain`: 30 days, the longest latency the run's histogram
+/// holds (`oracle::tally::LATENCY_MS_MAX`); the longest library scenario simulates 74 h of
+/// offline storage. Without a bound a typo (`99999999999999999999d`) runs forever.
+pub const DURATION_MAX_MS: u64 = 30 * 86_400_000;
 
 pub use crate::scenario::Problem;
 
@@ -53,7 +57,9 @@ pub fn validate(s: &Scenario, catalog: &dyn Catalog) -> Vec<Problem> {
     for (i, w) in s.workloads.iter().enumerate() {
         workload(s, i, w, &mut p);
     }
+    chat_senders(s, &mut p);
     let hosts = topology::all_hosts(s);
+    duplicate_hosts(s, &hosts, &mut p);
     for (i, f) in s.faults.iter().enumerate() {
         fault(s, i, f, &hosts, &mut p);
     }
@@ -92,6 +98,25 @@ fn header(s: &Scenario, p: &mut Problems) {
     }
     if s.duration.ms() == 0 {
         p.add("duration", "duration must be more than 0", None);
+    }
+    for (field, d) in [("duration", s.duration), ("drain", s.drain)] {
+        if d.ms() > DURATION_MAX_MS {
+            p.add(
+                field,
+                format!("{field} {d} is longer than the longest run hmsim simulates"),
+                Some(format!("at most {}", Dur::from_ms(DURATION_MAX_MS))),
+            );
+        }
+    }
+    if s.duration.ms() > 0 && s.tick.ms() > s.duration.ms() {
+        p.add(
+            "tick",
+            format!(
+                "tick {} is longer than duration {}: the run would take one step and check nothing",
+                s.tick, s.duration
+            ),
+            Some("a tick is a small fraction of the duration; 10ms is the default".into()),
+        );
     }
     if s.tick.ms() == 0 || s.tick.ms() > TICK_MAX_MS {
         p.add(
@@ -472,6 +497,7 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
     if f.for_.is_some_and(|d| d.ms() == 0) {
         p.add(format!("{at}.for"), "`for` must be more than 0", None);
     }
+    ends_in_time(s, &at, f, p);
     for kind in &kinds {
         if !FAULT_KINDS_SUPPORTED.contains(kind) {
             p.unsupported(format!("{at}.{kind}"), &format!("the `{kind}` fault"));
@@ -498,6 +524,74 @@ fn fault(s: &Scenario, i: usize, f: &Fault, hosts: &[String], p: &mut Problems) 
         );
     }
     unknown_hosts(&at, f, hosts, p);
+}
+
+/// Two clusters whose host names collide (`x` twice, or `x` and `exp-x`) would register one
+/// host twice in the simulator.
+fn duplicate_hosts(s: &Scenario, hosts: &[String], p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    let twice: BTreeSet<&String> = hosts.iter().filter(|h| !seen.insert(*h)).collect();
+    let clusters = s
+        .topology
+        .expressway_clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let host = topology::exp_host(&c.name, 1);
+            (format!("topology.expressway_clusters[{i}].name"), host)
+        });
+    let mut reported = BTreeSet::new();
+    // IM&P clusters defined twice are reported by `imp_clusters`; the rest here, once each,
+    // at the later cluster.
+    for (at, host) in clusters.rev() {
+        if twice.contains(&host) && reported.insert(host.clone()) {
+            p.add(
+                at,
+                format!("host `{host}` would exist twice: two clusters give the same host names"),
+                Some(
+                    "give each cluster a different name (`x` and `exp-x` name the same hosts)"
+                        .into(),
+                ),
+            );
+        }
+    }
+}
+
+/// Two `chat` workloads for the same senders would overwrite one another's plan: refused.
+fn chat_senders(s: &Scenario, p: &mut Problems) {
+    let mut earlier: Vec<(usize, ClientSel)> = Vec::new();
+    for (i, w) in s.workloads.iter().enumerate() {
+        let Workload::Chat(c) = w else { continue };
+        let overlap = earlier
+            .iter()
+            .find(|(_, f)| *f == c.from || *f == ClientSel::Any || c.from == ClientSel::Any);
+        if let Some((j, _)) = overlap {
+            p.add(
+                format!("workloads[{i}]"),
+                format!("this `chat` workload has the same senders as workloads[{j}]: one plan per sender, so one would replace the other"),
+                Some("merge them into one `chat` workload, or split the senders with `from: jabber` and `from: webex`".into()),
+            );
+        }
+        earlier.push((i, c.from));
+    }
+}
+
+/// A fault that starts in time must also end by `duration`: its end is an action of the
+/// timeline, and quiescence is only judged once the timeline has run out.
+fn ends_in_time(s: &Scenario, at: &str, f: &Fault, p: &mut Problems) {
+    if let Some(d) = f.for_
+        && f.at <= s.duration
+        && f.at.ms().saturating_add(d.ms()) > s.duration.ms()
+    {
+        p.add(
+            format!("{at}.for"),
+            format!(
+                "the fault at {} for {d} ends after the end of the scenario ({}): the run would wait for it to end and then judge nothing",
+                f.at, s.duration
+            ),
+            Some("end faults by `duration`: shorten `for` or lengthen `duration`".into()),
+        );
+    }
 }
 
 /// Every host a fault names must exist.

@@ -118,7 +118,7 @@ fn connector_counters(core: &ConnectorNode) -> BTreeMap<String, f64> {
     [
         ("to_webex", st.to_webex),
         ("to_jabber", st.to_jabber),
-        ("not_bridged", st.not_bridged),
+        ("stanzas_not_bridged", st.not_bridged),
         ("rejected", st.rejected),
         ("http_errors", st.http_errors),
         ("keys_fetched", st.keys_fetched),

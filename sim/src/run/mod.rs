@@ -88,7 +88,7 @@ fn step_loop(
     let mut prg_watch = sample::Watch::default();
     let duration = s.duration.0;
     let deadline = duration + s.drain.0;
-    let sample_every = (duration / SAMPLES_MAX as u32).max(s.tick.0);
+    let sample_every = crate::history::sample_every(s);
     let progress_every = (duration / 50).max(Duration::from_secs(1));
     let (mut next_fault, mut next_sample, mut next_progress) =
         (0usize, Duration::ZERO, Duration::ZERO);
@@ -124,7 +124,7 @@ fn step_loop(
             }
         }
         if now >= deadline {
-            out.failure = Some(waiting_for(s, out, deadline));
+            out.failure = Some(waiting_for(s, out, deadline, &timeline[next_fault..]));
             break;
         }
         if let Err(e) = world.sim.step() {
@@ -201,7 +201,19 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
 
 /// A liveness failure message: what the run was still waiting for (messages that must
 /// arrive, not those at risk from faults) and devices not logged in.
-fn waiting_for(s: &Scenario, out: &History, deadline: Duration) -> String {
+fn waiting_for(s: &Scenario, out: &History, deadline: Duration, unfired: &[Timed]) -> String {
+    // Quiescence is only judged once the timeline has run out: a fault still to come at the
+    // deadline is what kept the run going, not a message.
+    if let Some(next) = unfired.first() {
+        return format!(
+            "not finished by duration + drain ({}): {} fault actions still to come (the next, {} {}, at {})",
+            crate::scenario::units::format_duration(deadline),
+            unfired.len(),
+            next.kind,
+            next.detail(),
+            crate::scenario::units::format_duration(next.at)
+        );
+    }
     let pending = awaited(s, out, usize::MAX);
     let down = out.observer.devices_down();
     let mut msg = format!(

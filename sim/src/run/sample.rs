@@ -148,12 +148,7 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
             continue;
         };
         let core = core.borrow();
-        for (node, n) in core.sessions().open_per_node() {
-            out.series
-                .entry(format!("connector_sessions/{host}/{node}"))
-                .or_default()
-                .push((t, n as f64));
-        }
+        connector_sessions(out, host, &core.sessions().open_per_node(), t);
         let mut push = |name: String, n: usize| {
             out.series.entry(name).or_default().push((t, n as f64));
         };
@@ -164,6 +159,28 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
             .entry(host.clone())
             .or_default()
             .push((now, core.status_page(now)));
+    }
+}
+
+/// Open sessions per IM&P node of connector `host` at `t`: a node the connector had sessions
+/// on and has none now gets a 0 (a gap would say the connector could not be read).
+fn connector_sessions(out: &mut History, host: &str, open: &BTreeMap<String, usize>, t: f64) {
+    let prefix = format!("connector_sessions/{host}/");
+    let emptied: Vec<String> = out
+        .series
+        .range(prefix.clone()..)
+        .take_while(|(name, _)| name.starts_with(&prefix))
+        .map(|(name, _)| name.clone())
+        .filter(|name| !open.contains_key(&name[prefix.len()..]))
+        .collect();
+    for name in emptied {
+        out.series.entry(name).or_default().push((t, 0.0));
+    }
+    for (node, n) in open {
+        out.series
+            .entry(format!("{prefix}{node}"))
+            .or_default()
+            .push((t, *n as f64));
     }
 }
 

@@ -37,6 +37,7 @@ fn directives(path: &Path, key: &str) -> Vec<String> {
 fn run_scenario_file(path: &Path) -> Result<(), Failed> {
     let s = sim::load(path).map_err(|e| Failed::from(e.to_string()))?;
     let (record, _) = sim::cli::run_scenario(&s, path, s.seed, true);
+    record_invariants(&record)?;
     if record.outcome.passed {
         return Ok(());
     }
@@ -49,6 +50,49 @@ fn run_scenario_file(path: &Path) -> Result<(), Failed> {
     }
     msg.push_str(&format!("reproduce: {}", record.reproduce));
     Err(msg.into())
+}
+
+/// What every run record must hold (issue 15): the console's message categories add up to
+/// `sent`, so does the delivery timeline, and every series says its unit, how it is drawn and
+/// how it was sampled.
+fn record_invariants(r: &reports::RunRecord) -> Result<(), Failed> {
+    let categories = sim::cli::message_categories(r);
+    let total: u64 = categories.iter().map(|(_, n)| n).sum();
+    if total != r.metrics.sent {
+        return Err(format!(
+            "message categories add up to {total}, not {} sent: {categories:?}",
+            r.metrics.sent
+        )
+        .into());
+    }
+    let line = sim::cli::messages_line(r);
+    for (label, n) in &categories {
+        if !line.contains(&format!("{n} {label}")) {
+            return Err(format!("console line lacks `{n} {label}`: {line}").into());
+        }
+    }
+    let Some(timeline) = &r.delivery_timeline else {
+        return Err("no delivery timeline".into());
+    };
+    let timeline_sent: u64 = timeline.buckets.iter().map(|b| b.sent).sum();
+    let timeline_lost: u64 = timeline.buckets.iter().map(|b| b.lost).sum();
+    if timeline_sent != r.metrics.sent || timeline_lost != r.metrics.lost {
+        return Err(format!(
+            "timeline: {timeline_sent} sent, {timeline_lost} lost; metrics: {} sent, {} lost",
+            r.metrics.sent, r.metrics.lost
+        )
+        .into());
+    }
+    for series in &r.series {
+        let group = series.name.split('/').next().unwrap_or_default();
+        if series.kind.is_none() || series.sampling.is_none() || series.unit.is_empty() {
+            return Err(format!("series {} lacks its unit, kind or sampling", series.name).into());
+        }
+        if group == "prg_state" && series.value_labels.is_empty() {
+            return Err(format!("series {} lacks its state names", series.name).into());
+        }
+    }
+    Ok(())
 }
 
 fn determinism() -> Result<(), Failed> {
