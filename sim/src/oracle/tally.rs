@@ -118,37 +118,9 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
                 let missing = interop::missing(&by_jid, m, &out.bridge);
-                if !missing.is_empty() {
-                    if oracle.at_risk(m) {
-                        t.lost_at_risk += 1;
-                        t.verdicts.push((sent_s, Verdict::AtRisk));
-                    } else {
-                        t.verdicts.push((sent_s, Verdict::Lost));
-                        let on: Vec<&str> = missing
-                            .iter()
-                            .map(|c| match c {
-                                fakes::observe::ClientKind::Jabber => "Jabber",
-                                fakes::observe::ClientKind::Webex => "Webex",
-                            })
-                            .collect();
-                        t.lost
-                            .push(format!("{id} ({}→{} on {})", m.from, m.to, on.join("+")));
-                    }
-                }
-                if m.deliveries.is_empty() {
-                    if missing.is_empty() {
-                        t.not_bridged += 1;
-                        t.verdicts.push((sent_s, Verdict::NotBridged));
-                    }
+                let at_risk = !missing.is_empty() && oracle.at_risk(m);
+                if !t.bridged(id, m, &missing, at_risk) {
                     continue;
-                }
-                if missing.is_empty() {
-                    t.verdicts.push((
-                        sent_s,
-                        Verdict::Delivered {
-                            latency_ms: first_ms(m),
-                        },
-                    ));
                 }
             } else if m.deliveries.is_empty() {
                 let verdict = t.undelivered(id, m, oracle.expect(m));
@@ -179,6 +151,48 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     });
     t.reordered = reordered(arrivals);
     t
+}
+
+impl Tally {
+    /// Judges a message across the bridge by the recipient clients it `missing`; false when it
+    /// arrived on no client at all (nothing more to count for it).
+    fn bridged(
+        &mut self,
+        id: &str,
+        m: &crate::history::observer::MessageRecord,
+        missing: &[fakes::observe::ClientKind],
+        at_risk: bool,
+    ) -> bool {
+        let sent_s = m.sent_at.as_secs_f64();
+        if at_risk {
+            self.lost_at_risk += 1;
+            self.verdicts.push((sent_s, Verdict::AtRisk));
+        } else if !missing.is_empty() {
+            self.verdicts.push((sent_s, Verdict::Lost));
+            let on: Vec<&str> = missing
+                .iter()
+                .map(|c| match c {
+                    fakes::observe::ClientKind::Jabber => "Jabber",
+                    fakes::observe::ClientKind::Webex => "Webex",
+                })
+                .collect();
+            self.lost
+                .push(format!("{id} ({}→{} on {})", m.from, m.to, on.join("+")));
+        }
+        if m.deliveries.is_empty() {
+            if missing.is_empty() {
+                self.not_bridged += 1;
+                self.verdicts.push((sent_s, Verdict::NotBridged));
+            }
+            return false;
+        }
+        if missing.is_empty() {
+            let latency_ms = first_ms(m);
+            self.verdicts
+                .push((sent_s, Verdict::Delivered { latency_ms }));
+        }
+        true
+    }
 }
 
 impl Tally {
