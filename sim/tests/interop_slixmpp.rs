@@ -14,7 +14,6 @@ mod common;
 
 use common::{KillOnDrop, free_ports, serve, wait_with_timeout};
 
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -92,19 +91,7 @@ fn slixmpp_client_and_component_against_hmsim_serve_imp() {
             .expect("start the slixmpp check"),
         "slixmpp check",
     );
-    // Read both pipes on threads so a chatty child never blocks on a full pipe.
-    let mut out_pipe = check.0.stdout.take().expect("stdout");
-    let mut err_pipe = check.0.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
+    let (out_t, err_t) = common::read_outputs(&mut check.0);
     let status = wait_with_timeout(&mut check.0, SCRIPT_TIMEOUT);
     if status.is_none() {
         let _ = check.0.kill();

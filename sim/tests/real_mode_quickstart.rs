@@ -21,7 +21,6 @@ use common::{KillOnDrop, connector_binary, python_has, skip, wait_with_timeout, 
 use fakes::cloud::api::{Method, Request};
 use fakes::cloud::serve::CloudServeConfig;
 use serde_json::json;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -60,19 +59,7 @@ fn the_quickstart_script_runs_end_to_end() {
             .expect("start run.sh"),
         "run.sh",
     );
-    // Read both pipes on threads so that a full pipe never blocks the script.
-    let mut out_pipe = run.0.stdout.take().expect("stdout");
-    let mut err_pipe = run.0.stderr.take().expect("stderr");
-    let out_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out_pipe.read_to_string(&mut s);
-        s
-    });
-    let err_t = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err_pipe.read_to_string(&mut s);
-        s
-    });
+    let (out_t, err_t) = common::read_outputs(&mut run.0);
     let status = wait_with_timeout(&mut run.0, SCRIPT_TIMEOUT);
     if status.is_none() {
         // run.sh stops its children on TERM (its trap); kill() would leave them running.

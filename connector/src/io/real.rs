@@ -695,7 +695,7 @@ fn log_registration_delay(net: &TokioNet, delay: Option<(Duration, Duration)>) {
     let ready_at = answered + delay;
     let left = ready_at.saturating_sub(net.now());
     // Real mode only: the wall clock turns the core's "time since start" into a time of day.
-    let until = std::time::SystemTime::now() + left;
+    let until = std::time::SystemTime::now() + left; // allow-nondeterminism: real mode only, a log line
     tracing::info!(
         "registration accepted by Control Hub; it completes after a delay of {:.1} s (spec 12: \
          {REGISTRATION_DELAY_NOTE}): waiting for Control Hub until {} UTC",
@@ -707,8 +707,9 @@ fn log_registration_delay(net: &TokioNet, delay: Option<(Duration, Duration)>) {
 /// How long Control Hub may take to complete a registration, as the log says it.
 const REGISTRATION_DELAY_NOTE: &str = "up to 5 min";
 
-/// `HH:MM:SS` of `t` in UTC.
-fn utc_time_of_day(t: std::time::SystemTime) -> String {
+/// `HH:MM:SS` of `t` in UTC (for the log lines that say until when a wait lasts; the served
+/// cloud uses it too).
+pub fn utc_time_of_day(t: std::time::SystemTime) -> String {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());

@@ -248,7 +248,7 @@ async fn log_registrations(net: TokioNet, cloud: Rc<RefCell<Cloud>>) {
             }
             let left = node.ready_at.saturating_sub(now);
             // Real mode only: the wall clock gives the time of day the wait ends.
-            let until = std::time::SystemTime::now() + left;
+            let until = std::time::SystemTime::now() + left; // allow-nondeterminism: served cloud only, a log line
             tracing::info!(
                 connector = %node.id,
                 cluster = %node.cluster,
@@ -256,19 +256,10 @@ async fn log_registrations(net: TokioNet, cloud: Rc<RefCell<Cloud>>) {
                  delay, spec 12: up to {} min): waiting for Control Hub until {} UTC",
                 left.as_secs_f64(),
                 REGISTRATION_DELAY_MAX.as_secs() / 60,
-                utc_time_of_day(until)
+                connector::io::real::utc_time_of_day(until)
             );
         }
     }
-}
-
-/// `HH:MM:SS` of `t` in UTC.
-fn utc_time_of_day(t: std::time::SystemTime) -> String {
-    let secs = t
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let day = secs % 86_400;
-    format!("{:02}:{:02}:{:02}", day / 3600, day % 3600 / 60, day % 60)
 }
 
 /// Serves the KMS of `cfg` on real sockets until the listener fails. Call inside a `LocalSet`.

@@ -27,7 +27,6 @@ use serde::{Deserialize, Deserializer};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 use std::rc::Rc;
-use std::time::Duration;
 
 /// The config of `hmsim serve imp` (module doc).
 #[derive(Debug, Clone, Deserialize)]
@@ -168,23 +167,7 @@ fn rate<'de, D: Deserializer<'de>>(d: D) -> Result<Option<CreateRate>, D::Error>
 /// # Errors
 /// What is wrong, with the accepted forms.
 pub fn parse_rate(s: &str) -> Result<CreateRate, String> {
-    let err = || {
-        format!(
-            "invalid rate `{s}`: expected `<count>/<duration>`, like `1/10m`, `6/h` or `5000/30m`"
-        )
-    };
-    let (count, per) = s.trim().split_once('/').ok_or_else(err)?;
-    let count: f64 = count.trim().parse().map_err(|_| err())?;
-    let per = per.trim();
-    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
-        parse_duration(per)
-    } else {
-        parse_duration(&format!("1{per}"))
-    }
-    .ok_or_else(err)?;
-    if count.is_nan() || count < 0.0 || per.is_zero() {
-        return Err(err());
-    }
+    let (count, per) = crate::config::parse_rate(s)?;
     let max = crate::config::CREATE_RATE_CONFIG_MAX;
     if !(1.0..=f64::from(max)).contains(&count.round()) {
         return Err(format!(
@@ -196,36 +179,6 @@ pub fn parse_rate(s: &str) -> Result<CreateRate, String> {
         sessions: count.round() as u32,
         per,
     })
-}
-
-/// `1500ms`, `10s`, `1m30s`, `2h`, `1d`.
-fn parse_duration(s: &str) -> Option<Duration> {
-    let mut total_ms: f64 = 0.0;
-    let mut rest = s.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    // Each round consumes one number and its unit: at most one round per character.
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let unit_len = rest[num_len..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len() - num_len);
-        let value: f64 = rest[..num_len].parse().ok()?;
-        let unit_ms = match &rest[num_len..num_len + unit_len] {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
-            _ => return None,
-        };
-        total_ms += (value * unit_ms).round();
-        rest = &rest[num_len + unit_len..];
-    }
-    Some(Duration::from_millis(total_ms.min(u64::MAX as f64) as u64))
 }
 
 /// The (major, minor) of an IM&P version such as `14.0` or `12.5.1`; `None` unless the major
@@ -339,6 +292,7 @@ pub async fn serve(cfg: &ServeImpConfig, on_ready: impl FnOnce(Vec<String>)) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn rates_and_versions_parse_as_the_scenario_units_do() {

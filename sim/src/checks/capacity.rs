@@ -229,10 +229,7 @@ impl Check for WithinCapacity {
         ENTRY.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            connector: true,
-            ..Needs::default()
-        }
+        Needs::CONNECTOR
     }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         check(s, h)

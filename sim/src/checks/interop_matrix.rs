@@ -29,10 +29,7 @@ impl Check for InteropMatrix {
         ENTRY.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            connector: true,
-            ..Needs::default()
-        }
+        Needs::CONNECTOR
     }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         let _ = s;

@@ -495,10 +495,7 @@ impl Check for Migration {
         ENTRY.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            connector: true,
-            ..Needs::default()
-        }
+        Needs::CONNECTOR
     }
     fn validate(&self, s: &Scenario, at: &str) -> Vec<Problem> {
         rules(s, self, at)
@@ -571,10 +568,7 @@ impl Check for StatusPageCheck {
         STATUS_PAGE.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            connector: true,
-            ..Needs::default()
-        }
+        Needs::CONNECTOR
     }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         status_page(s, h)

@@ -49,6 +49,22 @@ pub struct Needs {
     pub log: bool,
 }
 
+impl Needs {
+    /// A check of the connector's behaviour: refused in a scenario without one.
+    pub const CONNECTOR: Needs = Needs {
+        connector: true,
+        cloud: false,
+        log: false,
+    };
+    /// A check of the cloud's behaviour: refused in a scenario without Webex users or a
+    /// connector.
+    pub const CLOUD: Needs = Needs {
+        connector: false,
+        cloud: true,
+        log: false,
+    };
+}
+
 /// One scenario check.
 pub trait Check {
     /// Its scenario name.

@@ -50,10 +50,7 @@ impl Check for NoPlaintextAtCloud {
         ENTRY.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            cloud: true,
-            ..Needs::default()
-        }
+        Needs::CLOUD
     }
     fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
         match &h.plaintext {

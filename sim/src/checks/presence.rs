@@ -237,10 +237,7 @@ impl Check for Presence {
         ENTRY.name
     }
     fn needs(&self) -> Needs {
-        Needs {
-            connector: true,
-            ..Needs::default()
-        }
+        Needs::CONNECTOR
     }
     fn judge(&self, _s: &Scenario, h: &History) -> Verdict {
         check(h).0

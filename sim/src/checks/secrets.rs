@@ -275,9 +275,8 @@ impl Check for NoSecretsInLogs {
     }
     fn needs(&self) -> Needs {
         Needs {
-            connector: true,
             log: true,
-            ..Needs::default()
+            ..Needs::CONNECTOR
         }
     }
     fn judge(&self, _s: &Scenario, h: &History) -> Verdict {

@@ -158,54 +158,44 @@ fn host_faults(
     push: &mut impl FnMut(Duration, &str, Action),
 ) {
     let h = |x: &Hosts| x.0.clone();
-    if let Some(x) = &f.crash {
-        push(start, "crash", Action::Crash(h(x)));
+    // A fault with its undoing at `end` when it has a duration (`<kind>/end`).
+    let mut pair = |kind: &str, on: Action, off: Action| {
+        push(start, kind, on);
         if timed {
-            push(end, "crash/end", Action::Bounce(h(x)));
+            push(end, &format!("{kind}/end"), off);
         }
+    };
+    if let Some(x) = &f.crash {
+        pair("crash", Action::Crash(h(x)), Action::Bounce(h(x)));
+    }
+    if let Some(p) = &f.partition {
+        let (a, b) = (h(&p.a), h(&p.b));
+        pair(
+            "partition",
+            Action::Partition(a.clone(), b.clone()),
+            Action::Repair(a, b),
+        );
+    }
+    if let Some(p) = &f.partition_oneway {
+        let (a, b) = (h(&p.from), h(&p.to));
+        let on = Action::PartitionOneway(a.clone(), b.clone());
+        pair("partition_oneway", on, Action::RepairOneway(a, b));
+    }
+    if let Some(p) = &f.hold {
+        let (a, b) = (h(&p.a), h(&p.b));
+        pair(
+            "hold",
+            Action::Hold(a.clone(), b.clone()),
+            Action::Release(a, b),
+        );
+    }
+    if let Some(l) = &f.link_latency {
+        let (a, b) = (h(&l.a), h(&l.b));
+        let on = Action::Latency(a.clone(), b.clone(), l.latency.0);
+        pair("link_latency", on, Action::Latency(a, b, base.0));
     }
     if let Some(x) = &f.bounce {
         push(start, "bounce", Action::Bounce(h(x)));
-    }
-    if let Some(p) = &f.partition {
-        push(start, "partition", Action::Partition(h(&p.a), h(&p.b)));
-        if timed {
-            push(end, "partition/end", Action::Repair(h(&p.a), h(&p.b)));
-        }
-    }
-    if let Some(p) = &f.partition_oneway {
-        push(
-            start,
-            "partition_oneway",
-            Action::PartitionOneway(h(&p.from), h(&p.to)),
-        );
-        if timed {
-            push(
-                end,
-                "partition_oneway/end",
-                Action::RepairOneway(h(&p.from), h(&p.to)),
-            );
-        }
-    }
-    if let Some(p) = &f.hold {
-        push(start, "hold", Action::Hold(h(&p.a), h(&p.b)));
-        if timed {
-            push(end, "hold/end", Action::Release(h(&p.a), h(&p.b)));
-        }
-    }
-    if let Some(l) = &f.link_latency {
-        push(
-            start,
-            "link_latency",
-            Action::Latency(h(&l.a), h(&l.b), l.latency.0),
-        );
-        if timed {
-            push(
-                end,
-                "link_latency/end",
-                Action::Latency(h(&l.a), h(&l.b), base.0),
-            );
-        }
     }
 }
 

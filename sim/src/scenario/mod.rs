@@ -19,41 +19,9 @@ use locate::PathIndex;
 use std::fmt;
 use std::path::Path;
 
-/// One problem in a scenario file, located.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// File as given.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub col: usize,
-    /// Field path such as `topology.imp_clusters[0].nodes` (empty for the document).
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-    /// What would be right: the valid keys or values, or a suggestion.
-    pub help: Option<String>,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let path = if self.path.is_empty() {
-            "(document)"
-        } else {
-            &self.path
-        };
-        write!(
-            f,
-            "{}:{}:{}: error at `{}`: {}",
-            self.file, self.line, self.col, path, self.message
-        )?;
-        if let Some(h) = &self.help {
-            write!(f, "\n  help: {h}")?;
-        }
-        Ok(())
-    }
-}
+/// One problem in a scenario file, located (file:line:column, field path, help): the same
+/// type and format as the connector's config errors.
+pub use connector::io::located::Located as Diagnostic;
 
 /// A scenario that could not be loaded: every problem found, in file order.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -94,8 +62,7 @@ pub fn load(path: &Path, rules: Rules<'_>) -> Result<Scenario, ScenarioError> {
     let source = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         diagnostics: vec![Diagnostic {
             file: file.clone(),
-            line: 1,
-            col: 1,
+            pos: locate::Pos { line: 1, col: 1 },
             path: String::new(),
             message: format!("cannot read the file: {e}"),
             help: None,
@@ -118,51 +85,20 @@ pub fn parse(file: &str, source: &str, rules: Rules<'_>) -> Result<Scenario, Sce
             let pos = index.find(&p.path);
             Diagnostic {
                 file: file.to_string(),
-                line: pos.line,
-                col: pos.col,
+                pos,
                 path: p.path,
                 message: p.message,
                 help: p.help,
             }
         })
         .collect();
-    diagnostics.sort_by_key(|d| (d.line, d.col));
+    diagnostics.sort_by_key(|d| d.pos);
     Err(ScenarioError { diagnostics })
 }
 
 fn deserialize(file: &str, source: &str) -> Result<Scenario, ScenarioError> {
-    let de = serde_yaml::Deserializer::from_str(source);
-    serde_path_to_error::deserialize::<_, Scenario>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        let inner = e.into_inner();
-        let (line, col) = inner
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let raw = inner.to_string();
-        // The YAML crate prefixes its own (parent's) path; ours is printed in front already.
-        let raw = match raw.split_once(": ") {
-            Some((prefix, rest)) if !prefix.is_empty() && path.starts_with(prefix) => rest,
-            _ => &raw,
-        };
-        let (message, help) = explain_serde_message(raw);
-        // Custom errors are located at the enclosing mapping; the field's own key is later in
-        // the text and more useful. Syntax errors are located past the last good key.
-        let (line, col) = match PathIndex::build(source).exact(&path) {
-            Some(p) if (p.line, p.col) > (line, col) => (p.line, p.col),
-            _ => (line, col),
-        };
-        ScenarioError {
-            diagnostics: vec![Diagnostic {
-                file: file.to_string(),
-                line,
-                col,
-                path,
-                message,
-                help,
-            }],
-        }
+    connector::io::located::deserialize(file, source).map_err(|d| ScenarioError {
+        diagnostics: vec![d],
     })
 }
 

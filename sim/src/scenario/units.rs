@@ -25,40 +25,8 @@ impl Dur {
     }
 }
 
-const DURATION_FORMS: &str = "a number followed by a unit (ms, s, m, h, d), possibly repeated: `500ms`, `90s`, `15m`, `1h30m`, `72h`";
-
-/// Parses `1h30m`, `90s`, `250ms`, `2d`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let t = s.trim();
-    if t.is_empty() {
-        return Err(format!("empty duration: expected {DURATION_FORMS}"));
-    }
-    let mut total_ms: u128 = 0;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let unit_len = rest[num_len..]
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len() - num_len);
-        let (num, unit) = (&rest[..num_len], &rest[num_len..num_len + unit_len]);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("invalid duration `{s}`: expected {DURATION_FORMS}"))?;
-        let unit_ms: f64 = match unit {
-            "ms" => 1.0,
-            "s" => 1_000.0,
-            "m" => 60_000.0,
-            "h" => 3_600_000.0,
-            "d" => 86_400_000.0,
-            _ => return Err(format!("invalid duration `{s}`: expected {DURATION_FORMS}")),
-        };
-        total_ms += (value * unit_ms).round() as u128;
-        rest = &rest[num_len + unit_len..];
-    }
-    Ok(Duration::from_millis(total_ms.min(u64::MAX as u128) as u64))
-}
+/// The duration syntax, shared with the serve configs.
+pub use fakes::config::{DURATION_FORMS, parse_duration};
 
 /// Formats a duration the way scenarios write it (`1h30m`, `90s` → `1m30s`, `250ms`).
 pub fn format_duration(d: Duration) -> String {
@@ -199,22 +167,7 @@ impl Rate {
 
 /// Parses `1/10m` (1 per 10 minutes) or `6/h` (6 per hour).
 pub fn parse_rate(s: &str) -> Result<Rate, String> {
-    let err = || {
-        format!(
-            "invalid rate `{s}`: expected `<count>/<duration>`, like `1/10m`, `6/h` or `5000/30m`"
-        )
-    };
-    let (count, per) = s.trim().split_once('/').ok_or_else(err)?;
-    let count: f64 = count.trim().parse().map_err(|_| err())?;
-    let per = per.trim();
-    let per = if per.starts_with(|c: char| c.is_ascii_digit()) {
-        parse_duration(per).map_err(|_| err())?
-    } else {
-        parse_duration(&format!("1{per}")).map_err(|_| err())?
-    };
-    if count.is_nan() || count < 0.0 || per.is_zero() {
-        return Err(err());
-    }
+    let (count, per) = fakes::config::parse_rate(s)?;
     Ok(Rate { count, per })
 }
 

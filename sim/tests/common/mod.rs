@@ -71,6 +71,30 @@ pub fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// Reads both of `child`'s piped outputs to the end on threads, so that a chatty child never
+/// blocks on a full pipe; join the handles (stdout, stderr) once it has exited.
+pub fn read_outputs(
+    child: &mut Child,
+) -> (
+    std::thread::JoinHandle<String>,
+    std::thread::JoinHandle<String>,
+) {
+    use std::io::Read as _;
+    let mut out_pipe = child.stdout.take().expect("piped stdout");
+    let mut err_pipe = child.stderr.take().expect("piped stderr");
+    let out_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out_pipe.read_to_string(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err_pipe.read_to_string(&mut s);
+        s
+    });
+    (out_t, err_t)
+}
+
 /// Starts `hmsim serve <what> --config <config>` and reads its stdout until `ready` says a
 /// line is the last one awaited (`awaited` names it for the failure message); returns the
 /// process and every line it printed up to then.

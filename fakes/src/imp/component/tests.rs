@@ -726,14 +726,14 @@ mod turmoil_tests {
             .build();
         sim.host("imp-1", node_host());
         sim.client("idler", async {
-            let start = tokio::time::Instant::now();
+            let start = tokio::time::Instant::now(); // allow-nondeterminism: turmoil's simulated clock
             let mut c = turmoil::net::TcpStream::connect(("imp-1", COMPONENT_PORT)).await?;
             let got = read_to_close(&mut c).await;
             assert!(got.contains("connection-timeout"), "{got}");
             let waited = start.elapsed();
             assert!(waited >= COMPONENT_HANDSHAKE_TIMEOUT, "{waited:?}");
             assert!(waited < COMPONENT_HANDSHAKE_TIMEOUT * 2, "{waited:?}");
-            let start = tokio::time::Instant::now();
+            let start = tokio::time::Instant::now(); // allow-nondeterminism: turmoil's simulated clock
             let mut c = turmoil::net::TcpStream::connect(("imp-1", 5222)).await?;
             c.write_all(
                 b"<stream:stream xmlns='jabber:client' \
