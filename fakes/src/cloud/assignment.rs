@@ -309,6 +309,11 @@ impl Assignment {
         self.unassigned.len()
     }
 
+    /// Enabled users that fit nowhere (or that no connector knows), sorted by email.
+    pub fn unassigned_users(&self) -> impl Iterator<Item = &String> {
+        self.unassigned.iter()
+    }
+
     /// Users assigned in total.
     pub fn assigned_count(&self) -> usize {
         self.assigned.len()

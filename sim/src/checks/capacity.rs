@@ -71,7 +71,7 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
 
 /// The check on a run.
 pub fn check(s: &Scenario, out: &crate::history::History) -> (Status, String) {
-    judge(&limits(s), &out.series)
+    judge(&limits(s), &out.series, &out.unassigned_at_end)
 }
 
 /// One sample of one node: (cloud assigned, eligible, connector assigned, open sessions).
@@ -98,16 +98,18 @@ fn samples(c: &ClusterLimits, series: &Series) -> BTreeMap<u64, BTreeMap<String,
     out
 }
 
-/// Judges the series against the limits.
-pub fn judge(limits: &[ClusterLimits], series: &Series) -> (Status, String) {
+/// Judges the series against the limits; `unassigned` are the users the cloud could place
+/// nowhere at the end (named in the detail).
+pub fn judge(limits: &[ClusterLimits], series: &Series, unassigned: &[String]) -> (Status, String) {
     let mut bad: Vec<String> = Vec::new();
     let mut summary = Vec::new();
-    let mut judged = 0usize;
+    let (mut judged, mut peak_total) = (0usize, 0u32);
     for c in limits {
         let mut peak: BTreeMap<String, u32> = BTreeMap::new();
         let mut last = String::new();
         for (at_ms, nodes) in samples(c, series) {
             judged += 1;
+            peak_total = peak_total.max(nodes.values().map(|n| n.0).sum());
             sample_violations(c, at_ms, &nodes, &mut peak, &mut bad);
             last = balance(&nodes);
         }
@@ -126,6 +128,17 @@ pub fn judge(limits: &[ClusterLimits], series: &Series) -> (Status, String) {
             "no assignment samples: the check exercised nothing".into(),
         );
     }
+    if peak_total == 0 {
+        return (
+            Status::Fail,
+            format!(
+                "0 users assigned in all {judged} samples: the check exercised nothing; {}{}",
+                summary.join("; "),
+                beyond(unassigned)
+            ),
+        );
+    }
+    summary.push(beyond(unassigned));
     if bad.is_empty() {
         return (
             Status::Pass,
@@ -144,6 +157,19 @@ pub fn judge(limits: &[ClusterLimits], series: &Series) -> (Status, String) {
             bad.join("; "),
             summary.join("; ")
         ),
+    )
+}
+
+/// The users beyond capacity, by count and name: "none" when every enabled user was placed.
+fn beyond(unassigned: &[String]) -> String {
+    if unassigned.is_empty() {
+        return "users beyond capacity (unassigned) at the end: none".into();
+    }
+    format!(
+        "users beyond capacity (unassigned) at the end: {} ({}{})",
+        unassigned.len(),
+        unassigned[..unassigned.len().min(EXAMPLES_MAX)].join(", "),
+        if unassigned.len() > EXAMPLES_MAX { ", ..." } else { "" }
     )
 }
 
@@ -278,7 +304,7 @@ mod tests {
             [(100.0, 1.0), (0.0, 0.0), (100.0, 1.0)],
             [(67.0, 1.0), (66.0, 1.0), (67.0, 1.0)],
         ]);
-        let (status, detail) = judge(&limits(), &s);
+        let (status, detail) = judge(&limits(), &s, &[]);
         assert_eq!(status, Status::Pass, "{detail}");
         assert!(detail.contains("peak per node exp-a-1 100"), "{detail}");
         assert!(
@@ -293,7 +319,7 @@ mod tests {
             [(67.0, 1.0), (67.0, 1.0), (66.0, 1.0)],
             [(101.0, 1.0), (0.0, 0.0), (99.0, 1.0)],
         ]);
-        let (status, detail) = judge(&limits(), &s);
+        let (status, detail) = judge(&limits(), &s, &[]);
         assert_eq!(status, Status::Fail);
         assert!(
             detail.contains("exp-a-1 at 5s: 101 assigned > U(1) 100"),
@@ -305,7 +331,7 @@ mod tests {
     #[test]
     fn over_the_cluster_capacity_or_unbalanced_fails() {
         let s = series(&[[(90.0, 1.0), (90.0, 1.0), (30.0, 1.0)]]);
-        let (status, detail) = judge(&limits(), &s);
+        let (status, detail) = judge(&limits(), &s, &[]);
         assert_eq!(status, Status::Fail);
         assert!(detail.contains("210 users > U(N) 200"), "{detail}");
         assert!(detail.contains("90 users > ⌈210/3⌉ + 0 = 70"), "{detail}");
@@ -313,6 +339,31 @@ mod tests {
 
     #[test]
     fn no_samples_fail() {
-        assert_eq!(judge(&limits(), &Series::new()).0, Status::Fail);
+        assert_eq!(judge(&limits(), &Series::new(), &[]).0, Status::Fail);
+    }
+
+    #[test]
+    fn samples_with_no_user_assigned_exercised_nothing() {
+        let s = series(&[[(0.0, 1.0), (0.0, 1.0), (0.0, 1.0)]; 3]);
+        let (status, detail) = judge(&limits(), &s, &[]);
+        assert_eq!(status, Status::Fail, "{detail}");
+        assert!(
+            detail.contains("0 users assigned in all 3 samples: the check exercised nothing"),
+            "{detail}"
+        );
+    }
+
+    #[test]
+    fn users_beyond_capacity_are_named_and_counted() {
+        let s = series(&[[(100.0, 1.0), (100.0, 1.0), (0.0, 0.0)]]);
+        let left: Vec<String> = (0..7).map(|i| format!("u{i}@x")).collect();
+        let (status, detail) = judge(&limits(), &s, &left);
+        assert_eq!(status, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("users beyond capacity (unassigned) at the end: 7 (u0@x, u1@x, u2@x, u3@x, u4@x, ...)"),
+            "{detail}"
+        );
+        let (_, detail) = judge(&limits(), &s, &[]);
+        assert!(detail.contains("unassigned) at the end: none"), "{detail}");
     }
 }

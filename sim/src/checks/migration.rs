@@ -161,17 +161,37 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     (Status::Pass, detail)
 }
 
-/// Times (s) of the moves `from → to` made by every connector, sorted.
-fn move_times(out: &History, from: &str, to: &str) -> Vec<f64> {
-    let mut t: Vec<f64> = out
+/// The moves `from → to` made by every connector: (time in s, user), sorted by time.
+fn move_times<'a>(out: &'a History, from: &str, to: &str) -> Vec<(f64, &'a str)> {
+    let mut t: Vec<(f64, &str)> = out
         .moves
         .values()
         .flatten()
         .filter(|m| m.from == from && m.to == to)
-        .map(|m| m.at.as_secs_f64())
+        .map(|m| (m.at.as_secs_f64(), m.user.as_str()))
         .collect();
-    t.sort_by(f64::total_cmp);
+    t.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(b.1)));
     t
+}
+
+/// The sessions (users) `from` held just before `at` (the last sample before the fault) whose
+/// users' home node is `users_of`: what the fault hands over. Users are the connector's key
+/// (email); a user not in the population counts.
+pub fn held_at(out: &History, s: &Scenario, from: &str, at: Duration, users_of: &str) -> Vec<String> {
+    let home: BTreeMap<&str, String> = out
+        .users
+        .iter()
+        .filter_map(|u| Some((u.email.as_deref()?, u.home_host(s))))
+        .collect();
+    out.session_nodes
+        .iter()
+        .filter(|(user, ev)| {
+            let on = ev.iter().take_while(|(t, _)| *t < at).last();
+            on.is_some_and(|(_, n)| n.as_deref() == Some(from))
+                && home.get(user.as_str()).is_none_or(|h| h == users_of)
+        })
+        .map(|(user, _)| user.clone())
+        .collect()
 }
 
 /// The `migration` check (see the module docs for the timing rules).
@@ -190,39 +210,101 @@ pub fn migration(s: &Scenario, out: &History, e: &Migration) -> (Status, String)
     // The trigger is the last fault before the first move after the first trigger.
     let first_move = all
         .iter()
-        .copied()
-        .find(|t| *t >= first_trigger.0.as_secs_f64());
-    let (at, what) = match first_move {
+        .map(|m| m.0)
+        .find(|t| *t >= first_trigger.at.as_secs_f64());
+    let trigger = match first_move {
         Some(m) => triggers
             .iter()
-            .rfind(|(at, _)| at.as_secs_f64() <= m)
-            .cloned()
-            .unwrap_or_else(|| first_trigger.clone()),
-        None => first_trigger.clone(),
+            .rfind(|x| x.at.as_secs_f64() <= m)
+            .unwrap_or(first_trigger),
+        None => first_trigger,
     };
-    let fault_s = at.as_secs_f64();
-    let moves: Vec<f64> = all.into_iter().filter(|t| *t >= fault_s).collect();
-    if e.sessions == 0 {
-        return nothing_moved(e, &what, fault_s, &moves);
+    let (what, fault_s) = (trigger.what.as_str(), trigger.at.as_secs_f64());
+    let moves: Vec<(f64, &str)> = all.into_iter().filter(|m| m.0 >= fault_s).collect();
+    if e.sessions == Sessions::Exactly(0) {
+        return nothing_moved(e, what, fault_s, &moves);
     }
-    let (Some(&first), Some(&last)) = (moves.first(), moves.last()) else {
+    let held = match e.sessions {
+        Sessions::All => Some(held_at(out, s, &e.from, trigger.at, &trigger.users_of)),
+        _ => None,
+    };
+    if held.as_ref().is_some_and(Vec::is_empty) {
+        return (
+            Status::Fail,
+            format!(
+                "{} held no session of {}'s users before the {what} at {fault_s:.0}s: the check exercised nothing",
+                e.from, trigger.users_of
+            ),
+        );
+    }
+    let (Some(first), Some(last)) = (moves.first(), moves.last()) else {
         return (
             Status::Fail,
             format!(
                 "no session moved {}→{} after the {what} at {fault_s:.0}s; expected {} ({})",
                 e.from,
                 e.to,
-                e.sessions,
+                expected(e.sessions, held.as_deref()),
                 waiting_for(out)
             ),
         );
     };
-    judge(e, &what, fault_s, moves.len(), first, last)
+    let mut bad = count_problems(e.sessions, held.as_deref(), &moves);
+    let observed = timing(e, (what, fault_s), moves.len(), (first.0, last.0), &mut bad);
+    if bad.is_empty() {
+        (Status::Pass, observed)
+    } else {
+        (
+            Status::Fail,
+            format!("{}; observed: {observed}", bad.join("; ")),
+        )
+    }
+}
+
+/// What `sessions` expects, in words.
+fn expected(sessions: Sessions, held: Option<&[String]>) -> String {
+    match (sessions, held) {
+        (Sessions::All, Some(h)) => format!("all {} it held", h.len()),
+        (Sessions::AtLeast(n), _) => format!("at least {n}"),
+        (Sessions::Exactly(n), _) => n.to_string(),
+        (Sessions::All, None) => "all it held".into(),
+    }
+}
+
+/// What is wrong with the number of moves, naming the held sessions that did not move.
+fn count_problems(sessions: Sessions, held: Option<&[String]>, moves: &[(f64, &str)]) -> Vec<String> {
+    let n = moves.len();
+    match (sessions, held) {
+        (Sessions::Exactly(k), _) if n != k as usize => {
+            vec![format!("{n} sessions moved, expected {k}")]
+        }
+        (Sessions::AtLeast(k), _) if n < k as usize => {
+            vec![format!("{n} sessions moved, expected at least {k}")]
+        }
+        (Sessions::All, Some(held)) => {
+            let moved: std::collections::BTreeSet<&str> = moves.iter().map(|m| m.1).collect();
+            let stayed: Vec<&str> = held
+                .iter()
+                .map(String::as_str)
+                .filter(|u| !moved.contains(u))
+                .collect();
+            if stayed.is_empty() {
+                return Vec::new();
+            }
+            vec![format!(
+                "{} of the {} sessions held at the fault did not move (e.g. {})",
+                stayed.len(),
+                held.len(),
+                stayed[..stayed.len().min(EXAMPLES_MAX)].join(", ")
+            )]
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// `sessions: 0`: what is not robust stays not robust (spec 64: without high availability a
 /// failed node's sessions are lost, not moved).
-fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[f64]) -> (Status, String) {
+fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[(f64, &str)]) -> (Status, String) {
     match moves.first() {
         None => (
             Status::Pass,
@@ -234,31 +316,28 @@ fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[f64]) -> (Sta
         Some(first) => (
             Status::Fail,
             format!(
-                "{} sessions moved {}→{} after the {what} at {fault_s:.0}s (the first at {first:.0}s), expected none",
+                "{} sessions moved {}→{} after the {what} at {fault_s:.0}s (the first at {:.0}s), expected none",
                 moves.len(),
                 e.from,
-                e.to
+                e.to,
+                first.0
             ),
         ),
     }
 }
 
-/// Compares the observed migration (`n` moves, first and last at these times) with `e`.
-fn judge(
+/// Compares the timing of the observed migration (`n` moves, first and last at these times)
+/// with `e`, adding what is wrong to `bad`; returns what was observed.
+fn timing(
     e: &Migration,
-    what: &str,
-    fault_s: f64,
+    (what, fault_s): (&str, f64),
     n: usize,
-    first: f64,
-    last: f64,
-) -> (Status, String) {
+    (first, last): (f64, f64),
+    bad: &mut Vec<String>,
+) -> String {
     let start = Duration::from_secs_f64(first - fault_s);
     let span = Duration::from_secs_f64(last - first);
     let fmt = |d: Duration| format_duration(Duration::from_secs(d.as_secs()));
-    let mut bad = Vec::new();
-    if n != e.sessions as usize {
-        bad.push(format!("{n} sessions moved, expected {}", e.sessions));
-    }
     if start > e.start_within.0 {
         bad.push(format!(
             "the first move came {} after the fault, expected within {}",
@@ -282,22 +361,14 @@ fn judge(
             fmt(after.0)
         ));
     }
-    let observed = format!(
+    format!(
         "{n} sessions moved {}→{} after the {what} at {fault_s:.0}s: first move {} after the fault, last {} after the first ({} after the fault)",
         e.from,
         e.to,
         fmt(start),
         fmt(span),
         fmt(Duration::from_secs_f64(last - fault_s))
-    );
-    if bad.is_empty() {
-        (Status::Pass, observed)
-    } else {
-        (
-            Status::Fail,
-            format!("{}; observed: {observed}", bad.join("; ")),
-        )
-    }
+    )
 }
 
 /// What the connectors were still waiting for at the end, from their final counters.
@@ -471,8 +542,8 @@ pub struct Migration {
     pub from: String,
     /// Destination node.
     pub to: String,
-    /// Sessions expected to move; 0 means none may move (no high availability, spec 64).
-    pub sessions: u32,
+    /// Sessions expected to move (see [`Sessions`]).
+    pub sessions: Sessions,
     /// The first move happens within this long of the fault.
     pub start_within: Dur,
     /// All moves complete within this long of the first move (a long detection delay does not
@@ -481,6 +552,78 @@ pub struct Migration {
     /// And not sooner than this after the first move (the rate limit is honoured).
     #[serde(default)]
     pub complete_after: Option<Dur>,
+}
+
+/// How many sessions a `migration` check expects to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sessions {
+    /// Exactly this many; 0 means none may move (no high availability, spec 64).
+    Exactly(u32),
+    /// `all`: every session the source node held at the fault (from the history) that the
+    /// fault hands over: all of them for a failure of the source, those of the destination's
+    /// own users for a fallback to it. Each one must move, and the ones that did not are named.
+    All,
+    /// `{ min: N }`: at least N.
+    AtLeast(u32),
+}
+
+impl Serialize for Sessions {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        match self {
+            Sessions::Exactly(n) => s.serialize_u32(*n),
+            Sessions::All => s.serialize_str("all"),
+            Sessions::AtLeast(n) => {
+                let mut m = s.serialize_map(Some(1))?;
+                m.serialize_entry("min", n)?;
+                m.end()
+            }
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Sessions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(SessionsVisitor)
+    }
+}
+
+/// Reads `sessions:` as a number, `all`, or `{ min: N }`.
+struct SessionsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for SessionsVisitor {
+    type Value = Sessions;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a number of sessions, `all`, or `{ min: N }`")
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Sessions, E> {
+        u32::try_from(v)
+            .map(Sessions::Exactly)
+            .map_err(|_| E::custom(format!("{v} sessions is too many")))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Sessions, E> {
+        u64::try_from(v)
+            .map_err(|_| E::custom("a number of sessions cannot be negative"))
+            .and_then(|v| self.visit_u64(v))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Sessions, E> {
+        if v == "all" {
+            return Ok(Sessions::All);
+        }
+        Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<Sessions, A::Error> {
+        let mut min = None;
+        while let Some(k) = m.next_key::<String>()? {
+            if k != "min" {
+                return Err(serde::de::Error::unknown_field(&k, &["min"]));
+            }
+            min = Some(m.next_value::<u32>()?);
+        }
+        min.map(Sessions::AtLeast)
+            .ok_or_else(|| serde::de::Error::missing_field("min"))
+    }
 }
 
 /// How the registry reads the `migration` check.
@@ -581,6 +724,7 @@ mod tests {
     //! the wrong one, saying what it expected and what it saw.
     use super::*;
     use crate::history::observer::Observer;
+    use crate::plan::topology::UserSpec;
     use connector::core::status::NodeRow;
     use std::rc::Rc;
 
@@ -602,6 +746,7 @@ mod tests {
     fn moves(out: &mut History, from: &str, to: &str, n: usize, first_s: f64, last_s: f64) {
         let step = (last_s - first_s) / (n.max(2) - 1) as f64;
         let moves = (0..n).map(|i| crate::history::SessionMove {
+            user: format!("user{i:03}@x"),
             at: Duration::from_secs_f64(first_s + step * i as f64),
             from: from.into(),
             to: to.into(),
@@ -677,7 +822,7 @@ mod tests {
     fn sessions_zero_expects_no_move() {
         let s = scenario();
         let e = Migration {
-            sessions: 0,
+            sessions: Sessions::Exactly(0),
             ..expect(&s)
         };
         let (st, detail) = migration(&s, &output(), &e);
@@ -687,6 +832,119 @@ mod tests {
         let (st, detail) = migration(&s, &out, &e);
         assert_eq!(st, Status::Fail);
         assert!(detail.contains("3 sessions moved imp-a-1→imp-a-2 after the imp_failover of imp-a-1 at 300s (the first at 400s), expected none"), "{detail}");
+    }
+
+    /// `users` open on `node` from `at_s` on.
+    fn open_on(out: &mut History, users: &[String], node: &str, at_s: u64) {
+        for u in users {
+            let ev = out.session_nodes.entry(u.clone()).or_default();
+            ev.push((Duration::from_secs(at_s), Some(node.to_string())));
+        }
+    }
+
+    fn with_sessions(yaml_sessions: &str) -> Migration {
+        let y = YAML.replace("sessions: 100,", &format!("sessions: {yaml_sessions},"));
+        let s = crate::parse("t.yaml", &y).expect("valid test scenario");
+        crate::checks::params(&s.checks[0].params).expect("check")
+    }
+
+    #[test]
+    fn sessions_reads_a_number_all_or_a_minimum() {
+        assert_eq!(with_sessions("100").sessions, Sessions::Exactly(100));
+        assert_eq!(with_sessions("all").sessions, Sessions::All);
+        assert_eq!(with_sessions("{ min: 90 }").sessions, Sessions::AtLeast(90));
+        for bad in ["some", "{ max: 3 }", "-1"] {
+            let y = YAML.replace("sessions: 100,", &format!("sessions: {bad},"));
+            let err = crate::parse("t.yaml", &y).expect_err(bad).to_string();
+            assert!(err.contains("checks[0].migration.sessions"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn all_expects_every_session_the_node_held_and_names_those_that_stayed() {
+        let s = scenario();
+        let e = with_sessions("all");
+        let mut out = output();
+        // 99 sessions open on imp-a-1 before the fault at 300 s (not 100: a seed may leave a
+        // user without one), one opened there only after it.
+        let users: Vec<String> = (0..99).map(|i| format!("user{i:03}@x")).collect();
+        open_on(&mut out, &users, "imp-a-1", 60);
+        open_on(&mut out, &["late@x".to_string()], "imp-a-1", 400);
+        moves(&mut out, "imp-a-1", "imp-a-2", 99, 900.0, 2700.0);
+        let (st, detail) = migration(&s, &out, &e);
+        assert_eq!(st, Status::Pass, "{detail}");
+        // One of them never moved: named.
+        let mut short = output();
+        open_on(&mut short, &users, "imp-a-1", 60);
+        moves(&mut short, "imp-a-1", "imp-a-2", 98, 900.0, 2700.0);
+        let (st, detail) = migration(&s, &short, &e);
+        assert_eq!(st, Status::Fail);
+        assert!(
+            detail.contains("1 of the 99 sessions held at the fault did not move (e.g. user098@x)"),
+            "{detail}"
+        );
+        // Nothing held: the check exercised nothing.
+        let (st, detail) = migration(&s, &output(), &e);
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("the check exercised nothing"), "{detail}");
+    }
+
+    #[test]
+    fn all_on_a_fallback_counts_only_the_users_it_gives_back() {
+        let s = scenario();
+        let users = crate::plan::topology::population(&s, &crate::plan::rng::RngFactory::new(1));
+        let mut out = History::from_history(1, Rc::new(Observer::new()), users.clone());
+        let email = |u: &UserSpec| u.email.clone().expect("email");
+        let (home1, home2): (Vec<&UserSpec>, Vec<&UserSpec>) =
+            users.iter().partition(|u| u.home_host(&s) == "imp-a-1");
+        // At the fallback (60 m) imp-a-2 holds everybody; only imp-a-1's users go back.
+        let all: Vec<String> = users.iter().map(email).collect();
+        open_on(&mut out, &all, "imp-a-2", 2000);
+        let back: Vec<String> = home1.iter().map(|u| email(u)).collect();
+        for (i, u) in back.iter().enumerate() {
+            out.moves.entry("exp-a-1".into()).or_default().push(crate::history::SessionMove {
+                user: u.clone(),
+                at: Duration::from_secs(3700 + 400 * i as u64),
+                from: "imp-a-2".into(),
+                to: "imp-a-1".into(),
+            });
+        }
+        let e = Migration {
+            from: "imp-a-2".into(),
+            to: "imp-a-1".into(),
+            ..with_sessions("all")
+        };
+        let (st, detail) = migration(&s, &out, &e);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(!home2.is_empty() && !back.is_empty());
+        assert!(detail.contains(&format!("{} sessions moved imp-a-2→imp-a-1", back.len())), "{detail}");
+    }
+
+    #[test]
+    fn a_minimum_accepts_more_and_refuses_fewer() {
+        let s = scenario();
+        let e = with_sessions("{ min: 95 }");
+        let mut out = output();
+        moves(&mut out, "imp-a-1", "imp-a-2", 97, 900.0, 2700.0);
+        assert_eq!(migration(&s, &out, &e).0, Status::Pass);
+        let mut few = output();
+        moves(&mut few, "imp-a-1", "imp-a-2", 94, 900.0, 2700.0);
+        let (st, detail) = migration(&s, &few, &e);
+        assert_eq!(st, Status::Fail);
+        assert!(detail.contains("94 sessions moved, expected at least 95"), "{detail}");
+    }
+
+    #[test]
+    fn a_failover_and_its_fallback_are_two_migration_checks() {
+        let y = YAML.replace(
+            "  - status_page\n",
+            "  - migration: { from: imp-a-2, to: imp-a-1, sessions: all, start_within: 15m, complete_within: 35m }\n  - status_page\n",
+        );
+        let s = crate::parse("t.yaml", &y).expect("two migration checks are valid");
+        assert_eq!(crate::checks::build(&s).len(), 3);
+        let twice = YAML.replace("  - status_page\n", "  - status_page\n  - status_page\n");
+        let err = crate::parse("t.yaml", &twice).expect_err("status_page twice").to_string();
+        assert!(err.contains("check `status_page` is listed twice"), "{err}");
     }
 
     #[test]

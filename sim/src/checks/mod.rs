@@ -121,6 +121,10 @@ pub const REGISTRY: &[Entry] = &[
     group_chat::ENTRY,
 ];
 
+/// Checks that may be listed more than once, each with its own parameters: a failover and its
+/// fallback are two migrations.
+pub const REPEATABLE: &[&str] = &[migration::ENTRY.name];
+
 /// Reads a check's parameters (`Null`, a bare name, reads as an empty mapping).
 pub fn params<T: DeserializeOwned>(v: &serde_yaml::Value) -> Result<T, ParamError> {
     let empty = serde_yaml::Value::Mapping(Default::default());
@@ -181,6 +185,10 @@ pub struct Registry;
 impl Catalog for Registry {
     fn names(&self) -> Vec<&'static str> {
         REGISTRY.iter().map(|e| e.name).collect()
+    }
+
+    fn repeatable(&self, name: &str) -> bool {
+        REPEATABLE.contains(&name)
     }
 
     fn problems(&self, s: &Scenario, at: &str, spec: &CheckSpec) -> Vec<Problem> {

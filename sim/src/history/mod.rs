@@ -51,8 +51,15 @@ pub struct History {
     pub contacts: BTreeMap<String, Vec<String>>,
     /// Connector session history per user, sampled each second (the interop oracle's input).
     pub bridge: Bridge,
+    /// The IM&P node each user's connector session was open on, sampled with `bridge` (a
+    /// session that moved in between is seen on its new node): (time, node), `None` once it
+    /// is no longer open (the `migration` check's "sessions the node held at the fault").
+    pub session_nodes: SessionNodes,
     /// Final connector counters by Expressway host.
     pub connector_stats: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Enabled Hybrid Message users the cloud had placed on no connector node at the end (no
+    /// room: beyond capacity), by email.
+    pub unassigned_at_end: Vec<String>,
     /// What the cloud's plaintext tap found (`None` when the run has no cloud).
     pub plaintext: Option<LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
@@ -82,7 +89,9 @@ impl History {
             users,
             contacts: BTreeMap::new(),
             bridge: BTreeMap::new(),
+            session_nodes: BTreeMap::new(),
             connector_stats: BTreeMap::new(),
+            unassigned_at_end: Vec::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
             group: Default::default(),
@@ -106,6 +115,8 @@ pub const LOG_BYTES_MAX: usize = 256 * 1024 * 1024;
 /// (a failover or a fallback, spec 62), at the exact time it opened there.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionMove {
+    /// Whose session (the connector's key: the user's email).
+    pub user: String,
     /// When it opened on `to`.
     pub at: Duration,
     /// The IM&P node it was last open on.
@@ -160,6 +171,9 @@ impl History {
 
 /// Connector session history per user (email), from the runner's sampling: (time, open).
 pub type Bridge = BTreeMap<String, Vec<(Duration, bool)>>;
+
+/// Connector session nodes per user (email), from the runner's sampling: (time, node open on).
+pub type SessionNodes = BTreeMap<String, Vec<(Duration, Option<String>)>>;
 
 /// What the cloud's body tap found: every request body is scanned for a message tag
 /// (`[[id]]`), which only plaintext can contain (JWE compact is base64url and dots).

@@ -857,6 +857,10 @@ pub trait Catalog {
     fn names(&self) -> Vec<&'static str>;
     /// The problems of check `spec` (a known name) at `at` (`checks[i]`) in `s`.
     fn problems(&self, s: &Scenario, at: &str, spec: &CheckSpec) -> Vec<Problem>;
+    /// Whether check `name` may be listed more than once (each with its own parameters).
+    fn repeatable(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 /// `what` is not run by this build.
@@ -885,7 +889,7 @@ fn checks(s: &Scenario, catalog: &dyn Catalog, p: &mut Problems) {
             p.add(at, message, help);
             continue;
         }
-        if !seen.insert(c.name.as_str()) {
+        if !seen.insert(c.name.as_str()) && !catalog.repeatable(&c.name) {
             p.add(
                 at.clone(),
                 format!("check `{}` is listed twice", c.name),

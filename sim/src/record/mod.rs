@@ -350,7 +350,12 @@ fn tables(s: &Scenario, out: &History, checks: &[Box<dyn Check>]) -> Vec<reports
     let mut t = vec![crate::oracle::interop::table(
         &crate::oracle::interop::matrix(out, &out.bridge),
     )];
-    t.extend(checks.iter().flat_map(|c| c.tables(s, out)));
+    for table in checks.iter().flat_map(|c| c.tables(s, out)) {
+        // A repeated check (a failover and its fallback) adds the same table once.
+        if !t.contains(&table) {
+            t.push(table);
+        }
+    }
     t
 }
 

@@ -88,6 +88,7 @@ pub fn final_stats(h: &HybridHandles, out: &mut History) {
         }
         let enabled = cloud.org().hm_enabled_count();
         let assigned = cloud.assignment().assigned_count();
+        out.unassigned_at_end = cloud.assignment().unassigned_users().cloned().collect();
         out.observer.hit_n(
             "cloud: enabled users unassigned at the end",
             enabled.saturating_sub(assigned) as u64,

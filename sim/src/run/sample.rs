@@ -73,14 +73,27 @@ pub fn bridge(h: &HybridHandles, out: &mut History, now: Duration) {
         *h.bridge_cores.borrow_mut() = cores.clone();
     }
     for user in changed {
-        let open = cores.values().any(|c| {
-            matches!(
-                c.borrow().sessions().state(&user),
+        let on = cores.values().find_map(|c| {
+            let core = c.borrow();
+            let open = matches!(
+                core.sessions().state(&user),
                 Some(connector::core::sessions::SessionState::Open)
-            )
+            );
+            open.then(|| core.sessions().node_of(&user).map(str::to_string))?
         });
-        record_bridge(out, user, open, now);
+        record_node(out, &user, on.clone(), now);
+        record_bridge(out, user, on.is_some(), now);
     }
+}
+
+/// Appends the node `user`'s session is open on (`None`: not open) at `now`, if it changed.
+fn record_node(out: &mut History, user: &str, on: Option<String>, now: Duration) {
+    let last = out.session_nodes.get(user).and_then(|ev| ev.last());
+    if last.map(|(_, n)| n) == Some(&on) || (last.is_none() && on.is_none()) {
+        return;
+    }
+    let ev = out.session_nodes.entry(user.to_string()).or_default();
+    ev.push((now, on));
 }
 
 /// Appends `user`'s session going up or down at `now` to the bridge record, if it changed.
@@ -122,6 +135,7 @@ pub fn collect_moves(h: &HybridHandles, out: &mut History) {
         let list = out.moves.entry(host.clone()).or_default();
         for m in moves.iter().skip(moves.len() - fresh) {
             list.push(SessionMove {
+                user: m.user.clone(),
                 at: m.at,
                 from: m.from.clone(),
                 to: m.to.clone(),
