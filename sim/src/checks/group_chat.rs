@@ -324,7 +324,9 @@ fn persistence(events: &[(Duration, GroupEvent)]) -> BTreeMap<&str, bool> {
 fn switches(i: &Inputs<'_>, stays: &Stays, v: &mut Verdict) {
     let persistent = persistence(i.events);
     for u in i.users {
-        let Some(t) = switched_at(i.bridge, &u.jid) else {
+        // The bridge is keyed by the connector's key, the mail ID (spec 24), not the JID.
+        let key = crate::oracle::interop::session_key(u).unwrap_or_default();
+        let Some(t) = switched_at(i.bridge, key) else {
             continue;
         };
         for ((room, user, device), list) in stays.iter().filter(|((_, user, _), _)| *user == u.jid)

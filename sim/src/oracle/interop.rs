@@ -91,6 +91,12 @@ pub fn matchable(u: &UserSpec) -> bool {
     u.email.is_some() && u.duplicate_in.is_none()
 }
 
+/// The key of a user's connector session: the mail ID, which the connector matches with the
+/// Webex email (spec 24: "JID need not equal email"); `None` without one (no session).
+pub fn session_key(u: &UserSpec) -> Option<&str> {
+    u.email.as_deref()
+}
+
 /// Spec 32-33: whether `sender → receiver` works at all.
 pub fn works(sender: Class, receiver: Class) -> bool {
     if sender.webex() == receiver.webex() {
@@ -150,7 +156,9 @@ pub fn expect(
         return Expect::MustNot;
     }
     let window = (at.saturating_sub(SESSION_MARGIN), at + SESSION_MARGIN);
-    let open = |u: &UserSpec| open_over(bridge, &u.jid, window.0, window.1);
+    let open = |u: &UserSpec| {
+        session_key(u).is_some_and(|k| open_over(bridge, k, window.0, window.1))
+    };
     let needed = match (sc, rc) {
         (Class::WebexPlus, _) => open(sender),
         (Class::JabberMinus, Class::WebexPlus) => open(receiver),
@@ -198,6 +206,21 @@ pub fn missing(
 pub struct Matrix {
     /// (sender, receiver) → (messages judged, delivered, expected must, must but missing).
     pub cells: BTreeMap<(Class, Class), Cell>,
+    /// Connector sessions under a key that is no user's mail ID (a connector keying sessions
+    /// by JID, say), at most [`FOREIGN_KEPT_MAX`], and how many in all.
+    pub foreign: (Vec<String>, usize),
+}
+
+/// Foreign session keys quoted by the check.
+pub const FOREIGN_KEPT_MAX: usize = 5;
+
+/// The bridge's keys that are no user's mail ID (quoted up to [`FOREIGN_KEPT_MAX`]), and how
+/// many there are.
+fn foreign_keys(users: &[UserSpec], bridge: &Bridge) -> (Vec<String>, usize) {
+    let keys: std::collections::BTreeSet<&str> = users.iter().filter_map(session_key).collect();
+    let foreign: Vec<&String> = bridge.keys().filter(|k| !keys.contains(k.as_str())).collect();
+    let quoted = foreign.iter().take(FOREIGN_KEPT_MAX).map(|k| k.to_string()).collect();
+    (quoted, foreign.len())
 }
 
 /// One cell of the matrix.
@@ -218,7 +241,10 @@ pub struct Cell {
 /// Judges every (message, recipient client) pair of the run.
 pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
     let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
-    let mut m = Matrix::default();
+    let mut m = Matrix {
+        foreign: foreign_keys(&out.users, bridge),
+        ..Matrix::default()
+    };
     out.observer.with_messages(|msgs| {
         for (_, rec) in msgs {
             let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str()))
@@ -260,6 +286,13 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
 /// (or the scenario's `expect` overrides, used to prove the check can fail) says.
 pub fn check(m: &Matrix, overrides: &BTreeMap<String, String>) -> (Status, String) {
     let mut wrong = Vec::new();
+    if m.foreign.1 > 0 {
+        wrong.push(format!(
+            "{} connector sessions under a key that is no user's mail ID (e.g. {}): sessions are keyed by the mail ID, not the JID (spec 24)",
+            m.foreign.1,
+            m.foreign.0.join(", ")
+        ));
+    }
     let mut unexercised = Vec::new();
     for s in Class::ALL {
         for r in Class::ALL {
@@ -374,6 +407,81 @@ mod tests {
             }
         }
         assert_eq!(n, 13, "8 same-client + 5 interop combinations deliver");
+    }
+
+    /// A Hybrid Message user of both clients whose JID differs from the mail ID.
+    fn user(i: u32) -> UserSpec {
+        UserSpec {
+            index: i,
+            userid: format!("u{i}"),
+            jid: format!("u{i}@im.example.com"),
+            email: Some(format!("first{i}.last@example.com")),
+            password: String::new(),
+            cluster: 0,
+            node: 1,
+            jabber: true,
+            webex: true,
+            hybrid: true,
+            hidden: false,
+            dnd: false,
+            ooo: false,
+            duplicate_in: None,
+            devices: 1,
+            farm: 1,
+        }
+    }
+
+    fn open_from(key: &str, at_s: u64) -> Bridge {
+        [(key.to_string(), vec![(Duration::from_secs(at_s), true)])]
+            .into_iter()
+            .collect()
+    }
+
+    #[test]
+    fn the_session_is_looked_up_by_mail_id_not_jid() {
+        let (a, b) = (user(1), user(2));
+        let at = Duration::from_secs(600);
+        // The connector keys sessions by mail ID: a Webex message must cross while the
+        // sender's session is open, so a loss of it is a loss (before, looked up by JID,
+        // the session was not found and the message only "may" arrive: a loss passed).
+        let by_mail = open_from(a.email.as_deref().unwrap(), 10);
+        assert_eq!(
+            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_mail),
+            Expect::Must
+        );
+        let by_jid = open_from(&a.jid, 10);
+        assert_eq!(
+            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_jid),
+            Expect::May
+        );
+    }
+
+    #[test]
+    fn a_connector_keying_sessions_by_jid_fails_the_check() {
+        let users = vec![user(1), user(2)];
+        let mut m = Matrix::default();
+        for s in Class::ALL {
+            for r in Class::ALL {
+                let w = works(s, r);
+                let c = Cell {
+                    judged: 1,
+                    delivered: u64::from(w),
+                    must: u64::from(w),
+                    missing: 0,
+                    forbidden: 0,
+                };
+                m.cells.insert((s, r), c);
+            }
+        }
+        m.foreign = foreign_keys(&users, &open_from(users[0].email.as_deref().unwrap(), 1));
+        assert_eq!(check(&m, &BTreeMap::new()).0, Status::Pass);
+        m.foreign = foreign_keys(&users, &open_from(&users[0].jid, 1));
+        let (status, detail) = check(&m, &BTreeMap::new());
+        assert_eq!(status, Status::Fail);
+        assert!(
+            detail.contains("1 connector sessions under a key that is no user's mail ID (e.g. u1@im.example.com)"),
+            "{detail}"
+        );
     }
 
     #[test]
