@@ -169,7 +169,11 @@ fn beyond(unassigned: &[String]) -> String {
         "users beyond capacity (unassigned) at the end: {} ({}{})",
         unassigned.len(),
         unassigned[..unassigned.len().min(EXAMPLES_MAX)].join(", "),
-        if unassigned.len() > EXAMPLES_MAX { ", ..." } else { "" }
+        if unassigned.len() > EXAMPLES_MAX {
+            ", ..."
+        } else {
+            ""
+        }
     )
 }
 

@@ -178,7 +178,13 @@ fn move_times<'a>(out: &'a History, from: &str, to: &str) -> Vec<(f64, &'a str)>
 /// The sessions (users) `from` held just before `at` (the last sample before the fault) whose
 /// users' home node is `users_of`: what the fault hands over. Users are the connector's key
 /// (email); a user not in the population counts.
-pub fn held_at(out: &History, s: &Scenario, from: &str, at: Duration, users_of: &str) -> Vec<String> {
+pub fn held_at(
+    out: &History,
+    s: &Scenario,
+    from: &str,
+    at: Duration,
+    users_of: &str,
+) -> Vec<String> {
     let home: BTreeMap<&str, String> = out
         .users
         .iter()
@@ -273,7 +279,11 @@ fn expected(sessions: Sessions, held: Option<&[String]>) -> String {
 }
 
 /// What is wrong with the number of moves, naming the held sessions that did not move.
-fn count_problems(sessions: Sessions, held: Option<&[String]>, moves: &[(f64, &str)]) -> Vec<String> {
+fn count_problems(
+    sessions: Sessions,
+    held: Option<&[String]>,
+    moves: &[(f64, &str)],
+) -> Vec<String> {
     let n = moves.len();
     match (sessions, held) {
         (Sessions::Exactly(k), _) if n != k as usize => {
@@ -305,7 +315,12 @@ fn count_problems(sessions: Sessions, held: Option<&[String]>, moves: &[(f64, &s
 
 /// `sessions: 0`: what is not robust stays not robust (spec 64: without high availability a
 /// failed node's sessions are lost, not moved).
-fn nothing_moved(e: &Migration, what: &str, fault_s: f64, moves: &[(f64, &str)]) -> (Status, String) {
+fn nothing_moved(
+    e: &Migration,
+    what: &str,
+    fault_s: f64,
+    moves: &[(f64, &str)],
+) -> (Status, String) {
     match moves.first() {
         None => (
             Status::Pass,
@@ -362,7 +377,9 @@ fn timing(
             fmt(after.0)
         ));
     }
-    let rate = e.rate.map(|r| judge_rate(r, e.rate_within, n, last - first, bad));
+    let rate = e
+        .rate
+        .map(|r| judge_rate(r, e.rate_within, n, last - first, bad));
     let mut observed = format!(
         "{n} sessions moved {}→{} after the {what} at {fault_s:.0}s: first move {} after the fault, last {} after the first ({} after the fault)",
         e.from,
@@ -947,12 +964,15 @@ mod tests {
         open_on(&mut out, &all, "imp-a-2", 2000);
         let back: Vec<String> = home1.iter().map(|u| email(u)).collect();
         for (i, u) in back.iter().enumerate() {
-            out.moves.entry("exp-a-1".into()).or_default().push(crate::history::SessionMove {
-                user: u.clone(),
-                at: Duration::from_secs(3700 + 400 * i as u64),
-                from: "imp-a-2".into(),
-                to: "imp-a-1".into(),
-            });
+            out.moves
+                .entry("exp-a-1".into())
+                .or_default()
+                .push(crate::history::SessionMove {
+                    user: u.clone(),
+                    at: Duration::from_secs(3700 + 400 * i as u64),
+                    from: "imp-a-2".into(),
+                    to: "imp-a-1".into(),
+                });
         }
         let e = Migration {
             from: "imp-a-2".into(),
@@ -962,7 +982,10 @@ mod tests {
         let (st, detail) = migration(&s, &out, &e);
         assert_eq!(st, Status::Pass, "{detail}");
         assert!(!home2.is_empty() && !back.is_empty());
-        assert!(detail.contains(&format!("{} sessions moved imp-a-2→imp-a-1", back.len())), "{detail}");
+        assert!(
+            detail.contains(&format!("{} sessions moved imp-a-2→imp-a-1", back.len())),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -972,17 +995,25 @@ mod tests {
         // 100 moves over 30 minutes: 99 intervals in 1,800 s, 1 % under 100/30m.
         moves(&mut out, "imp-a-1", "imp-a-2", 100, 900.0, 2700.0);
         let y = |rate: &str| {
-            let y = YAML.replace("complete_after: 25m }", &format!("complete_after: 25m, rate: {rate} }}"));
+            let y = YAML.replace(
+                "complete_after: 25m }",
+                &format!("complete_after: 25m, rate: {rate} }}"),
+            );
             let s = crate::parse("t.yaml", &y).expect("valid");
             crate::checks::params::<Migration>(&s.checks[0].params).expect("check")
         };
         let (st, detail) = migration(&s, &out, &y("100/30m"));
         assert_eq!(st, Status::Pass, "{detail}");
-        assert!(detail.contains("rate 0.055/s = 99 per 30m, -1.0 % from 100/30m"), "{detail}");
+        assert!(
+            detail.contains("rate 0.055/s = 99 per 30m, -1.0 % from 100/30m"),
+            "{detail}"
+        );
         let (st, detail) = migration(&s, &out, &y("120/30m"));
         assert_eq!(st, Status::Fail);
         assert!(
-            detail.contains("the moves kept 0.055/s, -17.5 % from the expected 120/30m (0.067/s), more than 5%"),
+            detail.contains(
+                "the moves kept 0.055/s, -17.5 % from the expected 120/30m (0.067/s), more than 5%"
+            ),
             "{detail}"
         );
     }
@@ -998,7 +1029,10 @@ mod tests {
         moves(&mut few, "imp-a-1", "imp-a-2", 94, 900.0, 2700.0);
         let (st, detail) = migration(&s, &few, &e);
         assert_eq!(st, Status::Fail);
-        assert!(detail.contains("94 sessions moved, expected at least 95"), "{detail}");
+        assert!(
+            detail.contains("94 sessions moved, expected at least 95"),
+            "{detail}"
+        );
     }
 
     #[test]
@@ -1010,7 +1044,9 @@ mod tests {
         let s = crate::parse("t.yaml", &y).expect("two migration checks are valid");
         assert_eq!(crate::checks::build(&s).len(), 3);
         let twice = YAML.replace("  - status_page\n", "  - status_page\n  - status_page\n");
-        let err = crate::parse("t.yaml", &twice).expect_err("status_page twice").to_string();
+        let err = crate::parse("t.yaml", &twice)
+            .expect_err("status_page twice")
+            .to_string();
         assert!(err.contains("check `status_page` is listed twice"), "{err}");
     }
 

@@ -156,9 +156,8 @@ pub fn expect(
         return Expect::MustNot;
     }
     let window = (at.saturating_sub(SESSION_MARGIN), at + SESSION_MARGIN);
-    let open = |u: &UserSpec| {
-        session_key(u).is_some_and(|k| open_over(bridge, k, window.0, window.1))
-    };
+    let open =
+        |u: &UserSpec| session_key(u).is_some_and(|k| open_over(bridge, k, window.0, window.1));
     let needed = match (sc, rc) {
         (Class::WebexPlus, _) => open(sender),
         (Class::JabberMinus, Class::WebexPlus) => open(receiver),
@@ -218,8 +217,15 @@ pub const FOREIGN_KEPT_MAX: usize = 5;
 /// many there are.
 fn foreign_keys(users: &[UserSpec], bridge: &Bridge) -> (Vec<String>, usize) {
     let keys: std::collections::BTreeSet<&str> = users.iter().filter_map(session_key).collect();
-    let foreign: Vec<&String> = bridge.keys().filter(|k| !keys.contains(k.as_str())).collect();
-    let quoted = foreign.iter().take(FOREIGN_KEPT_MAX).map(|k| k.to_string()).collect();
+    let foreign: Vec<&String> = bridge
+        .keys()
+        .filter(|k| !keys.contains(k.as_str()))
+        .collect();
+    let quoted = foreign
+        .iter()
+        .take(FOREIGN_KEPT_MAX)
+        .map(|k| k.to_string())
+        .collect();
     (quoted, foreign.len())
 }
 

@@ -15,7 +15,11 @@ pub fn triggers(s: &Scenario, from: &str, to: &str) -> Vec<Trigger> {
             v.push(Trigger::new(f.at.0, format!("crash of {from}"), from));
         }
         if f.imp_failover.as_ref().is_some_and(|x| x.node == from) {
-            v.push(Trigger::new(f.at.0, format!("imp_failover of {from}"), from));
+            v.push(Trigger::new(
+                f.at.0,
+                format!("imp_failover of {from}"),
+                from,
+            ));
         }
         if f.imp_fallback.as_ref().is_some_and(|x| x.node == to) {
             v.push(Trigger::new(f.at.0, format!("imp_fallback to {to}"), to));
