@@ -136,6 +136,9 @@ pub struct NodeStats {
     pub offline_delivered: u64,
     /// Messages discarded (offline storage off or queue full).
     pub discarded: u64,
+    /// Messages a connector session took for Webex while no Jabber device of the user was
+    /// online: also stored for Jabber, or discarded (spec 46, 49).
+    pub jabber_offline_on_webex: u64,
     /// Carbons sent.
     pub carbons: u64,
     /// Stream errors sent (malformed XML, oversized stanzas, stanzas before auth, ...).
@@ -922,10 +925,13 @@ impl ImpNode {
     }
 
     /// Delivers a message for a user homed here, from a local or a remote sender: to the
-    /// addressed resource (plus received carbons) or every available resource; failing that,
-    /// into offline storage, or discarded with the pre-12.5 error routed back (spec 46).
+    /// addressed resource (plus received carbons) or every available resource. When no Jabber
+    /// device of the user took it, it goes into offline storage for the user's Jabber, or is
+    /// discarded with the pre-12.5 error routed back (spec 46), even when the user's connector
+    /// session took it for Webex: the session is not a Jabber device (spec 46, 49).
     fn deliver_local(&mut self, now: Duration, to: &Jid, el: Element) {
-        let delivered = if to.resource.is_some() && self.route_to_full(to, &el) {
+        let to_full = to.resource.is_some() && self.route_to_full(to, &el);
+        let delivered = if to_full {
             self.received_carbons(to, &el);
             1
         } else {
@@ -933,25 +939,20 @@ impl ImpNode {
         };
         if delivered > 0 {
             self.stats.messages_routed += 1;
+        }
+        let full_is_jabber = to_full && self.component_session(to).is_none();
+        if full_is_jabber || self.jabber_available(&to.bare()) {
             return;
         }
-        // No available resource: offline storage, or discard (spec 46).
+        // No Jabber device online: offline storage, or discard (spec 46).
         if xmpp::body(&el).is_none() {
             return; // chat states and markers alone are never stored
         }
+        if delivered > 0 {
+            self.stats.jabber_offline_on_webex += 1;
+        }
         if self.cfg.offline_storage {
-            let stored = self.db.borrow_mut().store(
-                &to.bare(),
-                StoredMessage {
-                    stanza: el,
-                    at: now,
-                },
-            );
-            if stored {
-                self.stats.offline_stored += 1;
-            } else {
-                self.stats.discarded += 1;
-            }
+            self.store_offline(now, to, el);
         } else {
             self.stats.discarded += 1;
             if self.cfg.version < (12, 5) {
@@ -967,6 +968,34 @@ impl ImpNode {
                 self.route_out(err);
             }
         }
+    }
+
+    /// Keeps `el` for `to`'s next Jabber login (spec 46, 48); counts it discarded when the
+    /// user's store is full.
+    fn store_offline(&mut self, now: Duration, to: &Jid, el: Element) {
+        let stored = self.db.borrow_mut().store(
+            &to.bare(),
+            StoredMessage {
+                stanza: el,
+                at: now,
+            },
+        );
+        if stored {
+            self.stats.offline_stored += 1;
+        } else {
+            self.stats.discarded += 1;
+        }
+    }
+
+    /// Whether `bare` has an available Jabber device here: a resource that sent initial
+    /// presence and is not a connector session (spec 46: the guide's "not using Jabber").
+    fn jabber_available(&self, bare: &str) -> bool {
+        self.resources.get(bare).is_some_and(|r| {
+            r.values().any(|c| {
+                !self.component_sessions.contains_key(c)
+                    && self.conns.get(c).is_some_and(|c| c.available)
+            })
+        })
     }
 
     /// Routes a stanza this node produced or relays (`to` set) to a user of the cluster: a

@@ -4,7 +4,10 @@
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
 use crate::history::observer::{MessageRecord, Refusal};
-use crate::oracle::{Expect, Oracle};
+use crate::oracle::Oracle;
+use crate::oracle::interop::{self, client_of_device};
+use crate::plan::topology::UserSpec;
+use fakes::observe::ClientKind;
 use crate::scenario::ImpCluster;
 use crate::scenario::Scenario;
 use reports::Status;
@@ -36,13 +39,16 @@ impl Check for OfflineStorage {
 type Replays = Vec<(u64, usize, String)>;
 
 /// A message to a cluster with offline storage off: never replayed, never refused and
-/// delivered; when discarded, refused with the spec's text below 12.5 and silently from 12.5.
+/// delivered to a Jabber device; when IM&P had it for the recipient's Jabber (`via_imp`) and
+/// no Jabber device of theirs was online, discarded, and refused with the spec's text below
+/// 12.5 and silently from 12.5, whatever the recipient's Webex App got through the connector
+/// session (spec 46: "the sender will see a 'Message could not be delivered' error"; spec 49).
 /// Returns (discarded, refused with the text as it should be).
 fn storage_off(
     oracle: &Oracle<'_>,
-    id: &str,
-    m: &MessageRecord,
+    (id, m): (&str, &MessageRecord),
     c: &ImpCluster,
+    via_imp: bool,
     bad: &mut Vec<String>,
 ) -> (bool, bool) {
     use fakes::imp::node::UNDELIVERABLE_TEXT;
@@ -52,10 +58,14 @@ fn storage_off(
             "{id} replayed from storage with offline storage off"
         ));
     }
-    if !m.refused.is_empty() && !m.deliveries.is_empty() {
-        bad.push(format!("{id} refused and delivered"));
+    let on_jabber = m
+        .deliveries
+        .iter()
+        .any(|d| client_of_device(&d.device) == ClientKind::Jabber);
+    if !m.refused.is_empty() && on_jabber {
+        bad.push(format!("{id} refused and delivered to Jabber"));
     }
-    if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
+    if !via_imp || on_jabber || !oracle.jabber_copy_discarded(m) {
         return (false, false);
     }
     let told = m.refused.iter().any(|r| r.text == UNDELIVERABLE_TEXT);
@@ -77,16 +87,29 @@ fn storage_off(
     (true, false)
 }
 
+/// Whether IM&P had `m` for the recipient's Jabber: sent from Jabber, or carried by a
+/// connector session ([`interop::expect`] of the Jabber side is must), whether or not the
+/// recipient uses Jabber (spec 46: "If the recipient is not using Jabber").
+fn via_imp(users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord, out: &History) -> bool {
+    let (Some(s), Some(r)) = (users.get(m.from.as_str()), users.get(m.to.as_str())) else {
+        return false;
+    };
+    let e = interop::expect(s, m.client, r, ClientKind::Jabber, m.sent_at, &out.bridge);
+    e == interop::Expect::Must
+}
+
 /// Offline storage as configured on the recipient's cluster (spec 46-48).
 ///
 /// Storage on: something was stored and replayed with a delay stamp; replays reach each device
 /// in send order (spec 48, Jabber side); nothing was refused. Storage off: nothing is replayed;
-/// every message discarded (recipient without a session) and outside a fault's risk window was
-/// refused with "Message could not be delivered" below 12.5 and silently above; a refused
-/// message was never delivered.
+/// every message discarded (no Jabber device of the recipient online, a connector session
+/// does not count) and outside a fault's risk window was refused with "Message could not be
+/// delivered" below 12.5, to a Jabber sender or through the connector to a Webex sender, and
+/// silently above; a refused message never reached a Jabber device.
 pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
     use fakes::imp::node::UNDELIVERABLE_TEXT;
     let oracle = Oracle::new(s, out);
+    let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
     let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
     let mut bad = Vec::new();
     // Per (from, to, device): (delivery number, send position, id) of replayed messages.
@@ -111,7 +134,8 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
                 }
                 continue;
             }
-            let (was_discarded, told) = storage_off(&oracle, id, m, c, &mut bad);
+            let imp = via_imp(&users, m, out);
+            let (was_discarded, told) = storage_off(&oracle, (id, m), c, imp, &mut bad);
             discarded += u64::from(was_discarded);
             refused_ok += u64::from(told);
         }
