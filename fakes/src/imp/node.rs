@@ -1951,6 +1951,57 @@ mod tests {
         assert!(!got.contains("type='error'"), "{got}");
     }
 
+    /// Opens a connector session for `name` on `n`: (session, link).
+    fn hm_session(n: &mut ImpNode, name: &str) -> (ConnId, ConnId) {
+        let link = n.component_link_open();
+        let full = Jid::parse(&format!("{name}@example.com/hm")).expect("valid");
+        let s = n.component_session_start(T, link, &full).expect("opens");
+        let _ = output(n, link);
+        (s, link)
+    }
+
+    /// Spec 46, 49: the connector session is not a Jabber device. A message to bob, who has
+    /// only a session, reaches the session and is stored for his Jabber, replayed at login.
+    #[test]
+    fn a_session_without_a_jabber_device_gets_the_message_and_jabber_gets_it_stored() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let (_, link) = hm_session(&mut n2, "bob");
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "while away");
+        pump(&mut n1, &mut n2);
+        assert!(
+            output(&mut n2, link).contains("while away"),
+            "Webex gets it"
+        );
+        assert_eq!(n2.stats().offline_stored, 1);
+        assert_eq!(n2.stats().jabber_offline_on_webex, 1);
+        login(&mut n2, "bob", "desk");
+        assert_eq!(n2.stats().offline_delivered, 1, "replayed to Jabber");
+        // With a Jabber device online nothing more is stored.
+        say(&mut n1, a, "bob@example.com", "m2", "now online");
+        pump(&mut n1, &mut n2);
+        assert_eq!(n2.stats().offline_stored, 1);
+    }
+
+    /// Spec 46 with storage off before 12.5: the session still takes the message for Webex,
+    /// and the sender is told "Message could not be delivered" (the guide's misleading error).
+    #[test]
+    fn storage_off_before_12_5_refuses_a_session_only_recipient_to_the_sender() {
+        let (mut n1, mut n2) = cluster(false, (12, 0));
+        let (_, link) = hm_session(&mut n2, "bob");
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "anyone?");
+        pump(&mut n1, &mut n2);
+        assert!(output(&mut n2, link).contains("anyone?"));
+        assert_eq!(n2.stats().discarded, 1);
+        pump(&mut n2, &mut n1);
+        let got = output(&mut n1, a);
+        assert!(
+            got.contains("id='m1'") && got.contains(UNDELIVERABLE_TEXT),
+            "{got}"
+        );
+    }
+
     #[test]
     fn iq_between_full_jids_on_different_nodes_goes_both_ways() {
         let (mut n1, mut n2) = cluster(true, (14, 0));

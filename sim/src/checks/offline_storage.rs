@@ -7,9 +7,9 @@ use crate::history::observer::{MessageRecord, Refusal};
 use crate::oracle::Oracle;
 use crate::oracle::interop::{self, client_of_device};
 use crate::plan::topology::UserSpec;
-use fakes::observe::ClientKind;
 use crate::scenario::ImpCluster;
 use crate::scenario::Scenario;
+use fakes::observe::ClientKind;
 use reports::Status;
 use std::collections::BTreeMap;
 

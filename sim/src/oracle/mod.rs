@@ -16,8 +16,8 @@ pub mod tally;
 use crate::history::History;
 use crate::history::observer::MessageRecord;
 use crate::plan::topology::UserSpec;
-use fakes::observe::ClientKind;
 use crate::scenario::Scenario;
+use fakes::observe::ClientKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 

@@ -241,6 +241,12 @@ pub struct NodeStats {
     /// Activities whose ciphertext did not decrypt with the space key (a bad tag, a wrong
     /// key, a malformed JWE): dropped, counted here and logged.
     pub undecryptable: u64,
+    /// XMPP errors IM&P returned for messages this node sent from Webex (offline storage off
+    /// before 12.5, spec 46) carried back to the sender in Webex as `undelivered` activities.
+    pub errors_to_webex: u64,
+    /// XMPP message errors that could not be carried back: the message is no longer known
+    /// (older than the id map), or its space or key is not.
+    pub errors_dropped: u64,
 }
 
 #[derive(Debug, Clone)]

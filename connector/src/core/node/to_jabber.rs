@@ -122,7 +122,7 @@ impl ConnectorNode {
                     self.check_decryptable(&a, key.as_ref());
                     return;
                 };
-                self.deliver(now, &space, &actor, activity, Some(&a.id));
+                self.deliver(now, &space, &actor, activity, Some((&a.id, &a.space_id)));
             }
         }
         let _ = rng;
@@ -201,6 +201,8 @@ impl ConnectorNode {
                     target: a.target.clone().unwrap_or_default(),
                 },
             },
+            // A failure notice for a Webex author: nothing to say in Jabber.
+            Verb::Undelivered => return None,
             Verb::Read => {
                 let target = a.target.clone()?;
                 let up_to = self
@@ -213,14 +215,16 @@ impl ConnectorNode {
         })
     }
 
-    /// Sends `activity` from `actor`'s session to the other member of the space.
+    /// Sends `activity` from `actor`'s session to the other member of the space. `stored`:
+    /// the (activity id, space id) it came from, remembered by stanza id for read markers and
+    /// for carrying an XMPP error back to the sender.
     pub(super) fn deliver(
         &mut self,
         now: Duration,
         space: &SpaceInfo,
         actor: &str,
         activity: Activity,
-        activity_id: Option<&str>,
+        stored: Option<(&str, &str)>,
     ) {
         // Group spaces are never bridged (spec 42); the cloud does not route them here, and a
         // stray one is dropped rather than sent to one member picked out of many.
@@ -256,8 +260,8 @@ impl ConnectorNode {
                     e.ns = NS_COMPONENT.to_string();
                 }
             }
-            if let (Some(aid), Some(sid), true) =
-                (activity_id, st.attr("id"), xmpp::body(&st).is_some())
+            if let (Some((aid, space_id)), Some(sid), true) =
+                (stored, st.attr("id"), xmpp::body(&st).is_some())
             {
                 let (aid, sid) = (aid.to_string(), sid.to_string());
                 remember(
@@ -265,6 +269,12 @@ impl ConnectorNode {
                     &mut self.id_order,
                     format!("hm:{sid}"),
                     aid.clone(),
+                );
+                remember(
+                    &mut self.id_map,
+                    &mut self.id_order,
+                    format!("hmspace:{sid}"),
+                    space_id.to_string(),
                 );
                 remember(
                     &mut self.id_map,
