@@ -55,7 +55,7 @@
 use super::directory::{Directory, NodeDb, StoredMessage};
 use super::muc::{Muc, MucHost};
 use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState};
-use connector::proto::stream::{StreamEvent, StreamParser};
+use connector::proto::stream::{STANZA_BYTES_MAX, StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
 use connector::proto::xmpp::{self, Jid};
 use std::cell::RefCell;
@@ -153,6 +153,9 @@ pub struct NodeStats {
     pub peer_rejected: u64,
     /// Composed presence stanzas sent to contacts.
     pub presence_sent: u64,
+    /// Stanzas for a connector session dropped for exceeding the component link's stanza
+    /// limit (the message's sender gets a `policy-violation` error).
+    pub component_oversize: u64,
 }
 
 #[derive(Debug)]
@@ -1619,8 +1622,43 @@ impl ImpNode {
             e.set_attr("to", full.to_string());
             e
         };
-        self.out
-            .push_back((link, Transmit::Bytes(stanza.to_xml_in(xmpp::NS_CLIENT))));
+        let bytes = stanza.to_xml_in(xmpp::NS_CLIENT);
+        if bytes.len() > STANZA_BYTES_MAX {
+            return self.refuse_oversize(&full, el, bytes.len());
+        }
+        self.out.push_back((link, Transmit::Bytes(bytes)));
+    }
+
+    /// A stanza for a connector session that the connector's parser would refuse (over
+    /// [`STANZA_BYTES_MAX`] as written; a c2s stanza under the limit grows when it is wrapped
+    /// as a carbon or addressed to the session). The parser cannot skip a stanza it refuses,
+    /// so it would end the component link and every session on it: the stanza is dropped here
+    /// instead, counted and logged at WARN, and the sender of a message is told with a
+    /// `policy-violation` error.
+    fn refuse_oversize(&mut self, full: &Jid, el: &Element, size: usize) {
+        self.stats.component_oversize += 1;
+        tracing::warn!(
+            session = %full,
+            bytes = size,
+            limit = STANZA_BYTES_MAX,
+            "stanza too large for the component link: not sent, sender told"
+        );
+        let inner = el
+            .child_ns(xmpp::NS_CARBONS)
+            .and_then(|c| c.child("forwarded", xmpp::NS_FORWARD))
+            .and_then(|f| f.elements().find(|e| e.name == "message"))
+            .unwrap_or(el);
+        if inner.name != "message"
+            || inner.attr("type") == Some("error")
+            || xmpp::body(inner).is_none()
+        {
+            return;
+        }
+        self.stats.stanza_errors += 1;
+        let text =
+            format!("Message too large for Webex: {size} bytes as XML, at most {STANZA_BYTES_MAX}");
+        let err = xmpp::error_reply(inner, "modify", "policy-violation", Some(&text));
+        self.route_out(err);
     }
 }
 

@@ -107,10 +107,9 @@ fn via_imp(users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord, out: &History) 
 /// delivered" below 12.5, to a Jabber sender or through the connector to a Webex sender, and
 /// silently above; a refused message never reached a Jabber device.
 pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
-    use fakes::imp::node::UNDELIVERABLE_TEXT;
     let oracle = Oracle::new(s, out);
     let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
-    let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
+    let mut n = Counts::default();
     let mut bad = Vec::new();
     // Per (from, to, device): (delivery number, send position, id) of replayed messages.
     let mut replays: BTreeMap<(String, String, String), Replays> = BTreeMap::new();
@@ -119,15 +118,14 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             let Some(c) = oracle.cluster(&m.to) else {
                 continue;
             };
-            for d in &m.deliveries {
-                if d.delayed {
-                    replayed += 1;
-                    replays
-                        .entry((m.from.clone(), m.to.clone(), d.device.clone()))
-                        .or_default()
-                        .push((d.number, pos, id.to_string()));
-                }
+            for d in m.deliveries.iter().filter(|d| d.delayed) {
+                n.replayed += 1;
+                replays
+                    .entry((m.from.clone(), m.to.clone(), d.device.clone()))
+                    .or_default()
+                    .push((d.number, pos, id.to_string()));
             }
+            n.hidden_away += u64::from(hidden_away(&oracle, &users, m));
             if c.offline_storage {
                 if let Some(Refusal { text, .. }) = m.refused.first() {
                     bad.push(format!("{id} refused ({text}) with offline storage on"));
@@ -136,8 +134,13 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             }
             let imp = via_imp(&users, m, out);
             let (was_discarded, told) = storage_off(&oracle, (id, m), c, imp, &mut bad);
-            discarded += u64::from(was_discarded);
-            refused_ok += u64::from(told);
+            n.discarded += u64::from(was_discarded);
+            n.refused_ok += u64::from(told);
+            let on_webex = m
+                .refused
+                .iter()
+                .any(|r| client_of_device(&r.device) == ClientKind::Webex);
+            n.refused_on_webex += u64::from(told && on_webex);
         }
     });
     for ((from, to, device), mut list) in replays {
@@ -148,27 +151,61 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             ));
         }
     }
+    verdict(s, &n, bad)
+}
+
+/// What [`offline_storage`] counted.
+#[derive(Debug, Default)]
+struct Counts {
+    replayed: u64,
+    discarded: u64,
+    /// Discarded and refused with the spec's text.
+    refused_ok: u64,
+    /// Of those, told in Webex (the connector carried the error back).
+    refused_on_webex: u64,
+    /// Messages to spec 49's users (hidden status, Jabber only) sent while their Jabber was
+    /// offline.
+    hidden_away: u64,
+}
+
+/// Whether `m` went to a user of spec 49 (Hybrid Message, status hidden in Webex, no Webex
+/// App) while no Jabber device of theirs was online.
+fn hidden_away(oracle: &Oracle<'_>, users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord) -> bool {
+    let Some(u) = users.get(m.to.as_str()) else {
+        return false;
+    };
+    let around = (m.sent_at.saturating_sub(SECOND), m.sent_at + SECOND);
+    interop::served(u) && u.hidden && !u.webex && !oracle.jabber_up_over(&m.to, around.0, around.1)
+}
+
+/// Around a send, as the oracle judges a device online.
+const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The check's verdict from its counts: fails on any problem, or when the configured storage
+/// was never exercised.
+fn verdict(s: &Scenario, n: &Counts, mut bad: Vec<String>) -> (Status, String) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
     let any_on = s.topology.imp_clusters.iter().any(|c| c.offline_storage);
     let any_off = s.topology.imp_clusters.iter().any(|c| !c.offline_storage);
-    if any_on && replayed == 0 {
+    if any_on && n.replayed == 0 {
         bad.push(
             "offline storage on, but no message was stored and replayed: nothing exercised".into(),
         );
     }
-    if any_off && !any_on && discarded == 0 {
+    if any_off && !any_on && n.discarded == 0 {
         bad.push("offline storage off, but no message was discarded: nothing exercised".into());
     }
-    if bad.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{replayed} replayed with delay stamps in send order; {discarded} discarded with storage off, {refused_ok} of them refused with \"{UNDELIVERABLE_TEXT}\""
-            ),
-        )
-    } else {
-        (
+    if !bad.is_empty() {
+        return (
             Status::Fail,
             format!("{} problems (e.g. {})", bad.len(), examples(&bad)),
-        )
+        );
     }
+    (
+        Status::Pass,
+        format!(
+            "{} replayed with delay stamps in send order; {} discarded with storage off, {} of them refused with \"{UNDELIVERABLE_TEXT}\" ({} told in Webex through the connector); {} sent to hidden-status Jabber-only users while their Jabber was offline (spec 49)",
+            n.replayed, n.discarded, n.refused_ok, n.refused_on_webex, n.hidden_away
+        ),
+    )
 }

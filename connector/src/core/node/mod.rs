@@ -45,6 +45,7 @@ use crate::core::status::{StatusInputs, StatusPage};
 use crate::core::translate::{self, Activity};
 use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
+use crate::proto::stream::STANZA_BYTES_MAX;
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
@@ -247,6 +248,9 @@ pub struct NodeStats {
     /// XMPP message errors that could not be carried back: the message is no longer known
     /// (older than the id map), or its space or key is not.
     pub errors_dropped: u64,
+    /// Webex messages refused because their stanza would exceed IM&P's stanza limit
+    /// ([`STANZA_BYTES_MAX`]); the sender is told in Webex (`undelivered`).
+    pub oversize_refused: u64,
 }
 
 #[derive(Debug, Clone)]

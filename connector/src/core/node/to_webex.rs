@@ -126,27 +126,44 @@ impl ConnectorNode {
             self.stats.errors_dropped += 1;
             return;
         };
-        let key_uri = self.spaces.get(&space_id).map(|s| s.key_uri.clone());
-        let Some(key) = key_uri.and_then(|u| self.keys.get(&u).cloned()) else {
+        let error = (
+            xmpp::error_condition(el).unwrap_or("undefined-condition"),
+            xmpp::error_text(el).unwrap_or_default(),
+        );
+        let post = (sender.as_str(), target.as_str(), space_id.as_str());
+        if self.post_undelivered(post, error, &format!("xmpp-error:{sid}"), rng) {
+            self.stats.errors_to_webex += 1;
+        } else {
             self.stats.errors_dropped += 1;
-            return;
+        }
+    }
+
+    /// Posts an `undelivered` activity on `sender`'s post `target` in `space_id`, with the
+    /// XMPP error `(condition, text)` encrypted with the space key. False when the key is
+    /// not known (nothing posted).
+    pub(super) fn post_undelivered(
+        &mut self,
+        (sender, target, space_id): (&str, &str, &str),
+        (condition, text): (&str, String),
+        client_id: &str,
+        rng: &mut impl Rng,
+    ) -> bool {
+        let key_uri = self.spaces.get(space_id).map(|s| s.key_uri.clone());
+        let Some(key) = key_uri.and_then(|u| self.keys.get(&u).cloned()) else {
+            return false;
         };
-        let error = json!({
-            "condition": xmpp::error_condition(el).unwrap_or("undefined-condition"),
-            "text": xmpp::error_text(el).unwrap_or_default(),
-        });
+        let error = json!({"condition": condition, "text": text});
         let ct = jwe::encrypt(&key, jwe::draw_iv(rng), error.to_string().as_bytes());
         let body = json!({"verb": "undelivered", "actor": sender, "target": target,
-            "encrypted_text": ct, "client_id": format!("xmpp-error:{sid}")});
+            "encrypted_text": ct, "client_id": client_id});
         let path = format!("/v1/spaces/{space_id}/activities");
-        let lane = fnv(&space_id);
+        let lane = fnv(space_id);
         let retry = PostRetry {
             path: path.clone(),
             body: body.clone(),
             lane,
             attempts: 1,
         };
-        self.stats.errors_to_webex += 1;
         self.cloud(
             Method::Post,
             &path,
@@ -154,6 +171,7 @@ impl ConnectorNode {
             lane,
             Pending::Post(Some(Box::new(retry))),
         );
+        true
     }
 
     /// Queues a Jabber message's activities on its conversation, once per `client_id` (the
