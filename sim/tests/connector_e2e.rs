@@ -741,7 +741,7 @@ fn long_messages_cross_both_ways_and_an_oversize_one_is_refused_to_its_sender_al
         jabber.as_slice(),
         [
             format!("{} {tail}", long.len()),
-            "10 ping after".to_string()
+            "10 ng after".to_string()
         ],
         "the long post crossed whole, the oversize one never reached Jabber, the link stayed"
     );
