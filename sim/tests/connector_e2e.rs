@@ -739,10 +739,7 @@ fn long_messages_cross_both_ways_and_an_oversize_one_is_refused_to_its_sender_al
         .collect();
     assert_eq!(
         jabber.as_slice(),
-        [
-            format!("{} {tail}", long.len()),
-            "10 ng after".to_string()
-        ],
+        [format!("{} {tail}", long.len()), "10 ng after".to_string()],
         "the long post crossed whole, the oversize one never reached Jabber, the link stayed"
     );
     assert!(
@@ -750,9 +747,6 @@ fn long_messages_cross_both_ways_and_an_oversize_one_is_refused_to_its_sender_al
         "{webex:?}"
     );
     let answer = awkward_text(LONG_FROM_JABBER_BYTES).len();
-    assert!(
-        webex.contains(&format!("bob {answer}")),
-        "{webex:?}"
-    );
+    assert!(webex.contains(&format!("bob {answer}")), "{webex:?}");
     Ok(())
 }

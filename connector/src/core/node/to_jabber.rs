@@ -270,31 +270,22 @@ impl ConnectorNode {
             if self.refused_as_oversize(actor, &st, stored, rng) {
                 continue;
             }
-            if let (Some((aid, space_id)), Some(sid), true) =
+            if let (Some(stored), Some(sid), true) =
                 (stored, st.attr("id"), xmpp::body(&st).is_some())
             {
-                let (aid, sid) = (aid.to_string(), sid.to_string());
-                remember(
-                    &mut self.id_map,
-                    &mut self.id_order,
-                    format!("hm:{sid}"),
-                    aid.clone(),
-                );
-                remember(
-                    &mut self.id_map,
-                    &mut self.id_order,
-                    format!("hmspace:{sid}"),
-                    space_id.to_string(),
-                );
-                remember(
-                    &mut self.id_map,
-                    &mut self.id_order,
-                    format!("act:{aid}"),
-                    sid,
-                );
+                self.remember_sent(stored, sid.to_string());
             }
             self.send_as(now, actor, st);
         }
+    }
+
+    /// Remembers which activity (and space) the message stanza `sid` carries, both ways: for
+    /// read markers, and for carrying an XMPP error back to the sender.
+    fn remember_sent(&mut self, (aid, space_id): (&str, &str), sid: String) {
+        let (map, order) = (&mut self.id_map, &mut self.id_order);
+        remember(map, order, format!("hm:{sid}"), aid.to_string());
+        remember(map, order, format!("hmspace:{sid}"), space_id.to_string());
+        remember(map, order, format!("act:{aid}"), sid);
     }
 
     /// Whether `stanza` is too large for IM&P's component stream (its serialized size over
