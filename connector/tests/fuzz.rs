@@ -151,6 +151,23 @@ proptest! {
         prop_assert_eq!(parse_document(again.as_bytes()).expect("parses").to_xml(), again);
     }
 
+    /// Issue 12 item 2: a body's wire size is its own size plus a bounded cost for the only
+    /// characters XML character data must escape (`&` 4 more bytes, `<` 3, `>` 3 at most, a
+    /// carriage return 4): quotes and non-ASCII letters cost nothing, so a text that fits the
+    /// stanza limit as typed still fits it as written.
+    #[test]
+    fn a_bodys_wire_size_is_bounded_by_what_it_must_escape(
+        text in "[\"'<>&\ré a-z]{0,4000}|\\PC{0,2000}",
+    ) {
+        let el = Element::new("body", "jabber:client").with_text(text.clone());
+        let wire = el.to_xml_in("jabber:client");
+        let count = |c: char| text.chars().filter(|&x| x == c).count();
+        let markup = "<body></body>".len();
+        let bound = markup + text.len() + 4 * count('&') + 3 * count('<') + 3 * count('>')
+            + 4 * count('\r');
+        prop_assert!(wire.len() <= bound, "{} > {bound}", wire.len());
+    }
+
     #[test]
     fn re_serializing_a_parsed_stanza_never_grows_it(
         len in 60usize..20_000,

@@ -583,3 +583,170 @@ fn jabber_to_webex_and_back_with_the_clients_swapped() -> turmoil::Result {
     );
     Ok(())
 }
+
+/// Issue 12 item 2: a text of `bytes` bytes of quotes, apostrophes and non-ASCII letters, with
+/// a `<`, `&` and `>` every hundred bytes: what the old serializer grew several times over.
+fn awkward_text(bytes: usize) -> String {
+    let unit = format!("{}{}{}<&>", "\"".repeat(40), "é".repeat(25), "'".repeat(8));
+    let mut s = unit.repeat(bytes / unit.len() + 1);
+    let mut end = bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
+/// Bytes of Bob's long Jabber answer: as a c2s stanza it stays under IM&P's 64 KiB limit, and
+/// encrypted it stays under the cloud's limit for a post.
+const LONG_FROM_JABBER_BYTES: usize = 45_000;
+/// Bytes of Alice's long Webex post, near the cloud's limit for its ciphertext.
+const LONG_FROM_WEBEX_BYTES: usize = 46_000;
+/// Alice's post of `&` only: each is 5 bytes as XML, so its stanza would be over 64 KiB.
+const OVERSIZE_AMPERSANDS: usize = 30_000;
+
+/// Bob's Jabber for the long-message test: records each body's length and tail, answers the
+/// first with [`LONG_FROM_JABBER_BYTES`] of awkward text, the others with "pong".
+async fn bob_jabber_long(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let stream = TurmoilNet.connect("imp-a-1", 5222).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut core = JabberCore::new(&Jid::parse(BOB)?, "pw-bob", "desk");
+    let mut buf = vec![0u8; 8192];
+    let mut answered = 0;
+    loop {
+        if let Some(out) = core.take_output() {
+            wr.write_all(out.as_bytes()).await?;
+        }
+        let n = rd.read(&mut buf).await?;
+        if n == 0 {
+            return Err("IM&P closed bob's stream".into());
+        }
+        for ev in core.input(&buf[..n]) {
+            let ClientEvent::Stanza(el) = ev else {
+                continue;
+            };
+            let Some(body) = xmpp::body(&el) else {
+                continue;
+            };
+            let tail: String = body
+                .chars()
+                .rev()
+                .take(8)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            got.borrow_mut().push(format!("{} {tail}", body.len()));
+            answered += 1;
+            let text = match answered {
+                1 => awkward_text(LONG_FROM_JABBER_BYTES),
+                _ => "pong".to_string(),
+            };
+            let reply = xmpp::chat_message(
+                xmpp::NS_CLIENT,
+                &format!("bob-{answered}"),
+                None,
+                ALICE,
+                &text,
+            );
+            core.send(&reply);
+        }
+    }
+}
+
+/// Alice's Webex for the long-message test: posts a long text that fits, one whose stanza
+/// would not, and a short one; records Bob's answers (length) and any `undelivered` notice.
+async fn alice_webex_long(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let token = webex_login(ALICE, "pw-alice").await?;
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let mut ws = webex_events(&token, 3).await?;
+    let mut c = cloud_http().await?;
+    let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+    let (_, space) = c
+        .request(Method::Post, "/v1/spaces", Some(&token), Some(&body))
+        .await?;
+    let space_id = space["space_id"].as_str().ok_or("space")?.to_string();
+    let key = fetch_key(&mut c, &token, space["key_uri"].as_str().ok_or("uri")?).await?;
+    let texts = [
+        awkward_text(LONG_FROM_WEBEX_BYTES),
+        "&".repeat(OVERSIZE_AMPERSANDS),
+        "ping after".to_string(),
+    ];
+    for (i, t) in texts.iter().enumerate() {
+        let ct = jwe::encrypt(&key, [i as u8; 12], t.as_bytes());
+        let status = post(
+            &mut c,
+            &token,
+            &space_id,
+            json!({"verb": "post", "encrypted_text": ct}),
+        )
+        .await?;
+        assert_eq!(status, 201, "post {i}");
+    }
+    let mut texts_seen = 0;
+    loop {
+        let Event::Activity { activity, .. } = ws.next_event().await? else {
+            continue;
+        };
+        let Some(ct) = activity.encrypted_text.as_deref() else {
+            continue;
+        };
+        let plain = String::from_utf8(jwe::decrypt(&key, ct)?)?;
+        match (activity.actor.as_str(), activity.verb) {
+            (ALICE, connector::proto::webex::Verb::Undelivered) => {
+                let e: Value = serde_json::from_str(&plain)?;
+                got.borrow_mut()
+                    .push(format!("undelivered {}", e["condition"]));
+            }
+            (BOB, _) => {
+                got.borrow_mut().push(format!("bob {}", plain.len()));
+                texts_seen += 1;
+            }
+            _ => continue,
+        }
+        if texts_seen == 2 && got.borrow().iter().any(|l| l.starts_with("undelivered")) {
+            return Ok(());
+        }
+    }
+}
+
+/// Issue 12 item 2: long messages cross the component link both ways, and a Webex post whose
+/// stanza would exceed IM&P's 64 KiB limit is refused to its sender alone (an `undelivered`
+/// notice in Webex) without closing the link: the short post after it still crosses.
+#[test]
+fn long_messages_cross_both_ways_and_an_oversize_one_is_refused_to_its_sender_alone()
+-> turmoil::Result {
+    let mut sim = world(false);
+    let jabber_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let webex_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (j, w) = (jabber_got.clone(), webex_got.clone());
+    sim.host("jabber-1", move || {
+        let j = j.clone();
+        async move { bob_jabber_long(j).await }
+    });
+    sim.client("webex-1", alice_webex_long(w));
+    let ran = sim.run();
+    let (jabber, webex) = (jabber_got.borrow(), webex_got.borrow());
+    ran.map_err(|e| format!("{e}; Bob's Jabber saw {jabber:?}, Alice's Webex {webex:?}"))?;
+    let long = awkward_text(LONG_FROM_WEBEX_BYTES);
+    let tail: String = long
+        .chars()
+        .rev()
+        .take(8)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert_eq!(
+        jabber.as_slice(),
+        [format!("{} {tail}", long.len()), "10 ng after".to_string()],
+        "the long post crossed whole, the oversize one never reached Jabber, the link stayed"
+    );
+    assert!(
+        webex.contains(&"undelivered \"policy-violation\"".to_string()),
+        "{webex:?}"
+    );
+    let answer = awkward_text(LONG_FROM_JABBER_BYTES).len();
+    assert!(webex.contains(&format!("bob {answer}")), "{webex:?}");
+    Ok(())
+}

@@ -74,6 +74,12 @@ pub enum Verb {
     Delete,
     /// The actor read up to `target`.
     Read,
+    /// The actor's post `target` could not be delivered to the other member's Jabber: IM&P
+    /// answered the message the connector sent for it with an XMPP error (spec 46, "Message
+    /// could not be delivered" before 12.5). `encrypted_text` holds `{condition, text}` as
+    /// JSON; `target_encrypted_text` the post's ciphertext, so the sender's client can say
+    /// which message failed. The connector posts it; the project's wire, the guide is silent.
+    Undelivered,
 }
 
 /// What a client asks for (an edit becomes a post and a delete).
@@ -90,6 +96,8 @@ pub enum RequestVerb {
     Share,
     /// Mark read up to `target` (or everything).
     Read,
+    /// The actor's own post `target` could not be delivered to Jabber (connectors only).
+    Undelivered,
 }
 
 /// One stored activity, as clients and connectors receive it.
@@ -114,7 +122,7 @@ pub struct Activity {
     /// For a delete: the verb of what was deleted (`share`: a file was deleted, spec 43).
     pub target_verb: Option<Verb>,
     /// For a delete: the deleted activity's ciphertext, so that a receiver can name the deleted
-    /// file (spec 43) without having kept it.
+    /// file (spec 43) without having kept it; for `undelivered`, the failed post's.
     pub target_encrypted_text: Option<String>,
     /// For a post made by an edit: the activity it replaces (spec 40).
     pub edit_of: Option<String>,

@@ -488,6 +488,13 @@ struct Planned {
 }
 
 impl Planned {
+    /// The same, about `target` (its id and verb).
+    fn targeting(mut self, target: &Activity) -> Self {
+        self.target = Some(target.id.clone());
+        self.target_verb = Some(target.verb);
+        self
+    }
+
     fn new(verb: Verb) -> Self {
         Planned {
             verb,
@@ -523,6 +530,17 @@ fn plan(space: &Space, new: &NewActivity) -> Result<Vec<Planned>, CloudError> {
             }])
         }
         RequestVerb::Delete => Ok(vec![delete_of(own_target(space, new)?)]),
+        RequestVerb::Undelivered => {
+            let target = own_target(space, new)?;
+            Ok(vec![
+                Planned {
+                    text: Some(text()?),
+                    target_text: target.encrypted_text.clone(),
+                    ..Planned::new(Verb::Undelivered)
+                }
+                .targeting(target),
+            ])
+        }
         RequestVerb::Edit => {
             let target = own_target(space, new)?;
             if target.verb != Verb::Post {
@@ -605,6 +623,8 @@ fn apply(space: &mut Space, a: &Activity) {
             let entry = space.last_read.entry(a.actor.clone()).or_insert(0);
             *entry = (*entry).max(upto);
         }
+        // A failure notice changes nothing the space derives.
+        Verb::Undelivered => {}
         Verb::Post | Verb::Share => {
             // The author has read everything up to their own post.
             space.last_read.insert(a.actor.clone(), a.seq);

@@ -55,7 +55,7 @@
 use super::directory::{Directory, NodeDb, StoredMessage};
 use super::muc::{Muc, MucHost};
 use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState};
-use connector::proto::stream::{StreamEvent, StreamParser};
+use connector::proto::stream::{STANZA_BYTES_MAX, StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
 use connector::proto::xmpp::{self, Jid};
 use std::cell::RefCell;
@@ -136,6 +136,9 @@ pub struct NodeStats {
     pub offline_delivered: u64,
     /// Messages discarded (offline storage off or queue full).
     pub discarded: u64,
+    /// Messages a connector session took for Webex while no Jabber device of the user was
+    /// online: also stored for Jabber, or discarded (spec 46, 49).
+    pub jabber_offline_on_webex: u64,
     /// Carbons sent.
     pub carbons: u64,
     /// Stream errors sent (malformed XML, oversized stanzas, stanzas before auth, ...).
@@ -150,6 +153,9 @@ pub struct NodeStats {
     pub peer_rejected: u64,
     /// Composed presence stanzas sent to contacts.
     pub presence_sent: u64,
+    /// Stanzas for a connector session dropped for exceeding the component link's stanza
+    /// limit (the message's sender gets a `policy-violation` error).
+    pub component_oversize: u64,
 }
 
 #[derive(Debug)]
@@ -922,10 +928,13 @@ impl ImpNode {
     }
 
     /// Delivers a message for a user homed here, from a local or a remote sender: to the
-    /// addressed resource (plus received carbons) or every available resource; failing that,
-    /// into offline storage, or discarded with the pre-12.5 error routed back (spec 46).
+    /// addressed resource (plus received carbons) or every available resource. When no Jabber
+    /// device of the user took it, it goes into offline storage for the user's Jabber, or is
+    /// discarded with the pre-12.5 error routed back (spec 46), even when the user's connector
+    /// session took it for Webex: the session is not a Jabber device (spec 46, 49).
     fn deliver_local(&mut self, now: Duration, to: &Jid, el: Element) {
-        let delivered = if to.resource.is_some() && self.route_to_full(to, &el) {
+        let to_full = to.resource.is_some() && self.route_to_full(to, &el);
+        let delivered = if to_full {
             self.received_carbons(to, &el);
             1
         } else {
@@ -933,25 +942,20 @@ impl ImpNode {
         };
         if delivered > 0 {
             self.stats.messages_routed += 1;
+        }
+        let full_is_jabber = to_full && self.component_session(to).is_none();
+        if full_is_jabber || self.jabber_available(&to.bare()) {
             return;
         }
-        // No available resource: offline storage, or discard (spec 46).
+        // No Jabber device online: offline storage, or discard (spec 46).
         if xmpp::body(&el).is_none() {
             return; // chat states and markers alone are never stored
         }
+        if delivered > 0 {
+            self.stats.jabber_offline_on_webex += 1;
+        }
         if self.cfg.offline_storage {
-            let stored = self.db.borrow_mut().store(
-                &to.bare(),
-                StoredMessage {
-                    stanza: el,
-                    at: now,
-                },
-            );
-            if stored {
-                self.stats.offline_stored += 1;
-            } else {
-                self.stats.discarded += 1;
-            }
+            self.store_offline(now, to, el);
         } else {
             self.stats.discarded += 1;
             if self.cfg.version < (12, 5) {
@@ -967,6 +971,34 @@ impl ImpNode {
                 self.route_out(err);
             }
         }
+    }
+
+    /// Keeps `el` for `to`'s next Jabber login (spec 46, 48); counts it discarded when the
+    /// user's store is full.
+    fn store_offline(&mut self, now: Duration, to: &Jid, el: Element) {
+        let stored = self.db.borrow_mut().store(
+            &to.bare(),
+            StoredMessage {
+                stanza: el,
+                at: now,
+            },
+        );
+        if stored {
+            self.stats.offline_stored += 1;
+        } else {
+            self.stats.discarded += 1;
+        }
+    }
+
+    /// Whether `bare` has an available Jabber device here: a resource that sent initial
+    /// presence and is not a connector session (spec 46: the guide's "not using Jabber").
+    fn jabber_available(&self, bare: &str) -> bool {
+        self.resources.get(bare).is_some_and(|r| {
+            r.values().any(|c| {
+                !self.component_sessions.contains_key(c)
+                    && self.conns.get(c).is_some_and(|c| c.available)
+            })
+        })
     }
 
     /// Routes a stanza this node produced or relays (`to` set) to a user of the cluster: a
@@ -1590,8 +1622,43 @@ impl ImpNode {
             e.set_attr("to", full.to_string());
             e
         };
-        self.out
-            .push_back((link, Transmit::Bytes(stanza.to_xml_in(xmpp::NS_CLIENT))));
+        let bytes = stanza.to_xml_in(xmpp::NS_CLIENT);
+        if bytes.len() > STANZA_BYTES_MAX {
+            return self.refuse_oversize(&full, el, bytes.len());
+        }
+        self.out.push_back((link, Transmit::Bytes(bytes)));
+    }
+
+    /// A stanza for a connector session that the connector's parser would refuse (over
+    /// [`STANZA_BYTES_MAX`] as written; a c2s stanza under the limit grows when it is wrapped
+    /// as a carbon or addressed to the session). The parser cannot skip a stanza it refuses,
+    /// so it would end the component link and every session on it: the stanza is dropped here
+    /// instead, counted and logged at WARN, and the sender of a message is told with a
+    /// `policy-violation` error.
+    fn refuse_oversize(&mut self, full: &Jid, el: &Element, size: usize) {
+        self.stats.component_oversize += 1;
+        tracing::warn!(
+            session = %full,
+            bytes = size,
+            limit = STANZA_BYTES_MAX,
+            "stanza too large for the component link: not sent, sender told"
+        );
+        let inner = el
+            .child_ns(xmpp::NS_CARBONS)
+            .and_then(|c| c.child("forwarded", xmpp::NS_FORWARD))
+            .and_then(|f| f.elements().find(|e| e.name == "message"))
+            .unwrap_or(el);
+        if inner.name != "message"
+            || inner.attr("type") == Some("error")
+            || xmpp::body(inner).is_none()
+        {
+            return;
+        }
+        self.stats.stanza_errors += 1;
+        let text =
+            format!("Message too large for Webex: {size} bytes as XML, at most {STANZA_BYTES_MAX}");
+        let err = xmpp::error_reply(inner, "modify", "policy-violation", Some(&text));
+        self.route_out(err);
     }
 }
 
@@ -1920,6 +1987,57 @@ mod tests {
         pump(&mut n2, &mut n1); // only bob's presence, answering alice's probe
         let got = output(&mut n1, a);
         assert!(!got.contains("type='error'"), "{got}");
+    }
+
+    /// Opens a connector session for `name` on `n`: (session, link).
+    fn hm_session(n: &mut ImpNode, name: &str) -> (ConnId, ConnId) {
+        let link = n.component_link_open();
+        let full = Jid::parse(&format!("{name}@example.com/hm")).expect("valid");
+        let s = n.component_session_start(T, link, &full).expect("opens");
+        let _ = output(n, link);
+        (s, link)
+    }
+
+    /// Spec 46, 49: the connector session is not a Jabber device. A message to bob, who has
+    /// only a session, reaches the session and is stored for his Jabber, replayed at login.
+    #[test]
+    fn a_session_without_a_jabber_device_gets_the_message_and_jabber_gets_it_stored() {
+        let (mut n1, mut n2) = cluster(true, (14, 0));
+        let (_, link) = hm_session(&mut n2, "bob");
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "while away");
+        pump(&mut n1, &mut n2);
+        assert!(
+            output(&mut n2, link).contains("while away"),
+            "Webex gets it"
+        );
+        assert_eq!(n2.stats().offline_stored, 1);
+        assert_eq!(n2.stats().jabber_offline_on_webex, 1);
+        login(&mut n2, "bob", "desk");
+        assert_eq!(n2.stats().offline_delivered, 1, "replayed to Jabber");
+        // With a Jabber device online nothing more is stored.
+        say(&mut n1, a, "bob@example.com", "m2", "now online");
+        pump(&mut n1, &mut n2);
+        assert_eq!(n2.stats().offline_stored, 1);
+    }
+
+    /// Spec 46 with storage off before 12.5: the session still takes the message for Webex,
+    /// and the sender is told "Message could not be delivered" (the guide's misleading error).
+    #[test]
+    fn storage_off_before_12_5_refuses_a_session_only_recipient_to_the_sender() {
+        let (mut n1, mut n2) = cluster(false, (12, 0));
+        let (_, link) = hm_session(&mut n2, "bob");
+        let a = login(&mut n1, "alice", "desk");
+        say(&mut n1, a, "bob@example.com", "m1", "anyone?");
+        pump(&mut n1, &mut n2);
+        assert!(output(&mut n2, link).contains("anyone?"));
+        assert_eq!(n2.stats().discarded, 1);
+        pump(&mut n2, &mut n1);
+        let got = output(&mut n1, a);
+        assert!(
+            got.contains("id='m1'") && got.contains(UNDELIVERABLE_TEXT),
+            "{got}"
+        );
     }
 
     #[test]

@@ -4,9 +4,12 @@
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
 use crate::history::observer::{MessageRecord, Refusal};
-use crate::oracle::{Expect, Oracle};
+use crate::oracle::Oracle;
+use crate::oracle::interop::{self, client_of_device};
+use crate::plan::topology::UserSpec;
 use crate::scenario::ImpCluster;
 use crate::scenario::Scenario;
+use fakes::observe::ClientKind;
 use reports::Status;
 use std::collections::BTreeMap;
 
@@ -36,13 +39,16 @@ impl Check for OfflineStorage {
 type Replays = Vec<(u64, usize, String)>;
 
 /// A message to a cluster with offline storage off: never replayed, never refused and
-/// delivered; when discarded, refused with the spec's text below 12.5 and silently from 12.5.
+/// delivered to a Jabber device; when IM&P had it for the recipient's Jabber (`via_imp`) and
+/// no Jabber device of theirs was online, discarded, and refused with the spec's text below
+/// 12.5 and silently from 12.5, whatever the recipient's Webex App got through the connector
+/// session (spec 46: "the sender will see a 'Message could not be delivered' error"; spec 49).
 /// Returns (discarded, refused with the text as it should be).
 fn storage_off(
     oracle: &Oracle<'_>,
-    id: &str,
-    m: &MessageRecord,
+    (id, m): (&str, &MessageRecord),
     c: &ImpCluster,
+    via_imp: bool,
     bad: &mut Vec<String>,
 ) -> (bool, bool) {
     use fakes::imp::node::UNDELIVERABLE_TEXT;
@@ -52,10 +58,14 @@ fn storage_off(
             "{id} replayed from storage with offline storage off"
         ));
     }
-    if !m.refused.is_empty() && !m.deliveries.is_empty() {
-        bad.push(format!("{id} refused and delivered"));
+    let on_jabber = m
+        .deliveries
+        .iter()
+        .any(|d| client_of_device(&d.device) == ClientKind::Jabber);
+    if !m.refused.is_empty() && on_jabber {
+        bad.push(format!("{id} refused and delivered to Jabber"));
     }
-    if !m.deliveries.is_empty() || oracle.expect(m) != Expect::Discarded {
+    if !via_imp || on_jabber || !oracle.jabber_copy_discarded(m) {
         return (false, false);
     }
     let told = m.refused.iter().any(|r| r.text == UNDELIVERABLE_TEXT);
@@ -77,17 +87,29 @@ fn storage_off(
     (true, false)
 }
 
+/// Whether IM&P had `m` for the recipient's Jabber: sent from Jabber, or carried by a
+/// connector session ([`interop::expect`] of the Jabber side is must), whether or not the
+/// recipient uses Jabber (spec 46: "If the recipient is not using Jabber").
+fn via_imp(users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord, out: &History) -> bool {
+    let (Some(s), Some(r)) = (users.get(m.from.as_str()), users.get(m.to.as_str())) else {
+        return false;
+    };
+    let e = interop::expect(s, m.client, r, ClientKind::Jabber, m.sent_at, &out.bridge);
+    e == interop::Expect::Must
+}
+
 /// Offline storage as configured on the recipient's cluster (spec 46-48).
 ///
 /// Storage on: something was stored and replayed with a delay stamp; replays reach each device
 /// in send order (spec 48, Jabber side); nothing was refused. Storage off: nothing is replayed;
-/// every message discarded (recipient without a session) and outside a fault's risk window was
-/// refused with "Message could not be delivered" below 12.5 and silently above; a refused
-/// message was never delivered.
+/// every message discarded (no Jabber device of the recipient online, a connector session
+/// does not count) and outside a fault's risk window was refused with "Message could not be
+/// delivered" below 12.5, to a Jabber sender or through the connector to a Webex sender, and
+/// silently above; a refused message never reached a Jabber device.
 pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
-    use fakes::imp::node::UNDELIVERABLE_TEXT;
     let oracle = Oracle::new(s, out);
-    let (mut replayed, mut discarded, mut refused_ok) = (0u64, 0u64, 0u64);
+    let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+    let mut n = Counts::default();
     let mut bad = Vec::new();
     // Per (from, to, device): (delivery number, send position, id) of replayed messages.
     let mut replays: BTreeMap<(String, String, String), Replays> = BTreeMap::new();
@@ -96,24 +118,29 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             let Some(c) = oracle.cluster(&m.to) else {
                 continue;
             };
-            for d in &m.deliveries {
-                if d.delayed {
-                    replayed += 1;
-                    replays
-                        .entry((m.from.clone(), m.to.clone(), d.device.clone()))
-                        .or_default()
-                        .push((d.number, pos, id.to_string()));
-                }
+            for d in m.deliveries.iter().filter(|d| d.delayed) {
+                n.replayed += 1;
+                replays
+                    .entry((m.from.clone(), m.to.clone(), d.device.clone()))
+                    .or_default()
+                    .push((d.number, pos, id.to_string()));
             }
+            n.hidden_away += u64::from(hidden_away(&oracle, &users, m));
             if c.offline_storage {
                 if let Some(Refusal { text, .. }) = m.refused.first() {
                     bad.push(format!("{id} refused ({text}) with offline storage on"));
                 }
                 continue;
             }
-            let (was_discarded, told) = storage_off(&oracle, id, m, c, &mut bad);
-            discarded += u64::from(was_discarded);
-            refused_ok += u64::from(told);
+            let imp = via_imp(&users, m, out);
+            let (was_discarded, told) = storage_off(&oracle, (id, m), c, imp, &mut bad);
+            n.discarded += u64::from(was_discarded);
+            n.refused_ok += u64::from(told);
+            let on_webex = m
+                .refused
+                .iter()
+                .any(|r| client_of_device(&r.device) == ClientKind::Webex);
+            n.refused_on_webex += u64::from(told && on_webex);
         }
     });
     for ((from, to, device), mut list) in replays {
@@ -124,27 +151,61 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
             ));
         }
     }
+    verdict(s, &n, bad)
+}
+
+/// What [`offline_storage`] counted.
+#[derive(Debug, Default)]
+struct Counts {
+    replayed: u64,
+    discarded: u64,
+    /// Discarded and refused with the spec's text.
+    refused_ok: u64,
+    /// Of those, told in Webex (the connector carried the error back).
+    refused_on_webex: u64,
+    /// Messages to spec 49's users (hidden status, Jabber only) sent while their Jabber was
+    /// offline.
+    hidden_away: u64,
+}
+
+/// Whether `m` went to a user of spec 49 (Hybrid Message, status hidden in Webex, no Webex
+/// App) while no Jabber device of theirs was online.
+fn hidden_away(oracle: &Oracle<'_>, users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord) -> bool {
+    let Some(u) = users.get(m.to.as_str()) else {
+        return false;
+    };
+    let around = (m.sent_at.saturating_sub(SECOND), m.sent_at + SECOND);
+    interop::served(u) && u.hidden && !u.webex && !oracle.jabber_up_over(&m.to, around.0, around.1)
+}
+
+/// Around a send, as the oracle judges a device online.
+const SECOND: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The check's verdict from its counts: fails on any problem, or when the configured storage
+/// was never exercised.
+fn verdict(s: &Scenario, n: &Counts, mut bad: Vec<String>) -> (Status, String) {
+    use fakes::imp::node::UNDELIVERABLE_TEXT;
     let any_on = s.topology.imp_clusters.iter().any(|c| c.offline_storage);
     let any_off = s.topology.imp_clusters.iter().any(|c| !c.offline_storage);
-    if any_on && replayed == 0 {
+    if any_on && n.replayed == 0 {
         bad.push(
             "offline storage on, but no message was stored and replayed: nothing exercised".into(),
         );
     }
-    if any_off && !any_on && discarded == 0 {
+    if any_off && !any_on && n.discarded == 0 {
         bad.push("offline storage off, but no message was discarded: nothing exercised".into());
     }
-    if bad.is_empty() {
-        (
-            Status::Pass,
-            format!(
-                "{replayed} replayed with delay stamps in send order; {discarded} discarded with storage off, {refused_ok} of them refused with \"{UNDELIVERABLE_TEXT}\""
-            ),
-        )
-    } else {
-        (
+    if !bad.is_empty() {
+        return (
             Status::Fail,
             format!("{} problems (e.g. {})", bad.len(), examples(&bad)),
-        )
+        );
     }
+    (
+        Status::Pass,
+        format!(
+            "{} replayed with delay stamps in send order; {} discarded with storage off, {} of them refused with \"{UNDELIVERABLE_TEXT}\" ({} told in Webex through the connector); {} sent to hidden-status Jabber-only users while their Jabber was offline (spec 49)",
+            n.replayed, n.discarded, n.refused_ok, n.refused_on_webex, n.hidden_away
+        ),
+    )
 }

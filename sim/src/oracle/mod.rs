@@ -15,7 +15,9 @@ pub mod tally;
 
 use crate::history::History;
 use crate::history::observer::MessageRecord;
+use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
+use fakes::observe::ClientKind;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -151,6 +153,47 @@ impl<'a> Oracle<'a> {
         } else {
             Expect::Must
         }
+    }
+
+    /// Whether a Jabber device of `user` was logged in over the whole of `[from, to]`; the
+    /// Webex App's devices (`webex.*`) do not count, nor does a connector session.
+    pub fn jabber_up_over(&self, user: &str, from: Duration, to: Duration) -> bool {
+        self.devices_of(user).iter().any(|d| {
+            interop::client_of_device(d) == ClientKind::Jabber
+                && self.device_up_over(user, d, from, to)
+        })
+    }
+
+    /// Whether IM&P legitimately discarded the copy of `m` meant for the recipient's Jabber:
+    /// the guide's "not using Jabber" with storage off ("the message is discarded", spec 46;
+    /// "may not ever appear in Jabber", spec 49), i.e. storage off on the recipient's cluster
+    /// and no Jabber device of theirs logged in around the send, whatever the recipient's
+    /// connector session or Webex App received.
+    pub fn jabber_copy_discarded(&self, m: &MessageRecord) -> bool {
+        let storage_off = self.cluster(&m.to).is_some_and(|c| !c.offline_storage);
+        let around = (
+            m.sent_at.saturating_sub(Duration::from_secs(1)),
+            m.sent_at + Duration::from_secs(1),
+        );
+        storage_off && !self.jabber_up_over(&m.to, around.0, around.1)
+    }
+
+    /// The recipient clients that had to receive `m` across the bridge and did not:
+    /// [`interop::missing`], less a Jabber copy discarded by the offline policy
+    /// ([`Oracle::jabber_copy_discarded`]). With storage on a Jabber copy is always due: IM&P
+    /// keeps it until a Jabber device logs in. The flag says a due Jabber copy was discarded.
+    pub fn missing(
+        &self,
+        users: &BTreeMap<&str, &UserSpec>,
+        m: &MessageRecord,
+        bridge: &interop::Bridge,
+    ) -> (Vec<ClientKind>, bool) {
+        let mut missing = interop::missing(users, m, bridge);
+        let discarded = missing.contains(&ClientKind::Jabber) && self.jabber_copy_discarded(m);
+        if discarded {
+            missing.retain(|c| *c != ClientKind::Jabber);
+        }
+        (missing, discarded)
     }
 
     /// Whether a fault could have swallowed `m` (see [`Oracle::expect`]).

@@ -2,7 +2,7 @@
 //! only), at risk, discarded, duplicated and reordered, and the latency percentiles.
 
 use crate::history::History;
-use crate::oracle::{Expect, Oracle, interop};
+use crate::oracle::{Expect, Oracle};
 use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
 use reports::Percentiles;
@@ -117,9 +117,9 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             let sent_s = m.sent_at.as_secs_f64();
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
-                let missing = interop::missing(&by_jid, m, &out.bridge);
+                let (missing, discarded) = oracle.missing(&by_jid, m, &out.bridge);
                 let at_risk = !missing.is_empty() && oracle.at_risk(m);
-                if !t.bridged(id, m, &missing, at_risk) {
+                if !t.bridged(id, m, &missing, (at_risk, discarded)) {
                     continue;
                 }
             } else if m.deliveries.is_empty() {
@@ -155,13 +155,15 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
 
 impl Tally {
     /// Judges a message across the bridge by the recipient clients it `missing`; false when it
-    /// arrived on no client at all (nothing more to count for it).
+    /// arrived on no client at all (nothing more to count for it). `discarded`: IM&P
+    /// legitimately discarded its Jabber copy (storage off, spec 46), so arriving nowhere is
+    /// the offline policy, not the bridge's design.
     fn bridged(
         &mut self,
         id: &str,
         m: &crate::history::observer::MessageRecord,
         missing: &[fakes::observe::ClientKind],
-        at_risk: bool,
+        (at_risk, discarded): (bool, bool),
     ) -> bool {
         let sent_s = m.sent_at.as_secs_f64();
         if at_risk {
@@ -180,7 +182,10 @@ impl Tally {
                 .push(format!("{id} ({}→{} on {})", m.from, m.to, on.join("+")));
         }
         if m.deliveries.is_empty() {
-            if missing.is_empty() {
+            if missing.is_empty() && discarded {
+                self.discarded += 1;
+                self.verdicts.push((sent_s, Verdict::Discarded));
+            } else if missing.is_empty() {
                 self.not_bridged += 1;
                 self.verdicts.push((sent_s, Verdict::NotBridged));
             }

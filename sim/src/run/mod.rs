@@ -16,7 +16,6 @@ pub mod sample;
 
 use crate::history::History;
 use crate::history::observer::Observer;
-use crate::oracle::interop;
 use crate::plan::Plan;
 use crate::plan::faults::Timed;
 use crate::plan::topology::UserSpec;
@@ -184,7 +183,7 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
             out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
         return out.observer.with_messages(|msgs| {
             msgs.filter(|(_, m)| {
-                !interop::missing(&by_jid, m, &out.bridge).is_empty() && !oracle.at_risk(m)
+                !oracle.missing(&by_jid, m, &out.bridge).0.is_empty() && !oracle.at_risk(m)
             })
             .map(|(id, _)| id.to_string())
             .take(limit)

@@ -160,6 +160,7 @@ fn add_cloud(
             body,
         );
     }
+    hide_statuses(&mut cloud, s, users);
     // Provisioning bodies above are the administrator's, not message traffic: scan from here.
     cloud.set_body_tap(plaintext_tap(h.leaks.clone()));
     let cloud = Rc::new(RefCell::new(cloud));
@@ -172,6 +173,33 @@ fn add_cloud(
         }
     });
     tokens
+}
+
+/// Users who hide their status in Webex but do not run the Webex App in the run (spec 49:
+/// they use only Jabber) unchecked "Show status" before it starts: each signs in once at
+/// time zero and sets `hidden`. Webex App users set it themselves when they log in.
+fn hide_statuses(cloud: &mut Cloud, s: &Scenario, users: &[UserSpec]) {
+    for u in users.iter().filter(|u| u.hidden && !u.webex) {
+        let email = webex_email(u, s);
+        let login = json!({"email": email, "password": u.password});
+        let req = Request {
+            method: Method::Post,
+            path: "/v1/login".into(),
+            token: None,
+            body: login.to_string().into_bytes(),
+        };
+        let answer = cloud.handle_request(Duration::ZERO, req).body;
+        let Some(token) = answer["token"].as_str() else {
+            continue; // not a Webex user at all (no licence): nothing to hide
+        };
+        let req = Request {
+            method: Method::Put,
+            path: "/v1/presence/me".into(),
+            token: Some(token.to_string()),
+            body: json!({"hidden": true}).to_string().into_bytes(),
+        };
+        cloud.handle_request(Duration::ZERO, req);
+    }
 }
 
 /// Adds one host per Expressway node, each running the real connector.

@@ -45,6 +45,7 @@ use crate::core::status::{StatusInputs, StatusPage};
 use crate::core::translate::{self, Activity};
 use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
+use crate::proto::stream::STANZA_BYTES_MAX;
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
@@ -241,6 +242,15 @@ pub struct NodeStats {
     /// Activities whose ciphertext did not decrypt with the space key (a bad tag, a wrong
     /// key, a malformed JWE): dropped, counted here and logged.
     pub undecryptable: u64,
+    /// XMPP errors IM&P returned for messages this node sent from Webex (offline storage off
+    /// before 12.5, spec 46) carried back to the sender in Webex as `undelivered` activities.
+    pub errors_to_webex: u64,
+    /// XMPP message errors that could not be carried back: the message is no longer known
+    /// (older than the id map), or its space or key is not.
+    pub errors_dropped: u64,
+    /// Webex messages refused because their stanza would exceed IM&P's stanza limit
+    /// ([`STANZA_BYTES_MAX`]); the sender is told in Webex (`undelivered`).
+    pub oversize_refused: u64,
 }
 
 #[derive(Debug, Clone)]

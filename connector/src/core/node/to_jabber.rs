@@ -114,7 +114,7 @@ impl ConnectorNode {
         let key = self.keys.get(&space.key_uri).cloned();
         match item {
             InItem::Typing { actor, on, .. } => {
-                self.deliver(now, &space, &actor, Activity::Typing(on), None)
+                self.deliver(now, &space, &actor, Activity::Typing(on), None, rng)
             }
             InItem::Activity { a, actor } => {
                 let Some(activity) = self.decode(&a, key.as_ref()) else {
@@ -122,10 +122,16 @@ impl ConnectorNode {
                     self.check_decryptable(&a, key.as_ref());
                     return;
                 };
-                self.deliver(now, &space, &actor, activity, Some(&a.id));
+                self.deliver(
+                    now,
+                    &space,
+                    &actor,
+                    activity,
+                    Some((&a.id, &a.space_id)),
+                    rng,
+                );
             }
         }
-        let _ = rng;
     }
 
     /// Counts and logs an activity whose ciphertext does not open with its space key (a bad
@@ -201,6 +207,8 @@ impl ConnectorNode {
                     target: a.target.clone().unwrap_or_default(),
                 },
             },
+            // A failure notice for a Webex author: nothing to say in Jabber.
+            Verb::Undelivered => return None,
             Verb::Read => {
                 let target = a.target.clone()?;
                 let up_to = self
@@ -213,14 +221,17 @@ impl ConnectorNode {
         })
     }
 
-    /// Sends `activity` from `actor`'s session to the other member of the space.
+    /// Sends `activity` from `actor`'s session to the other member of the space. `stored`:
+    /// the (activity id, space id) it came from, remembered by stanza id for read markers and
+    /// for carrying an XMPP error back to the sender.
     pub(super) fn deliver(
         &mut self,
         now: Duration,
         space: &SpaceInfo,
         actor: &str,
         activity: Activity,
-        activity_id: Option<&str>,
+        stored: Option<(&str, &str)>,
+        rng: &mut impl Rng,
     ) {
         // Group spaces are never bridged (spec 42); the cloud does not route them here, and a
         // stray one is dropped rather than sent to one member picked out of many.
@@ -256,25 +267,60 @@ impl ConnectorNode {
                     e.ns = NS_COMPONENT.to_string();
                 }
             }
-            if let (Some(aid), Some(sid), true) =
-                (activity_id, st.attr("id"), xmpp::body(&st).is_some())
+            if self.refused_as_oversize(actor, &st, stored, rng) {
+                continue;
+            }
+            if let (Some(stored), Some(sid), true) =
+                (stored, st.attr("id"), xmpp::body(&st).is_some())
             {
-                let (aid, sid) = (aid.to_string(), sid.to_string());
-                remember(
-                    &mut self.id_map,
-                    &mut self.id_order,
-                    format!("hm:{sid}"),
-                    aid.clone(),
-                );
-                remember(
-                    &mut self.id_map,
-                    &mut self.id_order,
-                    format!("act:{aid}"),
-                    sid,
-                );
+                self.remember_sent(stored, sid.to_string());
             }
             self.send_as(now, actor, st);
         }
+    }
+
+    /// Remembers which activity (and space) the message stanza `sid` carries, both ways: for
+    /// read markers, and for carrying an XMPP error back to the sender.
+    fn remember_sent(&mut self, (aid, space_id): (&str, &str), sid: String) {
+        let (map, order) = (&mut self.id_map, &mut self.id_order);
+        remember(map, order, format!("hm:{sid}"), aid.to_string());
+        remember(map, order, format!("hmspace:{sid}"), space_id.to_string());
+        remember(map, order, format!("act:{aid}"), sid);
+    }
+
+    /// Whether `stanza` is too large for IM&P's component stream (its serialized size over
+    /// [`STANZA_BYTES_MAX`], the limit IM&P's parser applies too): it is refused here, before
+    /// a byte goes on the shared link, because a peer's parser that refuses a stanza cannot
+    /// find the end of it to skip it and ends the stream, and with it every session on the
+    /// link. The Webex sender is told with an `undelivered` activity (`policy-violation`), the
+    /// refusal counted and logged at WARN.
+    pub(super) fn refused_as_oversize(
+        &mut self,
+        actor: &str,
+        stanza: &Element,
+        stored: Option<(&str, &str)>,
+        rng: &mut impl Rng,
+    ) -> bool {
+        let size = stanza.to_xml_in(NS_COMPONENT).len();
+        if size <= STANZA_BYTES_MAX {
+            return false;
+        }
+        self.stats.oversize_refused += 1;
+        tracing::warn!(
+            sender = %actor,
+            bytes = size,
+            limit = STANZA_BYTES_MAX,
+            "a Webex message is too large for IM&P: refused to its sender, not sent"
+        );
+        if let Some((aid, space_id)) = stored {
+            let text = format!(
+                "Message too large for Jabber: {size} bytes as XML, at most {STANZA_BYTES_MAX}"
+            );
+            let client_id = format!("oversize:{aid}");
+            let post = (actor, aid, space_id);
+            self.post_undelivered(post, ("policy-violation", text), &client_id, rng);
+        }
+        true
     }
 
     /// The IM&P node of the session that carries stanzas sent as `email` now: their open

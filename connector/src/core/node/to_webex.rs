@@ -67,7 +67,7 @@ impl ConnectorNode {
 
     pub(super) fn on_message(&mut self, now: Duration, el: &Element, rng: &mut impl Rng) {
         if el.attr("type") == Some("error") {
-            return;
+            return self.carry_error_back(el, rng);
         }
         // Carbons: `sent` = our user wrote from Jabber; `received` = a copy of a message to
         // another of our user's resources.
@@ -105,6 +105,73 @@ impl ConnectorNode {
         let p = pair(&actor, &other);
         self.queue_posts(&p, &actor, &from.bare(), &id, activities);
         self.flush_outbox(&p, now, rng);
+    }
+
+    /// IM&P answered a message this node sent for a Webex post with an error (offline storage
+    /// off before 12.5: "Message could not be delivered", spec 46): the sender sees it in
+    /// Webex as an `undelivered` activity on their post, with the error's condition and text
+    /// (the project's wire: the guide says only that the sender sees the error). An error
+    /// for anything else (typing, read markers, a message no longer remembered) is counted.
+    pub(super) fn carry_error_back(&mut self, el: &Element, rng: &mut impl Rng) {
+        let sid = el.attr("id").unwrap_or_default();
+        let found = (
+            self.id_map.get(&format!("hm:{sid}")).cloned(),
+            self.id_map.get(&format!("hmspace:{sid}")).cloned(),
+        );
+        let sender = el
+            .attr("to")
+            .and_then(|t| Jid::parse(t).ok())
+            .and_then(|j| self.directory.email_of(&j.bare()).map(str::to_string));
+        let (Some(target), Some(space_id), Some(sender)) = (found.0, found.1, sender) else {
+            self.stats.errors_dropped += 1;
+            return;
+        };
+        let error = (
+            xmpp::error_condition(el).unwrap_or("undefined-condition"),
+            xmpp::error_text(el).unwrap_or_default(),
+        );
+        let post = (sender.as_str(), target.as_str(), space_id.as_str());
+        if self.post_undelivered(post, error, &format!("xmpp-error:{sid}"), rng) {
+            self.stats.errors_to_webex += 1;
+        } else {
+            self.stats.errors_dropped += 1;
+        }
+    }
+
+    /// Posts an `undelivered` activity on `sender`'s post `target` in `space_id`, with the
+    /// XMPP error `(condition, text)` encrypted with the space key. False when the key is
+    /// not known (nothing posted).
+    pub(super) fn post_undelivered(
+        &mut self,
+        (sender, target, space_id): (&str, &str, &str),
+        (condition, text): (&str, String),
+        client_id: &str,
+        rng: &mut impl Rng,
+    ) -> bool {
+        let key_uri = self.spaces.get(space_id).map(|s| s.key_uri.clone());
+        let Some(key) = key_uri.and_then(|u| self.keys.get(&u).cloned()) else {
+            return false;
+        };
+        let error = json!({"condition": condition, "text": text});
+        let ct = jwe::encrypt(&key, jwe::draw_iv(rng), error.to_string().as_bytes());
+        let body = json!({"verb": "undelivered", "actor": sender, "target": target,
+            "encrypted_text": ct, "client_id": client_id});
+        let path = format!("/v1/spaces/{space_id}/activities");
+        let lane = fnv(space_id);
+        let retry = PostRetry {
+            path: path.clone(),
+            body: body.clone(),
+            lane,
+            attempts: 1,
+        };
+        self.cloud(
+            Method::Post,
+            &path,
+            body,
+            lane,
+            Pending::Post(Some(Box::new(retry))),
+        );
+        true
     }
 
     /// Queues a Jabber message's activities on its conversation, once per `client_id` (the

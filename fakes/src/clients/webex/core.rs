@@ -4,7 +4,7 @@
 //! driver ([`super::driver`]) makes the REST calls these decisions name.
 
 use super::{Mix, WebexPlan};
-use crate::observe::{ClientKind, Delivered, Sent};
+use crate::observe::{ClientKind, Delivered, Refused, Sent};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::{Activity, Verb};
 use rand::RngExt as _;
@@ -27,6 +27,31 @@ pub fn tag_of(text: &str) -> Option<&str> {
     let start = text.find("[[")? + 2;
     let end = start + text[start..].find("]]")?;
     Some(&text[start..end])
+}
+
+/// The notice that `me`'s post `a.target` could not be delivered to Jabber: which message
+/// (the tag of the post's text, from `target_encrypted_text`) and the XMPP error IM&P gave
+/// (`encrypted_text`, `{condition, text}`). `None` when it does not decrypt.
+fn read_undelivered(
+    me: &str,
+    device: &str,
+    a: &Activity,
+    key: Option<&SpaceKey>,
+) -> Option<Observation> {
+    let open = |ct: &Option<String>| -> Option<String> {
+        let plain = jwe::decrypt(key?, ct.as_deref()?).ok()?;
+        String::from_utf8(plain).ok()
+    };
+    let post = open(&a.target_encrypted_text)?;
+    let id = tag_of(&post)?.to_string();
+    let error: Value = serde_json::from_str(&open(&a.encrypted_text)?).ok()?;
+    Some(Observation::Refused(Refused {
+        id,
+        user: me.to_string(),
+        device: device.to_string(),
+        condition: error["condition"].as_str().unwrap_or_default().to_string(),
+        text: error["text"].as_str().unwrap_or_default().to_string(),
+    }))
 }
 
 /// One scheduled action, as drawn from the plan's [`Mix`].
@@ -64,6 +89,8 @@ pub enum Observation {
     Note(&'static str),
     /// A message delivered to this user.
     Delivered(Delivered),
+    /// A message this user sent could not be delivered to the other member's Jabber (spec 46).
+    Refused(Refused),
 }
 
 /// Everything one Webex user knows across sessions.
@@ -136,7 +163,8 @@ impl WebexCore {
 
     /// Whether reading `a` needs its space key: someone else's post or share.
     pub fn needs_key(me: &str, a: &Activity) -> bool {
-        a.actor != me && matches!(a.verb, Verb::Post | Verb::Share)
+        (a.actor != me && matches!(a.verb, Verb::Post | Verb::Share))
+            || (a.actor == me && a.verb == Verb::Undelivered)
     }
 
     /// What activity `a` means for user `me` on `device` (its key if [`Self::needs_key`]).
@@ -148,6 +176,13 @@ impl WebexCore {
         a: &Activity,
         key: Option<&SpaceKey>,
     ) -> Vec<Observation> {
+        if a.verb == Verb::Undelivered {
+            // Only the author of the failed post is told (the other member sees nothing).
+            return match a.actor == me {
+                true => read_undelivered(me, device, a, key).into_iter().collect(),
+                false => Vec::new(),
+            };
+        }
         if a.actor == me {
             return Vec::new();
         }
@@ -155,6 +190,7 @@ impl WebexCore {
             Verb::Post | Verb::Share => self.read_post(me, device, a, key),
             Verb::Read => vec![Observation::Note("webex: read marker received")],
             Verb::Delete => vec![Observation::Note("webex: delete received")],
+            Verb::Undelivered => Vec::new(),
         }
     }
 

@@ -375,6 +375,7 @@ async fn receive<N: Net>(
         match o {
             Observation::Note(n) => d.recorder.note(n),
             Observation::Delivered(m) => d.recorder.delivered(&d.host, m),
+            Observation::Refused(r) => d.recorder.refused(&d.host, r),
         }
     }
     st.mark_seen(&a);
