@@ -229,31 +229,33 @@ async fn take_input<N: Net>(
     guard: Option<&(Rc<RefCell<Brake>>, std::net::IpAddr)>,
 ) {
     let wrong_before = node.borrow().stats().wrong_passwords;
+    let authed_before = node.borrow().is_authenticated(id);
     endpoint.input(net.now(), node, id, bytes);
     if let Some((brake, source)) = guard {
         // Both read before the await: the node is not borrowed across it.
         let wrong = node.borrow().stats().wrong_passwords > wrong_before;
-        let authed = node.borrow().is_authenticated(id);
-        brake_c2s(net, brake, *source, wrong, authed).await;
+        let authed = !wrong && !authed_before && node.borrow().is_authenticated(id);
+        let account = node.borrow().last_auth_account().unwrap_or("").to_owned();
+        brake_c2s(net, brake, (*source, &account), wrong, authed).await;
     }
 }
 
-/// The brake on c2s password guessing: a wrong password waits its source's delay before the
-/// failure is sent; a login forgives the source.
+/// The brake on c2s password guessing: a wrong password waits its delay (per source and
+/// account) before the failure is sent; a login forgives its account.
 async fn brake_c2s<N: Net>(
     net: &N,
     brake: &Rc<RefCell<Brake>>,
-    source: std::net::IpAddr,
+    (source, account): (std::net::IpAddr, &str),
     wrong: bool,
-    authenticated: bool,
+    logged_in: bool,
 ) {
     if wrong {
-        let wait = brake.borrow_mut().failed(net.now(), source, "c2s");
+        let wait = brake.borrow_mut().failed(net.now(), source, account, "c2s");
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-    } else if authenticated {
-        brake.borrow_mut().succeeded(source);
+    } else if logged_in {
+        brake.borrow_mut().succeeded(account);
     }
 }
 

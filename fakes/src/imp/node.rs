@@ -208,6 +208,9 @@ pub struct ImpNode {
     prg: Option<Prg>,
     /// The XEP-0045 group chat service `conference.<domain>` (`muc.rs`, spec 42).
     muc: Muc,
+    /// The authentication identity of the last SASL PLAIN attempt: the driver's brake on
+    /// guessing counts failures per account ([`Self::last_auth_account`]).
+    last_authcid: Option<String>,
 }
 
 /// One presence as published by a resource.
@@ -259,6 +262,7 @@ impl ImpNode {
             component_sessions: BTreeMap::new(),
             prg: None,
             muc,
+            last_authcid: None,
         }
     }
 
@@ -510,7 +514,9 @@ impl ImpNode {
             self.send(conn, &f);
             return;
         }
-        let user = xmpp::sasl_plain_decode(&el.text()).and_then(|(authcid, pw)| {
+        let plain = xmpp::sasl_plain_decode(&el.text());
+        self.last_authcid = plain.as_ref().map(|(authcid, _)| authcid.clone());
+        let user = plain.and_then(|(authcid, pw)| {
             let u = self.dir.by_authcid(&authcid, &self.cfg.domain)?;
             (u.password == pw).then(|| (u.jid.clone(), u.home.clone()))
         });
@@ -606,6 +612,11 @@ impl ImpNode {
             State::Auth => false,
             _ => true,
         })
+    }
+
+    /// The account (SASL authentication identity) of the last login attempt, right or wrong.
+    pub fn last_auth_account(&self) -> Option<&str> {
+        self.last_authcid.as_deref()
     }
 
     /// The authentication timeout of `conn` expired: ends the stream unless it logged in.
