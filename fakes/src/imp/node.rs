@@ -126,6 +126,8 @@ pub struct NodeStats {
     pub wrong_passwords: u64,
     /// c2s streams closed for not authenticating in time.
     pub auth_timeouts: u64,
+    /// Logged-in c2s streams closed for silence (`IDLE_TIMEOUT_C2S`).
+    pub idle_timeouts: u64,
     /// Bind requests refused for a malformed resource (RFC 7622).
     pub bad_resources: u64,
     /// Chat messages routed to at least one device.
@@ -612,6 +614,24 @@ impl ImpNode {
             State::Auth => false,
             _ => true,
         })
+    }
+
+    /// The logged-in stream `conn` was silent for too long (the driver's idle timeout): ends
+    /// it with `<connection-timeout/>` (RFC 6120 4.9.3.4), counted and logged.
+    pub fn idle_timed_out(&mut self, conn: ConnId) {
+        if !self.is_authenticated(conn) {
+            return;
+        }
+        self.stats.idle_timeouts += 1;
+        let who = self.jid_of(conn).map(|j| j.to_string()).unwrap_or_default();
+        tracing::info!(
+            node = %self.cfg.host,
+            conn,
+            jid = %who,
+            idle_timeouts = self.stats.idle_timeouts,
+            "c2s stream silent: closing"
+        );
+        self.stream_error(conn, "connection-timeout", "no traffic in time");
     }
 
     /// The account (SASL authentication identity) of the last login attempt, right or wrong.
