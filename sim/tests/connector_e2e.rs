@@ -460,7 +460,7 @@ fn world<'a>(bob_hm: bool) -> turmoil::Sim<'a> {
         &mut cloud,
         Method::Post,
         "/v1/admin/clusters",
-        json!({"name": "exp-a", "size": "large"}),
+        json!({"name": "exp-a", "size": "large", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]}),
     );
     let token = reg["registration_token"].as_str().unwrap().to_string();
     admin(

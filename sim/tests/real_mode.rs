@@ -91,7 +91,7 @@ fn cloud_config(seed: u64, cloud_port: u16, kms_port: u16) -> String {
          \x20 - {{ email: {ALICE}, password: {ALICE_PW}, entitlements: [paid_licence, hybrid_message] }}\n\
          \x20 - {{ email: {BOB}, password: {BOB_PW}, entitlements: [paid_licence] }}\n\
          clusters:\n\
-         \x20 - {{ name: exp-a, size: large }}\n"
+         \x20 - {{ name: exp-a, size: large, hostnames: [exp-a-1] }}\n"
     )
 }
 
