@@ -138,7 +138,7 @@ fn message_exchange() -> Seen {
             .await;
         }
         // Control Hub issues a registration token; the Expressway registers with it.
-        let body = json!({"name": "exp-a", "size": "large"});
+        let body = json!({"name": "exp-a", "size": "large", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
         let r = expect(
             &mut admin,
             Method::Post,
@@ -320,7 +320,7 @@ fn connector_gets_assignment_and_bridged_activity() {
     sim.client("exp-a-1", async move {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let mut admin = client().await;
-        let body = json!({"name": "exp-a", "size": "small"});
+        let body = json!({"name": "exp-a", "size": "small", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
         let r = expect(&mut admin, Method::Post, "/v1/admin/clusters", Some(ADMIN), body, 201).await;
         let token = r["registration_token"].as_str().unwrap().to_owned();
         let body = json!({"hostname": "exp-a-1", "primary": true});

@@ -19,7 +19,10 @@ fn imp_config() -> fakes::imp::serve::ServeImpConfig {
     serde_json::from_value(serde_json::json!({
         "component": {"secret": "s"},
         "axl": {"username": "axl", "password": "axl-pw"},
-        "users": [{"userid": "alice", "password": "alice-pw", "email": "alice@example.com"}],
+        "users": [
+            {"userid": "alice", "password": "alice-pw", "email": "alice@example.com"},
+            {"userid": "mallory", "password": "mallory-pw", "email": "mallory@example.com"},
+        ],
     }))
     .expect("config")
 }
@@ -52,16 +55,20 @@ fn sim<'a>() -> turmoil::Sim<'a> {
         let mut cloud = Cloud::new(cfg, ChaCha8Rng::seed_from_u64(1));
         let add = serde_json::json!({"email": "alice@example.com", "password": "alice-pw",
             "entitlements": ["paid_licence"]});
-        let r = cloud.handle_request(
-            Duration::ZERO,
-            fakes::cloud::api::Request {
-                method: fakes::cloud::api::Method::Post,
-                path: "/v1/admin/users".into(),
-                token: Some("admin-Right-1".into()),
-                body: add.to_string().into_bytes(),
-            },
-        );
-        assert_eq!(r.status, 201, "{}", r.body);
+        let mallory = serde_json::json!({"email": "mallory@example.com",
+            "password": "mallory-pw", "entitlements": ["paid_licence"]});
+        for body in [add, mallory] {
+            let r = cloud.handle_request(
+                Duration::ZERO,
+                fakes::cloud::api::Request {
+                    method: fakes::cloud::api::Method::Post,
+                    path: "/v1/admin/users".into(),
+                    token: Some("admin-Right-1".into()),
+                    body: body.to_string().into_bytes(),
+                },
+            );
+            assert_eq!(r.status, 201, "{}", r.body);
+        }
         fakes::cloud::http::serve(TurmoilNet, Rc::new(RefCell::new(cloud)), 443).await?;
         Ok(())
     });
@@ -85,8 +92,13 @@ async fn read_some(s: &mut turmoil::net::TcpStream, needle: &str) -> String {
     got
 }
 
-/// One SASL PLAIN attempt on a fresh c2s stream: whether it succeeded.
+/// One SASL PLAIN attempt for alice on a fresh c2s stream: whether it succeeded.
 async fn c2s_login(password: &str) -> bool {
+    c2s_login_as("alice", password).await
+}
+
+/// One SASL PLAIN attempt for `user` on a fresh c2s stream: whether it succeeded.
+async fn c2s_login_as(user: &str, password: &str) -> bool {
     let mut s = turmoil::net::TcpStream::connect(("imp", 5222))
         .await
         .expect("connect");
@@ -97,7 +109,7 @@ async fn c2s_login(password: &str) -> bool {
     .await
     .expect("write");
     read_some(&mut s, "</stream:features>").await;
-    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0alice\0{password}"));
+    let plain = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{password}"));
     let auth =
         format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>");
     s.write_all(auth.as_bytes()).await.expect("write");
@@ -182,6 +194,36 @@ fn wrong_passwords_are_braked_per_source() {
             "{:?}",
             start.elapsed()
         );
+        Ok(())
+    });
+    sim.run().expect("simulation");
+}
+
+/// The known gap of issue 14: a success cleared its whole source, so a guesser holding one
+/// valid account (mallory) logged in with it between guesses at alice's and was never slowed.
+/// A success now clears only its own account's count.
+#[test]
+fn a_valid_account_between_guesses_does_not_lift_the_brake() {
+    let mut sim = sim();
+    sim.client("mallory", async {
+        let start = tokio::time::Instant::now();
+        for i in 0..GUESSES {
+            assert!(!c2s_login_as("alice", &format!("guess-{i}")).await);
+            assert!(c2s_login_as("mallory", "mallory-pw").await);
+        }
+        let took = start.elapsed();
+        assert!(took >= braked(GUESSES), "c2s: {took:?}");
+
+        let start = tokio::time::Instant::now();
+        let good = "{\"email\": \"mallory@example.com\", \"password\": \"mallory-pw\"}";
+        for i in 0..GUESSES {
+            let body = format!("{{\"email\": \"alice@example.com\", \"password\": \"g{i}\"}}");
+            let login = "POST /v1/login HTTP/1.1";
+            assert_eq!(http("cloud", 443, login, &body).await, 401);
+            assert_eq!(http("cloud", 443, login, good).await, 200);
+        }
+        let took = start.elapsed();
+        assert!(took >= braked(GUESSES), "cloud login: {took:?}");
         Ok(())
     });
     sim.run().expect("simulation");

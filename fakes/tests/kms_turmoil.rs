@@ -315,7 +315,7 @@ fn move_during_outage_reaches_the_kms() {
     let uri_out = uri_seen.clone();
     sim.client("exp-a-1", async move {
         let mut admin = client().await;
-        let body = json!({"name": "exp-a", "size": "small"});
+        let body = json!({"name": "exp-a", "size": "small", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
         let (r, _) = retry(&mut admin, Method::Post, "/v1/admin/clusters", Some(ADMIN), body, 201).await;
         let token = r["registration_token"].as_str().unwrap().to_owned();
         let mut cons = Vec::new();

@@ -131,6 +131,36 @@ fn imp_host(sim: &mut turmoil::Sim<'_>) {
     });
 }
 
+/// Reads what IM&P sends, pinging it (XEP-0199) after every 30 s of silence as Jabber does:
+/// IM&P closes a logged-in stream silent for `IDLE_TIMEOUT_C2S`, and these clients wait for
+/// the connector's registration (up to 5 min) with nothing to say.
+async fn read_pinging<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    core: &mut JabberCore,
+    buf: &mut [u8],
+) -> std::io::Result<usize>
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        if let Ok(read) = tokio::time::timeout(Duration::from_secs(30), rd.read(buf)).await {
+            return read;
+        }
+        if core.is_ready() {
+            let ping = connector::proto::xml::Element::new("iq", xmpp::NS_CLIENT)
+                .with_attr("type", "get")
+                .with_attr("id", core.next_id())
+                .with_child(connector::proto::xml::Element::new("ping", xmpp::NS_PING));
+            core.send(&ping);
+        }
+        while let Some(out) = core.take_output() {
+            wr.write_all(out.as_bytes()).await?;
+        }
+    }
+}
+
 /// Bob's Jabber: logs in, waits for Alice's message, answers "pong from jabber".
 async fn bob_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
     let stream = TurmoilNet.connect("imp-a-1", 5222).await?;
@@ -141,7 +171,7 @@ async fn bob_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
         if let Some(out) = core.take_output() {
             wr.write_all(out.as_bytes()).await?;
         }
-        let n = rd.read(&mut buf).await?;
+        let n = read_pinging(&mut rd, &mut wr, &mut core, &mut buf).await?;
         if n == 0 {
             return Err("IM&P closed bob's stream".into());
         }
@@ -322,7 +352,7 @@ async fn alice_jabber(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
         if let Some(out) = core.take_output() {
             wr.write_all(out.as_bytes()).await?;
         }
-        let n = rd.read(&mut buf).await?;
+        let n = read_pinging(&mut rd, &mut wr, &mut core, &mut buf).await?;
         if n == 0 {
             return Err("IM&P closed alice's stream".into());
         }
@@ -460,7 +490,7 @@ fn world<'a>(bob_hm: bool) -> turmoil::Sim<'a> {
         &mut cloud,
         Method::Post,
         "/v1/admin/clusters",
-        json!({"name": "exp-a", "size": "large"}),
+        json!({"name": "exp-a", "size": "large", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]}),
     );
     let token = reg["registration_token"].as_str().unwrap().to_string();
     admin(

@@ -126,7 +126,7 @@ fn curl_against_hmsim_serve_cloud_and_kms() {
              \x20 - {{ email: alice@example.com, password: alice-pw, entitlements: [paid_licence] }}\n\
              \x20 - {{ email: bob@example.com, password: bob-pw, entitlements: [paid_licence] }}\n\
              clusters:\n\
-             \x20 - {{ name: exp-a, size: large }}\n"
+             \x20 - {{ name: exp-a, size: large, hostnames: [exp-a-1] }}\n"
         ),
     )
     .expect("write cloud config");

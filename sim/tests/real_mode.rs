@@ -91,7 +91,7 @@ fn cloud_config(seed: u64, cloud_port: u16, kms_port: u16) -> String {
          \x20 - {{ email: {ALICE}, password: {ALICE_PW}, entitlements: [paid_licence, hybrid_message] }}\n\
          \x20 - {{ email: {BOB}, password: {BOB_PW}, entitlements: [paid_licence] }}\n\
          clusters:\n\
-         \x20 - {{ name: exp-a, size: large }}\n"
+         \x20 - {{ name: exp-a, size: large, hostnames: [exp-a-1] }}\n"
     )
 }
 
@@ -454,6 +454,7 @@ fn webex_and_jabber_talk_through_the_real_connector_binary() {
     let mut connector = connector.expect("the connector was started");
     connector.assert_running();
     drop(connector);
+    let restart_log = restart_keeps_the_registration(&connector_exe, &connector_config_path);
 
     // The connector's log: it logged its progress, and no secret (the scan of the
     // `no_secrets_in_logs` check: these values, any token by its shape, the key's encodings).
@@ -481,9 +482,67 @@ fn webex_and_jabber_talk_through_the_real_connector_binary() {
         imp_config,
         connector_config_path,
         log_path,
+        restart_log,
     ] {
         let _ = std::fs::remove_file(f);
     }
+}
+
+/// Issue 14 item 8: the connector saved what registration gave it next to its config (mode
+/// 0600); restarted, it resumes with it and runs again, without using its single-use
+/// registration token a second time (the cloud would refuse it: HTTP 403). Returns the
+/// restarted connector's log file.
+fn restart_keeps_the_registration(exe: &Path, config: &Path) -> PathBuf {
+    let state = connector::io::state::path_for(config);
+    let saved = connector::io::state::load(&state)
+        .expect("a readable state file")
+        .unwrap_or_else(|| panic!("no state file at {}", state.display()));
+    assert_eq!(saved.connector_id, "exp-a-1");
+    assert!(saved.connector_token.starts_with("con-"), "{saved:?}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&state)
+            .expect("stat")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let log_path = config.with_extension("restart.log");
+    let log = std::fs::File::create(&log_path).expect("create the restarted connector's log");
+    let mut again = KillOnDrop(
+        Command::new(exe)
+            .arg("--config")
+            .arg(config)
+            .env("CONNECTOR_LOG", "connector=debug,info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("restart the connector binary"),
+        "restarted connector",
+    );
+    let started = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if text.contains("phase=running") {
+            assert!(
+                text.contains("resuming with the saved connector token"),
+                "{text}"
+            );
+            assert!(!text.contains("HTTP 403"), "{text}");
+            break;
+        }
+        assert!(
+            started.elapsed() < ASSIGNED_TIMEOUT,
+            "the restarted connector did not run again within {ASSIGNED_TIMEOUT:?}:\n{}",
+            tail(&log_path)
+        );
+        again.assert_running();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(again);
+    let _ = std::fs::remove_file(&state);
+    log_path
 }
 
 /// The last lines of a log file, for failure messages.

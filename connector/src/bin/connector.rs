@@ -6,7 +6,9 @@
 //!
 //! Reads the YAML config (format: [`connector::io::real`], also printed by `--help`), checks
 //! it against the Message Service rules (spec 11-21), then runs the same core and driver as the
-//! simulation over tokio sockets until killed. Logs go to stderr (`CONNECTOR_LOG`, default
+//! simulation over tokio sockets until killed. What Control Hub's registration gave it (its
+//! connector token) is kept in `<config stem>.state.json` next to the config (mode 0600,
+//! [`connector::io::state`]), so a restart does not need a new registration token. Logs go to stderr (`CONNECTOR_LOG`, default
 //! `info`; e.g. `CONNECTOR_LOG=connector=debug`).
 //!
 //! Exit codes: 2 for a config that cannot be read, parsed or run (every problem, located at
@@ -61,7 +63,9 @@ fn run() -> i32 {
             return EXIT_BAD_INPUT;
         }
     };
-    match connector::io::net::run_local(real::run(&cfg)) {
+    // What registration gave the connector survives a restart in a file next to the config.
+    let state_file = connector::io::state::path_for(&cli.config);
+    match connector::io::net::run_local(real::run(&cfg, Some(state_file))) {
         Ok(()) => 0,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");

@@ -6,6 +6,7 @@
 //! - [`net`]: the [`net::Net`] backend trait with turmoil and tokio implementations.
 //! - [`ranges`]: the valid ranges of the config file's numbers, checked while it is parsed.
 //! - [`real`]: real mode (the `connector` binary): the config file and the run on tokio sockets.
+//! - [`state`]: real mode's state file: the registration kept across a process restart.
 
 pub mod driver;
 pub mod http;
@@ -13,3 +14,4 @@ pub mod located;
 pub mod net;
 pub mod ranges;
 pub mod real;
+pub mod state;

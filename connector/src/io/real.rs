@@ -25,14 +25,15 @@ use super::driver::{self, Peers};
 use super::located::{self, Located, PathIndex, Pos};
 use super::net::{Net as _, TokioNet};
 use super::ranges;
+use super::state;
 use crate::core::config::{self, ConfigError, ConnectorConfig, ImpPublisher, Proxy};
-use crate::core::node::{ConnectorNode, NodeSettings, Phase};
+use crate::core::node::{ConnectorNode, NodeSettings, Phase, SavedRegistration};
 use serde::Deserialize;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -573,11 +574,22 @@ pub fn log_filter(directives: Option<&str>) -> tracing_subscriber::EnvFilter {
 }
 
 /// Runs the connector of `cfg` until the process is killed. Call inside a `LocalSet` on a
-/// current-thread runtime (the driver shares its core through `Rc`).
-pub async fn run(cfg: &RealConfig) {
+/// current-thread runtime (the driver shares its core through `Rc`). With `state_file`
+/// ([`state::path_for`] the config file), what registration gave the connector is read from
+/// it at start and written to it when it changes ([`state`]), so a restarted connector keeps
+/// its registration (its registration token is single use).
+pub async fn run(cfg: &RealConfig, state_file: Option<PathBuf>) {
     let mut net = TokioNet::new(IpAddr::V4(Ipv4Addr::LOCALHOST));
     net.hosts = Rc::new(cfg.host_table());
-    let core = Rc::new(RefCell::new(ConnectorNode::new(cfg.settings(), net.now())));
+    let mut node = ConnectorNode::new(cfg.settings(), net.now());
+    let mut saved = None;
+    if let Some(path) = &state_file {
+        saved = resume_from(&mut node, path);
+    }
+    let core = Rc::new(RefCell::new(node));
+    if let Some(path) = state_file {
+        tokio::task::spawn_local(keep_state(core.clone(), path, saved));
+    }
     tracing::info!(
         hostname = %cfg.hostname,
         cluster = %cfg.message_service.cluster,
@@ -587,6 +599,57 @@ pub async fn run(cfg: &RealConfig) {
     );
     tokio::task::spawn_local(log_progress(net.clone(), core.clone()));
     driver::run(net, core, cfg.peers(), cfg.seed).await;
+}
+
+/// How often the state file is brought up to date: registration happens once per run.
+pub const STATE_SAVE_EVERY: Duration = Duration::from_secs(1);
+
+/// Hands `node` the registration saved in `path`, if any; returns it.
+fn resume_from(node: &mut ConnectorNode, path: &Path) -> Option<SavedRegistration> {
+    match state::load(path) {
+        Ok(Some(saved)) => {
+            tracing::info!(
+                file = %path.display(),
+                connector_id = %saved.connector_id,
+                "registered before: resuming with the saved connector token"
+            );
+            node.resume_registration(saved.clone());
+            Some(saved)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "state file ignored: registering with the registration token");
+            None
+        }
+    }
+}
+
+/// Writes the core's registration to `path` whenever it changes (`last`: what the file holds).
+async fn keep_state(
+    core: Rc<RefCell<ConnectorNode>>,
+    path: PathBuf,
+    mut last: Option<SavedRegistration>,
+) {
+    let mut tick = tokio::time::interval(STATE_SAVE_EVERY);
+    loop {
+        tick.tick().await;
+        let now = core.borrow().saved_registration();
+        if now.is_none() || now == last {
+            continue;
+        }
+        let saved = now.expect("checked");
+        match state::save(&path, &saved) {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "registration saved");
+                last = Some(saved);
+            }
+            Err(e) => tracing::warn!(
+                file = %path.display(),
+                error = %e,
+                "cannot save the registration: a restart would need a new registration token"
+            ),
+        }
+    }
 }
 
 /// What the progress log reports; a line is logged whenever it changes.

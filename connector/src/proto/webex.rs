@@ -257,6 +257,10 @@ pub struct CreateClusterBody {
     /// Coresident services.
     #[serde(default)]
     pub coresidency: Coresidency,
+    /// The hostnames of its Expressway nodes (lowercase FQDNs, 1 to 6): the registration token
+    /// registers these and no other, each once.
+    #[serde(default)]
+    pub hostnames: Vec<String>,
 }
 
 /// `PUT /v1/admin/connectors/{id}/maintenance`.

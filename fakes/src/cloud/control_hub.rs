@@ -3,15 +3,21 @@
 //!
 //! ## Registration
 //!
-//! - The administrator creates an Expressway cluster in Control Hub and gets one registration
-//!   token for it ([`ControlHub::create_cluster`]). Registration without that token fails
-//!   ("registration initiated from the Expressway UI is rejected", spec 12).
+//! - The administrator creates an Expressway cluster in Control Hub, naming the hostnames of
+//!   its nodes, and gets one registration token for it ([`ControlHub::create_cluster`]).
+//!   Registration without that token fails ("registration initiated from the Expressway UI is
+//!   rejected", spec 12).
+//! - The token is bound to its cluster: it registers only the hostnames it was issued for
+//!   (403 naming the cluster otherwise), and each of them once. A second use answers 403
+//!   naming the cluster and the hostname, and never the connector token: a registered
+//!   Expressway keeps its connector token across restarts (the connector persists it), and one
+//!   that lost it registers again with a new token from Control Hub ("you can restart
+//!   registration in Control Hub", [`ControlHub::create_cluster`] again).
 //! - A hostname with a capital letter fails registration (spec 11).
 //! - The primary registers first; peers follow (spec 12): a peer registering before its primary
 //!   is refused, and a peer completes no earlier than its primary.
 //! - Registration completes after a delay drawn from the RNG passed in, at most
-//!   [`REGISTRATION_DELAY_MAX`] (timers table: ≤ 5 min). Registering again with the same
-//!   hostname (a restarted connector) returns the same connector token.
+//!   [`REGISTRATION_DELAY_MAX`] (timers table: ≤ 5 min).
 //!
 //! ## Liveness
 //!
@@ -25,7 +31,7 @@ use super::error::CloudError;
 pub use connector::proto::webex::RegState;
 use rand::{Rng, RngExt as _};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Longest registration delay (timers table: ≤ 5 min).
@@ -106,6 +112,10 @@ struct ClusterReg {
     size: NodeSize,
     coresidency: Coresidency,
     registration_token: String,
+    /// The hostnames the token was issued for: it registers these and no other.
+    hostnames: BTreeSet<String>,
+    /// The hostnames that used the current token: each may use it once.
+    used_by: BTreeSet<String>,
     primary: Option<String>,
 }
 
@@ -155,37 +165,73 @@ impl ControlHub {
         Self::default()
     }
 
-    /// Creates an Expressway cluster and returns its registration token (the same token if it
-    /// exists with the same shape).
+    /// Creates an Expressway cluster of the nodes `hostnames` and returns its registration
+    /// token, bound to those hostnames. Asked again with the same shape (restarting
+    /// registration in Control Hub), it issues a new token for the hostnames not registered
+    /// yet, or that lost their registration; the old token is void.
     ///
     /// # Errors
-    /// [`CloudError::Invalid`] for a bad name, [`CloudError::Conflict`] if it exists with
-    /// another size or coresidency.
+    /// [`CloudError::Invalid`] for a bad name or hostname, no hostname, or more than a cluster
+    /// holds; [`CloudError::Conflict`] if it exists with another size or coresidency, or a
+    /// hostname belongs to another cluster.
     pub fn create_cluster<R: Rng + ?Sized>(
         &mut self,
         name: &str,
         size: NodeSize,
         coresidency: Coresidency,
+        hostnames: &[String],
         rng: &mut R,
     ) -> Result<String, CloudError> {
         validate_hostname(name)?;
-        if let Some(c) = self.clusters.get(name) {
-            if c.size == size && c.coresidency == coresidency {
-                return Ok(c.registration_token.clone());
-            }
+        let hostnames = self.check_hostnames(name, hostnames)?;
+        if let Some(c) = self.clusters.get(name)
+            && (c.size != size || c.coresidency != coresidency)
+        {
             return Err(CloudError::Conflict(format!("cluster {name} exists")));
         }
         let token = draw_token(rng, "reg-");
+        let primary = self.clusters.get(name).and_then(|c| c.primary.clone());
         self.clusters.insert(
             name.to_owned(),
             ClusterReg {
                 size,
                 coresidency,
                 registration_token: token.clone(),
-                primary: None,
+                hostnames,
+                used_by: BTreeSet::new(),
+                primary,
             },
         );
         Ok(token)
+    }
+
+    /// The hostnames a token of cluster `name` is issued for: valid, at least one, at most a
+    /// cluster's nodes, none of another cluster.
+    fn check_hostnames(
+        &self,
+        name: &str,
+        hostnames: &[String],
+    ) -> Result<BTreeSet<String>, CloudError> {
+        let set: BTreeSet<String> = hostnames.iter().cloned().collect();
+        if set.is_empty() || set.len() > NODES_PER_CLUSTER_MAX {
+            return Err(CloudError::Invalid(format!(
+                "cluster {name}: name 1 to {NODES_PER_CLUSTER_MAX} Expressway hostnames \
+                 (the registration token is issued for them)"
+            )));
+        }
+        for h in &set {
+            validate_hostname(h)?;
+            let other = self.connectors.get(h).map(|n| &n.cluster).or_else(|| {
+                let issued = self.clusters.iter().find(|(_, c)| c.hostnames.contains(h));
+                issued.map(|(c, _)| c)
+            });
+            if let Some(other) = other.filter(|o| *o != name) {
+                return Err(CloudError::Conflict(format!(
+                    "{h} belongs to Expressway cluster {other}"
+                )));
+            }
+        }
+        Ok(set)
     }
 
     /// The size and coresidency of a cluster.
@@ -209,16 +255,22 @@ impl ControlHub {
     ) -> Result<Registration, CloudError> {
         let cluster = self.cluster_of_token(token)?;
         validate_hostname(hostname)?;
-        if let Some(existing) = self.connectors.get(hostname) {
-            if existing.cluster != cluster {
-                return Err(CloudError::Conflict(format!(
-                    "{hostname} is registered with cluster {}",
-                    existing.cluster
-                )));
+        self.check_token_use(&cluster, hostname)?;
+        // Registering again with a new token (restarted in Control Hub): the old connector
+        // token is void once the new registration is accepted.
+        let old = self.connectors.remove(hostname);
+        let ready_at = match self.ready_at(now, &cluster, primary, rng) {
+            Ok(at) => at,
+            Err(e) => {
+                if let Some(old) = old {
+                    self.connectors.insert(hostname.to_owned(), old);
+                }
+                return Err(e);
             }
-            return Ok(registration(existing, now));
+        };
+        if let Some(old) = old {
+            self.tokens.remove(&old.token);
         }
-        let ready_at = self.ready_at(now, &cluster, primary, rng)?;
         let node = ConnectorNode {
             id: hostname.to_owned(),
             cluster: cluster.clone(),
@@ -231,8 +283,11 @@ impl ControlHub {
             maintenance: false,
             status: None,
         };
-        if primary && let Some(c) = self.clusters.get_mut(&cluster) {
-            c.primary = Some(hostname.to_owned());
+        if let Some(c) = self.clusters.get_mut(&cluster) {
+            c.used_by.insert(hostname.to_owned());
+            if primary {
+                c.primary = Some(hostname.to_owned());
+            }
         }
         self.tokens.insert(node.token.clone(), hostname.to_owned());
         let answer = registration(&node, now);
@@ -247,6 +302,31 @@ impl ControlHub {
             .find(|(_, c)| c.registration_token == token)
             .map(|(name, _)| name.clone())
             .ok_or(CloudError::Unauthorized)
+    }
+
+    /// Whether `hostname` may use the registration token of `cluster`: the token was issued
+    /// for it and it has not used it yet.
+    fn check_token_use(&self, cluster: &str, hostname: &str) -> Result<(), CloudError> {
+        let Some(c) = self.clusters.get(cluster) else {
+            return Err(CloudError::Unauthorized);
+        };
+        if !c.hostnames.contains(hostname) {
+            let issued: Vec<&str> = c.hostnames.iter().map(String::as_str).collect();
+            return Err(CloudError::Forbidden(format!(
+                "the registration token of Expressway cluster {cluster} was not issued for \
+                 {hostname} (it registers {})",
+                issued.join(", ")
+            )));
+        }
+        if c.used_by.contains(hostname) {
+            return Err(CloudError::Forbidden(format!(
+                "the registration token of Expressway cluster {cluster} was already used by \
+                 {hostname}: a registration token is single use; a registered Expressway \
+                 keeps its connector token, and one that lost it needs a new registration \
+                 token (restart registration in Control Hub)"
+            )));
+        }
+        Ok(())
     }
 
     /// When a new node of `cluster` completes registration, or why it may not register.
@@ -409,9 +489,29 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(1);
         let mut hub = ControlHub::new();
         let token = hub
-            .create_cluster("exp-a", NodeSize::Large, Coresidency::None, &mut rng)
+            .create_cluster(
+                "exp-a",
+                NodeSize::Large,
+                Coresidency::None,
+                &hosts("exp-a", 7),
+                &mut rng,
+            )
+            .unwrap_err();
+        assert_eq!(token.status(), 400, "at most six nodes: {token}");
+        let token = hub
+            .create_cluster(
+                "exp-a",
+                NodeSize::Large,
+                Coresidency::None,
+                &hosts("exp-a", 6),
+                &mut rng,
+            )
             .unwrap();
         (hub, token, rng)
+    }
+
+    fn hosts(cluster: &str, n: usize) -> Vec<String> {
+        (1..=n).map(|i| format!("{cluster}-{i}")).collect()
     }
 
     #[test]
@@ -440,12 +540,76 @@ mod tests {
             hub.connector_by_token(&reg.connector_token).unwrap().id,
             "exp-a-1"
         );
+    }
+
+    /// Issue 14 item 8: a registration token was reusable, its second use answered the live
+    /// connector token, and any cluster's token registered another cluster's hostnames.
+    #[test]
+    fn a_registration_token_is_single_use_and_bound_to_its_cluster() {
+        let (mut hub, token, mut rng) = hub();
+        let reg = hub
+            .register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
         let again = hub
             .register(secs(400), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap_err();
+        assert_eq!(again.status(), 403);
+        let text = again.to_string();
+        assert!(
+            text.contains("exp-a") && text.contains("already used"),
+            "{text}"
+        );
+        assert!(!text.contains(&reg.connector_token), "{text}");
+
+        let b_token = hub
+            .create_cluster(
+                "exp-b",
+                NodeSize::Large,
+                Coresidency::None,
+                &hosts("exp-b", 2),
+                &mut rng,
+            )
             .unwrap();
+        let stolen = hub
+            .register(secs(1), Some(&b_token), "exp-a-2", false, &mut rng)
+            .unwrap_err();
+        assert_eq!(stolen.status(), 403);
+        assert!(stolen.to_string().contains("exp-b"), "{stolen}");
+        let stolen = hub
+            .register(secs(1), Some(&token), "exp-b-1", true, &mut rng)
+            .unwrap_err();
+        assert_eq!(stolen.status(), 403, "{stolen}");
+        let taken = hub.create_cluster(
+            "exp-c",
+            NodeSize::Large,
+            Coresidency::None,
+            &["exp-a-1".to_string()],
+            &mut rng,
+        );
+        assert_eq!(taken.unwrap_err().status(), 409, "a hostname of exp-a");
+
+        // Restarting registration in Control Hub: a new token, and the old connector token
+        // is void once the node registers with it.
+        let fresh = hub
+            .create_cluster(
+                "exp-a",
+                NodeSize::Large,
+                Coresidency::None,
+                &hosts("exp-a", 6),
+                &mut rng,
+            )
+            .unwrap();
+        assert_ne!(fresh, token);
+        let void = hub.register(secs(2), Some(&token), "exp-a-2", false, &mut rng);
+        assert_eq!(void.unwrap_err().status(), 401, "the old token is void");
+        let re = hub
+            .register(secs(2), Some(&fresh), "exp-a-1", true, &mut rng)
+            .unwrap();
+        assert_ne!(re.connector_token, reg.connector_token);
+        assert!(hub.connector_by_token(&reg.connector_token).is_none());
         assert_eq!(
-            again.connector_token, reg.connector_token,
-            "restart: same token"
+            hub.connector_by_token(&re.connector_token).unwrap().id,
+            "exp-a-1"
         );
     }
 
@@ -500,8 +664,9 @@ mod tests {
             )
             .unwrap();
         }
+        // A seventh node: the token was issued for six hostnames (a cluster's most, spec 1).
         let full = hub.register(secs(1), Some(&token), "exp-a-7", false, &mut rng);
-        assert_eq!(full.unwrap_err().status(), 409);
+        assert_eq!(full.unwrap_err().status(), 403);
         let events = hub.tick(REGISTRATION_DELAY_MAX + secs(1));
         assert_eq!(events.len(), 6);
     }

@@ -401,7 +401,13 @@ async fn connection<N: Net>(
             let now = net.now();
             let resp = handle(net, cloud, sockets, jobs, req).await;
             if let Some(what) = guarded {
-                brake_answer(now, &brake, source, what, resp.status().as_u16()).await;
+                let account = match resp.extensions().get::<LoginAccount>() {
+                    Some(LoginAccount(email)) => email.clone(),
+                    // One administrator: every admin token guessed is a guess at that account.
+                    None => what.to_owned(),
+                };
+                let status = resp.status().as_u16();
+                brake_answer(now, &brake, (source, &account), what, status).await;
             }
             Ok::<_, Infallible>(resp)
         }
@@ -416,22 +422,34 @@ async fn connection<N: Net>(
     }
 }
 
-/// A 401 on a guarded route waits the source's delay; a success forgives the source.
+/// A 401 on a guarded route waits its delay (per source and account); a success forgives its
+/// account.
 async fn brake_answer(
     now: std::time::Duration,
     brake: &Rc<RefCell<Brake>>,
-    source: std::net::IpAddr,
+    (source, account): (std::net::IpAddr, &str),
     what: &str,
     status: u16,
 ) {
     if status == 401 {
-        let wait = brake.borrow_mut().failed(now, source, what);
+        let wait = brake.borrow_mut().failed(now, source, account, what);
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
     } else if status < 300 {
-        brake.borrow_mut().succeeded(source);
+        brake.borrow_mut().succeeded(account);
     }
+}
+
+/// The email a `POST /v1/login` tried, carried on its response to the brake (the body is
+/// gone by then).
+#[derive(Debug, Clone)]
+struct LoginAccount(String);
+
+/// The email of a login body, if it has one.
+fn login_email(body: &[u8]) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    v["email"].as_str().map(str::to_owned)
 }
 
 /// The routes where a 401 means a wrong password or admin token: guessing them is braked.
@@ -481,6 +499,7 @@ async fn handle<N: Net>(
     if req.uri().path() == EVENTS_PATH && req.headers().contains_key(header::UPGRADE) {
         return upgrade(net, cloud, sockets, req, token);
     }
+    let req_path = req.uri().path().to_owned();
     let Some(method) = api::Method::parse(req.method().as_str()) else {
         let method = req.method().as_str().to_owned();
         return refuse(&cloud, CloudError::MethodNotAllowed { method, path });
@@ -499,6 +518,9 @@ async fn handle<N: Net>(
             return refuse(&cloud, CloudError::BadJson(format!("body: {e}")));
         }
     };
+    let login = (req_path == "/v1/login")
+        .then(|| login_email(&body))
+        .flatten();
     let request = api::Request {
         method,
         path,
@@ -519,7 +541,11 @@ async fn handle<N: Net>(
         }
     };
     dispatch(&cloud, &sockets, &jobs);
-    json_response(response.status, &response.body)
+    let mut resp = json_response(response.status, &response.body);
+    if let Some(email) = login {
+        resp.extensions_mut().insert(LoginAccount(email));
+    }
+    resp
 }
 
 /// Accepts a WebSocket upgrade on [`EVENTS_PATH`] for a user or connector token.

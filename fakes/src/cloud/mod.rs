@@ -35,7 +35,7 @@
 //! | `PUT /v1/admin/users/{email}/entitlements` | admin | `{entitlements: ["paid_licence", "message_free", "hybrid_message"]}` → user view |
 //! | `POST /v1/admin/users/{email}/reactivate` | admin | → user view |
 //! | `POST /v1/admin/users/{email}/email` | admin | `{new_email}` → `{pickup_at_ms}` |
-//! | `POST /v1/admin/clusters` | admin | `{name, size, coresidency?}` → `{cluster, registration_token}` |
+//! | `POST /v1/admin/clusters` | admin | `{name, size, coresidency?, hostnames}` → `{cluster, registration_token}` (a new token each time; single use per hostname) |
 //! | `GET /v1/admin/clusters/{name}` | admin | → capacity, percent, colour, nodes |
 //! | `GET /v1/admin/connectors/{id}` | admin | → `{connector_id, cluster, primary, state, up, maintenance, status}` |
 //! | `PUT /v1/admin/connectors/{id}/maintenance` | admin | `{on}` → `{connector_id, maintenance}` |

@@ -428,9 +428,9 @@ impl Cloud {
                 b.size, b.coresidency
             )));
         }
-        let token = self
-            .hub
-            .create_cluster(&b.name, b.size, b.coresidency, &mut self.rng)?;
+        let token =
+            self.hub
+                .create_cluster(&b.name, b.size, b.coresidency, &b.hostnames, &mut self.rng)?;
         if self.assign.cluster_status(&b.name).is_none() {
             self.assign.add_cluster(&b.name, b.size, b.coresidency)?;
         }
@@ -517,6 +517,10 @@ impl Cloud {
             CloudError::Invalid(_) if hostname.chars().any(|c| c.is_ascii_uppercase()) => {
                 "cloud: registration refused (hostname has capitals)"
             }
+            CloudError::Forbidden(why) if why.contains("already used") => {
+                "cloud: registration refused (token already used)"
+            }
+            CloudError::Forbidden(_) => "cloud: registration refused (token not for this host)",
             _ => "cloud: registration refused (other)",
         };
         self.note(what, 1);

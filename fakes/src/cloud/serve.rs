@@ -15,7 +15,7 @@
 //!   - { email: alice@example.com, password: alice-pw, entitlements: [paid_licence, hybrid_message] }
 //!   - { email: bob@example.com, password: bob-pw, entitlements: [paid_licence] }  # Webex only
 //! clusters:
-//!   - { name: exp-a, size: large }     # size: small|medium|large; optional coresidency
+//!   - { name: exp-a, size: large, hostnames: [exp-a-1, exp-a-2] }  # size: small|medium|large; optional coresidency; the token registers these hostnames, each once
 //! ```
 //!
 //! ```yaml
@@ -93,6 +93,9 @@ pub struct ServeCluster {
     /// Coresident services, as `POST /v1/admin/clusters` takes them (optional).
     #[serde(default)]
     pub coresidency: Option<serde_json::Value>,
+    /// The hostnames of its Expressway nodes: the cluster's registration token registers
+    /// these and no other, each once.
+    pub hostnames: Vec<String>,
 }
 
 /// The config of `hmsim serve cloud` (module doc).
@@ -185,7 +188,7 @@ pub fn build_cloud(cfg: &CloudServeConfig) -> Result<(Cloud, Vec<String>), Strin
     }
     let mut lines = Vec::new();
     for c in &cfg.clusters {
-        let mut body = json!({"name": c.name, "size": c.size});
+        let mut body = json!({"name": c.name, "size": c.size, "hostnames": c.hostnames});
         if let Some(co) = &c.coresidency {
             body["coresidency"] = co.clone();
         }

@@ -85,7 +85,7 @@ fn world() -> World {
 
 fn world_on(mut c: Cloud) -> World {
     let now = secs(0);
-    let body = json!({"name": "exp-a", "size": "large"});
+    let body = json!({"name": "exp-a", "size": "large", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
     let reg = ok(
         call(
             &mut c,
@@ -283,7 +283,7 @@ fn users_activate_and_are_assigned_balanced() {
 #[test]
 fn registration_and_assignment_events_reach_connectors() {
     let mut c = cloud();
-    let body = json!({"name": "exp-a", "size": "small"});
+    let body = json!({"name": "exp-a", "size": "small", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
     let reg = ok(
         call(
             &mut c,
@@ -383,7 +383,7 @@ fn registration_and_assignment_events_reach_connectors() {
 #[test]
 fn registration_needs_token_and_lowercase_hostname() {
     let mut c = cloud();
-    let body = json!({"name": "exp-a", "size": "medium"});
+    let body = json!({"name": "exp-a", "size": "medium", "hostnames": ["exp-a-1", "exp-a-2", "exp-a-3", "exp-a-4", "exp-a-5", "exp-a-6"]});
     let reg = ok(
         call(
             &mut c,
@@ -425,7 +425,7 @@ fn registration_needs_token_and_lowercase_hostname() {
         body,
     );
     assert_error(&r, 400, "invalid");
-    let body = json!({"name": "exp-b", "size": "small", "coresidency": "calendar_message"});
+    let body = json!({"name": "exp-b", "size": "small", "coresidency": "calendar_message", "hostnames": ["exp-b-1"]});
     let r = call(
         &mut c,
         secs(0),

@@ -53,6 +53,19 @@ pub const COMPONENT_QUEUE_MAX: usize = 131_072;
 /// How long a c2s client may take from connect to a successful SASL login. Jabber gives up
 /// on a login after 30 s itself; past a minute the stream is a peer holding a socket.
 pub const C2S_AUTH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a logged-in c2s stream may stay silent before the node ends it with a
+/// `<connection-timeout/>` stream error (RFC 6120 4.6.1 and 4.9.3.4: a party may close a
+/// stream it believes dead; the keepalive method and interval are the deployment's). The
+/// Jabber client model sends an XEP-0199 ping every 30 s and gives up on an unanswered one
+/// after 30 s more, so a live client is never silent for a minute; four ping intervals leave
+/// room for a busy client and still free the socket, session and presence of one that vanished
+/// (a FIN lost in a partition never arrives).
+pub const IDLE_TIMEOUT_C2S: Duration = Duration::from_secs(120);
+/// How long an authenticated XEP-0114 component link may stay silent before the node ends it
+/// with a `<connection-timeout/>` stream error. The connector pings its link every 30 s
+/// (`connector::io::driver::LINK_PING_INTERVAL`) and drops it after 30 s unanswered, so a live
+/// link is never silent for a minute; four intervals, as for c2s.
+pub const IDLE_TIMEOUT_COMPONENT: Duration = Duration::from_secs(120);
 
 /// Read buffer per connection. Small on purpose: a Large node holds 15,000 connections, and
 /// 64 KiB each would be a gigabyte of buffers.
@@ -183,10 +196,15 @@ async fn connection<N: Net>(
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_rx = net.now();
     let auth_deadline = net.now() + endpoint.auth_timeout();
+    // Set once the idle timeout fired: the stream error and close are queued, not fired again.
+    let mut timed_out = false;
     loop {
-        let idle_left = idle_max.map(|max| max.saturating_sub(net.now().saturating_sub(last_rx)));
-        let auth_left =
-            (!endpoint.authenticated(&node, id)).then(|| auth_deadline.saturating_sub(net.now()));
+        let authenticated = endpoint.authenticated(&node, id);
+        let silent = net.now().saturating_sub(last_rx);
+        let idle_left = idle_max.map(|max| max.saturating_sub(silent));
+        let logged_in_left = (idle_max.is_none() && authenticated && !timed_out)
+            .then(|| endpoint.idle_timeout().saturating_sub(silent));
+        let auth_left = (!authenticated).then(|| auth_deadline.saturating_sub(net.now()));
         tokio::select! {
             biased;
             out = rx.recv() => {
@@ -206,6 +224,11 @@ async fn connection<N: Net>(
             _ = tokio::time::sleep(idle_left.unwrap_or_default()), if idle_left.is_some() => {
                 tracing::debug!(id, "inbound router link silent: closing");
                 break;
+            }
+            _ = tokio::time::sleep(logged_in_left.unwrap_or_default()), if logged_in_left.is_some() => {
+                timed_out = true;
+                endpoint.idle_timed_out(&node, id);
+                dispatch(&net, &node, &writers, &links);
             }
             _ = tokio::time::sleep(auth_left.unwrap_or_default()), if auth_left.is_some() => {
                 endpoint.auth_timed_out(&node, id);
@@ -229,31 +252,33 @@ async fn take_input<N: Net>(
     guard: Option<&(Rc<RefCell<Brake>>, std::net::IpAddr)>,
 ) {
     let wrong_before = node.borrow().stats().wrong_passwords;
+    let authed_before = node.borrow().is_authenticated(id);
     endpoint.input(net.now(), node, id, bytes);
     if let Some((brake, source)) = guard {
         // Both read before the await: the node is not borrowed across it.
         let wrong = node.borrow().stats().wrong_passwords > wrong_before;
-        let authed = node.borrow().is_authenticated(id);
-        brake_c2s(net, brake, *source, wrong, authed).await;
+        let authed = !wrong && !authed_before && node.borrow().is_authenticated(id);
+        let account = node.borrow().last_auth_account().unwrap_or("").to_owned();
+        brake_c2s(net, brake, (*source, &account), wrong, authed).await;
     }
 }
 
-/// The brake on c2s password guessing: a wrong password waits its source's delay before the
-/// failure is sent; a login forgives the source.
+/// The brake on c2s password guessing: a wrong password waits its delay (per source and
+/// account) before the failure is sent; a login forgives its account.
 async fn brake_c2s<N: Net>(
     net: &N,
     brake: &Rc<RefCell<Brake>>,
-    source: std::net::IpAddr,
+    (source, account): (std::net::IpAddr, &str),
     wrong: bool,
-    authenticated: bool,
+    logged_in: bool,
 ) {
     if wrong {
-        let wait = brake.borrow_mut().failed(net.now(), source, "c2s");
+        let wait = brake.borrow_mut().failed(net.now(), source, account, "c2s");
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
         }
-    } else if authenticated {
-        brake.borrow_mut().succeeded(source);
+    } else if logged_in {
+        brake.borrow_mut().succeeded(account);
     }
 }
 
@@ -287,6 +312,21 @@ impl Endpoint {
         match self {
             Endpoint::Node => node.borrow().is_authenticated(id),
             Endpoint::Component(svc) => svc.borrow().is_authenticated(id),
+        }
+    }
+
+    /// How long the connection may stay silent once authenticated.
+    fn idle_timeout(&self) -> Duration {
+        match self {
+            Endpoint::Node => IDLE_TIMEOUT_C2S,
+            Endpoint::Component(_) => IDLE_TIMEOUT_COMPONENT,
+        }
+    }
+
+    fn idle_timed_out(&self, node: &Rc<RefCell<ImpNode>>, id: ConnId) {
+        match self {
+            Endpoint::Node => node.borrow_mut().idle_timed_out(id),
+            Endpoint::Component(svc) => svc.borrow_mut().idle_timed_out(&mut node.borrow_mut(), id),
         }
     }
 

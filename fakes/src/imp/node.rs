@@ -126,6 +126,8 @@ pub struct NodeStats {
     pub wrong_passwords: u64,
     /// c2s streams closed for not authenticating in time.
     pub auth_timeouts: u64,
+    /// Logged-in c2s streams closed for silence (`IDLE_TIMEOUT_C2S`).
+    pub idle_timeouts: u64,
     /// Bind requests refused for a malformed resource (RFC 7622).
     pub bad_resources: u64,
     /// Chat messages routed to at least one device.
@@ -214,6 +216,9 @@ pub struct ImpNode {
     prg: Option<Prg>,
     /// The XEP-0045 group chat service `conference.<domain>` (`muc.rs`, spec 42).
     muc: Muc,
+    /// The authentication identity of the last SASL PLAIN attempt: the driver's brake on
+    /// guessing counts failures per account ([`Self::last_auth_account`]).
+    last_authcid: Option<String>,
 }
 
 /// One presence as published by a resource.
@@ -265,6 +270,7 @@ impl ImpNode {
             component_sessions: BTreeMap::new(),
             prg: None,
             muc,
+            last_authcid: None,
         }
     }
 
@@ -516,7 +522,9 @@ impl ImpNode {
             self.send(conn, &f);
             return;
         }
-        let user = xmpp::sasl_plain_decode(&el.text()).and_then(|(authcid, pw)| {
+        let plain = xmpp::sasl_plain_decode(&el.text());
+        self.last_authcid = plain.as_ref().map(|(authcid, _)| authcid.clone());
+        let user = plain.and_then(|(authcid, pw)| {
             let u = self.dir.by_authcid(&authcid, &self.cfg.domain)?;
             (u.password == pw).then(|| (u.jid.clone(), u.home.clone()))
         });
@@ -612,6 +620,29 @@ impl ImpNode {
             State::Auth => false,
             _ => true,
         })
+    }
+
+    /// The logged-in stream `conn` was silent for too long (the driver's idle timeout): ends
+    /// it with `<connection-timeout/>` (RFC 6120 4.9.3.4), counted and logged.
+    pub fn idle_timed_out(&mut self, conn: ConnId) {
+        if !self.is_authenticated(conn) {
+            return;
+        }
+        self.stats.idle_timeouts += 1;
+        let who = self.jid_of(conn).map(|j| j.to_string()).unwrap_or_default();
+        tracing::info!(
+            node = %self.cfg.host,
+            conn,
+            jid = %who,
+            idle_timeouts = self.stats.idle_timeouts,
+            "c2s stream silent: closing"
+        );
+        self.stream_error(conn, "connection-timeout", "no traffic in time");
+    }
+
+    /// The account (SASL authentication identity) of the last login attempt, right or wrong.
+    pub fn last_auth_account(&self) -> Option<&str> {
+        self.last_authcid.as_deref()
     }
 
     /// The authentication timeout of `conn` expired: ends the stream unless it logged in.

@@ -474,10 +474,11 @@ enum ServeTarget {
     /// The fake Webex cloud on loopback (REST + event WebSocket), relaying to a KMS served by
     /// `hmsim serve kms`. The config (YAML) has `admin_token`, `listen` {ip, port}, `kms`
     /// {name, address, port}, and optionally `domain`, `seed`, `users` [{email, password,
-    /// entitlements}], `clusters` [{name, size}] (format: `fakes::cloud::serve`; example:
+    /// entitlements}], `clusters` [{name, size, hostnames}] (format: `fakes::cloud::serve`; example:
     /// `examples/real-mode/cloud.yaml`). Entitlements: `paid_licence`, `message_free`,
     /// `hybrid_message` (Hybrid Message; needs `paid_licence` too). Cluster sizes: `small`,
-    /// `medium`, `large`. Prints `registration_token <cluster> <token>` lines, then `listening
+    /// `medium`, `large`; a cluster's registration token registers its `hostnames`, each
+    /// once. Prints `registration_token <cluster> <token>` lines, then `listening
     /// http <ip>:<port>`; logs each connector registration (INFO, stderr) with the delay
     /// Control Hub drew (up to 5 min) and the time it completes.
     Cloud {

@@ -132,7 +132,9 @@ fn add_cloud(
     let mut tokens = BTreeMap::new();
     for e in &s.topology.expressway_clusters {
         let coresidency = coresidency(e);
-        let body = json!({"name": e.name, "size": size_name(e.size), "coresidency": coresidency});
+        let hostnames = control_hub_hostnames(s, e);
+        let body = json!({"name": e.name, "size": size_name(e.size), "coresidency": coresidency,
+            "hostnames": hostnames});
         let v = admin(
             &mut cloud,
             Duration::ZERO,
@@ -202,6 +204,17 @@ fn hide_statuses(cloud: &mut Cloud, s: &Scenario, users: &[UserSpec]) {
     }
 }
 
+/// The hostnames the administrator names for Expressway cluster `e` in Control Hub, which
+/// its registration token is issued for: its nodes' FQDNs in lowercase (a node registering
+/// with capitals is refused for those, spec 11).
+fn control_hub_hostnames(s: &Scenario, e: &crate::scenario::ExpresswayCluster) -> Vec<String> {
+    crate::plan::connector::connector_config(s, e)
+        .nodes
+        .iter()
+        .map(|h| h.to_lowercase())
+        .collect()
+}
+
 /// Adds one host per Expressway node, each running the real connector.
 fn add_expressways(
     sim: &mut turmoil::Sim<'_>,
@@ -219,13 +232,20 @@ fn add_expressways(
             let incarnation = Rc::new(Cell::new(0u64));
             let seed = rngs.sub_seed(&format!("connector/{host}"));
             sim.host(host.as_str(), move || {
-                // A restart rediscovers (spec 22): a fresh core each start.
+                // A restart rediscovers (spec 22): a fresh core each start. What registration
+                // gave the node survives it, as on a real Expressway (the registration token is
+                // single use): the previous incarnation's, handed to the new core.
                 let inc = incarnation.get();
                 incarnation.set(inc + 1);
-                let core = Rc::new(RefCell::new(ConnectorNode::new(
-                    settings.clone(),
-                    TurmoilNet.now(),
-                )));
+                let saved = slot
+                    .borrow()
+                    .as_ref()
+                    .and_then(|c| c.borrow().saved_registration());
+                let mut fresh = ConnectorNode::new(settings.clone(), TurmoilNet.now());
+                if let Some(saved) = saved {
+                    fresh.resume_registration(saved);
+                }
+                let core = Rc::new(RefCell::new(fresh));
                 *slot.borrow_mut() = Some(core.clone());
                 async move {
                     driver::run(

@@ -70,6 +70,9 @@ impl ConnectorNode {
             self.stats.dropped_unserved += 1;
             return;
         }
+        if matches!(what, Pending::Heartbeat) && status == 401 && self.resumed && !self.registered {
+            return self.saved_token_refused(now);
+        }
         // The body is the peer's: escaped, so it can never forge a log or status line.
         let why = format!("HTTP {status}: {}", printable(body, PEER_TEXT_BYTES_MAX));
         self.failed(now, what, &why, rng);

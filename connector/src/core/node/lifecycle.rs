@@ -16,6 +16,49 @@ impl ConnectorNode {
             return;
         }
         self.phase = Phase::Registering;
+        match self.token.clone() {
+            // Registered before (a restart with a saved registration, or enabled again): the
+            // registration token is single use, so the node keeps its connector token and the
+            // heartbeat's answer says when registration is complete.
+            Some(token) => self.out.push_back(Output::Events(token)),
+            None => self.register(now),
+        }
+    }
+
+    /// Hands the node what an earlier run's registration gave it, before [`Self::start`]: it
+    /// then heartbeats with the saved connector token instead of registering again (its
+    /// registration token is single use). Ignored, with a warning, if it names another node.
+    pub fn resume_registration(&mut self, saved: SavedRegistration) {
+        if saved.connector_id != self.s.hostname {
+            tracing::warn!(
+                saved = %printable(saved.connector_id.as_bytes(), PEER_TEXT_BYTES_MAX),
+                hostname = %self.s.hostname,
+                "saved registration is for another node: registering afresh"
+            );
+            return;
+        }
+        self.token = Some(saved.connector_token);
+        self.resumed = true;
+    }
+
+    /// What registration gave this node, to keep across a restart; `None` before an answer.
+    pub fn saved_registration(&self) -> Option<SavedRegistration> {
+        self.token.as_ref().map(|t| SavedRegistration {
+            connector_id: self.s.hostname.clone(),
+            connector_token: t.clone(),
+        })
+    }
+
+    /// A heartbeat with a saved connector token was refused (401): the cloud no longer knows
+    /// it (its registration was removed, or it is another cloud). The saved token is dropped
+    /// and the node registers again with its registration token.
+    pub(super) fn saved_token_refused(&mut self, now: Duration) {
+        tracing::warn!(
+            hostname = %self.s.hostname,
+            "the cloud refuses the saved connector token: registering again"
+        );
+        self.token = None;
+        self.resumed = false;
         self.register(now);
     }
 

@@ -15,8 +15,11 @@
 //!
 //! ## Lifecycle
 //! 1. The configuration is checked (spec 11-21); a violation stops here, naming the rule.
-//! 2. Registration with the Control Hub token; heartbeats every [`HEARTBEAT_INTERVAL`] carry
-//!    the status page.
+//! 2. Registration with the Control Hub token (single use); heartbeats every
+//!    [`HEARTBEAT_INTERVAL`] carry the status page. What registration gave the node
+//!    ([`SavedRegistration`]) outlives a restart: the driver keeps it
+//!    ([`ConnectorNode::saved_registration`]) and hands it to the next start
+//!    ([`ConnectorNode::resume_registration`]), which then heartbeats instead of registering.
 //! 3. Discovery over AXL: nodes, then users page by page (static until restart, spec 22).
 //! 4. Known users are reported to the cloud, which assigns some to this node (spec 28).
 //! 5. Presence of assigned users is polled every 10 minutes (spec 51); users active within
@@ -193,6 +196,19 @@ pub enum Output {
     },
 }
 
+/// What Control Hub's registration gave a node, kept across restarts as a registered
+/// Expressway keeps it: its registration token is single use, so a node that lost this must be
+/// registered again from Control Hub. Real mode writes it to a state file
+/// (`crate::io::state`); the simulation keeps it across `connector_restart`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedRegistration {
+    /// The node id Control Hub registered (this node's hostname).
+    pub connector_id: String,
+    /// The bearer token of every later connector request.
+    pub connector_token: String,
+}
+
 /// Where the node is in its lifecycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Phase {
@@ -339,6 +355,8 @@ pub struct ConnectorNode {
     next_http: u64,
     pending: BTreeMap<u64, Pending>,
     token: Option<String>,
+    /// The token came from a [`SavedRegistration`], not from this run's registration.
+    resumed: bool,
     registered: bool,
     /// When Control Hub accepted the registration (this node's clock) and the delay it
     /// announced before it completes (spec 12, up to 5 min): see [`Self::registration_delay`].
@@ -445,6 +463,7 @@ impl ConnectorNode {
             next_http: 0,
             pending: BTreeMap::new(),
             token: None,
+            resumed: false,
             registered: false,
             registration_delay: None,
             cloud_fault: Some("not registered".into()),

@@ -187,3 +187,78 @@ fn the_announced_registration_delay_is_kept() {
     );
     assert_eq!(n.phase(), &Phase::Registering);
 }
+
+/// Issue 14 item 8: the registration token is single use, so a restarted node must not
+/// register again. Given what its earlier run's registration gave it, it opens its events and
+/// heartbeats with the saved connector token; the heartbeat's "registered" starts discovery.
+/// Enabling it again after a disable does not register again either.
+#[test]
+fn a_saved_registration_is_resumed_without_registering_again() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut first = node();
+    first.start(Duration::ZERO);
+    let reg = only(requests(&mut first), "/v1/connectors/register");
+    let answer = json!({"connector_id": "exp-a-1", "connector_token": "con-1",
+        "state": "registered", "ready_at_ms": 0, "ready_in_ms": 0});
+    first.handle_http(
+        Duration::ZERO,
+        reg.id,
+        202,
+        answer.to_string().as_bytes(),
+        &mut rng,
+    );
+    let saved = first.saved_registration().expect("registered");
+    assert_eq!(saved.connector_token, "con-1");
+    let outputs: Vec<Output> = std::iter::from_fn(|| first.poll_output()).collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::Events(t) if t == "con-1"))
+    );
+    first.set_enabled(false, Duration::from_secs(1));
+    first.set_enabled(true, Duration::from_secs(2));
+    let again: Vec<Output> = std::iter::from_fn(|| first.poll_output()).collect();
+    assert!(
+        !again
+            .iter()
+            .any(|o| matches!(o, Output::Http(r) if r.path == "/v1/connectors/register")),
+        "enabled again: no second registration {again:?}"
+    );
+
+    let mut n = node();
+    n.resume_registration(saved.clone());
+    n.start(Duration::from_secs(5));
+    let out: Vec<Output> = std::iter::from_fn(|| n.poll_output()).collect();
+    assert!(
+        matches!(out.as_slice(), [Output::Events(t)] if t == "con-1"),
+        "{out:?}"
+    );
+    let at = n.poll_timeout(Duration::from_secs(5)).expect("a heartbeat");
+    n.handle_timeout(at, &mut rng);
+    let hb = only(requests(&mut n), "/v1/connectors/heartbeat");
+    assert_eq!(hb.authorization.as_deref(), Some("Bearer con-1"));
+    let ok = json!({"connector_id": "exp-a-1", "state": "registered", "up": true});
+    n.handle_http(at, hb.id, 200, ok.to_string().as_bytes(), &mut rng);
+    assert_eq!(n.phase(), &Phase::Discovering);
+
+    // A cloud that does not know the saved token: the node registers with its token.
+    let mut m = node();
+    m.resume_registration(saved);
+    m.start(Duration::ZERO);
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    let at = m.poll_timeout(Duration::ZERO).expect("a heartbeat");
+    m.handle_timeout(at, &mut rng);
+    let hb = only(requests(&mut m), "/v1/connectors/heartbeat");
+    m.handle_http(at, hb.id, 401, b"{}", &mut rng);
+    let reg = only(requests(&mut m), "/v1/connectors/register");
+    assert_eq!(reg.authorization.as_deref(), Some("Bearer reg"));
+
+    // A saved registration of another node is not used.
+    let mut o = node();
+    o.resume_registration(SavedRegistration {
+        connector_id: "exp-b-1".into(),
+        connector_token: "con-9".into(),
+    });
+    o.start(Duration::ZERO);
+    only(requests(&mut o), "/v1/connectors/register");
+}

@@ -39,18 +39,40 @@ struct Guard<N: Net> {
 }
 
 impl<N: Net> Guard<N> {
-    /// A 401 waits the source's delay; a success forgives the source.
-    async fn answered(&self, status: u16) {
+    /// A 401 waits its delay (per source and account); a success forgives its account.
+    async fn answered(&self, account: &str, status: u16) {
         if status == 401 {
             let now = self.net.now();
-            let wait = self.brake.borrow_mut().failed(now, self.source, "axl");
+            let wait = self
+                .brake
+                .borrow_mut()
+                .failed(now, self.source, account, "axl");
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
         } else if status < 300 {
-            self.brake.borrow_mut().succeeded(self.source);
+            self.brake.borrow_mut().succeeded(account);
         }
     }
+}
+
+/// The user name of a request's basic credentials ("" without readable ones): the account the
+/// brake counts a failure against.
+fn basic_user(headers: &hyper::HeaderMap) -> String {
+    use base64::Engine as _;
+    let user = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+        .and_then(|(_, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
+        .map(|raw| String::from_utf8_lossy(&raw).into_owned());
+    user.and_then(|u| u.split_once(':').map(|(name, _)| name.to_owned()))
+        .unwrap_or_default()
 }
 
 async fn axl_connection<S: connector::io::net::Stream, N: Net>(
@@ -62,8 +84,9 @@ async fn axl_connection<S: connector::io::net::Stream, N: Net>(
     let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
         let (axl, guard) = (axl.clone(), guard.clone());
         async move {
+            let account = basic_user(req.headers());
             let resp = answer(&axl, req).await;
-            guard.answered(resp.status().as_u16()).await;
+            guard.answered(&account, resp.status().as_u16()).await;
             Ok::<_, std::convert::Infallible>(resp)
         }
     });

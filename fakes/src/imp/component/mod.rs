@@ -119,6 +119,8 @@ pub struct ComponentStats {
     pub stream_errors: u64,
     /// Links closed for not completing the handshake in [`COMPONENT_HANDSHAKE_TIMEOUT`].
     pub handshake_timeouts: u64,
+    /// Authenticated links closed for silence (`IDLE_TIMEOUT_COMPONENT` in the driver).
+    pub idle_timeouts: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +212,22 @@ impl ComponentService {
             tracing::warn!(node = %self.host, link, "component link without a handshake: closing");
             self.stream_error(node, link, "connection-timeout", "no handshake in time");
         }
+    }
+
+    /// The authenticated `link` was silent for too long (the driver's idle timeout): ends it
+    /// with `<connection-timeout/>` (RFC 6120 4.9.3.4); its sessions end with it.
+    pub fn idle_timed_out(&mut self, node: &mut ImpNode, link: ConnId) {
+        if !self.is_authenticated(link) {
+            return;
+        }
+        self.stats.idle_timeouts += 1;
+        tracing::warn!(
+            node = %self.host,
+            link,
+            idle_timeouts = self.stats.idle_timeouts,
+            "component link silent (no keepalive): closing"
+        );
+        self.stream_error(node, link, "connection-timeout", "no traffic in time");
     }
 
     /// Registers a new component connection. Beyond [`COMPONENT_PENDING_LINKS_MAX`] links

@@ -750,6 +750,104 @@ mod turmoil_tests {
         sim.run().unwrap();
     }
 
+    /// A component link through the handshake (secret "s").
+    async fn component_link() -> std::io::Result<turmoil::net::TcpStream> {
+        let mut c = turmoil::net::TcpStream::connect(("imp-1", COMPONENT_PORT)).await?;
+        c.write_all(
+            b"<stream:stream xmlns='jabber:component:accept' \
+              xmlns:stream='http://etherx.jabber.org/streams' to='hm.example.com'>",
+        )
+        .await?;
+        let header = read_until(&mut c, ">").await;
+        let id = header
+            .split("id='")
+            .nth(1)
+            .and_then(|r| r.split('\'').next())
+            .unwrap()
+            .to_string();
+        let hs = format!(
+            "<handshake>{}</handshake>",
+            xmpp::component_handshake(&id, "s")
+        );
+        c.write_all(hs.as_bytes()).await?;
+        read_until(&mut c, "<handshake/>").await;
+        Ok(c)
+    }
+
+    /// A c2s stream logged in as alice and bound to `resource`.
+    async fn c2s_login(resource: &str) -> std::io::Result<turmoil::net::TcpStream> {
+        let mut c = turmoil::net::TcpStream::connect(("imp-1", 5222)).await?;
+        let open = "<stream:stream xmlns='jabber:client' \
+                    xmlns:stream='http://etherx.jabber.org/streams' to='example.com' version='1.0'>";
+        c.write_all(open.as_bytes()).await?;
+        read_until(&mut c, "</stream:features>").await;
+        let plain = xmpp::sasl_plain_response("alice", "pw");
+        let auth = format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{plain}</auth>"
+        );
+        c.write_all(auth.as_bytes()).await?;
+        read_until(&mut c, "<success").await;
+        c.write_all(open.as_bytes()).await?;
+        read_until(&mut c, "</stream:features>").await;
+        let bind = format!(
+            "<iq type='set' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>\
+             <resource>{resource}</resource></bind></iq>"
+        );
+        c.write_all(bind.as_bytes()).await?;
+        read_until(&mut c, "id='b1'").await;
+        Ok(c)
+    }
+
+    /// Issue 14 item 3: a logged-in c2s stream or an authenticated component link that goes
+    /// silent stayed open forever. Now each gets `<connection-timeout/>` after its idle timeout;
+    /// one that keeps pinging (as Jabber and the connector do, every 30 s) stays open.
+    #[test]
+    fn silent_logged_in_links_are_closed_and_pinging_ones_kept() {
+        use crate::imp::driver::{IDLE_TIMEOUT_C2S, IDLE_TIMEOUT_COMPONENT};
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(7)
+            .simulation_duration(Duration::from_secs(600))
+            .build();
+        sim.host("imp-1", node_host());
+        sim.client("idler", async {
+            let start = tokio::time::Instant::now(); // allow-nondeterminism: turmoil's simulated clock
+            let mut c = c2s_login("idle").await?;
+            let got = read_to_close(&mut c).await;
+            assert!(got.contains("connection-timeout"), "{got}");
+            let waited = start.elapsed();
+            assert!(waited >= IDLE_TIMEOUT_C2S, "{waited:?}");
+            assert!(waited < IDLE_TIMEOUT_C2S * 2, "{waited:?}");
+
+            let start = tokio::time::Instant::now(); // allow-nondeterminism: turmoil's simulated clock
+            let mut c = component_link().await?;
+            let got = read_to_close(&mut c).await;
+            assert!(got.contains("connection-timeout"), "{got}");
+            let waited = start.elapsed();
+            assert!(waited >= IDLE_TIMEOUT_COMPONENT, "{waited:?}");
+            assert!(waited < IDLE_TIMEOUT_COMPONENT * 2, "{waited:?}");
+            Ok(())
+        });
+        sim.client("pinger", async {
+            let mut c = c2s_login("pinging").await?;
+            let mut l = component_link().await?;
+            for i in 0..10 {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                let ping = format!(
+                    "<iq type='get' id='p{i}' to='example.com'><ping xmlns='urn:xmpp:ping'/></iq>"
+                );
+                c.write_all(ping.as_bytes()).await?;
+                read_until(&mut c, &format!("id='p{i}'")).await;
+                let ping = format!(
+                    "<iq type='get' id='q{i}' to='imp-1'><ping xmlns='urn:xmpp:ping'/></iq>"
+                );
+                l.write_all(ping.as_bytes()).await?;
+                read_until(&mut l, &format!("id='q{i}'")).await;
+            }
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+
     #[test]
     fn component_and_axl_over_turmoil() {
         let mut sim = turmoil::Builder::new()
