@@ -190,6 +190,7 @@ fn add_expressways(
             h.connectors.insert(host.clone(), slot.clone());
             let incarnation = Rc::new(Cell::new(0u64));
             let seed = rngs.sub_seed(&format!("connector/{host}"));
+            let planted = e.test_only_drop_every_nth_to_jabber_after_failover;
             sim.host(host.as_str(), move || {
                 // A restart rediscovers (spec 22): a fresh core each start.
                 let inc = incarnation.get();
@@ -198,6 +199,9 @@ fn add_expressways(
                     settings.clone(),
                     TurmoilNet.now(),
                 )));
+                if let Some(n) = planted {
+                    core.borrow_mut().plant_defect_for_tests(n);
+                }
                 *slot.borrow_mut() = Some(core.clone());
                 async move {
                     driver::run(

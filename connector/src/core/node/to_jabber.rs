@@ -273,6 +273,9 @@ impl ConnectorNode {
                     sid,
                 );
             }
+            if xmpp::body(&st).is_some() && self.planted_drop() {
+                continue;
+            }
             self.send_as(now, actor, st);
         }
     }
