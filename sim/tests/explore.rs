@@ -80,9 +80,13 @@ fn two_shards_run_each_seed_once_and_merge() {
     assert_eq!(merged["seeds"], 4);
     assert_eq!(merged["duplicate_seeds"], serde_json::json!([]));
     for i in 0..2u64 {
-        let seeds = sim::explore::summary::read_dir(&dir.join(format!("shard-{i}"))).expect("records");
+        let seeds =
+            sim::explore::summary::read_dir(&dir.join(format!("shard-{i}"))).expect("records");
         assert_eq!(seeds.len(), 2);
-        assert!(seeds.iter().all(|r| r.seed % 2 == i), "shard {i} ran a seed of the other");
+        assert!(
+            seeds.iter().all(|r| r.seed % 2 == i),
+            "shard {i} ran a seed of the other"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

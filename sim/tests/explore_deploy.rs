@@ -39,9 +39,10 @@ fn the_manifest_is_an_indexed_job_running_explore_with_an_output_volume() {
         .expect("JOB_COMPLETIONS set");
     assert_eq!(n["value"].as_str(), Some(completions.to_string().as_str()));
     let claim = &spec["template"]["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"];
-    assert!(docs
-        .iter()
-        .any(|d| d["kind"] == "PersistentVolumeClaim" && d["metadata"]["name"] == *claim));
+    assert!(
+        docs.iter()
+            .any(|d| d["kind"] == "PersistentVolumeClaim" && d["metadata"]["name"] == *claim)
+    );
     assert!(c["volumeMounts"][0]["mountPath"].as_str().is_some());
     let dockerfile = repo("Dockerfile");
     assert!(dockerfile.contains("cargo build --release -p sim"));

@@ -176,6 +176,12 @@ fn topology(r: &mut ChaCha8Rng, lim: &Limits, sw: &Swarm) -> Topology {
         .map(|name| imp_cluster(r, name, lim))
         .collect();
     let connector = r.random_bool(0.75);
+    let mut imp_clusters = imp_clusters;
+    if connector {
+        // Hybrid Message needs MDM on every IM&P cluster it serves (spec 20: "Your IM and
+        // Presence Service clusters must have Multiple Device Messaging (MDM) enabled").
+        imp_clusters.iter_mut().for_each(|c| c.mdm = true);
+    }
     let expressway_clusters = if connector {
         vec![expressway(r, &imp_clusters, lim)]
     } else {
@@ -276,19 +282,27 @@ fn population(r: &mut ChaCha8Rng, lim: &Limits, t: &Topology) -> Users {
             Pct::NONE
         }
     };
+    let count = r.random_range(lim.users.0..=lim.users.1);
+    // Each client's share leaves it about 3 users at least, so that chat has senders (a run
+    // that sends nothing fails `no_message_loss` as "exercised nothing").
+    let lo = (300 / count).clamp(20, 100);
+    let hybrid_message = if connector {
+        pct(r, 30, 100)
+    } else {
+        Pct::NONE
+    };
+    let jabber = pct(r, lo, 100);
+    let webex = if connector || r.random_bool(0.5) {
+        pct(r, lo, 100)
+    } else {
+        Pct::NONE
+    };
     Users {
-        count: r.random_range(lim.users.0..=lim.users.1),
-        hybrid_message: if connector {
-            pct(r, 30, 100)
-        } else {
-            Pct::NONE
-        },
-        jabber: pct(r, 20, 100),
-        webex: if connector || r.random_bool(0.5) {
-            pct(r, 20, 100)
-        } else {
-            Pct::NONE
-        },
+        count,
+        hybrid_message,
+        // Without Webex users every user is on Jabber (a user on no client sends nothing).
+        jabber: if webex == Pct::NONE { Pct::ALL } else { jabber },
+        webex,
         hidden_status: maybe(r, 30),
         without_email: maybe(r, 10),
         duplicate_mail_id: if t.imp_clusters.len() > 1 {
@@ -466,8 +480,14 @@ fn faults(r: &mut ChaCha8Rng, s: &Scenario, sw: &Swarm, max: usize) -> Vec<Fault
     let mut out: Vec<Fault> = (0..n)
         .map(|_| {
             let kind = kinds[r.random_range(0..kinds.len())];
-            let for_s = r.random_range(20..=120u64);
+            // A failover lasts long enough for the connector to detect it and move sessions
+            // (detection delay up to 3 minutes, then the migration rate).
+            let for_s = match kind {
+                "imp_failover" => r.random_range(120..=300u64),
+                _ => r.random_range(20..=120u64),
+            };
             // Start after login (1 minute) and end a minute before `duration`.
+            let for_s = for_s.min(total_s.saturating_sub(120).max(10));
             let latest = total_s.saturating_sub(60 + for_s).max(61);
             let at = Dur::from_secs(r.random_range(60..=latest));
             let mut f = fault(r, kind, &p, s);
@@ -572,7 +592,7 @@ fn service_fault(
                 node: pick(r, &p.paired),
                 mode,
             });
-            f.for_ = if r.random_bool(0.7) { timed } else { None };
+            f.for_ = if r.random_bool(0.5) { timed } else { None };
         }
         "axl_stop" => (f.axl_stop, f.for_) = (Some(node(r, &p.imp)), timed),
         "cloud_outage" => (f.cloud_outage, f.for_) = (Some(Outage {}), timed),
