@@ -14,7 +14,9 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn hmsim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_hmsim"))
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hmsim"));
+    c.stdout(std::process::Stdio::null());
+    c
 }
 
 /// The first seed whose scenario is cheap (few users, short) but has a connector and faults.

@@ -44,6 +44,10 @@ pub struct ExploreArgs {
     /// Most reductions a shrink keeps.
     #[arg(long, default_value_t = 60)]
     shrink_steps: u32,
+    /// Shrink at most this many failing seeds (the first by seed); the others keep their
+    /// records and reproduce commands.
+    #[arg(long)]
+    shrink_max: Option<usize>,
     /// Wall time a shrink may take per failing seed.
     #[arg(long, default_value = "10m")]
     shrink_time: String,
@@ -106,6 +110,7 @@ fn options(a: ExploreArgs) -> Result<sweep::Options, String> {
         out: a.out,
         hmsim,
         shrink: shrink.transpose()?,
+        shrink_max: a.shrink_max.unwrap_or(usize::MAX),
         plant_defect: a.plant_defect,
         verbose: a.verbose,
     })

@@ -55,6 +55,8 @@ pub struct Options {
     pub hmsim: PathBuf,
     /// Shrinking bounds, `None` to leave failures as drawn.
     pub shrink: Option<Limits>,
+    /// Most failing seeds shrunk (the first by seed).
+    pub shrink_max: usize,
     /// TEST ONLY: plant the connector defect (drop every n-th Webex → Jabber message after a
     /// failover) in every generated scenario with an Expressway.
     pub plant_defect: Option<u32>,
@@ -300,7 +302,7 @@ pub fn sweep(o: &Options) -> Result<summary::Summary, String> {
     }
     if let Some(limits) = &o.shrink {
         failed.sort_by_key(|r| r.seed);
-        for rec in &mut failed {
+        for rec in failed.iter_mut().take(o.shrink_max) {
             shrink_seed(o, limits, rec)?;
             save_record(&o.out, rec)?;
         }
