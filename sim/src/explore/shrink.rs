@@ -114,6 +114,9 @@ fn kinds(f: &crate::scenario::Fault) -> String {
     crate::plan::validate::fault_kinds(f).join(",")
 }
 
+/// One share field of `users`.
+type ShareOf = fn(&mut Scenario) -> &mut Pct;
+
 fn population(s: &Scenario, add: &mut dyn FnMut(String, Scenario)) {
     let u = &s.users;
     for count in [2, u.count / 2, u.count.saturating_sub(1)] {
@@ -123,7 +126,7 @@ fn population(s: &Scenario, add: &mut dyn FnMut(String, Scenario)) {
             add(format!("{count} users"), c);
         }
     }
-    let shares: [(&str, fn(&mut Scenario) -> &mut Pct); 5] = [
+    let shares: [(&str, ShareOf); 5] = [
         ("hidden_status", |s| &mut s.users.hidden_status),
         ("without_email", |s| &mut s.users.without_email),
         ("duplicate_mail_id", |s| &mut s.users.duplicate_mail_id),
