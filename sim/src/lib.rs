@@ -31,6 +31,7 @@
 
 pub mod checks;
 pub mod cli;
+pub mod explore;
 pub mod history;
 pub mod inject;
 pub mod oracle;

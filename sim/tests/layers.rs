@@ -27,9 +27,16 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &["scenario", "plan", "history", "oracle", "checks"],
     ),
     (
+        "explore",
+        &[
+            "scenario", "plan", "history", "oracle", "checks", "record", "run", "world", "inject",
+        ],
+    ),
+    (
         "cli",
         &[
             "scenario", "plan", "history", "oracle", "checks", "record", "run", "world", "inject",
+            "explore",
         ],
     ),
 ];

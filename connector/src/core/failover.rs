@@ -104,6 +104,11 @@ impl Failover {
             .unwrap_or_else(|| home.to_string())
     }
 
+    /// Whether any node's users are redirected to its PRG peer now.
+    pub fn any_redirect(&self) -> bool {
+        !self.redirect.is_empty()
+    }
+
     /// The component stream to `node` was lost at `now`.
     pub fn node_lost(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
         let Some(h) = self.nodes.get_mut(node) else {

@@ -3,6 +3,8 @@
 //! Exit codes: 0 every check passed, 1 a check failed (or the run could not finish),
 //! 2 bad input (scenario or arguments), 3 regression against a baseline, 4 an I/O error.
 
+mod explore;
+
 use crate::record::{self, WallFacts};
 use crate::run::{self, Progress};
 use crate::scenario::{Scenario, units::format_duration};
@@ -54,6 +56,18 @@ enum Command {
         /// and issue trackers that do not show SVG).
         #[arg(long)]
         plot_png: bool,
+        /// Write run.json only (no HTML, Markdown or JUnit): what `hmsim explore` reads.
+        #[arg(long, hide = true)]
+        record_only: bool,
+    },
+    /// Swarm testing: generate a scenario per seed, run each as its own process, shrink every
+    /// failure to a minimal scenario (`explore merge` merges shards).
+    #[command(args_conflicts_with_subcommands = true)]
+    Explore {
+        #[command(subcommand)]
+        op: Option<explore::ExploreOp>,
+        #[command(flatten)]
+        args: explore::ExploreArgs,
     },
     /// Validate scenario files without running them.
     Check {
@@ -111,6 +125,7 @@ pub fn main() -> i32 {
             quiet,
             trace,
             plot_png,
+            record_only,
         } => cmd_run(
             &scenario,
             RunFlags {
@@ -119,8 +134,10 @@ pub fn main() -> i32 {
                 quiet,
                 trace,
                 plot_png,
+                record_only,
             },
         ),
+        Command::Explore { op, args } => explore::cmd_explore(op, args),
         Command::Check { files } => cmd_check(&files),
         Command::Compare {
             baseline,
@@ -239,6 +256,7 @@ struct RunFlags {
     quiet: bool,
     trace: bool,
     plot_png: bool,
+    record_only: bool,
 }
 
 fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
@@ -250,6 +268,14 @@ fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
         }
     };
     let seed = flags.seed.unwrap_or(s.seed);
+    if s.topology.expressway_clusters.iter().any(|e| {
+        e.test_only_drop_every_nth_to_jabber_after_failover
+            .is_some()
+    }) {
+        println!(
+            "TEST ONLY: this scenario plants a connector defect (test_only_drop_every_nth_to_jabber_after_failover)"
+        );
+    }
     println!("scenario: {} ({})", s.name, file.display());
     println!("seed: {seed}");
     let (record, output) = run_scenario(&s, file, seed, flags.quiet);
@@ -264,6 +290,9 @@ fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
     }
     println!("trace digest: {}", record.trace_digest);
     print_summary(&record);
+    if flags.record_only {
+        return write_record_only(&dir, &record);
+    }
     let mut written = match record::write_outputs(&dir, &record) {
         Ok(w) => w,
         Err(e) => {
@@ -290,6 +319,21 @@ fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
     );
     println!("reproduce: {}", record.reproduce);
     if record.outcome.passed {
+        EXIT_OK
+    } else {
+        EXIT_CHECK_FAILED
+    }
+}
+
+/// Writes `run.json` alone (`--record-only`); the exit code says whether the run passed.
+fn write_record_only(dir: &Path, r: &reports::RunRecord) -> i32 {
+    let json = serde_json::to_string_pretty(r).expect("a record serializes");
+    let path = dir.join("run.json");
+    if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, json)) {
+        eprintln!("{}: {e}", path.display());
+        return EXIT_IO;
+    }
+    if r.outcome.passed {
         EXIT_OK
     } else {
         EXIT_CHECK_FAILED

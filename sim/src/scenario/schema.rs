@@ -242,6 +242,13 @@ pub struct ExpresswayCluster {
     /// Session migration tuning (spec 62, see `docs/protocols.md`).
     #[serde(default)]
     pub migration: Migration,
+    /// TEST ONLY, a planted defect: the connector drops every n-th Webex → Jabber message
+    /// once it has failed a node over (`connector::core::node::PlantedDefect`). It exists so
+    /// that a test can show `hmsim explore` finds and shrinks a real-looking bug; no real
+    /// scenario sets it, the generator draws it only under `hmsim explore --plant-defect`,
+    /// and a run that has it says so on its first line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_only_drop_every_nth_to_jabber_after_failover: Option<u32>,
 }
 
 /// Whether the Expressway checks its own hostname before registering.

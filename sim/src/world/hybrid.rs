@@ -231,6 +231,7 @@ fn add_expressways(
             h.connectors.insert(host.clone(), slot.clone());
             let incarnation = Rc::new(Cell::new(0u64));
             let seed = rngs.sub_seed(&format!("connector/{host}"));
+            let planted = e.test_only_drop_every_nth_to_jabber_after_failover;
             sim.host(host.as_str(), move || {
                 // A restart rediscovers (spec 22): a fresh core each start. What registration
                 // gave the node survives it, as on a real Expressway (the registration token is
@@ -244,6 +245,9 @@ fn add_expressways(
                 let mut fresh = ConnectorNode::new(settings.clone(), TurmoilNet.now());
                 if let Some(saved) = saved {
                     fresh.resume_registration(saved);
+                }
+                if let Some(n) = planted {
+                    fresh.plant_defect_for_tests(n);
                 }
                 let core = Rc::new(RefCell::new(fresh));
                 *slot.borrow_mut() = Some(core.clone());

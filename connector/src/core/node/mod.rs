@@ -407,6 +407,21 @@ pub struct ConnectorNode {
     /// Consecutive failures of each deferred fetch ([`fetch_id`]), for its backoff.
     fetch_failures: BTreeMap<String, u32>,
     stats: NodeStats,
+    /// TEST ONLY: the planted defect, off unless a test plants it.
+    planted: Option<PlantedDefect>,
+}
+
+/// TEST ONLY, a deliberately wrong behaviour for testing the test tools (`hmsim explore` must
+/// find and shrink it): while any IM&P node is failed over, every `every_nth` Webex → Jabber
+/// message is dropped. Off by default; only [`ConnectorNode::plant_defect_for_tests`] sets it
+/// (the simulator calls it for the scenario field
+/// `test_only_drop_every_nth_to_jabber_after_failover`, and nothing else does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlantedDefect {
+    /// Drop one message in this many (at least 1).
+    pub every_nth: u32,
+    /// Webex → Jabber messages seen while failed over.
+    seen: u64,
 }
 
 fn pair(a: &str, b: &str) -> (String, String) {
@@ -499,7 +514,27 @@ impl ConnectorNode {
             posted: BTreeMap::new(),
             posted_order: VecDeque::new(),
             stats: NodeStats::default(),
+            planted: None,
         }
+    }
+
+    /// TEST ONLY: plants [`PlantedDefect`] (drop every `every_nth` Webex → Jabber message
+    /// while a node is failed over). Never called outside tests of the test tools.
+    pub fn plant_defect_for_tests(&mut self, every_nth: u32) {
+        self.planted = Some(PlantedDefect {
+            every_nth: every_nth.max(1),
+            seen: 0,
+        });
+    }
+
+    /// Whether the planted defect (if any) drops this Webex → Jabber message.
+    pub(super) fn planted_drop(&mut self) -> bool {
+        let failed_over = self.failover.any_redirect();
+        let Some(p) = self.planted.as_mut().filter(|_| failed_over) else {
+            return false;
+        };
+        p.seen += 1;
+        p.seen % u64::from(p.every_nth) == 0
     }
 
     /// The lifecycle phase.

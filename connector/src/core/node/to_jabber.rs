@@ -275,6 +275,9 @@ impl ConnectorNode {
             {
                 self.remember_sent(stored, sid.to_string());
             }
+            if xmpp::body(&st).is_some() && self.planted_drop() {
+                continue;
+            }
             self.send_as(now, actor, st);
         }
     }

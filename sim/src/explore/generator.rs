@@ -1,0 +1,715 @@
+//! The generator: one valid scenario per seed, drawn from RNGs derived from the seed by name.
+//!
+//! Swarm testing (Groce et al., ISSTA 2012): each seed first draws which fault kinds, workload
+//! features and optional checks it enables, then draws the scenario from those only, so rare
+//! combinations of a few features are dense across seeds instead of every seed mixing
+//! everything thinly. The checks every run can judge are always on.
+//!
+//! Extension points (features the scenario language does not have yet; each is one function
+//! below to fill in when the language gains it): message bodies of chosen sizes and characters
+//! ([`bodies`]), JIDs that differ from emails ([`population`]).
+
+use super::Profile;
+use crate::plan::rng::RngFactory;
+use crate::plan::topology::{exp_host, imp_host};
+use crate::scenario::units::{Dur, Pct, Rate};
+use crate::scenario::{
+    Between, ChatMix, ChatWorkload, CheckSpec, ClientFarms, ClientSel, Coresident,
+    ExpresswayCluster, ExpresswaySize, Fault, GroupChatWorkload, Hosts, HttpErrors, ImpCluster,
+    ImpFailover, KmsKind, LinkLatency, Migration, NodeRef, OneWay, Outage, PacketLoss,
+    PresenceWorkload, Prg, PrgHighAvailability, Scenario, SessionLimits, Topology, Users, Workload,
+};
+use crate::scenario::{FailoverMode, HostnameCheck, PrgAssignment};
+use rand::RngExt as _;
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+
+/// Every fault kind the generator draws from (swarm: each seed enables a subset).
+pub const FAULT_KINDS: &[&str] = &[
+    "crash",
+    "bounce",
+    "partition",
+    "partition_oneway",
+    "hold",
+    "link_latency",
+    "packet_loss",
+    "imp_failover",
+    "axl_stop",
+    "cloud_outage",
+    "kms_outage",
+    "http_errors",
+    "connector_disable",
+    "connector_restart",
+    "maintenance_mode",
+    "expressway_maintenance",
+    "reactivate",
+    "prg_high_availability",
+];
+
+/// Checks that may be switched off per seed (swarm); the others are on whenever they apply.
+///
+/// Not drawn: checks that fail a run which does not exercise every case they judge, which a
+/// random population rarely does (`interop_matrix`: all 16 sender/receiver classes;
+/// `group_chat`, `offline_storage`, `presence_composition`: "nothing exercised"), checks of
+/// one deployment's expectations (`mdm_copies` expects a Jabber carbon of a Webex post;
+/// `migration`, `prg_failover`, `delivery_latency` and `reached` take numbers written for one
+/// scenario).
+pub const OPTIONAL_CHECKS: &[&str] = &["within_capacity", "status_page"];
+
+/// IM&P versions drawn: both sides of 12.5, where offline storage behaviour changes (spec 46).
+const IMP_VERSIONS: &[&str] = &["11.5(1)SU3", "12.0", "12.5", "14.0", "15.0"];
+
+/// Cluster names, in order (a scenario has at most five IM&P clusters per Expressway).
+const CLUSTER_NAMES: &[&str] = &["a", "b", "c", "d", "e"];
+
+/// The simulation step of generated scenarios: coarse, so a seed costs seconds.
+const TICK_MS: u64 = 100;
+
+/// The limits a profile draws within.
+struct Limits {
+    users: (u32, u32),
+    duration_min: (u64, u64),
+    imp_clusters_max: usize,
+    imp_nodes_max: u32,
+    exp_nodes_max: u32,
+    faults_max: usize,
+}
+
+fn limits(p: Profile) -> Limits {
+    match p {
+        Profile::Small => Limits {
+            users: (4, 40),
+            duration_min: (5, 10),
+            imp_clusters_max: 2,
+            imp_nodes_max: 4,
+            exp_nodes_max: 2,
+            faults_max: 3,
+        },
+        Profile::Large => Limits {
+            users: (1000, 4000),
+            duration_min: (30, 60),
+            imp_clusters_max: 5,
+            imp_nodes_max: 6,
+            exp_nodes_max: 6,
+            faults_max: 6,
+        },
+    }
+}
+
+/// What a seed enables (swarm testing): drawn before the scenario, recorded with the result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swarm {
+    /// Fault kinds this seed may draw.
+    pub fault_kinds: Vec<&'static str>,
+    /// Optional checks this seed switches on (when they apply).
+    pub optional_checks: Vec<&'static str>,
+    /// Presence changes, group chat, Webex App actions other than text.
+    pub presence: bool,
+    /// Group chat rooms and spaces.
+    pub group_chat: bool,
+    /// Edits, deletes, files, typing and read markers from the Webex App.
+    pub rich_actions: bool,
+}
+
+/// Draws the seed's swarm: each feature independently with probability one half.
+pub fn swarm(rngs: &RngFactory) -> Swarm {
+    let mut r = rngs.named("explore/swarm");
+    let fault_kinds = FAULT_KINDS
+        .iter()
+        .copied()
+        .filter(|_| r.random_bool(0.5))
+        .collect();
+    let optional_checks = OPTIONAL_CHECKS
+        .iter()
+        .copied()
+        .filter(|_| r.random_bool(0.5))
+        .collect();
+    Swarm {
+        fault_kinds,
+        optional_checks,
+        presence: r.random_bool(0.5),
+        group_chat: r.random_bool(0.3),
+        rich_actions: r.random_bool(0.5),
+    }
+}
+
+/// The scenario of `seed` in `profile`.
+pub fn generate(seed: u64, profile: Profile) -> Scenario {
+    let rngs = RngFactory::new(seed);
+    let sw = swarm(&rngs);
+    let lim = limits(profile);
+    let mut r = rngs.named("explore/header");
+    let duration = Dur::from_secs(60 * r.random_range(lim.duration_min.0..=lim.duration_min.1));
+    let topology = topology(&mut rngs.named("explore/topology"), &lim, &sw);
+    let users = population(&mut rngs.named("explore/users"), &lim, &topology);
+    let mut s = Scenario {
+        name: format!("explore-{}-{seed}", profile.name()),
+        description: Some(format!(
+            "Drawn by `hmsim explore` (profile {}, seed {seed}).",
+            profile.name()
+        )),
+        seed,
+        duration,
+        tick: Dur::from_ms(TICK_MS),
+        drain: Dur::from_secs(5 * 60),
+        topology,
+        users,
+        workloads: Vec::new(),
+        faults: Vec::new(),
+        checks: Vec::new(),
+    };
+    s.workloads = workloads(&mut rngs.named("explore/workloads"), &s, &sw);
+    s.faults = faults(&mut rngs.named("explore/faults"), &s, &sw, lim.faults_max);
+    s.checks = checks(&s, &sw);
+    s
+}
+
+fn pct(r: &mut ChaCha8Rng, lo: u32, hi: u32) -> Pct {
+    // Whole percent steps keep the YAML readable (`35%`).
+    Pct(r.random_range(lo..=hi) * 100)
+}
+
+fn topology(r: &mut ChaCha8Rng, lim: &Limits, sw: &Swarm) -> Topology {
+    let clusters = r.random_range(1..=lim.imp_clusters_max);
+    let imp_clusters: Vec<ImpCluster> = CLUSTER_NAMES[..clusters]
+        .iter()
+        .map(|name| imp_cluster(r, name, lim))
+        .collect();
+    let connector = r.random_bool(0.75);
+    let mut imp_clusters = imp_clusters;
+    if connector {
+        // Hybrid Message needs MDM on every IM&P cluster it serves (spec 20: "Your IM and
+        // Presence Service clusters must have Multiple Device Messaging (MDM) enabled").
+        imp_clusters.iter_mut().for_each(|c| c.mdm = true);
+    }
+    let expressway_clusters = if connector {
+        vec![expressway(r, &imp_clusters, lim)]
+    } else {
+        Vec::new()
+    };
+    let _ = sw;
+    Topology {
+        domain: "example.com".into(),
+        imp_clusters,
+        expressway_clusters,
+        kms: if r.random_bool(0.3) {
+            KmsKind::Hds
+        } else {
+            KmsKind::Cloud
+        },
+        client_farms: ClientFarms {
+            jabber: r.random_range(1..=2),
+            webex: r.random_range(1..=2),
+        },
+    }
+}
+
+fn imp_cluster(r: &mut ChaCha8Rng, name: &str, lim: &Limits) -> ImpCluster {
+    let nodes = r.random_range(1..=lim.imp_nodes_max);
+    ImpCluster {
+        name: name.into(),
+        nodes,
+        version: IMP_VERSIONS[r.random_range(0..IMP_VERSIONS.len())].into(),
+        prg: Prg {
+            high_availability: r.random_bool(0.7),
+            automatic_fallback: r.random_bool(0.2),
+            heartbeat_timeout: Dur::from_secs(60),
+            assignment: PrgAssignment::Balanced,
+        },
+        offline_storage: r.random_bool(0.7),
+        mdm: r.random_bool(0.8),
+        axl: Default::default(),
+        // Sized for a failover, as a PRG is deployed: either node of a pair takes both
+        // nodes' sessions (the default, 1.5 x a node's own users, could not: spec 10).
+        sessions: SessionLimits {
+            max: (nodes > 1).then_some(lim.users.1 * 2),
+            create_rate: None,
+        },
+    }
+}
+
+fn expressway(r: &mut ChaCha8Rng, imp: &[ImpCluster], lim: &Limits) -> ExpresswayCluster {
+    let sizes = [
+        ExpresswaySize::Small,
+        ExpresswaySize::Medium,
+        ExpresswaySize::Large,
+    ];
+    let coresident = match r.random_range(0..4) {
+        0 => vec![Coresident::Calendar],
+        1 => vec![Coresident::Calendar, Coresident::Call],
+        _ => Vec::new(),
+    };
+    let mut e = ExpresswayCluster {
+        name: "a".into(),
+        size: sizes[r.random_range(0..sizes.len())],
+        nodes: r.random_range(1..=lim.exp_nodes_max),
+        imp_clusters: imp.iter().map(|c| c.name.clone()).collect(),
+        coresident,
+        mra: r.random_bool(0.2),
+        hostname: None,
+        registration_token: true,
+        hostname_check: HostnameCheck::Enforce,
+        certificate_validation: true,
+        enabled: true,
+        // Scaled down with the population, as the `-small` failover scenarios do, so moves
+        // finish within a generated run.
+        migration: Migration {
+            detection_delay_max: Dur::from_secs(60 * r.random_range(1..=3)),
+            rate: Rate {
+                count: f64::from(lim.users.1),
+                per: Duration::from_secs(60 * r.random_range(1..=3)),
+            },
+        },
+        test_only_drop_every_nth_to_jabber_after_failover: None,
+    };
+    // Control Hub refuses a cluster shape the guides give no capacity for (Calendar beside
+    // Message on a Small node, say): keep only documented shapes, else no coresidency.
+    let (size, coresidency) = crate::plan::connector::capacity_shape(&e);
+    if fakes::cloud::assignment::node_capacity(size, coresidency, e.nodes as usize).is_none() {
+        e.coresident.clear();
+    }
+    e
+}
+
+/// The user population. Extension point: JIDs that differ from emails (a share to draw here
+/// once `users` has the field).
+fn population(r: &mut ChaCha8Rng, lim: &Limits, t: &Topology) -> Users {
+    let connector = !t.expressway_clusters.is_empty();
+    let maybe = |r: &mut ChaCha8Rng, hi: u32| {
+        if r.random_bool(0.5) {
+            pct(r, 0, hi)
+        } else {
+            Pct::NONE
+        }
+    };
+    let count = r.random_range(lim.users.0..=lim.users.1);
+    // Each client's share leaves it about 3 users at least, so that chat has senders (a run
+    // that sends nothing fails `no_message_loss` as "exercised nothing").
+    let lo = (300 / count).clamp(20, 100);
+    let hybrid_message = if connector {
+        pct(r, 30, 100)
+    } else {
+        Pct::NONE
+    };
+    let jabber = pct(r, lo, 100);
+    let webex = if connector || r.random_bool(0.5) {
+        pct(r, lo, 100)
+    } else {
+        Pct::NONE
+    };
+    Users {
+        count,
+        hybrid_message,
+        // Without Webex users every user is on Jabber (a user on no client sends nothing).
+        jabber: if webex == Pct::NONE { Pct::ALL } else { jabber },
+        webex,
+        hidden_status: maybe(r, 30),
+        without_email: maybe(r, 10),
+        duplicate_mail_id: if t.imp_clusters.len() > 1 {
+            maybe(r, 10)
+        } else {
+            Pct::NONE
+        },
+        dnd: maybe(r, 30),
+        out_of_office: maybe(r, 30),
+        jabber_devices: r.random_range(1..=2),
+    }
+}
+
+fn rate(count: f64, minutes: u64) -> Rate {
+    Rate {
+        count,
+        per: Duration::from_secs(60 * minutes),
+    }
+}
+
+/// Chat in every direction the population allows; presence and group chat when the swarm
+/// enables them.
+fn workloads(r: &mut ChaCha8Rng, s: &Scenario, sw: &Swarm) -> Vec<Workload> {
+    let (jabber, webex) = (s.users.jabber != Pct::NONE, s.users.webex != Pct::NONE);
+    let mut out = Vec::new();
+    let chat = |r: &mut ChaCha8Rng, from, mix| ChatWorkload {
+        rate_per_user: rate(1.0, r.random_range(1..=4)),
+        mix,
+        from,
+        to: ClientSel::Any,
+        start: None,
+        stop: None,
+        contacts_per_user: r.random_range(1..=5),
+    };
+    if webex && sw.rich_actions {
+        let mix = rich_mix(r);
+        out.push(Workload::Chat(chat(r, ClientSel::Webex, mix)));
+        if jabber {
+            out.push(Workload::Chat(chat(
+                r,
+                ClientSel::Jabber,
+                ChatMix::default(),
+            )));
+        }
+    } else {
+        out.push(Workload::Chat(chat(r, ClientSel::Any, ChatMix::default())));
+    }
+    if sw.presence && jabber {
+        out.push(Workload::Presence(PresenceWorkload {
+            rate_per_device: rate(1.0, r.random_range(2..=5)),
+            manual: pct(r, 0, 100),
+            start: None,
+            stop: None,
+        }));
+    }
+    if sw.group_chat && jabber {
+        out.push(Workload::GroupChat(GroupChatWorkload {
+            rate_per_user: rate(1.0, r.random_range(2..=5)),
+            room_size: r.random_range(3..=6),
+            persistent: pct(r, 0, 100),
+            start: None,
+            stop: None,
+        }));
+    }
+    bodies(r, &mut out);
+    out
+}
+
+/// Text plus a random share of each Webex App action, adding up to 100%.
+fn rich_mix(r: &mut ChaCha8Rng) -> ChatMix {
+    let mut left = 100u32;
+    let mut take = |r: &mut ChaCha8Rng| {
+        let x = r.random_range(0..=left.min(15));
+        left -= x;
+        Pct(x * 100)
+    };
+    let (edit, delete, file, typing, read) = (take(r), take(r), take(r), take(r), take(r));
+    ChatMix {
+        text: Pct(left * 100),
+        edit,
+        delete,
+        file,
+        typing,
+        read,
+    }
+}
+
+/// Extension point: message bodies of every size up to the limits, with XML-special (`<&'"`)
+/// and non-ASCII characters. The scenario language has no body field yet (the clients draw
+/// short word lists); when a chat workload gains one, draw it here for each chat workload.
+fn bodies(_r: &mut ChaCha8Rng, _workloads: &mut [Workload]) {}
+
+/// Hosts a fault may name, by role.
+struct Pools {
+    imp: Vec<String>,
+    exp: Vec<String>,
+    farms: Vec<String>,
+    cloud: Vec<String>,
+    /// IM&P nodes with a PRG peer (nodes 1+2, 3+4, 5+6 of a cluster).
+    paired: Vec<String>,
+    /// IM&P clusters with a PRG.
+    prg_clusters: Vec<String>,
+}
+
+fn pools(s: &Scenario) -> Pools {
+    let t = &s.topology;
+    let mut p = Pools {
+        imp: Vec::new(),
+        exp: Vec::new(),
+        farms: Vec::new(),
+        cloud: Vec::new(),
+        paired: Vec::new(),
+        prg_clusters: Vec::new(),
+    };
+    for c in &t.imp_clusters {
+        p.imp.extend((1..=c.nodes).map(|n| imp_host(&c.name, n)));
+        let paired = if c.nodes % 2 == 0 {
+            c.nodes
+        } else {
+            c.nodes - 1
+        };
+        p.paired.extend((1..=paired).map(|n| imp_host(&c.name, n)));
+        if c.nodes > 1 {
+            p.prg_clusters.push(c.name.clone());
+        }
+    }
+    for e in &t.expressway_clusters {
+        p.exp.extend((1..=e.nodes).map(|n| exp_host(&e.name, n)));
+    }
+    p.farms
+        .extend((1..=t.client_farms.jabber).map(|k| format!("jabber-{k}")));
+    if crate::plan::topology::uses_cloud(s) {
+        p.farms
+            .extend((1..=t.client_farms.webex).map(|k| format!("webex-{k}")));
+        let kms = match t.kms {
+            KmsKind::Cloud => "kms",
+            KmsKind::Hds => "hds",
+        };
+        p.cloud = vec!["cloud".into(), kms.into()];
+    }
+    p
+}
+
+/// Whether `kind` can be drawn in this scenario.
+fn applies(kind: &str, p: &Pools) -> bool {
+    let connector = !p.exp.is_empty();
+    match kind {
+        "imp_failover" => !p.paired.is_empty(),
+        "prg_high_availability" => !p.prg_clusters.is_empty(),
+        "axl_stop"
+        | "connector_disable"
+        | "connector_restart"
+        | "maintenance_mode"
+        | "expressway_maintenance"
+        | "reactivate" => connector,
+        "cloud_outage" | "kms_outage" | "http_errors" => !p.cloud.is_empty(),
+        _ => true,
+    }
+}
+
+/// Up to `max` faults of the kinds the swarm enabled, each ending by `duration`.
+fn faults(r: &mut ChaCha8Rng, s: &Scenario, sw: &Swarm, max: usize) -> Vec<Fault> {
+    let p = pools(s);
+    let kinds: Vec<&str> = sw
+        .fault_kinds
+        .iter()
+        .copied()
+        .filter(|k| applies(k, &p))
+        .collect();
+    if kinds.is_empty() {
+        return Vec::new();
+    }
+    let n = r.random_range(0..=max);
+    let total_s = s.duration.0.as_secs();
+    let mut out: Vec<Fault> = (0..n)
+        .map(|_| {
+            let kind = kinds[r.random_range(0..kinds.len())];
+            // A failover lasts long enough for the connector to detect it and move sessions
+            // (detection delay up to 3 minutes, then the migration rate).
+            let for_s = match kind {
+                "imp_failover" => r.random_range(120..=300u64),
+                _ => r.random_range(20..=120u64),
+            };
+            // Start after login (1 minute) and end a minute before `duration`.
+            let for_s = for_s.min(total_s.saturating_sub(120).max(10));
+            let latest = total_s.saturating_sub(60 + for_s).max(61);
+            let at = Dur::from_secs(r.random_range(60..=latest));
+            let mut f = fault(r, kind, &p, s);
+            f.at = at;
+            if f.for_.is_some() {
+                f.for_ = Some(Dur::from_secs(for_s));
+            }
+            f
+        })
+        .collect();
+    out.sort_by_key(|f| f.at);
+    out
+}
+
+fn pick(r: &mut ChaCha8Rng, v: &[String]) -> String {
+    v[r.random_range(0..v.len())].clone()
+}
+
+/// One host, or two sides of a link, drawn from every host of the run.
+fn sides(r: &mut ChaCha8Rng, p: &Pools) -> (Hosts, Hosts) {
+    let all: Vec<String> = [&p.imp, &p.exp, &p.farms, &p.cloud]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
+    let a = pick(r, &all);
+    let rest: Vec<String> = all.into_iter().filter(|h| *h != a).collect();
+    let b = if rest.is_empty() {
+        a.clone()
+    } else {
+        pick(r, &rest)
+    };
+    (Hosts(vec![a]), Hosts(vec![b]))
+}
+
+/// A fault of `kind` at time zero; [`faults`] sets `at` and the length of a timed one
+/// (`for: Some(..)` marks the kinds that take one).
+fn fault(r: &mut ChaCha8Rng, kind: &str, p: &Pools, s: &Scenario) -> Fault {
+    let timed = Some(Dur::from_secs(0));
+    let mut f = Fault::default();
+    let node = |r: &mut ChaCha8Rng, v: &[String]| NodeRef { node: pick(r, v) };
+    match kind {
+        "crash" | "bounce" => {
+            let all: Vec<String> = [&p.imp, &p.exp, &p.farms, &p.cloud]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+            let h = Some(Hosts(vec![pick(r, &all)]));
+            if kind == "crash" {
+                (f.crash, f.for_) = (h, timed);
+            } else {
+                f.bounce = h;
+            }
+        }
+        "partition" | "hold" => {
+            let (a, b) = sides(r, p);
+            let between = Some(Between { a, b });
+            if kind == "partition" {
+                f.partition = between;
+            } else {
+                f.hold = between;
+            }
+            f.for_ = timed;
+        }
+        "partition_oneway" => {
+            let (from, to) = sides(r, p);
+            (f.partition_oneway, f.for_) = (Some(OneWay { from, to }), timed);
+        }
+        "link_latency" => {
+            let (a, b) = sides(r, p);
+            let latency = Dur::from_ms(TICK_MS * r.random_range(1..=20));
+            (f.link_latency, f.for_) = (Some(LinkLatency { a, b, latency }), timed);
+        }
+        "packet_loss" => {
+            let (a, b) = sides(r, p);
+            let rate = pct(r, 1, 20);
+            (f.packet_loss, f.for_) = (Some(PacketLoss { a, b, rate }), timed);
+        }
+        _ => service_fault(r, kind, p, s, &mut f, node),
+    }
+    f
+}
+
+fn service_fault(
+    r: &mut ChaCha8Rng,
+    kind: &str,
+    p: &Pools,
+    s: &Scenario,
+    f: &mut Fault,
+    node: impl Fn(&mut ChaCha8Rng, &[String]) -> NodeRef,
+) {
+    let timed = Some(Dur::from_secs(0));
+    match kind {
+        "imp_failover" => {
+            let mode = if r.random_bool(0.5) {
+                FailoverMode::Manual
+            } else {
+                FailoverMode::Automatic
+            };
+            f.imp_failover = Some(ImpFailover {
+                node: pick(r, &p.paired),
+                mode,
+            });
+            f.for_ = if r.random_bool(0.5) { timed } else { None };
+        }
+        "axl_stop" => (f.axl_stop, f.for_) = (Some(node(r, &p.imp)), timed),
+        "cloud_outage" => (f.cloud_outage, f.for_) = (Some(Outage {}), timed),
+        "kms_outage" => (f.kms_outage, f.for_) = (Some(Outage {}), timed),
+        "http_errors" => {
+            let status = [429, 500, 503][r.random_range(0..3)];
+            let rate = pct(r, 10, 50);
+            (f.http_errors, f.for_) = (Some(HttpErrors { rate, status }), timed);
+        }
+        "connector_disable" => (f.connector_disable, f.for_) = (Some(node(r, &p.exp)), timed),
+        "connector_restart" => f.connector_restart = Some(node(r, &p.exp)),
+        "maintenance_mode" => (f.maintenance_mode, f.for_) = (Some(node(r, &p.exp)), timed),
+        "expressway_maintenance" => {
+            (f.expressway_maintenance, f.for_) = (Some(node(r, &p.exp)), timed)
+        }
+        "reactivate" => f.reactivate = Some(Default::default()),
+        "prg_high_availability" => {
+            let cluster = pick(r, &p.prg_clusters);
+            let current = s
+                .topology
+                .imp_clusters
+                .iter()
+                .find(|c| c.name == cluster)
+                .is_some_and(|c| c.prg.high_availability);
+            f.prg_high_availability = Some(PrgHighAvailability {
+                cluster,
+                enabled: !current,
+            });
+        }
+        _ => unreachable!("fault kind {kind} is not in FAULT_KINDS"),
+    }
+}
+
+/// The checks: every one that applies and is always sound is on; the optional ones the
+/// swarm enabled are on when they apply.
+fn checks(s: &Scenario, sw: &Swarm) -> Vec<CheckSpec> {
+    let connector = !s.topology.expressway_clusters.is_empty();
+    let cloud = crate::plan::topology::uses_cloud(s);
+    let mut out = vec![
+        CheckSpec::new("no_message_loss", serde_yaml::Value::Null),
+        CheckSpec::new("per_conversation_order", serde_yaml::Value::Null),
+        CheckSpec::new("liveness", yaml("{ within: 5m }")),
+    ];
+    if cloud {
+        out.push(CheckSpec::new(
+            "no_plaintext_at_cloud",
+            serde_yaml::Value::Null,
+        ));
+    }
+    if connector {
+        out.push(CheckSpec::new(
+            "no_secrets_in_logs",
+            serde_yaml::Value::Null,
+        ));
+        for name in &sw.optional_checks {
+            out.push(CheckSpec::new(name, serde_yaml::Value::Null));
+        }
+    }
+    // A check's own rules (what it needs of the topology) decide whether it applies.
+    let mut kept = Vec::new();
+    for c in out {
+        let mut one = s.clone();
+        one.checks = vec![c.clone()];
+        if crate::plan::validate::validate(&one, &crate::checks::Registry).is_empty() {
+            kept.push(c);
+        }
+    }
+    kept
+}
+
+fn yaml(text: &str) -> serde_yaml::Value {
+    serde_yaml::from_str(text).expect("static YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::yaml::to_yaml;
+
+    /// Every generated scenario passes `hmsim check`, and its YAML reads back to the same
+    /// scenario (written again, byte for byte the same text).
+    #[test]
+    fn two_hundred_seeds_are_valid_and_round_trip() {
+        for seed in 0..200 {
+            let s = generate(seed, Profile::Small);
+            let text = to_yaml(&s, &[]);
+            let back = crate::parse("gen.yaml", &text)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+            assert_eq!(to_yaml(&back, &[]), text, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn large_profile_seeds_are_valid() {
+        for seed in 0..20 {
+            let text = to_yaml(&generate(seed, Profile::Large), &[]);
+            crate::parse("gen.yaml", &text).unwrap_or_else(|e| panic!("seed {seed}: {e}\n{text}"));
+        }
+    }
+
+    #[test]
+    fn a_seed_draws_the_same_scenario_and_seeds_differ() {
+        let a = to_yaml(&generate(7, Profile::Small), &[]);
+        assert_eq!(a, to_yaml(&generate(7, Profile::Small), &[]));
+        assert_ne!(a, to_yaml(&generate(8, Profile::Small), &[]));
+    }
+
+    /// Swarm: across seeds, every fault kind is both enabled and left out somewhere.
+    #[test]
+    fn the_swarm_enables_every_fault_kind_in_some_seeds_only() {
+        let swarms: Vec<Swarm> = (0..100).map(|s| swarm(&RngFactory::new(s))).collect();
+        for kind in FAULT_KINDS {
+            let on = swarms
+                .iter()
+                .filter(|s| s.fault_kinds.contains(kind))
+                .count();
+            assert!(on > 10 && on < 90, "{kind} on in {on} of 100");
+        }
+    }
+}
