@@ -1,8 +1,10 @@
 //! Shared fixtures for the criterion benches in `benches/hmsim.rs`: fixed inputs, fixed seeds,
 //! so numbers compare across runs and machines only through ratios measured in the same run;
 //! and the scale benches' pieces (`benches/scale.rs`): [`raw`], the raw-turmoil baseline of
-//! the Large-node traffic shape, and [`shape`], the harness runs of the same shape.
+//! the Large-node traffic shape, [`shape`], the harness runs of the same shape, and [`axl`],
+//! discovery's paging through the fake AXL service.
 
+pub mod axl;
 pub mod raw;
 pub mod shape;
 

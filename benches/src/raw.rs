@@ -45,7 +45,9 @@ pub fn sim(users: usize, tick: Duration, seed: u64) -> (turmoil::Sim<'static>, A
     sim.host("server", move || server(counter.clone()));
     for farm in 0..FARMS {
         let devices: Vec<usize> = (farm..users).step_by(FARMS).collect();
-        sim.host(format!("farm-{}", farm + 1), move || farm_host(devices.clone()));
+        sim.host(format!("farm-{}", farm + 1), move || {
+            farm_host(devices.clone())
+        });
     }
     (sim, answered)
 }

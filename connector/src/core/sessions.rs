@@ -293,7 +293,13 @@ impl SessionManager {
                 // it again, or nobody would hold it once the other node lets go.
                 if matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
                 {
-                    set_state(&mut self.open_changed, &mut self.unsettled, user, u, SessionState::Queued);
+                    set_state(
+                        &mut self.open_changed,
+                        &mut self.unsettled,
+                        user,
+                        u,
+                        SessionState::Queued,
+                    );
                     if !self.queue.iter().any(|q| q == user) {
                         self.queue.push_back(user.to_string());
                     }
@@ -448,7 +454,13 @@ impl SessionManager {
         }
         let old = std::mem::replace(&mut u.node, node.to_string());
         let was_live = matches!(u.state, SessionState::Open | SessionState::Opening { .. });
-        set_state(&mut self.open_changed, &mut self.unsettled, user, u, SessionState::Queued);
+        set_state(
+            &mut self.open_changed,
+            &mut self.unsettled,
+            user,
+            u,
+            SessionState::Queued,
+        );
         u.moving = true;
         u.backoff.reset();
         let jid = u.jid.clone();
@@ -490,7 +502,13 @@ impl SessionManager {
                 if u.state == SessionState::Open {
                     self.stats.lost_with_node += 1;
                 }
-                set_state(&mut self.open_changed, &mut self.unsettled, &k, u, SessionState::Queued);
+                set_state(
+                    &mut self.open_changed,
+                    &mut self.unsettled,
+                    &k,
+                    u,
+                    SessionState::Queued,
+                );
             }
             if !self.queue.contains(&k) {
                 self.queue.push_back(k);
@@ -515,7 +533,13 @@ impl SessionManager {
         }
         match iq.attr("type") {
             Some("result") => {
-                set_state(&mut self.open_changed, &mut self.unsettled, &user, u, SessionState::Open);
+                set_state(
+                    &mut self.open_changed,
+                    &mut self.unsettled,
+                    &user,
+                    u,
+                    SessionState::Open,
+                );
                 u.backoff.reset();
                 u.moving = false;
                 u.redirects = 0;
@@ -631,7 +655,13 @@ impl SessionManager {
             if matches!(u.state, SessionState::Opening { .. }) {
                 self.stats.timeouts += 1;
             }
-            set_state(&mut self.open_changed, &mut self.unsettled, &k, u, SessionState::Queued);
+            set_state(
+                &mut self.open_changed,
+                &mut self.unsettled,
+                &k,
+                u,
+                SessionState::Queued,
+            );
             requeue.push(k);
         }
         for k in requeue {
@@ -767,7 +797,13 @@ impl SessionManager {
         self.pending.insert(id.clone(), user.to_string());
         if let Some(u) = self.users.get_mut(user) {
             let opening = SessionState::Opening { iq: id, since: now };
-            set_state(&mut self.open_changed, &mut self.unsettled, user, u, opening);
+            set_state(
+                &mut self.open_changed,
+                &mut self.unsettled,
+                user,
+                u,
+                opening,
+            );
             self.timers.insert((now + OPEN_TIMEOUT, user.to_string()));
         }
         self.stats.opens_sent += 1;
@@ -897,7 +933,11 @@ mod tests {
                     m.handle_iq(&answer(&cmd, ok, c), now, &mut rng);
                 }
             }
-            assert_eq!(m.pending_opens(), unsettled_by_walking(&m), "after step {step}");
+            assert_eq!(
+                m.pending_opens(),
+                unsettled_by_walking(&m),
+                "after step {step}"
+            );
         }
         assert!(m.stats().opened > 100 && m.stats().refused_rate > 10 && m.stats().failed > 10);
     }

@@ -875,7 +875,11 @@ mod tests {
         // Userids in reverse of JID order, some equal, so sorting and ties both matter.
         let users = (0..1000).map(|i| UserRecord {
             userid: format!("u{:03}", (999 - i) / 3),
-            ..user(&format!("j{i:04}"), Some(&format!("j{i:04}@example.com")), "imp-a-1")
+            ..user(
+                &format!("j{i:04}"),
+                Some(&format!("j{i:04}@example.com")),
+                "imp-a-1",
+            )
         });
         svc.dir = Rc::new(Directory::new(users));
         let a = auth("axl", "secret");
@@ -887,22 +891,39 @@ mod tests {
             let q = format!("SELECT SKIP {} FIRST 250 {cols}", page * 250);
             paged.extend(rows(&post(&mut svc, &a, &sql(&q))));
         }
-        assert_eq!(svc.tables_built(), 1, "every page sliced from the same table");
+        assert_eq!(
+            svc.tables_built(),
+            1,
+            "every page sliced from the same table"
+        );
         let ids = |r: &[Element]| -> Vec<(String, String)> {
-            r.iter().map(|r| (field(r, "userid"), field(r, "jid"))).collect()
+            r.iter()
+                .map(|r| (field(r, "userid"), field(r, "jid")))
+                .collect()
         };
         assert_eq!(paged.len(), 1001, "1000 + carol (ICSA)");
         assert_eq!(ids(&paged), ids(&whole));
-        assert_eq!(ids(&paged)[..3], [
-            ("carol".to_string(), "carol@example.com".to_string()),
-            ("u000".to_string(), "j0997@example.com".to_string()),
-            ("u000".to_string(), "j0998@example.com".to_string()),
-        ]);
+        assert_eq!(
+            ids(&paged)[..3],
+            [
+                ("carol".to_string(), "carol@example.com".to_string()),
+                ("u000".to_string(), "j0997@example.com".to_string()),
+                ("u000".to_string(), "j0998@example.com".to_string()),
+            ]
+        );
         // Another condition is another table; a new directory is a new version.
-        rows(&post(&mut svc, &a, &sql("SELECT userid FROM enduser WHERE mailid IS NULL")));
+        rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE mailid IS NULL"),
+        ));
         assert_eq!(svc.tables_built(), 2);
         svc.dir = Rc::new(Directory::new([user("zed", None, "imp-a-1")]));
-        let r = rows(&post(&mut svc, &a, &sql("SELECT userid FROM enduser WHERE mailid IS NULL")));
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE mailid IS NULL"),
+        ));
         assert_eq!(svc.tables_built(), 3);
         assert_eq!(field(&r[0], "userid"), "zed");
     }
