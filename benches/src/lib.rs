@@ -1,5 +1,12 @@
 //! Shared fixtures for the criterion benches in `benches/hmsim.rs`: fixed inputs, fixed seeds,
-//! so numbers compare across runs and machines only through ratios measured in the same run.
+//! so numbers compare across runs and machines only through ratios measured in the same run;
+//! and the scale benches' pieces (`benches/scale.rs`): [`raw`], the raw-turmoil baseline of
+//! the Large-node traffic shape, [`shape`], the harness runs of the same shape, and [`axl`],
+//! discovery's paging through the fake AXL service.
+
+pub mod axl;
+pub mod raw;
+pub mod shape;
 
 use connector::proto::xml::Element;
 use connector::proto::xmpp;

@@ -206,6 +206,10 @@ pub struct SessionManager {
     /// [`SessionManager::take_open_changes`]: observers follow sessions without scanning
     /// every user. At most one entry per user, so bounded by the session table.
     open_changed: BTreeSet<String>,
+    /// Wanted users whose session is queued, opening or in backoff ([`Self::pending_opens`]),
+    /// kept by [`set_state`] and where users come and go: counting them walked every user on
+    /// every timer during a migration.
+    unsettled: usize,
     /// The last pump stopped for want of a token while a queued user could open: only then
     /// is the bucket a timer (users queued for a node that is down wait for its link, and a
     /// timer for them would fire at once, forever).
@@ -233,6 +237,7 @@ impl SessionManager {
             timers: BTreeSet::new(),
             moves_total: 0,
             open_changed: BTreeSet::new(),
+            unsettled: 0,
             bucket_wait: false,
         }
     }
@@ -288,7 +293,13 @@ impl SessionManager {
                 // it again, or nobody would hold it once the other node lets go.
                 if matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
                 {
-                    set_state(&mut self.open_changed, user, u, SessionState::Queued);
+                    set_state(
+                        &mut self.open_changed,
+                        &mut self.unsettled,
+                        user,
+                        u,
+                        SessionState::Queued,
+                    );
                     if !self.queue.iter().any(|q| q == user) {
                         self.queue.push_back(user.to_string());
                     }
@@ -311,6 +322,7 @@ impl SessionManager {
                 redirects: 0,
             },
         );
+        self.unsettled += 1;
         self.queue.push_back(user.to_string());
         self.pump(now);
     }
@@ -322,6 +334,9 @@ impl SessionManager {
         let Some(u) = self.users.remove(user) else {
             return;
         };
+        if !settled(&u.state) {
+            self.unsettled -= 1;
+        }
         if u.state == SessionState::Open {
             self.open_changed.insert(user.to_string());
         }
@@ -439,7 +454,13 @@ impl SessionManager {
         }
         let old = std::mem::replace(&mut u.node, node.to_string());
         let was_live = matches!(u.state, SessionState::Open | SessionState::Opening { .. });
-        set_state(&mut self.open_changed, user, u, SessionState::Queued);
+        set_state(
+            &mut self.open_changed,
+            &mut self.unsettled,
+            user,
+            u,
+            SessionState::Queued,
+        );
         u.moving = true;
         u.backoff.reset();
         let jid = u.jid.clone();
@@ -481,7 +502,13 @@ impl SessionManager {
                 if u.state == SessionState::Open {
                     self.stats.lost_with_node += 1;
                 }
-                set_state(&mut self.open_changed, &k, u, SessionState::Queued);
+                set_state(
+                    &mut self.open_changed,
+                    &mut self.unsettled,
+                    &k,
+                    u,
+                    SessionState::Queued,
+                );
             }
             if !self.queue.contains(&k) {
                 self.queue.push_back(k);
@@ -506,7 +533,13 @@ impl SessionManager {
         }
         match iq.attr("type") {
             Some("result") => {
-                set_state(&mut self.open_changed, &user, u, SessionState::Open);
+                set_state(
+                    &mut self.open_changed,
+                    &mut self.unsettled,
+                    &user,
+                    u,
+                    SessionState::Open,
+                );
                 u.backoff.reset();
                 u.moving = false;
                 u.redirects = 0;
@@ -537,6 +570,7 @@ impl SessionManager {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
+        let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
         let follow = (condition == "redirect" && !u.moving && u.redirects < REDIRECTS_FOLLOWED_MAX)
             .then(|| redirect_target(iq))
             .flatten()
@@ -547,13 +581,13 @@ impl SessionManager {
             let from = std::mem::replace(&mut u.node, to.clone());
             // The first follow goes at once; a node naming yet another one waits its turn.
             if u.redirects == 1 {
-                u.state = SessionState::Queued;
+                set_state(ch, un, &user, u, SessionState::Queued);
                 if !self.queue.iter().any(|q| *q == user) {
                     self.queue.push_back(user.clone());
                 }
             } else {
                 let until = now + u.backoff.next_delay(rng);
-                u.state = SessionState::Backoff { until };
+                set_state(ch, un, &user, u, SessionState::Backoff { until });
                 self.timers.insert((until, user.clone()));
             }
             self.redirected.push_back(Redirected { user, from, to });
@@ -564,13 +598,14 @@ impl SessionManager {
                 self.stats.refused_rate += 1;
             }
             let until = now + u.backoff.next_delay(rng);
-            u.state = SessionState::Backoff { until };
+            set_state(ch, un, &user, u, SessionState::Backoff { until });
             self.timers.insert((until, user));
         } else {
             self.stats.failed += 1;
-            u.state = SessionState::Failed {
+            let failed = SessionState::Failed {
                 condition: condition.to_string(),
             };
+            set_state(ch, un, &user, u, failed);
         }
     }
 
@@ -620,7 +655,13 @@ impl SessionManager {
             if matches!(u.state, SessionState::Opening { .. }) {
                 self.stats.timeouts += 1;
             }
-            set_state(&mut self.open_changed, &k, u, SessionState::Queued);
+            set_state(
+                &mut self.open_changed,
+                &mut self.unsettled,
+                &k,
+                u,
+                SessionState::Queued,
+            );
             requeue.push(k);
         }
         for k in requeue {
@@ -651,10 +692,7 @@ impl SessionManager {
 
     /// Users waiting to open (queued, in backoff or opening).
     pub fn pending_opens(&self) -> usize {
-        self.users
-            .values()
-            .filter(|u| !matches!(u.state, SessionState::Open | SessionState::Failed { .. }))
-            .count()
+        self.unsettled
     }
 
     /// The node a user's session is (or will be) on.
@@ -681,7 +719,7 @@ impl SessionManager {
             let failed = SessionState::Failed {
                 condition: condition.to_string(),
             };
-            set_state(&mut self.open_changed, user, u, failed);
+            set_state(&mut self.open_changed, &mut self.unsettled, user, u, failed);
         }
     }
 
@@ -758,7 +796,14 @@ impl SessionManager {
         let id = iq.attr("id").unwrap_or_default().to_string();
         self.pending.insert(id.clone(), user.to_string());
         if let Some(u) = self.users.get_mut(user) {
-            u.state = SessionState::Opening { iq: id, since: now };
+            let opening = SessionState::Opening { iq: id, since: now };
+            set_state(
+                &mut self.open_changed,
+                &mut self.unsettled,
+                user,
+                u,
+                opening,
+            );
             self.timers.insert((now + OPEN_TIMEOUT, user.to_string()));
         }
         self.stats.opens_sent += 1;
@@ -791,13 +836,31 @@ fn redirect_target(iq: &Element) -> Option<String> {
 }
 
 /// Sets a user's session state, noting the user in `changed` when the session opens or stops
-/// being open (what [`SessionManager::take_open_changes`] reports). Transitions between two
-/// states that are not `Open` need not go through here.
-fn set_state(changed: &mut BTreeSet<String>, user: &str, u: &mut UserSession, to: SessionState) {
+/// being open (what [`SessionManager::take_open_changes`] reports), and keeping `unsettled`,
+/// the count of wanted users whose session is not [`settled`]. Every change of a wanted
+/// user's state goes through here, or the count drifts.
+fn set_state(
+    changed: &mut BTreeSet<String>,
+    unsettled: &mut usize,
+    user: &str,
+    u: &mut UserSession,
+    to: SessionState,
+) {
     if (u.state == SessionState::Open) != (to == SessionState::Open) && !changed.contains(user) {
         changed.insert(user.to_string());
     }
+    match (settled(&u.state), settled(&to)) {
+        (true, false) => *unsettled += 1,
+        (false, true) => *unsettled -= 1,
+        _ => {}
+    }
     u.state = to;
+}
+
+/// Whether a session stays where it is until something happens: open, or failed for good.
+/// The others (queued, opening, in backoff) are what [`SessionManager::pending_opens`] counts.
+fn settled(state: &SessionState) -> bool {
+    matches!(state, SessionState::Open | SessionState::Failed { .. })
 }
 
 #[cfg(test)]
@@ -823,6 +886,60 @@ mod tests {
 
     fn drain(m: &mut SessionManager) -> Vec<Command> {
         std::iter::from_fn(|| m.poll_command()).collect()
+    }
+
+    /// Users waiting to open, counted the slow way: what `pending_opens` must equal.
+    fn unsettled_by_walking(m: &SessionManager) -> usize {
+        m.users
+            .keys()
+            .filter(|k| {
+                matches!(
+                    m.state(k),
+                    Some(SessionState::Queued | SessionState::Opening { .. })
+                        | Some(SessionState::Backoff { .. })
+                )
+            })
+            .count()
+    }
+
+    /// `pending_opens` is a count kept as states change (walking every user on each timer
+    /// made migrations quadratic): through every kind of change, in a seeded random order,
+    /// it equals the count of users queued, opening or in backoff.
+    #[test]
+    fn pending_opens_is_kept_exactly_through_every_change() {
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let pick = |rng: &mut ChaCha8Rng, n: u64| rng.next_u64() % n;
+        let mut m = manager(50.0);
+        let nodes = ["imp-1", "imp-2"];
+        let conditions = ["resource-constraint", "redirect", "item-not-found"];
+        let mut now = Duration::ZERO;
+        for step in 0..4000 {
+            now += Duration::from_millis(pick(&mut rng, 400));
+            let user = format!("u{}@x", pick(&mut rng, 40));
+            let node = nodes[pick(&mut rng, 2) as usize];
+            match pick(&mut rng, 10) {
+                0..=2 => m.want(&user, &user, node, now),
+                3 => m.unwant(&user, now),
+                4 => m.release(&user, now),
+                5 => m.node_down(node, now),
+                6 => m.node_up(node, now),
+                7 => m.ended_by_node(&user, xmpp::SESSION_TAKEN_OVER),
+                _ => m.handle_timeout(now),
+            }
+            for cmd in drain(&mut m) {
+                let ok = pick(&mut rng, 10) < 6;
+                let c = conditions[pick(&mut rng, 3) as usize];
+                if pick(&mut rng, 10) < 9 {
+                    m.handle_iq(&answer(&cmd, ok, c), now, &mut rng);
+                }
+            }
+            assert_eq!(
+                m.pending_opens(),
+                unsettled_by_walking(&m),
+                "after step {step}"
+            );
+        }
+        assert!(m.stats().opened > 100 && m.stats().refused_rate > 10 && m.stats().failed > 10);
     }
 
     #[test]

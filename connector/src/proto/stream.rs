@@ -74,8 +74,12 @@ impl StreamError {
 #[derive(Debug)]
 pub struct StreamParser {
     parser: rxml::Parser,
-    /// Bytes received but not yet given to rxml.
+    /// Bytes received; those from `offset` on are not yet given to rxml.
     pending: Vec<u8>,
+    /// Where the bytes not yet given to rxml start in `pending`. Events advance it; the bytes
+    /// before it are dropped once per [`Self::feed`], not once per event (moving the rest of
+    /// a read after every event made parsing n stanzas of one read cost O(n^2)).
+    offset: usize,
     /// Elements of the stanza being built; empty between stanzas.
     stack: Vec<Element>,
     /// True once the stream header was seen.
@@ -104,6 +108,7 @@ impl StreamParser {
         Self {
             parser: rxml::Parser::new(),
             pending: Vec::new(),
+            offset: 0,
             stack: Vec::new(),
             opened: false,
             stanza_bytes: 0,
@@ -115,6 +120,8 @@ impl StreamParser {
 
     /// Appends received bytes; call [`Self::next_event`] until it returns `Ok(None)`.
     pub fn feed(&mut self, bytes: &[u8]) {
+        self.pending.drain(..self.offset);
+        self.offset = 0;
         self.pending.extend_from_slice(bytes);
     }
 
@@ -131,7 +138,7 @@ impl StreamParser {
 
     /// Bytes buffered and not yet parsed.
     pub fn buffered(&self) -> usize {
-        self.pending.len()
+        self.pending.len() - self.offset
     }
 
     /// The next complete event, `Ok(None)` when more bytes are needed.
@@ -140,11 +147,11 @@ impl StreamParser {
             return Ok(None);
         }
         loop {
-            let mut input: &[u8] = &self.pending;
+            let mut input: &[u8] = &self.pending[self.offset..];
             let before = input.len();
             let res = self.parser.parse(&mut input, false);
             let consumed = before - input.len();
-            self.pending.drain(..consumed);
+            self.offset += consumed;
             self.unaccounted += consumed;
             let ev = match res {
                 Ok(Some(ev)) => ev,
@@ -175,6 +182,7 @@ impl StreamParser {
     fn fail(&mut self, e: StreamError) -> Result<Option<StreamEvent>, StreamError> {
         self.failed = true;
         self.pending.clear();
+        self.offset = 0;
         self.stack.clear();
         Err(e)
     }
@@ -405,6 +413,32 @@ mod tests {
         let doc = format!("<stream:stream xmlns='jabber:client'{attrs}");
         let err = feed_in_chunks(doc.as_bytes(), 4096).expect_err("refused before the end");
         assert_eq!(err, StreamError::StanzaTooLarge);
+    }
+
+    /// A thousand stanzas in one read, then one split over two reads: every one comes out, in
+    /// order (the parser keeps an offset into its buffer instead of moving the rest of the
+    /// read after every event).
+    #[test]
+    fn many_stanzas_in_one_read_then_a_split_one() {
+        let mut p = StreamParser::new();
+        p.feed(HEADER.as_bytes());
+        assert!(matches!(p.next_event(), Ok(Some(StreamEvent::Open(_)))));
+        let read: String = (0..1000).map(|i| format!("<message id='m{i}'/>")).collect();
+        p.feed(read.as_bytes());
+        let mut ids = Vec::new();
+        while let Some(StreamEvent::Stanza(el)) = p.next_event().expect("well-formed") {
+            ids.push(el.attr("id").unwrap_or_default().to_string());
+        }
+        assert_eq!(ids.len(), 1000);
+        assert!(ids.iter().enumerate().all(|(i, id)| *id == format!("m{i}")));
+        assert_eq!(p.buffered(), 0, "everything given to rxml");
+        p.feed(b"<message id='last'><bo");
+        assert_eq!(p.next_event(), Ok(None));
+        p.feed(b"dy>x</body></message>");
+        let Ok(Some(StreamEvent::Stanza(el))) = p.next_event() else {
+            panic!("the split stanza")
+        };
+        assert_eq!(el.attr("id"), Some("last"));
     }
 
     #[test]

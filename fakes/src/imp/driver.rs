@@ -194,10 +194,17 @@ async fn connection<N: Net>(
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let mut last_rx = net.now();
+    let (mut last_rx, mut last_tx) = (net.now(), net.now());
     let auth_deadline = net.now() + endpoint.auth_timeout();
     // Set once the idle timeout fired: the stream error and close are queued, not fired again.
     let mut timed_out = false;
+    // c2s streams (the node's, without the router links' idle limit) may be kept alive
+    // with whitespace.
+    let whitespace = match endpoint {
+        Endpoint::Node if idle_max.is_none() => node.borrow().whitespace_keepalive(),
+        _ => None,
+    };
+    let mut keepalive = whitespace.map(tokio::time::interval);
     loop {
         let authenticated = endpoint.authenticated(&node, id);
         let silent = net.now().saturating_sub(last_rx);
@@ -212,6 +219,7 @@ async fn connection<N: Net>(
                 if !write_batch(&mut wr, first, &mut rx).await {
                     break;
                 }
+                last_tx = net.now();
             }
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
@@ -234,11 +242,53 @@ async fn connection<N: Net>(
                 endpoint.auth_timed_out(&node, id);
                 dispatch(&net, &node, &writers, &links);
             }
+            _ = tick(&mut keepalive) => {
+                let authed = endpoint.authenticated(&node, id);
+                let quiet = (last_rx, &mut last_tx);
+                if !whitespace_tick(net.now(), whitespace, authed, quiet, &mut wr).await {
+                    tracing::debug!(id, "c2s stream silent for three keepalive intervals: closing");
+                    break;
+                }
+            }
         }
     }
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// The next tick of an optional interval (never, without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending::<()>().await,
+    }
+}
+
+/// A whitespace keepalive tick of a c2s stream (RFC 6120 4.6.1, sent both ways as XEP-0304
+/// describes): a space if nothing else was written for an interval. False when the stream is
+/// to close: a logged-in client sends its own keepalives, so three silent intervals mean the
+/// client or the path is gone (a FIN lost in a partition never arrives).
+async fn whitespace_tick<W: tokio::io::AsyncWrite + Unpin>(
+    now: Duration,
+    every: Option<Duration>,
+    authenticated: bool,
+    (last_rx, last_tx): (Duration, &mut Duration),
+    wr: &mut W,
+) -> bool {
+    let Some(every) = every else { return true };
+    if authenticated && now.saturating_sub(last_rx) > every * 3 {
+        return false;
+    }
+    if now.saturating_sub(*last_tx) >= every {
+        if wr.write_all(b" ").await.is_err() {
+            return false;
+        }
+        *last_tx = now;
+    }
+    true
 }
 
 /// Hands received bytes to the endpoint; a wrong c2s password then waits the brake's delay

@@ -208,6 +208,9 @@ pub struct ImpNode {
     presence_seq: u64,
     /// Ids of keepalive pings on outbound router links.
     next_ping: u64,
+    /// RFC 6120 4.6.1 whitespace keepalives on c2s streams, every this long
+    /// ([`Self::with_whitespace_keepalive`]); `None`: clients ping instead.
+    whitespace_keepalive: Option<Duration>,
     /// Connector sessions opened over XEP-0114 component links (`component.rs`): session
     /// connection → the component link carrying it.
     component_sessions: BTreeMap<ConnId, ConnId>,
@@ -267,6 +270,7 @@ impl ImpNode {
             presence: BTreeMap::new(),
             presence_seq: 0,
             next_ping: 0,
+            whitespace_keepalive: None,
             component_sessions: BTreeMap::new(),
             prg: None,
             muc,
@@ -1259,6 +1263,22 @@ impl ImpNode {
 /// Presence Redundancy Groups (spec 61-65, state machine in [`super::prg`]): which users this
 /// node serves, the PRG timer, and the administrator's failover and fallback.
 impl ImpNode {
+    /// Sends RFC 6120 4.6.1 whitespace keepalives on c2s streams every `every` (`None`:
+    /// none, clients ping).
+    #[must_use]
+    pub fn with_whitespace_keepalive(mut self, every: Option<Duration>) -> Self {
+        self.whitespace_keepalive = every;
+        self
+    }
+
+    /// The interval of whitespace keepalives on c2s streams, if the node sends them: the
+    /// driver writes a space on a stream it wrote nothing else to for an interval, and closes
+    /// a stream its client has been silent on for three (the client sends its own whitespace,
+    /// so silence means the stream or the client is gone).
+    pub fn whitespace_keepalive(&self) -> Option<Duration> {
+        self.whitespace_keepalive
+    }
+
     /// Gives the node its PRG settings (ignored for a cluster of one node). The node's
     /// database remembers that it ran, so a restarted node starts `Unknown` until its peer
     /// says who serves whom.

@@ -49,6 +49,7 @@ impl Problems {
 pub fn validate(s: &Scenario, catalog: &dyn Catalog) -> Vec<Problem> {
     let mut p = Problems(Vec::new());
     header(s, &mut p);
+    keepalive(s, &mut p);
     imp_clusters(s, &mut p);
     expressway_clusters(s, &mut p);
     connector_rules(s, &mut p);
@@ -65,6 +66,27 @@ pub fn validate(s: &Scenario, catalog: &dyn Catalog) -> Vec<Problem> {
     }
     checks(s, catalog, &mut p);
     p.0
+}
+
+/// The keepalive interval within what devices run ([`fakes::clients::jabber::KEEPALIVE_INTERVAL_MIN`]
+/// to `_MAX`).
+fn keepalive(s: &Scenario, p: &mut Problems) {
+    use fakes::clients::jabber::{KEEPALIVE_INTERVAL_MAX, KEEPALIVE_INTERVAL_MIN};
+    let every = s.keepalive.interval.0;
+    if !(KEEPALIVE_INTERVAL_MIN..=KEEPALIVE_INTERVAL_MAX).contains(&every) {
+        p.add(
+            "keepalive.interval",
+            format!(
+                "keepalive interval {} is out of range",
+                s.keepalive.interval
+            ),
+            Some(format!(
+                "{} to {}",
+                Dur(KEEPALIVE_INTERVAL_MIN),
+                Dur(KEEPALIVE_INTERVAL_MAX)
+            )),
+        );
+    }
 }
 
 /// A workload's `start..stop` must be a non-empty window within `duration`.
@@ -934,6 +956,34 @@ mod tests {
             "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: {nodes} }}]\nusers: {{ count: 2 }}\nfaults:\n  - {fault}\n"
         );
         crate::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    /// `keepalive`: ping every 30 s unless set; whitespace parses; an interval out of range is
+    /// refused at its path; an unknown kind lists the valid ones.
+    #[test]
+    fn keepalive_setting_defaults_parses_and_is_bounded() {
+        let base = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a }]\nusers: { count: 2 }\n";
+        let s = crate::parse("t.yaml", base).expect("valid");
+        assert_eq!(s.keepalive.kind, KeepaliveKind::Ping);
+        assert_eq!(s.keepalive.interval, Dur::from_secs(30));
+        let s = crate::parse(
+            "t.yaml",
+            &format!("{base}keepalive: {{ kind: whitespace, interval: 60s }}\n"),
+        )
+        .expect("valid");
+        assert_eq!(s.keepalive.kind, KeepaliveKind::Whitespace);
+        assert_eq!(s.keepalive.interval, Dur::from_secs(60));
+        let err = crate::parse("t.yaml", &format!("{base}keepalive: {{ interval: 2s }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("keepalive.interval") && err.contains("out of range"),
+            "{err}"
+        );
+        let err = crate::parse("t.yaml", &format!("{base}keepalive: {{ kind: tcp }}\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("whitespace"), "{err}");
     }
 
     #[test]

@@ -41,6 +41,48 @@ pub struct Scenario {
     /// The oracle: properties the run must satisfy.
     #[serde(default)]
     pub checks: Vec<CheckSpec>,
+    /// How Jabber devices and IM&P nodes keep c2s streams alive.
+    #[serde(default)]
+    pub keepalive: Keepalive,
+}
+
+/// The keepalive of c2s streams. The Cisco guides do not say what Jabber sends; the default
+/// is an XEP-0199 ping every 30 s from each device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Keepalive {
+    /// `ping`: an XEP-0199 ping IQ from each device every interval, answered by the node.
+    /// `whitespace`: RFC 6120 section 4.6.1 whitespace keepalives sent both ways (XEP-0304),
+    /// with a ping only to probe a stream the node has been silent on for two intervals.
+    #[serde(default)]
+    pub kind: KeepaliveKind,
+    /// How often, 5s to 10m. A dead stream is noticed after three silent intervals.
+    #[serde(default = "default_keepalive_interval")]
+    pub interval: Dur,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            kind: KeepaliveKind::Ping,
+            interval: default_keepalive_interval(),
+        }
+    }
+}
+
+fn default_keepalive_interval() -> Dur {
+    Dur::from_secs(30)
+}
+
+/// What a keepalive is on the wire.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepaliveKind {
+    /// An XEP-0199 ping IQ and its answer.
+    #[default]
+    Ping,
+    /// A space between stanzas (RFC 6120 section 4.6.1).
+    Whitespace,
 }
 
 fn default_tick() -> Dur {

@@ -166,6 +166,9 @@ fn add_node(
     let db = Rc::new(RefCell::new(NodeDb::default()));
     let slot: NodeSlot = Rc::default();
     let prg = crate::plan::imp::node_config(c);
+    let ka = super::jabber::keepalive(s);
+    let whitespace =
+        (ka.kind == fakes::clients::jabber::KeepaliveKind::Whitespace).then_some(ka.interval);
     let (dir, routing) = (dir.clone(), routing.clone());
     // The AXL service (and whether it is stopped, spec 22) outlives restarts.
     let axl = Rc::new(RefCell::new(axl_service(s, ci, &plan.users, dir.clone())));
@@ -181,7 +184,9 @@ fn add_node(
     );
     sim.host(host.as_str(), move || {
         let node = Rc::new(RefCell::new(
-            ImpNode::new(cfg.clone(), routing.clone(), db.clone()).with_prg(prg.clone()),
+            ImpNode::new(cfg.clone(), routing.clone(), db.clone())
+                .with_prg(prg.clone())
+                .with_whitespace_keepalive(whitespace),
         ));
         *slot.borrow_mut() = Some(node.clone());
         let comp =

@@ -6,10 +6,13 @@ use crate::plan::Plan;
 use crate::plan::rng::RngFactory;
 use crate::plan::topology::{self, UserSpec};
 use crate::plan::workload::PresenceConfig;
+use crate::scenario::KeepaliveKind;
 use crate::scenario::Scenario;
 use connector::io::net::TurmoilNet;
 use connector::proto::xmpp::Jid;
-use fakes::clients::jabber::{ChatPlan, DeviceSpec, GroupPlan, PresencePlan, run_device};
+use fakes::clients::jabber::{
+    ChatPlan, DeviceSpec, GroupPlan, Keepalive, PresencePlan, run_device,
+};
 use fakes::observe::Recorder;
 use rand::RngExt as _;
 use std::cell::Cell;
@@ -21,12 +24,24 @@ use std::time::Duration;
 /// in one tick overflow turmoil's listen backlog and cost quadratically (turmoil keeps every pending connection).
 pub const LOGIN_SPREAD: Duration = Duration::from_secs(20);
 
+/// The scenario's keepalive as the devices run it.
+pub fn keepalive(s: &Scenario) -> Keepalive {
+    Keepalive {
+        kind: match s.keepalive.kind {
+            KeepaliveKind::Ping => fakes::clients::jabber::KeepaliveKind::Ping,
+            KeepaliveKind::Whitespace => fakes::clients::jabber::KeepaliveKind::Whitespace,
+        },
+        interval: s.keepalive.interval.0,
+    }
+}
+
 /// Adds the Jabber client farms.
 pub fn add_farms(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan, observer: &Rc<Observer>) {
     let (rngs, users) = (&plan.rngs, &plan.users);
     let plans = Rc::new(plan.chat.clone());
     let groups = Rc::new(plan.groups.clone());
     let presence = crate::plan::workload::presence_config(s);
+    let keepalive = keepalive(s);
     for k in 1..=s.topology.client_farms.jabber {
         let host = topology::jabber_farm(k);
         // Each user with its login servers: home node, then its PRG peer (spec 65).
@@ -63,6 +78,7 @@ pub fn add_farms(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan, observer
                         groups: &groups,
                         presence,
                         recorder: &recorder,
+                        keepalive,
                     };
                     spawn_devices(u, server, &dev);
                 }
@@ -82,6 +98,7 @@ struct Devices<'a> {
     groups: &'a BTreeMap<u32, GroupPlan>,
     presence: PresenceConfig,
     recorder: &'a Rc<dyn Recorder>,
+    keepalive: Keepalive,
 }
 
 fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
@@ -93,6 +110,7 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
         groups,
         presence,
         recorder,
+        keepalive,
     } = *dev;
     let jid = Jid::parse(&u.jid).expect("population JIDs are valid");
     for d in 1..=u.devices {
@@ -123,6 +141,7 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
                 next: start,
                 count: 0,
             }),
+            keepalive,
         };
         tokio::task::spawn_local(async move {
             tokio::time::sleep(delay).await;

@@ -6,8 +6,8 @@ use super::core::{ClientEvent, JabberCore};
 use super::group::{GroupState, group_due, group_stanza, group_tick};
 use super::plan::{ChatPlan, GroupPlan, PresencePlan};
 use super::{
-    BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, LOGIN_TIMEOUT, PING_INTERVAL, PING_TIMEOUT,
-    READ_BUF_BYTES, SILENCE_MAX,
+    BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, Keepalive, KeepaliveKind, LOGIN_TIMEOUT,
+    PING_TIMEOUT, READ_BUF_BYTES,
 };
 use crate::observe::{PresenceEvent, Recorder};
 use connector::io::net::Net;
@@ -46,6 +46,8 @@ pub struct DeviceSpec<N: Net> {
     pub presence: Option<PresencePlan>,
     /// Group chat this device takes part in, if any (spec 42).
     pub group: Option<GroupPlan>,
+    /// How the device keeps its stream alive.
+    pub keepalive: Keepalive,
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
@@ -124,16 +126,17 @@ async fn session<N: Net>(
     let mut core = JabberCore::new(&d.jid, &d.password, &d.resource);
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let login_deadline = d.net.now() + LOGIN_TIMEOUT;
-    let mut last_rx = d.net.now();
+    let (mut last_rx, mut last_tx) = (d.net.now(), d.net.now());
     // The outstanding keepalive ping: (stanza id, sent at).
     let mut pending_ping: Option<(String, Duration)> = None;
-    let mut ping = tokio::time::interval(PING_INTERVAL);
+    let mut ping = tokio::time::interval(d.keepalive.interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        if let Some(out) = core.take_output()
-            && wr.write_all(out.as_bytes()).await.is_err()
-        {
-            return "write failed".into();
+        if let Some(out) = core.take_output() {
+            if wr.write_all(out.as_bytes()).await.is_err() {
+                return "write failed".into();
+            }
+            last_tx = d.net.now();
         }
         let now = d.net.now();
         if !core.is_ready() && now >= login_deadline {
@@ -164,8 +167,12 @@ async fn session<N: Net>(
                 group_tick(d.net.now(), d, &mut core, ctx.group);
             }
             _ = ping.tick() => {
-                if let Err(why) = keepalive(d.net.now(), &mut core, last_rx, &mut pending_ping) {
-                    return why;
+                let quiet = (last_rx, last_tx);
+                match keepalive(d.net.now(), &d.keepalive, &mut core, quiet, &mut pending_ping) {
+                    Err(why) => return why,
+                    Ok(true) if wr.write_all(b" ").await.is_err() => return "write failed".into(),
+                    Ok(true) => last_tx = d.net.now(),
+                    Ok(false) => {}
                 }
             }
             _ = tokio::time::sleep(login_deadline.saturating_sub(d.net.now())), if !core.is_ready() => {
@@ -252,15 +259,19 @@ fn logged_in<N: Net>(d: &DeviceSpec<N>, server: &str) {
     );
 }
 
-/// The keepalive tick: ends a silent or half-open stream, else sends a ping if none is
-/// outstanding.
+/// The keepalive tick: ends a silent or half-open stream; else sends a ping if none is
+/// outstanding (with whitespace keepalives, only to probe a stream the server has been silent
+/// on for two intervals: its own whitespace comes at least that often). Returns whether to
+/// send a whitespace keepalive (nothing else went out for an interval).
 fn keepalive(
     now: Duration,
+    ka: &Keepalive,
     core: &mut JabberCore,
-    last_rx: Duration,
+    (last_rx, last_tx): (Duration, Duration),
     pending_ping: &mut Option<(String, Duration)>,
-) -> Result<(), String> {
-    if now.saturating_sub(last_rx) > SILENCE_MAX {
+) -> Result<bool, String> {
+    let silent = now.saturating_sub(last_rx);
+    if silent > ka.silence_max() {
         return Err("stream silent: keepalive timed out".into());
     }
     if pending_ping
@@ -269,7 +280,17 @@ fn keepalive(
     {
         return Err("keepalive ping unanswered: stream is half-open".into());
     }
-    if core.is_ready() && pending_ping.is_none() {
+    if !core.is_ready() || pending_ping.is_some() {
+        return Ok(false);
+    }
+    let probe = match ka.kind {
+        KeepaliveKind::Ping => true,
+        KeepaliveKind::Whitespace => silent >= ka.interval * 2,
+    };
+    if !probe {
+        return Ok(now.saturating_sub(last_tx) >= ka.interval);
+    }
+    {
         let id = core.next_id();
         *pending_ping = Some((id.clone(), now));
         let p = Element::new("iq", xmpp::NS_CLIENT)
@@ -278,5 +299,99 @@ fn keepalive(
             .with_child(Element::new("ping", xmpp::NS_PING));
         core.send(&p);
     }
-    Ok(())
+    Ok(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core that has logged in (the login sequence of `core.rs`'s test), output drained.
+    fn ready_core() -> JabberCore {
+        let jid = Jid::parse("alice@example.com").unwrap();
+        let mut c = JabberCore::new(&jid, "pw", "desk");
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, Some("example.com"), None, Some("1"));
+        c.input(format!("{h}<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>").as_bytes());
+        c.input(b"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>");
+        c.input(format!("{h}<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>").as_bytes());
+        c.input(b"<iq type='result' id='alice-desk-1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>alice@example.com/desk</jid></bind></iq>");
+        assert!(c.is_ready());
+        while c.take_output().is_some() {}
+        c
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    /// Whether the core has a ping to send (and drains it).
+    fn sent_ping(c: &mut JabberCore) -> bool {
+        c.take_output().is_some_and(|o| o.contains("urn:xmpp:ping"))
+    }
+
+    #[test]
+    fn ping_keepalives_ping_every_tick_and_end_an_unanswered_one() {
+        let ka = Keepalive::default();
+        let mut c = ready_core();
+        let mut pending = None;
+        let quiet = (s(0), s(0));
+        assert_eq!(
+            keepalive(s(30), &ka, &mut c, quiet, &mut pending),
+            Ok(false)
+        );
+        assert!(sent_ping(&mut c) && pending.is_some());
+        let quiet = (s(40), s(30));
+        assert_eq!(
+            keepalive(s(60), &ka, &mut c, quiet, &mut pending),
+            Ok(false)
+        );
+        let err = keepalive(s(61), &ka, &mut c, quiet, &mut pending).unwrap_err();
+        assert!(err.contains("half-open"), "{err}");
+    }
+
+    /// Whitespace keepalives: a space when nothing went out for an interval, a ping only to
+    /// probe a stream the server has been silent on for two intervals, the end of a stream
+    /// silent for three.
+    #[test]
+    fn whitespace_keepalives_probe_only_a_silent_stream() {
+        let ka = Keepalive {
+            kind: KeepaliveKind::Whitespace,
+            interval: s(30),
+        };
+        let mut c = ready_core();
+        let mut pending = None;
+        // The server's whitespace arrived 10 s ago; we sent a stanza 20 s ago: nothing to do.
+        assert_eq!(
+            keepalive(s(100), &ka, &mut c, (s(90), s(80)), &mut pending),
+            Ok(false)
+        );
+        // Nothing sent for an interval: a space, no stanza.
+        assert_eq!(
+            keepalive(s(100), &ka, &mut c, (s(90), s(70)), &mut pending),
+            Ok(true)
+        );
+        assert!(c.take_output().is_none() && pending.is_none());
+        // The server silent for two intervals: a ping probes the stream.
+        assert_eq!(
+            keepalive(s(100), &ka, &mut c, (s(40), s(90)), &mut pending),
+            Ok(false)
+        );
+        assert!(sent_ping(&mut c) && pending.is_some());
+        // Unanswered past PING_TIMEOUT: half-open.
+        let err = keepalive(s(131), &ka, &mut c, (s(45), s(100)), &mut pending).unwrap_err();
+        assert!(err.contains("half-open"), "{err}");
+        // Silent for three intervals: dead, answered ping or not.
+        let err = keepalive(s(131), &ka, &mut c, (s(40), s(130)), &mut None).unwrap_err();
+        assert!(err.contains("silent"), "{err}");
+        assert_eq!(ka.silence_max(), s(90));
+        let long = Keepalive {
+            interval: s(120),
+            ..ka
+        };
+        assert_eq!(
+            long.silence_max(),
+            s(360),
+            "three intervals, never less than 90 s"
+        );
+    }
 }

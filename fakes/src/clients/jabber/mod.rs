@@ -47,6 +47,52 @@ pub const SILENCE_MAX: Duration = Duration::from_secs(90);
 /// half-open stream (one direction wedged) keeps delivering inbound messages while every send
 /// is lost, and only an answered ping proves the server hears us (XEP-0199).
 pub const PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// The shortest keepalive interval a scenario may set: below it keepalives are the traffic.
+pub const KEEPALIVE_INTERVAL_MIN: Duration = Duration::from_secs(5);
+/// The longest keepalive interval a scenario may set: a dead stream is noticed only after
+/// three intervals of silence, and ten minutes already makes that half an hour.
+pub const KEEPALIVE_INTERVAL_MAX: Duration = Duration::from_secs(600);
+
+/// How c2s streams are kept alive, by the device and (with whitespace) by the IM&P node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeepaliveKind {
+    /// An XEP-0199 ping IQ from the device every interval, answered by the server: two
+    /// stanzas to parse and route per device per interval.
+    #[default]
+    Ping,
+    /// RFC 6120 section 4.6.1 whitespace keepalives, sent both ways as XEP-0304 describes
+    /// (client and server each send one when they sent nothing else for an interval): no
+    /// stanza, no answer. A device probes with an XEP-0199 ping only a stream the server has
+    /// been silent on for two intervals, and the server closes a stream its client has been
+    /// silent on for three, so a dead or half-open stream is still noticed.
+    Whitespace,
+}
+
+/// A device's keepalive setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    /// Pings or whitespace.
+    pub kind: KeepaliveKind,
+    /// How often.
+    pub interval: Duration,
+}
+
+impl Default for Keepalive {
+    fn default() -> Self {
+        Self {
+            kind: KeepaliveKind::Ping,
+            interval: PING_INTERVAL,
+        }
+    }
+}
+
+impl Keepalive {
+    /// A stream silent this long is dead: three intervals ([`SILENCE_MAX`] at the default).
+    pub fn silence_max(&self) -> Duration {
+        SILENCE_MAX.max(self.interval * 3)
+    }
+}
+
 /// Reconnect backoff bounds.
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Upper bound of the reconnect backoff.

@@ -1,7 +1,7 @@
 //! The sans-IO AXL service: one HTTP request in, one response out (SOAP operations, basic
 //! auth, faults). The module doc of [`super`] describes the protocol.
 
-use super::sql::{like, parse_select};
+use super::sql::{Cond, Select, like, parse_select};
 use crate::imp::directory::{Directory, UserRecord};
 use base64::Engine as _;
 use connector::proto::xml::{Element, escape, parse_document};
@@ -122,6 +122,10 @@ pub struct AxlService {
     icsa: Vec<UserRecord>,
     stopped: bool,
     stats: AxlStats,
+    /// The rows of the last `executeSQLQuery`, for its next page ([`AxlService::table`]).
+    table: Option<Rc<Table>>,
+    /// Tables built so far: one per distinct query, not one per page.
+    tables_built: u64,
 }
 
 impl AxlService {
@@ -140,6 +144,8 @@ impl AxlService {
             icsa,
             stopped: false,
             stats: AxlStats::default(),
+            table: None,
+            tables_built: 0,
         }
     }
 
@@ -169,6 +175,12 @@ impl AxlService {
     /// Counters so far.
     pub fn stats(&self) -> &AxlStats {
         &self.stats
+    }
+
+    /// `executeSQLQuery` result tables built so far: one per distinct query (conditions and
+    /// order), however many pages are read of it.
+    pub fn tables_built(&self) -> u64 {
+        self.tables_built
     }
 
     /// Answers one request.
@@ -337,31 +349,17 @@ impl AxlService {
         out
     }
 
-    fn execute_sql(&self, req: &Element) -> Result<String, String> {
+    fn execute_sql(&mut self, req: &Element) -> Result<String, String> {
         let sql = child_local(req, "sql")
             .map(Element::text)
             .ok_or_else(|| "executeSQLQuery requires <sql>".to_string())?;
         let q = parse_select(&sql)?;
-        let local_nodes: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
-        let mut rows: Vec<Vec<(&'static str, String)>> = Vec::new();
-        for u in self.dir.iter().chain(self.icsa.iter()) {
-            let intercluster = !local_nodes.contains(&u.home.as_str());
-            let full: Vec<(&'static str, String)> = COLUMNS
-                .iter()
-                .map(|c| (*c, column_value(u, c, intercluster)))
-                .collect();
-            if q.conds.iter().all(|cond| cond.matches(&full)) {
-                rows.push(full);
-            }
-        }
-        if let Some(col) = q.order_by {
-            rows.sort_by(|a, b| value_of(a, col).cmp(value_of(b, col)));
-        }
-        let rows: Vec<_> = rows
-            .into_iter()
-            .skip(q.skip)
-            .take(q.first.unwrap_or(usize::MAX))
-            .collect();
+        let table = self.table(&q);
+        let rows = table
+            .rows
+            .get(q.skip.min(table.rows.len())..)
+            .unwrap_or_default();
+        let rows = &rows[..rows.len().min(q.first.unwrap_or(usize::MAX))];
         if rows.len() > AXL_SQL_ROWS_MAX {
             return Err(format!(
                 "Query request too large. Total rows matched: {} rows. \
@@ -373,12 +371,63 @@ impl AxlService {
         for row in rows {
             out.push_str("<row>");
             for col in &q.columns {
-                push_field(&mut out, col, value_of(&row, col));
+                push_field(&mut out, col, value_of(row, col));
             }
             out.push_str("</row>");
         }
         Ok(out)
     }
+
+    /// The rows matching `q`'s conditions in its order: the last one built when the query
+    /// differs only in `SKIP`/`FIRST` (discovery pages through one query, 250 rows at a time,
+    /// from every connector node) of the same directory, else built now.
+    fn table(&mut self, q: &Select) -> Rc<Table> {
+        if let Some(t) = &self.table
+            && Rc::ptr_eq(&t.dir, &self.dir)
+            && t.conds == q.conds
+            && t.order_by == q.order_by
+        {
+            return t.clone();
+        }
+        let local_nodes: Vec<&str> = self.nodes.iter().map(|n| n.name.as_str()).collect();
+        let mut rows: Vec<Row> = Vec::new();
+        for u in self.dir.iter().chain(self.icsa.iter()) {
+            let intercluster = !local_nodes.contains(&u.home.as_str());
+            let full: Row = COLUMNS
+                .iter()
+                .map(|c| (*c, column_value(u, c, intercluster)))
+                .collect();
+            if q.conds.iter().all(|cond| cond.matches(&full)) {
+                rows.push(full);
+            }
+        }
+        if let Some(col) = q.order_by {
+            // Stable: rows equal in `col` keep the directory's order, as on every page.
+            rows.sort_by(|a, b| value_of(a, col).cmp(value_of(b, col)));
+        }
+        self.tables_built += 1;
+        let t = Rc::new(Table {
+            dir: self.dir.clone(),
+            conds: q.conds.clone(),
+            order_by: q.order_by,
+            rows,
+        });
+        self.table = Some(t.clone());
+        t
+    }
+}
+
+/// One `enduser` row: every column of [`COLUMNS`] with its value.
+type Row = Vec<(&'static str, String)>;
+
+/// The rows one query's conditions select, in its order, before `SKIP`/`FIRST`.
+#[derive(Debug)]
+struct Table {
+    /// The directory it was built from (tests swap it).
+    dir: Rc<Directory>,
+    conds: Vec<Cond>,
+    order_by: Option<&'static str>,
+    rows: Vec<Row>,
 }
 
 /// The columns of the fake `enduser` table, in `SELECT *` order.
@@ -815,6 +864,68 @@ mod tests {
         assert!(!like("imp-a-1", "%b%"));
         assert!(like("imp-a-1", "imp-a-1"));
         assert!(!like("imp-a-1", "imp-a"));
+    }
+
+    /// Discovery pages through one query: the service builds its table once and slices every
+    /// page from it (a table per page made setup quadratic in users), and the pages put
+    /// together are the one unpaged answer, ties in the order kept as the directory has them.
+    #[test]
+    fn pages_are_slices_of_one_table_per_query_and_directory() {
+        let mut svc = service();
+        // Userids in reverse of JID order, some equal, so sorting and ties both matter.
+        let users = (0..1000).map(|i| UserRecord {
+            userid: format!("u{:03}", (999 - i) / 3),
+            ..user(
+                &format!("j{i:04}"),
+                Some(&format!("j{i:04}@example.com")),
+                "imp-a-1",
+            )
+        });
+        svc.dir = Rc::new(Directory::new(users));
+        let a = auth("axl", "secret");
+        let cols = "userid, jid FROM enduser ORDER BY userid";
+        let whole = rows(&post(&mut svc, &a, &sql(&format!("SELECT {cols}"))));
+        assert_eq!(svc.tables_built(), 1);
+        let mut paged = Vec::new();
+        for page in 0..5 {
+            let q = format!("SELECT SKIP {} FIRST 250 {cols}", page * 250);
+            paged.extend(rows(&post(&mut svc, &a, &sql(&q))));
+        }
+        assert_eq!(
+            svc.tables_built(),
+            1,
+            "every page sliced from the same table"
+        );
+        let ids = |r: &[Element]| -> Vec<(String, String)> {
+            r.iter()
+                .map(|r| (field(r, "userid"), field(r, "jid")))
+                .collect()
+        };
+        assert_eq!(paged.len(), 1001, "1000 + carol (ICSA)");
+        assert_eq!(ids(&paged), ids(&whole));
+        assert_eq!(
+            ids(&paged)[..3],
+            [
+                ("carol".to_string(), "carol@example.com".to_string()),
+                ("u000".to_string(), "j0997@example.com".to_string()),
+                ("u000".to_string(), "j0998@example.com".to_string()),
+            ]
+        );
+        // Another condition is another table; a new directory is a new version.
+        rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE mailid IS NULL"),
+        ));
+        assert_eq!(svc.tables_built(), 2);
+        svc.dir = Rc::new(Directory::new([user("zed", None, "imp-a-1")]));
+        let r = rows(&post(
+            &mut svc,
+            &a,
+            &sql("SELECT userid FROM enduser WHERE mailid IS NULL"),
+        ));
+        assert_eq!(svc.tables_built(), 3);
+        assert_eq!(field(&r[0], "userid"), "zed");
     }
 
     /// The connector's own request builders and parsers (`connector::core::directory`)

@@ -1,0 +1,159 @@
+//! Scale benches of the Large-node traffic shape, each quoted against a raw-turmoil baseline
+//! measured in the same command (the machine is shared and noisy: only ratios compare).
+//!
+//! - `cargo bench -p benches --bench scale` (or `-- compare [USERS] [YAML…]`): the raw
+//!   baseline ([`benches::raw`]: USERS TCP connections, 150-byte pings every 30 s, one 300-byte
+//!   message per user per 10 min), then the harness on the same shape, Jabber and IM&P only
+//!   (`c2s`) and with the connector and Webex App (`hybrid`), each as simulated seconds per
+//!   wall second over the busy window and as a ratio to the baseline. Every further argument is
+//!   YAML added to the hybrid scenario, run as one more variant (a lever, e.g.
+//!   `'keepalive: { kind: whitespace, interval: 30s }'`), with its ratio to the plain one.
+//! - `-- table [USERS,USERS,…] [YAML]`: the hybrid shape for 10 simulated minutes at each size
+//!   (default 5000,15000,30000): wall seconds for every simulated minute (the connector
+//!   starts in the first, chat starts at 2 min), the peak RSS so far and the raw baseline's
+//!   rate at that size.
+//! - `-- raw USERS`: the raw baseline alone at USERS connections (to quote a whole
+//!   `hmsim run` against, in the same command).
+//! - `-- axl [USERS,…]`: discovery's paging through the fake AXL service at each size, one
+//!   table per query (as the service does) against a table built for every page (as it did),
+//!   in the same run.
+
+use benches::shape::{self, Shape, Timed};
+use std::time::Duration;
+
+/// The busy window measured in `compare`: after logins and the connector's start.
+const WARM: Duration = Duration::from_secs(180);
+/// The end of the `compare` runs.
+const COMPARE_MINUTES: u64 = 7;
+/// The `table` runs' length.
+const TABLE_MINUTES: u64 = 10;
+
+fn main() {
+    // cargo bench passes `--bench`; anything starting with `--` is cargo's.
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    match args.first().map(String::as_str) {
+        Some("table") => table(&args[1..]),
+        Some("compare") => compare(&args[1..]),
+        Some("raw") => {
+            let users = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(22_500);
+            let (r, _) = shape::raw_rate(users, WARM, WARM + Duration::from_secs(240));
+            println!("raw turmoil, {users} connections: {r:.1} sim-s/wall-s");
+        }
+        Some("axl") => axl(&args[1..]),
+        _ => compare(&args),
+    }
+}
+
+fn busy(t: &Timed, what: &str) -> f64 {
+    if let Some(f) = &t.failure {
+        eprintln!("warning: the {what} run failed: {f}");
+    }
+    t.rate(WARM, Duration::from_secs(COMPARE_MINUTES * 60))
+        .expect("progress marks cover the window")
+}
+
+fn compare(args: &[String]) {
+    let users: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(3000);
+    let extras: Vec<&String> = args.iter().skip(1).collect();
+    let end = Duration::from_secs(COMPARE_MINUTES * 60);
+    let (raw, frames) = shape::raw_rate(users, WARM, end);
+    let per_frame_us = (end - WARM).as_secs_f64() / raw / frames.max(1) as f64 * 1e6;
+    println!(
+        "shape: {users} users, window {}-{} s simulated",
+        WARM.as_secs(),
+        end.as_secs()
+    );
+    println!(
+        "raw turmoil      {raw:8.1} sim-s/wall-s  ({frames} frames, {per_frame_us:.2} us each)"
+    );
+    let mut plain = 0.0;
+    for (name, s) in [
+        ("harness c2s", Shape::C2s),
+        ("harness hybrid", Shape::Hybrid),
+    ] {
+        let t = shape::run(&shape::yaml(s, users, COMPARE_MINUTES, 60, ""));
+        let r = busy(&t, name);
+        println!(
+            "{name:<16} {r:8.1} sim-s/wall-s  ratio to raw {:.3}",
+            r / raw
+        );
+        plain = r;
+    }
+    for extra in extras {
+        let t = shape::run(&shape::yaml(
+            Shape::Hybrid,
+            users,
+            COMPARE_MINUTES,
+            60,
+            extra,
+        ));
+        let r = busy(&t, extra);
+        println!(
+            "hybrid + {extra}\n                 {r:8.1} sim-s/wall-s  ratio to raw {:.3}, to plain hybrid {:.3}",
+            r / raw,
+            r / plain
+        );
+    }
+}
+
+fn table(args: &[String]) {
+    let sizes: Vec<usize> = args
+        .first()
+        .map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![5000, 15000, 30000]);
+    let extra = args.get(1).map(String::as_str).unwrap_or("");
+    println!(
+        "users  raw-sim-s/wall-s  wall-s per simulated minute 1..{TABLE_MINUTES}  total-s  peak-RSS-MiB"
+    );
+    for users in sizes {
+        let (raw, _) = shape::raw_rate(users, WARM, WARM + Duration::from_secs(120));
+        let t = shape::run(&shape::yaml(
+            Shape::Hybrid,
+            users,
+            TABLE_MINUTES,
+            120,
+            extra,
+        ));
+        if let Some(f) = &t.failure {
+            eprintln!("warning: the {users}-user run failed: {f}");
+        }
+        let minutes: Vec<String> = (0..TABLE_MINUTES)
+            .map(|m| {
+                let (a, b) = (
+                    Duration::from_secs(m * 60),
+                    Duration::from_secs((m + 1) * 60),
+                );
+                t.wall_between(a, b)
+                    .map_or("-".into(), |w| format!("{:.2}", w.as_secs_f64()))
+            })
+            .collect();
+        let rss = shape::peak_rss_mib().map_or("-".into(), |m| format!("{m:.0}"));
+        println!(
+            "{users:>6} {raw:8.1}  {}  {:.1}  {rss}",
+            minutes.join(" "),
+            t.total.as_secs_f64()
+        );
+    }
+}
+
+fn axl(args: &[String]) {
+    let sizes: Vec<usize> = args
+        .first()
+        .map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect())
+        .unwrap_or_else(|| vec![5000, 15000, 30000, 75000]);
+    println!("users  pages-from-one-table-ms  table-per-page-ms  ratio");
+    for users in sizes {
+        let (one, rows) = benches::axl::page_through(users, false);
+        let (per_page, rows2) = benches::axl::page_through(users, true);
+        assert_eq!(rows, rows2);
+        println!(
+            "{users:>6} {:>10.1} {:>18.1} {:>8.1}",
+            one.as_secs_f64() * 1e3,
+            per_page.as_secs_f64() * 1e3,
+            per_page.as_secs_f64() / one.as_secs_f64()
+        );
+    }
+}

@@ -1,0 +1,104 @@
+//! The harness side of the scale benches: scenarios of the Large-node traffic shape at any user
+//! count, run with the wall clock read at every progress report.
+//!
+//! The wall clock is read here, in bench code outside the simulation, only to time it.
+
+use std::time::{Duration, Instant};
+
+/// Which part of the product a shape runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Jabber devices and one IM&P node only: the c2s traffic the raw baseline imitates.
+    C2s,
+    /// `large-expressway-15k` without its fault: two IM&P nodes (a PRG), one Large
+    /// Expressway node running the connector, Webex App for half the users.
+    Hybrid,
+}
+
+/// A scenario of `shape` with `users` users for `minutes` simulated minutes, one message per
+/// user per 10 minutes from `chat_start_s`, and `extra` YAML lines appended at the top level
+/// (settings a lever adds, e.g. `keepalive:`).
+pub fn yaml(shape: Shape, users: usize, minutes: u64, chat_start_s: u64, extra: &str) -> String {
+    let (topology, share) = match shape {
+        Shape::C2s => (
+            "  imp_clusters:\n    - { name: a, nodes: 1 }\n  client_farms: { jabber: 4 }\n",
+            "  hybrid_message: 0%\n  jabber: 100%\n",
+        ),
+        Shape::Hybrid => (
+            "  imp_clusters:\n    - { name: a, nodes: 2, prg: { high_availability: true } }\n  \
+             expressway_clusters:\n    - { name: a, size: large, nodes: 1, imp_clusters: [a] }\n  \
+             client_farms: { jabber: 4, webex: 4 }\n",
+            "  hybrid_message: 100%\n  jabber: 100%\n  webex: 50%\n",
+        ),
+    };
+    format!(
+        "name: bench-{users}\nseed: 15000\nduration: {minutes}m\ntick: 50ms\ndrain: 2m\n\
+         topology:\n{topology}users:\n  count: {users}\n{share}workloads:\n  \
+         - chat: {{ rate_per_user: 1/10m, contacts_per_user: 5, start: {chat_start_s}s }}\n\
+         checks:\n  - no_message_loss\n{extra}"
+    )
+}
+
+/// One timed run: the wall clock at each progress report, by simulated time.
+#[derive(Debug, Clone)]
+pub struct Timed {
+    /// (simulated time, wall time since the run started), in order.
+    pub marks: Vec<(Duration, Duration)>,
+    /// Wall time of the whole run, setup and drain included.
+    pub total: Duration,
+    /// The run's failure, if any (a bench of a failing run measures nothing useful).
+    pub failure: Option<String>,
+}
+
+impl Timed {
+    /// Wall time spent between simulated times `from` and `to` (the nearest progress marks at
+    /// or after each).
+    pub fn wall_between(&self, from: Duration, to: Duration) -> Option<Duration> {
+        let at = |t: Duration| self.marks.iter().find(|(s, _)| *s >= t).map(|(_, w)| *w);
+        Some(at(to)?.saturating_sub(at(from)?))
+    }
+
+    /// Simulated seconds per wall second between `from` and `to`.
+    pub fn rate(&self, from: Duration, to: Duration) -> Option<f64> {
+        let wall = self.wall_between(from, to)?.as_secs_f64();
+        (wall > 0.0).then(|| (to - from).as_secs_f64() / wall)
+    }
+}
+
+/// Parses and runs `yaml`, timing it.
+pub fn run(yaml: &str) -> Timed {
+    let s = sim::parse("bench.yaml", yaml).expect("bench scenario is valid");
+    let start = Instant::now();
+    let mut marks = Vec::new();
+    let out = sim::run::run(&s, s.seed, sim::run::Options::default(), &mut |p| {
+        marks.push((p.elapsed, start.elapsed()));
+    });
+    Timed {
+        marks,
+        total: start.elapsed(),
+        failure: out.failure.map(|f| format!("{f:?}")),
+    }
+}
+
+/// Simulated seconds per wall second of the raw baseline between `from` and `to`, and the
+/// frames its server answered in that window.
+pub fn raw_rate(users: usize, from: Duration, to: Duration) -> (f64, u64) {
+    let (mut sim, answered) = crate::raw::sim(users, Duration::from_millis(50), 15000);
+    while sim.elapsed() < from {
+        sim.step().expect("raw baseline runs");
+    }
+    let (start, before) = (Instant::now(), answered.get());
+    while sim.elapsed() < to {
+        sim.step().expect("raw baseline runs");
+    }
+    let wall = start.elapsed().as_secs_f64();
+    ((to - from).as_secs_f64() / wall, answered.get() - before)
+}
+
+/// Peak resident memory of this process so far, in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
