@@ -231,7 +231,12 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
     let mut code = EXIT_OK;
     for f in files {
         match crate::load(f) {
-            Ok(s) => println!("{}: ok ({})", f.display(), s.name),
+            Ok(s) => {
+                println!("{}: ok ({})", f.display(), s.name);
+                for w in crate::plan::prg_capacity::scenario_warnings(&s) {
+                    println!("{}: warning: {w}", f.display());
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 code = EXIT_BAD_INPUT;

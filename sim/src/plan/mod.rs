@@ -14,6 +14,7 @@ pub mod connector;
 pub mod faults;
 pub mod imp;
 pub mod migration;
+pub mod prg_capacity;
 pub mod rng;
 pub mod topology;
 pub mod validate;

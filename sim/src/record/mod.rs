@@ -350,6 +350,14 @@ fn tables(s: &Scenario, out: &History, checks: &[Box<dyn Check>]) -> Vec<reports
     let mut t = vec![crate::oracle::interop::table(
         &crate::oracle::interop::matrix(out, &out.bridge),
     )];
+    let warnings = crate::plan::prg_capacity::warnings(s, &out.users);
+    if !warnings.is_empty() {
+        t.push(reports::Table {
+            title: "Scenario warnings".into(),
+            columns: vec!["warning".into()],
+            rows: warnings.into_iter().map(|w| vec![w]).collect(),
+        });
+    }
     for table in checks.iter().flat_map(|c| c.tables(s, out)) {
         // A repeated check (a failover and its fallback) adds the same table once.
         if !t.contains(&table) {
