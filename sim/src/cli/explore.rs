@@ -35,9 +35,10 @@ pub struct ExploreArgs {
     /// Output directory.
     #[arg(long, default_value = "target/hmsim-explore")]
     out: PathBuf,
-    /// Wall time a seed may take before it counts as a failure (timeout).
-    #[arg(long, default_value = "120s")]
-    seed_budget: String,
+    /// Wall time a seed may take before it counts as a failure (timeout). Default: 120s for
+    /// the small profile, 30m for the large one.
+    #[arg(long)]
+    seed_budget: Option<String>,
     /// Leave failing scenarios as drawn.
     #[arg(long)]
     no_shrink: bool,
@@ -106,7 +107,11 @@ fn options(a: ExploreArgs) -> Result<sweep::Options, String> {
         seeds,
         shard,
         jobs,
-        seed_budget: duration("seed-budget", &a.seed_budget)?,
+        seed_budget: match (&a.seed_budget, a.profile) {
+            (Some(b), _) => duration("seed-budget", b)?,
+            (None, Profile::Small) => Duration::from_secs(120),
+            (None, Profile::Large) => Duration::from_secs(30 * 60),
+        },
         out: a.out,
         hmsim,
         shrink: shrink.transpose()?,
