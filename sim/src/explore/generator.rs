@@ -157,6 +157,7 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
         workloads: Vec::new(),
         faults: Vec::new(),
         checks: Vec::new(),
+        keepalive: Default::default(),
     };
     s.workloads = workloads(&mut rngs.named("explore/workloads"), &s, &sw);
     s.faults = faults(&mut rngs.named("explore/faults"), &s, &sw, lim.faults_max);
