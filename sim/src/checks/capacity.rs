@@ -132,7 +132,7 @@ pub fn judge(limits: &[ClusterLimits], series: &Series, unassigned: &[String]) -
         return (
             Status::Fail,
             format!(
-                "0 users assigned in all {judged} samples: the check exercised nothing; {}{}",
+                "0 users assigned in all {judged} samples: the check exercised nothing; {}; {}",
                 summary.join("; "),
                 beyond(unassigned)
             ),

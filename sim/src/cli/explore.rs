@@ -2,6 +2,7 @@
 
 use super::{EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_IO, EXIT_OK};
 use crate::explore::Profile;
+use crate::explore::known::Known;
 use crate::explore::seeds::{self, Shard};
 use crate::explore::shrink::Limits;
 use crate::explore::summary;
@@ -55,6 +56,11 @@ pub struct ExploreArgs {
     /// A line per seed on stderr.
     #[arg(long, short)]
     verbose: bool,
+    /// Known failures (`<seed> <finding file> <reason>` per line): those seeds, failing for
+    /// those reasons, are reported but neither shrunk nor failing the exit status. Anything
+    /// else that fails, fails.
+    #[arg(long)]
+    known: Option<PathBuf>,
     /// TEST ONLY: plant a connector defect (drop every N-th Webex → Jabber message after a
     /// failover) in every scenario with an Expressway, to test explore itself.
     #[arg(long, hide = true)]
@@ -118,6 +124,10 @@ fn options(a: ExploreArgs) -> Result<sweep::Options, String> {
         shrink_max: a.shrink_max.unwrap_or(usize::MAX),
         plant_defect: a.plant_defect,
         verbose: a.verbose,
+        known: match &a.known {
+            Some(p) => Known::read(p)?,
+            None => Known::default(),
+        },
     })
 }
 
@@ -142,7 +152,7 @@ pub fn cmd_explore(op: Option<ExploreOp>, args: ExploreArgs) -> i32 {
         o.out.display()
     );
     match sweep::sweep(&o) {
-        Ok(s) => finish(&s, &o.out),
+        Ok(s) => finish(&s, &o.out, &o.known),
         Err(e) => {
             eprintln!("{e}");
             EXIT_IO
@@ -150,20 +160,41 @@ pub fn cmd_explore(op: Option<ExploreOp>, args: ExploreArgs) -> i32 {
     }
 }
 
-/// Prints the summary, and every minimal scenario in full (a CI log shows the test to copy).
-fn finish(s: &summary::Summary, out: &std::path::Path) -> i32 {
+/// Prints the summary, and every new failure's minimal scenario in full (a CI log shows the
+/// test to copy). Fails when a failure is not a known one.
+fn finish(s: &summary::Summary, out: &std::path::Path, known: &Known) -> i32 {
     println!("{}", s.markdown());
+    let mut new = 0usize;
     for f in &s.failures {
+        if let Some(entries) = known.explain(f) {
+            let findings: Vec<&str> = entries.iter().map(|e| e.finding.as_str()).collect();
+            println!("known failure: seed {} ({})", f.seed, findings.join(", "));
+            continue;
+        }
+        new += 1;
         if let Some(m) = &f.minimal
             && let Ok(text) = std::fs::read_to_string(m)
         {
             println!("---- {m}\n{text}");
         }
     }
+    let ran: Vec<u64> = summary::read_dir(out)
+        .map(|rs| rs.iter().map(|r| r.seed).collect())
+        .unwrap_or_default();
+    for e in known.now_passing(&s.failures, &ran) {
+        println!(
+            "known failure no longer fails: seed {} ({}): remove it from the list",
+            e.seed, e.finding
+        );
+    }
     println!("wrote: {}", out.join("summary.md").display());
-    if s.passed() {
+    if new == 0 {
+        if !s.passed() {
+            println!("{} failing seeds, all known", s.failures.len());
+        }
         EXIT_OK
     } else {
+        println!("{new} failing seeds not in the known failures");
         EXIT_CHECK_FAILED
     }
 }
@@ -184,5 +215,5 @@ fn cmd_merge(dirs: &[PathBuf], out: Option<PathBuf>) -> i32 {
         eprintln!("{e}");
         return EXIT_IO;
     }
-    finish(&s, &out)
+    finish(&s, &out, &Known::default())
 }

@@ -10,9 +10,12 @@
 //!   matrices).
 //! - [`sweep`]: the runner: child processes, a time budget per seed, one record per seed.
 //! - [`shrink`]: reduces a failing scenario while the same check keeps failing the same way.
+//! - [`known`]: known failures (seed and reason, each with its finding), so a CI sweep fails
+//!   only on what is new.
 //! - [`summary`]: per-seed records, the summary of a sweep, merging shards, coverage.
 
 pub mod generator;
+pub mod known;
 pub mod seeds;
 pub mod shrink;
 pub mod summary;

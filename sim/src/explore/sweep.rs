@@ -62,6 +62,8 @@ pub struct Options {
     pub plant_defect: Option<u32>,
     /// Print a line per seed.
     pub verbose: bool,
+    /// Known failures: not shrunk again, and not failing the sweep's exit status.
+    pub known: super::known::Known,
 }
 
 /// One run to do: a scenario file and the directory for its record.
@@ -302,7 +304,12 @@ pub fn sweep(o: &Options) -> Result<summary::Summary, String> {
     }
     if let Some(limits) = &o.shrink {
         failed.sort_by_key(|r| r.seed);
-        for rec in failed.iter_mut().take(o.shrink_max) {
+        let new = |r: &&mut SeedRecord| {
+            o.known
+                .explain_parts(r.seed, r.verdict, &r.failures)
+                .is_none()
+        };
+        for rec in failed.iter_mut().filter(new).take(o.shrink_max) {
             shrink_seed(o, limits, rec)?;
             save_record(&o.out, rec)?;
         }
