@@ -609,3 +609,51 @@ fn a_registration_answer_without_a_token_is_retried() {
     h.run_until(secs(2));
     h.request("/v1/connectors/register");
 }
+
+/// Disabling closes every session (spec 21); enabling again must bring back the sessions of
+/// the users still assigned to the node, and the node must be running again, not left
+/// registering: it keeps its connector token, so no registration answer ever comes (found by
+/// `hmsim explore`: liveness failed after a `connector_disable`).
+#[test]
+fn enabled_again_the_node_runs_and_reopens_the_sessions_of_its_assigned_users() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    h.node.set_enabled(false, h.now);
+    h.drain();
+    assert_eq!(h.node.phase(), &Phase::Disabled);
+    let stop = h.stanza_to("imp-a-1");
+    let id = session_iq(&stop, "imp-a-1", "stop", ALICE);
+    h.stanza(
+        "imp-a-1",
+        &format!("<iq type='result' id='{id}' from='imp-a-1' to='hm.exp-a-1'/>"),
+    );
+    assert!(h.node.assigned().contains(ALICE), "still assigned here");
+
+    h.run_until(h.now + secs(20));
+    h.answer_routine();
+    h.http.retain(|r| r.path != "/v1/presence/query");
+    h.node.set_enabled(true, h.now);
+    h.drain();
+    assert_eq!(h.node.phase(), &Phase::Running);
+    assert!(
+        h.http.iter().all(|r| r.path != "/v1/connectors/register"),
+        "no second registration: {:?}",
+        h.http
+    );
+    // Her presence is asked for again, and as she is active her session is opened again.
+    let next = h.node.poll_timeout(h.now).expect("a timer");
+    h.run_until(next);
+    h.answer_routine();
+    presence_answered(&mut h, &[ALICE], secs(60));
+    let start = h.stanza_to("imp-a-1");
+    let id = session_iq(&start, "imp-a-1", "start", ALICE);
+    h.stanza(
+        "imp-a-1",
+        &format!("<iq type='result' id='{id}' from='imp-a-1' to='hm.exp-a-1'/>"),
+    );
+    // Open again, her presence is published again from the session.
+    let pres = h.stanza_to("imp-a-1");
+    assert_eq!(pres.name, "presence");
+    assert_eq!(pres.attr("from"), Some("alice@example.com/hm-webex"));
+}

@@ -142,7 +142,10 @@ impl ConnectorNode {
             .collect();
         self.out
             .push_back(Output::Links(self.node_versions.keys().cloned().collect()));
-        self.phase = Phase::Running;
+        // Disabled while discovering: it runs once enabled again ([`Self::set_enabled`]).
+        if self.enabled {
+            self.phase = Phase::Running;
+        }
         // Every (mail ID, home cluster) pair, duplicates included: the cloud decides.
         let emails: Vec<(String, String)> = self
             .directory

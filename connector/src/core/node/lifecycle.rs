@@ -62,17 +62,39 @@ impl ConnectorNode {
         self.register(now);
     }
 
-    /// Enables or disables the connector (spec 21). Disabling closes every session.
+    /// Enables or disables the connector (spec 21). Disabling closes every session; the
+    /// users stay assigned (the cloud still places them here), so enabling again must ask
+    /// for their sessions again.
     pub fn set_enabled(&mut self, on: bool, now: Duration) {
         self.enabled = on;
         if !on {
             self.sessions.unwant_all(now);
             self.drain_sessions();
+            // Closed sessions published nothing: an open again must publish again.
+            self.published.clear();
             self.phase = Phase::Disabled;
         } else if self.phase == Phase::Disabled {
-            self.phase = Phase::Idle;
-            self.start(now);
+            if self.registered {
+                self.resume_running(now);
+            } else {
+                self.phase = Phase::Idle;
+                self.start(now);
+            }
         }
+    }
+
+    /// Enabled again once registered: the cloud still knows the connector token, so no
+    /// registration answer will come ([`Self::on_ready`] has run already). The node runs
+    /// again (or waits for the discovery still under way, whose end makes it run) and polls
+    /// the presence of every assigned user at once, which wants again the sessions the
+    /// disable closed.
+    fn resume_running(&mut self, now: Duration) {
+        self.phase = if self.discovering.is_empty() && !self.node_versions.is_empty() {
+            Phase::Running
+        } else {
+            Phase::Discovering
+        };
+        self.next_poll = now;
     }
 
     /// Control Hub maintenance mode (spec 29): a graceful drain. The cloud moves the users to
@@ -87,6 +109,7 @@ impl ConnectorNode {
         self.enabled = false;
         self.sessions.release_all(now);
         self.drain_sessions();
+        self.published.clear();
         self.phase = Phase::Disabled;
     }
 
