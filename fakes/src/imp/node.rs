@@ -54,7 +54,7 @@
 
 use super::directory::{Directory, NodeDb, StoredMessage};
 use super::muc::{Muc, MucHost};
-use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState};
+use super::prg::{NS_PRG, Prg, PrgAction, PrgConfig, PrgState, RemoteViews};
 use connector::proto::stream::{STANZA_BYTES_MAX, StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM};
 use connector::proto::xmpp::{self, Jid};
@@ -217,6 +217,9 @@ pub struct ImpNode {
     /// Presence Redundancy Group state (`prg.rs`); `None` for a node without PRG settings,
     /// which serves exactly the users homed on it.
     prg: Option<Prg>,
+    /// Where the remote clusters' users are served (their PRG heartbeats), and who may speak
+    /// for them.
+    remote: RemoteViews,
     /// The XEP-0045 group chat service `conference.<domain>` (`muc.rs`, spec 42).
     muc: Muc,
     /// The authentication identity of the last SASL PLAIN attempt: the driver's brake on
@@ -273,6 +276,7 @@ impl ImpNode {
             whitespace_keepalive: None,
             component_sessions: BTreeMap::new(),
             prg: None,
+            remote: RemoteViews::default(),
             muc,
             last_authcid: None,
         }
@@ -1117,6 +1121,10 @@ impl ImpNode {
             && el.attr("to") == Some(self.cfg.host.as_str())
             && let Some(prg) = el.child("prg", NS_PRG)
         {
+            if self.remote.knows(&peer) {
+                self.remote.merge(&peer, prg);
+                return;
+            }
             let actions = match self.prg.as_mut() {
                 Some(p) => p.on_message(now, &peer, prg),
                 None => Vec::new(),
@@ -1284,6 +1292,7 @@ impl ImpNode {
     /// says who serves whom.
     #[must_use]
     pub fn with_prg(mut self, mut cfg: PrgConfig) -> Self {
+        self.remote = RemoteViews::new(cfg.remote.clone());
         // A node alone in its cluster has no group: nothing to heartbeat, nobody to fail to.
         if cfg.cluster.len() < 2 {
             return self;
@@ -1370,6 +1379,9 @@ impl ImpNode {
 
     /// Whether `node` may ever serve users homed on `home` (the home or its PRG peer).
     fn may_serve(&self, node: &str, home: &str) -> bool {
+        if self.remote.knows(home) {
+            return node == home || self.remote.peer_of(home) == Some(node);
+        }
         match &self.prg {
             Some(p) => p.may_speak_for(node, home),
             None => node == home,
@@ -1379,6 +1391,9 @@ impl ImpNode {
     /// The node serving the user `bare` now, in this node's view; `None` for unknown users.
     fn server_of(&self, bare: &str) -> Option<String> {
         let home = &self.dir.get(bare)?.home;
+        if let Some(server) = self.remote.server_of(home) {
+            return Some(server.to_string());
+        }
         Some(match &self.prg {
             Some(p) => p.server_of(home).to_string(),
             None => home.clone(),
@@ -2272,6 +2287,7 @@ mod tests {
             high_availability: ha,
             automatic_fallback: false,
             heartbeat_timeout: Duration::from_secs(60),
+            remote: Vec::new(),
         };
         (n1.with_prg(cfg.clone()), n2.with_prg(cfg))
     }

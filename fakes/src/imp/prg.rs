@@ -84,6 +84,10 @@ pub struct PrgConfig {
     pub automatic_fallback: bool,
     /// How long a silent peer is tolerated.
     pub heartbeat_timeout: Duration,
+    /// The nodes of every other IM&P cluster, each in node order (known through the
+    /// Intercluster Sync Agent): heartbeats go to them too, so that they route to this
+    /// cluster's users where they are served ([`RemoteViews`]).
+    pub remote: Vec<Vec<String>>,
 }
 
 impl PrgConfig {
@@ -183,6 +187,72 @@ pub enum PrgAction {
 enum Pending {
     Failover(Duration),
     Fallback(Duration),
+}
+
+/// Where the users of the remote IM&P clusters are served: their nodes (known through the
+/// Intercluster Sync Agent) and the serving views their heartbeats carry. Every node holds
+/// one, a node alone in its cluster too: a failover in one cluster changes where the others
+/// route to its users, and who may speak for them.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteViews {
+    clusters: Vec<Vec<String>>,
+    /// remote home → (serving node, epoch); a home not heard of yet serves its own users.
+    view: BTreeMap<String, (String, u64)>,
+}
+
+impl RemoteViews {
+    /// Knows the nodes of `clusters` (each in node order, pairs as in [`PrgConfig`]).
+    pub fn new(clusters: Vec<Vec<String>>) -> Self {
+        Self {
+            clusters,
+            view: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `host` is a node of a remote cluster.
+    pub fn knows(&self, host: &str) -> bool {
+        self.clusters.iter().flatten().any(|h| h == host)
+    }
+
+    /// The PRG peer of the remote node `host`, if any.
+    pub fn peer_of(&self, host: &str) -> Option<&str> {
+        let nodes = self.clusters.iter().find(|c| c.iter().any(|h| h == host))?;
+        let i = nodes.iter().position(|h| h == host)?;
+        nodes.get(i ^ 1).map(String::as_str)
+    }
+
+    /// The node serving the users of the remote home `home`, once a heartbeat said it moved.
+    pub fn server_of(&self, home: &str) -> Option<&str> {
+        self.view.get(home).map(|(s, _)| s.as_str())
+    }
+
+    /// Merges the view in the heartbeat of `from`, a remote node, by epoch: only the homes of
+    /// its own cluster, each served by the home or its PRG peer.
+    pub fn merge(&mut self, from: &str, prg: &Element) {
+        let Some(nodes) = self.clusters.iter().find(|c| c.iter().any(|h| h == from)) else {
+            return; // not a known node: ignored
+        };
+        let mut learned = Vec::new();
+        let entries = prg
+            .elements()
+            .filter(|e| e.name == "serve" && e.ns == NS_PRG)
+            .take(VIEW_ENTRIES_MAX);
+        for e in entries {
+            let (Some(home), Some(server), Some(epoch)) = (
+                e.attr("home"),
+                e.attr("server"),
+                e.attr("epoch").and_then(|x| x.parse::<u64>().ok()),
+            ) else {
+                continue;
+            };
+            let known = self.view.get(home).map(|v| v.1).unwrap_or(0);
+            let speaks = server == home || self.peer_of(home) == Some(server);
+            if nodes.iter().any(|h| h == home) && speaks && epoch > known {
+                learned.push((home.to_string(), (server.to_string(), epoch)));
+            }
+        }
+        self.view.extend(learned);
+    }
 }
 
 /// The PRG half of a node: state, serving view, heartbeats.
@@ -306,8 +376,15 @@ impl Prg {
         }
     }
 
+    /// The view to every other node of the cluster and of the remote clusters (which only
+    /// route by it).
     fn broadcast(&self, out: &mut Vec<PrgAction>) {
-        for h in self.cfg.cluster.iter().filter(|h| **h != self.me) {
+        let nodes = self
+            .cfg
+            .cluster
+            .iter()
+            .chain(self.cfg.remote.iter().flatten());
+        for h in nodes.filter(|h| **h != self.me) {
             out.push(self.heartbeat_to(h, "heartbeat"));
         }
     }
@@ -633,6 +710,7 @@ mod tests {
             high_availability: ha,
             automatic_fallback: true,
             heartbeat_timeout: HEARTBEAT_TIMEOUT_DEFAULT,
+            remote: Vec::new(),
         }
     }
 
@@ -660,6 +738,66 @@ mod tests {
         assert_eq!(c.peer_of("n1"), Some("n2"));
         assert_eq!(c.peer_of("n2"), Some("n1"));
         assert_eq!(c.peer_of("n3"), None);
+    }
+
+    /// Cluster `a` is a HA pair (a1, a2), cluster `b` one node (b1); each knows the other.
+    fn two_clusters() -> (PrgConfig, PrgConfig) {
+        let a: Vec<String> = vec!["a1".into(), "a2".into()];
+        let b: Vec<String> = vec!["b1".into()];
+        let ca = PrgConfig {
+            cluster: a.clone(),
+            remote: vec![b.clone()],
+            ..cfg(true)
+        };
+        let cb = PrgConfig {
+            cluster: b,
+            remote: vec![a],
+            ..cfg(false)
+        };
+        (ca, cb)
+    }
+
+    #[test]
+    fn a_remote_cluster_routes_to_the_backup_after_an_automatic_failover() {
+        let (ca, cb) = two_clusters();
+        let mut a1 = Prg::new("a1", ca, false);
+        let mut b1 = RemoteViews::new(cb.remote.clone());
+        a1.handle_timeout(s(0));
+        // a2 crashed at 0: a1 takes its users over after the heartbeat timeout.
+        let mut sent = Vec::new();
+        for t in 1..=90 {
+            sent.extend(a1.handle_timeout(s(t)));
+        }
+        assert_eq!(a1.server_of("a2"), "a1");
+        // b1 (cluster b) learns it from a1's heartbeats: a2's users are reached through a1,
+        // not the dead a2 (before, every message from cluster b was queued for a2 forever).
+        assert_eq!(b1.server_of("a2"), None);
+        for a in &sent {
+            if let PrgAction::Send { to, stanza } = a
+                && to == "b1"
+            {
+                b1.merge("a1", stanza.child("prg", NS_PRG).expect("prg payload"));
+            }
+        }
+        assert_eq!(b1.server_of("a2"), Some("a1"));
+        assert_eq!(b1.server_of("a1"), None, "a1 still serves its own users");
+        assert_eq!(b1.peer_of("a2"), Some("a1"));
+        // An older epoch (a restarted a2's fresh view) does not move them back; a node
+        // outside the home's cluster cannot claim them.
+        let view = |server: &str, epoch: &str| {
+            Element::new("prg", NS_PRG).with_child(
+                Element::new("serve", NS_PRG)
+                    .with_attr("home", "a2")
+                    .with_attr("server", server)
+                    .with_attr("epoch", epoch),
+            )
+        };
+        b1.merge("a2", &view("a2", "0"));
+        assert_eq!(b1.server_of("a2"), Some("a1"));
+        let mut fresh = RemoteViews::new(cb.remote);
+        fresh.merge("x9", &view("a1", "9"));
+        fresh.merge("a1", &view("b1", "9"));
+        assert_eq!(fresh.server_of("a2"), None);
     }
 
     #[test]

@@ -29,6 +29,22 @@ pub fn node_config(c: &ImpCluster) -> PrgConfig {
         high_availability: c.prg.high_availability,
         automatic_fallback: c.prg.automatic_fallback,
         heartbeat_timeout: c.prg.heartbeat_timeout.0,
+        remote: Vec::new(),
+    }
+}
+
+/// The PRG settings of every node of cluster `ci` of `s`, knowing the nodes of every other
+/// cluster (ICSA): a failover in one cluster changes where the others route to its users.
+pub fn node_config_with_remote(s: &Scenario, ci: usize) -> PrgConfig {
+    let clusters = &s.topology.imp_clusters;
+    PrgConfig {
+        remote: clusters
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != ci)
+            .map(|(_, o)| node_config(o).cluster)
+            .collect(),
+        ..node_config(&clusters[ci])
     }
 }
 

@@ -165,7 +165,7 @@ fn add_node(
     // The node's database survives restarts; the node itself does not.
     let db = Rc::new(RefCell::new(NodeDb::default()));
     let slot: NodeSlot = Rc::default();
-    let prg = crate::plan::imp::node_config(c);
+    let prg = crate::plan::imp::node_config_with_remote(s, ci);
     let ka = super::jabber::keepalive(s);
     let whitespace =
         (ka.kind == fakes::clients::jabber::KeepaliveKind::Whitespace).then_some(ka.interval);
