@@ -198,13 +198,7 @@ async fn connection<N: Net>(
     let auth_deadline = net.now() + endpoint.auth_timeout();
     // Set once the idle timeout fired: the stream error and close are queued, not fired again.
     let mut timed_out = false;
-    // c2s streams (the node's, without the router links' idle limit) may be kept alive
-    // with whitespace.
-    let whitespace = match endpoint {
-        Endpoint::Node if idle_max.is_none() => node.borrow().whitespace_keepalive(),
-        _ => None,
-    };
-    let mut keepalive = whitespace.map(tokio::time::interval);
+    let (whitespace, mut keepalive) = whitespace_keepalive(&node, &endpoint, idle_max);
     loop {
         let authenticated = endpoint.authenticated(&node, id);
         let silent = net.now().saturating_sub(last_rx);
@@ -255,6 +249,20 @@ async fn connection<N: Net>(
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// The whitespace keepalive interval of a connection and its timer: only c2s streams (the
+/// node's, without the router links' idle limit) may be kept alive with whitespace.
+fn whitespace_keepalive(
+    node: &Rc<RefCell<ImpNode>>,
+    endpoint: &Endpoint,
+    idle_max: Option<Duration>,
+) -> (Option<Duration>, Option<tokio::time::Interval>) {
+    let every = match endpoint {
+        Endpoint::Node if idle_max.is_none() => node.borrow().whitespace_keepalive(),
+        _ => None,
+    };
+    (every, every.map(tokio::time::interval))
 }
 
 /// The next tick of an optional interval (never, without one).

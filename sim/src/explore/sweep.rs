@@ -302,21 +302,28 @@ pub fn sweep(o: &Options) -> Result<summary::Summary, String> {
     if let Some(e) = err {
         return Err(e);
     }
-    if let Some(limits) = &o.shrink {
-        failed.sort_by_key(|r| r.seed);
-        let new = |r: &&mut SeedRecord| {
-            o.known
-                .explain_parts(r.seed, r.verdict, &r.failures)
-                .is_none()
-        };
-        for rec in failed.iter_mut().filter(new).take(o.shrink_max) {
-            shrink_seed(o, limits, rec)?;
-            save_record(&o.out, rec)?;
-        }
-    }
+    shrink_new(o, &mut failed)?;
     let s = summary::merge(std::slice::from_ref(&o.out))?;
     summary::write(&o.out, &s)?;
     Ok(s)
+}
+
+/// Shrinks the first `shrink_max` failing seeds that are not known failures, by seed.
+fn shrink_new(o: &Options, failed: &mut [SeedRecord]) -> Result<(), String> {
+    let Some(limits) = &o.shrink else {
+        return Ok(());
+    };
+    failed.sort_by_key(|r| r.seed);
+    let new = |r: &&mut SeedRecord| {
+        o.known
+            .explain_parts(r.seed, r.verdict, &r.failures)
+            .is_none()
+    };
+    for rec in failed.iter_mut().filter(new).take(o.shrink_max) {
+        shrink_seed(o, limits, rec)?;
+        save_record(&o.out, rec)?;
+    }
+    Ok(())
 }
 
 fn seed_record(o: &Options, t: &Task, outcome: &RunOutcome) -> SeedRecord {
