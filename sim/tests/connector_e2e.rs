@@ -647,7 +647,7 @@ async fn bob_jabber_long(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
         if let Some(out) = core.take_output() {
             wr.write_all(out.as_bytes()).await?;
         }
-        let n = rd.read(&mut buf).await?;
+        let n = read_pinging(&mut rd, &mut wr, &mut core, &mut buf).await?;
         if n == 0 {
             return Err("IM&P closed bob's stream".into());
         }
