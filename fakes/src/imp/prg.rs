@@ -233,18 +233,7 @@ impl RemoteViews {
             return; // not a known node: ignored
         };
         let mut learned = Vec::new();
-        let entries = prg
-            .elements()
-            .filter(|e| e.name == "serve" && e.ns == NS_PRG)
-            .take(VIEW_ENTRIES_MAX);
-        for e in entries {
-            let (Some(home), Some(server), Some(epoch)) = (
-                e.attr("home"),
-                e.attr("server"),
-                e.attr("epoch").and_then(|x| x.parse::<u64>().ok()),
-            ) else {
-                continue;
-            };
+        for (home, server, epoch) in serve_entries(prg) {
             let known = self.view.get(home).map(|v| v.1).unwrap_or(0);
             let speaks = server == home || self.peer_of(home) == Some(server);
             if nodes.iter().any(|h| h == home) && speaks && epoch > known {
@@ -253,6 +242,18 @@ impl RemoteViews {
         }
         self.view.extend(learned);
     }
+}
+
+/// The `(home, server, epoch)` entries of a PRG view, at most `VIEW_ENTRIES_MAX`; malformed
+/// entries are skipped.
+fn serve_entries(prg: &Element) -> impl Iterator<Item = (&str, &str, u64)> {
+    prg.elements()
+        .filter(|e| e.name == "serve" && e.ns == NS_PRG)
+        .take(VIEW_ENTRIES_MAX)
+        .filter_map(|e| {
+            let epoch = e.attr("epoch").and_then(|x| x.parse::<u64>().ok())?;
+            Some((e.attr("home")?, e.attr("server")?, epoch))
+        })
 }
 
 /// The PRG half of a node: state, serving view, heartbeats.
@@ -570,18 +571,7 @@ impl Prg {
     fn merge_view(&mut self, prg: &Element) -> (bool, Vec<(String, String)>) {
         let mut stale_sender = false;
         let mut lost: Vec<(String, String)> = Vec::new();
-        let entries = prg
-            .elements()
-            .filter(|e| e.name == "serve" && e.ns == NS_PRG)
-            .take(VIEW_ENTRIES_MAX);
-        for e in entries {
-            let (Some(home), Some(server), Some(epoch)) = (
-                e.attr("home"),
-                e.attr("server"),
-                e.attr("epoch").and_then(|x| x.parse::<u64>().ok()),
-            ) else {
-                continue;
-            };
+        for (home, server, epoch) in serve_entries(prg) {
             // Only a home or its PRG peer can serve a home's users.
             if !self.cfg.cluster.iter().any(|h| h == home) || !self.may_speak_for(server, home) {
                 continue;

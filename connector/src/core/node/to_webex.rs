@@ -157,20 +157,7 @@ impl ConnectorNode {
         let body = json!({"verb": "undelivered", "actor": sender, "target": target,
             "encrypted_text": ct, "client_id": client_id});
         let path = format!("/v1/spaces/{space_id}/activities");
-        let lane = fnv(space_id);
-        let retry = PostRetry {
-            path: path.clone(),
-            body: body.clone(),
-            lane,
-            attempts: 1,
-        };
-        self.cloud(
-            Method::Post,
-            &path,
-            body,
-            lane,
-            Pending::Post(Some(Box::new(retry))),
-        );
+        self.post_retried(path, body, fnv(space_id));
         true
     }
 
@@ -299,6 +286,11 @@ impl ConnectorNode {
             }
             _ => return, // edits, deletes and files do not originate in Jabber
         };
+        self.post_retried(path, body, lane);
+    }
+
+    /// Posts an activity that is retried on failure (its first attempt).
+    fn post_retried(&mut self, path: String, body: serde_json::Value, lane: u64) {
         let retry = PostRetry {
             path: path.clone(),
             body: body.clone(),
