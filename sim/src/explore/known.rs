@@ -74,6 +74,11 @@ impl Known {
         Ok(Known { entries })
     }
 
+    /// Whether the list has no entries (every failure is new).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// The finding that explains failure `f` of `seed`, if it is known.
     fn explains(&self, seed: u64, f: &Failure) -> Option<&Entry> {
         let reason = f.reason();
