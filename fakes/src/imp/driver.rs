@@ -204,7 +204,7 @@ async fn connection<N: Net>(
         let silent = net.now().saturating_sub(last_rx);
         let idle_left = idle_max.map(|max| max.saturating_sub(silent));
         let logged_in_left = (idle_max.is_none() && authenticated && !timed_out)
-            .then(|| endpoint.idle_timeout().saturating_sub(silent));
+            .then(|| endpoint.idle_timeout(&node).saturating_sub(silent));
         let auth_left = (!authenticated).then(|| auth_deadline.saturating_sub(net.now()));
         tokio::select! {
             biased;
@@ -374,9 +374,9 @@ impl Endpoint {
     }
 
     /// How long the connection may stay silent once authenticated.
-    fn idle_timeout(&self) -> Duration {
+    fn idle_timeout(&self, node: &Rc<RefCell<ImpNode>>) -> Duration {
         match self {
-            Endpoint::Node => IDLE_TIMEOUT_C2S,
+            Endpoint::Node => node.borrow().c2s_idle_timeout(),
             Endpoint::Component(_) => IDLE_TIMEOUT_COMPONENT,
         }
     }

@@ -211,6 +211,9 @@ pub struct ImpNode {
     /// RFC 6120 4.6.1 whitespace keepalives on c2s streams, every this long
     /// ([`Self::with_whitespace_keepalive`]); `None`: clients ping instead.
     whitespace_keepalive: Option<Duration>,
+    /// How often the deployment's clients send a keepalive (ping or whitespace), when known:
+    /// the silence after which a logged-in stream is taken for dead grows with it.
+    client_keepalive: Option<Duration>,
     /// Connector sessions opened over XEP-0114 component links (`component.rs`): session
     /// connection → the component link carrying it.
     component_sessions: BTreeMap<ConnId, ConnId>,
@@ -274,6 +277,7 @@ impl ImpNode {
             presence_seq: 0,
             next_ping: 0,
             whitespace_keepalive: None,
+            client_keepalive: None,
             component_sessions: BTreeMap::new(),
             prg: None,
             remote: RemoteViews::default(),
@@ -1279,6 +1283,22 @@ impl ImpNode {
         self
     }
 
+    /// Tells the node how often its clients send a keepalive (ping or whitespace).
+    #[must_use]
+    pub fn with_client_keepalive(mut self, every: Duration) -> Self {
+        self.client_keepalive = Some(every);
+        self
+    }
+
+    /// How long a logged-in c2s stream may stay silent: `IDLE_TIMEOUT_C2S`, or four of the
+    /// clients' keepalive intervals when those are longer (a client that pings every 5
+    /// minutes is silent for 5 minutes between pings, and alive).
+    pub fn c2s_idle_timeout(&self) -> Duration {
+        let floor = super::driver::IDLE_TIMEOUT_C2S;
+        self.client_keepalive
+            .map_or(floor, |every| floor.max(every * 4))
+    }
+
     /// The interval of whitespace keepalives on c2s streams, if the node sends them: the
     /// driver writes a space on a stream it wrote nothing else to for an interval, and closes
     /// a stream its client has been silent on for three (the client sends its own whitespace,
@@ -1893,6 +1913,23 @@ mod tests {
     fn say(n: &mut ImpNode, c: ConnId, to: &str, id: &str, body: &str) {
         let m = xmpp::chat_message(xmpp::NS_CLIENT, id, None, to, body);
         n.input(T, c, m.to_xml_in(xmpp::NS_CLIENT).as_bytes());
+    }
+
+    #[test]
+    fn a_logged_in_stream_may_stay_silent_for_four_of_its_clients_keepalive_intervals() {
+        let (node, _) = cluster(true, (15, 0));
+        assert_eq!(
+            node.c2s_idle_timeout(),
+            super::super::driver::IDLE_TIMEOUT_C2S
+        );
+        let slow = node.with_client_keepalive(Duration::from_secs(300));
+        assert_eq!(slow.c2s_idle_timeout(), Duration::from_secs(1200));
+        let (node, _) = cluster(true, (15, 0));
+        let fast = node.with_client_keepalive(Duration::from_secs(5));
+        assert_eq!(
+            fast.c2s_idle_timeout(),
+            super::super::driver::IDLE_TIMEOUT_C2S
+        );
     }
 
     #[test]

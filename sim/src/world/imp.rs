@@ -186,7 +186,8 @@ fn add_node(
         let node = Rc::new(RefCell::new(
             ImpNode::new(cfg.clone(), routing.clone(), db.clone())
                 .with_prg(prg.clone())
-                .with_whitespace_keepalive(whitespace),
+                .with_whitespace_keepalive(whitespace)
+                .with_client_keepalive(ka.interval),
         ));
         *slot.borrow_mut() = Some(node.clone());
         let comp =
