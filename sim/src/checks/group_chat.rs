@@ -206,8 +206,11 @@ fn invitations(i: &Inputs<'_>, stays: &Stays, v: &mut Verdict) {
         let joined_after = stays
             .iter()
             .any(|((r, u, _), s)| r == &e.room && u == invitee && s.iter().any(|(j, _)| j >= at));
-        let jabber = by_jid.get(invitee.as_str()).is_some_and(|u| u.jabber);
-        if on_webex_at(i.bridge, invitee, *at) {
+        let invited = by_jid.get(invitee.as_str());
+        let jabber = invited.is_some_and(|u| u.jabber);
+        // The bridge is keyed by the mail ID (spec 24); the invitation names the JID.
+        let key = invited.and_then(|u| crate::oracle::interop::session_key(u));
+        if key.is_some_and(|k| on_webex_at(i.bridge, k, *at)) {
             v.count("hm_not_added");
             if joined_after {
                 v.bad(format!(

@@ -99,7 +99,7 @@ fn final_views(
         if u.hidden
             && out
                 .bridge
-                .get(*jid)
+                .get(crate::oracle::interop::session_key(u).unwrap_or(*jid))
                 .is_some_and(|ev| ev.iter().skip(1).any(|(_, up)| !*up))
         {
             problems.push(format!("{jid} is hidden but its session was destroyed"));

@@ -7,7 +7,8 @@
 //!
 //! Extension points (features the scenario language does not have yet; each is one function
 //! below to fill in when the language gains it): message bodies of chosen sizes and characters
-//! ([`bodies`]), JIDs that differ from emails ([`population`]).
+//! ([`bodies`]). JIDs that differ from emails are drawn by [`jid_scheme`], from a stream of
+//! their own so that adding them shifted no other draw.
 
 use super::Profile;
 use crate::plan::rng::RngFactory;
@@ -16,7 +17,7 @@ use crate::scenario::units::{Dur, Pct, Rate};
 use crate::scenario::{
     Between, ChatMix, ChatWorkload, CheckSpec, ClientFarms, ClientSel, Coresident,
     ExpresswayCluster, ExpresswaySize, Fault, GroupChatWorkload, Hosts, HttpErrors, ImpCluster,
-    ImpFailover, KmsKind, LinkLatency, Migration, NodeRef, OneWay, Outage, PacketLoss,
+    ImpFailover, JidScheme, KmsKind, LinkLatency, Migration, NodeRef, OneWay, Outage, PacketLoss,
     PresenceWorkload, Prg, PrgHighAvailability, Scenario, SessionLimits, Topology, Users, Workload,
 };
 use crate::scenario::{FailoverMode, HostnameCheck, PrgAssignment};
@@ -141,7 +142,8 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
     let mut r = rngs.named("explore/header");
     let duration = Dur::from_secs(60 * r.random_range(lim.duration_min.0..=lim.duration_min.1));
     let topology = topology(&mut rngs.named("explore/topology"), &lim, &sw);
-    let users = population(&mut rngs.named("explore/users"), &lim, &topology);
+    let mut users = population(&mut rngs.named("explore/users"), &lim, &topology);
+    users.jid = jid_scheme(&mut rngs.named("explore/jid"), &topology);
     let mut s = Scenario {
         name: format!("explore-{}-{seed}", profile.name()),
         description: Some(format!(
@@ -289,8 +291,24 @@ fn expressway(r: &mut ChaCha8Rng, imp: &[ImpCluster], lim: &Limits) -> Expresswa
     e
 }
 
-/// The user population. Extension point: JIDs that differ from emails (a share to draw here
-/// once `users` has the field).
+/// JIDs that differ from mail IDs (spec 24): on half the seeds a share of users, up to all,
+/// whose mail ID (and so Webex email) is not their JID; on a third of those, the mail IDs are
+/// under another domain too.
+pub fn jid_scheme(r: &mut ChaCha8Rng, t: &Topology) -> JidScheme {
+    if !r.random_bool(0.5) {
+        return JidScheme::default();
+    }
+    let differs_from_email = pct(r, 1, 100);
+    let email_domain = r
+        .random_bool(1.0 / 3.0)
+        .then(|| format!("mail.{}", t.domain));
+    JidScheme {
+        differs_from_email,
+        email_domain,
+    }
+}
+
+/// The user population; its JIDs are [`jid_scheme`]'s.
 fn population(r: &mut ChaCha8Rng, lim: &Limits, t: &Topology) -> Users {
     let connector = !t.expressway_clusters.is_empty();
     let maybe = |r: &mut ChaCha8Rng, hi: u32| {
@@ -331,6 +349,7 @@ fn population(r: &mut ChaCha8Rng, lim: &Limits, t: &Topology) -> Users {
         dnd: maybe(r, 30),
         out_of_office: maybe(r, 30),
         jabber_devices: r.random_range(1..=2),
+        jid: JidScheme::default(),
     }
 }
 
@@ -716,6 +735,23 @@ mod tests {
         let a = to_yaml(&generate(7, Profile::Small), &[]);
         assert_eq!(a, to_yaml(&generate(7, Profile::Small), &[]));
         assert_ne!(a, to_yaml(&generate(8, Profile::Small), &[]));
+    }
+
+    /// Spec 24: some seeds have JIDs that differ from mail IDs (some under another mail
+    /// domain), others none.
+    #[test]
+    fn some_seeds_draw_jids_that_differ_from_mail_ids() {
+        let schemes: Vec<JidScheme> = (0..200)
+            .map(|seed| generate(seed, Profile::Small).users.jid)
+            .collect();
+        let differ = schemes.iter().filter(|j| j.differs_from_email > Pct::NONE);
+        let n = differ.clone().count();
+        assert!((60..=140).contains(&n), "{n} of 200 seeds");
+        let domains = differ.filter(|j| j.email_domain.is_some()).count();
+        assert!(
+            domains > 10 && domains < n,
+            "{domains} of {n} with another domain"
+        );
     }
 
     /// Swarm: across seeds, every fault kind is both enabled and left out somewhere.

@@ -126,12 +126,15 @@ fn population(s: &Scenario, add: &mut dyn FnMut(String, Scenario)) {
             add(format!("{count} users"), c);
         }
     }
-    let shares: [(&str, ShareOf); 5] = [
+    let shares: [(&str, ShareOf); 6] = [
         ("hidden_status", |s| &mut s.users.hidden_status),
         ("without_email", |s| &mut s.users.without_email),
         ("duplicate_mail_id", |s| &mut s.users.duplicate_mail_id),
         ("dnd", |s| &mut s.users.dnd),
         ("out_of_office", |s| &mut s.users.out_of_office),
+        ("jid.differs_from_email", |s| {
+            &mut s.users.jid.differs_from_email
+        }),
     ];
     for (name, field) in shares {
         let mut c = s.clone();

@@ -122,6 +122,11 @@ struct State {
 #[derive(Default)]
 pub struct Observer {
     state: RefCell<State>,
+    /// Each user's Webex email → bare JID, for users whose two differ (spec 24): Webex
+    /// clients name people by email, Jabber clients by JID, and one message's record holds
+    /// both sides, so the history names everyone by JID. Taken from the population, never
+    /// from the connector's directory.
+    jid_of_email: BTreeMap<String, String>,
 }
 
 fn now() -> Duration {
@@ -132,6 +137,23 @@ impl Observer {
     /// An empty history.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty history that names users by JID: `jid_of_email` maps each Webex email that
+    /// is not its user's JID to that JID (spec 24).
+    pub fn with_identities(jid_of_email: BTreeMap<String, String>) -> Self {
+        Self {
+            jid_of_email,
+            ..Self::default()
+        }
+    }
+
+    /// The history's name (bare JID) of a user a client named by JID or Webex email.
+    fn who(&self, user: String) -> String {
+        match self.jid_of_email.get(&user) {
+            Some(jid) => jid.clone(),
+            None => user,
+        }
     }
 
     fn digest(&self, st: &mut State, at: Duration, host: &str, event: &str) {
@@ -304,8 +326,8 @@ impl Recorder for Observer {
         st.messages.insert(
             ev.id,
             MessageRecord {
-                from: ev.from,
-                to: ev.to,
+                from: self.who(ev.from),
+                to: self.who(ev.to),
                 client: ev.client,
                 sent_at: now(),
                 deliveries: Vec::new(),
@@ -336,14 +358,21 @@ impl Recorder for Observer {
         }
         let number = st.delivery_count;
         st.delivery_count += 1;
+        let (from, to) = (self.who(ev.from), self.who(ev.to));
         let Some(m) = st.messages.get_mut(&ev.id) else {
             st.phantom.push(ev.id);
             return;
         };
-        if ev.carbon || ev.to != m.to {
+        if from != m.from {
+            // Shown as sent by someone else: a bridge that mixed up who is who (spec 24).
+            let wrong = format!("{} (arrived as from {from}, sent by {})", ev.id, m.from);
+            st.phantom.push(wrong);
+            return;
+        }
+        if ev.carbon || to != m.to {
             m.carbons += 1;
             m.carbon_seen.push(CarbonCopy {
-                user: ev.to,
+                user: to,
                 device: ev.device,
             });
             return;
@@ -429,13 +458,93 @@ impl Recorder for Observer {
         *st.coverage
             .entry(format!("message refused: {}", ev.text))
             .or_default() += 1;
+        let user = self.who(ev.user);
         match st.messages.get_mut(&ev.id) {
-            Some(m) if m.from == ev.user => m.refused.push(Refusal {
+            Some(m) if m.from == user => m.refused.push(Refusal {
                 device: ev.device,
                 condition: ev.condition,
                 text: ev.text,
             }),
             _ => st.phantom.push(format!("{} (refused, never sent)", ev.id)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fakes::observe::Sent;
+
+    fn observer() -> Observer {
+        // b@x is known to Webex (and IM&P's mail ID) as first.b@y.
+        Observer::with_identities([("first.b@y".to_string(), "b@x".to_string())].into())
+    }
+
+    fn delivered(id: &str, from: &str, to: &str, client: ClientKind) -> Delivered {
+        Delivered {
+            id: id.into(),
+            from: from.into(),
+            to: to.into(),
+            device: if client == ClientKind::Webex {
+                "webex.0"
+            } else {
+                "jabber-0"
+            }
+            .into(),
+            client,
+            delayed: false,
+            carbon: false,
+        }
+    }
+
+    fn records(o: &Observer) -> Vec<(String, MessageRecord)> {
+        o.with_messages(|msgs| msgs.map(|(id, m)| (id.to_string(), m.clone())).collect())
+    }
+
+    fn send(o: &Observer, id: &str, from: &str, to: &str, client: ClientKind) {
+        let device = "d".to_string();
+        let (id, from, to) = (id.to_string(), from.to_string(), to.to_string());
+        o.sent(
+            "h",
+            Sent {
+                id,
+                from,
+                to,
+                client,
+                device,
+            },
+        );
+    }
+
+    /// Spec 24: Webex names b by email, Jabber by JID; one message's record holds both sides,
+    /// so a Jabber message to b's JID delivered on b's Webex App is b's delivery, not a copy.
+    #[test]
+    fn a_user_named_by_email_on_webex_is_the_user_of_the_jid() {
+        let o = observer();
+        send(&o, "m1", "a@x", "b@x", ClientKind::Jabber);
+        o.delivered("h", delivered("m1", "a@x", "first.b@y", ClientKind::Webex));
+        send(&o, "m2", "first.b@y", "a@x", ClientKind::Webex);
+        o.delivered("h", delivered("m2", "b@x", "a@x", ClientKind::Jabber));
+        let msgs = records(&o);
+        for (id, m) in &msgs {
+            assert_eq!(m.deliveries.len(), 1, "{id}: {m:?}");
+            assert_eq!(m.carbons, 0, "{id}");
+        }
+        assert_eq!(msgs[1].1.from, "b@x");
+        assert!(o.phantom().is_empty());
+    }
+
+    /// A message shown as sent by someone else (a bridge that mixed up two users) is not a
+    /// delivery: the history says who it arrived as from.
+    #[test]
+    fn a_delivery_shown_from_the_wrong_sender_is_flagged() {
+        let o = observer();
+        send(&o, "m1", "first.b@y", "a@x", ClientKind::Webex);
+        o.delivered("h", delivered("m1", "first.b@x", "a@x", ClientKind::Jabber));
+        assert!(records(&o)[0].1.deliveries.is_empty());
+        assert_eq!(
+            o.phantom(),
+            vec!["m1 (arrived as from first.b@x, sent by b@x)".to_string()]
+        );
     }
 }

@@ -22,9 +22,13 @@ pub const SESSION_RATE_PER_S: f64 = 50.0;
 /// Webex users log in spread over this window after the start.
 pub const WEBEX_LOGIN_SPREAD: Duration = Duration::from_secs(30);
 
-/// The email a user has in Webex (every user has one there, spec 24; IM&P may lack it).
+/// The email a user has in Webex: the mail ID IM&P holds (spec 24: it must be the same,
+/// whatever the JID), or for a user without one in IM&P, `<userid>@<domain>` (every user has
+/// an email in Webex).
 pub fn webex_email(u: &UserSpec, s: &Scenario) -> String {
-    format!("{}@{}", u.userid, s.topology.domain)
+    u.email
+        .clone()
+        .unwrap_or_else(|| format!("{}@{}", u.userid, s.topology.domain))
 }
 
 /// The cloud's name of an Expressway VM size.

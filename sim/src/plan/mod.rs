@@ -75,4 +75,14 @@ impl Plan {
             base,
         }
     }
+
+    /// Each user's Webex email → bare JID, where the two differ (spec 24): how the history
+    /// names the people Webex clients name by email.
+    pub fn jid_of_email(&self, s: &Scenario) -> BTreeMap<String, String> {
+        self.users
+            .iter()
+            .map(|u| (self::connector::webex_email(u, s), u.jid.clone()))
+            .filter(|(email, jid)| email != jid)
+            .collect()
+    }
 }

@@ -117,6 +117,35 @@ impl UserSpec {
 /// cluster; every per-user share (Hybrid Message, Jabber, ...) drawn from the `population`
 /// RNG so that the same seed always gives the same people.
 pub fn population(s: &Scenario, rngs: &RngFactory) -> Vec<UserSpec> {
+    let mut users = base_population(s, rngs);
+    differing_mail_ids(s, rngs, &mut users);
+    users
+}
+
+/// The local part of the mail ID of user `index` when it is not the JID's (spec 24): the
+/// `first.last` shape a directory's `mail` field has, sharing nothing with the user id, so a
+/// connector deriving one from the other cannot pass by luck.
+pub fn differing_mail_local(index: u32) -> String {
+    format!("first.last{index:05}")
+}
+
+/// Gives a share `users.jid.differs_from_email` of the users who have a mail ID one that is
+/// not their JID. The draws come from their own stream, `population.jid`, one per user, so
+/// the other population draws (and every scenario without the option) stay as they were.
+fn differing_mail_ids(s: &Scenario, rngs: &RngFactory, users: &mut [UserSpec]) {
+    let scheme = &s.users.jid;
+    let mut rng = rngs.named("population.jid");
+    let domain = scheme.email_domain.as_deref().unwrap_or(&s.topology.domain);
+    for u in users {
+        let differs = rng.random_range(0..10_000u32) < scheme.differs_from_email.0;
+        if differs && u.email.is_some() {
+            u.email = Some(format!("{}@{domain}", differing_mail_local(u.index)));
+        }
+    }
+}
+
+/// The population with every mail ID equal to the JID (or none).
+fn base_population(s: &Scenario, rngs: &RngFactory) -> Vec<UserSpec> {
     let mut rng = rngs.named("population");
     let clusters = &s.topology.imp_clusters;
     let u = &s.users;
@@ -152,4 +181,68 @@ pub fn population(s: &Scenario, rngs: &RngFactory) -> Vec<UserSpec> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::connector::webex_email;
+
+    fn scenario(jid: &str) -> Scenario {
+        let text = format!(
+            "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2 }}]\n\
+             users:\n  count: 400\n  without_email: 10%\n  hidden_status: 30%\n{jid}"
+        );
+        crate::parse("t.yaml", &text).unwrap()
+    }
+
+    /// Spec 24: a share of users get a mail ID that is not their JID, and their Webex email is
+    /// that mail ID; the draws come from their own stream, so every other fact of every user
+    /// is what it is without the option.
+    #[test]
+    fn a_share_of_mail_ids_differ_from_jids_and_nothing_else_moves() {
+        let rngs = RngFactory::new(5);
+        let plain = population(&scenario(""), &rngs);
+        let s = scenario("  jid: { differs_from_email: 50% }\n");
+        let mixed = population(&s, &rngs);
+        let mut differ = 0;
+        for (a, b) in plain.iter().zip(&mixed) {
+            assert_eq!(a.jid, b.jid);
+            assert_eq!(a.jid, format!("{}@example.com", a.userid));
+            assert_eq!(a.email.is_some(), b.email.is_some(), "{}", a.userid);
+            assert_eq!(webex_email(b, &s), b.email.clone().unwrap_or(b.jid.clone()));
+            if b.email != a.email {
+                differ += 1;
+                let email = b.email.as_deref().unwrap();
+                assert_eq!(email, format!("first.last{:05}@example.com", b.index));
+                assert!(
+                    !email.contains(&b.userid),
+                    "{email} shares nothing with the JID"
+                );
+            }
+            let b_as_plain = UserSpec {
+                email: a.email.clone(),
+                ..b.clone()
+            };
+            assert_eq!(a, &b_as_plain, "only the mail ID changes");
+        }
+        // 400 users, 90% with a mail ID, half of those: about 180.
+        assert!((140..=220).contains(&differ), "{differ} of 400 differ");
+    }
+
+    #[test]
+    fn mail_ids_may_differ_in_domain_too_and_all_may_differ() {
+        let s = scenario("  jid: { differs_from_email: 100%, email_domain: corp.example.net }\n");
+        let users = population(&s, &RngFactory::new(9));
+        for u in &users {
+            if let Some(email) = &u.email {
+                assert_eq!(*email, format!("first.last{:05}@corp.example.net", u.index));
+                assert_eq!(u.jid, format!("{}@example.com", u.userid));
+            }
+        }
+        assert!(
+            users.iter().any(|u| u.email.is_none()),
+            "without_email kept"
+        );
+    }
 }

@@ -2,7 +2,7 @@
 //! chat facts, the secrets the run knows), and the log capture `no_secrets_in_logs` needs.
 
 use crate::history::{Evidence, History, LOG_BYTES_MAX, Secret, SpaceFacts, key_encodings};
-use crate::plan::connector::COMPONENT_SECRET;
+use crate::plan::connector::{COMPONENT_SECRET, webex_email};
 use crate::plan::topology::UserSpec;
 use crate::run::Options;
 use crate::scenario::Scenario;
@@ -18,8 +18,8 @@ use tracing_subscriber::prelude::*;
 
 /// Reads the world's final state into the history.
 pub fn finish(world: &World<'_>, s: &Scenario, opts: Options, out: &mut History) {
-    final_stats(&world.hybrid, out);
-    group_facts(&world.imp, &world.hybrid, out);
+    final_stats(&world.hybrid, s, out);
+    group_facts(&world.imp, &world.hybrid, s, out);
     if opts.capture_log {
         out.secrets = Some(Evidence {
             secrets: secrets(s, &world.hybrid, &out.users),
@@ -65,7 +65,7 @@ fn hit_transitions(out: &History, u: &fakes::cloud::org::User) {
 }
 
 /// Final connector counters into the run output.
-pub fn final_stats(h: &HybridHandles, out: &mut History) {
+pub fn final_stats(h: &HybridHandles, s: &Scenario, out: &mut History) {
     crate::run::sample::collect_moves(h, out);
     if let Some(cloud) = &h.cloud {
         out.plaintext = Some(h.leaks.borrow().clone());
@@ -94,7 +94,8 @@ pub fn final_stats(h: &HybridHandles, out: &mut History) {
             enabled.saturating_sub(assigned) as u64,
         );
         for u in &out.users {
-            let st = cloud.presence().state(out.elapsed, &u.jid);
+            // The cloud knows people by email, which need not be the JID (spec 24).
+            let st = cloud.presence().state(out.elapsed, &webex_email(u, s));
             let p = from_cloud(
                 st.last_active_ms,
                 st.dnd_until_ms,
@@ -163,7 +164,7 @@ pub fn from_cloud(
 }
 
 /// Gathers the group chat counters of every IM&P node and every Webex group space.
-fn group_facts(imp: &ImpHandles, hybrid: &HybridHandles, out: &mut History) {
+fn group_facts(imp: &ImpHandles, hybrid: &HybridHandles, s: &Scenario, out: &mut History) {
     for (host, h) in &imp.nodes {
         if let Some(node) = h.slot.borrow().as_ref() {
             out.group
@@ -176,7 +177,7 @@ fn group_facts(imp: &ImpHandles, hybrid: &HybridHandles, out: &mut History) {
     let m = cloud.messaging();
     let mut ids = BTreeSet::new();
     for u in &out.users {
-        ids.extend(m.spaces_of(&u.jid));
+        ids.extend(m.spaces_of(&webex_email(u, s)));
     }
     for id in ids {
         let Some(space) = m

@@ -66,7 +66,7 @@ fn run_world(
     progress: &mut dyn FnMut(Progress),
 ) -> History {
     let plan = Plan::new(s, seed);
-    let observer = Rc::new(Observer::new());
+    let observer = Rc::new(Observer::with_identities(plan.jid_of_email(s)));
     let mut world = World::build(s, &plan, observer.clone());
     let mut out = History::from_history(seed, observer, plan.users.clone());
     out.contacts = plan.contacts.clone();

@@ -424,6 +424,35 @@ pub struct Users {
     /// Devices (Jabber resources) per Jabber user.
     #[serde(default = "one")]
     pub jabber_devices: u32,
+    /// How Jabber IDs relate to mail IDs (spec 24: the JID need not be the email).
+    #[serde(default, skip_serializing_if = "JidScheme::is_default")]
+    pub jid: JidScheme,
+}
+
+/// How users' Jabber IDs relate to the mail IDs IM&P holds and Webex knows them by (spec 24:
+/// "the Jabber ID does not have to be the email address, even though it looks like one").
+/// Every JID is `<userid>@<topology.domain>` (IM&P's "UserID@Default_Domain" address scheme);
+/// a share of users get a mail ID that is something else, as when the directory's `mail`
+/// field is `first.last@...` while the user id is short. Their Webex email is that mail ID
+/// (spec 24: it must be), so the connector has to map between the two both ways.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct JidScheme {
+    /// Share of users (with a mail ID) whose mail ID is not their JID: another local part,
+    /// `first.last<n>`, under `email_domain`.
+    #[serde(default)]
+    pub differs_from_email: Pct,
+    /// The domain of those mail IDs (default: `topology.domain`, so only the local part
+    /// differs); another domain makes both parts differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_domain: Option<String>,
+}
+
+impl JidScheme {
+    /// True for the default (every JID is its mail ID), which scenario files leave out.
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 fn all() -> Pct {
