@@ -657,3 +657,78 @@ fn enabled_again_the_node_runs_and_reopens_the_sessions_of_its_assigned_users() 
     assert_eq!(pres.name, "presence");
     assert_eq!(pres.attr("from"), Some("alice@example.com/hm-webex"));
 }
+
+/// Spec 24: "the Jabber ID does not have to be the email address". Alice's JID is
+/// `asmith@example.com`, her mail ID `Alice.Smith@Example.com`; Bob is `bob@example.com` in
+/// Jabber and `robert.jones@example.com` in Webex. The session is keyed and assigned by mail
+/// ID and opened for the JID; a Jabber message posts as Bob's email, a Webex post goes out
+/// from Alice's JID to Bob's JID.
+#[test]
+fn a_jid_that_is_not_the_mail_id_is_mapped_both_ways() {
+    const ALICE_MAIL: &str = "alice.smith@example.com";
+    const BOB_MAIL: &str = "robert.jones@example.com";
+    let row = |userid: &str, mail: &str| {
+        format!(
+            "<row><userid>{userid}</userid><mailid>{mail}</mailid><jid>{userid}@example.com</jid>\
+             <homenode>imp-a-1</homenode><intercluster>f</intercluster></row>"
+        )
+    };
+    let mut h = Harness::new(settings());
+    registered(&mut h);
+    let nodes = h.axl_request();
+    h.answer(&nodes, 200, &two_nodes());
+    let page = h.axl_request();
+    let rows = [
+        row("asmith", "Alice.Smith@Example.com"),
+        row("bob", BOB_MAIL),
+    ];
+    h.answer(&page, 200, &users_page(&rows));
+    let report = h.request("/v1/connectors/users");
+    h.answer(&report, 200, "{}");
+    let a = h.request("/v1/connectors/assignments");
+    h.answer(&a, 200, &json!({ "users": [ALICE_MAIL] }).to_string());
+    h.node_up("imp-a-1");
+    h.node_up("imp-a-2");
+    presence_answered(&mut h, &[ALICE_MAIL], secs(60));
+    let iq = h.stanza_to("imp-a-1");
+    let id = session_iq(&iq, "imp-a-1", "start", "asmith@example.com");
+    h.stanza(
+        "imp-a-1",
+        &format!("<iq type='result' id='{id}' from='imp-a-1' to='hm.exp-a-1'/>"),
+    );
+    h.stanzas.clear();
+    // Jabber → Webex: from Bob's JID to Alice's session, posted as Bob's email.
+    h.stanza(
+        "imp-a-1",
+        "<message type='chat' id='m-1' from='bob@example.com/jabber' \
+         to='asmith@example.com/hm-webex'><body>hi</body></message>",
+    );
+    let space = h.request("/v1/spaces");
+    let members = json!([ALICE_MAIL, BOB_MAIL]);
+    assert_eq!(
+        json_body(&space),
+        json!({"kind": "direct", "members": members})
+    );
+    let sp = json!({"space_id": "sp-1", "key_uri": KEY_URI, "members": members, "created": true});
+    h.answer(&space, 200, &sp.to_string());
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    let post = h.request("/v1/spaces/sp-1/activities");
+    assert_eq!(json_body(&post)["actor"], BOB_MAIL);
+    h.answer(&post, 200, r#"{"activities":[{"id":"act-9"}]}"#);
+    // Webex → Jabber: Alice's post, from her JID's session to Bob's JID.
+    let ct = jwe_encrypt("hello from Webex", [9; 12]);
+    h.event(&alice_posted("act-1", &ct).replace(ALICE, ALICE_MAIL));
+    // The space's members and key, unless the connector kept them from the first message.
+    let info = json!({"key_uri": KEY_URI, "members": members}).to_string();
+    for (path, answer) in [("/v1/spaces/sp-1", info), ("/v1/kms/keys", key_answer())] {
+        if h.http.iter().any(|r| r.path == path) {
+            let req = h.request(path);
+            h.answer(&req, 200, &answer);
+        }
+    }
+    let msg = h.stanza_to("imp-a-1");
+    assert_eq!(msg.attr("from"), Some("asmith@example.com/hm-webex"));
+    assert_eq!(msg.attr("to"), Some("bob@example.com"));
+    assert_eq!(h.node.stats().to_jabber, 1);
+}
