@@ -344,6 +344,13 @@ fn users(s: &Scenario, p: &mut Problems) {
             Some(format!("valid values: 1..={JABBER_DEVICES_MAX}")),
         );
     }
+    if let Some(d) = u.jid.email_domain.as_deref().filter(|d| !valid_domain(d)) {
+        p.add(
+            "users.jid.email_domain",
+            format!("invalid domain `{d}`"),
+            Some("a lowercase DNS name such as `corp.example.net`".into()),
+        );
+    }
 }
 
 fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
