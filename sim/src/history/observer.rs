@@ -392,6 +392,9 @@ impl Recorder for Observer {
 
     fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str) {
         let at = now();
+        // A Webex App device reports its user's email: the oracle finds devices by JID.
+        let user = self.who(user.to_string());
+        let user = user.as_str();
         let mut st = self.state.borrow_mut();
         let line = format!(
             "session {user}/{device} {} {reason}",
@@ -532,6 +535,19 @@ mod tests {
         }
         assert_eq!(msgs[1].1.from, "b@x");
         assert!(o.phantom().is_empty());
+    }
+
+    /// The oracle finds a user's devices by JID (a message's recipient, say), the Webex App's
+    /// too, whose sessions it reports by email.
+    #[test]
+    fn a_webex_app_session_is_filed_under_the_jid() {
+        let o = observer();
+        o.session("webex-1", "first.b@y", "webex.0", true, "logged in");
+        let s = o.sessions();
+        assert_eq!(
+            (s[0].user.as_str(), s[0].device.as_str()),
+            ("b@x", "webex.0")
+        );
     }
 
     /// A message shown as sent by someone else (a bridge that mixed up two users) is not a
