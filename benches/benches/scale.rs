@@ -9,9 +9,13 @@
 //!   YAML added to the hybrid scenario, run as one more variant (a lever, e.g.
 //!   `'keepalive: { kind: whitespace, interval: 30s }'`), with its ratio to the plain one.
 //! - `-- table [USERS,USERS,…] [YAML]`: the hybrid shape for 10 simulated minutes at each size
-//!   (default 5000,15000,30000): wall seconds for every simulated minute (the connector
-//!   starts in the first, chat starts at 2 min), the peak RSS so far and the raw baseline's
-//!   rate at that size.
+//!   (default 5000,15000,30000): wall seconds and CPU seconds for every simulated minute (the
+//!   connector starts in the first, chat starts at 2 min), the peak RSS so far and the raw
+//!   baseline's rate at that size.
+//!
+//! Every rate is printed twice: per wall second, and per CPU second of this process. On a
+//! shared machine the second is the one to compare (the run and its baseline may get very
+//! different shares of a core over minutes); both are ratios to the baseline.
 //! - `-- raw USERS`: the raw baseline alone at USERS connections (to quote a whole
 //!   `hmsim run` against, in the same command).
 //! - `-- axl [USERS,…]`: discovery's paging through the fake AXL service at each size, one
@@ -39,48 +43,68 @@ fn main() {
         Some("compare") => compare(&args[1..]),
         Some("raw") => {
             let users = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(22_500);
-            let (r, _) = shape::raw_rate(users, WARM, WARM + Duration::from_secs(240));
-            println!("raw turmoil, {users} connections: {r:.1} sim-s/wall-s");
+            let r = shape::raw_rate(users, WARM, WARM + Duration::from_secs(240));
+            println!(
+                "raw turmoil, {users} connections: {:.1} sim-s/wall-s, {} sim-s/cpu-s",
+                r.wall,
+                fmt_rate(r.cpu)
+            );
         }
         Some("axl") => axl(&args[1..]),
         _ => compare(&args),
     }
 }
 
-fn busy(t: &Timed, what: &str) -> f64 {
+/// A run's simulated seconds per wall second and per CPU second over the busy window.
+fn busy(t: &Timed, what: &str) -> (f64, Option<f64>) {
     if let Some(f) = &t.failure {
         eprintln!("warning: the {what} run failed: {f}");
     }
-    t.rate(WARM, Duration::from_secs(COMPARE_MINUTES * 60))
-        .expect("progress marks cover the window")
+    let end = Duration::from_secs(COMPARE_MINUTES * 60);
+    let wall = t.rate(WARM, end).expect("progress marks cover the window");
+    (wall, t.cpu_rate(WARM, end))
+}
+
+fn fmt_rate(r: Option<f64>) -> String {
+    r.map_or("-".into(), |r| format!("{r:.1}"))
+}
+
+fn fmt_ratio(a: Option<f64>, b: Option<f64>) -> String {
+    a.zip(b)
+        .map_or("-".into(), |(a, b)| format!("{:.3}", a / b))
 }
 
 fn compare(args: &[String]) {
     let users: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(3000);
     let extras: Vec<&String> = args.iter().skip(1).collect();
     let end = Duration::from_secs(COMPARE_MINUTES * 60);
-    let (raw, frames) = shape::raw_rate(users, WARM, end);
-    let per_frame_us = (end - WARM).as_secs_f64() / raw / frames.max(1) as f64 * 1e6;
+    let raw = shape::raw_rate(users, WARM, end);
+    let per_frame_us = (end - WARM).as_secs_f64() / raw.wall / raw.frames.max(1) as f64 * 1e6;
     println!(
-        "shape: {users} users, window {}-{} s simulated",
+        "shape: {users} users, window {}-{} s simulated; sim-s per wall-s | per cpu-s",
         WARM.as_secs(),
         end.as_secs()
     );
     println!(
-        "raw turmoil      {raw:8.1} sim-s/wall-s  ({frames} frames, {per_frame_us:.2} us each)"
+        "raw turmoil      {:8.1} | {:>8}  ({} frames, {per_frame_us:.2} us each)",
+        raw.wall,
+        fmt_rate(raw.cpu),
+        raw.frames
     );
-    let mut plain = 0.0;
+    let mut plain = (0.0, None);
     for (name, s) in [
         ("harness c2s", Shape::C2s),
         ("harness hybrid", Shape::Hybrid),
     ] {
         let t = shape::run(&shape::yaml(s, users, COMPARE_MINUTES, 60, ""));
-        let r = busy(&t, name);
+        let (w, c) = busy(&t, name);
         println!(
-            "{name:<16} {r:8.1} sim-s/wall-s  ratio to raw {:.3}",
-            r / raw
+            "{name:<16} {w:8.1} | {:>8}  ratio to raw {:.3} | {}",
+            fmt_rate(c),
+            w / raw.wall,
+            fmt_ratio(c, raw.cpu)
         );
-        plain = r;
+        plain = (w, c);
     }
     for extra in extras {
         let t = shape::run(&shape::yaml(
@@ -90,11 +114,14 @@ fn compare(args: &[String]) {
             60,
             extra,
         ));
-        let r = busy(&t, extra);
+        let (w, c) = busy(&t, extra);
         println!(
-            "hybrid + {extra}\n                 {r:8.1} sim-s/wall-s  ratio to raw {:.3}, to plain hybrid {:.3}",
-            r / raw,
-            r / plain
+            "hybrid + {extra}\n                 {w:8.1} | {:>8}  ratio to raw {:.3} | {}, to plain hybrid {:.3} | {}",
+            fmt_rate(c),
+            w / raw.wall,
+            fmt_ratio(c, raw.cpu),
+            w / plain.0,
+            fmt_ratio(c, plain.1)
         );
     }
 }
@@ -106,10 +133,10 @@ fn table(args: &[String]) {
         .unwrap_or_else(|| vec![5000, 15000, 30000]);
     let extra = args.get(1).map(String::as_str).unwrap_or("");
     println!(
-        "users  raw-sim-s/wall-s  wall-s per simulated minute 1..{TABLE_MINUTES}  total-s  peak-RSS-MiB"
+        "users  raw-sim-s/wall-s|cpu-s  wall-s, then cpu-s, per simulated minute 1..{TABLE_MINUTES}  total-s  peak-RSS-MiB"
     );
     for users in sizes {
-        let (raw, _) = shape::raw_rate(users, WARM, WARM + Duration::from_secs(120));
+        let raw = shape::raw_rate(users, WARM, WARM + Duration::from_secs(120));
         let t = shape::run(&shape::yaml(
             Shape::Hybrid,
             users,
@@ -120,21 +147,30 @@ fn table(args: &[String]) {
         if let Some(f) = &t.failure {
             eprintln!("warning: the {users}-user run failed: {f}");
         }
-        let minutes: Vec<String> = (0..TABLE_MINUTES)
-            .map(|m| {
-                let (a, b) = (
-                    Duration::from_secs(m * 60),
-                    Duration::from_secs((m + 1) * 60),
-                );
-                t.wall_between(a, b)
-                    .map_or("-".into(), |w| format!("{:.2}", w.as_secs_f64()))
-            })
-            .collect();
+        let per_minute = |f: &dyn Fn(Duration, Duration) -> Option<Duration>| -> String {
+            (0..TABLE_MINUTES)
+                .map(|m| {
+                    let (a, b) = (
+                        Duration::from_secs(m * 60),
+                        Duration::from_secs((m + 1) * 60),
+                    );
+                    f(a, b).map_or("-".into(), |w| format!("{:.2}", w.as_secs_f64()))
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let rss = shape::peak_rss_mib().map_or("-".into(), |m| format!("{m:.0}"));
         println!(
-            "{users:>6} {raw:8.1}  {}  {:.1}  {rss}",
-            minutes.join(" "),
+            "{users:>6} {:8.1}|{}  wall {}  {:.1}  {rss}",
+            raw.wall,
+            fmt_rate(raw.cpu),
+            per_minute(&|a, b| t.wall_between(a, b)),
             t.total.as_secs_f64()
+        );
+        println!(
+            "{users:>6} {:>17}  cpu  {}",
+            "",
+            per_minute(&|a, b| t.cpu_between(a, b))
         );
     }
 }

@@ -1,7 +1,10 @@
 //! The harness side of the scale benches: scenarios of the Large-node traffic shape at any user
 //! count, run with the wall clock read at every progress report.
 //!
-//! The wall clock is read here, in bench code outside the simulation, only to time it.
+//! The wall clock and the process's CPU time are read here, in bench code outside the
+//! simulation, only to time it. CPU time ([`cpu_time`]) is what a busy shared machine does not
+//! inflate: with six builds beside it a run gets a fraction of a core, and its wall seconds
+//! then say more about the neighbours than about the run.
 
 use std::time::{Duration, Instant};
 
@@ -44,6 +47,9 @@ pub fn yaml(shape: Shape, users: usize, minutes: u64, chat_start_s: u64, extra: 
 pub struct Timed {
     /// (simulated time, wall time since the run started), in order.
     pub marks: Vec<(Duration, Duration)>,
+    /// (simulated time, this process's CPU time since the run started) at the same reports;
+    /// empty where the CPU time cannot be read.
+    pub cpu_marks: Vec<(Duration, Duration)>,
     /// Wall time of the whole run, setup and drain included.
     pub total: Duration,
     /// The run's failure, if any (a bench of a failing run measures nothing useful).
@@ -58,10 +64,28 @@ impl Timed {
         Some(at(to)?.saturating_sub(at(from)?))
     }
 
+    /// CPU time this process spent between simulated times `from` and `to` (as
+    /// [`Self::wall_between`]).
+    pub fn cpu_between(&self, from: Duration, to: Duration) -> Option<Duration> {
+        let at = |t: Duration| {
+            self.cpu_marks
+                .iter()
+                .find(|(s, _)| *s >= t)
+                .map(|(_, c)| *c)
+        };
+        Some(at(to)?.saturating_sub(at(from)?))
+    }
+
     /// Simulated seconds per wall second between `from` and `to`.
     pub fn rate(&self, from: Duration, to: Duration) -> Option<f64> {
         let wall = self.wall_between(from, to)?.as_secs_f64();
         (wall > 0.0).then(|| (to - from).as_secs_f64() / wall)
+    }
+
+    /// Simulated seconds per CPU second between `from` and `to`.
+    pub fn cpu_rate(&self, from: Duration, to: Duration) -> Option<f64> {
+        let cpu = self.cpu_between(from, to)?.as_secs_f64();
+        (cpu > 0.0).then(|| (to - from).as_secs_f64() / cpu)
     }
 }
 
@@ -69,30 +93,62 @@ impl Timed {
 pub fn run(yaml: &str) -> Timed {
     let s = sim::parse("bench.yaml", yaml).expect("bench scenario is valid");
     let start = Instant::now();
-    let mut marks = Vec::new();
+    let cpu_start = cpu_time();
+    let (mut marks, mut cpu_marks) = (Vec::new(), Vec::new());
     let out = sim::run::run(&s, s.seed, sim::run::Options::default(), &mut |p| {
         marks.push((p.elapsed, start.elapsed()));
+        if let (Some(c0), Some(c)) = (cpu_start, cpu_time()) {
+            cpu_marks.push((p.elapsed, c.saturating_sub(c0)));
+        }
     });
     Timed {
         marks,
+        cpu_marks,
         total: start.elapsed(),
         failure: out.failure.map(|f| format!("{f:?}")),
     }
 }
 
-/// Simulated seconds per wall second of the raw baseline between `from` and `to`, and the
-/// frames its server answered in that window.
-pub fn raw_rate(users: usize, from: Duration, to: Duration) -> (f64, u64) {
+/// The raw baseline's pace over a window.
+#[derive(Debug, Clone, Copy)]
+pub struct RawRate {
+    /// Simulated seconds per wall second.
+    pub wall: f64,
+    /// Simulated seconds per CPU second of this process, if the CPU time can be read.
+    pub cpu: Option<f64>,
+    /// Frames the server answered in the window.
+    pub frames: u64,
+}
+
+/// The raw baseline's pace between simulated times `from` and `to`.
+pub fn raw_rate(users: usize, from: Duration, to: Duration) -> RawRate {
     let (mut sim, answered) = crate::raw::sim(users, Duration::from_millis(50), 15000);
     while sim.elapsed() < from {
         sim.step().expect("raw baseline runs");
     }
-    let (start, before) = (Instant::now(), answered.get());
+    let (start, cpu_start, before) = (Instant::now(), cpu_time(), answered.get());
     while sim.elapsed() < to {
         sim.step().expect("raw baseline runs");
     }
-    let wall = start.elapsed().as_secs_f64();
-    ((to - from).as_secs_f64() / wall, answered.get() - before)
+    let span = (to - from).as_secs_f64();
+    let cpu = cpu_start
+        .zip(cpu_time())
+        .map(|(a, b)| b.saturating_sub(a).as_secs_f64())
+        .filter(|c| *c > 0.0)
+        .map(|c| span / c);
+    RawRate {
+        wall: span / start.elapsed().as_secs_f64(),
+        cpu,
+        frames: answered.get() - before,
+    }
+}
+
+/// CPU time this process has run so far (Linux `/proc/self/schedstat`, nanoseconds on a CPU),
+/// if known. The process is single-threaded while a simulation runs, so this is the run's.
+pub fn cpu_time() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 /// Peak resident memory of this process so far, in MiB (Linux `VmHWM`), if known.
