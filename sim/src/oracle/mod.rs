@@ -7,9 +7,11 @@
 //! reported, not failed. The window is the fault plus [`RISK_MARGIN`], the time a client needs
 //! to notice a dead stream and log in again.
 //!
+//! - [`activity`]: who used which client when (the 72 h rule, spec 52), from the history.
 //! - [`interop`]: across the Jabber/Webex bridge, per recipient client (spec 32-34).
 //! - [`tally`]: deliveries, losses, duplicates and reorderings over the whole history.
 
+pub mod activity;
 pub mod interop;
 pub mod tally;
 

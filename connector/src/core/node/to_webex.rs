@@ -101,10 +101,33 @@ impl ConnectorNode {
             self.stats.not_bridged += 1;
             return;
         };
+        if !self.wanted_in_webex(now, &actor, &other) {
+            self.stats.not_bridged += 1;
+            return;
+        }
         let id = inner.attr("id").unwrap_or("noid").to_string();
         let p = pair(&actor, &other);
         self.queue_posts(&p, &actor, &from.bare(), &id, activities);
         self.flush_outbox(&p, now, rng);
+    }
+
+    /// Notes `actor`'s Jabber use (spec 52) and says whether their message to `other` goes to
+    /// Webex. IM&P gives the connector a message for a recipient only while the recipient used
+    /// Webex within 72 h ("we assume that the user will not answer in Webex App if they have
+    /// not been active for more than 72 hours", spec 33, 56): a message reaching the
+    /// recipient's session while the recipient has not is dropped here. The sender's own copy
+    /// (their session here) goes unless both parties are served here and neither used Webex
+    /// within 72 h: nobody would read it there.
+    fn wanted_in_webex(&mut self, now: Duration, actor: &str, other: &str) -> bool {
+        let webex = |me: &Self, u: &str| {
+            let p = me.presence.get(u).copied().unwrap_or_default();
+            presence::webex_active(&p, now)
+        };
+        if !self.assigned.contains(actor) {
+            return webex(self, other);
+        }
+        self.jabber_seen.insert(actor.to_string(), now);
+        !self.assigned.contains(other) || webex(self, actor) || webex(self, other)
     }
 
     /// Queues a Jabber message's activities on its conversation, once per `client_id` (the
