@@ -78,7 +78,11 @@ pub fn webex_active(p: &WebexPresence, now: Duration) -> bool {
 
 /// Maps what the connector knows of a user (Webex facts, and `jabber_last`, the last Jabber
 /// use it saw) to the Jabber device presence at time `now` (spec 52-55).
-pub fn translate(p: &WebexPresence, jabber_last: Option<Duration>, now: Duration) -> JabberPresence {
+pub fn translate(
+    p: &WebexPresence,
+    jabber_last: Option<Duration>,
+    now: Duration,
+) -> JabberPresence {
     if p.hidden {
         return JabberPresence::Away;
     }
@@ -118,10 +122,22 @@ mod tests {
     fn every_row_of_spec_52() {
         let now = Duration::from_secs(100 * H);
         let n = 100 * H;
-        assert_eq!(translate(&at(n, Some(60)), None, now), JabberPresence::Available);
-        assert_eq!(translate(&at(n, Some(600)), None, now), JabberPresence::Available);
-        assert_eq!(translate(&at(n, Some(601)), None, now), JabberPresence::Away);
-        assert_eq!(translate(&at(n, Some(72 * H)), None, now), JabberPresence::Away);
+        assert_eq!(
+            translate(&at(n, Some(60)), None, now),
+            JabberPresence::Available
+        );
+        assert_eq!(
+            translate(&at(n, Some(600)), None, now),
+            JabberPresence::Available
+        );
+        assert_eq!(
+            translate(&at(n, Some(601)), None, now),
+            JabberPresence::Away
+        );
+        assert_eq!(
+            translate(&at(n, Some(72 * H)), None, now),
+            JabberPresence::Away
+        );
         assert_eq!(
             translate(&at(n, Some(72 * H + 1)), None, now),
             JabberPresence::Offline

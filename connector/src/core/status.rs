@@ -225,8 +225,18 @@ mod tests {
         let dir = Directory::build(&[("a".into(), users)]);
         let now = Duration::from_secs(100 * 3600);
         let nodes = vec![
-            ("imp-a-1".to_string(), "14.0".to_string(), NodeStatus::Operational, true),
-            ("imp-a-2".to_string(), "14.0".to_string(), NodeStatus::Operational, true),
+            (
+                "imp-a-1".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Operational,
+                true,
+            ),
+            (
+                "imp-a-2".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Operational,
+                true,
+            ),
         ];
         let active: BTreeMap<String, Duration> = [("u1@x".to_string(), now)].into_iter().collect();
         let page_of = |mine: &[&str], peers: &[Share]| {

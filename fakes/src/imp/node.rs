@@ -252,7 +252,11 @@ impl UserPresence {
         if self.manual.as_ref().is_some_and(|m| m.resource == resource) {
             self.manual = None;
         }
-        if self.user_level.as_ref().is_some_and(|m| m.resource == resource) {
+        if self
+            .user_level
+            .as_ref()
+            .is_some_and(|m| m.resource == resource)
+        {
             self.user_level = None;
         }
     }
@@ -800,7 +804,10 @@ impl ImpNode {
         let p = self.presence.entry(bare.clone()).or_default();
         // Any other presence from the resource that set a user-level one replaces it (Webex
         // DND changed or expired, spec 54); nobody else's presence touches it.
-        if p.user_level.as_ref().is_some_and(|u| u.resource == resource) {
+        if p.user_level
+            .as_ref()
+            .is_some_and(|u| u.resource == resource)
+        {
             p.user_level = None;
         }
         match (manual, unavailable) {
@@ -2105,7 +2112,10 @@ mod tests {
         assert!(got.contains("<show>dnd</show>"), "{got}");
         presence(&mut n1, a1, "chat", "Available", "device");
         presence(&mut n1, a1, "chat", "Back", "manual");
-        assert!(output(&mut n1, c).is_empty(), "Jabber cannot clear Webex DND");
+        assert!(
+            output(&mut n1, c).is_empty(),
+            "Jabber cannot clear Webex DND"
+        );
         presence(&mut n1, a2, "away", "@ Webex", "device");
         let got = output(&mut n1, c);
         assert!(

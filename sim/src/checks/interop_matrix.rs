@@ -45,7 +45,9 @@ impl Check for InteropMatrix {
         match interop::inactive_receivers(&m) {
             Ok(n) => (
                 status,
-                format!("{detail}; J- -> W+: {n} messages to receivers not on Webex for 72 h, none delivered there"),
+                format!(
+                    "{detail}; J- -> W+: {n} messages to receivers not on Webex for 72 h, none delivered there"
+                ),
             ),
             Err(e) if status == reports::Status::Pass => (reports::Status::Fail, e),
             Err(e) => (status, format!("{detail} | {e}")),

@@ -900,8 +900,10 @@ mod tests {
                 .collect()
         };
         // Both last used Webex at login; only `a`'s session closed 72 h later.
-        out.bridge.insert(a.clone(), s(&[(60, true), (h72 + 400, false)]));
-        out.bridge.insert(b.clone(), s(&[(60, true), (h72 / 2, false)]));
+        out.bridge
+            .insert(a.clone(), s(&[(60, true), (h72 + 400, false)]));
+        out.bridge
+            .insert(b.clone(), s(&[(60, true), (h72 / 2, false)]));
         let end = Duration::ZERO;
         let bound = Duration::from_secs(600);
         let Some(Err(detail)) = connector_liveness(&out, end, bound) else {

@@ -71,7 +71,10 @@ pub fn webex_dnd(out: &History) -> (Status, String) {
         }
         views += 1;
         if !(e.available && e.show.as_deref() == Some("dnd")) {
-            let show = e.show.as_deref().unwrap_or(if e.available { "available" } else { "offline" });
+            let show =
+                e.show
+                    .as_deref()
+                    .unwrap_or(if e.available { "available" } else { "offline" });
             wrong.push(format!("{viewer}/{device} sees {contact} as {show}"));
         }
     }

@@ -194,8 +194,7 @@ pub fn missing(
     [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)]
         .into_iter()
         .filter(|(client, on)| {
-            *on
-                && expect(s, rec.client, r, *client, (rec.sent_at, bridge, uses)) == Expect::Must
+            *on && expect(s, rec.client, r, *client, (rec.sent_at, bridge, uses)) == Expect::Must
                 && !rec
                     .deliveries
                     .iter()

@@ -103,7 +103,8 @@ fn share_of_json(v: &Value) -> Option<Share> {
         if active > users {
             return None;
         }
-        s.nodes.insert(row["node"].as_str()?.to_string(), (users, active));
+        s.nodes
+            .insert(row["node"].as_str()?.to_string(), (users, active));
     }
     (s.active <= s.enabled).then_some(s)
 }

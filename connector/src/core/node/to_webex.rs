@@ -87,6 +87,12 @@ impl ConnectorNode {
             self.stats.not_bridged += 1;
             return; // written by a connector: Webex already has it
         }
+        // Whatever becomes of it, the sender used Jabber now (spec 52).
+        if let Some(actor) = self.directory.email_of(&from.bare())
+            && self.assigned.contains(actor)
+        {
+            self.jabber_seen.insert(actor.to_string(), now);
+        }
         let activities = match translate::from_xmpp(inner) {
             Ok(a) => a,
             Err(_) => {
@@ -111,14 +117,13 @@ impl ConnectorNode {
         self.flush_outbox(&p, now, rng);
     }
 
-    /// Notes `actor`'s Jabber use (spec 52) and says whether their message to `other` goes to
-    /// Webex. IM&P gives the connector a message for a recipient only while the recipient used
+    /// Whether `actor`'s Jabber message to `other` goes to Webex. IM&P gives the connector a message for a recipient only while the recipient used
     /// Webex within 72 h ("we assume that the user will not answer in Webex App if they have
     /// not been active for more than 72 hours", spec 33, 56): a message reaching the
     /// recipient's session while the recipient has not is dropped here. The sender's own copy
     /// (their session here) goes unless both parties are served here and neither used Webex
     /// within 72 h: nobody would read it there.
-    fn wanted_in_webex(&mut self, now: Duration, actor: &str, other: &str) -> bool {
+    fn wanted_in_webex(&self, now: Duration, actor: &str, other: &str) -> bool {
         let webex = |me: &Self, u: &str| {
             let p = me.presence.get(u).copied().unwrap_or_default();
             presence::webex_active(&p, now)
@@ -126,7 +131,6 @@ impl ConnectorNode {
         if !self.assigned.contains(actor) {
             return webex(self, other);
         }
-        self.jabber_seen.insert(actor.to_string(), now);
         !self.assigned.contains(other) || webex(self, actor) || webex(self, other)
     }
 
