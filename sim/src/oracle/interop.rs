@@ -374,6 +374,27 @@ pub fn table(m: &Matrix) -> Table {
     }
 }
 
+/// Spec 33, J− → W+ "only if receiver active on Webex in last 72 h": the failing half,
+/// exercised and judged: how many messages went to a receiver inactive in Webex for over 72 h
+/// when some did and none of them reached Webex; otherwise what is wrong.
+pub fn inactive_receivers(m: &Matrix) -> Result<u64, String> {
+    let c = m
+        .cells
+        .get(&(Class::JabberMinus, Class::WebexPlus))
+        .copied()
+        .unwrap_or_default();
+    match (c.must_not, c.forbidden) {
+        (0, _) => Err(
+            "not exercised: no J- -> W+ message to a receiver who had not used Webex for over 72 h"
+                .into(),
+        ),
+        (n, 0) => Ok(n),
+        (n, f) => Err(format!(
+            "J- -> W+: {f} of {n} messages to receivers not on Webex for over 72 h reached Webex"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,26 +451,5 @@ mod tests {
                 .1
                 .contains("not exercised: J+ -> W-")
         );
-    }
-}
-
-/// Spec 33, J− → W+ "only if receiver active on Webex in last 72 h": the failing half,
-/// exercised and judged: how many messages went to a receiver inactive in Webex for over 72 h
-/// when some did and none of them reached Webex; otherwise what is wrong.
-pub fn inactive_receivers(m: &Matrix) -> Result<u64, String> {
-    let c = m
-        .cells
-        .get(&(Class::JabberMinus, Class::WebexPlus))
-        .copied()
-        .unwrap_or_default();
-    match (c.must_not, c.forbidden) {
-        (0, _) => Err(
-            "not exercised: no J- -> W+ message to a receiver who had not used Webex for over 72 h"
-                .into(),
-        ),
-        (n, 0) => Ok(n),
-        (n, f) => Err(format!(
-            "J- -> W+: {f} of {n} messages to receivers not on Webex for over 72 h reached Webex"
-        )),
     }
 }
