@@ -213,7 +213,9 @@ fn poll_delays(
         if before != Some(None) || ev.show.as_deref() != Some("away") {
             continue;
         }
-        let Some(used) = uses.last_before(jid, at, true) else {
+        // A use in the last seconds before the Away was seen raced the poll (its answer left
+        // the cloud before the use): the Away is the previous idle period's.
+        let Some(used) = uses.last_before(jid, at.saturating_sub(CLOSE_SLACK), true) else {
             continue;
         };
         if !sends.get(*jid).is_some_and(|s| s.contains(&used)) {
