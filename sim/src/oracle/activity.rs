@@ -4,16 +4,17 @@
 //! A user's *use* is what Webex or IM&P can see of it: the start of the run (the population is
 //! taken as active then: nothing before it is known, and the connector counts from the
 //! assignment, a few minutes later), a Webex App login (all within [`WEBEX_LOGIN_SPREAD`] of
-//! the start), and a message sent from either client. Receiving is not use: a pushed message
-//! needs no request, and in Jabber it is not the user's doing. Webex requests the history does
-//! not record (read markers, typing) are not counted, so the uses here are a lower bound of
-//! what the cloud saw: safe for "closed on purpose", which needs 72 h since the last use.
+//! the start), a message sent from either client, and the first message a Webex App receives
+//! in a conversation it did not know (it asks for the space's key: a request, which Webex
+//! counts as activity). Receiving otherwise is not use: a pushed message needs no request, and
+//! in Jabber it is not the user's doing.
 
 use crate::history::History;
+use crate::oracle::interop::client_of_device;
 use crate::plan::connector::WEBEX_LOGIN_SPREAD;
 use connector::core::presence::{ACTIVE_WINDOW, POLL_INTERVAL};
 use fakes::observe::ClientKind;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// A session closed this much earlier than 72 h after the last use the history shows is not
@@ -36,9 +37,26 @@ impl Uses {
                 l.used(&u.jid, WEBEX_LOGIN_SPREAD, true);
             }
         }
+        // Webex conversations (receiver, other party) a user's Webex App already knows.
+        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
         out.observer.with_messages(|msgs| {
             for (_, rec) in msgs {
-                l.used(&rec.from, rec.sent_at, rec.client == ClientKind::Webex);
+                let webex = rec.client == ClientKind::Webex;
+                l.used(&rec.from, rec.sent_at, webex);
+                if webex {
+                    known.insert((rec.from.clone(), rec.to.clone()));
+                }
+                let first = rec
+                    .deliveries
+                    .iter()
+                    .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
+                    .map(|d| d.at)
+                    .min();
+                if let Some(at) = first
+                    && known.insert((rec.to.clone(), rec.from.clone()))
+                {
+                    l.used(&rec.to, at, true);
+                }
             }
         });
         for v in l.uses.values_mut() {
