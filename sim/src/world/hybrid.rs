@@ -163,6 +163,13 @@ fn add_cloud(
         );
     }
     hide_statuses(&mut cloud, s, users);
+    // Calendar out of office reaches Webex presence through the calendar integration, whether
+    // or not the user ever opens the Webex App (spec 55).
+    for u in users.iter().filter(|u| u.ooo) {
+        cloud
+            .presence_mut()
+            .set_out_of_office(&webex_email(u, s), true);
+    }
     // Provisioning bodies above are the administrator's, not message traffic: scan from here.
     cloud.set_body_tap(plaintext_tap(h.leaks.clone()));
     let cloud = Rc::new(RefCell::new(cloud));
