@@ -503,19 +503,22 @@ pub fn connector_liveness(
     }
     let (mut open, mut missing, mut late) = (0usize, Vec::new(), Vec::new());
     let uses = crate::oracle::activity::Uses::of(out);
-    let hidden: std::collections::BTreeSet<&str> = out
+    // Sessions are keyed by mail ID, uses by JID (they may differ, spec 24).
+    let jid_of: BTreeMap<&str, (&str, bool)> = out
         .users
         .iter()
-        .filter(|u| u.hidden)
-        .map(|u| u.jid.as_str())
+        .filter_map(|u| Some((u.email.as_deref()?, (u.jid.as_str(), u.hidden))))
         .collect();
+    let retires = |user: &str, at: Duration| {
+        jid_of
+            .get(user)
+            .is_some_and(|(jid, hidden)| !hidden && uses.closed_by_72h_rule(jid, at))
+    };
     let mut retired = 0usize;
     for (user, ev) in &out.bridge {
         match ev.last() {
             // Closed after 72 h without use of Webex or Jabber (spec 52): on purpose.
-            Some((at, false))
-                if !hidden.contains(user.as_str()) && uses.closed_by_72h_rule(user, *at) =>
-            {
+            Some((at, false)) if retires(user, *at) => {
                 retired += 1;
             }
             Some((_, true)) => {

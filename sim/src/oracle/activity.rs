@@ -12,10 +12,16 @@
 use crate::history::History;
 use crate::oracle::interop::client_of_device;
 use crate::plan::connector::WEBEX_LOGIN_SPREAD;
-use connector::core::presence::{ACTIVE_WINDOW, POLL_INTERVAL};
 use fakes::observe::ClientKind;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+/// Spec 52, from the guide: "not used Webex or Jabber for more than 72 hours".
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// Spec 51, from the guide: the connector polls Webex presence every 10 minutes, so a use of
+/// Webex it did not carry itself reaches it up to this late.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 /// A session closed this much earlier than 72 h after the last use the history shows is not
 /// the 72 h rule's doing: the sampling of sessions (each second) and a send's own latency.
@@ -90,15 +96,58 @@ impl Uses {
     }
 
     /// Whether `user` used Webex within the 72 h before `at` as the connector sees it:
-    /// `Some(true)` certainly, `Some(false)` certainly not (its view lags by up to a poll),
-    /// `None` too close to call.
+    /// `Some(true)` certainly, `Some(false)` certainly not, `None` too close to call. The
+    /// connector learns of a use by its next presence poll (spec 51), so a use counts as
+    /// certainly known only [`POLL_INTERVAL`] after it: a Webex login at the start is not yet
+    /// Webex activity to a connector that polled just before it (cloud-assignment-balance
+    /// seed 14: a J- -> W+ message 7 min after the receiver's login was rightly not bridged).
+    /// Likewise its view of an expiry lags by up to a poll.
     pub fn webex_active(&self, user: &str, at: Duration) -> Option<bool> {
         let margin = POLL_INTERVAL + CLOSE_SLACK;
+        let known = self.last_before(user, at.saturating_sub(margin), true);
+        if known.is_some_and(|t| at + CLOSE_SLACK <= t + ACTIVE_WINDOW) {
+            return Some(true);
+        }
         match self.last_before(user, at, true) {
-            Some(t) if at + CLOSE_SLACK <= t + ACTIVE_WINDOW => Some(true),
             Some(t) if at > t + ACTIVE_WINDOW + margin => Some(false),
             Some(_) => None,
             None => Some(false),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses(of: &[(Duration, bool)]) -> Uses {
+        let mut u = Uses::default();
+        for (at, webex) in of {
+            u.used("a@x", *at, *webex);
+        }
+        u
+    }
+
+    #[test]
+    fn a_webex_use_is_certain_only_a_poll_after_it() {
+        let s = Duration::from_secs;
+        let u = uses(&[(s(0), false), (s(30), true)]);
+        assert_eq!(u.webex_active("a@x", s(499)), None, "before the next poll");
+        assert_eq!(u.webex_active("a@x", s(30 + 605)), Some(true));
+        assert_eq!(
+            u.webex_active("a@x", s(10)),
+            Some(false),
+            "no Webex use yet"
+        );
+        let expired = s(30) + ACTIVE_WINDOW + s(605) + s(1);
+        assert_eq!(u.webex_active("a@x", expired), Some(false));
+        assert_eq!(u.webex_active("a@x", s(30) + ACTIVE_WINDOW), None);
+    }
+
+    #[test]
+    fn an_earlier_known_use_keeps_a_user_active_across_a_new_one() {
+        let s = Duration::from_secs;
+        let u = uses(&[(s(30), true), (s(5000), true)]);
+        assert_eq!(u.webex_active("a@x", s(5100)), Some(true));
     }
 }

@@ -492,14 +492,27 @@ mod tests {
         // The connector keys sessions by mail ID: a Webex message must cross while the
         // sender's session is open, so a loss of it is a loss (before, looked up by JID,
         // the session was not found and the message only "may" arrive: a loss passed).
+        let uses = Uses::default();
         let by_mail = open_from(a.email.as_deref().unwrap(), 10);
         assert_eq!(
-            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_mail),
+            expect(
+                &a,
+                ClientKind::Webex,
+                &b,
+                ClientKind::Jabber,
+                (at, &by_mail, &uses)
+            ),
             Expect::Must
         );
         let by_jid = open_from(&a.jid, 10);
         assert_eq!(
-            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_jid),
+            expect(
+                &a,
+                ClientKind::Webex,
+                &b,
+                ClientKind::Jabber,
+                (at, &by_jid, &uses)
+            ),
             Expect::May
         );
     }
@@ -517,6 +530,7 @@ mod tests {
                     must: u64::from(w),
                     missing: 0,
                     forbidden: 0,
+                    must_not: 0,
                 };
                 m.cells.insert((s, r), c);
             }
