@@ -9,6 +9,9 @@
 //!   down; the cloud's relay retries the authorization changes, so after recovery the new
 //!   connector fetches the key and the old one is refused.
 //! - `same_seed_same_outage_run`: the outage run twice gives the same counters.
+//! - `a_kms_call_racing_the_idle_close_is_sent_again`: the KMS closes an idle keep-alive
+//!   connection as the cloud's relay sends on it; the relay sends the call again on a new
+//!   connection instead of answering 503 `kms_unavailable` with no fault anywhere.
 //! - `faults_drop_sockets_and_inject_http_errors`: `drop_event_sockets` closes a client's event
 //!   WebSocket (it reconnects and gets later events); `set_http_errors` answers 429 `injected`.
 
@@ -460,4 +463,68 @@ fn faults_drop_sockets_and_inject_http_errors() {
     let stats = cloud.borrow().stats();
     assert_eq!(stats.sockets_dropped_by_fault, 1, "{stats:?}");
     assert_eq!(stats.injected_errors, 1, "{stats:?}");
+}
+
+/// A call sent on the relay's keep-alive connection just as the KMS closes it for idleness
+/// gets no response. Sent at several instants around the idle timeout, on a bare connection
+/// some are lost that way (so the test meets the race), while the relay's
+/// [`fakes::kms::http::KmsClient`] gets every one answered (here: not found, not unavailable).
+#[test]
+fn a_kms_call_racing_the_idle_close_is_sent_again() {
+    use connector::io::http::{ClientError, HTTP_IDLE_TIMEOUT};
+    use fakes::kms::http::KmsClient;
+    use fakes::kms::{KmsCall, KmsError};
+    let (mut sim, _kms, _cloud) = sim("kms");
+    sim.client("relay", async {
+        let call = KmsCall::FetchKey {
+            uri: "kms://kms/keys/none".into(),
+            principal: ALICE.into(),
+        };
+        let mut tasks = Vec::new();
+        for offset_ms in -30i64..=30 {
+            let call = call.clone();
+            tasks.push(tokio::task::spawn_local(async move {
+                let shift = Duration::from_millis(offset_ms.unsigned_abs() * 10);
+                let wait = if offset_ms < 0 {
+                    HTTP_IDLE_TIMEOUT - shift
+                } else {
+                    HTTP_IDLE_TIMEOUT + shift
+                };
+                let stream = TurmoilNet.connect("kms", KMS_PORT).await.unwrap();
+                let mut bare = HttpClient::handshake(stream).await.unwrap();
+                let mut relay = KmsClient::new(TurmoilNet, "kms", KMS_PORT);
+                assert!(health(&mut bare).await.is_ok());
+                assert!(
+                    relay
+                        .call(&call)
+                        .await
+                        .is_err_and(|e| e != KmsError::Unavailable)
+                );
+                tokio::time::sleep(wait).await;
+                let lost = bare.is_open()
+                    && matches!(health(&mut bare).await, Err(ClientError::NoResponse(_)));
+                let answer = relay.call(&call).await;
+                assert!(
+                    answer.as_ref().is_err_and(|e| *e != KmsError::Unavailable),
+                    "offset {offset_ms}0 ms: {answer:?}"
+                );
+                lost
+            }));
+        }
+        let mut lost = 0;
+        for t in tasks {
+            lost += usize::from(t.await.unwrap());
+        }
+        assert!(
+            lost > 0,
+            "no send time met the idle close: the test misses the race"
+        );
+        Ok(())
+    });
+    sim.run().unwrap();
+}
+
+async fn health(c: &mut HttpClient) -> Result<(u16, Vec<u8>), connector::io::http::ClientError> {
+    c.send(Method::Get, "/v1/health", "kms", None, None, Vec::new())
+        .await
 }

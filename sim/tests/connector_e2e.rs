@@ -442,7 +442,8 @@ async fn bob_webex(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
             st["out_of_office"].as_bool().unwrap_or(false),
             st["hidden"].as_bool().unwrap_or(false),
         );
-        let shown = presence::translate(&seen, TurmoilNet.now());
+        // Alice just used Webex: her session stands on that alone (no Jabber use needed).
+        let shown = presence::translate(&seen, None, TurmoilNet.now());
         got.borrow_mut().push(format!("{ALICE} shows {shown:?}"));
         // Bob types, then answers (steps 5 and 6 mirrored).
         let space = activity.space_id.clone();

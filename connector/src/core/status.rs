@@ -2,10 +2,16 @@
 //!
 //! Totals: connectivity to Webex; users from connected IM&P clusters (local); users from all
 //! clusters (local + ICSA); users enabled for the service (assigned to this Expressway
-//! cluster); active (used Webex within 72 h) and not active, as counts and percentages of
-//! enabled. Per IM&P node: version, status, certificate validation, users, active, not active.
-//! During a failover, users stay counted on their home node while it shows "Outage"
-//! (spec 63). Per-node values sum to the totals; [`StatusPage::consistent`] checks it.
+//! cluster); active (used Webex to read or write messages to or from Jabber within 72 h) and
+//! not active, as counts and percentages of enabled. Per IM&P node: version, status,
+//! certificate validation, users, active, not active. During a failover, users stay counted on
+//! their home node while it shows "Outage" (spec 63). Per-node values sum to the totals;
+//! [`StatusPage::consistent`] checks it.
+//!
+//! The users and activity counts are per Expressway *cluster*, the same on every peer
+//! (spec 69-71): each node counts its own assigned users ([`Share::of`]) and adds its peers'
+//! shares, which they upload with their heartbeats and the cloud hands back to the others
+//! (hmsim's path for what Expressway peers replicate among themselves).
 
 use super::directory::Directory;
 use super::failover::NodeStatus;
@@ -59,16 +65,52 @@ pub struct StatusInputs<'a> {
     pub directory: &'a Directory,
     /// Assigned users (emails).
     pub enabled: &'a [String],
-    /// Last Webex activity per email.
+    /// Last use of Webex to read or write messages to or from Jabber, per email.
     pub last_active: &'a BTreeMap<String, Duration>,
+    /// The shares of the cluster's other nodes, as they last uploaded them.
+    pub peers: &'a [Share],
     /// Discovered nodes: (name, version, status, certificate validation).
     pub nodes: &'a [(String, String, NodeStatus, bool)],
     /// Now.
     pub now: Duration,
 }
 
+/// One connector node's own share of the cluster's counts: its assigned users, how many are
+/// active, and both per IM&P home node `(users, active)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Share {
+    /// Users assigned to the node (and in its directory).
+    pub enabled: usize,
+    /// Of those, active within 72 h.
+    pub active: usize,
+    /// Per IM&P home node: (users, active).
+    pub nodes: BTreeMap<String, (usize, usize)>,
+}
+
+impl Share {
+    /// This node's share from its inputs.
+    pub fn of(i: &StatusInputs<'_>) -> Self {
+        let mut s = Share::default();
+        for email in i.enabled {
+            let Some(entry) = i.directory.get(email) else {
+                continue;
+            };
+            let is_active = i
+                .last_active
+                .get(email)
+                .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
+            s.enabled += 1;
+            s.active += usize::from(is_active);
+            let n = s.nodes.entry(entry.home.clone()).or_default();
+            n.0 += 1;
+            n.1 += usize::from(is_active);
+        }
+        s
+    }
+}
+
 impl StatusPage {
-    /// Computes the page.
+    /// Computes the page: this node's share plus its peers'.
     pub fn compute(i: &StatusInputs<'_>) -> Self {
         let mut rows: BTreeMap<&str, NodeRow> = i
             .nodes
@@ -86,21 +128,17 @@ impl StatusPage {
                 (n.as_str(), row)
             })
             .collect();
+        let own = Share::of(i);
         let (mut active, mut enabled) = (0, 0);
-        for email in i.enabled {
-            let Some(entry) = i.directory.get(email) else {
-                continue;
-            };
-            enabled += 1;
-            let is_active = i
-                .last_active
-                .get(email)
-                .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
-            active += usize::from(is_active);
-            if let Some(row) = rows.get_mut(entry.home.as_str()) {
-                row.users += 1;
-                row.active += usize::from(is_active);
-                row.inactive += usize::from(!is_active);
+        for share in std::iter::once(&own).chain(i.peers) {
+            enabled += share.enabled;
+            active += share.active;
+            for (node, (users, act)) in &share.nodes {
+                if let Some(row) = rows.get_mut(node.as_str()) {
+                    row.users += users;
+                    row.active += act;
+                    row.inactive += users - act;
+                }
             }
         }
         StatusPage {
@@ -171,6 +209,59 @@ mod tests {
     use super::*;
     use crate::core::directory::AxlUser;
 
+    /// Spec 69-71: the counts are the Expressway cluster's, the same on every peer: a node
+    /// adds its peers' shares to its own.
+    #[test]
+    fn totals_are_per_expressway_cluster() {
+        let users: Vec<AxlUser> = (0..4)
+            .map(|i| AxlUser {
+                userid: format!("u{i}"),
+                email: Some(format!("u{i}@x")),
+                jid: format!("u{i}@x"),
+                home: format!("imp-a-{}", i % 2 + 1),
+                intercluster: false,
+            })
+            .collect();
+        let dir = Directory::build(&[("a".into(), users)]);
+        let now = Duration::from_secs(100 * 3600);
+        let nodes = vec![
+            (
+                "imp-a-1".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Operational,
+                true,
+            ),
+            (
+                "imp-a-2".to_string(),
+                "14.0".to_string(),
+                NodeStatus::Operational,
+                true,
+            ),
+        ];
+        let active: BTreeMap<String, Duration> = [("u1@x".to_string(), now)].into_iter().collect();
+        let page_of = |mine: &[&str], peers: &[Share]| {
+            let enabled: Vec<String> = mine.iter().map(|s| s.to_string()).collect();
+            let i = StatusInputs {
+                cloud_fault: None,
+                directory: &dir,
+                enabled: &enabled,
+                last_active: &active,
+                peers,
+                nodes: &nodes,
+                now,
+            };
+            (Share::of(&i), StatusPage::compute(&i))
+        };
+        let (share_1, _) = page_of(&["u0@x", "u1@x"], &[]);
+        let (share_2, _) = page_of(&["u2@x", "u3@x"], &[]);
+        let (_, page_1) = page_of(&["u0@x", "u1@x"], std::slice::from_ref(&share_2));
+        let (_, page_2) = page_of(&["u2@x", "u3@x"], std::slice::from_ref(&share_1));
+        assert_eq!(page_1, page_2, "every peer shows the cluster's counts");
+        assert_eq!((page_1.enabled, page_1.active, page_1.inactive), (4, 1, 3));
+        assert_eq!((page_1.nodes[0].users, page_1.nodes[1].users), (2, 2));
+        assert!(page_1.consistent().is_ok());
+    }
+
     #[test]
     fn sums_hold_and_outage_keeps_users_on_the_source_node() {
         let users: Vec<AxlUser> = (0..4)
@@ -208,6 +299,7 @@ mod tests {
             directory: &dir,
             enabled: &enabled,
             last_active: &last_active,
+            peers: &[],
             nodes: &nodes,
             now,
         });

@@ -42,6 +42,10 @@ pub const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
 pub const NS_ROSTER: &str = "jabber:iq:roster";
 /// The project's per-user session protocol on the component link (see `docs/protocols.md`).
 pub const NS_HM_SESSION: &str = "urn:hmsim:hybrid-session:0";
+/// The project's presence kind marker, `<hm-presence xmlns='urn:hmsim:presence:0' kind='…'/>`:
+/// `manual` (user-set), `device`, or `user` (a user-level setting such as Webex DND, spec 54).
+/// In IM&P the distinction is internal; the fake IM&P composes by it.
+pub const NS_HM_PRESENCE: &str = "urn:hmsim:presence:0";
 /// The `reason` of a session `stop` the node sends to a connector node whose session another
 /// connector node started (the cloud moved the user between connector nodes).
 pub const SESSION_TAKEN_OVER: &str = "taken-over";

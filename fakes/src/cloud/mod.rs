@@ -512,6 +512,12 @@ impl Cloud {
         &self.presence
     }
 
+    /// The presence service, to provision what is not a client's doing: calendar
+    /// out-of-office comes from the calendar integration, used or not (spec 55).
+    pub fn presence_mut(&mut self) -> &mut Presence {
+        &mut self.presence
+    }
+
     /// The in-process KMS (read-only view); `None` with a remote KMS.
     pub fn kms(&self) -> Option<&Kms> {
         match &self.kms {

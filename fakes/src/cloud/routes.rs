@@ -536,11 +536,23 @@ impl Cloud {
             .hub
             .connector(id)
             .ok_or_else(|| CloudError::NotFound(format!("connector {id}")))?;
+        // The shares of the cluster's other nodes that are up: Expressway peers replicate
+        // their status among themselves; here the cloud carries it (spec 69-71).
+        let peers: Vec<Value> = self
+            .hub
+            .connectors()
+            .filter(|p| p.cluster == c.cluster && p.id != id && p.up)
+            .filter_map(|p| {
+                let status: Value = serde_json::from_str(p.status.as_deref()?).ok()?;
+                Some(json!({"id": p.id, "share": status.get("share")?.clone()}))
+            })
+            .collect();
         ok(json!({
             "connector_id": id,
             "state": to_json(&c.state),
             "up": c.up,
             "maintenance": c.maintenance,
+            "peers": peers,
         }))
     }
 

@@ -39,7 +39,11 @@
 //! one *manual* (user-set) presence. The composed presence is the manual one if any, otherwise
 //! the most recently updated device presence, otherwise unavailable. A presence is manual when
 //! it carries `<hm-presence xmlns='urn:hmsim:presence:0' kind='manual'/>` ([`NS_HM_PRESENCE`]);
-//! anything else (`kind='device'` or no marker) is device presence. This marker is the
+//! `kind='user'` marks a *user-level* presence, which the connector uses for Webex Do Not
+//! Disturb (spec 54: "a user level setting ... all the user's logged in clients/devices"): it
+//! beats manual and device presence alike, so Jabber cannot clear it, and lasts until the
+//! resource that set it publishes another presence (DND expired or changed in Webex) or goes
+//! away; anything else (`kind='device'` or no marker) is device presence. This marker is the
 //! project's: in IM&P the distinction is internal (Jabber's user-set status versus presence
 //! published for a device by the Webex connector). A manual presence is dropped when the
 //! resource that set it goes unavailable, or replaced by `kind='manual'` with `type='unavailable'`.
@@ -239,9 +243,12 @@ struct PresenceEntry {
     seq: u64,
 }
 
-/// A user's presence table on the home node (spec 53).
+/// A user's presence table on the home node (spec 53-54).
 #[derive(Debug, Clone, Default)]
 struct UserPresence {
+    /// A user-level presence (Webex DND, `kind='user'`), if any: it beats everything until the
+    /// resource that set it publishes another presence or goes away.
+    user_level: Option<PresenceEntry>,
     /// Manual (user-set) presence, if any.
     manual: Option<PresenceEntry>,
     /// Device presence by resource.
@@ -251,11 +258,27 @@ struct UserPresence {
 }
 
 impl UserPresence {
-    /// Manual beats device; among devices the most recent update wins.
+    /// User level beats manual, manual beats device; among devices the most recent update
+    /// wins.
     fn composed(&self) -> Option<&PresenceEntry> {
-        self.manual
+        self.user_level
             .as_ref()
+            .or(self.manual.as_ref())
             .or_else(|| self.devices.values().max_by_key(|e| e.seq))
+    }
+
+    /// Drops whatever `resource` set beyond its device presence (it went away).
+    fn forget(&mut self, resource: &str) {
+        if self.manual.as_ref().is_some_and(|m| m.resource == resource) {
+            self.manual = None;
+        }
+        if self
+            .user_level
+            .as_ref()
+            .is_some_and(|m| m.resource == resource)
+        {
+            self.user_level = None;
+        }
     }
 }
 
@@ -812,8 +835,10 @@ impl ImpNode {
     fn presence_update(&mut self, me: &Jid, el: &Element) {
         let bare = me.bare();
         let resource = me.resource.clone().unwrap_or_default();
-        let marker = el.child("hm-presence", NS_HM_PRESENCE);
-        let manual = marker.and_then(|m| m.attr("kind")) == Some("manual");
+        let kind = el
+            .child("hm-presence", NS_HM_PRESENCE)
+            .and_then(|m| m.attr("kind"));
+        let manual = kind == Some("manual");
         let unavailable = el.attr("type") == Some("unavailable");
         self.presence_seq += 1;
         let entry = PresenceEntry {
@@ -826,15 +851,22 @@ impl ImpNode {
             seq: self.presence_seq,
         };
         let p = self.presence.entry(bare.clone()).or_default();
+        // Any other presence from the resource that set a user-level one replaces it (Webex
+        // DND changed or expired, spec 54); nobody else's presence touches it.
+        if p.user_level
+            .as_ref()
+            .is_some_and(|u| u.resource == resource)
+        {
+            p.user_level = None;
+        }
         match (manual, unavailable) {
             (true, true) => p.manual = None,
             (true, false) => p.manual = Some(entry),
             (false, true) => {
                 p.devices.remove(&resource);
-                if p.manual.as_ref().is_some_and(|m| m.resource == resource) {
-                    p.manual = None;
-                }
+                p.forget(&resource);
             }
+            (false, false) if kind == Some("user") => p.user_level = Some(entry),
             (false, false) => {
                 if p.devices.len() < DEVICE_PRESENCES_MAX || p.devices.contains_key(&resource) {
                     p.devices.insert(resource, entry);
@@ -850,9 +882,7 @@ impl ImpNode {
             return;
         };
         p.devices.remove(resource);
-        if p.manual.as_ref().is_some_and(|m| m.resource == resource) {
-            p.manual = None;
-        }
+        p.forget(resource);
         self.presence_changed(bare);
     }
 
@@ -2286,6 +2316,32 @@ mod tests {
         assert!(
             got.contains("type='unavailable'") && got.contains("from='alice@example.com'"),
             "{got}"
+        );
+    }
+
+    /// Spec 54: Webex DND is user level: a newer Jabber presence, device or manual, does not
+    /// replace it; only the connector's next presence (DND over in Webex) does.
+    #[test]
+    fn webex_dnd_is_user_level_until_webex_changes_it() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        let c = login(&mut n1, "carol", "desk");
+        let a1 = login(&mut n1, "alice", "desk");
+        let a2 = login(&mut n1, "alice", "hm-webex");
+        let _ = output(&mut n1, c);
+        presence(&mut n1, a2, "dnd", "@ Webex", "user");
+        let got = output(&mut n1, c);
+        assert!(got.contains("<show>dnd</show>"), "{got}");
+        presence(&mut n1, a1, "chat", "Available", "device");
+        presence(&mut n1, a1, "chat", "Back", "manual");
+        assert!(
+            output(&mut n1, c).is_empty(),
+            "Jabber cannot clear Webex DND"
+        );
+        presence(&mut n1, a2, "away", "@ Webex", "device");
+        let got = output(&mut n1, c);
+        assert!(
+            got.contains("Back") && !got.contains("dnd"),
+            "DND over in Webex: the manual presence shows: {got}"
         );
     }
 

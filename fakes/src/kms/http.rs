@@ -6,7 +6,7 @@ use super::service::{KMS_BODY_BYTES_MAX, KmsCall, KmsReply, KmsService, error_bo
 use crate::accept::{AcceptErrors, accept};
 use crate::body::{BodyError, read_body};
 use crate::rest::{Method, Response};
-use connector::io::http::{HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
+use connector::io::http::{ClientError, HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
 use connector::io::net::Net;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -143,12 +143,32 @@ impl<N: Net> KmsClient<N> {
         }
     }
 
+    /// One exchange; a call that a reused connection closed on without answering (the KMS
+    /// closed it as idle as the call went out, a race of HTTP/1.1 keep-alive) is sent once
+    /// more on a new connection, as RFC 9112 section 9.3.1 allows and the Webex App's
+    /// connection does. Without it the race answered 503 `kms_unavailable` to a Webex client
+    /// with no fault anywhere (presence-poll: Webex Apps logging in again mid-run).
     async fn exchange(&mut self, call: &KmsCall) -> Option<(u16, Value)> {
-        if !self.client.as_ref().is_some_and(HttpClient::is_open) {
-            let stream = self.net.connect(&self.host, self.port).await.ok()?;
-            self.client = Some(HttpClient::handshake(stream).await.ok()?);
+        let reused = self.client.as_ref().is_some_and(HttpClient::is_open);
+        match self.exchange_once(call).await {
+            Err(ClientError::NoResponse(_)) if reused => self.exchange_once(call).await.ok(),
+            answer => answer.ok(),
         }
-        let client = self.client.as_mut()?;
+    }
+
+    async fn exchange_once(&mut self, call: &KmsCall) -> Result<(u16, Value), ClientError> {
+        if !self.client.as_ref().is_some_and(HttpClient::is_open) {
+            let broken = |e: std::io::Error| ClientError::Http(e.to_string());
+            let stream = self
+                .net
+                .connect(&self.host, self.port)
+                .await
+                .map_err(broken)?;
+            self.client = Some(HttpClient::handshake(stream).await?);
+        }
+        let Some(client) = self.client.as_mut() else {
+            return Err(ClientError::Http("not connected".into()));
+        };
         let (method, path, body) = call.request();
         let sent = client
             .send(
@@ -161,13 +181,13 @@ impl<N: Net> KmsClient<N> {
             )
             .await;
         match sent {
-            Ok((status, bytes)) => Some((
+            Ok((status, bytes)) => Ok((
                 status,
                 serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             )),
-            Err(_) => {
+            Err(e) => {
                 self.client = None;
-                None
+                Err(e)
             }
         }
     }

@@ -403,8 +403,10 @@ fn shown_available(
     t: Duration,
     v: &mut Verdict,
 ) {
-    if u.dnd || u.ooo || u.hidden {
-        return; // shown as their Webex state says (spec 52), not Available
+    if u.dnd || u.ooo || u.hidden || !u.webex {
+        // Shown as their Webex state says (spec 52), not Available; a user who never uses
+        // Webex has a session too and shows Away "@ Webex" (spec 55).
+        return;
     }
     if !others_present(stays, &u.jid, room, t) {
         return; // nobody else in the room to show it to

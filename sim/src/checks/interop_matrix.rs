@@ -15,6 +15,10 @@ pub struct InteropMatrix {
     /// `"W+->J-": deliver|fail` overrides.
     #[serde(default)]
     pub expect: std::collections::BTreeMap<String, String>,
+    /// Also require J− → W+ messages to receivers who had not used Webex for over 72 h, none
+    /// of them delivered to Webex (spec 33; runs longer than 72 h).
+    #[serde(default)]
+    pub inactive_receivers: bool,
 }
 
 /// How the registry reads it.
@@ -33,6 +37,20 @@ impl Check for InteropMatrix {
     }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         let _ = s;
-        interop::check(&interop::matrix(h, &h.bridge), &self.expect)
+        let m = interop::matrix(h, &h.bridge);
+        let (status, detail) = interop::check(&m, &self.expect);
+        if !self.inactive_receivers {
+            return (status, detail);
+        }
+        match interop::inactive_receivers(&m) {
+            Ok(n) => (
+                status,
+                format!(
+                    "{detail}; J- -> W+: {n} messages to receivers not on Webex for 72 h, none delivered there"
+                ),
+            ),
+            Err(e) if status == reports::Status::Pass => (reports::Status::Fail, e),
+            Err(e) => (status, format!("{detail} | {e}")),
+        }
     }
 }

@@ -131,6 +131,7 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
             }
         }
     }
+    bad.extend(cluster_totals(s, out, &pages));
     let mut evidence = Vec::new();
     for (node, at) in failed_over_nodes(s) {
         match outage_evidence(&pages, &node, at) {
@@ -160,6 +161,50 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
         detail.push_str(&format!("; spec 63: {}", evidence.join("; ")));
     }
     (Status::Pass, detail)
+}
+
+/// Spec 69-71: users enabled and active are counted per Expressway cluster, the same on every
+/// peer. Judged on the last sample (peers' shares travel with heartbeats, so pages taken while
+/// assignments move may lag each other by one): the peers' pages agree, and "enabled" is the
+/// number of users the cluster's nodes hold at the end.
+fn cluster_totals(
+    s: &Scenario,
+    out: &History,
+    pages: &BTreeMap<String, BTreeMap<u64, &StatusPage>>,
+) -> Vec<String> {
+    let mut bad = Vec::new();
+    for e in &s.topology.expressway_clusters {
+        let hosts: Vec<String> = (1..=e.nodes)
+            .map(|n| crate::plan::topology::exp_host(&e.name, n))
+            .collect();
+        let last: Vec<(&String, &StatusPage)> = hosts
+            .iter()
+            .filter_map(|h| Some((h, *pages.get(h)?.values().next_back()?)))
+            .collect();
+        let held: Option<f64> = hosts
+            .iter()
+            .map(|h| out.connector_stats.get(h)?.get("assigned").copied())
+            .sum();
+        let counts = |p: &StatusPage| (p.enabled, p.active, p.inactive);
+        if let Some((h0, p0)) = last.first()
+            && let Some((h, p)) = last.iter().find(|(_, p)| counts(p) != counts(p0))
+        {
+            bad.push(format!(
+                "spec 69: peers disagree at the end: {h0} shows enabled/active/inactive {:?}, {h} {:?}",
+                counts(p0),
+                counts(p)
+            ));
+        }
+        if let Some(held) = held
+            && let Some((h, p)) = last.iter().find(|(_, p)| p.enabled as f64 != held)
+        {
+            bad.push(format!(
+                "spec 69: {h} shows {} users enabled at the end, the cluster's nodes hold {held}",
+                p.enabled
+            ));
+        }
+    }
+    bad
 }
 
 /// The moves `from → to` made by every connector: (time in s, user), sorted by time.
@@ -457,8 +502,25 @@ pub fn connector_liveness(
         return None;
     }
     let (mut open, mut missing, mut late) = (0usize, Vec::new(), Vec::new());
+    let uses = crate::oracle::activity::Uses::of(out);
+    // Sessions are keyed by mail ID, uses by JID (they may differ, spec 24).
+    let jid_of: BTreeMap<&str, (&str, bool)> = out
+        .users
+        .iter()
+        .filter_map(|u| Some((u.email.as_deref()?, (u.jid.as_str(), u.hidden))))
+        .collect();
+    let retires = |user: &str, at: Duration| {
+        jid_of
+            .get(user)
+            .is_some_and(|(jid, hidden)| !hidden && uses.closed_by_72h_rule(jid, at))
+    };
+    let mut retired = 0usize;
     for (user, ev) in &out.bridge {
         match ev.last() {
+            // Closed after 72 h without use of Webex or Jabber (spec 52): on purpose.
+            Some((at, false)) if retires(user, *at) => {
+                retired += 1;
+            }
             Some((_, true)) => {
                 open += 1;
                 if let Some(at) = reopened_late(ev, fault_end, bound) {
@@ -472,8 +534,13 @@ pub fn connector_liveness(
         }
     }
     if missing.is_empty() && late.is_empty() {
+        let retired = if retired > 0 {
+            format!(" ({retired} closed after 72 h without use, spec 52)")
+        } else {
+            String::new()
+        };
         return Some(Ok(format!(
-            "all {open} connector sessions open again by {:.0}s",
+            "all {open} connector sessions open again by {:.0}s{retired}",
             bound.as_secs_f64()
         )));
     }
@@ -1180,6 +1247,34 @@ mod tests {
         assert!(detail.contains("d@x reopened at 1200s"), "{detail}");
         assert!(!detail.contains("e@x"), "{detail}");
         assert_eq!(connector_liveness(&output(), end, bound), None);
+    }
+
+    /// Spec 52: a session closed after 72 h without use of Webex or Jabber was closed on
+    /// purpose; one closed earlier was not.
+    #[test]
+    fn connector_liveness_accepts_sessions_closed_by_the_72_hour_rule() {
+        use crate::plan::rng::RngFactory;
+        let mut out = output();
+        out.users = crate::plan::topology::population(&scenario(), &RngFactory::new(1));
+        let (a, b) = (out.users[0].jid.clone(), out.users[1].jid.clone());
+        let h72 = 72 * 3600;
+        let s = |v: &[(u64, bool)]| {
+            v.iter()
+                .map(|(t, up)| (Duration::from_secs(*t), *up))
+                .collect()
+        };
+        // Both last used Webex at login; only `a`'s session closed 72 h later.
+        out.bridge
+            .insert(a.clone(), s(&[(60, true), (h72 + 400, false)]));
+        out.bridge
+            .insert(b.clone(), s(&[(60, true), (h72 / 2, false)]));
+        let end = Duration::ZERO;
+        let bound = Duration::from_secs(600);
+        let Some(Err(detail)) = connector_liveness(&out, end, bound) else {
+            panic!("b's session was closed after 36 h: must fail")
+        };
+        assert!(detail.contains(&format!("{b} closed")), "{detail}");
+        assert!(!detail.contains(&format!("{a} closed")), "{detail}");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! - Delivery: [`no_message_loss`], [`per_conversation_order`], [`delivery_latency`],
 //!   [`liveness`], [`mdm_copies`], [`offline_storage`], [`reached`].
-//! - Presence: [`presence_composition`], [`presence`] (spec 50-55).
+//! - Presence: [`presence_composition`], [`presence`] (spec 50-55), [`webex_dnd`] (spec 54).
 //! - IM&P failover: [`prg_failover`], [`migration`] (`migration` and `status_page`).
 //! - Hybrid: [`interop_matrix`], [`group_chat`], [`capacity`] (`within_capacity`),
 //!   [`plaintext`] (`no_plaintext_at_cloud`), [`secrets`] (`no_secrets_in_logs`).
@@ -28,6 +28,7 @@ pub mod presence_composition;
 pub mod prg_failover;
 pub mod reached;
 pub mod secrets;
+pub mod webex_dnd;
 
 use crate::history::History;
 use crate::plan::validate::{Catalog, Problem};
@@ -119,6 +120,7 @@ pub const REGISTRY: &[Entry] = &[
     prg_failover::ENTRY,
     reached::ENTRY,
     group_chat::ENTRY,
+    webex_dnd::ENTRY,
 ];
 
 /// Checks that may be listed more than once, each with its own parameters: a failover and its

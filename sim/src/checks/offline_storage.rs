@@ -94,8 +94,10 @@ fn via_imp(users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord, out: &History) 
     let (Some(s), Some(r)) = (users.get(m.from.as_str()), users.get(m.to.as_str())) else {
         return false;
     };
-    let e = interop::expect(s, m.client, r, ClientKind::Jabber, m.sent_at, &out.bridge);
-    e == interop::Expect::Must
+    // Webex use within 72 h decides only copies bound for Webex: none needed for Jabber's.
+    let no_uses = crate::oracle::activity::Uses::default();
+    let at = (m.sent_at, &out.bridge, &no_uses);
+    interop::expect(s, m.client, r, ClientKind::Jabber, at) == interop::Expect::Must
 }
 
 /// Offline storage as configured on the recipient's cluster (spec 46-48).

@@ -9,7 +9,7 @@
 //! | same client | delivers | the client's own service |
 //! | W− → J−, W− → J+, J− → W− | fails | nothing bridges them |
 //! | W+ → J− / J+ | delivers | the sender's connector session |
-//! | J− → W+ | delivers | the receiver's connector session (active in 72 h) |
+//! | J− → W+ | delivers | the receiver's connector session, while the receiver used Webex in 72 h |
 //! | J+ → W− | delivers | the sender's connector session (carbon) |
 //! | J+ → W+ | delivers | either party's connector session |
 //!
@@ -18,6 +18,7 @@
 //! before the bridge is up (registration ≤ 5 min, activation, presence poll) it is *may*.
 
 use crate::history::History;
+use crate::oracle::activity::Uses;
 use crate::plan::topology::UserSpec;
 use fakes::observe::ClientKind;
 use reports::{Status, Table};
@@ -131,14 +132,15 @@ fn open_over(bridge: &Bridge, user: &str, from: Duration, to: Duration) -> bool 
 }
 
 /// The expectation for a message from `sender` (using `sender_client`) to `receiver`'s
-/// `receiver_client`, sent at `at`.
+/// `receiver_client`, sent at `at`. A message reaches Webex through the *receiver's* session
+/// only while the receiver used Webex within 72 h (spec 33, 56): certainly not ⇒ it must not
+/// arrive there (J− → W+), too close to call ⇒ may.
 pub fn expect(
     sender: &UserSpec,
     sender_client: ClientKind,
     receiver: &UserSpec,
     receiver_client: ClientKind,
-    at: Duration,
-    bridge: &Bridge,
+    (at, bridge, uses): (Duration, &Bridge, &Uses),
 ) -> Expect {
     let (sc, rc) = (
         Class::of(sender_client, served(sender)),
@@ -158,11 +160,20 @@ pub fn expect(
     let window = (at.saturating_sub(SESSION_MARGIN), at + SESSION_MARGIN);
     let open =
         |u: &UserSpec| session_key(u).is_some_and(|k| open_over(bridge, k, window.0, window.1));
+    let webex = |u: &UserSpec| uses.webex_active(&u.jid, at);
     let needed = match (sc, rc) {
         (Class::WebexPlus, _) => open(sender),
-        (Class::JabberMinus, Class::WebexPlus) => open(receiver),
+        (Class::JabberMinus, Class::WebexPlus) => match webex(receiver) {
+            Some(false) => return Expect::MustNot,
+            Some(true) => open(receiver),
+            None => false,
+        },
         (Class::JabberPlus, Class::WebexMinus) => open(sender),
-        (Class::JabberPlus, Class::WebexPlus) => open(sender) || open(receiver),
+        (Class::JabberPlus, Class::WebexPlus) => {
+            let receiver_active = webex(receiver) == Some(true);
+            (open(sender) && (receiver_active || webex(sender) == Some(true)))
+                || (open(receiver) && receiver_active)
+        }
         _ => false,
     };
     if needed { Expect::Must } else { Expect::May }
@@ -182,15 +193,15 @@ pub fn missing(
     users: &BTreeMap<&str, &UserSpec>,
     rec: &crate::history::observer::MessageRecord,
     bridge: &Bridge,
+    uses: &Uses,
 ) -> Vec<ClientKind> {
     let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str())) else {
         return Vec::new();
     };
     [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)]
         .into_iter()
-        .filter(|(client, uses)| {
-            *uses
-                && expect(s, rec.client, r, *client, rec.sent_at, bridge) == Expect::Must
+        .filter(|(client, on)| {
+            *on && expect(s, rec.client, r, *client, (rec.sent_at, bridge, uses)) == Expect::Must
                 && !rec
                     .deliveries
                     .iter()
@@ -242,11 +253,15 @@ pub struct Cell {
     pub missing: u64,
     /// Delivered although the spec says it fails.
     pub forbidden: u64,
+    /// Of those judged, the oracle forbade (for J− → W+: the receiver had not used Webex for
+    /// over 72 h, spec 33).
+    pub must_not: u64,
 }
 
 /// Judges every (message, recipient client) pair of the run.
 pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
     let users: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+    let uses = Uses::of(out);
     let mut m = Matrix {
         foreign: foreign_keys(&out.users, bridge),
         ..Matrix::default()
@@ -261,15 +276,15 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
             if !matchable(s) || !matchable(r) {
                 continue;
             }
-            for (client, uses) in [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)] {
-                if !uses {
+            for (client, on) in [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)] {
+                if !on {
                     continue;
                 }
                 let got = rec
                     .deliveries
                     .iter()
                     .any(|d| client_of_device(&d.device) == client);
-                let e = expect(s, rec.client, r, client, rec.sent_at, bridge);
+                let e = expect(s, rec.client, r, client, (rec.sent_at, bridge, &uses));
                 let cell = m
                     .cells
                     .entry((
@@ -282,6 +297,7 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
                 cell.must += u64::from(e == Expect::Must);
                 cell.missing += u64::from(e == Expect::Must && !got);
                 cell.forbidden += u64::from(e == Expect::MustNot && got);
+                cell.must_not += u64::from(e == Expect::MustNot);
             }
         }
     });
@@ -320,6 +336,11 @@ pub fn check(m: &Matrix, overrides: &BTreeMap<String, String>) -> (Status, Strin
                 if delivers != want || (!want && c.forbidden > 0) {
                     wrong.push(format!("{key} {} (want {wanted})", verdict(delivers)));
                 }
+            } else if c.forbidden > 0 {
+                wrong.push(format!(
+                    "{key} delivered {} the oracle forbade (receiver not on Webex for 72 h)",
+                    c.forbidden
+                ));
             } else if c.must == 0 {
                 unexercised.push(format!("{key} (bridge never up)"));
             } else if !delivers {
@@ -392,6 +413,27 @@ pub fn table(m: &Matrix) -> Table {
     }
 }
 
+/// Spec 33, J− → W+ "only if receiver active on Webex in last 72 h": the failing half,
+/// exercised and judged: how many messages went to a receiver inactive in Webex for over 72 h
+/// when some did and none of them reached Webex; otherwise what is wrong.
+pub fn inactive_receivers(m: &Matrix) -> Result<u64, String> {
+    let c = m
+        .cells
+        .get(&(Class::JabberMinus, Class::WebexPlus))
+        .copied()
+        .unwrap_or_default();
+    match (c.must_not, c.forbidden) {
+        (0, _) => Err(
+            "not exercised: no J- -> W+ message to a receiver who had not used Webex for over 72 h"
+                .into(),
+        ),
+        (n, 0) => Ok(n),
+        (n, f) => Err(format!(
+            "J- -> W+: {f} of {n} messages to receivers not on Webex for over 72 h reached Webex"
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -450,14 +492,27 @@ mod tests {
         // The connector keys sessions by mail ID: a Webex message must cross while the
         // sender's session is open, so a loss of it is a loss (before, looked up by JID,
         // the session was not found and the message only "may" arrive: a loss passed).
+        let uses = Uses::default();
         let by_mail = open_from(a.email.as_deref().unwrap(), 10);
         assert_eq!(
-            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_mail),
+            expect(
+                &a,
+                ClientKind::Webex,
+                &b,
+                ClientKind::Jabber,
+                (at, &by_mail, &uses)
+            ),
             Expect::Must
         );
         let by_jid = open_from(&a.jid, 10);
         assert_eq!(
-            expect(&a, ClientKind::Webex, &b, ClientKind::Jabber, at, &by_jid),
+            expect(
+                &a,
+                ClientKind::Webex,
+                &b,
+                ClientKind::Jabber,
+                (at, &by_jid, &uses)
+            ),
             Expect::May
         );
     }
@@ -475,6 +530,7 @@ mod tests {
                     must: u64::from(w),
                     missing: 0,
                     forbidden: 0,
+                    must_not: 0,
                 };
                 m.cells.insert((s, r), c);
             }
@@ -502,6 +558,7 @@ mod tests {
                     must: if w { 4 } else { 0 },
                     missing: 0,
                     forbidden: 0,
+                    must_not: 0,
                 };
                 m.cells.insert((s, r), c);
             }

@@ -7,9 +7,11 @@
 //! reported, not failed. The window is the fault plus [`RISK_MARGIN`], the time a client needs
 //! to notice a dead stream and log in again.
 //!
+//! - [`activity`]: who used which client when (the 72 h rule, spec 52), from the history.
 //! - [`interop`]: across the Jabber/Webex bridge, per recipient client (spec 32-34).
 //! - [`tally`]: deliveries, losses, duplicates and reorderings over the whole history.
 
+pub mod activity;
 pub mod interop;
 pub mod tally;
 
@@ -187,8 +189,9 @@ impl<'a> Oracle<'a> {
         users: &BTreeMap<&str, &UserSpec>,
         m: &MessageRecord,
         bridge: &interop::Bridge,
+        uses: &activity::Uses,
     ) -> (Vec<ClientKind>, bool) {
-        let mut missing = interop::missing(users, m, bridge);
+        let mut missing = interop::missing(users, m, bridge, uses);
         let discarded = missing.contains(&ClientKind::Jabber) && self.jabber_copy_discarded(m);
         if discarded {
             missing.retain(|c| *c != ClientKind::Jabber);

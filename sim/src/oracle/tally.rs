@@ -111,13 +111,14 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     let mut position = 0usize;
     let hybrid = crate::plan::topology::uses_cloud(s);
     let by_jid: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+    let uses = crate::oracle::activity::Uses::of(out);
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
             let sent_s = m.sent_at.as_secs_f64();
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
-                let (missing, discarded) = oracle.missing(&by_jid, m, &out.bridge);
+                let (missing, discarded) = oracle.missing(&by_jid, m, &out.bridge, &uses);
                 let at_risk = !missing.is_empty() && oracle.at_risk(m);
                 if !t.bridged(id, m, &missing, (at_risk, discarded)) {
                     continue;

@@ -181,9 +181,10 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
         // way to the recipient's other client (Webex after Jabber).
         let by_jid: BTreeMap<&str, &UserSpec> =
             out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
+        let uses = crate::oracle::activity::Uses::of(out);
         return out.observer.with_messages(|msgs| {
             msgs.filter(|(_, m)| {
-                !oracle.missing(&by_jid, m, &out.bridge).0.is_empty() && !oracle.at_risk(m)
+                !oracle.missing(&by_jid, m, &out.bridge, &uses).0.is_empty() && !oracle.at_risk(m)
             })
             .map(|(id, _)| id.to_string())
             .take(limit)

@@ -163,6 +163,7 @@ fn add_cloud(
         );
     }
     hide_statuses(&mut cloud, s, users);
+    set_out_of_office(&mut cloud, s, users);
     // Provisioning bodies above are the administrator's, not message traffic: scan from here.
     cloud.set_body_tap(plaintext_tap(h.leaks.clone()));
     let cloud = Rc::new(RefCell::new(cloud));
@@ -175,6 +176,16 @@ fn add_cloud(
         }
     });
     tokens
+}
+
+/// Calendar out of office reaches Webex presence through the calendar integration, whether
+/// or not the user ever opens the Webex App (spec 55).
+fn set_out_of_office(cloud: &mut Cloud, s: &Scenario, users: &[UserSpec]) {
+    for u in users.iter().filter(|u| u.ooo) {
+        cloud
+            .presence_mut()
+            .set_out_of_office(&webex_email(u, s), true);
+    }
 }
 
 /// Users who hide their status in Webex but do not run the Webex App in the run (spec 49:

@@ -23,6 +23,7 @@ impl ConnectorNode {
 
     pub(super) fn on_heartbeat(&mut self, _now: Duration, v: &Value) {
         self.cloud_fault = None;
+        self.on_peer_shares(v);
         if !self.registered && v["state"].as_str() == Some("registered") {
             self.on_ready();
         }

@@ -44,7 +44,7 @@ use crate::core::failover::{Failover, Move, NodeStatus};
 use crate::core::limiter::{Backoff, TokenBucket, backoff_delay};
 use crate::core::presence::{self, JabberPresence, STATUS_TEXT, WebexPresence};
 use crate::core::sessions::{SESSION_RESOURCE, SessionManager, SessionState};
-use crate::core::status::{StatusInputs, StatusPage};
+use crate::core::status::{Share, StatusInputs, StatusPage};
 use crate::core::translate::{self, Activity};
 use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
@@ -376,6 +376,17 @@ pub struct ConnectorNode {
     // users
     assigned: BTreeSet<String>,
     presence: BTreeMap<String, WebexPresence>,
+    /// Last Jabber use seen per assigned user (spec 52): a message, chat state or marker the
+    /// user sent from Jabber that crossed a session here, or the assignment (earlier use is
+    /// unknown, so the 72 h window starts then, spec 55). Removed on unassignment.
+    jabber_seen: BTreeMap<String, Duration>,
+    /// Last use of Webex to read or write messages to or from Jabber per user (an activity
+    /// the user authored in Webex that this node bridged): the status page's "active"
+    /// (spec 70).
+    interop_seen: BTreeMap<String, Duration>,
+    /// The cluster peers' shares of the status page's counts, by node id (spec 69-71), as the
+    /// last heartbeat answer gave them.
+    peer_shares: BTreeMap<String, Share>,
     published: BTreeMap<String, JabberPresence>,
     sessions: SessionManager,
     failover: Failover,
@@ -493,6 +504,9 @@ impl ConnectorNode {
             directory: Directory::default(),
             assigned: BTreeSet::new(),
             presence: BTreeMap::new(),
+            jabber_seen: BTreeMap::new(),
+            interop_seen: BTreeMap::new(),
+            peer_shares: BTreeMap::new(),
             published: BTreeMap::new(),
             node_versions: BTreeMap::new(),
             held: BTreeMap::new(),

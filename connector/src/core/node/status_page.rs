@@ -3,14 +3,17 @@
 use super::*;
 
 impl ConnectorNode {
-    /// The status page now (spec 66-71).
+    /// The status page now (spec 66-71): this Expressway cluster's counts, the same on every
+    /// peer (spec 69-71).
     pub fn status_page(&self, now: Duration) -> StatusPage {
-        let last_active: BTreeMap<String, Duration> = self
-            .presence
-            .iter()
-            .filter_map(|(e, p)| p.last_active.map(|t| (e.clone(), t)))
-            .collect();
+        let (page, _) = self.page_and_share(now);
+        page
+    }
+
+    /// The page, and this node's own share of its counts (uploaded for the peers).
+    fn page_and_share(&self, now: Duration) -> (StatusPage, Share) {
         let enabled: Vec<String> = self.assigned.iter().cloned().collect();
+        let peers: Vec<Share> = self.peer_shares.values().cloned().collect();
         let cert: BTreeMap<&str, bool> = self
             .s
             .cluster
@@ -31,19 +34,40 @@ impl ConnectorNode {
                 (n, v, st, c)
             })
             .collect();
-        StatusPage::compute(&StatusInputs {
+        let inputs = StatusInputs {
             cloud_fault: self.cloud_fault.as_deref(),
             directory: &self.directory,
             enabled: &enabled,
-            last_active: &last_active,
+            last_active: &self.interop_seen,
+            peers: &peers,
             nodes: &nodes,
             now,
-        })
+        };
+        (StatusPage::compute(&inputs), Share::of(&inputs))
+    }
+
+    /// The cluster peers' shares from a heartbeat answer (`peers: [{id, share}]`): replaces
+    /// what was known, so a peer that went down stops counting. At most
+    /// [`PEERS_MAX`] are read (a cluster has at most six nodes, spec 1).
+    pub(super) fn on_peer_shares(&mut self, v: &Value) {
+        let Some(peers) = v["peers"].as_array() else {
+            return;
+        };
+        self.peer_shares = peers
+            .iter()
+            .take(PEERS_MAX)
+            .filter_map(|p| Some((p["id"].as_str()?.to_string(), share_of_json(&p["share"])?)))
+            .collect();
     }
 
     pub(super) fn status_json(&self, now: Duration) -> Value {
-        let p = self.status_page(now);
+        let (p, own) = self.page_and_share(now);
         json!({
+            "share": {
+                "enabled": own.enabled,
+                "active": own.active,
+                "nodes": own.nodes.iter().map(|(n, (u, a))| json!({"node": n, "users": u, "active": a})).collect::<Vec<_>>(),
+            },
             "connectivity": p.connectivity,
             "users_local": p.users_local,
             "users_all": p.users_all,
@@ -58,4 +82,29 @@ impl ConnectorNode {
             })).collect::<Vec<_>>(),
         })
     }
+}
+
+/// Peers read from one heartbeat answer: an Expressway cluster has at most six nodes (spec 1).
+pub const PEERS_MAX: usize = 6;
+/// IM&P node rows read from one peer's share: 5 IM&P clusters of at most 6 nodes (spec 5).
+pub const PEER_ROWS_MAX: usize = 30;
+
+/// A peer's share as uploaded (`{enabled, active, nodes: [{node, users, active}]}`), if
+/// well-formed and self-consistent.
+fn share_of_json(v: &Value) -> Option<Share> {
+    let n = |v: &Value, k: &str| v[k].as_u64().and_then(|x| usize::try_from(x).ok());
+    let mut s = Share {
+        enabled: n(v, "enabled")?,
+        active: n(v, "active")?,
+        nodes: BTreeMap::new(),
+    };
+    for row in v["nodes"].as_array()?.iter().take(PEER_ROWS_MAX) {
+        let (users, active) = (n(row, "users")?, n(row, "active")?);
+        if active > users {
+            return None;
+        }
+        s.nodes
+            .insert(row["node"].as_str()?.to_string(), (users, active));
+    }
+    (s.active <= s.enabled).then_some(s)
 }

@@ -37,6 +37,9 @@ impl ConnectorNode {
                     .into_iter()
                     .filter(|u| self.assigned.insert(u.clone()))
                     .collect();
+                for u in &new {
+                    self.jabber_seen.entry(u.clone()).or_insert(now);
+                }
                 self.poll_presence(&new);
             }
             Event::Registration {
@@ -62,10 +65,14 @@ impl ConnectorNode {
         }
     }
 
-    /// The actor just used Webex: they are active now; make sure their session is wanted.
+    /// The actor just used Webex to write or read to or from Jabber: they are active now (the
+    /// status page's "active", spec 70); make sure their session is wanted.
     pub(super) fn touch(&mut self, email: &str, now: Duration) {
         let p = self.presence.entry(email.to_string()).or_default();
         p.last_active = Some(now);
+        if self.assigned.contains(email) {
+            self.interop_seen.insert(email.to_string(), now);
+        }
         self.apply_presence(email, now);
         self.drain_sessions();
     }

@@ -87,6 +87,12 @@ impl ConnectorNode {
             self.stats.not_bridged += 1;
             return; // written by a connector: Webex already has it
         }
+        // Whatever becomes of it, the sender used Jabber now (spec 52).
+        if let Some(actor) = self.directory.email_of(&from.bare())
+            && self.assigned.contains(actor)
+        {
+            self.jabber_seen.insert(actor.to_string(), now);
+        }
         let activities = match translate::from_xmpp(inner) {
             Ok(a) => a,
             Err(_) => {
@@ -101,6 +107,10 @@ impl ConnectorNode {
             self.stats.not_bridged += 1;
             return;
         };
+        if !self.wanted_in_webex(now, &actor, &other) {
+            self.stats.not_bridged += 1;
+            return;
+        }
         let id = inner.attr("id").unwrap_or("noid").to_string();
         let p = pair(&actor, &other);
         self.queue_posts(&p, &actor, &from.bare(), &id, activities);
@@ -159,6 +169,23 @@ impl ConnectorNode {
         let path = format!("/v1/spaces/{space_id}/activities");
         self.post_retried(path, body, fnv(space_id));
         true
+    }
+
+    /// Whether `actor`'s Jabber message to `other` goes to Webex. IM&P gives the connector a message for a recipient only while the recipient used
+    /// Webex within 72 h ("we assume that the user will not answer in Webex App if they have
+    /// not been active for more than 72 hours", spec 33, 56): a message reaching the
+    /// recipient's session while the recipient has not is dropped here. The sender's own copy
+    /// (their session here) goes unless both parties are served here and neither used Webex
+    /// within 72 h: nobody would read it there.
+    fn wanted_in_webex(&self, now: Duration, actor: &str, other: &str) -> bool {
+        let webex = |me: &Self, u: &str| {
+            let p = me.presence.get(u).copied().unwrap_or_default();
+            presence::webex_active(&p, now)
+        };
+        if !self.assigned.contains(actor) {
+            return webex(self, other);
+        }
+        !self.assigned.contains(other) || webex(self, actor) || webex(self, other)
     }
 
     /// Queues a Jabber message's activities on its conversation, once per `client_id` (the

@@ -23,11 +23,16 @@ impl ConnectorNode {
         }
         let added: Vec<String> = users.difference(&self.assigned).cloned().collect();
         self.assigned.extend(added.iter().cloned());
+        for u in &added {
+            self.jabber_seen.entry(u.clone()).or_insert(now);
+        }
         self.poll_presence(&added);
     }
 
     pub(super) fn unassign(&mut self, user: &str, now: Duration) {
         self.assigned.remove(user);
+        self.jabber_seen.remove(user);
+        self.interop_seen.remove(user);
         // Moved to another node (or unassigned): make-before-break, so a message IM&P routes
         // to the session before the new node opens one is still bridged (spec 29).
         self.sessions.release(user, now);
@@ -80,7 +85,8 @@ impl ConnectorNode {
         let Some(entry) = self.directory.get(email).cloned() else {
             return;
         };
-        if presence::wants_session(&p, now) {
+        let jabber = self.jabber_seen.get(email).copied();
+        if presence::wants_session(&p, jabber, now) {
             let target = self.failover.target(&entry.home);
             self.sessions.want(email, &entry.jid, &target, now);
             self.publish_presence(email, now);
@@ -95,7 +101,7 @@ impl ConnectorNode {
             return;
         }
         let p = self.presence.get(email).copied().unwrap_or_default();
-        let shown = presence::translate(&p, now);
+        let shown = presence::translate(&p, self.jabber_seen.get(email).copied(), now);
         if self.published.get(email) == Some(&shown) || shown == JabberPresence::Offline {
             return;
         }
@@ -111,6 +117,14 @@ impl ConnectorNode {
             pres = pres.with_child(Element::new("show", NS_COMPONENT).with_text(show));
         }
         pres = pres.with_child(Element::new("status", NS_COMPONENT).with_text(STATUS_TEXT));
+        if shown == JabberPresence::Dnd {
+            // Webex DND is user level: it holds on every device of the user and Jabber cannot
+            // clear it until it ends in Webex (spec 54).
+            pres = pres.with_child(
+                Element::new("hm-presence", crate::proto::xmpp::NS_HM_PRESENCE)
+                    .with_attr("kind", "user"),
+            );
+        }
         let node = node.to_string();
         self.out.push_back(Output::Xmpp { node, stanza: pres });
     }

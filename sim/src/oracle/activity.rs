@@ -1,0 +1,153 @@
+//! Who used which client when, from the history alone (spec 52): the 72-hour rule's input,
+//! computed without the connector's own view.
+//!
+//! A user's *use* is what Webex or IM&P can see of it: the start of the run (the population is
+//! taken as active then: nothing before it is known, and the connector counts from the
+//! assignment, a few minutes later), a Webex App login (all within [`WEBEX_LOGIN_SPREAD`] of
+//! the start), a message sent from either client, and the first message a Webex App receives
+//! in a conversation it did not know (it asks for the space's key: a request, which Webex
+//! counts as activity). Receiving otherwise is not use: a pushed message needs no request, and
+//! in Jabber it is not the user's doing.
+
+use crate::history::History;
+use crate::oracle::interop::client_of_device;
+use crate::plan::connector::WEBEX_LOGIN_SPREAD;
+use fakes::observe::ClientKind;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Spec 52, from the guide: "not used Webex or Jabber for more than 72 hours".
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// Spec 51, from the guide: the connector polls Webex presence every 10 minutes, so a use of
+/// Webex it did not carry itself reaches it up to this late.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// A session closed this much earlier than 72 h after the last use the history shows is not
+/// the 72 h rule's doing: the sampling of sessions (each second) and a send's own latency.
+pub const CLOSE_SLACK: Duration = Duration::from_secs(5);
+
+/// Every use per user (bare JID), in time order: (when, of Webex).
+#[derive(Debug, Clone, Default)]
+pub struct Uses {
+    uses: BTreeMap<String, Vec<(Duration, bool)>>,
+}
+
+impl Uses {
+    /// The uses of every user over the whole history.
+    pub fn of(out: &History) -> Self {
+        let mut l = Self::default();
+        for u in &out.users {
+            l.used(&u.jid, Duration::ZERO, false);
+            if u.webex {
+                l.used(&u.jid, WEBEX_LOGIN_SPREAD, true);
+            }
+        }
+        // Webex conversations (receiver, other party) a user's Webex App already knows.
+        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+        out.observer.with_messages(|msgs| {
+            for (_, rec) in msgs {
+                let webex = rec.client == ClientKind::Webex;
+                l.used(&rec.from, rec.sent_at, webex);
+                if webex {
+                    known.insert((rec.from.clone(), rec.to.clone()));
+                }
+                let first = rec
+                    .deliveries
+                    .iter()
+                    .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
+                    .map(|d| d.at)
+                    .min();
+                if let Some(at) = first
+                    && known.insert((rec.to.clone(), rec.from.clone()))
+                {
+                    l.used(&rec.to, at, true);
+                }
+            }
+        });
+        for v in l.uses.values_mut() {
+            v.sort();
+        }
+        l
+    }
+
+    fn used(&mut self, user: &str, at: Duration, webex: bool) {
+        self.uses
+            .entry(user.to_string())
+            .or_default()
+            .push((at, webex));
+    }
+
+    /// The last use of `user` at or before `at` (of Webex only, if `webex`).
+    pub fn last_before(&self, user: &str, at: Duration, webex: bool) -> Option<Duration> {
+        self.uses
+            .get(user)?
+            .iter()
+            .filter(|(t, w)| *t <= at && (*w || !webex))
+            .map(|(t, _)| *t)
+            .next_back()
+    }
+
+    /// Whether a connector session of `user` that closed at `at` was closed on purpose by the
+    /// 72 h rule: no use of either client in the 72 h before (spec 52).
+    pub fn closed_by_72h_rule(&self, user: &str, at: Duration) -> bool {
+        self.last_before(user, at, false)
+            .is_some_and(|last| at + CLOSE_SLACK >= last + ACTIVE_WINDOW)
+    }
+
+    /// Whether `user` used Webex within the 72 h before `at` as the connector sees it:
+    /// `Some(true)` certainly, `Some(false)` certainly not, `None` too close to call. The
+    /// connector learns of a use by its next presence poll (spec 51), so a use counts as
+    /// certainly known only [`POLL_INTERVAL`] after it: a Webex login at the start is not yet
+    /// Webex activity to a connector that polled just before it (cloud-assignment-balance
+    /// seed 14: a J- -> W+ message 7 min after the receiver's login was rightly not bridged).
+    /// Likewise its view of an expiry lags by up to a poll.
+    pub fn webex_active(&self, user: &str, at: Duration) -> Option<bool> {
+        let margin = POLL_INTERVAL + CLOSE_SLACK;
+        let known = self.last_before(user, at.saturating_sub(margin), true);
+        if known.is_some_and(|t| at + CLOSE_SLACK <= t + ACTIVE_WINDOW) {
+            return Some(true);
+        }
+        match self.last_before(user, at, true) {
+            Some(t) if at > t + ACTIVE_WINDOW + margin => Some(false),
+            Some(_) => None,
+            None => Some(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uses(of: &[(Duration, bool)]) -> Uses {
+        let mut u = Uses::default();
+        for (at, webex) in of {
+            u.used("a@x", *at, *webex);
+        }
+        u
+    }
+
+    #[test]
+    fn a_webex_use_is_certain_only_a_poll_after_it() {
+        let s = Duration::from_secs;
+        let u = uses(&[(s(0), false), (s(30), true)]);
+        assert_eq!(u.webex_active("a@x", s(499)), None, "before the next poll");
+        assert_eq!(u.webex_active("a@x", s(30 + 605)), Some(true));
+        assert_eq!(
+            u.webex_active("a@x", s(10)),
+            Some(false),
+            "no Webex use yet"
+        );
+        let expired = s(30) + ACTIVE_WINDOW + s(605) + s(1);
+        assert_eq!(u.webex_active("a@x", expired), Some(false));
+        assert_eq!(u.webex_active("a@x", s(30) + ACTIVE_WINDOW), None);
+    }
+
+    #[test]
+    fn an_earlier_known_use_keeps_a_user_active_across_a_new_one() {
+        let s = Duration::from_secs;
+        let u = uses(&[(s(30), true), (s(5000), true)]);
+        assert_eq!(u.webex_active("a@x", s(5100)), Some(true));
+    }
+}
