@@ -6,7 +6,7 @@ use super::service::{KMS_BODY_BYTES_MAX, KmsCall, KmsReply, KmsService, error_bo
 use crate::accept::{AcceptErrors, accept};
 use crate::body::{BodyError, read_body};
 use crate::rest::{Method, Response};
-use connector::io::http::{HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
+use connector::io::http::{ClientError, HTTP_IDLE_TIMEOUT, HTTP_TIMEOUT, HttpClient};
 use connector::io::net::Net;
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
@@ -143,12 +143,33 @@ impl<N: Net> KmsClient<N> {
         }
     }
 
+    /// One exchange; a call that a reused connection closed on before any response (the KMS
+    /// closed it idle, and the close was lost in a partition: a reset answers the request) was
+    /// never read, so it is sent once more on a new connection (RFC 9112 section 9.3.1), as
+    /// the Webex App's `CloudConn` does.
     async fn exchange(&mut self, call: &KmsCall) -> Option<(u16, Value)> {
-        if !self.client.as_ref().is_some_and(HttpClient::is_open) {
-            let stream = self.net.connect(&self.host, self.port).await.ok()?;
-            self.client = Some(HttpClient::handshake(stream).await.ok()?);
+        let reused = self.client.as_ref().is_some_and(HttpClient::is_open);
+        match self.send_once(call).await {
+            Err(ClientError::NoResponse(_)) if reused => self.send_once(call).await.ok(),
+            answer => answer.ok(),
         }
-        let client = self.client.as_mut()?;
+    }
+
+    /// Sends `call` on the open connection, or on a new one; drops the connection on failure.
+    async fn send_once(&mut self, call: &KmsCall) -> Result<(u16, Value), ClientError> {
+        if !self.client.as_ref().is_some_and(HttpClient::is_open) {
+            self.client = None;
+            let stream = self
+                .net
+                .connect(&self.host, self.port)
+                .await
+                .map_err(|e| ClientError::Http(e.to_string()))?;
+            self.client = Some(HttpClient::handshake(stream).await?);
+        }
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| ClientError::Http("no connection".into()))?;
         let (method, path, body) = call.request();
         let sent = client
             .send(
@@ -161,13 +182,13 @@ impl<N: Net> KmsClient<N> {
             )
             .await;
         match sent {
-            Ok((status, bytes)) => Some((
+            Ok((status, bytes)) => Ok((
                 status,
                 serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             )),
-            Err(_) => {
+            Err(e) => {
                 self.client = None;
-                None
+                Err(e)
             }
         }
     }
