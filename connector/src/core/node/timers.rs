@@ -104,8 +104,7 @@ impl ConnectorNode {
             }
             Pending::Post(Some(mut p)) => {
                 p.attempts += 1;
-                let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
-                self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
+                self.send_post(p);
             }
             Pending::HandBack(mut h) => {
                 h.attempts += 1;
