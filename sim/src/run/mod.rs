@@ -118,7 +118,10 @@ fn step_loop(
         // Quiescence scans the whole history: judge it once per simulated second, not per tick.
         if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
             next_quiescence = now + QUIESCENCE_EVERY;
-            if quiescent(s, out) {
+            // Devices `liveness` still waits for keep the run going, never past its drain.
+            let devices = now + QUIESCENCE_EVERY < deadline
+                && crate::checks::liveness::devices_awaited(s, out, now);
+            if !devices && quiescent(s, out) {
                 break;
             }
         }
