@@ -3,8 +3,9 @@
 //! The runner steps the world itself (rather than `Sim::run`) so it can fire the fault
 //! timeline at its simulated times ([`crate::inject::apply`]), sample the world, and stop as
 //! soon as the run is quiescent after `duration` (nothing that must arrive is still on its
-//! way, judged by [`crate::oracle`]); if it is not quiescent by `duration + drain`, the run
-//! fails with what it was still waiting for.
+//! way, judged by [`crate::oracle`], and no device the `liveness` check awaits before its
+//! bound is down); if it is not quiescent by `duration + drain`, the run fails with what it
+//! was still waiting for.
 //!
 //! - [`sample`]: what is read from the world while it runs (sessions, status pages, PRG
 //!   states, the cloud's view).
