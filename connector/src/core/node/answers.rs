@@ -169,7 +169,16 @@ impl ConnectorNode {
             Pending::Register | Pending::Report | Pending::Assignments { .. } => {
                 self.cloud_fault = Some(why.to_string());
                 let at = now + self.retry.next_delay(rng);
-                self.retry_at = Some((at, what));
+                // One retry slot: a registration or report waiting for its retry is kept over
+                // an assignments fetch (whose answer follows the report anyway).
+                let kept = matches!(what, Pending::Assignments { .. })
+                    && matches!(
+                        self.retry_at,
+                        Some((_, Pending::Register | Pending::Report))
+                    );
+                if !kept {
+                    self.retry_at = Some((at, what));
+                }
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
             // What waits for a space or a key stays queued and is asked for again after a

@@ -324,3 +324,39 @@ fn posts_failing_together_are_sent_again_in_their_order() {
     n.handle_http(at, again.id, 200, b"{}", &mut rng);
     assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m2");
 }
+
+/// The known-users report the cloud did not take (a 429 while registering) is sent again,
+/// not replaced by an assignments fetch: the users it names stayed Pending for good
+/// (explore seed 2019: `within_capacity` saw nobody assigned in ten minutes).
+#[test]
+fn a_known_users_report_the_cloud_did_not_take_is_sent_again() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let mut n = node();
+    let alice = AxlUser {
+        userid: "alice".into(),
+        email: Some(ALICE.into()),
+        jid: ALICE.into(),
+        home: "imp-a-1".into(),
+        intercluster: false,
+    };
+    n.directory = Directory::build(&[("a".into(), vec![alice])]);
+    let t = Duration::from_secs(600);
+    n.report_known_users();
+    let report = only(requests(&mut n), "/v1/connectors/users");
+    n.handle_http(t, report.id, 429, b"{}", &mut rng);
+    // A failed assignments fetch meanwhile does not take the report's retry slot.
+    n.failed(
+        t,
+        Pending::Assignments { resync: false },
+        "HTTP 429",
+        &mut rng,
+    );
+    let at = n.poll_timeout(t).expect("a retry is due");
+    n.handle_timeout(at, &mut rng);
+    let again: Vec<HttpRequest> = requests(&mut n)
+        .into_iter()
+        .filter(|r| r.path == "/v1/connectors/users")
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].body, report.body);
+}

@@ -130,7 +130,10 @@ impl ConnectorNode {
                 self.discovering.clear();
                 self.discover();
             }
-            Pending::Report | Pending::Assignments { .. } => self.cloud(
+            // The report itself, not the assignments: a report the cloud did not take (a 429
+            // at registration) left the users Pending for good (explore seed 2019).
+            Pending::Report => self.report_known_users(),
+            Pending::Assignments { .. } => self.cloud(
                 Method::Get,
                 "/v1/connectors/assignments",
                 Value::Null,
