@@ -65,7 +65,15 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let last_fault_end = last_fault_end(s);
     let bound = last_fault_end + within;
     let (status, detail) = devices_liveness(s, out, within, bound);
-    match crate::checks::migration::connector_liveness(out, last_fault_end, bound) {
+    let stranded = stranded_nodes(s);
+    let stranded_users: BTreeSet<String> = out
+        .users
+        .iter()
+        .filter(|u| stranded.contains(&u.home_host(s)))
+        .filter_map(|u| u.email.clone())
+        .collect();
+    let window = (last_fault_end, bound);
+    match crate::checks::migration::connector_liveness(out, window, &stranded_users) {
         None => (status, detail),
         Some(Ok(c)) => (status, format!("{detail}; {c}")),
         Some(Err(c)) if status == Status::Pass => (Status::Fail, c),

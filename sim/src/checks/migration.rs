@@ -25,7 +25,7 @@ use connector::core::failover::NodeStatus;
 use connector::core::status::StatusPage;
 use reports::{Status, Table};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Series of open sessions per IM&P node.
@@ -481,11 +481,12 @@ fn waiting_for(out: &History) -> String {
 /// open again by `bound` (`fault_end` plus `within`). Sessions that open for the first time,
 /// or close and reopen later for reasons of their own (72 h inactive, then active), are not
 /// late. `None` when no connector session ever opened (nothing to judge). `Err` says what it
-/// waited for.
+/// waited for. Users in `stranded` (homed on a node down for good that no PRG failover took
+/// over, [`crate::checks::liveness::stranded_nodes`]) are not waited for (explore seed 2254).
 pub fn connector_liveness(
     out: &History,
-    fault_end: Duration,
-    bound: Duration,
+    (fault_end, bound): (Duration, Duration),
+    stranded: &BTreeSet<String>,
 ) -> Option<Result<String, String>> {
     if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
         return None;
@@ -499,6 +500,8 @@ pub fn connector_liveness(
                     late.push(format!("{user} reopened at {:.0}s", at.as_secs_f64()));
                 }
             }
+            // Homed on a node down for good with no PRG failover: nowhere to open it.
+            Some((_, false)) if stranded.contains(user) => {}
             Some((at, false)) => {
                 missing.push(format!("{user} closed at {:.0}s", at.as_secs_f64()));
             }
@@ -1269,7 +1272,7 @@ mod tests {
         out.bridge.insert("b@x".into(), s(&[(10, true)]));
         let (end, bound) = (Duration::from_secs(400), Duration::from_secs(1000));
         assert_eq!(
-            connector_liveness(&out, end, bound),
+            connector_liveness(&out, (end, bound), &BTreeSet::new()),
             Some(Ok("all 2 connector sessions open again by 1000s".into()))
         );
         out.bridge
@@ -1278,7 +1281,7 @@ mod tests {
             .insert("d@x".into(), s(&[(10, true), (300, false), (1200, true)]));
         // A session opening for the first time after the bound is not late.
         out.bridge.insert("e@x".into(), s(&[(1500, true)]));
-        let Some(Err(detail)) = connector_liveness(&out, end, bound) else {
+        let Some(Err(detail)) = connector_liveness(&out, (end, bound), &BTreeSet::new()) else {
             panic!("must fail")
         };
         assert!(
@@ -1289,7 +1292,16 @@ mod tests {
         );
         assert!(detail.contains("d@x reopened at 1200s"), "{detail}");
         assert!(!detail.contains("e@x"), "{detail}");
-        assert_eq!(connector_liveness(&output(), end, bound), None);
+        // c@x homed on a node down for good with no PRG failover: not waited for.
+        let stranded = BTreeSet::from(["c@x".to_string()]);
+        let Some(Err(detail)) = connector_liveness(&out, (end, bound), &stranded) else {
+            panic!("d@x is still late")
+        };
+        assert!(!detail.contains("never reopened"), "{detail}");
+        assert_eq!(
+            connector_liveness(&output(), (end, bound), &BTreeSet::new()),
+            None
+        );
     }
 
     #[test]
