@@ -15,12 +15,13 @@
 //! - `faults_drop_sockets_and_inject_http_errors`: `drop_event_sockets` closes a client's event
 //!   WebSocket (it reconnects and gets later events); `set_http_errors` answers 429 `injected`.
 
+use connector::io::http::HTTP_IDLE_TIMEOUT;
 use connector::io::net::{Net as _, TurmoilNet};
 use connector::proto::jwe::{self, SpaceKey};
 use fakes::cloud::api::{Event, Method};
 use fakes::cloud::http::{self, CLOUD_HOST, CLOUD_PORT, HttpClient};
 use fakes::cloud::{Cloud, CloudConfig};
-use fakes::kms::{KMS_PORT, KmsService};
+use fakes::kms::{HDS_HOST, KMS_PORT, KmsCall, KmsReply, KmsService};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
@@ -527,4 +528,38 @@ fn a_kms_call_racing_the_idle_close_is_sent_again() {
 async fn health(c: &mut HttpClient) -> Result<(u16, Vec<u8>), connector::io::http::ClientError> {
     c.send(Method::Get, "/v1/health", "kms", None, None, Vec::new())
         .await
+}
+
+/// The cloud's relay connection to the KMS outlives a partition between them (a
+/// `cloud_outage`): the KMS closes the idle connection during it, the close never arrives, and
+/// the next call on it meets a reset before any response. That call was never read, so the
+/// client sends it again on a new connection (RFC 9112 section 9.3.1) instead of answering
+/// "KMS unavailable": each stale connection used to cost a 503 to a waiting client, and each
+/// stale authorization change a retry pause answering every call 503 meanwhile.
+#[test]
+fn kms_connection_closed_unseen_during_a_partition_is_replaced_not_a_503() {
+    let (mut sim, kms, _cloud) = sim(fakes::kms::HDS_HOST);
+    sim.client("relay", async move {
+        let mut client = fakes::kms::http::KmsClient::new(TurmoilNet, HDS_HOST, KMS_PORT);
+        let create = KmsCall::CreateKey {
+            space_id: "space-1".into(),
+            principals: vec![ALICE.into()],
+        };
+        let Ok(KmsReply::Key(key)) = client.call(&create).await else {
+            panic!("the KMS is up: the key is created");
+        };
+        turmoil::partition("relay", HDS_HOST);
+        // Longer than the KMS's idle timeout: it closes the connection; the FIN is lost.
+        tokio::time::sleep(HTTP_IDLE_TIMEOUT + Duration::from_secs(5)).await;
+        turmoil::repair("relay", HDS_HOST);
+        let fetch = KmsCall::FetchKey {
+            uri: key.uri.clone(),
+            principal: ALICE.into(),
+        };
+        let answer = client.call(&fetch).await;
+        assert_eq!(answer, Ok(KmsReply::Key(key)));
+        Ok(())
+    });
+    sim.run().unwrap();
+    assert_eq!(kms.borrow().stats().requests, 2);
 }

@@ -143,32 +143,35 @@ impl<N: Net> KmsClient<N> {
         }
     }
 
-    /// One exchange; a call that a reused connection closed on without answering (the KMS
-    /// closed it as idle as the call went out, a race of HTTP/1.1 keep-alive) is sent once
-    /// more on a new connection, as RFC 9112 section 9.3.1 allows and the Webex App's
-    /// connection does. Without it the race answered 503 `kms_unavailable` to a Webex client
-    /// with no fault anywhere (presence-poll: Webex Apps logging in again mid-run).
+    /// One exchange; a call that a reused connection closed on before any response was never
+    /// read, so it is sent once more on a new connection (RFC 9112 section 9.3.1), as the
+    /// Webex App's `CloudConn` does. Two ways to meet it: the KMS closed the connection as
+    /// idle just as the call went out (a keep-alive race; presence-poll saw Webex Apps log in
+    /// again after the 503), or the close was lost in a partition and a reset answers the call
+    /// (cloud-outage-hds-relay).
     async fn exchange(&mut self, call: &KmsCall) -> Option<(u16, Value)> {
         let reused = self.client.as_ref().is_some_and(HttpClient::is_open);
-        match self.exchange_once(call).await {
-            Err(ClientError::NoResponse(_)) if reused => self.exchange_once(call).await.ok(),
+        match self.send_once(call).await {
+            Err(ClientError::NoResponse(_)) if reused => self.send_once(call).await.ok(),
             answer => answer.ok(),
         }
     }
 
-    async fn exchange_once(&mut self, call: &KmsCall) -> Result<(u16, Value), ClientError> {
+    /// Sends `call` on the open connection, or on a new one; drops the connection on failure.
+    async fn send_once(&mut self, call: &KmsCall) -> Result<(u16, Value), ClientError> {
         if !self.client.as_ref().is_some_and(HttpClient::is_open) {
-            let broken = |e: std::io::Error| ClientError::Http(e.to_string());
+            self.client = None;
             let stream = self
                 .net
                 .connect(&self.host, self.port)
                 .await
-                .map_err(broken)?;
+                .map_err(|e| ClientError::Http(e.to_string()))?;
             self.client = Some(HttpClient::handshake(stream).await?);
         }
-        let Some(client) = self.client.as_mut() else {
-            return Err(ClientError::Http("not connected".into()));
-        };
+        let client = self
+            .client
+            .as_mut()
+            .ok_or_else(|| ClientError::Http("no connection".into()))?;
         let (method, path, body) = call.request();
         let sent = client
             .send(

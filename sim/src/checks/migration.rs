@@ -17,6 +17,7 @@
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
+use crate::plan::topology::UserSpec;
 use crate::plan::validate::Problem;
 use crate::scenario::units::{Pct, Rate, format_duration};
 use crate::scenario::{Dur, Scenario};
@@ -24,7 +25,7 @@ use connector::core::failover::NodeStatus;
 use connector::core::status::StatusPage;
 use reports::{Status, Table};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Series of open sessions per IM&P node.
@@ -61,26 +62,54 @@ fn consistent(page: &StatusPage) -> Result<(), String> {
     Ok(())
 }
 
-/// IM&P nodes taken out of service by the scenario's faults (crash, PRG failover) that are
-/// in a PRG with high availability at that time (a `prg_high_availability` change counts at
-/// once, as on IM&P, spec 61), so the status page must show them as Outage: (node, fault
-/// time).
-fn failed_over_nodes(s: &Scenario) -> Vec<(String, Duration)> {
+/// IM&P nodes the scenario's faults fail over, so the status page must show them as Outage
+/// with their users still assigned (spec 63, the guide: "When you manually fail over one of
+/// the IM and Presence nodes in a Presence Redundancy Group, ... The Expressway's Message
+/// Service status page reports "Outage" status for the source node, but shows users still
+/// assigned to that node"): (node, fault time). Only a node that fails over counts: one in a
+/// PRG with high availability at that time (a `prg_high_availability` change counts at once,
+/// as on IM&P, spec 61), taken out by a PRG failover, or by a crash longer than its cluster's
+/// heartbeat timeout (spec 65: the peer takes over once it missed heartbeats that long; a
+/// shorter failure fails nothing over and moves no user). And only a node that is home to
+/// Hybrid Message users: a node without any has no users to show as still assigned.
+fn failed_over_nodes(s: &Scenario, users: &[UserSpec]) -> Vec<(String, Duration)> {
     let mut v = Vec::new();
     for f in &s.faults {
-        let mut nodes: Vec<String> = f.crash.iter().flat_map(|h| h.0.clone()).collect();
-        nodes.extend(f.imp_failover.iter().map(|x| x.node.clone()));
-        for n in nodes {
-            let ha_pair = s.topology.imp_clusters.iter().any(|c| {
+        let crash_for = f.for_.map(|d| d.0);
+        let mut nodes: Vec<(String, Option<Duration>)> = f
+            .crash
+            .iter()
+            .flat_map(|h| h.0.iter().map(|n| (n.clone(), crash_for)))
+            .collect();
+        nodes.extend(f.imp_failover.iter().map(|x| (x.node.clone(), None)));
+        for (n, down_for) in nodes {
+            let fails_over = s.topology.imp_clusters.iter().any(|c| {
                 crate::plan::imp::high_availability_at(s, c, f.at.0)
                     && crate::plan::imp::node_config(c).peer_of(&n).is_some()
+                    && down_for.is_none_or(|d| d > c.prg.heartbeat_timeout.0)
             });
-            if ha_pair {
+            let has_users = users.iter().any(|u| u.hybrid && u.home_host(s) == n);
+            if fails_over && has_users {
                 v.push((n, f.at.0));
             }
         }
     }
     v
+}
+
+/// Whether a connector showed `node` on a page sampled before `at`: it served the node when
+/// the fault came (a connector that registers later never saw the failover).
+fn served_before(
+    pages: &BTreeMap<String, BTreeMap<u64, &StatusPage>>,
+    node: &str,
+    at: Duration,
+) -> bool {
+    let before_ms = at.as_millis() as u64;
+    pages.values().any(|samples| {
+        samples
+            .range(..before_ms)
+            .any(|(_, p)| p.nodes.iter().any(|n| n.node == node))
+    })
 }
 
 /// Spec 63 evidence for a node failed over at `at`: the samples after it where the node
@@ -133,7 +162,10 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     }
     bad.extend(cluster_totals(s, out, &pages));
     let mut evidence = Vec::new();
-    for (node, at) in failed_over_nodes(s) {
+    let expected = failed_over_nodes(s, &out.users)
+        .into_iter()
+        .filter(|(node, at)| served_before(&pages, node, *at));
+    for (node, at) in expected {
         match outage_evidence(&pages, &node, at) {
             Some(e) => evidence.push(e),
             None => bad.push(format!(
@@ -157,7 +189,9 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
         "{samples} pages from {} connector(s) consistent (node sums = totals, active + inactive = enabled, percentages match the counts)",
         pages.len()
     );
-    if !evidence.is_empty() {
+    if evidence.is_empty() {
+        detail.push_str("; spec 63: no node with Hybrid Message users failed over while a connector served it, so no Outage was expected");
+    } else {
         detail.push_str(&format!("; spec 63: {}", evidence.join("; ")));
     }
     (Status::Pass, detail)
@@ -492,11 +526,12 @@ fn waiting_for(out: &History) -> String {
 /// open again by `bound` (`fault_end` plus `within`). Sessions that open for the first time,
 /// or close and reopen later for reasons of their own (72 h inactive, then active), are not
 /// late. `None` when no connector session ever opened (nothing to judge). `Err` says what it
-/// waited for.
+/// waited for. Users in `stranded` (homed on a node down for good that no PRG failover took
+/// over, [`crate::checks::liveness::stranded_nodes`]) are not waited for (explore seed 2254).
 pub fn connector_liveness(
     out: &History,
-    fault_end: Duration,
-    bound: Duration,
+    (fault_end, bound): (Duration, Duration),
+    stranded: &BTreeSet<String>,
 ) -> Option<Result<String, String>> {
     if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
         return None;
@@ -527,6 +562,8 @@ pub fn connector_liveness(
                     late.push(format!("{user} reopened at {:.0}s", at.as_secs_f64()));
                 }
             }
+            // Homed on a node down for good with no PRG failover: nowhere to open it.
+            Some((_, false)) if stranded.contains(user) => {}
             Some((at, false)) => {
                 missing.push(format!("{user} closed at {:.0}s", at.as_secs_f64()));
             }
@@ -1159,6 +1196,35 @@ mod tests {
         }
     }
 
+    /// A Hybrid Message user homed on `imp-a-<node>`.
+    fn hybrid_user(index: u32, node: u32) -> UserSpec {
+        UserSpec {
+            index,
+            userid: format!("user{index}"),
+            jid: format!("user{index}@example.com"),
+            email: Some(format!("user{index}@example.com")),
+            password: "pw".into(),
+            cluster: 0,
+            node,
+            jabber: true,
+            webex: true,
+            hybrid: true,
+            hidden: false,
+            dnd: false,
+            ooo: false,
+            duplicate_in: None,
+            devices: 1,
+            farm: 1,
+        }
+    }
+
+    /// A run whose Hybrid Message users are homed on both nodes of cluster `a`.
+    fn output_with_users() -> History {
+        let mut out = output();
+        out.users = vec![hybrid_user(0, 1), hybrid_user(1, 2)];
+        out
+    }
+
     fn record(out: &mut History, t: f64, p: &StatusPage) {
         let pages = out.status_pages.entry("exp-a-1".into()).or_default();
         pages.push((Duration::from_secs_f64(t), p.clone()));
@@ -1167,7 +1233,7 @@ mod tests {
     #[test]
     fn consistent_pages_with_an_outage_while_assigned_pass() {
         let s = scenario();
-        let mut out = output();
+        let mut out = output_with_users();
         record(&mut out, 60.0, &page(NodeStatus::Operational, (5, 5)));
         record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
         record(&mut out, 700.0, &page(NodeStatus::Outage, (5, 5)));
@@ -1198,7 +1264,8 @@ mod tests {
             "{detail}"
         );
         // The node never shown as Outage: spec 63 not observed.
-        let mut out = output();
+        let mut out = output_with_users();
+        record(&mut out, 60.0, &page(NodeStatus::Operational, (5, 5)));
         record(&mut out, 600.0, &page(NodeStatus::Operational, (5, 5)));
         let (st, detail) = status_page(&s, &out);
         assert_eq!(st, Status::Fail);
@@ -1211,6 +1278,52 @@ mod tests {
             Status::Fail,
             "nothing sampled"
         );
+    }
+
+    /// Spec 63 is about a failover. A crash shorter than the PRG's heartbeat timeout fails
+    /// nothing over (spec 65: the peer takes over after missing heartbeats for 60 s), a node
+    /// without Hybrid Message users has no users to show as still assigned, and a connector
+    /// that did not serve the node yet never saw it fail: none of them must show Outage
+    /// (explore seed 663: a 10 s crash, before the connector's first page, of a node whose
+    /// cluster's two users were homed elsewhere).
+    #[test]
+    fn outage_is_expected_only_for_a_failover_of_a_node_with_users_a_connector_served() {
+        let crash = |d: &str| {
+            let yaml = YAML
+                .replace(
+                    "  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n  - { at: 60m, imp_fallback: { node: imp-a-1 } }\n",
+                    &format!("  - {{ at: 5m, for: {d}, crash: [imp-a-1] }}\n"),
+                )
+                .replace("  - migration: { from: imp-a-1, to: imp-a-2, sessions: 100, start_within: 15m, complete_within: 35m, complete_after: 25m }\n", "");
+            crate::parse("t.yaml", &yaml).expect("valid test scenario")
+        };
+        let operational = |users: Vec<UserSpec>, first_s: f64| {
+            let mut out = output();
+            out.users = users;
+            record(&mut out, first_s, &page(NodeStatus::Operational, (5, 5)));
+            record(&mut out, 600.0, &page(NodeStatus::Operational, (5, 5)));
+            out
+        };
+        let both = || vec![hybrid_user(0, 1), hybrid_user(1, 2)];
+        let (st, detail) = status_page(&crash("10s"), &operational(both(), 60.0));
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("no node with Hybrid Message users failed over"),
+            "{detail}"
+        );
+        // Down longer than the heartbeat timeout: failed over, so Outage is expected.
+        let (st, detail) = status_page(&crash("2m"), &operational(both(), 60.0));
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(
+            detail.contains("spec 63: no page showed imp-a-1 as Outage"),
+            "{detail}"
+        );
+        // No Hybrid Message user homed on the crashed node.
+        let (st, detail) = status_page(&crash("2m"), &operational(vec![hybrid_user(1, 2)], 60.0));
+        assert_eq!(st, Status::Pass, "{detail}");
+        // The connector's first page came after the fault.
+        let (st, detail) = status_page(&crash("2m"), &operational(both(), 400.0));
+        assert_eq!(st, Status::Pass, "{detail}");
     }
 
     #[test]
@@ -1226,7 +1339,7 @@ mod tests {
         out.bridge.insert("b@x".into(), s(&[(10, true)]));
         let (end, bound) = (Duration::from_secs(400), Duration::from_secs(1000));
         assert_eq!(
-            connector_liveness(&out, end, bound),
+            connector_liveness(&out, (end, bound), &BTreeSet::new()),
             Some(Ok("all 2 connector sessions open again by 1000s".into()))
         );
         out.bridge
@@ -1235,7 +1348,7 @@ mod tests {
             .insert("d@x".into(), s(&[(10, true), (300, false), (1200, true)]));
         // A session opening for the first time after the bound is not late.
         out.bridge.insert("e@x".into(), s(&[(1500, true)]));
-        let Some(Err(detail)) = connector_liveness(&out, end, bound) else {
+        let Some(Err(detail)) = connector_liveness(&out, (end, bound), &BTreeSet::new()) else {
             panic!("must fail")
         };
         assert!(
@@ -1246,7 +1359,16 @@ mod tests {
         );
         assert!(detail.contains("d@x reopened at 1200s"), "{detail}");
         assert!(!detail.contains("e@x"), "{detail}");
-        assert_eq!(connector_liveness(&output(), end, bound), None);
+        // c@x homed on a node down for good with no PRG failover: not waited for.
+        let stranded = BTreeSet::from(["c@x".to_string()]);
+        let Some(Err(detail)) = connector_liveness(&out, (end, bound), &stranded) else {
+            panic!("d@x is still late")
+        };
+        assert!(!detail.contains("never reopened"), "{detail}");
+        assert_eq!(
+            connector_liveness(&output(), (end, bound), &BTreeSet::new()),
+            None
+        );
     }
 
     /// Spec 52: a session closed after 72 h without use of Webex or Jabber was closed on

@@ -207,18 +207,23 @@ impl Observer {
     }
 
     /// A client-farm host crashed or was bounced at `at`: its devices are gone for good (a
-    /// restarted farm logs in with new resources), so they are recorded down and forgotten by
-    /// the liveness bookkeeping. The runner calls this; hosts do not.
+    /// restarted farm logs in with new resources), so they are forgotten by the liveness
+    /// bookkeeping, those logged in recorded down. A device that was down already (trying to
+    /// log in again when its farm crashed) is gone for good too: it must not count as a
+    /// device never back (explore seed 178). The runner calls this; hosts do not.
     pub fn host_down(&self, at: Duration, host: &str) {
         let mut st = self.state.borrow_mut();
-        let gone: Vec<(String, String)> = st
+        let gone: Vec<((String, String), bool)> = st
             .device_host
             .iter()
-            .filter(|(k, h)| h.as_str() == host && st.up.get(*k) == Some(&true))
-            .map(|(k, _)| k.clone())
+            .filter(|(k, h)| h.as_str() == host && st.up.contains_key(*k))
+            .map(|(k, _)| (k.clone(), st.up.get(k) == Some(&true)))
             .collect();
-        for (user, device) in gone {
+        for ((user, device), was_up) in gone {
             st.up.remove(&(user.clone(), device.clone()));
+            if !was_up {
+                continue;
+            }
             st.sessions.push(SessionEvent {
                 at,
                 user,
@@ -562,5 +567,45 @@ mod tests {
             o.phantom(),
             vec!["m1 (arrived as from first.b@x, sent by b@x)".to_string()]
         );
+    }
+
+    /// A farm that crashes takes its devices with it, those trying to log in again as well as
+    /// those logged in: neither is a device "not logged in at the end" (explore seed 178: the
+    /// devices of a failed-over IM&P node were reconnecting when their farm crashed; the farm
+    /// came back with new resources that logged in, the old ones counted as never back).
+    #[test]
+    fn a_crashed_farm_forgets_its_devices_up_or_reconnecting() {
+        let o = Observer::new();
+        o.session("jabber-1", "a@example.com", "jabber-1.0", true, "logged in");
+        o.session("jabber-1", "b@example.com", "jabber-1.0", true, "logged in");
+        o.session(
+            "jabber-1",
+            "b@example.com",
+            "jabber-1.0",
+            false,
+            "server closed",
+        );
+        o.session("jabber-2", "c@example.com", "jabber-1.0", true, "logged in");
+        o.session(
+            "jabber-2",
+            "c@example.com",
+            "jabber-1.0",
+            false,
+            "server closed",
+        );
+        o.host_down(Duration::from_secs(60), "jabber-1");
+        let down = o.devices_down();
+        assert_eq!(
+            down,
+            vec![("c@example.com".to_string(), "jabber-1.0".to_string())],
+            "only the device of the farm still up is down"
+        );
+        let gone: Vec<_> = o
+            .sessions()
+            .into_iter()
+            .filter(|e| e.reason.contains("went down"))
+            .collect();
+        assert_eq!(gone.len(), 1, "{gone:?}");
+        assert_eq!(gone[0].user, "a@example.com");
     }
 }

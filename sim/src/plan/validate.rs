@@ -251,6 +251,65 @@ fn expressway_clusters(s: &Scenario, p: &mut Problems) {
                 );
             }
         }
+        coresidency_shape(e, &at, p);
+    }
+    mdm_served(s, p);
+}
+
+/// Control Hub registers an Expressway cluster only in a shape the guides give a capacity for
+/// (spec 6: Calendar+Message on one Medium node 4,000; Calendar+Call+Message 1,300 / 2,300 /
+/// 3,000 per Small / Medium / Large in two-node clusters; "Coresidency recommended only up to
+/// two nodes"). Any other coresidency is refused there: no registration token, so the bridge
+/// would silently never come up.
+fn coresidency_shape(e: &ExpresswayCluster, at: &str, p: &mut Problems) {
+    if e.nodes == 0 || e.nodes > CLUSTER_NODES_MAX || e.coresident.is_empty() || e.mra {
+        return; // the node count is reported above; MRA coresidency has its own figures
+    }
+    let (size, coresidency) = crate::plan::connector::capacity_shape(e);
+    if fakes::cloud::assignment::node_capacity(size, coresidency, e.nodes as usize).is_some() {
+        return;
+    }
+    let with: Vec<&str> = e
+        .coresident
+        .iter()
+        .map(|c| match c {
+            Coresident::Calendar => "calendar",
+            Coresident::Call => "call",
+        })
+        .collect();
+    p.add(
+        format!("{at}.coresident"),
+        format!(
+            "Control Hub gives no capacity for a {} Expressway cluster of {} node(s) with [{}] beside Message (spec 6), so it refuses to register it",
+            crate::plan::connector::size_name(e.size),
+            e.nodes,
+            with.join(", ")
+        ),
+        Some("documented shapes, 1 or 2 nodes: `coresident: [calendar]` on `size: medium`; `coresident: [calendar, call]` on any size; or `coresident: []`".into()),
+    );
+}
+
+/// Hybrid Message needs MDM on every IM&P cluster a connector serves (spec 20; the guide:
+/// "Your IM and Presence Service clusters must have Multiple Device Messaging (MDM) enabled
+/// (this feature is enabled by default)"): without it the connector gets no carbon of what
+/// its users write on Jabber.
+fn mdm_served(s: &Scenario, p: &mut Problems) {
+    for (ci, c) in s.topology.imp_clusters.iter().enumerate() {
+        let served = s
+            .topology
+            .expressway_clusters
+            .iter()
+            .find(|e| e.imp_clusters.contains(&c.name));
+        if let (false, Some(e)) = (c.mdm, served) {
+            p.add(
+                format!("topology.imp_clusters[{ci}].mdm"),
+                format!(
+                    "IM&P cluster `{}` is served by Expressway cluster `{}` with MDM off: Hybrid Message requires Multiple Device Messaging enabled (spec 20)",
+                    c.name, e.name
+                ),
+                Some("set `mdm: true` (the default), or serve this IM&P cluster from no Expressway cluster".into()),
+            );
+        }
     }
 }
 
@@ -991,6 +1050,56 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("whitespace"), "{err}");
+    }
+
+    /// A scenario with IM&P cluster `a` (`imp` fields) served by Expressway cluster `a`
+    /// (`exp` fields).
+    fn served(imp: &str, exp: &str) -> Result<Scenario, String> {
+        let yaml = format!(
+            "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a{imp} }}]\n  expressway_clusters: [{{ name: a, imp_clusters: [a]{exp} }}]\nusers: {{ count: 2, hybrid_message: 100% }}\n"
+        );
+        crate::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    /// Spec 20: MDM must be on for every IM&P cluster a connector serves (explore seed 41:
+    /// `mdm: false` was accepted, and then no carbon of a Jabber message reached Webex).
+    #[test]
+    fn mdm_off_on_a_cluster_a_connector_serves_is_refused_at_its_path() {
+        let err = served(", mdm: false", ", size: large").unwrap_err();
+        assert!(
+            err.contains("error at `topology.imp_clusters[0].mdm`")
+                && err.contains("requires Multiple Device Messaging enabled (spec 20)")
+                && err.contains("set `mdm: true`"),
+            "{err}"
+        );
+        served(", mdm: true", ", size: large").expect("MDM on");
+        // Without a connector MDM is the IM&P administrator's choice.
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, mdm: false }]\nusers: { count: 2 }\n";
+        crate::parse("t.yaml", yaml).expect("no connector");
+    }
+
+    /// Spec 6: Control Hub refuses a coresidency it has no capacity for (explore: a `small`
+    /// Expressway with `coresident: [calendar]` passed `hmsim check`, then never registered).
+    #[test]
+    fn an_undocumented_coresidency_shape_is_refused_at_its_path() {
+        let err = served("", ", size: small, nodes: 1, coresident: [calendar]").unwrap_err();
+        assert!(
+            err.contains("error at `topology.expressway_clusters[0].coresident`")
+                && err.contains(
+                    "no capacity for a small Expressway cluster of 1 node(s) with [calendar]"
+                )
+                && err.contains("`coresident: [calendar]` on `size: medium`"),
+            "{err}"
+        );
+        let err = served("", ", size: large, nodes: 3, coresident: [calendar, call]").unwrap_err();
+        assert!(err.contains("coresident"), "{err}");
+        for ok in [
+            ", size: medium, nodes: 1, coresident: [calendar]",
+            ", size: small, nodes: 2, coresident: [calendar, call]",
+            ", size: large, nodes: 6, coresident: []",
+        ] {
+            served("", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

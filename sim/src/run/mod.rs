@@ -3,8 +3,9 @@
 //! The runner steps the world itself (rather than `Sim::run`) so it can fire the fault
 //! timeline at its simulated times ([`crate::inject::apply`]), sample the world, and stop as
 //! soon as the run is quiescent after `duration` (nothing that must arrive is still on its
-//! way, judged by [`crate::oracle`]); if it is not quiescent by `duration + drain`, the run
-//! fails with what it was still waiting for.
+//! way, judged by [`crate::oracle`], and no device the `liveness` check awaits before its
+//! bound is down); if it is not quiescent by `duration + drain`, the run fails with what it
+//! was still waiting for.
 //!
 //! - [`sample`]: what is read from the world while it runs (sessions, status pages, PRG
 //!   states, the cloud's view).
@@ -118,7 +119,10 @@ fn step_loop(
         // Quiescence scans the whole history: judge it once per simulated second, not per tick.
         if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
             next_quiescence = now + QUIESCENCE_EVERY;
-            if quiescent(s, out) {
+            // Devices `liveness` still waits for keep the run going, never past its drain.
+            let devices = now + QUIESCENCE_EVERY < deadline
+                && crate::checks::liveness::devices_awaited(s, out, now);
+            if !devices && quiescent(s, out) {
                 break;
             }
         }

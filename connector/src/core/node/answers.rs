@@ -108,6 +108,7 @@ impl ConnectorNode {
                 self.stats.to_webex += 1;
                 if let Some(p) = p {
                     self.on_posted(&p, &json());
+                    self.release_lane(p.lane, p.seq);
                 }
             }
             Pending::HandBack(h) => self.on_handed_back(&h, &json()),
@@ -168,7 +169,16 @@ impl ConnectorNode {
             Pending::Register | Pending::Report | Pending::Assignments { .. } => {
                 self.cloud_fault = Some(why.to_string());
                 let at = now + self.retry.next_delay(rng);
-                self.retry_at = Some((at, what));
+                // One retry slot: a registration or report waiting for its retry is kept over
+                // an assignments fetch (whose answer follows the report anyway).
+                let kept = matches!(what, Pending::Assignments { .. })
+                    && matches!(
+                        self.retry_at,
+                        Some((_, Pending::Register | Pending::Report))
+                    );
+                if !kept {
+                    self.retry_at = Some((at, what));
+                }
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
             // What waits for a space or a key stays queued and is asked for again after a
@@ -181,11 +191,13 @@ impl ConnectorNode {
                 self.deferred.push((at, fetch));
             }
             // A post the cloud did not take (503, 429) is sent again: dropping it loses the
-            // message although no stream broke.
+            // message although no stream broke. Its conversation's later posts wait for it.
             Pending::Post(Some(p)) if p.attempts < POST_ATTEMPTS_MAX => {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, p.attempts, rng);
-                self.deferred.push((at, Pending::Post(Some(p))));
+                self.hold_lane(at, p);
             }
+            // Given up: the next post of its conversation goes.
+            Pending::Post(Some(p)) => self.release_lane(p.lane, p.seq),
             // Giving an activity back is its last way to Jabber: retried like a post.
             Pending::HandBack(h) if h.attempts < HANDBACK_ATTEMPTS_MAX => {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, h.attempts, rng);

@@ -147,6 +147,14 @@ impl ConnectorNode {
         if self.enabled {
             self.phase = Phase::Running;
         }
+        self.report_known_users();
+        self.next_poll = now;
+    }
+
+    /// Reports every known user to the cloud (`POST /v1/connectors/users`, in batches of
+    /// [`KNOWN_USERS_BATCH_MAX`]); the answer leads to the assignments. Sent again whole when a
+    /// batch fails: adding a known user twice changes nothing.
+    pub(super) fn report_known_users(&mut self) {
         // Every (mail ID, home cluster) pair, duplicates included: the cloud decides.
         let emails: Vec<(String, String)> = self
             .directory
@@ -176,6 +184,5 @@ impl ConnectorNode {
                 Pending::Assignments { resync: false },
             );
         }
-        self.next_poll = now;
     }
 }

@@ -72,6 +72,9 @@ pub const KNOWN_USERS_BATCH_MAX: usize = 5_000;
 pub const HELD_PER_USER_MAX: usize = 256;
 /// Posts queued per conversation while its space or key is fetched.
 pub const QUEUED_PER_SPACE_MAX: usize = 1_000;
+/// Posts of one conversation waiting behind a post the cloud did not take ([`LaneHold`]):
+/// as many as may wait for its space or key.
+pub const HELD_POSTS_PER_LANE_MAX: usize = QUEUED_PER_SPACE_MAX;
 /// Remembered stanza-id ↔ activity-id pairs (for read markers); oldest forgotten first.
 pub const ID_MAP_MAX: usize = 200_000;
 /// Retry delay bounds for failed cloud or AXL requests.
@@ -316,6 +319,20 @@ struct PostRetry {
     body: Value,
     lane: u64,
     attempts: u32,
+    /// Order of first sending, across the node: which of a lane's posts came first.
+    seq: u64,
+}
+
+/// A conversation's lane after one of its posts failed ([`ConnectorNode::hold_lane`]): the
+/// cloud orders activities as they arrive, and a retry waits out a backoff, so a later post
+/// sent meanwhile would overtake the failed one (spec: a conversation's order is kept). Until
+/// the lane is drained its posts go one at a time, oldest first.
+#[derive(Debug, Clone, Default)]
+struct LaneHold {
+    /// The post being retried or sent (its `seq`).
+    head: u64,
+    /// Posts waiting, by `seq`.
+    waiting: BTreeMap<u64, Box<PostRetry>>,
 }
 
 /// A Jabber → Webex activity waiting for its space and key.
@@ -417,6 +434,10 @@ pub struct ConnectorNode {
     posted_order: VecDeque<String>,
     /// Consecutive failures of each deferred fetch ([`fetch_id`]), for its backoff.
     fetch_failures: BTreeMap<String, u32>,
+    /// Lanes whose posts go one at a time after a failure, by lane.
+    lane_holds: BTreeMap<u64, LaneHold>,
+    /// The next post's [`PostRetry::seq`].
+    next_post_seq: u64,
     stats: NodeStats,
     /// TEST ONLY: the planted defect, off unless a test plants it.
     planted: Option<PlantedDefect>,
@@ -522,6 +543,8 @@ impl ConnectorNode {
             sessions_bucket_is_migration: false,
             deferred: Vec::new(),
             fetch_failures: BTreeMap::new(),
+            lane_holds: BTreeMap::new(),
+            next_post_seq: 0,
             keys_in_flight: BTreeSet::new(),
             spaces_in_flight: BTreeSet::new(),
             key_waiters: BTreeMap::new(),

@@ -262,3 +262,101 @@ fn a_saved_registration_is_resumed_without_registering_again() {
     o.start(Duration::ZERO);
     only(requests(&mut o), "/v1/connectors/register");
 }
+
+const POSTS: &str = "/v1/spaces/space-1/activities";
+
+fn client_id(r: &HttpRequest) -> String {
+    let body: Value = serde_json::from_slice(&r.body).expect("JSON");
+    body["client_id"].as_str().unwrap_or_default().to_string()
+}
+
+/// The cloud orders a conversation's activities as they arrive. A post it did not take (a
+/// cloud outage) is retried after a backoff; a later post of the same conversation waits for
+/// it instead of overtaking it (explore seed 374: a message sent during the outage reached
+/// Webex after the next one). Another conversation is not held.
+#[test]
+fn a_later_post_waits_behind_a_failed_post_of_its_conversation() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    n.handle_http_failure(t, first.id, "timed out", &mut rng);
+    n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
+    n.post_retried(
+        "/v1/spaces/other/activities".into(),
+        json!({"client_id": "x"}),
+        8,
+    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    assert_eq!(client_id(&other), "x");
+    let at = n.poll_timeout(t).expect("a retry is due");
+    n.handle_timeout(at, &mut rng);
+    let again = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&again), "m1");
+    n.handle_http(at, again.id, 200, b"{}", &mut rng);
+    let next = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&next), "m2");
+    n.handle_http(at, next.id, 200, b"{}", &mut rng);
+    n.post_retried(POSTS.into(), json!({"client_id": "m3"}), 7);
+    assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m3");
+}
+
+/// Two posts of one conversation on their way when the cloud goes away: both fail. The
+/// second waits behind the first rather than drawing a backoff of its own that could end
+/// first.
+#[test]
+fn posts_failing_together_are_sent_again_in_their_order() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
+    let sent = requests(&mut n);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    n.handle_http(t, sent[0].id, 503, b"{}", &mut rng);
+    n.handle_http(t, sent[1].id, 503, b"{}", &mut rng);
+    assert!(requests(&mut n).is_empty());
+    let at = n.poll_timeout(t).expect("a retry is due");
+    n.handle_timeout(at, &mut rng);
+    let again = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&again), "m1");
+    n.handle_http(at, again.id, 200, b"{}", &mut rng);
+    assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m2");
+}
+
+/// The known-users report the cloud did not take (a 429 while registering) is sent again,
+/// not replaced by an assignments fetch: the users it names stayed Pending for good
+/// (explore seed 2019: `within_capacity` saw nobody assigned in ten minutes).
+#[test]
+fn a_known_users_report_the_cloud_did_not_take_is_sent_again() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let mut n = node();
+    let alice = AxlUser {
+        userid: "alice".into(),
+        email: Some(ALICE.into()),
+        jid: ALICE.into(),
+        home: "imp-a-1".into(),
+        intercluster: false,
+    };
+    n.directory = Directory::build(&[("a".into(), vec![alice])]);
+    let t = Duration::from_secs(600);
+    n.report_known_users();
+    let report = only(requests(&mut n), "/v1/connectors/users");
+    n.handle_http(t, report.id, 429, b"{}", &mut rng);
+    // A failed assignments fetch meanwhile does not take the report's retry slot.
+    n.failed(
+        t,
+        Pending::Assignments { resync: false },
+        "HTTP 429",
+        &mut rng,
+    );
+    let at = n.poll_timeout(t).expect("a retry is due");
+    n.handle_timeout(at, &mut rng);
+    let again: Vec<HttpRequest> = requests(&mut n)
+        .into_iter()
+        .filter(|r| r.path == "/v1/connectors/users")
+        .collect();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0].body, report.body);
+}

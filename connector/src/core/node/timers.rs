@@ -104,8 +104,7 @@ impl ConnectorNode {
             }
             Pending::Post(Some(mut p)) => {
                 p.attempts += 1;
-                let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
-                self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
+                self.send_post(p);
             }
             Pending::HandBack(mut h) => {
                 h.attempts += 1;
@@ -131,7 +130,10 @@ impl ConnectorNode {
                 self.discovering.clear();
                 self.discover();
             }
-            Pending::Report | Pending::Assignments { .. } => self.cloud(
+            // The report itself, not the assignments: a report the cloud did not take (a 429
+            // at registration) left the users Pending for good (explore seed 2019).
+            Pending::Report => self.report_known_users(),
+            Pending::Assignments { .. } => self.cloud(
                 Method::Get,
                 "/v1/connectors/assignments",
                 Value::Null,

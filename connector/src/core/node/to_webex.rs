@@ -316,20 +316,71 @@ impl ConnectorNode {
         self.post_retried(path, body, lane);
     }
 
-    /// Posts an activity that is retried on failure (its first attempt).
-    fn post_retried(&mut self, path: String, body: serde_json::Value, lane: u64) {
-        let retry = PostRetry {
-            path: path.clone(),
-            body: body.clone(),
-            lane,
-            attempts: 1,
-        };
-        self.cloud(
-            Method::Post,
-            &path,
+    /// Posts an activity that is retried on failure (its first attempt); while an earlier
+    /// post of its lane is being retried it waits its turn ([`LaneHold`]).
+    pub(super) fn post_retried(&mut self, path: String, body: serde_json::Value, lane: u64) {
+        self.next_post_seq += 1;
+        let retry = Box::new(PostRetry {
+            path,
             body,
             lane,
-            Pending::Post(Some(Box::new(retry))),
-        );
+            attempts: 1,
+            seq: self.next_post_seq,
+        });
+        if let Some(hold) = self.lane_holds.get_mut(&lane) {
+            if hold.waiting.len() >= HELD_POSTS_PER_LANE_MAX {
+                self.stats.dropped_full += 1;
+            } else {
+                hold.waiting.insert(retry.seq, retry);
+            }
+            return;
+        }
+        self.send_post(retry);
+    }
+
+    /// Sends a post (again).
+    pub(super) fn send_post(&mut self, p: Box<PostRetry>) {
+        let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
+        self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
+    }
+
+    /// A post failed: the first failure on its lane holds the lane and is retried after
+    /// `at`; a later post that was already on its way when the lane was held waits in order
+    /// behind it, instead of a backoff of its own that could end first.
+    pub(super) fn hold_lane(&mut self, at: Duration, p: Box<PostRetry>) {
+        match self.lane_holds.get_mut(&p.lane) {
+            Some(hold) if hold.head != p.seq => {
+                hold.waiting.insert(p.seq, p);
+            }
+            Some(_) => self.deferred.push((at, Pending::Post(Some(p)))),
+            None => {
+                let hold = LaneHold {
+                    head: p.seq,
+                    waiting: BTreeMap::new(),
+                };
+                self.lane_holds.insert(p.lane, hold);
+                self.deferred.push((at, Pending::Post(Some(p))));
+            }
+        }
+    }
+
+    /// A post was taken or given up: if it held its lane, the next waiting post goes out (the
+    /// lane is free again once none waits).
+    pub(super) fn release_lane(&mut self, lane: u64, seq: u64) {
+        let Some(hold) = self.lane_holds.get_mut(&lane) else {
+            return;
+        };
+        if hold.head != seq {
+            return;
+        }
+        match hold.waiting.pop_first() {
+            Some((next, p)) => {
+                hold.head = next;
+                self.send_post(p);
+            }
+            None => {
+                self.lane_holds.remove(&lane);
+            }
+        }
     }
 }
