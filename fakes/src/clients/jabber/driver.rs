@@ -7,7 +7,7 @@ use super::group::{GroupState, group_due, group_stanza, group_tick};
 use super::plan::{ChatPlan, GroupPlan, PresencePlan};
 use super::{
     BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, Keepalive, KeepaliveKind, LOGIN_TIMEOUT,
-    PING_TIMEOUT, READ_BUF_BYTES,
+    PING_TIMEOUT, READ_BUF_BYTES, Relogin,
 };
 use crate::observe::{PresenceEvent, Recorder};
 use connector::io::net::Net;
@@ -48,6 +48,8 @@ pub struct DeviceSpec<N: Net> {
     pub group: Option<GroupPlan>,
     /// How the device keeps its stream alive.
     pub keepalive: Keepalive,
+    /// The PRG's client re-login window, if the device has a server to fail over to.
+    pub relogin: Option<Relogin>,
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
@@ -57,7 +59,9 @@ pub struct DeviceSpec<N: Net> {
 /// does for users it does not serve) moves on to the next server of the list, wrapping
 /// around; so does a session the server ended with `see-other-host` (the node's users moved
 /// to its PRG peer, or back). A logged-in session lost otherwise is retried on the same
-/// server first. Every retry waits the seeded backoff.
+/// server first. Every retry waits the seeded backoff, except the first move to another
+/// server after a logged-in session was lost (the node handed its users over, or went away
+/// and its retry failed): that one waits the PRG's client re-login delay ([`Relogin`]).
 pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
     let mut backoff = BACKOFF_MIN;
     let mut next_send = d
@@ -70,6 +74,8 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
         .collect();
     let mut at = 0usize;
     let mut group = GroupState::default();
+    // A logged-in session ended and the re-login delay has not been waited since.
+    let mut lost = false;
     loop {
         let server = list[at % list.len()].clone();
         let mut logged_in = false;
@@ -85,14 +91,30 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
             }
             Err(e) => format!("connect failed: {e}"),
         };
-        if !logged_in || reason.contains("see-other-host") {
+        let moves = !logged_in || reason.contains("see-other-host");
+        if moves {
             at = (at + 1) % list.len();
         }
+        lost |= logged_in;
         d.recorder
             .session(&d.host, &d.jid.bare(), &d.resource, false, &reason);
-        let jitter = d.rng.random_range(0.5..1.5);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        let relogin = d
+            .relogin
+            .as_mut()
+            .filter(|_| moves && lost && list.len() > 1);
+        let wait = match relogin {
+            Some(r) => {
+                lost = false;
+                r.draw()
+            }
+            None => {
+                let jitter = d.rng.random_range(0.5..1.5);
+                let wait = backoff.mul_f64(jitter);
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
     }
 }
 
