@@ -600,6 +600,19 @@ impl ImpNode {
             self.send(conn, &reply);
             return;
         }
+        // The node may have stopped serving the user between its SASL success and this bind
+        // (a failover or fallback released its users then): send it where it is served now,
+        // or the session would outlive the move on a node no longer serving it.
+        let home = self
+            .dir
+            .get(&bare)
+            .map(|u| u.home.clone())
+            .unwrap_or_default();
+        if !self.accepts_home(&home) {
+            let server = self.server_of(&bare).unwrap_or(home);
+            self.stream_error(conn, "see-other-host", &server);
+            return;
+        }
         let resource = requested.unwrap_or_else(|| format!("r{conn}"));
         let replaces = self
             .resources
@@ -2525,6 +2538,27 @@ mod tests {
         let _ = a2;
         assert_eq!(n2.stats().offline_delivered, 1);
         assert!(try_auth(&mut n1, "alice").contains("<temporary-auth-failure"));
+    }
+
+    #[test]
+    fn a_login_the_failover_overtakes_between_auth_and_bind_is_sent_to_the_peer() {
+        let (mut n1, mut n2) = prg_pair(true);
+        // alice's SASL succeeds on n1, then n1 fails over before she binds.
+        let c = start_auth(&mut n1, "alice");
+        let _ = output(&mut n1, c);
+        assert!(n1.prg_failover(T));
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        assert_eq!(n1.prg_state(), Some(PrgState::Idle));
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n1.input(T, c, h.as_bytes());
+        n1.input(T, c, b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>desk</resource></bind></iq>");
+        let out = output(&mut n1, c);
+        assert!(
+            out.contains("<see-other-host") && out.contains("n2") && !out.contains("<jid>"),
+            "{out}"
+        );
+        assert_eq!(n1.session_count(), 0);
     }
 
     #[test]
