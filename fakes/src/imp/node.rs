@@ -162,6 +162,11 @@ pub struct NodeStats {
     /// Stanzas for a connector session dropped for exceeding the component link's stanza
     /// limit (the message's sender gets a `policy-violation` error).
     pub component_oversize: u64,
+    /// Jabber logins (resource binds) refused with `resource-constraint` at the node's JSM
+    /// session limit ([`ImpNode::with_jsm_sessions_max`], spec 10).
+    pub jsm_refused_logins: u64,
+    /// Connector sessions refused with `resource-constraint` at the node's JSM session limit.
+    pub jsm_refused_sessions: u64,
 }
 
 #[derive(Debug)]
@@ -232,6 +237,8 @@ pub struct ImpNode {
     /// The authentication identity of the last SASL PLAIN attempt: the driver's brake on
     /// guessing counts failures per account ([`Self::last_auth_account`]).
     last_authcid: Option<String>,
+    /// Most JSM sessions at once ([`Self::with_jsm_sessions_max`]); `None`: no limit.
+    jsm_sessions_max: Option<usize>,
 }
 
 /// One presence as published by a resource.
@@ -306,6 +313,7 @@ impl ImpNode {
             remote: RemoteViews::default(),
             muc,
             last_authcid: None,
+            jsm_sessions_max: None,
         }
     }
 
@@ -615,14 +623,35 @@ impl ImpNode {
             self.send(conn, &reply);
             return;
         }
+        // The node may have stopped serving the user between its SASL success and this bind
+        // (a failover or fallback released its users then): send it where it is served now,
+        // or the session would outlive the move on a node no longer serving it.
+        let home = self
+            .dir
+            .get(&bare)
+            .map(|u| u.home.clone())
+            .unwrap_or_default();
+        if !self.accepts_home(&home) {
+            let server = self.server_of(&bare).unwrap_or(home);
+            self.stream_error(conn, "see-other-host", &server);
+            return;
+        }
         let resource = requested.unwrap_or_else(|| format!("r{conn}"));
-        // A second login with the same resource replaces the first (RFC 6120 7.7.2.2).
-        if let Some(old) = self
+        let replaces = self
             .resources
             .get(&bare)
             .and_then(|r| r.get(&resource))
-            .copied()
-        {
+            .copied();
+        // A new device beyond the JSM session limit is refused (RFC 6120 7.6.2.1: the
+        // account reached a limit on connected resources); a replacement is not new.
+        if replaces.is_none() && !self.jsm_admit(&bare, false) {
+            let why = self.jsm_limit_text();
+            let reply = xmpp::error_reply(el, "wait", "resource-constraint", Some(&why));
+            self.send(conn, &reply);
+            return;
+        }
+        // A second login with the same resource replaces the first (RFC 6120 7.7.2.2).
+        if let Some(old) = replaces {
             self.stream_error(old, "conflict", "replaced by a new session");
             self.closed(Duration::ZERO, old);
         }
@@ -1354,6 +1383,69 @@ impl ImpNode {
         }
         self.prg = Some(Prg::new(&self.cfg.host, cfg, restarted));
         self
+    }
+
+    /// Gives the node a JSM session limit (IM&P's "Spark Interop JSM sessions", counter
+    /// JsmHybridSessionsActive, spec 10): about 1.5 × the user capacity of its OVA. With
+    /// Multiple Device Messaging every client device is a session (each Jabber device and each
+    /// connector session); without it, every user with at least one.
+    #[must_use]
+    pub fn with_jsm_sessions_max(mut self, max: Option<usize>) -> Self {
+        self.jsm_sessions_max = max;
+        self
+    }
+
+    /// The JSM session limit in force, if any.
+    pub fn jsm_sessions_max(&self) -> Option<usize> {
+        self.jsm_sessions_max
+    }
+
+    /// JSM sessions open now: bound devices with MDM, users with a device without it.
+    pub fn jsm_session_count(&self) -> usize {
+        if self.cfg.mdm {
+            self.session_count()
+        } else {
+            self.resources.len()
+        }
+    }
+
+    /// Whether one more device of `bare` fits the JSM session limit; a refusal is counted
+    /// (`connector`: a connector session, else a Jabber login) and logged.
+    pub fn jsm_admit(&mut self, bare: &str, connector: bool) -> bool {
+        let Some(max) = self.jsm_sessions_max else {
+            return true;
+        };
+        // Without MDM a user's further devices share its one session.
+        if !self.cfg.mdm && self.resources.contains_key(bare) {
+            return true;
+        }
+        if self.jsm_session_count() < max {
+            return true;
+        }
+        let stats = &mut self.stats;
+        let refused = if connector {
+            &mut stats.jsm_refused_sessions
+        } else {
+            &mut stats.jsm_refused_logins
+        };
+        *refused += 1;
+        tracing::info!(
+            node = %self.cfg.host,
+            user = bare,
+            connector,
+            jsm_sessions_max = max,
+            refused = *refused,
+            "JSM session limit reached: session refused"
+        );
+        false
+    }
+
+    /// The text of a refusal at the JSM session limit.
+    pub fn jsm_limit_text(&self) -> String {
+        format!(
+            "JSM session limit {} reached",
+            self.jsm_sessions_max.unwrap_or_default()
+        )
     }
 
     /// The administrator changes the PRG's high availability (spec 61): live on this node at
@@ -2091,6 +2183,48 @@ mod tests {
         assert!(out.contains("stamp='2026-01-01T00:00:01.000Z'"), "{out}");
     }
 
+    /// Logs `name/res` in on `n` up to the bind; returns what the node answered.
+    fn try_bind(n: &mut ImpNode, name: &str, res: &str) -> String {
+        let c = start_auth(n, name);
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n.input(T, c, h.as_bytes());
+        n.input(T, c, format!("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>{res}</resource></bind></iq>").as_bytes());
+        output(n, c)
+    }
+
+    #[test]
+    fn the_jsm_limit_counts_every_device_with_mdm_and_refuses_the_next_bind() {
+        let (n1, _) = cluster(true, (14, 0));
+        let mut n1 = n1.with_jsm_sessions_max(Some(2));
+        assert!(try_bind(&mut n1, "alice", "desk").contains("<jid>"));
+        assert!(try_bind(&mut n1, "alice", "phone").contains("<jid>"));
+        assert_eq!(n1.jsm_session_count(), 2, "two devices, two JSM sessions");
+        let out = try_bind(&mut n1, "carol", "desk");
+        assert!(
+            out.contains("resource-constraint") && out.contains("type='wait'"),
+            "{out}"
+        );
+        assert!(out.contains("JSM session limit 2 reached"), "{out}");
+        assert_eq!(n1.stats().jsm_refused_logins, 1);
+        // A device logging in again with its resource replaces its session: not a new one.
+        assert!(try_bind(&mut n1, "alice", "desk").contains("<jid>"));
+        assert_eq!(
+            (n1.jsm_session_count(), n1.stats().jsm_refused_logins),
+            (2, 1)
+        );
+    }
+
+    #[test]
+    fn without_mdm_a_user_holds_one_jsm_session_whatever_its_devices() {
+        let (mut n1, _) = cluster(true, (14, 0));
+        n1.cfg.mdm = false;
+        let mut n1 = n1.with_jsm_sessions_max(Some(1));
+        assert!(try_bind(&mut n1, "alice", "desk").contains("<jid>"));
+        assert!(try_bind(&mut n1, "alice", "phone").contains("<jid>"));
+        assert_eq!(n1.jsm_session_count(), 1);
+        assert!(try_bind(&mut n1, "carol", "desk").contains("resource-constraint"));
+    }
+
     #[test]
     fn storage_off_before_12_5_refuses_across_nodes_with_the_spec_text() {
         let (mut n1, mut n2) = cluster(false, (12, 0));
@@ -2460,6 +2594,27 @@ mod tests {
         let _ = a2;
         assert_eq!(n2.stats().offline_delivered, 1);
         assert!(try_auth(&mut n1, "alice").contains("<temporary-auth-failure"));
+    }
+
+    #[test]
+    fn a_login_the_failover_overtakes_between_auth_and_bind_is_sent_to_the_peer() {
+        let (mut n1, mut n2) = prg_pair(true);
+        // alice's SASL succeeds on n1, then n1 fails over before she binds.
+        let c = start_auth(&mut n1, "alice");
+        let _ = output(&mut n1, c);
+        assert!(n1.prg_failover(T));
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        assert_eq!(n1.prg_state(), Some(PrgState::Idle));
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n1.input(T, c, h.as_bytes());
+        n1.input(T, c, b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>desk</resource></bind></iq>");
+        let out = output(&mut n1, c);
+        assert!(
+            out.contains("<see-other-host") && out.contains("n2") && !out.contains("<jid>"),
+            "{out}"
+        );
+        assert_eq!(n1.session_count(), 0);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use crate::scenario::{Dur, FailoverMode, Scenario};
 use fakes::imp::PrgState;
 use reports::Status;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// When the scenario fails `node` over: a manual or automatic `imp_failover`, or a crash of
@@ -113,11 +113,73 @@ fn relogins(
     first
 }
 
+/// Why a re-login moment is judged: the failover or the fallback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Move {
+    /// The peer took the node's users; `crash`: automatically, because the node died.
+    Failover { crash: bool },
+    /// The node took its users back.
+    Fallback,
+}
+
+/// Whether the failover of `node` is automatic (a crash of its host, or an automatic
+/// `imp_failover`, which is one): its devices first have to notice the node is gone.
+fn failover_is_crash(s: &Scenario, node: &str) -> bool {
+    s.faults.iter().any(|f| {
+        f.crash
+            .as_ref()
+            .is_some_and(|h| h.0.iter().any(|x| x == node))
+            || f.imp_failover
+                .as_ref()
+                .is_some_and(|x| x.node == node && x.mode == FailoverMode::Automatic)
+    })
+}
+
+/// The guide's client re-login lower limit (spec 65), when no cluster names the node.
+const GUIDE_RELOGIN_LOWER: Duration = Duration::from_secs(120);
+/// The guide's client re-login upper limit (spec 65).
+const GUIDE_RELOGIN_UPPER: Duration = Duration::from_secs(537);
+/// "MDM roughly doubles failover times" (spec 65).
+const MDM_FAILOVER_FACTOR: u32 = 2;
+/// A connect and an XMPP login (SASL, bind, presence) after the re-login delay: seconds at
+/// most on a LAN; half a minute leaves the simulation's coarser ticks room.
+const LOGIN_SLACK: Duration = Duration::from_secs(30);
+
+/// The bounds on a device's re-login after `m`, from the guide (spec 65) and the cluster's
+/// settings, never from the model's constants: not before the client re-login lower limit
+/// (default 120 s), and within the upper limit (default 537 s), doubled with Multiple Device
+/// Messaging ("MDM roughly doubles failover times"), plus [`LOGIN_SLACK`]; after a crash
+/// also the time a client takes to notice its node is gone, three keepalive intervals
+/// (90 s at Jabber's 30 s), and one more try of the dead node.
+fn bounds(s: &Scenario, node: &str, m: Move) -> (Duration, Duration) {
+    let c = s
+        .topology
+        .imp_clusters
+        .iter()
+        .find(|c| node_config(c).cluster.iter().any(|h| h == node));
+    let (lower, upper, mdm) = c.map_or((GUIDE_RELOGIN_LOWER, GUIDE_RELOGIN_UPPER, true), |c| {
+        let r = c.prg.client_relogin;
+        (r.lower.0, r.upper.0, c.mdm)
+    });
+    let upper = if mdm {
+        upper * MDM_FAILOVER_FACTOR
+    } else {
+        upper
+    };
+    let notice = match m {
+        Move::Failover { crash: true } => s.keepalive.interval.0 * 3 + LOGIN_SLACK,
+        _ => Duration::ZERO,
+    };
+    (lower, upper.max(lower) + notice + LOGIN_SLACK)
+}
+
 /// The `prg_failover` check: after the failover of `node`, at least `sessions` devices of its
-/// users logged in to `peer` within `within`; after a fallback (an `imp_fallback` fault, the
-/// end of a manual failover with `for`, or the cluster's automatic fallback), as many logged
-/// in to `node` again within the same bound; no device of its users logged in to
-/// `node` while the peer served them; and the peer ran in backup mode.
+/// users logged in to `peer` within the guide's bound ([`bounds`], or `within` if given) and
+/// none of those logged in to `node` at the failover sooner than the re-login lower limit;
+/// after a fallback (an `imp_fallback` fault, the end of a manual failover with `for`, or the
+/// cluster's automatic fallback), the same back on `node`; no device of its users logged in
+/// to `node` while the peer served them; the peer ran in backup mode; and the peer refused
+/// nothing at its JSM session limit (a failover stalled there is named, with the limit).
 pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
     let Some(t_fail) = failover_at(s, &e.node) else {
         return (
@@ -137,47 +199,41 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
         .map(|u| u.jid.as_str())
         .collect();
     let mut bad = Vec::new();
-    let moved = relogins(out, &users, &e.peer, t_fail, t_back.unwrap_or(end));
-    let in_time: Vec<Duration> = moved
-        .values()
-        .map(|t| *t - t_fail)
-        .filter(|d| *d <= e.within.0)
-        .collect();
-    let slowest = moved
-        .values()
-        .map(|t| *t - t_fail)
-        .max()
-        .unwrap_or_default();
-    if (in_time.len() as u64) < u64::from(e.sessions) {
-        bad.push(format!(
-            "{} of {} expected devices re-logged in to {} within {} of the failover (slowest {:.0}s)",
-            in_time.len(),
-            e.sessions,
-            e.peer,
-            e.within,
-            slowest.as_secs_f64()
-        ));
-    }
-    stayed_on_node(out, e, &users, (t_fail, t_back.unwrap_or(end)), &mut bad);
+    let m = Move::Failover {
+        crash: failover_is_crash(s, &e.node),
+    };
+    let until = t_back.unwrap_or(end);
+    let to_peer = Hop {
+        from: &e.node,
+        to: &e.peer,
+        at: t_fail,
+        until,
+        m,
+    };
+    let (moved, detail) = judge_hop(s, out, e, &users, &to_peer, &mut bad);
+    let grace = e.within.map_or_else(|| bounds(s, &e.node, m).1, |w| w.0);
+    stayed_on_node(out, e, &users, (t_fail, grace, until), &mut bad);
     let back_detail = t_back
-        .map(|t| fallback(out, e, &users, (t, end), &mut bad))
+        .map(|t| {
+            let back = Hop {
+                from: &e.peer,
+                to: &e.node,
+                at: t,
+                until: end,
+                m: Move::Fallback,
+            };
+            let (_, d) = judge_hop(s, out, e, &users, &back, &mut bad);
+            format!("; fallback: {d}")
+        })
         .unwrap_or_default();
-    let peer_backed_up = out.prg_states.get(&e.peer).is_some_and(|pts| {
-        pts.iter()
-            .any(|(_, st)| *st == PrgState::RunningInBackupMode)
-    });
-    if !peer_backed_up {
-        bad.push(format!("{} never ran in backup mode", e.peer));
-    }
+    peer_ran_backup(out, &e.peer, &mut bad);
+    jsm_refusals(s, out, &e.peer, &mut bad);
     if bad.is_empty() {
         (
             Status::Pass,
             format!(
-                "{} devices of {}'s users re-logged in to {} (slowest {:.0}s after the failover){back_detail}",
-                moved.len(),
-                e.node,
-                e.peer,
-                slowest.as_secs_f64()
+                "{moved} devices of {}'s users re-logged in: {detail}{back_detail}",
+                e.node
             ),
         )
     } else {
@@ -185,15 +241,146 @@ pub fn check(s: &Scenario, out: &History, e: &PrgFailover) -> (Status, String) {
     }
 }
 
-/// While the peer served them, the node must have refused its users' devices.
+/// The peer must have run in backup mode.
+fn peer_ran_backup(out: &History, peer: &str, bad: &mut Vec<String>) {
+    let backed_up = out.prg_states.get(peer).is_some_and(|pts| {
+        pts.iter()
+            .any(|(_, st)| *st == PrgState::RunningInBackupMode)
+    });
+    if !backed_up {
+        bad.push(format!("{peer} never ran in backup mode"));
+    }
+}
+
+/// One move of the node's users' devices between the pair.
+struct Hop<'a> {
+    from: &'a str,
+    to: &'a str,
+    at: Duration,
+    until: Duration,
+    m: Move,
+}
+
+/// Judges the devices' re-logins of `h`: enough within the upper bound, none of those on
+/// `h.from` at the move sooner than the lower one. Returns how many moved and a summary.
+fn judge_hop(
+    s: &Scenario,
+    out: &History,
+    e: &PrgFailover,
+    users: &[&str],
+    h: &Hop<'_>,
+    bad: &mut Vec<String>,
+) -> (usize, String) {
+    let (lower, guide_upper) = bounds(s, &e.node, h.m);
+    let upper = e.within.map_or(guide_upper, |w| w.0);
+    let what = if h.m == Move::Fallback {
+        "fallback"
+    } else {
+        "failover"
+    };
+    let moved = relogins(out, users, h.to, h.at, h.until);
+    let delays: Vec<Duration> = moved.values().map(|t| *t - h.at).collect();
+    let in_time = delays.iter().filter(|d| **d <= upper).count();
+    let slowest = delays.iter().max().copied().unwrap_or_default();
+    if (in_time as u64) < u64::from(e.sessions) {
+        bad.push(format!(
+            "{in_time} of {} expected devices re-logged in to {} within {:.0}s of the {what} (slowest {:.0}s)",
+            e.sessions,
+            h.to,
+            upper.as_secs_f64(),
+            slowest.as_secs_f64()
+        ));
+    }
+    let were_on = logged_in_at(out, users, h.from, h.at);
+    let early: Vec<(&(String, String), Duration)> = moved
+        .iter()
+        .filter(|(k, _)| were_on.contains(*k))
+        .map(|(k, t)| (k, *t - h.at))
+        .filter(|(_, d)| *d < lower)
+        .collect();
+    if let Some(((u, d), first)) = early.first() {
+        bad.push(format!(
+            "{} devices re-logged in to {} sooner than the client re-login lower limit ({:.0}s) after the {what} (e.g. {u}/{d} after {:.0}s)",
+            early.len(),
+            h.to,
+            lower.as_secs_f64(),
+            first.as_secs_f64()
+        ));
+    }
+    let fastest = delays.iter().min().copied().unwrap_or_default();
+    let summary = format!(
+        "{} on {} {:.0}-{:.0}s after the {what} (bounds {:.0}-{:.0}s)",
+        moved.len(),
+        h.to,
+        fastest.as_secs_f64(),
+        slowest.as_secs_f64(),
+        lower.as_secs_f64(),
+        upper.as_secs_f64()
+    );
+    (moved.len(), summary)
+}
+
+/// The devices of `users` logged in to `server` at `at`: their last session event up to it
+/// is a login there.
+fn logged_in_at(
+    out: &History,
+    users: &[&str],
+    server: &str,
+    at: Duration,
+) -> BTreeSet<(String, String)> {
+    let reason = format!("logged in to {server}");
+    let mut last: BTreeMap<(String, String), bool> = BTreeMap::new();
+    for ev in out.observer.sessions() {
+        if ev.at <= at && users.contains(&ev.user.as_str()) {
+            last.insert((ev.user, ev.device), ev.up && ev.reason == reason);
+        }
+    }
+    last.into_iter()
+        .filter(|(_, up)| *up)
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Sessions the peer refused at its JSM session limit (spec 10): the failover stalled there.
+fn jsm_refusals(s: &Scenario, out: &History, peer: &str, bad: &mut Vec<String>) {
+    let Some(st) = out.node_stats.get(peer) else {
+        return;
+    };
+    if st.jsm_refused_logins + st.jsm_refused_sessions == 0 {
+        return;
+    }
+    let ova = s
+        .topology
+        .imp_clusters
+        .iter()
+        .find(|c| node_config(c).cluster.iter().any(|h| h == peer))
+        .map(|c| c.ova.users);
+    // 1.5 × the OVA's users (spec 10), computed here from the guide's ratio.
+    let limit = ova.map_or_else(
+        || "its JSM session limit".to_string(),
+        |u| {
+            format!(
+                "its JSM session limit of {} (1.5 × its OVA of {u} users)",
+                u64::from(u) * 3 / 2
+            )
+        },
+    );
+    bad.push(format!(
+        "the failover stalled at {peer}'s JSM session limit: {} Jabber logins and {} connector sessions refused at {limit} (spec 10)",
+        st.jsm_refused_logins, st.jsm_refused_sessions
+    ));
+}
+
+/// While the peer served them, the node must have refused its users' devices (from `grace`
+/// after the failover, the time the move may take).
 fn stayed_on_node(
     out: &History,
     e: &PrgFailover,
     users: &[&str],
-    (t_fail, until): (Duration, Duration),
+    (t_fail, grace, until): (Duration, Duration, Duration),
     bad: &mut Vec<String>,
 ) {
-    let stayed = relogins(out, users, &e.node, t_fail + e.within.0, until);
+    let stayed = relogins(out, users, &e.node, t_fail + grace, until);
     if !stayed.is_empty() {
         let (u, d) = stayed.keys().next().cloned().unwrap_or_default();
         bad.push(format!(
@@ -202,30 +389,6 @@ fn stayed_on_node(
             e.node
         ));
     }
-}
-
-/// After the fallback at `t_back`: as many devices back on the node within the bound.
-fn fallback(
-    out: &History,
-    e: &PrgFailover,
-    users: &[&str],
-    (t_back, end): (Duration, Duration),
-    bad: &mut Vec<String>,
-) -> String {
-    let back = relogins(out, users, &e.node, t_back, end);
-    let ok = back.values().filter(|t| **t - t_back <= e.within.0).count();
-    let slowest_back = back.values().map(|t| *t - t_back).max().unwrap_or_default();
-    if (ok as u64) < u64::from(e.sessions) {
-        bad.push(format!(
-            "{ok} of {} expected devices re-logged in to {} within {} of the fallback",
-            e.sessions, e.node, e.within
-        ));
-    }
-    format!(
-        "; fallback: {ok} back on {} (slowest {:.0}s)",
-        e.node,
-        slowest_back.as_secs_f64()
-    )
 }
 
 /// The `prg_failover` check: the expected PRG failover (spec 65).
@@ -238,8 +401,10 @@ pub struct PrgFailover {
     pub peer: String,
     /// Jabber devices of the node's users expected to re-log in to the peer (and back).
     pub sessions: u32,
-    /// Each of them within this long of the failover (and of the fallback).
-    pub within: Dur,
+    /// Each of them within this long of the failover (and of the fallback); default: the
+    /// guide's client re-login upper limit (doubled with MDM) and the time to notice a crash.
+    #[serde(default)]
+    pub within: Option<Dur>,
 }
 
 /// How the registry reads it.

@@ -235,6 +235,7 @@ fn imp_cluster(r: &mut ChaCha8Rng, name: &str, lim: &Limits) -> ImpCluster {
             automatic_fallback: r.random_bool(0.2),
             heartbeat_timeout: Dur::from_secs(60),
             assignment: PrgAssignment::Balanced,
+            client_relogin: Default::default(),
         },
         offline_storage: r.random_bool(0.7),
         mdm: r.random_bool(0.8),
@@ -245,6 +246,7 @@ fn imp_cluster(r: &mut ChaCha8Rng, name: &str, lim: &Limits) -> ImpCluster {
             max: (nodes > 1).then_some(lim.users.1 * 2),
             create_rate: None,
         },
+        ova: Default::default(),
     }
 }
 

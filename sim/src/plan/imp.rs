@@ -20,6 +20,22 @@ pub fn component_config(c: &ImpCluster) -> ComponentConfig {
     }
 }
 
+/// The JSM session limit of every node of cluster `c`: 1.5 × its OVA's user capacity
+/// (spec 10).
+pub fn jsm_sessions_max(c: &ImpCluster) -> usize {
+    usize::try_from(c.ova.jsm_sessions_max()).unwrap_or(usize::MAX)
+}
+
+/// The client re-login window of cluster `c`'s Jabber clients after a failover or fallback:
+/// the scenario's limits (spec 65: 120-537 s), the upper one doubled with Multiple Device
+/// Messaging on ("MDM roughly doubles failover times", spec 65): every device of a user logs
+/// in again, so the window the node spreads the logins over is twice as long.
+pub fn relogin_window(c: &ImpCluster) -> (Duration, Duration) {
+    let (lower, upper) = (c.prg.client_relogin.lower.0, c.prg.client_relogin.upper.0);
+    let upper = if c.mdm { upper * 2 } else { upper };
+    (lower, upper.max(lower))
+}
+
 /// The PRG settings of every node of cluster `c`.
 pub fn node_config(c: &ImpCluster) -> PrgConfig {
     PrgConfig {

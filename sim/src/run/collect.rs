@@ -29,8 +29,21 @@ pub fn finish(world: &World<'_>, s: &Scenario, opts: Options, out: &mut History)
     axl_coverage(&world.imp, &out.observer);
     for (host, h) in &world.imp.nodes {
         if let Some(node) = h.slot.borrow().as_ref() {
-            out.node_stats
-                .insert(host.clone(), node.borrow().stats().clone());
+            let st = node.borrow().stats().clone();
+            // A node at its JSM session limit (spec 10) refused sessions: say so in the
+            // report's coverage, whatever the checks are.
+            if st.jsm_refused_logins + st.jsm_refused_sessions > 0 {
+                let o = &out.observer;
+                o.hit_n(
+                    "imp: Jabber logins refused at the JSM session limit",
+                    st.jsm_refused_logins,
+                );
+                o.hit_n(
+                    "imp: connector sessions refused at the JSM session limit",
+                    st.jsm_refused_sessions,
+                );
+            }
+            out.node_stats.insert(host.clone(), st);
         }
     }
 }

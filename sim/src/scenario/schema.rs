@@ -143,6 +143,86 @@ pub struct ImpCluster {
     /// Limits on connector sessions per node (spec 10).
     #[serde(default)]
     pub sessions: SessionLimits,
+    /// The OVA (VM size) of every node: its user capacity, which fixes the node's JSM session
+    /// limit at 1.5 × that (spec 10). Default 15k.
+    #[serde(default)]
+    pub ova: Ova,
+}
+
+/// An IM&P node's OVA by its user capacity: the documented sizes `5k`, `15k` and `25k`
+/// (spec 10), or a plain user count for a lab-sized node that lets a small scenario reach
+/// the JSM session limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ova {
+    /// Users the OVA is sized for.
+    pub users: u32,
+}
+
+impl Default for Ova {
+    /// 15k: the mid-size OVA, the one spec 10's example names (15K → 22.5K sessions).
+    fn default() -> Self {
+        Self { users: 15_000 }
+    }
+}
+
+impl Ova {
+    /// JSM sessions per OVA user, in tenths: IM&P holds about 1.5 × its OVA's user capacity
+    /// in JSM sessions (spec 10: 5K → 7.5K, 15K → 22.5K, 25K → 37.5K).
+    pub const JSM_SESSIONS_PER_USER_TENTHS: u64 = 15;
+
+    /// The node's JSM session limit.
+    pub fn jsm_sessions_max(self) -> u64 {
+        u64::from(self.users) * Self::JSM_SESSIONS_PER_USER_TENTHS / 10
+    }
+}
+
+impl<'de> Deserialize<'de> for Ova {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::{self, Visitor};
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Ova;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                write!(f, "an IM&P OVA size: 5k, 15k, 25k, or a user count")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Ova, E> {
+                let users = match v.trim().to_ascii_lowercase().as_str() {
+                    "5k" => 5_000,
+                    "15k" => 15_000,
+                    "25k" => 25_000,
+                    _ => {
+                        return Err(E::custom(format!(
+                            "unknown OVA `{v}`: the sizes are 5k, 15k and 25k (or a user count)"
+                        )));
+                    }
+                };
+                Ok(Ova { users })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Ova, E> {
+                match u32::try_from(v) {
+                    Ok(users) if (1..=25_000).contains(&users) => Ok(Ova { users }),
+                    _ => Err(E::custom(format!(
+                        "an OVA of {v} users: between 1 and 25000 (the largest OVA is 25k)"
+                    ))),
+                }
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Ova, E> {
+                self.visit_u64(u64::try_from(v).unwrap_or(0))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Ova {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.users {
+            5_000 => s.serialize_str("5k"),
+            15_000 => s.serialize_str("15k"),
+            25_000 => s.serialize_str("25k"),
+            n => s.serialize_u32(n),
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -171,6 +251,10 @@ pub struct Prg {
     /// How users are spread over the pair.
     #[serde(default)]
     pub assignment: PrgAssignment,
+    /// The window in which Jabber clients log in again after a failover or fallback (the
+    /// Server Recovery Manager's client re-login limits, spec 65: 120-537 s).
+    #[serde(default)]
+    pub client_relogin: ClientRelogin,
 }
 
 impl Default for Prg {
@@ -180,8 +264,39 @@ impl Default for Prg {
             automatic_fallback: false,
             heartbeat_timeout: default_heartbeat_timeout(),
             assignment: PrgAssignment::Balanced,
+            client_relogin: ClientRelogin::default(),
         }
     }
+}
+
+/// IM&P's client re-login limits (spec 65): a client that lost its node to a failover (or
+/// got it back at a fallback) logs in again after a delay drawn between them. With Multiple
+/// Device Messaging on, failover times roughly double (spec 65): the upper limit is doubled.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRelogin {
+    /// The shortest delay (spec 65: 120 s).
+    #[serde(default = "default_relogin_lower")]
+    pub lower: Dur,
+    /// The longest delay without MDM (spec 65: 537 s).
+    #[serde(default = "default_relogin_upper")]
+    pub upper: Dur,
+}
+
+impl Default for ClientRelogin {
+    fn default() -> Self {
+        Self {
+            lower: default_relogin_lower(),
+            upper: default_relogin_upper(),
+        }
+    }
+}
+
+fn default_relogin_lower() -> Dur {
+    Dur::from_secs(120)
+}
+fn default_relogin_upper() -> Dur {
+    Dur::from_secs(537)
 }
 
 fn default_heartbeat_timeout() -> Dur {
@@ -237,7 +352,8 @@ fn default_axl_password() -> String {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SessionLimits {
-    /// Most sessions a node holds (default: 1.5 × the users it homes, spec 10).
+    /// Most connector sessions a node holds, a cap on top of its JSM session limit (which
+    /// comes from `ova`, spec 10); default: only that limit.
     #[serde(default)]
     pub max: Option<u32>,
     /// Session creations a node accepts per unit of time before `resource-constraint`.

@@ -173,6 +173,7 @@ fn add_node(
     // The AXL service (and whether it is stopped, spec 22) outlives restarts.
     let axl = Rc::new(RefCell::new(axl_service(s, ci, &plan.users, dir.clone())));
     let comp_cfg = crate::plan::imp::component_config(c);
+    let jsm_max = crate::plan::imp::jsm_sessions_max(c);
     handles.axl.insert(host.clone(), axl.clone());
     handles.nodes.insert(
         host.clone(),
@@ -187,7 +188,8 @@ fn add_node(
             ImpNode::new(cfg.clone(), routing.clone(), db.clone())
                 .with_prg(prg.clone())
                 .with_whitespace_keepalive(whitespace)
-                .with_client_keepalive(ka.interval),
+                .with_client_keepalive(ka.interval)
+                .with_jsm_sessions_max(Some(jsm_max)),
         ));
         *slot.borrow_mut() = Some(node.clone());
         let comp =

@@ -11,7 +11,7 @@ use crate::scenario::Scenario;
 use connector::io::net::TurmoilNet;
 use connector::proto::xmpp::Jid;
 use fakes::clients::jabber::{
-    ChatPlan, DeviceSpec, GroupPlan, Keepalive, PresencePlan, run_device,
+    ChatPlan, DeviceSpec, GroupPlan, Keepalive, PresencePlan, Relogin, run_device,
 };
 use fakes::observe::Recorder;
 use rand::RngExt as _;
@@ -44,12 +44,17 @@ pub fn add_farms(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan, observer
     let keepalive = keepalive(s);
     for k in 1..=s.topology.client_farms.jabber {
         let host = topology::jabber_farm(k);
-        // Each user with its login servers: home node, then its PRG peer (spec 65).
-        let mine: Rc<Vec<(UserSpec, Vec<String>)>> = Rc::new(
+        // Each user with its login servers (home node, then its PRG peer) and its cluster's
+        // client re-login window (spec 65).
+        let mine: Rc<Vec<Login>> = Rc::new(
             users
                 .iter()
                 .filter(|u| u.jabber && u.farm == k)
-                .map(|u| (u.clone(), crate::plan::imp::login_servers(s, u)))
+                .map(|u| {
+                    let c = &s.topology.imp_clusters[u.cluster];
+                    let window = crate::plan::imp::relogin_window(c);
+                    (u.clone(), (crate::plan::imp::login_servers(s, u), window))
+                })
                 .collect(),
         );
         let incarnation = Rc::new(Cell::new(0u32));
@@ -89,6 +94,9 @@ pub fn add_farms(sim: &mut turmoil::Sim<'_>, s: &Scenario, plan: &Plan, observer
     }
 }
 
+/// A user, its login servers and its cluster's client re-login window.
+type Login = (UserSpec, (Vec<String>, (Duration, Duration)));
+
 /// What every device of one farm incarnation shares.
 struct Devices<'a> {
     inc: u32,
@@ -101,7 +109,11 @@ struct Devices<'a> {
     keepalive: Keepalive,
 }
 
-fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
+fn spawn_devices(
+    u: &UserSpec,
+    (servers, relogin_window): &(Vec<String>, (Duration, Duration)),
+    dev: &Devices<'_>,
+) {
     let Devices {
         inc,
         host,
@@ -116,6 +128,11 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
     for d in 1..=u.devices {
         let resource = format!("jabber-{d}");
         let mut rng = rngs.named(&format!("jabber/{}/{resource}/{inc}", u.userid));
+        let relogin = (servers.len() > 1).then(|| Relogin {
+            lower: relogin_window.0,
+            upper: relogin_window.1,
+            rng: rngs.named(&format!("jabber-relogin/{}/{resource}/{inc}", u.userid)),
+        });
         let delay = LOGIN_SPREAD.mul_f64(rng.random_range(0.0..1.0));
         let spec = DeviceSpec {
             net: TurmoilNet,
@@ -142,6 +159,7 @@ fn spawn_devices(u: &UserSpec, servers: &[String], dev: &Devices<'_>) {
                 count: 0,
             }),
             keepalive,
+            relogin,
         };
         tokio::task::spawn_local(async move {
             tokio::time::sleep(delay).await;

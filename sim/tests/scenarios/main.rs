@@ -227,6 +227,31 @@ fn interop_matrix_planted_expectation_fails() -> Result<(), Failed> {
     Ok(())
 }
 
+/// A PRG failover that stalls at the peer's JSM session limit is never silent (spec 10): the
+/// planted scenario warns, its peer refuses sessions at the limit, and `prg_failover` fails
+/// naming the limit and how many sessions could not move.
+fn jsm_stall_is_named() -> Result<(), Failed> {
+    let path = workspace().join("sim/tests/planted/imp-failover-jsm-stall.yaml");
+    let s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
+    let warned = sim::plan::prg_capacity::scenario_warnings(&s);
+    if !warned.iter().any(|w| w.contains("JSM session limit is 75")) {
+        return Err(format!("no JSM warning: {warned:?}").into());
+    }
+    let (r, _) = sim::cli::run_scenario(&s, &path, s.seed, true);
+    let c = r
+        .checks
+        .iter()
+        .find(|c| c.name == "prg_failover")
+        .ok_or("no prg_failover check")?;
+    let named = c.detail.contains("stalled at imp-a-2's JSM session limit")
+        && c.detail
+            .contains("JSM session limit of 75 (1.5 × its OVA of 50 users)");
+    if c.status != reports::Status::Fail || !named {
+        return Err(format!("stall not named: {:?} {}", c.status, c.detail).into());
+    }
+    Ok(())
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = workspace();
@@ -255,6 +280,10 @@ fn main() {
     trials.push(Trial::test(
         "interop::planted_expectation_fails",
         interop_matrix_planted_expectation_fails,
+    ));
+    trials.push(Trial::test(
+        "planted::jsm_stall_is_named",
+        jsm_stall_is_named,
     ));
     for path in yaml_files(&root.join("sim/tests/bad-input")) {
         let name = format!("bad_input::{}", path.file_stem().unwrap().to_string_lossy());

@@ -7,7 +7,7 @@ use super::group::{GroupState, group_due, group_stanza, group_tick};
 use super::plan::{ChatPlan, GroupPlan, PresencePlan};
 use super::{
     BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, Keepalive, KeepaliveKind, LOGIN_TIMEOUT,
-    PING_TIMEOUT, READ_BUF_BYTES,
+    PING_TIMEOUT, READ_BUF_BYTES, Relogin,
 };
 use crate::observe::{PresenceEvent, Recorder};
 use connector::io::net::Net;
@@ -48,6 +48,8 @@ pub struct DeviceSpec<N: Net> {
     pub group: Option<GroupPlan>,
     /// How the device keeps its stream alive.
     pub keepalive: Keepalive,
+    /// The PRG's client re-login window, if the device has a server to fail over to.
+    pub relogin: Option<Relogin>,
 }
 
 /// Runs a device forever: connect, log in, chat, and reconnect after any failure.
@@ -57,9 +59,9 @@ pub struct DeviceSpec<N: Net> {
 /// does for users it does not serve) moves on to the next server of the list, wrapping
 /// around; so does a session the server ended with `see-other-host` (the node's users moved
 /// to its PRG peer, or back). A logged-in session lost otherwise is retried on the same
-/// server first. Every retry waits the seeded backoff.
+/// server first. Every retry waits the seeded backoff, except around a lost session: see
+/// [`Reconnect`].
 pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
-    let mut backoff = BACKOFF_MIN;
     let mut next_send = d
         .plan
         .as_ref()
@@ -70,6 +72,10 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
         .collect();
     let mut at = 0usize;
     let mut group = GroupState::default();
+    let mut re = Reconnect {
+        backoff: BACKOFF_MIN,
+        relogin_at: None,
+    };
     loop {
         let server = list[at % list.len()].clone();
         let mut logged_in = false;
@@ -81,18 +87,94 @@ pub async fn run_device<N: Net>(mut d: DeviceSpec<N>) {
                     logged_in: &mut logged_in,
                     group: &mut group,
                 };
-                session(&mut d, stream, &mut next_send, &mut seq, &mut backoff, ctx).await
+                session(
+                    &mut d,
+                    stream,
+                    &mut next_send,
+                    &mut seq,
+                    &mut re.backoff,
+                    ctx,
+                )
+                .await
             }
             Err(e) => format!("connect failed: {e}"),
         };
-        if !logged_in || reason.contains("see-other-host") {
-            at = (at + 1) % list.len();
-        }
         d.recorder
             .session(&d.host, &d.jid.bare(), &d.resource, false, &reason);
-        let jitter = d.rng.random_range(0.5..1.5);
-        tokio::time::sleep(backoff.mul_f64(jitter)).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        let ended = Ended {
+            now: d.net.now(),
+            logged_in,
+            sent_away: reason.contains("see-other-host"),
+        };
+        let relogin = d.relogin.as_mut().filter(|_| list.len() > 1);
+        let (switch, wait) = re.next(ended, relogin, &mut d.rng);
+        if switch {
+            at = (at + 1) % list.len();
+        }
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// How a session attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub struct Ended {
+    /// When.
+    pub now: Duration,
+    /// Whether it had logged in.
+    pub logged_in: bool,
+    /// Whether the server ended it with `see-other-host`.
+    pub sent_away: bool,
+}
+
+/// A device's reconnect state (sans-IO).
+///
+/// When a logged-in session ends, the device draws its PRG client re-login delay
+/// ([`Relogin`]): it logs in to another server of its list no sooner than that after the
+/// loss. Sent away (`see-other-host`: a failover or fallback moved its users), it waits the
+/// delay and moves. Its node gone (the session died), it keeps retrying that node with the
+/// seeded backoff until the delay is over (a node back within it keeps its users), then
+/// moves at once. Without a re-login window, or for attempts that never logged in, the
+/// seeded backoff alone.
+#[derive(Debug, Clone)]
+pub struct Reconnect {
+    /// The next backoff.
+    pub backoff: Duration,
+    /// The earliest time to log in to another server after a lost session.
+    pub relogin_at: Option<Duration>,
+}
+
+impl Reconnect {
+    /// After `e`: whether to move to the next server, and how long to wait first.
+    pub fn next(
+        &mut self,
+        e: Ended,
+        relogin: Option<&mut Relogin>,
+        rng: &mut ChaCha8Rng,
+    ) -> (bool, Duration) {
+        if e.logged_in {
+            self.relogin_at = relogin.map(|r| e.now + r.draw());
+        }
+        let moves = !e.logged_in || e.sent_away;
+        match self.relogin_at {
+            Some(t) if moves && e.sent_away => {
+                self.relogin_at = None;
+                (true, t.saturating_sub(e.now))
+            }
+            Some(t) if moves && e.now < t => (false, self.backoff_wait(rng).min(t - e.now)),
+            Some(_) if moves => {
+                self.relogin_at = None;
+                (true, Duration::ZERO)
+            }
+            _ => (moves, self.backoff_wait(rng)),
+        }
+    }
+
+    /// The seeded backoff: this one, jittered; the next one doubled up to [`BACKOFF_MAX`].
+    fn backoff_wait(&mut self, rng: &mut ChaCha8Rng) -> Duration {
+        let jitter = rng.random_range(0.5..1.5);
+        let wait = self.backoff.mul_f64(jitter);
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+        wait
     }
 }
 
@@ -322,6 +404,81 @@ mod tests {
 
     fn s(secs: u64) -> Duration {
         Duration::from_secs(secs)
+    }
+
+    fn window() -> Relogin {
+        use rand::SeedableRng as _;
+        Relogin {
+            lower: s(120),
+            upper: s(537),
+            rng: ChaCha8Rng::seed_from_u64(7),
+        }
+    }
+
+    fn ended(now: u64, logged_in: bool, sent_away: bool) -> Ended {
+        Ended {
+            now: s(now),
+            logged_in,
+            sent_away,
+        }
+    }
+
+    #[test]
+    fn sent_away_a_device_moves_within_the_re_login_window_not_after_its_backoff() {
+        use rand::SeedableRng as _;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut w = window();
+        let mut re = Reconnect {
+            backoff: BACKOFF_MIN,
+            relogin_at: None,
+        };
+        for _ in 0..50 {
+            let (switch, wait) = re.next(ended(1000, true, true), Some(&mut w), &mut rng);
+            assert!(switch);
+            assert!((s(120)..=s(537)).contains(&wait), "{wait:?}");
+        }
+        // Without a window (a node without a PRG peer): the backoff, seconds.
+        let (switch, wait) = re.next(ended(1000, true, true), None, &mut rng);
+        assert!(switch && wait <= BACKOFF_MAX.mul_f64(1.5), "{wait:?}");
+    }
+
+    #[test]
+    fn a_lost_node_is_retried_until_the_re_login_delay_then_left_at_once() {
+        use rand::SeedableRng as _;
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut w = window();
+        let mut re = Reconnect {
+            backoff: BACKOFF_MIN,
+            relogin_at: None,
+        };
+        // The session died: retry the same server first.
+        let (switch, _) = re.next(ended(100, true, false), Some(&mut w), &mut rng);
+        assert!(!switch);
+        let due = re.relogin_at.expect("a re-login time");
+        assert!((s(220)..=s(637)).contains(&due), "{due:?}");
+        // Its retries fail: stay on it, never waiting past the re-login time.
+        let (switch, wait) = re.next(ended(110, false, false), Some(&mut w), &mut rng);
+        assert!(!switch && s(110) + wait <= due);
+        // Past it: move at once, and the next failures are plain backoff again.
+        let (switch, wait) = re.next(
+            Ended {
+                now: due,
+                ..ended(0, false, false)
+            },
+            Some(&mut w),
+            &mut rng,
+        );
+        assert_eq!((switch, wait), (true, Duration::ZERO));
+        assert_eq!(re.relogin_at, None);
+        let (switch, wait) = re.next(
+            Ended {
+                now: due,
+                ..ended(0, false, false)
+            },
+            Some(&mut w),
+            &mut rng,
+        );
+        assert!(switch && wait > Duration::ZERO);
     }
 
     /// Whether the core has a ping to send (and drains it).

@@ -5,7 +5,8 @@
 //! RNG, keeps the stream alive with XEP-0199 pings (turmoil's TCP never retransmits, so a dead
 //! stream must be noticed by the application, as in real life) and reconnects with seeded
 //! backoff, moving along its server list (home node, then its PRG peer) when a node refuses it
-//! or sends it elsewhere. A device may also follow a [`PresencePlan`] (manual and device
+//! or sends it elsewhere; a device that lost its server that way logs in again within the
+//! PRG's client re-login window ([`Relogin`]). A device may also follow a [`PresencePlan`] (manual and device
 //! presence changes, spec 53) and reports the presences it publishes and receives, and the
 //! error stanzas its messages come back as (spec 46), to the [`crate::observe::Recorder`].
 //!
@@ -90,6 +91,33 @@ impl Keepalive {
     /// A stream silent this long is dead: three intervals ([`SILENCE_MAX`] at the default).
     pub fn silence_max(&self) -> Duration {
         SILENCE_MAX.max(self.interval * 3)
+    }
+}
+
+/// When a device logs in again after losing its server to a PRG failover or fallback: a
+/// delay drawn uniformly between IM&P's client re-login lower and upper limits (the Server
+/// Recovery Manager's "Client Re-Login Lower Limit" and "Upper Limit", spec 65), so that the
+/// node taking the users over is not hit by all of them at once.
+#[derive(Debug, Clone)]
+pub struct Relogin {
+    /// The shortest wait.
+    pub lower: Duration,
+    /// The longest wait.
+    pub upper: Duration,
+    /// The draws, from an RNG of their own derived from the seed by name: drawing them
+    /// changes no other stream of the device.
+    pub rng: rand_chacha::ChaCha8Rng,
+}
+
+impl Relogin {
+    /// The next wait, uniform in `[lower, upper]`.
+    pub fn draw(&mut self) -> Duration {
+        use rand::RngExt as _;
+        let (lo, hi) = (self.lower.as_secs_f64(), self.upper.as_secs_f64());
+        if hi <= lo {
+            return self.lower;
+        }
+        Duration::from_secs_f64(self.rng.random_range(lo..=hi))
     }
 }
 

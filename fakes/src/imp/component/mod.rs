@@ -27,7 +27,7 @@
 //! | `jid-malformed` | modify | `jid` missing, unparsable, or not a full JID |
 //! | `item-not-found` | cancel | no such user in the directory (or another domain) |
 //! | `redirect` | modify | another node serves the user (its home node, or the home node's PRG peer after a failover); the character data of `<redirect/>` is that node's host name |
-//! | `resource-constraint` | wait | the node's session limit (default 1.5 × its homed users, spec 10) or session creation rate is exceeded |
+//! | `resource-constraint` | wait | the node's JSM session limit (1.5 × its OVA's user capacity, every device counted with MDM, spec 10), the port's own `sessions_max`, or the session creation rate is exceeded |
 //! | `conflict` | cancel | a Jabber client has bound that very resource |
 //!
 //! Starting a session that already exists (on this link or another) takes it over and is not
@@ -71,10 +71,6 @@ pub const COMPONENT_PENDING_LINKS_MAX: usize = 16;
 /// header and handshake at once; a link silent this long is closed by the driver.
 pub const COMPONENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Session limit as a multiple of the users homed on the node, in tenths: 15 = 1.5 × (IM&P
-/// sizes JSM sessions at about 1.5 × the OVA's user capacity, spec 10).
-pub const SESSIONS_PER_HOMED_USER_TENTHS: usize = 15;
-
 /// How fast a node accepts new sessions: `sessions` per `per`, with bursts of up to
 /// `sessions` at once (a token bucket, implemented as GCRA on simulated time).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +86,8 @@ pub struct CreateRate {
 pub struct ComponentConfig {
     /// The shared secret of the handshake.
     pub secret: String,
-    /// Most open sessions; `None` = 1.5 × the users homed on the node (spec 10).
+    /// Most open connector sessions, a cap of the scenario's own on top of the node's JSM
+    /// session limit ([`ImpNode::with_jsm_sessions_max`], spec 10); `None`: only that limit.
     pub sessions_max: Option<usize>,
     /// Session creation rate; `None` = unlimited.
     pub create_rate: Option<CreateRate>,
@@ -111,7 +108,8 @@ pub struct ComponentStats {
     pub sessions_stopped: u64,
     /// Starts refused with `resource-constraint` because of the rate.
     pub refused_rate: u64,
-    /// Starts refused with `resource-constraint` because of the session limit.
+    /// Starts refused with `resource-constraint` because of a session limit (the node's JSM
+    /// limit, also counted in the node's `jsm_refused_sessions`, or `sessions_max`).
     pub refused_capacity: u64,
     /// Session requests refused for any other reason.
     pub refused_other: u64,
@@ -155,10 +153,7 @@ pub struct ComponentService {
 impl ComponentService {
     /// The component port of the node configured by `node`, whose users are in `dir`.
     pub fn new(cfg: ComponentConfig, node: &NodeConfig, dir: Rc<Directory>) -> Self {
-        let homed = dir.iter().filter(|u| u.home == node.host).count();
-        let sessions_max = cfg
-            .sessions_max
-            .unwrap_or(homed * SESSIONS_PER_HOMED_USER_TENTHS / 10);
+        let sessions_max = cfg.sessions_max.unwrap_or(usize::MAX);
         Self {
             cfg,
             host: node.host.clone(),

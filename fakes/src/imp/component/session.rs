@@ -31,7 +31,7 @@ impl ComponentService {
         }
         self.check_home(node, iq, &jid)?;
         if node.component_session(&jid).is_none() {
-            self.check_limits(now, node, iq)?;
+            self.check_limits(now, node, iq, &jid.bare())?;
         }
         match node.component_session_start(now, link, &jid) {
             Some(_) => {
@@ -94,8 +94,25 @@ impl ComponentService {
         Err(e)
     }
 
-    /// A new session must fit the session limit and the creation rate.
-    fn check_limits(&mut self, now: Duration, node: &ImpNode, iq: &Element) -> Result<(), Element> {
+    /// A new session must fit the node's JSM session limit (spec 10), the component port's
+    /// own session cap, if set, and the creation rate.
+    fn check_limits(
+        &mut self,
+        now: Duration,
+        node: &mut ImpNode,
+        iq: &Element,
+        bare: &str,
+    ) -> Result<(), Element> {
+        if !node.jsm_admit(bare, true) {
+            self.stats.refused_capacity += 1;
+            let why = node.jsm_limit_text();
+            return Err(xmpp::error_reply(
+                iq,
+                "wait",
+                "resource-constraint",
+                Some(&why),
+            ));
+        }
         if node.component_session_count() >= self.sessions_max {
             self.stats.refused_capacity += 1;
             return Err(xmpp::error_reply(

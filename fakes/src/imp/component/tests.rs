@@ -304,9 +304,24 @@ mod sans_io {
     }
 
     #[test]
-    fn session_limit_defaults_to_one_and_a_half_homed_users() {
-        let w = World::new(World::cfg());
-        assert_eq!(w.svc.sessions_max(), 3, "2 homed users × 1.5");
+    fn connector_sessions_count_against_the_nodes_jsm_limit_not_the_homed_users() {
+        // No cap of the port's own: only the node's JSM limit (spec 10), not 1.5 × the two
+        // users homed here.
+        let mut w = World::new(World::cfg());
+        assert_eq!(w.svc.sessions_max(), usize::MAX);
+        w.node = std::mem::replace(&mut w.node, World::new(World::cfg()).node)
+            .with_jsm_sessions_max(Some(1));
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(link, &session_iq("1", "start", "alice@example.com/hm"));
+        assert_eq!(r[0].attr("type"), Some("result"));
+        let r = w.link_input(link, &session_iq("2", "start", "bob@example.com/hm"));
+        assert_eq!(cond(&r[0]), Some("resource-constraint"));
+        assert_eq!(w.node.stats().jsm_refused_sessions, 1);
+        assert_eq!(w.svc.stats().refused_capacity, 1);
+    }
+
+    #[test]
+    fn an_explicit_session_cap_refuses_beyond_it() {
         let mut w = World::new(ComponentConfig {
             sessions_max: Some(1),
             ..World::cfg()
