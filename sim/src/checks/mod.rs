@@ -308,6 +308,7 @@ mod tests {
                 to: BOB.into(),
                 client: ClientKind::Jabber,
                 device: device.into(),
+                body: None,
             },
         );
     }
@@ -323,6 +324,7 @@ mod tests {
                 client: ClientKind::Jabber,
                 delayed,
                 carbon,
+                body: None,
             },
         );
     }
