@@ -7,7 +7,9 @@
 //! (`tests/node/fuzz.rs`).
 
 use connector::proto::jwe::{self, COMPACT_BYTES_MAX, HEADER_SEGMENT_BYTES_MAX, SpaceKey};
-use connector::proto::stream::{STANZA_BYTES_MAX, StreamError, StreamEvent, StreamParser};
+use connector::proto::stream::{
+    Oversize, STANZA_BYTES_MAX, StreamError, StreamEvent, StreamParser,
+};
 use connector::proto::xml::{Element, Node, parse_document};
 use connector::proto::xmpp::Jid;
 use proptest::prelude::*;
@@ -32,7 +34,15 @@ fn stanza(len: usize, picks: &[usize]) -> String {
 
 /// Feeds `doc` in pieces of the given sizes (cycled), reading events after each piece.
 fn parse_in_chunks(doc: &[u8], sizes: &[usize]) -> Result<Vec<StreamEvent>, StreamError> {
-    let mut p = StreamParser::new();
+    parse_with(StreamParser::new(), doc, sizes)
+}
+
+/// [`parse_in_chunks`] with a given parser.
+fn parse_with(
+    mut p: StreamParser,
+    doc: &[u8],
+    sizes: &[usize],
+) -> Result<Vec<StreamEvent>, StreamError> {
     let mut out = Vec::new();
     let (mut at, mut k) = (0, 0);
     while at < doc.len() {
@@ -49,6 +59,41 @@ fn parse_in_chunks(doc: &[u8], sizes: &[usize]) -> Result<Vec<StreamEvent>, Stre
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A shared link's parser: random stanzas up to the limit in random pieces are accepted,
+    /// an oversize one among them is skipped (named, with its size) and the ones after it
+    /// are accepted, whatever the pieces.
+    #[test]
+    fn a_shared_link_skips_an_oversize_stanza_among_random_ones(
+        lens in proptest::collection::vec(60usize..(STANZA_BYTES_MAX - 8), 1..5),
+        over in (STANZA_BYTES_MAX + 1)..(3 * STANZA_BYTES_MAX),
+        at in 0usize..5,
+        picks in proptest::collection::vec(0usize..9, 1..40),
+        sizes in proptest::collection::vec(1usize..40_000, 1..8),
+    ) {
+        let mut stanzas: Vec<String> = lens.iter().map(|l| stanza(*l, &picks)).collect();
+        let at = at.min(stanzas.len());
+        stanzas.insert(at, stanza(over, &picks).replacen("<message ", "<message id='big' ", 1));
+        let doc = format!("{HEADER}{}", stanzas.concat());
+        let p = StreamParser::with_oversize(Oversize::Skip);
+        let evs = parse_with(p, doc.as_bytes(), &sizes).expect("the link stays up");
+        prop_assert_eq!(evs.len(), 1 + stanzas.len());
+        for (k, (ev, st)) in evs[1..].iter().zip(&stanzas).enumerate() {
+            match ev {
+                StreamEvent::Skipped { head, bytes } => {
+                    prop_assert_eq!(k, at);
+                    prop_assert_eq!(head.attr("id"), Some("big"));
+                    prop_assert_eq!(*bytes, st.len());
+                }
+                StreamEvent::Stanza(m) => {
+                    prop_assert!(k != at, "the oversize one was accepted");
+                    prop_assert!(st.len() <= STANZA_BYTES_MAX);
+                    prop_assert_eq!(m.name.as_str(), "message");
+                }
+                other => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn stanzas_in_random_pieces_are_accepted_to_the_limit_and_refused_past_it(

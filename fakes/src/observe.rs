@@ -26,6 +26,9 @@ pub struct Sent {
     pub client: ClientKind,
     /// The device (resource) it was sent from.
     pub device: String,
+    /// Digest of its text ([`crate::clients::body::body_digest`]); `None` for what is not
+    /// compared (file shares).
+    pub body: Option<u64>,
 }
 
 /// A message a device received.
@@ -45,6 +48,8 @@ pub struct Delivered {
     pub delayed: bool,
     /// A carbon copy of the user's own or another device's conversation.
     pub carbon: bool,
+    /// Digest of the text as received; `None` for what is not compared (file shares).
+    pub body: Option<u64>,
 }
 
 /// A sent message that came back to its sender's device as an error stanza.

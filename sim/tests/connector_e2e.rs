@@ -781,3 +781,115 @@ fn long_messages_cross_both_ways_and_an_oversize_one_is_refused_to_its_sender_al
     assert!(webex.contains(&format!("bob {answer}")), "{webex:?}");
     Ok(())
 }
+
+/// Bob's text too large for Webex: 50,000 letters encrypt to about 66,700 bytes, over the
+/// cloud's 64 KiB limit on encrypted text, while its stanza (about 50 KB) is within IM&P's.
+const TOO_LARGE_FOR_WEBEX_BYTES: usize = 50_000;
+
+/// Bob's Jabber for the too-large test: answers Alice's first message with a text too large
+/// for Webex (`bob-big`), then a short one (`bob-after`); records every error stanza.
+async fn bob_jabber_too_large(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let stream = TurmoilNet.connect("imp-a-1", 5222).await?;
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut core = JabberCore::new(&Jid::parse(BOB)?, "pw-bob", "desk");
+    let mut buf = vec![0u8; 8192];
+    let mut answered = false;
+    loop {
+        if let Some(out) = core.take_output() {
+            wr.write_all(out.as_bytes()).await?;
+        }
+        let n = read_pinging(&mut rd, &mut wr, &mut core, &mut buf).await?;
+        if n == 0 {
+            return Err("IM&P closed bob's stream".into());
+        }
+        for ev in core.input(&buf[..n]) {
+            let ClientEvent::Stanza(el) = ev else {
+                continue;
+            };
+            if el.name == "message" && el.attr("type") == Some("error") {
+                let condition = xmpp::error_condition(&el).unwrap_or_default();
+                let id = el.attr("id").unwrap_or_default();
+                got.borrow_mut().push(format!("error {id} {condition}"));
+                continue;
+            }
+            if xmpp::body(&el).is_none() || answered {
+                continue;
+            }
+            answered = true;
+            let big = "b".repeat(TOO_LARGE_FOR_WEBEX_BYTES);
+            for (id, text) in [("bob-big", big.as_str()), ("bob-after", "after")] {
+                core.send(&xmpp::chat_message(xmpp::NS_CLIENT, id, None, ALICE, text));
+            }
+        }
+    }
+}
+
+/// Alice's Webex for the too-large test: says hello, records what Bob's posts say (or their
+/// length when long), and ends a little after Bob's short answer arrived.
+async fn alice_webex_hello(got: Rc<RefCell<Vec<String>>>) -> turmoil::Result {
+    let token = webex_login(ALICE, "pw-alice").await?;
+    tokio::time::sleep(Duration::from_secs(400)).await;
+    let mut ws = webex_events(&token, 3).await?;
+    let mut c = cloud_http().await?;
+    let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+    let (_, space) = c
+        .request(Method::Post, "/v1/spaces", Some(&token), Some(&body))
+        .await?;
+    let space_id = space["space_id"].as_str().ok_or("space")?.to_string();
+    let key = fetch_key(&mut c, &token, space["key_uri"].as_str().ok_or("uri")?).await?;
+    let ct = jwe::encrypt(&key, [7; 12], b"hello");
+    let hello = json!({"verb": "post", "encrypted_text": ct});
+    assert_eq!(post(&mut c, &token, &space_id, hello).await?, 201);
+    loop {
+        let Event::Activity { activity, .. } = ws.next_event().await? else {
+            continue;
+        };
+        let Some(ct) = activity.encrypted_text.as_deref() else {
+            continue;
+        };
+        if activity.actor != BOB {
+            continue;
+        }
+        let plain = String::from_utf8(jwe::decrypt(&key, ct)?)?;
+        let seen = match plain.len() {
+            n if n > 100 => format!("{n} bytes"),
+            _ => plain.clone(),
+        };
+        got.borrow_mut().push(seen);
+        if plain == "after" {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            return Ok(());
+        }
+    }
+}
+
+/// Issue 12 item 3: a Jabber message whose encrypted text exceeds the cloud's limit (about
+/// 48 KB of text) was posted, refused by the cloud, and lost without a word to its sender.
+/// Its Jabber sender now gets a `policy-violation` error for it; the next message crosses.
+#[test]
+fn a_jabber_message_too_large_for_webex_is_refused_to_its_sender_with_an_error() -> turmoil::Result
+{
+    let mut sim = world(false);
+    let jabber_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let webex_got: Rc<RefCell<Vec<String>>> = Rc::default();
+    let (j, w) = (jabber_got.clone(), webex_got.clone());
+    sim.host("jabber-1", move || {
+        let j = j.clone();
+        async move { bob_jabber_too_large(j).await }
+    });
+    sim.client("webex-1", alice_webex_hello(w));
+    let ran = sim.run();
+    let (jabber, webex) = (jabber_got.borrow(), webex_got.borrow());
+    ran.map_err(|e| format!("{e}; Bob's Jabber saw {jabber:?}, Alice's Webex {webex:?}"))?;
+    assert_eq!(
+        webex.as_slice(),
+        ["after"],
+        "the large one never reached Webex"
+    );
+    assert_eq!(
+        jabber.as_slice(),
+        ["error bob-big policy-violation"],
+        "Bob was told, once"
+    );
+    Ok(())
+}

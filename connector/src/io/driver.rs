@@ -14,7 +14,7 @@ use super::http::{EventClient, HttpClient, ws_connect};
 use super::net::Net;
 use crate::core::limiter::Backoff;
 use crate::core::node::{CONTROL_LANE, ConnectorNode, HttpRequest, Output, Target, fnv};
-use crate::proto::stream::{StreamEvent, StreamParser};
+use crate::proto::stream::{Oversize, StreamEvent, StreamParser};
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
 use crate::proto::webex::Event;
 use crate::proto::xml::Element;
@@ -83,6 +83,12 @@ enum Inbox {
         node: String,
         el: Element,
     },
+    /// A stanza over the stanza limit, skipped on the link: its head and size.
+    Oversize {
+        node: String,
+        head: Element,
+        bytes: usize,
+    },
     LinkUp(String),
     LinkDown(String),
     Cloud(Event),
@@ -137,6 +143,7 @@ fn handle<N: Net>(core: &Shared, net: &N, msg: Inbox, rng: &mut ChaCha8Rng) {
         } => c.handle_http(now, id, status, &body, rng),
         Inbox::Http { id, result: Err(e) } => c.handle_http_failure(now, id, &e, rng),
         Inbox::Stanza { node, el } => c.handle_stanza(now, &node, &el, rng),
+        Inbox::Oversize { node, head, bytes } => c.handle_oversize(&node, &head, bytes),
         Inbox::LinkUp(node) => c.node_up(now, &node, rng),
         Inbox::LinkDown(node) => c.node_down(now, &node, rng),
         Inbox::Cloud(ev) => c.handle_event(now, ev, rng),
@@ -389,6 +396,11 @@ impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
                 }
                 Ok(Some(StreamEvent::Close)) => return Err("node closed the stream".into()),
                 Ok(Some(StreamEvent::Stanza(el))) => self.on_stanza(el).await?,
+                Ok(Some(StreamEvent::Skipped { head, bytes })) => {
+                    let node = self.node.to_string();
+                    let skipped = Inbox::Oversize { node, head, bytes };
+                    self.tx.send(skipped).await.map_err(|_| "driver gone")?;
+                }
                 Err(e) => {
                     let e = printable(e.to_string().as_bytes(), PEER_TEXT_BYTES_MAX);
                     return Err(format!("bad XML from node: {e}"));
@@ -493,7 +505,9 @@ async fn link_session<N: Net>(
         tx,
         backoff,
         wr,
-        parser: StreamParser::new(),
+        // The link carries every session of its node: hostile input never takes down a shared
+        // connection, so an oversize stanza is skipped, not a reason to end the link.
+        parser: StreamParser::with_oversize(Oversize::Skip),
         up: false,
         pending_ping: None,
         ping_seq: 0,

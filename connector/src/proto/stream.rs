@@ -7,8 +7,13 @@
 //! requires) and assembles each depth-1 subtree into an [`Element`].
 //!
 //! Limits are named and enforced here so that every driver gets them: a stanza larger than
-//! [`STANZA_BYTES_MAX`] or nested deeper than [`DEPTH_MAX`] is a stream error, never an
-//! unbounded allocation.
+//! [`STANZA_BYTES_MAX`] or nested deeper than [`DEPTH_MAX`] is never an unbounded allocation.
+//! What an oversize stanza does to the stream is the driver's choice ([`Oversize`]): on a
+//! stream of one client it is a stream error (RFC 6120 section 13.12: `policy-violation`);
+//! on a link shared by many users' sessions (the XEP-0114 component link) the stanza alone is
+//! skipped ([`StreamEvent::Skipped`]): the parser keeps reading it without building it, and
+//! resynchronises at the next top-level stanza. A single token over the limit (a start tag
+//! with endless attributes, which rxml holds whole) cannot be skipped and stays a stream error.
 
 use super::xml::{Element, NS_XML, Node};
 use rxml::Parse as _;
@@ -30,6 +35,18 @@ pub const NAMESPACE_BYTES_MAX: usize = 4 * STANZA_BYTES_MAX;
 /// stops a peer from growing the builder stack without limit.
 pub const DEPTH_MAX: usize = 32;
 
+/// What the parser does with a stanza over [`STANZA_BYTES_MAX`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Oversize {
+    /// A stream error ([`StreamError::StanzaTooLarge`]): for a stream that belongs to one
+    /// client, whose sender alone is refused when it closes.
+    #[default]
+    Close,
+    /// The stanza alone is skipped ([`StreamEvent::Skipped`]) and the stream goes on: for a
+    /// link shared by many sessions, which one message must never take down.
+    Skip,
+}
+
 /// What the parser found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StreamEvent {
@@ -39,6 +56,15 @@ pub enum StreamEvent {
     Stanza(Element),
     /// The peer closed the stream (`</stream:stream>`).
     Close,
+    /// A stanza over [`STANZA_BYTES_MAX`] was read to its end and dropped ([`Oversize::Skip`]):
+    /// `head` is its top-level element with its attributes and no children (who sent it, to
+    /// whom, its id: enough to refuse it to its sender), `bytes` its wire size.
+    Skipped {
+        /// The stanza's top-level element, attributes only.
+        head: Element,
+        /// Its wire bytes.
+        bytes: usize,
+    },
 }
 
 /// Why the stream cannot continue. Each maps to an RFC 6120 stream error condition.
@@ -94,6 +120,10 @@ pub struct StreamParser {
     namespace_bytes: usize,
     /// Set after a fatal error: nothing more is parsed.
     failed: bool,
+    /// What an oversize stanza does.
+    oversize: Oversize,
+    /// The oversize stanza being skipped: its head and how deep the parser is inside it.
+    skipping: Option<(Element, usize)>,
 }
 
 impl Default for StreamParser {
@@ -103,8 +133,13 @@ impl Default for StreamParser {
 }
 
 impl StreamParser {
-    /// A parser waiting for a stream header.
+    /// A parser waiting for a stream header; an oversize stanza is a stream error.
     pub fn new() -> Self {
+        Self::with_oversize(Oversize::Close)
+    }
+
+    /// A parser waiting for a stream header, doing `oversize` with an oversize stanza.
+    pub fn with_oversize(oversize: Oversize) -> Self {
         Self {
             parser: rxml::Parser::new(),
             pending: Vec::new(),
@@ -115,6 +150,8 @@ impl StreamParser {
             unaccounted: 0,
             namespace_bytes: 0,
             failed: false,
+            oversize,
+            skipping: None,
         }
     }
 
@@ -134,6 +171,7 @@ impl StreamParser {
         self.stanza_bytes = 0;
         self.unaccounted = 0;
         self.namespace_bytes = 0;
+        self.skipping = None;
     }
 
     /// Bytes buffered and not yet parsed.
@@ -172,11 +210,82 @@ impl StreamParser {
     /// The parser needs more bytes: what it holds of an unfinished token counts towards the
     /// stanza it belongs to (or, between stanzas, towards the next one or the stream header),
     /// so that no token grows without limit before its event comes out.
+    /// Past the limit inside a stanza, skipping begins here (with [`Oversize::Skip`]); one
+    /// token past it (rxml holds a token whole) is a stream error whatever the mode.
     fn need_more(&mut self) -> Result<Option<StreamEvent>, StreamError> {
-        if self.stanza_bytes + self.unaccounted > STANZA_BYTES_MAX {
+        if self.unaccounted > STANZA_BYTES_MAX {
             return self.fail(StreamError::StanzaTooLarge);
         }
+        if self.skipping.is_none() && self.stanza_bytes + self.unaccounted > STANZA_BYTES_MAX {
+            if self.oversize == Oversize::Close || self.stack.is_empty() {
+                return self.fail(StreamError::StanzaTooLarge);
+            }
+            let depth = self.stack.len();
+            self.begin_skip(None, depth);
+        }
         Ok(None)
+    }
+
+    /// Starts skipping the stanza being built, `depth` elements deep once the current event is
+    /// taken into account; `start` is its top-level element when that is the current event.
+    fn begin_skip(&mut self, start: Option<Element>, depth: usize) {
+        let head = match self.stack.first_mut() {
+            Some(top) => {
+                top.children.clear();
+                std::mem::replace(top, Element::new("", ""))
+            }
+            None => start.unwrap_or_else(|| Element::new("", "")),
+        };
+        self.stack.clear();
+        self.namespace_bytes = 0;
+        self.skipping = Some((head, depth));
+    }
+
+    /// One event of a stanza being skipped: only its depth is followed. The stanza's end
+    /// resynchronises the stream.
+    fn skip_event(&mut self, ev: &rxml::Event) -> Result<Option<StreamEvent>, StreamError> {
+        let Some((_, depth)) = self.skipping.as_mut() else {
+            return Ok(None);
+        };
+        match ev {
+            rxml::Event::StartElement(..) => {
+                *depth += 1;
+                if *depth > DEPTH_MAX {
+                    return Err(StreamError::TooDeep);
+                }
+            }
+            rxml::Event::EndElement(_) => *depth = depth.saturating_sub(1),
+            rxml::Event::Text(..) | rxml::Event::XmlDeclaration(..) => {}
+        }
+        Ok(self.skip_done())
+    }
+
+    /// The skipped stanza, once the parser is back between stanzas.
+    fn skip_done(&mut self) -> Option<StreamEvent> {
+        if self.skipping.as_ref().is_none_or(|(_, depth)| *depth > 0) {
+            return None;
+        }
+        let (head, _) = self.skipping.take()?;
+        let bytes = std::mem::take(&mut self.stanza_bytes);
+        Some(StreamEvent::Skipped { head, bytes })
+    }
+
+    /// The stanza being built went past the limit with event `ev`: a stream error, or (with
+    /// [`Oversize::Skip`]) the start of skipping it.
+    fn over_limit(&mut self, ev: &rxml::Event) -> Result<Option<StreamEvent>, StreamError> {
+        if self.oversize == Oversize::Close {
+            return Err(StreamError::StanzaTooLarge);
+        }
+        let (start, depth) = match ev {
+            rxml::Event::StartElement(_, (ns, name), attrs) => (
+                Some(element_of(ns, name, attrs.clone())),
+                self.stack.len() + 1,
+            ),
+            rxml::Event::EndElement(_) => (None, self.stack.len().saturating_sub(1)),
+            _ => (None, self.stack.len()),
+        };
+        self.begin_skip(start, depth);
+        Ok(self.skip_done())
     }
 
     fn fail(&mut self, e: StreamError) -> Result<Option<StreamEvent>, StreamError> {
@@ -197,19 +306,15 @@ impl StreamParser {
         if self.opened {
             self.namespace_bytes += ns.len();
             if self.namespace_bytes > NAMESPACE_BYTES_MAX {
-                return Err(StreamError::StanzaTooLarge);
+                if self.oversize == Oversize::Close || self.stack.is_empty() {
+                    return Err(StreamError::StanzaTooLarge);
+                }
+                let depth = self.stack.len() + 1;
+                self.begin_skip(None, depth);
+                return Ok(None);
             }
         }
-        let mut el = Element::new(name, ns);
-        for ((ans, aname), value) in attrs {
-            if ans.is_empty() {
-                el.attrs.push((aname.to_string(), value));
-            } else if ans.as_str() == NS_XML {
-                el.attrs.push((format!("xml:{aname}"), value));
-            }
-            // Other namespaced attributes carry nothing XMPP needs here; dropping them
-            // keeps the stanza model simple.
-        }
+        let el = element_of(ns, name, attrs);
         if !self.opened {
             self.opened = true;
             return Ok(Some(StreamEvent::Open(el)));
@@ -226,10 +331,19 @@ impl StreamParser {
         // to the stanza (if it belongs to one).
         let len = ev.metrics().len();
         self.unaccounted = self.unaccounted.saturating_sub(len);
+        // One token over the limit is refused however it arrived (in pieces, `need_more`
+        // refuses it before its event comes out).
+        if len > STANZA_BYTES_MAX {
+            return Err(StreamError::StanzaTooLarge);
+        }
+        if self.skipping.is_some() {
+            self.stanza_bytes += len;
+            return self.skip_event(&ev);
+        }
         if !self.stack.is_empty() || matches!(ev, rxml::Event::StartElement(..)) && self.opened {
             self.stanza_bytes += len;
             if self.stanza_bytes + self.unaccounted > STANZA_BYTES_MAX {
-                return Err(StreamError::StanzaTooLarge);
+                return self.over_limit(&ev);
             }
         }
         match ev {
@@ -270,6 +384,21 @@ impl StreamParser {
             }
         }
     }
+}
+
+/// An element from a start tag: its name, namespace and attributes (unprefixed and `xml:`).
+fn element_of(ns: &str, name: &str, attrs: rxml::AttrMap) -> Element {
+    let mut el = Element::new(name, ns);
+    for ((ans, aname), value) in attrs {
+        if ans.is_empty() {
+            el.attrs.push((aname.to_string(), value));
+        } else if ans.as_str() == NS_XML {
+            el.attrs.push((format!("xml:{aname}"), value));
+        }
+        // Other namespaced attributes carry nothing XMPP needs here; dropping them keeps the
+        // stanza model simple.
+    }
+    el
 }
 
 #[cfg(test)]
@@ -473,5 +602,74 @@ mod tests {
         assert!(roster.len() < STANZA_BYTES_MAX);
         let evs = feed_in_chunks(format!("{HEADER}{roster}").as_bytes(), 4096).expect("accepted");
         assert_eq!(evs.len(), 2);
+    }
+
+    /// Feeds `bytes` to a skipping parser in `chunk`-byte pieces: the events, or the first error.
+    fn skip_in_chunks(bytes: &[u8], chunk: usize) -> Result<Vec<StreamEvent>, StreamError> {
+        let mut p = StreamParser::with_oversize(Oversize::Skip);
+        let mut out = Vec::new();
+        for piece in bytes.chunks(chunk) {
+            p.feed(piece);
+            while let Some(ev) = p.next_event()? {
+                out.push(ev);
+            }
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn a_shared_link_skips_an_oversize_stanza_and_reads_the_next() {
+        let big = stanza_of(STANZA_BYTES_MAX + 5_000).replace("<message ", "<message id='big' ");
+        for chunk in [1, 700, 4096, 16 * 1024, 1 << 20] {
+            let doc = format!("{HEADER}<presence/>{big}<iq id='after'/>");
+            let evs = skip_in_chunks(doc.as_bytes(), chunk).expect("the link stays up");
+            assert_eq!(evs.len(), 4, "chunk {chunk}: {evs:?}");
+            let StreamEvent::Skipped { head, bytes } = &evs[2] else {
+                panic!("chunk {chunk}: {:?}", evs[2])
+            };
+            assert_eq!(
+                (head.name.as_str(), head.attr("id")),
+                ("message", Some("big"))
+            );
+            assert_eq!(head.attr("to"), Some("b@x"));
+            assert!(head.children.is_empty());
+            assert_eq!(*bytes, big.len(), "chunk {chunk}");
+            assert!(matches!(&evs[3], StreamEvent::Stanza(e) if e.attr("id") == Some("after")));
+        }
+        // The same stream on a parser of one client's stream is closed.
+        let doc = format!("{HEADER}{big}<iq/>");
+        assert_eq!(
+            feed_in_chunks(doc.as_bytes(), 4096),
+            Err(StreamError::StanzaTooLarge)
+        );
+    }
+
+    #[test]
+    fn a_shared_link_still_refuses_a_token_it_cannot_skip() {
+        let attrs: String = (0..20_000).map(|i| format!(" a{i}='x'")).collect();
+        let doc = format!("{HEADER}<message><x{attrs}/></message>");
+        for chunk in [4096, 1 << 20] {
+            let err = skip_in_chunks(doc.as_bytes(), chunk).expect_err("one start tag");
+            assert_eq!(err, StreamError::StanzaTooLarge, "chunk {chunk}");
+        }
+        // Nesting stays bounded while skipping.
+        let deep = format!("<message>{}", "<a>".repeat(DEPTH_MAX + 1));
+        let doc = format!("{HEADER}{}{deep}", stanza_of(STANZA_BYTES_MAX + 1));
+        let doc = doc.replacen("</body></message>", &format!("</body>{deep}"), 1);
+        let err = skip_in_chunks(doc.as_bytes(), 4096).expect_err("too deep");
+        assert_eq!(err, StreamError::TooDeep);
+    }
+
+    #[test]
+    fn a_shared_link_skips_a_stanza_holding_too_many_namespace_bytes() {
+        let long_ns = format!("urn:{}", "n".repeat(8_000));
+        let children = "<p:a/>".repeat(7_000);
+        let st = format!("<message id='ns'><x xmlns:p='{long_ns}'>{children}</x></message>");
+        let doc = format!("{HEADER}{st}<presence/>");
+        let evs = skip_in_chunks(doc.as_bytes(), 4096).expect("skipped");
+        assert!(
+            matches!(&evs[1], StreamEvent::Skipped { head, .. } if head.attr("id") == Some("ns"))
+        );
+        assert!(matches!(&evs[2], StreamEvent::Stanza(_)));
     }
 }

@@ -6,6 +6,11 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Longest encrypted text (a JWE compact token) the cloud accepts in an activity, in bytes.
+/// Webex caps a message at a few thousand characters; its JWE is about 4/3 of that plus a
+/// header. 64 KiB is ample and keeps one post from costing much: about 48 KB of text.
+pub const ENCRYPTED_TEXT_BYTES_MAX: usize = 64 * 1024;
+
 /// Expressway VM size (spec 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

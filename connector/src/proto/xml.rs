@@ -285,6 +285,8 @@ pub fn parse_document(bytes: &[u8]) -> Result<Element, super::stream::StreamErro
                 return root.ok_or_else(|| StreamError::NotWellFormed("no root element".into()));
             }
             None => return Err(StreamError::NotWellFormed("truncated document".into())),
+            // A parser that closes on an oversize stanza never skips one.
+            Some(StreamEvent::Skipped { .. }) => return Err(StreamError::StanzaTooLarge),
         }
     }
 }

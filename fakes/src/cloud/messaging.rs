@@ -34,10 +34,9 @@ use std::time::Duration;
 /// Activities kept per space: a long 1:1 conversation's worth; older ones are dropped (clients
 /// catching up further back get what is left).
 pub const ACTIVITIES_PER_SPACE_MAX: usize = 10_000;
-/// Longest encrypted text or link accepted, in bytes. Webex caps a message at a few thousand
-/// characters; its JWE is about 4/3 of that plus a header. 64 KiB is ample and keeps one post
-/// from costing much.
-pub const ENCRYPTED_TEXT_BYTES_MAX: usize = 64 * 1024;
+/// Longest encrypted text or link accepted, in bytes (one definition with the wire types, so
+/// that the connector refuses to its Jabber sender what the cloud would refuse).
+pub use connector::proto::webex::ENCRYPTED_TEXT_BYTES_MAX;
 /// Members of a group space. The simulation's workloads use small groups.
 pub const MEMBERS_PER_SPACE_MAX: usize = 100;
 // A key for the largest space names every member and a connector per member: the KMS host

@@ -429,6 +429,9 @@ impl ImpNode {
                 Ok(None) => return,
                 Ok(Some(StreamEvent::Open(header))) => self.on_header(conn, &header),
                 Ok(Some(StreamEvent::Stanza(el))) => self.on_element(now, conn, el),
+                // A c2s stream belongs to one device: an oversize stanza closes it with
+                // `policy-violation` (RFC 6120 section 13.12), refusing its sender alone.
+                Ok(Some(StreamEvent::Skipped { .. })) => {}
                 Ok(Some(StreamEvent::Close)) => {
                     self.send_raw(conn, xmpp::STREAM_CLOSE.to_string());
                     self.close(conn);
@@ -1012,6 +1015,10 @@ impl ImpNode {
             return;
         }
         if kind == "error" {
+            // An error a client sends (a connector session refusing a Jabber message that
+            // Webex cannot take) goes to whom it names, and is never answered (RFC 6120
+            // 8.3.1); it was dropped here, so its sender never learned why.
+            self.route_out(el);
             return;
         }
         let Some(home) = self.server_of(&to.bare()) else {

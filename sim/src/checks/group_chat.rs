@@ -787,6 +787,7 @@ mod tests {
             client: ClientKind::Jabber,
             delayed: false,
             carbon: false,
+            body: None,
         };
         let (st, detail) = run(&users, &e, &b, &f, &[(s(300), leak)]);
         assert_eq!(st, Status::Fail);

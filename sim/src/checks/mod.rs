@@ -310,6 +310,7 @@ mod tests {
                 to: BOB.into(),
                 client: ClientKind::Jabber,
                 device: device.into(),
+                body: None,
             },
         );
     }
@@ -325,6 +326,7 @@ mod tests {
                 client: ClientKind::Jabber,
                 delayed,
                 carbon,
+                body: None,
             },
         );
     }

@@ -43,7 +43,8 @@ pub fn no_message_loss(t: &Tally, out: &History) -> (Status, String) {
             "no message was sent: the check exercised nothing".into(),
         );
     }
-    if t.lost.is_empty() && t.duplicated.is_empty() && phantom.is_empty() {
+    let altered = out.observer.altered();
+    if t.lost.is_empty() && t.duplicated.is_empty() && phantom.is_empty() && altered.is_empty() {
         return (
             Status::Pass,
             format!(
@@ -72,6 +73,13 @@ pub fn no_message_loss(t: &Tally, out: &History) -> (Status, String) {
             "{} delivered but never sent (e.g. {})",
             phantom.len(),
             examples(&phantom)
+        ));
+    }
+    if !altered.is_empty() {
+        parts.push(format!(
+            "{} delivered with a text not byte-identical to the one sent (e.g. {})",
+            altered.len(),
+            examples(&altered)
         ));
     }
     (

@@ -163,6 +163,8 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
     };
     s.workloads = workloads(&mut rngs.named("explore/workloads"), &s, &sw);
     s.faults = faults(&mut rngs.named("explore/faults"), &s, &sw, lim.faults_max);
+    // Bodies on a stream of their own: the draws above, which define the known seeds, stay.
+    bodies(&mut rngs.named("explore/bodies"), &mut s.workloads);
     s.checks = checks(&s, &sw);
     // Control Hub may take up to 5 minutes to let a node register (spec 12) and assignment
     // follows: a shorter run would leave `within_capacity` nothing to judge, which it fails.
@@ -375,6 +377,7 @@ fn workloads(r: &mut ChaCha8Rng, s: &Scenario, sw: &Swarm) -> Vec<Workload> {
         start: None,
         stop: None,
         contacts_per_user: r.random_range(1..=5),
+        body: None,
     };
     if webex && sw.rich_actions {
         let mix = rich_mix(r);
@@ -406,7 +409,6 @@ fn workloads(r: &mut ChaCha8Rng, s: &Scenario, sw: &Swarm) -> Vec<Workload> {
             stop: None,
         }));
     }
-    bodies(r, &mut out);
     out
 }
 
@@ -429,10 +431,31 @@ fn rich_mix(r: &mut ChaCha8Rng) -> ChatMix {
     }
 }
 
-/// Extension point: message bodies of every size up to the limits, with XML-special (`<&'"`)
-/// and non-ASCII characters. The scenario language has no body field yet (the clients draw
-/// short word lists); when a chat workload gains one, draw it here for each chat workload.
-fn bodies(_r: &mut ChaCha8Rng, _workloads: &mut [Workload]) {}
+/// Message bodies of every size up to the limits, with XML-special (`<&>"'`) and non-ASCII
+/// characters: swarm-style, half the seeds keep the short word lists; in the others each chat
+/// workload draws a character set and a size range (short, medium, or up to the most that
+/// crosses in every direction).
+fn bodies(r: &mut ChaCha8Rng, workloads: &mut [Workload]) {
+    use crate::scenario::{BodyCharSet, BodySize, BodySpec};
+    if !r.random_bool(0.5) {
+        return;
+    }
+    for w in workloads.iter_mut() {
+        let Workload::Chat(c) = w else { continue };
+        let chars = [
+            BodyCharSet::Ascii,
+            BodyCharSet::Xml,
+            BodyCharSet::Unicode,
+            BodyCharSet::Mixed,
+        ][r.random_range(0..4)];
+        let limit = crate::plan::workload::body_bytes_max(chars);
+        let max = [200, 4_000, limit][r.random_range(0..3)].min(limit);
+        c.body = Some(BodySpec {
+            size: BodySize::Range { min: 1, max },
+            chars,
+        });
+    }
+}
 
 /// Hosts a fault may name, by role.
 struct Pools {

@@ -35,6 +35,8 @@ pub struct MessageRecord {
     pub carbon_seen: Vec<CarbonCopy>,
     /// Error stanzas the sender got back for it.
     pub refused: Vec<Refusal>,
+    /// Digest of the text sent (`None`: not compared).
+    pub body: Option<u64>,
 }
 
 /// One delivery of a message to a device of its recipient.
@@ -94,6 +96,8 @@ struct State {
     phantom: Vec<String>,
     /// Ids sent twice: a client bug that would make the history ambiguous.
     reused_ids: Vec<String>,
+    /// Deliveries whose text differs from the text sent: `id to user/device`.
+    altered: Vec<String>,
     /// Deliveries so far; numbers deliveries in the order they happened.
     delivery_count: u64,
     sessions: Vec<SessionEvent>,
@@ -199,6 +203,11 @@ impl Observer {
     /// Deliveries of messages nobody sent.
     pub fn phantom(&self) -> Vec<String> {
         self.state.borrow().phantom.clone()
+    }
+
+    /// Deliveries (and carbons) whose text differs byte for byte from the text sent.
+    pub fn altered(&self) -> Vec<String> {
+        self.state.borrow().altered.clone()
     }
 
     /// Message ids that were sent more than once.
@@ -340,6 +349,7 @@ impl Recorder for Observer {
                 sender_device: ev.device,
                 carbon_seen: Vec::new(),
                 refused: Vec::new(),
+                body: ev.body,
             },
         );
     }
@@ -374,6 +384,15 @@ impl Recorder for Observer {
             st.phantom.push(wrong);
             return;
         }
+        if let (Some(sent), Some(got)) = (m.body, ev.body)
+            && sent != got
+        {
+            let what = format!("{} to {}/{}", ev.id, ev.to, ev.device);
+            st.altered.push(what);
+        }
+        let Some(m) = st.messages.get_mut(&ev.id) else {
+            return;
+        };
         if ev.carbon || to != m.to {
             m.carbons += 1;
             m.carbon_seen.push(CarbonCopy {

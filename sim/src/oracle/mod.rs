@@ -297,6 +297,7 @@ mod tests {
             sender_device: "d1".into(),
             carbon_seen: Vec::new(),
             refused: Vec::new(),
+            body: None,
         };
         let slack = IN_FLIGHT_SLACK.as_secs();
         let margin = RISK_MARGIN.as_secs();

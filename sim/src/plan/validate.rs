@@ -419,6 +419,9 @@ fn workload(s: &Scenario, i: usize, w: &Workload, p: &mut Problems) {
         Workload::GroupChat(g) => return group_chat_workload(s, i, g, p),
     };
     let at = format!("workloads[{i}].chat");
+    if let Some(b) = c.body {
+        body(&at, b, p);
+    }
     if c.rate_per_user.count <= 0.0 {
         p.add(
             format!("{at}.rate_per_user"),
@@ -642,6 +645,22 @@ fn duplicate_hosts(s: &Scenario, hosts: &[String], p: &mut Problems) {
                 ),
             );
         }
+    }
+}
+
+/// A body size from 1 byte to the most that crosses in every direction with its characters.
+fn body(at: &str, b: crate::scenario::BodySpec, p: &mut Problems) {
+    let (min, max) = b.size.bounds();
+    let limit = crate::plan::workload::body_bytes_max(b.chars);
+    if min == 0 || min > max || max > limit {
+        p.add(
+            format!("{at}.body.size"),
+            format!("a body of {min} to {max} bytes is out of range for these characters"),
+            Some(format!(
+                "valid sizes: 1..={limit} bytes for `chars: {:?}` (the most that crosses both ways: the cloud's limit on encrypted text, IM&P's on a stanza with every character escaped)",
+                b.chars
+            ).to_lowercase()),
+        );
     }
 }
 

@@ -6,6 +6,8 @@ use crate::plan::connector::webex_email;
 use crate::plan::rng::RngFactory;
 use crate::plan::topology::UserSpec;
 use crate::scenario::{ClientSel, GroupChatWorkload, Pct, Scenario, Workload};
+use connector::proto::stream::STANZA_BYTES_MAX;
+use fakes::clients::body::BodyPlan;
 use fakes::clients::jabber::{ChatPlan, GroupPlan, RoomPlan};
 use fakes::clients::webex::{Mix, WebexPlan};
 use rand::RngExt as _;
@@ -90,6 +92,7 @@ pub fn chat_plans(
                     mean_interval: mean,
                     start,
                     stop,
+                    body: c.body.map(body_plan),
                 },
             );
         }
@@ -158,6 +161,7 @@ pub fn webex_plans(
                     start,
                     stop,
                     mix,
+                    body: c.body.map(body_plan),
                 },
             );
         }
@@ -339,3 +343,43 @@ pub fn space_plans(
     }
     plans
 }
+
+/// The clients' body plan for a workload's `body`.
+pub fn body_plan(b: crate::scenario::BodySpec) -> fakes::clients::body::BodyPlan {
+    use crate::scenario::BodyCharSet as C;
+    use fakes::clients::body::BodyChars;
+    let (min, max) = b.size.bounds();
+    BodyPlan {
+        min_bytes: min as usize,
+        max_bytes: max as usize,
+        chars: match b.chars {
+            C::Ascii => BodyChars::Ascii,
+            C::Xml => BodyChars::Xml,
+            C::Unicode => BodyChars::Unicode,
+            C::Mixed => BodyChars::Mixed,
+        },
+    }
+}
+
+/// The largest body of `chars` that crosses in every direction, in bytes: its encrypted form
+/// within the cloud's limit on encrypted text, and its stanza, escaped at the worst, within
+/// IM&P's stanza limit with room for the envelope of a carbon or an offline copy.
+pub fn body_bytes_max(chars: crate::scenario::BodyCharSet) -> u32 {
+    let factor = body_plan(crate::scenario::BodySpec {
+        size: crate::scenario::BodySize::Fixed(0),
+        chars,
+    })
+    .chars
+    .escape_factor_max();
+    let stanza = (STANZA_BYTES_MAX - STANZA_ENVELOPE_BYTES) / factor;
+    stanza.min(BODY_ENCRYPTED_TEXT_BYTES) as u32
+}
+
+/// Bytes of a stanza around its body at most: addresses, ids, a carbon's `sent`/`forwarded`
+/// wrapping, an offline copy's delay stamp, and the client's `[[id]]` tag.
+const STANZA_ENVELOPE_BYTES: usize = 4 * 1024;
+
+/// The longest text whose JWE fits the cloud's limit on encrypted text (64 KiB): base64url
+/// makes 4 bytes of 3, plus a protected header naming the space key (a few hundred bytes) and
+/// the client's `[[id]]` tag.
+const BODY_ENCRYPTED_TEXT_BYTES: usize = 47_000;

@@ -664,6 +664,61 @@ pub struct ChatWorkload {
     /// How many distinct contacts each user chats with.
     #[serde(default = "default_contacts")]
     pub contacts_per_user: u32,
+    /// Message bodies: size and characters (default: a few words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<BodySpec>,
+}
+
+/// The bodies of a chat workload's messages and posts: `body: { size: 2000, chars: mixed }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodySpec {
+    /// Bytes of UTF-8 text (before the `[[id]]` tag the client appends): a number, or
+    /// `{ min, max }` drawn uniformly for each message.
+    pub size: BodySize,
+    /// Which characters.
+    #[serde(default)]
+    pub chars: BodyCharSet,
+}
+
+/// A body size: fixed, or drawn uniformly from a range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum BodySize {
+    /// Every body this many bytes.
+    Fixed(u32),
+    /// Each body drawn from `min..=max` bytes.
+    Range {
+        /// Smallest.
+        min: u32,
+        /// Largest.
+        max: u32,
+    },
+}
+
+impl BodySize {
+    /// (smallest, largest) in bytes.
+    pub fn bounds(self) -> (u32, u32) {
+        match self {
+            BodySize::Fixed(n) => (n, n),
+            BodySize::Range { min, max } => (min, max),
+        }
+    }
+}
+
+/// The characters of a body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BodyCharSet {
+    /// Letters, digits, space, punctuation XML carries as it is.
+    #[default]
+    Ascii,
+    /// `<&>"'`, carriage return, tab and line feed among letters.
+    Xml,
+    /// Accented letters, CJK, right-to-left script, combining marks, emoji.
+    Unicode,
+    /// All of them.
+    Mixed,
 }
 
 fn default_contacts() -> u32 {

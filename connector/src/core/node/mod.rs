@@ -50,6 +50,7 @@ use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
 use crate::proto::stream::STANZA_BYTES_MAX;
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
+use crate::proto::webex::ENCRYPTED_TEXT_BYTES_MAX;
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
@@ -270,6 +271,12 @@ pub struct NodeStats {
     /// Webex messages refused because their stanza would exceed IM&P's stanza limit
     /// ([`STANZA_BYTES_MAX`]); the sender is told in Webex (`undelivered`).
     pub oversize_refused: u64,
+    /// Stanzas from IM&P over [`STANZA_BYTES_MAX`], skipped on the component link (which stays
+    /// up); a message's or request's sender gets a `policy-violation` error.
+    pub oversize_skipped: u64,
+    /// Jabber messages refused because their encrypted text would exceed the cloud's limit
+    /// ([`ENCRYPTED_TEXT_BYTES_MAX`]); the Jabber sender gets a `policy-violation` error.
+    pub oversize_to_webex: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +348,19 @@ struct OutPost {
     actor: String,
     activity: Activity,
     client_id: String,
+    /// The Jabber message it came from, to refuse it to its sender.
+    origin: Origin,
+}
+
+/// The Jabber message a post came from: who to send an error to if the cloud cannot take it.
+#[derive(Debug, Clone)]
+struct Origin {
+    /// The sender's full JID.
+    sender: String,
+    /// The recipient's email (whose connector session answers).
+    recipient: String,
+    /// The stanza id.
+    id: String,
 }
 
 /// A Webex → Jabber event waiting for its space members or key.

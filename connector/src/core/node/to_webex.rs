@@ -113,7 +113,12 @@ impl ConnectorNode {
         }
         let id = inner.attr("id").unwrap_or("noid").to_string();
         let p = pair(&actor, &other);
-        self.queue_posts(&p, &actor, &from.bare(), &id, activities);
+        let origin = Origin {
+            sender: from.to_string(),
+            recipient: other,
+            id,
+        };
+        self.queue_posts(&p, &actor, origin, activities);
         self.flush_outbox(&p, now, rng);
     }
 
@@ -195,10 +200,11 @@ impl ConnectorNode {
         &mut self,
         p: &(String, String),
         actor: &str,
-        sender: &str,
-        id: &str,
+        origin: Origin,
         activities: Vec<Activity>,
     ) {
+        let (sender, id) = (Jid::parse(&origin.sender).map(|j| j.bare()), &origin.id);
+        let sender = sender.unwrap_or_else(|_| origin.sender.clone());
         let queue = self.outbox.entry(p.clone()).or_default();
         for (n, activity) in activities.into_iter().enumerate() {
             if queue.len() >= QUEUED_PER_SPACE_MAX {
@@ -231,6 +237,7 @@ impl ConnectorNode {
                 actor: actor.to_string(),
                 activity,
                 client_id,
+                origin: origin.clone(),
             });
         }
     }
@@ -289,7 +296,11 @@ impl ConnectorNode {
         let mut enc = |text: &str| jwe::encrypt(key, jwe::draw_iv(rng), text.as_bytes());
         let body = match &post.activity {
             Activity::Post { text } => {
-                json!({"verb": "post", "actor": post.actor, "encrypted_text": enc(text), "client_id": post.client_id})
+                let ct = enc(text);
+                if ct.len() > ENCRYPTED_TEXT_BYTES_MAX {
+                    return self.refuse_to_jabber(&post.origin, ct.len());
+                }
+                json!({"verb": "post", "actor": post.actor, "encrypted_text": ct, "client_id": post.client_id})
             }
             Activity::FileRefused => {
                 let text = enc(translate::FILE_FROM_JABBER_NOTICE);
@@ -382,5 +393,63 @@ impl ConnectorNode {
                 self.lane_holds.remove(&lane);
             }
         }
+    }
+
+    /// A Jabber message whose encrypted text the cloud would refuse (over
+    /// [`ENCRYPTED_TEXT_BYTES_MAX`]: about 48 KB of text): posting it would fail, silently
+    /// for the sender, so it is not posted; the Jabber sender gets a `policy-violation` error
+    /// from the recipient's session, counted and logged at WARN.
+    fn refuse_to_jabber(&mut self, origin: &Origin, size: usize) {
+        self.stats.oversize_to_webex += 1;
+        tracing::warn!(
+            sender = %origin.sender,
+            bytes = size,
+            limit = ENCRYPTED_TEXT_BYTES_MAX,
+            "a Jabber message is too large for Webex: refused to its sender, not posted"
+        );
+        let Some(jid) = self.directory.jid_of(&origin.recipient) else {
+            return;
+        };
+        let text = format!(
+            "Message too large for Webex: {size} bytes encrypted, at most {ENCRYPTED_TEXT_BYTES_MAX}"
+        );
+        // The message as it came (from its sender to the recipient's session): the reply
+        // goes back the other way.
+        let msg = Element::new("message", NS_COMPONENT)
+            .with_attr("id", origin.id.clone())
+            .with_attr("from", origin.sender.clone())
+            .with_attr("to", SessionManager::session_jid(jid));
+        let err = xmpp::error_reply(&msg, "modify", "policy-violation", Some(&text));
+        let recipient = origin.recipient.clone();
+        self.send_as(Duration::ZERO, &recipient, err);
+    }
+
+    /// A stanza from IM&P over [`STANZA_BYTES_MAX`], skipped by the component link (which
+    /// stays up for every other session on it): counted, logged at WARN, and a message's or
+    /// request's sender gets a `policy-violation` error, from the addressee, on the same link.
+    pub fn handle_oversize(&mut self, node: &str, head: &Element, bytes: usize) {
+        self.stats.oversize_skipped += 1;
+        let from = head.attr("from").unwrap_or_default();
+        tracing::warn!(
+            node = %node,
+            from = %printable(from.as_bytes(), PEER_TEXT_BYTES_MAX),
+            bytes,
+            limit = STANZA_BYTES_MAX,
+            "a stanza from IM&P is over the stanza limit: skipped, its sender told"
+        );
+        let answered = match (head.name.as_str(), head.attr("type")) {
+            ("message", t) => t != Some("error"),
+            ("iq", t) => matches!(t, Some("get" | "set")),
+            _ => false,
+        };
+        if !answered || head.attr("from").is_none() {
+            return;
+        }
+        let text = format!("Stanza too large: {bytes} bytes, at most {STANZA_BYTES_MAX}");
+        let err = xmpp::error_reply(head, "modify", "policy-violation", Some(&text));
+        self.out.push_back(Output::Xmpp {
+            node: node.to_string(),
+            stanza: err,
+        });
     }
 }

@@ -3,6 +3,7 @@
 
 use super::core::JabberCore;
 use super::driver::DeviceSpec;
+use crate::clients::body::body_digest;
 use crate::observe::{ClientKind, Delivered, PresenceEvent, Refused, Sent};
 use connector::io::net::Net;
 use connector::proto::xml::Element;
@@ -28,11 +29,16 @@ pub(super) fn send_next<N: Net>(
     let user = d.jid.local.clone().unwrap_or_default();
     // The resource names the device and its incarnation, so ids stay unique across restarts.
     let id = format!("{user}.{}.{seq}", d.resource);
-    let words = d.rng.random_range(1..12);
-    let body = (0..words)
-        .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
-        .collect::<Vec<_>>()
-        .join(" ");
+    let body = match &plan.body {
+        Some(b) => b.draw(&mut d.rng),
+        None => {
+            let words = d.rng.random_range(1..12);
+            (0..words)
+                .map(|_| WORDS[d.rng.random_range(0..WORDS.len())])
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
     // The tag lets the observer follow the message across the bridge, where ids change.
     let body = format!("{body} [[{id}]]");
     let msg = xmpp::chat_message(xmpp::NS_CLIENT, &id, None, &to, &body);
@@ -45,6 +51,7 @@ pub(super) fn send_next<N: Net>(
             to,
             client: ClientKind::Jabber,
             device: d.resource.clone(),
+            body: Some(body_digest(&body)),
         },
     );
     *next_send = Some(now + crate::exp_wait(plan.mean_interval, &mut d.rng));
@@ -208,6 +215,7 @@ fn record_message<N: Net>(d: &DeviceSpec<N>, el: &Element) {
             client: ClientKind::Jabber,
             delayed,
             carbon,
+            body: Some(body_digest(&body)),
         },
     );
 }

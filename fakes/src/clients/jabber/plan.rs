@@ -1,5 +1,6 @@
 //! The workload plans one Jabber device follows (built by the simulation from the scenario).
 
+use crate::clients::body::BodyPlan;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ pub struct ChatPlan {
     pub start: Duration,
     /// Simulated time at which sending stops.
     pub stop: Duration,
+    /// The bodies to send; `None`: a few words.
+    pub body: Option<BodyPlan>,
 }
 
 /// One room a user creates (spec 42).

@@ -4,6 +4,7 @@
 //! driver ([`super::driver`]) makes the REST calls these decisions name.
 
 use super::{Mix, WebexPlan};
+use crate::clients::body::{BodyPlan, body_digest};
 use crate::observe::{ClientKind, Delivered, Refused, Sent};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::{Activity, Verb};
@@ -226,6 +227,7 @@ impl WebexCore {
             client: ClientKind::Webex,
             delayed: false,
             carbon: false,
+            body: (a.verb != Verb::Share).then(|| body_digest(&plain)),
         }));
         out
     }
@@ -289,21 +291,29 @@ impl WebexCore {
             to: contact.to_string(),
             client: ClientKind::Webex,
             device: device.to_string(),
+            body: None,
         }
     }
 
-    /// The body of a text post (or an edit of `edit_of`) tagged `id`, encrypted with `key`.
+    /// The body of a text post (or an edit of `edit_of`) tagged `id`, encrypted with `key`
+    /// (a text drawn from `plan`, or a few words), and the digest of its text.
     pub fn text_body(
         id: &str,
         key: &SpaceKey,
         edit_of: Option<&str>,
+        plan: Option<&BodyPlan>,
         rng: &mut ChaCha8Rng,
-    ) -> Value {
-        let words = rng.random_range(1..10);
-        let text = (0..words)
-            .map(|_| WORDS[rng.random_range(0..WORDS.len())])
-            .collect::<Vec<_>>()
-            .join(" ");
+    ) -> (Value, u64) {
+        let text = match plan {
+            Some(p) => p.draw(rng),
+            None => {
+                let words = rng.random_range(1..10);
+                (0..words)
+                    .map(|_| WORDS[rng.random_range(0..WORDS.len())])
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }
+        };
         let text = format!("{text} [[{id}]]");
         let mut iv = [0u8; 12];
         rng.fill(&mut iv);
@@ -313,7 +323,7 @@ impl WebexCore {
         if let Some(t) = edit_of {
             body["target"] = json!(t);
         }
-        body
+        (body, body_digest(&text))
     }
 
     /// The body of a file share tagged `id`, encrypted with `key`.

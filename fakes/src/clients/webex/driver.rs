@@ -428,10 +428,13 @@ async fn act<N: Net>(
     let path = format!("/v1/spaces/{space}/activities");
     match st.choose(&contact, plan.mix, &mut d.rng) {
         Action::Text { edit_of } => {
-            let sent = st.new_message(&d.email, &d.device, &contact);
+            let mut sent = st.new_message(&d.email, &d.device, &contact);
             let id = sent.id.clone();
+            let edit = edit_of.as_deref();
+            let (body, digest) =
+                WebexCore::text_body(&id, &key, edit, plan.body.as_ref(), &mut d.rng);
+            sent.body = Some(digest);
             d.recorder.sent(&d.host, sent);
-            let body = WebexCore::text_body(&id, &key, edit_of.as_deref(), &mut d.rng);
             if edit_of.is_some() {
                 d.recorder.note("webex: edit sent");
             }

@@ -63,6 +63,8 @@ pub struct WebexPlan {
     pub stop: Duration,
     /// Action shares.
     pub mix: Mix,
+    /// The bodies of posts and edits; `None`: a few words.
+    pub body: Option<crate::clients::body::BodyPlan>,
 }
 
 /// Presence settings applied once logged in.

@@ -49,7 +49,7 @@ use super::directory::Directory;
 use super::node::{ConnId, ImpNode, NodeConfig, Transmit};
 
 mod session;
-use connector::proto::stream::{StreamEvent, StreamParser};
+use connector::proto::stream::{Oversize, STANZA_BYTES_MAX, StreamEvent, StreamParser};
 use connector::proto::xml::{Element, NS_STREAM, Node, escape};
 use connector::proto::xmpp::{self, Jid};
 use std::collections::BTreeMap;
@@ -119,6 +119,9 @@ pub struct ComponentStats {
     pub handshake_timeouts: u64,
     /// Authenticated links closed for silence (`IDLE_TIMEOUT_COMPONENT` in the driver).
     pub idle_timeouts: u64,
+    /// Stanzas over the stanza limit skipped on a link (which stays up); a message's or
+    /// request's sender got a `policy-violation` error.
+    pub oversize_skipped: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +237,9 @@ impl ComponentService {
         self.links.insert(
             id,
             Link {
-                parser: StreamParser::new(),
+                // Shared by every session of a connector node: an oversize stanza is
+                // skipped, never a reason to end the link.
+                parser: StreamParser::with_oversize(Oversize::Skip),
                 state: LinkState::Header,
                 stream_id: format!("{}-c{id}", self.host),
             },
@@ -274,6 +279,9 @@ impl ComponentService {
                 Ok(None) => return,
                 Ok(Some(StreamEvent::Open(header))) => self.on_header(node, link, &header),
                 Ok(Some(StreamEvent::Stanza(el))) => self.on_element(now, node, link, el),
+                Ok(Some(StreamEvent::Skipped { head, bytes })) => {
+                    self.on_oversize(node, link, &head, bytes);
+                }
                 Ok(Some(StreamEvent::Close)) => {
                     send_raw(node, link, xmpp::STREAM_CLOSE.to_string());
                     self.close(now, node, link);
@@ -283,6 +291,24 @@ impl ComponentService {
                     self.stream_error(node, link, e.condition(), &text);
                 }
             }
+        }
+    }
+
+    /// A stanza over the limit, skipped: the link carries every session of the connector
+    /// node, so one stanza never ends it. Counted, logged at WARN; a message's or request's
+    /// sender gets a `policy-violation` error.
+    fn on_oversize(&mut self, node: &mut ImpNode, link: ConnId, head: &Element, bytes: usize) {
+        self.stats.oversize_skipped += 1;
+        tracing::warn!(node = %self.host, link, bytes, "oversize stanza on a component link: skipped");
+        let answered = match (head.name.as_str(), head.attr("type")) {
+            ("message", t) => t != Some("error"),
+            ("iq", t) => matches!(t, Some("get" | "set")),
+            _ => false,
+        };
+        if answered && head.attr("from").is_some() {
+            let text = format!("Stanza too large: {bytes} bytes, at most {STANZA_BYTES_MAX}");
+            let err = xmpp::error_reply(head, "modify", "policy-violation", Some(&text));
+            send(node, link, &err);
         }
     }
 
