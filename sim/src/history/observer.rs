@@ -387,7 +387,7 @@ impl Recorder for Observer {
         if let (Some(sent), Some(got)) = (m.body, ev.body)
             && sent != got
         {
-            let what = format!("{} to {}/{}", ev.id, ev.to, ev.device);
+            let what = format!("{} to {}/{}", ev.id, to, ev.device);
             st.altered.push(what);
         }
         let Some(m) = st.messages.get_mut(&ev.id) else {
