@@ -1392,7 +1392,7 @@ mod tests {
             .insert(b.clone(), s(&[(60, true), (h72 / 2, false)]));
         let end = Duration::ZERO;
         let bound = Duration::from_secs(600);
-        let Some(Err(detail)) = connector_liveness(&out, end, bound) else {
+        let Some(Err(detail)) = connector_liveness(&out, (end, bound), &BTreeSet::new()) else {
             panic!("b's session was closed after 36 h: must fail")
         };
         assert!(detail.contains(&format!("{b} closed")), "{detail}");

@@ -521,6 +521,7 @@ mod tests {
             client,
             delayed: false,
             carbon: false,
+            body: None,
         }
     }
 
@@ -539,6 +540,7 @@ mod tests {
                 to,
                 client,
                 device,
+                body: None,
             },
         );
     }
