@@ -241,7 +241,8 @@ fn discovery_pages_users_250_at_a_time() {
 fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
     let mut h = Harness::new(settings());
     running(&mut h, &[ALICE, CAROL]);
-    // Carol never used Webex and is not hidden: no session (spec 52).
+    // Carol never used Webex: she gets a session too, since her assignment starts her 72 h
+    // window of Jabber use (the connector cannot know earlier use, spec 55).
     let q = h.request("/v1/presence/query");
     assert_eq!(json_body(&q), json!({ "emails": [ALICE, CAROL] }));
     let now_ms = h.now.as_millis() as u64;
@@ -252,7 +253,9 @@ fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
     h.answer(&q, 200, &body.to_string());
     let iq = h.stanza_to("imp-a-1");
     let id = session_iq(&iq, "imp-a-1", "start", ALICE);
-    assert!(h.stanzas.is_empty(), "only alice: {:?}", h.stanzas);
+    let carol = h.stanza_to("imp-a-2");
+    session_iq(&carol, "imp-a-2", "start", CAROL);
+    assert!(h.stanzas.is_empty(), "alice and carol only: {:?}", h.stanzas);
     h.stanza(
         "imp-a-1",
         &format!("<iq type='result' id='{id}' from='imp-a-1'/>"),

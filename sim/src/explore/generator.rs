@@ -180,7 +180,33 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
     if s.checks.iter().any(|c| c.name == "within_capacity") {
         s.duration = s.duration.max(Dur::from_secs(WITH_CAPACITY_DURATION_MIN_S));
     }
+    allow_client_relogin(&mut s);
     s
+}
+
+/// How long `liveness` gives devices after a fault that can fail an IM&P node over: the PRG
+/// peer takes over after the heartbeat timeout (60 s), and Jabber clients log in again
+/// 120-537 s after a PRG failover, about twice that with MDM (spec 65): 1,074 s + 60 s and a
+/// margin is 19 minutes. Other faults keep the 5-minute bound.
+const LIVENESS_AFTER_FAILOVER_S: u64 = 19 * 60;
+
+/// A scenario whose faults can fail an IM&P node over (one on an IM&P host, a manual or
+/// automatic failover, a high-availability change) gives its devices the client re-login
+/// window, and a drain long enough to see them back.
+fn allow_client_relogin(s: &mut Scenario) {
+    let on_imp = |f: &Fault| {
+        f.imp_failover.is_some()
+            || f.prg_high_availability.is_some()
+            || serde_yaml::to_string(f).is_ok_and(|y| y.contains("imp-"))
+    };
+    if !s.faults.iter().any(on_imp) {
+        return;
+    }
+    let within = format!("{{ within: {}m }}", LIVENESS_AFTER_FAILOVER_S / 60);
+    for c in s.checks.iter_mut().filter(|c| c.name == "liveness") {
+        *c = CheckSpec::new("liveness", yaml(&within));
+    }
+    s.drain = s.drain.max(Dur::from_secs(LIVENESS_AFTER_FAILOVER_S + 60));
 }
 
 /// Shortest run that carries `within_capacity`: registration (up to 5 min) plus assignment.

@@ -150,8 +150,10 @@ mod tests {
         );
         assert!(warned("").is_empty(), "{:?}", warned(""));
         assert!(warned(", ova: 150").is_empty());
-        // Without MDM a user is one JSM session: 100 fit in 180.
-        assert!(warned(", ova: 120, mdm: false").is_empty());
+        // Without MDM a user would be one JSM session, but Hybrid Message requires MDM (spec
+        // 20): validation refuses a connector on such a cluster before any warning.
+        let no_mdm = YAML.replace("LIMIT", ", ova: 120, mdm: false");
+        assert!(crate::parse("t.yaml", &no_mdm).is_err());
     }
 
     #[test]

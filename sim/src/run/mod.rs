@@ -44,11 +44,18 @@ pub struct Progress {
 }
 
 /// What the run must gather besides the history every run keeps.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
     /// Capture the run's log and the secrets it knows (for `no_secrets_in_logs`).
     pub capture_log: bool,
+    /// Whether a check still awaits something at `now` (a device `liveness` expects back
+    /// before its bound): the run then goes on, within its drain. Given by the caller, since
+    /// the checks are a later stage than the run.
+    pub awaits: Option<Awaits>,
 }
+
+/// See [`Options::awaits`].
+pub type Awaits = fn(&Scenario, &History, Duration) -> bool;
 
 /// Runs `s` with `seed`, calling `progress` every few simulated seconds.
 pub fn run(s: &Scenario, seed: u64, opts: Options, progress: &mut dyn FnMut(Progress)) -> History {
@@ -71,14 +78,14 @@ fn run_world(
     let mut world = World::build(s, &plan, observer.clone());
     let mut out = History::from_history(seed, observer, plan.users.clone());
     out.contacts = plan.contacts.clone();
-    step_loop(&mut world, s, &plan.timeline, &mut out, progress);
+    step_loop(&mut world, (s, opts.awaits), &plan.timeline, &mut out, progress);
     collect::finish(&world, s, opts, &mut out);
     out
 }
 
 fn step_loop(
     world: &mut World<'_>,
-    s: &Scenario,
+    (s, awaits): (&Scenario, Option<Awaits>),
     timeline: &[Timed],
     out: &mut History,
     progress: &mut dyn FnMut(Progress),
@@ -121,7 +128,7 @@ fn step_loop(
             next_quiescence = now + QUIESCENCE_EVERY;
             // Devices `liveness` still waits for keep the run going, never past its drain.
             let devices = now + QUIESCENCE_EVERY < deadline
-                && crate::checks::liveness::devices_awaited(s, out, now);
+                && awaits.is_some_and(|awaits| awaits(s, out, now));
             if !devices && quiescent(s, out) {
                 break;
             }
