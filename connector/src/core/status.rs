@@ -38,6 +38,23 @@ pub struct NodeRow {
     pub inactive: usize,
 }
 
+impl NodeRow {
+    /// A row for a node a peer reported users on but this node has not discovered yet: no
+    /// version known, shown Operational (a peer holds sessions there) with certificate
+    /// validation at its default, Enabled (spec 16), until discovery fills it in.
+    fn known_from_a_peer(node: &str) -> Self {
+        NodeRow {
+            node: node.to_string(),
+            version: String::new(),
+            status: NodeStatus::Operational,
+            certificate_validation: true,
+            users: 0,
+            active: 0,
+            inactive: 0,
+        }
+    }
+}
+
 /// The whole page.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusPage {
@@ -134,11 +151,14 @@ impl StatusPage {
             enabled += share.enabled;
             active += share.active;
             for (node, (users, act)) in &share.nodes {
-                if let Some(row) = rows.get_mut(node.as_str()) {
-                    row.users += users;
-                    row.active += act;
-                    row.inactive += users - act;
-                }
+                // A node only a peer has discovered yet still gets its row: the page's
+                // node rows sum to its totals (spec 71).
+                let row = rows
+                    .entry(node.as_str())
+                    .or_insert_with(|| NodeRow::known_from_a_peer(node));
+                row.users += users;
+                row.active += act;
+                row.inactive += users - act;
             }
         }
         StatusPage {
@@ -260,6 +280,20 @@ mod tests {
         assert_eq!((page_1.enabled, page_1.active, page_1.inactive), (4, 1, 3));
         assert_eq!((page_1.nodes[0].users, page_1.nodes[1].users), (2, 2));
         assert!(page_1.consistent().is_ok());
+        // A node that has not discovered the IM&P nodes yet (explore seeds 47, 77: its AXL
+        // paging still under way) shows its peers' users on rows of the nodes they name.
+        let i = StatusInputs {
+            cloud_fault: None,
+            directory: &dir,
+            enabled: &[],
+            last_active: &active,
+            peers: std::slice::from_ref(&share_1),
+            nodes: &[],
+            now,
+        };
+        let page_3 = StatusPage::compute(&i);
+        assert!(page_3.consistent().is_ok(), "{page_3:?}");
+        assert_eq!(page_3.nodes.len(), 2, "{page_3:?}");
     }
 
     #[test]
