@@ -255,7 +255,11 @@ fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
     let id = session_iq(&iq, "imp-a-1", "start", ALICE);
     let carol = h.stanza_to("imp-a-2");
     session_iq(&carol, "imp-a-2", "start", CAROL);
-    assert!(h.stanzas.is_empty(), "alice and carol only: {:?}", h.stanzas);
+    assert!(
+        h.stanzas.is_empty(),
+        "alice and carol only: {:?}",
+        h.stanzas
+    );
     h.stanza(
         "imp-a-1",
         &format!("<iq type='result' id='{id}' from='imp-a-1'/>"),

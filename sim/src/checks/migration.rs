@@ -584,16 +584,34 @@ pub fn connector_liveness(
             None => {}
         }
     }
+    Some(sessions_verdict(
+        out,
+        (open, retired),
+        &missing,
+        &late,
+        bound,
+    ))
+}
+
+/// The verdict of [`connector_liveness`] from its counts: sessions `open` and `retired` by the
+/// 72 h rule, and the users `missing` or `late`.
+fn sessions_verdict(
+    out: &History,
+    (open, retired): (usize, usize),
+    missing: &[String],
+    late: &[String],
+    bound: Duration,
+) -> Result<String, String> {
     if missing.is_empty() && late.is_empty() {
         let retired = if retired > 0 {
             format!(" ({retired} closed after 72 h without use, spec 52)")
         } else {
             String::new()
         };
-        return Some(Ok(format!(
+        return Ok(format!(
             "all {open} connector sessions open again by {:.0}s{retired}",
             bound.as_secs_f64()
-        )));
+        ));
     }
     let mut parts = Vec::new();
     if !missing.is_empty() {
@@ -611,7 +629,7 @@ pub fn connector_liveness(
             late[..late.len().min(EXAMPLES_MAX)].join(", ")
         ));
     }
-    Some(Err(format!("{} [{}]", parts.join("; "), waiting_for(out))))
+    Err(format!("{} [{}]", parts.join("; "), waiting_for(out)))
 }
 
 /// When a session that was down at `fault_end` (after having been open) came back, if that

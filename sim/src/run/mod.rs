@@ -78,7 +78,13 @@ fn run_world(
     let mut world = World::build(s, &plan, observer.clone());
     let mut out = History::from_history(seed, observer, plan.users.clone());
     out.contacts = plan.contacts.clone();
-    step_loop(&mut world, (s, opts.awaits), &plan.timeline, &mut out, progress);
+    step_loop(
+        &mut world,
+        (s, opts.awaits),
+        &plan.timeline,
+        &mut out,
+        progress,
+    );
     collect::finish(&world, s, opts, &mut out);
     out
 }
