@@ -241,7 +241,8 @@ fn discovery_pages_users_250_at_a_time() {
 fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
     let mut h = Harness::new(settings());
     running(&mut h, &[ALICE, CAROL]);
-    // Carol never used Webex and is not hidden: no session (spec 52).
+    // Carol never used Webex: she gets a session too, for her Webex-derived device presence
+    // ("HM users who never use Webex still get Webex-derived device presence", spec 55).
     let q = h.request("/v1/presence/query");
     assert_eq!(json_body(&q), json!({ "emails": [ALICE, CAROL] }));
     let now_ms = h.now.as_millis() as u64;
@@ -252,7 +253,13 @@ fn assigned_users_are_polled_for_presence_and_an_active_one_gets_a_session() {
     h.answer(&q, 200, &body.to_string());
     let iq = h.stanza_to("imp-a-1");
     let id = session_iq(&iq, "imp-a-1", "start", ALICE);
-    assert!(h.stanzas.is_empty(), "only alice: {:?}", h.stanzas);
+    let iq = h.stanza_to("imp-a-2");
+    session_iq(&iq, "imp-a-2", "start", CAROL);
+    assert!(
+        h.stanzas.is_empty(),
+        "alice and carol only: {:?}",
+        h.stanzas
+    );
     h.stanza(
         "imp-a-1",
         &format!("<iq type='result' id='{id}' from='imp-a-1'/>"),
@@ -417,6 +424,33 @@ fn alice_posts(h: &mut Harness) {
     assert_eq!(info.method, Method::Get);
     let members = json!({"key_uri": KEY_URI, "members": [ALICE, BOB]});
     h.answer(&info, 200, &members.to_string());
+}
+
+/// A drain (maintenance mode, spec 29) moves alice to another node; until it opens her
+/// session there, IM&P still gives her Jabber carbons to the session handed over from here.
+/// Her message to carol (served elsewhere, her Webex use unknown here) is still bridged as
+/// alice's own copy: it must not wait on carol's Webex activity, which only the recipient's
+/// copy does (cloud-faults seed 16 lost such a message sent 31 ms into the drain).
+#[test]
+fn a_carbon_reaching_a_handed_over_session_is_still_bridged() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    h.event(r#"{"type":"assignment","connector_id":"exp-a-1","added":[],"removed":["alice@example.com"]}"#);
+    assert!(!h.node.assigned().contains(ALICE));
+    h.stanza(
+        "imp-a-1",
+        "<message from='alice@example.com' to='alice@example.com/hm-webex'>\
+         <sent xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'>\
+         <message type='chat' id='c-1' from='alice@example.com/jabber' to='carol@example.com'>\
+         <body>sent as the drain began</body></message></forwarded></sent></message>",
+    );
+    let space = h.request("/v1/spaces");
+    assert_eq!(
+        json_body(&space),
+        json!({"kind": "direct", "members": [ALICE, CAROL]})
+    );
+    assert_eq!(h.node.stats().not_bridged, 0);
 }
 
 #[test]
