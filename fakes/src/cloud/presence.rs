@@ -36,9 +36,18 @@ pub struct PresenceState {
     pub hidden: bool,
 }
 
+/// Touches closer than this to the previous one extend it rather than add one: a client's
+/// burst of requests (space, key, post) is one use, and the log stays small.
+pub const ACTIVITY_GRAIN: Duration = Duration::from_secs(1);
+/// Uses kept per user, the oldest dropped beyond: 83 hours of one a second, more than any
+/// run's 72 h rule looks back over.
+pub const ACTIVITY_PER_USER_MAX: usize = 300_000;
+
 #[derive(Debug, Clone, Default)]
 struct Record {
     last_active: Option<Duration>,
+    /// Every use, in time order, one per [`ACTIVITY_GRAIN`] burst (its last touch).
+    activity: Vec<Duration>,
     dnd_until: Option<Duration>,
     ooo: bool,
     hidden: bool,
@@ -64,6 +73,24 @@ impl Presence {
     pub fn touch(&mut self, now: Duration, email: &str) {
         let r = self.records.entry(email.to_owned()).or_default();
         r.last_active = Some(r.last_active.map_or(now, |t| t.max(now)));
+        match r.activity.last_mut() {
+            Some(last) if now <= *last + ACTIVITY_GRAIN => *last = now.max(*last),
+            _ => {
+                if r.activity.len() >= ACTIVITY_PER_USER_MAX {
+                    // Rare (a user busy every second for 83 h): drop the oldest tenth at once.
+                    r.activity.drain(..ACTIVITY_PER_USER_MAX / 10);
+                }
+                r.activity.push(now);
+            }
+        }
+    }
+
+    /// Every time the user was active on Webex (what [`Self::touch`] counted), in order, the
+    /// bursts of one [`ACTIVITY_GRAIN`] merged into their last touch.
+    pub fn activity(&self, email: &str) -> &[Duration] {
+        self.records
+            .get(email)
+            .map_or(&[][..], |r| r.activity.as_slice())
     }
 
     /// Sets Webex DND for `duration` (30 min–24 h, spec 52).
@@ -158,6 +185,21 @@ mod tests {
         p.touch(mins(5), ALICE);
         p.touch(mins(3), ALICE);
         assert_eq!(p.state(mins(6), ALICE).last_active_ms, Some(300_000));
+    }
+
+    /// Every request the cloud counts as Webex use is kept, one per burst of a second, so
+    /// that a run's history holds them all (the oracle's uses, spec 52), not only the last.
+    #[test]
+    fn every_activity_is_kept_one_per_second() {
+        let mut p = Presence::new();
+        assert!(p.activity(ALICE).is_empty());
+        let ms = Duration::from_millis;
+        p.touch(ms(1_000), ALICE);
+        p.touch(ms(1_400), ALICE);
+        p.touch(ms(9_000), ALICE);
+        assert_eq!(p.activity(ALICE), &[ms(1_400), ms(9_000)]);
+        p.rename(ALICE, "a2@example.com");
+        assert_eq!(p.activity("a2@example.com"), &[ms(1_400), ms(9_000)]);
     }
 
     #[test]

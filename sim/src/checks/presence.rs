@@ -188,8 +188,8 @@ fn final_views(
 }
 
 /// Spec 51: the delay from each subject's Available → Away change (10 minutes after their
-/// last Webex use, which must have been a message they sent: other Webex requests leave no
-/// trace in the history, so changes after a Webex send-free stretch are not measured) to the
+/// last Webex use, which must have been a message they sent: a change after another request
+/// the cloud counted is not measured, its time is the cloud's alone) to the
 /// first contact seeing Away. A delay over a poll and a tick, or below zero, is a problem.
 fn poll_delays(
     out: &History,
@@ -218,7 +218,14 @@ fn poll_delays(
         let Some(used) = uses.last_before(jid, at.saturating_sub(CLOSE_SLACK), true) else {
             continue;
         };
-        if !sends.get(*jid).is_some_and(|s| s.contains(&used)) {
+        // The cloud counts a send when the post reaches it, a moment after the client sent
+        // it: the last use was a send when one went out within CLOSE_SLACK before it.
+        let sent = sends.get(*jid).is_some_and(|s| {
+            s.range(used.saturating_sub(CLOSE_SLACK)..=used)
+                .next()
+                .is_some()
+        });
+        if !sent {
             continue;
         }
         let change = used + AVAILABLE_WITHIN;

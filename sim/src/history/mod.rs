@@ -64,6 +64,9 @@ pub struct History {
     pub plaintext: Option<LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
     pub webex_presence: BTreeMap<String, connector::core::presence::WebexPresence>,
+    /// Every time the cloud counted a user active on Webex (any request with their token:
+    /// sends, space keys, logins), by bare JID = email, in order: the oracle's Webex uses.
+    pub webex_activity: BTreeMap<String, Vec<Duration>>,
     /// Group chat counters of the IM&P nodes and the cloud's group spaces (spec 42).
     pub group: GroupFacts,
     /// The run's secrets and captured log, when the scenario lists `no_secrets_in_logs`.
@@ -94,6 +97,7 @@ impl History {
             unassigned_at_end: Vec::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
+            webex_activity: BTreeMap::new(),
             group: Default::default(),
             secrets: None,
         }

@@ -7,7 +7,9 @@
 //! the start), a message sent from either client, and the first message a Webex App receives
 //! in a conversation it did not know (it asks for the space's key: a request, which Webex
 //! counts as activity). Receiving otherwise is not use: a pushed message needs no request, and
-//! in Jabber it is not the user's doing.
+//! in Jabber it is not the user's doing. On top of these, every request the fake cloud counted
+//! as the user's Webex activity ([`History::webex_activity`]): the cloud's record, not the
+//! connector's view, so the oracle sees every use the connector's presence poll can see.
 
 use crate::history::History;
 use crate::oracle::interop::client_of_device;
@@ -65,6 +67,13 @@ impl Uses {
                 }
             }
         });
+        for (jid, at) in out
+            .webex_activity
+            .iter()
+            .flat_map(|(j, v)| v.iter().map(move |t| (j, t)))
+        {
+            l.used(jid, *at, true);
+        }
         for v in l.uses.values_mut() {
             v.sort();
         }
@@ -142,6 +151,21 @@ mod tests {
         let expired = s(30) + ACTIVE_WINDOW + s(605) + s(1);
         assert_eq!(u.webex_active("a@x", expired), Some(false));
         assert_eq!(u.webex_active("a@x", s(30) + ACTIVE_WINDOW), None);
+    }
+
+    /// A request the cloud counted as Webex use (presence-poll seed 11: a delivery at 6161 s
+    /// in a conversation the Webex App already knew) is a use, though no message shows it.
+    #[test]
+    fn every_use_the_cloud_counted_is_a_webex_use() {
+        use crate::history::observer::Observer;
+        use std::rc::Rc;
+        let s = Duration::from_secs;
+        let mut h = History::from_history(1, Rc::new(Observer::new()), Vec::new());
+        h.webex_activity.insert("a@x".into(), vec![s(100), s(6161)]);
+        let u = Uses::of(&h);
+        assert_eq!(u.last_before("a@x", s(7000), true), Some(s(6161)));
+        assert_eq!(u.last_before("a@x", s(6000), true), Some(s(100)));
+        assert_eq!(u.last_before("a@x", s(7000), false), Some(s(6161)));
     }
 
     #[test]

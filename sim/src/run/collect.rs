@@ -116,6 +116,10 @@ pub fn final_stats(h: &HybridHandles, s: &Scenario, out: &mut History) {
                 st.hidden,
             );
             out.webex_presence.insert(u.jid.clone(), p);
+            let used = cloud.presence().activity(&u.jid);
+            if !used.is_empty() {
+                out.webex_activity.insert(u.jid.clone(), used.to_vec());
+            }
         }
     }
     for (host, slot) in &h.connectors {

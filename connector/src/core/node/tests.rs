@@ -360,3 +360,24 @@ fn a_known_users_report_the_cloud_did_not_take_is_sent_again() {
     assert_eq!(again.len(), 1, "{again:?}");
     assert_eq!(again[0].body, report.body);
 }
+
+/// A poll answer the cloud wrote before the user's Webex post reached it arrives after the
+/// connector carried that post (presence-poll seed 11: a send at 6843 s, then Away published
+/// at 6848 s from the older answer). The user is active since the post: the answer's older
+/// last-active time must not move it back ("Active on Webex App within the last 10 minutes"
+/// ⇒ Available, spec 52).
+#[test]
+fn a_poll_answer_older_than_a_use_carried_here_keeps_the_use() {
+    let mut n = node();
+    let t = Duration::from_secs(6843);
+    n.touch(ALICE, t);
+    let stale = json!({"states": [{"email": ALICE, "last_active_ms": 5_421_000}]});
+    n.on_presence(t + Duration::from_secs(5), &stale);
+    assert_eq!(n.presence[ALICE].last_active, Some(t));
+    let fresh = json!({"states": [{"email": ALICE, "last_active_ms": 6_900_000}]});
+    n.on_presence(t + Duration::from_secs(600), &fresh);
+    assert_eq!(
+        n.presence[ALICE].last_active,
+        Some(Duration::from_secs(6900))
+    );
+}

@@ -181,16 +181,20 @@ impl ConnectorNode {
     /// not been active for more than 72 hours", spec 33, 56): a message reaching the
     /// recipient's session while the recipient has not is dropped here. The sender's own copy
     /// (their session here) goes unless both parties are served here and neither used Webex
-    /// within 72 h: nobody would read it there.
+    /// within 72 h: nobody would read it there. A user moved away whose session is still
+    /// handed over from here (a drain, spec 29) is still served here: IM&P gives their
+    /// carbons to that session until the new node opens one.
     fn wanted_in_webex(&self, now: Duration, actor: &str, other: &str) -> bool {
         let webex = |me: &Self, u: &str| {
             let p = me.presence.get(u).copied().unwrap_or_default();
             presence::webex_active(&p, now)
         };
-        if !self.assigned.contains(actor) {
+        let here =
+            |me: &Self, u: &str| me.assigned.contains(u) || me.sessions.handover_node(u).is_some();
+        if !here(self, actor) {
             return webex(self, other);
         }
-        !self.assigned.contains(other) || webex(self, actor) || webex(self, other)
+        !here(self, other) || webex(self, actor) || webex(self, other)
     }
 
     /// Queues a Jabber message's activities on its conversation, once per `client_id` (the

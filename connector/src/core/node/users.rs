@@ -64,8 +64,11 @@ impl ConnectorNode {
                 continue;
             };
             let ms = |k: &str| st[k].as_u64().map(Duration::from_millis);
+            // An answer written before a post this node has since carried is older than what
+            // it knows: the user stays active since that post ([`Self::touch`]).
+            let known = self.presence.get(email).and_then(|p| p.last_active);
             let p = WebexPresence {
-                last_active: ms("last_active_ms"),
+                last_active: ms("last_active_ms").max(known),
                 dnd_until: ms("dnd_until_ms"),
                 out_of_office: st["out_of_office"].as_bool().unwrap_or(false),
                 hidden: st["hidden"].as_bool().unwrap_or(false),
