@@ -499,7 +499,15 @@ mod tests {
     /// Feeds `bytes` in `chunk`-byte pieces and reads events after each: the events, or the
     /// first error.
     fn feed_in_chunks(bytes: &[u8], chunk: usize) -> Result<Vec<StreamEvent>, StreamError> {
-        let mut p = StreamParser::new();
+        parse_in_chunks(StreamParser::new(), bytes, chunk)
+    }
+
+    /// Feeds `bytes` to `p` in `chunk`-byte pieces, reading events after each.
+    fn parse_in_chunks(
+        mut p: StreamParser,
+        bytes: &[u8],
+        chunk: usize,
+    ) -> Result<Vec<StreamEvent>, StreamError> {
         let mut out = Vec::new();
         for piece in bytes.chunks(chunk) {
             p.feed(piece);
@@ -606,15 +614,7 @@ mod tests {
 
     /// Feeds `bytes` to a skipping parser in `chunk`-byte pieces: the events, or the first error.
     fn skip_in_chunks(bytes: &[u8], chunk: usize) -> Result<Vec<StreamEvent>, StreamError> {
-        let mut p = StreamParser::with_oversize(Oversize::Skip);
-        let mut out = Vec::new();
-        for piece in bytes.chunks(chunk) {
-            p.feed(piece);
-            while let Some(ev) = p.next_event()? {
-                out.push(ev);
-            }
-        }
-        Ok(out)
+        parse_in_chunks(StreamParser::with_oversize(Oversize::Skip), bytes, chunk)
     }
 
     #[test]
