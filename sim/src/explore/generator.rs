@@ -268,8 +268,9 @@ fn imp_cluster(r: &mut ChaCha8Rng, name: &str, lim: &Limits) -> ImpCluster {
         offline_storage: r.random_bool(0.7),
         mdm: r.random_bool(0.8),
         axl: Default::default(),
-        // Sized for a failover, as a PRG is deployed: either node of a pair takes both
-        // nodes' sessions (the default, 1.5 x a node's own users, could not: spec 10).
+        // An explicit connector-session cap above both nodes' users, so a failover never
+        // meets it (the JSM limit of the default 15k OVA, spec 10, is far above too). Kept
+        // as drawn: dropping it would change every generated file and the known seeds.
         sessions: SessionLimits {
             max: (nodes > 1).then_some(lim.users.1 * 2),
             create_rate: None,
