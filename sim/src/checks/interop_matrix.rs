@@ -43,7 +43,13 @@ impl Check for InteropMatrix {
         Needs::CONNECTOR
     }
     fn validate(&self, _s: &Scenario, at: &str) -> Vec<Problem> {
-        cell_problems(self.cells.as_deref(), &format!("{at}.interop_matrix.cells"))
+        let mut problems =
+            cell_problems(self.cells.as_deref(), &format!("{at}.interop_matrix.cells"));
+        problems.extend(expect_problems(
+            &self.expect,
+            &format!("{at}.interop_matrix.expect"),
+        ));
+        problems
     }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         let _ = s;
@@ -105,6 +111,32 @@ fn cell_problems(cells: Option<&[String]>, at: &str) -> Vec<Problem> {
             help: help.clone(),
         })
         .collect()
+}
+
+/// `expect` overrides name cells of the matrix and say `deliver` or `fail`: a misspelt key
+/// would otherwise leave the spec's expectation in force and the planted test proving nothing.
+fn expect_problems(expect: &std::collections::BTreeMap<String, String>, at: &str) -> Vec<Problem> {
+    let valid: Vec<String> = interop::all_cells()
+        .into_iter()
+        .map(interop::cell_name)
+        .collect();
+    let mut problems = Vec::new();
+    for (cell, want) in expect {
+        if interop::cell_of(cell).is_none() {
+            problems.push(Problem {
+                path: format!("{at}.{cell}"),
+                message: format!("`{cell}` is not a cell of the interop matrix"),
+                help: Some(format!("valid cells: {}", valid.join(", "))),
+            });
+        } else if want != "deliver" && want != "fail" {
+            problems.push(Problem {
+                path: format!("{at}.{cell}"),
+                message: format!("`{want}` is not an outcome"),
+                help: Some("valid values: deliver, fail".into()),
+            });
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -302,5 +334,29 @@ mod tests {
         let p = cell_problems(Some(&[]), at);
         assert_eq!(p.len(), 1, "{p:?}");
         assert_eq!(p[0].path, at);
+    }
+
+    #[test]
+    fn expect_overrides_name_cells_and_outcomes() {
+        let at = "checks[0].interop_matrix.expect";
+        let map = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(expect_problems(&map(&[("W- -> J-", "deliver")]), at).is_empty());
+        let p = expect_problems(
+            &map(&[("W -> J-", "deliver"), ("J+ -> W-", "delivers")]),
+            at,
+        );
+        assert_eq!(p.len(), 2, "{p:?}");
+        assert_eq!(p[0].path, format!("{at}.J+ -> W-"));
+        assert_eq!(p[0].help.as_deref(), Some("valid values: deliver, fail"));
+        assert_eq!(p[1].path, format!("{at}.W -> J-"));
+        assert_eq!(
+            p[1].message,
+            "`W -> J-` is not a cell of the interop matrix"
+        );
     }
 }
