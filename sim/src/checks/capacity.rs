@@ -15,19 +15,36 @@
 //!   eligible nodes differ by at most one user, so no eligible node holds more than
 //!   ⌈total ÷ eligible nodes⌉ + [`BALANCE_TOLERANCE`]. The cloud's state changes atomically,
 //!   so every sample of it is settled.
+//!
+//! A run in which no user was ever assigned exercised nothing and fails. Validation refuses a
+//! run shorter than [`DURATION_MIN`] (registration, then assignment), which can end so.
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
+use crate::plan::validate::Problem;
 use crate::scenario::Scenario;
+use crate::scenario::units::Dur;
 use fakes::cloud::assignment::{cluster_capacity, node_capacity};
+use fakes::cloud::control_hub::REGISTRATION_DELAY_MAX;
 use reports::Status;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Users a node may hold above ⌈total ÷ eligible nodes⌉. Zero: the cloud's rebalancing promises
 /// loads within one user of each other, which already gives max ≤ ⌈total ÷ nodes⌉.
 pub const BALANCE_TOLERANCE: u32 = 0;
 /// Violations quoted in the detail.
 const EXAMPLES_MAX: usize = 5;
+/// Time from a completed registration to assigned users that the check allows for: the
+/// connector discovers its users over AXL page by page, reports them, and the cloud assigns
+/// them, with room for retries when the scenario's faults refuse some of those requests.
+pub const ASSIGNMENT_WINDOW: Duration = Duration::from_secs(5 * 60);
+/// Shortest run the check accepts: Control Hub completes a registration up to
+/// [`REGISTRATION_DELAY_MAX`] after the connector asks (spec 12), then assignment takes up to
+/// [`ASSIGNMENT_WINDOW`]. A shorter run ends before any user is assigned at the seeds that
+/// draw a long registration delay, and the check then fails with nothing judged.
+pub const DURATION_MIN: Duration =
+    Duration::from_secs(REGISTRATION_DELAY_MAX.as_secs() + ASSIGNMENT_WINDOW.as_secs());
 
 /// The sampled series, by name.
 pub type Series = BTreeMap<String, Vec<(f64, f64)>>;
@@ -103,12 +120,13 @@ fn samples(c: &ClusterLimits, series: &Series) -> BTreeMap<u64, BTreeMap<String,
 pub fn judge(limits: &[ClusterLimits], series: &Series, unassigned: &[String]) -> (Status, String) {
     let mut bad: Vec<String> = Vec::new();
     let mut summary = Vec::new();
-    let (mut judged, mut peak_total) = (0usize, 0u32);
+    let (mut judged, mut peak_total, mut ever_eligible) = (0usize, 0u32, false);
     for c in limits {
         let mut peak: BTreeMap<String, u32> = BTreeMap::new();
         let mut last = String::new();
         for (at_ms, nodes) in samples(c, series) {
             judged += 1;
+            ever_eligible |= nodes.values().any(|n| n.1);
             peak_total = peak_total.max(nodes.values().map(|n| n.0).sum());
             sample_violations(c, at_ms, &nodes, &mut peak, &mut bad);
             last = balance(&nodes);
@@ -129,10 +147,18 @@ pub fn judge(limits: &[ClusterLimits], series: &Series, unassigned: &[String]) -
         );
     }
     if peak_total == 0 {
+        // Say why when no node was ever there to take users: registration had not completed.
+        let never = if ever_eligible {
+            String::new()
+        } else {
+            format!(
+                "no node was ever eligible (registered and up) in any of the {judged} samples; "
+            )
+        };
         return (
             Status::Fail,
             format!(
-                "0 users assigned in all {judged} samples: the check exercised nothing; {}; {}",
+                "0 users assigned in all {judged} samples: the check exercised nothing; {never}{}; {}",
                 summary.join("; "),
                 beyond(unassigned)
             ),
@@ -261,9 +287,36 @@ impl Check for WithinCapacity {
     fn needs(&self) -> Needs {
         Needs::CONNECTOR
     }
+    fn validate(&self, s: &Scenario, _at: &str) -> Vec<Problem> {
+        duration_rule(s)
+    }
     fn judge(&self, s: &Scenario, h: &History) -> Verdict {
         check(s, h)
     }
+}
+
+/// A run long enough for a registration and the assignment after it ([`DURATION_MIN`]);
+/// the problem is at `duration`, the field to change.
+fn duration_rule(s: &Scenario) -> Vec<Problem> {
+    if s.duration.0 >= DURATION_MIN {
+        return Vec::new();
+    }
+    vec![Problem {
+        path: "duration".into(),
+        message: format!(
+            "the `within_capacity` check needs `duration` of at least {}: Control Hub completes \
+             a registration up to {} after the connector asks (spec 12), and the users are \
+             assigned after it; a run of {} can end before any user is assigned, with nothing \
+             to judge",
+            Dur(DURATION_MIN),
+            Dur(REGISTRATION_DELAY_MAX),
+            s.duration
+        ),
+        help: Some(format!(
+            "set `duration: {}` or longer, or remove the check",
+            Dur(DURATION_MIN)
+        )),
+    }]
 }
 
 #[cfg(test)]
@@ -355,6 +408,44 @@ mod tests {
             detail.contains("0 users assigned in all 3 samples: the check exercised nothing"),
             "{detail}"
         );
+    }
+
+    /// A scenario served by one small Expressway node that carries `within_capacity`.
+    fn served_for(duration: &str) -> Result<Scenario, String> {
+        let yaml = format!(
+            "name: t\nseed: 1\nduration: {duration}\ntopology:\n  imp_clusters: [{{ name: a }}]\n  expressway_clusters: [{{ name: a, size: small, imp_clusters: [a] }}]\nusers: {{ count: 2, hybrid_message: 100% }}\nchecks: [within_capacity]\n"
+        );
+        crate::parse("t.yaml", &yaml).map_err(|e| e.to_string())
+    }
+
+    /// Explore seed 2019's minimal scenario was shrunk to 4m28s: at the seeds whose drawn
+    /// registration delay (up to 5 min) was longer, no user was assigned before the end.
+    #[test]
+    fn a_run_too_short_for_registration_and_assignment_is_refused_at_duration() {
+        let err = served_for("4m28s").unwrap_err();
+        assert!(
+            err.contains("error at `duration`")
+                && err.contains("needs `duration` of at least 10m")
+                && err.contains("up to 5m after the connector asks (spec 12)"),
+            "{err}"
+        );
+        served_for("10m").expect("registration and assignment fit");
+    }
+
+    #[test]
+    fn a_run_where_no_node_was_ever_eligible_says_so() {
+        let s = series(&[[(0.0, 0.0), (0.0, 0.0), (0.0, 0.0)]; 3]);
+        let (status, detail) = judge(&limits(), &s, &[]);
+        assert_eq!(status, Status::Fail, "{detail}");
+        assert!(
+            detail
+                .contains("no node was ever eligible (registered and up) in any of the 3 samples"),
+            "{detail}"
+        );
+        let s = series(&[[(0.0, 1.0), (0.0, 0.0), (0.0, 0.0)]; 3]);
+        let (status, detail) = judge(&limits(), &s, &[]);
+        assert_eq!(status, Status::Fail, "{detail}");
+        assert!(!detail.contains("ever eligible"), "{detail}");
     }
 
     #[test]

@@ -209,8 +209,9 @@ fn allow_client_relogin(s: &mut Scenario) {
     s.drain = s.drain.max(Dur::from_secs(LIVENESS_AFTER_FAILOVER_S + 60));
 }
 
-/// Shortest run that carries `within_capacity`: registration (up to 5 min) plus assignment.
-const WITH_CAPACITY_DURATION_MIN_S: u64 = 10 * 60;
+/// Shortest run that carries `within_capacity`: registration (up to 5 min) plus assignment,
+/// the check's own floor (validation refuses shorter, so the shrink keeps it too).
+const WITH_CAPACITY_DURATION_MIN_S: u64 = crate::checks::capacity::DURATION_MIN.as_secs();
 
 fn pct(r: &mut ChaCha8Rng, lo: u32, hi: u32) -> Pct {
     // Whole percent steps keep the YAML readable (`35%`).

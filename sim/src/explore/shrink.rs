@@ -309,6 +309,27 @@ mod tests {
         assert!(valid(&r.scenario));
     }
 
+    /// Explore seed 2019's minimal scenario was shrunk from 10m to 4m28s, below the time a
+    /// registration (up to 5 min) and assignment take: at other seeds it then failed
+    /// `within_capacity` with no user ever assigned, a failure of the shrink, not the product.
+    #[test]
+    fn no_candidate_runs_within_capacity_shorter_than_registration_and_assignment() {
+        let floor = crate::checks::capacity::DURATION_MIN;
+        let carries = |s: &Scenario| s.checks.iter().any(|c| c.name == "within_capacity");
+        let mut shrunk = 0;
+        for seed in 0..60 {
+            let g = generator::generate(seed, Profile::Small);
+            if !carries(&g) {
+                continue;
+            }
+            shrunk += 1;
+            for (what, c) in candidates(&g).iter().filter(|(_, c)| carries(c)) {
+                assert!(c.duration.0 >= floor, "seed {seed}: {what}");
+            }
+        }
+        assert!(shrunk > 0, "no seed of 0..60 carries within_capacity");
+    }
+
     #[test]
     fn every_candidate_validates() {
         for seed in 0..30 {
