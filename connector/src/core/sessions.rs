@@ -99,6 +99,12 @@ struct UserSession {
     moving: bool,
     /// `redirect`s followed since the session was last open ([`REDIRECTS_FOLLOWED_MAX`]).
     redirects: u32,
+    /// The node the owner asked for when a `redirect` from it sent the session elsewhere:
+    /// the owner asking for that node again ([`SessionManager::want`], every presence poll)
+    /// is the same wish, already answered by the node itself, not a move back to it (which
+    /// it would refuse again, forever: explore seeds 2476, 2497). Cleared by an explicit
+    /// move ([`SessionManager::retarget`]).
+    redirected_from: Option<String>,
 }
 
 /// An open that a node refused with `redirect` naming the node serving the user now (a PRG
@@ -287,7 +293,11 @@ impl SessionManager {
             return;
         }
         if let Some(u) = self.users.get_mut(user) {
-            if u.node == node {
+            // A session the node itself sent elsewhere stays there while it lives; once it
+            // failed (the serving node gave the user back) the node is asked again.
+            let sent_away = u.redirected_from.as_deref() == Some(node)
+                && !matches!(u.state, SessionState::Failed { .. });
+            if u.node == node || sent_away {
                 // Another connector node took the session over while the cloud still gives
                 // the user to this one (assignments settling after a node came back): open
                 // it again, or nobody would hold it once the other node lets go.
@@ -320,6 +330,7 @@ impl SessionManager {
                 last_open: None,
                 moving: false,
                 redirects: 0,
+                redirected_from: None,
             },
         );
         self.unsettled += 1;
@@ -426,6 +437,7 @@ impl SessionManager {
             last_open: Some(h.node),
             moving: false,
             redirects: 0,
+            redirected_from: None,
         };
         self.users.insert(user.to_string(), session);
         true
@@ -462,6 +474,7 @@ impl SessionManager {
             SessionState::Queued,
         );
         u.moving = true;
+        u.redirected_from = None;
         u.backoff.reset();
         let jid = u.jid.clone();
         if was_live && self.nodes_up.contains(&old) {
@@ -579,6 +592,7 @@ impl SessionManager {
             self.stats.redirects_followed += 1;
             u.redirects += 1;
             let from = std::mem::replace(&mut u.node, to.clone());
+            u.redirected_from.get_or_insert_with(|| from.clone());
             // The first follow goes at once; a node naming yet another one waits its turn.
             if u.redirects == 1 {
                 set_state(ch, un, &user, u, SessionState::Queued);
@@ -1103,6 +1117,42 @@ mod tests {
         assert_eq!(m.state("a@x"), Some(&SessionState::Open));
         assert_eq!(m.stats().redirects_followed, 1);
         assert_eq!(m.moves().1, 0, "a first open is not a move");
+    }
+
+    /// Explore seeds 2476 and 2497: the connector started after a manual failover of its
+    /// users' home node, and after the PRG's high availability was switched off, so it never
+    /// learns the failover (it reads HA at discovery, spec 61) and keeps asking for the home
+    /// node at every presence poll. The home node's redirect to its peer is the answer: asking
+    /// for the home node again keeps the session where the redirect sent it (it used to move
+    /// it back, where every open was redirected again, forever, while moving).
+    #[test]
+    fn wanting_the_node_that_redirected_keeps_the_session_where_it_was_sent() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut m = manager(100.0);
+        let t0 = Duration::from_secs(176);
+        m.node_up("imp-1", t0);
+        m.node_up("imp-2", t0);
+        m.want("a@x", "a@x", "imp-1", t0);
+        let c = drain(&mut m);
+        m.handle_iq(&redirect_to(&c[0], "imp-2"), t0, &mut rng);
+        let c = drain(&mut m);
+        m.handle_iq(&answer(&c[0], true, ""), t0, &mut rng);
+        assert_eq!(m.open_per_node().get("imp-2"), Some(&1));
+        let poll = t0 + Duration::from_secs(30);
+        m.want("a@x", "a@x", "imp-1", poll);
+        assert!(
+            drain(&mut m).is_empty(),
+            "no stop on imp-2, no open on imp-1"
+        );
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        assert_eq!(m.node_of("a@x"), Some("imp-2"));
+        // The peer gives the user back (fallback): the home node is asked again.
+        m.ended_by_node("a@x", "see-other-host");
+        m.want("a@x", "a@x", "imp-1", poll);
+        let c = drain(&mut m);
+        assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-1"));
+        m.handle_iq(&answer(&c[0], true, ""), poll, &mut rng);
+        assert_eq!(m.open_per_node().get("imp-1"), Some(&1));
     }
 
     #[test]

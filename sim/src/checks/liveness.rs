@@ -44,19 +44,38 @@ fn last_fault_end(s: &Scenario) -> Duration {
 }
 
 /// For the runner, which stops as soon as no message is awaited after `duration`: whether a
-/// device the `liveness` check expects back is still down at `now`, before the check's bound.
-/// Such a device had until the bound to log in again (a failover's heartbeat timeout and the
-/// clients' backoff can outlast the end of `duration`); the run goes on for it, within its
-/// drain (explore seed 283: a failover a minute before the end, judged 2 s after the peer
-/// took over).
-pub fn devices_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
+/// device or a connector session the `liveness` check expects back is still down at `now`,
+/// before the check's bound. Such a device had until the bound to log in again (a failover's
+/// heartbeat timeout and the clients' backoff can outlast the end of `duration`); the run
+/// goes on for it, within its drain (explore seed 283: a failover a minute before the end,
+/// judged 2 s after the peer took over). So does a connector session, which reopens after the
+/// connector's detection delay (explore seed 2072: a fallback a minute before the end,
+/// [`crate::checks::migration::sessions_awaited`]).
+pub fn liveness_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
     let Some(spec) = s.checks.iter().find(|c| c.name == ENTRY.name) else {
         return false;
     };
     let Ok(l) = crate::checks::params::<Liveness>(&spec.params) else {
         return false;
     };
-    now < last_fault_end(s) + l.within.0 && !expected_down(s, out).1.is_empty()
+    let bound = last_fault_end(s) + l.within.0;
+    if now >= bound {
+        return false;
+    }
+    !expected_down(s, out).1.is_empty() || {
+        let stranded = stranded_users(s, out);
+        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded)
+    }
+}
+
+/// The mail IDs of users homed on a [`stranded_nodes`] node: their sessions are not awaited.
+fn stranded_users(s: &Scenario, out: &History) -> BTreeSet<String> {
+    let stranded = stranded_nodes(s);
+    out.users
+        .iter()
+        .filter(|u| stranded.contains(&u.home_host(s)))
+        .filter_map(|u| u.email.clone())
+        .collect()
 }
 
 /// Every device that was ever up is up at the end, and came back within `within` of the last
@@ -65,13 +84,7 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let last_fault_end = last_fault_end(s);
     let bound = last_fault_end + within;
     let (status, detail) = devices_liveness(s, out, within, bound);
-    let stranded = stranded_nodes(s);
-    let stranded_users: BTreeSet<String> = out
-        .users
-        .iter()
-        .filter(|u| stranded.contains(&u.home_host(s)))
-        .filter_map(|u| u.email.clone())
-        .collect();
+    let stranded_users = stranded_users(s, out);
     let window = (last_fault_end, bound);
     match crate::checks::migration::connector_liveness(out, window, &stranded_users) {
         None => (status, detail),

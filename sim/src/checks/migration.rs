@@ -550,6 +550,48 @@ pub fn connector_liveness(
     if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
         return None;
     }
+    let t = tally_sessions(out, (fault_end, bound), stranded);
+    Some(sessions_verdict(
+        out,
+        (t.open, t.retired),
+        &t.missing,
+        &t.late,
+        bound,
+    ))
+}
+
+/// Whether a connector session [`connector_liveness`] expects open again is closed now: for
+/// the runner, which otherwise stops at quiescence after `duration` while the connector may
+/// still be waiting out its detection delay before a fallback (spec 62: "You can expect a
+/// similar wait for the fallback to complete"; explore seed 2072, a fallback 60 s before the
+/// end of `duration`, judged before the delay ran out).
+pub fn sessions_awaited(
+    out: &History,
+    window: (Duration, Duration),
+    stranded: &BTreeSet<String>,
+) -> bool {
+    // Cheap first: most runs end with every session open.
+    let closed = out
+        .bridge
+        .iter()
+        .any(|(u, ev)| matches!(ev.last(), Some((_, false))) && !stranded.contains(u));
+    closed && !tally_sessions(out, window, stranded).missing.is_empty()
+}
+
+/// What [`connector_liveness`] counts: sessions open, closed on purpose by the 72 h rule,
+/// closed and never reopened (`missing`), reopened after the bound (`late`).
+struct SessionTally {
+    open: usize,
+    retired: usize,
+    missing: Vec<String>,
+    late: Vec<String>,
+}
+
+fn tally_sessions(
+    out: &History,
+    (fault_end, bound): (Duration, Duration),
+    stranded: &BTreeSet<String>,
+) -> SessionTally {
     let (mut open, mut missing, mut late) = (0usize, Vec::new(), Vec::new());
     let uses = crate::oracle::activity::Uses::of(out);
     // Sessions are keyed by mail ID, uses by JID (they may differ, spec 24).
@@ -584,13 +626,12 @@ pub fn connector_liveness(
             None => {}
         }
     }
-    Some(sessions_verdict(
-        out,
-        (open, retired),
-        &missing,
-        &late,
-        bound,
-    ))
+    SessionTally {
+        open,
+        retired,
+        missing,
+        late,
+    }
 }
 
 /// The verdict of [`connector_liveness`] from its counts: sessions `open` and `retired` by the

@@ -357,7 +357,7 @@ pub fn run_scenario(
 
     let opts = run::Options {
         capture_log: crate::checks::needs(s).log,
-        awaits: Some(crate::checks::liveness::devices_awaited),
+        awaits: Some(crate::checks::liveness::liveness_awaited),
     };
     let out = run::run(s, seed, opts, &mut |p| reporter.update(p));
     let wall = WallFacts {

@@ -3,8 +3,8 @@
 //! The runner steps the world itself (rather than `Sim::run`) so it can fire the fault
 //! timeline at its simulated times ([`crate::inject::apply`]), sample the world, and stop as
 //! soon as the run is quiescent after `duration` (nothing that must arrive is still on its
-//! way, judged by [`crate::oracle`], and no device the `liveness` check awaits before its
-//! bound is down); if it is not quiescent by `duration + drain`, the run fails with what it
+//! way, judged by [`crate::oracle`], and no device or connector session the `liveness` check
+//! awaits before its bound is down); if it is not quiescent by `duration + drain`, the run fails with what it
 //! was still waiting for.
 //!
 //! - [`sample`]: what is read from the world while it runs (sessions, status pages, PRG
@@ -48,8 +48,8 @@ pub struct Progress {
 pub struct Options {
     /// Capture the run's log and the secrets it knows (for `no_secrets_in_logs`).
     pub capture_log: bool,
-    /// Whether a check still awaits something at `now` (a device `liveness` expects back
-    /// before its bound): the run then goes on, within its drain. Given by the caller, since
+    /// Whether a check still awaits something at `now` (a device or connector session
+    /// `liveness` expects back before its bound): the run then goes on, within its drain. Given by the caller, since
     /// the checks are a later stage than the run.
     pub awaits: Option<Awaits>,
 }
@@ -132,10 +132,10 @@ fn step_loop(
         // Quiescence scans the whole history: judge it once per simulated second, not per tick.
         if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
             next_quiescence = now + QUIESCENCE_EVERY;
-            // Devices `liveness` still waits for keep the run going, never past its drain.
-            let devices = now + QUIESCENCE_EVERY < deadline
+            // What `liveness` still waits for keeps the run going, never past its drain.
+            let awaited = now + QUIESCENCE_EVERY < deadline
                 && awaits.is_some_and(|awaits| awaits(s, out, now));
-            if !devices && quiescent(s, out) {
+            if !awaited && quiescent(s, out) {
                 break;
             }
         }
