@@ -3,7 +3,9 @@
 //!
 //! One task per connection; every task shares the node (single-threaded, `Rc<RefCell<_>>`) and
 //! a table of per-connection outbound queues. Queues are bounded: a client that does not read
-//! is disconnected rather than allowed to grow the node's memory.
+//! is disconnected rather than allowed to grow the node's memory. A stream the node closes
+//! with [`Transmit::Closing`] (a `see-other-host` at a failover or fallback) is still read
+//! until the client closes its side or [`CLOSE_WAIT_MAX`] passes (RFC 6120 4.4).
 //!
 //! Node-to-node links ([`ROUTER_PORT`]): inbound links are accepted like client connections and
 //! fed to the core ([`ImpNode::open_router`]); outbound links are owned here, one task per peer,
@@ -13,7 +15,7 @@
 //! while the link is down; what was written to a stream that then died is lost, as with XMPP
 //! without stream management.
 
-use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
+use super::node::{CLOSE_WAIT_MAX, ConnId, ImpNode, PeerTransmit, Transmit};
 use crate::accept::{AcceptErrors, accept};
 use crate::brake::Brake;
 use connector::io::net::Net;
@@ -198,22 +200,35 @@ async fn connection<N: Net>(
     let auth_deadline = net.now() + endpoint.auth_timeout();
     // Set once the idle timeout fired: the stream error and close are queued, not fired again.
     let mut timed_out = false;
+    // Set once the node wrote its closing tag: the stream is read until then, no longer.
+    let mut closing_until: Option<Duration> = None;
     let (whitespace, mut keepalive) = whitespace_keepalive(&node, &endpoint, idle_max);
     loop {
+        // A closing stream waits for the client alone: no idle, login or keepalive timers.
+        let open = closing_until.is_none();
         let authenticated = endpoint.authenticated(&node, id);
         let silent = net.now().saturating_sub(last_rx);
         let idle_left = idle_max.map(|max| max.saturating_sub(silent));
-        let logged_in_left = (idle_max.is_none() && authenticated && !timed_out)
+        let logged_in_left = (idle_max.is_none() && authenticated && !timed_out && open)
             .then(|| endpoint.idle_timeout(&node).saturating_sub(silent));
-        let auth_left = (!authenticated).then(|| auth_deadline.saturating_sub(net.now()));
+        let auth_left = (!authenticated && open).then(|| auth_deadline.saturating_sub(net.now()));
+        let closing_left = closing_until.map(|t| t.saturating_sub(net.now()));
         tokio::select! {
             biased;
             out = rx.recv() => {
                 let Some(first) = out else { break };
-                if !write_batch(&mut wr, first, &mut rx).await {
-                    break;
+                match write_batch(&mut wr, first, &mut rx, !open).await {
+                    Wrote::Closed => break,
+                    Wrote::Closing => {
+                        closing_until = closing_until.or(Some(net.now() + CLOSE_WAIT_MAX));
+                    }
+                    Wrote::Open => {}
                 }
                 last_tx = net.now();
+            }
+            _ = tokio::time::sleep(closing_left.unwrap_or_default()), if closing_left.is_some() => {
+                tracing::debug!(id, "closed stream: the client did not close its side in time");
+                break;
             }
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
@@ -236,7 +251,7 @@ async fn connection<N: Net>(
                 endpoint.auth_timed_out(&node, id);
                 dispatch(&net, &node, &writers, &links);
             }
-            _ = tick(&mut keepalive) => {
+            _ = tick(&mut keepalive), if open => {
                 let authed = endpoint.authenticated(&node, id);
                 let quiet = (last_rx, &mut last_tx);
                 if !whitespace_tick(net.now(), whitespace, authed, quiet, &mut wr).await {
@@ -406,33 +421,50 @@ impl Endpoint {
     }
 }
 
-/// Writes `first` and everything else already queued in one write; false once closed.
+/// What a write left of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    /// Open both ways.
+    Open,
+    /// The node's closing tag is out ([`Transmit::Closing`]): read on, write nothing more.
+    Closing,
+    /// Closed, or the write failed.
+    Closed,
+}
+
+/// Writes `first` and everything else already queued in one write, up to a close. Once the
+/// node closed its stream (`closing`), bytes are dropped: nothing follows a closing tag.
 async fn write_batch<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     first: Transmit,
     rx: &mut mpsc::Receiver<Transmit>,
-) -> bool {
+    closing: bool,
+) -> Wrote {
     let mut out = String::new();
-    let mut close = false;
+    let mut end = None;
     let mut next = Some(first);
     while let Some(t) = next {
         match t {
-            Transmit::Bytes(b) => out.push_str(&b),
+            Transmit::Bytes(b) if !closing => out.push_str(&b),
+            Transmit::Bytes(_) => {}
             Transmit::Close => {
-                close = true;
+                end = Some(Wrote::Closed);
+                break;
+            }
+            Transmit::Closing => {
+                end = Some(Wrote::Closing);
                 break;
             }
         }
         next = rx.try_recv().ok();
     }
     if !out.is_empty() && wr.write_all(out.as_bytes()).await.is_err() {
-        return false;
+        return Wrote::Closed;
     }
-    if close {
+    if end == Some(Wrote::Closed) {
         let _ = wr.shutdown().await;
-        return false;
     }
-    true
+    end.unwrap_or(if closing { Wrote::Closing } else { Wrote::Open })
 }
 
 /// Moves the node's outputs to the connections' queues and the peer links' queues.
