@@ -196,54 +196,38 @@ async fn connection<N: Net>(
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let (mut last_rx, mut last_tx) = (net.now(), net.now());
-    let auth_deadline = net.now() + endpoint.auth_timeout();
-    // Set once the idle timeout fired: the stream error and close are queued, not fired again.
-    let mut timed_out = false;
-    // Set once the node wrote its closing tag: the stream is read until then, no longer.
-    let mut closing_until: Option<Duration> = None;
+    let mut last_tx = net.now();
+    let mut clocks = Clocks::new(net.now(), endpoint.auth_timeout(), idle_max);
     let (whitespace, mut keepalive) = whitespace_keepalive(&node, &endpoint, idle_max);
     loop {
-        // A closing stream waits for the client alone: no idle, login or keepalive timers.
-        let open = closing_until.is_none();
+        let open = clocks.closing_until.is_none();
         let authenticated = endpoint.authenticated(&node, id);
-        let silent = net.now().saturating_sub(last_rx);
-        let idle_left = idle_max.map(|max| max.saturating_sub(silent));
-        let logged_in_left = (idle_max.is_none() && authenticated && !timed_out && open)
-            .then(|| endpoint.idle_timeout(&node).saturating_sub(silent));
-        let auth_left = (!authenticated && open).then(|| auth_deadline.saturating_sub(net.now()));
-        let closing_left = closing_until.map(|t| t.saturating_sub(net.now()));
+        let idle_timeout = endpoint.idle_timeout(&node);
+        let [end_left, logged_in_left, auth_left] =
+            clocks.left(net.now(), authenticated, idle_timeout);
         tokio::select! {
             biased;
             out = rx.recv() => {
                 let Some(first) = out else { break };
-                match write_batch(&mut wr, first, &mut rx, !open).await {
-                    Wrote::Closed => break,
-                    Wrote::Closing => {
-                        closing_until = closing_until.or(Some(net.now() + CLOSE_WAIT_MAX));
-                    }
-                    Wrote::Open => {}
+                if !write_out(&mut wr, first, &mut rx, &mut clocks.closing_until, net.now()).await {
+                    break;
                 }
                 last_tx = net.now();
-            }
-            _ = tokio::time::sleep(closing_left.unwrap_or_default()), if closing_left.is_some() => {
-                tracing::debug!(id, "closed stream: the client did not close its side in time");
-                break;
             }
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    last_rx = net.now();
+                    clocks.last_rx = net.now();
                     take_input(&net, &node, &endpoint, id, &buf[..n], guard.as_ref()).await;
                     dispatch(&net, &node, &writers, &links);
                 }
             },
-            _ = tokio::time::sleep(idle_left.unwrap_or_default()), if idle_left.is_some() => {
-                tracing::debug!(id, "inbound router link silent: closing");
+            _ = tokio::time::sleep(end_left.unwrap_or_default()), if end_left.is_some() => {
+                tracing::debug!(id, "inbound router link silent, or closed stream not answered");
                 break;
             }
             _ = tokio::time::sleep(logged_in_left.unwrap_or_default()), if logged_in_left.is_some() => {
-                timed_out = true;
+                clocks.timed_out = true;
                 endpoint.idle_timed_out(&node, id);
                 dispatch(&net, &node, &writers, &links);
             }
@@ -253,7 +237,7 @@ async fn connection<N: Net>(
             }
             _ = tick(&mut keepalive), if open => {
                 let authed = endpoint.authenticated(&node, id);
-                let quiet = (last_rx, &mut last_tx);
+                let quiet = (clocks.last_rx, &mut last_tx);
                 if !whitespace_tick(net.now(), whitespace, authed, quiet, &mut wr).await {
                     tracing::debug!(id, "c2s stream silent for three keepalive intervals: closing");
                     break;
@@ -264,6 +248,53 @@ async fn connection<N: Net>(
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// What a connection's timers count from.
+struct Clocks {
+    last_rx: Duration,
+    auth_deadline: Duration,
+    /// An inbound router link's silence limit; `None` for c2s and component streams.
+    idle_max: Option<Duration>,
+    /// Set once the idle timeout fired: the stream error and close are queued, not fired again.
+    timed_out: bool,
+    /// Set once the node wrote its closing tag: from then on the stream waits for the client
+    /// alone (no idle, login or keepalive timers), until then at most.
+    closing_until: Option<Duration>,
+}
+
+impl Clocks {
+    /// A connection opened at `now`.
+    fn new(now: Duration, auth_timeout: Duration, idle_max: Option<Duration>) -> Self {
+        Self {
+            last_rx: now,
+            auth_deadline: now + auth_timeout,
+            idle_max,
+            timed_out: false,
+            closing_until: None,
+        }
+    }
+
+    /// How long until each timer fires (`None`: not armed): the end of the connection (a
+    /// router link's silence limit, or a closed stream's wait: router links never close that
+    /// way), the logged-in idle timeout (`idle_timeout` of silence), the login timeout.
+    fn left(
+        &self,
+        now: Duration,
+        authenticated: bool,
+        idle_timeout: Duration,
+    ) -> [Option<Duration>; 3] {
+        let open = self.closing_until.is_none();
+        let silent = now.saturating_sub(self.last_rx);
+        let end = match self.closing_until {
+            Some(t) => Some(t.saturating_sub(now)),
+            None => self.idle_max.map(|max| max.saturating_sub(silent)),
+        };
+        let logged_in = (self.idle_max.is_none() && authenticated && !self.timed_out && open)
+            .then(|| idle_timeout.saturating_sub(silent));
+        let auth = (!authenticated && open).then(|| self.auth_deadline.saturating_sub(now));
+        [end, logged_in, auth]
+    }
 }
 
 /// The whitespace keepalive interval of a connection and its timer: only c2s streams (the
@@ -418,6 +449,25 @@ impl Endpoint {
             Endpoint::Node => node.borrow_mut().closed(now, id),
             Endpoint::Component(svc) => svc.borrow_mut().closed(now, &mut node.borrow_mut(), id),
         }
+    }
+}
+
+/// Writes what the node queued for a connection; false once it is closed. The node's closing
+/// tag starts the wait for the client's ([`CLOSE_WAIT_MAX`] from `now`).
+async fn write_out<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    first: Transmit,
+    rx: &mut mpsc::Receiver<Transmit>,
+    closing_until: &mut Option<Duration>,
+    now: Duration,
+) -> bool {
+    match write_batch(wr, first, rx, closing_until.is_some()).await {
+        Wrote::Closed => false,
+        Wrote::Closing => {
+            closing_until.get_or_insert(now + CLOSE_WAIT_MAX);
+            true
+        }
+        Wrote::Open => true,
     }
 }
 
