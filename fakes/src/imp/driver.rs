@@ -3,7 +3,9 @@
 //!
 //! One task per connection; every task shares the node (single-threaded, `Rc<RefCell<_>>`) and
 //! a table of per-connection outbound queues. Queues are bounded: a client that does not read
-//! is disconnected rather than allowed to grow the node's memory.
+//! is disconnected rather than allowed to grow the node's memory. A stream the node closes
+//! with [`Transmit::Closing`] (a `see-other-host` at a failover or fallback) is still read
+//! until the client closes its side or [`CLOSE_WAIT_MAX`] passes (RFC 6120 4.4).
 //!
 //! Node-to-node links ([`ROUTER_PORT`]): inbound links are accepted like client connections and
 //! fed to the core ([`ImpNode::open_router`]); outbound links are owned here, one task per peer,
@@ -13,7 +15,7 @@
 //! while the link is down; what was written to a stream that then died is lost, as with XMPP
 //! without stream management.
 
-use super::node::{ConnId, ImpNode, PeerTransmit, Transmit};
+use super::node::{CLOSE_WAIT_MAX, ConnId, ImpNode, PeerTransmit, Transmit};
 use crate::accept::{AcceptErrors, accept};
 use crate::brake::Brake;
 use connector::io::net::Net;
@@ -194,23 +196,20 @@ async fn connection<N: Net>(
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut buf = vec![0u8; READ_BUF_BYTES];
-    let (mut last_rx, mut last_tx) = (net.now(), net.now());
-    let auth_deadline = net.now() + endpoint.auth_timeout();
-    // Set once the idle timeout fired: the stream error and close are queued, not fired again.
-    let mut timed_out = false;
+    let mut last_tx = net.now();
+    let mut clocks = Clocks::new(net.now(), endpoint.auth_timeout(), idle_max);
     let (whitespace, mut keepalive) = whitespace_keepalive(&node, &endpoint, idle_max);
     loop {
+        let open = clocks.closing_until.is_none();
         let authenticated = endpoint.authenticated(&node, id);
-        let silent = net.now().saturating_sub(last_rx);
-        let idle_left = idle_max.map(|max| max.saturating_sub(silent));
-        let logged_in_left = (idle_max.is_none() && authenticated && !timed_out)
-            .then(|| endpoint.idle_timeout(&node).saturating_sub(silent));
-        let auth_left = (!authenticated).then(|| auth_deadline.saturating_sub(net.now()));
+        let idle_timeout = endpoint.idle_timeout(&node);
+        let [end_left, logged_in_left, auth_left] =
+            clocks.left(net.now(), authenticated, idle_timeout);
         tokio::select! {
             biased;
             out = rx.recv() => {
                 let Some(first) = out else { break };
-                if !write_batch(&mut wr, first, &mut rx).await {
+                if !write_out(&mut wr, first, &mut rx, &mut clocks.closing_until, net.now()).await {
                     break;
                 }
                 last_tx = net.now();
@@ -218,17 +217,17 @@ async fn connection<N: Net>(
             r = rd.read(&mut buf) => match r {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
-                    last_rx = net.now();
+                    clocks.last_rx = net.now();
                     take_input(&net, &node, &endpoint, id, &buf[..n], guard.as_ref()).await;
                     dispatch(&net, &node, &writers, &links);
                 }
             },
-            _ = tokio::time::sleep(idle_left.unwrap_or_default()), if idle_left.is_some() => {
-                tracing::debug!(id, "inbound router link silent: closing");
+            _ = tokio::time::sleep(end_left.unwrap_or_default()), if end_left.is_some() => {
+                tracing::debug!(id, "inbound router link silent, or closed stream not answered");
                 break;
             }
             _ = tokio::time::sleep(logged_in_left.unwrap_or_default()), if logged_in_left.is_some() => {
-                timed_out = true;
+                clocks.timed_out = true;
                 endpoint.idle_timed_out(&node, id);
                 dispatch(&net, &node, &writers, &links);
             }
@@ -236,9 +235,9 @@ async fn connection<N: Net>(
                 endpoint.auth_timed_out(&node, id);
                 dispatch(&net, &node, &writers, &links);
             }
-            _ = tick(&mut keepalive) => {
+            _ = tick(&mut keepalive), if open => {
                 let authed = endpoint.authenticated(&node, id);
-                let quiet = (last_rx, &mut last_tx);
+                let quiet = (clocks.last_rx, &mut last_tx);
                 if !whitespace_tick(net.now(), whitespace, authed, quiet, &mut wr).await {
                     tracing::debug!(id, "c2s stream silent for three keepalive intervals: closing");
                     break;
@@ -249,6 +248,53 @@ async fn connection<N: Net>(
     writers.borrow_mut().remove(&id);
     endpoint.closed(net.now(), &node, id);
     dispatch(&net, &node, &writers, &links);
+}
+
+/// What a connection's timers count from.
+struct Clocks {
+    last_rx: Duration,
+    auth_deadline: Duration,
+    /// An inbound router link's silence limit; `None` for c2s and component streams.
+    idle_max: Option<Duration>,
+    /// Set once the idle timeout fired: the stream error and close are queued, not fired again.
+    timed_out: bool,
+    /// Set once the node wrote its closing tag: from then on the stream waits for the client
+    /// alone (no idle, login or keepalive timers), until then at most.
+    closing_until: Option<Duration>,
+}
+
+impl Clocks {
+    /// A connection opened at `now`.
+    fn new(now: Duration, auth_timeout: Duration, idle_max: Option<Duration>) -> Self {
+        Self {
+            last_rx: now,
+            auth_deadline: now + auth_timeout,
+            idle_max,
+            timed_out: false,
+            closing_until: None,
+        }
+    }
+
+    /// How long until each timer fires (`None`: not armed): the end of the connection (a
+    /// router link's silence limit, or a closed stream's wait: router links never close that
+    /// way), the logged-in idle timeout (`idle_timeout` of silence), the login timeout.
+    fn left(
+        &self,
+        now: Duration,
+        authenticated: bool,
+        idle_timeout: Duration,
+    ) -> [Option<Duration>; 3] {
+        let open = self.closing_until.is_none();
+        let silent = now.saturating_sub(self.last_rx);
+        let end = match self.closing_until {
+            Some(t) => Some(t.saturating_sub(now)),
+            None => self.idle_max.map(|max| max.saturating_sub(silent)),
+        };
+        let logged_in = (self.idle_max.is_none() && authenticated && !self.timed_out && open)
+            .then(|| idle_timeout.saturating_sub(silent));
+        let auth = (!authenticated && open).then(|| self.auth_deadline.saturating_sub(now));
+        [end, logged_in, auth]
+    }
 }
 
 /// The whitespace keepalive interval of a connection and its timer: only c2s streams (the
@@ -406,33 +452,69 @@ impl Endpoint {
     }
 }
 
-/// Writes `first` and everything else already queued in one write; false once closed.
+/// Writes what the node queued for a connection; false once it is closed. The node's closing
+/// tag starts the wait for the client's ([`CLOSE_WAIT_MAX`] from `now`).
+async fn write_out<W: tokio::io::AsyncWrite + Unpin>(
+    wr: &mut W,
+    first: Transmit,
+    rx: &mut mpsc::Receiver<Transmit>,
+    closing_until: &mut Option<Duration>,
+    now: Duration,
+) -> bool {
+    match write_batch(wr, first, rx, closing_until.is_some()).await {
+        Wrote::Closed => false,
+        Wrote::Closing => {
+            closing_until.get_or_insert(now + CLOSE_WAIT_MAX);
+            true
+        }
+        Wrote::Open => true,
+    }
+}
+
+/// What a write left of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wrote {
+    /// Open both ways.
+    Open,
+    /// The node's closing tag is out ([`Transmit::Closing`]): read on, write nothing more.
+    Closing,
+    /// Closed, or the write failed.
+    Closed,
+}
+
+/// Writes `first` and everything else already queued in one write, up to a close. Once the
+/// node closed its stream (`closing`), bytes are dropped: nothing follows a closing tag.
 async fn write_batch<W: tokio::io::AsyncWrite + Unpin>(
     wr: &mut W,
     first: Transmit,
     rx: &mut mpsc::Receiver<Transmit>,
-) -> bool {
+    closing: bool,
+) -> Wrote {
     let mut out = String::new();
-    let mut close = false;
+    let mut end = None;
     let mut next = Some(first);
     while let Some(t) = next {
         match t {
-            Transmit::Bytes(b) => out.push_str(&b),
+            Transmit::Bytes(b) if !closing => out.push_str(&b),
+            Transmit::Bytes(_) => {}
             Transmit::Close => {
-                close = true;
+                end = Some(Wrote::Closed);
+                break;
+            }
+            Transmit::Closing => {
+                end = Some(Wrote::Closing);
                 break;
             }
         }
         next = rx.try_recv().ok();
     }
     if !out.is_empty() && wr.write_all(out.as_bytes()).await.is_err() {
-        return false;
+        return Wrote::Closed;
     }
-    if close {
+    if end == Some(Wrote::Closed) {
         let _ = wr.shutdown().await;
-        return false;
     }
-    true
+    end.unwrap_or(if closing { Wrote::Closing } else { Wrote::Open })
 }
 
 /// Moves the node's outputs to the connections' queues and the peer links' queues.

@@ -27,6 +27,14 @@
 //! generated replies (the "Message could not be delivered" error of spec 46) are routed back to
 //! the sender's home node the same way.
 //!
+//! ## Moving users: `see-other-host` (spec 65)
+//!
+//! When a PRG failover or fallback moves the users of a home node, the node ends each of their
+//! c2s streams with a `see-other-host` stream error and its closing tag, then keeps reading the
+//! stream until the client closes its side (RFC 6120 4.4: the closing party "continue[s] to
+//! process data received"): a message the client wrote before it saw the error is routed as
+//! from the session it was written in ([`Transmit::Closing`], [`CLOSE_WAIT_MAX`]).
+//!
 //! ## Group chat (spec 42)
 //!
 //! Stanzas addressed to `conference.<domain>` go to the node's XEP-0045 service
@@ -115,7 +123,18 @@ pub enum Transmit {
     Bytes(String),
     /// Flush and close the connection.
     Close,
+    /// Flush: the node wrote its closing tag and writes nothing more, but keeps reading until
+    /// the peer closes its side (then [`Transmit::Close`] follows) or [`CLOSE_WAIT_MAX`]
+    /// passes (RFC 6120 4.4: the peer may finish transmitting what it had written).
+    Closing,
 }
+
+/// How long a node keeps reading a stream after writing its closing tag, waiting for the
+/// client's (RFC 6120 4.4: "a reasonable amount of time"). A stanza the client wrote before it
+/// saw the close arrives within one network trip, well under a second; the Jabber client
+/// answers the close at once with its own. Five seconds covers a slow path many times over and
+/// still frees the socket of a client that never answers.
+pub const CLOSE_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// Counters a run reports and checks read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -149,6 +168,9 @@ pub struct NodeStats {
     pub carbons: u64,
     /// Stream errors sent (malformed XML, oversized stanzas, stanzas before auth, ...).
     pub stream_errors: u64,
+    /// Messages routed from a stream after the node closed it with `see-other-host`: the
+    /// client wrote them before it saw the close (RFC 6120 4.4).
+    pub drained_messages: u64,
     /// Stanza errors sent.
     pub stanza_errors: u64,
     /// Stanzas forwarded to a peer node (recipient homed there).
@@ -183,6 +205,9 @@ enum State {
     RouterHeader,
     /// Inbound node-to-node link from `peer`: stanzas flow.
     Router { peer: String },
+    /// The node ended the session of `jid` and wrote its closing tag (`see-other-host`); it
+    /// still reads what the client wrote before it saw the close (RFC 6120 4.4).
+    Draining { jid: Jid },
     /// Closed after an error or `</stream:stream>`.
     Closed,
 }
@@ -397,19 +422,25 @@ impl ImpNode {
         if let Some(c) = self.conns.remove(&conn)
             && let State::Ready { jid } = c.state
         {
-            let bare = jid.bare();
-            if let Some(res) = self.resources.get_mut(&bare) {
-                res.remove(jid.resource.as_deref().unwrap_or_default());
-                if res.is_empty() {
-                    self.resources.remove(&bare);
-                }
-            }
-            if c.available {
-                self.presence_gone(&bare, jid.resource.as_deref().unwrap_or_default());
-            }
-            let left = self.muc.resource_gone(&jid);
-            self.route_all(left);
+            self.end_session(&jid, c.available);
         }
+    }
+
+    /// Forgets the session of `jid`: its resource, its presence (if it was available) and
+    /// its rooms.
+    fn end_session(&mut self, jid: &Jid, available: bool) {
+        let bare = jid.bare();
+        if let Some(res) = self.resources.get_mut(&bare) {
+            res.remove(jid.resource.as_deref().unwrap_or_default());
+            if res.is_empty() {
+                self.resources.remove(&bare);
+            }
+        }
+        if available {
+            self.presence_gone(&bare, jid.resource.as_deref().unwrap_or_default());
+        }
+        let left = self.muc.resource_gone(jid);
+        self.route_all(left);
     }
 
     /// Bytes received on `conn`.
@@ -432,10 +463,13 @@ impl ImpNode {
                 // A c2s stream belongs to one device: an oversize stanza closes it with
                 // `policy-violation` (RFC 6120 section 13.12), refusing its sender alone.
                 Ok(Some(StreamEvent::Skipped { .. })) => {}
+                // Our closing tag is out already on a draining stream: the client answered it.
+                Ok(Some(StreamEvent::Close)) if self.is_draining(conn) => self.close(conn),
                 Ok(Some(StreamEvent::Close)) => {
                     self.send_raw(conn, xmpp::STREAM_CLOSE.to_string());
                     self.close(conn);
                 }
+                Err(_) if self.is_draining(conn) => self.close(conn),
                 Err(e) => {
                     let text = e.to_string();
                     self.stream_error(conn, e.condition(), &text);
@@ -448,12 +482,23 @@ impl ImpNode {
         if let Some(&link) = self.component_sessions.get(&conn) {
             return self.send_to_component(conn, link, el);
         }
+        if self.is_draining(conn) {
+            // Nothing follows the closing tag (RFC 6120 4.4), not even an error reply.
+            return;
+        }
         self.out
             .push_back((conn, Transmit::Bytes(el.to_xml_in(xmpp::NS_CLIENT))));
     }
 
     fn send_raw(&mut self, conn: ConnId, s: String) {
         self.out.push_back((conn, Transmit::Bytes(s)));
+    }
+
+    /// Whether `conn` is a stream this node closed and still reads ([`State::Draining`]).
+    fn is_draining(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.state, State::Draining { .. }))
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -544,6 +589,7 @@ impl ImpNode {
                 State::Bind { .. } => 1,
                 State::Ready { .. } => 2,
                 State::Router { .. } => 4,
+                State::Draining { .. } => 5,
                 _ => 3,
             },
             None => return,
@@ -553,8 +599,28 @@ impl ImpNode {
             1 => self.on_bind(conn, &el),
             2 => self.on_stanza(now, conn, el),
             4 => self.on_peer_stanza(now, conn, el),
+            5 => self.on_draining_stanza(now, conn, el),
             _ => {}
         }
+    }
+
+    /// A stanza on a stream this node closed with `see-other-host`: the client wrote it before
+    /// it saw the close, and RFC 6120 4.4 has the closing side "continue to process data
+    /// received". A message is routed as from the session it was written in; anything else
+    /// acts on that session (presence, requests to the server, rooms it left) and is dropped.
+    fn on_draining_stanza(&mut self, now: Duration, conn: ConnId, mut el: Element) {
+        let Some(State::Draining { jid }) = self.conns.get(&conn).map(|c| &c.state) else {
+            return;
+        };
+        let me = jid.clone();
+        let to_room = el.attr("to").is_some_and(|t| self.muc.serves(t));
+        if el.name != "message" || to_room {
+            tracing::debug!(node = %self.cfg.host, conn, stanza = %el.name, "dropped after close");
+            return;
+        }
+        el.set_attr("from", me.to_string());
+        self.stats.drained_messages += 1;
+        self.on_message(now, conn, &me, el);
     }
 
     fn on_auth(&mut self, conn: ConnId, el: &Element) {
@@ -692,7 +758,7 @@ impl ImpNode {
     /// The logged-in stream `conn` was silent for too long (the driver's idle timeout): ends
     /// it with `<connection-timeout/>` (RFC 6120 4.9.3.4), counted and logged.
     pub fn idle_timed_out(&mut self, conn: ConnId) {
-        if !self.is_authenticated(conn) {
+        if !self.is_authenticated(conn) || self.is_draining(conn) {
             return;
         }
         self.stats.idle_timeouts += 1;
@@ -1600,9 +1666,7 @@ impl ImpNode {
                     self.send(c, &e);
                     self.closed(now, c);
                 } else {
-                    // Forget the session first (resources, presence), then tell the client.
-                    self.closed(now, c);
-                    self.stream_error(c, "see-other-host", server);
+                    self.send_away(c, server);
                 }
             }
         }
@@ -1621,6 +1685,30 @@ impl ImpNode {
                 self.forward(server, &el);
             }
         }
+    }
+
+    /// Ends the c2s session on `conn` with a `see-other-host` stream error naming `server`:
+    /// forgets the session first (resources, presence, rooms), then writes the error and the
+    /// closing tag, and keeps reading the stream (RFC 6120 4.4, [`State::Draining`]): a
+    /// message the client wrote before it saw the error is still routed.
+    fn send_away(&mut self, conn: ConnId, server: &str) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let State::Ready { jid } = &c.state else {
+            return; // only bound streams hold a session to move
+        };
+        let jid = jid.clone();
+        let available = std::mem::take(&mut c.available);
+        self.end_session(&jid, available);
+        self.stats.stream_errors += 1;
+        tracing::debug!(node = %self.cfg.host, conn, server, "stream error: see-other-host");
+        self.send(conn, &xmpp::stream_error("see-other-host", Some(server)));
+        self.send_raw(conn, xmpp::STREAM_CLOSE.to_string());
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.state = State::Draining { jid };
+        }
+        self.out.push_back((conn, Transmit::Closing));
     }
 }
 
@@ -1983,7 +2071,7 @@ mod tests {
         while let Some((c, t)) = n.poll_transmit() {
             match (c == conn, t) {
                 (true, Transmit::Bytes(b)) => all.push_str(&b),
-                (true, Transmit::Close) => {}
+                (true, Transmit::Close | Transmit::Closing) => {}
                 (false, t) => keep.push_back((c, t)),
             }
         }
@@ -2601,6 +2689,48 @@ mod tests {
         let _ = a2;
         assert_eq!(n2.stats().offline_delivered, 1);
         assert!(try_auth(&mut n1, "alice").contains("<temporary-auth-failure"));
+    }
+
+    /// RFC 6120 4.4: the node that closed a stream at a failover still reads it until the
+    /// client closes its side, and routes a message the client wrote before it saw the close.
+    #[test]
+    fn a_message_arriving_after_see_other_host_is_still_routed() {
+        let (mut n1, mut n2) = prg_pair(true);
+        let a = login(&mut n1, "alice", "desk");
+        let b = login(&mut n2, "bob", "desk");
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        let _ = (output(&mut n1, a), output(&mut n2, b));
+        assert!(n1.prg_failover(T));
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        let closed = output(&mut n1, a);
+        assert!(closed.contains("<see-other-host"), "{closed}");
+        assert!(closed.ends_with(xmpp::STREAM_CLOSE), "{closed}");
+        pump(&mut n1, &mut n2); // alice's unavailable presence, for bob
+        let _ = output(&mut n2, b);
+        // alice wrote this before the error reached her: it arrives after the closing tag.
+        say(
+            &mut n1,
+            a,
+            "bob@example.com",
+            "late",
+            "sent before the close",
+        );
+        assert_eq!(pump(&mut n1, &mut n2), 1);
+        assert!(output(&mut n2, b).contains("sent before the close"));
+        // What is not a message acts on a session that no longer exists here: dropped.
+        n1.input(T, a, b"<presence><show>away</show></presence>");
+        assert_eq!((n1.session_count(), pump(&mut n1, &mut n2)), (0, 0));
+        // The client's closing tag ends the connection, without a second closing tag.
+        n1.input(T, a, xmpp::STREAM_CLOSE.as_bytes());
+        let mut ends = Vec::new();
+        while let Some((c, t)) = n1.poll_transmit() {
+            if c == a {
+                ends.push(t);
+            }
+        }
+        assert_eq!(ends, vec![Transmit::Close]);
     }
 
     #[test]

@@ -82,6 +82,8 @@ mod sans_io {
             while let Some((conn, t)) = self.node.poll_transmit() {
                 match t {
                     Transmit::Close => self.closed.push(conn),
+                    // Only c2s streams drain after their close; a link never gets it.
+                    Transmit::Closing => {}
                     Transmit::Bytes(b) => {
                         let p = self.rx.entry(conn).or_default();
                         p.feed(b.as_bytes());
