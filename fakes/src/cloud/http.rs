@@ -183,6 +183,12 @@ impl Drop for AbortOnDrop {
 /// key is done and no later job starts before it is, so the KMS sees each key's jobs in the
 /// order of a single queue. (One global queue made every key fetch wait behind the hundreds of
 /// changes of a maintenance drain, past the connectors' 30 s timeout.)
+///
+/// A change the KMS refused as unavailable goes back to the queue, and the relay pauses
+/// ([`kms_pause`]) once per outage, not once per change: a change sent before the latest
+/// pause began failed with the outage that pause waited out, and goes again with the others.
+/// (A pause per change, one after the other, kept the relay answering 503 for minutes after the
+/// KMS was back when an outage failed all the changes in flight at once.)
 async fn kms_relay<N: Net>(
     net: N,
     (host, port): (String, u16),
@@ -192,10 +198,11 @@ async fn kms_relay<N: Net>(
     let client = || KmsClient::new(net.clone(), host.clone(), port);
     let mut idle: Vec<KmsClient<N>> = (0..KMS_CALLS_IN_FLIGHT_MAX).map(|_| client()).collect();
     let mut running: tokio::task::JoinSet<Done<N>> = tokio::task::JoinSet::new();
-    let mut footprints: BTreeMap<tokio::task::Id, (Option<String>, bool)> = BTreeMap::new();
+    let mut footprints: BTreeMap<tokio::task::Id, Footprint> = BTreeMap::new();
     let mut busy = KeyUse::new();
     let mut backlog: VecDeque<Job> = VecDeque::new();
     let mut backoff = KMS_RETRY_MIN;
+    let mut pauses: u64 = 0; // so far; each job remembers the count when it started
     let mut closed = false;
     loop {
         while let Ok(job) = rx.try_recv() {
@@ -207,20 +214,18 @@ async fn kms_relay<N: Net>(
             use_key(&mut busy, uri.as_deref(), change, true);
             let kms = idle.pop().expect("at most one job per idle client");
             let id = spawn_job(&mut running, kms, job);
-            footprints.insert(id, (uri, change));
+            footprints.insert(id, (uri, change, pauses));
         }
         if closed && backlog.is_empty() && running.is_empty() {
             return;
         }
         tokio::select! {
             Some(done) = running.join_next_with_id(), if !running.is_empty() => {
-                let id = match &done {
-                    Ok((id, _)) => *id,
-                    Err(e) => e.id(),
-                };
-                if let Some((uri, change)) = footprints.remove(&id) {
+                let id = done.as_ref().map_or_else(|e| e.id(), |(id, _)| *id);
+                let started = footprints.remove(&id).map(|(uri, change, started)| {
                     use_key(&mut busy, uri.as_deref(), change, false);
-                }
+                    started
+                });
                 // A job that panicked loses its client: replace it.
                 let Ok((_, (kms, change))) = done else {
                     idle.push(client());
@@ -235,8 +240,13 @@ async fn kms_relay<N: Net>(
                     backoff = KMS_RETRY_MIN;
                     continue;
                 }
-                // Ahead of every later job on its key, which waited for it.
+                // Ahead of every later job on its key, which waited for it. One sent before the
+                // latest pause began failed with the outage that pause waited out: no new pause.
                 backlog.push_front(Job::Change(call));
+                if started.is_some_and(|s| s < pauses) {
+                    continue;
+                }
+                pauses += 1;
                 if !kms_pause(&mut backlog, &mut rx, backoff).await {
                     return;
                 }
@@ -281,6 +291,9 @@ fn spawn_job<N: Net>(
 
 /// What a relay task gives back: its client, and for a change the change and its result.
 type Done<N> = (KmsClient<N>, Option<(KmsCall, Result<KmsReply, KmsError>)>);
+
+/// A running job's key and kind ([`footprint`]), and the relay's pause count when it started.
+type Footprint = (Option<String>, bool, u64);
 
 /// Jobs per key, running or queued ahead: (calls, changes).
 type KeyUse = BTreeMap<String, (usize, usize)>;
@@ -813,5 +826,97 @@ mod tests {
         assert!(ready_jobs(&mut backlog, &KeyUse::new(), 0).is_empty());
         assert_eq!(ready_jobs(&mut backlog, &KeyUse::new(), 2).len(), 2);
         assert_eq!(backlog.len(), 1);
+    }
+
+    /// An HDS host on turmoil's network, for a relay a client task runs: (sim, the KMS).
+    fn relay_world<'a>() -> (turmoil::Sim<'a>, Rc<RefCell<crate::kms::KmsService>>) {
+        use rand::SeedableRng as _;
+        let mut sim = turmoil::Builder::new()
+            .tick_duration(Duration::from_millis(10))
+            .simulation_duration(Duration::from_secs(600))
+            .build();
+        let kms = Rc::new(RefCell::new(crate::kms::KmsService::new(
+            crate::kms::HDS_HOST,
+            rand_chacha::ChaCha8Rng::seed_from_u64(21),
+        )));
+        let k = kms.clone();
+        sim.host(crate::kms::HDS_HOST, move || {
+            let k = k.clone();
+            async move {
+                crate::kms::http::serve(connector::io::net::TurmoilNet, k, crate::kms::KMS_PORT)
+                    .await?;
+                Ok(())
+            }
+        });
+        (sim, kms)
+    }
+
+    /// A KMS outage fails every authorization change in flight at once. The relay waits out
+    /// the outage once for all of them: a pause per failed change, one after the other, made
+    /// the relay answer every key fetch 503 for minutes after the KMS was back (explore seed
+    /// 51: from 352 s to 464 s, and after a second outage ending at 503 s until 623 s).
+    #[test]
+    fn changes_failing_together_cost_one_pause_not_one_each() {
+        use connector::io::net::TurmoilNet;
+        let (mut sim, kms) = relay_world();
+        let shared = kms.clone();
+        sim.client("cloud", async move {
+            use rand::SeedableRng as _;
+            let cfg = crate::cloud::CloudConfig {
+                domain: "example.com".into(),
+                admin_token: "admin".into(),
+                kms_host: crate::kms::HDS_HOST.into(),
+            };
+            let cloud = Rc::new(RefCell::new(Cloud::with_remote_kms(
+                cfg,
+                rand_chacha::ChaCha8Rng::seed_from_u64(11),
+                crate::kms::HDS_HOST,
+                crate::kms::KMS_PORT,
+            )));
+            let addr = (crate::kms::HDS_HOST.to_string(), crate::kms::KMS_PORT);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let relay = tokio::task::spawn_local(kms_relay(TurmoilNet, addr, cloud, rx));
+            let mut uris = Vec::new();
+            for i in 0..KMS_CALLS_IN_FLIGHT_MAX {
+                let create = KmsCall::CreateKey {
+                    space_id: format!("space-{i}"),
+                    principals: vec!["alice@example.com".into()],
+                };
+                let Ok(KmsReply::Key(key)) = relay_call(&tx, create).await else {
+                    panic!("the KMS is up: key {i} is created");
+                };
+                uris.push(key.uri);
+            }
+            // Down: every change fails with 503, all of them in flight together.
+            shared.borrow_mut().set_outage(true);
+            let principal = "connector:exp-a-1";
+            for uri in &uris {
+                let call = KmsCall::Authorize {
+                    uri: uri.clone(),
+                    principal: principal.into(),
+                };
+                tx.send(Job::Change(call)).unwrap();
+            }
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            shared.borrow_mut().set_outage(false);
+            // Back: within the longest pause the changes are through and fetches answered.
+            tokio::time::sleep(KMS_RETRY_MAX + Duration::from_secs(1)).await;
+            let fetch = KmsCall::FetchKey {
+                uri: uris[0].clone(),
+                principal: principal.into(),
+            };
+            let answer = relay_call(&tx, fetch).await;
+            assert!(matches!(answer, Ok(KmsReply::Key(_))), "{answer:?}");
+            let kms = shared.borrow();
+            let authorized = uris
+                .iter()
+                .filter(|u| kms.kms().is_authorized(u, principal))
+                .count();
+            assert_eq!(authorized, uris.len());
+            drop(kms);
+            relay.abort();
+            Ok(())
+        });
+        sim.run().unwrap();
     }
 }
