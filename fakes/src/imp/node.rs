@@ -2250,7 +2250,11 @@ mod tests {
         assert!(try_bind(&mut n1, "carol", "desk").contains("<jid>"));
         assert_eq!(n1.session_count(), 3);
         assert!(try_bind(&mut n1, "alice", "desk").contains("<jid>"));
-        assert_eq!(n1.session_count(), 3, "a replaced resource is still one session");
+        assert_eq!(
+            n1.session_count(),
+            3,
+            "a replaced resource is still one session"
+        );
         n1.closed(T, desk);
         let bound: usize = n1.resources.values().map(BTreeMap::len).sum();
         assert_eq!(n1.session_count(), bound);
