@@ -16,7 +16,7 @@
 use super::directory::Directory;
 use super::failover::NodeStatus;
 use super::presence::ACTIVE_WINDOW;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// One IM&P node's row.
@@ -80,8 +80,9 @@ pub struct StatusInputs<'a> {
     pub cloud_fault: Option<&'a str>,
     /// The directory.
     pub directory: &'a Directory,
-    /// Assigned users (emails).
-    pub enabled: &'a [String],
+    /// Assigned users (emails): the node's own set, borrowed (sampled every few seconds, a
+    /// copy of 12,500 emails each time was a large share of a 75,000-user start, issue 16).
+    pub enabled: &'a BTreeSet<String>,
     /// Last use of Webex to read or write messages to or from Jabber, per email.
     pub last_active: &'a BTreeMap<String, Duration>,
     /// The shares of the cluster's other nodes, as they last uploaded them.
@@ -107,6 +108,8 @@ pub struct Share {
 impl Share {
     /// This node's share from its inputs.
     pub fn of(i: &StatusInputs<'_>) -> Self {
+        // Counted under borrowed node names, owned once per node at the end.
+        let mut nodes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         let mut s = Share::default();
         for email in i.enabled {
             let Some(entry) = i.directory.get(email) else {
@@ -118,10 +121,11 @@ impl Share {
                 .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
             s.enabled += 1;
             s.active += usize::from(is_active);
-            let n = s.nodes.entry(entry.home.clone()).or_default();
+            let n = nodes.entry(entry.home.as_str()).or_default();
             n.0 += 1;
             n.1 += usize::from(is_active);
         }
+        s.nodes = nodes.into_iter().map(|(n, c)| (n.to_string(), c)).collect();
         s
     }
 }
@@ -129,6 +133,12 @@ impl Share {
 impl StatusPage {
     /// Computes the page: this node's share plus its peers'.
     pub fn compute(i: &StatusInputs<'_>) -> Self {
+        Self::compute_with(i, &Share::of(i))
+    }
+
+    /// Computes the page from this node's share `own` (which is [`Share::of`] the inputs),
+    /// for a caller that needs the share too and would otherwise count it twice.
+    pub fn compute_with(i: &StatusInputs<'_>, own: &Share) -> Self {
         let mut rows: BTreeMap<&str, NodeRow> = i
             .nodes
             .iter()
@@ -145,9 +155,8 @@ impl StatusPage {
                 (n.as_str(), row)
             })
             .collect();
-        let own = Share::of(i);
         let (mut active, mut enabled) = (0, 0);
-        for share in std::iter::once(&own).chain(i.peers) {
+        for share in std::iter::once(own).chain(i.peers) {
             enabled += share.enabled;
             active += share.active;
             for (node, (users, act)) in &share.nodes {
@@ -260,7 +269,7 @@ mod tests {
         ];
         let active: BTreeMap<String, Duration> = [("u1@x".to_string(), now)].into_iter().collect();
         let page_of = |mine: &[&str], peers: &[Share]| {
-            let enabled: Vec<String> = mine.iter().map(|s| s.to_string()).collect();
+            let enabled: BTreeSet<String> = mine.iter().map(|s| s.to_string()).collect();
             let i = StatusInputs {
                 cloud_fault: None,
                 directory: &dir,
@@ -285,7 +294,7 @@ mod tests {
         let i = StatusInputs {
             cloud_fault: None,
             directory: &dir,
-            enabled: &[],
+            enabled: &BTreeSet::new(),
             last_active: &active,
             peers: std::slice::from_ref(&share_1),
             nodes: &[],
@@ -308,7 +317,7 @@ mod tests {
             })
             .collect();
         let dir = Directory::build(&[("a".into(), users)]);
-        let enabled: Vec<String> = (0..3).map(|i| format!("u{i}@x")).collect();
+        let enabled: BTreeSet<String> = (0..3).map(|i| format!("u{i}@x")).collect();
         let now = Duration::from_secs(100 * 3600);
         let last_active: BTreeMap<String, Duration> =
             [("u0@x".to_string(), now - Duration::from_secs(60))]

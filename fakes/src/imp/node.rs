@@ -230,6 +230,10 @@ pub struct ImpNode {
     conns: BTreeMap<ConnId, Conn>,
     /// bare JID → resource → connection.
     resources: BTreeMap<String, BTreeMap<String, ConnId>>,
+    /// The resources bound in `resources`, kept as they are inserted and removed: the JSM
+    /// limit is checked at every bind, and summing 12,500 users' maps each time made a node's
+    /// login storm quadratic (issue 16).
+    resources_bound: usize,
     out: VecDeque<(ConnId, Transmit)>,
     next_conn: ConnId,
     stats: NodeStats,
@@ -324,6 +328,7 @@ impl ImpNode {
             db,
             conns: BTreeMap::new(),
             resources: BTreeMap::new(),
+            resources_bound: 0,
             out: VecDeque::new(),
             next_conn: 1,
             stats: NodeStats::default(),
@@ -352,9 +357,21 @@ impl ImpNode {
         &self.cfg
     }
 
+    /// Binds `bare/resource` to `conn`, keeping [`Self::session_count`]'s count.
+    fn bind_resource(&mut self, bare: String, resource: String, conn: ConnId) {
+        let res = self.resources.entry(bare).or_default();
+        if res.insert(resource, conn).is_none() {
+            self.resources_bound += 1;
+        }
+    }
+
     /// Number of bound resources (sessions).
     pub fn session_count(&self) -> usize {
-        self.resources.values().map(BTreeMap::len).sum()
+        debug_assert_eq!(
+            self.resources_bound,
+            self.resources.values().map(BTreeMap::len).sum::<usize>()
+        );
+        self.resources_bound
     }
 
     /// Registers a new client connection.
@@ -431,7 +448,12 @@ impl ImpNode {
     fn end_session(&mut self, jid: &Jid, available: bool) {
         let bare = jid.bare();
         if let Some(res) = self.resources.get_mut(&bare) {
-            res.remove(jid.resource.as_deref().unwrap_or_default());
+            if res
+                .remove(jid.resource.as_deref().unwrap_or_default())
+                .is_some()
+            {
+                self.resources_bound -= 1;
+            }
             if res.is_empty() {
                 self.resources.remove(&bare);
             }
@@ -735,10 +757,7 @@ impl ImpNode {
             ),
         );
         self.send(conn, &reply);
-        self.resources
-            .entry(bare)
-            .or_default()
-            .insert(resource, conn);
+        self.bind_resource(bare, resource, conn);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.state = State::Ready { jid };
         }
@@ -1847,10 +1866,7 @@ impl ImpNode {
                 last_presence: None,
             },
         );
-        self.resources
-            .entry(bare.clone())
-            .or_default()
-            .insert(resource, id);
+        self.bind_resource(bare.clone(), resource, id);
         self.component_sessions.insert(id, link);
         // The user switched to Webex: out of ad-hoc group chats, followed in persistent rooms
         // (spec 42 (b), (d)).
@@ -2307,6 +2323,29 @@ mod tests {
             (n1.jsm_session_count(), n1.stats().jsm_refused_logins),
             (2, 1)
         );
+    }
+
+    #[test]
+    fn the_kept_session_count_follows_binds_replacements_and_closes() {
+        // The count the JSM limit reads is kept, not summed (issue 16): it must match the
+        // bound resources through every change.
+        let (mut n1, _) = cluster(true, (14, 0));
+        let desk = start_auth(&mut n1, "alice");
+        let h = xmpp::stream_header(xmpp::NS_CLIENT, None, Some("example.com"), None);
+        n1.input(T, desk, h.as_bytes());
+        n1.input(T, desk, b"<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>desk</resource></bind></iq>");
+        assert!(try_bind(&mut n1, "alice", "phone").contains("<jid>"));
+        assert!(try_bind(&mut n1, "carol", "desk").contains("<jid>"));
+        assert_eq!(n1.session_count(), 3);
+        assert!(try_bind(&mut n1, "alice", "desk").contains("<jid>"));
+        assert_eq!(
+            n1.session_count(),
+            3,
+            "a replaced resource is still one session"
+        );
+        n1.closed(T, desk);
+        let bound: usize = n1.resources.values().map(BTreeMap::len).sum();
+        assert_eq!(n1.session_count(), bound);
     }
 
     #[test]

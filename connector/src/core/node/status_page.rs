@@ -12,7 +12,6 @@ impl ConnectorNode {
 
     /// The page, and this node's own share of its counts (uploaded for the peers).
     fn page_and_share(&self, now: Duration) -> (StatusPage, Share) {
-        let enabled: Vec<String> = self.assigned.iter().cloned().collect();
         let peers: Vec<Share> = self.peer_shares.values().cloned().collect();
         let cert: BTreeMap<&str, bool> = self
             .s
@@ -37,13 +36,14 @@ impl ConnectorNode {
         let inputs = StatusInputs {
             cloud_fault: self.cloud_fault.as_deref(),
             directory: &self.directory,
-            enabled: &enabled,
+            enabled: &self.assigned,
             last_active: &self.interop_seen,
             peers: &peers,
             nodes: &nodes,
             now,
         };
-        (StatusPage::compute(&inputs), Share::of(&inputs))
+        let own = Share::of(&inputs);
+        (StatusPage::compute_with(&inputs, &own), own)
     }
 
     /// The cluster peers' shares from a heartbeat answer (`peers: [{id, share}]`): replaces
