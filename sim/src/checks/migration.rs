@@ -236,7 +236,7 @@ fn cluster_totals(s: &Scenario, out: &History) -> Vec<String> {
                     .collect();
             }
             if !sums.contains(&(page.enabled, page.active)) {
-                bad.push(not_explained(h, *t, page, &own, &peers));
+                bad.push(not_explained(h, *t, page, own, &peers));
             }
         }
     }
