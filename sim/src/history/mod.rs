@@ -11,7 +11,7 @@ pub mod trace;
 use crate::plan::faults::Timed;
 use crate::plan::topology::UserSpec;
 use connector::core::failover::NodeStatus;
-use connector::core::status::StatusPage;
+use connector::core::status::{Share, StatusPage};
 use fakes::imp::PrgState;
 use fakes::imp::muc::MucStats;
 use observer::Observer;
@@ -39,6 +39,9 @@ pub struct History {
     pub series: BTreeMap<String, Vec<(f64, f64)>>,
     /// Every sampled status page (spec 66-71), by Expressway host, in time order.
     pub status_pages: BTreeMap<String, Vec<(Duration, StatusPage)>>,
+    /// Each connector's own share of its page's counts, sampled with `status_pages`: what its
+    /// peers' pages show of it a heartbeat or two later (spec 69).
+    pub status_shares: BTreeMap<String, Vec<(Duration, Share)>>,
     /// Every session move the connectors made, by Expressway host, in order.
     pub moves: BTreeMap<String, Vec<SessionMove>>,
     /// Every IM&P node's PRG state, sampled, by host.
@@ -86,6 +89,7 @@ impl History {
             applied: Vec::new(),
             series: BTreeMap::new(),
             status_pages: BTreeMap::new(),
+            status_shares: BTreeMap::new(),
             moves: BTreeMap::new(),
             prg_states: BTreeMap::new(),
             node_stats: BTreeMap::new(),

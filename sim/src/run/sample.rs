@@ -175,6 +175,10 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
             .entry(host.clone())
             .or_default()
             .push((now, core.status_page(now)));
+        out.status_shares
+            .entry(host.clone())
+            .or_default()
+            .push((now, core.status_share(now)));
     }
 }
 
