@@ -617,7 +617,11 @@ mod tests {
                 link_session(&net, "imp-a-1", &peers, stream, &mut rx, &tx, &mut backoff).await;
             assert!(!up);
             assert_eq!(why, "handshake unanswered");
-            assert!(net.now() <= LINK_HANDSHAKE_TIMEOUT * 2, "ended at {:?}", net.now());
+            assert!(
+                net.now() <= LINK_HANDSHAKE_TIMEOUT * 2,
+                "ended at {:?}",
+                net.now()
+            );
             Ok(())
         });
         sim.run().expect("the link ends");
