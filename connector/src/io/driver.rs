@@ -40,6 +40,9 @@ pub const WORKER_QUEUE_MAX: usize = 4_096;
 pub const LINK_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A link whose ping is unanswered for this long is dead.
 pub const LINK_PING_TIMEOUT: Duration = Duration::from_secs(30);
+/// A link whose handshake is not accepted this long after it connected is dead: the node's
+/// answer was lost, and before the handshake no keepalive ping runs to find out.
+pub const LINK_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connect attempts give up after this long (a connect to a crashed host is never refused in turmoil: it hangs).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The component port.
@@ -368,6 +371,9 @@ struct Link<'a, W> {
     /// The keepalive ping in flight: its id and when it was sent.
     pending_ping: Option<(String, Duration)>,
     ping_seq: u64,
+    /// When the connection was made: the handshake must be accepted by
+    /// [`LINK_HANDSHAKE_TIMEOUT`] after it.
+    connected_at: Duration,
 }
 
 /// Why a link ended (for the log), as the `Err` of each step.
@@ -448,11 +454,15 @@ impl<W: tokio::io::AsyncWrite + Unpin> Link<'_, W> {
         self.write(&bytes).await
     }
 
-    /// Keepalive (XEP-0199): a ping unanswered for [`LINK_PING_TIMEOUT`] ends the link.
+    /// Keepalive (XEP-0199): a ping unanswered for [`LINK_PING_TIMEOUT`] ends the link, and so
+    /// does a handshake not accepted within [`LINK_HANDSHAKE_TIMEOUT`].
     async fn on_tick(&mut self, now: Duration) -> Result<(), LinkEnd> {
         let late = |(_, at): &(String, Duration)| now.saturating_sub(*at) > LINK_PING_TIMEOUT;
         if self.pending_ping.as_ref().is_some_and(late) {
             return Err("ping unanswered".into());
+        }
+        if !self.up && now.saturating_sub(self.connected_at) >= LINK_HANDSHAKE_TIMEOUT {
+            return Err("handshake unanswered".into());
         }
         if !self.up || self.pending_ping.is_some() {
             return Ok(());
@@ -511,6 +521,7 @@ async fn link_session<N: Net>(
         up: false,
         pending_ping: None,
         ping_seq: 0,
+        connected_at: net.now(),
     };
     let header = xmpp::stream_header(NS_COMPONENT, None, Some(node), None);
     if let Err(end) = link.write(&header).await {
@@ -568,5 +579,51 @@ async fn event_stream<N: Net>(
             }
         }
         tokio::time::sleep(backoff.next_delay(&mut rng)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::net::TurmoilNet;
+
+    /// An IM&P node that takes the connection and the stream header and never answers: its
+    /// answer was lost (explore seed 2351: 12 % packet loss between exp-a-2 and imp-a-2 while
+    /// the link opened; turmoil loses the segment and the ones behind it). The link is not up,
+    /// so no keepalive ping runs; it waited for good and the node's users never got a session.
+    /// It must end, so that the link is opened again.
+    #[test]
+    fn a_link_whose_handshake_is_never_answered_ends() {
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(600))
+            .build();
+        sim.host("imp-a-1", || async {
+            let l = turmoil::net::TcpListener::bind(("0.0.0.0", COMPONENT_PORT)).await?;
+            let (mut s, _) = l.accept().await?;
+            let mut buf = [0u8; 1024];
+            // Read and never answer, holding the connection open.
+            while s.read(&mut buf).await? > 0 {}
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        sim.client("exp-a-1", async {
+            let net = TurmoilNet;
+            let peers = Peers::standard("cloud", "secret");
+            let stream = net.connect("imp-a-1", COMPONENT_PORT).await?;
+            let (_out, mut rx) = mpsc::channel(1);
+            let (tx, _inbox) = mpsc::channel(1);
+            let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(30));
+            let (why, up) =
+                link_session(&net, "imp-a-1", &peers, stream, &mut rx, &tx, &mut backoff).await;
+            assert!(!up);
+            assert_eq!(why, "handshake unanswered");
+            assert!(
+                net.now() <= LINK_HANDSHAKE_TIMEOUT * 2,
+                "ended at {:?}",
+                net.now()
+            );
+            Ok(())
+        });
+        sim.run().expect("the link ends");
     }
 }

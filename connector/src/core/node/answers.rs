@@ -100,7 +100,10 @@ impl ConnectorNode {
                 Pending::Assignments { resync: false },
             ),
             Pending::Assignments { resync } => self.on_assignments(now, &json(), resync),
-            Pending::Presence => self.on_presence(now, &json()),
+            Pending::Presence => {
+                self.presence_failures = 0;
+                self.on_presence(now, &json());
+            }
             Pending::Space { pair } => self.on_space(now, pair, &json(), rng),
             Pending::SpaceInfo { space_id } => self.on_space_info(now, &space_id, &json(), rng),
             Pending::Key { uri } => self.on_key(now, &uri, &json(), rng),
@@ -204,7 +207,15 @@ impl ConnectorNode {
                 self.deferred.push((at, Pending::HandBack(h)));
             }
             Pending::HandBack(_) => self.stats.dropped_unserved += 1,
-            Pending::Presence | Pending::Post(_) => {}
+            // The answer is what wants the sessions of users just assigned: a query the cloud
+            // did not answer brings the next poll (of every assigned user) forward, after a
+            // seeded backoff, instead of leaving them without a session for a whole interval.
+            Pending::Presence => {
+                self.presence_failures = self.presence_failures.saturating_add(1);
+                let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, self.presence_failures, rng);
+                self.next_poll = self.next_poll.min(at);
+            }
+            Pending::Post(_) => {}
         }
     }
 }

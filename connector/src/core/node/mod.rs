@@ -405,6 +405,8 @@ pub struct ConnectorNode {
     retry_at: Option<(Duration, Pending)>,
     next_heartbeat: Duration,
     next_poll: Duration,
+    /// Consecutive presence queries that failed, for the backoff of the poll brought forward.
+    presence_failures: u32,
     // discovery
     nodes: BTreeMap<String, Vec<ImpNodeInfo>>,
     users: BTreeMap<String, Vec<AxlUser>>,
@@ -539,6 +541,7 @@ impl ConnectorNode {
             retry_at: None,
             next_heartbeat: now,
             next_poll: now,
+            presence_failures: 0,
             nodes: BTreeMap::new(),
             users: BTreeMap::new(),
             discovering: BTreeSet::new(),
