@@ -82,17 +82,22 @@ impl InteropMatrix {
     }
 }
 
+/// The help line listing the 16 cells' names, in table order.
+fn valid_cells() -> String {
+    let valid: Vec<String> = interop::all_cells()
+        .into_iter()
+        .map(interop::cell_name)
+        .collect();
+    format!("valid cells: {}", valid.join(", "))
+}
+
 /// `cells` names at least one cell, and only cells of the matrix: problems at `at[i]`, with
 /// the valid names.
 fn cell_problems(cells: Option<&[String]>, at: &str) -> Vec<Problem> {
     let Some(cells) = cells else {
         return Vec::new();
     };
-    let valid: Vec<String> = interop::all_cells()
-        .into_iter()
-        .map(interop::cell_name)
-        .collect();
-    let help = Some(format!("valid cells: {}", valid.join(", ")));
+    let help = Some(valid_cells());
     if cells.is_empty() {
         let message = "`cells` names no cell: the check would require nothing".to_string();
         return vec![Problem {
@@ -116,17 +121,13 @@ fn cell_problems(cells: Option<&[String]>, at: &str) -> Vec<Problem> {
 /// `expect` overrides name cells of the matrix and say `deliver` or `fail`: a misspelt key
 /// would otherwise leave the spec's expectation in force and the planted test proving nothing.
 fn expect_problems(expect: &std::collections::BTreeMap<String, String>, at: &str) -> Vec<Problem> {
-    let valid: Vec<String> = interop::all_cells()
-        .into_iter()
-        .map(interop::cell_name)
-        .collect();
     let mut problems = Vec::new();
     for (cell, want) in expect {
         if interop::cell_of(cell).is_none() {
             problems.push(Problem {
                 path: format!("{at}.{cell}"),
                 message: format!("`{cell}` is not a cell of the interop matrix"),
-                help: Some(format!("valid cells: {}", valid.join(", "))),
+                help: Some(valid_cells()),
             });
         } else if want != "deliver" && want != "fail" {
             problems.push(Problem {

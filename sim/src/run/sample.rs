@@ -171,14 +171,15 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
         push(format!("connector_assigned/{host}"), core.assigned().len());
         let open: usize = per_node.values().sum();
         push(format!("connector_open_sessions/{host}"), open);
+        let (page, share) = core.page_and_share(now);
         out.status_pages
             .entry(host.clone())
             .or_default()
-            .push((now, core.status_page(now)));
+            .push((now, page));
         out.status_shares
             .entry(host.clone())
             .or_default()
-            .push((now, core.status_share(now)));
+            .push((now, share));
     }
 }
 

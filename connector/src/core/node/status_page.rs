@@ -10,15 +10,10 @@ impl ConnectorNode {
         page
     }
 
-    /// This node's own share of the page's counts now: what its next heartbeat uploads for
-    /// its peers (spec 69-71). Peers show it a heartbeat or two later.
-    pub fn status_share(&self, now: Duration) -> Share {
-        let (_, share) = self.page_and_share(now);
-        share
-    }
-
-    /// The page, and this node's own share of its counts (uploaded for the peers).
-    fn page_and_share(&self, now: Duration) -> (StatusPage, Share) {
+    /// The page, and this node's own share of its counts: what its next heartbeat uploads
+    /// for its peers (spec 69-71), which they show a heartbeat or two later. One computation
+    /// for both, for a caller that samples both.
+    pub fn page_and_share(&self, now: Duration) -> (StatusPage, Share) {
         let peers: Vec<Share> = self.peer_shares.values().cloned().collect();
         let cert: BTreeMap<&str, bool> = self
             .s
