@@ -252,6 +252,25 @@ fn jsm_stall_is_named() -> Result<(), Failed> {
     Ok(())
 }
 
+/// Every scenario, the ignored large ones included, is a deployment the guides allow at its
+/// size: no PRG peer is left holding more JSM sessions after a failover than its OVA takes
+/// (spec 10), which `hmsim check` would warn about. A scenario that means to stall lives in
+/// `sim/tests/planted/`.
+fn no_scenario_is_warned() -> Result<(), Failed> {
+    let mut warned = Vec::new();
+    for path in yaml_files(&workspace().join("scenarios")) {
+        let s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
+        for w in sim::plan::prg_capacity::scenario_warnings(&s) {
+            warned.push(format!("{}: {w}", path.display()));
+        }
+    }
+    if warned.is_empty() {
+        Ok(())
+    } else {
+        Err(warned.join("\n").into())
+    }
+}
+
 fn main() {
     let args = Arguments::from_args();
     let root = workspace();
@@ -284,6 +303,10 @@ fn main() {
     trials.push(Trial::test(
         "planted::jsm_stall_is_named",
         jsm_stall_is_named,
+    ));
+    trials.push(Trial::test(
+        "capacity::no_scenario_is_warned",
+        no_scenario_is_warned,
     ));
     for path in yaml_files(&root.join("sim/tests/bad-input")) {
         let name = format!("bad_input::{}", path.file_stem().unwrap().to_string_lossy());
