@@ -99,7 +99,9 @@ impl ConnectorNode {
                 0,
                 Pending::Assignments { resync: false },
             ),
-            Pending::Assignments { resync } => self.on_assignments(now, &json(), resync),
+            Pending::Assignments { resync } => {
+                self.on_assignments(now, &json(), resync, rng);
+            }
             Pending::Presence => {
                 self.presence_failures = 0;
                 self.on_presence(now, &json());
@@ -185,8 +187,14 @@ impl ConnectorNode {
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
             // What waits for a space or a key stays queued and is asked for again after a
-            // seeded backoff of its own (a KMS outage or a 503 must not lose messages).
+            // seeded backoff of its own (a KMS outage or a 503 must not lose messages). Until
+            // then the fetch counts as in flight: later messages wait for this retry.
             fetch @ (Pending::Space { .. } | Pending::Key { .. } | Pending::SpaceInfo { .. }) => {
+                match &fetch {
+                    Pending::Space { pair } => self.spaces_in_flight.insert(pair.clone()),
+                    Pending::Key { uri } => self.keys_in_flight.insert(uri.clone()),
+                    _ => false,
+                };
                 let id = fetch_id(&fetch).expect("a fetch");
                 let failures = self.fetch_failures.entry(id).or_default();
                 *failures += 1;

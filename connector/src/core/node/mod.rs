@@ -445,11 +445,14 @@ pub struct ConnectorNode {
     sessions_bucket_is_migration: bool,
     /// Space, key and space-info requests to ask again at a time (after a failure).
     deferred: Vec<(Duration, Pending)>,
-    /// Keys asked for and not answered yet (one fetch per key at a time).
+    /// Keys asked for and not answered yet, or waiting in `deferred` to be asked again (one
+    /// fetch per key at a time).
     keys_in_flight: BTreeSet<String>,
     /// Conversations with posts waiting for a key, by key URI.
     key_waiters: BTreeMap<String, BTreeSet<(String, String)>>,
-    /// Conversations whose space is asked for and not answered yet.
+    /// Conversations whose space is asked for and not answered yet, or waiting in `deferred`
+    /// to be asked again: one fetch per conversation at a time, so that its next messages
+    /// queue behind it rather than each asking (and failing, and retrying) on its own.
     spaces_in_flight: BTreeSet<(String, String)>,
     /// `client_id`s of posts already queued ([`POSTED_IDS_MAX`]).
     posted: BTreeMap<String, String>,

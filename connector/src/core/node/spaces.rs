@@ -94,6 +94,36 @@ impl ConnectorNode {
         }
     }
 
+    /// `users` were just assigned here: a space or key that a conversation of theirs waits
+    /// for after a failure is asked for again now, its backoff forgotten. The failures were
+    /// an outage, or the cloud refusing a node that served no member (403) while it had moved
+    /// them away; the node serves them again, and another node serving the other member posts
+    /// that conversation's next message at once: the backlog held here must not wait out a
+    /// backoff grown meanwhile (up to [`RETRY_MAX`]) and come after it.
+    pub(super) fn ask_again_for(&mut self, users: &[String], now: Duration, rng: &mut impl Rng) {
+        if users.is_empty() || self.deferred.is_empty() {
+            return;
+        }
+        let users: BTreeSet<&str> = users.iter().map(String::as_str).collect();
+        let theirs =
+            |p: &(String, String)| users.contains(p.0.as_str()) || users.contains(p.1.as_str());
+        let waiters = &self.key_waiters;
+        let (now_due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|(_, what)| match what {
+                Pending::Space { pair } => theirs(pair),
+                Pending::Key { uri } => waiters.get(uri).is_some_and(|w| w.iter().any(theirs)),
+                _ => false,
+            });
+        self.deferred = later;
+        for (_, what) in now_due {
+            if let Some(id) = fetch_id(&what) {
+                self.fetch_failures.remove(&id);
+            }
+            self.retry_fetch(what, now, rng);
+        }
+    }
+
     pub(super) fn fetch_key(&mut self, uri: &str) {
         if self.keys_in_flight.insert(uri.to_string()) {
             // Fetches need no order among themselves: spread them over the connections.

@@ -90,8 +90,14 @@ impl ConnectorNode {
     /// Asks again for a space, a key or a space's members after a failure.
     pub(super) fn retry_fetch(&mut self, what: Pending, now: Duration, rng: &mut impl Rng) {
         match what {
-            Pending::Space { pair } => self.flush_outbox(&pair, now, rng),
-            Pending::Key { uri } => self.fetch_key(&uri),
+            Pending::Space { pair } => {
+                self.spaces_in_flight.remove(&pair);
+                self.flush_outbox(&pair, now, rng);
+            }
+            Pending::Key { uri } => {
+                self.keys_in_flight.remove(&uri);
+                self.fetch_key(&uri);
+            }
             Pending::SpaceInfo { space_id } => {
                 let path = format!("/v1/spaces/{space_id}");
                 self.cloud(

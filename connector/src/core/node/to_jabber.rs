@@ -41,6 +41,7 @@ impl ConnectorNode {
                     self.jabber_seen.entry(u.clone()).or_insert(now);
                 }
                 self.poll_presence(&new);
+                self.ask_again_for(&new, now, rng);
             }
             Event::Registration {
                 state: RegState::Registered,

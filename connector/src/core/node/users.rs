@@ -6,7 +6,13 @@ impl ConnectorNode {
     /// A snapshot of this node's assignments. It may be older than assignment events that
     /// arrived meanwhile on the event stream, so it only adds users, except on a resync after
     /// the stream reconnected, when missed removals must be applied too.
-    pub(super) fn on_assignments(&mut self, now: Duration, v: &Value, resync: bool) {
+    pub(super) fn on_assignments(
+        &mut self,
+        now: Duration,
+        v: &Value,
+        resync: bool,
+        rng: &mut impl Rng,
+    ) {
         let users: BTreeSet<String> = v["users"]
             .as_array()
             .map(|a| {
@@ -27,6 +33,7 @@ impl ConnectorNode {
             self.jabber_seen.entry(u.clone()).or_insert(now);
         }
         self.poll_presence(&added);
+        self.ask_again_for(&added, now, rng);
     }
 
     pub(super) fn unassign(&mut self, user: &str, now: Duration) {
