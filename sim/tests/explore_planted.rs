@@ -1,9 +1,8 @@
 //! The planted defect (README, "The planted defect"): with the connector dropping every
 //! 50th Webex → Jabber message while a node is failed over, `hmsim explore` finds a
 //! `no_message_loss` failure (not a known one of the CI range) within a fixed budget of
-//! seeds, and shrinks it to a scenario
-//! of at most a few users and one fault, which fails on its own and passes without the
-//! defect.
+//! seeds, and shrinks it to a scenario of at most a few users and one fault, which fails on
+//! its own and passes without the defect.
 //!
 //! Ignored in `cargo test` (a few hundred runs): `cargo test -p sim --release --test
 //! explore_planted -- --ignored`.
