@@ -110,6 +110,8 @@ pub struct Swarm {
     pub group_chat: bool,
     /// Edits, deletes, files, typing and read markers from the Webex App.
     pub rich_actions: bool,
+    /// A chat burst around one fault, often a PRG failover added for it ([`fault_burst`]).
+    pub fault_burst: bool,
 }
 
 /// Draws the seed's swarm: each feature independently with probability one half.
@@ -125,12 +127,16 @@ pub fn swarm(rngs: &RngFactory) -> Swarm {
         .copied()
         .filter(|_| r.random_bool(0.5))
         .collect();
+    let (presence, group_chat, rich_actions) =
+        (r.random_bool(0.5), r.random_bool(0.3), r.random_bool(0.5));
     Swarm {
         fault_kinds,
         optional_checks,
-        presence: r.random_bool(0.5),
-        group_chat: r.random_bool(0.3),
-        rich_actions: r.random_bool(0.5),
+        presence,
+        group_chat,
+        rich_actions,
+        // Drawn last, so that the draws above stay those of the seeds already known.
+        fault_burst: r.random_bool(0.5),
     }
 }
 
@@ -165,6 +171,8 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
     s.faults = faults(&mut rngs.named("explore/faults"), &s, &sw, lim.faults_max);
     // Bodies on a stream of their own: the draws above, which define the known seeds, stay.
     bodies(&mut rngs.named("explore/bodies"), &mut s.workloads);
+    // On a stream of its own too: seeds without a burst draw exactly what they drew before.
+    fault_burst(&mut rngs.named("explore/burst"), &mut s, &sw, &lim);
     s.checks = checks(&s, &sw);
     // Control Hub may take up to 5 minutes to let a node register (spec 12) and assignment
     // follows: a shorter run would leave `within_capacity` nothing to judge, which it fails.
@@ -482,6 +490,101 @@ fn bodies(r: &mut ChaCha8Rng, workloads: &mut [Workload]) {
             size: BodySize::Range { min: 1, max },
             chars,
         });
+    }
+}
+
+/// A burst sends one message per user this often at most and at least (seconds): dense
+/// enough that a few users put a hundred messages into a few minutes of a failed-over PRG
+/// (the planted defect drops one in 50), sparse enough that a seed still costs seconds.
+const BURST_INTERVAL_S: (u64, u64) = (4, 15);
+
+/// A burst goes on this long (seconds, drawn) after its fault's messages stop being at risk,
+/// to see what the fault left behind: sessions moved to the PRG peer, clients back.
+const BURST_AFTER_S: (u64, u64) = (180, 300);
+
+/// Swarm, around faults: when the seed enables it, a chat workload much busier than the
+/// background chat, from just before one fault until some minutes after that fault's risk
+/// window ends ([`crate::oracle::RISK_MARGIN`]), so that what the fault leaves behind
+/// (a PRG failed over, users moved between nodes) carries traffic that must arrive. The
+/// fault is a PRG failover added for the burst when the topology has a PRG pair (on half the
+/// seeds that have faults already, on every seed that has none), else one of the drawn ones.
+/// An added failover comes early (1-2 minutes in) and the run lasts long enough after it,
+/// within the profile's longest duration.
+fn fault_burst(r: &mut ChaCha8Rng, s: &mut Scenario, sw: &Swarm, lim: &Limits) {
+    if !sw.fault_burst {
+        return;
+    }
+    let p = pools(s);
+    let add = applies("imp_failover", &p) && (s.faults.is_empty() || r.random_bool(0.5));
+    let focus = if add {
+        let mut f = fault(r, "imp_failover", &p, s);
+        f.at = Dur::from_secs(r.random_range(60..=120));
+        if f.for_.is_some() {
+            f.for_ = Some(Dur::from_secs(r.random_range(120..=300)));
+        }
+        s.faults.push(f.clone());
+        s.faults.sort_by_key(|f| f.at);
+        f
+    } else if s.faults.is_empty() {
+        return;
+    } else {
+        s.faults[r.random_range(0..s.faults.len())].clone()
+    };
+    let (start, end) = crate::plan::faults::window(&focus);
+    // An automatic failover is seen by the PRG a heartbeat timeout after the crash.
+    let heartbeat = Duration::from_secs(60);
+    // Clients log in during the first minute.
+    let login = Duration::from_secs(60);
+    let after = Duration::from_secs(r.random_range(BURST_AFTER_S.0..=BURST_AFTER_S.1));
+    let stop = end + heartbeat + crate::oracle::RISK_MARGIN + after;
+    if add {
+        let longest = Duration::from_secs(60 * lim.duration_min.1);
+        s.duration = s.duration.max(Dur(stop.min(longest)));
+    }
+    let from = match (s.users.webex != Pct::NONE, r.random_range(0..10)) {
+        (true, 0..5) => ClientSel::Webex,
+        (true, 5..7) => ClientSel::Jabber,
+        _ => ClientSel::Any,
+    };
+    let every_s = r.random_range(BURST_INTERVAL_S.0..=BURST_INTERVAL_S.1);
+    let burst = ChatWorkload {
+        rate_per_user: Rate {
+            count: 1.0,
+            per: Duration::from_secs(every_s),
+        },
+        mix: ChatMix::default(),
+        from,
+        to: ClientSel::Any,
+        start: Some(Dur(start
+            .saturating_sub(Duration::from_secs(30))
+            .max(login))),
+        stop: (stop < s.duration.0).then_some(Dur(stop)),
+        contacts_per_user: r.random_range(1..=3),
+        body: None,
+    };
+    apply_burst(&mut s.workloads, burst);
+}
+
+/// Puts the burst `b` into the chat workloads. A sender has one chat plan (validation
+/// refuses two workloads with the same senders), so the workloads of `b`'s senders take its
+/// rate and window, keeping their mix, contacts and bodies; a workload of every sender keeps
+/// sending at its own rate from the other client's senders, and `b` is added for its own.
+fn apply_burst(workloads: &mut Vec<Workload>, b: ChatWorkload) {
+    let mut covered = false;
+    for w in workloads.iter_mut() {
+        let Workload::Chat(c) = w else { continue };
+        if b.from == ClientSel::Any || c.from == b.from {
+            (c.rate_per_user, c.start, c.stop) = (b.rate_per_user, b.start, b.stop);
+            covered = true;
+        } else if c.from == ClientSel::Any {
+            c.from = match b.from {
+                ClientSel::Webex => ClientSel::Jabber,
+                _ => ClientSel::Webex,
+            };
+        }
+    }
+    if !covered {
+        workloads.push(Workload::Chat(b));
     }
 }
 
@@ -804,6 +907,44 @@ mod tests {
         assert!(
             domains > 10 && domains < n,
             "{domains} of {n} with another domain"
+        );
+    }
+
+    /// Swarm around faults: about half the seeds chat in a burst around one fault, many of
+    /// them around a PRG failover for good early in the run, with at least three minutes of
+    /// burst after its risk window (an automatic failover is seen a heartbeat timeout, 60 s,
+    /// after the crash; the risk window is 150 s more), where every message must arrive.
+    #[test]
+    fn some_seeds_burst_around_an_early_failover() {
+        let burst_end = |s: &Scenario| {
+            s.workloads.iter().find_map(|w| match w {
+                Workload::Chat(c)
+                    if c.rate_per_user.per <= Duration::from_secs(BURST_INTERVAL_S.1) =>
+                {
+                    Some(c.stop.unwrap_or(s.duration).0)
+                }
+                _ => None,
+            })
+        };
+        let (mut bursts, mut early) = (0, 0);
+        for seed in 0..200 {
+            let s = generate(seed, Profile::Small);
+            let Some(end) = burst_end(&s) else {
+                continue;
+            };
+            bursts += 1;
+            let room = |f: &Fault| {
+                f.imp_failover.is_some()
+                    && f.for_.is_none()
+                    && f.at.0 <= Duration::from_secs(120)
+                    && end >= f.at.0 + Duration::from_secs(60 + 150 + 180)
+            };
+            early += usize::from(s.faults.iter().any(room));
+        }
+        assert!((60..=120).contains(&bursts), "{bursts} of 200 seeds burst");
+        assert!(
+            early >= 10,
+            "{early} of {bursts} bursts around an early failover"
         );
     }
 
