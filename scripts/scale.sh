@@ -5,6 +5,7 @@
 #   scripts/scale.sh                          # compare: raw vs harness c2s vs hybrid, 3,000 users
 #   scripts/scale.sh compare 5000 'keepalive: { kind: whitespace }'   # plus a lever as a variant
 #   scripts/scale.sh table 5000,15000,30000   # wall per simulated minute and peak RSS by size
+#   scripts/scale.sh cluster 5000,15000,30000 # the same on cluster-75k's six-node shape
 #
 # Release build; the first run compiles for a few minutes.
 set -euo pipefail

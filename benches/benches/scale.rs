@@ -16,6 +16,11 @@
 //! Every rate is printed twice: per wall second, and per CPU second of this process. On a
 //! shared machine the second is the one to compare (the run and its baseline may get very
 //! different shares of a core over minutes); both are ratios to the baseline.
+//! - `-- cluster [USERS,…] [MINUTES] [YAML]`: as `table` (10 minutes unless MINUTES), on the
+//!   six-node shape of `cluster-75k` (six IM&P nodes in three PRG pairs, six Large Expressway
+//!   nodes, 8 + 8 farms), no fault. With `BENCH_MARKS` set, `table` and `cluster` print each
+//!   simulated minute's start with the machine's uptime on stderr (to cut a
+//!   `perf record -k boottime` profile by minute).
 //! - `-- raw USERS`: the raw baseline alone at USERS connections (to quote a whole
 //!   `hmsim run` against, in the same command).
 //! - `-- axl [USERS,…]`: discovery's paging through the fake AXL service at each size, one
@@ -39,7 +44,18 @@ fn main() {
         .filter(|a| !a.starts_with("--"))
         .collect();
     match args.first().map(String::as_str) {
-        Some("table") => table(&args[1..]),
+        Some("table") => table(Shape::Hybrid, TABLE_MINUTES, &args[1..]),
+        Some("cluster") => {
+            let minutes = args.get(2).and_then(|a| a.parse().ok());
+            let rest: Vec<String> = args
+                .iter()
+                .skip(1)
+                .take(1)
+                .chain(args.get(3))
+                .cloned()
+                .collect();
+            table(Shape::Cluster, minutes.unwrap_or(TABLE_MINUTES), &rest)
+        }
         Some("compare") => compare(&args[1..]),
         Some("raw") => {
             let users = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(22_500);
@@ -126,29 +142,23 @@ fn compare(args: &[String]) {
     }
 }
 
-fn table(args: &[String]) {
+fn table(shape: Shape, minutes: u64, args: &[String]) {
     let sizes: Vec<usize> = args
         .first()
         .map(|a| a.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![5000, 15000, 30000]);
     let extra = args.get(1).map(String::as_str).unwrap_or("");
     println!(
-        "users  raw-sim-s/wall-s|cpu-s  wall-s, then cpu-s, per simulated minute 1..{TABLE_MINUTES}  total-s  peak-RSS-MiB"
+        "users  raw-sim-s/wall-s|cpu-s  wall-s, then cpu-s, per simulated minute 1..{minutes}  total-s  peak-RSS-MiB"
     );
     for users in sizes {
         let raw = shape::raw_rate(users, WARM, WARM + Duration::from_secs(120));
-        let t = shape::run(&shape::yaml(
-            Shape::Hybrid,
-            users,
-            TABLE_MINUTES,
-            120,
-            extra,
-        ));
+        let t = shape::run(&shape::yaml(shape, users, minutes, 120, extra));
         if let Some(f) = &t.failure {
             eprintln!("warning: the {users}-user run failed: {f}");
         }
         let per_minute = |f: &dyn Fn(Duration, Duration) -> Option<Duration>| -> String {
-            (0..TABLE_MINUTES)
+            (0..minutes)
                 .map(|m| {
                     let (a, b) = (
                         Duration::from_secs(m * 60),

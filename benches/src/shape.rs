@@ -16,6 +16,9 @@ pub enum Shape {
     /// `large-expressway-15k` without its fault: two IM&P nodes (a PRG), one Large
     /// Expressway node running the connector, Webex App for half the users.
     Hybrid,
+    /// `cluster-75k` without its fault: a six-node IM&P cluster (three PRG pairs), six Large
+    /// Expressway nodes running the connector, eight Jabber and eight Webex App farms.
+    Cluster,
 }
 
 /// A scenario of `shape` with `users` users for `minutes` simulated minutes, one message per
@@ -31,6 +34,12 @@ pub fn yaml(shape: Shape, users: usize, minutes: u64, chat_start_s: u64, extra: 
             "  imp_clusters:\n    - { name: a, nodes: 2, prg: { high_availability: true } }\n  \
              expressway_clusters:\n    - { name: a, size: large, nodes: 1, imp_clusters: [a] }\n  \
              client_farms: { jabber: 4, webex: 4 }\n",
+            "  hybrid_message: 100%\n  jabber: 100%\n  webex: 50%\n",
+        ),
+        Shape::Cluster => (
+            "  imp_clusters:\n    - { name: a, nodes: 6, prg: { high_availability: true } }\n  \
+             expressway_clusters:\n    - { name: a, size: large, nodes: 6, imp_clusters: [a] }\n  \
+             client_farms: { jabber: 8, webex: 8 }\n",
             "  hybrid_message: 100%\n  jabber: 100%\n  webex: 50%\n",
         ),
     };
@@ -95,7 +104,17 @@ pub fn run(yaml: &str) -> Timed {
     let start = Instant::now();
     let cpu_start = cpu_time();
     let (mut marks, mut cpu_marks) = (Vec::new(), Vec::new());
+    // With BENCH_MARKS set, each simulated minute's start is printed with the machine's
+    // uptime, to cut a `perf record -k boottime` profile by minute (`perf report --time`).
+    let print_marks = std::env::var_os("BENCH_MARKS").is_some();
+    let mut next_minute = Duration::ZERO;
     let out = sim::run::run(&s, s.seed, sim::run::Options::default(), &mut |p| {
+        if print_marks && p.elapsed >= next_minute {
+            let up = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+            let up = up.split_whitespace().next().unwrap_or("-");
+            eprintln!("mark minute {} uptime {up}", next_minute.as_secs() / 60);
+            next_minute += Duration::from_secs(60);
+        }
         marks.push((p.elapsed, start.elapsed()));
         if let (Some(c0), Some(c)) = (cpu_start, cpu_time()) {
             cpu_marks.push((p.elapsed, c.saturating_sub(c0)));

@@ -92,13 +92,16 @@ impl ConnectorNode {
             Pending::Heartbeat => self.on_heartbeat(now, &json()),
             Pending::Nodes { cluster } => self.on_nodes(&cluster, body, now, rng),
             Pending::Users { cluster, page } => self.on_users(&cluster, page, body, now, rng),
-            Pending::Report => self.cloud(
+            // Once, after the last batch of the report: a fetch after each batch sent the
+            // node's whole growing list once per batch, quadratic in users (issue 16).
+            Pending::Report if !self.reporting() => self.cloud(
                 Method::Get,
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
                 Pending::Assignments { resync: false },
             ),
+            Pending::Report => {}
             Pending::Assignments { resync } => {
                 self.on_assignments(now, &json(), resync, rng);
             }
@@ -138,6 +141,11 @@ impl ConnectorNode {
     }
 
     /// Forgets that `what` is in flight.
+    /// Whether a batch of the known-users report is still unanswered.
+    fn reporting(&self) -> bool {
+        self.pending.values().any(|p| matches!(p, Pending::Report))
+    }
+
     pub(super) fn answered(&mut self, what: &Pending) {
         match what {
             Pending::Key { uri } => {

@@ -361,6 +361,38 @@ fn a_known_users_report_the_cloud_did_not_take_is_sent_again() {
     assert_eq!(again[0].body, report.body);
 }
 
+/// A directory of more users than one report holds goes out in several batches; the node
+/// fetches its assignments once, after the last batch is answered (issue 16: a fetch after
+/// each of 15 batches made a 75,000-user start quadratic: 15 whole lists per node).
+#[test]
+fn assignments_are_fetched_once_after_the_last_report_batch() {
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let mut n = node();
+    let users: Vec<AxlUser> = (0..2 * KNOWN_USERS_BATCH_MAX + 1)
+        .map(|i| AxlUser {
+            userid: format!("u{i}"),
+            email: Some(format!("u{i}@example.com")),
+            jid: format!("u{i}@example.com"),
+            home: "imp-a-1".into(),
+            intercluster: false,
+        })
+        .collect();
+    n.directory = Directory::build(&[("a".into(), users)]);
+    let t = Duration::from_secs(600);
+    n.report_known_users();
+    let batches = requests(&mut n);
+    assert_eq!(batches.len(), 3, "three batches");
+    assert!(batches.iter().all(|r| r.path == "/v1/connectors/users"));
+    let (last, first) = batches.split_last().expect("three");
+    for b in first {
+        n.handle_http(t, b.id, 200, br#"{"moves": 0}"#, &mut rng);
+        assert!(requests(&mut n).is_empty(), "no fetch while a batch is out");
+    }
+    n.handle_http(t, last.id, 200, br#"{"moves": 0}"#, &mut rng);
+    let fetch = only(requests(&mut n), "/v1/connectors/assignments");
+    assert_eq!(fetch.method, Method::Get);
+}
+
 /// A poll answer the cloud wrote before the user's Webex post reached it arrives after the
 /// connector carried that post (presence-poll seed 11: a send at 6843 s, then Away published
 /// at 6848 s from the older answer). The user is active since the post: the answer's older
