@@ -174,22 +174,71 @@ pub fn generate(seed: u64, profile: Profile) -> Scenario {
     // On a stream of its own too: seeds without a burst draw exactly what they drew before.
     fault_burst(&mut rngs.named("explore/burst"), &mut s, &sw, &lim);
     s.checks = checks(&s, &sw);
+    drop_checks_with_nothing_to_judge(&mut s);
     // Control Hub may take up to 5 minutes to let a node register (spec 12) and assignment
     // follows: a shorter run would leave `within_capacity` nothing to judge, which it fails.
-    // The run draws each user's Hybrid Message entitlement from the seed: with none drawn
-    // there is nobody to assign, and the check would judge nothing.
-    let entitled = crate::plan::topology::population(&s, &RngFactory::new(s.seed))
-        .iter()
-        .filter(|u| u.hybrid && u.email.is_some())
-        .count();
-    if entitled == 0 {
-        s.checks.retain(|c| c.name != "within_capacity");
-    }
     if s.checks.iter().any(|c| c.name == "within_capacity") {
         s.duration = s.duration.max(Dur::from_secs(WITH_CAPACITY_DURATION_MIN_S));
     }
     allow_client_relogin(&mut s);
     s
+}
+
+/// Drops the checks that the seed's population (drawn by the run from the seed) leaves with
+/// nothing to judge, which they would fail as "exercised nothing":
+/// - `within_capacity` when no user can be assigned: none is a Hybrid Message user the
+///   connector can match (a mail ID, one home cluster, spec 24-25), or every such user's
+///   cluster loses its AXL publisher for good before registration and discovery are sure to
+///   be done ([`publisher_lost`]; explore seed 2998);
+/// - `no_plaintext_at_cloud` when no body can reach the cloud: no user has the Webex App and
+///   none is a Hybrid Message user whose messages the connector bridges (explore seed 3182).
+fn drop_checks_with_nothing_to_judge(s: &mut Scenario) {
+    use crate::oracle::interop::served;
+    let people = crate::plan::topology::population(s, &RngFactory::new(s.seed));
+    let assignable = people
+        .iter()
+        .filter(|u| served(u) && !publisher_lost(s, u.cluster))
+        .count();
+    if assignable == 0 {
+        s.checks.retain(|c| c.name != "within_capacity");
+    }
+    if !people.iter().any(|u| u.webex || served(u)) {
+        s.checks.retain(|c| c.name != "no_plaintext_at_cloud");
+    }
+}
+
+/// Whether a fault takes the AXL publisher of IM&P cluster `cluster` (its node 1, the only
+/// address the connector is given, spec 16) down for good before a registration and the
+/// assignment after it are sure to be done ([`crate::checks::capacity::DURATION_MIN`]): a
+/// crash of its host with no `for` (an automatic PRG failover is one) that no later fault
+/// restarts, or an AXL stop with no `for`. A connector whose registration completes after
+/// that discovers no node and no user (spec 22: "The Message Connector cannot discover IM and
+/// Presence nodes when the AXL service is not running on the nodes"), so nobody of that
+/// cluster is ever assigned.
+fn publisher_lost(s: &Scenario, cluster: usize) -> bool {
+    let publisher = imp_host(&s.topology.imp_clusters[cluster].name, 1);
+    let crashes = |f: &Fault| {
+        f.crash.as_ref().is_some_and(|h| h.0.contains(&publisher))
+            || f.imp_failover
+                .as_ref()
+                .is_some_and(|x| x.node == publisher && x.mode == FailoverMode::Automatic)
+    };
+    // A bounce restarts the host, and so does the end of a timed crash.
+    let restarts = |f: &Fault| {
+        f.bounce.as_ref().is_some_and(|h| h.0.contains(&publisher))
+            || (f.for_.is_some() && crashes(f))
+    };
+    let for_good = |f: &Fault| f.for_.is_none() && f.at.0 < crate::checks::capacity::DURATION_MIN;
+    let host_lost = s
+        .faults
+        .iter()
+        .filter(|f| for_good(f) && crashes(f))
+        .any(|down| !s.faults.iter().any(|f| f.at.0 > down.at.0 && restarts(f)));
+    let axl_lost = s
+        .faults
+        .iter()
+        .any(|f| for_good(f) && f.axl_stop.as_ref().is_some_and(|n| n.node == publisher));
+    host_lost || axl_lost
 }
 
 /// How long `liveness` gives devices after a fault that can fail an IM&P node over: the PRG
@@ -946,6 +995,56 @@ mod tests {
             early >= 10,
             "{early} of {bursts} bursts around an early failover"
         );
+    }
+
+    /// Explore seed 2998: the registration completed at about 290 s, after the automatic
+    /// failover (a crash with no end) of imp-a-1, the only AXL publisher, at 98 s; the
+    /// connector discovered no user and `within_capacity` had nothing to judge. The seed no
+    /// longer carries the check; a failover that ends (the host restarts), or a later bounce,
+    /// keeps the publisher.
+    #[test]
+    fn a_publisher_lost_for_good_leaves_within_capacity_off() {
+        let s = generate(2998, Profile::Small);
+        assert!(publisher_lost(&s, 0), "{}", to_yaml(&s, &[]));
+        let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
+        assert!(!names.contains(&"within_capacity"), "{names:?}");
+        assert!(names.contains(&"no_message_loss"), "{names:?}");
+        let mut timed = s.clone();
+        let fo = timed.faults.iter_mut().find(|f| f.imp_failover.is_some());
+        fo.expect("the failover").for_ = Some(Dur::from_secs(120));
+        assert!(!publisher_lost(&timed, 0));
+        let mut bounced = s.clone();
+        bounced.faults.push(Fault {
+            at: Dur::from_secs(200),
+            bounce: Some(Hosts(vec!["imp-a-1".into()])),
+            ..Fault::default()
+        });
+        assert!(!publisher_lost(&bounced, 0));
+        let mut other = s.clone();
+        let fo = other
+            .faults
+            .iter_mut()
+            .find_map(|f| f.imp_failover.as_mut());
+        fo.expect("the failover").node = "imp-a-2".into();
+        assert!(!publisher_lost(&other, 0));
+    }
+
+    /// Explore seed 3182: no connector, and none of the 14 users drew the Webex App (23%
+    /// each), so no body ever reached the cloud and `no_plaintext_at_cloud` had nothing to
+    /// judge. The seed no longer carries the check.
+    #[test]
+    fn a_population_without_webex_users_leaves_no_plaintext_at_cloud_off() {
+        let s = generate(3182, Profile::Small);
+        let people = crate::plan::topology::population(&s, &RngFactory::new(s.seed));
+        assert!(people.iter().all(|u| !u.webex && !u.hybrid));
+        let names: Vec<&str> = s.checks.iter().map(|c| c.name.as_str()).collect();
+        assert!(!names.contains(&"no_plaintext_at_cloud"), "{names:?}");
+        // Seeds with Webex users keep it.
+        let kept = (0..50)
+            .map(|seed| generate(seed, Profile::Small))
+            .filter(|s| s.checks.iter().any(|c| c.name == "no_plaintext_at_cloud"))
+            .count();
+        assert!(kept > 25, "{kept} of 50 seeds");
     }
 
     /// Swarm: across seeds, every fault kind is both enabled and left out somewhere.
