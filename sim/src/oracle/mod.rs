@@ -388,7 +388,10 @@ mod tests {
         let (stranded, survivor) = (home("imp-a-1"), home("imp-a-2"));
         let oracle = Oracle::new(&s, &out);
         let late = undelivered(&survivor, &stranded, 900);
-        assert!(!oracle.at_risk(&late), "long after the failure's own window");
+        assert!(
+            !oracle.at_risk(&late),
+            "long after the failure's own window"
+        );
         assert_eq!(oracle.expect(&late), Expect::AtRisk);
         assert!(oracle.excused(&late, &[ClientKind::Jabber]));
         assert!(
