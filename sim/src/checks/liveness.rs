@@ -94,38 +94,11 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     }
 }
 
-/// IM&P nodes down for good that no peer takes over: a crash (or an automatic failover)
-/// without `for`, of a node without a PRG peer or whose PRG has high availability off at that
-/// time (a `prg_high_availability` change counts at once, spec 61). High availability is what
-/// moves a failed node's users to its peer (the guide: "The Hybrid Message Service
-/// automatically responds to an unexpected failure of an IM and Presence Service node" through
-/// the PRG's failover, spec 64-65); without it, the node's users have no service until it
-/// returns, which it never does here (explore seed 283).
+/// IM&P nodes down for good that no peer takes over ([`crate::plan::imp::stranded_since`]):
+/// their users have no service until the node returns, which it never does here (explore seed
+/// 283).
 pub fn stranded_nodes(s: &Scenario) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for f in s.faults.iter().filter(|f| f.for_.is_none()) {
-        let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
-        let automatic = f
-            .imp_failover
-            .as_ref()
-            .filter(|x| x.mode == crate::scenario::FailoverMode::Automatic);
-        nodes.extend(automatic.map(|x| &x.node));
-        for n in nodes {
-            let Some(c) =
-                s.topology.imp_clusters.iter().find(|c| {
-                    (1..=c.nodes).any(|k| &crate::plan::topology::imp_host(&c.name, k) == n)
-                })
-            else {
-                continue; // not an IM&P node
-            };
-            let taken_over = crate::plan::imp::high_availability_at(s, c, f.at.0)
-                && crate::plan::imp::node_config(c).peer_of(n).is_some();
-            if !taken_over {
-                out.insert(n.clone());
-            }
-        }
-    }
-    out
+    crate::plan::imp::stranded_since(s).into_keys().collect()
 }
 
 /// The devices down now: (those of users homed on a [`stranded_nodes`] node, not expected

@@ -5,7 +5,9 @@
 //! is a duplicate. A message sent while a fault could legitimately swallow it (XMPP without
 //! stream management loses what is in flight on a dead TCP stream) is *at risk*: its loss is
 //! reported, not failed. The window is the fault plus [`RISK_MARGIN`], the time a client needs
-//! to notice a dead stream and log in again.
+//! to notice a dead stream and log in again. For a user homed on an IM&P node down for good
+//! that no PRG peer takes over, the window never closes: their Jabber copies have no way to
+//! arrive ([`Oracle::stranded_copy`]).
 //!
 //! - [`activity`]: who used which client when (the 72 h rule, spec 52), from the history.
 //! - [`interop`]: across the Jabber/Webex bridge, per recipient client (spec 32-34).
@@ -39,7 +41,8 @@ pub const IN_FLIGHT_SLACK: Duration = Duration::from_secs(5);
 pub enum Expect {
     /// Must reach at least one device of the recipient, and each device at most once.
     Must,
-    /// May be lost (sent inside a fault's risk window).
+    /// May be lost (sent inside a fault's risk window, or to a user whose home node is down
+    /// for good with no PRG failover).
     AtRisk,
     /// Legitimately discarded: the recipient's cluster has offline storage off and the
     /// recipient had no session (spec 46).
@@ -64,6 +67,9 @@ pub struct Oracle<'a> {
     pub sessions: BTreeMap<(String, String), Vec<(Duration, bool)>>,
     /// When a PRG changed state on its own (an automatic fallback long after its fault).
     prg_changes: Vec<Duration>,
+    /// Bare JID → when the user's home IM&P node went down for good with no PRG failover
+    /// ([`crate::plan::imp::stranded_since`]).
+    stranded: BTreeMap<String, Duration>,
 }
 
 impl<'a> Oracle<'a> {
@@ -86,11 +92,18 @@ impl<'a> Oracle<'a> {
                 .or_default()
                 .push((e.at, e.up));
         }
+        let down = crate::plan::imp::stranded_since(s);
+        let stranded = out
+            .users
+            .iter()
+            .filter_map(|u| Some((u.jid.clone(), *down.get(&u.home_host(s))?)))
+            .collect();
         Self {
             s,
             users,
             sessions,
             prg_changes: prg_changes(out),
+            stranded,
         }
     }
 
@@ -150,11 +163,34 @@ impl<'a> Oracle<'a> {
         if storage_off && !self.user_up_over(&m.to, around.0, around.1) {
             return Expect::Discarded;
         }
-        if self.at_risk(m) {
+        if self.at_risk(m) || self.stranded_copy(m, m.client) {
             Expect::AtRisk
         } else {
             Expect::Must
         }
+    }
+
+    /// Whether the copy of `m` for the recipient's `client` has no way to arrive: a Jabber
+    /// copy to a user homed on an IM&P node down for good that no PRG peer took over, sent
+    /// from [`IN_FLIGHT_SLACK`] before the failure on. IM&P delivers (and stores offline) on
+    /// the node serving the recipient's home; without high availability no PRG failover moves
+    /// the users to the peer (spec 64-65), so the recipient's Jabber devices never log in
+    /// again and the copy stays undelivered: the fault never ends for that user (explore 2743,
+    /// 2769, 2894, 3238, 3470).
+    pub fn stranded_copy(&self, m: &MessageRecord, client: ClientKind) -> bool {
+        client == ClientKind::Jabber
+            && self
+                .stranded
+                .get(&m.to)
+                .is_some_and(|&down| m.sent_at + IN_FLIGHT_SLACK >= down)
+    }
+
+    /// Whether the recipient clients still `missing` a message across the bridge may stay
+    /// without it: a fault could have swallowed it ([`Oracle::at_risk`]), or every missing
+    /// copy is a [`Oracle::stranded_copy`].
+    pub fn excused(&self, m: &MessageRecord, missing: &[ClientKind]) -> bool {
+        !missing.is_empty()
+            && (self.at_risk(m) || missing.iter().all(|&c| self.stranded_copy(m, c)))
     }
 
     /// Whether a Jabber device of `user` was logged in over the whole of `[from, to]`; the
@@ -312,5 +348,68 @@ mod tests {
             "before clients are back"
         );
         assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
+    }
+
+    /// A message sent at `secs` from one user to another, delivered nowhere.
+    fn undelivered(from: &str, to: &str, secs: u64) -> MessageRecord {
+        MessageRecord {
+            from: from.into(),
+            to: to.into(),
+            client: ClientKind::Jabber,
+            sent_at: Duration::from_secs(secs),
+            deliveries: Vec::new(),
+            carbons: 0,
+            sender_device: "d1".into(),
+            carbon_seen: Vec::new(),
+            refused: Vec::new(),
+            body: None,
+        }
+    }
+
+    /// Explore 2743, 2769, 2894, 3238, 3470: a node that fails for good with high
+    /// availability off strands its users; the Jabber copy of a message to one of them, sent
+    /// long after the failure's risk window, was awaited forever and counted lost. It is not
+    /// due (at risk for good); a copy to a user of the surviving node, one sent before the
+    /// failure, and the same failure with high availability on (the peer takes the users over
+    /// and they log in again) stay due.
+    #[test]
+    fn a_jabber_copy_to_a_user_of_a_node_down_for_good_without_failover_is_not_due() {
+        let yaml = |ha: bool| {
+            format!(
+                "name: t\nseed: 1\nduration: 20m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2, prg: {{ high_availability: {ha} }} }}]\nusers: {{ count: 2, jabber: 100% }}\nfaults:\n  - {{ at: 100s, imp_failover: {{ node: imp-a-1, mode: automatic }} }}\n"
+            )
+        };
+        let s = crate::parse("t.yaml", &yaml(false)).expect("valid test scenario");
+        let out = output(&s, Rc::new(Observer::new()));
+        let home = |h: &str| {
+            let u = out.users.iter().find(|u| u.home_host(&s) == h);
+            u.expect("a user on each node").jid.clone()
+        };
+        let (stranded, survivor) = (home("imp-a-1"), home("imp-a-2"));
+        let oracle = Oracle::new(&s, &out);
+        let late = undelivered(&survivor, &stranded, 900);
+        assert!(
+            !oracle.at_risk(&late),
+            "long after the failure's own window"
+        );
+        assert_eq!(oracle.expect(&late), Expect::AtRisk);
+        assert!(oracle.excused(&late, &[ClientKind::Jabber]));
+        assert!(
+            !oracle.excused(&late, &[ClientKind::Webex]),
+            "the cloud still carries a Webex copy"
+        );
+        let to_survivor = undelivered(&stranded, &survivor, 900);
+        assert_eq!(oracle.expect(&to_survivor), Expect::Must);
+        let before = undelivered(&survivor, &stranded, 100 - IN_FLIGHT_SLACK.as_secs() - 1);
+        assert_eq!(oracle.expect(&before), Expect::Must);
+
+        let s = crate::parse("t.yaml", &yaml(true)).expect("valid test scenario");
+        let out = output(&s, Rc::new(Observer::new()));
+        let oracle = Oracle::new(&s, &out);
+        assert_eq!(
+            oracle.expect(&late),
+            Expect::Must,
+            "taken over by the PRG peer: the devices log in there again"
+        );
     }
 }

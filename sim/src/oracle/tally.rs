@@ -46,7 +46,8 @@ pub enum Verdict {
     },
     /// Had to arrive and did not (everywhere): fails `no_message_loss`.
     Lost,
-    /// Did not arrive (everywhere), sent close enough to a fault that loss is allowed.
+    /// Did not arrive (everywhere), sent close enough to a fault that loss is allowed (or to a
+    /// user whose home node is down for good with no PRG failover).
     AtRisk,
     /// Nothing carries it by design (spec 33, or the bridge was not up yet): arrived nowhere.
     NotBridged,
@@ -119,7 +120,7 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
                 let (missing, discarded) = oracle.missing(&by_jid, m, &out.bridge, &uses);
-                let at_risk = !missing.is_empty() && oracle.at_risk(m);
+                let at_risk = oracle.excused(m, &missing);
                 if !t.bridged(id, m, &missing, (at_risk, discarded)) {
                     continue;
                 }

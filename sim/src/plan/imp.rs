@@ -6,6 +6,7 @@ use crate::plan::topology::{self, UserSpec};
 use crate::scenario::{ImpCluster, Scenario};
 use fakes::imp::PrgConfig;
 use fakes::imp::component::{ComponentConfig, CreateRate};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// The component port settings of a cluster's nodes.
@@ -74,6 +75,43 @@ pub fn high_availability_at(s: &Scenario, c: &ImpCluster, at: Duration) -> bool 
         .filter_map(|f| f.prg_high_availability.as_ref())
         .filter(|ha| topology::imp_host(&ha.cluster, 1) == host)
         .fold(c.prg.high_availability, |_, ha| ha.enabled)
+}
+
+/// IM&P nodes down for good that no peer takes over, each with the time it failed (the
+/// earliest, if several faults do it): a crash (or an automatic failover) without `for`, of a
+/// node without a PRG peer or whose PRG has high availability off at that time (a
+/// `prg_high_availability` change counts at once, spec 61). High availability is what moves a
+/// failed node's users to its peer (the guide: "The Hybrid Message Service automatically
+/// responds to an unexpected failure of an IM and Presence Service node" through the PRG's
+/// failover, spec 64-65); without it, the node's users have no service until it returns, which
+/// it never does here.
+pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
+    let mut out: BTreeMap<String, Duration> = BTreeMap::new();
+    for f in s.faults.iter().filter(|f| f.for_.is_none()) {
+        let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
+        let automatic = f
+            .imp_failover
+            .as_ref()
+            .filter(|x| x.mode == crate::scenario::FailoverMode::Automatic);
+        nodes.extend(automatic.map(|x| &x.node));
+        for n in nodes {
+            let Some(c) = s
+                .topology
+                .imp_clusters
+                .iter()
+                .find(|c| (1..=c.nodes).any(|k| &topology::imp_host(&c.name, k) == n))
+            else {
+                continue; // not an IM&P node
+            };
+            let taken_over =
+                high_availability_at(s, c, f.at.0) && node_config(c).peer_of(n).is_some();
+            if !taken_over {
+                let at = out.entry(n.clone()).or_insert(f.at.0);
+                *at = (*at).min(f.at.0);
+            }
+        }
+    }
+    out
 }
 
 /// The servers a user's Jabber devices log in to, in order: the home node, then its PRG

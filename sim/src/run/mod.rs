@@ -251,7 +251,8 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
         let uses = crate::oracle::activity::Uses::of(out);
         return out.observer.with_messages(|msgs| {
             msgs.filter(|(_, m)| {
-                !oracle.missing(&by_jid, m, &out.bridge, &uses).0.is_empty() && !oracle.at_risk(m)
+                let missing = oracle.missing(&by_jid, m, &out.bridge, &uses).0;
+                !missing.is_empty() && !oracle.excused(m, &missing)
             })
             .map(|(id, _)| id.to_string())
             .take(limit)
