@@ -16,7 +16,9 @@
 //! seeded backoff. A `redirect` naming another known node (the one serving the user after a
 //! PRG failover the connector did not see) is followed there, at most
 //! [`REDIRECTS_FOLLOWED_MAX`] times in a row and with backoff after the first, and reported
-//! ([`SessionManager::poll_redirected`]); any other error marks the session failed, with the
+//! ([`SessionManager::poll_redirected`]); a `redirect` to a session moving after a failover is
+//! retried instead (the target may not have taken the user over yet), at most
+//! [`REDIRECTED_WHILE_MOVING_MAX`] times, then followed; any other error marks the session failed, with the
 //! condition kept for the status page. Losing a node's component link closes every session on it: they are queued
 //! again, and open as soon as the link (or, after a failover, the user's new node) is back.
 //!
@@ -52,6 +54,12 @@ pub const MOVES_KEPT_MAX: usize = 100_000;
 /// follows span about ten minutes: longer than a PRG takes to converge (15 s heartbeats,
 /// 60 s timeout, 120 s initialisation).
 pub const REDIRECTS_FOLLOWED_MAX: u32 = 8;
+/// `redirect` answers to a moving session retried (the target has not taken the user over
+/// yet) before the redirect is taken as the answer and followed to the node it names: a PRG
+/// that gave the users back, or never took them over, would otherwise be asked for good
+/// (explore seed 2289). Six retries wait at least 157 s (5 s doubling, jittered down to 50 %),
+/// over twice the 60 s heartbeat timeout after which a peer takes a silent node over (spec 65).
+pub const REDIRECTED_WHILE_MOVING_MAX: u32 = 6;
 /// How long a session the cloud moved to another connector node stays open here for the new
 /// node to take it over (make-before-break, spec 29): the new node first asks the user's
 /// presence and opens at its session rate, and whatever IM&P routes to the session meanwhile
@@ -99,6 +107,8 @@ struct UserSession {
     moving: bool,
     /// `redirect`s followed since the session was last open ([`REDIRECTS_FOLLOWED_MAX`]).
     redirects: u32,
+    /// `redirect`s retried since the move began ([`REDIRECTED_WHILE_MOVING_MAX`]).
+    moving_redirects: u32,
     /// The node the owner asked for when a `redirect` from it sent the session elsewhere:
     /// the owner asking for that node again ([`SessionManager::want`], every presence poll)
     /// is the same wish, already answered by the node itself, not a move back to it (which
@@ -330,6 +340,7 @@ impl SessionManager {
                 last_open: None,
                 moving: false,
                 redirects: 0,
+                moving_redirects: 0,
                 redirected_from: None,
             },
         );
@@ -437,6 +448,7 @@ impl SessionManager {
             last_open: Some(h.node),
             moving: false,
             redirects: 0,
+            moving_redirects: 0,
             redirected_from: None,
         };
         self.users.insert(user.to_string(), session);
@@ -474,6 +486,7 @@ impl SessionManager {
             SessionState::Queued,
         );
         u.moving = true;
+        u.moving_redirects = 0;
         u.redirected_from = None;
         u.backoff.reset();
         let jid = u.jid.clone();
@@ -584,13 +597,17 @@ impl SessionManager {
             return;
         };
         let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
-        let follow = (condition == "redirect" && !u.moving && u.redirects < REDIRECTS_FOLLOWED_MAX)
+        // A moving session's redirect is retried while the target may still take the user
+        // over; after that it is the answer, followed like any other.
+        let answered = !u.moving || u.moving_redirects >= REDIRECTED_WHILE_MOVING_MAX;
+        let follow = (condition == "redirect" && answered && u.redirects < REDIRECTS_FOLLOWED_MAX)
             .then(|| redirect_target(iq))
             .flatten()
             .filter(|to| *to != u.node && self.nodes_known.contains(to));
         if let Some(to) = follow {
             self.stats.redirects_followed += 1;
             u.redirects += 1;
+            u.moving = false;
             let from = std::mem::replace(&mut u.node, to.clone());
             u.redirected_from.get_or_insert_with(|| from.clone());
             // The first follow goes at once; a node naming yet another one waits its turn.
@@ -605,9 +622,10 @@ impl SessionManager {
                 self.timers.insert((until, user.clone()));
             }
             self.redirected.push_back(Redirected { user, from, to });
-        } else if condition == "resource-constraint" || (condition == "redirect" && u.moving) {
+        } else if condition == "resource-constraint" || (condition == "redirect" && !answered) {
             if condition == "redirect" {
                 self.stats.redirected_while_moving += 1;
+                u.moving_redirects += 1;
             } else {
                 self.stats.refused_rate += 1;
             }
@@ -1153,6 +1171,68 @@ mod tests {
         assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-1"));
         m.handle_iq(&answer(&c[0], true, ""), poll, &mut rng);
         assert_eq!(m.open_per_node().get("imp-1"), Some(&1));
+    }
+
+    /// Explore seed 2289: a session moved to the home's PRG peer, which answers `redirect`
+    /// naming the home (the PRG gave the users back, or never took them over: the pair split
+    /// brain and healed while the connector moved them). A redirect while moving means the peer
+    /// has not taken the user over yet, but only for as long as a PRG takes to converge: it
+    /// used to be retried for good. After [`REDIRECTED_WHILE_MOVING_MAX`] retries the redirect
+    /// is the answer: followed to the node it names and reported to the owner.
+    #[test]
+    fn a_redirect_while_moving_is_followed_once_the_prg_had_time_to_converge() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut m = manager(100.0);
+        let mut now = Duration::from_secs(233);
+        m.node_up("imp-1", now);
+        m.node_up("imp-2", now);
+        m.want("a@x", "a@x", "imp-1", now);
+        let c = drain(&mut m);
+        m.handle_iq(&answer(&c[0], true, ""), now, &mut rng);
+        m.retarget("a@x", "imp-2", now);
+        let mut c: Vec<Command> = drain(&mut m)
+            .into_iter()
+            .filter(|c| c.node == "imp-2")
+            .collect();
+        let started = now;
+        for i in 1..=REDIRECTED_WHILE_MOVING_MAX {
+            assert_eq!(c.len(), 1, "retry {i}");
+            m.handle_iq(&redirect_to(&c[0], "imp-1"), now, &mut rng);
+            let Some(SessionState::Backoff { until }) = m.state("a@x").cloned() else {
+                panic!("retry {i} waits: {:?}", m.state("a@x"))
+            };
+            now = until;
+            m.handle_timeout(now);
+            c = drain(&mut m);
+        }
+        assert!(
+            now - started >= Duration::from_secs(120),
+            "the retries outlast a PRG's convergence (60 s heartbeat timeout): {:?}",
+            now - started
+        );
+        assert_eq!(m.poll_redirected(), None, "nothing learned while retrying");
+        m.handle_iq(&redirect_to(&c[0], "imp-1"), now, &mut rng);
+        assert_eq!(
+            m.node_of("a@x"),
+            Some("imp-1"),
+            "followed to the node it names"
+        );
+        assert_eq!(
+            m.poll_redirected(),
+            Some(Redirected {
+                user: "a@x".into(),
+                from: "imp-2".into(),
+                to: "imp-1".into()
+            })
+        );
+        let c = drain(&mut m);
+        assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-1"));
+        m.handle_iq(&answer(&c[0], true, ""), now, &mut rng);
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        assert_eq!(
+            m.stats().redirected_while_moving,
+            u64::from(REDIRECTED_WHILE_MOVING_MAX)
+        );
     }
 
     #[test]

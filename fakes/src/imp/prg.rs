@@ -34,6 +34,13 @@
 //! the survivor's own if the peer was serving them). Without it nothing moves: the failed
 //! node's users are unavailable until it returns (spec 64: not robust).
 //!
+//! A network split of only the pair is a split brain: each takes the other over and serves
+//! both homes (Running in Backup Mode), while the rest of the cluster routes by whichever
+//! claim it merged. Who serves the pair's homes is the pair's own business: a running node
+//! takes those entries from its peer only, not from the copies the other nodes pass on
+//! (which would make it give its own users away and flap while the split lasts). When the
+//! pair hears each other again, both undo the swap the same way: every home back to itself.
+//!
 //! ## States (spec 65) and their integer codes ([`PrgState::code`])
 //!
 //! | code | state | here |
@@ -541,7 +548,7 @@ impl Prg {
         if from_peer {
             self.peer_heard = now;
         }
-        let (stale_sender, mut lost) = self.merge_view(prg);
+        let (stale_sender, mut lost) = self.merge_view(from_peer, prg);
         if let Some(p) = peer.as_deref()
             && self.heal_split_brain(now, p, &mut lost, &mut out)
         {
@@ -568,9 +575,18 @@ impl Prg {
 
     /// Merges a received view by epoch. Returns whether the sender's view was stale, and the
     /// homes this node lost (home, new server).
-    fn merge_view(&mut self, prg: &Element) -> (bool, Vec<(String, String)>) {
+    ///
+    /// Who serves the pair's own two homes is the pair's to decide, over its own heartbeat
+    /// ("each node in the presence redundancy group monitors the status, or heartbeat, of the
+    /// peer node"): once running, a node takes those entries from its peer only, and another
+    /// node's copy of them just routes. Otherwise a pair split by the network, each still
+    /// hearing the other's claims through the rest of the cluster, gives its own users away,
+    /// heals, takes over again and flaps for as long as the split lasts (explore seed 2289).
+    /// A restarted node (`Unknown`) still learns from anyone what happened while it was down.
+    fn merge_view(&mut self, from_peer: bool, prg: &Element) -> (bool, Vec<(String, String)>) {
         let mut stale_sender = false;
         let mut lost: Vec<(String, String)> = Vec::new();
+        let relayed = !from_peer && self.state != PrgState::Unknown;
         for (home, server, epoch) in serve_entries(prg) {
             // Only a home or its PRG peer can serve a home's users.
             if !self.cfg.cluster.iter().any(|h| h == home) || !self.may_speak_for(server, home) {
@@ -579,6 +595,10 @@ impl Prg {
             let Some((cur, cur_epoch)) = self.view.get(home).cloned() else {
                 continue;
             };
+            let pair_home = home == self.me || self.peer() == Some(home);
+            if epoch > cur_epoch && relayed && pair_home {
+                continue;
+            }
             if epoch > cur_epoch {
                 if cur == self.me && server != self.me {
                     lost.push((home.to_string(), server.to_string()));
@@ -928,6 +948,86 @@ mod tests {
             |x| matches!(x, PrgAction::Release { home, server } if home == "n1" && server == "n1")
         ));
         assert_eq!(a.view, b.view, "both resolve the same way");
+    }
+
+    /// Runs the nodes of `cfg(true)` (n1, n2 a pair, n3 alone) second by second up to `secs`,
+    /// delivering every PRG message at once except between n1 and n2 while `split(t)`.
+    /// Returns the releases each node made, with their time.
+    fn run_three(secs: u64, split: impl Fn(u64) -> bool) -> (Vec<Prg>, Vec<(u64, String, String)>) {
+        let mut nodes: Vec<Prg> = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| Prg::new(n, cfg(true), false))
+            .collect();
+        let mut releases = Vec::new();
+        for t in 0..=secs {
+            let mut queue: std::collections::VecDeque<(String, PrgAction)> = Default::default();
+            for n in nodes.iter_mut() {
+                let me = n.me.clone();
+                queue.extend(n.handle_timeout(s(t)).into_iter().map(|a| (me.clone(), a)));
+            }
+            // Each change is answered by at most a few heartbeats: bounded well below this.
+            for _ in 0..10_000 {
+                let Some((from, action)) = queue.pop_front() else {
+                    break;
+                };
+                match action {
+                    PrgAction::Release { home, .. } => releases.push((t, from, home)),
+                    PrgAction::Send { to, stanza } => {
+                        let cut = split(t) && from != to && [&from, &to].iter().all(|h| *h != "n3");
+                        let Some(dest) = nodes.iter_mut().find(|n| n.me == to) else {
+                            continue;
+                        };
+                        if cut {
+                            continue;
+                        }
+                        let prg = stanza.child("prg", NS_PRG).expect("prg payload");
+                        let out = dest.on_message(s(t), &from, prg);
+                        queue.extend(out.into_iter().map(|a| (to.clone(), a)));
+                    }
+                }
+            }
+        }
+        (nodes, releases)
+    }
+
+    /// Explore seed 2289: a partition of only the pair, longer than the heartbeat timeout,
+    /// while each still hears the other's view through the rest of the cluster. The PRG
+    /// heartbeat is the pair's own ("each node in the presence redundancy group monitors the
+    /// status, or heartbeat, of the peer node"): both take the other over (split brain), and
+    /// a third node's copy of the other's claim must not make either give its own users away,
+    /// nor heal and take over again and again while the pair is still apart.
+    #[test]
+    fn a_partition_of_only_the_pair_splits_brain_once_and_heals_when_it_ends() {
+        let split = |t: u64| (10..103).contains(&t);
+        let (mid, rel) = run_three(100, split);
+        for n in &mid[..2] {
+            assert_eq!(
+                n.state(),
+                PrgState::RunningInBackupMode,
+                "{} split brain",
+                n.me
+            );
+        }
+        let own: Vec<_> = rel.iter().filter(|(_, node, home)| node == home).collect();
+        assert!(own.is_empty(), "a node released its own users: {own:?}");
+        assert!(rel.is_empty(), "nobody else was released: {rel:?}");
+        let (end, rel) = run_three(200, split);
+        for n in &end[..2] {
+            assert_eq!(n.state(), PrgState::Normal, "{} healed", n.me);
+            assert!(n.accepts(&n.me.clone()));
+            assert!(
+                n.transitions() <= 4,
+                "{} flapped: {} transitions",
+                n.me,
+                n.transitions()
+            );
+        }
+        assert_eq!(end[2].server_of("n1"), "n1");
+        assert_eq!(end[2].server_of("n2"), "n2");
+        assert!(
+            rel.iter().all(|(t, node, home)| *t >= 103 && node != home),
+            "{rel:?}"
+        );
     }
 
     #[test]
