@@ -92,6 +92,12 @@ impl BridgeLog {
         self.placed.iter()
     }
 
+    /// The node that received the last activity event of `email`'s, and when (whether or not
+    /// the user was placed there again since).
+    pub fn last_delivery(&self, email: &str) -> Option<(&str, Duration)> {
+        self.delivered.get(email).map(|d| (d.node.as_str(), d.last))
+    }
+
     /// The first and the last activity event of `email`'s delivered to `node` since the user
     /// was last placed there: `None` if none, or if the user is not on `node`.
     pub fn delivered_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
@@ -126,6 +132,7 @@ mod tests {
         log.moved("a@x", Some("exp-1"), Some("exp-2"), s(30));
         log.moved("a@x", Some("exp-2"), Some("exp-1"), s(40));
         assert_eq!(log.delivered_since_placed("a@x", "exp-1"), None);
+        assert_eq!(log.last_delivery("a@x"), Some(("exp-1", s(25))));
         log.delivered("a@x", "exp-1", s(45));
         assert_eq!(
             log.delivered_since_placed("a@x", "exp-1"),

@@ -243,6 +243,12 @@ fn cloud_share(
         s.enabled.1 += 1;
         s.enabled.0 += usize::from(placed);
         let Some((first, last)) = log.delivered_since_placed(email, node) else {
+            // Taken off this node and put back on it: the node forgot the user's use only if
+            // it received the removal (explore seed 75: a cloud crash, no socket for it).
+            let back = log
+                .last_delivery(email)
+                .is_some_and(|(to, at)| to == node && within(at));
+            s.active.1 += usize::from(back);
             continue;
         };
         if !within(last) {
