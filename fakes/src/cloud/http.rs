@@ -714,7 +714,11 @@ fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
         };
         let text = serde_json::to_string(&event).unwrap_or_default();
         let counts = sockets.borrow_mut().deliver(&subscriber, &text);
-        cloud.borrow_mut().count_delivery(counts);
+        let mut c = cloud.borrow_mut();
+        c.count_delivery(counts);
+        if counts.0 > 0 {
+            c.note_delivered(&subscriber, &event);
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! - [`org`]: users by email, entitlements, Hybrid Message activation states.
 //! - [`control_hub`]: registration tokens, connector registration, heartbeats, maintenance.
 //! - [`assignment`]: capacity (spec 2-3, 6-7, 9) and balanced user assignment (spec 28).
+//! - [`bridge_log`]: whom the cloud placed where, and whose activity events it delivered to
+//!   which node (what the status page's counts are judged against).
 //! - [`messaging`]: spaces and encrypted activities.
 //! - [`presence`]: last active, DND, out-of-office, hidden; the batch query.
 //! - [`api`]: wire types (request bodies, subscribers, events).
@@ -125,6 +127,7 @@
 
 pub mod api;
 pub mod assignment;
+pub mod bridge_log;
 pub mod control_hub;
 pub mod error;
 pub mod http;
@@ -142,6 +145,7 @@ use crate::kms::{Kms, KmsError};
 use crate::kms::{KmsCall, KmsReply};
 use api::{Event, Subscriber};
 use assignment::{Assignment, Move};
+use bridge_log::BridgeLog;
 use control_hub::{ControlHub, HubEvent};
 use messaging::{Activity, Messaging, SpaceKind};
 use org::{Org, OrgEvent};
@@ -368,6 +372,8 @@ pub struct Cloud {
     org: Org,
     hub: ControlHub,
     assign: Assignment,
+    /// Placements and delivered activity events per user (read by hmsim only).
+    bridge_log: BridgeLog,
     msg: Messaging,
     presence: Presence,
     kms: KmsLink,
@@ -454,6 +460,7 @@ impl Cloud {
             rng,
             hub: ControlHub::new(),
             assign: Assignment::new(),
+            bridge_log: BridgeLog::default(),
             msg: Messaging::new(),
             presence: Presence::new(),
             user_tokens: BTreeMap::new(),
@@ -500,6 +507,12 @@ impl Cloud {
     /// User assignment and capacity.
     pub fn assignment(&self) -> &Assignment {
         &self.assign
+    }
+
+    /// Whom the cloud placed on which connector node, and whose activity events it delivered
+    /// where.
+    pub fn bridge_log(&self) -> &BridgeLog {
+        &self.bridge_log
     }
 
     /// Spaces and activities.
@@ -748,6 +761,21 @@ impl Cloud {
         self.stats.slow_sockets_dropped += dropped;
     }
 
+    /// The driver queued `event` on at least one socket of `to`: an activity event for a
+    /// user a connector serves is logged in the [`BridgeLog`].
+    pub fn note_delivered(&mut self, to: &Subscriber, event: &Event) {
+        if let (
+            Subscriber::Connector(node),
+            Event::Activity {
+                for_user: Some(user),
+                ..
+            },
+        ) = (to, event)
+        {
+            self.bridge_log.delivered(user, node, self.clock);
+        }
+    }
+
     fn count_error(&mut self, e: &CloudError) {
         match e {
             CloudError::BadJson(_) => self.stats.bad_json += 1,
@@ -879,6 +907,7 @@ impl Cloud {
     fn rename_user(&mut self, old: &str, new: &str) {
         self.msg.rename_member(old, new);
         self.presence.rename(old, new);
+        self.bridge_log.rename(old, new);
         if let Some(token) = self.token_of_user.remove(old) {
             self.user_tokens.insert(token.clone(), new.to_owned());
             self.token_of_user.insert(new.to_owned(), token);
@@ -903,6 +932,8 @@ impl Cloud {
                 self.released
                     .insert(m.email.clone(), (from.clone(), self.clock));
             }
+            self.bridge_log
+                .moved(&m.email, m.from.as_deref(), m.to.as_deref(), self.clock);
             if let Some(to) = &m.to {
                 per_node
                     .entry(to.clone())

@@ -16,7 +16,7 @@
 //! correctly paced migration fail, and the delay is judged on its own.
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
-use crate::history::History;
+use crate::history::{CloudShare, History};
 use crate::plan::topology::UserSpec;
 use crate::plan::validate::Problem;
 use crate::scenario::units::{Pct, Rate, format_duration};
@@ -164,7 +164,8 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
             }
         }
     }
-    bad.extend(cluster_totals(s, out));
+    let (totals_bad, totals_judged) = cluster_totals(s, out);
+    bad.extend(totals_bad);
     let mut evidence = Vec::new();
     let expected = failed_over_nodes(s, &out.users)
         .into_iter()
@@ -193,6 +194,9 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
         "{samples} pages from {} connector(s) consistent (node sums = totals, active + inactive = enabled, percentages match the counts)",
         pages.len()
     );
+    detail.push_str(&format!(
+        "; spec 69-70: {totals_judged} last page(s) show the enabled and active users the cloud assigned to the cluster's nodes and delivered to within 72 h"
+    ));
     if evidence.is_empty() {
         detail.push_str("; spec 63: no node with Hybrid Message users failed over while a connector served it, so no Outage was expected");
     } else {
@@ -207,14 +211,18 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
 const PEER_SHARE_LAG_MS: u64 = 2 * 30_000 + 15_000;
 
 /// Spec 69-71: users enabled and active are counted per Expressway cluster, the same on every
-/// peer. A page is the node's own share now plus each peer's share as its last heartbeat
-/// brought it, so each connector's last page must show (enabled, active) equal to its own
-/// share at that sample plus, for each peer, a share that peer held within
-/// [`PEER_SHARE_LAG_MS`] before it (a peer with no share sampled then counts nothing). Peers'
-/// pages taken while assignments move thus differ by at most that lag, and "enabled" is what
-/// the cluster's nodes hold once shares have travelled.
-fn cluster_totals(s: &Scenario, out: &History) -> Vec<String> {
+/// peer. The expectation comes from the fake cloud, not from the connector: a node's share is
+/// the users the cloud assigned to it and, of those, the ones whose activity events it
+/// delivered to the node within 72 h (`History::cloud_shares`, each count a range for what was
+/// still in flight). Each connector's last page must show (enabled, active) within its node's
+/// share at that sample plus, for each peer, the shares the cloud gave that peer within
+/// [`PEER_SHARE_LAG_MS`] before it (peers' counts travel with heartbeats, so a page may carry
+/// any value a peer passed through then; a peer with no share sampled then counts nothing). A
+/// connector that miscounts its own share fails here even when its page adds up its own and
+/// its peers' counts faithfully. Returns the violations and the number of pages judged.
+fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
     let mut bad = Vec::new();
+    let mut judged = 0;
     for e in &s.topology.expressway_clusters {
         let hosts: Vec<String> = (1..=e.nodes)
             .map(|n| crate::plan::topology::exp_host(&e.name, n))
@@ -223,75 +231,104 @@ fn cluster_totals(s: &Scenario, out: &History) -> Vec<String> {
             let Some((t, page)) = out.status_pages.get(h).and_then(|p| p.last()) else {
                 continue;
             };
-            let Some(own) = share_at(out, h, *t) else {
+            let Some(own) = cloud_share_at(out, h, *t) else {
                 continue;
             };
+            judged += 1;
             let from = t.saturating_sub(Duration::from_millis(PEER_SHARE_LAG_MS));
-            let peers: Vec<(&String, BTreeSet<(usize, usize)>)> = hosts
+            let peers: Vec<(&String, CloudShare)> = hosts
                 .iter()
                 .filter(|q| *q != h)
-                .map(|q| (q, shares_between(out, q, from, *t)))
+                .map(|q| (q, cloud_shares_between(out, q, from, *t)))
                 .collect();
-            let mut sums = BTreeSet::from([(own.enabled, own.active)]);
-            for (_, c) in &peers {
-                sums = sums
-                    .iter()
-                    .flat_map(|a| c.iter().map(move |b| (a.0 + b.0, a.1 + b.1)))
-                    .collect();
+            let mut sum = own;
+            for (_, p) in &peers {
+                sum = add(sum, *p);
             }
-            if !sums.contains(&(page.enabled, page.active)) {
-                bad.push(not_explained(h, *t, page, own, &peers));
+            let inside = |v: usize, (lo, hi): (usize, usize)| (lo..=hi).contains(&v);
+            if !inside(page.enabled, sum.enabled) || !inside(page.active, sum.active) {
+                let counted = own_share_at(out, h, *t);
+                bad.push(not_explained(h, (*t, page), own, counted, &peers));
             }
         }
     }
-    bad
+    (bad, judged)
 }
 
-/// `host`'s own share sampled at `t`.
-fn share_at<'a>(out: &'a History, host: &str, t: Duration) -> Option<&'a Share> {
+/// The ranges of two shares added.
+fn add(a: CloudShare, b: CloudShare) -> CloudShare {
+    CloudShare {
+        enabled: (a.enabled.0 + b.enabled.0, a.enabled.1 + b.enabled.1),
+        active: (a.active.0 + b.active.0, a.active.1 + b.active.1),
+    }
+}
+
+/// The cloud's share for `host` sampled at `t`.
+fn cloud_share_at(out: &History, host: &str, t: Duration) -> Option<CloudShare> {
+    let shares = out.cloud_shares.get(host)?;
+    shares.iter().rfind(|(at, _)| *at == t).map(|(_, s)| *s)
+}
+
+/// The connector's own count of its share sampled at `t` (for the failure's detail only).
+fn own_share_at<'a>(out: &'a History, host: &str, t: Duration) -> Option<&'a Share> {
     let shares = out.status_shares.get(host)?;
     shares.iter().rfind(|(at, _)| *at == t).map(|(_, s)| s)
 }
 
-/// The (enabled, active) shares `host` held in `[from, to]`; none sampled: (0, 0), a node
-/// its peers cannot have heard from.
-fn shares_between(
-    out: &History,
-    host: &str,
-    from: Duration,
-    to: Duration,
-) -> BTreeSet<(usize, usize)> {
-    let held: BTreeSet<(usize, usize)> = out
-        .status_shares
+/// Every value the cloud's shares for `host` took in `[from, to]`, as one range per count;
+/// none sampled: 0, a node its peers cannot have heard from.
+fn cloud_shares_between(out: &History, host: &str, from: Duration, to: Duration) -> CloudShare {
+    let held: Vec<CloudShare> = out
+        .cloud_shares
         .get(host)
         .into_iter()
         .flatten()
         .filter(|(at, _)| (from..=to).contains(at))
-        .map(|(_, s)| (s.enabled, s.active))
+        .map(|(_, s)| *s)
         .collect();
-    if held.is_empty() {
-        BTreeSet::from([(0, 0)])
-    } else {
-        held
+    let span = |f: fn(&CloudShare) -> (usize, usize)| {
+        let lo = held.iter().map(|s| f(s).0).min().unwrap_or(0);
+        let hi = held.iter().map(|s| f(s).1).max().unwrap_or(0);
+        (lo, hi)
+    };
+    CloudShare {
+        enabled: span(|s| s.enabled),
+        active: span(|s| s.active),
     }
 }
 
-/// Why a last page is wrong: what it shows against what its own and its peers' shares held.
+/// A range as text: `8`, or `8-9`.
+fn range((lo, hi): (usize, usize)) -> String {
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}-{hi}")
+    }
+}
+
+/// Why a last page is wrong: what it shows against what the cloud gave its node and its
+/// peers, and what the connector counted as its own share (`counted`, if sampled).
 fn not_explained(
     h: &str,
-    t: Duration,
-    page: &StatusPage,
-    own: &Share,
-    peers: &[(&String, BTreeSet<(usize, usize)>)],
+    (t, page): (Duration, &StatusPage),
+    own: CloudShare,
+    counted: Option<&Share>,
+    peers: &[(&String, CloudShare)],
 ) -> String {
-    let peers: Vec<String> = peers.iter().map(|(q, c)| format!("{q} {c:?}")).collect();
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|(q, c)| format!("{q} ({}, {})", range(c.enabled), range(c.active)))
+        .collect();
+    let counted = counted.map_or("not sampled".to_string(), |c| {
+        format!("({}, {})", c.enabled, c.active)
+    });
     format!(
-        "spec 69: {h} shows enabled/active ({}, {}) at the end ({:.0}s), not its own share ({}, {}) plus a share each peer held in the {} s before (enabled, active: {})",
+        "spec 69: {h} shows enabled/active ({}, {}) at the end ({:.0}s), not the cloud's share for it ({}, {}: assigned, delivered to within 72 h; the connector counted {counted}) plus the shares the cloud gave each peer in the {} s before ({})",
         page.enabled,
         page.active,
         t.as_secs_f64(),
-        own.enabled,
-        own.active,
+        range(own.enabled),
+        range(own.active),
         PEER_SHARE_LAG_MS / 1000,
         peers.join("; ")
     )
@@ -1363,11 +1400,71 @@ mod tests {
         }
     }
 
-    /// `host` held `share` sampled every 15 s over `[from_s, to_s]`.
+    /// The cloud gave `host` `share`, and the connector counted the same, sampled every 15 s
+    /// over `[from_s, to_s]`.
     fn held(out: &mut History, host: &str, s: &Share, from_s: u64, to_s: u64) {
-        let samples = out.status_shares.entry(host.into()).or_default();
+        let exact = CloudShare::exact(s.enabled, s.active);
+        sampled(&mut out.cloud_shares, host, &exact, from_s, to_s);
+        sampled(&mut out.status_shares, host, s, from_s, to_s);
+    }
+
+    /// `share` in `shares` of `host` sampled every 15 s over `[from_s, to_s]`.
+    fn sampled<S: Clone>(
+        shares: &mut BTreeMap<String, Vec<(Duration, S)>>,
+        host: &str,
+        s: &S,
+        from_s: u64,
+        to_s: u64,
+    ) {
+        let samples = shares.entry(host.into()).or_default();
         let at = (from_s..=to_s).step_by(15).map(Duration::from_secs);
         samples.extend(at.map(|t| (t, s.clone())));
+    }
+
+    /// Spec 69-70 judged from the cloud's records: a connector that counts a user the cloud
+    /// did not assign to it (enabled 9, the cloud's 8), or one whose activity never reached it
+    /// (active 3, the cloud's 2), and whose pages add up its own and its peer's counts
+    /// faithfully, fails. Judged against the connectors' own shares (the check before the
+    /// cloud's records), every page here adds up and would pass; with the connector counting
+    /// what the cloud gave it, the same pages pass.
+    #[test]
+    fn a_connector_miscounting_its_own_share_fails_though_its_pages_add_up() {
+        let yaml = "name: t\nseed: 1\nduration: 6m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2 }]\n  expressway_clusters: [{ name: a, size: large, nodes: 2, imp_clusters: [a] }]\nusers: { count: 10, webex: 100% }\nchecks:\n  - status_page\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        for (counted, page_totals) in [(share(9, 2), (17, 5)), (share(8, 3), (16, 6))] {
+            let mut out = output();
+            let cloud = CloudShare::exact(8, 2);
+            sampled(&mut out.cloud_shares, "exp-a-1", &cloud, 0, 360);
+            sampled(&mut out.status_shares, "exp-a-1", &counted, 0, 360);
+            held(&mut out, "exp-a-2", &share(8, 3), 0, 360);
+            for host in ["exp-a-1", "exp-a-2"] {
+                let (e, a) = page_totals;
+                let pages = out.status_pages.entry(host.into()).or_default();
+                pages.push((Duration::from_secs(360), totals_page(e, a)));
+            }
+            // The old rule: each page is its own counted share plus its peer's.
+            let own_sum = |h: &str, peer: &str| {
+                let at = |q: &str| out.status_shares[q].last().map(|(_, s)| s.clone());
+                let (a, b) = (at(h).expect("sampled"), at(peer).expect("sampled"));
+                (a.enabled + b.enabled, a.active + b.active)
+            };
+            assert_eq!(own_sum("exp-a-1", "exp-a-2"), page_totals);
+            assert_eq!(own_sum("exp-a-2", "exp-a-1"), page_totals);
+            let (st, detail) = status_page(&s, &out);
+            assert_eq!(st, Status::Fail, "{detail}");
+            let told = format!(
+                "spec 69: exp-a-1 shows enabled/active ({}, {}) at the end (360s), not the cloud's share for it (8, 2: assigned, delivered to within 72 h; the connector counted ({}, {}))",
+                page_totals.0, page_totals.1, counted.enabled, counted.active
+            );
+            assert!(detail.contains(&told), "{detail}");
+            assert!(detail.contains("spec 69: exp-a-2 shows"), "{detail}");
+            // Had the cloud given exp-a-1 what it counted, the same pages pass.
+            out.cloud_shares.remove("exp-a-1");
+            let cloud = CloudShare::exact(counted.enabled, counted.active);
+            sampled(&mut out.cloud_shares, "exp-a-1", &cloud, 0, 360);
+            let (st, detail) = status_page(&s, &out);
+            assert_eq!(st, Status::Pass, "{detail}");
+        }
     }
 
     /// Spec 69 with the shares' lag (explore seed 2539): exp-a-1 came back at 300 s and took 8
@@ -1398,7 +1495,7 @@ mod tests {
         let (st, detail) = status_page(&s, &out);
         assert_eq!(st, Status::Fail);
         assert!(
-            detail.contains("spec 69: exp-a-1 shows enabled/active (24, 6) at the end (420s), not its own share (8, 2) plus a share each peer held in the 75 s before (enabled, active: exp-a-2 {(8, 3)})"),
+            detail.contains("spec 69: exp-a-1 shows enabled/active (24, 6) at the end (420s), not the cloud's share for it (8, 2: assigned, delivered to within 72 h; the connector counted (8, 2)) plus the shares the cloud gave each peer in the 75 s before (exp-a-2 (8, 3))"),
             "{detail}"
         );
         assert!(!detail.contains("spec 69: exp-a-2"), "{detail}");

@@ -42,6 +42,10 @@ pub struct History {
     /// Each connector's own share of its page's counts, sampled with `status_pages`: what its
     /// peers' pages show of it a heartbeat or two later (spec 69).
     pub status_shares: BTreeMap<String, Vec<(Duration, Share)>>,
+    /// Each connector's share as the fake cloud's records give it ([`CloudShare`]), sampled
+    /// with `status_pages`: what the `status_page` check expects of the pages, independent of
+    /// the connector's own counts.
+    pub cloud_shares: BTreeMap<String, Vec<(Duration, CloudShare)>>,
     /// Every session move the connectors made, by Expressway host, in order.
     pub moves: BTreeMap<String, Vec<SessionMove>>,
     /// Every IM&P node's PRG state, sampled, by host.
@@ -90,6 +94,7 @@ impl History {
             series: BTreeMap::new(),
             status_pages: BTreeMap::new(),
             status_shares: BTreeMap::new(),
+            cloud_shares: BTreeMap::new(),
             moves: BTreeMap::new(),
             prg_states: BTreeMap::new(),
             node_stats: BTreeMap::new(),
@@ -104,6 +109,30 @@ impl History {
             webex_activity: BTreeMap::new(),
             group: Default::default(),
             secrets: None,
+        }
+    }
+}
+
+/// A connector node's share of the status page's counts as the fake cloud's records give it
+/// at a sample: the users the cloud assigned to the node (spec 69) and, of those, the ones
+/// whose activity events it delivered to the node since placing them there, within 72 h
+/// (spec 70). Each count is a range `(at least, at most)`: a placement or an event the cloud
+/// sent in the last moments may not have reached the connector yet (the runner's
+/// `EVENT_IN_FLIGHT`), so the connector may count it or not.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CloudShare {
+    /// Users assigned to the node: (at least, at most).
+    pub enabled: (usize, usize),
+    /// Of those, active within 72 h: (at least, at most).
+    pub active: (usize, usize),
+}
+
+impl CloudShare {
+    /// A share known exactly: `enabled` users, `active` of them active.
+    pub fn exact(enabled: usize, active: usize) -> Self {
+        Self {
+            enabled: (enabled, enabled),
+            active: (active, active),
         }
     }
 }

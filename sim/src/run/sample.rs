@@ -4,7 +4,7 @@
 //! Status pages, moves and PRG states are kept typed in the history
 //! ([`crate::history::History::all_series`] makes plot series of them).
 
-use crate::history::{History, SessionMove};
+use crate::history::{CloudShare, History, SessionMove};
 use crate::world::World;
 use crate::world::hybrid::HybridHandles;
 use crate::world::imp::{ImpHandles, NodeSlot};
@@ -151,12 +151,20 @@ pub fn collect_moves(h: &HybridHandles, out: &mut History) {
 /// text fields as numbers: connectivity 1 = Operational, node status 1 = Operational,
 /// certificate validation 1 = on, the version as a number (`14.0`).
 ///
+/// Each connector's share as the cloud's records give it ([`cloud_share`]), the
+/// `status_page` check's expectation.
+///
 /// Also what `within_capacity` reads: per connector node the users the cloud assigned to it
 /// (`connector_assigned/<host>`) and its open sessions (`connector_open_sessions/<host>`), and
 /// the cloud's own view ([`sample_cloud`]).
 pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
     let t = now.as_secs_f64();
     sample_cloud(h, out, t);
+    let cloud = h.cloud.as_ref().map(|c| c.borrow());
+    let leaving = cloud
+        .as_ref()
+        .map(|c| moved_off(c, now))
+        .unwrap_or_default();
     for (host, slot) in &h.connectors {
         let Some(core) = slot.borrow().as_ref().cloned() else {
             continue;
@@ -180,7 +188,81 @@ pub fn series(h: &HybridHandles, out: &mut History, now: Duration) {
             .entry(host.clone())
             .or_default()
             .push((now, share));
+        if let Some(cloud) = &cloud {
+            let share = cloud_share(cloud, host, now, &leaving);
+            out.cloud_shares
+                .entry(host.clone())
+                .or_default()
+                .push((now, share));
+        }
     }
+}
+
+/// How long a user stays "active" on the status page after using Webex to read or write
+/// messages to or from Jabber (spec 70; the guide: "within the 72 hours leading up to now").
+pub const ACTIVE_WINDOW: Duration = Duration::from_secs(72 * 3600);
+
+/// How long an event the cloud queued on a connector's socket may take to be handled there:
+/// the network's latency and a few ticks, with room for a queue loaded by a busy workload.
+/// A count the cloud changed more recently may or may not be on the connector's page yet.
+pub const EVENT_IN_FLIGHT: Duration = Duration::from_secs(5);
+
+/// Users the cloud moved off each node within [`EVENT_IN_FLIGHT`] before `now`: the node may
+/// not have heard yet and still count them.
+fn moved_off(cloud: &fakes::cloud::Cloud, now: Duration) -> BTreeMap<String, usize> {
+    let mut away: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, p) in cloud.bridge_log().placements() {
+        if p.at + EVENT_IN_FLIGHT > now
+            && let Some(from) = &p.from
+            && p.node.as_ref() != Some(from)
+        {
+            *away.entry(from.clone()).or_default() += 1;
+        }
+    }
+    away
+}
+
+/// Connector node `node`'s share as the cloud's records give it at `now` ([`CloudShare`]):
+/// the users the cloud assigned to it (spec 69: "users ... that Webex has assigned to this
+/// particular Expressway cluster", split by node) and, of those, the ones with an activity
+/// event delivered to the node since they were placed there, within [`ACTIVE_WINDOW`]
+/// (spec 70: they used Webex to write to Jabber through it). Counted from the cloud, never
+/// from the connector; what changed within [`EVENT_IN_FLIGHT`] widens the range.
+fn cloud_share(
+    cloud: &fakes::cloud::Cloud,
+    node: &str,
+    now: Duration,
+    leaving: &BTreeMap<String, usize>,
+) -> CloudShare {
+    let log = cloud.bridge_log();
+    let settled = |t: Duration| t + EVENT_IN_FLIGHT <= now;
+    let within = |t: Duration| now.saturating_sub(t) <= ACTIVE_WINDOW;
+    let mut s = CloudShare::default();
+    for email in cloud.assignment().users_on(node) {
+        let placed = log.placement(email).is_none_or(|p| settled(p.at));
+        s.enabled.1 += 1;
+        s.enabled.0 += usize::from(placed);
+        let Some((first, last)) = log.delivered_since_placed(email, node) else {
+            // Taken off this node and put back on it: the node forgot the user's use only if
+            // it received the removal (explore seed 75: a cloud crash, no socket for it).
+            let back = log
+                .last_delivery(email)
+                .is_some_and(|(to, at)| to == node && within(at));
+            s.active.1 += usize::from(back);
+            continue;
+        };
+        if !within(last) {
+            continue;
+        }
+        // The node has the first event at least, if it is old enough.
+        let sure = settled(last) || (settled(first) && within(first));
+        s.active.1 += 1;
+        s.active.0 += usize::from(sure && placed);
+    }
+    let away = leaving.get(node).copied().unwrap_or(0);
+    s.enabled.1 += away;
+    s.active.1 += away;
+    s
 }
 
 /// Open sessions per IM&P node of connector `host` at `t`: a node the connector had sessions

@@ -1,0 +1,151 @@
+//! The cloud's own record of what it bridged: for each user, the connector node it last
+//! placed them on (or took them off) and when, and the activity events of theirs (messages,
+//! read markers, edits they made in Webex for a Jabber user, spec 33, 70) it delivered to
+//! that node since.
+//!
+//! hmsim judges the status page's "enabled" and "active" counts (spec 69-70) against these
+//! facts rather than against the connector's own counts: the cloud knows whom it assigned
+//! where and what it delivered, whatever the connector made of it. Nothing in the cloud reads
+//! the log back.
+//!
+//! Bounded: one entry per user in each map, and users are the organization's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A user's latest assignment change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// The node the user is on since `at` (`None`: unassigned).
+    pub node: Option<String>,
+    /// The node the user left then (`None`: was unassigned).
+    pub from: Option<String>,
+    /// When.
+    pub at: Duration,
+}
+
+/// Activity events of a user delivered to one node: the first and the last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Deliveries {
+    node: String,
+    first: Duration,
+    last: Duration,
+}
+
+/// Placements and delivered activity events, per user (email).
+#[derive(Debug, Clone, Default)]
+pub struct BridgeLog {
+    placed: BTreeMap<String, Placement>,
+    delivered: BTreeMap<String, Deliveries>,
+}
+
+impl BridgeLog {
+    /// `email` moved from `from` to `to` (`None`: unassigned) at `at`.
+    pub(crate) fn moved(
+        &mut self,
+        email: &str,
+        from: Option<&str>,
+        to: Option<&str>,
+        at: Duration,
+    ) {
+        let p = Placement {
+            node: to.map(str::to_owned),
+            from: from.map(str::to_owned),
+            at,
+        };
+        self.placed.insert(email.to_owned(), p);
+    }
+
+    /// An activity event of `email`'s reached a socket of connector node `node` at `at`.
+    pub(crate) fn delivered(&mut self, email: &str, node: &str, at: Duration) {
+        let since = self.placed.get(email).map_or(Duration::ZERO, |p| p.at);
+        match self.delivered.get_mut(email) {
+            Some(d) if d.node == node && d.first >= since => d.last = at,
+            _ => {
+                let d = Deliveries {
+                    node: node.to_owned(),
+                    first: at,
+                    last: at,
+                };
+                self.delivered.insert(email.to_owned(), d);
+            }
+        }
+    }
+
+    /// The user's email changed: their record follows them.
+    pub(crate) fn rename(&mut self, old: &str, new: &str) {
+        if let Some(v) = self.placed.remove(old) {
+            self.placed.insert(new.to_owned(), v);
+        }
+        if let Some(v) = self.delivered.remove(old) {
+            self.delivered.insert(new.to_owned(), v);
+        }
+    }
+
+    /// The user's latest assignment change.
+    pub fn placement(&self, email: &str) -> Option<&Placement> {
+        self.placed.get(email)
+    }
+
+    /// Every user's latest assignment change, by email.
+    pub fn placements(&self) -> impl Iterator<Item = (&String, &Placement)> {
+        self.placed.iter()
+    }
+
+    /// The node that received the last activity event of `email`'s, and when (whether or not
+    /// the user was placed there again since).
+    pub fn last_delivery(&self, email: &str) -> Option<(&str, Duration)> {
+        self.delivered.get(email).map(|d| (d.node.as_str(), d.last))
+    }
+
+    /// The first and the last activity event of `email`'s delivered to `node` since the user
+    /// was last placed there: `None` if none, or if the user is not on `node`.
+    pub fn delivered_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
+        let p = self.placed.get(email)?;
+        let d = self.delivered.get(email)?;
+        (p.node.as_deref() == Some(node) && d.node == node && d.first >= p.at)
+            .then_some((d.first, d.last))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn deliveries_count_only_on_the_node_the_user_is_still_placed_on() {
+        let mut log = BridgeLog::default();
+        log.moved("a@x", None, Some("exp-1"), s(10));
+        assert_eq!(log.delivered_since_placed("a@x", "exp-1"), None);
+        log.delivered("a@x", "exp-1", s(20));
+        log.delivered("a@x", "exp-1", s(25));
+        assert_eq!(
+            log.delivered_since_placed("a@x", "exp-1"),
+            Some((s(20), s(25)))
+        );
+        assert_eq!(log.delivered_since_placed("a@x", "exp-2"), None);
+        // Moved away and back: the deliveries before the latest placement no longer count.
+        log.moved("a@x", Some("exp-1"), Some("exp-2"), s(30));
+        log.moved("a@x", Some("exp-2"), Some("exp-1"), s(40));
+        assert_eq!(log.delivered_since_placed("a@x", "exp-1"), None);
+        assert_eq!(log.last_delivery("a@x"), Some(("exp-1", s(25))));
+        log.delivered("a@x", "exp-1", s(45));
+        assert_eq!(
+            log.delivered_since_placed("a@x", "exp-1"),
+            Some((s(45), s(45)))
+        );
+        log.rename("a@x", "b@x");
+        log.delivered("b@x", "exp-1", s(50));
+        assert_eq!(
+            log.delivered_since_placed("b@x", "exp-1"),
+            Some((s(45), s(50)))
+        );
+        assert_eq!(log.placement("a@x"), None);
+        let p = log.placement("b@x").expect("renamed");
+        assert_eq!((p.from.as_deref(), p.at), (Some("exp-2"), s(40)));
+    }
+}
