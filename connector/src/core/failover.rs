@@ -90,6 +90,15 @@ impl Failover {
         }
     }
 
+    /// Tracks nodes `(name, prg peer, high availability)` discovered later (a cluster whose
+    /// publisher answered only after the others, spec 22); the nodes tracked already keep
+    /// their state.
+    pub fn track(&mut self, nodes: &[(String, Option<String>, bool)]) {
+        for (n, h) in Self::new(nodes, self.detection_delay_max).nodes {
+            self.nodes.entry(n).or_insert(h);
+        }
+    }
+
     /// A node's status.
     pub fn status(&self, node: &str) -> Option<NodeStatus> {
         self.nodes.get(node).map(|h| h.status)

@@ -691,6 +691,69 @@ fn a_peers_error_body_cannot_forge_a_status_line() {
     );
 }
 
+/// The host an AXL request goes to.
+fn axl_host(r: &connector::core::node::HttpRequest) -> String {
+    match &r.target {
+        Target::Axl { host } => host.clone(),
+        other => panic!("not an AXL request: {other:?}"),
+    }
+}
+
+/// Cluster imp-b's publisher is down (spec 22: "The Message Connector cannot discover IM and
+/// Presence nodes when the AXL service is not running on the nodes"): cluster imp-a's nodes
+/// and users are discovered and reported all the same (explore seed 289: nobody was, for
+/// good), and imp-b's join when its publisher answers again.
+#[test]
+fn a_cluster_whose_publisher_is_down_does_not_hold_back_the_others() {
+    let mut s = settings();
+    let mut b = s.cluster.publishers[0].clone();
+    b.cluster = "imp-b".into();
+    b.host = "imp-b-1".into();
+    s.cluster.publishers.push(b);
+    let mut h = Harness::new(s);
+    registered(&mut h);
+    let (first, second) = (h.axl_request(), h.axl_request());
+    let (a, b) = if axl_host(&first) == "imp-a-1" {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    assert_eq!(axl_host(&b), "imp-b-1");
+    h.answer(&b, 503, "<html>503 Service Unavailable</html>");
+    h.answer(&a, 200, &two_nodes());
+    let page = h.axl_request();
+    h.answer(&page, 200, &users_page(&[user_row("alice", "imp-a-1")]));
+    let report = h.request("/v1/connectors/users");
+    let add = |r: &connector::core::node::HttpRequest| json_body(r)["add"].clone();
+    assert_eq!(
+        add(&report),
+        json!([{"email": ALICE, "imp_cluster": "imp-a"}])
+    );
+    h.answer(&report, 200, "{}");
+    assert_eq!(h.node.phase(), &Phase::Running);
+    // Only imp-b is asked again; its users join the report.
+    h.run_until(h.now + secs(300));
+    let again = h.axl_request();
+    assert_eq!(axl_host(&again), "imp-b-1");
+    let node_b = "<processNode><name>imp-b-1</name><processNodeRole>CUCM IM and Presence\
+                  </processNodeRole><version>15.0.1</version></processNode>";
+    h.answer(&again, 200, &soap("listProcessNode", node_b));
+    let page = h.axl_request();
+    h.answer(&page, 200, &users_page(&[user_row("bob", "imp-b-1")]));
+    assert!(
+        !h.http
+            .iter()
+            .any(|r| matches!(r.target, Target::Axl { .. })),
+        "imp-a is not discovered again"
+    );
+    let report = h.request("/v1/connectors/users");
+    let reported = add(&report).to_string();
+    assert!(
+        reported.contains(BOB) && reported.contains("imp-b"),
+        "{reported}"
+    );
+}
+
 #[test]
 fn a_refused_axl_login_is_not_shown_as_a_cloud_fault() {
     let mut h = Harness::new(settings());

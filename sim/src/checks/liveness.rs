@@ -230,4 +230,29 @@ mod tests {
         let timed = "  - { at: 6m, for: 2m, crash: [imp-a-2] }\n";
         assert!(stranded("high_availability: false", timed).is_empty());
     }
+
+    /// Whether the peer takes a node down for good over depends on high availability when the
+    /// heartbeat timeout has run out, or later (the peer keeps watching), not when the node
+    /// failed: switched off in between, nobody takes over (explore seed 165); switched on in
+    /// between or later, the peer does.
+    #[test]
+    fn a_takeover_depends_on_high_availability_once_the_heartbeat_timeout_ran_out() {
+        let prg = |ha: bool| format!("high_availability: {ha}, heartbeat_timeout: 1m");
+        let crash = "  - { at: 1m, imp_failover: { node: imp-a-2, mode: automatic } }\n";
+        let ha = |at: &str, on: bool| {
+            format!("  - {{ at: {at}, prg_high_availability: {{ cluster: a, enabled: {on} }} }}\n")
+        };
+        let stranded = |prg: &str, faults: &str| stranded_nodes(&scenario(prg, faults));
+        let node = BTreeSet::from(["imp-a-2".to_string()]);
+        // Off 13 s after the failure, 47 s before the takeover: stranded.
+        assert_eq!(
+            stranded(&prg(true), &format!("{crash}{}", ha("73s", false))),
+            node
+        );
+        // Off after the takeover: the users moved already.
+        assert!(stranded(&prg(true), &format!("{crash}{}", ha("2m30s", false))).is_empty());
+        // On before the takeover, or later: the peer takes over then.
+        assert!(stranded(&prg(false), &format!("{crash}{}", ha("90s", true))).is_empty());
+        assert!(stranded(&prg(false), &format!("{crash}{}", ha("5m", true))).is_empty());
+    }
 }

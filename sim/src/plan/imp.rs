@@ -77,10 +77,25 @@ pub fn high_availability_at(s: &Scenario, c: &ImpCluster, at: Duration) -> bool 
         .fold(c.prg.high_availability, |_, ha| ha.enabled)
 }
 
+/// Whether cluster `c` has high availability on at `at` or at any time after: the peer of a
+/// silent node keeps watching it, and takes it over as soon as the heartbeat timeout has run
+/// out with high availability on (spec 65).
+fn high_availability_from(s: &Scenario, c: &ImpCluster, at: Duration) -> bool {
+    let host = topology::imp_host(&c.name, 1);
+    high_availability_at(s, c, at)
+        || s.faults.iter().any(|f| {
+            f.at.0 > at
+                && f.prg_high_availability
+                    .as_ref()
+                    .is_some_and(|ha| ha.enabled && topology::imp_host(&ha.cluster, 1) == host)
+        })
+}
+
 /// IM&P nodes down for good that no peer takes over, each with the time it failed (the
 /// earliest, if several faults do it): a crash (or an automatic failover) without `for`, of a
-/// node without a PRG peer or whose PRG has high availability off at that time (a
-/// `prg_high_availability` change counts at once, spec 61). High availability is what moves a
+/// node without a PRG peer or whose PRG has high availability off from the time the peer's
+/// heartbeat timeout runs out on (a `prg_high_availability` change counts at once, spec 61;
+/// switched off between the failure and the takeover, nobody takes over: explore seed 165). High availability is what moves a
 /// failed node's users to its peer (the guide: "The Hybrid Message Service automatically
 /// responds to an unexpected failure of an IM and Presence Service node" through the PRG's
 /// failover, spec 64-65); without it, the node's users have no service until it returns, which
@@ -103,8 +118,9 @@ pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
             else {
                 continue; // not an IM&P node
             };
+            let takeover_at = f.at.0 + c.prg.heartbeat_timeout.0;
             let taken_over =
-                high_availability_at(s, c, f.at.0) && node_config(c).peer_of(n).is_some();
+                high_availability_from(s, c, takeover_at) && node_config(c).peer_of(n).is_some();
             if !taken_over {
                 let at = out.entry(n.clone()).or_insert(f.at.0);
                 *at = (*at).min(f.at.0);

@@ -174,10 +174,14 @@ impl ConnectorNode {
     pub(super) fn failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
         match what {
             // Discovery failed at an AXL publisher: its fault, not the cloud's.
+            // Only that cluster is asked again (one retry each, in `deferred`); the others are
+            // not held back for it (explore seed 289).
             Pending::Nodes { ref cluster } | Pending::Users { ref cluster, .. } => {
                 self.axl_fault = Some(self.axl_fault_text(cluster, why));
                 let at = now + self.retry.next_delay(rng);
-                self.retry_at = Some((at, what));
+                let cluster = cluster.clone();
+                self.discovery_failed(now, &cluster);
+                self.deferred.push((at, Pending::Nodes { cluster }));
             }
             Pending::Register | Pending::Report | Pending::Assignments { .. } => {
                 self.cloud_fault = Some(why.to_string());

@@ -118,7 +118,29 @@ impl ConnectorNode {
             return self.fetch_users(cluster, page + 1);
         }
         self.discovering.remove(cluster);
-        if self.discovering.is_empty() {
+        self.axl_failed.remove(cluster);
+        if self.discovery_settled() {
+            self.discovered(now);
+        }
+    }
+
+    /// Whether every cluster still being discovered failed and waits for its retry.
+    pub(super) fn discovery_settled(&self) -> bool {
+        self.discovering.iter().all(|c| self.axl_failed.contains(c))
+    }
+
+    /// Discovery of `cluster` failed (its publisher's AXL is down, spec 22: "The Message
+    /// Connector cannot discover IM and Presence nodes when the AXL service is not running on
+    /// the nodes"): what it found is dropped and asked for again later. The first failure of
+    /// the last cluster outstanding completes the discovery with the clusters that answered,
+    /// if any did; that cluster's users join when it answers.
+    pub(super) fn discovery_failed(&mut self, now: Duration, cluster: &str) {
+        self.nodes.remove(cluster);
+        self.users.remove(cluster);
+        if self.axl_failed.insert(cluster.to_string())
+            && self.discovery_settled()
+            && !self.nodes.is_empty()
+        {
             self.discovered(now);
         }
     }
@@ -136,7 +158,7 @@ impl ConnectorNode {
             .iter()
             .map(|n| (n.name.clone(), n.prg_peer.clone(), n.high_availability))
             .collect();
-        self.failover = Failover::new(&triples, self.s.detection_delay_max);
+        self.failover.track(&triples);
         self.node_versions = all
             .iter()
             .map(|n| (n.name.clone(), n.version.clone()))

@@ -89,7 +89,7 @@ impl ConnectorNode {
     /// the presence of every assigned user at once, which wants again the sessions the
     /// disable closed.
     fn resume_running(&mut self, now: Duration) {
-        self.phase = if self.discovering.is_empty() && !self.node_versions.is_empty() {
+        self.phase = if self.discovery_settled() && !self.node_versions.is_empty() {
             Phase::Running
         } else {
             Phase::Discovering
@@ -159,20 +159,41 @@ impl ConnectorNode {
 
     pub(super) fn discover(&mut self) {
         self.phase = Phase::Discovering;
-        let publishers = self.s.cluster.publishers.clone();
-        for p in publishers {
-            self.discovering.insert(p.cluster.clone());
-            let auth = Some(directory::basic_auth(&p.axl_username, &p.axl_password));
-            let body = directory::list_process_node_request();
-            self.axl(
-                &p.host,
-                auth,
-                body,
-                Pending::Nodes {
-                    cluster: p.cluster.clone(),
-                },
-            );
+        let clusters: Vec<String> = self
+            .s
+            .cluster
+            .publishers
+            .iter()
+            .map(|p| p.cluster.clone())
+            .collect();
+        for c in clusters {
+            self.discover_cluster(&c);
         }
+    }
+
+    /// Asks `cluster`'s publisher for its nodes, then (in [`Self::on_nodes`]) its users.
+    pub(super) fn discover_cluster(&mut self, cluster: &str) {
+        let Some(p) = self
+            .s
+            .cluster
+            .publishers
+            .iter()
+            .find(|p| p.cluster == cluster)
+            .cloned()
+        else {
+            return;
+        };
+        self.discovering.insert(p.cluster.clone());
+        let auth = Some(directory::basic_auth(&p.axl_username, &p.axl_password));
+        let body = directory::list_process_node_request();
+        self.axl(
+            &p.host,
+            auth,
+            body,
+            Pending::Nodes {
+                cluster: p.cluster.clone(),
+            },
+        );
     }
 
     pub(super) fn axl(&mut self, host: &str, auth: Option<String>, body: String, what: Pending) {

@@ -411,6 +411,9 @@ pub struct ConnectorNode {
     nodes: BTreeMap<String, Vec<ImpNodeInfo>>,
     users: BTreeMap<String, Vec<AxlUser>>,
     discovering: BTreeSet<String>,
+    /// Clusters of `discovering` whose discovery failed and waits for its retry: the others'
+    /// nodes and users are not held back for them (spec 22).
+    axl_failed: BTreeSet<String>,
     directory: Directory,
     // users
     assigned: BTreeSet<String>,
@@ -548,6 +551,7 @@ impl ConnectorNode {
             nodes: BTreeMap::new(),
             users: BTreeMap::new(),
             discovering: BTreeSet::new(),
+            axl_failed: BTreeSet::new(),
             directory: Directory::default(),
             assigned: BTreeSet::new(),
             presence: BTreeMap::new(),

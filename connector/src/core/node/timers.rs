@@ -112,6 +112,7 @@ impl ConnectorNode {
                 p.attempts += 1;
                 self.send_post(p);
             }
+            Pending::Nodes { cluster } => self.discover_cluster(&cluster),
             Pending::HandBack(mut h) => {
                 h.attempts += 1;
                 let (body, lane) = (h.body.clone(), h.lane);
@@ -130,12 +131,6 @@ impl ConnectorNode {
     pub(super) fn retry_request(&mut self, what: Pending) {
         match what {
             Pending::Register => self.register(Duration::ZERO),
-            Pending::Nodes { .. } | Pending::Users { .. } => {
-                self.nodes.clear();
-                self.users.clear();
-                self.discovering.clear();
-                self.discover();
-            }
             // The report itself, not the assignments: a report the cloud did not take (a 429
             // at registration) left the users Pending for good (explore seed 2019).
             Pending::Report => self.report_known_users(),
