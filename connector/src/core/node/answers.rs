@@ -184,6 +184,10 @@ impl ConnectorNode {
                 self.deferred.push((at, Pending::Nodes { cluster }));
             }
             Pending::Register | Pending::Report | Pending::Assignments { .. } => {
+                if !self.fetching_assignments() {
+                    // The retry's answer is newer than every event read so far.
+                    self.moved_while_fetching.clear();
+                }
                 self.cloud_fault = Some(why.to_string());
                 let at = now + self.retry.next_delay(rng);
                 // One retry slot: a registration or report waiting for its retry is kept over

@@ -426,6 +426,10 @@ pub struct ConnectorNode {
     /// the user authored in Webex that this node bridged): the status page's "active"
     /// (spec 70).
     interop_seen: BTreeMap<String, Duration>,
+    /// Users an assignment event named while an assignments fetch was in flight: the event
+    /// is as new as the fetch's answer or newer (the answer was written before the node read
+    /// it), so the answer leaves them as the events put them (explore seed 70).
+    moved_while_fetching: BTreeSet<String>,
     /// The cluster peers' shares of the status page's counts, by node id (spec 69-71), as the
     /// last heartbeat answer gave them.
     peer_shares: BTreeMap<String, Share>,
@@ -557,6 +561,7 @@ impl ConnectorNode {
             presence: BTreeMap::new(),
             jabber_seen: BTreeMap::new(),
             interop_seen: BTreeMap::new(),
+            moved_while_fetching: BTreeSet::new(),
             peer_shares: BTreeMap::new(),
             published: BTreeMap::new(),
             node_versions: BTreeMap::new(),

@@ -134,12 +134,13 @@ impl ConnectorNode {
             // The report itself, not the assignments: a report the cloud did not take (a 429
             // at registration) left the users Pending for good (explore seed 2019).
             Pending::Report => self.report_known_users(),
-            Pending::Assignments { .. } => self.cloud(
+            // A resync stays one: the removals it is for were missed on the stream.
+            what @ Pending::Assignments { .. } => self.cloud(
                 Method::Get,
                 "/v1/connectors/assignments",
                 Value::Null,
                 0,
-                Pending::Assignments { resync: false },
+                what,
             ),
             _ => {}
         }

@@ -30,6 +30,10 @@ impl ConnectorNode {
                 );
             }
             Event::Assignment { added, removed, .. } => {
+                if self.fetching_assignments() {
+                    let named = added.iter().chain(&removed).cloned();
+                    self.moved_while_fetching.extend(named);
+                }
                 for u in removed {
                     self.unassign(&u, now);
                 }

@@ -21,19 +21,36 @@ impl ConnectorNode {
                     .collect()
             })
             .unwrap_or_default();
+        // Events about a user read while this answer was on its way are as new as it or
+        // newer (a user's events come in order and end at the cloud's state): they stand.
+        let moved = std::mem::take(&mut self.moved_while_fetching);
+        if self.fetching_assignments() {
+            self.moved_while_fetching = moved.clone();
+        }
         if resync {
-            let removed: Vec<String> = self.assigned.difference(&users).cloned().collect();
+            let removed: Vec<String> = (self.assigned.difference(&users))
+                .filter(|u| !moved.contains(*u))
+                .cloned()
+                .collect();
             for u in removed {
                 self.unassign(&u, now);
             }
         }
-        let added: Vec<String> = users.difference(&self.assigned).cloned().collect();
+        let added: Vec<String> = (users.difference(&self.assigned))
+            .filter(|u| !moved.contains(*u))
+            .cloned()
+            .collect();
         self.assigned.extend(added.iter().cloned());
         for u in &added {
             self.jabber_seen.entry(u.clone()).or_insert(now);
         }
         self.poll_presence(&added);
         self.ask_again_for(&added, now, rng);
+    }
+
+    /// Whether an assignments fetch is waiting for its answer.
+    pub(super) fn fetching_assignments(&self) -> bool {
+        (self.pending.values()).any(|p| matches!(p, Pending::Assignments { .. }))
     }
 
     pub(super) fn unassign(&mut self, user: &str, now: Duration) {
