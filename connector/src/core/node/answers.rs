@@ -184,22 +184,7 @@ impl ConnectorNode {
                 self.deferred.push((at, Pending::Nodes { cluster }));
             }
             Pending::Register | Pending::Report | Pending::Assignments { .. } => {
-                if !self.fetching_assignments() {
-                    // The retry's answer is newer than every event read so far.
-                    self.moved_while_fetching.clear();
-                }
-                self.cloud_fault = Some(why.to_string());
-                let at = now + self.retry.next_delay(rng);
-                // One retry slot: a registration or report waiting for its retry is kept over
-                // an assignments fetch (whose answer follows the report anyway).
-                let kept = matches!(what, Pending::Assignments { .. })
-                    && matches!(
-                        self.retry_at,
-                        Some((_, Pending::Register | Pending::Report))
-                    );
-                if !kept {
-                    self.retry_at = Some((at, what));
-                }
+                self.control_failed(now, what, why, rng);
             }
             Pending::Heartbeat => self.cloud_fault = Some(why.to_string()),
             // What waits for a space or a key stays queued and is asked for again after a
@@ -240,6 +225,27 @@ impl ConnectorNode {
                 self.next_poll = self.next_poll.min(at);
             }
             Pending::Post(_) => {}
+        }
+    }
+
+    /// A registration, known-users report or assignments fetch failed: one retry slot, after
+    /// a seeded backoff.
+    fn control_failed(&mut self, now: Duration, what: Pending, why: &str, rng: &mut impl Rng) {
+        if !self.fetching_assignments() {
+            // The retry's answer is newer than every event read so far.
+            self.moved_while_fetching.clear();
+        }
+        self.cloud_fault = Some(why.to_string());
+        let at = now + self.retry.next_delay(rng);
+        // One retry slot: a registration or report waiting for its retry is kept over
+        // an assignments fetch (whose answer follows the report anyway).
+        let kept = matches!(what, Pending::Assignments { .. })
+            && matches!(
+                self.retry_at,
+                Some((_, Pending::Register | Pending::Report))
+            );
+        if !kept {
+            self.retry_at = Some((at, what));
         }
     }
 }
