@@ -323,18 +323,7 @@ mod tests {
         let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
         let out = output(&s, Rc::new(Observer::new()));
         let oracle = Oracle::new(&s, &out);
-        let sent_at = |secs: u64| MessageRecord {
-            from: ALICE.into(),
-            to: BOB.into(),
-            client: ClientKind::Jabber,
-            sent_at: Duration::from_secs(secs),
-            deliveries: Vec::new(),
-            carbons: 0,
-            sender_device: "d1".into(),
-            carbon_seen: Vec::new(),
-            refused: Vec::new(),
-            body: None,
-        };
+        let sent_at = |secs: u64| undelivered(ALICE, BOB, secs);
         let slack = IN_FLIGHT_SLACK.as_secs();
         let margin = RISK_MARGIN.as_secs();
         assert!(!oracle.at_risk(&sent_at(100 - slack - 1)), "long before");

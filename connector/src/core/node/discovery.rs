@@ -64,14 +64,7 @@ impl ConnectorNode {
     }
 
     pub(super) fn fetch_users(&mut self, cluster: &str, page: usize) {
-        let Some(p) = self
-            .s
-            .cluster
-            .publishers
-            .iter()
-            .find(|p| p.cluster == cluster)
-            .cloned()
-        else {
+        let Some(p) = self.publisher(cluster) else {
             return;
         };
         let auth = Some(directory::basic_auth(&p.axl_username, &p.axl_password));

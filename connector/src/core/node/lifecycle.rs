@@ -171,16 +171,15 @@ impl ConnectorNode {
         }
     }
 
+    /// The configured AXL publisher of IM&P cluster `cluster` (spec 16), if any.
+    pub(super) fn publisher(&self, cluster: &str) -> Option<crate::core::config::ImpPublisher> {
+        let publishers = &self.s.cluster.publishers;
+        publishers.iter().find(|p| p.cluster == cluster).cloned()
+    }
+
     /// Asks `cluster`'s publisher for its nodes, then (in [`Self::on_nodes`]) its users.
     pub(super) fn discover_cluster(&mut self, cluster: &str) {
-        let Some(p) = self
-            .s
-            .cluster
-            .publishers
-            .iter()
-            .find(|p| p.cluster == cluster)
-            .cloned()
-        else {
+        let Some(p) = self.publisher(cluster) else {
             return;
         };
         self.discovering.insert(p.cluster.clone());
