@@ -2653,6 +2653,18 @@ mod tests {
         (n1.with_prg(cfg.clone()), n2.with_prg(cfg))
     }
 
+    /// A high-availability PRG pair with alice logged in on n1 and bob on n2, each having
+    /// seen the other's presence, their outputs read.
+    fn prg_pair_with_alice_and_bob() -> (ImpNode, ImpNode, ConnId, ConnId) {
+        let (mut n1, mut n2) = prg_pair(true);
+        let a = login(&mut n1, "alice", "desk");
+        let b = login(&mut n2, "bob", "desk");
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        let _ = (output(&mut n1, a), output(&mut n2, b));
+        (n1, n2, a, b)
+    }
+
     /// Sends `name`'s SASL PLAIN on a new connection to `n`; returns the server's answer.
     fn try_auth(n: &mut ImpNode, name: &str) -> String {
         let c = start_auth(n, name);
@@ -2703,12 +2715,7 @@ mod tests {
 
     #[test]
     fn manual_failover_closes_the_users_sessions_and_the_peer_delivers_to_them() {
-        let (mut n1, mut n2) = prg_pair(true);
-        let a = login(&mut n1, "alice", "desk");
-        let b = login(&mut n2, "bob", "desk");
-        pump(&mut n1, &mut n2);
-        pump(&mut n2, &mut n1);
-        let _ = (output(&mut n1, a), output(&mut n2, b));
+        let (mut n1, mut n2, a, b) = prg_pair_with_alice_and_bob();
         assert!(n1.prg_failover(T));
         assert_eq!(n1.prg_state(), Some(PrgState::FailingOver));
         pump(&mut n1, &mut n2);
@@ -2734,12 +2741,7 @@ mod tests {
     /// client closes its side, and routes a message the client wrote before it saw the close.
     #[test]
     fn a_message_arriving_after_see_other_host_is_still_routed() {
-        let (mut n1, mut n2) = prg_pair(true);
-        let a = login(&mut n1, "alice", "desk");
-        let b = login(&mut n2, "bob", "desk");
-        pump(&mut n1, &mut n2);
-        pump(&mut n2, &mut n1);
-        let _ = (output(&mut n1, a), output(&mut n2, b));
+        let (mut n1, mut n2, a, b) = prg_pair_with_alice_and_bob();
         assert!(n1.prg_failover(T));
         pump(&mut n1, &mut n2);
         pump(&mut n2, &mut n1);

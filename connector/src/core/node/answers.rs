@@ -140,14 +140,17 @@ impl ConnectorNode {
         }
     }
 
-    /// Forgets that `what` is in flight.
     /// Whether a batch of the known-users report is still unanswered.
     fn reporting(&self) -> bool {
         self.pending.values().any(|p| matches!(p, Pending::Report))
     }
 
+    /// Forgets that `what` is in flight.
     pub(super) fn answered(&mut self, what: &Pending) {
         match what {
+            Pending::Assignments { .. } => {
+                self.assignments_in_flight -= 1;
+            }
             Pending::Key { uri } => {
                 self.keys_in_flight.remove(uri);
             }

@@ -430,6 +430,9 @@ pub struct ConnectorNode {
     /// is as new as the fetch's answer or newer (the answer was written before the node read
     /// it), so the answer leaves them as the events put them (explore seed 70).
     moved_while_fetching: BTreeSet<String>,
+    /// Assignments fetches waiting for their answer, counted as they are sent and answered:
+    /// every assignment event asks, and walking `pending` for it was a walk per event.
+    assignments_in_flight: usize,
     /// The cluster peers' shares of the status page's counts, by node id (spec 69-71), as the
     /// last heartbeat answer gave them.
     peer_shares: BTreeMap<String, Share>,
@@ -562,6 +565,7 @@ impl ConnectorNode {
             jabber_seen: BTreeMap::new(),
             interop_seen: BTreeMap::new(),
             moved_while_fetching: BTreeSet::new(),
+            assignments_in_flight: 0,
             peer_shares: BTreeMap::new(),
             published: BTreeMap::new(),
             node_versions: BTreeMap::new(),

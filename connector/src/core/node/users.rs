@@ -50,7 +50,7 @@ impl ConnectorNode {
 
     /// Whether an assignments fetch is waiting for its answer.
     pub(super) fn fetching_assignments(&self) -> bool {
-        (self.pending.values()).any(|p| matches!(p, Pending::Assignments { .. }))
+        self.assignments_in_flight > 0
     }
 
     pub(super) fn unassign(&mut self, user: &str, now: Duration) {
