@@ -854,3 +854,27 @@ fn enabled_again_the_node_runs_and_reopens_the_sessions_of_its_assigned_users() 
     assert_eq!(pres.name, "presence");
     assert_eq!(pres.attr("from"), Some("alice@example.com/hm-webex"));
 }
+
+/// The status page counts a user active when they used Webex App with Jabber within 72 h
+/// (spec 70; the guide: "Users are considered Active if, within the 72 hours leading up to
+/// now, they have used Webex App to read or write messages to or from Cisco Jabber"). A
+/// node that restarts, or is newly given the user, never saw that use: the cloud, which
+/// bridged it, answers it on the presence query (`last_interop_ms`), and the node counts it
+/// (explore seed 66: after a restart an active user counted as not active for 72 h).
+#[test]
+fn a_node_given_a_user_learns_their_last_use_with_jabber_from_the_presence_answer() {
+    let mut h = Harness::new(settings());
+    running(&mut h, &[ALICE, BOB, CAROL]);
+    let q = h.request("/v1/presence/query");
+    let now_ms = h.now.as_millis() as u64;
+    let body = json!({"states": [
+        // Used Webex with Jabber a minute before the node was given her: active.
+        {"email": ALICE, "last_active_ms": now_ms, "last_interop_ms": now_ms.saturating_sub(60_000)},
+        // Active on Webex, never with Jabber: not active on the page.
+        {"email": BOB, "last_active_ms": now_ms},
+        {"email": CAROL},
+    ]});
+    h.answer(&q, 200, &body.to_string());
+    let page = h.node.status_page(h.now);
+    assert_eq!((page.enabled, page.active, page.inactive), (3, 1, 2));
+}

@@ -1,7 +1,8 @@
 //! The cloud's own record of what it bridged: for each user, the connector node it last
-//! placed them on (or took them off) and when, and the activity events of theirs (messages,
+//! placed them on (or took them off) and when, the activity events of theirs (messages,
 //! read markers, edits they made in Webex for a Jabber user, spec 33, 70) it delivered to
-//! that node since.
+//! that node since, and when it last told each node their last use of Webex with Jabber
+//! (a presence query's answer, spec 70).
 //!
 //! hmsim judges the status page's "enabled" and "active" counts (spec 69-70) against these
 //! facts rather than against the connector's own counts: the cloud knows whom it assigned
@@ -37,6 +38,9 @@ struct Deliveries {
 pub struct BridgeLog {
     placed: BTreeMap<String, Placement>,
     delivered: BTreeMap<String, Deliveries>,
+    /// (user, node) → (when the cloud last answered the node a presence query carrying the
+    /// user's last use of Webex with Jabber, that use). Bounded by users × connector nodes.
+    told: BTreeMap<(String, String), (Duration, Duration)>,
 }
 
 impl BridgeLog {
@@ -72,6 +76,13 @@ impl BridgeLog {
         }
     }
 
+    /// The cloud answered connector node `node` a presence query at `at` that carried
+    /// `email`'s last use of Webex with Jabber, `used` (spec 70).
+    pub(crate) fn told(&mut self, email: &str, node: &str, at: Duration, used: Duration) {
+        self.told
+            .insert((email.to_owned(), node.to_owned()), (at, used));
+    }
+
     /// The user's email changed: their record follows them.
     pub(crate) fn rename(&mut self, old: &str, new: &str) {
         if let Some(v) = self.placed.remove(old) {
@@ -79,6 +90,16 @@ impl BridgeLog {
         }
         if let Some(v) = self.delivered.remove(old) {
             self.delivered.insert(new.to_owned(), v);
+        }
+        let from = (old.to_owned(), String::new());
+        let keys: Vec<(String, String)> = (self.told.range(from..))
+            .take_while(|((email, _), _)| email == old)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for (email, node) in keys {
+            if let Some(v) = self.told.remove(&(email, node.clone())) {
+                self.told.insert((new.to_owned(), node), v);
+            }
         }
     }
 
@@ -96,6 +117,15 @@ impl BridgeLog {
     /// the user was placed there again since).
     pub fn last_delivery(&self, email: &str) -> Option<(&str, Duration)> {
         self.delivered.get(email).map(|d| (d.node.as_str(), d.last))
+    }
+
+    /// The latest presence answer that told `node` the user's last use of Webex with Jabber
+    /// since the user was last placed there: (when answered, the use). `None` if none, or if
+    /// the user is not on `node`.
+    pub fn told_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
+        let p = self.placed.get(email)?;
+        let &(at, used) = self.told.get(&(email.to_owned(), node.to_owned()))?;
+        (p.node.as_deref() == Some(node) && at >= p.at).then_some((at, used))
     }
 
     /// The first and the last activity event of `email`'s delivered to `node` since the user
@@ -147,5 +177,24 @@ mod tests {
         assert_eq!(log.placement("a@x"), None);
         let p = log.placement("b@x").expect("renamed");
         assert_eq!((p.from.as_deref(), p.at), (Some("exp-2"), s(40)));
+    }
+
+    #[test]
+    fn a_last_use_told_counts_only_on_the_node_told_since_the_user_was_placed_there() {
+        let mut log = BridgeLog::default();
+        log.moved("a@x", None, Some("exp-1"), s(10));
+        log.told("a@x", "exp-1", s(12), s(5));
+        assert_eq!(log.told_since_placed("a@x", "exp-1"), Some((s(12), s(5))));
+        assert_eq!(log.told_since_placed("a@x", "exp-2"), None);
+        log.moved("a@x", Some("exp-1"), Some("exp-2"), s(20));
+        assert_eq!(log.told_since_placed("a@x", "exp-1"), None, "moved away");
+        assert_eq!(log.told_since_placed("a@x", "exp-2"), None, "not told yet");
+        log.told("a@x", "exp-2", s(21), s(5));
+        log.moved("a@x", Some("exp-2"), Some("exp-1"), s(30));
+        assert_eq!(log.told_since_placed("a@x", "exp-1"), None, "told before");
+        log.told("a@x", "exp-1", s(32), s(31));
+        log.rename("a@x", "b@x");
+        assert_eq!(log.told_since_placed("b@x", "exp-1"), Some((s(32), s(31))));
+        assert_eq!(log.told_since_placed("a@x", "exp-1"), None);
     }
 }

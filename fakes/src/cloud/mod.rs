@@ -45,7 +45,7 @@
 //! | `POST /v1/connectors/heartbeat` | connector | `{status?}` → `{connector_id, state, up, maintenance}` |
 //! | `POST /v1/connectors/users` | connector (registered) | `{add: [{email, imp_cluster}], remove: [...]}` (≤ 10,000) → `{moves: <count>}` |
 //! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |
-//! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, dnd_until_ms, out_of_office, hidden}]}` |
+//! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, last_interop_ms, dnd_until_ms, out_of_office, hidden}]}` (`last_interop_ms`: last use of Webex with Jabber, spec 70) |
 //! | `PUT /v1/presence/me` | user | `{dnd_minutes?, out_of_office?, hidden?}` → own state |
 //! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
 //! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` (unread: a number for a user, per member for a connector) |
@@ -762,7 +762,8 @@ impl Cloud {
     }
 
     /// The driver queued `event` on at least one socket of `to`: an activity event for a
-    /// user a connector serves is logged in the [`BridgeLog`].
+    /// user a connector serves is logged in the [`BridgeLog`], and is the user's latest use
+    /// of Webex with Jabber, which the presence query answers (spec 70).
     pub fn note_delivered(&mut self, to: &Subscriber, event: &Event) {
         if let (
             Subscriber::Connector(node),
@@ -773,6 +774,7 @@ impl Cloud {
         ) = (to, event)
         {
             self.bridge_log.delivered(user, node, self.clock);
+            self.presence.used_with_jabber(self.clock, user);
         }
     }
 

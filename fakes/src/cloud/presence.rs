@@ -28,6 +28,13 @@ pub struct PresenceState {
     pub email: String,
     /// Last time the user was active on Webex, ms since the start of the run (`None`: never).
     pub last_active_ms: Option<u64>,
+    /// Last time the user used Webex App to read or write messages to or from Jabber (the
+    /// status page's "active", spec 70), ms since the start of the run (`None`: never): the
+    /// last time the cloud bridged one of their Webex activities to their connector. A
+    /// connector node that restarts or is newly given the user learns it here, since the
+    /// use happened whichever node carried it.
+    #[serde(default)]
+    pub last_interop_ms: Option<u64>,
     /// End of an active DND, ms since the start of the run (`None`: no DND now).
     pub dnd_until_ms: Option<u64>,
     /// Calendar out-of-office (spec 52, 55).
@@ -46,6 +53,8 @@ pub const ACTIVITY_PER_USER_MAX: usize = 300_000;
 #[derive(Debug, Clone, Default)]
 struct Record {
     last_active: Option<Duration>,
+    /// Last use of Webex with Jabber ([`Presence::used_with_jabber`]).
+    interop: Option<Duration>,
     /// Every use, in time order, one per [`ACTIVITY_GRAIN`] burst (its last touch).
     activity: Vec<Duration>,
     dnd_until: Option<Duration>,
@@ -83,6 +92,13 @@ impl Presence {
                 r.activity.push(now);
             }
         }
+    }
+
+    /// The cloud bridged an activity of the user's to Jabber at `now` (it delivered it to the
+    /// connector serving them): they used Webex App to write to Jabber (spec 70).
+    pub fn used_with_jabber(&mut self, now: Duration, email: &str) {
+        let r = self.records.entry(email.to_owned()).or_default();
+        r.interop = Some(r.interop.map_or(now, |t| t.max(now)));
     }
 
     /// Every time the user was active on Webex (what [`Self::touch`] counted), in order, the
@@ -143,6 +159,7 @@ impl Presence {
         PresenceState {
             email: email.to_owned(),
             last_active_ms: r.last_active.map(ms),
+            last_interop_ms: r.interop.map(ms),
             dnd_until_ms: r.dnd_until.filter(|&until| until > now).map(ms),
             out_of_office: r.ooo,
             hidden: r.hidden,
@@ -185,6 +202,23 @@ mod tests {
         p.touch(mins(5), ALICE);
         p.touch(mins(3), ALICE);
         assert_eq!(p.state(mins(6), ALICE).last_active_ms, Some(300_000));
+    }
+
+    /// The last use of Webex with Jabber is its own fact, not any Webex use: a connector
+    /// that lost its memory (a restart) reads it back from the query (spec 70).
+    #[test]
+    fn the_last_use_with_jabber_is_kept_apart_from_any_use() {
+        let mut p = Presence::new();
+        p.touch(mins(1), ALICE);
+        assert_eq!(p.state(mins(2), ALICE).last_interop_ms, None);
+        p.used_with_jabber(mins(4), ALICE);
+        p.used_with_jabber(mins(3), ALICE);
+        p.touch(mins(6), ALICE);
+        let st = p.state(mins(7), ALICE);
+        assert_eq!(st.last_interop_ms, Some(240_000));
+        assert_eq!(st.last_active_ms, Some(360_000));
+        p.rename(ALICE, "a2@example.com");
+        assert_eq!(p.state(mins(7), "a2@example.com").last_interop_ms, Some(240_000));
     }
 
     /// Every request the cloud counts as Webex use is kept, one per burst of a second, so

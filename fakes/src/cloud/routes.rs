@@ -171,8 +171,8 @@ impl Cloud {
                 self.set_presence(now, &email, body)
             }
             (Post, ["v1", "presence", "query"]) => {
-                self.client_principal(now, token)?;
-                self.presence_query(now, body)
+                let who = self.client_principal(now, token)?;
+                self.presence_query(now, &who, body)
             }
             (Get, ["v1", "spaces", id]) => {
                 let who = self.client_principal(now, token)?;
@@ -602,10 +602,19 @@ impl Cloud {
         ok(to_json(&self.presence.state(now, email)))
     }
 
-    fn presence_query(&mut self, now: Duration, body: &[u8]) -> Answer {
+    fn presence_query(&mut self, now: Duration, who: &Principal, body: &[u8]) -> Answer {
         let b: api::PresenceQueryBody = parse(body)?;
         let emails: Vec<String> = b.emails.iter().map(|e| e.to_lowercase()).collect();
         let states = self.presence.query(now, &emails)?;
+        if let Principal::Connector(node) = who {
+            // What the node now knows of each user's use of Webex with Jabber (spec 70).
+            for st in &states {
+                if let Some(used) = st.last_interop_ms {
+                    let used = Duration::from_millis(used);
+                    self.bridge_log.told(&st.email, node, now, used);
+                }
+            }
+        }
         self.stats.presence_queries += 1;
         self.stats.presence_emails += states.len() as u64;
         ok(json!({ "states": to_json(&states) }))

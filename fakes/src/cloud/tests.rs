@@ -1065,6 +1065,52 @@ fn presence_set_and_batch_query() {
     assert_eq!(w.c.stats().presence_emails, 2);
 }
 
+/// A restarted connector node, or one newly given a user, has no memory of the user's use
+/// of Webex with Jabber; the cloud delivered those activities and answers the last one on the
+/// presence query (the status page's "active", spec 70: "Users are considered Active if,
+/// within the 72 hours leading up to now, they have used Webex App to read or write messages
+/// to or from Cisco Jabber"), and logs that it told the node.
+#[test]
+fn the_presence_query_answers_the_last_use_of_webex_with_jabber() {
+    let mut w = world();
+    let (alice, _bob) = (login(&mut w.c, w.now, ALICE), login(&mut w.c, w.now, BOB));
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, BOB]);
+    events(&mut w.c);
+    let text = encrypt(&mut w.c, w.now, &alice, &uri, "hi bob");
+    let body = json!({"verb": "post", "encrypted_text": text});
+    let path = format!("/v1/spaces/{space_id}/activities");
+    ok(
+        call(&mut w.c, w.now, Method::Post, &path, Some(&alice), body),
+        201,
+    );
+    let query = |w: &mut World, at: Duration, token: &str| {
+        let body = json!({"emails": [ALICE, BOB]});
+        let r = call(&mut w.c, at, Method::Post, "/v1/presence/query", Some(token), body);
+        ok(r, 200)["states"].clone()
+    };
+    let con1 = w.con1.clone();
+    let now = w.now;
+    let states = query(&mut w, now, &con1);
+    assert_eq!(states[0]["last_interop_ms"], Value::Null, "not bridged yet");
+    assert!(states[0]["last_active_ms"].is_u64(), "any Webex use is not one with Jabber");
+    // The event to Alice's connector reaches its socket: bridged to Jabber.
+    let delivered = w.now + secs(1);
+    w.c.tick(delivered);
+    for (to, ev) in events(&mut w.c) {
+        w.c.note_delivered(&to, &ev);
+    }
+    let later = delivered + secs(60);
+    w.c.tick(later);
+    let states = query(&mut w, later, &con1);
+    assert_eq!(states[0]["last_interop_ms"], delivered.as_millis() as u64);
+    assert_eq!(states[1]["last_interop_ms"], Value::Null, "bob only received");
+    let log = w.c.bridge_log();
+    let on = log.placement(ALICE).and_then(|p| p.node.clone()).expect("alice placed");
+    assert_eq!(on, "exp-a-1");
+    assert_eq!(log.told_since_placed(ALICE, &on), Some((later, delivered)));
+    assert_eq!(log.told_since_placed(BOB, "exp-a-1"), None);
+}
+
 #[test]
 fn email_change_and_reactivate_through_admin_routes() {
     let mut w = world();

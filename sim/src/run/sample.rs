@@ -224,10 +224,14 @@ fn moved_off(cloud: &fakes::cloud::Cloud, now: Duration) -> BTreeMap<String, usi
 
 /// Connector node `node`'s share as the cloud's records give it at `now` ([`CloudShare`]):
 /// the users the cloud assigned to it (spec 69: "users ... that Webex has assigned to this
-/// particular Expressway cluster", split by node) and, of those, the ones with an activity
-/// event delivered to the node since they were placed there, within [`ACTIVE_WINDOW`]
-/// (spec 70: they used Webex to write to Jabber through it). Counted from the cloud, never
-/// from the connector; what changed within [`EVENT_IN_FLIGHT`] widens the range.
+/// particular Expressway cluster", split by node) and, of those, the ones who used Webex
+/// with Jabber within [`ACTIVE_WINDOW`] (spec 70: "Users are considered Active if, within
+/// the 72 hours leading up to now, they have used Webex App to read or write messages to or
+/// from Cisco Jabber") as far as the node can know it: an activity event delivered to the
+/// node since they were placed there, or a presence answer that told the node their last
+/// such use since then (a restarted node, or one newly given the user; explore seed 66).
+/// Counted from the cloud, never from the connector; what changed within
+/// [`EVENT_IN_FLIGHT`] widens the range.
 fn cloud_share(
     cloud: &fakes::cloud::Cloud,
     node: &str,
@@ -242,20 +246,24 @@ fn cloud_share(
         let placed = log.placement(email).is_none_or(|p| settled(p.at));
         s.enabled.1 += 1;
         s.enabled.0 += usize::from(placed);
+        let told = log.told_since_placed(email, node);
+        let told = told.filter(|&(_, used)| within(used));
+        let told_sure = told.is_some_and(|(at, _)| settled(at));
         let Some((first, last)) = log.delivered_since_placed(email, node) else {
             // Taken off this node and put back on it: the node forgot the user's use only if
             // it received the removal (explore seed 75: a cloud crash, no socket for it).
             let back = log
                 .last_delivery(email)
                 .is_some_and(|(to, at)| to == node && within(at));
-            s.active.1 += usize::from(back);
+            s.active.1 += usize::from(back || told.is_some());
+            s.active.0 += usize::from(told_sure && placed);
             continue;
         };
         if !within(last) {
             continue;
         }
         // The node has the first event at least, if it is old enough.
-        let sure = settled(last) || (settled(first) && within(first));
+        let sure = settled(last) || (settled(first) && within(first)) || told_sure;
         s.active.1 += 1;
         s.active.0 += usize::from(sure && placed);
     }

@@ -414,6 +414,47 @@ fn a_poll_answer_older_than_a_use_carried_here_keeps_the_use() {
     );
 }
 
+/// The last use of Webex with Jabber the cloud answers counts on the status page within 72 h
+/// of it (spec 70), only for a user assigned here, never later than now (a time ahead of the
+/// node's clock would keep the user active past the 72 h), and never earlier than a use this
+/// node carried itself.
+#[test]
+fn a_last_use_with_jabber_from_the_cloud_counts_within_72_hours_from_no_later_than_now() {
+    let mut n = node();
+    let h72 = Duration::from_secs(72 * 3600);
+    let t = Duration::from_secs(100 * 3600);
+    let users: Vec<AxlUser> = [("alice", ALICE), ("bob", BOB)]
+        .into_iter()
+        .map(|(id, email)| AxlUser {
+            userid: id.into(),
+            email: Some(email.into()),
+            jid: email.into(),
+            home: "imp-a-1".into(),
+            intercluster: false,
+        })
+        .collect();
+    n.directory = Directory::build(&[("a".into(), users)]);
+    n.assigned.insert(ALICE.to_string());
+    let ms = |d: Duration| d.as_millis() as u64;
+    let answer = |email: &str, used: Duration| {
+        json!({"states": [{"email": email, "last_interop_ms": ms(used)}]})
+    };
+    n.on_presence(t, &answer(ALICE, t - h72 - Duration::from_secs(1)));
+    assert_eq!(n.status_page(t).active, 0, "73 h old");
+    n.on_presence(t, &answer(ALICE, t - Duration::from_secs(60)));
+    assert_eq!(n.status_page(t).active, 1);
+    n.touch(ALICE, t + Duration::from_secs(30));
+    n.on_presence(t + Duration::from_secs(40), &answer(ALICE, t));
+    assert_eq!(n.interop_seen[ALICE], t + Duration::from_secs(30), "kept its own");
+    n.on_presence(t, &answer(BOB, t));
+    assert!(!n.interop_seen.contains_key(BOB), "not assigned here");
+    n.assigned.insert(BOB.to_string());
+    n.on_presence(t, &answer(BOB, t + h72 * 10));
+    assert_eq!(n.interop_seen[BOB], t, "not ahead of now");
+    let after = t + Duration::from_secs(30) + h72 + Duration::from_secs(1);
+    assert_eq!(n.status_page(after).active, 0);
+}
+
 /// The presence query for users just assigned is what wants their sessions. After a restart
 /// during 503s (explore seed 2299: an Expressway maintenance, then 42 % 503s), a query the
 /// cloud did not answer was dropped: 25 of 27 users waited for the next poll, 10 minutes

@@ -98,9 +98,24 @@ impl ConnectorNode {
                 hidden: st["hidden"].as_bool().unwrap_or(false),
             };
             self.presence.insert(email.to_string(), p);
+            self.learn_interop(email, ms("last_interop_ms"), now);
             self.apply_presence(email, now);
         }
         self.drain_sessions();
+    }
+
+    /// The cloud's last use of Webex with Jabber of a user assigned here (spec 70): what a
+    /// node that restarted, or was just given the user, never saw itself. Never later than
+    /// `now` (a time ahead would keep the user active beyond 72 h), never earlier than a use
+    /// this node carried.
+    fn learn_interop(&mut self, email: &str, used: Option<Duration>, now: Duration) {
+        let Some(used) = used.map(|t| t.min(now)) else {
+            return;
+        };
+        if self.assigned.contains(email) {
+            let seen = self.interop_seen.entry(email.to_string()).or_insert(used);
+            *seen = (*seen).max(used);
+        }
     }
 
     /// Wants or drops the user's session, and republishes presence if it changed.
