@@ -3,6 +3,7 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
+use crate::plan::faults::{Action, BaseLatency, Service, Timed};
 use crate::scenario::Dur;
 use crate::scenario::Scenario;
 use reports::Status;
@@ -63,7 +64,8 @@ pub fn liveness_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
         return false;
     }
     !expected_down(s, out).1.is_empty() || {
-        let stranded = stranded_users(s, out);
+        let mut stranded = stranded_users(s, out);
+        stranded.extend(undiscoverable_users(s, out).into_keys());
         crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded)
     }
 }
@@ -84,14 +86,123 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let last_fault_end = last_fault_end(s);
     let bound = last_fault_end + within;
     let (status, detail) = devices_liveness(s, out, within, bound);
-    let stranded_users = stranded_users(s, out);
+    let mut stranded_users = stranded_users(s, out);
+    let undiscoverable = undiscoverable_users(s, out);
+    stranded_users.extend(undiscoverable.keys().cloned());
     let window = (last_fault_end, bound);
+    let unserved = not_served_note(out, &undiscoverable);
     match crate::checks::migration::connector_liveness(out, window, &stranded_users) {
         None => (status, detail),
-        Some(Ok(c)) => (status, format!("{detail}; {c}")),
-        Some(Err(c)) if status == Status::Pass => (Status::Fail, c),
-        Some(Err(c)) => (status, format!("{detail}; {c}")),
+        Some(Ok(c)) => (status, format!("{detail}; {c}{unserved}")),
+        Some(Err(c)) if status == Status::Pass => (Status::Fail, format!("{c}{unserved}")),
+        Some(Err(c)) => (status, format!("{detail}; {c}{unserved}")),
     }
+}
+
+/// Why a connector cannot serve a user ([`undiscoverable_users`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Undiscoverable {
+    /// The connector node the cloud had the user on at the end.
+    node: String,
+    /// Its latest (re)start.
+    started: Duration,
+    /// The AXL publisher of the user's IM&P cluster, down then and for good.
+    publisher: String,
+}
+
+/// Users the connector node serving them cannot discover (spec 22, 64; the guide: "The
+/// Message Connector cannot discover IM and Presence nodes when the AXL service is not
+/// running on the nodes. So, if there has been some kind of failure in your deployment, the
+/// nodes may not be back up before the Message Connector starts"): homed on an IM&P cluster
+/// whose AXL publisher (the only host the connector configuration names) was down (its host
+/// crashed, or its AXL service stopped) at the latest (re)start of the connector node the
+/// cloud had them on at the end, and never came back. Their sessions are not awaited there
+/// (explore seed 66). By mail ID. Judged from the scenario's fault schedule and the cloud's
+/// assignment, not from what the connector did; empty until the run ends (the assignment is
+/// read then), so the runner waits for such a session until the check's bound.
+fn undiscoverable_users(s: &Scenario, out: &History) -> BTreeMap<String, Undiscoverable> {
+    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    let mut found = BTreeMap::new();
+    for u in &out.users {
+        let Some((email, node)) = (u.email.as_ref())
+            .and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
+        else {
+            continue;
+        };
+        let cluster = &s.topology.imp_clusters[u.cluster].name;
+        let publisher = crate::plan::topology::imp_host(cluster, 1);
+        let started = latest_start(&actions, node);
+        if publisher_lost_from(&actions, &publisher, started) {
+            let why = Undiscoverable {
+                node: node.clone(),
+                started,
+                publisher,
+            };
+            found.insert(email.clone(), why);
+        }
+    }
+    found
+}
+
+/// When host `node` last (re)started: its latest bounce (a `connector_restart`, a `bounce`,
+/// the end of a timed crash), or the start of the run.
+fn latest_start(actions: &[Timed], node: &str) -> Duration {
+    (actions.iter())
+        .filter(|a| matches!(&a.action, Action::Bounce(h) if h.iter().any(|x| x == node)))
+        .map(|a| a.at)
+        .next_back()
+        .unwrap_or_default()
+}
+
+/// Whether `publisher` cannot answer AXL at `at` (its host down, or its AXL service
+/// stopped) and never can again in the schedule.
+fn publisher_lost_from(actions: &[Timed], publisher: &str, at: Duration) -> bool {
+    let names = |h: &[String]| h.iter().any(|x| x == publisher);
+    let (mut host_up, mut axl_up) = (true, true);
+    let mut apply = |a: &Timed| {
+        match &a.action {
+            Action::Crash(h) if names(h) => host_up = false,
+            Action::Bounce(h) if names(h) => host_up = true,
+            Action::Service(Service::AxlStopped(n, stopped)) if n == publisher => {
+                axl_up = !stopped;
+            }
+            _ => {}
+        }
+        host_up && axl_up
+    };
+    let mut up = true;
+    for a in actions.iter().filter(|a| a.at <= at) {
+        up = apply(a);
+    }
+    !up && !actions.iter().filter(|a| a.at > at).any(apply)
+}
+
+/// The report's count of sessions [`undiscoverable_users`] excused: closed at the end, with
+/// why (empty when none).
+fn not_served_note(out: &History, undiscoverable: &BTreeMap<String, Undiscoverable>) -> String {
+    let closed: Vec<(&String, &Undiscoverable)> = (undiscoverable.iter())
+        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
+        .collect();
+    if closed.is_empty() {
+        return String::new();
+    }
+    let why: BTreeSet<String> = (closed.iter())
+        .map(|(_, w)| {
+            format!(
+                "{} (re)started at {:.0}s while {}, its AXL publisher, was down for good",
+                w.node,
+                w.started.as_secs_f64(),
+                w.publisher
+            )
+        })
+        .collect();
+    let users: Vec<String> = closed.iter().map(|(u, _)| u.to_string()).collect();
+    format!(
+        "; {} connector sessions not served, as expected (spec 22: the connector cannot discover IM&P nodes without AXL): {} ({})",
+        closed.len(),
+        examples(&users),
+        why.into_iter().collect::<Vec<_>>().join("; ")
+    )
 }
 
 /// IM&P nodes down for good that no peer takes over ([`crate::plan::imp::stranded_since`]):
@@ -198,12 +309,103 @@ fn devices_up_in_time(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::observer::Observer;
+    use std::rc::Rc;
 
     fn scenario(prg: &str, faults: &str) -> Scenario {
         let yaml = format!(
             "name: t\nseed: 1\nduration: 20m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2, prg: {{ {prg} }} }}]\nusers: {{ count: 2 }}\nfaults:\n{faults}"
         );
         crate::parse("t.yaml", &yaml).expect("valid test scenario")
+    }
+
+    /// Explore seed 66's shape: cluster a's AXL publisher `imp-a-1` fails for good at 71 s,
+    /// exp-a-1 restarts at 175 s `restart` later; then `faults`.
+    fn restarted_without_publisher(faults: &str) -> Scenario {
+        let prg = "prg: { high_availability: true }";
+        let yaml = format!(
+            "name: t\nseed: 1\nduration: 8m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 3, {prg} }}, {{ name: b, nodes: 3, {prg} }}]\n  expressway_clusters: [{{ name: a, size: medium, nodes: 2, imp_clusters: [a, b] }}]\nusers: {{ count: 4, hybrid_message: 100%, without_email: 0% }}\nfaults:\n{faults}checks:\n  - liveness: {{ within: 19m }}\n"
+        );
+        crate::parse("t.yaml", &yaml).expect("valid test scenario")
+    }
+
+    /// Every user's session open at 10 s; those in `closed` close at 175 s and never reopen;
+    /// the cloud has every user on `exp-a-1` at the end but `elsewhere` (on `exp-a-2`).
+    fn sessions(s: &Scenario, closed: &[usize], elsewhere: &[usize]) -> History {
+        use crate::plan::rng::RngFactory;
+        let users = crate::plan::topology::population(s, &RngFactory::new(1));
+        let mut out = History::from_history(1, Rc::new(Observer::new()), users);
+        for (i, u) in out.users.clone().iter().enumerate() {
+            let email = u.email.clone().expect("a mail ID");
+            let mut ev = vec![(Duration::from_secs(10), true)];
+            if closed.contains(&i) {
+                ev.push((Duration::from_secs(175), false));
+            }
+            out.bridge.insert(email.clone(), ev);
+            let node = if elsewhere.contains(&i) { "exp-a-2" } else { "exp-a-1" };
+            out.assigned_at_end.insert(email, node.into());
+        }
+        out
+    }
+
+    /// Explore seed 66: exp-a-1 restarts while cluster a's publisher is down for good, so it
+    /// can never discover cluster a again (spec 22): the sessions of cluster a's users on it
+    /// are not awaited, and the report counts them and says why. Awaited still: the same
+    /// users when the publisher comes back, when only a node that is not the publisher is
+    /// down, when the restart came before the publisher failed, and on the connector node
+    /// that did not restart; and cluster b's users.
+    #[test]
+    fn sessions_are_not_awaited_where_the_connector_restarted_without_the_publisher() {
+        let restart = "  - { at: 175s, connector_restart: { node: exp-a-1 } }\n";
+        let fails = |node: &str, extra: &str| {
+            format!("  - {{ at: 71s, {extra}imp_failover: {{ node: {node}, mode: automatic }} }}\n")
+        };
+        let judge = |faults: &str, closed: &[usize], elsewhere: &[usize]| {
+            let s = restarted_without_publisher(faults);
+            let out = sessions(&s, closed, elsewhere);
+            assert_eq!(s.topology.imp_clusters[out.users[0].cluster].name, "a");
+            assert_eq!(s.topology.imp_clusters[out.users[1].cluster].name, "b");
+            liveness(&s, &out, Duration::from_secs(19 * 60))
+        };
+        let seed66 = format!("{}{restart}", fails("imp-a-1", ""));
+        let (st, detail) = judge(&seed66, &[0], &[]);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let email0 = {
+            let s = restarted_without_publisher(&seed66);
+            sessions(&s, &[], &[]).users[0].email.clone().expect("a mail ID")
+        };
+        assert!(
+            detail.contains(&format!("1 connector sessions not served, as expected (spec 22: the connector cannot discover IM&P nodes without AXL): {email0} (exp-a-1 (re)started at 175s while imp-a-1, its AXL publisher, was down for good)")),
+            "{detail}"
+        );
+        // A user of cluster b: its publisher is up, the session is awaited.
+        let (st, detail) = judge(&seed66, &[1], &[]);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("never reopened"), "{detail}");
+        let awaited = [
+            // The publisher back after 4 minutes.
+            format!("{}{restart}", fails("imp-a-1", "for: 4m, ")),
+            // Only a node that is not the publisher down.
+            format!("{}{restart}", fails("imp-a-2", "")),
+            // The restart before the publisher failed.
+            format!("{}  - {{ at: 60s, connector_restart: {{ node: exp-a-1 }} }}\n", fails("imp-a-1", "")),
+        ];
+        for faults in &awaited {
+            let (st, detail) = judge(faults, &[0], &[]);
+            assert_eq!(st, Status::Fail, "{faults}: {detail}");
+            assert!(detail.contains("never reopened"), "{detail}");
+            assert!(!detail.contains("not served"), "{detail}");
+        }
+        // On exp-a-2, which did not restart: awaited.
+        let (st, detail) = judge(&seed66, &[0], &[0]);
+        assert_eq!(st, Status::Fail, "{detail}");
+        // An AXL service stopped for good counts as the host down; started again it does not.
+        let axl = "  - { at: 71s, axl_stop: { node: imp-a-1 } }\n";
+        let (st, detail) = judge(&format!("{axl}{restart}"), &[0], &[]);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let axl = "  - { at: 71s, for: 5m, axl_stop: { node: imp-a-1 } }\n";
+        let (st, _) = judge(&format!("{axl}{restart}"), &[0], &[]);
+        assert_eq!(st, Status::Fail);
     }
 
     /// A node down for good is stranded when no PRG failover takes its users: high

@@ -67,6 +67,10 @@ pub struct History {
     /// Enabled Hybrid Message users the cloud had placed on no connector node at the end (no
     /// room: beyond capacity), by email.
     pub unassigned_at_end: Vec<String>,
+    /// The connector node the cloud had each user with a mail ID on at the end, by mail ID
+    /// (the key of `bridge`): whose connector `liveness` expects to serve them. Empty until
+    /// the run ends.
+    pub assigned_at_end: BTreeMap<String, String>,
     /// What the cloud's plaintext tap found (`None` when the run has no cloud).
     pub plaintext: Option<LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
@@ -104,6 +108,7 @@ impl History {
             session_nodes: BTreeMap::new(),
             connector_stats: BTreeMap::new(),
             unassigned_at_end: Vec::new(),
+            assigned_at_end: BTreeMap::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
             webex_activity: BTreeMap::new(),

@@ -102,6 +102,12 @@ pub fn final_stats(h: &HybridHandles, s: &Scenario, out: &mut History) {
         let enabled = cloud.org().hm_enabled_count();
         let assigned = cloud.assignment().assigned_count();
         out.unassigned_at_end = cloud.assignment().unassigned_users().cloned().collect();
+        out.assigned_at_end = (out.users.iter())
+            .filter_map(|u| {
+                let node = cloud.assignment().node_of(&webex_email(u, s))?;
+                Some((u.email.clone()?, node.to_string()))
+            })
+            .collect();
         out.observer.hit_n(
             "cloud: enabled users unassigned at the end",
             enabled.saturating_sub(assigned) as u64,
