@@ -218,7 +218,10 @@ mod tests {
         assert_eq!(st.last_interop_ms, Some(240_000));
         assert_eq!(st.last_active_ms, Some(360_000));
         p.rename(ALICE, "a2@example.com");
-        assert_eq!(p.state(mins(7), "a2@example.com").last_interop_ms, Some(240_000));
+        assert_eq!(
+            p.state(mins(7), "a2@example.com").last_interop_ms,
+            Some(240_000)
+        );
     }
 
     /// Every request the cloud counts as Webex use is kept, one per burst of a second, so

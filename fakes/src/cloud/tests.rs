@@ -1085,14 +1085,24 @@ fn the_presence_query_answers_the_last_use_of_webex_with_jabber() {
     );
     let query = |w: &mut World, at: Duration, token: &str| {
         let body = json!({"emails": [ALICE, BOB]});
-        let r = call(&mut w.c, at, Method::Post, "/v1/presence/query", Some(token), body);
+        let r = call(
+            &mut w.c,
+            at,
+            Method::Post,
+            "/v1/presence/query",
+            Some(token),
+            body,
+        );
         ok(r, 200)["states"].clone()
     };
     let con1 = w.con1.clone();
     let now = w.now;
     let states = query(&mut w, now, &con1);
     assert_eq!(states[0]["last_interop_ms"], Value::Null, "not bridged yet");
-    assert!(states[0]["last_active_ms"].is_u64(), "any Webex use is not one with Jabber");
+    assert!(
+        states[0]["last_active_ms"].is_u64(),
+        "any Webex use is not one with Jabber"
+    );
     // The event to Alice's connector reaches its socket: bridged to Jabber.
     let delivered = w.now + secs(1);
     w.c.tick(delivered);
@@ -1103,9 +1113,16 @@ fn the_presence_query_answers_the_last_use_of_webex_with_jabber() {
     w.c.tick(later);
     let states = query(&mut w, later, &con1);
     assert_eq!(states[0]["last_interop_ms"], delivered.as_millis() as u64);
-    assert_eq!(states[1]["last_interop_ms"], Value::Null, "bob only received");
+    assert_eq!(
+        states[1]["last_interop_ms"],
+        Value::Null,
+        "bob only received"
+    );
     let log = w.c.bridge_log();
-    let on = log.placement(ALICE).and_then(|p| p.node.clone()).expect("alice placed");
+    let on = log
+        .placement(ALICE)
+        .and_then(|p| p.node.clone())
+        .expect("alice placed");
     assert_eq!(on, "exp-a-1");
     assert_eq!(log.told_since_placed(ALICE, &on), Some((later, delivered)));
     assert_eq!(log.told_since_placed(BOB, "exp-a-1"), None);

@@ -124,8 +124,8 @@ fn undiscoverable_users(s: &Scenario, out: &History) -> BTreeMap<String, Undisco
     let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
     let mut found = BTreeMap::new();
     for u in &out.users {
-        let Some((email, node)) = (u.email.as_ref())
-            .and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
+        let Some((email, node)) =
+            (u.email.as_ref()).and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
         else {
             continue;
         };
@@ -342,7 +342,11 @@ mod tests {
                 ev.push((Duration::from_secs(175), false));
             }
             out.bridge.insert(email.clone(), ev);
-            let node = if elsewhere.contains(&i) { "exp-a-2" } else { "exp-a-1" };
+            let node = if elsewhere.contains(&i) {
+                "exp-a-2"
+            } else {
+                "exp-a-1"
+            };
             out.assigned_at_end.insert(email, node.into());
         }
         out
@@ -372,7 +376,10 @@ mod tests {
         assert_eq!(st, Status::Pass, "{detail}");
         let email0 = {
             let s = restarted_without_publisher(&seed66);
-            sessions(&s, &[], &[]).users[0].email.clone().expect("a mail ID")
+            sessions(&s, &[], &[]).users[0]
+                .email
+                .clone()
+                .expect("a mail ID")
         };
         assert!(
             detail.contains(&format!("1 connector sessions not served, as expected (spec 22: the connector cannot discover IM&P nodes without AXL): {email0} (exp-a-1 (re)started at 175s while imp-a-1, its AXL publisher, was down for good)")),
@@ -388,7 +395,10 @@ mod tests {
             // Only a node that is not the publisher down.
             format!("{}{restart}", fails("imp-a-2", "")),
             // The restart before the publisher failed.
-            format!("{}  - {{ at: 60s, connector_restart: {{ node: exp-a-1 }} }}\n", fails("imp-a-1", "")),
+            format!(
+                "{}  - {{ at: 60s, connector_restart: {{ node: exp-a-1 }} }}\n",
+                fails("imp-a-1", "")
+            ),
         ];
         for faults in &awaited {
             let (st, detail) = judge(faults, &[0], &[]);

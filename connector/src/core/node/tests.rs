@@ -436,16 +436,18 @@ fn a_last_use_with_jabber_from_the_cloud_counts_within_72_hours_from_no_later_th
     n.directory = Directory::build(&[("a".into(), users)]);
     n.assigned.insert(ALICE.to_string());
     let ms = |d: Duration| d.as_millis() as u64;
-    let answer = |email: &str, used: Duration| {
-        json!({"states": [{"email": email, "last_interop_ms": ms(used)}]})
-    };
+    let answer = |email: &str, used: Duration| json!({"states": [{"email": email, "last_interop_ms": ms(used)}]});
     n.on_presence(t, &answer(ALICE, t - h72 - Duration::from_secs(1)));
     assert_eq!(n.status_page(t).active, 0, "73 h old");
     n.on_presence(t, &answer(ALICE, t - Duration::from_secs(60)));
     assert_eq!(n.status_page(t).active, 1);
     n.touch(ALICE, t + Duration::from_secs(30));
     n.on_presence(t + Duration::from_secs(40), &answer(ALICE, t));
-    assert_eq!(n.interop_seen[ALICE], t + Duration::from_secs(30), "kept its own");
+    assert_eq!(
+        n.interop_seen[ALICE],
+        t + Duration::from_secs(30),
+        "kept its own"
+    );
     n.on_presence(t, &answer(BOB, t));
     assert!(!n.interop_seen.contains_key(BOB), "not assigned here");
     n.assigned.insert(BOB.to_string());
