@@ -20,7 +20,7 @@ use crate::accept::{AcceptErrors, accept};
 use crate::brake::Brake;
 use connector::io::net::Net;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -567,22 +567,84 @@ async fn link<N: Net>(
     mut rx: mpsc::Receiver<String>,
 ) {
     let mut backoff = LINK_BACKOFF_MIN;
-    // A stanza taken from the queue whose write failed: it goes first on the next stream (it
-    // may have been partly written; the peer's parser discards a torn stanza with the stream).
-    let mut carry: Option<String> = None;
+    // Stanzas taken from the queue and not written: a batch whose write failed (it may have
+    // been partly written; the peer's parser discards a torn stanza with the stream), and
+    // what waited while the link was down. They go first on the next stream.
+    let mut down = Down {
+        carry: VecDeque::new(),
+        routes: node.borrow().routes(),
+    };
     loop {
-        let connected =
-            tokio::time::timeout(LINK_CONNECT_TIMEOUT, net.connect(&peer, ROUTER_PORT)).await;
+        let connect = tokio::time::timeout(LINK_CONNECT_TIMEOUT, net.connect(&peer, ROUTER_PORT));
+        let connected = down.wait(&net, &node, &peer, &mut rx, connect).await;
         if let Ok(Ok(stream)) = connected {
-            let why = link_session(&net, &node, &peer, stream, &mut rx, &mut carry).await;
+            let why = link_session(&net, &node, &peer, stream, &mut rx, &mut down.carry).await;
             tracing::debug!(%peer, why, "router link down");
             if why == "queue closed" {
                 return;
             }
             backoff = LINK_BACKOFF_MIN;
         }
-        tokio::time::sleep(backoff).await;
+        let pause = tokio::time::sleep(backoff);
+        down.wait(&net, &node, &peer, &mut rx, pause).await;
         backoff = (backoff * 2).min(LINK_BACKOFF_MAX);
+    }
+}
+
+/// What a link holds while it cannot reach its peer.
+struct Down {
+    /// Stanzas not written yet, in order; at most [`PEER_QUEUE_MAX`] (the queue holds the
+    /// rest, and drops past its own bound).
+    carry: VecDeque<String>,
+    /// The node's routes when the waiting stanzas were last routed.
+    routes: Vec<(String, String)>,
+}
+
+impl Down {
+    /// Waits for `fut` (a connect attempt, or the pause before the next): every
+    /// [`PRG_TICK`], if the node's routes changed meanwhile (a PRG takeover of the peer's
+    /// users), the stanzas waiting for the peer are routed again by the node
+    /// ([`ImpNode::reroute_waiting`]); those still for the peer keep waiting, in order. The
+    /// node's outputs leave with the PRG timer's next dispatch, within a tick.
+    async fn wait<N: Net, F: std::future::Future>(
+        &mut self,
+        net: &N,
+        node: &Rc<RefCell<ImpNode>>,
+        peer: &str,
+        rx: &mut mpsc::Receiver<String>,
+        fut: F,
+    ) -> F::Output {
+        tokio::pin!(fut);
+        let mut tick = tokio::time::interval(PRG_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut fut => return out,
+                _ = tick.tick() => self.reroute(net, node, peer, rx),
+            }
+        }
+    }
+
+    fn reroute<N: Net>(
+        &mut self,
+        net: &N,
+        node: &Rc<RefCell<ImpNode>>,
+        peer: &str,
+        rx: &mut mpsc::Receiver<String>,
+    ) {
+        let routes = node.borrow().routes();
+        if routes == self.routes {
+            return;
+        }
+        self.routes = routes;
+        while self.carry.len() < PEER_QUEUE_MAX {
+            let Ok(b) = rx.try_recv() else { break };
+            self.carry.push_back(b);
+        }
+        let waiting = std::mem::take(&mut self.carry).into();
+        let kept = node.borrow_mut().reroute_waiting(net.now(), peer, waiting);
+        self.carry = kept.into();
     }
 }
 
@@ -593,18 +655,19 @@ async fn link_session<N: Net>(
     peer: &str,
     stream: N::Stream,
     rx: &mut mpsc::Receiver<String>,
-    carry: &mut Option<String>,
+    carry: &mut VecDeque<String>,
 ) -> &'static str {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let header = node.borrow().router_header(peer);
     if wr.write_all(header.as_bytes()).await.is_err() {
         return "write failed";
     }
-    if let Some(b) = carry.take()
-        && wr.write_all(b.as_bytes()).await.is_err()
-    {
-        *carry = Some(b);
-        return "write failed";
+    if !carry.is_empty() {
+        let first: String = carry.iter().map(String::as_str).collect();
+        if wr.write_all(first.as_bytes()).await.is_err() {
+            return "write failed";
+        }
+        carry.clear();
     }
     let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_rx = net.now();
@@ -621,14 +684,15 @@ async fn link_session<N: Net>(
             },
             out = rx.recv() => {
                 let Some(first) = out else { return "queue closed" };
-                let mut batch = first;
+                carry.push_back(first);
                 while let Ok(more) = rx.try_recv() {
-                    batch.push_str(&more);
+                    carry.push_back(more);
                 }
+                let batch: String = carry.iter().map(String::as_str).collect();
                 if wr.write_all(batch.as_bytes()).await.is_err() {
-                    *carry = Some(batch);
                     return "write failed";
                 }
+                carry.clear();
             }
             _ = ping.tick() => {
                 if net.now().saturating_sub(last_rx) > LINK_SILENCE_MAX {

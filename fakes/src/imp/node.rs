@@ -179,6 +179,9 @@ pub struct NodeStats {
     pub peer_received: u64,
     /// Stanzas from peers dropped: spoofed sender, or a recipient not homed here.
     pub peer_rejected: u64,
+    /// Stanzas waiting for a peer that could not be reached, routed again to the node that
+    /// serves their recipient now ([`ImpNode::reroute_waiting`]).
+    pub rerouted: u64,
     /// Composed presence stanzas sent to contacts.
     pub presence_sent: u64,
     /// Stanzas for a connector session dropped for exceeding the component link's stanza
@@ -1226,6 +1229,63 @@ impl ImpNode {
         });
     }
 
+    /// Where this node routes each home's users now: (home, serving node) for the homes of
+    /// its PRG and of the remote clusters heard of. A link that cannot reach its peer routes
+    /// what waits for it again when this changes ([`ImpNode::reroute_waiting`]).
+    pub fn routes(&self) -> Vec<(String, String)> {
+        let own = self.prg.iter().flat_map(|p| p.servers());
+        own.chain(self.remote.servers())
+            .map(|(h, s)| (h.to_string(), s.to_string()))
+            .collect()
+    }
+
+    /// The stanzas `waiting` (in the order produced) for the link to `peer`, which cannot
+    /// connect, routed again by this node's view now, as a router routes by its table when it
+    /// sends rather than when it queued: a stanza whose recipient another node serves now (the
+    /// PRG peer took `peer`'s users over, spec 65) goes to that node, or is delivered here
+    /// (where the recipient's sessions are, or into offline storage). Held for `peer` instead,
+    /// it would reach the recipient when `peer` came back, after everything sent to them
+    /// since (explore seed 34: 3 minutes late, out of order in Webex). The rest keep waiting
+    /// for `peer`: returned in order. Drain the outputs after.
+    pub fn reroute_waiting(
+        &mut self,
+        now: Duration,
+        peer: &str,
+        waiting: Vec<String>,
+    ) -> Vec<String> {
+        let mut parser = StreamParser::new();
+        parser.feed(
+            xmpp::stream_header(NS_SERVER, Some(&self.cfg.host), Some(peer), None).as_bytes(),
+        );
+        let _ = parser.next_event();
+        let mut keep = Vec::new();
+        for bytes in waiting {
+            parser.feed(bytes.as_bytes());
+            let el = match parser.next_event() {
+                Ok(Some(StreamEvent::Stanza(el))) => renamespace(el, NS_SERVER, xmpp::NS_CLIENT),
+                _ => {
+                    keep.push(bytes);
+                    continue;
+                }
+            };
+            let from = el.attr("from").and_then(|f| Jid::parse(f).ok());
+            let to = el.attr("to").and_then(|t| Jid::parse(t).ok());
+            let server = to.as_ref().and_then(|t| self.server_of(&t.bare()));
+            match (from, to, server) {
+                (Some(from), Some(to), Some(server)) if server != peer => {
+                    self.stats.rerouted += 1;
+                    if server == self.cfg.host {
+                        self.take_routed(now, el, &from, &to);
+                    } else {
+                        self.forward(&server, &el);
+                    }
+                }
+                _ => keep.push(bytes),
+            }
+        }
+        keep
+    }
+
     fn on_router_header(&mut self, conn: ConnId, header: &Element) {
         if header.name != "stream" || header.ns != NS_STREAM {
             self.stream_error(conn, "invalid-namespace", "expected stream:stream");
@@ -1316,12 +1376,17 @@ impl ImpNode {
             self.forward(&server, &el);
             return;
         }
+        self.take_routed(now, el, &from, &to);
+    }
+
+    /// A routed stanza (from a peer, or routed again here) for a user this node serves.
+    fn take_routed(&mut self, now: Duration, el: Element, from: &Jid, to: &Jid) {
         match (el.name.as_str(), el.attr("type")) {
             ("message", Some("error")) => {
                 self.route_out(el);
             }
             ("message", Some("groupchat")) => {}
-            ("message", _) => self.deliver_local(now, &to, el),
+            ("message", _) => self.deliver_local(now, to, el),
             ("presence", Some("probe")) => {
                 let reply = self.composed_presence(&to.bare(), &from.to_string());
                 self.stats.presence_sent += 1;
@@ -2793,6 +2858,50 @@ mod tests {
             "{out}"
         );
         assert_eq!(n1.session_count(), 0);
+    }
+
+    /// Explore seed 34: alice (n1) writes to bob (n2) just after n2's host crashed. The
+    /// stanza waits on n1's link to n2; once n1 took n2's users over it must not wait for n2
+    /// to come back (and reach bob after everything sent to him since), but be routed again:
+    /// here, into offline storage until bob logs in on n1.
+    #[test]
+    fn a_stanza_waiting_for_a_crashed_peer_goes_where_its_recipient_is_served_after_the_takeover() {
+        let (mut n1, mut n2, a, _b) = prg_pair_with_alice_and_bob();
+        n1.prg_handle_timeout(T);
+        n2.prg_handle_timeout(T);
+        pump(&mut n2, &mut n1);
+        pump(&mut n1, &mut n2);
+        let routes_before = n1.routes();
+        // n2 crashes: what n1 sends it from now on waits on the link, which cannot connect.
+        say(&mut n1, a, "bob@example.com", "m1", "are you there");
+        let waiting: Vec<String> = std::iter::from_fn(|| n1.poll_peer())
+            .inspect(|p| assert_eq!(p.node, "n2"))
+            .map(|p| p.bytes)
+            .collect();
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        // Before the takeover n2 still serves bob: the stanza keeps waiting, unchanged.
+        let kept = n1.reroute_waiting(T * 30, "n2", waiting.clone());
+        assert_eq!(kept, waiting);
+        assert_eq!(n1.stats().offline_stored, 0);
+        // The heartbeat timeout runs out: n1 takes bob over, and routes it to him here.
+        n1.prg_handle_timeout(T * 70);
+        assert_eq!(n1.serving_node("bob@example.com").as_deref(), Some("n1"));
+        assert_ne!(n1.routes(), routes_before, "a takeover changes the routes");
+        // A PRG heartbeat addressed to n2 itself is not for a user: it keeps waiting.
+        let heartbeat = std::iter::from_fn(|| n1.poll_peer())
+            .map(|p| p.bytes)
+            .find(|b| b.contains(NS_PRG))
+            .expect("n1 heartbeats its peer");
+        let mut all = waiting.clone();
+        all.push(heartbeat.clone());
+        let kept = n1.reroute_waiting(T * 71, "n2", all);
+        assert_eq!(kept, vec![heartbeat]);
+        assert_eq!(n1.stats().rerouted, 1);
+        assert_eq!(n1.stats().offline_stored, 1);
+        assert_eq!(n1.poll_peer(), None, "nothing sent to n2 again");
+        // bob logs in on n1 and gets it, delay-stamped (spec 48).
+        let _ = login(&mut n1, "bob", "laptop");
+        assert_eq!(n1.stats().offline_delivered, 1);
     }
 
     #[test]

@@ -233,6 +233,11 @@ impl RemoteViews {
         self.view.get(home).map(|(s, _)| s.as_str())
     }
 
+    /// Each remote home heard of, with the node serving its users.
+    pub fn servers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.view.iter().map(|(h, (s, _))| (h.as_str(), s.as_str()))
+    }
+
     /// Merges the view in the heartbeat of `from`, a remote node, by epoch: only the homes of
     /// its own cluster, each served by the home or its PRG peer.
     pub fn merge(&mut self, from: &str, prg: &Element) {
@@ -341,6 +346,11 @@ impl Prg {
     /// The node serving the users homed on `home` (in this node's view).
     pub fn server_of<'a>(&'a self, home: &'a str) -> &'a str {
         self.view.get(home).map(|(s, _)| s.as_str()).unwrap_or(home)
+    }
+
+    /// Each home of the cluster, with the node serving its users in this node's view.
+    pub fn servers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.view.iter().map(|(h, (s, _))| (h.as_str(), s.as_str()))
     }
 
     /// Whether this node accepts logins of users homed on `home` now.

@@ -73,6 +73,10 @@ pub const KNOWN_USERS_BATCH_MAX: usize = 5_000;
 pub const HELD_PER_USER_MAX: usize = 256;
 /// Posts queued per conversation while its space or key is fetched.
 pub const QUEUED_PER_SPACE_MAX: usize = 1_000;
+/// Webex activities waiting for the node to learn whom it serves (after a start or restart,
+/// or while an assignments fetch is out): as many as wait for one space; past it an activity
+/// is handed back at once, as before the wait.
+pub const AWAITING_ASSIGNMENTS_MAX: usize = QUEUED_PER_SPACE_MAX;
 /// Posts of one conversation waiting behind a post the cloud did not take ([`LaneHold`]):
 /// as many as may wait for its space or key.
 pub const HELD_POSTS_PER_LANE_MAX: usize = QUEUED_PER_SPACE_MAX;
@@ -433,6 +437,13 @@ pub struct ConnectorNode {
     /// Assignments fetches waiting for their answer, counted as they are sent and answered:
     /// every assignment event asks, and walking `pending` for it was a walk per event.
     assignments_in_flight: usize,
+    /// Whether the cloud told this node whom it serves since it started: an assignments
+    /// answer, or an assignment event.
+    assignments_heard: bool,
+    /// Webex activities of users not (yet) assigned here that arrived before the node heard
+    /// whom it serves, or while an assignments fetch was out, in arrival order
+    /// ([`AWAITING_ASSIGNMENTS_MAX`]).
+    awaiting_assignments: VecDeque<InItem>,
     /// The cluster peers' shares of the status page's counts, by node id (spec 69-71), as the
     /// last heartbeat answer gave them.
     peer_shares: BTreeMap<String, Share>,
@@ -566,6 +577,8 @@ impl ConnectorNode {
             interop_seen: BTreeMap::new(),
             moved_while_fetching: BTreeSet::new(),
             assignments_in_flight: 0,
+            assignments_heard: false,
+            awaiting_assignments: VecDeque::new(),
             peer_shares: BTreeMap::new(),
             published: BTreeMap::new(),
             node_versions: BTreeMap::new(),

@@ -46,6 +46,7 @@ impl ConnectorNode {
                 }
                 self.poll_presence(&new);
                 self.ask_again_for(&new, now, rng);
+                self.after_assignments(now, rng);
             }
             Event::Registration {
                 state: RegState::Registered,
@@ -83,15 +84,15 @@ impl ConnectorNode {
     }
 
     pub(super) fn inbound(&mut self, now: Duration, item: InItem, rng: &mut impl Rng) {
-        if let InItem::Activity { a, actor } = &item {
-            if self.id_map.contains_key(&format!("act:{}", a.id)) {
-                // Redelivered after a hand-back, but this node sent it already.
-                self.stats.duplicate_events += 1;
-                return;
-            }
-            if !self.can_send_as(actor) {
-                return self.hand_back(a, actor);
-            }
+        if let InItem::Activity { a, .. } = &item
+            && self.id_map.contains_key(&format!("act:{}", a.id))
+        {
+            // Redelivered after a hand-back, but this node sent it already.
+            self.stats.duplicate_events += 1;
+            return;
+        }
+        if matches!(&item, InItem::Activity { actor, .. } if !self.can_send_as(actor)) {
+            return self.unserved_activity(item);
         }
         let space_id = match &item {
             InItem::Activity { a, .. } => a.space_id.clone(),
@@ -143,6 +144,43 @@ impl ConnectorNode {
                     rng,
                 );
             }
+        }
+    }
+
+    /// An activity whose actor this node does not serve, as far as it knows. Before it heard
+    /// whom it serves (a restarted node, its assignments fetch not answered yet), or while a
+    /// fetch is out, it cannot know: the cloud sent the event here because it assigns the
+    /// actor here, most likely, and the answer will say so. The activity waits for it
+    /// ([`ConnectorNode::after_assignments`]). Handed back at once instead, it went to the
+    /// cloud and back while the conversation's next activity, arriving after the answer, went
+    /// straight to Jabber: two Webex messages 180 ms apart reached Jabber reversed
+    /// (`connector-restart-publisher-down-order`, seeds 5 and 14).
+    pub(super) fn unserved_activity(&mut self, item: InItem) {
+        let unsure = !self.assignments_heard || self.fetching_assignments();
+        if unsure && self.awaiting_assignments.len() < AWAITING_ASSIGNMENTS_MAX {
+            self.awaiting_assignments.push_back(item);
+            return;
+        }
+        if let InItem::Activity { a, actor } = &item {
+            self.hand_back(a, actor);
+        }
+    }
+
+    /// The node learned whom it serves (an assignments answer or event): the activities that
+    /// waited for it go on, in the order they arrived; those of users still not served here
+    /// are handed back (or wait again, while another fetch is out). An actor served here is
+    /// active now, as when the event is read for a user assigned here ([`Self::touch`]; a
+    /// redelivery after a hand-back used to count them so).
+    pub(super) fn after_assignments(&mut self, now: Duration, rng: &mut impl Rng) {
+        self.assignments_heard = true;
+        for item in std::mem::take(&mut self.awaiting_assignments) {
+            if let InItem::Activity { actor, .. } = &item
+                && self.assigned.contains(actor)
+            {
+                let actor = actor.clone();
+                self.touch(&actor, now);
+            }
+            self.inbound(now, item, rng);
         }
     }
 

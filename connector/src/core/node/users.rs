@@ -46,6 +46,7 @@ impl ConnectorNode {
         }
         self.poll_presence(&added);
         self.ask_again_for(&added, now, rng);
+        self.after_assignments(now, rng);
     }
 
     /// Whether an assignments fetch is waiting for its answer.
