@@ -49,6 +49,11 @@ enum Command {
         /// No progress output.
         #[arg(long)]
         quiet: bool,
+        /// A progress line every this much simulated time (`1m`, `30s`), with the wall and
+        /// CPU seconds of the run so far and the machine's uptime (to cut a
+        /// `perf record -k boottime` profile); default a line every 10 % of the duration.
+        #[arg(long, value_parser = parse_progress_every)]
+        progress_every: Option<std::time::Duration>,
         /// Also write trace.jsonl (sessions, sends, deliveries) for debugging.
         #[arg(long)]
         trace: bool,
@@ -123,6 +128,7 @@ pub fn main() -> i32 {
             seed,
             out,
             quiet,
+            progress_every,
             trace,
             plot_png,
             record_only,
@@ -132,6 +138,7 @@ pub fn main() -> i32 {
                 seed,
                 out,
                 quiet,
+                progress_every,
                 trace,
                 plot_png,
                 record_only,
@@ -259,6 +266,7 @@ struct RunFlags {
     seed: Option<u64>,
     out: Option<PathBuf>,
     quiet: bool,
+    progress_every: Option<std::time::Duration>,
     trace: bool,
     plot_png: bool,
     record_only: bool,
@@ -283,7 +291,11 @@ fn cmd_run(file: &Path, flags: RunFlags) -> i32 {
     }
     println!("scenario: {} ({})", s.name, file.display());
     println!("seed: {seed}");
-    let (record, output) = run_scenario(&s, file, seed, flags.quiet);
+    let lines = ProgressLines {
+        quiet: flags.quiet,
+        every: flags.progress_every,
+    };
+    let (record, output) = run_scenario_with(&s, file, seed, lines);
     let dir = flags
         .out
         .unwrap_or_else(|| record::default_out_dir(&s, seed));
@@ -352,12 +364,33 @@ pub fn run_scenario(
     seed: u64,
     quiet: bool,
 ) -> (reports::RunRecord, crate::history::History) {
-    let mut reporter = ProgressReporter::new(quiet, s.duration.0);
+    let lines = ProgressLines { quiet, every: None };
+    run_scenario_with(s, file, seed, lines)
+}
+
+/// What progress `hmsim run` prints.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProgressLines {
+    /// None at all.
+    pub quiet: bool,
+    /// A line every this much simulated time (`--progress-every`) instead of every 10 %.
+    pub every: Option<std::time::Duration>,
+}
+
+/// [`run_scenario`] with its progress lines chosen.
+pub fn run_scenario_with(
+    s: &Scenario,
+    file: &Path,
+    seed: u64,
+    lines: ProgressLines,
+) -> (reports::RunRecord, crate::history::History) {
+    let mut reporter = ProgressReporter::new(lines, s.duration.0);
     let started = std::time::Instant::now(); // allow-nondeterminism: wall time around the run
 
     let opts = run::Options {
         capture_log: crate::checks::needs(s).log,
         awaits: Some(crate::checks::liveness::liveness_awaited),
+        progress_every: lines.every,
     };
     let out = run::run(s, seed, opts, &mut |p| reporter.update(p));
     let wall = WallFacts {
@@ -445,27 +478,36 @@ pub fn message_categories(r: &reports::RunRecord) -> Vec<(&'static str, u64)> {
         .collect()
 }
 
-/// A progress bar on a terminal; periodic log lines otherwise (CI logs).
+/// A progress bar on a terminal; periodic log lines otherwise (CI logs), or with
+/// `--progress-every`.
 struct ProgressReporter {
     bar: Option<indicatif::ProgressBar>,
     quiet: bool,
     next_line_pct: u64,
+    /// `--progress-every`, and the simulated time of the next line.
+    every: Option<(std::time::Duration, std::time::Duration)>,
+    /// Wall and CPU time when the run started, for the `--progress-every` lines.
+    started: (std::time::Instant, Option<std::time::Duration>),
 }
 
 impl ProgressReporter {
-    fn new(quiet: bool, duration: std::time::Duration) -> Self {
-        let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-            let b = indicatif::ProgressBar::new(duration.as_secs().max(1));
-            b.set_style(
-                indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sim-s {msg}")
-                    .expect("static template"),
-            );
-            b
-        });
+    fn new(lines: ProgressLines, duration: std::time::Duration) -> Self {
+        let bar =
+            (!lines.quiet && lines.every.is_none() && std::io::stderr().is_terminal()).then(|| {
+                let b = indicatif::ProgressBar::new(duration.as_secs().max(1));
+                b.set_style(
+                    indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sim-s {msg}")
+                        .expect("static template"),
+                );
+                b
+            });
+        let started = (std::time::Instant::now(), process_cpu_time()); // allow-nondeterminism: wall time around the run, printed only
         Self {
             bar,
-            quiet,
+            quiet: lines.quiet,
             next_line_pct: 0,
+            every: lines.every.map(|e| (e, std::time::Duration::ZERO)),
+            started,
         }
     }
 
@@ -480,6 +522,17 @@ impl ProgressReporter {
             return;
         }
         let pct = (p.elapsed.as_secs_f64() / p.duration.as_secs_f64().max(1e-9) * 100.0) as u64;
+        if self.every.is_some() {
+            if self.line_due(p.elapsed) {
+                eprintln!(
+                    "[hmsim] {:>3}% sim {} · {msg} · {}",
+                    pct.min(999),
+                    format_duration(p.elapsed),
+                    self.clocks()
+                );
+            }
+            return;
+        }
         if pct >= self.next_line_pct {
             eprintln!(
                 "[hmsim] {:>3}% sim {} · {msg}",
@@ -490,10 +543,55 @@ impl ProgressReporter {
         }
     }
 
+    /// Whether a `--progress-every` line is due at simulated time `elapsed`: the first report
+    /// at or after each multiple of the interval gets one (and only one).
+    fn line_due(&mut self, elapsed: std::time::Duration) -> bool {
+        let Some((every, next)) = self.every.as_mut() else {
+            return false;
+        };
+        if elapsed < *next {
+            return false;
+        }
+        let every_ms = every.as_millis().max(1);
+        let passed = elapsed.as_millis() / every_ms + 1;
+        *next = std::time::Duration::from_millis((passed * every_ms) as u64);
+        true
+    }
+
+    /// Wall and CPU seconds since the run started, and the machine's uptime (the clock of
+    /// `perf record -k boottime`).
+    fn clocks(&self) -> String {
+        let wall = self.started.0.elapsed().as_secs_f64();
+        let cpu = process_cpu_time()
+            .zip(self.started.1)
+            .map_or("-".into(), |(now, at)| {
+                format!("{:.2}", now.saturating_sub(at).as_secs_f64())
+            });
+        let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+        let uptime = uptime.split_whitespace().next().unwrap_or("-").to_string();
+        format!("wall {wall:.2} s · cpu {cpu} s · uptime {uptime}")
+    }
+
     fn finish(&mut self) {
         if let Some(b) = self.bar.take() {
             b.finish_and_clear();
         }
+    }
+}
+
+/// CPU time this process has run so far (Linux `/proc/self/schedstat`), if known: what a busy
+/// shared machine does not inflate, unlike wall time.
+fn process_cpu_time() -> Option<std::time::Duration> {
+    let stat = std::fs::read_to_string("/proc/self/schedstat").ok()?;
+    let ns: u64 = stat.split_whitespace().next()?.parse().ok()?;
+    Some(std::time::Duration::from_nanos(ns))
+}
+
+/// `--progress-every`: a scenario duration, above zero.
+fn parse_progress_every(v: &str) -> Result<std::time::Duration, String> {
+    match crate::scenario::units::parse_duration(v)? {
+        d if d.is_zero() => Err("--progress-every must be above zero".into()),
+        d => Ok(d),
     }
 }
 
@@ -630,5 +728,57 @@ fn serve_cloud_or_kms(path: &Path, cloud: bool) -> i32 {
             eprintln!("hmsim serve {what}: {e}");
             EXIT_IO
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn reporter(every: Option<Duration>) -> ProgressReporter {
+        let lines = ProgressLines {
+            quiet: false,
+            every,
+        };
+        ProgressReporter::new(lines, Duration::from_secs(3600))
+    }
+
+    /// Reports come every 72 s in an hour (2 % of it) unless the run is asked for more; a line
+    /// per simulated minute is then due at the first report of each minute, and only there.
+    #[test]
+    fn progress_every_gives_one_line_per_interval() {
+        let mut r = reporter(Some(Duration::from_secs(60)));
+        let due: Vec<u64> = (0..=300)
+            .map(|s| Duration::from_millis(s * 1_000 + 250))
+            .filter(|t| r.line_due(*t))
+            .map(|t| t.as_secs())
+            .collect();
+        assert_eq!(due, [0, 60, 120, 180, 240, 300]);
+        // Reports further apart than the interval: one line each, none owed.
+        let mut r = reporter(Some(Duration::from_secs(60)));
+        let due: Vec<bool> = [0, 150, 151, 180, 400]
+            .map(|s| r.line_due(Duration::from_secs(s)))
+            .to_vec();
+        assert_eq!(due, [true, true, false, true, true]);
+        // Without the option no line is due this way (the 10 % lines are).
+        assert!(!reporter(None).line_due(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn progress_every_is_a_positive_duration() {
+        assert_eq!(parse_progress_every("1m"), Ok(Duration::from_secs(60)));
+        assert_eq!(
+            parse_progress_every("250ms"),
+            Ok(Duration::from_millis(250))
+        );
+        assert!(parse_progress_every("0s").is_err());
+        assert!(parse_progress_every("60").is_err());
+        let cli = Cli::try_parse_from(["hmsim", "run", "x.yaml", "--progress-every", "2m"])
+            .expect("parses");
+        assert!(matches!(
+            cli.command,
+            Command::Run { progress_every: Some(d), .. } if d == Duration::from_secs(120)
+        ));
     }
 }

@@ -52,6 +52,10 @@ pub struct Options {
     /// `liveness` expects back before its bound): the run then goes on, within its drain. Given by the caller, since
     /// the checks are a later stage than the run.
     pub awaits: Option<Awaits>,
+    /// How often `progress` is called, in simulated time; `None`: every 2 % of the duration
+    /// (at least every simulated second). `hmsim run --progress-every 1m` sets it, for a line
+    /// (and a CPU-seconds figure) per simulated minute.
+    pub progress_every: Option<Duration>,
 }
 
 /// See [`Options::awaits`].
@@ -78,9 +82,12 @@ fn run_world(
     let mut world = World::build(s, &plan, observer.clone());
     let mut out = History::from_history(seed, observer, plan.users.clone());
     out.contacts = plan.contacts.clone();
+    let progress_every = opts
+        .progress_every
+        .unwrap_or((s.duration.0 / 50).max(Duration::from_secs(1)));
     step_loop(
         &mut world,
-        (s, opts.awaits),
+        (s, opts.awaits, progress_every),
         &plan.timeline,
         &mut out,
         progress,
@@ -91,7 +98,7 @@ fn run_world(
 
 fn step_loop(
     world: &mut World<'_>,
-    (s, awaits): (&Scenario, Option<Awaits>),
+    (s, awaits, progress_every): (&Scenario, Option<Awaits>, Duration),
     timeline: &[Timed],
     out: &mut History,
     progress: &mut dyn FnMut(Progress),
@@ -103,7 +110,6 @@ fn step_loop(
     let duration = s.duration.0;
     let deadline = duration + s.drain.0;
     let sample_every = crate::history::sample_every(s);
-    let progress_every = (duration / 50).max(Duration::from_secs(1));
     let (mut next_fault, mut next_sample, mut next_progress) =
         (0usize, Duration::ZERO, Duration::ZERO);
     // Bounded: the loop ends by `deadline`, which is finite, one tick per iteration.
@@ -368,5 +374,26 @@ mod tests {
         );
         assert_eq!(quiet.judge(&s, &out), quiescent(&s, &out));
         assert!(quiet.judge(&s, &out), "delivered: quiescent again");
+    }
+
+    /// `Options::progress_every` sets how often the progress callback comes (by default every
+    /// 2 % of the duration, at least every second).
+    #[test]
+    fn progress_comes_every_interval_asked() {
+        let s = crate::parse(
+            "t.yaml",
+            "name: t\nseed: 1\nduration: 2m\ntick: 500ms\ntopology:\n  imp_clusters: [{ name: a, nodes: 1 }]\nusers: { count: 2, jabber: 100% }\n",
+        )
+        .expect("valid test scenario");
+        let mut at = Vec::new();
+        let opts = Options {
+            progress_every: Some(Duration::from_secs(30)),
+            ..Options::default()
+        };
+        run(&s, 1, opts, &mut |p| at.push(p.elapsed.as_secs()));
+        assert_eq!(at, [0, 30, 60, 90, 120]);
+        let mut count = 0;
+        run(&s, 1, Options::default(), &mut |_| count += 1);
+        assert_eq!(count, 51, "every 2.4 s of 2 minutes, both ends");
     }
 }
