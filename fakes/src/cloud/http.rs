@@ -1005,5 +1005,4 @@ mod tests {
         assert_eq!(kms_relay_width(6), 6 * KMS_CALLS_IN_FLIGHT_PER_NODE_MAX);
         assert_eq!(kms_relay_width(10_000), KMS_CALLS_IN_FLIGHT_MAX);
     }
-
 }
