@@ -18,7 +18,8 @@
 //! - A ticker calls [`Cloud::tick`] every [`TICK_INTERVAL`] and after each request the events
 //!   are moved to the sockets.
 //! - With a remote KMS ([`Cloud::with_remote_kms`]) one relay task owns up to
-//!   [`KMS_CALLS_IN_FLIGHT_MAX`] keep-alive connections to the KMS host ([`KmsClient`]) and
+//!   [`KMS_CALLS_IN_FLIGHT_PER_NODE_MAX`] keep-alive connections to the KMS host
+//!   ([`KmsClient`]) per connector node served (at most [`KMS_CALLS_IN_FLIGHT_MAX`]) and
 //!   runs, in queue order, the KMS calls of waiting requests ([`Outcome::Kms`], answered
 //!   through [`Cloud::complete`]) and the queued authorization changes
 //!   ([`Cloud::poll_kms_change`]); jobs on different keys overlap, and on one key a change
@@ -70,10 +71,19 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
-/// KMS jobs (key fetches, authorization changes) relayed at once, one keep-alive connection
-/// each: a Large node's connector fetches a key for every new conversation, about 50 a second
-/// at 15,000 users, and one call per round trip on a single connection caps that at ten.
-pub const KMS_CALLS_IN_FLIGHT_MAX: usize = 16;
+/// KMS jobs (key fetches, authorization changes) relayed at once for each connector node the
+/// cloud serves ([`Cloud::set_kms_relay_nodes`]), one keep-alive connection each: a Large
+/// node's connector fetches a key for every new conversation, about 50 a second at 15,000
+/// users, and one call per round trip on a single connection caps that at ten. Webex's relay is
+/// a cloud service that grows with the connectors it fronts: one sized for a single node held
+/// a six-node cluster's conversation set-up to 160 KMS calls a second, and the bridge's backlog
+/// grew for as long as the traffic lasted.
+pub const KMS_CALLS_IN_FLIGHT_PER_NODE_MAX: usize = 16;
+/// KMS jobs relayed at once whatever the node count, so the relay's connections to the KMS
+/// host stay bounded: an organization's 195,000 Hybrid Message users (spec 4) fill 13 Large
+/// nodes, 18 with a spare node in each of three six-node clusters, 288 calls; twice that is
+/// room enough.
+pub const KMS_CALLS_IN_FLIGHT_MAX: usize = 576;
 /// First wait before resending an authorization change the KMS refused with 503.
 pub const KMS_RETRY_MIN: Duration = Duration::from_secs(1);
 /// Longest wait between resends: requests waiting for the KMS are answered 503 during the
@@ -176,9 +186,22 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// KMS jobs the relay runs at once for `nodes` connector nodes.
+pub fn kms_relay_width(nodes: usize) -> usize {
+    nodes
+        .max(1)
+        .saturating_mul(KMS_CALLS_IN_FLIGHT_PER_NODE_MAX)
+        .min(KMS_CALLS_IN_FLIGHT_MAX)
+}
+
+/// The relay width for the connector nodes `cloud` is sized for.
+fn relay_width(cloud: &Shared) -> usize {
+    kms_relay_width(cloud.borrow().kms_relay_nodes())
+}
+
 /// The KMS relay: runs calls and changes in queue order per key (module doc).
 ///
-/// Up to [`KMS_CALLS_IN_FLIGHT_MAX`] jobs run at once, each on its own keep-alive connection.
+/// Up to [`relay_width`] jobs run at once, each on its own keep-alive connection.
 /// Jobs on different keys overlap; on one key, a change waits until every earlier job on that
 /// key is done and no later job starts before it is, so the KMS sees each key's jobs in the
 /// order of a single queue. (One global queue made every key fetch wait behind the hundreds of
@@ -196,7 +219,7 @@ async fn kms_relay<N: Net>(
     mut rx: mpsc::UnboundedReceiver<Job>,
 ) {
     let client = || KmsClient::new(net.clone(), host.clone(), port);
-    let mut idle: Vec<KmsClient<N>> = (0..KMS_CALLS_IN_FLIGHT_MAX).map(|_| client()).collect();
+    let mut idle: Vec<KmsClient<N>> = (0..relay_width(&cloud)).map(|_| client()).collect();
     let mut running: tokio::task::JoinSet<Done<N>> = tokio::task::JoinSet::new();
     let mut footprints: BTreeMap<tokio::task::Id, Footprint> = BTreeMap::new();
     let mut busy = KeyUse::new();
@@ -213,7 +236,7 @@ async fn kms_relay<N: Net>(
             let uri = uri.map(str::to_string);
             use_key(&mut busy, uri.as_deref(), change, true);
             let kms = idle.pop().expect("at most one job per idle client");
-            let id = spawn_job(&mut running, kms, job);
+            let id = spawn_job(&mut running, kms, job, &cloud);
             footprints.insert(id, (uri, change, pauses));
         }
         if closed && backlog.is_empty() && running.is_empty() {
@@ -270,11 +293,13 @@ async fn relay_call(tx: &mpsc::UnboundedSender<Job>, call: KmsCall) -> Result<Km
     }
 }
 
-/// Runs one job on its own client in `running`; returns the task's id.
+/// Runs one job on its own client in `running` (the cloud keeps the peak of jobs running);
+/// returns the task's id.
 fn spawn_job<N: Net>(
     running: &mut tokio::task::JoinSet<Done<N>>,
     mut kms: KmsClient<N>,
     job: Job,
+    cloud: &Shared,
 ) -> tokio::task::Id {
     let handle = match job {
         Job::Call(call, reply) => running.spawn_local(async move {
@@ -286,6 +311,7 @@ fn spawn_job<N: Net>(
             (kms, Some((call, result)))
         }),
     };
+    cloud.borrow_mut().note_kms_calls_in_flight(running.len());
     handle.id()
 }
 
@@ -881,7 +907,7 @@ mod tests {
             let (tx, rx) = mpsc::unbounded_channel();
             let relay = tokio::task::spawn_local(kms_relay(TurmoilNet, addr, cloud, rx));
             let mut uris = Vec::new();
-            for i in 0..KMS_CALLS_IN_FLIGHT_MAX {
+            for i in 0..KMS_CALLS_IN_FLIGHT_PER_NODE_MAX {
                 let create = KmsCall::CreateKey {
                     space_id: format!("space-{i}"),
                     principals: vec!["alice@example.com".into()],
@@ -922,5 +948,61 @@ mod tests {
             Ok(())
         });
         sim.run().unwrap();
+    }
+
+    /// A relay sized for the connector nodes it fronts runs that many nodes' calls at once:
+    /// one sized for a single Large node held a six-node cluster's conversation set-up (a new
+    /// key per conversation) to 16 calls per round trip (issue 16: at 15,000 users and 125
+    /// messages a second, thousands of messages waited past the run's end).
+    #[test]
+    fn a_relay_for_six_nodes_runs_six_nodes_calls_at_once() {
+        use connector::io::net::TurmoilNet;
+        let (mut sim, _kms) = relay_world();
+        sim.client("cloud", async move {
+            use rand::SeedableRng as _;
+            let cfg = crate::cloud::CloudConfig {
+                domain: "example.com".into(),
+                admin_token: "admin".into(),
+                kms_host: crate::kms::HDS_HOST.into(),
+            };
+            let mut cloud = Cloud::with_remote_kms(
+                cfg,
+                rand_chacha::ChaCha8Rng::seed_from_u64(11),
+                crate::kms::HDS_HOST,
+                crate::kms::KMS_PORT,
+            );
+            cloud.set_kms_relay_nodes(6);
+            let cloud = Rc::new(RefCell::new(cloud));
+            let addr = (crate::kms::HDS_HOST.to_string(), crate::kms::KMS_PORT);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let relay = tokio::task::spawn_local(kms_relay(TurmoilNet, addr, cloud.clone(), rx));
+            let width = 6 * KMS_CALLS_IN_FLIGHT_PER_NODE_MAX;
+            let calls = (0..2 * width).map(|i| {
+                let create = KmsCall::CreateKey {
+                    space_id: format!("space-{i}"),
+                    principals: vec!["alice@example.com".into()],
+                };
+                relay_call(&tx, create)
+            });
+            let answers = futures_util::future::join_all(calls).await;
+            let created = answers
+                .iter()
+                .filter(|a| matches!(a, Ok(KmsReply::Key(_))))
+                .count();
+            assert_eq!(created, 2 * width);
+            let peak = cloud.borrow().stats().kms_calls_in_flight_peak;
+            assert_eq!(peak, width as u64);
+            relay.abort();
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+
+    #[test]
+    fn the_relay_width_grows_with_the_nodes_up_to_its_limit() {
+        assert_eq!(kms_relay_width(0), KMS_CALLS_IN_FLIGHT_PER_NODE_MAX);
+        assert_eq!(kms_relay_width(1), KMS_CALLS_IN_FLIGHT_PER_NODE_MAX);
+        assert_eq!(kms_relay_width(6), 6 * KMS_CALLS_IN_FLIGHT_PER_NODE_MAX);
+        assert_eq!(kms_relay_width(10_000), KMS_CALLS_IN_FLIGHT_MAX);
     }
 }

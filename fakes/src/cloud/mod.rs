@@ -283,6 +283,8 @@ pub struct CloudStats {
     pub events_without_socket: u64,
     /// WebSockets dropped because their queue was full (slow subscribers).
     pub slow_sockets_dropped: u64,
+    /// Most KMS jobs the relay ran at once (at most its width, [`Cloud::kms_relay_nodes`]).
+    pub kms_calls_in_flight_peak: u64,
 }
 
 /// One request body the cloud received.
@@ -394,6 +396,8 @@ pub struct Cloud {
     tap: Option<BodyTap>,
     /// Rare events, counted where they happen ("sometimes" coverage for the simulation).
     coverage: BTreeMap<&'static str, u64>,
+    /// Connector nodes the relay to a remote KMS is sized for ([`Cloud::set_kms_relay_nodes`]).
+    kms_relay_nodes: usize,
 }
 
 impl std::fmt::Debug for Cloud {
@@ -473,7 +477,26 @@ impl Cloud {
             body_bytes: 0,
             tap: None,
             coverage: BTreeMap::new(),
+            kms_relay_nodes: 1,
         }
+    }
+
+    /// Sizes the relay to a remote KMS for `nodes` connector nodes (at least one). Webex's KMS
+    /// relay is a cloud service that scales with the connectors it fronts; one sized for a
+    /// single node made a six-node cluster's key fetches queue behind each other.
+    pub fn set_kms_relay_nodes(&mut self, nodes: usize) {
+        self.kms_relay_nodes = nodes.max(1);
+    }
+
+    /// Connector nodes the relay to a remote KMS is sized for (1 unless set).
+    pub fn kms_relay_nodes(&self) -> usize {
+        self.kms_relay_nodes
+    }
+
+    /// The driver reports how many KMS jobs its relay runs at once (kept as a peak).
+    pub fn note_kms_calls_in_flight(&mut self, n: usize) {
+        let n = n as u64;
+        self.stats.kms_calls_in_flight_peak = self.stats.kms_calls_in_flight_peak.max(n);
     }
 
     /// Rare events reached so far and how often: reassignment after a node loss, rebalancing,

@@ -129,6 +129,8 @@ fn add_cloud(
     add_kms(sim, &kms_name, rngs, h);
     let mut cloud =
         Cloud::with_remote_kms(cfg, rngs.named("cloud"), kms_name, fakes::kms::KMS_PORT);
+    let connector_nodes = s.topology.expressway_clusters.iter().map(|e| e.nodes);
+    cloud.set_kms_relay_nodes(connector_nodes.sum::<u32>() as usize);
     let mut tokens = BTreeMap::new();
     for e in &s.topology.expressway_clusters {
         let coresidency = coresidency(e);

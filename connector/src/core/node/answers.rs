@@ -105,7 +105,7 @@ impl ConnectorNode {
             Pending::Assignments { resync } => {
                 self.on_assignments(now, &json(), resync, rng);
             }
-            Pending::Presence => {
+            Pending::Presence { .. } => {
                 self.presence_failures = 0;
                 self.on_presence(now, &json());
             }
@@ -156,6 +156,14 @@ impl ConnectorNode {
             }
             Pending::Space { pair } => {
                 self.spaces_in_flight.remove(pair);
+            }
+            // The users added meanwhile go now, answered or not: a failure brings the poll
+            // of every assigned user forward, and they are asked for again then.
+            Pending::Presence { for_events: true } => {
+                self.presence_for_events_in_flight -= 1;
+                if self.presence_for_events_in_flight == 0 {
+                    self.ask_presence_due();
+                }
             }
             _ => {}
         }
@@ -222,7 +230,7 @@ impl ConnectorNode {
             // The answer is what wants the sessions of users just assigned: a query the cloud
             // did not answer brings the next poll (of every assigned user) forward, after a
             // seeded backoff, instead of leaving them without a session for a whole interval.
-            Pending::Presence => {
+            Pending::Presence { .. } => {
                 self.presence_failures = self.presence_failures.saturating_add(1);
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, self.presence_failures, rng);
                 self.next_poll = self.next_poll.min(at);

@@ -139,8 +139,10 @@ impl ConnectorNode {
     pub(super) fn http(&mut self, mut req: HttpRequest, what: Pending) {
         self.next_http += 1;
         req.id = self.next_http;
-        if matches!(what, Pending::Assignments { .. }) {
-            self.assignments_in_flight += 1;
+        match what {
+            Pending::Assignments { .. } => self.assignments_in_flight += 1,
+            Pending::Presence { for_events: true } => self.presence_for_events_in_flight += 1,
+            _ => {}
         }
         self.pending.insert(req.id, what);
         self.out.push_back(Output::Http(req));

@@ -299,7 +299,10 @@ enum Pending {
     Assignments {
         resync: bool,
     },
-    Presence,
+    /// `for_events`: asks for users assignment events added ([`ConnectorNode::presence_due`]).
+    Presence {
+        for_events: bool,
+    },
     Space {
         pair: (String, String),
     },
@@ -411,6 +414,13 @@ pub struct ConnectorNode {
     next_poll: Duration,
     /// Consecutive presence queries that failed, for the backoff of the poll brought forward.
     presence_failures: u32,
+    /// Users assignment events added while a query for earlier ones was in flight, asked for
+    /// together once it is answered (a subset of `assigned`): users turning Active come as
+    /// an event each, hundreds in a burst, and a query each queued them all on one cloud
+    /// connection, one round trip apiece (issue 16).
+    presence_due: BTreeSet<String>,
+    /// Presence queries for users assignment events added, waiting for their answer.
+    presence_for_events_in_flight: usize,
     // discovery
     nodes: BTreeMap<String, Vec<ImpNodeInfo>>,
     users: BTreeMap<String, Vec<AxlUser>>,
@@ -566,6 +576,8 @@ impl ConnectorNode {
             next_heartbeat: now,
             next_poll: now,
             presence_failures: 0,
+            presence_due: BTreeSet::new(),
+            presence_for_events_in_flight: 0,
             nodes: BTreeMap::new(),
             users: BTreeMap::new(),
             discovering: BTreeSet::new(),

@@ -594,3 +594,44 @@ fn an_activity_of_a_user_not_served_after_the_answer_is_handed_back() {
     n.handle_event(t, alice_posted("act-2"), &mut rng);
     only(requests(&mut n), HANDBACK_PATH);
 }
+
+/// Users turning Active come as one assignment event each: hundreds in a burst (issue 16: at
+/// 15,000 users a burst overflowed the event socket's 1,024 events). A presence query per
+/// event queued them all on one cloud connection, one round trip each (102 s for 1,024
+/// events), and the resync and the space, key and post requests on that connection waited
+/// behind them. While one query for newly assigned users is in flight, later ones wait and go
+/// together when it is answered.
+#[test]
+fn presence_queries_of_consecutive_assignment_events_go_together() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let mut n = node();
+    let t = Duration::from_secs(300);
+    n.phase = Phase::Running;
+    n.next_poll = t + presence::POLL_INTERVAL;
+    let users: Vec<String> = (0..200)
+        .map(|i| format!("user{i:03}@example.com"))
+        .collect();
+    let mut queries = Vec::new();
+    for u in &users {
+        n.handle_event(t, assignment(&[u.as_str()], &[]), &mut rng);
+        queries.extend(requests(&mut n));
+    }
+    let first = only(queries, "/v1/presence/query");
+    let body: Value = serde_json::from_slice(&first.body).expect("JSON");
+    assert_eq!(body, json!({"emails": [users[0]]}));
+    // One left before the answer: it is not asked for.
+    n.handle_event(t, assignment(&[], &[users[199].as_str()]), &mut rng);
+    requests(&mut n);
+    let answer = json!({"states": []});
+    n.handle_http(t, first.id, 200, answer.to_string().as_bytes(), &mut rng);
+    let second = only(requests(&mut n), "/v1/presence/query");
+    let body: Value = serde_json::from_slice(&second.body).expect("JSON");
+    assert_eq!(body, json!({"emails": users[1..199]}));
+    // A failed query lets the next ones go too (the poll brought forward covers it).
+    n.handle_event(t, assignment(&["late@example.com"], &[]), &mut rng);
+    assert!(requests(&mut n).is_empty());
+    n.handle_http(t, second.id, 503, b"{}", &mut rng);
+    let third = only(requests(&mut n), "/v1/presence/query");
+    let body: Value = serde_json::from_slice(&third.body).expect("JSON");
+    assert_eq!(body, json!({"emails": ["late@example.com"]}));
+}

@@ -44,7 +44,7 @@ impl ConnectorNode {
                 for u in &new {
                     self.jabber_seen.entry(u.clone()).or_insert(now);
                 }
-                self.poll_presence(&new);
+                self.poll_presence_of_new(&new);
                 self.ask_again_for(&new, now, rng);
                 self.after_assignments(now, rng);
             }

@@ -62,6 +62,7 @@ impl ConnectorNode {
         // to the session before the new node opens one is still bridged (spec 29).
         self.sessions.release(user, now);
         self.published.remove(user);
+        self.presence_due.remove(user);
         let held = self.held.remove(user).map_or(0, |q| q.len());
         self.stats.dropped_unserved += held as u64;
         self.drain_sessions();
@@ -74,7 +75,30 @@ impl ConnectorNode {
                 "/v1/presence/query",
                 json!({"emails": chunk}),
                 0,
-                Pending::Presence,
+                Pending::Presence { for_events: false },
+            );
+        }
+    }
+
+    /// Asks presence for users assignment events just added: now if no such query is in
+    /// flight, else together with the others added meanwhile once it is answered.
+    pub(super) fn poll_presence_of_new(&mut self, emails: &[String]) {
+        self.presence_due.extend(emails.iter().cloned());
+        if self.presence_for_events_in_flight == 0 {
+            self.ask_presence_due();
+        }
+    }
+
+    /// Asks presence for the users of `presence_due`, in queries of [`PRESENCE_BATCH_MAX`].
+    pub(super) fn ask_presence_due(&mut self) {
+        let due: Vec<String> = std::mem::take(&mut self.presence_due).into_iter().collect();
+        for chunk in due.chunks(PRESENCE_BATCH_MAX) {
+            self.cloud(
+                Method::Post,
+                "/v1/presence/query",
+                json!({"emails": chunk}),
+                0,
+                Pending::Presence { for_events: true },
             );
         }
     }
