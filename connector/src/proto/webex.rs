@@ -338,6 +338,33 @@ pub struct CreateSpaceBody {
     pub kind: SpaceKind,
     /// Member emails (the caller, or the connector's served user, must be one).
     pub members: Vec<String>,
+    /// From a connector node asking again after a failure: its messages of this direct
+    /// conversation wait for the space since this time (ms): it claims the conversation, so
+    /// that another node's newer posts wait for them ([`HeldConversation`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_since_ms: Option<u64>,
+}
+
+/// A connector node's claim on a direct conversation whose earlier messages wait on that node
+/// for a space or key that failed (a KMS or cloud outage): until the node has posted them
+/// (`POST /v1/spaces/{id}/hold` with [`HoldReleaseBody`]), or the cloud's bound passes, the
+/// cloud refuses other nodes' posts to the space with 409, so the conversation keeps its order
+/// when its two members are served by different nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeldConversation {
+    /// The conversation's space.
+    pub space_id: String,
+    /// Since when its messages wait on the claiming node (ms).
+    pub since_ms: u64,
+}
+
+/// `POST /v1/spaces/{id}/hold`: the claiming node posted what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HoldReleaseBody {
+    /// Always true: the hold ends.
+    pub release: bool,
 }
 
 /// `POST /v1/spaces/{id}/activities`.
@@ -391,4 +418,8 @@ pub struct RedeliverBody {
 pub struct KeyFetchBody {
     /// The key URI (an activity's `kid`).
     pub uri: String,
+    /// From a connector node asking again after a failure: the conversation whose messages
+    /// wait for this key, claimed as by [`CreateSpaceBody::held_since_ms`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HeldConversation>,
 }

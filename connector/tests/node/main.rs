@@ -505,6 +505,121 @@ fn a_user_assigned_again_gets_the_space_asked_for_at_once() {
     assert_eq!(json_body(&post)["client_id"], "xmpp:bob@example.com:m-1:0");
 }
 
+/// Waits (stepping timers, heartbeats answered) until a request to `path` is sent, at most
+/// `within` from now.
+fn await_request(h: &mut Harness, path: &str, within: Duration) -> bool {
+    let end = h.now + within;
+    while count(h, path) == 0 && h.step(end) {
+        h.answer_routine();
+    }
+    count(h, path) > 0
+}
+
+/// Explore seeds 51 and 91 (`per_conversation_order`): the conversation's space cannot be had
+/// (a KMS outage) while bob's message waits here, and the other member may be served by
+/// another node that sees only the conversation's newer messages. Asking again, this node
+/// says since when its messages wait (it holds the conversation at the cloud); once they are
+/// posted it ends the hold, in their lane, after them.
+#[test]
+fn a_backlog_waiting_for_a_failed_space_holds_its_conversation_until_posted() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    bob_writes(&mut h, "m-1");
+    let first = h.request("/v1/spaces");
+    assert_eq!(
+        json_body(&first).get("held_since_ms"),
+        None,
+        "no failure yet"
+    );
+    let failed_at = h.now;
+    h.answer(&first, 503, r#"{"error":"kms_unavailable"}"#);
+    bob_writes(&mut h, "m-2");
+    assert!(await_request(&mut h, "/v1/spaces", secs(120)));
+    let again = h.request("/v1/spaces");
+    assert_eq!(
+        json_body(&again)["held_since_ms"],
+        json!(failed_at.as_millis() as u64)
+    );
+    h.answer(&again, 200, &alice_bob_space());
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    let sent: Vec<(String, Value)> = h
+        .http
+        .drain(..)
+        .filter(|r| r.path.starts_with("/v1/spaces/sp-1/"))
+        .map(|r| (r.path.clone(), json_body(&r)))
+        .collect();
+    let paths: Vec<&str> = sent.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/spaces/sp-1/activities",
+            "/v1/spaces/sp-1/activities",
+            "/v1/spaces/sp-1/hold"
+        ]
+    );
+    assert_eq!(sent[2].1, json!({"release": true}));
+}
+
+/// A key fetch that failed claims the conversation the same way when it is asked again.
+#[test]
+fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    bob_writes(&mut h, "m-1");
+    let space = h.request("/v1/spaces");
+    h.answer(&space, 200, &alice_bob_space());
+    let key = h.request("/v1/kms/keys");
+    let failed_at = h.now;
+    h.answer(&key, 503, r#"{"error":"kms_unavailable"}"#);
+    assert!(await_request(&mut h, "/v1/kms/keys", secs(120)));
+    let again = h.request("/v1/kms/keys");
+    assert_eq!(
+        json_body(&again)["held"],
+        json!({"space_id": "sp-1", "since_ms": failed_at.as_millis() as u64})
+    );
+}
+
+/// The cloud refuses a post (409) while another node holds earlier messages of its
+/// conversation: the post waits for them, sent again every few seconds for as long as the
+/// cloud's hold lasts, and is not given up after the sends a failing post gets
+/// (`POST_ATTEMPTS_MAX`): that would lose the message.
+#[test]
+fn a_post_refused_while_another_node_holds_its_conversation_waits_and_is_not_lost() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    bob_writes(&mut h, "m-1");
+    let space = h.request("/v1/spaces");
+    h.answer(&space, 200, &alice_bob_space());
+    let key = h.request("/v1/kms/keys");
+    h.answer(&key, 200, &key_answer());
+    const POSTS: &str = "/v1/spaces/sp-1/activities";
+    let refused =
+        r#"{"error":"conflict","detail":"conflict: earlier messages of sp-1 are held by exp-a-2"}"#;
+    let start = h.now;
+    for n in 0..40 {
+        assert!(
+            await_request(&mut h, POSTS, secs(60)),
+            "refusal {n}: not sent again"
+        );
+        let post = h.request(POSTS);
+        assert_eq!(json_body(&post)["client_id"], "xmpp:bob@example.com:m-1:0");
+        h.answer(&post, 409, refused);
+    }
+    assert!(
+        h.now - start <= secs(200),
+        "40 refusals took {:?}: the waits grew like a failure's backoff",
+        h.now - start
+    );
+    assert!(await_request(&mut h, POSTS, secs(60)));
+    let post = h.request(POSTS);
+    h.answer(&post, 201, r#"{"activities":[],"duplicate":false}"#);
+    assert_eq!(h.node.stats().held_by_peer, 40);
+}
+
 /// An activity event as the cloud sends it to alice's connector.
 fn alice_posted(id: &str, ciphertext: &str) -> String {
     json!({"type": "activity", "for_user": ALICE, "activity": {

@@ -4,8 +4,8 @@
 
 pub use connector::proto::webex::{
     AddUserBody, ChangeEmailBody, CreateClusterBody, CreateSpaceBody, EntitlementsBody, Event,
-    HeartbeatBody, KeyFetchBody, KnownUsersBody, LoginBody, MaintenanceBody, PostActivityBody,
-    PresenceQueryBody, RedeliverBody, RegisterBody, SetPresenceBody, TypingBody,
+    HeartbeatBody, HoldReleaseBody, KeyFetchBody, KnownUsersBody, LoginBody, MaintenanceBody,
+    PostActivityBody, PresenceQueryBody, RedeliverBody, RegisterBody, SetPresenceBody, TypingBody,
 };
 use serde::{Deserialize, Serialize};
 

@@ -10,6 +10,8 @@
 //! - [`bridge_log`]: whom the cloud placed where, and whose activity events it delivered to
 //!   which node (what the status page's counts are judged against).
 //! - [`messaging`]: spaces and encrypted activities.
+//! - [`holds`]: which connector node holds a direct conversation's earlier messages, so that
+//!   the other member's node waits for them (409 on its posts meanwhile).
 //! - [`presence`]: last active, DND, out-of-office, hidden; the batch query.
 //! - [`api`]: wire types (request bodies, subscribers, events).
 //! - [`error`]: [`CloudError`], the one error of the boundary.
@@ -47,12 +49,13 @@
 //! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |
 //! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, last_interop_ms, dnd_until_ms, out_of_office, hidden}]}` (`last_interop_ms`: last use of Webex with Jabber, spec 70) |
 //! | `PUT /v1/presence/me` | user | `{dnd_minutes?, out_of_office?, hidden?}` → own state |
-//! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
+//! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members, held_since_ms?}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
 //! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` (unread: a number for a user, per member for a connector) |
 //! | `POST /v1/spaces/{id}/activities` | member, serving connector | `{verb: post\|edit\|delete\|share\|read, actor?, encrypted_text?, target?, client_id?}` → 201 `{activities, duplicate}` (200 if duplicate) |
 //! | `GET /v1/spaces/{id}/activities?after=N` | member, serving connector | → `{activities}` (≤ 500, seq > N) |
 //! | `POST /v1/spaces/{id}/typing` | member, serving connector | `{typing, actor?}` → `{changed}` |
-//! | `POST /v1/kms/keys` | member, serving connector | `{uri}` → `{uri, key}` (key: base64url of the 32 bytes) |
+//! | `POST /v1/kms/keys` | member, serving connector | `{uri, held?}` → `{uri, key}` (key: base64url of the 32 bytes) |
+//! | `POST /v1/spaces/{id}/hold` | serving connector | `{release: true}` → `{released}`: the node posted the messages it held ([`holds`]) |
 //! | `GET /v1/events` | user, connector | WebSocket upgrade ([`http`]) |
 //! | `POST /v1/events/redeliver` | connector (registered, serving or just released the user) | `{space_id, activity_id, for_user}` → 202 `{activity_id, redeliveries, to}` (`to`: the node it went to; 409 once [`REDELIVERIES_PER_ACTIVITY_MAX`] is reached or no node serves the user) |
 //!
@@ -130,6 +133,7 @@ pub mod assignment;
 pub mod bridge_log;
 pub mod control_hub;
 pub mod error;
+pub mod holds;
 pub mod http;
 pub mod messaging;
 pub mod org;
@@ -241,6 +245,9 @@ pub struct CloudStats {
     pub activities_stored: u64,
     /// Posts recognized as duplicates by client id.
     pub duplicate_posts: u64,
+    /// Connector posts refused (409) while another node held earlier messages of their
+    /// direct conversation ([`holds`]).
+    pub posts_held_back: u64,
     /// Activities posted by connectors.
     pub activities_from_connectors: u64,
     /// Activity and typing events addressed to connectors.
@@ -377,6 +384,8 @@ pub struct Cloud {
     /// Placements and delivered activity events per user (read by hmsim only).
     bridge_log: BridgeLog,
     msg: Messaging,
+    /// Direct conversations whose earlier messages a connector node holds ([`holds`]).
+    holds: holds::Holds,
     presence: Presence,
     kms: KmsLink,
     kms_changes: VecDeque<KmsCall>,
@@ -466,6 +475,7 @@ impl Cloud {
             assign: Assignment::new(),
             bridge_log: BridgeLog::default(),
             msg: Messaging::new(),
+            holds: holds::Holds::default(),
             presence: Presence::new(),
             user_tokens: BTreeMap::new(),
             token_of_user: BTreeMap::new(),

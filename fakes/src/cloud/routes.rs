@@ -104,7 +104,7 @@ fn known_path(segs: &[&str]) -> bool {
             | ["v1", "presence", "query" | "me"]
             | ["v1", "spaces"]
             | ["v1", "spaces", _]
-            | ["v1", "spaces", _, "activities" | "typing"]
+            | ["v1", "spaces", _, "activities" | "typing" | "hold"]
             | ["v1", "kms", "keys"]
     )
 }
@@ -124,6 +124,11 @@ impl Cloud {
             (Method::Post, ["v1", "kms", "keys"]) => {
                 let who = self.client_principal(now, token)?;
                 self.fetch_key(&who, body)
+            }
+            (Method::Post, ["v1", "spaces", id, "hold"]) => {
+                let who = self.client_principal(now, token)?;
+                let (status, body) = self.release_hold(&who, id, body)?;
+                Ok(Step::Done(status, body))
             }
             _ => self
                 .route_now(now, req)
@@ -643,6 +648,13 @@ impl Cloud {
             }
             _ => {}
         }
+        if let (Principal::Connector(id), Some(since), SpaceKind::Direct) =
+            (who, b.held_since_ms, b.kind)
+        {
+            let pair = (members[0].clone(), members[1].clone());
+            let (now, since) = (self.clock, Duration::from_millis(since));
+            self.holds.take(now, id, pair, since);
+        }
         if b.kind == SpaceKind::Direct
             && let Some(s) = self.msg.direct_space(&members[0], &members[1])
         {
@@ -778,6 +790,9 @@ impl Cloud {
     fn post_activity(&mut self, now: Duration, who: &Principal, id: &str, body: &[u8]) -> Answer {
         let b: api::PostActivityBody = parse(body)?;
         let actor = self.actor_in_space(who, id, b.actor.map(|a| a.to_lowercase()).as_deref())?;
+        if let Principal::Connector(c) = who {
+            self.hold_back(now, c, id, b.client_id.as_deref())?;
+        }
         let via_connector = match who {
             Principal::Connector(c) => Some(c.clone()),
             _ => None,
@@ -806,6 +821,87 @@ impl Cloud {
             201,
             json!({ "activities": to_json(&posted.activities), "duplicate": false }),
         ))
+    }
+
+    /// Connector `node` asks again for the key of direct space `space_id`, whose messages
+    /// wait on it since `since`: it holds the conversation ([`super::holds`]) if it serves a
+    /// member (a node that does not is refused the key anyway).
+    fn hold_space(&mut self, node: &str, space_id: &str, since: Duration) {
+        let Some(space) = self.msg.space(space_id) else {
+            return;
+        };
+        if space.kind != SpaceKind::Direct || space.members.len() != 2 {
+            return;
+        }
+        let members = space.members.clone();
+        if self.serves_a_member(node, &members) {
+            let pair = (members[0].clone(), members[1].clone());
+            self.holds.take(self.clock, node, pair, since);
+        }
+    }
+
+    /// The node holding earlier messages of direct space `space_id`, if it is not `node` and
+    /// still serves a member (a node that serves none can no longer post them).
+    fn held_by_another(&self, now: Duration, node: &str, space_id: &str) -> Option<String> {
+        let space = self.msg.space(space_id)?;
+        if space.kind != SpaceKind::Direct || space.members.len() != 2 {
+            return None;
+        }
+        let pair = (space.members[0].clone(), space.members[1].clone());
+        let hold = self.holds.of(now, &pair)?;
+        (hold.node != node && self.serves_a_member(&hold.node, &space.members))
+            .then(|| hold.node.clone())
+    }
+
+    /// Refuses (409) connector `node`'s post `client_id` to `space_id` while another node holds
+    /// earlier messages of the conversation, or while an earlier post of this node to the space
+    /// was refused so and has not come again (it goes first).
+    fn hold_back(
+        &mut self,
+        now: Duration,
+        node: &str,
+        space_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<(), CloudError> {
+        if !self.holds.passes_fence(now, node, space_id, client_id) {
+            self.stats.posts_held_back += 1;
+            return Err(CloudError::Conflict(format!(
+                "an earlier post of {node} to {space_id} was held back: it goes first"
+            )));
+        }
+        let Some(holder) = self.held_by_another(now, node, space_id) else {
+            return Ok(());
+        };
+        self.stats.posts_held_back += 1;
+        if let Some(cid) = client_id {
+            self.holds.fence(now, node, space_id, cid);
+        }
+        Err(CloudError::Conflict(format!(
+            "earlier messages of {space_id} are held by {holder}"
+        )))
+    }
+
+    /// `POST /v1/spaces/{id}/hold`: the connector posted the messages it held.
+    fn release_hold(&mut self, who: &Principal, id: &str, body: &[u8]) -> Answer {
+        let b: api::HoldReleaseBody = parse(body)?;
+        let Principal::Connector(node) = who else {
+            return Err(CloudError::Forbidden(
+                "only a connector holds a conversation".into(),
+            ));
+        };
+        if !b.release {
+            return Err(CloudError::Invalid("release must be true".into()));
+        }
+        let members = self
+            .msg
+            .space(id)
+            .map(|s| s.members.clone())
+            .ok_or_else(|| CloudError::NotFound(format!("space {id}")))?;
+        let released = members.len() == 2
+            && self
+                .holds
+                .release(node, &(members[0].clone(), members[1].clone()));
+        ok(json!({ "released": released }))
     }
 
     fn list_activities(&self, who: &Principal, id: &str, query: &[(&str, &str)]) -> Answer {
@@ -842,6 +938,9 @@ impl Cloud {
 
     fn fetch_key(&mut self, who: &Principal, body: &[u8]) -> Result<Step, CloudError> {
         let b: api::KeyFetchBody = parse(body)?;
+        if let (Principal::Connector(id), Some(held)) = (who, &b.held) {
+            self.hold_space(id, &held.space_id, Duration::from_millis(held.since_ms));
+        }
         let principal = match who {
             Principal::User(me) => me.clone(),
             Principal::Connector(c) => connector_principal(c),

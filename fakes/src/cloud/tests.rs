@@ -636,6 +636,89 @@ fn connector_posts_for_a_served_user_without_echo() {
     assert_error(&r, 403, "kms_forbidden");
 }
 
+/// Explore seeds 51 and 91 (`per_conversation_order`): alice and bob are served by different
+/// nodes, and one of them holds earlier messages of their conversation after its space fetch
+/// failed. Asking again it holds the conversation: the other node's post (a newer message)
+/// is refused with 409 until the holder has posted and ended its hold. A node whose messages
+/// wait since later does not take the hold over.
+#[test]
+fn a_node_holding_a_conversations_earlier_messages_makes_the_other_node_wait() {
+    let mut w = world();
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    let now = w.now;
+    let held = |since_ms: u64| json!({"kind": "direct", "members": [ALICE, BOB], "held_since_ms": since_ms});
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Post,
+        "/v1/spaces",
+        Some(&con1),
+        held(1_000),
+    );
+    let r = ok(r, 201);
+    let (space_id, uri) = (
+        r["space_id"].as_str().unwrap().to_owned(),
+        r["key_uri"].as_str().unwrap().to_owned(),
+    );
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Post,
+        "/v1/spaces",
+        Some(&con2),
+        held(5_000),
+    );
+    ok(r, 200);
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let post = |c: &mut Cloud, token: &str, id: &str| {
+        let text = encrypt(c, now, token, &uri, id);
+        let body = json!({"verb": "post", "actor": BOB, "encrypted_text": text, "client_id": id});
+        call(c, now, Method::Post, &path, Some(token), body)
+    };
+    let r = post(&mut w.c, &con2, "m-2");
+    assert_error(&r, 409, "conflict");
+    assert_eq!(w.c.stats().posts_held_back, 1);
+    ok(post(&mut w.c, &con1, "m-1"), 201);
+    ok(post(&mut w.c, &con1, "m-2"), 201);
+    let hold = format!("/v1/spaces/{space_id}/hold");
+    let release = json!({"release": true});
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Post,
+        &hold,
+        Some(&con2),
+        release.clone(),
+    );
+    assert_eq!(ok(r, 200)["released"], false, "only the holder ends it");
+    let r = call(&mut w.c, now, Method::Post, &hold, Some(&con1), release);
+    assert_eq!(ok(r, 200)["released"], true);
+    // Its next post, on its way before the refused one came again, waits behind it.
+    assert_error(&post(&mut w.c, &con2, "m-3"), 409, "conflict");
+    let r = ok(post(&mut w.c, &con2, "m-2"), 200);
+    assert_eq!(r["duplicate"], true);
+    ok(post(&mut w.c, &con2, "m-3"), 201);
+    // A hold nobody ends stops holding after its bound.
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Post,
+        "/v1/spaces",
+        Some(&con1),
+        held(9_000),
+    );
+    ok(r, 200);
+    assert_error(&post(&mut w.c, &con2, "m-4"), 409, "conflict");
+    let later = now + holds::CONVERSATION_HOLD_MAX;
+    heartbeat_all(&mut w, later);
+    let text = encrypt(&mut w.c, later, &con2, &uri, "m-4");
+    let body = json!({"verb": "post", "actor": BOB, "encrypted_text": text, "client_id": "m-4"});
+    ok(
+        call(&mut w.c, later, Method::Post, &path, Some(&con2), body),
+        201,
+    );
+}
+
 #[test]
 fn activity_from_jabber_is_never_bridged_back_by_another_connector() {
     let mut w = world();

@@ -73,9 +73,30 @@ impl ConnectorNode {
         if matches!(what, Pending::Heartbeat) && status == 401 && self.resumed && !self.registered {
             return self.saved_token_refused(now);
         }
+        // Another node holds earlier messages of the conversation: not a failure, the post
+        // waits for them (bounded by the cloud's hold and HELD_BY_PEER_RETRIES_MAX).
+        let what = match what {
+            Pending::Post(Some(p))
+                if status == 409 && !p.releases_hold && p.held_back < HELD_BY_PEER_RETRIES_MAX =>
+            {
+                return self.wait_for_holder(now, p);
+            }
+            other => other,
+        };
         // The body is the peer's: escaped, so it can never forge a log or status line.
         let why = format!("HTTP {status}: {}", printable(body, PEER_TEXT_BYTES_MAX));
         self.failed(now, what, &why, rng);
+    }
+
+    /// The cloud refused a post (409) because another connector node holds earlier messages
+    /// of its conversation: it is sent again after [`HELD_BY_PEER_RETRY`], holding its lane
+    /// meanwhile, and the refusal does not count as one of its [`POST_ATTEMPTS_MAX`] sends.
+    fn wait_for_holder(&mut self, now: Duration, mut p: Box<PostRetry>) {
+        self.stats.held_by_peer += 1;
+        p.held_back += 1;
+        // The retry counts a send again (`retry_fetch`): this one did not fail.
+        p.attempts = p.attempts.saturating_sub(1);
+        self.hold_lane(now + HELD_BY_PEER_RETRY, p);
     }
 
     /// A successful answer, to the step that asked for it.
@@ -113,7 +134,7 @@ impl ConnectorNode {
             Pending::SpaceInfo { space_id } => self.on_space_info(now, &space_id, &json(), rng),
             Pending::Key { uri } => self.on_key(now, &uri, &json(), rng),
             Pending::Post(p) => {
-                self.stats.to_webex += 1;
+                self.stats.to_webex += u64::from(!p.as_ref().is_some_and(|p| p.releases_hold));
                 if let Some(p) = p {
                     self.on_posted(&p, &json());
                     self.release_lane(p.lane, p.seq);
@@ -207,6 +228,7 @@ impl ConnectorNode {
                     Pending::Key { uri } => self.keys_in_flight.insert(uri.clone()),
                     _ => false,
                 };
+                self.note_held(&fetch, now);
                 let id = fetch_id(&fetch).expect("a fetch");
                 let failures = self.fetch_failures.entry(id).or_default();
                 *failures += 1;

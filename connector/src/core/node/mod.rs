@@ -37,6 +37,10 @@
 //! - An activity event a node can no longer deliver (its user moved to another node while it
 //!   was being decrypted) is handed back to the cloud ([`HANDBACK_PATH`]), which sends it to
 //!   the user's node now, a bounded number of times; a node drops an activity it already sent.
+//! - Two nodes posting one conversation (its members assigned to different nodes): a node whose
+//!   posts wait after a failed space or key fetch holds the conversation at the cloud when it
+//!   asks again; the other node's posts are refused (409) and sent again until the holder has
+//!   posted them and ended the hold ([`HOLD_PATH_SUFFIX`]), so the older messages go first.
 
 use crate::core::config::{self, ConfigError, ConnectorConfig};
 use crate::core::directory::{self, AxlUser, Directory, ImpNodeInfo};
@@ -98,6 +102,20 @@ pub const HANDBACK_ATTEMPTS_MAX: u32 = 10;
 /// another node before the Jabber stanzas went out (a drain, spec 29). The cloud sends the
 /// event again to the user's node now (at-least-once delivery).
 pub const HANDBACK_PATH: &str = "/v1/events/redeliver";
+
+/// How long a post waits before it is sent again when the cloud answered 409 because another
+/// connector node holds earlier messages of its conversation ([`HOLD_PATH_SUFFIX`]): the
+/// holder posts them as soon as its space or key arrives, so the wait is short and not a
+/// failure to back off from.
+pub const HELD_BY_PEER_RETRY: Duration = Duration::from_secs(2);
+/// Sends of one post refused because another node holds its conversation: the cloud bounds a
+/// hold (5 minutes in the project's cloud), and this outlasts it twice over, so the post is
+/// never given up for a hold alone, and a cloud that kept refusing cannot make it loop for good.
+pub const HELD_BY_PEER_RETRIES_MAX: u32 = 300;
+/// The end of a conversation hold's path, `/v1/spaces/{space_id}/hold`: a node that claimed
+/// a conversation (its earlier messages wait here for a space or key that failed) says there
+/// that it has posted them, in the conversation's lane, after its posts.
+pub const HOLD_PATH_SUFFIX: &str = "/hold";
 
 /// Bytes of a transport error kept as a fault (our own messages, which may quote a peer).
 pub const FAULT_TEXT_BYTES_MAX: usize = 400;
@@ -258,6 +276,9 @@ pub struct NodeStats {
     pub dropped_unserved: u64,
     /// Jabber messages seen twice (carbon and recipient copy) and posted once.
     pub deduplicated: u64,
+    /// Posts the cloud refused (409) while another node held earlier messages of their
+    /// conversation, sent again after [`HELD_BY_PEER_RETRY`].
+    pub held_by_peer: u64,
     /// Webex → Jabber activities given back to the cloud (accepted) because their user moved
     /// to another node before they went out; the cloud redelivers them there.
     pub handed_back: u64,
@@ -335,6 +356,10 @@ struct PostRetry {
     attempts: u32,
     /// Order of first sending, across the node: which of a lane's posts came first.
     seq: u64,
+    /// Sends refused because another node holds the conversation ([`HELD_BY_PEER_RETRY`]).
+    held_back: u32,
+    /// The end of this node's hold on the conversation, not an activity (not counted as one).
+    releases_hold: bool,
 }
 
 /// A conversation's lane after one of its posts failed ([`ConnectorNode::hold_lane`]): the
@@ -481,6 +506,11 @@ pub struct ConnectorNode {
     keys_in_flight: BTreeSet<String>,
     /// Conversations with posts waiting for a key, by key URI.
     key_waiters: BTreeMap<String, BTreeSet<(String, String)>>,
+    /// Conversations whose posts wait here for a space or key whose fetch failed, with when it
+    /// first failed: the fetch's retries claim the conversation at the cloud, so that another
+    /// node serving its other member does not post its newer messages first (explore seeds 51,
+    /// 91). Bounded by `outbox` (an entry leaves when the conversation's posts go).
+    held_since: BTreeMap<(String, String), Duration>,
     /// Conversations whose space is asked for and not answered yet, or waiting in `deferred`
     /// to be asked again: one fetch per conversation at a time, so that its next messages
     /// queue behind it rather than each asking (and failing, and retrying) on its own.
@@ -611,6 +641,7 @@ impl ConnectorNode {
             next_post_seq: 0,
             keys_in_flight: BTreeSet::new(),
             spaces_in_flight: BTreeSet::new(),
+            held_since: BTreeMap::new(),
             key_waiters: BTreeMap::new(),
             posted: BTreeMap::new(),
             posted_order: VecDeque::new(),

@@ -126,16 +126,49 @@ impl ConnectorNode {
 
     pub(super) fn fetch_key(&mut self, uri: &str) {
         if self.keys_in_flight.insert(uri.to_string()) {
+            let mut body = json!({"uri": uri});
+            if let Some((space_id, since)) = self.held_for_key(uri) {
+                body["held"] = json!({"space_id": space_id, "since_ms": since.as_millis() as u64});
+            }
             // Fetches need no order among themselves: spread them over the connections.
             self.cloud(
                 Method::Post,
                 "/v1/kms/keys",
-                json!({"uri": uri}),
+                body,
                 fnv(uri),
                 Pending::Key {
                     uri: uri.to_string(),
                 },
             );
+        }
+    }
+
+    /// The conversation held here longest that waits for key `uri` after a failed fetch, as
+    /// (its space, since when): what the fetch's retry claims at the cloud.
+    fn held_for_key(&self, uri: &str) -> Option<(String, Duration)> {
+        let waiters = self.key_waiters.get(uri)?;
+        waiters
+            .iter()
+            .filter_map(|p| Some((self.pair_space.get(p)?.clone(), *self.held_since.get(p)?)))
+            .min_by_key(|(_, since)| *since)
+    }
+
+    /// A space or key fetch failed: the conversations whose posts wait for it are held here
+    /// from now on (kept from the first failure), and its retries claim them at the cloud.
+    pub(super) fn note_held(&mut self, fetch: &Pending, now: Duration) {
+        let pairs: Vec<(String, String)> = match fetch {
+            Pending::Space { pair } => vec![pair.clone()],
+            Pending::Key { uri } => self
+                .key_waiters
+                .get(uri)
+                .map(|w| w.iter().cloned().collect())
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        for p in pairs {
+            if self.outbox.get(&p).is_some_and(|q| !q.is_empty()) {
+                self.held_since.entry(p).or_insert(now);
+            }
         }
     }
 }

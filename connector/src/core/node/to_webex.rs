@@ -258,7 +258,10 @@ impl ConnectorNode {
             let asked = self.spaces_in_flight.contains(p);
             if !asked && self.outbox.get(p).is_some_and(|q| !q.is_empty()) {
                 self.spaces_in_flight.insert(p.clone());
-                let body = json!({"kind": "direct", "members": [p.0, p.1]});
+                let mut body = json!({"kind": "direct", "members": [p.0, p.1]});
+                if let Some(since) = self.held_since.get(p) {
+                    body["held_since_ms"] = json!(since.as_millis() as u64);
+                }
                 self.cloud(
                     Method::Post,
                     "/v1/spaces",
@@ -286,6 +289,27 @@ impl ConnectorNode {
         for post in posts {
             self.post(&space_id, &key, post, lane_of(p), rng);
         }
+        if self.held_since.remove(p).is_some() {
+            self.release_hold(&space_id, lane_of(p));
+        }
+    }
+
+    /// Ends this node's hold on a conversation whose earlier messages it has now sent: in
+    /// their lane, after them (retried like them), so the cloud lets the other node's posts
+    /// in only once this node's are in.
+    fn release_hold(&mut self, space_id: &str, lane: u64) {
+        let path = format!("/v1/spaces/{space_id}{HOLD_PATH_SUFFIX}");
+        self.next_post_seq += 1;
+        let retry = Box::new(PostRetry {
+            path,
+            body: json!({"release": true}),
+            lane,
+            attempts: 1,
+            seq: self.next_post_seq,
+            held_back: 0,
+            releases_hold: true,
+        });
+        self.send_in_lane(retry);
     }
 
     pub(super) fn post(
@@ -341,7 +365,15 @@ impl ConnectorNode {
             lane,
             attempts: 1,
             seq: self.next_post_seq,
+            held_back: 0,
+            releases_hold: false,
         });
+        self.send_in_lane(retry);
+    }
+
+    /// Sends a post now, or queues it behind its lane's failed post ([`LaneHold`]).
+    fn send_in_lane(&mut self, retry: Box<PostRetry>) {
+        let lane = retry.lane;
         if let Some(hold) = self.lane_holds.get_mut(&lane) {
             if hold.waiting.len() >= HELD_POSTS_PER_LANE_MAX {
                 self.stats.dropped_full += 1;

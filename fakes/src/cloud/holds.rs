@@ -1,0 +1,189 @@
+//! Conversation holds: which connector node holds earlier messages of a direct conversation
+//! that it could not post yet, so that the other member's node waits for them.
+//!
+//! Two connector nodes serve one direct conversation when its members are assigned to
+//! different nodes: each gets the conversation's messages through its own user's IM&P session
+//! (carbons and deliveries, spec 34), and both post them, deduplicated by `client_id`. The
+//! cloud orders a space's activities as they arrive. When a space or key fetch fails (a KMS or
+//! cloud outage) each node waits out a backoff of its own, and a node that holds only the
+//! newest messages (its user's session opened late, or the user just moved there) could post
+//! them before the other posts the earlier ones (explore seeds 51, 91).
+//!
+//! So a node asking again for a space or key after a failure says since when its messages of
+//! the conversation wait (`held_since_ms`, `held`): it holds the conversation. While the hold
+//! lives, another node's posts to the space are refused with 409 and sent again shortly; the
+//! holder ends it after its posts (`POST /v1/spaces/{id}/hold`). The node that has waited
+//! longest holds it (its messages are the oldest); a hold ends after
+//! [`CONVERSATION_HOLD_MAX`] whatever happens, and counts only while its node serves a member.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How long a hold can make other nodes wait: a holder that never posts (its user moved away,
+/// it crashed) delays the conversation at most this long. A KMS outage in the scenarios lasts
+/// up to a few minutes, and the holder posts as soon as its retry gets the space and key.
+pub const CONVERSATION_HOLD_MAX: Duration = Duration::from_secs(300);
+
+/// One node's hold on a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    /// The connector node holding the conversation's earlier messages.
+    pub node: String,
+    /// Since when they wait there (the node's clock).
+    pub since: Duration,
+    /// When the hold ends if the node has not ended it.
+    pub until: Duration,
+}
+
+/// The holds, by the conversation's members (sorted pair). At most one per direct space, and
+/// expired holds are dropped whenever one is taken, so the map is bounded by the spaces.
+#[derive(Debug, Default)]
+pub struct Holds {
+    by_pair: BTreeMap<(String, String), Hold>,
+    /// (node, space id) → (the `client_id` of the node's post refused for a hold, until when):
+    /// the node's later posts to the space are refused too until that one comes again. A node
+    /// sends a conversation's posts one after the other without waiting for answers; without
+    /// this, a hold ending between two of them let the later one in before the refused one
+    /// (explore seed 51 as drawn with the fault bursts). One per (node, space), dropped when the
+    /// post comes again or after [`CONVERSATION_HOLD_MAX`].
+    fences: BTreeMap<(String, String), (String, Duration)>,
+}
+
+impl Holds {
+    /// `node` holds messages of the conversation `pair` since `since`: it holds the
+    /// conversation unless another node's live hold is older (its messages came first). A
+    /// node's own hold keeps its first bound.
+    pub fn take(&mut self, now: Duration, node: &str, pair: (String, String), since: Duration) {
+        self.by_pair.retain(|_, h| now < h.until);
+        let keep = self
+            .by_pair
+            .get(&pair)
+            .is_some_and(|h| h.node == node || h.since <= since);
+        if keep {
+            return;
+        }
+        let hold = Hold {
+            node: node.to_string(),
+            since,
+            until: now + CONVERSATION_HOLD_MAX,
+        };
+        self.by_pair.insert(pair, hold);
+    }
+
+    /// The live hold on `pair`, if any.
+    pub fn of(&self, now: Duration, pair: &(String, String)) -> Option<&Hold> {
+        self.by_pair.get(pair).filter(|h| now < h.until)
+    }
+
+    /// `node` posted what it held: its hold ends. True if it held the conversation.
+    pub fn release(&mut self, node: &str, pair: &(String, String)) -> bool {
+        if self.by_pair.get(pair).is_some_and(|h| h.node == node) {
+            self.by_pair.remove(pair);
+            return true;
+        }
+        false
+    }
+
+    /// `node`'s post `client_id` to `space_id` was refused for a hold: its later posts to the
+    /// space wait behind it ([`Holds::passes_fence`]).
+    pub fn fence(&mut self, now: Duration, node: &str, space_id: &str, client_id: &str) {
+        self.fences.retain(|_, (_, until)| now < *until);
+        let key = (node.to_string(), space_id.to_string());
+        let until = now + CONVERSATION_HOLD_MAX;
+        self.fences
+            .entry(key)
+            .or_insert_with(|| (client_id.to_string(), until));
+    }
+
+    /// Whether `node`'s post `client_id` to `space_id` may be taken: not while an earlier post
+    /// of the node to the space was refused and has not come again. The refused post itself
+    /// passes (and lifts the fence).
+    pub fn passes_fence(
+        &mut self,
+        now: Duration,
+        node: &str,
+        space_id: &str,
+        client_id: Option<&str>,
+    ) -> bool {
+        let key = (node.to_string(), space_id.to_string());
+        let Some((fenced, until)) = self.fences.get(&key) else {
+            return true;
+        };
+        if now >= *until || client_id == Some(fenced.as_str()) {
+            self.fences.remove(&key);
+            return true;
+        }
+        false
+    }
+
+    /// Holds kept (live or not yet dropped).
+    pub fn len(&self) -> usize {
+        self.by_pair.len()
+    }
+
+    /// Whether no hold is kept.
+    pub fn is_empty(&self) -> bool {
+        self.by_pair.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair() -> (String, String) {
+        ("a@x".to_string(), "b@x".to_string())
+    }
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn the_node_waiting_longest_holds_until_it_releases_or_the_bound() {
+        let mut h = Holds::default();
+        h.take(s(140), "exp-a-2", pair(), s(130));
+        // A node whose messages wait since later does not take it over; an older one does.
+        h.take(s(200), "exp-a-1", pair(), s(200));
+        assert_eq!(
+            h.of(s(200), &pair()).map(|h| h.node.as_str()),
+            Some("exp-a-2")
+        );
+        h.take(s(210), "exp-a-1", pair(), s(100));
+        assert_eq!(
+            h.of(s(210), &pair()).map(|h| h.node.as_str()),
+            Some("exp-a-1")
+        );
+        // Only the holder ends it.
+        assert!(!h.release("exp-a-2", &pair()));
+        assert!(h.release("exp-a-1", &pair()));
+        assert!(h.of(s(211), &pair()).is_none());
+        // A hold nobody ends lasts CONVERSATION_HOLD_MAX, and is dropped at the next take.
+        h.take(s(300), "exp-a-1", pair(), s(290));
+        assert!(h.of(s(300) + CONVERSATION_HOLD_MAX, &pair()).is_none());
+        h.take(
+            s(300) + CONVERSATION_HOLD_MAX,
+            "exp-a-2",
+            ("c@x".into(), "d@x".into()),
+            s(1),
+        );
+        assert_eq!(h.len(), 1);
+    }
+
+    /// A node's two posts on their way when the hold ends between them: the second must not
+    /// be taken before the first, refused, comes again.
+    #[test]
+    fn a_nodes_later_post_waits_behind_its_refused_one() {
+        let mut h = Holds::default();
+        h.fence(s(10), "exp-a-1", "space-1", "m-10");
+        assert!(!h.passes_fence(s(10), "exp-a-1", "space-1", Some("m-13")));
+        assert!(h.passes_fence(s(10), "exp-a-2", "space-1", Some("m-13")));
+        assert!(h.passes_fence(s(10), "exp-a-1", "space-2", Some("m-13")));
+        assert!(h.passes_fence(s(12), "exp-a-1", "space-1", Some("m-10")));
+        assert!(h.passes_fence(s(12), "exp-a-1", "space-1", Some("m-13")));
+        // A refused post that never comes again fences for the bound only.
+        h.fence(s(20), "exp-a-1", "space-1", "m-20");
+        assert!(!h.passes_fence(s(21), "exp-a-1", "space-1", None));
+        assert!(h.passes_fence(s(20) + CONVERSATION_HOLD_MAX, "exp-a-1", "space-1", None));
+    }
+}
