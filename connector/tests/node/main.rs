@@ -449,20 +449,26 @@ fn a_conversation_waiting_for_its_space_asks_for_it_once_at_a_time() {
     h.answer(&space, 200, &alice_bob_space());
     let key = h.request("/v1/kms/keys");
     h.answer(&key, 200, &key_answer());
-    let posts: Vec<String> = std::iter::from_fn(|| {
-        let at = h
-            .http
-            .iter()
-            .position(|r| r.path == "/v1/spaces/sp-1/activities")?;
-        h.http.remove(at)
-    })
-    .map(|r| {
-        json_body(&r)["client_id"]
+    // The queued posts go in order, one on its way at a time.
+    let mut posts = Vec::new();
+    while let Some(at) = h
+        .http
+        .iter()
+        .position(|r| r.path == "/v1/spaces/sp-1/activities")
+    {
+        let post = h.http.remove(at).expect("a post");
+        assert_eq!(
+            count(&h, "/v1/spaces/sp-1/activities"),
+            0,
+            "two on their way"
+        );
+        let id = json_body(&post)["client_id"]
             .as_str()
             .unwrap_or_default()
-            .to_string()
-    })
-    .collect();
+            .to_string();
+        posts.push(id);
+        h.answer(&post, 200, "{}");
+    }
     assert_eq!(
         posts,
         ["xmpp:bob@example.com:m-1:0", "xmpp:bob@example.com:m-2:0"]

@@ -81,7 +81,7 @@ pub const QUEUED_PER_SPACE_MAX: usize = 1_000;
 /// or while an assignments fetch is out): as many as wait for one space; past it an activity
 /// is handed back at once, as before the wait.
 pub const AWAITING_ASSIGNMENTS_MAX: usize = QUEUED_PER_SPACE_MAX;
-/// Posts of one conversation waiting behind a post the cloud did not take ([`LaneHold`]):
+/// Posts of one conversation waiting behind its post on its way or retried ([`LaneHold`]):
 /// as many as may wait for its space or key.
 pub const HELD_POSTS_PER_LANE_MAX: usize = QUEUED_PER_SPACE_MAX;
 /// Remembered stanza-id ↔ activity-id pairs (for read markers); oldest forgotten first.
@@ -362,10 +362,12 @@ struct PostRetry {
     releases_hold: bool,
 }
 
-/// A conversation's lane after one of its posts failed ([`ConnectorNode::hold_lane`]): the
-/// cloud orders activities as they arrive, and a retry waits out a backoff, so a later post
-/// sent meanwhile would overtake the failed one (spec: a conversation's order is kept). Until
-/// the lane is drained its posts go one at a time, oldest first.
+/// A conversation's lane while one of its posts is on its way or being retried
+/// ([`ConnectorNode::post_retried`], [`ConnectorNode::hold_lane`]): the cloud orders
+/// activities as they arrive, so a later post sent while an earlier one may still fail would
+/// overtake its retry (spec: a conversation's order is kept; explore seeds 374, 3741). A
+/// lane's posts go one at a time, oldest first; the next when the cloud took the head or it
+/// was given up. Other lanes are not held.
 #[derive(Debug, Clone, Default)]
 struct LaneHold {
     /// The post being retried or sent (its `seq`).
@@ -520,7 +522,7 @@ pub struct ConnectorNode {
     posted_order: VecDeque<String>,
     /// Consecutive failures of each deferred fetch ([`fetch_id`]), for its backoff.
     fetch_failures: BTreeMap<String, u32>,
-    /// Lanes whose posts go one at a time after a failure, by lane.
+    /// Lanes with a post on its way or being retried (the others wait behind it), by lane.
     lane_holds: BTreeMap<u64, LaneHold>,
     /// The next post's [`PostRetry::seq`].
     next_post_seq: u64,

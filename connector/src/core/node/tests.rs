@@ -302,26 +302,67 @@ fn a_later_post_waits_behind_a_failed_post_of_its_conversation() {
     assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m3");
 }
 
-/// Two posts of one conversation on their way when the cloud goes away: both fail. The
-/// second waits behind the first rather than drawing a backoff of its own that could end
-/// first.
+/// Two posts of one conversation written while the cloud is away: the second is not sent
+/// while the first is on its way, so it cannot fail beside it, nor be taken before the
+/// first's retry when the cloud comes back (explore seed 3741: during a 75 s `hold` of the
+/// cloud, posts 4 and 5 timed out while post 6, sent on a fresh connection just as the hold
+/// lifted, was taken first). Another conversation is not held.
 #[test]
-fn posts_failing_together_are_sent_again_in_their_order() {
+fn one_post_of_a_conversation_is_on_its_way_at_a_time() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut n = node();
     let t = Duration::from_secs(600);
     n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
     n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
-    let sent = requests(&mut n);
-    assert_eq!(sent.len(), 2, "{sent:?}");
-    n.handle_http(t, sent[0].id, 503, b"{}", &mut rng);
-    n.handle_http(t, sent[1].id, 503, b"{}", &mut rng);
+    n.post_retried(POSTS.into(), json!({"client_id": "m3"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&first), "m1");
+    n.post_retried(
+        "/v1/spaces/other/activities".into(),
+        json!({"client_id": "x"}),
+        8,
+    );
+    assert_eq!(
+        client_id(&only(requests(&mut n), "/v1/spaces/other/activities")),
+        "x"
+    );
+    n.handle_http_failure(t, first.id, "timed out", &mut rng);
     assert!(requests(&mut n).is_empty());
     let at = n.poll_timeout(t).expect("a retry is due");
     n.handle_timeout(at, &mut rng);
     let again = only(requests(&mut n), POSTS);
     assert_eq!(client_id(&again), "m1");
     n.handle_http(at, again.id, 200, b"{}", &mut rng);
+    let second = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&second), "m2");
+    n.handle_http(at, second.id, 200, b"{}", &mut rng);
+    let third = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&third), "m3");
+    // Taken: the conversation's next post goes at once.
+    n.handle_http(at, third.id, 200, b"{}", &mut rng);
+    n.post_retried(POSTS.into(), json!({"client_id": "m4"}), 7);
+    assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m4");
+}
+
+/// A post given up (a 4xx-like refusal repeated to the last attempt) frees its
+/// conversation: the next post goes.
+#[test]
+fn a_post_given_up_lets_the_next_of_its_conversation_go() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut n = node();
+    let mut t = Duration::from_secs(600);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
+    let mut r = only(requests(&mut n), POSTS);
+    for _ in 1..POST_ATTEMPTS_MAX {
+        assert_eq!(client_id(&r), "m1");
+        n.handle_http(t, r.id, 503, b"{}", &mut rng);
+        t = n.poll_timeout(t).expect("a retry is due");
+        n.handle_timeout(t, &mut rng);
+        r = only(requests(&mut n), POSTS);
+    }
+    assert_eq!(client_id(&r), "m1");
+    n.handle_http(t, r.id, 503, b"{}", &mut rng);
     assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m2");
 }
 

@@ -356,7 +356,7 @@ impl ConnectorNode {
     }
 
     /// Posts an activity that is retried on failure (its first attempt); while an earlier
-    /// post of its lane is being retried it waits its turn ([`LaneHold`]).
+    /// post of its lane is on its way or being retried it waits its turn ([`LaneHold`]).
     pub(super) fn post_retried(&mut self, path: String, body: serde_json::Value, lane: u64) {
         self.next_post_seq += 1;
         let retry = Box::new(PostRetry {
@@ -371,18 +371,25 @@ impl ConnectorNode {
         self.send_in_lane(retry);
     }
 
-    /// Sends a post now, or queues it behind its lane's failed post ([`LaneHold`]).
+    /// Sends a post now, or queues it behind its lane's post on its way or retried ([`LaneHold`]).
     fn send_in_lane(&mut self, retry: Box<PostRetry>) {
         let lane = retry.lane;
-        if let Some(hold) = self.lane_holds.get_mut(&lane) {
-            if hold.waiting.len() >= HELD_POSTS_PER_LANE_MAX {
+        match self.lane_holds.get_mut(&lane) {
+            Some(hold) if hold.waiting.len() >= HELD_POSTS_PER_LANE_MAX => {
                 self.stats.dropped_full += 1;
-            } else {
+            }
+            Some(hold) => {
                 hold.waiting.insert(retry.seq, retry);
             }
-            return;
+            None => {
+                let hold = LaneHold {
+                    head: retry.seq,
+                    waiting: BTreeMap::new(),
+                };
+                self.lane_holds.insert(lane, hold);
+                self.send_post(retry);
+            }
         }
-        self.send_post(retry);
     }
 
     /// Sends a post (again).
@@ -391,9 +398,9 @@ impl ConnectorNode {
         self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
     }
 
-    /// A post failed: the first failure on its lane holds the lane and is retried after
-    /// `at`; a later post that was already on its way when the lane was held waits in order
-    /// behind it, instead of a backoff of its own that could end first.
+    /// A post failed: it is retried after `at`, still holding its lane (it is the lane's
+    /// head: one post of a lane is on its way at a time). A post that is not the head (none
+    /// should be) waits in order behind it rather than draw a backoff of its own.
     pub(super) fn hold_lane(&mut self, at: Duration, p: Box<PostRetry>) {
         match self.lane_holds.get_mut(&p.lane) {
             Some(hold) if hold.head != p.seq => {
