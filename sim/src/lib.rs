@@ -41,13 +41,14 @@ pub mod run;
 pub mod scenario;
 pub mod world;
 
-/// Every program built on the harness (`hmsim`, the benches, the tests) allocates through
-/// mimalloc. A run allocates and frees per stanza (the element tree, turmoil's segments,
-/// the observer's records), and glibc's malloc and free were about 14 % of a 3,000-user run's
-/// profile (`_int_malloc`, `unlink_chunk`, `free`, `malloc_consolidate`); with mimalloc the
-/// run takes about 1.2 × less CPU and about 1.2 × more peak memory (README, "Scale",
-/// session 9). Allocation addresses never reach a trace: the digests are the same with either
-/// allocator.
+/// With the `mimalloc` feature, every program built on the harness (`hmsim`, the benches,
+/// the tests) allocates through mimalloc. A run allocates and frees per stanza (the element
+/// tree, turmoil's segments, the observer's records), and glibc's malloc spent a tenth of a
+/// busy minute in `_int_malloc`, `malloc_consolidate` and `unlink_chunk` (issue 16's
+/// profiles); mimalloc's per-size free lists cost less, but it keeps about a fifth more
+/// memory (README, "Scale"), so it is opt-in. Allocation addresses never reach a trace: the
+/// digests are the same with either allocator.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

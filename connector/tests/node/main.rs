@@ -550,12 +550,17 @@ fn a_backlog_waiting_for_a_failed_space_holds_its_conversation_until_posted() {
     h.answer(&again, 200, &alice_bob_space());
     let key = h.request("/v1/kms/keys");
     h.answer(&key, 200, &key_answer());
-    let sent: Vec<(String, Value)> = h
+    // The lane's requests go one at a time: each is answered before the next goes.
+    let mut sent: Vec<(String, Value)> = Vec::new();
+    while let Some(at) = h
         .http
-        .drain(..)
-        .filter(|r| r.path.starts_with("/v1/spaces/sp-1/"))
-        .map(|r| (r.path.clone(), json_body(&r)))
-        .collect();
+        .iter()
+        .position(|r| r.path.starts_with("/v1/spaces/sp-1/"))
+    {
+        let r = h.http.remove(at).expect("a request");
+        sent.push((r.path.clone(), json_body(&r)));
+        h.answer(&r, 200, "{}");
+    }
     let paths: Vec<&str> = sent.iter().map(|(p, _)| p.as_str()).collect();
     assert_eq!(
         paths,
