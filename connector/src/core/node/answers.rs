@@ -278,11 +278,11 @@ impl ConnectorNode {
             return;
         }
         for (at, what) in &mut self.deferred {
-            if let Pending::Post(Some(p)) = what {
-                if p.failed_send {
-                    p.failed_send = false;
-                    *at = (*at).min(now);
-                }
+            if let Pending::Post(Some(p)) = what
+                && p.failed_send
+            {
+                p.failed_send = false;
+                *at = (*at).min(now);
             }
         }
     }
