@@ -29,6 +29,9 @@ impl ConnectorNode {
                 | Pending::Report
                 | Pending::Assignments { .. }
         );
+        if !axl {
+            self.cloud_answered(now);
+        }
         self.dispatch(now, what, body, rng);
         if let Some(id) = fetch {
             self.fetch_failures.remove(&id);
@@ -94,6 +97,7 @@ impl ConnectorNode {
     fn wait_for_holder(&mut self, now: Duration, mut p: Box<PostRetry>) {
         self.stats.held_by_peer += 1;
         p.held_back += 1;
+        p.failed_send = false;
         // The retry counts a send again (`retry_fetch`): this one did not fail.
         p.attempts = p.attempts.saturating_sub(1);
         self.hold_lane(now + HELD_BY_PEER_RETRY, p);
@@ -237,8 +241,10 @@ impl ConnectorNode {
             }
             // A post the cloud did not take (503, 429) is sent again: dropping it loses the
             // message although no stream broke. Its conversation's later posts wait for it.
-            Pending::Post(Some(p)) if p.attempts < POST_ATTEMPTS_MAX => {
+            Pending::Post(Some(mut p)) if p.attempts < POST_ATTEMPTS_MAX => {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, p.attempts, rng);
+                p.failed_send = true;
+                self.failed_posts_waiting = true;
                 self.hold_lane(at, p);
             }
             // Given up: the next post of its conversation goes.
@@ -258,6 +264,26 @@ impl ConnectorNode {
                 self.next_poll = self.next_poll.min(at);
             }
             Pending::Post(_) => {}
+        }
+    }
+
+    /// The cloud answered a request (2xx): posts waiting out a backoff after a failed send
+    /// are due now. While one waits its conversation's lane is held on this node, and another
+    /// node serving the conversation's other member may post its newer messages meanwhile
+    /// (explore seed 51: a post failed in a cloud outage waited a minute after it ended, and
+    /// the other node's later message went first). A post refused by a hold (409) keeps its
+    /// wait: the cloud did answer it.
+    pub(super) fn cloud_answered(&mut self, now: Duration) {
+        if !std::mem::take(&mut self.failed_posts_waiting) {
+            return;
+        }
+        for (at, what) in &mut self.deferred {
+            if let Pending::Post(Some(p)) = what
+                && p.failed_send
+            {
+                p.failed_send = false;
+                *at = (*at).min(now);
+            }
         }
     }
 

@@ -360,6 +360,9 @@ struct PostRetry {
     held_back: u32,
     /// The end of this node's hold on the conversation, not an activity (not counted as one).
     releases_hold: bool,
+    /// Its last send failed at the cloud or on the way (not a 409 hold): it is sent again as
+    /// soon as the cloud answers another request ([`ConnectorNode::cloud_answered`]).
+    failed_send: bool,
 }
 
 /// A conversation's lane while one of its posts is on its way or being retried
@@ -526,6 +529,9 @@ pub struct ConnectorNode {
     lane_holds: BTreeMap<u64, LaneHold>,
     /// The next post's [`PostRetry::seq`].
     next_post_seq: u64,
+    /// Some post in `deferred` waits after a failed send ([`PostRetry::failed_send`]): the
+    /// next answer from the cloud brings them forward (so answers need not scan `deferred`).
+    failed_posts_waiting: bool,
     stats: NodeStats,
     /// TEST ONLY: the planted defect, off unless a test plants it.
     planted: Option<PlantedDefect>,
@@ -640,6 +646,7 @@ impl ConnectorNode {
             deferred: Vec::new(),
             fetch_failures: BTreeMap::new(),
             lane_holds: BTreeMap::new(),
+            failed_posts_waiting: false,
             next_post_seq: 0,
             keys_in_flight: BTreeSet::new(),
             spaces_in_flight: BTreeSet::new(),

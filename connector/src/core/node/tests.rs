@@ -676,3 +676,55 @@ fn presence_queries_of_consecutive_assignment_events_go_together() {
     let body: Value = serde_json::from_slice(&third.body).expect("JSON");
     assert_eq!(body, json!({"emails": ["late@example.com"]}));
 }
+
+/// A post that failed while the cloud did not answer is sent again as soon as the cloud
+/// answers another request, not after its backoff: meanwhile another connector node may post
+/// a later message of its conversation (explore seed 51: message 10 failed in a cloud outage
+/// at 269.8 s and waited out its backoff to 374.5 s, after the other node's message 17).
+#[test]
+fn a_failed_post_is_sent_again_once_the_cloud_answers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    n.handle_http_failure(t, first.id, "connection refused", &mut rng);
+    let backoff_at = n.poll_timeout(t).expect("a retry is due");
+    let later = t + Duration::from_millis(100);
+    assert!(backoff_at > later, "the retry waits a backoff");
+    n.post_retried(
+        "/v1/spaces/other/activities".into(),
+        json!({"client_id": "x"}),
+        8,
+    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    n.handle_http(later, other.id, 200, b"{}", &mut rng);
+    assert_eq!(
+        n.poll_timeout(later),
+        Some(later),
+        "the failed post is due at once"
+    );
+    n.handle_timeout(later, &mut rng);
+    assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m1");
+}
+
+/// A post refused because another node holds its conversation (409) keeps its wait when
+/// the cloud answers something else: the cloud did answer it.
+#[test]
+fn a_post_held_by_a_peer_keeps_its_wait_when_the_cloud_answers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    n.handle_http(t, first.id, 409, b"{}", &mut rng);
+    let later = t + Duration::from_millis(100);
+    n.post_retried(
+        "/v1/spaces/other/activities".into(),
+        json!({"client_id": "x"}),
+        8,
+    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    n.handle_http(later, other.id, 200, b"{}", &mut rng);
+    assert!(n.poll_timeout(later).is_some_and(|at| at > later));
+}

@@ -308,6 +308,7 @@ impl ConnectorNode {
             seq: self.next_post_seq,
             held_back: 0,
             releases_hold: true,
+            failed_send: false,
         });
         self.send_in_lane(retry);
     }
@@ -367,6 +368,7 @@ impl ConnectorNode {
             seq: self.next_post_seq,
             held_back: 0,
             releases_hold: false,
+            failed_send: false,
         });
         self.send_in_lane(retry);
     }
