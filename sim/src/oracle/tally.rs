@@ -1,12 +1,15 @@
 //! Delivery accounting over the whole history: what was sent, delivered, lost (must-deliver
 //! only), at risk, discarded, duplicated and reordered, and the latency percentiles.
 
-use crate::history::History;
+use crate::history::{Bridge, History};
+use crate::oracle::interop::{client_of_device, session_key};
 use crate::oracle::{Expect, Oracle};
 use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
+use fakes::observe::ClientKind;
 use reports::Percentiles;
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 /// Delivery accounting over the whole history.
 #[derive(Debug, Clone, Default)]
@@ -113,6 +116,7 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     let hybrid = crate::plan::topology::uses_cloud(s);
     let by_jid: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
     let uses = crate::oracle::activity::Uses::of(out);
+    let sessions = Sessions::of(out);
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             t.sent += 1;
@@ -144,9 +148,12 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
                 t.duplicated.push(id.to_string());
             }
             position += 1;
+            let stored = sessions.none_at(&by_jid, &m.to, m.sent_at);
             for d in &m.deliveries {
                 let key = (m.from.clone(), m.to.clone(), d.device.clone());
-                let arrival = (d.number, position, d.delayed, id.to_string());
+                let webex = client_of_device(&d.device) == ClientKind::Webex;
+                let replay = d.delayed || (webex && stored);
+                let arrival = (d.number, position, replay, id.to_string());
                 arrivals.entry(key).or_default().push(arrival);
             }
         }
@@ -233,19 +240,62 @@ fn first_ms(m: &crate::history::observer::MessageRecord) -> u64 {
     (first - m.sent_at).as_millis() as u64
 }
 
-/// (delivery number, send position, delayed, id) per (from, to, device).
+/// Who had an IM&P session when: Jabber devices logged in (bare JID → device → up/down
+/// transitions, from the clients) and connector sessions open (the runner's sampling).
+struct Sessions<'a> {
+    jabber: BTreeMap<String, BTreeMap<String, Vec<(Duration, bool)>>>,
+    bridge: &'a Bridge,
+}
+
+impl<'a> Sessions<'a> {
+    fn of(out: &'a History) -> Self {
+        let mut jabber: BTreeMap<String, BTreeMap<String, Vec<(Duration, bool)>>> = BTreeMap::new();
+        for e in out.observer.sessions() {
+            if client_of_device(&e.device) == ClientKind::Jabber {
+                let devices = jabber.entry(e.user).or_default();
+                devices.entry(e.device).or_default().push((e.at, e.up));
+            }
+        }
+        Sessions {
+            jabber,
+            bridge: &out.bridge,
+        }
+    }
+
+    /// Whether the recipient `to` (bare JID) had no session on IM&P at all at `at`: no Jabber
+    /// device logged in and no connector session open. IM&P then keeps the message in offline
+    /// storage (spec 46) and replays it later; a replay into Webex may come out of sequence,
+    /// a known issue of the product: "When a Message Service user comes back online in Webex,
+    /// stored messages are replayed in Webex but they may be out of sequence" (spec 48).
+    fn none_at(&self, by_jid: &BTreeMap<&str, &UserSpec>, to: &str, at: Duration) -> bool {
+        let up_at =
+            |ev: &[(Duration, bool)]| ev.iter().rfind(|(t, _)| *t <= at).is_some_and(|e| e.1);
+        let jabber_up = self
+            .jabber
+            .get(to)
+            .is_some_and(|devices| devices.values().any(|ev| up_at(ev)));
+        let key = by_jid.get(to).and_then(|u| session_key(u));
+        let bridged = key
+            .and_then(|k| self.bridge.get(k))
+            .is_some_and(|ev| up_at(ev));
+        !jabber_up && !bridged
+    }
+}
+
+/// (delivery number, send position, replayed, id) per (from, to, device).
 type Arrivals =
     std::collections::BTreeMap<(String, String, String), Vec<(u64, usize, bool, String)>>;
 
 /// Messages that arrived on a device after a message sent later in the same conversation.
-/// Offline replays (delayed) are exempt: IM&P replays stored messages at login (spec 48).
+/// Offline replays are exempt: IM&P replays stored messages at login, delay-stamped in
+/// Jabber, and into Webex possibly out of sequence (spec 48).
 fn reordered(arrivals: Arrivals) -> Vec<String> {
     let mut out = Vec::new();
     for (_, mut list) in arrivals {
         list.sort_unstable();
         let mut latest_sent = 0usize;
-        for (_, sent_pos, delayed, id) in list {
-            if delayed {
+        for (_, sent_pos, replay, id) in list {
+            if replay {
                 continue;
             }
             if sent_pos < latest_sent {
@@ -289,6 +339,74 @@ pub fn percentiles(latencies_ms: &[u64]) -> Percentiles {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::observer::Observer;
+    use crate::plan::rng::RngFactory;
+    use fakes::observe::{Delivered, Recorder as _, Sent};
+    use std::rc::Rc;
+
+    const ALICE: &str = "user00000@example.com";
+    const BOB: &str = "user00001@example.com";
+
+    /// Alice (Jabber) sends m1 then m2 to Bob; Bob's Webex App gets m2 first. Bob has no
+    /// Jabber device; his connector session opens at `bridge_open_s`.
+    fn webex_gets_m2_before_m1(bridge_open_s: u64) -> Tally {
+        let yaml = "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{ name: a }]\n  expressway_clusters: [{ name: a, size: small, imp_clusters: [a] }]\nusers: { count: 2, hybrid_message: 100%, without_email: 0% }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        let o = Rc::new(Observer::new());
+        o.session("jabber-1", ALICE, "jabber-1.0", true, "logged in");
+        for id in ["m1", "m2"] {
+            let client = ClientKind::Jabber;
+            let (from, to, device, body) = (ALICE.into(), BOB.into(), "jabber-1.0".into(), None);
+            o.sent(
+                "jabber-1",
+                Sent {
+                    id: id.into(),
+                    from,
+                    to,
+                    client,
+                    device,
+                    body,
+                },
+            );
+        }
+        for id in ["m2", "m1"] {
+            let (from, to, device, client) = (
+                ALICE.into(),
+                BOB.into(),
+                "webex.0".into(),
+                ClientKind::Webex,
+            );
+            let (delayed, carbon, body) = (false, false, None);
+            let d = Delivered {
+                id: id.into(),
+                from,
+                to,
+                device,
+                client,
+                delayed,
+                carbon,
+                body,
+            };
+            o.delivered("webex-1", d);
+        }
+        let users = crate::plan::topology::population(&s, &RngFactory::new(1));
+        let mut out = History::from_history(1, o, users);
+        out.bridge
+            .insert(BOB.into(), vec![(Duration::from_secs(bridge_open_s), true)]);
+        tally(&s, &out)
+    }
+
+    /// Explore seeds 3753 and 4499: messages sent while the recipient had no session on IM&P
+    /// (no Jabber, connector session not open) were stored offline and replayed into Webex
+    /// after a later live message at the PRG handover; the guide's known issue (spec 48).
+    #[test]
+    fn a_webex_replay_of_a_message_stored_offline_is_not_reordered_but_a_live_one_is() {
+        let replayed = webex_gets_m2_before_m1(5);
+        assert_eq!(replayed.delivered, 2);
+        assert!(replayed.reordered.is_empty(), "{:?}", replayed.reordered);
+        let live = webex_gets_m2_before_m1(0);
+        assert_eq!(live.reordered, vec!["m1".to_string()]);
+    }
 
     /// An 80 h offline delivery was reported as 36.6 h when the histogram stopped at a day.
     #[test]
