@@ -10,7 +10,7 @@ use aes_gcm::aead::{Aead as _, KeyInit as _, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use connector::core::node::{NodeSettings, Phase, Target};
+use connector::core::node::{HttpRequest, NodeSettings, Phase, Target};
 use connector::proto::http::Method;
 use harness::{Harness, json_body, text_body};
 use serde_json::{Value, json};
@@ -573,9 +573,9 @@ fn a_backlog_waiting_for_a_failed_space_holds_its_conversation_until_posted() {
     assert_eq!(sent[2].1, json!({"release": true}));
 }
 
-/// A key fetch that failed claims the conversation the same way when it is asked again.
-#[test]
-fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
+/// Alice's session open, Bob writes her `m-1`, the cloud gives the space: the key fetch that
+/// follows, not answered yet.
+fn bob_writes_and_the_space_is_had() -> (Harness, HttpRequest) {
     let mut h = Harness::new(settings());
     alice_open(&mut h);
     h.stanzas.clear();
@@ -583,6 +583,13 @@ fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
     let space = h.request("/v1/spaces");
     h.answer(&space, 200, &alice_bob_space());
     let key = h.request("/v1/kms/keys");
+    (h, key)
+}
+
+/// A key fetch that failed claims the conversation the same way when it is asked again.
+#[test]
+fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
+    let (mut h, key) = bob_writes_and_the_space_is_had();
     let failed_at = h.now;
     h.answer(&key, 503, r#"{"error":"kms_unavailable"}"#);
     assert!(await_request(&mut h, "/v1/kms/keys", secs(120)));
@@ -599,13 +606,7 @@ fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
 /// (`POST_ATTEMPTS_MAX`): that would lose the message.
 #[test]
 fn a_post_refused_while_another_node_holds_its_conversation_waits_and_is_not_lost() {
-    let mut h = Harness::new(settings());
-    alice_open(&mut h);
-    h.stanzas.clear();
-    bob_writes(&mut h, "m-1");
-    let space = h.request("/v1/spaces");
-    h.answer(&space, 200, &alice_bob_space());
-    let key = h.request("/v1/kms/keys");
+    let (mut h, key) = bob_writes_and_the_space_is_had();
     h.answer(&key, 200, &key_answer());
     const POSTS: &str = "/v1/spaces/sp-1/activities";
     let refused =
