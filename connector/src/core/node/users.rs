@@ -69,13 +69,19 @@ impl ConnectorNode {
     }
 
     pub(super) fn poll_presence(&mut self, emails: &[String]) {
+        self.query_presence(emails, false);
+    }
+
+    /// Presence queries of [`PRESENCE_BATCH_MAX`] users each; `for_events` marks those asked
+    /// for users assignment events added ([`Self::poll_presence_of_new`]).
+    fn query_presence(&mut self, emails: &[String], for_events: bool) {
         for chunk in emails.chunks(PRESENCE_BATCH_MAX) {
             self.cloud(
                 Method::Post,
                 "/v1/presence/query",
                 json!({"emails": chunk}),
                 0,
-                Pending::Presence { for_events: false },
+                Pending::Presence { for_events },
             );
         }
     }
@@ -92,15 +98,7 @@ impl ConnectorNode {
     /// Asks presence for the users of `presence_due`, in queries of [`PRESENCE_BATCH_MAX`].
     pub(super) fn ask_presence_due(&mut self) {
         let due: Vec<String> = std::mem::take(&mut self.presence_due).into_iter().collect();
-        for chunk in due.chunks(PRESENCE_BATCH_MAX) {
-            self.cloud(
-                Method::Post,
-                "/v1/presence/query",
-                json!({"emails": chunk}),
-                0,
-                Pending::Presence { for_events: true },
-            );
-        }
+        self.query_presence(&due, true);
     }
 
     pub(super) fn on_presence(&mut self, now: Duration, v: &Value) {
