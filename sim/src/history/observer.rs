@@ -92,6 +92,11 @@ struct State {
     messages: BTreeMap<String, MessageRecord>,
     /// Message ids in send order.
     order: Vec<String>,
+    /// Each message's place in `order`, by id.
+    index_of: BTreeMap<String, usize>,
+    /// The place in `order` of the message of each delivery to its recipient, in delivery
+    /// order: what the runner's incremental quiescence judgement reads since its last look.
+    delivered_log: Vec<usize>,
     /// Deliveries of ids nobody sent (a fake invented or corrupted a message).
     phantom: Vec<String>,
     /// Ids sent twice: a client bug that would make the history ambiguous.
@@ -198,6 +203,53 @@ impl Observer {
             .iter()
             .filter_map(|id| st.messages.get(id).map(|m| (id.as_str(), m)));
         f(&mut it)
+    }
+
+    /// Runs `f` over the messages sent from the `from`-th on, in send order, with their place
+    /// in it; returns how many messages have been sent.
+    pub fn with_sent_since(&self, from: usize, mut f: impl FnMut(usize, &MessageRecord)) -> usize {
+        let st = self.state.borrow();
+        let new = st.order.get(from..).unwrap_or_default();
+        for (i, id) in new.iter().enumerate() {
+            if let Some(m) = st.messages.get(id) {
+                f(from + i, m);
+            }
+        }
+        st.order.len()
+    }
+
+    /// Runs `f` over the message of each delivery to its recipient from the `from`-th on, in
+    /// delivery order (a message once per delivery), with its place in send order; returns
+    /// how many deliveries there have been.
+    pub fn with_delivered_since(
+        &self,
+        from: usize,
+        mut f: impl FnMut(usize, &MessageRecord),
+    ) -> usize {
+        let st = self.state.borrow();
+        for &i in st.delivered_log.get(from..).unwrap_or_default() {
+            if let Some(m) = st.order.get(i).and_then(|id| st.messages.get(id)) {
+                f(i, m);
+            }
+        }
+        st.delivered_log.len()
+    }
+
+    /// Runs `f` on the `index`-th message sent, if there is one.
+    pub fn with_message_at<R>(
+        &self,
+        index: usize,
+        f: impl FnOnce(&MessageRecord) -> R,
+    ) -> Option<R> {
+        let st = self.state.borrow();
+        let m = st.order.get(index).and_then(|id| st.messages.get(id))?;
+        Some(f(m))
+    }
+
+    /// The session transitions from the `from`-th on.
+    pub fn sessions_since(&self, from: usize) -> Vec<SessionEvent> {
+        let st = self.state.borrow();
+        st.sessions.get(from..).unwrap_or_default().to_vec()
     }
 
     /// Deliveries of messages nobody sent.
@@ -336,6 +388,8 @@ impl Recorder for Observer {
             st.reused_ids.push(ev.id);
             return;
         }
+        let index = st.order.len();
+        st.index_of.insert(ev.id.clone(), index);
         st.order.push(ev.id.clone());
         st.messages.insert(
             ev.id,
@@ -390,6 +444,7 @@ impl Recorder for Observer {
             let what = format!("{} to {}/{}", ev.id, to, ev.device);
             st.altered.push(what);
         }
+        let index = st.index_of.get(&ev.id).copied();
         let Some(m) = st.messages.get_mut(&ev.id) else {
             return;
         };
@@ -407,6 +462,7 @@ impl Recorder for Observer {
             delayed: ev.delayed,
             number,
         });
+        st.delivered_log.extend(index);
         if ev.delayed {
             *st.coverage
                 .entry("offline message delivered with delay".into())

@@ -12,6 +12,7 @@
 //! connector's view, so the oracle sees every use the connector's presence poll can see.
 
 use crate::history::History;
+use crate::history::observer::MessageRecord;
 use crate::oracle::interop::client_of_device;
 use crate::plan::connector::WEBEX_LOGIN_SPREAD;
 use fakes::observe::ClientKind;
@@ -87,6 +88,33 @@ impl Uses {
             .push((at, webex));
     }
 
+    /// Every user's uses, leaving out users with none: for tests comparing two ways of
+    /// reaching them.
+    #[cfg(test)]
+    pub fn by_user(&self) -> BTreeMap<&str, &[(Duration, bool)]> {
+        (self.uses.iter())
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(u, v)| (u.as_str(), v.as_slice()))
+            .collect()
+    }
+
+    /// Adds a use, keeping `user`'s uses in time order.
+    fn insert(&mut self, user: &str, at: Duration, webex: bool) {
+        let v = self.uses.entry(user.to_string()).or_default();
+        let pos = v.partition_point(|u| *u <= (at, webex));
+        v.insert(pos, (at, webex));
+    }
+
+    /// Removes one use (one that [`Uses::insert`] added).
+    fn remove(&mut self, user: &str, at: Duration, webex: bool) {
+        let Some(v) = self.uses.get_mut(user) else {
+            return;
+        };
+        if let Ok(pos) = v.binary_search(&(at, webex)) {
+            v.remove(pos);
+        }
+    }
+
     /// The last use of `user` at or before `at` (of Webex only, if `webex`).
     pub fn last_before(&self, user: &str, at: Duration, webex: bool) -> Option<Duration> {
         self.uses
@@ -121,6 +149,95 @@ impl Uses {
             Some(t) if at > t + ACTIVE_WINDOW + margin => Some(false),
             Some(_) => None,
             None => Some(false),
+        }
+    }
+}
+
+/// [`Uses::of`] kept up to date as the history grows, for the runner's quiescence judgement
+/// (issue 16: rebuilding it walked every message once per simulated second of the drain). It
+/// folds in each message once when sent and again at each delivery, and reaches the same uses
+/// as [`Uses::of`] over the same history.
+#[derive(Debug, Clone, Default)]
+pub struct LiveUses {
+    uses: Uses,
+    /// Per Webex conversation (user, other party), the event [`Uses::of`] would find first to
+    /// make it known to the user's Webex App: (the message's place in send order, 0 for the
+    /// user's own Webex send and 1 for a Webex delivery to the user, the use that delivery
+    /// counted). A message delivered late may come before the one that counted so far.
+    known: BTreeMap<(String, String), (usize, u8, Option<Duration>)>,
+    /// The entries of [`History::webex_activity`] folded in so far, per user.
+    activity: BTreeMap<String, usize>,
+}
+
+impl LiveUses {
+    /// The uses of the population before anything is sent.
+    pub fn new(out: &History) -> Self {
+        let mut l = Self::default();
+        for u in &out.users {
+            l.uses.used(&u.jid, Duration::ZERO, false);
+            if u.webex {
+                l.uses.used(&u.jid, WEBEX_LOGIN_SPREAD, true);
+            }
+        }
+        for v in l.uses.uses.values_mut() {
+            v.sort();
+        }
+        l
+    }
+
+    /// The uses so far.
+    pub fn uses(&self) -> &Uses {
+        &self.uses
+    }
+
+    /// A message sent, the `index`-th in send order.
+    pub fn sent(&mut self, index: usize, rec: &MessageRecord) {
+        let webex = rec.client == ClientKind::Webex;
+        self.uses.insert(&rec.from, rec.sent_at, webex);
+        if webex {
+            self.know((rec.from.clone(), rec.to.clone()), (index, 0), None);
+        }
+    }
+
+    /// A delivery of the `index`-th message sent (any client: only the first Webex one counts).
+    pub fn delivered(&mut self, index: usize, rec: &MessageRecord) {
+        let first = rec
+            .deliveries
+            .iter()
+            .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
+            .map(|d| d.at)
+            .min();
+        if let Some(at) = first {
+            self.know((rec.to.clone(), rec.from.clone()), (index, 1), Some(at));
+        }
+    }
+
+    /// Folds in the cloud's activity record entries added since the last call (the record
+    /// only grows: the runner fills it at the end).
+    pub fn activity(&mut self, out: &History) {
+        for (jid, v) in &out.webex_activity {
+            let seen = self.activity.entry(jid.clone()).or_default();
+            for at in v.get(*seen..).unwrap_or_default() {
+                self.uses.insert(jid, *at, true);
+            }
+            *seen = (*seen).max(v.len());
+        }
+    }
+
+    /// Conversation `key` known by `event`, counting `used` as a use, unless an earlier event
+    /// made it known.
+    fn know(&mut self, key: (String, String), event: (usize, u8), used: Option<Duration>) {
+        if let Some(&(i, sub, was)) = self.known.get(&key)
+            && ((i, sub) < event || ((i, sub) == event && was == used))
+        {
+            return;
+        }
+        let user = key.0.clone();
+        if let Some((_, _, Some(at))) = self.known.insert(key, (event.0, event.1, used)) {
+            self.uses.remove(&user, at, true);
+        }
+        if let Some(at) = used {
+            self.uses.insert(&user, at, true);
         }
     }
 }

@@ -195,7 +195,17 @@ pub fn missing(
     bridge: &Bridge,
     uses: &Uses,
 ) -> Vec<ClientKind> {
-    let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str())) else {
+    missing_by(&|jid| users.get(jid).copied(), rec, bridge, uses)
+}
+
+/// [`missing`], finding users with `users` (by bare JID).
+pub fn missing_by<'u>(
+    users: &dyn Fn(&str) -> Option<&'u UserSpec>,
+    rec: &crate::history::observer::MessageRecord,
+    bridge: &Bridge,
+    uses: &Uses,
+) -> Vec<ClientKind> {
+    let (Some(s), Some(r)) = (users(&rec.from), users(&rec.to)) else {
         return Vec::new();
     };
     [(ClientKind::Jabber, r.jabber), (ClientKind::Webex, r.webex)]

@@ -75,6 +75,16 @@ pub struct Oracle<'a> {
 impl<'a> Oracle<'a> {
     /// Indexes the population and the session history of `out`.
     pub fn new(s: &'a Scenario, out: &History) -> Self {
+        let mut oracle = Self::without_sessions(s, out);
+        for e in out.observer.sessions() {
+            oracle.add_session(e);
+        }
+        oracle
+    }
+
+    /// Indexes the population of `out` and its PRG changes, not its sessions: the runner's
+    /// incremental quiescence judgement adds them as they come ([`Oracle::add_session`]).
+    pub fn without_sessions(s: &'a Scenario, out: &History) -> Self {
         let users = out
             .users
             .iter()
@@ -85,13 +95,6 @@ impl<'a> Oracle<'a> {
                 )
             })
             .collect();
-        let mut sessions: BTreeMap<(String, String), Vec<(Duration, bool)>> = BTreeMap::new();
-        for e in out.observer.sessions() {
-            sessions
-                .entry((e.user, e.device))
-                .or_default()
-                .push((e.at, e.up));
-        }
         let down = crate::plan::imp::stranded_since(s);
         let stranded = out
             .users
@@ -101,10 +104,23 @@ impl<'a> Oracle<'a> {
         Self {
             s,
             users,
-            sessions,
+            sessions: BTreeMap::new(),
             prg_changes: prg_changes(out),
             stranded,
         }
+    }
+
+    /// Adds a session transition, the next in time order.
+    pub fn add_session(&mut self, e: crate::history::observer::SessionEvent) {
+        self.sessions
+            .entry((e.user, e.device))
+            .or_default()
+            .push((e.at, e.up));
+    }
+
+    /// Reads the PRG changes of `out` again (its PRG state samples grew).
+    pub fn refresh_prg(&mut self, out: &History) {
+        self.prg_changes = prg_changes(out);
     }
 
     /// The IM&P cluster settings of a user's home cluster.
@@ -227,7 +243,18 @@ impl<'a> Oracle<'a> {
         bridge: &interop::Bridge,
         uses: &activity::Uses,
     ) -> (Vec<ClientKind>, bool) {
-        let mut missing = interop::missing(users, m, bridge, uses);
+        self.missing_by(&|jid| users.get(jid).copied(), m, bridge, uses)
+    }
+
+    /// [`Oracle::missing`], finding users with `users` (by bare JID).
+    pub fn missing_by<'u>(
+        &self,
+        users: &dyn Fn(&str) -> Option<&'u UserSpec>,
+        m: &MessageRecord,
+        bridge: &interop::Bridge,
+        uses: &activity::Uses,
+    ) -> (Vec<ClientKind>, bool) {
+        let mut missing = interop::missing_by(users, m, bridge, uses);
         let discarded = missing.contains(&ClientKind::Jabber) && self.jabber_copy_discarded(m);
         if discarded {
             missing.retain(|c| *c != ClientKind::Jabber);
