@@ -445,11 +445,17 @@ mod tests {
         let stanza = format!("<message to='b@example.com'><body>{body}</body></message>");
         p.feed(stanza.as_bytes());
         match &events(&mut p)[..] {
-            [StreamEvent::Stanza(m)] => assert_eq!(m.child("body", "jabber:client").unwrap().text(), body),
+            [StreamEvent::Stanza(m)] => {
+                assert_eq!(m.child("body", "jabber:client").unwrap().text(), body)
+            }
             other => panic!("expected the message, got {other:?}"),
         }
         assert_eq!(p.buffered(), 0);
-        assert_eq!(p.pending_capacity(), 0, "the read's 10 KB stay held while idle");
+        assert_eq!(
+            p.pending_capacity(),
+            0,
+            "the read's 10 KB stay held while idle"
+        );
         // Half a stanza is kept whole across reads.
         p.feed(&stanza.as_bytes()[..5_000]);
         assert!(events(&mut p).is_empty());
