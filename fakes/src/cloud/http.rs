@@ -13,8 +13,9 @@
 //!   upgraded connection). Events are JSON text frames ([`Event`]). The server pings every
 //!   [`WS_PING_INTERVAL`] and closes a socket silent for [`WS_IDLE_TIMEOUT`] (turmoil's TCP
 //!   never retransmits: keepalives are how both ends notice a dead link). Each socket has a
-//!   queue of [`WS_QUEUE_MAX`] events; a subscriber that falls that far behind is disconnected
-//!   and must catch up over REST.
+//!   queue of [`WS_QUEUE_MAX`] events; events past it wait in the socket's backlog (at most
+//!   [`WS_BACKLOG_MAX`]) and move to the queue as the socket sends, in order. Only a subscriber
+//!   that falls further behind than both is disconnected and must catch up over REST.
 //! - A ticker calls [`Cloud::tick`] every [`TICK_INTERVAL`] and after each request the events
 //!   are moved to the sockets.
 //! - With a remote KMS ([`Cloud::with_remote_kms`]) one relay task owns up to
@@ -68,6 +69,12 @@ pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
 /// Events queued per WebSocket before the subscriber counts as stuck (a burst of assignment
 /// events for 15,000 users is 15 frames; a busy user's devices see a few per second).
 pub const WS_QUEUE_MAX: usize = 1_024;
+/// Events held per WebSocket beyond its queue, in order, while the subscriber reads: the
+/// activation burst of a Large node's users (one assignment event each, up to 15,000, spec 1-3)
+/// is a burst the cloud caused itself, and Webex does not drop a connector for it (a queue of
+/// 1,024 did, and each drop cost the connector a resync). Twice a Large node's users covers a
+/// rebalance's unassignments and assignments together; a subscriber further behind is stuck.
+pub const WS_BACKLOG_MAX: usize = 32_768;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -96,8 +103,46 @@ type HttpResponse = hyper::Response<Full<Bytes>>;
 /// Open WebSockets by subscriber.
 #[derive(Default)]
 struct Sockets {
-    subs: BTreeMap<Subscriber, BTreeMap<u64, mpsc::Sender<String>>>,
+    subs: BTreeMap<Subscriber, BTreeMap<u64, Socket>>,
     next_id: u64,
+}
+
+/// One open WebSocket's queue and the events waiting behind it.
+struct Socket {
+    tx: mpsc::Sender<String>,
+    /// Events that found the queue full, oldest first (at most [`WS_BACKLOG_MAX`]).
+    backlog: VecDeque<String>,
+}
+
+impl Socket {
+    /// Queues `text` behind any backlog; false if the socket is gone or stuck.
+    fn push(&mut self, text: &str) -> bool {
+        self.refill();
+        if self.backlog.is_empty() {
+            match self.tx.try_send(text.to_owned()) {
+                Ok(()) => return true,
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Err(mpsc::error::TrySendError::Full(_)) => {}
+            }
+        }
+        if self.backlog.len() >= WS_BACKLOG_MAX {
+            return false;
+        }
+        self.backlog.push_back(text.to_owned());
+        true
+    }
+
+    /// Moves backlogged events to the queue while it has room.
+    fn refill(&mut self) {
+        while let Some(text) = self.backlog.pop_front() {
+            if let Err(e) = self.tx.try_send(text) {
+                if let mpsc::error::TrySendError::Full(text) = e {
+                    self.backlog.push_front(text);
+                }
+                return;
+            }
+        }
+    }
 }
 
 type SharedSockets = Rc<RefCell<Sockets>>;
@@ -647,6 +692,7 @@ where
             biased;
             event = rx.recv() => {
                 let Some(text) = event else { break };
+                sockets.borrow_mut().refill(&subscriber, id);
                 if !send(&mut ws, Message::text(text)).await {
                     break;
                 }
@@ -681,11 +727,21 @@ where
 impl Sockets {
     fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>) -> u64 {
         self.next_id += 1;
-        self.subs
-            .entry(subscriber)
-            .or_default()
-            .insert(self.next_id, tx);
+        self.subs.entry(subscriber).or_default().insert(
+            self.next_id,
+            Socket {
+                tx,
+                backlog: VecDeque::new(),
+            },
+        );
         self.next_id
+    }
+
+    /// The socket `id` of `subscriber` sent an event: its backlog moves up.
+    fn refill(&mut self, subscriber: &Subscriber, id: u64) {
+        if let Some(sock) = self.subs.get_mut(subscriber).and_then(|s| s.get_mut(&id)) {
+            sock.refill();
+        }
     }
 
     fn remove(&mut self, subscriber: &Subscriber, id: u64) {
@@ -698,13 +754,13 @@ impl Sockets {
     }
 
     /// Queues `text` on every socket of `subscriber`; returns (delivered, undeliverable,
-    /// dropped): a full queue drops its socket (its session then ends).
+    /// dropped): a socket whose queue and backlog are full is dropped (its session then ends).
     fn deliver(&mut self, subscriber: &Subscriber, text: &str) -> (u64, u64, u64) {
         let Some(socks) = self.subs.get_mut(subscriber) else {
             return (0, 1, 0);
         };
         let before = socks.len();
-        socks.retain(|_, tx| tx.try_send(text.to_owned()).is_ok());
+        socks.retain(|_, sock| sock.push(text));
         let dropped = (before - socks.len()) as u64;
         if socks.is_empty() {
             self.subs.remove(subscriber);
@@ -885,6 +941,43 @@ mod tests {
     /// the outage once for all of them: a pause per failed change, one after the other, made
     /// the relay answer every key fetch 503 for minutes after the KMS was back (explore seed
     /// 51: from 352 s to 464 s, and after a second outage ending at 503 s until 623 s).
+    /// An activation burst (one assignment event per user, 15,000 for a Large node) to a
+    /// connector whose socket has not read yet: the socket stays, and every event arrives, in
+    /// order, as the socket sends.
+    #[test]
+    fn a_burst_past_the_queue_waits_for_the_socket_instead_of_dropping_it() {
+        let node = Subscriber::Connector("exp-a-1".into());
+        let mut sockets = Sockets::default();
+        let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
+        let id = sockets.add(node.clone(), tx);
+        let burst = 15_000;
+        let mut counts = (0, 0, 0);
+        for i in 0..burst {
+            let (d, w, x) = sockets.deliver(&node, &format!("event {i}"));
+            counts = (counts.0 + d, counts.1 + w, counts.2 + x);
+        }
+        assert_eq!(
+            counts,
+            (burst, 0, 0),
+            "(delivered, without socket, dropped)"
+        );
+        let mut seen = Vec::new();
+        while let Ok(text) = rx.try_recv() {
+            seen.push(text);
+            sockets.refill(&node, id); // what the socket's task does after each receive
+        }
+        let expected: Vec<String> = (0..burst).map(|i| format!("event {i}")).collect();
+        assert_eq!(seen.len(), expected.len());
+        assert!(seen == expected, "events out of order");
+        // A subscriber further behind than queue and backlog together is stuck: dropped.
+        sockets.remove(&node, id);
+        let (tx, _rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
+        sockets.add(node.clone(), tx);
+        let total = (WS_QUEUE_MAX + WS_BACKLOG_MAX) as u64;
+        let dropped: u64 = (0..=total).map(|_| sockets.deliver(&node, "e").2).sum();
+        assert_eq!(dropped, 1);
+    }
+
     #[test]
     fn changes_failing_together_cost_one_pause_not_one_each() {
         use connector::io::net::TurmoilNet;
