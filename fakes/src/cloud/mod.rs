@@ -717,6 +717,7 @@ impl Cloud {
                 req.method.as_str(),
                 req.path
             );
+            tracing::debug!(%detail, "cloud injected an error");
             return Outcome::Now(api::Response {
                 status: f.status,
                 body: serde_json::json!({ "error": "injected", "detail": detail }),
@@ -730,11 +731,19 @@ impl Cloud {
         } else {
             self.route(now, &req)
         };
-        match result {
+        let outcome = match result {
             Ok(Step::Done(status, body)) => Outcome::Now(self.finish(now, Ok((status, body)))),
             Ok(Step::Kms(call, pending)) => Outcome::Kms(call, Continuation(pending)),
             Err(e) => Outcome::Now(self.finish(now, Err(e))),
-        }
+        };
+        // One line per request (HMSIM_LOG=debug); no body, no token: bodies carry passwords.
+        let status = match &outcome {
+            Outcome::Now(r) => r.status,
+            Outcome::Kms(..) => 0,
+        };
+        let (method, path) = (req.method.as_str(), &req.path);
+        tracing::debug!(method, %path, status, "cloud request (status 0: waits for the KMS)");
+        outcome
     }
 
     /// Completes a request that waited for the KMS with the KMS's answer (a transport failure

@@ -805,7 +805,21 @@ impl Cloud {
             client_id: b.client_id,
             via_connector: via_connector.clone(),
         };
-        let posted = self.msg.post(now, id, new)?;
+        // One line per activity post (HMSIM_LOG=debug): follows a message by its client id.
+        // Formatted only when someone listens.
+        let what = tracing::enabled!(tracing::Level::DEBUG).then(|| {
+            format!(
+                "{} {:?} client_id={:?} target={:?}",
+                new.actor, new.verb, new.client_id, new.target
+            )
+        });
+        let what = what.unwrap_or_default();
+        let posted = self.msg.post(now, id, new).inspect_err(|e| {
+            tracing::debug!(space = %id, %what, error = %e, "cloud refused an activity");
+        })?;
+        let ids: Vec<&str> = posted.activities.iter().map(|a| a.id.as_str()).collect();
+        let duplicate = posted.duplicate;
+        tracing::debug!(space = %id, %what, ?ids, duplicate, "cloud took an activity");
         if posted.duplicate {
             self.stats.duplicate_posts += 1;
             return ok(json!({ "activities": to_json(&posted.activities), "duplicate": true }));

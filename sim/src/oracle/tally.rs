@@ -408,6 +408,42 @@ mod tests {
         assert_eq!(live.reordered, vec!["m1".to_string()]);
     }
 
+    /// Explore 4396: a post the cloud refused for good is dropped by the sender's Webex App
+    /// (it does not send it forever). What the user sent is judged, not what the client did
+    /// with it: a new post meant for Bob's Jabber that never arrived is lost, whatever the
+    /// client noted.
+    #[test]
+    fn a_post_the_senders_client_dropped_is_still_lost() {
+        let yaml = "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{ name: a }]\n  expressway_clusters: [{ name: a, size: small, imp_clusters: [a] }]\nusers: { count: 2, hybrid_message: 100%, without_email: 0% }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        let o = Rc::new(Observer::new());
+        o.session("jabber-1", BOB, "jabber-1.0", true, "logged in");
+        o.session("webex-1", ALICE, "webex.0", true, "logged in");
+        let sent = Sent {
+            id: "user00000.webex.0.1".into(),
+            from: ALICE.into(),
+            to: BOB.into(),
+            client: ClientKind::Webex,
+            device: "webex.0".into(),
+            body: None,
+        };
+        o.sent("webex-1", sent);
+        o.note("webex: post refused for good, dropped");
+        let users = crate::plan::topology::population(&s, &RngFactory::new(1));
+        let mut out = History::from_history(1, o, users);
+        for u in [ALICE, BOB] {
+            out.bridge.insert(u.into(), vec![(Duration::ZERO, true)]);
+        }
+        let t = tally(&s, &out);
+        assert_eq!(t.sent, 1);
+        assert_eq!(t.lost.len(), 1, "{t:?}");
+        assert!(
+            t.lost[0].starts_with("user00000.webex.0.1 "),
+            "{:?}",
+            t.lost
+        );
+    }
+
     /// An 80 h offline delivery was reported as 36.6 h when the histogram stopped at a day.
     #[test]
     fn an_80_hour_latency_is_reported_as_80_hours_and_a_longer_one_than_the_bound_is_counted() {

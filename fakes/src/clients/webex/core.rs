@@ -113,7 +113,51 @@ pub struct WebexCore {
     seq: u64,
     /// Posts the cloud did not take (outage, 5xx, dropped connection): re-sent in order after
     /// the next login. The `client_id` makes a re-send of a post that did land harmless.
-    outbox: VecDeque<(String, Value)>,
+    outbox: VecDeque<Unsent>,
+}
+
+/// A post the cloud did not take, kept for re-sending after the next login.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Unsent {
+    /// The contact of the direct space: a re-sent post or edit is the one to edit next.
+    pub contact: String,
+    /// The activities path of the space.
+    pub path: String,
+    /// The request body (with its `client_id`).
+    pub body: Value,
+}
+
+/// What the cloud's answer to a post means for the client.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PostAnswer {
+    /// Taken (2xx): the answer's body.
+    Taken(Value),
+    /// Refused for good: a 4xx that sending again cannot change (a 409 for an edit of a post
+    /// deleted meanwhile, a 400, 403, 404, 413). A real Webex App shows the post as failed
+    /// rather than send it again forever; the client drops it. The error, as text.
+    Refused(String),
+    /// Not taken this time (5xx, 401, 408, 429, a transport failure): kept for re-sending.
+    Failed(String),
+}
+
+impl PostAnswer {
+    /// Reads a request's outcome: (status, body), or the transport failure.
+    pub fn of(path: &str, answer: Result<(u16, Value), String>) -> Self {
+        match answer {
+            Ok((status, v)) if status < 300 => PostAnswer::Taken(v),
+            Ok((status, v)) if refused_for_good(status) => {
+                PostAnswer::Refused(format!("{path}: HTTP {status} {v}"))
+            }
+            Ok((status, v)) => PostAnswer::Failed(format!("{path}: HTTP {status} {v}")),
+            Err(e) => PostAnswer::Failed(e),
+        }
+    }
+}
+
+/// Whether an HTTP `status` refuses a request for good: a 4xx but 401 (log in again), 408
+/// (timed out) and 429 (slow down), which a later attempt can pass.
+pub fn refused_for_good(status: u16) -> bool {
+    (400..500).contains(&status) && !matches!(status, 401 | 408 | 429)
 }
 
 impl WebexCore {
@@ -350,21 +394,48 @@ impl WebexCore {
 
     /// Keeps a post the cloud did not take, for re-sending after the next login; drops the
     /// oldest beyond [`OUTBOX_MAX`].
-    pub fn keep_unsent(&mut self, path: String, body: Value) {
+    pub fn keep_unsent(&mut self, unsent: Unsent) {
         if self.outbox.len() >= OUTBOX_MAX {
             self.outbox.pop_front();
         }
-        self.outbox.push_back((path, body));
+        self.outbox.push_back(unsent);
     }
 
     /// The oldest unsent post, if any.
-    pub fn next_unsent(&self) -> Option<(String, Value)> {
+    pub fn next_unsent(&self) -> Option<Unsent> {
         self.outbox.front().cloned()
     }
 
-    /// The oldest unsent post was sent.
-    pub fn unsent_done(&mut self) {
-        self.outbox.pop_front();
+    /// The cloud's answer to the re-send of the oldest unsent post: taken, it leaves the
+    /// outbox and (a post or an edit) is the post to edit next; refused for good, it leaves
+    /// the outbox too. Returns the answer for the driver (which ends the session on a
+    /// failure and re-sends after the next login).
+    pub fn resent(&mut self, answer: PostAnswer) -> PostAnswer {
+        match &answer {
+            PostAnswer::Taken(v) => {
+                // The seed: "When a Message Service user edits a message in Webex App, the
+                // original version of the message is deleted": the next edit is of the new one.
+                if let Some(u) = self.outbox.pop_front() {
+                    self.posted(&u.contact, v);
+                }
+            }
+            PostAnswer::Refused(_) => {
+                if let Some(u) = self.outbox.pop_front() {
+                    self.refused(&u.contact, &u.body);
+                }
+            }
+            PostAnswer::Failed(_) => {}
+        }
+        answer
+    }
+
+    /// A post or edit towards `contact` was refused for good: an edit's target is not to be
+    /// edited again (the cloud refuses an edit of a deleted post).
+    pub fn refused(&mut self, contact: &str, body: &Value) {
+        let target = body["target"].as_str();
+        if target.is_some() && self.last_post.get(contact).map(String::as_str) == target {
+            self.last_post.remove(contact);
+        }
     }
 }
 
@@ -420,14 +491,95 @@ mod tests {
         assert!(seen.contains(&false), "a delete forgets the last post");
     }
 
+    fn unsent(contact: &str, path: &str, body: Value) -> Unsent {
+        Unsent {
+            contact: contact.to_string(),
+            path: path.to_string(),
+            body,
+        }
+    }
+
     #[test]
     fn the_outbox_keeps_the_newest_posts() {
         let mut core = WebexCore::default();
         for i in 0..OUTBOX_MAX + 3 {
-            core.keep_unsent(format!("/p/{i}"), Value::Null);
+            core.keep_unsent(unsent("bob@x", &format!("/p/{i}"), Value::Null));
         }
-        assert_eq!(core.next_unsent().map(|p| p.0), Some("/p/3".to_string()));
-        core.unsent_done();
-        assert_eq!(core.next_unsent().map(|p| p.0), Some("/p/4".to_string()));
+        assert_eq!(core.next_unsent().map(|p| p.path), Some("/p/3".to_string()));
+        core.resent(PostAnswer::Taken(json!({})));
+        assert_eq!(core.next_unsent().map(|p| p.path), Some("/p/4".to_string()));
+    }
+
+    /// Only edits: the action drawn towards a contact with a last post is an edit of it.
+    const EDITS: Mix = Mix {
+        text: 0.0,
+        edit: 1.0,
+        delete: 0.0,
+        file: 0.0,
+        typing: 0.0,
+        read: 0.0,
+    };
+
+    /// Explore 4396: an edit of act-1 the cloud did not take waits in the outbox; re-sent
+    /// after the next login, it lands as act-2 (and the delete of act-1). The next edit is of
+    /// act-2: an edit of act-1 is refused ("act-1 is deleted") and its message never arrives.
+    #[test]
+    fn a_resent_edit_is_the_post_to_edit_next() {
+        let mut core = WebexCore::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        core.posted(
+            "bob@x",
+            &json!({"activities": [{"verb": "post", "id": "act-1"}]}),
+        );
+        let edit = json!({"verb": "edit", "target": "act-1", "client_id": "a.w.2"});
+        core.keep_unsent(unsent("bob@x", "/v1/spaces/s/activities", edit));
+        let answer = json!({"activities": [
+            {"verb": "post", "id": "act-2"}, {"verb": "delete", "id": "act-3"}]});
+        core.resent(PostAnswer::Taken(answer));
+        assert_eq!(core.next_unsent(), None);
+        assert_eq!(
+            core.choose("bob@x", EDITS, &mut rng),
+            Action::Text {
+                edit_of: Some("act-2".into())
+            }
+        );
+    }
+
+    /// A post refused for good leaves the outbox (the next one is sent), and a refused edit's
+    /// target is not edited again; a failure keeps it for the next login.
+    #[test]
+    fn a_post_refused_for_good_is_dropped_and_a_failed_one_kept() {
+        let mut core = WebexCore::default();
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        core.posted(
+            "bob@x",
+            &json!({"activities": [{"verb": "post", "id": "act-1"}]}),
+        );
+        let edit = json!({"verb": "edit", "target": "act-1", "client_id": "a.w.2"});
+        core.keep_unsent(unsent("bob@x", "/p/1", edit));
+        core.keep_unsent(unsent("bob@x", "/p/2", json!({"verb": "post"})));
+        let status = |s: u16| PostAnswer::of("/p/1", Ok((s, json!({"error": "x"}))));
+        for s in [500, 503, 401, 408, 429] {
+            assert!(
+                matches!(core.resent(status(s)), PostAnswer::Failed(_)),
+                "{s}"
+            );
+            assert_eq!(core.next_unsent().map(|u| u.path), Some("/p/1".into()));
+        }
+        let gone = PostAnswer::of("/p/1", Err("connection reset".into()));
+        assert!(matches!(core.resent(gone), PostAnswer::Failed(_)));
+        assert!(matches!(core.resent(status(409)), PostAnswer::Refused(_)));
+        assert_eq!(core.next_unsent().map(|u| u.path), Some("/p/2".into()));
+        assert_eq!(
+            core.choose("bob@x", EDITS, &mut rng),
+            Action::Text { edit_of: None },
+            "act-1 is not edited again"
+        );
+        for s in [400, 403, 404, 409, 413] {
+            assert!(refused_for_good(s), "{s}");
+        }
+        for s in [200, 201, 401, 408, 429, 500, 502, 503] {
+            assert!(!refused_for_good(s), "{s}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The Webex App user's task: logs in, keeps the event socket open, catches up over REST, and
 //! carries out the actions its [`WebexCore`] draws; reconnects with seeded backoff.
 
-use super::core::{Action, Observation, WebexCore};
+use super::core::{Action, Observation, PostAnswer, Unsent, WebexCore};
 use super::{BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, PresenceSettings, TYPING_FOR, WebexPlan};
 use crate::observe::{GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder};
 use connector::core::limiter::Backoff;
@@ -218,7 +218,7 @@ async fn session<N: Net>(
     if let Err(e) = catch_up(d, st, &mut c, &token).await {
         return e;
     }
-    if let Err(e) = flush_outbox(st, &mut c, &token).await {
+    if let Err(e) = flush_outbox(d, st, &mut c, &token).await {
         return e;
     }
     loop {
@@ -438,16 +438,18 @@ async fn act<N: Net>(
             if edit_of.is_some() {
                 d.recorder.note("webex: edit sent");
             }
-            let v = post_activity(st, c, token, &space, body).await?;
+            let v = post_activity(d, (st, c), token, (&space, &contact), body).await?;
             st.posted(&contact, &v);
             Ok(())
         }
         Action::Delete { target } => {
             d.recorder.note("webex: delete sent");
             let body = json!({"verb": "delete", "target": target});
-            call(c, Method::Post, &path, Some(token), body)
-                .await
-                .map(|_| ())
+            let answer = send_post(c, token, &path, &body, "delete").await;
+            match answer {
+                PostAnswer::Taken(_) => Ok(()),
+                PostAnswer::Refused(e) | PostAnswer::Failed(e) => Err(e),
+            }
         }
         Action::Share => {
             let sent = st.new_message(&d.email, &d.device, &contact);
@@ -455,7 +457,8 @@ async fn act<N: Net>(
             d.recorder.sent(&d.host, sent);
             let body = st.share_body(&id, &key, &mut d.rng);
             d.recorder.note("webex: file sent");
-            post_activity(st, c, token, &space, body).await.map(|_| ())
+            let to = (space.as_str(), contact.as_str());
+            post_activity(d, (st, c), token, to, body).await.map(|_| ())
         }
         Action::Typing => typing(d, c, token, &space).await,
         Action::Read { space, target } => {
@@ -486,34 +489,99 @@ async fn typing<N: Net>(
         .map(|_| ())
 }
 
-/// Posts an activity; if the cloud does not take it, keeps it for re-sending after the next
-/// login and ends the session (the caller reconnects with backoff).
+/// Posts an activity towards `contact`. A post the cloud refused for good is dropped and
+/// counted (the session goes on); one it did not take is kept for re-sending after the next
+/// login and ends the session (the caller reconnects with backoff). `Null` when dropped.
 async fn post_activity<N: Net>(
-    st: &mut WebexCore,
-    c: &mut CloudConn<N>,
+    d: &WebexSpec<N>,
+    (st, c): (&mut WebexCore, &mut CloudConn<N>),
     token: &str,
-    space: &str,
+    (space, contact): (&str, &str),
     body: Value,
 ) -> Result<Value, String> {
     let path = format!("/v1/spaces/{space}/activities");
-    match call(c, Method::Post, &path, Some(token), body.clone()).await {
-        Ok(v) => Ok(v),
-        Err(e) => {
-            st.keep_unsent(path, body);
+    let answer = send_post(c, token, &path, &body, "post").await;
+    match answer {
+        PostAnswer::Taken(v) => Ok(v),
+        PostAnswer::Refused(_) => {
+            d.recorder.note(POST_DROPPED);
+            st.refused(contact, &body);
+            Ok(Value::Null)
+        }
+        PostAnswer::Failed(e) => {
+            let contact = contact.to_string();
+            st.keep_unsent(Unsent {
+                contact,
+                path,
+                body,
+            });
             Err(e)
         }
     }
 }
 
-/// Re-sends the posts a previous session could not deliver, oldest first.
+/// The note counting posts the cloud refused for good, which the client dropped.
+const POST_DROPPED: &str = "webex: post refused for good, dropped";
+
+/// Sends one post and reads the answer, with a debug line (`how`: post, re-send).
+async fn send_post<N: Net>(
+    c: &mut CloudConn<N>,
+    token: &str,
+    path: &str,
+    body: &Value,
+    how: &str,
+) -> PostAnswer {
+    let answer = c.request(Method::Post, path, Some(token), Some(body)).await;
+    let answer = PostAnswer::of(path, answer);
+    log_post(path, body, &answer, how);
+    answer
+}
+
+/// One line per post (HMSIM_LOG=debug): which message (`client_id`), what the cloud answered
+/// (the activity ids it stored, or the error).
+fn log_post(path: &str, body: &Value, answer: &PostAnswer, how: &str) {
+    let client_id = body["client_id"].as_str().unwrap_or_default();
+    let (verb, target) = (body["verb"].as_str(), body["target"].as_str());
+    match answer {
+        PostAnswer::Taken(v) => {
+            let ids: Vec<&str> = v["activities"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|x| x["id"].as_str()).collect())
+                .unwrap_or_default();
+            tracing::debug!(
+                how,
+                path,
+                client_id,
+                ?verb,
+                ?target,
+                ?ids,
+                "webex post taken"
+            );
+        }
+        PostAnswer::Refused(e) => {
+            tracing::debug!(how, path, client_id, ?verb, ?target, error = %e, "webex post refused for good, dropped");
+        }
+        PostAnswer::Failed(e) => {
+            tracing::debug!(how, path, client_id, ?verb, ?target, error = %e, "webex post failed, kept");
+        }
+    }
+}
+
+/// Re-sends the posts a previous session could not deliver, oldest first; drops those the
+/// cloud refuses for good.
 async fn flush_outbox<N: Net>(
+    d: &WebexSpec<N>,
     st: &mut WebexCore,
     c: &mut CloudConn<N>,
     token: &str,
 ) -> Result<(), String> {
-    while let Some((path, body)) = st.next_unsent() {
-        call(c, Method::Post, &path, Some(token), body).await?;
-        st.unsent_done();
+    while let Some(u) = st.next_unsent() {
+        let answer = send_post(c, token, &u.path, &u.body, "re-send").await;
+        match st.resent(answer) {
+            PostAnswer::Taken(_) => {}
+            PostAnswer::Refused(_) => d.recorder.note(POST_DROPPED),
+            PostAnswer::Failed(e) => return Err(e),
+        }
     }
     Ok(())
 }
