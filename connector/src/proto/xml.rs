@@ -5,8 +5,6 @@
 //! the serializer emits an `xmlns` declaration only where an element's namespace differs from its
 //! parent's, which is exactly how XMPP stanzas look on the wire.
 
-use std::fmt::Write as _;
-
 /// The namespace of XMPP stream-level elements (`<stream:features>`, `<stream:error>`).
 pub const NS_STREAM: &str = "http://etherx.jabber.org/streams";
 /// The namespace of the `xml:` prefix.
@@ -150,8 +148,25 @@ impl Element {
         self.to_xml_in("")
     }
 
+    /// Serializes this element as [`Self::to_xml_in`] does with attribute `name` set to
+    /// `value` (in its place when the element has it, else last, as [`Self::set_attr`] puts
+    /// it), without cloning the element: how a router stamps `to` or `from` on a stanza it
+    /// passes on. A deep copy of every routed stanza (each name, attribute and text its own
+    /// allocation) only to change one attribute was a large part of routing's cost.
+    pub fn to_xml_in_with_attr(&self, stream_ns: &str, name: &str, value: &str) -> String {
+        let mut out = String::with_capacity(256);
+        self.write_stamped(&mut out, stream_ns, Some((name, value)));
+        out
+    }
+
     /// Appends the serialization to `out`; `parent_ns` is the namespace in scope.
     pub fn write_into(&self, out: &mut String, parent_ns: &str) {
+        self.write_stamped(out, parent_ns, None);
+    }
+
+    /// [`Self::write_into`], with `stamp` (an attribute name and value) set on this element
+    /// only, not on its children.
+    fn write_stamped(&self, out: &mut String, parent_ns: &str, stamp: Option<(&str, &str)>) {
         // Stream-level elements use the `stream:` prefix declared on the stream header, as every
         // XMPP implementation writes them; some clients look for the prefixed form.
         let prefixed = self.ns == NS_STREAM;
@@ -165,9 +180,19 @@ impl Element {
             out.push_str(" xmlns=");
             escape_attr_into(out, &self.ns);
         }
+        let mut stamp = stamp;
         for (k, v) in &self.attrs {
-            let _ = write!(out, " {k}=");
-            escape_attr_into(out, v);
+            let v = match stamp {
+                Some((name, value)) if name == k => {
+                    stamp = None;
+                    value
+                }
+                _ => v.as_str(),
+            };
+            write_attr(out, k, v);
+        }
+        if let Some((name, value)) = stamp {
+            write_attr(out, name, value);
         }
         if self.children.is_empty() {
             out.push_str("/>");
@@ -189,23 +214,30 @@ impl Element {
     }
 }
 
+/// ` name='value'`, the value escaped.
+fn write_attr(out: &mut String, name: &str, value: &str) {
+    out.push(' ');
+    out.push_str(name);
+    out.push('=');
+    escape_attr_into(out, value);
+}
+
 /// Escapes text for both attribute values (in either quote) and character data: for text
 /// written into templates by hand. The serializer escapes only what each context needs
 /// ([`escape_text_into`], [`escape_attr_into`]).
 pub fn escape_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\'' => out.push_str("&apos;"),
-            '"' => out.push_str("&quot;"),
-            // Characters XML 1.0 cannot carry at all are dropped rather than producing a
-            // document every peer would reject.
-            c if is_forbidden_xml_char(c) => {}
-            c => out.push(c),
-        }
-    }
+    let special = |b: u8| matches!(b, b'&' | b'<' | b'>' | b'\'' | b'"') || may_be_forbidden(b);
+    escape_runs(out, s, special, |out, c| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' => out.push_str("&gt;"),
+        '\'' => out.push_str("&apos;"),
+        '"' => out.push_str("&quot;"),
+        // Characters XML 1.0 cannot carry at all are dropped rather than producing a
+        // document every peer would reject.
+        c if is_forbidden_xml_char(c) => {}
+        c => out.push(c),
+    });
 }
 
 /// Character data as XML requires it and no more (XML 1.0 section 2.4): `&` and `<` always,
@@ -213,43 +245,78 @@ pub fn escape_into(out: &mut String, s: &str) {
 /// read back as a line feed). Quotes stay as they are: escaping them made a stanza of quotes
 /// several times its size on the way out, past the peer's stanza limit.
 pub fn escape_text_into(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' if out.ends_with("]]") => out.push_str("&gt;"),
-            '\r' => out.push_str("&#13;"),
-            c if is_forbidden_xml_char(c) => {}
-            c => out.push(c),
-        }
-    }
+    let special = |b: u8| matches!(b, b'&' | b'<' | b'>') || may_be_forbidden(b);
+    escape_runs(out, s, special, |out, c| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '>' if out.ends_with("]]") => out.push_str("&gt;"),
+        '\r' => out.push_str("&#13;"),
+        c if is_forbidden_xml_char(c) => {}
+        c => out.push(c),
+    });
 }
 
 /// An attribute value with its quotes, escaped as XML requires (section 2.3, 3.3.3): quoted
 /// with whichever quote it holds fewer of, that quote, `&` and `<` escaped, and tab, line feed
 /// and carriage return as character references (raw ones would be read back as spaces).
 pub fn escape_attr_into(out: &mut String, s: &str) {
-    let singles = s.matches('\'').count();
-    let doubles = s.matches('"').count();
+    let singles = s.bytes().filter(|&b| b == b'\'').count();
+    let doubles = s.bytes().filter(|&b| b == b'"').count();
     let (quote, escaped) = if singles <= doubles {
         ('\'', "&apos;")
     } else {
         ('"', "&quot;")
     };
     out.push(quote);
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            c if c == quote => out.push_str(escaped),
-            c if is_forbidden_xml_char(c) => {}
-            c => out.push(c),
-        }
-    }
+    let special = |b: u8| matches!(b, b'&' | b'<') || b == quote as u8 || may_be_forbidden(b);
+    escape_runs(out, s, special, |out, c| match c {
+        '&' => out.push_str("&amp;"),
+        '<' => out.push_str("&lt;"),
+        '\t' => out.push_str("&#9;"),
+        '\n' => out.push_str("&#10;"),
+        '\r' => out.push_str("&#13;"),
+        c if c == quote => out.push_str(escaped),
+        c if is_forbidden_xml_char(c) => {}
+        c => out.push(c),
+    });
     out.push(quote);
+}
+
+/// Appends `s` to `out`, copying the runs of bytes for which `special` is false whole and
+/// handing each character that starts with a special byte to `each`. The escapers wrote every
+/// character one at a time; most text (names, ids, bodies) needs no escaping at all, and the
+/// per-character push was most of the serializer's cost. `special` must be true for the first
+/// byte of every character `each` changes; the bytes of a run are ASCII or whole UTF-8
+/// sequences (a special byte is either ASCII or a lead byte), so every run is a `str` slice.
+fn escape_runs(
+    out: &mut String,
+    s: &str,
+    special: impl Fn(u8) -> bool,
+    mut each: impl FnMut(&mut String, char),
+) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        if !special(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        out.push_str(&s[start..i]);
+        let c = s[i..].chars().next().unwrap_or_default();
+        each(out, c);
+        i += c.len_utf8();
+        start = i;
+    }
+    out.push_str(&s[start..]);
+}
+
+/// Whether `b` may begin a character [`is_forbidden_xml_char`] refuses: an ASCII control
+/// character (tab, line feed and carriage return included: some contexts escape them), or
+/// 0xEF, the lead byte of U+FFFE and U+FFFF (and of other characters, handed to the escaper
+/// whole, which keeps them).
+fn may_be_forbidden(b: u8) -> bool {
+    b < 0x20 || b == 0xEF
 }
 
 /// Escapes a string into a new `String`.
@@ -349,6 +416,105 @@ mod tests {
             "<message id=\"it's\" note='a \"b\" &amp; &lt;c>'><body>\"quotes\" 'and' >, &lt;, \
              &amp;</body></message>"
         );
+    }
+
+    #[test]
+    fn a_stamped_attribute_is_written_where_set_attr_puts_it() {
+        let msg = Element::new("message", "jabber:client")
+            .with_attr("from", "a@x/r")
+            .with_attr("to", "b@x")
+            .with_attr("type", "chat")
+            .with_child(
+                Element::new("body", "jabber:client")
+                    .with_attr("to", "not-me")
+                    .with_text("hi"),
+            );
+        for (name, value) in [("to", "b@x/hm-1"), ("id", "it's \"new\""), ("from", "")] {
+            let mut copy = msg.clone();
+            copy.set_attr(name, value);
+            assert_eq!(
+                msg.to_xml_in_with_attr("jabber:client", name, value),
+                copy.to_xml_in("jabber:client"),
+                "{name}"
+            );
+        }
+    }
+
+    /// The escapers as they were, one character at a time: what the run-copying ones must
+    /// write for every input.
+    fn escape_text_reference(out: &mut String, s: &str) {
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' if out.ends_with("]]") => out.push_str("&gt;"),
+                '\r' => out.push_str("&#13;"),
+                c if is_forbidden_xml_char(c) => {}
+                c => out.push(c),
+            }
+        }
+    }
+
+    fn escape_attr_reference(out: &mut String, s: &str) {
+        let singles = s.matches('\'').count();
+        let doubles = s.matches('"').count();
+        let (quote, escaped) = if singles <= doubles {
+            ('\'', "&apos;")
+        } else {
+            ('"', "&quot;")
+        };
+        out.push(quote);
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '\t' => out.push_str("&#9;"),
+                '\n' => out.push_str("&#10;"),
+                '\r' => out.push_str("&#13;"),
+                c if c == quote => out.push_str(escaped),
+                c if is_forbidden_xml_char(c) => {}
+                c => out.push(c),
+            }
+        }
+        out.push(quote);
+    }
+
+    fn escape_all_reference(s: &str) -> String {
+        let mut out = String::new();
+        for c in s.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '\'' => out.push_str("&apos;"),
+                '"' => out.push_str("&quot;"),
+                c if is_forbidden_xml_char(c) => {}
+                c => out.push(c),
+            }
+        }
+        out
+    }
+
+    /// Characters every escaper treats specially, their neighbours, and multi-byte characters
+    /// that share 0xEF as their lead byte with the two XML forbids (U+FFFE, U+FFFF).
+    const TRICKY: &str = "[a-z \\]&<>'\"\t\n\r\u{0}-\u{1f}\u{7f}\u{e9}\u{20ac}\u{f000}\u{fffd}\u{fffe}\u{ffff}\u{1f600}]{0,24}";
+
+    proptest::proptest! {
+        #[test]
+        fn run_copying_escapers_write_what_the_per_character_ones_did(
+            prefix in "[a-z\\]]{0,3}",
+            s in TRICKY,
+        ) {
+            let (mut fast, mut slow) = (prefix.clone(), prefix.clone());
+            escape_text_into(&mut fast, &s);
+            escape_text_reference(&mut slow, &s);
+            proptest::prop_assert_eq!(&fast, &slow);
+            let (mut fast, mut slow) = (prefix.clone(), prefix);
+            escape_attr_into(&mut fast, &s);
+            escape_attr_reference(&mut slow, &s);
+            proptest::prop_assert_eq!(&fast, &slow);
+            proptest::prop_assert_eq!(escape(&s), escape_all_reference(&s));
+        }
     }
 
     #[test]

@@ -1993,7 +1993,7 @@ impl ImpNode {
         let Some(full) = self.jid_of(session) else {
             return;
         };
-        let stanza = if el.ns == NS_STREAM {
+        let bytes = if el.ns == NS_STREAM {
             self.component_sessions.remove(&session);
             let reason = el
                 .elements()
@@ -2001,12 +2001,11 @@ impl ImpNode {
                 .map(|e| e.name.clone())
                 .unwrap_or_default();
             self.session_end_notice(session, &full, &reason)
+                .to_xml_in(xmpp::NS_CLIENT)
         } else {
-            let mut e = el.clone();
-            e.set_attr("to", full.to_string());
-            e
+            // Addressed to the session as written, without copying the stanza.
+            el.to_xml_in_with_attr(xmpp::NS_CLIENT, "to", &full.to_string())
         };
-        let bytes = stanza.to_xml_in(xmpp::NS_CLIENT);
         if bytes.len() > STANZA_BYTES_MAX {
             return self.refuse_oversize(&full, el, bytes.len());
         }
