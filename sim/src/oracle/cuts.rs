@@ -19,10 +19,13 @@
 //! So `per_conversation_order` excuses, only across the bridge (from Jabber to a Webex App, or
 //! from a Webex App to Jabber), a message sent while such a cut of a link on its way lasted
 //! ([`IN_FLIGHT_SLACK`] before it included) that reached the device after the cut ended,
-//! behind later messages that all reached it while the cut still lasted: the later ones went
-//! round the cut, the earlier one waited on it. Judged from the scenario's fault schedule and
-//! the delivery times only; the same reorder without such a cut still fails, and so does one
-//! within a client (Jabber to Jabber keeps its order through a held router link).
+//! behind later messages all sent before the cut ended or within [`IN_FLIGHT_SLACK`] after
+//! (while what it held was still on its way): the later ones went round the cut, the earlier
+//! one waited on it. A connector node's cut counts only when another node serving the same
+//! users still reaches the cloud: with one node nothing goes round, and its order must hold.
+//! Judged from the scenario's fault schedule, topology and the send and delivery times only;
+//! the same reorder without such a cut still fails, and so does one within a client (Jabber
+//! to Jabber keeps its order through a held router link).
 
 use crate::history::observer::MessageRecord;
 use crate::oracle::IN_FLIGHT_SLACK;
@@ -106,7 +109,8 @@ impl<'a> Cuts<'a> {
     /// link its way to the recipient's `client` crosses: from Jabber to a Webex App, the IM&P
     /// router link between the sender's and the recipient's home nodes, or the link between
     /// the cloud and a node of an Expressway cluster serving either home cluster (the post);
-    /// from a Webex App to Jabber, the latter (the activity the cloud sends a connector). Empty
+    /// from a Webex App to Jabber, the latter (the activity the cloud sends a connector). A
+    /// connector node's cut only while another serving node is not cut off by it. Empty
     /// within one client: no connector carries it.
     pub fn on_way(
         &self,
@@ -127,8 +131,9 @@ impl<'a> Cuts<'a> {
         let lasting = |c: &&Cut| m.sent_at + IN_FLIGHT_SLACK >= c.start && m.sent_at < c.end;
         let mut out: Vec<OnWay> = (self.cuts.iter().filter(lasting))
             .filter(|c| {
-                (routed && c.separates(&homes.0, &homes.1))
-                    || connectors.iter().any(|x| c.separates(x, CLOUD_HOST))
+                let cut_off = |x: &String| c.separates(x, CLOUD_HOST);
+                let round = connectors.iter().any(cut_off) && !connectors.iter().all(cut_off);
+                (routed && c.separates(&homes.0, &homes.1)) || round
             })
             .map(|c| OnWay {
                 end: c.end,
