@@ -10,10 +10,12 @@
 //! arrive ([`Oracle::stranded_copy`]).
 //!
 //! - [`activity`]: who used which client when (the 72 h rule, spec 52), from the history.
+//! - [`cuts`]: the links a hold or partition cut on a message's way to Webex (spec 64).
 //! - [`interop`]: across the Jabber/Webex bridge, per recipient client (spec 32-34).
 //! - [`tally`]: deliveries, losses, duplicates and reorderings over the whole history.
 
 pub mod activity;
+pub mod cuts;
 pub mod interop;
 pub mod tally;
 
