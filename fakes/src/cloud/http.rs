@@ -52,7 +52,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -70,6 +70,11 @@ pub const TICK_INTERVAL: Duration = Duration::from_secs(1);
 pub const WS_QUEUE_MAX: usize = 1_024;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A socket heard from within this is live: a peer answers each ping within a round trip.
+/// What is queued on a socket silent for longer may be lost with it (a cloud outage cuts it
+/// and the cloud finds it silent only after [`WS_IDLE_TIMEOUT`]); the status page check
+/// does not count on an assignment event queued there ([`super::Cloud::note_assignment_heard`]).
+pub const WS_LIVE_WITHIN: Duration = Duration::from_secs(35);
 
 /// KMS jobs (key fetches, authorization changes) relayed at once for each connector node the
 /// cloud serves ([`Cloud::set_kms_relay_nodes`]), one keep-alive connection each: a Large
@@ -96,9 +101,13 @@ type HttpResponse = hyper::Response<Full<Bytes>>;
 /// Open WebSockets by subscriber.
 #[derive(Default)]
 struct Sockets {
-    subs: BTreeMap<Subscriber, BTreeMap<u64, mpsc::Sender<String>>>,
+    /// Per subscriber, per socket: its queue, and when a frame was last heard on it.
+    subs: BTreeMap<Subscriber, BTreeMap<u64, (mpsc::Sender<String>, Heard)>>,
     next_id: u64,
 }
+
+/// When a socket's session last heard a frame from its peer (shared with the session).
+type Heard = Rc<Cell<Duration>>;
 
 type SharedSockets = Rc<RefCell<Sockets>>;
 
@@ -638,7 +647,10 @@ where
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
     let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-    let id = sockets.borrow_mut().add(subscriber.clone(), tx);
+    let heard: Heard = Rc::new(Cell::new(net.now()));
+    let id = sockets
+        .borrow_mut()
+        .add(subscriber.clone(), tx, heard.clone());
     let mut ping = tokio::time::interval(WS_PING_INTERVAL);
     ping.tick().await; // the first tick is immediate
     let mut last_heard = net.now();
@@ -653,7 +665,10 @@ where
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => last_heard = net.now(),
+                Some(Ok(_)) => {
+                    last_heard = net.now();
+                    heard.set(last_heard);
+                }
             },
             _ = ping.tick() => {
                 let silent = net.now().saturating_sub(last_heard) > WS_IDLE_TIMEOUT;
@@ -679,13 +694,23 @@ where
 }
 
 impl Sockets {
-    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>) -> u64 {
+    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>, heard: Heard) -> u64 {
         self.next_id += 1;
         self.subs
             .entry(subscriber)
             .or_default()
-            .insert(self.next_id, tx);
+            .insert(self.next_id, (tx, heard));
         self.next_id
+    }
+
+    /// Whether a socket of `subscriber` was heard from within [`WS_LIVE_WITHIN`] of `now`.
+    fn live(&self, subscriber: &Subscriber, now: Duration) -> bool {
+        (self
+            .subs
+            .get(subscriber)
+            .into_iter()
+            .flat_map(BTreeMap::values))
+        .any(|(_, heard)| now.saturating_sub(heard.get()) <= WS_LIVE_WITHIN)
     }
 
     fn remove(&mut self, subscriber: &Subscriber, id: u64) {
@@ -704,7 +729,7 @@ impl Sockets {
             return (0, 1, 0);
         };
         let before = socks.len();
-        socks.retain(|_, tx| tx.try_send(text.to_owned()).is_ok());
+        socks.retain(|_, (tx, _)| tx.try_send(text.to_owned()).is_ok());
         let dropped = (before - socks.len()) as u64;
         if socks.is_empty() {
             self.subs.remove(subscriber);
@@ -739,11 +764,15 @@ fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
             return;
         };
         let text = serde_json::to_string(&event).unwrap_or_default();
+        let live = sockets.borrow().live(&subscriber, cloud.borrow().clock);
         let counts = sockets.borrow_mut().deliver(&subscriber, &text);
         let mut c = cloud.borrow_mut();
         c.count_delivery(counts);
         if counts.0 > 0 {
             c.note_delivered(&subscriber, &event);
+            if live {
+                c.note_assignment_heard(&subscriber, &event);
+            }
         }
     }
 }
