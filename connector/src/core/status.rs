@@ -11,7 +11,10 @@
 //! The users and activity counts are per Expressway *cluster*, the same on every peer
 //! (spec 69-71): each node counts its own assigned users ([`Share::of`]) and adds its peers'
 //! shares, which they upload with their heartbeats and the cloud hands back to the others
-//! (hmsim's path for what Expressway peers replicate among themselves).
+//! (hmsim's path for what Expressway peers replicate among themselves). A user the cloud
+//! assigned to a node whose directory lacks them (it cannot reach their cluster's AXL
+//! publisher, spec 22) counts on the home node a peer that discovered them told
+//! ([`StatusInputs::homes`]).
 
 use super::directory::Directory;
 use super::failover::NodeStatus;
@@ -87,6 +90,10 @@ pub struct StatusInputs<'a> {
     pub last_active: &'a BTreeMap<String, Duration>,
     /// The shares of the cluster's other nodes, as they last uploaded them.
     pub peers: &'a [Share],
+    /// Home IM&P nodes of assigned users this node's directory lacks, as a peer that
+    /// discovered them told (a node that cannot reach their cluster's AXL publisher, spec 22):
+    /// the user still counts, in their home node's row (spec 69, 71).
+    pub homes: &'a BTreeMap<String, String>,
     /// Discovered nodes: (name, version, status, certificate validation).
     pub nodes: &'a [(String, String, NodeStatus, bool)],
     /// Now.
@@ -112,8 +119,12 @@ impl Share {
         let mut nodes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         let mut s = Share::default();
         for email in i.enabled {
-            let Some(entry) = i.directory.get(email) else {
-                continue;
+            let home = match i.directory.get(email) {
+                Some(entry) => entry.home.as_str(),
+                None => match i.homes.get(email) {
+                    Some(home) => home.as_str(),
+                    None => continue,
+                },
             };
             let is_active = i
                 .last_active
@@ -121,7 +132,7 @@ impl Share {
                 .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
             s.enabled += 1;
             s.active += usize::from(is_active);
-            let n = nodes.entry(entry.home.as_str()).or_default();
+            let n = nodes.entry(home).or_default();
             n.0 += 1;
             n.1 += usize::from(is_active);
         }
@@ -276,6 +287,7 @@ mod tests {
                 enabled: &enabled,
                 last_active: &active,
                 peers,
+                homes: &BTreeMap::new(),
                 nodes: &nodes,
                 now,
             };
@@ -297,6 +309,7 @@ mod tests {
             enabled: &BTreeSet::new(),
             last_active: &active,
             peers: std::slice::from_ref(&share_1),
+            homes: &BTreeMap::new(),
             nodes: &[],
             now,
         };
@@ -343,6 +356,7 @@ mod tests {
             enabled: &enabled,
             last_active: &last_active,
             peers: &[],
+            homes: &BTreeMap::new(),
             nodes: &nodes,
             now,
         });

@@ -53,7 +53,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -77,6 +77,11 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 pub const WS_BACKLOG_MAX: usize = 32_768;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// A socket heard from within this is live: a peer answers each ping within a round trip.
+/// What is queued on a socket silent for longer may be lost with it (a cloud outage cuts it
+/// and the cloud finds it silent only after [`WS_IDLE_TIMEOUT`]); the status page check
+/// does not count on an assignment event queued there ([`super::Cloud::note_assignment_heard`]).
+pub const WS_LIVE_WITHIN: Duration = Duration::from_secs(35);
 
 /// KMS jobs (key fetches, authorization changes) relayed at once for each connector node the
 /// cloud serves ([`Cloud::set_kms_relay_nodes`]), one keep-alive connection each: a Large
@@ -112,6 +117,8 @@ struct Socket {
     tx: mpsc::Sender<String>,
     /// Events that found the queue full, oldest first (at most [`WS_BACKLOG_MAX`]).
     backlog: VecDeque<String>,
+    /// When the socket's session last heard a frame from its peer.
+    heard: Heard,
 }
 
 impl Socket {
@@ -144,6 +151,9 @@ impl Socket {
         }
     }
 }
+
+/// When a socket's session last heard a frame from its peer (shared with the session).
+type Heard = Rc<Cell<Duration>>;
 
 type SharedSockets = Rc<RefCell<Sockets>>;
 
@@ -683,7 +693,10 @@ where
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
     let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-    let id = sockets.borrow_mut().add(subscriber.clone(), tx);
+    let heard: Heard = Rc::new(Cell::new(net.now()));
+    let id = sockets
+        .borrow_mut()
+        .add(subscriber.clone(), tx, heard.clone());
     let mut ping = tokio::time::interval(WS_PING_INTERVAL);
     ping.tick().await; // the first tick is immediate
     let mut last_heard = net.now();
@@ -699,7 +712,10 @@ where
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => last_heard = net.now(),
+                Some(Ok(_)) => {
+                    last_heard = net.now();
+                    heard.set(last_heard);
+                }
             },
             _ = ping.tick() => {
                 let silent = net.now().saturating_sub(last_heard) > WS_IDLE_TIMEOUT;
@@ -725,13 +741,14 @@ where
 }
 
 impl Sockets {
-    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>) -> u64 {
+    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>, heard: Heard) -> u64 {
         self.next_id += 1;
         self.subs.entry(subscriber).or_default().insert(
             self.next_id,
             Socket {
                 tx,
                 backlog: VecDeque::new(),
+                heard,
             },
         );
         self.next_id
@@ -742,6 +759,16 @@ impl Sockets {
         if let Some(sock) = self.subs.get_mut(subscriber).and_then(|s| s.get_mut(&id)) {
             sock.refill();
         }
+    }
+
+    /// Whether a socket of `subscriber` was heard from within [`WS_LIVE_WITHIN`] of `now`.
+    fn live(&self, subscriber: &Subscriber, now: Duration) -> bool {
+        (self
+            .subs
+            .get(subscriber)
+            .into_iter()
+            .flat_map(BTreeMap::values))
+        .any(|sock| now.saturating_sub(sock.heard.get()) <= WS_LIVE_WITHIN)
     }
 
     fn remove(&mut self, subscriber: &Subscriber, id: u64) {
@@ -795,11 +822,15 @@ fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
             return;
         };
         let text = serde_json::to_string(&event).unwrap_or_default();
+        let live = sockets.borrow().live(&subscriber, cloud.borrow().clock);
         let counts = sockets.borrow_mut().deliver(&subscriber, &text);
         let mut c = cloud.borrow_mut();
         c.count_delivery(counts);
         if counts.0 > 0 {
             c.note_delivered(&subscriber, &event);
+            if live {
+                c.note_assignment_heard(&subscriber, &event);
+            }
         }
     }
 }
@@ -949,7 +980,7 @@ mod tests {
         let node = Subscriber::Connector("exp-a-1".into());
         let mut sockets = Sockets::default();
         let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-        let id = sockets.add(node.clone(), tx);
+        let id = sockets.add(node.clone(), tx, Heard::default());
         let burst = 15_000;
         let mut counts = (0, 0, 0);
         for i in 0..burst {
@@ -972,7 +1003,7 @@ mod tests {
         // A subscriber further behind than queue and backlog together is stuck: dropped.
         sockets.remove(&node, id);
         let (tx, _rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-        sockets.add(node.clone(), tx);
+        sockets.add(node.clone(), tx, Heard::default());
         let total = (WS_QUEUE_MAX + WS_BACKLOG_MAX) as u64;
         let dropped: u64 = (0..=total).map(|_| sockets.deliver(&node, "e").2).sum();
         assert_eq!(dropped, 1);

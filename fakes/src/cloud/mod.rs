@@ -820,6 +820,18 @@ impl Cloud {
         }
     }
 
+    /// The driver queued assignment `event` on a socket of `to` that it had heard from
+    /// within [`http::WS_LIVE_WITHIN`]: the node hears it (logged in the [`BridgeLog`], the
+    /// status page check's expectation, spec 69).
+    pub fn note_assignment_heard(&mut self, to: &Subscriber, event: &Event) {
+        if let (Subscriber::Connector(node), Event::Assignment { added, removed, .. }) = (to, event)
+        {
+            for email in added.iter().chain(removed) {
+                self.bridge_log.assignment_heard(email, node, self.clock);
+            }
+        }
+    }
+
     fn count_error(&mut self, e: &CloudError) {
         match e {
             CloudError::BadJson(_) => self.stats.bad_json += 1,

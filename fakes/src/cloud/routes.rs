@@ -160,6 +160,7 @@ impl Cloud {
             }
             (Get, ["v1", "connectors", "assignments"]) => {
                 let id = self.registered_connector(token)?;
+                self.bridge_log.assignments_answered(&id, now);
                 ok(json!({ "connector_id": id, "users": self.assign.users_of(&id) }))
             }
             (Post, ["v1", "events", "redeliver"]) => {

@@ -487,6 +487,13 @@ pub struct ConnectorNode {
     /// The cluster peers' shares of the status page's counts, by node id (spec 69-71), as the
     /// last heartbeat answer gave them.
     peer_shares: BTreeMap<String, Share>,
+    /// Home IM&P nodes of users assigned here that the directory lacks, as peers told them
+    /// (spec 69, 71; [`StatusInputs::homes`]). Only assigned users: removed on unassignment.
+    peer_homes: BTreeMap<String, String>,
+    /// The users whose home node the peers asked for at the last heartbeat answer, which the
+    /// next heartbeat tells where this node's directory knows it (at most
+    /// [`status_page::HOMES_ASKED_MAX`] per peer).
+    peer_asks: BTreeSet<String>,
     published: BTreeMap<String, JabberPresence>,
     sessions: SessionManager,
     failover: Failover,
@@ -630,6 +637,8 @@ impl ConnectorNode {
             assignments_heard: false,
             awaiting_assignments: VecDeque::new(),
             peer_shares: BTreeMap::new(),
+            peer_homes: BTreeMap::new(),
+            peer_asks: BTreeSet::new(),
             published: BTreeMap::new(),
             node_versions: BTreeMap::new(),
             held: BTreeMap::new(),

@@ -12,6 +12,7 @@ fn the_stanza_id_of_a_post_is_read_back_from_its_client_id() {
     assert_eq!(stanza_id_of("webex:whatever"), None);
 }
 
+use super::status_page::{HOMES_ASKED_MAX, NAME_BYTES_MAX};
 use rand_chacha::ChaCha8Rng;
 use rand_chacha::rand_core::SeedableRng as _;
 
@@ -727,4 +728,89 @@ fn a_post_held_by_a_peer_keeps_its_wait_when_the_cloud_answers() {
     let other = only(requests(&mut n), "/v1/spaces/other/activities");
     n.handle_http(later, other.id, 200, b"{}", &mut rng);
     assert!(n.poll_timeout(later).is_some_and(|at| at > later));
+}
+
+/// A heartbeat answer carrying `from`'s share as its one peer, as the cloud hands it back.
+fn answer_with_peer(from: &ConnectorNode, id: &str, now: Duration) -> Value {
+    json!({"peers": [{"id": id, "share": from.status_json(now)["share"]}]})
+}
+
+/// Spec 69: "Users Enabled for Hybrid Message Service is the number of Hybrid Message-enabled
+/// users that Webex has assigned to this particular Expressway cluster"; spec 71: each node's
+/// row "contributes a portion to the total". Explore seed 66: exp-a-1 restarted while cluster
+/// a's AXL publisher was down for good and cannot discover the cluster again (spec 22), yet
+/// the cloud keeps a cluster a user exp-a-2 discovered on it. exp-a-1's page left that user
+/// out of its totals, since it could place them in no node row. It asks its peers with its
+/// heartbeat, a peer that discovered the user tells their home node with its own, and the
+/// user counts in that row, active as the cloud told; the node keeps it once the peer stops
+/// telling, and forgets it when the user is unassigned.
+#[test]
+fn a_user_assigned_here_that_only_a_peer_discovered_counts_on_the_home_node_it_tells() {
+    let t = Duration::from_secs(400);
+    let (mut one, mut two) = (node(), node());
+    let alice = AxlUser {
+        userid: "alice".into(),
+        email: Some(ALICE.into()),
+        jid: ALICE.into(),
+        home: "imp-a-2".into(),
+        intercluster: false,
+    };
+    two.directory = Directory::build(&[("a".into(), vec![alice])]);
+    // exp-a-1's discovery of cluster a failed: settled with what answered (spec 22).
+    one.registered = true;
+    one.assigned.insert(ALICE.to_string());
+    let used = json!({"states": [{"email": ALICE, "last_interop_ms": 300_000}]});
+    one.on_presence(t, &used);
+    // exp-a-1's heartbeat asks; exp-a-2 reads the ask at its own and tells at the next.
+    two.on_heartbeat(t, &answer_with_peer(&one, "exp-a-1", t));
+    one.on_heartbeat(t, &answer_with_peer(&two, "exp-a-2", t));
+    let page = one.status_page(t);
+    assert_eq!((page.enabled, page.active), (1, 1), "{page:?}");
+    let row = page.nodes.iter().find(|r| r.node == "imp-a-2");
+    assert_eq!(row.map(|r| (r.users, r.active)), Some((1, 1)), "{page:?}");
+    assert!(page.consistent().is_ok(), "{page:?}");
+    // exp-a-1 no longer asks, so exp-a-2 no longer tells: exp-a-1 keeps what it learned.
+    two.on_heartbeat(t, &answer_with_peer(&one, "exp-a-1", t));
+    assert!(two.status_json(t)["share"].get("homes").is_none());
+    one.on_heartbeat(t, &answer_with_peer(&two, "exp-a-2", t));
+    assert_eq!(one.status_page(t).enabled, 1);
+    one.unassign(ALICE, t);
+    assert!(one.peer_homes.is_empty(), "forgotten with the user");
+    // A node's heartbeat with nothing to ask or tell is as before: its counts only.
+    let share = two.status_json(t)["share"].clone();
+    let keys: Vec<&String> = share.as_object().expect("an object").keys().collect();
+    assert_eq!(keys, ["active", "enabled", "nodes"]);
+}
+
+/// A peer's share may ask for and tell any number of homes: at most [`HOMES_ASKED_MAX`] of
+/// each are read, names longer than a host name are ignored, and a home told for a user not
+/// assigned here is not kept.
+#[test]
+fn homes_asked_and_told_by_a_peer_are_bounded() {
+    let t = Duration::from_secs(400);
+    let mut n = node();
+    n.registered = true;
+    let many: Vec<String> = (0..10 * HOMES_ASKED_MAX)
+        .map(|i| format!("u{i}@x"))
+        .collect();
+    n.assigned.extend(many.iter().cloned());
+    let told: Vec<Value> = many
+        .iter()
+        .map(|e| json!({"email": e, "node": "imp-a-1"}))
+        .chain([json!({"email": "stranger@x", "node": "imp-a-1"})])
+        .collect();
+    let long = "n".repeat(NAME_BYTES_MAX + 1);
+    let share = json!({"enabled": 0, "active": 0, "nodes": [], "homes_asked": many, "homes": told});
+    let long_home =
+        json!({"enabled": 0, "active": 0, "nodes": [], "homes": [{"email": "u0@x", "node": long}]});
+    let answer = json!({"peers": [{"id": "exp-a-2", "share": long_home}, {"id": "exp-a-3", "share": share}]});
+    n.on_heartbeat(t, &answer);
+    assert_eq!(n.peer_asks.len(), HOMES_ASKED_MAX);
+    assert_eq!(n.peer_homes.len(), HOMES_ASKED_MAX);
+    assert!(n.peer_homes.values().all(|h| h == "imp-a-1"));
+    assert!(!n.peer_homes.contains_key("stranger@x"));
+    let asked = n.status_json(t)["share"]["homes_asked"]
+        .as_array()
+        .map(Vec::len);
+    assert_eq!(asked, Some(HOMES_ASKED_MAX), "the next ones are asked");
 }

@@ -58,6 +58,7 @@ impl ConnectorNode {
         self.assigned.remove(user);
         self.jabber_seen.remove(user);
         self.interop_seen.remove(user);
+        self.peer_homes.remove(user);
         // Moved to another node (or unassigned): make-before-break, so a message IM&P routes
         // to the session before the new node opens one is still bridged (spec 29).
         self.sessions.release(user, now);
