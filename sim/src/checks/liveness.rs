@@ -250,7 +250,7 @@ fn devices_liveness(
     } else {
         let nodes: Vec<&str> = stranded.iter().map(String::as_str).collect();
         format!(
-            "; {} devices of users homed on {} not back, as expected: down for good with no PRG failover",
+            "; {} devices of users homed on {} not back, as expected: down for good with no PRG peer up to take them over",
             excused.len(),
             nodes.join(", ")
         )
