@@ -250,7 +250,7 @@ fn devices_liveness(
     } else {
         let nodes: Vec<&str> = stranded.iter().map(String::as_str).collect();
         format!(
-            "; {} devices of users homed on {} not back, as expected: down for good with no PRG failover",
+            "; {} devices of users homed on {} not back, as expected: down for good with no PRG peer up to take them over",
             excused.len(),
             nodes.join(", ")
         )
@@ -441,6 +441,29 @@ mod tests {
         // Back after a while: not stranded (liveness waits for it).
         let timed = "  - { at: 6m, for: 2m, crash: [imp-a-2] }\n";
         assert!(stranded("high_availability: false", timed).is_empty());
+    }
+
+    /// Both nodes of a PRG pair down for good (explore seed 5077: imp-a-2 fails at 61 s,
+    /// imp-a-1 takes its users over at 122 s, then fails at 133 s): nobody is left to take
+    /// either over, so the users of both are stranded, whether the second failure came before
+    /// the takeover or after it. One of the pair back later: nothing is stranded for good.
+    #[test]
+    fn both_nodes_of_a_prg_pair_down_for_good_strand_their_users() {
+        let prg = "high_availability: true, heartbeat_timeout: 1m";
+        let fail = |at: &str, node: &str| {
+            format!("  - {{ at: {at}, imp_failover: {{ node: {node}, mode: automatic }} }}\n")
+        };
+        let stranded = |faults: &str| stranded_nodes(&scenario(prg, faults));
+        let both = BTreeSet::from(["imp-a-1".to_string(), "imp-a-2".to_string()]);
+        let after = format!("{}{}", fail("61s", "imp-a-2"), fail("133s", "imp-a-1"));
+        assert_eq!(stranded(&after), both);
+        let before = format!("{}{}", fail("61s", "imp-a-2"), fail("90s", "imp-a-1"));
+        assert_eq!(stranded(&before), both);
+        let back = format!(
+            "{}  - {{ at: 133s, for: 2m, crash: [imp-a-1] }}\n",
+            fail("61s", "imp-a-2")
+        );
+        assert!(stranded(&back).is_empty());
     }
 
     /// Whether the peer takes a node down for good over depends on high availability when the

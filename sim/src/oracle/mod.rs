@@ -38,6 +38,14 @@ pub const RISK_MARGIN: Duration = Duration::from_secs(150);
 /// a few at coarser ticks.
 pub const IN_FLIGHT_SLACK: Duration = Duration::from_secs(5);
 
+/// After a fault that kept a connector node from passing messages on ends, what the node holds
+/// gets out at its next retry of the KMS or cloud request that failed. A connector backs off
+/// between retries (hmsim's up to a minute; the guides name no figure), so a node that stops
+/// within this long of the fault's end may still hold messages sent during it (explore seed
+/// 4801 shrunk: a KMS outage ended at 235 s, the Expressway's own maintenance mode at 251 s
+/// found a Webex message of 216 s still waiting for its key).
+pub const BACKLOG_DRAIN: Duration = Duration::from_secs(60);
+
 /// Delivery expectation for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -272,7 +280,7 @@ impl<'a> Oracle<'a> {
             .prg_changes
             .iter()
             .any(|&t| m.sent_at + PRG_SAMPLE_SLACK >= t && m.sent_at <= t + RISK_MARGIN);
-        if moved {
+        if moved || self.held_at_stop(m) {
             return true;
         }
         let farm = |u: &str| self.users.get(u).map(|(f, _)| f.as_str());
@@ -302,6 +310,29 @@ impl<'a> Oracle<'a> {
             } else {
                 m.sent_at + IN_FLIGHT_SLACK >= start && m.sent_at <= end + RISK_MARGIN
             }
+        })
+    }
+}
+
+impl Oracle<'_> {
+    /// Whether `m` may have been waiting in a connector node's memory when the node stopped
+    /// ([`crate::plan::faults::stops_connector`]): sent while a fault kept the node from
+    /// passing messages on ([`crate::plan::faults::holds_at_connector`]), and the node stopped
+    /// after the send, during that fault or within [`BACKLOG_DRAIN`] of its end (explore
+    /// seed 4801). Without a holding fault, the stream-breaking window of [`Oracle::at_risk`]
+    /// covers what was in flight.
+    fn held_at_stop(&self, m: &MessageRecord) -> bool {
+        use crate::plan::faults::{holds_at_connector, stops_connector, window};
+        let faults = &self.s.faults;
+        faults.iter().filter(|f| stops_connector(f)).any(|stop| {
+            let at = stop.at.0;
+            faults.iter().filter(|f| holds_at_connector(f)).any(|h| {
+                let (start, end) = window(h);
+                let end = if h.for_.is_some() { end } else { Duration::MAX };
+                m.sent_at + IN_FLIGHT_SLACK >= start
+                    && m.sent_at <= at
+                    && at <= end.saturating_add(BACKLOG_DRAIN)
+            })
         })
     }
 }
@@ -366,6 +397,51 @@ mod tests {
             "before clients are back"
         );
         assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
+    }
+
+    /// A message a connector node holds when it stops is at risk (explore seed 4801: sent at
+    /// 244 s during a KMS outage of 188-282 s, still in the node's backlog when the Expressway
+    /// went into its own maintenance mode at 251 s). Held only while a fault kept the node from
+    /// passing it on: without the KMS outage, or sent before it, the stop puts only the last
+    /// `IN_FLIGHT_SLACK` at risk.
+    #[test]
+    fn a_message_held_by_a_connector_node_when_it_stops_is_at_risk() {
+        let yaml = |faults: &str| {
+            format!(
+                "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 1 }}]\n  expressway_clusters: [{{ name: a, size: small, nodes: 1, imp_clusters: [a] }}]\nusers: {{ count: 2, jabber: 100%, webex: 100%, hybrid_message: 100% }}\nfaults:\n{faults}"
+            )
+        };
+        let kms = "  - { at: 188s, for: 94s, kms_outage: {} }\n";
+        let stop = "  - { at: 251s, for: 29s, expressway_maintenance: { node: exp-a-1 } }\n";
+        let risky = |faults: &str, secs: u64| {
+            let s = crate::parse("t.yaml", &yaml(faults)).expect("valid test scenario");
+            let out = output(&s, Rc::new(Observer::new()));
+            Oracle::new(&s, &out).at_risk(&undelivered(ALICE, BOB, secs))
+        };
+        let both = format!("{kms}{stop}");
+        assert!(risky(&both, 244), "held in the backlog at the stop");
+        assert!(risky(&both, 190), "held since early in the outage");
+        assert!(!risky(&both, 180), "sent before the KMS outage");
+        assert!(
+            !risky(stop, 244),
+            "nothing held it: it was on its way long before"
+        );
+        assert!(risky(stop, 247), "in flight at the stop");
+        let restart = "  - { at: 251s, connector_restart: { node: exp-a-1 } }\n";
+        assert!(
+            risky(&format!("{kms}{restart}"), 244),
+            "a restart loses the backlog too"
+        );
+        let soon = "  - { at: 300s, for: 29s, expressway_maintenance: { node: exp-a-1 } }\n";
+        assert!(
+            risky(&format!("{kms}{soon}"), 244),
+            "the backlog may wait for a retry"
+        );
+        let late = "  - { at: 343s, for: 29s, expressway_maintenance: { node: exp-a-1 } }\n";
+        assert!(
+            !risky(&format!("{kms}{late}"), 244),
+            "the backlog was passed on before"
+        );
     }
 
     /// A message sent at `secs` from one user to another, delivered nowhere.

@@ -123,6 +123,44 @@ pub fn breaks_streams(f: &Fault) -> bool {
     !keeps_streams
 }
 
+/// Whether a fault stops a connector node abruptly, losing what it holds in memory: a crash or
+/// bounce of its Expressway, the Expressway's own maintenance mode (the guide: "Cisco Webex does
+/// not recognize the Expressway's own maintenance mode. If you take an Expressway out of service
+/// in this way, it looks like an uncontrolled outage of that connector"), or a restart of the
+/// connector. The guide: "The service is not robust to other uncontrolled outages, including
+/// [...] Unexpected failure of an Expressway. Unexpected failure of Message Connector."
+pub fn stops_connector(f: &Fault) -> bool {
+    f.crash.as_ref().is_some_and(names_expressway)
+        || f.bounce.as_ref().is_some_and(names_expressway)
+        || f.expressway_maintenance.is_some()
+        || f.connector_restart.is_some()
+}
+
+/// Whether a fault keeps connector nodes from passing on what they took: the KMS or the cloud
+/// down or refusing, or a network fault on an Expressway's links. Messages then wait in the
+/// node's memory for as long as the fault lasts.
+pub fn holds_at_connector(f: &Fault) -> bool {
+    let between = |b: &crate::scenario::Between| names_expressway(&b.a) || names_expressway(&b.b);
+    f.kms_outage.is_some()
+        || f.cloud_outage.is_some()
+        || f.http_errors.is_some()
+        || f.partition.as_ref().is_some_and(between)
+        || f.hold.as_ref().is_some_and(between)
+        || f.partition_oneway
+            .as_ref()
+            .is_some_and(|o| names_expressway(&o.from) || names_expressway(&o.to))
+        || f.packet_loss
+            .as_ref()
+            .is_some_and(|p| names_expressway(&p.a) || names_expressway(&p.b))
+        || f.link_latency
+            .as_ref()
+            .is_some_and(|l| names_expressway(&l.a) || names_expressway(&l.b))
+}
+
+fn names_expressway(h: &crate::scenario::Hosts) -> bool {
+    h.0.iter().any(|h| h.starts_with("exp-"))
+}
+
 /// Builds the sorted action timeline. Only kinds validation lets through appear here.
 pub fn timeline(faults: &[Fault], base: BaseLatency) -> Vec<Timed> {
     let mut out: Vec<(Duration, usize, Timed)> = Vec::new();

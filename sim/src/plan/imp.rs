@@ -95,13 +95,41 @@ fn high_availability_from(s: &Scenario, c: &ImpCluster, at: Duration) -> bool {
 /// earliest, if several faults do it): a crash (or an automatic failover) without `for`, of a
 /// node without a PRG peer or whose PRG has high availability off from the time the peer's
 /// heartbeat timeout runs out on (a `prg_high_availability` change counts at once, spec 61;
-/// switched off between the failure and the takeover, nobody takes over: explore seed 165). High availability is what moves a
-/// failed node's users to its peer (the guide: "The Hybrid Message Service automatically
+/// switched off between the failure and the takeover, nobody takes over: explore seed 165), or
+/// whose peer is down for good too (from the node's failure if the peer failed before the
+/// takeover, else from the peer's). High availability is what moves a failed node's users to
+/// its peer (the guide: "The Hybrid Message Service automatically
 /// responds to an unexpected failure of an IM and Presence Service node" through the PRG's
 /// failover, spec 64-65); without it, the node's users have no service until it returns, which
 /// it never does here.
 pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
+    let down = down_for_good(s);
     let mut out: BTreeMap<String, Duration> = BTreeMap::new();
+    for (n, (failed_at, c)) in &down {
+        let takeover_at = *failed_at + c.prg.heartbeat_timeout.0;
+        let peer = node_config(c).peer_of(n).map(str::to_string);
+        let taken_over = high_availability_from(s, c, takeover_at) && peer.is_some();
+        // The peer down for good too: before the takeover nobody takes the node over; after
+        // it, the users it took over lose it in turn, with nobody left to take them back
+        // (explore seed 5077).
+        let peer_down = peer.and_then(|p| down.get(&p).map(|(at, _)| *at));
+        let since = match peer_down {
+            _ if !taken_over => Some(*failed_at),
+            Some(p_at) if p_at <= takeover_at => Some(*failed_at),
+            Some(p_at) => Some(p_at),
+            None => None,
+        };
+        if let Some(at) = since {
+            out.insert(n.clone(), at);
+        }
+    }
+    out
+}
+
+/// IM&P nodes failed for good (a crash or an automatic failover without `for`), each with the
+/// earliest time a fault did it and its cluster.
+fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
+    let mut out: BTreeMap<String, (Duration, &ImpCluster)> = BTreeMap::new();
     for f in s.faults.iter().filter(|f| f.for_.is_none()) {
         let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
         let automatic = f
@@ -118,13 +146,8 @@ pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
             else {
                 continue; // not an IM&P node
             };
-            let takeover_at = f.at.0 + c.prg.heartbeat_timeout.0;
-            let taken_over =
-                high_availability_from(s, c, takeover_at) && node_config(c).peer_of(n).is_some();
-            if !taken_over {
-                let at = out.entry(n.clone()).or_insert(f.at.0);
-                *at = (*at).min(f.at.0);
-            }
+            let at = out.entry(n.clone()).or_insert((f.at.0, c));
+            at.0 = at.0.min(f.at.0);
         }
     }
     out
