@@ -266,9 +266,6 @@ impl<'a> Oracle<'a> {
 
     /// Whether a fault could have swallowed `m` (see [`Oracle::expect`]).
     pub fn at_risk(&self, m: &MessageRecord) -> bool {
-        if self.died_unsent(m) {
-            return true;
-        }
         // A PRG moving users (failover or fallback, manual or automatic) ends their streams
         // with `see-other-host`: what is in flight then is lost, as with any broken stream.
         let moved = self
@@ -308,54 +305,6 @@ impl<'a> Oracle<'a> {
         })
     }
 }
-
-impl Oracle<'_> {
-    /// Whether `m` died with the Webex App device that held it unsent (explore 5779): a post
-    /// the cloud did not take ends the session and waits in the device's outbox for the next
-    /// login; a crash or bounce of the device's client farm before that login wipes the
-    /// outbox with the rest of the app's memory, and the user's next device (a new
-    /// incarnation, `webex.<n+1>`) never knew of it. Nothing of the bridge ever saw the
-    /// message. Judged from sessions alone: the sending device's session ended within
-    /// [`OUTBOX_SLACK`] after the send, it never logged in again, and another Webex device of
-    /// the sender logged in after a crash or bounce of a `webex-` farm that came after the
-    /// send. A device that did log in again had its outbox re-sent and stays judged.
-    fn died_unsent(&self, m: &MessageRecord) -> bool {
-        if m.client != ClientKind::Webex {
-            return false;
-        }
-        let key = (m.from.clone(), m.sender_device.clone());
-        let Some(events) = self.sessions.get(&key) else {
-            return false;
-        };
-        let after: Vec<_> = events.iter().filter(|(at, _)| *at >= m.sent_at).collect();
-        let ended = match after.as_slice() {
-            [(at, false)] => *at,
-            _ => return false, // still up, never ended, or logged in again
-        };
-        if ended > m.sent_at + OUTBOX_SLACK {
-            return false;
-        }
-        let farm_restarts = self.s.faults.iter().filter_map(|f| {
-            let hosts = f.crash.as_ref().or(f.bounce.as_ref())?;
-            let webex = hosts.0.iter().any(|h| h.starts_with("webex-"));
-            let (start, _) = crate::plan::faults::window(f);
-            (webex && start >= ended).then_some(start)
-        });
-        let next_device_since = |t: Duration| {
-            self.sessions.iter().any(|((u, d), ev)| {
-                *u == m.from
-                    && *d != m.sender_device
-                    && interop::client_of_device(d) == ClientKind::Webex
-                    && ev.iter().any(|(at, up)| *up && *at >= t)
-            })
-        };
-        farm_restarts.into_iter().any(next_device_since)
-    }
-}
-
-/// A Webex App post the cloud did not take ends the session at once (the answer to one HTTP
-/// request); a session that ends later than this after a send did not end on that post.
-pub const OUTBOX_SLACK: Duration = Duration::from_secs(5);
 
 /// PRG states are sampled, so a change is seen up to this long after it happened.
 const PRG_SAMPLE_SLACK: Duration = Duration::from_secs(5);
@@ -417,64 +366,6 @@ mod tests {
             "before clients are back"
         );
         assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
-    }
-
-    /// Explore 5779: three Webex App posts the cloud answered 503 waited in their device's
-    /// outbox; the Webex farm bounced before the device logged in again, and its next
-    /// incarnation never knew of them. They died with the device (at risk); a post whose
-    /// device logged in again (and re-sent its outbox), one whose session did not end on it,
-    /// and one from a farm that did not restart stay due.
-    #[test]
-    fn a_webex_post_held_unsent_by_a_device_its_farm_restart_killed_is_at_risk() {
-        let yaml = |fault: &str| {
-            format!(
-                "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 1 }}]\nusers: {{ count: 2, jabber: 100%, webex: 100% }}\nfaults:\n  - {{ at: 200s, {fault} }}\n"
-            )
-        };
-        let s = crate::parse("t.yaml", &yaml("bounce: [webex-1]")).expect("valid scenario");
-        let out = output(&s, Rc::new(Observer::new()));
-        let session = |o: &mut Oracle, device: &str, secs: u64, up: bool| {
-            o.add_session(crate::history::observer::SessionEvent {
-                at: Duration::from_secs(secs),
-                user: ALICE.into(),
-                device: device.into(),
-                up,
-                reason: String::new(),
-            });
-        };
-        let post = |secs: u64| MessageRecord {
-            client: ClientKind::Webex,
-            sender_device: "webex.0".into(),
-            ..undelivered(ALICE, BOB, secs)
-        };
-        let mut oracle = Oracle::new(&s, &out);
-        session(&mut oracle, "webex.0", 10, true);
-        session(&mut oracle, "webex.0", 100, false);
-        session(&mut oracle, "webex.1", 230, true);
-        assert!(
-            oracle.at_risk(&post(100)),
-            "held unsent when the farm bounced"
-        );
-        assert_eq!(oracle.expect(&post(100)), Expect::AtRisk);
-        assert!(
-            !oracle.at_risk(&post(90)),
-            "the session did not end on this post"
-        );
-        let mut relogged = Oracle::new(&s, &out);
-        session(&mut relogged, "webex.0", 10, true);
-        session(&mut relogged, "webex.0", 100, false);
-        session(&mut relogged, "webex.0", 130, true);
-        session(&mut relogged, "webex.1", 230, true);
-        assert!(
-            !relogged.at_risk(&post(100)),
-            "logged in again: the outbox was re-sent"
-        );
-        let s = crate::parse("t.yaml", &yaml("for: 10s, crash: imp-a-1")).expect("valid scenario");
-        let mut other = Oracle::new(&s, &out);
-        session(&mut other, "webex.0", 10, true);
-        session(&mut other, "webex.0", 100, false);
-        session(&mut other, "webex.1", 230, true);
-        assert!(!other.at_risk(&post(100)), "no Webex farm restarted");
     }
 
     /// A message sent at `secs` from one user to another, delivered nowhere.
