@@ -77,12 +77,50 @@ impl Plan {
     }
 
     /// Each user's Webex email → bare JID, where the two differ (spec 24): how the history
-    /// names the people Webex clients name by email.
+    /// names the people Webex clients name by email. Also each second account of a user with
+    /// a duplicate mail ID (spec 25) → that user's JID: the account carries the same mail ID,
+    /// the identity key (spec 24), so a connector that discovered only its cluster bridges
+    /// the person's Webex messages from it, and they are still that person's.
     pub fn jid_of_email(&self, s: &Scenario) -> BTreeMap<String, String> {
+        let seconds = self.users.iter().filter_map(|u| {
+            let (_, _, jid) = u.duplicate_record(s)?;
+            Some((jid, u.jid.clone()))
+        });
         self.users
             .iter()
             .map(|u| (self::connector::webex_email(u, s), u.jid.clone()))
             .filter(|(email, jid)| email != jid)
+            .chain(seconds)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Spec 24-25: a user with a duplicate mail ID has a second IM&P account on another
+    /// cluster; a connector that discovered only that cluster (the other's AXL down) knows
+    /// the mail ID by that account alone and bridges the user's Webex messages from its JID.
+    /// The history names that account by its person, as it names a differing Webex email.
+    #[test]
+    fn a_second_account_with_the_same_mail_id_is_named_by_its_person() {
+        let text = "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: \
+                    [{ name: a, nodes: 1 }, { name: b, nodes: 1 }]\n\
+                    users:\n  count: 200\n  duplicate_mail_id: 20%\n";
+        let s = crate::parse("t.yaml", text).unwrap();
+        let plan = Plan::new(&s, 1);
+        let names = plan.jid_of_email(&s);
+        let mut seconds = 0;
+        for u in &plan.users {
+            match u.duplicate_record(&s) {
+                Some((_, _, jid)) => {
+                    seconds += 1;
+                    assert_eq!(names.get(&jid), Some(&u.jid), "{jid}");
+                }
+                None => assert!(!names.contains_key(&u.jid), "{}", u.jid),
+            }
+        }
+        assert!(seconds > 0, "the population has second accounts");
     }
 }
