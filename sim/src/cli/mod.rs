@@ -391,6 +391,7 @@ pub fn run_scenario_with(
         capture_log: crate::checks::needs(s).log,
         awaits: Some(crate::checks::liveness::liveness_awaited),
         progress_every: lines.every,
+        self_check_quiescence: false,
     };
     let out = run::run(s, seed, opts, &mut |p| reporter.update(p));
     let wall = WallFacts {

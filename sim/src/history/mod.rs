@@ -32,6 +32,8 @@ pub struct History {
     pub elapsed: Duration,
     /// Steps executed.
     pub steps: u64,
+    /// Judgements of [`crate::run::Options::self_check_quiescence`] made (0 without it).
+    pub quiescence_self_checks: u64,
     /// Faults as applied.
     pub applied: Vec<Timed>,
     /// Sampled series of counts: name → points (plots; status pages, moves and PRG states
@@ -94,6 +96,7 @@ impl History {
             failure: None,
             elapsed: Duration::ZERO,
             steps: 0,
+            quiescence_self_checks: 0,
             applied: Vec::new(),
             series: BTreeMap::new(),
             status_pages: BTreeMap::new(),

@@ -88,9 +88,8 @@ impl Uses {
             .push((at, webex));
     }
 
-    /// Every user's uses, leaving out users with none: for tests comparing two ways of
+    /// Every user's uses, leaving out users with none: for self-checks comparing two ways of
     /// reaching them.
-    #[cfg(test)]
     pub fn by_user(&self) -> BTreeMap<&str, &[(Duration, bool)]> {
         (self.uses.iter())
             .filter(|(_, v)| !v.is_empty())

@@ -59,6 +59,10 @@ pub struct Options {
     /// (at least every simulated second). `hmsim run --progress-every 1m` sets it, for a line
     /// (and a CPU-seconds figure) per simulated minute.
     pub progress_every: Option<Duration>,
+    /// A self-check of the incremental quiescence judgement: from the start of the run, once
+    /// per simulated second, judge both incrementally and over the whole history and panic if
+    /// they differ (the count lands in [`History::quiescence_self_checks`]). Slow; for tests.
+    pub self_check_quiescence: bool,
 }
 
 /// See [`Options::awaits`].
@@ -90,7 +94,7 @@ fn run_world(
         .unwrap_or((s.duration.0 / 50).max(Duration::from_secs(1)));
     step_loop(
         &mut world,
-        (s, opts.awaits, progress_every),
+        (s, opts.awaits, progress_every, opts.self_check_quiescence),
         &plan.timeline,
         &mut out,
         progress,
@@ -101,7 +105,7 @@ fn run_world(
 
 fn step_loop(
     world: &mut World<'_>,
-    (s, awaits, progress_every): (&Scenario, Option<Awaits>, Duration),
+    (s, awaits, progress_every, self_check): (&Scenario, Option<Awaits>, Duration, bool),
     timeline: &[Timed],
     out: &mut History,
     progress: &mut dyn FnMut(Progress),
@@ -109,7 +113,7 @@ fn step_loop(
     let mut next_bridge = Duration::ZERO;
     let mut next_quiescence = Duration::ZERO;
     let mut prg_watch = sample::Watch::default();
-    let mut quiet = Quiet::default();
+    let mut quiet = Quiet::self_checking(self_check);
     let duration = s.duration.0;
     let deadline = duration + s.drain.0;
     let sample_every = crate::history::sample_every(s);
@@ -139,7 +143,6 @@ fn step_loop(
             });
             next_progress += progress_every;
         }
-        #[cfg(test)]
         quiet.check_before(s, out, (now, duration));
         // Quiescence is judged once per simulated second, not per tick.
         if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
@@ -341,19 +344,20 @@ mod tests {
     /// copies).
     #[test]
     fn the_incremental_quiescence_judgement_equals_the_full_one_at_every_second() {
-        quiet::CHECK_FROM_START.set(true);
         for name in LIBRARY {
             let path = format!("{}/../scenarios/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
             let s = crate::load(std::path::Path::new(&path)).expect("a library scenario");
-            let before = quiet::CHECKED.get();
-            run(&s, s.seed, Options::default(), &mut |_| {});
-            let seconds = s.duration.0.as_secs() as usize;
+            let opts = Options {
+                self_check_quiescence: true,
+                ..Options::default()
+            };
+            let out = run(&s, s.seed, opts, &mut |_| {});
+            let seconds = s.duration.0.as_secs();
             assert!(
-                quiet::CHECKED.get() - before + 1 >= seconds,
+                out.quiescence_self_checks + 1 >= seconds,
                 "{name}: judged at every second before its duration"
             );
         }
-        quiet::CHECK_FROM_START.set(false);
     }
 
     /// See [`the_incremental_quiescence_judgement_equals_the_full_one_at_every_second`].

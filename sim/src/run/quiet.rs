@@ -29,18 +29,10 @@ use std::collections::{BTreeMap, BTreeSet};
 pub(super) struct Quiet<'a> {
     last: Option<(HistoryMark, bool)>,
     live: Option<Live<'a>>,
-    /// Tests: when the next judgement before `duration` is due, and how many there were.
-    #[cfg(test)]
+    /// [`super::Options::self_check_quiescence`]: judge both ways from the start.
+    self_check: bool,
+    /// When the next self-check judgement before `duration` is due.
     next_check: std::time::Duration,
-}
-
-#[cfg(test)]
-thread_local! {
-    /// Tests: judge both ways once per simulated second from the start of the run, not only
-    /// after `duration` ([`Quiet::check_before`]).
-    pub(super) static CHECK_FROM_START: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-    /// Tests: the judgements [`Quiet::check_before`] made on this thread.
-    pub(super) static CHECKED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// What [`super::quiescent`] reads of a history, as counts that grow with every change: the
@@ -91,17 +83,25 @@ impl<'a> Quiet<'a> {
         verdict
     }
 
-    /// Tests, with [`CHECK_FROM_START`] set: before `duration`, once per simulated second,
-    /// judges incrementally and in full (with a history still full of open messages), and
-    /// panics if they differ. After `duration` [`Quiet::judge`] checks.
-    #[cfg(test)]
+    /// A judge that, if `self_check`, also runs [`Quiet::check_before`].
+    pub(super) fn self_checking(self_check: bool) -> Self {
+        Self {
+            self_check,
+            ..Self::default()
+        }
+    }
+
+    /// With [`super::Options::self_check_quiescence`]: before `duration`, once per simulated
+    /// second, judges incrementally and in full (with a history still full of open messages),
+    /// and panics if they differ; counts the judgements in `out`. After `duration` debug
+    /// builds check in [`Quiet::judge`].
     pub(super) fn check_before(
         &mut self,
         s: &'a Scenario,
-        out: &History,
+        out: &mut History,
         (now, duration): (std::time::Duration, std::time::Duration),
     ) {
-        if !CHECK_FROM_START.get() || now >= duration || now < self.next_check {
+        if !self.self_check || now >= duration || now < self.next_check {
             return;
         }
         self.next_check = now + super::QUIESCENCE_EVERY;
@@ -127,7 +127,7 @@ impl<'a> Quiet<'a> {
             "{}: sessions at {now:?}",
             s.name
         );
-        CHECKED.set(CHECKED.get() + 1);
+        out.quiescence_self_checks += 1;
     }
 
     fn live(&mut self, s: &'a Scenario, out: &History) -> &mut Live<'a> {
