@@ -93,6 +93,13 @@ impl Harness {
         self.drain();
     }
 
+    /// Request `req` fails at the transport (`why`: timed out, refused).
+    pub fn fail(&mut self, req: &HttpRequest, why: &str) {
+        self.node
+            .handle_http_failure(self.now, req.id, why, &mut self.rng);
+        self.drain();
+    }
+
     /// A cloud event, given as the JSON text frame the cloud sends.
     pub fn event(&mut self, json: &str) {
         let ev: Event = serde_json::from_str(json).expect("an event as the cloud sends it");

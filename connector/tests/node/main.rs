@@ -511,6 +511,66 @@ fn a_user_assigned_again_gets_the_space_asked_for_at_once() {
     assert_eq!(json_body(&post)["client_id"], "xmpp:bob@example.com:m-1:0");
 }
 
+/// Fails the space fetch `times` times the way `fail` says, each retry awaited (heartbeats
+/// left unanswered: the cloud is away), and returns when the last retry is due.
+fn space_fails(h: &mut Harness, times: usize, fail: impl Fn(&mut Harness, &HttpRequest)) {
+    for _ in 0..times {
+        let space = h.request("/v1/spaces");
+        fail(h, &space);
+        let end = h.now + secs(300);
+        while count(h, "/v1/spaces") == 0 && h.step(end) {}
+    }
+    let space = h.request("/v1/spaces");
+    fail(h, &space);
+}
+
+/// Answers the heartbeats waiting with 200, 100 ms from now: the cloud answers again.
+fn cloud_back(h: &mut Harness) {
+    h.now += Duration::from_millis(100);
+    let beats: Vec<HttpRequest> = h.http.drain(..).collect();
+    for r in beats
+        .iter()
+        .filter(|r| r.path == "/v1/connectors/heartbeat")
+    {
+        h.answer(r, 200, r#"{"state":"registered"}"#);
+    }
+}
+
+/// Explore seed 4834 (`per_conversation_order`): in a cloud outage the space fetch of bob's
+/// message fails at the transport again and again, its backoff growing. The sender's node
+/// serving the conversation's other member gets the space as soon as the cloud is back and
+/// posts the next message; this node's backlog must be asked for then too, not after its
+/// backoff (it came 57 s after the outage, behind the next message).
+#[test]
+fn a_space_fetch_failed_at_the_transport_is_asked_again_once_the_cloud_answers() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    bob_writes(&mut h, "m-1");
+    space_fails(&mut h, 5, |h, r| h.fail(r, "connection refused"));
+    let backoff_at = h.node.poll_timeout(h.now).expect("a retry is due");
+    cloud_back(&mut h);
+    assert!(backoff_at > h.now + secs(1), "the retry had a backoff");
+    h.step(h.now);
+    assert_eq!(count(&h, "/v1/spaces"), 1, "asked again at once");
+}
+
+/// The same fetch refused by the cloud (a KMS outage's 503) keeps its backoff when the cloud
+/// answers something else: the cloud did answer it.
+#[test]
+fn a_space_fetch_the_cloud_refused_keeps_its_backoff_when_the_cloud_answers() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    bob_writes(&mut h, "m-1");
+    space_fails(&mut h, 5, |h, r| {
+        h.answer(r, 503, r#"{"error":"kms_unavailable"}"#)
+    });
+    cloud_back(&mut h);
+    h.step(h.now);
+    assert_eq!(count(&h, "/v1/spaces"), 0, "waits its backoff");
+}
+
 /// Waits (stepping timers, heartbeats answered) until a request to `path` is sent, at most
 /// `within` from now.
 fn await_request(h: &mut Harness, path: &str, within: Duration) -> bool {

@@ -16,6 +16,10 @@ impl ConnectorNode {
             return;
         };
         self.answered(&what);
+        // The cloud answered this fetch: a retry after an error keeps its backoff.
+        if let Some(id) = fetch_id(&what) {
+            self.unreached_fetches.remove(&id);
+        }
         if !(200..300).contains(&status) {
             return self.on_error_status(now, what, status, body, rng);
         }
@@ -203,6 +207,9 @@ impl ConnectorNode {
         self.stats.http_errors += 1;
         // Transport errors may quote what the peer sent (a bad status line): escaped too.
         let why = printable(why.as_bytes(), FAULT_TEXT_BYTES_MAX);
+        if let Some(id) = fetch_id(&what) {
+            self.unreached_fetches.insert(id);
+        }
         self.failed(now, what, &why, rng);
     }
 
@@ -273,16 +280,29 @@ impl ConnectorNode {
     /// (explore seed 51: a post failed in a cloud outage waited a minute after it ended, and
     /// the other node's later message went first). A post refused by a hold (409) keeps its
     /// wait: the cloud did answer it.
+    ///
+    /// So are space and key fetches that failed at the transport (explore seed 4834: both
+    /// nodes' space fetches failed in a cloud outage; the sender's node got the space when
+    /// the cloud came back and posted the conversation's next message at 226.7 s, while the
+    /// recipient's node, the only one with message 9, waited out its grown backoff until
+    /// 237 s). A fetch the cloud answered with an error (a KMS outage's 503) keeps its
+    /// backoff: the cloud did answer it.
     pub(super) fn cloud_answered(&mut self, now: Duration) {
-        if !std::mem::take(&mut self.failed_posts_waiting) {
+        let posts = std::mem::take(&mut self.failed_posts_waiting);
+        let fetches = std::mem::take(&mut self.unreached_fetches);
+        if !posts && fetches.is_empty() {
             return;
         }
         for (at, what) in &mut self.deferred {
-            if let Pending::Post(Some(p)) = what
-                && p.failed_send
-            {
-                p.failed_send = false;
-                *at = (*at).min(now);
+            match what {
+                Pending::Post(Some(p)) if p.failed_send => {
+                    p.failed_send = false;
+                    *at = (*at).min(now);
+                }
+                fetch if fetch_id(fetch).is_some_and(|id| fetches.contains(&id)) => {
+                    *at = (*at).min(now);
+                }
+                _ => {}
             }
         }
     }

@@ -539,6 +539,10 @@ pub struct ConnectorNode {
     /// Some post in `deferred` waits after a failed send ([`PostRetry::failed_send`]): the
     /// next answer from the cloud brings them forward (so answers need not scan `deferred`).
     failed_posts_waiting: bool,
+    /// Space and key fetches (by [`fetch_id`]) waiting in `deferred` after their last try
+    /// failed at the transport (the cloud unreachable, an outage): the next answer from the
+    /// cloud brings them forward. At most one per fetch in `deferred`; emptied by that answer.
+    unreached_fetches: BTreeSet<String>,
     stats: NodeStats,
     /// TEST ONLY: the planted defect, off unless a test plants it.
     planted: Option<PlantedDefect>,
@@ -656,6 +660,7 @@ impl ConnectorNode {
             fetch_failures: BTreeMap::new(),
             lane_holds: BTreeMap::new(),
             failed_posts_waiting: false,
+            unreached_fetches: BTreeSet::new(),
             next_post_seq: 0,
             keys_in_flight: BTreeSet::new(),
             spaces_in_flight: BTreeSet::new(),
