@@ -603,11 +603,9 @@ impl ConnectorNode {
     /// A node that has not started.
     pub fn new(s: NodeSettings, now: Duration) -> Self {
         let bucket = TokenBucket::new(s.session_rate_per_s, s.session_rate_per_s, now);
-        let component = format!("hm.{}", s.hostname);
-        let failover = Failover::new(&[], s.detection_delay_max);
         Self {
-            sessions: SessionManager::new(&component, bucket),
-            failover,
+            sessions: SessionManager::new(&format!("hm.{}", s.hostname), bucket),
+            failover: Failover::new(&[], s.detection_delay_max),
             s,
             phase: Phase::Idle,
             enabled: true,
