@@ -55,13 +55,7 @@ impl Uses {
                 if webex {
                     known.insert((rec.from.clone(), rec.to.clone()));
                 }
-                let first = rec
-                    .deliveries
-                    .iter()
-                    .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
-                    .map(|d| d.at)
-                    .min();
-                if let Some(at) = first
+                if let Some(at) = first_webex_delivery(rec)
                     && known.insert((rec.to.clone(), rec.from.clone()))
                 {
                     l.used(&rec.to, at, true);
@@ -200,13 +194,7 @@ impl LiveUses {
 
     /// A delivery of the `index`-th message sent (any client: only the first Webex one counts).
     pub fn delivered(&mut self, index: usize, rec: &MessageRecord) {
-        let first = rec
-            .deliveries
-            .iter()
-            .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
-            .map(|d| d.at)
-            .min();
-        if let Some(at) = first {
+        if let Some(at) = first_webex_delivery(rec) {
             self.know((rec.to.clone(), rec.from.clone()), (index, 1), Some(at));
         }
     }
@@ -239,6 +227,15 @@ impl LiveUses {
             self.uses.insert(&user, at, true);
         }
     }
+}
+
+/// When `rec` first reached one of its recipient's Webex App devices: the recipient's use of
+/// Webex for the 72 h rule, in both the full and the kept uses.
+fn first_webex_delivery(rec: &MessageRecord) -> Option<Duration> {
+    (rec.deliveries.iter())
+        .filter(|d| client_of_device(&d.device) == ClientKind::Webex)
+        .map(|d| d.at)
+        .min()
 }
 
 #[cfg(test)]
