@@ -814,3 +814,82 @@ fn homes_asked_and_told_by_a_peer_are_bounded() {
         .map(Vec::len);
     assert_eq!(asked, Some(HOMES_ASKED_MAX), "the next ones are asked");
 }
+
+/// The HTTP requests among every output so far (component links and the event stream left out).
+fn http_requests(n: &mut ConnectorNode) -> Vec<HttpRequest> {
+    std::iter::from_fn(|| n.poll_output())
+        .filter_map(|o| match o {
+            Output::Http(r) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Explore seed 5301: exp-a-1 restarted (a crash) while imp-a-1, the AXL publisher of its only
+/// IM&P cluster, was down for good, so it discovered no cluster at all (spec 22: "The Message
+/// Connector cannot discover IM and Presence nodes when the AXL service is not running on the
+/// nodes"). Discovery completed only with some cluster discovered, so the node never asked
+/// the cloud whom it serves: it counted none of the users the cloud kept on it (spec 69:
+/// "Users Enabled for Hybrid Message Service is the number of Hybrid Message-enabled users
+/// that Webex has assigned to this particular Expressway cluster"). Every cluster failed is a
+/// settled discovery too: the node fetches its assignments, polls them, learns their home
+/// nodes from a peer (seed 66), and keeps asking the publisher.
+#[test]
+fn a_restart_that_discovers_no_cluster_still_learns_whom_it_serves() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    let t = Duration::from_secs(300);
+    let mut n = node();
+    n.resume_registration(SavedRegistration {
+        connector_id: "exp-a-1".into(),
+        connector_token: "con-1".into(),
+    });
+    n.start(t);
+    http_requests(&mut n);
+    let at = n.poll_timeout(t).expect("a heartbeat");
+    n.handle_timeout(at, &mut rng);
+    let hb = only(http_requests(&mut n), "/v1/connectors/heartbeat");
+    let ok = json!({"connector_id": "exp-a-1", "state": "registered", "up": true});
+    n.handle_http(at, hb.id, 200, ok.to_string().as_bytes(), &mut rng);
+    let axl = only(http_requests(&mut n), "/axl/");
+    n.handle_http_failure(at, axl.id, "connection refused", &mut rng);
+    assert!(
+        n.axl_fault().is_some(),
+        "the status log shows the AXL fault"
+    );
+    let fetch = only(http_requests(&mut n), "/v1/connectors/assignments");
+    let users = json!({"users": [ALICE]}).to_string();
+    n.handle_http(at, fetch.id, 200, users.as_bytes(), &mut rng);
+    assert!(n.assigned().contains(ALICE), "{:?}", n.assigned());
+    let polls = http_requests(&mut n);
+    assert!(
+        polls.iter().any(|r| r.path == "/v1/presence/query"),
+        "{polls:?}"
+    );
+    // exp-a-2 discovered alice before the publisher failed: it tells her home node.
+    let mut two = node();
+    let alice = AxlUser {
+        userid: "alice".into(),
+        email: Some(ALICE.into()),
+        jid: ALICE.into(),
+        home: "imp-a-2".into(),
+        intercluster: false,
+    };
+    two.directory = Directory::build(&[("a".into(), vec![alice])]);
+    two.on_heartbeat(at, &answer_with_peer(&n, "exp-a-1", at));
+    n.on_heartbeat(at, &answer_with_peer(&two, "exp-a-2", at));
+    let page = n.status_page(at);
+    assert_eq!(page.enabled, 1, "{page:?}");
+    assert!(page.consistent().is_ok(), "{page:?}");
+    // The publisher is asked again after a backoff: once back, it is discovered again.
+    let mut asked_again = false;
+    let mut now = at;
+    for _ in 0..10 {
+        now = n.poll_timeout(now).expect("a timer");
+        n.handle_timeout(now, &mut rng);
+        asked_again |= http_requests(&mut n).iter().any(|r| r.path == "/axl/");
+        if asked_again {
+            break;
+        }
+    }
+    assert!(asked_again, "the AXL publisher is asked again");
+}
