@@ -195,6 +195,8 @@ where
     let addr = cloud.borrow().kms_addr().map(|(h, p)| (h.to_owned(), p));
     let (jobs, relay) = match addr {
         Some((host, port)) => {
+            // A restart (a bounce of the cloud host) sends again what the last relay owed.
+            cloud.borrow_mut().kms_relay_restarted();
             let (tx, rx) = mpsc::unbounded_channel();
             let relay =
                 tokio::task::spawn_local(kms_relay(net.clone(), (host, port), cloud.clone(), rx));
@@ -313,7 +315,7 @@ async fn kms_relay<N: Net>(
                 let Some((call, result)) = change else {
                     continue;
                 };
-                cloud.borrow_mut().count_kms_change(&result);
+                cloud.borrow_mut().count_kms_change(&call, &result);
                 if result != Err(KmsError::Unavailable) {
                     backoff = KMS_RETRY_MIN;
                     continue;

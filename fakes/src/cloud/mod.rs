@@ -270,6 +270,9 @@ pub struct CloudStats {
     pub revocations_not_deferred: u64,
     /// Authorization changes dropped because [`KMS_CHANGES_QUEUE_MAX`] was reached.
     pub kms_changes_dropped: u64,
+    /// Authorization changes sent again by a relay started after a restart of the cloud
+    /// ([`Cloud::kms_relay_restarted`]).
+    pub kms_changes_resent: u64,
     /// Sends of queued authorization changes the KMS refused with 503 (retried).
     pub kms_change_retries: u64,
     /// Requests answered with an injected error ([`Cloud::set_http_errors`]).
@@ -389,6 +392,10 @@ pub struct Cloud {
     presence: Presence,
     kms: KmsLink,
     kms_changes: VecDeque<KmsCall>,
+    /// Changes the driver took ([`Cloud::poll_kms_change`]) and the KMS has not settled yet
+    /// (taken or refused for good), oldest first: what a restarted driver sends again
+    /// ([`Cloud::kms_relay_restarted`]).
+    kms_changes_sent: VecDeque<KmsCall>,
     http_errors: Option<HttpErrors>,
     drop_sockets: bool,
     /// user token → email, and email → its token (one token per user).
@@ -467,6 +474,7 @@ impl Cloud {
             org: Org::new(cfg.domain.clone()),
             kms,
             kms_changes: VecDeque::new(),
+            kms_changes_sent: VecDeque::new(),
             http_errors: None,
             drop_sockets: false,
             cfg,
@@ -590,18 +598,42 @@ impl Cloud {
     }
 
     /// The next authorization change to send to the remote KMS, oldest first. The driver sends
-    /// them in order and retries one the KMS refuses with 503 ([`Cloud::count_kms_change`]).
+    /// them in order and retries one the KMS refuses with 503; it reports each one the KMS
+    /// settled ([`Cloud::count_kms_change`]). Until then the cloud keeps it, as Webex keeps
+    /// what it owes the KMS in its own store rather than in one relay process's memory.
     pub fn poll_kms_change(&mut self) -> Option<KmsCall> {
-        self.kms_changes.pop_front()
+        let call = self.kms_changes.pop_front()?;
+        self.kms_changes_sent.push_back(call.clone());
+        Some(call)
     }
 
-    /// The driver reports the KMS's answer to a queued authorization change: a 503 (to be
-    /// retried) or a final failure (an unknown key) are counted.
-    pub fn count_kms_change(&mut self, result: &Result<KmsReply, KmsError>) {
+    /// The driver reports the KMS's answer to a change it took: a 503 (the driver retries it)
+    /// or a final failure (an unknown key) are counted; a change the KMS settled, taken or
+    /// refused for good, is no longer owed.
+    pub fn count_kms_change(&mut self, call: &KmsCall, result: &Result<KmsReply, KmsError>) {
         match result {
             Ok(_) => {}
-            Err(KmsError::Unavailable) => self.stats.kms_change_retries += 1,
+            Err(KmsError::Unavailable) => {
+                self.stats.kms_change_retries += 1;
+                return;
+            }
             Err(_) => self.stats.kms_authorization_failures += 1,
+        }
+        // Settled in about the order taken: the search ends near the front.
+        if let Some(i) = self.kms_changes_sent.iter().position(|c| c == call) {
+            self.kms_changes_sent.remove(i);
+        }
+    }
+
+    /// The driver (its relay task) started again, after the cloud restarted: the changes the
+    /// old relay took and the KMS never settled go first again, in their order. Without this a
+    /// bounce of the cloud during a KMS outage lost the authorizations that outage held back,
+    /// and a connector node was refused its users' keys for good (explore seed 6719).
+    pub fn kms_relay_restarted(&mut self) {
+        let sent = std::mem::take(&mut self.kms_changes_sent);
+        self.stats.kms_changes_resent += sent.len() as u64;
+        for call in sent.into_iter().rev() {
+            self.kms_changes.push_front(call);
         }
     }
 
@@ -1113,7 +1145,8 @@ impl Cloud {
                 }
             }
             KmsLink::Remote { .. } => {
-                if self.kms_changes.len() >= KMS_CHANGES_QUEUE_MAX {
+                let owed = self.kms_changes.len() + self.kms_changes_sent.len();
+                if owed >= KMS_CHANGES_QUEUE_MAX {
                     self.stats.kms_changes_dropped += 1;
                 } else {
                     self.kms_changes.push_back(call);

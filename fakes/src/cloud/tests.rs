@@ -1527,12 +1527,12 @@ fn remote_kms_requests_are_deferred_and_completed() {
     );
     for change in &changes {
         let result = relay(&mut kms, change);
-        w.c.count_kms_change(&result);
+        w.c.count_kms_change(change, &result);
     }
     assert!(kms.kms().is_authorized(&uri, "connector:exp-a-2"));
     assert!(!kms.kms().is_authorized(&uri, "connector:exp-a-1"));
     kms.set_outage(true);
-    w.c.count_kms_change(&relay(&mut kms, &changes[0]));
+    w.c.count_kms_change(&changes[0], &relay(&mut kms, &changes[0]));
     assert_eq!(w.c.stats().kms_change_retries, 1);
 }
 
@@ -1578,7 +1578,7 @@ fn a_member_moved_while_the_space_key_is_made_gets_it_on_the_new_node() {
     w.c.tick(now + RELEASE_GRACE);
     changes.extend(std::iter::from_fn(|| w.c.poll_kms_change()));
     for change in &changes {
-        w.c.count_kms_change(&relay(&mut kms, change));
+        w.c.count_kms_change(change, &relay(&mut kms, change));
     }
     assert!(
         kms.kms().is_authorized(&uri, &format!("connector:{new}")),
@@ -1589,6 +1589,58 @@ fn a_member_moved_while_the_space_key_is_made_gets_it_on_the_new_node() {
         "the drained node, after the grace: {changes:?}"
     );
     assert_eq!(w.c.stats().kms_authorization_failures, 0);
+}
+
+/// The cloud restarts (a bounce of its host) while a KMS outage holds back an authorization
+/// change its relay took: the relay started after the restart sends it again, and a change the
+/// KMS settled is not sent twice. Explore seed 6719: a `kms_outage`, then a bounce of the cloud
+/// within it; the relay's queue died with the old process, the connector node that took the
+/// users over was refused their space's key for good, and 3 Webex -> Jabber messages waited
+/// for it to the end of the run.
+#[test]
+fn a_change_the_kms_never_settled_is_sent_again_after_a_cloud_restart() {
+    use crate::kms::KmsService;
+    let mut w = world_on(remote_cloud());
+    let mut kms = KmsService::new(crate::kms::CLOUD_HOST, ChaCha8Rng::seed_from_u64(3));
+    let now = w.now;
+    let alice = login(&mut w.c, now, ALICE);
+    let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+    let req = request(Method::Post, "/v1/spaces", Some(&alice), body);
+    let Outcome::Kms(create, cont) = w.c.handle(now, req) else {
+        panic!("space creation needs the KMS");
+    };
+    let r = w.c.complete(now, cont, relay(&mut kms, &create));
+    let uri = ok(r, 201)["key_uri"].as_str().unwrap().to_owned();
+    // A drain moves the users: the node taking them over is to be authorized.
+    let path = "/v1/admin/connectors/exp-a-1/maintenance";
+    let r = call(
+        &mut w.c,
+        now,
+        Method::Put,
+        path,
+        Some(ADMIN),
+        json!({"on": true}),
+    );
+    ok(r, 200);
+    let taken: Vec<_> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
+    assert!(!taken.is_empty());
+    // The KMS is down: the old relay's attempt fails, and then the cloud restarts.
+    kms.set_outage(true);
+    for change in &taken {
+        w.c.count_kms_change(change, &relay(&mut kms, change));
+    }
+    w.c.kms_relay_restarted();
+    kms.set_outage(false);
+    let again: Vec<_> = std::iter::from_fn(|| w.c.poll_kms_change()).collect();
+    assert_eq!(again, taken, "sent again, in order");
+    for change in &again {
+        w.c.count_kms_change(change, &relay(&mut kms, change));
+    }
+    assert!(kms.kms().is_authorized(&uri, "connector:exp-a-2"));
+    assert_eq!(w.c.stats().kms_changes_resent, taken.len() as u64);
+    // Settled: a later restart owes nothing.
+    w.c.kms_relay_restarted();
+    assert_eq!(w.c.poll_kms_change(), None);
 }
 
 fn injected_run(seed: u64) -> (Vec<u16>, CloudStats) {
