@@ -80,7 +80,8 @@ pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
 /// A socket heard from within this is live: a peer answers each ping within a round trip.
 /// What is queued on a socket silent for longer may be lost with it (a cloud outage cuts it
 /// and the cloud finds it silent only after [`WS_IDLE_TIMEOUT`]); the status page check
-/// does not count on an assignment event queued there ([`super::Cloud::note_assignment_heard`]).
+/// does not count on an assignment or activity event queued there
+/// ([`super::Cloud::note_assignment_heard`], [`super::Cloud::note_delivered`]).
 pub const WS_LIVE_WITHIN: Duration = Duration::from_secs(35);
 
 /// KMS jobs (key fetches, authorization changes) relayed at once for each connector node the
@@ -829,7 +830,7 @@ fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
         let mut c = cloud.borrow_mut();
         c.count_delivery(counts);
         if counts.0 > 0 {
-            c.note_delivered(&subscriber, &event);
+            c.note_delivered(&subscriber, &event, live);
             if live {
                 c.note_assignment_heard(&subscriber, &event);
             }

@@ -835,10 +835,11 @@ impl Cloud {
         self.stats.slow_sockets_dropped += dropped;
     }
 
-    /// The driver queued `event` on at least one socket of `to`: an activity event for a
-    /// user a connector serves is logged in the [`BridgeLog`], and is the user's latest use
-    /// of Webex with Jabber, which the presence query answers (spec 70).
-    pub fn note_delivered(&mut self, to: &Subscriber, event: &Event) {
+    /// The driver queued `event` on at least one socket of `to`, one it had heard from within
+    /// [`http::WS_LIVE_WITHIN`] if `heard`: an activity event for a user a connector serves is
+    /// logged in the [`BridgeLog`] (read for sure by the node only if `heard`), and is the
+    /// user's latest use of Webex with Jabber, which the presence query answers (spec 70).
+    pub fn note_delivered(&mut self, to: &Subscriber, event: &Event, heard: bool) {
         if let (
             Subscriber::Connector(node),
             Event::Activity {
@@ -847,7 +848,7 @@ impl Cloud {
             },
         ) = (to, event)
         {
-            self.bridge_log.delivered(user, node, self.clock);
+            self.bridge_log.delivered(user, node, self.clock, heard);
             self.presence.used_with_jabber(self.clock, user);
         }
     }

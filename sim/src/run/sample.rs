@@ -231,8 +231,9 @@ fn moved_off(cloud: &fakes::cloud::Cloud, now: Duration) -> BTreeMap<String, usi
 /// node since they were placed there, or a presence answer that told the node their last
 /// such use since then (a restarted node, or one newly given the user; explore seed 66).
 /// Counted from the cloud, never from the connector; what changed within
-/// [`EVENT_IN_FLIGHT`], or what the node has not heard of yet (its assignment event queued on a
-/// socket silent since before it, with no assignments answer since), widens the range.
+/// [`EVENT_IN_FLIGHT`], or what the node has not heard of yet (its assignment or activity
+/// event queued on a socket silent since before it, with no assignments or presence answer
+/// since), widens the range.
 fn cloud_share(
     cloud: &fakes::cloud::Cloud,
     node: &str,
@@ -255,7 +256,7 @@ fn cloud_share(
         let told = log.told_since_placed(email, node);
         let told = told.filter(|&(_, used)| within(used));
         let told_sure = told.is_some_and(|(at, _)| settled(at));
-        let Some((first, last)) = log.delivered_since_placed(email, node) else {
+        let Some((_, last)) = log.delivered_since_placed(email, node) else {
             // Taken off this node and put back on it: the node forgot the user's use only if
             // it received the removal (explore seed 75: a cloud crash, no socket for it).
             let back = log
@@ -268,8 +269,14 @@ fn cloud_share(
         if !within(last) {
             continue;
         }
-        // The node has the first event at least, if it is old enough.
-        let sure = settled(last) || (settled(first) && within(first)) || told_sure;
+        // The node has the first event at least, if it is old enough, of those queued on a
+        // socket the cloud had heard from lately: one queued on a socket a cloud outage cut
+        // is lost with it (explore seed 4779), and the node learns that use from its next
+        // presence answer.
+        let heard = log.heard_since_placed(email, node);
+        let read =
+            heard.is_some_and(|(first, last)| settled(last) || (settled(first) && within(first)));
+        let sure = read || told_sure;
         s.active.1 += 1;
         s.active.0 += usize::from(sure && placed);
     }
