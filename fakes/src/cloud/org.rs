@@ -373,6 +373,17 @@ impl Org {
         }
     }
 
+    /// A users report made an Active user's Mail ID a duplicate (a second IM&P cluster
+    /// discovered after the lookup found one home, spec 25): Error "duplicate Mail ID", as the
+    /// lookup would have said. Pending users meet it at their lookup; others are left alone.
+    pub fn became_duplicate(&mut self, now: Duration, email: &str) -> Vec<OrgEvent> {
+        let active = (self.users.get(email)).is_some_and(|u| u.state == HmState::Active);
+        if !active {
+            return Vec::new();
+        }
+        self.transition(now, email, HmState::Error, Some(REASON_DUPLICATE))
+    }
+
     fn on_email_pickup(&mut self, now: Duration, due: Duration, old: &str) -> Vec<OrgEvent> {
         let Some(user) = self.users.get(old) else {
             return Vec::new();

@@ -156,7 +156,7 @@ impl Cloud {
             }
             (Post, ["v1", "connectors", "users"]) => {
                 let id = self.registered_connector(token)?;
-                self.report_users(&id, body)
+                self.report_users(now, &id, body)
             }
             (Get, ["v1", "connectors", "assignments"]) => {
                 let id = self.registered_connector(token)?;
@@ -562,7 +562,7 @@ impl Cloud {
         }))
     }
 
-    fn report_users(&mut self, id: &str, body: &[u8]) -> Answer {
+    fn report_users(&mut self, now: Duration, id: &str, body: &[u8]) -> Answer {
         let mut b: api::KnownUsersBody = parse(body)?;
         // IM&P mailids may carry capitals; Webex emails match case-insensitively (spec 24).
         for u in b.add.iter_mut().chain(b.remove.iter_mut()) {
@@ -584,6 +584,14 @@ impl Cloud {
         let moves = self.assign.report_users(&cluster, &b.add, &b.remove)?;
         let n = moves.len();
         self.apply_moves(moves);
+        // An Active user whose Mail ID this report makes a duplicate (spec 25).
+        for u in &b.add {
+            if self.assign.lookup(&u.email) == org::Lookup::Duplicate {
+                for e in self.org.became_duplicate(now, &u.email) {
+                    self.on_org_event(e);
+                }
+            }
+        }
         ok(json!({ "moves": n }))
     }
 

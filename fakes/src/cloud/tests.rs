@@ -280,6 +280,47 @@ fn users_activate_and_are_assigned_balanced() {
     assert_eq!(assigned["users"], json!([ALICE]));
 }
 
+/// Explore 4807, 5383, 5267: Alice was looked up while only cluster imp-a had been reported,
+/// found once, made Active and placed; a second IM&P cluster discovered later reports her too.
+/// The guide: "Users are in Error state in Control Hub, with 'duplicate Mail ID' errors: These
+/// users are probably homed on more than one IM and Presence cluster." She goes to Error
+/// "duplicate Mail ID" and off her node, as if the lookup had found both homes.
+#[test]
+fn an_active_user_a_later_report_makes_a_duplicate_goes_to_error_and_off_her_node() {
+    let mut w = world();
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
+    let add = json!([{"email": ALICE, "imp_cluster": "imp-b"}]);
+    ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Post,
+            "/v1/connectors/users",
+            Some(&w.con2),
+            json!({ "add": add }),
+        ),
+        200,
+    );
+    let alice = ok(
+        call(
+            &mut w.c,
+            w.now,
+            Method::Get,
+            "/v1/admin/users/alice@example.com",
+            Some(ADMIN),
+            Value::Null,
+        ),
+        200,
+    );
+    assert_eq!(
+        (alice["state"].as_str(), alice["reason"].as_str()),
+        (Some("error"), Some(org::REASON_DUPLICATE)),
+        "{alice}"
+    );
+    assert_eq!(w.c.assignment().node_of(ALICE), None);
+    assert_eq!(w.c.assignment().node_of(BOB), Some("exp-a-2"), "Bob stays");
+}
+
 #[test]
 fn registration_and_assignment_events_reach_connectors() {
     let mut c = cloud();

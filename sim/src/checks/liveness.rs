@@ -3,9 +3,11 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
+use crate::plan::connector::webex_email;
 use crate::plan::faults::{Action, BaseLatency, Service, Timed};
 use crate::scenario::Dur;
 use crate::scenario::Scenario;
+use fakes::cloud::org::HistoryEntry;
 use reports::Status;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,8 +68,57 @@ pub fn liveness_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
     !expected_down(s, out).1.is_empty() || {
         let mut stranded = stranded_users(s, out);
         stranded.extend(undiscoverable_users(s, out).into_keys());
+        stranded.extend(deactivated_users(s, out).into_keys());
         crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded)
     }
+}
+
+/// Users the cloud took out of Hybrid Message service after having had them Active, and holds
+/// out at the last sample ([`History::out_of_service`]), by mail ID (the key of
+/// `History::bridge`), with the state and reason Control Hub shows: the connector rightly
+/// closed their sessions, which are not awaited. The guide (spec 25): "Users are in Error
+/// state in Control Hub, with 'duplicate Mail ID' errors: These users are probably homed on
+/// more than one IM and Presence cluster" (explore seeds 5383, 5267: a cluster discovered
+/// late made Active users duplicates). Read from the fake cloud's records, as sampled during
+/// the run, so the runner stops awaiting such a session once the cloud's change is sampled.
+fn deactivated_users<'a>(s: &Scenario, out: &'a History) -> BTreeMap<String, &'a HistoryEntry> {
+    let off = out.out_of_service();
+    if off.is_empty() {
+        return BTreeMap::new();
+    }
+    (out.users.iter())
+        .filter_map(|u| {
+            let change = off.get(webex_email(u, s).as_str())?;
+            Some((u.email.clone()?, *change))
+        })
+        .collect()
+}
+
+/// The report's count of sessions [`deactivated_users`] excused: closed at the end, with the
+/// state and reason the cloud gave them (empty when none).
+fn deactivated_note(out: &History, deactivated: &BTreeMap<String, &HistoryEntry>) -> String {
+    let closed: Vec<String> = (deactivated.iter())
+        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
+        .map(|(u, e)| {
+            let why = e
+                .reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(" {r}"));
+            format!(
+                "{u} ({:?}{why} at {:.0}s)",
+                e.state,
+                e.at_ms as f64 / 1000.0
+            )
+        })
+        .collect();
+    if closed.is_empty() {
+        return String::new();
+    }
+    format!(
+        "; {} connector sessions closed, as expected: the cloud took the users out of Hybrid Message service (spec 25): {}",
+        closed.len(),
+        examples(&closed)
+    )
 }
 
 /// The mail IDs of users homed on a [`stranded_nodes`] node: their sessions are not awaited.
@@ -89,8 +140,10 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let mut stranded_users = stranded_users(s, out);
     let undiscoverable = undiscoverable_users(s, out);
     stranded_users.extend(undiscoverable.keys().cloned());
+    let deactivated = deactivated_users(s, out);
+    stranded_users.extend(deactivated.keys().cloned());
     let window = (last_fault_end, bound);
-    let unserved = not_served_note(out, &undiscoverable);
+    let unserved = not_served_note(out, &undiscoverable) + &deactivated_note(out, &deactivated);
     match crate::checks::migration::connector_liveness(out, window, &stranded_users) {
         None => (status, detail),
         Some(Ok(c)) => (status, format!("{detail}; {c}{unserved}")),
@@ -421,6 +474,58 @@ mod tests {
     /// A node down for good is stranded when no PRG failover takes its users: high
     /// availability off when it fails (switched off before, explore seed 283), not when it
     /// comes back or when it is taken over.
+    /// Explore seeds 5383 and 5267: cluster b's AXL publisher was stopped at the start, so the
+    /// connector discovered cluster b late; its report made two Active users of cluster a
+    /// duplicates (homed on both clusters), the cloud moved them to Error "duplicate Mail ID"
+    /// and off their node, and the connector closed their sessions. The check and the runner
+    /// do not await those sessions, and the report says why. A session closed for a user the
+    /// cloud kept Active is awaited, and so is one whose user the cloud made Active again.
+    #[test]
+    fn sessions_of_users_the_cloud_took_out_of_service_are_not_awaited() {
+        use fakes::cloud::org::{HmState, REASON_DUPLICATE};
+        let s =
+            restarted_without_publisher("  - { at: 5s, for: 3m, axl_stop: { node: imp-b-1 } }\n");
+        let mut out = sessions(&s, &[0, 1], &[]);
+        let email = |i: usize| out.users[i].email.clone().expect("a mail ID");
+        let (e0, e1) = (email(0), email(1));
+        let change = |at_s: u64, state: HmState| HistoryEntry {
+            at_ms: at_s * 1000,
+            state,
+            reason: (state == HmState::Error).then(|| REASON_DUPLICATE.to_string()),
+        };
+        let (within, now) = (Duration::from_secs(19 * 60), Duration::from_secs(200));
+        // Nothing recorded: both sessions awaited.
+        let (st, detail) = liveness(&s, &out, within);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(liveness_awaited(&s, &out, now));
+        // The cloud took user 0 out: user 1 is still awaited, and named.
+        out.cloud_deactivations
+            .insert(e0.clone(), vec![change(174, HmState::Error)]);
+        let (st, detail) = liveness(&s, &out, within);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains(&format!("{e1} closed at 175s")), "{detail}");
+        assert!(!detail.contains(&format!("{e0} closed")), "{detail}");
+        assert!(liveness_awaited(&s, &out, now));
+        // Both out of service: nothing awaited, the report says why.
+        out.cloud_deactivations
+            .insert(e1.clone(), vec![change(174, HmState::Error)]);
+        let (st, detail) = liveness(&s, &out, within);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let (a, b) = if e0 < e1 { (&e0, &e1) } else { (&e1, &e0) };
+        assert!(
+            detail.contains(&format!("; 2 connector sessions closed, as expected: the cloud took the users out of Hybrid Message service (spec 25): {a} (Error duplicate Mail ID at 174s), {b} (Error duplicate Mail ID at 174s)")),
+            "{detail}"
+        );
+        assert!(!liveness_awaited(&s, &out, now));
+        // The cloud made user 1 Active again: her session is awaited once more.
+        let back = out.cloud_deactivations.get_mut(&e1).expect("recorded");
+        back.push(change(400, HmState::Active));
+        let (st, detail) = liveness(&s, &out, within);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains(&format!("{e1} closed at 175s")), "{detail}");
+        assert!(liveness_awaited(&s, &out, now));
+    }
+
     #[test]
     fn a_node_down_for_good_without_high_availability_strands_its_users() {
         let crash = "  - { at: 6m, imp_failover: { node: imp-a-1, mode: automatic } }\n";

@@ -12,6 +12,7 @@ use crate::plan::faults::Timed;
 use crate::plan::topology::UserSpec;
 use connector::core::failover::NodeStatus;
 use connector::core::status::{Share, StatusPage};
+use fakes::cloud::org::{HistoryEntry, HmState};
 use fakes::imp::PrgState;
 use fakes::imp::muc::MucStats;
 use observer::Observer;
@@ -73,6 +74,13 @@ pub struct History {
     /// (the key of `bridge`): whose connector `liveness` expects to serve them. Empty until
     /// the run ends.
     pub assigned_at_end: BTreeMap<String, String>,
+    /// Users the fake cloud took out of Hybrid Message service after having had them Active,
+    /// by Webex email, sampled with the series during the run: each change of their state in
+    /// Control Hub from then on, as the cloud recorded it (when, state, reason), oldest first.
+    /// A user a late IM&P cluster's report made a duplicate goes to Error "duplicate Mail ID"
+    /// and off her connector node (spec 25), which closes her session: `liveness` reads this
+    /// so as not to await it ([`History::out_of_service`]).
+    pub cloud_deactivations: BTreeMap<String, Vec<HistoryEntry>>,
     /// What the cloud's plaintext tap found (`None` when the run has no cloud).
     pub plaintext: Option<LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
@@ -112,12 +120,25 @@ impl History {
             connector_stats: BTreeMap::new(),
             unassigned_at_end: Vec::new(),
             assigned_at_end: BTreeMap::new(),
+            cloud_deactivations: BTreeMap::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
             webex_activity: BTreeMap::new(),
             group: Default::default(),
             secrets: None,
         }
+    }
+}
+
+impl History {
+    /// The users the cloud holds out of Hybrid Message service at the last sample after having
+    /// had them Active ([`History::cloud_deactivations`]), by Webex email, with the state and
+    /// reason it gave them: a connector closing their session did right.
+    pub fn out_of_service(&self) -> BTreeMap<&str, &HistoryEntry> {
+        (self.cloud_deactivations.iter())
+            .filter_map(|(email, changes)| Some((email.as_str(), changes.last()?)))
+            .filter(|(_, last)| last.state != HmState::Active)
+            .collect()
     }
 }
 

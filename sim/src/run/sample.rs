@@ -338,6 +338,43 @@ fn sample_cloud(h: &HybridHandles, out: &mut History, t: f64) {
     for (state, n) in states {
         push(format!("cloud_users/{state:?}"), n);
     }
+    deactivations(cloud.org(), out, Duration::from_secs_f64(t));
+}
+
+/// Records each change of state of the users the cloud took out of Hybrid Message service
+/// after having had them Active ([`History::cloud_deactivations`]), from the org's own
+/// records: the time of the org's latest history entry when it names the state, else `now`.
+/// Each user's record keeps the org's bound on a history ([`HISTORY_ENTRIES_MAX`], the oldest
+/// dropped first); the last change is what `liveness` reads.
+///
+/// [`HISTORY_ENTRIES_MAX`]: fakes::cloud::org::HISTORY_ENTRIES_MAX
+fn deactivations(org: &fakes::cloud::org::Org, out: &mut History, now: Duration) {
+    use fakes::cloud::org::{HISTORY_ENTRIES_MAX, HistoryEntry, HmState};
+    for u in org.users() {
+        let recorded = out.cloud_deactivations.get(&u.email);
+        let last = recorded.and_then(|r| r.last()).map(|e| e.state);
+        let was_active = || u.history.iter().any(|e| e.state == HmState::Active);
+        let record = match last {
+            Some(state) => state != u.state,
+            None => u.state != HmState::Active && was_active(),
+        };
+        if !record {
+            continue;
+        }
+        let at_ms = (u.history.back())
+            .filter(|e| e.state == u.state)
+            .map_or(now.as_millis() as u64, |e| e.at_ms);
+        let entry = HistoryEntry {
+            at_ms,
+            state: u.state,
+            reason: u.reason.clone(),
+        };
+        let changes = out.cloud_deactivations.entry(u.email.clone()).or_default();
+        if changes.len() == HISTORY_ENTRIES_MAX {
+            changes.remove(0);
+        }
+        changes.push(entry);
+    }
 }
 
 /// Follows every node's PRG state, step by step.
@@ -384,4 +421,63 @@ fn current(sim: &mut turmoil::Sim<'_>, host: &str, slot: &NodeSlot) -> Option<Pr
         return Some(PrgState::Unknown);
     }
     node.borrow().prg_state()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::observer::Observer;
+    use fakes::cloud::org::{Entitlement, HmState, Lookup, Org, REASON_DUPLICATE};
+    use std::collections::BTreeSet;
+
+    const ALICE: &str = "alice@example.com";
+    const BOB: &str = "bob@example.com";
+
+    fn at(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    /// The record of the cloud's deactivations (explore seeds 5383, 5267): Alice, Active at
+    /// 5 s, is made a duplicate at 200 s by a late cluster's report, then reactivated; Bob,
+    /// Active throughout, and users never Active (Pending) are not recorded. Each change
+    /// carries the org's own time and reason, not the sample's.
+    #[test]
+    fn a_user_the_cloud_takes_out_of_service_is_recorded_with_its_times() {
+        let mut org = Org::new("example.com");
+        let hm = BTreeSet::from([Entitlement::PaidLicence, Entitlement::HybridMessage]);
+        for u in [ALICE, BOB, "carol@example.com"] {
+            org.add_user(u, "pw").expect("a new user");
+        }
+        for u in [ALICE, BOB] {
+            org.set_entitlements(at(0), u, hm.clone())
+                .expect("licensed");
+        }
+        org.tick(at(5), |_| Lookup::Unique);
+        let mut out = History::from_history(1, Rc::new(Observer::new()), Vec::new());
+        deactivations(&org, &mut out, at(10));
+        assert!(out.cloud_deactivations.is_empty());
+        org.became_duplicate(at(200), ALICE);
+        deactivations(&org, &mut out, at(202));
+        deactivations(&org, &mut out, at(204));
+        let alice = &out.cloud_deactivations[ALICE];
+        assert_eq!(alice.len(), 1, "{alice:?}");
+        assert_eq!((alice[0].at_ms, alice[0].state), (200_000, HmState::Error));
+        assert_eq!(alice[0].reason.as_deref(), Some(REASON_DUPLICATE));
+        assert_eq!(
+            out.out_of_service().keys().copied().collect::<Vec<_>>(),
+            [ALICE]
+        );
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        org.reactivate(at(300), ALICE, &mut rng).expect("enabled");
+        deactivations(&org, &mut out, at(302));
+        org.tick(at(1000), |_| Lookup::Unique);
+        deactivations(&org, &mut out, at(1002));
+        let states: Vec<HmState> = out.cloud_deactivations[ALICE]
+            .iter()
+            .map(|e| e.state)
+            .collect();
+        assert_eq!(states, [HmState::Error, HmState::Pending, HmState::Active]);
+        assert!(out.out_of_service().is_empty());
+        assert_eq!(out.cloud_deactivations.len(), 1, "only Alice");
+    }
 }
