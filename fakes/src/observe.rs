@@ -52,6 +52,23 @@ pub struct Delivered {
     pub body: Option<u64>,
 }
 
+/// What one attempt to post a message to the cloud came to, as the sending client saw it.
+/// The observer keeps the last fate of each message a client still holds, so a message the
+/// client held unsent when its host went down is told apart from one the bridge lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostFate {
+    /// The cloud answered with an error status (5xx, 401, 408, 429): it did not take the post;
+    /// the client keeps it to send again.
+    Kept,
+    /// No answer (the connection failed or closed): the cloud may have taken it; the client
+    /// keeps it to send again.
+    Unanswered,
+    /// The cloud took it (2xx).
+    Taken,
+    /// The cloud refused it for good (a 4xx sending again cannot change); the client dropped it.
+    Dropped,
+}
+
 /// A sent message that came back to its sender's device as an error stanza.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refused {
@@ -199,6 +216,11 @@ pub trait Recorder {
     /// A device received a contact's presence. Ignored by default.
     fn presence_seen(&self, host: &str, ev: PresenceEvent) {
         let _ = (host, ev);
+    }
+    /// What an attempt to post message `id` to the cloud came to ([`PostFate`]). Ignored by
+    /// default.
+    fn post_fate(&self, host: &str, id: &str, fate: PostFate) {
+        let _ = (host, id, fate);
     }
     /// A group chat or group space event (spec 42). Ignored by default.
     fn group(&self, host: &str, ev: GroupEvent) {

@@ -415,6 +415,48 @@ mod tests {
         assert!(detail.contains("sent carbon"), "{detail}");
     }
 
+    /// Explore 5779: a message its client held unsent (the cloud answered every post with an
+    /// error) when the client's host went down never reached the bridge: counted apart and
+    /// shown, not lost. One the cloud may have taken (an attempt unanswered), or one held by
+    /// a client still up, is still judged, and lost here.
+    #[test]
+    fn a_message_held_unsent_at_its_clients_crash_is_counted_apart_not_lost() {
+        use fakes::observe::PostFate;
+        let s = scenario(true, "14.0", 1);
+        let history = |fates: &[PostFate], crash: bool| {
+            let o = Rc::new(Observer::new());
+            up(&o, ALICE, "d1");
+            send(&o, "m1", "d1");
+            for &f in fates {
+                o.post_fate("jabber-1", "m1", f);
+            }
+            if crash {
+                o.host_down(std::time::Duration::from_secs(60), "jabber-1");
+            }
+            output(&s, o)
+        };
+        let out = history(&[PostFate::Kept, PostFate::Kept], true);
+        let t = tally(&s, &out);
+        assert_eq!((t.lost.len(), t.held_unsent.len()), (0, 1));
+        let (status, detail) = no_message_loss(&t, &out);
+        assert_eq!(status, Status::Pass, "{detail}");
+        assert!(detail.contains("1 held unsent"), "{detail}");
+        for (fates, crash) in [
+            (&[PostFate::Unanswered, PostFate::Kept][..], true),
+            (&[PostFate::Kept][..], false),
+            (&[PostFate::Kept, PostFate::Taken][..], true),
+        ] {
+            let out = history(fates, crash);
+            let t = tally(&s, &out);
+            assert_eq!(
+                (t.lost.len(), t.held_unsent.len()),
+                (1, 0),
+                "{fates:?} {crash}"
+            );
+            assert_eq!(no_message_loss(&t, &out).0, Status::Fail);
+        }
+    }
+
     #[test]
     fn discard_with_storage_off_is_allowed_but_a_loss_with_storage_on() {
         // bob has no session; IM&P 12.0 refuses with the spec's text.

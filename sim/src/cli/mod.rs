@@ -449,12 +449,17 @@ fn print_summary(r: &reports::RunRecord) {
 /// Every message in one category, so the counts add up to `sent`:
 /// `messages: 1799 sent = 1684 delivered + 0 lost + 115 at risk undelivered + …`.
 pub fn messages_line(r: &reports::RunRecord) -> String {
+    // What a crashed client held unsent is shown only when there was some (explore 5779).
     let parts: Vec<String> = message_categories(r)
         .iter()
+        .filter(|(label, n)| *n > 0 || *label != HELD_UNSENT)
         .map(|(label, n)| format!("{n} {label}"))
         .collect();
     format!("messages: {} sent = {}", r.metrics.sent, parts.join(" + "))
 }
+
+/// The console's label of the messages a client held unsent when its host went down.
+const HELD_UNSENT: &str = "held unsent at a client crash";
 
 /// The message categories of a record with their counts ([`record::CATEGORY_METRICS`]).
 pub fn message_categories(r: &reports::RunRecord) -> Vec<(&'static str, u64)> {
@@ -464,6 +469,7 @@ pub fn message_categories(r: &reports::RunRecord) -> Vec<(&'static str, u64)> {
         "at risk undelivered",
         "not bridged by design",
         "discarded by offline policy",
+        HELD_UNSENT,
     ];
     labels
         .into_iter()

@@ -6,8 +6,8 @@
 //! is single-threaded and hosts run in a fixed order within each tick.
 
 use fakes::observe::{
-    ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, PresenceEvent, Recorder, Refused,
-    Sent,
+    ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, PostFate, PresenceEvent, Recorder,
+    Refused, Sent,
 };
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
@@ -37,6 +37,10 @@ pub struct MessageRecord {
     pub refused: Vec<Refusal>,
     /// Digest of the text sent (`None`: not compared).
     pub body: Option<u64>,
+    /// Its client still held it unsent when the client's host went down, the cloud having
+    /// answered every attempt with an error ([`PostFate::Kept`]): it never reached the cloud,
+    /// so the bridge cannot have lost it (explore seed 5779).
+    pub held_at_crash: bool,
 }
 
 /// One delivery of a message to a device of its recipient.
@@ -87,6 +91,26 @@ pub struct SessionEvent {
     pub reason: String,
 }
 
+impl State {
+    /// `host` went down: what its clients held unsent is gone with them. Those the cloud
+    /// answered each time with an error never reached it; one with an unanswered attempt may
+    /// have, and stays judged as sent.
+    fn hold_outbox_of(&mut self, host: &str) {
+        let gone: Vec<(String, bool)> = self
+            .outbox
+            .iter()
+            .filter(|(_, (h, _))| h == host)
+            .map(|(id, (_, unanswered))| (id.clone(), *unanswered))
+            .collect();
+        for (id, unanswered) in gone {
+            self.outbox.remove(&id);
+            if let Some(m) = self.messages.get_mut(&id) {
+                m.held_at_crash |= !unanswered;
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     messages: BTreeMap<String, MessageRecord>,
@@ -123,6 +147,10 @@ struct State {
     /// Deliveries of Webex group-space posts (tags [`GROUP_SPACE_TAG_PREFIX`]), by any client:
     /// not 1:1 messages, so kept apart from the message history.
     group_space_deliveries: Vec<(Duration, Delivered)>,
+    /// Messages a client holds unsent after a failed post ([`PostFate`]), by id: the client's
+    /// host, and whether some attempt went unanswered (then the cloud may have taken it).
+    /// Bounded by the messages sent; a message leaves it once taken or dropped.
+    outbox: BTreeMap<String, (String, bool)>,
     digest: Sha256,
     digest_events: u64,
 }
@@ -274,6 +302,7 @@ impl Observer {
     /// device never back (explore seed 178). The runner calls this; hosts do not.
     pub fn host_down(&self, at: Duration, host: &str) {
         let mut st = self.state.borrow_mut();
+        st.hold_outbox_of(host);
         let gone: Vec<((String, String), bool)> = st
             .device_host
             .iter()
@@ -404,6 +433,7 @@ impl Recorder for Observer {
                 carbon_seen: Vec::new(),
                 refused: Vec::new(),
                 body: ev.body,
+                held_at_crash: false,
             },
         );
     }
@@ -503,6 +533,20 @@ impl Recorder for Observer {
 
     fn note(&self, what: &str) {
         self.hit(what);
+    }
+
+    fn post_fate(&self, host: &str, id: &str, fate: PostFate) {
+        let mut st = self.state.borrow_mut();
+        match fate {
+            PostFate::Kept | PostFate::Unanswered => {
+                let held = st.outbox.entry(id.to_string());
+                let held = held.or_insert_with(|| (host.to_string(), false));
+                held.1 |= fate == PostFate::Unanswered;
+            }
+            PostFate::Taken | PostFate::Dropped => {
+                st.outbox.remove(id);
+            }
+        }
     }
 
     fn presence_published(&self, _host: &str, ev: PresenceEvent) {
@@ -684,5 +728,27 @@ mod tests {
             .collect();
         assert_eq!(gone.len(), 1, "{gone:?}");
         assert_eq!(gone[0].user, "a@example.com");
+    }
+
+    /// Explore 5779: posts the cloud answered 503 waited in a Webex App's outbox when its farm
+    /// was bounced. Held unsent at the crash, every attempt answered: never at the cloud. One
+    /// with an unanswered attempt (the cloud may have it), one re-sent and taken, and one
+    /// held on a farm still up are not.
+    #[test]
+    fn what_a_client_held_unsent_when_its_host_went_down_is_told_apart() {
+        let o = Observer::new();
+        for id in ["m1", "m2", "m3", "m4"] {
+            send(&o, id, "a@x", "b@x", ClientKind::Webex);
+        }
+        o.post_fate("webex-1", "m1", PostFate::Kept);
+        o.post_fate("webex-1", "m1", PostFate::Kept);
+        o.post_fate("webex-1", "m2", PostFate::Unanswered);
+        o.post_fate("webex-1", "m2", PostFate::Kept);
+        o.post_fate("webex-1", "m3", PostFate::Kept);
+        o.post_fate("webex-1", "m3", PostFate::Taken);
+        o.post_fate("webex-2", "m4", PostFate::Kept);
+        o.host_down(Duration::from_secs(156), "webex-1");
+        let held: Vec<bool> = records(&o).iter().map(|(_, m)| m.held_at_crash).collect();
+        assert_eq!(held, [true, false, false, false]);
     }
 }

@@ -314,6 +314,13 @@ impl<'a> Oracle<'a> {
     }
 }
 
+/// Whether `m` never reached the cloud: its client held it unsent when the client's host went
+/// down ([`crate::history::observer::MessageRecord::held_at_crash`]) and nothing delivered
+/// it. Not awaited: nothing can deliver it any more.
+pub fn never_at_cloud(m: &crate::history::observer::MessageRecord) -> bool {
+    m.held_at_crash && m.deliveries.is_empty()
+}
+
 impl Oracle<'_> {
     /// Whether `m` may have been waiting in a connector node's memory when the node stopped
     /// ([`crate::plan::faults::stops_connector`]): sent while a fault kept the node from
@@ -457,6 +464,7 @@ mod tests {
             carbon_seen: Vec::new(),
             refused: Vec::new(),
             body: None,
+            held_at_crash: false,
         }
     }
 

@@ -28,6 +28,10 @@ pub struct Tally {
     /// Messages that crossed the bridge where spec 33 says nothing carries them (or before
     /// the bridge was up) and arrived nowhere: expected, counted.
     pub not_bridged: u64,
+    /// Messages the sending client still held unsent, answered with an error at every
+    /// attempt, when its host went down (a farm crash or bounce): the cloud never took them,
+    /// so they never reached the bridge (explore seed 5779). Counted apart, never as lost.
+    pub held_unsent: Vec<String>,
     /// (message, device) pairs delivered more than once.
     pub duplicated: Vec<String>,
     /// Send-to-first-delivery latencies, ms.
@@ -61,6 +65,9 @@ pub enum Verdict {
     NotBridged,
     /// Discarded because offline storage is off (spec 46).
     Discarded,
+    /// Held unsent by its client when the client's host went down; never reached the cloud
+    /// ([`Tally::held_unsent`]).
+    HeldUnsent,
 }
 
 impl Verdict {
@@ -72,6 +79,7 @@ impl Verdict {
             Verdict::AtRisk => "at risk undelivered",
             Verdict::NotBridged => "not bridged by design",
             Verdict::Discarded => "discarded by offline policy",
+            Verdict::HeldUnsent => "held unsent by its client at a crash",
         }
     }
 
@@ -81,7 +89,9 @@ impl Verdict {
             Verdict::Delivered { latency_ms } => reports::Fate::Delivered { latency_ms },
             Verdict::Lost => reports::Fate::Lost,
             Verdict::AtRisk => reports::Fate::AtRisk,
-            Verdict::NotBridged | Verdict::Discarded => reports::Fate::NotExpected,
+            Verdict::NotBridged | Verdict::Discarded | Verdict::HeldUnsent => {
+                reports::Fate::NotExpected
+            }
         }
     }
 }
@@ -89,13 +99,14 @@ impl Verdict {
 impl Tally {
     /// How many messages got each verdict, in the order of [`Verdict::label`]'s list; the
     /// counts add up to `sent`.
-    pub fn breakdown(&self) -> [(&'static str, u64); 5] {
+    pub fn breakdown(&self) -> [(&'static str, u64); 6] {
         let mut counts = [
             (Verdict::Delivered { latency_ms: 0 }.label(), 0),
             (Verdict::Lost.label(), 0),
             (Verdict::AtRisk.label(), 0),
             (Verdict::NotBridged.label(), 0),
             (Verdict::Discarded.label(), 0),
+            (Verdict::HeldUnsent.label(), 0),
         ];
         for (_, v) in &self.verdicts {
             let i = match v {
@@ -104,6 +115,7 @@ impl Tally {
                 Verdict::AtRisk => 2,
                 Verdict::NotBridged => 3,
                 Verdict::Discarded => 4,
+                Verdict::HeldUnsent => 5,
             };
             counts[i].1 += 1;
         }
@@ -127,6 +139,11 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
         for (id, m) in msgs {
             t.sent += 1;
             let sent_s = m.sent_at.as_secs_f64();
+            if crate::oracle::never_at_cloud(m) {
+                t.held_unsent.push(id.to_string());
+                t.verdicts.push((sent_s, Verdict::HeldUnsent));
+                continue;
+            }
             if hybrid {
                 // Across the bridge, each recipient client is judged (interop oracle).
                 let (missing, discarded) = oracle.missing(&by_jid, m, &out.bridge, &uses);

@@ -85,12 +85,13 @@ pub fn build(
 
 /// The metric names of the message categories ([`Tally::breakdown`]), in its order: every
 /// message is in exactly one, so they add up to `sent`.
-pub const CATEGORY_METRICS: [&str; 5] = [
+pub const CATEGORY_METRICS: [&str; 6] = [
     "messages_delivered_everywhere",
     "lost",
     "lost_at_risk",
     "messages_not_bridged_by_design",
     "messages_discarded_by_offline_policy",
+    "messages_held_unsent_at_client_crash",
 ];
 
 /// The run's metrics: delivery accounting, latency, speed, and every counter of the hosts.

@@ -216,6 +216,9 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
         let uses = crate::oracle::activity::Uses::of(out);
         return out.observer.with_messages(|msgs| {
             msgs.filter(|(_, m)| {
+                if crate::oracle::never_at_cloud(m) {
+                    return false;
+                }
                 let missing = oracle.missing(&by_jid, m, &out.bridge, &uses).0;
                 !missing.is_empty() && !oracle.excused(m, &missing)
             })
@@ -225,10 +228,14 @@ fn awaited(s: &Scenario, out: &History, limit: usize) -> Vec<String> {
         });
     }
     out.observer.with_messages(|msgs| {
-        msgs.filter(|(_, m)| m.deliveries.is_empty() && oracle.expect(m) == Expect::Must)
-            .map(|(id, _)| id.to_string())
-            .take(limit)
-            .collect()
+        msgs.filter(|(_, m)| {
+            m.deliveries.is_empty()
+                && !crate::oracle::never_at_cloud(m)
+                && oracle.expect(m) == Expect::Must
+        })
+        .map(|(id, _)| id.to_string())
+        .take(limit)
+        .collect()
     })
 }
 

@@ -211,6 +211,10 @@ impl<'a> Live<'a> {
     /// Whether `m` is awaited now, and whether it is done for good.
     fn judge(&self, out: &History, m: &crate::history::observer::MessageRecord) -> (bool, bool) {
         let o = &self.oracle;
+        if crate::oracle::never_at_cloud(m) {
+            // Held for good: its client and what it held are gone.
+            return (false, true);
+        }
         if !self.bridged {
             // As the full judgement: a message with no delivery that must arrive.
             let waiting = m.deliveries.is_empty() && o.expect(m) == Expect::Must;

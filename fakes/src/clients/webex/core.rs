@@ -5,7 +5,7 @@
 
 use super::{Mix, WebexPlan};
 use crate::clients::body::{BodyPlan, body_digest};
-use crate::observe::{ClientKind, Delivered, Refused, Sent};
+use crate::observe::{ClientKind, Delivered, PostFate, Refused, Sent};
 use connector::proto::jwe::{self, SpaceKey};
 use connector::proto::webex::{Activity, Verb};
 use rand::RngExt as _;
@@ -158,6 +158,18 @@ impl PostAnswer {
 /// (timed out) and 429 (slow down), which a later attempt can pass.
 pub fn refused_for_good(status: u16) -> bool {
     (400..500).contains(&status) && !matches!(status, 401 | 408 | 429)
+}
+
+/// What the cloud's answer to a post (status and body, or the transport failure) means for
+/// its message, for the observer: an error status is an answer (the fake cloud stores nothing
+/// for a request it answers so); without an answer the cloud may have taken it.
+pub fn fate_of(answer: &Result<(u16, Value), String>) -> PostFate {
+    match answer {
+        Ok((status, _)) if *status < 300 => PostFate::Taken,
+        Ok((status, _)) if refused_for_good(*status) => PostFate::Dropped,
+        Ok(_) => PostFate::Kept,
+        Err(_) => PostFate::Unanswered,
+    }
 }
 
 impl WebexCore {
@@ -543,6 +555,20 @@ mod tests {
                 edit_of: Some("act-2".into())
             }
         );
+    }
+
+    /// The observer tells a post the client held unsent from one the bridge lost by these
+    /// fates: only an error status says the cloud did not take it.
+    #[test]
+    fn a_post_is_kept_only_on_an_error_status() {
+        let fate = |s: u16| fate_of(&Ok((s, json!({}))));
+        assert_eq!(fate(201), PostFate::Taken);
+        for s in [500, 503, 401, 408, 429] {
+            assert_eq!(fate(s), PostFate::Kept, "{s}");
+        }
+        assert_eq!(fate(409), PostFate::Dropped);
+        let reset = fate_of(&Err("connection closed before message completed".into()));
+        assert_eq!(reset, PostFate::Unanswered);
     }
 
     /// A post refused for good leaves the outbox (the next one is sent), and a refused edit's

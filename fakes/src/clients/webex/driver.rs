@@ -1,9 +1,9 @@
 //! The Webex App user's task: logs in, keeps the event socket open, catches up over REST, and
 //! carries out the actions its [`WebexCore`] draws; reconnects with seeded backoff.
 
-use super::core::{Action, Observation, PostAnswer, Unsent, WebexCore};
+use super::core::{Action, Observation, PostAnswer, Unsent, WebexCore, fate_of};
 use super::{BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, PresenceSettings, TYPING_FOR, WebexPlan};
-use crate::observe::{GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, Recorder};
+use crate::observe::{GROUP_SPACE_TAG_PREFIX, GroupEvent, GroupEventKind, PostFate, Recorder};
 use connector::core::limiter::Backoff;
 use connector::io::http::{ClientError, EventClient, HttpClient, ws_connect};
 use connector::io::net::Net;
@@ -215,10 +215,12 @@ async fn session<N: Net>(
     backoff.reset();
     d.recorder
         .session(&d.host, &d.email, &d.device, true, "logged in");
-    if let Err(e) = catch_up(d, st, &mut c, &token).await {
-        return e;
-    }
-    if let Err(e) = flush_outbox(d, st, &mut c, &token).await {
+    // A real app sends what it holds once it is connected, whatever its catch-up makes of
+    // the spaces: a catch-up failing at every login kept the outbox unsent until a farm
+    // bounce wiped it (explore seed 5779).
+    let caught_up = catch_up(d, st, &mut c, &token).await;
+    let flushed = flush_outbox(d, st, &mut c, &token).await;
+    if let Err(e) = caught_up.and(flushed) {
         return e;
     }
     loop {
@@ -445,7 +447,7 @@ async fn act<N: Net>(
         Action::Delete { target } => {
             d.recorder.note("webex: delete sent");
             let body = json!({"verb": "delete", "target": target});
-            let answer = send_post(c, token, &path, &body, "delete").await;
+            let (answer, _) = send_post(c, token, &path, &body, "delete").await;
             match answer {
                 PostAnswer::Taken(_) => Ok(()),
                 PostAnswer::Refused(e) | PostAnswer::Failed(e) => Err(e),
@@ -500,7 +502,8 @@ async fn post_activity<N: Net>(
     body: Value,
 ) -> Result<Value, String> {
     let path = format!("/v1/spaces/{space}/activities");
-    let answer = send_post(c, token, &path, &body, "post").await;
+    let (answer, fate) = send_post(c, token, &path, &body, "post").await;
+    report_fate(d, &body, fate);
     match answer {
         PostAnswer::Taken(v) => Ok(v),
         PostAnswer::Refused(_) => {
@@ -523,18 +526,27 @@ async fn post_activity<N: Net>(
 /// The note counting posts the cloud refused for good, which the client dropped.
 const POST_DROPPED: &str = "webex: post refused for good, dropped";
 
-/// Sends one post and reads the answer, with a debug line (`how`: post, re-send).
+/// Sends one post and reads the answer, with a debug line (`how`: post, re-send); and what
+/// it means for the message posted ([`fate_of`]).
 async fn send_post<N: Net>(
     c: &mut CloudConn<N>,
     token: &str,
     path: &str,
     body: &Value,
     how: &str,
-) -> PostAnswer {
+) -> (PostAnswer, PostFate) {
     let answer = c.request(Method::Post, path, Some(token), Some(body)).await;
+    let fate = fate_of(&answer);
     let answer = PostAnswer::of(path, answer);
     log_post(path, body, &answer, how);
-    answer
+    (answer, fate)
+}
+
+/// Tells the observer what became of the message a post (`body`, by its `client_id`) carried.
+fn report_fate<N: Net>(d: &WebexSpec<N>, body: &Value, fate: PostFate) {
+    if let Some(id) = body["client_id"].as_str() {
+        d.recorder.post_fate(&d.host, id, fate);
+    }
 }
 
 /// One line per post (HMSIM_LOG=debug): which message (`client_id`), what the cloud answered
@@ -576,7 +588,8 @@ async fn flush_outbox<N: Net>(
     token: &str,
 ) -> Result<(), String> {
     while let Some(u) = st.next_unsent() {
-        let answer = send_post(c, token, &u.path, &u.body, "re-send").await;
+        let (answer, fate) = send_post(c, token, &u.path, &u.body, "re-send").await;
+        report_fate(d, &u.body, fate);
         match st.resent(answer) {
             PostAnswer::Taken(_) => {}
             PostAnswer::Refused(_) => d.recorder.note(POST_DROPPED),

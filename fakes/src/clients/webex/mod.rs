@@ -19,7 +19,9 @@
 pub mod core;
 pub mod driver;
 
-pub use self::core::{Action, OUTBOX_MAX, PostAnswer, Unsent, WebexCore, refused_for_good, tag_of};
+pub use self::core::{
+    Action, OUTBOX_MAX, PostAnswer, Unsent, WebexCore, fate_of, refused_for_good, tag_of,
+};
 pub use driver::{CloudConn, GroupSpaceSpec, WebexSpec, run_group_space, run_webex};
 
 use std::time::Duration;
