@@ -18,6 +18,7 @@
 //! - [`kms`]: fake Key Management Service: the key store, the host's routes (sans-IO) and its
 //!   HTTP driver and client.
 //! - [`observe`]: how client models report to the simulation's observer.
+//! - [`read`]: one read from a stream without a buffer kept between reads.
 //! - [`rest`]: the REST request/response types the cloud and the KMS host share.
 
 pub mod accept;
@@ -28,6 +29,7 @@ pub mod cloud;
 pub mod config;
 pub mod imp;
 pub mod kms;
+pub mod read;
 pub mod rest;
 
 pub mod observe;

@@ -23,7 +23,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 use tokio::sync::mpsc;
 
 /// The XMPP client port.
@@ -69,9 +69,6 @@ pub const IDLE_TIMEOUT_C2S: Duration = Duration::from_secs(120);
 /// link is never silent for a minute; four intervals, as for c2s.
 pub const IDLE_TIMEOUT_COMPONENT: Duration = Duration::from_secs(120);
 
-/// Read buffer per connection. Small on purpose: a Large node holds 15,000 connections, and
-/// 64 KiB each would be a gigabyte of buffers.
-pub const READ_BUF_BYTES: usize = 4 * 1024;
 /// Period of the PRG timer ([`ImpNode::prg_handle_timeout`]): heartbeats are every 15 s and
 /// timeouts are tens of seconds, so one second is precise enough and cheap. The timer also
 /// flushes what a fault injected from outside the host (manual failover, fallback) queued.
@@ -195,7 +192,6 @@ async fn connection<N: Net>(
     guard: Option<(Rc<RefCell<Brake>>, std::net::IpAddr)>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_tx = net.now();
     let mut clocks = Clocks::new(net.now(), endpoint.auth_timeout(), idle_max);
     let (whitespace, mut keepalive) = whitespace_keepalive(&node, &endpoint, idle_max);
@@ -214,11 +210,12 @@ async fn connection<N: Net>(
                 }
                 last_tx = net.now();
             }
-            r = rd.read(&mut buf) => match r {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
+            r = crate::read::read_some(&mut rd) => match r {
+                Err(_) => break,
+                Ok(bytes) if bytes.is_empty() => break,
+                Ok(bytes) => {
                     clocks.last_rx = net.now();
-                    take_input(&net, &node, &endpoint, id, &buf[..n], guard.as_ref()).await;
+                    take_input(&net, &node, &endpoint, id, &bytes, guard.as_ref()).await;
                     dispatch(&net, &node, &writers, &links);
                 }
             },
@@ -669,17 +666,17 @@ async fn link_session<N: Net>(
         }
         carry.clear();
     }
-    let mut buf = vec![0u8; READ_BUF_BYTES];
     let mut last_rx = net.now();
     let mut ping = tokio::time::interval(LINK_PING_INTERVAL);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             biased;
-            r = rd.read(&mut buf) => match r {
+            r = crate::read::read_some(&mut rd) => match r {
                 // The peer answers pings and sends nothing else on this stream: any bytes are
                 // a sign of life, their content is not needed.
-                Ok(0) | Err(_) => return "peer closed",
+                Err(_) => return "peer closed",
+                Ok(bytes) if bytes.is_empty() => return "peer closed",
                 Ok(_) => last_rx = net.now(),
             },
             out = rx.recv() => {

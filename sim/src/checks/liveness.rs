@@ -53,8 +53,14 @@ fn last_fault_end(s: &Scenario) -> Duration {
 /// goes on for it, within its drain (explore seed 283: a failover a minute before the end,
 /// judged 2 s after the peer took over). So does a connector session, which reopens after the
 /// connector's detection delay (explore seed 2072: a fallback a minute before the end,
-/// [`crate::checks::migration::sessions_awaited`]).
-pub fn liveness_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
+/// [`crate::checks::migration::sessions_awaited`]). `uses` are the 72 h rule's uses of `out`
+/// ([`crate::oracle::activity::Uses::of`]), which the runner keeps up to date.
+pub fn liveness_awaited(
+    s: &Scenario,
+    out: &History,
+    now: Duration,
+    uses: &crate::oracle::activity::Uses,
+) -> bool {
     let Some(spec) = s.checks.iter().find(|c| c.name == ENTRY.name) else {
         return false;
     };
@@ -69,7 +75,7 @@ pub fn liveness_awaited(s: &Scenario, out: &History, now: Duration) -> bool {
         let mut stranded = stranded_users(s, out);
         stranded.extend(undiscoverable_users(s, out).into_keys());
         stranded.extend(deactivated_users(s, out).into_keys());
-        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded)
+        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded, uses)
     }
 }
 
@@ -497,7 +503,12 @@ mod tests {
         // Nothing recorded: both sessions awaited.
         let (st, detail) = liveness(&s, &out, within);
         assert_eq!(st, Status::Fail, "{detail}");
-        assert!(liveness_awaited(&s, &out, now));
+        assert!(liveness_awaited(
+            &s,
+            &out,
+            now,
+            &crate::oracle::activity::Uses::of(&out)
+        ));
         // The cloud took user 0 out: user 1 is still awaited, and named.
         out.cloud_deactivations
             .insert(e0.clone(), vec![change(174, HmState::Error)]);
@@ -505,7 +516,12 @@ mod tests {
         assert_eq!(st, Status::Fail, "{detail}");
         assert!(detail.contains(&format!("{e1} closed at 175s")), "{detail}");
         assert!(!detail.contains(&format!("{e0} closed")), "{detail}");
-        assert!(liveness_awaited(&s, &out, now));
+        assert!(liveness_awaited(
+            &s,
+            &out,
+            now,
+            &crate::oracle::activity::Uses::of(&out)
+        ));
         // Both out of service: nothing awaited, the report says why.
         out.cloud_deactivations
             .insert(e1.clone(), vec![change(174, HmState::Error)]);
@@ -516,14 +532,24 @@ mod tests {
             detail.contains(&format!("; 2 connector sessions closed, as expected: the cloud took the users out of Hybrid Message service (spec 25): {a} (Error duplicate Mail ID at 174s), {b} (Error duplicate Mail ID at 174s)")),
             "{detail}"
         );
-        assert!(!liveness_awaited(&s, &out, now));
+        assert!(!liveness_awaited(
+            &s,
+            &out,
+            now,
+            &crate::oracle::activity::Uses::of(&out)
+        ));
         // The cloud made user 1 Active again: her session is awaited once more.
         let back = out.cloud_deactivations.get_mut(&e1).expect("recorded");
         back.push(change(400, HmState::Active));
         let (st, detail) = liveness(&s, &out, within);
         assert_eq!(st, Status::Fail, "{detail}");
         assert!(detail.contains(&format!("{e1} closed at 175s")), "{detail}");
-        assert!(liveness_awaited(&s, &out, now));
+        assert!(liveness_awaited(
+            &s,
+            &out,
+            now,
+            &crate::oracle::activity::Uses::of(&out)
+        ));
     }
 
     #[test]
@@ -594,5 +620,56 @@ mod tests {
         // On before the takeover, or later: the peer takes over then.
         assert!(stranded(&prg(false), &format!("{crash}{}", ha("90s", true))).is_empty());
         assert!(stranded(&prg(false), &format!("{crash}{}", ha("5m", true))).is_empty());
+    }
+
+    /// Issue 16: the runner hands `liveness_awaited` the 72 h rule's uses it keeps up to date
+    /// instead of the check rebuilding them over every message each simulated second. Through
+    /// a drain that waits for a connector session closed near the end (the fallback of
+    /// `imp-fallback-near-the-end`, explore seed 2072), the kept uses equal the rebuilt ones
+    /// at every second the runner asks.
+    #[test]
+    fn the_runner_hands_awaits_the_uses_a_rebuild_would_find() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static ASKED_WHILE_CLOSED: AtomicUsize = AtomicUsize::new(0);
+        fn checked(
+            s: &Scenario,
+            out: &History,
+            now: Duration,
+            uses: &crate::oracle::activity::Uses,
+        ) -> bool {
+            let rebuilt = crate::oracle::activity::Uses::of(out);
+            assert_eq!(uses.by_user(), rebuilt.by_user(), "uses at {now:?}");
+            let awaited = liveness_awaited(s, out, now, uses);
+            assert_eq!(
+                awaited,
+                liveness_awaited(s, out, now, &rebuilt),
+                "at {now:?}"
+            );
+            if (out.bridge.values()).any(|ev| matches!(ev.last(), Some((_, false)))) {
+                ASKED_WHILE_CLOSED.fetch_add(1, Ordering::Relaxed);
+            }
+            awaited
+        }
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scenarios/imp-fallback-near-the-end.yaml"
+        );
+        let s = crate::load(std::path::Path::new(path)).expect("a library scenario");
+        let opts = crate::run::Options {
+            awaits: Some(checked),
+            ..crate::run::Options::default()
+        };
+        let out = crate::run::run(&s, s.seed, opts, &mut |_| {});
+        assert!(
+            out.failure.is_none(),
+            "quiescent within the drain: {:?}",
+            out.failure
+        );
+        assert!(
+            ASKED_WHILE_CLOSED.load(Ordering::Relaxed) >= 1,
+            "asked while a connector session was closed (the uses are read then)"
+        );
+        let (status, detail) = liveness(&s, &out, Duration::from_secs(19 * 60));
+        assert_eq!(status, Status::Pass, "{detail}");
     }
 }

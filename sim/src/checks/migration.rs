@@ -17,6 +17,7 @@
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::{CloudShare, History};
+use crate::oracle::activity::Uses;
 use crate::plan::topology::UserSpec;
 use crate::plan::validate::Problem;
 use crate::scenario::units::{Pct, Rate, format_duration};
@@ -629,7 +630,8 @@ pub fn connector_liveness(
     if !out.bridge.values().any(|ev| ev.iter().any(|(_, up)| *up)) {
         return None;
     }
-    let t = tally_sessions(out, (fault_end, bound), stranded);
+    let uses = Uses::of(out);
+    let t = tally_sessions(out, (fault_end, bound), stranded, &uses);
     Some(sessions_verdict(
         out,
         (t.open, t.retired),
@@ -643,18 +645,30 @@ pub fn connector_liveness(
 /// the runner, which otherwise stops at quiescence after `duration` while the connector may
 /// still be waiting out its detection delay before a fallback (spec 62: "You can expect a
 /// similar wait for the fallback to complete"; explore seed 2072, a fallback 60 s before the
-/// end of `duration`, judged before the delay ran out).
+/// end of `duration`, judged before the delay ran out). `uses` are [`Uses::of`] `out`, kept
+/// up to date by the runner (rebuilding them walked every message each simulated second of
+/// a drain with a session closed, issue 16); debug builds check them against a rebuild.
 pub fn sessions_awaited(
     out: &History,
     window: (Duration, Duration),
     stranded: &BTreeSet<String>,
+    uses: &Uses,
 ) -> bool {
     // Cheap first: most runs end with every session open.
     let closed = out
         .bridge
         .iter()
         .any(|(u, ev)| matches!(ev.last(), Some((_, false))) && !stranded.contains(u));
-    closed && !tally_sessions(out, window, stranded).missing.is_empty()
+    if !closed {
+        return false;
+    }
+    let missing = tally_sessions(out, window, stranded, uses).missing;
+    debug_assert_eq!(
+        missing,
+        tally_sessions(out, window, stranded, &Uses::of(out)).missing,
+        "the kept uses judge connector sessions otherwise than the rebuilt ones"
+    );
+    !missing.is_empty()
 }
 
 /// What [`connector_liveness`] counts: sessions open, closed on purpose by the 72 h rule,
@@ -670,9 +684,9 @@ fn tally_sessions(
     out: &History,
     (fault_end, bound): (Duration, Duration),
     stranded: &BTreeSet<String>,
+    uses: &Uses,
 ) -> SessionTally {
     let (mut open, mut missing, mut late) = (0usize, Vec::new(), Vec::new());
-    let uses = crate::oracle::activity::Uses::of(out);
     // Sessions are keyed by mail ID, uses by JID (they may differ, spec 24).
     let jid_of: BTreeMap<&str, (&str, bool)> = out
         .users

@@ -65,8 +65,10 @@ pub struct Options {
     pub self_check_quiescence: bool,
 }
 
-/// See [`Options::awaits`].
-pub type Awaits = fn(&Scenario, &History, Duration) -> bool;
+/// See [`Options::awaits`]. The last argument is the 72 h rule's uses of the history so far,
+/// kept up to date by the runner ([`crate::oracle::activity::LiveUses`]) so that a check need
+/// not rebuild them over every message each simulated second of the drain (issue 16).
+pub type Awaits = fn(&Scenario, &History, Duration, &crate::oracle::activity::Uses) -> bool;
 
 /// Runs `s` with `seed`, calling `progress` every few simulated seconds.
 pub fn run(s: &Scenario, seed: u64, opts: Options, progress: &mut dyn FnMut(Progress)) -> History {
@@ -149,7 +151,7 @@ fn step_loop(
             next_quiescence = now + QUIESCENCE_EVERY;
             // What `liveness` still waits for keeps the run going, never past its drain.
             let awaited = now + QUIESCENCE_EVERY < deadline
-                && awaits.is_some_and(|awaits| awaits(s, out, now));
+                && awaits.is_some_and(|awaits| awaits(s, out, now, quiet.uses(s, out)));
             if !awaited && quiet.judge(s, out) {
                 break;
             }

@@ -130,6 +130,18 @@ impl<'a> Quiet<'a> {
         out.quiescence_self_checks += 1;
     }
 
+    /// The 72 h rule's uses of the history so far ([`crate::oracle::activity::Uses::of`]),
+    /// caught up incrementally: for [`super::Options::awaits`].
+    pub(super) fn uses(
+        &mut self,
+        s: &'a Scenario,
+        out: &History,
+    ) -> &crate::oracle::activity::Uses {
+        let live = self.live(s, out);
+        live.catch_up(out);
+        live.uses.uses()
+    }
+
     fn live(&mut self, s: &'a Scenario, out: &History) -> &mut Live<'a> {
         self.live.get_or_insert_with(|| Live::new(s, out))
     }

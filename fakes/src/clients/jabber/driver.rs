@@ -7,7 +7,7 @@ use super::group::{GroupState, group_due, group_stanza, group_tick};
 use super::plan::{ChatPlan, GroupPlan, PresencePlan};
 use super::{
     BACKOFF_MAX, BACKOFF_MIN, CONNECT_TIMEOUT, Keepalive, KeepaliveKind, LOGIN_TIMEOUT,
-    PING_TIMEOUT, READ_BUF_BYTES, Relogin,
+    PING_TIMEOUT, Relogin,
 };
 use crate::observe::{PresenceEvent, Recorder};
 use connector::io::net::Net;
@@ -17,7 +17,7 @@ use rand::RngExt as _;
 use rand_chacha::ChaCha8Rng;
 use std::rc::Rc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
 /// One device of one user.
 pub struct DeviceSpec<N: Net> {
@@ -206,7 +206,6 @@ async fn session<N: Net>(
 ) -> String {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut core = JabberCore::new(&d.jid, &d.password, &d.resource);
-    let mut buf = vec![0u8; READ_BUF_BYTES];
     let login_deadline = d.net.now() + LOGIN_TIMEOUT;
     let (mut last_rx, mut last_tx) = (d.net.now(), d.net.now());
     // The outstanding keepalive ping: (stanza id, sent at).
@@ -227,14 +226,14 @@ async fn session<N: Net>(
         let (send_in, presence_in, group_in) = timers(d, &core, *next_send, ctx.group, now);
         tokio::select! {
             biased;
-            r = rd.read(&mut buf) => {
-                let n = match r {
-                    Ok(0) => return "server closed the connection".into(),
+            r = crate::read::read_some(&mut rd) => {
+                let bytes = match r {
+                    Ok(b) if b.is_empty() => return "server closed the connection".into(),
                     Err(e) => return format!("read failed: {e}"),
-                    Ok(n) => n,
+                    Ok(b) => b,
                 };
                 last_rx = d.net.now();
-                let events = core.input(&buf[..n]);
+                let events = core.input(&bytes);
                 if let Some(why) = on_events(d, &mut core, events, &mut pending_ping, backoff, &mut ctx) {
                     return why;
                 }

@@ -125,5 +125,3 @@ impl Relogin {
 pub const BACKOFF_MIN: Duration = Duration::from_secs(1);
 /// Upper bound of the reconnect backoff.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Read buffer per device; small because a farm hosts thousands of devices.
-pub const READ_BUF_BYTES: usize = 4 * 1024;
