@@ -112,6 +112,10 @@ pub struct NodeDb {
     /// The PRG's high availability as last changed by the administrator (spec 61), which a
     /// restarted node keeps; `None`: as configured at start.
     pub prg_high_availability: Option<bool>,
+    /// The PRG serving view as last known (home → serving node, epoch). Who serves whom lives
+    /// in the database, so a restarted node resumes from it at the epochs the other nodes and
+    /// clusters learned, rather than from the configuration at epoch 0 (`prg.rs`).
+    pub prg_view: Option<BTreeMap<String, (String, u64)>>,
 }
 
 impl NodeDb {

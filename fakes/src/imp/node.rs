@@ -1308,6 +1308,9 @@ impl ImpNode {
     /// A peer speaks only for the users it may serve (its own, or its PRG peer's), and only
     /// to users this node may serve. Offline messages handed over at a PRG failover or
     /// fallback (delay-stamped by this domain) come from the recipient's PRG pair instead.
+    /// A node of this cluster also passes on what it was sent for users it no longer serves
+    /// ([`ImpNode::on_peer_stanza`]), from senders it may not speak for: that routing is
+    /// trusted, except for senders this node serves itself (nobody else speaks for them).
     fn peer_may_send(&self, peer: &str, el: &Element, from: &Jid, to: &Jid) -> bool {
         let from_home = self.dir.get(&from.bare()).map(|u| u.home.clone());
         let to_home = self.dir.get(&to.bare()).map(|u| u.home.clone());
@@ -1315,9 +1318,13 @@ impl ImpNode {
             .child("delay", xmpp::NS_DELAY)
             .is_some_and(|d| d.attr("from") == Some(self.cfg.domain.as_str()))
             && to_home.as_deref().is_some_and(|h| self.may_serve(peer, h));
-        let from_ok = from_home
-            .as_deref()
-            .is_some_and(|h| self.may_serve(peer, h));
+        let cluster_mate = self
+            .prg
+            .as_ref()
+            .is_some_and(|p| p.config().cluster.iter().any(|h| h == peer));
+        let from_ok = from_home.as_deref().is_some_and(|h| {
+            self.may_serve(peer, h) || (cluster_mate && !self.may_serve(&self.cfg.host, h))
+        });
         let to_ok = to_home
             .as_deref()
             .is_some_and(|h| self.may_serve(&self.cfg.host, h));
@@ -1538,7 +1545,11 @@ impl ImpNode {
         if let Some(ha) = self.db.borrow().prg_high_availability {
             cfg.high_availability = ha;
         }
-        self.prg = Some(Prg::new(&self.cfg.host, cfg, restarted));
+        let mut prg = Prg::new(&self.cfg.host, cfg, restarted);
+        if let Some(saved) = self.db.borrow().prg_view.as_ref() {
+            prg.resume_view(saved);
+        }
+        self.prg = Some(prg);
         self
     }
 
@@ -1714,6 +1725,14 @@ impl ImpNode {
     }
 
     fn apply_prg(&mut self, now: Duration, actions: Vec<PrgAction>) {
+        // Every change of the view goes through here: keep it in the database (spec 65: a
+        // restarted node resumes from it).
+        if let Some(p) = &self.prg {
+            let mut db = self.db.borrow_mut();
+            if db.prg_view.as_ref() != Some(p.view()) {
+                db.prg_view = Some(p.view().clone());
+            }
+        }
         for a in actions {
             match a {
                 PrgAction::Send { to, stanza } => {
@@ -2775,6 +2794,89 @@ mod tests {
         // A node without a PRG has nothing to change.
         let (mut alone, _) = cluster(true, (14, 0));
         assert!(!alone.set_prg_high_availability(true));
+    }
+
+    /// Explore seed 6680: n2 crashed, n1 took its users over (Running in Backup Mode), and n1
+    /// restarted before n2 came back. Who serves whom lives in the node's database, at the
+    /// epoch the other clusters learned: the restarted pair must agree that n1 still serves
+    /// bob, not both fall back to their own users at epoch 0 (the other clusters would keep
+    /// routing bob's messages to n1 by the newer epoch, and n2 would drop them from n1).
+    #[test]
+    fn a_restarted_node_resumes_the_serving_view_of_its_database() {
+        let (mut n1, n2) = prg_pair(true);
+        n1.prg_handle_timeout(T);
+        n1.prg_handle_timeout(T * 70);
+        assert_eq!(n1.serving_node("bob@example.com").as_deref(), Some("n1"));
+        let epoch_before = n1.prg().unwrap().epoch_of("n2");
+        assert!(epoch_before > 0);
+        let restart = |n: &ImpNode| {
+            let start_cfg = n.prg().unwrap().config().clone();
+            ImpNode::new(n.cfg.clone(), n.dir.clone(), n.db.clone()).with_prg(start_cfg)
+        };
+        let (mut n1, mut n2) = (restart(&n1), restart(&n2));
+        assert_eq!(n1.prg_state(), Some(PrgState::Unknown));
+        assert_eq!(n1.prg().unwrap().epoch_of("n2"), epoch_before);
+        n1.prg_handle_timeout(T * 80);
+        n2.prg_handle_timeout(T * 80);
+        pump(&mut n1, &mut n2);
+        pump(&mut n2, &mut n1);
+        assert_eq!(n1.prg_state(), Some(PrgState::RunningInBackupMode));
+        assert_eq!(n2.prg_state(), Some(PrgState::FailedOver));
+        for n in [&n1, &n2] {
+            assert_eq!(n.serving_node("bob@example.com").as_deref(), Some("n1"));
+            assert_eq!(n.prg().unwrap().epoch_of("n2"), epoch_before);
+        }
+        // A new database starts from the configuration.
+        let fresh = ImpNode::new(n1.cfg.clone(), n1.dir.clone(), Rc::default())
+            .with_prg(n1.prg().unwrap().config().clone());
+        assert_eq!(fresh.serving_node("bob@example.com").as_deref(), Some("n2"));
+    }
+
+    /// Explore seed 6680: a node passes on a stanza for a user it no longer serves to the
+    /// node serving them, also when the sender is a user of another cluster (whose routing
+    /// still named the first node). The receiving node trusts its cluster-mate's routing, and
+    /// must not drop the message as spoofed: nobody else would ever deliver or store it.
+    #[test]
+    fn a_stanza_passed_on_by_a_cluster_mate_from_a_remote_user_is_delivered() {
+        let dir = Rc::new(Directory::new([
+            user("alice", "n1"),
+            user("bob", "n2"),
+            user("dave", "r1"),
+        ]));
+        let node = |host: &str| {
+            let cfg = NodeConfig {
+                host: host.into(),
+                domain: "example.com".into(),
+                version: (14, 0),
+                offline_storage: true,
+                mdm: true,
+            };
+            let prg = PrgConfig {
+                cluster: vec!["n1".into(), "n2".into()],
+                high_availability: true,
+                automatic_fallback: false,
+                heartbeat_timeout: Duration::from_secs(60),
+                remote: vec![vec!["r1".into()]],
+            };
+            ImpNode::new(cfg, dir.clone(), Rc::default()).with_prg(prg)
+        };
+        let (mut n1, mut n2) = (node("n1"), node("n2"));
+        let b = login(&mut n2, "bob", "desk");
+        let _ = output(&mut n2, b);
+        // r1 still routes bob to n1 (an older view of the pair): n1 passes it on to n2.
+        let rc = n1.open_router();
+        n1.input(T, rc, b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='r1' to='n1' version='1.0'>");
+        n1.input(T, rc, b"<message type='chat' id='d1' from='dave@example.com/r' to='bob@example.com'><body>from afar</body></message>");
+        assert_eq!(n1.stats().peer_rejected, 0);
+        assert_eq!(pump(&mut n1, &mut n2), 1);
+        assert_eq!(n2.stats().peer_rejected, 0);
+        assert!(output(&mut n2, b).contains("from afar"));
+        // Only a cluster-mate's routing is trusted: r1 cannot speak for bob.
+        let rc = n2.open_router();
+        n2.input(T, rc, b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='r1' to='n2' version='1.0'>");
+        n2.input(T, rc, b"<message type='chat' id='x' from='bob@example.com/evil' to='bob@example.com'><body>spoof</body></message>");
+        assert_eq!(n2.stats().peer_rejected, 1);
+        assert!(!output(&mut n2, b).contains("spoof"));
     }
 
     #[test]

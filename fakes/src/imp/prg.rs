@@ -6,6 +6,10 @@
 //! presence composition and offline storage of a user happen on the node serving its home (see
 //! `node.rs`). The view travels in the heartbeats and is merged by epoch, so every node of the
 //! cluster converges on it without shared memory.
+//! The view is kept in the node's database (`NodeDb::prg_view`, written by `node.rs` whenever it
+//! changes): a restarted node resumes from it at the epochs the other nodes and clusters
+//! learned (restarting from the configuration at epoch 0 left another cluster routing by the
+//! newer epoch it had merged: explore seed 6680).
 //!
 //! ## Wire format: `urn:hmsim:prg:0` (the project's)
 //!
@@ -346,6 +350,26 @@ impl Prg {
     /// The node serving the users homed on `home` (in this node's view).
     pub fn server_of<'a>(&'a self, home: &'a str) -> &'a str {
         self.view.get(home).map(|(s, _)| s.as_str()).unwrap_or(home)
+    }
+
+    /// The serving view (home → serving node, epoch), which the node keeps in its database.
+    pub fn view(&self) -> &BTreeMap<String, (String, u64)> {
+        &self.view
+    }
+
+    /// Resumes the serving view a restarted node's database kept: the entries of this
+    /// cluster's homes, each served by the home or its PRG peer; the rest as configured.
+    pub fn resume_view(&mut self, saved: &BTreeMap<String, (String, u64)>) {
+        for (home, (server, epoch)) in saved {
+            if self.view.contains_key(home) && self.may_speak_for(server, home) {
+                self.view.insert(home.clone(), (server.clone(), *epoch));
+            }
+        }
+    }
+
+    /// The epoch of `home`'s entry in this node's view (0: never moved).
+    pub fn epoch_of(&self, home: &str) -> u64 {
+        self.view.get(home).map_or(0, |v| v.1)
     }
 
     /// Each home of the cluster, with the node serving its users in this node's view.
