@@ -203,6 +203,31 @@ fn undiscoverable_users(s: &Scenario, out: &History) -> BTreeMap<String, Undisco
     found
 }
 
+/// Of [`undiscoverable_users`], how many each connector node has that no node of its
+/// Expressway cluster can discover either: the publisher was down for good at every node's
+/// latest (re)start, so no peer can tell their home node (spec 22). The `status_page` check
+/// leaves them out of the node's share (explore seed 6125: exp-a-1 alone, restarted after
+/// cluster b's publisher failed for good).
+pub(crate) fn undiscoverable_in_cluster(s: &Scenario, out: &History) -> BTreeMap<String, usize> {
+    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for why in undiscoverable_users(s, out).into_values() {
+        let Some(e) = s.topology.expressway_clusters.iter().find(|e| {
+            (1..=e.nodes).any(|n| crate::plan::topology::exp_host(&e.name, n) == why.node)
+        }) else {
+            continue;
+        };
+        let nobody = (1..=e.nodes).all(|n| {
+            let q = crate::plan::topology::exp_host(&e.name, n);
+            publisher_lost_from(&actions, &why.publisher, latest_start(&actions, &q))
+        });
+        if nobody {
+            *counts.entry(why.node).or_default() += 1;
+        }
+    }
+    counts
+}
+
 /// When host `node` last (re)started: its latest bounce (a `connector_restart`, a `bounce`,
 /// the end of a timed crash), or the start of the run.
 fn latest_start(actions: &[Timed], node: &str) -> Duration {

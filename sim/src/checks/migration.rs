@@ -21,7 +21,7 @@ use crate::oracle::activity::Uses;
 use crate::plan::topology::UserSpec;
 use crate::plan::validate::Problem;
 use crate::scenario::units::{Pct, Rate, format_duration};
-use crate::scenario::{Dur, Scenario};
+use crate::scenario::{Dur, FailoverMode, Fault, ImpCluster, Scenario};
 use connector::core::failover::NodeStatus;
 use connector::core::status::{Share, StatusPage};
 use reports::{Status, Table};
@@ -74,22 +74,28 @@ fn consistent(page: &StatusPage) -> Result<(), String> {
 /// shorter failure fails nothing over and moves no user). And only a node that is home to
 /// Hybrid Message users the connector can serve (a mail ID and one home cluster, spec 24-25):
 /// a node without any has no users to show as still assigned; users without a mail ID are in
-/// Error in Control Hub and never assigned (explore seed 3360).
+/// Error in Control Hub and never assigned (explore seed 3360). A manual failover while the
+/// peer cannot take the users ([`peer_unavailable_at`]) fails nothing over (explore seed 6492).
 fn failed_over_nodes(s: &Scenario, users: &[UserSpec]) -> Vec<(String, Duration)> {
     let mut v = Vec::new();
     for f in &s.faults {
         let crash_for = f.for_.map(|d| d.0);
-        let mut nodes: Vec<(String, Option<Duration>)> = f
+        let mut nodes: Vec<(String, Option<Duration>, bool)> = f
             .crash
             .iter()
-            .flat_map(|h| h.0.iter().map(|n| (n.clone(), crash_for)))
+            .flat_map(|h| h.0.iter().map(|n| (n.clone(), crash_for, false)))
             .collect();
-        nodes.extend(f.imp_failover.iter().map(|x| (x.node.clone(), None)));
-        for (n, down_for) in nodes {
+        nodes.extend(
+            f.imp_failover
+                .iter()
+                .map(|x| (x.node.clone(), None, x.mode == FailoverMode::Manual)),
+        );
+        for (n, down_for, manual) in nodes {
             let fails_over = s.topology.imp_clusters.iter().any(|c| {
                 crate::plan::imp::high_availability_at(s, c, f.at.0)
                     && crate::plan::imp::node_config(c).peer_of(&n).is_some()
                     && down_for.is_none_or(|d| d > c.prg.heartbeat_timeout.0)
+                    && !(manual && peer_unavailable_at(s, c, &n, f.at.0))
             });
             let has_users = users
                 .iter()
@@ -100,6 +106,67 @@ fn failed_over_nodes(s: &Scenario, users: &[UserSpec]) -> Vec<(String, Duration)
         }
     }
     v
+}
+
+/// Whether the PRG peer of `node` (cluster `c`) cannot take `node`'s users over at `at`, so a
+/// manual failover of `node` then moves nobody. The guide: "When you manually fail over one
+/// of the IM and Presence nodes in a Presence Redundancy Group, the user sessions from the
+/// source node migrate to the other node"; a peer that is down, or failed over itself (its
+/// users served by `node`, which is then not Normal, spec 65), is no node to migrate to.
+fn peer_unavailable_at(s: &Scenario, c: &ImpCluster, node: &str, at: Duration) -> bool {
+    let Some(peer) = crate::plan::imp::node_config(c)
+        .peer_of(node)
+        .map(str::to_string)
+    else {
+        return false;
+    };
+    s.faults.iter().filter(|f| f.at.0 < at).any(|f| {
+        peer_out(s, c, f, &peer)
+            .is_some_and(|(from, until)| from <= at && until.is_none_or(|u| at < u))
+    })
+}
+
+/// When fault `f` takes `peer` out of its PRG pair's service, and when it is back (`None`:
+/// not within the scenario). A manual failover of the peer lasts until its fallback (an
+/// `imp_fallback`, or the end of its `for`). A crash or automatic failover makes it down, and
+/// once down longer than the heartbeat timeout failed over (spec 65: the survivor takes its
+/// users) until a fallback: an `imp_fallback`, or with automatic fallback 30 minutes after it
+/// is healthy again.
+fn peer_out(
+    s: &Scenario,
+    c: &ImpCluster,
+    f: &Fault,
+    peer: &str,
+) -> Option<(Duration, Option<Duration>)> {
+    let t0 = f.at.0;
+    let ends = f.for_.map(|d| t0 + d.0);
+    let fallback = s
+        .faults
+        .iter()
+        .filter(|g| g.at.0 >= t0 && g.imp_fallback.as_ref().is_some_and(|x| x.node == peer))
+        .map(|g| g.at.0)
+        .min();
+    let failover = f.imp_failover.as_ref().filter(|x| x.node == peer);
+    if failover.is_some_and(|x| x.mode == FailoverMode::Manual) {
+        return Some((t0, [ends, fallback].into_iter().flatten().min()));
+    }
+    let crashed = failover.is_some()
+        || f.crash
+            .as_ref()
+            .is_some_and(|h| h.0.iter().any(|x| x == peer));
+    if !crashed {
+        return None;
+    }
+    let takeover_at = t0 + c.prg.heartbeat_timeout.0;
+    let taken_over = ends.is_none_or(|e| e > takeover_at)
+        && crate::plan::imp::high_availability_at(s, c, takeover_at);
+    if !taken_over {
+        return Some((t0, ends));
+    }
+    let auto = ends
+        .filter(|_| c.prg.automatic_fallback)
+        .map(|e| e + fakes::imp::prg::AUTO_FALLBACK_DELAY);
+    Some((t0, [fallback, auto].into_iter().flatten().min()))
 }
 
 /// Whether a connector showed `node` on a page sampled before `at`: it served the node when
@@ -224,6 +291,7 @@ const PEER_SHARE_LAG_MS: u64 = 2 * 30_000 + 15_000;
 fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
     let mut bad = Vec::new();
     let mut judged = 0;
+    let undiscoverable = crate::checks::liveness::undiscoverable_in_cluster(s, out);
     for e in &s.topology.expressway_clusters {
         let hosts: Vec<String> = (1..=e.nodes)
             .map(|n| crate::plan::topology::exp_host(&e.name, n))
@@ -235,6 +303,7 @@ fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
             let Some(own) = cloud_share_at(out, h, *t) else {
                 continue;
             };
+            let own = without(own, undiscoverable.get(h).copied().unwrap_or(0));
             judged += 1;
             let from = t.saturating_sub(Duration::from_millis(PEER_SHARE_LAG_MS));
             let peers: Vec<(&String, CloudShare)> = hosts
@@ -254,6 +323,15 @@ fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
         }
     }
     (bad, judged)
+}
+
+/// A share without `n` users no node of its cluster can discover (spec 22): none can put
+/// them in a node row (spec 71), so the page leaves them out; they may have been active.
+fn without(c: CloudShare, n: usize) -> CloudShare {
+    CloudShare {
+        enabled: (c.enabled.0.saturating_sub(n), c.enabled.1.saturating_sub(n)),
+        active: (c.active.0.saturating_sub(n), c.active.1),
+    }
 }
 
 /// The ranges of two shares added.
@@ -1616,6 +1694,108 @@ mod tests {
         unmatched[2].duplicate_in = Some(1);
         let (st, detail) = status_page(&crash("2m"), &operational(unmatched, 60.0));
         assert_eq!(st, Status::Pass, "{detail}");
+    }
+
+    /// A manual failover moves the node's users to its peer (the guide: "When you manually
+    /// fail over one of the IM and Presence nodes in a Presence Redundancy Group, the user
+    /// sessions from the source node migrate to the other node"). A node whose peer is itself
+    /// failed over serves both homes: there is no other node left for its users, so the second
+    /// failover moves nobody and no Outage is expected for it; after the peer's fallback it is
+    /// a failover again (explore seed 6492: imp-a-1 at 1m, then imp-a-2 at 1m18s).
+    #[test]
+    fn outage_is_not_expected_for_a_manual_failover_while_the_peer_is_failed_over() {
+        let second = |at: &str| {
+            let faults = format!(
+                "  - {{ at: 60m, imp_fallback: {{ node: imp-a-1 }} }}\n  - {{ at: {at}, imp_failover: {{ node: imp-a-2, mode: manual }} }}\n"
+            );
+            let yaml = YAML.replace(
+                "  - { at: 60m, imp_fallback: { node: imp-a-1 } }\n",
+                &faults,
+            );
+            crate::parse("t.yaml", &yaml).expect("valid test scenario")
+        };
+        let mut out = output_with_users();
+        record(&mut out, 60.0, &page(NodeStatus::Operational, (5, 5)));
+        record(&mut out, 600.0, &page(NodeStatus::Outage, (5, 5)));
+        record(&mut out, 3900.0, &page(NodeStatus::Operational, (5, 5)));
+        let (st, detail) = status_page(&second("6m"), &out);
+        assert_eq!(st, Status::Pass, "{detail}");
+        // After imp-a-1's fallback, imp-a-2's failover is real and must show Outage.
+        let (st, detail) = status_page(&second("61m"), &out);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(
+            detail.contains("spec 63: no page showed imp-a-2 as Outage with its users still assigned after the fault at 3660s"),
+            "{detail}"
+        );
+        // A crashed peer cannot take the users either: down, then (after the heartbeat
+        // timeout, spec 65) failed over until a fallback. Back within the timeout, it can.
+        let crashed = |crash: &str, at: &str| {
+            let yaml = YAML
+                .replace(
+                    "  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n",
+                    &format!("  - {{ at: 5m, {crash}crash: [imp-a-1] }}\n  - {{ at: {at}, imp_failover: {{ node: imp-a-2, mode: manual }} }}\n"),
+                )
+                .replace("  - { at: 60m, imp_fallback: { node: imp-a-1 } }\n", "");
+            crate::parse("t.yaml", &yaml).expect("valid test scenario")
+        };
+        for (crash, at) in [("", "5m30s"), ("", "7m"), ("for: 2m, ", "8m")] {
+            let (st, detail) = status_page(&crashed(crash, at), &out);
+            assert_eq!(st, Status::Pass, "{crash}{at}: {detail}");
+        }
+        let (st, detail) = status_page(&crashed("for: 10s, ", "7m"), &out);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(
+            detail.contains("no page showed imp-a-2 as Outage"),
+            "{detail}"
+        );
+    }
+
+    /// Spec 69 with a user no connector node can discover: exp-a-1, the cluster's only node,
+    /// restarts (Expressway maintenance) after imp-b-1, cluster b's AXL publisher, failed for
+    /// good ("The Message Connector cannot discover IM and Presence nodes when the AXL service
+    /// is not running on the nodes", spec 22). The cloud keeps user 1 (homed on cluster b) on
+    /// exp-a-1, which can put them in no node row: its page leaves them out. Without the
+    /// restart the node discovered them before the failure and must count them (explore seed
+    /// 6125).
+    #[test]
+    fn a_user_no_node_can_discover_is_left_out_of_the_share() {
+        let scenario = |maintenance: bool| {
+            let m = if maintenance {
+                "  - { at: 1m33s, for: 26s, expressway_maintenance: { node: exp-a-1 } }\n"
+            } else {
+                ""
+            };
+            let yaml = format!(
+                "name: t\nseed: 1\nduration: 3m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 1 }}, {{ name: b, nodes: 2 }}]\n  expressway_clusters: [{{ name: a, size: large, nodes: 1, imp_clusters: [a, b] }}]\nusers: {{ count: 2, webex: 100% }}\nfaults:\n  - {{ at: 1m49s, imp_failover: {{ node: imp-b-1, mode: automatic }} }}\n{m}checks:\n  - status_page\n"
+            );
+            crate::parse("t.yaml", &yaml).expect("valid test scenario")
+        };
+        let mut out = output();
+        let mut on_b = hybrid_user(1, 1);
+        on_b.cluster = 1;
+        out.users = vec![hybrid_user(0, 1), on_b];
+        for u in &out.users {
+            let email = u.email.clone().expect("a mail ID");
+            out.assigned_at_end.insert(email, "exp-a-1".into());
+        }
+        sampled(
+            &mut out.cloud_shares,
+            "exp-a-1",
+            &CloudShare::exact(2, 0),
+            0,
+            180,
+        );
+        sampled(&mut out.status_shares, "exp-a-1", &share(1, 0), 0, 180);
+        let pages = out.status_pages.entry("exp-a-1".into()).or_default();
+        pages.push((Duration::from_secs(180), totals_page(1, 0)));
+        let (st, detail) = status_page(&scenario(true), &out);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let (st, detail) = status_page(&scenario(false), &out);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(
+            detail.contains("spec 69: exp-a-1 shows enabled/active (1, 0) at the end (180s), not the cloud's share for it (2, 0"),
+            "{detail}"
+        );
     }
 
     #[test]
