@@ -88,6 +88,10 @@ pub struct History {
     /// Every time the cloud counted a user active on Webex (any request with their token:
     /// sends, space keys, logins), by bare JID = email, in order: the oracle's Webex uses.
     pub webex_activity: BTreeMap<String, Vec<Duration>>,
+    /// Times [`History::webex_activity`] changed: the runner reads the cloud's record at each
+    /// quiescence judgement and at the end, and a change (a new use, or the last one moved
+    /// forward) must be judged again.
+    pub webex_activity_changes: u64,
     /// Group chat counters of the IM&P nodes and the cloud's group spaces (spec 42).
     pub group: GroupFacts,
     /// The run's secrets and captured log, when the scenario lists `no_secrets_in_logs`.
@@ -124,6 +128,7 @@ impl History {
             plaintext: None,
             webex_presence: BTreeMap::new(),
             webex_activity: BTreeMap::new(),
+            webex_activity_changes: 0,
             group: Default::default(),
             secrets: None,
         }

@@ -159,7 +159,7 @@ pub struct LiveUses {
     /// counted). A message delivered late may come before the one that counted so far.
     known: BTreeMap<(String, String), (usize, u8, Option<Duration>)>,
     /// The entries of [`History::webex_activity`] folded in so far, per user.
-    activity: BTreeMap<String, usize>,
+    activity: BTreeMap<String, Vec<Duration>>,
 }
 
 impl LiveUses {
@@ -199,15 +199,24 @@ impl LiveUses {
         }
     }
 
-    /// Folds in the cloud's activity record entries added since the last call (the record
-    /// only grows: the runner fills it at the end).
+    /// Folds in what changed in the cloud's activity record since the last call: new uses, and
+    /// a last use the cloud moved forward (a later touch within its grain), or the oldest ones
+    /// it dropped at its bound. The runner reads the record at each judgement, so it changes
+    /// in place, not only at the end.
     pub fn activity(&mut self, out: &History) {
         for (jid, v) in &out.webex_activity {
-            let seen = self.activity.entry(jid.clone()).or_default();
-            for at in v.get(*seen..).unwrap_or_default() {
-                self.uses.insert(jid, *at, true);
+            let folded = self.activity.entry(jid.clone()).or_default();
+            if folded == v {
+                continue;
             }
-            *seen = (*seen).max(v.len());
+            let (gone, new) = sorted_difference(folded, v);
+            for at in gone {
+                self.uses.remove(jid, at, true);
+            }
+            for at in new {
+                self.uses.insert(jid, at, true);
+            }
+            folded.clone_from(v);
         }
     }
 
@@ -227,6 +236,27 @@ impl LiveUses {
             self.uses.insert(&user, at, true);
         }
     }
+}
+
+/// The entries of sorted `old` not in sorted `new`, and those of `new` not in `old` (as
+/// multisets).
+fn sorted_difference(old: &[Duration], new: &[Duration]) -> (Vec<Duration>, Vec<Duration>) {
+    let (mut gone, mut added) = (Vec::new(), Vec::new());
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() && j < new.len() {
+        if old[i] == new[j] {
+            (i, j) = (i + 1, j + 1);
+        } else if old[i] < new[j] {
+            gone.push(old[i]);
+            i += 1;
+        } else {
+            added.push(new[j]);
+            j += 1;
+        }
+    }
+    gone.extend_from_slice(&old[i..]);
+    added.extend_from_slice(&new[j..]);
+    (gone, added)
 }
 
 /// When `rec` first reached one of its recipient's Webex App devices: the recipient's use of
@@ -279,6 +309,29 @@ mod tests {
         assert_eq!(u.last_before("a@x", s(7000), true), Some(s(6161)));
         assert_eq!(u.last_before("a@x", s(6000), true), Some(s(100)));
         assert_eq!(u.last_before("a@x", s(7000), false), Some(s(6161)));
+    }
+
+    /// The runner reads the cloud's record during the run (explore seed 5484), and the cloud
+    /// moves a user's last use forward in place (a later touch within its grain) or drops the
+    /// oldest at its bound: the kept uses follow every change and agree with a rebuild.
+    #[test]
+    fn the_kept_uses_follow_a_record_that_changes_in_place() {
+        use crate::history::observer::Observer;
+        use std::rc::Rc;
+        let s = Duration::from_secs;
+        let mut h = History::from_history(1, Rc::new(Observer::new()), Vec::new());
+        let mut live = LiveUses::default();
+        for record in [
+            vec![s(100)],
+            vec![s(100), s(400)],
+            vec![s(100), s(410)], // the last use moved forward
+            vec![s(410), s(900)], // the oldest dropped, a new one
+        ] {
+            h.webex_activity.insert("a@x".into(), record);
+            live.activity(&h);
+            assert_eq!(live.uses().by_user(), Uses::of(&h).by_user());
+        }
+        assert_eq!(live.uses().last_before("a@x", s(899), true), Some(s(410)));
     }
 
     #[test]

@@ -122,17 +122,38 @@ pub fn final_stats(h: &HybridHandles, s: &Scenario, out: &mut History) {
                 st.hidden,
             );
             out.webex_presence.insert(u.jid.clone(), p);
-            let used = cloud.presence().activity(&u.jid);
-            if !used.is_empty() {
-                out.webex_activity.insert(u.jid.clone(), used.to_vec());
-            }
         }
+        webex_activity(h, out);
     }
     for (host, slot) in &h.connectors {
         if let Some(core) = slot.borrow().as_ref() {
             out.connector_stats
                 .insert(host.clone(), connector_counters(&core.borrow()));
         }
+    }
+}
+
+/// Copies the cloud's record of each user's Webex activity into the history where it changed
+/// (a new use, or the last one moved forward by a later touch within its grain), counting the
+/// change in [`History::webex_activity_changes`]. The runner calls it at each quiescence
+/// judgement as well as at the end: read only at the end, a Jabber message sent just before
+/// `duration` to a user whose Webex use the cloud had recorded was judged optional by the
+/// runner, which stopped, and required by the final tally, which counted it lost (explore
+/// seed 5484).
+pub fn webex_activity(h: &HybridHandles, out: &mut History) {
+    let Some(cloud) = &h.cloud else { return };
+    let cloud = cloud.borrow();
+    let mut changed = false;
+    for u in &out.users {
+        let used = cloud.presence().activity(&u.jid);
+        if used.is_empty() || out.webex_activity.get(&u.jid).map(Vec::as_slice) == Some(used) {
+            continue;
+        }
+        out.webex_activity.insert(u.jid.clone(), used.to_vec());
+        changed = true;
+    }
+    if changed {
+        out.webex_activity_changes += 1;
     }
 }
 

@@ -149,6 +149,7 @@ fn step_loop(
         // Quiescence is judged once per simulated second, not per tick.
         if now >= duration && next_fault >= timeline.len() && now >= next_quiescence {
             next_quiescence = now + QUIESCENCE_EVERY;
+            collect::webex_activity(&world.hybrid, out);
             // What `liveness` still waits for keeps the run going, never past its drain.
             let awaited = now + QUIESCENCE_EVERY < deadline
                 && awaits.is_some_and(|awaits| awaits(s, out, now, quiet.uses(s, out)));

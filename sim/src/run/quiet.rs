@@ -44,7 +44,7 @@ struct HistoryMark {
     sent: usize,
     bridge: usize,
     prg: usize,
-    activity: usize,
+    activity: u64,
 }
 
 impl HistoryMark {
@@ -54,7 +54,7 @@ impl HistoryMark {
             sent: out.observer.sent_count(),
             bridge: out.bridge.values().map(Vec::len).sum(),
             prg: prg_samples(out),
-            activity: out.webex_activity.values().map(Vec::len).sum(),
+            activity: out.webex_activity_changes,
         }
     }
 }
