@@ -195,21 +195,9 @@ pub fn judge_with_leavers(
         );
     }
     if peak_total == 0 {
-        // Say why when no node was ever there to take users: registration had not completed.
-        let never = if ever_eligible {
-            String::new()
-        } else {
-            format!(
-                "no node was ever eligible (registered and up) in any of the {judged} samples; "
-            )
-        };
         return (
             Status::Fail,
-            format!(
-                "0 users assigned in all {judged} samples: the check exercised nothing; {never}{}; {}",
-                summary.join("; "),
-                beyond(unassigned)
-            ),
+            nothing_assigned(judged, ever_eligible, &summary, unassigned),
         );
     }
     summary.push(beyond(unassigned));
@@ -231,6 +219,26 @@ pub fn judge_with_leavers(
             bad.join("; "),
             summary.join("; ")
         ),
+    )
+}
+
+/// The detail of a run that never assigned a user (it exercised nothing), saying why when no
+/// node was ever there to take users: registration had not completed.
+fn nothing_assigned(
+    judged: usize,
+    ever_eligible: bool,
+    summary: &[String],
+    unassigned: &[String],
+) -> String {
+    let never = if ever_eligible {
+        String::new()
+    } else {
+        format!("no node was ever eligible (registered and up) in any of the {judged} samples; ")
+    };
+    format!(
+        "0 users assigned in all {judged} samples: the check exercised nothing; {never}{}; {}",
+        summary.join("; "),
+        beyond(unassigned)
     )
 }
 
