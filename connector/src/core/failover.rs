@@ -12,6 +12,11 @@
 //! administrator's fallback or the automatic one, spec 65). While sessions are moving, the status
 //! page shows the source node as "Outage" with its users still assigned to it (spec 63).
 //!
+//! Both nodes of a PRG down at once: nothing moves to a node that is down, and the first to
+//! return takes the other over (Running in Backup Mode, spec 65), so the connector moves the
+//! other's users to it after the detection delay, and takes back its own from a peer that
+//! served them until it failed.
+//!
 //! A connector that starts (or restarts) while a node is failed over has seen neither signal:
 //! it opens the users on their home node from AXL, and the node refuses with a `redirect`
 //! naming its peer. That teaches it the failover ([`Failover::learned_failed_over`]): the node
@@ -129,7 +134,10 @@ impl Failover {
         h.status = NodeStatus::Outage;
         h.since = now;
         let (peer, ha) = (h.peer.clone(), h.high_availability);
-        self.scheduled.retain(|m| !(m.to == node && m.fallback));
+        // Nothing moves to a node that is down: not the fallback of its users, nor the
+        // failover of its peer's (the peer's users wait for one of the two to return, explore
+        // seed 7216).
+        self.scheduled.retain(|m| m.to != node);
         let Some(peer) = peer.filter(|_| ha) else {
             return;
         };
@@ -149,10 +157,52 @@ impl Failover {
 
     /// The component stream to `node` is back at `now`. If its users were already moved to
     /// the peer, the PRG keeps them there until a fallback ([`Self::node_back`] when the peer
-    /// releases them), so the node stays in Outage; otherwise the outage is over.
+    /// releases them), so the node stays in Outage; otherwise, or if the peer that took them
+    /// is down too, the outage is over. A peer of `node` still down with high availability
+    /// is taken over by `node` as by any automatic failover ([`Self::taken_over_by`]).
     pub fn link_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
-        if !self.redirect.contains_key(node) {
+        let served_by_peer = self
+            .redirect
+            .get(node)
+            .is_some_and(|p| self.status(p) == Some(NodeStatus::Operational));
+        if !served_by_peer {
             self.node_back(node, now, rng);
+        }
+        self.taken_over_by(node, now, rng);
+    }
+
+    /// `node` is Operational again at `now` while its PRG peer is still down (its stream lost
+    /// while `node` was down as well, so no failover was scheduled then): the PRG's survivor
+    /// takes the peer's users over (spec 65: Taking Over, then Running in Backup Mode), and the
+    /// connector moves their sessions after the detection delay, as after any failover (the
+    /// guide: the connector "can respond to manual or automatic failover and fallback events
+    /// on the IM and Presence nodes"; explore seed 7216).
+    fn taken_over_by(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        if self.status(node) != Some(NodeStatus::Operational) {
+            return;
+        }
+        let down: Vec<String> = self
+            .nodes
+            .iter()
+            .filter(|(n, h)| {
+                h.status == NodeStatus::Outage
+                    && h.high_availability
+                    && h.peer.as_deref() == Some(node)
+                    && !self.redirect.contains_key(n.as_str())
+                    && !self.scheduled.iter().any(|m| !m.fallback && &m.from == *n)
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        for from in down {
+            let delay = self
+                .detection_delay_max
+                .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+            self.scheduled.push(Move {
+                from,
+                to: node.to_string(),
+                at: now + delay,
+                fallback: false,
+            });
         }
     }
 
@@ -348,6 +398,51 @@ mod tests {
             "the detection delay of a seen failover still applies (spec 62)"
         );
         assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    /// Explore seed 7216: imp-a-2 fails, its peer imp-a-1 fails for good before taking it
+    /// over, imp-a-2 returns and takes imp-a-1 over (Running in Backup Mode).
+    #[test]
+    fn a_peer_back_while_the_node_is_still_down_takes_its_users_over() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        f.node_lost("imp-a-2", Duration::from_secs(61), &mut rng);
+        f.node_lost("imp-a-1", Duration::from_secs(75), &mut rng);
+        assert_eq!(f.poll_timeout(), None, "no move to a node that is down");
+        f.link_back("imp-a-2", Duration::from_secs(301), &mut rng);
+        assert_eq!(f.status("imp-a-2"), Some(NodeStatus::Operational));
+        let at = f.poll_timeout().expect("the peer takes the node over");
+        let moves = f.due(at);
+        assert_eq!(
+            moves
+                .iter()
+                .map(|m| (m.from.as_str(), m.to.as_str(), m.fallback))
+                .collect::<Vec<_>>(),
+            vec![("imp-a-1", "imp-a-2", false)]
+        );
+        assert_eq!(f.target("imp-a-1"), "imp-a-2");
+        assert_eq!(f.target("imp-a-2"), "imp-a-2");
+    }
+
+    /// The same after the move to the peer happened: the node back takes its own users back
+    /// and the peer's over, since the peer that served them is down.
+    #[test]
+    fn a_node_back_whose_peer_is_down_takes_its_users_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut f = pair(true);
+        f.node_lost("imp-a-2", Duration::ZERO, &mut rng);
+        f.due(f.poll_timeout().unwrap());
+        assert_eq!(f.target("imp-a-2"), "imp-a-1");
+        f.node_lost("imp-a-1", Duration::from_secs(200), &mut rng);
+        f.link_back("imp-a-2", Duration::from_secs(300), &mut rng);
+        assert_eq!(f.status("imp-a-2"), Some(NodeStatus::Operational));
+        let mut moves = Vec::new();
+        while let Some(at) = f.poll_timeout() {
+            moves.extend(f.due(at));
+        }
+        assert_eq!(moves.len(), 2, "{moves:?}");
+        assert_eq!(f.target("imp-a-1"), "imp-a-2");
+        assert_eq!(f.target("imp-a-2"), "imp-a-2");
     }
 
     #[test]
