@@ -1,9 +1,11 @@
 //! Delivery accounting over the whole history: what was sent, delivered, lost (must-deliver
 //! only), at risk, discarded, duplicated and reordered, and the latency percentiles.
 
+use crate::history::observer::MessageRecord;
 use crate::history::{Bridge, History};
+use crate::oracle::activity::Uses;
 use crate::oracle::cuts::{Cuts, OnWay};
-use crate::oracle::interop::{client_of_device, session_key};
+use crate::oracle::interop::{client_of_device, served, session_key};
 use crate::oracle::{Expect, IN_FLIGHT_SLACK, Oracle};
 use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
@@ -132,7 +134,7 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
     let mut position = 0usize;
     let hybrid = crate::plan::topology::uses_cloud(s);
     let by_jid: BTreeMap<&str, &UserSpec> = out.users.iter().map(|u| (u.jid.as_str(), u)).collect();
-    let uses = crate::oracle::activity::Uses::of(out);
+    let uses = Uses::of(out);
     let sessions = Sessions::of(out);
     let cuts = Cuts::of(s);
     out.observer.with_messages(|msgs| {
@@ -171,7 +173,8 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
                 t.duplicated.push(id.to_string());
             }
             position += 1;
-            let stored = sessions.none_at(&by_jid, &m.to, m.sent_at);
+            let stored = sessions.none_at(&by_jid, &m.to, m.sent_at)
+                || sessions.turned_down_and_stored(s, &by_jid, &uses, m);
             for d in &m.deliveries {
                 let key = (m.from.clone(), m.to.clone(), d.device.clone());
                 let client = client_of_device(&d.device);
@@ -299,18 +302,51 @@ impl<'a> Sessions<'a> {
     /// a known issue of the product: "When a Message Service user comes back online in Webex,
     /// stored messages are replayed in Webex but they may be out of sequence" (spec 48).
     fn none_at(&self, by_jid: &BTreeMap<&str, &UserSpec>, to: &str, at: Duration) -> bool {
-        let up_at =
-            |ev: &[(Duration, bool)]| ev.iter().rfind(|(t, _)| *t <= at).is_some_and(|e| e.1);
-        let jabber_up = self
-            .jabber
-            .get(to)
-            .is_some_and(|devices| devices.values().any(|ev| up_at(ev)));
         let key = by_jid.get(to).and_then(|u| session_key(u));
         let bridged = key
             .and_then(|k| self.bridge.get(k))
-            .is_some_and(|ev| up_at(ev));
-        !jabber_up && !bridged
+            .is_some_and(|ev| up_at(ev, at));
+        !self.jabber_up(to, at) && !bridged
     }
+
+    /// Whether a Jabber device of `to` (bare JID) was logged in at `at`.
+    fn jabber_up(&self, to: &str, at: Duration) -> bool {
+        (self.jabber.get(to)).is_some_and(|devices| devices.values().any(|ev| up_at(ev, at)))
+    }
+
+    /// Whether only IM&P's stored copy of `m` can have reached the recipient's Webex App: a
+    /// Jabber user without Hybrid Message (J-) wrote to a Hybrid Message user with no Jabber
+    /// device logged in (IM&P keeps it in offline storage, spec 46) whose use of Webex within
+    /// 72 h the connector could not yet be sure of (it learns of it by its presence poll), so
+    /// the recipient's session may have turned the live copy down, the only other way there:
+    /// "It will not go to message connector if the recipient has not recently been active on
+    /// Webex App" (spec 33, 56). IM&P replays the stored copy later (the next login, or a PRG
+    /// handover), and the session takes it once the recipient is active: "stored messages are
+    /// replayed in Webex but they may be out of sequence" (spec 48; explore seed 7026).
+    fn turned_down_and_stored(
+        &self,
+        s: &Scenario,
+        by_jid: &BTreeMap<&str, &UserSpec>,
+        uses: &Uses,
+        m: &MessageRecord,
+    ) -> bool {
+        let (Some(from), Some(to)) = (by_jid.get(m.from.as_str()), by_jid.get(m.to.as_str()))
+        else {
+            return false;
+        };
+        let storage = (s.topology.imp_clusters.get(to.cluster)).is_some_and(|c| c.offline_storage);
+        m.client == ClientKind::Jabber
+            && !served(from)
+            && served(to)
+            && storage
+            && !self.jabber_up(&m.to, m.sent_at)
+            && uses.webex_active(&m.to, m.sent_at) != Some(true)
+    }
+}
+
+/// Whether the last of the up/down transitions `ev` at or before `at` was up.
+fn up_at(ev: &[(Duration, bool)], at: Duration) -> bool {
+    ev.iter().rfind(|(t, _)| *t <= at).is_some_and(|e| e.1)
 }
 
 /// One delivery of a message to a device, for the order per conversation and device.
@@ -480,6 +516,89 @@ mod tests {
         assert!(replayed.reordered.is_empty(), "{:?}", replayed.reordered);
         let live = webex_gets_m2_before_m1(0);
         assert_eq!(live.reordered, vec!["m1".to_string()]);
+    }
+
+    /// Explore 7026: a Jabber user without Hybrid Message (J-) wrote to Bob (Webex App, no
+    /// Jabber device) 20 s after Bob's connector session opened, before the connector's
+    /// presence poll showed Bob active in Webex: the session turned the live copy down (spec
+    /// 33, 56), IM&P kept it in offline storage (spec 46) and handed it over at the PRG
+    /// fallback, behind later messages (spec 48). With a Jabber device of Bob's logged in
+    /// nothing is stored, and the same Webex reorder fails.
+    #[test]
+    fn a_webex_replay_of_a_j_minus_message_the_session_turned_down_is_not_reordered() {
+        let replayed = j_minus_to_webex_gets_m2_before_m1(false);
+        assert_eq!(replayed.delivered, 2);
+        assert!(replayed.reordered.is_empty(), "{:?}", replayed.reordered);
+        let live = j_minus_to_webex_gets_m2_before_m1(true);
+        assert_eq!(live.reordered, vec!["m1".to_string()]);
+    }
+
+    /// Alice, a Jabber user without Hybrid Message, sends m1 at 10 s and m2 at 20 s to Bob
+    /// (Webex App, Hybrid Message, his connector session open from the start, his Jabber
+    /// device logged in if `bob_jabber`); Bob's Webex App gets m2 at 40 s and m1 at 50 s.
+    /// Bob's Webex login (within its 30 s spread) is not yet known to the connector at 10 s.
+    fn j_minus_to_webex_gets_m2_before_m1(bob_jabber: bool) -> Tally {
+        let yaml = "name: t\nseed: 1\nduration: 1m\ntopology:\n  imp_clusters: [{ name: a }]\n  expressway_clusters: [{ name: a, size: small, imp_clusters: [a] }]\nusers: { count: 2, hybrid_message: 100%, without_email: 0% }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        let o = Rc::new(Observer::new());
+        o.session("jabber-1", ALICE, "jabber-1.0", true, "logged in");
+        if bob_jabber {
+            o.session("jabber-1", BOB, "jabber-1.1", true, "logged in");
+        }
+        let events = [
+            (10, "m1", false),
+            (20, "m2", false),
+            (40, "m2", true),
+            (50, "m1", true),
+        ];
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(120))
+            .build();
+        let obs = o.clone();
+        sim.client("t", async move {
+            for (at, id, delivered) in events {
+                let now = turmoil::sim_elapsed().unwrap_or_default();
+                tokio::time::sleep(Duration::from_secs(at).saturating_sub(now)).await;
+                let (from, to, id) = (ALICE.to_string(), BOB.to_string(), id.to_string());
+                if !delivered {
+                    let (client, device, body) = (ClientKind::Jabber, "jabber-1.0".into(), None);
+                    let sent = Sent {
+                        id,
+                        from,
+                        to,
+                        client,
+                        device,
+                        body,
+                    };
+                    obs.sent("jabber-1", sent);
+                    continue;
+                }
+                let (client, device) = (ClientKind::Webex, "webex.0".to_string());
+                let (delayed, carbon, body) = (false, false, None);
+                let d = Delivered {
+                    id,
+                    from,
+                    to,
+                    device,
+                    client,
+                    delayed,
+                    carbon,
+                    body,
+                };
+                obs.delivered("webex-1", d);
+            }
+            Ok(())
+        });
+        sim.run().expect("the test client runs");
+        let mut users = crate::plan::topology::population(&s, &RngFactory::new(1));
+        for u in &mut users {
+            u.hybrid = u.jid != ALICE;
+            u.webex = u.jid == BOB;
+            u.jabber = u.jid == ALICE || bob_jabber;
+        }
+        let mut out = History::from_history(1, o, users);
+        out.bridge.insert(BOB.into(), vec![(Duration::ZERO, true)]);
+        tally(&s, &out)
     }
 
     /// Explore 4396: a post the cloud refused for good is dropped by the sender's Webex App
