@@ -38,9 +38,16 @@ use std::time::Duration;
 pub const REGISTRATION_DELAY_MAX: Duration = Duration::from_secs(5 * 60);
 /// How often a connector should heartbeat.
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
-/// Silence after which a connector is down: three missed heartbeats, so one lost or late
-/// heartbeat does not move thousands of users.
-pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(90);
+/// How late a heartbeat may reach the cloud after its due time and still count as on time: a
+/// network round trip and the cloud's one-second tick. Without it a node that lost exactly two
+/// heartbeats (a 60 s cloud outage) and sent the third on time was down by the third's transit
+/// time, and the cloud drained and refilled every node, shuffling 15,000 users.
+pub const HEARTBEAT_GRACE: Duration = Duration::from_secs(5);
+/// Silence after which a connector is down: three missed heartbeats (the third not in by its
+/// due time plus [`HEARTBEAT_GRACE`]), so one or two lost or late heartbeats do not move
+/// thousands of users.
+pub const HEARTBEAT_TIMEOUT: Duration =
+    Duration::from_secs(3 * HEARTBEAT_INTERVAL.as_secs() + HEARTBEAT_GRACE.as_secs());
 /// Longest status upload kept, in bytes of JSON: the status page model is a few KiB; a bound
 /// keeps a misbehaving connector from filling the cloud's memory.
 pub const STATUS_BYTES_MAX: usize = 64 * 1024;
@@ -680,12 +687,13 @@ mod tests {
         hub.tick(t0);
         hub.heartbeat(t0 + secs(30), "exp-a-1", Some("{\"ok\":true}".into()))
             .unwrap();
+        let last = t0 + secs(30);
         assert!(
-            hub.tick(t0 + secs(120)).is_empty(),
-            "90 s since the last one"
+            hub.tick(last + HEARTBEAT_TIMEOUT).is_empty(),
+            "just the timeout since the last one"
         );
         assert_eq!(
-            hub.tick(t0 + secs(121)),
+            hub.tick(last + HEARTBEAT_TIMEOUT + secs(1)),
             vec![HubEvent::Down("exp-a-1".into())]
         );
         assert_eq!(
@@ -701,6 +709,40 @@ mod tests {
         let err = hub.heartbeat(t0, "exp-a-1", Some(big)).unwrap_err();
         assert_eq!(err.status(), 413);
         assert_eq!(hub.heartbeat(t0, "nope", None).unwrap_err().status(), 404);
+    }
+
+    /// A 60 s cloud outage loses two heartbeats; the third, sent on time, reaches the cloud a
+    /// round trip after its due time. The node is up all along: only a third lost heartbeat
+    /// makes it down (the 15,000-user outage: every node drained and refilled at 480.25 s).
+    #[test]
+    fn two_lost_heartbeats_and_a_third_in_transit_keep_a_node_up() {
+        let (mut hub, token, mut rng) = hub();
+        hub.register(secs(0), Some(&token), "exp-a-1", true, &mut rng)
+            .unwrap();
+        let t0 = REGISTRATION_DELAY_MAX;
+        hub.tick(t0);
+        let last = t0 + secs(30);
+        hub.heartbeat(last, "exp-a-1", None).unwrap();
+        // The third heartbeat is due at `last + 3 intervals` and takes 100 ms to arrive; the
+        // cloud's tick runs 50 ms before it does.
+        let third_due = last + 3 * HEARTBEAT_INTERVAL;
+        assert!(
+            hub.tick(third_due + Duration::from_millis(50)).is_empty(),
+            "two lost heartbeats are not down"
+        );
+        assert!(
+            hub.heartbeat(third_due + Duration::from_millis(100), "exp-a-1", None)
+                .unwrap()
+                .is_empty(),
+            "still up: no Up event"
+        );
+        // Then silent: down once a third heartbeat is not in by its due time plus the grace.
+        let back = third_due + Duration::from_millis(100);
+        assert!(hub.tick(back + 3 * HEARTBEAT_INTERVAL).is_empty());
+        assert_eq!(
+            hub.tick(back + 3 * HEARTBEAT_INTERVAL + HEARTBEAT_GRACE + secs(1)),
+            vec![HubEvent::Down("exp-a-1".into())]
+        );
     }
 
     #[test]
