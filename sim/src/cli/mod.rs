@@ -458,8 +458,9 @@ pub fn messages_line(r: &reports::RunRecord) -> String {
     format!("messages: {} sent = {}", r.metrics.sent, parts.join(" + "))
 }
 
-/// The console's label of the messages a client held unsent when its host went down.
-const HELD_UNSENT: &str = "held unsent at a client crash";
+/// The console's label of the messages a client held unsent when its host went down: the one
+/// category the console line leaves out at zero.
+pub const HELD_UNSENT: &str = "held unsent at a client crash";
 
 /// The message categories of a record with their counts ([`record::CATEGORY_METRICS`]).
 pub fn message_categories(r: &reports::RunRecord) -> Vec<(&'static str, u64)> {
