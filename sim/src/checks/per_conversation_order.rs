@@ -3,7 +3,8 @@
 //! behind later ones because a hold or partition of a link on its way kept it (the IM&P router
 //! link between the two home nodes, or a connector node's link to the cloud) is counted apart
 //! and shown, not failed: the guide says the service is not robust to such outages (spec 64;
-//! `crate::oracle::cuts`).
+//! `crate::oracle::cuts`). Offline replays that came out of sequence are allowed and shown
+//! too.
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
@@ -43,6 +44,17 @@ fn order(t: &Tally) -> (Status, String) {
             examples(&t.reordered_across_cuts)
         )
     };
+    let replayed = if t.replayed_out_of_sequence.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "; {} offline replays arrived behind later messages, allowed (spec 48: \"stored \
+             messages are replayed in Webex but they may be out of sequence\"; e.g. {})",
+            t.replayed_out_of_sequence.len(),
+            examples(&t.replayed_out_of_sequence)
+        )
+    };
+    let across = format!("{across}{replayed}");
     if t.reordered.is_empty() {
         let all = if across.is_empty() {
             "all in send order per conversation and device"
@@ -62,5 +74,39 @@ fn order(t: &Tally) -> (Status, String) {
                 examples(&t.reordered)
             ),
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An allowed reorder still shows in the detail: a pass that excused something says what.
+    #[test]
+    fn an_offline_replay_out_of_sequence_passes_and_is_shown() {
+        let t = Tally {
+            delivered: 2,
+            replayed_out_of_sequence: vec!["m1".into()],
+            ..Tally::default()
+        };
+        let (status, detail) = order(&t);
+        assert_eq!(status, Status::Pass);
+        assert!(
+            detail.contains("1 offline replays arrived behind later messages"),
+            "{detail}"
+        );
+        assert!(detail.contains("m1"), "{detail}");
+        assert!(!detail.contains("all in send order"), "{detail}");
+        let clean = order(&Tally {
+            delivered: 2,
+            ..Tally::default()
+        });
+        assert_eq!(
+            clean,
+            (
+                Status::Pass,
+                "2 messages, all in send order per conversation and device".into()
+            )
+        );
     }
 }

@@ -44,6 +44,10 @@ pub struct Tally {
     /// conversation because a cut link held them (`cuts`, spec 64): the message, what
     /// overtook it, the cut.
     pub reordered_across_cuts: Vec<String>,
+    /// Offline replays (spec 48) that reached a device behind later messages of their
+    /// conversation: allowed ("stored messages are replayed in Webex but they may be out of
+    /// sequence"), counted and shown so an excused reorder is never silent.
+    pub replayed_out_of_sequence: Vec<String>,
     /// Every message in send order: when it was sent (simulated seconds) and its one verdict.
     /// The verdicts partition the messages, so their counts add up to `sent`.
     pub verdicts: Vec<(f64, Verdict)>,
@@ -192,7 +196,9 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             }
         }
     });
-    (t.reordered, t.reordered_across_cuts) = reordered(arrivals);
+    let r = reordered(arrivals);
+    (t.reordered, t.reordered_across_cuts) = (r.reordered, r.across_cuts);
+    t.replayed_out_of_sequence = r.replayed;
     t
 }
 
@@ -371,29 +377,45 @@ struct Arrival {
 /// Arrivals per (from, to, device).
 type Arrivals = BTreeMap<(String, String, String), Vec<Arrival>>;
 
-/// Messages that arrived on a device after a message sent later in the same conversation:
-/// (reordered, reordered across a cut). Offline replays are exempt: IM&P replays stored
-/// messages at login, delay-stamped in Jabber, and into Webex possibly out of sequence (spec
-/// 48). A message held by a cut link is counted apart ([`across_cut`]).
-fn reordered(arrivals: Arrivals) -> (Vec<String>, Vec<String>) {
-    let (mut out, mut excused) = (Vec::new(), Vec::new());
+/// Messages that arrived on a device after a message sent later in the same conversation.
+/// Offline replays are exempt: IM&P replays stored messages at login, delay-stamped in
+/// Jabber, and into Webex possibly out of sequence (spec 48); those that did are counted in
+/// `replayed`. A message held by a cut link is counted apart ([`across_cut`]).
+fn reordered(arrivals: Arrivals) -> Reordered {
+    let mut r = Reordered::default();
     for (_, mut list) in arrivals {
         list.sort_unstable_by_key(|a| (a.number, a.position));
-        let mut latest_sent = 0usize;
+        // Latest position arrived: live messages only (what a live one must not fall behind),
+        // and with replays too (what shows a replay out of sequence).
+        let (mut latest_sent, mut latest_any) = (0usize, 0usize);
         for (i, a) in list.iter().enumerate() {
             if a.replay {
+                if a.position < latest_any {
+                    r.replayed.push(a.id.clone());
+                }
+                latest_any = latest_any.max(a.position);
                 continue;
             }
+            latest_any = latest_any.max(a.position);
             if a.position < latest_sent {
                 match across_cut(a, &list[..i]) {
-                    Some(why) => excused.push(why),
-                    None => out.push(a.id.clone()),
+                    Some(why) => r.across_cuts.push(why),
+                    None => r.reordered.push(a.id.clone()),
                 }
             }
             latest_sent = latest_sent.max(a.position);
         }
     }
-    (out, excused)
+    r
+}
+
+/// What [`reordered`] found: failures, reorders excused by a cut (spec 64), offline replays
+/// out of sequence (spec 48).
+#[derive(Default)]
+struct Reordered {
+    reordered: Vec<String>,
+    across_cuts: Vec<String>,
+    replayed: Vec<String>,
 }
 
 /// Why `late` may arrive behind the later-sent messages of `before` (what arrived ahead of it
@@ -514,8 +536,10 @@ mod tests {
         let replayed = webex_gets_m2_before_m1(5);
         assert_eq!(replayed.delivered, 2);
         assert!(replayed.reordered.is_empty(), "{:?}", replayed.reordered);
+        assert_eq!(replayed.replayed_out_of_sequence, vec!["m1".to_string()]);
         let live = webex_gets_m2_before_m1(0);
         assert_eq!(live.reordered, vec!["m1".to_string()]);
+        assert!(live.replayed_out_of_sequence.is_empty());
     }
 
     /// Explore 7026: a Jabber user without Hybrid Message (J-) wrote to Bob (Webex App, no
@@ -529,8 +553,10 @@ mod tests {
         let replayed = j_minus_to_webex_gets_m2_before_m1(false);
         assert_eq!(replayed.delivered, 2);
         assert!(replayed.reordered.is_empty(), "{:?}", replayed.reordered);
+        assert_eq!(replayed.replayed_out_of_sequence, vec!["m1".to_string()]);
         let live = j_minus_to_webex_gets_m2_before_m1(true);
         assert_eq!(live.reordered, vec!["m1".to_string()]);
+        assert!(live.replayed_out_of_sequence.is_empty());
     }
 
     /// Alice, a Jabber user without Hybrid Message, sends m1 at 10 s and m2 at 20 s to Bob
