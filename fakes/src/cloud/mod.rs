@@ -117,7 +117,7 @@
 //!
 //! - [`Cloud::set_http_errors`]: a seeded share of requests is answered 429 or 5xx with
 //!   `{"error": "injected", "detail"}` before reaching the routes (counted in
-//!   [`CloudStats::injected_errors`]).
+//!   [`CloudStats::injected_errors`]); the administrator's requests are exempt.
 //! - [`Cloud::drop_event_sockets`]: the driver closes every open WebSocket at its next
 //!   dispatch (within [`http::TICK_INTERVAL`]); clients reconnect and catch up over REST.
 //!
@@ -734,7 +734,11 @@ impl Cloud {
         self.clock = self.clock.max(now);
         self.stats.requests += 1;
         self.log_body(now, &req);
+        // Control Hub's own changes (setup, an administrator's maintenance mode) are not
+        // part of the API the fault models, and an administrator retries until they take.
+        let admin = req.token.as_deref() == Some(self.cfg.admin_token.as_str());
         if let Some(f) = self.http_errors.as_mut()
+            && !admin
             && f.rng.random::<f64>() < f.rate
         {
             self.stats.injected_errors += 1;

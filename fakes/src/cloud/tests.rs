@@ -1039,6 +1039,40 @@ fn maintenance_mode_drains_and_notifies() {
     assert_eq!(w.c.assignment().users_of("exp-a-1").len(), 1);
 }
 
+/// Explore seed 10386: `http_errors` (48 % 429) was on when the scenario's maintenance mode
+/// ended, and the administrator's request to end it was answered 429, so exp-a-1 stayed in
+/// maintenance mode for the rest of the run, no fault of the product's. The fault models the
+/// API the connectors and clients use; Control Hub's own changes (the scenario's faults and
+/// setup) always take effect, as an administrator would retry until they did.
+#[test]
+fn an_administrators_change_is_not_answered_with_an_injected_error() {
+    let mut w = world();
+    w.c.set_http_errors(1.0, 429, ChaCha8Rng::seed_from_u64(1));
+    for on in [true, false] {
+        let path = "/v1/admin/connectors/exp-a-1/maintenance";
+        let r = call(
+            &mut w.c,
+            w.now,
+            Method::Put,
+            path,
+            Some(ADMIN),
+            json!({ "on": on }),
+        );
+        ok(r, 200);
+    }
+    assert_eq!(w.c.assignment().users_of("exp-a-1").len(), 1);
+    let r = call(
+        &mut w.c,
+        w.now,
+        Method::Get,
+        "/v1/me",
+        Some("usr-x"),
+        Value::Null,
+    );
+    assert_error(&r, 429, "injected");
+    assert_eq!(w.c.stats().injected_errors, 1);
+}
+
 /// Maintenance moves Alice off exp-a-1: it may still post for her for [`RELEASE_GRACE`], so it
 /// keeps the key of her spaces that long; a node a user is back on by then keeps it for good.
 #[test]
