@@ -12,6 +12,7 @@
 use crate::proto::xml::{Element, parse_document};
 use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// SOAP 1.1 envelope namespace.
 pub const NS_SOAP_ENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -39,17 +40,19 @@ pub struct ImpNodeInfo {
     pub high_availability: bool,
 }
 
-/// A row of `enduser`.
+/// A row of `enduser`. The mail ID, JID and home node are shared strings: the node keeps the
+/// rows and its [`Directory`] names each user by the same copies, and a Large node's
+/// directory holds every user of the organization (issue 16, memory per user).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AxlUser {
     /// `userid`.
     pub userid: String,
     /// `mailid`, if set.
-    pub email: Option<String>,
+    pub email: Option<Arc<str>>,
     /// Bare JID.
-    pub jid: String,
-    /// Home node host.
-    pub home: String,
+    pub jid: Arc<str>,
+    /// Home node host (one copy per node name in a page).
+    pub home: Arc<str>,
     /// Learned from another cluster through ICSA.
     pub intercluster: bool,
 }
@@ -157,15 +160,25 @@ pub fn parse_nodes(body: &[u8]) -> Result<Vec<ImpNodeInfo>, AxlError> {
 /// Parses one `executeSQLQuery` page of users.
 pub fn parse_users(body: &[u8]) -> Result<Vec<AxlUser>, AxlError> {
     let ret = response_return(body)?;
+    let mut homes: BTreeMap<String, Arc<str>> = BTreeMap::new();
     Ok(ret
         .elements()
         .filter(|e| e.name == "row")
-        .map(|r| AxlUser {
-            userid: field(r, "userid"),
-            email: Some(field(r, "mailid").to_ascii_lowercase()).filter(|m| !m.is_empty()),
-            jid: field(r, "jid").to_ascii_lowercase(),
-            home: field(r, "homenode"),
-            intercluster: matches!(field(r, "intercluster").as_str(), "t" | "true" | "1"),
+        .map(|r| {
+            let home = field(r, "homenode");
+            let home = homes
+                .entry(home)
+                .or_insert_with_key(|h| Arc::from(h.as_str()))
+                .clone();
+            AxlUser {
+                userid: field(r, "userid"),
+                email: Some(field(r, "mailid").to_ascii_lowercase())
+                    .filter(|m| !m.is_empty())
+                    .map(Arc::from),
+                jid: Arc::from(field(r, "jid").to_ascii_lowercase()),
+                home,
+                intercluster: matches!(field(r, "intercluster").as_str(), "t" | "true" | "1"),
+            }
         })
         .filter(|u| !u.userid.is_empty())
         .collect())
@@ -180,21 +193,22 @@ pub fn more_pages(rows: usize, page: usize) -> bool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
     /// IM&P cluster (configured name) the user is homed on.
-    pub cluster: String,
+    pub cluster: Arc<str>,
     /// Bare JID.
-    pub jid: String,
+    pub jid: Arc<str>,
     /// Home node host.
-    pub home: String,
+    pub home: Arc<str>,
 }
 
-/// The users known through discovery, by email.
+/// The users known through discovery, by email. Every map names a user by the shared strings
+/// of its [`AxlUser`] row.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directory {
-    by_email: BTreeMap<String, DirEntry>,
+    by_email: BTreeMap<Arc<str>, DirEntry>,
     /// Every user with a mail ID, local or intercluster: email → bare JID, and back. Chat
     /// partners may be homed on clusters this connector does not serve.
-    jid_of: BTreeMap<String, String>,
-    email_of: BTreeMap<String, String>,
+    jid_of: BTreeMap<Arc<str>, Arc<str>>,
+    email_of: BTreeMap<Arc<str>, Arc<str>>,
     /// Users homed on the configured clusters ("Users from connected IM&P clusters", spec 67).
     pub local_users: usize,
     /// Local plus intercluster users ("Users from all IM&P clusters (ICSA)", spec 68).
@@ -202,10 +216,11 @@ pub struct Directory {
     /// Users skipped because they have no mail ID (spec 24).
     pub without_email: usize,
     /// Mail IDs homed on more than one cluster (spec 25): not served.
-    pub duplicates: BTreeSet<String>,
-    /// Every cluster each mail ID is homed on, to report them all: the cloud shows a user
-    /// homed on two clusters as "duplicate Mail ID" (spec 25).
-    pub homes: BTreeMap<String, BTreeSet<String>>,
+    pub duplicates: BTreeSet<Arc<str>>,
+    /// Every cluster each mail ID is homed on, sorted, without repeats, to report them all:
+    /// the cloud shows a user homed on two clusters as "duplicate Mail ID" (spec 25). A list,
+    /// not a set: nearly every user has one cluster, and a set's node is some 300 bytes.
+    pub homes: BTreeMap<Arc<str>, Vec<Arc<str>>>,
 }
 
 impl Directory {
@@ -214,8 +229,9 @@ impl Directory {
         let mut d = Directory::default();
         let mut all = BTreeSet::new();
         for (cluster, users) in clusters {
+            let cluster: Arc<str> = Arc::from(cluster.as_str());
             for u in users {
-                all.insert(u.userid.clone());
+                all.insert(u.userid.as_str());
                 if let Some(email) = &u.email {
                     d.jid_of.insert(email.clone(), u.jid.clone());
                     d.email_of.insert(u.jid.clone(), email.clone());
@@ -228,17 +244,17 @@ impl Directory {
                     d.without_email += 1;
                     continue;
                 };
-                d.homes
-                    .entry(email.clone())
-                    .or_default()
-                    .insert(cluster.clone());
+                let homes = d.homes.entry(email.clone()).or_default();
+                if let Err(at) = homes.binary_search(&cluster) {
+                    homes.insert(at, cluster.clone());
+                }
                 let entry = DirEntry {
                     cluster: cluster.clone(),
                     jid: u.jid.clone(),
                     home: u.home.clone(),
                 };
                 if let Some(prev) = d.by_email.insert(email.clone(), entry)
-                    && prev.cluster != *cluster
+                    && prev.cluster != cluster
                 {
                     d.duplicates.insert(email.clone());
                 }
@@ -253,26 +269,26 @@ impl Directory {
 
     /// The entry for an email (never a JID, spec 24).
     pub fn get(&self, email: &str) -> Option<&DirEntry> {
-        self.by_email.get(&email.to_ascii_lowercase())
+        self.by_email.get(email.to_ascii_lowercase().as_str())
     }
 
     /// The bare JID of any user with this mail ID (local or intercluster).
     pub fn jid_of(&self, email: &str) -> Option<&str> {
         self.jid_of
-            .get(&email.to_ascii_lowercase())
-            .map(String::as_str)
+            .get(email.to_ascii_lowercase().as_str())
+            .map(|j| &**j)
     }
 
     /// The mail ID of the user with this bare JID (local or intercluster).
     pub fn email_of(&self, bare_jid: &str) -> Option<&str> {
         self.email_of
-            .get(&bare_jid.to_ascii_lowercase())
-            .map(String::as_str)
+            .get(bare_jid.to_ascii_lowercase().as_str())
+            .map(|e| &**e)
     }
 
     /// Every servable user's email, sorted.
-    pub fn emails(&self) -> impl Iterator<Item = &String> {
-        self.by_email.keys()
+    pub fn emails(&self) -> impl Iterator<Item = &str> {
+        self.by_email.keys().map(|e| &**e)
     }
 
     /// Number of servable users.
@@ -346,7 +362,7 @@ mod tests {
         let u = |id: &str, mail: Option<&str>, home: &str, ic: bool| AxlUser {
             userid: id.into(),
             email: mail.map(Into::into),
-            jid: format!("{id}@x"),
+            jid: format!("{id}@x").into(),
             home: home.into(),
             intercluster: ic,
         };
@@ -366,8 +382,39 @@ mod tests {
         assert_eq!(d.without_email, 1);
         assert!(d.duplicates.contains("dup@x"));
         assert!(d.get("dup@x").is_none());
-        assert_eq!(d.get("Carol@X").unwrap().cluster, "b");
+        assert_eq!(&*d.get("Carol@X").unwrap().cluster, "b");
         assert_eq!(d.len(), 2);
+    }
+
+    /// Issue 16: a node's directory names each user by the one copy of its mail ID and JID
+    /// that its AXL row holds, and a page's rows share one copy of each home node's name.
+    #[test]
+    fn the_directory_shares_the_rows_strings() {
+        let page = wrap(
+            "executeSQLQuery",
+            "<row><userid>alice</userid><mailid>alice@x</mailid><jid>alice@x</jid>\
+             <homenode>imp-a-1</homenode><intercluster>f</intercluster></row>\
+             <row><userid>bob</userid><mailid>bob@x</mailid><jid>bob@x</jid>\
+             <homenode>imp-a-1</homenode><intercluster>f</intercluster></row>",
+        );
+        let rows = parse_users(&page).unwrap();
+        assert!(Arc::ptr_eq(&rows[0].home, &rows[1].home));
+        let d = Directory::build(&[("a".into(), rows.clone())]);
+        let alice = &rows[0];
+        let email = alice.email.as_ref().unwrap();
+        let (key, entry) = d.by_email.get_key_value("alice@x").unwrap();
+        assert!(Arc::ptr_eq(key, email) && Arc::ptr_eq(&entry.jid, &alice.jid));
+        assert!(Arc::ptr_eq(&entry.home, &alice.home));
+        assert!(Arc::ptr_eq(d.jid_of.get("alice@x").unwrap(), &alice.jid));
+        assert!(Arc::ptr_eq(d.email_of.get("alice@x").unwrap(), email));
+        // Homed on both clusters: a duplicate, reported under both, sorted, each once.
+        let d = Directory::build(&[("b".into(), rows.clone()), ("a".into(), rows.clone())]);
+        let homes: Vec<&str> = d.homes["alice@x"].iter().map(|c| &**c).collect();
+        assert_eq!(homes, ["a", "b"]);
+        assert!(d.duplicates.contains("alice@x") && d.get("alice@x").is_none());
+        let again = Directory::build(&[("a".into(), [rows.clone(), rows].concat())]);
+        let homes: Vec<&str> = again.homes["bob@x"].iter().map(|c| &**c).collect();
+        assert_eq!(homes, ["a"], "the same cluster twice is one home");
     }
 
     #[test]

@@ -120,7 +120,7 @@ impl Share {
         let mut s = Share::default();
         for email in i.enabled {
             let home = match i.directory.get(email) {
-                Some(entry) => entry.home.as_str(),
+                Some(entry) => &entry.home,
                 None => match i.homes.get(email) {
                     Some(home) => home.as_str(),
                     None => continue,
@@ -256,9 +256,9 @@ mod tests {
         let users: Vec<AxlUser> = (0..4)
             .map(|i| AxlUser {
                 userid: format!("u{i}"),
-                email: Some(format!("u{i}@x")),
-                jid: format!("u{i}@x"),
-                home: format!("imp-a-{}", i % 2 + 1),
+                email: Some(format!("u{i}@x").into()),
+                jid: format!("u{i}@x").into(),
+                home: format!("imp-a-{}", i % 2 + 1).into(),
                 intercluster: false,
             })
             .collect();
@@ -323,9 +323,9 @@ mod tests {
         let users: Vec<AxlUser> = (0..4)
             .map(|i| AxlUser {
                 userid: format!("u{i}"),
-                email: Some(format!("u{i}@x")),
-                jid: format!("u{i}@x"),
-                home: format!("imp-a-{}", i % 2 + 1),
+                email: Some(format!("u{i}@x").into()),
+                jid: format!("u{i}@x").into(),
+                home: format!("imp-a-{}", i % 2 + 1).into(),
                 intercluster: false,
             })
             .collect();

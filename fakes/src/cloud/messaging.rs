@@ -23,12 +23,15 @@
 //! - Read state: each member's last read sequence number; unread = posts and shares by others
 //!   after it, not deleted.
 //!
-//! Memory is bounded: a space keeps its last [`ACTIVITIES_PER_SPACE_MAX`] activities.
+//! Memory is bounded: a space keeps its last [`ACTIVITIES_PER_SPACE_MAX`] activities, compactly
+//! ([`super::stored`]).
 
 use super::error::CloudError;
+use super::stored::{Names, Stored, activity_number};
 use connector::proto::jwe;
 pub use connector::proto::webex::{Activity, RequestVerb, SpaceKind, Verb};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Activities kept per space: a long 1:1 conversation's worth; older ones are dropped (clients
@@ -86,12 +89,13 @@ pub struct Space {
     pub members: Vec<String>,
     /// The space key's URI at the KMS.
     pub key_uri: String,
-    activities: VecDeque<Activity>,
+    activities: VecDeque<Stored>,
     next_seq: u64,
     last_read: BTreeMap<String, u64>,
-    deleted: BTreeSet<String>,
-    /// (actor, client id) → ids of the activities it made.
-    client_ids: BTreeMap<(String, String), Vec<String>>,
+    /// Numbers of the deleted activities.
+    deleted: BTreeSet<u64>,
+    /// (actor, client id) → numbers of the activities it made.
+    client_ids: BTreeMap<(Arc<str>, Box<str>), Vec<u64>>,
 }
 
 impl Space {
@@ -101,9 +105,9 @@ impl Space {
         let n = self
             .activities
             .iter()
-            .filter(|a| a.seq > read && a.actor != member)
+            .filter(|a| a.seq > read && *a.actor != *member)
             .filter(|a| matches!(a.verb, Verb::Post | Verb::Share))
-            .filter(|a| !self.deleted.contains(&a.id))
+            .filter(|a| !self.deleted.contains(&a.number))
             .count();
         u32::try_from(n).unwrap_or(u32::MAX)
     }
@@ -114,8 +118,24 @@ impl Space {
     }
 
     /// The activity with this id, if the space still holds it.
-    pub fn find(&self, id: &str) -> Option<&Activity> {
-        self.activities.iter().find(|a| a.id == id)
+    pub fn find(&self, id: &str) -> Option<Activity> {
+        self.stored(id).map(|a| self.activity(a))
+    }
+
+    /// The stored activity with this id.
+    fn stored(&self, id: &str) -> Option<&Stored> {
+        let n = activity_number(id)?;
+        self.stored_numbered(n)
+    }
+
+    /// The stored activity numbered `n`.
+    fn stored_numbered(&self, n: u64) -> Option<&Stored> {
+        self.activities.iter().find(|a| a.number == n)
+    }
+
+    /// A stored activity as clients receive it.
+    fn activity(&self, a: &Stored) -> Activity {
+        a.activity(&self.id, &self.key_uri)
     }
 }
 
@@ -152,6 +172,8 @@ pub struct Messaging {
     /// (space, member) → typing until.
     typing: BTreeMap<(String, String), Duration>,
     typing_timers: BTreeSet<(Duration, String, String)>,
+    /// Actors and connectors named by stored activities, each kept once.
+    names: Names,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -319,11 +341,12 @@ impl Messaging {
                     "client_id must be 1 to 128 bytes".into(),
                 ));
             }
-            if let Some(ids) = space.client_ids.get(&(new.actor.clone(), cid.clone())) {
+            let key = (Arc::from(new.actor.as_str()), Box::from(cid.as_str()));
+            if let Some(ids) = space.client_ids.get(&key) {
                 let activities = ids
                     .iter()
-                    .filter_map(|id| space.find(id))
-                    .cloned()
+                    .filter_map(|&n| space.stored_numbered(n))
+                    .map(|a| space.activity(a))
                     .collect();
                 return Ok(Posted {
                     activities,
@@ -347,41 +370,41 @@ impl Messaging {
         planned: Vec<Planned>,
     ) -> Vec<Activity> {
         let mut stored = Vec::new();
+        let mut numbers = Vec::new();
+        let actor = self.names.get(&new.actor);
+        let via = new.via_connector.as_deref().map(|c| self.names.get(c));
         for p in planned {
             self.next_activity += 1;
-            let id = format!("act-{}", self.next_activity);
             let Some(space) = self.spaces.get_mut(space_id) else {
                 break;
             };
-            let activity = Activity {
-                id: id.clone(),
-                space_id: space_id.to_owned(),
+            let a = Stored {
+                number: self.next_activity,
                 seq: space.next_seq,
                 verb: p.verb,
-                actor: new.actor.clone(),
-                kid: p.text.as_ref().map(|_| space.key_uri.clone()),
-                encrypted_text: p.text,
+                actor: actor.clone(),
+                text: p.text.map(Arc::from),
                 target: p.target,
                 target_verb: p.target_verb,
-                target_encrypted_text: p.target_text,
+                target_text: p.target_text,
                 edit_of: p.edit_of,
-                client_id: new.client_id.clone(),
-                via_connector: new.via_connector.clone(),
+                client_id: new.client_id.as_deref().map(Box::from),
+                via_connector: via.clone(),
                 published_ms: ms(now),
             };
             space.next_seq += 1;
-            apply(space, &activity);
+            apply(space, &a);
+            stored.push(space.activity(&a));
+            numbers.push(a.number);
             if space.activities.len() == ACTIVITIES_PER_SPACE_MAX {
                 space.activities.pop_front();
             }
-            space.activities.push_back(activity.clone());
-            stored.push(activity);
+            space.activities.push_back(a);
         }
         if let (Some(cid), Some(space)) = (&new.client_id, self.spaces.get_mut(space_id)) {
-            let ids = stored.iter().map(|a| a.id.clone()).collect();
             space
                 .client_ids
-                .insert((new.actor.clone(), cid.clone()), ids);
+                .insert((actor, Box::from(cid.as_str())), numbers);
             if space.client_ids.len() > ACTIVITIES_PER_SPACE_MAX {
                 space.client_ids.pop_first();
             }
@@ -408,7 +431,7 @@ impl Messaging {
             .iter()
             .filter(|a| a.seq > after)
             .take(ACTIVITIES_PER_READ_MAX)
-            .cloned()
+            .map(|a| space.activity(a))
             .collect())
     }
 
@@ -480,16 +503,17 @@ impl Messaging {
 struct Planned {
     verb: Verb,
     text: Option<String>,
-    target: Option<String>,
+    /// Activity numbers, as [`Stored`] keeps them.
+    target: Option<u64>,
     target_verb: Option<Verb>,
-    target_text: Option<String>,
-    edit_of: Option<String>,
+    target_text: Option<Arc<str>>,
+    edit_of: Option<u64>,
 }
 
 impl Planned {
     /// The same, about `target` (its id and verb).
-    fn targeting(mut self, target: &Activity) -> Self {
-        self.target = Some(target.id.clone());
+    fn targeting(mut self, target: &Stored) -> Self {
+        self.target = Some(target.number);
         self.target_verb = Some(target.verb);
         self
     }
@@ -534,7 +558,7 @@ fn plan(space: &Space, new: &NewActivity) -> Result<Vec<Planned>, CloudError> {
             Ok(vec![
                 Planned {
                     text: Some(text()?),
-                    target_text: target.encrypted_text.clone(),
+                    target_text: target.text.clone(),
                     ..Planned::new(Verb::Undelivered)
                 }
                 .targeting(target),
@@ -547,22 +571,23 @@ fn plan(space: &Space, new: &NewActivity) -> Result<Vec<Planned>, CloudError> {
             }
             let post = Planned {
                 text: Some(text()?),
-                edit_of: Some(target.id.clone()),
+                edit_of: Some(target.number),
                 ..Planned::new(Verb::Post)
             };
             Ok(vec![post, delete_of(target)])
         }
         RequestVerb::Read => {
             let target = match &new.target {
-                Some(id) => space
-                    .find(id)
-                    .ok_or_else(|| CloudError::NotFound(format!("activity {id}")))?
-                    .id
-                    .clone(),
+                Some(id) => {
+                    space
+                        .stored(id)
+                        .ok_or_else(|| CloudError::NotFound(format!("activity {id}")))?
+                        .number
+                }
                 None => space
                     .activities
                     .back()
-                    .map(|a| a.id.clone())
+                    .map(|a| a.number)
                     .ok_or_else(|| CloudError::Conflict("nothing to read".into()))?,
             };
             Ok(vec![Planned {
@@ -574,59 +599,58 @@ fn plan(space: &Space, new: &NewActivity) -> Result<Vec<Planned>, CloudError> {
 }
 
 /// The target of an edit or delete: an undeleted post or share by the actor.
-fn own_target<'a>(space: &'a Space, new: &NewActivity) -> Result<&'a Activity, CloudError> {
+fn own_target<'a>(space: &'a Space, new: &NewActivity) -> Result<&'a Stored, CloudError> {
     let id = new
         .target
         .as_deref()
         .ok_or_else(|| CloudError::Invalid("target is required".into()))?;
     let target = space
-        .find(id)
+        .stored(id)
         .ok_or_else(|| CloudError::NotFound(format!("activity {id}")))?;
     if !matches!(target.verb, Verb::Post | Verb::Share) {
         return Err(CloudError::Invalid(format!("{id} is not a post or share")));
     }
-    if target.actor != new.actor {
+    if *target.actor != *new.actor {
         return Err(CloudError::Forbidden(format!(
             "{id} was posted by someone else"
         )));
     }
-    if space.deleted.contains(id) {
+    if space.deleted.contains(&target.number) {
         return Err(CloudError::Conflict(format!("{id} is deleted")));
     }
     Ok(target)
 }
 
-fn delete_of(target: &Activity) -> Planned {
+fn delete_of(target: &Stored) -> Planned {
     Planned {
-        target: Some(target.id.clone()),
+        target: Some(target.number),
         target_verb: Some(target.verb),
-        target_text: target.encrypted_text.clone(),
+        target_text: target.text.clone(),
         ..Planned::new(Verb::Delete)
     }
 }
 
 /// Updates the space's derived state for a stored activity.
-fn apply(space: &mut Space, a: &Activity) {
+fn apply(space: &mut Space, a: &Stored) {
     match a.verb {
         Verb::Delete => {
-            if let Some(t) = &a.target {
-                space.deleted.insert(t.clone());
+            if let Some(t) = a.target {
+                space.deleted.insert(t);
             }
         }
         Verb::Read => {
             let upto = a
                 .target
-                .as_deref()
-                .and_then(|t| space.find(t))
+                .and_then(|t| space.stored_numbered(t))
                 .map_or(0, |t| t.seq);
-            let entry = space.last_read.entry(a.actor.clone()).or_insert(0);
+            let entry = space.last_read.entry(a.actor.to_string()).or_insert(0);
             *entry = (*entry).max(upto);
         }
         // A failure notice changes nothing the space derives.
         Verb::Undelivered => {}
         Verb::Post | Verb::Share => {
             // The author has read everything up to their own post.
-            space.last_read.insert(a.actor.clone(), a.seq);
+            space.last_read.insert(a.actor.to_string(), a.seq);
         }
     }
 }
@@ -894,6 +918,37 @@ mod tests {
         assert_eq!(m.direct_space(BOB, "alice2@example.com").unwrap().id, s);
         assert!(m.direct_space(BOB, ALICE).is_none());
         assert_eq!(m.spaces_of("alice2@example.com"), vec![s]);
+    }
+
+    /// Issue 16: a space keeps one copy of each actor's name for all their activities, and a
+    /// delete shares the deleted post's ciphertext; what clients read back is unchanged.
+    #[test]
+    fn stored_activities_share_names_and_ciphertext() {
+        let (mut m, s) = world();
+        let a1 = post(&mut m, &s, ALICE, "one");
+        let a2 = post(&mut m, &s, ALICE, "two");
+        let del = m
+            .post(
+                Duration::ZERO,
+                &s,
+                req(RequestVerb::Delete, ALICE, None, Some(&a1.id)),
+            )
+            .unwrap()
+            .activities[0]
+            .clone();
+        let space = m.space(&s).unwrap();
+        let kept: Vec<&Stored> = space.activities.iter().collect();
+        assert!(Arc::ptr_eq(&kept[0].actor, &kept[1].actor));
+        assert!(Arc::ptr_eq(&kept[0].actor, &kept[2].actor));
+        let (text, deleted) = (kept[0].text.as_ref(), kept[2].target_text.as_ref());
+        assert!(Arc::ptr_eq(text.unwrap(), deleted.unwrap()));
+        assert_eq!(m.names.len(), 1);
+        let read = m.activities_after(&s, 0).unwrap();
+        assert_eq!(read, [a1.clone(), a2.clone(), del.clone()]);
+        assert_eq!(del.target_encrypted_text, a1.encrypted_text);
+        assert_eq!(del.space_id, s);
+        assert_eq!(space.find(&a2.id), Some(a2));
+        assert_eq!(space.find("act-02"), None, "not an id the cloud writes");
     }
 
     #[test]

@@ -141,6 +141,7 @@ mod plaintext;
 pub mod presence;
 mod routes;
 pub mod serve;
+pub mod stored;
 
 pub use error::CloudError;
 pub use plaintext::{Leak, plaintext_leaks};
@@ -1229,7 +1230,7 @@ impl Cloud {
             .msg
             .space(&b.space_id)
             .ok_or_else(|| CloudError::NotFound(format!("space {}", b.space_id)))?;
-        let activity = space.find(&b.activity_id).cloned().ok_or_else(|| {
+        let activity = space.find(&b.activity_id).ok_or_else(|| {
             CloudError::NotFound(format!("activity {} in {}", b.activity_id, b.space_id))
         })?;
         // A connector gets an activity's event for its actor only.

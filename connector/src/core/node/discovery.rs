@@ -1,6 +1,7 @@
 //! Registration answers and AXL discovery: nodes, then users page by page (spec 22).
 
 use super::*;
+use std::sync::Arc;
 
 impl ConnectorNode {
     pub(super) fn on_registered(&mut self, now: Duration, v: &Value, rng: &mut impl Rng) {
@@ -170,7 +171,7 @@ impl ConnectorNode {
     /// batch fails: adding a known user twice changes nothing.
     pub(super) fn report_known_users(&mut self) {
         // Every (mail ID, home cluster) pair, duplicates included: the cloud decides.
-        let emails: Vec<(String, String)> = self
+        let emails: Vec<(Arc<str>, Arc<str>)> = self
             .directory
             .homes
             .iter()
@@ -179,7 +180,7 @@ impl ConnectorNode {
         for chunk in emails.chunks(KNOWN_USERS_BATCH_MAX) {
             let add: Vec<Value> = chunk
                 .iter()
-                .map(|(e, c)| json!({"email": e, "imp_cluster": c}))
+                .map(|(e, c)| json!({"email": &**e, "imp_cluster": &**c}))
                 .collect();
             self.cloud(
                 Method::Post,

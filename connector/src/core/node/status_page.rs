@@ -110,7 +110,7 @@ impl ConnectorNode {
     /// The home nodes this node knows of the users its peers asked for.
     fn homes_told(&self) -> Vec<Value> {
         (self.peer_asks.iter())
-            .filter_map(|e| Some(json!({"email": e, "node": self.directory.get(e)?.home})))
+            .filter_map(|e| Some(json!({"email": e, "node": &*self.directory.get(e)?.home})))
             .collect()
     }
 

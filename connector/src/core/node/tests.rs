@@ -413,8 +413,8 @@ fn assignments_are_fetched_once_after_the_last_report_batch() {
     let users: Vec<AxlUser> = (0..2 * KNOWN_USERS_BATCH_MAX + 1)
         .map(|i| AxlUser {
             userid: format!("u{i}"),
-            email: Some(format!("u{i}@example.com")),
-            jid: format!("u{i}@example.com"),
+            email: Some(format!("u{i}@example.com").into()),
+            jid: format!("u{i}@example.com").into(),
             home: "imp-a-1".into(),
             intercluster: false,
         })

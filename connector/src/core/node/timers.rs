@@ -151,7 +151,7 @@ impl ConnectorNode {
     /// so gives the users back (fallback). Either is noticed like a lost stream, with the
     /// detection delay (spec 62).
     pub(super) fn prg_moved(&mut self, now: Duration, node: &str, email: &str, rng: &mut impl Rng) {
-        let Some(home) = self.directory.get(email).map(|e| e.home.clone()) else {
+        let Some(home) = self.directory.get(email).map(|e| e.home.to_string()) else {
             return;
         };
         if home == node {
@@ -168,7 +168,7 @@ impl ConnectorNode {
     /// home node serving them again is a fallback it did not see.
     pub(super) fn learn_from_redirects(&mut self, now: Duration, rng: &mut impl Rng) {
         while let Some(r) = self.sessions.poll_redirected() {
-            let Some(home) = self.directory.get(&r.user).map(|e| e.home.clone()) else {
+            let Some(home) = self.directory.get(&r.user).map(|e| e.home.to_string()) else {
                 continue;
             };
             if r.to != home {
@@ -201,7 +201,7 @@ impl ConnectorNode {
             .sessions
             .users()
             .filter(|u| self.sessions.node_of(u) == Some(m.from.as_str()))
-            .filter(|u| self.directory.get(u).is_some_and(|e| &e.home == home))
+            .filter(|u| self.directory.get(u).is_some_and(|e| *e.home == **home))
             .cloned()
             .collect();
         for u in movers {

@@ -987,7 +987,7 @@ mod tests {
         assert_eq!(all.iter().filter(|u| u.intercluster).count(), 1);
         let alice = all.iter().find(|u| u.userid == "alice").unwrap();
         assert_eq!(alice.email.as_deref(), Some("alice@example.com"));
-        assert_eq!(alice.home, "imp-a-1");
+        assert_eq!(&*alice.home, "imp-a-1");
         let no_role = vec![(
             "Authorization".to_string(),
             d::basic_auth("norole", "secret"),
