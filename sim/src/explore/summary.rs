@@ -52,7 +52,21 @@ impl Failure {
         let words: Vec<&str> = kept.split_whitespace().collect();
         format!("{}: {}", self.check, words.join(" "))
     }
+
+    /// The check and what it saw, numbers kept, cut at [`BRIEF_CHARS_MAX`] characters: for a
+    /// console line (the reason drops the numbers a reader needs, "budget of s").
+    pub fn brief(&self) -> String {
+        let mut out = format!("{}: {}", self.check, self.detail);
+        if let Some((cut, _)) = out.char_indices().nth(BRIEF_CHARS_MAX) {
+            out.truncate(cut);
+            out.push('…');
+        }
+        out
+    }
 }
+
+/// The longest failure detail a console line shows: one line of a wide terminal.
+pub const BRIEF_CHARS_MAX: usize = 160;
 
 /// One seed's result, `<out>/seeds/<seed>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -343,6 +357,22 @@ mod tests {
             reproduce: format!("hmsim run s/{seed}.yaml"),
             minimal: None,
         }
+    }
+
+    /// The verbose line keeps the numbers the reason drops, and stays one line.
+    #[test]
+    fn a_brief_keeps_the_numbers_and_is_cut() {
+        let f = Failure {
+            check: "timeout".into(),
+            detail: "no result within the budget of 5400 s".into(),
+        };
+        assert_eq!(f.brief(), "timeout: no result within the budget of 5400 s");
+        assert_eq!(f.reason(), "timeout: no result within the budget of s");
+        let long = Failure {
+            check: "c".into(),
+            detail: "é".repeat(500),
+        };
+        assert_eq!(long.brief().chars().count(), BRIEF_CHARS_MAX + 1);
     }
 
     #[test]

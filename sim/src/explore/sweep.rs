@@ -274,7 +274,7 @@ pub fn sweep(o: &Options) -> Result<summary::Summary, String> {
     let mut done = |_: usize, t: &Task, outcome: RunOutcome| {
         let rec = seed_record(o, t, &outcome);
         if o.verbose {
-            let what: Vec<String> = rec.failures.iter().map(Failure::reason).collect();
+            let what: Vec<String> = rec.failures.iter().map(Failure::brief).collect();
             eprintln!(
                 "seed {} {:?} {:.1}s {}",
                 rec.seed,
