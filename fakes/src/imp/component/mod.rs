@@ -27,7 +27,7 @@
 //! | `jid-malformed` | modify | `jid` missing, unparsable, or not a full JID |
 //! | `item-not-found` | cancel | no such user in the directory (or another domain) |
 //! | `redirect` | modify | another node serves the user (its home node, or the home node's PRG peer after a failover); the character data of `<redirect/>` is that node's host name |
-//! | `resource-constraint` | wait | the node's JSM session limit (1.5 × its OVA's user capacity, every device counted with MDM, spec 10), the port's own `sessions_max`, or the session creation rate is exceeded |
+//! | `resource-constraint` | wait | the node's JSM session limit (1.5 × its OVA's user capacity, every device counted with MDM, spec 10), the port's own `sessions_max`, or the session creation rate is exceeded; or the node restarted in its PRG and does not know yet whom it serves (state Unknown, spec 65) |
 //! | `conflict` | cancel | a Jabber client has bound that very resource |
 //!
 //! Starting a session that already exists (on this link or another) takes it over and is not

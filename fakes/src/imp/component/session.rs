@@ -3,6 +3,7 @@
 
 use super::{ComponentService, ComponentStats, set_condition_text};
 use crate::imp::node::{ConnId, ImpNode};
+use crate::imp::prg::PrgState;
 use connector::proto::xml::Element;
 use connector::proto::xmpp::{self, Jid};
 use std::time::Duration;
@@ -69,7 +70,8 @@ impl ComponentService {
     }
 
     /// The user must exist here and be served by this node (its home node, or the home node's
-    /// PRG peer after a failover, `prg.rs`): else `item-not-found` or a `redirect`.
+    /// PRG peer after a failover, `prg.rs`): else `item-not-found`, a `redirect`, or
+    /// `resource-constraint` (`wait`) while the node does not know yet whom it serves.
     fn check_home(&mut self, node: &ImpNode, iq: &Element, jid: &Jid) -> Result<(), Element> {
         let home = match self.dir.get(&jid.bare()) {
             Some(u) if jid.domain == self.domain => u.home.clone(),
@@ -84,6 +86,22 @@ impl ComponentService {
                 ));
             }
         };
+        // A node restarted in its PRG (`Unknown`) does not know yet whom it serves: its view
+        // may be older than a takeover made while it was down. Like its c2s port
+        // (`temporary-auth-failure`), it opens nobody's session until its peer's heartbeat
+        // (or the initialisation timeout) settles it; the connector comes back later and is
+        // then answered by the settled view (explore seed 9517: sessions opened by the stale
+        // view were ended with `see-other-host` six seconds later).
+        if node.prg_state() == Some(PrgState::Unknown) {
+            let text = "the node is starting: whom it serves is not known yet";
+            return Err(refuse(
+                &mut self.stats,
+                iq,
+                "wait",
+                "resource-constraint",
+                text,
+            ));
+        }
         let home = node.serving_node(&jid.bare()).unwrap_or(home);
         if home == self.host {
             return Ok(());

@@ -42,6 +42,11 @@ mod sans_io {
 
     impl World {
         pub(super) fn new(cfg: ComponentConfig) -> Self {
+            Self::build(cfg, None)
+        }
+
+        /// The world, its node in PRG `prg` (restarted: its database says it ran before).
+        fn build(cfg: ComponentConfig, prg: Option<crate::imp::PrgConfig>) -> Self {
             let dir = Rc::new(Directory::new([
                 user("alice", "imp-a-1"),
                 user("bob", "imp-a-1"),
@@ -54,11 +59,15 @@ mod sans_io {
                 offline_storage: true,
                 mdm: true,
             };
-            let node = ImpNode::new(
-                ncfg.clone(),
-                dir.clone(),
-                Rc::new(RefCell::new(NodeDb::default())),
-            );
+            let db = NodeDb {
+                prg_started: prg.is_some(),
+                ..NodeDb::default()
+            };
+            let node = ImpNode::new(ncfg.clone(), dir.clone(), Rc::new(RefCell::new(db)));
+            let node = match prg {
+                Some(p) => node.with_prg(p),
+                None => node,
+            };
             let svc = ComponentService::new(cfg, &ncfg, dir);
             Self {
                 node,
@@ -66,6 +75,20 @@ mod sans_io {
                 rx: BTreeMap::new(),
                 closed: Vec::new(),
             }
+        }
+
+        /// A world whose node imp-a-1 has just restarted in a PRG pair with imp-a-2 (its
+        /// database says it ran before), high availability `ha`: `Unknown` until its peer's
+        /// heartbeat says who serves whom.
+        pub(super) fn restarted_in_pair(ha: bool) -> Self {
+            let prg = crate::imp::PrgConfig {
+                cluster: vec!["imp-a-1".into(), "imp-a-2".into()],
+                high_availability: ha,
+                automatic_fallback: false,
+                heartbeat_timeout: Duration::from_secs(60),
+                remote: Vec::new(),
+            };
+            Self::build(Self::cfg(), Some(prg))
         }
 
         pub(super) fn cfg() -> ComponentConfig {
@@ -176,6 +199,47 @@ mod sans_io {
 
     fn cond(el: &Element) -> Option<&str> {
         xmpp::error_condition(el)
+    }
+
+    /// Explore seed 9517: imp-a-1 came back from an automatic failover after imp-a-2 had
+    /// taken its users over (and high availability was switched off, automatic fallback off,
+    /// so they stay there). Restarted, imp-a-1 is `Unknown` until imp-a-2's heartbeat tells
+    /// it so; its c2s port refuses logins meanwhile, but its component port opened the
+    /// connector's sessions of its users by its stale view, then ended them with
+    /// `see-other-host` once it knew it was Failed Over, and the connector (high availability
+    /// off, as read at discovery) moved them nowhere. A node that does not know yet whom it
+    /// serves holds no session: it asks the connector to come back (`wait`), and then
+    /// redirects it to the node that serves the user.
+    #[test]
+    fn a_node_restarting_in_its_prg_opens_no_session_before_it_knows_whom_it_serves() {
+        const ALICE: &str = "alice@example.com/hm-webex";
+        let mut w = World::restarted_in_pair(false);
+        assert_eq!(w.node.prg_state(), Some(crate::imp::PrgState::Unknown));
+        let (link, _) = w.link(SECRET);
+        let r = w.link_input(link, &session_iq("1", "start", ALICE));
+        assert_eq!(r[0].attr("type"), Some("error"), "{r:?}");
+        assert_eq!(cond(&r[0]), Some("resource-constraint"), "{r:?}");
+        let kind = r[0]
+            .child("error", xmpp::NS_COMPONENT)
+            .and_then(|e| e.attr("type"));
+        assert_eq!(kind, Some("wait"));
+        assert_eq!(w.node.component_session_count(), 0);
+        // imp-a-2's heartbeat: it serves imp-a-1's users (it took them over while imp-a-1 was
+        // down). imp-a-1 is Failed Over, and sends the connector's retry to imp-a-2.
+        let t = Duration::from_secs(6);
+        let rc = w.node.open_router();
+        w.node.input(t, rc, b"<stream:stream xmlns='jabber:server' xmlns:stream='http://etherx.jabber.org/streams' from='imp-a-2' to='imp-a-1' version='1.0'>");
+        w.node.input(t, rc, b"<message from='imp-a-2' to='imp-a-1'><prg xmlns='urn:hmsim:prg:0' action='heartbeat' state='5'><serve home='imp-a-1' server='imp-a-2' epoch='1'/><serve home='imp-a-2' server='imp-a-2' epoch='0'/></prg></message>");
+        let _ = w.drain();
+        assert_eq!(w.node.prg_state(), Some(crate::imp::PrgState::FailedOver));
+        let r = w.link_at(t, link, &session_iq("2", "start", ALICE));
+        assert_eq!(cond(&r[0]), Some("redirect"), "{r:?}");
+        let to = r[0]
+            .child("error", xmpp::NS_COMPONENT)
+            .and_then(|e| e.child("redirect", xmpp::NS_STANZAS))
+            .map(|e| e.text());
+        assert_eq!(to.as_deref(), Some("imp-a-2"));
+        assert_eq!(w.node.component_session_count(), 0);
     }
 
     #[test]
