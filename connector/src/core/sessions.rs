@@ -18,7 +18,9 @@
 //! [`REDIRECTS_FOLLOWED_MAX`] times in a row and with backoff after the first, and reported
 //! ([`SessionManager::poll_redirected`]); a `redirect` to a session moving after a failover is
 //! retried instead (the target may not have taken the user over yet), at most
-//! [`REDIRECTED_WHILE_MOVING_MAX`] times, then followed; any other error marks the session failed, with the
+//! [`REDIRECTED_WHILE_MOVING_MAX`] times, then followed. A `redirect` naming a node whose link is
+//! down is not followed but asked again at the node that answered, with backoff (that node may
+//! take its silent peer's users over, spec 65); any other error marks the session failed, with the
 //! condition kept for the status page. Losing a node's component link closes every session on it: they are queued
 //! again, and open as soon as the link (or, after a failover, the user's new node) is back.
 //!
@@ -183,6 +185,9 @@ pub struct SessionStats {
     pub redirected_while_moving: u64,
     /// `redirect` answers naming another node, followed there.
     pub redirects_followed: u64,
+    /// `redirect` answers naming a known node whose link is down, asked again at the node
+    /// that answered after the backoff.
+    pub redirected_to_unreachable: u64,
     /// Released sessions another connector node took over.
     pub handovers_taken_over: u64,
     /// Released sessions closed here because nobody took them over within [`HANDOVER_MAX`].
@@ -588,22 +593,31 @@ impl SessionManager {
         true
     }
 
-    /// An open refused with a stanza error: retry after a backoff (`resource-constraint`, or a
-    /// `redirect` while moving: the target has not taken the user over yet), follow a
-    /// `redirect` that names another known node, or fail for good.
+    /// An open refused with a stanza error: retry after a backoff (`resource-constraint`, a
+    /// `redirect` while moving: the target has not taken the user over yet, or a `redirect`
+    /// naming a node whose link is down), follow a `redirect` that names another known node,
+    /// or fail for good.
     fn refused(&mut self, user: String, iq: &Element, now: Duration, rng: &mut impl Rng) {
         let condition = xmpp::error_condition(iq).unwrap_or("undefined-condition");
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
         let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
-        // A moving session's redirect is retried while the target may still take the user
-        // over; after that it is the answer, followed like any other.
-        let answered = !u.moving || u.moving_redirects >= REDIRECTED_WHILE_MOVING_MAX;
-        let follow = (condition == "redirect" && answered && u.redirects < REDIRECTS_FOLLOWED_MAX)
+        let named = (condition == "redirect")
             .then(|| redirect_target(iq))
             .flatten()
             .filter(|to| *to != u.node && self.nodes_known.contains(to));
+        // A node that cannot be reached now cannot open the session: following it parked the
+        // user on a dead link for good, while the node that answered (a restarted PRG node
+        // still initialising, spec 65) took its silent peer's users over two minutes later
+        // (explore seed 8742). Asked again after the backoff, that node either serves the
+        // user or names the peer again, followed once its link is up.
+        let unreachable = named.as_ref().is_some_and(|to| !self.nodes_up.contains(to));
+        // A moving session's redirect is retried while the target may still take the user
+        // over; after that it is the answer, followed like any other.
+        let answered = !u.moving || u.moving_redirects >= REDIRECTED_WHILE_MOVING_MAX;
+        let follow =
+            named.filter(|_| answered && !unreachable && u.redirects < REDIRECTS_FOLLOWED_MAX);
         if let Some(to) = follow {
             self.stats.redirects_followed += 1;
             u.redirects += 1;
@@ -622,8 +636,13 @@ impl SessionManager {
                 self.timers.insert((until, user.clone()));
             }
             self.redirected.push_back(Redirected { user, from, to });
-        } else if condition == "resource-constraint" || (condition == "redirect" && !answered) {
-            if condition == "redirect" {
+        } else if condition == "resource-constraint"
+            || (condition == "redirect" && !answered)
+            || unreachable
+        {
+            if unreachable {
+                self.stats.redirected_to_unreachable += 1;
+            } else if condition == "redirect" {
                 self.stats.redirected_while_moving += 1;
                 u.moving_redirects += 1;
             } else {
@@ -1135,6 +1154,45 @@ mod tests {
         assert_eq!(m.state("a@x"), Some(&SessionState::Open));
         assert_eq!(m.stats().redirects_followed, 1);
         assert_eq!(m.moves().1, 0, "a first open is not a move");
+    }
+
+    /// Explore seed 8742: imp-a-1 restarts after its peer imp-a-2 took its users over and then
+    /// failed for good. Initialising (waiting up to 120 s for its silent peer before taking it
+    /// over, spec 65), imp-a-1 still answers `redirect` naming imp-a-2, whose link is down. The
+    /// session used to follow it and wait for imp-a-2's link for good, while imp-a-1 served its
+    /// users again two minutes later. A redirect to a node this connector cannot reach is asked
+    /// again at the node that answered it, after the backoff, and followed once that link is up.
+    #[test]
+    fn a_redirect_to_a_node_whose_link_is_down_is_asked_again_where_it_came_from() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8742);
+        let mut m = manager(100.0);
+        let t0 = Duration::from_secs(61);
+        m.node_up("imp-1", t0);
+        m.node_up("imp-2", t0);
+        m.node_down("imp-2", Duration::from_secs(191));
+        let t1 = Duration::from_secs(267);
+        m.want("a@x", "a@x", "imp-1", t1);
+        let c = drain(&mut m);
+        m.handle_iq(&redirect_to(&c[0], "imp-2"), t1, &mut rng);
+        assert_eq!(m.node_of("a@x"), Some("imp-1"), "not parked on imp-2");
+        assert_eq!(m.poll_redirected(), None, "nothing followed");
+        let SessionState::Backoff { until } = m.state("a@x").cloned().unwrap() else {
+            panic!("{:?}", m.state("a@x"))
+        };
+        assert_eq!(m.stats().redirected_to_unreachable, 1);
+        m.handle_timeout(until);
+        let c = drain(&mut m);
+        assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-1"), "asked again");
+        // imp-1 took its silent peer over: it serves the user now.
+        m.handle_iq(&answer(&c[0], true, ""), until, &mut rng);
+        assert_eq!(m.open_per_node().get("imp-1"), Some(&1));
+        // With imp-2's link up, the same answer is followed there as before.
+        m.want("b@x", "b@x", "imp-1", until);
+        m.node_up("imp-2", until);
+        let c = drain(&mut m);
+        m.handle_iq(&redirect_to(&c[0], "imp-2"), until, &mut rng);
+        assert_eq!(m.node_of("b@x"), Some("imp-2"));
+        assert_eq!(m.stats().redirects_followed, 1);
     }
 
     /// Explore seeds 2476 and 2497: the connector started after a manual failover of its

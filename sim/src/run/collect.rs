@@ -180,6 +180,10 @@ fn connector_counters(core: &ConnectorNode) -> BTreeMap<String, f64> {
             ss.redirected_while_moving,
         ),
         ("sessions_redirects_followed", ss.redirects_followed),
+        (
+            "sessions_redirected_to_unreachable",
+            ss.redirected_to_unreachable,
+        ),
         ("sessions_handovers_taken_over", ss.handovers_taken_over),
         ("sessions_handovers_expired", ss.handovers_expired),
         ("dropped_unserved", st.dropped_unserved),
