@@ -230,8 +230,22 @@ fn init_tracing(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
+        .with_timer(SimTime)
         .try_init();
+}
+
+/// Stamps each `HMSIM_LOG` line with the simulated time (`t=12.345s`), never the wall clock:
+/// a trace read beside `trace.jsonl` lines up with it, and the same seed logs the same stamps.
+/// Outside a simulation (setup, checks) the stamp is `t=-`.
+struct SimTime;
+
+impl tracing_subscriber::fmt::time::FormatTime for SimTime {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        match turmoil::sim_elapsed() {
+            Some(t) => write!(w, "t={:.3}s", t.as_secs_f64()),
+            None => write!(w, "t=-"),
+        }
+    }
 }
 
 fn cmd_check(files: &[PathBuf]) -> i32 {
@@ -754,6 +768,26 @@ mod tests {
 
     /// Reports come every 72 s in an hour (2 % of it) unless the run is asked for more; a line
     /// per simulated minute is then due at the first report of each minute, and only there.
+    /// Log lines carry the simulated time inside a run and `t=-` outside one.
+    #[test]
+    fn log_lines_are_stamped_with_the_simulated_time() {
+        use tracing_subscriber::fmt::{format::Writer, time::FormatTime};
+        let stamp = || {
+            let mut out = String::new();
+            SimTime.format_time(&mut Writer::new(&mut out)).unwrap();
+            out
+        };
+        assert_eq!(stamp(), "t=-");
+        let mut sim = turmoil::Builder::new().build();
+        sim.client("c", async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let s = stamp();
+            assert!(s.starts_with("t=1.5") && s.ends_with('s'), "{s}");
+            Ok(())
+        });
+        sim.run().unwrap();
+    }
+
     #[test]
     fn progress_every_gives_one_line_per_interval() {
         let mut r = reporter(Some(Duration::from_secs(60)));
