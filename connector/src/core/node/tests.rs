@@ -313,6 +313,8 @@ fn one_post_of_a_conversation_is_on_its_way_at_a_time() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut n = node();
     let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
     n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
     n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
     n.post_retried(POSTS.into(), json!({"client_id": "m3"}), 7);
@@ -323,10 +325,9 @@ fn one_post_of_a_conversation_is_on_its_way_at_a_time() {
         json!({"client_id": "x"}),
         8,
     );
-    assert_eq!(
-        client_id(&only(requests(&mut n), "/v1/spaces/other/activities")),
-        "x"
-    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    assert_eq!(client_id(&other), "x");
+    n.handle_http(t, other.id, 200, b"{}", &mut rng);
     n.handle_http_failure(t, first.id, "timed out", &mut rng);
     assert!(requests(&mut n).is_empty());
     let at = n.poll_timeout(t).expect("a retry is due");
@@ -700,6 +701,8 @@ fn a_failed_post_is_sent_again_once_the_cloud_answers() {
     );
     let other = only(requests(&mut n), "/v1/spaces/other/activities");
     n.handle_http(later, other.id, 200, b"{}", &mut rng);
+    // It claims its conversation too (`a_post_failed_at_the_transport_claims_...`).
+    only(requests(&mut n), CLAIMS_PATH);
     assert_eq!(
         n.poll_timeout(later),
         Some(later),
