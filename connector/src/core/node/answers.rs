@@ -346,6 +346,9 @@ impl ConnectorNode {
     /// connection (the lane's own may be the stuck one), the release in the lane after its
     /// posts (`release_hold`); one claim per lane until that release is answered.
     pub(super) fn claim_held_posts(&mut self, now: Duration) {
+        if !self.another_node_may_serve() {
+            return;
+        }
         let mut claims: BTreeMap<u64, (String, Duration)> = BTreeMap::new();
         let on_way = self.pending.values().map(|w| (w, true));
         let waiting = self.deferred.iter().map(|(_, w)| (w, false));
@@ -381,6 +384,14 @@ impl ConnectorNode {
                 Pending::Claim,
             );
         }
+    }
+
+    /// Whether another connector node may serve a member of this node's conversations: its
+    /// Expressway cluster has another node, or the organization another cluster. A claim only
+    /// keeps another node's newer posts from overtaking this node's older ones; a lone node's
+    /// conversations are in order in its lanes, and its claims would be pointless requests.
+    fn another_node_may_serve(&self) -> bool {
+        self.s.cluster.nodes.len() > 1 || !self.s.others.is_empty()
     }
 
     /// A registration, known-users report or assignments fetch failed: one retry slot, after

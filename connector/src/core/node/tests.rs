@@ -24,6 +24,14 @@ fn node() -> ConnectorNode {
     ConnectorNode::new(s, Duration::ZERO)
 }
 
+/// `exp-a-1` of a two-node cluster (`exp-a-2` the other): another node may serve a member of
+/// its conversations, so it claims them ([`ConnectorNode::claim_held_posts`]).
+fn node_of_two() -> ConnectorNode {
+    let mut s = NodeSettings::single_node(Some("reg".into()));
+    s.cluster.nodes.push("exp-a-2".into());
+    ConnectorNode::new(s, Duration::ZERO)
+}
+
 /// Alice's post, as the cloud sends it to her connector.
 fn alice_posted(id: &str) -> Event {
     let a = crate::proto::webex::Activity {
@@ -701,8 +709,6 @@ fn a_failed_post_is_sent_again_once_the_cloud_answers() {
     );
     let other = only(requests(&mut n), "/v1/spaces/other/activities");
     n.handle_http(later, other.id, 200, b"{}", &mut rng);
-    // It claims its conversation too (`a_post_failed_at_the_transport_claims_...`).
-    only(requests(&mut n), CLAIMS_PATH);
     assert_eq!(
         n.poll_timeout(later),
         Some(later),
@@ -726,7 +732,7 @@ const HOLD: &str = "/v1/spaces/space-1/hold";
 #[test]
 fn a_post_failed_at_the_transport_claims_its_conversation_when_the_cloud_answers() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut n = node();
+    let mut n = node_of_two();
     let t = Duration::from_secs(600);
     n.handle_timeout(t, &mut rng);
     requests(&mut n);
@@ -774,7 +780,7 @@ fn a_post_failed_at_the_transport_claims_its_conversation_when_the_cloud_answers
 #[test]
 fn a_post_stuck_on_its_way_claims_its_conversation_when_the_cloud_answers() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
-    let mut n = node();
+    let mut n = node_of_two();
     let t = Duration::from_secs(600);
     n.handle_timeout(t, &mut rng);
     requests(&mut n);
@@ -805,6 +811,37 @@ fn a_post_stuck_on_its_way_claims_its_conversation_when_the_cloud_answers() {
     assert_eq!(
         (release.lane, body_of(&release)),
         (7, json!({"release": true}))
+    );
+}
+
+/// A lone node (no other node in its cluster, no other cluster) sends no claim: no other
+/// node can post to its conversations, so its posts, in order in their lanes, cannot be
+/// overtaken; a claim would only be a pointless request (it changed `presence-poll`'s trace).
+#[test]
+fn a_lone_nodes_stuck_or_failed_post_claims_nothing() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    only(requests(&mut n), POSTS);
+    let other = |n: &mut ConnectorNode, space: &str, lane: u64| {
+        let path = format!("/v1/spaces/{space}/activities");
+        n.post_retried(path.clone(), json!({"client_id": space}), lane);
+        only(requests(n), &path)
+    };
+    let failed = other(&mut n, "failed", 9);
+    n.handle_http_failure(t, failed.id, "connection refused", &mut rng);
+    let x = other(&mut n, "x", 8);
+    // m1 on its way 40 s (stuck), the other post failed at the transport: nothing claimed.
+    let later = t + Duration::from_secs(40);
+    n.handle_http(later, x.id, 200, b"{}", &mut rng);
+    let sent = requests(&mut n);
+    assert!(
+        sent.iter()
+            .all(|r| r.path != CLAIMS_PATH && !r.path.ends_with(HOLD_PATH_SUFFIX)),
+        "a lone node claims nothing: {sent:?}"
     );
 }
 
