@@ -367,6 +367,24 @@ pub struct HoldReleaseBody {
     pub release: bool,
 }
 
+/// Conversations claimed in one [`ClaimsBody`], at most: a node claims every conversation
+/// whose post failed or is stuck at once, when the cloud answers it again after an outage; a
+/// node's conversations with posts on their way are a few hundred at most.
+pub const CLAIMS_PER_REQUEST_MAX: usize = 500;
+
+/// `POST /v1/connectors/claims`: the node claims conversations whose post failed at the
+/// transport or is stuck on its way (a cloud outage), each since that post's first send, as a
+/// failed space or key fetch claims one ([`HeldConversation`]); released like those
+/// (`POST /v1/spaces/{id}/hold`). All in one request, so that each arrives within a round trip
+/// of the node hearing the cloud again (one request each queued them a round trip apart on
+/// the node's control connection). At most [`CLAIMS_PER_REQUEST_MAX`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimsBody {
+    /// The conversations claimed.
+    pub claims: Vec<HeldConversation>,
+}
+
 /// `POST /v1/spaces/{id}/activities`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

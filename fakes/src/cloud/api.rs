@@ -3,9 +3,10 @@
 //! Clients (the connector, the Webex App model) use the same types to build and read messages.
 
 pub use connector::proto::webex::{
-    AddUserBody, ChangeEmailBody, CreateClusterBody, CreateSpaceBody, EntitlementsBody, Event,
-    HeartbeatBody, HoldReleaseBody, KeyFetchBody, KnownUsersBody, LoginBody, MaintenanceBody,
-    PostActivityBody, PresenceQueryBody, RedeliverBody, RegisterBody, SetPresenceBody, TypingBody,
+    AddUserBody, CLAIMS_PER_REQUEST_MAX, ChangeEmailBody, ClaimsBody, CreateClusterBody,
+    CreateSpaceBody, EntitlementsBody, Event, HeartbeatBody, HoldReleaseBody, KeyFetchBody,
+    KnownUsersBody, LoginBody, MaintenanceBody, PostActivityBody, PresenceQueryBody, RedeliverBody,
+    RegisterBody, SetPresenceBody, TypingBody,
 };
 use serde::{Deserialize, Serialize};
 

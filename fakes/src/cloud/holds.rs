@@ -15,6 +15,15 @@
 //! holder ends it after its posts (`POST /v1/spaces/{id}/hold`). The node that has waited
 //! longest holds it (its messages are the oldest); a hold ends after
 //! [`CONVERSATION_HOLD_MAX`] whatever happens, and counts only while its node serves a member.
+//!
+//! A node whose post of the conversation failed at the transport, or is stuck on its way (a
+//! cloud outage), claims it too (`POST /v1/spaces/{id}/hold` with `since_ms`) as soon as the
+//! cloud answers it again. A node learns that the cloud is back only from an answer, so after a
+//! cloud outage the cloud lets the claims settle ([`Settle`]): a node's post to a conversation
+//! whose other member another node serves is refused (409) until that node has been heard
+//! since the outage and its claims had time to arrive ([`CLAIM_SETTLE`]), at most
+//! [`OUTAGE_SETTLE_MAX`] after the outage (explore seed 4834 `--seed 37`: the later node's
+//! retry reached the cloud 0.25 s after it came back, before the other node knew).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -23,6 +32,56 @@ use std::time::Duration;
 /// it crashed) delays the conversation at most this long. A KMS outage in the scenarios lasts
 /// up to a few minutes, and the holder posts as soon as its retry gets the space and key.
 pub const CONVERSATION_HOLD_MAX: Duration = Duration::from_secs(300);
+
+/// How long after the cloud comes back from an outage it may refuse posts for a conversation
+/// settling: every node that is up heartbeats within 30 s (the connector's interval) and so
+/// learns that the cloud is back; 5 s more for its claims to arrive. A node that stays silent
+/// (crashed, cut off) delays the conversation this long, never stops it.
+pub const OUTAGE_SETTLE_MAX: Duration = Duration::from_secs(35);
+/// How long after the cloud first hears a node following an outage that node's claims may
+/// still be on their way: it sends them as soon as that request's answer reaches it, a round
+/// trip (well under a second) plus a lost segment's slack.
+pub const CLAIM_SETTLE: Duration = Duration::from_secs(2);
+
+/// The cloud's view of the connector nodes after its last outage: which it heard since, and
+/// when first. At most one entry per connector node; cleared at the next outage's end.
+#[derive(Debug, Default)]
+pub struct Settle {
+    /// When the cloud came back from its last outage.
+    back_at: Option<Duration>,
+    /// Connector nodes heard since then, with when first.
+    heard: BTreeMap<String, Duration>,
+}
+
+impl Settle {
+    /// The cloud is back from an outage at `now`: no node has been heard since.
+    pub fn outage_over(&mut self, now: Duration) {
+        self.back_at = Some(now);
+        self.heard.clear();
+    }
+
+    /// Whether the cloud still lets claims settle at `now`.
+    pub fn active(&self, now: Duration) -> bool {
+        self.back_at.is_some_and(|b| now < b + OUTAGE_SETTLE_MAX)
+    }
+
+    /// The cloud got a request of connector node `node` at `now`.
+    pub fn heard(&mut self, now: Duration, node: &str) {
+        if self.active(now) && !self.heard.contains_key(node) {
+            self.heard.insert(node.to_string(), now);
+        }
+    }
+
+    /// Whether `node`'s claims made when it heard the cloud is back have had time to arrive:
+    /// no outage, its settling over, or heard [`CLAIM_SETTLE`] ago.
+    pub fn settled(&self, now: Duration, node: &str) -> bool {
+        !self.active(now)
+            || self
+                .heard
+                .get(node)
+                .is_some_and(|h| now >= *h + CLAIM_SETTLE)
+    }
+}
 
 /// One node's hold on a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,6 +227,25 @@ mod tests {
             s(1),
         );
         assert_eq!(h.len(), 1);
+    }
+
+    /// After an outage a node is settled once heard and [`CLAIM_SETTLE`] later, or when the
+    /// settling's bound passes; before any outage every node is.
+    #[test]
+    fn after_an_outage_a_node_settles_once_heard_and_its_claims_had_time() {
+        let mut st = Settle::default();
+        assert!(st.settled(s(5), "exp-a-1"));
+        st.outage_over(s(180));
+        assert!(!st.settled(s(180), "exp-a-1"));
+        st.heard(s(181), "exp-a-1");
+        st.heard(s(190), "exp-a-1");
+        assert!(!st.settled(s(181) + CLAIM_SETTLE - Duration::from_millis(1), "exp-a-1"));
+        assert!(st.settled(s(181) + CLAIM_SETTLE, "exp-a-1"));
+        assert!(!st.settled(s(200), "exp-a-2"));
+        assert!(st.settled(s(180) + OUTAGE_SETTLE_MAX, "exp-a-2"));
+        // The next outage starts afresh.
+        st.outage_over(s(400));
+        assert!(!st.settled(s(400), "exp-a-1"));
     }
 
     /// A node's two posts on their way when the hold ends between them: the second must not

@@ -390,6 +390,8 @@ pub struct Cloud {
     msg: Messaging,
     /// Direct conversations whose earlier messages a connector node holds ([`holds`]).
     holds: holds::Holds,
+    /// Which connector nodes the cloud heard since its last outage ([`holds::Settle`]).
+    settle: holds::Settle,
     presence: Presence,
     kms: KmsLink,
     kms_changes: VecDeque<KmsCall>,
@@ -485,6 +487,7 @@ impl Cloud {
             bridge_log: BridgeLog::default(),
             msg: Messaging::new(),
             holds: holds::Holds::default(),
+            settle: holds::Settle::default(),
             presence: Presence::new(),
             user_tokens: BTreeMap::new(),
             token_of_user: BTreeMap::new(),
@@ -638,6 +641,13 @@ impl Cloud {
         }
     }
 
+    /// The cloud is back from an outage (fault): the connector nodes' claims settle
+    /// ([`holds::Settle`]) before another node's posts to their conversations are taken.
+    pub fn outage_over(&mut self, now: Duration) {
+        self.clock = self.clock.max(now);
+        self.settle.outage_over(self.clock);
+    }
+
     /// Answers a seeded share `rate` (0..=1) of later requests with `status` (429 or 5xx;
     /// anything else becomes 503) and `{"error": "injected", "detail"}`. `rng` (seeded from the
     /// run's seed) decides which: the same seed and requests fail the same requests. A rate of
@@ -738,6 +748,11 @@ impl Cloud {
         // Control Hub's own changes (setup, an administrator's maintenance mode) are not
         // part of the API the fault models, and an administrator retries until they take.
         let admin = req.token.as_deref() == Some(self.cfg.admin_token.as_str());
+        if self.settle.active(now)
+            && let Ok(node) = self.connector_principal(req.token.as_deref())
+        {
+            self.settle.heard(now, &node);
+        }
         if let Some(f) = self.http_errors.as_mut()
             && !admin
             && f.rng.random::<f64>() < f.rate

@@ -99,7 +99,7 @@ fn known_path(segs: &[&str]) -> bool {
             | [
                 "v1",
                 "connectors",
-                "register" | "heartbeat" | "users" | "assignments"
+                "register" | "heartbeat" | "users" | "assignments" | "claims"
             ]
             | ["v1", "presence", "query" | "me"]
             | ["v1", "spaces"]
@@ -153,6 +153,10 @@ impl Cloud {
             (Post, ["v1", "connectors", "heartbeat"]) => {
                 let id = self.connector_principal(token)?;
                 self.heartbeat(now, &id, body)
+            }
+            (Post, ["v1", "connectors", "claims"]) => {
+                let id = self.registered_connector(token)?;
+                self.claim(&id, body)
             }
             (Post, ["v1", "connectors", "users"]) => {
                 let id = self.registered_connector(token)?;
@@ -216,7 +220,7 @@ impl Cloud {
         }
     }
 
-    fn connector_principal(&self, token: Option<&str>) -> Result<String, CloudError> {
+    pub(super) fn connector_principal(&self, token: Option<&str>) -> Result<String, CloudError> {
         token
             .and_then(|t| self.hub.connector_by_token(t))
             .map(|c| c.id.clone())
@@ -892,16 +896,34 @@ impl Cloud {
                 "an earlier post of {node} to {space_id} was held back: it goes first"
             )));
         }
-        let Some(holder) = self.held_by_another(now, node, space_id) else {
+        let why = if let Some(peer) = self.unsettled_peer(now, node, space_id) {
+            format!("{space_id} settles after an outage: {peer} may still claim it")
+        } else if let Some(holder) = self.held_by_another(now, node, space_id) {
+            format!("earlier messages of {space_id} are held by {holder}")
+        } else {
             return Ok(());
         };
         self.stats.posts_held_back += 1;
         if let Some(cid) = client_id {
             self.holds.fence(now, node, space_id, cid);
         }
-        Err(CloudError::Conflict(format!(
-            "earlier messages of {space_id} are held by {holder}"
-        )))
+        Err(CloudError::Conflict(why))
+    }
+
+    /// Another connector node serving a member of direct space `space_id` whose claims may
+    /// still be on their way after the cloud's outage ([`holds::Settle`]), if any.
+    fn unsettled_peer(&self, now: Duration, node: &str, space_id: &str) -> Option<String> {
+        if !self.settle.active(now) {
+            return None;
+        }
+        let space = self.msg.space(space_id)?;
+        if space.kind != SpaceKind::Direct || space.members.len() != 2 {
+            return None;
+        }
+        let nodes = self.serving_nodes(&space.members);
+        nodes
+            .into_iter()
+            .find(|peer| peer != node && !self.settle.settled(now, peer))
     }
 
     /// `POST /v1/spaces/{id}/hold`: the connector posted the messages it held.
@@ -925,6 +947,39 @@ impl Cloud {
                 .holds
                 .release(node, &(members[0].clone(), members[1].clone()));
         ok(json!({ "released": released }))
+    }
+
+    /// `POST /v1/connectors/claims`: connector `node` claims the conversations whose posts
+    /// failed at the transport or are stuck on its way, each since its post's first send
+    /// ([`api::ClaimsBody`]). Answers the spaces it holds now.
+    fn claim(&mut self, node: &str, body: &[u8]) -> Answer {
+        let b: api::ClaimsBody = parse(body)?;
+        if b.claims.len() > api::CLAIMS_PER_REQUEST_MAX {
+            return Err(CloudError::Invalid(format!(
+                "{} claims, at most {}",
+                b.claims.len(),
+                api::CLAIMS_PER_REQUEST_MAX
+            )));
+        }
+        let mut held = Vec::new();
+        for c in &b.claims {
+            self.hold_space(node, &c.space_id, Duration::from_millis(c.since_ms));
+            let Some(space) = self.msg.space(&c.space_id) else {
+                continue;
+            };
+            let pair = match space.members.as_slice() {
+                [m0, m1] => (m0.clone(), m1.clone()),
+                _ => continue,
+            };
+            if self
+                .holds
+                .of(self.clock, &pair)
+                .is_some_and(|h| h.node == node)
+            {
+                held.push(c.space_id.clone());
+            }
+        }
+        ok(json!({ "held": held }))
     }
 
     fn list_activities(&self, who: &Principal, id: &str, query: &[(&str, &str)]) -> Answer {

@@ -113,6 +113,10 @@ fn service(world: &mut World<'_>, svc: &Service, now: Duration) {
                     sim.repair(CLOUD_HOST, other.as_str());
                 }
             }
+            // The cloud knows it was down: the connector nodes' claims settle.
+            if let (false, Some(c)) = (*on, &h.cloud) {
+                c.borrow_mut().outage_over(now);
+            }
         }
         Service::KmsOutage(on) => {
             if let Some(k) = &h.kms {

@@ -12,6 +12,7 @@ impl ConnectorNode {
         body: &[u8],
         rng: &mut impl Rng,
     ) {
+        self.clock = self.clock.max(now);
         let Some(what) = self.pending.remove(&id) else {
             return;
         };
@@ -144,11 +145,15 @@ impl ConnectorNode {
             Pending::Post(p) => {
                 self.stats.to_webex += u64::from(!p.as_ref().is_some_and(|p| p.releases_hold));
                 if let Some(p) = p {
+                    if p.releases_hold {
+                        self.claimed.remove(&p.lane);
+                    }
                     self.on_posted(&p, &json());
                     self.release_lane(p.lane, p.seq);
                 }
             }
             Pending::HandBack(h) => self.on_handed_back(&h, &json()),
+            Pending::Claim => {}
         }
     }
 
@@ -200,8 +205,19 @@ impl ConnectorNode {
 
     /// A request failed at the transport level (timeout, reset, refused).
     pub fn handle_http_failure(&mut self, now: Duration, id: u64, why: &str, rng: &mut impl Rng) {
+        self.clock = self.clock.max(now);
         let Some(what) = self.pending.remove(&id) else {
             return;
+        };
+        // A post that did not reach the cloud claims its conversation once the cloud answers
+        // again (`claim_held_posts`).
+        let what = match what {
+            Pending::Post(Some(mut p)) if !p.releases_hold => {
+                p.unreached = true;
+                self.claim_look_due = true;
+                Pending::Post(Some(p))
+            }
+            other => other,
         };
         self.answered(&what);
         self.stats.http_errors += 1;
@@ -255,7 +271,12 @@ impl ConnectorNode {
                 self.hold_lane(at, p);
             }
             // Given up: the next post of its conversation goes.
-            Pending::Post(Some(p)) => self.release_lane(p.lane, p.seq),
+            Pending::Post(Some(p)) => {
+                if p.releases_hold {
+                    self.claimed.remove(&p.lane);
+                }
+                self.release_lane(p.lane, p.seq);
+            }
             // Giving an activity back is its last way to Jabber: retried like a post.
             Pending::HandBack(h) if h.attempts < HANDBACK_ATTEMPTS_MAX => {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, h.attempts, rng);
@@ -270,7 +291,8 @@ impl ConnectorNode {
                 let at = now + backoff_delay(RETRY_MIN, RETRY_MAX, self.presence_failures, rng);
                 self.next_poll = self.next_poll.min(at);
             }
-            Pending::Post(_) => {}
+            // A claim not taken: the conversation is not held, as before claims.
+            Pending::Post(_) | Pending::Claim => {}
         }
     }
 
@@ -288,6 +310,11 @@ impl ConnectorNode {
     /// 237 s). A fetch the cloud answered with an error (a KMS outage's 503) keeps its
     /// backoff: the cloud did answer it.
     pub(super) fn cloud_answered(&mut self, now: Duration) {
+        let silence = now.saturating_sub(self.last_answer);
+        self.last_answer = now;
+        if silence >= POST_STUCK_AFTER || std::mem::take(&mut self.claim_look_due) {
+            self.claim_held_posts(now);
+        }
         let posts = std::mem::take(&mut self.failed_posts_waiting);
         let fetches = std::mem::take(&mut self.unreached_fetches);
         if !posts && fetches.is_empty() {
@@ -305,6 +332,66 @@ impl ConnectorNode {
                 _ => {}
             }
         }
+    }
+
+    /// The cloud answers again after a silence of [`POST_STUCK_AFTER`] or more, or after a
+    /// post failed at the transport: a conversation whose post failed so, or has been on its
+    /// way past [`POST_STUCK_AFTER`] (stuck on a connection an outage cut), is claimed at the
+    /// cloud since that post's first send, as a failed space or key fetch claims it, all in one
+    /// request ([`CLAIMS_PATH`], at most [`CLAIMS_PER_REQUEST_MAX`] each). Otherwise
+    /// the other member's node, whose session came back late with only a newer message, could
+    /// post it first (explore seed 4834: `--seed 37`, posts refused in a cloud outage waited
+    /// for their retry while the other node's newer one was taken as the cloud came back;
+    /// `--seed 28`, a post stuck 30 s on a cut connection). The claim goes on the control
+    /// connection (the lane's own may be the stuck one), the release in the lane after its
+    /// posts (`release_hold`); one claim per lane until that release is answered.
+    pub(super) fn claim_held_posts(&mut self, now: Duration) {
+        if !self.another_node_may_serve() {
+            return;
+        }
+        let mut claims: BTreeMap<u64, (String, Duration)> = BTreeMap::new();
+        let on_way = self.pending.values().map(|w| (w, true));
+        let waiting = self.deferred.iter().map(|(_, w)| (w, false));
+        for (what, sent) in on_way.chain(waiting) {
+            let Pending::Post(Some(p)) = what else {
+                continue;
+            };
+            let stuck = sent && now.saturating_sub(p.sent_at) >= POST_STUCK_AFTER;
+            if p.releases_hold || self.claimed.contains(&p.lane) || !(stuck || p.unreached) {
+                continue;
+            }
+            let Some(space_id) = space_of_post(&p.path) else {
+                continue;
+            };
+            let claim = claims
+                .entry(p.lane)
+                .or_insert((space_id.to_string(), p.since));
+            claim.1 = claim.1.min(p.since);
+        }
+        let mut batch = Vec::new();
+        for (lane, (space_id, since)) in claims {
+            self.claimed.insert(lane);
+            batch.push(json!({"space_id": space_id, "since_ms": since.as_millis() as u64}));
+            self.release_hold(&space_id, lane);
+        }
+        for chunk in batch.chunks(CLAIMS_PER_REQUEST_MAX) {
+            let body = json!({ "claims": chunk });
+            self.cloud(
+                Method::Post,
+                CLAIMS_PATH,
+                body,
+                CONTROL_LANE,
+                Pending::Claim,
+            );
+        }
+    }
+
+    /// Whether another connector node may serve a member of this node's conversations: its
+    /// Expressway cluster has another node, or the organization another cluster. A claim only
+    /// keeps another node's newer posts from overtaking this node's older ones; a lone node's
+    /// conversations are in order in its lanes, and its claims would be pointless requests.
+    fn another_node_may_serve(&self) -> bool {
+        self.s.cluster.nodes.len() > 1 || !self.s.others.is_empty()
     }
 
     /// A registration, known-users report or assignments fetch failed: one retry slot, after
@@ -327,4 +414,10 @@ impl ConnectorNode {
             self.retry_at = Some((at, what));
         }
     }
+}
+
+/// The space of an activity post's path (`/v1/spaces/{id}/activities`).
+fn space_of_post(path: &str) -> Option<&str> {
+    path.strip_prefix("/v1/spaces/")?
+        .strip_suffix("/activities")
 }

@@ -54,7 +54,7 @@ use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
 use crate::proto::stream::STANZA_BYTES_MAX;
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
-use crate::proto::webex::ENCRYPTED_TEXT_BYTES_MAX;
+use crate::proto::webex::{CLAIMS_PER_REQUEST_MAX, ENCRYPTED_TEXT_BYTES_MAX};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
@@ -116,6 +116,15 @@ pub const HELD_BY_PEER_RETRIES_MAX: u32 = 300;
 /// a conversation (its earlier messages wait here for a space or key that failed) says there
 /// that it has posted them, in the conversation's lane, after its posts.
 pub const HOLD_PATH_SUFFIX: &str = "/hold";
+/// A post on its way this long when the cloud answers another request of the node is stuck:
+/// sent into a connection that an outage cut without a FIN, it waits out `HTTP_TIMEOUT` (30 s)
+/// before it fails (explore seed 4834 `--seed 28`). The cloud answers a reachable node in
+/// well under a second, so a few seconds tell a stuck post from a slow one. Such a post, like
+/// one that failed at the transport, claims its conversation ([`ConnectorNode::claim_held_posts`]).
+pub const POST_STUCK_AFTER: Duration = Duration::from_secs(3);
+/// Where a node claims conversations whose post failed at the transport or is stuck on its
+/// way ([`crate::proto::webex::ClaimsBody`]).
+pub const CLAIMS_PATH: &str = "/v1/connectors/claims";
 
 /// Bytes of a transport error kept as a fault (our own messages, which may quote a peer).
 pub const FAULT_TEXT_BYTES_MAX: usize = 400;
@@ -335,6 +344,9 @@ enum Pending {
     },
     /// A post to a space; `None` for typing (stale once repeated, never re-sent).
     Post(Option<Box<PostRetry>>),
+    /// A claim on a conversation whose post failed at the transport or is stuck on its way
+    /// (`POST /v1/spaces/{id}/hold` with `since_ms`): not retried, the lane's release ends it.
+    Claim,
     /// An activity event given back to the cloud ([`HANDBACK_PATH`]).
     HandBack(Box<HandBack>),
 }
@@ -363,6 +375,14 @@ struct PostRetry {
     /// Its last send failed at the cloud or on the way (not a 409 hold): it is sent again as
     /// soon as the cloud answers another request ([`ConnectorNode::cloud_answered`]).
     failed_send: bool,
+    /// Its last send failed at the transport (the cloud unreachable): its conversation is
+    /// claimed when the cloud answers again ([`ConnectorNode::claim_held_posts`]).
+    unreached: bool,
+    /// When it was first sent (the node's clock): since when its conversation's message waits
+    /// here, what a claim says.
+    since: Duration,
+    /// When its current send went out: a send on its way past [`POST_STUCK_AFTER`] is stuck.
+    sent_at: Duration,
 }
 
 /// A conversation's lane while one of its posts is on its way or being retried
@@ -543,6 +563,18 @@ pub struct ConnectorNode {
     /// failed at the transport (the cloud unreachable, an outage): the next answer from the
     /// cloud brings them forward. At most one per fetch in `deferred`; emptied by that answer.
     unreached_fetches: BTreeSet<String>,
+    /// The node's clock as of the last call that told it (for the times posts are sent,
+    /// [`PostRetry::since`], where the caller does not pass one).
+    clock: Duration,
+    /// When the cloud last answered a request of the node (2xx): a silence longer than
+    /// [`POST_STUCK_AFTER`] before an answer means posts may be stuck on their way.
+    last_answer: Duration,
+    /// A post failed at the transport since the last look for posts to claim.
+    claim_look_due: bool,
+    /// Lanes whose conversation this node claimed for a stuck or unreached post, until the
+    /// release queued after its posts is answered or given up (at most one claim per lane;
+    /// bounded by `lane_holds`).
+    claimed: BTreeSet<u64>,
     stats: NodeStats,
     /// TEST ONLY: the planted defect, off unless a test plants it.
     planted: Option<PlantedDefect>,
@@ -659,6 +691,10 @@ impl ConnectorNode {
             lane_holds: BTreeMap::new(),
             failed_posts_waiting: false,
             unreached_fetches: BTreeSet::new(),
+            clock: now,
+            last_answer: now,
+            claim_look_due: false,
+            claimed: BTreeSet::new(),
             next_post_seq: 0,
             keys_in_flight: BTreeSet::new(),
             spaces_in_flight: BTreeSet::new(),

@@ -24,6 +24,14 @@ fn node() -> ConnectorNode {
     ConnectorNode::new(s, Duration::ZERO)
 }
 
+/// `exp-a-1` of a two-node cluster (`exp-a-2` the other): another node may serve a member of
+/// its conversations, so it claims them ([`ConnectorNode::claim_held_posts`]).
+fn node_of_two() -> ConnectorNode {
+    let mut s = NodeSettings::single_node(Some("reg".into()));
+    s.cluster.nodes.push("exp-a-2".into());
+    ConnectorNode::new(s, Duration::ZERO)
+}
+
 /// Alice's post, as the cloud sends it to her connector.
 fn alice_posted(id: &str) -> Event {
     let a = crate::proto::webex::Activity {
@@ -313,6 +321,8 @@ fn one_post_of_a_conversation_is_on_its_way_at_a_time() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);
     let mut n = node();
     let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
     n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
     n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
     n.post_retried(POSTS.into(), json!({"client_id": "m3"}), 7);
@@ -323,10 +333,9 @@ fn one_post_of_a_conversation_is_on_its_way_at_a_time() {
         json!({"client_id": "x"}),
         8,
     );
-    assert_eq!(
-        client_id(&only(requests(&mut n), "/v1/spaces/other/activities")),
-        "x"
-    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    assert_eq!(client_id(&other), "x");
+    n.handle_http(t, other.id, 200, b"{}", &mut rng);
     n.handle_http_failure(t, first.id, "timed out", &mut rng);
     assert!(requests(&mut n).is_empty());
     let at = n.poll_timeout(t).expect("a retry is due");
@@ -707,6 +716,133 @@ fn a_failed_post_is_sent_again_once_the_cloud_answers() {
     );
     n.handle_timeout(later, &mut rng);
     assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m1");
+}
+
+fn body_of(r: &HttpRequest) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+const HOLD: &str = "/v1/spaces/space-1/hold";
+
+/// A post that failed at the transport (a cloud outage) claims its conversation, since its
+/// first send, as soon as the cloud answers the node again, on the control connection; the
+/// release follows its conversation's posts in their lane. Otherwise the other member's node,
+/// with only a newer message, posts it first (explore seed 4834 `--seed 37`: exp-a-1's posts
+/// of 122.5-159.2 s waited for their retry while exp-a-2's 173.6 s message was taken).
+#[test]
+fn a_post_failed_at_the_transport_claims_its_conversation_when_the_cloud_answers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node_of_two();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    let failed = t + Duration::from_secs(1);
+    n.handle_http_failure(failed, first.id, "connection refused", &mut rng);
+    n.post_retried(POSTS.into(), json!({"client_id": "m2"}), 7);
+    assert!(requests(&mut n).is_empty(), "m2 waits behind m1");
+    n.post_retried(
+        "/v1/spaces/other/activities".into(),
+        json!({"client_id": "x"}),
+        8,
+    );
+    let other = only(requests(&mut n), "/v1/spaces/other/activities");
+    let later = t + Duration::from_secs(60);
+    n.handle_http(later, other.id, 200, b"{}", &mut rng);
+    let claim = only(requests(&mut n), CLAIMS_PATH);
+    assert_eq!(claim.lane, CONTROL_LANE);
+    let want = json!({"claims": [{"space_id": "space-1", "since_ms": 600_000}]});
+    assert_eq!(body_of(&claim), want);
+    n.handle_timeout(later, &mut rng);
+    let again = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&again), "m1");
+    n.handle_http(later, again.id, 200, b"{}", &mut rng);
+    let second = only(requests(&mut n), POSTS);
+    assert_eq!(client_id(&second), "m2");
+    n.handle_http(later, second.id, 200, b"{}", &mut rng);
+    let release = only(requests(&mut n), HOLD);
+    assert_eq!(
+        (release.lane, body_of(&release)),
+        (7, json!({"release": true}))
+    );
+    n.handle_http(later, claim.id, 200, b"{}", &mut rng);
+    n.handle_http(later, release.id, 200, b"{}", &mut rng);
+    // Claimed once: the answers that follow claim nothing more.
+    assert!(requests(&mut n).is_empty());
+}
+
+/// A post stuck on its way (sent into a connection an outage cut without a FIN, it waits out
+/// `HTTP_TIMEOUT`) claims its conversation when the cloud answers the node after a silence,
+/// once on its way [`POST_STUCK_AFTER`] or more (explore seed 4834 `--seed 28`: exp-a-1's
+/// message 12, on its way from 156.5 s to 186.5 s, was overtaken by exp-a-2's message 18 at
+/// 185.2 s). A post on its way a moment is not stuck.
+#[test]
+fn a_post_stuck_on_its_way_claims_its_conversation_when_the_cloud_answers() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node_of_two();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    let stuck = only(requests(&mut n), POSTS);
+    let other = |n: &mut ConnectorNode, id: &str| {
+        let path = "/v1/spaces/other/activities";
+        n.post_retried(path.into(), json!({"client_id": id}), 8);
+        only(requests(n), path)
+    };
+    let x = other(&mut n, "x");
+    n.handle_http(t + Duration::from_secs(1), x.id, 200, b"{}", &mut rng);
+    assert!(requests(&mut n).is_empty(), "on its way 1 s: not stuck");
+    let y = other(&mut n, "y");
+    let later = t + Duration::from_secs(40);
+    n.handle_http(later, y.id, 200, b"{}", &mut rng);
+    let claim = only(requests(&mut n), CLAIMS_PATH);
+    assert_eq!(claim.lane, CONTROL_LANE);
+    let want = json!({"claims": [{"space_id": "space-1", "since_ms": 600_000}]});
+    assert_eq!(body_of(&claim), want);
+    // The stuck post fails at last and is sent again; the release follows it in its lane.
+    n.handle_http_failure(later, stuck.id, "timed out", &mut rng);
+    let at = n.poll_timeout(later).expect("a retry is due");
+    n.handle_timeout(at, &mut rng);
+    let again = only(requests(&mut n), POSTS);
+    n.handle_http(at, again.id, 200, b"{}", &mut rng);
+    let release = only(requests(&mut n), HOLD);
+    assert_eq!(
+        (release.lane, body_of(&release)),
+        (7, json!({"release": true}))
+    );
+}
+
+/// A lone node (no other node in its cluster, no other cluster) sends no claim: no other
+/// node can post to its conversations, so its posts, in order in their lanes, cannot be
+/// overtaken; a claim would only be a pointless request (it changed `presence-poll`'s trace).
+#[test]
+fn a_lone_nodes_stuck_or_failed_post_claims_nothing() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    n.post_retried(POSTS.into(), json!({"client_id": "m1"}), 7);
+    only(requests(&mut n), POSTS);
+    let other = |n: &mut ConnectorNode, space: &str, lane: u64| {
+        let path = format!("/v1/spaces/{space}/activities");
+        n.post_retried(path.clone(), json!({"client_id": space}), lane);
+        only(requests(n), &path)
+    };
+    let failed = other(&mut n, "failed", 9);
+    n.handle_http_failure(t, failed.id, "connection refused", &mut rng);
+    let x = other(&mut n, "x", 8);
+    // m1 on its way 40 s (stuck), the other post failed at the transport: nothing claimed.
+    let later = t + Duration::from_secs(40);
+    n.handle_http(later, x.id, 200, b"{}", &mut rng);
+    let sent = requests(&mut n);
+    assert!(
+        sent.iter()
+            .all(|r| r.path != CLAIMS_PATH && !r.path.ends_with(HOLD_PATH_SUFFIX)),
+        "a lone node claims nothing: {sent:?}"
+    );
 }
 
 /// A post refused because another node holds its conversation (409) keeps its wait when

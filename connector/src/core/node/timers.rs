@@ -43,6 +43,7 @@ impl ConnectorNode {
 
     /// Runs timers due at `now`.
     pub fn handle_timeout(&mut self, now: Duration, rng: &mut impl Rng) {
+        self.clock = self.clock.max(now);
         if let Some((at, _)) = &self.retry_at
             && *at <= now
         {

@@ -5,6 +5,7 @@ use super::*;
 impl ConnectorNode {
     /// A cloud event from the WebSocket.
     pub fn handle_event(&mut self, now: Duration, ev: Event, rng: &mut impl Rng) {
+        self.clock = self.clock.max(now);
         match ev {
             Event::Activity {
                 activity,

@@ -5,6 +5,7 @@ use super::*;
 impl ConnectorNode {
     /// A stanza from IM&P node `node` on the component link.
     pub fn handle_stanza(&mut self, now: Duration, node: &str, el: &Element, rng: &mut impl Rng) {
+        self.clock = self.clock.max(now);
         match el.name.as_str() {
             "iq" => self.on_iq(now, node, el, rng),
             "message" => self.on_message(now, el, rng),
@@ -297,7 +298,7 @@ impl ConnectorNode {
     /// Ends this node's hold on a conversation whose earlier messages it has now sent: in
     /// their lane, after them (retried like them), so the cloud lets the other node's posts
     /// in only once this node's are in.
-    fn release_hold(&mut self, space_id: &str, lane: u64) {
+    pub(super) fn release_hold(&mut self, space_id: &str, lane: u64) {
         let path = format!("/v1/spaces/{space_id}{HOLD_PATH_SUFFIX}");
         self.next_post_seq += 1;
         let retry = Box::new(PostRetry {
@@ -309,6 +310,9 @@ impl ConnectorNode {
             held_back: 0,
             releases_hold: true,
             failed_send: false,
+            unreached: false,
+            since: self.clock,
+            sent_at: self.clock,
         });
         self.send_in_lane(retry);
     }
@@ -369,6 +373,9 @@ impl ConnectorNode {
             held_back: 0,
             releases_hold: false,
             failed_send: false,
+            unreached: false,
+            since: self.clock,
+            sent_at: self.clock,
         });
         self.send_in_lane(retry);
     }
@@ -395,7 +402,8 @@ impl ConnectorNode {
     }
 
     /// Sends a post (again).
-    pub(super) fn send_post(&mut self, p: Box<PostRetry>) {
+    pub(super) fn send_post(&mut self, mut p: Box<PostRetry>) {
+        p.sent_at = self.clock;
         let (path, body, lane) = (p.path.clone(), p.body.clone(), p.lane);
         self.cloud(Method::Post, &path, body, lane, Pending::Post(Some(p)));
     }
