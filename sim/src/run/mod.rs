@@ -309,7 +309,7 @@ fn relogin_past_deadline(
         .collect();
     let late = down.iter().find_map(|(u, d)| {
         let (bound, why) = crate::plan::imp::relogin_bound(s, homes.get(u.as_str())?)?;
-        (bound > deadline).then(|| (u, d, bound, why))
+        (bound > deadline).then_some((u, d, bound, why))
     });
     let Some((u, d, bound, why)) = late else {
         return String::new();
