@@ -153,6 +153,52 @@ fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
     out
 }
 
+/// The latest time a Jabber device homed on `host` may log in again after the last fault that
+/// took its session away (a crash or bounce of `host`, or a failover of it), with what that
+/// fault was: the fault's start, the time a client takes to notice a silent node (three
+/// keepalive intervals), and the client re-login upper limit of [`relogin_window`] (spec 65:
+/// 537 s by default, "MDM roughly doubles failover times"). `None` when no such fault names
+/// `host` or it has no PRG peer to log in to. A run that ends before this bound may end with
+/// the device still out and messages to it in offline storage, delivered by nothing wrong.
+pub fn relogin_bound(s: &Scenario, host: &str) -> Option<(Duration, String)> {
+    let c = s
+        .topology
+        .imp_clusters
+        .iter()
+        .find(|c| node_config(c).cluster.iter().any(|h| h == host))?;
+    node_config(c).peer_of(host)?;
+    let names = |h: &Option<crate::scenario::Hosts>| {
+        h.as_ref().is_some_and(|h| h.0.iter().any(|n| n == host))
+    };
+    let last = s.faults.iter().filter_map(|f| {
+        let failover = f.imp_failover.as_ref().is_some_and(|x| x.node == host);
+        let kind = if names(&f.crash) {
+            "crash"
+        } else if names(&f.bounce) {
+            "bounce"
+        } else if failover {
+            "failover"
+        } else {
+            return None;
+        };
+        Some((f, kind))
+    });
+    let (f, kind) = last.max_by_key(|(f, _)| f.at.0)?;
+    let upper = relogin_window(c).1;
+    let bound = f.at.0 + s.keepalive.interval.0 * 3 + upper;
+    let why = format!(
+        "the {kind} of {host} at {} + 3 keepalive intervals + the client re-login upper limit {} ({}, spec 65)",
+        crate::scenario::units::format_duration(f.at.0),
+        crate::scenario::units::format_duration(upper),
+        if c.mdm {
+            "the cluster's limit doubled with MDM"
+        } else {
+            "the cluster's limit"
+        }
+    );
+    Some((bound, why))
+}
+
 /// The servers a user's Jabber devices log in to, in order: the home node, then its PRG
 /// peer (Jabber's high-availability login profile, spec 65).
 pub fn login_servers(s: &Scenario, u: &UserSpec) -> Vec<String> {

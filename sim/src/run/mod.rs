@@ -287,8 +287,40 @@ fn waiting_for(s: &Scenario, out: &History, deadline: Duration, unfired: &[Timed
             down.len(),
             names.join(", ")
         ));
+        msg.push_str(&relogin_past_deadline(s, out, &down, deadline));
     }
     msg
+}
+
+/// Names a device not logged in at the deadline whose client re-login bound
+/// ([`crate::plan::imp::relogin_bound`]) lies past it: the run was too short for the device
+/// to come back, so what waits for it in offline storage was not lost by the model; the
+/// scenario's `drain` must cover the bound. Empty when no such device.
+fn relogin_past_deadline(
+    s: &Scenario,
+    out: &History,
+    down: &[(String, String)],
+    deadline: Duration,
+) -> String {
+    let homes: BTreeMap<&str, String> = out
+        .users
+        .iter()
+        .map(|u| (u.jid.as_str(), u.home_host(s)))
+        .collect();
+    let late = down.iter().find_map(|(u, d)| {
+        let (bound, why) = crate::plan::imp::relogin_bound(s, homes.get(u.as_str())?)?;
+        (bound > deadline).then_some((u, d, bound, why))
+    });
+    let Some((u, d, bound, why)) = late else {
+        return String::new();
+    };
+    let f = crate::scenario::units::format_duration;
+    format!(
+        "; {u}/{d} may log in again as late as {} ({why}), past duration + drain ({}): messages to it wait in offline storage; make `drain` at least {}",
+        f(bound),
+        f(deadline),
+        f(bound.saturating_sub(s.duration.0))
+    )
 }
 
 #[cfg(test)]
@@ -299,6 +331,53 @@ mod tests {
 
     const ALICE: &str = "user00000@example.com";
     const BOB: &str = "user00001@example.com";
+
+    /// Seeds 6, 7 and 12 of `imp-crash-intercluster-routing`: the crashed node's user came
+    /// back only after the run, as the guide allows ("client re-login 120-537 s", "MDM roughly
+    /// doubles failover times", spec 65): the failure names the bound and the field to change.
+    #[test]
+    fn a_device_whose_relogin_bound_outlasts_the_drain_is_named_with_the_bound() {
+        let s = crate::parse(
+            "t.yaml",
+            "name: t\nseed: 1\nduration: 2m\ndrain: 1m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, mdm: true }]\nusers: { count: 2, jabber: 100% }\nfaults:\n- at: 1m\n  for: 30s\n  crash: [imp-a-2]\n",
+        )
+        .expect("valid test scenario");
+        let obs = Rc::new(Observer::new());
+        let users = crate::plan::topology::population(&s, &RngFactory::new(1));
+        let out = History::from_history(1, obs.clone(), users);
+        let on_crashed = out
+            .users
+            .iter()
+            .find(|u| u.home_host(&s) == "imp-a-2")
+            .expect("a user homed on imp-a-2")
+            .jid
+            .clone();
+        obs.session("jabber-1", &on_crashed, "d1", true, "logged in");
+        obs.session(
+            "jabber-1",
+            &on_crashed,
+            "d1",
+            false,
+            "server closed the connection",
+        );
+        let msg = waiting_for(&s, &out, Duration::from_secs(180), &[]);
+        // 60 s + 3 × 30 s keepalive + 2 × 537 s = 1224 s; the drain must reach 1224 - 120 s.
+        assert!(
+            msg.contains(&format!(
+                "{on_crashed}/d1 may log in again as late as 20m24s"
+            )),
+            "{msg}"
+        );
+        assert!(msg.contains("the crash of imp-a-2 at 1m"), "{msg}");
+        assert!(msg.contains("make `drain` at least 18m24s"), "{msg}");
+        let long = crate::parse(
+            "t.yaml",
+            "name: t\nseed: 1\nduration: 2m\ndrain: 19m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, mdm: true }]\nusers: { count: 2, jabber: 100% }\nfaults:\n- at: 1m\n  for: 30s\n  crash: [imp-a-2]\n",
+        )
+        .expect("valid test scenario");
+        let msg = waiting_for(&long, &out, Duration::from_secs(21 * 60), &[]);
+        assert!(!msg.contains("may log in again"), "{msg}");
+    }
 
     #[test]
     fn the_kept_quiescence_verdict_changes_with_the_history_it_reads() {
