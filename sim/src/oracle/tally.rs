@@ -196,9 +196,7 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             }
         }
     });
-    let r = reordered(arrivals);
-    (t.reordered, t.reordered_across_cuts) = (r.reordered, r.across_cuts);
-    t.replayed_out_of_sequence = r.replayed;
+    reordered(arrivals).into_tally(&mut t);
     t
 }
 
@@ -416,6 +414,14 @@ struct Reordered {
     reordered: Vec<String>,
     across_cuts: Vec<String>,
     replayed: Vec<String>,
+}
+
+impl Reordered {
+    fn into_tally(self, t: &mut Tally) {
+        t.reordered = self.reordered;
+        t.reordered_across_cuts = self.across_cuts;
+        t.replayed_out_of_sequence = self.replayed;
+    }
 }
 
 /// Why `late` may arrive behind the later-sent messages of `before` (what arrived ahead of it
