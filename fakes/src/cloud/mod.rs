@@ -378,7 +378,7 @@ pub struct Cloud {
     released: BTreeMap<String, (String, Duration)>,
     /// (due, space id, node): key access of a node that a move left serving no member of the
     /// space, revoked at `due` ([`RELEASE_GRACE`] after the move) unless it serves one again.
-    /// Due times only grow, so the front is the next one.
+    /// Sorted by due time, so the front is the next one.
     revocations: VecDeque<(Duration, String, String)>,
     cfg: CloudConfig,
     rng: ChaCha8Rng,
@@ -1120,13 +1120,20 @@ impl Cloud {
     /// the moved user (a post to encrypt, an activity to decrypt) must not die on a 403 from
     /// the KMS while the cloud still accepts its posts (spec 29: a drain is graceful).
     fn defer_revocation(&mut self, space_id: String, node: String) {
+        let due = self.clock + RELEASE_GRACE;
+        self.defer_revocation_until(space_id, node, due);
+    }
+
+    /// Revokes `node`'s access to the space's key at `due` unless it serves a member by then.
+    /// Kept in order of due time (a grace that began before now ends before the others).
+    fn defer_revocation_until(&mut self, space_id: String, node: String, due: Duration) {
         if self.revocations.len() >= REVOCATIONS_PENDING_MAX {
             self.stats.revocations_not_deferred += 1;
             self.revoke_unless_served(&space_id, &node);
             return;
         }
-        let due = self.clock + RELEASE_GRACE;
-        self.revocations.push_back((due, space_id, node));
+        let at = self.revocations.partition_point(|(d, _, _)| *d <= due);
+        self.revocations.insert(at, (due, space_id, node));
     }
 
     /// Runs the revocations whose grace is over.

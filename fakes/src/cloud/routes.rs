@@ -674,14 +674,17 @@ impl Cloud {
             return Ok(Step::Done(200, space_json(s, false)));
         }
         let space_id = self.msg.next_space_id();
+        // A node that a member was just moved away from may still post what it had in flight
+        // for them (RELEASE_GRACE), whoever creates the space: it needs the key too, until its
+        // grace is over (explore seed 11379: the new node created the space and the old one,
+        // holding the member's message, was refused the key).
         let mut granted = self.serving_nodes(&members);
-        // A node that a member was just moved away from may still create the space for what
-        // it had in flight (RELEASE_GRACE): it needs the key too, until its grace is over.
-        if let Principal::Connector(id) = who
-            && !granted.contains(id)
-        {
+        granted.extend(self.graced_nodes(&members));
+        if let Principal::Connector(id) = who {
             granted.push(id.clone());
         }
+        granted.sort();
+        granted.dedup();
         let mut principals = members.clone();
         principals.extend(granted.iter().map(|n| connector_principal(n)));
         principals.sort();
@@ -697,6 +700,17 @@ impl Cloud {
                 granted,
             },
         ))
+    }
+
+    /// The connector nodes a member of `members` was moved away from within
+    /// [`super::RELEASE_GRACE`], which may still post for them.
+    fn graced_nodes(&self, members: &[String]) -> Vec<String> {
+        members
+            .iter()
+            .filter_map(|m| self.released.get(m))
+            .filter(|(_, at)| self.clock < *at + super::RELEASE_GRACE)
+            .map(|(node, _)| node.clone())
+            .collect()
     }
 
     /// The connector nodes serving a member of `members` now, sorted.
@@ -731,7 +745,15 @@ impl Cloud {
             });
         }
         for node in granted.iter().filter(|n| !serving.contains(n)) {
-            self.defer_revocation(space_id.to_owned(), node.clone());
+            // A node within a member's grace keeps the key until that grace ends.
+            let due = members
+                .iter()
+                .filter_map(|m| self.released.get(m))
+                .filter(|(from, _)| from == node)
+                .map(|(_, at)| *at + super::RELEASE_GRACE)
+                .max()
+                .unwrap_or(self.clock + super::RELEASE_GRACE);
+            self.defer_revocation_until(space_id.to_owned(), node.clone(), due);
         }
     }
 

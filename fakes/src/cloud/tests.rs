@@ -1198,6 +1198,48 @@ fn a_drained_node_keeps_the_key_for_the_grace_unless_it_serves_again() {
     assert_eq!(w.c.stats().revocations_not_deferred, 0);
 }
 
+/// Explore seed 11379: maintenance moved Alice off exp-a-1 while it held a Jabber message of
+/// hers to a new contact (its space request refused in a KMS outage); the new node created the
+/// space first, and exp-a-1, still within its grace and allowed to post for her, was refused
+/// the new key (403): the message was lost. A key made while a member's old node is within
+/// its grace is made for that node too, until its grace is over.
+#[test]
+fn a_drained_node_is_given_the_key_of_a_space_another_node_created_in_its_grace() {
+    let mut w = world();
+    let t0 = w.now;
+    let path = "/v1/admin/connectors/exp-a-1/maintenance";
+    let r = call(
+        &mut w.c,
+        t0,
+        Method::Put,
+        path,
+        Some(ADMIN),
+        json!({"on": true}),
+    );
+    ok(r, 200);
+    assert!(w.c.assignment().users_of("exp-a-1").is_empty());
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    let t1 = t0 + secs(30);
+    let (space_id, uri) = space(&mut w.c, t1, &con2, &[ALICE, BOB]);
+    ok(fetch_key(&mut w.c, t1, &con1, &uri), 200);
+    let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+    let r = call(&mut w.c, t1, Method::Post, "/v1/spaces", Some(&con1), body);
+    assert_eq!(
+        ok(r, 200)["space_id"],
+        json!(space_id),
+        "the same direct space"
+    );
+    let after = t0 + RELEASE_GRACE;
+    heartbeat_all(&mut w, after);
+    w.c.tick(after);
+    assert_error(
+        &fetch_key(&mut w.c, after, &con1, &uri),
+        403,
+        "kms_forbidden",
+    );
+    ok(fetch_key(&mut w.c, after, &con2, &uri), 200);
+}
+
 /// A drained node may still create a space for what it had in flight (a Jabber message to a
 /// new contact): it is authorized for the new key until its grace is over.
 #[test]
