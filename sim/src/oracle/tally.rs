@@ -485,6 +485,69 @@ mod tests {
     const ALICE: &str = "user00000@example.com";
     const BOB: &str = "user00001@example.com";
 
+    /// Alice's message `id` to Bob, sent from `device` (its client named by the device).
+    fn sent(id: &str, device: &str) -> Sent {
+        Sent {
+            id: id.into(),
+            from: ALICE.into(),
+            to: BOB.into(),
+            client: client_of_device(device),
+            device: device.into(),
+            body: None,
+        }
+    }
+
+    /// Alice's message `id` to Bob, delivered live to his `device`.
+    fn delivered(id: &str, device: &str) -> Delivered {
+        Delivered {
+            id: id.into(),
+            from: ALICE.into(),
+            to: BOB.into(),
+            device: device.into(),
+            client: client_of_device(device),
+            delayed: false,
+            carbon: false,
+            body: None,
+        }
+    }
+
+    /// What happens to a message at a second of a test history.
+    enum Step {
+        /// Alice sends it from this device.
+        Sent(&'static str),
+        /// Bob's device gets it.
+        Delivered(String),
+    }
+
+    /// Records `steps` (second, message id, what) in the observer at their simulated times.
+    fn play(o: &Rc<Observer>, mut steps: Vec<(u64, String, Step)>, horizon_s: u64) {
+        // In time, then by message, a send before its deliveries, deliveries by device.
+        let key = |(at, id, step): &(u64, String, Step)| {
+            let device = match step {
+                Step::Sent(_) => String::new(),
+                Step::Delivered(d) => d.clone(),
+            };
+            (*at, id.clone(), device)
+        };
+        steps.sort_by_key(key);
+        let mut sim = turmoil::Builder::new()
+            .simulation_duration(Duration::from_secs(horizon_s))
+            .build();
+        let obs = o.clone();
+        sim.client("t", async move {
+            for (at, id, step) in steps {
+                let now = turmoil::sim_elapsed().unwrap_or_default();
+                tokio::time::sleep(Duration::from_secs(at).saturating_sub(now)).await;
+                match step {
+                    Step::Sent(device) => obs.sent("t", sent(&id, device)),
+                    Step::Delivered(device) => obs.delivered("t", delivered(&id, &device)),
+                }
+            }
+            Ok(())
+        });
+        sim.run().expect("the test history plays");
+    }
+
     /// Alice (Jabber) sends m1 then m2 to Bob; Bob's Webex App gets m2 first. Bob has no
     /// Jabber device; his connector session opens at `bridge_open_s`.
     fn webex_gets_m2_before_m1(bridge_open_s: u64) -> Tally {
@@ -493,39 +556,10 @@ mod tests {
         let o = Rc::new(Observer::new());
         o.session("jabber-1", ALICE, "jabber-1.0", true, "logged in");
         for id in ["m1", "m2"] {
-            let client = ClientKind::Jabber;
-            let (from, to, device, body) = (ALICE.into(), BOB.into(), "jabber-1.0".into(), None);
-            o.sent(
-                "jabber-1",
-                Sent {
-                    id: id.into(),
-                    from,
-                    to,
-                    client,
-                    device,
-                    body,
-                },
-            );
+            o.sent("jabber-1", sent(id, "jabber-1.0"));
         }
         for id in ["m2", "m1"] {
-            let (from, to, device, client) = (
-                ALICE.into(),
-                BOB.into(),
-                "webex.0".into(),
-                ClientKind::Webex,
-            );
-            let (delayed, carbon, body) = (false, false, None);
-            let d = Delivered {
-                id: id.into(),
-                from,
-                to,
-                device,
-                client,
-                delayed,
-                carbon,
-                body,
-            };
-            o.delivered("webex-1", d);
+            o.delivered("webex-1", delivered(id, "webex.0"));
         }
         let users = crate::plan::topology::population(&s, &RngFactory::new(1));
         let mut out = History::from_history(1, o, users);
@@ -577,51 +611,13 @@ mod tests {
         if bob_jabber {
             o.session("jabber-1", BOB, "jabber-1.1", true, "logged in");
         }
-        let events = [
-            (10, "m1", false),
-            (20, "m2", false),
-            (40, "m2", true),
-            (50, "m1", true),
+        let steps = vec![
+            (10, "m1".into(), Step::Sent("jabber-1.0")),
+            (20, "m2".into(), Step::Sent("jabber-1.0")),
+            (40, "m2".into(), Step::Delivered("webex.0".into())),
+            (50, "m1".into(), Step::Delivered("webex.0".into())),
         ];
-        let mut sim = turmoil::Builder::new()
-            .simulation_duration(Duration::from_secs(120))
-            .build();
-        let obs = o.clone();
-        sim.client("t", async move {
-            for (at, id, delivered) in events {
-                let now = turmoil::sim_elapsed().unwrap_or_default();
-                tokio::time::sleep(Duration::from_secs(at).saturating_sub(now)).await;
-                let (from, to, id) = (ALICE.to_string(), BOB.to_string(), id.to_string());
-                if !delivered {
-                    let (client, device, body) = (ClientKind::Jabber, "jabber-1.0".into(), None);
-                    let sent = Sent {
-                        id,
-                        from,
-                        to,
-                        client,
-                        device,
-                        body,
-                    };
-                    obs.sent("jabber-1", sent);
-                    continue;
-                }
-                let (client, device) = (ClientKind::Webex, "webex.0".to_string());
-                let (delayed, carbon, body) = (false, false, None);
-                let d = Delivered {
-                    id,
-                    from,
-                    to,
-                    device,
-                    client,
-                    delayed,
-                    carbon,
-                    body,
-                };
-                obs.delivered("webex-1", d);
-            }
-            Ok(())
-        });
-        sim.run().expect("the test client runs");
+        play(&o, steps, 120);
         let mut users = crate::plan::topology::population(&s, &RngFactory::new(1));
         for u in &mut users {
             u.hybrid = u.jid != ALICE;
@@ -680,59 +676,20 @@ mod tests {
         let s = crate::parse("t.yaml", &yaml).expect("valid test scenario");
         let o = Rc::new(Observer::new());
         o.session("jabber-1", BOB, "jabber-1.1", true, "logged in");
-        let mut events: Vec<(u64, String, String)> = vec![
-            (200, "m1".into(), String::new()),
-            (254, "m2".into(), String::new()),
+        let from = match client {
+            ClientKind::Jabber => "jabber-1.0",
+            ClientKind::Webex => "webex.0",
+        };
+        let mut steps = vec![
+            (200, "m1".into(), Step::Sent(from)),
+            (254, "m2".into(), Step::Sent(from)),
         ];
-        events.extend(
+        steps.extend(
             deliveries
                 .iter()
-                .map(|(t, id, d)| (*t, id.to_string(), d.to_string())),
+                .map(|(t, id, d)| (*t, id.to_string(), Step::Delivered(d.to_string()))),
         );
-        events.sort();
-        let mut sim = turmoil::Builder::new()
-            .simulation_duration(Duration::from_secs(600))
-            .build();
-        let obs = o.clone();
-        sim.client("t", async move {
-            for (at, id, device) in events {
-                let now = turmoil::sim_elapsed().unwrap_or_default();
-                tokio::time::sleep(Duration::from_secs(at).saturating_sub(now)).await;
-                let (from, to) = (ALICE.to_string(), BOB.to_string());
-                if device.is_empty() {
-                    let device = match client {
-                        ClientKind::Jabber => "jabber-1.0".into(),
-                        ClientKind::Webex => "webex.0".into(),
-                    };
-                    let body = None;
-                    let sent = Sent {
-                        id,
-                        from,
-                        to,
-                        client,
-                        device,
-                        body,
-                    };
-                    obs.sent("t", sent);
-                    continue;
-                }
-                let client = client_of_device(&device);
-                let (delayed, carbon, body) = (false, false, None);
-                let d = Delivered {
-                    id,
-                    from,
-                    to,
-                    device,
-                    client,
-                    delayed,
-                    carbon,
-                    body,
-                };
-                obs.delivered("t", d);
-            }
-            Ok(())
-        });
-        sim.run().expect("the history's simulation runs");
+        play(&o, steps, 600);
         let users = crate::plan::topology::population(&s, &RngFactory::new(1));
         let users = vec![
             UserSpec {
