@@ -463,10 +463,13 @@ fn an_activity_is_read_once_the_node_answers_a_ping_sent_after_it() {
     assert_eq!(read, Some((first, first)));
 }
 
+/// The first and the last of a user's events the cloud's records hold, if any.
+type Span = Option<(Duration, Duration)>;
+
 /// The cloud's record of Alice's activity on exp-a-1: (delivered, read), after her post from
 /// another host reached exp-a-1's event socket, cut from the cloud first if `cut`, and the
 /// node read on for two ping periods.
-fn activity_then(cut: bool) -> (Option<(Duration, Duration)>, Option<(Duration, Duration)>) {
+fn activity_then(cut: bool) -> (Span, Span) {
     let (mut sim, cloud) = sim_with_cloud();
     // Set by exp-a-1 once Alice is its user (and it is cut, if `cut`): her post may go.
     let ready = Rc::new(Cell::new(false));
