@@ -23,7 +23,7 @@ use fakes::cloud::{BODY_BYTES_MAX, Cloud, CloudConfig};
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -440,4 +440,169 @@ fn a_request_racing_the_idle_close_is_sent_again_on_a_new_connection() {
         Ok(())
     });
     sim.run().unwrap();
+}
+
+/// The cloud's record of whether a connector node read a user's activity event
+/// (`BridgeLog::heard_since_placed`, the status page check's "active for sure", spec 70).
+/// An event queued on the node's live event socket just as a cloud outage cuts it never
+/// reaches the node, though the cloud heard from the socket moments before (the 15,000-user
+/// outage of `cloud-outage-15k-two-lost-heartbeats`, seeds 3 and 5: each page one active user
+/// short of the cloud's share). Read only once the node answers a ping sent after it.
+#[test]
+fn an_activity_queued_on_a_live_socket_a_cut_then_loses_is_not_read() {
+    let (delivered, read) = activity_then(true);
+    assert!(delivered.is_some(), "queued on the connector's socket");
+    assert_eq!(read, None, "the node never read it");
+}
+
+/// The same activity on a socket that stays up: read once the node answered the next ping.
+#[test]
+fn an_activity_is_read_once_the_node_answers_a_ping_sent_after_it() {
+    let (delivered, read) = activity_then(false);
+    let (first, _) = delivered.expect("queued on the connector's socket");
+    assert_eq!(read, Some((first, first)));
+}
+
+/// The first and the last of a user's events the cloud's records hold, if any.
+type Span = Option<(Duration, Duration)>;
+
+/// The cloud's record of Alice's activity on exp-a-1: (delivered, read), after her post from
+/// another host reached exp-a-1's event socket, cut from the cloud first if `cut`, and the
+/// node read on for two ping periods.
+fn activity_then(cut: bool) -> (Span, Span) {
+    let (mut sim, cloud) = sim_with_cloud();
+    // Set by exp-a-1 once Alice is its user (and it is cut, if `cut`): her post may go.
+    let ready = Rc::new(Cell::new(false));
+    let posted = Rc::new(Cell::new(false));
+    let (ready_w, posted_r) = (ready.clone(), posted.clone());
+    sim.client("exp-a-1", async move {
+        let mut events = connector_with_alice(&ready_w).await;
+        if cut {
+            turmoil::partition("exp-a-1", CLOUD_HOST);
+        }
+        while !posted_r.get() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Reads on (answering pings) for two ping periods.
+        let _ = tokio::time::timeout(2 * http::WS_PING_INTERVAL, async {
+            loop {
+                if events.next_event().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await;
+        Ok(())
+    });
+    sim.client("webex-1", async move {
+        while !ready.get() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut c = client().await;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let alice = login(&mut c, ALICE).await;
+        let body = json!({"kind": "direct", "members": [ALICE, BOB]});
+        let space = expect(&mut c, Method::Post, "/v1/spaces", Some(&alice), body, 201).await;
+        let uri = space["key_uri"].as_str().unwrap().to_owned();
+        let key = space_key(&mut c, &alice, &uri).await;
+        let text = jwe::encrypt(&key, jwe::draw_iv(&mut rng), b"to jabber");
+        let path = format!(
+            "/v1/spaces/{}/activities",
+            space["space_id"].as_str().unwrap()
+        );
+        let body = json!({"verb": "post", "encrypted_text": text});
+        expect(&mut c, Method::Post, &path, Some(&alice), body, 201).await;
+        posted.set(true);
+        Ok(())
+    });
+    sim.run().unwrap();
+    let c = cloud.borrow();
+    let log = c.bridge_log();
+    (
+        log.delivered_since_placed(ALICE, "exp-a-1"),
+        log.heard_since_placed(ALICE, "exp-a-1"),
+    )
+}
+
+/// [`sim`], with a handle on the cloud it serves (its records, read after the run).
+fn sim_with_cloud<'a>() -> (turmoil::Sim<'a>, Rc<RefCell<Cloud>>) {
+    let cfg = CloudConfig {
+        domain: "example.com".into(),
+        admin_token: ADMIN.into(),
+        kms_host: fakes::kms::CLOUD_HOST.into(),
+    };
+    let cloud = Rc::new(RefCell::new(Cloud::new(cfg, ChaCha8Rng::seed_from_u64(11))));
+    let mut sim = turmoil::Builder::new()
+        .rng_seed(1)
+        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        .tick_duration(Duration::from_millis(10))
+        .simulation_duration(Duration::from_secs(900))
+        .build();
+    let served = cloud.clone();
+    sim.host(CLOUD_HOST, move || {
+        let cloud = served.clone();
+        async move {
+            http::serve(TurmoilNet, cloud, CLOUD_PORT).await?;
+            Ok(())
+        }
+    });
+    (sim, cloud)
+}
+
+/// Registers exp-a-1, opens its event socket, enables Alice (Hybrid Message) and Bob, and
+/// waits for Alice's assignment to exp-a-1; then tells `ready`. Returns the event socket.
+async fn connector_with_alice(
+    ready: &Cell<bool>,
+) -> http::EventClient<impl connector::io::net::Stream> {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let mut admin = client().await;
+    let body = json!({"name": "exp-a", "size": "small", "hostnames": ["exp-a-1"]});
+    let r = post(&mut admin, "/v1/admin/clusters", ADMIN, body, 201).await;
+    let token = r["registration_token"].as_str().unwrap().to_owned();
+    let body = json!({"hostname": "exp-a-1", "primary": true});
+    let reg = post(&mut admin, "/v1/connectors/register", &token, body, 202).await;
+    let con = reg["connector_token"].as_str().unwrap().to_owned();
+    let stream = TurmoilNet.connect(CLOUD_HOST, CLOUD_PORT).await.unwrap();
+    let mut events = http::ws_connect(stream, &con, &mut rng).await.unwrap();
+    tokio::task::spawn_local(heartbeats(con.clone()));
+    wait_for(&mut events, |e| {
+        matches!(e, Event::Registration { .. }).then_some(())
+    })
+    .await;
+    let mut admin = client().await;
+    let body = json!({"add": [{"email": ALICE, "imp_cluster": "imp-a"}]});
+    post(&mut admin, "/v1/connectors/users", &con, body, 200).await;
+    let entitled = ["paid_licence", "hybrid_message"];
+    let body = json!({"email": ALICE, "password": "pw", "entitlements": entitled});
+    post(&mut admin, "/v1/admin/users", ADMIN, body, 201).await;
+    let body = json!({"email": BOB, "password": "pw", "entitlements": ["paid_licence"]});
+    post(&mut admin, "/v1/admin/users", ADMIN, body, 201).await;
+    wait_for(&mut events, |e| {
+        matches!(e, Event::Assignment { .. }).then_some(())
+    })
+    .await;
+    ready.set(true);
+    events
+}
+
+/// A POST with `token` that must answer `status`; its JSON body.
+async fn post(c: &mut HttpClient, path: &str, token: &str, body: Value, status: u16) -> Value {
+    expect(c, Method::Post, path, Some(token), body, status).await
+}
+
+/// Heartbeats every [`fakes::cloud::control_hub::HEARTBEAT_INTERVAL`] as connector `token`:
+/// the cloud keeps the node up (and registers it).
+async fn heartbeats(token: String) {
+    let mut c = client().await;
+    loop {
+        if !c.is_open() {
+            c = client().await;
+        }
+        let body = json!({"status": {"operational": true}});
+        let path = "/v1/connectors/heartbeat";
+        let _ = c
+            .request(Method::Post, path, Some(&token), Some(&body))
+            .await;
+        tokio::time::sleep(fakes::cloud::control_hub::HEARTBEAT_INTERVAL).await;
+    }
 }

@@ -1,18 +1,20 @@
 //! The cloud's own record of what it bridged: for each user, the connector node it last
 //! placed them on (or took them off) and when, the activity events of theirs (messages,
 //! read markers, edits they made in Webex for a Jabber user, spec 33, 70) it delivered to
-//! that node since (and which of those went on a socket it had heard from lately), and when
-//! it last told each node their last use of Webex with Jabber (a presence query's answer,
-//! spec 70).
+//! that node since (and which of those the node has been shown to read: it answered a ping
+//! the cloud sent after them on the same socket), and when it last told each node their last
+//! use of Webex with Jabber (a presence query's answer, spec 70).
 //!
 //! hmsim judges the status page's "enabled" and "active" counts (spec 69-70) against these
 //! facts rather than against the connector's own counts: the cloud knows whom it assigned
 //! where and what it delivered, whatever the connector made of it. Nothing in the cloud reads
 //! the log back.
 //!
-//! Bounded: one entry per user in each map, and users are the organization's.
+//! Bounded: one entry per user in each map, and users are the organization's; the events not
+//! yet shown read are at most what a socket holds and sends between two pings, and go with
+//! the socket when it closes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 /// A user's latest assignment change.
@@ -27,15 +29,28 @@ pub struct Placement {
 }
 
 /// Activity events of a user delivered to one node: the first and the last, and the first
-/// and the last of those queued on a socket the cloud had heard from lately (`heard`).
+/// and the last of those the node has been shown to read (`heard`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Deliveries {
     node: String,
     first: Duration,
     last: Duration,
-    /// An event queued on a socket a cloud outage cut is lost with it: the cloud finds the
-    /// socket silent only later, and the node never reads the event (explore seed 4779).
+    /// An event queued on a socket a cloud outage cut is lost with it, and the node never
+    /// reads it: one queued after the cut, the cloud finding the socket silent only later
+    /// (explore seed 4779), or one queued just before, still on its way (the 15,000-user
+    /// outage, seeds 3 and 5). Heard once the node answered a ping sent after it.
     heard: Option<(Duration, Duration)>,
+}
+
+/// An event queued on a socket, not yet shown read: the user it is about (an activity of
+/// theirs, or an assignment event naming them), when it was queued and its place in the
+/// socket's stream (0 for the first event queued there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Unread {
+    email: String,
+    assignment: bool,
+    at: Duration,
+    index: u64,
 }
 
 /// Placements and delivered activity events, per user (email).
@@ -46,13 +61,16 @@ pub struct BridgeLog {
     /// (user, node) → (when the cloud last answered the node a presence query carrying the
     /// user's last use of Webex with Jabber, that use). Bounded by users × connector nodes.
     told: BTreeMap<(String, String), (Duration, Duration)>,
-    /// (user, node) → when an assignment event naming the user (added or removed) was last
-    /// queued on a socket of the node that the cloud had heard from lately (a socket a cloud
-    /// outage cut stays open at the cloud until it is found silent, and what is queued there
-    /// is lost: explore seed 4507). Bounded by users × connector nodes.
+    /// (user, node) → when an assignment event naming the user (added or removed) that the
+    /// node has been shown to read was queued (a socket a cloud outage cut stays open at the
+    /// cloud until it is found silent, and what is queued there is lost: explore seed 4507;
+    /// so is what was on its way at the cut). Bounded by users × connector nodes.
     heard: BTreeMap<(String, String), Duration>,
     /// Node → when the cloud last answered its assignments fetch (its whole list).
     answered: BTreeMap<String, Duration>,
+    /// Socket id → its node and the activity and assignment events queued on it that the node
+    /// has not been shown to read yet, oldest first.
+    unread: BTreeMap<u64, (String, VecDeque<Unread>)>,
 }
 
 impl BridgeLog {
@@ -72,9 +90,10 @@ impl BridgeLog {
         self.placed.insert(email.to_owned(), p);
     }
 
-    /// An activity event of `email`'s reached a socket of connector node `node` at `at`;
-    /// `heard`: a socket the cloud had heard from lately.
-    pub(crate) fn delivered(&mut self, email: &str, node: &str, at: Duration, heard: bool) {
+    /// An activity event of `email`'s reached the sockets of connector node `node` at `at`;
+    /// on each socket of `on`, `(socket id, its place in that socket's stream)`. The node
+    /// reads it for sure only once it answers a ping sent after it ([`Self::read_through`]).
+    pub(crate) fn delivered(&mut self, email: &str, node: &str, at: Duration, on: &[(u64, u64)]) {
         let since = self.placed.get(email).map_or(Duration::ZERO, |p| p.at);
         let same =
             matches!(self.delivered.get(email), Some(d) if d.node == node && d.first >= since);
@@ -89,10 +108,64 @@ impl BridgeLog {
         }
         if let Some(d) = self.delivered.get_mut(email) {
             d.last = at;
-            if heard {
-                d.heard = Some(d.heard.map_or((at, at), |(first, _)| (first, at)));
+        }
+        self.unread(email, node, (at, false), on);
+    }
+
+    /// Keeps an event about `email` queued at `at` on the sockets `on` of `node` until the
+    /// node is shown to read it (`assignment`: an assignment event, else an activity).
+    fn unread(
+        &mut self,
+        email: &str,
+        node: &str,
+        (at, assignment): (Duration, bool),
+        on: &[(u64, u64)],
+    ) {
+        for &(socket, index) in on {
+            let (_, q) = (self.unread)
+                .entry(socket)
+                .or_insert_with(|| (node.to_owned(), VecDeque::new()));
+            q.push_back(Unread {
+                email: email.to_owned(),
+                assignment,
+                at,
+                index,
+            });
+        }
+    }
+
+    /// The peer of socket `socket` answered a ping sent after the first `sent` events queued
+    /// there: a WebSocket is one ordered stream, so it read those.
+    pub(crate) fn read_through(&mut self, socket: u64, sent: u64) {
+        let Some((node, q)) = self.unread.get_mut(&socket) else {
+            return;
+        };
+        while let Some(u) = q.pop_front() {
+            if u.index >= sent {
+                q.push_front(u);
+                break;
+            }
+            if u.assignment {
+                let key = (u.email, node.clone());
+                let heard = self.heard.entry(key).or_insert(u.at);
+                *heard = (*heard).max(u.at);
+                continue;
+            }
+            // Only an event of the user's latest run of deliveries to this node counts.
+            if let Some(d) = self.delivered.get_mut(&u.email)
+                && d.node == *node
+                && u.at >= d.first
+            {
+                let first = d.heard.map_or(u.at, |(f, _)| f.min(u.at));
+                let last = d.heard.map_or(u.at, |(_, l)| l.max(u.at));
+                d.heard = Some((first, last));
             }
         }
+    }
+
+    /// Socket `socket` closed: what was queued there and not shown read never will be.
+    pub(crate) fn socket_closed(&mut self, socket: u64) {
+        self.unread.remove(&socket);
     }
 
     /// The cloud answered connector node `node` a presence query at `at` that carried
@@ -102,10 +175,17 @@ impl BridgeLog {
             .insert((email.to_owned(), node.to_owned()), (at, used));
     }
 
-    /// An assignment event naming `email` was queued at `at` on a socket of connector node
-    /// `node` that the cloud had heard from lately.
-    pub(crate) fn assignment_heard(&mut self, email: &str, node: &str, at: Duration) {
-        self.heard.insert((email.to_owned(), node.to_owned()), at);
+    /// An assignment event naming `email` was queued at `at` on the sockets `on` of
+    /// connector node `node` (socket id, its place in that socket's stream): the node hears
+    /// it once it answers a ping sent after it ([`Self::read_through`]).
+    pub(crate) fn assignment_queued(
+        &mut self,
+        email: &str,
+        node: &str,
+        at: Duration,
+        on: &[(u64, u64)],
+    ) {
+        self.unread(email, node, (at, true), on);
     }
 
     /// The cloud answered connector node `node`'s assignments fetch at `at`.
@@ -113,9 +193,9 @@ impl BridgeLog {
         self.answered.insert(node.to_owned(), at);
     }
 
-    /// When `node` heard of the user's latest placement, on it: an assignment event on a
-    /// socket it had been heard from lately, or an answer to its assignments fetch, since
-    /// the placement (the earlier of the two recorded). `None` if neither, or if the user is
+    /// When `node` heard of the user's latest placement, on it: an assignment event it has
+    /// been shown to read (when queued), or an answer to its assignments fetch, since the
+    /// placement (the earlier of the two recorded). `None` if neither, or if the user is
     /// not on `node`.
     pub fn placement_heard(&self, email: &str, node: &str) -> Option<Duration> {
         let p = self.placed.get(email)?;
@@ -175,8 +255,8 @@ impl BridgeLog {
             .then_some((d.first, d.last))
     }
 
-    /// Of [`Self::delivered_since_placed`], the first and the last event queued on a socket of
-    /// `node` the cloud had heard from lately: those the node reads for sure.
+    /// Of [`Self::delivered_since_placed`], the first and the last event `node` has been
+    /// shown to read (it answered a ping sent after it on the socket it was queued on).
     pub fn heard_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
         self.delivered_since_placed(email, node)?;
         self.delivered.get(email)?.heard
@@ -201,11 +281,12 @@ fn rename_user<V>(map: &mut BTreeMap<(String, String), V>, old: &str, new: &str)
 mod tests {
     use super::*;
 
-    /// A node hears of a placement by an assignment event on a live socket, or by its
-    /// assignments answer, since the placement; an earlier one, or another node's, is not
-    /// heard (explore seed 4507: an event lost with a socket a cloud outage cut).
+    /// A node hears of a placement by an assignment event it was shown to read (it answered
+    /// a ping sent after it), or by its assignments answer, since the placement; an earlier
+    /// one, or another node's, is not heard (explore seed 4507: an event lost with a socket a
+    /// cloud outage cut).
     #[test]
-    fn a_placement_is_heard_by_an_event_on_a_live_socket_or_an_answer_since() {
+    fn a_placement_is_heard_by_an_event_shown_read_or_an_answer_since() {
         let mut log = BridgeLog::default();
         log.assignments_answered("exp-a-1", s(271));
         log.moved("u@x", None, Some("exp-a-1"), s(275));
@@ -214,7 +295,8 @@ mod tests {
             None,
             "answered before it"
         );
-        log.assignment_heard("u@x", "exp-a-2", s(276));
+        log.assignment_queued("u@x", "exp-a-2", s(276), &[(3, 0)]);
+        log.read_through(3, 1);
         assert_eq!(
             log.placement_heard("u@x", "exp-a-1"),
             None,
@@ -222,7 +304,14 @@ mod tests {
         );
         log.assignments_answered("exp-a-1", s(302));
         assert_eq!(log.placement_heard("u@x", "exp-a-1"), Some(s(302)));
-        log.assignment_heard("u@x", "exp-a-1", s(276));
+        log.assignment_queued("u@x", "exp-a-1", s(276), &[(4, 0)]);
+        log.read_through(4, 0);
+        assert_eq!(
+            log.placement_heard("u@x", "exp-a-1"),
+            Some(s(302)),
+            "the event not shown read"
+        );
+        log.read_through(4, 1);
         assert_eq!(
             log.placement_heard("u@x", "exp-a-1"),
             Some(s(276)),
@@ -248,8 +337,8 @@ mod tests {
         let mut log = BridgeLog::default();
         log.moved("a@x", None, Some("exp-1"), s(10));
         assert_eq!(log.delivered_since_placed("a@x", "exp-1"), None);
-        log.delivered("a@x", "exp-1", s(20), true);
-        log.delivered("a@x", "exp-1", s(25), true);
+        log.delivered("a@x", "exp-1", s(20), &[]);
+        log.delivered("a@x", "exp-1", s(25), &[]);
         assert_eq!(
             log.delivered_since_placed("a@x", "exp-1"),
             Some((s(20), s(25)))
@@ -260,13 +349,13 @@ mod tests {
         log.moved("a@x", Some("exp-2"), Some("exp-1"), s(40));
         assert_eq!(log.delivered_since_placed("a@x", "exp-1"), None);
         assert_eq!(log.last_delivery("a@x"), Some(("exp-1", s(25))));
-        log.delivered("a@x", "exp-1", s(45), true);
+        log.delivered("a@x", "exp-1", s(45), &[]);
         assert_eq!(
             log.delivered_since_placed("a@x", "exp-1"),
             Some((s(45), s(45)))
         );
         log.rename("a@x", "b@x");
-        log.delivered("b@x", "exp-1", s(50), true);
+        log.delivered("b@x", "exp-1", s(50), &[]);
         assert_eq!(
             log.delivered_since_placed("b@x", "exp-1"),
             Some((s(45), s(50)))
@@ -276,45 +365,72 @@ mod tests {
         assert_eq!((p.from.as_deref(), p.at), (Some("exp-2"), s(40)));
     }
 
-    /// An activity event queued on a socket the cloud had not heard from lately (a cloud
-    /// outage cut it; the cloud finds it silent only later) is delivered as far as the cloud
-    /// knows, but not heard: the node never reads it (explore seed 4779: the page counted
-    /// one active user fewer than the cloud's share). A later one on a live socket is.
+    /// An activity event is read by the node once it answers a ping sent after it on the
+    /// socket it was queued on (the ping carries how many events went before it). One queued on
+    /// a socket a cloud outage cut, before or after the cut, never is: explore seed 4779 (user
+    /// posts queued on the dead socket after the outage) and the 15,000-user outage, seeds 3
+    /// and 5 (an event queued on a socket heard from moments before the cut).
     #[test]
-    fn an_activity_queued_on_a_silent_socket_is_delivered_but_not_heard() {
+    fn an_activity_is_read_once_a_ping_sent_after_it_is_answered() {
         let mut log = BridgeLog::default();
         log.moved("a@x", None, Some("exp-1"), s(120));
-        log.delivered("a@x", "exp-1", s(255), false);
+        // Socket 7: events 0 and 1 (another user's and a@x's), then the cut.
+        log.delivered("b@x", "exp-1", s(254), &[(7, 0)]);
+        log.delivered("a@x", "exp-1", s(255), &[(7, 1)]);
+        log.read_through(7, 1);
         assert_eq!(
             log.delivered_since_placed("a@x", "exp-1"),
             Some((s(255), s(255)))
         );
-        assert_eq!(log.heard_since_placed("a@x", "exp-1"), None, "socket cut");
-        log.delivered("a@x", "exp-1", s(288), true);
-        log.delivered("a@x", "exp-1", s(290), false);
         assert_eq!(
-            log.delivered_since_placed("a@x", "exp-1"),
-            Some((s(255), s(290)))
+            log.heard_since_placed("a@x", "exp-1"),
+            None,
+            "sent after that ping"
         );
+        log.socket_closed(7);
+        log.read_through(7, 2);
+        assert_eq!(log.heard_since_placed("a@x", "exp-1"), None, "socket gone");
+        // Socket 8, the reconnected one, and 7 still open at the cloud: queued on both.
+        log.delivered("a@x", "exp-1", s(288), &[(8, 0), (9, 4)]);
+        log.delivered("a@x", "exp-1", s(290), &[(8, 1)]);
+        log.read_through(9, 4);
+        assert_eq!(
+            log.heard_since_placed("a@x", "exp-1"),
+            None,
+            "ping before it"
+        );
+        log.read_through(8, 1);
         assert_eq!(
             log.heard_since_placed("a@x", "exp-1"),
             Some((s(288), s(288)))
         );
-        log.delivered("a@x", "exp-1", s(300), true);
+        log.delivered("a@x", "exp-1", s(300), &[(8, 2)]);
+        log.read_through(8, 3);
         assert_eq!(
             log.heard_since_placed("a@x", "exp-1"),
             Some((s(288), s(300)))
         );
-        // Moved away and back: what was heard before no longer counts.
+        assert_eq!(
+            log.delivered_since_placed("a@x", "exp-1"),
+            Some((s(255), s(300)))
+        );
+        // Moved away and back: what was read before no longer counts, nor an event of the
+        // earlier run read only now.
         log.moved("a@x", Some("exp-1"), Some("exp-2"), s(310));
         assert_eq!(log.heard_since_placed("a@x", "exp-1"), None, "moved away");
         log.moved("a@x", Some("exp-2"), Some("exp-1"), s(320));
-        assert_eq!(log.heard_since_placed("a@x", "exp-1"), None, "heard before");
-        log.delivered("a@x", "exp-1", s(330), false);
+        assert_eq!(log.heard_since_placed("a@x", "exp-1"), None, "read before");
+        log.delivered("a@x", "exp-1", s(330), &[(8, 3)]);
+        log.read_through(9, 5);
         assert_eq!(
             log.heard_since_placed("a@x", "exp-1"),
             None,
-            "a new run, unheard"
+            "a new run, unread"
+        );
+        log.read_through(8, 4);
+        assert_eq!(
+            log.heard_since_placed("a@x", "exp-1"),
+            Some((s(330), s(330)))
         );
     }
 

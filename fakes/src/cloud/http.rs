@@ -53,7 +53,7 @@ use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::rc::Rc;
@@ -77,12 +77,6 @@ pub const WS_QUEUE_MAX: usize = 1_024;
 pub const WS_BACKLOG_MAX: usize = 32_768;
 /// Server ping period on WebSockets.
 pub const WS_PING_INTERVAL: Duration = Duration::from_secs(30);
-/// A socket heard from within this is live: a peer answers each ping within a round trip.
-/// What is queued on a socket silent for longer may be lost with it (a cloud outage cuts it
-/// and the cloud finds it silent only after [`WS_IDLE_TIMEOUT`]); the status page check
-/// does not count on an assignment or activity event queued there
-/// ([`super::Cloud::note_assignment_heard`], [`super::Cloud::note_delivered`]).
-pub const WS_LIVE_WITHIN: Duration = Duration::from_secs(35);
 
 /// KMS jobs (key fetches, authorization changes) relayed at once for each connector node the
 /// cloud serves ([`Cloud::set_kms_relay_nodes`]), one keep-alive connection each: a Large
@@ -118,26 +112,32 @@ struct Socket {
     tx: mpsc::Sender<String>,
     /// Events that found the queue full, oldest first (at most [`WS_BACKLOG_MAX`]).
     backlog: VecDeque<String>,
-    /// When the socket's session last heard a frame from its peer.
-    heard: Heard,
+    /// Events queued so far: the next one's place in the socket's stream.
+    pushed: u64,
 }
 
 impl Socket {
-    /// Queues `text` behind any backlog; false if the socket is gone or stuck.
-    fn push(&mut self, text: &str) -> bool {
+    /// Queues `text` behind any backlog; its place in the socket's stream, or `None` if the
+    /// socket is gone or stuck.
+    fn push(&mut self, text: &str) -> Option<u64> {
         self.refill();
+        let index = self.pushed;
         if self.backlog.is_empty() {
             match self.tx.try_send(text.to_owned()) {
-                Ok(()) => return true,
-                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                Ok(()) => {
+                    self.pushed += 1;
+                    return Some(index);
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return None,
                 Err(mpsc::error::TrySendError::Full(_)) => {}
             }
         }
         if self.backlog.len() >= WS_BACKLOG_MAX {
-            return false;
+            return None;
         }
         self.backlog.push_back(text.to_owned());
-        true
+        self.pushed += 1;
+        Some(index)
     }
 
     /// Moves backlogged events to the queue while it has room.
@@ -152,9 +152,6 @@ impl Socket {
         }
     }
 }
-
-/// When a socket's session last heard a frame from its peer (shared with the session).
-type Heard = Rc<Cell<Duration>>;
 
 type SharedSockets = Rc<RefCell<Sockets>>;
 
@@ -674,7 +671,10 @@ fn upgrade<N: Net>(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::task::spawn_local(async move {
         match on_upgrade.await {
-            Ok(upgraded) => ws_session(net, sockets, subscriber, TokioIo::new(upgraded)).await,
+            Ok(upgraded) => {
+                let io = TokioIo::new(upgraded);
+                ws_session(net, (cloud, sockets), subscriber, io).await;
+            }
             Err(e) => tracing::debug!(error = %e, "WebSocket upgrade failed"),
         }
     });
@@ -690,19 +690,26 @@ fn upgrade<N: Net>(
 }
 
 /// One server-side WebSocket: pushes queued events, pings, and closes when silent.
-async fn ws_session<N: Net, S>(net: N, sockets: SharedSockets, subscriber: Subscriber, io: S)
-where
+///
+/// Each ping carries how many events were sent before it (8 bytes, big-endian), and the
+/// peer's pong echoes it (RFC 6455, 5.5.3): the peer read those, so the cloud's records count
+/// them as read ([`Cloud::note_read_through`]). Events go out before a ping (the `biased`
+/// select takes a queued event first, and the backlog refills the queue as it empties).
+async fn ws_session<N: Net, S>(
+    net: N,
+    (cloud, sockets): (Shared, SharedSockets),
+    subscriber: Subscriber,
+    io: S,
+) where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let mut ws = WebSocketStream::from_raw_socket(io, Role::Server, Some(ws_config())).await;
     let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-    let heard: Heard = Rc::new(Cell::new(net.now()));
-    let id = sockets
-        .borrow_mut()
-        .add(subscriber.clone(), tx, heard.clone());
+    let id = sockets.borrow_mut().add(subscriber.clone(), tx);
     let mut ping = tokio::time::interval(WS_PING_INTERVAL);
     ping.tick().await; // the first tick is immediate
     let mut last_heard = net.now();
+    let mut sent: u64 = 0;
     loop {
         tokio::select! {
             biased;
@@ -712,24 +719,39 @@ where
                 if !send(&mut ws, Message::text(text)).await {
                     break;
                 }
+                sent += 1;
             }
             frame = ws.next() => match frame {
                 Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break,
-                Some(Ok(_)) => {
+                Some(Ok(msg)) => {
                     last_heard = net.now();
-                    heard.set(last_heard);
+                    if let Some(n) = pong_count(&msg) {
+                        cloud.borrow_mut().note_read_through(id, n);
+                    }
                 }
             },
             _ = ping.tick() => {
                 let silent = net.now().saturating_sub(last_heard) > WS_IDLE_TIMEOUT;
-                if silent || !send(&mut ws, Message::Ping(Default::default())).await {
+                let count = Bytes::copy_from_slice(&sent.to_be_bytes());
+                if silent || !send(&mut ws, Message::Ping(count)).await {
                     break;
                 }
             }
         }
     }
     sockets.borrow_mut().remove(&subscriber, id);
+    cloud.borrow_mut().note_socket_closed(id);
     let _ = tokio::time::timeout(HTTP_TIMEOUT, ws.close(None)).await;
+}
+
+/// The count a pong echoes from [`ws_session`]'s ping; `None` for any other frame, or a pong
+/// of another length (unsolicited, or not ours).
+fn pong_count(msg: &Message) -> Option<u64> {
+    let Message::Pong(payload) = msg else {
+        return None;
+    };
+    let bytes: [u8; 8] = payload.as_ref().try_into().ok()?;
+    Some(u64::from_be_bytes(bytes))
 }
 
 /// Sends one message with a timeout; false if the socket is unusable.
@@ -744,14 +766,14 @@ where
 }
 
 impl Sockets {
-    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>, heard: Heard) -> u64 {
+    fn add(&mut self, subscriber: Subscriber, tx: mpsc::Sender<String>) -> u64 {
         self.next_id += 1;
         self.subs.entry(subscriber).or_default().insert(
             self.next_id,
             Socket {
                 tx,
                 backlog: VecDeque::new(),
-                heard,
+                pushed: 0,
             },
         );
         self.next_id
@@ -764,16 +786,6 @@ impl Sockets {
         }
     }
 
-    /// Whether a socket of `subscriber` was heard from within [`WS_LIVE_WITHIN`] of `now`.
-    fn live(&self, subscriber: &Subscriber, now: Duration) -> bool {
-        (self
-            .subs
-            .get(subscriber)
-            .into_iter()
-            .flat_map(BTreeMap::values))
-        .any(|sock| now.saturating_sub(sock.heard.get()) <= WS_LIVE_WITHIN)
-    }
-
     fn remove(&mut self, subscriber: &Subscriber, id: u64) {
         if let Some(socks) = self.subs.get_mut(subscriber) {
             socks.remove(&id);
@@ -784,18 +796,28 @@ impl Sockets {
     }
 
     /// Queues `text` on every socket of `subscriber`; returns (delivered, undeliverable,
-    /// dropped): a socket whose queue and backlog are full is dropped (its session then ends).
-    fn deliver(&mut self, subscriber: &Subscriber, text: &str) -> (u64, u64, u64) {
+    /// dropped), and where it went: (socket id, its place in that socket's stream). A socket
+    /// whose queue and backlog are full is dropped (its session then ends).
+    fn deliver(
+        &mut self,
+        subscriber: &Subscriber,
+        text: &str,
+    ) -> ((u64, u64, u64), Vec<(u64, u64)>) {
         let Some(socks) = self.subs.get_mut(subscriber) else {
-            return (0, 1, 0);
+            return ((0, 1, 0), Vec::new());
         };
         let before = socks.len();
-        socks.retain(|_, sock| sock.push(text));
+        let mut on = Vec::new();
+        socks.retain(|id, sock| {
+            let index = sock.push(text);
+            on.extend(index.map(|i| (*id, i)));
+            index.is_some()
+        });
         let dropped = (before - socks.len()) as u64;
         if socks.is_empty() {
             self.subs.remove(subscriber);
         }
-        ((before as u64) - dropped, 0, dropped)
+        (((before as u64) - dropped, 0, dropped), on)
     }
 }
 
@@ -825,15 +847,11 @@ fn dispatch(cloud: &Shared, sockets: &SharedSockets, jobs: &KmsJobs) {
             return;
         };
         let text = serde_json::to_string(&event).unwrap_or_default();
-        let live = sockets.borrow().live(&subscriber, cloud.borrow().clock);
-        let counts = sockets.borrow_mut().deliver(&subscriber, &text);
+        let (counts, on) = sockets.borrow_mut().deliver(&subscriber, &text);
         let mut c = cloud.borrow_mut();
         c.count_delivery(counts);
         if counts.0 > 0 {
-            c.note_delivered(&subscriber, &event, live);
-            if live {
-                c.note_assignment_heard(&subscriber, &event);
-            }
+            c.note_delivered(&subscriber, &event, &on);
         }
     }
 }
@@ -983,12 +1001,14 @@ mod tests {
         let node = Subscriber::Connector("exp-a-1".into());
         let mut sockets = Sockets::default();
         let (tx, mut rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-        let id = sockets.add(node.clone(), tx, Heard::default());
+        let id = sockets.add(node.clone(), tx);
         let burst = 15_000;
         let mut counts = (0, 0, 0);
         for i in 0..burst {
-            let (d, w, x) = sockets.deliver(&node, &format!("event {i}"));
+            let ((d, w, x), on) = sockets.deliver(&node, &format!("event {i}"));
             counts = (counts.0 + d, counts.1 + w, counts.2 + x);
+            // Its place in the stream, queue and backlog alike: what a ping counts.
+            assert_eq!(on, [(id, i)]);
         }
         assert_eq!(
             counts,
@@ -1006,9 +1026,9 @@ mod tests {
         // A subscriber further behind than queue and backlog together is stuck: dropped.
         sockets.remove(&node, id);
         let (tx, _rx) = mpsc::channel::<String>(WS_QUEUE_MAX);
-        sockets.add(node.clone(), tx, Heard::default());
+        sockets.add(node.clone(), tx);
         let total = (WS_QUEUE_MAX + WS_BACKLOG_MAX) as u64;
-        let dropped: u64 = (0..=total).map(|_| sockets.deliver(&node, "e").2).sum();
+        let dropped: u64 = (0..=total).map(|_| sockets.deliver(&node, "e").0.2).sum();
         assert_eq!(dropped, 1);
     }
 

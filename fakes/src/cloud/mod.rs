@@ -855,34 +855,43 @@ impl Cloud {
         self.stats.slow_sockets_dropped += dropped;
     }
 
-    /// The driver queued `event` on at least one socket of `to`, one it had heard from within
-    /// [`http::WS_LIVE_WITHIN`] if `heard`: an activity event for a user a connector serves is
-    /// logged in the [`BridgeLog`] (read for sure by the node only if `heard`), and is the
-    /// user's latest use of Webex with Jabber, which the presence query answers (spec 70).
-    pub fn note_delivered(&mut self, to: &Subscriber, event: &Event, heard: bool) {
-        if let (
-            Subscriber::Connector(node),
+    /// The driver queued `event` on sockets of `to`, `on` (socket id, its place in that
+    /// socket's stream), logged in the [`BridgeLog`] (the status page check's expectation,
+    /// spec 69-70) when `to` is a connector node, which reads it for sure once it answers a
+    /// ping sent after it ([`Self::note_read_through`]): an assignment event, or an activity
+    /// event for a user the node serves, which is also the user's latest use of Webex with
+    /// Jabber, what the presence query answers (spec 70).
+    pub fn note_delivered(&mut self, to: &Subscriber, event: &Event, on: &[(u64, u64)]) {
+        let Subscriber::Connector(node) = to else {
+            return;
+        };
+        match event {
             Event::Activity {
                 for_user: Some(user),
                 ..
-            },
-        ) = (to, event)
-        {
-            self.bridge_log.delivered(user, node, self.clock, heard);
-            self.presence.used_with_jabber(self.clock, user);
+            } => {
+                self.bridge_log.delivered(user, node, self.clock, on);
+                self.presence.used_with_jabber(self.clock, user);
+            }
+            Event::Assignment { added, removed, .. } => {
+                for email in added.iter().chain(removed) {
+                    self.bridge_log
+                        .assignment_queued(email, node, self.clock, on);
+                }
+            }
+            _ => {}
         }
     }
 
-    /// The driver queued assignment `event` on a socket of `to` that it had heard from
-    /// within [`http::WS_LIVE_WITHIN`]: the node hears it (logged in the [`BridgeLog`], the
-    /// status page check's expectation, spec 69).
-    pub fn note_assignment_heard(&mut self, to: &Subscriber, event: &Event) {
-        if let (Subscriber::Connector(node), Event::Assignment { added, removed, .. }) = (to, event)
-        {
-            for email in added.iter().chain(removed) {
-                self.bridge_log.assignment_heard(email, node, self.clock);
-            }
-        }
+    /// The peer of WebSocket `socket` answered a ping sent after the first `sent` events
+    /// queued there: it read them ([`BridgeLog`]).
+    pub fn note_read_through(&mut self, socket: u64, sent: u64) {
+        self.bridge_log.read_through(socket, sent);
+    }
+
+    /// WebSocket `socket` closed: what the [`BridgeLog`] waited to see read there never will be.
+    pub fn note_socket_closed(&mut self, socket: u64) {
+        self.bridge_log.socket_closed(socket);
     }
 
     fn count_error(&mut self, e: &CloudError) {

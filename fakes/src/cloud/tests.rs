@@ -1373,7 +1373,7 @@ fn the_presence_query_answers_the_last_use_of_webex_with_jabber() {
     let delivered = w.now + secs(1);
     w.c.tick(delivered);
     for (to, ev) in events(&mut w.c) {
-        w.c.note_delivered(&to, &ev, true);
+        w.c.note_delivered(&to, &ev, &[]);
     }
     let later = delivered + secs(60);
     w.c.tick(later);

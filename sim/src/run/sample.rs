@@ -232,8 +232,8 @@ fn moved_off(cloud: &fakes::cloud::Cloud, now: Duration) -> BTreeMap<String, usi
 /// such use since then (a restarted node, or one newly given the user; explore seed 66).
 /// Counted from the cloud, never from the connector; what changed within
 /// [`EVENT_IN_FLIGHT`], or what the node has not heard of yet (its assignment or activity
-/// event queued on a socket silent since before it, with no assignments or presence answer
-/// since), widens the range.
+/// event not shown read: queued on a socket a cloud outage cut, after the cut or on its way
+/// at it, with no assignments or presence answer since), widens the range.
 fn cloud_share(
     cloud: &fakes::cloud::Cloud,
     node: &str,
@@ -245,10 +245,11 @@ fn cloud_share(
     let within = |t: Duration| now.saturating_sub(t) <= ACTIVE_WINDOW;
     let mut s = CloudShare::default();
     for email in cloud.assignment().users_on(node) {
-        // Counted for sure once the node heard of the placement: an assignment event on a
-        // socket it was heard from lately, or its assignments answer since. An event queued
-        // on a socket a cloud outage cut is lost with it; the node learns from the resync
-        // after it reconnects (explore seed 4507: 27 s after the placement).
+        // Counted for sure once the node heard of the placement: an assignment event it was
+        // shown to read (it answered a ping sent after it), or its assignments answer since.
+        // An event queued on a socket a cloud outage cut, or on its way at the cut, is lost
+        // with it; the node learns from the resync after it reconnects (explore seed 4507:
+        // 27 s after the placement).
         let placed =
             log.placement(email).is_none() || log.placement_heard(email, node).is_some_and(settled);
         s.enabled.1 += 1;
@@ -269,10 +270,10 @@ fn cloud_share(
         if !within(last) {
             continue;
         }
-        // The node has the first event at least, if it is old enough, of those queued on a
-        // socket the cloud had heard from lately: one queued on a socket a cloud outage cut
-        // is lost with it (explore seed 4779), and the node learns that use from its next
-        // presence answer.
+        // The node has the events it was shown to read (it answered a ping sent after them):
+        // one queued on a socket a cloud outage cut, or on its way at the cut, is lost with it
+        // (explore seed 4779; `cloud-outage-15k-two-lost-heartbeats` seeds 3 and 5), and the
+        // node learns that use from its next presence answer.
         let heard = log.heard_since_placed(email, node);
         let read =
             heard.is_some_and(|(first, last)| settled(last) || (settled(first) && within(first)));
