@@ -278,7 +278,7 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
     };
     out.observer.with_messages(|msgs| {
         for (_, rec) in msgs {
-            let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str()))
+            let (Some(s), Some(r)) = (users.get(&*rec.from), users.get(&*rec.to))
             else {
                 continue;
             };
