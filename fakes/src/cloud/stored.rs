@@ -155,7 +155,10 @@ mod tests {
             ("alice@example.com", "bob@example.com", 2)
         );
         assert!(Arc::ptr_eq(names.find("alice@example.com").unwrap(), &a));
-        assert!(names.find("carol@example.com").is_none(), "find makes no name");
+        assert!(
+            names.find("carol@example.com").is_none(),
+            "find makes no name"
+        );
         assert_eq!(names.len(), 2);
     }
 

@@ -113,6 +113,38 @@ pub struct SeenPresence {
     pub available: bool,
 }
 
+/// A presence a device saw, kept in the order seen ([`PresenceEvent`] as seen, by shared
+/// names).
+#[derive(Debug, Clone)]
+struct LoggedPresence {
+    at: Duration,
+    viewer: Name,
+    device: Name,
+    /// The full JID it came from.
+    from: Name,
+    show: Option<Name>,
+    status: Option<Name>,
+    available: bool,
+    manual: bool,
+}
+
+impl LoggedPresence {
+    /// The presence as the device reported it.
+    fn event(&self) -> (Duration, PresenceEvent) {
+        let text = |t: &Option<Name>| t.as_deref().map(str::to_string);
+        let ev = PresenceEvent {
+            user: self.viewer.to_string(),
+            device: self.device.to_string(),
+            from: self.from.to_string(),
+            manual: self.manual,
+            show: text(&self.show),
+            status: text(&self.status),
+            available: self.available,
+        };
+        (self.at, ev)
+    }
+}
+
 /// The last presence each device saw from each contact, borrowed from the history
 /// ([`Observer::with_seen_presences`]).
 pub struct SeenPresences<'a> {
@@ -124,7 +156,8 @@ impl<'a> SeenPresences<'a> {
     /// What `viewer`'s `device` last saw from `contact` (a bare JID), if it saw any.
     pub fn get(&self, viewer: &str, device: &str, contact: &str) -> Option<&'a SeenPresence> {
         let name = |n: &str| self.names.find(n).cloned();
-        self.map.get(&(name(viewer)?, name(device)?, name(contact)?))
+        self.map
+            .get(&(name(viewer)?, name(device)?, name(contact)?))
     }
 
     /// Every (viewer, device, contact) and what it last saw, ordered by viewer, device and
@@ -186,7 +219,7 @@ struct State {
     presence_seen: BTreeMap<(Name, Name, Name), SeenPresence>,
     /// Presences Jabber devices saw from connector sessions (`…/hm-webex`), in order: the
     /// presence-translation check's history.
-    webex_presence_log: Vec<(Duration, PresenceEvent)>,
+    webex_presence_log: Vec<LoggedPresence>,
     coverage: BTreeMap<String, u64>,
     /// Group chat and group space events (spec 42), in order, with their time.
     group: Vec<(Duration, GroupEvent)>,
@@ -379,7 +412,11 @@ impl Observer {
 
     /// Presences seen from connector sessions, in order.
     pub fn webex_presence_log(&self) -> Vec<(Duration, PresenceEvent)> {
-        self.state.borrow().webex_presence_log.clone()
+        let st = self.state.borrow();
+        st.webex_presence_log
+            .iter()
+            .map(LoggedPresence::event)
+            .collect()
     }
 
     /// Every session transition.
@@ -522,7 +559,15 @@ impl Recorder for Observer {
             return;
         }
         let delayed = ev.delayed;
-        push_one(&mut m.deliveries, Delivery { device, at, delayed, number });
+        push_one(
+            &mut m.deliveries,
+            Delivery {
+                device,
+                at,
+                delayed,
+                number,
+            },
+        );
         st.delivered_log.push(index);
         if ev.delayed {
             *st.coverage
@@ -589,19 +634,33 @@ impl Recorder for Observer {
         let st = &mut *st;
         let (contact, resource) = ev.from.split_once('/').unwrap_or((&ev.from, ""));
         let names = &mut st.names;
-        let key = (names.get(&ev.user), names.get(&ev.device), names.get(contact));
+        let key = (
+            names.get(&ev.user),
+            names.get(&ev.device),
+            names.get(contact),
+        );
         let seen = SeenPresence {
             resource: names.get(resource),
             show: ev.show.as_deref().map(|s| names.get(s)),
             status: ev.status.as_deref().map(|s| names.get(s)),
             available: ev.available,
         };
-        st.presence_seen.insert(key, seen);
         // Presences from connector sessions, and every unavailable one (the composed presence
         // of a user whose only device was the connector session goes unavailable).
         if ev.from.ends_with("/hm-webex") || !ev.available {
-            st.webex_presence_log.push((now(), ev));
+            let logged = LoggedPresence {
+                at: now(),
+                viewer: key.0.clone(),
+                device: key.1.clone(),
+                from: names.get(&ev.from),
+                show: seen.show.clone(),
+                status: seen.status.clone(),
+                available: ev.available,
+                manual: ev.manual,
+            };
+            st.webex_presence_log.push(logged);
         }
+        st.presence_seen.insert(key, seen);
     }
 
     fn group(&self, host: &str, ev: GroupEvent) {
@@ -625,7 +684,10 @@ impl Recorder for Observer {
             .or_default() += 1;
         let user = self.who(&ev.user);
         let st = &mut *st;
-        let record = st.index_of.get(ev.id.as_str()).map(|&i| &mut st.messages[i].1);
+        let record = st
+            .index_of
+            .get(ev.id.as_str())
+            .map(|&i| &mut st.messages[i].1);
         match record {
             Some(m) if *m.from == *user => m.refused.push(Refusal {
                 device: ev.device,
@@ -777,11 +839,38 @@ mod tests {
             let from_bare = seen.get("a@x", "jabber-1", "c@x").expect("a's view of c");
             assert_eq!(&*from_bare.resource, "");
             let c = seen.get("c@x", "jabber-0", "a@x").expect("c's view of a");
-            assert!(Arc::ptr_eq(&b.resource, &c.resource), "one copy of a resource");
-            assert!(Arc::ptr_eq(b.show.as_ref().unwrap(), c.show.as_ref().unwrap()));
+            assert!(
+                Arc::ptr_eq(&b.resource, &c.resource),
+                "one copy of a resource"
+            );
+            assert!(Arc::ptr_eq(
+                b.show.as_ref().unwrap(),
+                c.show.as_ref().unwrap()
+            ));
             assert_eq!(seen.get("b@x", "jabber-1", "a@x"), None);
-            assert_eq!(seen.get("d@x", "jabber-0", "a@x"), None, "a name never seen");
+            assert_eq!(
+                seen.get("d@x", "jabber-0", "a@x"),
+                None,
+                "a name never seen"
+            );
         });
+    }
+
+    /// The log of presences seen from connector sessions (and unavailable ones) gives back
+    /// each as the device reported it, in order; others are not logged.
+    #[test]
+    fn the_presence_log_gives_back_each_presence_as_seen() {
+        let o = Observer::new();
+        let mut manual = seen("b@x", "jabber-0", "a@x/hm-webex", Some("dnd"));
+        manual.manual = true;
+        let mut gone = seen("c@x", "jabber-1", "a@x", None);
+        (gone.available, gone.status) = (false, None);
+        let from_device = seen("b@x", "jabber-0", "a@x/jabber-1", Some("away"));
+        for ev in [manual.clone(), from_device, gone.clone()] {
+            o.presence_seen("h", ev);
+        }
+        let log: Vec<PresenceEvent> = o.webex_presence_log().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(log, [manual, gone]);
     }
 
     /// A message's record names its users and devices by the history's one copy of each

@@ -334,8 +334,7 @@ impl<'a> Sessions<'a> {
         uses: &Uses,
         m: &MessageRecord,
     ) -> bool {
-        let (Some(from), Some(to)) = (by_jid.get(&*m.from), by_jid.get(&*m.to))
-        else {
+        let (Some(from), Some(to)) = (by_jid.get(&*m.from), by_jid.get(&*m.to)) else {
             return false;
         };
         let storage = (s.topology.imp_clusters.get(to.cluster)).is_some_and(|c| c.offline_storage);
