@@ -46,6 +46,11 @@ impl Names {
         n
     }
 
+    /// The shared copy of `name` if one is kept; makes none.
+    pub fn find(&self, name: &str) -> Option<&Arc<str>> {
+        self.0.get(name)
+    }
+
     /// Distinct names kept.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -149,6 +154,12 @@ mod tests {
             (&*a, &*b, names.len()),
             ("alice@example.com", "bob@example.com", 2)
         );
+        assert!(Arc::ptr_eq(names.find("alice@example.com").unwrap(), &a));
+        assert!(
+            names.find("carol@example.com").is_none(),
+            "find makes no name"
+        );
+        assert_eq!(names.len(), 2);
     }
 
     #[test]

@@ -45,7 +45,7 @@ pub fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
                 m.sent_at + SESSION_SETTLE,
             );
             for d in oracle.devices_of(&m.from) {
-                if d == m.sender_device || !oracle.device_up_over(&m.from, d, from, to) {
+                if d == &*m.sender_device || !oracle.device_up_over(&m.from, d, from, to) {
                     continue;
                 }
                 checked += 1;
@@ -53,7 +53,7 @@ pub fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
                 if !m
                     .carbon_seen
                     .iter()
-                    .any(|c| c.user == m.from && c.device == d)
+                    .any(|c| c.user == m.from && &*c.device == d)
                 {
                     missing.push(format!("{id}: sender's {}/{d} got no sent carbon", m.from));
                 }
@@ -63,11 +63,11 @@ pub fn mdm_copies(s: &Scenario, out: &History) -> (Status, String) {
                     continue;
                 }
                 checked += 1;
-                let direct = m.deliveries.iter().any(|x| x.device == d);
+                let direct = m.deliveries.iter().any(|x| &*x.device == d);
                 let carbon = m
                     .carbon_seen
                     .iter()
-                    .any(|c| c.user == m.to && c.device == d);
+                    .any(|c| c.user == m.to && &*c.device == d);
                 if !direct && !carbon {
                     missing.push(format!("{id}: recipient's {}/{d} never saw it", m.to));
                 }

@@ -3,7 +3,7 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
-use crate::history::observer::{MessageRecord, Refusal};
+use crate::history::observer::{MessageRecord, Name, Refusal};
 use crate::oracle::Oracle;
 use crate::oracle::interop::{self, client_of_device};
 use crate::plan::topology::UserSpec;
@@ -91,7 +91,7 @@ fn storage_off(
 /// connector session ([`interop::expect`] of the Jabber side is must), whether or not the
 /// recipient uses Jabber (spec 46: "If the recipient is not using Jabber").
 fn via_imp(users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord, out: &History) -> bool {
-    let (Some(s), Some(r)) = (users.get(m.from.as_str()), users.get(m.to.as_str())) else {
+    let (Some(s), Some(r)) = (users.get(&*m.from), users.get(&*m.to)) else {
         return false;
     };
     // Webex use within 72 h decides only copies bound for Webex: none needed for Jabber's.
@@ -114,7 +114,7 @@ pub fn offline_storage(s: &Scenario, out: &History) -> (Status, String) {
     let mut n = Counts::default();
     let mut bad = Vec::new();
     // Per (from, to, device): (delivery number, send position, id) of replayed messages.
-    let mut replays: BTreeMap<(String, String, String), Replays> = BTreeMap::new();
+    let mut replays: BTreeMap<(Name, Name, Name), Replays> = BTreeMap::new();
     out.observer.with_messages(|msgs| {
         for (pos, (id, m)) in msgs.enumerate() {
             let Some(c) = oracle.cluster(&m.to) else {
@@ -173,7 +173,7 @@ struct Counts {
 /// Whether `m` went to a user of spec 49 (Hybrid Message, status hidden in Webex, no Webex
 /// App) while no Jabber device of theirs was online.
 fn hidden_away(oracle: &Oracle<'_>, users: &BTreeMap<&str, &UserSpec>, m: &MessageRecord) -> bool {
-    let Some(u) = users.get(m.to.as_str()) else {
+    let Some(u) = users.get(&*m.to) else {
         return false;
     };
     let around = (m.sent_at.saturating_sub(SECOND), m.sent_at + SECOND);

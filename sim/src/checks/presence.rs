@@ -22,6 +22,7 @@
 
 use crate::checks::{Check, Entry, Needs, Verdict, boxed};
 use crate::history::History;
+use crate::history::observer::SeenPresences;
 use crate::oracle::activity::{CLOSE_SLACK, Uses};
 use crate::plan::topology::UserSpec;
 use crate::scenario::Scenario;
@@ -145,8 +146,20 @@ fn final_views(
     rows: &mut BTreeMap<Row, u64>,
     problems: &mut Vec<String>,
 ) -> usize {
+    out.observer
+        .with_seen_presences(|seen| final_views_of(out, &seen, subjects, uses, rows, problems))
+}
+
+/// [`final_views`] over the presences seen.
+fn final_views_of(
+    out: &History,
+    seen: &SeenPresences<'_>,
+    subjects: &BTreeMap<&str, &UserSpec>,
+    uses: &Uses,
+    rows: &mut BTreeMap<Row, u64>,
+    problems: &mut Vec<String>,
+) -> usize {
     let end = out.elapsed;
-    let seen = out.observer.seen_presences();
     let mut observed_subjects = 0;
     for (jid, u) in subjects {
         let state = out.webex_presence.get(*jid).copied().unwrap_or_default();
@@ -160,16 +173,16 @@ fn final_views(
         let views: Vec<_> = seen
             .iter()
             .filter(|((_, _, c), _)| c == jid)
-            .map(|(_, e)| e)
+            .map(|((viewer, _, _), e)| (viewer, e))
             .collect();
         if views.is_empty() {
             continue;
         }
         observed_subjects += 1;
-        for v in views {
+        for (viewer, v) in views {
             let got = (v.available, v.show.as_deref());
             if got != want.view() {
-                problems.push(format!("{} sees {jid} as {got:?}, want {want:?}", v.user));
+                problems.push(format!("{viewer} sees {jid} as {got:?}, want {want:?}"));
             }
         }
         if want == Shown::Offline {
@@ -250,7 +263,7 @@ fn webex_sends(out: &History) -> BTreeMap<String, std::collections::BTreeSet<Dur
         for (_, rec) in msgs {
             if rec.client == ClientKind::Webex {
                 sends
-                    .entry(rec.from.clone())
+                    .entry(rec.from.to_string())
                     .or_default()
                     .insert(rec.sent_at);
             }

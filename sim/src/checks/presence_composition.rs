@@ -3,6 +3,7 @@
 
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
+use crate::history::observer::Name;
 use crate::oracle::Oracle;
 use crate::scenario::Scenario;
 use reports::Status;
@@ -115,7 +116,6 @@ pub fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
     let published = Published::of(out);
     let manual_changes = published.manual_changes;
     let candidates = |user: &str| published.candidates(&oracle, user);
-    let seen = out.observer.seen_presences();
     let (mut judged, mut manual_won, mut with_text) = (0u64, 0u64, 0u64);
     let mut bad = Vec::new();
     for ((viewer, vdev), up) in oracle
@@ -129,12 +129,12 @@ pub fn presence_composition(s: &Scenario, out: &History) -> (Status, String) {
         for contact in out.contacts.get(viewer).map(Vec::as_slice).unwrap_or(&[]) {
             let (want, manual_over_device) = candidates(contact);
             judged += 1;
-            let got = seen.get(&(viewer.clone(), vdev.clone(), contact.clone()));
-            let got_shown: Option<Shown> = got.map(|g| {
-                g.available.then(|| {
-                    let res = g.from.split_once('/').map(|x| x.1).unwrap_or_default();
-                    (res.to_string(), g.show.clone(), g.status.clone())
-                })
+            let got_shown: Option<Shown> = out.observer.with_seen_presences(|seen| {
+                let got = seen.get(viewer, vdev, contact)?;
+                Some(got.available.then(|| {
+                    let text = |t: &Option<Name>| t.as_deref().map(str::to_string);
+                    (got.resource.to_string(), text(&got.show), text(&got.status))
+                }))
             });
             match got_shown {
                 Some(g) if want.contains(&g) => {

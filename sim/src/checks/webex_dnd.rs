@@ -65,19 +65,21 @@ pub fn webex_dnd(out: &History) -> (Status, String) {
         .map(|(_, e)| e.user)
         .collect();
     let (mut views, mut wrong) = (0usize, Vec::new());
-    for ((viewer, device, contact), e) in out.observer.seen_presences() {
-        if !subjects.contains(contact.as_str()) {
-            continue;
+    out.observer.with_seen_presences(|seen| {
+        for ((viewer, device, contact), e) in seen.iter() {
+            if !subjects.contains(contact) {
+                continue;
+            }
+            views += 1;
+            if !(e.available && e.show.as_deref() == Some("dnd")) {
+                let show =
+                    e.show
+                        .as_deref()
+                        .unwrap_or(if e.available { "available" } else { "offline" });
+                wrong.push(format!("{viewer}/{device} sees {contact} as {show}"));
+            }
         }
-        views += 1;
-        if !(e.available && e.show.as_deref() == Some("dnd")) {
-            let show =
-                e.show
-                    .as_deref()
-                    .unwrap_or(if e.available { "available" } else { "offline" });
-            wrong.push(format!("{viewer}/{device} sees {contact} as {show}"));
-        }
-    }
+    });
     if !wrong.is_empty() {
         return (
             Status::Fail,

@@ -5,6 +5,7 @@
 //! is ever read by a host. Events are appended in simulated-time order because the simulation
 //! is single-threaded and hosts run in a fixed order within each tick.
 
+use fakes::cloud::stored::Names;
 use fakes::observe::{
     ClientKind, Delivered, GROUP_SPACE_TAG_PREFIX, GroupEvent, PostFate, PresenceEvent, Recorder,
     Refused, Sent,
@@ -12,15 +13,21 @@ use fakes::observe::{
 use sha2::{Digest as _, Sha256};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// A user, device, resource or presence text as the history keeps it: one shared copy of
+/// each for the whole run (a user is named in every message, delivery and presence view of
+/// theirs; a run of 5,000 users keeps some 10,000 messages and 40,000 views).
+pub type Name = Arc<str>;
 
 /// One message in the history.
 #[derive(Debug, Clone)]
 pub struct MessageRecord {
     /// Sender.
-    pub from: String,
+    pub from: Name,
     /// Recipient.
-    pub to: String,
+    pub to: Name,
     /// Sending client.
     pub client: ClientKind,
     /// Simulated send time.
@@ -30,7 +37,7 @@ pub struct MessageRecord {
     /// Carbon copies seen by devices (sender's or recipient's other devices).
     pub carbons: u32,
     /// The device (resource) it was sent from.
-    pub sender_device: String,
+    pub sender_device: Name,
     /// Each carbon copy and the device that saw it, for the MDM check.
     pub carbon_seen: Vec<CarbonCopy>,
     /// Error stanzas the sender got back for it.
@@ -47,7 +54,7 @@ pub struct MessageRecord {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     /// The device (resource).
-    pub device: String,
+    pub device: Name,
     /// Simulated time.
     pub at: Duration,
     /// Replayed from offline storage with a delay stamp.
@@ -60,9 +67,9 @@ pub struct Delivery {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CarbonCopy {
     /// The user whose device saw it.
-    pub user: String,
+    pub user: Name,
     /// The device.
-    pub device: String,
+    pub device: Name,
 }
 
 /// An error stanza the sender got back for a message.
@@ -91,6 +98,77 @@ pub struct SessionEvent {
     pub reason: String,
 }
 
+/// The last presence a device saw from a contact ([`PresenceEvent`] as seen, less what its
+/// key says: the viewer, the viewing device and the contact).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenPresence {
+    /// The resource of the full JID it came from (the composed presence's resource; empty
+    /// when it came from the bare JID).
+    pub resource: Name,
+    /// `<show>`, absent for plain available.
+    pub show: Option<Name>,
+    /// `<status>` text.
+    pub status: Option<Name>,
+    /// False for `type='unavailable'`.
+    pub available: bool,
+}
+
+/// A presence a device saw, kept in the order seen ([`PresenceEvent`] as seen, by shared
+/// names).
+#[derive(Debug, Clone)]
+struct LoggedPresence {
+    at: Duration,
+    viewer: Name,
+    device: Name,
+    /// The full JID it came from.
+    from: Name,
+    show: Option<Name>,
+    status: Option<Name>,
+    available: bool,
+    manual: bool,
+}
+
+impl LoggedPresence {
+    /// The presence as the device reported it.
+    fn event(&self) -> (Duration, PresenceEvent) {
+        let text = |t: &Option<Name>| t.as_deref().map(str::to_string);
+        let ev = PresenceEvent {
+            user: self.viewer.to_string(),
+            device: self.device.to_string(),
+            from: self.from.to_string(),
+            manual: self.manual,
+            show: text(&self.show),
+            status: text(&self.status),
+            available: self.available,
+        };
+        (self.at, ev)
+    }
+}
+
+/// The last presence each device saw from each contact, borrowed from the history
+/// ([`Observer::with_seen_presences`]).
+pub struct SeenPresences<'a> {
+    map: &'a BTreeMap<(Name, Name, Name), SeenPresence>,
+    names: &'a Names,
+}
+
+impl<'a> SeenPresences<'a> {
+    /// What `viewer`'s `device` last saw from `contact` (a bare JID), if it saw any.
+    pub fn get(&self, viewer: &str, device: &str, contact: &str) -> Option<&'a SeenPresence> {
+        let name = |n: &str| self.names.find(n).cloned();
+        self.map
+            .get(&(name(viewer)?, name(device)?, name(contact)?))
+    }
+
+    /// Every (viewer, device, contact) and what it last saw, ordered by viewer, device and
+    /// contact.
+    pub fn iter(&self) -> impl Iterator<Item = ((&'a str, &'a str, &'a str), &'a SeenPresence)> {
+        self.map
+            .iter()
+            .map(|((v, d, c), seen)| ((&**v, &**d, &**c), seen))
+    }
+}
+
 impl State {
     /// `host` went down: what its clients held unsent is gone with them. Those the cloud
     /// answered each time with an error never reached it; one with an unanswered attempt may
@@ -104,8 +182,8 @@ impl State {
             .collect();
         for (id, unanswered) in gone {
             self.outbox.remove(&id);
-            if let Some(m) = self.messages.get_mut(&id) {
-                m.held_at_crash |= !unanswered;
+            if let Some(&i) = self.index_of.get(id.as_str()) {
+                self.messages[i].1.held_at_crash |= !unanswered;
             }
         }
     }
@@ -113,12 +191,13 @@ impl State {
 
 #[derive(Default)]
 struct State {
-    messages: BTreeMap<String, MessageRecord>,
-    /// Message ids in send order.
-    order: Vec<String>,
-    /// Each message's place in `order`, by id.
-    index_of: BTreeMap<String, usize>,
-    /// The place in `order` of the message of each delivery to its recipient, in delivery
+    /// The one copy of each name the history keeps ([`Name`]).
+    names: Names,
+    /// Messages in send order, with their ids.
+    messages: Vec<(Name, MessageRecord)>,
+    /// Each message's place in `messages`, by id (the same copy of the id).
+    index_of: BTreeMap<Name, usize>,
+    /// The place in `messages` of the message of each delivery to its recipient, in delivery
     /// order: what the runner's incremental quiescence judgement reads since its last look.
     delivered_log: Vec<usize>,
     /// Deliveries of ids nobody sent (a fake invented or corrupted a message).
@@ -137,10 +216,10 @@ struct State {
     /// Presences as published, in publication order, with their time.
     presence_published: Vec<(Duration, PresenceEvent)>,
     /// The last presence each device saw from each contact: (viewer, device, contact bare).
-    presence_seen: BTreeMap<(String, String, String), PresenceEvent>,
+    presence_seen: BTreeMap<(Name, Name, Name), SeenPresence>,
     /// Presences Jabber devices saw from connector sessions (`…/hm-webex`), in order: the
     /// presence-translation check's history.
-    webex_presence_log: Vec<(Duration, PresenceEvent)>,
+    webex_presence_log: Vec<LoggedPresence>,
     coverage: BTreeMap<String, u64>,
     /// Group chat and group space events (spec 42), in order, with their time.
     group: Vec<(Duration, GroupEvent)>,
@@ -186,11 +265,8 @@ impl Observer {
     }
 
     /// The history's name (bare JID) of a user a client named by JID or Webex email.
-    fn who(&self, user: String) -> String {
-        match self.jid_of_email.get(&user) {
-            Some(jid) => jid.clone(),
-            None => user,
-        }
+    fn who<'a>(&'a self, user: &'a str) -> &'a str {
+        self.jid_of_email.get(user).map_or(user, String::as_str)
     }
 
     fn digest(&self, st: &mut State, at: Duration, host: &str, event: &str) {
@@ -226,10 +302,7 @@ impl Observer {
         f: impl FnOnce(&mut dyn Iterator<Item = (&str, &MessageRecord)>) -> R,
     ) -> R {
         let st = self.state.borrow();
-        let mut it = st
-            .order
-            .iter()
-            .filter_map(|id| st.messages.get(id).map(|m| (id.as_str(), m)));
+        let mut it = st.messages.iter().map(|(id, m)| (&**id, m));
         f(&mut it)
     }
 
@@ -237,13 +310,11 @@ impl Observer {
     /// in it; returns how many messages have been sent.
     pub fn with_sent_since(&self, from: usize, mut f: impl FnMut(usize, &MessageRecord)) -> usize {
         let st = self.state.borrow();
-        let new = st.order.get(from..).unwrap_or_default();
-        for (i, id) in new.iter().enumerate() {
-            if let Some(m) = st.messages.get(id) {
-                f(from + i, m);
-            }
+        let new = st.messages.get(from..).unwrap_or_default();
+        for (i, (_, m)) in new.iter().enumerate() {
+            f(from + i, m);
         }
-        st.order.len()
+        st.messages.len()
     }
 
     /// Runs `f` over the message of each delivery to its recipient from the `from`-th on, in
@@ -256,7 +327,7 @@ impl Observer {
     ) -> usize {
         let st = self.state.borrow();
         for &i in st.delivered_log.get(from..).unwrap_or_default() {
-            if let Some(m) = st.order.get(i).and_then(|id| st.messages.get(id)) {
+            if let Some((_, m)) = st.messages.get(i) {
                 f(i, m);
             }
         }
@@ -270,7 +341,7 @@ impl Observer {
         f: impl FnOnce(&MessageRecord) -> R,
     ) -> Option<R> {
         let st = self.state.borrow();
-        let m = st.order.get(index).and_then(|id| st.messages.get(id))?;
+        let (_, m) = st.messages.get(index)?;
         Some(f(m))
     }
 
@@ -329,14 +400,23 @@ impl Observer {
         self.state.borrow().presence_published.clone()
     }
 
-    /// The last presence each device saw from each contact, by (viewer, device, contact).
-    pub fn seen_presences(&self) -> BTreeMap<(String, String, String), PresenceEvent> {
-        self.state.borrow().presence_seen.clone()
+    /// Runs `f` over the last presence each device saw from each contact, by (viewer,
+    /// device, contact).
+    pub fn with_seen_presences<R>(&self, f: impl FnOnce(SeenPresences<'_>) -> R) -> R {
+        let st = self.state.borrow();
+        f(SeenPresences {
+            map: &st.presence_seen,
+            names: &st.names,
+        })
     }
 
     /// Presences seen from connector sessions, in order.
     pub fn webex_presence_log(&self) -> Vec<(Duration, PresenceEvent)> {
-        self.state.borrow().webex_presence_log.clone()
+        let st = self.state.borrow();
+        st.webex_presence_log
+            .iter()
+            .map(LoggedPresence::event)
+            .collect()
     }
 
     /// Every session transition.
@@ -362,20 +442,16 @@ impl Observer {
 
     /// Messages sent so far.
     pub fn sent_count(&self) -> usize {
-        self.state.borrow().order.len()
+        self.state.borrow().messages.len()
     }
 
     /// Sent messages not yet delivered to any device of their recipient.
     pub fn undelivered(&self) -> Vec<String> {
         let st = self.state.borrow();
-        st.order
+        st.messages
             .iter()
-            .filter(|id| {
-                st.messages
-                    .get(*id)
-                    .is_some_and(|m| m.deliveries.is_empty())
-            })
-            .cloned()
+            .filter(|(_, m)| m.deliveries.is_empty())
+            .map(|(id, _)| id.to_string())
             .collect()
     }
 
@@ -413,29 +489,28 @@ impl Observer {
 impl Recorder for Observer {
     fn sent(&self, _host: &str, ev: Sent) {
         let mut st = self.state.borrow_mut();
-        if st.messages.contains_key(&ev.id) {
+        if st.index_of.contains_key(ev.id.as_str()) {
             st.reused_ids.push(ev.id);
             return;
         }
-        let index = st.order.len();
-        st.index_of.insert(ev.id.clone(), index);
-        st.order.push(ev.id.clone());
-        st.messages.insert(
-            ev.id,
-            MessageRecord {
-                from: self.who(ev.from),
-                to: self.who(ev.to),
-                client: ev.client,
-                sent_at: now(),
-                deliveries: Vec::new(),
-                carbons: 0,
-                sender_device: ev.device,
-                carbon_seen: Vec::new(),
-                refused: Vec::new(),
-                body: ev.body,
-                held_at_crash: false,
-            },
-        );
+        // Ids are each a message's own: kept once, shared by the record and its index.
+        let id: Name = Arc::from(ev.id);
+        let index = st.messages.len();
+        st.index_of.insert(id.clone(), index);
+        let record = MessageRecord {
+            from: st.names.get(self.who(&ev.from)),
+            to: st.names.get(self.who(&ev.to)),
+            client: ev.client,
+            sent_at: now(),
+            deliveries: Vec::new(),
+            carbons: 0,
+            sender_device: st.names.get(&ev.device),
+            carbon_seen: Vec::new(),
+            refused: Vec::new(),
+            body: ev.body,
+            held_at_crash: false,
+        };
+        st.messages.push((id, record));
     }
 
     fn delivered(&self, host: &str, ev: Delivered) {
@@ -457,12 +532,14 @@ impl Recorder for Observer {
         }
         let number = st.delivery_count;
         st.delivery_count += 1;
-        let (from, to) = (self.who(ev.from), self.who(ev.to));
-        let Some(m) = st.messages.get_mut(&ev.id) else {
+        let (from, to) = (self.who(&ev.from), self.who(&ev.to));
+        let Some(index) = st.index_of.get(ev.id.as_str()).copied() else {
             st.phantom.push(ev.id);
             return;
         };
-        if from != m.from {
+        let st = &mut *st;
+        let m = &mut st.messages[index].1;
+        if *m.from != *from {
             // Shown as sent by someone else: a bridge that mixed up who is who (spec 24).
             let wrong = format!("{} (arrived as from {from}, sent by {})", ev.id, m.from);
             st.phantom.push(wrong);
@@ -474,25 +551,24 @@ impl Recorder for Observer {
             let what = format!("{} to {}/{}", ev.id, to, ev.device);
             st.altered.push(what);
         }
-        let index = st.index_of.get(&ev.id).copied();
-        let Some(m) = st.messages.get_mut(&ev.id) else {
-            return;
-        };
-        if ev.carbon || to != m.to {
+        let device = st.names.get(&ev.device);
+        if ev.carbon || *to != *m.to {
+            let user = st.names.get(to);
             m.carbons += 1;
-            m.carbon_seen.push(CarbonCopy {
-                user: to,
-                device: ev.device,
-            });
+            push_one(&mut m.carbon_seen, CarbonCopy { user, device });
             return;
         }
-        m.deliveries.push(Delivery {
-            device: ev.device,
-            at,
-            delayed: ev.delayed,
-            number,
-        });
-        st.delivered_log.extend(index);
+        let delayed = ev.delayed;
+        push_one(
+            &mut m.deliveries,
+            Delivery {
+                device,
+                at,
+                delayed,
+                number,
+            },
+        );
+        st.delivered_log.push(index);
         if ev.delayed {
             *st.coverage
                 .entry("offline message delivered with delay".into())
@@ -503,8 +579,7 @@ impl Recorder for Observer {
     fn session(&self, host: &str, user: &str, device: &str, up: bool, reason: &str) {
         let at = now();
         // A Webex App device reports its user's email: the oracle finds devices by JID.
-        let user = self.who(user.to_string());
-        let user = user.as_str();
+        let user = self.who(user);
         let mut st = self.state.borrow_mut();
         let line = format!(
             "session {user}/{device} {} {reason}",
@@ -555,15 +630,37 @@ impl Recorder for Observer {
     }
 
     fn presence_seen(&self, _host: &str, ev: PresenceEvent) {
-        let contact = ev.from.split('/').next().unwrap_or_default().to_string();
         let mut st = self.state.borrow_mut();
+        let st = &mut *st;
+        let (contact, resource) = ev.from.split_once('/').unwrap_or((&ev.from, ""));
+        let names = &mut st.names;
+        let key = (
+            names.get(&ev.user),
+            names.get(&ev.device),
+            names.get(contact),
+        );
+        let seen = SeenPresence {
+            resource: names.get(resource),
+            show: ev.show.as_deref().map(|s| names.get(s)),
+            status: ev.status.as_deref().map(|s| names.get(s)),
+            available: ev.available,
+        };
         // Presences from connector sessions, and every unavailable one (the composed presence
         // of a user whose only device was the connector session goes unavailable).
         if ev.from.ends_with("/hm-webex") || !ev.available {
-            st.webex_presence_log.push((now(), ev.clone()));
+            let logged = LoggedPresence {
+                at: now(),
+                viewer: key.0.clone(),
+                device: key.1.clone(),
+                from: names.get(&ev.from),
+                show: seen.show.clone(),
+                status: seen.status.clone(),
+                available: ev.available,
+                manual: ev.manual,
+            };
+            st.webex_presence_log.push(logged);
         }
-        st.presence_seen
-            .insert((ev.user.clone(), ev.device.clone(), contact), ev);
+        st.presence_seen.insert(key, seen);
     }
 
     fn group(&self, host: &str, ev: GroupEvent) {
@@ -585,9 +682,14 @@ impl Recorder for Observer {
         *st.coverage
             .entry(format!("message refused: {}", ev.text))
             .or_default() += 1;
-        let user = self.who(ev.user);
-        match st.messages.get_mut(&ev.id) {
-            Some(m) if m.from == user => m.refused.push(Refusal {
+        let user = self.who(&ev.user);
+        let st = &mut *st;
+        let record = st
+            .index_of
+            .get(ev.id.as_str())
+            .map(|&i| &mut st.messages[i].1);
+        match record {
+            Some(m) if *m.from == *user => m.refused.push(Refusal {
                 device: ev.device,
                 condition: ev.condition,
                 text: ev.text,
@@ -595,6 +697,13 @@ impl Recorder for Observer {
             _ => st.phantom.push(format!("{} (refused, never sent)", ev.id)),
         }
     }
+}
+
+/// Pushes `x` onto `v` growing it by one place at most: a message has one or two deliveries
+/// and copies, where a vector's first growth makes room for four.
+fn push_one<T>(v: &mut Vec<T>, x: T) {
+    v.reserve_exact(1);
+    v.push(x);
 }
 
 #[cfg(test)]
@@ -659,7 +768,7 @@ mod tests {
             assert_eq!(m.deliveries.len(), 1, "{id}: {m:?}");
             assert_eq!(m.carbons, 0, "{id}");
         }
-        assert_eq!(msgs[1].1.from, "b@x");
+        assert_eq!(&*msgs[1].1.from, "b@x");
         assert!(o.phantom().is_empty());
     }
 
@@ -688,6 +797,108 @@ mod tests {
             o.phantom(),
             vec!["m1 (arrived as from first.b@x, sent by b@x)".to_string()]
         );
+    }
+
+    fn seen(viewer: &str, device: &str, from: &str, show: Option<&str>) -> PresenceEvent {
+        PresenceEvent {
+            user: viewer.into(),
+            device: device.into(),
+            from: from.into(),
+            manual: false,
+            show: show.map(Into::into),
+            status: Some("In a meeting".into()),
+            available: true,
+        }
+    }
+
+    /// Each device's last view of each contact is kept under (viewer, device, contact), in
+    /// that order, read in place, with one copy of each name for all views.
+    #[test]
+    fn seen_presences_keep_the_last_view_with_shared_names() {
+        let o = Observer::new();
+        o.presence_seen("h", seen("b@x", "jabber-0", "a@x/jabber-1", None));
+        o.presence_seen("h", seen("b@x", "jabber-0", "a@x/hm-webex", Some("dnd")));
+        o.presence_seen("h", seen("a@x", "jabber-1", "c@x", Some("away")));
+        o.presence_seen("h", seen("c@x", "jabber-0", "a@x/hm-webex", Some("dnd")));
+        o.with_seen_presences(|seen| {
+            let keys: Vec<_> = seen.iter().map(|(k, _)| k).collect();
+            assert_eq!(
+                keys,
+                [
+                    ("a@x", "jabber-1", "c@x"),
+                    ("b@x", "jabber-0", "a@x"),
+                    ("c@x", "jabber-0", "a@x"),
+                ]
+            );
+            let b = seen.get("b@x", "jabber-0", "a@x").expect("b's view of a");
+            assert_eq!(
+                (&*b.resource, b.show.as_deref(), b.status.as_deref()),
+                ("hm-webex", Some("dnd"), Some("In a meeting")),
+                "the last view wins"
+            );
+            let from_bare = seen.get("a@x", "jabber-1", "c@x").expect("a's view of c");
+            assert_eq!(&*from_bare.resource, "");
+            let c = seen.get("c@x", "jabber-0", "a@x").expect("c's view of a");
+            assert!(
+                Arc::ptr_eq(&b.resource, &c.resource),
+                "one copy of a resource"
+            );
+            assert!(Arc::ptr_eq(
+                b.show.as_ref().unwrap(),
+                c.show.as_ref().unwrap()
+            ));
+            assert_eq!(seen.get("b@x", "jabber-1", "a@x"), None);
+            assert_eq!(
+                seen.get("d@x", "jabber-0", "a@x"),
+                None,
+                "a name never seen"
+            );
+        });
+    }
+
+    /// The log of presences seen from connector sessions (and unavailable ones) gives back
+    /// each as the device reported it, in order; others are not logged.
+    #[test]
+    fn the_presence_log_gives_back_each_presence_as_seen() {
+        let o = Observer::new();
+        let mut manual = seen("b@x", "jabber-0", "a@x/hm-webex", Some("dnd"));
+        manual.manual = true;
+        let mut gone = seen("c@x", "jabber-1", "a@x", None);
+        (gone.available, gone.status) = (false, None);
+        let from_device = seen("b@x", "jabber-0", "a@x/jabber-1", Some("away"));
+        for ev in [manual.clone(), from_device, gone.clone()] {
+            o.presence_seen("h", ev);
+        }
+        let log: Vec<PresenceEvent> = o.webex_presence_log().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(log, [manual, gone]);
+    }
+
+    /// A message's record names its users and devices by the history's one copy of each
+    /// name, and holds room for the deliveries it has, not more.
+    #[test]
+    fn message_records_share_names_and_hold_their_deliveries_tightly() {
+        let o = Observer::new();
+        send(&o, "m1", "a@x", "b@x", ClientKind::Jabber);
+        send(&o, "m2", "a@x", "b@x", ClientKind::Jabber);
+        o.delivered("h", delivered("m1", "a@x", "b@x", ClientKind::Jabber));
+        o.delivered("h", delivered("m2", "a@x", "b@x", ClientKind::Jabber));
+        let mut copy = delivered("m2", "a@x", "a@x", ClientKind::Jabber);
+        copy.carbon = true;
+        o.delivered("h", copy);
+        let msgs = records(&o);
+        let (m1, m2) = (&msgs[0].1, &msgs[1].1);
+        assert_eq!((&*msgs[0].0, &*msgs[1].0), ("m1", "m2"));
+        assert!(Arc::ptr_eq(&m1.from, &m2.from) && Arc::ptr_eq(&m1.to, &m2.to));
+        assert!(Arc::ptr_eq(&m1.sender_device, &m2.sender_device));
+        let (d1, d2) = (&m1.deliveries[0], &m2.deliveries[0]);
+        assert!(Arc::ptr_eq(&d1.device, &d2.device));
+        assert_eq!((d1.number, d2.number), (0, 1));
+        assert_eq!(m2.carbon_seen.len(), 1);
+        assert!(Arc::ptr_eq(&m2.carbon_seen[0].user, &m2.from));
+        assert!(Arc::ptr_eq(&m2.carbon_seen[0].device, &d2.device));
+        o.with_message_at(0, |m| assert_eq!(m.deliveries.capacity(), 1));
+        assert_eq!(o.sent_count(), 2);
+        assert!(o.undelivered().is_empty());
     }
 
     /// A farm that crashes takes its devices with it, those trying to log in again as well as

@@ -27,10 +27,10 @@ pub fn trace_text(out: &History) -> String {
     out.observer.with_messages(|msgs| {
         for (id, m) in msgs {
             let v = serde_json::json!({"t": m.sent_at.as_secs_f64(), "kind": "sent", "id": id,
-                "from": m.from, "to": m.to});
+                "from": &*m.from, "to": &*m.to});
             let _ = writeln!(text, "{v}");
             for d in &m.deliveries {
-                let (device, at, delayed) = (&d.device, d.at, d.delayed);
+                let (device, at, delayed) = (&*d.device, d.at, d.delayed);
                 let v = serde_json::json!({"t": at.as_secs_f64(), "kind": "delivered", "id": id,
                     "device": device, "delayed": delayed});
                 let _ = writeln!(text, "{v}");

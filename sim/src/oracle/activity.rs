@@ -12,7 +12,7 @@
 //! connector's view, so the oracle sees every use the connector's presence poll can see.
 
 use crate::history::History;
-use crate::history::observer::MessageRecord;
+use crate::history::observer::{MessageRecord, Name};
 use crate::oracle::interop::client_of_device;
 use crate::plan::connector::WEBEX_LOGIN_SPREAD;
 use fakes::observe::ClientKind;
@@ -47,7 +47,7 @@ impl Uses {
             }
         }
         // Webex conversations (receiver, other party) a user's Webex App already knows.
-        let mut known: BTreeSet<(String, String)> = BTreeSet::new();
+        let mut known: BTreeSet<(Name, Name)> = BTreeSet::new();
         out.observer.with_messages(|msgs| {
             for (_, rec) in msgs {
                 let webex = rec.client == ClientKind::Webex;
@@ -157,7 +157,7 @@ pub struct LiveUses {
     /// make it known to the user's Webex App: (the message's place in send order, 0 for the
     /// user's own Webex send and 1 for a Webex delivery to the user, the use that delivery
     /// counted). A message delivered late may come before the one that counted so far.
-    known: BTreeMap<(String, String), (usize, u8, Option<Duration>)>,
+    known: BTreeMap<(Name, Name), (usize, u8, Option<Duration>)>,
     /// The entries of [`History::webex_activity`] folded in so far, per user.
     activity: BTreeMap<String, Vec<Duration>>,
 }
@@ -222,7 +222,7 @@ impl LiveUses {
 
     /// Conversation `key` known by `event`, counting `used` as a use, unless an earlier event
     /// made it known.
-    fn know(&mut self, key: (String, String), event: (usize, u8), used: Option<Duration>) {
+    fn know(&mut self, key: (Name, Name), event: (usize, u8), used: Option<Duration>) {
         if let Some(&(i, sub, was)) = self.known.get(&key)
             && ((i, sub) < event || ((i, sub) == event && was == used))
         {

@@ -121,8 +121,7 @@ impl<'a> Cuts<'a> {
         if m.client == client || self.cuts.is_empty() {
             return Vec::new();
         }
-        let (Some(from), Some(to)) = (by_jid.get(m.from.as_str()), by_jid.get(m.to.as_str()))
-        else {
+        let (Some(from), Some(to)) = (by_jid.get(&*m.from), by_jid.get(&*m.to)) else {
             return Vec::new();
         };
         let homes = (from.home_host(self.s), to.home_host(self.s));

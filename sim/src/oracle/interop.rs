@@ -278,8 +278,7 @@ pub fn matrix(out: &History, bridge: &Bridge) -> Matrix {
     };
     out.observer.with_messages(|msgs| {
         for (_, rec) in msgs {
-            let (Some(s), Some(r)) = (users.get(rec.from.as_str()), users.get(rec.to.as_str()))
-            else {
+            let (Some(s), Some(r)) = (users.get(&*rec.from), users.get(&*rec.to)) else {
                 continue;
             };
             // Users without a mail ID are outside the spec's classes (spec 24).

@@ -207,7 +207,7 @@ impl<'a> Oracle<'a> {
         client == ClientKind::Jabber
             && self
                 .stranded
-                .get(&m.to)
+                .get(&*m.to)
                 .is_some_and(|&down| m.sent_at + IN_FLIGHT_SLACK >= down)
     }
 

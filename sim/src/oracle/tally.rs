@@ -1,7 +1,7 @@
 //! Delivery accounting over the whole history: what was sent, delivered, lost (must-deliver
 //! only), at risk, discarded, duplicated and reordered, and the latency percentiles.
 
-use crate::history::observer::MessageRecord;
+use crate::history::observer::{MessageRecord, Name};
 use crate::history::{Bridge, History};
 use crate::oracle::activity::Uses;
 use crate::oracle::cuts::{Cuts, OnWay};
@@ -171,7 +171,7 @@ pub fn tally(s: &Scenario, out: &History) -> Tally {
             }
             t.delivered += 1;
             t.latencies_ms.push(first_ms(m));
-            let mut devices: Vec<&str> = m.deliveries.iter().map(|d| d.device.as_str()).collect();
+            let mut devices: Vec<&str> = m.deliveries.iter().map(|d| &*d.device).collect();
             devices.sort_unstable();
             if devices.windows(2).any(|w| w[0] == w[1]) {
                 t.duplicated.push(id.to_string());
@@ -334,8 +334,7 @@ impl<'a> Sessions<'a> {
         uses: &Uses,
         m: &MessageRecord,
     ) -> bool {
-        let (Some(from), Some(to)) = (by_jid.get(m.from.as_str()), by_jid.get(m.to.as_str()))
-        else {
+        let (Some(from), Some(to)) = (by_jid.get(&*m.from), by_jid.get(&*m.to)) else {
             return false;
         };
         let storage = (s.topology.imp_clusters.get(to.cluster)).is_some_and(|c| c.offline_storage);
@@ -373,7 +372,7 @@ struct Arrival {
 }
 
 /// Arrivals per (from, to, device).
-type Arrivals = BTreeMap<(String, String, String), Vec<Arrival>>;
+type Arrivals = BTreeMap<(Name, Name, Name), Vec<Arrival>>;
 
 /// Messages that arrived on a device after a message sent later in the same conversation.
 /// Offline replays are exempt: IM&P replays stored messages at login, delay-stamped in

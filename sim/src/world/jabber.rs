@@ -134,7 +134,7 @@ fn spawn_devices(
             rng: rngs.named(&format!("jabber-relogin/{}/{resource}/{inc}", u.userid)),
         });
         let delay = LOGIN_SPREAD.mul_f64(rng.random_range(0.0..1.0));
-        let spec = DeviceSpec {
+        let spec = Box::new(DeviceSpec {
             net: TurmoilNet,
             host: host.to_string(),
             jid: jid.clone(),
@@ -160,10 +160,47 @@ fn spawn_devices(
             }),
             keepalive,
             relogin,
-        };
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep(delay).await;
-            run_device(spec).await;
         });
+        tokio::task::spawn_local(device_task(spec, delay));
+    }
+}
+
+/// A device's task: it waits its login delay, then runs.
+async fn device_task(spec: Box<DeviceSpec<TurmoilNet>>, delay: Duration) {
+    tokio::time::sleep(delay).await;
+    run_device(spec).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The most a device's task may take (issue 16, memory per user: one task a Jabber device;
+    /// 6.4 KB when the spec was passed by value and kept three times), bytes.
+    const DEVICE_TASK_BYTES_MAX: usize = 3 * 1024;
+
+    /// A device's task keeps one copy of its spec, boxed, at most
+    /// [`DEVICE_TASK_BYTES_MAX`] in all.
+    #[test]
+    fn a_device_task_keeps_its_spec_once() {
+        let spec = Box::new(DeviceSpec {
+            net: TurmoilNet,
+            host: "jabber-1".into(),
+            jid: Jid::parse("a@example.com").expect("a JID"),
+            password: "pw".into(),
+            resource: "jabber-1.0".into(),
+            server: "imp-a-1".into(),
+            servers: vec!["imp-a-2".into()],
+            plan: None,
+            rng: RngFactory::new(1).named("device"),
+            recorder: Rc::new(Observer::new()),
+            presence: None,
+            group: None,
+            keepalive: Keepalive::default(),
+            relogin: None,
+        });
+        let task = device_task(spec, Duration::ZERO);
+        let bytes = std::mem::size_of_val(&task);
+        assert!(bytes <= DEVICE_TASK_BYTES_MAX, "{bytes} bytes");
     }
 }
