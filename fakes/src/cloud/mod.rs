@@ -373,9 +373,11 @@ pub(crate) fn split_moves(moves: &[Move]) -> (usize, usize) {
 pub struct Cloud {
     /// The latest `now` the cloud was called with.
     clock: Duration,
-    /// Users just moved off a connector node: (that node, when). It may still post what it
-    /// had in flight for them for [`RELEASE_GRACE`].
-    released: BTreeMap<String, (String, Duration)>,
+    /// Users just moved off connector nodes: user → (node → when it was moved off). Each such
+    /// node may still post what it had in flight for the user for [`RELEASE_GRACE`], whatever
+    /// moves follow (a user taken off both nodes of a cluster in one tick, explore seed 10851).
+    /// At most one entry per (user, connector node); dropped once the grace is over.
+    released: BTreeMap<String, BTreeMap<String, Duration>>,
     /// (due, space id, node): key access of a node that a move left serving no member of the
     /// space, revoked at `due` ([`RELEASE_GRACE`] after the move) unless it serves one again.
     /// Sorted by due time, so the front is the next one.
@@ -953,8 +955,10 @@ impl Cloud {
     pub fn tick(&mut self, now: Duration) {
         self.clock = self.clock.max(now);
         let clock = self.clock;
-        self.released
-            .retain(|_, (_, at)| clock < *at + RELEASE_GRACE);
+        for nodes in self.released.values_mut() {
+            nodes.retain(|_, at| clock < *at + RELEASE_GRACE);
+        }
+        self.released.retain(|_, nodes| !nodes.is_empty());
         self.revoke_due();
         for e in self.hub.tick(now) {
             self.on_hub_event(e);
@@ -1048,7 +1052,9 @@ impl Cloud {
         for m in &moves {
             if let Some(from) = &m.from {
                 self.released
-                    .insert(m.email.clone(), (from.clone(), self.clock));
+                    .entry(m.email.clone())
+                    .or_default()
+                    .insert(from.clone(), self.clock);
             }
             self.bridge_log
                 .moved(&m.email, m.from.as_deref(), m.to.as_deref(), self.clock);

@@ -302,9 +302,11 @@ impl Cloud {
     pub(super) fn serves_a_member(&self, connector: &str, members: &[String]) -> bool {
         members.iter().any(|m| {
             self.assign.node_of(m) == Some(connector)
-                || self.released.get(m).is_some_and(|(node, at)| {
-                    node == connector && self.clock < *at + super::RELEASE_GRACE
-                })
+                || self
+                    .released
+                    .get(m)
+                    .and_then(|nodes| nodes.get(connector))
+                    .is_some_and(|at| self.clock < *at + super::RELEASE_GRACE)
         })
     }
 
@@ -708,7 +710,8 @@ impl Cloud {
         members
             .iter()
             .filter_map(|m| self.released.get(m))
-            .filter(|(_, at)| self.clock < *at + super::RELEASE_GRACE)
+            .flatten()
+            .filter(|(_, at)| self.clock < **at + super::RELEASE_GRACE)
             .map(|(node, _)| node.clone())
             .collect()
     }
@@ -748,9 +751,8 @@ impl Cloud {
             // A node within a member's grace keeps the key until that grace ends.
             let due = members
                 .iter()
-                .filter_map(|m| self.released.get(m))
-                .filter(|(from, _)| from == node)
-                .map(|(_, at)| *at + super::RELEASE_GRACE)
+                .filter_map(|m| self.released.get(m)?.get(node))
+                .map(|at| *at + super::RELEASE_GRACE)
                 .max()
                 .unwrap_or(self.clock + super::RELEASE_GRACE);
             self.defer_revocation_until(space_id.to_owned(), node.clone(), due);
@@ -932,8 +934,11 @@ impl Cloud {
         Err(CloudError::Conflict(why))
     }
 
-    /// Another connector node serving a member of direct space `space_id` whose claims may
-    /// still be on their way after the cloud's outage ([`holds::Settle`]), if any.
+    /// Another connector node that may post to direct space `space_id` (serving a member, or
+    /// moved off one within its [`super::RELEASE_GRACE`]) whose claims may still be on their
+    /// way after the cloud's outage ([`holds::Settle`]), if any. An outage that outlasts the
+    /// heartbeat timeout takes users off every node, and the node heard first gets them: the
+    /// node they were on still holds their messages refused in the outage (explore seed 10851).
     fn unsettled_peer(&self, now: Duration, node: &str, space_id: &str) -> Option<String> {
         if !self.settle.active(now) {
             return None;
@@ -942,10 +947,18 @@ impl Cloud {
         if space.kind != SpaceKind::Direct || space.members.len() != 2 {
             return None;
         }
-        let nodes = self.serving_nodes(&space.members);
-        nodes
-            .into_iter()
-            .find(|peer| peer != node && !self.settle.settled(now, peer))
+        let released = space
+            .members
+            .iter()
+            .filter_map(|m| self.released.get(m))
+            .flat_map(|nodes| nodes.keys().cloned());
+        let mut nodes = self.serving_nodes(&space.members);
+        nodes.extend(released);
+        nodes.into_iter().find(|peer| {
+            peer != node
+                && !self.settle.settled(now, peer)
+                && self.serves_a_member(peer, &space.members)
+        })
     }
 
     /// `POST /v1/spaces/{id}/hold`: the connector posted the messages it held.

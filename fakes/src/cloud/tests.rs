@@ -1240,6 +1240,99 @@ fn a_drained_node_is_given_the_key_of_a_space_another_node_created_in_its_grace(
     ok(fetch_key(&mut w.c, after, &con2, &uri), 200);
 }
 
+/// A cloud outage long enough that both nodes miss their heartbeats: the cloud takes Alice
+/// off exp-a-1, onto exp-a-2, and, as exp-a-2 is found down in the same tick, off it too.
+/// exp-a-1 keeps its grace for her: what it had in flight for her (posts refused in the
+/// outage) may still be posted and claimed for [`RELEASE_GRACE`] after its own move, whatever
+/// moves follow (explore seed 10851: the cloud kept only her last move, off exp-a-2, answered
+/// exp-a-1's claim and posts 403 "serves no member", and exp-a-2 posted her newer message
+/// first).
+#[test]
+fn a_node_keeps_its_grace_for_a_user_moved_on_again() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
+    let con1 = w.con1.clone();
+    let text = encrypt(&mut w.c, w.now, &con1, &uri, "m-7");
+    // Neither node heard since registration: both are down in one tick.
+    let down = control_hub::REGISTRATION_DELAY_MAX + control_hub::HEARTBEAT_TIMEOUT + secs(1);
+    w.c.tick(down);
+    assert_eq!(w.c.assignment().node_of(ALICE), None);
+    assert_eq!(w.c.stats().connectors_down, 2);
+    let claims = json!({"claims": [{"space_id": space_id, "since_ms": 150_000}]});
+    let r = call(
+        &mut w.c,
+        down + secs(1),
+        Method::Post,
+        "/v1/connectors/claims",
+        Some(&con1),
+        claims,
+    );
+    assert_eq!(ok(r, 200)["held"], json!([space_id]));
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "actor": ALICE, "encrypted_text": text, "client_id": "m-7"});
+    let post =
+        |c: &mut Cloud, at: Duration| call(c, at, Method::Post, &path, Some(&con1), body.clone());
+    ok(post(&mut w.c, down + secs(2)), 201);
+    // Only exp-a-2 comes back: past exp-a-1's grace its posts for her are refused.
+    let over = down + RELEASE_GRACE;
+    let con2 = w.con2.clone();
+    let beat = call(
+        &mut w.c,
+        over,
+        Method::Post,
+        "/v1/connectors/heartbeat",
+        Some(&con2),
+        json!({}),
+    );
+    ok(beat, 200);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
+    assert_error(&post(&mut w.c, over), 403, "forbidden");
+}
+
+/// After an outage in which both nodes were found down, the node heard first gets Alice; the
+/// node she was moved off still has her messages refused in the outage and may post them in
+/// its grace, so the cloud lets its claims settle too: the new node's post waits until the
+/// old node has been heard and [`holds::CLAIM_SETTLE`] has passed (explore seed 10851).
+#[test]
+fn after_an_outage_a_post_waits_for_the_claim_of_the_node_a_member_was_moved_off() {
+    let mut w = world();
+    let alice = login(&mut w.c, w.now, ALICE);
+    let (space_id, uri) = space(&mut w.c, w.now, &alice, &[ALICE, CAROL]);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-1"));
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    let down = control_hub::REGISTRATION_DELAY_MAX + control_hub::HEARTBEAT_TIMEOUT + secs(1);
+    w.c.tick(down);
+    assert_eq!(w.c.assignment().node_of(ALICE), None);
+    let back = down + secs(5);
+    w.c.outage_over(back);
+    let beat = |c: &mut Cloud, at: Duration, token: &str| {
+        let r = call(
+            c,
+            at,
+            Method::Post,
+            "/v1/connectors/heartbeat",
+            Some(token),
+            json!({}),
+        );
+        ok(r, 200);
+    };
+    beat(&mut w.c, back + secs(1), &con2);
+    assert_eq!(w.c.assignment().node_of(ALICE), Some("exp-a-2"));
+    let text = encrypt(&mut w.c, back + secs(1), &con2, &uri, "m-16");
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let body = json!({"verb": "post", "actor": ALICE, "encrypted_text": text, "client_id": "m-16"});
+    let post =
+        |c: &mut Cloud, at: Duration| call(c, at, Method::Post, &path, Some(&con2), body.clone());
+    let r = post(&mut w.c, back + secs(2));
+    assert_error(&r, 409, "conflict");
+    let heard = back + secs(3);
+    beat(&mut w.c, heard, &con1);
+    assert_error(&post(&mut w.c, heard), 409, "conflict");
+    ok(post(&mut w.c, heard + holds::CLAIM_SETTLE), 201);
+}
+
 /// A drained node may still create a space for what it had in flight (a Jabber message to a
 /// new contact): it is authorized for the new key until its grace is over.
 #[test]
