@@ -640,11 +640,18 @@ impl SessionManager {
             || (condition == "redirect" && !answered)
             || unreachable
         {
+            // Every redirect the moving target answers counts toward its retries, whether or
+            // not the node it names can be reached: the PRG had that time to converge either
+            // way. Uncounted, a move whose target named a node down for minutes began its
+            // retries afresh once that node was back, at backoffs of minutes (explore seed
+            // 11585: still retrying at the end of the run).
+            if condition == "redirect" && u.moving {
+                u.moving_redirects += 1;
+            }
             if unreachable {
                 self.stats.redirected_to_unreachable += 1;
             } else if condition == "redirect" {
                 self.stats.redirected_while_moving += 1;
-                u.moving_redirects += 1;
             } else {
                 self.stats.refused_rate += 1;
             }
@@ -1291,6 +1298,61 @@ mod tests {
             m.stats().redirected_while_moving,
             u64::from(REDIRECTED_WHILE_MOVING_MAX)
         );
+    }
+
+    /// Explore seed 11585: imp-1 fails (automatic failover) and, high availability on as
+    /// discovered, its users move to the peer imp-2; high availability is switched off before
+    /// imp-2's heartbeat timeout, so imp-2 never takes them over and answers every open with a
+    /// `redirect` naming imp-1, down until it restarts 160 s later. Those answers were asked
+    /// again without counting toward [`REDIRECTED_WHILE_MOVING_MAX`], so once imp-1's link was
+    /// back the move started its retries afresh, at the backoff's 160-300 s, and the sessions
+    /// were still retrying at imp-2 at the end of the run. Every redirect the moving target
+    /// answers counts: the PRG had that time to converge whether or not the node it names
+    /// could be reached.
+    #[test]
+    fn a_moving_sessions_redirects_to_a_down_node_count_toward_the_moving_retries() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11585);
+        let mut m = manager(100.0);
+        let mut now = Duration::from_secs(43);
+        m.node_up("imp-1", now);
+        m.node_up("imp-2", now);
+        m.want("a@x", "a@x", "imp-1", now);
+        let c = drain(&mut m);
+        m.handle_iq(&answer(&c[0], true, ""), now, &mut rng);
+        m.node_down("imp-1", Duration::from_secs(111));
+        now = Duration::from_secs(150);
+        m.retarget("a@x", "imp-2", now);
+        let mut c = drain(&mut m);
+        for i in 1..=REDIRECTED_WHILE_MOVING_MAX {
+            assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-2"), "retry {i}");
+            m.handle_iq(&redirect_to(&c[0], "imp-1"), now, &mut rng);
+            let Some(SessionState::Backoff { until }) = m.state("a@x").cloned() else {
+                panic!("retry {i} waits: {:?}", m.state("a@x"))
+            };
+            now = until;
+            m.handle_timeout(now);
+            c = drain(&mut m);
+        }
+        assert_eq!(
+            m.stats().redirected_to_unreachable,
+            u64::from(REDIRECTED_WHILE_MOVING_MAX)
+        );
+        // imp-1 restarted and serves its users: imp-2's next redirect is the answer.
+        m.node_up("imp-1", now);
+        m.handle_iq(&redirect_to(&c[0], "imp-1"), now, &mut rng);
+        assert_eq!(m.node_of("a@x"), Some("imp-1"), "followed to imp-1");
+        assert_eq!(
+            m.poll_redirected(),
+            Some(Redirected {
+                user: "a@x".into(),
+                from: "imp-2".into(),
+                to: "imp-1".into()
+            })
+        );
+        let c = drain(&mut m);
+        assert_eq!((c.len(), c[0].node.as_str()), (1, "imp-1"), "at once");
+        m.handle_iq(&answer(&c[0], true, ""), now, &mut rng);
+        assert_eq!(m.open_per_node().get("imp-1"), Some(&1));
     }
 
     #[test]
