@@ -140,11 +140,7 @@ impl BridgeLog {
         let Some((node, q)) = self.unread.get_mut(&socket) else {
             return;
         };
-        while let Some(u) = q.pop_front() {
-            if u.index >= sent {
-                q.push_front(u);
-                break;
-            }
+        while let Some(u) = q.pop_front_if(|u| u.index < sent) {
             if u.assignment {
                 let key = (u.email, node.clone());
                 let heard = self.heard.entry(key).or_insert(u.at);

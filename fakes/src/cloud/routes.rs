@@ -303,11 +303,16 @@ impl Cloud {
         members.iter().any(|m| {
             self.assign.node_of(m) == Some(connector)
                 || self
-                    .released
-                    .get(m)
-                    .and_then(|nodes| nodes.get(connector))
-                    .is_some_and(|at| self.clock < *at + super::RELEASE_GRACE)
+                    .grace_end(m, connector)
+                    .is_some_and(|end| self.clock < end)
         })
+    }
+
+    /// When the grace of `node` for `member`, who was moved off it, ends (or ended):
+    /// [`super::RELEASE_GRACE`] after the move.
+    fn grace_end(&self, member: &str, node: &str) -> Option<Duration> {
+        let at = self.released.get(member)?.get(node)?;
+        Some(*at + super::RELEASE_GRACE)
     }
 
     // ---- login ----
@@ -751,8 +756,7 @@ impl Cloud {
             // A node within a member's grace keeps the key until that grace ends.
             let due = members
                 .iter()
-                .filter_map(|m| self.released.get(m)?.get(node))
-                .map(|at| *at + super::RELEASE_GRACE)
+                .filter_map(|m| self.grace_end(m, node))
                 .max()
                 .unwrap_or(self.clock + super::RELEASE_GRACE);
             self.defer_revocation_until(space_id.to_owned(), node.clone(), due);
@@ -947,18 +951,11 @@ impl Cloud {
         if space.kind != SpaceKind::Direct || space.members.len() != 2 {
             return None;
         }
-        let released = space
-            .members
-            .iter()
-            .filter_map(|m| self.released.get(m))
-            .flat_map(|nodes| nodes.keys().cloned());
         let mut nodes = self.serving_nodes(&space.members);
-        nodes.extend(released);
-        nodes.into_iter().find(|peer| {
-            peer != node
-                && !self.settle.settled(now, peer)
-                && self.serves_a_member(peer, &space.members)
-        })
+        nodes.extend(self.graced_nodes(&space.members));
+        nodes
+            .into_iter()
+            .find(|peer| peer != node && !self.settle.settled(now, peer))
     }
 
     /// `POST /v1/spaces/{id}/hold`: the connector posted the messages it held.
