@@ -72,11 +72,128 @@ pub fn liveness_awaited(
         return false;
     }
     !expected_down(s, out).1.is_empty() || {
-        let mut stranded = stranded_users(s, out);
-        stranded.extend(undiscoverable_users(s, out).into_keys());
-        stranded.extend(deactivated_users(s, out).into_keys());
-        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &stranded, uses)
+        let excused = NotAwaited::of(s, out).users();
+        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &excused, uses)
     }
+}
+
+/// The connector sessions `liveness` does not await, by mail ID, each set with why.
+struct NotAwaited<'a> {
+    /// Homed on a [`stranded_nodes`] node.
+    stranded: BTreeSet<String>,
+    undiscoverable: BTreeMap<String, Undiscoverable>,
+    deactivated: BTreeMap<String, &'a HistoryEntry>,
+    unseen: BTreeMap<String, UnseenTakeover>,
+}
+
+impl<'a> NotAwaited<'a> {
+    fn of(s: &Scenario, out: &'a History) -> Self {
+        Self {
+            stranded: stranded_users(s, out),
+            undiscoverable: undiscoverable_users(s, out),
+            deactivated: deactivated_users(s, out),
+            unseen: unseen_takeover_users(s, out),
+        }
+    }
+
+    fn users(&self) -> BTreeSet<String> {
+        let mut all = self.stranded.clone();
+        all.extend(self.undiscoverable.keys().cloned());
+        all.extend(self.deactivated.keys().cloned());
+        all.extend(self.unseen.keys().cloned());
+        all
+    }
+
+    /// The report's notes on the sessions excused and closed at the end (empty when none).
+    fn note(&self, out: &History) -> String {
+        not_served_note(out, &self.undiscoverable)
+            + &deactivated_note(out, &self.deactivated)
+            + &unseen_takeover_note(out, &self.unseen)
+    }
+}
+
+/// Why a user's connector session is not moved to the PRG peer that took their home node over
+/// ([`unseen_takeover_users`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct UnseenTakeover {
+    /// The connector node the cloud had the user on at the end.
+    node: String,
+    /// Its latest (re)start, when it read the PRG's high availability as off.
+    started: Duration,
+    /// The user's home IM&P node, down for good.
+    home: String,
+}
+
+/// Users homed on an IM&P node down for good that its PRG peer takes over, served at the end
+/// by a connector node that read the PRG's high availability as off at its latest (re)start:
+/// the peer took the node over only under a change the connector has not read. The guide
+/// (spec 61): "If you change the group's high availability setting (either on or off) while
+/// the group's nodes are participating in Message Service, then you must restart the
+/// connector on the associated Expressway"; a connector not restarted keeps the setting it
+/// read and moves nobody (explore seed 12773: high availability switched on after imp-a-1
+/// failed for good, no restart). Jabber clients, moved by IM&P itself, are still awaited. By
+/// mail ID; judged from the scenario's fault schedule and the cloud's assignment at the end.
+fn unseen_takeover_users(s: &Scenario, out: &History) -> BTreeMap<String, UnseenTakeover> {
+    let taken_over = crate::plan::imp::taken_over_for_good(s);
+    if taken_over.is_empty() {
+        return BTreeMap::new();
+    }
+    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    let mut found = BTreeMap::new();
+    for u in &out.users {
+        let home = u.home_host(s);
+        let Some(cluster) = taken_over.get(&home) else {
+            continue;
+        };
+        let Some((email, node)) =
+            (u.email.as_ref()).and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
+        else {
+            continue;
+        };
+        let started = latest_start(&actions, node);
+        if !crate::plan::imp::high_availability_at(s, cluster, started) {
+            let why = UnseenTakeover {
+                node: node.clone(),
+                started,
+                home,
+            };
+            found.insert(email.clone(), why);
+        }
+    }
+    found
+}
+
+/// The report's count of sessions [`unseen_takeover_users`] excused: closed at the end, with
+/// why (empty when none).
+fn unseen_takeover_note(out: &History, unseen: &BTreeMap<String, UnseenTakeover>) -> String {
+    let closed: Vec<(&String, &UnseenTakeover)> = (unseen.iter())
+        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
+        .collect();
+    if closed.is_empty() {
+        return String::new();
+    }
+    // By home node: the connector nodes serving its users, each with its latest (re)start.
+    let mut by_home: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (_, w) in &closed {
+        let node = format!("{} at {:.0}s", w.node, w.started.as_secs_f64());
+        by_home.entry(w.home.as_str()).or_default().insert(node);
+    }
+    let why: Vec<String> = (by_home.into_iter())
+        .map(|(home, nodes)| {
+            let nodes: Vec<String> = nodes.into_iter().collect();
+            format!(
+                "{home} taken over under a change not read by {}, (re)started with high availability off",
+                nodes.join(", ")
+            )
+        })
+        .collect();
+    let users: Vec<String> = closed.iter().map(|(u, _)| u.to_string()).collect();
+    format!(
+        "; {} connector sessions not moved, as expected (spec 61: a high availability change needs a connector restart): {} ({})",
+        closed.len(),
+        examples(&users),
+        why.join("; ")
+    )
 }
 
 /// Users the cloud took out of Hybrid Message service after having had them Active, and holds
@@ -143,14 +260,10 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let last_fault_end = last_fault_end(s);
     let bound = last_fault_end + within;
     let (status, detail) = devices_liveness(s, out, within, bound);
-    let mut stranded_users = stranded_users(s, out);
-    let undiscoverable = undiscoverable_users(s, out);
-    stranded_users.extend(undiscoverable.keys().cloned());
-    let deactivated = deactivated_users(s, out);
-    stranded_users.extend(deactivated.keys().cloned());
+    let excused = NotAwaited::of(s, out);
     let window = (last_fault_end, bound);
-    let unserved = not_served_note(out, &undiscoverable) + &deactivated_note(out, &deactivated);
-    match crate::checks::migration::connector_liveness(out, window, &stranded_users) {
+    let unserved = excused.note(out);
+    match crate::checks::migration::connector_liveness(out, window, &excused.users()) {
         None => (status, detail),
         Some(Ok(c)) => (status, format!("{detail}; {c}{unserved}")),
         Some(Err(c)) if status == Status::Pass => (Status::Fail, format!("{c}{unserved}")),
@@ -415,6 +528,53 @@ mod tests {
 
     /// Every user's session open at 10 s; those in `closed` close at 175 s and never reopen;
     /// the cloud has every user on `exp-a-1` at the end but `elsewhere` (on `exp-a-2`).
+    /// Explore seed 12773: an IM&P node fails for good while its PRG's high availability is off
+    /// and the peer takes it over once it is switched on; a connector node not restarted since
+    /// still reads it off (spec 61), so the sessions of the node's users it serves are not
+    /// awaited. Restarted after the change, or with high availability on all along, they are.
+    #[test]
+    fn a_takeover_under_a_change_the_connector_has_not_read_leaves_its_sessions_closed() {
+        let judge = |ha: bool, extra: &str, closed: &[usize], elsewhere: &[usize]| {
+            let yaml = format!(
+                "name: t\nseed: 1\nduration: 8m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2, prg: {{ high_availability: {ha}, heartbeat_timeout: 1m }} }}]\n  expressway_clusters: [{{ name: a, size: medium, nodes: 2, imp_clusters: [a] }}]\nusers: {{ count: 2, hybrid_message: 100%, without_email: 0% }}\nfaults:\n  - {{ at: 92s, imp_failover: {{ node: imp-a-2, mode: automatic }} }}\n{extra}checks:\n  - liveness: {{ within: 19m }}\n"
+            );
+            let s = crate::parse("t.yaml", &yaml).expect("valid test scenario");
+            let out = sessions(&s, closed, elsewhere);
+            assert_eq!(out.users[1].home_host(&s), "imp-a-2");
+            let email1 = out.users[1].email.clone().expect("a mail ID");
+            let (st, detail) = liveness(&s, &out, Duration::from_secs(19 * 60));
+            (st, detail, email1)
+        };
+        let on = "  - { at: 200s, prg_high_availability: { cluster: a, enabled: true } }\n";
+        let (st, detail, email1) = judge(false, on, &[1], &[]);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains(&format!("1 connector sessions not moved, as expected (spec 61: a high availability change needs a connector restart): {email1} (imp-a-2 taken over under a change not read by exp-a-1 at 0s, (re)started with high availability off)")),
+            "{detail}"
+        );
+        // A user of imp-a-1, which did not fail: awaited.
+        let (st, detail, _) = judge(false, on, &[0], &[]);
+        assert_eq!(st, Status::Fail, "{detail}");
+        // Restarted before the change: it still read it off.
+        let early = format!("  - {{ at: 150s, connector_restart: {{ node: exp-a-1 }} }}\n{on}");
+        let (st, detail, _) = judge(false, &early, &[1], &[]);
+        assert_eq!(st, Status::Pass, "{detail}");
+        let restart =
+            |node: &str| format!("{on}  - {{ at: 5m, connector_restart: {{ node: {node} }} }}\n");
+        // The node serving the user restarted after the change: awaited.
+        let (st, detail, _) = judge(false, &restart("exp-a-1"), &[1], &[]);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("never reopened"), "{detail}");
+        assert!(!detail.contains("not moved"), "{detail}");
+        // The other node restarted: still excused.
+        let (st, detail, _) = judge(false, &restart("exp-a-2"), &[1], &[]);
+        assert_eq!(st, Status::Pass, "{detail}");
+        // High availability on all along: the connector moves the sessions, awaited.
+        let (st, detail, _) = judge(true, "", &[1], &[]);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("never reopened"), "{detail}");
+    }
+
     fn sessions(s: &Scenario, closed: &[usize], elsewhere: &[usize]) -> History {
         use crate::plan::rng::RngFactory;
         let users = crate::plan::topology::population(s, &RngFactory::new(1));

@@ -126,6 +126,16 @@ pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
     out
 }
 
+/// IM&P nodes down for good that their PRG peer takes over (those failed for good and not
+/// [`stranded_since`]), each with its cluster.
+pub fn taken_over_for_good(s: &Scenario) -> BTreeMap<String, &ImpCluster> {
+    let stranded = stranded_since(s);
+    (down_for_good(s).into_iter())
+        .filter(|(n, _)| !stranded.contains_key(n))
+        .map(|(n, (_, c))| (n, c))
+        .collect()
+}
+
 /// IM&P nodes failed for good (a crash or an automatic failover without `for`), each with the
 /// earliest time a fault did it and its cluster.
 fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
