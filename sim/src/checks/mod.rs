@@ -17,6 +17,7 @@ pub mod delivery_latency;
 pub mod group_chat;
 pub mod interop_matrix;
 pub mod liveness;
+pub mod liveness_pace;
 pub mod mdm_copies;
 pub mod migration;
 pub mod no_message_loss;
@@ -265,6 +266,22 @@ pub fn examples(v: &[String]) -> String {
 
 /// Violations quoted in a check's detail.
 const EXAMPLES_MAX: usize = 5;
+
+/// The scenario's warnings, given its population `users`: properties of the scenario that a
+/// run would trip over without any fault of the product (a PRG peer that cannot hold its
+/// failed node's sessions, [`crate::plan::prg_capacity`]; a `liveness` bound shorter than
+/// the guide's migration pace, [`liveness_pace`]). Shown by `hmsim check` and in the report.
+pub fn warnings(s: &Scenario, users: &[crate::plan::topology::UserSpec]) -> Vec<String> {
+    let mut w = crate::plan::prg_capacity::warnings(s, users);
+    w.extend(liveness_pace::warnings(s, users));
+    w
+}
+
+/// [`warnings`] at the scenario's own seed.
+pub fn scenario_warnings(s: &Scenario) -> Vec<String> {
+    let rngs = crate::plan::rng::RngFactory::new(s.seed);
+    warnings(s, &crate::plan::topology::population(s, &rngs))
+}
 
 #[cfg(test)]
 mod tests {

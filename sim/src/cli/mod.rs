@@ -254,7 +254,7 @@ fn cmd_check(files: &[PathBuf]) -> i32 {
         match crate::load(f) {
             Ok(s) => {
                 println!("{}: ok ({})", f.display(), s.name);
-                for w in crate::plan::prg_capacity::scenario_warnings(&s) {
+                for w in crate::checks::scenario_warnings(&s) {
                     println!("{}: warning: {w}", f.display());
                 }
             }

@@ -1034,6 +1034,17 @@ mod tests {
         }
     }
 
+    /// A drawn scenario is one the guides can pass: no PRG peer left beyond its JSM limit, no
+    /// `liveness` bound shorter than the guide's migration pace (`hmsim check`'s warnings).
+    #[test]
+    fn drawn_scenarios_carry_no_warnings() {
+        let small = (0..300).map(|seed| (seed, Profile::Small));
+        for (seed, profile) in small.chain((1..4).map(|seed| (seed, Profile::Large))) {
+            let w = crate::checks::scenario_warnings(&generate(seed, profile));
+            assert!(w.is_empty(), "seed {seed} {profile:?}: {w:?}");
+        }
+    }
+
     #[test]
     fn a_rate_too_busy_for_its_members_is_stretched_to_whole_seconds() {
         let every_4s = Rate {

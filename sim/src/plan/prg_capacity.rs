@@ -8,7 +8,7 @@
 //! refusals (`prg_failover` fails on them).
 
 use crate::plan::imp::{jsm_sessions_max, node_config};
-use crate::plan::topology::{UserSpec, population};
+use crate::plan::topology::UserSpec;
 use crate::scenario::{ImpCluster, Scenario};
 
 /// The JSM sessions a set of users holds on one node.
@@ -117,23 +117,19 @@ fn limit_warnings(c: &ImpCluster, at: &str, l: Load) -> Vec<String> {
     out
 }
 
-/// The warnings of `s` at its own seed.
-pub fn scenario_warnings(s: &Scenario) -> Vec<String> {
-    warnings(
-        s,
-        &population(s, &crate::plan::rng::RngFactory::new(s.seed)),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::topology::population;
 
     const YAML: &str = "name: t\nseed: 1\nduration: 30m\ntopology:\n  imp_clusters: [{ name: a, nodes: 2, prg: { high_availability: true }LIMIT }]\n  expressway_clusters: [{ name: a, size: large, imp_clusters: [a] }]\nusers: { count: 100, hybrid_message: 100%, webex: 100%, jabber: 100% }\nfaults:\n  - { at: 5m, crash: imp-a-1 }\nchecks:\n  - no_message_loss\n";
 
     fn warned(limit: &str) -> Vec<String> {
         let s = crate::parse("t.yaml", &YAML.replace("LIMIT", limit)).expect("valid");
-        scenario_warnings(&s)
+        warnings(
+            &s,
+            &population(&s, &crate::plan::rng::RngFactory::new(s.seed)),
+        )
     }
 
     #[test]
@@ -175,7 +171,13 @@ mod tests {
             .replace("LIMIT", ", ova: 10")
             .replace("high_availability: true", "high_availability: false");
         let s = crate::parse("t.yaml", &s).expect("valid");
-        assert!(scenario_warnings(&s).is_empty());
+        assert!(
+            warnings(
+                &s,
+                &population(&s, &crate::plan::rng::RngFactory::new(s.seed))
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -351,7 +351,7 @@ fn tables(s: &Scenario, out: &History, checks: &[Box<dyn Check>]) -> Vec<reports
     let mut t = vec![crate::oracle::interop::table(
         &crate::oracle::interop::matrix(out, &out.bridge),
     )];
-    let warnings = crate::plan::prg_capacity::warnings(s, &out.users);
+    let warnings = crate::checks::warnings(s, &out.users);
     if !warnings.is_empty() {
         t.push(reports::Table {
             title: "Scenario warnings".into(),

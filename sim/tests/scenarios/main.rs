@@ -235,7 +235,7 @@ fn interop_matrix_planted_expectation_fails() -> Result<(), Failed> {
 fn jsm_stall_is_named() -> Result<(), Failed> {
     let path = workspace().join("sim/tests/planted/imp-failover-jsm-stall.yaml");
     let s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
-    let warned = sim::plan::prg_capacity::scenario_warnings(&s);
+    let warned = sim::checks::scenario_warnings(&s);
     if !warned.iter().any(|w| w.contains("JSM session limit is 75")) {
         return Err(format!("no JSM warning: {warned:?}").into());
     }
@@ -256,13 +256,14 @@ fn jsm_stall_is_named() -> Result<(), Failed> {
 
 /// Every scenario, the ignored large ones included, is a deployment the guides allow at its
 /// size: no PRG peer is left holding more JSM sessions after a failover than its OVA takes
-/// (spec 10), which `hmsim check` would warn about. A scenario that means to stall lives in
+/// (spec 10), and no `liveness` bound is shorter than the guide's migration pace (spec 62),
+/// which `hmsim check` would warn about. A scenario that means to stall lives in
 /// `sim/tests/planted/`.
 fn no_scenario_is_warned() -> Result<(), Failed> {
     let mut warned = Vec::new();
     for path in yaml_files(&workspace().join("scenarios")) {
         let s = sim::load(&path).map_err(|e| Failed::from(e.to_string()))?;
-        for w in sim::plan::prg_capacity::scenario_warnings(&s) {
+        for w in sim::checks::scenario_warnings(&s) {
             warned.push(format!("{}: {w}", path.display()));
         }
     }
