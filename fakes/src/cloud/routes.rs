@@ -78,6 +78,17 @@ fn split_path(path: &str) -> (Vec<String>, Vec<(&str, &str)>) {
     (segs, query)
 }
 
+/// The answer to a request no route takes: 405 on a known path, else 404.
+fn unrouted(req: &api::Request, segs: &[&str]) -> Answer {
+    let method = req.method.as_str().to_owned();
+    let path = req.path.clone();
+    if known_path(segs) {
+        Err(CloudError::MethodNotAllowed { method, path })
+    } else {
+        Err(CloudError::NoRoute { method, path })
+    }
+}
+
 /// Whether a path (ignoring the method) is one of the cloud's routes: for 405 versus 404.
 fn known_path(segs: &[&str]) -> bool {
     matches!(
@@ -150,23 +161,7 @@ impl Cloud {
                 self.admin_principal(token)?;
                 self.admin(now, req.method, rest, body)
             }
-            (Post, ["v1", "connectors", "heartbeat"]) => {
-                let id = self.connector_principal(token)?;
-                self.heartbeat(now, &id, body)
-            }
-            (Post, ["v1", "connectors", "claims"]) => {
-                let id = self.registered_connector(token)?;
-                self.claim(&id, body)
-            }
-            (Post, ["v1", "connectors", "users"]) => {
-                let id = self.registered_connector(token)?;
-                self.report_users(now, &id, body)
-            }
-            (Get, ["v1", "connectors", "assignments"]) => {
-                let id = self.registered_connector(token)?;
-                self.bridge_log.assignments_answered(&id, now);
-                ok(json!({ "connector_id": id, "users": self.assign.users_of(&id) }))
-            }
+            (m, ["v1", "connectors", op]) => self.route_connector(now, m, op, req),
             (Post, ["v1", "events", "redeliver"]) => {
                 let id = self.registered_connector(token)?;
                 let b: api::RedeliverBody = parse(body)?;
@@ -200,14 +195,39 @@ impl Cloud {
                 let who = self.client_principal(now, token)?;
                 self.typing(now, &who, id, body)
             }
-            (m, s) if known_path(s) => Err(CloudError::MethodNotAllowed {
-                method: m.as_str().to_owned(),
-                path: req.path.clone(),
-            }),
-            (m, _) => Err(CloudError::NoRoute {
-                method: m.as_str().to_owned(),
-                path: req.path.clone(),
-            }),
+            (_, s) => unrouted(req, s),
+        }
+    }
+
+    /// `/v1/connectors/{op}` after registration: a connector's heartbeat, claims, user
+    /// reports and assignment polls.
+    fn route_connector(
+        &mut self,
+        now: Duration,
+        method: Method,
+        op: &str,
+        req: &api::Request,
+    ) -> Answer {
+        let (body, token) = (req.body.as_slice(), req.token.as_deref());
+        match (method, op) {
+            (Method::Post, "heartbeat") => {
+                let id = self.connector_principal(token)?;
+                self.heartbeat(now, &id, body)
+            }
+            (Method::Post, "claims") => {
+                let id = self.registered_connector(token)?;
+                self.claim(&id, body)
+            }
+            (Method::Post, "users") => {
+                let id = self.registered_connector(token)?;
+                self.report_users(now, &id, body)
+            }
+            (Method::Get, "assignments") => {
+                let id = self.registered_connector(token)?;
+                self.bridge_log.assignments_answered(&id, now);
+                ok(json!({ "connector_id": id, "users": self.assign.users_of(&id) }))
+            }
+            _ => unrouted(req, &["v1", "connectors", op]),
         }
     }
 
