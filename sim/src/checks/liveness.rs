@@ -280,6 +280,9 @@ struct Undiscoverable {
     started: Duration,
     /// The AXL publisher of the user's IM&P cluster, down then and for good.
     publisher: String,
+    /// The publisher of the cluster holding the user's duplicate account (spec 25), if any:
+    /// down then and for good too.
+    duplicate_publisher: Option<String>,
 }
 
 /// Users the connector node serving them cannot discover (spec 22, 64; the guide: "The
@@ -301,14 +304,18 @@ fn undiscoverable_users(s: &Scenario, out: &History) -> BTreeMap<String, Undisco
         else {
             continue;
         };
-        let cluster = &s.topology.imp_clusters[u.cluster].name;
-        let publisher = crate::plan::topology::imp_host(cluster, 1);
+        let publisher =
+            |c: usize| crate::plan::topology::imp_host(&s.topology.imp_clusters[c].name, 1);
         let started = latest_start(&actions, node);
-        if publisher_lost_from(&actions, &publisher, started) {
+        let lost = |c: usize| publisher_lost_from(&actions, &publisher(c), started);
+        // A user whose mail ID a second cluster also holds (spec 25) is known through that
+        // cluster's account when only it can be discovered (explore seed 13755).
+        if lost(u.cluster) && u.duplicate_in.is_none_or(lost) {
             let why = Undiscoverable {
                 node: node.clone(),
                 started,
-                publisher,
+                publisher: publisher(u.cluster),
+                duplicate_publisher: u.duplicate_in.map(publisher),
             };
             found.insert(email.clone(), why);
         }
@@ -332,7 +339,9 @@ pub(crate) fn undiscoverable_in_cluster(s: &Scenario, out: &History) -> BTreeMap
         };
         let nobody = (1..=e.nodes).all(|n| {
             let q = crate::plan::topology::exp_host(&e.name, n);
-            publisher_lost_from(&actions, &why.publisher, latest_start(&actions, &q))
+            let started = latest_start(&actions, &q);
+            let lost = |p: &String| publisher_lost_from(&actions, p, started);
+            lost(&why.publisher) && why.duplicate_publisher.as_ref().is_none_or(lost)
         });
         if nobody {
             *counts.entry(why.node).or_default() += 1;
@@ -349,6 +358,23 @@ fn latest_start(actions: &[Timed], node: &str) -> Duration {
         .map(|a| a.at)
         .next_back()
         .unwrap_or_default()
+}
+
+/// Whether connector host `host` restarts at or after `at` while the AXL publisher of IM&P
+/// node `node`'s cluster is down for good: from then on it cannot discover the node (spec 22)
+/// and shows no row for it (explore seed 13755 at `--seed 14`).
+pub(crate) fn restarts_blind_to(s: &Scenario, host: &str, node: &str, at: Duration) -> bool {
+    let Some(c) = (s.topology.imp_clusters.iter())
+        .find(|c| (1..=c.nodes).any(|k| crate::plan::topology::imp_host(&c.name, k) == node))
+    else {
+        return false;
+    };
+    let publisher = crate::plan::topology::imp_host(&c.name, 1);
+    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    (actions.iter())
+        .filter(|a| a.at >= at)
+        .filter(|a| matches!(&a.action, Action::Bounce(h) if h.iter().any(|x| x == host)))
+        .any(|a| publisher_lost_from(&actions, &publisher, a.at))
 }
 
 /// Whether `publisher` cannot answer AXL at `at` (its host down, or its AXL service
@@ -629,6 +655,14 @@ mod tests {
             detail.contains(&format!("1 connector sessions not served, as expected (spec 22: the connector cannot discover IM&P nodes without AXL): {email0} (exp-a-1 (re)started at 175s while imp-a-1, its AXL publisher, was down for good)")),
             "{detail}"
         );
+        // A user of cluster a whose duplicate account (spec 25) is on cluster b, which the
+        // restarted node discovers: known through it, awaited (explore seed 13755).
+        let s = restarted_without_publisher(&seed66);
+        let mut out = sessions(&s, &[0], &[]);
+        out.users[0].duplicate_in = Some(1);
+        let (st, detail) = liveness(&s, &out, Duration::from_secs(19 * 60));
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("never reopened"), "{detail}");
         // A user of cluster b: its publisher is up, the session is awaited.
         let (st, detail) = judge(&seed66, &[1], &[]);
         assert_eq!(st, Status::Fail, "{detail}");

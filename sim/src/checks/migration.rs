@@ -170,17 +170,21 @@ fn peer_out(
 }
 
 /// Whether a connector showed `node` on a page sampled before `at`: it served the node when
-/// the fault came (a connector that registers later never saw the failover).
+/// the fault came (a connector that registers later never saw the failover), and does not
+/// restart from `at` on without the node's AXL publisher (it could not show the node then,
+/// [`crate::checks::liveness::restarts_blind_to`]).
 fn served_before(
+    s: &Scenario,
     pages: &BTreeMap<String, BTreeMap<u64, &StatusPage>>,
     node: &str,
     at: Duration,
 ) -> bool {
     let before_ms = at.as_millis() as u64;
-    pages.values().any(|samples| {
+    pages.iter().any(|(host, samples)| {
         samples
             .range(..before_ms)
             .any(|(_, p)| p.nodes.iter().any(|n| n.node == node))
+            && !crate::checks::liveness::restarts_blind_to(s, host, node, at)
     })
 }
 
@@ -237,7 +241,7 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     let mut evidence = Vec::new();
     let expected = failed_over_nodes(s, &out.users)
         .into_iter()
-        .filter(|(node, at)| served_before(&pages, node, *at));
+        .filter(|(node, at)| served_before(s, &pages, node, *at));
     for (node, at) in expected {
         match outage_evidence(&pages, &node, at) {
             Some(e) => evidence.push(e),
@@ -1655,7 +1659,11 @@ mod tests {
             let yaml = YAML
                 .replace(
                     "  - { at: 5m, imp_failover: { node: imp-a-1, mode: manual } }\n  - { at: 60m, imp_fallback: { node: imp-a-1 } }\n",
-                    &format!("  - {{ at: 5m, for: {d}, crash: [imp-a-1] }}\n"),
+                    &if d.is_empty() {
+                        "  - { at: 5m, crash: [imp-a-1] }\n".to_string()
+                    } else {
+                        format!("  - {{ at: 5m, for: {d}, crash: [imp-a-1] }}\n")
+                    },
                 )
                 .replace("  - migration: { from: imp-a-1, to: imp-a-2, sessions: 100, start_within: 15m, complete_within: 35m, complete_after: 25m }\n", "");
             crate::parse("t.yaml", &yaml).expect("valid test scenario")
@@ -1687,6 +1695,24 @@ mod tests {
         // The connector's first page came after the fault.
         let (st, detail) = status_page(&crash("2m"), &operational(both(), 400.0));
         assert_eq!(st, Status::Pass, "{detail}");
+        // Explore seed 13755 (`--seed 14`): imp-a-1, the AXL publisher, down for good and the
+        // connector restarted as it failed: it cannot discover imp-a-1 again (spec 22), so it
+        // shows no row for it. Restarted before the failure, or with imp-a-1 back, it can.
+        let restarted = |crash_for: &str, at: &str| {
+            let mut s = crash(crash_for);
+            let yaml = format!("{{ at: {at}, bounce: [exp-a-1] }}");
+            s.faults.push(serde_yaml::from_str(&yaml).expect("a fault"));
+            s
+        };
+        let blind = restarted("", "5m");
+        assert_eq!(blind.faults[0].for_, None, "down for good");
+        let (st, detail) = status_page(&blind, &operational(both(), 60.0));
+        assert_eq!(st, Status::Pass, "{detail}");
+        for s in [restarted("", "4m"), restarted("2m", "5m")] {
+            let (st, detail) = status_page(&s, &operational(both(), 60.0));
+            assert_eq!(st, Status::Fail, "{detail}");
+            assert!(detail.contains("no page showed imp-a-1"), "{detail}");
+        }
         // Explore seed 3360: the crashed node's Hybrid Message users have no mail ID (or one
         // another cluster holds too): Control Hub puts them in Error, none is assigned.
         let mut unmatched = vec![hybrid_user(0, 1), hybrid_user(1, 2), hybrid_user(2, 1)];
