@@ -343,7 +343,31 @@ pub struct CreateSpaceBody {
     /// that another node's newer posts wait for them ([`HeldConversation`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held_since_ms: Option<u64>,
+    /// With `held_since_ms`: the messages of the conversation the node has not posted yet
+    /// ([`Unposted`]), so that the cloud can merge both nodes' backlogs in send order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unposted: Vec<Unposted>,
 }
+
+/// A message of a direct conversation that a connector node has not posted yet: what a
+/// node declares with a hold or claim ([`HeldConversation::unposted`]), so that the other
+/// node serving the conversation's other member does not post a newer one first. The
+/// project's own agreement between nodes: the cloud orders a space's activities as they
+/// arrive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unposted {
+    /// The post's idempotency key (the same at both nodes for the same Jabber message).
+    pub client_id: String,
+    /// When the node got the message from IM&P (ms, the node's clock).
+    pub got_ms: u64,
+}
+
+/// Unposted messages a node declares per conversation, at most (the oldest): only the oldest
+/// not yet stored decides whether another node's post waits, and a node whose declared ones
+/// are all stored declares again with its next retry or claim. A KMS outage's backlog of one
+/// conversation is a few dozen messages.
+pub const DECLARED_PER_CONVERSATION_MAX: usize = 64;
 
 /// A connector node's claim on a direct conversation whose earlier messages wait on that node
 /// for a space or key that failed (a KMS or cloud outage): until the node has posted them
@@ -355,8 +379,16 @@ pub struct CreateSpaceBody {
 pub struct HeldConversation {
     /// The conversation's space.
     pub space_id: String,
-    /// Since when its messages wait on the claiming node (ms).
-    pub since_ms: u64,
+    /// Since when its messages wait on the claiming node (ms). Without it the node only
+    /// declares its unposted messages (a post of it refused for another node's hold) and
+    /// claims nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<u64>,
+    /// The messages of the conversation the node has not posted yet, oldest first, at most
+    /// [`DECLARED_PER_CONVERSATION_MAX`]: another node's post of a newer message waits until
+    /// a copy of each is stored, or the node releases the conversation, or the cloud's bound.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unposted: Vec<Unposted>,
 }
 
 /// `POST /v1/spaces/{id}/hold`: the claiming node posted what it held.
@@ -403,6 +435,10 @@ pub struct PostActivityBody {
     /// Idempotency key.
     #[serde(default)]
     pub client_id: Option<String>,
+    /// From a connector: when it got the Jabber message from IM&P (ms, its clock), which the
+    /// cloud compares with the other node's declared unposted messages ([`Unposted`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub got_ms: Option<u64>,
 }
 
 /// `POST /v1/spaces/{id}/typing`.

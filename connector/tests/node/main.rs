@@ -650,14 +650,57 @@ fn bob_writes_and_the_space_is_had() -> (Harness, HttpRequest) {
 #[test]
 fn a_backlog_waiting_for_a_failed_key_holds_its_conversation() {
     let (mut h, key) = bob_writes_and_the_space_is_had();
-    let failed_at = h.now;
+    let (failed_at, got) = (h.now, h.now.as_millis() as u64);
     h.answer(&key, 503, r#"{"error":"kms_unavailable"}"#);
     assert!(await_request(&mut h, "/v1/kms/keys", secs(120)));
     let again = h.request("/v1/kms/keys");
+    let unposted = json!([{"client_id": "xmpp:bob@example.com:m-1:0", "got_ms": got}]);
     assert_eq!(
         json_body(&again)["held"],
-        json!({"space_id": "sp-1", "since_ms": failed_at.as_millis() as u64})
+        json!({"space_id": "sp-1", "since_ms": failed_at.as_millis() as u64,
+            "unposted": unposted})
     );
+}
+
+/// The conversation's holder may lack a message that only this node has (its member's
+/// session saw it; `cloud-outage-two-nodes-order-post-retry` `--seed 19`: exp-a-1 held the
+/// conversation, lacked message 14 and posted 15 and 16 before exp-a-2's 14). A post carries
+/// when the node got its message from IM&P, and a post refused for a hold declares, once, the
+/// conversation's messages this node has not posted yet (a claim without `since_ms`), so that
+/// the cloud lets this one in before the holder's newer ones.
+#[test]
+fn a_post_refused_for_a_hold_declares_the_messages_not_posted_yet() {
+    const POSTS: &str = "/v1/spaces/sp-1/activities";
+    const CLAIMS: &str = "/v1/connectors/claims";
+    let (mut h, key) = bob_writes_and_the_space_is_had();
+    let got1 = h.now.as_millis() as u64;
+    h.answer(&key, 200, &key_answer());
+    let post = h.request(POSTS);
+    assert_eq!(json_body(&post)["got_ms"], json!(got1));
+    h.now += secs(1);
+    bob_writes(&mut h, "m-2");
+    let got2 = h.now.as_millis() as u64;
+    assert_eq!(count(&h, POSTS), 0, "m-2 waits its turn in the lane");
+    let refused =
+        r#"{"error":"conflict","detail":"conflict: earlier messages of sp-1 are held by exp-a-2"}"#;
+    h.answer(&post, 409, refused);
+    let claim = h.request(CLAIMS);
+    let unposted = json!([
+        {"client_id": "xmpp:bob@example.com:m-1:0", "got_ms": got1},
+        {"client_id": "xmpp:bob@example.com:m-2:0", "got_ms": got2},
+    ]);
+    assert_eq!(
+        json_body(&claim),
+        json!({"claims": [{"space_id": "sp-1", "unposted": unposted}]})
+    );
+    h.answer(&claim, 200, r#"{"held":[]}"#);
+    // Refused again: declared already.
+    assert!(await_request(&mut h, POSTS, secs(10)));
+    let post = h.request(POSTS);
+    assert_eq!(json_body(&post)["client_id"], "xmpp:bob@example.com:m-1:0");
+    h.answer(&post, 409, refused);
+    assert!(await_request(&mut h, POSTS, secs(10)));
+    assert_eq!(count(&h, CLAIMS), 0);
 }
 
 /// The cloud refuses a post (409) while another node holds earlier messages of its

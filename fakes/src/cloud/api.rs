@@ -6,7 +6,7 @@ pub use connector::proto::webex::{
     AddUserBody, CLAIMS_PER_REQUEST_MAX, ChangeEmailBody, ClaimsBody, CreateClusterBody,
     CreateSpaceBody, EntitlementsBody, Event, HeartbeatBody, HoldReleaseBody, KeyFetchBody,
     KnownUsersBody, LoginBody, MaintenanceBody, PostActivityBody, PresenceQueryBody, RedeliverBody,
-    RegisterBody, SetPresenceBody, TypingBody,
+    RegisterBody, SetPresenceBody, TypingBody, Unposted,
 };
 use serde::{Deserialize, Serialize};
 

@@ -24,8 +24,19 @@
 //! since the outage and its claims had time to arrive ([`CLAIM_SETTLE`]), at most
 //! [`OUTAGE_SETTLE_MAX`] after the outage (explore seed 4834 `--seed 37`: the later node's
 //! retry reached the cloud 0.25 s after it came back, before the other node knew).
+//!
+//! The holder may lack a message that only the other node has (its member's session saw it):
+//! so each node declares the conversation's messages it has not posted, with when it got each
+//! from IM&P ([`Holds::declare`]), and its posts carry that time. A post newer than another
+//! node's declared message not stored yet waits for it ([`Holds::earlier_elsewhere`]); a post
+//! older than all the holder declared passes the hold ([`Holds::before_holder`])
+//! (`cloud-outage-two-nodes-order-post-retry` `--seed 19`: the holder lacked message 14 and
+//! posted 15 and 16 first). The project's own agreement between nodes: Webex orders a
+//! space's activities as they arrive.
 
 use std::collections::BTreeMap;
+
+pub use connector::proto::webex::DECLARED_PER_CONVERSATION_MAX;
 use std::time::Duration;
 
 /// How long a hold can make other nodes wait: a holder that never posts (its user moved away,
@@ -106,6 +117,20 @@ pub struct Holds {
     /// (explore seed 51 as drawn with the fault bursts). One per (node, space), dropped when the
     /// post comes again or after [`CONVERSATION_HOLD_MAX`].
     fences: BTreeMap<(String, String), (String, Duration)>,
+    /// (the conversation's members, node) → the messages of the conversation the node
+    /// declared it has not posted yet ([`Holds::declare`]), until the bound. One per
+    /// (conversation, node), dropped at the node's release or after [`CONVERSATION_HOLD_MAX`].
+    declared: BTreeMap<((String, String), String), Declared>,
+}
+
+/// One node's declared unposted messages of a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Declared {
+    /// (`client_id`, when the node got it from IM&P, its clock), oldest first; a message
+    /// leaves once any node's copy is stored.
+    unposted: Vec<(String, Duration)>,
+    /// When the declaration ends if the node has not ended it (its first declaration's bound).
+    until: Duration,
 }
 
 impl Holds {
@@ -173,6 +198,107 @@ impl Holds {
             return true;
         }
         false
+    }
+
+    /// `node` declares the messages of the conversation `pair` it has not posted yet,
+    /// `(client_id, got)`, the ones already stored left out: its earlier declaration is
+    /// replaced, keeping its bound. At most [`DECLARED_PER_CONVERSATION_MAX`] of the oldest.
+    pub fn declare(
+        &mut self,
+        now: Duration,
+        node: &str,
+        pair: &(String, String),
+        mut unposted: Vec<(String, Duration)>,
+    ) {
+        self.declared.retain(|_, d| now < d.until);
+        let key = (pair.clone(), node.to_string());
+        unposted.sort_by_key(|(_, got)| *got);
+        unposted.truncate(DECLARED_PER_CONVERSATION_MAX);
+        if unposted.is_empty() {
+            self.declared.remove(&key);
+            return;
+        }
+        let until = self
+            .declared
+            .get(&key)
+            .map_or(now + CONVERSATION_HOLD_MAX, |d| d.until);
+        self.declared.insert(key, Declared { unposted, until });
+    }
+
+    /// A copy of `client_id` was stored in the conversation `pair` (from any node): no node
+    /// waits to post it any more.
+    pub fn stored(&mut self, pair: &(String, String), client_id: &str) {
+        let from = (pair.clone(), String::new());
+        for (_, d) in self
+            .declared
+            .range_mut(from..)
+            .take_while(|((p, _), _)| p == pair)
+        {
+            d.unposted.retain(|(c, _)| c != client_id);
+        }
+    }
+
+    /// `node`'s declaration of the conversation `pair` ends (it released its hold: it posted
+    /// them).
+    pub fn end_declaration(&mut self, node: &str, pair: &(String, String)) {
+        self.declared.remove(&(pair.clone(), node.to_string()));
+    }
+
+    /// The oldest message of the conversation `pair` that `node` declared and nobody stored,
+    /// other than `client_id`, as (its `client_id`, when the node got it).
+    fn oldest(
+        &self,
+        now: Duration,
+        pair: &(String, String),
+        node: &str,
+        client_id: &str,
+    ) -> Option<(&str, Duration)> {
+        let d = self
+            .declared
+            .get(&(pair.clone(), node.to_string()))
+            .filter(|d| now < d.until)?;
+        d.unposted
+            .iter()
+            .find(|(c, _)| c != client_id)
+            .map(|(c, got)| (c.as_str(), *got))
+    }
+
+    /// Another node, among those `may_post` accepts, that declared a message of the
+    /// conversation `pair` older than `node`'s post `client_id` (got at `got`) and not stored
+    /// yet: that post must wait for it. The same message's copy at another node (same
+    /// `client_id`) never makes it wait.
+    pub fn earlier_elsewhere(
+        &self,
+        now: Duration,
+        (pair, node): (&(String, String), &str),
+        (client_id, got): (&str, Duration),
+        may_post: impl Fn(&str) -> bool,
+    ) -> Option<String> {
+        let from = (pair.clone(), String::new());
+        self.declared
+            .range(from..)
+            .take_while(|((p, _), _)| p == pair)
+            .map(|((_, n), _)| n)
+            .filter(|n| *n != node && may_post(n))
+            .find(|n| {
+                self.oldest(now, pair, n, client_id)
+                    .is_some_and(|(_, theirs)| theirs < got)
+            })
+            .cloned()
+    }
+
+    /// Whether `holder`'s hold lets `node`'s post `client_id` (got at `got`) in: the holder
+    /// declared what it has not posted, and the oldest of it not stored is not older than
+    /// this post (or is this very message), so this post goes before all of it. The holder's
+    /// undeclared messages came after its declaration, so after this one too.
+    pub fn before_holder(
+        &self,
+        now: Duration,
+        (pair, holder): (&(String, String), &str),
+        (client_id, got): (&str, Duration),
+    ) -> bool {
+        self.oldest(now, pair, holder, client_id)
+            .is_some_and(|(_, theirs)| got <= theirs)
     }
 
     /// Holds kept (live or not yet dropped).
@@ -246,6 +372,76 @@ mod tests {
         // The next outage starts afresh.
         st.outage_over(s(400));
         assert!(!st.settled(s(400), "exp-a-1"));
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// Each node's declared unposted messages: a post waits for an older one another node
+    /// declared until a copy is stored (the same message at both nodes, its times a little
+    /// apart, never makes either wait), and passes a hold when it is older than all the
+    /// holder declared; a declaration ends at release or after its first bound.
+    #[test]
+    fn declared_messages_merge_two_backlogs_in_send_order() {
+        let mut h = Holds::default();
+        let p = pair();
+        let any = |_: &str| true;
+        h.declare(
+            s(10),
+            "exp-a-1",
+            &p,
+            vec![("m-15".into(), ms(315_000)), ("m-4".into(), ms(304_000))],
+        );
+        h.declare(
+            s(10),
+            "exp-a-2",
+            &p,
+            vec![("m-4".into(), ms(304_020)), ("m-14".into(), ms(313_600))],
+        );
+        // exp-a-1's m-4: exp-a-2's copy is the same message; its m-14 is newer.
+        assert_eq!(
+            h.earlier_elsewhere(s(11), (&p, "exp-a-1"), ("m-4", ms(304_000)), any),
+            None
+        );
+        assert_eq!(
+            h.earlier_elsewhere(s(11), (&p, "exp-a-2"), ("m-4", ms(304_020)), any),
+            None
+        );
+        h.stored(&p, "m-4");
+        // exp-a-1's m-15 waits for exp-a-2's m-14, unless exp-a-2 may no longer post.
+        let waits = h.earlier_elsewhere(s(11), (&p, "exp-a-1"), ("m-15", ms(315_000)), any);
+        assert_eq!(waits.as_deref(), Some("exp-a-2"));
+        let gone = |n: &str| n != "exp-a-2";
+        assert_eq!(
+            h.earlier_elsewhere(s(11), (&p, "exp-a-1"), ("m-15", ms(315_000)), gone),
+            None
+        );
+        // exp-a-1 holds: exp-a-2's m-14 is older than all exp-a-1 has left, so it passes.
+        assert!(h.before_holder(s(11), (&p, "exp-a-1"), ("m-14", ms(313_600))));
+        assert!(!h.before_holder(s(11), (&p, "exp-a-1"), ("m-16", ms(316_000))));
+        assert!(
+            !h.before_holder(s(11), (&p, "exp-a-3"), ("m-14", ms(313_600))),
+            "declared nothing"
+        );
+        h.stored(&p, "m-14");
+        assert_eq!(
+            h.earlier_elsewhere(s(11), (&p, "exp-a-1"), ("m-15", ms(315_000)), any),
+            None
+        );
+        // A release ends the node's declaration; a declaration renewed keeps its first bound.
+        h.end_declaration("exp-a-1", &p);
+        assert!(!h.before_holder(s(12), (&p, "exp-a-1"), ("m-14", ms(313_600))));
+        h.declare(s(200), "exp-a-2", &p, vec![("m-20".into(), ms(320_000))]);
+        let newer = ("m-21", ms(321_000));
+        assert!(
+            h.earlier_elsewhere(s(200), (&p, "exp-a-1"), newer, any)
+                .is_some()
+        );
+        assert!(
+            h.earlier_elsewhere(s(10) + CONVERSATION_HOLD_MAX, (&p, "exp-a-1"), newer, any)
+                .is_none()
+        );
     }
 
     /// A node's two posts on their way when the hold ends between them: the second must not

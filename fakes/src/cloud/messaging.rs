@@ -112,6 +112,15 @@ impl Space {
         u32::try_from(n).unwrap_or(u32::MAX)
     }
 
+    /// Whether a member's post with this `client_id` is stored (a connector posts a Jabber
+    /// message with its sender as the actor, whichever node posts it).
+    pub fn has_client_id(&self, client_id: &str) -> bool {
+        self.members.iter().any(|m| {
+            self.client_ids
+                .contains_key(&(Arc::from(m.as_str()), Box::from(client_id)))
+        })
+    }
+
     /// The last sequence number used (0: empty).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1

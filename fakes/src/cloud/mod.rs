@@ -49,9 +49,9 @@
 //! | `GET /v1/connectors/assignments` | connector (registered) | → `{connector_id, users}` |
 //! | `POST /v1/presence/query` | user, connector | `{emails}` (≤ 1,000) → `{states: [{email, last_active_ms, last_interop_ms, dnd_until_ms, out_of_office, hidden}]}` (`last_interop_ms`: last use of Webex with Jabber, spec 70) |
 //! | `PUT /v1/presence/me` | user | `{dnd_minutes?, out_of_office?, hidden?}` → own state |
-//! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members, held_since_ms?}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
+//! | `POST /v1/spaces` | user, connector | `{kind: "direct"\|"group", members, held_since_ms?, unposted?}` → 201 (or 200 for an existing direct space) `{space_id, kind, members, key_uri, created}` |
 //! | `GET /v1/spaces/{id}` | member, serving connector | → `{space_id, kind, members, key_uri, last_seq, unread}` (unread: a number for a user, per member for a connector) |
-//! | `POST /v1/spaces/{id}/activities` | member, serving connector | `{verb: post\|edit\|delete\|share\|read, actor?, encrypted_text?, target?, client_id?}` → 201 `{activities, duplicate}` (200 if duplicate) |
+//! | `POST /v1/spaces/{id}/activities` | member, serving connector | `{verb: post\|edit\|delete\|share\|read, actor?, encrypted_text?, target?, client_id?, got_ms?}` → 201 `{activities, duplicate}` (200 if duplicate); 409 to a connector while another node holds the conversation or declared an older unposted message ([`holds`]) |
 //! | `GET /v1/spaces/{id}/activities?after=N` | member, serving connector | → `{activities}` (≤ 500, seq > N) |
 //! | `POST /v1/spaces/{id}/typing` | member, serving connector | `{typing, actor?}` → `{changed}` |
 //! | `POST /v1/kms/keys` | member, serving connector | `{uri, held?}` → `{uri, key}` (key: base64url of the 32 bytes) |

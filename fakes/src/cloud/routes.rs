@@ -3,7 +3,7 @@
 
 use super::api::{self, Event, Method, Subscriber};
 use super::control_hub::{self, RegState};
-use super::messaging::{self, NewActivity, SpaceKind};
+use super::messaging::{self, NewActivity, Space, SpaceKind};
 use super::org::{self, Entitlement};
 use super::{
     Cloud, CloudError, KNOWN_USERS_PER_REQUEST_MAX, Pending, Principal, Step, connector_principal,
@@ -693,7 +693,10 @@ impl Cloud {
         {
             let pair = (members[0].clone(), members[1].clone());
             let (now, since) = (self.clock, Duration::from_millis(since));
-            self.holds.take(now, id, pair, since);
+            self.holds.take(now, id, pair.clone(), since);
+            let space = self.msg.direct_space(&members[0], &members[1]);
+            let unposted = unposted_left(space, &b.unposted);
+            self.holds.declare(now, id, &pair, unposted);
         }
         if b.kind == SpaceKind::Direct
             && let Some(s) = self.msg.direct_space(&members[0], &members[1])
@@ -852,18 +855,20 @@ impl Cloud {
         let b: api::PostActivityBody = parse(body)?;
         let actor = self.actor_in_space(who, id, b.actor.map(|a| a.to_lowercase()).as_deref())?;
         if let Principal::Connector(c) = who {
-            self.hold_back(now, c, id, b.client_id.as_deref())?;
+            let got = b.got_ms.map(Duration::from_millis);
+            self.hold_back(now, c, id, (b.client_id.as_deref(), got))?;
         }
         let via_connector = match who {
             Principal::Connector(c) => Some(c.clone()),
             _ => None,
         };
+        let client_id = b.client_id;
         let new = NewActivity {
             verb: b.verb,
             actor,
             encrypted_text: b.encrypted_text,
             target: b.target,
-            client_id: b.client_id,
+            client_id: client_id.clone(),
             via_connector: via_connector.clone(),
         };
         // One line per activity post (HMSIM_LOG=debug): follows a message by its client id.
@@ -886,6 +891,9 @@ impl Cloud {
             return ok(json!({ "activities": to_json(&posted.activities), "duplicate": true }));
         }
         self.stats.activities_stored += posted.activities.len() as u64;
+        if let (Some(cid), Some(pair)) = (&client_id, self.direct_pair(id)) {
+            self.holds.stored(&pair, cid);
+        }
         if via_connector.is_some() {
             self.stats.activities_from_connectors += posted.activities.len() as u64;
         }
@@ -899,9 +907,17 @@ impl Cloud {
     }
 
     /// Connector `node` asks again for the key of direct space `space_id`, whose messages
-    /// wait on it since `since`: it holds the conversation ([`super::holds`]) if it serves a
-    /// member (a node that does not is refused the key anyway).
-    fn hold_space(&mut self, node: &str, space_id: &str, since: Duration) {
+    /// wait on it since `since`, or claims it: it holds the conversation ([`super::holds`])
+    /// if it serves a member (a node that does not is refused the key anyway), and declares
+    /// the messages it has not posted yet (with or without `since`: a node whose post was
+    /// refused for another node's hold only declares).
+    fn hold_space(
+        &mut self,
+        node: &str,
+        space_id: &str,
+        since: Option<Duration>,
+        unposted: &[api::Unposted],
+    ) {
         let Some(space) = self.msg.space(space_id) else {
             return;
         };
@@ -909,23 +925,72 @@ impl Cloud {
             return;
         }
         let members = space.members.clone();
-        if self.serves_a_member(node, &members) {
-            let pair = (members[0].clone(), members[1].clone());
-            self.holds.take(self.clock, node, pair, since);
+        if !self.serves_a_member(node, &members) {
+            return;
+        }
+        let left = unposted_left(Some(space), unposted);
+        let pair = (members[0].clone(), members[1].clone());
+        if let Some(since) = since {
+            self.holds.take(self.clock, node, pair.clone(), since);
+        }
+        self.holds.declare(self.clock, node, &pair, left);
+    }
+
+    /// The members of direct space `space_id`, as the key of its holds.
+    fn direct_pair(&self, space_id: &str) -> Option<(String, String)> {
+        let space = self.msg.space(space_id)?;
+        match (space.kind, space.members.as_slice()) {
+            (SpaceKind::Direct, [m0, m1]) => Some((m0.clone(), m1.clone())),
+            _ => None,
         }
     }
 
     /// The node holding earlier messages of direct space `space_id`, if it is not `node` and
-    /// still serves a member (a node that serves none can no longer post them).
-    fn held_by_another(&self, now: Duration, node: &str, space_id: &str) -> Option<String> {
+    /// still serves a member (a node that serves none can no longer post them), unless the
+    /// post `(client_id, got)` is older than every message the holder declared it has not
+    /// posted yet ([`holds::Holds::before_holder`]): it goes first (explore-findings, the
+    /// holder that lacks a message only the other node has).
+    fn held_by_another(
+        &self,
+        now: Duration,
+        node: &str,
+        space_id: &str,
+        post: (Option<&str>, Option<Duration>),
+    ) -> Option<String> {
         let space = self.msg.space(space_id)?;
-        if space.kind != SpaceKind::Direct || space.members.len() != 2 {
+        let pair = self.direct_pair(space_id)?;
+        let hold = self.holds.of(now, &pair)?;
+        if hold.node == node || !self.serves_a_member(&hold.node, &space.members) {
             return None;
         }
-        let pair = (space.members[0].clone(), space.members[1].clone());
-        let hold = self.holds.of(now, &pair)?;
-        (hold.node != node && self.serves_a_member(&hold.node, &space.members))
-            .then(|| hold.node.clone())
+        if let (Some(cid), Some(got)) = post
+            && self
+                .holds
+                .before_holder(now, (&pair, &hold.node), (cid, got))
+        {
+            return None;
+        }
+        Some(hold.node.clone())
+    }
+
+    /// Another node serving a member of direct space `space_id` that declared an older
+    /// message than `node`'s post `(client_id, got)` and has not got it stored yet: the post
+    /// waits for it ([`holds::Holds::earlier_elsewhere`]).
+    fn declared_earlier(
+        &self,
+        now: Duration,
+        node: &str,
+        space_id: &str,
+        post: (Option<&str>, Option<Duration>),
+    ) -> Option<String> {
+        let (Some(cid), Some(got)) = post else {
+            return None;
+        };
+        let space = self.msg.space(space_id)?;
+        let pair = self.direct_pair(space_id)?;
+        let may_post = |n: &str| self.serves_a_member(n, &space.members);
+        self.holds
+            .earlier_elsewhere(now, (&pair, node), (cid, got), may_post)
     }
 
     /// Refuses (409) connector `node`'s post `client_id` to `space_id` while another node holds
@@ -936,9 +1001,16 @@ impl Cloud {
         now: Duration,
         node: &str,
         space_id: &str,
-        client_id: Option<&str>,
+        post: (Option<&str>, Option<Duration>),
     ) -> Result<(), CloudError> {
-        if !self.holds.passes_fence(now, node, space_id, client_id) {
+        let client_id = post.0;
+        let passes = self.holds.passes_fence(now, node, space_id, client_id);
+        // A copy of a message already stored is a duplicate: it changes no order.
+        let stored = self.msg.space(space_id).zip(client_id);
+        if stored.is_some_and(|(s, cid)| s.has_client_id(cid)) {
+            return Ok(());
+        }
+        if !passes {
             self.stats.posts_held_back += 1;
             return Err(CloudError::Conflict(format!(
                 "an earlier post of {node} to {space_id} was held back: it goes first"
@@ -946,7 +1018,9 @@ impl Cloud {
         }
         let why = if let Some(peer) = self.unsettled_peer(now, node, space_id) {
             format!("{space_id} settles after an outage: {peer} may still claim it")
-        } else if let Some(holder) = self.held_by_another(now, node, space_id) {
+        } else if let Some(peer) = self.declared_earlier(now, node, space_id, post) {
+            format!("{peer} has an earlier message of {space_id} to post")
+        } else if let Some(holder) = self.held_by_another(now, node, space_id, post) {
             format!("earlier messages of {space_id} are held by {holder}")
         } else {
             return Ok(());
@@ -994,10 +1068,11 @@ impl Cloud {
             .space(id)
             .map(|s| s.members.clone())
             .ok_or_else(|| CloudError::NotFound(format!("space {id}")))?;
-        let released = members.len() == 2
-            && self
-                .holds
-                .release(node, &(members[0].clone(), members[1].clone()));
+        let released = members.len() == 2 && {
+            let pair = (members[0].clone(), members[1].clone());
+            self.holds.end_declaration(node, &pair);
+            self.holds.release(node, &pair)
+        };
         ok(json!({ "released": released }))
     }
 
@@ -1015,7 +1090,8 @@ impl Cloud {
         }
         let mut held = Vec::new();
         for c in &b.claims {
-            self.hold_space(node, &c.space_id, Duration::from_millis(c.since_ms));
+            let since = c.since_ms.map(Duration::from_millis);
+            self.hold_space(node, &c.space_id, since, &c.unposted);
             let Some(space) = self.msg.space(&c.space_id) else {
                 continue;
             };
@@ -1069,7 +1145,8 @@ impl Cloud {
     fn fetch_key(&mut self, who: &Principal, body: &[u8]) -> Result<Step, CloudError> {
         let b: api::KeyFetchBody = parse(body)?;
         if let (Principal::Connector(id), Some(held)) = (who, &b.held) {
-            self.hold_space(id, &held.space_id, Duration::from_millis(held.since_ms));
+            let since = held.since_ms.map(Duration::from_millis);
+            self.hold_space(id, &held.space_id, since, &held.unposted);
         }
         let principal = match who {
             Principal::User(me) => me.clone(),
@@ -1116,4 +1193,14 @@ fn space_json(s: &messaging::Space, created: bool) -> Value {
         "key_uri": s.key_uri,
         "created": created,
     })
+}
+
+/// A node's declared unposted messages as the holds keep them, `(client_id, got)`, without
+/// those already stored in `space` (another node's copy came first).
+fn unposted_left(space: Option<&Space>, unposted: &[api::Unposted]) -> Vec<(String, Duration)> {
+    unposted
+        .iter()
+        .filter(|u| !space.is_some_and(|s| s.has_client_id(&u.client_id)))
+        .map(|u| (u.client_id.clone(), Duration::from_millis(u.got_ms)))
+        .collect()
 }

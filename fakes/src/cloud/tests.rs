@@ -760,6 +760,66 @@ fn a_node_holding_a_conversations_earlier_messages_makes_the_other_node_wait() {
     );
 }
 
+/// The holder of a conversation may lack a message that only the other node has (its
+/// member's session saw it): each node declares the messages it has not posted, with when it
+/// got them, and a post waits for an older one the other node declared until a copy of it is
+/// stored, the holder's hold included (`cloud-outage-two-nodes-order-post-retry` `--seed 19`:
+/// exp-a-1 held space-15 after a key fetch, lacked message 14, and posted 15 and 16 before
+/// exp-a-2's 14). A declaration nobody posts delays newer posts only for the bound.
+#[test]
+fn a_holder_waits_for_an_older_message_only_the_other_node_declared() {
+    let mut w = world();
+    let (con1, con2) = (w.con1.clone(), w.con2.clone());
+    let now = w.now;
+    let unposted = |l: &[(&str, u64)]| -> Vec<Value> {
+        l.iter()
+            .map(|(c, g)| json!({"client_id": c, "got_ms": g}))
+            .collect()
+    };
+    let body = json!({"kind": "direct", "members": [ALICE, BOB], "held_since_ms": 1_000,
+        "unposted": unposted(&[("m-1", 1_000), ("m-3", 3_000)])});
+    let r = call(&mut w.c, now, Method::Post, "/v1/spaces", Some(&con1), body);
+    let r = ok(r, 201);
+    let (space_id, uri) = (
+        r["space_id"].as_str().unwrap().to_owned(),
+        r["key_uri"].as_str().unwrap().to_owned(),
+    );
+    let path = format!("/v1/spaces/{space_id}/activities");
+    let post = |c: &mut Cloud, at: Duration, token: &str, (id, got): (&str, u64)| {
+        let text = encrypt(c, at, token, &uri, id);
+        let body = json!({"verb": "post", "actor": BOB, "encrypted_text": text,
+            "client_id": id, "got_ms": got});
+        call(c, at, Method::Post, &path, Some(token), body)
+    };
+    let declare = |c: &mut Cloud, l: &[(&str, u64)]| {
+        let claims = json!({"claims": [{"space_id": space_id, "unposted": unposted(l)}]});
+        ok(call(c, now, Method::Post, CLAIMS, Some(&con2), claims), 200)
+    };
+    // exp-a-2 has m-2, which exp-a-1 never got; it is refused for the hold and declares.
+    assert_error(&post(&mut w.c, now, &con2, ("m-2", 2_010)), 409, "conflict");
+    let r = declare(&mut w.c, &[("m-2", 2_010), ("m-3", 3_010)]);
+    assert_eq!(r["held"], json!([]), "a declaration claims nothing");
+    ok(post(&mut w.c, now, &con1, ("m-1", 1_000)), 201);
+    // The holder's m-3 is newer than exp-a-2's m-2: it waits, and m-2 goes first.
+    assert_error(&post(&mut w.c, now, &con1, ("m-3", 3_000)), 409, "conflict");
+    ok(post(&mut w.c, now, &con2, ("m-2", 2_010)), 201);
+    ok(post(&mut w.c, now, &con1, ("m-3", 3_000)), 201);
+    let r = ok(post(&mut w.c, now, &con2, ("m-3", 3_010)), 200);
+    assert_eq!(r["duplicate"], true);
+    let stored = w.c.messaging().activities_after(&space_id, 0).unwrap();
+    let ids: Vec<_> = stored.iter().filter_map(|a| a.client_id.clone()).collect();
+    assert_eq!(ids, ["m-1", "m-2", "m-3"]);
+    // A declared message nobody posts holds newer posts back for the bound only.
+    declare(&mut w.c, &[("m-5", 5_000)]);
+    assert_error(&post(&mut w.c, now, &con1, ("m-6", 6_000)), 409, "conflict");
+    let later = now + holds::CONVERSATION_HOLD_MAX;
+    heartbeat_all(&mut w, later);
+    ok(post(&mut w.c, later, &con1, ("m-6", 6_000)), 201);
+}
+
+/// Where a connector node claims conversations (and declares its unposted messages).
+const CLAIMS: &str = "/v1/connectors/claims";
+
 /// After a cloud outage a node learns that the cloud is back only from an answer: a post of
 /// the other member's node that reaches the cloud first is refused until this node has been
 /// heard and its claim had time to arrive; the claim (for a post that failed at the transport,

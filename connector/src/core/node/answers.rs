@@ -99,13 +99,46 @@ impl ConnectorNode {
     /// The cloud refused a post (409) because another connector node holds earlier messages
     /// of its conversation: it is sent again after [`HELD_BY_PEER_RETRY`], holding its lane
     /// meanwhile, and the refusal does not count as one of its [`POST_ATTEMPTS_MAX`] sends.
+    ///
+    /// At its first refusal the node declares the conversation's messages it has not posted
+    /// (a claim without `since_ms`, [`ConnectorNode::unposted`]): the holder may lack one of
+    /// them, which only this node has, and must then not post its newer ones first (the
+    /// holder that lacks a message only the other node has, `cloud-outage-two-nodes-order-
+    /// post-retry` `--seed 19`).
     fn wait_for_holder(&mut self, now: Duration, mut p: Box<PostRetry>) {
         self.stats.held_by_peer += 1;
+        let first = p.held_back == 0;
         p.held_back += 1;
         p.failed_send = false;
         // The retry counts a send again (`retry_fetch`): this one did not fail.
         p.attempts = p.attempts.saturating_sub(1);
+        let (lane, space_id) = (p.lane, space_of_post(&p.path).map(str::to_string));
         self.hold_lane(now + HELD_BY_PEER_RETRY, p);
+        if let (true, Some(space_id)) = (first, space_id) {
+            self.declare_unposted(lane, &space_id);
+        }
+    }
+
+    /// Declares this node's unposted messages of the conversation of `lane` and `space_id`
+    /// at the cloud, on the control connection, claiming nothing.
+    fn declare_unposted(&mut self, lane: u64, space_id: &str) {
+        let Some(p) = self
+            .pair_space
+            .iter()
+            .find(|(p, s)| s.as_str() == space_id && lane_of(p) == lane)
+            .map(|(p, _)| p.clone())
+        else {
+            return;
+        };
+        let unposted = self.unposted(&p, Some(space_id));
+        let body = json!({"claims": [{"space_id": space_id, "unposted": unposted}]});
+        self.cloud(
+            Method::Post,
+            CLAIMS_PATH,
+            body,
+            CONTROL_LANE,
+            Pending::Claim,
+        );
     }
 
     /// A successful answer, to the step that asked for it.
@@ -371,7 +404,16 @@ impl ConnectorNode {
         let mut batch = Vec::new();
         for (lane, (space_id, since)) in claims {
             self.claimed.insert(lane);
-            batch.push(json!({"space_id": space_id, "since_ms": since.as_millis() as u64}));
+            let pair = self
+                .pair_space
+                .iter()
+                .find(|(p, s)| **s == space_id && lane_of(p) == lane);
+            let unposted = pair.map(|(p, _)| self.unposted(p, Some(&space_id)));
+            let mut claim = json!({"space_id": space_id, "since_ms": since.as_millis() as u64});
+            if let Some(u) = unposted.filter(|u| u.as_array().is_some_and(|a| !a.is_empty())) {
+                claim["unposted"] = u;
+            }
+            batch.push(claim);
             self.release_hold(&space_id, lane);
         }
         for chunk in batch.chunks(CLAIMS_PER_REQUEST_MAX) {

@@ -54,7 +54,9 @@ use crate::proto::http::Method;
 use crate::proto::jwe::{self, SpaceKey};
 use crate::proto::stream::STANZA_BYTES_MAX;
 use crate::proto::text::{PEER_TEXT_BYTES_MAX, printable};
-use crate::proto::webex::{CLAIMS_PER_REQUEST_MAX, ENCRYPTED_TEXT_BYTES_MAX};
+use crate::proto::webex::{
+    CLAIMS_PER_REQUEST_MAX, DECLARED_PER_CONVERSATION_MAX, ENCRYPTED_TEXT_BYTES_MAX,
+};
 use crate::proto::webex::{Event, RegState, Verb};
 use crate::proto::xml::Element;
 use crate::proto::xmpp::{self, Jid, NS_CARBONS, NS_COMPONENT, NS_FORWARD, NS_HM_SESSION};
@@ -405,6 +407,10 @@ struct OutPost {
     actor: String,
     activity: Activity,
     client_id: String,
+    /// When the node got the Jabber message from IM&P (its clock): sent with the post, and
+    /// declared with a hold or claim, so that the cloud merges the two nodes' backlogs of a
+    /// conversation in send order ([`ConnectorNode::unposted`]).
+    got: Duration,
     /// The Jabber message it came from, to refuse it to its sender.
     origin: Origin,
 }

@@ -127,8 +127,10 @@ impl ConnectorNode {
     pub(super) fn fetch_key(&mut self, uri: &str) {
         if self.keys_in_flight.insert(uri.to_string()) {
             let mut body = json!({"uri": uri});
-            if let Some((space_id, since)) = self.held_for_key(uri) {
-                body["held"] = json!({"space_id": space_id, "since_ms": since.as_millis() as u64});
+            if let Some((p, space_id, since)) = self.held_for_key(uri) {
+                let unposted = self.unposted(&p, Some(&space_id));
+                body["held"] = json!({"space_id": space_id,
+                    "since_ms": since.as_millis() as u64, "unposted": unposted});
             }
             // Fetches need no order among themselves: spread them over the connections.
             self.cloud(
@@ -144,13 +146,16 @@ impl ConnectorNode {
     }
 
     /// The conversation held here longest that waits for key `uri` after a failed fetch, as
-    /// (its space, since when): what the fetch's retry claims at the cloud.
-    fn held_for_key(&self, uri: &str) -> Option<(String, Duration)> {
+    /// (its members, its space, since when): what the fetch's retry claims at the cloud.
+    fn held_for_key(&self, uri: &str) -> Option<((String, String), String, Duration)> {
         let waiters = self.key_waiters.get(uri)?;
         waiters
             .iter()
-            .filter_map(|p| Some((self.pair_space.get(p)?.clone(), *self.held_since.get(p)?)))
-            .min_by_key(|(_, since)| *since)
+            .filter_map(|p| {
+                let space_id = self.pair_space.get(p)?.clone();
+                Some((p.clone(), space_id, *self.held_since.get(p)?))
+            })
+            .min_by_key(|(_, _, since)| *since)
     }
 
     /// A space or key fetch failed: the conversations whose posts wait for it are held here

@@ -242,6 +242,7 @@ impl ConnectorNode {
                 actor: actor.to_string(),
                 activity,
                 client_id,
+                got: self.clock,
                 origin: origin.clone(),
             });
         }
@@ -262,6 +263,7 @@ impl ConnectorNode {
                 let mut body = json!({"kind": "direct", "members": [p.0, p.1]});
                 if let Some(since) = self.held_since.get(p) {
                     body["held_since_ms"] = json!(since.as_millis() as u64);
+                    body["unposted"] = self.unposted(p, None);
                 }
                 self.cloud(
                     Method::Post,
@@ -293,6 +295,53 @@ impl ConnectorNode {
         if self.held_since.remove(p).is_some() {
             self.release_hold(&space_id, lane_of(p));
         }
+    }
+
+    /// The messages of conversation `p` this node has not posted yet, as it declares them
+    /// with a hold or claim (`[{client_id, got_ms}]`, oldest first, at most
+    /// [`DECLARED_PER_CONVERSATION_MAX`]): those queued for its space or key, and those of
+    /// its lane to `space_id` on their way, refused or waiting their turn. The cloud lets
+    /// another node's newer post wait until a copy of each is stored (docs/behaviour.md, "One
+    /// conversation, two connector nodes").
+    pub(super) fn unposted(&self, p: &(String, String), space_id: Option<&str>) -> Value {
+        // Only posts become activities stored with their `client_id`: a typing notice or read
+        // marker declared would hold the other node's posts until the cloud's bound.
+        let queued = self.outbox.get(p).into_iter().flatten();
+        let queued =
+            queued.filter(|o| matches!(o.activity, Activity::Post { .. } | Activity::FileRefused));
+        let mut all: Vec<(u64, String)> = queued
+            .map(|o| (o.got.as_millis() as u64, o.client_id.clone()))
+            .collect();
+        if let Some(space_id) = space_id {
+            let lane = lane_of(p);
+            let on_way = self.pending.values();
+            let deferred = self.deferred.iter().map(|(_, w)| w);
+            let waiting = self.lane_holds.get(&lane).into_iter();
+            let waiting = waiting.flat_map(|h| h.waiting.values());
+            let sent = on_way.chain(deferred).filter_map(|w| match w {
+                Pending::Post(Some(r)) => Some(r),
+                _ => None,
+            });
+            let path = format!("/v1/spaces/{space_id}/activities");
+            for r in sent
+                .chain(waiting)
+                .filter(|r| r.lane == lane && r.path == path)
+            {
+                if let (Some(cid), Some(got)) =
+                    (r.body["client_id"].as_str(), r.body["got_ms"].as_u64())
+                {
+                    all.push((got, cid.to_string()));
+                }
+            }
+        }
+        all.sort();
+        all.dedup_by(|a, b| a.1 == b.1);
+        all.truncate(DECLARED_PER_CONVERSATION_MAX);
+        let list: Vec<Value> = all
+            .into_iter()
+            .map(|(got, cid)| json!({"client_id": cid, "got_ms": got}))
+            .collect();
+        Value::Array(list)
     }
 
     /// Ends this node's hold on a conversation whose earlier messages it has now sent: in
@@ -333,11 +382,13 @@ impl ConnectorNode {
                 if ct.len() > ENCRYPTED_TEXT_BYTES_MAX {
                     return self.refuse_to_jabber(&post.origin, ct.len());
                 }
-                json!({"verb": "post", "actor": post.actor, "encrypted_text": ct, "client_id": post.client_id})
+                json!({"verb": "post", "actor": post.actor, "encrypted_text": ct,
+                    "client_id": post.client_id, "got_ms": post.got.as_millis() as u64})
             }
             Activity::FileRefused => {
                 let text = enc(translate::FILE_FROM_JABBER_NOTICE);
-                json!({"verb": "post", "actor": post.actor, "encrypted_text": text, "client_id": post.client_id})
+                json!({"verb": "post", "actor": post.actor, "encrypted_text": text,
+                    "client_id": post.client_id, "got_ms": post.got.as_millis() as u64})
             }
             Activity::Typing(on) => {
                 let body = json!({"typing": on, "actor": post.actor});
