@@ -166,9 +166,7 @@ fn unseen_takeover_users(s: &Scenario, out: &History) -> BTreeMap<String, Unseen
 /// The report's count of sessions [`unseen_takeover_users`] excused: closed at the end, with
 /// why (empty when none).
 fn unseen_takeover_note(out: &History, unseen: &BTreeMap<String, UnseenTakeover>) -> String {
-    let closed: Vec<(&String, &UnseenTakeover)> = (unseen.iter())
-        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
-        .collect();
+    let closed = closed_at_end(out, unseen);
     if closed.is_empty() {
         return String::new();
     }
@@ -217,11 +215,21 @@ fn deactivated_users<'a>(s: &Scenario, out: &'a History) -> BTreeMap<String, &'a
         .collect()
 }
 
+/// The users of `excused` whose connector session is closed at the end (the ones a note
+/// names), with why.
+fn closed_at_end<'m, T>(
+    out: &History,
+    excused: &'m BTreeMap<String, T>,
+) -> Vec<(&'m String, &'m T)> {
+    (excused.iter())
+        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
+        .collect()
+}
+
 /// The report's count of sessions [`deactivated_users`] excused: closed at the end, with the
 /// state and reason the cloud gave them (empty when none).
 fn deactivated_note(out: &History, deactivated: &BTreeMap<String, &HistoryEntry>) -> String {
-    let closed: Vec<String> = (deactivated.iter())
-        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
+    let closed: Vec<String> = (closed_at_end(out, deactivated).into_iter())
         .map(|(u, e)| {
             let why = e
                 .reason
@@ -403,9 +411,7 @@ fn publisher_lost_from(actions: &[Timed], publisher: &str, at: Duration) -> bool
 /// The report's count of sessions [`undiscoverable_users`] excused: closed at the end, with
 /// why (empty when none).
 fn not_served_note(out: &History, undiscoverable: &BTreeMap<String, Undiscoverable>) -> String {
-    let closed: Vec<(&String, &Undiscoverable)> = (undiscoverable.iter())
-        .filter(|(u, _)| matches!(out.bridge.get(*u).and_then(|e| e.last()), Some((_, false))))
-        .collect();
+    let closed = closed_at_end(out, undiscoverable);
     if closed.is_empty() {
         return String::new();
     }
