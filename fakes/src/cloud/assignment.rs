@@ -332,9 +332,14 @@ impl Assignment {
         self.clusters.get(cluster)?.nodes.get(node)
     }
 
-    /// What the connectors' reports say about `email` (spec 24-25).
+    /// What the connectors' reports say about `email` (spec 24-25). The cloud "asks
+    /// connectors which know the user" (spec 28): until every declared cluster's connectors
+    /// have reported once, one still discovering may home the user (or hold a duplicate), so
+    /// the answer waits (`org-195k`: three clusters finish discovering minutes apart, and the
+    /// first report used to put the other clusters' 135,000 users in Error "no matching IM&P
+    /// user").
     pub fn lookup(&self, email: &str) -> Lookup {
-        if !self.clusters.values().any(|c| c.reported) {
+        if self.clusters.is_empty() || self.clusters.values().any(|c| !c.reported) {
             return Lookup::NotYetReported;
         }
         let homes: BTreeSet<&String> = self
@@ -807,6 +812,34 @@ mod tests {
         assert!(a.enable(&email).is_empty(), "idempotent");
         assert_eq!(a.disable(&email), vec![mv(&email, Some("exp-1"), None)]);
         assert_eq!(a.assigned_count(), 0);
+    }
+
+    /// `org-195k`: three Expressway clusters finish discovering minutes apart. A user of a
+    /// cluster that has not reported yet is not "no matching IM&P user" because another
+    /// cluster reported first: the lookup waits for every declared cluster.
+    #[test]
+    fn lookup_waits_for_every_declared_cluster() {
+        let mut a = Assignment::new();
+        a.add_cluster("exp-a", Large, Coresidency::None).unwrap();
+        a.add_cluster("exp-b", Large, Coresidency::None).unwrap();
+        a.add_node("exp-a", "exp-a-1").unwrap();
+        a.add_node("exp-b", "exp-b-1").unwrap();
+        let users = known(2);
+        a.report_users("exp-a", &users[..1], &[]).unwrap();
+        assert_eq!(
+            a.lookup(&users[0].email),
+            Lookup::NotYetReported,
+            "b may hold a duplicate"
+        );
+        assert_eq!(
+            a.lookup(&users[1].email),
+            Lookup::NotYetReported,
+            "b may home it"
+        );
+        a.report_users("exp-b", &users[1..], &[]).unwrap();
+        assert_eq!(a.lookup(&users[0].email), Lookup::Unique);
+        assert_eq!(a.lookup(&users[1].email), Lookup::Unique);
+        assert_eq!(a.lookup("nobody@example.com"), Lookup::NotFound);
     }
 
     #[test]
