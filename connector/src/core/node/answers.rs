@@ -132,6 +132,11 @@ impl ConnectorNode {
         };
         let unposted = self.unposted(&p, Some(space_id));
         let body = json!({"claims": [{"space_id": space_id, "unposted": unposted}]});
+        self.post_claims(body);
+    }
+
+    /// Sends claims (`POST /v1/connectors/claims`) on the control connection.
+    fn post_claims(&mut self, body: Value) {
         self.cloud(
             Method::Post,
             CLAIMS_PATH,
@@ -417,14 +422,7 @@ impl ConnectorNode {
             self.release_hold(&space_id, lane);
         }
         for chunk in batch.chunks(CLAIMS_PER_REQUEST_MAX) {
-            let body = json!({ "claims": chunk });
-            self.cloud(
-                Method::Post,
-                CLAIMS_PATH,
-                body,
-                CONTROL_LANE,
-                Pending::Claim,
-            );
+            self.post_claims(json!({ "claims": chunk }));
         }
     }
 
