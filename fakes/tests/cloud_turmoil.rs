@@ -31,24 +31,9 @@ const ADMIN: &str = "admin-token";
 const ALICE: &str = "alice@example.com";
 const BOB: &str = "bob@example.com";
 
+/// The cloud on its host, for tests that read it only through HTTP ([`sim_with_cloud`]).
 fn sim<'a>() -> turmoil::Sim<'a> {
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(1)
-        .epoch(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
-        .tick_duration(Duration::from_millis(10))
-        .simulation_duration(Duration::from_secs(600))
-        .build();
-    sim.host(CLOUD_HOST, || async {
-        let cfg = CloudConfig {
-            domain: "example.com".into(),
-            admin_token: ADMIN.into(),
-            kms_host: fakes::kms::CLOUD_HOST.into(),
-        };
-        let cloud = Rc::new(RefCell::new(Cloud::new(cfg, ChaCha8Rng::seed_from_u64(11))));
-        http::serve(TurmoilNet, cloud, CLOUD_PORT).await?;
-        Ok(())
-    });
-    sim
+    sim_with_cloud().0
 }
 
 async fn client() -> HttpClient {
@@ -524,7 +509,8 @@ fn activity_then(cut: bool) -> (Span, Span) {
     )
 }
 
-/// [`sim`], with a handle on the cloud it serves (its records, read after the run).
+/// A simulation with the cloud on its host (900 simulated seconds at most), and a handle on
+/// the cloud it serves (its records, read after the run).
 fn sim_with_cloud<'a>() -> (turmoil::Sim<'a>, Rc<RefCell<Cloud>>) {
     let cfg = CloudConfig {
         domain: "example.com".into(),

@@ -945,52 +945,56 @@ impl Cloud {
         }
     }
 
-    /// The node holding earlier messages of direct space `space_id`, if it is not `node` and
-    /// still serves a member (a node that serves none can no longer post them), unless the
-    /// post `(client_id, got)` is older than every message the holder declared it has not
-    /// posted yet ([`holds::Holds::before_holder`]): it goes first (explore-findings, the
-    /// holder that lacks a message only the other node has).
+    /// Whether `connector` serves a member of the direct conversation `pair`
+    /// ([`Self::serves_a_member`]).
+    fn serves_pair(&self, connector: &str, pair: &(String, String)) -> bool {
+        [&pair.0, &pair.1]
+            .into_iter()
+            .any(|m| self.serves_a_member(connector, std::slice::from_ref(m)))
+    }
+
+    /// The node holding earlier messages of the direct conversation `pair`, if it is not
+    /// `node` and still serves a member (a node that serves none can no longer post them),
+    /// unless the post `(client_id, got)` is older than every message the holder declared it
+    /// has not posted yet ([`holds::Holds::before_holder`]): it goes first (explore-findings,
+    /// the holder that lacks a message only the other node has).
     fn held_by_another(
         &self,
         now: Duration,
         node: &str,
-        space_id: &str,
+        pair: &(String, String),
         post: (Option<&str>, Option<Duration>),
     ) -> Option<String> {
-        let space = self.msg.space(space_id)?;
-        let pair = self.direct_pair(space_id)?;
-        let hold = self.holds.of(now, &pair)?;
-        if hold.node == node || !self.serves_a_member(&hold.node, &space.members) {
+        let hold = self.holds.of(now, pair)?;
+        if hold.node == node || !self.serves_pair(&hold.node, pair) {
             return None;
         }
         if let (Some(cid), Some(got)) = post
             && self
                 .holds
-                .before_holder(now, (&pair, &hold.node), (cid, got))
+                .before_holder(now, (pair, &hold.node), (cid, got))
         {
             return None;
         }
         Some(hold.node.clone())
     }
 
-    /// Another node serving a member of direct space `space_id` that declared an older
+    /// Another node serving a member of the direct conversation `pair` that declared an older
     /// message than `node`'s post `(client_id, got)` and has not got it stored yet: the post
     /// waits for it ([`holds::Holds::earlier_elsewhere`]).
     fn declared_earlier(
         &self,
         now: Duration,
         node: &str,
-        space_id: &str,
+        pair: &(String, String),
         post: (Option<&str>, Option<Duration>),
     ) -> Option<String> {
         let (Some(cid), Some(got)) = post else {
             return None;
         };
-        let space = self.msg.space(space_id)?;
-        let pair = self.direct_pair(space_id)?;
-        let may_post = |n: &str| self.serves_a_member(n, &space.members);
+        let may_post = |n: &str| self.serves_pair(n, pair);
         self.holds
-            .earlier_elsewhere(now, (&pair, node), (cid, got), may_post)
+            .earlier_elsewhere(now, (pair, node), (cid, got), may_post)
     }
 
     /// Refuses (409) connector `node`'s post `client_id` to `space_id` while another node holds
@@ -1016,11 +1020,14 @@ impl Cloud {
                 "an earlier post of {node} to {space_id} was held back: it goes first"
             )));
         }
+        // Holds and declarations are kept per direct conversation (its two members).
+        let pair = self.direct_pair(space_id);
+        let pair = pair.as_ref();
         let why = if let Some(peer) = self.unsettled_peer(now, node, space_id) {
             format!("{space_id} settles after an outage: {peer} may still claim it")
-        } else if let Some(peer) = self.declared_earlier(now, node, space_id, post) {
+        } else if let Some(peer) = pair.and_then(|p| self.declared_earlier(now, node, p, post)) {
             format!("{peer} has an earlier message of {space_id} to post")
-        } else if let Some(holder) = self.held_by_another(now, node, space_id, post) {
+        } else if let Some(holder) = pair.and_then(|p| self.held_by_another(now, node, p, post)) {
             format!("earlier messages of {space_id} are held by {holder}")
         } else {
             return Ok(());

@@ -5,6 +5,7 @@ use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
 use crate::plan::connector::webex_email;
 use crate::plan::faults::{Action, BaseLatency, Service, Timed};
+use crate::plan::topology::UserSpec;
 use crate::scenario::Dur;
 use crate::scenario::Scenario;
 use fakes::cloud::org::HistoryEntry;
@@ -38,12 +39,19 @@ impl Check for Liveness {
 }
 
 /// When the last fault ends.
-fn last_fault_end(s: &Scenario) -> Duration {
+pub(crate) fn last_fault_end(s: &Scenario) -> Duration {
     s.faults
         .iter()
         .map(|f| crate::plan::faults::window(f).1)
         .max()
         .unwrap_or_default()
+}
+
+/// The scenario's `liveness` bound (`within`), if it has the check.
+pub(crate) fn within(s: &Scenario) -> Option<Duration> {
+    let spec = s.checks.iter().find(|c| c.name == ENTRY.name)?;
+    let l = crate::checks::params::<Liveness>(&spec.params).ok()?;
+    Some(l.within.0)
 }
 
 /// For the runner, which stops as soon as no message is awaited after `duration`: whether a
@@ -61,13 +69,10 @@ pub fn liveness_awaited(
     now: Duration,
     uses: &crate::oracle::activity::Uses,
 ) -> bool {
-    let Some(spec) = s.checks.iter().find(|c| c.name == ENTRY.name) else {
+    let Some(within) = within(s) else {
         return false;
     };
-    let Ok(l) = crate::checks::params::<Liveness>(&spec.params) else {
-        return false;
-    };
-    let bound = last_fault_end(s) + l.within.0;
+    let bound = last_fault_end(s) + within;
     if now >= bound {
         return false;
     }
@@ -124,6 +129,19 @@ struct UnseenTakeover {
     home: String,
 }
 
+/// Each user the cloud had on a connector node at the end: (user, mail ID, node, the node's
+/// latest (re)start, [`latest_start`]).
+fn assigned_at_end<'o>(
+    out: &'o History,
+    actions: &'o [Timed],
+) -> impl Iterator<Item = (&'o UserSpec, &'o String, &'o String, Duration)> {
+    out.users.iter().filter_map(move |u| {
+        let email = u.email.as_ref()?;
+        let node = out.assigned_at_end.get(email)?;
+        Some((u, email, node, latest_start(actions, node)))
+    })
+}
+
 /// Users homed on an IM&P node down for good that its PRG peer takes over, served at the end
 /// by a connector node that read the PRG's high availability as off at its latest (re)start:
 /// the peer took the node over only under a change the connector has not read. The guide
@@ -140,17 +158,11 @@ fn unseen_takeover_users(s: &Scenario, out: &History) -> BTreeMap<String, Unseen
     }
     let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
     let mut found = BTreeMap::new();
-    for u in &out.users {
+    for (u, email, node, started) in assigned_at_end(out, &actions) {
         let home = u.home_host(s);
         let Some(cluster) = taken_over.get(&home) else {
             continue;
         };
-        let Some((email, node)) =
-            (u.email.as_ref()).and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
-        else {
-            continue;
-        };
-        let started = latest_start(&actions, node);
         if !crate::plan::imp::high_availability_at(s, cluster, started) {
             let why = UnseenTakeover {
                 node: node.clone(),
@@ -306,15 +318,9 @@ struct Undiscoverable {
 fn undiscoverable_users(s: &Scenario, out: &History) -> BTreeMap<String, Undiscoverable> {
     let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
     let mut found = BTreeMap::new();
-    for u in &out.users {
-        let Some((email, node)) =
-            (u.email.as_ref()).and_then(|e| Some((e, out.assigned_at_end.get(e)?)))
-        else {
-            continue;
-        };
+    for (u, email, node, started) in assigned_at_end(out, &actions) {
         let publisher =
             |c: usize| crate::plan::topology::imp_host(&s.topology.imp_clusters[c].name, 1);
-        let started = latest_start(&actions, node);
         let lost = |c: usize| publisher_lost_from(&actions, &publisher(c), started);
         // A user whose mail ID a second cluster also holds (spec 25) is known through that
         // cluster's account when only it can be discovered (explore seed 13755).
@@ -372,9 +378,7 @@ fn latest_start(actions: &[Timed], node: &str) -> Duration {
 /// node `node`'s cluster is down for good: from then on it cannot discover the node (spec 22)
 /// and shows no row for it (explore seed 13755 at `--seed 14`).
 pub(crate) fn restarts_blind_to(s: &Scenario, host: &str, node: &str, at: Duration) -> bool {
-    let Some(c) = (s.topology.imp_clusters.iter())
-        .find(|c| (1..=c.nodes).any(|k| crate::plan::topology::imp_host(&c.name, k) == node))
-    else {
+    let Some(c) = crate::plan::topology::imp_cluster_of(s, node) else {
         return false;
     };
     let publisher = crate::plan::topology::imp_host(&c.name, 1);

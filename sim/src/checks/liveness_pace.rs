@@ -61,13 +61,10 @@ fn moves<'a>(s: &Scenario, c: &ImpCluster, f: &'a Fault) -> Vec<Move<'a>> {
 /// bound and migration rate, with every session on one connector node, may end after the
 /// `liveness` check's bound.
 pub fn warnings(s: &Scenario, users: &[UserSpec]) -> Vec<String> {
-    let Some(within) = liveness_within(s) else {
+    let Some(within) = crate::checks::liveness::within(s) else {
         return Vec::new();
     };
-    let last_fault_end = (s.faults.iter())
-        .map(|f| crate::plan::faults::window(f).1)
-        .max()
-        .unwrap_or_default();
+    let last_fault_end = crate::checks::liveness::last_fault_end(s);
     let bound = last_fault_end + within;
     let mut out = Vec::new();
     for c in &s.topology.imp_clusters {
@@ -80,7 +77,7 @@ pub fn warnings(s: &Scenario, users: &[UserSpec]) -> Vec<String> {
         for m in s.faults.iter().flat_map(|f| moves(s, c, f)) {
             let sessions = (users.iter())
                 .filter(|u| u.home_host(s) == m.users_of)
-                .filter(|u| u.hybrid && u.email.is_some() && u.duplicate_in.is_none())
+                .filter(|u| crate::oracle::interop::served(u))
                 .count();
             if sessions == 0 || rate.count <= 0.0 {
                 continue;
@@ -120,13 +117,6 @@ fn warning(
         format_duration(bound),
         format_duration(within),
     )
-}
-
-/// The `liveness` check's `within`, if the scenario has the check.
-fn liveness_within(s: &Scenario) -> Option<Duration> {
-    let spec = s.checks.iter().find(|c| c.name == "liveness")?;
-    let l = crate::checks::params::<crate::checks::liveness::Liveness>(&spec.params).ok()?;
-    Some(l.within.0)
 }
 
 #[cfg(test)]

@@ -148,12 +148,7 @@ fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
             .filter(|x| x.mode == crate::scenario::FailoverMode::Automatic);
         nodes.extend(automatic.map(|x| &x.node));
         for n in nodes {
-            let Some(c) = s
-                .topology
-                .imp_clusters
-                .iter()
-                .find(|c| (1..=c.nodes).any(|k| &topology::imp_host(&c.name, k) == n))
-            else {
+            let Some(c) = topology::imp_cluster_of(s, n) else {
                 continue; // not an IM&P node
             };
             let at = out.entry(n.clone()).or_insert((f.at.0, c));

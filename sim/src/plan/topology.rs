@@ -5,7 +5,7 @@
 //! both give hosts `imp-a-1`, ... so scenario files may write either.
 
 use crate::plan::rng::RngFactory;
-use crate::scenario::{KmsKind, Scenario};
+use crate::scenario::{ImpCluster, KmsKind, Scenario};
 use rand::RngExt as _;
 
 /// Client-farm host names for Jabber clients.
@@ -19,6 +19,11 @@ pub fn imp_host(cluster: &str, n: u32) -> String {
         "imp-{}-{n}",
         cluster.strip_prefix("imp-").unwrap_or(cluster)
     )
+}
+
+/// The IM&P cluster whose nodes include host `host`, if any.
+pub fn imp_cluster_of<'s>(s: &'s Scenario, host: &str) -> Option<&'s ImpCluster> {
+    (s.topology.imp_clusters.iter()).find(|c| (1..=c.nodes).any(|k| imp_host(&c.name, k) == host))
 }
 
 /// The host name of node `n` (1-based) of Expressway cluster `cluster`.
