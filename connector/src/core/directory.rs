@@ -9,6 +9,7 @@
 //!
 //! This module builds request bodies and parses responses; the driver does the HTTP.
 
+use super::sorted::SortedCursor;
 use crate::proto::xml::{Element, parse_document};
 use base64::Engine as _;
 use std::collections::{BTreeMap, BTreeSet};
@@ -189,6 +190,23 @@ pub fn more_pages(rows: usize, page: usize) -> bool {
     rows == SQL_PAGE_ROWS && page + 1 < SQL_PAGES_MAX
 }
 
+/// [`Directory::get`] for emails asked in ascending order ([`Directory::cursor`]).
+pub struct DirCursor<'a> {
+    dir: &'a Directory,
+    cursor: SortedCursor<'a, Arc<str>, DirEntry>,
+}
+
+impl<'a> DirCursor<'a> {
+    /// The entry for an email, as [`Directory::get`] answers.
+    pub fn get(&mut self, email: &str) -> Option<&'a DirEntry> {
+        match lower(email) {
+            std::borrow::Cow::Borrowed(email) => self.cursor.get(email),
+            // Out of the walk's order once lower-cased: looked up on its own.
+            std::borrow::Cow::Owned(_) => self.dir.get(email),
+        }
+    }
+}
+
 /// A directory entry: a discoverable Hybrid Message user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DirEntry {
@@ -221,6 +239,17 @@ pub struct Directory {
     /// the cloud shows a user homed on two clusters as "duplicate Mail ID" (spec 25). A list,
     /// not a set: nearly every user has one cluster, and a set's node is some 300 bytes.
     pub homes: BTreeMap<Arc<str>, Vec<Arc<str>>>,
+}
+
+/// `s` in ASCII lower case (keys are stored lower-cased), copied only when it has an upper-case
+/// letter: lookups run for every stanza the connector handles, and nearly every key arrives
+/// lower-cased already.
+fn lower(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 impl Directory {
@@ -269,21 +298,26 @@ impl Directory {
 
     /// The entry for an email (never a JID, spec 24).
     pub fn get(&self, email: &str) -> Option<&DirEntry> {
-        self.by_email.get(email.to_ascii_lowercase().as_str())
+        self.by_email.get(&*lower(email))
+    }
+
+    /// [`Self::get`] for emails asked in ascending order, walking the directory once
+    /// ([`SortedCursor`]): what a status page asks for every assigned user.
+    pub fn cursor(&self) -> DirCursor<'_> {
+        DirCursor {
+            dir: self,
+            cursor: SortedCursor::new(&self.by_email),
+        }
     }
 
     /// The bare JID of any user with this mail ID (local or intercluster).
     pub fn jid_of(&self, email: &str) -> Option<&str> {
-        self.jid_of
-            .get(email.to_ascii_lowercase().as_str())
-            .map(|j| &**j)
+        self.jid_of.get(&*lower(email)).map(|j| &**j)
     }
 
     /// The mail ID of the user with this bare JID (local or intercluster).
     pub fn email_of(&self, bare_jid: &str) -> Option<&str> {
-        self.email_of
-            .get(bare_jid.to_ascii_lowercase().as_str())
-            .map(|e| &**e)
+        self.email_of.get(&*lower(bare_jid)).map(|e| &**e)
     }
 
     /// Every servable user's email, sorted.

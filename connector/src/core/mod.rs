@@ -8,6 +8,7 @@
 //! - [`node`]: one connector node, the state machine tying all of the above together.
 //! - [`presence`]: Webex → Jabber presence mapping and the session-lifetime rule.
 //! - [`sessions`]: per-user IM&P sessions over the component link, rate-limited, with backoff.
+//! - [`sorted`]: lookups of ascending keys by walking a sorted map (status page counts).
 //! - [`status`]: the Message Service status page model (spec 66-71).
 //! - [`translate`]: XMPP stanzas ↔ neutral Webex activities (spec 32-45).
 
@@ -18,5 +19,6 @@ pub mod limiter;
 pub mod node;
 pub mod presence;
 pub mod sessions;
+pub mod sorted;
 pub mod status;
 pub mod translate;

@@ -280,13 +280,15 @@ impl SessionManager {
 
     /// Open sessions per IM&P node.
     pub fn open_per_node(&self) -> BTreeMap<String, usize> {
-        let mut m = BTreeMap::new();
+        // Counted under borrowed names, owned once per node: a name cloned per open session
+        // cost 15,000 allocations a sample on a Large node.
+        let mut m: BTreeMap<&str, usize> = BTreeMap::new();
         for u in self.users.values() {
             if u.state == SessionState::Open {
-                *m.entry(u.node.clone()).or_insert(0) += 1;
+                *m.entry(u.node.as_str()).or_insert(0) += 1;
             }
         }
-        m
+        m.into_iter().map(|(n, c)| (n.to_owned(), c)).collect()
     }
 
     /// The full JID of a user's session.

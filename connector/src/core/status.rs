@@ -19,6 +19,7 @@
 use super::directory::Directory;
 use super::failover::NodeStatus;
 use super::presence::ACTIVE_WINDOW;
+use super::sorted::SortedCursor;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -118,16 +119,18 @@ impl Share {
         // Counted under borrowed node names, owned once per node at the end.
         let mut nodes: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         let mut s = Share::default();
+        // Both maps are in email order, as is `enabled`: walked alongside it.
+        let (mut directory, mut last_active) =
+            (i.directory.cursor(), SortedCursor::new(i.last_active));
         for email in i.enabled {
-            let home = match i.directory.get(email) {
+            let home = match directory.get(email) {
                 Some(entry) => &entry.home,
                 None => match i.homes.get(email) {
                     Some(home) => home.as_str(),
                     None => continue,
                 },
             };
-            let is_active = i
-                .last_active
+            let is_active = last_active
                 .get(email)
                 .is_some_and(|t| i.now.saturating_sub(*t) <= ACTIVE_WINDOW);
             s.enabled += 1;

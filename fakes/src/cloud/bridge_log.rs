@@ -10,10 +10,11 @@
 //! where and what it delivered, whatever the connector made of it. Nothing in the cloud reads
 //! the log back.
 //!
-//! Bounded: one entry per user in each map, and users are the organization's; the events not
-//! yet shown read are at most what a socket holds and sends between two pings, and go with
-//! the socket when it closes.
+//! Bounded: one record per user, holding at most one entry per connector node, and users are
+//! the organization's; the events not yet shown read are at most what a socket holds and sends
+//! between two pings, and go with the socket when it closes.
 
+use connector::core::sorted::SortedCursor;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
@@ -56,21 +57,120 @@ struct Unread {
 /// Placements and delivered activity events, per user (email).
 #[derive(Debug, Clone, Default)]
 pub struct BridgeLog {
-    placed: BTreeMap<String, Placement>,
-    delivered: BTreeMap<String, Deliveries>,
-    /// (user, node) → (when the cloud last answered the node a presence query carrying the
-    /// user's last use of Webex with Jabber, that use). Bounded by users × connector nodes.
-    told: BTreeMap<(String, String), (Duration, Duration)>,
-    /// (user, node) → when an assignment event naming the user (added or removed) that the
-    /// node has been shown to read was queued (a socket a cloud outage cut stays open at the
-    /// cloud until it is found silent, and what is queued there is lost: explore seed 4507;
-    /// so is what was on its way at the cut). Bounded by users × connector nodes.
-    heard: BTreeMap<(String, String), Duration>,
+    /// Each user's record, by email: one lookup answers every question about a user (the
+    /// status-page expectation asks six for each user at every sample).
+    users: BTreeMap<String, UserLog>,
     /// Node → when the cloud last answered its assignments fetch (its whole list).
     answered: BTreeMap<String, Duration>,
     /// Socket id → its node and the activity and assignment events queued on it that the node
     /// has not been shown to read yet, oldest first.
     unread: BTreeMap<u64, (String, VecDeque<Unread>)>,
+}
+
+/// What the log knows of one user.
+#[derive(Debug, Clone, Default)]
+struct UserLog {
+    placed: Option<Placement>,
+    delivered: Option<Deliveries>,
+    /// Node → (when the cloud last answered the node a presence query carrying the user's
+    /// last use of Webex with Jabber, that use). At most one entry per connector node.
+    told: Vec<(String, (Duration, Duration))>,
+    /// Node → when an assignment event naming the user (added or removed) that the node has
+    /// been shown to read was queued (a socket a cloud outage cut stays open at the cloud until
+    /// it is found silent, and what is queued there is lost: explore seed 4507; so is what was
+    /// on its way at the cut). At most one entry per connector node.
+    heard: Vec<(String, Duration)>,
+}
+
+/// The entry of `node` in a per-node list of a user's record, added with `init` if missing.
+fn node_entry<'a, V>(list: &'a mut Vec<(String, V)>, node: &str, init: V) -> &'a mut V {
+    let i = match list.iter().position(|(n, _)| n == node) {
+        Some(i) => i,
+        None => {
+            list.push((node.to_owned(), init));
+            list.len() - 1
+        }
+    };
+    &mut list[i].1
+}
+
+/// The value for `node` in a per-node list of a user's record.
+fn node_value<'a, V>(list: &'a [(String, V)], node: &str) -> Option<&'a V> {
+    list.iter().find(|(n, _)| n == node).map(|(_, v)| v)
+}
+
+/// One user's record in the log, found once ([`BridgeLog::user`]); the questions
+/// [`BridgeLog`] answers by email, answered without another lookup.
+#[derive(Debug, Clone, Copy)]
+pub struct UserView<'a> {
+    rec: Option<&'a UserLog>,
+    answered: &'a BTreeMap<String, Duration>,
+}
+
+impl<'a> UserView<'a> {
+    /// The user's latest assignment change.
+    pub fn placement(&self) -> Option<&'a Placement> {
+        self.rec?.placed.as_ref()
+    }
+
+    /// See [`BridgeLog::placement_heard`].
+    pub fn placement_heard(&self, node: &str) -> Option<Duration> {
+        let rec = self.rec?;
+        let p = rec.placed.as_ref()?;
+        if p.node.as_deref() != Some(node) {
+            return None;
+        }
+        let event = node_value(&rec.heard, node);
+        (event.into_iter().chain(self.answered.get(node)))
+            .copied()
+            .filter(|at| *at >= p.at)
+            .min()
+    }
+
+    /// See [`BridgeLog::last_delivery`].
+    pub fn last_delivery(&self) -> Option<(&'a str, Duration)> {
+        let d = self.rec?.delivered.as_ref()?;
+        Some((d.node.as_str(), d.last))
+    }
+
+    /// See [`BridgeLog::told_since_placed`].
+    pub fn told_since_placed(&self, node: &str) -> Option<(Duration, Duration)> {
+        let rec = self.rec?;
+        let p = rec.placed.as_ref()?;
+        let &(at, used) = node_value(&rec.told, node)?;
+        (p.node.as_deref() == Some(node) && at >= p.at).then_some((at, used))
+    }
+
+    /// See [`BridgeLog::delivered_since_placed`].
+    pub fn delivered_since_placed(&self, node: &str) -> Option<(Duration, Duration)> {
+        let rec = self.rec?;
+        let p = rec.placed.as_ref()?;
+        let d = rec.delivered.as_ref()?;
+        (p.node.as_deref() == Some(node) && d.node == node && d.first >= p.at)
+            .then_some((d.first, d.last))
+    }
+
+    /// See [`BridgeLog::heard_since_placed`].
+    pub fn heard_since_placed(&self, node: &str) -> Option<(Duration, Duration)> {
+        self.delivered_since_placed(node)?;
+        self.rec?.delivered.as_ref()?.heard
+    }
+}
+
+/// [`BridgeLog::user`] for emails asked in ascending order ([`BridgeLog::cursor`]).
+pub struct UserCursor<'a> {
+    users: SortedCursor<'a, String, UserLog>,
+    answered: &'a BTreeMap<String, Duration>,
+}
+
+impl<'a> UserCursor<'a> {
+    /// Everything the log knows of `email`, as [`BridgeLog::user`] answers.
+    pub fn user(&mut self, email: &str) -> UserView<'a> {
+        UserView {
+            rec: self.users.get(email),
+            answered: self.answered,
+        }
+    }
 }
 
 impl BridgeLog {
@@ -87,27 +187,33 @@ impl BridgeLog {
             from: from.map(str::to_owned),
             at,
         };
-        self.placed.insert(email.to_owned(), p);
+        self.record(email).placed = Some(p);
+    }
+
+    /// `email`'s record, made if missing.
+    fn record(&mut self, email: &str) -> &mut UserLog {
+        if !self.users.contains_key(email) {
+            self.users.insert(email.to_owned(), UserLog::default());
+        }
+        self.users.get_mut(email).expect("inserted above")
     }
 
     /// An activity event of `email`'s reached the sockets of connector node `node` at `at`;
     /// on each socket of `on`, `(socket id, its place in that socket's stream)`. The node
     /// reads it for sure only once it answers a ping sent after it ([`Self::read_through`]).
     pub(crate) fn delivered(&mut self, email: &str, node: &str, at: Duration, on: &[(u64, u64)]) {
-        let since = self.placed.get(email).map_or(Duration::ZERO, |p| p.at);
-        let same =
-            matches!(self.delivered.get(email), Some(d) if d.node == node && d.first >= since);
-        if !same {
-            let d = Deliveries {
-                node: node.to_owned(),
-                first: at,
-                last: at,
-                heard: None,
-            };
-            self.delivered.insert(email.to_owned(), d);
-        }
-        if let Some(d) = self.delivered.get_mut(email) {
-            d.last = at;
+        let rec = self.record(email);
+        let since = rec.placed.as_ref().map_or(Duration::ZERO, |p| p.at);
+        match &mut rec.delivered {
+            Some(d) if d.node == node && d.first >= since => d.last = at,
+            slot => {
+                *slot = Some(Deliveries {
+                    node: node.to_owned(),
+                    first: at,
+                    last: at,
+                    heard: None,
+                })
+            }
         }
         self.unread(email, node, (at, false), on);
     }
@@ -141,14 +247,21 @@ impl BridgeLog {
             return;
         };
         while let Some(u) = q.pop_front_if(|u| u.index < sent) {
+            let Some(rec) = self.users.get_mut(&u.email) else {
+                if u.assignment {
+                    let mut rec = UserLog::default();
+                    rec.heard.push((node.clone(), u.at));
+                    self.users.insert(u.email, rec);
+                }
+                continue;
+            };
             if u.assignment {
-                let key = (u.email, node.clone());
-                let heard = self.heard.entry(key).or_insert(u.at);
+                let heard = node_entry(&mut rec.heard, node, u.at);
                 *heard = (*heard).max(u.at);
                 continue;
             }
             // Only an event of the user's latest run of deliveries to this node counts.
-            if let Some(d) = self.delivered.get_mut(&u.email)
+            if let Some(d) = rec.delivered.as_mut()
                 && d.node == *node
                 && u.at >= d.first
             {
@@ -167,8 +280,7 @@ impl BridgeLog {
     /// The cloud answered connector node `node` a presence query at `at` that carried
     /// `email`'s last use of Webex with Jabber, `used` (spec 70).
     pub(crate) fn told(&mut self, email: &str, node: &str, at: Duration, used: Duration) {
-        self.told
-            .insert((email.to_owned(), node.to_owned()), (at, used));
+        *node_entry(&mut self.record(email).told, node, (at, used)) = (at, used);
     }
 
     /// An assignment event naming `email` was queued at `at` on the sockets `on` of
@@ -189,87 +301,85 @@ impl BridgeLog {
         self.answered.insert(node.to_owned(), at);
     }
 
+    /// Everything the log knows of `email`, found once.
+    pub fn user(&self, email: &str) -> UserView<'_> {
+        UserView {
+            rec: self.users.get(email),
+            answered: &self.answered,
+        }
+    }
+
+    /// [`Self::user`] for emails asked in ascending order, walking the log once
+    /// ([`SortedCursor`]): what the status page's expectation asks for every assigned user.
+    pub fn cursor(&self) -> UserCursor<'_> {
+        UserCursor {
+            users: SortedCursor::new(&self.users),
+            answered: &self.answered,
+        }
+    }
+
     /// When `node` heard of the user's latest placement, on it: an assignment event it has
     /// been shown to read (when queued), or an answer to its assignments fetch, since the
     /// placement (the earlier of the two recorded). `None` if neither, or if the user is
     /// not on `node`.
     pub fn placement_heard(&self, email: &str, node: &str) -> Option<Duration> {
-        let p = self.placed.get(email)?;
-        if p.node.as_deref() != Some(node) {
-            return None;
-        }
-        let event = self.heard.get(&(email.to_owned(), node.to_owned()));
-        (event.into_iter().chain(self.answered.get(node)))
-            .copied()
-            .filter(|at| *at >= p.at)
-            .min()
+        self.user(email).placement_heard(node)
     }
 
-    /// The user's email changed: their record follows them.
+    /// The user's email changed: their record follows them (what the old email had replaces
+    /// what the new one had, item by item).
     pub(crate) fn rename(&mut self, old: &str, new: &str) {
-        if let Some(v) = self.placed.remove(old) {
-            self.placed.insert(new.to_owned(), v);
+        let Some(from) = self.users.remove(old) else {
+            return;
+        };
+        let to = self.record(new);
+        if from.placed.is_some() {
+            to.placed = from.placed;
         }
-        if let Some(v) = self.delivered.remove(old) {
-            self.delivered.insert(new.to_owned(), v);
+        if from.delivered.is_some() {
+            to.delivered = from.delivered;
         }
-        rename_user(&mut self.told, old, new);
-        rename_user(&mut self.heard, old, new);
+        for (node, v) in from.told {
+            *node_entry(&mut to.told, &node, v) = v;
+        }
+        for (node, v) in from.heard {
+            *node_entry(&mut to.heard, &node, v) = v;
+        }
     }
 
     /// The user's latest assignment change.
     pub fn placement(&self, email: &str) -> Option<&Placement> {
-        self.placed.get(email)
+        self.user(email).placement()
     }
 
     /// Every user's latest assignment change, by email.
     pub fn placements(&self) -> impl Iterator<Item = (&String, &Placement)> {
-        self.placed.iter()
+        (self.users.iter()).filter_map(|(email, rec)| Some((email, rec.placed.as_ref()?)))
     }
 
     /// The node that received the last activity event of `email`'s, and when (whether or not
     /// the user was placed there again since).
     pub fn last_delivery(&self, email: &str) -> Option<(&str, Duration)> {
-        self.delivered.get(email).map(|d| (d.node.as_str(), d.last))
+        self.user(email).last_delivery()
     }
 
     /// The latest presence answer that told `node` the user's last use of Webex with Jabber
     /// since the user was last placed there: (when answered, the use). `None` if none, or if
     /// the user is not on `node`.
     pub fn told_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
-        let p = self.placed.get(email)?;
-        let &(at, used) = self.told.get(&(email.to_owned(), node.to_owned()))?;
-        (p.node.as_deref() == Some(node) && at >= p.at).then_some((at, used))
+        self.user(email).told_since_placed(node)
     }
 
     /// The first and the last activity event of `email`'s delivered to `node` since the user
     /// was last placed there: `None` if none, or if the user is not on `node`.
     pub fn delivered_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
-        let p = self.placed.get(email)?;
-        let d = self.delivered.get(email)?;
-        (p.node.as_deref() == Some(node) && d.node == node && d.first >= p.at)
-            .then_some((d.first, d.last))
+        self.user(email).delivered_since_placed(node)
     }
 
     /// Of [`Self::delivered_since_placed`], the first and the last event `node` has been
     /// shown to read (it answered a ping sent after it on the socket it was queued on).
     pub fn heard_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
-        self.delivered_since_placed(email, node)?;
-        self.delivered.get(email)?.heard
-    }
-}
-
-/// Moves every `(old, node)` entry of `map` to `(new, node)`.
-fn rename_user<V>(map: &mut BTreeMap<(String, String), V>, old: &str, new: &str) {
-    let from = (old.to_owned(), String::new());
-    let keys: Vec<(String, String)> = (map.range(from..))
-        .take_while(|((email, _), _)| email == old)
-        .map(|(k, _)| k.clone())
-        .collect();
-    for (email, node) in keys {
-        if let Some(v) = map.remove(&(email, node.clone())) {
-            map.insert((new.to_owned(), node), v);
-        }
+        self.user(email).heard_since_placed(node)
     }
 }
 

@@ -240,28 +240,29 @@ fn cloud_share(
     now: Duration,
     leaving: &BTreeMap<String, usize>,
 ) -> CloudShare {
-    let log = cloud.bridge_log();
+    // `users_on` is in email order, as the log is: walked alongside.
+    let mut log = cloud.bridge_log().cursor();
     let settled = |t: Duration| t + EVENT_IN_FLIGHT <= now;
     let within = |t: Duration| now.saturating_sub(t) <= ACTIVE_WINDOW;
     let mut s = CloudShare::default();
     for email in cloud.assignment().users_on(node) {
+        let rec = log.user(email);
         // Counted for sure once the node heard of the placement: an assignment event it was
         // shown to read (it answered a ping sent after it), or its assignments answer since.
         // An event queued on a socket a cloud outage cut, or on its way at the cut, is lost
         // with it; the node learns from the resync after it reconnects (explore seed 4507:
         // 27 s after the placement).
-        let placed =
-            log.placement(email).is_none() || log.placement_heard(email, node).is_some_and(settled);
+        let placed = rec.placement().is_none() || rec.placement_heard(node).is_some_and(settled);
         s.enabled.1 += 1;
         s.enabled.0 += usize::from(placed);
-        let told = log.told_since_placed(email, node);
+        let told = rec.told_since_placed(node);
         let told = told.filter(|&(_, used)| within(used));
         let told_sure = told.is_some_and(|(at, _)| settled(at));
-        let Some((_, last)) = log.delivered_since_placed(email, node) else {
+        let Some((_, last)) = rec.delivered_since_placed(node) else {
             // Taken off this node and put back on it: the node forgot the user's use only if
             // it received the removal (explore seed 75: a cloud crash, no socket for it).
-            let back = log
-                .last_delivery(email)
+            let back = rec
+                .last_delivery()
                 .is_some_and(|(to, at)| to == node && within(at));
             s.active.1 += usize::from(back || told.is_some());
             s.active.0 += usize::from(told_sure && placed);
@@ -274,7 +275,7 @@ fn cloud_share(
         // one queued on a socket a cloud outage cut, or on its way at the cut, is lost with it
         // (explore seed 4779; `cloud-outage-15k-two-lost-heartbeats` seeds 3 and 5), and the
         // node learns that use from its next presence answer.
-        let heard = log.heard_since_placed(email, node);
+        let heard = rec.heard_since_placed(node);
         let read =
             heard.is_some_and(|(first, last)| settled(last) || (settled(first) && within(first)));
         let sure = read || told_sure;
@@ -352,7 +353,10 @@ fn sample_cloud(h: &HybridHandles, out: &mut History, t: f64) {
 fn deactivations(org: &fakes::cloud::org::Org, out: &mut History, now: Duration) {
     use fakes::cloud::org::{HISTORY_ENTRIES_MAX, HistoryEntry, HmState};
     for u in org.users() {
-        let recorded = out.cloud_deactivations.get(&u.email);
+        // Most runs record none: no lookup per user then.
+        let recorded = (!out.cloud_deactivations.is_empty())
+            .then(|| out.cloud_deactivations.get(&u.email))
+            .flatten();
         let last = recorded.and_then(|r| r.last()).map(|e| e.state);
         let was_active = || u.history.iter().any(|e| e.state == HmState::Active);
         let record = match last {
