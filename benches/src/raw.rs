@@ -139,12 +139,13 @@ async fn device(i: usize) {
 mod tests {
     use super::*;
 
-    /// Every device connects in the first tick, so the server's listen backlog must hold them
-    /// all: at 75,000 devices (`scripts/scale.sh cluster 75000`) turmoil's backlog of 64 Ki
-    /// panicked ("server socket buffer full").
+    /// Every device connects in the first tick, faster than the server accepts (a few hundred
+    /// a tick), so the listen backlog must hold nearly all of them: at 75,000 devices
+    /// (`scripts/scale.sh cluster 75000`) turmoil's backlog of 64 Ki panicked ("server socket
+    /// buffer full"); so does this test with it.
     #[test]
     fn more_devices_than_the_default_backlog_all_connect() {
-        let users = sim::world::TCP_CAPACITY + 10;
+        let users = sim::world::TCP_CAPACITY * 9 / 8;
         let (mut sim, answered) = sim(users, Duration::from_millis(50), 1);
         // Bounded: the first frames go out within a ping interval of the start.
         while answered.get() == 0 && sim.elapsed() < PING_EVERY {
