@@ -207,7 +207,11 @@ impl Failover {
     }
 
     /// `node` serves its users again at `now` (its stream is back, or its PRG peer released
-    /// them): schedule the fallback of its users.
+    /// them): schedule the fallback of its users. A peer in Outage meanwhile, whose users
+    /// could not move to `node` while it was down, is taken over by `node`
+    /// ([`Self::taken_over_by`]): a PRG that lost both nodes' heartbeats, where each took the
+    /// other over and the peer gave `node`'s users back as it failed over itself (explore
+    /// seed 17453).
     pub fn node_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
         let Some(h) = self.nodes.get_mut(node) else {
             return;
@@ -218,18 +222,18 @@ impl Failover {
         h.status = NodeStatus::Operational;
         h.since = now;
         self.scheduled.retain(|m| m.from != node || m.fallback);
-        let Some(peer) = self.redirect.get(node).cloned() else {
-            return;
-        };
-        let delay = self
-            .detection_delay_max
-            .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
-        self.scheduled.push(Move {
-            from: peer,
-            to: node.to_string(),
-            at: now + delay,
-            fallback: true,
-        });
+        if let Some(peer) = self.redirect.get(node).cloned() {
+            let delay = self
+                .detection_delay_max
+                .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+            self.scheduled.push(Move {
+                from: peer,
+                to: node.to_string(),
+                at: now + delay,
+                fallback: true,
+            });
+        }
+        self.taken_over_by(node, now, rng);
     }
 
     /// A node answered that `server` serves the users homed on `home` (a `redirect` naming
@@ -443,6 +447,45 @@ mod tests {
         assert_eq!(moves.len(), 2, "{moves:?}");
         assert_eq!(f.target("imp-a-1"), "imp-a-2");
         assert_eq!(f.target("imp-a-2"), "imp-a-2");
+    }
+
+    /// Split brain in a PRG (explore seed 17453): imp-a-2 was failed over to imp-a-1 when the
+    /// connector started, and learned so from a redirect. Then the two lost each other's
+    /// heartbeats and imp-a-2 took imp-a-1 over: imp-a-1 ended every session it served with
+    /// `see-other-host`, its own users' (a failover of imp-a-1, noticed while imp-a-2 still
+    /// counted as Outage, so nothing could move there) and imp-a-2's (given back). imp-a-2
+    /// serving again is its peer's takeover too: imp-a-1's users go to imp-a-2 after the
+    /// detection delay, whichever of the two signals comes first.
+    #[test]
+    fn a_node_given_its_users_back_while_its_peer_failed_over_takes_the_peer_over() {
+        for own_first in [true, false] {
+            let mut rng = ChaCha8Rng::seed_from_u64(9);
+            let mut f = pair(true);
+            assert!(f.learned_failed_over("imp-a-2", "imp-a-1", Duration::from_secs(382)));
+            let at = Duration::from_secs(513);
+            if own_first {
+                f.node_lost("imp-a-1", at, &mut rng);
+                f.node_back("imp-a-2", at, &mut rng);
+            } else {
+                f.node_back("imp-a-2", at, &mut rng);
+                f.node_lost("imp-a-1", at, &mut rng);
+            }
+            let mut moves = Vec::new();
+            while let Some(at) = f.poll_timeout() {
+                moves.extend(f.due(at));
+            }
+            let mut moves: Vec<_> = (moves.iter())
+                .map(|m| (m.from.as_str(), m.to.as_str(), m.fallback))
+                .collect();
+            moves.sort();
+            let expected = vec![("imp-a-1", "imp-a-2", false), ("imp-a-1", "imp-a-2", true)];
+            assert_eq!(
+                moves, expected,
+                "own users' see-other-host first: {own_first}"
+            );
+            assert_eq!(f.target("imp-a-1"), "imp-a-2");
+            assert_eq!(f.target("imp-a-2"), "imp-a-2");
+        }
     }
 
     #[test]
