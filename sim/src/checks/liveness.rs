@@ -142,9 +142,10 @@ fn assigned_at_end<'o>(
     })
 }
 
-/// Users homed on an IM&P node down for good that its PRG peer takes over, served at the end
-/// by a connector node that read the PRG's high availability as off at its latest (re)start:
-/// the peer took the node over only under a change the connector has not read. The guide
+/// Users homed on an IM&P node down for good that its PRG peer takes over, or failed over for
+/// a while with high availability on after the connector node serving them at the end read it
+/// as off at its latest (re)start: the peer took the node over only under a change the
+/// connector has not read. The guide
 /// (spec 61): "If you change the group's high availability setting (either on or off) while
 /// the group's nodes are participating in Message Service, then you must restart the
 /// connector on the associated Expressway"; a connector not restarted keeps the setting it
@@ -152,18 +153,28 @@ fn assigned_at_end<'o>(
 /// failed for good, no restart). Jabber clients, moved by IM&P itself, are still awaited. By
 /// mail ID; judged from the scenario's fault schedule and the cloud's assignment at the end.
 fn unseen_takeover_users(s: &Scenario, out: &History) -> BTreeMap<String, UnseenTakeover> {
+    use crate::plan::imp::high_availability_at;
     let taken_over = crate::plan::imp::taken_over_for_good(s);
-    if taken_over.is_empty() {
+    let failed_over = crate::plan::imp::failed_over_under_ha(s);
+    if taken_over.is_empty() && failed_over.is_empty() {
         return BTreeMap::new();
     }
     let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
     let mut found = BTreeMap::new();
     for (u, email, node, started) in assigned_at_end(out, &actions) {
         let home = u.home_host(s);
-        let Some(cluster) = taken_over.get(&home) else {
-            continue;
-        };
-        if !crate::plan::imp::high_availability_at(s, cluster, started) {
+        let for_good = taken_over
+            .get(&home)
+            .is_some_and(|c| !high_availability_at(s, c, started));
+        // Failed over (for a while or for good) with high availability on, after the serving
+        // node read it off: the connector takes the node's `see-other-host` or lost stream
+        // for an outage without a peer, and nothing in its reading brings the users back
+        // (explore seed 19566: switched on at 1m14s, a manual failover at 1m58s, its fallback
+        // at 5m30s, the session still closed at the end).
+        let failover = failed_over.get(&home).is_some_and(|(c, ats)| {
+            !high_availability_at(s, c, started) && ats.iter().any(|at| *at >= started)
+        });
+        if for_good || failover {
             let why = UnseenTakeover {
                 node: node.clone(),
                 started,
@@ -609,6 +620,37 @@ mod tests {
         let (st, detail, _) = judge(true, "", &[1], &[]);
         assert_eq!(st, Status::Fail, "{detail}");
         assert!(detail.contains("never reopened"), "{detail}");
+    }
+
+    /// Explore seed 19566: high availability switched on without the connector restart, then
+    /// a manual failover that ends (its fallback): the connector, keeping the setting it
+    /// read, never moves or reopens the node's users. Not awaited, as for good (12773).
+    #[test]
+    fn a_failover_for_a_while_under_a_change_not_read_leaves_its_sessions_closed() {
+        let judge = |ha: bool, extra: &str| {
+            let yaml = format!(
+                "name: t\nseed: 1\nduration: 8m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2, prg: {{ high_availability: {ha} }} }}]\n  expressway_clusters: [{{ name: a, size: medium, nodes: 1, imp_clusters: [a] }}]\nusers: {{ count: 2, hybrid_message: 100%, without_email: 0% }}\nfaults:\n{extra}  - {{ at: 118s, for: 212s, imp_failover: {{ node: imp-a-2, mode: manual }} }}\nchecks:\n  - liveness: {{ within: 19m }}\n"
+            );
+            let s = crate::parse("t.yaml", &yaml).expect("valid test scenario");
+            let out = sessions(&s, &[1], &[]);
+            assert_eq!(out.users[1].home_host(&s), "imp-a-2");
+            liveness(&s, &out, Duration::from_secs(19 * 60))
+        };
+        let on = "  - { at: 74s, prg_high_availability: { cluster: a, enabled: true } }\n";
+        let (st, detail) = judge(false, on);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(
+            detail.contains("1 connector sessions not moved"),
+            "{detail}"
+        );
+        // Restarted after the change, before the failover: it read the change, awaited.
+        let read = format!("{on}  - {{ at: 100s, connector_restart: {{ node: exp-a-1 }} }}\n");
+        let (st, detail) = judge(false, &read);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("never reopened"), "{detail}");
+        // High availability on all along: the connector moves the sessions, awaited.
+        let (st, detail) = judge(true, "");
+        assert_eq!(st, Status::Fail, "{detail}");
     }
 
     fn sessions(s: &Scenario, closed: &[usize], elsewhere: &[usize]) -> History {

@@ -136,6 +136,29 @@ pub fn taken_over_for_good(s: &Scenario) -> BTreeMap<String, &ImpCluster> {
         .collect()
 }
 
+/// IM&P nodes a fault fails over while their PRG has high availability on (a crash or a
+/// failover of either mode, whatever its `for`), each with its cluster and the times of those
+/// faults: their PRG peer takes their users over (spec 65).
+pub fn failed_over_under_ha(s: &Scenario) -> BTreeMap<String, (&ImpCluster, Vec<Duration>)> {
+    let mut out: BTreeMap<String, (&ImpCluster, Vec<Duration>)> = BTreeMap::new();
+    for f in &s.faults {
+        let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
+        nodes.extend(f.imp_failover.as_ref().map(|x| &x.node));
+        for n in nodes {
+            let Some(c) = topology::imp_cluster_of(s, n) else {
+                continue; // not an IM&P node
+            };
+            if high_availability_at(s, c, f.at.0) {
+                out.entry(n.clone())
+                    .or_insert((c, Vec::new()))
+                    .1
+                    .push(f.at.0);
+            }
+        }
+    }
+    out
+}
+
 /// IM&P nodes failed for good (a crash or an automatic failover without `for`), each with the
 /// earliest time a fault did it and its cluster.
 fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
