@@ -144,9 +144,7 @@ impl Failover {
         if self.status(&peer) != Some(NodeStatus::Operational) {
             return;
         }
-        let delay = self
-            .detection_delay_max
-            .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+        let delay = self.detection_delay(rng);
         self.scheduled.push(Move {
             from: node.to_string(),
             to: peer,
@@ -194,9 +192,7 @@ impl Failover {
             .map(|(n, _)| n.clone())
             .collect();
         for from in down {
-            let delay = self
-                .detection_delay_max
-                .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+            let delay = self.detection_delay(rng);
             self.scheduled.push(Move {
                 from,
                 to: node.to_string(),
@@ -223,9 +219,7 @@ impl Failover {
         h.since = now;
         self.scheduled.retain(|m| m.from != node || m.fallback);
         if let Some(peer) = self.redirect.get(node).cloned() {
-            let delay = self
-                .detection_delay_max
-                .mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0));
+            let delay = self.detection_delay(rng);
             self.scheduled.push(Move {
                 from: peer,
                 to: node.to_string(),
@@ -261,6 +255,12 @@ impl Failover {
         h.since = now;
         self.redirect.insert(home.to_string(), server.to_string());
         true
+    }
+
+    /// A detection delay (spec 62: the connector "could take up to 15 minutes to start
+    /// transitioning users"), drawn uniformly from `[0, detection_delay_max)`.
+    fn detection_delay(&self, rng: &mut impl Rng) -> Duration {
+        (self.detection_delay_max).mul_f64(rng.next_u32() as f64 / (u32::MAX as f64 + 1.0))
     }
 
     /// The next scheduled move time.

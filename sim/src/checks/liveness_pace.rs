@@ -9,7 +9,7 @@
 //! that worst case fails a correctly paced migration, so it is a warning (in `hmsim check` and
 //! in the report), not a check of the run.
 
-use crate::plan::imp::{high_availability_at, node_config};
+use crate::plan::imp::{failures, high_availability_at, node_config};
 use crate::plan::topology::UserSpec;
 use crate::scenario::units::format_duration;
 use crate::scenario::{Fault, ImpCluster, Scenario};
@@ -27,18 +27,9 @@ struct Move<'a> {
 /// a PRG peer under high availability, or an `imp_fallback` to a node.
 fn moves<'a>(s: &Scenario, c: &ImpCluster, f: &'a Fault) -> Vec<Move<'a>> {
     let prg = node_config(c);
-    let mut failed: Vec<(&'a str, &str)> = (f.crash.iter().flat_map(|h| h.0.iter()))
-        .map(|n| (n.as_str(), "crash"))
-        .collect();
-    failed.extend(
-        f.imp_failover
-            .iter()
-            .map(|x| (x.node.as_str(), "imp_failover")),
-    );
-    let mut out: Vec<Move<'a>> = failed
-        .into_iter()
-        .filter(|(n, _)| prg.peer_of(n).is_some() && high_availability_at(s, c, f.at.0))
-        .map(|(n, kind)| Move {
+    let mut out: Vec<Move<'a>> = failures(f)
+        .filter(|(n, _, _)| prg.peer_of(n).is_some() && high_availability_at(s, c, f.at.0))
+        .map(|(n, kind, _)| Move {
             at: f.at.0,
             what: format!("the {kind} of {n}"),
             users_of: n,

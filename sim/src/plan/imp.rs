@@ -3,7 +3,7 @@
 
 use crate::plan::connector::COMPONENT_SECRET;
 use crate::plan::topology::{self, UserSpec};
-use crate::scenario::{ImpCluster, Scenario};
+use crate::scenario::{FailoverMode, Fault, ImpCluster, Scenario};
 use fakes::imp::PrgConfig;
 use fakes::imp::component::{ComponentConfig, CreateRate};
 use std::collections::BTreeMap;
@@ -136,15 +136,24 @@ pub fn taken_over_for_good(s: &Scenario) -> BTreeMap<String, &ImpCluster> {
         .collect()
 }
 
+/// The node failures fault `f` makes (hosts not checked to be IM&P nodes): each host with the
+/// fault's kind (`crash`, `imp_failover`) and whether the PRG takes the node over on its own
+/// (a crash or an automatic failover, spec 65; a manual one is the administrator's), crashes
+/// first.
+pub fn failures(f: &Fault) -> impl Iterator<Item = (&String, &'static str, bool)> {
+    let crashes = (f.crash.iter().flat_map(|h| h.0.iter())).map(|n| (n, "crash", true));
+    let failovers = (f.imp_failover.iter())
+        .map(|x| (&x.node, "imp_failover", x.mode == FailoverMode::Automatic));
+    crashes.chain(failovers)
+}
+
 /// IM&P nodes a fault fails over while their PRG has high availability on (a crash or a
 /// failover of either mode, whatever its `for`), each with its cluster and the times of those
 /// faults: their PRG peer takes their users over (spec 65).
 pub fn failed_over_under_ha(s: &Scenario) -> BTreeMap<String, (&ImpCluster, Vec<Duration>)> {
     let mut out: BTreeMap<String, (&ImpCluster, Vec<Duration>)> = BTreeMap::new();
     for f in &s.faults {
-        let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
-        nodes.extend(f.imp_failover.as_ref().map(|x| &x.node));
-        for n in nodes {
+        for (n, _, _) in failures(f) {
             let Some(c) = topology::imp_cluster_of(s, n) else {
                 continue; // not an IM&P node
             };
@@ -164,13 +173,7 @@ pub fn failed_over_under_ha(s: &Scenario) -> BTreeMap<String, (&ImpCluster, Vec<
 fn down_for_good(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
     let mut out: BTreeMap<String, (Duration, &ImpCluster)> = BTreeMap::new();
     for f in s.faults.iter().filter(|f| f.for_.is_none()) {
-        let mut nodes: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
-        let automatic = f
-            .imp_failover
-            .as_ref()
-            .filter(|x| x.mode == crate::scenario::FailoverMode::Automatic);
-        nodes.extend(automatic.map(|x| &x.node));
-        for n in nodes {
+        for (n, _, _) in failures(f).filter(|(_, _, automatic)| *automatic) {
             let Some(c) = topology::imp_cluster_of(s, n) else {
                 continue; // not an IM&P node
             };

@@ -59,9 +59,7 @@ pub fn warnings(s: &Scenario, users: &[UserSpec]) -> Vec<String> {
             .any(|e| e.imp_clusters.contains(&c.name));
         let prg = node_config(c);
         for f in &s.faults {
-            let mut failed: Vec<&String> = f.crash.iter().flat_map(|h| h.0.iter()).collect();
-            failed.extend(f.imp_failover.iter().map(|x| &x.node));
-            for node in failed {
+            for (node, _, _) in crate::plan::imp::failures(f) {
                 let Some(peer) = prg.peer_of(node) else {
                     continue;
                 };
@@ -126,9 +124,14 @@ mod tests {
 
     fn warned(limit: &str) -> Vec<String> {
         let s = crate::parse("t.yaml", &YAML.replace("LIMIT", limit)).expect("valid");
+        at_own_seed(&s)
+    }
+
+    /// The warnings of `s` at its own seed's population.
+    fn at_own_seed(s: &Scenario) -> Vec<String> {
         warnings(
-            &s,
-            &population(&s, &crate::plan::rng::RngFactory::new(s.seed)),
+            s,
+            &population(s, &crate::plan::rng::RngFactory::new(s.seed)),
         )
     }
 
@@ -171,13 +174,7 @@ mod tests {
             .replace("LIMIT", ", ova: 10")
             .replace("high_availability: true", "high_availability: false");
         let s = crate::parse("t.yaml", &s).expect("valid");
-        assert!(
-            warnings(
-                &s,
-                &population(&s, &crate::plan::rng::RngFactory::new(s.seed))
-            )
-            .is_empty()
-        );
+        assert!(at_own_seed(&s).is_empty());
     }
 
     #[test]
