@@ -4,7 +4,7 @@
 use crate::checks::{Check, Entry, Verdict, boxed, examples};
 use crate::history::History;
 use crate::plan::connector::webex_email;
-use crate::plan::faults::{Action, BaseLatency, Service, Timed};
+use crate::plan::faults::{Action, BaseLatency, Timed};
 use crate::plan::topology::UserSpec;
 use crate::scenario::Dur;
 use crate::scenario::Scenario;
@@ -403,24 +403,7 @@ pub(crate) fn restarts_blind_to(s: &Scenario, host: &str, node: &str, at: Durati
 /// Whether `publisher` cannot answer AXL at `at` (its host down, or its AXL service
 /// stopped) and never can again in the schedule.
 fn publisher_lost_from(actions: &[Timed], publisher: &str, at: Duration) -> bool {
-    let names = |h: &[String]| h.iter().any(|x| x == publisher);
-    let (mut host_up, mut axl_up) = (true, true);
-    let mut apply = |a: &Timed| {
-        match &a.action {
-            Action::Crash(h) if names(h) => host_up = false,
-            Action::Bounce(h) if names(h) => host_up = true,
-            Action::Service(Service::AxlStopped(n, stopped)) if n == publisher => {
-                axl_up = !stopped;
-            }
-            _ => {}
-        }
-        host_up && axl_up
-    };
-    let mut up = true;
-    for a in actions.iter().filter(|a| a.at <= at) {
-        up = apply(a);
-    }
-    !up && !actions.iter().filter(|a| a.at > at).any(apply)
+    crate::checks::discovery::publisher_answers_from(actions, publisher, at).is_none()
 }
 
 /// The report's count of sessions [`undiscoverable_users`] excused: closed at the end, with

@@ -236,7 +236,11 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
             }
         }
     }
-    let (totals_bad, totals_judged) = cluster_totals(s, out);
+    let Totals {
+        bad: totals_bad,
+        judged: totals_judged,
+        blind,
+    } = cluster_totals(s, out);
     bad.extend(totals_bad);
     let mut evidence = Vec::new();
     let expected = failed_over_nodes(s, &out.users)
@@ -269,6 +273,12 @@ pub fn status_page(s: &Scenario, out: &History) -> (Status, String) {
     detail.push_str(&format!(
         "; spec 69-70: {totals_judged} last page(s) show the enabled and active users the cloud assigned to the cluster's nodes and delivered to within 72 h"
     ));
+    if !blind.is_empty() {
+        detail.push_str(&format!(
+            " (a peer may show fewer of its users where it could not discover their IM&P cluster then, spec 22: {})",
+            blind.join("; ")
+        ));
+    }
     if evidence.is_empty() {
         detail.push_str("; spec 63: no node with Hybrid Message users failed over while a connector served it, so no Outage was expected");
     } else {
@@ -289,12 +299,12 @@ const PEER_SHARE_LAG_MS: u64 = 2 * 30_000 + 15_000;
 /// still in flight). Each connector's last page must show (enabled, active) within its node's
 /// share at that sample plus, for each peer, the shares the cloud gave that peer within
 /// [`PEER_SHARE_LAG_MS`] before it (peers' counts travel with heartbeats, so a page may carry
-/// any value a peer passed through then; a peer with no share sampled then counts nothing). A
+/// any value a peer passed through then; a peer with no share sampled then counts nothing;
+/// a peer that could not discover some of its users then may have counted fewer). A
 /// connector that miscounts its own share fails here even when its page adds up its own and
-/// its peers' counts faithfully. Returns the violations and the number of pages judged.
-fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
-    let mut bad = Vec::new();
-    let mut judged = 0;
+/// its peers' counts faithfully.
+fn cluster_totals(s: &Scenario, out: &History) -> Totals {
+    let (mut bad, mut judged, mut blind_notes) = (Vec::new(), 0, BTreeSet::new());
     let undiscoverable = crate::checks::liveness::undiscoverable_in_cluster(s, out);
     for e in &s.topology.expressway_clusters {
         let hosts: Vec<String> = (1..=e.nodes)
@@ -313,7 +323,13 @@ fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
             let peers: Vec<(&String, CloudShare)> = hosts
                 .iter()
                 .filter(|q| *q != h)
-                .map(|q| (q, cloud_shares_between(out, q, from, *t)))
+                .map(|q| {
+                    let blind = crate::checks::discovery::blind_between(s, out, q, from, *t);
+                    if blind > 0 {
+                        blind_notes.insert(format!("{q} up to {blind} fewer on {h}'s page"));
+                    }
+                    (q, lower_by(cloud_shares_between(out, q, from, *t), blind))
+                })
                 .collect();
             let mut sum = own;
             for (_, p) in &peers {
@@ -326,7 +342,19 @@ fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
             }
         }
     }
-    (bad, judged)
+    Totals {
+        bad,
+        judged,
+        blind: blind_notes.into_iter().collect(),
+    }
+}
+
+/// What [`cluster_totals`] found: the violations, the pages judged, and the peers whose
+/// lower bound dropped for users they could not discover then.
+struct Totals {
+    bad: Vec<String>,
+    judged: usize,
+    blind: Vec<String>,
 }
 
 /// A share without `n` users no node of its cluster can discover (spec 22): none can put
@@ -334,6 +362,15 @@ fn cluster_totals(s: &Scenario, out: &History) -> (Vec<String>, usize) {
 fn without(c: CloudShare, n: usize) -> CloudShare {
     CloudShare {
         enabled: (c.enabled.0.saturating_sub(n), c.enabled.1.saturating_sub(n)),
+        active: (c.active.0.saturating_sub(n), c.active.1),
+    }
+}
+
+/// A share whose lower bounds drop by `n` users its node may not have counted then
+/// ([`crate::checks::discovery::blind_between`]).
+fn lower_by(c: CloudShare, n: usize) -> CloudShare {
+    CloudShare {
+        enabled: (c.enabled.0.saturating_sub(n), c.enabled.1),
         active: (c.active.0.saturating_sub(n), c.active.1),
     }
 }
