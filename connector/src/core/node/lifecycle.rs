@@ -89,7 +89,9 @@ impl ConnectorNode {
     /// the presence of every assigned user at once, which wants again the sessions the
     /// disable closed.
     fn resume_running(&mut self, now: Duration) {
-        self.phase = if self.discovery_settled() && !self.node_versions.is_empty() {
+        // Settled with no cluster discovered runs too, as [`Self::discovered`] does: the
+        // node still serves the users the cloud keeps on it (explore seed 5301).
+        self.phase = if self.discovery_settled() {
             Phase::Running
         } else {
             Phase::Discovering
@@ -163,7 +165,13 @@ impl ConnectorNode {
     }
 
     pub(super) fn discover(&mut self) {
-        self.phase = Phase::Discovering;
+        // A node disabled meanwhile (maintenance mode or the administrator, spec 21, 29)
+        // discovers in the background and stays Disabled: only Disabled is enabled again
+        // ([`Self::set_enabled`]), and a Discovering node never polled presence once
+        // maintenance mode ended (`http-errors-at-maintenance-mode-end`).
+        if self.enabled {
+            self.phase = Phase::Discovering;
+        }
         let clusters: Vec<String> = self
             .s
             .cluster

@@ -1029,3 +1029,56 @@ fn a_restart_that_discovers_no_cluster_still_learns_whom_it_serves() {
     }
     assert!(asked_again, "the AXL publisher is asked again");
 }
+
+/// `http-errors-at-maintenance-mode-end`, caught by the check that every user the plan serves
+/// gets a connector session: Control Hub put exp-a-1 in maintenance mode (spec 29) while it
+/// was still registering. The registration's answer started discovery, which set the node
+/// Discovering over its Disabled; maintenance mode ended with the node not Disabled, so it
+/// never ran again: no presence poll, and the users who did not post from Webex never got a
+/// session. The same with the administrator's disable (spec 21). A node disabled meanwhile
+/// discovers in the background and runs once enabled again, polling every assigned user.
+#[test]
+fn a_node_that_registered_while_disabled_runs_once_enabled_again() {
+    type Toggle = fn(&mut ConnectorNode, bool, Duration);
+    let maintenance: Toggle = |n, enabled, t| n.set_maintenance(!enabled, t);
+    let admin: Toggle = |n, enabled, t| n.set_enabled(enabled, t);
+    for (what, toggle) in [("maintenance mode", maintenance), ("disable", admin)] {
+        let mut rng = ChaCha8Rng::seed_from_u64(12);
+        let mut n = node();
+        n.start(Duration::ZERO);
+        let reg = only(requests(&mut n), "/v1/connectors/register");
+        toggle(&mut n, false, Duration::from_secs(1));
+        let answer = json!({"connector_id": "exp-a-1", "connector_token": "con-1",
+            "state": "registered", "ready_at_ms": 0, "ready_in_ms": 0});
+        let t = Duration::from_secs(2);
+        n.handle_http(t, reg.id, 202, answer.to_string().as_bytes(), &mut rng);
+        assert_eq!(
+            n.phase(),
+            &Phase::Disabled,
+            "{what}: disabled while it discovers"
+        );
+        let axl = only(http_requests(&mut n), "/axl/");
+        n.handle_http_failure(t, axl.id, "connection refused", &mut rng);
+        let fetch = only(http_requests(&mut n), "/v1/connectors/assignments");
+        let users = json!({"users": [ALICE]}).to_string();
+        n.handle_http(t, fetch.id, 200, users.as_bytes(), &mut rng);
+        http_requests(&mut n);
+        assert_eq!(
+            n.phase(),
+            &Phase::Disabled,
+            "{what}: discovered, still disabled"
+        );
+        let end = Duration::from_secs(200);
+        toggle(&mut n, true, end);
+        assert_eq!(n.phase(), &Phase::Running, "{what}: runs once enabled");
+        let at = n.poll_timeout(end).expect("a poll is due");
+        assert_eq!(at, end, "{what}");
+        n.handle_timeout(at, &mut rng);
+        let polls: Vec<HttpRequest> = http_requests(&mut n)
+            .into_iter()
+            .filter(|r| r.path == "/v1/presence/query")
+            .collect();
+        assert_eq!(polls.len(), 1, "{what}: {polls:?}");
+        assert_eq!(body_of(&polls[0]), json!({"emails": [ALICE]}), "{what}");
+    }
+}
