@@ -50,6 +50,73 @@ pub(crate) fn publisher_answers_from(
         .find_map(|a| apply(a).then_some(a.at))
 }
 
+/// Every span in which `publisher` did not answer AXL: (from, until it answers again; `None`
+/// if it never does), in order.
+fn publisher_outages(actions: &[Timed], publisher: &str) -> Vec<(Duration, Option<Duration>)> {
+    let names = |h: &[String]| h.iter().any(|x| x == publisher);
+    let (mut host_up, mut axl_up) = (true, true);
+    let mut spans: Vec<(Duration, Option<Duration>)> = Vec::new();
+    for a in actions {
+        match &a.action {
+            Action::Crash(h) if names(h) => host_up = false,
+            Action::Bounce(h) if names(h) => host_up = true,
+            Action::Service(Service::AxlStopped(n, stopped)) if n == publisher => {
+                axl_up = !stopped;
+            }
+            _ => continue,
+        }
+        let open = spans.last().is_some_and(|(_, until)| until.is_none());
+        match (host_up && axl_up, open) {
+            (false, false) => spans.push((a.at, None)),
+            (true, true) => spans.last_mut().expect("open").1 = Some(a.at),
+            _ => {}
+        }
+    }
+    spans
+}
+
+/// When `publisher` stopped answering AXL for good (`None`: it answers at the end).
+pub(crate) fn lost_for_good_from(actions: &[Timed], publisher: &str) -> Option<Duration> {
+    match publisher_outages(actions, publisher).last() {
+        Some((from, None)) => Some(*from),
+        _ => None,
+    }
+}
+
+/// Whether a node of Expressway cluster `e` may not have known the users of IM&P cluster
+/// `cluster` at `t`: the cluster's AXL publisher did not answer at some moment between the
+/// node's latest (re)start and `t`, and `t` is no later than [`REDISCOVERY_LAG_MS`] after it
+/// answered again. A node discovers once after it starts, at a moment the plan does not fix
+/// (after its registration, up to minutes), so any such outage may have been its discovery's.
+/// The cloud looks a user up when the Expressway clusters have reported their users once
+/// (spec 28), so a lookup then may find no IM&P user (spec 27).
+pub(crate) fn cluster_unknown_at(
+    s: &Scenario,
+    e: &crate::scenario::ExpresswayCluster,
+    cluster: usize,
+    t: Duration,
+) -> bool {
+    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    let publisher = crate::plan::topology::imp_host(&s.topology.imp_clusters[cluster].name, 1);
+    let outages = publisher_outages(&actions, &publisher);
+    let lag = Duration::from_millis(REDISCOVERY_LAG_MS);
+    (1..=e.nodes).any(|n| {
+        let host = crate::plan::topology::exp_host(&e.name, n);
+        let started = (starts(&actions, &host).into_iter())
+            .rfind(|r| *r <= t)
+            .unwrap_or_default();
+        (outages.iter()).any(|(from, until)| {
+            *from <= t && until.is_none_or(|back| back >= started && t <= back + lag)
+        })
+    })
+}
+
+/// When connector host `host` last (re)started: its latest bounce (a `connector_restart`, a
+/// `bounce`, the end of a timed crash or of maintenance mode), or the start of the run.
+pub(crate) fn latest_start(actions: &[Timed], host: &str) -> Duration {
+    starts(actions, host).last().copied().unwrap_or_default()
+}
+
 /// When connector host `host` (re)started: the start of the run, then each bounce (a
 /// `connector_restart`, a `bounce`, the end of a timed crash or of maintenance mode).
 fn starts(actions: &[Timed], host: &str) -> Vec<Duration> {

@@ -1,7 +1,7 @@
 //! The `liveness` check: every device that was ever up is up at the end and came back within
 //! a bound of the last fault ending; so is every connector session that was ever open.
 
-use crate::checks::{Check, Entry, Verdict, boxed, examples};
+use crate::checks::{Check, Entry, Verdict, boxed, examples, first_session};
 use crate::history::History;
 use crate::plan::connector::webex_email;
 use crate::plan::faults::{Action, BaseLatency, Timed};
@@ -73,13 +73,17 @@ pub fn liveness_awaited(
         return false;
     };
     let bound = last_fault_end(s) + within;
-    if now >= bound {
-        return false;
-    }
-    !expected_down(s, out).1.is_empty() || {
-        let excused = NotAwaited::of(s, out).users();
-        crate::checks::migration::sessions_awaited(out, (last_fault_end(s), bound), &excused, uses)
-    }
+    let back = now < bound
+        && (!expected_down(s, out).1.is_empty() || {
+            let excused = NotAwaited::of(s, out).users();
+            crate::checks::migration::sessions_awaited(
+                out,
+                (last_fault_end(s), bound),
+                &excused,
+                uses,
+            )
+        });
+    back || first_session::awaited(s, out, now, || NotAwaited::of(s, out).users(), bound)
 }
 
 /// The connector sessions `liveness` does not await, by mail ID, each set with why.
@@ -130,7 +134,7 @@ struct UnseenTakeover {
 }
 
 /// Each user the cloud had on a connector node at the end: (user, mail ID, node, the node's
-/// latest (re)start, [`latest_start`]).
+/// latest (re)start, [`crate::checks::discovery::latest_start`]).
 fn assigned_at_end<'o>(
     out: &'o History,
     actions: &'o [Timed],
@@ -138,7 +142,12 @@ fn assigned_at_end<'o>(
     out.users.iter().filter_map(move |u| {
         let email = u.email.as_ref()?;
         let node = out.assigned_at_end.get(email)?;
-        Some((u, email, node, latest_start(actions, node)))
+        Some((
+            u,
+            email,
+            node,
+            crate::checks::discovery::latest_start(actions, node),
+        ))
     })
 }
 
@@ -294,11 +303,18 @@ fn liveness(s: &Scenario, out: &History, within: Duration) -> (Status, String) {
     let excused = NotAwaited::of(s, out);
     let window = (last_fault_end, bound);
     let unserved = excused.note(out);
-    match crate::checks::migration::connector_liveness(out, window, &excused.users()) {
-        None => (status, detail),
-        Some(Ok(c)) => (status, format!("{detail}; {c}{unserved}")),
-        Some(Err(c)) if status == Status::Pass => (Status::Fail, format!("{c}{unserved}")),
-        Some(Err(c)) => (status, format!("{detail}; {c}{unserved}")),
+    let (status, detail) =
+        match crate::checks::migration::connector_liveness(out, window, &excused.users()) {
+            None => (status, detail),
+            Some(Ok(c)) => (status, format!("{detail}; {c}{unserved}")),
+            Some(Err(c)) if status == Status::Pass => (Status::Fail, format!("{c}{unserved}")),
+            Some(Err(c)) => (status, format!("{detail}; {c}{unserved}")),
+        };
+    let first = first_session::judge(s, out, &excused.users(), bound);
+    match first_session::verdict(&first, out.elapsed) {
+        Ok(note) => (status, format!("{detail}{note}")),
+        Err(why) if status == Status::Pass => (Status::Fail, why),
+        Err(why) => (status, format!("{detail}; {why}")),
     }
 }
 
@@ -364,7 +380,7 @@ pub(crate) fn undiscoverable_in_cluster(s: &Scenario, out: &History) -> BTreeMap
         };
         let nobody = (1..=e.nodes).all(|n| {
             let q = crate::plan::topology::exp_host(&e.name, n);
-            let started = latest_start(&actions, &q);
+            let started = crate::checks::discovery::latest_start(&actions, &q);
             let lost = |p: &String| publisher_lost_from(&actions, p, started);
             lost(&why.publisher) && why.duplicate_publisher.as_ref().is_none_or(lost)
         });
@@ -373,16 +389,6 @@ pub(crate) fn undiscoverable_in_cluster(s: &Scenario, out: &History) -> BTreeMap
         }
     }
     counts
-}
-
-/// When host `node` last (re)started: its latest bounce (a `connector_restart`, a `bounce`,
-/// the end of a timed crash), or the start of the run.
-fn latest_start(actions: &[Timed], node: &str) -> Duration {
-    (actions.iter())
-        .filter(|a| matches!(&a.action, Action::Bounce(h) if h.iter().any(|x| x == node)))
-        .map(|a| a.at)
-        .next_back()
-        .unwrap_or_default()
 }
 
 /// Whether connector host `host` restarts at or after `at` while the AXL publisher of IM&P

@@ -15,6 +15,7 @@
 pub mod capacity;
 pub mod delivery_latency;
 pub mod discovery;
+pub mod first_session;
 pub mod group_chat;
 pub mod interop_matrix;
 pub mod liveness;

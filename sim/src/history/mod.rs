@@ -81,6 +81,12 @@ pub struct History {
     /// and off her connector node (spec 25), which closes her session: `liveness` reads this
     /// so as not to await it ([`History::out_of_service`]).
     pub cloud_deactivations: BTreeMap<String, Vec<HistoryEntry>>,
+    /// Users the fake cloud holds in Error without ever having had them Active (their
+    /// activation failed, spec 27: "If the user status is Error, review the message"), by
+    /// Webex email, sampled with the series: when and why, as the cloud recorded it. Removed
+    /// when the user leaves Error (a reactivation). `liveness` excuses such a user's missing
+    /// session only where the plan explains the error (`checks::first_session`).
+    pub cloud_activation_errors: BTreeMap<String, HistoryEntry>,
     /// What the cloud's plaintext tap found (`None` when the run has no cloud).
     pub plaintext: Option<LeakLog>,
     /// Every user's Webex presence facts at the end, from the cloud (bare JID = email).
@@ -125,6 +131,7 @@ impl History {
             unassigned_at_end: Vec::new(),
             assigned_at_end: BTreeMap::new(),
             cloud_deactivations: BTreeMap::new(),
+            cloud_activation_errors: BTreeMap::new(),
             plaintext: None,
             webex_presence: BTreeMap::new(),
             webex_activity: BTreeMap::new(),

@@ -341,6 +341,35 @@ fn sample_cloud(h: &HybridHandles, out: &mut History, t: f64) {
         push(format!("cloud_users/{state:?}"), n);
     }
     deactivations(cloud.org(), out, Duration::from_secs_f64(t));
+    activation_errors(cloud.org(), out);
+}
+
+/// Records the users the cloud holds in Error without ever having had them Active
+/// ([`History::cloud_activation_errors`]), with the org's own time and reason of the error;
+/// forgets those that left Error.
+fn activation_errors(org: &fakes::cloud::org::Org, out: &mut History) {
+    use fakes::cloud::org::{HistoryEntry, HmState};
+    for u in org.users() {
+        let recorded = out.cloud_activation_errors.contains_key(&u.email);
+        if u.state != HmState::Error {
+            if recorded {
+                out.cloud_activation_errors.remove(&u.email);
+            }
+            continue;
+        }
+        if u.history.iter().any(|e| e.state == HmState::Active) {
+            continue;
+        }
+        let Some(last) = u.history.back() else {
+            continue;
+        };
+        let entry = HistoryEntry {
+            at_ms: last.at_ms,
+            state: u.state,
+            reason: u.reason.clone(),
+        };
+        out.cloud_activation_errors.insert(u.email.clone(), entry);
+    }
 }
 
 /// Records each change of state of the users the cloud took out of Hybrid Message service
@@ -484,5 +513,44 @@ mod tests {
         assert_eq!(states, [HmState::Error, HmState::Pending, HmState::Active]);
         assert!(out.out_of_service().is_empty());
         assert_eq!(out.cloud_deactivations.len(), 1, "only Alice");
+    }
+
+    /// The record of activations that failed (`liveness`'s first sessions): Alice, looked up
+    /// while no connector knew her, goes from Pending to Error "no matching IM&P user" and is
+    /// recorded with the org's time; reactivated, she leaves the record. Bob, Active, is not
+    /// recorded; nor is a user made a duplicate after having been Active (a deactivation).
+    #[test]
+    fn a_user_whose_activation_failed_is_recorded_until_reactivated() {
+        use fakes::cloud::org::REASON_NO_IMP_USER;
+        let mut org = Org::new("example.com");
+        let hm = BTreeSet::from([Entitlement::PaidLicence, Entitlement::HybridMessage]);
+        for u in [ALICE, BOB] {
+            org.add_user(u, "pw").expect("a new user");
+            org.set_entitlements(at(0), u, hm.clone())
+                .expect("licensed");
+        }
+        org.tick(at(5), |u| {
+            if u == ALICE {
+                Lookup::NotFound
+            } else {
+                Lookup::Unique
+            }
+        });
+        let mut out = History::from_history(1, Rc::new(Observer::new()), Vec::new());
+        activation_errors(&org, &mut out);
+        let alice = &out.cloud_activation_errors[ALICE];
+        assert_eq!((alice.at_ms, alice.state), (5_000, HmState::Error));
+        assert_eq!(alice.reason.as_deref(), Some(REASON_NO_IMP_USER));
+        assert_eq!(out.cloud_activation_errors.len(), 1, "only Alice");
+        org.became_duplicate(at(200), BOB);
+        activation_errors(&org, &mut out);
+        assert!(
+            !out.cloud_activation_errors.contains_key(BOB),
+            "Bob was Active"
+        );
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        org.reactivate(at(300), ALICE, &mut rng).expect("enabled");
+        activation_errors(&org, &mut out);
+        assert!(out.cloud_activation_errors.is_empty());
     }
 }
