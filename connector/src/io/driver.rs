@@ -8,7 +8,7 @@
 //! - one component link per IM&P node: XEP-0114 handshake, XEP-0199 keepalive, reconnect with
 //!   seeded backoff (turmoil's TCP never retransmits: keepalives are how a dead link is seen);
 //! - the cloud event WebSocket, reconnecting with backoff; after a reconnect the core resyncs
-//!   its assignments.
+//!   its assignments, and after a first connection too if it has fetched them already.
 
 use super::http::{EventClient, HttpClient, ws_connect};
 use super::net::Net;
@@ -96,6 +96,8 @@ enum Inbox {
     LinkDown(String),
     Cloud(Event),
     EventsReconnected,
+    /// The event stream's first connection since the node started.
+    EventsConnected,
 }
 
 type Shared = Rc<RefCell<ConnectorNode>>;
@@ -151,6 +153,7 @@ fn handle<N: Net>(core: &Shared, net: &N, msg: Inbox, rng: &mut ChaCha8Rng) {
         Inbox::LinkDown(node) => c.node_down(now, &node, rng),
         Inbox::Cloud(ev) => c.handle_event(now, ev, rng),
         Inbox::EventsReconnected => c.resync(now),
+        Inbox::EventsConnected => c.events_connected(now),
     }
 }
 
@@ -568,7 +571,12 @@ async fn event_stream<N: Net>(
             };
         if let Ok(mut c) = client {
             backoff.reset();
-            if !first && tx.send(Inbox::EventsReconnected).await.is_err() {
+            let connected = if first {
+                Inbox::EventsConnected
+            } else {
+                Inbox::EventsReconnected
+            };
+            if tx.send(connected).await.is_err() {
                 return;
             }
             first = false;

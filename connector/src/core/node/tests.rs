@@ -1082,3 +1082,33 @@ fn a_node_that_registered_while_disabled_runs_once_enabled_again() {
         assert_eq!(body_of(&polls[0]), json!({"emails": [ALICE]}), "{what}");
     }
 }
+
+/// Explore seed 20415, caught by `liveness`'s first sessions: exp-a-1 restarted (Expressway
+/// maintenance mode ended) during a cloud outage, and its event WebSocket, backing off, came
+/// up only after the node had fetched its assignments (none yet: the users were Pending) and
+/// after the cloud had assigned two users to it on no socket at all. A first connection did
+/// not resync, so one of them never had a session. The first connection after a fetch
+/// resyncs as a reconnect does; one before any fetch (the usual start) asks nothing, the
+/// fetch to come covering it.
+#[test]
+fn a_first_event_stream_after_the_assignments_fetch_resyncs() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let t = Duration::from_secs(300);
+    let mut n = node();
+    n.registered = true;
+    n.events_connected(t);
+    assert!(
+        http_requests(&mut n).is_empty(),
+        "no fetch yet: nothing to resync"
+    );
+    n.retry_request(Pending::Assignments { resync: false });
+    let fetch = only(http_requests(&mut n), "/v1/connectors/assignments");
+    let none = json!({"users": []}).to_string();
+    n.handle_http(t, fetch.id, 200, none.as_bytes(), &mut rng);
+    http_requests(&mut n);
+    n.events_connected(t + Duration::from_secs(5));
+    let again = only(http_requests(&mut n), "/v1/connectors/assignments");
+    let users = json!({"users": [ALICE]}).to_string();
+    n.handle_http(t, again.id, 200, users.as_bytes(), &mut rng);
+    assert!(n.assigned().contains(ALICE), "{:?}", n.assigned());
+}
