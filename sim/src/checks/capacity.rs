@@ -88,8 +88,33 @@ pub fn limits(s: &Scenario) -> Vec<ClusterLimits> {
 
 /// The check on a run.
 pub fn check(s: &Scenario, out: &crate::history::History) -> (Status, String) {
+    if let Some(why) = nobody_to_place(s, out) {
+        return (Status::Pass, why);
+    }
     let left = left_steps(out);
     judge_with_leavers(&limits(s), &out.series, &out.unassigned_at_end, &left)
+}
+
+/// Why a run that assigned nobody had nobody to place, when the plan says so: every user it
+/// serves was excused from a connector session (`liveness`'s first sessions, spec 55: their
+/// activation failed while their cluster's AXL publisher did not answer, Control Hub refused
+/// the cluster, ...), and the cloud never assigned anyone (explore seed 20655). `None` when
+/// some user could have been placed: a run that placed nobody then exercised nothing, and
+/// fails.
+fn nobody_to_place(s: &Scenario, out: &History) -> Option<String> {
+    let assigned = (out.series.iter())
+        .filter(|(name, _)| name.starts_with("cloud_assigned/"))
+        .any(|(_, points)| points.iter().any(|(_, v)| *v > 0.0));
+    if assigned {
+        return None;
+    }
+    let first = crate::checks::first_session::judge(s, out, &Default::default(), Duration::ZERO);
+    (first.expected == 0 && !first.excused.is_empty()).then(|| {
+        format!(
+            "nobody to place: no user was ever assigned, and the plan explains why: {}",
+            first.excused_text()
+        )
+    })
 }
 
 /// When users the cloud had placed left its assignment without a move: each Active user it took
@@ -555,5 +580,41 @@ mod tests {
         );
         let (_, detail) = judge(&limits(), &s, &[]);
         assert!(detail.contains("unassigned) at the end: none"), "{detail}");
+    }
+
+    /// Explore seed 20655: a run that assigned nobody passes when the plan explains why (here
+    /// Control Hub refuses the only Expressway cluster, spec 12), and says so; with a cluster
+    /// it registers, assigning nobody exercised nothing and fails.
+    #[test]
+    fn nobody_assigned_passes_only_where_the_plan_excuses_every_served_user() {
+        use crate::history::observer::Observer;
+        let run = |token: bool| {
+            let yaml = format!(
+                "name: t\nseed: 1\nduration: 12m\ntopology:\n  imp_clusters: [{{ name: a }}]\n  expressway_clusters: [{{ name: a, size: small, imp_clusters: [a], registration_token: {token} }}]\nusers: {{ count: 2, hybrid_message: 100%, without_email: 0% }}\nchecks: [within_capacity]\n"
+            );
+            let s = crate::parse("t.yaml", &yaml).expect("valid test scenario");
+            let users =
+                crate::plan::topology::population(&s, &crate::plan::rng::RngFactory::new(1));
+            let mut out = History::from_history(1, std::rc::Rc::new(Observer::new()), users);
+            out.series.insert(
+                "cloud_assigned/exp-a-1".into(),
+                vec![(0.0, 0.0), (600.0, 0.0)],
+            );
+            out.series.insert(
+                "cloud_eligible/exp-a-1".into(),
+                vec![(0.0, 0.0), (600.0, 0.0)],
+            );
+            check(&s, &out)
+        };
+        let (st, detail) = run(false);
+        assert_eq!(st, Status::Pass, "{detail}");
+        assert!(detail.starts_with("nobody to place"), "{detail}");
+        assert!(
+            detail.contains("2 Control Hub refuses to register Expressway cluster a"),
+            "{detail}"
+        );
+        let (st, detail) = run(true);
+        assert_eq!(st, Status::Fail, "{detail}");
+        assert!(detail.contains("the check exercised nothing"), "{detail}");
     }
 }

@@ -74,6 +74,17 @@ fn activation_failed(
     })
 }
 
+impl FirstSessions {
+    /// The users not awaited, by reason: `15 no node of Expressway cluster a can discover them
+    /// (spec 22); ...`.
+    pub(crate) fn excused_text(&self) -> String {
+        let why: Vec<String> = (self.excused.iter())
+            .map(|(w, n)| format!("{n} {w}"))
+            .collect();
+        why.join("; ")
+    }
+}
+
 /// Why an Expressway cluster serves none of its users, from the plan (`None`: it may).
 fn never_serves(actions: &[Timed], e: &ExpresswayCluster) -> Option<String> {
     if !registers(e) {
@@ -254,10 +265,7 @@ pub(crate) fn verdict(found: &FirstSessions, ended: Duration) -> Result<String, 
     let excused = if found.excused.is_empty() {
         String::new()
     } else {
-        let why: Vec<String> = (found.excused.iter())
-            .map(|(w, n)| format!("{n} {w}"))
-            .collect();
-        format!(" (not awaited: {})", why.join("; "))
+        format!(" (not awaited: {})", found.excused_text())
     };
     if found.missing.is_empty() {
         if found.expected == 0 && found.excused.is_empty() {
