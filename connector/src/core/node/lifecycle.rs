@@ -142,10 +142,7 @@ impl ConnectorNode {
         self.next_http += 1;
         req.id = self.next_http;
         match what {
-            Pending::Assignments { .. } => {
-                self.assignments_in_flight += 1;
-                self.assignments_asked = true;
-            }
+            Pending::Assignments { .. } => self.assignments_in_flight += 1,
             Pending::Presence { for_events: true } => self.presence_for_events_in_flight += 1,
             _ => {}
         }

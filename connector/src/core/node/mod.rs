@@ -503,10 +503,6 @@ pub struct ConnectorNode {
     /// Assignments fetches waiting for their answer, counted as they are sent and answered:
     /// every assignment event asks, and walking `pending` for it was a walk per event.
     assignments_in_flight: usize,
-    /// Whether this node has asked the cloud for its assignments since it started: an event
-    /// stream that connects for the first time after that missed what the cloud sent before
-    /// ([`ConnectorNode::events_connected`]).
-    assignments_asked: bool,
     /// Whether the cloud told this node whom it serves since it started: an assignments
     /// answer, or an assignment event.
     assignments_heard: bool,
@@ -678,7 +674,6 @@ impl ConnectorNode {
             interop_seen: BTreeMap::new(),
             moved_while_fetching: BTreeSet::new(),
             assignments_in_flight: 0,
-            assignments_asked: false,
             assignments_heard: false,
             awaiting_assignments: VecDeque::new(),
             peer_shares: BTreeMap::new(),

@@ -59,13 +59,13 @@ impl ConnectorNode {
     }
 
     /// The event stream connected for the first time since this node started. Events the
-    /// cloud sent before had no socket and are lost: if the node has asked for its
-    /// assignments already, it asks again as after a reconnect ([`Self::resync`]); before
-    /// its first fetch (the usual start: the stream is up in a second, the fetch follows
+    /// cloud sent before had no socket and are lost: if the node has heard whom it serves
+    /// already, or asked, it asks again as after a reconnect ([`Self::resync`]); before its
+    /// first fetch (the usual start: the stream is up in a second, the fetch follows
     /// registration and discovery) that fetch covers them. Explore seed 20415: a restart
     /// during a cloud outage, the stream up 37 s after it, the users assigned meanwhile.
     pub fn events_connected(&mut self, now: Duration) {
-        if self.assignments_asked {
+        if self.assignments_heard || self.fetching_assignments() {
             self.resync(now);
         }
     }
