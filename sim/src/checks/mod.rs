@@ -11,6 +11,9 @@
 //! - IM&P failover: [`prg_failover`], [`migration`] (`migration` and `status_page`).
 //! - Hybrid: [`interop_matrix`], [`group_chat`], [`capacity`] (`within_capacity`),
 //!   [`plaintext`] (`no_plaintext_at_cloud`), [`secrets`] (`no_secrets_in_logs`).
+//! - Parts shared by checks: [`first_session`] (`liveness`: every user the plan serves gets a
+//!   connector session, spec 55), [`discovery`] (what a connector node can discover and when,
+//!   from the fault schedule, spec 22), [`liveness_pace`] (the pace warning).
 
 pub mod capacity;
 pub mod delivery_latency;
