@@ -80,6 +80,34 @@ pub struct Oracle<'a> {
     /// Bare JID → when the user's home IM&P node went down for good with no PRG failover
     /// ([`crate::plan::imp::stranded_since`]).
     stranded: BTreeMap<String, Duration>,
+    /// Jabber farm host → the moments its streams broke ([`farm_breaks`]).
+    farm_breaks: BTreeMap<String, Vec<Duration>>,
+}
+
+/// When each Jabber client farm's streams break, from the fault schedule: a crash of a farm
+/// that is up, and a restart (a `bounce`, or the end of a timed crash) of a farm that is up.
+/// The end of a crash breaks nothing when the farm is down then, but two crashes that overlap
+/// bring it up at the first end and restart it at the second (explore seed 23254: crashes at
+/// 2m for 1m14s and at 2m13s for 40s; two messages sent 0.25 s before 3m14s were lost).
+fn farm_breaks(s: &Scenario) -> BTreeMap<String, Vec<Duration>> {
+    use crate::plan::faults::{Action, BaseLatency};
+    let mut up: BTreeMap<&str, bool> = BTreeMap::new();
+    let mut breaks: BTreeMap<String, Vec<Duration>> = BTreeMap::new();
+    let timeline = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
+    for a in &timeline {
+        let (hosts, after) = match &a.action {
+            Action::Crash(h) => (h, false),
+            Action::Bounce(h) => (h, true),
+            _ => continue,
+        };
+        for h in hosts.iter().filter(|h| h.starts_with("jabber-")) {
+            let was_up = up.insert(h.as_str(), after).unwrap_or(true);
+            if was_up {
+                breaks.entry(h.clone()).or_default().push(a.at);
+            }
+        }
+    }
+    breaks
 }
 
 impl<'a> Oracle<'a> {
@@ -117,6 +145,7 @@ impl<'a> Oracle<'a> {
             sessions: BTreeMap::new(),
             prg_changes: prg_changes(out),
             stranded,
+            farm_breaks: farm_breaks(s),
         }
     }
 
@@ -300,13 +329,13 @@ impl<'a> Oracle<'a> {
                 };
             if farms_only {
                 let hosts = f.crash.as_ref().or(f.bounce.as_ref()).map(|h| &h.0);
-                let involved = hosts.is_some_and(|hs| {
-                    hs.iter()
-                        .any(|h| farm(&m.from) == Some(h.as_str()) || farm(&m.to) == Some(h))
+                let involved = hosts.into_iter().flatten().filter(|h| {
+                    farm(&m.from) == Some(h.as_str()) || farm(&m.to) == Some(h.as_str())
                 });
-                involved
-                    && m.sent_at + Duration::from_secs(1) >= start
-                    && m.sent_at <= start + FARM_CRASH_RISK
+                let breaks = involved.flat_map(|h| self.farm_breaks.get(h).into_iter().flatten());
+                breaks.filter(|b| (start..=end).contains(*b)).any(|&b| {
+                    m.sent_at + Duration::from_secs(1) >= b && m.sent_at <= b + FARM_CRASH_RISK
+                })
             } else {
                 m.sent_at + IN_FLIGHT_SLACK >= start && m.sent_at <= end + RISK_MARGIN
             }
@@ -404,6 +433,38 @@ mod tests {
             "before clients are back"
         );
         assert!(!oracle.at_risk(&sent_at(110 + margin + 1)), "after");
+    }
+
+    /// A crash of a Jabber farm puts at risk only what is in flight when its streams break
+    /// (`FARM_CRASH_RISK`). Two crashes that overlap break them twice (explore seed 23254: at
+    /// 2m for 1m14s and at 2m13s for 40s): the second's end brings the farm up at 2m53s and
+    /// the first's end restarts it at 3m14s, losing two messages sent 0.25 s before. With the
+    /// first crash alone, the farm is down at 3m14s: nothing of it is in flight then.
+    #[test]
+    fn overlapping_farm_crashes_put_what_is_in_flight_at_each_break_at_risk() {
+        let yaml = |faults: &str| {
+            format!(
+                "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 1 }}]\n  client_farms: {{ jabber: 1 }}\nusers: {{ count: 2, jabber: 100% }}\nfaults:\n{faults}"
+            )
+        };
+        let first = "  - { at: 120s, for: 74s, crash: jabber-1 }\n";
+        let second = "  - { at: 133s, for: 40s, crash: jabber-1 }\n";
+        let risky = |faults: &str, millis: u64| {
+            let s = crate::parse("t.yaml", &yaml(faults)).expect("valid test scenario");
+            let out = output(&s, Rc::new(Observer::new()));
+            let mut m = undelivered(ALICE, BOB, 0);
+            m.sent_at = Duration::from_millis(millis);
+            Oracle::new(&s, &out).at_risk(&m)
+        };
+        let both = format!("{first}{second}");
+        assert!(risky(&both, 193_750), "in flight at the restart of 3m14s");
+        assert!(risky(&both, 120_000), "in flight at the first crash");
+        assert!(!risky(&both, 180_000), "up since 2m53s, before the restart");
+        assert!(
+            !risky(&both, 133_500),
+            "the farm was down at the second crash"
+        );
+        assert!(!risky(first, 193_750), "alone, the farm is down at 3m14s");
     }
 
     /// A message a connector node holds when it stops is at risk (explore seed 4801: sent at
