@@ -136,8 +136,16 @@ impl Failover {
         let (peer, ha) = (h.peer.clone(), h.high_availability);
         // Nothing moves to a node that is down: not the fallback of its users, nor the
         // failover of its peer's (the peer's users wait for one of the two to return, explore
-        // seed 7216).
+        // seed 7216). A fallback still waiting out its detection delay had happened on the
+        // PRG already (the node took its users back): they are the node's now, lost with it,
+        // so the peer no longer serves them. Kept, the stale redirect held the node in Outage
+        // once its link came back, as if the peer still had them (explore seed 24793: a
+        // bounce of imp-a-1 22 s after its fallback; a session never reopened).
+        let falling_back = self.scheduled.iter().any(|m| m.to == node && m.fallback);
         self.scheduled.retain(|m| m.to != node);
+        if falling_back {
+            self.redirect.remove(node);
+        }
         let Some(peer) = peer.filter(|_| ha) else {
             return;
         };
@@ -486,6 +494,31 @@ mod tests {
             assert_eq!(f.target("imp-a-1"), "imp-a-2");
             assert_eq!(f.target("imp-a-2"), "imp-a-2");
         }
+    }
+
+    /// Explore seed 24793: imp-a-1 fell back (its users back on it, the connector's
+    /// fallback waiting out its detection delay) and bounced 22 s later. The pending fallback
+    /// was dropped with the loss, but the redirect to imp-a-2 stayed, so when imp-a-1's link
+    /// came back the connector took the peer to serve its users still and kept imp-a-1 in
+    /// Outage for good: a session closed by the fallback never reopened. The users are
+    /// imp-a-1's once it took them back: lost with it, back with its link.
+    #[test]
+    fn a_node_lost_during_its_fallback_delay_serves_its_users_once_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(10);
+        let mut f = pair(true);
+        assert!(f.learned_failed_over("imp-a-1", "imp-a-2", Duration::from_secs(155)));
+        assert_eq!(f.target("imp-a-1"), "imp-a-2");
+        f.node_back("imp-a-1", Duration::from_secs(340), &mut rng);
+        f.node_lost("imp-a-1", Duration::from_secs(362), &mut rng);
+        f.link_back("imp-a-1", Duration::from_secs(363), &mut rng);
+        assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Operational));
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+        let mut moves = Vec::new();
+        while let Some(at) = f.poll_timeout() {
+            moves.extend(f.due(at));
+        }
+        assert!(moves.is_empty(), "{moves:?}");
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
     }
 
     #[test]
