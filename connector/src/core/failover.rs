@@ -448,10 +448,7 @@ mod tests {
         f.node_lost("imp-a-1", Duration::from_secs(200), &mut rng);
         f.link_back("imp-a-2", Duration::from_secs(300), &mut rng);
         assert_eq!(f.status("imp-a-2"), Some(NodeStatus::Operational));
-        let mut moves = Vec::new();
-        while let Some(at) = f.poll_timeout() {
-            moves.extend(f.due(at));
-        }
+        let moves = every_move(&mut f);
         assert_eq!(moves.len(), 2, "{moves:?}");
         assert_eq!(f.target("imp-a-1"), "imp-a-2");
         assert_eq!(f.target("imp-a-2"), "imp-a-2");
@@ -478,10 +475,7 @@ mod tests {
                 f.node_back("imp-a-2", at, &mut rng);
                 f.node_lost("imp-a-1", at, &mut rng);
             }
-            let mut moves = Vec::new();
-            while let Some(at) = f.poll_timeout() {
-                moves.extend(f.due(at));
-            }
+            let moves = every_move(&mut f);
             let mut moves: Vec<_> = (moves.iter())
                 .map(|m| (m.from.as_str(), m.to.as_str(), m.fallback))
                 .collect();
@@ -513,12 +507,18 @@ mod tests {
         f.link_back("imp-a-1", Duration::from_secs(363), &mut rng);
         assert_eq!(f.status("imp-a-1"), Some(NodeStatus::Operational));
         assert_eq!(f.target("imp-a-1"), "imp-a-1");
+        let moves = every_move(&mut f);
+        assert!(moves.is_empty(), "{moves:?}");
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+    }
+
+    /// Every move `f` has scheduled, each taken when due.
+    fn every_move(f: &mut Failover) -> Vec<Move> {
         let mut moves = Vec::new();
         while let Some(at) = f.poll_timeout() {
             moves.extend(f.due(at));
         }
-        assert!(moves.is_empty(), "{moves:?}");
-        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+        moves
     }
 
     #[test]

@@ -18,36 +18,18 @@ use std::time::Duration;
 const REDISCOVERY_LAG_MS: u64 = 90_000 + 15_000;
 
 /// When `publisher` (an IM&P host) answers AXL at or after `at`: `at` itself if its host is
-/// up and its AXL service running then, else the first moment the schedule brings both back;
-/// `None` if it never does.
+/// up and its AXL service running then, else the end of the outage it is in
+/// ([`publisher_outages`]); `None` if it never answers again.
 pub(crate) fn publisher_answers_from(
     actions: &[Timed],
     publisher: &str,
     at: Duration,
 ) -> Option<Duration> {
-    let names = |h: &[String]| h.iter().any(|x| x == publisher);
-    let (mut host_up, mut axl_up) = (true, true);
-    let mut apply = |a: &Timed| {
-        match &a.action {
-            Action::Crash(h) if names(h) => host_up = false,
-            Action::Bounce(h) if names(h) => host_up = true,
-            Action::Service(Service::AxlStopped(n, stopped)) if n == publisher => {
-                axl_up = !stopped;
-            }
-            _ => {}
-        }
-        host_up && axl_up
-    };
-    let mut up = true;
-    for a in actions.iter().filter(|a| a.at <= at) {
-        up = apply(a);
+    let outages = publisher_outages(actions, publisher);
+    match (outages.iter()).find(|(from, until)| *from <= at && until.is_none_or(|u| at < u)) {
+        Some((_, until)) => *until,
+        None => Some(at),
     }
-    if up {
-        return Some(at);
-    }
-    (actions.iter())
-        .filter(|a| a.at > at)
-        .find_map(|a| apply(a).then_some(a.at))
 }
 
 /// Every span in which `publisher` did not answer AXL: (from, until it answers again; `None`
@@ -90,19 +72,20 @@ pub(crate) fn lost_for_good_from(actions: &[Timed], publisher: &str) -> Option<D
 /// (after its registration, up to minutes), so any such outage may have been its discovery's.
 /// The cloud looks a user up when the Expressway clusters have reported their users once
 /// (spec 28), so a lookup then may find no IM&P user (spec 27).
+/// `actions` are the scenario's fault timeline.
 pub(crate) fn cluster_unknown_at(
     s: &Scenario,
+    actions: &[Timed],
     e: &crate::scenario::ExpresswayCluster,
     cluster: usize,
     t: Duration,
 ) -> bool {
-    let actions = crate::plan::faults::timeline(&s.faults, BaseLatency(s.tick.0));
     let publisher = crate::plan::topology::imp_host(&s.topology.imp_clusters[cluster].name, 1);
-    let outages = publisher_outages(&actions, &publisher);
+    let outages = publisher_outages(actions, &publisher);
     let lag = Duration::from_millis(REDISCOVERY_LAG_MS);
     (1..=e.nodes).any(|n| {
         let host = crate::plan::topology::exp_host(&e.name, n);
-        let started = (starts(&actions, &host).into_iter())
+        let started = (starts(actions, &host).into_iter())
             .rfind(|r| *r <= t)
             .unwrap_or_default();
         (outages.iter()).any(|(from, until)| {

@@ -55,7 +55,7 @@ fn registers(e: &ExpresswayCluster) -> bool {
 /// time? Open the user in Control Hub, open the Hybrid Message Service, and click Reactivate
 /// User." Any other error, or one the plan does not explain, is not excused.
 fn activation_failed(
-    s: &Scenario,
+    (s, actions): (&Scenario, &[Timed]),
     out: &History,
     e: &ExpresswayCluster,
     u: &UserSpec,
@@ -66,7 +66,7 @@ fn activation_failed(
         .get(&crate::plan::connector::webex_email(u, s))?;
     let at = Duration::from_millis(error.at_ms);
     let explained = error.reason.as_deref() == Some(REASON_NO_IMP_USER)
-        && crate::checks::discovery::cluster_unknown_at(s, e, u.cluster, at);
+        && crate::checks::discovery::cluster_unknown_at(s, actions, e, u.cluster, at);
     explained.then(|| {
         format!(
             "in Error \"{REASON_NO_IMP_USER}\": looked up while their IM&P cluster's AXL publisher did not answer (spec 22, 27; the administrator must reactivate them)"
@@ -115,23 +115,28 @@ fn serves_at_end(actions: &[Timed], host: &str) -> bool {
     up && enabled && !maintenance
 }
 
-/// Whether no node of `e` can discover `u` (spec 22): the AXL publisher of the user's
-/// cluster (and of their duplicate account's, spec 25) stopped answering for good before
-/// every node's discovery could be sure to have run, [`DISCOVERY_BY`] after its latest
-/// (re)start (a node discovers after Control Hub completes its registration, at a moment the
-/// plan does not fix; explore seed 83: imp-a-1 failed for good at 103 s, before it).
-fn undiscoverable(s: &Scenario, actions: &[Timed], e: &ExpresswayCluster, u: &UserSpec) -> bool {
-    use crate::checks::discovery::lost_for_good_from;
-    let publisher = |c: usize| crate::plan::topology::imp_host(&s.topology.imp_clusters[c].name, 1);
-    (1..=e.nodes).all(|n| {
-        let host = crate::plan::topology::exp_host(&e.name, n);
-        let started = crate::checks::discovery::latest_start(actions, &host);
-        let lost = |c: usize| {
-            lost_for_good_from(actions, &publisher(c))
-                .is_some_and(|at| at <= started + DISCOVERY_BY)
-        };
-        lost(u.cluster) && u.duplicate_in.is_none_or(lost)
-    })
+/// Whether no node of an Expressway cluster can discover `u` (spec 22): the AXL publisher of
+/// the user's cluster (and of their duplicate account's, spec 25) stopped answering for good
+/// (`lost_at`, by IM&P cluster) no later than `discovery_by`, when the last of the cluster's
+/// nodes could be sure to have discovered ([`discovery_by`]).
+fn undiscoverable(lost_at: &[Option<Duration>], discovery_by: Duration, u: &UserSpec) -> bool {
+    let lost = |c: usize| lost_at[c].is_some_and(|at| at <= discovery_by);
+    lost(u.cluster) && u.duplicate_in.is_none_or(lost)
+}
+
+/// When every node of `e` could be sure to have run its discovery: [`DISCOVERY_BY`] after the
+/// earliest of their latest (re)starts (a node discovers after Control Hub completes its
+/// registration, at a moment the plan does not fix; explore seed 83: imp-a-1 failed for good
+/// at 103 s, before it).
+fn discovery_by(actions: &[Timed], e: &ExpresswayCluster) -> Duration {
+    let started = (1..=e.nodes)
+        .map(|n| {
+            let host = crate::plan::topology::exp_host(&e.name, n);
+            crate::checks::discovery::latest_start(actions, &host)
+        })
+        .min()
+        .unwrap_or_default();
+    started + DISCOVERY_BY
 }
 
 /// How long after a connector node (re)starts its discovery may still be to come: Control
@@ -164,6 +169,13 @@ fn served_by_cluster<'u>(
     let unregistered = (clusters.iter())
         .find(|e| !registers(e))
         .map(|e| format!("Pending: the cloud waits for the report of Expressway cluster {}, which Control Hub never registers (spec 12, 28)", e.name));
+    let lost_at: Vec<Option<Duration>> = (s.topology.imp_clusters.iter())
+        .map(|c| {
+            let publisher = crate::plan::topology::imp_host(&c.name, 1);
+            crate::checks::discovery::lost_for_good_from(&actions, &publisher)
+        })
+        .collect();
+    let discovered_by: Vec<Duration> = clusters.iter().map(|e| discovery_by(&actions, e)).collect();
     let (mut awaited, mut excused) = (BTreeMap::new(), BTreeMap::new());
     for u in out
         .users
@@ -177,11 +189,11 @@ fn served_by_cluster<'u>(
         let email = u.email.as_deref().unwrap_or_default();
         let why = if let Some(why) = refused[i].as_ref().or(unregistered.as_ref()) {
             why.clone()
-        } else if let Some(why) = activation_failed(s, out, &clusters[i], u) {
+        } else if let Some(why) = activation_failed((s, &actions), out, &clusters[i], u) {
             why
         } else if not_awaited.contains(email) {
             "not awaited by liveness (stranded, undiscoverable at the serving node, out of service, or an unseen takeover)".to_string()
-        } else if undiscoverable(s, &actions, &clusters[i], u) {
+        } else if undiscoverable(&lost_at, discovered_by[i], u) {
             format!(
                 "no node of Expressway cluster {} can discover them (spec 22)",
                 clusters[i].name

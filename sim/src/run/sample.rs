@@ -350,11 +350,8 @@ fn sample_cloud(h: &HybridHandles, out: &mut History, t: f64) {
 fn activation_errors(org: &fakes::cloud::org::Org, out: &mut History) {
     use fakes::cloud::org::{HistoryEntry, HmState};
     for u in org.users() {
-        let recorded = out.cloud_activation_errors.contains_key(&u.email);
         if u.state != HmState::Error {
-            if recorded {
-                out.cloud_activation_errors.remove(&u.email);
-            }
+            out.cloud_activation_errors.remove(&u.email);
             continue;
         }
         if u.history.iter().any(|e| e.state == HmState::Active) {
