@@ -64,6 +64,18 @@ pub enum Expect {
 /// few at most). After that the node knows the users are gone and stores (or refuses).
 pub const FARM_CRASH_RISK: Duration = Duration::from_secs(2);
 
+/// How long before a Jabber farm's streams break `m` may still be on its way to them. A
+/// message between Jabber devices crosses IM&P alone (a few tenths of a second at a 100 ms
+/// tick). One a Webex App sent crosses the cloud, a connector and IM&P before it reaches a
+/// Jabber stream (1.1-1.3 s at a 100 ms tick): [`IN_FLIGHT_SLACK`], as for any path across
+/// the bridge (explore seed 25816: sent 1.2 s before the recipient's farm restarted, lost).
+fn farm_transit(m: &MessageRecord) -> Duration {
+    match interop::client_of_device(&m.sender_device) {
+        ClientKind::Webex => IN_FLIGHT_SLACK,
+        ClientKind::Jabber => Duration::from_secs(1),
+    }
+}
+
 /// A device counts as logged in around a send when its session covers this much on both sides
 /// of the send: login completes in a few ticks, carbons are enabled right after binding.
 pub const SESSION_SETTLE: Duration = Duration::from_secs(2);
@@ -80,6 +92,10 @@ pub struct Oracle<'a> {
     /// Bare JID → when the user's home IM&P node went down for good with no PRG failover
     /// ([`crate::plan::imp::stranded_since`]).
     stranded: BTreeMap<String, Duration>,
+    /// Bare JID → when the user's home IM&P node went down for good, its PRG peer taking the
+    /// user over ([`crate::plan::imp::taken_over_for_good_since`]): the node's offline store
+    /// is lost then ([`Oracle::stored_on_lost_node`]).
+    lost_stores: BTreeMap<String, Duration>,
     /// Jabber farm host → the moments its streams broke ([`farm_breaks`]).
     farm_breaks: BTreeMap<String, Vec<Duration>>,
 }
@@ -139,12 +155,19 @@ impl<'a> Oracle<'a> {
             .iter()
             .filter_map(|u| Some((u.jid.clone(), *down.get(&u.home_host(s))?)))
             .collect();
+        let lost = crate::plan::imp::taken_over_for_good_since(s);
+        let lost_stores = out
+            .users
+            .iter()
+            .filter_map(|u| Some((u.jid.clone(), lost.get(&u.home_host(s))?.0)))
+            .collect();
         Self {
             s,
             users,
             sessions: BTreeMap::new(),
             prg_changes: prg_changes(out),
             stranded,
+            lost_stores,
             farm_breaks: farm_breaks(s),
         }
     }
@@ -232,12 +255,48 @@ impl<'a> Oracle<'a> {
     /// the users to the peer (spec 64-65), so the recipient's Jabber devices never log in
     /// again and the copy stays undelivered: the fault never ends for that user (explore 2743,
     /// 2769, 2894, 3238, 3470).
+    ///
+    /// So is a copy the recipient's home node held in offline storage when it went down for
+    /// good ([`Oracle::stored_on_lost_node`]).
     pub fn stranded_copy(&self, m: &MessageRecord, client: ClientKind) -> bool {
         client == ClientKind::Jabber
-            && self
+            && (self
                 .stranded
                 .get(&*m.to)
                 .is_some_and(|&down| m.sent_at + IN_FLIGHT_SLACK >= down)
+                || self.stored_on_lost_node(m))
+    }
+
+    /// Whether the Jabber copy of `m` may have been in the offline storage of the recipient's
+    /// home node when the node went down for good, its PRG peer taking the recipient over:
+    /// sent before the loss while no Jabber device of the recipient was logged in, and none
+    /// logging in before the loss to take it. The node keeps offline messages in its own
+    /// database and hands them over only itself (at a failover it takes part in, or once
+    /// restarted); the guides say no more (spec 46-48). Explore seed 25446: stored at 107.8 s
+    /// while the recipient's farm was down, imp-a-1 failed over automatically at 114 s for
+    /// good, and the recipient logged in to imp-a-2 at 174.5 s without it.
+    pub fn stored_on_lost_node(&self, m: &MessageRecord) -> bool {
+        self.lost_stores.get(&*m.to).is_some_and(|&lost| {
+            m.sent_at < lost && !self.jabber_logged_in_during(&m.to, m.sent_at, lost)
+        })
+    }
+
+    /// Whether a Jabber device of `user` was logged in at some moment of `[from, to]`.
+    fn jabber_logged_in_during(&self, user: &str, from: Duration, to: Duration) -> bool {
+        self.devices_of(user).iter().any(|d| {
+            let Some(events) = self.sessions.get(&(user.to_string(), d.to_string())) else {
+                return false;
+            };
+            let up_at_from = events
+                .iter()
+                .rfind(|(at, _)| *at <= from)
+                .is_some_and(|(_, up)| *up);
+            interop::client_of_device(d) == ClientKind::Jabber
+                && (up_at_from
+                    || events
+                        .iter()
+                        .any(|(at, up)| *up && (from..=to).contains(at)))
+        })
     }
 
     /// Whether the recipient clients still `missing` a message across the bridge may stay
@@ -333,9 +392,10 @@ impl<'a> Oracle<'a> {
                     farm(&m.from) == Some(h.as_str()) || farm(&m.to) == Some(h.as_str())
                 });
                 let breaks = involved.flat_map(|h| self.farm_breaks.get(h).into_iter().flatten());
-                breaks.filter(|b| (start..=end).contains(*b)).any(|&b| {
-                    m.sent_at + Duration::from_secs(1) >= b && m.sent_at <= b + FARM_CRASH_RISK
-                })
+                let before = farm_transit(m);
+                breaks
+                    .filter(|b| (start..=end).contains(*b))
+                    .any(|&b| m.sent_at + before >= b && m.sent_at <= b + FARM_CRASH_RISK)
             } else {
                 m.sent_at + IN_FLIGHT_SLACK >= start && m.sent_at <= end + RISK_MARGIN
             }
@@ -467,6 +527,40 @@ mod tests {
         assert!(!risky(first, 193_750), "alone, the farm is down at 3m14s");
     }
 
+    /// Explore 25816: a Webex App message to a Jabber user, sent 1.2 s before the recipient's
+    /// farm restarted, was lost with the stream: across the bridge (cloud, connector, IM&P) it
+    /// reaches the farm about 1.1-1.3 s after the send at a 100 ms tick, later than a message
+    /// between two Jabber devices (a few tenths of a second). What a Webex App sent up to
+    /// `IN_FLIGHT_SLACK` before the break may still be on its way; a Jabber device's message
+    /// sent that long before is not.
+    #[test]
+    fn a_webex_message_crossing_the_bridge_is_in_flight_longer_before_a_farm_break() {
+        let yaml = "name: t\nseed: 1\nduration: 10m\ntopology:\n  imp_clusters: [{ name: a, nodes: 1 }]\n  expressway_clusters: [{ name: a, size: small, nodes: 1, imp_clusters: [a] }]\n  client_farms: { jabber: 1 }\nusers: { count: 2, jabber: 100%, webex: 100%, hybrid_message: 100% }\nfaults:\n  - { at: 175s, bounce: jabber-1 }\n";
+        let s = crate::parse("t.yaml", yaml).expect("valid test scenario");
+        let out = output(&s, Rc::new(Observer::new()));
+        let oracle = Oracle::new(&s, &out);
+        let sent = |device: &str, millis: u64| {
+            let mut m = undelivered(ALICE, BOB, 0);
+            m.sent_at = Duration::from_millis(millis);
+            m.sender_device = device.into();
+            m
+        };
+        assert!(
+            oracle.at_risk(&sent("webex.0", 173_800)),
+            "on its way across the bridge"
+        );
+        assert!(
+            !oracle.at_risk(&sent("jabber-1.0", 173_800)),
+            "delivered long before"
+        );
+        assert!(
+            oracle.at_risk(&sent("jabber-1.0", 174_500)),
+            "in flight at the break"
+        );
+        let early = 175_000 - IN_FLIGHT_SLACK.as_millis() as u64 - 1;
+        assert!(!oracle.at_risk(&sent("webex.0", early)), "delivered before");
+    }
+
     /// A message a connector node holds when it stops is at risk (explore seed 4801: sent at
     /// 244 s during a KMS outage of 188-282 s, still in the node's backlog when the Expressway
     /// went into its own maintenance mode at 251 s). Held only while a fault kept the node from
@@ -509,6 +603,79 @@ mod tests {
         assert!(
             !risky(&format!("{kms}{late}"), 244),
             "the backlog was passed on before"
+        );
+    }
+
+    /// Explore 25446: imp-a-1 stored a message for user00000 (whose Jabber farm had crashed)
+    /// at 107.8 s; imp-a-1 failed over automatically at 114 s and never came back. The peer took
+    /// the users over, but the stored message was in imp-a-1's database: nothing could hand it
+    /// over (a node restarted after a timed failure does, at once). The guides do not say that
+    /// IM&P keeps offline messages anywhere but on the node serving the user, so such a Jabber
+    /// copy may be lost. It stays due when a Jabber device of the recipient was logged in at
+    /// any moment between the send and the loss (it was delivered, or the store was flushed),
+    /// when it was sent after the loss (the peer stores it), and when the node restarts.
+    #[test]
+    fn a_jabber_copy_stored_on_a_node_lost_for_good_may_be_lost_with_it() {
+        let yaml = |fault: &str| {
+            format!(
+                "name: t\nseed: 1\nduration: 20m\ntopology:\n  imp_clusters: [{{ name: a, nodes: 2, prg: {{ high_availability: true }} }}]\nusers: {{ count: 2, jabber: 100% }}\nfaults:\n  - {{ at: 114s, {fault}imp_failover: {{ node: imp-a-1, mode: automatic }} }}\n"
+            )
+        };
+        let s = crate::parse("t.yaml", &yaml("")).expect("valid test scenario");
+        let obs = Rc::new(Observer::new());
+        let out = output(&s, obs.clone());
+        let home = |h: &str| {
+            let u = out.users.iter().find(|u| u.home_host(&s) == h);
+            u.expect("a user on each node").jid.clone()
+        };
+        let (lost, survivor) = (home("imp-a-1"), home("imp-a-2"));
+        let mut oracle = Oracle::new(&s, &out);
+        let session = |at: u64, up: bool| crate::history::observer::SessionEvent {
+            at: Duration::from_secs(at),
+            user: lost.clone(),
+            device: "jabber-1.0".into(),
+            up,
+            reason: String::new(),
+        };
+        oracle.add_session(session(11, true));
+        oracle.add_session(session(91, false));
+        let stored = undelivered(&survivor, &lost, 107);
+        assert!(!oracle.at_risk(&stored), "outside every fault's window");
+        assert_eq!(oracle.expect(&stored), Expect::AtRisk);
+        assert!(oracle.excused(&stored, &[ClientKind::Jabber]));
+        assert!(
+            !oracle.excused(&stored, &[ClientKind::Webex]),
+            "the cloud still carries a Webex copy"
+        );
+        let delivered_then = undelivered(&survivor, &lost, 80);
+        assert_eq!(
+            oracle.expect(&delivered_then),
+            Expect::Must,
+            "logged in at the send"
+        );
+        let after = undelivered(&survivor, &lost, 400);
+        assert_eq!(oracle.expect(&after), Expect::Must, "stored on the peer");
+        assert_eq!(
+            oracle.expect(&undelivered(&lost, &survivor, 107)),
+            Expect::Must,
+            "to a user of the surviving node"
+        );
+        oracle.add_session(session(100, true));
+        assert_eq!(
+            oracle.expect(&stored),
+            Expect::Must,
+            "flushed by a login before the loss"
+        );
+
+        let s = crate::parse("t.yaml", &yaml("for: 2m, ")).expect("valid test scenario");
+        let out = output(&s, obs);
+        let mut oracle = Oracle::new(&s, &out);
+        oracle.add_session(session(11, true));
+        oracle.add_session(session(91, false));
+        assert_eq!(
+            oracle.expect(&stored),
+            Expect::Must,
+            "the restarted node hands its store to the peer"
         );
     }
 

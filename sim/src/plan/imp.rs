@@ -129,10 +129,20 @@ pub fn stranded_since(s: &Scenario) -> BTreeMap<String, Duration> {
 /// IM&P nodes down for good that their PRG peer takes over (those failed for good and not
 /// [`stranded_since`]), each with its cluster.
 pub fn taken_over_for_good(s: &Scenario) -> BTreeMap<String, &ImpCluster> {
+    taken_over_for_good_since(s)
+        .into_iter()
+        .map(|(n, (_, c))| (n, c))
+        .collect()
+}
+
+/// [`taken_over_for_good`], with when each node went down. What the node held in offline
+/// storage then is lost with it: a node's offline messages live in its own database, and only
+/// the node hands them over (at a failover or fallback it takes part in, or once restarted),
+/// which one down for good never does (explore seed 25446).
+pub fn taken_over_for_good_since(s: &Scenario) -> BTreeMap<String, (Duration, &ImpCluster)> {
     let stranded = stranded_since(s);
     (down_for_good(s).into_iter())
         .filter(|(n, _)| !stranded.contains_key(n))
-        .map(|(n, (_, c))| (n, c))
         .collect()
 }
 
