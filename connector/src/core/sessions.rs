@@ -765,6 +765,14 @@ impl SessionManager {
         self.users.keys()
     }
 
+    /// Whether the user's session here ended because another connector node took it over
+    /// ([`crate::proto::xmpp::SESSION_TAKEN_OVER`]) and nobody asked for it since.
+    pub fn taken_over(&self, user: &str) -> bool {
+        self.users.get(user).is_some_and(|u| {
+            matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
+        })
+    }
+
     /// The node ended a session on its side (a Jabber client took the resource): it is
     /// failed with `condition` until wanted again. A released session that ends was taken
     /// over (or lost): nothing is left to close.

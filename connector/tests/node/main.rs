@@ -1108,3 +1108,37 @@ fn a_node_given_a_user_learns_their_last_use_with_jabber_from_the_presence_answe
     let page = h.node.status_page(h.now);
     assert_eq!((page.enabled, page.active, page.inactive), (3, 1, 2));
 }
+
+/// Explore seed 26232: exp-a-2 was cut off from the cloud when Control Hub put it in
+/// maintenance mode, so it never heard that its users moved to exp-a-1; exp-a-1's sessions took
+/// them over on IM&P (exp-a-2's ended `taken-over`). When maintenance mode ended the cloud gave
+/// four of them back to exp-a-2, still cut off; its resync after the partition found them
+/// assigned as before, changed nothing, and they had no session until its next presence poll
+/// (10 minutes). A resync now asks again for every user still assigned whose session was
+/// taken over, as an assignment would.
+#[test]
+fn a_resync_reopens_a_session_taken_over_while_the_user_stayed_assigned_here() {
+    let mut h = Harness::new(settings());
+    alice_open(&mut h);
+    h.stanzas.clear();
+    // Another connector node opened her session: IM&P ended this one.
+    h.stanza(
+        "imp-a-1",
+        "<iq type='set' id='t-1' from='imp-a-1' to='hm.exp-a-1'><session \
+         xmlns='urn:hmsim:hybrid-session:0' action='stop' jid='alice@example.com/hm-webex' \
+         reason='taken-over'/></iq>",
+    );
+    let ack = h.stanza_to("imp-a-1");
+    assert_eq!(ack.attr("id"), Some("t-1"));
+    h.run_until(h.now + secs(30));
+    h.answer_routine();
+    assert!(h.stanzas.is_empty(), "{:?}", h.stanzas);
+    // The event stream came back: the cloud gives her to this node still.
+    h.node.resync(h.now);
+    h.drain();
+    let a = h.request("/v1/connectors/assignments");
+    h.answer(&a, 200, &json!({ "users": [ALICE] }).to_string());
+    h.run_until(h.now + secs(1));
+    let iq = h.stanza_to("imp-a-1");
+    session_iq(&iq, "imp-a-1", "start", ALICE);
+}

@@ -44,9 +44,35 @@ impl ConnectorNode {
         for u in &added {
             self.jabber_seen.entry(u.clone()).or_insert(now);
         }
+        if resync {
+            self.reopen_taken_over(&users, &moved, now);
+        }
         self.poll_presence(&added);
         self.ask_again_for(&added, now, rng);
         self.after_assignments(now, rng);
+    }
+
+    /// After a resync, the users still assigned here whose session another connector node
+    /// took over are asked for again, as an assignment would: the node missed their moves
+    /// away and back while its event stream was down, and nothing else would reopen them
+    /// before the next presence poll (explore seed 26232: exp-a-2 cut off from the cloud
+    /// through its own maintenance mode, four users without a session for 10 minutes).
+    fn reopen_taken_over(
+        &mut self,
+        users: &BTreeSet<String>,
+        moved: &BTreeSet<String>,
+        now: Duration,
+    ) {
+        let taken: Vec<String> = (users.iter())
+            .filter(|u| !moved.contains(*u) && self.sessions.taken_over(u))
+            .cloned()
+            .collect();
+        for u in &taken {
+            self.apply_presence(u, now);
+        }
+        if !taken.is_empty() {
+            self.drain_sessions();
+        }
     }
 
     /// Whether an assignments fetch is waiting for its answer.
