@@ -141,6 +141,11 @@ impl<'a> UserView<'a> {
         (p.node.as_deref() == Some(node) && at >= p.at).then_some((at, used))
     }
 
+    /// See [`BridgeLog::last_told`].
+    pub fn last_told(&self, node: &str) -> Option<(Duration, Duration)> {
+        node_value(&self.rec?.told, node).copied()
+    }
+
     /// See [`BridgeLog::delivered_since_placed`].
     pub fn delivered_since_placed(&self, node: &str) -> Option<(Duration, Duration)> {
         let rec = self.rec?;
@@ -370,6 +375,13 @@ impl BridgeLog {
         self.user(email).told_since_placed(node)
     }
 
+    /// The latest presence answer that told `node` the user's last use of Webex with Jabber,
+    /// whether or not the user was placed there again since: (when answered, the use). A node
+    /// that never heard the user taken off it keeps that use (explore seed 26600).
+    pub fn last_told(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
+        self.user(email).last_told(node)
+    }
+
     /// The first and the last activity event of `email`'s delivered to `node` since the user
     /// was last placed there: `None` if none, or if the user is not on `node`.
     pub fn delivered_since_placed(&self, email: &str, node: &str) -> Option<(Duration, Duration)> {
@@ -553,6 +565,12 @@ mod tests {
         log.told("a@x", "exp-2", s(21), s(5));
         log.moved("a@x", Some("exp-2"), Some("exp-1"), s(30));
         assert_eq!(log.told_since_placed("a@x", "exp-1"), None, "told before");
+        assert_eq!(
+            log.last_told("a@x", "exp-1"),
+            Some((s(12), s(5))),
+            "told before"
+        );
+        assert_eq!(log.last_told("a@x", "exp-3"), None, "never told");
         log.told("a@x", "exp-1", s(32), s(31));
         log.rename("a@x", "b@x");
         assert_eq!(log.told_since_placed("b@x", "exp-1"), Some((s(32), s(31))));

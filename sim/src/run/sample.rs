@@ -260,10 +260,13 @@ fn cloud_share(
         let told_sure = told.is_some_and(|(at, _)| settled(at));
         let Some((_, last)) = rec.delivered_since_placed(node) else {
             // Taken off this node and put back on it: the node forgot the user's use only if
-            // it received the removal (explore seed 75: a cloud crash, no socket for it).
+            // it received the removal (explore seed 75: a cloud crash, no socket for it), be
+            // that use an event delivered to it or one a presence answer told it (explore seed
+            // 26600: told at 239 s, moved off unheard after a cloud outage, back at 390 s).
             let back = rec
                 .last_delivery()
-                .is_some_and(|(to, at)| to == node && within(at));
+                .is_some_and(|(to, at)| to == node && within(at))
+                || rec.last_told(node).is_some_and(|(_, used)| within(used));
             s.active.1 += usize::from(back || told.is_some());
             s.active.0 += usize::from(told_sure && placed);
             continue;
