@@ -814,6 +814,43 @@ fn a_post_stuck_on_its_way_claims_its_conversation_when_the_cloud_answers() {
     );
 }
 
+/// A hold's release waits behind every post of its conversation queued before the release
+/// is sent (explore seed 23245): after a cloud outage exp-a-1 held a conversation and queued
+/// its backlog with the release behind it; messages 32 and 33 came from IM&P at 506.8 s, after
+/// the flush, and were queued behind the release. The release reached the cloud after the
+/// backlog, the hold ended, and exp-a-2's post of message 34 (held until then) was taken
+/// before 33. A release already on its way is not recalled.
+#[test]
+fn a_holds_release_waits_behind_a_post_of_its_conversation_queued_after_it() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node_of_two();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    n.post_retried(POSTS.into(), json!({"client_id": "m31"}), 7);
+    let first = only(requests(&mut n), POSTS);
+    n.release_hold("space-1", 7);
+    n.post_retried(POSTS.into(), json!({"client_id": "m32"}), 7);
+    n.post_retried(POSTS.into(), json!({"client_id": "m33"}), 7);
+    assert!(
+        requests(&mut n).is_empty(),
+        "one request of a lane at a time"
+    );
+    n.handle_http(t, first.id, 200, b"{}", &mut rng);
+    for m in ["m32", "m33"] {
+        let next = only(requests(&mut n), POSTS);
+        assert_eq!(client_id(&next), m);
+        n.handle_http(t, next.id, 200, b"{}", &mut rng);
+    }
+    let release = only(requests(&mut n), HOLD);
+    assert_eq!(body_of(&release), json!({"release": true}));
+    // On its way: a post queued now follows it.
+    n.post_retried(POSTS.into(), json!({"client_id": "m34"}), 7);
+    assert!(requests(&mut n).is_empty());
+    n.handle_http(t, release.id, 200, b"{}", &mut rng);
+    assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m34");
+}
+
 /// A lone node (no other node in its cluster, no other cluster) sends no claim: no other
 /// node can post to its conversations, so its posts, in order in their lanes, cannot be
 /// overtaken; a claim would only be a pointless request (it changed `presence-poll`'s trace).

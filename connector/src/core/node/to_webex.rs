@@ -439,7 +439,19 @@ impl ConnectorNode {
                 self.stats.dropped_full += 1;
             }
             Some(hold) => {
+                // A hold's release not sent yet goes behind this post of its conversation:
+                // sent before it, the release would let the other node's newer posts in
+                // while this one still waits (explore seed 23245).
+                let release = (!retry.releases_hold)
+                    .then(|| hold.waiting.iter().find(|(_, w)| w.releases_hold))
+                    .flatten()
+                    .map(|(seq, _)| *seq);
                 hold.waiting.insert(retry.seq, retry);
+                if let Some(mut r) = release.and_then(|seq| hold.waiting.remove(&seq)) {
+                    self.next_post_seq += 1;
+                    r.seq = self.next_post_seq;
+                    hold.waiting.insert(r.seq, r);
+                }
             }
             None => {
                 let hold = LaneHold {
