@@ -121,7 +121,7 @@ impl ConnectorNode {
 
     /// Declares this node's unposted messages of the conversation of `lane` and `space_id`
     /// at the cloud, on the control connection, claiming nothing.
-    fn declare_unposted(&mut self, lane: u64, space_id: &str) {
+    pub(super) fn declare_unposted(&mut self, lane: u64, space_id: &str) {
         let Some(p) = self
             .pair_space
             .iter()
@@ -430,7 +430,7 @@ impl ConnectorNode {
     /// Expressway cluster has another node, or the organization another cluster. A claim only
     /// keeps another node's newer posts from overtaking this node's older ones; a lone node's
     /// conversations are in order in its lanes, and its claims would be pointless requests.
-    fn another_node_may_serve(&self) -> bool {
+    pub(super) fn another_node_may_serve(&self) -> bool {
         self.s.cluster.nodes.len() > 1 || !self.s.others.is_empty()
     }
 
@@ -457,7 +457,7 @@ impl ConnectorNode {
 }
 
 /// The space of an activity post's path (`/v1/spaces/{id}/activities`).
-fn space_of_post(path: &str) -> Option<&str> {
+pub(super) fn space_of_post(path: &str) -> Option<&str> {
     path.strip_prefix("/v1/spaces/")?
         .strip_suffix("/activities")
 }

@@ -851,6 +851,46 @@ fn a_holds_release_waits_behind_a_post_of_its_conversation_queued_after_it() {
     assert_eq!(client_id(&only(requests(&mut n), POSTS)), "m34");
 }
 
+/// A post queued while its conversation's hold or claim is still to be released is declared
+/// at once (seed 16 of `cloud-outage-two-nodes-order-release-behind-late-posts`): after a
+/// cloud outage exp-a-2 claimed user00030's conversation, declaring its unposted messages
+/// then; message 45 reached only exp-a-2, at 511.2 s, behind its backlog. exp-a-1 lacked it,
+/// and the cloud, knowing nothing of it, took exp-a-1's post of message 46 (got at 513 s)
+/// before exp-a-2 posted 45.
+#[test]
+fn a_post_queued_before_its_conversations_release_is_declared() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let mut n = node_of_two();
+    let t = Duration::from_secs(600);
+    n.handle_timeout(t, &mut rng);
+    requests(&mut n);
+    let pair = (ALICE.to_string(), BOB.to_string());
+    n.pair_space.insert(pair.clone(), "space-1".into());
+    let lane = lane_of(&pair);
+    n.post_retried(
+        POSTS.into(),
+        json!({"client_id": "m43", "got_ms": 500}),
+        lane,
+    );
+    only(requests(&mut n), POSTS);
+    n.release_hold("space-1", lane);
+    n.post_retried(
+        POSTS.into(),
+        json!({"client_id": "m45", "got_ms": 511_200}),
+        lane,
+    );
+    let declared = only(requests(&mut n), CLAIMS_PATH);
+    let want = json!([
+        {"client_id": "m43", "got_ms": 500},
+        {"client_id": "m45", "got_ms": 511_200}
+    ]);
+    assert_eq!(body_of(&declared)["claims"][0]["unposted"], want);
+    assert!(
+        body_of(&declared)["claims"][0].get("since_ms").is_none(),
+        "claims nothing"
+    );
+}
+
 /// A lone node (no other node in its cluster, no other cluster) sends no claim: no other
 /// node can post to its conversations, so its posts, in order in their lanes, cannot be
 /// overtaken; a claim would only be a pointless request (it changed `presence-poll`'s trace).

@@ -446,11 +446,18 @@ impl ConnectorNode {
                     .then(|| hold.waiting.iter().find(|(_, w)| w.releases_hold))
                     .flatten()
                     .map(|(seq, _)| *seq);
+                let space = super::answers::space_of_post(&retry.path).map(str::to_string);
                 hold.waiting.insert(retry.seq, retry);
                 if let Some(mut r) = release.and_then(|seq| hold.waiting.remove(&seq)) {
                     self.next_post_seq += 1;
                     r.seq = self.next_post_seq;
                     hold.waiting.insert(r.seq, r);
+                    // Declared at the cloud with the rest: the other node may lack it, and
+                    // must not post its newer messages first (seed 16 of
+                    // `cloud-outage-two-nodes-order-release-behind-late-posts`).
+                    if let Some(space) = space.filter(|_| self.another_node_may_serve()) {
+                        self.declare_unposted(lane, &space);
+                    }
                 }
             }
             None => {
