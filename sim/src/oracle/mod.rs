@@ -193,16 +193,10 @@ impl<'a> Oracle<'a> {
 
     /// Whether `user/device` was logged in over the whole of `[from, to]`.
     pub fn device_up_over(&self, user: &str, device: &str, from: Duration, to: Duration) -> bool {
-        let Some(events) = self.sessions.get(&(user.to_string(), device.to_string())) else {
-            return false;
-        };
+        let events = self.device_sessions(user, device);
         // Up at `from` (its last transition by then was a login) and no logout until `to`.
-        let up_at_start = events
-            .iter()
-            .rfind(|(at, _)| *at <= from)
-            .is_some_and(|(_, u)| *u);
         let down_inside = events.iter().any(|(at, u)| !*u && *at >= from && *at <= to);
-        up_at_start && !down_inside
+        up_at(events, from) && !down_inside
     }
 
     /// Devices of `user` that ever had a session.
@@ -284,19 +278,20 @@ impl<'a> Oracle<'a> {
     /// Whether a Jabber device of `user` was logged in at some moment of `[from, to]`.
     fn jabber_logged_in_during(&self, user: &str, from: Duration, to: Duration) -> bool {
         self.devices_of(user).iter().any(|d| {
-            let Some(events) = self.sessions.get(&(user.to_string(), d.to_string())) else {
-                return false;
-            };
-            let up_at_from = events
-                .iter()
-                .rfind(|(at, _)| *at <= from)
-                .is_some_and(|(_, up)| *up);
+            let events = self.device_sessions(user, d);
             interop::client_of_device(d) == ClientKind::Jabber
-                && (up_at_from
+                && (up_at(events, from)
                     || events
                         .iter()
                         .any(|(at, up)| *up && (from..=to).contains(at)))
         })
+    }
+
+    /// The session transitions of `user/device` in time order (none if it never had one).
+    fn device_sessions(&self, user: &str, device: &str) -> &[(Duration, bool)] {
+        self.sessions
+            .get(&(user.to_string(), device.to_string()))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Whether the recipient clients still `missing` a message across the bridge may stay
@@ -431,6 +426,14 @@ impl Oracle<'_> {
             })
         })
     }
+}
+
+/// Whether the last of a device's session `events` at or before `t` was a login.
+fn up_at(events: &[(Duration, bool)], t: Duration) -> bool {
+    events
+        .iter()
+        .rfind(|(at, _)| *at <= t)
+        .is_some_and(|(_, up)| *up)
 }
 
 /// PRG states are sampled, so a change is seen up to this long after it happened.
