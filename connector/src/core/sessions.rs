@@ -117,6 +117,10 @@ struct UserSession {
     /// it would refuse again, forever: explore seeds 2476, 2497). Cleared by an explicit
     /// move ([`SessionManager::retarget`]).
     redirected_from: Option<String>,
+    /// The node the last `redirect` refusing this session named, followed or not: a session
+    /// that failed on a redirect to a node whose link was not up follows it once the link is
+    /// ([`SessionManager::node_up`], explore seed 28367).
+    redirected_to: Option<String>,
 }
 
 /// An open that a node refused with `redirect` naming the node serving the user now (a PRG
@@ -349,6 +353,7 @@ impl SessionManager {
                 redirects: 0,
                 moving_redirects: 0,
                 redirected_from: None,
+                redirected_to: None,
             },
         );
         self.unsettled += 1;
@@ -457,6 +462,7 @@ impl SessionManager {
             redirects: 0,
             moving_redirects: 0,
             redirected_from: None,
+            redirected_to: None,
         };
         self.users.insert(user.to_string(), session);
         true
@@ -511,7 +517,40 @@ impl SessionManager {
     pub fn node_up(&mut self, node: &str, now: Duration) {
         self.nodes_up.insert(node.to_string());
         self.nodes_known.insert(node.to_string());
+        self.follow_failed_redirects(node);
         self.pump(now);
+    }
+
+    /// Sessions that failed on a `redirect` naming `node` while its link was not up (a
+    /// redirect to a node never linked is final) follow it now, within
+    /// [`REDIRECTS_FOLLOWED_MAX`]: the node a PRG peer keeps naming is back (explore seed
+    /// 28367: imp-a-1 down from exp-a-1's start, its users' sessions failed on imp-a-2's
+    /// redirects to it, and nothing asked again once it was back).
+    fn follow_failed_redirects(&mut self, node: &str) {
+        let named = |u: &UserSession| {
+            u.redirected_to.as_deref() == Some(node)
+                && u.node != node
+                && u.redirects < REDIRECTS_FOLLOWED_MAX
+                && matches!(&u.state, SessionState::Failed { condition } if condition == "redirect")
+        };
+        let users: Vec<String> = (self.users.iter())
+            .filter(|(_, u)| named(u))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in users {
+            let Some(u) = self.users.get_mut(&k) else {
+                continue;
+            };
+            u.redirects += 1;
+            u.moving = false;
+            let from = std::mem::replace(&mut u.node, node.to_string());
+            u.redirected_from.get_or_insert(from);
+            let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
+            set_state(ch, un, &k, u, SessionState::Queued);
+            if !self.queue.contains(&k) {
+                self.queue.push_back(k);
+            }
+        }
     }
 
     /// The component link to `node` is gone: its sessions are lost and queued again.
@@ -604,6 +643,9 @@ impl SessionManager {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
+        if condition == "redirect" {
+            u.redirected_to = redirect_target(iq);
+        }
         let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
         let named = (condition == "redirect")
             .then(|| redirect_target(iq))
@@ -1404,6 +1446,35 @@ mod tests {
             u64::from(REDIRECTS_FOLLOWED_MAX)
         );
         assert!(drain(&mut m).is_empty());
+    }
+
+    /// Explore seed 28367: exp-a-1 started as imp-a-1 failed (its link never came up) and
+    /// moved imp-a-1's users to imp-a-2, which kept naming imp-a-1 (high availability was
+    /// switched off before the takeover). A redirect to a node whose link was never up is
+    /// final, so the sessions failed; when imp-a-1 came back and its link came up, nothing
+    /// asked again, and two users never had a session. A session failed on a redirect follows
+    /// it once the named node's link is up.
+    #[test]
+    fn a_session_failed_on_a_redirect_follows_it_once_the_named_nodes_link_is_up() {
+        let mut rng = ChaCha8Rng::seed_from_u64(8);
+        let mut m = manager(100.0);
+        m.node_up("imp-1", Duration::ZERO);
+        m.want("a@x", "a@x", "imp-1", Duration::ZERO);
+        m.want("b@x", "b@x", "imp-1", Duration::ZERO);
+        let c = drain(&mut m);
+        m.handle_iq(&redirect_to(&c[0], "imp-9"), Duration::ZERO, &mut rng);
+        m.handle_iq(&redirect_to(&c[1], "imp-8"), Duration::ZERO, &mut rng);
+        assert!(
+            matches!(m.state("a@x"), Some(SessionState::Failed { condition }) if condition == "redirect")
+        );
+        let later = Duration::from_secs(300);
+        m.node_up("imp-9", later);
+        let c = drain(&mut m);
+        assert_eq!(c.len(), 1, "only the session sent to imp-9: {c:?}");
+        assert_eq!(c[0].node, "imp-9");
+        m.handle_iq(&answer(&c[0], true, ""), later, &mut rng);
+        assert_eq!(m.state("a@x"), Some(&SessionState::Open));
+        assert!(matches!(m.state("b@x"), Some(SessionState::Failed { .. })));
     }
 
     #[test]
