@@ -30,7 +30,7 @@
 //! not robust: without HA or without a peer, the node's users simply lose their sessions.
 
 use rand_core::Rng;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Node status as the status page shows it (spec 71).
@@ -71,6 +71,9 @@ pub struct Failover {
     scheduled: Vec<Move>,
     /// Where each failed-over node's users currently go.
     redirect: BTreeMap<String, String>,
+    /// Nodes whose component link is up ([`Self::link_back`], [`Self::link_lost`]): a node
+    /// failed over but linked is healthy, not serving (spec 65: Failed Over).
+    linked: BTreeSet<String>,
 }
 
 impl Failover {
@@ -92,6 +95,7 @@ impl Failover {
             detection_delay_max,
             scheduled: Vec::new(),
             redirect: BTreeMap::new(),
+            linked: BTreeSet::new(),
         }
     }
 
@@ -149,6 +153,14 @@ impl Failover {
         let Some(peer) = peer.filter(|_| ha) else {
             return;
         };
+        // A peer failed over to `node` whose link is up is healthy (Failed Over): the PRG's
+        // survivor takes its own users back and `node`'s over (spec 65; explore seed 28314:
+        // a connector restarted while imp-a-3 was failed over, imp-a-3 back, imp-a-4 then lost
+        // for good, six sessions left queued on it).
+        if self.redirect.get(&peer).is_some_and(|to| to == node) && self.linked.contains(&peer) {
+            self.node_back(&peer, now, rng);
+            return;
+        }
         if self.status(&peer) != Some(NodeStatus::Operational) {
             return;
         }
@@ -167,6 +179,7 @@ impl Failover {
     /// is down too, the outage is over. A peer of `node` still down with high availability
     /// is taken over by `node` as by any automatic failover ([`Self::taken_over_by`]).
     pub fn link_back(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        self.linked.insert(node.to_string());
         let served_by_peer = self
             .redirect
             .get(node)
@@ -175,6 +188,12 @@ impl Failover {
             self.node_back(node, now, rng);
         }
         self.taken_over_by(node, now, rng);
+    }
+
+    /// The component link to `node` was lost at `now`: the node is lost ([`Self::node_lost`]).
+    pub fn link_lost(&mut self, node: &str, now: Duration, rng: &mut impl Rng) {
+        self.linked.remove(node);
+        self.node_lost(node, now, rng);
     }
 
     /// `node` is Operational again at `now` while its PRG peer is still down (its stream lost
@@ -488,6 +507,42 @@ mod tests {
             assert_eq!(f.target("imp-a-1"), "imp-a-2");
             assert_eq!(f.target("imp-a-2"), "imp-a-2");
         }
+    }
+
+    /// Explore seed 28314: exp-a-2 restarted while imp-a-3 was failed over to imp-a-4 (it
+    /// learned so from a redirect); imp-a-3 came back healthy, its users kept on imp-a-4
+    /// (Failed Over), and then imp-a-4 failed for good. Under high availability imp-a-3 took
+    /// both nodes' users (Taking Over, then Running in Backup Mode), but the connector
+    /// scheduled nothing: the peer counted as Outage, so nothing could move to it, and six
+    /// sessions stayed queued on the dead node. A peer whose link is up, failed over to the
+    /// node lost, takes its own users back and the lost node's over.
+    #[test]
+    fn a_failed_over_node_whose_link_is_up_takes_everything_when_its_peer_is_lost() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut f = pair(true);
+        assert!(f.learned_failed_over("imp-a-1", "imp-a-2", Duration::from_secs(213)));
+        f.link_back("imp-a-1", Duration::from_secs(223), &mut rng);
+        assert_eq!(
+            f.status("imp-a-1"),
+            Some(NodeStatus::Outage),
+            "its users on the peer"
+        );
+        assert_eq!(f.target("imp-a-1"), "imp-a-2");
+        f.link_lost("imp-a-2", Duration::from_secs(270), &mut rng);
+        let moves = every_move(&mut f);
+        let mut moves: Vec<_> = (moves.iter())
+            .map(|m| (m.from.as_str(), m.to.as_str(), m.fallback))
+            .collect();
+        moves.sort();
+        let expected = vec![("imp-a-2", "imp-a-1", false), ("imp-a-2", "imp-a-1", true)];
+        assert_eq!(moves, expected);
+        assert_eq!(f.target("imp-a-1"), "imp-a-1");
+        assert_eq!(f.target("imp-a-2"), "imp-a-1");
+        // Its link down as well, nothing moves (explore seed 7216).
+        let mut f = pair(true);
+        assert!(f.learned_failed_over("imp-a-1", "imp-a-2", Duration::from_secs(213)));
+        f.link_lost("imp-a-2", Duration::from_secs(270), &mut rng);
+        assert!(every_move(&mut f).is_empty());
     }
 
     /// Explore seed 24793: imp-a-1 fell back (its users back on it, the connector's

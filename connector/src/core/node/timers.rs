@@ -12,7 +12,7 @@ impl ConnectorNode {
 
     /// The component link to `node` was lost.
     pub fn node_down(&mut self, now: Duration, node: &str, rng: &mut impl Rng) {
-        self.failover.node_lost(node, now, rng);
+        self.failover.link_lost(node, now, rng);
         self.sessions.node_down(node, now);
         for (email, _) in self.published.clone() {
             if self.sessions.node_of(&email) == Some(node) {
