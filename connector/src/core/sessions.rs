@@ -643,9 +643,7 @@ impl SessionManager {
         let Some(u) = self.users.get_mut(&user) else {
             return;
         };
-        if condition == "redirect" {
-            u.redirected_to = redirect_target(iq);
-        }
+        note_redirect(u, condition, iq);
         let (ch, un) = (&mut self.open_changed, &mut self.unsettled);
         let named = (condition == "redirect")
             .then(|| redirect_target(iq))
@@ -937,6 +935,13 @@ impl SessionManager {
 
 /// The node a `redirect` error names (RFC 6120 8.3.3.14: its character data is the
 /// alternate address, an `xmpp:` URI or a bare domain), if any.
+/// Keeps the node a `redirect` refusing `u`'s session named ([`UserSession::redirected_to`]).
+fn note_redirect(u: &mut UserSession, condition: &str, iq: &Element) {
+    if condition == "redirect" {
+        u.redirected_to = redirect_target(iq);
+    }
+}
+
 fn redirect_target(iq: &Element) -> Option<String> {
     let err = iq.elements().find(|e| e.name == "error")?;
     let text = err.child("redirect", xmpp::NS_STANZAS)?.text();
