@@ -96,6 +96,13 @@ pub enum SessionState {
     },
 }
 
+impl SessionState {
+    /// Whether the session failed for good with the stanza error `condition`.
+    pub fn failed_with(&self, condition: &str) -> bool {
+        matches!(self, SessionState::Failed { condition: c } if c == condition)
+    }
+}
+
 #[derive(Debug)]
 struct UserSession {
     jid: String,
@@ -322,8 +329,7 @@ impl SessionManager {
                 // Another connector node took the session over while the cloud still gives
                 // the user to this one (assignments settling after a node came back): open
                 // it again, or nobody would hold it once the other node lets go.
-                if matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
-                {
+                if u.state.failed_with(xmpp::SESSION_TAKEN_OVER) {
                     set_state(
                         &mut self.open_changed,
                         &mut self.unsettled,
@@ -531,7 +537,7 @@ impl SessionManager {
             u.redirected_to.as_deref() == Some(node)
                 && u.node != node
                 && u.redirects < REDIRECTS_FOLLOWED_MAX
-                && matches!(&u.state, SessionState::Failed { condition } if condition == "redirect")
+                && u.state.failed_with("redirect")
         };
         let users: Vec<String> = (self.users.iter())
             .filter(|(_, u)| named(u))
@@ -808,9 +814,7 @@ impl SessionManager {
     /// Whether the user's session here ended because another connector node took it over
     /// ([`crate::proto::xmpp::SESSION_TAKEN_OVER`]) and nobody asked for it since.
     pub fn taken_over(&self, user: &str) -> bool {
-        self.users.get(user).is_some_and(|u| {
-            matches!(&u.state, SessionState::Failed { condition } if condition == xmpp::SESSION_TAKEN_OVER)
-        })
+        (self.users.get(user)).is_some_and(|u| u.state.failed_with(xmpp::SESSION_TAKEN_OVER))
     }
 
     /// The node ended a session on its side (a Jabber client took the resource): it is

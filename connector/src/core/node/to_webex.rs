@@ -438,28 +438,7 @@ impl ConnectorNode {
             Some(hold) if hold.waiting.len() >= HELD_POSTS_PER_LANE_MAX => {
                 self.stats.dropped_full += 1;
             }
-            Some(hold) => {
-                // A hold's release not sent yet goes behind this post of its conversation:
-                // sent before it, the release would let the other node's newer posts in
-                // while this one still waits (explore seed 23245).
-                let release = (!retry.releases_hold)
-                    .then(|| hold.waiting.iter().find(|(_, w)| w.releases_hold))
-                    .flatten()
-                    .map(|(seq, _)| *seq);
-                let space = super::answers::space_of_post(&retry.path).map(str::to_string);
-                hold.waiting.insert(retry.seq, retry);
-                if let Some(mut r) = release.and_then(|seq| hold.waiting.remove(&seq)) {
-                    self.next_post_seq += 1;
-                    r.seq = self.next_post_seq;
-                    hold.waiting.insert(r.seq, r);
-                    // Declared at the cloud with the rest: the other node may lack it, and
-                    // must not post its newer messages first (seed 16 of
-                    // `cloud-outage-two-nodes-order-release-behind-late-posts`).
-                    if let Some(space) = space.filter(|_| self.another_node_may_serve()) {
-                        self.declare_unposted(lane, &space);
-                    }
-                }
-            }
+            Some(_) => self.wait_in_lane(retry),
             None => {
                 let hold = LaneHold {
                     head: retry.seq,
@@ -468,6 +447,37 @@ impl ConnectorNode {
                 self.lane_holds.insert(lane, hold);
                 self.send_post(retry);
             }
+        }
+    }
+
+    /// Queues a post behind its lane's head. A hold's release not sent yet goes behind it:
+    /// sent before it, the release would let the other node's newer posts in while this one
+    /// still waits (explore seed 23245).
+    fn wait_in_lane(&mut self, retry: Box<PostRetry>) {
+        let lane = retry.lane;
+        let Some(hold) = self.lane_holds.get_mut(&lane) else {
+            return;
+        };
+        let release = (!retry.releases_hold)
+            .then(|| hold.waiting.iter().find(|(_, w)| w.releases_hold))
+            .flatten()
+            .map(|(seq, _)| *seq);
+        // Only a post queued behind a release is declared: its space is read then.
+        let space = release
+            .and_then(|_| super::answers::space_of_post(&retry.path))
+            .map(str::to_string);
+        hold.waiting.insert(retry.seq, retry);
+        let Some(mut r) = release.and_then(|seq| hold.waiting.remove(&seq)) else {
+            return;
+        };
+        self.next_post_seq += 1;
+        r.seq = self.next_post_seq;
+        hold.waiting.insert(r.seq, r);
+        // Declared at the cloud with the rest: the other node may lack it, and must not post
+        // its newer messages first (seed 16 of
+        // `cloud-outage-two-nodes-order-release-behind-late-posts`).
+        if let Some(space) = space.filter(|_| self.another_node_may_serve()) {
+            self.declare_unposted(lane, &space);
         }
     }
 
